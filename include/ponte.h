@@ -1,0 +1,545 @@
+/* ponte.h — the public C API of Ponte, a lazy array framework for machine learning.
+ *
+ * Conventions (read these once; every function below follows them):
+ *  - Arrays are handles (pn_array *), reference counted and lazy: an op returns at once with
+ *    its shape and dtype known; data is computed by pn_eval (or when it is read).
+ *  - Ownership: an array returned by the library belongs to the innermost open scope
+ *    (pn_scope_push) of the calling thread, or to the caller when no scope is open. The
+ *    owner gives it up with pn_release (safe in both cases). pn_retain adds an independent
+ *    reference that outlives scopes. Inputs are never consumed: ops retain what they need.
+ *  - Errors: a function that fails returns NULL (or a negative int) and sets a thread-local
+ *    error with a kind and a message. Errors are sticky: an op given a NULL input returns NULL
+ *    and keeps the first error, so pn_add(pn_matmul(x, w), b) needs a single check.
+ *  - Axes may be negative (counted from the end). "axes == NULL" means all axes; a single
+ *    axis argument takes PN_ALL_AXES to mean "over the flattened array" (MLX's axis=None).
+ *  - Names, argument order and semantics follow mlx.core: pn_X is mlx.core.X.
+ */
+#ifndef PONTE_H
+#define PONTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PONTE_VERSION_MAJOR 0
+#define PONTE_VERSION_MINOR 1
+#define PONTE_VERSION_PATCH 0
+
+/* ───────────────────────────── dtypes ───────────────────────────── */
+
+/* Element types, in mlx.core.Dtype's order. */
+typedef enum pn_dtype {
+    PN_BOOL = 0,
+    PN_UINT8,
+    PN_UINT16,
+    PN_UINT32,
+    PN_UINT64,
+    PN_INT8,
+    PN_INT16,
+    PN_INT32,
+    PN_INT64,
+    PN_FLOAT16,
+    PN_FLOAT32,
+    PN_FLOAT64,
+    PN_BFLOAT16,
+    PN_COMPLEX64,
+    PN_NUM_DTYPES
+} pn_dtype;
+
+/* Categories of dtypes, as mlx.core's: used by pn_issubdtype. */
+typedef enum pn_dtype_category {
+    PN_CAT_GENERIC = 0,
+    PN_CAT_NUMBER,
+    PN_CAT_INTEGER,
+    PN_CAT_UNSIGNEDINTEGER,
+    PN_CAT_SIGNEDINTEGER,
+    PN_CAT_INEXACT,
+    PN_CAT_FLOATING,
+    PN_CAT_COMPLEXFLOATING,
+    PN_CAT_BOOL
+} pn_dtype_category;
+
+/* Size of one element in bytes (bool is 1). */
+size_t pn_dtype_size(pn_dtype dtype);
+/* MLX's name of the dtype ("float32", "bfloat16", ...); "invalid" for a bad value. */
+const char *pn_dtype_name(pn_dtype dtype);
+/* The dtype that a and b promote to under MLX's rules. */
+pn_dtype pn_promote_types(pn_dtype a, pn_dtype b);
+/* Whether dtype belongs to category (or equals it, for the concrete-dtype form). */
+bool pn_issubdtype(pn_dtype dtype, pn_dtype_category category);
+
+/* ───────────────────────────── errors ───────────────────────────── */
+
+typedef enum pn_error_kind {
+    PN_OK = 0,
+    PN_ERR_INVALID_ARGUMENT, /* wrong shape, dtype, axis, index, ... (Python: ValueError) */
+    PN_ERR_OUT_OF_MEMORY,    /* an allocation failed after the cache was released (MemoryError) */
+    PN_ERR_IO,               /* a file could not be read or written, or is malformed (OSError) */
+    PN_ERR_BACKEND,          /* a device or library failed, or an op is missing (RuntimeError) */
+    PN_ERR_TYPE              /* a wrong kind of argument (TypeError) */
+} pn_error_kind;
+
+/* The kind of the calling thread's first unhandled error, or PN_OK. */
+pn_error_kind pn_last_error(void);
+/* Its message ("" when there is none). Valid until the next pn_clear_error on this thread. */
+const char *pn_last_error_message(void);
+/* Forgets the calling thread's error; later ops can fail afresh. */
+void pn_clear_error(void);
+/* Records an error on the calling thread (the first one sticks). For bindings and closures
+ * that want their failure to travel like a Ponte error. Returns -1 for convenience. */
+int pn_set_error(pn_error_kind kind, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* ───────────────────────────── devices and streams ───────────────────────────── */
+
+typedef enum pn_device_type { PN_CPU = 0, PN_GPU = 1, PN_NUM_DEVICE_TYPES } pn_device_type;
+
+typedef struct pn_device {
+    pn_device_type type;
+    int index;
+} pn_device;
+
+typedef struct pn_stream {
+    int index; /* process-wide stream id */
+    pn_device device;
+} pn_stream;
+
+/* The device ops run on when no stream is chosen: the GPU when a usable CUDA device is
+ * present, else the CPU; PONTE_DEVICE=cpu|gpu in the environment overrides the choice. */
+pn_device pn_default_device(void);
+/* Sets the default device. Fails (returns -1) when the device is not available. */
+int pn_set_default_device(pn_device device);
+/* Whether a device of this type can run ops in this process. */
+bool pn_is_available(pn_device device);
+/* Whether a usable CUDA GPU is present; when not, pn_gpu_unavailable_reason says why. */
+bool pn_gpu_available(void);
+const char *pn_gpu_unavailable_reason(void);
+/* The default stream of a device. */
+pn_stream pn_default_stream(pn_device device);
+/* A new stream on the device; work on it orders itself against other streams by events. */
+pn_stream pn_new_stream(pn_device device);
+/* Makes s the stream of new ops on this thread until the matching pn_stream_pop
+ * (mlx.core.stream(s) as a context manager). */
+int pn_stream_push(pn_stream s);
+void pn_stream_pop(void);
+/* The stream new ops on this thread go to. */
+pn_stream pn_current_stream(void);
+/* Waits until all work queued on s has finished. */
+int pn_synchronize(pn_stream s);
+
+/* ───────────────────────────── arrays ───────────────────────────── */
+
+typedef struct pn_array pn_array;
+
+/* Adds a reference that the caller owns independently of any scope. Returns a. */
+pn_array *pn_retain(pn_array *a);
+/* Gives up the caller's ownership of a (held directly or through the current scope).
+ * The graph keeps what pending computations need. NULL is ignored. */
+void pn_release(pn_array *a);
+
+int pn_ndim(const pn_array *a);
+/* Pointer to ndim extents, valid while a lives. */
+const int64_t *pn_shape(const pn_array *a);
+/* Extent of axis (negative counts from the end); -1 with an error for a bad axis. */
+int64_t pn_dim(const pn_array *a, int axis);
+int64_t pn_size(const pn_array *a);
+pn_dtype pn_array_dtype(const pn_array *a);
+size_t pn_itemsize(const pn_array *a);
+size_t pn_nbytes(const pn_array *a);
+/* Whether a's data has been computed. */
+bool pn_is_evaluated(const pn_array *a);
+
+/* A new array holding a copy of the row-major data (shape[ndim] elements of dtype). */
+pn_array *pn_array_from_data(const void *data, const int64_t *shape, int ndim, pn_dtype dtype);
+/* A 0-d array holding value converted to dtype. */
+pn_array *pn_scalar(double value, pn_dtype dtype);
+pn_array *pn_scalar_int(int64_t value, pn_dtype dtype);
+pn_array *pn_scalar_complex(float re, float im);
+/* "Weak" scalars, as Python numbers in MLX: they take the dtype of the array they meet
+ * (x + 2 keeps x's dtype; an int array + 0.5 becomes float32). */
+pn_array *pn_weak_float(double value);
+pn_array *pn_weak_int(int64_t value);
+pn_array *pn_weak_bool(bool value);
+
+/* Evaluates a and copies its elements in row-major order into dst, which has room for
+ * dst_bytes. Returns 0, or -1 with an error (e.g. dst too small). */
+int pn_to_host(pn_array *a, void *dst, size_t dst_bytes);
+/* Evaluates a and returns a pointer to its row-major contiguous elements on the host, valid
+ * while a lives and is not modified. NULL with an error on failure. */
+const void *pn_data(pn_array *a);
+/* Evaluates a size-1 array and returns its value as double / int64 (complex: real part). */
+double pn_item(pn_array *a);
+int64_t pn_item_int(pn_array *a);
+
+/* MLX's printed form of a ("array([[1, 2],\n       [3, 4]], dtype=int32)"), newly malloc'd;
+ * free it with pn_free_string. NULL with an error on failure. */
+char *pn_to_string(pn_array *a);
+void pn_free_string(char *s);
+/* Prints pn_to_string(a) and a newline to f. Returns 0 or -1. */
+int pn_print(FILE *f, pn_array *a);
+
+/* ───────────────────────────── evaluation ───────────────────────────── */
+
+/* Computes the n arrays (and everything they depend on). NULL entries are an error.
+ * Returns 0, or -1 with the error of the failing op. */
+int pn_eval(pn_array *const *arrays, int n);
+/* Starts computing the arrays and returns; reading their data waits for them. */
+int pn_async_eval(pn_array *const *arrays, int n);
+
+/* ───────────────────────────── scopes ───────────────────────────── */
+
+/* Opens a scope: arrays returned until the matching pop belong to it. */
+void pn_scope_push(void);
+/* Closes the innermost scope, releasing every array it owns. */
+void pn_scope_pop(void);
+/* Closes the innermost scope, releasing what it owns except the n arrays in keep, which move
+ * to the enclosing scope (or to the caller when none is open). */
+void pn_scope_pop_keep(pn_array *const *keep, int n);
+/* Depth of the calling thread's scope stack. */
+int pn_scope_depth(void);
+
+/* ───────────────────────────── memory ───────────────────────────── */
+
+/* Bytes in arrays now / at the peak since start or the last reset / held in the cache. */
+size_t pn_get_active_memory(void);
+size_t pn_get_peak_memory(void);
+void pn_reset_peak_memory(void);
+size_t pn_get_cache_memory(void);
+/* Limits; each returns the previous value. An allocation that would pass the memory limit
+ * empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no limit. */
+size_t pn_set_memory_limit(size_t limit);
+size_t pn_set_cache_limit(size_t limit);
+/* Returns cached buffers to the system. */
+void pn_clear_cache(void);
+
+/* ───────────────────────────── creation ───────────────────────────── */
+
+pn_array *pn_zeros(const int64_t *shape, int ndim, pn_dtype dtype);
+pn_array *pn_ones(const int64_t *shape, int ndim, pn_dtype dtype);
+/* vals broadcast to shape, cast to dtype. */
+pn_array *pn_full(const int64_t *shape, int ndim, pn_array *vals, pn_dtype dtype);
+/* start, start+step, ... < stop (MLX: float dtypes when any bound is a float). */
+pn_array *pn_arange(double start, double stop, double step, pn_dtype dtype);
+pn_array *pn_linspace(double start, double stop, int64_t num, pn_dtype dtype);
+/* n×m (m<0 means n) with ones on diagonal k. */
+pn_array *pn_eye(int64_t n, int64_t m, int k, pn_dtype dtype);
+pn_array *pn_identity(int64_t n, pn_dtype dtype);
+/* n×m with ones at and below diagonal k. */
+pn_array *pn_tri(int64_t n, int64_t m, int k, pn_dtype dtype);
+pn_array *pn_tril(pn_array *a, int k);
+pn_array *pn_triu(pn_array *a, int k);
+pn_array *pn_zeros_like(pn_array *a);
+pn_array *pn_ones_like(pn_array *a);
+pn_array *pn_full_like(pn_array *a, pn_array *vals);
+pn_array *pn_astype(pn_array *a, pn_dtype dtype);
+pn_array *pn_copy(pn_array *a);
+
+/* ───────────────────────────── elementwise ───────────────────────────── */
+
+/* Unary: MLX's names and dtype rules (math on integers gives float32). */
+pn_array *pn_abs(pn_array *a);
+pn_array *pn_negative(pn_array *a);
+pn_array *pn_sign(pn_array *a);
+pn_array *pn_sqrt(pn_array *a);
+pn_array *pn_rsqrt(pn_array *a);
+pn_array *pn_square(pn_array *a);
+pn_array *pn_reciprocal(pn_array *a);
+pn_array *pn_exp(pn_array *a);
+pn_array *pn_expm1(pn_array *a);
+pn_array *pn_log(pn_array *a);
+pn_array *pn_log1p(pn_array *a);
+pn_array *pn_log2(pn_array *a);
+pn_array *pn_log10(pn_array *a);
+pn_array *pn_sin(pn_array *a);
+pn_array *pn_cos(pn_array *a);
+pn_array *pn_tan(pn_array *a);
+pn_array *pn_arcsin(pn_array *a);
+pn_array *pn_arccos(pn_array *a);
+pn_array *pn_arctan(pn_array *a);
+pn_array *pn_sinh(pn_array *a);
+pn_array *pn_cosh(pn_array *a);
+pn_array *pn_tanh(pn_array *a);
+pn_array *pn_arcsinh(pn_array *a);
+pn_array *pn_arccosh(pn_array *a);
+pn_array *pn_arctanh(pn_array *a);
+pn_array *pn_floor(pn_array *a);
+pn_array *pn_ceil(pn_array *a);
+/* Rounds half to even at `decimals` decimal places. */
+pn_array *pn_round(pn_array *a, int decimals);
+pn_array *pn_sigmoid(pn_array *a);
+pn_array *pn_erf(pn_array *a);
+pn_array *pn_erfinv(pn_array *a);
+pn_array *pn_logical_not(pn_array *a);
+pn_array *pn_bitwise_invert(pn_array *a);
+pn_array *pn_isnan(pn_array *a);
+pn_array *pn_isinf(pn_array *a);
+pn_array *pn_isfinite(pn_array *a);
+pn_array *pn_isposinf(pn_array *a);
+pn_array *pn_isneginf(pn_array *a);
+pn_array *pn_conjugate(pn_array *a);
+pn_array *pn_real(pn_array *a);
+pn_array *pn_imag(pn_array *a);
+pn_array *pn_degrees(pn_array *a);
+pn_array *pn_radians(pn_array *a);
+/* The same values, through which no gradient flows. */
+pn_array *pn_stop_gradient(pn_array *a);
+
+/* Binary, broadcasting, with MLX's type promotion. */
+pn_array *pn_add(pn_array *a, pn_array *b);
+pn_array *pn_subtract(pn_array *a, pn_array *b);
+pn_array *pn_multiply(pn_array *a, pn_array *b);
+pn_array *pn_divide(pn_array *a, pn_array *b);
+pn_array *pn_floor_divide(pn_array *a, pn_array *b);
+pn_array *pn_remainder(pn_array *a, pn_array *b);
+/* (a // b, a % b) into out[0], out[1]. Returns 0 or -1. */
+int pn_divmod(pn_array *a, pn_array *b, pn_array **out);
+pn_array *pn_power(pn_array *a, pn_array *b);
+pn_array *pn_maximum(pn_array *a, pn_array *b);
+pn_array *pn_minimum(pn_array *a, pn_array *b);
+pn_array *pn_arctan2(pn_array *a, pn_array *b);
+pn_array *pn_logaddexp(pn_array *a, pn_array *b);
+pn_array *pn_equal(pn_array *a, pn_array *b);
+pn_array *pn_not_equal(pn_array *a, pn_array *b);
+pn_array *pn_less(pn_array *a, pn_array *b);
+pn_array *pn_less_equal(pn_array *a, pn_array *b);
+pn_array *pn_greater(pn_array *a, pn_array *b);
+pn_array *pn_greater_equal(pn_array *a, pn_array *b);
+pn_array *pn_logical_and(pn_array *a, pn_array *b);
+pn_array *pn_logical_or(pn_array *a, pn_array *b);
+pn_array *pn_bitwise_and(pn_array *a, pn_array *b);
+pn_array *pn_bitwise_or(pn_array *a, pn_array *b);
+pn_array *pn_bitwise_xor(pn_array *a, pn_array *b);
+pn_array *pn_left_shift(pn_array *a, pn_array *b);
+pn_array *pn_right_shift(pn_array *a, pn_array *b);
+
+/* cond ? x : y, broadcasting all three. */
+pn_array *pn_where(pn_array *cond, pn_array *x, pn_array *y);
+/* Clips to [a_min, a_max]; either bound may be NULL (not both). */
+pn_array *pn_clip(pn_array *a, pn_array *a_min, pn_array *a_max);
+/* Replaces NaN by nan, +inf by posinf, -inf by neginf (NULL bound pointers pick the
+ * dtype's largest / lowest finite values, as MLX). */
+pn_array *pn_nan_to_num(pn_array *a, double nan, const double *posinf, const double *neginf);
+pn_array *pn_isclose(pn_array *a, pn_array *b, double rtol, double atol, bool equal_nan);
+/* Scalar bool arrays. */
+pn_array *pn_allclose(pn_array *a, pn_array *b, double rtol, double atol, bool equal_nan);
+pn_array *pn_array_equal(pn_array *a, pn_array *b, bool equal_nan);
+
+/* ───────────────────────────── reductions and scans ───────────────────────────── */
+
+#define PN_ALL_AXES (-2147483647 - 1)
+
+pn_array *pn_sum(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_prod(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_max(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_min(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_mean(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_var(pn_array *a, const int *axes, int naxes, bool keepdims, int ddof);
+pn_array *pn_std(pn_array *a, const int *axes, int naxes, bool keepdims, int ddof);
+pn_array *pn_all(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_any(pn_array *a, const int *axes, int naxes, bool keepdims);
+pn_array *pn_logsumexp(pn_array *a, const int *axes, int naxes, bool keepdims);
+/* Index of the first extreme along axis (PN_ALL_AXES: of the flattened array); uint32. */
+pn_array *pn_argmax(pn_array *a, int axis, bool keepdims);
+pn_array *pn_argmin(pn_array *a, int axis, bool keepdims);
+/* precise: accumulate in float32 for half types. */
+pn_array *pn_softmax(pn_array *a, const int *axes, int naxes, bool precise);
+pn_array *pn_log_softmax(pn_array *a, const int *axes, int naxes);
+/* Scans along axis (PN_ALL_AXES: flattened); reverse scans from the end; inclusive=false
+ * shifts by one (the first element is the op's identity). */
+pn_array *pn_cumsum(pn_array *a, int axis, bool reverse, bool inclusive);
+pn_array *pn_cumprod(pn_array *a, int axis, bool reverse, bool inclusive);
+pn_array *pn_cummax(pn_array *a, int axis, bool reverse, bool inclusive);
+pn_array *pn_cummin(pn_array *a, int axis, bool reverse, bool inclusive);
+pn_array *pn_logcumsumexp(pn_array *a, int axis, bool reverse, bool inclusive);
+
+/* ───────────────────────────── shapes ───────────────────────────── */
+
+/* One extent may be -1 (inferred). A view when possible. */
+pn_array *pn_reshape(pn_array *a, const int64_t *shape, int ndim);
+pn_array *pn_flatten(pn_array *a, int start_axis, int end_axis);
+pn_array *pn_unflatten(pn_array *a, int axis, const int64_t *shape, int ndim);
+/* axes == NULL removes every size-1 axis. */
+pn_array *pn_squeeze(pn_array *a, const int *axes, int naxes);
+pn_array *pn_expand_dims(pn_array *a, const int *axes, int naxes);
+/* axes == NULL reverses the axes. */
+pn_array *pn_transpose(pn_array *a, const int *axes, int naxes);
+pn_array *pn_swapaxes(pn_array *a, int axis1, int axis2);
+pn_array *pn_moveaxis(pn_array *a, int source, int destination);
+pn_array *pn_broadcast_to(pn_array *a, const int64_t *shape, int ndim);
+/* Broadcasts the n inputs against each other into out[0..n-1]. Returns 0 or -1. */
+int pn_broadcast_arrays(pn_array *const *arrays, int n, pn_array **out);
+pn_array *pn_concatenate(pn_array *const *arrays, int n, int axis);
+pn_array *pn_stack(pn_array *const *arrays, int n, int axis);
+/* Splits at the nindices ascending indices along axis into out[0..nindices]. */
+int pn_split(pn_array *a, const int64_t *indices, int nindices, int axis, pn_array **out);
+/* Splits into nsections equal parts along axis (an error when they are not equal). */
+int pn_split_sections(pn_array *a, int nsections, int axis, pn_array **out);
+pn_array *pn_tile(pn_array *a, const int64_t *reps, int nreps);
+/* Repeats each element `repeats` times along axis (PN_ALL_AXES: flattened first). */
+pn_array *pn_repeat(pn_array *a, int64_t repeats, int axis);
+typedef enum pn_pad_mode { PN_PAD_CONSTANT = 0, PN_PAD_EDGE } pn_pad_mode;
+/* Pads axes[i] with low[i] before and high[i] after (axes == NULL: the first naxes axes).
+ * value (a scalar array, NULL = 0) fills constant padding. */
+pn_array *pn_pad(pn_array *a, const int *axes, const int64_t *low, const int64_t *high,
+                 int naxes, pn_array *value, pn_pad_mode mode);
+/* Reverses the order along the given axes (NULL: all). */
+pn_array *pn_flip(pn_array *a, const int *axes, int naxes);
+/* Rolls by shift[i] along axes[i]; axes == NULL rolls the flattened array by shift[0]. */
+pn_array *pn_roll(pn_array *a, const int64_t *shift, const int *axes, int naxes);
+/* a[start:stop:step] per axis (ndim entries each; steps may be negative; bounds are clamped
+ * like Python's). strides == NULL means 1. */
+pn_array *pn_slice(pn_array *a, const int64_t *start, const int64_t *stop, const int64_t *strides,
+                   int n);
+/* A copy of src with src[start:stop:step] = update (broadcast). */
+pn_array *pn_slice_update(pn_array *src, pn_array *update, const int64_t *start,
+                          const int64_t *stop, const int64_t *strides, int n);
+/* A view with the given shape and element strides from element offset of a's data. */
+pn_array *pn_as_strided(pn_array *a, const int64_t *shape, const int64_t *strides, int ndim,
+                        int64_t offset);
+/* Coordinate grids; indexing "xy" (Cartesian) or "ij" (matrix). Returns 0 or -1. */
+int pn_meshgrid(pn_array *const *arrays, int n, bool sparse, const char *indexing,
+                pn_array **out);
+
+/* ───────────────────────────── indexing ───────────────────────────── */
+
+/* Elements of a at integer indices along axis (PN_ALL_AXES: of the flattened array). */
+pn_array *pn_take(pn_array *a, pn_array *indices, int axis);
+pn_array *pn_take_along_axis(pn_array *a, pn_array *indices, int axis);
+pn_array *pn_put_along_axis(pn_array *a, pn_array *indices, pn_array *values, int axis);
+/* MLX's gather: nidx index arrays (broadcast together) index axes[0..nidx-1] of a, each
+ * gathered item is a slice of slice_sizes (ndim(a) entries). */
+pn_array *pn_gather(pn_array *a, pn_array *const *indices, int nidx, const int *axes,
+                    const int64_t *slice_sizes);
+typedef enum pn_scatter_mode {
+    PN_SCATTER_SET = 0,
+    PN_SCATTER_ADD,
+    PN_SCATTER_PROD,
+    PN_SCATTER_MAX,
+    PN_SCATTER_MIN
+} pn_scatter_mode;
+/* MLX's scatter: a copy of a where the slices of updates land at the given indices along
+ * axes, combined by mode. updates has shape broadcast(indices) + slice shape. */
+pn_array *pn_scatter(pn_array *a, pn_array *const *indices, int nidx, pn_array *updates,
+                     const int *axes, pn_scatter_mode mode);
+
+/* ───────────────────────────── linear algebra ───────────────────────────── */
+
+/* numpy/MLX matmul: batched and broadcast; 1-d operands are vectors. */
+pn_array *pn_matmul(pn_array *a, pn_array *b);
+/* alpha * (a @ b) + beta * c. */
+pn_array *pn_addmm(pn_array *c, pn_array *a, pn_array *b, double alpha, double beta);
+pn_array *pn_outer(pn_array *a, pn_array *b);
+pn_array *pn_inner(pn_array *a, pn_array *b);
+/* Contracts axes_a[i] of a with axes_b[i] of b. */
+pn_array *pn_tensordot(pn_array *a, pn_array *b, const int *axes_a, const int *axes_b, int n);
+/* Contracts the last n axes of a with the first n of b. */
+pn_array *pn_tensordot_n(pn_array *a, pn_array *b, int n);
+/* numpy's einsum ("ij,jk->ik"), over n operands. */
+pn_array *pn_einsum(const char *subscripts, pn_array *const *operands, int n);
+pn_array *pn_trace(pn_array *a, int offset, int axis1, int axis2);
+/* 1-d: a matrix with a on diagonal k; 2-d: diagonal k as 1-d. */
+pn_array *pn_diag(pn_array *a, int k);
+pn_array *pn_diagonal(pn_array *a, int offset, int axis1, int axis2);
+
+/* ───────────────────────────── sorting ───────────────────────────── */
+
+/* Sorted along axis (PN_ALL_AXES: flattened); NaNs last, as MLX. */
+pn_array *pn_sort(pn_array *a, int axis);
+/* Indices (uint32) that sort along axis; stable. */
+pn_array *pn_argsort(pn_array *a, int axis);
+/* The kth element in its sorted place, smaller ones before, larger after. */
+pn_array *pn_partition(pn_array *a, int kth, int axis);
+pn_array *pn_argpartition(pn_array *a, int kth, int axis);
+/* The k largest elements along axis (unordered, as MLX). */
+pn_array *pn_topk(pn_array *a, int k, int axis);
+
+/* ───────────────────────────── random ───────────────────────────── */
+/* Keys are uint32 arrays of shape (2,). A NULL key draws from the global key, which
+ * pn_random_seed sets; the same key gives the same bits as MLX. */
+
+pn_array *pn_random_key(uint64_t seed);
+void pn_random_seed(uint64_t seed);
+/* num new keys of shape (num, 2). */
+pn_array *pn_random_split(pn_array *key, int num);
+/* Raw random bits: width 1, 2 or 4 bytes gives uint8/16/32. */
+pn_array *pn_random_bits(const int64_t *shape, int ndim, int width, pn_array *key);
+pn_array *pn_random_uniform(pn_array *low, pn_array *high, const int64_t *shape, int ndim,
+                            pn_dtype dtype, pn_array *key);
+pn_array *pn_random_normal(const int64_t *shape, int ndim, pn_dtype dtype, double loc,
+                           double scale, pn_array *key);
+pn_array *pn_random_randint(pn_array *low, pn_array *high, const int64_t *shape, int ndim,
+                            pn_dtype dtype, pn_array *key);
+/* p may be NULL (0.5). shape == NULL uses p's shape. */
+pn_array *pn_random_bernoulli(pn_array *p, const int64_t *shape, int ndim, pn_array *key);
+pn_array *pn_random_truncated_normal(pn_array *lower, pn_array *upper, const int64_t *shape,
+                                     int ndim, pn_dtype dtype, pn_array *key);
+/* Samples from logits along axis; num_samples > 0 appends that axis, else shape (may be
+ * NULL: logits' shape without axis). */
+pn_array *pn_random_categorical(pn_array *logits, int axis, const int64_t *shape, int ndim,
+                                int num_samples, pn_array *key);
+pn_array *pn_random_gumbel(const int64_t *shape, int ndim, pn_dtype dtype, pn_array *key);
+pn_array *pn_random_laplace(const int64_t *shape, int ndim, pn_dtype dtype, double loc,
+                            double scale, pn_array *key);
+pn_array *pn_random_multivariate_normal(pn_array *mean, pn_array *cov, const int64_t *shape,
+                                        int ndim, pn_dtype dtype, pn_array *key);
+/* A permutation of x along axis. */
+pn_array *pn_random_permutation(pn_array *x, int axis, pn_array *key);
+/* A permutation of arange(n). */
+pn_array *pn_random_permutation_n(int64_t n, pn_array *key);
+
+/* ───────────────────────────── function transformations ───────────────────────────── */
+
+/* The largest number of outputs a function may return through a closure. */
+#define PN_MAX_OUTPUTS 64
+
+/* A function of arrays: reads nin inputs, writes up to PN_MAX_OUTPUTS outputs into out and
+ * their count into *nout. Returns 0, or -1 after setting an error. The outputs it writes are
+ * returned to the caller (the caller's scope or the caller owns them). */
+typedef int (*pn_fn)(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out);
+
+typedef struct pn_closure pn_closure;
+
+/* Wraps fn and ctx; destroy (may be NULL) runs on ctx when the last reference goes. */
+pn_closure *pn_closure_new(pn_fn fn, void *ctx, void (*destroy)(void *ctx));
+pn_closure *pn_closure_retain(pn_closure *f);
+void pn_closure_release(pn_closure *f);
+/* Calls f. Returns 0 or -1 with an error. */
+int pn_closure_call(pn_closure *f, int nin, pn_array *const *in, int *nout, pn_array **out);
+
+/* Vector-Jacobian product of f at primals with one cotangent per output: outputs go to
+ * out (count in *nout), the nprimals input cotangents to vjps. Returns 0 or -1. */
+int pn_vjp(pn_closure *f, int nprimals, pn_array *const *primals, int ncotangents,
+           pn_array *const *cotangents, int *nout, pn_array **out, pn_array **vjps);
+/* Jacobian-vector product of f at primals with one tangent per primal: outputs to out and
+ * their tangents to jvps (both *nout long). Returns 0 or -1. */
+int pn_jvp(pn_closure *f, int nprimals, pn_array *const *primals, pn_array *const *tangents,
+           int *nout, pn_array **out, pn_array **jvps);
+/* A closure computing the gradient of f's first output (a scalar) with respect to the
+ * inputs listed in argnums (NULL: input 0); its outputs are the nargnums gradients. */
+pn_closure *pn_grad(pn_closure *f, const int *argnums, int nargnums);
+/* As pn_grad, but the closure returns all of f's outputs (the value and any auxiliary
+ * outputs) followed by the gradients. */
+pn_closure *pn_value_and_grad(pn_closure *f, const int *argnums, int nargnums);
+/* A closure equal to f that keeps only its inputs for the backward pass and recomputes the
+ * rest there (gradient checkpointing). */
+pn_closure *pn_checkpoint(pn_closure *f);
+/* A closure equal to f whose vjp is computed by vjp_fn. vjp_fn receives the primals, then
+ * the cotangents (one per output), then the outputs (nin = nprimals + 2 * nout) and writes one
+ * cotangent per primal. */
+pn_closure *pn_custom_vjp(pn_closure *f, pn_closure *vjp_fn);
+/* Vectorizes f over axis in_axes[i] of input i (-1: not mapped); outputs get the mapped axis
+ * at out_axes[j] (NULL: 0). */
+pn_closure *pn_vmap(pn_closure *f, const int *in_axes, int nin, const int *out_axes, int nout);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PONTE_H */

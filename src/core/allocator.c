@@ -1,0 +1,216 @@
+/* allocator.c — the CPU caching allocator behind every buffer: size classes (four per power
+ * of two), free lists per class, active/peak/cache statistics, memory and cache limits. A
+ * failed allocation empties the cache and retries before it reports out of memory. */
+#include "core.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#define ALIGN 64
+#define NUM_CLASSES 256
+/* Blocks above this size are not cached (returned to the system at once). */
+#define MAX_CACHED ((size_t)1 << 36)
+
+typedef struct free_block {
+    struct free_block *next;
+} free_block;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static free_block *free_lists[NUM_CLASSES];
+static size_t active_bytes, peak_bytes, cache_bytes;
+static size_t memory_limit; /* 0: none */
+static size_t cache_limit = (size_t)-1;
+
+/* Class index and capacity for a request: 64 bytes minimum, then 4 steps per power of two
+ * (at most 25% waste). */
+static int size_class(size_t n, size_t *capacity)
+{
+    if (n <= ALIGN) {
+        *capacity = ALIGN;
+        return 0;
+    }
+    int p = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^p < n <= 2^(p+1) */
+    size_t base = (size_t)1 << p, step = base / 4;
+    size_t k = (n - base + step - 1) / step; /* 1..4 */
+    size_t cap = base + k * step;
+    if (cap % ALIGN) cap += ALIGN - cap % ALIGN;
+    *capacity = cap;
+    int cls = (p - 6) * 4 + (int)k;
+    return cls < NUM_CLASSES ? cls : NUM_CLASSES - 1;
+}
+
+/* The capacity of blocks in class c (the inverse of size_class). */
+static size_t class_capacity(int c)
+{
+    if (c == 0) return ALIGN;
+    int p = (c - 1) / 4 + 6, k = (c - 1) % 4 + 1;
+    size_t base = (size_t)1 << p, cap = base + (size_t)k * (base / 4);
+    return cap % ALIGN ? cap + ALIGN - cap % ALIGN : cap;
+}
+
+/* Frees cached blocks, largest classes first, until at most keep bytes stay cached. */
+static void release_cache_locked(size_t keep)
+{
+    for (int c = NUM_CLASSES - 1; c >= 0 && cache_bytes > keep; c--) {
+        while (free_lists[c] && cache_bytes > keep) {
+            free_block *b = free_lists[c];
+            free_lists[c] = b->next;
+            cache_bytes -= class_capacity(c);
+            free(b);
+        }
+    }
+}
+
+void *pnC_alloc_bytes(size_t nbytes, size_t *capacity)
+{
+    size_t cap;
+    int cls = size_class(nbytes, &cap);
+    bool cacheable = cap <= MAX_CACHED && cls < NUM_CLASSES - 1;
+    pthread_mutex_lock(&lock);
+    if (cacheable && free_lists[cls]) {
+        free_block *b = free_lists[cls];
+        free_lists[cls] = b->next;
+        cache_bytes -= cap;
+        active_bytes += cap;
+        if (active_bytes > peak_bytes) peak_bytes = active_bytes;
+        pthread_mutex_unlock(&lock);
+        *capacity = cap;
+        return b;
+    }
+    if (memory_limit && active_bytes + cap > memory_limit) {
+        release_cache_locked(0);
+        if (active_bytes + cap > memory_limit) {
+            size_t active = active_bytes;
+            pthread_mutex_unlock(&lock);
+            pnC_fail(PN_ERR_OUT_OF_MEMORY,
+                     "[malloc] Attempting to allocate %zu bytes which is greater than the memory "
+                     "limit of %zu bytes (%zu bytes in use).",
+                     nbytes, memory_limit, active);
+            return NULL;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    void *p = aligned_alloc(ALIGN, cap);
+    if (!p) { /* give the cache back to the system and try once more */
+        pthread_mutex_lock(&lock);
+        release_cache_locked(0);
+        pthread_mutex_unlock(&lock);
+        p = aligned_alloc(ALIGN, cap);
+        if (!p) {
+            pnC_fail(PN_ERR_OUT_OF_MEMORY, "[malloc] Unable to allocate %zu bytes.", nbytes);
+            return NULL;
+        }
+    }
+    pthread_mutex_lock(&lock);
+    active_bytes += cap;
+    if (active_bytes > peak_bytes) peak_bytes = active_bytes;
+    pthread_mutex_unlock(&lock);
+    *capacity = cap;
+    return p;
+}
+
+void pnC_free_bytes(void *p, size_t capacity)
+{
+    if (!p) return;
+    size_t cap;
+    int cls = size_class(capacity, &cap);
+    pthread_mutex_lock(&lock);
+    active_bytes -= capacity;
+    if (cap == capacity && capacity <= MAX_CACHED && cls < NUM_CLASSES - 1 &&
+        cache_bytes + capacity <= cache_limit) {
+        free_block *b = p;
+        b->next = free_lists[cls];
+        free_lists[cls] = b;
+        cache_bytes += capacity;
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    pthread_mutex_unlock(&lock);
+    free(p);
+}
+
+size_t pn_get_active_memory(void)
+{
+    pthread_mutex_lock(&lock);
+    size_t v = active_bytes;
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
+size_t pn_get_peak_memory(void)
+{
+    pthread_mutex_lock(&lock);
+    size_t v = peak_bytes;
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
+void pn_reset_peak_memory(void)
+{
+    pthread_mutex_lock(&lock);
+    peak_bytes = active_bytes;
+    pthread_mutex_unlock(&lock);
+}
+
+size_t pn_get_cache_memory(void)
+{
+    pthread_mutex_lock(&lock);
+    size_t v = cache_bytes;
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
+size_t pn_set_memory_limit(size_t limit)
+{
+    pthread_mutex_lock(&lock);
+    size_t old = memory_limit;
+    memory_limit = limit;
+    pthread_mutex_unlock(&lock);
+    return old;
+}
+
+size_t pn_set_cache_limit(size_t limit)
+{
+    pthread_mutex_lock(&lock);
+    size_t old = cache_limit;
+    cache_limit = limit;
+    release_cache_locked(limit);
+    pthread_mutex_unlock(&lock);
+    return old;
+}
+
+void pn_clear_cache(void)
+{
+    pthread_mutex_lock(&lock);
+    release_cache_locked(0);
+    pthread_mutex_unlock(&lock);
+}
+
+/* ───────────────────────────── buffers ───────────────────────────── */
+
+pnC_buffer *pnC_buffer_new(size_t nbytes)
+{
+    pnC_buffer *b = malloc(sizeof *b);
+    if (!b) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[malloc] Unable to allocate a buffer.");
+    b->data = pnC_alloc_bytes(nbytes, &b->capacity);
+    if (!b->data) {
+        free(b);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->nbytes = nbytes;
+    b->device = NULL;
+    b->host_valid = 1;
+    b->device_valid = 0;
+    return b;
+}
+
+void pnC_buffer_retain(pnC_buffer *b) { atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed); }
+
+void pnC_buffer_release(pnC_buffer *b)
+{
+    if (!b) return;
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
+    pnC_free_bytes(b->data, b->capacity);
+    free(b);
+}
