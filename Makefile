@@ -38,6 +38,21 @@ test: test-release test-asan
 bench: build
 	$(BUILD)/ponte_bench
 
+DATA := $(BUILD)/data/fashion-mnist
+FASHION := /usr/share/datasets/fashion-mnist
+TRAIN_ARGS ?=
+
+# Debian's dataset-fashion-mnist ships the idx files gzipped; the example reads them raw.
+$(DATA)/.ready: | deps
+	@test -f $(FASHION)/train-images-idx3-ubyte.gz || scripts/install-deps dataset-fashion-mnist
+	mkdir -p $(DATA)
+	for f in train-images-idx3-ubyte train-labels-idx1-ubyte t10k-images-idx3-ubyte t10k-labels-idx1-ubyte; do \
+	  gzip -dc $(FASHION)/$$f.gz > $(DATA)/$$f; done
+	touch $@
+
+train: build $(DATA)/.ready
+	$(BUILD)/fashion_mnist --data $(DATA) --out $(BUILD)/fashion_mnist $(TRAIN_ARGS)
+
 install: build
 	cmake --install $(BUILD)
 

@@ -539,6 +539,158 @@ pn_closure *pn_custom_vjp(pn_closure *f, pn_closure *vjp_fn);
  * at out_axes[j] (NULL: 0). */
 pn_closure *pn_vmap(pn_closure *f, const int *in_axes, int nin, const int *out_axes, int nout);
 
+
+/* ───────────────────────────── nn: layers as functions ───────────────────────────── */
+/* mlx.nn's layers, activations, losses and initializers as functions over arrays. Weights
+ * use MLX's layouts (linear: weight (out, in)). */
+
+/* x @ weight.T + bias (bias may be NULL). */
+pn_array *pn_nn_linear(pn_array *x, pn_array *weight, pn_array *bias);
+pn_array *pn_nn_embedding(pn_array *indices, pn_array *weight);
+
+/* Activations (mlx.nn names). */
+pn_array *pn_nn_relu(pn_array *x);
+pn_array *pn_nn_relu6(pn_array *x);
+pn_array *pn_nn_leaky_relu(pn_array *x, double negative_slope);
+pn_array *pn_nn_elu(pn_array *x, double alpha);
+pn_array *pn_nn_selu(pn_array *x);
+pn_array *pn_nn_celu(pn_array *x, double alpha);
+pn_array *pn_nn_gelu(pn_array *x);           /* exact, with erf */
+pn_array *pn_nn_gelu_approx(pn_array *x);    /* tanh approximation */
+pn_array *pn_nn_gelu_fast_approx(pn_array *x); /* x * sigmoid(1.702 x) */
+pn_array *pn_nn_silu(pn_array *x);
+pn_array *pn_nn_sigmoid(pn_array *x);
+pn_array *pn_nn_log_sigmoid(pn_array *x);
+pn_array *pn_nn_softplus(pn_array *x);
+pn_array *pn_nn_softsign(pn_array *x);
+pn_array *pn_nn_mish(pn_array *x);
+pn_array *pn_nn_hardswish(pn_array *x);
+pn_array *pn_nn_hard_tanh(pn_array *x, double min_val, double max_val);
+pn_array *pn_nn_tanh(pn_array *x);
+/* Splits x in two halves along axis: a * sigmoid(b). */
+pn_array *pn_nn_glu(pn_array *x, int axis);
+pn_array *pn_nn_prelu(pn_array *x, pn_array *alpha);
+
+/* Normalization over the last axis with optional affine weight/bias (NULL: none). */
+pn_array *pn_nn_layer_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps);
+pn_array *pn_nn_rms_norm(pn_array *x, pn_array *weight, double eps);
+
+/* Zeroes elements with probability p and scales the rest by 1/(1-p); identity when p == 0.
+ * key may be NULL (global random state). */
+pn_array *pn_nn_dropout(pn_array *x, double p, pn_array *key);
+
+typedef enum pn_loss_reduction {
+    PN_REDUCTION_NONE = 0,
+    PN_REDUCTION_MEAN,
+    PN_REDUCTION_SUM
+} pn_loss_reduction;
+
+/* Cross entropy of logits against integer class targets (or probabilities of logits' shape)
+ * along axis, with label smoothing in [0, 1). */
+pn_array *pn_nn_cross_entropy(pn_array *logits, pn_array *targets, int axis,
+                              double label_smoothing, pn_loss_reduction reduction);
+pn_array *pn_nn_binary_cross_entropy(pn_array *inputs, pn_array *targets, bool with_logits,
+                                     pn_loss_reduction reduction);
+pn_array *pn_nn_mse_loss(pn_array *predictions, pn_array *targets, pn_loss_reduction reduction);
+pn_array *pn_nn_l1_loss(pn_array *predictions, pn_array *targets, pn_loss_reduction reduction);
+pn_array *pn_nn_smooth_l1_loss(pn_array *predictions, pn_array *targets, double beta,
+                               pn_loss_reduction reduction);
+pn_array *pn_nn_huber_loss(pn_array *inputs, pn_array *targets, double delta,
+                           pn_loss_reduction reduction);
+pn_array *pn_nn_nll_loss(pn_array *inputs, pn_array *targets, int axis,
+                         pn_loss_reduction reduction);
+pn_array *pn_nn_kl_div_loss(pn_array *inputs, pn_array *targets, int axis,
+                            pn_loss_reduction reduction);
+
+/* Initializers (mlx.nn.init): new arrays of shape/dtype. key may be NULL. */
+pn_array *pn_nn_init_uniform(const int64_t *shape, int ndim, pn_dtype dtype, double low,
+                             double high, pn_array *key);
+pn_array *pn_nn_init_normal(const int64_t *shape, int ndim, pn_dtype dtype, double mean,
+                            double std, pn_array *key);
+/* fan_in/fan_out from the last two axes as mlx.nn.init computes them. */
+pn_array *pn_nn_init_glorot_uniform(const int64_t *shape, int ndim, pn_dtype dtype,
+                                    double gain, pn_array *key);
+pn_array *pn_nn_init_glorot_normal(const int64_t *shape, int ndim, pn_dtype dtype, double gain,
+                                   pn_array *key);
+pn_array *pn_nn_init_he_uniform(const int64_t *shape, int ndim, pn_dtype dtype, bool fan_out,
+                                double gain, pn_array *key);
+pn_array *pn_nn_init_he_normal(const int64_t *shape, int ndim, pn_dtype dtype, bool fan_out,
+                               double gain, pn_array *key);
+
+/* ───────────────────────────── parameter trees ───────────────────────────── */
+/* An ordered map from dotted names ("layers.0.weight", as mlx.utils.tree_flatten writes them)
+ * to arrays: a model's parameters, its gradients, an optimizer's state. The map holds its own
+ * references. */
+
+typedef struct pn_params pn_params;
+
+pn_params *pn_params_new(void);
+void pn_params_free(pn_params *p);
+/* Sets name to a (retained; replaces and releases an existing entry). Returns 0 or -1. */
+int pn_params_set(pn_params *p, const char *name, pn_array *a);
+/* The array stored under name (borrowed), or NULL. */
+pn_array *pn_params_get(const pn_params *p, const char *name);
+int pn_params_count(const pn_params *p);
+const char *pn_params_name(const pn_params *p, int i);
+pn_array *pn_params_at(const pn_params *p, int i);
+/* Entries whose names start with "prefix." as a new map with the prefix removed. */
+pn_params *pn_params_subtree(const pn_params *p, const char *prefix);
+/* Evaluates every array in the map. */
+int pn_params_eval(const pn_params *p);
+
+/* ───────────────────────────── optimizers ───────────────────────────── */
+
+/* A learning-rate schedule: the rate at step (0-based). */
+typedef struct pn_schedule pn_schedule;
+pn_schedule *pn_schedule_constant(double lr);
+pn_schedule *pn_schedule_step_decay(double init, double decay_rate, int64_t step_size);
+pn_schedule *pn_schedule_exponential_decay(double init, double decay_rate);
+pn_schedule *pn_schedule_cosine_decay(double init, int64_t decay_steps, double end);
+pn_schedule *pn_schedule_linear(double init, double end, int64_t steps);
+/* Runs a for steps before boundary, then b from step boundary on (b sees steps counted
+ * from the boundary); takes ownership of a and b. */
+pn_schedule *pn_schedule_join(pn_schedule *a, pn_schedule *b, int64_t boundary);
+double pn_schedule_at(const pn_schedule *s, int64_t step);
+void pn_schedule_free(pn_schedule *s);
+
+typedef struct pn_optimizer pn_optimizer;
+
+pn_optimizer *pn_optim_sgd(double lr, double momentum, double weight_decay, double dampening,
+                           bool nesterov);
+pn_optimizer *pn_optim_adam(double lr, double beta1, double beta2, double eps,
+                            bool bias_correction);
+pn_optimizer *pn_optim_adamw(double lr, double beta1, double beta2, double eps,
+                             double weight_decay, bool bias_correction);
+pn_optimizer *pn_optim_rmsprop(double lr, double alpha, double eps);
+pn_optimizer *pn_optim_adagrad(double lr, double eps);
+pn_optimizer *pn_optim_adadelta(double lr, double rho, double eps);
+pn_optimizer *pn_optim_adamax(double lr, double beta1, double beta2, double eps);
+pn_optimizer *pn_optim_lion(double lr, double beta1, double beta2, double weight_decay);
+/* Uses s for the learning rate from now on (takes ownership). */
+void pn_optimizer_set_schedule(pn_optimizer *o, pn_schedule *s);
+/* The learning rate of the next step. */
+double pn_optimizer_learning_rate(const pn_optimizer *o);
+/* One step: replaces every parameter that has a gradient of the same name by its updated
+ * value (lazy; evaluate params and state together). Returns 0 or -1. */
+int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *grads);
+/* The optimizer's state ("step", "<param>.m", ...) — borrowed; save/load it for resuming. */
+pn_params *pn_optimizer_state(pn_optimizer *o);
+void pn_optimizer_free(pn_optimizer *o);
+/* Scales grads so that their global L2 norm is at most max_norm; returns the norm before
+ * clipping (a scalar array) or NULL. */
+pn_array *pn_clip_grad_norm(pn_params *grads, double max_norm);
+
+/* ───────────────────────────── files ───────────────────────────── */
+
+/* Saves / loads a parameter map as .safetensors or .npz (by extension). Loading treats the
+ * file as hostile: every offset and size is checked. Return 0 / a new map, or -1 / NULL with
+ * PN_ERR_IO. */
+int pn_save_params(const char *path, const pn_params *p);
+pn_params *pn_load_params(const char *path);
+/* One array as .npy. */
+int pn_save_npy(const char *path, pn_array *a);
+pn_array *pn_load_npy(const char *path);
+
 #ifdef __cplusplus
 }
 #endif

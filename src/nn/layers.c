@@ -1,0 +1,73 @@
+/* layers.c — mlx.nn's parameterized layers as functions of their inputs and weights:
+ * linear, embedding, layer and RMS normalization, dropout. */
+#include "core/core.h"
+
+#include <math.h>
+
+#define W(x) pn_weak_float(x)
+
+pn_array *pn_nn_linear(pn_array *x, pn_array *weight, pn_array *bias)
+{
+    if (!pnC_inputs_ok("linear", 2, (pn_array *[]){x, weight})) return NULL;
+    if (weight->ndim != 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linear] weight must be 2-d (out, in), got %d-d.",
+                        weight->ndim);
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != weight->shape[1])
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[linear] Input's last dimension (%lld) must match weight's input size (%lld).",
+                        x->ndim ? (long long)x->shape[x->ndim - 1] : 0LL, (long long)weight->shape[1]);
+    pn_scope_push();
+    pn_array *wt = pn_transpose(weight, NULL, 0);
+    pn_array *y = bias ? pn_addmm(bias, x, wt, 1.0, 1.0) : pn_matmul(x, wt);
+    return pnC_scope_return(y);
+}
+
+pn_array *pn_nn_embedding(pn_array *indices, pn_array *weight)
+{
+    if (!pnC_inputs_ok("embedding", 2, (pn_array *[]){indices, weight})) return NULL;
+    return pn_take(weight, indices, 0);
+}
+
+/* Normalizes over the last axis in float32 at least (half inputs keep their dtype out). */
+pn_array *pn_nn_layer_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps)
+{
+    if (!pnC_inputs_ok("layer_norm", 1, &x)) return NULL;
+    if (x->ndim < 1) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[layer_norm] Input must have at least 1 dimension.");
+    pn_scope_push();
+    int axis = -1;
+    pn_dtype t = x->dtype;
+    pn_array *xf = pnC_is_half(t) ? pn_astype(x, PN_FLOAT32) : x;
+    pn_array *mean = pn_mean(xf, &axis, 1, true);
+    pn_array *var = pn_var(xf, &axis, 1, true, 0);
+    pn_array *y = pn_multiply(pn_subtract(xf, mean), pn_rsqrt(pn_add(var, W(eps))));
+    if (pnC_is_half(t)) y = pn_astype(y, t);
+    if (weight) y = pn_multiply(y, weight);
+    if (bias) y = pn_add(y, bias);
+    return pnC_scope_return(y);
+}
+
+pn_array *pn_nn_rms_norm(pn_array *x, pn_array *weight, double eps)
+{
+    if (!pnC_inputs_ok("rms_norm", 1, &x)) return NULL;
+    if (x->ndim < 1) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[rms_norm] Input must have at least 1 dimension.");
+    pn_scope_push();
+    int axis = -1;
+    pn_dtype t = x->dtype;
+    pn_array *xf = pnC_is_half(t) ? pn_astype(x, PN_FLOAT32) : x;
+    pn_array *y = pn_multiply(xf, pn_rsqrt(pn_add(pn_mean(pn_square(xf), &axis, 1, true), W(eps))));
+    if (pnC_is_half(t)) y = pn_astype(y, t);
+    if (weight) y = pn_multiply(y, weight);
+    return pnC_scope_return(y);
+}
+
+pn_array *pn_nn_dropout(pn_array *x, double p, pn_array *key)
+{
+    if (!pnC_inputs_ok("dropout", 1, &x)) return NULL;
+    if (!(p >= 0 && p < 1))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[dropout] The probability should be in [0, 1), got %g.", p);
+    pn_scope_push();
+    if (p == 0) return pnC_scope_return(x);
+    pn_array *keep = pn_random_bernoulli(W(1 - p), x->shape, x->ndim, key);
+    pn_array *y = pn_multiply(pn_multiply(x, pn_astype(keep, x->dtype)), W(1 / (1 - p)));
+    return pnC_scope_return(y);
+}
