@@ -475,10 +475,13 @@ pn_array *pn_random_uniform(pn_array *low, pn_array *high, const int64_t *shape,
                             pn_dtype dtype, pn_array *key);
 pn_array *pn_random_normal(const int64_t *shape, int ndim, pn_dtype dtype, double loc,
                            double scale, pn_array *key);
+/* Integers in [low, high); drawn through float32 as MLX 0.32 does (exact for |bounds| < 2^24). */
 pn_array *pn_random_randint(pn_array *low, pn_array *high, const int64_t *shape, int ndim,
                             pn_dtype dtype, pn_array *key);
 /* p may be NULL (0.5). shape == NULL uses p's shape. */
 pn_array *pn_random_bernoulli(pn_array *p, const int64_t *shape, int ndim, pn_array *key);
+/* Normal values truncated to [lower, upper]; shape == NULL uses the broadcast shape of lower
+ * and upper. */
 pn_array *pn_random_truncated_normal(pn_array *lower, pn_array *upper, const int64_t *shape,
                                      int ndim, pn_dtype dtype, pn_array *key);
 /* Samples from logits along axis; num_samples > 0 appends that axis, else shape (may be
@@ -488,6 +491,8 @@ pn_array *pn_random_categorical(pn_array *logits, int axis, const int64_t *shape
 pn_array *pn_random_gumbel(const int64_t *shape, int ndim, pn_dtype dtype, pn_array *key);
 pn_array *pn_random_laplace(const int64_t *shape, int ndim, pn_dtype dtype, double loc,
                             double scale, pn_array *key);
+/* Samples N(mean, cov) through an SVD square root of cov; not differentiable with respect
+ * to cov. */
 pn_array *pn_random_multivariate_normal(pn_array *mean, pn_array *cov, const int64_t *shape,
                                         int ndim, pn_dtype dtype, pn_array *key);
 /* A permutation of x along axis. */

@@ -150,10 +150,6 @@ static void node_decref(pnC_node *nd)
 {
     if (atomic_fetch_sub_explicit(&nd->refs, 1, memory_order_acq_rel) != 1) return;
     for (int i = 0; i < nd->nin; i++) array_decref(nd->inputs[i]);
-    if (nd->out_shapes) {
-        for (int j = 0; j < nd->nout; j++) free(nd->out_shapes[j]);
-        free(nd->out_shapes);
-    }
     free(nd);
 }
 
@@ -299,12 +295,20 @@ pn_array *pnC_new_temp(pn_dtype dtype, const int64_t *shape, int ndim)
     return a;
 }
 
+/* One allocation holds the node, its input/output slots, its params and the dtype and shape
+ * of every output (so a dead output can be rebuilt). */
 static pnC_node *node_alloc(const pnC_primitive *p, const void *params, size_t params_size,
-                            int nin, pn_array *const *inputs, int nout)
+                            int nin, pn_array *const *inputs, int nout, const pn_dtype *dtypes,
+                            const int64_t *const *shapes, const int *ndims)
 {
-    size_t head = sizeof(pnC_node) + (size_t)(nin + nout) * sizeof(pn_array *);
+    size_t dims = 0;
+    for (int j = 0; j < nout; j++) dims += (size_t)ndims[j];
+    size_t head = sizeof(pnC_node) + (size_t)(nin + nout) * sizeof(pn_array *) +
+                  (size_t)nout * sizeof(int64_t *);
     head = (head + 15) & ~(size_t)15;
-    pnC_node *nd = malloc(head + params_size + (size_t)nout * sizeof(pn_dtype));
+    size_t tail = (size_t)nout * (sizeof(pn_dtype) + sizeof(int)) + 16;
+    size_t params_at = head + dims * sizeof(int64_t);
+    pnC_node *nd = malloc(params_at + ((params_size + 15) & ~(size_t)15) + tail);
     if (!nd) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", p->name);
     atomic_init(&nd->refs, 0);
     nd->prim = p;
@@ -312,16 +316,24 @@ static pnC_node *node_alloc(const pnC_primitive *p, const void *params, size_t p
     nd->nout = nout;
     nd->inputs = (pn_array **)(nd + 1);
     nd->outputs = nd->inputs + nin;
+    nd->out_shapes = (int64_t **)(nd->outputs + nout);
+    int64_t *dim = (int64_t *)((char *)nd + head);
     nd->params_size = params_size;
-    nd->params = (char *)nd + head;
-    nd->out_dtypes = (pn_dtype *)((char *)nd->params + params_size);
-    nd->out_shapes = NULL;
-    nd->out_ndims = NULL;
+    nd->params = (char *)nd + params_at;
+    nd->out_dtypes = (pn_dtype *)((char *)nd->params + ((params_size + 15) & ~(size_t)15));
+    nd->out_ndims = (int *)(nd->out_dtypes + nout);
     nd->stream = pn_current_stream();
     nd->mark = 0;
     if (params_size) memcpy(nd->params, params, params_size);
     for (int i = 0; i < nin; i++) nd->inputs[i] = pn_retain(inputs[i]);
-    for (int j = 0; j < nout; j++) nd->outputs[j] = NULL;
+    for (int j = 0; j < nout; j++) {
+        nd->outputs[j] = NULL;
+        nd->out_dtypes[j] = dtypes[j];
+        nd->out_ndims[j] = ndims[j];
+        nd->out_shapes[j] = dim;
+        if (ndims[j]) memcpy(dim, shapes[j], (size_t)ndims[j] * sizeof(int64_t));
+        dim += ndims[j];
+    }
     return nd;
 }
 
@@ -331,7 +343,6 @@ static void attach_output(pnC_node *nd, pn_array *a, int j)
     a->out_index = j;
     a->stream = nd->stream;
     nd->outputs[j] = a;
-    nd->out_dtypes[j] = a->dtype;
     atomic_fetch_add_explicit(&nd->refs, 1, memory_order_relaxed);
 }
 
@@ -342,7 +353,7 @@ pn_array *pnC_make(const pnC_primitive *p, const void *params, size_t params_siz
     if (pnC_check_shape(p->name, shape, ndim)) return NULL;
     pn_array *a = array_alloc(dtype, shape, ndim);
     if (!a) return NULL;
-    pnC_node *nd = node_alloc(p, params, params_size, nin, inputs, 1);
+    pnC_node *nd = node_alloc(p, params, params_size, nin, inputs, 1, &dtype, &shape, &ndim);
     if (!nd) {
         free(a);
         return NULL;
@@ -359,43 +370,31 @@ int pnC_make_multi(const pnC_primitive *p, const void *params, size_t params_siz
     if (!pnC_inputs_ok(p->name, nin, inputs)) return -1;
     for (int j = 0; j < nout; j++)
         if (pnC_check_shape(p->name, shapes[j], ndims[j])) return -1;
-    pnC_node *nd = node_alloc(p, params, params_size, nin, inputs, nout);
+    pnC_node *nd = node_alloc(p, params, params_size, nin, inputs, nout, dtypes, shapes, ndims);
     if (!nd) return -1;
-    nd->out_shapes = calloc((size_t)nout, sizeof(int64_t *) + sizeof(int));
-    if (!nd->out_shapes) goto oom;
-    nd->out_ndims = (int *)(nd->out_shapes + nout);
-    for (int j = 0; j < nout; j++) {
-        nd->out_ndims[j] = ndims[j];
-        nd->out_shapes[j] = malloc((size_t)(ndims[j] + 1) * sizeof(int64_t));
-        if (!nd->out_shapes[j]) goto oom;
-        memcpy(nd->out_shapes[j], shapes[j], (size_t)ndims[j] * sizeof(int64_t));
-    }
     for (int j = 0; j < nout; j++) {
         pn_array *a = array_alloc(dtypes[j], shapes[j], ndims[j]);
-        if (!a) goto oom;
+        if (!a) {
+            for (int k = 0; k < j; k++) array_decref(out[k]);
+            for (int k = 0; k < nout; k++) out[k] = NULL;
+            if (j == 0) { /* no output holds the node yet */
+                atomic_fetch_add(&nd->refs, 1);
+                node_decref(nd);
+            }
+            return -1;
+        }
         attach_output(nd, a, j);
         out[j] = a;
     }
     for (int j = 0; j < nout; j++) adopt(out[j]);
     return 0;
-oom:
-    for (int j = 0; j < nout; j++) {
-        if (out[j]) array_decref(out[j]);
-        out[j] = NULL;
-    }
-    atomic_fetch_add(&nd->refs, 1);
-    node_decref(nd);
-    pnC_fail(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", p->name);
-    return -1;
 }
 
 /* Output j of nd: the live array, or a rebuilt one (adopted by the current scope). */
 pn_array *pnC_node_output(pnC_node *nd, int j)
 {
     if (nd->outputs[j]) return nd->outputs[j];
-    const int64_t *shape = nd->out_shapes ? nd->out_shapes[j] : NULL;
-    int ndim = nd->out_ndims ? nd->out_ndims[j] : 0;
-    pn_array *a = array_alloc(nd->out_dtypes[j], shape, ndim);
+    pn_array *a = array_alloc(nd->out_dtypes[j], nd->out_shapes[j], nd->out_ndims[j]);
     if (!a) return NULL;
     attach_output(nd, a, j);
     return adopt(a);
@@ -404,9 +403,7 @@ pn_array *pnC_node_output(pnC_node *nd, int j)
 /* Rebuilds a dead output of nd for evaluation, owned by the caller alone. */
 pn_array *pnC_node_temp_output(pnC_node *nd, int j)
 {
-    const int64_t *shape = nd->out_shapes ? nd->out_shapes[j] : NULL;
-    int ndim = nd->out_ndims ? nd->out_ndims[j] : 0;
-    pn_array *a = array_alloc(nd->out_dtypes[j], shape, ndim);
+    pn_array *a = array_alloc(nd->out_dtypes[j], nd->out_shapes[j], nd->out_ndims[j]);
     if (!a) return NULL;
     attach_output(nd, a, j);
     return a;

@@ -158,7 +158,7 @@ struct pnC_node {
     int nin, nout;
     pn_array **inputs;  /* strong references */
     pn_array **outputs; /* weak: an output clears its slot when it dies */
-    pn_dtype *out_dtypes; /* nout entries (to rebuild a dead sibling output) */
+    pn_dtype *out_dtypes; /* nout entries each: dtype, shape and rank of every output */
     int64_t **out_shapes;
     int *out_ndims;
     pn_stream stream;
