@@ -275,6 +275,10 @@ void pnC_nditer_seek(const pnC_nditer *it, int64_t row, int64_t *idx, int64_t *o
 /* Advances idx/offsets to the next row. */
 void pnC_nditer_next(const pnC_nditer *it, int64_t *idx, int64_t *offsets);
 
+/* Copies shape[ndim] elements from src (element strides src_strides, dtype st) to dst
+ * (dst_strides, dt), converting dtype when they differ. Threaded; transposes go in tiles. */
+void pnC_strided_copy(const void *src, const int64_t *src_strides, pn_dtype st, void *dst,
+                      const int64_t *dst_strides, pn_dtype dt, const int64_t *shape, int ndim);
 /* Copies src (any strides) into dst laid out row-major (same dtype). Threaded. */
 void pnC_copy_to_contiguous(const pn_array *src, void *dst);
 /* Copies src into dst viewed with dst_strides/dst_offset (same dtype), converting dtype if

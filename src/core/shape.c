@@ -191,16 +191,77 @@ static inline void copy_row(char *d, int64_t ds, const char *s, int64_t ss, int6
 #undef ROW
 }
 
-/* Strided copy of shape from (src, src_strides, src type) into (dst, dst_strides, dst type). */
-static void strided_copy(const char *src, const int64_t *sstr, pn_dtype st, char *dst,
-                         const int64_t *dstr, pn_dtype dt, const int64_t *shape, int ndim)
+/* Copies a 2-d block (n0 x n1) whose destination is contiguous along dim 1 and whose source
+ * is contiguous along dim 0 (a transpose), in cache-sized tiles. */
+static void copy_tiled(char *dst, int64_t d0, int64_t d1, const char *src, int64_t s0, int64_t s1,
+                       int64_t n0, int64_t n1, size_t es)
 {
+    enum { T = 32 };
+    for (int64_t i0 = 0; i0 < n0; i0 += T)
+        for (int64_t i1 = 0; i1 < n1; i1 += T) {
+            int64_t e0 = i0 + T < n0 ? i0 + T : n0, e1 = i1 + T < n1 ? i1 + T : n1;
+#define TILE(TY)                                                                               \
+    for (int64_t a = i0; a < e0; a++)                                                          \
+        for (int64_t b = i1; b < e1; b++) ((TY *)dst)[a * d0 + b * d1] = ((const TY *)src)[a * s0 + b * s1];
+            switch (es) {
+            case 1: TILE(uint8_t) break;
+            case 2: TILE(uint16_t) break;
+            case 4: TILE(uint32_t) break;
+            case 8: TILE(uint64_t) break;
+            default:
+                for (int64_t a = i0; a < e0; a++)
+                    for (int64_t b = i1; b < e1; b++)
+                        memcpy(dst + (a * d0 + b * d1) * (int64_t)es, src + (a * s0 + b * s1) * (int64_t)es, es);
+            }
+#undef TILE
+        }
+}
+
+/* The transpose-like case: same dtype, destination unit stride on the inner dim, source unit
+ * stride on another dim k. Threads split the outer index space; each does tiled 2-d copies. */
+static bool try_transpose_copy(const pnC_nditer *it, const char *src, char *dst, size_t es)
+{
+    int L = it->ndim - 1, k = -1;
+    if (L < 1 || it->strides[0][L] != 1 || it->strides[1][L] == 1) return false;
+    for (int d = 0; d < L; d++)
+        if (it->strides[1][d] == 1) k = d;
+    if (k < 0 || it->shape[k] < 8 || it->shape[L] < 8) return false;
+    int64_t outer = 1;
+    for (int d = 0; d < L; d++)
+        if (d != k) outer *= it->shape[d];
+#pragma omp parallel for if (outer * it->shape[k] * it->shape[L] > PNC_PAR_GRAIN) schedule(static)
+    for (int64_t o = 0; o < outer; o++) {
+        int64_t rem = o, doff = 0, soff = 0;
+        for (int d = L - 1; d >= 0; d--) {
+            if (d == k) continue;
+            int64_t i = rem % it->shape[d];
+            rem /= it->shape[d];
+            doff += i * it->strides[0][d];
+            soff += i * it->strides[1][d];
+        }
+        copy_tiled(dst + doff * (int64_t)es, it->strides[0][k], 1, src + soff * (int64_t)es, 1,
+                   it->strides[1][L], it->shape[k], it->shape[L], es);
+    }
+    return true;
+}
+
+void pnC_strided_copy(const void *srcv, const int64_t *sstr, pn_dtype st, void *dstv,
+                      const int64_t *dstr, pn_dtype dt, const int64_t *shape, int ndim)
+{
+    const char *src = srcv;
+    char *dst = dstv;
     pnC_nditer it;
     const int64_t *strides[2] = {dstr, sstr};
     pnC_nditer_init(&it, ndim, shape, 2, strides);
     size_t ses = pn_dtype_size(st), des = pn_dtype_size(dt);
     int64_t total = it.rows * it.inner;
     bool same = st == dt;
+    if (total == 0) return;
+    if (same && try_transpose_copy(&it, src, dst, ses)) return;
+    /* Work items: rows, or chunks of one long row when there are few rows. */
+    int64_t chunk = it.inner;
+    if (it.rows < 16 && it.inner > 2 * PNC_PAR_GRAIN) chunk = PNC_PAR_GRAIN;
+    int64_t per_row = (it.inner + chunk - 1) / chunk, items = it.rows * per_row;
 #pragma omp parallel if (total > PNC_PAR_GRAIN)
     {
         int nth = 1, tid = 0;
@@ -208,22 +269,27 @@ static void strided_copy(const char *src, const int64_t *sstr, pn_dtype st, char
         nth = omp_get_num_threads();
         tid = omp_get_thread_num();
 #endif
-        int64_t r0 = it.rows * tid / nth, r1 = it.rows * (tid + 1) / nth;
-        int64_t idx[PNC_MAX_NDIM], off[2];
-        if (r0 < r1) pnC_nditer_seek(&it, r0, idx, off);
-        for (int64_t r = r0; r < r1; r++) {
-            char *d = dst + off[0] * (int64_t)des;
-            const char *s = src + off[1] * (int64_t)ses;
+        int64_t w0 = items * tid / nth, w1 = items * (tid + 1) / nth;
+        int64_t idx[PNC_MAX_NDIM], off[2], row = -1;
+        for (int64_t w = w0; w < w1; w++) {
+            int64_t r = w / per_row, c0 = (w % per_row) * chunk;
+            int64_t n = it.inner - c0 < chunk ? it.inner - c0 : chunk;
+            if (r != row) {
+                if (row >= 0 && r == row + 1) pnC_nditer_next(&it, idx, off);
+                else pnC_nditer_seek(&it, r, idx, off);
+                row = r;
+            }
+            char *d = dst + (off[0] + c0 * it.inner_stride[0]) * (int64_t)des;
+            const char *s = src + (off[1] + c0 * it.inner_stride[1]) * (int64_t)ses;
             if (same) {
-                copy_row(d, it.inner_stride[0], s, it.inner_stride[1], it.inner, ses);
+                copy_row(d, it.inner_stride[0], s, it.inner_stride[1], n, ses);
             } else if (it.inner_stride[0] == 1 && it.inner_stride[1] == 1) {
-                pnC_convert(s, st, d, dt, it.inner);
+                pnC_convert(s, st, d, dt, n);
             } else {
-                for (int64_t i = 0; i < it.inner; i++)
+                for (int64_t i = 0; i < n; i++)
                     pnC_convert(s + i * it.inner_stride[1] * (int64_t)ses, st,
                                 d + i * it.inner_stride[0] * (int64_t)des, dt, 1);
             }
-            pnC_nditer_next(&it, idx, off);
         }
     }
 }
@@ -232,12 +298,12 @@ void pnC_copy_to_contiguous(const pn_array *src, void *dst)
 {
     int64_t dstr[PNC_MAX_NDIM];
     pnC_row_strides(src->shape, src->ndim, dstr);
-    strided_copy(pnC_data(src), src->strides, src->dtype, dst, dstr, src->dtype, src->shape,
-                 src->ndim);
+    pnC_strided_copy(pnC_data(src), src->strides, src->dtype, dst, dstr, src->dtype, src->shape,
+                     src->ndim);
 }
 
 void pnC_copy_strided(const pn_array *src, pn_array *dst)
 {
-    strided_copy(pnC_data(src), src->strides, src->dtype, pnC_data(dst), dst->strides,
-                 dst->dtype, dst->shape, dst->ndim);
+    pnC_strided_copy(pnC_data(src), src->strides, src->dtype, pnC_data(dst), dst->strides,
+                     dst->dtype, dst->shape, dst->ndim);
 }
