@@ -58,6 +58,7 @@ void pn_scope_push(void)
 }
 
 int pn_scope_depth(void) { return scope_depth; }
+pnC_scope *pnC_current_scope(void) { return scope_top; }
 
 static void array_decref(pn_array *a);
 
@@ -150,6 +151,7 @@ static void node_decref(pnC_node *nd)
 {
     if (atomic_fetch_sub_explicit(&nd->refs, 1, memory_order_acq_rel) != 1) return;
     for (int i = 0; i < nd->nin; i++) array_decref(nd->inputs[i]);
+    if (nd->prim->release_params) nd->prim->release_params(nd->params);
     free(nd);
 }
 
@@ -431,11 +433,20 @@ static int alias_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *o
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
+static int alias_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes,
+                      pn_array **out, int *out_axes)
+{
+    out[0] = pnC_alias(in[0]);
+    out_axes[0] = in_axes[0];
+    return out[0] ? 0 : -1;
+}
+
 const pnC_primitive pnC_alias_prim = {
     .name = "Alias",
     .eval = {[PN_CPU] = alias_eval},
     .vjp = alias_vjp,
     .jvp = alias_jvp,
+    .vmap = alias_vmap,
 };
 
 /* A new handle on the same values: a leaf sharing the buffer when a is an evaluated leaf,

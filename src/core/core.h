@@ -150,6 +150,9 @@ typedef struct pnC_primitive {
     pnC_vjp_fn vjp;                         /* NULL: not differentiable (error if needed) */
     pnC_jvp_fn jvp;
     pnC_vmap_fn vmap;
+    /* Called on a node's params when the node is freed (NULL: nothing to do), for params that
+     * hold references (closures). */
+    void (*release_params)(void *params);
 } pnC_primitive;
 
 struct pnC_node {
@@ -230,6 +233,8 @@ bool pnC_tracing(void);
 /* Scope helpers for composite ops: run with an internal scope and move the results out.
  *   pnC_scope_push(); ... r = ...; return pnC_scope_return(r);   (NULL-safe) */
 pn_array *pnC_scope_return(pn_array *result);
+/* The calling thread's innermost open scope, or NULL. */
+pnC_scope *pnC_current_scope(void);
 
 /* ───────────────────────────── shapes and axes ───────────────────────────── */
 

@@ -95,11 +95,7 @@ static char seen_marker;
 
 int pnT_scope_keep(pn_array **res, int n)
 {
-    /* the closing scope is the owner of anything created now */
-    pn_array *probe = pnC_new_leaf(PN_BOOL, NULL, 0);
-    if (!probe) return pnT_scope_fail(res, n);
-    pnC_scope *scope = probe->owner;
-    pn_release(probe);
+    pnC_scope *scope = pnC_current_scope(); /* the scope about to close */
     int rc = 0;
     for (int i = 0; i < n; i++) {
         pn_array *r = res[i];
