@@ -1068,3 +1068,17 @@ TEST(vmap_over_keys)
     }
     pn_scope_pop();
 }
+
+/* float32 normal is bit-identical to MLX (its erfinv formula): values from mlx 0.32.4. */
+TEST(normal_bits_match_mlx)
+{
+    pn_scope_push();
+    const float want[8] = {-2.259087085723877f, -0.30747371912002563f, -0.42510950565338135f,
+                           -1.3274497985839844f, 0.5800848603248596f,  3.1724865436553955f,
+                           1.1208903789520264f,  1.0928667783737183f};
+    pn_array *n = pn_random_normal((int64_t[]){8}, 1, PN_FLOAT32, 0, 1, pn_random_key(7));
+    float got[8];
+    CHECK(pn_to_host(n, got, sizeof got) == 0);
+    for (int i = 0; i < 8; i++) CHECK_MSG(got[i] == want[i], "normal[%d] = %.9g, MLX %.9g", i, got[i], want[i]);
+    pn_scope_pop();
+}
