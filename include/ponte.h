@@ -410,7 +410,9 @@ int pn_meshgrid(pn_array *const *arrays, int n, bool sparse, const char *indexin
 
 /* ───────────────────────────── indexing ───────────────────────────── */
 
-/* Elements of a at integer indices along axis (PN_ALL_AXES: of the flattened array). */
+/* Elements of a at integer indices along axis (PN_ALL_AXES: of the flattened array).
+ * Negative indices count from the end. Indexing never reads or writes out of bounds:
+ * out-of-range indices are clamped by gathers, and their updates dropped by scatters. */
 pn_array *pn_take(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_take_along_axis(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_put_along_axis(pn_array *a, pn_array *indices, pn_array *values, int axis);
