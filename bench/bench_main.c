@@ -1,0 +1,740 @@
+/* bench_main.c — Ponte's benchmark program (`make bench`): each figure times a Ponte op
+ * against a baseline measured in the same run (plain OpenMP C loops, cblas_sgemm) and prints
+ *   bench NAME: VALUE UNIT (ratio R vs BASELINE)
+ * Figures, baselines and targets are described in docs/benchmarks.md. */
+#define _GNU_SOURCE
+#include "ponte.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <omp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ───────────────────────────── timing and reporting ───────────────────────────── */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One timed repetition: returns 0, or -1 with a Ponte error (or a message in bench_msg). */
+typedef int (*bench_fn)(void *ctx);
+
+/* Our own failure message (a wrong result, a missing dependency); "" when the failure is a
+ * Ponte error. */
+static char bench_msg[256];
+
+/* Runs fa and fb (fb may be NULL) alternately, in alternating order, so that both see the
+ * same share of a busy machine: `warmup` untimed rounds, then `reps` timed rounds or as many
+ * as fit in `budget` seconds (at least one). The best time of each goes to *ta and *tb.
+ * Returns 0, or -1 when a run fails. */
+static int bench_pair(bench_fn fa, void *ca, bench_fn fb, void *cb, int warmup, int reps,
+                      double budget, double *ta, double *tb)
+{
+    for (int i = 0; i < warmup; i++)
+        if (fa(ca) != 0 || (fb && fb(cb) != 0)) return -1;
+    double best_a = INFINITY, best_b = INFINITY, start = now_s();
+    for (int i = 0; i < reps; i++) {
+        /* Odd rounds run b first, so neither side always follows the other. */
+        bool swap = fb && (i & 1);
+        double t0 = now_s();
+        if ((swap ? fb(cb) : fa(ca)) != 0) return -1;
+        double t1 = now_s();
+        if (fb && (swap ? fa(ca) : fb(cb)) != 0) return -1;
+        double t2 = now_s();
+        double ta_i = swap ? t2 - t1 : t1 - t0, tb_i = swap ? t1 - t0 : t2 - t1;
+        if (ta_i < best_a) best_a = ta_i;
+        if (tb_i < best_b) best_b = tb_i;
+        if (t2 - start > budget) break;
+    }
+    *ta = best_a;
+    if (tb) *tb = best_b;
+    return 0;
+}
+
+/* Prints one figure in the fixed machine-readable form. */
+static void report(const char *name, double value, const char *unit, double ratio,
+                   const char *baseline)
+{
+    printf("bench %s: %.3f %s (ratio %.3f vs %s)\n", name, value, unit, ratio, baseline);
+    fflush(stdout);
+}
+
+/* Prints a failed figure with the library's (or our own) message and clears the error. */
+static void report_error(const char *name)
+{
+    const char *msg = bench_msg[0] ? bench_msg : pn_last_error_message();
+    printf("bench %s: error: %s\n", name, msg && msg[0] ? msg : "unknown failure");
+    fflush(stdout);
+    bench_msg[0] = 0;
+    pn_clear_error();
+}
+
+/* Extra detail below a figure (not a figure line). */
+#define NOTE(...)                                                                              \
+    do {                                                                                       \
+        printf("  note: " __VA_ARGS__);                                                        \
+        fflush(stdout);                                                                        \
+    } while (0)
+
+/* ───────────────────────────── data ───────────────────────────── */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static float rand_uniform(void) /* in [-1, 1) */
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+/* An evaluated f32 array of uniform [-1, 1) values (NULL with an error). */
+static pn_array *random_f32(const int64_t *shape, int ndim)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    float *tmp = malloc((size_t)n * sizeof(float));
+    if (!tmp) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "bench: host buffer of %lld floats", (long long)n);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) tmp[i] = rand_uniform();
+    pn_array *a = pn_array_from_data(tmp, shape, ndim, PN_FLOAT32);
+    free(tmp);
+    if (a && pn_eval(&a, 1) != 0) {
+        pn_release(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* A page-touched host buffer (so the baseline does not pay first-touch faults). */
+static float *host_buffer(int64_t n)
+{
+    float *p = aligned_alloc(64, ((size_t)n * sizeof(float) + 63) / 64 * 64);
+    if (!p) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) p[i] = 0.0f;
+    return p;
+}
+
+static float bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* ───────────────────────────── machine ───────────────────────────── */
+
+static void print_machine(void)
+{
+    char model[256] = "unknown", line[1024];
+    int avx2 = 0, fma = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        int got_model = 0, got_flags = 0;
+        while (fgets(line, sizeof line, f) && !(got_model && got_flags)) {
+            char *colon = strchr(line, ':');
+            if (!colon) continue;
+            if (!got_model && strncmp(line, "model name", 10) == 0) {
+                snprintf(model, sizeof model, "%s", colon + 2);
+                model[strcspn(model, "\n")] = 0;
+                got_model = 1;
+            } else if (!got_flags && strncmp(line, "flags", 5) == 0) {
+                avx2 = strstr(colon, " avx2") != NULL;
+                fma = strstr(colon, " fma") != NULL;
+                got_flags = 1;
+            }
+        }
+        fclose(f);
+    }
+    double mem_gib = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) /
+                     (1024.0 * 1024.0 * 1024.0);
+    double load[3] = {0, 0, 0};
+    f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
+        fclose(f);
+    }
+    printf("machine: %ld cores online, CPU \"%s\"%s%s, %.1f GiB memory\n",
+           sysconf(_SC_NPROCESSORS_ONLN), model, avx2 ? ", avx2" : "", fma ? ", fma" : "",
+           mem_gib);
+    /* OpenBLAS's own entry points, when the BLAS loaded is OpenBLAS (the libblas.so that
+     * Ponte links exports only the standard interface, so look them up at run time). */
+    int (*blas_threads)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+    char *(*blas_config)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
+    printf("machine: OpenMP threads %d, BLAS threads %d, load average %.2f %.2f %.2f\n",
+           omp_get_max_threads(), blas_threads ? blas_threads() : -1, load[0], load[1], load[2]);
+    printf("machine: BLAS %s\n", blas_config ? blas_config() : "(not OpenBLAS)");
+    fflush(stdout);
+}
+
+/* ───────────────────────────── add_f32_16M, sum_f32_16M ───────────────────────────── */
+
+#define BIG_N ((int64_t)1 << 24)
+
+typedef struct {
+    pn_array *a, *b;
+    const float *ap, *bp;
+    float *cp;
+    double sum; /* the baseline's result, kept so the loop is not optimized away */
+} stream_ctx;
+
+static int run_pn_add(void *p)
+{
+    stream_ctx *c = p;
+    pn_array *r = pn_add(c->a, c->b);
+    if (!r) return -1;
+    int rc = pn_eval(&r, 1);
+    pn_release(r);
+    return rc;
+}
+
+static int run_c_add(void *p)
+{
+    stream_ctx *c = p;
+    const float *restrict a = c->ap, *restrict b = c->bp;
+    float *restrict out = c->cp;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < BIG_N; i++) out[i] = a[i] + b[i];
+    return 0;
+}
+
+static int run_pn_sum(void *p)
+{
+    stream_ctx *c = p;
+    pn_array *r = pn_sum(c->a, NULL, 0, false);
+    if (!r) return -1;
+    int rc = pn_eval(&r, 1);
+    pn_release(r);
+    return rc;
+}
+
+/* A threaded, vectorized read of n floats: 32 independent float lanes per thread (four
+ * AVX2 registers), combined in double at the end. */
+static double c_sum(const float *x, int64_t n)
+{
+    double total = 0.0;
+    int64_t nblocks = n / 32;
+#pragma omp parallel reduction(+ : total)
+    {
+        float acc[32] = {0};
+#pragma omp for schedule(static)
+        for (int64_t blk = 0; blk < nblocks; blk++) {
+            const float *q = x + blk * 32;
+            for (int j = 0; j < 32; j++) acc[j] += q[j];
+        }
+        double s = 0.0;
+        for (int j = 0; j < 32; j++) s += acc[j];
+        total += s;
+    }
+    for (int64_t i = nblocks * 32; i < n; i++) total += x[i];
+    return total;
+}
+
+static int run_c_sum(void *p)
+{
+    stream_ctx *c = p;
+    c->sum = c_sum(c->ap, BIG_N);
+    return 0;
+}
+
+static void bench_add_and_sum(void)
+{
+    stream_ctx c = {0};
+    int64_t shape[1] = {BIG_N};
+    c.a = random_f32(shape, 1);
+    c.b = random_f32(shape, 1);
+    c.cp = host_buffer(BIG_N);
+    if (!c.a || !c.b || !c.cp) {
+        if (!c.cp && !pn_last_error()) snprintf(bench_msg, sizeof bench_msg, "out of memory");
+        report_error("add_f32_16M");
+        report_error("sum_f32_16M");
+        goto done;
+    }
+    c.ap = pn_data(c.a);
+    c.bp = pn_data(c.b);
+
+    /* add: check one result against the C loop's, then time both. */
+    {
+        double tp = -1, tc = -1;
+        run_c_add(&c);
+        pn_array *r = pn_add(c.a, c.b);
+        const float *rp = r ? pn_data(r) : NULL;
+        int64_t bad = -1;
+        if (rp)
+            for (int64_t i = 0; i < BIG_N; i++)
+                if (rp[i] != c.cp[i]) {
+                    bad = i;
+                    break;
+                }
+        pn_release(r);
+        if (rp && bad >= 0)
+            snprintf(bench_msg, sizeof bench_msg, "wrong result at element %lld",
+                     (long long)bad);
+        else if (rp && bench_pair(run_pn_add, &c, run_c_add, &c, 2, 20, 4.0, &tp, &tc) != 0)
+            tp = -1;
+        if (tp < 0) {
+            report_error("add_f32_16M");
+        } else {
+            double bytes = 3.0 * 4.0 * (double)BIG_N;
+            report("add_f32_16M", bytes / tp / 1e9, "GB/s", tc / tp, "c_omp_loop");
+            NOTE("pn_add+eval %.2f ms, C loop %.2f ms (%.2f GB/s)\n", tp * 1e3, tc * 1e3,
+                 bytes / tc / 1e9);
+        }
+    }
+
+    /* sum */
+    {
+        double tp = -1, tc = -1, ref = 0.0, mag = 0.0;
+        for (int64_t i = 0; i < BIG_N; i++) {
+            ref += c.ap[i];
+            mag += fabs(c.ap[i]);
+        }
+        pn_array *r = pn_sum(c.a, NULL, 0, false);
+        double got = r ? pn_item(r) : NAN;
+        int ok = r && pn_last_error() == PN_OK;
+        pn_release(r);
+        if (ok && !(fabs(got - ref) <= 1e-5 * mag))
+            snprintf(bench_msg, sizeof bench_msg, "wrong result %.6g, expected %.6g", got, ref);
+        else if (ok && bench_pair(run_pn_sum, &c, run_c_sum, &c, 2, 20, 3.0, &tp, &tc) != 0)
+            tp = -1;
+        if (tp < 0) {
+            report_error("sum_f32_16M");
+        } else {
+            double bytes = 4.0 * (double)BIG_N;
+            report("sum_f32_16M", bytes / tp / 1e9, "GB/s", tc / tp, "c_omp_read");
+            NOTE("pn_sum+eval %.2f ms, C read %.2f ms (%.2f GB/s)\n", tp * 1e3, tc * 1e3,
+                 bytes / tc / 1e9);
+        }
+    }
+done:
+    pn_release(c.a);
+    pn_release(c.b);
+    free(c.cp);
+    pn_clear_error();
+}
+
+/* ───────────────────────────── sgemm, bf16 gemm ───────────────────────────── */
+
+typedef struct {
+    int n;
+    pn_array *a, *b;
+    const float *ap, *bp;
+    float *cp;
+} gemm_ctx;
+
+static int run_pn_matmul(void *p)
+{
+    gemm_ctx *g = p;
+    pn_array *r = pn_matmul(g->a, g->b);
+    if (!r) return -1;
+    int rc = pn_eval(&r, 1);
+    pn_release(r);
+    return rc;
+}
+
+static int run_cblas(void *p)
+{
+    gemm_ctx *g = p;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->n, g->n, g->n, 1.0f, g->ap, g->n,
+                g->bp, g->n, 0.0f, g->cp, g->n);
+    return 0;
+}
+
+/* Largest |x - ref| over n elements, and the largest |ref| into *mag. */
+static double max_abs_diff(const float *x, const float *ref, int64_t n, double *mag)
+{
+    double d = 0.0, m = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = fabs((double)x[i] - (double)ref[i]);
+        if (!(e <= d)) d = e; /* NaN propagates */
+        if (fabs(ref[i]) > m) m = fabs(ref[i]);
+    }
+    *mag = m;
+    return d;
+}
+
+/* Times pn_matmul on f32 n×n inputs against cblas_sgemm; returns Ponte's GFLOP/s (or -1),
+ * and keeps the inputs and cblas's result in g for the bf16 figure. */
+static double bench_sgemm(const char *name, gemm_ctx *g, int reps, double budget)
+{
+    int n = g->n;
+    int64_t shape[2] = {n, n};
+    double flops = 2.0 * (double)n * n * n;
+    g->a = random_f32(shape, 2);
+    g->b = random_f32(shape, 2);
+    g->cp = host_buffer((int64_t)n * n);
+    if (!g->a || !g->b || !g->cp) {
+        if (!g->cp && !pn_last_error()) snprintf(bench_msg, sizeof bench_msg, "out of memory");
+        report_error(name);
+        return -1;
+    }
+    g->ap = pn_data(g->a);
+    g->bp = pn_data(g->b);
+    double tc = -1, tp = -1;
+    run_cblas(g);
+    pn_array *r = pn_matmul(g->a, g->b);
+    const float *rp = r ? pn_data(r) : NULL;
+    double mag = 0.0, diff = rp ? max_abs_diff(rp, g->cp, (int64_t)n * n, &mag) : 0.0;
+    pn_release(r);
+    if (rp && !(diff <= 1e-4 * mag + 1e-6))
+        snprintf(bench_msg, sizeof bench_msg, "wrong result: max |diff| %.3g vs cblas (|max| %.3g)",
+                 diff, mag);
+    else if (rp && bench_pair(run_pn_matmul, g, run_cblas, g, 1, reps, budget, &tp, &tc) != 0)
+        tp = -1;
+    if (tp < 0) {
+        report_error(name);
+        return -1;
+    }
+    report(name, flops / tp / 1e9, "GFLOP/s", tc / tp, "cblas_sgemm");
+    NOTE("pn_matmul+eval %.2f ms, cblas_sgemm %.2f ms (%.2f GFLOP/s)\n", tp * 1e3, tc * 1e3,
+         flops / tc / 1e9);
+    return flops / tp / 1e9;
+}
+
+static void gemm_free(gemm_ctx *g)
+{
+    pn_release(g->a);
+    pn_release(g->b);
+    free(g->cp);
+    memset(g, 0, sizeof *g);
+    pn_clear_error();
+}
+
+/* bf16 matmul at g->n (inputs: g's f32 inputs cast to bfloat16) vs the f32 pn_matmul rate on
+ * g's inputs, timed alternately. */
+static void bench_bf16(const char *name, gemm_ctx *g)
+{
+    int n = g->n;
+    double flops = 2.0 * (double)n * n * n;
+    gemm_ctx h = {.n = n};
+    h.a = pn_astype(g->a, PN_BFLOAT16);
+    h.b = pn_astype(g->b, PN_BFLOAT16);
+    pn_array *ab[2] = {h.a, h.b};
+    double tp = -1, tf = -1;
+    if (h.a && h.b && pn_eval(ab, 2) == 0) {
+        pn_array *r = pn_matmul(h.a, h.b);
+        const uint16_t *rp = NULL;
+        if (r && pn_array_dtype(r) != PN_BFLOAT16) {
+            snprintf(bench_msg, sizeof bench_msg, "result dtype %s, expected bfloat16",
+                     pn_dtype_name(pn_array_dtype(r)));
+        } else if (r) {
+            rp = pn_data(r);
+        }
+        if (rp) {
+            /* Inputs rounded to 8 bits of mantissa, output too: compare loosely. */
+            double d = 0.0, mag = 0.0;
+            for (int64_t i = 0; i < (int64_t)n * n; i++) {
+                double e = fabs((double)bf16_to_f32(rp[i]) - g->cp[i]);
+                if (!(e <= d)) d = e;
+                if (fabs(g->cp[i]) > mag) mag = fabs(g->cp[i]);
+            }
+            if (!(d <= 0.03 * mag))
+                snprintf(bench_msg, sizeof bench_msg,
+                         "wrong result: max |diff| %.3g vs f32 cblas (|max| %.3g)", d, mag);
+            else if (bench_pair(run_pn_matmul, &h, run_pn_matmul, g, 1, 20, 5.0, &tp, &tf) != 0)
+                tp = -1;
+        }
+        pn_release(r);
+    }
+    if (tp < 0) {
+        report_error(name);
+    } else {
+        report(name, flops / tp / 1e9, "GFLOP/s", tf / tp, "pn_matmul_f32");
+        NOTE("bf16 pn_matmul+eval %.2f ms, f32 pn_matmul+eval %.2f ms (%.2f GFLOP/s)\n",
+             tp * 1e3, tf * 1e3, flops / tf / 1e9);
+    }
+    pn_release(h.a);
+    pn_release(h.b);
+    pn_clear_error();
+}
+
+static void bench_gemms(void)
+{
+    gemm_ctx g = {.n = 1024};
+    bench_sgemm("sgemm_1024", &g, 20, 4.0);
+    if (g.a && g.b && g.cp)
+        bench_bf16("bf16_gemm_1024", &g);
+    else {
+        snprintf(bench_msg, sizeof bench_msg, "no f32 inputs (sgemm_1024 failed)");
+        report_error("bf16_gemm_1024");
+    }
+    gemm_free(&g);
+
+    g.n = 2048;
+    bench_sgemm("sgemm_2048", &g, 10, 8.0);
+    gemm_free(&g);
+}
+
+/* ───────────────────────────── op_overhead ───────────────────────────── */
+
+#define CHAIN_LEN 10000
+
+typedef struct {
+    pn_array *x0, *one;
+    double build_s, eval_s; /* best build and best eval time over the runs */
+    double cpu_s;           /* best thread CPU time of a whole run (immune to preemption) */
+    float result;
+} overhead_ctx;
+
+/* x = x0; CHAIN_LEN times x = pn_add(x, one), releasing each previous handle; then eval. */
+static int run_pn_chain(void *p)
+{
+    overhead_ctx *c = p;
+    struct timespec cpu0, cpu1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
+    double t0 = now_s();
+    pn_array *x = pn_retain(c->x0);
+    for (int i = 0; i < CHAIN_LEN && x; i++) {
+        pn_array *y = pn_add(x, c->one);
+        pn_release(x);
+        x = y;
+    }
+    if (!x) return -1;
+    double t1 = now_s();
+    int rc = pn_eval(&x, 1);
+    double t2 = now_s();
+    if (c->build_s == 0 || t1 - t0 < c->build_s) c->build_s = t1 - t0;
+    if (c->eval_s == 0 || t2 - t1 < c->eval_s) c->eval_s = t2 - t1;
+    if (rc == 0) {
+        const float *v = pn_data(x);
+        if (!v) rc = -1;
+        else c->result = v[0];
+    }
+    pn_release(x);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+    double cpu = (double)(cpu1.tv_sec - cpu0.tv_sec) + 1e-9 * (double)(cpu1.tv_nsec - cpu0.tv_nsec);
+    if (c->cpu_s == 0 || cpu < c->cpu_s) c->cpu_s = cpu;
+    return rc;
+}
+
+static void c_add_f32(const float *a, const float *b, float *out, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+/* Called through a volatile pointer so the compiler keeps every call. */
+static void (*volatile c_add_ptr)(const float *, const float *, float *, int64_t) = c_add_f32;
+
+static int run_c_calls(void *p)
+{
+    overhead_ctx *c = p;
+    float x[1] = {0.0f}, one[1] = {1.0f};
+    for (int i = 0; i < CHAIN_LEN; i++) c_add_ptr(x, one, x, 1);
+    c->result = x[0];
+    return 0;
+}
+
+static void bench_op_overhead(void)
+{
+    overhead_ctx c = {0};
+    double tp = -1, tc = -1;
+    float zero = 0.0f, onev = 1.0f;
+    int64_t shape[1] = {1};
+    c.x0 = pn_array_from_data(&zero, shape, 1, PN_FLOAT32);
+    c.one = pn_array_from_data(&onev, shape, 1, PN_FLOAT32);
+    if (c.x0 && c.one) {
+        pn_array *both[2] = {c.x0, c.one};
+        if (pn_eval(both, 2) == 0 && run_pn_chain(&c) == 0) {
+            if (c.result != (float)CHAIN_LEN)
+                snprintf(bench_msg, sizeof bench_msg, "wrong result %g, expected %d",
+                         (double)c.result, CHAIN_LEN);
+            else if (bench_pair(run_pn_chain, &c, run_c_calls, &c, 2, 100, 3.0, &tp, &tc) != 0)
+                tp = -1;
+        }
+    }
+    if (tp < 0) {
+        report_error("op_overhead");
+    } else {
+        double us = tp / CHAIN_LEN * 1e6, c_us = tc / CHAIN_LEN * 1e6;
+        report("op_overhead", us, "us/op", us / c_us, "c_call_loop");
+        NOTE("best build %.3f us/op, best eval %.3f us/op, best thread CPU time %.3f us/op; "
+             "C call %.4f us/op\n",
+             c.build_s / CHAIN_LEN * 1e6, c.eval_s / CHAIN_LEN * 1e6, c.cpu_s / CHAIN_LEN * 1e6,
+             c_us);
+        NOTE("numpy: 0.36 us per tiny add on this machine (quoted, not measured here) -> "
+             "ratio %.2f vs numpy_0.36us\n", us / 0.36);
+    }
+    pn_release(c.x0);
+    pn_release(c.one);
+    pn_clear_error();
+}
+
+/* ───────────────────────────── chain_peak_memory ───────────────────────────── */
+
+#define PEAK_OPS 100
+
+/* Step k of the chain: exp, *0.5, sin, -0.5 in turn (values stay in about [-0.4, 1.4]). */
+static pn_array *chain_step(pn_array *x, int k, pn_array *half)
+{
+    switch (k % 4) {
+    case 0: return pn_exp(x);
+    case 1: return pn_multiply(x, half);
+    case 2: return pn_sin(x);
+    default: return pn_subtract(x, half);
+    }
+}
+
+/* The C idiom: each previous handle is released as soon as the next op holds it. */
+static pn_array *chain_released(pn_array *x0, pn_array *half)
+{
+    pn_array *x = pn_retain(x0);
+    for (int k = 0; k < PEAK_OPS && x; k++) {
+        pn_array *y = chain_step(x, k, half);
+        pn_release(x);
+        x = y;
+    }
+    return x;
+}
+
+/* Nested scopes: step k opens a scope, makes its op there, recurses, and moves the final
+ * result out with pn_scope_pop_keep (its own intermediate dies with the scope). */
+static pn_array *chain_nested(pn_array *x, int k, pn_array *half)
+{
+    if (k == PEAK_OPS) return x;
+    pn_scope_push();
+    pn_array *y = chain_step(x, k, half);
+    pn_array *r = y ? chain_nested(y, k + 1, half) : NULL;
+    if (r)
+        pn_scope_pop_keep(&r, 1);
+    else
+        pn_scope_pop();
+    return r;
+}
+
+/* Flat scope, no releases: every step result stays owned by one scope until it pops
+ * (the pattern to avoid; reported as a note). */
+static pn_array *chain_flat_scope(pn_array *x0, pn_array *half)
+{
+    pn_scope_push();
+    pn_array *x = x0;
+    for (int k = 0; k < PEAK_OPS && x; k++) x = chain_step(x, k, half);
+    if (x && pn_eval(&x, 1) != 0) x = NULL;
+    if (x)
+        pn_scope_pop_keep(&x, 1);
+    else
+        pn_scope_pop();
+    return x;
+}
+
+/* Builds a chain over x0 with `build`, evaluates it, and returns the peak memory in multiples
+ * of x0's bytes (-1 on failure); *secs gets the build+eval time. */
+static double chain_peak(pn_array *x0, pn_array *half, int mode, double *secs)
+{
+    size_t nbytes = pn_nbytes(x0);
+    pn_reset_peak_memory();
+    double t0 = now_s();
+    pn_array *x = mode == 0   ? chain_released(x0, half)
+                  : mode == 1 ? chain_nested(x0, 0, half)
+                              : chain_flat_scope(x0, half);
+    if (!x || pn_eval(&x, 1) != 0) {
+        pn_release(x);
+        return -1;
+    }
+    *secs = now_s() - t0;
+    double peak = (double)pn_get_peak_memory() / (double)nbytes;
+    /* The values must stay finite and match a scalar replay of the chain on element 0. */
+    const float *v = pn_data(x), *in = pn_data(x0);
+    double ok = v && in ? 1.0 : 0.0;
+    if (ok) {
+        float e = in[0];
+        for (int k = 0; k < PEAK_OPS; k++)
+            e = k % 4 == 0 ? expf(e) : k % 4 == 1 ? e * 0.5f : k % 4 == 2 ? sinf(e) : e - 0.5f;
+        if (!(fabsf(v[0] - e) <= 1e-4f) || !isfinite(v[pn_size(x) - 1])) {
+            snprintf(bench_msg, sizeof bench_msg, "wrong result %g, expected %g", (double)v[0],
+                     (double)e);
+            ok = 0.0;
+        }
+    }
+    pn_release(x);
+    return ok ? peak : -1;
+}
+
+static void bench_chain_peak(void)
+{
+    int64_t shape[1] = {BIG_N};
+    pn_array *x0 = random_f32(shape, 1);
+    pn_array *half = pn_scalar(0.5, PN_FLOAT32);
+    if (!x0 || !half) {
+        report_error("chain_peak_memory");
+        report_error("chain_peak_memory_scoped");
+        pn_release(x0);
+        pn_release(half);
+        return;
+    }
+    const char *names[2] = {"chain_peak_memory", "chain_peak_memory_scoped"};
+    for (int mode = 0; mode < 2; mode++) {
+        double secs = 0.0, peak = chain_peak(x0, half, mode, &secs);
+        if (peak < 0) {
+            report_error(names[mode]);
+            continue;
+        }
+        /* Ideal: the caller's input plus one output buffer reused in place by every op. */
+        report(names[mode], peak, "x", peak / 2.0, "c_inplace_2x");
+        NOTE("%d ops over %lld floats: build+eval %.2f s (%.2f GB/s effective)\n", PEAK_OPS,
+             (long long)BIG_N, secs, 2.0 * 4.0 * (double)BIG_N * PEAK_OPS / secs / 1e9);
+    }
+    pn_release(x0);
+
+    /* The pitfall, on a smaller array: one flat scope holding every step's handle. */
+    int64_t small[1] = {(int64_t)1 << 18};
+    x0 = random_f32(small, 1);
+    double secs = 0.0, peak = x0 ? chain_peak(x0, half, 2, &secs) : -1;
+    if (peak >= 0)
+        NOTE("flat scope without releases (2^18 floats): peak %.2f x (every handle kept)\n",
+             peak);
+    else
+        NOTE("flat scope without releases: error: %s\n",
+             bench_msg[0] ? bench_msg : pn_last_error_message());
+    bench_msg[0] = 0;
+    pn_clear_error();
+    pn_release(x0);
+    pn_release(half);
+}
+
+/* ───────────────────────────── main ───────────────────────────── */
+
+/* The figures, in groups that share their inputs. */
+static const struct {
+    const char *figures;
+    void (*run)(void);
+} groups[] = {
+    {"add_f32_16M sum_f32_16M", bench_add_and_sum},
+    {"sgemm_1024 bf16_gemm_1024 sgemm_2048", bench_gemms},
+    {"op_overhead", bench_op_overhead},
+    {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},
+};
+
+/* ponte_bench [WORD...]: runs every group, or those whose figure names contain a WORD. */
+int main(int argc, char **argv)
+{
+    double t0 = now_s();
+    printf("Ponte %d.%d.%d benchmarks\n", PONTE_VERSION_MAJOR, PONTE_VERSION_MINOR,
+           PONTE_VERSION_PATCH);
+    print_machine();
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        int run = argc < 2;
+        for (int i = 1; i < argc && !run; i++) run = strstr(groups[g].figures, argv[i]) != NULL;
+        if (run) groups[g].run();
+    }
+    double load = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1) load = -1;
+        fclose(f);
+    }
+    printf("total %.1f s, load average now %.2f\n", now_s() - t0, load);
+    return 0;
+}
