@@ -1,5 +1,5 @@
 # Ponte's stable entry points. Each target installs what it needs on a fresh Debian 12.
-#   make test    the whole test suite (release build, then under ASan+UBSan)
+#   make test    the whole test suite (C: release and ASan+UBSan builds; Python: pytest)
 #   make bench   the benchmarks
 #   make train   the main job (training the default example)
 #   make install into PREFIX (default /usr/local)
@@ -8,8 +8,12 @@ PREFIX ?= /usr/local
 BUILD ?= build
 BUILD_ASAN ?= build-asan
 CMAKE_FLAGS ?=
+# libgomp's workers spin between parallel regions by default; on a machine shared with other
+# work that spinning starves the threads doing real work (10x slower training was seen), so
+# the entry points wait passively unless told otherwise.
+export OMP_WAIT_POLICY ?= passive
 
-.PHONY: all deps build test test-release test-asan bench train install clean
+.PHONY: all deps build test test-release test-asan test-python bench train install clean
 
 all: build
 
@@ -33,7 +37,10 @@ test-asan: $(BUILD_ASAN)/CMakeCache.txt
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 PONTE_TEST_QUICK=1 ctest --output-on-failure -j $(JOBS)
 
-test: test-release test-asan
+test-python: build
+	BUILD=$(BUILD) JOBS=$(JOBS) scripts/test-python
+
+test: test-release test-asan test-python
 
 bench: build
 	$(BUILD)/ponte_bench

@@ -203,6 +203,10 @@ void pn_scope_pop(void);
 /* Closes the innermost scope, releasing what it owns except the n arrays in keep, which move
  * to the enclosing scope (or to the caller when none is open). */
 void pn_scope_pop_keep(pn_array *const *keep, int n);
+/* Takes a out of the scope that owns it: the caller now owns that reference directly and
+ * gives it up with pn_release (for handles stored beyond the scope, e.g. in a binding's
+ * objects). An array no scope owns is returned unchanged. Returns a. */
+pn_array *pn_scope_take(pn_array *a);
 /* Depth of the calling thread's scope stack. */
 int pn_scope_depth(void);
 

@@ -60,6 +60,15 @@ void pn_scope_push(void)
 int pn_scope_depth(void) { return scope_depth; }
 pnC_scope *pnC_current_scope(void) { return scope_top; }
 
+pn_array *pn_scope_take(pn_array *a)
+{
+    if (a && a->owner) {
+        a->owner->items[a->owner_slot] = NULL;
+        a->owner = NULL;
+    }
+    return a;
+}
+
 static void array_decref(pn_array *a);
 
 static void scope_close(pn_array *const *keep, int nkeep)
@@ -158,15 +167,28 @@ static void node_decref(pnC_node *nd)
 void pnC_node_retain(pnC_node *nd) { atomic_fetch_add_explicit(&nd->refs, 1, memory_order_relaxed); }
 void pnC_node_release(pnC_node *nd) { node_decref(nd); }
 
-pn_array *pn_retain(pn_array *a)
+pn_array *pnC_incref(pn_array *a)
 {
     if (a) atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
     return a;
 }
 
+pn_array *pn_retain(pn_array *a)
+{
+    if (a) atomic_fetch_add_explicit(&a->retains, 1, memory_order_relaxed);
+    return pnC_incref(a);
+}
+
 void pn_release(pn_array *a)
 {
     if (!a) return;
+    int r = atomic_load_explicit(&a->retains, memory_order_relaxed);
+    while (r > 0 && !atomic_compare_exchange_weak(&a->retains, &r, r - 1)) {
+    }
+    if (r > 0) { /* an explicit pn_retain goes first; the scope keeps its own reference */
+        array_decref(a);
+        return;
+    }
     if (a->owner) { /* owned through a scope: leave the scope's slot empty */
         a->owner->items[a->owner_slot] = NULL;
         a->owner = NULL;
@@ -182,6 +204,7 @@ static pn_array *array_alloc(pn_dtype dtype, const int64_t *shape, int ndim)
     pn_array *a = malloc(sizeof *a + 2 * (size_t)ndim * sizeof(int64_t));
     if (!a) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[array] Out of memory.");
     atomic_init(&a->refs, 1);
+    atomic_init(&a->retains, 0);
     a->dtype = dtype;
     a->ndim = ndim;
     a->weak = 0;
@@ -327,7 +350,7 @@ static pnC_node *node_alloc(const pnC_primitive *p, const void *params, size_t p
     nd->stream = pn_current_stream();
     nd->mark = 0;
     if (params_size) memcpy(nd->params, params, params_size);
-    for (int i = 0; i < nin; i++) nd->inputs[i] = pn_retain(inputs[i]);
+    for (int i = 0; i < nin; i++) nd->inputs[i] = pnC_incref(inputs[i]);
     for (int j = 0; j < nout; j++) {
         nd->outputs[j] = NULL;
         nd->out_dtypes[j] = dtypes[j];
@@ -613,7 +636,7 @@ int64_t pn_item_int(pn_array *a)
 
 pn_array *pnC_contiguous(pn_array *a)
 {
-    if (pnC_row_contiguous(a)) return pn_retain(a);
+    if (pnC_row_contiguous(a)) return pnC_incref(a);
     pn_array *c = pnC_new_temp(a->dtype, a->shape, a->ndim);
     if (!c) return NULL;
     pnC_copy_to_contiguous(a, pnC_data(c));

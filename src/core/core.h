@@ -103,6 +103,7 @@ enum {
 
 struct pn_array {
     atomic_int refs;
+    atomic_int retains; /* references taken with pn_retain (released before scope ownership) */
     pn_dtype dtype;
     int ndim;
     uint8_t weak;  /* a "weak" scalar (a Python number): takes the dtype of what it meets */
@@ -194,8 +195,10 @@ void pnC_node_release(pnC_node *node);
 /* A new evaluated leaf owned by the caller alone, never by a scope (kernel temporaries):
  * release with pnC_decref. */
 pn_array *pnC_new_temp(pn_dtype dtype, const int64_t *shape, int ndim);
+/* Adds one internal reference (no scope or pn_retain bookkeeping); drop it with pnC_decref. */
+pn_array *pnC_incref(pn_array *a);
 /* Drops one reference without touching scope ownership (for pnC_new_temp, pnC_contiguous,
- * and references taken with pn_retain inside the library). */
+ * and references taken with pnC_incref). */
 void pnC_decref(pn_array *a);
 /* A new handle on the same values (zero-copy; keeps the graph connected for autodiff). */
 pn_array *pnC_alias(pn_array *a);

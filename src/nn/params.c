@@ -43,7 +43,7 @@ int pn_params_set(pn_params *p, const char *name, pn_array *a)
     if (!pnC_inputs_ok("params", 1, &a)) return -1;
     int i = find(p, name);
     if (i >= 0) {
-        pn_retain(a);
+        pnC_incref(a);
         pnC_decref(p->arrays[i]);
         p->arrays[i] = a;
         return 0;
@@ -60,7 +60,7 @@ int pn_params_set(pn_params *p, const char *name, pn_array *a)
     char *copy = strdup(name);
     if (!copy) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[params] Out of memory.");
     p->names[p->n] = copy;
-    p->arrays[p->n] = pn_retain(a);
+    p->arrays[p->n] = pnC_incref(a);
     p->n++;
     return 0;
 }

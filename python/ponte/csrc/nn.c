@@ -1,0 +1,517 @@
+/* nn.c — ponte.core._nn: the C layers, activations, losses and initializers of libponte
+ * (pn_nn_*), and the optimizer and schedule objects over pn_optimizer / pn_schedule, for the
+ * thin Python classes of ponte.nn and ponte.optimizers. */
+#include "pyponte.h"
+
+#include <string.h>
+
+#define VK METH_VARARGS | METH_KEYWORDS
+#define FNP(f) (PyCFunction)(void (*)(void))(f)
+#define FN(name) static PyObject *py_##name(PyObject *m, PyObject *args, PyObject *kw)
+#define KW(...) static char *kwlist[] = {__VA_ARGS__, NULL}
+#define PARSE(fmt, ...) if (!PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, __VA_ARGS__)) return NULL
+
+/* Converts up to three array arguments (NULL / None stay NULL), calls, wraps. */
+typedef struct {
+    pn_array *a[4];
+    int n;
+} tmp3;
+/* A required array argument (None is a TypeError). */
+static int conv(tmp3 *t, PyObject *o, pn_array **out)
+{
+    if (!(*out = pp_arr(o))) return -1;
+    t->a[t->n++] = *out;
+    return 0;
+}
+/* An optional one: None (or absent) gives NULL. */
+static int conv_opt(tmp3 *t, PyObject *o, pn_array **out)
+{
+    *out = NULL;
+    return !o || o == Py_None ? 0 : conv(t, o, out);
+}
+static PyObject *finish(tmp3 *t, pn_array *r)
+{
+    pp_release_all(t->a, t->n);
+    return pp_wrap(r);
+}
+static PyObject *abort3(tmp3 *t)
+{
+    pp_release_all(t->a, t->n);
+    return NULL;
+}
+
+/* ───────────────────────────── layers and activations ───────────────────────────── */
+
+typedef pn_array *(*act_fn)(pn_array *);
+#define ACTIVATIONS(X)                                                                             \
+    X(relu) X(relu6) X(selu) X(gelu) X(gelu_approx) X(gelu_fast_approx) X(silu) X(sigmoid)        \
+    X(log_sigmoid) X(softplus) X(softsign) X(mish) X(hardswish) X(tanh)
+
+static PyObject *activation(act_fn f, PyObject *arg)
+{
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, arg, &x)) return NULL;
+    return finish(&t, f(x));
+}
+#define DEF_ACT(name) static PyObject *py_##name(PyObject *m, PyObject *x) { return activation(pn_nn_##name, x); }
+ACTIVATIONS(DEF_ACT)
+
+static PyObject *act_param(pn_array *(*f)(pn_array *, double), PyObject *args, double dflt)
+{
+    PyObject *xo;
+    double p = dflt;
+    if (!PyArg_ParseTuple(args, "O|d", &xo, &p)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return NULL;
+    return finish(&t, f(x, p));
+}
+static PyObject *py_leaky_relu(PyObject *m, PyObject *a) { return act_param(pn_nn_leaky_relu, a, 0.01); }
+static PyObject *py_elu(PyObject *m, PyObject *a) { return act_param(pn_nn_elu, a, 1.0); }
+static PyObject *py_celu(PyObject *m, PyObject *a) { return act_param(pn_nn_celu, a, 1.0); }
+
+static PyObject *py_hard_tanh(PyObject *m, PyObject *args)
+{
+    PyObject *xo;
+    double lo = -1, hi = 1;
+    if (!PyArg_ParseTuple(args, "O|dd", &xo, &lo, &hi)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return NULL;
+    return finish(&t, pn_nn_hard_tanh(x, lo, hi));
+}
+
+static PyObject *py_glu(PyObject *m, PyObject *args)
+{
+    PyObject *xo;
+    int axis = -1;
+    if (!PyArg_ParseTuple(args, "O|i", &xo, &axis)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return NULL;
+    return finish(&t, pn_nn_glu(x, axis));
+}
+
+/* f(x, y[, z]) over two or three arrays (the third optional). */
+static PyObject *arrays2(pn_array *(*f2)(pn_array *, pn_array *),
+                         pn_array *(*f3)(pn_array *, pn_array *, pn_array *), PyObject *args)
+{
+    PyObject *a, *b, *c = Py_None;
+    if (!PyArg_ParseTuple(args, f3 ? "OO|O" : "OO", &a, &b, &c)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *y, *z;
+    if (conv(&t, a, &x) || conv(&t, b, &y) || conv_opt(&t, c, &z)) return abort3(&t);
+    return finish(&t, f3 ? f3(x, y, z) : f2(x, y));
+}
+static PyObject *py_linear(PyObject *m, PyObject *a) { return arrays2(NULL, pn_nn_linear, a); }
+static PyObject *py_embedding(PyObject *m, PyObject *a) { return arrays2(pn_nn_embedding, NULL, a); }
+static PyObject *py_prelu(PyObject *m, PyObject *a) { return arrays2(pn_nn_prelu, NULL, a); }
+
+static PyObject *py_layer_norm(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *wo = Py_None, *bo = Py_None;
+    double eps = 1e-5;
+    if (!PyArg_ParseTuple(args, "O|OOd", &xo, &wo, &bo, &eps)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *w, *b;
+    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
+    return finish(&t, pn_nn_layer_norm(x, w, b, eps));
+}
+
+static PyObject *py_rms_norm(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *wo = Py_None;
+    double eps = 1e-5;
+    if (!PyArg_ParseTuple(args, "O|Od", &xo, &wo, &eps)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *w;
+    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w)) return abort3(&t);
+    return finish(&t, pn_nn_rms_norm(x, w, eps));
+}
+
+static PyObject *py_dropout(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *ko = Py_None;
+    double p;
+    if (!PyArg_ParseTuple(args, "Od|O", &xo, &p, &ko)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *k;
+    if (conv(&t, xo, &x) || conv_opt(&t, ko, &k)) return abort3(&t);
+    return finish(&t, pn_nn_dropout(x, p, k));
+}
+
+static PyObject *py_log_softmax(PyObject *m, PyObject *args)
+{
+    PyObject *xo;
+    int axis = -1;
+    if (!PyArg_ParseTuple(args, "O|i", &xo, &axis)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return NULL;
+    return finish(&t, pn_log_softmax(x, &axis, 1));
+}
+
+/* ───────────────────────────── losses ───────────────────────────── */
+
+static int reduction_arg(const char *s, pn_loss_reduction *r)
+{
+    if (!strcmp(s, "none")) *r = PN_REDUCTION_NONE;
+    else if (!strcmp(s, "mean")) *r = PN_REDUCTION_MEAN;
+    else if (!strcmp(s, "sum")) *r = PN_REDUCTION_SUM;
+    else {
+        PyErr_Format(PyExc_ValueError, "Invalid reduction. Must be 'none', 'mean', or 'sum' (got '%s').", s);
+        return -1;
+    }
+    return 0;
+}
+
+/* loss(a, b, number, reduction) for the losses with one numeric parameter (or an axis). */
+typedef enum { L_BCE, L_MSE, L_L1, L_SMOOTH_L1, L_HUBER, L_NLL, L_KL } loss_kind;
+
+static PyObject *loss(loss_kind kind, PyObject *args)
+{
+    PyObject *ao, *bo;
+    double p = 0;
+    const char *red = "mean";
+    if (!PyArg_ParseTuple(args, "OOds", &ao, &bo, &p, &red)) return NULL;
+    pn_loss_reduction r;
+    if (reduction_arg(red, &r)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *a, *b;
+    if (conv(&t, ao, &a) || conv(&t, bo, &b)) return abort3(&t);
+    pn_array *out = NULL;
+    switch (kind) {
+    case L_BCE: out = pn_nn_binary_cross_entropy(a, b, p != 0, r); break;
+    case L_MSE: out = pn_nn_mse_loss(a, b, r); break;
+    case L_L1: out = pn_nn_l1_loss(a, b, r); break;
+    case L_SMOOTH_L1: out = pn_nn_smooth_l1_loss(a, b, p, r); break;
+    case L_HUBER: out = pn_nn_huber_loss(a, b, p, r); break;
+    case L_NLL: out = pn_nn_nll_loss(a, b, (int)p, r); break;
+    case L_KL: out = pn_nn_kl_div_loss(a, b, (int)p, r); break;
+    }
+    return finish(&t, out);
+}
+static PyObject *py_binary_cross_entropy(PyObject *m, PyObject *a) { return loss(L_BCE, a); }
+static PyObject *py_mse_loss(PyObject *m, PyObject *a) { return loss(L_MSE, a); }
+static PyObject *py_l1_loss(PyObject *m, PyObject *a) { return loss(L_L1, a); }
+static PyObject *py_smooth_l1_loss(PyObject *m, PyObject *a) { return loss(L_SMOOTH_L1, a); }
+static PyObject *py_huber_loss(PyObject *m, PyObject *a) { return loss(L_HUBER, a); }
+static PyObject *py_nll_loss(PyObject *m, PyObject *a) { return loss(L_NLL, a); }
+static PyObject *py_kl_div_loss(PyObject *m, PyObject *a) { return loss(L_KL, a); }
+
+static PyObject *py_cross_entropy(PyObject *m, PyObject *args)
+{
+    PyObject *ao, *bo;
+    int axis = -1;
+    double smoothing = 0;
+    const char *red = "none";
+    if (!PyArg_ParseTuple(args, "OOids", &ao, &bo, &axis, &smoothing, &red)) return NULL;
+    pn_loss_reduction r;
+    if (reduction_arg(red, &r)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *a, *b;
+    if (conv(&t, ao, &a) || conv(&t, bo, &b)) return abort3(&t);
+    return finish(&t, pn_nn_cross_entropy(a, b, axis, smoothing, r));
+}
+
+/* ───────────────────────────── initializers ───────────────────────────── */
+
+typedef enum { I_UNIFORM, I_NORMAL, I_GLOROT_U, I_GLOROT_N, I_HE_U, I_HE_N } init_kind;
+
+/* init(shape, dtype, a, b[, key]): a, b are (low, high), (mean, std), (gain, unused) or
+ * (fan_out, gain) by kind. */
+static PyObject *init(init_kind kind, PyObject *args)
+{
+    PyObject *so, *ko = Py_None;
+    pn_dtype dt;
+    double a = 0, b = 0;
+    if (!PyArg_ParseTuple(args, "OO&dd|O", &so, pp_dtype_conv, &dt, &a, &b, &ko)) return NULL;
+    int64_t shape[PP_MAXDIM];
+    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
+    if (n < 0) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *k;
+    if (conv_opt(&t, ko, &k)) return NULL;
+    pn_array *r = NULL;
+    switch (kind) {
+    case I_UNIFORM: r = pn_nn_init_uniform(shape, n, dt, a, b, k); break;
+    case I_NORMAL: r = pn_nn_init_normal(shape, n, dt, a, b, k); break;
+    case I_GLOROT_U: r = pn_nn_init_glorot_uniform(shape, n, dt, a, k); break;
+    case I_GLOROT_N: r = pn_nn_init_glorot_normal(shape, n, dt, a, k); break;
+    case I_HE_U: r = pn_nn_init_he_uniform(shape, n, dt, a != 0, b, k); break;
+    case I_HE_N: r = pn_nn_init_he_normal(shape, n, dt, a != 0, b, k); break;
+    }
+    return finish(&t, r);
+}
+static PyObject *py_init_uniform(PyObject *m, PyObject *a) { return init(I_UNIFORM, a); }
+static PyObject *py_init_normal(PyObject *m, PyObject *a) { return init(I_NORMAL, a); }
+static PyObject *py_init_glorot_uniform(PyObject *m, PyObject *a) { return init(I_GLOROT_U, a); }
+static PyObject *py_init_glorot_normal(PyObject *m, PyObject *a) { return init(I_GLOROT_N, a); }
+static PyObject *py_init_he_uniform(PyObject *m, PyObject *a) { return init(I_HE_U, a); }
+static PyObject *py_init_he_normal(PyObject *m, PyObject *a) { return init(I_HE_N, a); }
+
+/* ───────────────────────────── parameter maps ───────────────────────────── */
+
+/* A map from parallel lists of names and arrays. NULL with an exception. */
+static pn_params *params_of(PyObject *names, PyObject *arrays)
+{
+    PyObject *nf = PySequence_Fast(names, "names must be a sequence"), *af = nf ? PySequence_Fast(arrays, "arrays must be a sequence") : NULL;
+    pn_params *p = af ? pn_params_new() : NULL;
+    if (af && !p) pp_raise();
+    Py_ssize_t n = af ? PySequence_Fast_GET_SIZE(nf) : 0;
+    if (p && n != PySequence_Fast_GET_SIZE(af)) {
+        PyErr_SetString(PyExc_ValueError, "names and arrays differ in length.");
+        pn_params_free(p);
+        p = NULL;
+    }
+    for (Py_ssize_t i = 0; p && i < n; i++) {
+        PyObject *k = PySequence_Fast_GET_ITEM(nf, i), *v = PySequence_Fast_GET_ITEM(af, i);
+        const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+        if (!name || !PPArray_Check(v)) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Expected str names and arrays.");
+            pn_params_free(p);
+            p = NULL;
+        } else if (pn_params_set(p, name, PPARR(v))) {
+            pp_raise();
+            pn_params_free(p);
+            p = NULL;
+        }
+    }
+    Py_XDECREF(nf);
+    Py_XDECREF(af);
+    return p;
+}
+
+/* [(name, array), ...] of a map. */
+static PyObject *params_items(const pn_params *p)
+{
+    int n = pn_params_count(p);
+    PyObject *l = PyList_New(n);
+    for (int i = 0; l && i < n; i++) {
+        PyObject *a = pp_wrap_borrowed(pn_params_at(p, i));
+        PyObject *it = a ? Py_BuildValue("(sN)", pn_params_name(p, i), a) : NULL;
+        if (!it) {
+            Py_CLEAR(l);
+            break;
+        }
+        PyList_SET_ITEM(l, i, it);
+    }
+    return l;
+}
+
+static PyObject *py_clip_grad_norm(PyObject *m, PyObject *args)
+{
+    PyObject *names, *grads;
+    double max_norm;
+    if (!PyArg_ParseTuple(args, "OOd", &names, &grads, &max_norm)) return NULL;
+    pn_params *p = params_of(names, grads);
+    if (!p) return NULL;
+    pn_array *norm = pn_clip_grad_norm(p, max_norm);
+    PyObject *items = norm ? params_items(p) : NULL;
+    PyObject *nrm = norm ? pp_wrap(norm) : pp_raise();
+    pn_params_free(p);
+    if (!items || !nrm) {
+        Py_XDECREF(items);
+        Py_XDECREF(nrm);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", items, nrm);
+}
+
+/* ───────────────────────────── optimizers ───────────────────────────── */
+
+typedef struct {
+    PyObject_HEAD
+    pn_optimizer *o;
+} PPOptimizer;
+
+static void optim_dealloc(PyObject *self)
+{
+    pn_optimizer_free(((PPOptimizer *)self)->o);
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* Optimizer(kind, lr, a, b, c, d, flag): the hyperparameters of pn_optim_<kind> in order. */
+static PyObject *optim_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    const char *kind;
+    double lr, a = 0, b = 0, c = 0, d = 0;
+    int flag = 0;
+    if (!PyArg_ParseTuple(args, "sd|ddddp", &kind, &lr, &a, &b, &c, &d, &flag)) return NULL;
+    pn_optimizer *o = NULL;
+    if (!strcmp(kind, "sgd")) o = pn_optim_sgd(lr, a, b, c, flag);
+    else if (!strcmp(kind, "adam")) o = pn_optim_adam(lr, a, b, c, flag);
+    else if (!strcmp(kind, "adamw")) o = pn_optim_adamw(lr, a, b, c, d, flag);
+    else if (!strcmp(kind, "rmsprop")) o = pn_optim_rmsprop(lr, a, b);
+    else if (!strcmp(kind, "adagrad")) o = pn_optim_adagrad(lr, a);
+    else if (!strcmp(kind, "adadelta")) o = pn_optim_adadelta(lr, a, b);
+    else if (!strcmp(kind, "adamax")) o = pn_optim_adamax(lr, a, b, c);
+    else if (!strcmp(kind, "lion")) o = pn_optim_lion(lr, a, b, c);
+    else {
+        PyErr_Format(PyExc_ValueError, "Unknown optimizer '%s'.", kind);
+        return NULL;
+    }
+    if (!o) return pp_raise();
+    PPOptimizer *self = (PPOptimizer *)type->tp_alloc(type, 0);
+    if (!self) {
+        pn_optimizer_free(o);
+        return NULL;
+    }
+    self->o = o;
+    return (PyObject *)self;
+}
+
+/* update(names, params, grads, lr) -> the updated params, in names order. */
+static PyObject *optim_update(PyObject *self, PyObject *args)
+{
+    PPOptimizer *op = (PPOptimizer *)self;
+    PyObject *names, *params, *grads, *gnames;
+    double lr;
+    if (!PyArg_ParseTuple(args, "OOOOd", &names, &params, &gnames, &grads, &lr)) return NULL;
+    pn_params *p = params_of(names, params), *g = p ? params_of(gnames, grads) : NULL;
+    PyObject *r = NULL;
+    if (g) {
+        pn_schedule *s = pn_schedule_constant(lr);
+        if (s) pn_optimizer_set_schedule(op->o, s);
+        if (!s || pn_optimizer_update(op->o, p, g)) {
+            pp_raise();
+        } else {
+            int n = pn_params_count(p);
+            r = PyList_New(n);
+            for (int i = 0; r && i < n; i++) {
+                PyObject *a = pp_wrap_borrowed(pn_params_at(p, i));
+                if (!a) Py_CLEAR(r);
+                else PyList_SET_ITEM(r, i, a);
+            }
+        }
+    }
+    pn_params_free(p);
+    pn_params_free(g);
+    return r;
+}
+
+static PyObject *optim_state(PyObject *self, PyObject *u) { return params_items(pn_optimizer_state(((PPOptimizer *)self)->o)); }
+
+static PyObject *optim_set_state(PyObject *self, PyObject *args)
+{
+    PyObject *names, *arrays;
+    if (!PyArg_ParseTuple(args, "OO", &names, &arrays)) return NULL;
+    pn_params *src = params_of(names, arrays);
+    if (!src) return NULL;
+    pn_params *st = pn_optimizer_state(((PPOptimizer *)self)->o);
+    int rc = 0;
+    for (int i = 0; i < pn_params_count(src) && rc == 0; i++)
+        rc = pn_params_set(st, pn_params_name(src, i), pn_params_at(src, i));
+    pn_params_free(src);
+    if (rc) return pp_raise();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef optim_methods[] = {
+    {"update", optim_update, METH_VARARGS, "update(names, params, grad_names, grads, lr) -> new params."},
+    {"state", optim_state, METH_NOARGS, "[(name, array)] of the optimizer's state."},
+    {"set_state", optim_set_state, METH_VARARGS, "set_state(names, arrays)."},
+    {NULL},
+};
+
+static PyTypeObject PPOptimizer_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core._nn.Optimizer",
+    .tp_basicsize = sizeof(PPOptimizer),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A libponte optimizer (update rule and state).",
+    .tp_new = optim_new,
+    .tp_dealloc = optim_dealloc,
+    .tp_methods = optim_methods,
+};
+
+/* ───────────────────────────── schedules ───────────────────────────── */
+
+typedef struct {
+    PyObject_HEAD
+    pn_schedule *s;
+} PPSchedule;
+
+static void sched_dealloc(PyObject *self)
+{
+    pn_schedule_free(((PPSchedule *)self)->s);
+    Py_TYPE(self)->tp_free(self);
+}
+
+/* Schedule(kind, init, a, b): constant(init), step_decay(init, rate, step_size),
+ * exponential_decay(init, rate), cosine_decay(init, steps, end), linear(init, end, steps). */
+static PyObject *sched_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    const char *kind;
+    double init, a = 0, b = 0;
+    if (!PyArg_ParseTuple(args, "sd|dd", &kind, &init, &a, &b)) return NULL;
+    pn_schedule *s = NULL;
+    if (!strcmp(kind, "constant")) s = pn_schedule_constant(init);
+    else if (!strcmp(kind, "step_decay")) s = pn_schedule_step_decay(init, a, (int64_t)b);
+    else if (!strcmp(kind, "exponential_decay")) s = pn_schedule_exponential_decay(init, a);
+    else if (!strcmp(kind, "cosine_decay")) s = pn_schedule_cosine_decay(init, (int64_t)a, b);
+    else if (!strcmp(kind, "linear")) s = pn_schedule_linear(init, a, (int64_t)b);
+    else {
+        PyErr_Format(PyExc_ValueError, "Unknown schedule '%s'.", kind);
+        return NULL;
+    }
+    if (!s) return pp_raise();
+    PPSchedule *self = (PPSchedule *)type->tp_alloc(type, 0);
+    if (!self) {
+        pn_schedule_free(s);
+        return NULL;
+    }
+    self->s = s;
+    return (PyObject *)self;
+}
+
+static PyObject *sched_call(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *so;
+    if (!PyArg_ParseTuple(args, "O", &so)) return NULL;
+    long long step;
+    if (PPArray_Check(so)) {
+        step = pn_item_int(PPARR(so));
+        if (pn_last_error() != PN_OK) return pp_raise();
+    } else {
+        step = PyLong_AsLongLong(so);
+        if (step == -1 && PyErr_Occurred()) return NULL;
+    }
+    return pp_wrap(pn_scalar(pn_schedule_at(((PPSchedule *)self)->s, step), PN_FLOAT32));
+}
+
+static PyTypeObject PPSchedule_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core._nn.Schedule",
+    .tp_basicsize = sizeof(PPSchedule),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A learning-rate schedule: schedule(step) -> array.",
+    .tp_new = sched_new,
+    .tp_dealloc = sched_dealloc,
+    .tp_call = sched_call,
+};
+
+/* ───────────────────────────── module ───────────────────────────── */
+
+#define ACT_DEF(name) {#name, py_##name, METH_O, NULL},
+#define VA(name) {#name, py_##name, METH_VARARGS, NULL},
+static PyMethodDef nn_methods[] = {
+    ACTIVATIONS(ACT_DEF)
+    VA(leaky_relu) VA(elu) VA(celu) VA(hard_tanh) VA(glu) VA(linear) VA(embedding) VA(prelu)
+    VA(layer_norm) VA(rms_norm) VA(dropout) VA(log_softmax)
+    VA(cross_entropy) VA(binary_cross_entropy) VA(mse_loss) VA(l1_loss) VA(smooth_l1_loss)
+    VA(huber_loss) VA(nll_loss) VA(kl_div_loss)
+    VA(init_uniform) VA(init_normal) VA(init_glorot_uniform) VA(init_glorot_normal)
+    VA(init_he_uniform) VA(init_he_normal) VA(clip_grad_norm)
+    {NULL},
+};
+
+int pp_init_nn(PyObject *m)
+{
+    PyObject *sub = pp_submodule(m, "_nn", nn_methods, "libponte's nn layers and optimizers (private).");
+    if (!sub) return -1;
+    if (PyType_Ready(&PPOptimizer_Type) || PyType_Ready(&PPSchedule_Type)) return -1;
+    if (PyModule_AddObjectRef(sub, "Optimizer", (PyObject *)&PPOptimizer_Type) ||
+        PyModule_AddObjectRef(sub, "Schedule", (PyObject *)&PPSchedule_Type))
+        return -1;
+    return 0;
+}

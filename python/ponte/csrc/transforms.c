@@ -1,0 +1,965 @@
+/* transforms.c — function transformations over Python callables: a pn_closure trampoline
+ * that calls the Python function (its exceptions travel out unchanged), pytrees of lists,
+ * tuples and dicts, and grad, value_and_grad, vjp, jvp, checkpoint, custom_function, vmap and
+ * compile with mlx.core's signatures. */
+#include "pyponte.h"
+
+#include <string.h>
+
+/* ───────────────────────────── trees ───────────────────────────── */
+
+int pp_tree_flatten(PyObject *tree, PyObject *list, int strict)
+{
+    if (PPArray_Check(tree)) return PyList_Append(list, tree);
+    if (PyList_Check(tree) || PyTuple_Check(tree)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(tree);
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (pp_tree_flatten(PySequence_Fast_GET_ITEM(tree, i), list, strict)) return -1;
+        return 0;
+    }
+    if (PyDict_Check(tree)) {
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(tree, &pos, &k, &v))
+            if (pp_tree_flatten(v, list, strict)) return -1;
+        return 0;
+    }
+    if (strict) {
+        PyErr_Format(PyExc_ValueError,
+                     "[tree_flatten] The argument should contain only arrays (found %s).",
+                     Py_TYPE(tree)->tp_name);
+        return -1;
+    }
+    return 0;
+}
+
+/* A copy of tree's structure whose array leaves are replaced, in order, by leaves[*pos...]. */
+static PyObject *tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos)
+{
+    if (PPArray_Check(tree)) {
+        if (*pos >= PyList_GET_SIZE(leaves)) {
+            PyErr_SetString(PyExc_RuntimeError, "[tree] Too few leaves to fill the tree.");
+            return NULL;
+        }
+        PyObject *x = PyList_GET_ITEM(leaves, (*pos)++);
+        Py_INCREF(x);
+        return x;
+    }
+    if (PyList_Check(tree) || PyTuple_Check(tree)) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(tree);
+        PyObject *r = PyList_Check(tree) ? PyList_New(n) : PyTuple_New(n);
+        for (Py_ssize_t i = 0; r && i < n; i++) {
+            PyObject *x = tree_fill(PySequence_Fast_GET_ITEM(tree, i), leaves, pos);
+            if (!x) {
+                Py_CLEAR(r);
+                break;
+            }
+            if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
+            else PyTuple_SET_ITEM(r, i, x);
+        }
+        return r;
+    }
+    if (PyDict_Check(tree)) {
+        PyObject *r = PyDict_New(), *k, *v;
+        Py_ssize_t p = 0;
+        while (r && PyDict_Next(tree, &p, &k, &v)) {
+            PyObject *x = tree_fill(v, leaves, pos);
+            if (!x || PyDict_SetItem(r, k, x)) Py_CLEAR(r);
+            Py_XDECREF(x);
+        }
+        return r;
+    }
+    Py_INCREF(tree);
+    return tree;
+}
+
+/* ───────────────────────────── deferred releases ───────────────────────────── */
+
+/* Graph nodes made by checkpoint and custom_function closures point at their rules without
+ * owning them (ponte.h: the closure must outlive the differentiation of the graphs built with
+ * it). Inside another transformation such a closure is kept until the outermost Python-facing
+ * transformation returns; at top level nothing can differentiate the graph later. */
+static int transform_depth;
+static PyObject *deferred; /* list of capsules releasing closures */
+
+static void capsule_release(PyObject *cap) { pn_closure_release(PyCapsule_GetPointer(cap, "pn_closure")); }
+
+static void release_later(pn_closure *f)
+{
+    if (!f) return;
+    if (transform_depth > 1) {
+        if (!deferred) deferred = PyList_New(0);
+        PyObject *cap = deferred ? PyCapsule_New(f, "pn_closure", capsule_release) : NULL;
+        if (cap && PyList_Append(deferred, cap) == 0) {
+            Py_DECREF(cap);
+            return;
+        }
+        if (cap) { /* the capsule owns f now: keep it alive rather than free it early */
+            PyCapsule_SetDestructor(cap, NULL);
+            Py_DECREF(cap);
+        }
+        PyErr_Clear();
+        return; /* could not record it: leak f rather than free it too early */
+    }
+    pn_closure_release(f);
+}
+
+static void transform_enter(void) { transform_depth++; }
+
+static void transform_exit(void)
+{
+    if (--transform_depth == 0 && deferred) {
+        PyObject *exc_t, *exc_v, *exc_tb;
+        PyErr_Fetch(&exc_t, &exc_v, &exc_tb);
+        Py_CLEAR(deferred);
+        PyErr_Restore(exc_t, exc_v, exc_tb);
+    }
+}
+
+/* ───────────────────────────── the trampoline ───────────────────────────── */
+
+/* Calls fn(*args, **kwargs) with the array leaves of args[argnums[k]] replaced by the
+ * closure's inputs (all args when nargnums < 0). */
+typedef struct {
+    PyObject *fn, *args, *kwargs;
+    int nargnums, argnums[64];
+    PyObject *out_tree; /* the last call's output */
+    PyObject *keep;     /* outputs kept alive until the closure dies */
+    int value_first;    /* value_and_grad: the first output must be an array */
+    const char *name;
+} tctx;
+
+static void tctx_destroy(void *p)
+{
+    tctx *c = p;
+    Py_XDECREF(c->fn);
+    Py_XDECREF(c->args);
+    Py_XDECREF(c->kwargs);
+    Py_XDECREF(c->out_tree);
+    Py_XDECREF(c->keep);
+    PyMem_Free(c);
+}
+
+static tctx *tctx_new(PyObject *fn, PyObject *args, PyObject *kwargs, const char *name)
+{
+    tctx *c = PyMem_Calloc(1, sizeof *c);
+    if (!c) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    c->keep = PyList_New(0);
+    if (!c->keep) {
+        PyMem_Free(c);
+        return NULL;
+    }
+    Py_INCREF(fn);
+    Py_INCREF(args);
+    Py_XINCREF(kwargs);
+    c->fn = fn;
+    c->args = args;
+    c->kwargs = kwargs;
+    c->nargnums = -1;
+    c->name = name;
+    return c;
+}
+
+/* args with the chosen positions' array leaves replaced by the wrapped inputs. */
+static PyObject *rebuild_args(tctx *c, PyObject *inputs)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(c->args), pos = 0;
+    PyObject *r = PyTuple_New(n);
+    if (!r) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a = PyTuple_GET_ITEM(c->args, i), *x;
+        int chosen = c->nargnums < 0;
+        for (int k = 0; !chosen && k < c->nargnums; k++) chosen = c->argnums[k] == i;
+        if (chosen) x = tree_fill(a, inputs, &pos);
+        else Py_INCREF(a), x = a;
+        if (!x) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(r, i, x);
+    }
+    return r;
+}
+
+/* The array leaves of the ordered argument positions (all positions when nargnums < 0). */
+static PyObject *chosen_leaves(tctx *c, int strict)
+{
+    PyObject *l = PyList_New(0);
+    if (!l) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(c->args);
+    if (c->nargnums < 0) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (pp_tree_flatten(PyTuple_GET_ITEM(c->args, i), l, strict)) return Py_DECREF(l), NULL;
+        return l;
+    }
+    /* the trampoline fills positions in argument order, so leaves go in that order too */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int chosen = 0;
+        for (int k = 0; !chosen && k < c->nargnums; k++) chosen = c->argnums[k] == i;
+        if (chosen && pp_tree_flatten(PyTuple_GET_ITEM(c->args, i), l, strict)) return Py_DECREF(l), NULL;
+    }
+    return l;
+}
+
+static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    tctx *c = ctx;
+    *nout = 0;
+    PyObject *inputs = PyList_New(nin), *args = NULL, *res = NULL, *leaves = NULL;
+    if (!inputs) return pp_stash_exception();
+    for (int i = 0; i < nin; i++) {
+        PyObject *w = pp_wrap_borrowed(in[i]);
+        if (!w) goto fail;
+        PyList_SET_ITEM(inputs, i, w);
+    }
+    if (!(args = rebuild_args(c, inputs))) goto fail;
+    if (!(res = PyObject_Call(c->fn, args, c->kwargs))) goto fail;
+    if (c->value_first) {
+        PyObject *first = (PyTuple_Check(res) || PyList_Check(res)) && PySequence_Fast_GET_SIZE(res) > 0
+                              ? PySequence_Fast_GET_ITEM(res, 0) : res;
+        if (!PPArray_Check(first)) {
+            PyErr_Format(PyExc_ValueError,
+                         "[%s] The return value of the function whose gradient we want to compute "
+                         "should be either a scalar array or a tuple with the first value being a "
+                         "scalar array (Received %s).",
+                         c->name, Py_TYPE(first)->tp_name);
+            goto fail;
+        }
+    }
+    if (!(leaves = PyList_New(0)) || pp_tree_flatten(res, leaves, 0)) goto fail;
+    Py_ssize_t n = PyList_GET_SIZE(leaves);
+    if (n > PN_MAX_OUTPUTS) {
+        PyErr_Format(PyExc_ValueError, "[%s] The function returned %zd arrays (at most %d).", c->name, n,
+                     PN_MAX_OUTPUTS);
+        goto fail;
+    }
+    for (Py_ssize_t j = 0; j < n; j++) out[j] = PPARR(PyList_GET_ITEM(leaves, j));
+    if (PyList_Append(c->keep, leaves)) goto fail;
+    Py_XSETREF(c->out_tree, res);
+    *nout = (int)n;
+    Py_DECREF(leaves);
+    Py_DECREF(args);
+    Py_DECREF(inputs);
+    return 0;
+fail:
+    Py_XDECREF(leaves);
+    Py_XDECREF(res);
+    Py_XDECREF(args);
+    Py_XDECREF(inputs);
+    return pp_stash_exception();
+}
+
+/* Input arrays of a leaf list (borrowed from the objects). */
+static pn_array **leaf_arrays(PyObject *leaves)
+{
+    Py_ssize_t n = PyList_GET_SIZE(leaves);
+    pn_array **a = PyMem_Malloc((size_t)(n + 1) * sizeof *a);
+    if (!a) return (pn_array **)PyErr_NoMemory();
+    for (Py_ssize_t i = 0; i < n; i++) a[i] = PPARR(PyList_GET_ITEM(leaves, i));
+    return a;
+}
+
+/* A list wrapping n arrays the caller owns (all of them are consumed). */
+static PyObject *wrap_arrays(pn_array **a, int n)
+{
+    PyObject *l = PyList_New(n);
+    for (int i = 0; i < n; i++) {
+        PyObject *w = l ? pp_wrap(a[i]) : (pn_release(a[i]), NULL);
+        if (l && !w) {
+            for (int j = i + 1; j < n; j++) pn_release(a[j]);
+            Py_CLEAR(l);
+        }
+        if (l) PyList_SET_ITEM(l, i, w);
+    }
+    return l;
+}
+
+static pn_closure *closure_of(tctx *c)
+{
+    pn_closure *f = pn_closure_new(trampoline, c, tctx_destroy);
+    if (!f) pp_raise();
+    return f;
+}
+
+/* ───────────────────────────── the transformed-function type ───────────────────────────── */
+
+enum { T_GRAD, T_VALUE_AND_GRAD, T_CHECKPOINT, T_VMAP, T_CUSTOM };
+
+typedef struct {
+    PyObject_HEAD
+    int kind;
+    PyObject *fn;
+    int nargnums, argnums[64], argnums_seq;
+    PyObject *in_axes, *out_axes;
+    PyObject *vjp_fn, *jvp_fn, *vmap_fn; /* custom_function */
+    PyObject *dict;
+} PPTransformed;
+
+static PyTypeObject PPTransformed_Type;
+
+static void tf_dealloc(PyObject *self)
+{
+    PPTransformed *t = (PPTransformed *)self;
+    PyObject_GC_UnTrack(self);
+    Py_XDECREF(t->fn);
+    Py_XDECREF(t->in_axes);
+    Py_XDECREF(t->out_axes);
+    Py_XDECREF(t->vjp_fn);
+    Py_XDECREF(t->jvp_fn);
+    Py_XDECREF(t->vmap_fn);
+    Py_XDECREF(t->dict);
+    PyObject_GC_Del(self);
+}
+
+static int tf_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    PPTransformed *t = (PPTransformed *)self;
+    Py_VISIT(t->fn);
+    Py_VISIT(t->in_axes);
+    Py_VISIT(t->out_axes);
+    Py_VISIT(t->vjp_fn);
+    Py_VISIT(t->jvp_fn);
+    Py_VISIT(t->vmap_fn);
+    Py_VISIT(t->dict);
+    return 0;
+}
+
+static PPTransformed *tf_new(int kind, PyObject *fn)
+{
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "Expected a callable, got %s.", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    PPTransformed *t = PyObject_GC_New(PPTransformed, &PPTransformed_Type);
+    if (!t) return NULL;
+    t->kind = kind;
+    Py_INCREF(fn);
+    t->fn = fn;
+    t->nargnums = 0;
+    t->argnums_seq = 0;
+    t->in_axes = t->out_axes = t->vjp_fn = t->jvp_fn = t->vmap_fn = t->dict = NULL;
+    PyObject_GC_Track((PyObject *)t);
+    /* functools.wraps-like metadata */
+    PyObject *d = PyDict_New();
+    if (d) {
+        const char *names[] = {"__name__", "__qualname__", "__doc__", "__module__", NULL};
+        for (int i = 0; names[i]; i++) {
+            PyObject *v = PyObject_GetAttrString(fn, names[i]);
+            if (v) PyDict_SetItemString(d, names[i], v), Py_DECREF(v);
+            else PyErr_Clear();
+        }
+        PyDict_SetItemString(d, "__wrapped__", fn);
+        t->dict = d;
+    }
+    return t;
+}
+
+static int parse_argnums(PPTransformed *t, PyObject *argnums, const char *name)
+{
+    if (!argnums || argnums == Py_None) {
+        t->nargnums = 1;
+        t->argnums[0] = 0;
+        return 0;
+    }
+    if (PyLong_Check(argnums)) {
+        long v = PyLong_AsLong(argnums);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (v < 0) {
+            PyErr_Format(PyExc_ValueError, "[%s] Can't compute the gradient of negative argument index %ld.", name, v);
+            return -1;
+        }
+        t->nargnums = 1;
+        t->argnums[0] = (int)v;
+        return 0;
+    }
+    int64_t tmp[64];
+    int n = pp_shape(argnums, tmp, 64, "argnums");
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        if (tmp[i] < 0) {
+            PyErr_Format(PyExc_ValueError, "[%s] Can't compute the gradient of negative argument index %lld.", name, (long long)tmp[i]);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (tmp[j] == tmp[i]) {
+                PyErr_Format(PyExc_ValueError, "[%s] Duplicate argument index %lld is not allowed.", name, (long long)tmp[i]);
+                return -1;
+            }
+        t->argnums[i] = (int)tmp[i];
+    }
+    t->nargnums = n;
+    t->argnums_seq = 1;
+    return 0;
+}
+
+/* Fills each chosen argument's tree from the flat gradient list, in argnums order. */
+static PyObject *grads_result(PPTransformed *t, PyObject *args, PyObject *grads)
+{
+    /* gradients come in argument-position order; give them back in argnums order */
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args), pos = 0;
+    PyObject *per_pos[64] = {0};
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        int k;
+        for (k = 0; k < t->nargnums && t->argnums[k] != i; k++) {}
+        if (k == t->nargnums) continue;
+        if (!(per_pos[k] = tree_fill(PyTuple_GET_ITEM(args, i), grads, &pos))) goto out;
+    }
+    if (!t->argnums_seq) {
+        result = per_pos[0];
+        per_pos[0] = NULL;
+    } else {
+        result = PyTuple_New(t->nargnums);
+        for (int k = 0; result && k < t->nargnums; k++) {
+            PyTuple_SET_ITEM(result, k, per_pos[k]);
+            per_pos[k] = NULL;
+        }
+    }
+out:
+    for (int k = 0; k < 64; k++) Py_XDECREF(per_pos[k]);
+    return result;
+}
+
+static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
+{
+    const char *name = t->kind == T_GRAD ? "grad" : "value_and_grad";
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    for (int k = 0; k < t->nargnums; k++)
+        if (t->argnums[k] >= nargs) {
+            PyErr_Format(PyExc_ValueError, "[%s] Invalid argument number for function with %zd arguments.", name, nargs);
+            return NULL;
+        }
+    tctx *c = tctx_new(t->fn, args, kwargs, name);
+    if (!c) return NULL;
+    c->nargnums = t->nargnums;
+    memcpy(c->argnums, t->argnums, sizeof c->argnums);
+    c->value_first = 1;
+    PyObject *leaves = chosen_leaves(c, 1);
+    pn_closure *f = leaves ? closure_of(c) : (tctx_destroy(c), NULL);
+    if (!f) {
+        Py_XDECREF(leaves);
+        return NULL;
+    }
+    Py_ssize_t nin = PyList_GET_SIZE(leaves);
+    pn_array **in = leaf_arrays(leaves);
+    int *nums = PyMem_Malloc((size_t)(nin + 1) * sizeof(int));
+    PyObject *result = NULL;
+    if (in && nums) {
+        for (Py_ssize_t i = 0; i < nin; i++) nums[i] = (int)i;
+        pn_closure *g = pn_value_and_grad(f, nums, (int)nin);
+        pn_array *out[2 * PN_MAX_OUTPUTS + 1];
+        int n = 0;
+        pn_array **outs = nin + PN_MAX_OUTPUTS > 2 * PN_MAX_OUTPUTS
+                              ? PyMem_Malloc((size_t)(nin + PN_MAX_OUTPUTS + 1) * sizeof *outs) : out;
+        int rc = g && outs ? pn_closure_call(g, (int)nin, in, &n, outs) : -1;
+        pn_closure_release(g);
+        if (rc) {
+            pp_raise();
+        } else {
+            int nval = n - (int)nin;
+            PyObject *vals = wrap_arrays(outs, nval);
+            PyObject *grads = vals ? wrap_arrays(outs + nval, (int)nin) : (pp_release_all(outs + nval, (int)nin), NULL);
+            Py_ssize_t pos = 0;
+            PyObject *value = vals && grads ? tree_fill(c->out_tree, vals, &pos) : NULL;
+            PyObject *g_tree = value ? grads_result(t, args, grads) : NULL;
+            if (g_tree) result = t->kind == T_GRAD ? (Py_INCREF(g_tree), g_tree) : PyTuple_Pack(2, value, g_tree);
+            Py_XDECREF(g_tree);
+            Py_XDECREF(value);
+            Py_XDECREF(vals);
+            Py_XDECREF(grads);
+        }
+        if (outs != out) PyMem_Free(outs);
+    } else {
+        PyErr_NoMemory();
+    }
+    PyMem_Free(in);
+    PyMem_Free(nums);
+    Py_DECREF(leaves);
+    pn_closure_release(f);
+    return result;
+}
+
+/* Calls a closure made by make(f) over every array leaf of args; outputs in the function's
+ * output structure. */
+static PyObject *call_wrapped(PPTransformed *t, PyObject *args, PyObject *kwargs,
+                              pn_closure *(*make)(PPTransformed *, pn_closure *, PyObject *),
+                              const char *name, int *out_axis_move)
+{
+    tctx *c = tctx_new(t->fn, args, kwargs, name);
+    if (!c) return NULL;
+    PyObject *leaves = chosen_leaves(c, 0);
+    pn_closure *f = leaves ? closure_of(c) : (tctx_destroy(c), NULL);
+    if (!f) {
+        Py_XDECREF(leaves);
+        return NULL;
+    }
+    Py_ssize_t nin = PyList_GET_SIZE(leaves);
+    pn_array **in = leaf_arrays(leaves);
+    PyObject *result = NULL;
+    pn_closure *g = in ? make(t, f, args) : NULL;
+    if (g) {
+        pn_array *out[PN_MAX_OUTPUTS];
+        int n = 0;
+        if (pn_closure_call(g, (int)nin, in, &n, out)) {
+            pp_raise();
+        } else {
+            if (out_axis_move && *out_axis_move != 0) {
+                for (int j = 0; j < n; j++) {
+                    pn_array *m = out[j] ? pn_moveaxis(out[j], 0, *out_axis_move) : NULL;
+                    pn_release(out[j]);
+                    out[j] = m;
+                }
+                for (int j = 0; j < n; j++)
+                    if (!out[j]) {
+                        pp_release_all(out, n);
+                        n = -1;
+                        pp_raise();
+                        break;
+                    }
+            }
+            PyObject *vals = n >= 0 ? wrap_arrays(out, n) : NULL;
+            Py_ssize_t pos = 0;
+            if (vals) result = tree_fill(c->out_tree, vals, &pos);
+            Py_XDECREF(vals);
+        }
+        if (t->kind == T_CHECKPOINT) release_later(g);
+        else pn_closure_release(g);
+    }
+    PyMem_Free(in);
+    Py_DECREF(leaves);
+    pn_closure_release(f);
+    return result;
+}
+
+static pn_closure *make_checkpoint(PPTransformed *t, pn_closure *f, PyObject *args)
+{
+    pn_closure *g = pn_checkpoint(f);
+    if (!g) pp_raise();
+    return g;
+}
+
+/* in_axes: an int for every leaf, or a tuple with one entry (int or None) per argument. */
+static pn_closure *make_vmap(PPTransformed *t, pn_closure *f, PyObject *args)
+{
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    PyObject *counts = PyList_New(0);
+    if (!counts) return NULL;
+    int *axes = NULL, nin = 0;
+    int ok = 1;
+    if (!PyLong_Check(t->in_axes) && !(PyTuple_Check(t->in_axes) || PyList_Check(t->in_axes))) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] in_axes must be an int, None, or a tuple of them.");
+        ok = 0;
+    } else if (!PyLong_Check(t->in_axes) && PySequence_Size(t->in_axes) != nargs) {
+        PyErr_Format(PyExc_ValueError, "[vmap] The number of in axes (%zd) must match the number of arguments (%zd).",
+                     PySequence_Size(t->in_axes), nargs);
+        ok = 0;
+    }
+    PyObject *leaves = ok ? PyList_New(0) : NULL;
+    if (leaves) {
+        for (Py_ssize_t i = 0; i < nargs && ok; i++) {
+            Py_ssize_t before = PyList_GET_SIZE(leaves);
+            if (pp_tree_flatten(PyTuple_GET_ITEM(args, i), leaves, 0)) ok = 0;
+            PyObject *cnt = PyLong_FromSsize_t(PyList_GET_SIZE(leaves) - before);
+            if (!cnt || PyList_Append(counts, cnt)) ok = 0;
+            Py_XDECREF(cnt);
+        }
+        nin = ok ? (int)PyList_GET_SIZE(leaves) : 0;
+        axes = ok ? PyMem_Malloc((size_t)(nin + 1) * sizeof(int)) : NULL;
+        if (ok && !axes) PyErr_NoMemory(), ok = 0;
+        for (Py_ssize_t i = 0, k = 0; ok && i < nargs; i++) {
+            Py_ssize_t cnt = PyLong_AsSsize_t(PyList_GET_ITEM(counts, i));
+            PyObject *ax = PyLong_Check(t->in_axes) ? t->in_axes : PySequence_Fast_GET_ITEM(t->in_axes, i);
+            long v = -1;
+            if (ax != Py_None) {
+                if (!PyLong_Check(ax)) {
+                    PyErr_SetString(PyExc_ValueError, "[vmap] in_axes entries must be int or None.");
+                    ok = 0;
+                    break;
+                }
+                v = PyLong_AsLong(ax);
+                if (v == -1 && PyErr_Occurred()) {
+                    ok = 0;
+                    break;
+                }
+            }
+            for (Py_ssize_t j = 0; j < cnt; j++) {
+                PyObject *leaf = PyList_GET_ITEM(leaves, k);
+                int nd = pn_ndim(PPARR(leaf));
+                axes[k++] = v < 0 && v != -1 ? (int)v + nd : (int)v;
+                if (ax != Py_None && v == -1) axes[k - 1] = nd - 1;
+            }
+        }
+        Py_DECREF(leaves);
+    }
+    Py_DECREF(counts);
+    pn_closure *g = ok ? pn_vmap(f, axes, nin, NULL, 0) : NULL;
+    if (ok && !g) pp_raise();
+    PyMem_Free(axes);
+    return g;
+}
+
+/* ───────────────────────────── custom_function ───────────────────────────── */
+
+/* The vjp rule's context: the forward's context (for the output structure) and the rule. */
+typedef struct {
+    PyObject *vjp_fn, *args;
+    tctx *fwd;
+    pn_closure *fwd_closure; /* keeps fwd alive */
+    int nprimals;
+    PyObject *keep;
+} vctx;
+
+static void vctx_destroy(void *p)
+{
+    vctx *v = p;
+    Py_XDECREF(v->vjp_fn);
+    Py_XDECREF(v->args);
+    Py_XDECREF(v->keep);
+    pn_closure_release(v->fwd_closure);
+    PyMem_Free(v);
+}
+
+static int vjp_trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    vctx *v = ctx;
+    *nout = 0;
+    int np = v->nprimals, no = (nin - np) / 2;
+    PyObject *prim = NULL, *cots = NULL, *outs = NULL, *pt = NULL, *ct = NULL, *ot = NULL, *res = NULL,
+             *leaves = NULL;
+    PyObject *lists[3] = {PyList_New(np), PyList_New(no), PyList_New(no)};
+    for (int k = 0; k < 3; k++)
+        if (!lists[k]) goto fail;
+    for (int i = 0; i < nin; i++) {
+        PyObject *w = pp_wrap_borrowed(in[i]);
+        if (!w) goto fail;
+        int k = i < np ? 0 : i < np + no ? 1 : 2, j = i < np ? i : i < np + no ? i - np : i - np - no;
+        PyList_SET_ITEM(lists[k], j, w);
+    }
+    Py_ssize_t pos = 0;
+    if (!(pt = tree_fill(v->args, lists[0], &pos))) goto fail;
+    pos = 0;
+    if (!(ct = tree_fill(v->fwd->out_tree, lists[1], &pos))) goto fail;
+    pos = 0;
+    if (!(ot = tree_fill(v->fwd->out_tree, lists[2], &pos))) goto fail;
+    if (!(res = PyObject_CallFunctionObjArgs(v->vjp_fn, pt, ct, ot, NULL))) goto fail;
+    if (PyTuple_GET_SIZE(v->args) == 1 && !(PyTuple_Check(res) && PyTuple_GET_SIZE(res) == 1)) {
+        PyObject *t1 = PyTuple_Pack(1, res);
+        Py_SETREF(res, t1);
+        if (!res) goto fail;
+    }
+    if (!(leaves = PyList_New(0)) || pp_tree_flatten(res, leaves, 0)) goto fail;
+    if (PyList_GET_SIZE(leaves) != np) {
+        PyErr_Format(PyExc_ValueError, "[custom_function] The vjp returned %zd arrays for %d primals.",
+                     PyList_GET_SIZE(leaves), np);
+        goto fail;
+    }
+    for (int j = 0; j < np; j++) out[j] = PPARR(PyList_GET_ITEM(leaves, j));
+    if (PyList_Append(v->keep, leaves)) goto fail;
+    *nout = np;
+    Py_DECREF(leaves);
+    Py_DECREF(res);
+    Py_DECREF(pt);
+    Py_DECREF(ct);
+    Py_DECREF(ot);
+    for (int k = 0; k < 3; k++) Py_DECREF(lists[k]);
+    return 0;
+fail:
+    Py_XDECREF(leaves);
+    Py_XDECREF(res);
+    Py_XDECREF(pt);
+    Py_XDECREF(ct);
+    Py_XDECREF(ot);
+    Py_XDECREF(prim);
+    Py_XDECREF(cots);
+    Py_XDECREF(outs);
+    for (int k = 0; k < 3; k++) Py_XDECREF(lists[k]);
+    return pp_stash_exception();
+}
+
+/* The vjp rule's context for one call of a custom_function over args. */
+static vctx *vctx_new(PPTransformed *t, pn_closure *f, PyObject *args, tctx *fwd)
+{
+    vctx *v = PyMem_Calloc(1, sizeof *v);
+    if (!v) return (vctx *)PyErr_NoMemory();
+    v->keep = PyList_New(0);
+    if (!v->keep) {
+        PyMem_Free(v);
+        return NULL;
+    }
+    Py_INCREF(t->vjp_fn);
+    Py_INCREF(args);
+    v->vjp_fn = t->vjp_fn;
+    v->args = args;
+    v->fwd_closure = pn_closure_retain(f);
+    PyObject *leaves = PyList_New(0);
+    if (!leaves || pp_tree_flatten(args, leaves, 0)) {
+        Py_XDECREF(leaves);
+        vctx_destroy(v);
+        return NULL;
+    }
+    v->nprimals = (int)PyList_GET_SIZE(leaves);
+    Py_DECREF(leaves);
+    v->fwd = fwd;
+    return v;
+}
+
+static PyObject *call_custom(PPTransformed *t, PyObject *args, PyObject *kwargs)
+{
+    if (!t->vjp_fn) return PyObject_Call(t->fn, args, kwargs);
+    tctx *c = tctx_new(t->fn, args, kwargs, "custom_function");
+    if (!c) return NULL;
+    PyObject *leaves = chosen_leaves(c, 0);
+    pn_closure *f = leaves ? closure_of(c) : (tctx_destroy(c), NULL);
+    if (!f) {
+        Py_XDECREF(leaves);
+        return NULL;
+    }
+    vctx *v = vctx_new(t, f, args, c);
+    pn_closure *rule = NULL, *g = NULL;
+    if (v) {
+        rule = pn_closure_new(vjp_trampoline, v, vctx_destroy);
+        g = rule ? pn_custom_vjp(f, rule) : NULL;
+        if (!g) pp_raise();
+    }
+    Py_ssize_t nin = PyList_GET_SIZE(leaves);
+    pn_array **in = g ? leaf_arrays(leaves) : NULL;
+    PyObject *result = NULL;
+    if (in) {
+        pn_array *out[PN_MAX_OUTPUTS];
+        int n = 0;
+        if (pn_closure_call(g, (int)nin, in, &n, out)) {
+            pp_raise();
+        } else {
+            PyObject *vals = wrap_arrays(out, n);
+            Py_ssize_t pos = 0;
+            if (vals) result = tree_fill(c->out_tree, vals, &pos);
+            Py_XDECREF(vals);
+        }
+    }
+    PyMem_Free(in);
+    release_later(g);
+    pn_closure_release(rule);
+    Py_DECREF(leaves);
+    pn_closure_release(f);
+    return result;
+}
+
+static PyObject *tf_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PPTransformed *t = (PPTransformed *)self;
+    int move = 0; /* vmap: where the batch axis of the outputs goes */
+    if (t->kind == T_VMAP && t->out_axes && t->out_axes != Py_None) {
+        if (!PyLong_Check(t->out_axes)) {
+            PyErr_SetString(PyExc_ValueError, "[vmap] out_axes must be an int.");
+            return NULL;
+        }
+        move = (int)PyLong_AsLong(t->out_axes);
+        if (move == -1 && PyErr_Occurred()) return NULL;
+    }
+    PyObject *r = NULL;
+    transform_enter();
+    switch (t->kind) {
+    case T_GRAD:
+    case T_VALUE_AND_GRAD: r = call_grad(t, args, kwargs); break;
+    case T_CHECKPOINT: r = call_wrapped(t, args, kwargs, make_checkpoint, "checkpoint", NULL); break;
+    case T_VMAP: r = call_wrapped(t, args, kwargs, make_vmap, "vmap", &move); break;
+    case T_CUSTOM: r = call_custom(t, args, kwargs); break;
+    }
+    if (!r && !PyErr_Occurred()) pp_raise();
+    pp_clear_stash();
+    transform_exit();
+    return r;
+}
+
+/* custom_function decorators: f.vjp(rule) stores the rule and returns it. */
+static PyObject *set_rule(PyObject *self, PyObject *fn, int which)
+{
+    PPTransformed *t = (PPTransformed *)self;
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "Expected a callable.");
+        return NULL;
+    }
+    PyObject **slot = which == 0 ? &t->vjp_fn : which == 1 ? &t->jvp_fn : &t->vmap_fn;
+    Py_INCREF(fn);
+    Py_XSETREF(*slot, fn);
+    Py_INCREF(fn);
+    return fn;
+}
+static PyObject *tf_vjp(PyObject *self, PyObject *fn) { return set_rule(self, fn, 0); }
+static PyObject *tf_jvp(PyObject *self, PyObject *fn) { return set_rule(self, fn, 1); }
+static PyObject *tf_vmap(PyObject *self, PyObject *fn) { return set_rule(self, fn, 2); }
+
+static PyObject *tf_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (!obj || obj == Py_None) {
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyMethodDef tf_methods[] = {
+    {"vjp", tf_vjp, METH_O, "Sets the custom vjp rule: vjp(primals, cotangents, outputs)."},
+    {"jvp", tf_jvp, METH_O, "Accepted for compatibility; the custom jvp rule is not used yet."},
+    {"vmap", tf_vmap, METH_O, "Accepted for compatibility; the custom vmap rule is not used yet."},
+    {NULL},
+};
+
+static PyTypeObject PPTransformed_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core.Transformed",
+    .tp_basicsize = sizeof(PPTransformed),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A function transformed by grad, value_and_grad, checkpoint, vmap or custom_function.",
+    .tp_dealloc = tf_dealloc,
+    .tp_traverse = tf_traverse,
+    .tp_call = tf_call,
+    .tp_methods = tf_methods,
+    .tp_descr_get = tf_get,
+    .tp_dictoffset = offsetof(PPTransformed, dict),
+};
+
+/* ───────────────────────────── module functions ───────────────────────────── */
+
+static PyObject *grad_like(int kind, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"fun", "argnums", "argnames", NULL};
+    PyObject *fn, *argnums = Py_None, *argnames = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO", kwlist, &fn, &argnums, &argnames)) return NULL;
+    if (argnames && PyObject_IsTrue(argnames)) {
+        PyErr_SetString(PyExc_NotImplementedError, "argnames is not supported yet; use argnums.");
+        return NULL;
+    }
+    PPTransformed *t = tf_new(kind, fn);
+    if (!t) return NULL;
+    if (parse_argnums(t, argnums, kind == T_GRAD ? "grad" : "value_and_grad")) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+static PyObject *py_grad(PyObject *m, PyObject *args, PyObject *kw) { return grad_like(T_GRAD, args, kw); }
+static PyObject *py_value_and_grad(PyObject *m, PyObject *args, PyObject *kw) { return grad_like(T_VALUE_AND_GRAD, args, kw); }
+
+static PyObject *py_checkpoint(PyObject *m, PyObject *fn) { return (PyObject *)tf_new(T_CHECKPOINT, fn); }
+
+static PyObject *py_vmap(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"fun", "in_axes", "out_axes", NULL};
+    PyObject *fn, *in_axes = NULL, *out_axes = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO", kwlist, &fn, &in_axes, &out_axes)) return NULL;
+    PPTransformed *t = tf_new(T_VMAP, fn);
+    if (!t) return NULL;
+    t->in_axes = in_axes ? in_axes : PyLong_FromLong(0);
+    if (in_axes) Py_INCREF(in_axes);
+    t->out_axes = out_axes ? (Py_INCREF(out_axes), out_axes) : PyLong_FromLong(0);
+    return (PyObject *)t;
+}
+
+static PyObject *py_custom_function(PyObject *m, PyObject *fn) { return (PyObject *)tf_new(T_CUSTOM, fn); }
+
+static PyObject *py_compile(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"fun", "inputs", "outputs", "shapeless", NULL};
+    PyObject *fn, *inputs = Py_None, *outputs = Py_None;
+    int shapeless = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOp", kwlist, &fn, &inputs, &outputs, &shapeless)) return NULL;
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "compile() expects a callable, got %s.", Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    Py_INCREF(fn); /* runs as is until compile fuses (its own issue) */
+    return fn;
+}
+
+static PyObject *py_noop(PyObject *m, PyObject *u) { Py_RETURN_NONE; }
+
+/* vjp / jvp: primals and cotangents/tangents are lists of arrays. */
+static PyObject *vjp_jvp(int jvp, PyObject *args, PyObject *kw)
+{
+    static char *kwv[] = {"fun", "primals", "cotangents", NULL}, *kwj[] = {"fun", "primals", "tangents", NULL};
+    PyObject *fn, *po, *co;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO", jvp ? kwj : kwv, &fn, &po, &co)) return NULL;
+    if (!PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "Expected a callable.");
+        return NULL;
+    }
+    PyObject *pt = PySequence_Tuple(po), *ct = pt ? PySequence_Tuple(co) : NULL;
+    if (!ct) {
+        Py_XDECREF(pt);
+        return NULL;
+    }
+    Py_ssize_t np = PyTuple_GET_SIZE(pt), nc = PyTuple_GET_SIZE(ct);
+    pn_array *prim[PN_MAX_OUTPUTS], *cot[PN_MAX_OUTPUTS];
+    int ok = np <= PN_MAX_OUTPUTS && nc <= PN_MAX_OUTPUTS;
+    if (!ok) PyErr_SetString(PyExc_ValueError, "Too many primals or cotangents.");
+    for (Py_ssize_t i = 0; ok && i < np; i++) {
+        if (!PPArray_Check(PyTuple_GET_ITEM(pt, i))) {
+            PyErr_SetString(PyExc_ValueError, "[vjp] primals must be a list of arrays.");
+            ok = 0;
+        } else prim[i] = PPARR(PyTuple_GET_ITEM(pt, i));
+    }
+    for (Py_ssize_t i = 0; ok && i < nc; i++) {
+        if (!PPArray_Check(PyTuple_GET_ITEM(ct, i))) {
+            PyErr_Format(PyExc_ValueError, "[%s] %s must be a list of arrays.", jvp ? "jvp" : "vjp", jvp ? "tangents" : "cotangents");
+            ok = 0;
+        } else cot[i] = PPARR(PyTuple_GET_ITEM(ct, i));
+    }
+    if (ok && jvp && nc != np) {
+        PyErr_SetString(PyExc_ValueError, "[jvp] Number of inputs does not match number of tangents.");
+        ok = 0;
+    }
+    PyObject *result = NULL;
+    transform_enter();
+    tctx *c = ok ? tctx_new(fn, pt, NULL, jvp ? "jvp" : "vjp") : NULL;
+    pn_closure *f = c ? closure_of(c) : NULL;
+    if (f) {
+        pn_array *out[PN_MAX_OUTPUTS], *d[PN_MAX_OUTPUTS];
+        int n = 0;
+        int rc = jvp ? pn_jvp(f, (int)np, prim, cot, &n, out, d)
+                     : pn_vjp(f, (int)np, prim, (int)nc, cot, &n, out, d);
+        if (rc) {
+            pp_raise();
+        } else {
+            PyObject *o = wrap_arrays(out, n);
+            PyObject *g = o ? wrap_arrays(d, jvp ? n : (int)np) : (pp_release_all(d, jvp ? n : (int)np), NULL);
+            if (o && g) result = PyTuple_Pack(2, o, g);
+            Py_XDECREF(o);
+            Py_XDECREF(g);
+        }
+        pn_closure_release(f);
+    }
+    Py_DECREF(pt);
+    Py_DECREF(ct);
+    pp_clear_stash();
+    transform_exit();
+    return result;
+}
+
+static PyObject *py_vjp(PyObject *m, PyObject *args, PyObject *kw) { return vjp_jvp(0, args, kw); }
+static PyObject *py_jvp(PyObject *m, PyObject *args, PyObject *kw) { return vjp_jvp(1, args, kw); }
+
+#define VK METH_VARARGS | METH_KEYWORDS
+#define FNP(f) (PyCFunction)(void (*)(void))(f)
+static PyMethodDef transform_methods[] = {
+    {"grad", FNP(py_grad), VK, "grad(fun, argnums=None): a function computing the gradient of fun."},
+    {"value_and_grad", FNP(py_value_and_grad), VK, "value_and_grad(fun, argnums=None)."},
+    {"vjp", FNP(py_vjp), VK, "vjp(fun, primals, cotangents) -> (outputs, vjps)."},
+    {"jvp", FNP(py_jvp), VK, "jvp(fun, primals, tangents) -> (outputs, jvps)."},
+    {"checkpoint", py_checkpoint, METH_O, "checkpoint(fun): recompute fun's intermediates in the backward pass."},
+    {"custom_function", py_custom_function, METH_O, "custom_function(fun): a function with a custom vjp (fun.vjp)."},
+    {"vmap", FNP(py_vmap), VK, "vmap(fun, in_axes=0, out_axes=0): vectorizes fun."},
+    {"compile", FNP(py_compile), VK, "compile(fun, inputs=None, outputs=None, shapeless=False)."},
+    {"disable_compile", py_noop, METH_NOARGS, "Disables compilation (no effect yet)."},
+    {"enable_compile", py_noop, METH_NOARGS, "Enables compilation (no effect yet)."},
+    {NULL},
+};
+
+int pp_init_transforms(PyObject *m)
+{
+    if (PyType_Ready(&PPTransformed_Type)) return -1;
+    return PyModule_AddFunctions(m, transform_methods);
+}

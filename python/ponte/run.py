@@ -1,0 +1,64 @@
+"""ponte.run — runs a program written for MLX on Ponte: `python -m ponte.run script.py [args]`
+(or `ponte-run script.py [args]`) makes `mlx`, `mlx.core`, `mlx.nn`, `mlx.optimizers` and
+`mlx.utils` resolve to ponte's modules, then runs the script as __main__."""
+import runpy
+import sys
+import types
+
+__all__ = ["install_mlx_alias", "main"]
+
+
+def install_mlx_alias():
+    """Maps the mlx package and its submodules to ponte's in sys.modules."""
+    import ponte.core
+    import ponte.nn
+    import ponte.nn.init
+    import ponte.nn.layers
+    import ponte.nn.losses
+    import ponte.optimizers
+    import ponte.utils
+
+    mlx = types.ModuleType("mlx", "Ponte standing in for MLX (ponte.run).")
+    mlx.__path__ = []
+    mlx.core, mlx.nn, mlx.optimizers, mlx.utils = ponte.core, ponte.nn, ponte.optimizers, ponte.utils
+    aliases = {
+        "mlx": mlx,
+        "mlx.core": ponte.core,
+        "mlx.core.random": ponte.core.random,
+        "mlx.core.linalg": ponte.core.linalg,
+        "mlx.core.fft": ponte.core.fft,
+        "mlx.core.fast": ponte.core.fast,
+        "mlx.core.metal": ponte.core.metal,
+        "mlx.core.cuda": ponte.core.cuda,
+        "mlx.nn": ponte.nn,
+        "mlx.nn.layers": ponte.nn.layers,
+        "mlx.nn.losses": ponte.nn.losses,
+        "mlx.nn.init": ponte.nn.init,
+        "mlx.optimizers": ponte.optimizers,
+        "mlx.utils": ponte.utils,
+    }
+    sys.modules.update(aliases)
+    return mlx
+
+
+def main(argv=None):
+    """Entry point: main(["script.py", "arg", ...]). Returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m ponte.run script.py [args...]\n"
+              "Runs an MLX program with mlx.* resolving to Ponte.")
+        return 0 if argv else 2
+    install_mlx_alias()
+    sys.argv = argv
+    if argv[0] == "-m" and len(argv) > 1:
+        sys.argv = argv[1:]
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        import os
+        sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
+        runpy.run_path(argv[0], run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

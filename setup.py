@@ -1,0 +1,78 @@
+"""Builds the ponte Python package: the C extension ponte.core (python/ponte/csrc/*.c, written
+against the CPython C API) linked with libponte.a, which CMake builds from this repository
+(or which PONTE_LIB_DIR points to: a CMake build directory holding libponte.a)."""
+import os
+import re
+import subprocess
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC = os.path.join("python", "ponte", "csrc")
+
+
+def cmake_cache(build_dir, key):
+    """The value of key in build_dir/CMakeCache.txt, or None."""
+    path = os.path.join(build_dir, "CMakeCache.txt")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        for line in f:
+            m = re.match(r"^%s:[A-Z]+=(.*)$" % re.escape(key), line.strip())
+            if m:
+                return m.group(1)
+    return None
+
+
+class BuildExt(build_ext):
+    """Builds libponte.a with CMake when needed, then the extension against it."""
+
+    def libponte(self):
+        lib_dir = os.environ.get("PONTE_LIB_DIR")
+        if lib_dir:
+            lib_dir = os.path.abspath(lib_dir)
+            if not os.path.exists(os.path.join(lib_dir, "libponte.a")):
+                raise RuntimeError("PONTE_LIB_DIR=%s holds no libponte.a" % lib_dir)
+            return lib_dir
+        lib_dir = os.path.join(os.path.abspath(self.build_temp), "libponte")
+        jobs = os.environ.get("PONTE_JOBS", str(os.cpu_count() or 2))
+        subprocess.check_call(["cmake", "-S", ROOT, "-B", lib_dir, "-DCMAKE_BUILD_TYPE=Release",
+                               "-DPONTE_BUILD_TESTS=OFF", "-DPONTE_BUILD_BENCH=OFF",
+                               "-DPONTE_BUILD_EXAMPLES=OFF"])
+        subprocess.check_call(["cmake", "--build", lib_dir, "--target", "ponte_static", "-j", jobs])
+        return lib_dir
+
+    def build_extensions(self):
+        lib_dir = self.libponte()
+        blas = cmake_cache(lib_dir, "OPENBLAS_LIBRARY")
+        if not blas:
+            raise RuntimeError("OpenBLAS not found in %s/CMakeCache.txt "
+                               "(apt-get install libopenblas-openmp-dev)" % lib_dir)
+        blas_dir = os.path.dirname(blas)
+        for ext in self.extensions:
+            ext.extra_objects = [os.path.join(lib_dir, "libponte.a"), blas]
+            ext.extra_link_args = ["-fopenmp", "-Wl,-rpath," + blas_dir, "-lm", "-lpthread"]
+        super().build_extensions()
+
+
+core = Extension(
+    "ponte.core",
+    sources=sorted(os.path.join(CSRC, f) for f in os.listdir(os.path.join(ROOT, CSRC)) if f.endswith(".c")),
+    include_dirs=[os.path.join(ROOT, "include"), os.path.join(ROOT, "src"), os.path.join(ROOT, CSRC)],
+    depends=[os.path.join(CSRC, "pyponte.h"), os.path.join("include", "ponte.h"),
+             os.path.join("src", "core", "core.h")],
+    extra_compile_args=["-std=gnu11", "-O2", "-fopenmp", "-Wall", "-Wno-unused-parameter",
+                        "-Wno-missing-field-initializers", "-Wno-cast-function-type"],
+)
+
+setup(
+    ext_modules=[core],
+    cmdclass={"build_ext": BuildExt},
+    package_dir={"": "python"},
+    packages=["ponte", "ponte.nn", "ponte.optimizers"],
+    exclude_package_data={"ponte": ["csrc/*"]},
+    # setuptools' own build tree goes under build/pysetup, beside CMake's files in build/
+    options={"build": {"build_base": os.path.join("build", "pysetup")}},
+)

@@ -1,0 +1,226 @@
+"""Function transformations over Python callables: grad and value_and_grad (argnums, pytrees,
+auxiliary outputs, kwargs), vjp, jvp, checkpoint, custom_function, vmap, compile; gradients
+checked against finite differences; exceptions inside transformed functions propagate."""
+import numpy as np
+import pytest
+
+import ponte as mx
+
+
+def numeric_grad(f, x, eps=1e-3):
+    """Central differences of the scalar function f (numpy in, float out) at x (float64)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        d = np.zeros_like(x)
+        d[i] = eps
+        g[i] = (f(x + d) - f(x - d)) / (2 * eps)
+    return g
+
+
+FUNCS = [
+    ("poly", lambda x: mx.sum(x * x * x - 2 * x)),
+    ("exp_log", lambda x: mx.sum(mx.exp(x) * mx.log(x * x + 1))),
+    ("softmax", lambda x: mx.sum(mx.softmax(x, axis=-1) * mx.arange(x.shape[-1]))),
+    ("matmul", lambda x: mx.sum(mx.tanh(x @ x.T))),
+    ("index", lambda x: mx.sum(x[1:, ::2] ** 2) + x[0, 0]),
+    ("reduce", lambda x: mx.logsumexp(x) + mx.max(x, axis=0).sum() + mx.mean(x)),
+    ("where", lambda x: mx.sum(mx.where(x > 0, x, 0.1 * x))),
+]
+
+
+@pytest.mark.parametrize("name,f", FUNCS, ids=[n for n, _ in FUNCS])
+def test_grad_finite_differences(rng, name, f):
+    x = rng.uniform(-1.5, 1.5, size=(3, 4))
+    g = mx.grad(f)(mx.array(x, mx.float64))
+    want = numeric_grad(lambda v: f(mx.array(v, mx.float64)).item(), x, 1e-5)
+    np.testing.assert_allclose(np.array(g), want, rtol=1e-5, atol=1e-6)
+
+
+def test_value_and_grad_argnums_and_trees(rng):
+    def loss(params, x, scale=1.0):
+        return scale * mx.sum((x @ params["w"] + params["b"][0]) ** 2)
+
+    w, b, x = rng.standard_normal((3, 2)), rng.standard_normal((2,)), rng.standard_normal((4, 3))
+    params = {"w": mx.array(w, mx.float64), "b": [mx.array(b, mx.float64)]}
+    val, grads = mx.value_and_grad(loss)(params, mx.array(x, mx.float64), scale=2.0)
+    r = x @ w + b
+    assert val.item() == pytest.approx(2 * np.sum(r * r))
+    assert set(grads) == {"w", "b"} and isinstance(grads["b"], list)
+    np.testing.assert_allclose(np.array(grads["w"]), 2 * x.T @ (2 * r), rtol=1e-10)
+    np.testing.assert_allclose(np.array(grads["b"][0]), 2 * np.sum(2 * r, 0), rtol=1e-10)
+    gx = mx.grad(loss, argnums=1)(params, mx.array(x, mx.float64))
+    np.testing.assert_allclose(np.array(gx), (2 * r) @ w.T, rtol=1e-10)
+    g0, g1 = mx.grad(loss, argnums=[0, 1])(params, mx.array(x, mx.float64))
+    np.testing.assert_allclose(np.array(g1), (2 * r) @ w.T, rtol=1e-10)
+    g1b, g0b = mx.grad(loss, argnums=(1, 0))(params, mx.array(x, mx.float64))
+    np.testing.assert_allclose(np.array(g0b["w"]), np.array(g0["w"]))
+    np.testing.assert_allclose(np.array(g1b), np.array(g1))
+
+
+def test_aux_outputs():
+    def f(x):
+        return mx.sum(x * x), {"double": 2 * x, "n": 3}
+
+    (val, aux), g = mx.value_and_grad(f)(mx.array([1.0, 2.0]))
+    assert val.item() == 5 and aux["double"].tolist() == [2, 4] and aux["n"] == 3
+    assert g.tolist() == [2, 4]
+    (v2, a2), g2 = mx.value_and_grad(lambda x: (mx.sum(x), x + 1))(mx.array([1.0]))
+    assert g2.tolist() == [1] and a2.tolist() == [2]
+
+
+def test_grad_of_grad_and_composition():
+    x = mx.array(1.5)
+    d1 = mx.grad(lambda t: t ** 3)
+    d2 = mx.grad(d1)
+    d3 = mx.grad(d2)
+    assert d1(x).item() == pytest.approx(3 * 1.5 ** 2)
+    assert d2(x).item() == pytest.approx(6 * 1.5)
+    assert d3(x).item() == pytest.approx(6)
+    vg = mx.value_and_grad(mx.grad(lambda t: mx.sin(t)))
+    v, g = vg(x)
+    assert v.item() == pytest.approx(np.cos(1.5), rel=1e-6) and g.item() == pytest.approx(-np.sin(1.5), rel=1e-6)
+
+
+def test_grad_errors():
+    with pytest.raises(ValueError, match="scalar"):
+        mx.grad(lambda x: x * 2)(mx.array([1.0, 2.0]))
+    with pytest.raises(ValueError):
+        mx.grad(lambda x: 1.0)(mx.array(1.0))
+    with pytest.raises(ValueError):
+        mx.grad(lambda x, y: x, argnums=3)(mx.array(1.0), mx.array(2.0))
+    with pytest.raises(ValueError):
+        mx.grad(lambda x: mx.sum(x))([mx.array(1.0), "str"])
+    with pytest.raises(TypeError):
+        mx.grad(5)
+
+
+class Boom(Exception):
+    pass
+
+
+def test_exceptions_propagate():
+    def bad(x):
+        raise Boom("inside")
+
+    for fn in [lambda: mx.grad(bad)(mx.array(1.0)),
+               lambda: mx.value_and_grad(bad)(mx.array(1.0)),
+               lambda: mx.vjp(bad, [mx.array(1.0)], [mx.array(1.0)]),
+               lambda: mx.jvp(bad, [mx.array(1.0)], [mx.array(1.0)]),
+               lambda: mx.vmap(bad)(mx.ones((3, 2))),
+               lambda: mx.checkpoint(bad)(mx.array(1.0)),
+               lambda: mx.grad(mx.grad(bad))(mx.array(1.0))]:
+        with pytest.raises(Boom, match="inside"):
+            fn()
+    # the library is fine afterwards
+    assert mx.grad(lambda x: x * x)(mx.array(3.0)).item() == 6
+
+    def bad_later(x):
+        y = x * 2
+        return y.undefined_attribute
+
+    with pytest.raises(AttributeError):
+        mx.grad(bad_later)(mx.array(1.0))
+
+
+def test_vjp_jvp(rng):
+    x, y = rng.standard_normal((3,)), rng.standard_normal((3,))
+
+    def f(a, b):
+        return a * b, mx.sin(a)
+
+    outs, vjps = mx.vjp(f, [mx.array(x), mx.array(y)], [mx.ones((3,)), mx.ones((3,))])
+    assert len(outs) == 2 and len(vjps) == 2
+    np.testing.assert_allclose(np.array(outs[0]), x * y, rtol=1e-6)
+    np.testing.assert_allclose(np.array(vjps[0]), y + np.cos(x), rtol=1e-5)
+    np.testing.assert_allclose(np.array(vjps[1]), x, rtol=1e-6)
+    outs, jvps = mx.jvp(lambda a: a * a, [mx.array(x)], [mx.ones((3,))])
+    np.testing.assert_allclose(np.array(jvps[0]), 2 * x, rtol=1e-6)
+    with pytest.raises(ValueError):
+        mx.jvp(lambda a: a, [mx.array(x)], [])
+
+
+def test_stop_gradient():
+    g = mx.grad(lambda x: mx.sum(x * mx.stop_gradient(x)))(mx.array([2.0, 3.0]))
+    assert g.tolist() == [2, 3]
+
+
+def test_checkpoint(rng):
+    x = rng.standard_normal((4,))
+    f = lambda a: mx.sum(mx.tanh(a) ** 2)  # noqa: E731
+    g1 = mx.grad(f)(mx.array(x))
+    g2 = mx.grad(mx.checkpoint(f))(mx.array(x))
+    np.testing.assert_allclose(np.array(g1), np.array(g2), rtol=1e-6)
+    assert mx.checkpoint(f)(mx.array(x)).item() == pytest.approx(f(mx.array(x)).item())
+
+
+def test_custom_function():
+    @mx.custom_function
+    def f(x, y):
+        return x * y
+
+    @f.vjp
+    def f_vjp(primals, cotangent, output):
+        x, y = primals
+        return 10 * cotangent, 20 * cotangent
+
+    x, y = mx.array([1.0, 2.0]), mx.array([3.0, 4.0])
+    assert f(x, y).tolist() == [3, 8]
+    gx, gy = mx.grad(lambda a, b: mx.sum(f(a, b)), argnums=(0, 1))(x, y)
+    assert gx.tolist() == [10, 10] and gy.tolist() == [20, 20]
+
+    @mx.custom_function
+    def h(x):
+        return mx.exp(x)
+
+    assert h(mx.array(0.0)).item() == 1.0  # no custom rule: the function as is
+    assert mx.grad(h)(mx.array(0.0)).item() == 1.0
+
+
+def test_vmap(rng):
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((3,))
+    f = mx.vmap(lambda a, b: mx.sum(a * b))
+    np.testing.assert_allclose(np.array(mx.vmap(lambda a, b: mx.sum(a * b), in_axes=(0, None))(mx.array(x), mx.array(y))),
+                               x @ y, rtol=1e-5)
+    np.testing.assert_allclose(np.array(f(mx.array(x), mx.array(x))), np.sum(x * x, 1), rtol=1e-5)
+    g = mx.vmap(lambda a: a * 2, in_axes=1, out_axes=1)
+    np.testing.assert_allclose(np.array(g(mx.array(x))), 2 * x, rtol=1e-6)
+    with pytest.raises(ValueError):
+        mx.vmap(lambda a, b: a, in_axes=(0,))(mx.array(x), mx.array(x))
+    h = mx.vmap(lambda d: d["a"] + d["b"])
+    assert h({"a": mx.ones((2, 3)), "b": mx.ones((2, 3))}).shape == (2, 3)
+
+
+def test_compile_runs_function():
+    f = lambda x: x + 1  # noqa: E731
+    assert mx.compile(f)(mx.array(1)).item() == 2
+    assert mx.compile(f, shapeless=True) is f
+    mx.disable_compile()
+    mx.enable_compile()
+    with pytest.raises(TypeError):
+        mx.compile(3)
+
+
+def test_eval_trees():
+    a, b = mx.array(1.0) + 1, mx.array(2.0) * 3
+    assert mx.eval([a, {"x": (b,)}], 5, "ignored") is None
+    mx.async_eval(a)
+    assert a.item() == 2 and b.item() == 6
+
+
+def test_transformed_metadata():
+    def loss(x):
+        """docs"""
+        return mx.sum(x)
+
+    g = mx.grad(loss)
+    assert g.__name__ == "loss" and g.__doc__ == "docs"
+
+    class M:
+        def __init__(self):
+            self.k = 2.0
+
+        @mx.custom_function
+        def f(self, x):
+            return x * self.k
+
+    assert M().f(mx.array(3.0)).item() == 6.0
