@@ -245,7 +245,7 @@ int main(int argc, char **argv)
     snprintf(svg, sizeof svg, "%s/loss.svg", opt.out_dir);
 
     pn_device dev = pn_default_device();
-    printf("fashion-mnist MLP 784-%d-%d-10 on %s, %lld training images, batch %d, Adam lr %g\n",
+    printf("fashion-mnist MLP 784-%d-%d-10 on %s, %lld training images, batch %d, Adam lr %g with cosine decay\n",
            opt.hidden, opt.hidden, dev.type == PN_GPU ? "gpu" : "cpu", (long long)train.n, opt.batch, opt.lr);
 
     pn_params *params = NULL;
@@ -271,6 +271,8 @@ int main(int argc, char **argv)
     CHECK_PN(vg);
 
     int64_t steps_per_epoch = (train.n + opt.batch - 1) / opt.batch;
+    /* cosine decay of the learning rate over the whole run (the step lives in the state) */
+    pn_optimizer_set_schedule(optim, pn_schedule_cosine_decay(opt.lr, steps_per_epoch * opt.epochs, opt.lr * 0.01));
     double *losses = malloc(sizeof(double) * (size_t)(steps_per_epoch * opt.epochs + 1));
     int nloss = 0;
     int64_t *perm = malloc(sizeof(int64_t) * (size_t)train.n);
