@@ -58,7 +58,7 @@ $(DATA)/.ready: | deps
 	touch $@
 
 train: build $(DATA)/.ready
-	$(BUILD)/fashion_mnist --data $(DATA) --out $(BUILD)/fashion_mnist $(TRAIN_ARGS)
+	$(BUILD)/fashion_mnist --data $(DATA) --out $(BUILD)/fashion_mnist_out $(TRAIN_ARGS)
 
 install: build
 	cmake --install $(BUILD)

@@ -213,7 +213,7 @@ static void write_svg(const char *path, const double *loss, int n)
 
 static options parse(int argc, char **argv)
 {
-    options o = {"build/data/fashion-mnist", "build/fashion_mnist", 8, 128, 512, 1e-3, false, 0, 0};
+    options o = {"build/data/fashion-mnist", "build/fashion_mnist_out", 8, 128, 512, 1e-3, false, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--resume")) { o.resume = true; continue; }
