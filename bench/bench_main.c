@@ -706,6 +706,9 @@ static void bench_chain_peak(void)
 
 /* ───────────────────────────── main ───────────────────────────── */
 
+/* bench/bench_conv.c: conv2d forward + backward against sgemm of the same FLOPs. */
+void bench_conv(void);
+
 /* The figures, in groups that share their inputs. */
 static const struct {
     const char *figures;
@@ -715,6 +718,7 @@ static const struct {
     {"sgemm_1024 bf16_gemm_1024 sgemm_2048", bench_gemms},
     {"op_overhead", bench_op_overhead},
     {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},
+    {"conv2d_fwd_bwd", bench_conv},
 };
 
 /* ponte_bench [WORD...]: runs every group, or those whose figure names contain a WORD. */

@@ -455,6 +455,46 @@ pn_array *pn_trace(pn_array *a, int offset, int axis1, int axis2);
 pn_array *pn_diag(pn_array *a, int k);
 pn_array *pn_diagonal(pn_array *a, int offset, int axis1, int axis2);
 
+/* ───────────────────────────── convolution ───────────────────────────── */
+/* mlx.core's convolutions. Layouts as MLX: input (N, spatial..., C_in) ("NHWC"), weight
+ * (C_out, kernel spatial..., C_in / groups), output (N, out spatial..., C_out). Input and
+ * weight are promoted to a common floating dtype (integer inputs are an error). groups splits
+ * the channels: output channel o sees input channels of group o / (C_out / groups) only. */
+
+/* The general convolution (mlx.core.conv_general) over the ndim(input) - 2 spatial axes (1 to
+ * 3). Each per-axis argument holds one entry per spatial axis; NULL means the default (stride
+ * and dilations 1, padding 0). The input is dilated by input_dilation (zeros between its
+ * elements), padded with padding_lo before and padding_hi after (negative values crop the
+ * input, as MLX), and cross-correlated with the kernel dilated by kernel_dilation at the given
+ * strides; flip correlates with the kernel reversed along its spatial axes (a convolution). */
+pn_array *pn_conv_general(pn_array *input, pn_array *weight, const int *stride,
+                          const int *padding_lo, const int *padding_hi,
+                          const int *kernel_dilation, const int *input_dilation, int groups,
+                          bool flip);
+/* 1-, 2- and 3-d convolutions (input rank 3, 4, 5). The 2-d/3-d forms take 2 or 3 entries per
+ * argument, NULL meaning stride 1, padding 0, dilation 1. Padding is symmetric. */
+pn_array *pn_conv1d(pn_array *input, pn_array *weight, int stride, int padding, int dilation,
+                    int groups);
+pn_array *pn_conv2d(pn_array *input, pn_array *weight, const int *stride, const int *padding,
+                    const int *dilation, int groups);
+pn_array *pn_conv3d(pn_array *input, pn_array *weight, const int *stride, const int *padding,
+                    const int *dilation, int groups);
+/* Transposed convolutions (mlx.core.conv_transpose1d/2d/3d): the gradient of a convolution
+ * with respect to its input, as MLX computes it: conv_general at stride 1 over the input
+ * dilated by stride, the kernel flipped; output_padding adds to the high side of each axis.
+ * Weight (C_out, kernel spatial..., C_in / groups), as MLX's ConvTranspose layers hold it. */
+pn_array *pn_conv_transpose1d(pn_array *input, pn_array *weight, int stride, int padding,
+                              int dilation, int output_padding, int groups);
+pn_array *pn_conv_transpose2d(pn_array *input, pn_array *weight, const int *stride,
+                              const int *padding, const int *dilation,
+                              const int *output_padding, int groups);
+pn_array *pn_conv_transpose3d(pn_array *input, pn_array *weight, const int *stride,
+                              const int *padding, const int *dilation,
+                              const int *output_padding, int groups);
+/* numpy's (and mlx.core's) discrete convolution of two non-empty 1-d arrays; mode is "full",
+ * "same" or "valid". */
+pn_array *pn_convolve(pn_array *a, pn_array *v, const char *mode);
+
 /* ───────────────────────────── sorting ───────────────────────────── */
 
 /* Sorted along axis (PN_ALL_AXES: flattened); NaNs last, as MLX. */
@@ -627,6 +667,21 @@ pn_array *pn_nn_init_he_uniform(const int64_t *shape, int ndim, pn_dtype dtype, 
                                 double gain, pn_array *key);
 pn_array *pn_nn_init_he_normal(const int64_t *shape, int ndim, pn_dtype dtype, bool fan_out,
                                double gain, pn_array *key);
+
+/* Pooling over the spatial axes of x (N, spatial..., C), as mlx.nn.MaxPool1d/2d/3d and
+ * AvgPool1d/2d/3d: windows of kernel_size slide by stride (NULL or, for 1-d, 0: kernel_size)
+ * over x padded by padding on both sides (NULL: 0); max pooling pads with -inf (the lowest
+ * value for integers), average pooling with zeros that count in the mean. */
+pn_array *pn_nn_max_pool1d(pn_array *x, int kernel_size, int stride, int padding);
+pn_array *pn_nn_max_pool2d(pn_array *x, const int *kernel_size, const int *stride,
+                           const int *padding);
+pn_array *pn_nn_max_pool3d(pn_array *x, const int *kernel_size, const int *stride,
+                           const int *padding);
+pn_array *pn_nn_avg_pool1d(pn_array *x, int kernel_size, int stride, int padding);
+pn_array *pn_nn_avg_pool2d(pn_array *x, const int *kernel_size, const int *stride,
+                           const int *padding);
+pn_array *pn_nn_avg_pool3d(pn_array *x, const int *kernel_size, const int *stride,
+                           const int *padding);
 
 /* ───────────────────────────── parameter trees ───────────────────────────── */
 /* An ordered map from dotted names ("layers.0.weight", as mlx.utils.tree_flatten writes them)

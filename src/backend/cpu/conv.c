@@ -1,0 +1,311 @@
+/* conv.c — the CPU Convolution kernel (general N-d, grouped, strided, padded, dilated, flipped).
+ * im2col: each output position becomes one row of a scratch matrix holding the input patch it
+ * reads, laid out [group][kernel taps][channels of the group], so that group g's block is a
+ * plain row-major matrix; one GEMM per group (pnK_gemm: OpenBLAS for f32/f64, Ponte's kernel for
+ * f16/bf16) multiplies it by that group's weight rows. Rows go in tiles so the scratch stays
+ * below PNK_CONV_SCRATCH bytes whatever the input size. 1x1 convolutions skip im2col; short
+ * reductions (a first layer's few input channels) run a direct loop instead. */
+#include "backend/cpu/conv.h"
+#include "backend/cpu/gemm.h"
+
+#include <omp.h>
+#include <string.h>
+
+/* Largest im2col scratch buffer, in bytes. */
+#define PNK_CONV_SCRATCH ((int64_t)64 << 20)
+
+/* The convolution's geometry with the spatial axes padded to three (leading axes of extent 1,
+ * stride 1, no padding) so that one code path serves 1-, 2- and 3-d. */
+typedef struct conv_geom {
+    int64_t N, C, O, G, Cg, Og;
+    int64_t in[3];   /* input extent (undilated) */
+    int64_t din[3];  /* dilated input extent: (in - 1) * idil + 1, 0 when in == 0 */
+    int64_t k[3];    /* kernel extent */
+    int64_t out[3];  /* output extent */
+    int64_t s[3], pl[3], kd[3], id[3];
+    int64_t P;  /* output positions per batch element */
+    int64_t KP; /* kernel taps */
+    bool flip;
+} conv_geom;
+
+static void conv_geom_init(conv_geom *g, const pnK_conv_params *p, const pn_array *x,
+                           const pn_array *w, const pn_array *o)
+{
+    int nsp = p->nsp, lead = 3 - nsp;
+    g->N = x->shape[0];
+    g->C = x->shape[x->ndim - 1];
+    g->O = w->shape[0];
+    g->G = p->groups;
+    g->Cg = w->shape[w->ndim - 1];
+    g->Og = g->O / g->G;
+    g->P = 1;
+    g->KP = 1;
+    g->flip = p->flip;
+    for (int d = 0; d < 3; d++) {
+        int i = d - lead; /* spatial axis of the arrays, or < 0 for a padding axis */
+        g->in[d] = i < 0 ? 1 : x->shape[1 + i];
+        g->k[d] = i < 0 ? 1 : w->shape[1 + i];
+        g->out[d] = i < 0 ? 1 : o->shape[1 + i];
+        g->s[d] = i < 0 ? 1 : p->stride[i];
+        g->pl[d] = i < 0 ? 0 : p->pad_lo[i];
+        g->kd[d] = i < 0 ? 1 : p->kdil[i];
+        g->id[d] = i < 0 ? 1 : p->idil[i];
+        g->din[d] = g->in[d] > 0 ? (g->in[d] - 1) * g->id[d] + 1 : 0;
+        g->P *= g->out[d];
+        g->KP *= g->k[d];
+    }
+}
+
+/* Input index along axis d read by output position o through kernel tap t (already flipped
+ * when the kernel is), or -1 when that tap lands on padding or between dilated elements. */
+static inline int64_t tap_index(const conv_geom *g, int d, int64_t o, int64_t t)
+{
+    int64_t j = o * g->s[d] + t * g->kd[d] - g->pl[d];
+    if (j < 0 || j >= g->din[d]) return -1;
+    if (g->id[d] == 1) return j;
+    return j % g->id[d] ? -1 : j / g->id[d];
+}
+
+/* Writes row r (an output position, row-major over (N, out...)) of the im2col matrix to dst:
+ * G blocks of KP * Cg elements, block g holding channels [g Cg, (g+1) Cg) of each tap. x is the
+ * contiguous input. */
+static void im2col_row(const conv_geom *g, const char *x, char *dst, int64_t r, size_t es)
+{
+    int64_t o[3];
+    for (int d = 2; d >= 0; d--) {
+        o[d] = r % g->out[d];
+        r /= g->out[d];
+    }
+    const char *xn = x + (size_t)(r * g->in[0] * g->in[1] * g->in[2] * g->C) * es;
+    size_t run = (size_t)g->Cg * es, block = (size_t)(g->KP * g->Cg) * es;
+    int64_t t = 0; /* column tap */
+    for (int64_t t0 = 0; t0 < g->k[0]; t0++) {
+        int64_t i0 = tap_index(g, 0, o[0], g->flip ? g->k[0] - 1 - t0 : t0);
+        for (int64_t t1 = 0; t1 < g->k[1]; t1++) {
+            int64_t i1 = i0 < 0 ? -1 : tap_index(g, 1, o[1], g->flip ? g->k[1] - 1 - t1 : t1);
+            for (int64_t t2 = 0; t2 < g->k[2]; t2++, t++) {
+                int64_t i2 = i1 < 0 ? -1 : tap_index(g, 2, o[2], g->flip ? g->k[2] - 1 - t2 : t2);
+                char *d = dst + (size_t)t * run;
+                if (i2 < 0) {
+                    for (int64_t c = 0; c < g->G; c++) memset(d + (size_t)c * block, 0, run);
+                    continue;
+                }
+                const char *s = xn + (size_t)(((i0 * g->in[1] + i1) * g->in[2] + i2) * g->C) * es;
+                if (g->G == 1) {
+                    memcpy(d, s, run);
+                } else {
+                    for (int64_t c = 0; c < g->G; c++) memcpy(d + (size_t)c * block, s + (size_t)c * run, run);
+                }
+            }
+        }
+    }
+}
+
+/* Direct path for short reductions (first layers: one group, kdim = KP * C <= DIRECT_KDIM) and
+ * depthwise convolutions (one input and one output channel per group), float32/float64: each
+ * output row accumulates, over its valid taps, input elements times rows of the transposed
+ * weight wt (kdim, O). No im2col buffer, no GEMM packing (which costs more than the arithmetic
+ * when kdim is a handful), no GEMM per group. */
+#define DIRECT_KDIM 64
+#define CONV_DIRECT(T, NAME)                                                                   \
+    static void NAME(const conv_geom *g, const T *x, const T *wt, T *out)                      \
+    {                                                                                          \
+        int64_t rows = g->N * g->P, C = g->C, O = g->O;                                        \
+        _Pragma("omp parallel for schedule(static) if (rows * O > PNC_PAR_GRAIN)")             \
+        for (int64_t r = 0; r < rows; r++) {                                                   \
+            T *y = out + r * O;                                                                \
+            int64_t o[3], q = r;                                                               \
+            for (int d = 2; d >= 0; d--) o[d] = q % g->out[d], q /= g->out[d];                 \
+            const T *xn = x + q * g->in[0] * g->in[1] * g->in[2] * C;                          \
+            for (int64_t j = 0; j < O; j++) y[j] = 0;                                          \
+            int64_t t = 0;                                                                     \
+            for (int64_t t0 = 0; t0 < g->k[0]; t0++) {                                         \
+                int64_t i0 = tap_index(g, 0, o[0], g->flip ? g->k[0] - 1 - t0 : t0);           \
+                for (int64_t t1 = 0; t1 < g->k[1]; t1++) {                                     \
+                    int64_t i1 = i0 < 0 ? -1                                                   \
+                                        : tap_index(g, 1, o[1], g->flip ? g->k[1] - 1 - t1 : t1); \
+                    for (int64_t t2 = 0; t2 < g->k[2]; t2++, t++) {                            \
+                        int64_t i2 = i1 < 0 ? -1                                               \
+                                            : tap_index(g, 2, o[2], g->flip ? g->k[2] - 1 - t2 : t2); \
+                        if (i2 < 0) continue;                                                  \
+                        const T *xs = xn + ((i0 * g->in[1] + i1) * g->in[2] + i2) * C;         \
+                        const T *wr = wt + t * g->Cg * O;                                      \
+                        if (g->G > 1) { /* depthwise: channel j reads input channel j */       \
+                            for (int64_t j = 0; j < O; j++) y[j] += xs[j] * wr[j];             \
+                            continue;                                                          \
+                        }                                                                      \
+                        for (int64_t c = 0; c < C; c++) {                                      \
+                            T v = xs[c];                                                       \
+                            for (int64_t j = 0; j < O; j++) y[j] += v * wr[c * O + j];         \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }
+CONV_DIRECT(float, conv_direct_f32)
+CONV_DIRECT(double, conv_direct_f64)
+
+/* Whether the convolution is a plain matrix product of the input rows: a 1x1 kernel at stride
+ * 1 over an undilated, unpadded input. */
+static bool conv_is_pointwise(const conv_geom *g)
+{
+    for (int d = 0; d < 3; d++)
+        if (g->k[d] != 1 || g->s[d] != 1 || g->pl[d] != 0 || g->id[d] != 1 || g->out[d] != g->in[d])
+            return false;
+    return true;
+}
+
+/* Whether a (n0, mid..., nl) is a row-contiguous array of shape (nl, mid..., n0) with its first
+ * and last axes swapped, as the vjp hands the weight-gradient convolution its input (channels
+ * as batch) and weight (the cotangent, batch as channels). Extents of 1 match any stride. */
+static bool swapped_layout(const pn_array *a)
+{
+    int nd = a->ndim;
+    if (a->shape[0] != 1 && a->strides[0] != 1) return false;
+    int64_t s = a->shape[0];
+    for (int d = nd - 2; d >= 1; d--) {
+        if (a->shape[d] != 1 && a->strides[d] != s) return false;
+        s *= a->shape[d];
+    }
+    return a->shape[nd - 1] == 1 || a->strides[nd - 1] == s;
+}
+
+/* The convolution of swapped-layout operands (swapped_layout), one group: with xm (C, in...,
+ * N) and wm (C, K..., O) the row-contiguous memory of input and weight, it is a GEMM over
+ * (channel, tap) of the im2col of xm, transposed: R[(q, n), o] = sum_(c,t) F[(c,t), (q,n)]
+ * wm[(c,t), o] with F[(c,t), (q,n)] = xm[c, input position of output q through tap t, n]
+ * (runs of N contiguous elements), so neither operand is copied to the usual layout. F goes in
+ * tiles of its rows, the GEMM accumulating (beta 1) after the first; R, small here, is then
+ * reordered to out (N, q, O). Returns 0, -1 with an error, or 1 when the path does not apply
+ * (half types needing several tiles, or F rows over the scratch limit). */
+static int conv_swapped(const conv_geom *g, pn_dtype dt, const char *xm, const char *wm, char *out)
+{
+    size_t es = pn_dtype_size(dt);
+    int64_t cols = g->P * g->N, krows = g->C * g->KP;
+    int64_t tile = PNK_CONV_SCRATCH / (cols * (int64_t)es);
+    if (tile < 1 || (pnC_is_half(dt) && tile < krows)) return 1;
+    if (tile > krows) tile = krows;
+    size_t fcap = 0, rcap = 0;
+    char *f = pnC_alloc_bytes((size_t)(tile * cols) * es, &fcap);
+    char *r = f ? pnC_alloc_bytes((size_t)(cols * g->O) * es, &rcap) : NULL;
+    int rc = f && r ? 0 : -1;
+    size_t run = (size_t)g->N * es;
+    for (int64_t r0 = 0; r0 < krows && rc == 0; r0 += tile) {
+        int64_t m = krows - r0 < tile ? krows - r0 : tile;
+#pragma omp parallel for schedule(static) if (m * cols > PNC_PAR_GRAIN)
+        for (int64_t i = 0; i < m; i++) {
+            int64_t c = (r0 + i) / g->KP, t = (r0 + i) % g->KP, tp[3];
+            for (int d = 2; d >= 0; d--) {
+                tp[d] = t % g->k[d], t /= g->k[d];
+                if (g->flip) tp[d] = g->k[d] - 1 - tp[d];
+            }
+            char *dst = f + (size_t)(i * cols) * es;
+            const char *xc = xm + (size_t)(c * g->in[0] * g->in[1] * g->in[2]) * run;
+            for (int64_t q0 = 0; q0 < g->out[0]; q0++) {
+                int64_t i0 = tap_index(g, 0, q0, tp[0]);
+                for (int64_t q1 = 0; q1 < g->out[1]; q1++) {
+                    int64_t i1 = i0 < 0 ? -1 : tap_index(g, 1, q1, tp[1]);
+                    for (int64_t q2 = 0; q2 < g->out[2]; q2++, dst += run) {
+                        int64_t i2 = i1 < 0 ? -1 : tap_index(g, 2, q2, tp[2]);
+                        if (i2 < 0) memset(dst, 0, run);
+                        else memcpy(dst, xc + (size_t)((i0 * g->in[1] + i1) * g->in[2] + i2) * run, run);
+                    }
+                }
+            }
+        }
+        rc = pnK_gemm(dt, true, false, cols, g->O, m, 1.0, f, cols, wm + (size_t)(r0 * g->O) * es,
+                      g->O, r0 == 0 ? 0.0 : 1.0, r, g->O);
+    }
+    if (rc == 0) { /* out[n, q, :] = R[q, n, :] */
+        size_t orow = (size_t)g->O * es;
+        for (int64_t n = 0; n < g->N; n++)
+            for (int64_t q = 0; q < g->P; q++)
+                memcpy(out + (size_t)(n * g->P + q) * orow, r + (size_t)(q * g->N + n) * orow, orow);
+    }
+    pnC_free_bytes(f, fcap);
+    pnC_free_bytes(r, rcap);
+    return rc;
+}
+
+int pnK_conv_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const pnK_conv_params *p = PNC_PARAMS(node, pnK_conv_params);
+    pn_array *o = out[0];
+    if (pnC_alloc_output(o)) return -1;
+    if (o->size == 0) return 0;
+    size_t es = pn_dtype_size(o->dtype);
+    conv_geom g;
+    conv_geom_init(&g, p, in[0], in[1], o);
+    int64_t kdim = g.KP * g.Cg; /* reduction length per group */
+    if (kdim == 0) {            /* no input channels or no taps: the sums are empty */
+        memset(pnC_data(o), 0, (size_t)o->size * es);
+        return 0;
+    }
+    if (g.G == 1 && swapped_layout(in[0]) && swapped_layout(in[1])) {
+        int rc = conv_swapped(&g, o->dtype, pnC_data(in[0]), pnC_data(in[1]), pnC_data(o));
+        if (rc <= 0) return rc;
+    }
+    pn_array *x = pnC_contiguous(in[0]), *w = pnC_contiguous(in[1]);
+    if (!x || !w) {
+        if (x) pnC_decref(x);
+        if (w) pnC_decref(w);
+        return -1;
+    }
+    const char *xd = pnC_data(x), *wd = pnC_data(w);
+    char *od = pnC_data(o);
+    int64_t rows = g.N * g.P, rowlen = g.G * kdim;
+    int rc = 0;
+
+    bool depthwise = g.G > 1 && g.Cg == 1 && g.Og == 1;
+    if (((g.G == 1 && kdim <= DIRECT_KDIM) || depthwise) &&
+        (o->dtype == PN_FLOAT32 || o->dtype == PN_FLOAT64)) {
+        size_t cap = 0, nbytes = (size_t)(kdim * g.O) * es;
+        char *wt = pnC_alloc_bytes(nbytes, &cap);
+        if (!wt) {
+            rc = -1;
+            goto done;
+        }
+        for (int64_t j = 0; j < g.O; j++) /* wt = w^T: (kdim, O) */
+            for (int64_t k = 0; k < kdim; k++)
+                memcpy(wt + (size_t)(k * g.O + j) * es, wd + (size_t)(j * kdim + k) * es, es);
+        if (o->dtype == PN_FLOAT32) conv_direct_f32(&g, (const float *)xd, (const float *)wt, (float *)od);
+        else conv_direct_f64(&g, (const double *)xd, (const double *)wt, (double *)od);
+        pnC_free_bytes(wt, cap);
+        goto done;
+    }
+
+    if (conv_is_pointwise(&g)) {
+        for (int64_t c = 0; c < g.G && rc == 0; c++)
+            rc = pnK_gemm(o->dtype, false, true, rows, g.Og, g.Cg, 1.0, xd + (size_t)(c * g.Cg) * es,
+                          g.C, wd + (size_t)(c * g.Og * kdim) * es, kdim, 0.0,
+                          od + (size_t)(c * g.Og) * es, g.O);
+        goto done;
+    }
+
+    int64_t tile = PNK_CONV_SCRATCH / (rowlen * (int64_t)es);
+    if (tile < 1) tile = 1;
+    if (tile > rows) tile = rows;
+    size_t cap = 0, nbytes = (size_t)(tile * rowlen) * es;
+    char *buf = pnC_alloc_bytes(nbytes, &cap);
+    if (!buf) {
+        rc = -1;
+        if (!pnC_failed()) pnC_fail(PN_ERR_OUT_OF_MEMORY, "[conv] Out of memory for %zu bytes of scratch.", nbytes);
+        goto done;
+    }
+    for (int64_t r0 = 0; r0 < rows && rc == 0; r0 += tile) {
+        int64_t m = rows - r0 < tile ? rows - r0 : tile;
+#pragma omp parallel for schedule(static) if (m * rowlen > PNC_PAR_GRAIN)
+        for (int64_t r = 0; r < m; r++)
+            im2col_row(&g, xd, buf + (size_t)(r * rowlen) * es, r0 + r, es);
+        for (int64_t c = 0; c < g.G && rc == 0; c++)
+            rc = pnK_gemm(o->dtype, false, true, m, g.Og, kdim, 1.0, buf + (size_t)(c * kdim) * es,
+                          rowlen, wd + (size_t)(c * g.Og * kdim) * es, kdim, 0.0,
+                          od + (size_t)(r0 * g.O + c * g.Og) * es, g.O);
+    }
+    pnC_free_bytes(buf, cap);
+done:
+    pnC_decref(x);
+    pnC_decref(w);
+    return rc;
+}
