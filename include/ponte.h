@@ -479,10 +479,12 @@ pn_array *pn_conv2d(pn_array *input, pn_array *weight, const int *stride, const 
                     const int *dilation, int groups);
 pn_array *pn_conv3d(pn_array *input, pn_array *weight, const int *stride, const int *padding,
                     const int *dilation, int groups);
-/* Transposed convolutions (mlx.core.conv_transpose1d/2d/3d): the gradient of a convolution
- * with respect to its input, as MLX computes it: conv_general at stride 1 over the input
- * dilated by stride, the kernel flipped; output_padding adds to the high side of each axis.
- * Weight (C_out, kernel spatial..., C_in / groups), as MLX's ConvTranspose layers hold it. */
+/* Transposed convolutions (mlx.core.conv_transpose1d/2d/3d), weight (C_out, kernel spatial...,
+ * C_in / groups) as MLX's ConvTranspose layers hold it: input element j of channel ci adds
+ * x * weight[co, k, ci] to output position j * stride + k * dilation - padding (the adjoint of
+ * a strided convolution). Output extent (in - 1) * stride - 2 * padding + dilation * (K - 1) +
+ * output_padding + 1. Computed as MLX does: conv_general at stride 1 over the input dilated by
+ * stride, with the kernel flipped. */
 pn_array *pn_conv_transpose1d(pn_array *input, pn_array *weight, int stride, int padding,
                               int dilation, int output_padding, int groups);
 pn_array *pn_conv_transpose2d(pn_array *input, pn_array *weight, const int *stride,

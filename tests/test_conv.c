@@ -3,7 +3,6 @@
  * written here, over strides, asymmetric and negative padding, dilations, groups, flips, dtypes,
  * strided inputs, empty shapes and errors; gradients with test_gradcheck, including the
  * gradient of a gradient. */
-#include "backend/cpu/conv.h" /* the public conv/pool prototypes until ponte.h has them */
 #include "core/core.h"
 #include "harness.h"
 
@@ -291,6 +290,40 @@ TEST(conv_promotion)
     out_shape(&c, shape);
     test_check_values("int weight", y, shape, 3, PN_FLOAT16, ref, 2e-3, 1e-2);
     free(xd), free(wd), free(ref);
+    pn_scope_pop();
+}
+
+/* A cotangent or tangent of another dtype than the convolution is cast to it. */
+static int conv1d_closure(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    out[0] = pn_conv1d(in[0], in[1], 2, 1, 1, 1);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+TEST(conv_mixed_dtype_derivatives)
+{
+    pn_scope_push();
+    conv_cfg c = cfg(1, 2, 3, 4, 7, 3);
+    pn_array *x, *w;
+    make_inputs(&c, PN_FLOAT64, 0, &x, &w);
+    pn_closure *f = pn_closure_new(conv1d_closure, NULL, NULL);
+    pn_array *ct32 = test_random_array((int64_t[]){2, 4, 4}, 3, PN_FLOAT32, -1, 1);
+    pn_array *ct64 = pn_astype(ct32, PN_FLOAT64);
+    pn_array *out[1], *g32[2], *g64[2];
+    int nout = 1;
+    CHECK(pn_vjp(f, 2, (pn_array *[]){x, w}, 1, &ct32, &nout, out, g32) == 0);
+    CHECK(pn_vjp(f, 2, (pn_array *[]){x, w}, 1, &ct64, &nout, out, g64) == 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK(pn_array_dtype(g32[i]) == PN_FLOAT64);
+        CHECK(pn_item(pn_array_equal(g32[i], g64[i], false)) == 1);
+    }
+    pn_array *tx = pn_astype(pn_ones_like(x), PN_FLOAT32), *tw = pn_astype(pn_ones_like(w), PN_FLOAT16);
+    pn_array *jv[1];
+    CHECK(pn_jvp(f, 2, (pn_array *[]){x, w}, (pn_array *[]){tx, tw}, &nout, out, jv) == 0);
+    pn_array *ref = pn_add(pn_conv1d(pn_ones_like(x), w, 2, 1, 1, 1), pn_conv1d(x, pn_ones_like(w), 2, 1, 1, 1));
+    CHECK(pn_array_dtype(jv[0]) == PN_FLOAT64 && pn_item(pn_allclose(jv[0], ref, 1e-12, 1e-12, false)) == 1);
+    pn_closure_release(f);
     pn_scope_pop();
 }
 

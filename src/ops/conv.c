@@ -21,6 +21,9 @@ static const char *ints_str(const int *v, int n, char *buf, size_t size)
 
 /* ───────────────────────────── the Convolution primitive ───────────────────────────── */
 
+/* a as dtype t (a itself when it already is; NULL stays NULL). */
+static pn_array *cast(pn_array *a, pn_dtype t) { return a && a->dtype != t ? pn_astype(a, t) : a; }
+
 static pn_array *conv_make(pn_array *x, pn_array *w, const pnK_conv_params *p);
 
 /* w of shape (O, K..., Cg) as the weight of the input gradient: (C, K..., Og), group by group
@@ -70,6 +73,7 @@ static int conv_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *
     int nsp = p->nsp;
     bool empty = x->size == 0 || w->size == 0 || g->size == 0;
     pn_scope_push();
+    g = cast(g, x->dtype); /* a cotangent of another dtype */
     bool ok = true;
     for (int a = 0; a < nargs; a++) {
         pn_array *r = NULL;
@@ -121,9 +125,9 @@ static int conv_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
     pn_scope_push();
     pn_array *r = NULL;
     bool ok = true;
-    if (tan[0]) ok &= (r = conv_make(tan[0], in[1], p)) != NULL;
+    if (tan[0]) ok &= (r = conv_make(cast(tan[0], in[0]->dtype), in[1], p)) != NULL;
     if (tan[1]) {
-        pn_array *t = conv_make(in[0], tan[1], p);
+        pn_array *t = conv_make(in[0], cast(tan[1], in[1]->dtype), p);
         ok &= (r = r && t ? pn_add(r, t) : t) != NULL;
     }
     out_tan[0] = pnC_scope_return(ok ? r : NULL);
@@ -309,8 +313,7 @@ pn_array *pn_conv_general(pn_array *input, pn_array *weight, const int *stride,
         negative |= p.pad_lo[i] < 0 || p.pad_hi[i] < 0;
     }
     pn_scope_push();
-    pn_array *x = input->dtype == dtype ? input : pn_astype(input, dtype);
-    pn_array *w = weight->dtype == dtype ? weight : pn_astype(weight, dtype);
+    pn_array *x = cast(input, dtype), *w = cast(weight, dtype);
     if (negative && x) {
         /* MLX crops the (undilated) input by the negative paddings before convolving. */
         int64_t start[PNK_CONV_MAX_SPATIAL + 2] = {0}, stop[PNK_CONV_MAX_SPATIAL + 2];
