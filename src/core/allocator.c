@@ -2,6 +2,9 @@
  * of two), free lists per class, active/peak/cache statistics, memory and cache limits. A
  * failed allocation empties the cache and retries before it reports out of memory. */
 #include "core.h"
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/gpu.h"
+#endif
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -134,6 +137,9 @@ size_t pn_get_active_memory(void)
     pthread_mutex_lock(&lock);
     size_t v = active_bytes;
     pthread_mutex_unlock(&lock);
+    #ifdef PONTE_HAS_GPU
+    v += pnG_active_memory();
+#endif
     return v;
 }
 
@@ -142,6 +148,9 @@ size_t pn_get_peak_memory(void)
     pthread_mutex_lock(&lock);
     size_t v = peak_bytes;
     pthread_mutex_unlock(&lock);
+    #ifdef PONTE_HAS_GPU
+    v += pnG_peak_memory();
+#endif
     return v;
 }
 
@@ -150,6 +159,9 @@ void pn_reset_peak_memory(void)
     pthread_mutex_lock(&lock);
     peak_bytes = active_bytes;
     pthread_mutex_unlock(&lock);
+#ifdef PONTE_HAS_GPU
+    pnG_reset_peak_memory();
+#endif
 }
 
 size_t pn_get_cache_memory(void)
@@ -157,6 +169,9 @@ size_t pn_get_cache_memory(void)
     pthread_mutex_lock(&lock);
     size_t v = cache_bytes;
     pthread_mutex_unlock(&lock);
+    #ifdef PONTE_HAS_GPU
+    v += pnG_cache_memory();
+#endif
     return v;
 }
 
@@ -166,6 +181,9 @@ size_t pn_set_memory_limit(size_t limit)
     size_t old = memory_limit;
     memory_limit = limit;
     pthread_mutex_unlock(&lock);
+#ifdef PONTE_HAS_GPU
+    pnG_set_memory_limit(limit);
+#endif
     return old;
 }
 
@@ -176,6 +194,9 @@ size_t pn_set_cache_limit(size_t limit)
     cache_limit = limit;
     release_cache_locked(limit);
     pthread_mutex_unlock(&lock);
+#ifdef PONTE_HAS_GPU
+    pnG_set_cache_limit(limit);
+#endif
     return old;
 }
 
@@ -184,25 +205,61 @@ void pn_clear_cache(void)
     pthread_mutex_lock(&lock);
     release_cache_locked(0);
     pthread_mutex_unlock(&lock);
+#ifdef PONTE_HAS_GPU
+    pnG_clear_cache();
+#endif
 }
 
 /* ───────────────────────────── buffers ───────────────────────────── */
 
-pnC_buffer *pnC_buffer_new(size_t nbytes)
+_Thread_local bool pnC_eval_gpu;
+_Thread_local int pnC_eval_stream;
+
+static pnC_buffer *buffer_shell(size_t nbytes)
 {
     pnC_buffer *b = malloc(sizeof *b);
     if (!b) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[malloc] Unable to allocate a buffer.");
+    atomic_init(&b->refs, 1);
+    b->nbytes = nbytes;
+    b->data = NULL;
+    b->capacity = 0;
+    b->device = NULL;
+    b->stream = -1;
+    b->host_valid = 0;
+    b->device_valid = 0;
+    return b;
+}
+
+pnC_buffer *pnC_buffer_new(size_t nbytes)
+{
+    pnC_buffer *b = buffer_shell(nbytes);
+    if (!b) return NULL;
     b->data = pnC_alloc_bytes(nbytes, &b->capacity);
     if (!b->data) {
         free(b);
         return NULL;
     }
-    atomic_init(&b->refs, 1);
-    b->nbytes = nbytes;
-    b->device = NULL;
     b->host_valid = 1;
-    b->device_valid = 0;
     return b;
+}
+
+pnC_buffer *pnC_buffer_new_for_eval(size_t nbytes)
+{
+#ifdef PONTE_HAS_GPU
+    if (pnC_eval_gpu) {
+        pnC_buffer *b = buffer_shell(nbytes);
+        if (!b) return NULL;
+        b->device = pnG_malloc(nbytes, pnC_eval_stream);
+        if (!b->device) {
+            free(b);
+            return NULL;
+        }
+        b->stream = pnC_eval_stream;
+        b->device_valid = 1;
+        return b;
+    }
+#endif
+    return pnC_buffer_new(nbytes);
 }
 
 void pnC_buffer_retain(pnC_buffer *b) { atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed); }
@@ -211,6 +268,60 @@ void pnC_buffer_release(pnC_buffer *b)
 {
     if (!b) return;
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1) return;
-    pnC_free_bytes(b->data, b->capacity);
+    if (b->data) pnC_free_bytes(b->data, b->capacity);
+#ifdef PONTE_HAS_GPU
+    if (b->device) pnG_free(b->device, b->nbytes, b->stream);
+#endif
     free(b);
+}
+
+#ifdef PONTE_HAS_GPU
+/* Migrations of one buffer from several threads at once are serialized. */
+static pthread_mutex_t migrate_lock = PTHREAD_MUTEX_INITIALIZER;
+#endif
+
+int pnC_buffer_to_host(pnC_buffer *b)
+{
+    if (b->host_valid) return 0;
+#ifdef PONTE_HAS_GPU
+    pthread_mutex_lock(&migrate_lock);
+    int rc = 0;
+    if (!b->host_valid) {
+        if (!b->data) b->data = pnC_alloc_bytes(b->nbytes, &b->capacity);
+        if (!b->data)
+            rc = -1;
+        else if (b->nbytes && b->device_valid)
+            rc = pnG_copy_to_host(b->data, b->device, b->nbytes, b->stream);
+        if (rc == 0) b->host_valid = 1;
+    }
+    pthread_mutex_unlock(&migrate_lock);
+    return rc;
+#else
+    return pn_set_error(PN_ERR_BACKEND, "[eval] A buffer has no host copy.");
+#endif
+}
+
+int pnC_buffer_to_device(pnC_buffer *b, int stream)
+{
+#ifdef PONTE_HAS_GPU
+    pthread_mutex_lock(&migrate_lock);
+    int rc = 0;
+    if (!b->device) {
+        b->device = pnG_malloc(b->nbytes, stream);
+        if (!b->device) rc = -1;
+        b->stream = stream;
+    }
+    if (rc == 0 && !b->device_valid) {
+        if (b->nbytes) rc = pnG_copy_to_device(b->device, b->data, b->nbytes, b->stream);
+        if (rc == 0) b->device_valid = 1;
+    }
+    if (rc == 0 && b->stream != stream) { /* order after the stream that used it last */
+        rc = pnG_stream_wait(stream, b->stream);
+        if (rc == 0) b->stream = stream;
+    }
+    pthread_mutex_unlock(&migrate_lock);
+    return rc;
+#else
+    return pn_set_error(PN_ERR_BACKEND, "[eval] Ponte was built without the CUDA backend.");
+#endif
 }

@@ -2,6 +2,7 @@
  * reference counting with iterative destruction (a million-node chain frees without deep
  * recursion), scopes that own what ops return, and buffers for kernel outputs. */
 #include "core.h"
+#include "backend/cuda/eval.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -260,7 +261,7 @@ void pnC_update_flags(pn_array *a)
 
 int pnC_alloc_output(pn_array *out)
 {
-    pnC_buffer *b = pnC_buffer_new((size_t)out->size * pn_dtype_size(out->dtype));
+    pnC_buffer *b = pnC_buffer_new_for_eval((size_t)out->size * pn_dtype_size(out->dtype));
     if (!b) return -1;
     pnC_buffer_release(out->buf);
     out->buf = b;
@@ -291,6 +292,11 @@ bool pnC_donate(pn_array *out, pn_array *in)
     pnC_buffer_release(out->buf);
     out->buf = in->buf;
     in->buf = NULL; /* in is held only by the node being evaluated; it is never read again */
+    /* the kernel writes the donated buffer on its own side: the other copy goes stale */
+    if (pnC_eval_gpu)
+        out->buf->host_valid = 0;
+    else
+        out->buf->device_valid = 0;
     out->offset = 0;
     pnC_row_strides(out->shape, out->ndim, out->strides);
     pnC_update_flags(out);
@@ -466,7 +472,7 @@ static int alias_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axe
 
 const pnC_primitive pnC_alias_prim = {
     .name = "Alias",
-    .eval = {[PN_CPU] = alias_eval},
+    .eval = {[PN_CPU] = alias_eval, [PN_GPU] = PNG_EVAL(alias_eval)},
     .vjp = alias_vjp,
     .jvp = alias_jvp,
     .vmap = alias_vmap,

@@ -72,20 +72,38 @@ bool pnC_inputs_ok(const char *op, int n, pn_array *const *arrays);
 
 /* ───────────────────────────── buffers ───────────────────────────── */
 
-/* A reference-counted block of element memory. Views share one buffer. */
+/* A reference-counted block of element memory. Views share one buffer. With the CUDA backend
+ * a buffer may hold a host copy, a device copy or both; host_valid / device_valid say which
+ * are current (DESIGN.md 6: unified memory, migrated on demand by the evaluator). */
 typedef struct pnC_buffer {
     atomic_int refs;
-    void *data;      /* host memory (64-byte aligned) */
+    void *data;      /* host memory (64-byte aligned), or NULL while only the device has it */
     size_t nbytes;   /* bytes asked for */
     size_t capacity; /* bytes of the size class behind data */
-    void *device;    /* reserved for the CUDA backend: the device copy, or NULL */
+    void *device;    /* the device copy, or NULL */
+    int stream;      /* the GPU stream that last used the device copy */
     uint8_t host_valid, device_valid;
 } pnC_buffer;
 
-/* A new buffer of nbytes (zero-sized ones are fine). NULL with PN_ERR_OUT_OF_MEMORY. */
+/* A new host buffer of nbytes (zero-sized ones are fine). NULL with PN_ERR_OUT_OF_MEMORY. */
 pnC_buffer *pnC_buffer_new(size_t nbytes);
+/* A new buffer on the device of the node being evaluated (pnC_eval_gpu: device memory on
+ * pnC_eval_stream; else host). NULL with an error. */
+pnC_buffer *pnC_buffer_new_for_eval(size_t nbytes);
 void pnC_buffer_retain(pnC_buffer *b);
 void pnC_buffer_release(pnC_buffer *b);
+/* Makes the host copy current (allocating it and copying from the device, after the device's
+ * queued work). Returns 0 or -1 with an error. No-op without the CUDA backend. */
+int pnC_buffer_to_host(pnC_buffer *b);
+/* Makes the device copy current for use on GPU stream `stream` (copying from the host, or
+ * ordering after the stream that last used it). Returns 0 or -1 with an error. */
+int pnC_buffer_to_device(pnC_buffer *b, int stream);
+
+/* The evaluator's per-thread state while a kernel runs: whether it is a GPU kernel (then
+ * pnC_data gives device pointers and pnC_alloc_output allocates device memory) and the GPU
+ * stream it runs on. */
+extern _Thread_local bool pnC_eval_gpu;
+extern _Thread_local int pnC_eval_stream;
 
 /* The caching allocator beneath buffers (src/core/allocator.c). */
 void *pnC_alloc_bytes(size_t nbytes, size_t *capacity);
@@ -213,10 +231,13 @@ void pnC_set_view(pn_array *out, const pn_array *src, int64_t offset, const int6
  * is not shared, both are row-contiguous with the same element size and count, and no
  * transformation is tracing). Returns true when donated. */
 bool pnC_donate(pn_array *out, pn_array *in);
-/* Element pointer of an evaluated array (buffer data + offset). */
+/* Element pointer of an evaluated array (buffer data + offset): the device copy while a GPU
+ * kernel runs (pnC_eval_gpu), else the host copy. Outside kernels, read data only after
+ * pnC_eval1, which makes the host copy current. */
 static inline void *pnC_data(const pn_array *a)
 {
-    return (char *)a->buf->data + a->offset * (int64_t)pn_dtype_size(a->dtype);
+    char *base = (char *)(pnC_eval_gpu ? a->buf->device : a->buf->data);
+    return base + a->offset * (int64_t)pn_dtype_size(a->dtype);
 }
 /* Row-major strides for a shape. */
 void pnC_row_strides(const int64_t *shape, int ndim, int64_t *strides);
@@ -224,8 +245,13 @@ void pnC_row_strides(const int64_t *shape, int ndim, int64_t *strides);
 void pnC_update_flags(pn_array *a);
 static inline bool pnC_row_contiguous(const pn_array *a) { return a->flags & PNC_ROW_CONTIGUOUS; }
 
-/* Evaluates a single array (pn_eval on one). */
+/* Evaluates a single array (pn_eval on one) and makes its host copy current, for code that
+ * reads its data on the host (printing, item, pn_data, files). */
 int pnC_eval1(pn_array *a);
+
+/* How many node evaluations on a GPU stream ran a CPU kernel instead (no GPU kernel for the
+ * case); see PONTE_GPU_STRICT in eval.c. */
+int64_t pnC_gpu_fallback_count(void);
 
 /* Marks the calling thread as tracing a transformation: evaluation then keeps the graph
  * (no detaching, no donation) so derivatives can walk it. Nests. */

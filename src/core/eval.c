@@ -3,7 +3,9 @@
  * stream's device, and detaches evaluated nodes so intermediates are freed as soon as their
  * last consumer has run. */
 #include "core.h"
+#include "backend/cuda/gpu.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,12 +18,22 @@ static _Atomic int default_device_type = -1;
 static _Thread_local pn_stream stream_stack[MAX_STREAM_STACK];
 static _Thread_local int stream_depth;
 
+#ifdef PONTE_HAS_GPU
+bool pn_gpu_available(void) { return pnG_available(NULL); }
+
+const char *pn_gpu_unavailable_reason(void)
+{
+    const char *reason = NULL;
+    return pnG_available(&reason) ? "" : reason;
+}
+#else
 bool pn_gpu_available(void) { return false; }
 
 const char *pn_gpu_unavailable_reason(void)
 {
     return "Ponte was built without the CUDA backend";
 }
+#endif
 
 bool pn_is_available(pn_device d)
 {
@@ -89,8 +101,15 @@ pn_stream pn_current_stream(void)
     return pn_default_stream(pn_default_device());
 }
 
-/* The CPU runs each stream's work in the evaluating thread, so it is done when eval returns. */
-int pn_synchronize(pn_stream s) { return 0; }
+/* The CPU runs each stream's work in the evaluating thread, so it is done when eval returns;
+ * a GPU stream's queued kernels are waited for. */
+int pn_synchronize(pn_stream s)
+{
+#ifdef PONTE_HAS_GPU
+    if (s.device.type == PN_GPU && pn_gpu_available()) return pnG_synchronize(s.index);
+#endif
+    return 0;
+}
 
 /* ───────────────────────────── tracing ───────────────────────────── */
 
@@ -170,6 +189,82 @@ static int topo_order(pn_array *const *arrays, int n, node_vec *order)
     return rc;
 }
 
+/* ───────────────────────────── GPU fallback ───────────────────────────── */
+
+/* A primitive with no GPU kernel for a case (no eval[PN_GPU], or PNG_UNSUPPORTED) runs its CPU
+ * kernel on host copies. PONTE_GPU_STRICT=1 makes that an error (the conformance test proves
+ * coverage with it); PONTE_GPU_FALLBACK_LOG=1 names each primitive the first time it falls
+ * back. */
+static atomic_int gpu_strict = -1, gpu_fallback_log = -1;
+static atomic_llong gpu_fallbacks;
+#define MAX_LOGGED 128
+static const pnC_primitive *_Atomic logged[MAX_LOGGED];
+
+static bool env_flag(atomic_int *cache, const char *name)
+{
+    int v = atomic_load(cache);
+    if (v < 0) {
+        const char *e = getenv(name);
+        v = e && *e && strcmp(e, "0") != 0;
+        atomic_store(cache, v);
+    }
+    return v;
+}
+
+int64_t pnC_gpu_fallback_count(void) { return atomic_load(&gpu_fallbacks); }
+
+static int gpu_fallback(const pnC_node *nd)
+{
+    if (env_flag(&gpu_strict, "PONTE_GPU_STRICT"))
+        return pn_set_error(PN_ERR_BACKEND,
+                            "[eval] Primitive %s has no GPU kernel for this case (PONTE_GPU_STRICT "
+                            "is set).", nd->prim->name);
+    atomic_fetch_add(&gpu_fallbacks, 1);
+    if (env_flag(&gpu_fallback_log, "PONTE_GPU_FALLBACK_LOG")) {
+        for (int i = 0; i < MAX_LOGGED; i++) {
+            const pnC_primitive *expected = NULL;
+            if (atomic_load(&logged[i]) == nd->prim) break;
+            if (atomic_compare_exchange_strong(&logged[i], &expected, nd->prim)) {
+                fprintf(stderr, "ponte: %s runs on the CPU (no GPU kernel for this case)\n",
+                        nd->prim->name);
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Runs fn over the node with its inputs made current on the kernel's side. Returns 0, -1 or
+ * PNG_UNSUPPORTED (a GPU kernel declining the case). */
+static int run_kernel(pnC_node *nd, pnC_eval_fn fn, bool gpu, pn_array *const *outs)
+{
+    int stream = nd->stream.index;
+    for (int i = 0; i < nd->nin; i++) {
+        pnC_buffer *b = nd->inputs[i]->buf;
+        if (!b) continue;
+        if (gpu ? pnC_buffer_to_device(b, stream) : pnC_buffer_to_host(b)) return -1;
+    }
+    for (int j = 0; j < nd->nout; j++) { /* re-running a kept node replaces its data */
+        pnC_buffer_release(outs[j]->buf);
+        outs[j]->buf = NULL;
+    }
+    bool had_error = pnC_failed(), was_gpu = pnC_eval_gpu;
+    int was_stream = pnC_eval_stream;
+    pnC_eval_gpu = gpu;
+    pnC_eval_stream = stream;
+    int rc = fn(nd, nd->inputs, outs);
+    pnC_eval_gpu = was_gpu;
+    pnC_eval_stream = was_stream;
+    if (rc == 0 && !had_error && pnC_failed()) rc = -1; /* a helper recorded an error */
+    if (rc == PNG_UNSUPPORTED) {
+        for (int j = 0; j < nd->nout; j++) {
+            pnC_buffer_release(outs[j]->buf);
+            outs[j]->buf = NULL;
+        }
+    }
+    return rc;
+}
+
 /* Runs one node's kernel; rebuilds dead outputs as temporaries for the kernel to fill. */
 static int run_node(pnC_node *nd)
 {
@@ -187,27 +282,37 @@ static int run_node(pnC_node *nd)
         if (!outs[j]) rc = -1;
     }
     pn_device_type dev = nd->stream.device.type;
-    pnC_eval_fn fn = nd->prim->eval[dev];
-    if (rc == 0 && !fn)
-        rc = pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s has no %s implementation.",
-                          nd->prim->name, dev == PN_GPU ? "GPU" : "CPU");
+    bool done = false;
+    if (rc == 0 && dev == PN_GPU) {
+        pnC_eval_fn gfn = nd->prim->eval[PN_GPU];
+        if (gfn) {
+            rc = run_kernel(nd, gfn, true, outs);
+            done = rc != PNG_UNSUPPORTED;
+            if (!done) rc = 0;
+        }
+        if (!done) rc = gpu_fallback(nd);
+    }
+    if (rc == 0 && !done) {
+        pnC_eval_fn fn = nd->prim->eval[PN_CPU];
+        if (!fn)
+            rc = pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s has no CPU implementation.",
+                              nd->prim->name);
+        else
+            rc = run_kernel(nd, fn, false, outs);
+        if (rc == PNG_UNSUPPORTED)
+            rc = pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s declined its CPU kernel.",
+                              nd->prim->name);
+    }
     if (rc == 0) {
-        for (int j = 0; j < nd->nout; j++) { /* re-running a kept node replaces its data */
-            pnC_buffer_release(outs[j]->buf);
-            outs[j]->buf = NULL;
-        }
-        rc = fn(nd, nd->inputs, outs);
-        if (rc == 0) {
-            for (int j = 0; j < nd->nout; j++) {
-                if (!outs[j]->buf) {
-                    rc = pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s left output %d without data.",
-                                      nd->prim->name, j);
-                    break;
-                }
+        for (int j = 0; j < nd->nout; j++) {
+            if (!outs[j]->buf) {
+                rc = pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s left output %d without data.",
+                                  nd->prim->name, j);
+                break;
             }
-        } else if (!pnC_failed()) {
-            pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s failed.", nd->prim->name);
         }
+    } else if (!pnC_failed()) {
+        pn_set_error(PN_ERR_BACKEND, "[eval] Primitive %s failed.", nd->prim->name);
     }
     for (int j = 0; j < nd->nout; j++)
         if (temp[j] && outs[j]) pnC_decref(outs[j]);
@@ -253,6 +358,8 @@ int pn_async_eval(pn_array *const *arrays, int n) { return pn_eval(arrays, n); }
 
 int pnC_eval1(pn_array *a)
 {
-    if (a && a->buf) return 0;
-    return pn_eval(&a, 1);
+    if (!a || !a->buf) {
+        if (pn_eval(&a, 1)) return -1;
+    }
+    return pnC_buffer_to_host(a->buf);
 }

@@ -1,6 +1,9 @@
 /* shape.c — shape arithmetic shared by every op (axis normalization, broadcasting, checks)
  * and the strided machinery shared by every kernel (the nditer and strided copies). */
 #include "core.h"
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/eval.h"
+#endif
 
 #include <stdio.h>
 #ifdef _OPENMP
@@ -248,6 +251,12 @@ static bool try_transpose_copy(const pnC_nditer *it, const char *src, char *dst,
 void pnC_strided_copy(const void *srcv, const int64_t *sstr, pn_dtype st, void *dstv,
                       const int64_t *dstr, pn_dtype dt, const int64_t *shape, int ndim)
 {
+#ifdef PONTE_HAS_GPU
+    if (pnC_eval_gpu) { /* inside a GPU kernel the pointers are device memory */
+        pnG_strided_copy(srcv, sstr, st, dstv, dstr, dt, shape, ndim, pnC_eval_stream);
+        return;
+    }
+#endif
     const char *src = srcv;
     char *dst = dstv;
     pnC_nditer it;

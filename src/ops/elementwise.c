@@ -3,6 +3,7 @@
  * composites built on them (clip, isclose, allclose, array_equal, nan_to_num, ...), with
  * the primitives' derivatives (vjp, jvp) and batching rules. Kernels: backend/cpu. */
 #include "backend/cpu/elementwise.h"
+#include "backend/cuda/eval.h"
 
 #include <float.h>
 #include <math.h>
@@ -120,7 +121,7 @@ static int no_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *ou
     return 0;
 }
 static const pnC_primitive stop_gradient_prim = {.name = "StopGradient",
-                                                 .eval = {[PN_CPU] = stop_gradient_eval},
+                                                 .eval = {[PN_CPU] = stop_gradient_eval, [PN_GPU] = PNG_EVAL(stop_gradient_eval)},
                                                  .vjp = no_vjp,
                                                  .jvp = no_jvp,
                                                  .vmap = ew_vmap};

@@ -4,6 +4,7 @@
  * part of the graph between tracers and outputs iteratively (million-node graphs are fine)
  * and runs each primitive's vjp/jvp, built from public ops so transformations nest. */
 #include "transforms.h"
+#include "backend/cuda/eval.h"
 
 #include <stdlib.h>
 
@@ -39,7 +40,7 @@ static int tracer_vmap(const pnC_node *nd, pn_array *const *in, const int *in_ax
 
 const pnC_primitive pnT_tracer_prim = {
     .name = "Tracer",
-    .eval = {[PN_CPU] = tracer_eval},
+    .eval = {[PN_CPU] = tracer_eval, [PN_GPU] = PNG_EVAL(tracer_eval)},
     .vjp = tracer_vjp,
     .jvp = tracer_jvp,
     .vmap = tracer_vmap,
@@ -773,7 +774,7 @@ static int custom_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *
 
 static const pnC_primitive custom_prim = {
     .name = "CustomVJP",
-    .eval = {[PN_CPU] = custom_eval},
+    .eval = {[PN_CPU] = custom_eval, [PN_GPU] = PNG_EVAL(custom_eval)},
     .vjp = custom_vjp,
     .jvp = custom_jvp,
 };

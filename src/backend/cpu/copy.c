@@ -3,6 +3,9 @@
  * with it, through the core's strided copy) and a fill with one value (1, 2, 4 or 8-byte
  * elements, so one loop serves every dtype). */
 #include "backend/cpu/copy.h"
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/eval.h"
+#endif
 
 /* See copy.h. The region is described by a header on the stack that views dst's buffer with
  * src's shape; the core's pnC_copy_strided then walks both. */
@@ -31,6 +34,12 @@ void pnK_copy_region(const pn_array *src, pn_array *dst, int64_t offset,
 /* See copy.h. */
 void pnK_fill(void *dst, const void *value, size_t elem_size, int64_t n)
 {
+#ifdef PONTE_HAS_GPU
+    if (pnC_eval_gpu) { /* inside a GPU kernel: dst and value are device memory */
+        pnG_fill(dst, value, elem_size, n, pnC_eval_stream);
+        return;
+    }
+#endif
     switch (elem_size) {
 #define FILL(W, UT)                                                                            \
     case W: {                                                                                  \

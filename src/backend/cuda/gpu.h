@@ -1,0 +1,86 @@
+/* gpu.h — the boundary between Ponte's C core and its CUDA backend. Plain C, readable from C,
+ * CUDA C++ (nvcc) and the simulated runtime (g++ with sim/cuda_sim.h), so it never includes
+ * core.h. The core calls the runtime half (device detection, device memory, copies, streams);
+ * the C glue of each primitive (src/backend/cuda/<family>.c, which does include core.h) calls
+ * the launchers that the .cu files define, passing raw pointers and pnG_layout descriptors.
+ *
+ * Every function returns 0 or -1 with an error set through pn_set_error (kind PN_ERR_BACKEND,
+ * or PN_ERR_OUT_OF_MEMORY), unless its contract says otherwise. Streams are Ponte's stream
+ * indices (pn_stream.index); the runtime maps each to a CUDA stream of its own. */
+#ifndef PONTE_BACKEND_CUDA_GPU_H
+#define PONTE_BACKEND_CUDA_GPU_H
+
+#include "ponte.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Most dimensions a GPU kernel walks after merging the dimensions that are contiguous for
+ * every operand (pnC_nditer does the merging). The glue of an op whose merged rank is larger
+ * returns PNG_UNSUPPORTED and the CPU kernel runs instead. */
+#define PNG_MAX_NDIM 10
+/* Most operands of one strided kernel (output first). */
+#define PNG_MAX_OPS 4
+
+/* A return value of a GPU eval function (besides 0 and -1): this case has no GPU kernel
+ * (a dtype, a rank, a mode); the core runs the CPU kernel over host copies instead, with no
+ * error recorded. PONTE_GPU_STRICT=1 turns it into an error (the conformance test uses it). */
+#define PNG_UNSUPPORTED 1
+
+/* Shape and per-operand element strides of a strided walk, dims merged, row-major order:
+ * dim ndim-1 varies fastest. ndim == 0 is one element. */
+typedef struct pnG_layout {
+    int ndim, nop;
+    int64_t size; /* product of shape */
+    int64_t shape[PNG_MAX_NDIM];
+    int64_t strides[PNG_MAX_OPS][PNG_MAX_NDIM];
+} pnG_layout;
+
+/* ───────────────────────────── runtime (runtime.cu) ───────────────────────────── */
+
+/* Whether a usable GPU is present; when not, *reason (may be NULL) names why: no driver, no
+ * device, compute capability too old, built without the CUDA backend. Cheap after the first
+ * call. */
+bool pnG_available(const char **reason);
+/* True when the backend runs on the simulated runtime (src/backend/cuda/sim). */
+bool pnG_simulated(void);
+
+/* Device memory for stream's work, at least nbytes (the pool rounds up). NULL with
+ * PN_ERR_OUT_OF_MEMORY after the cache was released and the allocation retried. */
+void *pnG_malloc(size_t nbytes, int stream);
+/* Returns p (from pnG_malloc, same nbytes) to the pool, ordered after stream's queued work. */
+void pnG_free(void *p, size_t nbytes, int stream);
+/* Host to device, queued on stream (src stays readable by the caller: it is staged). */
+int pnG_copy_to_device(void *dst, const void *src, size_t nbytes, int stream);
+/* Device to host; returns once the bytes are on the host (waits for stream's queued work). */
+int pnG_copy_to_host(void *dst, const void *src, size_t nbytes, int stream);
+/* Device to device, queued on stream. */
+int pnG_copy_device(void *dst, const void *src, size_t nbytes, int stream);
+/* Makes stream `waiter` wait for the work queued so far on stream `producer` (an event). */
+int pnG_stream_wait(int waiter, int producer);
+/* Waits on the host for stream's queued work; stream < 0: every stream. */
+int pnG_synchronize(int stream);
+/* Statistics and limits of the device pool, in bytes (the pn_*_memory functions add them). */
+size_t pnG_active_memory(void);
+size_t pnG_peak_memory(void);
+void pnG_reset_peak_memory(void);
+size_t pnG_cache_memory(void);
+size_t pnG_set_memory_limit(size_t limit);
+size_t pnG_set_cache_limit(size_t limit);
+void pnG_clear_cache(void);
+/* The CUDA stream behind a Ponte stream index (cudaStream_t, as void * for C), created on
+ * first use; NULL with an error on failure. */
+void *pnG_cuda_stream(int stream);
+/* Checks the last launch on stream; `what` names the kernel in the error. */
+int pnG_check_launch(const char *what);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PONTE_BACKEND_CUDA_GPU_H */

@@ -1,0 +1,331 @@
+/* runtime.cu — the CUDA backend's runtime (gpu.h): device detection with a reason when no GPU
+ * is usable, device memory from the stream-ordered pool of cudaMallocAsync kept as a cache
+ * (release threshold), statistics and limits, copies between host and device, one CUDA stream
+ * per Ponte stream and ordering between streams through events. Builds with nvcc and, with
+ * PONTE_GPU_SIM, against the simulated runtime. */
+#include "backend/cuda/common.cuh"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ───────────────────────────── device detection ───────────────────────────── */
+
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+static bool gpu_usable;
+static char gpu_reason[256];
+static cudaMemPool_t pool;
+
+static void detect(void)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
+        snprintf(gpu_reason, sizeof gpu_reason, "no CUDA device is present");
+        cudaGetLastError();
+        return;
+    }
+    if (e == cudaErrorInsufficientDriver) {
+        snprintf(gpu_reason, sizeof gpu_reason,
+                 "the NVIDIA driver is missing or older than this CUDA runtime");
+        cudaGetLastError();
+        return;
+    }
+    if (e != cudaSuccess) {
+        snprintf(gpu_reason, sizeof gpu_reason, "CUDA is not usable: %s", cudaGetErrorString(e));
+        cudaGetLastError();
+        return;
+    }
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+        snprintf(gpu_reason, sizeof gpu_reason, "cannot read the properties of CUDA device 0");
+        cudaGetLastError();
+        return;
+    }
+    if (prop.major < 8) {
+        snprintf(gpu_reason, sizeof gpu_reason,
+                 "%s has compute capability %d.%d; Ponte needs 8.0 or newer", prop.name,
+                 prop.major, prop.minor);
+        return;
+    }
+    if (cudaDeviceGetDefaultMemPool(&pool, 0) != cudaSuccess) {
+        snprintf(gpu_reason, sizeof gpu_reason, "%s has no stream-ordered memory pool", prop.name);
+        cudaGetLastError();
+        return;
+    }
+    /* keep freed blocks in the pool: it is the cache */
+    uint64_t keep = ~(uint64_t)0;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    gpu_usable = true;
+}
+
+extern "C" bool pnG_available(const char **reason)
+{
+    pthread_once(&detect_once, detect);
+    if (reason) *reason = gpu_usable ? "" : gpu_reason;
+    return gpu_usable;
+}
+
+extern "C" bool pnG_simulated(void)
+{
+#ifdef PONTE_GPU_SIM
+    return true;
+#else
+    return false;
+#endif
+}
+
+static int need_gpu(void)
+{
+    const char *reason;
+    if (pnG_available(&reason)) return 0;
+    return pn_set_error(PN_ERR_BACKEND, "[gpu] The GPU is not available: %s.", reason);
+}
+
+/* ───────────────────────────── streams ───────────────────────────── */
+
+static pthread_mutex_t stream_lock = PTHREAD_MUTEX_INITIALIZER;
+static cudaStream_t *streams; /* by Ponte stream index; NULL until first use */
+static int nstreams;
+
+extern "C" void *pnG_cuda_stream(int stream)
+{
+    if (need_gpu()) return NULL;
+    if (stream < 0) stream = 1; /* the GPU's default stream */
+    pthread_mutex_lock(&stream_lock);
+    if (stream >= nstreams) {
+        int n = nstreams ? nstreams : 16;
+        while (n <= stream) n *= 2;
+        cudaStream_t *s = (cudaStream_t *)realloc(streams, (size_t)n * sizeof *s);
+        if (!s) {
+            pthread_mutex_unlock(&stream_lock);
+            pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gpu] Out of memory.");
+            return NULL;
+        }
+        memset(s + nstreams, 0, (size_t)(n - nstreams) * sizeof *s);
+        streams = s;
+        nstreams = n;
+    }
+    if (!streams[stream]) {
+        cudaError_t e = cudaStreamCreateWithFlags(&streams[stream], cudaStreamNonBlocking);
+        if (e != cudaSuccess) {
+            streams[stream] = NULL;
+            pthread_mutex_unlock(&stream_lock);
+            pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot create a CUDA stream: %s",
+                         cudaGetErrorString(e));
+            return NULL;
+        }
+    }
+    cudaStream_t s = streams[stream];
+    pthread_mutex_unlock(&stream_lock);
+    return (void *)s;
+}
+
+extern "C" int pnG_stream_wait(int waiter, int producer)
+{
+    if (waiter == producer || producer < 0) return 0;
+    cudaStream_t w = png_stream(waiter), p = png_stream(producer);
+    if (!w || !p) return -1;
+    cudaEvent_t ev;
+    PNG_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    cudaError_t e = cudaEventRecord(ev, p);
+    if (e == cudaSuccess) e = cudaStreamWaitEvent(w, ev, 0);
+    cudaEventDestroy(ev); /* released once the wait no longer needs it */
+    if (e != cudaSuccess)
+        return pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot order streams: %s", cudaGetErrorString(e));
+    return 0;
+}
+
+extern "C" int pnG_synchronize(int stream)
+{
+    if (need_gpu()) return -1;
+    if (stream < 0) {
+        PNG_CHECK(cudaDeviceSynchronize());
+        return 0;
+    }
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    PNG_CHECK(cudaStreamSynchronize(s));
+    return 0;
+}
+
+extern "C" int pnG_check_launch(const char *what)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e == cudaSuccess) return 0;
+    return pn_set_error(PN_ERR_BACKEND, "[gpu] Kernel %s failed to launch: %s", what,
+                        cudaGetErrorString(e));
+}
+
+/* ───────────────────────────── memory ───────────────────────────── */
+
+static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t active_bytes, peak_bytes;
+static size_t memory_limit; /* 0: the device's memory is the limit */
+static size_t cache_limit = (size_t)-1;
+
+/* Granularity of the accounting: the pool hands out blocks in these steps. */
+static size_t rounded(size_t n) { return n < 512 ? 512 : (n + 511) & ~(size_t)511; }
+
+static size_t pool_attribute(cudaMemPoolAttr attr)
+{
+    if (!pnG_available(NULL)) return 0;
+    uint64_t v = 0;
+    if (cudaMemPoolGetAttribute(pool, attr, &v) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return (size_t)v;
+}
+
+static void trim_cache(size_t keep)
+{
+    cudaDeviceSynchronize(); /* frees queued on streams complete first */
+    cudaMemPoolTrimTo(pool, keep);
+    cudaGetLastError();
+}
+
+extern "C" void *pnG_malloc(size_t nbytes, int stream)
+{
+    if (need_gpu()) return NULL;
+    cudaStream_t s = png_stream(stream);
+    if (!s) return NULL;
+    size_t n = rounded(nbytes);
+    pthread_mutex_lock(&mem_lock);
+    bool over = memory_limit && active_bytes + n > memory_limit;
+    size_t active = active_bytes;
+    pthread_mutex_unlock(&mem_lock);
+    if (over) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY,
+                     "[malloc] Attempting to allocate %zu bytes on the GPU which is greater than "
+                     "the memory limit of %zu bytes (%zu bytes in use).",
+                     nbytes, memory_limit, active);
+        return NULL;
+    }
+    void *p = NULL;
+    cudaError_t e = cudaMallocAsync(&p, n, s);
+    if (e == cudaErrorMemoryAllocation) { /* give the cache back and try once more */
+        cudaGetLastError();
+        trim_cache(0);
+        e = cudaMallocAsync(&p, n, s);
+    }
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        pn_set_error(e == cudaErrorMemoryAllocation ? PN_ERR_OUT_OF_MEMORY : PN_ERR_BACKEND,
+                     "[malloc] Unable to allocate %zu bytes on the GPU (%zu bytes in use): %s.",
+                     nbytes, active, cudaGetErrorString(e));
+        return NULL;
+    }
+    pthread_mutex_lock(&mem_lock);
+    active_bytes += n;
+    if (active_bytes > peak_bytes) peak_bytes = active_bytes;
+    pthread_mutex_unlock(&mem_lock);
+    return p;
+}
+
+extern "C" void pnG_free(void *p, size_t nbytes, int stream)
+{
+    if (!p || !pnG_available(NULL)) return;
+    cudaStream_t s = png_stream(stream);
+    if (!s || cudaFreeAsync(p, s) != cudaSuccess) {
+        cudaGetLastError();
+        cudaDeviceSynchronize();
+        cudaFree(p);
+        cudaGetLastError();
+    }
+    pthread_mutex_lock(&mem_lock);
+    active_bytes -= rounded(nbytes);
+    pthread_mutex_unlock(&mem_lock);
+}
+
+extern "C" size_t pnG_active_memory(void)
+{
+    pthread_mutex_lock(&mem_lock);
+    size_t v = active_bytes;
+    pthread_mutex_unlock(&mem_lock);
+    return v;
+}
+
+extern "C" size_t pnG_peak_memory(void)
+{
+    pthread_mutex_lock(&mem_lock);
+    size_t v = peak_bytes;
+    pthread_mutex_unlock(&mem_lock);
+    return v;
+}
+
+extern "C" void pnG_reset_peak_memory(void)
+{
+    pthread_mutex_lock(&mem_lock);
+    peak_bytes = active_bytes;
+    pthread_mutex_unlock(&mem_lock);
+}
+
+extern "C" size_t pnG_cache_memory(void)
+{
+    size_t reserved = pool_attribute(cudaMemPoolAttrReservedMemCurrent);
+    size_t used = pool_attribute(cudaMemPoolAttrUsedMemCurrent);
+    return reserved > used ? reserved - used : 0;
+}
+
+extern "C" size_t pnG_set_memory_limit(size_t limit)
+{
+    pthread_mutex_lock(&mem_lock);
+    size_t old = memory_limit;
+    memory_limit = limit;
+    pthread_mutex_unlock(&mem_lock);
+    return old;
+}
+
+extern "C" size_t pnG_set_cache_limit(size_t limit)
+{
+    pthread_mutex_lock(&mem_lock);
+    size_t old = cache_limit;
+    cache_limit = limit;
+    pthread_mutex_unlock(&mem_lock);
+    if (pnG_available(NULL)) {
+        uint64_t keep = limit == (size_t)-1 ? ~(uint64_t)0 : (uint64_t)limit;
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        size_t used = pool_attribute(cudaMemPoolAttrUsedMemCurrent);
+        if (limit != (size_t)-1) trim_cache(used + limit);
+    }
+    return old;
+}
+
+extern "C" void pnG_clear_cache(void)
+{
+    if (pnG_available(NULL)) trim_cache(0);
+}
+
+/* ───────────────────────────── copies ───────────────────────────── */
+
+extern "C" int pnG_copy_to_device(void *dst, const void *src, size_t nbytes, int stream)
+{
+    if (nbytes == 0) return 0;
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    /* from pageable memory the call returns once src has been staged, so the caller may reuse
+     * it at once */
+    PNG_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
+    return 0;
+}
+
+extern "C" int pnG_copy_to_host(void *dst, const void *src, size_t nbytes, int stream)
+{
+    if (nbytes == 0) return 0;
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    PNG_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
+    PNG_CHECK(cudaStreamSynchronize(s));
+    return 0;
+}
+
+extern "C" int pnG_copy_device(void *dst, const void *src, size_t nbytes, int stream)
+{
+    if (nbytes == 0) return 0;
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    PNG_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, s));
+    return 0;
+}
