@@ -1,5 +1,6 @@
 # Ponte's stable entry points. Each target installs what it needs on a fresh Debian 12.
-#   make test    the whole test suite (C: release and ASan+UBSan builds; Python: pytest)
+#   make test    the whole test suite (C: release, ASan+UBSan and simulated-GPU builds;
+#                Python: pytest)
 #   make bench   the benchmarks
 #   make train   the main job (training the default example)
 #   make install into PREFIX (default /usr/local)
@@ -7,13 +8,14 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 BUILD ?= build
 BUILD_ASAN ?= build-asan
+BUILD_SIM ?= build-gpusim
 CMAKE_FLAGS ?=
 # libgomp's workers spin between parallel regions by default; on a machine shared with other
 # work that spinning starves the threads doing real work (10x slower training was seen), so
 # the entry points wait passively unless told otherwise.
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: all deps build test test-release test-asan test-python bench train install clean
+.PHONY: all deps build test test-release test-asan test-gpu-sim test-python bench train install clean
 
 all: build
 
@@ -37,10 +39,20 @@ test-asan: $(BUILD_ASAN)/CMakeCache.txt
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 PONTE_TEST_QUICK=1 ctest --output-on-failure -j $(JOBS)
 
+# The CUDA backend's kernels on the simulated CUDA runtime (src/backend/cuda/sim): the whole C
+# suite with PONTE_DEVICE=gpu, plus the simulator's own test and the CPU/GPU conformance test.
+$(BUILD_SIM)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_SIM) -DCMAKE_BUILD_TYPE=Release -DPONTE_GPU_SIM=ON \
+	  -DPONTE_BUILD_BENCH=OFF -DPONTE_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
+
+test-gpu-sim: $(BUILD_SIM)/CMakeCache.txt
+	cmake --build $(BUILD_SIM) -j $(JOBS)
+	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_TEST_QUICK=1 ctest --output-on-failure -j $(JOBS)
+
 test-python: build
 	BUILD=$(BUILD) JOBS=$(JOBS) scripts/test-python
 
-test: test-release test-asan test-python
+test: test-release test-asan test-gpu-sim test-python
 
 bench: build
 	$(BUILD)/ponte_bench
@@ -64,4 +76,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_SIM)

@@ -54,6 +54,10 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_objects = [os.path.join(lib_dir, "libponte.a"), blas]
             ext.extra_link_args = ["-fopenmp", "-Wl,-rpath," + blas_dir, "-lm", "-lpthread"]
+            gpu_link = os.path.join(lib_dir, "ponte-gpu-link.txt")
+            if os.path.exists(gpu_link):  # the CUDA backend's libraries (CMake writes them)
+                with open(gpu_link) as f:
+                    ext.extra_link_args += f.read().split()
         super().build_extensions()
 
 

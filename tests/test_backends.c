@@ -1,0 +1,410 @@
+/* test_backends.c — the backend conformance test (as ggml's test-backend-ops): every op runs
+ * forward, and its vjp where it has one, on the CPU and on the GPU (the simulated runtime in
+ * CI, the real device in scripts/gpu-check) over the same random inputs, and the results
+ * must agree. A GPU run that fell back to a CPU kernel counts as a failure unless its case
+ * says cpu_only_ok. Skips when the build has no usable GPU. */
+#include "core/core.h"
+#include "harness.h"
+
+#include <string.h>
+
+typedef struct in_spec {
+    int ndim;
+    int64_t shape[4];
+    pn_dtype dtype;
+    double lo, hi;
+} in_spec;
+
+typedef pn_array *(*case_fn)(pn_array *const *x);
+
+typedef struct op_case {
+    const char *name;
+    case_fn fn;
+    int nin;
+    in_spec in[3];
+    bool grad; /* compare the vjp too (float outputs of float inputs) */
+    bool cpu_only_ok;
+} op_case;
+
+static pn_device dev_of(pn_device_type t) { return (pn_device){.type = t, .index = 0}; }
+
+/* Runs fn on device t: the output, evaluated (NULL on error). With grad, also the vjp with
+ * cotangent cot into grads. */
+typedef struct closure_ctx {
+    case_fn fn;
+} closure_ctx;
+
+static int call_case(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    out[0] = ((closure_ctx *)ctx)->fn(in);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+static pn_array *run_on(pn_device_type t, const op_case *c, pn_array *const *x, pn_array *cot,
+                        pn_array **grads)
+{
+    if (pn_stream_push(pn_default_stream(dev_of(t)))) return NULL;
+    pn_array *y = NULL;
+    if (cot) {
+        closure_ctx ctx = {c->fn};
+        pn_closure *f = pn_closure_new(call_case, &ctx, NULL);
+        int nout = 0;
+        pn_array *outs[1] = {NULL};
+        if (f && pn_vjp(f, c->nin, x, 1, &cot, &nout, outs, grads) == 0) y = outs[0];
+        pn_closure_release(f);
+    } else {
+        y = c->fn(x);
+    }
+    pn_stream_pop();
+    if (y && pn_eval(&y, 1)) y = NULL;
+    if (y && cot && pn_eval(grads, c->nin)) y = NULL;
+    return y;
+}
+
+static double case_tol(pn_dtype t)
+{
+    if (t == PN_FLOAT64) return 1e-9;
+    if (t == PN_FLOAT32 || t == PN_COMPLEX64) return 2e-5;
+    if (pnC_is_half(t)) return 1e-2;
+    return 0; /* integers and bool: exact */
+}
+
+/* Compares two evaluated arrays of the same shape elementwise (NaN == NaN). */
+static int compare(const char *what, pn_array *gpu, pn_array *cpu)
+{
+    if (!gpu || !cpu) return 0;
+    if (gpu->dtype != cpu->dtype || gpu->ndim != cpu->ndim || gpu->size != cpu->size) {
+        test_fail(__FILE__, __LINE__, "%s: dtype/shape differ between GPU and CPU", what);
+        return 0;
+    }
+    double *g = test_to_f64(gpu), *c = test_to_f64(cpu);
+    if (!g || !c) {
+        free(g);
+        free(c);
+        return 0;
+    }
+    double tol = case_tol(cpu->dtype), scale = 0;
+    for (int64_t i = 0; i < cpu->size; i++)
+        if (isfinite(c[i]) && fabs(c[i]) > scale) scale = fabs(c[i]);
+    int ok = 1;
+    for (int64_t i = 0; i < cpu->size && ok; i++) {
+        bool both_nan = isnan(g[i]) && isnan(c[i]);
+        bool same_inf = isinf(g[i]) && g[i] == c[i];
+        double err = fabs(g[i] - c[i]);
+        if (!both_nan && !same_inf && !(err <= tol * (fabs(c[i]) + 1e-3 * scale) + tol * 1e-6)) {
+            test_fail(__FILE__, __LINE__, "%s: element %lld: GPU %.9g, CPU %.9g", what,
+                      (long long)i, g[i], c[i]);
+            ok = 0;
+        }
+    }
+    free(g);
+    free(c);
+    return ok;
+}
+
+static void run_case(const op_case *c)
+{
+    pn_scope_push();
+    pn_array *x[3] = {NULL};
+    for (int i = 0; i < c->nin; i++)
+        x[i] = test_random_array(c->in[i].shape, c->in[i].ndim, c->in[i].dtype, c->in[i].lo,
+                                 c->in[i].hi);
+    pn_array *cpu_grads[3] = {NULL}, *gpu_grads[3] = {NULL}, *cot = NULL;
+    if (c->grad) {
+        pn_array *probe = run_on(PN_CPU, c, x, NULL, NULL);
+        if (probe) cot = test_random_array(probe->shape, probe->ndim, probe->dtype, -1, 1);
+    }
+    pn_array *cpu = run_on(PN_CPU, c, x, cot, cpu_grads);
+    int64_t before = pnC_gpu_fallback_count();
+    pn_array *gpu = run_on(PN_GPU, c, x, cot, gpu_grads);
+    int64_t fell_back = pnC_gpu_fallback_count() - before;
+    if (!cpu || !gpu) {
+        test_fail(__FILE__, __LINE__, "%s: %s failed: %s", c->name, cpu ? "GPU" : "CPU",
+                  pn_last_error_message());
+        pn_clear_error();
+    } else {
+        compare(c->name, gpu, cpu);
+        for (int i = 0; cot && i < c->nin; i++) {
+            char what[96];
+            snprintf(what, sizeof what, "%s vjp[%d]", c->name, i);
+            if (cpu_grads[i] && gpu_grads[i]) compare(what, gpu_grads[i], cpu_grads[i]);
+        }
+    }
+    if (fell_back && !c->cpu_only_ok)
+        test_fail(__FILE__, __LINE__, "%s: %lld GPU evaluations fell back to the CPU "
+                  "(run with PONTE_GPU_FALLBACK_LOG=1 to see which primitives)",
+                  c->name, (long long)fell_back);
+    pn_scope_pop();
+}
+
+/* ───────────────────────────── the cases ───────────────────────────── */
+
+#define F32 PN_FLOAT32
+#define SH2 2, {7, 33}
+#define SH3 3, {3, 5, 17}
+#define SH1 1, {33}
+
+/* unary ops over floats, with a domain */
+#define UNARY_CASES(X)                                                                         \
+    X(abs, -3, 3, 1) X(negative, -3, 3, 1) X(sign, -3, 3, 0) X(sqrt, 0.1, 4, 1)               \
+    X(rsqrt, 0.1, 4, 1) X(square, -3, 3, 1) X(reciprocal, 0.5, 3, 1) X(exp, -3, 3, 1)          \
+    X(expm1, -2, 2, 1) X(log, 0.1, 4, 1) X(log1p, -0.5, 3, 1) X(log2, 0.1, 4, 1)               \
+    X(log10, 0.1, 4, 1) X(sin, -3, 3, 1) X(cos, -3, 3, 1) X(tan, -1, 1, 1)                     \
+    X(arcsin, -0.9, 0.9, 1) X(arccos, -0.9, 0.9, 1) X(arctan, -3, 3, 1) X(sinh, -2, 2, 1)      \
+    X(cosh, -2, 2, 1) X(tanh, -3, 3, 1) X(arcsinh, -3, 3, 1) X(arccosh, 1.1, 4, 1)             \
+    X(arctanh, -0.9, 0.9, 1) X(floor, -3, 3, 0) X(ceil, -3, 3, 0) X(sigmoid, -4, 4, 1)         \
+    X(erf, -2, 2, 1) X(erfinv, -0.9, 0.9, 1) X(isnan, -3, 3, 0) X(isfinite, -3, 3, 0)          \
+    X(logical_not, -1, 1, 0)
+
+#define BINARY_CASES(X)                                                                        \
+    X(add, 1) X(subtract, 1) X(multiply, 1) X(divide, 1) X(maximum, 1) X(minimum, 1)           \
+    X(power, 1) X(arctan2, 1) X(logaddexp, 1) X(floor_divide, 0) X(remainder, 0)               \
+    X(equal, 0) X(not_equal, 0) X(less, 0) X(less_equal, 0) X(greater, 0)                      \
+    X(greater_equal, 0) X(logical_and, 0) X(logical_or, 0)
+
+#define DEF_UNARY(NM, LO, HI, G)                                                               \
+    static pn_array *u_##NM(pn_array *const *x) { return pn_##NM(x[0]); }
+UNARY_CASES(DEF_UNARY)
+#define DEF_BINARY(NM, G)                                                                      \
+    static pn_array *b_##NM(pn_array *const *x) { return pn_##NM(x[0], x[1]); }
+BINARY_CASES(DEF_BINARY)
+
+static pn_array *c_where(pn_array *const *x)
+{
+    return pn_where(pn_greater(x[0], pn_weak_float(0)), x[1], x[2]);
+}
+static pn_array *c_astype_f16(pn_array *const *x) { return pn_astype(x[0], PN_FLOAT16); }
+static pn_array *c_astype_i32(pn_array *const *x) { return pn_astype(x[0], PN_INT32); }
+static pn_array *c_astype_bf16(pn_array *const *x) { return pn_astype(x[0], PN_BFLOAT16); }
+static pn_array *c_astype_f64(pn_array *const *x) { return pn_astype(x[0], PN_FLOAT64); }
+static pn_array *c_clip(pn_array *const *x) { return pn_clip(x[0], pn_weak_float(-1), pn_weak_float(0.5)); }
+static pn_array *c_round(pn_array *const *x) { return pn_round(x[0], 1); }
+static pn_array *c_isclose(pn_array *const *x) { return pn_isclose(x[0], x[1], 1e-5, 0.3, false); }
+
+static pn_array *c_sum_all(pn_array *const *x) { return pn_sum(x[0], NULL, 0, false); }
+static pn_array *c_sum_ax1(pn_array *const *x) { return pn_sum(x[0], (int[]){1}, 1, true); }
+static pn_array *c_sum_ax02(pn_array *const *x) { return pn_sum(x[0], (int[]){0, 2}, 2, false); }
+static pn_array *c_prod(pn_array *const *x) { return pn_prod(x[0], (int[]){-1}, 1, false); }
+static pn_array *c_max(pn_array *const *x) { return pn_max(x[0], (int[]){0}, 1, false); }
+static pn_array *c_min(pn_array *const *x) { return pn_min(x[0], (int[]){-1}, 1, false); }
+static pn_array *c_mean(pn_array *const *x) { return pn_mean(x[0], (int[]){1}, 1, false); }
+static pn_array *c_var(pn_array *const *x) { return pn_var(x[0], (int[]){-1}, 1, false, 1); }
+static pn_array *c_all(pn_array *const *x) { return pn_all(pn_greater(x[0], pn_weak_float(-0.9)), (int[]){1}, 1, false); }
+static pn_array *c_any(pn_array *const *x) { return pn_any(pn_greater(x[0], pn_weak_float(0.9)), (int[]){0}, 1, false); }
+static pn_array *c_argmax(pn_array *const *x) { return pn_argmax(x[0], 1, false); }
+static pn_array *c_argmin(pn_array *const *x) { return pn_argmin(x[0], 0, true); }
+static pn_array *c_logsumexp(pn_array *const *x) { return pn_logsumexp(x[0], (int[]){-1}, 1, false); }
+static pn_array *c_softmax(pn_array *const *x) { return pn_softmax(x[0], (int[]){-1}, 1, false); }
+static pn_array *c_softmax0(pn_array *const *x) { return pn_softmax(x[0], (int[]){0}, 1, true); }
+static pn_array *c_log_softmax(pn_array *const *x) { return pn_log_softmax(x[0], (int[]){-1}, 1); }
+static pn_array *c_cumsum(pn_array *const *x) { return pn_cumsum(x[0], 1, false, true); }
+static pn_array *c_cumsum_rev(pn_array *const *x) { return pn_cumsum(x[0], 0, true, false); }
+static pn_array *c_cumprod(pn_array *const *x) { return pn_cumprod(x[0], -1, false, true); }
+static pn_array *c_cummax(pn_array *const *x) { return pn_cummax(x[0], -1, false, true); }
+static pn_array *c_logcumsumexp(pn_array *const *x) { return pn_logcumsumexp(x[0], -1, false, true); }
+
+static pn_array *c_transpose_add(pn_array *const *x) { return pn_add(pn_transpose(x[0], NULL, 0), pn_weak_float(1)); }
+static pn_array *c_reshape_t(pn_array *const *x) { return pn_reshape(pn_transpose(x[0], NULL, 0), (int64_t[]){11, 21}, 2); }
+static pn_array *c_slice(pn_array *const *x)
+{
+    return pn_copy(pn_slice(x[0], (int64_t[]){1, 30}, (int64_t[]){6, 2}, (int64_t[]){2, -3}, 2));
+}
+static pn_array *c_slice_update(pn_array *const *x)
+{
+    return pn_slice_update(x[0], x[1], (int64_t[]){2, 3}, (int64_t[]){5, 13}, NULL, 2);
+}
+static pn_array *c_concat(pn_array *const *x)
+{
+    pn_array *parts[2] = {x[0], pn_transpose(x[1], NULL, 0)};
+    return pn_concatenate(parts, 2, 0);
+}
+static pn_array *c_pad(pn_array *const *x)
+{
+    return pn_pad(x[0], (int[]){0, 1}, (int64_t[]){1, 2}, (int64_t[]){3, 0}, 2, pn_weak_float(0.5),
+                  PN_PAD_CONSTANT);
+}
+static pn_array *c_broadcast(pn_array *const *x) { return pn_multiply(x[0], x[1]); }
+static pn_array *c_tril(pn_array *const *x) { return pn_tril(x[0], 1); }
+static pn_array *c_diagonal(pn_array *const *x) { return pn_copy(pn_diagonal(x[0], 1, 0, 1)); }
+static pn_array *c_arange(pn_array *const *x) { return pn_add(x[0], pn_arange(0, 33, 1, F32)); }
+static pn_array *c_linspace(pn_array *const *x) { return pn_add(x[0], pn_linspace(-1, 2, 33, F32)); }
+static pn_array *c_eye(pn_array *const *x) { return pn_add(x[0], pn_eye(7, 33, 2, F32)); }
+static pn_array *c_full(pn_array *const *x) { return pn_add(x[0], pn_full((int64_t[]){7, 33}, 2, pn_weak_float(2.5), F32)); }
+
+static pn_array *c_matmul(pn_array *const *x) { return pn_matmul(x[0], x[1]); }
+static pn_array *c_matmul_t(pn_array *const *x) { return pn_matmul(x[0], pn_transpose(x[1], NULL, 0)); }
+static pn_array *c_addmm(pn_array *const *x) { return pn_addmm(x[2], x[0], x[1], 0.5, 2.0); }
+static pn_array *c_conv1d(pn_array *const *x) { return pn_conv1d(x[0], x[1], 2, 1, 1, 1); }
+static pn_array *c_conv2d(pn_array *const *x)
+{
+    return pn_conv2d(x[0], x[1], (int[]){1, 2}, (int[]){1, 0}, (int[]){1, 1}, 1);
+}
+static pn_array *c_maxpool2d(pn_array *const *x)
+{
+    return pn_nn_max_pool2d(x[0], (int[]){2, 2}, (int[]){2, 2}, (int[]){0, 0});
+}
+
+static pn_array *idx_of(pn_array *x, int64_t n, int64_t hi)
+{
+    /* deterministic in-range indices (negative ones too) derived from the data */
+    pn_array *i = pn_astype(pn_multiply(pn_abs(x), pn_weak_float((double)hi)), PN_INT32);
+    (void)n;
+    return pn_subtract(pn_remainder(i, pn_weak_int(2 * hi)), pn_weak_int(hi));
+}
+static pn_array *c_take(pn_array *const *x) { return pn_take(x[0], idx_of(x[1], 9, 7), 0); }
+static pn_array *c_take_along(pn_array *const *x)
+{
+    return pn_take_along_axis(x[0], idx_of(x[1], 0, 33), 1);
+}
+static pn_array *c_put_along(pn_array *const *x)
+{
+    pn_array *idx = pn_astype(pn_multiply(pn_abs(x[1]), pn_weak_float(7)), PN_INT32);
+    return pn_put_along_axis(x[0], pn_remainder(idx, pn_weak_int(7)), x[1], 0);
+}
+static pn_array *c_scatter_add(pn_array *const *x)
+{
+    pn_array *idx = pn_remainder(pn_astype(pn_multiply(pn_abs(x[1]), pn_weak_float(100)), PN_INT32),
+                                 pn_weak_int(7));
+    idx = pn_reshape(idx, (int64_t[]){33}, 1);
+    pn_array *upd = pn_reshape(x[1], (int64_t[]){33, 1, 1}, 3);
+    pn_array *big = pn_broadcast_to(upd, (int64_t[]){33, 1, 33}, 3);
+    return pn_scatter(x[0], &idx, 1, big, (int[]){0}, PN_SCATTER_ADD);
+}
+static pn_array *c_scatter_max(pn_array *const *x)
+{
+    pn_array *idx = pn_remainder(pn_astype(pn_multiply(pn_abs(x[1]), pn_weak_float(100)), PN_INT32),
+                                 pn_weak_int(7));
+    idx = pn_reshape(idx, (int64_t[]){33}, 1);
+    pn_array *upd = pn_broadcast_to(pn_reshape(x[1], (int64_t[]){33, 1, 1}, 3), (int64_t[]){33, 1, 33}, 3);
+    return pn_scatter(x[0], &idx, 1, upd, (int[]){0}, PN_SCATTER_MAX);
+}
+static pn_array *c_sort(pn_array *const *x) { return pn_sort(x[0], -1); }
+static pn_array *c_sort0(pn_array *const *x) { return pn_sort(x[0], 0); }
+static pn_array *c_argsort(pn_array *const *x) { return pn_argsort(x[0], 1); }
+static pn_array *c_topk(pn_array *const *x) { return pn_sort(pn_topk(x[0], 5, -1), -1); }
+static pn_array *c_uniform(pn_array *const *x)
+{
+    return pn_add(x[0], pn_random_uniform(pn_weak_float(-1), pn_weak_float(1),
+                                          (int64_t[]){7, 33}, 2, F32, pn_random_key(7)));
+}
+static pn_array *c_normal(pn_array *const *x)
+{
+    return pn_add(x[0], pn_random_normal((int64_t[]){7, 33}, 2, F32, 0, 1, pn_random_key(11)));
+}
+static pn_array *c_bits(pn_array *const *x)
+{
+    (void)x;
+    return pn_random_bits((int64_t[]){5, 9}, 2, 4, pn_random_key(3));
+}
+static pn_array *c_layer_norm(pn_array *const *x) { return pn_nn_layer_norm(x[0], x[1], NULL, 1e-5); }
+static pn_array *c_rms_norm(pn_array *const *x) { return pn_nn_rms_norm(x[0], x[1], 1e-5); }
+static pn_array *c_gelu(pn_array *const *x) { return pn_nn_gelu(x[0]); }
+static pn_array *c_silu(pn_array *const *x) { return pn_nn_silu(x[0]); }
+static pn_array *c_cross_entropy(pn_array *const *x)
+{
+    pn_array *t = pn_argmax(x[1], 1, false);
+    return pn_nn_cross_entropy(x[0], t, -1, 0.1, PN_REDUCTION_MEAN);
+}
+
+#define IN(...) {__VA_ARGS__}
+static const op_case CASES[] = {
+#define UNARY_ENTRY(NM, LO, HI, G)                                                             \
+    {"unary " #NM, u_##NM, 1, {IN(SH2, F32, LO, HI)}, G, false},                               \
+    {"unary " #NM " f16", u_##NM, 1, {IN(SH3, PN_FLOAT16, LO, HI)}, false, false},             \
+    {"unary " #NM " f64", u_##NM, 1, {IN(SH1, PN_FLOAT64, LO, HI)}, false, false},
+    UNARY_CASES(UNARY_ENTRY)
+#define BINARY_ENTRY(NM, G)                                                                    \
+    {"binary " #NM, b_##NM, 2, {IN(SH2, F32, 0.5, 3), IN(SH2, F32, 0.5, 3)}, G, false},       \
+    {"binary " #NM " bcast", b_##NM, 2, {IN(SH3, F32, 0.5, 3), IN(1, {17}, F32, 0.5, 3)}, false, false}, \
+    {"binary " #NM " int32", b_##NM, 2, {IN(SH2, PN_INT32, -20, 20), IN(SH2, PN_INT32, 1, 9)}, false, false}, \
+    {"binary " #NM " bf16", b_##NM, 2, {IN(SH2, PN_BFLOAT16, 0.5, 3), IN(SH2, PN_BFLOAT16, 0.5, 3)}, false, false},
+    BINARY_CASES(BINARY_ENTRY)
+    {"where", c_where, 3, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1), IN(SH1, F32, -1, 1)}, true, false},
+    {"astype f16", c_astype_f16, 1, {IN(SH2, F32, -100, 100)}, false, false},
+    {"astype bf16", c_astype_bf16, 1, {IN(SH2, F32, -100, 100)}, false, false},
+    {"astype i32", c_astype_i32, 1, {IN(SH2, F32, -100, 100)}, false, false},
+    {"astype f64", c_astype_f64, 1, {IN(SH3, PN_INT16, -100, 100)}, false, false},
+    {"clip", c_clip, 1, {IN(SH2, F32, -2, 2)}, true, false},
+    {"round", c_round, 1, {IN(SH2, F32, -2, 2)}, false, false},
+    {"isclose", c_isclose, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, false, false},
+    {"sum all", c_sum_all, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"sum axis 1", c_sum_ax1, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"sum axes 0,2", c_sum_ax02, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"sum int32", c_sum_ax02, 1, {IN(SH3, PN_INT32, -9, 9)}, false, false},
+    {"sum f16", c_sum_ax1, 1, {IN(SH3, PN_FLOAT16, -1, 1)}, false, false},
+    {"prod", c_prod, 1, {IN(SH3, F32, 0.5, 1.5)}, true, false},
+    {"max", c_max, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"min", c_min, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"mean", c_mean, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"var", c_var, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"all", c_all, 1, {IN(SH3, F32, -1, 1)}, false, false},
+    {"any", c_any, 1, {IN(SH3, F32, -1, 1)}, false, false},
+    {"argmax", c_argmax, 1, {IN(SH3, F32, -1, 1)}, false, false},
+    {"argmin", c_argmin, 1, {IN(SH3, F32, -1, 1)}, false, false},
+    {"logsumexp", c_logsumexp, 1, {IN(SH3, F32, -3, 3)}, true, false},
+    {"softmax", c_softmax, 1, {IN(SH3, F32, -3, 3)}, true, false},
+    {"softmax axis 0", c_softmax0, 1, {IN(SH3, F32, -3, 3)}, true, false},
+    {"log_softmax", c_log_softmax, 1, {IN(SH2, F32, -3, 3)}, true, false},
+    {"cumsum", c_cumsum, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"cumsum reverse exclusive", c_cumsum_rev, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"cumprod", c_cumprod, 1, {IN(SH3, F32, 0.5, 1.5)}, true, false},
+    {"cummax", c_cummax, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"logcumsumexp", c_logcumsumexp, 1, {IN(SH3, F32, -2, 2)}, true, false},
+    {"transpose", c_transpose_add, 1, {IN(SH2, F32, -1, 1)}, true, false},
+    {"reshape of transpose", c_reshape_t, 1, {IN(SH2, F32, -1, 1)}, true, false},
+    {"slice with steps", c_slice, 1, {IN(SH2, F32, -1, 1)}, true, false},
+    {"slice_update", c_slice_update, 2, {IN(SH2, F32, -1, 1), IN(SH1, F32, -1, 1)}, true, false},
+    {"concatenate", c_concat, 2, {IN(SH2, F32, -1, 1), IN(2, {33, 4}, F32, -1, 1)}, true, false},
+    {"pad", c_pad, 1, {IN(SH2, F32, -1, 1)}, true, false},
+    {"broadcast", c_broadcast, 2, {IN(SH2, F32, -1, 1), IN(2, {7, 1}, F32, -1, 1)}, true, false},
+    {"tril", c_tril, 1, {IN(SH2, F32, -1, 1)}, true, false},
+    {"diagonal", c_diagonal, 1, {IN(SH2, F32, -1, 1)}, true, false},
+    {"arange", c_arange, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"linspace", c_linspace, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"eye", c_eye, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"full", c_full, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"matmul", c_matmul, 2, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1)}, true, false},
+    {"matmul transposed", c_matmul_t, 2, {IN(3, {2, 7, 33}, F32, -1, 1), IN(2, {12, 33}, F32, -1, 1)}, true, false},
+    {"matmul f64", c_matmul, 2, {IN(2, {7, 33}, PN_FLOAT64, -1, 1), IN(2, {33, 12}, PN_FLOAT64, -1, 1)}, false, false},
+    {"matmul f16", c_matmul, 2, {IN(2, {7, 33}, PN_FLOAT16, -1, 1), IN(2, {33, 12}, PN_FLOAT16, -1, 1)}, false, false},
+    {"matmul bf16", c_matmul, 2, {IN(2, {7, 33}, PN_BFLOAT16, -1, 1), IN(2, {33, 12}, PN_BFLOAT16, -1, 1)}, false, false},
+    {"addmm", c_addmm, 3, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1), IN(1, {12}, F32, -1, 1)}, true, false},
+    {"conv1d", c_conv1d, 2, {IN(3, {2, 15, 3}, F32, -1, 1), IN(3, {4, 3, 3}, F32, -1, 1)}, true, false},
+    {"conv2d", c_conv2d, 2, {IN(4, {2, 9, 8, 3}, F32, -1, 1), IN(4, {5, 3, 3, 3}, F32, -1, 1)}, true, false},
+    {"max_pool2d", c_maxpool2d, 1, {IN(4, {2, 8, 6, 3}, F32, -1, 1)}, true, false},
+    {"take", c_take, 2, {IN(SH2, F32, -1, 1), IN(1, {9}, F32, -1, 1)}, true, false},
+    {"take_along_axis", c_take_along, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, true, false},
+    {"put_along_axis", c_put_along, 2, {IN(SH2, F32, -1, 1), IN(2, {1, 33}, F32, -1, 1)}, false, false},
+    {"scatter add", c_scatter_add, 2, {IN(3, {7, 1, 33}, F32, -1, 1), IN(SH1, F32, -1, 1)}, true, false},
+    {"scatter max", c_scatter_max, 2, {IN(3, {7, 1, 33}, F32, -1, 1), IN(SH1, F32, -1, 1)}, false, false},
+    {"sort", c_sort, 1, {IN(SH3, F32, -1, 1)}, true, false},
+    {"sort axis 0", c_sort0, 1, {IN(SH3, F32, -1, 1)}, false, false},
+    {"argsort", c_argsort, 1, {IN(SH3, F32, -1, 1)}, false, false},
+    {"topk", c_topk, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"random uniform", c_uniform, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"random normal", c_normal, 1, {IN(SH2, F32, -1, 1)}, false, false},
+    {"random bits", c_bits, 0, {{0}}, false, false},
+    {"layer_norm", c_layer_norm, 2, {IN(SH2, F32, -2, 2), IN(SH1, F32, 0.5, 1.5)}, true, false},
+    {"rms_norm", c_rms_norm, 2, {IN(SH2, F32, -2, 2), IN(SH1, F32, 0.5, 1.5)}, true, false},
+    {"gelu", c_gelu, 1, {IN(SH2, F32, -3, 3)}, true, false},
+    {"silu", c_silu, 1, {IN(SH2, F32, -3, 3)}, true, false},
+    {"cross_entropy", c_cross_entropy, 2, {IN(SH2, F32, -3, 3), IN(SH2, F32, -1, 1)}, true, false},
+};
+
+TEST(cpu_and_gpu_agree)
+{
+    pn_device gpu = dev_of(PN_GPU);
+    if (!pn_is_available(gpu)) {
+        printf("test_backends: skipped, no GPU: %s\n", pn_gpu_unavailable_reason());
+        return;
+    }
+    int n = (int)(sizeof CASES / sizeof *CASES);
+    int failures_before = test_failures;
+    for (int i = 0; i < n; i++) {
+        int f = test_failures;
+        run_case(&CASES[i]);
+        if (test_failures != f) printf("  case failed: %s\n", CASES[i].name);
+    }
+    printf("test_backends: %d cases, %d failed\n", n, test_failures - failures_before);
+}
