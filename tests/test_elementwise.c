@@ -1226,10 +1226,12 @@ TEST(long_chain_memory_stays_bounded)
     }
     CHECK(pn_eval(&y, 1) == 0);
     size_t peak = pn_get_peak_memory();
-    CHECK_MSG(peak <= base + 3 * bytes / 2, "peak %zu bytes above %zu for arrays of %zu bytes",
+    /* on the GPU, x's device copy (made at its first use there) adds one array */
+    size_t moved = pn_default_device().type == PN_GPU ? bytes : 0;
+    CHECK_MSG(peak <= base + moved + 3 * bytes / 2, "peak %zu bytes above %zu for arrays of %zu bytes",
               peak - base, base, bytes);
-    printf("  chain of 100 ops: peak %.2fx one array above the input\n",
-           (double)(peak - base) / bytes);
+    printf("  chain of 100 ops: peak %.2fx one array above the input%s\n",
+           (double)(peak - base) / bytes, moved ? " and its device copy" : "");
     /* the values are those of the float64 chain (within float32 rounding) */
     double *xv = test_to_f64(x), *yv = test_to_f64(y);
     for (int64_t i = 0; i < n && yv && xv; i += n / 7) {

@@ -4,6 +4,7 @@
  * numpy's convolve). Layouts are MLX's: input (N, spatial..., C_in), weight (C_out,
  * spatial..., C_in / groups). The derivatives are convolutions again, so they nest. */
 #include "backend/cpu/conv.h"
+#include "backend/cuda/eval.h"
 
 #include <string.h>
 
@@ -180,7 +181,7 @@ static int conv_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
 
 static const pnC_primitive conv_prim = {
     .name = "Convolution",
-    .eval = {[PN_CPU] = pnK_conv_eval},
+    .eval = {[PN_CPU] = pnK_conv_eval, [PN_GPU] = PNG_EVAL(pnG_conv_eval)},
     .vjp = conv_vjp,
     .jvp = conv_jvp,
     .vmap = conv_vmap,

@@ -2,6 +2,8 @@
  * linspace, eye/identity/tri, tril/triu, astype and copy. Each primitive carries its CPU
  * kernel (fills and typed conversions through the core's pnC_convert) and its derivatives. */
 #include "backend/cpu/copy.h"
+#include "ops/creation.h"
+#include "backend/cuda/eval.h"
 
 #include <math.h>
 
@@ -37,7 +39,7 @@ static int copy_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
 
 static const pnC_primitive copy_prim = {
     .name = "Copy",
-    .eval = {[PN_CPU] = copy_eval},
+    .eval = {[PN_CPU] = copy_eval, [PN_GPU] = PNG_EVAL(copy_eval)},
     .vjp = copy_vjp,
     .jvp = copy_jvp,
 };
@@ -83,7 +85,7 @@ static int astype_jvp(const pnC_node *node, pn_array *const *in, pn_array *const
 
 static const pnC_primitive astype_prim = {
     .name = "AsType",
-    .eval = {[PN_CPU] = astype_eval},
+    .eval = {[PN_CPU] = astype_eval, [PN_GPU] = PNG_EVAL(pnG_astype_eval)},
     .vjp = astype_vjp,
     .jvp = astype_jvp,
 };
@@ -116,7 +118,7 @@ static int full_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
 
 static const pnC_primitive full_prim = {
     .name = "Full",
-    .eval = {[PN_CPU] = full_eval},
+    .eval = {[PN_CPU] = full_eval, [PN_GPU] = PNG_EVAL(full_eval)},
     .vjp = copy_vjp,
     .jvp = copy_jvp,
 };
@@ -181,10 +183,6 @@ pn_array *pn_full_like(pn_array *a, pn_array *vals)
 
 /* ───────────────────────────── arange and linspace ───────────────────────────── */
 
-typedef struct {
-    double start, step, stop;
-    bool linspace; /* step = (stop - start) / (size - 1), the last element is stop */
-} sequence_params;
 
 /* Integer dtypes with their C types, for the typed integer arange loop. */
 #define PN_FOR_EACH_INT_DTYPE(X)                                                               \
@@ -269,14 +267,14 @@ static int no_input_jvp(const pnC_node *node, pn_array *const *in, pn_array *con
 
 static const pnC_primitive arange_prim = {
     .name = "Arange",
-    .eval = {[PN_CPU] = sequence_eval},
+    .eval = {[PN_CPU] = sequence_eval, [PN_GPU] = PNG_EVAL(pnG_sequence_eval)},
     .vjp = no_input_vjp,
     .jvp = no_input_jvp,
 };
 
 static const pnC_primitive linspace_prim = {
     .name = "Linspace",
-    .eval = {[PN_CPU] = sequence_eval},
+    .eval = {[PN_CPU] = sequence_eval, [PN_GPU] = PNG_EVAL(pnG_sequence_eval)},
     .vjp = no_input_vjp,
     .jvp = no_input_jvp,
 };
@@ -315,10 +313,6 @@ pn_array *pn_linspace(double start, double stop, int64_t num, pn_dtype dtype)
 
 /* ───────────────────────────── eye and tri ───────────────────────────── */
 
-typedef struct {
-    int64_t k;
-    bool tri; /* ones at and below diagonal k; else ones on diagonal k only */
-} eye_params;
 
 static int eye_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
@@ -346,14 +340,14 @@ static int eye_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
 
 static const pnC_primitive eye_prim = {
     .name = "Eye",
-    .eval = {[PN_CPU] = eye_eval},
+    .eval = {[PN_CPU] = eye_eval, [PN_GPU] = PNG_EVAL(pnG_eye_eval)},
     .vjp = no_input_vjp,
     .jvp = no_input_jvp,
 };
 
 static const pnC_primitive tri_prim = {
     .name = "Tri",
-    .eval = {[PN_CPU] = eye_eval},
+    .eval = {[PN_CPU] = eye_eval, [PN_GPU] = PNG_EVAL(pnG_eye_eval)},
     .vjp = no_input_vjp,
     .jvp = no_input_jvp,
 };
@@ -386,10 +380,6 @@ pn_array *pn_tri(int64_t n, int64_t m, int k, pn_dtype dtype)
 
 /* ───────────────────────────── tril and triu ───────────────────────────── */
 
-typedef struct {
-    int64_t k;
-    bool upper; /* triu: keep j >= i + k; tril: keep j <= i + k */
-} trimask_params;
 
 /* out: a dense copy of the input (its own buffer when donated) with the other triangle of
  * each matrix (the last two axes) zeroed row by row. */
@@ -440,7 +430,7 @@ static int trimask_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
 
 static const pnC_primitive trimask_prim = {
     .name = "TriMask",
-    .eval = {[PN_CPU] = trimask_eval},
+    .eval = {[PN_CPU] = trimask_eval, [PN_GPU] = PNG_EVAL(pnG_trimask_eval)},
     .vjp = trimask_vjp,
     .jvp = trimask_jvp,
 };

@@ -63,7 +63,8 @@ static int ew_vmap(const pnC_node *, pn_array *const *, const int *, pn_array **
 static const pnC_primitive unary_prims[PNK_U_COUNT] = {
 #define X(E, NM, PRIM, RULE, CPX)                                                              \
     [PNK_U_##E] = {.name = PRIM,                                                               \
-                   .eval = {[PN_CPU] = pnK_unary_eval},                                        \
+                   .eval = {[PN_CPU] = pnK_unary_eval,                                         \
+                            [PN_GPU] = PNG_EVAL(pnG_unary_eval)},                              \
                    .vjp = unary_vjp,                                                           \
                    .jvp = unary_jvp,                                                           \
                    .vmap = ew_vmap},
@@ -74,7 +75,8 @@ static const pnC_primitive unary_prims[PNK_U_COUNT] = {
 static const pnC_primitive binary_prims[PNK_B_COUNT] = {
 #define X(E, NM, PRIM, RULE, CPX)                                                              \
     [PNK_B_##E] = {.name = PRIM,                                                               \
-                   .eval = {[PN_CPU] = pnK_binary_eval},                                       \
+                   .eval = {[PN_CPU] = pnK_binary_eval,                                        \
+                            [PN_GPU] = PNG_EVAL(pnG_binary_eval)},                             \
                    .vjp = binary_vjp,                                                          \
                    .jvp = binary_jvp,                                                          \
                    .vmap = ew_vmap},
@@ -87,7 +89,8 @@ static int divmod_vjp(const pnC_node *, pn_array *const *, pn_array *const *, pn
 static int divmod_jvp(const pnC_node *, pn_array *const *, pn_array *const *, pn_array *const *,
                       pn_array **);
 static const pnC_primitive divmod_prim = {.name = "DivMod",
-                                          .eval = {[PN_CPU] = pnK_divmod_eval},
+                                          .eval = {[PN_CPU] = pnK_divmod_eval,
+                                                   [PN_GPU] = PNG_EVAL(pnG_divmod_eval)},
                                           .vjp = divmod_vjp,
                                           .jvp = divmod_jvp,
                                           .vmap = ew_vmap};
@@ -97,7 +100,8 @@ static int where_vjp(const pnC_node *, pn_array *const *, pn_array *const *, pn_
 static int where_jvp(const pnC_node *, pn_array *const *, pn_array *const *, pn_array *const *,
                      pn_array **);
 static const pnC_primitive where_prim = {.name = "Select",
-                                         .eval = {[PN_CPU] = pnK_where_eval},
+                                         .eval = {[PN_CPU] = pnK_where_eval,
+                                                  [PN_GPU] = PNG_EVAL(pnG_where_eval)},
                                          .vjp = where_vjp,
                                          .jvp = where_jvp,
                                          .vmap = ew_vmap};

@@ -2,6 +2,7 @@
  * batch dims, kernel in backend/cpu/gemm.c), diagonal (a strided view), and the composites
  * built on them: outer, inner, tensordot, einsum, trace, diag. Semantics follow mlx.core. */
 #include "backend/cpu/gemm.h"
+#include "backend/cuda/eval.h"
 #include "core/core.h"
 
 #include <ctype.h>
@@ -256,8 +257,8 @@ static int gemm_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
 /* matmul and addmm: one kernel and one set of derivatives, told apart by their input count */
 #define GEMM_PRIM(NAME)                                                                        \
     {                                                                                          \
-        .name = NAME, .eval = {[PN_CPU] = gemm_eval}, .vjp = gemm_vjp, .jvp = gemm_jvp,        \
-        .vmap = gemm_vmap                                                                      \
+        .name = NAME, .eval = {[PN_CPU] = gemm_eval, [PN_GPU] = PNG_EVAL(pnG_gemm_eval)},      \
+        .vjp = gemm_vjp, .jvp = gemm_jvp, .vmap = gemm_vmap                                    \
     }
 static const pnC_primitive matmul_prim = GEMM_PRIM("Matmul"), addmm_prim = GEMM_PRIM("AddMM");
 #undef GEMM_PRIM
@@ -527,7 +528,7 @@ static int diagonal_vmap(const pnC_node *node, pn_array *const *in, const int *i
 
 static const pnC_primitive diagonal_prim = {
     .name = "Diagonal",
-    .eval = {[PN_CPU] = diagonal_eval},
+    .eval = {[PN_CPU] = diagonal_eval, [PN_GPU] = PNG_EVAL(diagonal_eval)},
     .vjp = diagonal_vjp,
     .jvp = diagonal_jvp,
     .vmap = diagonal_vmap,

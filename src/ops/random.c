@@ -4,6 +4,7 @@
  * elementwise ops exactly as MLX composes it, so the same key gives the same values. */
 #include "core/core.h"
 #include "backend/cpu/random.h"
+#include "backend/cuda/eval.h"
 
 #include <float.h>
 #include <math.h>
@@ -35,7 +36,7 @@ static int bits_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
 
 static const pnC_primitive random_bits_prim = {
     .name = "RandomBits",
-    .eval = {[PN_CPU] = pnK_random_bits_eval},
+    .eval = {[PN_CPU] = pnK_random_bits_eval, [PN_GPU] = PNG_EVAL(pnG_random_bits_eval)},
     .vjp = no_grad_vjp,
     .jvp = no_grad_jvp,
     .vmap = bits_vmap,

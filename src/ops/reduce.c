@@ -3,6 +3,7 @@
  * composites mean, var, std, log_softmax. Validation, result dtypes and derivatives follow
  * mlx.core; kernels are in backend/cpu/reduce.c. */
 #include "backend/cpu/reduce.h"
+#include "backend/cuda/eval.h"
 #include "core/core.h"
 
 #include <math.h>
@@ -176,7 +177,7 @@ static int reduce_vmap(const pnC_node *node, pn_array *const *in, const int *in_
 
 static const pnC_primitive reduce_prim = {
     .name = "Reduce",
-    .eval = {[PN_CPU] = pnK_reduce_eval},
+    .eval = {[PN_CPU] = pnK_reduce_eval, [PN_GPU] = PNG_EVAL(pnG_reduce_eval)},
     .vjp = reduce_vjp,
     .jvp = reduce_jvp,
     .vmap = reduce_vmap,
@@ -346,7 +347,7 @@ static int argreduce_vmap(const pnC_node *node, pn_array *const *in, const int *
 
 static const pnC_primitive argreduce_prim = {
     .name = "ArgReduce",
-    .eval = {[PN_CPU] = pnK_argreduce_eval},
+    .eval = {[PN_CPU] = pnK_argreduce_eval, [PN_GPU] = PNG_EVAL(pnG_argreduce_eval)},
     .vjp = no_grad_vjp,
     .jvp = no_grad_jvp,
     .vmap = argreduce_vmap,
@@ -420,7 +421,7 @@ static int lse_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *o
 
 static const pnC_primitive lse_prim = {
     .name = "LogSumExp",
-    .eval = {[PN_CPU] = pnK_logsumexp_eval},
+    .eval = {[PN_CPU] = pnK_logsumexp_eval, [PN_GPU] = PNG_EVAL(pnG_logsumexp_eval)},
     .vjp = lse_vjp,
     .jvp = lse_jvp,
     .vmap = reduce_vmap,
@@ -490,7 +491,7 @@ static int softmax_vmap(const pnC_node *node, pn_array *const *in, const int *in
 
 static const pnC_primitive softmax_prim = {
     .name = "Softmax",
-    .eval = {[PN_CPU] = pnK_softmax_eval},
+    .eval = {[PN_CPU] = pnK_softmax_eval, [PN_GPU] = PNG_EVAL(pnG_softmax_eval)},
     .vjp = softmax_vjp,
     .jvp = softmax_jvp,
     .vmap = softmax_vmap,

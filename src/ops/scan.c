@@ -3,6 +3,7 @@
  * Semantics follow mlx.core: axis PN_ALL_AXES scans the flattened array; reverse scans from
  * the end; exclusive scans (inclusive == false) start from the op's identity. */
 #include "backend/cpu/reduce.h"
+#include "backend/cuda/eval.h"
 #include "core/core.h"
 
 static const char *const scan_names[] = {"cumsum", "cumprod", "cummax", "cummin", "", "",
@@ -209,7 +210,7 @@ static int scan_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
 
 static const pnC_primitive scan_prim = {
     .name = "Scan",
-    .eval = {[PN_CPU] = pnK_scan_eval},
+    .eval = {[PN_CPU] = pnK_scan_eval, [PN_GPU] = PNG_EVAL(pnG_scan_eval)},
     .vjp = scan_vjp,
     .jvp = scan_jvp,
     .vmap = scan_vmap,

@@ -4,6 +4,7 @@
  * flatten, swapaxes, stack, split, tile, repeat, roll, edge padding, meshgrid) are built from
  * those. Each primitive carries its CPU kernel and its vjp/jvp written with public ops. */
 #include "backend/cpu/copy.h"
+#include "backend/cuda/eval.h"
 #include "ops/indexing.h"
 
 #include <stdlib.h>
@@ -103,7 +104,7 @@ static int reshape_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
 
 static const pnC_primitive reshape_prim = {
     .name = "Reshape",
-    .eval = {[PN_CPU] = reshape_eval},
+    .eval = {[PN_CPU] = reshape_eval, [PN_GPU] = PNG_EVAL(reshape_eval)},
     .vjp = reshape_vjp,
     .jvp = reshape_jvp,
 };
@@ -322,7 +323,7 @@ static int transpose_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
 
 static const pnC_primitive transpose_prim = {
     .name = "Transpose",
-    .eval = {[PN_CPU] = transpose_eval},
+    .eval = {[PN_CPU] = transpose_eval, [PN_GPU] = PNG_EVAL(transpose_eval)},
     .vjp = transpose_vjp,
     .jvp = transpose_jvp,
 };
@@ -436,7 +437,7 @@ static int broadcast_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
 
 static const pnC_primitive broadcast_prim = {
     .name = "Broadcast",
-    .eval = {[PN_CPU] = broadcast_eval},
+    .eval = {[PN_CPU] = broadcast_eval, [PN_GPU] = PNG_EVAL(broadcast_eval)},
     .vjp = broadcast_vjp,
     .jvp = broadcast_jvp,
 };
@@ -541,7 +542,7 @@ static int slice_jvp(const pnC_node *node, pn_array *const *in, pn_array *const 
 
 static const pnC_primitive slice_prim = {
     .name = "Slice",
-    .eval = {[PN_CPU] = slice_eval},
+    .eval = {[PN_CPU] = slice_eval, [PN_GPU] = PNG_EVAL(slice_eval)},
     .vjp = slice_vjp,
     .jvp = slice_jvp,
 };
@@ -667,7 +668,7 @@ static int slice_update_jvp(const pnC_node *node, pn_array *const *in, pn_array 
 
 static const pnC_primitive slice_update_prim = {
     .name = "SliceUpdate",
-    .eval = {[PN_CPU] = slice_update_eval},
+    .eval = {[PN_CPU] = slice_update_eval, [PN_GPU] = PNG_EVAL(slice_update_eval)},
     .vjp = slice_update_vjp,
     .jvp = slice_update_jvp,
 };
@@ -761,7 +762,7 @@ static int concat_jvp(const pnC_node *node, pn_array *const *in, pn_array *const
 
 static const pnC_primitive concat_prim = {
     .name = "Concatenate",
-    .eval = {[PN_CPU] = concat_eval},
+    .eval = {[PN_CPU] = concat_eval, [PN_GPU] = PNG_EVAL(concat_eval)},
     .vjp = concat_vjp,
     .jvp = concat_jvp,
 };
@@ -1036,7 +1037,7 @@ static int pad_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *o
 
 static const pnC_primitive pad_prim = {
     .name = "Pad",
-    .eval = {[PN_CPU] = pad_eval},
+    .eval = {[PN_CPU] = pad_eval, [PN_GPU] = PNG_EVAL(pad_eval)},
     .vjp = pad_vjp,
     .jvp = pad_jvp,
 };
@@ -1199,7 +1200,7 @@ static int as_strided_eval(const pnC_node *node, pn_array *const *in, pn_array *
     pn_array *c = pnC_contiguous(in[0]); /* a strided flat input: view a dense copy */
     if (!c) return -1;
     pnC_set_view(out[0], c, c->offset + p->offset, p->strides);
-    pn_release(c);
+    pnC_decref(c);
     return 0;
 }
 
@@ -1235,7 +1236,7 @@ static int as_strided_jvp(const pnC_node *node, pn_array *const *in, pn_array *c
 
 static const pnC_primitive as_strided_prim = {
     .name = "AsStrided",
-    .eval = {[PN_CPU] = as_strided_eval},
+    .eval = {[PN_CPU] = as_strided_eval, [PN_GPU] = PNG_EVAL(as_strided_eval)},
     .vjp = as_strided_vjp,
     .jvp = as_strided_jvp,
 };

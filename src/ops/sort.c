@@ -5,6 +5,7 @@
 #include "ops/indexing.h"
 
 #include "backend/cpu/sort.h"
+#include "backend/cuda/eval.h"
 
 static const pnC_primitive sort_prim, argsort_prim, partition_prim, argpartition_prim;
 
@@ -143,25 +144,25 @@ static int sort_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
 
 static const pnC_primitive sort_prim = {
     .name = "Sort",
-    .eval = {[PN_CPU] = pnK_sort_eval},
+    .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
 static const pnC_primitive argsort_prim = {
     .name = "ArgSort",
-    .eval = {[PN_CPU] = pnK_sort_eval},
+    .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
 static const pnC_primitive partition_prim = {
     .name = "Partition",
-    .eval = {[PN_CPU] = pnK_sort_eval},
+    .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
 static const pnC_primitive argpartition_prim = {
     .name = "ArgPartition",
-    .eval = {[PN_CPU] = pnK_sort_eval},
+    .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };

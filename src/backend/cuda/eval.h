@@ -34,4 +34,40 @@ void pnG_fill(void *dst, const void *value, size_t elem_size, int64_t n, int str
 
 /* Each helper appends its family's declarations below, in its own section. */
 
+/* ── linalg (gemm.c, conv.c): matmul / addmm through cuBLASLt, convolution through im2col and
+ * the same GEMM. ── */
+int pnG_gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_conv_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* ── copies and creation (copy.c, creation.c): astype through the converting strided copy;
+ * arange/linspace, eye/tri and tril/triu kernels. The view and copy primitives of
+ * src/ops/shape.c and creation.c hook their CPU evals, which are device-generic. ── */
+int pnG_astype_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_sequence_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_eye_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_trimask_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* ── indexing, sort and random (indexing.c, sort.c, random.c): take/gather/scatter through one
+ * index engine (atomics; "set" keeps the last position's update, as the CPU), the sort family
+ * as a stable sort of (key, index) pairs (partitions are full sorts: they satisfy the same
+ * contract), RandomBits as threefry2x32 with the CPU's counter layout. ── */
+int pnG_index_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_sort_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_random_bits_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* ── reductions and scans (reduce.c, scan.c): Reduce, ArgReduce, LogSumExp and Softmax over
+ * strided inputs (row or column kernels, multi-block for long reductions); Scan with a
+ * block-wide scan per line or one thread per line. ── */
+int pnG_reduce_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_argreduce_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_logsumexp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_softmax_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_scan_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* ── elementwise (elementwise.c): unary, binary, divmod, where ── */
+int pnG_unary_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_binary_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_divmod_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_where_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
 #endif /* PONTE_BACKEND_CUDA_EVAL_H */

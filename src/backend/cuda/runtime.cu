@@ -45,12 +45,12 @@ static void detect(void)
     }
     if (prop.major < 8) {
         snprintf(gpu_reason, sizeof gpu_reason,
-                 "%s has compute capability %d.%d; Ponte needs 8.0 or newer", prop.name,
+                 "%.100s has compute capability %d.%d; Ponte needs 8.0 or newer", prop.name,
                  prop.major, prop.minor);
         return;
     }
     if (cudaDeviceGetDefaultMemPool(&pool, 0) != cudaSuccess) {
-        snprintf(gpu_reason, sizeof gpu_reason, "%s has no stream-ordered memory pool", prop.name);
+        snprintf(gpu_reason, sizeof gpu_reason, "%.100s has no stream-ordered memory pool", prop.name);
         cudaGetLastError();
         return;
     }

@@ -1,0 +1,883 @@
+/* bench_gpu.c — Ponte's GPU benchmarks (ponte_bench_gpu, run by scripts/gpu-check): each figure
+ * times Ponte ops on the GPU through the public API, median of timed repetitions, against a
+ * baseline measured in the same run (a device-to-device copy, cuBLASLt through pnG_gemm, a tiny
+ * async copy), and prints `bench NAME: VALUE UNIT (ratio R vs BASELINE)`; bench/gpu/bench_torch.py
+ * runs the same workloads in PyTorch. --quick shrinks every size so the simulated GPU finishes in
+ * seconds. Figures and method: docs/benchmarks.md, section "GPU". */
+#define _GNU_SOURCE
+#include "ponte.h"
+#include "backend/cuda/gemm.h"
+#include "backend/cuda/gpu.h"
+#include "core/core.h" /* pnC_gpu_fallback_count: a figure that fell back to the CPU says so */
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ───────────────────────────── sizes ───────────────────────────── */
+
+/* The workloads: full sizes on a real GPU, --quick sizes for the simulator. */
+typedef struct {
+    int64_t n;                  /* elements of the add / sum arrays */
+    int64_t sm_rows, sm_cols;   /* softmax over the last axis */
+    int64_t sgemm_n, bf16_n;    /* square GEMM sizes */
+    int64_t batch;              /* images per training step */
+    int chain;                  /* tiny adds of op_overhead_gpu */
+    int warmup, reps;           /* untimed and (at most) timed repetitions per figure */
+    double budget;              /* seconds of timed repetitions per figure, at most */
+} sizes;
+
+static const sizes FULL = {(int64_t)1 << 26, 4096, 4096, 4096, 8192, 256, 1000, 5, 50, 3.0};
+static const sizes QUICK = {(int64_t)1 << 16, 64, 1024, 256, 256, 16, 1000, 1, 3, 2.0};
+
+static sizes S;
+static pn_device GPU = {PN_GPU, 0};
+static int STREAM; /* Ponte's index of the GPU's default stream */
+
+/* ───────────────────────────── timing and reporting ───────────────────────────── */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One repetition, ending with the GPU's stream synchronized: returns 0, or -1 with a Ponte
+ * error (or a message in bench_msg). */
+typedef int (*bench_fn)(void *ctx);
+
+/* Our own failure message (a wrong result, an unavailable baseline); "" when the failure is a
+ * Ponte error. */
+static char bench_msg[256];
+
+static int gpu_sync(void) { return pn_synchronize(pn_default_stream(GPU)); }
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+#define MAX_REPS 256
+
+/* Runs fa and fb (fb may be NULL) alternately, swapping their order every round: S.warmup
+ * untimed rounds, then S.reps timed rounds or as many as fit in S.budget seconds (at least
+ * three). Each run starts on a synchronized GPU and is timed with the host clock until it has
+ * synchronized again. The medians go to *ta and *tb. Returns 0, or -1 when a run fails. */
+static int time_pair(bench_fn fa, void *ca, bench_fn fb, void *cb, double *ta, double *tb)
+{
+    static double sa[MAX_REPS], sb[MAX_REPS];
+    if (gpu_sync() != 0) return -1;
+    for (int i = 0; i < S.warmup; i++)
+        if (fa(ca) != 0 || (fb && fb(cb) != 0)) return -1;
+    int n = 0, reps = S.reps < MAX_REPS ? S.reps : MAX_REPS;
+    double start = now_s();
+    for (; n < reps; n++) {
+        bool swap = fb && (n & 1);
+        double t0 = now_s();
+        if ((swap ? fb(cb) : fa(ca)) != 0) return -1;
+        double t1 = now_s();
+        if (fb && (swap ? fa(ca) : fb(cb)) != 0) return -1;
+        double t2 = now_s();
+        sa[n] = swap ? t2 - t1 : t1 - t0;
+        sb[n] = swap ? t1 - t0 : t2 - t1;
+        if (n >= 2 && t2 - start > S.budget) {
+            n++;
+            break;
+        }
+    }
+    qsort(sa, (size_t)n, sizeof(double), cmp_double);
+    qsort(sb, (size_t)n, sizeof(double), cmp_double);
+    *ta = n % 2 ? sa[n / 2] : 0.5 * (sa[n / 2 - 1] + sa[n / 2]);
+    if (tb) *tb = n % 2 ? sb[n / 2] : 0.5 * (sb[n / 2 - 1] + sb[n / 2]);
+    return 0;
+}
+
+/* Prints one figure in the fixed machine-readable form; ratio < 0 prints "n/a" (the PyTorch
+ * comparison is bench_torch.py's). */
+static void report(const char *name, double value, const char *unit, double ratio,
+                   const char *baseline)
+{
+    if (ratio < 0)
+        printf("bench %s: %.3f %s (ratio n/a vs %s)\n", name, value, unit, baseline);
+    else
+        printf("bench %s: %.3f %s (ratio %.3f vs %s)\n", name, value, unit, ratio, baseline);
+    fflush(stdout);
+}
+
+/* Prints a failed figure with the library's (or our own) message and clears the error. */
+static void report_error(const char *name)
+{
+    const char *msg = bench_msg[0] ? bench_msg : pn_last_error_message();
+    printf("bench %s: error: %s\n", name, msg && msg[0] ? msg : "unknown failure");
+    fflush(stdout);
+    bench_msg[0] = 0;
+    pn_clear_error();
+}
+
+/* Extra detail below a figure (not a figure line). */
+#define NOTE(...)                                                                              \
+    do {                                                                                       \
+        printf("  note: " __VA_ARGS__);                                                        \
+        fflush(stdout);                                                                        \
+    } while (0)
+
+/* Says how many primitive evaluations of the figure ran on the CPU instead (since `since`):
+ * such a figure does not measure the GPU kernels. */
+static void note_fallbacks(int64_t since)
+{
+    int64_t n = pnC_gpu_fallback_count() - since;
+    if (n > 0)
+        NOTE("%lld primitive evaluations fell back to the CPU during this figure "
+             "(PONTE_GPU_FALLBACK_LOG=1 names them): not a GPU measurement\n", (long long)n);
+}
+
+/* "64M", "64K", or the plain count. */
+static const char *count_label(int64_t n, char *buf, size_t cap)
+{
+    if (n >= ((int64_t)1 << 20) && n % ((int64_t)1 << 20) == 0)
+        snprintf(buf, cap, "%lldM", (long long)(n >> 20));
+    else if (n >= 1024 && n % 1024 == 0)
+        snprintf(buf, cap, "%lldK", (long long)(n >> 10));
+    else
+        snprintf(buf, cap, "%lld", (long long)n);
+    return buf;
+}
+
+/* ───────────────────────────── data ───────────────────────────── */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rng_next(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static float rand_uniform(void) /* in [-1, 1) */
+{
+    return (float)((double)(rng_next() >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+/* n host floats uniform in [lo, hi), never all zero; NULL with an error. */
+static float *host_random(int64_t n, float lo, float hi)
+{
+    float *p = malloc((size_t)n * sizeof(float));
+    if (!p) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "bench: host buffer of %lld floats", (long long)n);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * 0.5f * (rand_uniform() + 1.0f);
+    return p;
+}
+
+static uint16_t f32_to_bf16(float f) /* round to nearest even (inputs are finite) */
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7FFFu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_to_f32(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* A Ponte array of the host data, already moved to the GPU (an evaluated copy made on the
+ * GPU stream), so that no timed repetition pays the upload. NULL with an error. */
+static pn_array *gpu_array(const void *data, const int64_t *shape, int ndim, pn_dtype dtype)
+{
+    pn_array *h = pn_array_from_data(data, shape, ndim, dtype);
+    pn_array *d = h ? pn_copy(h) : NULL;
+    pn_release(h);
+    if (d && (pn_eval(&d, 1) != 0 || gpu_sync() != 0)) {
+        pn_release(d);
+        return NULL;
+    }
+    return d;
+}
+
+/* A raw device buffer (pnG_malloc) holding a copy of nbytes of host data; NULL with an error. */
+static void *device_copy_of(const void *host, size_t nbytes)
+{
+    void *p = pnG_malloc(nbytes, STREAM);
+    if (!p) return NULL;
+    if (pnG_copy_to_device(p, host, nbytes, STREAM) != 0 || pnG_synchronize(STREAM) != 0) {
+        pnG_free(p, nbytes, STREAM);
+        return NULL;
+    }
+    return p;
+}
+
+/* ───────────────────────────── device copy (the bandwidth baseline) ───────────────────────────── */
+
+typedef struct {
+    void *src, *dst;
+    size_t nbytes;
+} copy_ctx;
+
+static int run_copy(void *p)
+{
+    copy_ctx *c = p;
+    if (pnG_copy_device(c->dst, c->src, c->nbytes, STREAM) != 0) return -1;
+    return pnG_synchronize(STREAM);
+}
+
+/* Two raw device buffers of nbytes, src holding host data; checks that a copy arrives.
+ * Returns 0 or -1 (message in bench_msg or a Ponte error). */
+static int copy_setup(copy_ctx *c, const float *host, size_t nbytes)
+{
+    c->nbytes = nbytes;
+    c->src = device_copy_of(host, nbytes);
+    c->dst = c->src ? pnG_malloc(nbytes, STREAM) : NULL;
+    if (!c->dst) return -1;
+    if (run_copy(c) != 0) return -1;
+    int64_t n = (int64_t)(nbytes / sizeof(float));
+    float probe[2];
+    if (pnG_copy_to_host(&probe[0], c->dst, sizeof(float), STREAM) != 0 ||
+        pnG_copy_to_host(&probe[1], (char *)c->dst + (nbytes - sizeof(float)), sizeof(float),
+                         STREAM) != 0)
+        return -1;
+    if (probe[0] != host[0] || probe[1] != host[n - 1]) {
+        snprintf(bench_msg, sizeof bench_msg, "device copy baseline: wrong bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static void copy_free(copy_ctx *c)
+{
+    if (c->src) pnG_free(c->src, c->nbytes, STREAM);
+    if (c->dst) pnG_free(c->dst, c->nbytes, STREAM);
+    memset(c, 0, sizeof *c);
+}
+
+/* ───────────────────────────── add, sum, softmax ───────────────────────────── */
+
+typedef struct {
+    pn_array *a, *b;
+    int which; /* 0 add, 1 sum, 2 softmax */
+} stream_ctx;
+
+/* A fresh lazy op over the evaluated inputs each time: the result is really recomputed. */
+static pn_array *stream_op(const stream_ctx *c)
+{
+    static const int last_axis[1] = {-1};
+    switch (c->which) {
+    case 0: return pn_add(c->a, c->b);
+    case 1: return pn_sum(c->a, NULL, 0, false);
+    default: return pn_softmax(c->a, last_axis, 1, false);
+    }
+}
+
+static int run_stream_op(void *p)
+{
+    pn_array *r = stream_op(p);
+    if (!r) return -1;
+    int rc = pn_eval(&r, 1);
+    if (rc == 0) rc = gpu_sync();
+    pn_release(r);
+    return rc;
+}
+
+/* Checks one result of the op against a host computation over a, b (host copies). */
+static bool stream_check(const stream_ctx *c, const float *a, const float *b, int64_t n)
+{
+    pn_array *r = stream_op(c);
+    const float *v = r ? pn_data(r) : NULL;
+    bool ok = v != NULL;
+    if (ok && c->which == 0) {
+        for (int64_t i = 0; i < n && ok; i++)
+            if (v[i] != a[i] + b[i]) {
+                snprintf(bench_msg, sizeof bench_msg, "wrong result at %lld: %g, expected %g",
+                         (long long)i, (double)v[i], (double)(a[i] + b[i]));
+                ok = false;
+            }
+    } else if (ok && c->which == 1) {
+        double ref = 0.0, mag = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            ref += a[i];
+            mag += fabs(a[i]);
+        }
+        if (!(fabs(v[0] - ref) <= 1e-6 * mag)) {
+            snprintf(bench_msg, sizeof bench_msg, "wrong sum %.8g, expected %.8g", (double)v[0],
+                     ref);
+            ok = false;
+        }
+    } else if (ok) {
+        int64_t rows = S.sm_rows, cols = S.sm_cols, check_rows[3] = {0, rows / 2, rows - 1};
+        for (int k = 0; k < 3 && ok; k++) {
+            const float *x = a + check_rows[k] * cols, *y = v + check_rows[k] * cols;
+            double mx = -INFINITY, den = 0.0;
+            for (int64_t j = 0; j < cols; j++) mx = x[j] > mx ? x[j] : mx;
+            for (int64_t j = 0; j < cols; j++) den += exp(x[j] - mx);
+            for (int64_t j = 0; j < cols && ok; j++) {
+                double ref = exp(x[j] - mx) / den;
+                if (!(fabs(y[j] - ref) <= 1e-4 * ref + 1e-12)) {
+                    snprintf(bench_msg, sizeof bench_msg,
+                             "wrong softmax at row %lld col %lld: %g, expected %g",
+                             (long long)check_rows[k], (long long)j, (double)y[j], ref);
+                    ok = false;
+                }
+            }
+        }
+    }
+    pn_release(r);
+    return ok;
+}
+
+/* Times the op against the device copy c; GB/s = bytes / time, ratio = GB/s over the copy's
+ * GB/s (copy_bytes / copy time). */
+static void stream_figure(const char *name, stream_ctx *c, const float *a, const float *b,
+                          int64_t n, double bytes, copy_ctx *copy, double copy_bytes,
+                          const char *baseline)
+{
+    int64_t fb0 = pnC_gpu_fallback_count();
+    double t = -1, tc = -1;
+    if (stream_check(c, a, b, n) && time_pair(run_stream_op, c, run_copy, copy, &t, &tc) != 0)
+        t = -1;
+    if (t < 0) {
+        report_error(name);
+        return;
+    }
+    double gbs = bytes / t / 1e9, copy_gbs = copy_bytes / tc / 1e9;
+    report(name, gbs, "GB/s", gbs / copy_gbs, baseline);
+    NOTE("median %.3f ms; device copy of %.4g MB %.3f ms (%.1f GB/s counted as %s)\n", t * 1e3,
+         (double)copy->nbytes / 1e6, tc * 1e3, copy_gbs,
+         copy_bytes > (double)copy->nbytes ? "read+write" : "read");
+    note_fallbacks(fb0);
+}
+
+static void bench_bandwidth(void)
+{
+    char lbl[32], name[64];
+    int64_t n = S.n, sm_n = S.sm_rows * S.sm_cols;
+    float *a = host_random(n, -1.0f, 1.0f), *b = a ? host_random(n, -1.0f, 1.0f) : NULL;
+    float *x = b ? host_random(sm_n, -4.0f, 4.0f) : NULL;
+    copy_ctx copy = {0};
+    stream_ctx c = {0};
+    double nb = (double)n * sizeof(float);
+    count_label(n, lbl, sizeof lbl);
+    if (x && copy_setup(&copy, a, (size_t)n * sizeof(float)) == 0) {
+        c.a = gpu_array(a, &n, 1, PN_FLOAT32);
+        c.b = c.a ? gpu_array(b, &n, 1, PN_FLOAT32) : NULL;
+    }
+    if (!c.b) {
+        snprintf(name, sizeof name, "add_f32_%s", lbl);
+        report_error(name);
+        goto done;
+    }
+    NOTE("device copy of %.4g MB through pnG_copy_device is the bandwidth baseline\n", nb / 1e6);
+
+    snprintf(name, sizeof name, "add_f32_%s", lbl);
+    c.which = 0;
+    stream_figure(name, &c, a, b, n, 3.0 * nb, &copy, 2.0 * nb, "d2d_copy");
+
+    snprintf(name, sizeof name, "sum_f32_%s", lbl);
+    c.which = 1;
+    stream_figure(name, &c, a, b, n, nb, &copy, nb, "d2d_copy_read");
+
+    snprintf(name, sizeof name, "softmax_%lldx%lld", (long long)S.sm_rows, (long long)S.sm_cols);
+    pn_release(c.a);
+    pn_release(c.b);
+    c.b = NULL;
+    c.a = gpu_array(x, (int64_t[]){S.sm_rows, S.sm_cols}, 2, PN_FLOAT32);
+    c.which = 2;
+    if (!c.a)
+        report_error(name);
+    else
+        stream_figure(name, &c, x, NULL, sm_n, 2.0 * (double)sm_n * sizeof(float), &copy,
+                      2.0 * nb, "d2d_copy");
+done:
+    pn_release(c.a);
+    pn_release(c.b);
+    copy_free(&copy);
+    free(a);
+    free(b);
+    free(x);
+    pn_clear_error();
+}
+
+/* ───────────────────────────── sgemm, bf16 gemm ───────────────────────────── */
+
+typedef struct {
+    int64_t n;
+    pn_dtype dtype;
+    pn_array *a, *b;       /* Ponte's inputs, on the GPU */
+    void *da, *db, *dc;    /* the same inputs as raw device buffers, and the baseline's output */
+} gemm_ctx;
+
+static int run_pn_matmul(void *p)
+{
+    gemm_ctx *g = p;
+    pn_array *r = pn_matmul(g->a, g->b);
+    if (!r) return -1;
+    int rc = pn_eval(&r, 1);
+    if (rc == 0) rc = gpu_sync();
+    pn_release(r);
+    return rc;
+}
+
+/* The baseline: cuBLASLt through the backend's launcher on raw buffers, no graph. */
+static int run_pnG_gemm(void *p)
+{
+    gemm_ctx *g = p;
+    int64_t n = g->n;
+    int rc = pnG_gemm(g->dtype, false, false, n, n, n, 1.0, g->da, n, 0, g->db, n, 0, 0.0, g->dc,
+                      n, 0, 1, STREAM);
+    if (rc == PNG_UNSUPPORTED) {
+        snprintf(bench_msg, sizeof bench_msg, "pnG_gemm declined %s", pn_dtype_name(g->dtype));
+        return -1;
+    }
+    return rc == 0 ? pnG_synchronize(STREAM) : -1;
+}
+
+/* Element i of a host matrix of dtype f32 or bf16, as double. */
+static double mat_at(const void *m, pn_dtype dt, int64_t i)
+{
+    return dt == PN_FLOAT32 ? ((const float *)m)[i] : bf16_to_f32(((const uint16_t *)m)[i]);
+}
+
+/* Compares 64 random entries of the n×n product c (dtype dt, host) with a double-precision
+ * reference from the host inputs: within 1e-4 of the sum of |products| (f32 without TF32 is
+ * far closer), plus the output's rounding for bfloat16. *worst gets the largest error over the
+ * sum of |products| (about 1e-7 for f32 without TF32, 1e-4 or more with it). */
+static bool gemm_check(const char *who, const void *a, const void *b, const void *c, pn_dtype dt,
+                       int64_t n, double *worst)
+{
+    *worst = 0.0;
+    for (int s = 0; s < 64; s++) {
+        int64_t i = (int64_t)(rng_next() % (uint64_t)n), j = (int64_t)(rng_next() % (uint64_t)n);
+        double ref = 0.0, mag = 0.0;
+        for (int64_t k = 0; k < n; k++) {
+            double t = mat_at(a, dt, i * n + k) * mat_at(b, dt, k * n + j);
+            ref += t;
+            mag += fabs(t);
+        }
+        double got = mat_at(c, dt, i * n + j);
+        if (fabs(got - ref) / mag > *worst) *worst = fabs(got - ref) / mag;
+        double tol = 1e-4 * mag + (dt == PN_BFLOAT16 ? fabs(ref) / 128.0 : 0.0);
+        if (!(fabs(got - ref) <= tol)) {
+            snprintf(bench_msg, sizeof bench_msg, "%s: wrong entry (%lld, %lld): %g, expected %g",
+                     who, (long long)i, (long long)j, got, ref);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void gemm_figure(const char *name, int64_t n, pn_dtype dt)
+{
+    int64_t fb0 = pnC_gpu_fallback_count();
+    size_t es = pn_dtype_size(dt), nbytes = (size_t)(n * n) * es;
+    gemm_ctx g = {.n = n, .dtype = dt};
+    int64_t shape[2] = {n, n};
+    double t = -1, tb = -1, flops = 2.0 * (double)n * (double)n * (double)n, err = 0, err_b = 0;
+    void *ha = malloc(nbytes), *hb = malloc(nbytes), *hc = malloc(nbytes);
+    if (!ha || !hb || !hc) {
+        snprintf(bench_msg, sizeof bench_msg, "out of host memory");
+        goto fail;
+    }
+    for (int64_t i = 0; i < n * n; i++) {
+        float va = rand_uniform(), vb = rand_uniform();
+        if (dt == PN_FLOAT32) {
+            ((float *)ha)[i] = va;
+            ((float *)hb)[i] = vb;
+        } else {
+            ((uint16_t *)ha)[i] = f32_to_bf16(va);
+            ((uint16_t *)hb)[i] = f32_to_bf16(vb);
+        }
+    }
+    g.a = gpu_array(ha, shape, 2, dt);
+    g.b = g.a ? gpu_array(hb, shape, 2, dt) : NULL;
+    g.da = g.b ? device_copy_of(ha, nbytes) : NULL;
+    g.db = g.da ? device_copy_of(hb, nbytes) : NULL;
+    g.dc = g.db ? pnG_malloc(nbytes, STREAM) : NULL;
+    if (!g.dc) goto fail;
+    /* Ponte's result and the baseline's, both checked before timing. */
+    pn_array *r = pn_matmul(g.a, g.b);
+    const void *rv = r ? pn_data(r) : NULL;
+    bool ok = rv && pn_array_dtype(r) == dt && gemm_check("pn_matmul", ha, hb, rv, dt, n, &err);
+    if (rv && pn_array_dtype(r) != dt)
+        snprintf(bench_msg, sizeof bench_msg, "result dtype %s", pn_dtype_name(pn_array_dtype(r)));
+    pn_release(r);
+    if (!ok) goto fail;
+    if (run_pnG_gemm(&g) != 0 || pnG_copy_to_host(hc, g.dc, nbytes, STREAM) != 0 ||
+        !gemm_check("pnG_gemm", ha, hb, hc, dt, n, &err_b))
+        goto fail;
+    if (time_pair(run_pn_matmul, &g, run_pnG_gemm, &g, &t, &tb) != 0) goto fail;
+    report(name, flops / t / 1e12, "TFLOP/s", tb / t, "pnG_gemm_cublaslt");
+    NOTE("median %.3f ms; pnG_gemm (cuBLASLt, no graph) %.3f ms = %.1f TFLOP/s; PyTorch: "
+         "bench_torch.py\n", t * 1e3, tb * 1e3, flops / tb / 1e12);
+    NOTE("largest error / sum|products| over 64 sampled entries: %.2g (pnG_gemm %.2g)\n", err,
+         err_b);
+    note_fallbacks(fb0);
+    goto done;
+fail:
+    report_error(name);
+done:
+    pn_release(g.a);
+    pn_release(g.b);
+    if (g.da) pnG_free(g.da, nbytes, STREAM);
+    if (g.db) pnG_free(g.db, nbytes, STREAM);
+    if (g.dc) pnG_free(g.dc, nbytes, STREAM);
+    free(ha);
+    free(hb);
+    free(hc);
+    pn_clear_error();
+}
+
+static void bench_gemms(void)
+{
+    char name[64];
+    snprintf(name, sizeof name, "sgemm_%lld", (long long)S.sgemm_n);
+    gemm_figure(name, S.sgemm_n, PN_FLOAT32);
+    snprintf(name, sizeof name, "bf16_gemm_%lld", (long long)S.bf16_n);
+    gemm_figure(name, S.bf16_n, PN_BFLOAT16);
+}
+
+/* ───────────────────────────── training steps ───────────────────────────── */
+/* The two models of examples/fashion_mnist.c (same layers, names and initialization scales),
+ * one Adam step (lr 1e-3, no bias correction, as the example) on a fixed random batch. */
+
+enum { MAX_PARAMS = 8 };
+
+typedef struct {
+    const char *figure;
+    int nparams;
+    const char *names[MAX_PARAMS];
+    int64_t shapes[MAX_PARAMS][4];
+    int ndims[MAX_PARAMS];
+    pn_array *(*forward)(pn_array *const *w, pn_array *x);
+} model;
+
+/* MLP 784 → 512 → 512 → 10 with ReLU (the example's default). */
+static pn_array *mlp_forward(pn_array *const *w, pn_array *x)
+{
+    pn_array *h = pn_nn_relu(pn_nn_linear(x, w[0], w[1]));
+    h = pn_nn_relu(pn_nn_linear(h, w[2], w[3]));
+    return pn_nn_linear(h, w[4], w[5]);
+}
+
+/* CNN on (B, 28, 28, 1): conv3x3 32 - pool - bias - relu - conv3x3 64 - pool - bias - relu -
+ * linear 128 - relu - linear 10, exactly as the example's --cnn model. */
+static pn_array *cnn_forward(pn_array *const *w, pn_array *x)
+{
+    const int pad[2] = {1, 1}, pool[2] = {2, 2};
+    pn_array *h = pn_reshape(x, (int64_t[]){-1, 28, 28, 1}, 4);
+    h = pn_nn_relu(pn_add(pn_nn_max_pool2d(pn_conv2d(h, w[0], NULL, pad, NULL, 1), pool, NULL, NULL), w[1]));
+    h = pn_nn_relu(pn_add(pn_nn_max_pool2d(pn_conv2d(h, w[2], NULL, pad, NULL, 1), pool, NULL, NULL), w[3]));
+    h = pn_reshape(h, (int64_t[]){-1, 7 * 7 * 64}, 2);
+    h = pn_nn_relu(pn_nn_linear(h, w[4], w[5]));
+    return pn_nn_linear(h, w[6], w[7]);
+}
+
+static const model MLP = {"mlp_step", 6,
+    {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "layers.2.weight",
+     "layers.2.bias"},
+    {{512, 784}, {512}, {512, 512}, {512}, {10, 512}, {10}},
+    {2, 1, 2, 1, 2, 1}, mlp_forward};
+static const model CNN = {"cnn_step", 8,
+    {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
+     "fc2.weight", "fc2.bias"},
+    {{32, 3, 3, 1}, {32}, {64, 3, 3, 32}, {64}, {128, 3136}, {128}, {10, 128}, {10}},
+    {4, 1, 4, 1, 2, 1, 2, 1}, cnn_forward};
+
+/* loss(params..., x, y): mean cross entropy; ctx is the model. */
+static int loss_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    const model *m = ctx;
+    pn_array *logits = m->forward(in, in[m->nparams]);
+    out[0] = pn_nn_cross_entropy(logits, in[m->nparams + 1], -1, 0.0, PN_REDUCTION_MEAN);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+typedef struct {
+    const model *m;
+    pn_params *params;
+    pn_optimizer *optim;
+    pn_closure *vg;
+    pn_array *x, *y;
+    double loss; /* the last step's loss, when the step was asked to read it */
+    bool read_loss;
+} train_ctx;
+
+/* One training step: value_and_grad, Adam update, one pn_eval of the loss, the new parameters
+ * and the optimizer state, then a synchronize (the loss is read only when asked). */
+static int run_step(void *p)
+{
+    train_ctx *t = p;
+    const model *m = t->m;
+    int np = m->nparams, rc = -1;
+    pn_scope_push();
+    pn_array *in[MAX_PARAMS + 2], *out[1 + MAX_PARAMS];
+    for (int i = 0; i < np; i++) in[i] = pn_params_get(t->params, m->names[i]);
+    in[np] = t->x;
+    in[np + 1] = t->y;
+    int nout = 1 + np;
+    pn_params *grads = NULL;
+    if (pn_closure_call(t->vg, np + 2, in, &nout, out) != 0) goto done;
+    grads = pn_params_new();
+    for (int i = 0; i < np; i++) pn_params_set(grads, m->names[i], out[1 + i]);
+    if (pn_optimizer_update(t->optim, t->params, grads) != 0) goto done;
+    pn_array *todo[1 + MAX_PARAMS + 64];
+    int n = 0;
+    todo[n++] = out[0];
+    for (int i = 0; i < pn_params_count(t->params) && n < 1 + MAX_PARAMS; i++)
+        todo[n++] = pn_params_at(t->params, i);
+    pn_params *st = pn_optimizer_state(t->optim);
+    for (int i = 0; i < pn_params_count(st) && n < (int)(sizeof todo / sizeof todo[0]); i++)
+        todo[n++] = pn_params_at(st, i);
+    if (pn_eval(todo, n) != 0 || gpu_sync() != 0) goto done;
+    rc = 0;
+    if (t->read_loss) {
+        t->loss = pn_item(out[0]);
+        if (pn_last_error() != PN_OK) rc = -1;
+    }
+done:
+    pn_params_free(grads);
+    pn_scope_pop();
+    return rc;
+}
+
+/* The model's loss at its current parameters, computed on the CPU (the reference). */
+static double cpu_loss(train_ctx *t)
+{
+    double v = NAN;
+    if (pn_stream_push(pn_default_stream((pn_device){PN_CPU, 0})) != 0) return v;
+    pn_scope_push();
+    pn_array *in[MAX_PARAMS + 2], *out[1];
+    int np = t->m->nparams, nout = 1;
+    for (int i = 0; i < np; i++) in[i] = pn_params_get(t->params, t->m->names[i]);
+    in[np] = t->x;
+    in[np + 1] = t->y;
+    if (loss_fn((void *)t->m, np + 2, in, &nout, out) == 0) v = pn_item(out[0]);
+    pn_scope_pop();
+    pn_stream_pop();
+    return v;
+}
+
+static void bench_train(const model *m)
+{
+    int64_t fb0 = pnC_gpu_fallback_count(), B = S.batch;
+    train_ctx t = {.m = m};
+    double tstep = -1;
+    int argnums[MAX_PARAMS] = {0, 1, 2, 3, 4, 5, 6, 7};
+    float *xh = host_random(B * 784, 0.0f, 1.0f);
+    int32_t *yh = malloc((size_t)B * sizeof(int32_t));
+    t.params = pn_params_new();
+    if (!xh || !yh) goto fail;
+    for (int64_t i = 0; i < B; i++) yh[i] = (int32_t)(rng_next() % 10);
+    /* mlx.nn's initialization scales: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)); conv biases 0. */
+    for (int i = 0; i < m->nparams; i++) {
+        const int64_t *sh = m->shapes[i];
+        int nd = m->ndims[i];
+        bool conv_bias = nd == 1 && i > 0 && m->ndims[i - 1] == 4;
+        const int64_t *wsh = nd == 1 ? m->shapes[i - 1] : sh;
+        int wnd = nd == 1 ? m->ndims[i - 1] : nd;
+        int64_t fan_in = 1, count = 1;
+        for (int d = 1; d < wnd; d++) fan_in *= wsh[d];
+        for (int d = 0; d < nd; d++) count *= sh[d];
+        float scale = (float)(1.0 / sqrt((double)fan_in));
+        float *w = host_random(count, -scale, scale);
+        if (w && conv_bias) memset(w, 0, (size_t)count * sizeof(float));
+        pn_array *a = w ? gpu_array(w, sh, nd, PN_FLOAT32) : NULL;
+        free(w);
+        if (!a || pn_params_set(t.params, m->names[i], a) != 0) goto fail;
+        pn_release(a);
+    }
+    t.x = gpu_array(xh, (int64_t[]){B, 784}, 2, PN_FLOAT32);
+    t.y = t.x ? gpu_array(yh, &B, 1, PN_INT32) : NULL;
+    t.optim = pn_optim_adam(1e-3, 0.9, 0.999, 1e-8, false);
+    pn_closure *lf = pn_closure_new(loss_fn, (void *)m, NULL);
+    t.vg = lf ? pn_value_and_grad(lf, argnums, m->nparams) : NULL;
+    pn_closure_release(lf);
+    if (!t.y || !t.optim || !t.vg) goto fail;
+
+    /* Check: the first GPU step's loss equals the CPU's at the same parameters, and the loss
+     * on this fixed batch has gone down once all steps have run. */
+    double ref = cpu_loss(&t);
+    t.read_loss = true;
+    if (!isfinite(ref) || run_step(&t) != 0) goto fail;
+    double first = t.loss;
+    if (!(fabs(first - ref) <= 1e-4 * fabs(ref) + 1e-5)) {
+        snprintf(bench_msg, sizeof bench_msg, "first loss %.7g on the GPU, %.7g on the CPU",
+                 first, ref);
+        goto fail;
+    }
+    t.read_loss = false;
+    if (time_pair(run_step, &t, NULL, NULL, &tstep, NULL) != 0) goto fail;
+    t.read_loss = true;
+    if (run_step(&t) != 0) goto fail;
+    if (!(t.loss < first)) {
+        snprintf(bench_msg, sizeof bench_msg, "loss did not go down: %.6g then %.6g", first,
+                 t.loss);
+        goto fail;
+    }
+    report(m->figure, tstep * 1e3, "ms", -1, "bench_torch.py");
+    NOTE("batch %lld: %.0f images/s; loss %.4f (CPU %.4f) -> %.4f on the fixed batch\n",
+         (long long)B, (double)B / tstep, first, ref, t.loss);
+    note_fallbacks(fb0);
+    goto done;
+fail:
+    report_error(m->figure);
+done:
+    pn_closure_release(t.vg);
+    pn_optimizer_free(t.optim);
+    pn_params_free(t.params);
+    pn_release(t.x);
+    pn_release(t.y);
+    free(xh);
+    free(yh);
+    pn_clear_error();
+}
+
+static void bench_mlp(void) { bench_train(&MLP); }
+static void bench_cnn(void) { bench_train(&CNN); }
+
+/* ───────────────────────────── op_overhead_gpu ───────────────────────────── */
+
+typedef struct {
+    pn_array *x0, *one;
+    void *d4; /* 8 device bytes for the baseline's tiny copies */
+    double build_s, eval_s; /* medians are not kept for the split: the best of each */
+    float result;
+} overhead_ctx;
+
+/* x = x0; S.chain times x = pn_add(x, one) (releasing each previous handle), one pn_eval,
+ * synchronize, read nothing. */
+static int run_chain(void *p)
+{
+    overhead_ctx *c = p;
+    double t0 = now_s();
+    pn_array *x = pn_retain(c->x0);
+    for (int i = 0; i < S.chain && x; i++) {
+        pn_array *y = pn_add(x, c->one);
+        pn_release(x);
+        x = y;
+    }
+    if (!x) return -1;
+    double t1 = now_s();
+    int rc = pn_eval(&x, 1);
+    if (rc == 0) rc = gpu_sync();
+    double t2 = now_s();
+    if (c->build_s == 0 || t1 - t0 < c->build_s) c->build_s = t1 - t0;
+    if (c->eval_s == 0 || t2 - t1 < c->eval_s) c->eval_s = t2 - t1;
+    if (rc == 0 && c->result == 0.0f) {
+        const float *v = pn_data(x);
+        if (!v) rc = -1;
+        else c->result = v[0];
+    }
+    pn_release(x);
+    return rc;
+}
+
+/* The baseline: S.chain 4-byte device-to-device copies queued back to back, one synchronize. */
+static int run_tiny_copies(void *p)
+{
+    overhead_ctx *c = p;
+    for (int i = 0; i < S.chain; i++)
+        if (pnG_copy_device((char *)c->d4 + 4 * (i & 1), (char *)c->d4 + 4 * (~i & 1), 4,
+                            STREAM) != 0)
+            return -1;
+    return pnG_synchronize(STREAM);
+}
+
+static void bench_op_overhead(void)
+{
+    int64_t fb0 = pnC_gpu_fallback_count(), shape[1] = {1};
+    overhead_ctx c = {0};
+    double t = -1, tb = -1;
+    float x0 = 0.5f, one = 1.0f, pair[2] = {0.25f, 0.75f};
+    c.x0 = gpu_array(&x0, shape, 1, PN_FLOAT32);
+    c.one = c.x0 ? gpu_array(&one, shape, 1, PN_FLOAT32) : NULL;
+    c.d4 = c.one ? device_copy_of(pair, sizeof pair) : NULL;
+    if (c.d4 && run_chain(&c) == 0) {
+        if (c.result != 0.5f + (float)S.chain)
+            snprintf(bench_msg, sizeof bench_msg, "wrong result %g, expected %g",
+                     (double)c.result, 0.5 + S.chain);
+        else if (time_pair(run_chain, &c, run_tiny_copies, &c, &t, &tb) != 0)
+            t = -1;
+    }
+    if (t < 0) {
+        report_error("op_overhead_gpu");
+    } else {
+        double us = t / S.chain * 1e6, base_us = tb / S.chain * 1e6;
+        report("op_overhead_gpu", us, "us/op", us / base_us, "d2d_copy_4B");
+        NOTE("chain of %d adds on 1 element, one eval: best build %.3f us/op, best eval+sync "
+             "%.3f us/op; a 4-byte async device copy %.3f us\n", S.chain,
+             c.build_s / S.chain * 1e6, c.eval_s / S.chain * 1e6, base_us);
+    }
+    note_fallbacks(fb0);
+    pn_release(c.x0);
+    pn_release(c.one);
+    if (c.d4) pnG_free(c.d4, 8, STREAM);
+    pn_clear_error();
+}
+
+/* ───────────────────────────── main ───────────────────────────── */
+
+static const struct {
+    const char *figures;
+    void (*run)(void);
+} groups[] = {
+    {"add_f32 sum_f32 softmax", bench_bandwidth},
+    {"sgemm bf16_gemm", bench_gemms},
+    {"mlp_step", bench_mlp},
+    {"cnn_step", bench_cnn},
+    {"op_overhead_gpu", bench_op_overhead},
+};
+
+/* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a
+ * WORD, on the GPU. Exits 1 when there is no usable GPU. */
+int main(int argc, char **argv)
+{
+    double t0 = now_s();
+    bool quick = false;
+    int nwords = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = true;
+        else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: ponte_bench_gpu [--quick] [WORD...]\n");
+            return 2;
+        } else nwords++;
+    }
+    S = quick ? QUICK : FULL;
+    printf("Ponte %d.%d.%d GPU benchmarks%s\n", PONTE_VERSION_MAJOR, PONTE_VERSION_MINOR,
+           PONTE_VERSION_PATCH, quick ? " (--quick sizes)" : "");
+    if (!pn_gpu_available()) {
+        printf("ponte_bench_gpu: no usable GPU: %s\n", pn_gpu_unavailable_reason());
+        return 1;
+    }
+    if (pn_set_default_device(GPU) != 0) {
+        printf("ponte_bench_gpu: %s\n", pn_last_error_message());
+        return 1;
+    }
+    STREAM = pn_default_stream(GPU).index;
+    if (pnG_simulated())
+        printf("device: the SIMULATED GPU (src/backend/cuda/sim): timings mean nothing, the "
+               "checks do%s\n", quick ? "" : "; use --quick");
+    else
+        printf("device: CUDA GPU 0 (nvidia-smi names it)\n");
+    fflush(stdout);
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++) {
+        bool run = nwords == 0;
+        for (int i = 1; i < argc && !run; i++)
+            run = argv[i][0] != '-' && strstr(groups[g].figures, argv[i]) != NULL;
+        if (run) groups[g].run();
+    }
+    printf("total %.1f s\n", now_s() - t0);
+    return 0;
+}

@@ -1,0 +1,358 @@
+/* gemm.cu — the GPU GEMM behind matmul, addmm and convolution: row-major products mapped onto
+ * cuBLASLt's column-major matmul (strided batches, transposes through the layouts, f16/bf16 on
+ * tensor cores accumulating in f32, full-precision f32, f64, complex64), with one shared handle
+ * and a cache of plans (descriptors plus the heuristic's algorithm) per problem shape. With
+ * PONTE_GPU_SIM the same code calls the simulated cuBLASLt (sim/cublaslt_sim.h). */
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/gemm.h"
+
+#ifdef PONTE_GPU_SIM
+#include "backend/cuda/sim/cublaslt_sim.h"
+#else
+#include <cublasLt.h>
+#endif
+
+#include <pthread.h>
+#include <string.h>
+
+/* Most workspace one matmul may use (what NVIDIA recommends for Hopper). */
+#ifdef PONTE_GPU_SIM
+#define GEMM_MAX_WORKSPACE ((uint64_t)0)
+#else
+#define GEMM_MAX_WORKSPACE ((uint64_t)32 << 20)
+#endif
+/* Largest batch of one cuBLASLt call (bigger batches go in chunks). */
+#define GEMM_MAX_BATCH 65535
+/* Plans kept (open addressing; when full, further shapes build a plan per call). */
+#define GEMM_PLANS 1024
+
+/* ───────────────────────────── types and the handle ───────────────────────────── */
+
+/* cuBLASLt's storage, compute and scale types of a Ponte dtype; false for other dtypes. */
+static bool gemm_types(pn_dtype t, cudaDataType_t *data, cublasComputeType_t *compute,
+                       cudaDataType_t *scale)
+{
+    switch (t) {
+    case PN_FLOAT16: *data = CUDA_R_16F, *compute = CUBLAS_COMPUTE_32F, *scale = CUDA_R_32F; return true;
+    case PN_BFLOAT16: *data = CUDA_R_16BF, *compute = CUBLAS_COMPUTE_32F, *scale = CUDA_R_32F; return true;
+    case PN_FLOAT32: *data = CUDA_R_32F, *compute = CUBLAS_COMPUTE_32F, *scale = CUDA_R_32F; return true;
+    case PN_FLOAT64: *data = CUDA_R_64F, *compute = CUBLAS_COMPUTE_64F, *scale = CUDA_R_64F; return true;
+    case PN_COMPLEX64: *data = CUDA_C_32F, *compute = CUBLAS_COMPUTE_32F, *scale = CUDA_C_32F; return true;
+    default: return false;
+    }
+}
+
+static pthread_once_t handle_once = PTHREAD_ONCE_INIT;
+static cublasLtHandle_t handle;
+static cublasStatus_t handle_status;
+
+static void handle_create(void) { handle_status = cublasLtCreate(&handle); }
+
+/* Records a cuBLASLt failure and returns -1. */
+static int lt_fail(const char *what, cublasStatus_t st)
+{
+    pn_set_error(PN_ERR_BACKEND, "[cublasLt] %s failed: %s (%d)", what, cublasLtGetStatusString(st),
+                 (int)st);
+    return -1;
+}
+
+#define LT_CHECK(call)                                                                         \
+    do {                                                                                       \
+        cublasStatus_t lt_st_ = (call);                                                        \
+        if (lt_st_ != CUBLAS_STATUS_SUCCESS) return lt_fail(#call, lt_st_);                   \
+    } while (0)
+
+/* ───────────────────────────── plans ───────────────────────────── */
+
+/* Everything the descriptors and the heuristic depend on; compared with memcmp, so always
+ * built from a zeroed struct. Extents are cuBLASLt's (column-major): D is (m, n). */
+typedef struct plan_key {
+    int32_t dtype, opa, opb;
+    uint32_t align_a, align_b, align_c;
+    int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch;
+} plan_key;
+
+typedef struct plan {
+    plan_key key;
+    bool used;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+    size_t workspace;
+} plan;
+
+static pthread_mutex_t plans_lock = PTHREAD_MUTEX_INITIALIZER;
+static plan plans[GEMM_PLANS];
+
+static void plan_destroy(plan *p)
+{
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
+    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    p->op = NULL, p->a = p->b = p->c = NULL;
+}
+
+/* A column-major (rows, cols) layout with leading dimension ld, batched. */
+static cublasStatus_t layout_create(cublasLtMatrixLayout_t *l, cudaDataType_t t, int64_t rows,
+                                    int64_t cols, int64_t ld, int64_t batch, int64_t stride)
+{
+    cublasStatus_t st = cublasLtMatrixLayoutCreate(l, t, (uint64_t)rows, (uint64_t)cols, ld);
+    if (st != CUBLAS_STATUS_SUCCESS || batch == 1) return st;
+    int32_t count = (int32_t)batch;
+    st = cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    return cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                            sizeof stride);
+}
+
+/* Builds p's descriptors and asks the heuristic for the best algorithm. Returns 0, -1 with an
+ * error, or PNG_UNSUPPORTED when no algorithm fits; p is left without descriptors unless 0. */
+static int plan_build(plan *p, const plan_key *k)
+{
+    cudaDataType_t data, scale;
+    cublasComputeType_t compute;
+    memset(p, 0, sizeof *p);
+    if (!gemm_types((pn_dtype)k->dtype, &data, &compute, &scale)) return PNG_UNSUPPORTED;
+    p->key = *k;
+    cublasOperation_t opa = (cublasOperation_t)k->opa, opb = (cublasOperation_t)k->opb;
+    /* stored extents: op(A) is (m, k), op(B) is (k, n) */
+    int64_t ar = opa == CUBLAS_OP_N ? k->m : k->k, ac = opa == CUBLAS_OP_N ? k->k : k->m;
+    int64_t br = opb == CUBLAS_OP_N ? k->k : k->n, bc = opb == CUBLAS_OP_N ? k->n : k->k;
+    cublasLtMatmulPreference_t pref = NULL;
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasStatus_t st = cublasLtMatmulDescCreate(&p->op, compute, scale);
+    const char *what = "cublasLtMatmulDescCreate";
+#define PLAN_STEP(call)                                                                        \
+    if (st == CUBLAS_STATUS_SUCCESS) st = (call), what = #call
+    PLAN_STEP(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    PLAN_STEP(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    PLAN_STEP(layout_create(&p->a, data, ar, ac, k->lda, k->batch, k->stride_a));
+    PLAN_STEP(layout_create(&p->b, data, br, bc, k->ldb, k->batch, k->stride_b));
+    PLAN_STEP(layout_create(&p->c, data, k->m, k->n, k->ldc, k->batch, k->stride_c));
+    PLAN_STEP(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = GEMM_MAX_WORKSPACE;
+    PLAN_STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                   &ws, sizeof ws));
+    PLAN_STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                                                   &k->align_a, sizeof k->align_a));
+    PLAN_STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                                                   &k->align_b, sizeof k->align_b));
+    PLAN_STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                                                   &k->align_c, sizeof k->align_c));
+    PLAN_STEP(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                                                   &k->align_c, sizeof k->align_c));
+#undef PLAN_STEP
+    if (st == CUBLAS_STATUS_SUCCESS) {
+        /* no algorithm is an answer (NOT_SUPPORTED, or a zero count), not an error */
+        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, p->op, p->a, p->b, p->c, p->c,
+                                                           pref, 1, &res, &found);
+        if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED)
+            st = hs, what = "cublasLtMatmulAlgoGetHeuristic";
+    }
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        plan_destroy(p);
+        return lt_fail(what, st);
+    }
+    if (found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+        plan_destroy(p);
+        return PNG_UNSUPPORTED;
+    }
+    p->algo = res.algo;
+    p->workspace = res.workspaceSize;
+    return 0;
+}
+
+static uint64_t key_hash(const plan_key *k)
+{
+    const unsigned char *b = (const unsigned char *)k;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < sizeof *k; i++) h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The cached plan for k, built on first use (entries are never changed once published, so the
+ * caller uses it without the lock). When the cache is full, builds into *spare and returns it:
+ * the caller destroys it after use. NULL with rc set (-1 or PNG_UNSUPPORTED) on failure. */
+static const plan *plan_get(const plan_key *k, plan *spare, int *rc)
+{
+    uint64_t h = key_hash(k);
+    pthread_mutex_lock(&plans_lock);
+    plan *slot = NULL;
+    for (int i = 0; i < GEMM_PLANS; i++) {
+        plan *p = &plans[(h + (uint64_t)i) % GEMM_PLANS];
+        if (!p->used) {
+            slot = p;
+            break;
+        }
+        if (!memcmp(&p->key, k, sizeof *k)) {
+            pthread_mutex_unlock(&plans_lock);
+            return p;
+        }
+    }
+    plan *p = slot ? slot : spare;
+    *rc = plan_build(p, k);
+    if (*rc == 0 && slot) slot->used = true;
+    pthread_mutex_unlock(&plans_lock);
+    return *rc == 0 ? p : NULL;
+}
+
+/* ───────────────────────────── GEMM ───────────────────────────── */
+
+/* The alignment cuBLASLt may assume for pointer p and every batch step of `step` bytes
+ * after it: the largest power of two dividing both, at most 256. */
+static uint32_t alignment(const void *p, int64_t step)
+{
+    uint64_t v = (uint64_t)(uintptr_t)p | (uint64_t)step | 256u;
+    return (uint32_t)(v & (~v + 1));
+}
+
+/* The scalars as the scale type wants them. */
+typedef union gemm_scalar {
+    float f;
+    double d;
+    png_c64 c;
+} gemm_scalar;
+
+static gemm_scalar scalar_of(pn_dtype t, double v)
+{
+    gemm_scalar s;
+    memset(&s, 0, sizeof s);
+    if (t == PN_FLOAT64) s.d = v;
+    else if (t == PN_COMPLEX64) s.c.re = (float)v, s.c.im = 0.0f;
+    else s.f = (float)v;
+    return s;
+}
+
+/* One cuBLASLt call of at most GEMM_MAX_BATCH matrices (arguments in cuBLASLt's terms). */
+static int gemm_call(plan_key *k, const gemm_scalar *alpha, const void *A, const void *B,
+                     const gemm_scalar *beta, void *C, cudaStream_t cs, int stream)
+{
+    size_t es = pn_dtype_size((pn_dtype)k->dtype);
+    k->align_a = alignment(A, k->stride_a * (int64_t)es);
+    k->align_b = alignment(B, k->stride_b * (int64_t)es);
+    k->align_c = alignment(C, k->stride_c * (int64_t)es);
+    plan spare;
+    int rc = 0;
+    const plan *p = plan_get(k, &spare, &rc);
+    if (!p) return rc;
+    void *ws = NULL;
+    if (p->workspace > 0 && !(ws = pnG_malloc(p->workspace, stream))) rc = -1;
+    if (rc == 0) {
+        cublasStatus_t st = cublasLtMatmul(handle, p->op, alpha, A, p->a, B, p->b, beta, C, p->c,
+                                           C, p->c, &p->algo, ws, p->workspace, cs);
+        if (st != CUBLAS_STATUS_SUCCESS) rc = lt_fail("cublasLtMatmul", st);
+    }
+    if (ws) pnG_free(ws, p->workspace, stream);
+    if (p == &spare) plan_destroy(&spare);
+    return rc;
+}
+
+extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N,
+                        int64_t K, double alpha, const void *A, int64_t lda, int64_t stride_a,
+                        const void *B, int64_t ldb, int64_t stride_b, double beta, void *C,
+                        int64_t ldc, int64_t stride_c, int64_t batch, int stream)
+{
+    cudaDataType_t data, scale;
+    cublasComputeType_t compute;
+    if (!gemm_types(dtype, &data, &compute, &scale)) return PNG_UNSUPPORTED;
+    if (M <= 0 || N <= 0 || batch <= 0) return 0;
+    if (K <= 0) return PNG_UNSUPPORTED;
+    pthread_once(&handle_once, handle_create);
+    if (handle_status != CUBLAS_STATUS_SUCCESS) return lt_fail("cublasLtCreate", handle_status);
+    cudaStream_t cs = png_stream(stream);
+    if (!cs) return -1;
+    /* The leading dimension of single-row storage is arbitrary: make it one cuBLASLt takes. */
+    int64_t a_rows = transA ? K : M, a_cols = transA ? M : K;
+    int64_t b_rows = transB ? N : K, b_cols = transB ? K : N;
+    if (a_rows <= 1 && lda < a_cols) lda = a_cols;
+    if (b_rows <= 1 && ldb < b_cols) ldb = b_cols;
+    if (M <= 1 && ldc < N) ldc = N;
+    if (lda < a_cols || ldb < b_cols || ldc < N) {
+        pn_set_error(PN_ERR_BACKEND, "[gemm] leading dimensions too small");
+        return -1;
+    }
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's A is our B. */
+    plan_key k;
+    memset(&k, 0, sizeof k);
+    k.dtype = (int32_t)dtype;
+    k.opa = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    k.opb = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    k.m = N, k.n = M, k.k = K;
+    k.lda = ldb, k.ldb = lda, k.ldc = ldc;
+    k.stride_a = stride_b, k.stride_b = stride_a, k.stride_c = stride_c;
+    gemm_scalar al = scalar_of(dtype, alpha), be = scalar_of(dtype, beta);
+    size_t es = pn_dtype_size(dtype);
+    for (int64_t b0 = 0; b0 < batch; b0 += GEMM_MAX_BATCH) {
+        k.batch = batch - b0 < GEMM_MAX_BATCH ? batch - b0 : GEMM_MAX_BATCH;
+        int64_t strides[3] = {k.stride_a, k.stride_b, k.stride_c};
+        if (k.batch == 1) k.stride_a = k.stride_b = k.stride_c = 0;
+        int rc = gemm_call(&k, &al, (const char *)B + (size_t)(b0 * stride_b) * es,
+                           (const char *)A + (size_t)(b0 * stride_a) * es, &be,
+                           (char *)C + (size_t)(b0 * stride_c) * es, cs, stream);
+        k.stride_a = strides[0], k.stride_b = strides[1], k.stride_c = strides[2];
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ───────────────────────────── C = beta * C ───────────────────────────── */
+
+template <typename T> __device__ __forceinline__ void scale_one(T *p, double beta)
+{
+    typedef typename png_compute<T>::type V;
+    png_store(p, beta == 0.0 ? (V)0 : (V)(png_load(p) * (V)beta));
+}
+__device__ __forceinline__ void scale_one(png_c64 *p, double beta)
+{
+    png_c64 v = *p;
+    float b = (float)beta;
+    v.re = beta == 0.0 ? 0.0f : v.re * b;
+    v.im = beta == 0.0 ? 0.0f : v.im * b;
+    *p = v;
+}
+
+/* Whether T is a dtype the GEMM takes (the inexact ones). */
+template <typename T> struct gemm_inexact {
+    static const bool value = false;
+};
+#define GEMM_INEXACT(T)                                                                        \
+    template <> struct gemm_inexact<T> {                                                       \
+        static const bool value = true;                                                        \
+    };
+GEMM_INEXACT(pn_float16)
+GEMM_INEXACT(pn_bfloat16)
+GEMM_INEXACT(float)
+GEMM_INEXACT(double)
+GEMM_INEXACT(png_c64)
+#undef GEMM_INEXACT
+
+/* c (rows, cols), row stride ldc: every element times beta (zeros when beta == 0). */
+template <typename T>
+__global__ void scale_kernel(T *c, int64_t rows, int64_t cols, int64_t ldc, double beta)
+{
+    int64_t n = rows * cols;
+    for (int64_t i = png_thread_index(); i < n; i += png_grid_stride())
+        scale_one(c + (i / cols) * ldc + i % cols, beta);
+}
+
+extern "C" int pnG_gemm_scale(pn_dtype dtype, int64_t rows, int64_t cols, double beta, void *C,
+                              int64_t ldc, int stream)
+{
+    if (rows <= 0 || cols <= 0) return 0;
+    cudaStream_t cs = png_stream(stream);
+    if (!cs) return -1;
+    int rc = PNG_UNSUPPORTED;
+    png_dispatch(dtype, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if constexpr (gemm_inexact<T>::value) {
+            auto k = scale_kernel<T>;
+            PNG_LAUNCH(k, png_blocks_for(rows * cols, 256), 256, 0, cs, (T *)C, rows, cols, ldc,
+                       beta);
+            rc = pnG_check_launch("gemm scale");
+        }
+    });
+    return rc;
+}

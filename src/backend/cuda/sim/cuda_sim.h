@@ -1,0 +1,936 @@
+/* cuda_sim.h — the simulated CUDA runtime: what Ponte's .cu sources see instead of the CUDA
+ * toolkit when built with g++ -std=c++17 -DPONTE_GPU_SIM (no GPU, no CUDA headers needed).
+ *
+ * Model. A launch runs its blocks one after another on the calling host thread (blockIdx.x
+ * varies fastest); the threads of a block run as fibers (coroutines on their own stacks, sim.cpp)
+ * on that same OS thread. A thread runs until it reaches __syncthreads, a warp collective
+ * (__syncwarp, shuffles, votes, __reduce_*_sync), a spin-wait point (a failed atomicCAS,
+ * __nanosleep) or its end; then another thread runs. So:
+ *   - `__shared__` is `static thread_local`: one variable per OS thread, hence per running
+ *     block, shared by that block's fibers; its contents at block start are whatever the
+ *     previous block left (zeros the first time: indeterminate on hardware). Not `extern
+ *     __shared__`: dynamic shared memory is PNG_DYNAMIC_SMEM (pnsim_dynamic_smem(): a
+ *     per-block buffer of the launch's smem bytes, filled with 0xCD at each block start);
+ *   - fiber stacks are 64 KiB (PONTE_SIM_STACK): a kernel with larger local arrays crashes
+ *     on the guard page; blocks run in blockIdx order, so a block may wait for an earlier
+ *     block's flag but never for a later one;
+ *   - threadIdx/blockIdx/blockDim/gridDim are thread-locals the scheduler sets on each switch;
+ *   - exited threads are not waited for, by __syncthreads nor by warp collectives (as PTX's
+ *     bar.sync and *.sync: "all non-exited threads"); a collective waits for every other lane
+ *     named in its mask, which must call the same collective with the same mask (lanes
+ *     beyond the block's size count as exited; a value read from an exited lane or from a
+ *     lane outside the mask is garbage, 0xCD bytes); the caller must be in its mask;
+ *   - a deadlock (threads waiting at different barriers, or at mismatched collectives) or a
+ *     misuse (caller not in mask, bad width) ends the launch with cudaErrorLaunchFailure and a
+ *     one-line diagnostic on stderr; the rest of the grid does not run;
+ *   - PONTE_SIM_SHUFFLE=<seed> runs the ready threads in a pseudo-random order (default:
+ *     deterministic), PONTE_SIM_STACK=<bytes> sets the fiber stack size (64 KiB; 256 KiB under
+ *     ASan), PONTE_SIM_MEMORY_LIMIT=<bytes> caps simulated device memory (default 16 GiB),
+ *     PONTE_SIM_NO_DEVICE=1 makes cudaGetDeviceCount report no device.
+ * Runtime calls (runtime.cpp) run synchronously at the call, which keeps stream order.
+ * Device memory is host memory; new allocations are filled with 0xCD.
+ *
+ * Include order: this header defines __noinline__ (as CUDA does), which breaks the C++
+ * standard headers that spell __attribute__((__noinline__)) (<memory>, <future>, <regex>,
+ * <filesystem> with GCC 12); it includes the C headers kernel code may use first, so include
+ * any other standard header before it. */
+#ifndef PONTE_BACKEND_CUDA_SIM_CUDA_SIM_H
+#define PONTE_BACKEND_CUDA_SIM_CUDA_SIM_H
+
+#ifndef __cplusplus
+#error "cuda_sim.h is C++ (compile .cu sources with g++ -x c++ -std=c++17)"
+#endif
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <limits>
+#include <type_traits>
+
+/* ───────────────────────────── qualifiers ───────────────────────────── */
+
+#define __global__
+#define __device__
+#define __host__
+#define __constant__
+#define __managed__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __noinline__ __attribute__((noinline))
+#define __align__(n) __attribute__((aligned(n)))
+#define __launch_bounds__(...)
+#define __shared__ static thread_local
+/* __restrict__ is a g++ keyword already. */
+
+/* ───────────────────────────── built-in variables ───────────────────────────── */
+
+struct uint3 {
+    unsigned int x, y, z;
+};
+struct dim3 {
+    unsigned int x, y, z;
+    constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1)
+        : x(vx), y(vy), z(vz) {}
+    constexpr dim3(uint3 v) : x(v.x), y(v.y), z(v.z) {}
+    constexpr operator uint3() const { return uint3{x, y, z}; }
+};
+
+/* What a running simulated thread sees (set by the scheduler before it runs a fiber). */
+struct pnsim_tls_t {
+    uint3 thread_idx, block_idx, block_dim, grid_dim;
+    void *smem;
+};
+extern __thread pnsim_tls_t pnsim_tls;
+
+#define threadIdx (static_cast<const uint3 &>(pnsim_tls.thread_idx))
+#define blockIdx (static_cast<const uint3 &>(pnsim_tls.block_idx))
+#define blockDim (static_cast<const uint3 &>(pnsim_tls.block_dim))
+#define gridDim (static_cast<const uint3 &>(pnsim_tls.grid_dim))
+constexpr int warpSize = 32;
+
+/* The dynamic shared memory of the running block (smem bytes of the launch, 256-aligned). */
+static inline void *pnsim_dynamic_smem(void) { return pnsim_tls.smem; }
+
+/* ───────────────────────────── vector types ───────────────────────────── */
+
+#define PNSIM_VEC(T, N, A)                                                                     \
+    struct __attribute__((aligned(A))) N##1 {                                                  \
+        T x;                                                                                   \
+    };                                                                                         \
+    struct __attribute__((aligned(2 * A))) N##2 {                                              \
+        T x, y;                                                                                \
+    };                                                                                         \
+    struct N##3 {                                                                              \
+        T x, y, z;                                                                             \
+    };                                                                                         \
+    struct __attribute__((aligned(4 * A > 16 ? 16 : 4 * A))) N##4 {                            \
+        T x, y, z, w;                                                                          \
+    };                                                                                         \
+    static inline N##1 make_##N##1(T x) { return N##1{x}; }                                    \
+    static inline N##2 make_##N##2(T x, T y) { return N##2{x, y}; }                            \
+    static inline N##3 make_##N##3(T x, T y, T z) { return N##3{x, y, z}; }                    \
+    static inline N##4 make_##N##4(T x, T y, T z, T w) { return N##4{x, y, z, w}; }
+PNSIM_VEC(signed char, char, 1)
+PNSIM_VEC(unsigned char, uchar, 1)
+PNSIM_VEC(short, short, 2)
+PNSIM_VEC(unsigned short, ushort, 2)
+PNSIM_VEC(int, int, 4)
+PNSIM_VEC(float, float, 4)
+#undef PNSIM_VEC
+/* uint3 is the built-in type above; the other unsigned vectors: */
+struct __attribute__((aligned(4))) uint1 {
+    unsigned int x;
+};
+struct __attribute__((aligned(8))) uint2 {
+    unsigned int x, y;
+};
+struct __attribute__((aligned(16))) uint4 {
+    unsigned int x, y, z, w;
+};
+static inline uint2 make_uint2(unsigned x, unsigned y) { return uint2{x, y}; }
+static inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return uint3{x, y, z}; }
+static inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w)
+{
+    return uint4{x, y, z, w};
+}
+struct __attribute__((aligned(16))) double2 {
+    double x, y;
+};
+struct __attribute__((aligned(16))) longlong2 {
+    long long x, y;
+};
+struct __attribute__((aligned(16))) ulonglong2 {
+    unsigned long long x, y;
+};
+static inline double2 make_double2(double x, double y) { return double2{x, y}; }
+static inline longlong2 make_longlong2(long long x, long long y) { return longlong2{x, y}; }
+static inline ulonglong2 make_ulonglong2(unsigned long long x, unsigned long long y)
+{
+    return ulonglong2{x, y};
+}
+
+/* ───────────────────────────── barriers and warp collectives ───────────────────────────── */
+
+/* Collective kinds (pnsim_warp's `kind`). */
+enum {
+    PNSIM_SYNCWARP,
+    PNSIM_SHFL_IDX,
+    PNSIM_SHFL_UP,
+    PNSIM_SHFL_DOWN,
+    PNSIM_SHFL_XOR,
+    PNSIM_BALLOT,
+    PNSIM_ANY,
+    PNSIM_ALL,
+    PNSIM_RED_ADD,
+    PNSIM_RED_MIN_U,
+    PNSIM_RED_MAX_U,
+    PNSIM_RED_MIN_I,
+    PNSIM_RED_MAX_I,
+    PNSIM_RED_AND,
+    PNSIM_RED_OR,
+    PNSIM_RED_XOR,
+    PNSIM_KIND_COUNT
+};
+/* The block barrier: op 0 plain, 1 count, 2 and, 3 or of pred; returns the count / flag. */
+int pnsim_syncthreads(int op, int pred);
+/* A warp collective of the calling lane: waits until every non-exited lane of mask has
+ * called the same collective with the same mask, then returns this lane's result (64-bit
+ * payload: the value it read, the vote, the reduction). */
+uint64_t pnsim_warp(int kind, unsigned mask, uint64_t value, int arg, int width);
+/* The lanes of the caller's warp that have not exited. */
+unsigned pnsim_activemask(void);
+/* Lets the other ready threads of the block run first (spin-waits: a failed atomicCAS,
+ * __nanosleep); returns at once outside a kernel. */
+void pnsim_yield(void);
+/* A monotonic nanosecond count (clock64). */
+long long pnsim_clock(void);
+
+#define PNSIM_FENCE() __asm__ __volatile__("" ::: "memory")
+
+static inline void __syncthreads(void)
+{
+    PNSIM_FENCE();
+    pnsim_syncthreads(0, 0);
+    PNSIM_FENCE();
+}
+static inline int __syncthreads_count(int pred)
+{
+    PNSIM_FENCE();
+    int r = pnsim_syncthreads(1, pred);
+    PNSIM_FENCE();
+    return r;
+}
+static inline int __syncthreads_and(int pred)
+{
+    PNSIM_FENCE();
+    int r = pnsim_syncthreads(2, pred);
+    PNSIM_FENCE();
+    return r;
+}
+static inline int __syncthreads_or(int pred)
+{
+    PNSIM_FENCE();
+    int r = pnsim_syncthreads(3, pred);
+    PNSIM_FENCE();
+    return r;
+}
+static inline void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    PNSIM_FENCE();
+    pnsim_warp(PNSIM_SYNCWARP, mask, 0, 0, 32);
+    PNSIM_FENCE();
+}
+static inline unsigned __activemask(void) { return pnsim_activemask(); }
+static inline void __nanosleep(unsigned int)
+{
+    PNSIM_FENCE();
+    pnsim_yield();
+    PNSIM_FENCE();
+}
+static inline long long clock64(void) { return pnsim_clock(); }
+
+template <typename T> static inline uint64_t pnsim_bits(T v)
+{
+    static_assert(std::is_arithmetic<T>::value && sizeof(T) <= 8,
+                  "warp shuffles take arithmetic types of at most 8 bytes");
+    uint64_t u = 0;
+    memcpy(&u, &v, sizeof v);
+    return u;
+}
+template <typename T> static inline T pnsim_from_bits(uint64_t u)
+{
+    T v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+template <typename T> static inline T pnsim_shfl(int kind, unsigned mask, T v, int arg, int width)
+{
+    PNSIM_FENCE();
+    T r = pnsim_from_bits<T>(pnsim_warp(kind, mask, pnsim_bits(v), arg, width));
+    PNSIM_FENCE();
+    return r;
+}
+template <typename T>
+static inline T __shfl_sync(unsigned mask, T var, int srcLane, int width = 32)
+{
+    return pnsim_shfl(PNSIM_SHFL_IDX, mask, var, srcLane, width);
+}
+template <typename T>
+static inline T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = 32)
+{
+    return pnsim_shfl(PNSIM_SHFL_UP, mask, var, (int)(delta > 64 ? 64 : delta), width);
+}
+template <typename T>
+static inline T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = 32)
+{
+    return pnsim_shfl(PNSIM_SHFL_DOWN, mask, var, (int)(delta > 64 ? 64 : delta), width);
+}
+template <typename T>
+static inline T __shfl_xor_sync(unsigned mask, T var, int laneMask, int width = 32)
+{
+    return pnsim_shfl(PNSIM_SHFL_XOR, mask, var, laneMask, width);
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred)
+{
+    return (unsigned)pnsim_shfl<uint32_t>(PNSIM_BALLOT, mask, pred != 0, 0, 32);
+}
+static inline int __any_sync(unsigned mask, int pred)
+{
+    return (int)pnsim_shfl<uint32_t>(PNSIM_ANY, mask, pred != 0, 0, 32);
+}
+static inline int __all_sync(unsigned mask, int pred)
+{
+    return (int)pnsim_shfl<uint32_t>(PNSIM_ALL, mask, pred != 0, 0, 32);
+}
+static inline unsigned __reduce_add_sync(unsigned mask, unsigned v)
+{
+    return pnsim_shfl<uint32_t>(PNSIM_RED_ADD, mask, v, 0, 32);
+}
+static inline int __reduce_add_sync(unsigned mask, int v)
+{
+    return (int)pnsim_shfl<uint32_t>(PNSIM_RED_ADD, mask, (uint32_t)v, 0, 32);
+}
+static inline unsigned __reduce_min_sync(unsigned mask, unsigned v)
+{
+    return pnsim_shfl<uint32_t>(PNSIM_RED_MIN_U, mask, v, 0, 32);
+}
+static inline int __reduce_min_sync(unsigned mask, int v)
+{
+    return (int)pnsim_shfl<uint32_t>(PNSIM_RED_MIN_I, mask, (uint32_t)v, 0, 32);
+}
+static inline unsigned __reduce_max_sync(unsigned mask, unsigned v)
+{
+    return pnsim_shfl<uint32_t>(PNSIM_RED_MAX_U, mask, v, 0, 32);
+}
+static inline int __reduce_max_sync(unsigned mask, int v)
+{
+    return (int)pnsim_shfl<uint32_t>(PNSIM_RED_MAX_I, mask, (uint32_t)v, 0, 32);
+}
+static inline unsigned __reduce_and_sync(unsigned mask, unsigned v)
+{
+    return pnsim_shfl<uint32_t>(PNSIM_RED_AND, mask, v, 0, 32);
+}
+static inline unsigned __reduce_or_sync(unsigned mask, unsigned v)
+{
+    return pnsim_shfl<uint32_t>(PNSIM_RED_OR, mask, v, 0, 32);
+}
+static inline unsigned __reduce_xor_sync(unsigned mask, unsigned v)
+{
+    return pnsim_shfl<uint32_t>(PNSIM_RED_XOR, mask, v, 0, 32);
+}
+
+/* ───────────────────────────── memory fences and atomics ───────────────────────────── */
+
+static inline void __threadfence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void __threadfence_block(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void __threadfence_system(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+/* Integer read-modify-writes: one builtin each. */
+#define PNSIM_ATOMIC_INT(NAME, BUILTIN, T)                                                     \
+    static inline T NAME(T *p, T v) { return BUILTIN(p, v, __ATOMIC_RELAXED); }
+#define PNSIM_ATOMIC_INTS(NAME, BUILTIN)                                                       \
+    PNSIM_ATOMIC_INT(NAME, BUILTIN, int)                                                       \
+    PNSIM_ATOMIC_INT(NAME, BUILTIN, unsigned int)                                              \
+    PNSIM_ATOMIC_INT(NAME, BUILTIN, unsigned long long)
+PNSIM_ATOMIC_INTS(atomicAdd, __atomic_fetch_add)
+PNSIM_ATOMIC_INTS(atomicAnd, __atomic_fetch_and)
+PNSIM_ATOMIC_INTS(atomicOr, __atomic_fetch_or)
+PNSIM_ATOMIC_INTS(atomicXor, __atomic_fetch_xor)
+PNSIM_ATOMIC_INTS(atomicExch, __atomic_exchange_n)
+PNSIM_ATOMIC_INT(atomicSub, __atomic_fetch_sub, int)
+PNSIM_ATOMIC_INT(atomicSub, __atomic_fetch_sub, unsigned int)
+#undef PNSIM_ATOMIC_INTS
+#undef PNSIM_ATOMIC_INT
+
+/* Everything else is a compare-and-swap loop on the bits: new = F(old, v). */
+template <typename T, typename U, typename F> static inline T pnsim_atomic_cas_loop(T *p, F f)
+{
+    static_assert(sizeof(T) == sizeof(U), "bits type");
+    U *q = reinterpret_cast<U *>(p);
+    U old = __atomic_load_n(q, __ATOMIC_RELAXED);
+    for (;;) {
+        T o, n;
+        memcpy(&o, &old, sizeof o);
+        n = f(o);
+        U nb;
+        memcpy(&nb, &n, sizeof nb);
+        if (__atomic_compare_exchange_n(q, &old, nb, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return o;
+    }
+}
+static inline float atomicAdd(float *p, float v)
+{
+    return pnsim_atomic_cas_loop<float, uint32_t>(p, [v](float o) { return o + v; });
+}
+static inline double atomicAdd(double *p, double v)
+{
+    return pnsim_atomic_cas_loop<double, uint64_t>(p, [v](double o) { return o + v; });
+}
+static inline float atomicExch(float *p, float v)
+{
+    return pnsim_atomic_cas_loop<float, uint32_t>(p, [v](float) { return v; });
+}
+#define PNSIM_ATOMIC_MINMAX(T, U)                                                              \
+    static inline T atomicMax(T *p, T v)                                                       \
+    {                                                                                          \
+        return pnsim_atomic_cas_loop<T, U>(p, [v](T o) { return o < v ? v : o; });             \
+    }                                                                                          \
+    static inline T atomicMin(T *p, T v)                                                       \
+    {                                                                                          \
+        return pnsim_atomic_cas_loop<T, U>(p, [v](T o) { return v < o ? v : o; });             \
+    }
+PNSIM_ATOMIC_MINMAX(int, uint32_t)
+PNSIM_ATOMIC_MINMAX(unsigned int, uint32_t)
+PNSIM_ATOMIC_MINMAX(long long, uint64_t)
+PNSIM_ATOMIC_MINMAX(unsigned long long, uint64_t)
+#undef PNSIM_ATOMIC_MINMAX
+static inline unsigned int atomicInc(unsigned int *p, unsigned int v)
+{
+    return pnsim_atomic_cas_loop<unsigned, uint32_t>(
+        p, [v](unsigned o) { return o >= v ? 0u : o + 1u; });
+}
+static inline unsigned int atomicDec(unsigned int *p, unsigned int v)
+{
+    return pnsim_atomic_cas_loop<unsigned, uint32_t>(
+        p, [v](unsigned o) { return (o == 0u || o > v) ? v : o - 1u; });
+}
+/* A failed compare-and-swap lets the other threads run: a spin lock held by another thread
+ * of the block can be released (threads switch only at such points). */
+#define PNSIM_ATOMIC_CAS(T)                                                                    \
+    static inline T atomicCAS(T *p, T compare, T v)                                            \
+    {                                                                                          \
+        if (!__atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED,              \
+                                         __ATOMIC_RELAXED)) {                                  \
+            PNSIM_FENCE();                                                                     \
+            pnsim_yield();                                                                     \
+            PNSIM_FENCE();                                                                     \
+        }                                                                                      \
+        return compare;                                                                        \
+    }
+PNSIM_ATOMIC_CAS(int)
+PNSIM_ATOMIC_CAS(unsigned int)
+PNSIM_ATOMIC_CAS(unsigned long long)
+PNSIM_ATOMIC_CAS(unsigned short)
+#undef PNSIM_ATOMIC_CAS
+
+/* ───────────────────────────── intrinsics ───────────────────────────── */
+
+#define PNSIM_BITCAST(NAME, FROM, TO)                                                          \
+    static inline TO NAME(FROM v)                                                              \
+    {                                                                                          \
+        TO r;                                                                                  \
+        memcpy(&r, &v, sizeof r);                                                              \
+        return r;                                                                              \
+    }
+PNSIM_BITCAST(__float_as_uint, float, unsigned int)
+PNSIM_BITCAST(__uint_as_float, unsigned int, float)
+PNSIM_BITCAST(__float_as_int, float, int)
+PNSIM_BITCAST(__int_as_float, int, float)
+PNSIM_BITCAST(__double_as_longlong, double, long long)
+PNSIM_BITCAST(__longlong_as_double, long long, double)
+#undef PNSIM_BITCAST
+static inline int __double2hiint(double d) { return (int)(__double_as_longlong(d) >> 32); }
+static inline int __double2loint(double d) { return (int)__double_as_longlong(d); }
+static inline double __hiloint2double(int hi, int lo)
+{
+    return __longlong_as_double((long long)(((unsigned long long)(unsigned)hi << 32) | (unsigned)lo));
+}
+
+static inline int __popc(unsigned int x) { return __builtin_popcount(x); }
+static inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+static inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
+static inline int __clzll(long long x) { return x ? __builtin_clzll((unsigned long long)x) : 64; }
+static inline int __ffs(int x) { return __builtin_ffs(x); }
+static inline int __ffsll(long long x) { return __builtin_ffsll(x); }
+static inline unsigned int __brev(unsigned int x)
+{
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0f0f0f0fu) | ((x & 0x0f0f0f0fu) << 4);
+    return __builtin_bswap32(x);
+}
+static inline unsigned long long __brevll(unsigned long long x)
+{
+    return ((unsigned long long)__brev((unsigned)x) << 32) | __brev((unsigned)(x >> 32));
+}
+static inline unsigned int __byte_perm(unsigned int x, unsigned int y, unsigned int s)
+{
+    uint64_t v = ((uint64_t)y << 32) | x;
+    unsigned r = 0;
+    for (int i = 0; i < 4; i++) r |= (unsigned)((v >> (8 * ((s >> (4 * i)) & 7))) & 0xff) << (8 * i);
+    return r;
+}
+static inline unsigned int __funnelshift_l(unsigned int lo, unsigned int hi, unsigned int s)
+{
+    uint64_t v = ((uint64_t)hi << 32) | lo;
+    return (unsigned)((v << (s & 31)) >> 32);
+}
+static inline unsigned int __funnelshift_r(unsigned int lo, unsigned int hi, unsigned int s)
+{
+    uint64_t v = ((uint64_t)hi << 32) | lo;
+    return (unsigned)(v >> (s & 31));
+}
+static inline unsigned int __umulhi(unsigned int a, unsigned int b)
+{
+    return (unsigned)(((uint64_t)a * b) >> 32);
+}
+static inline int __mulhi(int a, int b) { return (int)(((int64_t)a * b) >> 32); }
+static inline unsigned long long __umul64hi(unsigned long long a, unsigned long long b)
+{
+    return (unsigned long long)(((unsigned __int128)a * b) >> 64);
+}
+static inline long long __mul64hi(long long a, long long b)
+{
+    return (long long)(((__int128)a * b) >> 64);
+}
+static inline int __mul24(int a, int b) { return (int)((a << 8 >> 8) * (b << 8 >> 8)); }
+static inline unsigned int __umul24(unsigned int a, unsigned int b)
+{
+    return (a & 0xffffffu) * (b & 0xffffffu);
+}
+template <typename T> static inline T __ldg(const T *p) { return *p; }
+template <typename T> static inline T __ldca(const T *p) { return *p; }
+template <typename T> static inline T __ldcs(const T *p) { return *p; }
+template <typename T> static inline T __ldlu(const T *p) { return *p; }
+template <typename T> static inline void __stcs(T *p, T v) { *p = v; }
+template <typename T> static inline void __stwt(T *p, T v) { *p = v; }
+
+/* Fast-math intrinsics: the accurate host functions (the GPU ones are at least this close). */
+static inline float __fdividef(float a, float b) { return a / b; }
+static inline float fdividef(float a, float b) { return a / b; }
+/* glibc declares (but does not export) __expf and friends: these definitions match its
+ * declarations (external linkage, noexcept). */
+inline float __expf(float x) noexcept { return expf(x); }
+inline float __exp10f(float x) noexcept { return powf(10.0f, x); }
+inline float __logf(float x) noexcept { return logf(x); }
+inline float __log2f(float x) noexcept { return log2f(x); }
+inline float __log10f(float x) noexcept { return log10f(x); }
+inline float __sinf(float x) noexcept { return sinf(x); }
+inline float __cosf(float x) noexcept { return cosf(x); }
+inline float __tanf(float x) noexcept { return tanf(x); }
+inline void __sincosf(float x, float *s, float *c) noexcept
+{
+    *s = sinf(x);
+    *c = cosf(x);
+}
+inline float __powf(float a, float b) noexcept { return powf(a, b); }
+static inline float __saturatef(float x) { return x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f; }
+static inline float __fmaf_rn(float a, float b, float c) { return fmaf(a, b, c); }
+static inline double __fma_rn(double a, double b, double c) { return fma(a, b, c); }
+static inline float __fadd_rn(float a, float b) { return a + b; }
+static inline float __fsub_rn(float a, float b) { return a - b; }
+static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
+static inline float __frcp_rn(float a) { return 1.0f / a; }
+static inline float __fsqrt_rn(float a) { return sqrtf(a); }
+static inline double __dadd_rn(double a, double b) { return a + b; }
+static inline double __dmul_rn(double a, double b) { return a * b; }
+static inline double __drcp_rn(double a) { return 1.0 / a; }
+static inline double __dsqrt_rn(double a) { return sqrt(a); }
+static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+static inline float rcbrtf(float x) { return 1.0f / cbrtf(x); }
+static inline double rcbrt(double x) { return 1.0 / cbrt(x); }
+static inline float sinpif(float x) { return (float)sin(M_PI * (double)x); }
+static inline float cospif(float x) { return (float)cos(M_PI * (double)x); }
+static inline double sinpi(double x) { return sin(M_PI * x); }
+static inline double cospi(double x) { return cos(M_PI * x); }
+
+/* erfinv: a polynomial start refined by two Newton steps on erf (the CPU backend's
+ * pnK_erfinv_d), correctly rounded to within an ulp in double; erfinvf rounds it to float. */
+static inline double erfinv(double y)
+{
+    double ay = fabs(y);
+    if (!(ay < 1)) return ay == 1 ? copysign(INFINITY, y) : NAN;
+    if (ay == 0) return y;
+    double w = -log((1 - ay) * (1 + ay)), p;
+    if (w < 5) {
+        w -= 2.5;
+        p = 2.81022636e-08;
+        p = 3.43273939e-07 + p * w;
+        p = -3.5233877e-06 + p * w;
+        p = -4.39150654e-06 + p * w;
+        p = 0.00021858087 + p * w;
+        p = -0.00125372503 + p * w;
+        p = -0.00417768164 + p * w;
+        p = 0.246640727 + p * w;
+        p = 1.50140941 + p * w;
+    } else {
+        w = sqrt(w) - 3;
+        p = -0.000200214257;
+        p = 0.000100950558 + p * w;
+        p = 0.00134934322 + p * w;
+        p = -0.00367342844 + p * w;
+        p = 0.00573950773 + p * w;
+        p = -0.0076224613 + p * w;
+        p = 0.00943887047 + p * w;
+        p = 1.00167406 + p * w;
+        p = 2.83297682 + p * w;
+    }
+    double x = p * ay;
+    for (int k = 0; k < 2; k++) {
+        double f = ay > 0.5 ? (1 - ay) - erfc(x) : erf(x) - ay;
+        double u = f / (1.1283791670955126 * exp(-x * x));
+        x -= u / (1 + x * u);
+    }
+    return copysign(x, y);
+}
+static inline float erfinvf(float y) { return (float)erfinv((double)y); }
+static inline double erfcinv(double y) { return erfinv(1.0 - y); }
+static inline float erfcinvf(float y) { return (float)erfinv(1.0 - (double)y); }
+static inline float normcdff(float x) { return (float)(0.5 * erfc(-(double)x * M_SQRT1_2)); }
+static inline double normcdf(double x) { return 0.5 * erfc(-x * M_SQRT1_2); }
+
+/* min/max as CUDA's math headers define them (mixed signedness goes unsigned). */
+#define PNSIM_MINMAX(A, B, R)                                                                  \
+    static inline R min(A a, B b) { return (R)a < (R)b ? (R)a : (R)b; }                        \
+    static inline R max(A a, B b) { return (R)a > (R)b ? (R)a : (R)b; }
+PNSIM_MINMAX(int, int, int)
+PNSIM_MINMAX(unsigned int, unsigned int, unsigned int)
+PNSIM_MINMAX(int, unsigned int, unsigned int)
+PNSIM_MINMAX(unsigned int, int, unsigned int)
+PNSIM_MINMAX(long, long, long)
+PNSIM_MINMAX(unsigned long, unsigned long, unsigned long)
+PNSIM_MINMAX(long, unsigned long, unsigned long)
+PNSIM_MINMAX(unsigned long, long, unsigned long)
+PNSIM_MINMAX(long long, long long, long long)
+PNSIM_MINMAX(unsigned long long, unsigned long long, unsigned long long)
+PNSIM_MINMAX(long long, unsigned long long, unsigned long long)
+PNSIM_MINMAX(unsigned long long, long long, unsigned long long)
+#undef PNSIM_MINMAX
+static inline float min(float a, float b) { return fminf(a, b); }
+static inline float max(float a, float b) { return fmaxf(a, b); }
+static inline double min(double a, double b) { return fmin(a, b); }
+static inline double max(double a, double b) { return fmax(a, b); }
+static inline double min(float a, double b) { return fmin((double)a, b); }
+static inline double max(float a, double b) { return fmax((double)a, b); }
+static inline double min(double a, float b) { return fmin(a, (double)b); }
+static inline double max(double a, float b) { return fmax(a, (double)b); }
+
+/* Float to integer conversions as PTX cvt does them: rounded, saturated, NaN -> 0. */
+#define PNSIM_CVT(NAME, F, I, ROUND)                                                           \
+    static inline I NAME(F x)                                                                  \
+    {                                                                                          \
+        F r = ROUND(x);                                                                        \
+        if (r != r) return 0;                                                                  \
+        if (r <= (F)std::numeric_limits<I>::min()) return std::numeric_limits<I>::min();       \
+        if (r >= (F)std::numeric_limits<I>::max()) return std::numeric_limits<I>::max();       \
+        return (I)r;                                                                           \
+    }
+#define PNSIM_CVT_MODES(F, FN, I, IN)                                                          \
+    PNSIM_CVT(__##FN##2##IN##_rn, F, I, rint)                                                  \
+    PNSIM_CVT(__##FN##2##IN##_rz, F, I, trunc)                                                 \
+    PNSIM_CVT(__##FN##2##IN##_rd, F, I, floor)                                                 \
+    PNSIM_CVT(__##FN##2##IN##_ru, F, I, ceil)
+PNSIM_CVT_MODES(float, float, int, int)
+PNSIM_CVT_MODES(float, float, unsigned int, uint)
+PNSIM_CVT_MODES(float, float, long long, ll)
+PNSIM_CVT_MODES(float, float, unsigned long long, ull)
+PNSIM_CVT_MODES(double, double, int, int)
+PNSIM_CVT_MODES(double, double, unsigned int, uint)
+PNSIM_CVT_MODES(double, double, long long, ll)
+PNSIM_CVT_MODES(double, double, unsigned long long, ull)
+#undef PNSIM_CVT_MODES
+#undef PNSIM_CVT
+static inline float __int2float_rn(int x) { return (float)x; }
+static inline float __uint2float_rn(unsigned int x) { return (float)x; }
+static inline float __ll2float_rn(long long x) { return (float)x; }
+static inline float __ull2float_rn(unsigned long long x) { return (float)x; }
+static inline double __ll2double_rn(long long x) { return (double)x; }
+static inline double __ull2double_rn(unsigned long long x) { return (double)x; }
+static inline float __double2float_rn(double x) { return (float)x; }
+static inline float __double2float_rz(double x)
+{
+    float f = (float)x;
+    if (fabs((double)f) > fabs(x)) f = nextafterf(f, 0.0f);
+    return f;
+}
+
+/* ───────────────────────────── runtime API (runtime.cpp) ───────────────────────────── */
+
+enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInitializationError = 3,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidMemcpyDirection = 21,
+    cudaErrorInsufficientDriver = 35,
+    cudaErrorInvalidDeviceFunction = 98,
+    cudaErrorNoDevice = 100,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorInvalidResourceHandle = 400,
+    cudaErrorNotReady = 600,
+    cudaErrorIllegalAddress = 700,
+    cudaErrorLaunchOutOfResources = 701,
+    cudaErrorLaunchFailure = 719,
+    cudaErrorNotSupported = 801,
+    cudaErrorUnknown = 999
+};
+typedef enum cudaError cudaError_t;
+
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4
+};
+
+typedef struct CUstream_st *cudaStream_t;
+typedef struct CUevent_st *cudaEvent_t;
+typedef struct CUmemPoolHandle_st *cudaMemPool_t;
+#define cudaStreamLegacy ((cudaStream_t)0x1)
+#define cudaStreamPerThread ((cudaStream_t)0x2)
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDefault 0x00
+#define cudaEventBlockingSync 0x01
+#define cudaEventDisableTiming 0x02
+#define cudaHostAllocDefault 0x00
+#define cudaHostAllocPortable 0x01
+#define cudaHostAllocMapped 0x02
+#define cudaHostAllocWriteCombined 0x04
+
+enum cudaDeviceAttr {
+    cudaDevAttrMaxThreadsPerBlock = 1,
+    cudaDevAttrMaxBlockDimX = 2,
+    cudaDevAttrMaxBlockDimY = 3,
+    cudaDevAttrMaxBlockDimZ = 4,
+    cudaDevAttrMaxGridDimX = 5,
+    cudaDevAttrMaxGridDimY = 6,
+    cudaDevAttrMaxGridDimZ = 7,
+    cudaDevAttrMaxSharedMemoryPerBlock = 8,
+    cudaDevAttrTotalConstantMemory = 9,
+    cudaDevAttrWarpSize = 10,
+    cudaDevAttrMaxRegistersPerBlock = 12,
+    cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrL2CacheSize = 38,
+    cudaDevAttrMaxThreadsPerMultiProcessor = 39,
+    cudaDevAttrUnifiedAddressing = 41,
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76,
+    cudaDevAttrMaxSharedMemoryPerMultiprocessor = 81,
+    cudaDevAttrPageableMemoryAccess = 88,
+    cudaDevAttrConcurrentManagedAccess = 89,
+    cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+    cudaDevAttrMemoryPoolsSupported = 115
+};
+
+enum cudaFuncAttribute {
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
+    cudaFuncAttributePreferredSharedMemoryCarveout = 9
+};
+
+enum cudaMemPoolAttr {
+    cudaMemPoolReuseFollowEventDependencies = 0x1,
+    cudaMemPoolReuseAllowOpportunistic = 0x2,
+    cudaMemPoolReuseAllowInternalDependencies = 0x3,
+    cudaMemPoolAttrReleaseThreshold = 0x4,
+    cudaMemPoolAttrReservedMemCurrent = 0x5,
+    cudaMemPoolAttrReservedMemHigh = 0x6,
+    cudaMemPoolAttrUsedMemCurrent = 0x7,
+    cudaMemPoolAttrUsedMemHigh = 0x8
+};
+
+/* The fields of CUDA's cudaDeviceProp that the simulator fills (same names and types). */
+struct cudaDeviceProp {
+    char name[256];
+    size_t totalGlobalMem;
+    size_t sharedMemPerBlock;
+    int regsPerBlock;
+    int warpSize;
+    size_t memPitch;
+    int maxThreadsPerBlock;
+    int maxThreadsDim[3];
+    int maxGridSize[3];
+    size_t totalConstMem;
+    int major;
+    int minor;
+    size_t textureAlignment;
+    int multiProcessorCount;
+    int integrated;
+    int canMapHostMemory;
+    int concurrentKernels;
+    int ECCEnabled;
+    int pciBusID;
+    int pciDeviceID;
+    int pciDomainID;
+    int asyncEngineCount;
+    int unifiedAddressing;
+    int memoryBusWidth;
+    int l2CacheSize;
+    int persistingL2CacheMaxSize;
+    int maxThreadsPerMultiProcessor;
+    size_t sharedMemPerMultiprocessor;
+    int regsPerMultiprocessor;
+    int managedMemory;
+    int pageableMemoryAccess;
+    int concurrentManagedAccess;
+    int cooperativeLaunch;
+    size_t sharedMemPerBlockOptin;
+    int maxBlocksPerMultiProcessor;
+    size_t reservedSharedMemPerBlock;
+    int memoryPoolsSupported;
+};
+
+/* Errors. The last error is per host thread and stays until cudaGetLastError reads it. */
+const char *cudaGetErrorString(cudaError_t error);
+const char *cudaGetErrorName(cudaError_t error);
+cudaError_t cudaGetLastError(void);
+cudaError_t cudaPeekAtLastError(void);
+
+/* Device. */
+cudaError_t cudaGetDeviceCount(int *count);
+cudaError_t cudaGetDevice(int *device);
+cudaError_t cudaSetDevice(int device);
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device);
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device);
+cudaError_t cudaDriverGetVersion(int *version);
+cudaError_t cudaRuntimeGetVersion(int *version);
+cudaError_t cudaDeviceSynchronize(void);
+cudaError_t cudaDeviceReset(void);
+
+/* Memory. */
+cudaError_t cudaMalloc(void **ptr, size_t size);
+cudaError_t cudaFree(void *ptr);
+cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream);
+cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream);
+cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool, cudaStream_t s);
+cudaError_t cudaMallocHost(void **ptr, size_t size);
+cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags);
+cudaError_t cudaFreeHost(void *ptr);
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                            cudaStream_t stream = 0);
+cudaError_t cudaMemset(void *ptr, int value, size_t count);
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t stream = 0);
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes);
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int device);
+cudaError_t cudaDeviceGetMemPool(cudaMemPool_t *pool, int device);
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *value);
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *value);
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep);
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                         size_t height, enum cudaMemcpyKind kind);
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
+                              size_t width, size_t height, enum cudaMemcpyKind kind,
+                              cudaStream_t stream = 0);
+
+/* __device__ / __constant__ variables are plain globals; these copy to and from them. */
+void pnsim_register_symbol(const void *p, size_t size);
+template <typename T>
+static inline cudaError_t cudaMemcpyToSymbol(const T &symbol, const void *src, size_t count,
+                                             size_t offset = 0,
+                                             enum cudaMemcpyKind kind = cudaMemcpyHostToDevice)
+{
+    if (offset > sizeof(T) || count > sizeof(T) - offset || (count && !src) ||
+        (unsigned)kind > cudaMemcpyDefault)
+        return cudaMemcpy(nullptr, src, 1, kind); /* records cudaErrorInvalidValue */
+    memcpy((char *)&symbol + offset, src, count);
+    return cudaSuccess;
+}
+template <typename T>
+static inline cudaError_t cudaMemcpyToSymbolAsync(const T &symbol, const void *src, size_t count,
+                                                  size_t offset = 0,
+                                                  enum cudaMemcpyKind kind = cudaMemcpyHostToDevice,
+                                                  cudaStream_t stream = 0)
+{
+    (void)stream;
+    return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
+}
+template <typename T>
+static inline cudaError_t cudaMemcpyFromSymbol(void *dst, const T &symbol, size_t count,
+                                               size_t offset = 0,
+                                               enum cudaMemcpyKind kind = cudaMemcpyDeviceToHost)
+{
+    if (offset > sizeof(T) || count > sizeof(T) - offset || (count && !dst) ||
+        (unsigned)kind > cudaMemcpyDefault)
+        return cudaMemcpy(dst, nullptr, 1, kind); /* records cudaErrorInvalidValue */
+    memcpy(dst, (const char *)&symbol + offset, count);
+    return cudaSuccess;
+}
+template <typename T> static inline cudaError_t cudaGetSymbolAddress(void **ptr, const T &symbol)
+{
+    if (!ptr) return cudaMemcpy(nullptr, nullptr, 1, cudaMemcpyDefault);
+    pnsim_register_symbol(&symbol, sizeof(T)); /* so copies to it pass the range checks */
+    *ptr = (void *)&symbol;
+    return cudaSuccess;
+}
+
+/* Streams and events (everything completes at the call). */
+cudaError_t cudaStreamCreate(cudaStream_t *stream);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
+cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamQuery(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags = 0);
+cudaError_t cudaEventCreate(cudaEvent_t *event);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = 0);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaEventQuery(cudaEvent_t event);
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+typedef void (*cudaHostFn_t)(void *user_data);
+/* Runs fn(user_data) at once (the stream's earlier work is complete already). */
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data);
+
+/* Kernel attributes, keyed by the kernel's address. */
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value);
+template <typename T>
+static inline cudaError_t cudaFuncSetAttribute(T *func, enum cudaFuncAttribute attr, int value)
+{
+    return cudaFuncSetAttribute(reinterpret_cast<const void *>(func), attr, value);
+}
+
+/* Resident blocks per SM as the H100 would allow them by threads (2048), blocks (32) and
+ * shared memory (228 KiB, 1 KiB reserved per block); registers are not modelled. */
+cudaError_t pnsim_occupancy(int *blocks, const void *func, int block_size, size_t smem);
+template <typename T>
+static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, T func,
+                                                                        int block_size,
+                                                                        size_t smem)
+{
+    return pnsim_occupancy(blocks, reinterpret_cast<const void *>(func), block_size, smem);
+}
+
+/* ───────────────────────────── launch ───────────────────────────── */
+
+/* Runs fn(ctx) as every thread of every block of grid x block (see the header comment).
+ * kernel (may be NULL) keys the dynamic shared memory limit set by cudaFuncSetAttribute;
+ * without it any smem up to the opt-in maximum (227 KiB) is accepted. On an invalid
+ * configuration (block 1..1024 threads, x,y <= 1024, z <= 64; grid x < 2^31, y,z <= 65535;
+ * smem over the limit) sets the last error to cudaErrorInvalidValue, as CUDA 13 does on an
+ * H100 (older runtimes said cudaErrorInvalidConfiguration), and runs nothing; a deadlock
+ * sets cudaErrorLaunchFailure. Launching from inside a kernel sets cudaErrorNotSupported. */
+void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
+                      void (*fn)(void *), void *ctx);
+
+static inline cudaStream_t pnsim_stream_arg(cudaStream_t s) { return s; }
+static inline cudaStream_t pnsim_stream_arg(int s) { return s ? cudaStreamLegacy : (cudaStream_t)0; }
+
+/* The launch PNG_LAUNCH expands to: body() is one thread's kernel call. */
+template <typename S, typename F>
+static inline void pnsim_launch(dim3 grid, dim3 block, size_t smem, S stream, F body)
+{
+    pnsim_launch_raw(grid, block, smem, pnsim_stream_arg(stream), nullptr,
+                     [](void *p) { (*static_cast<F *>(p))(); }, &body);
+}
+/* The same with the kernel named, so its cudaFuncSetAttribute limit applies. */
+template <typename S, typename K, typename F>
+static inline void pnsim_launch_kernel(K kernel, dim3 grid, dim3 block, size_t smem, S stream,
+                                       F body)
+{
+    pnsim_launch_raw(grid, block, smem, pnsim_stream_arg(stream),
+                     reinterpret_cast<const void *>(kernel),
+                     [](void *p) { (*static_cast<F *>(p))(); }, &body);
+}
+
+#endif /* PONTE_BACKEND_CUDA_SIM_CUDA_SIM_H */

@@ -1,0 +1,795 @@
+/* runtime.cpp — the simulator's CUDA runtime API: errors, one simulated device, device memory
+ * (host memory filled with 0xCD, counted against a limit), the default memory pool with real
+ * statistics, streams and events. Every stream operation completes at the call, which keeps
+ * the stream-order semantics. Thread-safe: one mutex guards the allocation and handle tables;
+ * the last error is per host thread. */
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+#include "backend/cuda/sim/sim_internal.h"
+
+namespace {
+
+/* X(code, message) for every error the simulator returns: the one table of error texts. */
+#define PNSIM_ERRORS(X)                                                                        \
+    X(cudaSuccess, "no error")                                                                 \
+    X(cudaErrorInvalidValue, "invalid argument")                                               \
+    X(cudaErrorMemoryAllocation, "out of memory")                                              \
+    X(cudaErrorInitializationError, "initialization error")                                    \
+    X(cudaErrorInvalidConfiguration, "invalid configuration argument")                         \
+    X(cudaErrorInvalidDevicePointer, "invalid device pointer")                                 \
+    X(cudaErrorInvalidMemcpyDirection, "invalid copy direction for memcpy")                    \
+    X(cudaErrorInsufficientDriver, "CUDA driver version is insufficient for CUDA runtime version") \
+    X(cudaErrorInvalidDeviceFunction, "invalid device function")                               \
+    X(cudaErrorNoDevice, "no CUDA-capable device is detected")                                 \
+    X(cudaErrorInvalidDevice, "invalid device ordinal")                                        \
+    X(cudaErrorInvalidResourceHandle, "invalid resource handle")                               \
+    X(cudaErrorNotReady, "device not ready")                                                   \
+    X(cudaErrorIllegalAddress, "an illegal memory access was encountered")                     \
+    X(cudaErrorLaunchOutOfResources, "too many resources requested for launch")                \
+    X(cudaErrorLaunchFailure, "unspecified launch failure")                                    \
+    X(cudaErrorNotSupported, "operation not supported")                                        \
+    X(cudaErrorUnknown, "unknown error")
+
+__thread cudaError_t tl_last_error = cudaSuccess;
+
+inline cudaError_t ret(cudaError_t e)
+{
+    if (e != cudaSuccess) tl_last_error = e;
+    return e;
+}
+
+const int SIM_VERSION = 13000;
+const int SIM_SMS = 4;
+const size_t ALIGN = 256;
+
+enum AllocKind : uint8_t { A_DEVICE, A_POOL, A_HOST, A_SYMBOL };
+struct Alloc {
+    size_t size; /* rounded: what it counts for */
+    size_t req;  /* requested: what copies may touch */
+    AllocKind kind;
+};
+
+/* The default memory pool: blocks freed to it stay reserved (cached by size) until a
+ * synchronization trims the pool to its release threshold, or cudaMemPoolTrimTo. */
+struct Pool {
+    uint64_t threshold = 0;
+    size_t used = 0, reserved = 0, used_high = 0, reserved_high = 0;
+    int reuse[3] = {1, 1, 1};
+    std::multimap<size_t, void *> cache;
+};
+
+struct State {
+    std::mutex mu;
+    std::map<uintptr_t, Alloc> allocs; /* every live allocation, by start address */
+    size_t device_bytes = 0;           /* cudaMalloc'd, plus the pool's reserved bytes */
+    size_t limit = 0;
+    bool no_device = false;
+    Pool pool;
+    std::set<const void *> streams, events;
+    std::unordered_map<const void *, size_t> func_smem;
+};
+
+State &state(void)
+{
+    static State *st = [] {
+        State *s = new State(); /* never destroyed: usable from atexit handlers */
+        const char *v = getenv("PONTE_SIM_MEMORY_LIMIT");
+        unsigned long long lim = v && *v ? strtoull(v, nullptr, 0) : 0;
+        /* 16 GiB, or the host's memory when smaller */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        size_t host = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)16 << 30;
+        s->limit = lim ? (size_t)lim : host < ((size_t)16 << 30) ? host : (size_t)16 << 30;
+        const char *nd = getenv("PONTE_SIM_NO_DEVICE");
+        s->no_device = nd && *nd && strcmp(nd, "0") != 0;
+        return s;
+    }();
+    return *st;
+}
+int pool_tag;
+cudaMemPool_t const DEFAULT_POOL = (cudaMemPool_t)&pool_tag;
+
+struct CUstreamSim {
+    unsigned flags;
+};
+struct CUeventSim {
+    unsigned flags;
+    bool recorded;
+    double ms;
+};
+
+inline size_t round_up(size_t n) { return (n + ALIGN - 1) & ~(ALIGN - 1); }
+
+double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+/* Host memory for an allocation of size bytes (rounded), garbage-filled; NULL on failure. */
+void *raw_alloc(size_t size)
+{
+    void *p = nullptr;
+    if (posix_memalign(&p, ALIGN, size) != 0) return nullptr;
+    memset(p, 0xCD, size);
+    return p;
+}
+
+/* Under st.mu: releases cached pool blocks until the pool reserves at most keep bytes. */
+void pool_trim_locked(State &st, size_t keep)
+{
+    Pool &pl = st.pool;
+    while (pl.reserved > keep && !pl.cache.empty()) {
+        auto it = std::prev(pl.cache.end()); /* largest first */
+        size_t sz = it->first;
+        void *p = it->second;
+        pl.cache.erase(it);
+        st.allocs.erase((uintptr_t)p);
+        pl.reserved -= sz;
+        st.device_bytes -= sz;
+        free(p);
+    }
+}
+
+cudaError_t pool_alloc(void **ptr, size_t size)
+{
+    if (!ptr) return ret(cudaErrorInvalidValue);
+    *ptr = nullptr;
+    if (size == 0) return cudaSuccess;
+    size_t sz = round_up(size);
+    if (sz < size) return ret(cudaErrorMemoryAllocation);
+    State &st = state();
+    std::unique_lock<std::mutex> lock(st.mu);
+    Pool &pl = st.pool;
+    void *p = nullptr;
+    auto it = pl.cache.lower_bound(sz); /* best fit, wasting at most half the block */
+    if (it != pl.cache.end() && it->first / 2 <= sz) {
+        p = it->second;
+        sz = it->first;
+        pl.cache.erase(it);
+        st.allocs[(uintptr_t)p].req = size;
+        lock.unlock();
+        memset(p, 0xCD, sz);
+        lock.lock();
+    } else {
+        if (st.device_bytes + sz > st.limit || st.device_bytes + sz < sz) {
+            pool_trim_locked(st, 0);
+            if (st.device_bytes + sz > st.limit || st.device_bytes + sz < sz)
+                return ret(cudaErrorMemoryAllocation);
+        }
+        st.device_bytes += sz; /* reserve before filling outside the lock */
+        lock.unlock();
+        p = raw_alloc(sz);
+        lock.lock();
+        if (!p) {
+            st.device_bytes -= sz;
+            return ret(cudaErrorMemoryAllocation);
+        }
+        pl.reserved += sz;
+        if (pl.reserved > pl.reserved_high) pl.reserved_high = pl.reserved;
+        st.allocs[(uintptr_t)p] = Alloc{sz, size, A_POOL};
+    }
+    pl.used += sz;
+    if (pl.used > pl.used_high) pl.used_high = pl.used;
+    *ptr = p;
+    return cudaSuccess;
+}
+
+/* Frees a device or pool allocation (kinds: which are accepted). */
+cudaError_t free_device(void *ptr)
+{
+    if (!ptr) return cudaSuccess;
+    State &st = state();
+    std::unique_lock<std::mutex> lock(st.mu);
+    auto it = st.allocs.find((uintptr_t)ptr);
+    if (it == st.allocs.end() || it->second.kind == A_HOST || it->second.kind == A_SYMBOL)
+        return ret(cudaErrorInvalidValue);
+    if (it->second.kind == A_POOL) {
+        Pool &pl = st.pool;
+        for (auto c = pl.cache.lower_bound(it->second.size);
+             c != pl.cache.end() && c->first == it->second.size; ++c)
+            if (c->second == ptr) return ret(cudaErrorInvalidValue); /* double free */
+        pl.used -= it->second.size;
+        pl.cache.emplace(it->second.size, ptr);
+        return cudaSuccess;
+    }
+    st.device_bytes -= it->second.size;
+    st.allocs.erase(it);
+    lock.unlock();
+    free(ptr);
+    return cudaSuccess;
+}
+
+/* Whether [p, p + n) lies inside one live allocation (device, pool or pinned host). */
+bool device_range_ok(const void *p, size_t n)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    auto it = st.allocs.upper_bound((uintptr_t)p);
+    if (it == st.allocs.begin()) return false;
+    --it;
+    uintptr_t a = (uintptr_t)p, lo = it->first;
+    return a >= lo && n <= it->second.req && a - lo <= it->second.req - n;
+}
+
+cudaError_t check_range(const char *what, const char *side, const void *p, size_t n)
+{
+    if (device_range_ok(p, n)) return cudaSuccess;
+    fprintf(stderr, "pnsim: %s: %s range [%p, +%zu) is not inside a device allocation\n", what,
+            side, p, n);
+    return cudaErrorInvalidValue;
+}
+
+cudaError_t do_memcpy(const char *what, void *dst, const void *src, size_t count,
+                      cudaMemcpyKind kind)
+{
+    if (count == 0) return cudaSuccess;
+    if (!dst || !src) return ret(cudaErrorInvalidValue);
+    if ((unsigned)kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
+    cudaError_t e = cudaSuccess;
+    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
+        e = check_range(what, "destination", dst, count);
+    if (!e && (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice))
+        e = check_range(what, "source", src, count);
+    if (e) return ret(e);
+    memmove(dst, src, count);
+    return cudaSuccess;
+}
+
+cudaError_t do_memset(const char *what, void *ptr, int value, size_t count)
+{
+    if (count == 0) return cudaSuccess;
+    if (!ptr) return ret(cudaErrorInvalidValue);
+    if (cudaError_t e = check_range(what, "destination", ptr, count)) return ret(e);
+    memset(ptr, value, count);
+    return cudaSuccess;
+}
+
+bool handle_live(const std::set<const void *> &set, const void *h)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    return set.count(h) != 0;
+}
+
+/* Synchronization points trim the pool to its release threshold (as CUDA does). */
+cudaError_t sync_point(void)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    pool_trim_locked(st, (size_t)st.pool.threshold);
+    return cudaSuccess;
+}
+
+} /* namespace */
+
+/* ───────────────────────────── internal ───────────────────────────── */
+
+void pnsim_record_error(cudaError_t e) { ret(e); }
+
+bool pnsim_stream_valid(cudaStream_t s)
+{
+    if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
+    return handle_live(state().streams, s);
+}
+
+size_t pnsim_kernel_smem_limit(const void *kernel)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    auto it = st.func_smem.find(kernel);
+    return it == st.func_smem.end() ? PNSIM_SMEM_DEFAULT : it->second;
+}
+
+/* ───────────────────────────── errors ───────────────────────────── */
+
+const char *cudaGetErrorString(cudaError_t error)
+{
+    switch (error) {
+#define PNSIM_ERROR_STRING(E, MSG)                                                             \
+    case E: return MSG;
+        PNSIM_ERRORS(PNSIM_ERROR_STRING)
+#undef PNSIM_ERROR_STRING
+    default: return "unrecognized error code";
+    }
+}
+
+const char *cudaGetErrorName(cudaError_t error)
+{
+    switch (error) {
+#define PNSIM_ERROR_NAME(E, MSG)                                                               \
+    case E: return #E;
+        PNSIM_ERRORS(PNSIM_ERROR_NAME)
+#undef PNSIM_ERROR_NAME
+    default: return "cudaErrorUnknown";
+    }
+}
+
+cudaError_t cudaGetLastError(void)
+{
+    cudaError_t e = tl_last_error;
+    tl_last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) { return tl_last_error; }
+
+/* ───────────────────────────── device ───────────────────────────── */
+
+cudaError_t cudaGetDeviceCount(int *count)
+{
+    if (!count) return ret(cudaErrorInvalidValue);
+    if (state().no_device) {
+        *count = 0;
+        return ret(cudaErrorNoDevice);
+    }
+    *count = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *device)
+{
+    if (!device) return ret(cudaErrorInvalidValue);
+    if (state().no_device) return ret(cudaErrorNoDevice);
+    *device = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int device)
+{
+    if (state().no_device) return ret(cudaErrorNoDevice);
+    return device == 0 ? cudaSuccess : ret(cudaErrorInvalidDevice);
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
+{
+    if (!prop) return ret(cudaErrorInvalidValue);
+    if (state().no_device) return ret(cudaErrorNoDevice);
+    if (device != 0) return ret(cudaErrorInvalidDevice);
+    memset(prop, 0, sizeof *prop);
+    snprintf(prop->name, sizeof prop->name, "Ponte simulated GPU");
+    prop->totalGlobalMem = state().limit;
+    prop->sharedMemPerBlock = PNSIM_SMEM_DEFAULT;
+    prop->regsPerBlock = 65536;
+    prop->warpSize = 32;
+    prop->memPitch = 2147483647;
+    prop->maxThreadsPerBlock = 1024;
+    prop->maxThreadsDim[0] = 1024;
+    prop->maxThreadsDim[1] = 1024;
+    prop->maxThreadsDim[2] = 64;
+    prop->maxGridSize[0] = 2147483647;
+    prop->maxGridSize[1] = 65535;
+    prop->maxGridSize[2] = 65535;
+    prop->totalConstMem = 65536;
+    prop->major = 9;
+    prop->minor = 0;
+    prop->textureAlignment = 512;
+    prop->multiProcessorCount = SIM_SMS;
+    prop->canMapHostMemory = 1;
+    prop->concurrentKernels = 1;
+    prop->asyncEngineCount = 2;
+    prop->unifiedAddressing = 1;
+    prop->memoryBusWidth = 5120;
+    prop->l2CacheSize = 50 * 1024 * 1024;
+    prop->maxThreadsPerMultiProcessor = 2048;
+    prop->sharedMemPerMultiprocessor = 228 * 1024;
+    prop->regsPerMultiprocessor = 65536;
+    prop->concurrentManagedAccess = 0;
+    prop->sharedMemPerBlockOptin = PNSIM_SMEM_OPTIN;
+    prop->maxBlocksPerMultiProcessor = 32;
+    prop->reservedSharedMemPerBlock = 1024;
+    prop->memoryPoolsSupported = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
+{
+    if (!value) return ret(cudaErrorInvalidValue);
+    if (state().no_device) return ret(cudaErrorNoDevice);
+    if (device != 0) return ret(cudaErrorInvalidDevice);
+    switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
+    case cudaDevAttrMaxBlockDimX: *value = 1024; break;
+    case cudaDevAttrMaxBlockDimY: *value = 1024; break;
+    case cudaDevAttrMaxBlockDimZ: *value = 64; break;
+    case cudaDevAttrMaxGridDimX: *value = 2147483647; break;
+    case cudaDevAttrMaxGridDimY: *value = 65535; break;
+    case cudaDevAttrMaxGridDimZ: *value = 65535; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = (int)PNSIM_SMEM_DEFAULT; break;
+    case cudaDevAttrTotalConstantMemory: *value = 65536; break;
+    case cudaDevAttrWarpSize: *value = 32; break;
+    case cudaDevAttrMaxRegistersPerBlock: *value = 65536; break;
+    case cudaDevAttrMultiProcessorCount: *value = SIM_SMS; break;
+    case cudaDevAttrL2CacheSize: *value = 50 * 1024 * 1024; break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = 2048; break;
+    case cudaDevAttrUnifiedAddressing: *value = 1; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = 228 * 1024; break;
+    case cudaDevAttrPageableMemoryAccess: *value = 0; break;
+    case cudaDevAttrConcurrentManagedAccess: *value = 0; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = (int)PNSIM_SMEM_OPTIN; break;
+    case cudaDevAttrMemoryPoolsSupported: *value = 1; break;
+    default: return ret(cudaErrorInvalidValue);
+    }
+    return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int *version)
+{
+    if (!version) return ret(cudaErrorInvalidValue);
+    *version = SIM_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaRuntimeGetVersion(int *version)
+{
+    if (!version) return ret(cudaErrorInvalidValue);
+    *version = SIM_VERSION;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) { return sync_point(); }
+
+cudaError_t cudaDeviceReset(void) { return sync_point(); }
+
+/* ───────────────────────────── memory ───────────────────────────── */
+
+cudaError_t cudaMalloc(void **ptr, size_t size)
+{
+    if (!ptr) return ret(cudaErrorInvalidValue);
+    *ptr = nullptr;
+    if (size == 0) return cudaSuccess;
+    size_t sz = round_up(size);
+    State &st = state();
+    {
+        std::lock_guard<std::mutex> lock(st.mu);
+        if (sz < size || st.device_bytes + sz > st.limit || st.device_bytes + sz < sz)
+            return ret(cudaErrorMemoryAllocation);
+        st.device_bytes += sz; /* reserved while filling outside the lock */
+    }
+    void *p = raw_alloc(sz);
+    std::lock_guard<std::mutex> lock(st.mu);
+    if (!p) {
+        st.device_bytes -= sz;
+        return ret(cudaErrorMemoryAllocation);
+    }
+    st.allocs[(uintptr_t)p] = Alloc{sz, size, A_DEVICE};
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *ptr) { return free_device(ptr); }
+
+cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    return pool_alloc(ptr, size);
+}
+
+cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    return free_device(ptr);
+}
+
+cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool, cudaStream_t s)
+{
+    if (pool != DEFAULT_POOL) return ret(cudaErrorInvalidValue);
+    return cudaMallocAsync(ptr, size, s);
+}
+
+cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
+{
+    if (!ptr || flags > 7) return ret(cudaErrorInvalidValue);
+    *ptr = nullptr;
+    if (size == 0) return cudaSuccess;
+    void *p = raw_alloc(round_up(size));
+    if (!p) return ret(cudaErrorMemoryAllocation);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.allocs[(uintptr_t)p] = Alloc{round_up(size), size, A_HOST};
+    *ptr = p;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaHostAlloc(ptr, size, 0); }
+
+cudaError_t cudaFreeHost(void *ptr)
+{
+    if (!ptr) return cudaSuccess;
+    State &st = state();
+    {
+        std::lock_guard<std::mutex> lock(st.mu);
+        auto it = st.allocs.find((uintptr_t)ptr);
+        if (it == st.allocs.end() || it->second.kind != A_HOST) return ret(cudaErrorInvalidValue);
+        st.allocs.erase(it);
+    }
+    free(ptr);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
+{
+    return do_memcpy("cudaMemcpy", dst, src, count, kind);
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
+                            cudaStream_t stream)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
+}
+
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
+                              size_t width, size_t height, enum cudaMemcpyKind kind,
+                              cudaStream_t stream)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (width == 0 || height == 0) return cudaSuccess;
+    if (width > dpitch || width > spitch || !dst || !src) return ret(cudaErrorInvalidValue);
+    if ((unsigned)kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
+    size_t dext = dpitch * (height - 1) + width, sext = spitch * (height - 1) + width;
+    cudaError_t e = cudaSuccess;
+    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
+        e = check_range("cudaMemcpy2D", "destination", dst, dext);
+    if (!e && (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice))
+        e = check_range("cudaMemcpy2D", "source", src, sext);
+    if (e) return ret(e);
+    for (size_t r = 0; r < height; r++)
+        memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                         size_t height, enum cudaMemcpyKind kind)
+{
+    return cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, kind, 0);
+}
+
+void pnsim_register_symbol(const void *p, size_t size)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.allocs.emplace((uintptr_t)p, Alloc{size, size, A_SYMBOL});
+}
+
+cudaError_t cudaMemset(void *ptr, int value, size_t count)
+{
+    return do_memset("cudaMemset", ptr, value, count);
+}
+
+cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t stream)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    return do_memset("cudaMemsetAsync", ptr, value, count);
+}
+
+cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
+{
+    if (!free_bytes || !total_bytes) return ret(cudaErrorInvalidValue);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    *total_bytes = st.limit;
+    *free_bytes = st.limit > st.device_bytes ? st.limit - st.device_bytes : 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int device)
+{
+    if (!pool) return ret(cudaErrorInvalidValue);
+    if (device != 0) return ret(cudaErrorInvalidDevice);
+    *pool = DEFAULT_POOL;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetMemPool(cudaMemPool_t *pool, int device)
+{
+    return cudaDeviceGetDefaultMemPool(pool, device);
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *value)
+{
+    if (pool != DEFAULT_POOL || !value) return ret(cudaErrorInvalidValue);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    Pool &pl = st.pool;
+    uint64_t v = 0;
+    switch (attr) {
+    case cudaMemPoolReuseFollowEventDependencies:
+    case cudaMemPoolReuseAllowOpportunistic:
+    case cudaMemPoolReuseAllowInternalDependencies:
+        pl.reuse[attr - 1] = *(int *)value;
+        return cudaSuccess;
+    case cudaMemPoolAttrReleaseThreshold: memcpy(&pl.threshold, value, 8); return cudaSuccess;
+    case cudaMemPoolAttrReservedMemHigh: /* only a reset (to 0) is allowed */
+    case cudaMemPoolAttrUsedMemHigh:
+        memcpy(&v, value, 8);
+        if (v != 0) return ret(cudaErrorInvalidValue);
+        if (attr == cudaMemPoolAttrReservedMemHigh) pl.reserved_high = pl.reserved;
+        else pl.used_high = pl.used;
+        return cudaSuccess;
+    default: return ret(cudaErrorInvalidValue);
+    }
+}
+
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *value)
+{
+    if (pool != DEFAULT_POOL || !value) return ret(cudaErrorInvalidValue);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    Pool &pl = st.pool;
+    uint64_t v;
+    switch (attr) {
+    case cudaMemPoolReuseFollowEventDependencies:
+    case cudaMemPoolReuseAllowOpportunistic:
+    case cudaMemPoolReuseAllowInternalDependencies:
+        *(int *)value = pl.reuse[attr - 1];
+        return cudaSuccess;
+    case cudaMemPoolAttrReleaseThreshold: v = pl.threshold; break;
+    case cudaMemPoolAttrReservedMemCurrent: v = pl.reserved; break;
+    case cudaMemPoolAttrReservedMemHigh: v = pl.reserved_high; break;
+    case cudaMemPoolAttrUsedMemCurrent: v = pl.used; break;
+    case cudaMemPoolAttrUsedMemHigh: v = pl.used_high; break;
+    default: return ret(cudaErrorInvalidValue);
+    }
+    memcpy(value, &v, 8);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep)
+{
+    if (pool != DEFAULT_POOL) return ret(cudaErrorInvalidValue);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    pool_trim_locked(st, min_bytes_to_keep);
+    return cudaSuccess;
+}
+
+/* ───────────────────────────── streams and events ───────────────────────────── */
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
+{
+    if (!stream || flags > cudaStreamNonBlocking) return ret(cudaErrorInvalidValue);
+    CUstreamSim *s = new CUstreamSim{flags};
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.streams.insert(s);
+    *stream = (cudaStream_t)s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *stream) { return cudaStreamCreateWithFlags(stream, 0); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream)
+{
+    State &st = state();
+    {
+        std::lock_guard<std::mutex> lock(st.mu);
+        if (!st.streams.erase(stream)) return ret(cudaErrorInvalidResourceHandle);
+    }
+    delete (CUstreamSim *)(void *)stream;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    return sync_point();
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t stream)
+{
+    return pnsim_stream_valid(stream) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
+{
+    if (!pnsim_stream_valid(stream) || !handle_live(state().events, event) || flags > 1)
+        return ret(cudaErrorInvalidResourceHandle);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
+{
+    if (!event || flags > 7) return ret(cudaErrorInvalidValue);
+    CUeventSim *e = new CUeventSim{flags, false, 0.0};
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.events.insert(e);
+    *event = (cudaEvent_t)e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, 0); }
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
+{
+    if (!handle_live(state().events, event) || !pnsim_stream_valid(stream))
+        return ret(cudaErrorInvalidResourceHandle);
+    CUeventSim *e = (CUeventSim *)(void *)event;
+    e->recorded = true;
+    e->ms = now_ms();
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event)
+{
+    if (!handle_live(state().events, event)) return ret(cudaErrorInvalidResourceHandle);
+    return sync_point();
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event)
+{
+    return handle_live(state().events, event) ? cudaSuccess
+                                              : ret(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
+{
+    if (!ms) return ret(cudaErrorInvalidValue);
+    State &st = state();
+    if (!handle_live(st.events, start) || !handle_live(st.events, end))
+        return ret(cudaErrorInvalidResourceHandle);
+    CUeventSim *a = (CUeventSim *)(void *)start, *b = (CUeventSim *)(void *)end;
+    if ((a->flags | b->flags) & cudaEventDisableTiming) return ret(cudaErrorInvalidResourceHandle);
+    if (!a->recorded || !b->recorded) return ret(cudaErrorInvalidResourceHandle);
+    *ms = (float)(b->ms - a->ms);
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event)
+{
+    State &st = state();
+    {
+        std::lock_guard<std::mutex> lock(st.mu);
+        if (!st.events.erase(event)) return ret(cudaErrorInvalidResourceHandle);
+    }
+    delete (CUeventSim *)(void *)event;
+    return cudaSuccess;
+}
+
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data)
+{
+    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (!fn) return ret(cudaErrorInvalidValue);
+    fn(user_data);
+    return cudaSuccess;
+}
+
+/* ───────────────────────────── kernel attributes ───────────────────────────── */
+
+cudaError_t pnsim_occupancy(int *blocks, const void *func, int block_size, size_t smem)
+{
+    if (!blocks || !func || block_size < 1 || block_size > 1024) return ret(cudaErrorInvalidValue);
+    if (smem > pnsim_kernel_smem_limit(func)) {
+        *blocks = 0;
+        return cudaSuccess;
+    }
+    int warps = (block_size + 31) / 32;
+    int by_threads = 64 / warps;
+    int by_smem = (int)((size_t)228 * 1024 / (smem + 1024));
+    int b = by_threads < 32 ? by_threads : 32;
+    *blocks = b < by_smem ? b : by_smem;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value)
+{
+    if (!func) return ret(cudaErrorInvalidDeviceFunction);
+    if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)
+        return value >= -1 && value <= 100 ? cudaSuccess : ret(cudaErrorInvalidValue);
+    if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+        (size_t)value > PNSIM_SMEM_OPTIN)
+        return ret(cudaErrorInvalidValue);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    st.func_smem[func] = (size_t)value;
+    return cudaSuccess;
+}
