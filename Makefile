@@ -47,7 +47,8 @@ $(BUILD_SIM)/CMakeCache.txt: | deps
 
 test-gpu-sim: $(BUILD_SIM)/CMakeCache.txt
 	cmake --build $(BUILD_SIM) -j $(JOBS)
-	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_TEST_QUICK=1 ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_SIM) && PONTE_DEVICE=gpu ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_SHUFFLE=7 PONTE_GPU_STRICT=1 ./test_backends
 
 test-python: build
 	BUILD=$(BUILD) JOBS=$(JOBS) scripts/test-python

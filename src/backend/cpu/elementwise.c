@@ -5,6 +5,8 @@
  * else broadcast strides through pnC_nditer. f16/bf16 compute in float. */
 #include "backend/cpu/elementwise.h"
 
+#include "core/erfinv.h"
+
 #include <float.h>
 #include <tgmath.h> /* sqrt(v) picks sqrtf / sqrt / csqrtf from v's type */
 #ifdef _OPENMP
@@ -173,81 +175,13 @@ static inline uint64_t pnK_ushr(uint64_t a, int64_t b) { return (b < 0 || b > 63
         if (lo != lo) return lo;                                                               \
         if (hi == (T)INFINITY || lo == -(T)INFINITY) return hi;                                \
         return hi + log1p(exp(lo - hi));                                                       \
-    }                                                                                          \
-    /* Inverse error function: Giles' single-precision approximation refined by two Halley     \
-     * steps on erf(x) = y (erfc near the tails), which reaches full precision. */             \
-    static inline T pnK_erfinv_##SFX(T y)                                                      \
-    {                                                                                          \
-        T ay = fabs(y);                                                                        \
-        if (!(ay < 1)) return ay == 1 ? copysign((T)INFINITY, y) : (T)NAN;                     \
-        if (ay == 0) return y;                                                                 \
-        T w = -log((1 - ay) * (1 + ay)), p;                                                    \
-        if (w < (T)5) {                                                                        \
-            w -= (T)2.5;                                                                       \
-            p = (T)2.81022636e-08;                                                             \
-            p = (T)3.43273939e-07 + p * w;                                                     \
-            p = (T)-3.5233877e-06 + p * w;                                                     \
-            p = (T)-4.39150654e-06 + p * w;                                                    \
-            p = (T)0.00021858087 + p * w;                                                      \
-            p = (T)-0.00125372503 + p * w;                                                     \
-            p = (T)-0.00417768164 + p * w;                                                     \
-            p = (T)0.246640727 + p * w;                                                        \
-            p = (T)1.50140941 + p * w;                                                         \
-        } else {                                                                               \
-            w = sqrt(w) - (T)3;                                                                \
-            p = (T)-0.000200214257;                                                            \
-            p = (T)0.000100950558 + p * w;                                                     \
-            p = (T)0.00134934322 + p * w;                                                      \
-            p = (T)-0.00367342844 + p * w;                                                     \
-            p = (T)0.00573950773 + p * w;                                                      \
-            p = (T)-0.0076224613 + p * w;                                                      \
-            p = (T)0.00943887047 + p * w;                                                      \
-            p = (T)1.00167406 + p * w;                                                         \
-            p = (T)2.83297682 + p * w;                                                         \
-        }                                                                                      \
-        T x = p * ay;                                                                          \
-        for (int k = 0; k < 2; k++) {                                                          \
-            T f = ay > (T)0.5 ? (1 - ay) - erfc(x) : erf(x) - ay;                              \
-            T u = f / ((T)1.1283791670955126 * exp(-x * x));                                   \
-            x -= u / (1 + x * u);                                                              \
-        }                                                                                      \
-        return copysign(x, y);                                                                 \
     }
 PNK_FLOAT_HELPERS(float, f)
 PNK_FLOAT_HELPERS(double, d)
 #define PNK_FREM(a, b) _Generic((a), float: pnK_frem_f, default: pnK_frem_d)(a, b)
 #define PNK_LOGADDEXP(a, b) _Generic((a), float: pnK_logaddexp_f, default: pnK_logaddexp_d)(a, b)
-/* float32 erfinv is MLX's: Giles-style polynomials in t = log(1 - a^2) evaluated with fma
- * (about 2.4 ulp). Using the same formula makes random normal and truncated_normal give
- * MLX's exact bits for the same key; float64 keeps the refined version above. */
-static inline float pnK_erfinv_mlx_f(float a)
-{
-    float p, t = logf(fmaf(a, -a, 1.0f));
-    if (fabsf(t) > 6.125f) {
-        p = 3.03697567e-10f;
-        p = fmaf(p, t, 2.93243101e-8f);
-        p = fmaf(p, t, 1.22150334e-6f);
-        p = fmaf(p, t, 2.84108955e-5f);
-        p = fmaf(p, t, 3.93552968e-4f);
-        p = fmaf(p, t, 3.02698812e-3f);
-        p = fmaf(p, t, 4.83185798e-3f);
-        p = fmaf(p, t, -2.64646143e-1f);
-        p = fmaf(p, t, 8.40016484e-1f);
-    } else {
-        p = 5.43877832e-9f;
-        p = fmaf(p, t, 1.43285448e-7f);
-        p = fmaf(p, t, 1.22774793e-6f);
-        p = fmaf(p, t, 1.12963626e-7f);
-        p = fmaf(p, t, -5.61530760e-5f);
-        p = fmaf(p, t, -1.47697632e-4f);
-        p = fmaf(p, t, 2.31468678e-3f);
-        p = fmaf(p, t, 1.15392581e-2f);
-        p = fmaf(p, t, -2.32015476e-1f);
-        p = fmaf(p, t, 8.86226892e-1f);
-    }
-    return a * p;
-}
-#define PNK_ERFINV(v) _Generic((v), float: pnK_erfinv_mlx_f, default: pnK_erfinv_d)(v)
+/* erfinv: one definition for every backend (core/erfinv.h). */
+#define PNK_ERFINV(v) _Generic((v), float: pn_erfinv_f32, default: pn_erfinv_f64)(v)
 
 /* |a - b| <= atol + rtol * |b| (prm: p0 = rtol, p1 = atol, flag = equal_nan), with equal
  * infinities close and other infinities not. */

@@ -5,6 +5,7 @@
  * operands, 16-byte vector loads and stores) and a strided one over a pnG_layout. */
 
 #include "backend/cuda/common.cuh"
+#include "core/erfinv.h"
 #include "backend/cuda/elementwise.h"
 
 /* The op enums and params live in the CPU kernels' header, whose core.h is C11 only: skip
@@ -162,73 +163,9 @@ template <typename T> __device__ __forceinline__ T png_logaddexp(T a, T b)
     if (hi == (T)INFINITY || lo == -(T)INFINITY) return hi;
     return hi + png_log1p(png_exp(lo - hi));
 }
-/* float32 erfinv: MLX's polynomials in t = log(1 - a^2) with fma (the CPU's exact formula,
- * so random normals match it). */
-__device__ __forceinline__ float png_erfinv(float a)
-{
-    float p, t = logf(fmaf(a, -a, 1.0f));
-    if (fabsf(t) > 6.125f) {
-        p = 3.03697567e-10f;
-        p = fmaf(p, t, 2.93243101e-8f);
-        p = fmaf(p, t, 1.22150334e-6f);
-        p = fmaf(p, t, 2.84108955e-5f);
-        p = fmaf(p, t, 3.93552968e-4f);
-        p = fmaf(p, t, 3.02698812e-3f);
-        p = fmaf(p, t, 4.83185798e-3f);
-        p = fmaf(p, t, -2.64646143e-1f);
-        p = fmaf(p, t, 8.40016484e-1f);
-    } else {
-        p = 5.43877832e-9f;
-        p = fmaf(p, t, 1.43285448e-7f);
-        p = fmaf(p, t, 1.22774793e-6f);
-        p = fmaf(p, t, 1.12963626e-7f);
-        p = fmaf(p, t, -5.61530760e-5f);
-        p = fmaf(p, t, -1.47697632e-4f);
-        p = fmaf(p, t, 2.31468678e-3f);
-        p = fmaf(p, t, 1.15392581e-2f);
-        p = fmaf(p, t, -2.32015476e-1f);
-        p = fmaf(p, t, 8.86226892e-1f);
-    }
-    return a * p;
-}
-/* float64 erfinv: Giles' approximation refined by two Halley steps (erfc near the tails). */
-__device__ __forceinline__ double png_erfinv(double y)
-{
-    double ay = fabs(y);
-    if (!(ay < 1)) return ay == 1 ? copysign((double)INFINITY, y) : (double)NAN;
-    if (ay == 0) return y;
-    double w = -log((1 - ay) * (1 + ay)), p;
-    if (w < 5.0) {
-        w -= 2.5;
-        p = 2.81022636e-08;
-        p = 3.43273939e-07 + p * w;
-        p = -3.5233877e-06 + p * w;
-        p = -4.39150654e-06 + p * w;
-        p = 0.00021858087 + p * w;
-        p = -0.00125372503 + p * w;
-        p = -0.00417768164 + p * w;
-        p = 0.246640727 + p * w;
-        p = 1.50140941 + p * w;
-    } else {
-        w = sqrt(w) - 3.0;
-        p = -0.000200214257;
-        p = 0.000100950558 + p * w;
-        p = 0.00134934322 + p * w;
-        p = -0.00367342844 + p * w;
-        p = 0.00573950773 + p * w;
-        p = -0.0076224613 + p * w;
-        p = 0.00943887047 + p * w;
-        p = 1.00167406 + p * w;
-        p = 2.83297682 + p * w;
-    }
-    double x = p * ay;
-    for (int k = 0; k < 2; k++) {
-        double f = ay > 0.5 ? (1 - ay) - erfc(x) : erf(x) - ay;
-        double u = f / (1.1283791670955126 * exp(-x * x));
-        x -= u / (1 + x * u);
-    }
-    return copysign(x, y);
-}
+/* erfinv: the one definition every backend shares (core/erfinv.h), so normals match the CPU. */
+__device__ __forceinline__ float png_erfinv(float a) { return pn_erfinv_f32(a); }
+__device__ __forceinline__ double png_erfinv(double y) { return pn_erfinv_f64(y); }
 
 /* |a - b| <= atol + rtol * |b| (p0 = rtol, p1 = atol, flag = equal_nan), with equal
  * infinities close and other infinities not. */
