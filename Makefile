@@ -40,7 +40,8 @@ test-asan: $(BUILD_ASAN)/CMakeCache.txt
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1 PONTE_TEST_QUICK=1 ctest --output-on-failure -j $(JOBS)
 
 # The CUDA backend's kernels on the simulated CUDA runtime (src/backend/cuda/sim): the whole C
-# suite with PONTE_DEVICE=gpu, plus the simulator's own test and the CPU/GPU conformance test.
+# suite with PONTE_DEVICE=gpu (the simulator's own test and the CPU/GPU conformance test
+# included), the conformance test again with threads in shuffled order, then pytest on the GPU.
 $(BUILD_SIM)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_SIM) -DCMAKE_BUILD_TYPE=Release -DPONTE_GPU_SIM=ON \
 	  -DPONTE_BUILD_BENCH=OFF -DPONTE_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
@@ -49,6 +50,7 @@ test-gpu-sim: $(BUILD_SIM)/CMakeCache.txt
 	cmake --build $(BUILD_SIM) -j $(JOBS)
 	cd $(BUILD_SIM) && PONTE_DEVICE=gpu ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_SHUFFLE=7 PONTE_GPU_STRICT=1 ./test_backends
+	BUILD=$(BUILD_SIM) JOBS=$(JOBS) PONTE_DEVICE=gpu scripts/test-python
 
 test-python: build
 	BUILD=$(BUILD) JOBS=$(JOBS) scripts/test-python

@@ -127,6 +127,9 @@ static void run_case(const op_case *c)
                   pn_last_error_message());
         pn_clear_error();
     } else {
+        /* the GPU result really comes from the device */
+        CHECK_MSG(gpu->buf && gpu->buf->device && gpu->buf->device_valid,
+                  "%s: the GPU result has no device copy", c->name);
         compare(c->name, gpu, cpu, false);
         for (int i = 0; cot && i < c->nin; i++) {
             char what[96];
