@@ -627,6 +627,24 @@ pn_array *pn_nn_prelu(pn_array *x, pn_array *alpha);
 /* Normalization over the last axis with optional affine weight/bias (NULL: none). */
 pn_array *pn_nn_layer_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps);
 pn_array *pn_nn_rms_norm(pn_array *x, pn_array *weight, double eps);
+/* Batch normalization of x (N, ..., C; 2 to 4 dims) over all axes but the last, as
+ * mlx.nn.BatchNorm. Uses the batch mean and biased variance when training or when no running
+ * statistics are given, else running_mean/running_var (both or neither, shape (C,)). When
+ * training with running statistics, *new_mean / *new_var (each pointer may be NULL) receive
+ * (1 - momentum) * running + momentum * batch_stat (biased variance); otherwise, and on error,
+ * they are set to NULL. weight/bias: (C,) or NULL. */
+pn_array *pn_nn_batch_norm(pn_array *x, pn_array *weight, pn_array *bias, pn_array *running_mean,
+                           pn_array *running_var, bool training, double momentum, double eps,
+                           pn_array **new_mean, pn_array **new_var);
+/* Group normalization of x (N, ..., C) as mlx.nn.GroupNorm: C divisible by num_groups;
+ * statistics per sample and group over the spatial axes and the group's channels. Grouping:
+ * channel c is in group c % num_groups (MLX default), or c / (C / num_groups) when
+ * pytorch_compatible. weight/bias: (C,) or NULL. */
+pn_array *pn_nn_group_norm(pn_array *x, int num_groups, pn_array *weight, pn_array *bias, double eps,
+                           bool pytorch_compatible);
+/* Instance normalization of x (N, ..., C) as mlx.nn.InstanceNorm: per sample and channel over
+ * the spatial axes 1..ndim-2 (2-d x normalizes to 0, as MLX). weight/bias: (C,) or NULL. */
+pn_array *pn_nn_instance_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps);
 
 /* Zeroes elements with probability p and scales the rest by 1/(1-p); identity when p == 0.
  * key may be NULL (global random state). */
@@ -669,6 +687,38 @@ pn_array *pn_nn_init_he_uniform(const int64_t *shape, int ndim, pn_dtype dtype, 
                                 double gain, pn_array *key);
 pn_array *pn_nn_init_he_normal(const int64_t *shape, int ndim, pn_dtype dtype, bool fan_out,
                                double gain, pn_array *key);
+
+/* Attention and positional encodings (mx.fast.scaled_dot_product_attention, nn.RoPE,
+ * nn.SinusoidalPositionalEncoding, nn.ALiBi). */
+/* softmax(scale * q @ k^T + mask) @ v for q (B, Hq, Lq, D), k (B, Hkv, Lk, D), v (B, Hkv, Lk,
+ * Dv) -> (B, Hq, Lq, Dv) in the promoted floating dtype; Hq must be a multiple of Hkv (query
+ * head h uses kv head h / (Hq / Hkv): grouped-query attention). mask_mode NULL, "" or "array":
+ * mask (may be NULL except for "array") broadcasts to (B, Hq, Lq, Lk); a bool mask keeps the
+ * scores where true (others get the dtype's lowest finite value), another dtype is added and
+ * must promote to the output dtype. "causal" (mask must be NULL): query i sees keys
+ * j <= i + Lk - Lq (aligned to the lower right). The softmax runs in float32 for half types. */
+pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_array *v,
+                                               double scale, const char *mask_mode,
+                                               pn_array *mask);
+/* Rotary positional encoding (mx.fast.rope) of floating x (..., L, D), rank >= 3: rotates the
+ * first dims (even, <= D) features of position p = (offset + l) * scale by angles
+ * p * base^(-i / (dims/2)), i < dims/2; traditional pairs features (2i, 2i+1), otherwise
+ * (i, i + dims/2). The other features pass through. Same shape and dtype as x. */
+pn_array *pn_nn_rope(pn_array *x, int dims, bool traditional, double base, double scale,
+                     int64_t offset);
+/* nn.SinusoidalPositionalEncoding(dims, min_freq, max_freq, scale, cos_first, full_turns)
+ * applied to positions (...): (..., 2 * (dims/2)) = scale * [sin(p s), cos(p s)] (cos first
+ * when cos_first) with dims/2 frequencies s log-spaced from max_freq down to min_freq (times
+ * 2 pi when full_turns). scale 0 means MLX's default sqrt(2 / dims); dims >= 4. MLX's
+ * defaults: min_freq 1e-4, max_freq 1. Dtype: positions' promoted with float32. */
+pn_array *pn_nn_sinusoidal_positional_encoding(pn_array *positions, int dims, double min_freq,
+                                               double max_freq, double scale, bool cos_first,
+                                               bool full_turns);
+/* nn.ALiBi's additive attention bias, shape (1, num_heads, q_len, k_len): -|offset + i - j|
+ * times head h's slope (the paper's: 2^(-8 (h+1) / H) for a power-of-two H, else those of the
+ * nearest lower power of two followed by every other slope of twice that). dtype floating. */
+pn_array *pn_nn_alibi_bias(int64_t q_len, int64_t k_len, int num_heads, int64_t offset,
+                           pn_dtype dtype);
 
 /* Pooling over the spatial axes of x (N, spatial..., C), as mlx.nn.MaxPool1d/2d/3d and
  * AvgPool1d/2d/3d: windows of kernel_size slide by stride (NULL or, for 1-d, 0: kernel_size)

@@ -17,72 +17,7 @@ static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
  * broadcasting against each other; addmm adds c, already broadcast to the output shape.
  * Output (broadcast batch..., M, N) = alpha * a @ b (+ beta * c). */
 
-typedef struct gemm_params {
-    double alpha, beta;
-} gemm_params;
-
-/* How a (rows, cols) matrix with element strides (sr, sc) reaches BLAS: row-major with row
- * stride *ld, or transposed (column-major) with column stride *ld. False when neither works
- * (negative, zero or interleaved strides): the caller copies it. */
-static bool matrix_layout(int64_t rows, int64_t cols, int64_t sr, int64_t sc, bool *trans,
-                          int64_t *ld)
-{
-    if (cols <= 1) sc = 1;
-    if (rows <= 1) sr = max64(cols, 1);
-    if (sc == 1 && sr >= max64(1, cols)) {
-        *trans = false, *ld = sr;
-        return true;
-    }
-    if (sr == 1 && sc >= max64(1, rows)) {
-        *trans = true, *ld = sc;
-        return true;
-    }
-    return false;
-}
-
-/* One GEMM operand as the kernel sees it: data, BLAS layout and per-output-batch strides. */
-typedef struct gemm_operand {
-    pn_array *owned; /* a contiguous copy to release, or NULL */
-    const char *data;
-    bool trans;
-    int64_t ld;
-    int64_t bstrides[PNC_MAX_NDIM]; /* bytes, per output batch dim (0 where broadcast) */
-} gemm_operand;
-
-static int gemm_operand_init(gemm_operand *op, pn_array *x, const int64_t *bshape, int nb)
-{
-    int nd = x->ndim;
-    int64_t rows = x->shape[nd - 2], cols = x->shape[nd - 1];
-    op->owned = NULL;
-    if (!matrix_layout(rows, cols, x->strides[nd - 2], x->strides[nd - 1], &op->trans, &op->ld)) {
-        op->owned = x = pnC_contiguous(x);
-        if (!x) return -1;
-        matrix_layout(rows, cols, x->strides[nd - 2], x->strides[nd - 1], &op->trans, &op->ld);
-    }
-    op->data = pnC_data(x);
-    size_t es = pn_dtype_size(x->dtype);
-    int xb = nd - 2; /* x's batch dims align with the last xb of the output's nb */
-    for (int d = 0; d < nb; d++) {
-        int xd = d - (nb - xb);
-        op->bstrides[d] = (xd < 0 || x->shape[xd] == 1) ? 0 : x->strides[xd] * (int64_t)es;
-    }
-    return 0;
-}
-
-/* Whether the whole batch of `a` folds into the rows of one GEMM: `a` is not transposed and
- * its (batch..., M) rows are equally spaced by ld. */
-static bool batch_folds(const gemm_operand *a, const int64_t *bshape, int nb, int64_t M,
-                        size_t es)
-{
-    if (a->trans) return false;
-    int64_t expect = M * a->ld * (int64_t)es;
-    for (int d = nb - 1; d >= 0; d--) {
-        if (bshape[d] == 1) continue;
-        if (a->bstrides[d] != expect) return false;
-        expect *= bshape[d];
-    }
-    return true;
-}
+typedef pnK_gemm_params gemm_params;
 
 static int gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
@@ -109,17 +44,17 @@ static int gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
     if (K == 0) /* zeros, or beta * c */
         return pnK_gemm(o->dtype, false, false, nbatch * M, N, 0, p->alpha, NULL, 1, NULL, N, beta,
                         c, N);
-    gemm_operand a, b;
-    if (gemm_operand_init(&a, in[0], bshape, nb)) return -1;
-    if (gemm_operand_init(&b, in[1], bshape, nb)) {
-        pn_release(a.owned);
+    pnK_gemm_operand a, b;
+    if (pnK_gemm_operand_init(&a, in[0], nb)) return -1;
+    if (pnK_gemm_operand_init(&b, in[1], nb)) {
+        pnK_gemm_operand_release(&a);
         return -1;
     }
     int rc = 0;
 
     bool b_shared = true; /* b is the same matrix for every batch */
     for (int d = 0; d < nb; d++) b_shared &= b.bstrides[d] == 0;
-    if (nbatch == 1 || (b_shared && batch_folds(&a, bshape, nb, M, es))) {
+    if (nbatch == 1 || (b_shared && pnK_gemm_batch_folds(&a, bshape, nb, M))) {
         rc = pnK_gemm(o->dtype, a.trans, b.trans, nbatch * M, N, K, p->alpha, a.data, a.ld,
                       b.data, b.ld, beta, c, N);
     } else {
@@ -133,8 +68,8 @@ static int gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
             for (int d = nb - 1; d >= 0; d--) {
                 int64_t idx = r % bshape[d];
                 r /= bshape[d];
-                ao += idx * a.bstrides[d];
-                bo += idx * b.bstrides[d];
+                ao += idx * a.bstrides[d] * (int64_t)es;
+                bo += idx * b.bstrides[d] * (int64_t)es;
             }
             failed |= pnK_gemm(o->dtype, a.trans, b.trans, M, N, K, p->alpha, a.data + ao, a.ld,
                                b.data + bo, b.ld, beta, c + i * M * N * es, N) != 0;
@@ -144,8 +79,8 @@ static int gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
             rc = -1;
         }
     }
-    pn_release(a.owned);
-    pn_release(b.owned);
+    pnK_gemm_operand_release(&a);
+    pnK_gemm_operand_release(&b);
     return rc;
 }
 

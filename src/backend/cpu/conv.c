@@ -14,22 +14,11 @@
 /* Largest im2col scratch buffer, in bytes. */
 #define PNK_CONV_SCRATCH ((int64_t)64 << 20)
 
-/* The convolution's geometry with the spatial axes padded to three (leading axes of extent 1,
- * stride 1, no padding) so that one code path serves 1-, 2- and 3-d. */
-typedef struct conv_geom {
-    int64_t N, C, O, G, Cg, Og;
-    int64_t in[3];   /* input extent (undilated) */
-    int64_t din[3];  /* dilated input extent: (in - 1) * idil + 1, 0 when in == 0 */
-    int64_t k[3];    /* kernel extent */
-    int64_t out[3];  /* output extent */
-    int64_t s[3], pl[3], kd[3], id[3];
-    int64_t P;  /* output positions per batch element */
-    int64_t KP; /* kernel taps */
-    bool flip;
-} conv_geom;
+typedef pnK_conv_geom conv_geom;
 
-static void conv_geom_init(conv_geom *g, const pnK_conv_params *p, const pn_array *x,
-                           const pn_array *w, const pn_array *o)
+/* See conv.h. */
+void pnK_conv_geom_init(pnK_conv_geom *g, const pnK_conv_params *p, const pn_array *x,
+                        const pn_array *w, const pn_array *o)
 {
     int nsp = p->nsp, lead = 3 - nsp;
     g->N = x->shape[0];
@@ -236,7 +225,7 @@ int pnK_conv_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
     if (o->size == 0) return 0;
     size_t es = pn_dtype_size(o->dtype);
     conv_geom g;
-    conv_geom_init(&g, p, in[0], in[1], o);
+    pnK_conv_geom_init(&g, p, in[0], in[1], o);
     int64_t kdim = g.KP * g.Cg; /* reduction length per group */
     if (kdim == 0) {            /* no input channels or no taps: the sums are empty */
         memset(pnC_data(o), 0, (size_t)o->size * es);

@@ -4,6 +4,7 @@
 #ifndef PONTE_BACKEND_CPU_CONV_H
 #define PONTE_BACKEND_CPU_CONV_H
 
+#include "backend/conv_geom.h"
 #include "core/core.h"
 
 /* Most spatial axes a convolution has (MLX: 1, 2 or 3). */
@@ -25,6 +26,10 @@ typedef struct pnK_conv_params {
     int groups;
     bool flip;
 } pnK_conv_params;
+
+/* The geometry of the Convolution of x by w into o under params p (conv_geom.h). */
+void pnK_conv_geom_init(pnK_conv_geom *g, const pnK_conv_params *p, const pn_array *x,
+                        const pn_array *w, const pn_array *o);
 
 /* Eval function (pnC_eval_fn) of Convolution: in[0] the input, in[1] the weight (any strides),
  * out[0] gets a fresh row-contiguous buffer. Returns 0 or -1 with an error (out of memory). */

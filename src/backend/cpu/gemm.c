@@ -378,3 +378,62 @@ int pnK_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N, int
     }
     return 0;
 }
+
+/* ───────────────────────────── batched operands ───────────────────────────── */
+
+/* How a (rows, cols) matrix with element strides (sr, sc) reaches a BLAS: row-major with row
+ * stride *ld, or transposed (column-major) with column stride *ld. False when neither works
+ * (negative, zero or interleaved strides): the caller copies it. */
+static bool matrix_layout(int64_t rows, int64_t cols, int64_t sr, int64_t sc, bool *trans,
+                          int64_t *ld)
+{
+    int64_t cmin = cols > 1 ? cols : 1, rmin = rows > 1 ? rows : 1;
+    if (cols <= 1) sc = 1;
+    if (rows <= 1) sr = cmin;
+    if (sc == 1 && sr >= cmin) {
+        *trans = false, *ld = sr;
+        return true;
+    }
+    if (sr == 1 && sc >= rmin) {
+        *trans = true, *ld = sc;
+        return true;
+    }
+    return false;
+}
+
+int pnK_gemm_operand_init(pnK_gemm_operand *op, pn_array *x, int nb)
+{
+    int nd = x->ndim;
+    int64_t rows = x->shape[nd - 2], cols = x->shape[nd - 1];
+    op->owned = NULL;
+    if (!matrix_layout(rows, cols, x->strides[nd - 2], x->strides[nd - 1], &op->trans, &op->ld)) {
+        op->owned = x = pnC_contiguous(x);
+        if (!x) return -1;
+        matrix_layout(rows, cols, x->strides[nd - 2], x->strides[nd - 1], &op->trans, &op->ld);
+    }
+    op->data = pnC_data(x);
+    int xb = nd - 2; /* x's batch dims align with the last xb of the output's nb */
+    for (int d = 0; d < nb; d++) {
+        int xd = d - (nb - xb);
+        op->bstrides[d] = (xd < 0 || x->shape[xd] == 1) ? 0 : x->strides[xd];
+    }
+    return 0;
+}
+
+void pnK_gemm_operand_release(pnK_gemm_operand *op)
+{
+    if (op->owned) pnC_decref(op->owned);
+    op->owned = NULL;
+}
+
+bool pnK_gemm_batch_folds(const pnK_gemm_operand *a, const int64_t *bshape, int nb, int64_t M)
+{
+    if (a->trans) return false;
+    int64_t expect = M * a->ld;
+    for (int d = nb - 1; d >= 0; d--) {
+        if (bshape[d] == 1) continue;
+        if (a->bstrides[d] != expect) return false;
+        expect *= bshape[d];
+    }
+    return true;
+}

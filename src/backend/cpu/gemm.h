@@ -18,4 +18,31 @@ int pnK_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N, int
              double alpha, const void *A, int64_t lda, const void *B, int64_t ldb, double beta,
              void *C, int64_t ldc);
 
+/* Params of the Matmul and AddMM primitives (src/ops/linalg.c): out = alpha * a @ b, plus
+ * beta * c for AddMM. Shared with the GPU eval (src/backend/cuda/gemm.c). */
+typedef struct pnK_gemm_params {
+    double alpha, beta;
+} pnK_gemm_params;
+
+/* One GEMM operand of a batched product as a BLAS-style kernel sees it (either backend): the
+ * element pointer (pnC_data: host or device), the layout of its matrices (row-major with row
+ * stride ld, or transposed with column stride ld) and its element stride per output batch dim
+ * (0 where broadcast). owned is a contiguous copy made when the strides fit neither layout. */
+typedef struct pnK_gemm_operand {
+    pn_array *owned;
+    const char *data;
+    bool trans;
+    int64_t ld;
+    int64_t bstrides[PNC_MAX_NDIM];
+} pnK_gemm_operand;
+
+/* Fills op for x (rank >= 2) in a product whose output has nb batch dims; copies x to a
+ * contiguous temporary (on the evaluating device) when its matrix strides need it. Returns 0,
+ * or -1 with an error (out of memory). Release with pnK_gemm_operand_release. */
+int pnK_gemm_operand_init(pnK_gemm_operand *op, pn_array *x, int nb);
+void pnK_gemm_operand_release(pnK_gemm_operand *op);
+/* Whether every batch of a (not transposed) folds into the rows of one GEMM of M rows per
+ * batch: its (batch..., M) rows are equally spaced by ld. */
+bool pnK_gemm_batch_folds(const pnK_gemm_operand *a, const int64_t *bshape, int nb, int64_t M);
+
 #endif /* PONTE_BACKEND_CPU_GEMM_H */

@@ -11,36 +11,6 @@
 /* Largest im2col scratch buffer, in bytes. */
 #define PNG_CONV_SCRATCH ((int64_t)64 << 20)
 
-/* The geometry of the convolution of x (N, in..., C) by w (O, k..., Cg) into o, spatial axes
- * padded to three leading axes of extent 1. */
-static void geom_init(pnG_conv_geom *g, const pnK_conv_params *p, const pn_array *x,
-                      const pn_array *w, const pn_array *o)
-{
-    int nsp = p->nsp, lead = 3 - nsp;
-    g->N = x->shape[0];
-    g->C = x->shape[x->ndim - 1];
-    g->O = w->shape[0];
-    g->G = p->groups;
-    g->Cg = w->shape[w->ndim - 1];
-    g->Og = g->O / g->G;
-    g->P = 1;
-    g->KP = 1;
-    g->flip = p->flip;
-    for (int d = 0; d < 3; d++) {
-        int i = d - lead; /* spatial axis of the arrays, or < 0 for a padding axis */
-        g->in[d] = i < 0 ? 1 : x->shape[1 + i];
-        g->k[d] = i < 0 ? 1 : w->shape[1 + i];
-        g->out[d] = i < 0 ? 1 : o->shape[1 + i];
-        g->s[d] = i < 0 ? 1 : p->stride[i];
-        g->pl[d] = i < 0 ? 0 : p->pad_lo[i];
-        g->kd[d] = i < 0 ? 1 : p->kdil[i];
-        g->id[d] = i < 0 ? 1 : p->idil[i];
-        g->din[d] = g->in[d] > 0 ? (g->in[d] - 1) * g->id[d] + 1 : 0;
-        g->P *= g->out[d];
-        g->KP *= g->k[d];
-    }
-}
-
 /* Whether the convolution is a plain matrix product of the input rows: a 1x1 kernel at stride
  * 1 over an undilated, unpadded input. */
 static bool is_pointwise(const pnG_conv_geom *g)
@@ -93,7 +63,7 @@ int pnG_conv_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
     if (pnC_alloc_output(o)) return -1;
     if (o->size == 0) return 0;
     pnG_conv_geom g;
-    geom_init(&g, p, in[0], in[1], o);
+    pnK_conv_geom_init(&g, p, in[0], in[1], o);
     if (g.KP * g.Cg == 0) /* no input channels or no taps: the sums are empty */
         return pnG_gemm_scale(dt, 1, o->size, 0.0, pnC_data(o), o->size, stream);
     pn_array *x = pnC_contiguous(in[0]), *w = pnC_contiguous(in[1]);

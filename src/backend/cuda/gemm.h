@@ -7,6 +7,7 @@
 #define PONTE_BACKEND_CUDA_GEMM_H
 
 #include "backend/cuda/gpu.h"
+#include "backend/conv_geom.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,17 +36,7 @@ int pnG_gemm_scale(pn_dtype dtype, int64_t rows, int64_t cols, double beta, void
  * leading axes of extent 1 so that one kernel serves 1-, 2- and 3-d. The input x is the
  * row-contiguous (N, in..., C), the weight w the row-contiguous (O, k..., Cg), the output the
  * row-contiguous (N, out..., O). */
-typedef struct pnG_conv_geom {
-    int64_t N, C, O, G, Cg, Og;
-    int64_t in[3];  /* input extent (undilated) */
-    int64_t din[3]; /* dilated input extent: (in - 1) * idil + 1, 0 when in == 0 */
-    int64_t k[3];   /* kernel extent */
-    int64_t out[3]; /* output extent */
-    int64_t s[3], pl[3], kd[3], id[3]; /* stride, low padding, kernel and input dilation */
-    int64_t P;  /* output positions per batch element */
-    int64_t KP; /* kernel taps */
-    bool flip;
-} pnG_conv_geom;
+typedef pnK_conv_geom pnG_conv_geom; /* backend/conv_geom.h: one geometry for both backends */
 
 /* Writes rows [r0, r0 + m) of the im2col matrix of x (a floating dtype) into col (row-major,
  * m rows of G * KP * Cg elements: for each group g a block of KP taps of its Cg channels; taps on
