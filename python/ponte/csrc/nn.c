@@ -490,6 +490,196 @@ static PyTypeObject PPSchedule_Type = {
     .tp_call = sched_call,
 };
 
+/* batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps)
+ * -> (y, new_mean or None, new_var or None) */
+static PyObject *py_batch_norm(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *wo, *bo, *mo, *vo;
+    int training;
+    double momentum, eps;
+    if (!PyArg_ParseTuple(args, "OOOOOpdd", &xo, &wo, &bo, &mo, &vo, &training, &momentum, &eps))
+        return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *w, *b, *rm, *rv;
+    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
+    pn_array *extra[2] = {NULL, NULL};
+    int ne = 0;
+    rm = rv = NULL;
+    if (mo != Py_None) {
+        if (!(rm = pp_arr(mo))) return abort3(&t);
+        extra[ne++] = rm;
+    }
+    if (vo != Py_None) {
+        if (!(rv = pp_arr(vo))) {
+            pp_release_all(extra, ne);
+            return abort3(&t);
+        }
+        extra[ne++] = rv;
+    }
+    pn_array *nm = NULL, *nv = NULL;
+    pn_array *y = pn_nn_batch_norm(x, w, b, rm, rv, training != 0, momentum, eps, &nm, &nv);
+    pp_release_all(extra, ne);
+    pp_release_all(t.a, t.n);
+    PyObject *yo = pp_wrap(y);
+    if (!yo) {
+        if (nm) pp_release_all(&nm, 1);
+        if (nv) pp_release_all(&nv, 1);
+        return NULL;
+    }
+    PyObject *nmo = nm ? pp_wrap(nm) : Py_NewRef(Py_None);
+    PyObject *nvo = nv ? pp_wrap(nv) : Py_NewRef(Py_None);
+    if (!nmo || !nvo) {
+        Py_DECREF(yo);
+        Py_XDECREF(nmo);
+        Py_XDECREF(nvo);
+        return NULL;
+    }
+    return Py_BuildValue("(NNN)", yo, nmo, nvo);
+}
+
+/* group_norm(x, num_groups, weight, bias, eps, pytorch_compatible) */
+static PyObject *py_group_norm(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *wo, *bo;
+    int groups, pt;
+    double eps;
+    if (!PyArg_ParseTuple(args, "OiOOdp", &xo, &groups, &wo, &bo, &eps, &pt)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *w, *b;
+    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
+    return finish(&t, pn_nn_group_norm(x, groups, w, b, eps, pt != 0));
+}
+
+/* instance_norm(x, weight, bias, eps) */
+static PyObject *py_instance_norm(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *wo, *bo;
+    double eps;
+    if (!PyArg_ParseTuple(args, "OOOd", &xo, &wo, &bo, &eps)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x, *w, *b;
+    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
+    return finish(&t, pn_nn_instance_norm(x, w, b, eps));
+}
+
+/* sinusoidal_positional_encoding(positions, dims, min_freq, max_freq, scale, cos_first, full_turns) */
+static PyObject *py_sinusoidal_positional_encoding(PyObject *m, PyObject *args)
+{
+    PyObject *xo;
+    int dims, cf, ft;
+    double lo, hi, sc;
+    if (!PyArg_ParseTuple(args, "Oidddpp", &xo, &dims, &lo, &hi, &sc, &cf, &ft)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return abort3(&t);
+    return finish(&t, pn_nn_sinusoidal_positional_encoding(x, dims, lo, hi, sc, cf != 0, ft != 0));
+}
+
+/* alibi_bias(q_len, k_len, num_heads, offset, dtype) */
+static PyObject *py_alibi_bias(PyObject *m, PyObject *args)
+{
+    long long ql, kl, off;
+    int heads;
+    pn_dtype dt = PN_FLOAT32;
+    if (!PyArg_ParseTuple(args, "LLiL|O&", &ql, &kl, &heads, &off, pp_dtype_conv, &dt)) return NULL;
+    return pp_wrap(pn_nn_alibi_bias(ql, kl, heads, off, dt));
+}
+
+/* ───────────────────────────── ponte.core.fast ───────────────────────────── */
+
+/* scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None) */
+static PyObject *py_sdpa(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *qo, *ko, *vo, *mo = Py_None, *so = Py_None;
+    double scale;
+    static char *kwlist[] = {"q", "k", "v", "scale", "mask", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|$dOO", kwlist, &qo, &ko, &vo, &scale, &mo, &so))
+        return NULL;
+    if (!kw || !PyDict_GetItemString(kw, "scale")) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scaled_dot_product_attention() missing required keyword argument 'scale'");
+        return NULL;
+    }
+    const char *mode = NULL;
+    PyObject *marr = NULL;
+    if (PyUnicode_Check(mo)) {
+        mode = PyUnicode_AsUTF8(mo);
+        if (!mode) return NULL;
+        if (strcmp(mode, "causal") != 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "[scaled_dot_product_attention] invalid mask option '%s'; must be 'causal' or an array", mode);
+            return NULL;
+        }
+    } else if (mo != Py_None) {
+        marr = mo;
+    }
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *q, *k, *v, *mask;
+    if (conv(&t, qo, &q) || conv(&t, ko, &k) || conv(&t, vo, &v) || conv_opt(&t, marr, &mask)) {
+        pp_stream_exit(pushed);
+        return abort3(&t);
+    }
+    PyObject *r = finish(&t, pn_fast_scaled_dot_product_attention(q, k, v, scale, mode, mask));
+    pp_stream_exit(pushed);
+    return r;
+}
+
+/* rope(a, dims, *, traditional, base, scale, offset, freqs=None, stream=None) */
+static PyObject *py_rope(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *ao, *bo = Py_None, *fo = Py_None, *so = Py_None, *oo = NULL;
+    int dims, trad = -1;
+    double scale = 0;
+    static char *kwlist[] = {"a", "dims", "traditional", "base", "scale", "offset", "freqs", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|$pOdOOO", kwlist, &ao, &dims, &trad, &bo, &scale,
+                                     &oo, &fo, &so))
+        return NULL;
+    if (trad < 0 || !oo || !kw || !PyDict_GetItemString(kw, "scale") || !PyDict_GetItemString(kw, "base")) {
+        PyErr_SetString(PyExc_TypeError,
+                        "rope() requires the keyword arguments traditional, base, scale and offset");
+        return NULL;
+    }
+    if (fo != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "[rope] freqs is not supported by Ponte");
+        return NULL;
+    }
+    if (bo == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "[rope] base must be given (freqs is not supported)");
+        return NULL;
+    }
+    double base = PyFloat_AsDouble(bo);
+    if (base == -1.0 && PyErr_Occurred()) return NULL;
+    long long offset;
+    if (PPArray_Check(oo)) {
+        offset = pn_item_int(PPARR(oo));
+        if (pn_last_error() != PN_OK) return pp_raise();
+    } else {
+        offset = PyLong_AsLongLong(oo);
+        if (offset == -1 && PyErr_Occurred()) return NULL;
+    }
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *a;
+    if (conv(&t, ao, &a)) {
+        pp_stream_exit(pushed);
+        return abort3(&t);
+    }
+    PyObject *r = finish(&t, pn_nn_rope(a, dims, trad != 0, base, scale, offset));
+    pp_stream_exit(pushed);
+    return r;
+}
+
+static PyMethodDef fast_methods[] = {
+    {"scaled_dot_product_attention", FNP(py_sdpa), VK,
+     "scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None): softmax(scale * q @ k.T + mask) @ v."},
+    {"rope", FNP(py_rope), VK,
+     "rope(a, dims, *, traditional, base, scale, offset, freqs=None, stream=None): rotary positional encoding."},
+    {NULL},
+};
+
 /* ───────────────────────────── module ───────────────────────────── */
 
 #define ACT_DEF(name) {#name, py_##name, METH_O, NULL},
@@ -498,6 +688,8 @@ static PyMethodDef nn_methods[] = {
     ACTIVATIONS(ACT_DEF)
     VA(leaky_relu) VA(elu) VA(celu) VA(hard_tanh) VA(glu) VA(linear) VA(embedding) VA(prelu)
     VA(layer_norm) VA(rms_norm) VA(dropout) VA(log_softmax)
+    VA(batch_norm) VA(group_norm) VA(instance_norm) VA(sinusoidal_positional_encoding)
+    VA(alibi_bias)
     VA(cross_entropy) VA(binary_cross_entropy) VA(mse_loss) VA(l1_loss) VA(smooth_l1_loss)
     VA(huber_loss) VA(nll_loss) VA(kl_div_loss)
     VA(init_uniform) VA(init_normal) VA(init_glorot_uniform) VA(init_glorot_normal)
@@ -513,5 +705,10 @@ int pp_init_nn(PyObject *m)
     if (PyModule_AddObjectRef(sub, "Optimizer", (PyObject *)&PPOptimizer_Type) ||
         PyModule_AddObjectRef(sub, "Schedule", (PyObject *)&PPSchedule_Type))
         return -1;
-    return 0;
+    /* ponte.core.fast is created (empty) by pp_init_ops; its functions live here */
+    PyObject *fast = PyObject_GetAttrString(m, "fast");
+    if (!fast) return -1;
+    int rc = PyModule_AddFunctions(fast, fast_methods);
+    Py_DECREF(fast);
+    return rc;
 }
