@@ -304,6 +304,7 @@ int pnC_buffer_to_host(pnC_buffer *b)
 int pnC_buffer_to_device(pnC_buffer *b, int stream)
 {
 #ifdef PONTE_HAS_GPU
+    if (b->device_valid && b->stream == stream) return 0; /* the common case: no lock */
     pthread_mutex_lock(&migrate_lock);
     int rc = 0;
     if (!b->device) {
