@@ -10,6 +10,12 @@ BUILD ?= build
 BUILD_ASAN ?= build-asan
 BUILD_SIM ?= build-gpusim
 CMAKE_FLAGS ?=
+# CUDA architectures for the builds made here: the GPU of this machine when it has one
+# ("native"), else sm_90 only, which checks that the CUDA sources compile without paying for
+# four architectures (CMake's own default, for packaging, is sm_80, 86, 89 and 90).
+HAVE_NVCC := $(shell command -v nvcc >/dev/null 2>&1 || test -x /usr/local/cuda/bin/nvcc && echo yes)
+CUDA_ARCHS ?= $(shell nvidia-smi -L 2>/dev/null | grep -q '^GPU' && echo native || echo 90)
+CUDA_FLAGS := $(if $(HAVE_NVCC),-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS))
 # libgomp's workers spin between parallel regions by default; on a machine shared with other
 # work that spinning starves the threads doing real work (10x slower training was seen), so
 # the entry points wait passively unless told otherwise.
@@ -23,7 +29,7 @@ deps:
 	@scripts/install-deps
 
 $(BUILD)/CMakeCache.txt: | deps
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) $(CUDA_FLAGS) $(CMAKE_FLAGS)
 
 build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
@@ -31,9 +37,11 @@ build: $(BUILD)/CMakeCache.txt
 test-release: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Host code under ASan+UBSan, without nvcc: sanitizers do not see device code (the kernels are
+# checked on the simulator below and by compute-sanitizer in scripts/gpu-check).
 $(BUILD_ASAN)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPONTE_SANITIZE=ON \
-	  -DPONTE_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	  -DPONTE_BUILD_BENCH=OFF -DPONTE_CUDA=OFF $(CMAKE_FLAGS)
 
 test-asan: $(BUILD_ASAN)/CMakeCache.txt
 	cmake --build $(BUILD_ASAN) -j $(JOBS)
