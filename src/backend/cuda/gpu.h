@@ -49,6 +49,9 @@ typedef struct pnG_layout {
 bool pnG_available(const char **reason);
 /* True when the backend runs on the simulated runtime (src/backend/cuda/sim). */
 bool pnG_simulated(void);
+/* How many threads device 0 holds resident at once (SMs x threads per SM): the size of a grid
+ * that fills the GPU, for kernels that split long rows across blocks. */
+int64_t pnG_resident_threads(void);
 
 /* Device memory for stream's work, at least nbytes (the pool rounds up). NULL with
  * PN_ERR_OUT_OF_MEMORY after the cache was released and the allocation retried. */

@@ -384,7 +384,7 @@ __global__ void reduce_cols(const typename Op::In *x, typename Op::O *out, typen
 #define RED_TARGET_THREADS 1024 /* small, so the tests take the split paths */
 #define RED_MIN_PER_THREAD 2
 #else
-#define RED_TARGET_THREADS (132 * 2048)
+#define RED_TARGET_THREADS pnG_resident_threads()
 #define RED_MIN_PER_THREAD 16
 #endif
 

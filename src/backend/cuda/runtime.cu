@@ -16,6 +16,7 @@ static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 static bool gpu_usable;
 static char gpu_reason[256];
 static cudaMemPool_t pool;
+static int64_t resident_threads = 132 * 2048; /* replaced by device 0's figure at detection */
 
 static void detect(void)
 {
@@ -49,6 +50,8 @@ static void detect(void)
                  prop.major, prop.minor);
         return;
     }
+    if (prop.multiProcessorCount > 0 && prop.maxThreadsPerMultiProcessor > 0)
+        resident_threads = (int64_t)prop.multiProcessorCount * prop.maxThreadsPerMultiProcessor;
     if (cudaDeviceGetDefaultMemPool(&pool, 0) != cudaSuccess) {
         snprintf(gpu_reason, sizeof gpu_reason, "%.100s has no stream-ordered memory pool", prop.name);
         cudaGetLastError();
@@ -65,6 +68,12 @@ extern "C" bool pnG_available(const char **reason)
     pthread_once(&detect_once, detect);
     if (reason) *reason = gpu_usable ? "" : gpu_reason;
     return gpu_usable;
+}
+
+extern "C" int64_t pnG_resident_threads(void)
+{
+    pthread_once(&detect_once, detect);
+    return resident_threads;
 }
 
 extern "C" bool pnG_simulated(void)
