@@ -1,5 +1,5 @@
 /* elementwise.c — GPU eval functions of the elementwise primitives (unary, binary, divmod,
- * where): the C glue around the launchers of elementwise.cu. Mirrors the CPU driver (ew_run
+ * where): the C glue around the launchers of elementwise_*.cu. Mirrors the CPU driver (ew_run
  * in backend/cpu/elementwise.c): a flat walk when every input is dense or a scalar, else a
  * strided layout; an input's buffer is donated to the output when nothing else holds it. */
 #include "backend/cuda/elementwise.h"

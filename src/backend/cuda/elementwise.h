@@ -1,4 +1,4 @@
-/* elementwise.h — launchers of the GPU elementwise kernels (elementwise.cu), called by their C
+/* elementwise.h — launchers of the GPU elementwise kernels (elementwise_*.cu), called by their C
  * glue (elementwise.c): one operand descriptor for every arity, an op number from the CPU
  * kernels' tables (backend/cpu/elementwise.h) and the node's pnK_ew_params. Plain C. */
 #ifndef PONTE_BACKEND_CUDA_ELEMENTWISE_H

@@ -1,8 +1,12 @@
-/* elementwise.cu — GPU kernels of every elementwise op (unary, binary, where; divmod is two
- * binary launches). One expression table per arity, keyed by the CPU's op enums and written
- * as the CPU's (backend/cpu/elementwise.c: same semantics, f16/bf16 computed in float), gives
- * a functor per (op, dtype); two generic kernels run any functor: a flat one (dense or scalar
- * operands, 16-byte vector loads and stores) and a strided one over a pnG_layout. */
+/* elementwise_ops.cuh — the GPU elementwise machinery shared by elementwise_unary.cu,
+ * elementwise_binary.cu and elementwise_where.cu (one header, three translation units so that
+ * nvcc compiles them in parallel). One expression table per arity, keyed by the CPU's op enums
+ * and written as the CPU's (backend/cpu/elementwise.c: same semantics, f16/bf16 computed in
+ * float), gives a functor per (op, dtype); two generic kernels run any functor: a flat one
+ * (dense or scalar operands, 16-byte vector loads and stores) and a strided one over a
+ * pnG_layout. */
+#ifndef PONTE_BACKEND_CUDA_ELEMENTWISE_OPS_CUH
+#define PONTE_BACKEND_CUDA_ELEMENTWISE_OPS_CUH
 
 #include "backend/cuda/common.cuh"
 #include "core/erfinv.h"
@@ -785,38 +789,6 @@ template <typename F> static int png_binary_run(const pnK_ew_params *prm, const 
     }
 }
 
-extern "C" int pnG_ew_unary(int op, const pnK_ew_params *prm, pn_dtype t, const pnG_ew_args *a)
-{
-    int rc = PNG_UNSUPPORTED;
-    png_dispatch(t, [&](auto tag) {
-        typedef typename decltype(tag)::type T;
-        switch (op) {
-#define PNG_UNARY_CASE(OP, ...)                                                                \
-    case PNK_U_##OP: rc = png_unary_run<png_unary_fn<PNK_U_##OP, T>>(prm, a); break;
-            PNG_UNARY_EXPRS(PNG_UNARY_CASE)
-#undef PNG_UNARY_CASE
-        default: break;
-        }
-    });
-    return rc;
-}
-
-extern "C" int pnG_ew_binary(int op, const pnK_ew_params *prm, pn_dtype t, const pnG_ew_args *a)
-{
-    int rc = PNG_UNSUPPORTED;
-    png_dispatch(t, [&](auto tag) {
-        typedef typename decltype(tag)::type T;
-        switch (op) {
-#define PNG_BINARY_CASE(OP, ...)                                                               \
-    case PNK_B_##OP: rc = png_binary_run<png_binary_fn<PNK_B_##OP, T>>(prm, a); break;
-            PNG_BINARY_EXPRS(PNG_BINARY_CASE)
-#undef PNG_BINARY_CASE
-        default: break;
-        }
-    });
-    return rc;
-}
-
 /* The unsigned type of each element size where moves. */
 template <int S> struct png_uint_of;
 template <> struct png_uint_of<1> {
@@ -832,17 +804,4 @@ template <> struct png_uint_of<8> {
     typedef uint64_t type;
 };
 
-extern "C" int pnG_ew_where(int op, const pnK_ew_params *prm, pn_dtype t, const pnG_ew_args *a)
-{
-    int rc = PNG_UNSUPPORTED;
-    png_dispatch(t, [&](auto tag) {
-        typedef typename png_uint_of<(int)sizeof(typename decltype(tag)::type)>::type U;
-        if (!a) {
-            rc = 0;
-            return;
-        }
-        rc = png_ew_run<U>(png_where_fn<U>(), a, "where", png_mkarg<uint8_t>(a, 0),
-                           png_mkarg<U>(a, 1), png_mkarg<U>(a, 2));
-    });
-    return rc;
-}
+#endif /* PONTE_BACKEND_CUDA_ELEMENTWISE_OPS_CUH */
