@@ -21,7 +21,7 @@ CUDA_FLAGS := $(if $(HAVE_NVCC),-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS))
 # the entry points wait passively unless told otherwise.
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: all deps build test test-release test-asan test-gpu-sim test-python bench train install clean
+.PHONY: all deps build test test-release test-asan test-gpu-sim test-python bench train char-lm install clean
 
 all: build
 
@@ -83,6 +83,14 @@ $(DATA)/.ready: | deps
 
 train: build $(DATA)/.ready
 	$(BUILD)/fashion_mnist --data $(DATA) --out $(BUILD)/fashion_mnist_out $(TRAIN_ARGS)
+
+# A small character-level transformer (examples/char_lm.c) on Debian's fortunes: 300 steps,
+# well under a minute on 2 cores. CHAR_LM_ARGS passes options (--steps, --device gpu, ...).
+CHAR_LM_ARGS ?=
+
+char-lm: build
+	@test -d /usr/share/games/fortunes || scripts/install-deps fortunes-min
+	$(BUILD)/char_lm $(CHAR_LM_ARGS)
 
 install: build
 	cmake --install $(BUILD)

@@ -704,6 +704,164 @@ static void bench_chain_peak(void)
     pn_release(half);
 }
 
+/* ───────────────────────────── char_lm training step ───────────────────────────── */
+/* One training step of examples/char_lm.c's default model (2 pre-norm layers of width 64, 4
+ * heads, MLP 256, a 96-symbol vocabulary, batch 16 x 64 tokens): forward and backward
+ * (pn_vjp), gradient clipping, the AdamW update, all evaluated. Figures: ms per step and
+ * tokens per second. Baseline (same run): cblas_sgemm running the step's matrix products —
+ * every projection's forward, input-gradient and weight-gradient GEMMs and the attention's
+ * per-head score and value products with their gradients — on buffers of the same shapes;
+ * ratio = GEMM time / step time (1: the step costs no more than its bare GEMMs). The step's
+ * loss must be finite and fall while the timed steps train on the same batch. */
+
+enum { CL_B = 16, CL_T = 64, CL_D = 64, CL_H = 4, CL_L = 2, CL_V = 96 };
+
+typedef struct {
+    pn_transformer_config cfg;
+    pn_params *params;
+    pn_optimizer *opt;
+    pn_closure *loss;
+    pn_array *x, *y; /* the fixed batch (B, T) of int32 tokens and targets */
+    int np;
+    char **names;
+    double last_loss;
+} charlm_ctx;
+
+static int charlm_loss(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    charlm_ctx *c = ctx;
+    pn_params *p = pn_params_new();
+    for (int i = 0; i < nin; i++) pn_params_set(p, c->names[i], in[i]);
+    pn_array *h = pn_add(pn_nn_embedding(c->x, pn_params_get(p, "embedding.weight")),
+                         pn_nn_sinusoidal_positional_encoding(pn_arange(0, CL_T, 1, PN_FLOAT32), CL_D, 1e-4, 1, 0,
+                                                              false, false));
+    h = pn_nn_transformer_encoder(h, (pn_attention_mask){"causal", NULL}, p, "transformer", &c->cfg, NULL);
+    pn_array *logits = pn_nn_linear(h, pn_params_get(p, "out_proj.weight"), pn_params_get(p, "out_proj.bias"));
+    pn_params_free(p);
+    out[0] = pn_nn_cross_entropy(logits, c->y, -1, 0.0, PN_REDUCTION_MEAN);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+static int run_charlm_step(void *p)
+{
+    charlm_ctx *c = p;
+    pn_scope_push();
+    pn_array *prim[64], *grads[64], *loss = NULL, *one = pn_scalar(1.0, PN_FLOAT32);
+    for (int i = 0; i < c->np; i++) prim[i] = pn_params_get(c->params, c->names[i]);
+    int nout = 0, rc = pn_vjp(c->loss, c->np, prim, 1, &one, &nout, &loss, grads);
+    pn_params *g = rc == 0 ? pn_params_new() : NULL;
+    for (int i = 0; g && i < c->np; i++) rc |= pn_params_set(g, c->names[i], grads[i]);
+    if (rc == 0 && (!pn_clip_grad_norm(g, 1.0) || pn_optimizer_update(c->opt, c->params, g) != 0)) rc = -1;
+    pn_params_free(g);
+    if (rc == 0) {
+        pn_params *st = pn_optimizer_state(c->opt);
+        int n = 1 + c->np + pn_params_count(st), k = 0;
+        pn_array **all = malloc(sizeof *all * (size_t)n);
+        all[k++] = loss;
+        for (int i = 0; i < c->np; i++) all[k++] = pn_params_at(c->params, i);
+        for (int i = 0; i < pn_params_count(st); i++) all[k++] = pn_params_at(st, i);
+        rc = pn_eval(all, n);
+        free(all);
+        if (rc == 0) c->last_loss = pn_item(loss);
+    }
+    pn_scope_pop();
+    return rc;
+}
+
+/* The step's GEMMs: {m, k, n, count}, each run forward (m x k)(k x n) and as its two
+ * gradient products of the same FLOPs. */
+static const int charlm_gemms[][4] = {
+    {CL_B * CL_T, CL_D, CL_D, 4 * CL_L},   /* q, k, v, out projections */
+    {CL_B * CL_T, CL_D, 4 * CL_D, CL_L},   /* linear1 */
+    {CL_B * CL_T, 4 * CL_D, CL_D, CL_L},   /* linear2 */
+    {CL_T, CL_D / CL_H, CL_T, CL_B * CL_H * CL_L}, /* scores q k^T per head */
+    {CL_T, CL_T, CL_D / CL_H, CL_B * CL_H * CL_L}, /* probabilities @ v per head */
+    {CL_B * CL_T, CL_D, CL_V, 1},          /* the output head */
+};
+
+typedef struct {
+    float *a, *b, *c;
+} charlm_gemm_bufs;
+
+static int run_charlm_gemms(void *p)
+{
+    charlm_gemm_bufs *g = p;
+    for (size_t s = 0; s < sizeof charlm_gemms / sizeof charlm_gemms[0]; s++) {
+        int m = charlm_gemms[s][0], k = charlm_gemms[s][1], n = charlm_gemms[s][2];
+        int dims[3][3] = {{m, k, n}, {m, n, k}, {k, m, n}}; /* forward, dA = dC B^T, dB = A^T dC */
+        for (int r = 0; r < charlm_gemms[s][3]; r++)
+            for (int d = 0; d < 3; d++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dims[d][0], dims[d][2], dims[d][1], 1.0f,
+                            g->a, dims[d][1], g->b, dims[d][2], 0.0f, g->c, dims[d][2]);
+    }
+    return 0;
+}
+
+static void bench_char_lm(void)
+{
+    const char *n1 = "char_lm_train_step", *n2 = "char_lm_tokens";
+    charlm_ctx c = {.cfg = {.dims = CL_D, .num_heads = CL_H, .num_encoder_layers = CL_L, .norm_first = true}};
+    pn_scope_push(); /* the setup's temporaries */
+    pn_array *keys = pn_random_split(pn_random_key(0), 4), *k[4];
+    for (int i = 0; i < 4; i++) k[i] = pn_take(keys, pn_scalar_int(i, PN_INT32), 0);
+    c.params = pn_params_new();
+    int64_t vd[2] = {CL_V, CL_D}, v1[1] = {CL_V};
+    int rc = c.params && k[3] ? 0 : -1;
+    if (rc == 0) rc = pn_params_set(c.params, "embedding.weight", pn_nn_init_normal(vd, 2, PN_FLOAT32, 0, 0.125, k[0]));
+    if (rc == 0) rc = pn_nn_transformer_init(c.params, "transformer", PN_TRANSFORMER_ENCODER, &c.cfg, k[1]);
+    if (rc == 0) rc = pn_params_set(c.params, "out_proj.weight", pn_nn_init_uniform(vd, 2, PN_FLOAT32, -0.125, 0.125, k[2]));
+    if (rc == 0) rc = pn_params_set(c.params, "out_proj.bias", pn_nn_init_uniform(v1, 1, PN_FLOAT32, -0.125, 0.125, k[3]));
+    int32_t tok[CL_B * (CL_T + 1)];
+    for (int i = 0; i < CL_B * (CL_T + 1); i++) tok[i] = (int32_t)((rand_uniform() + 1.0f) * 0.5f * (CL_V - 1));
+    int64_t bt[2] = {CL_B, CL_T + 1};
+    pn_array *all = rc == 0 ? pn_array_from_data(tok, bt, 2, PN_INT32) : NULL;
+    int64_t lo0[2] = {0, 0}, hi0[2] = {CL_B, CL_T}, lo1[2] = {0, 1}, hi1[2] = {CL_B, CL_T + 1};
+    c.x = pn_retain(pn_slice(all, lo0, hi0, NULL, 2)); /* NULL-safe */
+    c.y = pn_retain(pn_slice(all, lo1, hi1, NULL, 2));
+    if (rc == 0) rc = pn_params_eval(c.params);
+    pn_scope_pop();
+    c.np = pn_params_count(c.params);
+    c.names = calloc((size_t)c.np + 1, sizeof *c.names);
+    for (int i = 0; i < c.np; i++) c.names[i] = strdup(pn_params_name(c.params, i));
+    c.opt = pn_optim_adamw(3e-3, 0.9, 0.999, 1e-8, 0.01, false);
+    c.loss = pn_closure_new(charlm_loss, &c, NULL);
+    size_t big = (size_t)CL_B * CL_T * 4 * CL_D;
+    charlm_gemm_bufs g = {host_buffer((int64_t)big), host_buffer((int64_t)big), host_buffer((int64_t)big)};
+    for (size_t i = 0; g.a && g.b && i < big; i++) g.a[i] = rand_uniform(), g.b[i] = rand_uniform();
+    double tp = -1, tc = -1, first = NAN;
+    if (rc != 0 || !c.x || !c.y || !c.opt || !c.loss || c.np > 64 || !g.a || !g.b || !g.c) {
+        if (!pn_last_error()) snprintf(bench_msg, sizeof bench_msg, "setup failed (out of memory?)");
+    } else if (run_charlm_step(&c) == 0) {
+        first = c.last_loss;
+        if (!isfinite(first)) snprintf(bench_msg, sizeof bench_msg, "the loss is %g", first);
+        else if (bench_pair(run_charlm_step, &c, run_charlm_gemms, &g, 2, 30, 6.0, &tp, &tc) != 0) tp = -1;
+        else if (!(c.last_loss < first)) {
+            snprintf(bench_msg, sizeof bench_msg, "the loss did not fall (%.4f -> %.4f)", first, c.last_loss);
+            tp = -1;
+        }
+    }
+    if (tp > 0) {
+        report(n1, tp * 1e3, "ms/step", tc / tp, "sgemm_same_gemms");
+        report(n2, CL_B * CL_T / tp, "tokens/s", tc / tp, "sgemm_same_gemms");
+        NOTE("%d layers x %d dims, batch %d x %d tokens: step %.2f ms, its GEMMs in cblas %.2f ms; loss %.3f -> %.3f\n",
+             CL_L, CL_D, CL_B, CL_T, tp * 1e3, tc * 1e3, first, c.last_loss);
+    } else {
+        const char *msg = bench_msg[0] ? bench_msg : pn_last_error_message();
+        printf("bench %s: error: %s\nbench %s: error: %s\n", n1, msg, n2, msg);
+        bench_msg[0] = 0;
+        pn_clear_error();
+    }
+    pn_closure_release(c.loss);
+    pn_optimizer_free(c.opt);
+    pn_params_free(c.params);
+    pn_release(c.x);
+    pn_release(c.y);
+    for (int i = 0; i < c.np; i++) free(c.names[i]);
+    free(c.names);
+    free(g.a), free(g.b), free(g.c);
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 /* bench/bench_conv.c: conv2d forward + backward against sgemm of the same FLOPs. */
@@ -719,6 +877,7 @@ static const struct {
     {"op_overhead", bench_op_overhead},
     {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},
     {"conv2d_fwd_bwd", bench_conv},
+    {"char_lm_train_step char_lm_tokens", bench_char_lm},
 };
 
 /* ponte_bench [WORD...]: runs every group, or those whose figure names contain a WORD. */

@@ -1,6 +1,6 @@
 """bench_python.py — the Python figures of `make bench`: per-op overhead (Ponte, numpy, MLX) and
 one training step of the Fashion-MNIST MLP and CNN written once and run through ponte and
-through MLX (and PyTorch when it is importable), on the CPU, in one run:
+through MLX (mlx.core/nn/optimizers, the API ponte copies), on the CPU, in one run:
     bench NAME: VALUE UNIT (ratio R vs BASELINE)
 R is Ponte's time over the baseline's (lower is better; 0.5 = Ponte takes half the time).
 Each side alternates with its baseline round by round and keeps its best time, so both see the

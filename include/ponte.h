@@ -455,6 +455,74 @@ pn_array *pn_trace(pn_array *a, int offset, int axis1, int axis2);
 pn_array *pn_diag(pn_array *a, int k);
 pn_array *pn_diagonal(pn_array *a, int offset, int axis1, int axis2);
 
+/* ─────────────── compositions of the ops above (src/ops/compose.c) ─────────────── */
+/* mlx.core functions built only from existing ops: they run on every backend and their
+ * derivatives come from their parts. */
+
+/* Kronecker product: the inputs padded with leading 1s to a common rank r; the result has
+ * extents a_i * b_i, element [i*b + j] = a[i] * b[j] per axis. 0-d inputs: their product. */
+pn_array *pn_kron(pn_array *a, pn_array *b);
+/* The n-th discrete difference along axis (a[1:] - a[:-1], n times; bool: a[1:] != a[:-1]).
+ * n >= 0; a must have at least one dimension. */
+pn_array *pn_diff(pn_array *a, int n, int axis);
+/* Median over axes (NULL: all) from a sort: the middle element, or the mean of the two middle
+ * ones. Floating inputs keep their dtype, others give float32; an empty reduction is NaN. */
+pn_array *pn_median(pn_array *a, const int *axes, int naxes, bool keepdims);
+/* Number of non-zero elements over axes (NULL: all), int32. */
+pn_array *pn_count_nonzero(pn_array *a, const int *axes, int naxes, bool keepdims);
+/* Insertion points of values in the ascending 1-d sorted_sequence (uint32, values' shape):
+ * the count of elements < value (right: <= value). */
+pn_array *pn_searchsorted(pn_array *sorted_sequence, pn_array *values, bool right);
+/* sum(conj(a) * b) along axis of the broadcast inputs. */
+pn_array *pn_vecdot(pn_array *a, pn_array *b, int axis);
+/* Walsh-Hadamard transform of the last axis (size a power of two), times *scale (NULL:
+ * 1/sqrt(n)): hadamard(n) @ x in Sylvester's order. Non-floating inputs give float32. */
+pn_array *pn_hadamard_transform(pn_array *a, const double *scale);
+/* mlx.core.slice: the block of extents slice_size (nsize == ndim(a) entries) of a, starting
+ * at the integer array start (naxes elements) along axes and at 0 along the other axes. */
+pn_array *pn_slice_dynamic(pn_array *a, pn_array *start, const int *axes, int naxes,
+                           const int64_t *slice_size, int nsize);
+/* mlx.core.slice_update: a copy of a with update (cast to a's dtype, leading 1s added up to
+ * ndim(a)) written at the integer array start (naxes elements) along axes, 0 elsewhere. */
+pn_array *pn_slice_update_dynamic(pn_array *a, pn_array *update, pn_array *start,
+                                  const int *axes, int naxes);
+/* numpy's (and mlx.core's) windows of m points, float32: bartlett 1 - |2n/(m-1) - 1|, and the
+ * cosine sums a0 - a1 cos(2 pi n/(m-1)) + a2 cos(4 pi n/(m-1)) of blackman (0.42, 0.5, 0.08),
+ * hamming (0.54, 0.46) and hanning (0.5, 0.5). m == 1 gives [1]; m <= 0 an empty array. */
+typedef enum pn_window_kind {
+    PN_WINDOW_BARTLETT = 0,
+    PN_WINDOW_BLACKMAN,
+    PN_WINDOW_HAMMING,
+    PN_WINDOW_HANNING
+} pn_window_kind;
+pn_array *pn_window(pn_window_kind kind, int64_t m);
+/* a's bytes reinterpreted as dtype; the last axis scales by itemsize ratio (must divide; a
+ * 0-d array only between types of one size). Evaluates a: a new array, not traceable by
+ * grad/vjp/jvp/vmap (an error inside them). */
+pn_array *pn_view(pn_array *a, pn_dtype dtype);
+
+/* mlx.core.linalg over (batches of) floating matrices in the last two axes, as elimination
+ * loops of the ops above (n steps for n×n). Failures of the math (a singular or indefinite
+ * matrix) show as inf/NaN in the result, not as errors. */
+/* L with a = L L^T (upper: U with a = U^T U) from the lower triangle of a. */
+pn_array *pn_linalg_cholesky(pn_array *a, bool upper);
+/* x with a x = b for triangular a (only its lower, or upper, triangle is read); b (n,) or
+ * (..., n, k), batch dims broadcast; dtypes promote to a floating type. */
+pn_array *pn_linalg_solve_triangular(pn_array *a, pn_array *b, bool upper);
+/* The inverse of a triangular matrix. */
+pn_array *pn_linalg_tri_inv(pn_array *a, bool upper);
+/* The inverse of L L^T (upper: U^T U) from its Cholesky factor. */
+pn_array *pn_linalg_cholesky_inv(pn_array *l, bool upper);
+/* The inverse of a (Gauss-Jordan with partial pivoting). */
+pn_array *pn_linalg_inv(pn_array *a);
+/* x with a x = b; b (n,) or (..., n, k), batch dims broadcast. */
+pn_array *pn_linalg_solve(pn_array *a, pn_array *b);
+/* Reduced QR of a (..., m, n): q (..., m, k) with orthonormal columns, r (..., k, n) upper
+ * triangular, k = min(m, n), signs as LAPACK's Householder QR. Returns 0 or -1. */
+int pn_linalg_qr(pn_array *a, pn_array **q, pn_array **r);
+/* Cross product of 3-vectors (2-vectors get a zero third component) along axis. */
+pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis);
+
 /* ───────────────────────────── convolution ───────────────────────────── */
 /* mlx.core's convolutions. Layouts as MLX: input (N, spatial..., C_in) ("NHWC"), weight
  * (C_out, kernel spatial..., C_in / groups), output (N, out spatial..., C_out). Input and
@@ -581,6 +649,13 @@ pn_closure *pn_grad(pn_closure *f, const int *argnums, int nargnums);
 /* As pn_grad, but the closure returns all of f's outputs (the value and any auxiliary
  * outputs) followed by the gradients. */
 pn_closure *pn_value_and_grad(pn_closure *f, const int *argnums, int nargnums);
+/* Calls f at in and differentiates its first output (0-d) with respect to the nargnums inputs
+ * listed in argnums (negative: from the end): f's outputs go to out (count in *nout, room for
+ * PN_MAX_OUTPUTS), the gradients to grads[nargnums], with no limit on their number (the
+ * closures of pn_grad and pn_value_and_grad return at most PN_MAX_OUTPUTS arrays in all).
+ * New arrays, owned like op results. Returns 0, or -1 with an error and nothing returned. */
+int pn_value_and_grad_call(pn_closure *f, int nin, pn_array *const *in, const int *argnums,
+                           int nargnums, int *nout, pn_array **out, pn_array **grads);
 /* A closure equal to f that keeps only its inputs for the backward pass and recomputes the
  * rest there (gradient checkpointing). */
 pn_closure *pn_checkpoint(pn_closure *f);
@@ -735,6 +810,35 @@ pn_array *pn_nn_avg_pool2d(pn_array *x, const int *kernel_size, const int *strid
 pn_array *pn_nn_avg_pool3d(pn_array *x, const int *kernel_size, const int *stride,
                            const int *padding);
 
+/* Recurrent layers, upsampling and bilinear (mlx.nn.RNN, GRU, LSTM, Upsample, Bilinear) over
+ * given weights, in MLX's layouts. x is (..., L, D) (usually (N, L, D) or (L, D), L >= 1);
+ * initial states broadcast against (..., H) and NULL means zeros; each returns every hidden
+ * state, shape (..., L, H), in the promoted dtype. */
+/* Elman RNN: h_t = f(x_t @ Wxh + bias + h_{t-1} @ Whh), Wxh (D, H), Whh (H, H), bias (H,) or
+ * NULL. nonlinearity maps one array to one array of the same shape (NULL: tanh). */
+pn_array *pn_nn_rnn(pn_array *x, pn_array *wxh, pn_array *whh, pn_array *bias, pn_array *hidden,
+                    pn_closure *nonlinearity);
+/* GRU with Wx (D, 3H), Wh (H, 3H) (column blocks r, z, n), b (3H,) and bhn (H,) (each may be
+ * NULL): r, z = sigmoid(x_t Wx_rz + b_rz + h Wh_rz), n = tanh(x_t Wx_n + b_n + r * (h Wh_n +
+ * bhn)), h' = (1 - z) * n + z * h. */
+pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_array *bhn,
+                    pn_array *hidden);
+/* LSTM with Wx (D, 4H), Wh (H, 4H) (column blocks i, f, g, o), bias (4H,) or NULL: c' = f * c +
+ * i * g, h' = o * tanh(c') (i, f, o sigmoid, g tanh). Returns the hidden states; *cell_out (if
+ * cell_out is non-NULL) receives the cell states, same shape (NULL on error). */
+pn_array *pn_nn_lstm(pn_array *x, pn_array *wx, pn_array *wh, pn_array *bias, pn_array *hidden,
+                     pn_array *cell, pn_array **cell_out);
+/* Upsamples the spatial axes of x (N, spatial..., C; at least one): axis of size n becomes
+ * int(scale * n), with nscale 1 (every axis) or ndim - 2 positive scales (fractions allowed).
+ * mode "nearest" (or NULL), "linear" or "cubic" (a = -0.75), MLX's sampling grid;
+ * align_corners maps the corner samples onto each other (linear, cubic). Nearest keeps x's
+ * dtype, linear and cubic promote it with float32. */
+pn_array *pn_nn_upsample(pn_array *x, const double *scale, int nscale, const char *mode,
+                         bool align_corners);
+/* y[..., o] = x2[..., :] @ weight[o] @ x1[..., :] + bias[o] for x1 (..., in1), x2 (..., in2)
+ * with the same leading shape, weight (out, in2, in1), bias (out,) or NULL: (..., out). */
+pn_array *pn_nn_bilinear(pn_array *x1, pn_array *x2, pn_array *weight, pn_array *bias);
+
 /* ───────────────────────────── parameter trees ───────────────────────────── */
 /* An ordered map from dotted names ("layers.0.weight", as mlx.utils.tree_flatten writes them)
  * to arrays: a model's parameters, its gradients, an optimizer's state. The map holds its own
@@ -755,6 +859,87 @@ pn_array *pn_params_at(const pn_params *p, int i);
 pn_params *pn_params_subtree(const pn_params *p, const char *prefix);
 /* Evaluates every array in the map. */
 int pn_params_eval(const pn_params *p);
+
+/* ───────────────────────────── nn: transformer blocks ───────────────────────────── */
+/* mlx.nn.TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder,
+ * TransformerDecoder and Transformer as functions over parameter trees holding MLX's names
+ * (under prefix; NULL or "" for none), so weights saved by MLX load unchanged:
+ *   encoder layer: attention.{query,key,value,out}_proj.weight (dims, dims; no biases),
+ *                  ln1/ln2.{weight,bias} (dims), linear1.weight (mlp, dims), linear1.bias (mlp),
+ *                  linear2.weight (dims, mlp), linear2.bias (dims)
+ *   decoder layer: self_attention.*, cross_attention.* (as attention.*), ln1/ln2/ln3, linear1/2
+ *   encoder / decoder: layers.<i>.<layer names> for i < num_*_layers, ln.{weight,bias}
+ *   transformer: encoder.<encoder names>, decoder.<decoder names>
+ * x, memory: (B, L, dims) (or unbatched (L, dims), which MLX does not take). A layer computes,
+ * with norm_first (pre-norm, MLX's default), x += drop(attn(ln1(x))) [decoder: then
+ * x += drop(cross_attn(ln2(x), memory))], x += linear2(drop(act(linear1(ln_last(x))))); without
+ * it, MLX's post-norm order, whose decoder queries the cross attention with the self-attention
+ * output (as MLX does). Attention is mlx.nn.MultiHeadAttention: per-head scale 1/sqrt(dims /
+ * num_heads) through pn_fast_scaled_dot_product_attention. Layer norms use eps 1e-5. Errors
+ * (shapes, missing or misshapen parameters, a bad config) return NULL. */
+
+/* An attention mask as pn_fast_scaled_dot_product_attention takes it: mode NULL or "" with
+ * array NULL (no mask) or an additive / boolean array broadcasting to (B, num_heads, L, S);
+ * "array" with an array; "causal" with array NULL. (pn_attention_mask){0} is no mask. */
+typedef struct pn_attention_mask {
+    const char *mode;
+    pn_array *array;
+} pn_attention_mask;
+
+typedef struct pn_transformer_config {
+    int dims;               /* model width, the last axis of x and memory */
+    int num_heads;          /* attention heads; must divide dims */
+    int mlp_dims;           /* hidden width of each layer's MLP; 0: 4 * dims (MLX's None) */
+    int num_encoder_layers; /* layers of an encoder (pn_nn_transformer_encoder, transformer) */
+    int num_decoder_layers; /* layers of a decoder */
+    double dropout;         /* in [0, 1): dropout after each attention and after the MLP's
+                             * activation. Applied whenever > 0: set 0 for inference (what
+                             * Module.eval() does in MLX) */
+    pn_closure *activation; /* the MLP's activation, one array in, one out (borrowed); NULL:
+                             * pn_nn_relu */
+    bool norm_first;        /* pre-norm layers (MLX's default: true) */
+} pn_transformer_config;
+
+/* Which block pn_nn_transformer_init creates. */
+typedef enum pn_transformer_part {
+    PN_TRANSFORMER_ENCODER_LAYER = 0,
+    PN_TRANSFORMER_DECODER_LAYER,
+    PN_TRANSFORMER_ENCODER,
+    PN_TRANSFORMER_DECODER,
+    PN_TRANSFORMER
+} pn_transformer_part;
+
+/* Adds the float32 parameters of part to params under prefix, in MLX's order and with MLX's
+ * initialization: every linear weight and bias uniform(-1/sqrt(in), 1/sqrt(in)), layer norms
+ * weight 1, bias 0. key NULL draws from the global random state (the same draws, in the same
+ * order, as constructing the mlx.nn module); otherwise each tensor gets its own key split from
+ * key. Returns 0, or -1 with an error (params may then hold some of the entries). */
+int pn_nn_transformer_init(pn_params *params, const char *prefix, pn_transformer_part part,
+                           const pn_transformer_config *cfg, pn_array *key);
+/* The blocks' forward passes (see the block comment above); each returns x's shape. key
+ * (NULL: the global random state) seeds the dropout masks when cfg->dropout > 0. */
+pn_array *pn_nn_transformer_encoder_layer(pn_array *x, pn_attention_mask mask,
+                                          const pn_params *params, const char *prefix,
+                                          const pn_transformer_config *cfg, pn_array *key);
+pn_array *pn_nn_transformer_decoder_layer(pn_array *x, pn_array *memory,
+                                          pn_attention_mask x_mask,
+                                          pn_attention_mask memory_mask,
+                                          const pn_params *params, const char *prefix,
+                                          const pn_transformer_config *cfg, pn_array *key);
+/* cfg->num_encoder_layers layers, then the final layer norm "ln". */
+pn_array *pn_nn_transformer_encoder(pn_array *x, pn_attention_mask mask,
+                                    const pn_params *params, const char *prefix,
+                                    const pn_transformer_config *cfg, pn_array *key);
+/* cfg->num_decoder_layers layers over memory, then the final layer norm "ln". */
+pn_array *pn_nn_transformer_decoder(pn_array *x, pn_array *memory, pn_attention_mask x_mask,
+                                    pn_attention_mask memory_mask, const pn_params *params,
+                                    const char *prefix, const pn_transformer_config *cfg,
+                                    pn_array *key);
+/* decoder(tgt, encoder(src, src_mask), tgt_mask, memory_mask): (B, L_tgt, dims). */
+pn_array *pn_nn_transformer(pn_array *src, pn_array *tgt, pn_attention_mask src_mask,
+                            pn_attention_mask tgt_mask, pn_attention_mask memory_mask,
+                            const pn_params *params, const char *prefix,
+                            const pn_transformer_config *cfg, pn_array *key);
 
 /* ───────────────────────────── optimizers ───────────────────────────── */
 
@@ -794,6 +979,38 @@ int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *gra
 /* The optimizer's state ("step", "<param>.m", ...) — borrowed; save/load it for resuming. */
 pn_params *pn_optimizer_state(pn_optimizer *o);
 void pn_optimizer_free(pn_optimizer *o);
+
+/* Adafactor, Muon and parameter groups. */
+/* Adafactor as mlx.optimizers.Adafactor: factored second moments (state "<p>.exp_avg_sq_row",
+ * shape[:-1], and "<p>.exp_avg_sq_col", shape[:-2] + shape[-1:]) for parameters with ndim >= 2,
+ * "<p>.exp_avg_sq" otherwise, "<p>.exp_avg" when beta_1 is not NAN (NAN = MLX's None); the
+ * update is clipped to RMS clip_threshold. relative_step: the step size is
+ * min(warmup_init ? 1e-6 t : 1e-2, 1/sqrt(t)) and lr is ignored (it may be NAN); else lr.
+ * scale_parameter multiplies it by max(eps2, RMS(param)). MLX's defaults: eps1 1e-30, eps2
+ * 1e-3, clip_threshold 1, decay_rate -0.8, beta_1 NAN, weight_decay 0, true, true, false.
+ * NULL (invalid argument) when lr is NAN without relative_step or clip_threshold <= 0. */
+pn_optimizer *pn_optim_adafactor(double lr, double eps1, double eps2, double clip_threshold,
+                                 double decay_rate, double beta_1, double weight_decay,
+                                 bool scale_parameter, bool relative_step, bool warmup_init);
+/* Muon as mlx.optimizers.Muon: v = momentum v + (1 - momentum)(g + weight_decay p), Nesterov
+ * by default; for ndim >= 2 the update is orthogonalised by ns_steps Newton-Schulz iterations
+ * (coefficients 3.4445, -4.7750, 2.0315; beyond 2-d on the (shape[0], -1) matrix) and the step
+ * scaled by sqrt(max(1, shape[-2] / shape[-1])); ndim < 2 takes the momentum step. State
+ * "<p>.v". MLX's defaults: momentum 0.95, weight_decay 0.01, nesterov true, ns_steps 5. NULL
+ * (invalid argument) when ns_steps < 0. */
+pn_optimizer *pn_optim_muon(double lr, double momentum, double weight_decay, bool nesterov,
+                            int ns_steps);
+/* Parameter groups: parameters whose name is one of prefixes[0..n) or lies under one
+ * ("layers.0" matches "layers.0.weight", not "layers.01.weight"; "" matches every name) are
+ * updated with rule's update rule, hyperparameters and schedule instead of o's. Groups are
+ * tried in the order added and the first match wins; other parameters use o's own rule. o
+ * takes ownership of rule, also on failure (unless rule is o). All slots live in o's state
+ * ("<param>.<slot>") beside one shared "step", so saving pn_optimizer_state(o) saves the
+ * groups too; rule's own state stays unused and its step follows o's. Returns the group's
+ * index (0, 1, ...), or -1 (invalid argument: NULL, rule == o, rule has groups, bad prefixes). */
+int pn_optimizer_add_group(pn_optimizer *o, const char *const *prefixes, int n, pn_optimizer *rule);
+/* The optimizer of group i of o (borrowed; e.g. to set its schedule), or NULL. */
+pn_optimizer *pn_optimizer_group(pn_optimizer *o, int i);
 /* Scales grads so that their global L2 norm is at most max_norm; returns the norm before
  * clipping (a scalar array) or NULL. */
 pn_array *pn_clip_grad_norm(pn_params *grads, double max_norm);

@@ -1,6 +1,6 @@
-/* test_optimizers.c — every optimizer's first steps against its formula computed here in
- * float64, schedules against theirs, global-norm clipping, and resuming from saved state
- * equal to training without a stop. */
+/* test_optimizers.c — every optimizer's first steps (Adafactor and Muon included) against its
+ * formula computed here in float64, parameter groups, schedules, global-norm clipping, and
+ * resuming from saved state equal to training without a stop. */
 #include "harness.h"
 
 #include <string.h>
@@ -236,6 +236,581 @@ TEST(resume_equals_uninterrupted)
     pn_optimizer_free(b);
     pn_params_free(pa);
     pn_params_free(pb);
+    pn_params_free(grads);
+    pn_scope_pop();
+}
+
+/* ───────────────────────────── Adafactor ───────────────────────────── */
+
+typedef struct {
+    const char *name;
+    double lr, eps1, eps2, clip, decay, beta1, wd;
+    bool scale, relative, warmup;
+} af_config;
+
+static double ref_rms(const double *x, int n)
+{
+    double s = 0;
+    for (int i = 0; i < n; i++) s += x[i] * x[i];
+    return sqrt(s / n);
+}
+
+/* One Adafactor step (mlx.optimizers.Adafactor) on p viewed as nb matrices (m, n) when
+ * factored, else as a vector of nb * m * n; row (nb*m), col (nb*n), v, ea: the slots. */
+static void ref_adafactor(const af_config *c, double *p, const double *g, int nb, int m, int n,
+                          bool factored, double *row, double *col, double *v, double *ea, int t)
+{
+    enum { MAXE = 64 };
+    int size = nb * m * n;
+    double u[MAXE];
+    double rel = c->relative ? fmin(c->warmup ? 1e-6 * t : 1e-2, 1 / sqrt(t)) : c->lr;
+    double alpha = c->scale ? fmax(c->eps2, ref_rms(p, size)) * rel : rel;
+    double b2 = 1 - pow(t, c->decay);
+    for (int i = 0; i < size; i++) u[i] = g[i] * g[i] + c->eps1;
+    if (factored) {
+        for (int b = 0; b < nb; b++) {
+            const double *ub = u + b * m * n;
+            for (int i = 0; i < m; i++) {
+                double s = 0;
+                for (int j = 0; j < n; j++) s += ub[i * n + j];
+                row[b * m + i] = b2 * row[b * m + i] + (1 - b2) * s / n;
+            }
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int i = 0; i < m; i++) s += ub[i * n + j];
+                col[b * n + j] = b2 * col[b * n + j] + (1 - b2) * s / m;
+            }
+            double rmean = 0;
+            for (int i = 0; i < m; i++) rmean += row[b * m + i] / m;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) {
+                    int e = b * m * n + i * n + j;
+                    u[e] = g[e] / sqrt(row[b * m + i] / rmean) / sqrt(col[b * n + j]);
+                }
+        }
+    } else {
+        for (int i = 0; i < size; i++) {
+            v[i] = b2 * v[i] + (1 - b2) * u[i];
+            u[i] = g[i] / sqrt(v[i]);
+        }
+    }
+    double d = fmax(ref_rms(u, size) / c->clip, 1.0);
+    for (int i = 0; i < size; i++) {
+        u[i] = alpha * u[i] / d;
+        if (!isnan(c->beta1)) u[i] = ea[i] = c->beta1 * ea[i] + (1 - c->beta1) * u[i];
+        if (c->wd != 0) p[i] -= p[i] * alpha * c->wd;
+        p[i] -= u[i];
+    }
+}
+
+static pn_optimizer *make_adafactor(const af_config *c)
+{
+    return pn_optim_adafactor(c->lr, c->eps1, c->eps2, c->clip, c->decay, c->beta1, c->wd, c->scale,
+                              c->relative, c->warmup);
+}
+
+/* Checks state slot name of o against ref (count values, shape given). */
+static void check_slot(pn_optimizer *o, const char *name, const int64_t *shape, int ndim,
+                       const double *ref, const char *what)
+{
+    pn_array *a = pn_params_get(pn_optimizer_state(o), name);
+    CHECK_MSG(a != NULL, "%s: no state %s", what, name);
+    if (a) test_check_values(what, a, shape, ndim, PN_FLOAT64, ref, 1e-9, 1e-13);
+}
+
+TEST(adafactor_matches_formulas)
+{
+    const af_config configs[] = {
+        {"defaults", NAN, 1e-30, 1e-3, 1.0, -0.8, NAN, 0, true, true, false},
+        {"lr, unscaled", 0.05, 1e-30, 1e-3, 1.0, -0.8, NAN, 0, false, false, false},
+        {"beta_1+wd+warmup", NAN, 1e-30, 1e-3, 1.0, -0.8, 0.9, 0.1, true, true, true},
+        {"clip 0.3, scaled lr", 0.02, 1e-30, 0.5, 0.3, -0.5, 0.5, 0.05, true, false, false},
+    };
+    /* shapes: a vector (unfactored), a matrix and a batch of matrices (factored), a scalar */
+    const int64_t shapes[4][3] = {{6}, {3, 4}, {2, 3, 4}, {0}};
+    const int ndims[4] = {1, 2, 3, 0};
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
+        const af_config *c = &configs[k];
+        for (int sh = 0; sh < 4; sh++) {
+            pn_scope_push();
+            int nd = ndims[sh], nb = nd == 3 ? (int)shapes[sh][0] : 1;
+            int m = nd >= 2 ? (int)shapes[sh][nd - 2] : 1, n = nd >= 1 ? (int)shapes[sh][nd - 1] : 1;
+            int size = nb * m * n;
+            double p[24], g[24], row[24] = {0}, col[24] = {0}, v[24] = {0}, ea[24] = {0};
+            for (int i = 0; i < size; i++) p[i] = test_uniform(-1, 1);
+            pn_params *params = pn_params_new(), *grads = pn_params_new();
+            pn_params_set(params, "w", pn_array_from_data(p, shapes[sh], nd, PN_FLOAT64));
+            pn_optimizer *o = make_adafactor(c);
+            CHECK_OK(o);
+            for (int t = 1; t <= 3 && o; t++) {
+                for (int i = 0; i < size; i++) g[i] = test_uniform(-1, 1);
+                pn_params_set(grads, "w", pn_array_from_data(g, shapes[sh], nd, PN_FLOAT64));
+                CHECK(pn_optimizer_update(o, params, grads) == 0);
+                ref_adafactor(c, p, g, nb, m, n, nd >= 2, row, col, v, ea, t);
+                char what[96];
+                snprintf(what, sizeof what, "adafactor %s, ndim %d, step %d", c->name, nd, t);
+                test_check_values(what, pn_params_get(params, "w"), shapes[sh], nd, PN_FLOAT64, p, 1e-9, 1e-13);
+                pn_params *st = pn_optimizer_state(o);
+                if (nd >= 2) {
+                    int64_t cs[2] = {nb, n};
+                    check_slot(o, "w.exp_avg_sq_row", shapes[sh], nd - 1, row, what);
+                    check_slot(o, "w.exp_avg_sq_col", nd == 3 ? cs : cs + 1, nd - 1, col, what);
+                    CHECK(pn_params_get(st, "w.exp_avg_sq") == NULL);
+                } else {
+                    check_slot(o, "w.exp_avg_sq", shapes[sh], nd, v, what);
+                    CHECK(pn_params_get(st, "w.exp_avg_sq_row") == NULL);
+                }
+                if (!isnan(c->beta1)) check_slot(o, "w.exp_avg", shapes[sh], nd, ea, what);
+                else CHECK(pn_params_get(st, "w.exp_avg") == NULL);
+            }
+            pn_optimizer_free(o);
+            pn_params_free(params);
+            pn_params_free(grads);
+            pn_scope_pop();
+        }
+    }
+}
+
+/* ───────────────────────────── Muon ───────────────────────────── */
+
+/* Newton-Schulz on x (m, n) row-major in place, as MLX's Muon. */
+static void ref_newton_schulz(double *x, int m, int n, int steps)
+{
+    enum { MAXE = 64 };
+    const double a = 3.4445, b = -4.7750, c = 2.0315;
+    bool tall = m > n;
+    int r = tall ? n : m, q = tall ? m : n; /* X is (r, q), r <= q */
+    double X[MAXE], A[MAXE], B[MAXE], Y[MAXE], nrm = 0;
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < q; j++) X[i * q + j] = tall ? x[j * n + i] : x[i * n + j];
+    for (int i = 0; i < r * q; i++) nrm += X[i] * X[i];
+    nrm = sqrt(nrm) + 1e-7;
+    for (int i = 0; i < r * q; i++) X[i] /= nrm;
+    for (int s = 0; s < steps; s++) {
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++) {
+                double acc = 0;
+                for (int k = 0; k < q; k++) acc += X[i * q + k] * X[j * q + k];
+                A[i * r + j] = acc;
+            }
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < r; j++) {
+                double acc = 0;
+                for (int k = 0; k < r; k++) acc += A[i * r + k] * A[k * r + j];
+                B[i * r + j] = b * A[i * r + j] + c * acc;
+            }
+        for (int i = 0; i < r; i++)
+            for (int j = 0; j < q; j++) {
+                double acc = 0;
+                for (int k = 0; k < r; k++) acc += B[i * r + k] * X[k * q + j];
+                Y[i * q + j] = a * X[i * q + j] + acc;
+            }
+        memcpy(X, Y, sizeof(double) * (size_t)(r * q));
+    }
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < q; j++) {
+            if (tall) x[j * n + i] = X[i * q + j];
+            else x[i * n + j] = X[i * q + j];
+        }
+}
+
+typedef struct {
+    const char *name;
+    double lr, momentum, wd;
+    bool nesterov;
+    int ns_steps;
+} muon_config;
+
+/* One Muon step on p of shape (shape[0], ...): ndim >= 2 orthogonalises the (shape[0], -1)
+ * matrix and scales the step by sqrt(max(1, shape[-2] / shape[-1])). */
+static void ref_muon(const muon_config *c, double *p, const double *g0, double *v,
+                     const int64_t *shape, int nd, int size)
+{
+    double u[64];
+    for (int i = 0; i < size; i++) {
+        double g = g0[i] + c->wd * p[i];
+        v[i] = c->momentum * v[i] + (1 - c->momentum) * g;
+        u[i] = c->nesterov ? g * (1 - c->momentum) + v[i] * c->momentum : v[i];
+    }
+    double lr = c->lr;
+    if (nd >= 2) {
+        ref_newton_schulz(u, (int)shape[0], size / (int)shape[0], c->ns_steps);
+        lr *= sqrt(fmax(1.0, (double)shape[nd - 2] / (double)shape[nd - 1]));
+    }
+    for (int i = 0; i < size; i++) p[i] -= lr * u[i];
+}
+
+TEST(muon_matches_formulas)
+{
+    const muon_config configs[] = {
+        {"defaults", 0.02, 0.95, 0.01, true, 5},
+        {"plain momentum", 0.05, 0.9, 0.0, false, 5},
+        {"3 ns steps, wd", 0.01, 0.8, 0.1, true, 3},
+    };
+    /* tall and wide matrices, a conv-like 4-d filter, a vector, a scalar */
+    const int64_t shapes[5][4] = {{5, 3}, {3, 5}, {4, 2, 3, 2}, {6}, {0}};
+    const int ndims[5] = {2, 2, 4, 1, 0};
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++) {
+        const muon_config *c = &configs[k];
+        for (int sh = 0; sh < 5; sh++) {
+            pn_scope_push();
+            int nd = ndims[sh], size = 1;
+            for (int d = 0; d < nd; d++) size *= (int)shapes[sh][d];
+            double p[64], g[64], v[64] = {0};
+            for (int i = 0; i < size; i++) p[i] = test_uniform(-1, 1);
+            pn_params *params = pn_params_new(), *grads = pn_params_new();
+            pn_params_set(params, "w", pn_array_from_data(p, shapes[sh], nd, PN_FLOAT64));
+            pn_optimizer *o = pn_optim_muon(c->lr, c->momentum, c->wd, c->nesterov, c->ns_steps);
+            CHECK_OK(o);
+            for (int t = 1; t <= 3 && o; t++) {
+                for (int i = 0; i < size; i++) g[i] = test_uniform(-1, 1);
+                pn_params_set(grads, "w", pn_array_from_data(g, shapes[sh], nd, PN_FLOAT64));
+                CHECK(pn_optimizer_update(o, params, grads) == 0);
+                ref_muon(c, p, g, v, shapes[sh], nd, size);
+                char what[96];
+                snprintf(what, sizeof what, "muon %s, ndim %d, step %d", c->name, nd, t);
+                test_check_values(what, pn_params_get(params, "w"), shapes[sh], nd, PN_FLOAT64, p, 1e-9, 1e-12);
+                check_slot(o, "w.v", shapes[sh], nd, v, what);
+            }
+            pn_optimizer_free(o);
+            pn_params_free(params);
+            pn_params_free(grads);
+            pn_scope_pop();
+        }
+    }
+}
+
+/* The orthogonalised update of a well-conditioned square matrix is close to orthogonal: with
+ * momentum 0 and lr 1 one step moves p by U V^T, whose singular values Newton-Schulz puts in
+ * about [0.7, 1.2]; checked on U U^T's diagonal. */
+TEST(muon_update_is_near_orthogonal)
+{
+    pn_scope_push();
+    enum { M = 8 };
+    pn_params *params = pn_params_new(), *grads = pn_params_new();
+    pn_params_set(params, "w", pn_zeros((int64_t[]){M, M}, 2, PN_FLOAT32));
+    pn_params_set(grads, "w", test_random_array((int64_t[]){M, M}, 2, PN_FLOAT32, -1, 1));
+    pn_optimizer *o = pn_optim_muon(1.0, 0.0, 0.0, false, 5);
+    CHECK(pn_optimizer_update(o, params, grads) == 0);
+    pn_array *w = pn_params_get(params, "w");
+    CHECK(pn_array_dtype(w) == PN_FLOAT32);
+    double *d = test_to_f64(pn_matmul(w, pn_transpose(w, NULL, 0)));
+    for (int i = 0; d && i < M; i++) CHECK_MSG(d[i * M + i] > 0.3 && d[i * M + i] < 1.6, "diag %g", d[i * M + i]);
+    free(d);
+    pn_optimizer_free(o);
+    pn_params_free(params);
+    pn_params_free(grads);
+    pn_scope_pop();
+}
+
+/* ───────────────────────────── parameter groups ───────────────────────────── */
+
+TEST(groups_use_their_own_hyperparameters)
+{
+    pn_scope_push();
+    /* "enc" (prefix) -> AdamW(lr 0.01, wd 0.1); "dec.w" (a name) -> SGD with momentum, wd and a
+     * step-decay schedule; the rest ("encoder.x" is not under "enc") -> plain SGD lr 0.1 */
+    const char *names[5] = {"enc.w", "enc.b", "dec.w", "head", "encoder.x"};
+    const int64_t shapes[5][2] = {{2, 3}, {6}, {3, 2}, {6}, {6}};
+    const int nds[5] = {2, 1, 2, 1, 1};
+    const config adamw = {"adamw", 0.01, 0.9, 0.999, 1e-8, 0.1, 0, 0, false, false};
+    const config sgdm = {"sgd", 0.5, 0, 0, 0, 0.01, 0.9, 0, false, false};
+    const config sgd = {"sgd", 0.1, 0, 0, 0, 0, 0, 0, false, false};
+    const config *cfg[5] = {&adamw, &adamw, &sgdm, &sgd, &sgd};
+    const int which[5] = {2, 2, 0, 0, 0};
+    pn_optimizer *o = make(&sgd, 0);
+    CHECK(pn_optimizer_add_group(o, (const char *[]){"enc"}, 1, make(&adamw, 2)) == 0);
+    CHECK(pn_optimizer_add_group(o, (const char *[]){"nothing", "dec.w"}, 2, make(&sgdm, 0)) == 1);
+    pn_optimizer_set_schedule(pn_optimizer_group(o, 1), pn_schedule_step_decay(0.5, 0.5, 1));
+    CHECK(pn_optimizer_group(o, 2) == NULL && pn_optimizer_group(o, -1) == NULL);
+    double p[5][N], s0[5][N] = {{0}}, s1[5][N] = {{0}}, g[N];
+    pn_params *params = pn_params_new(), *grads = pn_params_new();
+    for (int k = 0; k < 5; k++) {
+        for (int i = 0; i < N; i++) p[k][i] = test_uniform(-1, 1);
+        pn_params_set(params, names[k], pn_array_from_data(p[k], shapes[k], nds[k], PN_FLOAT64));
+    }
+    for (int t = 1; t <= 3; t++) {
+        CHECK(fabs(pn_optimizer_learning_rate(pn_optimizer_group(o, 1)) - 0.5 * pow(0.5, t - 1)) < 1e-15);
+        for (int k = 0; k < 5; k++) {
+            for (int i = 0; i < N; i++) g[i] = test_uniform(-1, 1);
+            pn_params_set(grads, names[k], pn_array_from_data(g, shapes[k], nds[k], PN_FLOAT64));
+            config c = *cfg[k];
+            if (k == 2) c.lr = 0.5 * pow(0.5, t - 1);
+            ref_step(&c, which[k], p[k], g, s0[k], s1[k], t);
+        }
+        CHECK(pn_optimizer_update(o, params, grads) == 0);
+        for (int k = 0; k < 5; k++) {
+            char what[64];
+            snprintf(what, sizeof what, "group param %s step %d", names[k], t);
+            test_check_values(what, pn_params_get(params, names[k]), shapes[k], nds[k], PN_FLOAT64, p[k], 1e-10, 1e-12);
+        }
+    }
+    pn_params *st = pn_optimizer_state(o);
+    CHECK(pn_params_get(st, "enc.w.m") && pn_params_get(st, "enc.b.v") && pn_params_get(st, "dec.w.v"));
+    CHECK(pn_params_get(st, "head.v") && !pn_params_get(st, "head.m") && !pn_params_get(st, "encoder.x.m"));
+    CHECK(pn_item_int(pn_params_get(st, "step")) == 3);
+    /* errors: the rule is freed on failure (LeakSanitizer checks) */
+    CHECK(pn_optimizer_add_group(o, NULL, 1, make(&sgd, 0)) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    CHECK(pn_optimizer_add_group(o, (const char *[]){NULL}, 1, make(&sgd, 0)) == -1);
+    CHECK(pn_optimizer_add_group(o, (const char *[]){"x"}, 1, o) == -1);
+    CHECK(pn_optimizer_add_group(o, (const char *[]){"x"}, 1, NULL) == -1);
+    CHECK(pn_optimizer_add_group(NULL, (const char *[]){"x"}, 1, make(&sgd, 0)) == -1);
+    pn_optimizer *nested = make(&sgd, 0);
+    CHECK(pn_optimizer_add_group(nested, (const char *[]){""}, 1, make(&sgd, 0)) == 0);
+    CHECK(pn_optimizer_add_group(o, (const char *[]){"x"}, 1, nested) == -1);
+    CHECK(pn_optimizer_add_group(o, NULL, 0, make(&sgd, 0)) == 2); /* empty: matches nothing */
+    pn_clear_error();
+    pn_optimizer_free(o);
+    pn_params_free(params);
+    pn_params_free(grads);
+    pn_scope_pop();
+}
+
+/* Adafactor (main rule, with beta_1) and Muon (a group) saved after 2 steps and resumed in fresh
+ * optimizers give bit-identical parameters to 4 uninterrupted steps. */
+TEST(groups_resume_equals_uninterrupted)
+{
+    pn_scope_push();
+    const char *names[3] = {"mat", "vec", "proj.w"};
+    const int64_t shapes[3][2] = {{4, 3}, {5}, {3, 4}};
+    const int nds[3] = {2, 1, 2};
+    pn_optimizer *opt[2];
+    for (int j = 0; j < 2; j++) {
+        opt[j] = pn_optim_adafactor(NAN, 1e-30, 1e-3, 1.0, -0.8, 0.9, 0.01, true, true, false);
+        CHECK(pn_optimizer_add_group(opt[j], (const char *[]){"proj"}, 1, pn_optim_muon(0.02, 0.95, 0.01, true, 5)) == 0);
+    }
+    pn_params *pa = pn_params_new(), *grads = pn_params_new(), *pb = NULL;
+    for (int k = 0; k < 3; k++)
+        pn_params_set(pa, names[k], test_random_array(shapes[k], nds[k], PN_FLOAT32, -1, 1));
+    for (int t = 0; t < STEPS; t++) {
+        for (int k = 0; k < 3; k++)
+            pn_params_set(grads, names[k], test_random_array(shapes[k], nds[k], PN_FLOAT32, -1, 1));
+        CHECK(pn_optimizer_update(opt[0], pa, grads) == 0);
+        if (t == 1) {
+            CHECK(pn_save_params("/tmp/ponte_gresume_p.safetensors", pa) == 0);
+            CHECK(pn_save_params("/tmp/ponte_gresume_s.safetensors", pn_optimizer_state(opt[0])) == 0);
+            pb = pn_load_params("/tmp/ponte_gresume_p.safetensors");
+            pn_params *st = pn_load_params("/tmp/ponte_gresume_s.safetensors");
+            CHECK_OK(pb);
+            CHECK_OK(st);
+            CHECK(st && pn_params_get(st, "mat.exp_avg_sq_row") && pn_params_get(st, "proj.w.v") &&
+                  pn_params_get(st, "vec.exp_avg"));
+            for (int i = 0; st && i < pn_params_count(st); i++)
+                pn_params_set(pn_optimizer_state(opt[1]), pn_params_name(st, i), pn_params_at(st, i));
+            pn_params_free(st);
+        } else if (t > 1 && pb) {
+            CHECK(pn_optimizer_update(opt[1], pb, grads) == 0);
+        }
+    }
+    for (int k = 0; pb && k < 3; k++) {
+        pn_array *x = pn_params_get(pa, names[k]), *y = pn_params_get(pb, names[k]);
+        const void *dx = pn_data(x), *dy = pn_data(y);
+        CHECK_MSG(dx && dy && memcmp(dx, dy, (size_t)pn_size(x) * sizeof(float)) == 0, "%s differs", names[k]);
+    }
+    remove("/tmp/ponte_gresume_p.safetensors");
+    remove("/tmp/ponte_gresume_s.safetensors");
+    pn_optimizer_free(opt[0]);
+    pn_optimizer_free(opt[1]);
+    pn_params_free(pa);
+    pn_params_free(pb);
+    pn_params_free(grads);
+    pn_scope_pop();
+}
+
+TEST(adafactor_muon_errors)
+{
+    pn_scope_push();
+    /* no learning rate without relative_step; clip_threshold 0; negative ns_steps */
+    pn_optimizer *bad[3] = {
+        pn_optim_adafactor(NAN, 1e-30, 1e-3, 1.0, -0.8, NAN, 0, true, false, false),
+        pn_optim_adafactor(NAN, 1e-30, 1e-3, 0.0, -0.8, NAN, 0, true, true, false),
+        pn_optim_muon(0.02, 0.95, 0.01, true, -1),
+    };
+    for (int i = 0; i < 3; i++) CHECK_MSG(bad[i] == NULL, "bad optimizer %d was accepted", i);
+    CHECK(pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    /* float32 parameters keep their dtype, and so do the factored slots */
+    pn_params *params = pn_params_new(), *grads = pn_params_new();
+    pn_params_set(params, "w", test_random_array((int64_t[]){3, 2}, 2, PN_FLOAT32, -1, 1));
+    pn_params_set(grads, "w", test_random_array((int64_t[]){3, 2}, 2, PN_FLOAT32, -1, 1));
+    pn_optimizer *o = pn_optim_adafactor(NAN, 1e-30, 1e-3, 1.0, -0.8, NAN, 0, true, true, false);
+    CHECK(pn_optimizer_update(o, params, grads) == 0);
+    CHECK(pn_array_dtype(pn_params_get(params, "w")) == PN_FLOAT32);
+    CHECK(pn_array_dtype(pn_params_get(pn_optimizer_state(o), "w.exp_avg_sq_col")) == PN_FLOAT32);
+    pn_params_set(grads, "w", test_random_array((int64_t[]){6}, 1, PN_FLOAT32, -1, 1));
+    CHECK(pn_optimizer_update(o, params, grads) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_optimizer_free(o);
+    pn_params_free(params);
+    pn_params_free(grads);
+    pn_scope_pop();
+}
+
+/* ───────────────────────────── fused AdamUpdate ───────────────────────────── */
+
+#include "ops/optim.h"
+
+/* The float64 reference of one AdamUpdate over the (rounded) input values. */
+static void ref_adam_update(const pnN_adam_params *c, int64_t n, const double *p, const double *g,
+                            const double *m, const double *v, double *po, double *mo, double *vo)
+{
+    for (int64_t i = 0; i < n; i++) {
+        mo[i] = c->b1 * m[i] + (1 - c->b1) * g[i];
+        vo[i] = c->b2 * v[i] + (1 - c->b2) * g[i] * g[i];
+        po[i] = p[i] * c->decay - c->c1 * mo[i] / (sqrt(vo[i]) * c->c2 + c->eps);
+    }
+}
+
+/* Runs AdamUpdate on in = (p, g, m, v) and checks the three outputs against the reference
+ * computed from the inputs' values. in_place: the caller opened a scope owning only the
+ * inputs; it is closed here before the evaluation (the outputs move out), so p, m, v donate
+ * their buffers (checked) and the step runs in place. */
+static void check_adam_update(const char *what, pn_array *const *in, const pnN_adam_params *c,
+                              bool in_place)
+{
+    pn_dtype t = in[0]->dtype;
+    int64_t n = pn_size(in[0]), shape[PNC_MAX_NDIM];
+    int nd = in[0]->ndim;
+    memcpy(shape, in[0]->shape, sizeof(int64_t) * (size_t)nd);
+    double *x[4], *r[3];
+    for (int k = 0; k < 4; k++) x[k] = test_to_f64(in[k]);
+    for (int j = 0; j < 3; j++) r[j] = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    ref_adam_update(c, n, x[0], x[1], x[2], x[3], r[0], r[1], r[2]);
+    pn_array *out[3] = {NULL, NULL, NULL};
+    pnC_buffer *bufs[3] = {in[0]->buf, in[2]->buf, in[3]->buf};
+    int rc = pnN_adam_update(in[0], in[1], in[2], in[3], c, out);
+    CHECK_MSG(rc == 0, "%s: not fused (rc %d): %s", what, rc, pn_last_error_message());
+    if (in_place) pn_scope_pop_keep(out, rc == 0 ? 3 : 0); /* only the node holds in now */
+    if (rc == 0) {
+        CHECK(pn_eval(out, 3) == 0);
+        if (in_place && n > 0)
+            for (int j = 0; j < 3; j++)
+                CHECK_MSG(out[j]->buf == bufs[j], "%s: output %d did not reuse its input", what, j);
+        double tol = test_tol(t);
+        static const char *const names[3] = {"p'", "m'", "v'"};
+        for (int j = 0; j < 3; j++) {
+            char w[128];
+            snprintf(w, sizeof w, "%s %s", what, names[j]);
+            test_check_values(w, out[j], shape, nd, t, r[j], tol, tol * 1e-2);
+        }
+    }
+    for (int k = 0; k < 4; k++) free(x[k]);
+    for (int j = 0; j < 3; j++) free(r[j]);
+}
+
+/* The coefficients the Adam/AdamW rules pass at step t. */
+static pnN_adam_params adam_coeffs(double lr, double wd, bool bias, int t)
+{
+    pnN_adam_params c = {0.9, 0.999, 1e-8, 1 - lr * wd, lr, 1};
+    if (bias) {
+        c.c1 = lr / (1 - pow(c.b1, t));
+        c.c2 = 1 / sqrt(1 - pow(c.b2, t));
+    }
+    return c;
+}
+
+static void adam_inputs(const int64_t *shape, int nd, pn_dtype t, pn_array **in)
+{
+    for (int k = 0; k < 4; k++)
+        in[k] = test_random_array(shape, nd, t, k == 3 ? 0 : -1, 1); /* v >= 0 */
+    pn_eval(in, 4);
+}
+
+TEST(fused_adam_matches_float64)
+{
+    pn_scope_push();
+    const pn_dtype dtypes[] = {PN_FLOAT32, PN_FLOAT64, PN_BFLOAT16, PN_FLOAT16};
+    const int64_t big = test_quick() ? 70 : 300;
+    const struct {
+        int nd;
+        int64_t shape[3];
+    } shapes[] = {{0, {0}}, {1, {7}}, {2, {3, 5}}, {3, {2, 3, 4}}, {2, {big, 130}}};
+    int cases = 0;
+    for (size_t d = 0; d < sizeof dtypes / sizeof *dtypes; d++)
+        for (int variant = 0; variant < 4; variant++)
+            for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+                pn_scope_push();
+                bool bias = variant & 1, decay = variant & 2;
+                pnN_adam_params c = adam_coeffs(1e-2, decay ? 0.1 : 0, bias, 3);
+                pn_array *in[4];
+                adam_inputs(shapes[s].shape, shapes[s].nd, dtypes[d], in);
+                char what[96];
+                snprintf(what, sizeof what, "%s bias=%d wd=%d ndim=%d", pn_dtype_name(dtypes[d]),
+                         bias, decay, shapes[s].nd);
+                check_adam_update(what, in, &c, false);
+                cases++;
+                pn_scope_pop();
+            }
+    CHECK(cases == 80);
+    pn_scope_pop();
+}
+
+TEST(fused_adam_strided_empty_in_place)
+{
+    pn_scope_push();
+    pnN_adam_params c = adam_coeffs(1e-3, 0.01, true, 1);
+    /* transposed inputs (all, or only some of them) */
+    for (int mode = 0; mode < 2; mode++) {
+        pn_scope_push();
+        pn_array *in[4];
+        adam_inputs((int64_t[]){9, 4}, 2, PN_FLOAT32, in);
+        for (int k = 0; k < 4; k++)
+            if (mode == 0 || k % 2 == 0) in[k] = pn_transpose(in[k], NULL, 0);
+        if (mode == 1)
+            for (int k = 1; k < 4; k += 2) in[k] = pn_reshape(in[k], (int64_t[]){4, 9}, 2);
+        pn_eval(in, 4);
+        check_adam_update(mode ? "some transposed" : "all transposed", in, &c, false);
+        pn_scope_pop();
+    }
+    /* empty arrays */
+    {
+        pn_array *in[4];
+        adam_inputs((int64_t[]){0, 3}, 2, PN_FLOAT32, in);
+        check_adam_update("empty", in, &c, false);
+    }
+    /* the step runs in place when nothing else holds p, m and v */
+    for (int d = 0; d < 2; d++) {
+        pn_dtype t = d ? PN_BFLOAT16 : PN_FLOAT32;
+        pn_array *in[4];
+        pn_scope_push(); /* closed by check_adam_update */
+        adam_inputs((int64_t[]){5, 11}, 2, t, in);
+        check_adam_update(d ? "in place bf16" : "in place f32", in, &c, true);
+    }
+    pn_scope_pop();
+}
+
+TEST(fused_adam_not_fusable)
+{
+    pn_scope_push();
+    pnN_adam_params c = adam_coeffs(1e-3, 0, false, 1);
+    pn_array *in[4], *out[3] = {NULL, NULL, NULL};
+    adam_inputs((int64_t[]){2, 3}, 2, PN_FLOAT32, in);
+    pn_array *other_shape = test_random_array((int64_t[]){3, 2}, 2, PN_FLOAT32, -1, 1);
+    pn_array *other_dtype = test_random_array((int64_t[]){2, 3}, 2, PN_FLOAT64, -1, 1);
+    pn_array *ints = test_random_array((int64_t[]){2, 3}, 2, PN_INT32, -5, 5);
+    CHECK(pnN_adam_update(in[0], in[1], other_shape, in[3], &c, out) == 1 && out[0] == NULL);
+    CHECK(pnN_adam_update(in[0], other_dtype, in[2], in[3], &c, out) == 1);
+    CHECK(pnN_adam_update(ints, ints, ints, ints, &c, out) == 1);
+    pnC_trace_push(); /* a transformation tracing: stay composed (differentiable) */
+    CHECK(pnN_adam_update(in[0], in[1], in[2], in[3], &c, out) == 1);
+    pnC_trace_pop();
+    CHECK(pn_last_error() == PN_OK);
+    CHECK(pnN_adam_update(in[0], NULL, in[2], in[3], &c, out) == -1 && pn_last_error() != PN_OK);
+    pn_clear_error();
+    /* the rules fall back to composed ops for a mixed-dtype step and still match */
+    pn_params *params = pn_params_new(), *grads = pn_params_new();
+    double p[N], g[N], s0[N] = {0}, s1[N] = {0};
+    for (int i = 0; i < N; i++) p[i] = test_uniform(-1, 1), g[i] = test_uniform(-1, 1);
+    pn_params_set(params, "w", pn_array_from_data(p, (int64_t[]){N}, 1, PN_FLOAT64));
+    pn_params_set(grads, "w", pn_astype(pn_array_from_data(g, (int64_t[]){N}, 1, PN_FLOAT64), PN_FLOAT32));
+    for (int i = 0; i < N; i++) g[i] = (float)g[i];
+    config cf = {"adamw mixed", 1e-2, 0.9, 0.999, 1e-8, 0.01, 0, 0, false, true};
+    pn_optimizer *o = make(&cf, 2);
+    CHECK(pn_optimizer_update(o, params, grads) == 0);
+    ref_step(&cf, 2, p, g, s0, s1, 1);
+    test_check_values("adamw mixed dtypes", pn_params_get(params, "w"), (int64_t[]){N}, 1, PN_FLOAT64, p, 1e-6, 1e-8);
+    pn_optimizer_free(o);
+    pn_params_free(params);
     pn_params_free(grads);
     pn_scope_pop();
 }

@@ -993,3 +993,70 @@ TEST(gradcheck_passes_and_fails)
     bad_sin = NULL;
     pn_scope_pop();
 }
+
+/* sum over k of in[k]^2 * (k + 1): many inputs, a 0-d loss */
+static int f_weighted_squares(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    pn_array *acc = pn_weak_float(0);
+    for (int k = 0; k < nin && acc; k++)
+        acc = pn_add(acc, pn_sum(pn_multiply(pn_square(in[k]), pn_weak_float(k + 1)), NULL, 0, false));
+    out[0] = acc;
+    *nout = 1;
+    return acc ? 0 : -1;
+}
+
+/* pn_value_and_grad_call returns the gradients of many more inputs than a closure's
+ * PN_MAX_OUTPUTS (a model with hundreds of parameter arrays), each equal to 2 (k + 1) x_k. */
+/* A call returning -1 with the given error kind; clears the error. */
+#define CHECK_RC_ERR(expr, kind)                                                               \
+    do {                                                                                       \
+        pn_clear_error();                                                                      \
+        CHECK((expr) == -1 && pn_last_error() == (kind));                                      \
+        pn_clear_error();                                                                      \
+    } while (0)
+
+TEST(value_and_grad_call_many_inputs)
+{
+    pn_scope_push();
+    enum { N = 3 * PN_MAX_OUTPUTS + 5 };
+    pn_array *x[N], *grads[N], *out[PN_MAX_OUTPUTS];
+    int argnums[N];
+    double want_loss = 0;
+    for (int k = 0; k < N; k++) {
+        x[k] = test_random_array((int64_t[]){3}, 1, PN_FLOAT64, -1, 1);
+        double *v = test_to_f64(x[k]);
+        for (int i = 0; i < 3; i++) want_loss += v[i] * v[i] * (k + 1);
+        free(v);
+        argnums[k] = k;
+    }
+    pn_closure *f = pn_closure_new(f_weighted_squares, NULL, NULL);
+    int nout = 0;
+    CHECK(pn_value_and_grad_call(f, N, x, argnums, N, &nout, out, grads) == 0);
+    CHECK(nout == 1);
+    double *loss = test_to_f64(out[0]);
+    CHECK(fabs(loss[0] - want_loss) < 1e-9 * fabs(want_loss));
+    free(loss);
+    for (int k = 0; k < N; k++) {
+        double *g = test_to_f64(grads[k]), *v = test_to_f64(x[k]);
+        for (int i = 0; i < 3; i++) CHECK(fabs(g[i] - 2.0 * (k + 1) * v[i]) < 1e-9 * (k + 1));
+        free(g);
+        free(v);
+    }
+    /* a subset in another order, with a negative index */
+    int some[3] = {-1, 0, 7};
+    CHECK(pn_value_and_grad_call(f, N, x, some, 3, &nout, out, grads) == 0);
+    double *g = test_to_f64(grads[0]), *v = test_to_f64(x[N - 1]);
+    CHECK(fabs(g[1] - 2.0 * N * v[1]) < 1e-9 * N);
+    free(g);
+    free(v);
+    /* the closure form still says where its limit is */
+    pn_closure *vg = pn_value_and_grad(f, argnums, N);
+    CHECK_RC_ERR(pn_closure_call(vg, N, x, &nout, out), PN_ERR_INVALID_ARGUMENT);
+    int repeat[2] = {1, 1}, outside[1] = {N};
+    CHECK_RC_ERR(pn_value_and_grad_call(f, N, x, repeat, 2, &nout, out, grads), PN_ERR_INVALID_ARGUMENT);
+    CHECK_RC_ERR(pn_value_and_grad_call(f, N, x, outside, 1, &nout, out, grads), PN_ERR_INVALID_ARGUMENT);
+    CHECK_RC_ERR(pn_value_and_grad_call(NULL, N, x, argnums, N, &nout, out, grads), PN_ERR_INVALID_ARGUMENT);
+    pn_closure_release(vg);
+    pn_closure_release(f);
+    pn_scope_pop();
+}

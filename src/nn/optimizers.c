@@ -1,8 +1,10 @@
 /* optimizers.c — MLX's optimizer update rules (SGD, Adam, AdamW, RMSprop, Adagrad, AdaDelta,
- * Adamax, Lion), learning-rate schedules and global-norm gradient clipping. One optimizer
- * struct holds hyperparameters and state in a parameter tree ("step", "<name>.m", ...);
- * each rule is one function over lazy ops, so an update is part of the graph like any op. */
+ * Adamax, Lion, Adafactor, Muon), parameter groups, learning-rate schedules and global-norm
+ * gradient clipping. One optimizer struct holds hyperparameters and state in a parameter tree
+ * ("step", "<name>.m", ...); each rule is one function over lazy ops, so an update is part of
+ * the graph like any op. A group gives the parameters under some names another rule. */
 #include "core/core.h"
+#include "ops/optim.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -118,20 +120,38 @@ typedef struct pn_optimizer pn_optimizer;
 typedef pn_array *(*rule_fn)(const pn_optimizer *o, pn_array *param, pn_array *grad,
                              pn_array **slots, double lr, int64_t step);
 
+enum { MAX_SLOTS = 4 };
+
 typedef struct rule {
     const char *name;
     rule_fn fn;
     int nslots;
-    const char *slots[2];
+    const char *slots[MAX_SLOTS];
+    /* false: a slot the state lacks starts as zeros shaped like the parameter. true: it
+     * arrives NULL; the rule creates the slots it uses and leaves the others NULL (Adafactor,
+     * whose slots depend on the parameter's rank and have their own shapes). */
+    bool own_slots;
 } rule;
+
+/* A parameter group: names matching one of prefixes follow rule's hyperparameters. */
+typedef struct group {
+    char **prefixes;
+    int n;
+    pn_optimizer *rule;
+} group;
 
 struct pn_optimizer {
     const rule *rule;
     double lr, b1, b2, eps, wd, dampening, momentum;
+    double eps2, clip, decay; /* Adafactor: eps[1], clip_threshold, decay_rate; b1 NAN = None */
+    int ns_steps;             /* Muon */
     bool nesterov, bias_correction;
+    bool scale_parameter, relative_step, warmup_init;
     pn_schedule *schedule; /* NULL: constant lr */
-    pn_params *state;      /* "step" and "<param>.<slot>" */
+    pn_params *state;      /* "step" and "<param>.<slot>" (groups' slots too) */
     int64_t step;          /* updates done */
+    group *groups;
+    int ngroups;
 };
 
 #define W(x) pn_weak_float(x)
@@ -148,27 +168,47 @@ static pn_array *sgd_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_ar
     return pn_subtract(p, pn_multiply(W(lr), update));
 }
 
-static pn_array *adam_core(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
-                           double lr, int64_t step)
+/* Adam's step from p*decay (decay = 1 - lr*wd for AdamW, 1 for Adam): one fused AdamUpdate
+ * node when p, g and the moments share shape and dtype, else the same arithmetic composed from
+ * elementwise ops (the coefficients are computed here, on the host, either way). */
+static pn_array *adam_step(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
+                           double lr, int64_t step, double decay)
 {
+    pnN_adam_params prm = {o->b1, o->b2, o->eps, decay, lr, 1};
+    if (o->bias_correction) {
+        prm.c1 = lr / (1 - pow(o->b1, (double)step));
+        prm.c2 = 1 / sqrt(1 - pow(o->b2, (double)step));
+    }
+    pn_array *out[3];
+    int rc = pnN_adam_update(p, g, s[0], s[1], &prm, out);
+    if (rc < 0) return NULL;
+    if (rc == 0) {
+        s[0] = out[1];
+        s[1] = out[2];
+        return out[0];
+    }
+    if (decay != 1) p = pn_multiply(p, W(decay));
     pn_array *m = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), g));
     pn_array *v = pn_add(pn_multiply(W(o->b2), s[1]), pn_multiply(W(1 - o->b2), pn_square(g)));
     s[0] = m;
     s[1] = v;
     if (o->bias_correction) {
-        double c1 = lr / (1 - pow(o->b1, (double)step));
-        double c2 = 1 / sqrt(1 - pow(o->b2, (double)step));
-        pn_array *den = pn_add(pn_multiply(pn_sqrt(v), W(c2)), W(o->eps));
-        return pn_subtract(p, pn_divide(pn_multiply(W(c1), m), den));
+        pn_array *den = pn_add(pn_multiply(pn_sqrt(v), W(prm.c2)), W(o->eps));
+        return pn_subtract(p, pn_divide(pn_multiply(W(prm.c1), m), den));
     }
     return pn_subtract(p, pn_divide(pn_multiply(W(lr), m), pn_add(pn_sqrt(v), W(o->eps))));
+}
+
+static pn_array *adam_core(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
+                           double lr, int64_t step)
+{
+    return adam_step(o, p, g, s, lr, step, 1);
 }
 
 static pn_array *adamw_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                             double lr, int64_t step)
 {
-    p = pn_multiply(p, W(1 - lr * o->wd));
-    return adam_core(o, p, g, s, lr, step);
+    return adam_step(o, p, g, s, lr, step, 1 - lr * o->wd);
 }
 
 static pn_array *rmsprop_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
@@ -217,6 +257,93 @@ static pn_array *lion_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_a
     return pn_subtract(p, pn_multiply(W(lr), pn_sign(c)));
 }
 
+/* sqrt(mean(x^2)) over every element, a scalar. */
+static pn_array *rms(pn_array *x) { return pn_sqrt(pn_mean(pn_square(x), NULL, 0, false)); }
+
+/* Adafactor (Shazeer & Stern, 2018) as mlx.optimizers.Adafactor: slots exp_avg_sq_row
+ * (shape[:-1]) and exp_avg_sq_col (shape[:-2] + shape[-1:]) for ndim >= 2, else exp_avg_sq;
+ * exp_avg when beta_1 is set. */
+static pn_array *adafactor_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
+                                double lr, int64_t step)
+{
+    double t = (double)step;
+    pn_dtype dt = pn_array_dtype(p);
+    int nd = pn_ndim(g);
+    const int64_t *shape = pn_shape(g);
+    double rel = o->relative_step ? fmin(o->warmup_init ? 1e-6 * t : 1e-2, 1 / sqrt(t)) : lr;
+    /* the step size alpha: rel, times max(eps2, RMS(p)) with scale_parameter (NULL: rel alone) */
+    pn_array *alpha = o->scale_parameter ? pn_multiply(pn_maximum(rms(p), W(o->eps2)), W(rel)) : NULL;
+    double b2 = 1 - pow(t, o->decay);
+    pn_array *u = pn_add(pn_square(g), W(o->eps));
+    if (nd >= 2) {
+        int64_t cshape[PNC_MAX_NDIM];
+        memcpy(cshape, shape, (size_t)(nd - 2) * sizeof *shape);
+        cshape[nd - 2] = shape[nd - 1];
+        pn_array *row = s[0] ? s[0] : pn_zeros(shape, nd - 1, dt);
+        pn_array *col = s[1] ? s[1] : pn_zeros(cshape, nd - 1, dt);
+        row = pn_add(pn_multiply(W(b2), row), pn_multiply(W(1 - b2), pn_mean(u, (int[]){-1}, 1, false)));
+        col = pn_add(pn_multiply(W(b2), col), pn_multiply(W(1 - b2), pn_mean(u, (int[]){-2}, 1, false)));
+        s[0] = row;
+        s[1] = col;
+        /* the factored estimate row_i * col_j / mean(row), as an outer product per matrix */
+        pn_array *r = pn_rsqrt(pn_divide(row, pn_mean(row, (int[]){-1}, 1, true)));
+        pn_array *c = pn_rsqrt(col);
+        u = pn_multiply(pn_multiply(pn_expand_dims(r, (int[]){-1}, 1), pn_expand_dims(c, (int[]){-2}, 1)), g);
+    } else {
+        pn_array *v = s[2] ? s[2] : pn_zeros_like(p);
+        v = pn_add(pn_multiply(W(b2), v), pn_multiply(W(1 - b2), u));
+        s[2] = v;
+        u = pn_multiply(pn_rsqrt(v), g);
+    }
+    u = pn_divide(u, pn_maximum(pn_divide(rms(u), W(o->clip)), W(1.0)));
+    u = alpha ? pn_multiply(alpha, u) : pn_multiply(W(rel), u);
+    if (!isnan(o->b1)) {
+        pn_array *m = s[3] ? s[3] : pn_zeros_like(p);
+        u = pn_add(pn_multiply(W(o->b1), m), pn_multiply(W(1 - o->b1), u));
+        s[3] = u;
+    }
+    if (o->wd != 0)
+        p = pn_subtract(p, alpha ? pn_multiply(p, pn_multiply(alpha, W(o->wd))) : pn_multiply(p, W(rel * o->wd)));
+    return pn_subtract(p, u);
+}
+
+/* Newton-Schulz iteration towards the orthogonal factor of a matrix x (m, n): x / |x|_F, then
+ * steps times X <- a X + (b A + c A^2) X with A = X X^T, on the wide orientation. */
+static pn_array *newton_schulz(pn_array *x, int steps)
+{
+    static const double a = 3.4445, b = -4.7750, c = 2.0315;
+    bool tall = pn_dim(x, 0) > pn_dim(x, 1);
+    if (tall) x = pn_transpose(x, NULL, 0);
+    x = pn_divide(x, pn_add(pn_sqrt(pn_sum(pn_square(x), NULL, 0, false)), W(1e-7)));
+    for (int i = 0; i < steps; i++) {
+        pn_array *A = pn_matmul(x, pn_transpose(x, NULL, 0));
+        pn_array *B = pn_addmm(pn_multiply(W(b), A), A, A, c, 1.0);
+        x = pn_addmm(pn_multiply(W(a), x), B, x, 1.0, 1.0);
+    }
+    return tall ? pn_transpose(x, NULL, 0) : x;
+}
+
+/* Muon as mlx.optimizers.Muon: momentum SGD (weight decay added to the gradient) whose update
+ * is orthogonalised for ndim >= 2 (flattened to (shape[0], -1) beyond 2-d) and scaled by
+ * sqrt(max(1, shape[-2] / shape[-1])); parameters with ndim < 2 take the momentum update. */
+static pn_array *muon_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
+                           double lr, int64_t step)
+{
+    if (o->wd != 0) g = pn_add(g, pn_multiply(W(o->wd), p));
+    pn_array *v = pn_add(pn_multiply(W(o->momentum), s[0]), pn_multiply(W(1 - o->momentum), g));
+    s[0] = v;
+    pn_array *u = o->nesterov ? pn_add(pn_multiply(g, W(1 - o->momentum)), pn_multiply(v, W(o->momentum))) : v;
+    int nd = pn_ndim(u);
+    if (nd >= 2 && pn_size(u) > 0) {
+        const int64_t *shape = pn_shape(p);
+        pn_array *m = nd > 2 ? pn_reshape(u, (int64_t[]){shape[0], pn_size(u) / shape[0]}, 2) : u;
+        m = newton_schulz(m, o->ns_steps);
+        u = nd > 2 ? pn_reshape(m, shape, nd) : m;
+        lr *= sqrt(fmax(1.0, (double)shape[nd - 2] / (double)shape[nd - 1]));
+    }
+    return pn_subtract(p, pn_multiply(W(lr), u));
+}
+
 static const rule RULES[] = {
     {"sgd", sgd_rule, 1, {"v"}},
     {"adam", adam_core, 2, {"m", "v"}},
@@ -226,8 +353,10 @@ static const rule RULES[] = {
     {"adadelta", adadelta_rule, 2, {"v", "u"}},
     {"adamax", adamax_rule, 2, {"m", "v"}},
     {"lion", lion_rule, 1, {"m"}},
+    {"adafactor", adafactor_rule, 4, {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq", "exp_avg"}, true},
+    {"muon", muon_rule, 1, {"v"}},
 };
-enum { SGD, ADAM, ADAMW, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, LION };
+enum { SGD, ADAM, ADAMW, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, LION, ADAFACTOR, MUON };
 
 static pn_optimizer *optim_new(int which, double lr)
 {
@@ -298,6 +427,97 @@ pn_optimizer *pn_optim_lion(double lr, double b1, double b2, double wd)
     return adam_like(LION, lr, b1, b2, 0, wd, false);
 }
 
+pn_optimizer *pn_optim_adafactor(double lr, double eps1, double eps2, double clip_threshold,
+                                 double decay_rate, double beta_1, double weight_decay,
+                                 bool scale_parameter, bool relative_step, bool warmup_init)
+{
+    if (!relative_step && isnan(lr))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[Adafactor] A learning_rate is required when relative_step is False.");
+    if (!(clip_threshold > 0))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[Adafactor] clip_threshold must be positive, got %g.", clip_threshold);
+    pn_optimizer *o = adam_like(ADAFACTOR, lr, beta_1, 0, eps1, weight_decay, false);
+    if (!o) return NULL;
+    o->eps2 = eps2;
+    o->clip = clip_threshold;
+    o->decay = decay_rate;
+    o->scale_parameter = scale_parameter;
+    o->relative_step = relative_step;
+    o->warmup_init = warmup_init;
+    return o;
+}
+
+pn_optimizer *pn_optim_muon(double lr, double momentum, double weight_decay, bool nesterov,
+                            int ns_steps)
+{
+    if (ns_steps < 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[Muon] ns_steps must be non-negative, got %d.", ns_steps);
+    pn_optimizer *o = optim_new(MUON, lr);
+    if (!o) return NULL;
+    o->momentum = momentum;
+    o->wd = weight_decay;
+    o->nesterov = nesterov;
+    o->ns_steps = ns_steps;
+    return o;
+}
+
+static void group_clear(group *g)
+{
+    for (int k = 0; k < g->n; k++) free(g->prefixes[k]);
+    free(g->prefixes);
+    pn_optimizer_free(g->rule);
+}
+
+int pn_optimizer_add_group(pn_optimizer *o, const char *const *prefixes, int n, pn_optimizer *rule)
+{
+    const char *bad = !o || !rule ? "NULL optimizer"
+                      : rule == o ? "an optimizer cannot be its own group"
+                      : rule->ngroups > 0 ? "a group's optimizer cannot have groups of its own"
+                      : n < 0 || (n > 0 && !prefixes) ? "invalid list of prefixes"
+                      : NULL;
+    for (int k = 0; !bad && k < n; k++)
+        if (!prefixes[k]) bad = "NULL prefix";
+    if (bad) {
+        if (rule != o) pn_optimizer_free(rule);
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[optimizer_add_group] %s.", bad);
+    }
+    group g = {calloc(n > 0 ? (size_t)n : 1, sizeof(char *)), 0, rule};
+    group *gs = g.prefixes ? realloc(o->groups, (size_t)(o->ngroups + 1) * sizeof *gs) : NULL;
+    for (; gs && g.n < n; g.n++)
+        if (!(g.prefixes[g.n] = strdup(prefixes[g.n]))) break;
+    if (!gs || g.n < n) {
+        if (gs) o->groups = gs;
+        group_clear(&g);
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[optimizer_add_group] Out of memory.");
+    }
+    o->groups = gs;
+    rule->step = o->step;
+    o->groups[o->ngroups] = g;
+    return o->ngroups++;
+}
+
+pn_optimizer *pn_optimizer_group(pn_optimizer *o, int i)
+{
+    return o && i >= 0 && i < o->ngroups ? o->groups[i].rule : NULL;
+}
+
+/* name is prefix, lies under it (prefix + "." + ...), or prefix is "" (the whole tree). */
+static bool name_under(const char *name, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return n == 0 || (strncmp(name, prefix, n) == 0 && (name[n] == 0 || name[n] == '.'));
+}
+
+/* The optimizer whose rule updates parameter name: its first matching group, else o. */
+static pn_optimizer *rule_for(pn_optimizer *o, const char *name)
+{
+    for (int i = 0; i < o->ngroups; i++)
+        for (int k = 0; k < o->groups[i].n; k++)
+            if (name_under(name, o->groups[i].prefixes[k])) return o->groups[i].rule;
+    return o;
+}
+
 void pn_optimizer_set_schedule(pn_optimizer *o, pn_schedule *s)
 {
     if (!o) {
@@ -321,6 +541,8 @@ void pn_optimizer_free(pn_optimizer *o)
     if (!o) return;
     pn_params_free(o->state);
     pn_schedule_free(o->schedule);
+    for (int i = 0; i < o->ngroups; i++) group_clear(&o->groups[i]);
+    free(o->groups);
     free(o);
 }
 
@@ -337,7 +559,7 @@ int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *gra
     if (!o || !params || !grads)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[optimizer] NULL optimizer or tree.");
     o->step = state_step(o);
-    double lr = pn_optimizer_learning_rate(o);
+    for (int i = 0; i < o->ngroups; i++) o->groups[i].rule->step = o->step;
     int64_t step = o->step + 1;
     int rc = 0;
     char key[512];
@@ -351,25 +573,32 @@ int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *gra
                               "[optimizer] Gradient of %s has a different shape from the parameter.", name);
             break;
         }
+        pn_optimizer *r = rule_for(o, name);
+        const rule *ru = r->rule;
         pn_scope_push();
-        pn_array *slots[2] = {NULL, NULL};
-        for (int k = 0; k < o->rule->nslots; k++) {
-            snprintf(key, sizeof key, "%s.%s", name, o->rule->slots[k]);
+        pn_array *slots[MAX_SLOTS] = {NULL};
+        for (int k = 0; k < ru->nslots; k++) {
+            snprintf(key, sizeof key, "%s.%s", name, ru->slots[k]);
             slots[k] = pn_params_get(o->state, key);
-            if (!slots[k]) slots[k] = pn_zeros_like(p);
+            if (!slots[k] && !ru->own_slots) slots[k] = pn_zeros_like(p);
         }
-        pn_array *np = o->rule->fn(o, p, g, slots, lr, step);
+        pn_array *np = ru->fn(r, p, g, slots, pn_optimizer_learning_rate(r), step);
         if (np && pn_array_dtype(np) != pn_array_dtype(p)) np = pn_astype(np, pn_array_dtype(p));
         if (!np) rc = -1;
-        for (int k = 0; k < o->rule->nslots && rc == 0; k++) {
-            snprintf(key, sizeof key, "%s.%s", name, o->rule->slots[k]);
-            if (!slots[k] || pn_params_set(o->state, key, slots[k])) rc = -1;
+        for (int k = 0; k < ru->nslots && rc == 0; k++) {
+            if (!slots[k]) { /* a slot this parameter does not use, or a failed op */
+                if (!ru->own_slots) rc = -1;
+                continue;
+            }
+            snprintf(key, sizeof key, "%s.%s", name, ru->slots[k]);
+            if (pn_params_set(o->state, key, slots[k])) rc = -1;
         }
         if (rc == 0) rc = pn_params_set(params, name, np);
         pn_scope_pop();
     }
     if (rc) return -1;
     o->step = step;
+    for (int i = 0; i < o->ngroups; i++) o->groups[i].rule->step = step;
     pn_array *s = pn_scalar_int(step, PN_INT64);
     if (!s) return -1;
     rc = pn_params_set(o->state, "step", s);

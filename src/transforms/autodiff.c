@@ -610,36 +610,55 @@ static void grad_destroy(void *ctx)
     free(g);
 }
 
+/* Checks argnums against nin (negative counts from the end; no repeats) into args. */
+static int resolve_argnums(const int *argnums, int nargs, int nin, int *args)
+{
+    for (int k = 0; k < nargs; k++) {
+        int a = argnums[k] < 0 ? argnums[k] + nin : argnums[k];
+        if (a < 0 || a >= nin)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                                "[grad] Invalid argument number %d for function with %d inputs.",
+                                argnums[k], nin);
+        for (int q = 0; q < k; q++)
+            if (args[q] == a)
+                return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                                    "[grad] Repeat argument number not allowed in grad.");
+        args[k] = a;
+    }
+    return 0;
+}
+
+/* f's outputs and the gradients of its first output for the listed inputs (ponte.h). */
+int pn_value_and_grad_call(pn_closure *f, int nin, pn_array *const *in, const int *argnums,
+                           int nargnums, int *nout, pn_array **out, pn_array **grads)
+{
+    if (!f || nin < 0 || (nin > 0 && !in) || !nout || !out || !grads || nargnums <= 0 || !argnums)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[value_and_grad] Bad arguments (NULL function, arrays or argnums).");
+    int *args = malloc((size_t)nargnums * sizeof *args);
+    if (!args) return graph_oom();
+    int rc = resolve_argnums(argnums, nargnums, nin, args);
+    if (rc == 0) rc = pnT_vjp(f, nin, in, args, nargnums, 0, NULL, true, nout, out, grads);
+    free(args);
+    return rc;
+}
+
 static int grad_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
     grad_ctx *g = ctx;
-    int *args = malloc((size_t)g->nargs * sizeof *args);
     pn_array **grads = malloc((size_t)g->nargs * sizeof *grads);
     pn_array *fo[PN_MAX_OUTPUTS];
-    int rc = 0, n = 0;
-    if (!args || !grads) rc = graph_oom();
-    for (int k = 0; k < g->nargs && rc == 0; k++) {
-        int a = g->argnums[k] < 0 ? g->argnums[k] + nin : g->argnums[k];
-        if (a < 0 || a >= nin) {
-            rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                              "[grad] Invalid argument number %d for function with %d inputs.",
-                              g->argnums[k], nin);
-            break;
-        }
-        for (int q = 0; q < k; q++)
-            if (args[q] == a)
-                rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                                  "[grad] Repeat argument number not allowed in grad.");
-        args[k] = a;
-    }
-    if (rc == 0) rc = pnT_vjp(g->f, nin, in, args, g->nargs, 0, NULL, true, &n, fo, grads);
+    int n = 0;
+    int rc = grads ? pn_value_and_grad_call(g->f, nin, in, g->argnums, g->nargs, &n, fo, grads)
+                   : graph_oom();
     if (rc == 0) {
         int total = g->nargs + (g->value ? n : 0);
         if (total > PN_MAX_OUTPUTS) {
             for (int j = 0; j < n; j++) pn_release(fo[j]);
             for (int k = 0; k < g->nargs; k++) pn_release(grads[k]);
             rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                              "[grad] %d results exceed the %d outputs a closure may return.",
+                              "[grad] %d results exceed the %d outputs a closure may return "
+                              "(pn_value_and_grad_call has no such limit).",
                               total, PN_MAX_OUTPUTS);
         } else {
             int m = 0;
@@ -651,7 +670,6 @@ static int grad_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_arra
             *nout = m;
         }
     }
-    free(args);
     free(grads);
     return rc;
 }

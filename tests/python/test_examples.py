@@ -85,3 +85,44 @@ def test_ponte_run_mlx_program(tmp_path):
     assert r.stdout.strip() == "ok ['a', 'b'] True"
     r = subprocess.run([sys.executable, "-m", "ponte.run"], capture_output=True, text=True, env=env)
     assert r.returncode == 2 and "usage" in r.stdout
+
+
+def test_char_lm_example(tmp_path):
+    """examples/char_lm.c (the C binary of the build the tests run against) trains a few steps
+    on a small generated text: the loss goes down, tokens/s and a sample are printed, and a
+    missing data path is a clear error."""
+    import ponte
+    exe = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(ponte.__file__)))), "char_lm")
+    if not os.path.exists(exe):
+        import pytest
+        pytest.skip(f"{exe} not built (PONTE_BUILD_EXAMPLES=OFF)")
+    rng = np.random.default_rng(0)
+    words = ["the cat sat on the mat", "a dog ran to the log", "one two three four"]
+    (tmp_path / "text.txt").write_text("\n".join(words[i] for i in rng.integers(0, 3, 400)) + "\n")
+    cmd = [exe, "--data", str(tmp_path / "text.txt"), "--steps", "60", "--batch", "8", "--context", "24",
+           "--dims", "32", "--heads", "2", "--layers", "1", "--lr", "0.01", "--log-every", "10",
+           "--sample", "40", "--seed", "3"]
+    # libgomp spins between parallel regions unless told otherwise, which starves a shared machine
+    env = dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert r.returncode == 0, r.stderr
+    losses = [float(line.split("loss ")[1].split(",")[0]) for line in r.stdout.splitlines()
+              if line.startswith("step ")]
+    assert len(losses) == 6 and all("tokens/s" in line for line in r.stdout.splitlines() if line.startswith("step "))
+    assert losses[-1] < 0.6 * losses[0], r.stdout
+    final = [line for line in r.stdout.splitlines() if line.startswith("final loss: ")]
+    assert final and float(final[0].split()[-1]) == losses[-1]
+    assert "sample (temperature" in r.stdout
+    r2 = subprocess.run([exe, "--data", str(tmp_path / "missing"), "--steps", "1"], capture_output=True, text=True,
+                        timeout=60)
+    assert r2.returncode == 1 and "no training text" in r2.stderr and "fortunes-min" in r2.stderr
+    # a directory as fortune's: its regular files, without the .dat indexes and symlinks
+    d = tmp_path / "fortunes"
+    d.mkdir()
+    (d / "b").write_text("x" * 50)
+    (d / "a").write_text("y" * 30)
+    (d / "a.dat").write_bytes(bytes(range(256)))
+    (d / "a.u8").symlink_to(d / "a")
+    r3 = subprocess.run([exe, "--data", str(d), "--steps", "2", "--context", "8", "--dims", "8", "--heads", "2",
+                         "--layers", "1", "--sample", "0"], capture_output=True, text=True, timeout=60, env=env)
+    assert r3.returncode == 0 and "80 characters (2 distinct)" in r3.stdout, r3.stdout + r3.stderr

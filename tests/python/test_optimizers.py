@@ -200,3 +200,240 @@ def test_memory_flat_over_training_steps(rng):
             marks.append(mx.get_active_memory())
     assert marks[1] <= marks[0] + 4096, marks
     assert math.isfinite(loss.item())
+
+
+# ───────────────────────────── Adafactor, Muon, MultiOptimizer ─────────────────────────────
+
+def np_adafactor(hp):
+    """One Adafactor step in numpy (mlx.optimizers.Adafactor's rule): (p, g, state, t) -> p."""
+    eps1, eps2 = hp.get("eps", (1e-30, 1e-3))
+    clip, decay = hp.get("clip_threshold", 1.0), hp.get("decay_rate", -0.8)
+    beta_1, wd = hp.get("beta_1"), hp.get("weight_decay", 0.0)
+
+    def rms(x):
+        return math.sqrt(np.mean(np.square(x)))
+
+    def step(p, g, s, t):
+        if hp.get("relative_step", True):
+            rel = min(1e-6 * t if hp.get("warmup_init", False) else 1e-2, 1 / math.sqrt(t))
+        else:
+            rel = hp["learning_rate"]
+        alpha = max(eps2, rms(p)) * rel if hp.get("scale_parameter", True) else rel
+        b2 = 1 - t ** decay
+        u = g * g + eps1
+        if g.ndim >= 2:
+            s["exp_avg_sq_row"] = b2 * s.get("exp_avg_sq_row", 0) + (1 - b2) * u.mean(-1)
+            s["exp_avg_sq_col"] = b2 * s.get("exp_avg_sq_col", 0) + (1 - b2) * u.mean(-2)
+            row, col = s["exp_avg_sq_row"], s["exp_avg_sq_col"]
+            r = 1 / np.sqrt(row / row.mean(-1, keepdims=True))
+            u = r[..., :, None] * (1 / np.sqrt(col))[..., None, :] * g
+        else:
+            s["exp_avg_sq"] = b2 * s.get("exp_avg_sq", 0) + (1 - b2) * u
+            u = g / np.sqrt(s["exp_avg_sq"])
+        u = alpha * u / max(1.0, rms(u) / clip)
+        if beta_1 is not None:
+            s["exp_avg"] = u = beta_1 * s.get("exp_avg", 0) + (1 - beta_1) * u
+        if wd:
+            p = p - p * wd * alpha
+        return p - u
+
+    return step
+
+
+def np_newton_schulz(x, steps):
+    a, b, c = 3.4445, -4.7750, 2.0315
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    x = x / (np.linalg.norm(x) + 1e-7)
+    for _ in range(steps):
+        A = x @ x.T
+        x = a * x + (b * A + c * A @ A) @ x
+    return x.T if tall else x
+
+
+def np_muon(hp):
+    """One Muon step in numpy (mlx.optimizers.Muon's rule): (p, g, state, t) -> p."""
+    mom, wd = hp.get("momentum", 0.95), hp.get("weight_decay", 0.01)
+    nest, ns = hp.get("nesterov", True), hp.get("ns_steps", 5)
+
+    def step(p, g, s, t):
+        g = g + wd * p
+        s["v"] = v = mom * s.get("v", 0) + (1 - mom) * g
+        u = g * (1 - mom) + v * mom if nest else v
+        lr = hp["learning_rate"]
+        if u.ndim >= 2:
+            u = np_newton_schulz(u.reshape(u.shape[0], -1), ns).reshape(u.shape)
+            lr *= math.sqrt(max(1.0, u.shape[-2] / u.shape[-1]))
+        return p - lr * u
+
+    return step
+
+
+SHAPES = {"mat": (4, 3), "wide": (2, 5), "batch": (2, 3, 4), "vec": (5,), "scalar": ()}
+
+NEW_CASES = [
+    (optim.Adafactor, np_adafactor, {}),
+    (optim.Adafactor, np_adafactor, {"learning_rate": 0.05, "relative_step": False, "scale_parameter": False}),
+    (optim.Adafactor, np_adafactor, {"beta_1": 0.9, "weight_decay": 0.1, "warmup_init": True}),
+    (optim.Adafactor, np_adafactor, {"learning_rate": 0.02, "relative_step": False, "clip_threshold": 0.3,
+                                     "eps": (1e-30, 0.5), "decay_rate": -0.5, "beta_1": 0.5}),
+    (optim.Muon, np_muon, {"learning_rate": 0.02}),
+    (optim.Muon, np_muon, {"learning_rate": 0.05, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}),
+    (optim.Muon, np_muon, {"learning_rate": 0.01, "ns_steps": 3, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("cls,ref,hp", NEW_CASES, ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(NEW_CASES)])
+def test_adafactor_muon_formulas(rng, cls, ref, hp):
+    opt = cls(**hp)
+    p0 = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
+    params = {k: mx.array(v, mx.float64) for k, v in p0.items()}
+    states = {k: {} for k in SHAPES}
+    rule = ref(hp)
+    for t in range(1, 4):
+        g = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
+        params = opt.apply_gradients({k: mx.array(v, mx.float64) for k, v in g.items()}, params)
+        for k in SHAPES:
+            p0[k] = rule(p0[k], g[k], states[k], t)
+        mx.eval(params, opt.state)
+        for k in SHAPES:
+            np.testing.assert_allclose(np.array(params[k]), p0[k], rtol=1e-9, atol=1e-12, err_msg=f"{k} step {t}")
+    st = opt.state
+    for k in SHAPES:
+        assert set(st[k]) == set(states[k]), (k, set(st[k]))
+        for name, v in states[k].items():
+            np.testing.assert_allclose(np.array(st[k][name]), v, rtol=1e-9, atol=1e-14)
+    assert st["step"].item() == 3
+
+
+def test_adafactor_muon_train_and_errors(rng):
+    x = mx.array(rng.standard_normal((32, 4)).astype(np.float32))
+    y = mx.array(rng.standard_normal((32, 1)).astype(np.float32))
+    for opt in (optim.Adafactor(), optim.Adafactor(learning_rate=1e-2, relative_step=False, beta_1=0.9),
+                optim.Muon(learning_rate=0.02)):
+        model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 1))
+        loss_and_grad = nn.value_and_grad(model, lambda a, b: nn.losses.mse_loss(model(a), b))
+        losses = []
+        for _ in range(20):
+            loss, grads = loss_and_grad(x, y)
+            opt.update(model, grads)
+            mx.eval(model.parameters(), opt.state)
+            losses.append(loss.item())
+        assert losses[-1] < losses[0], (type(opt).__name__, losses)
+        assert model.layers[0].weight.dtype == mx.float32
+    st = optim.Adafactor().state
+    assert "learning_rate" not in st and st["step"].item() == 0
+    with pytest.raises(KeyError):
+        optim.Adafactor().learning_rate
+    assert optim.Adafactor(learning_rate=0.1).learning_rate.item() == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        optim.Adafactor(relative_step=False)
+    with pytest.raises(ValueError):
+        optim.Adafactor(eps=(1e-30,))
+    with pytest.raises(ValueError):
+        optim.Adafactor(clip_threshold=0.0)
+    with pytest.raises(ValueError):
+        optim.Muon(0.02, ns_steps=-1)
+    with pytest.raises(ValueError):
+        optim.Muon(0.02).apply_gradients({"w": mx.zeros((2, 3))}, {"w": mx.zeros((3, 2, 1))})
+
+
+def test_multi_optimizer_groups(rng):
+    """Matrices to Muon, "bias" paths to SGD with momentum and a schedule, the rest to AdamW;
+    each parameter follows its own optimizer's formula."""
+    muon = optim.Muon(learning_rate=0.02)
+    sgd = optim.SGD(learning_rate=optim.step_decay(0.5, 0.5, 1), momentum=0.9, weight_decay=0.01)
+    adamw = optim.AdamW(learning_rate=0.01, weight_decay=0.1)
+    multi = optim.MultiOptimizer([muon, sgd, adamw],
+                                 [lambda path, a: a.ndim >= 2, lambda path, a: path.endswith("bias")])
+    shapes = {"l0": {"weight": (4, 3), "bias": (4,)}, "norm": {"scale": (4,), "bias": (4,)}, "head": (3,)}
+    flat = [("l0.weight", (4, 3)), ("l0.bias", (4,)), ("norm.scale", (4,)), ("norm.bias", (4,)), ("head", (3,))]
+    owner = {"l0.weight": 0, "l0.bias": 1, "norm.bias": 1, "norm.scale": 2, "head": 2}
+    ref_p = {k: rng.standard_normal(s) for k, s in flat}
+    ref_s = {k: {} for k, _ in flat}
+
+    def tree(d, dtype=mx.float64):
+        return {"l0": {"weight": mx.array(d["l0.weight"], dtype), "bias": mx.array(d["l0.bias"], dtype)},
+                "norm": {"scale": mx.array(d["norm.scale"], dtype), "bias": mx.array(d["norm.bias"], dtype)},
+                "head": mx.array(d["head"], dtype)}
+
+    params = tree(ref_p)
+    assert shapes["l0"]["weight"] == params["l0"]["weight"].shape
+    sgd_rule = np_rule("sgd", {"momentum": 0.9, "weight_decay": 0.01})
+    adamw_rule = np_rule("adamw", {"weight_decay": 0.1})
+    muon_rule = np_muon({"learning_rate": 0.02})
+    for t in range(1, 4):
+        g = {k: rng.standard_normal(s) for k, s in flat}
+        params = multi.apply_gradients(tree(g), params)
+        for k, _ in flat:
+            o = owner[k]
+            if o == 0:
+                ref_p[k] = muon_rule(ref_p[k], g[k], ref_s[k], t)
+            elif o == 1:
+                ref_p[k] = sgd_rule(ref_p[k], g[k], ref_s[k], 0.5 * 0.5 ** (t - 1), t)
+            else:
+                ref_p[k] = adamw_rule(ref_p[k], g[k], ref_s[k], 0.01, t)
+        mx.eval(params, multi.state)
+        got = dict(tree_flatten(params))
+        for k, _ in flat:
+            np.testing.assert_allclose(np.array(got[k]), ref_p[k], rtol=1e-9, atol=1e-12, err_msg=f"{k} step {t}")
+    st = multi.state
+    assert list(st) == ["states"] and len(st["states"]) == 3
+    s0, s1, s2 = st["states"]
+    assert set(s0["l0"]) == {"weight"} and set(s0["l0"]["weight"]) == {"v"}
+    assert set(s1["l0"]) == {"bias"} and set(s1["norm"]) == {"bias"}
+    assert set(s2["norm"]["scale"]) == {"m", "v"} and set(s2["head"]) == {"m", "v"}
+    assert all(s["step"].item() == 3 for s in st["states"])
+    assert s1["learning_rate"].item() == pytest.approx(0.5 * 0.5 ** 3)
+    assert multi.learning_rate.item() == pytest.approx(0.02)
+    assert multi.step.item() == 3
+
+    # resuming from the state into a fresh MultiOptimizer equals going on uninterrupted
+    fresh = optim.MultiOptimizer([optim.Muon(learning_rate=0.02),
+                                  optim.SGD(learning_rate=optim.step_decay(0.5, 0.5, 1), momentum=0.9,
+                                            weight_decay=0.01),
+                                  optim.AdamW(learning_rate=0.01, weight_decay=0.1)],
+                                 [lambda path, a: a.ndim >= 2, lambda path, a: path.endswith("bias")])
+    fresh.state = st
+    assert fresh.step.item() == 3
+    g = tree({k: rng.standard_normal(s) for k, s in flat})
+    a, b = multi.apply_gradients(g, params), fresh.apply_gradients(g, params)
+    mx.eval(a, b)
+    for (k, x), (_, y) in zip(tree_flatten(a), tree_flatten(b)):
+        assert np.array_equal(np.array(x), np.array(y)), k
+
+    multi.learning_rate = 0.1
+    assert multi.learning_rate.item() == pytest.approx(0.1) and sgd.learning_rate.item() == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        optim.MultiOptimizer([muon, sgd], [])
+    with pytest.raises(ValueError):
+        optim.MultiOptimizer([muon], [lambda p, a: True])
+    with pytest.raises(ValueError):
+        fresh.state = {"states": [{}]}
+    with pytest.raises(ValueError):
+        fresh.state = {"nope": []}
+
+
+def test_multi_optimizer_update_model(rng):
+    """MultiOptimizer over a Module: init assigns, frozen parameters are left alone, a single
+    optimizer (no filters) behaves as that optimizer."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 1))
+    multi = optim.MultiOptimizer([optim.Muon(learning_rate=0.02), optim.Adam(learning_rate=1e-2)],
+                                 [lambda path, a: "weight" in path])
+    multi.init(model.trainable_parameters())
+    x = mx.array(rng.standard_normal((16, 4)).astype(np.float32))
+    y = mx.array(rng.standard_normal((16, 1)).astype(np.float32))
+    loss_and_grad = nn.value_and_grad(model, lambda a, b: nn.losses.mse_loss(model(a), b))
+    losses = []
+    for _ in range(20):
+        loss, grads = loss_and_grad(x, y)
+        multi.update(model, grads)
+        mx.eval(model.parameters(), multi.state)
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    s0, s1 = multi.state["states"]
+    assert set(s0["layers"][0]) == {"weight"} and set(s1["layers"][1]) == {"bias"}
+    single = optim.MultiOptimizer([optim.SGD(learning_rate=0.5)])
+    p = single.apply_gradients({"w": mx.array([1.0, 2.0])}, {"w": mx.array([0.0, 0.0])})
+    assert p["w"].tolist() == [-0.5, -1.0]

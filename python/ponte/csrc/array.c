@@ -745,6 +745,19 @@ static PyObject *m_array(PyObject *self, PyObject *args, PyObject *kw)
 
 static PyObject *m_copy(PyObject *self, PyObject *args) { return pp_wrap_borrowed(PPARR(self)); }
 
+/* The array API namespace: ponte.core (api_version is not supported, as MLX). */
+static PyObject *m_array_namespace(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"api_version", NULL};
+    PyObject *v = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:__array_namespace__", kwlist, &v)) return NULL;
+    if (v != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "Explicitly specifying api_version is not yet implemented.");
+        return NULL;
+    }
+    return PyImport_ImportModule("ponte.core");
+}
+
 static PyObject *m_getstate(PyObject *self, PyObject *u)
 {
     PyObject *l = pp_tolist(PPARR(self));
@@ -940,6 +953,8 @@ static PyMethodDef array_methods[] = {
     {"__array__", (PyCFunction)(void (*)(void))m_array, METH_VARARGS | METH_KEYWORDS,
      "A numpy array with the same contents (bfloat16 becomes float32)."},
     {"__copy__", m_copy, METH_NOARGS, NULL},
+    {"__array_namespace__", (PyCFunction)(void (*)(void))m_array_namespace, METH_VARARGS | METH_KEYWORDS,
+     "The module with the array API's functions (ponte.core)."},
     {"__deepcopy__", m_copy, METH_O, NULL},
     {"__reduce__", m_reduce, METH_NOARGS, NULL},
     {"__getstate__", m_getstate, METH_NOARGS, NULL},

@@ -332,27 +332,63 @@ static void optim_dealloc(PyObject *self)
     Py_TYPE(self)->tp_free(self);
 }
 
-/* Optimizer(kind, lr, a, b, c, d, flag): the hyperparameters of pn_optim_<kind> in order. */
+/* A new pn_optimizer from (kind, lr, hyper): hyper is the sequence of pn_optim_<kind>'s
+ * arguments after lr, in order (numbers; flags as bools). NULL with a Python error. */
+static pn_optimizer *optim_make(const char *kind, double lr, PyObject *hyper)
+{
+    static const struct {
+        const char *kind;
+        int n;
+    } K[] = {{"sgd", 4}, {"adam", 4}, {"adamw", 5}, {"rmsprop", 2}, {"adagrad", 1}, {"adadelta", 2},
+             {"adamax", 3}, {"lion", 3}, {"adafactor", 9}, {"muon", 4}};
+    enum { MAXH = 9 };
+    double h[MAXH] = {0};
+    PyObject *seq = PySequence_Fast(hyper, "Optimizer hyperparameters must be a sequence.");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    int k = 0;
+    while (k < (int)(sizeof K / sizeof K[0]) && strcmp(K[k].kind, kind)) k++;
+    if (k == (int)(sizeof K / sizeof K[0]) || n != K[k].n) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "Unknown optimizer '%s' or wrong number of hyperparameters (%zd).", kind, n);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (h[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+    }
+    Py_DECREF(seq);
+#define F(i) (h[i] != 0)
+    pn_optimizer *o = NULL;
+    switch (k) {
+    case 0: o = pn_optim_sgd(lr, h[0], h[1], h[2], F(3)); break;
+    case 1: o = pn_optim_adam(lr, h[0], h[1], h[2], F(3)); break;
+    case 2: o = pn_optim_adamw(lr, h[0], h[1], h[2], h[3], F(4)); break;
+    case 3: o = pn_optim_rmsprop(lr, h[0], h[1]); break;
+    case 4: o = pn_optim_adagrad(lr, h[0]); break;
+    case 5: o = pn_optim_adadelta(lr, h[0], h[1]); break;
+    case 6: o = pn_optim_adamax(lr, h[0], h[1], h[2]); break;
+    case 7: o = pn_optim_lion(lr, h[0], h[1], h[2]); break;
+    case 8: o = pn_optim_adafactor(lr, h[0], h[1], h[2], h[3], h[4], h[5], F(6), F(7), F(8)); break;
+    case 9: o = pn_optim_muon(lr, h[0], h[1], F(2), (int)h[3]); break;
+    }
+#undef F
+    if (!o) pp_raise();
+    return o;
+}
+
+/* Optimizer(kind, lr, hyper): see optim_make. */
 static PyObject *optim_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     const char *kind;
-    double lr, a = 0, b = 0, c = 0, d = 0;
-    int flag = 0;
-    if (!PyArg_ParseTuple(args, "sd|ddddp", &kind, &lr, &a, &b, &c, &d, &flag)) return NULL;
-    pn_optimizer *o = NULL;
-    if (!strcmp(kind, "sgd")) o = pn_optim_sgd(lr, a, b, c, flag);
-    else if (!strcmp(kind, "adam")) o = pn_optim_adam(lr, a, b, c, flag);
-    else if (!strcmp(kind, "adamw")) o = pn_optim_adamw(lr, a, b, c, d, flag);
-    else if (!strcmp(kind, "rmsprop")) o = pn_optim_rmsprop(lr, a, b);
-    else if (!strcmp(kind, "adagrad")) o = pn_optim_adagrad(lr, a);
-    else if (!strcmp(kind, "adadelta")) o = pn_optim_adadelta(lr, a, b);
-    else if (!strcmp(kind, "adamax")) o = pn_optim_adamax(lr, a, b, c);
-    else if (!strcmp(kind, "lion")) o = pn_optim_lion(lr, a, b, c);
-    else {
-        PyErr_Format(PyExc_ValueError, "Unknown optimizer '%s'.", kind);
-        return NULL;
-    }
-    if (!o) return pp_raise();
+    double lr;
+    PyObject *hyper;
+    if (!PyArg_ParseTuple(args, "sdO", &kind, &lr, &hyper)) return NULL;
+    pn_optimizer *o = optim_make(kind, lr, hyper);
+    if (!o) return NULL;
     PPOptimizer *self = (PPOptimizer *)type->tp_alloc(type, 0);
     if (!self) {
         pn_optimizer_free(o);
@@ -362,13 +398,62 @@ static PyObject *optim_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return (PyObject *)self;
 }
 
-/* update(names, params, grads, lr) -> the updated params, in names order. */
+/* add_group(names, kind, lr, hyper) -> the group's index: pn_optimizer_add_group with the
+ * parameter names (or prefixes) given and a rule built as by Optimizer(kind, lr, hyper). */
+static PyObject *optim_add_group(PyObject *self, PyObject *args)
+{
+    PyObject *names, *hyper;
+    const char *kind;
+    double lr;
+    if (!PyArg_ParseTuple(args, "OsdO", &names, &kind, &lr, &hyper)) return NULL;
+    PyObject *seq = PySequence_Fast(names, "add_group: names must be a sequence of str.");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    const char **pre = PyMem_Calloc(n > 0 ? (size_t)n : 1, sizeof *pre);
+    int rc = -1;
+    for (Py_ssize_t i = 0; pre && i < n; i++)
+        if (!(pre[i] = PyUnicode_AsUTF8(PySequence_Fast_GET_ITEM(seq, i)))) goto done;
+    if (!pre) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    pn_optimizer *rule = optim_make(kind, lr, hyper);
+    if (!rule) goto done;
+    rc = pn_optimizer_add_group(((PPOptimizer *)self)->o, pre, (int)n, rule);
+    if (rc < 0) pp_raise();
+done:
+    PyMem_Free(pre);
+    Py_DECREF(seq);
+    return rc < 0 ? NULL : PyLong_FromLong(rc);
+}
+
+/* update(names, params, grad_names, grads, lr, group_lrs=()) -> the updated params, in names
+ * order; lr is this step's learning rate, group_lrs[i] that of group i. */
 static PyObject *optim_update(PyObject *self, PyObject *args)
 {
     PPOptimizer *op = (PPOptimizer *)self;
-    PyObject *names, *params, *grads, *gnames;
+    PyObject *names, *params, *grads, *gnames, *glrs = NULL;
     double lr;
-    if (!PyArg_ParseTuple(args, "OOOOd", &names, &params, &gnames, &grads, &lr)) return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOd|O", &names, &params, &gnames, &grads, &lr, &glrs)) return NULL;
+    PyObject *gl = glrs && glrs != Py_None ? PySequence_Fast(glrs, "group_lrs must be a sequence.") : NULL;
+    if (!gl && PyErr_Occurred()) return NULL;
+    for (Py_ssize_t i = 0; gl && i < PySequence_Fast_GET_SIZE(gl); i++) {
+        double gi = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(gl, i));
+        pn_optimizer *r = pn_optimizer_group(op->o, (int)i);
+        if (gi == -1.0 && PyErr_Occurred()) break;
+        if (!r) {
+            PyErr_SetString(PyExc_ValueError, "More group learning rates than groups.");
+            break;
+        }
+        pn_schedule *s = pn_schedule_constant(gi);
+        if (!s) {
+            pp_raise();
+            break;
+        }
+        pn_optimizer_set_schedule(r, s);
+    }
+    Py_XDECREF(gl);
+    if (PyErr_Occurred()) return NULL;
     pn_params *p = params_of(names, params), *g = p ? params_of(gnames, grads) : NULL;
     PyObject *r = NULL;
     if (g) {
@@ -409,7 +494,9 @@ static PyObject *optim_set_state(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef optim_methods[] = {
-    {"update", optim_update, METH_VARARGS, "update(names, params, grad_names, grads, lr) -> new params."},
+    {"update", optim_update, METH_VARARGS,
+     "update(names, params, grad_names, grads, lr, group_lrs=()) -> new params."},
+    {"add_group", optim_add_group, METH_VARARGS, "add_group(names, kind, lr, hyper) -> group index."},
     {"state", optim_state, METH_NOARGS, "[(name, array)] of the optimizer's state."},
     {"set_state", optim_set_state, METH_VARARGS, "set_state(names, arrays)."},
     {NULL},
@@ -585,6 +672,355 @@ static PyObject *py_alibi_bias(PyObject *m, PyObject *args)
     return pp_wrap(pn_nn_alibi_bias(ql, kl, heads, off, dt));
 }
 
+/* ──────────────────── recurrent layers, upsampling, bilinear ──────────────────── */
+
+/* Converts n arguments into arrays: the first nreq are required, the others may be None
+ * (NULL). Returns 0, or -1 with an exception after releasing what it made. */
+static int rec_arrays(PyObject *const *objs, int n, int nreq, pn_array **out)
+{
+    for (int i = 0; i < n; i++) out[i] = NULL;
+    for (int i = 0; i < n; i++) {
+        if (i >= nreq && objs[i] == Py_None) continue;
+        if (!(out[i] = pp_arr(objs[i]))) {
+            pp_release_all(out, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A Python callable as the RNN's nonlinearity closure; its results stay alive in keep until
+ * the closure goes (pn_closure_call gives the layer its own handles). */
+typedef struct {
+    PyObject *fn, *keep;
+} rec_act;
+
+static void rec_act_destroy(void *ctx)
+{
+    rec_act *a = ctx;
+    Py_XDECREF(a->fn);
+    Py_XDECREF(a->keep);
+    PyMem_Free(a);
+}
+
+static int rec_act_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    rec_act *a = ctx;
+    PyObject *arg = pp_wrap_borrowed(in[0]);
+    PyObject *r = arg ? PyObject_CallOneArg(a->fn, arg) : NULL;
+    Py_XDECREF(arg);
+    if (r && !PPArray_Check(r)) {
+        PyErr_Format(PyExc_TypeError, "[RNN] The nonlinearity must return an array, got %s.", Py_TYPE(r)->tp_name);
+        Py_CLEAR(r);
+    }
+    if (!r || PyList_Append(a->keep, r)) {
+        Py_XDECREF(r);
+        return pp_stash_exception();
+    }
+    out[0] = PPARR(r);
+    *nout = 1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* rnn(x, Wxh, Whh, bias, hidden, nonlinearity): nonlinearity None means tanh. */
+static PyObject *py_rnn(PyObject *m, PyObject *args)
+{
+    PyObject *o[5], *fo;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &fo)) return NULL;
+    if (fo != Py_None && !PyCallable_Check(fo))
+        return PyErr_Format(PyExc_ValueError, "Nonlinearity must be callable. Current value: %R.", fo);
+    pn_closure *f = NULL;
+    if (fo != Py_None) {
+        rec_act *a = PyMem_Malloc(sizeof *a);
+        if (!a) return PyErr_NoMemory();
+        a->fn = Py_NewRef(fo);
+        if (!(a->keep = PyList_New(0))) {
+            rec_act_destroy(a);
+            return NULL;
+        }
+        if (!(f = pn_closure_new(rec_act_call, a, rec_act_destroy))) return pp_raise();
+    }
+    pn_array *a[5];
+    if (rec_arrays(o, 5, 3, a)) {
+        pn_closure_release(f);
+        return NULL;
+    }
+    pn_array *y = pn_nn_rnn(a[0], a[1], a[2], a[3], a[4], f);
+    pp_release_all(a, 5);
+    pn_closure_release(f);
+    return pp_wrap(y);
+}
+
+/* gru(x, Wx, Wh, b, bhn, hidden) */
+static PyObject *py_gru(PyObject *m, PyObject *args)
+{
+    PyObject *o[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5])) return NULL;
+    pn_array *a[6];
+    if (rec_arrays(o, 6, 3, a)) return NULL;
+    pn_array *y = pn_nn_gru(a[0], a[1], a[2], a[3], a[4], a[5]);
+    pp_release_all(a, 6);
+    return pp_wrap(y);
+}
+
+/* lstm(x, Wx, Wh, bias, hidden, cell) -> (hidden states, cell states) */
+static PyObject *py_lstm(PyObject *m, PyObject *args)
+{
+    PyObject *o[6];
+    if (!PyArg_ParseTuple(args, "OOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5])) return NULL;
+    pn_array *a[6], *c = NULL;
+    if (rec_arrays(o, 6, 3, a)) return NULL;
+    pn_array *h = pn_nn_lstm(a[0], a[1], a[2], a[3], a[4], a[5], &c);
+    pp_release_all(a, 6);
+    if (!h) return pp_raise();
+    PyObject *ho = pp_wrap(h);
+    if (!ho) {
+        pp_release_all(&c, 1);
+        return NULL;
+    }
+    PyObject *co = pp_wrap(c);
+    if (!co) {
+        Py_DECREF(ho);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", ho, co);
+}
+
+/* upsample(x, scale_factor, mode, align_corners): scale_factor a number (every spatial axis)
+ * or a sequence of one per spatial axis. */
+static PyObject *py_upsample(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *so;
+    const char *mode;
+    int align;
+    if (!PyArg_ParseTuple(args, "OOsp", &xo, &so, &mode, &align)) return NULL;
+    double scale[PP_MAXDIM];
+    int ns = 1;
+    if (PySequence_Check(so)) {
+        Py_ssize_t n = PySequence_Size(so);
+        if (n < 0) return NULL;
+        if (n > PP_MAXDIM) return PyErr_Format(PyExc_ValueError, "[Upsample] Too many scale factors (%zd).", n);
+        ns = (int)n;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *it = PySequence_GetItem(so, i);
+            scale[i] = it ? PyFloat_AsDouble(it) : -1;
+            Py_XDECREF(it);
+            if (PyErr_Occurred()) return NULL;
+        }
+    } else {
+        scale[0] = PyFloat_AsDouble(so);
+        if (PyErr_Occurred()) return NULL;
+    }
+    pn_array *x;
+    if (rec_arrays(&xo, 1, 1, &x)) return NULL;
+    pn_array *y = pn_nn_upsample(x, scale, ns, mode, align != 0);
+    pp_release_all(&x, 1);
+    return pp_wrap(y);
+}
+
+/* bilinear(x1, x2, weight, bias) */
+static PyObject *py_bilinear(PyObject *m, PyObject *args)
+{
+    PyObject *o[4] = {NULL, NULL, NULL, Py_None};
+    if (!PyArg_ParseTuple(args, "OOO|O", &o[0], &o[1], &o[2], &o[3])) return NULL;
+    pn_array *a[4];
+    if (rec_arrays(o, 4, 3, a)) return NULL;
+    pn_array *y = pn_nn_bilinear(a[0], a[1], a[2], a[3]);
+    pp_release_all(a, 4);
+    return pp_wrap(y);
+}
+
+/* ───────────────────────────── transformer blocks ───────────────────────────── */
+
+/* A Python activation as the pn_closure of pn_transformer_config: each result stays alive in
+ * keep until the C call that used it has returned. */
+typedef struct {
+    PyObject *fn, *keep;
+} tf_act;
+
+static int tf_act_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    tf_act *a = ctx;
+    *nout = 0;
+    PyObject *x = nin == 1 ? pp_wrap_borrowed(in[0]) : NULL;
+    PyObject *r = x ? PyObject_CallOneArg(a->fn, x) : NULL;
+    Py_XDECREF(x);
+    if (r && !PPArray_Check(r)) {
+        PyErr_Format(PyExc_TypeError, "The activation must return an array, not %s.", Py_TYPE(r)->tp_name);
+        Py_CLEAR(r);
+    }
+    int rc = r ? PyList_Append(a->keep, r) : -1;
+    Py_XDECREF(r);
+    if (rc) return pp_stash_exception();
+    out[0] = PPARR(r); /* alive in keep */
+    *nout = 1;
+    return 0;
+}
+
+/* The config tuple (dims, num_heads, mlp_dims, num_encoder_layers, num_decoder_layers,
+ * dropout, norm_first). 0, or -1 with a Python error. */
+static int tf_config(PyObject *o, pn_transformer_config *c)
+{
+    int nf = 0;
+    *c = (pn_transformer_config){0};
+    if (!PyArg_ParseTuple(o, "iiiiidp", &c->dims, &c->num_heads, &c->mlp_dims, &c->num_encoder_layers,
+                          &c->num_decoder_layers, &c->dropout, &nf))
+        return -1;
+    c->norm_first = nf;
+    return 0;
+}
+
+/* A mask argument: None, "causal" or an array (anything pp_arr takes, owned through *owned). */
+static int tf_mask(PyObject *o, pn_attention_mask *m, pn_array **owned)
+{
+    *m = (pn_attention_mask){0};
+    *owned = NULL;
+    if (!o || o == Py_None) return 0;
+    if (PyUnicode_Check(o)) {
+        const char *s = PyUnicode_AsUTF8(o);
+        if (!s) return -1;
+        if (strcmp(s, "causal") != 0) {
+            PyErr_Format(PyExc_ValueError, "[transformer] invalid mask option '%s'; must be 'causal', an array or None", s);
+            return -1;
+        }
+        m->mode = "causal";
+        return 0;
+    }
+    if (!(*owned = pp_arr(o))) return -1;
+    m->array = *owned;
+    return 0;
+}
+
+/* transformer(part, x, memory, masks, names, arrays, config, activation): the forward pass of
+ * pn_transformer_part `part` (0 encoder layer, 1 decoder layer, 2 encoder, 3 decoder, 4
+ * transformer with x = src, memory = tgt) over the parameters named `names`; masks in the
+ * order of the C function's mask arguments; activation None (relu) or a callable. */
+static PyObject *py_transformer(PyObject *m, PyObject *args)
+{
+    int part;
+    PyObject *xo, *mo, *masks, *names, *arrays, *cfgo, *act;
+    if (!PyArg_ParseTuple(args, "iOOOOOO!O", &part, &xo, &mo, &masks, &names, &arrays, &PyTuple_Type, &cfgo, &act))
+        return NULL;
+    pn_transformer_config cfg;
+    if (tf_config(cfgo, &cfg)) return NULL;
+    if (part < PN_TRANSFORMER_ENCODER_LAYER || part > PN_TRANSFORMER) {
+        PyErr_Format(PyExc_ValueError, "[transformer] unknown block %d.", part);
+        return NULL;
+    }
+    if (act != Py_None && !PyCallable_Check(act)) {
+        PyErr_SetString(PyExc_TypeError, "[transformer] activation must be callable.");
+        return NULL;
+    }
+    PyObject *ms = PySequence_Fast(masks, "masks must be a sequence");
+    if (!ms) return NULL;
+    Py_ssize_t nm = PySequence_Fast_GET_SIZE(ms);
+    tmp3 t = {.n = 0};
+    pn_array *x, *mem, *owned[3] = {NULL, NULL, NULL};
+    pn_attention_mask mk[3] = {{0}, {0}, {0}};
+    pn_params *p = NULL;
+    pn_closure *cl = NULL;
+    tf_act a = {act, PyList_New(0)};
+    PyObject *res = NULL;
+    if (nm > 3) PyErr_SetString(PyExc_ValueError, "[transformer] at most three masks.");
+    int ok = a.keep && nm <= 3 && conv(&t, xo, &x) == 0 && conv_opt(&t, mo, &mem) == 0;
+    for (Py_ssize_t i = 0; ok && i < nm; i++) ok = tf_mask(PySequence_Fast_GET_ITEM(ms, i), &mk[i], &owned[i]) == 0;
+    if (ok) ok = (p = params_of(names, arrays)) != NULL;
+    if (ok && act != Py_None) {
+        cfg.activation = cl = pn_closure_new(tf_act_call, &a, NULL);
+        if (!cl) ok = (pp_raise(), 0);
+    }
+    if (ok) {
+        pn_array *r = NULL;
+        switch (part) {
+        case PN_TRANSFORMER_ENCODER_LAYER: r = pn_nn_transformer_encoder_layer(x, mk[0], p, "", &cfg, NULL); break;
+        case PN_TRANSFORMER_DECODER_LAYER: r = pn_nn_transformer_decoder_layer(x, mem, mk[0], mk[1], p, "", &cfg, NULL); break;
+        case PN_TRANSFORMER_ENCODER: r = pn_nn_transformer_encoder(x, mk[0], p, "", &cfg, NULL); break;
+        case PN_TRANSFORMER_DECODER: r = pn_nn_transformer_decoder(x, mem, mk[0], mk[1], p, "", &cfg, NULL); break;
+        case PN_TRANSFORMER: r = pn_nn_transformer(x, mem, mk[0], mk[1], mk[2], p, "", &cfg, NULL); break;
+        }
+        if (r) pp_clear_stash();
+        res = pp_wrap(r); /* NULL: raises the Ponte error or the activation's exception */
+    }
+    pn_closure_release(cl);
+    pn_params_free(p);
+    pp_release_all(owned, 3);
+    pp_release_all(t.a, t.n);
+    Py_XDECREF(a.keep);
+    Py_DECREF(ms);
+    return res;
+}
+
+/* transformer_init(part, prefix, config, key=None): [(name, array)] of pn_nn_transformer_init. */
+static PyObject *py_transformer_init(PyObject *m, PyObject *args)
+{
+    int part;
+    const char *prefix;
+    PyObject *cfgo, *ko = Py_None;
+    if (!PyArg_ParseTuple(args, "isO!|O", &part, &prefix, &PyTuple_Type, &cfgo, &ko)) return NULL;
+    pn_transformer_config cfg;
+    if (tf_config(cfgo, &cfg)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *key;
+    if (conv_opt(&t, ko, &key)) return abort3(&t);
+    pn_params *p = pn_params_new();
+    PyObject *items = p && pn_nn_transformer_init(p, prefix, (pn_transformer_part)part, &cfg, key) == 0
+                          ? params_items(p) : pp_raise();
+    pn_params_free(p);
+    pp_release_all(t.a, t.n);
+    return items;
+}
+
+/* ───────────────────────────── pooling (ponte.nn.conv_pool) ───────────────────────────── */
+
+/* The six C poolings under one signature (the 1-d forms take plain ints). */
+typedef pn_array *(*pool_fn)(pn_array *, const int *, const int *, const int *);
+static pn_array *max_pool1d_v(pn_array *x, const int *k, const int *s, const int *p)
+{
+    return pn_nn_max_pool1d(x, k[0], s[0], p[0]);
+}
+static pn_array *avg_pool1d_v(pn_array *x, const int *k, const int *s, const int *p)
+{
+    return pn_nn_avg_pool1d(x, k[0], s[0], p[0]);
+}
+static const pool_fn pool_fns[2][3] = {{avg_pool1d_v, pn_nn_avg_pool2d, pn_nn_avg_pool3d},
+                                       {max_pool1d_v, pn_nn_max_pool2d, pn_nn_max_pool3d}};
+
+/* A sequence of n ints (n < 0: 1 to 3, any) in int range into out. Returns the count or -1. */
+static int pool_ints(PyObject *o, int n, int *out, const char *what)
+{
+    int64_t v[3];
+    int k = pp_shape(o, v, 3, what);
+    if (k < 0) return -1;
+    if (k < 1 || (n >= 0 && k != n)) {
+        PyErr_Format(PyExc_ValueError, "[pool] %s must hold %d ints, got %d.", what, n < 0 ? 3 : n, k);
+        return -1;
+    }
+    for (int i = 0; i < k; i++) {
+        if (v[i] < INT32_MIN || v[i] > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "[pool] %s out of range.", what);
+            return -1;
+        }
+        out[i] = (int)v[i];
+    }
+    return k;
+}
+
+/* pool(x, is_max, kernel_size, stride, padding): max or average pooling of x (N, spatial...,
+ * C) over len(kernel_size) (1 to 3) spatial axes; stride and padding hold as many ints. */
+static PyObject *py_pool(PyObject *m, PyObject *args)
+{
+    PyObject *xo, *ko, *so, *po;
+    int is_max, k[3], s[3], p[3];
+    if (!PyArg_ParseTuple(args, "OpOOO", &xo, &is_max, &ko, &so, &po)) return NULL;
+    int n = pool_ints(ko, -1, k, "kernel_size");
+    if (n < 0 || pool_ints(so, n, s, "stride") < 0 || pool_ints(po, n, p, "padding") < 0) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return NULL;
+    return finish(&t, pool_fns[is_max][n - 1](x, k, s, p));
+}
+
 /* ───────────────────────────── ponte.core.fast ───────────────────────────── */
 
 /* scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None) */
@@ -690,10 +1126,13 @@ static PyMethodDef nn_methods[] = {
     VA(layer_norm) VA(rms_norm) VA(dropout) VA(log_softmax)
     VA(batch_norm) VA(group_norm) VA(instance_norm) VA(sinusoidal_positional_encoding)
     VA(alibi_bias)
+    VA(transformer) VA(transformer_init)
+    VA(rnn) VA(gru) VA(lstm) VA(upsample) VA(bilinear)
     VA(cross_entropy) VA(binary_cross_entropy) VA(mse_loss) VA(l1_loss) VA(smooth_l1_loss)
     VA(huber_loss) VA(nll_loss) VA(kl_div_loss)
     VA(init_uniform) VA(init_normal) VA(init_glorot_uniform) VA(init_glorot_normal)
     VA(init_he_uniform) VA(init_he_normal) VA(clip_grad_norm)
+    VA(pool)
     {NULL},
 };
 

@@ -1,7 +1,7 @@
 /* ops.c — ponte.core's op functions with mlx.core's names, arguments and keywords: tables of
  * unary, binary, reduction and scan ops (one wrapper each, generated), then the ops with their
- * own signatures (creation, shapes, indexing, sorting, linear algebra), the random submodule,
- * linalg and file I/O. Each function is one C call between argument conversion and wrapping. */
+ * own signatures (creation, shapes, indexing, sorting, linear algebra, the compositions of
+ * src/ops/compose.c, convolutions), the random submodule, linalg and file I/O. Each function is one C call between argument conversion and wrapping. */
 #include "pyponte.h"
 
 #include <math.h>
@@ -223,7 +223,7 @@ static pn_array *op_logical_xor(pn_array *a, pn_array *b)
     X(logical_and, pn_logical_and) X(logical_or, pn_logical_or) X(logical_xor, op_logical_xor)    \
     X(bitwise_and, pn_bitwise_and) X(bitwise_or, pn_bitwise_or) X(bitwise_xor, pn_bitwise_xor)    \
     X(left_shift, pn_left_shift) X(right_shift, pn_right_shift) X(matmul, pn_matmul)              \
-    X(outer, pn_outer) X(inner, pn_inner)
+    X(outer, pn_outer) X(inner, pn_inner) X(kron, pn_kron)
 
 static PyObject *binary(pn_array *(*f)(pn_array *, pn_array *), PyObject *args, PyObject *kw)
 {
@@ -247,7 +247,8 @@ BINARY_OPS(DEF_BINARY)
 
 #define REDUCE_OPS(X)                                                                              \
     X(sum, pn_sum) X(prod, pn_prod) X(max, pn_max) X(min, pn_min) X(mean, pn_mean)                \
-    X(all, pn_all) X(any, pn_any) X(logsumexp, pn_logsumexp)
+    X(all, pn_all) X(any, pn_any) X(logsumexp, pn_logsumexp) X(median, pn_median)        \
+    X(count_nonzero, pn_count_nonzero)
 
 static PyObject *reduce_op(pn_array *(*f)(pn_array *, const int *, int, bool), PyObject *args,
                            PyObject *kw)
@@ -1280,6 +1281,302 @@ FN(einsum)
     return pushed < 0 ? NULL : pp_wrap(r);
 }
 
+/* ───────────────────────────── compositions (src/ops/compose.c) ───────────────────────────── */
+
+FN(diff)
+{
+    KW("", "n", "axis", "stream");
+    PyObject *ao, *stream = Py_None;
+    int n = 1, axis = -1;
+    PARSE("O|ii$O", &ao, &n, &axis, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    return done(&h, pushed, pn_diff(a, n, axis));
+}
+
+FN(minmax)
+{
+    KW("", "axis", "keepdims", "stream");
+    PyObject *ao, *axo = Py_None, *stream = Py_None;
+    int keepdims = 0;
+    PARSE("O|Op$O", &ao, &axo, &keepdims, &stream);
+    int axes[PP_MAXDIM];
+    int n = pp_axes(axo, axes, PP_MAXDIM);
+    if (n == -1) return NULL;
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    const int *ax = n == -2 ? NULL : axes;
+    int na = n == -2 ? 0 : n;
+    pn_array *out[2] = {pn_min(a, ax, na, keepdims), NULL};
+    out[1] = out[0] ? pn_max(a, ax, na, keepdims) : NULL;
+    int rc = out[1] ? 0 : (pn_release(out[0]), -1);
+    drop(&h);
+    pp_stream_exit(pushed);
+    PyObject *l = wrap_list(out, 2, rc);
+    if (!l) return NULL;
+    PyObject *t = PyList_AsTuple(l);
+    Py_DECREF(l);
+    return t;
+}
+
+FN(searchsorted)
+{
+    KW("", "", "side", "stream");
+    PyObject *so, *vo, *stream = Py_None;
+    const char *side = "left";
+    PARSE("OO|s$O", &so, &vo, &side, &stream);
+    if (strcmp(side, "left") && strcmp(side, "right")) {
+        PyErr_Format(PyExc_ValueError, "[searchsorted] side must be 'left' or 'right', got '%s'.", side);
+        return NULL;
+    }
+    ENTER(stream);
+    pn_array *s = A(&h, so), *v = s ? W(&h, vo, s) : NULL;
+    if (!v) return fail(&h, pushed);
+    return done(&h, pushed, pn_searchsorted(s, v, side[0] == 'r'));
+}
+
+FN(vecdot)
+{
+    KW("", "", "axis", "stream");
+    PyObject *ao, *bo, *stream = Py_None;
+    int axis = -1;
+    PARSE("OO|i$O", &ao, &bo, &axis, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
+    if (!b) return fail(&h, pushed);
+    return done(&h, pushed, pn_vecdot(a, b, axis));
+}
+
+FN(hadamard_transform)
+{
+    KW("a", "scale", "stream");
+    PyObject *ao, *so = Py_None, *stream = Py_None;
+    PARSE("O|OO", &ao, &so, &stream);
+    double scale = 0;
+    if (so != Py_None && (scale = PyFloat_AsDouble(so)) == -1.0 && PyErr_Occurred()) return NULL;
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    return done(&h, pushed, pn_hadamard_transform(a, so == Py_None ? NULL : &scale));
+}
+
+FN(view)
+{
+    KW("a", "dtype", "stream");
+    PyObject *ao, *stream = Py_None;
+    pn_dtype t;
+    PARSE("OO&|O", &ao, pp_dtype_conv, &t, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    return done(&h, pushed, pn_view(a, t));
+}
+
+FN(slice)
+{
+    KW("a", "start_indices", "axes", "slice_size", "stream");
+    PyObject *ao, *io, *axo, *so, *stream = Py_None;
+    PARSE("OOOO|$O", &ao, &io, &axo, &so, &stream);
+    int axes[PP_MAXDIM];
+    int64_t size[PP_MAXDIM];
+    int na = pp_axes(axo, axes, PP_MAXDIM), ns = na < 0 ? -1 : pp_shape(so, size, PP_MAXDIM, "slice_size");
+    if (na == -2) PyErr_SetString(PyExc_TypeError, "[slice] axes must be a sequence of ints.");
+    if (na < 0 || ns < 0) return NULL;
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *i = a ? A(&h, io) : NULL;
+    if (!i) return fail(&h, pushed);
+    return done(&h, pushed, pn_slice_dynamic(a, i, axes, na, size, ns));
+}
+
+FN(slice_update)
+{
+    KW("a", "update", "start_indices", "axes", "stream");
+    PyObject *ao, *uo, *io, *axo, *stream = Py_None;
+    PARSE("OOOO|$O", &ao, &uo, &io, &axo, &stream);
+    int axes[PP_MAXDIM];
+    int na = pp_axes(axo, axes, PP_MAXDIM);
+    if (na == -2) PyErr_SetString(PyExc_TypeError, "[slice_update] axes must be a sequence of ints.");
+    if (na < 0) return NULL;
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *u = a ? W(&h, uo, a) : NULL, *i = u ? A(&h, io) : NULL;
+    if (!i) return fail(&h, pushed);
+    return done(&h, pushed, pn_slice_update_dynamic(a, u, i, axes, na));
+}
+
+FN(flip)
+{
+    KW("", "axis", "stream");
+    PyObject *ao, *axo = Py_None, *stream = Py_None;
+    PARSE("O|O$O", &ao, &axo, &stream);
+    int axes[PP_MAXDIM];
+    int n = pp_axes(axo, axes, PP_MAXDIM);
+    if (n == -1) return NULL;
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    return done(&h, pushed, pn_flip(a, n == -2 ? NULL : axes, n == -2 ? 0 : n));
+}
+
+/* einsum_path: Ponte's einsum has no contraction-order optimizer; the path it reports is the
+ * pairwise left-to-right order numpy calls "naive". */
+FN(einsum_path)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (n < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "einsum_path(subscripts, *operands): subscripts must be a str.");
+        return NULL;
+    }
+    pn_array *in[64];
+    PyObject *rest = PyTuple_GetSlice(args, 1, n);
+    int k = rest ? star_arrays(rest, in, 64) : -1;
+    Py_XDECREF(rest);
+    if (k < 0) return NULL;
+    pn_scope_push();
+    pn_array *r = pn_einsum(PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0)), in, k); /* validates */
+    pn_scope_pop();
+    pp_release_all(in, k);
+    if (!r) return pp_raise();
+    PyObject *path = PyList_New(0);
+    for (int i = 0; path && i < (k > 1 ? k - 1 : 1); i++) {
+        PyObject *pair = k > 1 ? Py_BuildValue("(ii)", 0, 1) : Py_BuildValue("(i)", 0);
+        if (!pair || PyList_Append(path, pair)) Py_CLEAR(path);
+        Py_XDECREF(pair);
+    }
+    if (!path) return NULL;
+    return Py_BuildValue("(NN)", path,
+                         PyUnicode_FromFormat("  Complete contraction:  %U\n  Ponte contracts the %d "
+                                              "operands pairwise from the left (no path optimization).",
+                                              PyTuple_GET_ITEM(args, 0), k));
+}
+
+/* bartlett, blackman, hamming, hanning: the window of M points. */
+static PyObject *window(pn_window_kind kind, PyObject *args, PyObject *kw)
+{
+    KW("M", "stream");
+    Py_ssize_t m;
+    PyObject *stream = Py_None;
+    PARSE("n|$O", &m, &stream);
+    ENTER(stream);
+    return done(&h, pushed, pn_window(kind, m));
+}
+FN(bartlett) { return window(PN_WINDOW_BARTLETT, args, kw); }
+FN(blackman) { return window(PN_WINDOW_BLACKMAN, args, kw); }
+FN(hamming) { return window(PN_WINDOW_HAMMING, args, kw); }
+FN(hanning) { return window(PN_WINDOW_HANNING, args, kw); }
+
+/* ───────────────────────────── convolutions ───────────────────────────── */
+
+/* An int (used for all n axes) or a sequence of n ints into out. Returns 0 or -1. */
+static int per_axis(PyObject *o, int n, int *out, const char *op, const char *what)
+{
+    int64_t tmp[PP_MAXDIM];
+    int k = pp_shape(o, tmp, PP_MAXDIM, what);
+    if (k < 0) return -1;
+    int single = PyLong_Check(o);
+    if (!single && k != n) {
+        PyErr_Format(PyExc_ValueError, "[%s] %s must be an int or a sequence of %d ints, got %d.", op,
+                     what, n, k);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t v = tmp[single ? 0 : i];
+        if (v < INT32_MIN || v > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "[%s] %s out of range.", op, what);
+            return -1;
+        }
+        out[i] = (int)v;
+    }
+    return 0;
+}
+
+/* conv1d/2d/3d and conv_transpose1d/2d/3d: nd spatial axes, one C call each. */
+static PyObject *conv_nd(int nd, int transpose, PyObject *args, PyObject *kw)
+{
+    static char *kwc[] = {"input", "weight", "stride", "padding", "dilation", "groups", "stream", NULL};
+    static char *kwt[] = {"input", "weight", "stride", "padding", "dilation", "output_padding", "groups",
+                          "stream", NULL};
+    static const char *names[2][3] = {{"conv1d", "conv2d", "conv3d"},
+                                      {"conv_transpose1d", "conv_transpose2d", "conv_transpose3d"}};
+    const char *op = names[transpose][nd - 1];
+    PyObject *io, *wo, *so = NULL, *po = NULL, *dlo = NULL, *opo = NULL, *stream = Py_None;
+    int groups = 1;
+    int ok = transpose ? PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOi$O", kwt, &io, &wo, &so, &po, &dlo,
+                                                     &opo, &groups, &stream)
+                       : PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOi$O", kwc, &io, &wo, &so, &po, &dlo,
+                                                     &groups, &stream);
+    if (!ok) return NULL;
+    int s[3] = {1, 1, 1}, p[3] = {0}, d[3] = {1, 1, 1}, o[3] = {0};
+    if ((so && per_axis(so, nd, s, op, "stride")) || (po && per_axis(po, nd, p, op, "padding")) ||
+        (dlo && per_axis(dlo, nd, d, op, "dilation")) || (opo && per_axis(opo, nd, o, op, "output_padding")))
+        return NULL;
+    ENTER(stream);
+    pn_array *x = A(&h, io), *w = x ? A(&h, wo) : NULL, *r = NULL;
+    if (!w) return fail(&h, pushed);
+    switch (nd * 2 + transpose) {
+    case 2: r = pn_conv1d(x, w, s[0], p[0], d[0], groups); break;
+    case 3: r = pn_conv_transpose1d(x, w, s[0], p[0], d[0], o[0], groups); break;
+    case 4: r = pn_conv2d(x, w, s, p, d, groups); break;
+    case 5: r = pn_conv_transpose2d(x, w, s, p, d, o, groups); break;
+    case 6: r = pn_conv3d(x, w, s, p, d, groups); break;
+    default: r = pn_conv_transpose3d(x, w, s, p, d, o, groups); break;
+    }
+    return done(&h, pushed, r);
+}
+FN(conv1d) { return conv_nd(1, 0, args, kw); }
+FN(conv2d) { return conv_nd(2, 0, args, kw); }
+FN(conv3d) { return conv_nd(3, 0, args, kw); }
+FN(conv_transpose1d) { return conv_nd(1, 1, args, kw); }
+FN(conv_transpose2d) { return conv_nd(2, 1, args, kw); }
+FN(conv_transpose3d) { return conv_nd(3, 1, args, kw); }
+
+FN(conv_general)
+{
+    KW("input", "weight", "stride", "padding", "kernel_dilation", "input_dilation", "groups", "flip", "stream");
+    PyObject *io, *wo, *so = NULL, *po = NULL, *kdo = NULL, *ido = NULL, *stream = Py_None;
+    int groups = 1, flip = 0;
+    PARSE("OO|OOOOip$O", &io, &wo, &so, &po, &kdo, &ido, &groups, &flip, &stream);
+    ENTER(stream);
+    pn_array *x = A(&h, io), *w = x ? A(&h, wo) : NULL;
+    if (!w) return fail(&h, pushed);
+    int nd = pn_ndim(x) - 2;
+    if (nd < 1 || nd > 3) {
+        fail(&h, pushed);
+        PyErr_Format(PyExc_ValueError, "[conv_general] The input must have 3 to 5 dimensions, got %d.", nd + 2);
+        return NULL;
+    }
+    int s[3] = {1, 1, 1}, lo[3] = {0}, hi[3] = {0}, kd[3] = {1, 1, 1}, id[3] = {1, 1, 1};
+    int bad = (so && per_axis(so, nd, s, "conv_general", "stride")) ||
+              (kdo && per_axis(kdo, nd, kd, "conv_general", "kernel_dilation")) ||
+              (ido && per_axis(ido, nd, id, "conv_general", "input_dilation"));
+    if (!bad && po) { /* int, sequence of nd ints, or a pair (low, high) of such */
+        PyObject *f = PyLong_Check(po) ? NULL : PySequence_Fast(po, "padding must be an int or a sequence.");
+        int pair = f && PySequence_Fast_GET_SIZE(f) == 2 && !PyLong_Check(PySequence_Fast_GET_ITEM(f, 0));
+        if (!PyLong_Check(po) && !f) bad = 1;
+        else if (pair)
+            bad = per_axis(PySequence_Fast_GET_ITEM(f, 0), nd, lo, "conv_general", "padding") ||
+                  per_axis(PySequence_Fast_GET_ITEM(f, 1), nd, hi, "conv_general", "padding");
+        else if (!(bad = per_axis(po, nd, lo, "conv_general", "padding")))
+            memcpy(hi, lo, sizeof lo);
+        Py_XDECREF(f);
+    }
+    if (bad) return fail(&h, pushed);
+    return done(&h, pushed, pn_conv_general(x, w, s, lo, hi, kd, id, groups, flip));
+}
+
+FN(convolve)
+{
+    KW("", "", "mode", "stream");
+    PyObject *ao, *vo, *stream = Py_None;
+    const char *mode = "full";
+    PARSE("OO|s$O", &ao, &vo, &mode, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *v = a ? A(&h, vo) : NULL;
+    if (!v) return fail(&h, pushed);
+    return done(&h, pushed, pn_convolve(a, v, mode));
+}
+
 /* ───────────────────────────── dtypes ───────────────────────────── */
 
 FN(result_type)
@@ -1298,6 +1595,48 @@ FN(result_type)
         t = t < 0 ? (int)d : (int)pn_promote_types((pn_dtype)t, d);
     }
     return pp_dtype_obj((pn_dtype)t);
+}
+
+/* The array API's kinds of dtypes, as categories. */
+static const struct { const char *name; pn_dtype_category cat; } dtype_kinds[] = {
+    {"bool", PN_CAT_BOOL}, {"signed integer", PN_CAT_SIGNEDINTEGER},
+    {"unsigned integer", PN_CAT_UNSIGNEDINTEGER}, {"integral", PN_CAT_INTEGER},
+    {"real floating", PN_CAT_FLOATING}, {"complex floating", PN_CAT_COMPLEXFLOATING},
+    {"numeric", PN_CAT_NUMBER},
+};
+
+/* isdtype(dtype, kind): kind is a Dtype, a DtypeCategory, one of the array API's kind names,
+ * or a tuple of these (any of them matches). 1, 0, or -1 with an exception. */
+static int isdtype_of(pn_dtype t, PyObject *kind)
+{
+    if (PyTuple_Check(kind)) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kind); i++) {
+            int r = isdtype_of(t, PyTuple_GET_ITEM(kind, i));
+            if (r) return r;
+        }
+        return 0;
+    }
+    if (PyObject_TypeCheck(kind, &PPDtype_Type)) return ((PPDtype *)kind)->dtype == t;
+    if (PyObject_TypeCheck(kind, &PPCategory_Type)) return pn_issubdtype(t, ((PPCategory *)kind)->cat);
+    const char *name = PyUnicode_Check(kind) ? PyUnicode_AsUTF8(kind) : NULL;
+    for (size_t i = 0; name && i < sizeof dtype_kinds / sizeof *dtype_kinds; i++)
+        if (!strcmp(name, dtype_kinds[i].name))
+            return pn_issubdtype(t, dtype_kinds[i].cat);
+    if (name) PyErr_Format(PyExc_ValueError, "[isdtype] Unknown kind '%s'.", name);
+    else if (!PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "[isdtype] kind must be a Dtype, a str or a tuple, got %s.",
+                     Py_TYPE(kind)->tp_name);
+    return -1;
+}
+
+FN(isdtype)
+{
+    KW("dtype", "kind");
+    pn_dtype t;
+    PyObject *kind;
+    PARSE("O&O", pp_dtype_conv, &t, &kind);
+    int r = isdtype_of(t, kind);
+    return r < 0 ? NULL : PyBool_FromLong(r);
 }
 
 /* ───────────────────────────── linalg ───────────────────────────── */
@@ -1360,6 +1699,122 @@ FN(norm)
     pn_retain(r);
     pn_scope_pop();
     return done(&h, pushed, r);
+}
+
+/* linalg functions of one matrix argument (named a, or L for cholesky_inv) and `upper`. */
+static PyObject *linalg_upper(pn_array *(*f)(pn_array *, bool), const char *arg, PyObject *args,
+                              PyObject *kw)
+{
+    char *kwlist[] = {(char *)arg, "upper", "stream", NULL};
+    PyObject *ao, *stream = Py_None;
+    int upper = 0;
+    PARSE("O|p$O", &ao, &upper, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    return done(&h, pushed, f(a, upper));
+}
+FN(linalg_cholesky) { return linalg_upper(pn_linalg_cholesky, "a", args, kw); }
+FN(linalg_tri_inv) { return linalg_upper(pn_linalg_tri_inv, "a", args, kw); }
+FN(linalg_cholesky_inv) { return linalg_upper(pn_linalg_cholesky_inv, "L", args, kw); }
+
+FN(linalg_inv)
+{
+    KW("a", "stream");
+    PyObject *ao, *stream = Py_None;
+    PARSE("O|$O", &ao, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    return done(&h, pushed, pn_linalg_inv(a));
+}
+
+FN(linalg_solve)
+{
+    KW("a", "b", "stream");
+    PyObject *ao, *bo, *stream = Py_None;
+    PARSE("OO|$O", &ao, &bo, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
+    if (!b) return fail(&h, pushed);
+    return done(&h, pushed, pn_linalg_solve(a, b));
+}
+
+FN(linalg_solve_triangular)
+{
+    KW("a", "b", "upper", "stream");
+    PyObject *ao, *bo, *stream = Py_None;
+    int upper = 0;
+    PARSE("OO|$pO", &ao, &bo, &upper, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
+    if (!b) return fail(&h, pushed);
+    return done(&h, pushed, pn_linalg_solve_triangular(a, b, upper));
+}
+
+FN(linalg_cross)
+{
+    KW("a", "b", "axis", "stream");
+    PyObject *ao, *bo, *stream = Py_None;
+    int axis = -1;
+    PARSE("OO|i$O", &ao, &bo, &axis, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
+    if (!b) return fail(&h, pushed);
+    return done(&h, pushed, pn_linalg_cross(a, b, axis));
+}
+
+FN(linalg_qr)
+{
+    KW("a", "stream");
+    PyObject *ao, *stream = Py_None;
+    PARSE("O|$O", &ao, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao);
+    if (!a) return fail(&h, pushed);
+    pn_array *out[2];
+    int rc = pn_linalg_qr(a, &out[0], &out[1]);
+    drop(&h);
+    pp_stream_exit(pushed);
+    PyObject *l = wrap_list(out, 2, rc);
+    if (!l) return NULL;
+    PyObject *t = PyList_AsTuple(l);
+    Py_DECREF(l);
+    return t;
+}
+
+/* ───────────────────────────── fast ───────────────────────────── */
+/* mx.fast's normalizations over the C layers (nn.c adds rope and attention to the module). */
+
+/* An optional array argument (None: NULL). Returns 0, or -1 with an exception. */
+static int opt_array(holder *h, PyObject *o, pn_array **out)
+{
+    *out = o == Py_None ? NULL : A(h, o);
+    return o != Py_None && !*out ? -1 : 0;
+}
+
+FN(fast_rms_norm)
+{
+    KW("x", "weight", "eps", "stream");
+    PyObject *xo, *wo, *stream = Py_None;
+    double eps;
+    PARSE("OOd|$O", &xo, &wo, &eps, &stream);
+    ENTER(stream);
+    pn_array *x = A(&h, xo), *w;
+    if (!x || opt_array(&h, wo, &w)) return fail(&h, pushed);
+    return done(&h, pushed, pn_nn_rms_norm(x, w, eps));
+}
+
+FN(fast_layer_norm)
+{
+    KW("x", "weight", "bias", "eps", "stream");
+    PyObject *xo, *wo, *bo, *stream = Py_None;
+    double eps;
+    PARSE("OOOd|$O", &xo, &wo, &bo, &eps, &stream);
+    ENTER(stream);
+    pn_array *x = A(&h, xo), *w, *b;
+    if (!x || opt_array(&h, wo, &w) || opt_array(&h, bo, &b)) return fail(&h, pushed);
+    return done(&h, pushed, pn_nn_layer_norm(x, w, b, eps));
 }
 
 /* ───────────────────────────── random ───────────────────────────── */
@@ -1769,6 +2224,12 @@ static PyMethodDef op_methods[] = {
     DEF(argpartition, NULL) DEF(topk, NULL) DEF(addmm, NULL) DEF(tensordot, NULL)
     DEF(einsum, NULL) DEF(result_type, NULL) DEF(save, NULL) DEF(load, NULL)
     DEF(save_safetensors, NULL) DEF(savez, NULL)
+    DEF(diff, NULL) DEF(minmax, NULL) DEF(searchsorted, NULL) DEF(vecdot, NULL)
+    DEF(hadamard_transform, NULL) DEF(view, NULL) DEF(slice, NULL) DEF(slice_update, NULL)
+    DEF(flip, NULL) DEF(einsum_path, NULL) DEF(isdtype, NULL) DEF(conv1d, NULL) DEF(conv2d, NULL)
+    DEF(conv3d, NULL) DEF(conv_transpose1d, NULL) DEF(conv_transpose2d, NULL)
+    DEF(conv_transpose3d, NULL) DEF(conv_general, NULL) DEF(convolve, NULL) DEF(bartlett, NULL)
+    DEF(blackman, NULL) DEF(hamming, NULL) DEF(hanning, NULL)
     DEF_AS("savez_compressed", savez) DEF_AS("concat", concatenate) DEF_AS("pow", power)
     DEF_AS("permute_dims", transpose) DEF_AS("conj", conjugate) DEF_AS("empty", zeros)
     DEF_AS("empty_like", zeros_like) DEF_AS("contiguous", positive) DEF_AS("copy", positive)
@@ -1790,8 +2251,17 @@ static PyMethodDef random_methods[] = {
     {NULL},
 };
 
+static PyMethodDef fast_methods[] = {
+    DEF_AS("rms_norm", fast_rms_norm) DEF_AS("layer_norm", fast_layer_norm)
+    {NULL},
+};
+
 static PyMethodDef linalg_methods[] = {
     DEF(norm, "norm(a, ord=None, axis=None, keepdims=False): vector and matrix norms.")
+    DEF_AS("cholesky", linalg_cholesky) DEF_AS("tri_inv", linalg_tri_inv)
+    DEF_AS("cholesky_inv", linalg_cholesky_inv) DEF_AS("inv", linalg_inv)
+    DEF_AS("solve", linalg_solve) DEF_AS("solve_triangular", linalg_solve_triangular)
+    DEF_AS("cross", linalg_cross) DEF_AS("qr", linalg_qr)
     {NULL},
 };
 
@@ -1801,7 +2271,7 @@ int pp_init_ops(PyObject *m)
     if (!pp_submodule(m, "random", random_methods, "Random number generation (MLX's keys and bits).") ||
         !pp_submodule(m, "linalg", linalg_methods, "Linear algebra.") ||
         !pp_submodule(m, "fft", NULL, "FFT (not in the core yet).") ||
-        !pp_submodule(m, "fast", NULL, "Fused kernels (not in the core yet)."))
+        !pp_submodule(m, "fast", fast_methods, "Fused operations: rms_norm, layer_norm, rope, scaled_dot_product_attention."))
         return -1;
     return pp_array_forward_methods(m);
 }

@@ -4,6 +4,7 @@
  * compile with mlx.core's signatures. */
 #include "pyponte.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* ───────────────────────────── trees ───────────────────────────── */
@@ -118,11 +119,12 @@ static void transform_exit(void)
 
 /* ───────────────────────────── the trampoline ───────────────────────────── */
 
-/* Calls fn(*args, **kwargs) with the array leaves of args[argnums[k]] replaced by the
- * closure's inputs (all args when nargnums < 0). */
+/* Calls fn(*args, **kwargs) with the array leaves of args[argnums[k]] (ascending), then those
+ * of kwargs[argnames[k]], replaced by the closure's inputs (all args when nargnums < 0). */
 typedef struct {
     PyObject *fn, *args, *kwargs;
     int nargnums, argnums[64];
+    PyObject *argnames;  /* tuple of keyword names whose leaves are inputs too, or NULL */
     PyObject *out_tree; /* the last call's output */
     PyObject *keep;     /* outputs kept alive until the closure dies */
     int value_first;    /* value_and_grad: the first output must be an array */
@@ -135,6 +137,7 @@ static void tctx_destroy(void *p)
     Py_XDECREF(c->fn);
     Py_XDECREF(c->args);
     Py_XDECREF(c->kwargs);
+    Py_XDECREF(c->argnames);
     Py_XDECREF(c->out_tree);
     Py_XDECREF(c->keep);
     PyMem_Free(c);
@@ -164,7 +167,7 @@ static tctx *tctx_new(PyObject *fn, PyObject *args, PyObject *kwargs, const char
 }
 
 /* args with the chosen positions' array leaves replaced by the wrapped inputs. */
-static PyObject *rebuild_args(tctx *c, PyObject *inputs)
+static PyObject *rebuild_args(tctx *c, PyObject *inputs, Py_ssize_t *posp)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(c->args), pos = 0;
     PyObject *r = PyTuple_New(n);
@@ -181,10 +184,30 @@ static PyObject *rebuild_args(tctx *c, PyObject *inputs)
         }
         PyTuple_SET_ITEM(r, i, x);
     }
+    *posp = pos;
     return r;
 }
 
-/* The array leaves of the ordered argument positions (all positions when nargnums < 0). */
+/* kwargs with the argnames' array leaves replaced by inputs[*pos...] (continuing after the
+ * positional ones); c->kwargs itself (new reference, may be NULL) when there are none. */
+static PyObject *rebuild_kwargs(tctx *c, PyObject *inputs, Py_ssize_t *pos)
+{
+    if (!c->argnames || PyTuple_GET_SIZE(c->argnames) == 0) {
+        Py_XINCREF(c->kwargs);
+        return c->kwargs;
+    }
+    PyObject *kw = PyDict_Copy(c->kwargs);
+    for (Py_ssize_t i = 0; kw && i < PyTuple_GET_SIZE(c->argnames); i++) {
+        PyObject *name = PyTuple_GET_ITEM(c->argnames, i);
+        PyObject *x = tree_fill(PyDict_GetItem(c->kwargs, name), inputs, pos);
+        if (!x || PyDict_SetItem(kw, name, x)) Py_CLEAR(kw);
+        Py_XDECREF(x);
+    }
+    return kw;
+}
+
+/* The array leaves of the ordered argument positions (all positions when nargnums < 0), then
+ * those of the keyword arguments named in argnames. */
 static PyObject *chosen_leaves(tctx *c, int strict)
 {
     PyObject *l = PyList_New(0);
@@ -201,6 +224,9 @@ static PyObject *chosen_leaves(tctx *c, int strict)
         for (int k = 0; !chosen && k < c->nargnums; k++) chosen = c->argnums[k] == i;
         if (chosen && pp_tree_flatten(PyTuple_GET_ITEM(c->args, i), l, strict)) return Py_DECREF(l), NULL;
     }
+    for (Py_ssize_t i = 0; c->argnames && i < PyTuple_GET_SIZE(c->argnames); i++)
+        if (pp_tree_flatten(PyDict_GetItem(c->kwargs, PyTuple_GET_ITEM(c->argnames, i)), l, strict))
+            return Py_DECREF(l), NULL;
     return l;
 }
 
@@ -208,15 +234,17 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
 {
     tctx *c = ctx;
     *nout = 0;
-    PyObject *inputs = PyList_New(nin), *args = NULL, *res = NULL, *leaves = NULL;
+    PyObject *inputs = PyList_New(nin), *args = NULL, *kwargs = NULL, *res = NULL, *leaves = NULL;
+    Py_ssize_t pos = 0;
     if (!inputs) return pp_stash_exception();
     for (int i = 0; i < nin; i++) {
         PyObject *w = pp_wrap_borrowed(in[i]);
         if (!w) goto fail;
         PyList_SET_ITEM(inputs, i, w);
     }
-    if (!(args = rebuild_args(c, inputs))) goto fail;
-    if (!(res = PyObject_Call(c->fn, args, c->kwargs))) goto fail;
+    if (!(args = rebuild_args(c, inputs, &pos))) goto fail;
+    if (!(kwargs = rebuild_kwargs(c, inputs, &pos)) && PyErr_Occurred()) goto fail;
+    if (!(res = PyObject_Call(c->fn, args, kwargs))) goto fail;
     if (c->value_first) {
         PyObject *first = (PyTuple_Check(res) || PyList_Check(res)) && PySequence_Fast_GET_SIZE(res) > 0
                               ? PySequence_Fast_GET_ITEM(res, 0) : res;
@@ -242,12 +270,14 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     *nout = (int)n;
     Py_DECREF(leaves);
     Py_DECREF(args);
+    Py_XDECREF(kwargs);
     Py_DECREF(inputs);
     return 0;
 fail:
     Py_XDECREF(leaves);
     Py_XDECREF(res);
     Py_XDECREF(args);
+    Py_XDECREF(kwargs);
     Py_XDECREF(inputs);
     return pp_stash_exception();
 }
@@ -292,7 +322,8 @@ typedef struct {
     PyObject_HEAD
     int kind;
     PyObject *fn;
-    int nargnums, argnums[64], argnums_seq;
+    int nargnums, argnums[64]; /* grad: ascending positions */
+    PyObject *argnames;        /* grad: tuple of keyword names (may be empty) */
     PyObject *in_axes, *out_axes;
     PyObject *vjp_fn, *jvp_fn, *vmap_fn; /* custom_function */
     PyObject *dict;
@@ -305,6 +336,7 @@ static void tf_dealloc(PyObject *self)
     PPTransformed *t = (PPTransformed *)self;
     PyObject_GC_UnTrack(self);
     Py_XDECREF(t->fn);
+    Py_XDECREF(t->argnames);
     Py_XDECREF(t->in_axes);
     Py_XDECREF(t->out_axes);
     Py_XDECREF(t->vjp_fn);
@@ -318,6 +350,7 @@ static int tf_traverse(PyObject *self, visitproc visit, void *arg)
 {
     PPTransformed *t = (PPTransformed *)self;
     Py_VISIT(t->fn);
+    Py_VISIT(t->argnames);
     Py_VISIT(t->in_axes);
     Py_VISIT(t->out_axes);
     Py_VISIT(t->vjp_fn);
@@ -339,7 +372,7 @@ static PPTransformed *tf_new(int kind, PyObject *fn)
     Py_INCREF(fn);
     t->fn = fn;
     t->nargnums = 0;
-    t->argnums_seq = 0;
+    t->argnames = NULL;
     t->in_axes = t->out_axes = t->vjp_fn = t->jvp_fn = t->vmap_fn = t->dict = NULL;
     PyObject_GC_Track((PyObject *)t);
     /* functools.wraps-like metadata */
@@ -357,27 +390,37 @@ static PPTransformed *tf_new(int kind, PyObject *fn)
     return t;
 }
 
-static int parse_argnums(PPTransformed *t, PyObject *argnums, const char *name)
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* argnums (None, an int or a sequence of ints) and argnames (None, a str or a sequence of
+ * strs) as MLX takes them: None with no names means argument 0; positions are sorted (the
+ * gradients come back in ascending position order). */
+static int parse_argnums(PPTransformed *t, PyObject *argnums, PyObject *argnames, const char *name)
 {
-    if (!argnums || argnums == Py_None) {
-        t->nargnums = 1;
-        t->argnums[0] = 0;
-        return 0;
-    }
-    if (PyLong_Check(argnums)) {
-        long v = PyLong_AsLong(argnums);
-        if (v == -1 && PyErr_Occurred()) return -1;
-        if (v < 0) {
-            PyErr_Format(PyExc_ValueError, "[%s] Can't compute the gradient of negative argument index %ld.", name, v);
-            return -1;
+    PyObject *names = NULL;
+    if (!argnames || argnames == Py_None) {
+        names = PyTuple_New(0);
+    } else if (PyUnicode_Check(argnames)) {
+        names = PyTuple_Pack(1, argnames);
+    } else {
+        names = PySequence_Check(argnames) ? PySequence_Tuple(argnames) : NULL;
+        for (Py_ssize_t i = 0; names && i < PyTuple_GET_SIZE(names); i++)
+            if (!PyUnicode_Check(PyTuple_GET_ITEM(names, i))) Py_CLEAR(names);
+        if (!names) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "[%s] argnames must be a str or a sequence of strs.", name);
         }
-        t->nargnums = 1;
-        t->argnums[0] = (int)v;
-        return 0;
     }
+    if (!names) return -1;
+    t->argnames = names;
     int64_t tmp[64];
-    int n = pp_shape(argnums, tmp, 64, "argnums");
-    if (n < 0) return -1;
+    int n;
+    if (!argnums || argnums == Py_None) {
+        n = PyTuple_GET_SIZE(names) ? 0 : 1;
+        tmp[0] = 0;
+    } else if ((n = pp_shape(argnums, tmp, 64, "argnums")) < 0) {
+        return -1;
+    }
     for (int i = 0; i < n; i++) {
         if (tmp[i] < 0) {
             PyErr_Format(PyExc_ValueError, "[%s] Can't compute the gradient of negative argument index %lld.", name, (long long)tmp[i]);
@@ -388,54 +431,76 @@ static int parse_argnums(PPTransformed *t, PyObject *argnums, const char *name)
                 PyErr_Format(PyExc_ValueError, "[%s] Duplicate argument index %lld is not allowed.", name, (long long)tmp[i]);
                 return -1;
             }
-        t->argnums[i] = (int)tmp[i];
+        t->argnums[i] = tmp[i] > INT32_MAX ? INT32_MAX : (int)tmp[i];
     }
+    qsort(t->argnums, (size_t)n, sizeof(int), cmp_int);
     t->nargnums = n;
-    t->argnums_seq = 1;
+    if (n == 0 && PyTuple_GET_SIZE(names) == 0) {
+        PyErr_Format(PyExc_ValueError, "[%s] Gradient wrt no argument requested", name);
+        return -1;
+    }
     return 0;
 }
 
-/* Fills each chosen argument's tree from the flat gradient list, in argnums order. */
-static PyObject *grads_result(PPTransformed *t, PyObject *args, PyObject *grads)
+/* The gradients in MLX's structure: the positional ones (one tree for one position, a tuple of
+ * trees for several, None for none), then, when argnames were given, the pair (positional,
+ * {name: tree}). The flat list holds the positional leaves first, then the keyword ones. */
+static PyObject *grads_result(PPTransformed *t, PyObject *args, PyObject *kwargs, PyObject *grads)
 {
-    /* gradients come in argument-position order; give them back in argnums order */
-    Py_ssize_t nargs = PyTuple_GET_SIZE(args), pos = 0;
-    PyObject *per_pos[64] = {0};
-    PyObject *result = NULL;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        int k;
-        for (k = 0; k < t->nargnums && t->argnums[k] != i; k++) {}
-        if (k == t->nargnums) continue;
-        if (!(per_pos[k] = tree_fill(PyTuple_GET_ITEM(args, i), grads, &pos))) goto out;
-    }
-    if (!t->argnums_seq) {
-        result = per_pos[0];
-        per_pos[0] = NULL;
-    } else {
-        result = PyTuple_New(t->nargnums);
-        for (int k = 0; result && k < t->nargnums; k++) {
-            PyTuple_SET_ITEM(result, k, per_pos[k]);
-            per_pos[k] = NULL;
+    Py_ssize_t pos = 0;
+    PyObject *positional = t->nargnums > 1 ? PyTuple_New(t->nargnums) : NULL;
+    if (t->nargnums > 1 && !positional) return NULL;
+    for (int k = 0; k < t->nargnums; k++) {
+        PyObject *g = tree_fill(PyTuple_GET_ITEM(args, t->argnums[k]), grads, &pos);
+        if (!g) {
+            Py_XDECREF(positional);
+            return NULL;
         }
+        if (t->nargnums > 1) PyTuple_SET_ITEM(positional, k, g);
+        else positional = g;
     }
-out:
-    for (int k = 0; k < 64; k++) Py_XDECREF(per_pos[k]);
-    return result;
+    if (!positional) positional = Py_NewRef(Py_None);
+    Py_ssize_t nnames = PyTuple_GET_SIZE(t->argnames);
+    if (nnames == 0) return positional;
+    PyObject *named = PyDict_New();
+    for (Py_ssize_t i = 0; named && i < nnames; i++) {
+        PyObject *key = PyTuple_GET_ITEM(t->argnames, i);
+        PyObject *g = tree_fill(PyDict_GetItem(kwargs, key), grads, &pos);
+        if (!g || PyDict_SetItem(named, key, g)) Py_CLEAR(named);
+        Py_XDECREF(g);
+    }
+    if (!named) {
+        Py_DECREF(positional);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", positional, named);
 }
 
 static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
 {
     const char *name = t->kind == T_GRAD ? "grad" : "value_and_grad";
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
-    for (int k = 0; k < t->nargnums; k++)
-        if (t->argnums[k] >= nargs) {
-            PyErr_Format(PyExc_ValueError, "[%s] Invalid argument number for function with %zd arguments.", name, nargs);
+    if (t->nargnums > 0 && t->argnums[t->nargnums - 1] >= nargs) {
+        PyErr_Format(PyExc_ValueError, "[%s] Can't compute the gradient of argument index %d because "
+                     "the function is called with only %zd arguments.", name,
+                     t->argnums[t->nargnums - 1], nargs);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t->argnames); i++) {
+        PyObject *key = PyTuple_GET_ITEM(t->argnames, i);
+        if (!kwargs || !PyDict_GetItem(kwargs, key)) {
+            PyObject *have = kwargs ? PyDict_Keys(kwargs) : PyList_New(0);
+            PyErr_Format(PyExc_ValueError, "[%s] Can't compute the gradient of keyword argument '%U' "
+                         "because the function is called with the keyword arguments %R.", name, key, have);
+            Py_XDECREF(have);
             return NULL;
         }
+    }
     tctx *c = tctx_new(t->fn, args, kwargs, name);
     if (!c) return NULL;
     c->nargnums = t->nargnums;
     memcpy(c->argnums, t->argnums, sizeof c->argnums);
+    c->argnames = Py_NewRef(t->argnames);
     c->value_first = 1;
     PyObject *leaves = chosen_leaves(c, 1);
     pn_closure *f = leaves ? closure_of(c) : (tctx_destroy(c), NULL);
@@ -449,29 +514,28 @@ static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
     PyObject *result = NULL;
     if (in && nums) {
         for (Py_ssize_t i = 0; i < nin; i++) nums[i] = (int)i;
-        pn_closure *g = pn_value_and_grad(f, nums, (int)nin);
-        pn_array *out[2 * PN_MAX_OUTPUTS + 1];
-        int n = 0;
-        pn_array **outs = nin + PN_MAX_OUTPUTS > 2 * PN_MAX_OUTPUTS
-                              ? PyMem_Malloc((size_t)(nin + PN_MAX_OUTPUTS + 1) * sizeof *outs) : out;
-        int rc = g && outs ? pn_closure_call(g, (int)nin, in, &n, outs) : -1;
-        pn_closure_release(g);
+        /* values first, then the nin gradients, however many parameters there are */
+        pn_array **outs = PyMem_Malloc((size_t)(nin + PN_MAX_OUTPUTS + 1) * sizeof *outs);
+        int nval = 0;
+        int rc = outs ? pn_value_and_grad_call(f, (int)nin, in, nums, (int)nin, &nval, outs,
+                                               outs + PN_MAX_OUTPUTS)
+                      : (PyErr_NoMemory(), -1);
         if (rc) {
-            pp_raise();
+            if (outs) pp_raise();
         } else {
-            int nval = n - (int)nin;
             PyObject *vals = wrap_arrays(outs, nval);
-            PyObject *grads = vals ? wrap_arrays(outs + nval, (int)nin) : (pp_release_all(outs + nval, (int)nin), NULL);
+            PyObject *grads = vals ? wrap_arrays(outs + PN_MAX_OUTPUTS, (int)nin)
+                                   : (pp_release_all(outs + PN_MAX_OUTPUTS, (int)nin), NULL);
             Py_ssize_t pos = 0;
             PyObject *value = vals && grads ? tree_fill(c->out_tree, vals, &pos) : NULL;
-            PyObject *g_tree = value ? grads_result(t, args, grads) : NULL;
+            PyObject *g_tree = value ? grads_result(t, args, kwargs, grads) : NULL;
             if (g_tree) result = t->kind == T_GRAD ? (Py_INCREF(g_tree), g_tree) : PyTuple_Pack(2, value, g_tree);
             Py_XDECREF(g_tree);
             Py_XDECREF(value);
             Py_XDECREF(vals);
             Py_XDECREF(grads);
         }
-        if (outs != out) PyMem_Free(outs);
+        PyMem_Free(outs);
     } else {
         PyErr_NoMemory();
     }
@@ -482,11 +546,45 @@ static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
     return result;
 }
 
+/* Where vmap puts the batch axis of each of the n output leaves: out_axes is an int (None: 0)
+ * for every output, or a tuple/list with an int per element of the function's tuple/list
+ * output, applying to all the leaves of that element. Returns 0 or -1 with an exception. */
+static int vmap_out_axes(PyObject *out_axes, PyObject *out_tree, int n, int *axes)
+{
+    if (out_axes == Py_None || PyLong_Check(out_axes)) {
+        long v = out_axes == Py_None ? 0 : PyLong_AsLong(out_axes);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        for (int j = 0; j < n; j++) axes[j] = (int)v;
+        return 0;
+    }
+    int seq = (PyTuple_Check(out_axes) || PyList_Check(out_axes)) &&
+              (PyTuple_Check(out_tree) || PyList_Check(out_tree));
+    if (!seq || PySequence_Fast_GET_SIZE(out_axes) != PySequence_Fast_GET_SIZE(out_tree)) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] out_axes must be an int or hold one int per output of "
+                        "the function.");
+        return -1;
+    }
+    int k = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(out_axes); i++) {
+        PyObject *ax = PySequence_Fast_GET_ITEM(out_axes, i), *l = PyList_New(0);
+        long v = PyLong_Check(ax) ? PyLong_AsLong(ax) : -1;
+        if (!PyLong_Check(ax))
+            PyErr_SetString(PyExc_ValueError, "[vmap] out_axes entries must be ints (Ponte maps every output).");
+        if (PyErr_Occurred() || !l || pp_tree_flatten(PySequence_Fast_GET_ITEM(out_tree, i), l, 0)) {
+            Py_XDECREF(l);
+            return -1;
+        }
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(l) && k < n; j++) axes[k++] = (int)v;
+        Py_DECREF(l);
+    }
+    return 0;
+}
+
 /* Calls a closure made by make(f) over every array leaf of args; outputs in the function's
- * output structure. */
+ * output structure, their batch axes moved by out_axes (vmap; NULL otherwise). */
 static PyObject *call_wrapped(PPTransformed *t, PyObject *args, PyObject *kwargs,
                               pn_closure *(*make)(PPTransformed *, pn_closure *, PyObject *),
-                              const char *name, int *out_axis_move)
+                              const char *name, PyObject *out_axes)
 {
     tctx *c = tctx_new(t->fn, args, kwargs, name);
     if (!c) return NULL;
@@ -506,20 +604,24 @@ static PyObject *call_wrapped(PPTransformed *t, PyObject *args, PyObject *kwargs
         if (pn_closure_call(g, (int)nin, in, &n, out)) {
             pp_raise();
         } else {
-            if (out_axis_move && *out_axis_move != 0) {
-                for (int j = 0; j < n; j++) {
-                    pn_array *m = out[j] ? pn_moveaxis(out[j], 0, *out_axis_move) : NULL;
-                    pn_release(out[j]);
-                    out[j] = m;
-                }
-                for (int j = 0; j < n; j++)
-                    if (!out[j]) {
-                        pp_release_all(out, n);
-                        n = -1;
-                        pp_raise();
-                        break;
-                    }
+            int axes[PN_MAX_OUTPUTS];
+            if (out_axes && vmap_out_axes(out_axes, c->out_tree, n, axes)) {
+                pp_release_all(out, n);
+                n = -1;
             }
+            for (int j = 0; out_axes && j < n; j++) {
+                if (axes[j] == 0) continue;
+                pn_array *m = pn_moveaxis(out[j], 0, axes[j]);
+                pn_release(out[j]);
+                out[j] = m;
+            }
+            for (int j = 0; j < n; j++)
+                if (!out[j]) {
+                    pp_release_all(out, n);
+                    n = -1;
+                    pp_raise();
+                    break;
+                }
             PyObject *vals = n >= 0 ? wrap_arrays(out, n) : NULL;
             Py_ssize_t pos = 0;
             if (vals) result = tree_fill(c->out_tree, vals, &pos);
@@ -750,22 +852,13 @@ static PyObject *call_custom(PPTransformed *t, PyObject *args, PyObject *kwargs)
 static PyObject *tf_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     PPTransformed *t = (PPTransformed *)self;
-    int move = 0; /* vmap: where the batch axis of the outputs goes */
-    if (t->kind == T_VMAP && t->out_axes && t->out_axes != Py_None) {
-        if (!PyLong_Check(t->out_axes)) {
-            PyErr_SetString(PyExc_ValueError, "[vmap] out_axes must be an int.");
-            return NULL;
-        }
-        move = (int)PyLong_AsLong(t->out_axes);
-        if (move == -1 && PyErr_Occurred()) return NULL;
-    }
     PyObject *r = NULL;
     transform_enter();
     switch (t->kind) {
     case T_GRAD:
     case T_VALUE_AND_GRAD: r = call_grad(t, args, kwargs); break;
     case T_CHECKPOINT: r = call_wrapped(t, args, kwargs, make_checkpoint, "checkpoint", NULL); break;
-    case T_VMAP: r = call_wrapped(t, args, kwargs, make_vmap, "vmap", &move); break;
+    case T_VMAP: r = call_wrapped(t, args, kwargs, make_vmap, "vmap", t->out_axes); break;
     case T_CUSTOM: r = call_custom(t, args, kwargs); break;
     }
     if (!r && !PyErr_Occurred()) pp_raise();
@@ -828,13 +921,9 @@ static PyObject *grad_like(int kind, PyObject *args, PyObject *kw)
     static char *kwlist[] = {"fun", "argnums", "argnames", NULL};
     PyObject *fn, *argnums = Py_None, *argnames = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO", kwlist, &fn, &argnums, &argnames)) return NULL;
-    if (argnames && PyObject_IsTrue(argnames)) {
-        PyErr_SetString(PyExc_NotImplementedError, "argnames is not supported yet; use argnums.");
-        return NULL;
-    }
     PPTransformed *t = tf_new(kind, fn);
     if (!t) return NULL;
-    if (parse_argnums(t, argnums, kind == T_GRAD ? "grad" : "value_and_grad")) {
+    if (parse_argnums(t, argnums, argnames, kind == T_GRAD ? "grad" : "value_and_grad")) {
         Py_DECREF(t);
         return NULL;
     }
@@ -945,8 +1034,8 @@ static PyObject *py_jvp(PyObject *m, PyObject *args, PyObject *kw) { return vjp_
 #define VK METH_VARARGS | METH_KEYWORDS
 #define FNP(f) (PyCFunction)(void (*)(void))(f)
 static PyMethodDef transform_methods[] = {
-    {"grad", FNP(py_grad), VK, "grad(fun, argnums=None): a function computing the gradient of fun."},
-    {"value_and_grad", FNP(py_value_and_grad), VK, "value_and_grad(fun, argnums=None)."},
+    {"grad", FNP(py_grad), VK, "grad(fun, argnums=None, argnames=[]): a function computing the gradient of fun."},
+    {"value_and_grad", FNP(py_value_and_grad), VK, "value_and_grad(fun, argnums=None, argnames=[])."},
     {"vjp", FNP(py_vjp), VK, "vjp(fun, primals, cotangents) -> (outputs, vjps)."},
     {"jvp", FNP(py_jvp), VK, "jvp(fun, primals, tangents) -> (outputs, jvps)."},
     {"checkpoint", py_checkpoint, METH_O, "checkpoint(fun): recompute fun's intermediates in the backward pass."},

@@ -7,3 +7,10 @@ from ponte.nn.utils import value_and_grad  # noqa: F401
 from ponte.nn.norm_attention import (  # noqa: F401
     ALiBi, BatchNorm, GroupNorm, InstanceNorm, MultiHeadAttention, RoPE,
     SinusoidalPositionalEncoding)
+from ponte.nn.recurrent import GRU, LSTM, RNN, Bilinear, Upsample  # noqa: F401
+from ponte.nn.transformer import (  # noqa: F401
+    Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
+    TransformerEncoderLayer)
+from ponte.nn.conv_pool import (  # noqa: F401
+    AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
+    ConvTranspose3d, Dropout2d, Dropout3d, MaxPool1d, MaxPool2d, MaxPool3d)

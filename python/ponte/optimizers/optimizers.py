@@ -1,11 +1,14 @@
 """ponte.optimizers.optimizers — mlx.optimizers' Optimizer classes over libponte's C update
-rules (pn_optim_*): the state lives in C; Python flattens trees to names and back."""
+rules (pn_optim_*): the state lives in C; Python flattens trees to names and back.
+MultiOptimizer maps onto the C parameter groups (pn_optimizer_add_group)."""
+import math
+
 import ponte.core as mx
 from ponte.core import _nn as _c
 from ponte.utils import tree_flatten, tree_unflatten
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "AdaDelta", "Adamax", "Lion",
-           "clip_grad_norm"]
+           "Adafactor", "Muon", "MultiOptimizer", "clip_grad_norm"]
 
 
 class Optimizer:
@@ -14,13 +17,20 @@ class Optimizer:
 
     def __init__(self, learning_rate):
         self._lr = learning_rate
-        self._c = _c.Optimizer(*self._hyper(0.0))
+        self._c = _c.Optimizer(*self._spec())
 
-    def _hyper(self, lr):
+    def _hyper(self):
+        """(kind, the arguments of pn_optim_<kind> after the learning rate)."""
         raise NotImplementedError
+
+    def _spec(self):
+        kind, hyper = self._hyper()
+        return kind, self._lr_at(0), hyper
 
     def _lr_at(self, step):
         lr = self._lr
+        if lr is None:
+            return math.nan
         return float(lr(step)) if callable(lr) else float(lr)
 
     @property
@@ -34,22 +44,29 @@ class Optimizer:
     @property
     def learning_rate(self):
         """The learning rate of the next update (an array)."""
+        if self._lr is None:
+            raise KeyError("learning_rate")
         return mx.array(self._lr_at(self.step.item()), mx.float32)
 
     @learning_rate.setter
     def learning_rate(self, value):
         self._lr = value
 
-    @property
-    def state(self):
-        """The optimizer's state as a tree: {"step": ..., "learning_rate": ..., <param>: {...}}."""
-        items = self._c.state()
+    @staticmethod
+    def _state_tree(items, step, lr):
         tree = tree_unflatten(items) if items else {}
         if not isinstance(tree, dict):
             tree = {"state": tree}
-        tree.setdefault("step", mx.array(0, mx.uint64))
-        tree["learning_rate"] = self.learning_rate
+        tree["step"] = step
+        if lr is not None:
+            tree["learning_rate"] = lr
         return tree
+
+    @property
+    def state(self):
+        """The optimizer's state as a tree: {"step": ..., "learning_rate": ..., <param>: {...}}."""
+        items = [(k, v) for k, v in self._c.state() if k != "step"]
+        return self._state_tree(items, self.step, None if self._lr is None else self.learning_rate)
 
     @state.setter
     def state(self, state):
@@ -63,15 +80,17 @@ class Optimizer:
 
     def apply_gradients(self, gradients, parameters):
         """The parameters updated by one step of the rule (a tree shaped like gradients)."""
+        return self._apply(gradients, parameters, self._lr_at(self.step.item()), ())
+
+    def _apply(self, gradients, parameters, lr, group_lrs):
         flat_g = [(k, g) for k, g in tree_flatten(gradients) if isinstance(g, mx.array)]
         params = dict(tree_flatten(parameters))
         names = [k for k, _ in flat_g if isinstance(params.get(k), mx.array)]
         if len(names) != len(flat_g):
             missing = [k for k, _ in flat_g if k not in params]
             raise ValueError(f"Gradients for unknown parameters: {' '.join(missing)}")
-        lr = self._lr_at(self.step.item())
         new = self._c.update(names, [params[k] for k in names], [k for k, _ in flat_g],
-                             [g for _, g in flat_g], lr)
+                             [g for _, g in flat_g], lr, group_lrs)
         return tree_unflatten(list(zip(names, new)))
 
     def update(self, model, gradients):
@@ -95,8 +114,8 @@ class SGD(Optimizer):
         self.momentum, self.weight_decay, self.dampening, self.nesterov = momentum, weight_decay, dampening, nesterov
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("sgd", lr, self.momentum, self.weight_decay, self.dampening, 0.0, self.nesterov)
+    def _hyper(self):
+        return "sgd", (self.momentum, self.weight_decay, self.dampening, self.nesterov)
 
 
 class Adam(Optimizer):
@@ -106,8 +125,8 @@ class Adam(Optimizer):
         self.betas, self.eps, self.bias_correction = _betas(betas), eps, bias_correction
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("adam", lr, self.betas[0], self.betas[1], self.eps, 0.0, self.bias_correction)
+    def _hyper(self):
+        return "adam", (self.betas[0], self.betas[1], self.eps, self.bias_correction)
 
 
 class AdamW(Optimizer):
@@ -117,8 +136,8 @@ class AdamW(Optimizer):
         self.betas, self.eps, self.weight_decay, self.bias_correction = _betas(betas), eps, weight_decay, bias_correction
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("adamw", lr, self.betas[0], self.betas[1], self.eps, self.weight_decay, self.bias_correction)
+    def _hyper(self):
+        return "adamw", (self.betas[0], self.betas[1], self.eps, self.weight_decay, self.bias_correction)
 
 
 class RMSprop(Optimizer):
@@ -132,8 +151,8 @@ class RMSprop(Optimizer):
         self.alpha, self.eps = alpha, eps
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("rmsprop", lr, self.alpha, self.eps)
+    def _hyper(self):
+        return "rmsprop", (self.alpha, self.eps)
 
 
 class Adagrad(Optimizer):
@@ -145,8 +164,8 @@ class Adagrad(Optimizer):
         self.eps = eps
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("adagrad", lr, self.eps)
+    def _hyper(self):
+        return "adagrad", (self.eps,)
 
 
 class AdaDelta(Optimizer):
@@ -160,8 +179,8 @@ class AdaDelta(Optimizer):
         self.rho, self.eps = rho, eps
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("adadelta", lr, self.rho, self.eps)
+    def _hyper(self):
+        return "adadelta", (self.rho, self.eps)
 
 
 class Adamax(Optimizer):
@@ -173,8 +192,8 @@ class Adamax(Optimizer):
         self.betas, self.eps = _betas(betas), eps
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("adamax", lr, self.betas[0], self.betas[1], self.eps)
+    def _hyper(self):
+        return "adamax", (self.betas[0], self.betas[1], self.eps)
 
 
 class Lion(Optimizer):
@@ -184,9 +203,138 @@ class Lion(Optimizer):
         self.betas, self.weight_decay = _betas(betas), weight_decay
         super().__init__(learning_rate)
 
-    def _hyper(self, lr):
-        return ("lion", lr, self.betas[0], self.betas[1], self.weight_decay)
+    def _hyper(self):
+        return "lion", (self.betas[0], self.betas[1], self.weight_decay)
 
+
+class Adafactor(Optimizer):
+    """Adafactor (Shazeer & Stern, 2018): factored second moments for parameters with two or
+    more dimensions, a relative step size (learning_rate ignored while relative_step) scaled by
+    the parameter's RMS, and updates clipped to RMS clip_threshold. beta_1 adds a first moment."""
+
+    def __init__(self, learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8,
+                 beta_1=None, weight_decay=0.0, scale_parameter=True, relative_step=True,
+                 warmup_init=False):
+        eps = tuple(eps)
+        if len(eps) != 2:
+            raise ValueError(f"eps must have two entries, got {len(eps)}.")
+        if learning_rate is None and not relative_step:
+            raise ValueError("Adafactor needs a learning_rate when relative_step is False.")
+        if clip_threshold <= 0:
+            raise ValueError(f"clip_threshold must be positive, got {clip_threshold}.")
+        self.eps, self.clip_threshold, self.decay_rate = (float(eps[0]), float(eps[1])), clip_threshold, decay_rate
+        self.beta_1, self.weight_decay = beta_1, weight_decay
+        self.scale_parameter, self.relative_step, self.warmup_init = scale_parameter, relative_step, warmup_init
+        super().__init__(learning_rate)
+
+    def _hyper(self):
+        beta_1 = math.nan if self.beta_1 is None else float(self.beta_1)
+        return "adafactor", (self.eps[0], self.eps[1], self.clip_threshold, self.decay_rate, beta_1,
+                             self.weight_decay, self.scale_parameter, self.relative_step, self.warmup_init)
+
+
+class Muon(Optimizer):
+    """Muon: momentum SGD whose update of every parameter with two or more dimensions is
+    orthogonalised by Newton-Schulz iterations (beyond 2-d on the (shape[0], -1) matrix) and
+    scaled by sqrt(max(1, shape[-2] / shape[-1])); other parameters take the momentum step."""
+
+    def __init__(self, learning_rate, momentum=0.95, weight_decay=0.01, nesterov=True, ns_steps=5):
+        if int(ns_steps) != ns_steps or ns_steps < 0:
+            raise ValueError(f"ns_steps must be a non-negative integer, got {ns_steps}.")
+        self.momentum, self.weight_decay, self.nesterov, self.ns_steps = momentum, weight_decay, nesterov, int(ns_steps)
+        super().__init__(learning_rate)
+
+    def _hyper(self):
+        return "muon", (self.momentum, self.weight_decay, self.nesterov, self.ns_steps)
+
+
+class MultiOptimizer(Optimizer):
+    """Several optimizers in one: a parameter goes to the first optimizer whose filter(path,
+    array) is true, the last optimizer (which has no filter) takes the rest. Runs as one C
+    optimizer whose parameter groups carry the optimizers' rules; a parameter's optimizer is
+    decided the first time it is seen. The state is {"states": [one tree per optimizer]}."""
+
+    def __init__(self, optimizers, filters=[]):
+        if len(filters) != len(optimizers) - 1:
+            raise ValueError(f"Given {len(filters)} filters but {len(optimizers) - 1} needed.")
+        for o in optimizers:
+            if not isinstance(o, Optimizer) or isinstance(o, MultiOptimizer):
+                raise TypeError("MultiOptimizer takes ponte optimizers other than MultiOptimizer.")
+        self.optimizers = list(optimizers)
+        self.filters = list(filters) + [lambda *args, **kwargs: True]
+        self._owner = {}  # parameter path -> index of its optimizer
+        self._c = None
+        self._rebuild()
+
+    def _rebuild(self):
+        """A fresh C optimizer with one group per optimizer but the last, keeping the state."""
+        c = _c.Optimizer(*self.optimizers[-1]._spec())
+        for i, o in enumerate(self.optimizers[:-1]):
+            c.add_group([k for k, j in self._owner.items() if j == i], *o._spec())
+        if self._c is not None:
+            items = self._c.state()
+            if items:
+                c.set_state([k for k, _ in items], [v for _, v in items])
+        self._c = c
+
+    def _assign(self, flat):
+        changed = False
+        for k, a in flat:
+            if k not in self._owner:
+                i = next(i for i, f in enumerate(self.filters) if f(k, a))
+                self._owner[k] = i
+                changed |= i < len(self.optimizers) - 1
+        if changed:
+            self._rebuild()
+
+    def init(self, parameters):
+        """Assigns the parameters to their optimizers (otherwise done at the first update)."""
+        self._assign([(k, a) for k, a in tree_flatten(parameters) if isinstance(a, mx.array)])
+
+    def apply_gradients(self, gradients, parameters):
+        self._assign([(k, g) for k, g in tree_flatten(gradients) if isinstance(g, mx.array)])
+        step = self.step.item()
+        lrs = [o._lr_at(step) for o in self.optimizers]
+        return self._apply(gradients, parameters, lrs[-1], lrs[:-1])
+
+    @property
+    def state(self):
+        step, last = self.step, len(self.optimizers) - 1
+        parts = [[] for _ in self.optimizers]
+        for k, v in self._c.state():
+            if k != "step":
+                parts[self._owner.get(k.rsplit(".", 1)[0], last)].append((k, v))
+        return {"states": [self._state_tree(p, step, None if o._lr is None else
+                                            mx.array(o._lr_at(step.item()), mx.float32))
+                           for o, p in zip(self.optimizers, parts)]}
+
+    @state.setter
+    def state(self, state):
+        if not isinstance(state, dict) or "states" not in state or len(state["states"]) != len(self.optimizers):
+            raise ValueError("Invalid state provided")
+        items = {}
+        for i, s in enumerate(state["states"]):
+            for k, v in tree_flatten(s):
+                if k == "learning_rate" or not isinstance(v, mx.array):
+                    continue
+                if k != "step":
+                    self._owner[k.rsplit(".", 1)[0]] = i
+                items[k] = v
+        self._rebuild()
+        if items:
+            self._c.set_state(list(items), list(items.values()))
+
+    @property
+    def learning_rate(self):
+        """The first optimizer's learning rate."""
+        if self.optimizers[0]._lr is None:
+            raise KeyError("learning_rate")
+        return mx.array(self.optimizers[0]._lr_at(self.step.item()), mx.float32)
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        for o in self.optimizers:
+            o._lr = value
 
 def clip_grad_norm(grads, max_norm):
     """Scales grads so that their global L2 norm is at most max_norm; returns (clipped grads,

@@ -70,4 +70,7 @@ int pnG_binary_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
 int pnG_divmod_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_where_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
+/* ── fused optimizer steps (optim.c): AdamUpdate over contiguous inputs ── */
+int pnG_adam_update_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
 #endif /* PONTE_BACKEND_CUDA_EVAL_H */

@@ -1,0 +1,602 @@
+/* compose.c — mlx.core functions built only from existing ops: no primitive of their own, so
+ * they run on every backend and differentiate (and vmap) through their parts. Array ops (kron,
+ * diff, median, count_nonzero, searchsorted, vecdot, hadamard_transform, the dynamic slice and
+ * slice_update, windows, view) and mlx.core.linalg's factorizations and solvers (cholesky, triangular
+ * solves and inverses, inv, solve, qr, cross) written as column-by-column elimination loops. */
+#include "core/core.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ───────────────────────────── helpers ───────────────────────────── */
+
+/* a[..., start:stop, ...] along axis (which may be negative). NULL-safe. */
+static pn_array *slice_axis(pn_array *a, int axis, int64_t start, int64_t stop)
+{
+    if (!a) return NULL;
+    int nd = pn_ndim(a);
+    if (axis < 0) axis += nd;
+    int64_t lo[PNC_MAX_NDIM], hi[PNC_MAX_NDIM];
+    for (int k = 0; k < nd; k++) lo[k] = 0, hi[k] = pn_shape(a)[k];
+    lo[axis] = start, hi[axis] = stop;
+    return pn_slice(a, lo, hi, NULL, nd);
+}
+
+/* a with its floating dtype, or cast to float32 when it is bool or an integer. */
+static pn_array *at_least_float(pn_array *a)
+{
+    if (!a) return NULL;
+    return pnC_is_inexact(pn_array_dtype(a)) ? a : pn_astype(a, PN_FLOAT32);
+}
+
+/* ───────────────────────────── array ops ───────────────────────────── */
+
+/* See ponte.h. */
+pn_array *pn_kron(pn_array *a, pn_array *b)
+{
+    pn_array *ins[2] = {a, b};
+    if (!pnC_inputs_ok("kron", 2, ins)) return NULL;
+    int na = pn_ndim(a), nb = pn_ndim(b), nd = na > nb ? na : nb;
+    if (nd == 0) return pn_multiply(a, b);
+    if (2 * nd > PNC_MAX_NDIM)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[kron] Inputs with %d dimensions are not supported.", nd);
+    /* a as (a0, 1, a1, 1, ...) times b as (1, b0, 1, b1, ...) is (a0, b0, a1, b1, ...) */
+    int64_t sa[PNC_MAX_NDIM], sb[PNC_MAX_NDIM], out[PNC_MAX_NDIM];
+    for (int k = 0; k < nd; k++) {
+        int64_t ak = k < nd - na ? 1 : pn_shape(a)[k - (nd - na)];
+        int64_t bk = k < nd - nb ? 1 : pn_shape(b)[k - (nd - nb)];
+        sa[2 * k] = ak, sa[2 * k + 1] = 1;
+        sb[2 * k] = 1, sb[2 * k + 1] = bk;
+        out[k] = ak * bk;
+    }
+    pn_scope_push();
+    pn_array *r = pn_multiply(pn_reshape(a, sa, 2 * nd), pn_reshape(b, sb, 2 * nd));
+    return pnC_scope_return(pn_reshape(r, out, nd));
+}
+
+/* See ponte.h. */
+pn_array *pn_diff(pn_array *a, int n, int axis)
+{
+    if (!pnC_inputs_ok("diff", 1, &a)) return NULL;
+    if (n < 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[diff] Order must be non-negative but got %d.", n);
+    if (pn_ndim(a) == 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[diff] Requires an array with at least one dimension.");
+    int ax = pnC_axis("diff", axis, pn_ndim(a));
+    if (ax < 0) return NULL;
+    bool is_bool = pn_array_dtype(a) == PN_BOOL;
+    pn_scope_push();
+    pn_array *x = a;
+    for (int i = 0; i < n && x; i++) {
+        int64_t len = pn_shape(x)[ax];
+        if (len == 0) break;
+        pn_array *hi = slice_axis(x, ax, 1, len), *lo = slice_axis(x, ax, 0, len - 1);
+        x = is_bool ? pn_not_equal(hi, lo) : pn_subtract(hi, lo);
+    }
+    return pnC_scope_return(x);
+}
+
+/* See ponte.h. */
+pn_array *pn_median(pn_array *a, const int *axes, int naxes, bool keepdims)
+{
+    if (!pnC_inputs_ok("median", 1, &a)) return NULL;
+    int nd = pn_ndim(a), ax[PNC_MAX_NDIM];
+    int nax = pnC_axes("median", axes, naxes, nd, ax);
+    if (nax < 0) return NULL;
+    if (pn_array_dtype(a) == PN_COMPLEX64)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[median] Complex arrays are not supported.");
+    bool red[PNC_MAX_NDIM] = {0};
+    for (int i = 0; i < nax; i++) red[ax[i]] = true;
+    /* the kept axes first, then the reduced ones flattened into one */
+    int perm[PNC_MAX_NDIM], np = 0, nk = 0;
+    int64_t kshape[PNC_MAX_NDIM], count = 1, outshape[PNC_MAX_NDIM];
+    for (int k = 0; k < nd; k++)
+        if (!red[k]) perm[np++] = k, kshape[nk++] = pn_shape(a)[k];
+    for (int k = 0; k < nd; k++)
+        if (red[k]) perm[np++] = k, count *= pn_shape(a)[k];
+    for (int k = 0; k < nd; k++) outshape[k] = red[k] ? 1 : pn_shape(a)[k];
+    pn_scope_push();
+    pn_array *x = at_least_float(a), *r;
+    kshape[nk] = count;
+    x = pn_reshape(pn_transpose(x, perm, nd), kshape, nk + 1);
+    if (count == 0) {
+        r = pn_full(kshape, nk, pn_scalar(NAN, pn_array_dtype(x)), pn_array_dtype(x));
+    } else {
+        pn_array *s = pn_sort(x, -1);
+        int64_t m = count / 2;
+        r = count % 2 ? slice_axis(s, -1, m, m + 1)
+                      : pn_multiply(pn_add(slice_axis(s, -1, m - 1, m), slice_axis(s, -1, m, m + 1)),
+                                    pn_weak_float(0.5));
+        r = pn_reshape(r, kshape, nk);
+    }
+    if (keepdims) r = pn_reshape(r, outshape, nd);
+    return pnC_scope_return(r);
+}
+
+/* See ponte.h. */
+pn_array *pn_count_nonzero(pn_array *a, const int *axes, int naxes, bool keepdims)
+{
+    if (!pnC_inputs_ok("count_nonzero", 1, &a)) return NULL;
+    pn_scope_push();
+    pn_array *nz = pn_astype(pn_not_equal(a, pn_weak_int(0)), PN_INT32);
+    return pnC_scope_return(pn_sum(nz, axes, naxes, keepdims));
+}
+
+/* See ponte.h. Binary search over all values at once: ceil(log2(n + 1)) rounds of a gather
+ * and a comparison, each at least halving [lo, hi) per value. */
+pn_array *pn_searchsorted(pn_array *sorted_sequence, pn_array *values, bool right)
+{
+    pn_array *ins[2] = {sorted_sequence, values};
+    if (!pnC_inputs_ok("searchsorted", 2, ins)) return NULL;
+    if (pn_ndim(sorted_sequence) != 1)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[searchsorted] sorted_sequence must be 1-D, but "
+                        "it has %d dimensions.", pn_ndim(sorted_sequence));
+    if (pn_array_dtype(sorted_sequence) == PN_COMPLEX64 || pn_array_dtype(values) == PN_COMPLEX64)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[searchsorted] Complex arrays are not supported.");
+    int64_t n = pn_size(sorted_sequence);
+    pn_dtype it = n < INT32_MAX ? PN_INT32 : PN_INT64;
+    pn_scope_push();
+    pn_array *lo = pn_zeros(pn_shape(values), pn_ndim(values), it);
+    pn_array *hi = pn_full(pn_shape(values), pn_ndim(values), pn_scalar_int(n, it), it);
+    pn_array *last = pn_scalar_int(n > 0 ? n - 1 : 0, it), *one = pn_scalar_int(1, it);
+    for (int64_t span = n; span > 0 && lo; span >>= 1) {
+        pn_array *mid = pn_right_shift(pn_add(lo, hi), one);
+        pn_array *mv = pn_take(sorted_sequence, pn_minimum(mid, last), 0);
+        pn_array *go = right ? pn_less_equal(mv, values) : pn_less(mv, values);
+        pn_array *active = pn_less(lo, hi);
+        lo = pn_where(pn_logical_and(active, go), pn_add(mid, one), lo);
+        hi = pn_where(pn_logical_and(active, pn_logical_not(go)), mid, hi);
+    }
+    return pnC_scope_return(pn_astype(lo, PN_UINT32));
+}
+
+/* See ponte.h. */
+pn_array *pn_vecdot(pn_array *a, pn_array *b, int axis)
+{
+    pn_array *ins[2] = {a, b};
+    if (!pnC_inputs_ok("vecdot", 2, ins)) return NULL;
+    int64_t shape[PNC_MAX_NDIM];
+    int nd = pnC_broadcast_shapes("vecdot", pn_shape(a), pn_ndim(a), pn_shape(b), pn_ndim(b), shape);
+    if (nd < 0) return NULL;
+    if (nd == 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[vecdot] Inputs must have at least one dimension.");
+    int ax = pnC_axis("vecdot", axis, nd);
+    if (ax < 0) return NULL;
+    pn_scope_push();
+    pn_array *x = pn_array_dtype(a) == PN_COMPLEX64 ? pn_conjugate(a) : a;
+    return pnC_scope_return(pn_sum(pn_multiply(x, b), &ax, 1, false));
+}
+
+/* See ponte.h. Sylvester's butterfly: log2(n) rounds over pairs (x[j], x[j + h]). */
+pn_array *pn_hadamard_transform(pn_array *a, const double *scale)
+{
+    if (!pnC_inputs_ok("hadamard_transform", 1, &a)) return NULL;
+    if (pn_array_dtype(a) == PN_COMPLEX64)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[hadamard_transform] Complex arrays are not supported.");
+    int nd = pn_ndim(a);
+    int64_t n = nd ? pn_shape(a)[nd - 1] : 1;
+    if (n <= 0 || (n & (n - 1)))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[hadamard_transform] The last axis must have a power "
+                        "of two size in Ponte, got %lld (MLX also takes 12, 20 and 28 times a power "
+                        "of two).", (long long)n);
+    double s = scale ? *scale : 1.0 / sqrt((double)n);
+    pn_scope_push();
+    pn_array *x = at_least_float(a);
+    int64_t shape[PNC_MAX_NDIM + 2];
+    for (int64_t h = 1; h < n && x; h *= 2) {
+        memcpy(shape, pn_shape(a), sizeof(int64_t) * (size_t)(nd - 1));
+        shape[nd - 1] = n / (2 * h), shape[nd] = 2, shape[nd + 1] = h;
+        pn_array *y = pn_reshape(x, shape, nd + 2);
+        pn_array *y0 = slice_axis(y, nd, 0, 1), *y1 = slice_axis(y, nd, 1, 2);
+        pn_array *parts[2] = {pn_add(y0, y1), pn_subtract(y0, y1)};
+        x = pn_reshape(pn_concatenate(parts, 2, nd), pn_shape(a), nd);
+    }
+    return pnC_scope_return(pn_multiply(x, pn_weak_float(s)));
+}
+
+/* The 0-d int32 index start[i] of a flattened start-index array. */
+static pn_array *start_index(pn_array *flat, int i)
+{
+    return pn_take(flat, pn_scalar_int(i, PN_INT32), 0);
+}
+
+/* Checks the arguments shared by the dynamic slice and slice_update: normalizes axes into ax,
+ * flattens start into *flat. Returns 0 or -1. */
+static int dynamic_args(const char *op, pn_array *a, pn_array *start, const int *axes, int naxes,
+                        int *ax, pn_array **flat)
+{
+    if (naxes > 0 && pnC_axes(op, axes, naxes, pn_ndim(a), ax) < 0) return -1;
+    if (!pnC_is_integer(pn_array_dtype(start)))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] start_indices must be integers, got %s.", op,
+                        pn_dtype_name(pn_array_dtype(start))), -1;
+    if (pn_size(start) != naxes)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] Got %lld start indices for %d axes.", op,
+                        (long long)pn_size(start), naxes), -1;
+    *flat = pn_flatten(start, 0, -1);
+    return *flat ? 0 : -1;
+}
+
+/* See ponte.h. One gather whose indices are the 0-d start indices. */
+pn_array *pn_slice_dynamic(pn_array *a, pn_array *start, const int *axes, int naxes,
+                           const int64_t *slice_size, int nsize)
+{
+    pn_array *ins[2] = {a, start};
+    if (!pnC_inputs_ok("slice", 2, ins)) return NULL;
+    if (nsize != pn_ndim(a))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[slice] slice_size must have one entry per axis of "
+                        "the input (%d), got %d.", pn_ndim(a), nsize);
+    int ax[PNC_MAX_NDIM];
+    pn_array *flat, *idx[PNC_MAX_NDIM];
+    pn_scope_push();
+    if (dynamic_args("slice", a, start, axes, naxes, ax, &flat)) return pnC_scope_return(NULL);
+    for (int i = 0; i < naxes; i++) idx[i] = start_index(flat, i);
+    if (naxes == 0) { /* nothing dynamic: a static slice at the origin */
+        int64_t lo[PNC_MAX_NDIM] = {0};
+        return pnC_scope_return(pn_slice(a, lo, slice_size, NULL, nsize));
+    }
+    return pnC_scope_return(pn_gather(a, idx, naxes, ax, slice_size));
+}
+
+/* See ponte.h. One scatter (set) whose indices are the 0-d start indices. */
+pn_array *pn_slice_update_dynamic(pn_array *a, pn_array *update, pn_array *start, const int *axes,
+                                  int naxes)
+{
+    pn_array *ins[3] = {a, update, start};
+    if (!pnC_inputs_ok("slice_update", 3, ins)) return NULL;
+    int nd = pn_ndim(a), nu = pn_ndim(update);
+    if (nu > nd)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[slice_update] The update (%d dimensions) has more "
+                        "dimensions than the input (%d).", nu, nd);
+    int64_t ushape[PNC_MAX_NDIM];
+    for (int k = 0; k < nd; k++) {
+        ushape[k] = k < nd - nu ? 1 : pn_shape(update)[k - (nd - nu)];
+        if (ushape[k] > pn_shape(a)[k])
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[slice_update] The update is larger than the "
+                            "input along axis %d (%lld > %lld).", k, (long long)ushape[k],
+                            (long long)pn_shape(a)[k]);
+    }
+    int ax[PNC_MAX_NDIM];
+    pn_array *flat, *idx[PNC_MAX_NDIM];
+    pn_scope_push();
+    if (dynamic_args("slice_update", a, start, axes, naxes, ax, &flat)) return pnC_scope_return(NULL);
+    for (int i = 0; i < naxes; i++) idx[i] = start_index(flat, i);
+    pn_array *u = pn_reshape(pn_astype(update, pn_array_dtype(a)), ushape, nd);
+    if (naxes == 0) { /* nothing dynamic: a static update at the origin */
+        int64_t lo[PNC_MAX_NDIM] = {0};
+        return pnC_scope_return(pn_slice_update(a, u, lo, ushape, NULL, nd));
+    }
+    return pnC_scope_return(pn_scatter(a, idx, naxes, u, ax, PN_SCATTER_SET));
+}
+
+/* See ponte.h. */
+pn_array *pn_window(pn_window_kind kind, int64_t m)
+{
+    static const double cosines[][3] = {
+        [PN_WINDOW_BLACKMAN] = {0.42, 0.5, 0.08},
+        [PN_WINDOW_HAMMING] = {0.54, 0.46, 0},
+        [PN_WINDOW_HANNING] = {0.5, 0.5, 0},
+    };
+    if ((unsigned)kind > PN_WINDOW_HANNING)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[window] Invalid kind %d.", (int)kind);
+    if (m <= 1) return m == 1 ? pn_ones(&m, 1, PN_FLOAT32) : pn_zeros((int64_t[]){0}, 1, PN_FLOAT32);
+    pn_scope_push();
+    /* t = n / (m - 1) in [0, 1] */
+    pn_array *t = pn_multiply(pn_arange(0, (double)m, 1, PN_FLOAT32), pn_weak_float(1.0 / (double)(m - 1)));
+    if (kind == PN_WINDOW_BARTLETT) {
+        pn_array *d = pn_abs(pn_subtract(pn_multiply(t, pn_weak_float(2)), pn_weak_float(1)));
+        return pnC_scope_return(pn_subtract(pn_weak_float(1), d));
+    }
+    const double *c = cosines[kind];
+    pn_array *c1 = pn_cos(pn_multiply(t, pn_weak_float(2 * M_PI)));
+    pn_array *w = pn_subtract(pn_weak_float(c[0]), pn_multiply(pn_weak_float(c[1]), c1));
+    if (c[2] != 0) {
+        pn_array *c2 = pn_cos(pn_multiply(t, pn_weak_float(4 * M_PI)));
+        w = pn_add(w, pn_multiply(pn_weak_float(c[2]), c2));
+    }
+    return pnC_scope_return(w);
+}
+
+/* See ponte.h. */
+pn_array *pn_view(pn_array *a, pn_dtype dtype)
+{
+    if (!pnC_inputs_ok("view", 1, &a)) return NULL;
+    if (!pnC_dtype_valid(dtype)) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[view] Invalid dtype.");
+    int nd = pn_ndim(a);
+    size_t isz = pn_itemsize(a), osz = pn_dtype_size(dtype);
+    int64_t shape[PNC_MAX_NDIM];
+    memcpy(shape, pn_shape(a), sizeof(int64_t) * (size_t)nd);
+    if (isz != osz) {
+        if (nd == 0)
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[view] Changing the type of a scalar is only "
+                            "allowed for types with the same size.");
+        int64_t bytes = shape[nd - 1] * (int64_t)isz;
+        if (bytes % (int64_t)osz)
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[view] The last axis of %lld %s elements cannot "
+                            "be viewed as %s.", (long long)shape[nd - 1],
+                            pn_dtype_name(pn_array_dtype(a)), pn_dtype_name(dtype));
+        shape[nd - 1] = bytes / (int64_t)osz;
+    }
+    if (pnC_tracing())
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[view] Ponte reinterprets evaluated data, which a "
+                        "function transformation (grad, vjp, jvp, vmap) cannot trace.");
+    if (pn_size(a) == 0) return pn_zeros(shape, nd, dtype);
+    const void *data = pn_data(a);
+    return data ? pn_array_from_data(data, shape, nd, dtype) : NULL;
+}
+
+/* ───────────────────────────── linear algebra ───────────────────────────── */
+
+/* Checks that a is a (batch of) square floating matrices. Returns n or -1. */
+static int64_t square_matrix(const char *op, pn_array *a)
+{
+    int nd = pn_ndim(a);
+    if (nd < 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Arrays must have at least two "
+                        "dimensions, got %d.", op, nd), -1;
+    if (!pnC_is_float(pn_array_dtype(a)))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Arrays must have a floating point "
+                        "type, got %s.", op, pn_dtype_name(pn_array_dtype(a))), -1;
+    int64_t n = pn_shape(a)[nd - 1];
+    if (pn_shape(a)[nd - 2] != n)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Inputs must be square matrices, got "
+                        "shape (..., %lld, %lld).", op, (long long)pn_shape(a)[nd - 2], (long long)n), -1;
+    return n;
+}
+
+/* a[..., i:i+1, j:j+1]-like block of the last two axes. */
+static pn_array *block(pn_array *a, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
+{
+    return slice_axis(slice_axis(a, -2, r0, r1), -1, c0, c1);
+}
+
+/* See ponte.h. Right-looking: take the first column of the trailing matrix, update the rest
+ * by its outer product. Reads the lower triangle only (the upper one is mirrored from it). */
+pn_array *pn_linalg_cholesky(pn_array *a, bool upper)
+{
+    if (!pnC_inputs_ok("linalg::cholesky", 1, &a)) return NULL;
+    int64_t n = square_matrix("cholesky", a);
+    if (n < 0) return NULL;
+    if (n == 0) return pn_copy(a);
+    int nd = pn_ndim(a);
+    pn_scope_push();
+    pn_array **cols = malloc(sizeof *cols * (size_t)n);
+    if (!cols) return pnC_scope_return(pnC_fail(PN_ERR_OUT_OF_MEMORY, "[linalg::cholesky] Out of memory."));
+    pn_array *lower = pn_tril(a, 0), *m = pn_add(lower, pn_swapaxes(pn_tril(a, -1), -1, -2));
+    int64_t zshape[PNC_MAX_NDIM];
+    memcpy(zshape, pn_shape(a), sizeof(int64_t) * (size_t)(nd - 2));
+    for (int64_t j = 0; j < n; j++) {
+        int64_t rest = n - j;
+        pn_array *d = pn_sqrt(block(m, 0, 1, 0, 1));                 /* (..., 1, 1) */
+        pn_array *c = pn_divide(block(m, 1, rest, 0, 1), d);          /* (..., rest-1, 1) */
+        zshape[nd - 2] = j, zshape[nd - 1] = 1;
+        pn_array *parts[3] = {pn_zeros(zshape, nd, pn_array_dtype(a)), d, c};
+        cols[j] = pn_concatenate(parts, 3, -2);                       /* (..., n, 1) */
+        m = pn_subtract(block(m, 1, rest, 1, rest), pn_multiply(c, pn_swapaxes(c, -1, -2)));
+    }
+    pn_array *l = pn_concatenate(cols, (int)n, -1);
+    free(cols);
+    return pnC_scope_return(upper ? pn_swapaxes(l, -1, -2) : l);
+}
+
+/* Solves the lower triangular systems a x = b (a (..., n, n), b (..., n, k)) row by row:
+ * x_i = b_i / a_ii, then b_{i+1:} -= a_{i+1:, i} x_i. Reads the lower triangle only. */
+static pn_array *forward_substitute(pn_array *a, pn_array *b, int64_t n)
+{
+    pn_array **rows = malloc(sizeof *rows * (size_t)(n > 0 ? n : 1));
+    if (!rows) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[linalg::solve_triangular] Out of memory.");
+    for (int64_t i = 0; i < n; i++) {
+        int64_t rest = n - i;
+        rows[i] = pn_divide(slice_axis(b, -2, 0, 1), block(a, 0, 1, 0, 1));
+        b = pn_subtract(slice_axis(b, -2, 1, rest), pn_multiply(block(a, 1, rest, 0, 1), rows[i]));
+        a = block(a, 1, rest, 1, rest);
+    }
+    pn_array *x = n > 0 ? pn_concatenate(rows, (int)n, -2) : pn_copy(b);
+    free(rows);
+    return x;
+}
+
+/* x with a (..., n, n) and b (..., n) or (..., n, k) cast to their common floating type;
+ * vector b gets a trailing axis (*vec set). Returns 0 or -1. */
+static int solve_args(const char *op, pn_array **a, pn_array **b, bool *vec, int64_t *n)
+{
+    if ((*n = square_matrix(op, *a)) < 0) return -1;
+    *vec = pn_ndim(*b) == 1;
+    if (pn_ndim(*b) < 1 || (*vec ? pn_shape(*b)[0] : pn_dim(*b, -2)) != *n)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] b must be a vector of size %lld or "
+                        "(..., %lld, K) matrices.", op, (long long)*n, (long long)*n), -1;
+    pn_dtype t = pn_promote_types(pn_array_dtype(*a), pn_array_dtype(*b));
+    if (!pnC_is_float(t)) t = PN_FLOAT32;
+    *a = pn_astype(*a, t);
+    *b = pn_astype(*vec ? pn_expand_dims(*b, (int[]){-1}, 1) : *b, t);
+    return *a && *b ? 0 : -1;
+}
+
+/* See ponte.h. */
+pn_array *pn_linalg_solve_triangular(pn_array *a, pn_array *b, bool upper)
+{
+    pn_array *ins[2] = {a, b};
+    if (!pnC_inputs_ok("linalg::solve_triangular", 2, ins)) return NULL;
+    bool vec;
+    int64_t n;
+    pn_scope_push();
+    if (solve_args("solve_triangular", &a, &b, &vec, &n)) return pnC_scope_return(NULL);
+    int both[2] = {-2, -1}, rows = -2;
+    if (upper) a = pn_flip(a, both, 2), b = pn_flip(b, &rows, 1); /* upper becomes lower */
+    pn_array *x = forward_substitute(a, b, n);
+    if (upper) x = pn_flip(x, &rows, 1);
+    return pnC_scope_return(vec ? pn_squeeze(x, (int[]){-1}, 1) : x);
+}
+
+/* The n×n identity in a's dtype. */
+static pn_array *identity_like(pn_array *a, int64_t n) { return pn_eye(n, n, 0, pn_array_dtype(a)); }
+
+/* See ponte.h. */
+pn_array *pn_linalg_tri_inv(pn_array *a, bool upper)
+{
+    if (!pnC_inputs_ok("linalg::tri_inv", 1, &a)) return NULL;
+    int64_t n = square_matrix("tri_inv", a);
+    if (n < 0) return NULL;
+    pn_scope_push();
+    return pnC_scope_return(pn_linalg_solve_triangular(a, identity_like(a, n), upper));
+}
+
+/* See ponte.h. */
+pn_array *pn_linalg_cholesky_inv(pn_array *l, bool upper)
+{
+    if (!pnC_inputs_ok("linalg::cholesky_inv", 1, &l)) return NULL;
+    if (square_matrix("cholesky_inv", l) < 0) return NULL;
+    pn_scope_push();
+    pn_array *li = pn_linalg_tri_inv(l, upper), *lit = pn_swapaxes(li, -1, -2);
+    /* A = L L^T: A^-1 = L^-T L^-1; A = U^T U: A^-1 = U^-1 U^-T */
+    return pnC_scope_return(upper ? pn_matmul(li, lit) : pn_matmul(lit, li));
+}
+
+/* Gauss-Jordan elimination with partial pivoting on [a | b] (a (..., n, n), b (..., n, k),
+ * batch dims broadcast): returns a^-1 b. Step k brings the largest |m[i, k]|, i >= k, to row
+ * k, scales that row by its pivot and eliminates column k from every other row. */
+static pn_array *gauss_jordan(pn_array *a, pn_array *b, int64_t n)
+{
+    int nd = pn_ndim(a) > pn_ndim(b) ? pn_ndim(a) : pn_ndim(b);
+    int64_t sa[PNC_MAX_NDIM], sb[PNC_MAX_NDIM];
+    int64_t batch[PNC_MAX_NDIM];
+    if (pnC_broadcast_shapes("linalg::solve", pn_shape(a), pn_ndim(a) - 2, pn_shape(b),
+                             pn_ndim(b) - 2, batch) < 0)
+        return NULL;
+    memcpy(sa, batch, sizeof(int64_t) * (size_t)(nd - 2));
+    memcpy(sb, batch, sizeof(int64_t) * (size_t)(nd - 2));
+    sa[nd - 2] = sa[nd - 1] = n;
+    sb[nd - 2] = n, sb[nd - 1] = pn_dim(b, -1);
+    pn_array *parts[2] = {pn_broadcast_to(a, sa, nd), pn_broadcast_to(b, sb, nd)};
+    pn_array *m = pn_concatenate(parts, 2, -1);
+    if (!m) return NULL;
+    int64_t w = n + sb[nd - 1], full[PNC_MAX_NDIM];
+    memcpy(full, pn_shape(m), sizeof(int64_t) * (size_t)nd);
+    pn_array *rowcol = pn_reshape(pn_arange(0, (double)n, 1, PN_INT32), (int64_t[]){n, 1}, 2);
+    for (int64_t k = 0; k < n && m; k++) {
+        pn_array *kk = pn_scalar_int(k, PN_INT32);
+        /* pivot row p (..., 1): the largest magnitude at or below the diagonal */
+        pn_array *col = block(m, k, n, k, k + 1);                       /* (..., n-k, 1) */
+        pn_array *p = pn_add(pn_astype(pn_argmax(pn_abs(col), -2, true), PN_INT32), kk); /* (..., 1, 1) */
+        /* the row permutation swapping k and p, as (..., n, 1) source rows */
+        pn_array *pr = pn_where(pn_equal(rowcol, kk), p, pn_where(pn_equal(rowcol, p), kk, rowcol));
+        m = pn_take_along_axis(m, pn_broadcast_to(pr, full, nd), -2);
+        pn_array *row = pn_divide(slice_axis(m, -2, k, k + 1), block(m, k, k + 1, k, k + 1));
+        m = pn_subtract(m, pn_multiply(block(m, 0, n, k, k + 1), row));
+        m = pn_where(pn_equal(rowcol, kk), row, m);
+    }
+    return slice_axis(m, -1, n, w);
+}
+
+/* See ponte.h. */
+pn_array *pn_linalg_inv(pn_array *a)
+{
+    if (!pnC_inputs_ok("linalg::inv", 1, &a)) return NULL;
+    int64_t n = square_matrix("inv", a);
+    if (n < 0) return NULL;
+    pn_scope_push();
+    return pnC_scope_return(gauss_jordan(a, identity_like(a, n), n));
+}
+
+/* See ponte.h. */
+pn_array *pn_linalg_solve(pn_array *a, pn_array *b)
+{
+    pn_array *ins[2] = {a, b};
+    if (!pnC_inputs_ok("linalg::solve", 2, ins)) return NULL;
+    bool vec;
+    int64_t n;
+    pn_scope_push();
+    if (solve_args("solve", &a, &b, &vec, &n)) return pnC_scope_return(NULL);
+    pn_array *x = gauss_jordan(a, b, n);
+    return pnC_scope_return(vec ? pn_squeeze(x, (int[]){-1}, 1) : x);
+}
+
+/* See ponte.h. Householder reflections as LAPACK's geqrf/orgqr define them: the reflector of
+ * column k maps x = r[k:, k] to -sign(x_0) |x| e_0 (sign(0) = +1), and is the identity when
+ * x[1:] is zero. */
+int pn_linalg_qr(pn_array *a, pn_array **q, pn_array **r)
+{
+    q[0] = r[0] = NULL;
+    if (!pnC_inputs_ok("linalg::qr", 1, &a)) return -1;
+    int nd = pn_ndim(a);
+    if (nd < 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::qr] Arrays must have at least two "
+                        "dimensions, got %d.", nd), -1;
+    if (!pnC_is_float(pn_array_dtype(a)))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::qr] Arrays must have a floating point "
+                        "type, got %s.", pn_dtype_name(pn_array_dtype(a))), -1;
+    int64_t m = pn_shape(a)[nd - 2], n = pn_shape(a)[nd - 1], k = m < n ? m : n;
+    pn_dtype t = pn_array_dtype(a);
+    pn_scope_push();
+    pn_array **vs = malloc(sizeof *vs * (size_t)(k > 0 ? k : 1));
+    if (!vs) return pnC_scope_return(pnC_fail(PN_ERR_OUT_OF_MEMORY, "[linalg::qr] Out of memory.")), -1;
+    pn_array *rr = a, *zero = pn_scalar(0, t), *one = pn_scalar(1, t);
+    int last = -2;
+    for (int64_t j = 0; j < k; j++) {
+        pn_array *x = block(rr, j, m, j, j + 1);                        /* (..., m-j, 1) */
+        pn_array *x0 = slice_axis(x, -2, 0, 1), *xt = slice_axis(x, -2, 1, m - j);
+        pn_array *tail = pn_sum(pn_square(xt), &last, 1, true);          /* (..., 1, 1) */
+        pn_array *nrm = pn_sqrt(pn_add(pn_square(x0), tail));
+        pn_array *sgn = pn_where(pn_less(x0, zero), pn_negative(one), one);
+        pn_array *parts[2] = {pn_add(x0, pn_multiply(sgn, nrm)), xt};
+        pn_array *v = pn_concatenate(parts, 2, -2);
+        pn_array *vn = pn_sqrt(pn_sum(pn_square(v), &last, 1, true));
+        pn_array *reflect = pn_greater(tail, zero);
+        v = pn_where(reflect, pn_divide(v, pn_where(reflect, vn, one)), zero);
+        vs[j] = v;
+        pn_array *sub = slice_axis(rr, -2, j, m);                        /* (..., m-j, n) */
+        sub = pn_subtract(sub, pn_multiply(pn_scalar(2, t),
+                                           pn_matmul(v, pn_matmul(pn_swapaxes(v, -1, -2), sub))));
+        pn_array *rp[2] = {slice_axis(rr, -2, 0, j), sub};
+        rr = pn_concatenate(rp, 2, -2);
+    }
+    /* Q = H_0 ... H_{k-1} applied to the first k columns of the identity, last reflector first */
+    int64_t qshape[PNC_MAX_NDIM];
+    memcpy(qshape, pn_shape(a), sizeof(int64_t) * (size_t)nd);
+    qshape[nd - 1] = k;
+    pn_array *qq = pn_broadcast_to(pn_eye(m, k, 0, t), qshape, nd);
+    for (int64_t j = k - 1; j >= 0; j--) {
+        pn_array *v = vs[j], *sub = slice_axis(qq, -2, j, m);
+        sub = pn_subtract(sub, pn_multiply(pn_scalar(2, t),
+                                           pn_matmul(v, pn_matmul(pn_swapaxes(v, -1, -2), sub))));
+        pn_array *qp[2] = {slice_axis(qq, -2, 0, j), sub};
+        qq = pn_concatenate(qp, 2, -2);
+    }
+    free(vs);
+    pn_array *out[2] = {qq, pn_triu(slice_axis(rr, -2, 0, k), 0)};
+    bool ok = out[0] && out[1];
+    pn_scope_pop_keep(out, ok ? 2 : 0);
+    if (!ok) return -1;
+    q[0] = out[0], r[0] = out[1];
+    return 0;
+}
+
+/* See ponte.h. */
+pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis)
+{
+    pn_array *ins[2] = {a, b};
+    if (!pnC_inputs_ok("linalg::cross", 2, ins)) return NULL;
+    int na = pn_ndim(a), nb = pn_ndim(b);
+    if (!na || !nb)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::cross] Inputs must have at least one dimension.");
+    int xa = pnC_axis("linalg::cross", axis, na), xb = xa < 0 ? -1 : pnC_axis("linalg::cross", axis, nb);
+    if (xa < 0 || xb < 0) return NULL;
+    int64_t da = pn_shape(a)[xa], db = pn_shape(b)[xb];
+    if ((da != 2 && da != 3) || (db != 2 && db != 3))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::cross] The input arrays must have size 2 or "
+                        "3 along the axis, got %lld and %lld.", (long long)da, (long long)db);
+    pn_scope_push();
+    /* 2-vectors get a zero third component */
+    int64_t one = 1;
+    pn_array *u = da == 3 ? a : pn_pad(a, &xa, (int64_t[]){0}, &one, 1, NULL, PN_PAD_CONSTANT);
+    pn_array *v = db == 3 ? b : pn_pad(b, &xb, (int64_t[]){0}, &one, 1, NULL, PN_PAD_CONSTANT);
+    pn_array *uc[3], *vc[3];
+    for (int i = 0; i < 3; i++) uc[i] = slice_axis(u, xa, i, i + 1), vc[i] = slice_axis(v, xb, i, i + 1);
+    pn_array *c[3];
+    for (int i = 0; i < 3; i++) {
+        int j = (i + 1) % 3, k = (i + 2) % 3;
+        c[i] = pn_subtract(pn_multiply(uc[j], vc[k]), pn_multiply(uc[k], vc[j]));
+    }
+    /* the components broadcast to the output, joined along the axis as counted from the end */
+    int tail = na - xa > nb - xb ? na - xa : nb - xb;
+    return pnC_scope_return(pn_concatenate(c, 3, -tail));
+}
