@@ -5,7 +5,7 @@ import math
 
 import ponte.core as mx
 from ponte.core import _nn as _c
-from ponte.nn.layers import Module
+from ponte.nn.layers import Dropout, Module
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d",
            "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
@@ -222,21 +222,12 @@ class AvgPool3d(_Pool):
 
 # ───────────────────────────── channel dropout ─────────────────────────────
 
-class _DropoutNd(Module):
+class _DropoutNd(Dropout):
     """Channel-wise dropout while training: each channel of each sample (x of rank _ndim + 1
     unbatched or _ndim + 2 batched, channels last) is zeroed with probability p as a whole, the
-    rest scaled by 1 / (1 - p); identity in eval mode."""
+    rest scaled by 1 / (1 - p); identity in eval mode. (p and its checks: Dropout's.)"""
 
     _ndim = 0
-
-    def __init__(self, p=0.5):
-        super().__init__()
-        if p < 0 or p >= 1:
-            raise ValueError(f"The dropout probability {p} is not in [0, 1)")
-        self._p_1 = 1 - p
-
-    def _extra_repr(self):
-        return f"p={1 - self._p_1}"
 
     def __call__(self, x):
         n = self._ndim
