@@ -139,7 +139,9 @@ static void array_decref(pn_array *a)
         int64_t cap = dead_cap ? 2 * dead_cap : 1024;
         pn_array **d = realloc(dead, (size_t)cap * sizeof *d);
         if (!d) { /* no room to defer: destroy now (recursive, but memory is already short) */
+            bool locked = pnC_graph_lock();
             destroy_array(a);
+            pnC_graph_unlock(locked);
             return;
         }
         dead = d;
@@ -148,7 +150,9 @@ static void array_decref(pn_array *a)
     dead[ndead++] = a;
     if (draining) return;
     draining = true;
+    bool locked = pnC_graph_lock(); /* destruction clears graph links an async eval reads */
     while (ndead) destroy_array(dead[--ndead]);
+    pnC_graph_unlock(locked);
     draining = false;
 }
 
@@ -484,7 +488,10 @@ pn_array *pnC_alias(pn_array *a)
 {
     if (!pnC_inputs_ok("alias", 1, &a)) return NULL;
     pn_array *r;
-    if (!a->node && a->buf) {
+    bool locked = pnC_graph_lock();
+    bool leaf = !a->node && a->buf;
+    pnC_graph_unlock(locked);
+    if (leaf) {
         r = array_alloc(a->dtype, a->shape, a->ndim);
         if (!r) return NULL;
         r->stream = a->stream;
@@ -569,7 +576,6 @@ int64_t pn_size(const pn_array *a) { return a ? a->size : 0; }
 pn_dtype pn_array_dtype(const pn_array *a) { return a ? a->dtype : PN_NUM_DTYPES; }
 size_t pn_itemsize(const pn_array *a) { return a ? pn_dtype_size(a->dtype) : 0; }
 size_t pn_nbytes(const pn_array *a) { return a ? (size_t)a->size * pn_dtype_size(a->dtype) : 0; }
-bool pn_is_evaluated(const pn_array *a) { return a && a->buf; }
 
 int64_t pn_dim(const pn_array *a, int axis)
 {
@@ -602,6 +608,7 @@ const void *pn_data(pn_array *a)
     if (!pnC_inputs_ok("data", 1, &a)) return NULL;
     if (pnC_eval1(a)) return NULL;
     if (!pnC_row_contiguous(a)) { /* give a a dense copy of its own; views keep the old one */
+        pnC_async_wait(); /* an async eval may be reading a's buffer */
         pnC_buffer *b = pnC_buffer_new(pn_nbytes(a));
         if (!b) return NULL;
         pnC_copy_to_contiguous(a, b->data);

@@ -253,6 +253,17 @@ int pnC_eval1(pn_array *a);
  * case); see PONTE_GPU_STRICT in eval.c. */
 int64_t pnC_gpu_fallback_count(void);
 
+/* Asynchronous evaluation (eval.c). While a pn_async_eval job runs on the worker thread,
+ * code elsewhere that reads or changes graph links (an array's node or buffer, a node's weak
+ * outputs) brackets it with pnC_graph_lock, which returns whether it locked (not when no job
+ * runs or this thread holds the lock already); pass the result to pnC_graph_unlock. */
+bool pnC_graph_lock(void);
+void pnC_graph_unlock(bool locked);
+/* Waits until no asynchronous evaluation is in flight (returns at once on the worker). */
+void pnC_async_wait(void);
+/* Whether an asynchronous evaluation is in flight. */
+bool pnC_async_busy(void);
+
 /* Marks the calling thread as tracing a transformation: evaluation then keeps the graph
  * (no detaching, no donation) so derivatives can walk it. Nests. */
 void pnC_trace_push(void);

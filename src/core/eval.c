@@ -1,10 +1,11 @@
 /* eval.c — evaluation of the lazy graph, devices and streams. pn_eval orders the pending
  * nodes by an iterative depth-first walk (no recursion), runs each primitive's kernel for its
  * stream's device, and detaches evaluated nodes so intermediates are freed as soon as their
- * last consumer has run. */
+ * last consumer has run. pn_async_eval hands the same ordered work to a worker thread. */
 #include "core.h"
 #include "backend/cuda/gpu.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,11 @@ pn_stream pn_current_stream(void)
     return pn_default_stream(pn_default_device());
 }
 
-/* The CPU runs each stream's work in the evaluating thread, so it is done when eval returns;
+/* CPU work is done when eval returns, except an asynchronous evaluation, which is waited for;
  * a GPU stream's queued kernels are waited for. */
 int pn_synchronize(pn_stream s)
 {
+    pnC_async_wait();
 #ifdef PONTE_HAS_GPU
     if (s.device.type == PN_GPU && pn_gpu_available()) return pnG_synchronize(s.index);
 #endif
@@ -114,7 +116,11 @@ int pn_synchronize(pn_stream s)
 /* ───────────────────────────── tracing ───────────────────────────── */
 
 static _Thread_local int trace_depth;
-void pnC_trace_push(void) { trace_depth++; }
+void pnC_trace_push(void)
+{
+    if (trace_depth == 0) pnC_async_wait(); /* transforms walk graphs the worker may change */
+    trace_depth++;
+}
 void pnC_trace_pop(void)
 {
     if (trace_depth > 0) trace_depth--;
@@ -333,32 +339,193 @@ static void detach(pnC_node *nd)
     }
 }
 
-int pn_eval(pn_array *const *arrays, int n)
+/* ───────────────────────────── asynchronous evaluation ───────────────────────────── */
+
+/* pn_async_eval orders the pending nodes on the caller's thread and hands the order to one
+ * worker thread (at most one job in flight; a new job first waits for the previous one). While
+ * the job runs, the worker holds graph_mutex around each node it evaluates, detaches and
+ * releases; other threads take the same mutex (pnC_graph_lock) before they read or change
+ * graph links (an array's node and buffer, a node's weak outputs), so they see every node
+ * either untouched or finished. Anything that walks graphs (eval of unfinished arrays,
+ * transforms, pn_synchronize) waits for the job first (pnC_async_wait). */
+static pthread_mutex_t graph_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t job_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t job_posted = PTHREAD_COND_INITIALIZER, job_done = PTHREAD_COND_INITIALIZER;
+static atomic_bool async_busy;
+static bool job_ready, worker_running;
+static node_vec job_order;
+static pn_array **job_roots;
+static int job_nroots;
+static _Thread_local bool holds_graph, is_worker;
+
+bool pnC_graph_lock(void)
+{
+    if (holds_graph || !atomic_load_explicit(&async_busy, memory_order_acquire)) return false;
+    pthread_mutex_lock(&graph_mutex);
+    holds_graph = true;
+    return true;
+}
+
+void pnC_graph_unlock(bool locked)
+{
+    if (!locked) return;
+    holds_graph = false;
+    pthread_mutex_unlock(&graph_mutex);
+}
+
+void pnC_async_wait(void)
+{
+    if (is_worker || !atomic_load_explicit(&async_busy, memory_order_acquire)) return;
+    pthread_mutex_lock(&job_mutex);
+    while (atomic_load_explicit(&async_busy, memory_order_acquire))
+        pthread_cond_wait(&job_done, &job_mutex);
+    pthread_mutex_unlock(&job_mutex);
+}
+
+bool pnC_async_busy(void) { return atomic_load_explicit(&async_busy, memory_order_acquire); }
+
+/* Whether a has data now (consistent with a job in flight). */
+static bool has_data(const pn_array *a)
+{
+    bool locked = pnC_graph_lock();
+    bool ready = a->buf != NULL;
+    pnC_graph_unlock(locked);
+    return ready;
+}
+
+bool pn_is_evaluated(const pn_array *a) { return a && has_data(a); }
+
+/* Runs the nodes of order in turn (each retained by the order), detaching them unless the
+ * graph is kept for a trace; with `locking`, each step holds the graph mutex. Frees the order.
+ * Returns 0, or -1 with the error of the failing node. */
+static int run_order(node_vec *order, bool keep_graph, bool locking)
+{
+    int rc = 0;
+    int64_t i = 0;
+    for (; i < order->n; i++) {
+        bool locked = locking && pnC_graph_lock();
+        pnC_node *nd = order->items[i];
+        if (rc == 0) rc = run_node(nd);
+        if (rc == 0 && !keep_graph) detach(nd);
+        pnC_node_release(nd); /* the order's reference: may free inputs no one else needs */
+        pnC_graph_unlock(locked);
+    }
+    free(order->items);
+    order->items = NULL;
+    order->n = order->cap = 0;
+    return rc;
+}
+
+/* The worker: runs each posted job, then releases its roots and reports it done. An error
+ * leaves the failed arrays unevaluated; evaluating them again reports it. */
+static void *worker_main(void *unused)
+{
+    (void)unused;
+    is_worker = true;
+    pthread_mutex_lock(&job_mutex);
+    for (;;) {
+        while (!job_ready) pthread_cond_wait(&job_posted, &job_mutex);
+        job_ready = false;
+        node_vec order = job_order;
+        pthread_mutex_unlock(&job_mutex);
+
+        run_order(&order, false, true);
+        pn_clear_error();
+        bool locked = pnC_graph_lock();
+        for (int r = 0; r < job_nroots; r++) pnC_decref(job_roots[r]);
+        pnC_graph_unlock(locked);
+        free(job_roots);
+        job_roots = NULL;
+
+        pthread_mutex_lock(&job_mutex);
+        atomic_store_explicit(&async_busy, false, memory_order_release);
+        pthread_cond_broadcast(&job_done);
+    }
+    return NULL;
+}
+
+/* Starts the worker once. False when the thread cannot be created (evaluation then runs on
+ * the caller's thread). Called with job_mutex held. */
+static bool start_worker(void)
+{
+    if (worker_running) return true;
+    pthread_attr_t attr;
+    pthread_t t;
+    if (pthread_attr_init(&attr)) return false;
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    worker_running = pthread_create(&t, &attr, worker_main, NULL) == 0;
+    pthread_attr_destroy(&attr);
+    return worker_running;
+}
+
+static int check_roots(pn_array *const *arrays, int n)
 {
     if (n < 0 || (n > 0 && !arrays))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[eval] Bad array list.");
     for (int i = 0; i < n; i++)
         if (!pnC_inputs_ok("eval", 1, &arrays[i])) return -1;
-    node_vec order = {0};
-    int rc = topo_order(arrays, n, &order);
-    bool keep_graph = pnC_tracing();
-    int64_t i = 0;
-    for (; rc == 0 && i < order.n; i++) {
-        pnC_node *nd = order.items[i];
-        rc = run_node(nd);
-        if (rc == 0 && !keep_graph) detach(nd);
-        pnC_node_release(nd); /* the order's reference: may free inputs no one else needs */
-    }
-    for (; i < order.n; i++) pnC_node_release(order.items[i]);
-    free(order.items);
-    return rc;
+    return 0;
 }
 
-int pn_async_eval(pn_array *const *arrays, int n) { return pn_eval(arrays, n); }
+int pn_eval(pn_array *const *arrays, int n)
+{
+    if (check_roots(arrays, n)) return -1;
+    if (!is_worker && pnC_async_busy()) { /* finished arrays need no wait */
+        int ready = 0;
+        while (ready < n && has_data(arrays[ready])) ready++;
+        if (ready == n) return 0;
+        pnC_async_wait();
+    }
+    node_vec order = {0};
+    int rc = topo_order(arrays, n, &order);
+    if (rc) {
+        for (int64_t i = 0; i < order.n; i++) pnC_node_release(order.items[i]);
+        free(order.items);
+        return rc;
+    }
+    return run_order(&order, pnC_tracing(), false);
+}
+
+int pn_async_eval(pn_array *const *arrays, int n)
+{
+    if (check_roots(arrays, n)) return -1;
+    pnC_async_wait();
+    if (pnC_tracing() || is_worker) return pn_eval(arrays, n);
+    node_vec order = {0};
+    int rc = topo_order(arrays, n, &order);
+    bool on_gpu = false; /* GPU kernels are queued asynchronously already */
+    for (int64_t i = 0; i < order.n && !on_gpu; i++)
+        on_gpu = order.items[i]->stream.device.type == PN_GPU;
+    pn_array **roots = rc || order.n == 0 || on_gpu ? NULL : malloc((size_t)n * sizeof *roots);
+    if (rc || !roots) {
+        if (rc) {
+            for (int64_t i = 0; i < order.n; i++) pnC_node_release(order.items[i]);
+            free(order.items);
+            return rc;
+        }
+        return run_order(&order, false, false);
+    }
+    for (int r = 0; r < n; r++) roots[r] = pnC_incref(arrays[r]);
+    pthread_mutex_lock(&job_mutex);
+    if (!start_worker()) {
+        pthread_mutex_unlock(&job_mutex);
+        for (int r = 0; r < n; r++) pnC_decref(roots[r]);
+        free(roots);
+        return run_order(&order, false, false);
+    }
+    job_order = order;
+    job_roots = roots;
+    job_nroots = n;
+    job_ready = true;
+    atomic_store_explicit(&async_busy, true, memory_order_release);
+    pthread_cond_signal(&job_posted);
+    pthread_mutex_unlock(&job_mutex);
+    return 0;
+}
 
 int pnC_eval1(pn_array *a)
 {
-    if (!a || !a->buf) {
+    if (!a || !has_data(a)) {
         if (pn_eval(&a, 1)) return -1;
     }
     return pnC_buffer_to_host(a->buf);

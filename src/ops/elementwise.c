@@ -35,10 +35,13 @@ static pn_dtype at_least_float(pn_dtype t) { return pnC_is_inexact(t) ? t : PN_F
 static pn_array *cast(pn_array *a, pn_dtype t)
 {
     if (a->dtype == t) return a;
-    if (a->weak && !a->node && a->buf && a->size == 1 && !pnC_tracing()) {
-        pn_array *r = pnC_new_leaf(t, a->shape, a->ndim);
+    if (a->weak && a->size == 1 && !pnC_tracing()) {
+        bool locked = pnC_graph_lock();
+        bool leaf = !a->node && a->buf;
+        pn_array *r = leaf ? pnC_new_leaf(t, a->shape, a->ndim) : NULL;
         if (r) pnC_convert(pnC_data(a), a->dtype, pnC_data(r), t, 1);
-        return r;
+        pnC_graph_unlock(locked);
+        if (leaf) return r;
     }
     return pn_astype(a, t);
 }
