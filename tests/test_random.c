@@ -460,6 +460,59 @@ TEST(truncated_gumbel_laplace_match_mlx)
     pn_scope_pop();
 }
 
+/* MLX's truncated_normal bits, produced once with mlx 0.32.4 (pip, CPU, Linux x86-64):
+ *   k0, k7, k42 = (mx.random.key(s) for s in (0, 7, 42))
+ *   mx.random.truncated_normal(-1.0, 2.0, shape=(9,), key=k0)                  -> g_tn_9
+ *   mx.random.truncated_normal(mx.array([-.5, 0., 1.]), mx.array([[.5], [3.]]), key=k42)
+ *                                                                             -> g_tn_arr
+ *   mx.random.truncated_normal(-2.0, 2.0, shape=(64,), key=k7)                 -> g_tn_64
+ *   mx.random.truncated_normal(mx.array([-3., .1, -.01, 2.5]), mx.array([3., 4., .01, 6.]),
+ *                              shape=(3, 4), key=k7)                          -> g_tn_mixed
+ *   mx.random.truncated_normal(-1.0, 2.0, shape=(6,), dtype=mx.float16, key=k0) -> g_tn_f16
+ * read back as np.array(a).view(np.uint32) (uint16 for float16). */
+static const uint32_t g_tn_9[] = {0xbe02cd5au, 0x3ec9c890u, 0x3cb21e89u, 0xbec8d52au, 0x3f0dae60u, 0x3d3d933bu, 0xbeb1e70bu, 0xbe94d12fu, 0x3f4bf4f4u};
+static const uint32_t g_tn_arr[] = {0x3e63bfeeu, 0x3edc2ea7u, 0x3f800000u, 0xbdf5ed81u, 0x3e711302u, 0x3fbaeb95u};
+static const uint32_t g_tn_64[] = {
+    0x3f497c21u, 0x3d03682du, 0x3ed75fe0u, 0xbf3a0ac9u, 0x3f967135u, 0xbe333f45u, 0xbfbb33bbu, 0x3f9a01f8u,
+    0xbd371789u, 0xbf128dafu, 0x3f8066bfu, 0xbfc5eed6u, 0xbebf0224u, 0xbeae54e5u, 0x3f3c8498u, 0x3f552c09u,
+    0xbfc9bdf1u, 0xbeeacedbu, 0xbf82fbe1u, 0x3ebb3c04u, 0x3e5e732bu, 0xbf8323f9u, 0xbf6cf893u, 0x3efeb619u,
+    0xbde8fc7du, 0xbcd3a669u, 0xbfa88424u, 0x3e6074c6u, 0x3f5edc49u, 0x3fc84635u, 0x3eae98d0u, 0x3f18c1bau,
+    0xbf77b73cu, 0xbf517aaeu, 0x3e22f7c1u, 0xbf433b3du, 0x3f062aa4u, 0xbf8edaedu, 0xbf97575bu, 0xbf8bf50cu,
+    0x3f1c0f3cu, 0x3ffa73c0u, 0x3e8ee8fdu, 0x3f216387u, 0xbf82af59u, 0xbdaa74a3u, 0xbfe9228du, 0xbf430020u,
+    0xbeb78212u, 0xbe0c9a07u, 0xbf78e359u, 0x3fcc92c3u, 0x3f8d26cdu, 0x3f3d8f3fu, 0xbf645015u, 0x3ffb810eu,
+    0x3efedf8cu, 0xbdc7b024u, 0x3f2bcd90u, 0xbf11975fu, 0xbf5a35b5u, 0x3f16a565u, 0x3e73bbaeu, 0x3f8f8748u};
+static const uint32_t g_tn_mixed[] = {0x3ea38bb8u, 0x3e6c33e3u, 0xbbd71f0au, 0x4026da4cu, 0xbd675157u, 0x3ff38b13u, 0x3bd47671u, 0x4020bf11u, 0xc0099705u, 0x3ed40d32u, 0xbbe94695u, 0x402608f7u};
+static const uint32_t g_tn_f16[] = {0x3544, 0xb9a4, 0x39d0, 0x3ce8, 0x3608, 0x2cc9};
+
+TEST(truncated_normal_bits_match_mlx)
+{
+    pn_scope_push();
+    pn_array *k0 = pn_random_key(0), *k7 = pn_random_key(7), *k42 = pn_random_key(42);
+    check_bits("truncated_normal(-1, 2)",
+               pn_random_truncated_normal(pn_weak_float(-1), pn_weak_float(2), S9, 1, PN_FLOAT32, k0),
+               PN_FLOAT32, g_tn_9, 9);
+    const float lv[3] = {-0.5f, 0.0f, 1.0f}, uv[2] = {0.5f, 3.0f};
+    pn_array *lo = pn_array_from_data(lv, (int64_t[]){3}, 1, PN_FLOAT32);
+    pn_array *hi = pn_array_from_data(uv, (int64_t[]){2, 1}, 2, PN_FLOAT32);
+    check_bits("truncated_normal(arrays)", pn_random_truncated_normal(lo, hi, NULL, 0, PN_FLOAT32, k42),
+               PN_FLOAT32, g_tn_arr, 6);
+    int64_t n64 = 64;
+    check_bits("truncated_normal(-2, 2) x64",
+               pn_random_truncated_normal(pn_weak_float(-2), pn_weak_float(2), &n64, 1, PN_FLOAT32, k7),
+               PN_FLOAT32, g_tn_64, 64);
+    const float ml[4] = {-3.0f, 0.1f, -0.01f, 2.5f}, mu[4] = {3.0f, 4.0f, 0.01f, 6.0f};
+    check_bits("truncated_normal(mixed bounds)",
+               pn_random_truncated_normal(pn_array_from_data(ml, (int64_t[]){4}, 1, PN_FLOAT32),
+                                          pn_array_from_data(mu, (int64_t[]){4}, 1, PN_FLOAT32),
+                                          (int64_t[]){3, 4}, 2, PN_FLOAT32, k7),
+               PN_FLOAT32, g_tn_mixed, 12);
+    check_bits("truncated_normal f16",
+               pn_random_truncated_normal(pn_weak_float(-1), pn_weak_float(2), (int64_t[]){6}, 1,
+                                          PN_FLOAT16, k0),
+               PN_FLOAT16, g_tn_f16, 6);
+    pn_scope_pop();
+}
+
 /* log of [[.1 .2 .3 .4] [.7 .1 .1 .1] [.25 .25 .25 .25]] */
 static pn_array *cat_logits(void)
 {

@@ -374,9 +374,63 @@ pn_array *pn_random_bernoulli(pn_array *p, const int64_t *shape, int ndim, pn_ar
     return pnC_scope_return(res);
 }
 
+/* fma(a, b, c) of float32 arrays rounded once to float32: the product is exact in float64,
+ * so only the float64 sum rounds before float32 (a double rounding that differs from the
+ * fused result about once in 2^29). */
+static pn_array *fma_f32(pn_array *a, pn_array *b, pn_array *c)
+{
+    pn_array *p = pn_multiply(pn_astype(a, PN_FLOAT64), pn_astype(b, PN_FLOAT64));
+    return pn_astype(pn_add(p, pn_astype(c, PN_FLOAT64)), PN_FLOAT32);
+}
+
+/* MLX's CPU erf (Abramowitz-Stegun 7.1.26, about 1e-7 absolute, over MLX's polynomial exp),
+ * computed in float32 for every dtype and rounded to x's dtype, step for step as MLX does, so
+ * that truncated_normal's bounds (and so its samples) are MLX's bits; pn_erf is accurate to a
+ * few ulp and rounds differently. */
+static pn_array *mlx_erf(pn_array *x)
+{
+#define F32(v) pn_scalar(v, PN_FLOAT32)
+    pn_array *v = pn_astype(x, PN_FLOAT32);
+    pn_array *t = pn_divide(F32(1.0), fma_f32(F32(0.3275911f), pn_abs(v), F32(1.0)));
+    pn_array *r = fma_f32(F32(1.061405429f), t, F32(-1.453152027f));
+    r = fma_f32(r, t, F32(1.421413741f));
+    r = fma_f32(r, t, F32(-0.284496736f));
+    r = fma_f32(r, t, F32(0.254829592f));
+    /* exp(w), w = -v^2 <= 0: 2^ip p(fp) with ip = floor(w log2(e) + 1/2), 0 below -88 */
+    pn_array *w = pn_multiply(pn_negative(v), v);
+    pn_array *y = pn_multiply(w, F32(1.442695f));
+    pn_array *ip = pn_floor(pn_add(pn_astype(y, PN_FLOAT64), pn_scalar(0.5, PN_FLOAT64)));
+    pn_array *fp = pn_subtract(y, pn_astype(ip, PN_FLOAT32));
+    static const float c[6] = {1.339887440266574e-3f, 9.618437357674640e-3f,
+                               5.550332471162809e-2f, 2.402264791363012e-1f,
+                               6.931472028550421e-1f, 1.0f};
+    pn_array *p = F32(1.535336188319500e-4f);
+    for (int i = 0; i < 6; i++) p = fma_f32(p, fp, F32(c[i]));
+    /* 2^ip from exponent bits in MLX: ip = -127 gives the bits of 0 */
+    pn_array *scale = pn_where(pn_less(ip, pn_scalar(-126.5, PN_FLOAT64)),
+                               pn_scalar(0.0, PN_FLOAT64), pn_power(pn_scalar(2.0, PN_FLOAT64), ip));
+    pn_array *e = pn_astype(pn_multiply(scale, pn_astype(p, PN_FLOAT64)), PN_FLOAT32);
+    e = pn_where(pn_less(w, F32(-88.0f)), F32(0.0f), e);
+    pn_array *res = pn_astype(fma_f32(pn_multiply(pn_negative(e), t), r, F32(1.0f)), pn_array_dtype(x));
+    return pn_where(pn_greater(x, pn_scalar(0.0, pn_array_dtype(x))), res, pn_negative(res));
+#undef F32
+}
+
+/* erf of truncated_normal's bounds: MLX's float erf's values with pn_erf's derivative (MLX
+ * differentiates its Erf exactly) — e + stop_gradient(mlx - e) in float64 is mlx exactly, as
+ * the two differ by far less than either. float64 keeps pn_erf's full precision (MLX's
+ * float64 erf goes through float). */
+static pn_array *bound_erf(pn_array *x)
+{
+    if (pn_array_dtype(x) == PN_FLOAT64) return pn_erf(x);
+    pn_array *e = pn_erf(pn_astype(x, PN_FLOAT64));
+    pn_array *d = pn_stop_gradient(pn_subtract(pn_astype(mlx_erf(x), PN_FLOAT64), e));
+    return pn_astype(pn_add(e, d), pn_array_dtype(x));
+}
+
 /* pn_random_truncated_normal: sqrt(2) * erfinv(u), u uniform between erf(lower/sqrt(2)) and
- * erf(upper/sqrt(2)), clipped to [lower, upper] (MLX, after JAX). shape NULL means the
- * broadcast shape of lower and upper. */
+ * erf(upper/sqrt(2)) (bound_erf), clipped to [lower, upper] (MLX, after JAX). shape NULL
+ * means the broadcast shape of lower and upper. */
 pn_array *pn_random_truncated_normal(pn_array *lower, pn_array *upper, const int64_t *shape,
                                      int ndim, pn_dtype dtype, pn_array *key)
 {
@@ -396,7 +450,7 @@ pn_array *pn_random_truncated_normal(pn_array *lower, pn_array *upper, const int
     pn_scope_push();
     pn_array *sqrt2 = pn_scalar(sqrt(2.0), dtype);
     pn_array *lo = pn_astype(lower, dtype), *hi = pn_astype(upper, dtype);
-    pn_array *a = pn_erf(pn_divide(lo, sqrt2)), *c = pn_erf(pn_divide(hi, sqrt2));
+    pn_array *a = bound_erf(pn_divide(lo, sqrt2)), *c = bound_erf(pn_divide(hi, sqrt2));
     pn_array *out = pn_multiply(sqrt2, pn_erfinv(uniform_draw(a, c, shape, ndim, dtype, key)));
     return pnC_scope_return(pn_maximum(pn_minimum(hi, out), lo));
 }

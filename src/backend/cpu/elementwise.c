@@ -2,9 +2,11 @@
  * One machinery: a table of ops x dtypes (X-macros) generates a typed row function per pair
  * (an inner loop the compiler vectorizes: no per-element function pointers), and one driver
  * runs rows over the output: a flat threaded loop when every input is dense or a scalar,
- * else broadcast strides through pnC_nditer. f16/bf16 compute in float. */
+ * else broadcast strides through pnC_nditer. f16/bf16 compute in float. Transcendental ops
+ * on float32 (and f16/bf16, through blocks of floats) use the vector math of vmath.h. */
 #include "backend/cpu/elementwise.h"
 
+#include "backend/cpu/vmath.h"
 #include "core/erfinv.h"
 
 #include <float.h>
@@ -36,13 +38,25 @@ typedef void (*pnK_row_fn)(int64_t n, char *const *p, const int64_t *s, const pn
 #define PNK_CAT(a, b) PNK_CAT_(a, b)
 #define PNK_ID(x) (x)
 
-/* A table column is E(expression) or NA (the op does not exist for that class of dtypes). */
+/* A table column is E(expression), NA (the op does not exist for that class of dtypes) or,
+ * for the float class, V(name, expression): float32/f16/bf16 rows run vmath.h's
+ * pnV_<name>_f32, float64 rows the expression. */
 #define PNK_HAS_NA 0
 #define PNK_HAS_E(...) 1
+#define PNK_HAS_V(...) 1
 #define PNK_HAS(col) PNK_CAT(PNK_HAS_, col)
 #define PNK_EXPR_NA 0
 #define PNK_EXPR_E(...) (__VA_ARGS__)
+#define PNK_EXPR_V(name, ...) (__VA_ARGS__)
 #define PNK_EXPR(col) PNK_CAT(PNK_EXPR_, col)
+#define PNK_ISV_NA 0
+#define PNK_ISV_E(...) 0
+#define PNK_ISV_V(...) 1
+#define PNK_ISV(col) PNK_CAT(PNK_ISV_, col)
+#define PNK_VFN_NA pnV_exp_f32 /* never called: PNK_ISV is 0 */
+#define PNK_VFN_E(...) pnV_exp_f32
+#define PNK_VFN_V(name, ...) pnV_##name##_f32
+#define PNK_VFN(col) PNK_CAT(PNK_VFN_, col)
 #define PNK_FON(has, fn) PNK_CAT(PNK_FON_, has)(fn)
 #define PNK_FON_1(fn) fn
 #define PNK_FON_0(fn) NULL
@@ -214,28 +228,28 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     X(SQRT, OSAME, E(sqrt(v)), E(sqrt(v)), NA)                                                 \
     X(RSQRT, OSAME, E(1 / sqrt(v)), E(1 / sqrt(v)), NA)                                        \
     X(SQUARE, OSAME, E(v * v), E(v * v), E(PNK_WRAP(v, *, v)))                                 \
-    X(EXP, OSAME, E(exp(v)), E(exp(v)), NA)                                                    \
-    X(EXPM1, OSAME, E(expm1(v)), NA, NA)                                                       \
-    X(LOG, OSAME, E(log(v)), E(log(v)), NA)                                                    \
-    X(LOG1P, OSAME, E(log1p(v)), NA, NA)                                                       \
-    X(LOG2, OSAME, E(log2(v)), NA, NA)                                                         \
+    X(EXP, OSAME, V(exp, exp(v)), E(exp(v)), NA)                                               \
+    X(EXPM1, OSAME, V(expm1, expm1(v)), NA, NA)                                                \
+    X(LOG, OSAME, V(log, log(v)), E(log(v)), NA)                                               \
+    X(LOG1P, OSAME, V(log1p, log1p(v)), NA, NA)                                                \
+    X(LOG2, OSAME, V(log2, log2(v)), NA, NA)                                                   \
     X(LOG10, OSAME, E(log10(v)), NA, NA)                                                       \
-    X(SIN, OSAME, E(sin(v)), E(sin(v)), NA)                                                    \
-    X(COS, OSAME, E(cos(v)), E(cos(v)), NA)                                                    \
+    X(SIN, OSAME, V(sin, sin(v)), E(sin(v)), NA)                                               \
+    X(COS, OSAME, V(cos, cos(v)), E(cos(v)), NA)                                               \
     X(TAN, OSAME, E(tan(v)), E(tan(v)), NA)                                                    \
     X(ARCSIN, OSAME, E(asin(v)), E(asin(v)), NA)                                               \
     X(ARCCOS, OSAME, E(acos(v)), E(acos(v)), NA)                                               \
     X(ARCTAN, OSAME, E(atan(v)), E(atan(v)), NA)                                               \
     X(SINH, OSAME, E(sinh(v)), E(sinh(v)), NA)                                                 \
     X(COSH, OSAME, E(cosh(v)), E(cosh(v)), NA)                                                 \
-    X(TANH, OSAME, E(tanh(v)), E(tanh(v)), NA)                                                 \
+    X(TANH, OSAME, V(tanh, tanh(v)), E(tanh(v)), NA)                                           \
     X(ARCSINH, OSAME, E(asinh(v)), E(asinh(v)), NA)                                            \
     X(ARCCOSH, OSAME, E(acosh(v)), E(acosh(v)), NA)                                            \
     X(ARCTANH, OSAME, E(atanh(v)), E(atanh(v)), NA)                                            \
     X(FLOOR, OSAME, E(floor(v)), NA, E(v))                                                     \
     X(CEIL, OSAME, E(ceil(v)), NA, E(v))                                                       \
-    X(SIGMOID, OSAME, E(1 / (1 + exp(-v))), NA, NA)                                            \
-    X(ERF, OSAME, E(erf(v)), NA, NA)                                                           \
+    X(SIGMOID, OSAME, V(sigmoid, 1 / (1 + exp(-v))), NA, NA)                                   \
+    X(ERF, OSAME, V(erf, erf(v)), NA, NA)                                                      \
     X(ERFINV, OSAME, E(PNK_ERFINV(v)), NA, NA)                                                 \
     X(LOGICAL_NOT, OBOOL, E(!v), E(!v), E(!v))                                                 \
     X(BITWISE_INVERT, OSAME, NA, NA, E(v ^ (__typeof__(v))-1))                                 \
@@ -286,6 +300,31 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
 
 /* ───────────────────────────── row functions ───────────────────────────── */
 
+/* A row of a V(...) op in float: dense float32 goes to the array function VF in place;
+ * other storage (f16, bf16) and strided rows through a block of floats. */
+#define PNK_VROW(T, LD, OST, VF)                                                               \
+    do {                                                                                       \
+        if (s[0] == 1 && s[1] == 1 && sizeof(T) == sizeof(float)) {                            \
+            VF((const float *)x, (float *)y, n);                                               \
+            break;                                                                             \
+        }                                                                                      \
+        float buf[PNV_BLOCK];                                                                  \
+        for (int64_t i0 = 0; i0 < n; i0 += PNV_BLOCK) {                                        \
+            const int64_t m = n - i0 < PNV_BLOCK ? n - i0 : PNV_BLOCK;                         \
+            if (s[1] == 1) {                                                                   \
+                PNK_SIMD for (int64_t j = 0; j < m; j++) buf[j] = LD(x[i0 + j]);               \
+            } else {                                                                           \
+                for (int64_t j = 0; j < m; j++) buf[j] = LD(x[(i0 + j) * s[1]]);               \
+            }                                                                                  \
+            VF(buf, buf, m);                                                                   \
+            if (s[0] == 1) {                                                                   \
+                PNK_SIMD for (int64_t j = 0; j < m; j++) y[i0 + j] = OST(buf[j]);              \
+            } else {                                                                           \
+                for (int64_t j = 0; j < m; j++) y[(i0 + j) * s[0]] = OST(buf[j]);              \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
 /* Unary row: y = f(x) over n elements. The element function is inlined into the loops; the
  * dense loop carries no loop dependence (in place is fine: y[i] only depends on x[i]). */
 #define PNK_UNARY_FN(DT, SN, T, CT, LD, ST, CLS, OP, RULE, FE, CE, IE)                         \
@@ -301,7 +340,9 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     {                                                                                          \
         const T *x = (const T *)p[1];                                                          \
         OT *y = (OT *)p[0];                                                                    \
-        if (s[0] == 1 && s[1] == 1) {                                                          \
+        if (PNK_ISV(COL) && sizeof(CT) == sizeof(float)) {                                     \
+            PNK_VROW(T, LD, OST, PNK_VFN(COL));                                                \
+        } else if (s[0] == 1 && s[1] == 1) {                                                   \
             PNK_SIMD for (int64_t i = 0; i < n; i++) y[i] = pnK_ue_##OP##_##SN(LD(x[i]), prm); \
         } else {                                                                               \
             for (int64_t i = 0; i < n; i++)                                                    \

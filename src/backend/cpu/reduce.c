@@ -15,6 +15,7 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include "backend/cpu/reduce.h"
+#include "backend/cpu/vmath.h"
 
 #include <float.h>
 #include <math.h>
@@ -114,33 +115,9 @@ static inline double lae_d(double a, double b)
     if (isinf(hi)) return hi;
     return hi + log1p(exp(lo - hi));
 }
-/* e^x in float, written so that loops over it vectorize (Cephes' range reduction and
- * polynomial; within 2 ulp of expf). Below -87.3 it gives 0, above 88.7 +inf, NaN stays. */
-static inline float fast_expf(float x)
-{
-    float xc = x < -87.33654f ? -87.33654f : x > 88.37626f ? 88.37626f : x;
-    float t = xc * 1.44269504088896341f + 12582912.0f; /* round to nearest by the 1.5*2^23 trick */
-    float n = t - 12582912.0f;
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    uint32_t tb, bits; /* 2^n from t's low mantissa bits, which hold n */
-    memcpy(&tb, &t, sizeof tb);
-    bits = (tb - 0x4B400000u + 127u) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    float y = p * scale;
-    y = x > 88.72283f ? INFINITY : y;
-    y = x < -87.33654f ? 0.0f : y;
-    return x != x ? x : y;
-}
 #define lae(a, b) _Generic((a), double: lae_d, default: lae_f)(a, b)
-#define EXP(x) _Generic((x), double: exp, default: fast_expf)(x)
+/* float exp: vmath.h's, the one the elementwise kernels use (vectorizes in the loops here). */
+#define EXP(x) _Generic((x), double: exp, default: pnV_expf)(x)
 #define LOG(x) _Generic((x), double: log, default: logf)(x)
 
 /* ───────────────────────────── Reduce kernels ───────────────────────────── */
