@@ -90,8 +90,7 @@ static double *ref_conv(const conv_cfg *c, const double *x, const double *w)
 {
     int64_t shape[5];
     out_shape(c, shape);
-    int64_t n = pnC_shape_size(shape, c->nsp + 2), P = 1;
-    for (int i = 0; i < c->nsp; i++) P *= shape[1 + i];
+    int64_t n = pnC_shape_size(shape, c->nsp + 2);
     double *y = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
     for (int64_t e = 0; e < n; e++) {
         int64_t r = e / c->O, o[3];

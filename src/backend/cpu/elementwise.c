@@ -17,10 +17,16 @@
 
 /* The expression tables are instantiated for every dtype of a class, bool and unsigned
  * included; comparisons that are constant for some of them are intended. */
+#ifdef __clang__
+#pragma clang diagnostic ignored "-Wunknown-warning-option"
+#endif
 #pragma GCC diagnostic ignored "-Wtype-limits"
 #pragma GCC diagnostic ignored "-Wbool-compare"
 #pragma GCC diagnostic ignored "-Wint-in-bool-context"
 #pragma GCC diagnostic ignored "-Wbool-operation"
+
+/* Generated row functions a table leaves unused (clang warns about unused static inline). */
+#define PNK_UNUSED __attribute__((unused))
 
 #ifdef _OPENMP
 #define PNK_SIMD _Pragma("omp simd")
@@ -335,7 +341,7 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     {                                                                                          \
         return OST(PNK_EXPR(COL));                                                             \
     }                                                                                          \
-    static inline void pnK_u_##OP##_##SN(int64_t n, char *const *p, const int64_t *s,          \
+    PNK_UNUSED static inline void pnK_u_##OP##_##SN(int64_t n, char *const *p, const int64_t *s,          \
                                          const pnK_ew_params *prm)                             \
     {                                                                                          \
         const T *x = (const T *)p[1];                                                          \
@@ -362,7 +368,7 @@ PNK_UNARY_EXPRS(PNK_UNARY_GEN)
     {                                                                                          \
         return OST(PNK_EXPR(COL));                                                             \
     }                                                                                          \
-    static inline void pnK_b_##OP##_##SN(int64_t n, char *const *p, const int64_t *s,          \
+    PNK_UNUSED static inline void pnK_b_##OP##_##SN(int64_t n, char *const *p, const int64_t *s,          \
                                          const pnK_ew_params *prm)                             \
     {                                                                                          \
         const T *x = (const T *)p[1], *y = (const T *)p[2];                                    \
