@@ -327,6 +327,91 @@ done:
     pn_clear_error();
 }
 
+/* ───────────────────────────── exp_f32_16M ───────────────────────────── */
+
+/* pn_exp / pn_sin / pn_tanh over BIG_N floats (vmath.h's vector math) against the plain
+ * OpenMP loop over libm's expf / sinf / tanhf (the kernels' earlier behaviour). */
+typedef struct {
+    pn_array *(*op)(pn_array *);
+    float (*libm)(float);
+    pn_array *a;
+    const float *ap;
+    float *cp;
+} tr_ctx;
+
+static int run_pn_unary(void *p)
+{
+    tr_ctx *c = p;
+    pn_array *r = c->op(c->a);
+    if (!r) return -1;
+    int rc = pn_eval(&r, 1);
+    pn_release(r);
+    return rc;
+}
+
+static int run_c_libm(void *p)
+{
+    tr_ctx *c = p;
+    const float *restrict a = c->ap;
+    float *restrict out = c->cp;
+    float (*f)(float) = c->libm;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < BIG_N; i++) out[i] = f(a[i]);
+    return 0;
+}
+
+static void bench_transcendentals(void)
+{
+    const struct {
+        const char *name;
+        pn_array *(*op)(pn_array *);
+        float (*libm)(float);
+    } ops[3] = {{"exp", pn_exp, expf}, {"sin", pn_sin, sinf}, {"tanh", pn_tanh, tanhf}};
+    int64_t shape[1] = {BIG_N};
+    tr_ctx c = {0};
+    c.a = random_f32(shape, 1); /* uniform in [-1, 1) */
+    c.cp = host_buffer(BIG_N);
+    if (!c.a || !c.cp) {
+        if (!c.cp && !pn_last_error()) snprintf(bench_msg, sizeof bench_msg, "out of memory");
+        report_error("exp_f32_16M");
+        goto done;
+    }
+    c.ap = pn_data(c.a);
+    for (int k = 0; k < 3; k++) {
+        double tp = -1, tc = -1;
+        c.op = ops[k].op;
+        c.libm = ops[k].libm;
+        run_c_libm(&c);
+        pn_array *r = c.op(c.a); /* within 4 ulp of libm everywhere */
+        const float *rp = r && pn_eval(&r, 1) == 0 ? pn_data(r) : NULL;
+        for (int64_t i = 0; rp && i < BIG_N && !bench_msg[0]; i++)
+            if (!(fabsf(rp[i] - c.cp[i]) <= 5e-7f * fabsf(c.cp[i]) + 1e-37f))
+                snprintf(bench_msg, sizeof bench_msg, "%s(%g) = %.9g, libm %.9g", ops[k].name,
+                         (double)c.ap[i], (double)rp[i], (double)c.cp[i]);
+        pn_release(r);
+        if (rp && !bench_msg[0] &&
+            bench_pair(run_pn_unary, &c, run_c_libm, &c, 2, 20, 4.0, &tp, &tc) != 0)
+            tp = -1;
+        if (!rp || bench_msg[0] || tp < 0) {
+            if (k == 0) report_error("exp_f32_16M");
+            else {
+                NOTE("%s: %s\n", ops[k].name, bench_msg[0] ? bench_msg : pn_last_error_message());
+                bench_msg[0] = 0;
+                pn_clear_error();
+            }
+            continue;
+        }
+        double bytes = 2.0 * 4.0 * (double)BIG_N;
+        if (k == 0) report("exp_f32_16M", bytes / tp / 1e9, "GB/s", tc / tp, "c_omp_expf");
+        NOTE("pn_%s+eval %.2f ms (%.2f GB/s), C loop over %sf %.2f ms: ratio %.2f\n",
+             ops[k].name, tp * 1e3, bytes / tp / 1e9, ops[k].name, tc * 1e3, tc / tp);
+    }
+done:
+    pn_release(c.a);
+    free(c.cp);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── sgemm, bf16 gemm ───────────────────────────── */
 
 typedef struct {
@@ -862,6 +947,216 @@ static void bench_char_lm(void)
     free(g.a), free(g.b), free(g.c);
 }
 
+/* ───────────────────────────── Fashion-MNIST training steps ───────────────────────────── */
+/* One Adam training step of examples/fashion_mnist.c's MLP (784-512-512-10, batch 128) and
+ * --cnn CNN (batch 64), the models and step of bench/train_models.h (the GPU benchmark's and,
+ * in Python, bench_python.py's): value_and_grad, Adam update, one pn_eval of loss, parameters
+ * and state, on a fixed random batch. Figures: ms per step and images per second. Baseline
+ * (same run): cblas_sgemm running the step's own matrix products (forward, weight gradient,
+ * and input gradient except for the first layer; the convolutions as their im2col GEMMs) on
+ * buffers of the same shapes; ratio = GEMM time / step time (1: the step costs no more than
+ * its bare GEMMs). The loss must be finite and fall on the fixed batch. */
+
+#include "train_models.h"
+
+/* n floats uniform in [lo, hi) (malloc'd; NULL with an error). */
+static float *host_random(int64_t n, float lo, float hi)
+{
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!p) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "bench: host buffer of %lld floats", (long long)n);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * 0.5f * (rand_uniform() + 1.0f);
+    return p;
+}
+
+/* An evaluated array of the host data (CPU). */
+static pn_array *host_array(const void *data, const int64_t *shape, int ndim, pn_dtype dtype)
+{
+    return pn_array_from_data(data, shape, ndim, dtype);
+}
+
+typedef struct {
+    const tm_model *m;
+    int64_t batch;
+    float *a, *b, *c;
+} model_gemm_ctx;
+
+/* The step's GEMMs {rows, k, n}: forward (M x k)(k x n), weight gradient (k x M)(M x n), input
+ * gradient (M x n)(n x k) where needed. */
+static int run_model_gemms(void *p)
+{
+    model_gemm_ctx *g = p;
+    for (int s = 0; s < g->m->ngemms; s++) {
+        const int64_t *q = g->m->gemms[s];
+        int M = (int)(g->batch * q[0]), k = (int)q[1], n = (int)q[2];
+        int dims[3][3] = {{M, k, n}, {k, M, n}, {M, n, k}}; /* rows, inner, cols */
+        for (int d = 0; d < (q[3] ? 3 : 2); d++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, dims[d][0], dims[d][2], dims[d][1], 1.0f, g->a,
+                        dims[d][1], g->b, dims[d][2], 0.0f, g->c, dims[d][2]);
+    }
+    return 0;
+}
+
+static void bench_model_train(const tm_model *m, const char *n1, const char *n2)
+{
+    const int64_t B = m->batch;
+    tm_train t = {0};
+    model_gemm_ctx g = {m, B, NULL, NULL, NULL};
+    int64_t big = 0;
+    for (int s = 0; s < m->ngemms; s++) {
+        const int64_t *q = m->gemms[s], M = B * q[0];
+        int64_t sizes[3] = {M * q[1], q[1] * q[2], M * q[2]};
+        for (int k = 0; k < 3; k++) big = sizes[k] > big ? sizes[k] : big;
+    }
+    g.a = host_buffer(big), g.b = host_buffer(big), g.c = host_buffer(big);
+    for (int64_t i = 0; g.a && g.b && i < big; i++) g.a[i] = rand_uniform(), g.b[i] = rand_uniform();
+    float *xh = host_random(B * 784, 0.0f, 1.0f);
+    int32_t *yh = malloc((size_t)B * sizeof(int32_t));
+    double tp = -1, tc = -1, first = NAN;
+    if (!xh || !yh || !g.a || !g.b || !g.c) {
+        snprintf(bench_msg, sizeof bench_msg, "out of memory");
+        goto report;
+    }
+    for (int64_t i = 0; i < B; i++) yh[i] = (int32_t)((rand_uniform() + 1.0f) * 5.0f) % 10;
+    if (tm_setup(&t, m, host_random, host_array) != 0) goto report;
+    t.x = pn_array_from_data(xh, (int64_t[]){B, 784}, 2, PN_FLOAT32);
+    t.y = t.x ? pn_array_from_data(yh, &B, 1, PN_INT32) : NULL;
+    if (!t.y) goto report;
+    t.read_loss = true;
+    if (tm_run_step(&t) != 0) goto report;
+    first = t.loss;
+    if (!isfinite(first)) {
+        snprintf(bench_msg, sizeof bench_msg, "the loss is %g", first);
+        goto report;
+    }
+    t.read_loss = false;
+    if (bench_pair(tm_run_step, &t, run_model_gemms, &g, 1, 20, 6.0, &tp, &tc) != 0) {
+        tp = -1;
+        goto report;
+    }
+    t.read_loss = true;
+    if (tm_run_step(&t) != 0 || !(t.loss < first)) {
+        if (!pn_last_error())
+            snprintf(bench_msg, sizeof bench_msg, "the loss did not fall (%.4f -> %.4f)", first, t.loss);
+        tp = -1;
+    }
+report:
+    if (tp > 0) {
+        double flops = tm_gemm_flops(m, B);
+        report(n1, tp * 1e3, "ms/step", tc / tp, "sgemm_same_gemms");
+        report(n2, (double)B / tp, "images/s", tc / tp, "sgemm_same_gemms");
+        NOTE("batch %lld: step %.2f ms, its GEMMs (%.2f GFLOP) in cblas %.2f ms (%.1f GFLOP/s); the step runs them at "
+             "%.1f GFLOP/s; loss %.3f -> %.3f\n",
+             (long long)B, tp * 1e3, flops * 1e-9, tc * 1e3, flops / tc * 1e-9, flops / tp * 1e-9, first, t.loss);
+    } else {
+        const char *msg = bench_msg[0] ? bench_msg : pn_last_error_message();
+        printf("bench %s: error: %s\nbench %s: error: %s\n", n1, msg, n2, msg);
+        bench_msg[0] = 0;
+        pn_clear_error();
+    }
+    tm_free(&t);
+    free(xh), free(yh);
+    free(g.a), free(g.b), free(g.c);
+}
+
+static void bench_mlp_train(void) { bench_model_train(&TM_MLP, "mlp_train_step", "mlp_train_images"); }
+static void bench_cnn_train(void) { bench_model_train(&TM_CNN, "cnn_train_step", "cnn_train_images"); }
+
+/* ───────────────────────────── fused optimizer steps ───────────────────────────── */
+/* One optimizer update of a 4.2M-parameter float32 tree (a 2048 x 2048 matrix and a 2048
+ * vector; the char_lm transformer has 0.1M) per rule, fused (one OptimUpdate node per
+ * parameter) against the same rule composed from elementwise ops (pnN_optim_set_fused(false)),
+ * both through pn_optimizer_update and one pn_eval of the parameters and state. The state is
+ * warm (one untimed step first) and every step runs in place when it can. Figure: ms per
+ * fused step; ratio = composed time / fused time (the speedup of fusion). */
+
+#include "ops/optim.h"
+
+typedef struct {
+    pn_optimizer *o;
+    pn_params *params, *grads;
+    bool fused;
+} optim_bench_ctx;
+
+static int run_optim_step(void *p)
+{
+    optim_bench_ctx *c = p;
+    bool was = pnN_optim_set_fused(c->fused);
+    pn_scope_push();
+    int rc = pn_optimizer_update(c->o, c->params, c->grads);
+    if (rc == 0) rc = pn_params_eval(c->params);
+    if (rc == 0) rc = pn_params_eval(pn_optimizer_state(c->o));
+    pn_scope_pop();
+    pnN_optim_set_fused(was);
+    return rc;
+}
+
+/* The benchmarked rules: figure suffix and fused rule (for the traffic count). */
+static const struct {
+    const char *name;
+    int rule;
+} OPTIM_BENCH_RULES[] = {
+    {"sgd", PNN_OPT_SGD},         {"momentum", PNN_OPT_MOMENTUM}, {"adamw", PNN_OPT_ADAM},
+    {"rmsprop", PNN_OPT_RMSPROP}, {"adagrad", PNN_OPT_ADAGRAD},   {"adadelta", PNN_OPT_ADADELTA},
+    {"adamax", PNN_OPT_ADAMAX},   {"lion", PNN_OPT_LION},
+};
+
+/* Optimizer i of OPTIM_BENCH_RULES with typical hyperparameters. */
+static pn_optimizer *optim_bench_make(size_t i)
+{
+    switch (i) {
+    case 0: return pn_optim_sgd(1e-2, 0, 0, 0, false);
+    case 1: return pn_optim_sgd(1e-2, 0.9, 1e-4, 0, true);
+    case 2: return pn_optim_adamw(1e-3, 0.9, 0.999, 1e-8, 0.01, true);
+    case 3: return pn_optim_rmsprop(1e-3, 0.99, 1e-8);
+    case 4: return pn_optim_adagrad(1e-2, 1e-8);
+    case 5: return pn_optim_adadelta(1.0, 0.9, 1e-6);
+    case 6: return pn_optim_adamax(2e-3, 0.9, 0.999, 1e-8);
+    default: return pn_optim_lion(1e-4, 0.9, 0.99, 0.01);
+    }
+}
+
+static void bench_optim_steps(void)
+{
+    const int64_t shapes[2][2] = {{2048, 2048}, {2048, 1}}, nparam = 2048 * 2048 + 2048;
+    for (size_t r = 0; r < sizeof OPTIM_BENCH_RULES / sizeof *OPTIM_BENCH_RULES; r++) {
+        char fig[64];
+        snprintf(fig, sizeof fig, "optim_step_%s", OPTIM_BENCH_RULES[r].name);
+        optim_bench_ctx c[2] = {{NULL}};
+        double tf = -1, tcmp = -1;
+        int rc = 0;
+        for (int f = 0; f < 2 && rc == 0; f++) { /* c[0] fused, c[1] composed */
+            c[f] = (optim_bench_ctx){optim_bench_make(r), pn_params_new(), pn_params_new(), f == 0};
+            for (int k = 0; k < 2 && c[f].o && c[f].params && c[f].grads; k++) {
+                const char *nm = k ? "b" : "w";
+                pn_array *w = random_f32(shapes[k], k ? 1 : 2), *gr = random_f32(shapes[k], k ? 1 : 2);
+                if (!w || !gr || pn_params_set(c[f].params, nm, w) || pn_params_set(c[f].grads, nm, gr)) rc = -1;
+                pn_release(w);
+                pn_release(gr);
+            }
+            if (!c[f].o || !c[f].params || !c[f].grads) rc = -1;
+        }
+        if (rc == 0) rc = bench_pair(run_optim_step, &c[0], run_optim_step, &c[1], 2, 20, 3.0, &tf, &tcmp);
+        if (rc == 0) {
+            /* bytes: p read and written, g read, each slot read and written */
+            double bytes = (double)nparam * 4 * (3 + 2 * pnN_optim_nslots(OPTIM_BENCH_RULES[r].rule));
+            report(fig, tf * 1e3, "ms/step", tcmp / tf, "composed_same_rule");
+            NOTE("4.2M float32 parameters: fused %.2f ms (%.1f GB/s of parameter, gradient and state traffic), "
+                 "composed %.2f ms\n",
+                 tf * 1e3, bytes / tf * 1e-9, tcmp * 1e3);
+        } else {
+            report_error(fig);
+        }
+        for (int f = 0; f < 2; f++) {
+            pn_optimizer_free(c[f].o);
+            pn_params_free(c[f].params);
+            pn_params_free(c[f].grads);
+        }
+    }
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 /* bench/bench_conv.c: conv2d forward + backward against sgemm of the same FLOPs. */
@@ -873,11 +1168,17 @@ static const struct {
     void (*run)(void);
 } groups[] = {
     {"add_f32_16M sum_f32_16M", bench_add_and_sum},
+    {"exp_f32_16M", bench_transcendentals},
     {"sgemm_1024 bf16_gemm_1024 sgemm_2048", bench_gemms},
     {"op_overhead", bench_op_overhead},
     {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},
     {"conv2d_fwd_bwd", bench_conv},
     {"char_lm_train_step char_lm_tokens", bench_char_lm},
+    {"mlp_train_step mlp_train_images", bench_mlp_train},
+    {"cnn_train_step cnn_train_images", bench_cnn_train},
+    {"optim_step_sgd optim_step_momentum optim_step_adamw optim_step_rmsprop optim_step_adagrad "
+     "optim_step_adadelta optim_step_adamax optim_step_lion",
+     bench_optim_steps},
 };
 
 /* ponte_bench [WORD...]: runs every group, or those whose figure names contain a WORD. */

@@ -124,6 +124,9 @@ bool pn_gpu_available(void);
 const char *pn_gpu_unavailable_reason(void);
 /* The default stream of a device. */
 pn_stream pn_default_stream(pn_device device);
+/* Makes s the default stream of its device (mlx.core.set_default_stream); the default
+ * device does not change. Returns 0, or -1 when s's device is not available. */
+int pn_set_default_stream(pn_stream s);
 /* A new stream on the device; work on it orders itself against other streams by events. */
 pn_stream pn_new_stream(pn_device device);
 /* Makes s the stream of new ops on this thread until the matching pn_stream_pop
@@ -185,14 +188,44 @@ char *pn_to_string(pn_array *a);
 void pn_free_string(char *s);
 /* Prints pn_to_string(a) and a newline to f. Returns 0 or -1. */
 int pn_print(FILE *f, pn_array *a);
+/* Print options (mlx.core.set_printoptions), process-wide: precision -1 (the default) prints
+ * floats in C++'s default form (6 significant digits, "%g"); any other value prints them in
+ * fixed notation with that many decimals ("%.*f"; negative values mean 6, as std::fixed).
+ * Integers and bools are not affected. */
+typedef struct pn_print_options {
+    int precision;
+} pn_print_options;
+void pn_set_print_options(pn_print_options options);
+pn_print_options pn_get_print_options(void);
 
 /* ───────────────────────────── evaluation ───────────────────────────── */
 
 /* Computes the n arrays (and everything they depend on). NULL entries are an error.
  * Returns 0, or -1 with the error of the failing op. */
 int pn_eval(pn_array *const *arrays, int n);
-/* Starts computing the arrays and returns; reading their data waits for them. */
+/* Starts computing the arrays on a worker thread and returns at once; the caller may go on
+ * building (and releasing) arrays meanwhile. Reading their data, pn_eval of anything not yet
+ * computed, transforms and pn_synchronize wait for it. One job runs at a time (a second call
+ * waits for the first). Under a transform, or when the graph has GPU nodes (queued on their
+ * streams asynchronously anyway), it evaluates before returning. An error inside the job
+ * leaves the failed arrays unevaluated: evaluating them again reports it. Returns 0, or -1
+ * for a bad array list. */
 int pn_async_eval(pn_array *const *arrays, int n);
+/* mlx.core.export_to_dot: writes the graph of the n outputs and of every unevaluated array
+ * they depend on to f in Graphviz DOT, as MLX does: arrays with no pending computation are
+ * sources ({ rank=source; "A"; }), each primitive a rectangle labelled with its name
+ * ({ <node id> [label ="Add", shape=rectangle]; }) with edges from its inputs and to its
+ * outputs, the given outputs sinks. Arrays are named A, B, ..., Z, AA, AB, ... in the order
+ * the depth-first walk meets them, except the nnamed arrays named[i], which are called
+ * names[i] (and take up a letter). Returns 0, or -1 with an error (PN_ERR_IO when writing
+ * fails). */
+int pn_export_to_dot(FILE *f, pn_array *const *outputs, int n, pn_array *const *named,
+                     const char *const *names, int nnamed);
+/* mlx.core.depends: out[i] equals inputs[i] (a zero-copy view), and evaluating it evaluates
+ * the ndeps dependencies first. Gradients and tangents flow to inputs[i] only. Returns 0, or
+ * -1 with an error (out[] all NULL). */
+int pn_depends(pn_array *const *inputs, int n, pn_array *const *dependencies, int ndeps,
+               pn_array **out);
 
 /* ───────────────────────────── scopes ───────────────────────────── */
 
@@ -455,6 +488,61 @@ pn_array *pn_trace(pn_array *a, int offset, int axis1, int axis2);
 pn_array *pn_diag(pn_array *a, int k);
 pn_array *pn_diagonal(pn_array *a, int offset, int axis1, int axis2);
 
+/* Matmul variants (mlx.core's, src/ops/matmul_variants.c): compositions of take, where,
+ * repeat and batched matmul, so they run on every backend and differentiate with respect to a
+ * and b. a and b promote to a real floating dtype (integer results are an error); a 1-d a is a
+ * row (1, K), a 1-d b a column (K, 1), and that axis is removed from the result. */
+/* a (A..., M, K), b (B..., K, N): out[i...] = a_flat[lhs[i...]] @ b_flat[rhs[i...]] where
+ * a_flat (prod(A), M, K) and b_flat flatten the batch axes, the integer index arrays broadcast
+ * together (NULL: arange over the batch shaped as A..., resp. B...), shape broadcast(lhs, rhs)
+ * + (M, N). Indices out of range are clamped, negative ones count from the end. sorted_indices
+ * is a performance hint. */
+pn_array *pn_gather_mm(pn_array *a, pn_array *b, pn_array *lhs_indices, pn_array *rhs_indices,
+                       bool sorted_indices);
+/* a @ b with blocks of block_size x block_size masked: mask_lhs (..., ceil(M/bs), ceil(K/bs))
+ * masks a's blocks, mask_rhs (..., ceil(K/bs), ceil(N/bs)) b's, mask_out (..., ceil(M/bs),
+ * ceil(N/bs)) the result's (each may be NULL; extents may be 1 to broadcast). A bool mask keeps
+ * the blocks where it is true (others are 0); a floating mask scales each block by its value.
+ * MLX's GPU takes block_size 32 or 64 only; any positive size is accepted here. */
+pn_array *pn_block_masked_mm(pn_array *a, pn_array *b, int block_size, pn_array *mask_out,
+                             pn_array *mask_lhs, pn_array *mask_rhs);
+/* For 2-d a (M, K), b (K, N) and integer segments (..., 2) of [start, end) offsets into K:
+ * out[s...] = a[:, start:end] @ b[start:end, :], shape segments.shape[:-1] + (M, N) (empty or
+ * reversed segments give zeros). */
+pn_array *pn_segmented_mm(pn_array *a, pn_array *b, pn_array *segments);
+
+/* Quantization (mlx.core.quantize, dequantize, quantized_matmul; src/ops/quantized.c) in MLX's
+ * "affine" mode (mode NULL or "affine"; other modes are an error): each row of the last axis is
+ * cut into groups of group_size (32, 64, 128; 0: 64) consecutive values; a group has a scale s
+ * and a bias b and stores each value as q in [0, 2^bits) (bits 1-6 or 8; 0: 4), w ~ s q + b.
+ * The q of a row are packed little-endian into its uint32 words: value i occupies bits
+ * [i bits, (i + 1) bits) of the row's bit stream (3-, 5- and 6-bit values may straddle two
+ * words). Bit-exact with MLX's CPU quantize. Floating dtypes are float32, float16, bfloat16 and
+ * float64 (which MLX accepts when building the graph but fails to evaluate). */
+/* Quantizes w (..., K), at least 2-d, floating, K divisible by group_size:
+ * out[0] = w_q (..., K bits / 32) uint32, out[1] = scales and out[2] = biases (..., K /
+ * group_size) in w's dtype (owned like op results). Per group (float arithmetic, rint rounding
+ * half to even, eps = 1e-7): the end of larger magnitude, edge, lands exactly on a level:
+ * s = max((max - min) / (2^bits - 1), eps) signed towards it, q0 = rint(edge / s), and if
+ * q0 != 0, s = edge / q0 and b = edge (else b = 0); q = clip(rint((w - b) / s), 0, 2^bits - 1).
+ * bits 1: s = max(max - min, eps), b = min. A constant group gets s = -1e-7 and b = its value
+ * (0 for zeros). Not differentiable. Returns 0, or -1 with an error (out[] NULL). */
+int pn_quantize(pn_array *w, int group_size, int bits, const char *mode, pn_array **out);
+/* The matrix (..., K) that w_q (..., K bits / 32, uint32) encodes with scales and biases
+ * (..., K / group_size; the same shape, floating): T(T(s q) + b) computed in
+ * T = the promoted dtype of scales and biases, then cast to dtype (PN_NUM_DTYPES: T). Biases are
+ * required. Differentiable with respect to scales and biases (not w_q). */
+pn_array *pn_dequantize(pn_array *w, pn_array *scales, pn_array *biases, int group_size,
+                        int bits, const char *mode, pn_dtype dtype);
+/* x @ W^T (transpose) or x @ W with W = dequantize(w, scales, biases): W is (..., N, K) for
+ * transpose, (..., K, N) otherwise, w_q, scales and biases sharing its batch axes. x (..., M,
+ * K) or a 1-d (K,) (the row axis is then dropped); batch axes broadcast as matmul's. The
+ * result's dtype is the promotion of x, scales and biases, which must be floating; products
+ * accumulate in float32 (float64 for float64). Differentiable with respect to x, scales and
+ * biases; the gradient with respect to w_q is an error. */
+pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
+                              bool transpose, int group_size, int bits, const char *mode);
+
 /* ─────────────── compositions of the ops above (src/ops/compose.c) ─────────────── */
 /* mlx.core functions built only from existing ops: they run on every backend and their
  * derivatives come from their parts. */
@@ -522,6 +610,75 @@ pn_array *pn_linalg_solve(pn_array *a, pn_array *b);
 int pn_linalg_qr(pn_array *a, pn_array **q, pn_array **r);
 /* Cross product of 3-vectors (2-vectors get a zero third component) along axis. */
 pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis);
+
+/* ── Linear algebra: decompositions (src/ops/linalg_decomp.c) ──
+ * mlx.core.linalg's decompositions as primitives: LAPACK on the CPU, cuSOLVER on the GPU (eig
+ * and eigvals run on the CPU on either device). Inputs are float32 or float64 (others are an
+ * error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
+ * does not converge fails at evaluation with PN_ERR_BACKEND. Outputs are owned by the current
+ * scope; on error every output is NULL and the function returns -1 (or NULL). */
+/* Singular value decomposition a = U diag(S) Vt of a (..., m, n), k = min(m, n): with
+ * compute_uv, out[0] = U (..., m, m), out[1] = S (..., k) descending, out[2] = Vt (..., n, n);
+ * without, out[0] = S only. Differentiable (for S and the first k columns of U and rows of
+ * Vt; distinct nonzero singular values). Returns 0 or -1. */
+int pn_linalg_svd(pn_array *a, bool compute_uv, pn_array **out);
+/* Eigenvalues w (..., n) ascending and orthonormal eigenvectors v (..., n, n) (columns) of the
+ * symmetric a (..., n, n), reading only its lower (uplo 'L') or upper ('U') triangle.
+ * Differentiable (the gradient is that with respect to a symmetric a). Returns 0 or -1. */
+int pn_linalg_eigh(pn_array *a, char uplo, pn_array **w, pn_array **v);
+/* The eigenvalues of pn_linalg_eigh alone. */
+pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo);
+/* Eigenvalues w (..., n) and unit-norm right eigenvectors v (..., n, n) (columns), both
+ * complex64, of the general square a: a v = v diag(w). Not differentiable. Returns 0 or -1. */
+int pn_linalg_eig(pn_array *a, pn_array **w, pn_array **v);
+/* The eigenvalues of pn_linalg_eig alone (complex64). */
+pn_array *pn_linalg_eigvals(pn_array *a);
+/* LU factorization with partial pivoting of a (..., m, n), k = min(m, n): p (..., m) uint32
+ * row indices, l (..., m, k) unit lower triangular, u (..., k, n) upper triangular with
+ * a = l[p] @ u (row i of a is row p[i] of l @ u). Differentiable for square a. 0 or -1. */
+int pn_linalg_lu(pn_array *a, pn_array **p, pn_array **l, pn_array **u);
+/* The packed factorization: lu (..., m, n) holding l below the diagonal (unit diagonal
+ * implied) and u on and above it, and pivots (..., k) uint32: row i was swapped with row
+ * pivots[i] at step i (LAPACK's getrf, 0-based). Returns 0 or -1. */
+int pn_linalg_lu_factor(pn_array *a, pn_array **lu, pn_array **pivots);
+/* Moore-Penrose pseudo-inverse (..., n, m) of a (..., m, n) from its SVD; singular values at
+ * or below 10 max(m, n) eps max(S) count as zero (MLX's cutoff). Differentiable. */
+pn_array *pn_linalg_pinv(pn_array *a);
+
+/* ── FFT: mlx.core.fft (src/ops/fft.c) ──
+ * Discrete Fourier transforms over one or more axes: one FFT primitive (a mixed-radix
+ * Stockham / Bluestein kernel on the CPU, cuFFT on the GPU), differentiable (vjp, jvp) and
+ * batchable. Results are complex64 (float32 for the irfft family); other inputs are cast
+ * first (there is no complex128: float64 input gives complex64 results); rfft* casts complex
+ * input to float32 (dropping the imaginary part), as MLX. Forward transforms are unscaled,
+ * inverse ones scaled by 1/n ("backward" normalization; MLX has no norm argument). Each
+ * transformed axis is truncated or zero-padded to its requested size first. Errors
+ * (PN_ERR_INVALID_ARGUMENT, NULL): a 0-d input, an axis out of range, a duplicated axis, a
+ * size <= 0. Results are owned by the current scope.
+ * n-dimensional: s holds naxes sizes (NULL: a's sizes along axes; for irfftn 2 (m - 1) on the
+ * last axis); axes holds naxes axes (NULL: the last naxes axes when s is given, else every
+ * axis, naxes ignored). For rfftn / irfftn the last axis in axes is the real one: rfftn gives
+ * s[-1]/2+1 values there, irfftn takes s[-1]/2+1 values and gives s[-1]. */
+pn_array *pn_fft_fftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
+pn_array *pn_fft_ifftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
+pn_array *pn_fft_rfftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
+pn_array *pn_fft_irfftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
+/* Two-dimensional: s NULL or 2 sizes; axes NULL means {-2, -1}. */
+pn_array *pn_fft_fft2(pn_array *a, const int64_t *s, const int *axes);
+pn_array *pn_fft_ifft2(pn_array *a, const int64_t *s, const int *axes);
+pn_array *pn_fft_rfft2(pn_array *a, const int64_t *s, const int *axes);
+pn_array *pn_fft_irfft2(pn_array *a, const int64_t *s, const int *axes);
+/* One-dimensional along axis; n is the transform size (0: the default, a's size along axis,
+ * or 2 (m - 1) for irfft; negative sizes are an error). */
+pn_array *pn_fft_fft(pn_array *a, int64_t n, int axis);
+pn_array *pn_fft_ifft(pn_array *a, int64_t n, int axis);
+pn_array *pn_fft_rfft(pn_array *a, int64_t n, int axis);
+pn_array *pn_fft_irfft(pn_array *a, int64_t n, int axis);
+/* Rolls each of the naxes axes (NULL: every axis) by n/2 (fftshift) or (n+1)/2 (ifftshift),
+ * moving the zero frequency to the centre and back; a's dtype. An axis out of range is an
+ * error; a 0-d array comes back unchanged. */
+pn_array *pn_fft_fftshift(pn_array *a, const int *axes, int naxes);
+pn_array *pn_fft_ifftshift(pn_array *a, const int *axes, int naxes);
 
 /* ───────────────────────────── convolution ───────────────────────────── */
 /* mlx.core's convolutions. Layouts as MLX: input (N, spatial..., C_in) ("NHWC"), weight
@@ -663,8 +820,18 @@ pn_closure *pn_checkpoint(pn_closure *f);
  * the cotangents (one per output), then the outputs (nin = nprimals + 2 * nout) and writes one
  * cotangent per primal. */
 pn_closure *pn_custom_vjp(pn_closure *f, pn_closure *vjp_fn);
+/* mlx.core.custom_function's rules in one closure equal to f: vjp_fn as pn_custom_vjp's (NULL:
+ * the vjp of f, recomputed from the primals); jvp_fn receives the primals then one tangent per
+ * primal (zeros where the caller has none; nin = 2 * nprimals) and writes one tangent per
+ * output, of the output's shape (NULL: the jvp of f); vmap_fn receives the batched inputs then
+ * one 0-d int32 array per input holding its batch axis (-1: not batched) and writes the batched
+ * outputs followed by one 0-d integer array per output with its batch axis (-1: not batched)
+ * (NULL: vmap maps f). */
+pn_closure *pn_custom_function(pn_closure *f, pn_closure *vjp_fn, pn_closure *jvp_fn,
+                               pn_closure *vmap_fn);
 /* Vectorizes f over axis in_axes[i] of input i (-1: not mapped); outputs get the mapped axis
- * at out_axes[j] (NULL: 0). */
+ * at out_axes[j] (NULL: 0); an output that depends on no mapped input is broadcast along it,
+ * as MLX does. */
 pn_closure *pn_vmap(pn_closure *f, const int *in_axes, int nin, const int *out_axes, int nout);
 
 
@@ -1025,6 +1192,35 @@ pn_params *pn_load_params(const char *path);
 /* One array as .npy. */
 int pn_save_npy(const char *path, pn_array *a);
 pn_array *pn_load_npy(const char *path);
+
+/* GGUF (ggml's format, as mlx.core.load / save_gguf). Tensor types f32, f16, bf16, i8, i16,
+ * i32, i64 and f64 load and save (MLX 0.32 saves only f32, f16, i8, i16, i32); quantized
+ * tensor types are refused with PN_ERR_IO. The GGUF extents (fastest-varying first) are
+ * reversed into row-major shapes. Metadata values are arrays (0-d or 1-d; bool, integer,
+ * float32 or float64: GGUF's scalar and array values), strings, or lists of strings. */
+typedef struct pn_gguf_meta pn_gguf_meta;
+pn_gguf_meta *pn_gguf_meta_new(void);
+void pn_gguf_meta_free(pn_gguf_meta *m);
+/* Entries in insertion (file) order; setting an existing key replaces its value. */
+int pn_gguf_meta_count(const pn_gguf_meta *m);
+const char *pn_gguf_meta_key(const pn_gguf_meta *m, int i);
+/* Entry i's array (borrowed), or NULL when it holds strings. */
+pn_array *pn_gguf_meta_array(const pn_gguf_meta *m, int i);
+/* Entry i's strings (borrowed, *strs gets them) and whether it is a list: the count, or -1
+ * when the entry holds an array. */
+int64_t pn_gguf_meta_strings(const pn_gguf_meta *m, int i, const char *const **strs,
+                             bool *is_list);
+/* Stores a (retained) / n copied strings (a single string: n == 1, is_list false). 0 or -1. */
+int pn_gguf_meta_set_array(pn_gguf_meta *m, const char *key, pn_array *a);
+int pn_gguf_meta_set_strings(pn_gguf_meta *m, const char *key, const char *const *strs,
+                             int64_t n, bool is_list);
+/* Loads the tensors of a .gguf file (hostile input: every count, length, extent and offset is
+ * checked) in file order; *metadata (if non-NULL) receives a new map the caller frees. NULL
+ * with PN_ERR_IO on a malformed file. */
+pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata);
+/* Saves arrays (and metadata, may be NULL) as GGUF version 3, data aligned to 32 bytes.
+ * Returns 0, or -1 (invalid argument for an unsupported dtype, PN_ERR_IO). */
+int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata);
 
 #ifdef __cplusplus
 }

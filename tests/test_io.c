@@ -272,3 +272,195 @@ TEST(lying_headers)
     CHECK_ERR((pn_array *)pn_load_params(tmp_path("does-not-exist.safetensors")), PN_ERR_IO);
     CHECK_ERR((pn_array *)pn_load_params(tmp_path("x.txt")), PN_ERR_INVALID_ARGUMENT);
 }
+
+/* ───────────────────────────── GGUF ───────────────────────────── */
+
+/* The loader's verdict on a damaged .gguf: PN_ERR_IO or a valid tree. */
+static void load_damaged_gguf(const char *path, int *failures)
+{
+    pn_clear_error();
+    pn_gguf_meta *m = NULL;
+    pn_params *q = pn_load_gguf(path, &m);
+    if (!q) {
+        if (pn_last_error() != PN_ERR_IO)
+            test_fail(__FILE__, __LINE__, "damaged gguf: error kind %d (%s)", (int)pn_last_error(),
+                      pn_last_error_message());
+        CHECK(m == NULL);
+        (*failures)++;
+    }
+    pn_params_free(q);
+    pn_gguf_meta_free(m);
+    pn_clear_error();
+}
+
+/* Tensors in every GGUF dtype (the last one 32 bytes, so the file has no trailing padding). */
+static pn_params *gguf_tree(void)
+{
+    static const pn_dtype dts[] = {PN_FLOAT16, PN_BFLOAT16, PN_INT8, PN_INT16,
+                                   PN_INT32,   PN_INT64,    PN_FLOAT64};
+    pn_params *p = pn_params_new();
+    pn_scope_push();
+    for (int i = 0; i < 7; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "blk.%d.%s", i, pn_dtype_name(dts[i]));
+        pn_params_set(p, name, test_random_array((int64_t[]){2, 1 + i % 3, 3}, 1 + i % 3, dts[i], -100, 100));
+    }
+    pn_params_set(p, "scalar", pn_scalar(3.25, PN_FLOAT32));
+    pn_params_set(p, "empty", pn_zeros((int64_t[]){0, 4}, 2, PN_FLOAT32));
+    pn_params_set(p, "last", test_random_array((int64_t[]){2, 4}, 2, PN_FLOAT32, -1, 1));
+    pn_scope_pop();
+    return p;
+}
+
+TEST(gguf_roundtrip_and_metadata)
+{
+    pn_scope_push();
+    pn_params *p = gguf_tree();
+    pn_gguf_meta *m = pn_gguf_meta_new();
+    static const pn_dtype mdts[] = {PN_UINT8, PN_INT8, PN_UINT16, PN_INT16, PN_UINT32, PN_INT32,
+                                    PN_FLOAT32, PN_BOOL, PN_UINT64, PN_INT64, PN_FLOAT64};
+    for (int i = 0; i < 11; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "s.%s", pn_dtype_name(mdts[i]));
+        CHECK(pn_gguf_meta_set_array(m, key, test_random_array(NULL, 0, mdts[i], 0, 100)) == 0);
+        snprintf(key, sizeof key, "v.%s", pn_dtype_name(mdts[i]));
+        CHECK(pn_gguf_meta_set_array(m, key, test_random_array((int64_t[]){3 + i}, 1, mdts[i], 0, 100)) == 0);
+    }
+    const char *words[3] = {"llama", "", "ünïcode"};
+    CHECK(pn_gguf_meta_set_strings(m, "general.name", words, 1, false) == 0);
+    CHECK(pn_gguf_meta_set_strings(m, "tokens", words, 3, true) == 0);
+    CHECK(pn_gguf_meta_set_strings(m, "none", words, 0, true) == 0);
+    const char *path = tmp_path("t.gguf");
+    CHECK(pn_save_gguf(path, p, m) == 0);
+    pn_gguf_meta *m2 = NULL;
+    pn_params *q = pn_load_gguf(path, &m2);
+    CHECK_OK((pn_array *)q);
+    if (q) check_same_tree(p, q, false);
+    CHECK(q && !strcmp(pn_params_name(q, 0), pn_params_name(p, 0))); /* file order */
+    CHECK(pn_gguf_meta_count(m2) == pn_gguf_meta_count(m));
+    for (int i = 0; m2 && i < pn_gguf_meta_count(m); i++) {
+        CHECK(!strcmp(pn_gguf_meta_key(m, i), pn_gguf_meta_key(m2, i)));
+        pn_array *a = pn_gguf_meta_array(m, i), *b = pn_gguf_meta_array(m2, i);
+        if (a) {
+            CHECK(b && pn_array_dtype(b) == pn_array_dtype(a) && pn_ndim(b) == pn_ndim(a));
+            CHECK(b && pn_size(b) == pn_size(a) && !memcmp(pn_data(a), pn_data(b), pn_nbytes(a)));
+            continue;
+        }
+        const char *const *s1, *const *s2;
+        bool l1, l2;
+        int64_t n1 = pn_gguf_meta_strings(m, i, &s1, &l1), n2 = pn_gguf_meta_strings(m2, i, &s2, &l2);
+        CHECK(n1 == n2 && l1 == l2);
+        for (int64_t j = 0; n1 == n2 && j < n1; j++) CHECK(!strcmp(s1[j], s2[j]));
+    }
+    CHECK(pn_gguf_meta_strings(m2, 0, NULL, NULL) == -1); /* an array entry */
+    /* without metadata; replacing a key keeps one entry */
+    pn_params_free(q);
+    q = pn_load_gguf(path, NULL);
+    CHECK(q && pn_params_count(q) == pn_params_count(p));
+    int before = pn_gguf_meta_count(m);
+    CHECK(pn_gguf_meta_set_strings(m, "general.name", words + 2, 1, false) == 0);
+    CHECK(pn_gguf_meta_count(m) == before);
+    /* what cannot be saved */
+    pn_params *bad = pn_params_new();
+    pn_params_set(bad, "u", pn_zeros((int64_t[]){2}, 1, PN_UINT8));
+    CHECK(pn_save_gguf(tmp_path("u.gguf"), bad, NULL) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_gguf_meta *bm = pn_gguf_meta_new();
+    pn_gguf_meta_set_array(bm, "m", pn_zeros((int64_t[]){2, 2}, 2, PN_INT32));
+    CHECK(pn_save_gguf(tmp_path("m.gguf"), p, bm) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_gguf_meta_set_array(bm, "m", pn_zeros((int64_t[]){2}, 1, PN_FLOAT16));
+    CHECK(pn_save_gguf(tmp_path("m.gguf"), p, bm) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    CHECK(pn_gguf_meta_set_strings(bm, "x", words, 2, false) == -1);
+    pn_clear_error();
+    CHECK_ERR((pn_array *)pn_load_gguf(tmp_path("missing.gguf"), NULL), PN_ERR_IO);
+    pn_gguf_meta_free(bm);
+    pn_params_free(bad);
+    pn_params_free(q);
+    pn_params_free(p);
+    pn_gguf_meta_free(m);
+    pn_gguf_meta_free(m2);
+    pn_scope_pop();
+}
+
+TEST(hostile_gguf)
+{
+    pn_scope_push();
+    pn_params *p = gguf_tree();
+    pn_gguf_meta *m = pn_gguf_meta_new();
+    const char *words[2] = {"a", "bc"};
+    pn_gguf_meta_set_strings(m, "tokens", words, 2, true);
+    pn_gguf_meta_set_array(m, "n", pn_scalar_int(7, PN_UINT32));
+    pn_gguf_meta_set_array(m, "v", test_random_array((int64_t[]){5}, 1, PN_FLOAT32, 0, 1));
+    char goodpath[512], badpath[512];
+    snprintf(goodpath, sizeof goodpath, "%s", tmp_path("h.gguf"));
+    snprintf(badpath, sizeof badpath, "%s", tmp_path("bad.gguf"));
+    CHECK(pn_save_gguf(goodpath, p, m) == 0);
+    size_t n;
+    unsigned char *img = read_all(goodpath, &n);
+    CHECK(img != NULL);
+    int failures = 0, tries = 0;
+    for (size_t k = 0; img && k < n; k += test_quick() ? 5 : 1, tries++) { /* every truncation */
+        write_all(badpath, img, k);
+        load_damaged_gguf(badpath, &failures);
+    }
+    CHECK_MSG(failures == tries, "%d of %d truncated gguf files loaded", tries - failures, tries);
+    unsigned char *mut = img ? malloc(n) : NULL;
+    for (int r = 0; mut && r < (test_quick() ? 100 : 300); r++) { /* random corruption */
+        memcpy(mut, img, n);
+        int flips = 1 + (int)(test_rand_u64() % 8);
+        for (int f = 0; f < flips; f++) mut[test_rand_u64() % n] = (unsigned char)test_rand_u64();
+        write_all(badpath, mut, n);
+        load_damaged_gguf(badpath, &failures);
+    }
+    free(mut);
+    free(img);
+    /* one tensor "t" (8,) f32, no metadata: counts at 8 and 16, the name's length at 24, the
+     * rank at 33, the extent at 37, the type at 45, the offset at 49, data at 64 */
+    pn_params *one = pn_params_new();
+    pn_params_set(one, "t", test_random_array((int64_t[]){8}, 1, PN_FLOAT32, -1, 1));
+    CHECK(pn_save_gguf(goodpath, one, NULL) == 0);
+    img = read_all(goodpath, &n);
+    CHECK(img && n == 96);
+    const struct {
+        size_t at;
+        int width;
+        uint64_t value;
+        const char *why;
+    } lies[] = {
+        {0, 1, 'X', "bad magic"},
+        {4, 4, 1, "version 1"},
+        {8, 8, UINT64_MAX, "tensor count"},
+        {16, 8, 1ull << 60, "metadata count"},
+        {24, 8, UINT64_MAX - 3, "name length"},
+        {33, 4, 1000, "rank"},
+        {37, 8, 1ull << 62, "extent"},
+        {37, 8, 9, "extent past the data"},
+        {45, 4, 2, "Q4_0"},
+        {45, 4, 99, "unknown type"},
+        {49, 8, 8, "offset past the data"},
+        {49, 8, UINT64_MAX - 7, "offset wrapping"},
+    };
+    for (size_t i = 0; img && n == 96 && i < sizeof lies / sizeof lies[0]; i++) {
+        unsigned char buf[96];
+        memcpy(buf, img, n);
+        memcpy(buf + lies[i].at, &lies[i].value, (size_t)lies[i].width);
+        write_all(badpath, buf, n);
+        int fails = 0;
+        load_damaged_gguf(badpath, &fails);
+        CHECK_MSG(fails == 1, "gguf lie %zu (%s) was accepted", i, lies[i].why);
+        if (lies[i].at == 45 && lies[i].value == 2) {
+            pn_clear_error();
+            pn_params *q = pn_load_gguf(badpath, NULL);
+            CHECK(!q && strstr(pn_last_error_message(), "Q4_0") != NULL);
+            pn_params_free(q);
+            pn_clear_error();
+        }
+    }
+    free(img);
+    pn_params_free(one);
+    pn_params_free(p);
+    pn_gguf_meta_free(m);
+    pn_scope_pop();
+}

@@ -1,8 +1,11 @@
 /* test_nn_recurrent.c — RNN, GRU, LSTM (src/nn/recurrent.c) and Bilinear (src/nn/bilinear.c)
  * against float64 loops over time written here: batched and unbatched inputs, with and without
  * biases and initial states, a custom nonlinearity, float32, gradients (vjp/jvp vs finite
- * differences) and argument errors. */
+ * differences) and argument errors; the Split primitive the layers take sequences apart with
+ * (its vjp and jvp against finite differences). */
 #include "harness.h"
+
+#include "core/core.h" /* the Split node behind pn_split */
 
 #include <string.h>
 
@@ -359,5 +362,45 @@ TEST(bilinear_gradients_and_errors)
     CHECK_ERR(pn_nn_bilinear(NULL, x2, w, b), PN_ERR_INVALID_ARGUMENT);
     pn_array *s = pn_scalar(1.0, PN_FLOAT64);
     CHECK_ERR(pn_nn_bilinear(s, x2, w, NULL), PN_ERR_INVALID_ARGUMENT);
+    pn_scope_pop();
+}
+
+/* ───────────────────────────── the Split the layers take sequences apart with ───────────────────────────── */
+
+/* The pieces of x split along axis 1 at ctx's two indices, weighted differently and summed
+ * into one array of x's shape (each piece lands where it came from, so overlapping pieces of
+ * "backwards" indices add up): exercises Split's vjp (one concatenation when the pieces tile
+ * the axis, placed-and-summed otherwise) and jvp. */
+static pn_array *split_op(void *ctx, pn_array *const *in)
+{
+    const int64_t *idx = ctx;
+    pn_array *x = in[0], *p[3] = {NULL, NULL, NULL};
+    if (pn_split(x, idx, 2, 1, p)) return NULL;
+    int64_t len = x->shape[1], prev = 0;
+    pn_array *acc = pn_zeros_like(x);
+    for (int k = 0; k < 3; k++) {
+        int64_t e = k < 2 ? (idx[k] < len ? idx[k] : len) : len;
+        if (pn_size(p[k]) > 0) {
+            pn_array *w = pn_multiply(pn_square(p[k]), pn_weak_float(k + 1.0));
+            acc = pn_slice_update(acc, pn_add(pn_slice(acc, (int64_t[]){0, prev}, (int64_t[]){x->shape[0], e}, NULL, 2), w),
+                                  (int64_t[]){0, prev}, (int64_t[]){x->shape[0], e}, NULL, 2);
+        }
+        prev = e;
+    }
+    return acc;
+}
+
+TEST(split_gradients)
+{
+    pn_scope_push();
+    pn_array *x = test_random_array((int64_t[]){3, 7}, 2, PN_FLOAT64, -1, 1);
+    int64_t tiled[2] = {2, 5}, backwards[2] = {5, 2}, empty[2] = {0, 7};
+    CHECK(test_gradcheck("split tiled", split_op, tiled, 1, &x, 1e-6));
+    CHECK(test_gradcheck("split backwards", split_op, backwards, 1, &x, 1e-6));
+    CHECK(test_gradcheck("split empty pieces", split_op, empty, 1, &x, 1e-6));
+    /* one Split node: every piece shares it */
+    pn_array *p[3];
+    CHECK(pn_split(x, tiled, 2, 1, p) == 0 && p[0]->node == p[1]->node && p[1]->node == p[2]->node);
+    CHECK(strcmp(p[0]->node->prim->name, "Split") == 0);
     pn_scope_pop();
 }

@@ -646,51 +646,121 @@ TEST(adafactor_muon_errors)
     pn_scope_pop();
 }
 
-/* ───────────────────────────── fused AdamUpdate ───────────────────────────── */
+/* ───────────────────────────── fused OptimUpdate ───────────────────────────── */
 
 #include "ops/optim.h"
 
-/* The float64 reference of one AdamUpdate over the (rounded) input values. */
-static void ref_adam_update(const pnN_adam_params *c, int64_t n, const double *p, const double *g,
-                            const double *m, const double *v, double *po, double *mo, double *vo)
+/* One fused-step case: a rule, its flags and coefficients (ops/optim.h's layout). */
+typedef struct {
+    const char *name;
+    pnN_optim_params prm;
+} fused_case;
+
+/* Every rule with every option it has, coefficients as src/nn/optimizers.c passes them. */
+static const fused_case FUSED_CASES[] = {
+    {"sgd", {PNN_OPT_SGD, 0, {0, 0.1}}},
+    {"sgd+wd", {PNN_OPT_SGD, PNN_OPT_WD, {0.01, 0.1}}},
+    {"momentum", {PNN_OPT_MOMENTUM, 0, {0, 0.05, 0.9, 1}}},
+    {"momentum+wd+damp", {PNN_OPT_MOMENTUM, PNN_OPT_WD | PNN_OPT_DAMP, {0.01, 0.05, 0.9, 0.7}}},
+    {"nesterov+wd", {PNN_OPT_MOMENTUM, PNN_OPT_WD | PNN_OPT_NESTEROV, {0.01, 0.05, 0.9, 1}}},
+    {"adam", {PNN_OPT_ADAM, 0, {0.9, 0.1, 0.999, 1e-3, 1e-8, 1, 1e-2, 1}}},
+    {"adamw+bias", {PNN_OPT_ADAM, 0, {0.9, 0.1, 0.999, 1e-3, 1e-8, 1 - 1e-3, 1e-2 / 0.271, 1 / sqrt(2.997e-3)}}},
+    {"rmsprop", {PNN_OPT_RMSPROP, 0, {0.99, 0.01, 1e-2, 1e-8}}},
+    {"adagrad", {PNN_OPT_ADAGRAD, 0, {0.1, 1e-8}}},
+    {"adadelta", {PNN_OPT_ADADELTA, 0, {0.9, 0.1, 1e-6, 1.0}}},
+    {"adamax", {PNN_OPT_ADAMAX, 0, {0.9, 0.1, 0.999, 2e-3, 1e-8}}},
+    {"lion", {PNN_OPT_LION, 0, {0.9, 0.1, 0.99, 0.01, 1, 1e-3}}},
+    {"lion+wd", {PNN_OPT_LION, PNN_OPT_WD, {0.9, 0.1, 0.99, 0.01, 1 - 1e-4, 1e-3}}},
+};
+enum { NFUSED = sizeof FUSED_CASES / sizeof *FUSED_CASES };
+
+/* The float64 reference of one fused step over the (rounded) input values: x = p, g, a, b;
+ * r = p', a', b'. Written from the formulas, independently of the kernels' shared step. */
+static void ref_optim_update(const pnN_optim_params *c, int64_t n, double *const *x, double **r)
 {
+    const double *k = c->k;
+    bool wd = c->flags & PNN_OPT_WD;
     for (int64_t i = 0; i < n; i++) {
-        mo[i] = c->b1 * m[i] + (1 - c->b1) * g[i];
-        vo[i] = c->b2 * v[i] + (1 - c->b2) * g[i] * g[i];
-        po[i] = p[i] * c->decay - c->c1 * mo[i] / (sqrt(vo[i]) * c->c2 + c->eps);
+        double p = x[0][i], g = x[1][i], a = x[2] ? x[2][i] : 0, b = x[3] ? x[3][i] : 0;
+        double po = 0, ao = a, bo = b;
+        switch (c->rule) {
+        case PNN_OPT_SGD: po = p - k[1] * (g + (wd ? k[0] * p : 0)); break;
+        case PNN_OPT_MOMENTUM: {
+            double gg = g + (wd ? k[0] * p : 0);
+            ao = k[2] * a + (c->flags & PNN_OPT_DAMP ? k[3] : 1) * gg;
+            po = p - k[1] * (c->flags & PNN_OPT_NESTEROV ? gg + k[2] * ao : ao);
+            break;
+        }
+        case PNN_OPT_ADAM:
+            ao = k[0] * a + k[1] * g;
+            bo = k[2] * b + k[3] * g * g;
+            po = p * k[5] - k[6] * ao / (sqrt(bo) * k[7] + k[4]);
+            break;
+        case PNN_OPT_RMSPROP:
+            ao = k[0] * a + k[1] * g * g;
+            po = p - k[2] * g / (sqrt(ao) + k[3]);
+            break;
+        case PNN_OPT_ADAGRAD:
+            ao = a + g * g;
+            po = p - k[0] * g / (sqrt(ao) + k[1]);
+            break;
+        case PNN_OPT_ADADELTA: {
+            ao = k[0] * a + k[1] * g * g;
+            double d = sqrt(b + k[2]) / sqrt(ao + k[2]) * g;
+            bo = k[0] * b + k[1] * d * d;
+            po = p - k[3] * d;
+            break;
+        }
+        case PNN_OPT_ADAMAX:
+            ao = k[0] * a + k[1] * g;
+            bo = fmax(k[2] * b, fabs(g));
+            po = p - k[3] * ao / (bo + k[4]);
+            break;
+        case PNN_OPT_LION: {
+            double u = k[0] * a + k[1] * g;
+            ao = k[2] * a + k[3] * g;
+            po = (wd ? k[4] * p : p) - k[5] * (u > 0 ? 1 : u < 0 ? -1 : 0);
+            break;
+        }
+        }
+        r[0][i] = po;
+        if (r[1]) r[1][i] = ao;
+        if (r[2]) r[2][i] = bo;
     }
 }
 
-/* Runs AdamUpdate on in = (p, g, m, v) and checks the three outputs against the reference
+/* Runs the fused step on in = (p, g, slots...) and checks every output against the reference
  * computed from the inputs' values. in_place: the caller opened a scope owning only the
- * inputs; it is closed here before the evaluation (the outputs move out), so p, m, v donate
- * their buffers (checked) and the step runs in place. */
-static void check_adam_update(const char *what, pn_array *const *in, const pnN_adam_params *c,
-                              bool in_place)
+ * inputs; it is closed here before the evaluation (the outputs move out), so p and the slots
+ * donate their buffers (checked) and the step runs in place. */
+static void check_fused(const char *what, pn_array *const *in, const pnN_optim_params *c, bool in_place)
 {
+    const int ns = pnN_optim_nslots(c->rule), nout = 1 + ns;
     pn_dtype t = in[0]->dtype;
     int64_t n = pn_size(in[0]), shape[PNC_MAX_NDIM];
     int nd = in[0]->ndim;
     memcpy(shape, in[0]->shape, sizeof(int64_t) * (size_t)nd);
-    double *x[4], *r[3];
-    for (int k = 0; k < 4; k++) x[k] = test_to_f64(in[k]);
-    for (int j = 0; j < 3; j++) r[j] = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    ref_adam_update(c, n, x[0], x[1], x[2], x[3], r[0], r[1], r[2]);
+    double *x[4] = {NULL, NULL, NULL, NULL}, *r[3] = {NULL, NULL, NULL};
+    pnC_buffer *bufs[3] = {NULL, NULL, NULL};
+    for (int k = 0; k < 2 + ns; k++) x[k] = test_to_f64(in[k]);
+    for (int j = 0; j < nout; j++) {
+        r[j] = malloc(sizeof(double) * (size_t)(n ? n : 1));
+        bufs[j] = in[j ? j + 1 : 0]->buf;
+    }
+    ref_optim_update(c, n, x, r);
     pn_array *out[3] = {NULL, NULL, NULL};
-    pnC_buffer *bufs[3] = {in[0]->buf, in[2]->buf, in[3]->buf};
-    int rc = pnN_adam_update(in[0], in[1], in[2], in[3], c, out);
+    int rc = pnN_optim_update(in[0], in[1], in + 2, c, out);
     CHECK_MSG(rc == 0, "%s: not fused (rc %d): %s", what, rc, pn_last_error_message());
-    if (in_place) pn_scope_pop_keep(out, rc == 0 ? 3 : 0); /* only the node holds in now */
+    if (in_place) pn_scope_pop_keep(out, rc == 0 ? nout : 0); /* only the node holds in now */
     if (rc == 0) {
-        CHECK(pn_eval(out, 3) == 0);
+        CHECK(pn_eval(out, nout) == 0);
         if (in_place && n > 0)
-            for (int j = 0; j < 3; j++)
+            for (int j = 0; j < nout; j++)
                 CHECK_MSG(out[j]->buf == bufs[j], "%s: output %d did not reuse its input", what, j);
         double tol = test_tol(t);
-        static const char *const names[3] = {"p'", "m'", "v'"};
-        for (int j = 0; j < 3; j++) {
+        for (int j = 0; j < nout; j++) {
             char w[128];
-            snprintf(w, sizeof w, "%s %s", what, names[j]);
+            snprintf(w, sizeof w, "%s output %d", what, j);
             test_check_values(w, out[j], shape, nd, t, r[j], tol, tol * 1e-2);
         }
     }
@@ -698,25 +768,14 @@ static void check_adam_update(const char *what, pn_array *const *in, const pnN_a
     for (int j = 0; j < 3; j++) free(r[j]);
 }
 
-/* The coefficients the Adam/AdamW rules pass at step t. */
-static pnN_adam_params adam_coeffs(double lr, double wd, bool bias, int t)
+/* p, g in [-1, 1]; the slots in [0, 1] (second moments must not be negative). */
+static void fused_inputs(const int64_t *shape, int nd, pn_dtype t, int ns, pn_array **in)
 {
-    pnN_adam_params c = {0.9, 0.999, 1e-8, 1 - lr * wd, lr, 1};
-    if (bias) {
-        c.c1 = lr / (1 - pow(c.b1, t));
-        c.c2 = 1 / sqrt(1 - pow(c.b2, t));
-    }
-    return c;
+    for (int k = 0; k < 2 + ns; k++) in[k] = test_random_array(shape, nd, t, k >= 2 ? 0 : -1, 1);
+    pn_eval(in, 2 + ns);
 }
 
-static void adam_inputs(const int64_t *shape, int nd, pn_dtype t, pn_array **in)
-{
-    for (int k = 0; k < 4; k++)
-        in[k] = test_random_array(shape, nd, t, k == 3 ? 0 : -1, 1); /* v >= 0 */
-    pn_eval(in, 4);
-}
-
-TEST(fused_adam_matches_float64)
+TEST(fused_steps_match_float64)
 {
     pn_scope_push();
     const pn_dtype dtypes[] = {PN_FLOAT32, PN_FLOAT64, PN_BFLOAT16, PN_FLOAT16};
@@ -726,77 +785,96 @@ TEST(fused_adam_matches_float64)
         int64_t shape[3];
     } shapes[] = {{0, {0}}, {1, {7}}, {2, {3, 5}}, {3, {2, 3, 4}}, {2, {big, 130}}};
     int cases = 0;
-    for (size_t d = 0; d < sizeof dtypes / sizeof *dtypes; d++)
-        for (int variant = 0; variant < 4; variant++)
+    for (int f = 0; f < NFUSED; f++)
+        for (size_t d = 0; d < sizeof dtypes / sizeof *dtypes; d++)
             for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
                 pn_scope_push();
-                bool bias = variant & 1, decay = variant & 2;
-                pnN_adam_params c = adam_coeffs(1e-2, decay ? 0.1 : 0, bias, 3);
+                const pnN_optim_params *c = &FUSED_CASES[f].prm;
                 pn_array *in[4];
-                adam_inputs(shapes[s].shape, shapes[s].nd, dtypes[d], in);
+                fused_inputs(shapes[s].shape, shapes[s].nd, dtypes[d], pnN_optim_nslots(c->rule), in);
                 char what[96];
-                snprintf(what, sizeof what, "%s bias=%d wd=%d ndim=%d", pn_dtype_name(dtypes[d]),
-                         bias, decay, shapes[s].nd);
-                check_adam_update(what, in, &c, false);
+                snprintf(what, sizeof what, "%s %s ndim=%d", FUSED_CASES[f].name, pn_dtype_name(dtypes[d]),
+                         shapes[s].nd);
+                check_fused(what, in, c, false);
                 cases++;
                 pn_scope_pop();
             }
-    CHECK(cases == 80);
+    CHECK(cases == NFUSED * 20);
     pn_scope_pop();
 }
 
-TEST(fused_adam_strided_empty_in_place)
+TEST(fused_steps_strided_empty_in_place)
 {
     pn_scope_push();
-    pnN_adam_params c = adam_coeffs(1e-3, 0.01, true, 1);
-    /* transposed inputs (all, or only some of them) */
-    for (int mode = 0; mode < 2; mode++) {
-        pn_scope_push();
-        pn_array *in[4];
-        adam_inputs((int64_t[]){9, 4}, 2, PN_FLOAT32, in);
-        for (int k = 0; k < 4; k++)
-            if (mode == 0 || k % 2 == 0) in[k] = pn_transpose(in[k], NULL, 0);
-        if (mode == 1)
-            for (int k = 1; k < 4; k += 2) in[k] = pn_reshape(in[k], (int64_t[]){4, 9}, 2);
-        pn_eval(in, 4);
-        check_adam_update(mode ? "some transposed" : "all transposed", in, &c, false);
-        pn_scope_pop();
-    }
-    /* empty arrays */
-    {
-        pn_array *in[4];
-        adam_inputs((int64_t[]){0, 3}, 2, PN_FLOAT32, in);
-        check_adam_update("empty", in, &c, false);
-    }
-    /* the step runs in place when nothing else holds p, m and v */
-    for (int d = 0; d < 2; d++) {
-        pn_dtype t = d ? PN_BFLOAT16 : PN_FLOAT32;
-        pn_array *in[4];
-        pn_scope_push(); /* closed by check_adam_update */
-        adam_inputs((int64_t[]){5, 11}, 2, t, in);
-        check_adam_update(d ? "in place bf16" : "in place f32", in, &c, true);
+    /* one rule per slot count: sgd+wd (0), momentum (1), adam (2) */
+    const int picks[] = {1, 3, 6};
+    for (size_t q = 0; q < sizeof picks / sizeof *picks; q++) {
+        const fused_case *fc = &FUSED_CASES[picks[q]];
+        const int ns = pnN_optim_nslots(fc->prm.rule);
+        char what[96];
+        /* transposed inputs (all, or only some of them) */
+        for (int mode = 0; mode < 2; mode++) {
+            pn_scope_push();
+            pn_array *in[4];
+            fused_inputs((int64_t[]){9, 4}, 2, PN_FLOAT32, ns, in);
+            for (int k = 0; k < 2 + ns; k++)
+                if (mode == 0 || k % 2 == 0) in[k] = pn_transpose(in[k], NULL, 0);
+            if (mode == 1)
+                for (int k = 1; k < 2 + ns; k += 2) in[k] = pn_reshape(in[k], (int64_t[]){4, 9}, 2);
+            pn_eval(in, 2 + ns);
+            snprintf(what, sizeof what, "%s %s", fc->name, mode ? "some transposed" : "all transposed");
+            check_fused(what, in, &fc->prm, false);
+            pn_scope_pop();
+        }
+        /* empty arrays */
+        {
+            pn_array *in[4];
+            fused_inputs((int64_t[]){0, 3}, 2, PN_FLOAT32, ns, in);
+            snprintf(what, sizeof what, "%s empty", fc->name);
+            check_fused(what, in, &fc->prm, false);
+        }
+        /* the step runs in place when nothing else holds p and the slots */
+        for (int d = 0; d < 2; d++) {
+            pn_dtype t = d ? PN_BFLOAT16 : PN_FLOAT32;
+            pn_array *in[4];
+            pn_scope_push(); /* closed by check_fused */
+            fused_inputs((int64_t[]){5, 11}, 2, t, ns, in);
+            snprintf(what, sizeof what, "%s in place %s", fc->name, pn_dtype_name(t));
+            check_fused(what, in, &fc->prm, true);
+        }
     }
     pn_scope_pop();
 }
 
-TEST(fused_adam_not_fusable)
+TEST(fused_steps_not_fusable)
 {
     pn_scope_push();
-    pnN_adam_params c = adam_coeffs(1e-3, 0, false, 1);
+    const pnN_optim_params c = FUSED_CASES[6].prm; /* adam */
     pn_array *in[4], *out[3] = {NULL, NULL, NULL};
-    adam_inputs((int64_t[]){2, 3}, 2, PN_FLOAT32, in);
+    fused_inputs((int64_t[]){2, 3}, 2, PN_FLOAT32, 2, in);
     pn_array *other_shape = test_random_array((int64_t[]){3, 2}, 2, PN_FLOAT32, -1, 1);
     pn_array *other_dtype = test_random_array((int64_t[]){2, 3}, 2, PN_FLOAT64, -1, 1);
     pn_array *ints = test_random_array((int64_t[]){2, 3}, 2, PN_INT32, -5, 5);
-    CHECK(pnN_adam_update(in[0], in[1], other_shape, in[3], &c, out) == 1 && out[0] == NULL);
-    CHECK(pnN_adam_update(in[0], other_dtype, in[2], in[3], &c, out) == 1);
-    CHECK(pnN_adam_update(ints, ints, ints, ints, &c, out) == 1);
+    CHECK(pnN_optim_update(in[0], in[1], (pn_array *[]){other_shape, in[3]}, &c, out) == 1 && out[0] == NULL);
+    CHECK(pnN_optim_update(in[0], other_dtype, in + 2, &c, out) == 1);
+    CHECK(pnN_optim_update(ints, ints, (pn_array *[]){ints, ints}, &c, out) == 1);
     pnC_trace_push(); /* a transformation tracing: stay composed (differentiable) */
-    CHECK(pnN_adam_update(in[0], in[1], in[2], in[3], &c, out) == 1);
+    CHECK(pnN_optim_update(in[0], in[1], in + 2, &c, out) == 1);
     pnC_trace_pop();
+    CHECK(pnN_optim_set_fused(false) == true); /* fusion switched off */
+    CHECK(pnN_optim_update(in[0], in[1], in + 2, &c, out) == 1);
+    CHECK(pnN_optim_set_fused(true) == false);
     CHECK(pn_last_error() == PN_OK);
-    CHECK(pnN_adam_update(in[0], NULL, in[2], in[3], &c, out) == -1 && pn_last_error() != PN_OK);
-    pn_clear_error();
+    pnN_optim_params bad = c;
+    bad.rule = PNN_OPT_NRULES;
+    for (int e = 0; e < 3; e++) { /* a NULL input, NULL slots, an unknown rule */
+        int rc = e == 0   ? pnN_optim_update(in[0], NULL, in + 2, &c, out)
+                 : e == 1 ? pnN_optim_update(in[0], in[1], NULL, &c, out)
+                          : pnN_optim_update(in[0], in[1], in + 2, &bad, out);
+        CHECK_MSG(rc == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT, "error case %d: rc %d", e, rc);
+        pn_clear_error();
+    }
+    CHECK(pnN_optim_nslots(-1) == -1 && pnN_optim_nslots(PNN_OPT_ADADELTA) == 2);
     /* the rules fall back to composed ops for a mixed-dtype step and still match */
     pn_params *params = pn_params_new(), *grads = pn_params_new();
     double p[N], g[N], s0[N] = {0}, s1[N] = {0};
@@ -813,4 +891,76 @@ TEST(fused_adam_not_fusable)
     pn_params_free(params);
     pn_params_free(grads);
     pn_scope_pop();
+}
+
+/* Every rule and option of update_rules_match_formulas through pn_optimizer_update, fused and
+ * composed (fusion switched off), over float32 and float64 parameters for a few steps: the
+ * parameter and every state slot agree to rounding (the fused step runs the composed rule's
+ * operations in its order, in the same precision; the compiler may contract a*b + c into one
+ * fused multiply-add there, hence an absolute tolerance of a few ulps of 1, the terms' size),
+ * and the fused update is one node. */
+TEST(fused_equals_composed_per_rule)
+{
+    const config configs[] = {
+        {"sgd+wd", 0.1, 0, 0, 0, 0.01, 0, 0, false, false},
+        {"sgd+momentum+wd", 0.05, 0, 0, 0, 0.01, 0.9, 0, false, false},
+        {"sgd+nesterov", 0.05, 0, 0, 0, 0, 0.9, 0, true, false},
+        {"sgd+dampening", 0.05, 0, 0, 0, 0, 0.9, 0.3, false, false},
+        {"adam+bias", 1e-2, 0.9, 0.999, 1e-8, 0, 0, 0, false, true},
+        {"adamw", 1e-2, 0.9, 0.999, 1e-8, 0.01, 0, 0, false, false},
+        {"rmsprop", 1e-2, 0.99, 0, 1e-8, 0, 0, 0, false, false},
+        {"adagrad", 1e-1, 0, 0, 1e-8, 0, 0, 0, false, false},
+        {"adadelta", 1.0, 0.9, 0, 1e-6, 0, 0, 0, false, false},
+        {"adamax", 2e-3, 0.9, 0.999, 1e-8, 0, 0, 0, false, false},
+        {"lion+wd", 1e-3, 0.9, 0.99, 0, 0.1, 0, 0, false, false},
+    };
+    const int which[] = {0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7};
+    const int64_t shape[2] = {test_quick() ? 9 : 37, 65};
+    for (size_t k = 0; k < sizeof configs / sizeof configs[0]; k++)
+        for (int d = 0; d < 2; d++) {
+            pn_dtype t = d ? PN_FLOAT64 : PN_FLOAT32;
+            pn_scope_push();
+            pn_array *p0 = test_random_array(shape, 2, t, -1, 1), *gs[3];
+            for (int s = 0; s < 3; s++) gs[s] = test_random_array(shape, 2, t, -1, 1);
+            pn_params *params[2], *grads = pn_params_new();
+            pn_optimizer *o[2];
+            for (int f = 0; f < 2; f++) { /* f = 1: fused */
+                params[f] = pn_params_new();
+                pn_params_set(params[f], "w", p0);
+                o[f] = make(&configs[k], which[k]);
+                pnN_optim_set_fused(f == 1);
+                for (int s = 0; s < 3; s++) {
+                    pn_params_set(grads, "w", gs[s]);
+                    CHECK(pn_optimizer_update(o[f], params[f], grads) == 0);
+                    pn_array *w = pn_params_get(params[f], "w");
+                    if (f == 1 && s == 0)
+                        CHECK_MSG(w->node && strcmp(w->node->prim->name, "OptimUpdate") == 0,
+                                  "%s: the fused update is not one OptimUpdate node", configs[k].name);
+                    pn_eval(&w, 1);
+                }
+            }
+            pnN_optim_set_fused(true);
+            double rtol = t == PN_FLOAT64 ? 1e-13 : 2e-6, atol = t == PN_FLOAT64 ? 1e-14 : 1e-6;
+            pn_params *st[2] = {pn_optimizer_state(o[0]), pn_optimizer_state(o[1])};
+            for (int i = 0; i <= pn_params_count(st[1]); i++) {
+                /* i == count: the parameter itself */
+                bool param = i == pn_params_count(st[1]);
+                const char *name = param ? "w" : pn_params_name(st[1], i);
+                pn_array *a = pn_params_get(param ? params[1] : st[1], name);
+                pn_array *b = pn_params_get(param ? params[0] : st[0], name);
+                CHECK_MSG(a && b, "%s: %s missing", configs[k].name, name);
+                if (!a || !b || strcmp(name, "step") == 0) continue;
+                double *ref = test_to_f64(b);
+                char what[96];
+                snprintf(what, sizeof what, "%s %s fused vs composed: %s", configs[k].name, pn_dtype_name(t), name);
+                test_check_values(what, a, shape, 2, t, ref, rtol, atol);
+                free(ref);
+            }
+            for (int f = 0; f < 2; f++) {
+                pn_optimizer_free(o[f]);
+                pn_params_free(params[f]);
+            }
+            pn_params_free(grads);
+            pn_scope_pop();
+        }
 }

@@ -548,169 +548,47 @@ static void bench_gemms(void)
 }
 
 /* ───────────────────────────── training steps ───────────────────────────── */
-/* The two models of examples/fashion_mnist.c (same layers, names and initialization scales),
- * one Adam step (lr 1e-3, no bias correction, as the example) on a fixed random batch. */
+/* The two models of examples/fashion_mnist.c and one Adam step (bench/train_models.h, shared
+ * with the CPU benchmark) on a fixed random batch. */
 
-enum { MAX_PARAMS = 8 };
-
-typedef struct {
-    const char *figure;
-    int nparams;
-    const char *names[MAX_PARAMS];
-    int64_t shapes[MAX_PARAMS][4];
-    int ndims[MAX_PARAMS];
-    pn_array *(*forward)(pn_array *const *w, pn_array *x);
-} model;
-
-/* MLP 784 → 512 → 512 → 10 with ReLU (the example's default). */
-static pn_array *mlp_forward(pn_array *const *w, pn_array *x)
-{
-    pn_array *h = pn_nn_relu(pn_nn_linear(x, w[0], w[1]));
-    h = pn_nn_relu(pn_nn_linear(h, w[2], w[3]));
-    return pn_nn_linear(h, w[4], w[5]);
-}
-
-/* CNN on (B, 28, 28, 1): conv3x3 32 - pool - bias - relu - conv3x3 64 - pool - bias - relu -
- * linear 128 - relu - linear 10, exactly as the example's --cnn model. */
-static pn_array *cnn_forward(pn_array *const *w, pn_array *x)
-{
-    const int pad[2] = {1, 1}, pool[2] = {2, 2};
-    pn_array *h = pn_reshape(x, (int64_t[]){-1, 28, 28, 1}, 4);
-    h = pn_nn_relu(pn_add(pn_nn_max_pool2d(pn_conv2d(h, w[0], NULL, pad, NULL, 1), pool, NULL, NULL), w[1]));
-    h = pn_nn_relu(pn_add(pn_nn_max_pool2d(pn_conv2d(h, w[2], NULL, pad, NULL, 1), pool, NULL, NULL), w[3]));
-    h = pn_reshape(h, (int64_t[]){-1, 7 * 7 * 64}, 2);
-    h = pn_nn_relu(pn_nn_linear(h, w[4], w[5]));
-    return pn_nn_linear(h, w[6], w[7]);
-}
-
-static const model MLP = {"mlp_step", 6,
-    {"layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias", "layers.2.weight",
-     "layers.2.bias"},
-    {{512, 784}, {512}, {512, 512}, {512}, {10, 512}, {10}},
-    {2, 1, 2, 1, 2, 1}, mlp_forward};
-static const model CNN = {"cnn_step", 8,
-    {"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
-     "fc2.weight", "fc2.bias"},
-    {{32, 3, 3, 1}, {32}, {64, 3, 3, 32}, {64}, {128, 3136}, {128}, {10, 128}, {10}},
-    {4, 1, 4, 1, 2, 1, 2, 1}, cnn_forward};
-
-/* loss(params..., x, y): mean cross entropy; ctx is the model. */
-static int loss_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
-{
-    const model *m = ctx;
-    pn_array *logits = m->forward(in, in[m->nparams]);
-    out[0] = pn_nn_cross_entropy(logits, in[m->nparams + 1], -1, 0.0, PN_REDUCTION_MEAN);
-    *nout = 1;
-    return out[0] ? 0 : -1;
-}
-
-typedef struct {
-    const model *m;
-    pn_params *params;
-    pn_optimizer *optim;
-    pn_closure *vg;
-    pn_array *x, *y;
-    double loss; /* the last step's loss, when the step was asked to read it */
-    bool read_loss;
-} train_ctx;
-
-/* One training step: value_and_grad, Adam update, one pn_eval of the loss, the new parameters
- * and the optimizer state, then a synchronize (the loss is read only when asked). */
-static int run_step(void *p)
-{
-    train_ctx *t = p;
-    const model *m = t->m;
-    int np = m->nparams, rc = -1;
-    pn_scope_push();
-    pn_array *in[MAX_PARAMS + 2], *out[1 + MAX_PARAMS];
-    for (int i = 0; i < np; i++) in[i] = pn_params_get(t->params, m->names[i]);
-    in[np] = t->x;
-    in[np + 1] = t->y;
-    int nout = 1 + np;
-    pn_params *grads = NULL;
-    if (pn_closure_call(t->vg, np + 2, in, &nout, out) != 0) goto done;
-    grads = pn_params_new();
-    for (int i = 0; i < np; i++) pn_params_set(grads, m->names[i], out[1 + i]);
-    if (pn_optimizer_update(t->optim, t->params, grads) != 0) goto done;
-    pn_array *todo[1 + MAX_PARAMS + 64];
-    int n = 0;
-    todo[n++] = out[0];
-    for (int i = 0; i < pn_params_count(t->params) && n < 1 + MAX_PARAMS; i++)
-        todo[n++] = pn_params_at(t->params, i);
-    pn_params *st = pn_optimizer_state(t->optim);
-    for (int i = 0; i < pn_params_count(st) && n < (int)(sizeof todo / sizeof todo[0]); i++)
-        todo[n++] = pn_params_at(st, i);
-    if (pn_eval(todo, n) != 0 || gpu_sync() != 0) goto done;
-    rc = 0;
-    if (t->read_loss) {
-        t->loss = pn_item(out[0]);
-        if (pn_last_error() != PN_OK) rc = -1;
-    }
-done:
-    pn_params_free(grads);
-    pn_scope_pop();
-    return rc;
-}
+#include "../train_models.h"
 
 /* The model's loss at its current parameters, computed on the CPU (the reference). */
-static double cpu_loss(train_ctx *t)
+static double cpu_loss(tm_train *t)
 {
     double v = NAN;
     if (pn_stream_push(pn_default_stream((pn_device){PN_CPU, 0})) != 0) return v;
     pn_scope_push();
-    pn_array *in[MAX_PARAMS + 2], *out[1];
+    pn_array *in[TM_MAX_PARAMS + 2], *out[1];
     int np = t->m->nparams, nout = 1;
     for (int i = 0; i < np; i++) in[i] = pn_params_get(t->params, t->m->names[i]);
     in[np] = t->x;
     in[np + 1] = t->y;
-    if (loss_fn((void *)t->m, np + 2, in, &nout, out) == 0) v = pn_item(out[0]);
+    if (tm_loss_fn((void *)t->m, np + 2, in, &nout, out) == 0) v = pn_item(out[0]);
     pn_scope_pop();
     pn_stream_pop();
     return v;
 }
 
-static void bench_train(const model *m)
+static void bench_train(const tm_model *m)
 {
     int64_t fb0 = pnC_gpu_fallback_count(), B = S.batch;
-    train_ctx t = {.m = m};
+    tm_train t = {.sync = gpu_sync};
     double tstep = -1;
-    int argnums[MAX_PARAMS] = {0, 1, 2, 3, 4, 5, 6, 7};
     float *xh = host_random(B * 784, 0.0f, 1.0f);
     int32_t *yh = malloc((size_t)B * sizeof(int32_t));
-    t.params = pn_params_new();
     if (!xh || !yh) goto fail;
     for (int64_t i = 0; i < B; i++) yh[i] = (int32_t)(rng_next() % 10);
-    /* mlx.nn's initialization scales: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)); conv biases 0. */
-    for (int i = 0; i < m->nparams; i++) {
-        const int64_t *sh = m->shapes[i];
-        int nd = m->ndims[i];
-        bool conv_bias = nd == 1 && i > 0 && m->ndims[i - 1] == 4;
-        const int64_t *wsh = nd == 1 ? m->shapes[i - 1] : sh;
-        int wnd = nd == 1 ? m->ndims[i - 1] : nd;
-        int64_t fan_in = 1, count = 1;
-        for (int d = 1; d < wnd; d++) fan_in *= wsh[d];
-        for (int d = 0; d < nd; d++) count *= sh[d];
-        float scale = (float)(1.0 / sqrt((double)fan_in));
-        float *w = host_random(count, -scale, scale);
-        if (w && conv_bias) memset(w, 0, (size_t)count * sizeof(float));
-        pn_array *a = w ? gpu_array(w, sh, nd, PN_FLOAT32) : NULL;
-        free(w);
-        if (!a || pn_params_set(t.params, m->names[i], a) != 0) goto fail;
-        pn_release(a);
-    }
+    if (tm_setup(&t, m, host_random, gpu_array) != 0) goto fail;
     t.x = gpu_array(xh, (int64_t[]){B, 784}, 2, PN_FLOAT32);
     t.y = t.x ? gpu_array(yh, &B, 1, PN_INT32) : NULL;
-    t.optim = pn_optim_adam(1e-3, 0.9, 0.999, 1e-8, false);
-    pn_closure *lf = pn_closure_new(loss_fn, (void *)m, NULL);
-    t.vg = lf ? pn_value_and_grad(lf, argnums, m->nparams) : NULL;
-    pn_closure_release(lf);
-    if (!t.y || !t.optim || !t.vg) goto fail;
+    if (!t.y) goto fail;
 
     /* Check: the first GPU step's loss equals the CPU's at the same parameters, and the loss
      * on this fixed batch has gone down once all steps have run. */
     double ref = cpu_loss(&t);
     t.read_loss = true;
-    if (!isfinite(ref) || run_step(&t) != 0) goto fail;
+    if (!isfinite(ref) || tm_run_step(&t) != 0) goto fail;
     double first = t.loss;
     if (!(fabs(first - ref) <= 1e-4 * fabs(ref) + 1e-5)) {
         snprintf(bench_msg, sizeof bench_msg, "first loss %.7g on the GPU, %.7g on the CPU",
@@ -718,9 +596,9 @@ static void bench_train(const model *m)
         goto fail;
     }
     t.read_loss = false;
-    if (time_pair(run_step, &t, NULL, NULL, &tstep, NULL) != 0) goto fail;
+    if (time_pair(tm_run_step, &t, NULL, NULL, &tstep, NULL) != 0) goto fail;
     t.read_loss = true;
-    if (run_step(&t) != 0) goto fail;
+    if (tm_run_step(&t) != 0) goto fail;
     if (!(t.loss < first)) {
         snprintf(bench_msg, sizeof bench_msg, "loss did not go down: %.6g then %.6g", first,
                  t.loss);
@@ -734,18 +612,14 @@ static void bench_train(const model *m)
 fail:
     report_error(m->figure);
 done:
-    pn_closure_release(t.vg);
-    pn_optimizer_free(t.optim);
-    pn_params_free(t.params);
-    pn_release(t.x);
-    pn_release(t.y);
+    tm_free(&t);
     free(xh);
     free(yh);
     pn_clear_error();
 }
 
-static void bench_mlp(void) { bench_train(&MLP); }
-static void bench_cnn(void) { bench_train(&CNN); }
+static void bench_mlp(void) { bench_train(&TM_MLP); }
+static void bench_cnn(void) { bench_train(&TM_CNN); }
 
 /* ───────────────────────────── op_overhead_gpu ───────────────────────────── */
 

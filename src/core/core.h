@@ -253,6 +253,15 @@ int pnC_eval1(pn_array *a);
  * case); see PONTE_GPU_STRICT in eval.c. */
 int64_t pnC_gpu_fallback_count(void);
 
+/* Shared by derivative and batching rules (src/ops/rules.c). pnC_sum_to_shape: x summed
+ * down to `shape`, which x's shape broadcasts from (leading extra axes and axes where shape has
+ * 1), x itself when the shapes agree. pnC_batch_front: x with its mapped axis (axis < 0: x
+ * unchanged) moved to the front and size-1 axes inserted after it up to `rank` unmapped axes,
+ * so that the batch axis lines up across inputs. Both return arrays owned by the current
+ * scope, NULL with an error. */
+pn_array *pnC_sum_to_shape(pn_array *x, const int64_t *shape, int ndim);
+pn_array *pnC_batch_front(pn_array *x, int axis, int rank);
+
 /* Asynchronous evaluation (eval.c). While a pn_async_eval job runs on the worker thread,
  * code elsewhere that reads or changes graph links (an array's node or buffer, a node's weak
  * outputs) brackets it with pnC_graph_lock, which returns whether it locked (not when no job

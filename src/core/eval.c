@@ -71,9 +71,20 @@ int pn_set_default_device(pn_device d)
     return 0;
 }
 
+static _Atomic int default_stream_index[PN_NUM_DEVICE_TYPES] = {0, 1};
+
 pn_stream pn_default_stream(pn_device d)
 {
-    return (pn_stream){.index = d.type == PN_GPU ? 1 : 0, .device = d};
+    return (pn_stream){.index = atomic_load(&default_stream_index[d.type == PN_GPU]), .device = d};
+}
+
+int pn_set_default_stream(pn_stream s)
+{
+    if (!pn_is_available(s.device))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[set_default_stream] The stream's device is not available.");
+    atomic_store(&default_stream_index[s.device.type == PN_GPU], s.index);
+    return 0;
 }
 
 pn_stream pn_new_stream(pn_device d)

@@ -2,7 +2,9 @@
  * Adamax, Lion, Adafactor, Muon), parameter groups, learning-rate schedules and global-norm
  * gradient clipping. One optimizer struct holds hyperparameters and state in a parameter tree
  * ("step", "<name>.m", ...); each rule is one function over lazy ops, so an update is part of
- * the graph like any op. A group gives the parameters under some names another rule. */
+ * the graph like any op. The elementwise rules run as one fused OptimUpdate node (ops/optim.h)
+ * when parameter, gradient and state share shape and dtype, and compose their arithmetic from
+ * elementwise ops otherwise. A group gives the parameters under some names another rule. */
 #include "core/core.h"
 #include "ops/optim.h"
 
@@ -156,9 +158,30 @@ struct pn_optimizer {
 
 #define W(x) pn_weak_float(x)
 
+/* The rule's fused step (one OptimUpdate node over p, g and the slots s) when they allow it:
+ * returns 0 with the new parameter in *np and the new slots in s, 1 when the rule must compose
+ * its step from elementwise ops instead, -1 on error. */
+static int fused_step(pn_array *p, pn_array *g, pn_array **s, const pnN_optim_params *prm, pn_array **np)
+{
+    pn_array *out[1 + PNN_OPT_MAX_SLOTS];
+    int rc = pnN_optim_update(p, g, s, prm, out);
+    if (rc) return rc;
+    *np = out[0];
+    for (int k = 0; k < pnN_optim_nslots(prm->rule); k++) s[k] = out[1 + k];
+    return 0;
+}
+
+/* Inside a rule (p, g, s in scope): returns the fused step of RULE with FLAGS and the
+ * coefficients that follow (laid out as in ops/optim.h) unless it must be composed. */
+#define RETURN_FUSED(RULE, FLAGS, ...)                                                             do {                                                                                               pn_array *np_ = NULL;                                                                          int rc_ = fused_step(p, g, s, &(pnN_optim_params){RULE, FLAGS, {__VA_ARGS__}}, &np_);          if (rc_ <= 0) return rc_ ? NULL : np_;                                                     } while (0)
+
 static pn_array *sgd_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                           double lr, int64_t step)
 {
+    int flags = (o->wd != 0 ? PNN_OPT_WD : 0) | (o->dampening > 0 ? PNN_OPT_DAMP : 0) |
+                (o->nesterov ? PNN_OPT_NESTEROV : 0);
+    if (o->momentum <= 0) RETURN_FUSED(PNN_OPT_SGD, flags & PNN_OPT_WD, o->wd, lr);
+    else RETURN_FUSED(PNN_OPT_MOMENTUM, flags, o->wd, lr, o->momentum, 1 - o->dampening);
     if (o->wd != 0) g = pn_add(g, pn_multiply(W(o->wd), p));
     if (o->momentum <= 0) return pn_subtract(p, pn_multiply(W(lr), g));
     pn_array *v = pn_multiply(W(o->momentum), s[0]);
@@ -168,33 +191,25 @@ static pn_array *sgd_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_ar
     return pn_subtract(p, pn_multiply(W(lr), update));
 }
 
-/* Adam's step from p*decay (decay = 1 - lr*wd for AdamW, 1 for Adam): one fused AdamUpdate
- * node when p, g and the moments share shape and dtype, else the same arithmetic composed from
- * elementwise ops (the coefficients are computed here, on the host, either way). */
+/* Adam's step from p*decay (decay = 1 - lr*wd for AdamW, 1 for Adam), fused or composed (the
+ * bias-corrected coefficients c1, c2 are computed here, on the host, either way). */
 static pn_array *adam_step(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                            double lr, int64_t step, double decay)
 {
-    pnN_adam_params prm = {o->b1, o->b2, o->eps, decay, lr, 1};
+    double c1 = lr, c2 = 1;
     if (o->bias_correction) {
-        prm.c1 = lr / (1 - pow(o->b1, (double)step));
-        prm.c2 = 1 / sqrt(1 - pow(o->b2, (double)step));
+        c1 = lr / (1 - pow(o->b1, (double)step));
+        c2 = 1 / sqrt(1 - pow(o->b2, (double)step));
     }
-    pn_array *out[3];
-    int rc = pnN_adam_update(p, g, s[0], s[1], &prm, out);
-    if (rc < 0) return NULL;
-    if (rc == 0) {
-        s[0] = out[1];
-        s[1] = out[2];
-        return out[0];
-    }
+    RETURN_FUSED(PNN_OPT_ADAM, 0, o->b1, 1 - o->b1, o->b2, 1 - o->b2, o->eps, decay, c1, c2);
     if (decay != 1) p = pn_multiply(p, W(decay));
     pn_array *m = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), g));
     pn_array *v = pn_add(pn_multiply(W(o->b2), s[1]), pn_multiply(W(1 - o->b2), pn_square(g)));
     s[0] = m;
     s[1] = v;
     if (o->bias_correction) {
-        pn_array *den = pn_add(pn_multiply(pn_sqrt(v), W(prm.c2)), W(o->eps));
-        return pn_subtract(p, pn_divide(pn_multiply(W(prm.c1), m), den));
+        pn_array *den = pn_add(pn_multiply(pn_sqrt(v), W(c2)), W(o->eps));
+        return pn_subtract(p, pn_divide(pn_multiply(W(c1), m), den));
     }
     return pn_subtract(p, pn_divide(pn_multiply(W(lr), m), pn_add(pn_sqrt(v), W(o->eps))));
 }
@@ -214,6 +229,7 @@ static pn_array *adamw_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_
 static pn_array *rmsprop_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                               double lr, int64_t step)
 {
+    RETURN_FUSED(PNN_OPT_RMSPROP, 0, o->b1, 1 - o->b1, lr, o->eps);
     pn_array *v = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), pn_square(g)));
     s[0] = v;
     return pn_subtract(p, pn_divide(pn_multiply(W(lr), g), pn_add(pn_sqrt(v), W(o->eps))));
@@ -222,6 +238,7 @@ static pn_array *rmsprop_rule(const pn_optimizer *o, pn_array *p, pn_array *g, p
 static pn_array *adagrad_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                               double lr, int64_t step)
 {
+    RETURN_FUSED(PNN_OPT_ADAGRAD, 0, lr, o->eps);
     pn_array *v = pn_add(s[0], pn_square(g));
     s[0] = v;
     return pn_subtract(p, pn_divide(pn_multiply(W(lr), g), pn_add(pn_sqrt(v), W(o->eps))));
@@ -230,6 +247,7 @@ static pn_array *adagrad_rule(const pn_optimizer *o, pn_array *p, pn_array *g, p
 static pn_array *adadelta_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                                double lr, int64_t step)
 {
+    RETURN_FUSED(PNN_OPT_ADADELTA, 0, o->b1, 1 - o->b1, o->eps, lr);
     pn_array *v = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), pn_square(g)));
     pn_array *d = pn_multiply(pn_divide(pn_sqrt(pn_add(s[1], W(o->eps))), pn_sqrt(pn_add(v, W(o->eps)))), g);
     pn_array *u = pn_add(pn_multiply(W(o->b1), s[1]), pn_multiply(W(1 - o->b1), pn_square(d)));
@@ -241,6 +259,7 @@ static pn_array *adadelta_rule(const pn_optimizer *o, pn_array *p, pn_array *g, 
 static pn_array *adamax_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                              double lr, int64_t step)
 {
+    RETURN_FUSED(PNN_OPT_ADAMAX, 0, o->b1, 1 - o->b1, o->b2, lr, o->eps);
     pn_array *m = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), g));
     pn_array *v = pn_maximum(pn_multiply(W(o->b2), s[1]), pn_abs(g));
     s[0] = m;
@@ -251,6 +270,7 @@ static pn_array *adamax_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn
 static pn_array *lion_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                            double lr, int64_t step)
 {
+    RETURN_FUSED(PNN_OPT_LION, o->wd > 0 ? PNN_OPT_WD : 0, o->b1, 1 - o->b1, o->b2, 1 - o->b2, 1 - lr * o->wd, lr);
     pn_array *c = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), g));
     s[0] = pn_add(pn_multiply(W(o->b2), s[0]), pn_multiply(W(1 - o->b2), g));
     if (o->wd > 0) p = pn_multiply(W(1 - lr * o->wd), p);

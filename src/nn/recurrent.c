@@ -1,7 +1,8 @@
 /* recurrent.c — mlx.nn's recurrent layers (RNN, GRU, LSTM) as functions of their inputs and
  * weights, with MLX's layouts and gate orders. Composite ops: the input projection of the whole
- * sequence is one matmul, then a loop over time steps (matmul + elementwise) and a stack, so
- * gradients and the GPU come from the ops. */
+ * sequence is one matmul split once into its time steps, then a loop over time steps (matmul +
+ * elementwise) and one stack, so gradients and the GPU come from the ops and the backward is
+ * linear in the sequence length. */
 #include "core/core.h"
 
 #include <stdlib.h>
@@ -89,16 +90,16 @@ static pn_array *project(pn_array *x, pn_array *wx, pn_array *bias)
     return bias ? pn_addmm(bias, x, wx, 1.0, 1.0) : pn_matmul(x, wx);
 }
 
-/* a[..., t, :] of a (..., L, F): (..., F). */
-static pn_array *at_step(pn_array *a, int64_t t)
+/* The len time steps a[..., t, :] of a (..., len, F) into xs[0..len-1], each (..., F): one
+ * Split node, whose vjp joins the steps' cotangents in one concatenation (a slice per step
+ * would cost a zero-filled copy of a per step, quadratic in len). Returns 0 or -1. */
+static int split_steps(pn_array *a, int64_t len, pn_array **xs)
 {
-    if (!a) return NULL;
-    int nd = a->ndim, ax = nd - 2;
-    int64_t start[PNC_MAX_NDIM] = {0}, stop[PNC_MAX_NDIM];
-    for (int i = 0; i < nd; i++) stop[i] = a->shape[i];
-    start[ax] = t;
-    stop[ax] = t + 1;
-    return pn_squeeze(pn_slice(a, start, stop, NULL, nd), &ax, 1);
+    if (!a || pn_split_sections(a, (int)len, -2, xs)) return -1;
+    int ax = a->ndim - 2;
+    for (int64_t t = 0; t < len; t++)
+        if (!(xs[t] = pn_squeeze(xs[t], &ax, 1))) return -1;
+    return 0;
 }
 
 /* The nonlinearity of an Elman step: f(pre) (one output of pre's shape), or tanh when f is NULL. */
@@ -134,12 +135,13 @@ pn_array *pn_nn_rnn(pn_array *x, pn_array *wxh, pn_array *whh, pn_array *bias, p
     int64_t hs;
     if (!rnn_check(&RNN_SPEC, x, wxh, whh, bias, &hidden, (const char *[]){"hidden"}, 1, &hs)) return NULL;
     int64_t len = x->shape[x->ndim - 2];
-    pn_array **steps = calloc((size_t)len, sizeof *steps);
+    pn_array **steps = calloc((size_t)(2 * len), sizeof *steps), **xs = steps + len;
     if (!steps) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[rnn] Out of memory.");
     pn_scope_push();
-    pn_array *xp = project(x, wxh, bias), *h = hidden;
-    for (int64_t t = 0; t < len; t++) {
-        pn_array *pre = at_step(xp, t);
+    pn_array *h = hidden;
+    bool ok = split_steps(project(x, wxh, bias), len, xs) == 0; /* else steps stay NULL: stack fails */
+    for (int64_t t = 0; ok && t < len; t++) {
+        pn_array *pre = xs[t];
         if (h) pre = pn_add(pre, pn_matmul(h, whh));
         if (!(h = steps[t] = apply_nonlinearity(nonlinearity, pre))) break;
     }
@@ -158,14 +160,16 @@ pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_arr
     if (!rnn_check(&GRU_SPEC, x, wx, wh, b, &hidden, (const char *[]){"hidden"}, 1, &hs)) return NULL;
     if (bhn && (!pnC_inputs_ok("gru", 1, &bhn) || !check_vector(&GRU_SPEC, "bhn", bhn, hs))) return NULL;
     int64_t len = x->shape[x->ndim - 2];
-    pn_array **steps = calloc((size_t)len, sizeof *steps);
+    pn_array **steps = calloc((size_t)(2 * len), sizeof *steps), **xs = steps + len;
     if (!steps) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[gru] Out of memory.");
     pn_scope_push();
     int64_t cut = 2 * hs;
-    pn_array *xp[2] = {NULL, NULL}, *h = hidden;
-    pn_split(project(x, wx, b), &cut, 1, -1, xp); /* (..., L, 2H), (..., L, H) */
-    for (int64_t t = 0; t < len; t++) {
-        pn_array *rz_in = at_step(xp[0], t), *n_in = at_step(xp[1], t), *hn = bhn;
+    pn_array *h = hidden;
+    bool ok = split_steps(project(x, wx, b), len, xs) == 0; /* else steps stay NULL: stack fails */
+    for (int64_t t = 0; ok && t < len; t++) {
+        pn_array *xp[2] = {NULL, NULL}; /* (..., 2H), (..., H) */
+        if (pn_split(xs[t], &cut, 1, -1, xp)) break;
+        pn_array *rz_in = xp[0], *n_in = xp[1], *hn = bhn;
         if (h) {
             pn_array *hp[2] = {NULL, NULL};
             pn_split(pn_matmul(h, wh), &cut, 1, -1, hp);
@@ -197,12 +201,13 @@ pn_array *pn_nn_lstm(pn_array *x, pn_array *wx, pn_array *wh, pn_array *bias, pn
                    &hs))
         return NULL;
     int64_t len = x->shape[x->ndim - 2];
-    pn_array **steps = calloc((size_t)(2 * len), sizeof *steps), **cells = steps + len;
+    pn_array **steps = calloc((size_t)(3 * len), sizeof *steps), **cells = steps + len, **xs = cells + len;
     if (!steps) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[lstm] Out of memory.");
     pn_scope_push();
-    pn_array *xp = project(x, wx, bias), *h = hidden, *c = cell;
-    for (int64_t t = 0; t < len; t++) {
-        pn_array *ifgo = at_step(xp, t);
+    pn_array *h = hidden, *c = cell;
+    bool ok = split_steps(project(x, wx, bias), len, xs) == 0; /* else steps stay NULL: stack fails */
+    for (int64_t t = 0; ok && t < len; t++) {
+        pn_array *ifgo = xs[t];
         if (h) ifgo = pn_add(ifgo, pn_matmul(h, wh));
         pn_array *gate[4] = {NULL, NULL, NULL, NULL};
         if (pn_split_sections(ifgo, 4, -1, gate)) break;

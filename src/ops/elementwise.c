@@ -376,20 +376,6 @@ pn_array *pn_array_equal(pn_array *a, pn_array *b, bool equal_nan)
 
 /* ───────────────────────────── derivative helpers ───────────────────────────── */
 
-/* g summed down to the shape of x (undoing broadcasting); g itself when shapes agree. */
-static pn_array *unbroadcast(pn_array *g, const pn_array *x)
-{
-    if (!g) return NULL;
-    bool same = g->ndim == x->ndim;
-    for (int d = 0; same && d < x->ndim; d++) same = g->shape[d] == x->shape[d];
-    if (same) return g;
-    int axes[PNC_MAX_NDIM], n = 0, lead = g->ndim - x->ndim;
-    for (int d = 0; d < g->ndim; d++)
-        if (d < lead || (x->shape[d - lead] == 1 && g->shape[d] != 1)) axes[n++] = d;
-    pn_array *s = n ? pn_sum(g, axes, n, true) : g;
-    return pn_reshape(s, x->shape, x->ndim);
-}
-
 /* t broadcast to shape/ndim (a no-op when it already has it). */
 static pn_array *broadcast_to(pn_array *t, const int64_t *shape, int ndim)
 {
@@ -522,7 +508,7 @@ static int binary_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *
     pn_scope_push();
     for (int i = 0; i < nargs; i++) {
         int arg = argnums[i];
-        pn_array *g = unbroadcast(binary_term(op, arg, in[0], in[1], out[0], cot[0]), in[arg]);
+        pn_array *g = pnC_sum_to_shape(binary_term(op, arg, in[0], in[1], out[0], cot[0]), in[arg]->shape, in[arg]->ndim);
         grads[i] = g == cot[0] ? pnC_alias(g) : g;
     }
     pn_scope_pop_keep(grads, nargs);
@@ -566,7 +552,7 @@ static int divmod_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *
     for (int i = 0; i < nargs; i++) {
         int arg = argnums[i];
         pn_array *g = arg ? pn_negative(pn_multiply(cot[1], out[0])) : cot[1];
-        g = unbroadcast(g, in[arg]);
+        g = pnC_sum_to_shape(g, in[arg]->shape, in[arg]->ndim);
         grads[i] = g == cot[1] ? pnC_alias(g) : g;
     }
     pn_scope_pop_keep(grads, nargs);
@@ -596,7 +582,7 @@ static int where_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *o
         if (arg == 0) continue;
         pn_array *z = zero_like_dtype(cot[0]);
         pn_array *g = arg == 1 ? pn_where(in[0], cot[0], z) : pn_where(in[0], z, cot[0]);
-        grads[i] = unbroadcast(g, in[arg]);
+        grads[i] = pnC_sum_to_shape(g, in[arg]->shape, in[arg]->ndim);
     }
     pn_scope_pop_keep(grads, nargs);
     return term_status();

@@ -87,19 +87,6 @@ static int gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
 /* x with its last two axes swapped. */
 static pn_array *swap_last(pn_array *x) { return pn_swapaxes(x, -1, -2); }
 
-/* Sums x down to `shape` (which x's shape broadcasts from): leading extra axes and axes where
- * shape has 1. */
-static pn_array *sum_to_shape(pn_array *x, const int64_t *shape, int ndim)
-{
-    if (!x) return NULL;
-    int xn = pn_ndim(x), lead = xn - ndim, axes[PNC_MAX_NDIM], na = 0;
-    const int64_t *xs = pn_shape(x);
-    for (int i = 0; i < xn; i++)
-        if (i < lead || (shape[i - lead] == 1 && xs[i] != 1)) axes[na++] = i;
-    if (na == 0) return x;
-    return pn_reshape(pn_sum(x, axes, na, true), shape, ndim);
-}
-
 static int gemm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                     pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
@@ -113,13 +100,13 @@ static int gemm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *
     for (int i = 0; i < nargs; i++) {
         pn_array *r = NULL;
         if (argnums[i] == 0) {
-            r = sum_to_shape(pn_matmul(gs, swap_last(b)), a->shape, a->ndim);
+            r = pnC_sum_to_shape(pn_matmul(gs, swap_last(b)), a->shape, a->ndim);
         } else if (argnums[i] == 1 && b->ndim == 2 && a->ndim > 2) {
             /* a shared b: one GEMM over the folded batch, (K, B*M) @ (B*M, N) */
             int64_t ka[2] = {-1, a->shape[a->ndim - 1]}, gn[2] = {-1, b->shape[1]};
             r = pn_matmul(swap_last(pn_reshape(a, ka, 2)), pn_reshape(gs, gn, 2));
         } else if (argnums[i] == 1) {
-            r = sum_to_shape(pn_matmul(swap_last(a), gs), b->shape, b->ndim);
+            r = pnC_sum_to_shape(pn_matmul(swap_last(a), gs), b->shape, b->ndim);
         } else if (argnums[i] == 2) {
             r = p->beta == 1.0 ? pnC_alias(g) : pn_multiply(g, pn_weak_float(p->beta));
         }
@@ -156,20 +143,6 @@ static int gemm_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
     return ok ? 0 : -1;
 }
 
-/* x with its mapped axis (if any) moved to the front, then size-1 axes after it up to `rank`
- * unbatched axes, so that it broadcasts against the unmapped inputs like the others. */
-static pn_array *batch_front(pn_array *x, int axis, int rank)
-{
-    if (axis < 0 || !x) return x;
-    x = pn_moveaxis(x, axis, 0);
-    int r = pn_ndim(x) - 1;
-    if (!x || r >= rank) return x;
-    int64_t s[PNC_MAX_NDIM];
-    s[0] = pn_shape(x)[0];
-    for (int d = 1; d <= rank; d++) s[d] = d <= rank - r ? 1 : pn_shape(x)[d - (rank - r)];
-    return pn_reshape(x, s, rank + 1);
-}
-
 static int gemm_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
                      pn_array **out, int *out_axes)
 {
@@ -182,7 +155,7 @@ static int gemm_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
     }
     pn_scope_push();
     pn_array *x[3];
-    for (int k = 0; k < node->nin; k++) x[k] = batch_front(in[k], in_axes[k], rank);
+    for (int k = 0; k < node->nin; k++) x[k] = pnC_batch_front(in[k], in_axes[k], rank);
     out[0] = node->nin == 2 ? pn_matmul(x[0], x[1]) : pn_addmm(x[2], x[0], x[1], p->alpha, p->beta);
     out_axes[0] = mapped ? 0 : -1;
     pn_scope_pop_keep(out, 1);
@@ -454,7 +427,7 @@ static int diagonal_vmap(const pnC_node *node, pn_array *const *in, const int *i
     const diag_params *p = PNC_PARAMS(node, diag_params);
     int shift = in_axes[0] >= 0;
     pn_scope_push();
-    out[0] = pn_diagonal(batch_front(in[0], in_axes[0], 0), p->offset, p->axis1 + shift,
+    out[0] = pn_diagonal(pnC_batch_front(in[0], in_axes[0], 0), p->offset, p->axis1 + shift,
                          p->axis2 + shift);
     out_axes[0] = shift ? 0 : -1;
     pn_scope_pop_keep(out, 1);

@@ -163,7 +163,7 @@ static int reduce_vmap(const pnC_node *node, pn_array *const *in, const int *in_
     pnK_reduce_params q = *PNC_PARAMS(node, pnK_reduce_params);
     int b = in_axes[0];
     pn_scope_push();
-    pn_array *x = pnO_batch_front(in[0], b), *r = NULL;
+    pn_array *x = pnC_batch_front(in[0], b, 0), *r = NULL;
     if (b >= 0)
         for (int i = 0; i < q.naxes; i++) q.axes[i]++;
     if (x) {
@@ -329,7 +329,7 @@ static int argreduce_vmap(const pnC_node *node, pn_array *const *in, const int *
     const pnK_argreduce_params *p = PNC_PARAMS(node, pnK_argreduce_params);
     int b = in_axes[0];
     pn_scope_push();
-    pn_array *x = pnO_batch_front(in[0], b), *r;
+    pn_array *x = pnC_batch_front(in[0], b, 0), *r;
     if (b < 0) {
         r = argreduce(p->op, x, p->axis, p->keepdims);
     } else if (p->axis != PN_ALL_AXES) {
@@ -481,7 +481,7 @@ static int softmax_vmap(const pnC_node *node, pn_array *const *in, const int *in
                         pn_array **out, int *out_axes)
 {
     pn_scope_push();
-    pn_array *x = pnO_batch_front(in[0], in_axes[0]);
+    pn_array *x = pnC_batch_front(in[0], in_axes[0], 0);
     pn_array *r = x ? pnC_make(node->prim, node->params, node->params_size, 1, &x,
                                node->out_dtypes[0], x->shape, x->ndim)
                     : NULL;

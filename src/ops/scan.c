@@ -199,7 +199,7 @@ static int scan_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
     pnK_scan_params q = *PNC_PARAMS(node, pnK_scan_params);
     int b = in_axes[0];
     pn_scope_push();
-    pn_array *x = pnO_batch_front(in[0], b);
+    pn_array *x = pnC_batch_front(in[0], b, 0);
     if (b >= 0) q.axis++;
     pn_array *r =
         x ? pnC_make(node->prim, &q, sizeof q, 1, &x, node->out_dtypes[0], x->shape, x->ndim)

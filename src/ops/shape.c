@@ -1,7 +1,8 @@
 /* shape.c — shape ops. Views share their input's buffer through strides and an offset
  * (reshape of data that allows it, transpose, broadcast_to, slice with any steps, flip,
- * as_strided); concatenate, pad and slice_update copy; the rest (squeeze, expand_dims,
- * flatten, swapaxes, stack, split, tile, repeat, roll, edge padding, meshgrid) are built from
+ * as_strided, split into several outputs); concatenate, pad and slice_update copy; the rest
+ * (squeeze, expand_dims, flatten, swapaxes, stack, tile, repeat, roll, edge padding,
+ * meshgrid) are built from
  * those. Each primitive carries its CPU kernel and its vjp/jvp written with public ops. */
 #include "backend/cpu/copy.h"
 #include "backend/cuda/eval.h"
@@ -842,7 +843,133 @@ pn_array *pn_stack(pn_array *const *arrays, int n, int axis)
 
 /* ───────────────────────────── split ───────────────────────────── */
 
-/* Splits at the nindices indices along axis into out[0..nindices] (views). */
+/* Split: one node whose outputs are views of its input along axis, output j from start[j]
+ * (its shape gives the extent). Its vjp concatenates the cotangents once when the pieces tile
+ * the axis in order (always, unless split's indices go backwards), so taking a sequence apart
+ * step by step costs one pass in the backward instead of one zero-filled copy of the whole
+ * input per piece, as a slice's vjp would. */
+typedef struct {
+    int axis;
+    int64_t start[]; /* one per output */
+} split_params;
+
+static size_t split_params_size(int n) { return sizeof(split_params) + (size_t)n * sizeof(int64_t); }
+
+static int split_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const split_params *p = PNC_PARAMS(node, split_params);
+    const pn_array *a = in[0];
+    for (int j = 0; j < node->nout; j++) {
+        int64_t off = out[j]->size > 0 ? p->start[j] * a->strides[p->axis] : 0;
+        pnC_set_view(out[j], a, a->offset + off, a->strides);
+    }
+    return 0;
+}
+
+static int split_make(pn_array *a, int axis, int n, const int64_t *starts, const int64_t *extents,
+                      pn_array **out);
+
+/* The input's cotangent: the outputs' cotangents (zeros where NULL) joined along axis when the
+ * pieces tile it in order, else each one's cotangent placed in zeros and summed. */
+static int split_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
+                     pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    grads[0] = NULL;
+    int n = node->nout;
+    pn_dtype t = PN_NUM_DTYPES;
+    for (int j = 0; j < n && t == PN_NUM_DTYPES; j++)
+        if (cot[j]) t = cot[j]->dtype;
+    if (t == PN_NUM_DTYPES) return 0;
+    const split_params *p = PNC_PARAMS(node, split_params);
+    bool tiled = true;
+    for (int j = 1; j < n; j++) tiled &= p->start[j] == p->start[j - 1] + out[j - 1]->shape[p->axis];
+    pn_scope_push();
+    if (tiled) {
+        pn_array **parts = malloc((size_t)n * sizeof *parts);
+        if (!parts) {
+            pn_scope_pop();
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
+        }
+        for (int j = 0; j < n; j++)
+            parts[j] = cot[j] ? cot[j] : pn_zeros(out[j]->shape, out[j]->ndim, t);
+        grads[0] = pn_concatenate(parts, n, p->axis);
+        free(parts);
+        return rule_end(grads, 1, grads[0] != NULL);
+    }
+    pn_array *acc = pn_zeros(in[0]->shape, in[0]->ndim, t);
+    for (int j = 0; j < n; j++) {
+        if (!cot[j] || out[j]->size == 0) continue;
+        slice_params sp;
+        memset(&sp, 0, sizeof sp);
+        for (int d = 0; d < in[0]->ndim; d++) sp.step[d] = 1;
+        sp.start[p->axis] = p->start[j];
+        acc = pn_add(acc, slice_update_make(pn_zeros(in[0]->shape, in[0]->ndim, t), cot[j], &sp));
+    }
+    grads[0] = acc;
+    return rule_end(grads, 1, grads[0] != NULL);
+}
+
+/* The tangent split the same way. */
+static int split_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
+                     pn_array *const *tan, pn_array **out_tan)
+{
+    int n = node->nout, ax = PNC_PARAMS(node, split_params)->axis;
+    for (int j = 0; j < n; j++) out_tan[j] = NULL;
+    if (!tan[0]) return 0;
+    int64_t *ext = malloc((size_t)n * sizeof *ext);
+    if (!ext) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
+    for (int j = 0; j < n; j++) ext[j] = out[j]->shape[ax];
+    int rc = split_make(tan[0], ax, n, PNC_PARAMS(node, split_params)->start, ext, out_tan);
+    free(ext);
+    return rc;
+}
+
+static const pnC_primitive split_prim = {
+    .name = "Split",
+    .eval = {[PN_CPU] = split_eval, [PN_GPU] = PNG_EVAL(split_eval)},
+    .vjp = split_vjp,
+    .jvp = split_jvp,
+};
+
+/* out[0..n-1]: the n pieces of a (axis normalized) starting at starts[j] with extents[j]
+ * along axis, as the outputs of one Split node. Returns 0 or -1 (outputs NULL). */
+static int split_make(pn_array *a, int axis, int n, const int64_t *starts, const int64_t *extents,
+                      pn_array **out)
+{
+    for (int j = 0; j < n; j++) out[j] = NULL;
+    if (!a) return -1;
+    int nd = a->ndim;
+    int64_t *shapes = malloc((size_t)n * (size_t)(nd > 0 ? nd : 1) * sizeof *shapes);
+    const int64_t **sp = malloc((size_t)n * sizeof *sp);
+    int *nds = malloc((size_t)n * sizeof *nds);
+    pn_dtype *dts = malloc((size_t)n * sizeof *dts);
+    split_params *p = malloc(split_params_size(n));
+    int rc = -1;
+    if (!shapes || !sp || !nds || !dts || !p) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
+        goto done;
+    }
+    for (int j = 0; j < n; j++) {
+        int64_t *s = shapes + (size_t)j * (size_t)nd;
+        memcpy(s, a->shape, (size_t)nd * sizeof *s);
+        s[axis] = extents[j];
+        sp[j] = s;
+        nds[j] = nd;
+        dts[j] = a->dtype;
+        p->start[j] = starts[j];
+    }
+    p->axis = axis;
+    rc = pnC_make_multi(&split_prim, p, split_params_size(n), 1, &a, n, dts, sp, nds, out);
+done:
+    free(p);
+    free(shapes);
+    free(sp);
+    free(nds);
+    free(dts);
+    return rc;
+}
+
+/* Splits at the nindices indices along axis into out[0..nindices] (views of one Split node). */
 int pn_split(pn_array *a, const int64_t *indices, int nindices, int axis, pn_array **out)
 {
     if (!out) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[split] out is NULL.");
@@ -857,21 +984,21 @@ int pn_split(pn_array *a, const int64_t *indices, int nindices, int axis, pn_arr
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[split] Invalid axis (%d) passed to split for array with shape %s.",
                             axis, SHAPE_STR(a->shape, a->ndim));
+    int64_t *st = malloc(2 * (size_t)(nindices + 1) * sizeof *st);
+    if (!st) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
+    int64_t *ext = st + nindices + 1;
+    /* numpy's rule: piece i is a[indices[i-1]:indices[i]] (clamped; empty when they go back) */
     int64_t len = a->shape[ax], prev = 0;
     for (int i = 0; i <= nindices; i++) {
         int64_t e = len;
         if (i < nindices) e = clamp64(indices[i] < 0 ? indices[i] + len : indices[i], 0, len);
-        slice_params p;
-        memset(&p, 0, sizeof p);
-        int64_t shape[PNC_MAX_NDIM];
-        memcpy(shape, a->shape, (size_t)a->ndim * sizeof *shape);
-        for (int d = 0; d < a->ndim; d++) p.step[d] = 1;
-        p.start[ax] = prev;
-        shape[ax] = e > prev ? e - prev : 0;
-        if (!(out[i] = slice_make(a, &p, shape))) return fail_outputs(out, i);
+        st[i] = prev;
+        ext[i] = e > prev ? e - prev : 0;
         prev = e;
     }
-    return 0;
+    int rc = split_make(a, ax, nindices + 1, st, ext, out);
+    free(st);
+    return rc;
 }
 
 /* Splits into nsections equal parts along axis. */

@@ -61,6 +61,8 @@ pn_array *pnT_tracer(pn_array *p)
 typedef struct custom_rule {
     pn_closure *f;
     pn_closure *vjp_fn;
+    pn_closure *jvp_fn; /* NULL: forward mode differentiates f */
+    pn_closure *vmap_fn; /* NULL: vmap maps f (the node has no batching rule) */
 } custom_rule;
 
 /* Params of a custom node: inputs are the nprimals primals, then f's outputs. The rule is
@@ -70,11 +72,12 @@ typedef struct custom_params {
     int nprimals;
 } custom_params;
 
-static const pnC_primitive custom_prim;
+static const pnC_primitive custom_prim, custom_vmap_prim;
 
 int pnT_node_nargs(const pnC_node *nd)
 {
-    if (nd->prim == &custom_prim) return PNC_PARAMS(nd, custom_params)->nprimals;
+    if (nd->prim == &custom_prim || nd->prim == &custom_vmap_prim)
+        return PNC_PARAMS(nd, custom_params)->nprimals;
     return nd->nin;
 }
 
@@ -767,7 +770,45 @@ static int custom_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *
     return pnT_scope_keep(grads, nargs);
 }
 
-/* Forward mode through a custom node: the jvp of f itself. */
+/* Forward mode through the user's rule: jvp_fn(primals, tangents) (NULL tangents as zeros)
+ * gives one tangent per output, of the output's shape. */
+static int custom_jvp_rule(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                           pn_array *const *tan, pn_array **out_tan)
+{
+    const custom_params *p = PNC_PARAMS(nd, custom_params);
+    int np = p->nprimals, nout = nd->nout, n = 0, rc = 0;
+    pn_array **args = malloc((size_t)(2 * np + 1) * sizeof *args), *res[PN_MAX_OUTPUTS];
+    if (!args) return graph_oom();
+    pn_scope_push();
+    for (int i = 0; i < np && rc == 0; i++) {
+        args[i] = in[i];
+        args[np + i] = tan[i] ? tan[i] : pn_zeros(in[i]->shape, in[i]->ndim, in[i]->dtype);
+        if (!args[np + i]) rc = -1;
+    }
+    if (rc == 0) rc = pn_closure_call(p->rule->jvp_fn, 2 * np, args, &n, res);
+    free(args);
+    if (rc == 0 && n != nout)
+        rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[custom_jvp] The jvp function returned %d "
+                          "tangents for a function of %d outputs.", n, nout);
+    for (int j = 0; j < nout && rc == 0; j++) {
+        if (!pnT_same_shape(res[j], out[j])) {
+            char s1[256], s2[256];
+            rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                              "[custom_jvp] The tangent of output %d has shape %s, expected %s.", j,
+                              pnC_shape_str(res[j]->shape, res[j]->ndim, s1, sizeof s1),
+                              pnC_shape_str(out[j]->shape, out[j]->ndim, s2, sizeof s2));
+            break;
+        }
+        out_tan[j] = res[j];
+    }
+    if (rc) {
+        for (int j = 0; j < nout; j++) out_tan[j] = NULL;
+        return pnT_scope_fail(NULL, 0);
+    }
+    return pnT_scope_keep(out_tan, nout);
+}
+
+/* Forward mode through a custom node: the user's jvp rule, else the jvp of f itself. */
 static int custom_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
                       pn_array *const *tan, pn_array **out_tan)
 {
@@ -775,6 +816,7 @@ static int custom_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *
     pn_array *fo[PN_MAX_OUTPUTS], *jv[PN_MAX_OUTPUTS];
     int n = 0;
     for (int j = 0; j < nd->nout; j++) out_tan[j] = NULL;
+    if (p->rule->jvp_fn) return custom_jvp_rule(nd, in, out, tan, out_tan);
     pn_scope_push();
     if (pnT_jvp(p->rule->f, p->nprimals, in, tan, &n, fo, jv)) return pnT_scope_fail(NULL, 0);
     if (n != nd->nout) {
@@ -797,11 +839,68 @@ static const pnC_primitive custom_prim = {
     .jvp = custom_jvp,
 };
 
+/* Batching through the user's rule: vmap_fn(inputs, their axes as 0-d int32 arrays, -1 for
+ * unbatched) gives the outputs, then their axes. The node's other inputs (f's outputs) are
+ * not used. */
+static int custom_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes,
+                       pn_array **out, int *out_axes)
+{
+    const custom_params *p = PNC_PARAMS(nd, custom_params);
+    int np = p->nprimals, nout = nd->nout, n = 0, rc = 0;
+    pn_array **args = malloc((size_t)(2 * np + 1) * sizeof *args), *res[PN_MAX_OUTPUTS];
+    if (!args) return graph_oom();
+    pn_scope_push();
+    for (int i = 0; i < np && rc == 0; i++) {
+        args[i] = in[i];
+        args[np + i] = pn_scalar_int(in_axes[i], PN_INT32);
+        if (!args[np + i]) rc = -1;
+    }
+    if (rc == 0) rc = pn_closure_call(p->rule->vmap_fn, 2 * np, args, &n, res);
+    free(args);
+    if (rc == 0 && n != 2 * nout)
+        rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[custom_vmap] The vmap function returned %d "
+                          "arrays for a function of %d outputs (expected the outputs, then their "
+                          "axes).", n, nout);
+    for (int j = 0; j < nout && rc == 0; j++) {
+        /* out[] receives the results: the unbatched output's type is the node's */
+        pn_array *o = res[j], *ax = res[nout + j];
+        int64_t a = ax && pn_size(ax) == 1 ? pn_item_int(ax) : INT64_MIN;
+        int nd0 = nd->out_ndims[j];
+        const int64_t *sh0 = nd->out_shapes[j];
+        bool ok = o && o->dtype == nd->out_dtypes[j] &&
+                  (a == -1 ? o->ndim == nd0 : a >= 0 && a <= nd0 && o->ndim == nd0 + 1);
+        for (int k = 0, d = 0; ok && k < o->ndim; k++)
+            if (k != a) ok = o->shape[k] == sh0[d++];
+        if (!ok) {
+            rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[custom_vmap] Output %d of the vmap function "
+                              "(or its axis) does not match the function's output.", j);
+            break;
+        }
+        out[j] = o;
+        out_axes[j] = (int)a;
+    }
+    if (rc) {
+        for (int j = 0; j < nout; j++) out[j] = NULL;
+        return pnT_scope_fail(NULL, 0);
+    }
+    return pnT_scope_keep(out, nout);
+}
+
+static const pnC_primitive custom_vmap_prim = {
+    .name = "CustomVJP",
+    .eval = {[PN_CPU] = custom_eval, [PN_GPU] = PNG_EVAL(custom_eval)},
+    .vjp = custom_vjp,
+    .jvp = custom_jvp,
+    .vmap = custom_vmap,
+};
+
 static void rule_destroy(void *ctx)
 {
     custom_rule *r = ctx;
     pn_closure_release(r->f);
     pn_closure_release(r->vjp_fn);
+    pn_closure_release(r->jvp_fn);
+    pn_closure_release(r->vmap_fn);
     free(r);
 }
 
@@ -830,7 +929,8 @@ static int custom_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
     }
     custom_params params = {.rule = rule, .nprimals = nin};
     int rc = n == 0 ? 0
-                    : pnC_make_multi(&custom_prim, &params, sizeof params, nin + n, inputs, n,
+                    : pnC_make_multi(rule->vmap_fn ? &custom_vmap_prim : &custom_prim, &params,
+                                     sizeof params, nin + n, inputs, n,
                                      dtypes, shapes, ndims, out);
     free(inputs);
     if (rc) return pnT_scope_fail(NULL, 0);
@@ -839,12 +939,15 @@ static int custom_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
     return 0;
 }
 
-static pn_closure *make_custom(const char *name, pn_closure *f, pn_closure *vjp_fn)
+static pn_closure *make_custom(const char *name, pn_closure *f, pn_closure *vjp_fn,
+                               pn_closure *jvp_fn, pn_closure *vmap_fn)
 {
     custom_rule *r = malloc(sizeof *r);
     if (!r) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", name);
     r->f = pn_closure_retain(f);
     r->vjp_fn = pn_closure_retain(vjp_fn);
+    r->jvp_fn = pn_closure_retain(jvp_fn);
+    r->vmap_fn = pn_closure_retain(vmap_fn);
     return pn_closure_new(custom_call, r, rule_destroy);
 }
 
@@ -853,7 +956,7 @@ static pn_closure *make_custom(const char *name, pn_closure *f, pn_closure *vjp_
 pn_closure *pn_checkpoint(pn_closure *f)
 {
     if (!f) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[checkpoint] The function is NULL.");
-    return make_custom("checkpoint", f, NULL);
+    return make_custom("checkpoint", f, NULL, NULL, NULL);
 }
 
 /* A closure equal to f whose vjp is vjp_fn (ponte.h); forward mode uses f's own jvp. It
@@ -862,5 +965,15 @@ pn_closure *pn_custom_vjp(pn_closure *f, pn_closure *vjp_fn)
 {
     if (!f || !vjp_fn)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[custom_vjp] The function or its vjp is NULL.");
-    return make_custom("custom_vjp", f, vjp_fn);
+    return make_custom("custom_vjp", f, vjp_fn, NULL, NULL);
+}
+
+/* A closure equal to f with the given rules (ponte.h): vjp_fn as pn_custom_vjp's (NULL: f's
+ * vjp, recomputed), jvp_fn(primals, tangents) for forward mode (NULL: f's jvp), vmap_fn for
+ * batching (NULL: vmap maps f). */
+pn_closure *pn_custom_function(pn_closure *f, pn_closure *vjp_fn, pn_closure *jvp_fn,
+                               pn_closure *vmap_fn)
+{
+    if (!f) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[custom_function] The function is NULL.");
+    return make_custom("custom_function", f, vjp_fn, jvp_fn, vmap_fn);
 }

@@ -58,8 +58,21 @@ static int out_axis(const vmap_ctx *v, int j, int ndim)
     return norm;
 }
 
+/* o (an output of element shape o0's) with a batch axis of size B at output j's out axis,
+ * every item o (for an output that depends on no mapped input, as MLX broadcasts it). */
+static pn_array *broadcast_batch(const vmap_ctx *v, int j, pn_array *o, const pn_array *o0,
+                                 int64_t B)
+{
+    int dst = out_axis(v, j, o0->ndim);
+    if (dst < 0) return NULL;
+    int64_t shape[PNC_MAX_NDIM];
+    int d = 0;
+    for (int k = 0; k <= o0->ndim; k++) shape[k] = k == dst ? B : o0->shape[d++];
+    return pn_broadcast_to(pn_expand_dims(o, &dst, 1), shape, o0->ndim + 1);
+}
+
 /* The batched graph from the primitives' rules. res[j] gets the output with its batch axis
- * at out_axis (unmapped outputs stay as traced). */
+ * at out_axis (outputs the rules leave unbatched are broadcast along it). */
 static int vmap_by_rules(const vmap_ctx *v, pnT_graph *g, int nin, pn_array *const *in,
                          const int *axes, pn_array *const *tracers, int64_t B, int n,
                          pn_array *const *o0, pn_array **res)
@@ -105,20 +118,14 @@ static int vmap_by_rules(const vmap_ctx *v, pnT_graph *g, int nin, pn_array *con
     }
     pnT_scratch_free(&s);
     for (int j = 0; j < n && rc == 0; j++) {
+        /* an output that depends on no mapped input is broadcast along the batch, as MLX does */
         pn_array **sl = pnT_graph_slot(g, o0[j]);
-        if (!sl) {
-            res[j] = o0[j];
-            continue;
-        }
-        pn_array *o = *sl;
-        int ax = g->axes[sl - g->slots];
+        pn_array *o = sl ? *sl : o0[j];
+        int ax = sl ? g->axes[sl - g->slots] : -1;
         int dst = out_axis(v, j, o0[j]->ndim);
         if (dst < 0) return -1;
         if (ax < 0) { /* the rule left it unbatched: give it the batch axis */
-            int64_t shape[PNC_MAX_NDIM];
-            int d = 0;
-            for (int k = 0; k <= o0[j]->ndim; k++) shape[k] = k == dst ? B : o0[j]->shape[d++];
-            o = pn_broadcast_to(pn_expand_dims(o, &dst, 1), shape, o0[j]->ndim + 1);
+            o = broadcast_batch(v, j, o, o0[j], B);
         } else if (ax != dst) {
             o = pn_moveaxis(o, ax, dst);
         }
@@ -173,8 +180,8 @@ static int vmap_by_loop(const vmap_ctx *v, const pnT_graph *g, int nin, pn_array
         }
     }
     for (int j = 0; j < n && rc == 0; j++) {
-        if (!pnT_graph_slot(g, o0[j])) {
-            res[j] = o0[j];
+        if (!pnT_graph_slot(g, o0[j])) { /* depends on no mapped input */
+            if (!(res[j] = broadcast_batch(v, j, o0[j], o0[j], B))) rc = -1;
             continue;
         }
         int dst = out_axis(v, j, o0[j]->ndim);
@@ -250,8 +257,6 @@ static int vmap_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_arra
     if (rc == 0) rc = pnT_graph_build(&g, nin, tracers, n, o0, false);
     if (rc == 0 && B == 0) {
         for (int j = 0; j < n && rc == 0; j++) {
-            res[j] = o0[j];
-            if (!pnT_graph_slot(&g, o0[j])) continue;
             int64_t shape[PNC_MAX_NDIM];
             int dst = out_axis(v, j, o0[j]->ndim), d = 0;
             if (dst < 0) {

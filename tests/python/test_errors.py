@@ -96,7 +96,7 @@ JUNK = [None, "x", -1, 0, 10**30, 2.5, math.nan, [], {}, (1, -2), [[1], [2, 3]],
 
 SKIP = {"save", "savez", "savez_compressed", "save_safetensors", "set_memory_limit", "set_cache_limit",
         "set_default_device", "seed", "set_wired_limit", "clear_cache", "eval", "async_eval",
-        "stream", "synchronize"}
+        "stream", "synchronize", "save_gguf", "export_to_dot", "set_printoptions", "set_default_stream"}
 
 
 def _public_functions():

@@ -57,6 +57,8 @@ def test_weak_scalars_match(dt, scalar):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_printing_matches(seed):
+    mlx.set_printoptions()  # the default precision (another test may have changed it)
+    pn.set_printoptions()
     rng = np.random.default_rng(seed)
     for dt in ["float32", "int32", "bool_", "float16", "int64", "uint8", "complex64", "bfloat16"]:
         for shape in [(), (3,), (2, 3), (2, 2, 2), (0,), (10,), (8, 9), (0, 3)]:
@@ -166,6 +168,18 @@ def test_random_bits_match():
         same(mlx.random.normal((5,), key=km), pn.random.normal((5,), key=kp), rtol=1e-5)
 
 
+def test_truncated_normal_bits_match():
+    for seed, lo, hi, shape in [(0, -1.0, 2.0, (9,)), (7, -2.0, 2.0, (4, 16)), (3, 0.5, 4.0, (33,))]:
+        km, kp = mlx.random.key(seed), pn.random.key(seed)
+        m = np.array(mlx.random.truncated_normal(lo, hi, shape=shape, key=km))
+        p = np.array(pn.random.truncated_normal(lo, hi, shape=shape, key=kp))
+        np.testing.assert_array_equal(m.view(np.uint32), p.view(np.uint32))
+    lo, hi = [-3.0, 0.1, -0.01], [[3.0], [4.0]]
+    m = mlx.random.truncated_normal(mlx.array(lo), mlx.array(hi), key=mlx.random.key(5))
+    p = pn.random.truncated_normal(pn.array(lo), pn.array(hi), key=pn.random.key(5))
+    np.testing.assert_array_equal(np.array(m).view(np.uint32), np.array(p).view(np.uint32))
+
+
 def test_nn_init_and_training_step_match():
     import mlx.nn as mnn
     import mlx.optimizers as mopt
@@ -187,3 +201,97 @@ def test_nn_init_and_training_step_match():
         results.append((loss.item(), np.array(lin.weight)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", [0, 1, 3, 7, -1, -4])
+def test_printoptions_match(precision):
+    rng = np.random.default_rng(precision + 10)
+    try:
+        for M in (mlx, pn):
+            M.set_printoptions(precision=precision)
+        for dt in ["float32", "float16", "bfloat16", "complex64", "int32", "bool_"]:
+            for shape in [(), (4,), (2, 3), (9,)]:
+                x = rng.standard_normal(shape) * 10.0 ** int(rng.integers(-3, 4))
+                if dt == "complex64":
+                    x = x + 1j * rng.standard_normal(shape)
+                m, p = both(x, dt)
+                assert repr(m) == repr(p), (dt, shape, precision)
+        for v in [2.5, -0.0, -1e-7, 1e10, float("nan"), float("inf")]:
+            assert repr(mlx.array([v, 0.5])) == repr(pn.array([v, 0.5])), v
+        with mlx.printoptions(precision=2), pn.printoptions(precision=2):
+            assert repr(mlx.array([1 / 3])) == repr(pn.array([1 / 3]))
+        assert mlx.get_printoptions().precision == pn.get_printoptions().precision == precision
+    finally:
+        mlx.set_printoptions()
+        pn.set_printoptions()
+
+
+def test_matmul_variants_match():
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((3, 2, 4, 5)), rng.standard_normal((2, 5, 6))
+    li, ri = np.array([[0], [5], [3]]), np.array([1, 0])
+    for args in [(li, ri), (None, ri), (li, None), (None, None)]:
+        res = []
+        for M in (mlx, pn):
+            idx = [None if i is None else M.array(i) for i in args]
+            res.append(M.gather_mm(M.array(a, M.float32), M.array(b, M.float32), *idx))
+        same(*res, rtol=1e-4, atol=1e-5)
+    a, b = rng.standard_normal((2, 70, 40)), rng.standard_normal((40, 33))
+    masks = [rng.random((2, 3, 2)) < 0.6, rng.random((2, 2)) < 0.6, rng.uniform(-1, 2, (2, 3, 2))]
+    for mo, ml, mr in [(masks[0], masks[0], masks[1]), (masks[2], None, masks[1]), (None, masks[2], None)]:
+        res = []
+        for M in (mlx, pn):
+            opt = lambda m: None if m is None else M.array(m.astype(np.float32) if m.dtype == np.float64 else m)  # noqa: E731
+            res.append(M.block_masked_mm(M.array(a, M.float32), M.array(b, M.float32), 32,
+                                         opt(mo), opt(ml), opt(mr)))
+        same(*res, rtol=1e-4, atol=1e-4)
+    a, b = rng.standard_normal((3, 10)), rng.standard_normal((10, 4))
+    seg = np.array([[0, 3], [3, 10], [6, 2], [4, 4]])
+    same(mlx.segmented_mm(mlx.array(a, mlx.float32), mlx.array(b, mlx.float32), mlx.array(seg)),
+         pn.segmented_mm(pn.array(a, pn.float32), pn.array(b, pn.float32), pn.array(seg)),
+         rtol=1e-4, atol=1e-5)
+
+
+def test_export_to_dot_matches(tmp_path):
+    import re
+    texts = []
+    for M in (mlx, pn):
+        x, y = M.array([1.0, 2.0]), M.array([3.0, 4.0])
+        z = M.exp(x + y) * x
+        w = M.sin(z)
+        path = tmp_path / "g.dot"
+        M.export_to_dot(str(path), w, z, x=x, y=y)
+        texts.append(re.sub(r"\b\d+\b", "N", path.read_text()))  # node ids differ
+    assert texts[0] == texts[1]
+
+
+def test_depends_and_vmap_trees_match():
+    rng = np.random.default_rng(6)
+    p, l0, l1 = rng.standard_normal((3, 2)), rng.standard_normal(2), rng.standard_normal((2, 3))
+    res = []
+    for M in (mlx, pn):
+        def fn(d, lst):
+            return {"a": d["p"] * lst[0], "b": (lst[1] * 2, lst[0] + 1)}
+        # (MLX 0.32 reads an out_axes None as -1; Ponte returns the unbatched value: not compared)
+        out = M.vmap(fn, in_axes=({"p": 0}, [None, 1]), out_axes={"a": 1, "b": (0, -1)})(
+            {"p": M.array(p)}, [M.array(l0), M.array(l1)])
+        dep = M.depends([out["a"]], [out["b"][0]])[0]
+        res.append((dep, out["b"][0], out["b"][1]))
+    for m, q in zip(*res):
+        same(m, q)
+
+
+def test_gguf_files_interchange(tmp_path):
+    rng = np.random.default_rng(8)
+    arrays = {"w": rng.standard_normal((2, 3)).astype(np.float32), "h": rng.standard_normal(4).astype(np.float16),
+              "i": rng.integers(-9, 9, (3, 1, 2)).astype(np.int32), "c": rng.integers(-9, 9, 5).astype(np.int8)}
+    for writer, reader in [(mlx, pn), (pn, mlx)]:
+        path = str(tmp_path / ("from_%s.gguf" % writer.__name__.split(".")[0]))
+        writer.save_gguf(path, {k: writer.array(v) for k, v in arrays.items()},
+                         {"n": writer.array(3), "s": "text", "l": ["a", "b"], "v": writer.array([1.5, 2.5])})
+        got, md = reader.load(path, return_metadata=True)
+        assert sorted(got) == sorted(arrays)
+        for k, v in arrays.items():
+            np.testing.assert_array_equal(np.array(got[k]), v)
+        assert md["s"] == "text" and md["l"] == ["a", "b"] and md["n"].item() == 3
+        assert md["v"].tolist() == [1.5, 2.5]

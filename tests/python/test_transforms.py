@@ -190,6 +190,130 @@ def test_vmap(rng):
     assert h({"a": mx.ones((2, 3)), "b": mx.ones((2, 3))}).shape == (2, 3)
 
 
+def test_custom_function_jvp_rule(rng):
+    x, y, t = (mx.array(rng.standard_normal(3)) for _ in range(3))
+
+    @mx.custom_function
+    def f(a, b):
+        return mx.sin(a) * b
+
+    @f.jvp
+    def f_jvp(primals, tangents):
+        a, b = primals
+        da, db = tangents
+        return 100 * da + db  # not the true derivative, so its use shows
+
+    out, tan = mx.jvp(f, [x, y], [t, mx.zeros(3)])
+    np.testing.assert_allclose(np.array(out[0]), np.sin(np.array(x)) * np.array(y), rtol=1e-6)
+    np.testing.assert_allclose(np.array(tan[0]), 100 * np.array(t), rtol=1e-6)
+    # reverse mode without a vjp rule differentiates the function
+    g = mx.grad(lambda a, b: f(a, b).sum())(x, y)
+    np.testing.assert_allclose(np.array(g), np.cos(np.array(x)) * np.array(y), rtol=1e-5)
+
+    @mx.custom_function
+    def h(a):
+        return a * 2, a * 3
+
+    @h.jvp
+    def h_jvp(primal, tangent):  # one argument: the array itself, as MLX passes it
+        assert isinstance(primal, mx.array) and isinstance(tangent, mx.array)
+        return tangent * 10, tangent * 20
+
+    @h.vjp
+    def h_vjp(primal, cotangents, outputs):
+        assert isinstance(primal, mx.array) and isinstance(cotangents, tuple)
+        return cotangents[0] * 7 + cotangents[1]
+
+    _, tans = mx.jvp(h, [x], [t])
+    np.testing.assert_allclose(np.array(tans[1]), 20 * np.array(t), rtol=1e-6)
+    g = mx.grad(lambda a: h(a)[0].sum())(x)
+    np.testing.assert_allclose(np.array(g), np.full(3, 7.0), rtol=1e-6)
+
+    @mx.custom_function
+    def bad(a):
+        return a
+
+    @bad.jvp
+    def bad_jvp(primal, tangent):
+        return tangent, tangent
+
+    with pytest.raises(ValueError):
+        mx.jvp(bad, [x], [t])
+
+
+def test_custom_function_vmap_rule(rng):
+    x, y = rng.standard_normal((3, 2)), rng.standard_normal(2)
+    seen = []
+
+    @mx.custom_function
+    def f(a, b):
+        return a + b
+
+    @f.vmap
+    def f_vmap(inputs, axes):
+        seen.append(axes)
+        a, b = inputs
+        return a * 10 + b, axes[0]  # not the function itself, so its use shows
+
+    out = mx.vmap(f, in_axes=(0, None))(mx.array(x), mx.array(y))
+    assert seen == [(0, None)]
+    np.testing.assert_allclose(np.array(out), 10 * x + y, rtol=1e-6)
+    np.testing.assert_allclose(np.array(f(mx.array(x), mx.array(y))), x + y, rtol=1e-6)
+
+    @mx.custom_function
+    def h(a):
+        return a * 2
+
+    @h.vmap
+    def h_vmap(inputs, axes):  # one argument: the array and its axis themselves
+        assert isinstance(inputs, mx.array) and axes == 1
+        return inputs * 5, -1  # negative axes count from the end of the batched output
+
+    out = mx.vmap(h, in_axes=1)(mx.array(x))
+    np.testing.assert_allclose(np.array(out), 5 * x.T, rtol=1e-6)
+
+    @mx.custom_function
+    def bad(a):
+        return a
+
+    @bad.vmap
+    def bad_vmap(inputs, axes):
+        return inputs
+
+    with pytest.raises(ValueError):
+        mx.vmap(bad)(mx.array(x))
+
+
+def test_vmap_axes_trees(rng):
+    p, l0, l1 = rng.standard_normal((3, 2)), rng.standard_normal(2), rng.standard_normal((2, 3))
+
+    def fn(d, l):
+        return {"a": d["p"] * l[0], "b": l[1] * 2}
+
+    out = mx.vmap(fn, in_axes=({"p": 0}, [None, 1]), out_axes={"a": 0, "b": 1})(
+        {"p": mx.array(p)}, [mx.array(l0), mx.array(l1)])
+    np.testing.assert_allclose(np.array(out["a"]), p * l0, rtol=1e-6)
+    np.testing.assert_allclose(np.array(out["b"]), 2 * l1, rtol=1e-6)
+    # out_axes trees over nested outputs, negative axes
+    out = mx.vmap(lambda a: {"u": a, "v": (a, a)}, out_axes={"u": 1, "v": (0, -1)})(mx.array(p))
+    assert out["u"].shape == (2, 3) and out["v"][0].shape == (3, 2) and out["v"][1].shape == (2, 3)
+    # None: an output the batch does not change comes back unbatched
+    a, b = mx.vmap(lambda x, y: (x + 1, y * 2), in_axes=(0, None), out_axes=(0, None))(
+        mx.array(p), mx.array(l0))
+    assert a.shape == (3, 2) and b.shape == (2,)
+    np.testing.assert_allclose(np.array(b), 2 * l0, rtol=1e-6)
+    with pytest.raises(ValueError):  # it varies along the batch
+        mx.vmap(lambda x: x, out_axes=None)(mx.array(p))
+    with pytest.raises(ValueError):  # not a prefix of the arguments
+        mx.vmap(lambda x: x, in_axes=({"a": 0},))(mx.array(p))
+    with pytest.raises(ValueError):
+        mx.vmap(lambda x: [x, x], out_axes=(1, 0))(mx.array(p))
+    with pytest.raises(ValueError):
+        mx.vmap(lambda x: x, in_axes=("x",))(mx.array(p))
+    with pytest.raises(ValueError):
+        mx.vmap(lambda x: x, in_axes=5)(mx.array(p))
+
+
 def test_compile_runs_function():
     f = lambda x: x + 1  # noqa: E731
     assert mx.compile(f)(mx.array(1)).item() == 2
@@ -263,3 +387,21 @@ def test_value_and_grad_of_a_model_with_many_parameters():
         np.testing.assert_allclose(np.array(grads["layers"][k]["bias"]), g_pre.sum(0),
                                    rtol=1e-3, atol=1e-6)
         up = g_pre @ ws[k]
+
+
+def test_async_eval_overlaps_graph_building():
+    rng = np.random.default_rng(7)
+    xs = rng.standard_normal((64, 256)).astype(np.float32)
+    x = mx.array(xs)
+    with mx.stream(mx.cpu):
+        y = x
+        for _ in range(30):
+            y = mx.tanh(y @ mx.array(np.eye(256, dtype=np.float32)) * 1.01)
+        mx.async_eval(y)
+        z = mx.exp(x) + 1  # built while y computes
+        del x  # releasing an input the job still reads
+    ref = xs.astype(np.float64)
+    for _ in range(30):
+        ref = np.tanh(ref * 1.01)
+    np.testing.assert_allclose(np.array(y), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(z), np.exp(xs.astype(np.float64)) + 1, rtol=1e-6)

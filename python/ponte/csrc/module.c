@@ -3,6 +3,8 @@
  * memory statistics, eval, and the module's initialization. */
 #include "pyponte.h"
 
+#include "core/core.h" /* buffers, for get_array_buffer_size */
+
 #include <float.h>
 #include <math.h>
 
@@ -636,6 +638,37 @@ static PyObject *py_clear_cache(PyObject *m, PyObject *u)
     Py_RETURN_NONE;
 }
 
+/* get_array_buffer_size(*trees): the allocated bytes (size class) of the distinct buffers behind
+ * the evaluated arrays among the leaves. */
+static PyObject *py_get_array_buffer_size(PyObject *m, PyObject *args)
+{
+    PyObject *list = PyList_New(0);
+    if (!list || pp_tree_flatten(args, list, 0)) {
+        Py_XDECREF(list);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    const pnC_buffer **seen = PyMem_Malloc((size_t)(n + 1) * sizeof *seen);
+    size_t total = 0;
+    Py_ssize_t nseen = 0;
+    for (Py_ssize_t i = 0; seen && i < n; i++) {
+        pn_array *a = PPARR(PyList_GET_ITEM(list, i));
+        if (!pn_is_evaluated(a) || !a->buf) {
+            PyErr_SetString(PyExc_ValueError, "[get_array_buffer_size] Arrays must be evaluated.");
+            break;
+        }
+        Py_ssize_t k = 0;
+        while (k < nseen && seen[k] != a->buf) k++;
+        if (k < nseen) continue;
+        seen[nseen++] = a->buf;
+        total += a->buf->capacity;
+    }
+    if (!seen) PyErr_NoMemory();
+    PyMem_Free(seen);
+    Py_DECREF(list);
+    return PyErr_Occurred() ? NULL : PyLong_FromSize_t(total);
+}
+
 static int size_arg(PyObject *o, size_t *v)
 {
     PyObject *zero = PyLong_FromLong(0);
@@ -675,6 +708,101 @@ static PyObject *py_set_wired_limit(PyObject *m, PyObject *o)
     return PyLong_FromLong(0);
 }
 
+/* ───────────────────────────── print options ───────────────────────────── */
+
+/* mx.PrintOptions: a copy of the print options (changing it changes nothing global, as MLX). */
+typedef struct {
+    PyObject_HEAD
+    int precision;
+} PPPrintOptions;
+
+static PyMemberDef popts_members[] = {
+    {"precision", T_INT, offsetof(PPPrintOptions, precision), 0, "Decimals of floats (-1: default form)."},
+    {NULL},
+};
+
+static PyTypeObject PPPrintOptions_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core.PrintOptions",
+    .tp_basicsize = sizeof(PPPrintOptions),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The options used to print arrays (get_printoptions()).",
+    .tp_members = popts_members,
+};
+
+/* mx.printoptions(precision): sets the options on __enter__, restores the previous on __exit__. */
+typedef struct {
+    PyObject_HEAD
+    pn_print_options options, saved[16];
+    int depth;
+} PPPrintContext;
+
+static PyObject *pctx_enter(PyObject *self, PyObject *unused)
+{
+    PPPrintContext *c = (PPPrintContext *)self;
+    if (c->depth == (int)(sizeof c->saved / sizeof c->saved[0])) {
+        PyErr_SetString(PyExc_RuntimeError, "[printoptions] The context is entered too many times.");
+        return NULL;
+    }
+    c->saved[c->depth++] = pn_get_print_options();
+    pn_set_print_options(c->options);
+    Py_INCREF(self);
+    return self;
+}
+
+static PyObject *pctx_exit(PyObject *self, PyObject *args)
+{
+    PPPrintContext *c = (PPPrintContext *)self;
+    if (c->depth > 0) pn_set_print_options(c->saved[--c->depth]);
+    Py_RETURN_FALSE;
+}
+
+static PyMethodDef pctx_methods[] = {
+    {"__enter__", pctx_enter, METH_NOARGS, NULL},
+    {"__exit__", pctx_exit, METH_VARARGS, NULL},
+    {NULL},
+};
+
+static PyTypeObject PPPrintContext_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core._PrintOptionsContext",
+    .tp_basicsize = sizeof(PPPrintContext),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Context manager that sets print options inside it (mx.printoptions).",
+    .tp_methods = pctx_methods,
+};
+
+static int precision_arg(PyObject *args, PyObject *kw, const char *fmt, int *precision)
+{
+    static char *kwlist[] = {"precision", NULL};
+    *precision = -1;
+    return PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, precision) ? 0 : -1;
+}
+
+static PyObject *py_set_printoptions(PyObject *m, PyObject *args, PyObject *kw)
+{
+    int precision;
+    if (precision_arg(args, kw, "|i:set_printoptions", &precision)) return NULL;
+    pn_set_print_options((pn_print_options){.precision = precision});
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_printoptions(PyObject *m, PyObject *unused)
+{
+    PPPrintOptions *o = PyObject_New(PPPrintOptions, &PPPrintOptions_Type);
+    if (o) o->precision = pn_get_print_options().precision;
+    return (PyObject *)o;
+}
+
+static PyObject *py_printoptions(PyObject *m, PyObject *args, PyObject *kw)
+{
+    int precision;
+    if (precision_arg(args, kw, "|i:printoptions", &precision)) return NULL;
+    PPPrintContext *c = PyObject_New(PPPrintContext, &PPPrintContext_Type);
+    if (!c) return NULL;
+    c->options = (pn_print_options){.precision = precision};
+    c->depth = 0;
+    return (PyObject *)c;
+}
+
 /* ───────────────────────────── eval ───────────────────────────── */
 
 static PyObject *eval_impl(PyObject *args, int async)
@@ -704,7 +832,19 @@ static PyObject *py_async_eval(PyObject *m, PyObject *args) { return eval_impl(a
 
 /* ───────────────────────────── module ───────────────────────────── */
 
+static PyObject *py_set_default_stream(PyObject *m, PyObject *arg)
+{
+    if (!PyObject_TypeCheck(arg, &PPStream_Type)) {
+        PyErr_Format(PyExc_TypeError, "set_default_stream() expects a Stream, got %s.",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if (pn_set_default_stream(((PPStream *)arg)->s)) return pp_raise();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_default_stream", py_set_default_stream, METH_O, "Makes a stream the default of its device."},
     {"issubdtype", py_issubdtype, METH_VARARGS, "issubdtype(arg1, arg2): whether arg1 is a subtype of arg2."},
     {"stream", (PyCFunction)(void (*)(void))py_stream, METH_VARARGS | METH_KEYWORDS,
      "stream(s): a context manager making s the default stream inside it."},
@@ -714,6 +854,8 @@ static PyMethodDef module_methods[] = {
     {"device_count", py_device_count, METH_O, "The number of devices of a type."},
     {"default_stream", py_default_stream, METH_O, "The default stream of a device."},
     {"new_stream", py_new_stream, METH_O, "A new stream on a device."},
+    {"new_thread_unsafe_stream", py_new_stream, METH_O,
+     "A new stream on a device (Ponte's streams work from any thread: new_stream)."},
     {"synchronize", (PyCFunction)(void (*)(void))py_synchronize, METH_VARARGS | METH_KEYWORDS,
      "Waits until the stream's work is done."},
     {"get_active_memory", py_get_active_memory, METH_NOARGS, "Bytes held by live arrays."},
@@ -721,10 +863,17 @@ static PyMethodDef module_methods[] = {
     {"reset_peak_memory", py_reset_peak_memory, METH_NOARGS, "Resets the peak memory to zero."},
     {"get_cache_memory", py_get_cache_memory, METH_NOARGS, "Bytes held in the allocator's cache."},
     {"clear_cache", py_clear_cache, METH_NOARGS, "Returns cached buffers to the system."},
+    {"get_array_buffer_size", py_get_array_buffer_size, METH_VARARGS,
+     "get_array_buffer_size(*args): bytes of the distinct buffers behind the evaluated arrays."},
     {"set_memory_limit", py_set_memory_limit, METH_O, "Sets the memory limit; returns the old one."},
     {"get_memory_limit", py_get_memory_limit, METH_NOARGS, "The memory limit (0: none)."},
     {"set_cache_limit", py_set_cache_limit, METH_O, "Sets the cache limit; returns the old one."},
     {"set_wired_limit", py_set_wired_limit, METH_O, "Accepted for compatibility (no effect)."},
+    {"set_printoptions", (PyCFunction)(void (*)(void))py_set_printoptions, METH_VARARGS | METH_KEYWORDS,
+     "set_printoptions(precision=-1): decimals of printed floats (-1: the default form)."},
+    {"get_printoptions", py_get_printoptions, METH_NOARGS, "The current print options (a copy)."},
+    {"printoptions", (PyCFunction)(void (*)(void))py_printoptions, METH_VARARGS | METH_KEYWORDS,
+     "printoptions(precision=-1): a context manager setting the print options inside it."},
     {"eval", py_eval, METH_VARARGS, "eval(*args): evaluates the arrays in the given trees."},
     {"async_eval", py_async_eval, METH_VARARGS, "async_eval(*args): starts evaluating the arrays."},
     {NULL},
@@ -777,7 +926,9 @@ int pp_init_types(PyObject *m)
     if (add_type(m, &PPDtype_Type, "Dtype") || add_type(m, &PPCategory_Type, "DtypeCategory") ||
         add_type(m, &PPFinfo_Type, "finfo") || add_type(m, &PPIinfo_Type, "iinfo") ||
         add_type(m, &PPDeviceType_Type, "DeviceType") || add_type(m, &PPDevice_Type, "Device") ||
-        add_type(m, &PPStream_Type, "Stream") || add_type(m, &PPStreamContext_Type, "StreamContext"))
+        add_type(m, &PPStream_Type, "Stream") || add_type(m, &PPStreamContext_Type, "StreamContext") ||
+        add_type(m, &PPPrintOptions_Type, "PrintOptions") ||
+        add_type(m, &PPPrintContext_Type, "_PrintOptionsContext"))
         return -1;
     for (int t = 0; t < PN_NUM_DTYPES; t++) {
         PPDtype *d = PyObject_New(PPDtype, &PPDtype_Type);
@@ -831,7 +982,8 @@ PyMODINIT_FUNC PyInit_core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (!m) return NULL;
     if (pp_init_types(m) || pp_init_array(m) || pp_init_ops(m) || pp_init_transforms(m) ||
-        pp_init_nn(m)) {
+        pp_init_nn(m) || pp_init_quantized(m) || pp_init_fft(m) ||
+        pp_init_linalg_decomp(m)) {
         Py_DECREF(m);
         return NULL;
     }

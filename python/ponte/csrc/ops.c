@@ -1641,7 +1641,24 @@ FN(isdtype)
 
 /* ───────────────────────────── linalg ───────────────────────────── */
 
-/* linalg.norm over the ops: vector p-norms, matrix 'fro', 'nuc' is missing (needs SVD). */
+/* Singular-value matrix norms of x over axes (a0, a1) (negative allowed), as MLX: the
+ * largest (kind 2), smallest (-2) or the sum (0: 'nuc') of the singular values. */
+static pn_array *sv_norm(pn_array *x, int a0, int a1, int kind, bool keepdims)
+{
+    int nd = pn_ndim(x);
+    int r = a0 < 0 ? a0 + nd : a0, c = a1 < 0 ? a1 + nd : a1;
+    pn_array *m = r > c ? pn_moveaxis(pn_moveaxis(x, r, -1), c, -1)
+                        : pn_moveaxis(pn_moveaxis(x, c, -1), r, -2);
+    pn_array *s = NULL;
+    if (!m || pn_linalg_svd(m, false, &s)) return NULL;
+    int last = -1;
+    s = kind == 2 ? pn_max(s, &last, 1, false) : kind == -2 ? pn_min(s, &last, 1, false)
+                                                             : pn_sum(s, &last, 1, false);
+    int both[2] = {r < c ? r : c, r < c ? c : r};
+    return keepdims ? pn_expand_dims(s, both, 2) : s;
+}
+
+/* linalg.norm over the ops: vector p-norms, matrix 'fro', and 2, -2, 'nuc' through the SVD. */
 FN(norm)
 {
     KW("", "ord", "axis", "keepdims", "stream");
@@ -1663,6 +1680,8 @@ FN(norm)
     pn_array *x = pn_issubdtype(pn_array_dtype(a), PN_CAT_INEXACT) ? a : pn_astype(a, PN_FLOAT32);
     if (ordo == Py_None || (PyUnicode_Check(ordo) && !strcmp(PyUnicode_AsUTF8(ordo), "fro"))) {
         r = pn_sqrt(pn_sum(pn_square(pn_abs(x)), ax, na, keepdims));
+    } else if (PyUnicode_Check(ordo) && !strcmp(PyUnicode_AsUTF8(ordo), "nuc") && !vec) {
+        r = sv_norm(x, na == 2 ? axes[0] : -2, na == 2 ? axes[1] : -1, 0, keepdims);
     } else if (PyUnicode_Check(ordo)) {
         pn_set_error(PN_ERR_INVALID_ARGUMENT, "[linalg::norm] Unsupported norm order.");
     } else {
@@ -1691,8 +1710,10 @@ FN(norm)
                     m = pn_squeeze(m, both, 2);
                 }
                 r = m;
+            } else if (p == 2 || p == -2) {
+                r = sv_norm(x, a0, a1, (int)p, keepdims);
             } else {
-                pn_set_error(PN_ERR_INVALID_ARGUMENT, "[linalg::norm] Unsupported matrix norm order (2, -2 and 'nuc' need an SVD).");
+                pn_set_error(PN_ERR_INVALID_ARGUMENT, "[linalg::norm] Invalid ord %g for matrix norm.", p);
             }
         }
     }
@@ -2124,6 +2145,8 @@ FN(save)
     Py_RETURN_NONE;
 }
 
+static PyObject *gguf_meta_dict(const pn_gguf_meta *m);
+
 FN(load)
 {
     KW("file", "format", "return_metadata", "stream");
@@ -2144,12 +2167,127 @@ FN(load)
         pn_params *p = pn_load_params(path);
         r = p ? params_dict(p) : pp_raise();
         pn_params_free(p);
+    } else if (!strcmp(f, "gguf")) {
+        pn_gguf_meta *m = NULL;
+        pn_params *p = pn_load_gguf(path, meta ? &m : NULL);
+        r = p ? params_dict(p) : pp_raise();
+        pn_params_free(p);
+        if (r && meta) {
+            PyObject *md = gguf_meta_dict(m);
+            r = md ? Py_BuildValue("(NN)", r, md) : (Py_DECREF(r), NULL);
+        }
+        pn_gguf_meta_free(m);
+        Py_DECREF(ph);
+        return r;
     } else {
         PyErr_Format(PyExc_ValueError, "[load] Unsupported file format %s.", f);
     }
     Py_DECREF(ph);
     if (r && meta) return Py_BuildValue("(N{})", r);
     return r;
+}
+
+/* GGUF metadata as a dict: arrays, str, or lists of str. */
+static PyObject *gguf_meta_dict(const pn_gguf_meta *m)
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d && i < pn_gguf_meta_count(m); i++) {
+        pn_array *a = pn_gguf_meta_array(m, i);
+        PyObject *v = NULL;
+        if (a) {
+            v = pp_wrap_borrowed(a);
+        } else {
+            const char *const *strs;
+            bool is_list;
+            int64_t n = pn_gguf_meta_strings(m, i, &strs, &is_list);
+            if (!is_list) {
+                v = PyUnicode_DecodeUTF8(strs[0], (Py_ssize_t)strlen(strs[0]), "replace");
+            } else if ((v = PyList_New((Py_ssize_t)n))) {
+                for (int64_t j = 0; j < n; j++) {
+                    PyObject *x = PyUnicode_DecodeUTF8(strs[j], (Py_ssize_t)strlen(strs[j]), "replace");
+                    if (!x) {
+                        Py_CLEAR(v);
+                        break;
+                    }
+                    PyList_SET_ITEM(v, (Py_ssize_t)j, x);
+                }
+            }
+        }
+        if (!v || PyDict_SetItemString(d, pn_gguf_meta_key(m, i), v)) Py_CLEAR(d);
+        Py_XDECREF(v);
+    }
+    return d;
+}
+
+/* A GGUF metadata map from a dict of arrays, str and lists of str. NULL with an exception. */
+static pn_gguf_meta *meta_of_dict(PyObject *d)
+{
+    pn_gguf_meta *m = pn_gguf_meta_new();
+    if (!m) return (pn_gguf_meta *)pp_raise();
+    if (d == Py_None) return m;
+    if (!PyDict_Check(d)) {
+        PyErr_SetString(PyExc_TypeError, "[save_gguf] metadata must be a dict.");
+        pn_gguf_meta_free(m);
+        return NULL;
+    }
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(d, &pos, &k, &v)) {
+        const char *key = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
+        int rc = -1;
+        if (!key) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "[save_gguf] Metadata keys must be strings.");
+        } else if (PPArray_Check(v)) {
+            rc = pn_gguf_meta_set_array(m, key, PPARR(v));
+        } else if (PyUnicode_Check(v)) {
+            const char *s = PyUnicode_AsUTF8(v);
+            rc = s ? pn_gguf_meta_set_strings(m, key, &s, 1, false) : -1;
+        } else if (PyList_Check(v)) {
+            Py_ssize_t n = PyList_GET_SIZE(v);
+            const char **strs = PyMem_Malloc((size_t)(n + 1) * sizeof *strs);
+            Py_ssize_t j = 0;
+            for (; strs && j < n; j++) {
+                PyObject *x = PyList_GET_ITEM(v, j);
+                if (!PyUnicode_Check(x) || !(strs[j] = PyUnicode_AsUTF8(x))) break;
+            }
+            if (!strs) PyErr_NoMemory();
+            else if (j == n) rc = pn_gguf_meta_set_strings(m, key, strs, n, true);
+            else if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "[save_gguf] Metadata lists must hold strings.");
+            PyMem_Free(strs);
+        } else {
+            PyErr_Format(PyExc_TypeError, "[save_gguf] Metadata values must be arrays, strings or lists "
+                         "of strings, got %s.", Py_TYPE(v)->tp_name);
+        }
+        if (rc) {
+            if (!PyErr_Occurred()) pp_raise();
+            pn_gguf_meta_free(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
+FN(save_gguf)
+{
+    KW("file", "arrays", "metadata");
+    PyObject *fo, *d, *mo = Py_None, *ph;
+    PARSE("OO|O:save_gguf", &fo, &d, &mo);
+    const char *path = path_arg(fo, &ph);
+    if (!path) return NULL;
+    PyObject *full = NULL;
+    if (!ends_with(path, ".gguf")) {
+        full = PyUnicode_FromFormat("%s.gguf", path);
+        path = full ? PyUnicode_AsUTF8(full) : NULL;
+    }
+    pn_params *p = path ? dict_params(d) : NULL;
+    pn_gguf_meta *meta = p ? meta_of_dict(mo) : NULL;
+    int rc = meta ? pn_save_gguf(path, p, meta) : -1;
+    pn_gguf_meta_free(meta);
+    pn_params_free(p);
+    Py_XDECREF(full);
+    Py_DECREF(ph);
+    if (rc) return PyErr_Occurred() ? NULL : pp_raise();
+    Py_RETURN_NONE;
 }
 
 static PyObject *save_map(PyObject *fo, PyObject *dict, const char *ext)
@@ -2198,6 +2336,162 @@ FN(savez)
     return r;
 }
 
+/* ───────────────────────────── matmul variants, depends, export_to_dot ───────────────────────────── */
+
+/* An optional array argument (None: NULL). Returns 0 or -1. */
+static int opt_arr(holder *h, PyObject *o, pn_array **out)
+{
+    *out = NULL;
+    if (!o || o == Py_None) return 0;
+    return (*out = A(h, o)) ? 0 : -1;
+}
+
+FN(gather_mm)
+{
+    KW("", "", "lhs_indices", "rhs_indices", "sorted_indices", "stream");
+    PyObject *ao, *bo, *lo = Py_None, *ro = Py_None, *stream = Py_None;
+    int sorted = 0;
+    PARSE("OO|OO$pO:gather_mm", &ao, &bo, &lo, &ro, &sorted, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL, *li, *ri;
+    if (!b || opt_arr(&h, lo, &li) || opt_arr(&h, ro, &ri)) return fail(&h, pushed);
+    return done(&h, pushed, pn_gather_mm(a, b, li, ri, sorted));
+}
+
+FN(block_masked_mm)
+{
+    KW("", "", "block_size", "mask_out", "mask_lhs", "mask_rhs", "stream");
+    PyObject *ao, *bo, *mo = Py_None, *mlo = Py_None, *mro = Py_None, *stream = Py_None;
+    int bs = 64;
+    PARSE("OO|iOOO$O:block_masked_mm", &ao, &bo, &bs, &mo, &mlo, &mro, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL, *mout, *ml, *mr;
+    if (!b || opt_arr(&h, mo, &mout) || opt_arr(&h, mlo, &ml) || opt_arr(&h, mro, &mr))
+        return fail(&h, pushed);
+    return done(&h, pushed, pn_block_masked_mm(a, b, bs, mout, ml, mr));
+}
+
+FN(segmented_mm)
+{
+    KW("", "", "segments", "stream");
+    PyObject *ao, *bo, *so, *stream = Py_None;
+    PARSE("OOO|$O:segmented_mm", &ao, &bo, &so, &stream);
+    ENTER(stream);
+    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL, *sg = b ? A(&h, so) : NULL;
+    if (!sg) return fail(&h, pushed);
+    return done(&h, pushed, pn_segmented_mm(a, b, sg));
+}
+
+/* An array or a sequence of arrays into out (owned); *single says which. Count or -1. */
+static int one_or_many(PyObject *o, pn_array **out, int max, int *single)
+{
+    *single = PPArray_Check(o) || pp_is_scalar(o);
+    if (*single) return (out[0] = pp_arr(o)) ? 1 : -1;
+    if (!PyList_Check(o) && !PyTuple_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "[depends] Expected an array or a sequence of arrays, got %s.",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    return array_list(NULL, o, out, max);
+}
+
+FN(depends)
+{
+    KW("inputs", "dependencies", NULL);
+    PyObject *io, *dobj;
+    PARSE("OO:depends", &io, &dobj);
+    pn_array *in[64], *deps[64], *out[64];
+    int single, dsingle;
+    int n = one_or_many(io, in, 64, &single);
+    if (n < 0) return NULL;
+    int nd = one_or_many(dobj, deps, 64, &dsingle);
+    if (nd < 0) {
+        pp_release_all(in, n);
+        return NULL;
+    }
+    int rc = pn_depends(in, n, deps, nd, out);
+    pp_release_all(in, n);
+    pp_release_all(deps, nd);
+    if (rc) return pp_raise();
+    if (single) return pp_wrap(out[0]);
+    return wrap_list(out, n, 0);
+}
+
+/* export_to_dot(file, *outputs, **names): file is a path or an object with write(str). */
+static PyObject *py_export_to_dot(PyObject *m, PyObject *args, PyObject *kw)
+{
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "export_to_dot() missing the file argument.");
+        return NULL;
+    }
+    PyObject *file = PyTuple_GET_ITEM(args, 0), *rest = PyTuple_GetSlice(args, 1, nargs);
+    if (!rest) return NULL;
+    pn_array *outs[256], *named[256];
+    const char *names[256];
+    int n = star_arrays(rest, outs, 256), nn = 0;
+    Py_DECREF(rest);
+    if (n < 0) return NULL;
+    PyObject *key, *val, *ret = NULL;
+    Py_ssize_t pos = 0;
+    while (kw && PyDict_Next(kw, &pos, &key, &val)) {
+        if (nn == 256 || !PPArray_Check(val)) {
+            PyErr_SetString(PyExc_TypeError, "[export_to_dot] Keyword arguments must name arrays.");
+            goto out;
+        }
+        names[nn] = PyUnicode_AsUTF8(key);
+        if (!names[nn]) goto out;
+        named[nn++] = PPARR(val);
+    }
+    int is_path = PyUnicode_Check(file) || PyBytes_Check(file) || PyObject_HasAttrString(file, "__fspath__");
+    if (!is_path && !PyObject_HasAttrString(file, "write")) {
+        PyErr_Format(PyExc_TypeError, "[export_to_dot] file must be a path or have a write method, "
+                     "got %s.", Py_TYPE(file)->tp_name);
+        goto out;
+    }
+    if (is_path) {
+        PyObject *path = NULL;
+        if (!PyUnicode_FSConverter(file, &path)) goto out;
+        FILE *f = fopen(PyBytes_AS_STRING(path), "w");
+        if (!f) {
+            PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, file);
+            Py_DECREF(path);
+            goto out;
+        }
+        int rc = pn_export_to_dot(f, outs, n, named, names, nn);
+        if (fclose(f) && rc == 0) rc = pn_set_error(PN_ERR_IO, "[export_to_dot] Writing the file failed.");
+        Py_DECREF(path);
+        if (rc) {
+            pp_raise();
+            goto out;
+        }
+    } else {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        int rc = pn_export_to_dot(f, outs, n, named, names, nn);
+        fclose(f);
+        if (rc) {
+            free(buf);
+            pp_raise();
+            goto out;
+        }
+        PyObject *r = PyObject_CallMethod(file, "write", "s#", buf, (Py_ssize_t)len);
+        free(buf);
+        if (!r) goto out;
+        Py_DECREF(r);
+    }
+    ret = Py_None;
+    Py_INCREF(ret);
+out:
+    pp_release_all(outs, n);
+    return ret;
+}
+
 /* ───────────────────────────── tables ───────────────────────────── */
 
 #define VK METH_VARARGS | METH_KEYWORDS
@@ -2223,13 +2517,15 @@ static PyMethodDef op_methods[] = {
     DEF(put_along_axis, NULL) DEF(sort, NULL) DEF(argsort, NULL) DEF(partition, NULL)
     DEF(argpartition, NULL) DEF(topk, NULL) DEF(addmm, NULL) DEF(tensordot, NULL)
     DEF(einsum, NULL) DEF(result_type, NULL) DEF(save, NULL) DEF(load, NULL)
-    DEF(save_safetensors, NULL) DEF(savez, NULL)
+    DEF(save_safetensors, NULL) DEF(savez, NULL) DEF(save_gguf, NULL)
     DEF(diff, NULL) DEF(minmax, NULL) DEF(searchsorted, NULL) DEF(vecdot, NULL)
     DEF(hadamard_transform, NULL) DEF(view, NULL) DEF(slice, NULL) DEF(slice_update, NULL)
     DEF(flip, NULL) DEF(einsum_path, NULL) DEF(isdtype, NULL) DEF(conv1d, NULL) DEF(conv2d, NULL)
     DEF(conv3d, NULL) DEF(conv_transpose1d, NULL) DEF(conv_transpose2d, NULL)
     DEF(conv_transpose3d, NULL) DEF(conv_general, NULL) DEF(convolve, NULL) DEF(bartlett, NULL)
     DEF(blackman, NULL) DEF(hamming, NULL) DEF(hanning, NULL)
+    DEF(gather_mm, NULL) DEF(block_masked_mm, NULL) DEF(segmented_mm, NULL) DEF(depends, NULL)
+    DEF(export_to_dot, "export_to_dot(file, *args, **kwargs): the graph as Graphviz DOT.")
     DEF_AS("savez_compressed", savez) DEF_AS("concat", concatenate) DEF_AS("pow", power)
     DEF_AS("permute_dims", transpose) DEF_AS("conj", conjugate) DEF_AS("empty", zeros)
     DEF_AS("empty_like", zeros_like) DEF_AS("contiguous", positive) DEF_AS("copy", positive)
@@ -2270,7 +2566,7 @@ int pp_init_ops(PyObject *m)
     if (PyModule_AddFunctions(m, op_methods)) return -1;
     if (!pp_submodule(m, "random", random_methods, "Random number generation (MLX's keys and bits).") ||
         !pp_submodule(m, "linalg", linalg_methods, "Linear algebra.") ||
-        !pp_submodule(m, "fft", NULL, "FFT (not in the core yet).") ||
+        !pp_submodule(m, "fft", NULL, "Fast Fourier transforms.") ||
         !pp_submodule(m, "fast", fast_methods, "Fused operations: rms_norm, layer_norm, rope, scaled_dot_product_attention."))
         return -1;
     return pp_array_forward_methods(m);

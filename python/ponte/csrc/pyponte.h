@@ -117,6 +117,9 @@ int pp_init_array(PyObject *m);
 int pp_init_ops(PyObject *m);
 int pp_init_transforms(PyObject *m);
 int pp_init_nn(PyObject *m);
+int pp_init_linalg_decomp(PyObject *m); /* linalg_decomp.c: after pp_init_ops */
+int pp_init_fft(PyObject *m); /* fft.c: fills ponte.core.fft */
+int pp_init_quantized(PyObject *m); /* quantize, dequantize, quantized_matmul (quantized.c) */
 
 /* Indexing (indexing.c). */
 PyObject *pp_getitem(PPArray *self, PyObject *idx);

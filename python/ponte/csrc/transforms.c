@@ -4,6 +4,7 @@
  * compile with mlx.core's signatures. */
 #include "pyponte.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -546,38 +547,123 @@ static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
     return result;
 }
 
-/* Where vmap puts the batch axis of each of the n output leaves: out_axes is an int (None: 0)
- * for every output, or a tuple/list with an int per element of the function's tuple/list
- * output, applying to all the leaves of that element. Returns 0 or -1 with an exception. */
-static int vmap_out_axes(PyObject *out_axes, PyObject *out_tree, int n, int *axes)
+/* Marks an output leaf whose out_axes entry is None (not batched). */
+#define VMAP_UNBATCHED INT_MIN
+
+/* One axis entry: an int, or None (none_value). Returns 0 or -1 with MLX's ValueError. */
+static int axis_entry(PyObject *ax, int none_value, long *v)
 {
-    if (out_axes == Py_None || PyLong_Check(out_axes)) {
-        long v = out_axes == Py_None ? 0 : PyLong_AsLong(out_axes);
-        if (v == -1 && PyErr_Occurred()) return -1;
-        for (int j = 0; j < n; j++) axes[j] = (int)v;
+    if (ax == Py_None) {
+        *v = none_value;
         return 0;
     }
-    int seq = (PyTuple_Check(out_axes) || PyList_Check(out_axes)) &&
-              (PyTuple_Check(out_tree) || PyList_Check(out_tree));
-    if (!seq || PySequence_Fast_GET_SIZE(out_axes) != PySequence_Fast_GET_SIZE(out_tree)) {
-        PyErr_SetString(PyExc_ValueError, "[vmap] out_axes must be an int or hold one int per output of "
-                        "the function.");
+    if (!PyLong_Check(ax) || PyBool_Check(ax)) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] axis must be int or None.");
         return -1;
     }
-    int k = 0;
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(out_axes); i++) {
-        PyObject *ax = PySequence_Fast_GET_ITEM(out_axes, i), *l = PyList_New(0);
-        long v = PyLong_Check(ax) ? PyLong_AsLong(ax) : -1;
-        if (!PyLong_Check(ax))
-            PyErr_SetString(PyExc_ValueError, "[vmap] out_axes entries must be ints (Ponte maps every output).");
-        if (PyErr_Occurred() || !l || pp_tree_flatten(PySequence_Fast_GET_ITEM(out_tree, i), l, 0)) {
-            Py_XDECREF(l);
+    *v = PyLong_AsLong(ax);
+    return *v == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
+/* Matches the axes tree spec (an int, None, or a tree prefix of tree: lists against lists,
+ * tuples against tuples, dicts against dicts with the same keys) against tree and appends one
+ * entry (long) per array leaf of tree, in pp_tree_flatten's order, to out (None: none_value).
+ * Returns 0 or -1 with a ValueError. */
+static int axes_for_tree(PyObject *spec, PyObject *tree, int none_value, PyObject *out)
+{
+    if (spec == Py_None || PyLong_Check(spec)) {
+        long v;
+        if (axis_entry(spec, none_value, &v)) return -1;
+        PyObject *leaves = PyList_New(0);
+        if (!leaves || pp_tree_flatten(tree, leaves, 0)) {
+            Py_XDECREF(leaves);
             return -1;
         }
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(l) && k < n; j++) axes[k++] = (int)v;
-        Py_DECREF(l);
+        int rc = 0;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(leaves) && rc == 0; i++) {
+            PyObject *x = PyLong_FromLong(v);
+            rc = !x || PyList_Append(out, x) ? -1 : 0;
+            Py_XDECREF(x);
+        }
+        Py_DECREF(leaves);
+        return rc;
     }
-    return 0;
+    int same = (PyTuple_Check(spec) && PyTuple_Check(tree)) || (PyList_Check(spec) && PyList_Check(tree));
+    if (same) {
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(spec);
+        if (n != PySequence_Fast_GET_SIZE(tree)) {
+            PyErr_Format(PyExc_ValueError, "[vmap] The axes tree has %zd entries where the tree it "
+                         "describes has %zd.", n, PySequence_Fast_GET_SIZE(tree));
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (axes_for_tree(PySequence_Fast_GET_ITEM(spec, i), PySequence_Fast_GET_ITEM(tree, i),
+                              none_value, out))
+                return -1;
+        return 0;
+    }
+    if (PyDict_Check(spec) && PyDict_Check(tree) && PyDict_Size(spec) == PyDict_Size(tree)) {
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(tree, &pos, &k, &v)) {
+            PyObject *sub = PyDict_GetItemWithError(spec, k);
+            if (!sub) {
+                if (!PyErr_Occurred())
+                    PyErr_SetString(PyExc_ValueError, "[vmap] The axes tree's dict keys must match "
+                                    "the tree's.");
+                return -1;
+            }
+            if (axes_for_tree(sub, v, none_value, out)) return -1;
+        }
+        return 0;
+    }
+    if (PyTuple_Check(spec) || PyList_Check(spec) || PyDict_Check(spec))
+        PyErr_Format(PyExc_ValueError, "[vmap] The axes tree (a %s) is not a prefix of the tree it "
+                     "describes (a %s).", Py_TYPE(spec)->tp_name, Py_TYPE(tree)->tp_name);
+    else
+        PyErr_SetString(PyExc_ValueError, "[vmap] axis must be int or None.");
+    return -1;
+}
+
+/* Where vmap puts the batch axis of each of the n output leaves: out_axes is an int or None
+ * for every output, or a tree prefix of the function's output (VMAP_UNBATCHED for None).
+ * Returns 0 or -1 with an exception. */
+static int vmap_out_axes(PyObject *out_axes, PyObject *out_tree, int n, int *axes)
+{
+    PyObject *l = PyList_New(0);
+    if (!l || axes_for_tree(out_axes, out_tree, VMAP_UNBATCHED, l)) {
+        Py_XDECREF(l);
+        return -1;
+    }
+    int rc = 0;
+    if (PyList_GET_SIZE(l) != n) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] out_axes does not match the function's outputs.");
+        rc = -1;
+    }
+    for (int j = 0; j < n && rc == 0; j++) axes[j] = (int)PyLong_AsLong(PyList_GET_ITEM(l, j));
+    Py_DECREF(l);
+    return rc;
+}
+
+/* An output whose out_axes entry is None: the batch must not change it. Checks that every item
+ * along axis 0 equals the first (evaluating it) and returns the first. */
+static pn_array *unbatched_output(pn_array *o)
+{
+    pn_scope_push();
+    int64_t start[PP_MAXDIM] = {0}, stop[PP_MAXDIM];
+    int nd = pn_ndim(o);
+    for (int i = 0; i < nd; i++) stop[i] = pn_shape(o)[i];
+    stop[0] = 1;
+    pn_array *first = pn_slice(o, start, stop, NULL, nd);
+    pn_array *same = pn_array_equal(o, pn_broadcast_to(first, pn_shape(o), nd), true);
+    pn_array *r = NULL;
+    if (same && pn_shape(o)[0] > 1 && pn_eval(&same, 1) == 0 && !pn_item(same))
+        pn_set_error(PN_ERR_INVALID_ARGUMENT, "[vmap] An output with out_axes None varies along "
+                     "the mapped axis.");
+    else if (same && pn_last_error() == PN_OK)
+        r = pn_squeeze(first, (int[]){0}, 1);
+    pn_scope_pop_keep(&r, r ? 1 : 0);
+    return r;
 }
 
 /* Calls a closure made by make(f) over every array leaf of args; outputs in the function's
@@ -611,7 +697,8 @@ static PyObject *call_wrapped(PPTransformed *t, PyObject *args, PyObject *kwargs
             }
             for (int j = 0; out_axes && j < n; j++) {
                 if (axes[j] == 0) continue;
-                pn_array *m = pn_moveaxis(out[j], 0, axes[j]);
+                pn_array *m = axes[j] == VMAP_UNBATCHED ? unbatched_output(out[j])
+                                                         : pn_moveaxis(out[j], 0, axes[j]);
                 pn_release(out[j]);
                 out[j] = m;
             }
@@ -643,61 +730,42 @@ static pn_closure *make_checkpoint(PPTransformed *t, pn_closure *f, PyObject *ar
     return g;
 }
 
-/* in_axes: an int for every leaf, or a tuple with one entry (int or None) per argument. */
+/* in_axes: an int or None for every leaf, or a tuple (or list) with one entry per argument,
+ * each an int, None, or a tree prefix of that argument. */
 static pn_closure *make_vmap(PPTransformed *t, pn_closure *f, PyObject *args)
 {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
-    PyObject *counts = PyList_New(0);
-    if (!counts) return NULL;
-    int *axes = NULL, nin = 0;
-    int ok = 1;
-    if (!PyLong_Check(t->in_axes) && !(PyTuple_Check(t->in_axes) || PyList_Check(t->in_axes))) {
+    PyObject *spec = t->in_axes, *entries = PyList_New(0), *leaves = PyList_New(0);
+    int *axes = NULL, ok = entries && leaves;
+    if (ok && !PyLong_Check(spec) && !PyTuple_Check(spec) && !PyList_Check(spec)) {
         PyErr_SetString(PyExc_ValueError, "[vmap] in_axes must be an int, None, or a tuple of them.");
         ok = 0;
-    } else if (!PyLong_Check(t->in_axes) && PySequence_Size(t->in_axes) != nargs) {
+    } else if (ok && !PyLong_Check(spec) && PySequence_Fast_GET_SIZE(spec) != nargs) {
         PyErr_Format(PyExc_ValueError, "[vmap] The number of in axes (%zd) must match the number of arguments (%zd).",
-                     PySequence_Size(t->in_axes), nargs);
+                     PySequence_Fast_GET_SIZE(spec), nargs);
         ok = 0;
     }
-    PyObject *leaves = ok ? PyList_New(0) : NULL;
-    if (leaves) {
-        for (Py_ssize_t i = 0; i < nargs && ok; i++) {
-            Py_ssize_t before = PyList_GET_SIZE(leaves);
-            if (pp_tree_flatten(PyTuple_GET_ITEM(args, i), leaves, 0)) ok = 0;
-            PyObject *cnt = PyLong_FromSsize_t(PyList_GET_SIZE(leaves) - before);
-            if (!cnt || PyList_Append(counts, cnt)) ok = 0;
-            Py_XDECREF(cnt);
-        }
-        nin = ok ? (int)PyList_GET_SIZE(leaves) : 0;
-        axes = ok ? PyMem_Malloc((size_t)(nin + 1) * sizeof(int)) : NULL;
-        if (ok && !axes) PyErr_NoMemory(), ok = 0;
-        for (Py_ssize_t i = 0, k = 0; ok && i < nargs; i++) {
-            Py_ssize_t cnt = PyLong_AsSsize_t(PyList_GET_ITEM(counts, i));
-            PyObject *ax = PyLong_Check(t->in_axes) ? t->in_axes : PySequence_Fast_GET_ITEM(t->in_axes, i);
-            long v = -1;
-            if (ax != Py_None) {
-                if (!PyLong_Check(ax)) {
-                    PyErr_SetString(PyExc_ValueError, "[vmap] in_axes entries must be int or None.");
-                    ok = 0;
-                    break;
-                }
-                v = PyLong_AsLong(ax);
-                if (v == -1 && PyErr_Occurred()) {
-                    ok = 0;
-                    break;
-                }
-            }
-            for (Py_ssize_t j = 0; j < cnt; j++) {
-                PyObject *leaf = PyList_GET_ITEM(leaves, k);
-                int nd = pn_ndim(PPARR(leaf));
-                axes[k++] = v < 0 && v != -1 ? (int)v + nd : (int)v;
-                if (ax != Py_None && v == -1) axes[k - 1] = nd - 1;
-            }
-        }
-        Py_DECREF(leaves);
+    for (Py_ssize_t i = 0; ok && i < nargs; i++) {
+        PyObject *arg = PyTuple_GET_ITEM(args, i);
+        PyObject *ax = PyLong_Check(spec) ? spec : PySequence_Fast_GET_ITEM(spec, i);
+        if (axes_for_tree(ax, arg, INT_MIN, entries) || pp_tree_flatten(arg, leaves, 0)) ok = 0;
     }
-    Py_DECREF(counts);
-    pn_closure *g = ok ? pn_vmap(f, axes, nin, NULL, 0) : NULL;
+    Py_ssize_t nin = ok ? PyList_GET_SIZE(leaves) : 0;
+    if (ok && !(axes = PyMem_Malloc((size_t)(nin + 1) * sizeof(int)))) PyErr_NoMemory(), ok = 0;
+    for (Py_ssize_t k = 0; ok && k < nin; k++) {
+        long v = PyLong_AsLong(PyList_GET_ITEM(entries, k));
+        int nd = pn_ndim(PPARR(PyList_GET_ITEM(leaves, k)));
+        /* None -> -1 (unmapped); negative axes count from the end */
+        if (v != INT_MIN && (v < -nd || v >= nd)) {
+            PyErr_Format(PyExc_ValueError, "[vmap] Axis %ld invalid for input with %d dimensions.", v, nd);
+            ok = 0;
+            break;
+        }
+        axes[k] = v == INT_MIN ? -1 : v < 0 ? (int)v + nd : (int)v;
+    }
+    Py_XDECREF(entries);
+    Py_XDECREF(leaves);
+    pn_closure *g = ok ? pn_vmap(f, axes, (int)nin, NULL, 0) : NULL;
     if (ok && !g) pp_raise();
     PyMem_Free(axes);
     return g;
@@ -705,7 +773,8 @@ static pn_closure *make_vmap(PPTransformed *t, pn_closure *f, PyObject *args)
 
 /* ───────────────────────────── custom_function ───────────────────────────── */
 
-/* The vjp rule's context: the forward's context (for the output structure) and the rule. */
+/* A vjp or jvp rule's context: the forward's context (for the output structure) and the rule
+ * (in vjp_fn, whichever it is). */
 typedef struct {
     PyObject *vjp_fn, *args;
     tctx *fwd;
@@ -722,6 +791,153 @@ static void vctx_destroy(void *p)
     Py_XDECREF(v->keep);
     pn_closure_release(v->fwd_closure);
     PyMem_Free(v);
+}
+
+/* MLX hands a rule the primals of a one-argument function as that argument itself. */
+static int unwrap_single(PyObject **args)
+{
+    if (PyTuple_GET_SIZE(*args) != 1) return 0;
+    PyObject *x = PyTuple_GET_ITEM(*args, 0);
+    Py_INCREF(x);
+    Py_SETREF(*args, x);
+    return 0;
+}
+
+/* The user's jvp rule: in = primals then tangents (leaves of args each); calls
+ * jvp_fn(primals, tangents) and returns the leaves of its result, one per output. */
+static int jvp_trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    vctx *v = ctx;
+    *nout = 0;
+    int np = v->nprimals;
+    PyObject *lists[2] = {PyList_New(np), PyList_New(np)}, *pt = NULL, *tt = NULL, *res = NULL,
+             *leaves = NULL;
+    Py_ssize_t pos = 0, nexp = 0;
+    if (!lists[0] || !lists[1]) goto fail;
+    for (int i = 0; i < 2 * np && i < nin; i++) {
+        PyObject *w = pp_wrap_borrowed(in[i]);
+        if (!w) goto fail;
+        PyList_SET_ITEM(lists[i / np], i % np, w);
+    }
+    if (!(pt = tree_fill(v->args, lists[0], &pos)) || unwrap_single(&pt)) goto fail;
+    pos = 0;
+    if (!(tt = tree_fill(v->args, lists[1], &pos)) || unwrap_single(&tt)) goto fail;
+    if (!(res = PyObject_CallFunctionObjArgs(v->vjp_fn, pt, tt, NULL))) goto fail;
+    if (!(leaves = PyList_New(0)) || pp_tree_flatten(res, leaves, 0)) goto fail;
+    PyObject *ol = PyList_New(0);
+    if (!ol || pp_tree_flatten(v->fwd->out_tree, ol, 0)) {
+        Py_XDECREF(ol);
+        goto fail;
+    }
+    nexp = PyList_GET_SIZE(ol);
+    Py_DECREF(ol);
+    if (PyList_GET_SIZE(leaves) != nexp) {
+        PyErr_Format(PyExc_ValueError, "[custom_function] The jvp returned %zd arrays for %zd outputs.",
+                     PyList_GET_SIZE(leaves), nexp);
+        goto fail;
+    }
+    for (Py_ssize_t j = 0; j < nexp; j++) out[j] = PPARR(PyList_GET_ITEM(leaves, j));
+    if (PyList_Append(v->keep, leaves)) goto fail;
+    *nout = (int)nexp;
+    Py_DECREF(leaves);
+    Py_DECREF(res);
+    Py_DECREF(pt);
+    Py_DECREF(tt);
+    Py_DECREF(lists[0]);
+    Py_DECREF(lists[1]);
+    return 0;
+fail:
+    Py_XDECREF(leaves);
+    Py_XDECREF(res);
+    Py_XDECREF(pt);
+    Py_XDECREF(tt);
+    Py_XDECREF(lists[0]);
+    Py_XDECREF(lists[1]);
+    return pp_stash_exception();
+}
+
+/* The user's vmap rule: in = the batched inputs (leaves of args), then their axes (0-d, -1 for
+ * none); calls vmap_fn(inputs, axes) (None for an unbatched input), which returns (outputs,
+ * out_axes); returns the output leaves, then one 0-d int32 axis per leaf (-1 for None). */
+static int vmap_trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    vctx *v = ctx;
+    *nout = 0;
+    int np = v->nprimals;
+    PyObject *arrs = PyList_New(np), *axs = PyList_New(np), *it = NULL, *at = NULL, *res = NULL,
+             *leaves = NULL, *entries = NULL, *keep = NULL;
+    Py_ssize_t pos = 0, n = 0;
+    if (!arrs || !axs) goto fail;
+    if (nin != 2 * np) {
+        PyErr_SetString(PyExc_RuntimeError, "[custom_function] The vmap rule got a wrong input count.");
+        goto fail;
+    }
+    for (int i = 0; i < np; i++) {
+        PyObject *w = pp_wrap_borrowed(in[i]);
+        long a = (long)pn_item_int(in[np + i]);
+        PyObject *ax = a < 0 ? (Py_INCREF(Py_None), Py_None) : PyLong_FromLong(a);
+        if (!w || !ax) {
+            Py_XDECREF(w);
+            Py_XDECREF(ax);
+            goto fail;
+        }
+        PyList_SET_ITEM(arrs, i, w);
+        PyList_SET_ITEM(axs, i, ax);
+    }
+    if (!(it = tree_fill(v->args, arrs, &pos)) || unwrap_single(&it)) goto fail;
+    pos = 0;
+    if (!(at = tree_fill(v->args, axs, &pos)) || unwrap_single(&at)) goto fail;
+    if (!(res = PyObject_CallFunctionObjArgs(v->vjp_fn, it, at, NULL))) goto fail;
+    if (!PyTuple_Check(res) || PyTuple_GET_SIZE(res) != 2) {
+        PyErr_SetString(PyExc_ValueError, "[custom_function] The vmap function must return "
+                        "(outputs, output axes).");
+        goto fail;
+    }
+    PyObject *outs = PyTuple_GET_ITEM(res, 0);
+    if (!(leaves = PyList_New(0)) || pp_tree_flatten(outs, leaves, 0)) goto fail;
+    if (!(entries = PyList_New(0)) || axes_for_tree(PyTuple_GET_ITEM(res, 1), outs, INT_MIN, entries))
+        goto fail;
+    n = PyList_GET_SIZE(leaves);
+    if (2 * n > PN_MAX_OUTPUTS) {
+        PyErr_SetString(PyExc_ValueError, "[custom_function] The vmap function returned too many arrays.");
+        goto fail;
+    }
+    if (!(keep = PyList_New(0))) goto fail;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *leaf = PyList_GET_ITEM(leaves, j);
+        long a = PyLong_AsLong(PyList_GET_ITEM(entries, j));
+        int nd = pn_ndim(PPARR(leaf));
+        a = a == INT_MIN ? -1 : a < 0 ? a + nd : a;
+        PyObject *ax = pp_wrap(pn_scalar_int(a, PN_INT32));
+        if (!ax || PyList_Append(keep, leaf) || PyList_Append(keep, ax)) {
+            Py_XDECREF(ax);
+            goto fail;
+        }
+        out[j] = PPARR(leaf);
+        out[n + j] = PPARR(ax);
+        Py_DECREF(ax);
+    }
+    if (PyList_Append(v->keep, keep)) goto fail;
+    *nout = (int)(2 * n);
+    Py_DECREF(keep);
+    Py_DECREF(entries);
+    Py_DECREF(leaves);
+    Py_DECREF(res);
+    Py_DECREF(it);
+    Py_DECREF(at);
+    Py_DECREF(arrs);
+    Py_DECREF(axs);
+    return 0;
+fail:
+    Py_XDECREF(keep);
+    Py_XDECREF(entries);
+    Py_XDECREF(leaves);
+    Py_XDECREF(res);
+    Py_XDECREF(it);
+    Py_XDECREF(at);
+    Py_XDECREF(arrs);
+    Py_XDECREF(axs);
+    return pp_stash_exception();
 }
 
 static int vjp_trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
@@ -741,7 +957,7 @@ static int vjp_trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn
         PyList_SET_ITEM(lists[k], j, w);
     }
     Py_ssize_t pos = 0;
-    if (!(pt = tree_fill(v->args, lists[0], &pos))) goto fail;
+    if (!(pt = tree_fill(v->args, lists[0], &pos)) || unwrap_single(&pt)) goto fail;
     pos = 0;
     if (!(ct = tree_fill(v->fwd->out_tree, lists[1], &pos))) goto fail;
     pos = 0;
@@ -782,7 +998,7 @@ fail:
 }
 
 /* The vjp rule's context for one call of a custom_function over args. */
-static vctx *vctx_new(PPTransformed *t, pn_closure *f, PyObject *args, tctx *fwd)
+static vctx *vctx_new(PyObject *rule, pn_closure *f, PyObject *args, tctx *fwd)
 {
     vctx *v = PyMem_Calloc(1, sizeof *v);
     if (!v) return (vctx *)PyErr_NoMemory();
@@ -791,9 +1007,9 @@ static vctx *vctx_new(PPTransformed *t, pn_closure *f, PyObject *args, tctx *fwd
         PyMem_Free(v);
         return NULL;
     }
-    Py_INCREF(t->vjp_fn);
+    Py_INCREF(rule);
     Py_INCREF(args);
-    v->vjp_fn = t->vjp_fn;
+    v->vjp_fn = rule;
     v->args = args;
     v->fwd_closure = pn_closure_retain(f);
     PyObject *leaves = PyList_New(0);
@@ -810,7 +1026,7 @@ static vctx *vctx_new(PPTransformed *t, pn_closure *f, PyObject *args, tctx *fwd
 
 static PyObject *call_custom(PPTransformed *t, PyObject *args, PyObject *kwargs)
 {
-    if (!t->vjp_fn) return PyObject_Call(t->fn, args, kwargs);
+    if (!t->vjp_fn && !t->jvp_fn && !t->vmap_fn) return PyObject_Call(t->fn, args, kwargs);
     tctx *c = tctx_new(t->fn, args, kwargs, "custom_function");
     if (!c) return NULL;
     PyObject *leaves = chosen_leaves(c, 0);
@@ -819,12 +1035,21 @@ static PyObject *call_custom(PPTransformed *t, PyObject *args, PyObject *kwargs)
         Py_XDECREF(leaves);
         return NULL;
     }
-    vctx *v = vctx_new(t, f, args, c);
-    pn_closure *rule = NULL, *g = NULL;
-    if (v) {
-        rule = pn_closure_new(vjp_trampoline, v, vctx_destroy);
-        g = rule ? pn_custom_vjp(f, rule) : NULL;
+    vctx *v = t->vjp_fn ? vctx_new(t->vjp_fn, f, args, c) : NULL;
+    vctx *jv = t->jvp_fn ? vctx_new(t->jvp_fn, f, args, c) : NULL;
+    vctx *mv = t->vmap_fn ? vctx_new(t->vmap_fn, f, args, c) : NULL;
+    pn_closure *rule = v ? pn_closure_new(vjp_trampoline, v, vctx_destroy) : NULL;
+    pn_closure *jrule = jv ? pn_closure_new(jvp_trampoline, jv, vctx_destroy) : NULL;
+    pn_closure *mrule = mv ? pn_closure_new(vmap_trampoline, mv, vctx_destroy) : NULL;
+    pn_closure *g = NULL;
+    if (!PyErr_Occurred() && (!t->vjp_fn || rule) && (!t->jvp_fn || jrule) && (!t->vmap_fn || mrule)) {
+        g = pn_custom_function(f, rule, jrule, mrule);
         if (!g) pp_raise();
+    } else {
+        if (v && !rule) vctx_destroy(v);
+        if (jv && !jrule) vctx_destroy(jv);
+        if (mv && !mrule) vctx_destroy(mv);
+        if (!PyErr_Occurred()) pp_raise();
     }
     Py_ssize_t nin = PyList_GET_SIZE(leaves);
     pn_array **in = g ? leaf_arrays(leaves) : NULL;
@@ -844,6 +1069,8 @@ static PyObject *call_custom(PPTransformed *t, PyObject *args, PyObject *kwargs)
     PyMem_Free(in);
     release_later(g);
     pn_closure_release(rule);
+    pn_closure_release(jrule);
+    pn_closure_release(mrule);
     Py_DECREF(leaves);
     pn_closure_release(f);
     return result;
@@ -896,8 +1123,8 @@ static PyObject *tf_get(PyObject *self, PyObject *obj, PyObject *type)
 
 static PyMethodDef tf_methods[] = {
     {"vjp", tf_vjp, METH_O, "Sets the custom vjp rule: vjp(primals, cotangents, outputs)."},
-    {"jvp", tf_jvp, METH_O, "Accepted for compatibility; the custom jvp rule is not used yet."},
-    {"vmap", tf_vmap, METH_O, "Accepted for compatibility; the custom vmap rule is not used yet."},
+    {"jvp", tf_jvp, METH_O, "Sets the custom jvp rule: jvp(primals, tangents) -> output tangents."},
+    {"vmap", tf_vmap, METH_O, "Sets the custom vmap rule: vmap(inputs, axes) -> (outputs, axes)."},
     {NULL},
 };
 

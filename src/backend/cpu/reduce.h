@@ -81,10 +81,4 @@ static inline int pnO_keep_result(pn_array *r, pn_array **slot)
     return 0;
 }
 
-/* For batching rules: x with its mapped axis b moved to the front (x itself when b <= 0). */
-static inline pn_array *pnO_batch_front(pn_array *x, int b)
-{
-    return b > 0 ? pn_moveaxis(x, b, 0) : x;
-}
-
 #endif /* PONTE_BACKEND_CPU_REDUCE_H */

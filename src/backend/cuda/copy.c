@@ -59,3 +59,17 @@ int pnG_astype_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
                      o->shape, o->ndim, node->stream.index);
     return 0; /* a failed launch recorded an error, which the evaluator reports */
 }
+
+/* See eval.h. */
+pn_array *pnG_dense_copy(pn_array *x, int stream)
+{
+    pn_array *t = pnC_new_temp(x->dtype, x->shape, x->ndim);
+    if (!t) return NULL;
+    pnG_strided_copy(pnC_data(x), x->strides, x->dtype, pnC_data(t), t->strides, t->dtype,
+                     x->shape, x->ndim, stream);
+    if (pnC_failed()) {
+        pnC_decref(t);
+        return NULL;
+    }
+    return t;
+}

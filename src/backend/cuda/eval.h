@@ -31,6 +31,9 @@ void pnG_strided_copy(const void *src, const int64_t *src_strides, pn_dtype st, 
                       int stream);
 /* As pnK_fill: n copies of the elem_size-byte value at (device) value into dst. */
 void pnG_fill(void *dst, const void *value, size_t elem_size, int64_t n, int stream);
+/* A row-contiguous device copy of x (dtype kept), owned by the caller (pnC_decref), for
+ * kernels that need dense data or overwrite their input. NULL with an error. */
+pn_array *pnG_dense_copy(pn_array *x, int stream);
 
 /* Each helper appends its family's declarations below, in its own section. */
 
@@ -70,7 +73,17 @@ int pnG_binary_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
 int pnG_divmod_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_where_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
-/* ── fused optimizer steps (optim.c): AdamUpdate over contiguous inputs ── */
-int pnG_adam_update_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* ── fused optimizer steps (optim.c): OptimUpdate over contiguous inputs ── */
+int pnG_optim_update_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* ── decompositions (solver.c): SVD, Eigh and LUF through cuSOLVER (Eig has no GPU eval: it
+ * runs on the CPU) ── */
+int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* ── FFT (fft.c): the FFT primitive through cuFFT, one axis after another over contiguous
+ * device copies. ── */
+int pnG_fft_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
 #endif /* PONTE_BACKEND_CUDA_EVAL_H */

@@ -1,0 +1,133 @@
+/* fft.c — ponte.core.fft, mlx.core.fft's functions over libponte's pn_fft_* (src/ops/fft.c):
+ * the 1-d transforms (a, n=None, axis=-1), the 2-d and n-d ones (a, s=None, axes=...) and the
+ * shifts (a, axes=None), each with a trailing stream argument. pp_init_fft fills the fft
+ * submodule that pp_init_ops creates. */
+#include "pyponte.h"
+
+typedef pn_array *(*fft_nfn)(pn_array *, const int64_t *, const int *, int);
+typedef pn_array *(*fft_shift_fn)(pn_array *, const int *, int);
+
+/* Converts a, runs the call with the stream entered, wraps the result. */
+#define FFT_CALL(stream, ao, expr)                                                             \
+    do {                                                                                       \
+        int pushed_ = pp_stream_enter(stream);                                                 \
+        if (pushed_ < 0) return NULL;                                                          \
+        pn_array *a = pp_arr(ao);                                                              \
+        pn_array *r_ = a ? (expr) : NULL;                                                      \
+        pn_release(a);                                                                         \
+        pp_stream_exit(pushed_);                                                               \
+        return a ? pp_wrap(r_) : NULL;                                                         \
+    } while (0)
+
+/* fft / ifft / rfft / irfft (a, n=None, axis=-1, stream=None). */
+static PyObject *fft_1d(fft_nfn f, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"a", "n", "axis", "stream", NULL};
+    PyObject *ao, *no = Py_None, *stream = Py_None;
+    int axis = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OiO", kwlist, &ao, &no, &axis, &stream))
+        return NULL;
+    int64_t n = 0;
+    if (no != Py_None) {
+        if (!PyLong_Check(no) || PyBool_Check(no)) {
+            PyErr_Format(PyExc_TypeError, "n must be an int or None, got %s.", Py_TYPE(no)->tp_name);
+            return NULL;
+        }
+        n = PyLong_AsLongLong(no);
+        if (n == -1 && PyErr_Occurred()) return NULL;
+    }
+    FFT_CALL(stream, ao, f(a, no == Py_None ? NULL : &n, &axis, 1));
+}
+
+/* fft2 / fftn / ... (a, s=None, axes=[-2, -1] for the 2-d ones, None for the n-d ones,
+ * stream=None). As MLX, s without axes is an error. */
+static PyObject *fft_nd(const char *name, fft_nfn f, bool two, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"a", "s", "axes", "stream", NULL};
+    PyObject *ao, *so = Py_None, *axo = NULL, *stream = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO", kwlist, &ao, &so, &axo, &stream))
+        return NULL;
+    int64_t s[PP_MAXDIM];
+    int axes[PP_MAXDIM], ns = -1, na;
+    if (so != Py_None && (ns = pp_shape(so, s, PP_MAXDIM, "s")) < 0) return NULL;
+    if (!axo && two) {
+        axes[0] = -2, axes[1] = -1, na = 2;
+    } else if ((na = pp_axes(axo, axes, PP_MAXDIM)) == -1) {
+        return NULL;
+    }
+    if (na == -2 && ns >= 0) {
+        PyErr_Format(PyExc_ValueError, "[%s] `axes` should not be `None` if `s` is not `None`.",
+                     name);
+        return NULL;
+    }
+    if (na >= 0 && ns >= 0 && ns != na) {
+        PyErr_SetString(PyExc_ValueError, "[fftn] Shape and axes have different sizes.");
+        return NULL;
+    }
+    FFT_CALL(stream, ao, f(a, ns >= 0 ? s : NULL, na >= 0 ? axes : NULL, na >= 0 ? na : 0));
+}
+
+/* fftshift / ifftshift (a, axes=None, stream=None). */
+static PyObject *fft_shift(fft_shift_fn f, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"a", "axes", "stream", NULL};
+    PyObject *ao, *axo = Py_None, *stream = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO", kwlist, &ao, &axo, &stream)) return NULL;
+    int axes[PP_MAXDIM], na = pp_axes(axo, axes, PP_MAXDIM);
+    if (na == -1) return NULL;
+    FFT_CALL(stream, ao, f(a, na == -2 ? NULL : axes, na == -2 ? 0 : na));
+}
+
+/* The 1-d functions as n-d calls over one axis (n <= 0 is then the C API's error). */
+static pn_array *c_fft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_fftn(a, n, ax, k); }
+static pn_array *c_ifft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_ifftn(a, n, ax, k); }
+static pn_array *c_rfft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_rfftn(a, n, ax, k); }
+static pn_array *c_irfft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_irfftn(a, n, ax, k); }
+
+/* X(python name, C function, kind: 1 one-d, 2 two-d, 0 n-d) */
+#define FFT_FUNCS(X)                                                                           \
+    X(fft, c_fft, 1) X(ifft, c_ifft, 1) X(rfft, c_rfft, 1) X(irfft, c_irfft, 1)                \
+    X(fft2, pn_fft_fftn, 2) X(ifft2, pn_fft_ifftn, 2) X(rfft2, pn_fft_rfftn, 2)                \
+    X(irfft2, pn_fft_irfftn, 2) X(fftn, pn_fft_fftn, 0) X(ifftn, pn_fft_ifftn, 0)              \
+    X(rfftn, pn_fft_rfftn, 0) X(irfftn, pn_fft_irfftn, 0)
+
+#define FFT_WRAP(NAME, FN, KIND)                                                               \
+    static PyObject *py_fft_##NAME(PyObject *m, PyObject *args, PyObject *kw)                  \
+    {                                                                                          \
+        return KIND == 1 ? fft_1d(FN, args, kw) : fft_nd(#NAME, FN, KIND == 2, args, kw);      \
+    }
+FFT_FUNCS(FFT_WRAP)
+
+static PyObject *py_fft_fftshift(PyObject *m, PyObject *args, PyObject *kw)
+{
+    return fft_shift(pn_fft_fftshift, args, kw);
+}
+static PyObject *py_fft_ifftshift(PyObject *m, PyObject *args, PyObject *kw)
+{
+    return fft_shift(pn_fft_ifftshift, args, kw);
+}
+
+#define FFT_DEF(NAME, FN, KIND)                                                                \
+    {#NAME, (PyCFunction)(void (*)(void))py_fft_##NAME, METH_VARARGS | METH_KEYWORDS,          \
+     KIND == 1 ? #NAME "(a, n=None, axis=-1, stream=None)"                                     \
+     : KIND == 2 ? #NAME "(a, s=None, axes=[-2, -1], stream=None)"                             \
+                 : #NAME "(a, s=None, axes=None, stream=None)"},
+static PyMethodDef fft_methods[] = {
+    FFT_FUNCS(FFT_DEF)
+    {"fftshift", (PyCFunction)(void (*)(void))py_fft_fftshift, METH_VARARGS | METH_KEYWORDS,
+     "fftshift(a, axes=None, stream=None): the zero frequency to the centre."},
+    {"ifftshift", (PyCFunction)(void (*)(void))py_fft_ifftshift, METH_VARARGS | METH_KEYWORDS,
+     "ifftshift(a, axes=None, stream=None): the inverse of fftshift."},
+    {NULL},
+};
+
+/* Adds the functions to ponte.core.fft (created empty by pp_init_ops). 0 or -1. */
+int pp_init_fft(PyObject *m)
+{
+    PyObject *fft = PyObject_GetAttrString(m, "fft");
+    if (!fft) return -1;
+    int rc = PyModule_AddFunctions(fft, fft_methods) ||
+             PyModule_SetDocString(fft, "mlx.core.fft: Fast Fourier Transforms.");
+    Py_DECREF(fft);
+    return rc ? -1 : 0;
+}

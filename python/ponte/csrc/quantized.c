@@ -1,0 +1,158 @@
+/* quantized.c — mlx.core.quantize, dequantize and quantized_matmul for ponte.core, over
+ * pn_quantize / pn_dequantize / pn_quantized_matmul (src/ops/quantized.c). Arguments as MLX's:
+ * group_size and bits None pick the mode's defaults, mode is a string ("affine"). */
+#include "pyponte.h"
+
+/* An optional int argument: None -> 0 (the mode's default). Returns 0 or -1. */
+static int opt_int(PyObject *o, const char *what, int *out)
+{
+    *out = 0;
+    if (o == Py_None) return 0;
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v <= 0 || v > 1 << 20) {
+        PyErr_Format(PyExc_ValueError, "%s must be a positive integer, got %ld", what, v);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+/* The arrays of one call (owned; released by release_all). */
+typedef struct args4 {
+    pn_array *a[4];
+    int n;
+} args4;
+
+static int take(args4 *t, PyObject *o, pn_array **out)
+{
+    *out = NULL;
+    if (o == NULL || o == Py_None) return 0;
+    pn_array *a = pp_arr(o);
+    if (!a) return -1;
+    t->a[t->n++] = a;
+    *out = a;
+    return 0;
+}
+
+/* quantize(w, /, group_size=None, bits=None, mode='affine', *, global_scale=None, stream=None) */
+static PyObject *py_quantize(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *wo, *go = Py_None, *bo = Py_None, *gso = Py_None, *so = Py_None;
+    const char *mode = "affine";
+    static char *kwlist[] = {"w", "group_size", "bits", "mode", "global_scale", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOs$OO:quantize", kwlist, &wo, &go, &bo, &mode,
+                                     &gso, &so))
+        return NULL;
+    int gs, bits;
+    if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
+    if (gso != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "[quantize] global_scale is only used by the 'nvfp4' "
+                                          "mode, which Ponte does not implement.");
+        return NULL;
+    }
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    args4 t = {.n = 0};
+    pn_array *w, *out[3] = {NULL, NULL, NULL};
+    PyObject *r = NULL;
+    if (take(&t, wo, &w) == 0) {
+        if (pn_quantize(w, gs, bits, mode, out) < 0) {
+            pp_raise();
+        } else {
+            int n = out[2] ? 3 : 2;
+            r = PyTuple_New(n);
+            for (int k = 0; r && k < n; k++) {
+                PyObject *o = pp_wrap(out[k]);
+                out[k] = NULL;
+                if (!o) {
+                    Py_CLEAR(r);
+                    break;
+                }
+                PyTuple_SET_ITEM(r, k, o);
+            }
+            pp_release_all(out, 3);
+        }
+    }
+    pp_release_all(t.a, t.n);
+    pp_stream_exit(pushed);
+    return r;
+}
+
+/* dequantize(w, /, scales, biases=None, group_size=None, bits=None, mode='affine',
+ *            global_scale=None, dtype=None, *, stream=None) */
+static PyObject *py_dequantize(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *wo, *sco, *bio = Py_None, *go = Py_None, *bo = Py_None, *gso = Py_None, *so = Py_None;
+    const char *mode = "affine";
+    int dtype = -1;
+    static char *kwlist[] = {"w", "scales", "biases", "group_size", "bits", "mode",
+                             "global_scale", "dtype", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOsOO&$O:dequantize", kwlist, &wo, &sco, &bio,
+                                     &go, &bo, &mode, &gso, pp_opt_dtype_conv, &dtype, &so))
+        return NULL;
+    int gs, bits;
+    if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
+    if (gso != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "[dequantize] global_scale is only used by the 'nvfp4' "
+                                          "mode, which Ponte does not implement.");
+        return NULL;
+    }
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    args4 t = {.n = 0};
+    pn_array *w, *s, *b;
+    PyObject *r = NULL;
+    if (!take(&t, wo, &w) && !take(&t, sco, &s) && !take(&t, bio, &b))
+        r = pp_wrap(pn_dequantize(w, s, b, gs, bits, mode,
+                                  dtype < 0 ? PN_NUM_DTYPES : (pn_dtype)dtype));
+    pp_release_all(t.a, t.n);
+    pp_stream_exit(pushed);
+    return r;
+}
+
+/* quantized_matmul(x, w, /, scales, biases=None, transpose=True, group_size=None, bits=None,
+ *                  mode='affine', *, stream=None) */
+static PyObject *py_quantized_matmul(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *xo, *wo, *sco, *bio = Py_None, *go = Py_None, *bo = Py_None, *so = Py_None;
+    int transpose = 1;
+    const char *mode = "affine";
+    static char *kwlist[] = {"x", "w", "scales", "biases", "transpose", "group_size", "bits",
+                             "mode", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OpOOs$O:quantized_matmul", kwlist, &xo, &wo,
+                                     &sco, &bio, &transpose, &go, &bo, &mode, &so))
+        return NULL;
+    int gs, bits;
+    if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    args4 t = {.n = 0};
+    pn_array *x, *w, *s, *b;
+    PyObject *r = NULL;
+    if (!take(&t, xo, &x) && !take(&t, wo, &w) && !take(&t, sco, &s) && !take(&t, bio, &b))
+        r = pp_wrap(pn_quantized_matmul(x, w, s, b, transpose, gs, bits, mode));
+    pp_release_all(t.a, t.n);
+    pp_stream_exit(pushed);
+    return r;
+}
+
+static PyMethodDef quantized_methods[] = {
+    {"quantize", (PyCFunction)(void (*)(void))py_quantize, METH_VARARGS | METH_KEYWORDS,
+     "quantize(w, group_size=None, bits=None, mode='affine') -> (w_q, scales, biases)\n\n"
+     "Quantizes w (..., K) in groups of group_size along the last axis (MLX's affine mode)."},
+    {"dequantize", (PyCFunction)(void (*)(void))py_dequantize, METH_VARARGS | METH_KEYWORDS,
+     "dequantize(w, scales, biases=None, group_size=None, bits=None, mode='affine', "
+     "global_scale=None, dtype=None)\n\nThe matrix that (w, scales, biases) encode."},
+    {"quantized_matmul", (PyCFunction)(void (*)(void))py_quantized_matmul,
+     METH_VARARGS | METH_KEYWORDS,
+     "quantized_matmul(x, w, scales, biases=None, transpose=True, group_size=None, bits=None, "
+     "mode='affine')\n\nx @ dequantize(w).T (transpose) or x @ dequantize(w)."},
+    {NULL},
+};
+
+/* See pyponte.h. */
+int pp_init_quantized(PyObject *m)
+{
+    return PyModule_AddFunctions(m, quantized_methods);
+}

@@ -1,0 +1,63 @@
+/* lapack.h — the CPU kernels of the decomposition primitives (SVD, Eigh, Eig, LUF of
+ * src/ops/linalg_decomp.c) over OpenBLAS's LAPACK, and the Fortran prototypes of the LAPACK
+ * routines they call (also used by the simulated cuSOLVER). Plain C, includable from C++. */
+#ifndef PONTE_BACKEND_CPU_LAPACK_H
+#define PONTE_BACKEND_CPU_LAPACK_H
+
+#include "ponte.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* LAPACK's column-major routines (Fortran ABI: every argument by address; the hidden string
+ * lengths of the character arguments are left out, as every C caller of LAPACK does). T is
+ * float (prefix s) or double (prefix d). */
+#define PNK_LAPACK_PROTOTYPES(T, P)                                                            \
+    void P##gesdd_(const char *jobz, const int *m, const int *n, T *a, const int *lda, T *s,   \
+                   T *u, const int *ldu, T *vt, const int *ldvt, T *work, const int *lwork,   \
+                   int *iwork, int *info);                                                     \
+    void P##syevd_(const char *jobz, const char *uplo, const int *n, T *a, const int *lda,     \
+                   T *w, T *work, const int *lwork, int *iwork, const int *liwork, int *info); \
+    void P##geev_(const char *jobvl, const char *jobvr, const int *n, T *a, const int *lda,    \
+                  T *wr, T *wi, T *vl, const int *ldvl, T *vr, const int *ldvr, T *work,       \
+                  const int *lwork, int *info);                                                \
+    void P##getrf_(const int *m, const int *n, T *a, const int *lda, int *ipiv, int *info);
+PNK_LAPACK_PROTOTYPES(float, s)
+PNK_LAPACK_PROTOTYPES(double, d)
+
+/* Params of SVD, Eigh and Eig (shared with the GPU glue, src/backend/cuda/solver.c):
+ * vectors: compute U/Vt (SVD) or eigenvectors (Eigh, Eig) besides the values; upper: Eigh
+ * reads the upper triangle (UPLO = "U") instead of the lower one. */
+typedef struct pnK_decomp_params {
+    bool vectors, upper;
+} pnK_decomp_params;
+
+struct pnC_node;
+
+/* Eval of SVD: in[0] (..., m, n) float32/float64, any strides. vectors: out = U (..., m, m),
+ * S (..., k), Vt (..., n, n) with k = min(m, n), U diag(S) Vt = a, S descending; else out = S
+ * only. LAPACK gesdd. Fails (PN_ERR_BACKEND) when the iteration does not converge. */
+int pnK_svd_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Eval of Eigh: in[0] (..., n, n), only the triangle params->upper names is read. out = w
+ * (..., n) ascending [, V (..., n, n) with orthonormal eigenvectors as columns]. syevd. */
+int pnK_eigh_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Eval of Eig: in[0] (..., n, n) real. out = w (..., n) complex64 [, V (..., n, n) complex64,
+ * unit-norm right eigenvectors as columns], in LAPACK geev's order. */
+int pnK_eig_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Eval of LUF: in[0] (..., m, n). out = LU (..., m, n) (L below the diagonal with an implicit
+ * unit diagonal, U on and above it), pivots (..., k) uint32 (row i was swapped with
+ * pivots[i], 0-based, in order), row indices (..., m) uint32 with a = L[rows] @ U. getrf;
+ * a singular matrix is not an error (U has a zero on its diagonal), as in MLX. */
+int pnK_luf_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* From LAPACK's 1-based pivot sequence ipiv (k entries) of an m-row matrix: 0-based pivots
+ * and the row indices r with a[i] = (L U)[r[i]] (the swaps applied to the identity in
+ * reverse order). */
+void pnK_lu_pivots(const int *ipiv, int64_t k, int64_t m, uint32_t *pivots, uint32_t *rows);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PONTE_BACKEND_CPU_LAPACK_H */

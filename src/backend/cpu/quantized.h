@@ -1,0 +1,45 @@
+/* quantized.h — the quantization primitives' parameters (shared by the constructors in
+ * src/ops/quantized.c and the GPU glue in src/backend/cuda/quantized.c) and their CPU kernels
+ * (quantized.c): Quantize, Dequantize and QuantizedMatmul in MLX's affine format. */
+#ifndef PONTE_BACKEND_CPU_QUANTIZED_H
+#define PONTE_BACKEND_CPU_QUANTIZED_H
+
+#include "core/core.h"
+
+/* Params of the three primitives. The affine format (MLX's): a row of K values is cut into
+ * groups of group_size (32, 64, 128); group g has a scale s and a bias b (w's dtype) and each
+ * value q in [0, 2^bits) with w ~ s * q + b. Quantized values are packed little-endian into
+ * the row's bit stream: value i occupies bits [i * bits, (i + 1) * bits) of the row's uint32
+ * words (word j holds bits [32 j, 32 j + 32)), so 3-, 5- and 6-bit values may straddle two
+ * words and every group starts on a word boundary (group_size * bits is a multiple of 32).
+ * transpose (QuantizedMatmul only): x @ W^T with W (N, K), else x @ W with W (K, N). */
+typedef struct pnK_quant_params {
+    int group_size, bits;
+    bool transpose;
+} pnK_quant_params;
+
+/* Quantize: in = (w (..., K), float32/float16/bfloat16), out = (w_q uint32 (..., K * bits /
+ * 32), scales (..., K / group_size), biases (same)) with MLX's CPU arithmetic (float32, round
+ * half to even), bit for bit. Returns 0 or -1 with an error. */
+int pnK_quantize_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Dequantize: in = (w_q (..., Kp), scales, biases (..., G)), scales and biases of the output
+ * dtype T; out (..., G * group_size) = T(T(s * q) + b), rounded to T after each operation as
+ * MLX computes it. */
+int pnK_dequantize_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* QuantizedMatmul: in = (x (bx..., M, K), w_q, scales, biases (bw..., rows, ...)) with x,
+ * scales, biases and out of one floating dtype; out (broadcast(bx, bw)..., M, N). Computes in
+ * float32: small M as fused dequantize-and-dot rows, larger M by dequantizing tiles of W into
+ * float32 scratch and multiplying them with pnK_gemm, threads over tiles. */
+int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* Helpers shared with the GPU glue: the supported bits and group sizes. */
+static inline bool pnK_quant_bits_ok(int bits)
+{
+    return (bits >= 1 && bits <= 6) || bits == 8;
+}
+static inline bool pnK_quant_group_ok(int group_size)
+{
+    return group_size == 32 || group_size == 64 || group_size == 128;
+}
+
+#endif /* PONTE_BACKEND_CPU_QUANTIZED_H */

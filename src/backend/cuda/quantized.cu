@@ -1,0 +1,239 @@
+/* quantized.cu — the quantization kernels on the GPU: quantize (a thread per group, MLX's CPU
+ * arithmetic in float, so the packed words, scales and biases match the CPU bit for bit),
+ * dequantize (a thread per element, T(T(s q) + b) with the product rounded before the add),
+ * and the direct quantized product for small M (a warp per output column of x @ W^T, a thread
+ * per output of x @ W) that dequantizes on the fly; larger M dequantize into scratch and use
+ * the GEMM (quantized.c). Packing as backend/cpu/quantized.h: value i of a row occupies bits
+ * [i bits, (i + 1) bits) of the row's little-endian uint32 stream. */
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/quantized.h"
+
+#include <math.h>
+
+static const int QUANT_THREADS = 256;
+/* Most rows of x the direct product keeps in registers per thread. */
+#define QMM_DIRECT_MAX_M 8
+
+/* The dtypes the quantization takes. */
+template <typename T> struct quant_float {
+    static const bool value = false;
+};
+#define QUANT_FLOAT(T)                                                                         \
+    template <> struct quant_float<T> {                                                        \
+        static const bool value = true;                                                        \
+    };
+QUANT_FLOAT(pn_float16)
+QUANT_FLOAT(pn_bfloat16)
+QUANT_FLOAT(float)
+QUANT_FLOAT(double)
+#undef QUANT_FLOAT
+
+/* Value i (bits wide) of the bit stream starting at row. */
+__device__ __forceinline__ uint32_t quant_at(const uint32_t *row, int bits, int64_t i)
+{
+    const int64_t bit = i * bits;
+    const int64_t word = bit >> 5;
+    const int shift = (int)(bit & 31);
+    uint64_t v = row[word] >> shift;
+    if (shift + bits > 32) v |= (uint64_t)row[word + 1] << (32 - shift);
+    return (uint32_t)v & ((1u << bits) - 1u);
+}
+
+/* s * q rounded to T, then + b rounded to T (MLX's dequantization); no contraction into an
+ * FMA. */
+template <typename T, typename C> __device__ __forceinline__ T quant_deq(C s, C b, uint32_t q)
+{
+    T out;
+    if constexpr (std::is_same<C, double>::value) {
+        png_store(&out, __dmul_rn(s, (double)q) + b);
+    } else if constexpr (std::is_same<T, float>::value) {
+        png_store(&out, __fmul_rn(s, (float)q) + b);
+    } else {
+        T m;
+        png_store(&m, s * (float)q);
+        png_store(&out, png_load(&m) + b);
+    }
+    return out;
+}
+
+/* ngroups groups of gs values: a thread per group computes min/max, the scale and bias, and
+ * packs the values (float arithmetic, rint: as the CPU kernel). */
+template <typename T>
+__global__ void quantize_kernel(const T *w, uint32_t *wq, T *scales, T *biases, int64_t ngroups,
+                                int gs, int bits)
+{
+    const float n_bins = (float)((1 << bits) - 1), eps = 1e-7f;
+    const int wpg = gs * bits / 32;
+    for (int64_t g = png_thread_index(); g < ngroups; g += png_grid_stride()) {
+        const T *v = w + g * gs;
+        float w_min = INFINITY, w_max = -INFINITY;
+        for (int i = 0; i < gs; i++) {
+            float x = (float)png_load(v + i);
+            w_max = w_max < x ? x : w_max;
+            w_min = x < w_min ? x : w_min;
+        }
+        float scale, bias;
+        if (bits == 1) {
+            float d = w_max - w_min;
+            scale = d < eps ? eps : d;
+            bias = w_min;
+        } else {
+            bool neg = fabsf(w_min) > fabsf(w_max);
+            float d = (w_max - w_min) / n_bins;
+            scale = d < eps ? eps : d;
+            scale = neg ? scale : -scale;
+            float edge = neg ? w_min : w_max;
+            float q0 = rintf(edge / scale);
+            bias = 0;
+            if (q0 != 0) scale = edge / q0, bias = edge;
+        }
+        uint32_t *out = wq + g * wpg;
+        uint64_t acc = 0;
+        int have = 0;
+        for (int i = 0; i < gs; i++) {
+            float r = rintf(((float)png_load(v + i) - bias) / scale);
+            r = r < 0.0f ? 0.0f : r;
+            r = n_bins < r ? n_bins : r;
+            acc |= (uint64_t)(uint32_t)r << have, have += bits;
+            if (have >= 32) *out++ = (uint32_t)acc, acc >>= 32, have -= 32;
+        }
+        png_store(scales + g, scale);
+        png_store(biases + g, bias);
+    }
+}
+
+/* ngroups * gs outputs, a thread per element. */
+template <typename T>
+__global__ void dequantize_kernel(const uint32_t *wq, const T *scales, const T *biases, T *out,
+                                  int64_t ngroups, int gs, int bits)
+{
+    using C = typename png_compute<T>::type;
+    const int wpg = gs * bits / 32;
+    const int64_t n = ngroups * gs;
+    for (int64_t e = png_thread_index(); e < n; e += png_grid_stride()) {
+        const int64_t g = e / gs;
+        const uint32_t q = quant_at(wq + g * wpg, bits, e % gs);
+        out[e] = quant_deq<T, C>((C)png_load(scales + g), (C)png_load(biases + g), q);
+    }
+}
+
+/* out (M, N) = x (M, K) @ W^T, W (N, K) packed: a warp per output column n, each lane summing
+ * a strided slice of K for every row of x (M <= QMM_DIRECT_MAX_M), then a warp reduction. */
+template <typename T>
+__global__ void qmm_t_kernel(const T *x, const uint32_t *wq, const T *scales, const T *biases,
+                             T *out, int64_t M, int64_t N, int64_t K, int64_t words,
+                             int64_t groups, int gs, int bits)
+{
+    using C = typename png_compute<T>::type;
+    const int lane = threadIdx.x % 32;
+    const int64_t warp = png_thread_index() / 32, nwarps = png_grid_stride() / 32;
+    for (int64_t n = warp; n < N; n += nwarps) {
+        C acc[QMM_DIRECT_MAX_M];
+        for (int m = 0; m < QMM_DIRECT_MAX_M; m++) acc[m] = 0;
+        const uint32_t *row = wq + n * words;
+        for (int64_t k = lane; k < K; k += 32) {
+            const int64_t g = n * groups + k / gs;
+            const C wv = (C)png_load(scales + g) * (C)quant_at(row, bits, k) +
+                         (C)png_load(biases + g);
+            for (int m = 0; m < QMM_DIRECT_MAX_M; m++)
+                if (m < M) acc[m] += (C)png_load(x + m * K + k) * wv;
+        }
+        for (int m = 0; m < QMM_DIRECT_MAX_M; m++) {
+            if (m >= M) break;
+            C v = acc[m];
+            for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+            if (lane == 0) png_store(out + m * N + n, v);
+        }
+    }
+}
+
+/* out (M, N) = x (M, K) @ W, W (K, N) packed: a thread per output element. */
+template <typename T>
+__global__ void qmm_n_kernel(const T *x, const uint32_t *wq, const T *scales, const T *biases,
+                             T *out, int64_t M, int64_t N, int64_t K, int64_t words,
+                             int64_t groups, int gs, int bits)
+{
+    using C = typename png_compute<T>::type;
+    for (int64_t e = png_thread_index(); e < M * N; e += png_grid_stride()) {
+        const int64_t m = e / N, n = e % N;
+        C acc = 0;
+        for (int64_t k = 0; k < K; k++) {
+            const int64_t g = k * groups + n / gs;
+            const C wv = (C)png_load(scales + g) * (C)quant_at(wq + k * words, bits, n) +
+                         (C)png_load(biases + g);
+            acc += (C)png_load(x + m * K + k) * wv;
+        }
+        png_store(out + e, acc);
+    }
+}
+
+/* See quantized.h. */
+extern "C" int pnG_quantize(pn_dtype t, const void *w, uint32_t *wq, void *scales, void *biases,
+                            int64_t ngroups, int group_size, int bits, int stream)
+{
+    int rc = PNG_UNSUPPORTED;
+    png_dispatch(t, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if constexpr (quant_float<T>::value) {
+            rc = 0;
+            if (ngroups == 0) return;
+            auto kern = quantize_kernel<T>;
+            PNG_LAUNCH(kern, png_blocks_for(ngroups, QUANT_THREADS), QUANT_THREADS, 0,
+                       png_stream(stream), (const T *)w, wq, (T *)scales, (T *)biases, ngroups,
+                       group_size, bits);
+            rc = pnG_check_launch("quantize");
+        }
+    });
+    return rc;
+}
+
+/* See quantized.h. */
+extern "C" int pnG_dequantize(pn_dtype t, const uint32_t *wq, const void *scales,
+                              const void *biases, void *out, int64_t ngroups, int group_size,
+                              int bits, int stream)
+{
+    int rc = PNG_UNSUPPORTED;
+    png_dispatch(t, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if constexpr (quant_float<T>::value) {
+            rc = 0;
+            if (ngroups == 0) return;
+            auto kern = dequantize_kernel<T>;
+            PNG_LAUNCH(kern, png_blocks_for(ngroups * group_size, QUANT_THREADS), QUANT_THREADS, 0,
+                       png_stream(stream), wq, (const T *)scales, (const T *)biases, (T *)out,
+                       ngroups, group_size, bits);
+            rc = pnG_check_launch("dequantize");
+        }
+    });
+    return rc;
+}
+
+/* See quantized.h. */
+extern "C" int pnG_qmm_direct(pn_dtype t, const void *x, const uint32_t *wq, const void *scales,
+                              const void *biases, void *out, int64_t M, int64_t N, int64_t K,
+                              int64_t words, int64_t groups, int group_size, int bits,
+                              bool transpose, int stream)
+{
+    if (transpose && M > QMM_DIRECT_MAX_M) return PNG_UNSUPPORTED;
+    int rc = PNG_UNSUPPORTED;
+    png_dispatch(t, [&](auto tag) {
+        using T = typename decltype(tag)::type;
+        if constexpr (quant_float<T>::value) {
+            rc = 0;
+            if (M * N == 0) return;
+            if (transpose) {
+                auto kern = qmm_t_kernel<T>;
+                PNG_LAUNCH(kern, png_blocks_for(N * 32, QUANT_THREADS), QUANT_THREADS, 0,
+                           png_stream(stream), (const T *)x, wq, (const T *)scales,
+                           (const T *)biases, (T *)out, M, N, K, words, groups, group_size, bits);
+            } else {
+                auto kern = qmm_n_kernel<T>;
+                PNG_LAUNCH(kern, png_blocks_for(M * N, QUANT_THREADS), QUANT_THREADS, 0,
+                           png_stream(stream), (const T *)x, wq, (const T *)scales,
+                           (const T *)biases, (T *)out, M, N, K, words, groups, group_size, bits);
+            }
+            rc = pnG_check_launch("quantized_matmul");
+        }
+    });
+    return rc;
+}

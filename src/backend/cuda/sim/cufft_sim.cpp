@@ -1,0 +1,102 @@
+/* cufft_sim.cpp — the simulated cuFFT (cufft_sim.h): plans are slots of a table holding the
+ * layout; execution checks the type and runs every line at the call through pnK_fft_lines,
+ * the CPU FFT's batched line transform, unnormalized. */
+#include "backend/cuda/sim/cufft_sim.h"
+#include "backend/cpu/fft.h"
+
+#include <mutex>
+
+namespace {
+
+struct sim_plan {
+    bool used;
+    int n, istride, idist, ostride, odist, batch;
+    cufftType type;
+};
+
+const int MAX_PLANS = 1024;
+sim_plan plans[MAX_PLANS];
+std::mutex plans_lock;
+
+sim_plan *lookup(cufftHandle h)
+{
+    std::lock_guard<std::mutex> g(plans_lock);
+    if (h < 1 || h > MAX_PLANS || !plans[h - 1].used) return nullptr;
+    return &plans[h - 1];
+}
+
+cufftResult exec(cufftHandle h, cufftType want, bool inverse, const void *in, void *out)
+{
+    sim_plan *p = lookup(h);
+    if (!p) return CUFFT_INVALID_PLAN;
+    if (p->type != want) return CUFFT_INVALID_TYPE;
+    if (!in || !out) return CUFFT_INVALID_VALUE;
+    int kind = want == CUFFT_C2C ? PNK_FFT_C2C : want == CUFFT_R2C ? PNK_FFT_R2C : PNK_FFT_C2R;
+    if (pnK_fft_lines(kind, inverse, p->n, p->batch, in, p->istride, p->idist, out, p->ostride,
+                      p->odist, 1.0))
+        return CUFFT_EXEC_FAILED;
+    return CUFFT_SUCCESS;
+}
+
+} // namespace
+
+cufftResult cufftPlanMany(cufftHandle *plan, int rank, int *n, int *inembed, int istride,
+                          int idist, int *onembed, int ostride, int odist, cufftType type,
+                          int batch)
+{
+    if (!plan || !n) return CUFFT_INVALID_VALUE;
+    if (rank != 1) return CUFFT_INVALID_SIZE;
+    if (n[0] < 1 || batch < 1) return CUFFT_INVALID_SIZE;
+    if (type != CUFFT_C2C && type != CUFFT_R2C && type != CUFFT_C2R) return CUFFT_INVALID_TYPE;
+    std::lock_guard<std::mutex> g(plans_lock);
+    for (int i = 0; i < MAX_PLANS; i++)
+        if (!plans[i].used) {
+            sim_plan &p = plans[i];
+            p.used = true;
+            p.n = n[0];
+            p.type = type;
+            p.batch = batch;
+            /* without embeddings cuFFT uses the basic (dense) layout */
+            int nin = type == CUFFT_C2R ? n[0] / 2 + 1 : n[0];
+            int nout = type == CUFFT_R2C ? n[0] / 2 + 1 : n[0];
+            p.istride = inembed ? istride : 1;
+            p.idist = inembed ? idist : nin;
+            p.ostride = onembed ? ostride : 1;
+            p.odist = onembed ? odist : nout;
+            *plan = i + 1;
+            return CUFFT_SUCCESS;
+        }
+    return CUFFT_ALLOC_FAILED;
+}
+
+cufftResult cufftSetStream(cufftHandle plan, cudaStream_t stream)
+{
+    (void)stream; /* the simulated runtime runs everything at the call */
+    return lookup(plan) ? CUFFT_SUCCESS : CUFFT_INVALID_PLAN;
+}
+
+cufftResult cufftDestroy(cufftHandle plan)
+{
+    sim_plan *p = lookup(plan);
+    if (!p) return CUFFT_INVALID_PLAN;
+    std::lock_guard<std::mutex> g(plans_lock);
+    p->used = false;
+    return CUFFT_SUCCESS;
+}
+
+cufftResult cufftExecC2C(cufftHandle plan, cufftComplex *idata, cufftComplex *odata,
+                         int direction)
+{
+    if (direction != CUFFT_FORWARD && direction != CUFFT_INVERSE) return CUFFT_INVALID_VALUE;
+    return exec(plan, CUFFT_C2C, direction == CUFFT_INVERSE, idata, odata);
+}
+
+cufftResult cufftExecR2C(cufftHandle plan, cufftReal *idata, cufftComplex *odata)
+{
+    return exec(plan, CUFFT_R2C, false, idata, odata);
+}
+
+cufftResult cufftExecC2R(cufftHandle plan, cufftComplex *idata, cufftReal *odata)
+{
+    return exec(plan, CUFFT_C2R, true, idata, odata);
+}

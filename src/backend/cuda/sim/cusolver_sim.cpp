@@ -1,0 +1,178 @@
+/* cusolver_sim.cpp — the simulated cuSOLVER (cusolver_sim.h): each routine calls the LAPACK
+ * routine of the same job on the host (gesdd for gesvdj, syevd, getrf), with the scratch it
+ * needs from the host heap, and writes LAPACK's info where cuSOLVER writes its devInfo. */
+#include <new>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/cpu/lapack.h"
+#include "backend/cuda/sim/cusolver_sim.h"
+
+struct pnsim_solver_context {
+    cudaStream_t stream;
+};
+struct pnsim_gesvdj_info {
+    int unused;
+};
+
+/* See cusolver_sim.h (cuSOLVER's contracts). */
+cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle)
+{
+    if (!handle) return CUSOLVER_STATUS_INVALID_VALUE;
+    *handle = new (std::nothrow) pnsim_solver_context();
+    return *handle ? CUSOLVER_STATUS_SUCCESS : CUSOLVER_STATUS_ALLOC_FAILED;
+}
+cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle)
+{
+    delete handle;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t stream)
+{
+    if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    handle->stream = stream;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnCreateGesvdjInfo(gesvdjInfo_t *info)
+{
+    if (!info) return CUSOLVER_STATUS_INVALID_VALUE;
+    *info = new (std::nothrow) pnsim_gesvdj_info();
+    return *info ? CUSOLVER_STATUS_SUCCESS : CUSOLVER_STATUS_ALLOC_FAILED;
+}
+cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info)
+{
+    delete info;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* ───────────────────────────── LAPACK by type ───────────────────────────── */
+
+#define PNSIM_LAPACK_OVERLOADS(T, P)                                                           \
+    static void gesdd(char jobz, int m, int n, T *a, int lda, T *s, T *u, int ldu, T *vt,      \
+                      int ldvt, T *work, int lwork, int *iwork, int *info)                     \
+    {                                                                                          \
+        P##gesdd_(&jobz, &m, &n, a, &lda, s, u, &ldu, vt, &ldvt, work, &lwork, iwork, info);   \
+    }                                                                                          \
+    static void syevd(char jobz, char uplo, int n, T *a, int lda, T *w, T *work, int lwork,    \
+                      int *iwork, int liwork, int *info)                                       \
+    {                                                                                          \
+        P##syevd_(&jobz, &uplo, &n, a, &lda, w, work, &lwork, iwork, &liwork, info);           \
+    }                                                                                          \
+    static void getrf(int m, int n, T *a, int lda, int *ipiv, int *info)                       \
+    {                                                                                          \
+        P##getrf_(&m, &n, a, &lda, ipiv, info);                                                \
+    }
+PNSIM_LAPACK_OVERLOADS(float, s)
+PNSIM_LAPACK_OVERLOADS(double, d)
+
+static int max1(int x) { return x > 1 ? x : 1; }
+
+/* gesvdj through gesdd: A = U S VT, then V = VT^T (cols x cols, leading dimension ldv). */
+template <typename T>
+static cusolverStatus_t sim_gesvdj(cusolverEigMode_t jobz, int econ, int m, int n, T *A, int lda,
+                                   T *S, T *U, int ldu, T *V, int ldv, int *info)
+{
+    if (econ || m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
+    bool vec = jobz == CUSOLVER_EIG_MODE_VECTOR;
+    if (vec && (ldu < max1(m) || ldv < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
+    char job = vec ? 'A' : 'N';
+    int k = m < n ? m : n, lwork = -1, one = 1, q_info = 0;
+    T q = 0;
+    T *vt = vec ? (T *)malloc(sizeof(T) * (size_t)max1(n * n)) : NULL;
+    int *iwork = (int *)malloc(sizeof(int) * (size_t)max1(8 * k));
+    gesdd(job, m, n, A, lda, S, vec ? U : &q, vec ? ldu : one, vt ? vt : &q, vec ? n : one, &q,
+          lwork, iwork, &q_info);
+    lwork = (int)q + 1;
+    T *work = (T *)malloc(sizeof(T) * (size_t)lwork);
+    if ((vec && !vt) || !iwork || !work) {
+        free(vt), free(iwork), free(work);
+        return CUSOLVER_STATUS_ALLOC_FAILED;
+    }
+    T dummy = 0;
+    gesdd(job, m, n, A, lda, S, vec ? U : &dummy, vec ? ldu : one, vec ? vt : &dummy,
+          vec ? max1(n) : one, work, lwork, iwork, info);
+    if (vec && *info == 0)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) V[i + j * ldv] = vt[j + i * n];
+    free(vt), free(iwork), free(work);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <typename T>
+static cusolverStatus_t sim_syevd(cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *A,
+                                  int lda, T *W, int *info)
+{
+    if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    char job = jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N';
+    char ul = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
+    int q_info = 0, iq = 0;
+    T q = 0;
+    syevd(job, ul, n, A, lda, W, &q, -1, &iq, -1, &q_info);
+    int lwork = (int)q + 1, liwork = max1(iq);
+    T *work = (T *)malloc(sizeof(T) * (size_t)lwork);
+    int *iwork = (int *)malloc(sizeof(int) * (size_t)liwork);
+    if (!work || !iwork) {
+        free(work), free(iwork);
+        return CUSOLVER_STATUS_ALLOC_FAILED;
+    }
+    syevd(job, ul, n, A, lda, W, work, lwork, iwork, liwork, info);
+    free(work), free(iwork);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+template <typename T>
+static cusolverStatus_t sim_getrf(int m, int n, T *A, int lda, int *ipiv, int *info)
+{
+    if (m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
+    getrf(m, n, A, lda, ipiv, info);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* The entry points of cusolver_sim.h for one type: buffer sizes of 1, the work on the host. */
+#define PNSIM_SOLVER_DEFS(T, P)                                                                \
+    cusolverStatus_t cusolverDn##P##gesvdj_bufferSize(                                         \
+        cusolverDnHandle_t handle, cusolverEigMode_t, int, int, int, const T *, int, const T *, \
+        const T *, int, const T *, int, int *lwork, gesvdjInfo_t)                              \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##gesvdj(cusolverDnHandle_t handle, cusolverEigMode_t jobz,   \
+                                           int econ, int m, int n, T *A, int lda, T *S, T *U,  \
+                                           int ldu, T *V, int ldv, T *, int, int *info,        \
+                                           gesvdjInfo_t params)                                \
+    {                                                                                          \
+        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        return sim_gesvdj(jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, info);                  \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##syevd_bufferSize(cusolverDnHandle_t handle,                 \
+                                                     cusolverEigMode_t, cublasFillMode_t, int, \
+                                                     const T *, int, const T *, int *lwork)    \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##syevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,    \
+                                          cublasFillMode_t uplo, int n, T *A, int lda, T *W,   \
+                                          T *, int, int *info)                                 \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        return sim_syevd(jobz, uplo, n, A, lda, W, info);                                      \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
+                                                     int, int *lwork)                          \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##getrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
+                                          int lda, T *, int *ipiv, int *info)                  \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        return sim_getrf(m, n, A, lda, ipiv, info);                                            \
+    }
+PNSIM_SOLVER_DEFS(float, S)
+PNSIM_SOLVER_DEFS(double, D)

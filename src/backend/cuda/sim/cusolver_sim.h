@@ -1,0 +1,68 @@
+/* cusolver_sim.h — the simulated cuSOLVER: exactly the subset of <cusolverDn.h> that
+ * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf and their
+ * buffer-size queries), with cuSOLVER's names, values and statuses and no CUDA toolkit
+ * header. cusolver_sim.cpp computes each call with LAPACK on the host (simulated device
+ * memory is host memory), synchronously as the simulated runtime does. */
+#ifndef PONTE_BACKEND_CUDA_SIM_CUSOLVER_SIM_H
+#define PONTE_BACKEND_CUDA_SIM_CUSOLVER_SIM_H
+
+#include "backend/cuda/sim/cuda_sim.h"
+
+typedef enum {
+    CUSOLVER_STATUS_SUCCESS = 0,
+    CUSOLVER_STATUS_NOT_INITIALIZED = 1,
+    CUSOLVER_STATUS_ALLOC_FAILED = 2,
+    CUSOLVER_STATUS_INVALID_VALUE = 3,
+    CUSOLVER_STATUS_ARCH_MISMATCH = 4,
+    CUSOLVER_STATUS_EXECUTION_FAILED = 6,
+    CUSOLVER_STATUS_INTERNAL_ERROR = 7,
+} cusolverStatus_t;
+
+typedef enum {
+    CUSOLVER_EIG_MODE_NOVECTOR = 0,
+    CUSOLVER_EIG_MODE_VECTOR = 1,
+} cusolverEigMode_t;
+
+/* cublas_api.h's, which cusolverDn.h includes. */
+typedef enum {
+    CUBLAS_FILL_MODE_LOWER = 0,
+    CUBLAS_FILL_MODE_UPPER = 1,
+} cublasFillMode_t;
+
+typedef struct pnsim_solver_context *cusolverDnHandle_t;
+typedef struct pnsim_gesvdj_info *gesvdjInfo_t;
+
+cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle);
+cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle);
+cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t stream);
+cusolverStatus_t cusolverDnCreateGesvdjInfo(gesvdjInfo_t *info);
+cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info);
+
+/* The buffer sizes are 1: the simulated routines take their scratch from the host heap. The
+ * routines write LAPACK's info to *info (device memory); gesvdj returns V, not V^T, as
+ * cuSOLVER's. Only econ == 0 (full U and V) is simulated. */
+#define PNSIM_SOLVER_DECLS(T, P)                                                               \
+    cusolverStatus_t cusolverDn##P##gesvdj_bufferSize(                                         \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, int econ, int m, int n, const T *A,  \
+        int lda, const T *S, const T *U, int ldu, const T *V, int ldv, int *lwork,             \
+        gesvdjInfo_t params);                                                                  \
+    cusolverStatus_t cusolverDn##P##gesvdj(cusolverDnHandle_t handle, cusolverEigMode_t jobz,   \
+                                           int econ, int m, int n, T *A, int lda, T *S, T *U,  \
+                                           int ldu, T *V, int ldv, T *work, int lwork,         \
+                                           int *info, gesvdjInfo_t params);                    \
+    cusolverStatus_t cusolverDn##P##syevd_bufferSize(cusolverDnHandle_t handle,                 \
+                                                     cusolverEigMode_t jobz,                   \
+                                                     cublasFillMode_t uplo, int n, const T *A, \
+                                                     int lda, const T *W, int *lwork);         \
+    cusolverStatus_t cusolverDn##P##syevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,    \
+                                          cublasFillMode_t uplo, int n, T *A, int lda, T *W,   \
+                                          T *work, int lwork, int *info);                      \
+    cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int m, int n,   \
+                                                     T *A, int lda, int *lwork);               \
+    cusolverStatus_t cusolverDn##P##getrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
+                                          int lda, T *work, int *ipiv, int *info);
+PNSIM_SOLVER_DECLS(float, S)
+PNSIM_SOLVER_DECLS(double, D)
+#undef PNSIM_SOLVER_DECLS
+
+#endif /* PONTE_BACKEND_CUDA_SIM_CUSOLVER_SIM_H */

@@ -1,0 +1,253 @@
+/* solver.cu — the GPU decompositions over cuSOLVER's dense API: gesvdj (Jacobi SVD, any
+ * shape), syevd (symmetric eigensolver) and getrf (LU with partial pivoting), one call per
+ * matrix of a batch on one shared handle bound to the Ponte stream, workspaces from the
+ * device pool, and a kernel that turns getrf's pivots into MLX's pivots and row indices.
+ * Convergence failures are read back from the device info array once per batch. With
+ * PONTE_GPU_SIM the same code calls the simulated cuSOLVER (sim/cusolver_sim.h). */
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/solver.h"
+
+#ifdef PONTE_GPU_SIM
+#include "backend/cuda/sim/cusolver_sim.h"
+#else
+#include <cusolverDn.h>
+#endif
+
+#include <pthread.h>
+#include <stdlib.h>
+
+/* ───────────────────────────── the handle ───────────────────────────── */
+
+/* One handle for the process; the stream it runs on is set per call, so calls hold the lock
+ * from cusolverDnSetStream to their last cuSOLVER call. */
+static pthread_mutex_t solver_lock = PTHREAD_MUTEX_INITIALIZER;
+static cusolverDnHandle_t solver_handle;
+static cusolverStatus_t solver_create_status = CUSOLVER_STATUS_NOT_INITIALIZED;
+
+static int solver_fail(const char *what, cusolverStatus_t st)
+{
+    pn_set_error(PN_ERR_BACKEND, "[cusolver] %s failed with status %d.", what, (int)st);
+    return -1;
+}
+
+#define SOLVER_CHECK(call)                                                                     \
+    do {                                                                                       \
+        cusolverStatus_t solver_st_ = (call);                                                  \
+        if (solver_st_ != CUSOLVER_STATUS_SUCCESS) {                                           \
+            rc = solver_fail(#call, solver_st_);                                               \
+            goto done;                                                                         \
+        }                                                                                      \
+    } while (0)
+
+/* Takes the lock and binds the handle (created on first use) to stream. Returns 0, or -1 with
+ * an error (the lock is then not held). */
+static int solver_acquire(int stream)
+{
+    pthread_mutex_lock(&solver_lock);
+    if (solver_create_status != CUSOLVER_STATUS_SUCCESS)
+        solver_create_status = cusolverDnCreate(&solver_handle);
+    cusolverStatus_t st = solver_create_status;
+    if (st == CUSOLVER_STATUS_SUCCESS) st = cusolverDnSetStream(solver_handle, png_stream(stream));
+    if (st != CUSOLVER_STATUS_SUCCESS) {
+        pthread_mutex_unlock(&solver_lock);
+        return solver_fail("cusolverDnCreate/SetStream", st);
+    }
+    return 0;
+}
+
+/* Reads the nmat device infos and reports the first nonzero one for `what`. */
+static int check_infos(const char *what, const int *dinfo, int64_t nmat, int stream)
+{
+    int *info = (int *)malloc(sizeof(int) * (size_t)nmat);
+    if (!info) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::%s] Out of memory.", what);
+        return -1;
+    }
+    int rc = pnG_copy_to_host(info, dinfo, sizeof(int) * (size_t)nmat, stream);
+    for (int64_t i = 0; rc == 0 && i < nmat; i++)
+        if (info[i] != 0) {
+            pn_set_error(PN_ERR_BACKEND, "[linalg::%s] cuSOLVER failed on matrix %lld of the batch "
+                         "(info %d): the algorithm did not converge.", what, (long long)i, info[i]);
+            rc = -1;
+        }
+    free(info);
+    return rc;
+}
+
+/* ───────────────────────────── per-dtype entry points ───────────────────────────── */
+
+#define SOLVER_OVERLOADS(T, P)                                                                 \
+    static cusolverStatus_t gesvdj_size(cusolverEigMode_t jobz, int m, int n, T *a, T *s, T *u, \
+                                        T *v, int *lwork, gesvdjInfo_t p)                      \
+    {                                                                                          \
+        return cusolverDn##P##gesvdj_bufferSize(solver_handle, jobz, 0, m, n, a, m, s, u, m, v, \
+                                                n, lwork, p);                                  \
+    }                                                                                          \
+    static cusolverStatus_t gesvdj(cusolverEigMode_t jobz, int m, int n, T *a, T *s, T *u,      \
+                                   T *v, T *work, int lwork, int *info, gesvdjInfo_t p)        \
+    {                                                                                          \
+        return cusolverDn##P##gesvdj(solver_handle, jobz, 0, m, n, a, m, s, u, m, v, n, work,   \
+                                     lwork, info, p);                                          \
+    }                                                                                          \
+    static cusolverStatus_t syevd_size(cusolverEigMode_t jobz, cublasFillMode_t uplo, int n,    \
+                                       T *a, T *w, int *lwork)                                 \
+    {                                                                                          \
+        return cusolverDn##P##syevd_bufferSize(solver_handle, jobz, uplo, n, a, n, w, lwork);   \
+    }                                                                                          \
+    static cusolverStatus_t syevd(cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *a,   \
+                                  T *w, T *work, int lwork, int *info)                         \
+    {                                                                                          \
+        return cusolverDn##P##syevd(solver_handle, jobz, uplo, n, a, n, w, work, lwork, info);  \
+    }                                                                                          \
+    static cusolverStatus_t getrf_size(int m, int n, T *a, int *lwork)                          \
+    {                                                                                          \
+        return cusolverDn##P##getrf_bufferSize(solver_handle, m, n, a, m, lwork);               \
+    }                                                                                          \
+    static cusolverStatus_t getrf(int m, int n, T *a, T *work, int *ipiv, int *info)            \
+    {                                                                                          \
+        return cusolverDn##P##getrf(solver_handle, m, n, a, m, work, ipiv, info);               \
+    }
+SOLVER_OVERLOADS(float, S)
+SOLVER_OVERLOADS(double, D)
+
+static int max1(int x) { return x > 1 ? x : 1; }
+
+/* ───────────────────────────── SVD ───────────────────────────── */
+
+template <typename T>
+static int svd_batch(int64_t nmat, int m, int n, T *a, T *s, T *u, T *v, bool vectors, int stream)
+{
+    int k = m < n ? m : n, lwork = 0, rc = 0;
+    cusolverEigMode_t jobz = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
+    gesvdjInfo_t params = NULL;
+    T *work = NULL;
+    int *info = NULL;
+    size_t wbytes = 0;
+    if (solver_acquire(stream)) return -1;
+    SOLVER_CHECK(cusolverDnCreateGesvdjInfo(&params));
+    SOLVER_CHECK(gesvdj_size(jobz, m, n, a, s, u, v, &lwork, params));
+    wbytes = sizeof(T) * (size_t)max1(lwork);
+    work = (T *)pnG_malloc(wbytes, stream);
+    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
+    if (!work || !info) {
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++)
+        SOLVER_CHECK(gesvdj(jobz, m, n, a + i * m * n, s + i * k, vectors ? u + i * m * m : u,
+                            vectors ? v + i * n * n : v, work, lwork, info + i, params));
+done:
+    if (params) cusolverDnDestroyGesvdjInfo(params);
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) rc = check_infos("svd", info, nmat, stream);
+    if (work) pnG_free(work, wbytes, stream);
+    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    return rc;
+}
+
+/* See solver.h. */
+int pnG_solver_svd(pn_dtype t, int64_t nmat, int rows, int cols, void *a, void *s, void *u,
+                   void *v, bool vectors, int stream)
+{
+    if (t == PN_FLOAT32)
+        return svd_batch(nmat, rows, cols, (float *)a, (float *)s, (float *)u, (float *)v, vectors, stream);
+    return svd_batch(nmat, rows, cols, (double *)a, (double *)s, (double *)u, (double *)v, vectors, stream);
+}
+
+/* ───────────────────────────── Eigh ───────────────────────────── */
+
+template <typename T>
+static int eigh_batch(int64_t nmat, int n, T *a, T *w, bool vectors, bool lower, int stream)
+{
+    int lwork = 0, rc = 0;
+    cusolverEigMode_t jobz = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
+    cublasFillMode_t uplo = lower ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER;
+    T *work = NULL;
+    int *info = NULL;
+    size_t wbytes = 0;
+    if (solver_acquire(stream)) return -1;
+    SOLVER_CHECK(syevd_size(jobz, uplo, n, a, w, &lwork));
+    wbytes = sizeof(T) * (size_t)max1(lwork);
+    work = (T *)pnG_malloc(wbytes, stream);
+    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
+    if (!work || !info) {
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++)
+        SOLVER_CHECK(syevd(jobz, uplo, n, a + i * n * n, w + i * n, work, lwork, info + i));
+done:
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) rc = check_infos(vectors ? "eigh" : "eigvalsh", info, nmat, stream);
+    if (work) pnG_free(work, wbytes, stream);
+    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    return rc;
+}
+
+/* See solver.h. */
+int pnG_solver_eigh(pn_dtype t, int64_t nmat, int n, void *a, void *w, bool vectors, bool lower,
+                    int stream)
+{
+    if (t == PN_FLOAT32) return eigh_batch(nmat, n, (float *)a, (float *)w, vectors, lower, stream);
+    return eigh_batch(nmat, n, (double *)a, (double *)w, vectors, lower, stream);
+}
+
+/* ───────────────────────────── LU ───────────────────────────── */
+
+/* One thread per matrix: getrf's 1-based swap sequence ipiv (k per matrix) to 0-based pivots
+ * and the row indices of pnK_lu_pivots (the swaps applied to the identity in reverse). */
+__global__ void lu_pivots_kernel(int64_t nmat, int k, int m, const int *ipiv, uint32_t *pivots,
+                                 uint32_t *rows)
+{
+    for (int64_t b = png_thread_index(); b < nmat; b += png_grid_stride()) {
+        const int *ip = ipiv + b * k;
+        uint32_t *pv = pivots + b * k, *r = rows + b * m;
+        for (int j = 0; j < m; j++) r[j] = (uint32_t)j;
+        for (int j = 0; j < k; j++) pv[j] = (uint32_t)(ip[j] - 1);
+        for (int j = k - 1; j >= 0; j--) {
+            uint32_t p = pv[j], t = r[p];
+            r[p] = r[j];
+            r[j] = t;
+        }
+    }
+}
+
+template <typename T>
+static int lu_batch(int64_t nmat, int m, int n, T *a, uint32_t *pivots, uint32_t *rows, int stream)
+{
+    int k = m < n ? m : n, lwork = 0, rc = 0;
+    T *work = NULL;
+    int *ipiv = NULL, *info = NULL;
+    size_t wbytes = 0;
+    if (solver_acquire(stream)) return -1;
+    SOLVER_CHECK(getrf_size(m, n, a, &lwork));
+    wbytes = sizeof(T) * (size_t)max1(lwork);
+    work = (T *)pnG_malloc(wbytes, stream);
+    ipiv = (int *)pnG_malloc(sizeof(int) * (size_t)(nmat * max1(k)), stream);
+    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
+    if (!work || !ipiv || !info) {
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++) /* info > 0 (an exact zero pivot) is not an error */
+        SOLVER_CHECK(getrf(m, n, a + i * m * n, work, ipiv + i * k, info + i));
+done:
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) {
+        PNG_LAUNCH(lu_pivots_kernel, png_blocks_for(nmat, 128), 128, 0, png_stream(stream), nmat,
+                   k, m, ipiv, pivots, rows);
+        rc = pnG_check_launch("lu_pivots_kernel");
+    }
+    if (work) pnG_free(work, wbytes, stream);
+    if (ipiv) pnG_free(ipiv, sizeof(int) * (size_t)(nmat * max1(k)), stream);
+    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    return rc;
+}
+
+/* See solver.h. */
+int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *pivots,
+                  uint32_t *rows, int stream)
+{
+    if (t == PN_FLOAT32) return lu_batch(nmat, m, n, (float *)a, pivots, rows, stream);
+    return lu_batch(nmat, m, n, (double *)a, pivots, rows, stream);
+}

@@ -1,0 +1,40 @@
+/* solver.h — launchers of the GPU decompositions, called by the C glue of SVD, Eigh and LUF
+ * (solver.c) and defined in solver.cu over cuSOLVER's dense API (the simulated cuSOLVER of
+ * sim/cusolver_sim.h under PONTE_GPU_SIM). Matrices are column-major, as cuSOLVER's; a batch
+ * is nmat matrices one after another. All pointers are device memory; each launcher queues
+ * its work on a Ponte stream index and returns 0 or -1 with an error. */
+#ifndef PONTE_BACKEND_CUDA_SOLVER_H
+#define PONTE_BACKEND_CUDA_SOLVER_H
+
+#include "backend/cuda/gpu.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* SVD a = U diag(s) V^T of each column-major rows x cols matrix of a (float32/float64,
+ * overwritten) with Jacobi sweeps (gesvdj): s (nmat, min(rows, cols)) descending; with
+ * vectors, u (nmat, rows, rows) and v (nmat, cols, cols) column-major (V itself, not V^T).
+ * Fails with PN_ERR_BACKEND naming the first matrix that did not converge (this waits for
+ * the stream). */
+int pnG_solver_svd(pn_dtype t, int64_t nmat, int rows, int cols, void *a, void *s, void *u,
+                   void *v, bool vectors, int stream);
+
+/* Eigenvalues w (nmat, n) ascending of each symmetric column-major n x n matrix of a, reading
+ * its lower (lower) or upper triangle (syevd); with vectors, a is overwritten by the
+ * orthonormal eigenvectors (columns). Fails like pnG_solver_svd. */
+int pnG_solver_eigh(pn_dtype t, int64_t nmat, int n, void *a, void *w, bool vectors, bool lower,
+                    int stream);
+
+/* LU factorization with partial pivoting of each column-major m x n matrix of a, in place
+ * (getrf), and from its pivots: pivots (nmat, min(m, n)) uint32 0-based and the row indices
+ * rows (nmat, m) uint32 of pnK_lu_pivots (backend/cpu/lapack.h). A singular matrix is not an
+ * error. */
+int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *pivots,
+                  uint32_t *rows, int stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PONTE_BACKEND_CUDA_SOLVER_H */

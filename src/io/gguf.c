@@ -1,0 +1,502 @@
+/* gguf.c — .gguf reading and writing (ggml's format, version 3; 2 is read too): "GGUF", the
+ * version, tensor and metadata counts, metadata key/value pairs, tensor infos (name, extents
+ * fastest-first, ggml type, offset), then the aligned data. The reader treats the file as
+ * hostile: every count, length, extent and offset is checked against the bytes left before it
+ * is used. Quantized ggml tensor types are refused with a clear error. */
+#include "io/io.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ───────────────────────────── metadata maps ───────────────────────────── */
+
+typedef struct {
+    char *key;
+    pn_array *array; /* an array value (owned reference), or NULL for strings */
+    char **strs;     /* string value(s) */
+    int64_t nstrs;
+    bool is_list; /* a list of strings (also when it holds one) */
+} meta_entry;
+
+struct pn_gguf_meta {
+    meta_entry *e;
+    int n, cap;
+};
+
+pn_gguf_meta *pn_gguf_meta_new(void)
+{
+    pn_gguf_meta *m = calloc(1, sizeof *m);
+    if (!m) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gguf] Out of memory.");
+    return m;
+}
+
+static void entry_clear(meta_entry *e)
+{
+    free(e->key);
+    if (e->array) pn_release(e->array);
+    for (int64_t j = 0; j < e->nstrs; j++) free(e->strs[j]);
+    free(e->strs);
+    memset(e, 0, sizeof *e);
+}
+
+void pn_gguf_meta_free(pn_gguf_meta *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->n; i++) entry_clear(&m->e[i]);
+    free(m->e);
+    free(m);
+}
+
+int pn_gguf_meta_count(const pn_gguf_meta *m) { return m ? m->n : 0; }
+
+const char *pn_gguf_meta_key(const pn_gguf_meta *m, int i)
+{
+    return m && i >= 0 && i < m->n ? m->e[i].key : NULL;
+}
+
+pn_array *pn_gguf_meta_array(const pn_gguf_meta *m, int i)
+{
+    return m && i >= 0 && i < m->n ? m->e[i].array : NULL;
+}
+
+int64_t pn_gguf_meta_strings(const pn_gguf_meta *m, int i, const char *const **strs, bool *is_list)
+{
+    if (!m || i < 0 || i >= m->n || m->e[i].array) return -1;
+    if (strs) *strs = (const char *const *)m->e[i].strs;
+    if (is_list) *is_list = m->e[i].is_list;
+    return m->e[i].nstrs;
+}
+
+/* A new entry for key (replacing an existing one), or NULL with an error. */
+static meta_entry *meta_slot(pn_gguf_meta *m, const char *key)
+{
+    for (int i = 0; i < m->n; i++)
+        if (!strcmp(m->e[i].key, key)) {
+            entry_clear(&m->e[i]);
+            if (!(m->e[i].key = strdup(key))) break;
+            return &m->e[i];
+        }
+    if (m->n == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 16;
+        meta_entry *e = realloc(m->e, (size_t)cap * sizeof *e);
+        if (!e) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[gguf] Out of memory.");
+        m->e = e, m->cap = cap;
+    }
+    meta_entry *e = &m->e[m->n];
+    memset(e, 0, sizeof *e);
+    if (!(e->key = strdup(key))) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[gguf] Out of memory.");
+    m->n++;
+    return e;
+}
+
+int pn_gguf_meta_set_array(pn_gguf_meta *m, const char *key, pn_array *a)
+{
+    if (!m || !key || !a) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gguf] NULL metadata argument.");
+    meta_entry *e = meta_slot(m, key);
+    if (!e) return -1;
+    e->array = pn_retain(a); /* a reference of the map's own, released in entry_clear */
+    return 0;
+}
+
+int pn_gguf_meta_set_strings(pn_gguf_meta *m, const char *key, const char *const *strs,
+                             int64_t n, bool is_list)
+{
+    if (!m || !key || n < 0 || (n && !strs) || (!is_list && n != 1))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gguf] Bad string metadata for %s.",
+                            key ? key : "(null)");
+    meta_entry *e = meta_slot(m, key);
+    if (!e) return -1;
+    e->is_list = is_list;
+    e->strs = calloc((size_t)n + 1, sizeof *e->strs);
+    if (!e->strs) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gguf] Out of memory.");
+    for (int64_t j = 0; j < n; j++) {
+        if (!strs[j] || !(e->strs[j] = strdup(strs[j])))
+            return pn_set_error(strs[j] ? PN_ERR_OUT_OF_MEMORY : PN_ERR_INVALID_ARGUMENT,
+                                "[gguf] Bad string in metadata %s.", key);
+        e->nstrs = j + 1;
+    }
+    return 0;
+}
+
+/* ───────────────────────────── types ───────────────────────────── */
+
+enum { V_U8, V_I8, V_U16, V_I16, V_U32, V_I32, V_F32, V_BOOL, V_STRING, V_ARRAY, V_U64, V_I64, V_F64 };
+
+/* Metadata value types that are numbers, with their dtype (-1: not a number). */
+static const int VALUE_DTYPE[] = {PN_UINT8, PN_INT8,  PN_UINT16, PN_INT16, PN_UINT32,
+                                  PN_INT32, PN_FLOAT32, PN_BOOL, -1,       -1,
+                                  PN_UINT64, PN_INT64, PN_FLOAT64};
+#define NVALUE_TYPES 13
+
+/* ggml tensor types Ponte reads and writes, and the names of the quantized ones it refuses. */
+static const struct {
+    int ggml;
+    pn_dtype dtype;
+} TENSOR_TYPES[] = {{0, PN_FLOAT32}, {1, PN_FLOAT16}, {24, PN_INT8},   {25, PN_INT16},
+                    {26, PN_INT32},  {27, PN_INT64},  {28, PN_FLOAT64}, {30, PN_BFLOAT16}};
+#define NTENSOR_TYPES (int)(sizeof TENSOR_TYPES / sizeof TENSOR_TYPES[0])
+
+static const char *ggml_type_name(uint32_t t)
+{
+    static const char *names[] = {"F32",  "F16",  "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0",
+                                  "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
+                                  "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
+                                  "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32",
+                                  "I64", "F64", "IQ1_M", "BF16"};
+    return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
+}
+
+/* ───────────────────────────── reading ───────────────────────────── */
+
+typedef struct {
+    const unsigned char *p, *end;
+    const char *path;
+} cursor;
+
+static int need(cursor *c, uint64_t n, const char *what)
+{
+    if ((uint64_t)(c->end - c->p) < n)
+        return pn_set_error(PN_ERR_IO, "[load_gguf] %s: %s extends past the end of the file "
+                            "(a truncated or corrupt file).", c->path, what);
+    return 0;
+}
+
+static int rd(cursor *c, void *dst, size_t n, const char *what)
+{
+    if (need(c, n, what)) return -1;
+    memcpy(dst, c->p, n);
+    c->p += n;
+    return 0;
+}
+
+static int rd_u32(cursor *c, uint32_t *v, const char *what) { return rd(c, v, 4, what); }
+static int rd_u64(cursor *c, uint64_t *v, const char *what) { return rd(c, v, 8, what); }
+
+/* A length-prefixed string, newly malloc'd and NUL-terminated (NULL with an error). */
+static char *rd_string(cursor *c, const char *what)
+{
+    uint64_t n;
+    if (rd_u64(c, &n, what) || need(c, n, what)) return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (!s) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
+    memcpy(s, c->p, (size_t)n);
+    s[n] = 0;
+    c->p += n;
+    return s;
+}
+
+static size_t value_size(uint32_t t) { return VALUE_DTYPE[t] < 0 ? 0 : pn_dtype_size((pn_dtype)VALUE_DTYPE[t]); }
+
+/* Reads one metadata value of type t into m under key (NULL m: skip it). */
+static int rd_value(cursor *c, uint32_t t, pn_gguf_meta *m, const char *key, uint32_t *alignment)
+{
+    if (t >= NVALUE_TYPES)
+        return pn_set_error(PN_ERR_IO, "[load_gguf] %s: metadata %s has an unknown value type %u.",
+                            c->path, key, t);
+    if (t == V_STRING) {
+        char *s = rd_string(c, "a metadata string");
+        if (!s) return -1;
+        int rc = pn_gguf_meta_set_strings(m, key, (const char *const *)&s, 1, false);
+        free(s);
+        return rc;
+    }
+    if (t != V_ARRAY) {
+        size_t es = value_size(t);
+        unsigned char buf[8];
+        if (rd(c, buf, es, "a metadata value")) return -1;
+        if (!strcmp(key, "general.alignment") && t == V_U32) memcpy(alignment, buf, 4);
+        int64_t none[1] = {0};
+        pn_array *a = pn_array_from_data(buf, none, 0, (pn_dtype)VALUE_DTYPE[t]);
+        int rc = a ? pn_gguf_meta_set_array(m, key, a) : -1;
+        pn_release(a);
+        return rc;
+    }
+    uint32_t et;
+    uint64_t n;
+    if (rd_u32(c, &et, "a metadata array type") || rd_u64(c, &n, "a metadata array length")) return -1;
+    if (et >= NVALUE_TYPES || et == V_ARRAY)
+        return pn_set_error(PN_ERR_IO, "[load_gguf] %s: metadata %s is an array of an unsupported "
+                            "type %u.", c->path, key, et);
+    if (et == V_STRING) {
+        /* each string takes at least its 8-byte length */
+        if (need(c, n > UINT64_MAX / 8 ? UINT64_MAX : n * 8, "a metadata string array")) return -1;
+        char **s = calloc((size_t)n + 1, sizeof *s);
+        if (!s) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
+        int rc = 0;
+        for (uint64_t j = 0; j < n && rc == 0; j++)
+            if (!(s[j] = rd_string(c, "a metadata string"))) rc = -1;
+        if (rc == 0) rc = pn_gguf_meta_set_strings(m, key, (const char *const *)s, (int64_t)n, true);
+        for (uint64_t j = 0; j < n; j++) free(s[j]);
+        free(s);
+        return rc;
+    }
+    size_t es = value_size(et);
+    if (need(c, n > UINT64_MAX / es ? UINT64_MAX : n * es, "a metadata array")) return -1;
+    int64_t shape = (int64_t)n;
+    pn_array *a = pn_array_from_data(c->p, &shape, 1, (pn_dtype)VALUE_DTYPE[et]);
+    c->p += n * es;
+    int rc = a ? pn_gguf_meta_set_array(m, key, a) : -1;
+    pn_release(a);
+    return rc;
+}
+
+static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
+{
+    const unsigned char *start = c->p;
+    char magic[4];
+    uint32_t version, alignment = 32;
+    uint64_t ntensors, nkv;
+    if (rd(c, magic, 4, "the header") || memcmp(magic, "GGUF", 4))
+        return pnC_fail(PN_ERR_IO, "[load_gguf] %s is not a GGUF file.", c->path);
+    if (rd_u32(c, &version, "the header") || rd_u64(c, &ntensors, "the header") ||
+        rd_u64(c, &nkv, "the header"))
+        return NULL;
+    if (version != 2 && version != 3)
+        return pnC_fail(PN_ERR_IO, "[load_gguf] %s: GGUF version %u is not supported (2 or 3).",
+                        c->path, version);
+    /* a key/value pair takes at least 12 bytes, a tensor info at least 24 */
+    if (need(c, nkv > UINT64_MAX / 12 ? UINT64_MAX : nkv * 12, "the metadata") ||
+        need(c, ntensors > UINT64_MAX / 24 ? UINT64_MAX : ntensors * 24, "the tensor infos"))
+        return NULL;
+    for (uint64_t i = 0; i < nkv; i++) {
+        char *key = rd_string(c, "a metadata key");
+        uint32_t t;
+        int rc = key ? rd_u32(c, &t, "a metadata type") : -1;
+        if (rc == 0) rc = rd_value(c, t, meta, key, &alignment);
+        free(key);
+        if (rc) return NULL;
+    }
+    if (alignment == 0 || (alignment & (alignment - 1)))
+        return pnC_fail(PN_ERR_IO, "[load_gguf] %s: general.alignment %u is not a power of two.",
+                        c->path, alignment);
+    typedef struct {
+        char *name;
+        int ndim;
+        int64_t shape[PNC_MAX_NDIM];
+        pn_dtype dtype;
+        uint64_t offset, nbytes;
+    } info;
+    info *inf = calloc((size_t)ntensors + 1, sizeof *inf);
+    if (!inf) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
+    pn_params *p = NULL;
+    int rc = 0;
+    for (uint64_t i = 0; i < ntensors && rc == 0; i++) {
+        info *t = &inf[i];
+        uint32_t nd, type;
+        if (!(t->name = rd_string(c, "a tensor name")) || rd_u32(c, &nd, "a tensor rank")) {
+            rc = -1;
+            break;
+        }
+        if (nd > PNC_MAX_NDIM) {
+            rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s has %u dimensions.", c->path,
+                              t->name, nd);
+            break;
+        }
+        t->ndim = (int)nd;
+        uint64_t count = 1;
+        for (uint32_t k = 0; k < nd && rc == 0; k++) {
+            uint64_t d;
+            if (rd_u64(c, &d, "a tensor extent")) rc = -1;
+            else if (d > (uint64_t)INT64_MAX || (d && count > UINT64_MAX / d))
+                rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s has an impossible extent.",
+                                  c->path, t->name);
+            else t->shape[nd - 1 - k] = (int64_t)d, count *= d; /* fastest-varying first */
+        }
+        if (rc || rd_u32(c, &type, "a tensor type") || rd_u64(c, &t->offset, "a tensor offset")) {
+            rc = -1;
+            break;
+        }
+        int k = 0;
+        while (k < NTENSOR_TYPES && TENSOR_TYPES[k].ggml != (int)type) k++;
+        if (k == NTENSOR_TYPES) {
+            rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s has ggml type %s (%u), which "
+                              "Ponte does not support (quantized GGUF tensors are not loaded yet).",
+                              c->path, t->name, ggml_type_name(type), type);
+            break;
+        }
+        t->dtype = TENSOR_TYPES[k].dtype;
+        size_t es = pn_dtype_size(t->dtype);
+        if (count > UINT64_MAX / es) {
+            rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s is too large.", c->path, t->name);
+            break;
+        }
+        t->nbytes = count * es;
+        for (uint64_t j = 0; j < i && rc == 0; j++)
+            if (!strcmp(inf[j].name, t->name))
+                rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s appears twice.", c->path, t->name);
+    }
+    /* the data section starts at the next multiple of the alignment */
+    uint64_t header = (uint64_t)(c->p - start);
+    uint64_t data = (header + alignment - 1) / alignment * alignment;
+    uint64_t size = (uint64_t)(c->end - start);
+    if (rc == 0 && ntensors && data > size)
+        rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: the data section starts past the end of the "
+                          "file.", c->path);
+    if (rc == 0 && !(p = pn_params_new())) rc = -1;
+    for (uint64_t i = 0; i < ntensors && rc == 0; i++) {
+        info *t = &inf[i];
+        if (t->offset > size - data || t->nbytes > size - data - t->offset) {
+            rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: the data of tensor %s lies outside the "
+                              "file.", c->path, t->name);
+            break;
+        }
+        pn_scope_push();
+        pn_array *a = pn_array_from_data(start + data + t->offset, t->shape, t->ndim, t->dtype);
+        if (!a || pn_params_set(p, t->name, a)) rc = -1;
+        pn_scope_pop();
+    }
+    for (uint64_t i = 0; i < ntensors; i++) free(inf[i].name);
+    free(inf);
+    if (rc) {
+        pn_params_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata)
+{
+    if (metadata) *metadata = NULL;
+    size_t size = 0;
+    unsigned char *buf = pnI_read_file(path, &size);
+    if (!buf) return NULL;
+    pn_gguf_meta *m = pn_gguf_meta_new();
+    cursor c = {buf, buf + size, path};
+    pn_params *p = m ? load_image(&c, m) : NULL;
+    free(buf);
+    if (!p || !metadata) pn_gguf_meta_free(m);
+    else *metadata = m;
+    return p;
+}
+
+/* ───────────────────────────── writing ───────────────────────────── */
+
+typedef struct {
+    unsigned char *b;
+    size_t n, cap;
+    bool oom;
+} bytes;
+
+static void put(bytes *o, const void *src, size_t k)
+{
+    if (o->oom) return;
+    if (o->n + k > o->cap) {
+        size_t cap = (o->cap + k) * 2;
+        unsigned char *b = realloc(o->b, cap);
+        if (!b) {
+            o->oom = true;
+            return;
+        }
+        o->b = b, o->cap = cap;
+    }
+    if (k) memcpy(o->b + o->n, src, k);
+    o->n += k;
+}
+
+static void put_u32(bytes *o, uint32_t v) { put(o, &v, 4); }
+static void put_u64(bytes *o, uint64_t v) { put(o, &v, 8); }
+static void put_str(bytes *o, const char *s)
+{
+    put_u64(o, strlen(s));
+    put(o, s, strlen(s));
+}
+static void pad_to(bytes *o, size_t align)
+{
+    static const unsigned char zeros[64] = {0};
+    put(o, zeros, (align - o->n % align) % align);
+}
+
+/* The value type of a metadata array's dtype (-1: not storable). */
+static int value_type_of(pn_dtype t)
+{
+    for (int v = 0; v < NVALUE_TYPES; v++)
+        if (VALUE_DTYPE[v] == (int)t) return v;
+    return -1;
+}
+
+int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata)
+{
+    if (!path || !arrays) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save_gguf] NULL path or arrays.");
+    int n = pn_params_count(arrays), nm = pn_gguf_meta_count(metadata);
+    int *types = calloc((size_t)n + 1, sizeof *types);
+    if (!types) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[save_gguf] Out of memory.");
+    for (int i = 0; i < n; i++) {
+        pn_dtype dt = pn_array_dtype(pn_params_at(arrays, i));
+        int k = 0;
+        while (k < NTENSOR_TYPES && TENSOR_TYPES[k].dtype != dt) k++;
+        if (k == NTENSOR_TYPES) {
+            free(types);
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save_gguf] dtype %s is not supported "
+                                "(array %s).", pn_dtype_name(dt), pn_params_name(arrays, i));
+        }
+        types[i] = TENSOR_TYPES[k].ggml;
+    }
+    for (int i = 0; i < nm; i++) {
+        pn_array *a = metadata->e[i].array;
+        if (a && (pn_ndim(a) > 1 || value_type_of(pn_array_dtype(a)) < 0)) {
+            free(types);
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save_gguf] Metadata %s: only 0-d and 1-d "
+                                "arrays of bool, integer, float32 or float64 can be saved (got a %d-d "
+                                "%s array).", metadata->e[i].key, pn_ndim(a),
+                                pn_dtype_name(pn_array_dtype(a)));
+        }
+    }
+    bytes o = {0};
+    put(&o, "GGUF", 4);
+    put_u32(&o, 3);
+    put_u64(&o, (uint64_t)n);
+    put_u64(&o, (uint64_t)nm);
+    int rc = 0;
+    for (int i = 0; i < nm && rc == 0; i++) {
+        const meta_entry *e = &metadata->e[i];
+        put_str(&o, e->key);
+        if (!e->array) {
+            if (e->is_list) {
+                put_u32(&o, V_ARRAY), put_u32(&o, V_STRING), put_u64(&o, (uint64_t)e->nstrs);
+            } else {
+                put_u32(&o, V_STRING);
+            }
+            for (int64_t j = 0; j < e->nstrs; j++) put_str(&o, e->strs[j]);
+            continue;
+        }
+        const void *d = pn_data(e->array);
+        if (!d) {
+            rc = -1;
+            break;
+        }
+        int vt = value_type_of(pn_array_dtype(e->array));
+        if (pn_ndim(e->array) == 1) put_u32(&o, V_ARRAY), put_u32(&o, (uint32_t)vt), put_u64(&o, (uint64_t)pn_size(e->array));
+        else put_u32(&o, (uint32_t)vt);
+        put(&o, d, pn_nbytes(e->array));
+    }
+    uint64_t off = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        pn_array *a = pn_params_at(arrays, i);
+        put_str(&o, pn_params_name(arrays, i));
+        put_u32(&o, (uint32_t)pn_ndim(a));
+        for (int k = pn_ndim(a) - 1; k >= 0; k--) put_u64(&o, (uint64_t)pn_shape(a)[k]);
+        put_u32(&o, (uint32_t)types[i]);
+        put_u64(&o, off);
+        off += (pn_nbytes(a) + 31) / 32 * 32;
+    }
+    pad_to(&o, 32);
+    for (int i = 0; i < n && rc == 0; i++) {
+        pn_array *a = pn_params_at(arrays, i);
+        const void *d = pn_data(a);
+        if (!d) {
+            rc = -1;
+            break;
+        }
+        put(&o, d, pn_nbytes(a));
+        pad_to(&o, 32);
+    }
+    free(types);
+    if (rc == 0 && o.oom) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[save_gguf] Out of memory.");
+    if (rc == 0) {
+        const void *parts[1] = {o.b};
+        size_t sizes[1] = {o.n};
+        rc = pnI_write_file(path, parts, sizes, 1);
+    }
+    free(o.b);
+    return rc;
+}

@@ -1,0 +1,29 @@
+/* rules.c — helpers shared by the derivative and batching rules of several op families:
+ * undoing broadcasting in a cotangent and lining up mapped axes for batched products. */
+#include "core/core.h"
+
+pn_array *pnC_sum_to_shape(pn_array *x, const int64_t *shape, int ndim)
+{
+    if (!x) return NULL;
+    int xn = pn_ndim(x), lead = xn - ndim, axes[PNC_MAX_NDIM], na = 0;
+    const int64_t *xs = pn_shape(x);
+    bool same = xn == ndim;
+    for (int i = 0; same && i < xn; i++) same = xs[i] == shape[i];
+    if (same) return x;
+    for (int i = 0; i < xn; i++)
+        if (i < lead || (shape[i - lead] == 1 && xs[i] != 1)) axes[na++] = i;
+    pn_array *s = na ? pn_sum(x, axes, na, true) : x;
+    return pn_reshape(s, shape, ndim);
+}
+
+pn_array *pnC_batch_front(pn_array *x, int axis, int rank)
+{
+    if (axis < 0 || !x) return x;
+    if (axis > 0) x = pn_moveaxis(x, axis, 0);
+    int r = pn_ndim(x) - 1;
+    if (!x || r >= rank) return x;
+    int64_t s[PNC_MAX_NDIM];
+    s[0] = pn_shape(x)[0];
+    for (int d = 1; d <= rank; d++) s[d] = d <= rank - r ? 1 : pn_shape(x)[d - (rank - r)];
+    return pn_reshape(x, s, rank + 1);
+}
