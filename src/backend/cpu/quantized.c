@@ -336,23 +336,6 @@ static int qmm_tiles(const void *x, int64_t M, int64_t K, const qmat *m, bool tr
     return failed ? -1 : 0;
 }
 
-/* Element offset of output batch index i (over the output's nb batch dims oshape) into an
- * operand whose nd batch dims (right-aligned, extent 1 where broadcast) have the given shape,
- * each batch matrix `matrix` elements. */
-static int64_t batch_offset(int64_t i, const int64_t *oshape, int nb, const int64_t *shape,
-                            int nd, int64_t matrix)
-{
-    int64_t off = 0, stride = matrix;
-    for (int d = nb - 1, e = nd - 1; d >= 0; d--, e--) {
-        int64_t idx = i % oshape[d];
-        i /= oshape[d];
-        if (e < 0) continue;
-        if (shape[e] != 1) off += idx * stride;
-        stride *= shape[e];
-    }
-    return off;
-}
-
 /* See quantized.h. */
 int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
@@ -398,8 +381,10 @@ int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
         const char *s0 = pnC_data(s), *b0 = pnC_data(d[3]);
         const int64_t es = (int64_t)pn_dtype_size(t);
         for (int64_t i = 0; i < groups && rc == 0; i++) {
-            const int64_t xo = wbatch == 1 ? 0 : batch_offset(i, o->shape, nb, x->shape, xb, M * K);
-            const int64_t wm = wbatch == 1 ? 0 : batch_offset(i, o->shape, nb, w->shape, wb, 1);
+            const int64_t xo =
+                wbatch == 1 ? 0 : pnK_qmm_batch_offset(i, o->shape, nb, x->shape, xb, M * K);
+            const int64_t wm =
+                wbatch == 1 ? 0 : pnK_qmm_batch_offset(i, o->shape, nb, w->shape, wb, 1);
             m.w = w0 + wm * m.rows * m.words;
             m.scales = s0 + wm * m.rows * m.groups * es;
             m.biases = b0 + wm * m.rows * m.groups * es;

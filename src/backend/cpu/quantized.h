@@ -42,4 +42,21 @@ static inline bool pnK_quant_group_ok(int group_size)
     return group_size == 32 || group_size == 64 || group_size == 128;
 }
 
+/* Element offset of output batch index i (over the output's nb batch dims oshape) into an
+ * operand whose nd batch dims (right-aligned, extent 1 where broadcast) have the given shape,
+ * each batch matrix `matrix` elements. Shared by the CPU and GPU products. */
+static inline int64_t pnK_qmm_batch_offset(int64_t i, const int64_t *oshape, int nb,
+                                           const int64_t *shape, int nd, int64_t matrix)
+{
+    int64_t off = 0, stride = matrix;
+    for (int d = nb - 1, e = nd - 1; d >= 0; d--, e--) {
+        int64_t idx = i % oshape[d];
+        i /= oshape[d];
+        if (e < 0) continue;
+        if (shape[e] != 1) off += idx * stride;
+        stride *= shape[e];
+    }
+    return off;
+}
+
 #endif /* PONTE_BACKEND_CPU_QUANTIZED_H */

@@ -70,22 +70,6 @@ static int dequantize_dense(const pnC_node *node, pn_array *const *in, pn_array 
                           ngroups, p->group_size, p->bits, node->stream.index);
 }
 
-/* Element offset of output batch index i into an operand with nd right-aligned batch dims
- * (extent 1 where broadcast), each batch matrix `matrix` elements. */
-static int64_t batch_offset(int64_t i, const int64_t *oshape, int nb, const int64_t *shape,
-                            int nd, int64_t matrix)
-{
-    int64_t off = 0, stride = matrix;
-    for (int d = nb - 1, e = nd - 1; d >= 0; d--, e--) {
-        int64_t idx = i % oshape[d];
-        i /= oshape[d];
-        if (e < 0) continue;
-        if (shape[e] != 1) off += idx * stride;
-        stride *= shape[e];
-    }
-    return off;
-}
-
 static int qmm_dense(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
@@ -113,8 +97,10 @@ static int qmm_dense(const pnC_node *node, pn_array *const *in, pn_array *const 
     if (!direct && !(scratch = pnG_malloc(scratch_bytes, stream))) return -1;
     int rc = 0;
     for (int64_t i = 0; i < nprod && rc == 0; i++) {
-        const int64_t xo = wbatch == 1 ? 0 : batch_offset(i, o->shape, nb, x->shape, xb, M * K);
-        const int64_t wm = wbatch == 1 ? 0 : batch_offset(i, o->shape, nb, w->shape, wb, 1);
+        const int64_t xo =
+            wbatch == 1 ? 0 : pnK_qmm_batch_offset(i, o->shape, nb, x->shape, xb, M * K);
+        const int64_t wm =
+            wbatch == 1 ? 0 : pnK_qmm_batch_offset(i, o->shape, nb, w->shape, wb, 1);
         const uint32_t *wi = wd + wm * rows_w * words;
         const char *si = sd + wm * rows_w * groups * es, *bi = bd + wm * rows_w * groups * es;
         const char *xi = xd + xo * es;
