@@ -865,6 +865,14 @@ pn_array *pn_nn_tanh(pn_array *x);
 /* Splits x in two halves along axis: a * sigmoid(b). */
 pn_array *pn_nn_glu(pn_array *x, int axis);
 pn_array *pn_nn_prelu(pn_array *x, pn_array *alpha);
+/* nn activations, rest of mlx.nn (issue 3); results owned by the current scope, NULL with
+ * PN_ERR_INVALID_ARGUMENT on a bad axis. softshrink: x - sign(x) lambd where |x| > lambd, else
+ * 0; hard_shrink: x where |x| > lambd, else 0 (MLX default lambd 0.5); step: 1 where
+ * x > threshold, else 0 (int32, as mx.where(x > t, 1, 0)); softmin: softmax(-x) along axis. */
+pn_array *pn_nn_softshrink(pn_array *x, double lambd);
+pn_array *pn_nn_hard_shrink(pn_array *x, double lambd);
+pn_array *pn_nn_step(pn_array *x, double threshold);
+pn_array *pn_nn_softmin(pn_array *x, int axis);
 
 /* Normalization over the last axis with optional affine weight/bias (NULL: none). */
 pn_array *pn_nn_layer_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps);
@@ -914,6 +922,25 @@ pn_array *pn_nn_nll_loss(pn_array *inputs, pn_array *targets, int axis,
                          pn_loss_reduction reduction);
 pn_array *pn_nn_kl_div_loss(pn_array *inputs, pn_array *targets, int axis,
                             pn_loss_reduction reduction);
+/* nn losses, rest of mlx.nn.losses (issue 3). Results are owned by the current scope; invalid
+ * reduction, axis or shapes (where MLX checks them) set PN_ERR_INVALID_ARGUMENT and give NULL.
+ * log_cosh: log(cosh(inputs - targets)). hinge: max(1 - inputs * targets, 0). Both broadcast. */
+pn_array *pn_nn_log_cosh_loss(pn_array *inputs, pn_array *targets, pn_loss_reduction reduction);
+pn_array *pn_nn_hinge_loss(pn_array *inputs, pn_array *targets, pn_loss_reduction reduction);
+/* sum(x1 * x2, axis) / max(|x1| |x2|, eps), norms along axis (MLX default axis 1, eps 1e-8). */
+pn_array *pn_nn_cosine_similarity_loss(pn_array *x1, pn_array *x2, int axis, double eps,
+                                       pn_loss_reduction reduction);
+/* max(-targets * (inputs1 - inputs2) + margin, 0); all three of one shape. */
+pn_array *pn_nn_margin_ranking_loss(pn_array *inputs1, pn_array *inputs2, pn_array *targets,
+                                    double margin, pn_loss_reduction reduction);
+/* 0.5 (log v + (targets - inputs)^2 / v) with v = max(vars, eps), + 0.5 log(2 pi) when full;
+ * all three of one shape. */
+pn_array *pn_nn_gaussian_nll_loss(pn_array *inputs, pn_array *targets, pn_array *vars, bool full,
+                                  double eps, pn_loss_reduction reduction);
+/* max(d(a, p) - d(a, n) + margin, 0), d(a, b) = sqrt(sum((a - b)^p, axis) + eps) as MLX
+ * computes it (no absolute value; the root is a square root whatever p). */
+pn_array *pn_nn_triplet_loss(pn_array *anchors, pn_array *positives, pn_array *negatives, int axis,
+                             double p, double margin, double eps, pn_loss_reduction reduction);
 
 /* Initializers (mlx.nn.init): new arrays of shape/dtype. key may be NULL. */
 pn_array *pn_nn_init_uniform(const int64_t *shape, int ndim, pn_dtype dtype, double low,
@@ -929,6 +956,17 @@ pn_array *pn_nn_init_he_uniform(const int64_t *shape, int ndim, pn_dtype dtype, 
                                 double gain, pn_array *key);
 pn_array *pn_nn_init_he_normal(const int64_t *shape, int ndim, pn_dtype dtype, bool fan_out,
                                double gain, pn_array *key);
+/* nn initializers, rest of mlx.nn.init (issue 3); new arrays owned by the current scope, key
+ * may be NULL. constant: filled with value. identity: eye of a square 2-d shape. sparse: 2-d
+ * N(mean, std^2) with ceil(sparsity * cols) random entries of each row zeroed. orthogonal: 2-d,
+ * the first rows x cols block of Q (signs fixed by diag(R)) of the QR of a max(rows, cols)
+ * square N(0, 1) matrix, times gain. Other shapes: PN_ERR_INVALID_ARGUMENT and NULL. */
+pn_array *pn_nn_init_constant(const int64_t *shape, int ndim, pn_dtype dtype, double value);
+pn_array *pn_nn_init_identity(const int64_t *shape, int ndim, pn_dtype dtype);
+pn_array *pn_nn_init_sparse(const int64_t *shape, int ndim, pn_dtype dtype, double sparsity,
+                            double mean, double std, pn_array *key);
+pn_array *pn_nn_init_orthogonal(const int64_t *shape, int ndim, pn_dtype dtype, double gain,
+                                pn_array *key);
 
 /* Attention and positional encodings (mx.fast.scaled_dot_product_attention, nn.RoPE,
  * nn.SinusoidalPositionalEncoding, nn.ALiBi). */

@@ -74,3 +74,23 @@ pn_array *pn_nn_glu(pn_array *x, int axis)
     if (pn_split_sections(x, 2, ax, halves)) return pnC_scope_return(NULL);
     return pnC_scope_return(pn_multiply(halves[0], pn_sigmoid(halves[1])));
 }
+
+/* ── Activations of mlx.nn added for issue 3 ── */
+pn_array *pn_nn_softshrink(pn_array *x, double lambd)
+{
+    ACT(pn_where(pn_greater(pn_abs(x), W(lambd)), pn_subtract(x, pn_multiply(pn_sign(x), W(lambd))), W(0)));
+}
+pn_array *pn_nn_hard_shrink(pn_array *x, double lambd) { ACT(pn_where(pn_greater(pn_abs(x), W(lambd)), x, W(0))); }
+pn_array *pn_nn_step(pn_array *x, double threshold)
+{
+    ACT(pn_where(pn_greater(x, W(threshold)), pn_weak_int(1), pn_weak_int(0)));
+}
+
+pn_array *pn_nn_softmin(pn_array *x, int axis)
+{
+    if (!pnC_inputs_ok("softmin", 1, &x)) return NULL;
+    int ax = pnC_axis("softmin", axis, x->ndim);
+    if (ax < 0) return NULL;
+    pn_scope_push();
+    return pnC_scope_return(pn_softmax(pn_negative(x), &ax, 1, false));
+}

@@ -63,3 +63,60 @@ pn_array *pn_nn_init_he_normal(const int64_t *shape, int ndim, pn_dtype dtype, b
     if (fans("he_normal", shape, ndim, &fi, &fo)) return NULL;
     return pn_random_normal(shape, ndim, dtype, 0, gain / sqrt(fan_out ? fo : fi), key);
 }
+
+/* ── Initializers of mlx.nn.init added for issue 3: constant, identity, sparse, orthogonal ── */
+
+pn_array *pn_nn_init_constant(const int64_t *shape, int ndim, pn_dtype dtype, double value)
+{
+    pn_scope_push();
+    return pnC_scope_return(pn_full(shape, ndim, pn_weak_float(value), dtype));
+}
+
+static bool two_dims(const char *op, int ndim, const char *what)
+{
+    if (ndim == 2) return true;
+    pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] %s must be 2-dimensional, got %d dimensions.", op, what, ndim);
+    return false;
+}
+
+pn_array *pn_nn_init_identity(const int64_t *shape, int ndim, pn_dtype dtype)
+{
+    if (!two_dims("init_identity", ndim, "The shape")) return NULL;
+    if (shape[0] != shape[1])
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[init_identity] The shape must be square, got (%lld, %lld).",
+                        (long long)shape[0], (long long)shape[1]);
+    return pn_eye(shape[0], shape[0], 0, dtype);
+}
+
+/* The i-th of two keys split from key (NULL stays NULL: the global state draws both). */
+static pn_array *subkey(pn_array *key, int i)
+{
+    return key ? pn_take(pn_random_split(key, 2), pn_scalar_int(i, PN_INT32), 0) : NULL;
+}
+
+pn_array *pn_nn_init_sparse(const int64_t *shape, int ndim, pn_dtype dtype, double sparsity,
+                            double mean, double std, pn_array *key)
+{
+    if (!two_dims("init_sparse", ndim, "The shape")) return NULL;
+    pn_scope_push();
+    int64_t num_zeros = (int64_t)ceil(sparsity * (double)shape[1]);
+    pn_array *u = pn_random_uniform(pn_weak_float(0), pn_weak_float(1), shape, 2, PN_FLOAT32, subkey(key, 0));
+    /* rank of each element within its row in a random order: the first num_zeros become 0 */
+    pn_array *rank = pn_argsort(pn_argsort(u, 1), 1);
+    pn_array *a = pn_random_normal(shape, 2, dtype, mean, std, subkey(key, 1));
+    pn_array *zero = pn_zeros_like(a);
+    return pnC_scope_return(pn_where(pn_less(rank, pn_weak_int(num_zeros)), zero, a));
+}
+
+pn_array *pn_nn_init_orthogonal(const int64_t *shape, int ndim, pn_dtype dtype, double gain,
+                                pn_array *key)
+{
+    if (!two_dims("init_orthogonal", ndim, "The shape")) return NULL;
+    pn_scope_push();
+    int64_t rows = shape[0], cols = shape[1], n = rows > cols ? rows : cols;
+    pn_array *rmat = pn_random_normal((int64_t[]){n, n}, 2, dtype, 0, 1, key), *q = NULL, *r = NULL;
+    if (!rmat || pn_linalg_qr(rmat, &q, &r)) return pnC_scope_return(NULL);
+    q = pn_multiply(q, pn_sign(pn_diag(r, 0)));
+    q = pn_slice(q, (int64_t[]){0, 0}, (int64_t[]){rows, cols}, NULL, 2);
+    return pnC_scope_return(pn_multiply(q, pn_weak_float(gain)));
+}

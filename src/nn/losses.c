@@ -157,3 +157,106 @@ pn_array *pn_nn_kl_div_loss(pn_array *inputs, pn_array *targets, int axis, pn_lo
     pn_array *loss = pn_sum(pn_multiply(pn_exp(targets), pn_subtract(targets, inputs)), &ax, 1, false);
     return pnC_scope_return(reduce(loss, r));
 }
+
+/* ── Losses of mlx.nn without a C counterpart before (issue 3), each MLX's formula. ── */
+
+/* All arrays in arrs have the same shape (for the losses where MLX checks it). */
+static bool all_same_shape(const char *op, int n, pn_array **arrs, const char *const *names)
+{
+    for (int k = 1; k < n; k++) {
+        bool ok = arrs[k]->ndim == arrs[0]->ndim;
+        for (int i = 0; ok && i < arrs[0]->ndim; i++) ok = arrs[k]->shape[i] == arrs[0]->shape[i];
+        if (!ok) {
+            char sa[256], sb[256];
+            pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] %s shape %s does not match %s shape %s.", op, names[0],
+                     pnC_shape_str(arrs[0]->shape, arrs[0]->ndim, sa, sizeof sa), names[k],
+                     pnC_shape_str(arrs[k]->shape, arrs[k]->ndim, sb, sizeof sb));
+            return false;
+        }
+    }
+    return true;
+}
+
+pn_array *pn_nn_log_cosh_loss(pn_array *inputs, pn_array *targets, pn_loss_reduction r)
+{
+    if (!pnC_inputs_ok("log_cosh_loss", 2, (pn_array *[]){inputs, targets})) return NULL;
+    if (!reduction_ok("log_cosh_loss", r)) return NULL;
+    pn_scope_push();
+    pn_array *d = pn_subtract(inputs, targets);
+    pn_array *loss = pn_subtract(pn_logaddexp(d, pn_negative(d)), W(M_LN2));
+    return pnC_scope_return(reduce(loss, r));
+}
+
+pn_array *pn_nn_hinge_loss(pn_array *inputs, pn_array *targets, pn_loss_reduction r)
+{
+    if (!pnC_inputs_ok("hinge_loss", 2, (pn_array *[]){inputs, targets})) return NULL;
+    if (!reduction_ok("hinge_loss", r)) return NULL;
+    pn_scope_push();
+    pn_array *loss = pn_maximum(pn_subtract(W(1), pn_multiply(inputs, targets)), W(0));
+    return pnC_scope_return(reduce(loss, r));
+}
+
+pn_array *pn_nn_cosine_similarity_loss(pn_array *x1, pn_array *x2, int axis, double eps,
+                                       pn_loss_reduction r)
+{
+    if (!pnC_inputs_ok("cosine_similarity_loss", 2, (pn_array *[]){x1, x2})) return NULL;
+    if (!reduction_ok("cosine_similarity_loss", r)) return NULL;
+    int nd = x1->ndim > x2->ndim ? x1->ndim : x2->ndim;
+    int ax = pnC_axis("cosine_similarity_loss", axis, nd);
+    if (ax < 0) return NULL;
+    pn_scope_push();
+    pn_array *n1 = pn_sqrt(pn_sum(pn_square(x1), &ax, 1, false));
+    pn_array *n2 = pn_sqrt(pn_sum(pn_square(x2), &ax, 1, false));
+    pn_array *dot = pn_sum(pn_multiply(x1, x2), &ax, 1, false);
+    pn_array *loss = pn_divide(dot, pn_maximum(pn_multiply(n1, n2), W(eps)));
+    return pnC_scope_return(reduce(loss, r));
+}
+
+pn_array *pn_nn_margin_ranking_loss(pn_array *inputs1, pn_array *inputs2, pn_array *targets,
+                                    double margin, pn_loss_reduction r)
+{
+    pn_array *a[3] = {inputs1, inputs2, targets};
+    if (!pnC_inputs_ok("margin_ranking_loss", 3, a)) return NULL;
+    if (!reduction_ok("margin_ranking_loss", r)) return NULL;
+    if (!all_same_shape("margin_ranking_loss", 3, a, (const char *const[]){"Inputs1", "inputs2", "targets"}))
+        return NULL;
+    pn_scope_push();
+    pn_array *loss = pn_add(pn_negative(pn_multiply(targets, pn_subtract(inputs1, inputs2))), W(margin));
+    return pnC_scope_return(reduce(pn_maximum(loss, W(0)), r));
+}
+
+pn_array *pn_nn_gaussian_nll_loss(pn_array *inputs, pn_array *targets, pn_array *vars, bool full,
+                                  double eps, pn_loss_reduction r)
+{
+    pn_array *a[3] = {inputs, targets, vars};
+    if (!pnC_inputs_ok("gaussian_nll_loss", 3, a)) return NULL;
+    if (!reduction_ok("gaussian_nll_loss", r)) return NULL;
+    if (!all_same_shape("gaussian_nll_loss", 3, a, (const char *const[]){"Inputs", "targets", "vars"}))
+        return NULL;
+    pn_scope_push();
+    pn_array *v = pn_maximum(vars, W(eps));
+    pn_array *loss = pn_add(pn_log(v), pn_divide(pn_square(pn_subtract(targets, inputs)), v));
+    loss = pn_multiply(W(0.5), loss);
+    if (full) loss = pn_add(loss, W(0.5 * log(2 * M_PI)));
+    return pnC_scope_return(reduce(loss, r));
+}
+
+pn_array *pn_nn_triplet_loss(pn_array *anchors, pn_array *positives, pn_array *negatives, int axis,
+                             double p, double margin, double eps, pn_loss_reduction r)
+{
+    pn_array *a[3] = {anchors, positives, negatives};
+    if (!pnC_inputs_ok("triplet_loss", 3, a)) return NULL;
+    if (!reduction_ok("triplet_loss", r)) return NULL;
+    int nd = anchors->ndim;
+    for (int i = 1; i < 3; i++) nd = a[i]->ndim > nd ? a[i]->ndim : nd;
+    int ax = pnC_axis("triplet_loss", axis, nd);
+    if (ax < 0) return NULL;
+    pn_scope_push();
+    pn_array *dist[2];
+    for (int i = 0; i < 2; i++) {
+        pn_array *s = pn_sum(pn_power(pn_subtract(anchors, a[i + 1]), W(p)), &ax, 1, false);
+        dist[i] = pn_sqrt(pn_add(s, W(eps)));
+    }
+    pn_array *loss = pn_maximum(pn_add(pn_subtract(dist[0], dist[1]), W(margin)), W(0));
+    return pnC_scope_return(reduce(loss, r));
+}

@@ -215,6 +215,82 @@ static PyObject *py_cross_entropy(PyObject *m, PyObject *args)
     return finish(&t, pn_nn_cross_entropy(a, b, axis, smoothing, r));
 }
 
+/* The rest of mlx.nn.losses (issue 3): loss(a, b, c, axis, x, y, z, reduction) with c an array
+ * or None (two-array losses) and x, y, z the numeric parameters in the C signature's order. */
+typedef enum { L2_LOG_COSH, L2_HINGE, L2_COSINE, L2_MARGIN_RANKING, L2_GAUSSIAN_NLL, L2_TRIPLET } loss2_kind;
+
+static PyObject *loss2(loss2_kind kind, PyObject *args)
+{
+    PyObject *ao, *bo, *co;
+    int axis = -1;
+    double x = 0, y = 0, z = 0;
+    const char *red = "none";
+    if (!PyArg_ParseTuple(args, "OOOiddds", &ao, &bo, &co, &axis, &x, &y, &z, &red)) return NULL;
+    pn_loss_reduction r;
+    if (reduction_arg(red, &r)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *a, *b, *c;
+    if (conv(&t, ao, &a) || conv(&t, bo, &b) || conv_opt(&t, co, &c)) return abort3(&t);
+    pn_array *out = NULL;
+    switch (kind) {
+    case L2_LOG_COSH: out = pn_nn_log_cosh_loss(a, b, r); break;
+    case L2_HINGE: out = pn_nn_hinge_loss(a, b, r); break;
+    case L2_COSINE: out = pn_nn_cosine_similarity_loss(a, b, axis, x, r); break;
+    case L2_MARGIN_RANKING: out = pn_nn_margin_ranking_loss(a, b, c, x, r); break;
+    case L2_GAUSSIAN_NLL: out = pn_nn_gaussian_nll_loss(a, b, c, x != 0, y, r); break;
+    case L2_TRIPLET: out = pn_nn_triplet_loss(a, b, c, axis, x, y, z, r); break;
+    }
+    return finish(&t, out);
+}
+static PyObject *py_log_cosh_loss(PyObject *m, PyObject *a) { return loss2(L2_LOG_COSH, a); }
+static PyObject *py_hinge_loss(PyObject *m, PyObject *a) { return loss2(L2_HINGE, a); }
+static PyObject *py_cosine_similarity_loss(PyObject *m, PyObject *a) { return loss2(L2_COSINE, a); }
+static PyObject *py_margin_ranking_loss(PyObject *m, PyObject *a) { return loss2(L2_MARGIN_RANKING, a); }
+static PyObject *py_gaussian_nll_loss(PyObject *m, PyObject *a) { return loss2(L2_GAUSSIAN_NLL, a); }
+static PyObject *py_triplet_loss(PyObject *m, PyObject *a) { return loss2(L2_TRIPLET, a); }
+/* and the activations added with them */
+static PyObject *py_softshrink(PyObject *m, PyObject *a) { return act_param(pn_nn_softshrink, a, 0.5); }
+static PyObject *py_hard_shrink(PyObject *m, PyObject *a) { return act_param(pn_nn_hard_shrink, a, 0.5); }
+static PyObject *py_step(PyObject *m, PyObject *a) { return act_param(pn_nn_step, a, 0.0); }
+static PyObject *py_softmin(PyObject *m, PyObject *args)
+{
+    PyObject *xo;
+    int axis = -1;
+    if (!PyArg_ParseTuple(args, "O|i", &xo, &axis)) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *x;
+    if (conv(&t, xo, &x)) return NULL;
+    return finish(&t, pn_nn_softmin(x, axis));
+}
+/* and the initializers: init2(shape, dtype, a, b, c[, key]) with (value), (), (sparsity, mean,
+ * std) or (gain) in a, b, c by kind */
+typedef enum { I2_CONSTANT, I2_IDENTITY, I2_SPARSE, I2_ORTHOGONAL } init2_kind;
+static PyObject *init2(init2_kind kind, PyObject *args)
+{
+    PyObject *so, *ko = Py_None;
+    pn_dtype dt;
+    double a = 0, b = 0, c = 0;
+    if (!PyArg_ParseTuple(args, "OO&ddd|O", &so, pp_dtype_conv, &dt, &a, &b, &c, &ko)) return NULL;
+    int64_t shape[PP_MAXDIM];
+    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
+    if (n < 0) return NULL;
+    tmp3 t = {.n = 0};
+    pn_array *k;
+    if (conv_opt(&t, ko, &k)) return NULL;
+    pn_array *r = NULL;
+    switch (kind) {
+    case I2_CONSTANT: r = pn_nn_init_constant(shape, n, dt, a); break;
+    case I2_IDENTITY: r = pn_nn_init_identity(shape, n, dt); break;
+    case I2_SPARSE: r = pn_nn_init_sparse(shape, n, dt, a, b, c, k); break;
+    case I2_ORTHOGONAL: r = pn_nn_init_orthogonal(shape, n, dt, a, k); break;
+    }
+    return finish(&t, r);
+}
+static PyObject *py_init_constant(PyObject *m, PyObject *a) { return init2(I2_CONSTANT, a); }
+static PyObject *py_init_identity(PyObject *m, PyObject *a) { return init2(I2_IDENTITY, a); }
+static PyObject *py_init_sparse(PyObject *m, PyObject *a) { return init2(I2_SPARSE, a); }
+static PyObject *py_init_orthogonal(PyObject *m, PyObject *a) { return init2(I2_ORTHOGONAL, a); }
+
 /* ───────────────────────────── initializers ───────────────────────────── */
 
 typedef enum { I_UNIFORM, I_NORMAL, I_GLOROT_U, I_GLOROT_N, I_HE_U, I_HE_N } init_kind;
@@ -1130,6 +1206,10 @@ static PyMethodDef nn_methods[] = {
     VA(rnn) VA(gru) VA(lstm) VA(upsample) VA(bilinear)
     VA(cross_entropy) VA(binary_cross_entropy) VA(mse_loss) VA(l1_loss) VA(smooth_l1_loss)
     VA(huber_loss) VA(nll_loss) VA(kl_div_loss)
+    VA(log_cosh_loss) VA(hinge_loss) VA(cosine_similarity_loss) VA(margin_ranking_loss)
+    VA(gaussian_nll_loss) VA(triplet_loss)
+    VA(softshrink) VA(hard_shrink) VA(step) VA(softmin)
+    VA(init_constant) VA(init_identity) VA(init_sparse) VA(init_orthogonal)
     VA(init_uniform) VA(init_normal) VA(init_glorot_uniform) VA(init_glorot_normal)
     VA(init_he_uniform) VA(init_he_normal) VA(clip_grad_norm)
     VA(pool)

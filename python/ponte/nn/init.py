@@ -4,12 +4,12 @@ import ponte.core as mx
 from ponte.core import _nn as _c
 
 __all__ = ["constant", "uniform", "normal", "identity", "glorot_normal", "glorot_uniform",
-           "he_normal", "he_uniform"]
+           "he_normal", "he_uniform", "sparse", "orthogonal"]
 
 
 def constant(value, dtype=mx.float32):
     """Initializer filling with value."""
-    return lambda a: mx.full(a.shape, value, dtype=dtype)
+    return lambda a: _c.init_constant(a.shape, dtype, value, 0.0, 0.0)
 
 
 def uniform(low=0.0, high=1.0, dtype=mx.float32):
@@ -24,11 +24,7 @@ def normal(mean=0.0, std=1.0, dtype=mx.float32):
 
 def identity(dtype=mx.float32):
     """Initializer giving the identity matrix (square 2-d arrays only)."""
-    def init(a):
-        if a.ndim != 2 or a.shape[0] != a.shape[1]:
-            raise ValueError(f"The input array must be a square matrix but got shape {a.shape}.")
-        return mx.eye(a.shape[0], dtype=dtype)
-    return init
+    return lambda a: _c.init_identity(a.shape, dtype, 0.0, 0.0, 0.0)
 
 
 def glorot_normal(dtype=mx.float32):
@@ -55,3 +51,13 @@ def he_normal(dtype=mx.float32):
 def he_uniform(dtype=mx.float32):
     """Initializer drawing from U(-l, l), l = gain * sqrt(3 / fan) (fan by mode)."""
     return lambda a, mode="fan_in", gain=1.0: _c.init_he_uniform(a.shape, dtype, _fan_out(mode), gain)
+
+
+def sparse(sparsity, mean=0.0, std=1.0, dtype=mx.float32):
+    """Initializer drawing 2-d N(mean, std^2) with ceil(sparsity * cols) zeros in each row."""
+    return lambda a: _c.init_sparse(a.shape, dtype, sparsity, mean, std)
+
+
+def orthogonal(gain=1.0, dtype=mx.float32):
+    """Initializer giving gain times a (semi-)orthogonal 2-d matrix (QR of a normal matrix)."""
+    return lambda a: _c.init_orthogonal(a.shape, dtype, gain, 0.0, 0.0)

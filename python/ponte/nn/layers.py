@@ -10,10 +10,11 @@ __all__ = [
     "Module", "Sequential", "Identity", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout",
     "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Sigmoid", "LogSigmoid",
     "Softplus", "Softsign", "Mish", "Hardswish", "HardTanh", "Tanh", "GLU", "PReLU", "Softmax",
-    "LogSoftmax", "Step",
+    "LogSoftmax", "Step", "Softshrink", "HardShrink", "Softmin",
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "gelu_approx",
     "gelu_fast_approx", "silu", "sigmoid", "log_sigmoid", "softplus", "softsign", "mish",
     "hardswish", "hard_tanh", "tanh", "glu", "prelu", "softmax", "log_softmax", "step",
+    "softshrink", "hard_shrink", "softmin",
 ]
 
 
@@ -497,8 +498,23 @@ def log_softmax(x, axis=-1):
 
 
 def step(x, threshold=0.0):
-    """1 where x > threshold, else 0."""
-    return mx.where(x > threshold, 1, 0)
+    """1 where x > threshold, else 0 (int32)."""
+    return _c.step(x, threshold)
+
+
+def softshrink(x, lambd=0.5):
+    """x - sign(x) * lambd where |x| > lambd, else 0."""
+    return _c.softshrink(x, lambd)
+
+
+def hard_shrink(x, lambd=0.5):
+    """x where |x| > lambd, else 0."""
+    return _c.hard_shrink(x, lambd)
+
+
+def softmin(x, axis=-1):
+    """softmax(-x) along axis."""
+    return _c.softmin(x, axis)
 
 
 def _activation(name, fn, doc, params=()):
@@ -532,6 +548,9 @@ GLU = _activation("GLU", glu, "Applies glu.", (("axis", -1),))
 Softmax = _activation("Softmax", softmax, "Applies softmax.", (("axis", -1),))
 LogSoftmax = _activation("LogSoftmax", log_softmax, "Applies log_softmax.", (("axis", -1),))
 Step = _activation("Step", step, "Applies step.", (("threshold", 0.0),))
+Softshrink = _activation("Softshrink", softshrink, "Applies softshrink.", (("lambd", 0.5),))
+HardShrink = _activation("HardShrink", hard_shrink, "Applies hard_shrink.", (("lambd", 0.5),))
+Softmin = _activation("Softmin", softmin, "Applies softmin.", (("axis", -1),))
 
 
 class GELU(Module):

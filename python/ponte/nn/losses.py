@@ -1,6 +1,5 @@
-"""ponte.nn.losses — mlx.nn.losses over libponte's C losses (pn_nn_*), plus the few MLX losses
-the C library lacks, written over ops."""
-import math
+"""ponte.nn.losses — mlx.nn.losses over libponte's C losses (pn_nn_*); only the optional
+weights of cross_entropy / binary_cross_entropy are applied here."""
 
 import ponte.core as mx
 from ponte.core import _nn as _c
@@ -75,40 +74,29 @@ def kl_div_loss(inputs, targets, axis=-1, reduction="none"):
 
 def log_cosh_loss(inputs, targets, reduction="none"):
     """log(cosh(inputs - targets)), computed stably."""
-    d = inputs - targets
-    return _reduce(mx.logaddexp(d, -d) - math.log(2), reduction)
+    return _c.log_cosh_loss(inputs, targets, None, -1, 0.0, 0.0, 0.0, reduction)
 
 
 def cosine_similarity_loss(x1, x2, axis=1, eps=1e-8, reduction="none"):
     """Cosine similarity of x1 and x2 along axis."""
-    n1 = mx.sqrt(mx.sum(mx.square(x1), axis=axis))
-    n2 = mx.sqrt(mx.sum(mx.square(x2), axis=axis))
-    loss = mx.sum(x1 * x2, axis=axis) / (mx.maximum(n1 * n2, eps))
-    return _reduce(loss, reduction)
+    return _c.cosine_similarity_loss(x1, x2, None, axis, eps, 0.0, 0.0, reduction)
 
 
 def hinge_loss(inputs, targets, reduction="none"):
     """max(0, 1 - inputs * targets)."""
-    return _reduce(mx.maximum(1 - inputs * targets, 0), reduction)
+    return _c.hinge_loss(inputs, targets, None, -1, 0.0, 0.0, 0.0, reduction)
 
 
 def margin_ranking_loss(inputs1, inputs2, targets, margin=0.0, reduction="none"):
     """max(0, -targets * (inputs1 - inputs2) + margin)."""
-    return _reduce(mx.maximum(-targets * (inputs1 - inputs2) + margin, 0), reduction)
+    return _c.margin_ranking_loss(inputs1, inputs2, targets, -1, margin, 0.0, 0.0, reduction)
 
 
 def gaussian_nll_loss(inputs, targets, vars, full=False, eps=1e-6, reduction="mean"):
     """Negative log likelihood of targets under N(inputs, vars)."""
-    vars = mx.maximum(vars, eps)
-    loss = 0.5 * (mx.log(vars) + mx.square(targets - inputs) / vars)
-    if full:
-        loss = loss + 0.5 * math.log(2 * math.pi)
-    return _reduce(loss, reduction)
+    return _c.gaussian_nll_loss(inputs, targets, vars, -1, 1.0 if full else 0.0, eps, 0.0, reduction)
 
 
 def triplet_loss(anchors, positives, negatives, axis=-1, p=2, margin=1.0, eps=1e-6, reduction="none"):
-    """max(|a - p| - |a - n| + margin, 0) with p-norms along axis."""
-    def dist(a, b):
-        return mx.power(mx.sum(mx.power(mx.abs(a - b), p), axis=axis) + eps, 1.0 / p)
-
-    return _reduce(mx.maximum(dist(anchors, positives) - dist(anchors, negatives) + margin, 0), reduction)
+    """max(d(a, p) - d(a, n) + margin, 0), d(a, b) = sqrt(sum((a - b)^p, axis) + eps) as MLX."""
+    return _c.triplet_loss(anchors, positives, negatives, axis, p, margin, eps, reduction)
