@@ -82,7 +82,8 @@ static PyObject *py_hard_tanh(PyObject *m, PyObject *args)
     return finish(&t, pn_nn_hard_tanh(x, lo, hi));
 }
 
-static PyObject *py_glu(PyObject *m, PyObject *args)
+/* An activation of (x, axis=-1): glu, softmin. */
+static PyObject *act_axis(pn_array *(*fn)(pn_array *, int), PyObject *args)
 {
     PyObject *xo;
     int axis = -1;
@@ -90,8 +91,10 @@ static PyObject *py_glu(PyObject *m, PyObject *args)
     tmp3 t = {.n = 0};
     pn_array *x;
     if (conv(&t, xo, &x)) return NULL;
-    return finish(&t, pn_nn_glu(x, axis));
+    return finish(&t, fn(x, axis));
 }
+
+static PyObject *py_glu(PyObject *m, PyObject *args) { return act_axis(pn_nn_glu, args); }
 
 /* f(x, y[, z]) over two or three arrays (the third optional). */
 static PyObject *arrays2(pn_array *(*f2)(pn_array *, pn_array *),
@@ -252,16 +255,7 @@ static PyObject *py_triplet_loss(PyObject *m, PyObject *a) { return loss2(L2_TRI
 static PyObject *py_softshrink(PyObject *m, PyObject *a) { return act_param(pn_nn_softshrink, a, 0.5); }
 static PyObject *py_hard_shrink(PyObject *m, PyObject *a) { return act_param(pn_nn_hard_shrink, a, 0.5); }
 static PyObject *py_step(PyObject *m, PyObject *a) { return act_param(pn_nn_step, a, 0.0); }
-static PyObject *py_softmin(PyObject *m, PyObject *args)
-{
-    PyObject *xo;
-    int axis = -1;
-    if (!PyArg_ParseTuple(args, "O|i", &xo, &axis)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, xo, &x)) return NULL;
-    return finish(&t, pn_nn_softmin(x, axis));
-}
+static PyObject *py_softmin(PyObject *m, PyObject *args) { return act_axis(pn_nn_softmin, args); }
 /* and the initializers: init2(shape, dtype, a, b, c[, key]) with (value), (), (sparsity, mean,
  * std) or (gain) in a, b, c by kind */
 typedef enum { I2_CONSTANT, I2_IDENTITY, I2_SPARSE, I2_ORTHOGONAL } init2_kind;
