@@ -87,9 +87,10 @@ TEST(quantize_bits_exact_for_every_bits_and_group)
                     for (int i = 0; i < gs; i++) v[i] = (float)wv[g * gs + i];
                     ref_quantize_group(v, gs, bits, q, &s, &b);
                     /* scales and biases are stored in w's dtype */
-                    double s_ref = test_to_f64(pn_scalar(s, dts[di]))[0];
-                    double b_ref = test_to_f64(pn_scalar(b, dts[di]))[0];
-                    bad += sv[g] != s_ref || bv[g] != b_ref;
+                    double *s_ref = test_to_f64(pn_scalar(s, dts[di]));
+                    double *b_ref = test_to_f64(pn_scalar(b, dts[di]));
+                    bad += sv[g] != s_ref[0] || bv[g] != b_ref[0];
+                    free(s_ref), free(b_ref);
                     for (int i = 0; i < gs; i++) {
                         int64_t row = g / 2, col = (g % 2) * gs + i;
                         bad += ref_unpack(qw + row * words, bits, col) != q[i];
