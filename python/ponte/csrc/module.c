@@ -661,7 +661,8 @@ static PyObject *py_get_array_buffer_size(PyObject *m, PyObject *args)
         while (k < nseen && seen[k] != a->buf) k++;
         if (k < nseen) continue;
         seen[nseen++] = a->buf;
-        total += a->buf->capacity;
+        /* capacity is the host size class; a buffer only on the device has none yet */
+        total += a->buf->capacity > a->buf->nbytes ? a->buf->capacity : a->buf->nbytes;
     }
     if (!seen) PyErr_NoMemory();
     PyMem_Free(seen);
