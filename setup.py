@@ -1,6 +1,7 @@
 """Builds the ponte Python package: the C extension ponte.core (python/ponte/csrc/*.c, written
 against the CPython C API) linked with libponte.a, which CMake builds from this repository
-(or which PONTE_LIB_DIR points to: a CMake build directory holding libponte.a)."""
+(or which PONTE_LIB_DIR points to: a CMake build directory holding libponte.a, or libponte.so
+which the extension then loads at run time)."""
 import os
 import re
 import subprocess
@@ -33,8 +34,8 @@ class BuildExt(build_ext):
         lib_dir = os.environ.get("PONTE_LIB_DIR")
         if lib_dir:
             lib_dir = os.path.abspath(lib_dir)
-            if not os.path.exists(os.path.join(lib_dir, "libponte.a")):
-                raise RuntimeError("PONTE_LIB_DIR=%s holds no libponte.a" % lib_dir)
+            if not any(os.path.exists(os.path.join(lib_dir, n)) for n in ("libponte.a", "libponte.so")):
+                raise RuntimeError("PONTE_LIB_DIR=%s holds no libponte.a or libponte.so" % lib_dir)
             return lib_dir
         lib_dir = os.path.join(os.path.abspath(self.build_temp), "libponte")
         jobs = os.environ.get("PONTE_JOBS", str(os.cpu_count() or 2))
@@ -51,9 +52,14 @@ class BuildExt(build_ext):
             raise RuntimeError("OpenBLAS not found in %s/CMakeCache.txt "
                                "(apt-get install libopenblas-openmp-dev)" % lib_dir)
         blas_dir = os.path.dirname(blas)
+        # libponte.a when the build has one, else its libponte.so (found again through rpath)
+        static = os.path.join(lib_dir, "libponte.a")
+        libponte = static if os.path.exists(static) else os.path.join(lib_dir, "libponte.so")
         for ext in self.extensions:
-            ext.extra_objects = [os.path.join(lib_dir, "libponte.a"), blas]
+            ext.extra_objects = [libponte, blas]
             ext.extra_link_args = ["-fopenmp", "-Wl,-rpath," + blas_dir, "-lm", "-lpthread"]
+            if libponte != static:
+                ext.extra_link_args.append("-Wl,-rpath," + lib_dir)
             gpu_link = os.path.join(lib_dir, "ponte-gpu-link.txt")
             if os.path.exists(gpu_link):  # the CUDA backend's libraries (CMake writes them)
                 with open(gpu_link) as f:

@@ -73,3 +73,25 @@ pn_array *pnG_dense_copy(pn_array *x, int stream)
     }
     return t;
 }
+
+/* See eval.h. */
+int pnG_make_dense(int n, pn_array *const *in, pn_array **dense, int stream)
+{
+    for (int k = 0; k < n; k++) {
+        bool ok = in[k]->size == 0 || pnC_row_contiguous(in[k]);
+        dense[k] = ok ? in[k] : pnG_dense_copy(in[k], stream);
+        if (!dense[k]) {
+            while (k-- > 0)
+                if (dense[k] != in[k]) pnC_decref(dense[k]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* See eval.h. */
+void pnG_release_dense(int n, pn_array *const *in, pn_array **dense)
+{
+    for (int k = 0; k < n; k++)
+        if (dense[k] != in[k]) pnC_decref(dense[k]);
+}

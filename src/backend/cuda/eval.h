@@ -34,6 +34,12 @@ void pnG_fill(void *dst, const void *value, size_t elem_size, int64_t n, int str
 /* A row-contiguous device copy of x (dtype kept), owned by the caller (pnC_decref), for
  * kernels that need dense data or overwrite their input. NULL with an error. */
 pn_array *pnG_dense_copy(pn_array *x, int stream);
+/* dense[k] = in[k] when row-contiguous (or empty), else a pnG_dense_copy of it, for k < n:
+ * for kernels that read dense rows. Release with pnG_release_dense (the copies are freed in
+ * stream order, so right after the launch that reads them). Returns 0, or -1 with an error
+ * and nothing held. */
+int pnG_make_dense(int n, pn_array *const *in, pn_array **dense, int stream);
+void pnG_release_dense(int n, pn_array *const *in, pn_array **dense);
 
 /* Each helper appends its family's declarations below, in its own section. */
 

@@ -14,6 +14,7 @@
 #endif
 
 #include <limits.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -99,6 +100,29 @@ static int exec(const fft_key *k, bool inverse, void *in, void *out)
 
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
+/* cuFFT refuses (CUFFT_INVALID_VALUE) a real transform whose real-side pointer is not aligned
+ * to a complex element (8 bytes): such a span of nreal floats goes through aligned scratch
+ * (copied in for R2C, out for C2R). Other executions run in place. */
+static int exec_aligned(const fft_key *k, bool inverse, char *src, char *dst, int64_t nreal)
+{
+    char *real = k->type == CUFFT_R2C ? src : k->type == CUFFT_C2R ? dst : NULL;
+    if (!real || (uintptr_t)real % sizeof(cufftComplex) == 0) return exec(k, inverse, src, dst);
+    size_t bytes = (size_t)nreal * sizeof(float);
+    char *scratch = (char *)pnG_malloc(bytes, k->stream);
+    if (!scratch) return -1;
+    int rc = 0;
+    if (k->type == CUFFT_R2C) {
+        rc = pnG_copy_device(scratch, src, bytes, k->stream);
+        if (rc == 0) rc = exec(k, inverse, scratch, dst);
+    } else {
+        rc = exec(k, inverse, src, scratch);
+        if (rc == 0)
+            rc = pnG_copy_device(dst, scratch, bytes, k->stream);
+    }
+    pnG_free(scratch, bytes, k->stream);
+    return rc;
+}
+
 /* See fft.h. */
 extern "C" int pnG_fft_axis(int kind, bool inverse, int64_t pre, int64_t n, int64_t post,
                             const void *in, void *out, int stream)
@@ -119,15 +143,17 @@ extern "C" int pnG_fft_axis(int kind, bool inverse, int64_t pre, int64_t n, int6
         k.idist = (int)nin;
         k.odist = (int)nout;
         k.batch = (int)pre;
-        return exec(&k, inverse, src, dst);
+        return exec_aligned(&k, inverse, src, dst, pre * n);
     }
     k.istride = k.ostride = (int)post;
-    if (pre <= post) { /* batch over the inner extent, loop over pre */
+    /* Real transforms always loop over pre: looping over the inner extent would start the
+     * real side at every float, which cuFFT refuses. */
+    if (pre <= post || k.type != CUFFT_C2C) { /* batch over the inner extent, loop over pre */
         k.idist = k.odist = 1;
         k.batch = (int)post;
         for (int64_t i = 0; i < pre; i++)
-            if (exec(&k, inverse, src + (size_t)(i * nin * post) * ein,
-                     dst + (size_t)(i * nout * post) * eout))
+            if (exec_aligned(&k, inverse, src + (size_t)(i * nin * post) * ein,
+                             dst + (size_t)(i * nout * post) * eout, n * post))
                 return -1;
         return 0;
     }

@@ -12,35 +12,13 @@
 /* Rows of x (per W) up to which the direct kernel runs instead of dequantize + GEMM. */
 enum { QMM_DIRECT_ROWS = 8 };
 
-/* The kernels read dense rows: strided inputs are copied first (dense[k] is in[k] itself or
- * a device copy to release with release_dense). Returns 0 or -1 with an error. */
-static int make_dense(int n, pn_array *const *in, pn_array **dense, int stream)
-{
-    for (int k = 0; k < n; k++) {
-        bool ok = in[k]->size == 0 || pnC_row_contiguous(in[k]);
-        dense[k] = ok ? in[k] : pnG_dense_copy(in[k], stream);
-        if (!dense[k]) {
-            while (k-- > 0)
-                if (dense[k] != in[k]) pnC_decref(dense[k]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void release_dense(int n, pn_array *const *in, pn_array **dense)
-{
-    for (int k = 0; k < n; k++)
-        if (dense[k] != in[k]) pnC_decref(dense[k]);
-}
-
 /* Runs body over dense copies of the first n inputs. */
 #define WITH_DENSE(n, body)                                                                    \
     do {                                                                                       \
         pn_array *dense_[4];                                                                   \
-        if (make_dense(n, in_, dense_, node->stream.index)) return -1;                         \
+        if (pnG_make_dense(n, in_, dense_, node->stream.index)) return -1;                           \
         int rc_ = body(node, dense_, out);                                                     \
-        release_dense(n, in_, dense_);                                                         \
+        pnG_release_dense(n, in_, dense_);                                                     \
         return rc_;                                                                            \
     } while (0)
 

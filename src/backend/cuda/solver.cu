@@ -120,10 +120,19 @@ static int svd_batch(int64_t nmat, int m, int n, T *a, T *s, T *u, T *v, bool ve
     int k = m < n ? m : n, lwork = 0, rc = 0;
     cusolverEigMode_t jobz = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
     gesvdjInfo_t params = NULL;
-    T *work = NULL;
+    T *work = NULL, *uv = NULL;
     int *info = NULL;
-    size_t wbytes = 0;
-    if (solver_acquire(stream)) return -1;
+    size_t wbytes = 0, uvbytes = 0;
+    if (!vectors) { /* gesvdj writes V (and may write U) even without vectors: scratch for both */
+        uvbytes = sizeof(T) * ((size_t)m * m + (size_t)n * n);
+        if (!(uv = (T *)pnG_malloc(uvbytes, stream))) return -1;
+        u = uv;
+        v = uv + (size_t)m * m;
+    }
+    if (solver_acquire(stream)) {
+        if (uv) pnG_free(uv, uvbytes, stream);
+        return -1;
+    }
     SOLVER_CHECK(cusolverDnCreateGesvdjInfo(&params));
     SOLVER_CHECK(gesvdj_size(jobz, m, n, a, s, u, v, &lwork, params));
     wbytes = sizeof(T) * (size_t)max1(lwork);
@@ -142,6 +151,7 @@ done:
     if (rc == 0) rc = check_infos("svd", info, nmat, stream);
     if (work) pnG_free(work, wbytes, stream);
     if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    if (uv) pnG_free(uv, uvbytes, stream);
     return rc;
 }
 

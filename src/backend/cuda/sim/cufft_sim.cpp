@@ -5,6 +5,7 @@
 #include "backend/cpu/fft.h"
 
 #include <mutex>
+#include <stdint.h>
 
 namespace {
 
@@ -91,12 +92,17 @@ cufftResult cufftExecC2C(cufftHandle plan, cufftComplex *idata, cufftComplex *od
     return exec(plan, CUFFT_C2C, direction == CUFFT_INVERSE, idata, odata);
 }
 
+/* As cuFFT: a real transform's real side must be aligned to a complex element. */
+static bool complex_aligned(const void *p) { return (uintptr_t)p % sizeof(cufftComplex) == 0; }
+
 cufftResult cufftExecR2C(cufftHandle plan, cufftReal *idata, cufftComplex *odata)
 {
+    if (!complex_aligned(idata)) return CUFFT_INVALID_VALUE;
     return exec(plan, CUFFT_R2C, false, idata, odata);
 }
 
 cufftResult cufftExecC2R(cufftHandle plan, cufftComplex *idata, cufftReal *odata)
 {
+    if (!complex_aligned(odata)) return CUFFT_INVALID_VALUE;
     return exec(plan, CUFFT_C2R, true, idata, odata);
 }

@@ -74,7 +74,9 @@ static cusolverStatus_t sim_gesvdj(cusolverEigMode_t jobz, int econ, int m, int 
 {
     if (econ || m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
     bool vec = jobz == CUSOLVER_EIG_MODE_VECTOR;
-    if (vec && (ldu < max1(m) || ldv < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
+    /* the hardware's gesvdj writes V (an identity to start from) also without vectors: U and
+     * V must be real matrices in both modes (seen on an H200, 2026-11-26) */
+    if (!U || !V || ldu < max1(m) || ldv < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
     char job = vec ? 'A' : 'N';
     int k = m < n ? m : n, lwork = -1, one = 1, q_info = 0;
     T q = 0;
