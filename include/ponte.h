@@ -122,6 +122,14 @@ bool pn_is_available(pn_device device);
 /* Whether a usable CUDA GPU is present; when not, pn_gpu_unavailable_reason says why. */
 bool pn_gpu_available(void);
 const char *pn_gpu_unavailable_reason(void);
+/* Whether float32 matrix products on the GPU (matmul, addmm, the GEMMs of convolutions) may
+ * use TF32 tensor cores: inputs rounded to 10 mantissa bits, float32 accumulation, about
+ * 1e-3 relative error per product for several times the speed. As MLX: on unless the
+ * environment sets MLX_ENABLE_TF32=0 (or PONTE_ENABLE_TF32=0, which takes precedence); the
+ * CPU and the other dtypes are unaffected. pn_set_tf32_enabled overrides the environment for
+ * every GEMM evaluated after the call (those of a graph built before it included). */
+bool pn_tf32_enabled(void);
+void pn_set_tf32_enabled(bool enabled);
 /* The default stream of a device. */
 pn_stream pn_default_stream(pn_device device);
 /* Makes s the default stream of its device (mlx.core.set_default_stream); the default

@@ -550,6 +550,9 @@ static const op_case CASES[] = {
     {"sum axes 0,2", c_sum_ax02, 1, {IN(SH3, F32, -1, 1)}, true, false},
     {"sum int32", c_sum_ax02, 1, {IN(SH3, PN_INT32, -9, 9)}, false, false},
     {"sum f16", c_sum_ax1, 1, {IN(SH3, PN_FLOAT16, -1, 1)}, false, false},
+    /* long contiguous rows: the row kernel's several-loads-in-flight loop and its tail */
+    {"sum all long", c_sum_all, 1, {IN(2, {3, 20011}, F32, -1, 1)}, false, false},
+    {"sum rows long f16", c_sum_ax1, 1, {IN(2, {2, 9000}, PN_FLOAT16, -1, 1)}, false, false},
     {"prod", c_prod, 1, {IN(SH3, F32, 0.5, 1.5)}, true, false},
     {"max", c_max, 1, {IN(SH3, F32, -1, 1)}, true, false},
     {"min", c_min, 1, {IN(SH3, F32, -1, 1)}, true, false},
@@ -562,6 +565,12 @@ static const op_case CASES[] = {
     {"logsumexp", c_logsumexp, 1, {IN(SH3, F32, -3, 3)}, true, false},
     {"softmax", c_softmax, 1, {IN(SH3, F32, -3, 3)}, true, false},
     {"softmax axis 0", c_softmax0, 1, {IN(SH3, F32, -3, 3)}, true, false},
+    /* rows of whole 16-byte runs: the cached softmax's vector path, per width */
+    {"softmax rows of 64", c_softmax, 1, {IN(2, {6, 64}, F32, -3, 3)}, true, false},
+    {"softmax rows of 1000", c_softmax, 1, {IN(2, {3, 1000}, F32, -3, 3)}, false, false},
+    {"softmax f16 rows of 40", c_softmax, 1, {IN(2, {5, 40}, PN_FLOAT16, -3, 3)}, false, false},
+    {"softmax bf16 rows of 4096", c_softmax, 1, {IN(2, {2, 4096}, PN_BFLOAT16, -3, 3)}, false, false},
+    {"softmax f64 rows of 30", c_softmax, 1, {IN(2, {4, 30}, PN_FLOAT64, -3, 3)}, false, false},
     {"log_softmax", c_log_softmax, 1, {IN(SH2, F32, -3, 3)}, true, false},
     {"cumsum", c_cumsum, 1, {IN(SH3, F32, -1, 1)}, true, false},
     {"cumsum reverse exclusive", c_cumsum_rev, 1, {IN(SH3, F32, -1, 1)}, true, false},

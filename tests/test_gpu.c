@@ -219,3 +219,61 @@ TEST(donation_keeps_device_memory_flat)
     pn_scope_pop();
     pn_scope_pop();
 }
+
+/* Largest |c - ref| / sum_l |a_il b_lj| over a (m x k) @ b (k x n) product, ref in float64. */
+static double product_error(pn_array *c, const double *a, const double *b, int64_t m, int64_t k,
+                            int64_t n)
+{
+    double *cv = test_to_f64(c), worst = 0;
+    if (!cv) return INFINITY;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double ref = 0, mag = 0;
+            for (int64_t l = 0; l < k; l++) {
+                ref += a[i * k + l] * b[l * n + j];
+                mag += fabs(a[i * k + l] * b[l * n + j]);
+            }
+            double e = fabs(cv[i * n + j] - ref) / (mag > 0 ? mag : 1);
+            if (e > worst) worst = e;
+        }
+    free(cv);
+    return worst;
+}
+
+/* float32 products on the GPU go through TF32 when allowed (the default, as MLX) and keep full
+ * precision when not; the CPU is unaffected either way. */
+TEST(tf32_matmul_when_allowed)
+{
+    bool was = pn_tf32_enabled();
+    pn_scope_push();
+    const int64_t m = 48, k = 200, n = 40;
+    pn_array *a = test_random_array((int64_t[]){m, k}, 2, PN_FLOAT32, -1, 1);
+    pn_array *b = test_random_array((int64_t[]){k, n}, 2, PN_FLOAT32, -1, 1);
+    double *av = test_to_f64(a), *bv = test_to_f64(b);
+    double err[2][2] = {{0}}; /* [tf32][device] */
+    for (int on = 0; on < 2; on++) {
+        pn_set_tf32_enabled(on);
+        CHECK(pn_tf32_enabled() == (bool)on);
+        for (int dev = 0; dev < 2; dev++) {
+            if (dev && !have_gpu()) break;
+            pn_stream_push(pn_default_stream(dev ? GPU : CPU));
+            pn_array *c = pn_matmul(a, b);
+            pn_stream_pop();
+            CHECK(c && pn_eval(&c, 1) == 0);
+            err[on][dev] = c ? product_error(c, av, bv, m, k, n) : INFINITY;
+        }
+    }
+    pn_set_tf32_enabled(was);
+    /* float32 rounding of a 200-term sum: well under 1e-5 of the magnitudes */
+    CHECK_MSG(err[0][0] < 1e-5 && err[1][0] < 1e-5, "CPU errors %g / %g", err[0][0], err[1][0]);
+    if (have_gpu()) {
+        CHECK_MSG(err[0][1] < 1e-5, "GPU without TF32: error %g of the magnitudes", err[0][1]);
+        /* inputs rounded to 10 mantissa bits: each product within ~2^-10 of its magnitude, and
+         * visibly coarser than float32 (the TF32 path really ran) */
+        CHECK_MSG(err[1][1] < 2e-3 && err[1][1] > 1e-5,
+                  "GPU with TF32: error %g of the magnitudes (expected 1e-5 .. 2e-3)", err[1][1]);
+    }
+    free(av);
+    free(bv);
+    pn_scope_pop();
+}

@@ -104,12 +104,13 @@ class Bench:
         self.report(f"softmax_{rows}x{cols}", sm_bytes / t / 1e6, "GB/s")
         self.note(f"median {t:.3f} ms; ratio {(sm_bytes / t) / (2 * nb / t_copy):.3f} vs torch copy")
 
-    # ── GEMMs: full-precision f32 (no TF32, as Ponte's f32) and bf16 ──
+    # ── GEMMs: full-precision f32, f32 through TF32, and bf16 (Ponte's figures likewise) ──
     def gemms(self):
         torch, S = self.torch, self.S
-        torch.backends.cuda.matmul.allow_tf32 = False
-        for name, n, dt in (("sgemm", S["sgemm_n"], torch.float32),
-                            ("bf16_gemm", S["bf16_n"], torch.bfloat16)):
+        for name, n, dt, tf32 in (("sgemm", S["sgemm_n"], torch.float32, False),
+                                  ("tf32_gemm", S["sgemm_n"], torch.float32, True),
+                                  ("bf16_gemm", S["bf16_n"], torch.bfloat16, False)):
+            torch.backends.cuda.matmul.allow_tf32 = tf32
             a = (torch.rand(n, n, device="cuda") * 2 - 1).to(dt)
             b = (torch.rand(n, n, device="cuda") * 2 - 1).to(dt)
             c = a @ b
@@ -120,6 +121,7 @@ class Bench:
             self.report(f"{name}_{n}", 2 * n ** 3 / t / 1e9, "TFLOP/s")
             self.note(f"median {t:.3f} ms")
             del a, b, c
+        torch.backends.cuda.matmul.allow_tf32 = False
 
     # ── training steps of the two Fashion-MNIST models ──
     def train(self, kind):

@@ -36,6 +36,25 @@ const char *pn_gpu_unavailable_reason(void)
 }
 #endif
 
+/* -1 until the environment is read, then 0 or 1 (see ponte.h). */
+static _Atomic int tf32_state = -1;
+
+bool pn_tf32_enabled(void)
+{
+    int v = atomic_load(&tf32_state);
+    if (v < 0) {
+        const char *env = getenv("PONTE_ENABLE_TF32");
+        if (!env) env = getenv("MLX_ENABLE_TF32");
+        v = !(env && strcmp(env, "0") == 0);
+        int expected = -1;
+        atomic_compare_exchange_strong(&tf32_state, &expected, v);
+        v = atomic_load(&tf32_state);
+    }
+    return v == 1;
+}
+
+void pn_set_tf32_enabled(bool enabled) { atomic_store(&tf32_state, enabled ? 1 : 0); }
+
 bool pn_is_available(pn_device d)
 {
     if (d.index != 0) return false;

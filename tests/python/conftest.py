@@ -1,8 +1,13 @@
 """Shared helpers of the Python tests: random data, numpy comparisons, dtype tables."""
+import os
+
 import numpy as np
 import pytest
 
-import ponte as mx
+# float32 semantics on the GPU too: no TF32 products (MLX's default) under the tests
+os.environ.setdefault("PONTE_ENABLE_TF32", "0")
+
+import ponte as mx  # noqa: E402
 
 FLOAT_DTYPES = [mx.float32, mx.float16, mx.bfloat16, mx.float64]
 INT_DTYPES = [mx.int8, mx.int16, mx.int32, mx.int64, mx.uint8, mx.uint16, mx.uint32, mx.uint64]

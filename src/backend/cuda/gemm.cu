@@ -1,6 +1,7 @@
 /* gemm.cu — the GPU GEMM behind matmul, addmm and convolution: row-major products mapped onto
  * cuBLASLt's column-major matmul (strided batches, transposes through the layouts, f16/bf16 on
- * tensor cores accumulating in f32, full-precision f32, f64, complex64), with one shared handle
+ * tensor cores accumulating in f32, f32 through TF32 tensor cores unless pn_tf32_enabled() says
+ * no, f64, complex64), with one shared handle
  * and a cache of plans (descriptors plus the heuristic's algorithm) per problem shape. With
  * PONTE_GPU_SIM the same code calls the simulated cuBLASLt (sim/cublaslt_sim.h). */
 #include "backend/cuda/common.cuh"
@@ -28,10 +29,15 @@
 
 /* ───────────────────────────── types and the handle ───────────────────────────── */
 
-/* cuBLASLt's storage, compute and scale types of a Ponte dtype; false for other dtypes. */
-static bool gemm_types(pn_dtype t, cudaDataType_t *data, cublasComputeType_t *compute,
+/* cuBLASLt's storage, compute and scale types of a Ponte dtype (float32 through TF32 tensor
+ * cores when tf32); false for other dtypes. */
+static bool gemm_types(pn_dtype t, bool tf32, cudaDataType_t *data, cublasComputeType_t *compute,
                        cudaDataType_t *scale)
 {
+    if (t == PN_FLOAT32 && tf32) {
+        *data = CUDA_R_32F, *compute = CUBLAS_COMPUTE_32F_FAST_TF32, *scale = CUDA_R_32F;
+        return true;
+    }
     switch (t) {
     case PN_FLOAT16: *data = CUDA_R_16F, *compute = CUBLAS_COMPUTE_32F, *scale = CUDA_R_32F; return true;
     case PN_BFLOAT16: *data = CUDA_R_16BF, *compute = CUBLAS_COMPUTE_32F, *scale = CUDA_R_32F; return true;
@@ -67,7 +73,7 @@ static int lt_fail(const char *what, cublasStatus_t st)
 /* Everything the descriptors and the heuristic depend on; compared with memcmp, so always
  * built from a zeroed struct. Extents are cuBLASLt's (column-major): D is (m, n). */
 typedef struct plan_key {
-    int32_t dtype, opa, opb;
+    int32_t dtype, tf32, opa, opb;
     uint32_t align_a, align_b, align_c;
     int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch;
 } plan_key;
@@ -113,7 +119,7 @@ static int plan_build(plan *p, const plan_key *k)
     cudaDataType_t data, scale;
     cublasComputeType_t compute;
     memset(p, 0, sizeof *p);
-    if (!gemm_types((pn_dtype)k->dtype, &data, &compute, &scale)) return PNG_UNSUPPORTED;
+    if (!gemm_types((pn_dtype)k->dtype, k->tf32, &data, &compute, &scale)) return PNG_UNSUPPORTED;
     p->key = *k;
     cublasOperation_t opa = (cublasOperation_t)k->opa, opb = (cublasOperation_t)k->opb;
     /* stored extents: op(A) is (m, k), op(B) is (k, n) */
@@ -257,7 +263,8 @@ extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int
 {
     cudaDataType_t data, scale;
     cublasComputeType_t compute;
-    if (!gemm_types(dtype, &data, &compute, &scale)) return PNG_UNSUPPORTED;
+    const bool tf32 = dtype == PN_FLOAT32 && pn_tf32_enabled();
+    if (!gemm_types(dtype, tf32, &data, &compute, &scale)) return PNG_UNSUPPORTED;
     if (M <= 0 || N <= 0 || batch <= 0) return 0;
     if (K <= 0) return PNG_UNSUPPORTED;
     pthread_once(&handle_once, handle_create);
@@ -278,6 +285,7 @@ extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int
     plan_key k;
     memset(&k, 0, sizeof k);
     k.dtype = (int32_t)dtype;
+    k.tf32 = tf32;
     k.opa = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
     k.opb = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     k.m = N, k.n = M, k.k = K;

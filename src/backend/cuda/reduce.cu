@@ -8,12 +8,13 @@
 #include "backend/cuda/reduce.h"
 
 #ifdef PONTE_GPU_SIM
-#define PNG_UNROLL
+#define PNG_UNROLL_ALL
 #else
-#define PNG_UNROLL _Pragma("unroll 4")
+#define PNG_UNROLL_ALL _Pragma("unroll")
 #endif
 
 #define RED_THREADS 256
+#define RED_ILP 4 /* independent 16-byte loads per thread in the contiguous row loop */
 
 /* ───────────────────────────── the ops ───────────────────────────── */
 
@@ -296,9 +297,21 @@ __device__ __forceinline__ typename Op::A row_accumulate(typename Op::A acc,
         for (int64_t i = lane; i < head; i += group) acc = op_step<Op>::run(acc, q + i, r0 + i);
         int64_t nv = V > 1 ? (len - head) / V : 0;
         if (V > 1) {
+            /* RED_ILP independent 16-byte loads in flight per thread, then combined in the
+             * order of a plain strided loop (the same result as one load at a time) */
             const vec16<In> *vq = (const vec16<In> *)(q + head);
-            PNG_UNROLL
-            for (int64_t j = lane; j < nv; j += group) {
+            int64_t j = lane;
+            for (; j + (RED_ILP - 1) * group < nv; j += RED_ILP * group) {
+                vec16<In> v[RED_ILP];
+                PNG_UNROLL_ALL
+                for (int u = 0; u < RED_ILP; u++) v[u] = vq[j + u * group];
+                PNG_UNROLL_ALL
+                for (int u = 0; u < RED_ILP; u++) {
+                    int64_t r = r0 + head + (j + u * group) * V;
+                    for (int k = 0; k < V; k++) acc = op_step<Op>::run(acc, &v[u].e[k], r + k);
+                }
+            }
+            for (; j < nv; j += group) {
                 vec16<In> v = vq[j];
                 int64_t r = r0 + head + j * V;
                 for (int k = 0; k < V; k++) acc = op_step<Op>::run(acc, &v.e[k], r + k);
@@ -581,13 +594,25 @@ template <typename F> struct fsum_op {
 
 #define SM_ITEMS 16 /* elements per thread of the cached softmax */
 
+/* The cached softmax's SM_ITEMS elements of a thread: element k is row element
+ * sm_index<VEC>(k) (dense rows with VEC: runs of 16 bytes, one load each; else one element
+ * per group-wide stride). */
+template <typename T, bool VEC>
+__device__ __forceinline__ int64_t sm_index(int k, int lane, int group)
+{
+    const int V = VEC ? 16 / sizeof(T) : 1;
+    return ((int64_t)lane + (int64_t)(k / V) * group) * V + k % V;
+}
+
 /* Softmax of rows of at most group * SM_ITEMS elements, held in registers: one read of the
  * input, the max, then the sum of exp(x - max) (the CPU's order of work). Launched with up to
- * 1024 threads, hence the launch bounds (registers capped so such a launch always fits). */
-template <typename T>
+ * 1024 threads, hence the launch bounds (registers capped so such a launch always fits). VEC:
+ * rows are dense, 16-byte aligned and a whole number of 16-byte runs long. */
+template <typename T, bool VEC>
 __global__ void __launch_bounds__(1024) softmax_cached(const T *x, T *out, red_args P)
 {
     typedef typename png_compute<T>::type F;
+    const int V = VEC ? 16 / sizeof(T) : 1;
     __shared__ F sh[33];
     int group = P.group, per = blockDim.x / group, lane = threadIdx.x % group;
     for (int64_t b = (int64_t)blockIdx.x * per; b < P.outer; b += (int64_t)gridDim.x * per) {
@@ -595,20 +620,23 @@ __global__ void __launch_bounds__(1024) softmax_cached(const T *x, T *out, red_a
         bool live = row < P.outer;
         const T *p = x + (live ? png_dims_offset(P.kept, 0, row) : 0);
         F v[SM_ITEMS], m = (F)-INFINITY;
-#ifndef PONTE_GPU_SIM
-#pragma unroll
-#endif
-        for (int k = 0; k < SM_ITEMS; k++) {
-            int64_t r = lane + (int64_t)k * group;
-            v[k] = (F)-INFINITY;
-            if (live && r < P.n) v[k] = png_load(p + (P.contig ? r : png_dims_offset(P.red, 0, r)));
-            m = png_max_nan(m, v[k]);
+        PNG_UNROLL_ALL
+        for (int c = 0; c < SM_ITEMS / V; c++) { /* 16-byte runs (VEC) or single elements */
+            int64_t r = sm_index<T, VEC>(c * V, lane, group);
+            vec16<T> w;
+            if (VEC && live && r < P.n) w = *(const vec16<T> *)(p + r);
+            PNG_UNROLL_ALL
+            for (int e = 0; e < V; e++) {
+                F a = (F)-INFINITY;
+                if (live && r + e < P.n)
+                    a = png_load(VEC ? &w.e[e] : p + (P.contig ? r : png_dims_offset(P.red, 0, r)));
+                v[c * V + e] = a;
+                m = png_max_nan(m, a);
+            }
         }
         m = group == 32 ? warp_reduce<fmax_op<F> >(m) : block_reduce<fmax_op<F> >(m, sh);
         F s = 0;
-#ifndef PONTE_GPU_SIM
-#pragma unroll
-#endif
+        PNG_UNROLL_ALL
         for (int k = 0; k < SM_ITEMS; k++) {
             v[k] = png_exp(v[k] - m);
             s += v[k];
@@ -617,12 +645,15 @@ __global__ void __launch_bounds__(1024) softmax_cached(const T *x, T *out, red_a
         bool finite = !(isinf(m) || m != m);
         F inv = (F)1 / s;
         T *q = out + row * P.n;
-#ifndef PONTE_GPU_SIM
-#pragma unroll
-#endif
-        for (int k = 0; k < SM_ITEMS; k++) {
-            int64_t r = lane + (int64_t)k * group;
-            if (live && r < P.n) png_store(q + r, finite ? v[k] * inv : (F)NAN);
+        PNG_UNROLL_ALL
+        for (int c = 0; c < SM_ITEMS / V; c++) {
+            int64_t r = sm_index<T, VEC>(c * V, lane, group);
+            if (!live || r >= P.n) continue;
+            vec16<T> w;
+            PNG_UNROLL_ALL
+            for (int e = 0; e < V; e++)
+                png_store(VEC ? &w.e[e] : q + r, finite ? v[c * V + e] * inv : (F)NAN);
+            if (VEC) *(vec16<T> *)(q + r) = w;
         }
     }
 }
@@ -647,7 +678,11 @@ static int launch_softmax(const pnG_dims *kept, const pnG_dims *red, int64_t out
                                                                                       : 1024;
         P.group = n <= 32 * SM_ITEMS ? 32 : threads;
         int rows_per = threads / P.group;
-        auto k = softmax_cached<T>;
+        /* 16-byte runs when every row starts aligned and is a whole number of runs long */
+        const int64_t V = 16 / sizeof(T);
+        bool vec = P.contig && n % V == 0 && (uintptr_t)x % 16 == 0 && (uintptr_t)out % 16 == 0;
+        for (int d = 0; d < P.kept.ndim && vec; d++) vec = P.kept.stride[0][d] % V == 0;
+        auto k = vec ? softmax_cached<T, true> : softmax_cached<T, false>;
         PNG_LAUNCH(k, png_blocks((outer + rows_per - 1) / rows_per), threads, 0, st,
                    (const T *)x, (T *)out, P);
         return pnG_check_launch("softmax_cached");

@@ -3,6 +3,8 @@
  * every simulated runtime call: each batch's op(A) and op(B) are converted to double (complex:
  * pairs) once, every element of D is a double-accumulated dot product rounded to D's type. */
 #include <new>
+#include <stdint.h>
+#include <string.h>
 
 #include "core/half.h"
 #include "backend/cuda/sim/cublaslt_sim.h"
@@ -224,6 +226,17 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
 
 /* ───────────────────────────── the reference matmul ───────────────────────────── */
 
+/* x rounded to TF32 (10 explicit mantissa bits; to nearest, ties away from zero, as the
+ * hardware's conversion), kept in a float. Inf and NaN pass through. */
+static float to_tf32(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & ~0x1fffu;
+    memcpy(&x, &u, sizeof u);
+    return x;
+}
+
 /* A complex value in double (real types leave im 0). */
 struct pnsim_cd {
     double re, im;
@@ -318,6 +331,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         char *d = (char *)D + (size_t)(bi * Ddesc->stride) * es;
         gather(ar, t, a, m, k, a_si, a_sl);
         gather(bc, t, b, n, k, b_sj, b_sl);
+        if (desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32) { /* the tensor cores' inputs */
+            for (int64_t i = 0; i < m * k; i++) ar[i].re = to_tf32((float)ar[i].re);
+            for (int64_t i = 0; i < n * k; i++) bc[i].re = to_tf32((float)bc[i].re);
+        }
         for (int64_t j = 0; j < n; j++) {
             for (int64_t i = 0; i < m; i++) {
                 const pnsim_cd *x = ar + i * k, *y = bc + j * k;
