@@ -146,6 +146,22 @@ pn_stream pn_current_stream(void);
 /* Waits until all work queued on s has finished. */
 int pn_synchronize(pn_stream s);
 
+/* Device properties (mlx.core.device_info; issue 4, python signature tables). */
+typedef struct pn_device_info {
+    char name[256];         /* the CPU's model name, or the GPU's name */
+    char architecture[64];  /* the CPU's machine ("x86_64", "aarch64"), or "sm_<major><minor>" */
+    uint64_t memory_size;   /* bytes: the machine's RAM, or the GPU's global memory; 0: unknown */
+    uint64_t free_memory;   /* bytes: available RAM, or the GPU's free memory; 0: unknown */
+} pn_device_info;
+/* Fills *info for device d (the CPU from the operating system; a GPU through the CUDA
+ * runtime, the simulated one included). Returns 0, or -1 with PN_ERR_INVALID_ARGUMENT when d
+ * is not available (the GPU without a usable CUDA device). */
+int pn_get_device_info(pn_device d, pn_device_info *info);
+/* The calling thread's global random key as it stands (uint32, shape (2,); seeded from the
+ * clock first when pn_random_seed was never called, as the first draw would): what
+ * mlx.core.random.state holds. Changes with pn_random_seed and with every keyless draw. */
+struct pn_array *pn_random_state(void);
+
 /* ───────────────────────────── arrays ───────────────────────────── */
 
 typedef struct pn_array pn_array;
@@ -519,37 +535,58 @@ pn_array *pn_block_masked_mm(pn_array *a, pn_array *b, int block_size, pn_array 
  * reversed segments give zeros). */
 pn_array *pn_segmented_mm(pn_array *a, pn_array *b, pn_array *segments);
 
-/* Quantization (mlx.core.quantize, dequantize, quantized_matmul; src/ops/quantized.c) in MLX's
- * "affine" mode (mode NULL or "affine"; other modes are an error): each row of the last axis is
- * cut into groups of group_size (32, 64, 128; 0: 64) consecutive values; a group has a scale s
- * and a bias b and stores each value as q in [0, 2^bits) (bits 1-6 or 8; 0: 4), w ~ s q + b.
- * The q of a row are packed little-endian into its uint32 words: value i occupies bits
- * [i bits, (i + 1) bits) of the row's bit stream (3-, 5- and 6-bit values may straddle two
- * words). Bit-exact with MLX's CPU quantize. Floating dtypes are float32, float16, bfloat16 and
- * float64 (which MLX accepts when building the graph but fails to evaluate). */
+/* Quantization (mlx.core.quantize, dequantize, quantized_matmul, gather_qmm;
+ * src/ops/quantized.c) in MLX's modes (mode NULL or "affine", "mxfp4", "mxfp8", "nvfp4").
+ * "affine": each row of the last axis is cut into groups of group_size (32, 64, 128; 0: 64)
+ * consecutive values; a group has a scale s and a bias b and stores each value as q in
+ * [0, 2^bits) (bits 1-6 or 8; 0: 4), w ~ s q + b. The q of a row are packed little-endian into
+ * its uint32 words: value i occupies bits [i bits, (i + 1) bits) of the row's bit stream (3-, 5-
+ * and 6-bit values may straddle two words). The floating-point modes store fp4 e2m1 ("mxfp4",
+ * "nvfp4"; bits 4) or fp8 e4m3 ("mxfp8"; bits 8) codes packed the same way, one uint8 scale
+ * per group (e8m0, a power of two 2^(s - 127), for groups of 32 in the "mx" modes; e4m3 for
+ * groups of 16 in "nvfp4") and no biases; their group size and bits are fixed (0: them).
+ * Bit-exact with MLX 0.32.4's CPU quantize and dequantize. Floating dtypes are float32, float16,
+ * bfloat16 and float64 (which MLX accepts when building the graph but fails to evaluate). */
 /* Quantizes w (..., K), at least 2-d, floating, K divisible by group_size:
- * out[0] = w_q (..., K bits / 32) uint32, out[1] = scales and out[2] = biases (..., K /
- * group_size) in w's dtype (owned like op results). Per group (float arithmetic, rint rounding
- * half to even, eps = 1e-7): the end of larger magnitude, edge, lands exactly on a level:
+ * out[0] = w_q (..., K bits / 32) uint32, out[1] = scales (..., K / group_size) (w's dtype for
+ * affine, uint8 otherwise) and, affine only, out[2] = biases (w's dtype; NULL otherwise) (owned
+ * like op results). Affine, per group (float arithmetic, rint rounding half to even, eps =
+ * 1e-7): the end of larger magnitude, edge, lands exactly on a level:
  * s = max((max - min) / (2^bits - 1), eps) signed towards it, q0 = rint(edge / s), and if
  * q0 != 0, s = edge / q0 and b = edge (else b = 0); q = clip(rint((w - b) / s), 0, 2^bits - 1).
  * bits 1: s = max(max - min, eps), b = min. A constant group gets s = -1e-7 and b = its value
- * (0 for zeros). Not differentiable. Returns 0, or -1 with an error (out[] NULL). */
-int pn_quantize(pn_array *w, int group_size, int bits, const char *mode, pn_array **out);
-/* The matrix (..., K) that w_q (..., K bits / 32, uint32) encodes with scales and biases
- * (..., K / group_size; the same shape, floating): T(T(s q) + b) computed in
- * T = the promoted dtype of scales and biases, then cast to dtype (PN_NUM_DTYPES: T). Biases are
- * required. Differentiable with respect to scales and biases (not w_q). */
+ * (0 for zeros). The fp modes: see pnK_fp_quantize_group (src/backend/cpu/quant_codec.h).
+ * global_scale (NULL: none): "nvfp4" only, a float32 scalar (the tensor's amax): block scales
+ * are e4m3(amax_g / 6 * 2688 / global_scale). Not differentiable. Returns 0, or -1 with an
+ * error (out[] NULL). */
+int pn_quantize(pn_array *w, int group_size, int bits, const char *mode, pn_array *global_scale,
+                pn_array **out);
+/* The matrix (..., K) that w_q (..., K bits / 32, uint32) encodes with scales (and biases)
+ * (..., K / group_size). Affine: scales and biases of the same shape, floating, required;
+ * T(T(s q) + b) computed in T = the promoted dtype of scales and biases, then cast to dtype
+ * (PN_NUM_DTYPES: T); differentiable with respect to scales and biases (not w_q). fp modes:
+ * biases NULL, uint8 scales; T(T(v) T(s)) in T = dtype (PN_NUM_DTYPES: bfloat16, float32 with
+ * a global scale, which multiplies s by global_scale / 2688, whatever dtype says: as MLX);
+ * not differentiable. */
 pn_array *pn_dequantize(pn_array *w, pn_array *scales, pn_array *biases, int group_size,
-                        int bits, const char *mode, pn_dtype dtype);
+                        int bits, const char *mode, pn_array *global_scale, pn_dtype dtype);
 /* x @ W^T (transpose) or x @ W with W = dequantize(w, scales, biases): W is (..., N, K) for
  * transpose, (..., K, N) otherwise, w_q, scales and biases sharing its batch axes. x (..., M,
  * K) or a 1-d (K,) (the row axis is then dropped); batch axes broadcast as matmul's. The
- * result's dtype is the promotion of x, scales and biases, which must be floating; products
- * accumulate in float32 (float64 for float64). Differentiable with respect to x, scales and
- * biases; the gradient with respect to w_q is an error. */
+ * result's dtype is the promotion of x, scales and biases (affine) or x's (fp modes), which
+ * must be floating; products accumulate in float32 (float64 for float64). Differentiable with
+ * respect to x and (affine) scales and biases; the gradient with respect to w_q is an error. */
 pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
                               bool transpose, int group_size, int bits, const char *mode);
+/* quantized_matmul with matrix-level gather (mlx.core.gather_qmm): lhs_indices and
+ * rhs_indices (integer, NULL: every batch item in order) index the flattened batch axes of x
+ * (..., M, K), at least 2-d, and of w_q, scales and biases; they broadcast together to shape I
+ * and the result is (I..., M, N) with item i = x[lhs[i]] @ W[rhs[i]] (transposed as above).
+ * Both NULL: quantized_matmul. Composed of take and quantized_matmul (differentiable as they
+ * are); sorted_indices is a hint and ignored. */
+pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
+                        pn_array *lhs_indices, pn_array *rhs_indices, bool transpose,
+                        int group_size, int bits, const char *mode, bool sorted_indices);
 
 /* ─────────────── compositions of the ops above (src/ops/compose.c) ─────────────── */
 /* mlx.core functions built only from existing ops: they run on every backend and their
@@ -841,6 +878,65 @@ pn_closure *pn_custom_function(pn_closure *f, pn_closure *vjp_fn, pn_closure *jv
  * at out_axes[j] (NULL: 0); an output that depends on no mapped input is broadcast along it,
  * as MLX does. */
 pn_closure *pn_vmap(pn_closure *f, const int *in_axes, int nin, const int *out_axes, int nout);
+
+/* ── Exporting and importing functions: mx.export_function, mx.import_function, mx.exporter
+ * (src/io/export.c). A function is traced on example inputs into its graph of primitives and
+ * written to a file in Ponte's own format (it does not read MLX's .mlxfn files): the inputs'
+ * dtypes and shapes, the arrays it captured (constants) with their data, and per node the
+ * primitive's name, params and input references. Importing replays the graph on new inputs of
+ * the same dtypes and shapes. The function receives the positional inputs, then the keyword
+ * inputs in ascending order of their names (UTF-8 byte order). It must not evaluate arrays
+ * that depend on its inputs (PN_ERR_INVALID_ARGUMENT, as MLX refuses eval under a trace).
+ * Primitives holding C functions (custom_function, custom_vjp, checkpoint) cannot be
+ * exported. shapeless = true is refused (PN_ERR_INVALID_ARGUMENT): Ponte's primitives have no
+ * shape functions to re-infer output shapes from new input shapes. Params are stored as the
+ * library's structs: a file is read by the Ponte build (same ABI) that wrote it; the reader
+ * checks the file's structure (PN_ERR_IO on any inconsistency) but trusts the params' values
+ * like code: import only files you trust. ── */
+
+/* Traces f on nargs positional inputs args and nkw keyword inputs (kw_names[i] -> kwargs[i],
+ * distinct non-empty names) and writes the graph to path, with metadata (a string saved with
+ * the function; NULL: none). Returns 0, or -1 with an error (PN_ERR_IO when the file cannot be
+ * written; a failed trace leaves an existing file as it was). */
+int pn_export_function(const char *path, pn_closure *f, int nargs, pn_array *const *args, int nkw,
+                       const char *const *kw_names, pn_array *const *kwargs, bool shapeless,
+                       const char *metadata);
+
+/* mx.exporter: one file holding several traces of one function (one per input signature). */
+typedef struct pn_exporter pn_exporter;
+/* Creates path at once (with no traces yet) and retains f. NULL with an error. */
+pn_exporter *pn_exporter_new(const char *path, pn_closure *f, bool shapeless, const char *metadata);
+/* Traces f on these inputs (as pn_export_function) and rewrites the file with every trace so
+ * far. Returns 0, or -1 with an error (the file keeps the earlier traces); after
+ * pn_exporter_close, -1 with PN_ERR_INVALID_ARGUMENT. */
+int pn_exporter_call(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
+                     const char *const *kw_names, pn_array *const *kwargs);
+/* Ends exporting (later calls fail). Returns 0. */
+int pn_exporter_close(pn_exporter *e);
+/* Closes and frees e (NULL is ignored). */
+void pn_exporter_free(pn_exporter *e);
+
+/* An imported function: every trace of the file, the captured constants and the metadata. */
+typedef struct pn_imported_function pn_imported_function;
+/* Reads path (hostile input: truncation, a wrong magic, version or checksum, unknown
+ * primitives, out-of-range input references, params sizes or input counts a primitive does
+ * not take, and shapes inconsistent with byte counts are all PN_ERR_IO). NULL with an error. */
+pn_imported_function *pn_import_function(const char *path);
+void pn_imported_function_free(pn_imported_function *f);
+/* The metadata string saved with the function ("" when none); valid while f lives. */
+const char *pn_imported_function_metadata(const pn_imported_function *f);
+/* Runs the trace whose signature matches: nargs positional and nkw keyword inputs with the
+ * same names, dtypes and shapes as exported; none matching is PN_ERR_INVALID_ARGUMENT with a
+ * message listing the signatures the file holds. Outputs go to out (count in *nout, room for
+ * PN_MAX_OUTPUTS), new arrays owned like op results (lazy: the replayed graph is built on the
+ * current stream, so it runs on the default device and can be differentiated). 0 or -1. */
+int pn_imported_function_call(pn_imported_function *f, int nargs, pn_array *const *args, int nkw,
+                              const char *const *kw_names, pn_array *const *kwargs, int *nout,
+                              pn_array **out);
+/* A closure running f (it keeps f alive): its inputs are the positional inputs, then the
+ * keyword ones in ascending order of name; the first trace whose inputs match is run. For
+ * pn_grad, pn_vmap and the other transformations. NULL with an error. */
+pn_closure *pn_imported_function_closure(pn_imported_function *f);
 
 
 /* ───────────────────────────── nn: layers as functions ───────────────────────────── */

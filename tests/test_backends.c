@@ -450,20 +450,52 @@ static pn_array *c_segmented_mm(pn_array *const *x)
 static pn_array *c_quant_roundtrip(pn_array *const *x)
 {
     pn_array *q[3];
-    if (pn_quantize(x[0], 32, 5, NULL, q)) return NULL;
-    return pn_dequantize(q[0], q[1], q[2], 32, 5, NULL, PN_NUM_DTYPES);
+    if (pn_quantize(x[0], 32, 5, NULL, NULL, q)) return NULL;
+    return pn_dequantize(q[0], q[1], q[2], 32, 5, NULL, NULL, PN_NUM_DTYPES);
 }
 static pn_array *c_qmm(pn_array *const *x)
 {
     pn_array *q[3];
-    if (pn_quantize(x[1], 32, 4, NULL, q)) return NULL;
+    if (pn_quantize(x[1], 32, 4, NULL, NULL, q)) return NULL;
     return pn_quantized_matmul(x[0], q[0], q[1], q[2], true, 32, 4, NULL);
 }
 static pn_array *c_qmm_n(pn_array *const *x)
 {
     pn_array *q[3];
-    if (pn_quantize(x[1], 32, 3, NULL, q)) return NULL;
+    if (pn_quantize(x[1], 32, 3, NULL, NULL, q)) return NULL;
     return pn_quantized_matmul(x[0], q[0], q[1], q[2], false, 32, 3, NULL);
+}
+/* the floating-point modes (mxfp4, mxfp8, nvfp4): round trips stacked (float32 for a float32
+ * input, the default bfloat16 for a bfloat16 one), products of each mode summed, gather_qmm */
+static const char *const fp_modes[3] = {"mxfp4", "mxfp8", "nvfp4"};
+static pn_array *c_fp_roundtrip(pn_array *const *x)
+{
+    pn_array *d[3], *q[3];
+    for (int m = 0; m < 3; m++) {
+        if (pn_quantize(x[0], 0, 0, fp_modes[m], NULL, q)) return NULL;
+        d[m] = pn_dequantize(q[0], q[1], NULL, 0, 0, fp_modes[m], NULL,
+                             pn_array_dtype(x[0]) == PN_FLOAT32 ? PN_FLOAT32 : PN_NUM_DTYPES);
+    }
+    return pn_stack(d, 3, 0);
+}
+static pn_array *c_fp_qmm(pn_array *const *x, bool transpose)
+{
+    pn_array *y = NULL, *q[3];
+    for (int m = 0; m < 3; m++) {
+        if (pn_quantize(x[1], 0, 0, fp_modes[m], NULL, q)) return NULL;
+        pn_array *r = pn_quantized_matmul(x[0], q[0], q[1], NULL, transpose, 0, 0, fp_modes[m]);
+        y = y ? pn_add(y, r) : r;
+    }
+    return y;
+}
+static pn_array *c_fp_qmm_t(pn_array *const *x) { return c_fp_qmm(x, true); }
+static pn_array *c_fp_qmm_nt(pn_array *const *x) { return c_fp_qmm(x, false); }
+static pn_array *c_gather_qmm(pn_array *const *x)
+{
+    pn_array *q[3];
+    if (pn_quantize(x[1], 0, 0, "mxfp4", NULL, q)) return NULL;
+    pn_array *ri = pn_array_from_data((uint32_t[]){2, 0, 1, 2}, (int64_t[]){4}, 1, PN_UINT32);
+    return pn_gather_qmm(x[0], q[0], q[1], NULL, NULL, ri, true, 0, 0, "mxfp4", false);
 }
 
 /* decompositions (src/ops/linalg_decomp.c): functions of the factors that do not depend on the
@@ -515,7 +547,29 @@ static pn_array *c_lu_rows(pn_array *const *x)
     return pn_linalg_lu(x[0], &p, &l, &u) ? NULL : p;
 }
 static pn_array *c_pinv(pn_array *const *x) { return pn_linalg_pinv(x[0]); }
-/* (eig / eigvals have no GPU kernel: they run on the CPU, so they are not in this table) */
+/* eig: functions of the eigenpairs free of their order and phases: the traces of A and A^2
+ * (sums of w and w^2), the vectors' total squared norm (n) and 1 + the residuals |A v - w v| */
+static pn_array *c_eig(pn_array *const *x)
+{
+    pn_array *w, *v;
+    if (pn_linalg_eig(x[0], &w, &v)) return NULL;
+    pn_array *av = pn_matmul(pn_astype(x[0], PN_COMPLEX64), v);
+    pn_array *vw = pn_multiply(v, pn_expand_dims(w, (int[]){-2}, 1));
+    pn_array *parts[4] = {
+        pn_real(pn_sum(w, (int[]){-1}, 1, false)),
+        pn_real(pn_sum(pn_multiply(w, w), (int[]){-1}, 1, false)),
+        pn_sum(pn_square(pn_abs(v)), (int[]){-2, -1}, 2, false),
+        pn_add(pn_sum(pn_abs(pn_subtract(av, vw)), (int[]){-2, -1}, 2, false), pn_weak_float(1)),
+    };
+    return pn_stack(parts, 4, -1);
+}
+static pn_array *c_eigvals(pn_array *const *x)
+{
+    pn_array *w = pn_linalg_eigvals(x[0]);
+    pn_array *parts[2] = {pn_real(pn_sum(w, (int[]){-1}, 1, false)),
+                          pn_real(pn_sum(pn_multiply(w, w), (int[]){-1}, 1, false))};
+    return pn_stack(parts, 2, -1);
+}
 
 #define IN(...) {__VA_ARGS__}
 static const op_case CASES[] = {
@@ -662,12 +716,22 @@ static const op_case CASES[] = {
     {"quantized_matmul batched W", c_qmm, 2, {IN(3, {2, 3, 32}, F32, -1, 1), IN(3, {2, 8, 32}, F32, -1, 1)}, false, false},
     {"quantized_matmul x @ W small M", c_qmm_n, 2, {IN(2, {3, 32}, F32, -1, 1), IN(2, {32, 64}, F32, -1, 1)}, false, false},
     {"quantized_matmul x @ W GEMM", c_qmm_n, 2, {IN(3, {2, 10, 64}, F32, -1, 1), IN(2, {64, 32}, F32, -1, 1)}, false, false},
+    {"quantize + dequantize fp modes", c_fp_roundtrip, 1, {IN(3, {2, 3, 64}, F32, -3, 3)}, false, false},
+    {"quantize + dequantize fp modes bf16", c_fp_roundtrip, 1, {IN(2, {3, 96}, PN_BFLOAT16, -3, 3)}, false, false},
+    {"quantized_matmul fp modes small M", c_fp_qmm_t, 2, {IN(2, {3, 64}, F32, -1, 1), IN(2, {24, 64}, F32, -1, 1)}, false, false},
+    {"quantized_matmul fp modes GEMM f16", c_fp_qmm_t, 2, {IN(3, {2, 12, 64}, PN_FLOAT16, -1, 1), IN(2, {16, 64}, PN_FLOAT16, -1, 1)}, false, false, true},
+    {"quantized_matmul fp modes x @ W", c_fp_qmm_nt, 2, {IN(3, {2, 3, 32}, F32, -1, 1), IN(2, {32, 64}, F32, -1, 1)}, false, false},
+    {"quantized_matmul fp modes x @ W GEMM", c_fp_qmm_nt, 2, {IN(2, {20, 32}, F32, -1, 1), IN(2, {32, 64}, F32, -1, 1)}, false, false},
+    {"gather_qmm mxfp4", c_gather_qmm, 2, {IN(3, {4, 2, 64}, F32, -1, 1), IN(3, {3, 32, 64}, F32, -1, 1)}, false, false},
     {"svd values", c_svd_values, 1, {IN(3, {3, 5, 4}, F32, -1, 1)}, true, false},
     {"svd vectors", c_svd_vectors, 1, {IN(3, {2, 4, 6}, F32, -1, 1)}, true, false},
     {"svd vectors f64", c_svd_vectors, 1, {IN(2, {6, 4}, PN_FLOAT64, -1, 1)}, true, false},
     {"eigh", c_eigh, 1, {IN(3, {3, 5, 5}, F32, -1, 1)}, false, false},
     {"eigh f64", c_eigh, 1, {IN(3, {2, 5, 5}, PN_FLOAT64, -1, 1)}, true, false},
     {"eigvalsh upper f64", c_eigvalsh_upper, 1, {IN(2, {6, 6}, PN_FLOAT64, -1, 1)}, true, false},
+    {"eig", c_eig, 1, {IN(3, {3, 7, 7}, F32, -1, 1)}, false, false},
+    {"eig f64", c_eig, 1, {IN(2, {6, 6}, PN_FLOAT64, -1, 1)}, false, false},
+    {"eigvals", c_eigvals, 1, {IN(3, {2, 5, 5}, F32, -1, 1)}, false, false},
     {"lu_factor", c_lu_factor, 1, {IN(3, {2, 5, 5}, F32, -1, 1)}, true, false},
     {"lu_factor wide f64", c_lu_factor, 1, {IN(2, {4, 6}, PN_FLOAT64, -1, 1)}, false, false},
     {"lu row indices", c_lu_rows, 1, {IN(3, {3, 6, 4}, F32, -1, 1)}, false, false},

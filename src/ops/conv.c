@@ -179,7 +179,7 @@ static int conv_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
     return out[0] ? 0 : -1;
 }
 
-static const pnC_primitive conv_prim = {
+const pnC_primitive conv_prim = {
     .name = "Convolution",
     .eval = {[PN_CPU] = pnK_conv_eval, [PN_GPU] = PNG_EVAL(pnG_conv_eval)},
     .vjp = conv_vjp,

@@ -37,7 +37,7 @@ static int copy_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive copy_prim = {
+const pnC_primitive copy_prim = {
     .name = "Copy",
     .eval = {[PN_CPU] = copy_eval, [PN_GPU] = PNG_EVAL(copy_eval)},
     .vjp = copy_vjp,
@@ -83,7 +83,7 @@ static int astype_jvp(const pnC_node *node, pn_array *const *in, pn_array *const
     return out_tan[0] ? 0 : -1;
 }
 
-static const pnC_primitive astype_prim = {
+const pnC_primitive astype_prim = {
     .name = "AsType",
     .eval = {[PN_CPU] = astype_eval, [PN_GPU] = PNG_EVAL(pnG_astype_eval)},
     .vjp = astype_vjp,
@@ -116,7 +116,7 @@ static int full_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
     return 0;
 }
 
-static const pnC_primitive full_prim = {
+const pnC_primitive full_prim = {
     .name = "Full",
     .eval = {[PN_CPU] = full_eval, [PN_GPU] = PNG_EVAL(full_eval)},
     .vjp = copy_vjp,
@@ -265,14 +265,14 @@ static int no_input_jvp(const pnC_node *node, pn_array *const *in, pn_array *con
     return 0;
 }
 
-static const pnC_primitive arange_prim = {
+const pnC_primitive arange_prim = {
     .name = "Arange",
     .eval = {[PN_CPU] = sequence_eval, [PN_GPU] = PNG_EVAL(pnG_sequence_eval)},
     .vjp = no_input_vjp,
     .jvp = no_input_jvp,
 };
 
-static const pnC_primitive linspace_prim = {
+const pnC_primitive linspace_prim = {
     .name = "Linspace",
     .eval = {[PN_CPU] = sequence_eval, [PN_GPU] = PNG_EVAL(pnG_sequence_eval)},
     .vjp = no_input_vjp,
@@ -338,14 +338,14 @@ static int eye_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
     return 0;
 }
 
-static const pnC_primitive eye_prim = {
+const pnC_primitive eye_prim = {
     .name = "Eye",
     .eval = {[PN_CPU] = eye_eval, [PN_GPU] = PNG_EVAL(pnG_eye_eval)},
     .vjp = no_input_vjp,
     .jvp = no_input_jvp,
 };
 
-static const pnC_primitive tri_prim = {
+const pnC_primitive tri_prim = {
     .name = "Tri",
     .eval = {[PN_CPU] = eye_eval, [PN_GPU] = PNG_EVAL(pnG_eye_eval)},
     .vjp = no_input_vjp,
@@ -428,7 +428,7 @@ static int trimask_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive trimask_prim = {
+const pnC_primitive trimask_prim = {
     .name = "TriMask",
     .eval = {[PN_CPU] = trimask_eval, [PN_GPU] = PNG_EVAL(pnG_trimask_eval)},
     .vjp = trimask_vjp,

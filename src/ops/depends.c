@@ -32,7 +32,7 @@ static int depends_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive depends_prim;
+extern const pnC_primitive depends_prim;
 
 /* The batched node keeps the (batched or not) dependencies, so they still run first. */
 static int depends_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
@@ -44,7 +44,7 @@ static int depends_vmap(const pnC_node *node, pn_array *const *in, const int *in
     return out[0] ? 0 : -1;
 }
 
-static const pnC_primitive depends_prim = {
+const pnC_primitive depends_prim = {
     .name = "Depends",
     .eval = {[PN_CPU] = depends_eval, [PN_GPU] = PNG_EVAL(depends_eval)},
     .vjp = depends_vjp,

@@ -63,7 +63,7 @@ static int binary_jvp(const pnC_node *, pn_array *const *, pn_array *const *,
                       pn_array *const *, pn_array **);
 static int ew_vmap(const pnC_node *, pn_array *const *, const int *, pn_array **, int *);
 
-static const pnC_primitive unary_prims[PNK_U_COUNT] = {
+const pnC_primitive unary_prims[PNK_U_COUNT] = {
 #define X(E, NM, PRIM, RULE, CPX)                                                              \
     [PNK_U_##E] = {.name = PRIM,                                                               \
                    .eval = {[PN_CPU] = pnK_unary_eval,                                         \
@@ -75,7 +75,7 @@ static const pnC_primitive unary_prims[PNK_U_COUNT] = {
 #undef X
 };
 
-static const pnC_primitive binary_prims[PNK_B_COUNT] = {
+const pnC_primitive binary_prims[PNK_B_COUNT] = {
 #define X(E, NM, PRIM, RULE, CPX)                                                              \
     [PNK_B_##E] = {.name = PRIM,                                                               \
                    .eval = {[PN_CPU] = pnK_binary_eval,                                        \
@@ -91,7 +91,7 @@ static int divmod_vjp(const pnC_node *, pn_array *const *, pn_array *const *, pn
                       const int *, int, pn_array **);
 static int divmod_jvp(const pnC_node *, pn_array *const *, pn_array *const *, pn_array *const *,
                       pn_array **);
-static const pnC_primitive divmod_prim = {.name = "DivMod",
+const pnC_primitive divmod_prim = {.name = "DivMod",
                                           .eval = {[PN_CPU] = pnK_divmod_eval,
                                                    [PN_GPU] = PNG_EVAL(pnG_divmod_eval)},
                                           .vjp = divmod_vjp,
@@ -102,7 +102,7 @@ static int where_vjp(const pnC_node *, pn_array *const *, pn_array *const *, pn_
                      const int *, int, pn_array **);
 static int where_jvp(const pnC_node *, pn_array *const *, pn_array *const *, pn_array *const *,
                      pn_array **);
-static const pnC_primitive where_prim = {.name = "Select",
+const pnC_primitive where_prim = {.name = "Select",
                                          .eval = {[PN_CPU] = pnK_where_eval,
                                                   [PN_GPU] = PNG_EVAL(pnG_where_eval)},
                                          .vjp = where_vjp,
@@ -127,7 +127,7 @@ static int no_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *ou
     for (int j = 0; j < node->nout; j++) out_tan[j] = NULL;
     return 0;
 }
-static const pnC_primitive stop_gradient_prim = {.name = "StopGradient",
+const pnC_primitive stop_gradient_prim = {.name = "StopGradient",
                                                  .eval = {[PN_CPU] = stop_gradient_eval, [PN_GPU] = PNG_EVAL(stop_gradient_eval)},
                                                  .vjp = no_vjp,
                                                  .jvp = no_jvp,

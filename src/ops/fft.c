@@ -79,7 +79,7 @@ static int fft_vmap(const pnC_node *node, pn_array *const *in, const int *in_axe
     return pnO_keep_result(r, out);
 }
 
-static const pnC_primitive fft_prim = {
+const pnC_primitive fft_prim = {
     .name = "FFT",
     .eval = {[PN_CPU] = pnK_fft_eval, [PN_GPU] = PNG_EVAL(pnG_fft_eval)},
     .vjp = fft_vjp,

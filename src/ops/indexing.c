@@ -9,7 +9,7 @@
 
 pn_array *pnC_alias(pn_array *a); /* core/array.c: a new handle on the same values */
 
-static const pnC_primitive take_prim, take_scatter_prim, gather_prim, gather_axis_prim,
+extern const pnC_primitive take_prim, take_scatter_prim, gather_prim, gather_axis_prim,
     scatter_prim, scatter_axis_prim;
 
 /* ───────────────────────────── helpers ───────────────────────────── */
@@ -585,37 +585,37 @@ static int scatter_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
 
 /* ───────────────────────────── primitives ───────────────────────────── */
 
-static const pnC_primitive take_prim = {
+const pnC_primitive take_prim = {
     .name = "Take",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = take_vjp,
     .jvp = take_jvp,
 };
-static const pnC_primitive take_scatter_prim = {
+const pnC_primitive take_scatter_prim = {
     .name = "TakeScatterAdd",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = take_scatter_vjp,
     .jvp = take_scatter_jvp,
 };
-static const pnC_primitive gather_prim = {
+const pnC_primitive gather_prim = {
     .name = "Gather",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = gather_vjp,
     .jvp = gather_jvp,
 };
-static const pnC_primitive gather_axis_prim = {
+const pnC_primitive gather_axis_prim = {
     .name = "GatherAxis",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = gather_axis_vjp,
     .jvp = gather_axis_jvp,
 };
-static const pnC_primitive scatter_prim = {
+const pnC_primitive scatter_prim = {
     .name = "Scatter",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = scatter_vjp,
     .jvp = scatter_jvp,
 };
-static const pnC_primitive scatter_axis_prim = {
+const pnC_primitive scatter_axis_prim = {
     .name = "ScatterAxis",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = scatter_axis_vjp,

@@ -168,7 +168,7 @@ static int gemm_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
         .name = NAME, .eval = {[PN_CPU] = gemm_eval, [PN_GPU] = PNG_EVAL(pnG_gemm_eval)},      \
         .vjp = gemm_vjp, .jvp = gemm_jvp, .vmap = gemm_vmap                                    \
     }
-static const pnC_primitive matmul_prim = GEMM_PRIM("Matmul"), addmm_prim = GEMM_PRIM("AddMM");
+const pnC_primitive matmul_prim = GEMM_PRIM("Matmul"), addmm_prim = GEMM_PRIM("AddMM");
 #undef GEMM_PRIM
 
 /* ───────────────────────────── matmul and addmm ───────────────────────────── */
@@ -434,7 +434,7 @@ static int diagonal_vmap(const pnC_node *node, pn_array *const *in, const int *i
     return out[0] ? 0 : -1;
 }
 
-static const pnC_primitive diagonal_prim = {
+const pnC_primitive diagonal_prim = {
     .name = "Diagonal",
     .eval = {[PN_CPU] = diagonal_eval, [PN_GPU] = PNG_EVAL(diagonal_eval)},
     .vjp = diagonal_vjp,

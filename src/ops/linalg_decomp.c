@@ -1,5 +1,5 @@
 /* linalg_decomp.c — mlx.core.linalg's decompositions: the primitives SVD, Eigh, Eig and LUF
- * (LAPACK on the CPU, cuSOLVER on the GPU; Eig runs on the CPU on both), their derivatives
+ * (LAPACK on the CPU, cuSOLVER on the GPU), their derivatives
  * (SVD and Eigh through the spectral-gap matrix F, LUF through triangular solves), and the
  * functions built on them: lu, lu_factor, eigvalsh, eigvals, pinv. All batch over the
  * leading axes and take float32 or float64. */
@@ -216,7 +216,7 @@ static int svd_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out
     return 0;
 }
 
-static const pnC_primitive svd_prim = {
+const pnC_primitive svd_prim = {
     .name = "SVD",
     .eval = {[PN_CPU] = pnK_svd_eval, [PN_GPU] = PNG_EVAL(pnG_svd_eval)},
     .vjp = svd_vjp,
@@ -306,7 +306,7 @@ static int eigh_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *ou
     return 0;
 }
 
-static const pnC_primitive eigh_prim = {
+const pnC_primitive eigh_prim = {
     .name = "Eigh",
     .eval = {[PN_CPU] = pnK_eigh_eval, [PN_GPU] = PNG_EVAL(pnG_eigh_eval)},
     .vjp = eigh_vjp,
@@ -352,9 +352,9 @@ pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo)
 /* ───────────────────────────── Eig ───────────────────────────── */
 
 /* Complex outputs of a real input: no derivative (as MLX). */
-static const pnC_primitive eig_prim = {
+const pnC_primitive eig_prim = {
     .name = "Eig",
-    .eval = {[PN_CPU] = pnK_eig_eval},
+    .eval = {[PN_CPU] = pnK_eig_eval, [PN_GPU] = PNG_EVAL(pnG_eig_eval)},
     .vmap = decomp_vmap,
 };
 
@@ -443,7 +443,7 @@ static int luf_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out
     return status(out_tan[0]);
 }
 
-static const pnC_primitive luf_prim = {
+const pnC_primitive luf_prim = {
     .name = "LUF",
     .eval = {[PN_CPU] = pnK_luf_eval, [PN_GPU] = PNG_EVAL(pnG_luf_eval)},
     .vjp = luf_vjp,

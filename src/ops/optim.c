@@ -35,7 +35,7 @@ int pnN_optim_nslots(int rule)
 
 /* No vjp/jvp/vmap: the constructor declines while a transformation traces (the caller then
  * composes the step), so these are never needed. */
-static const pnC_primitive optim_update_prim = {
+const pnC_primitive optim_update_prim = {
     .name = "OptimUpdate",
     .eval = {[PN_CPU] = pnK_optim_update_eval, [PN_GPU] = PNG_EVAL(pnG_optim_update_eval)},
 };

@@ -1,8 +1,10 @@
-/* quantized.c — mlx.core.quantize, dequantize and quantized_matmul in MLX's affine format
- * (groups of 32/64/128 values along the last axis, 1-8 bits packed little-endian into uint32
- * words, a scale and a bias per group): the constructors with MLX's checks, the primitives
- * Quantize, Dequantize and QuantizedMatmul with their derivatives and batching rule.
- * Kernels: backend/cpu/quantized.c, backend/cuda/quantized.{c,cu}. */
+/* quantized.c — mlx.core.quantize, dequantize, quantized_matmul and gather_qmm in MLX's
+ * quantization modes (backend/cpu/quant_codec.h: "affine" — groups of 32/64/128 values along
+ * the last axis, 1-8 bits packed little-endian into uint32 words, a scale and a bias per group —
+ * and the floating-point "mxfp4", "mxfp8", "nvfp4" — fp4/fp8 elements, uint8 scales, no biases):
+ * the constructors with MLX's checks, the primitives Quantize, Dequantize and QuantizedMatmul
+ * with their derivatives and batching rule, and gather_qmm composed from take and
+ * quantized_matmul. Kernels: backend/cpu/quantized.c, backend/cuda/quantized.{c,cu}. */
 #include "backend/cpu/quantized.h"
 #include "backend/cuda/eval.h"
 #include "backend/cuda/quantized.h"
@@ -12,20 +14,26 @@
 
 /* ───────────────────────────── arguments ───────────────────────────── */
 
-/* Resolves mode, group_size and bits (0: the mode's default) and checks them. Only "affine"
- * is implemented. Returns 0 or -1 with an error naming op. */
+/* Resolves mode (NULL: affine), group_size and bits (0: the mode's default) and checks them as
+ * MLX does. Returns the mode id (PNK_QMODE_*) or -1 with an error naming op. */
 static int quant_args(const char *op, const char *mode, int *group_size, int *bits)
 {
-    if (mode && *mode && strcmp(mode, "affine") != 0) {
-        if (!strcmp(mode, "mxfp4") || !strcmp(mode, "mxfp8") || !strcmp(mode, "nvfp4"))
-            return pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                                "[%s] Quantization mode '%s' is not implemented in Ponte; only "
-                                "'affine' is.", op, mode);
+    const int id = pnK_qmode_find(mode);
+    if (id < 0)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Invalid quantization mode '%s'.", op,
                             mode);
+    const pnK_qmode m = pnK_qmode_of(id);
+    if (*group_size == 0) *group_size = m.group_size;
+    if (*bits == 0) *bits = m.bits;
+    if (!m.biases) {
+        if (*group_size != m.group_size)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] %s quantization requires group "
+                                "size %d but got %d.", op, m.name, m.group_size, *group_size);
+        if (*bits != m.bits)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] %s quantization requires bits to "
+                                "be %d but got %d.", op, m.name, m.bits, *bits);
+        return id;
     }
-    if (*group_size == 0) *group_size = 64;
-    if (*bits == 0) *bits = 4;
     if (!pnK_quant_group_ok(*group_size))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[%s] The requested group size %d is not supported. The supported "
@@ -34,6 +42,42 @@ static int quant_args(const char *op, const char *mode, int *group_size, int *bi
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[%s] The requested number of bits %d is not supported. The "
                             "supported bits are 1, 2, 3, 4, 5, 6 and 8.", op, *bits);
+    return id;
+}
+
+/* Checks biases against the mode (required for affine, absent otherwise) and, for the
+ * floating-point modes, that scales are uint8. Returns 0 or -1 with MLX's error. */
+static int quant_check_mode_inputs(const char *op, int id, pn_array *scales, pn_array *biases)
+{
+    const pnK_qmode m = pnK_qmode_of(id);
+    if (m.biases && !biases)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[%s] Biases must be provided for affine quantization.", op);
+    if (!m.biases && biases)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[%s] Biases must be null for quantization mode '%s'.", op, m.name);
+    if (!m.biases && scales->dtype != PN_UINT8)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[%s] Scale type must be uint8 but received type %s.", op,
+                            pn_dtype_name(scales->dtype));
+    return 0;
+}
+
+/* Checks an optional global scale (nvfp4 only, one float32 value). Returns 0 or -1. */
+static int quant_check_global(const char *op, int id, pn_array *g)
+{
+    char s1[256];
+    if (!g) return 0;
+    if (!pnC_inputs_ok(op, 1, &g)) return -1;
+    if (id != PNK_QMODE_NVFP4)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Global scale is only supported for "
+                            "'nvfp4' quantization mode.", op);
+    if (g->size != 1)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Global scale must be a scalar but got "
+                            "shape %s.", op, pnC_shape_str(g->shape, g->ndim, s1, sizeof s1));
+    if (g->dtype != PN_FLOAT32)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Global scale must have dtype float32 "
+                            "but got %s.", op, pn_dtype_name(g->dtype));
     return 0;
 }
 
@@ -50,10 +94,22 @@ static pn_array *cast_to(pn_array *a, pn_dtype t)
     return a && a->dtype != t ? pn_astype(a, t) : a;
 }
 
-/* Checks w_q (uint32, at least 2-d), scales and biases (the same shape: w_q's leading axes and
- * one entry per group) and returns the unpacked extent of w_q's last axis; -1 with an error. */
+/* The params of one node. */
+static pnK_quant_params quant_params(int id, int group_size, int bits, bool transpose,
+                                     bool global)
+{
+    pnK_quant_params p;
+    memset(&p, 0, sizeof p);
+    p.group_size = group_size, p.bits = bits, p.transpose = transpose, p.mode = id;
+    p.global = global;
+    return p;
+}
+
+/* Checks w_q (uint32, at least 2-d), scales and biases (if any: the same shape, w_q's leading
+ * axes and one entry per group) and returns the unpacked extent of w_q's last axis; -1 with an
+ * error. */
 static int64_t quant_check_packed(const char *op, pn_array *w, pn_array *scales,
-                                  pn_array *biases, int group_size, int bits)
+                                  pn_array *biases, int group_size, int bits, bool affine)
 {
     char s1[256], s2[256];
     if (w->dtype != PN_UINT32)
@@ -88,7 +144,7 @@ static int64_t quant_check_packed(const char *op, pn_array *w, pn_array *scales,
                             pnC_shape_str(w->shape, w->ndim, s1, sizeof s1),
                             pnC_shape_str(scales->shape, scales->ndim, s2, sizeof s2),
                             group_size, bits);
-    if (!quant_float(scales->dtype) || (biases && !quant_float(biases->dtype)))
+    if (affine && (!quant_float(scales->dtype) || (biases && !quant_float(biases->dtype))))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[%s] Scales and biases must have a real floating type, got "
                             "%s and %s.", op, pn_dtype_name(scales->dtype),
@@ -112,11 +168,12 @@ static pn_array *group_sum(pn_array *a, int group_size)
     return pn_sum(pn_reshape(a, s, n + 1), &ax, 1, false);
 }
 
-/* The quantized values q of w_q as floats of scales' dtype (dequantized with scale 1, bias 0). */
+/* The quantized values q of w_q as floats of scales' dtype (dequantized with scale 1, bias 0;
+ * affine only). */
 static pn_array *quant_values(pn_array *w, pn_array *scales, const pnK_quant_params *p)
 {
     return pn_dequantize(w, pn_ones_like(scales), pn_zeros_like(scales), p->group_size, p->bits,
-                         "affine", PN_NUM_DTYPES);
+                         "affine", NULL, PN_NUM_DTYPES);
 }
 
 /* The gradients of scales and biases from the gradient dw of the dequantized matrix (w_q's
@@ -129,30 +186,34 @@ static void scale_bias_grads(pn_array *dw, pn_array *w, pn_array *scales,
 }
 
 /* ───────────────────────────── Quantize ───────────────────────────── */
+/* Inputs (w) or (w, global scale); outputs (w_q, scales, biases) or (w_q, scales). */
 
 /* Not differentiable (MLX differentiates its composed fallback; the packed result has no
  * meaningful gradient). */
-static const pnC_primitive quantize_prim = {
+const pnC_primitive quantize_prim = {
     .name = "Quantize",
     .eval = {[PN_CPU] = pnK_quantize_eval, [PN_GPU] = PNG_EVAL(pnG_quantize_eval)},
 };
 
 /* See ponte.h. */
-int pn_quantize(pn_array *w, int group_size, int bits, const char *mode, pn_array **out)
+int pn_quantize(pn_array *w, int group_size, int bits, const char *mode, pn_array *global_scale,
+                pn_array **out)
 {
     char s1[256];
     if (!out) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[quantize] NULL output array.");
     out[0] = out[1] = out[2] = NULL;
     if (!pnC_inputs_ok("quantize", 1, &w)) return -1;
-    if (quant_args("quantize", mode, &group_size, &bits)) return -1;
-    if (w->ndim < 2)
-        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                            "[quantize] The matrix to be quantized must have at least 2 dimension "
-                            "but it has only %d.", w->ndim);
+    const int id = quant_args("quantize", mode, &group_size, &bits);
+    if (id < 0 || quant_check_global("quantize", id, global_scale)) return -1;
+    const pnK_qmode m = pnK_qmode_of(id);
     if (!quant_float(w->dtype))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[quantize] Only real floating types can be quantized but w has type "
                             "%s.", pn_dtype_name(w->dtype));
+    if (w->ndim < 2)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[quantize] The matrix to be quantized must have at least 2 dimension "
+                            "but it has only %d.", w->ndim);
     int64_t k = w->shape[w->ndim - 1];
     if (k % group_size)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
@@ -165,15 +226,21 @@ int pn_quantize(pn_array *w, int group_size, int bits, const char *mode, pn_arra
     memcpy(ss, w->shape, sizeof(int64_t) * w->ndim);
     qs[w->ndim - 1] = k * bits / 32;
     ss[w->ndim - 1] = k / group_size;
-    const pnK_quant_params p = {.group_size = group_size, .bits = bits};
-    const pn_dtype dt[3] = {PN_UINT32, w->dtype, w->dtype};
+    const pnK_quant_params p = quant_params(id, group_size, bits, false, global_scale != NULL);
+    const pn_dtype st = m.biases ? w->dtype : PN_UINT8;
+    const pn_dtype dt[3] = {PN_UINT32, st, st};
     const int64_t *shapes[3] = {qs, ss, ss};
     const int nds[3] = {w->ndim, w->ndim, w->ndim};
-    return pnC_make_multi(&quantize_prim, &p, sizeof p, 1, &w, 3, dt, shapes, nds, out) ? -1 : 0;
+    pn_array *in[2] = {w, global_scale};
+    return pnC_make_multi(&quantize_prim, &p, sizeof p, global_scale ? 2 : 1, in,
+                          m.biases ? 3 : 2, dt, shapes, nds, out)
+               ? -1
+               : 0;
 }
 
 /* ───────────────────────────── Dequantize ───────────────────────────── */
-/* Inputs (w_q, scales, biases), scales and biases of the output dtype. */
+/* Inputs (w_q, scales, biases) (affine; scales and biases of the output dtype), (w_q, scales)
+ * or (w_q, scales, global scale) (floating-point modes, uint8 scales). */
 
 static int dequantize_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                           pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
@@ -181,9 +248,10 @@ static int dequantize_vjp(const pnC_node *node, pn_array *const *in, pn_array *c
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
     for (int i = 0; i < nargs; i++) grads[i] = NULL;
     for (int i = 0; i < nargs; i++)
-        if (argnums[i] == 0)
+        if (argnums[i] == 0 || p->mode != PNK_QMODE_AFFINE)
             return pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                                "[Dequantize::vjp] no gradient wrt the quantized matrix.");
+                                "[Dequantize::vjp] no gradient wrt the quantized matrix or the "
+                                "scales of the floating-point modes.");
     if (!cot[0]) return 0;
     pn_scope_push();
     bool ok = true;
@@ -197,25 +265,26 @@ static int dequantize_vjp(const pnC_node *node, pn_array *const *in, pn_array *c
               : (pn_scope_pop(), memset(grads, 0, sizeof *grads * nargs), -1);
 }
 
-/* Linear in (scales, biases): the tangent is the dequantization with the tangents. */
+/* Linear in (scales, biases) (affine): the tangent is the dequantization with the tangents. */
 static int dequantize_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                           pn_array *const *tan, pn_array **out_tan)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
     out_tan[0] = NULL;
-    if (tan[0])
+    if (tan[0] || (p->mode != PNK_QMODE_AFFINE && tan[1]))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                            "[Dequantize::jvp] no JVP wrt the quantized matrix.");
-    if (!tan[1] && !tan[2]) return 0;
+                            "[Dequantize::jvp] no JVP wrt the quantized matrix or the scales of "
+                            "the floating-point modes.");
+    if (p->mode != PNK_QMODE_AFFINE || (!tan[1] && !tan[2])) return 0;
     pn_scope_push();
     pn_array *ts = tan[1] ? tan[1] : pn_zeros_like(in[1]);
     pn_array *tb = tan[2] ? tan[2] : pn_zeros_like(in[2]);
     out_tan[0] = pnC_scope_return(
-        pn_dequantize(in[0], ts, tb, p->group_size, p->bits, "affine", out[0]->dtype));
+        pn_dequantize(in[0], ts, tb, p->group_size, p->bits, "affine", NULL, out[0]->dtype));
     return out_tan[0] ? 0 : -1;
 }
 
-static const pnC_primitive dequantize_prim = {
+const pnC_primitive dequantize_prim = {
     .name = "Dequantize",
     .eval = {[PN_CPU] = pnK_dequantize_eval, [PN_GPU] = PNG_EVAL(pnG_dequantize_eval)},
     .vjp = dequantize_vjp,
@@ -224,14 +293,15 @@ static const pnC_primitive dequantize_prim = {
 
 /* See ponte.h. */
 pn_array *pn_dequantize(pn_array *w, pn_array *scales, pn_array *biases, int group_size,
-                        int bits, const char *mode, pn_dtype dtype)
+                        int bits, const char *mode, pn_array *global_scale, pn_dtype dtype)
 {
     pn_array *ins[2] = {w, scales};
     if (!pnC_inputs_ok("dequantize", 2, ins)) return NULL;
-    if (quant_args("dequantize", mode, &group_size, &bits)) return NULL;
-    if (!biases)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                        "[dequantize] Biases must be provided for affine quantization.");
+    const int id = quant_args("dequantize", mode, &group_size, &bits);
+    if (id < 0 || quant_check_mode_inputs("dequantize", id, scales, biases) ||
+        quant_check_global("dequantize", id, global_scale))
+        return NULL;
+    const bool affine = id == PNK_QMODE_AFFINE;
     if (w->dtype != PN_UINT32)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[dequantize] The matrix should be given as a "
                         "uint32 but it has type %s.", pn_dtype_name(w->dtype));
@@ -239,39 +309,49 @@ pn_array *pn_dequantize(pn_array *w, pn_array *scales, pn_array *biases, int gro
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[dequantize] The matrix to be dequantized must have at least 2 "
                         "dimension but it has only %d.", w->ndim);
-    int64_t k = quant_check_packed("dequantize", w, scales, biases, group_size, bits);
+    int64_t k = quant_check_packed("dequantize", w, scales, biases, group_size, bits, affine);
     if (k < 0) return NULL;
+    /* affine: computed in the scales' and biases' dtype and cast (as MLX); the floating-point
+     * modes compute in the output dtype (bfloat16 by default; float32, whatever dtype says,
+     * with a global scale) */
     pn_array *sb[2] = {scales, biases};
-    pn_dtype t = pnC_result_type(2, sb);
-    if (dtype == PN_NUM_DTYPES) dtype = t;
+    pn_dtype t = affine ? pnC_result_type(2, sb)
+                 : global_scale ? PN_FLOAT32 /* MLX: float32 whatever dtype asks */
+                 : dtype != PN_NUM_DTYPES ? dtype
+                                : PN_BFLOAT16;
+    if (dtype == PN_NUM_DTYPES || global_scale) dtype = t;
     if (!pnC_dtype_valid(dtype) || !pnC_is_float(dtype))
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[dequantize] Only real floating types are "
                         "supported but output dtype == %s.", pn_dtype_name(dtype));
     int64_t shape[PNC_MAX_NDIM];
     memcpy(shape, w->shape, sizeof(int64_t) * w->ndim);
     shape[w->ndim - 1] = k;
-    const pnK_quant_params p = {.group_size = group_size, .bits = bits};
+    const pnK_quant_params p = quant_params(id, group_size, bits, false, global_scale != NULL);
     pn_scope_push();
-    pn_array *in[3] = {w, cast_to(scales, t), cast_to(biases, t)};
-    pn_array *r = pnC_make(&dequantize_prim, &p, sizeof p, 3, in, t, shape, w->ndim);
-    /* MLX computes in the scales' dtype and casts the result */
+    pn_array *in[3] = {w, affine ? cast_to(scales, t) : scales,
+                       affine ? cast_to(biases, t) : global_scale};
+    pn_array *r = pnC_make(&dequantize_prim, &p, sizeof p, in[2] ? 3 : 2, in, t, shape, w->ndim);
     if (r && dtype != t) r = pn_astype(r, dtype);
     return pnC_scope_return(r);
 }
 
 /* ───────────────────────────── QuantizedMatmul ───────────────────────────── */
-/* Inputs (x (bx..., M, K), w_q, scales, biases (bw..., rows, ...)), x, scales and biases of
- * the output dtype; output (broadcast(bx, bw)..., M, N). */
+/* Inputs (x (bx..., M, K), w_q, scales[, biases] (bw..., rows, ...)); affine: x, scales and
+ * biases of the output dtype; floating-point modes: x of the output dtype, uint8 scales.
+ * Output (broadcast(bx, bw)..., M, N). */
 
 static int qmm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                    pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
+    const char *mode = pnK_qmode_of(p->mode).name;
+    const bool affine = p->mode == PNK_QMODE_AFFINE;
     for (int i = 0; i < nargs; i++) grads[i] = NULL;
     for (int i = 0; i < nargs; i++)
-        if (argnums[i] == 1)
+        if (argnums[i] == 1 || (!affine && argnums[i] != 0))
             return pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                                "[QuantizedMatmul::vjp] no gradient wrt the quantized weights.");
+                                "[QuantizedMatmul::vjp] no gradient wrt the quantized weights "
+                                "or the scales of the floating-point modes.");
     if (!cot[0]) return 0;
     pn_scope_push();
     pn_array *x = in[0], *w = in[1], *g = cot[0], *dw = NULL;
@@ -280,9 +360,10 @@ static int qmm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *o
         pn_array *r = NULL;
         if (argnums[i] == 0) {
             /* x @ W^T: dx = g @ W; x @ W: dx = g @ W^T */
-            r = pnC_sum_to_shape(pn_quantized_matmul(g, w, in[2], in[3], !p->transpose,
-                                                 p->group_size, p->bits, "affine"),
-                             x->shape, x->ndim);
+            r = pnC_sum_to_shape(pn_quantized_matmul(g, w, in[2], affine ? in[3] : NULL,
+                                                     !p->transpose, p->group_size, p->bits,
+                                                     mode),
+                                 x->shape, x->ndim);
         } else {
             if (!dw) {
                 /* the gradient of the dequantized W, summed over broadcast batch axes */
@@ -291,7 +372,8 @@ static int qmm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *o
                 ws[in[2]->ndim - 1] *= p->group_size;
                 pn_array *gx = g, *xx = x;
                 if (w->ndim == 2 && x->ndim > 2) { /* one GEMM over the folded batch */
-                    int64_t gs2[2] = {-1, g->shape[g->ndim - 1]}, xs2[2] = {-1, x->shape[x->ndim - 1]};
+                    int64_t gs2[2] = {-1, g->shape[g->ndim - 1]},
+                            xs2[2] = {-1, x->shape[x->ndim - 1]};
                     gx = pn_reshape(g, gs2, 2), xx = pn_reshape(x, xs2, 2);
                 }
                 pn_array *full = p->transpose ? pn_matmul(pn_swapaxes(gx, -1, -2), xx)
@@ -307,25 +389,28 @@ static int qmm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *o
               : (pn_scope_pop(), memset(grads, 0, sizeof *grads * nargs), -1);
 }
 
-/* Linear in x and in (scales, biases) separately: x' W^T + x (dequantize(w, s', b'))^T. */
+/* Linear in x and (affine) in (scales, biases) separately: x' W^T + x (dequantize(w, s', b'))^T. */
 static int qmm_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                    pn_array *const *tan, pn_array **out_tan)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
+    const bool affine = p->mode == PNK_QMODE_AFFINE;
     out_tan[0] = NULL;
-    if (tan[1])
+    if (tan[1] || (!affine && tan[2]))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                            "[QuantizedMatmul::jvp] no JVP wrt the quantized matrix.");
+                            "[QuantizedMatmul::jvp] no JVP wrt the quantized matrix or the "
+                            "scales of the floating-point modes.");
     pn_scope_push();
     pn_array *r = NULL;
     bool ok = true;
     if (tan[0])
-        ok &= (r = pn_quantized_matmul(tan[0], in[1], in[2], in[3], p->transpose,
-                                       p->group_size, p->bits, "affine")) != NULL;
-    if (tan[2] || tan[3]) {
+        ok &= (r = pn_quantized_matmul(tan[0], in[1], in[2], affine ? in[3] : NULL,
+                                       p->transpose, p->group_size, p->bits,
+                                       pnK_qmode_of(p->mode).name)) != NULL;
+    if (affine && (tan[2] || tan[3])) {
         pn_array *ts = tan[2] ? tan[2] : pn_zeros_like(in[2]);
         pn_array *tb = tan[3] ? tan[3] : pn_zeros_like(in[3]);
-        pn_array *dw = pn_dequantize(in[1], ts, tb, p->group_size, p->bits, "affine",
+        pn_array *dw = pn_dequantize(in[1], ts, tb, p->group_size, p->bits, "affine", NULL,
                                      out[0]->dtype);
         pn_array *y = pn_matmul(in[0], p->transpose ? pn_swapaxes(dw, -1, -2) : dw);
         ok &= (r = r ? pn_add(r, y) : y) != NULL;
@@ -341,27 +426,29 @@ static int qmm_vmap(const pnC_node *node, pn_array *const *in, const int *in_axe
                     pn_array **out, int *out_axes)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
+    const int n = p->mode == PNK_QMODE_AFFINE ? 4 : 3;
     int rank = 0;
-    bool mapped = false;
-    for (int k = 0; k < 4; k++) {
+    bool mapped = false, wmapped = false;
+    for (int k = 0; k < n; k++) {
         int r = in[k]->ndim - (in_axes[k] >= 0);
         rank = r > rank ? r : rank;
         mapped |= in_axes[k] >= 0;
+        wmapped |= k > 0 && in_axes[k] >= 0;
     }
     pn_scope_push();
-    pn_array *v[4];
-    for (int k = 0; k < 4; k++) v[k] = pnC_batch_front(in[k], in_axes[k], rank);
-    if (in_axes[1] >= 0 || in_axes[2] >= 0 || in_axes[3] >= 0) {
+    pn_array *v[4] = {NULL, NULL, NULL, NULL};
+    for (int k = 0; k < n; k++) v[k] = pnC_batch_front(in[k], in_axes[k], rank);
+    if (wmapped) {
         /* one batch shape for w_q, scales and biases */
         int64_t bs[PNC_MAX_NDIM], tmp[PNC_MAX_NDIM];
         int nb = 0;
-        for (int k = 1; k < 4 && v[k]; k++) {
+        for (int k = 1; k < n && v[k]; k++) {
             nb = pnC_broadcast_shapes("quantized_matmul", bs, nb, pn_shape(v[k]),
                                       pn_ndim(v[k]) - 2, tmp);
             if (nb < 0) break;
             memcpy(bs, tmp, sizeof(int64_t) * nb);
         }
-        for (int k = 1; k < 4 && nb >= 0; k++) {
+        for (int k = 1; k < n && nb >= 0; k++) {
             if (!v[k]) break;
             memcpy(tmp, bs, sizeof(int64_t) * nb);
             memcpy(tmp + nb, pn_shape(v[k]) + pn_ndim(v[k]) - 2, 2 * sizeof(int64_t));
@@ -369,7 +456,7 @@ static int qmm_vmap(const pnC_node *node, pn_array *const *in, const int *in_axe
         }
     }
     out[0] = pn_quantized_matmul(v[0], v[1], v[2], v[3], p->transpose, p->group_size, p->bits,
-                                 "affine");
+                                 pnK_qmode_of(p->mode).name);
     out_axes[0] = mapped ? 0 : -1;
     if (!out[0]) {
         pn_scope_pop();
@@ -379,7 +466,7 @@ static int qmm_vmap(const pnC_node *node, pn_array *const *in, const int *in_axe
     return 0;
 }
 
-static const pnC_primitive qmm_prim = {
+const pnC_primitive qmm_prim = {
     .name = "QuantizedMatmul",
     .eval = {[PN_CPU] = pnK_qmm_eval, [PN_GPU] = PNG_EVAL(pnG_qmm_eval)},
     .vjp = qmm_vjp,
@@ -387,34 +474,49 @@ static const pnC_primitive qmm_prim = {
     .vmap = qmm_vmap,
 };
 
+/* The checks shared by quantized_matmul and gather_qmm: mode and params, biases, packed shapes,
+ * x's last axis against W. Returns the mode id and sets *outer (N) and *t (the result dtype),
+ * or -1 with an error. */
+static int qmm_check(const char *op, pn_array *x, pn_array *w, pn_array *scales,
+                     pn_array *biases, bool transpose, int *group_size, int *bits,
+                     const char *mode, int64_t *outer, pn_dtype *t)
+{
+    char s1[256];
+    const int id = quant_args(op, mode, group_size, bits);
+    if (id < 0 || quant_check_mode_inputs(op, id, scales, biases)) return -1;
+    const bool affine = id == PNK_QMODE_AFFINE;
+    int64_t k = quant_check_packed(op, w, scales, biases, *group_size, *bits, affine);
+    if (k < 0) return -1;
+    int64_t inner = transpose ? k : w->shape[w->ndim - 2];
+    *outer = transpose ? w->shape[w->ndim - 2] : k;
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != inner)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[%s] Last dimension of first input with shape (..., %lld) does not "
+                            "match the expanded quantized matrix (%lld, %lld) computed from "
+                            "shape %s with group_size=%d, bits=%d and transpose=%s", op,
+                            x->ndim ? (long long)x->shape[x->ndim - 1] : 0LL, (long long)inner,
+                            (long long)*outer, pnC_shape_str(w->shape, w->ndim, s1, sizeof s1),
+                            *group_size, *bits, transpose ? "true" : "false");
+    pn_array *xsb[3] = {x, scales, biases};
+    *t = affine ? pnC_result_type(3, xsb) : x->dtype;
+    if (!quant_float(*t))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Only real floating types are "
+                            "supported, but the inputs promote to %s.", op, pn_dtype_name(*t));
+    return id;
+}
+
 /* See ponte.h. */
 pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
                               bool transpose, int group_size, int bits, const char *mode)
 {
-    char s1[256];
     pn_array *ins[3] = {x, w, scales};
     if (!pnC_inputs_ok("quantized_matmul", 3, ins)) return NULL;
-    if (quant_args("quantized_matmul", mode, &group_size, &bits)) return NULL;
-    if (!biases)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                        "[quantized_matmul] Biases must be provided for affine quantization.");
-    int64_t k = quant_check_packed("quantized_matmul", w, scales, biases, group_size, bits);
-    if (k < 0) return NULL;
-    int64_t inner = transpose ? k : w->shape[w->ndim - 2];
-    int64_t outer = transpose ? w->shape[w->ndim - 2] : k;
-    if (x->ndim < 1 || x->shape[x->ndim - 1] != inner)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                        "[quantized_matmul] Last dimension of first input with shape (..., %lld) "
-                        "does not match the expanded quantized matrix (%lld, %lld) computed from "
-                        "shape %s with group_size=%d, bits=%d and transpose=%s",
-                        x->ndim ? (long long)x->shape[x->ndim - 1] : 0LL, (long long)inner,
-                        (long long)outer, pnC_shape_str(w->shape, w->ndim, s1, sizeof s1),
-                        group_size, bits, transpose ? "true" : "false");
-    pn_array *xsb[3] = {x, scales, biases};
-    pn_dtype t = pnC_result_type(3, xsb);
-    if (!quant_float(t))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[quantized_matmul] Only real floating types are "
-                        "supported, but the inputs promote to %s.", pn_dtype_name(t));
+    int64_t outer;
+    pn_dtype t;
+    const int id = qmm_check("quantized_matmul", x, w, scales, biases, transpose, &group_size,
+                             &bits, mode, &outer, &t);
+    if (id < 0) return NULL;
+    const bool affine = id == PNK_QMODE_AFFINE;
     bool vec = x->ndim == 1;
     int64_t shape[PNC_MAX_NDIM];
     int xb = vec ? 0 : x->ndim - 2;
@@ -422,11 +524,79 @@ pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_arr
     if (nb < 0) return NULL;
     shape[nb] = vec ? 1 : x->shape[x->ndim - 2];
     shape[nb + 1] = outer;
-    const pnK_quant_params p = {.group_size = group_size, .bits = bits, .transpose = transpose};
+    const pnK_quant_params p = quant_params(id, group_size, bits, transpose, false);
     pn_scope_push();
     pn_array *x2 = vec ? pn_expand_dims(x, (int[]){0}, 1) : x;
-    pn_array *in[4] = {cast_to(x2, t), w, cast_to(scales, t), cast_to(biases, t)};
-    pn_array *r = pnC_make(&qmm_prim, &p, sizeof p, 4, in, t, shape, nb + 2);
+    pn_array *in[4] = {cast_to(x2, t), w, affine ? cast_to(scales, t) : scales,
+                       affine ? cast_to(biases, t) : NULL};
+    pn_array *r = pnC_make(&qmm_prim, &p, sizeof p, affine ? 4 : 3, in, t, shape, nb + 2);
     if (r && vec) r = pn_squeeze(r, (int[]){-2}, 1);
+    return pnC_scope_return(r);
+}
+
+/* ───────────────────────────── gather_qmm ───────────────────────────── */
+
+/* The product of the batch extents (all but the last two axes) of x. */
+static int64_t batch_size(pn_array *x)
+{
+    int64_t n = 1;
+    for (int i = 0; i < x->ndim - 2; i++) n *= x->shape[i];
+    return n;
+}
+
+/* indices, or (NULL) arange over x's flattened batch shaped as x's batch axes. */
+static pn_array *default_indices(pn_array *x, pn_array *indices)
+{
+    if (indices) return indices;
+    pn_array *r = pn_arange(0, (double)batch_size(x), 1, PN_UINT32);
+    return pn_reshape(r, x->shape, x->ndim - 2);
+}
+
+/* Flattens the batch of x (..., R, C) into (B, R, C) and takes the given batch items:
+ * (indices.shape..., R, C). */
+static pn_array *take_batch(pn_array *x, pn_array *indices)
+{
+    if (!x) return NULL;
+    int64_t shape[3] = {batch_size(x), x->shape[x->ndim - 2], x->shape[x->ndim - 1]};
+    return pn_take(pn_reshape(x, shape, 3), indices, 0);
+}
+
+/* See ponte.h. */
+pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
+                        pn_array *lhs_indices, pn_array *rhs_indices, bool transpose,
+                        int group_size, int bits, const char *mode, bool sorted_indices)
+{
+    char s1[256];
+    (void)sorted_indices; /* a hint for a faster kernel; the composition does not need it */
+    if (!lhs_indices && !rhs_indices)
+        return pn_quantized_matmul(x, w, scales, biases, transpose, group_size, bits, mode);
+    pn_array *ins[3] = {x, w, scales};
+    if (!pnC_inputs_ok("gather_qmm", 3, ins)) return NULL;
+    if (pnC_failed()) return NULL; /* a NULL index array coming from a failed op */
+    int64_t outer;
+    pn_dtype t;
+    if (qmm_check("gather_qmm", x, w, scales, biases, transpose, &group_size, &bits, mode,
+                  &outer, &t) < 0)
+        return NULL;
+    if ((lhs_indices && !pnC_is_integer(lhs_indices->dtype)) ||
+        (rhs_indices && !pnC_is_integer(rhs_indices->dtype)))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qmm] Got %s with invalid dtype. "
+                        "Indices must be integral.",
+                        lhs_indices && !pnC_is_integer(lhs_indices->dtype) ? "lhs_indices"
+                                                                           : "rhs_indices");
+    if (x->ndim < 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qmm] Non-quantized input must have at "
+                        "least two dimensions but got input with shape %s.",
+                        pnC_shape_str(x->shape, x->ndim, s1, sizeof s1));
+    pn_scope_push();
+    pn_array *idx[2] = {default_indices(x, lhs_indices), default_indices(w, rhs_indices)};
+    pn_array *bidx[2] = {NULL, NULL};
+    if (!idx[0] || !idx[1] || pn_broadcast_arrays(idx, 2, bidx)) {
+        pn_scope_pop();
+        return NULL;
+    }
+    pn_array *r = pn_quantized_matmul(take_batch(x, bidx[0]), take_batch(w, bidx[1]),
+                                      take_batch(scales, bidx[1]), take_batch(biases, bidx[1]),
+                                      transpose, group_size, bits, mode);
     return pnC_scope_return(r);
 }

@@ -34,7 +34,7 @@ static int no_grad_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
 static int bits_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
                      pn_array **out, int *out_axes);
 
-static const pnC_primitive random_bits_prim = {
+const pnC_primitive random_bits_prim = {
     .name = "RandomBits",
     .eval = {[PN_CPU] = pnK_random_bits_eval, [PN_GPU] = PNG_EVAL(pnG_random_bits_eval)},
     .vjp = no_grad_vjp,
@@ -109,7 +109,7 @@ static int sqrt_svd_jvp(const pnC_node *node, pn_array *const *in, pn_array *con
 }
 
 /* U·sqrt(S)·Vᵀ of each float32 matrix in the last two axes (MLX takes it from linalg::svd). */
-static const pnC_primitive sqrt_svd_prim = {
+const pnC_primitive sqrt_svd_prim = {
     .name = "SqrtSVD",
     .eval = {[PN_CPU] = pnK_sqrt_svd_eval},
     .vjp = sqrt_svd_vjp,
@@ -132,13 +132,18 @@ static void global_set(uint64_t seed)
 /* The next key of the global sequence: split the global key in two (as bits((2,2))), keep
  * the first half as the new global key and hand out the second. Unseeded, the sequence starts
  * from the wall clock in milliseconds, as MLX's. */
-static pn_array *global_next(void)
+static void global_seed_once(void)
 {
     if (!global_seeded) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         global_set((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
     }
+}
+
+static pn_array *global_next(void)
+{
+    global_seed_once();
     uint32_t k[4];
     pnK_random_block(global_key[0], global_key[1], k, sizeof k);
     global_key[0] = k[0];
@@ -165,6 +170,14 @@ pn_array *pn_random_key(uint64_t seed)
 
 /* pn_random_seed: restarts the calling thread's global key sequence from key(seed). */
 void pn_random_seed(uint64_t seed) { global_set(seed); }
+
+/* pn_random_state: the calling thread's global key as it stands (mlx.core.random.state[0]). */
+pn_array *pn_random_state(void)
+{
+    global_seed_once();
+    const int64_t two = 2;
+    return pn_array_from_data(global_key, &two, 1, PN_UINT32);
+}
 
 /* ───────────────────────────── bits ───────────────────────────── */
 

@@ -175,7 +175,7 @@ static int reduce_vmap(const pnC_node *node, pn_array *const *in, const int *in_
     return pnO_keep_result(r, out);
 }
 
-static const pnC_primitive reduce_prim = {
+const pnC_primitive reduce_prim = {
     .name = "Reduce",
     .eval = {[PN_CPU] = pnK_reduce_eval, [PN_GPU] = PNG_EVAL(pnG_reduce_eval)},
     .vjp = reduce_vjp,
@@ -345,7 +345,7 @@ static int argreduce_vmap(const pnC_node *node, pn_array *const *in, const int *
     return pnO_keep_result(r, out);
 }
 
-static const pnC_primitive argreduce_prim = {
+const pnC_primitive argreduce_prim = {
     .name = "ArgReduce",
     .eval = {[PN_CPU] = pnK_argreduce_eval, [PN_GPU] = PNG_EVAL(pnG_argreduce_eval)},
     .vjp = no_grad_vjp,
@@ -419,7 +419,7 @@ static int lse_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *o
     return pnO_keep_result(r, out_tan);
 }
 
-static const pnC_primitive lse_prim = {
+const pnC_primitive lse_prim = {
     .name = "LogSumExp",
     .eval = {[PN_CPU] = pnK_logsumexp_eval, [PN_GPU] = PNG_EVAL(pnG_logsumexp_eval)},
     .vjp = lse_vjp,
@@ -489,7 +489,7 @@ static int softmax_vmap(const pnC_node *node, pn_array *const *in, const int *in
     return pnO_keep_result(r, out);
 }
 
-static const pnC_primitive softmax_prim = {
+const pnC_primitive softmax_prim = {
     .name = "Softmax",
     .eval = {[PN_CPU] = pnK_softmax_eval, [PN_GPU] = PNG_EVAL(pnG_softmax_eval)},
     .vjp = softmax_vjp,

@@ -208,7 +208,7 @@ static int scan_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
     return pnO_keep_result(r, out);
 }
 
-static const pnC_primitive scan_prim = {
+const pnC_primitive scan_prim = {
     .name = "Scan",
     .eval = {[PN_CPU] = pnK_scan_eval, [PN_GPU] = PNG_EVAL(pnG_scan_eval)},
     .vjp = scan_vjp,

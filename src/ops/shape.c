@@ -103,7 +103,7 @@ static int reshape_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive reshape_prim = {
+const pnC_primitive reshape_prim = {
     .name = "Reshape",
     .eval = {[PN_CPU] = reshape_eval, [PN_GPU] = PNG_EVAL(reshape_eval)},
     .vjp = reshape_vjp,
@@ -322,7 +322,7 @@ static int transpose_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive transpose_prim = {
+const pnC_primitive transpose_prim = {
     .name = "Transpose",
     .eval = {[PN_CPU] = transpose_eval, [PN_GPU] = PNG_EVAL(transpose_eval)},
     .vjp = transpose_vjp,
@@ -436,7 +436,7 @@ static int broadcast_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive broadcast_prim = {
+const pnC_primitive broadcast_prim = {
     .name = "Broadcast",
     .eval = {[PN_CPU] = broadcast_eval, [PN_GPU] = PNG_EVAL(broadcast_eval)},
     .vjp = broadcast_vjp,
@@ -541,7 +541,7 @@ static int slice_jvp(const pnC_node *node, pn_array *const *in, pn_array *const 
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive slice_prim = {
+const pnC_primitive slice_prim = {
     .name = "Slice",
     .eval = {[PN_CPU] = slice_eval, [PN_GPU] = PNG_EVAL(slice_eval)},
     .vjp = slice_vjp,
@@ -667,7 +667,7 @@ static int slice_update_jvp(const pnC_node *node, pn_array *const *in, pn_array 
     return rule_end(out_tan, 1, out_tan[0] != NULL);
 }
 
-static const pnC_primitive slice_update_prim = {
+const pnC_primitive slice_update_prim = {
     .name = "SliceUpdate",
     .eval = {[PN_CPU] = slice_update_eval, [PN_GPU] = PNG_EVAL(slice_update_eval)},
     .vjp = slice_update_vjp,
@@ -761,7 +761,7 @@ static int concat_jvp(const pnC_node *node, pn_array *const *in, pn_array *const
     return rule_end(out_tan, 1, out_tan[0] != NULL);
 }
 
-static const pnC_primitive concat_prim = {
+const pnC_primitive concat_prim = {
     .name = "Concatenate",
     .eval = {[PN_CPU] = concat_eval, [PN_GPU] = PNG_EVAL(concat_eval)},
     .vjp = concat_vjp,
@@ -924,7 +924,7 @@ static int split_jvp(const pnC_node *node, pn_array *const *in, pn_array *const 
     return rc;
 }
 
-static const pnC_primitive split_prim = {
+const pnC_primitive split_prim = {
     .name = "Split",
     .eval = {[PN_CPU] = split_eval, [PN_GPU] = PNG_EVAL(split_eval)},
     .vjp = split_vjp,
@@ -1162,7 +1162,7 @@ static int pad_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *o
     return rule_end(out_tan, 1, out_tan[0] != NULL);
 }
 
-static const pnC_primitive pad_prim = {
+const pnC_primitive pad_prim = {
     .name = "Pad",
     .eval = {[PN_CPU] = pad_eval, [PN_GPU] = PNG_EVAL(pad_eval)},
     .vjp = pad_vjp,
@@ -1361,7 +1361,7 @@ static int as_strided_jvp(const pnC_node *node, pn_array *const *in, pn_array *c
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
-static const pnC_primitive as_strided_prim = {
+const pnC_primitive as_strided_prim = {
     .name = "AsStrided",
     .eval = {[PN_CPU] = as_strided_eval, [PN_GPU] = PNG_EVAL(as_strided_eval)},
     .vjp = as_strided_vjp,

@@ -7,7 +7,7 @@
 #include "backend/cpu/sort.h"
 #include "backend/cuda/eval.h"
 
-static const pnC_primitive sort_prim, argsort_prim, partition_prim, argpartition_prim;
+extern const pnC_primitive sort_prim, argsort_prim, partition_prim, argpartition_prim;
 
 static const pnC_primitive *sort_prim_for(bool arg, bool partition)
 {
@@ -142,25 +142,25 @@ static int sort_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
     return out_tan[0] ? 0 : -1;
 }
 
-static const pnC_primitive sort_prim = {
+const pnC_primitive sort_prim = {
     .name = "Sort",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
-static const pnC_primitive argsort_prim = {
+const pnC_primitive argsort_prim = {
     .name = "ArgSort",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
-static const pnC_primitive partition_prim = {
+const pnC_primitive partition_prim = {
     .name = "Partition",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
-static const pnC_primitive argpartition_prim = {
+const pnC_primitive argpartition_prim = {
     .name = "ArgPartition",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,

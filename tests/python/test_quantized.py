@@ -268,3 +268,282 @@ def test_mlx_error_types_match():
                     lambda: lib.quantized_matmul(lib.zeros((2, 32)), *q)):
             with pytest.raises(ValueError):
                 bad()
+
+
+# ───────────────────────────── floating-point modes ─────────────────────────────
+# mxfp4 (fp4 e2m1, groups of 32, e8m0 scales), mxfp8 (fp8 e4m3, groups of 32, e8m0), nvfp4
+# (fp4 e2m1, groups of 16, e4m3 scales): numpy references of MLX 0.32.4's CPU arithmetic for
+# float32 inputs, then differential checks against MLX for every dtype.
+
+FP_MODES = {"mxfp4": (32, 4, 6.0, True), "mxfp8": (32, 8, 448.0, True),
+            "nvfp4": (16, 4, 6.0, False)}
+FP4 = np.array([0, .5, 1, 1.5, 2, 3, 4, 6, -0., -.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+
+
+def np_e4m3_value(c):
+    c = np.asarray(c, np.int64)
+    e, m = (c >> 3) & 15, c & 7
+    v = np.where(e == 0, m / 8.0 * 2.0 ** -6, (1 + m / 8.0) * 2.0 ** (e - 7.0))
+    return np.where(c & 128, -v, v)
+
+
+def np_e4m3_code(x):
+    """Nearest e4m3 code over 0..126 (ties to even), saturating at 448 (inf, NaN too)."""
+    x = np.asarray(x, np.float64).ravel()
+    vals = np_e4m3_value(np.arange(127))
+    a = np.abs(np.nan_to_num(x, nan=np.inf))
+    d = np.abs(vals[None, :] - np.where(np.isinf(a), 0, a)[:, None])
+    tie = d == d.min(1, keepdims=True)
+    idx = np.where(tie.sum(1) > 1, np.argmax(tie & (np.arange(127) % 2 == 0), 1), d.argmin(1))
+    idx = np.where(a >= 448, 126, idx)
+    return (idx | np.where(np.signbit(x), 128, 0)).astype(np.uint8)
+
+
+def np_fp_quantize(w, mode, gscale=None):
+    """(w_q uint32 (..., k bits / 32), scale codes uint8 (..., k / gs)) of float32 w."""
+    gs, bits, maxv, e8m0 = FP_MODES[mode]
+    w = np.asarray(w, np.float32)
+    g = w.reshape(-1, gs)
+    with np.errstate(all="ignore"):
+        s = (np.max(np.abs(g), 1) / np.float32(maxv)).astype(np.float32)
+        if e8m0:
+            e = np.ceil(np.log2(s))
+            fin = np.isfinite(e)
+            e = np.where(s == 0, 0, np.where(fin, e, 0)).astype(np.int64)
+            codes = np.where(fin | (s == 0), (e + 127) & 255, 128).astype(np.uint8)
+            div = np.where(fin | (s == 0), np.ldexp(np.float32(1), e), np.float32(0))
+        else:  # with a global scale g: e4m3(s * 2688 / g), elements then times 2688 / g
+            f = np.float32(1) if gscale is None else np.float32(2688) / np.float32(gscale)
+            codes = np_e4m3_code((s * f).astype(np.float32))
+            div = np_e4m3_value(codes).astype(np.float32)
+        x = (g / div.astype(np.float32)[:, None]).astype(np.float32)
+        if gscale is not None and not e8m0:
+            x = (x * f).astype(np.float32)
+    if bits == 8:
+        q = np_e4m3_code(x).reshape(g.shape)
+    else:
+        with np.errstate(invalid="ignore"):
+            d = np.abs(x[..., None] - FP4)
+        q = np.argmin(np.where(np.isnan(d), np.inf, d), -1).astype(np.uint8)
+        q = q.reshape(-1, 2)
+        q = (q[:, 0] | (q[:, 1] << 4)).astype(np.uint8)
+    wq = np.ascontiguousarray(q).reshape(w.shape[:-1] + (-1,)).view(np.uint32)
+    return wq, codes.reshape(w.shape[:-1] + (-1,))
+
+
+def np_fp_dequantize(wq, codes, mode):
+    """The float64 values that fp-mode words and scale codes encode."""
+    gs, bits, _, e8m0 = FP_MODES[mode]
+    b = np.ascontiguousarray(np.asarray(wq)).view(np.uint8)
+    v = (np_e4m3_value(b) if bits == 8 else
+         FP4[np.stack([b & 15, b >> 4], -1).reshape(b.shape[:-1] + (-1,))].astype(np.float64))
+    c = np.asarray(codes).astype(np.int64)
+    s = np.ldexp(1.0, c - 127) if e8m0 else np_e4m3_value(c)
+    return v * np.repeat(s, gs, -1)
+
+
+def fp_test_matrix(rng, rows, k, specials=True):
+    w = (rng.standard_normal((rows, k)) * 10.0 ** rng.uniform(-6, 3, (rows, 1))).astype(np.float32)
+    w[0] = rng.integers(-12, 13, k) * 0.25  # fp4 ties
+    w[1] = rng.integers(-8, 9, k) * 0.375
+    w[2, ::3] = 0
+    w[3] = 0
+    w[4, : k // 2] = 2.0 ** rng.integers(-10, 10) * rng.integers(-8, 9, k // 2)
+    if specials:
+        w[5, 1], w[6, 2], w[7, 3], w[8, 4] = np.inf, -np.inf, np.nan, 1e-45
+        w[9, :] *= 1e-38
+    return w
+
+
+@pytest.mark.parametrize("mode", list(FP_MODES))
+def test_fp_quantize_matches_numpy(mode):
+    rng = np.random.default_rng(len(mode) * 7 + ord(mode[-1]))
+    w = fp_test_matrix(rng, 12, 64)
+    wq, s = mx.quantize(mx.array(w), mode=mode)[:2]
+    assert len(mx.quantize(mx.array(w), mode=mode)) == 2
+    assert wq.dtype == mx.uint32 and s.dtype == mx.uint8
+    rq, rs = np_fp_quantize(w, mode)
+    np.testing.assert_array_equal(np.asarray(wq), rq)
+    np.testing.assert_array_equal(np.asarray(s), rs)
+    d = mx.dequantize(wq, s, mode=mode)
+    assert d.dtype == mx.bfloat16
+    d32 = mx.dequantize(wq, s, mode=mode, dtype=mx.float32)
+    with np.errstate(over="ignore"):
+        ref = np_fp_dequantize(rq, rs, mode).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(d32), ref)
+
+
+@pytest.mark.parametrize("mode", list(FP_MODES))
+@pytest.mark.parametrize("transpose", [True, False])
+def test_fp_quantized_matmul_against_numpy(mode, transpose):
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((2, 48, 64) if transpose else (2, 64, 96)).astype(np.float32)
+    wq, s = mx.quantize(mx.array(w), mode=mode)
+    wd = np_fp_dequantize(np.asarray(wq), np.asarray(s), mode)
+    for xs in [(64,), (3, 64), (2, 20, 64), (4, 1, 5, 64)]:
+        x = rng.standard_normal(xs).astype(np.float32)
+        y = mx.quantized_matmul(mx.array(x), wq, s, transpose=transpose, mode=mode)
+        ref = np.matmul(x.astype(np.float64), np.swapaxes(wd, -1, -2) if transpose else wd)
+        np.testing.assert_allclose(np.asarray(y), ref, rtol=2e-4, atol=2e-4)
+    # gradient with respect to x: the product with the other transpose
+    x = mx.array(rng.standard_normal((3, 64)).astype(np.float32))
+    g = mx.grad(lambda x: mx.quantized_matmul(x, wq[0], s[0], transpose=transpose,
+                                              mode=mode).sum())(x)
+    ref = (np.ones((3, wd.shape[1] if transpose else wd.shape[2])) @
+           (wd[0] if transpose else wd[0].T))
+    np.testing.assert_allclose(np.asarray(g), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_gather_qmm_against_numpy():
+    rng = np.random.default_rng(8)
+    for mode in ["affine", "mxfp8"]:
+        w = rng.standard_normal((4, 32, 64)).astype(np.float32)
+        q = mx.quantize(mx.array(w), mode=mode)
+        wd = np.asarray(mx.dequantize(*q, mode=mode, dtype=mx.float32), np.float64)
+        x = rng.standard_normal((5, 2, 64)).astype(np.float32)
+        li, ri = np.array([[4], [0], [2]]), np.array([3, 1, 1, 0])
+        y = mx.gather_qmm(mx.array(x), *q, lhs_indices=mx.array(li), rhs_indices=mx.array(ri),
+                          mode=mode)
+        ref = np.matmul(x[li], np.swapaxes(wd[ri], -1, -2))
+        assert y.shape == (3, 4, 2, 32)
+        np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-4, atol=1e-4)
+        # vjp with respect to x: scattered back to the gathered rows
+        g = mx.grad(lambda x: mx.gather_qmm(x, *q, lhs_indices=mx.array(li),
+                                            rhs_indices=mx.array(ri), mode=mode).sum())(
+            mx.array(x))
+        ref_g = np.zeros_like(x, np.float64)
+        for i, l in enumerate(li[:, 0]):
+            ref_g[l] += np.ones((2, 32)) @ wd[ri].sum(0)
+        np.testing.assert_allclose(np.asarray(g), ref_g, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="integral"):
+        mx.gather_qmm(mx.array(x), *q, rhs_indices=mx.array([0.5]), mode=mode)
+
+
+def test_fp_errors():
+    w = mx.random.normal((4, 64))
+    wq, s = mx.quantize(w, mode="mxfp4")
+    for mode, gs, bits, msg in [("mxfp4", 64, None, "requires group size 32 but got 64"),
+                                ("mxfp4", None, 8, "requires bits to be 4 but got 8"),
+                                ("mxfp8", None, 4, "requires bits to be 8 but got 4"),
+                                ("nvfp4", 32, None, "requires group size 16 but got 32")]:
+        with pytest.raises(ValueError, match=msg):
+            mx.quantize(w, gs, bits, mode=mode)
+    with pytest.raises(ValueError, match="Biases must be null"):
+        mx.dequantize(wq, s, s, mode="mxfp4")
+    with pytest.raises(ValueError, match="Scale type must be uint8"):
+        mx.dequantize(wq, s.astype(mx.float32), mode="mxfp4")
+    with pytest.raises(ValueError, match="only supported for 'nvfp4'"):
+        mx.quantize(w, mode="mxfp4", global_scale=mx.array(2.0))
+    with pytest.raises(ValueError, match="must be a scalar"):
+        mx.quantize(w, mode="nvfp4", global_scale=mx.array([2.0, 3.0]))
+    with pytest.raises(ValueError, match="dtype float32"):
+        mx.quantize(w, mode="nvfp4", global_scale=mx.array(2.0, dtype=mx.float16))
+
+
+@pytest.mark.parametrize("mode", list(FP_MODES))
+def test_fp_quantized_layers(mode):
+    mx.random.seed(9)
+    gs = FP_MODES[mode][0]
+    lin = nn.Linear(64, 16)
+    ql = nn.QuantizedLinear.from_linear(lin, mode=mode)
+    assert ql.group_size == gs and ql.bits == FP_MODES[mode][1] and "biases" not in ql
+    assert sorted(k for k, _ in tree_flatten(ql.parameters())) == ["bias", "scales", "weight"]
+    assert f"mode={mode}" in repr(ql)
+    x = mx.random.normal((5, 64))
+    np.testing.assert_allclose(np.asarray(ql(x)), np.asarray(lin(x)), rtol=0.3, atol=0.3)
+    qe = nn.QuantizedEmbedding(10, 64, mode=mode)
+    assert qe(mx.array([1, 2])).shape == (2, 64) and qe.as_linear(x).shape == (5, 10)
+    model = nn.Sequential(nn.Embedding(5, 64), nn.Linear(64, 32))
+    nn.quantize(model, mode=mode)
+    assert [m.mode for m in model.layers] == [mode, mode]
+    with pytest.raises(ValueError):
+        nn.QuantizedLinear(64, 32, group_size=64 if gs != 64 else 32, mode=mode)
+
+
+# the floating-point modes against MLX: bit-exact words, scales and dequantized values for
+# every dtype (ties, zeros, subnormals, huge values, inf and NaN), the nvfp4 global scale,
+# products and gather_qmm close
+
+@pytest.mark.parametrize("mode", list(FP_MODES))
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_mlx_fp_bit_exact(mode, dtype):
+    mlx = _mlx()
+    rng = np.random.default_rng(11)
+    w = fp_test_matrix(rng, 24, 64)
+    if dtype == "float16":
+        w[np.abs(w) > 60000] = 60000.0
+    mq, ms = mlx.quantize(mlx.array(w).astype(getattr(mlx, dtype)), mode=mode)
+    pq, ps = mx.quantize(mx.array(w).astype(getattr(mx, dtype)), mode=mode)
+    np.testing.assert_array_equal(np.asarray(mq), np.asarray(pq))
+    np.testing.assert_array_equal(np.asarray(ms), np.asarray(ps))
+    for odt in [None, "float32", "float16", "bfloat16"]:
+        md = mlx.dequantize(mq, ms, mode=mode, dtype=odt and getattr(mlx, odt))
+        pd = mx.dequantize(pq, ps, mode=mode, dtype=odt and getattr(mx, odt))
+        assert str(md.dtype).split(".")[-1] == str(pd.dtype).split(".")[-1]
+        np.testing.assert_array_equal(np.asarray(md.astype(mlx.float32)), f32(pd))
+
+
+def test_mlx_nvfp4_global_scale():
+    mlx = _mlx()
+    rng = np.random.default_rng(12)
+    for k in range(12):
+        w = (rng.standard_normal((8, 64)) * rng.uniform(0.01, 100)).astype(np.float32)
+        g = np.float32(np.abs(w).max() * rng.uniform(0.3, 2))
+        dt = ["float32", "float16", "bfloat16"][k % 3]
+        mq, ms = mlx.quantize(mlx.array(w).astype(getattr(mlx, dt)), mode="nvfp4",
+                              global_scale=mlx.array(g))
+        pq, ps = mx.quantize(mx.array(w).astype(getattr(mx, dt)), mode="nvfp4",
+                             global_scale=mx.array(g))
+        if dt == "float32":  # the numpy reference too
+            rq, rs = np_fp_quantize(w, "nvfp4", gscale=g)
+            np.testing.assert_array_equal(np.asarray(pq), rq)
+            np.testing.assert_array_equal(np.asarray(ps), rs)
+        np.testing.assert_array_equal(np.asarray(mq), np.asarray(pq))
+        np.testing.assert_array_equal(np.asarray(ms), np.asarray(ps))
+        md = mlx.dequantize(mq, ms, mode="nvfp4", global_scale=mlx.array(g), dtype=mlx.bfloat16)
+        pd = mx.dequantize(pq, ps, mode="nvfp4", global_scale=mx.array(g), dtype=mx.bfloat16)
+        assert md.dtype == mlx.float32 and pd.dtype == mx.float32
+        np.testing.assert_array_equal(np.asarray(md), np.asarray(pd))
+
+
+@pytest.mark.parametrize("mode", ["affine"] + list(FP_MODES))
+@pytest.mark.parametrize("transpose", [True, False])
+def test_mlx_fp_quantized_matmul_and_gather_qmm(mode, transpose):
+    mlx = _mlx()
+    rng = np.random.default_rng(13)
+    w = rng.standard_normal((4, 32, 64) if transpose else (4, 64, 128)).astype(np.float32)
+    mq = mlx.quantize(mlx.array(w), mode=mode)
+    pq = [mx.array(np.asarray(a)) for a in mq]
+    for xs in [(64,), (3, 64), (4, 20, 64)]:
+        x = rng.standard_normal(xs).astype(np.float32)
+        k = 0 if len(xs) < 3 else slice(None)  # MLX does not broadcast W's batch over x
+        my = mlx.quantized_matmul(mlx.array(x), *[a[k] for a in mq], transpose=transpose,
+                                  mode=mode)
+        py = mx.quantized_matmul(mx.array(x), *[a[k] for a in pq], transpose=transpose,
+                                 mode=mode)
+        assert my.shape == py.shape
+        np.testing.assert_allclose(np.asarray(my), np.asarray(py), rtol=2e-5, atol=2e-5)
+    x = rng.standard_normal((6, 2, 64)).astype(np.float32)
+    li, ri = np.array([0, 5, 2, 2], np.uint32), np.array([[3], [0]], np.int32)
+    my = mlx.gather_qmm(mlx.array(x), *mq, lhs_indices=mlx.array(li), rhs_indices=mlx.array(ri),
+                        transpose=transpose, mode=mode)
+    py = mx.gather_qmm(mx.array(x), *pq, lhs_indices=mx.array(li), rhs_indices=mx.array(ri),
+                       transpose=transpose, mode=mode, sorted_indices=False)
+    assert my.shape == py.shape
+    np.testing.assert_allclose(np.asarray(my), np.asarray(py), rtol=2e-5, atol=2e-5)
+
+
+def test_mlx_fp_errors_match():
+    mlx = _mlx()
+    for lib in (mlx, mx):
+        w = lib.zeros((4, 64))
+        q = lib.quantize(w, mode="mxfp8")
+        for bad in (lambda: lib.quantize(w, 64, mode="mxfp4"),
+                    lambda: lib.quantize(w, bits=4, mode="mxfp8"),
+                    lambda: lib.quantize(w, mode="nvfp5"),
+                    lambda: lib.dequantize(q[0], q[1], q[1], mode="mxfp8"),
+                    lambda: lib.dequantize(q[0], q[1].astype(lib.float32), mode="mxfp8"),
+                    lambda: lib.quantized_matmul(lib.zeros((2, 32)), *q, mode="mxfp8"),
+                    lambda: lib.quantize(w, mode="mxfp8", global_scale=lib.array(1.0))):
+            with pytest.raises(ValueError):
+                bad()

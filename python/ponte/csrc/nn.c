@@ -1,7 +1,7 @@
 /* nn.c — ponte.core._nn: the C layers, activations, losses and initializers of libponte
  * (pn_nn_*), and the optimizer and schedule objects over pn_optimizer / pn_schedule, for the
  * thin Python classes of ponte.nn and ponte.optimizers. */
-#include "pyponte.h"
+#include "sigtable.h"
 
 #include <string.h>
 
@@ -40,286 +40,71 @@ static PyObject *abort3(tmp3 *t)
     return NULL;
 }
 
-/* ───────────────────────────── layers and activations ───────────────────────────── */
+/* ───────────────────────────── layers, activations, losses, initializers ───────────────────────────── */
+/* One sigtable.h row each; the Python wrappers (ponte.nn) call them with positional arguments
+ * only. The `_...` parameters are the placeholders those wrappers pass and the C call skips. */
 
-typedef pn_array *(*act_fn)(pn_array *);
+static pn_array *nn_log_softmax(pn_array *x, int axis) { return pn_log_softmax(x, &axis, 1); }
+
 #define ACTIVATIONS(X)                                                                             \
     X(relu) X(relu6) X(selu) X(gelu) X(gelu_approx) X(gelu_fast_approx) X(silu) X(sigmoid)        \
     X(log_sigmoid) X(softplus) X(softsign) X(mish) X(hardswish) X(tanh)
+#define ROW_ACT(name) PP_SIG(#name, a, pn_nn_##name, "x: array, /", NULL),
 
-static PyObject *activation(act_fn f, PyObject *arg)
-{
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, arg, &x)) return NULL;
-    return finish(&t, f(x));
-}
-#define DEF_ACT(name) static PyObject *py_##name(PyObject *m, PyObject *x) { return activation(pn_nn_##name, x); }
-ACTIVATIONS(DEF_ACT)
+#define SIG_LOSS_TAIL "reduction: reduction, /"
+#define SIG_LOSS2(c, x, y, z) "a: array, b: array, " c ", " x ", " y ", " z ", " SIG_LOSS_TAIL
+#define SIG_INIT(a, b) "shape: shape, dtype: dtype, " a ", " b ", key: array? = None, /"
+#define SIG_INIT3(a, b, c, key) "shape: shape, dtype: dtype, " a ", " b ", " c ", " key ": array? = None, /"
 
-static PyObject *act_param(pn_array *(*f)(pn_array *, double), PyObject *args, double dflt)
-{
-    PyObject *xo;
-    double p = dflt;
-    if (!PyArg_ParseTuple(args, "O|d", &xo, &p)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, xo, &x)) return NULL;
-    return finish(&t, f(x, p));
-}
-static PyObject *py_leaky_relu(PyObject *m, PyObject *a) { return act_param(pn_nn_leaky_relu, a, 0.01); }
-static PyObject *py_elu(PyObject *m, PyObject *a) { return act_param(pn_nn_elu, a, 1.0); }
-static PyObject *py_celu(PyObject *m, PyObject *a) { return act_param(pn_nn_celu, a, 1.0); }
-
-static PyObject *py_hard_tanh(PyObject *m, PyObject *args)
-{
-    PyObject *xo;
-    double lo = -1, hi = 1;
-    if (!PyArg_ParseTuple(args, "O|dd", &xo, &lo, &hi)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, xo, &x)) return NULL;
-    return finish(&t, pn_nn_hard_tanh(x, lo, hi));
-}
-
-/* An activation of (x, axis=-1): glu, softmin. */
-static PyObject *act_axis(pn_array *(*fn)(pn_array *, int), PyObject *args)
-{
-    PyObject *xo;
-    int axis = -1;
-    if (!PyArg_ParseTuple(args, "O|i", &xo, &axis)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, xo, &x)) return NULL;
-    return finish(&t, fn(x, axis));
-}
-
-static PyObject *py_glu(PyObject *m, PyObject *args) { return act_axis(pn_nn_glu, args); }
-
-/* f(x, y[, z]) over two or three arrays (the third optional). */
-static PyObject *arrays2(pn_array *(*f2)(pn_array *, pn_array *),
-                         pn_array *(*f3)(pn_array *, pn_array *, pn_array *), PyObject *args)
-{
-    PyObject *a, *b, *c = Py_None;
-    if (!PyArg_ParseTuple(args, f3 ? "OO|O" : "OO", &a, &b, &c)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x, *y, *z;
-    if (conv(&t, a, &x) || conv(&t, b, &y) || conv_opt(&t, c, &z)) return abort3(&t);
-    return finish(&t, f3 ? f3(x, y, z) : f2(x, y));
-}
-static PyObject *py_linear(PyObject *m, PyObject *a) { return arrays2(NULL, pn_nn_linear, a); }
-static PyObject *py_embedding(PyObject *m, PyObject *a) { return arrays2(pn_nn_embedding, NULL, a); }
-static PyObject *py_prelu(PyObject *m, PyObject *a) { return arrays2(pn_nn_prelu, NULL, a); }
-
-static PyObject *py_layer_norm(PyObject *m, PyObject *args)
-{
-    PyObject *xo, *wo = Py_None, *bo = Py_None;
-    double eps = 1e-5;
-    if (!PyArg_ParseTuple(args, "O|OOd", &xo, &wo, &bo, &eps)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x, *w, *b;
-    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
-    return finish(&t, pn_nn_layer_norm(x, w, b, eps));
-}
-
-static PyObject *py_rms_norm(PyObject *m, PyObject *args)
-{
-    PyObject *xo, *wo = Py_None;
-    double eps = 1e-5;
-    if (!PyArg_ParseTuple(args, "O|Od", &xo, &wo, &eps)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x, *w;
-    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w)) return abort3(&t);
-    return finish(&t, pn_nn_rms_norm(x, w, eps));
-}
-
-static PyObject *py_dropout(PyObject *m, PyObject *args)
-{
-    PyObject *xo, *ko = Py_None;
-    double p;
-    if (!PyArg_ParseTuple(args, "Od|O", &xo, &p, &ko)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x, *k;
-    if (conv(&t, xo, &x) || conv_opt(&t, ko, &k)) return abort3(&t);
-    return finish(&t, pn_nn_dropout(x, p, k));
-}
-
-static PyObject *py_log_softmax(PyObject *m, PyObject *args)
-{
-    PyObject *xo;
-    int axis = -1;
-    if (!PyArg_ParseTuple(args, "O|i", &xo, &axis)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, xo, &x)) return NULL;
-    return finish(&t, pn_log_softmax(x, &axis, 1));
-}
-
-/* ───────────────────────────── losses ───────────────────────────── */
-
-static int reduction_arg(const char *s, pn_loss_reduction *r)
-{
-    if (!strcmp(s, "none")) *r = PN_REDUCTION_NONE;
-    else if (!strcmp(s, "mean")) *r = PN_REDUCTION_MEAN;
-    else if (!strcmp(s, "sum")) *r = PN_REDUCTION_SUM;
-    else {
-        PyErr_Format(PyExc_ValueError, "Invalid reduction. Must be 'none', 'mean', or 'sum' (got '%s').", s);
-        return -1;
-    }
-    return 0;
-}
-
-/* loss(a, b, number, reduction) for the losses with one numeric parameter (or an axis). */
-typedef enum { L_BCE, L_MSE, L_L1, L_SMOOTH_L1, L_HUBER, L_NLL, L_KL } loss_kind;
-
-static PyObject *loss(loss_kind kind, PyObject *args)
-{
-    PyObject *ao, *bo;
-    double p = 0;
-    const char *red = "mean";
-    if (!PyArg_ParseTuple(args, "OOds", &ao, &bo, &p, &red)) return NULL;
-    pn_loss_reduction r;
-    if (reduction_arg(red, &r)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *a, *b;
-    if (conv(&t, ao, &a) || conv(&t, bo, &b)) return abort3(&t);
-    pn_array *out = NULL;
-    switch (kind) {
-    case L_BCE: out = pn_nn_binary_cross_entropy(a, b, p != 0, r); break;
-    case L_MSE: out = pn_nn_mse_loss(a, b, r); break;
-    case L_L1: out = pn_nn_l1_loss(a, b, r); break;
-    case L_SMOOTH_L1: out = pn_nn_smooth_l1_loss(a, b, p, r); break;
-    case L_HUBER: out = pn_nn_huber_loss(a, b, p, r); break;
-    case L_NLL: out = pn_nn_nll_loss(a, b, (int)p, r); break;
-    case L_KL: out = pn_nn_kl_div_loss(a, b, (int)p, r); break;
-    }
-    return finish(&t, out);
-}
-static PyObject *py_binary_cross_entropy(PyObject *m, PyObject *a) { return loss(L_BCE, a); }
-static PyObject *py_mse_loss(PyObject *m, PyObject *a) { return loss(L_MSE, a); }
-static PyObject *py_l1_loss(PyObject *m, PyObject *a) { return loss(L_L1, a); }
-static PyObject *py_smooth_l1_loss(PyObject *m, PyObject *a) { return loss(L_SMOOTH_L1, a); }
-static PyObject *py_huber_loss(PyObject *m, PyObject *a) { return loss(L_HUBER, a); }
-static PyObject *py_nll_loss(PyObject *m, PyObject *a) { return loss(L_NLL, a); }
-static PyObject *py_kl_div_loss(PyObject *m, PyObject *a) { return loss(L_KL, a); }
-
-static PyObject *py_cross_entropy(PyObject *m, PyObject *args)
-{
-    PyObject *ao, *bo;
-    int axis = -1;
-    double smoothing = 0;
-    const char *red = "none";
-    if (!PyArg_ParseTuple(args, "OOids", &ao, &bo, &axis, &smoothing, &red)) return NULL;
-    pn_loss_reduction r;
-    if (reduction_arg(red, &r)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *a, *b;
-    if (conv(&t, ao, &a) || conv(&t, bo, &b)) return abort3(&t);
-    return finish(&t, pn_nn_cross_entropy(a, b, axis, smoothing, r));
-}
-
-/* The rest of mlx.nn.losses (issue 3): loss(a, b, c, axis, x, y, z, reduction) with c an array
- * or None (two-array losses) and x, y, z the numeric parameters in the C signature's order. */
-typedef enum { L2_LOG_COSH, L2_HINGE, L2_COSINE, L2_MARGIN_RANKING, L2_GAUSSIAN_NLL, L2_TRIPLET } loss2_kind;
-
-static PyObject *loss2(loss2_kind kind, PyObject *args)
-{
-    PyObject *ao, *bo, *co;
-    int axis = -1;
-    double x = 0, y = 0, z = 0;
-    const char *red = "none";
-    if (!PyArg_ParseTuple(args, "OOOiddds", &ao, &bo, &co, &axis, &x, &y, &z, &red)) return NULL;
-    pn_loss_reduction r;
-    if (reduction_arg(red, &r)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *a, *b, *c;
-    if (conv(&t, ao, &a) || conv(&t, bo, &b) || conv_opt(&t, co, &c)) return abort3(&t);
-    pn_array *out = NULL;
-    switch (kind) {
-    case L2_LOG_COSH: out = pn_nn_log_cosh_loss(a, b, r); break;
-    case L2_HINGE: out = pn_nn_hinge_loss(a, b, r); break;
-    case L2_COSINE: out = pn_nn_cosine_similarity_loss(a, b, axis, x, r); break;
-    case L2_MARGIN_RANKING: out = pn_nn_margin_ranking_loss(a, b, c, x, r); break;
-    case L2_GAUSSIAN_NLL: out = pn_nn_gaussian_nll_loss(a, b, c, x != 0, y, r); break;
-    case L2_TRIPLET: out = pn_nn_triplet_loss(a, b, c, axis, x, y, z, r); break;
-    }
-    return finish(&t, out);
-}
-static PyObject *py_log_cosh_loss(PyObject *m, PyObject *a) { return loss2(L2_LOG_COSH, a); }
-static PyObject *py_hinge_loss(PyObject *m, PyObject *a) { return loss2(L2_HINGE, a); }
-static PyObject *py_cosine_similarity_loss(PyObject *m, PyObject *a) { return loss2(L2_COSINE, a); }
-static PyObject *py_margin_ranking_loss(PyObject *m, PyObject *a) { return loss2(L2_MARGIN_RANKING, a); }
-static PyObject *py_gaussian_nll_loss(PyObject *m, PyObject *a) { return loss2(L2_GAUSSIAN_NLL, a); }
-static PyObject *py_triplet_loss(PyObject *m, PyObject *a) { return loss2(L2_TRIPLET, a); }
-/* and the activations added with them */
-static PyObject *py_softshrink(PyObject *m, PyObject *a) { return act_param(pn_nn_softshrink, a, 0.5); }
-static PyObject *py_hard_shrink(PyObject *m, PyObject *a) { return act_param(pn_nn_hard_shrink, a, 0.5); }
-static PyObject *py_step(PyObject *m, PyObject *a) { return act_param(pn_nn_step, a, 0.0); }
-static PyObject *py_softmin(PyObject *m, PyObject *args) { return act_axis(pn_nn_softmin, args); }
-/* and the initializers: init2(shape, dtype, a, b, c[, key]) with (value), (), (sparsity, mean,
- * std) or (gain) in a, b, c by kind */
-typedef enum { I2_CONSTANT, I2_IDENTITY, I2_SPARSE, I2_ORTHOGONAL } init2_kind;
-static PyObject *init2(init2_kind kind, PyObject *args)
-{
-    PyObject *so, *ko = Py_None;
-    pn_dtype dt;
-    double a = 0, b = 0, c = 0;
-    if (!PyArg_ParseTuple(args, "OO&ddd|O", &so, pp_dtype_conv, &dt, &a, &b, &c, &ko)) return NULL;
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *k;
-    if (conv_opt(&t, ko, &k)) return NULL;
-    pn_array *r = NULL;
-    switch (kind) {
-    case I2_CONSTANT: r = pn_nn_init_constant(shape, n, dt, a); break;
-    case I2_IDENTITY: r = pn_nn_init_identity(shape, n, dt); break;
-    case I2_SPARSE: r = pn_nn_init_sparse(shape, n, dt, a, b, c, k); break;
-    case I2_ORTHOGONAL: r = pn_nn_init_orthogonal(shape, n, dt, a, k); break;
-    }
-    return finish(&t, r);
-}
-static PyObject *py_init_constant(PyObject *m, PyObject *a) { return init2(I2_CONSTANT, a); }
-static PyObject *py_init_identity(PyObject *m, PyObject *a) { return init2(I2_IDENTITY, a); }
-static PyObject *py_init_sparse(PyObject *m, PyObject *a) { return init2(I2_SPARSE, a); }
-static PyObject *py_init_orthogonal(PyObject *m, PyObject *a) { return init2(I2_ORTHOGONAL, a); }
-
-/* ───────────────────────────── initializers ───────────────────────────── */
-
-typedef enum { I_UNIFORM, I_NORMAL, I_GLOROT_U, I_GLOROT_N, I_HE_U, I_HE_N } init_kind;
-
-/* init(shape, dtype, a, b[, key]): a, b are (low, high), (mean, std), (gain, unused) or
- * (fan_out, gain) by kind. */
-static PyObject *init(init_kind kind, PyObject *args)
-{
-    PyObject *so, *ko = Py_None;
-    pn_dtype dt;
-    double a = 0, b = 0;
-    if (!PyArg_ParseTuple(args, "OO&dd|O", &so, pp_dtype_conv, &dt, &a, &b, &ko)) return NULL;
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *k;
-    if (conv_opt(&t, ko, &k)) return NULL;
-    pn_array *r = NULL;
-    switch (kind) {
-    case I_UNIFORM: r = pn_nn_init_uniform(shape, n, dt, a, b, k); break;
-    case I_NORMAL: r = pn_nn_init_normal(shape, n, dt, a, b, k); break;
-    case I_GLOROT_U: r = pn_nn_init_glorot_uniform(shape, n, dt, a, k); break;
-    case I_GLOROT_N: r = pn_nn_init_glorot_normal(shape, n, dt, a, k); break;
-    case I_HE_U: r = pn_nn_init_he_uniform(shape, n, dt, a != 0, b, k); break;
-    case I_HE_N: r = pn_nn_init_he_normal(shape, n, dt, a != 0, b, k); break;
-    }
-    return finish(&t, r);
-}
-static PyObject *py_init_uniform(PyObject *m, PyObject *a) { return init(I_UNIFORM, a); }
-static PyObject *py_init_normal(PyObject *m, PyObject *a) { return init(I_NORMAL, a); }
-static PyObject *py_init_glorot_uniform(PyObject *m, PyObject *a) { return init(I_GLOROT_U, a); }
-static PyObject *py_init_glorot_normal(PyObject *m, PyObject *a) { return init(I_GLOROT_N, a); }
-static PyObject *py_init_he_uniform(PyObject *m, PyObject *a) { return init(I_HE_U, a); }
-static PyObject *py_init_he_normal(PyObject *m, PyObject *a) { return init(I_HE_N, a); }
+static pp_sig nn_sigs[] = {
+    ACTIVATIONS(ROW_ACT)
+    PP_SIG("leaky_relu", ad, pn_nn_leaky_relu, "x: array, negative_slope: float = 0.01, /", NULL),
+    PP_SIG("elu", ad, pn_nn_elu, "x: array, alpha: float = 1.0, /", NULL),
+    PP_SIG("celu", ad, pn_nn_celu, "x: array, alpha: float = 1.0, /", NULL),
+    PP_SIG("softshrink", ad, pn_nn_softshrink, "x: array, lambd: float = 0.5, /", NULL),
+    PP_SIG("hard_shrink", ad, pn_nn_hard_shrink, "x: array, lambd: float = 0.5, /", NULL),
+    PP_SIG("step", ad, pn_nn_step, "x: array, threshold: float = 0.0, /", NULL),
+    PP_SIG("hard_tanh", add, pn_nn_hard_tanh, "x: array, min_val: float = -1, max_val: float = 1, /", NULL),
+    PP_SIG("glu", ai, pn_nn_glu, "x: array, axis: int = -1, /", NULL),
+    PP_SIG("softmin", ai, pn_nn_softmin, "x: array, axis: int = -1, /", NULL),
+    PP_SIG("log_softmax", ai, nn_log_softmax, "x: array, axis: int = -1, /", NULL),
+    PP_SIG("linear", aaa, pn_nn_linear, "x: array, weight: array, bias: array? = None, /", NULL),
+    PP_SIG("embedding", aa, pn_nn_embedding, "x: array, weight: array, /", NULL),
+    PP_SIG("prelu", aa, pn_nn_prelu, "x: array, alpha: array, /", NULL),
+    PP_SIG("layer_norm", aaad, pn_nn_layer_norm, "x: array, weight: array? = None, bias: array? = None, eps: float = 1e-5, /", NULL),
+    PP_SIG("rms_norm", aad, pn_nn_rms_norm, "x: array, weight: array? = None, eps: float = 1e-5, /", NULL),
+    PP_SIG("dropout", ada, pn_nn_dropout, "x: array, p: float, key: array? = None, /", NULL),
+    PP_SIG("group_norm", aiaadb, pn_nn_group_norm, "x: array, num_groups: int, weight: array?, bias: array?, eps: float, pytorch_compatible: bool, /", NULL),
+    PP_SIG("instance_norm", aaad, pn_nn_instance_norm, "x: array, weight: array?, bias: array?, eps: float, /", NULL),
+    PP_SIG("sinusoidal_positional_encoding", aidddbb, pn_nn_sinusoidal_positional_encoding, "positions: array, dims: int, min_freq: float, max_freq: float, scale: float, cos_first: bool, full_turns: bool, /", NULL),
+    /* losses */
+    PP_SIG("cross_entropy", aaidr, pn_nn_cross_entropy, "logits: array, targets: array, axis: int, label_smoothing: float, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("binary_cross_entropy", aabr, pn_nn_binary_cross_entropy, "a: array, b: array, with_logits: bool, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("mse_loss", aar, pn_nn_mse_loss, "a: array, b: array, _p: float, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("l1_loss", aar, pn_nn_l1_loss, "a: array, b: array, _p: float, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("smooth_l1_loss", aadr, pn_nn_smooth_l1_loss, "a: array, b: array, beta: float, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("huber_loss", aadr, pn_nn_huber_loss, "a: array, b: array, delta: float, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("nll_loss", aair, pn_nn_nll_loss, "a: array, b: array, axis: int, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("kl_div_loss", aair, pn_nn_kl_div_loss, "a: array, b: array, axis: int, " SIG_LOSS_TAIL, NULL),
+    PP_SIG("log_cosh_loss", aar, pn_nn_log_cosh_loss, SIG_LOSS2("_c: array?, _axis: int", "_x: float", "_y: float", "_z: float"), NULL),
+    PP_SIG("hinge_loss", aar, pn_nn_hinge_loss, SIG_LOSS2("_c: array?, _axis: int", "_x: float", "_y: float", "_z: float"), NULL),
+    PP_SIG("cosine_similarity_loss", aaidr, pn_nn_cosine_similarity_loss, SIG_LOSS2("_c: array?, axis: int", "eps: float", "_y: float", "_z: float"), NULL),
+    PP_SIG("margin_ranking_loss", aaadr, pn_nn_margin_ranking_loss, SIG_LOSS2("c: array?, _axis: int", "margin: float", "_y: float", "_z: float"), NULL),
+    PP_SIG("gaussian_nll_loss", aaabdr, pn_nn_gaussian_nll_loss, SIG_LOSS2("vars: array?, _axis: int", "full: bool", "eps: float", "_z: float"), NULL),
+    PP_SIG("triplet_loss", aaaidddr, pn_nn_triplet_loss, SIG_LOSS2("c: array?, axis: int", "p: float", "margin: float", "eps: float"), NULL),
+    /* initializers */
+    PP_SIG("init_uniform", stdda, pn_nn_init_uniform, SIG_INIT("low: float", "high: float"), NULL),
+    PP_SIG("init_normal", stdda, pn_nn_init_normal, SIG_INIT("mean: float", "std: float"), NULL),
+    PP_SIG("init_glorot_uniform", stda, pn_nn_init_glorot_uniform, SIG_INIT("gain: float", "_b: float"), NULL),
+    PP_SIG("init_glorot_normal", stda, pn_nn_init_glorot_normal, SIG_INIT("gain: float", "_b: float"), NULL),
+    PP_SIG("init_he_uniform", stbda, pn_nn_init_he_uniform, SIG_INIT("fan_out: bool", "gain: float"), NULL),
+    PP_SIG("init_he_normal", stbda, pn_nn_init_he_normal, SIG_INIT("fan_out: bool", "gain: float"), NULL),
+    PP_SIG("init_constant", std, pn_nn_init_constant, SIG_INIT3("value: float", "_b: float", "_c: float", "_key"), NULL),
+    PP_SIG("init_identity", st, pn_nn_init_identity, SIG_INIT3("_a: float", "_b: float", "_c: float", "_key"), NULL),
+    PP_SIG("init_sparse", stddda, pn_nn_init_sparse, SIG_INIT3("sparsity: float", "mean: float", "std: float", "key"), NULL),
+    PP_SIG("init_orthogonal", stda, pn_nn_init_orthogonal, SIG_INIT3("gain: float", "_b: float", "_c: float", "key"), NULL),
+    PP_SIG_END,
+};
 
 /* ───────────────────────────── parameter maps ───────────────────────────── */
 
@@ -692,44 +477,6 @@ static PyObject *py_batch_norm(PyObject *m, PyObject *args)
         return NULL;
     }
     return Py_BuildValue("(NNN)", yo, nmo, nvo);
-}
-
-/* group_norm(x, num_groups, weight, bias, eps, pytorch_compatible) */
-static PyObject *py_group_norm(PyObject *m, PyObject *args)
-{
-    PyObject *xo, *wo, *bo;
-    int groups, pt;
-    double eps;
-    if (!PyArg_ParseTuple(args, "OiOOdp", &xo, &groups, &wo, &bo, &eps, &pt)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x, *w, *b;
-    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
-    return finish(&t, pn_nn_group_norm(x, groups, w, b, eps, pt != 0));
-}
-
-/* instance_norm(x, weight, bias, eps) */
-static PyObject *py_instance_norm(PyObject *m, PyObject *args)
-{
-    PyObject *xo, *wo, *bo;
-    double eps;
-    if (!PyArg_ParseTuple(args, "OOOd", &xo, &wo, &bo, &eps)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x, *w, *b;
-    if (conv(&t, xo, &x) || conv_opt(&t, wo, &w) || conv_opt(&t, bo, &b)) return abort3(&t);
-    return finish(&t, pn_nn_instance_norm(x, w, b, eps));
-}
-
-/* sinusoidal_positional_encoding(positions, dims, min_freq, max_freq, scale, cos_first, full_turns) */
-static PyObject *py_sinusoidal_positional_encoding(PyObject *m, PyObject *args)
-{
-    PyObject *xo;
-    int dims, cf, ft;
-    double lo, hi, sc;
-    if (!PyArg_ParseTuple(args, "Oidddpp", &xo, &dims, &lo, &hi, &sc, &cf, &ft)) return NULL;
-    tmp3 t = {.n = 0};
-    pn_array *x;
-    if (conv(&t, xo, &x)) return abort3(&t);
-    return finish(&t, pn_nn_sinusoidal_positional_encoding(x, dims, lo, hi, sc, cf != 0, ft != 0));
 }
 
 /* alibi_bias(q_len, k_len, num_heads, offset, dtype) */
@@ -1188,24 +935,12 @@ static PyMethodDef fast_methods[] = {
 
 /* ───────────────────────────── module ───────────────────────────── */
 
-#define ACT_DEF(name) {#name, py_##name, METH_O, NULL},
 #define VA(name) {#name, py_##name, METH_VARARGS, NULL},
 static PyMethodDef nn_methods[] = {
-    ACTIVATIONS(ACT_DEF)
-    VA(leaky_relu) VA(elu) VA(celu) VA(hard_tanh) VA(glu) VA(linear) VA(embedding) VA(prelu)
-    VA(layer_norm) VA(rms_norm) VA(dropout) VA(log_softmax)
-    VA(batch_norm) VA(group_norm) VA(instance_norm) VA(sinusoidal_positional_encoding)
-    VA(alibi_bias)
+    VA(batch_norm) VA(alibi_bias)
     VA(transformer) VA(transformer_init)
     VA(rnn) VA(gru) VA(lstm) VA(upsample) VA(bilinear)
-    VA(cross_entropy) VA(binary_cross_entropy) VA(mse_loss) VA(l1_loss) VA(smooth_l1_loss)
-    VA(huber_loss) VA(nll_loss) VA(kl_div_loss)
-    VA(log_cosh_loss) VA(hinge_loss) VA(cosine_similarity_loss) VA(margin_ranking_loss)
-    VA(gaussian_nll_loss) VA(triplet_loss)
-    VA(softshrink) VA(hard_shrink) VA(step) VA(softmin)
-    VA(init_constant) VA(init_identity) VA(init_sparse) VA(init_orthogonal)
-    VA(init_uniform) VA(init_normal) VA(init_glorot_uniform) VA(init_glorot_normal)
-    VA(init_he_uniform) VA(init_he_normal) VA(clip_grad_norm)
+    VA(clip_grad_norm)
     VA(pool)
     {NULL},
 };
@@ -1213,7 +948,7 @@ static PyMethodDef nn_methods[] = {
 int pp_init_nn(PyObject *m)
 {
     PyObject *sub = pp_submodule(m, "_nn", nn_methods, "libponte's nn layers and optimizers (private).");
-    if (!sub) return -1;
+    if (!sub || pp_sig_add(sub, nn_sigs)) return -1;
     if (PyType_Ready(&PPOptimizer_Type) || PyType_Ready(&PPSchedule_Type)) return -1;
     if (PyModule_AddObjectRef(sub, "Optimizer", (PyObject *)&PPOptimizer_Type) ||
         PyModule_AddObjectRef(sub, "Schedule", (PyObject *)&PPSchedule_Type))

@@ -1,8 +1,9 @@
-/* ops.c — ponte.core's op functions with mlx.core's names, arguments and keywords: tables of
- * unary, binary, reduction and scan ops (one wrapper each, generated), then the ops with their
- * own signatures (creation, shapes, indexing, sorting, linear algebra, the compositions of
- * src/ops/compose.c, convolutions), the random submodule, linalg and file I/O. Each function is one C call between argument conversion and wrapping. */
-#include "pyponte.h"
+/* ops.c — ponte.core's op functions with mlx.core's names, arguments and keywords: the ops whose
+ * parsing is one call of a C function are rows of signature tables (sigtable.h: one row an op,
+ * including the random, linalg and fast submodules'); below them the functions with their own
+ * parsing (creation from numbers, joins and splits, padding, einsum, convolutions, norms, the
+ * random functions with shape rules, file I/O). */
+#include "sigtable.h"
 
 #include <math.h>
 #include <string.h>
@@ -163,7 +164,8 @@ int pp_axis(PyObject *o, int *axis)
     if (pushed < 0) return NULL
 #define FN(name) static PyObject *py_##name(PyObject *m, PyObject *args, PyObject *kw)
 
-/* ───────────────────────────── generated tables ───────────────────────────── */
+/* ───────────────────────────── the signature tables (sigtable.h) ───────────────────────────── */
+/* One row an op: its Python signature and the C function of one of sigtable.h's C kinds. */
 
 static pn_array *op_positive(pn_array *a) { return pn_copy(a); }
 static pn_array *op_matrix_transpose(pn_array *a) { return pn_swapaxes(a, -1, -2); }
@@ -178,6 +180,65 @@ static pn_array *op_trunc(pn_array *a)
     return r;
 }
 
+static pn_array *op_logical_xor(pn_array *a, pn_array *b)
+{
+    pn_scope_push();
+    pn_array *r = pn_not_equal(pn_astype(a, PN_BOOL), pn_astype(b, PN_BOOL));
+    pn_retain(r);
+    pn_scope_pop();
+    return r;
+}
+
+/* zeros_like, ones_like, full, full_like: dtype -1 (None) takes the array's. */
+static pn_dtype dtype_or(pn_dtype t, pn_array *a) { return (int)t < 0 ? pn_array_dtype(a) : t; }
+static pn_array *op_zeros_like(pn_array *a, pn_dtype t) { return pn_zeros(pn_shape(a), pn_ndim(a), dtype_or(t, a)); }
+static pn_array *op_ones_like(pn_array *a, pn_dtype t) { return pn_ones(pn_shape(a), pn_ndim(a), dtype_or(t, a)); }
+static pn_array *op_full(const int64_t *shape, int n, pn_array *v, pn_dtype t) { return pn_full(shape, n, v, dtype_or(t, v)); }
+static pn_array *op_full_like(pn_array *a, pn_array *v, pn_dtype t) { return pn_full(pn_shape(a), pn_ndim(a), v, dtype_or(t, a)); }
+
+static pn_array *op_clip(pn_array *a, pn_array *lo, pn_array *hi)
+{
+    if (!lo && !hi) {
+        pn_set_error(PN_ERR_INVALID_ARGUMENT, "At most one of a_min and a_max may be None");
+        return NULL;
+    }
+    return pn_clip(a, lo, hi);
+}
+
+static pn_array *op_searchsorted(pn_array *s, pn_array *v, const char *side)
+{
+    if (strcmp(side, "left") && strcmp(side, "right")) {
+        pn_set_error(PN_ERR_INVALID_ARGUMENT, "[searchsorted] side must be 'left' or 'right', got '%s'.", side);
+        return NULL;
+    }
+    return pn_searchsorted(s, v, side[0] == 'r');
+}
+
+static pn_array *op_isclose(pn_array *a, pn_array *b, double rtol, double atol, bool equal_nan)
+{
+    return pn_isclose(a, b, rtol, atol, equal_nan);
+}
+static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol, bool equal_nan)
+{
+    return pn_allclose(a, b, rtol, atol, equal_nan);
+}
+
+#define SIG_UNARY "a: array, /, *, stream: stream = None"
+#define SIG_BINARY "a: pair, b: pair, *, stream: stream = None"
+#define SIG_REDUCE "a: array, /, axis: axes = None, keepdims: bool = False, *, stream: stream = None"
+#define SIG_ARG_REDUCE "a: array, /, axis: axis = None, keepdims: bool = False, *, stream: stream = None"
+#define SIG_MOMENT "a: array, /, axis: axes = None, keepdims: bool = False, ddof: int = 0, *, stream: stream = None"
+#define SIG_SCAN "a: array, /, axis: axis = None, *, reverse: bool = False, inclusive: bool = True, " \
+                 "dtype: astype = None, stream: stream = None"
+#define SIG_FILL "shape: shape, dtype: dtype? = float32, *, stream: stream = None"
+#define SIG_FILL_LIKE "a: array, /, dtype: dtype? = None, *, stream: stream = None"
+#define SIG_TRI "x: array, k: int = 0, *, stream: stream = None"
+#define SIG_SORT "a: array, /, axis: axis = -1, *, stream: stream = None"
+#define SIG_KTH "a: array, /, kth: int, axis: axis = -1, *, stream: stream = None"
+#define SIG_CLOSE "a: array, b: weak, /, rtol: float = 1e-5, atol: float = 1e-8, *, equal_nan: bool = False, stream: stream = None"
+#define SIG_UPPER(arg) arg ": array, upper: bool = False, *, stream: stream = None"
+#define SIG_SHAPE(what) "a: array, /, " what ": shape, *, stream: stream = None"
+
 #define UNARY_OPS(X)                                                                               \
     X(abs, pn_abs) X(negative, pn_negative) X(sign, pn_sign) X(sqrt, pn_sqrt) X(rsqrt, pn_rsqrt)   \
     X(square, pn_square) X(reciprocal, pn_reciprocal) X(exp, pn_exp) X(expm1, pn_expm1)          \
@@ -190,29 +251,10 @@ static pn_array *op_trunc(pn_array *a)
     X(isinf, pn_isinf) X(isfinite, pn_isfinite) X(isposinf, pn_isposinf)                          \
     X(isneginf, pn_isneginf) X(conjugate, pn_conjugate) X(real, pn_real) X(imag, pn_imag)         \
     X(degrees, pn_degrees) X(radians, pn_radians) X(stop_gradient, pn_stop_gradient)              \
-    X(positive, op_positive) X(matrix_transpose, op_matrix_transpose) X(trunc, op_trunc)
-
-static PyObject *unary(pn_array *(*f)(pn_array *), PyObject *args, PyObject *kw)
-{
-    KW("", "stream");
-    PyObject *ao, *stream = Py_None;
-    PARSE("O|$O", &ao, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a));
-}
-#define DEF_UNARY(name, fn) FN(name) { return unary(fn, args, kw); }
-UNARY_OPS(DEF_UNARY)
-
-static pn_array *op_logical_xor(pn_array *a, pn_array *b)
-{
-    pn_scope_push();
-    pn_array *r = pn_not_equal(pn_astype(a, PN_BOOL), pn_astype(b, PN_BOOL));
-    pn_retain(r);
-    pn_scope_pop();
-    return r;
-}
+    X(positive, op_positive) X(matrix_transpose, op_matrix_transpose) X(trunc, op_trunc)          \
+    X(conj, pn_conjugate) X(contiguous, op_positive) X(copy, op_positive) X(acos, pn_arccos)      \
+    X(asin, pn_arcsin) X(atan, pn_arctan) X(acosh, pn_arccosh) X(asinh, pn_arcsinh)               \
+    X(atanh, pn_arctanh)
 
 #define BINARY_OPS(X)                                                                              \
     X(add, pn_add) X(subtract, pn_subtract) X(multiply, pn_multiply) X(divide, pn_divide)         \
@@ -223,163 +265,120 @@ static pn_array *op_logical_xor(pn_array *a, pn_array *b)
     X(logical_and, pn_logical_and) X(logical_or, pn_logical_or) X(logical_xor, op_logical_xor)    \
     X(bitwise_and, pn_bitwise_and) X(bitwise_or, pn_bitwise_or) X(bitwise_xor, pn_bitwise_xor)    \
     X(left_shift, pn_left_shift) X(right_shift, pn_right_shift) X(matmul, pn_matmul)              \
-    X(outer, pn_outer) X(inner, pn_inner) X(kron, pn_kron)
-
-static PyObject *binary(pn_array *(*f)(pn_array *, pn_array *), PyObject *args, PyObject *kw)
-{
-    KW("a", "b", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    PARSE("OO|$O", &ao, &bo, &stream);
-    ENTER(stream);
-    pn_array *a, *b;
-    if (PPArray_Check(ao) || !PPArray_Check(bo)) {
-        a = PPArray_Check(ao) ? W(&h, ao, NULL) : A(&h, ao);
-        b = a ? W(&h, bo, a) : NULL;
-    } else {
-        b = W(&h, bo, NULL);
-        a = W(&h, ao, b);
-    }
-    if (!a || !b) return fail(&h, pushed);
-    return done(&h, pushed, f(a, b));
-}
-#define DEF_BINARY(name, fn) FN(name) { return binary(fn, args, kw); }
-BINARY_OPS(DEF_BINARY)
+    X(outer, pn_outer) X(inner, pn_inner) X(kron, pn_kron) X(pow, pn_power) X(atan2, pn_arctan2) \
+    X(bitwise_left_shift, pn_left_shift) X(bitwise_right_shift, pn_right_shift)
 
 #define REDUCE_OPS(X)                                                                              \
     X(sum, pn_sum) X(prod, pn_prod) X(max, pn_max) X(min, pn_min) X(mean, pn_mean)                \
-    X(all, pn_all) X(any, pn_any) X(logsumexp, pn_logsumexp) X(median, pn_median)        \
+    X(all, pn_all) X(any, pn_any) X(logsumexp, pn_logsumexp) X(median, pn_median)                 \
     X(count_nonzero, pn_count_nonzero)
-
-static PyObject *reduce_op(pn_array *(*f)(pn_array *, const int *, int, bool), PyObject *args,
-                           PyObject *kw)
-{
-    KW("", "axis", "keepdims", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    int keepdims = 0;
-    PARSE("O|Op$O", &ao, &axo, &keepdims, &stream);
-    int axes[PP_MAXDIM];
-    int n = pp_axes(axo, axes, PP_MAXDIM);
-    if (n == -1) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a, n == -2 ? NULL : axes, n == -2 ? 0 : n, keepdims));
-}
-#define DEF_REDUCE(name, fn) FN(name) { return reduce_op(fn, args, kw); }
-REDUCE_OPS(DEF_REDUCE)
-
-static PyObject *moment(pn_array *(*f)(pn_array *, const int *, int, bool, int), PyObject *args,
-                        PyObject *kw)
-{
-    KW("", "axis", "keepdims", "ddof", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    int keepdims = 0, ddof = 0;
-    PARSE("O|Opi$O", &ao, &axo, &keepdims, &ddof, &stream);
-    int axes[PP_MAXDIM];
-    int n = pp_axes(axo, axes, PP_MAXDIM);
-    if (n == -1) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a, n == -2 ? NULL : axes, n == -2 ? 0 : n, keepdims, ddof));
-}
-FN(var) { return moment(pn_var, args, kw); }
-FN(std) { return moment(pn_std, args, kw); }
-
-static PyObject *arg_reduce(pn_array *(*f)(pn_array *, int, bool), PyObject *args, PyObject *kw)
-{
-    KW("", "axis", "keepdims", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    int keepdims = 0, axis;
-    PARSE("O|Op$O", &ao, &axo, &keepdims, &stream);
-    if (pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a, axis, keepdims));
-}
-FN(argmax) { return arg_reduce(pn_argmax, args, kw); }
-FN(argmin) { return arg_reduce(pn_argmin, args, kw); }
 
 #define SCAN_OPS(X)                                                                                \
     X(cumsum, pn_cumsum) X(cumprod, pn_cumprod) X(cummax, pn_cummax) X(cummin, pn_cummin)         \
-    X(logcumsumexp, pn_logcumsumexp)
+    X(logcumsumexp, pn_logcumsumexp) X(cumulative_sum, pn_cumsum) X(cumulative_prod, pn_cumprod)
 
-static PyObject *scan_op(pn_array *(*f)(pn_array *, int, bool, bool), PyObject *args, PyObject *kw)
-{
-    KW("", "axis", "reverse", "inclusive", "dtype", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    int reverse = 0, inclusive = 1, dtype = -1, axis;
-    PARSE("O|O$ppO&O", &ao, &axo, &reverse, &inclusive, pp_opt_dtype_conv, &dtype, &stream);
-    if (pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (a && dtype >= 0) a = hold(&h, pn_astype(a, (pn_dtype)dtype));
-    if (!a) return PyErr_Occurred() ? fail(&h, pushed) : (drop(&h), pp_stream_exit(pushed), pp_raise());
-    return done(&h, pushed, f(a, axis, reverse, inclusive));
-}
-#define DEF_SCAN(name, fn) FN(name) { return scan_op(fn, args, kw); }
-SCAN_OPS(DEF_SCAN)
+#define ROW_UNARY(name, fn) PP_SIG(#name, a, fn, SIG_UNARY, NULL),
+#define ROW_BINARY(name, fn) PP_SIG(#name, aa, fn, SIG_BINARY, NULL),
+#define ROW_REDUCE(name, fn) PP_SIG(#name, axb, fn, SIG_REDUCE, NULL),
+#define ROW_SCAN(name, fn) PP_SIG(#name, aibb, fn, SIG_SCAN, NULL),
+
+static pp_sig op_sigs[] = {
+    UNARY_OPS(ROW_UNARY) BINARY_OPS(ROW_BINARY) REDUCE_OPS(ROW_REDUCE) SCAN_OPS(ROW_SCAN)
+    PP_SIG("var", axbi, pn_var, SIG_MOMENT, NULL),
+    PP_SIG("std", axbi, pn_std, SIG_MOMENT, NULL),
+    PP_SIG("argmax", aib, pn_argmax, SIG_ARG_REDUCE, NULL),
+    PP_SIG("argmin", aib, pn_argmin, SIG_ARG_REDUCE, NULL),
+    PP_SIG("softmax", axb, pn_softmax, "a: array, /, axis: axes = None, *, precise: bool = False, stream: stream = None", NULL),
+    /* creation */
+    PP_SIG("zeros", st, pn_zeros, SIG_FILL, NULL),
+    PP_SIG("empty", st, pn_zeros, SIG_FILL, NULL),
+    PP_SIG("ones", st, pn_ones, SIG_FILL, NULL),
+    PP_SIG("zeros_like", at, op_zeros_like, SIG_FILL_LIKE, NULL),
+    PP_SIG("empty_like", at, op_zeros_like, SIG_FILL_LIKE, NULL),
+    PP_SIG("ones_like", at, op_ones_like, SIG_FILL_LIKE, NULL),
+    PP_SIG("full", sat, op_full, "shape: shape, vals: array, dtype: dtype? = None, *, stream: stream = None", NULL),
+    PP_SIG("full_like", aat, op_full_like, "a: array, /, vals: weak, dtype: dtype? = None, *, stream: stream = None", NULL),
+    PP_SIG("identity", Lt, pn_identity, "n: size, dtype: dtype? = float32, *, stream: stream = None", NULL),
+    PP_SIG("tril", ai, pn_tril, SIG_TRI, NULL),
+    PP_SIG("triu", ai, pn_triu, SIG_TRI, NULL),
+    PP_SIG("astype", at, pn_astype, "a: array, /, dtype: dtype, *, stream: stream = None", NULL),
+    PP_SIG("view", at, pn_view, "a: array, dtype: dtype, stream: stream = None", NULL),
+    /* elementwise with arguments */
+    PP_SIG("round", ai, pn_round, "a: array, /, decimals: int = 0, *, stream: stream = None", NULL),
+    PP_SIG("clip", aaa, op_clip, "a: array, /, a_min: weak?, a_max: weak?, *, stream: stream = None", NULL),
+    PP_SIG("isclose", aaddb, op_isclose, SIG_CLOSE, NULL),
+    PP_SIG("allclose", aaddb, op_allclose, SIG_CLOSE, NULL),
+    PP_SIG("array_equal", aab, pn_array_equal, "a: array, b: array, equal_nan: bool = False, *, stream: stream = None", NULL),
+    /* shapes */
+    PP_SIG("reshape", as, pn_reshape, SIG_SHAPE("shape"), NULL),
+    PP_SIG("broadcast_to", as, pn_broadcast_to, SIG_SHAPE("shape"), NULL),
+    PP_SIG("tile", as, pn_tile, SIG_SHAPE("reps"), NULL),
+    PP_SIG("flatten", aii, pn_flatten, "a: array, /, start_axis: int = 0, end_axis: int = -1, *, stream: stream = None", NULL),
+    PP_SIG("unflatten", ais, pn_unflatten, "a: array, /, axis: int, shape: shape, *, stream: stream = None", NULL),
+    PP_SIG("squeeze", ax, pn_squeeze, "a: array, /, axis: axes = None, *, stream: stream = None", NULL),
+    PP_SIG("expand_dims", ax, pn_expand_dims, "a: array, /, axis: axes, *, stream: stream = None", NULL),
+    PP_SIG("transpose", ax, pn_transpose, "a: array, /, axes: axes = None, *, stream: stream = None", NULL),
+    PP_SIG("permute_dims", ax, pn_transpose, "a: array, /, axes: axes = None, *, stream: stream = None", NULL),
+    PP_SIG("flip", ax, pn_flip, "a: array, /, axis: axes = None, *, stream: stream = None", NULL),
+    PP_SIG("swapaxes", aii, pn_swapaxes, "a: array, /, axis1: int, axis2: int, *, stream: stream = None", NULL),
+    PP_SIG("moveaxis", aii, pn_moveaxis, "a: array, /, source: int, destination: int, *, stream: stream = None", NULL),
+    PP_SIG("repeat", aLi, pn_repeat, "array: array, repeats: long, axis: axis = None, *, stream: stream = None", NULL),
+    PP_SIG("diag", ai, pn_diag, "a: array, /, k: int = 0, *, stream: stream = None", NULL),
+    PP_SIG("diagonal", aiii, pn_diagonal, "a: array, offset: int = 0, axis1: int = 0, axis2: int = 1, stream: stream = None", NULL),
+    PP_SIG("trace", aiii, pn_trace, "a: array, /, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: astype = None, *, stream: stream = None", NULL),
+    PP_SIG("diff", aii, pn_diff, "a: array, /, n: int = 1, axis: int = -1, *, stream: stream = None", NULL),
+    /* indexing and sorting */
+    PP_SIG("take", aai, pn_take, "a: array, /, indices: array, axis: axis = None, *, stream: stream = None", NULL),
+    PP_SIG("take_along_axis", aai, pn_take_along_axis, "a: array, /, indices: array, axis: axis = -1, *, stream: stream = None", NULL),
+    PP_SIG("put_along_axis", aaai, pn_put_along_axis, "a: array, /, indices: array, values: weak, axis: axis = None, *, stream: stream = None", NULL),
+    PP_SIG("sort", ai, pn_sort, SIG_SORT, NULL),
+    PP_SIG("argsort", ai, pn_argsort, SIG_SORT, NULL),
+    PP_SIG("partition", aii, pn_partition, SIG_KTH, NULL),
+    PP_SIG("argpartition", aii, pn_argpartition, SIG_KTH, NULL),
+    PP_SIG("topk", aii, pn_topk, "a: array, /, k: int, axis: axis = -1, *, stream: stream = None", NULL),
+    PP_SIG("searchsorted", aaz, op_searchsorted, "a: array, v: weak, /, side: str = 'left', *, stream: stream = None", NULL),
+    /* linear algebra and matmul variants */
+    PP_SIG("addmm", aaadd, pn_addmm, "c: array, a: array, b: array, /, alpha: float = 1.0, beta: float = 1.0, *, stream: stream = None", NULL),
+    PP_SIG("vecdot", aai, pn_vecdot, "a: array, b: array, /, axis: int = -1, *, stream: stream = None", NULL),
+    PP_SIG("convolve", aaz, pn_convolve, "a: array, v: array, /, mode: str = 'full', *, stream: stream = None", NULL),
+    PP_SIG("gather_mm", aaaab, pn_gather_mm, "a: array, b: array, /, lhs_indices: array? = None, rhs_indices: array? = None, *, sorted_indices: bool = False, stream: stream = None, :named", NULL),
+    PP_SIG("block_masked_mm", aaiaaa, pn_block_masked_mm, "a: array, b: array, /, block_size: int = 64, mask_out: array? = None, mask_lhs: array? = None, mask_rhs: array? = None, *, stream: stream = None, :named", NULL),
+    PP_SIG("segmented_mm", aaa, pn_segmented_mm, "a: array, b: array, /, segments: array, *, stream: stream = None, :named", NULL),
+    PP_SIG_END,
+};
+
+static pp_sig linalg_sigs[] = {
+    PP_SIG("cholesky", ab, pn_linalg_cholesky, SIG_UPPER("a"), NULL),
+    PP_SIG("tri_inv", ab, pn_linalg_tri_inv, SIG_UPPER("a"), NULL),
+    PP_SIG("cholesky_inv", ab, pn_linalg_cholesky_inv, SIG_UPPER("L"), NULL),
+    PP_SIG("inv", a, pn_linalg_inv, "a: array, *, stream: stream = None", NULL),
+    PP_SIG("solve", aa, pn_linalg_solve, "a: array, b: array, *, stream: stream = None", NULL),
+    PP_SIG("solve_triangular", aab, pn_linalg_solve_triangular, "a: array, b: array, *, upper: bool = False, stream: stream = None", NULL),
+    PP_SIG("cross", aai, pn_linalg_cross, "a: array, b: array, axis: int = -1, *, stream: stream = None", NULL),
+    PP_SIG_END,
+};
+
+/* mx.fast's normalizations over the C layers (nn.c adds rope and attention to the module). */
+static pp_sig fast_sigs[] = {
+    PP_SIG("rms_norm", aad, pn_nn_rms_norm, "x: array, weight: array?, eps: float, *, stream: stream = None", NULL),
+    PP_SIG("layer_norm", aaad, pn_nn_layer_norm, "x: array, weight: array?, bias: array?, eps: float, *, stream: stream = None", NULL),
+    PP_SIG_END,
+};
+
+#define SIG_RANDOM_TAIL "key: key = None, *, stream: stream = None"
+static pp_sig random_sigs[] = {
+    PP_SIG("split", ai, pn_random_split, "key: key, num: int = 2, *, stream: stream = None", NULL),
+    PP_SIG("bits", sia, pn_random_bits, "shape: shape = (), width: int = 4, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("normal", stdda, pn_random_normal, "shape: shape = (), dtype: dtype? = float32, loc: float = 0, scale: float = 1, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("laplace", stdda, pn_random_laplace, "shape: shape = (), dtype: dtype? = float32, loc: float = 0, scale: float = 1, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("gumbel", sta, pn_random_gumbel, "shape: shape = (), dtype: dtype? = float32, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("bernoulli", asa, pn_random_bernoulli, "p: array = None, shape: shape? = None, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("truncated_normal", aasta, pn_random_truncated_normal, "lower: array, upper: array, shape: shape? = None, dtype: dtype? = float32, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("multivariate_normal", aasta, pn_random_multivariate_normal, "mean: array, cov: array, shape: shape = (), dtype: dtype? = float32, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG_END,
+};
 
 /* ───────────────────────────── creation ───────────────────────────── */
-
-static PyObject *fill_op(double v, PyObject *args, PyObject *kw)
-{
-    KW("shape", "dtype", "stream");
-    PyObject *so, *stream = Py_None;
-    int dtype = PN_FLOAT32;
-    PARSE("O|O&$O", &so, pp_opt_dtype_conv, &dtype, &stream);
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    if (dtype < 0) dtype = PN_FLOAT32;
-    ENTER(stream);
-    return done(&h, pushed, v == 0 ? pn_zeros(shape, n, (pn_dtype)dtype) : pn_ones(shape, n, (pn_dtype)dtype));
-}
-FN(zeros) { return fill_op(0, args, kw); }
-FN(ones) { return fill_op(1, args, kw); }
-
-static PyObject *fill_like(double v, PyObject *args, PyObject *kw)
-{
-    KW("", "dtype", "stream");
-    PyObject *ao, *stream = Py_None;
-    int dtype = -1;
-    PARSE("O|O&$O", &ao, pp_opt_dtype_conv, &dtype, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    pn_dtype t = dtype >= 0 ? (pn_dtype)dtype : pn_array_dtype(a);
-    return done(&h, pushed, v == 0 ? pn_zeros(pn_shape(a), pn_ndim(a), t) : pn_ones(pn_shape(a), pn_ndim(a), t));
-}
-FN(zeros_like) { return fill_like(0, args, kw); }
-FN(ones_like) { return fill_like(1, args, kw); }
-
-FN(full)
-{
-    KW("shape", "vals", "dtype", "stream");
-    PyObject *so, *vo, *stream = Py_None;
-    int dtype = -1;
-    PARSE("OO|O&$O", &so, &vo, pp_opt_dtype_conv, &dtype, &stream);
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    ENTER(stream);
-    pn_array *v = A(&h, vo);
-    if (!v) return fail(&h, pushed);
-    return done(&h, pushed, pn_full(shape, n, v, dtype >= 0 ? (pn_dtype)dtype : pn_array_dtype(v)));
-}
-
-FN(full_like)
-{
-    KW("", "vals", "dtype", "stream");
-    PyObject *ao, *vo, *stream = Py_None;
-    int dtype = -1;
-    PARSE("OO|O&$O", &ao, &vo, pp_opt_dtype_conv, &dtype, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *v = a ? W(&h, vo, a) : NULL;
-    if (!v) return fail(&h, pushed);
-    return done(&h, pushed, pn_full(pn_shape(a), pn_ndim(a), v, dtype >= 0 ? (pn_dtype)dtype : pn_array_dtype(a)));
-}
 
 static int number_arg(PyObject *o, double *v, int *is_float)
 {
@@ -445,43 +444,6 @@ static PyObject *matrix_op(int which, PyObject *args, PyObject *kw)
 FN(eye) { return matrix_op(0, args, kw); }
 FN(tri) { return matrix_op(1, args, kw); }
 
-FN(identity)
-{
-    KW("n", "dtype", "stream");
-    Py_ssize_t n;
-    int dtype = PN_FLOAT32;
-    PyObject *stream = Py_None;
-    PARSE("n|O&$O", &n, pp_opt_dtype_conv, &dtype, &stream);
-    if (dtype < 0) dtype = PN_FLOAT32;
-    ENTER(stream);
-    return done(&h, pushed, pn_identity(n, (pn_dtype)dtype));
-}
-
-static PyObject *tri_part(int upper, PyObject *args, PyObject *kw)
-{
-    KW("x", "k", "stream");
-    PyObject *ao, *stream = Py_None;
-    int k = 0;
-    PARSE("O|i$O", &ao, &k, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, upper ? pn_triu(a, k) : pn_tril(a, k));
-}
-FN(tril) { return tri_part(0, args, kw); }
-FN(triu) { return tri_part(1, args, kw); }
-
-FN(astype)
-{
-    KW("", "dtype", "stream");
-    PyObject *ao, *stream = Py_None;
-    pn_dtype t;
-    PARSE("OO&|$O", &ao, pp_dtype_conv, &t, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_astype(a, t));
-}
 
 FN(asarray)
 {
@@ -499,18 +461,6 @@ FN(asarray)
 }
 
 /* ───────────────────────────── elementwise with arguments ───────────────────────────── */
-
-FN(round)
-{
-    KW("", "decimals", "stream");
-    PyObject *ao, *stream = Py_None;
-    int dec = 0;
-    PARSE("O|i$O", &ao, &dec, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_round(a, dec));
-}
 
 FN(where)
 {
@@ -530,25 +480,6 @@ FN(where)
     return done(&h, pushed, pn_where(c, x, y));
 }
 
-FN(clip)
-{
-    KW("", "a_min", "a_max", "stream");
-    PyObject *ao, *lo, *hi, *stream = Py_None;
-    PARSE("OOO|$O", &ao, &lo, &hi, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    pn_array *l = lo == Py_None ? NULL : W(&h, lo, a), *u = hi == Py_None ? NULL : W(&h, hi, a);
-    if ((lo != Py_None && !l) || (hi != Py_None && !u)) return fail(&h, pushed);
-    if (!l && !u) {
-        drop(&h);
-        pp_stream_exit(pushed);
-        PyErr_SetString(PyExc_ValueError, "At most one of a_min and a_max may be None");
-        return NULL;
-    }
-    return done(&h, pushed, pn_clip(a, l, u));
-}
-
 FN(nan_to_num)
 {
     KW("", "nan", "posinf", "neginf", "stream");
@@ -563,32 +494,6 @@ FN(nan_to_num)
     return done(&h, pushed, pn_nan_to_num(a, nan, po == Py_None ? NULL : &pinf, no == Py_None ? NULL : &ninf));
 }
 
-static PyObject *close_op(int all, PyObject *args, PyObject *kw)
-{
-    KW("", "", "rtol", "atol", "equal_nan", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    double rtol = 1e-5, atol = 1e-8;
-    int equal_nan = 0;
-    PARSE("OO|dd$pO", &ao, &bo, &rtol, &atol, &equal_nan, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? W(&h, bo, a) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, all ? pn_allclose(a, b, rtol, atol, equal_nan) : pn_isclose(a, b, rtol, atol, equal_nan));
-}
-FN(isclose) { return close_op(0, args, kw); }
-FN(allclose) { return close_op(1, args, kw); }
-
-FN(array_equal)
-{
-    KW("a", "b", "equal_nan", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    int equal_nan = 0;
-    PARSE("OO|p$O", &ao, &bo, &equal_nan, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, pn_array_equal(a, b, equal_nan));
-}
 
 FN(divmod)
 {
@@ -607,138 +512,8 @@ FN(divmod)
 
 /* ───────────────────────────── reductions with arguments ───────────────────────────── */
 
-FN(softmax)
-{
-    KW("", "axis", "precise", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    int precise = 0;
-    PARSE("O|O$pO", &ao, &axo, &precise, &stream);
-    int axes[PP_MAXDIM];
-    int n = pp_axes(axo, axes, PP_MAXDIM);
-    if (n == -1) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_softmax(a, n == -2 ? NULL : axes, n == -2 ? 0 : n, precise));
-}
-
 /* ───────────────────────────── shapes ───────────────────────────── */
 
-FN(reshape)
-{
-    KW("", "shape", "stream");
-    PyObject *ao, *so, *stream = Py_None;
-    PARSE("OO|$O", &ao, &so, &stream);
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_reshape(a, shape, n));
-}
-
-FN(flatten)
-{
-    KW("", "start_axis", "end_axis", "stream");
-    PyObject *ao, *stream = Py_None;
-    int s = 0, e = -1;
-    PARSE("O|ii$O", &ao, &s, &e, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_flatten(a, s, e));
-}
-
-FN(unflatten)
-{
-    KW("", "axis", "shape", "stream");
-    PyObject *ao, *so, *stream = Py_None;
-    int axis;
-    PARSE("OiO|$O", &ao, &axis, &so, &stream);
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_unflatten(a, axis, shape, n));
-}
-
-static PyObject *axes_op(int which, PyObject *args, PyObject *kw)
-{
-    KW("", "axis", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    PARSE(which == 0 ? "O|O$O" : "OO|$O", &ao, &axo, &stream);
-    int axes[PP_MAXDIM];
-    int n = pp_axes(axo, axes, PP_MAXDIM);
-    if (n == -1) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    if (which == 0) return done(&h, pushed, pn_squeeze(a, n == -2 ? NULL : axes, n == -2 ? 0 : n));
-    if (n == -2) {
-        drop(&h);
-        pp_stream_exit(pushed);
-        PyErr_SetString(PyExc_TypeError, "expand_dims() needs an axis.");
-        return NULL;
-    }
-    return done(&h, pushed, pn_expand_dims(a, axes, n));
-}
-FN(squeeze) { return axes_op(0, args, kw); }
-FN(expand_dims) { return axes_op(1, args, kw); }
-
-FN(transpose)
-{
-    KW("", "axes", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    PARSE("O|O$O", &ao, &axo, &stream);
-    int axes[PP_MAXDIM];
-    int n = pp_axes(axo, axes, PP_MAXDIM);
-    if (n == -1) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_transpose(a, n == -2 ? NULL : axes, n == -2 ? 0 : n));
-}
-
-FN(swapaxes)
-{
-    KW("", "axis1", "axis2", "stream");
-    PyObject *ao, *stream = Py_None;
-    int a1, a2;
-    PARSE("Oii|$O", &ao, &a1, &a2, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_swapaxes(a, a1, a2));
-}
-
-FN(moveaxis)
-{
-    KW("", "source", "destination", "stream");
-    PyObject *ao, *stream = Py_None;
-    int s, d;
-    PARSE("Oii|$O", &ao, &s, &d, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_moveaxis(a, s, d));
-}
-
-FN(broadcast_to)
-{
-    KW("", "shape", "stream");
-    PyObject *ao, *so, *stream = Py_None;
-    PARSE("OO|$O", &ao, &so, &stream);
-    int64_t shape[PP_MAXDIM];
-    int n = pp_shape(so, shape, PP_MAXDIM, "shape");
-    if (n < 0) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_broadcast_to(a, shape, n));
-}
 
 /* Functions over *arrays with a stream keyword: collects the positional arrays. */
 static int star_arrays(PyObject *args, pn_array **out, int max)
@@ -919,34 +694,6 @@ FN(unstack)
     return l;
 }
 
-FN(tile)
-{
-    KW("", "reps", "stream");
-    PyObject *ao, *ro, *stream = Py_None;
-    PARSE("OO|$O", &ao, &ro, &stream);
-    int64_t reps[PP_MAXDIM];
-    int n = pp_shape(ro, reps, PP_MAXDIM, "reps");
-    if (n < 0) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_tile(a, reps, n));
-}
-
-FN(repeat)
-{
-    KW("array", "repeats", "axis", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    long long reps;
-    int axis;
-    PARSE("OL|O$O", &ao, &reps, &axo, &stream);
-    if (pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_repeat(a, reps, axis));
-}
-
 FN(pad)
 {
     KW("", "pad_width", "mode", "constant_values", "stream");
@@ -1102,131 +849,11 @@ FN(meshgrid)
     return wrap_list(out, n, rc);
 }
 
-FN(diag)
-{
-    KW("", "k", "stream");
-    PyObject *ao, *stream = Py_None;
-    int k = 0;
-    PARSE("O|i$O", &ao, &k, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_diag(a, k));
-}
-
-FN(diagonal)
-{
-    KW("a", "offset", "axis1", "axis2", "stream");
-    PyObject *ao, *stream = Py_None;
-    int off = 0, a1 = 0, a2 = 1;
-    PARSE("O|iiiO", &ao, &off, &a1, &a2, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_diagonal(a, off, a1, a2));
-}
-
-FN(trace)
-{
-    KW("", "offset", "axis1", "axis2", "dtype", "stream");
-    PyObject *ao, *stream = Py_None;
-    int off = 0, a1 = 0, a2 = 1, dtype = -1;
-    PARSE("O|iiiO&$O", &ao, &off, &a1, &a2, pp_opt_dtype_conv, &dtype, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (a && dtype >= 0) a = hold(&h, pn_astype(a, (pn_dtype)dtype));
-    if (!a) return PyErr_Occurred() ? fail(&h, pushed) : (fail(&h, pushed), pp_raise());
-    return done(&h, pushed, pn_trace(a, off, a1, a2));
-}
-
 /* ───────────────────────────── indexing and sorting ───────────────────────────── */
 
-FN(take)
-{
-    KW("", "indices", "axis", "stream");
-    PyObject *ao, *io, *axo = Py_None, *stream = Py_None;
-    int axis;
-    PARSE("OO|O$O", &ao, &io, &axo, &stream);
-    if (pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *i = a ? A(&h, io) : NULL;
-    if (!i) return fail(&h, pushed);
-    return done(&h, pushed, pn_take(a, i, axis));
-}
 
-FN(take_along_axis)
-{
-    KW("", "indices", "axis", "stream");
-    PyObject *ao, *io, *axo = NULL, *stream = Py_None;
-    int axis = -1;
-    PARSE("OO|O$O", &ao, &io, &axo, &stream);
-    if (axo && pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *i = a ? A(&h, io) : NULL;
-    if (!i) return fail(&h, pushed);
-    return done(&h, pushed, pn_take_along_axis(a, i, axis));
-}
-
-FN(put_along_axis)
-{
-    KW("", "indices", "values", "axis", "stream");
-    PyObject *ao, *io, *vo, *axo = Py_None, *stream = Py_None;
-    int axis;
-    PARSE("OOO|O$O", &ao, &io, &vo, &axo, &stream);
-    if (pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *i = a ? A(&h, io) : NULL, *v = i ? W(&h, vo, a) : NULL;
-    if (!v) return fail(&h, pushed);
-    return done(&h, pushed, pn_put_along_axis(a, i, v, axis));
-}
-
-static PyObject *sort_op(pn_array *(*f)(pn_array *, int), PyObject *args, PyObject *kw)
-{
-    KW("", "axis", "stream");
-    PyObject *ao, *axo = NULL, *stream = Py_None;
-    int axis = -1;
-    PARSE("O|O$O", &ao, &axo, &stream);
-    if (axo && pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a, axis));
-}
-FN(sort) { return sort_op(pn_sort, args, kw); }
-FN(argsort) { return sort_op(pn_argsort, args, kw); }
-
-static PyObject *kth_op(pn_array *(*f)(pn_array *, int, int), PyObject *args, PyObject *kw,
-                        const char *kname)
-{
-    static char *kwp[] = {"", "kth", "axis", "stream", NULL}, *kwt[] = {"", "k", "axis", "stream", NULL};
-    PyObject *ao, *axo = NULL, *stream = Py_None;
-    int k, axis = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|O$O", kname[0] == 'k' && kname[1] == 't' ? kwp : kwt,
-                                     &ao, &k, &axo, &stream))
-        return NULL;
-    if (axo && pp_axis(axo, &axis)) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a, k, axis));
-}
-FN(partition) { return kth_op(pn_partition, args, kw, "kth"); }
-FN(argpartition) { return kth_op(pn_argpartition, args, kw, "kth"); }
-FN(topk) { return kth_op(pn_topk, args, kw, "k"); }
 
 /* ───────────────────────────── linear algebra ───────────────────────────── */
-
-FN(addmm)
-{
-    KW("", "", "", "alpha", "beta", "stream");
-    PyObject *co, *ao, *bo, *stream = Py_None;
-    double alpha = 1, beta = 1;
-    PARSE("OOO|dd$O", &co, &ao, &bo, &alpha, &beta, &stream);
-    ENTER(stream);
-    pn_array *c = A(&h, co), *a = c ? A(&h, ao) : NULL, *b = a ? A(&h, bo) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, pn_addmm(c, a, b, alpha, beta));
-}
 
 FN(tensordot)
 {
@@ -1283,18 +910,6 @@ FN(einsum)
 
 /* ───────────────────────────── compositions (src/ops/compose.c) ───────────────────────────── */
 
-FN(diff)
-{
-    KW("", "n", "axis", "stream");
-    PyObject *ao, *stream = Py_None;
-    int n = 1, axis = -1;
-    PARSE("O|ii$O", &ao, &n, &axis, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_diff(a, n, axis));
-}
-
 FN(minmax)
 {
     KW("", "axis", "keepdims", "stream");
@@ -1321,34 +936,6 @@ FN(minmax)
     return t;
 }
 
-FN(searchsorted)
-{
-    KW("", "", "side", "stream");
-    PyObject *so, *vo, *stream = Py_None;
-    const char *side = "left";
-    PARSE("OO|s$O", &so, &vo, &side, &stream);
-    if (strcmp(side, "left") && strcmp(side, "right")) {
-        PyErr_Format(PyExc_ValueError, "[searchsorted] side must be 'left' or 'right', got '%s'.", side);
-        return NULL;
-    }
-    ENTER(stream);
-    pn_array *s = A(&h, so), *v = s ? W(&h, vo, s) : NULL;
-    if (!v) return fail(&h, pushed);
-    return done(&h, pushed, pn_searchsorted(s, v, side[0] == 'r'));
-}
-
-FN(vecdot)
-{
-    KW("", "", "axis", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    int axis = -1;
-    PARSE("OO|i$O", &ao, &bo, &axis, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, pn_vecdot(a, b, axis));
-}
-
 FN(hadamard_transform)
 {
     KW("a", "scale", "stream");
@@ -1360,18 +947,6 @@ FN(hadamard_transform)
     pn_array *a = A(&h, ao);
     if (!a) return fail(&h, pushed);
     return done(&h, pushed, pn_hadamard_transform(a, so == Py_None ? NULL : &scale));
-}
-
-FN(view)
-{
-    KW("a", "dtype", "stream");
-    PyObject *ao, *stream = Py_None;
-    pn_dtype t;
-    PARSE("OO&|O", &ao, pp_dtype_conv, &t, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_view(a, t));
 }
 
 FN(slice)
@@ -1403,20 +978,6 @@ FN(slice_update)
     pn_array *a = A(&h, ao), *u = a ? W(&h, uo, a) : NULL, *i = u ? A(&h, io) : NULL;
     if (!i) return fail(&h, pushed);
     return done(&h, pushed, pn_slice_update_dynamic(a, u, i, axes, na));
-}
-
-FN(flip)
-{
-    KW("", "axis", "stream");
-    PyObject *ao, *axo = Py_None, *stream = Py_None;
-    PARSE("O|O$O", &ao, &axo, &stream);
-    int axes[PP_MAXDIM];
-    int n = pp_axes(axo, axes, PP_MAXDIM);
-    if (n == -1) return NULL;
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_flip(a, n == -2 ? NULL : axes, n == -2 ? 0 : n));
 }
 
 /* einsum_path: Ponte's einsum has no contraction-order optimizer; the path it reports is the
@@ -1565,18 +1126,6 @@ FN(conv_general)
     return done(&h, pushed, pn_conv_general(x, w, s, lo, hi, kd, id, groups, flip));
 }
 
-FN(convolve)
-{
-    KW("", "", "mode", "stream");
-    PyObject *ao, *vo, *stream = Py_None;
-    const char *mode = "full";
-    PARSE("OO|s$O", &ao, &vo, &mode, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *v = a ? A(&h, vo) : NULL;
-    if (!v) return fail(&h, pushed);
-    return done(&h, pushed, pn_convolve(a, v, mode));
-}
-
 /* ───────────────────────────── dtypes ───────────────────────────── */
 
 FN(result_type)
@@ -1723,67 +1272,6 @@ FN(norm)
 }
 
 /* linalg functions of one matrix argument (named a, or L for cholesky_inv) and `upper`. */
-static PyObject *linalg_upper(pn_array *(*f)(pn_array *, bool), const char *arg, PyObject *args,
-                              PyObject *kw)
-{
-    char *kwlist[] = {(char *)arg, "upper", "stream", NULL};
-    PyObject *ao, *stream = Py_None;
-    int upper = 0;
-    PARSE("O|p$O", &ao, &upper, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, f(a, upper));
-}
-FN(linalg_cholesky) { return linalg_upper(pn_linalg_cholesky, "a", args, kw); }
-FN(linalg_tri_inv) { return linalg_upper(pn_linalg_tri_inv, "a", args, kw); }
-FN(linalg_cholesky_inv) { return linalg_upper(pn_linalg_cholesky_inv, "L", args, kw); }
-
-FN(linalg_inv)
-{
-    KW("a", "stream");
-    PyObject *ao, *stream = Py_None;
-    PARSE("O|$O", &ao, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao);
-    if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_linalg_inv(a));
-}
-
-FN(linalg_solve)
-{
-    KW("a", "b", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    PARSE("OO|$O", &ao, &bo, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, pn_linalg_solve(a, b));
-}
-
-FN(linalg_solve_triangular)
-{
-    KW("a", "b", "upper", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    int upper = 0;
-    PARSE("OO|$pO", &ao, &bo, &upper, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, pn_linalg_solve_triangular(a, b, upper));
-}
-
-FN(linalg_cross)
-{
-    KW("a", "b", "axis", "stream");
-    PyObject *ao, *bo, *stream = Py_None;
-    int axis = -1;
-    PARSE("OO|i$O", &ao, &bo, &axis, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL;
-    if (!b) return fail(&h, pushed);
-    return done(&h, pushed, pn_linalg_cross(a, b, axis));
-}
 
 FN(linalg_qr)
 {
@@ -1808,36 +1296,6 @@ FN(linalg_qr)
 /* mx.fast's normalizations over the C layers (nn.c adds rope and attention to the module). */
 
 /* An optional array argument (None: NULL). Returns 0, or -1 with an exception. */
-static int opt_array(holder *h, PyObject *o, pn_array **out)
-{
-    *out = o == Py_None ? NULL : A(h, o);
-    return o != Py_None && !*out ? -1 : 0;
-}
-
-FN(fast_rms_norm)
-{
-    KW("x", "weight", "eps", "stream");
-    PyObject *xo, *wo, *stream = Py_None;
-    double eps;
-    PARSE("OOd|$O", &xo, &wo, &eps, &stream);
-    ENTER(stream);
-    pn_array *x = A(&h, xo), *w;
-    if (!x || opt_array(&h, wo, &w)) return fail(&h, pushed);
-    return done(&h, pushed, pn_nn_rms_norm(x, w, eps));
-}
-
-FN(fast_layer_norm)
-{
-    KW("x", "weight", "bias", "eps", "stream");
-    PyObject *xo, *wo, *bo, *stream = Py_None;
-    double eps;
-    PARSE("OOOd|$O", &xo, &wo, &bo, &eps, &stream);
-    ENTER(stream);
-    pn_array *x = A(&h, xo), *w, *b;
-    if (!x || opt_array(&h, wo, &w) || opt_array(&h, bo, &b)) return fail(&h, pushed);
-    return done(&h, pushed, pn_nn_layer_norm(x, w, b, eps));
-}
-
 /* ───────────────────────────── random ───────────────────────────── */
 
 static int key_arg(PyObject *o, pn_array **key)
@@ -1879,31 +1337,6 @@ FN(random_seed)
     Py_RETURN_NONE;
 }
 
-FN(random_split)
-{
-    KW("key", "num", "stream");
-    PyObject *ko, *stream = Py_None;
-    int num = 2;
-    PARSE("O|i$O", &ko, &num, &stream);
-    pn_array *key;
-    if (key_arg(ko, &key)) return NULL;
-    ENTER(stream);
-    return done(&h, pushed, pn_random_split(key, num));
-}
-
-FN(random_bits)
-{
-    KW("shape", "width", "key", "stream");
-    PyObject *so = NULL, *ko = Py_None, *stream = Py_None;
-    int width = 4, n = 0;
-    int64_t shape[PP_MAXDIM];
-    PARSE("|OiO$O", &so, &width, &ko, &stream);
-    pn_array *key;
-    if ((so && (n = pp_shape(so, shape, PP_MAXDIM, "shape")) < 0) || key_arg(ko, &key)) return NULL;
-    ENTER(stream);
-    return done(&h, pushed, pn_random_bits(shape, n, width, key));
-}
-
 FN(random_uniform)
 {
     KW("low", "high", "shape", "dtype", "key", "stream");
@@ -1932,23 +1365,6 @@ FN(random_uniform)
     return done(&h, pushed, pn_random_uniform(l, u, shape, n, (pn_dtype)dtype, key));
 }
 
-static PyObject *loc_scale(int laplace, PyObject *args, PyObject *kw)
-{
-    KW("shape", "dtype", "loc", "scale", "key", "stream");
-    PyObject *so = NULL, *ko = Py_None, *stream = Py_None;
-    int dtype = PN_FLOAT32, n = 0;
-    double loc = 0, scale = 1;
-    int64_t shape[PP_MAXDIM];
-    PARSE("|OO&ddO$O", &so, pp_opt_dtype_conv, &dtype, &loc, &scale, &ko, &stream);
-    pn_array *key;
-    if ((so && (n = pp_shape(so, shape, PP_MAXDIM, "shape")) < 0) || key_arg(ko, &key)) return NULL;
-    if (dtype < 0) dtype = PN_FLOAT32;
-    ENTER(stream);
-    return done(&h, pushed, laplace ? pn_random_laplace(shape, n, (pn_dtype)dtype, loc, scale, key)
-                                    : pn_random_normal(shape, n, (pn_dtype)dtype, loc, scale, key));
-}
-FN(random_normal) { return loc_scale(0, args, kw); }
-FN(random_laplace) { return loc_scale(1, args, kw); }
 
 FN(random_randint)
 {
@@ -1965,37 +1381,6 @@ FN(random_randint)
     if (!u) return fail(&h, pushed);
     if (n < 0) n = 0;
     return done(&h, pushed, pn_random_randint(l, u, shape, n, (pn_dtype)dtype, key));
-}
-
-FN(random_bernoulli)
-{
-    KW("p", "shape", "key", "stream");
-    PyObject *po = NULL, *so = NULL, *ko = Py_None, *stream = Py_None;
-    int n = -1;
-    int64_t shape[PP_MAXDIM];
-    PARSE("|OOO$O", &po, &so, &ko, &stream);
-    pn_array *key;
-    if (opt_shape(so, shape, &n) || key_arg(ko, &key)) return NULL;
-    ENTER(stream);
-    pn_array *p = po ? A(&h, po) : NULL;
-    if (po && !p) return fail(&h, pushed);
-    return done(&h, pushed, pn_random_bernoulli(p, n < 0 ? NULL : shape, n < 0 ? 0 : n, key));
-}
-
-FN(random_truncated_normal)
-{
-    KW("lower", "upper", "shape", "dtype", "key", "stream");
-    PyObject *lo, *hi, *so = NULL, *ko = Py_None, *stream = Py_None;
-    int dtype = PN_FLOAT32, n = -1;
-    int64_t shape[PP_MAXDIM];
-    PARSE("OO|OO&O$O", &lo, &hi, &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
-    pn_array *key;
-    if (opt_shape(so, shape, &n) || key_arg(ko, &key)) return NULL;
-    if (dtype < 0) dtype = PN_FLOAT32;
-    ENTER(stream);
-    pn_array *l = A(&h, lo), *u = l ? A(&h, hi) : NULL;
-    if (!u) return fail(&h, pushed);
-    return done(&h, pushed, pn_random_truncated_normal(l, u, n < 0 ? NULL : shape, n < 0 ? 0 : n, (pn_dtype)dtype, key));
 }
 
 FN(random_categorical)
@@ -2019,36 +1404,6 @@ FN(random_categorical)
     pn_array *l = A(&h, lo);
     if (!l) return fail(&h, pushed);
     return done(&h, pushed, pn_random_categorical(l, axis, n < 0 ? NULL : shape, n < 0 ? 0 : n, ns, key));
-}
-
-FN(random_gumbel)
-{
-    KW("shape", "dtype", "key", "stream");
-    PyObject *so = NULL, *ko = Py_None, *stream = Py_None;
-    int dtype = PN_FLOAT32, n = 0;
-    int64_t shape[PP_MAXDIM];
-    PARSE("|OO&O$O", &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
-    pn_array *key;
-    if ((so && (n = pp_shape(so, shape, PP_MAXDIM, "shape")) < 0) || key_arg(ko, &key)) return NULL;
-    if (dtype < 0) dtype = PN_FLOAT32;
-    ENTER(stream);
-    return done(&h, pushed, pn_random_gumbel(shape, n, (pn_dtype)dtype, key));
-}
-
-FN(random_multivariate_normal)
-{
-    KW("mean", "cov", "shape", "dtype", "key", "stream");
-    PyObject *mo, *co, *so = NULL, *ko = Py_None, *stream = Py_None;
-    int dtype = PN_FLOAT32, n = 0;
-    int64_t shape[PP_MAXDIM];
-    PARSE("OO|OO&O$O", &mo, &co, &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
-    pn_array *key;
-    if ((so && (n = pp_shape(so, shape, PP_MAXDIM, "shape")) < 0) || key_arg(ko, &key)) return NULL;
-    if (dtype < 0) dtype = PN_FLOAT32;
-    ENTER(stream);
-    pn_array *mean = A(&h, mo), *cov = mean ? A(&h, co) : NULL;
-    if (!cov) return fail(&h, pushed);
-    return done(&h, pushed, pn_random_multivariate_normal(mean, cov, shape, n, (pn_dtype)dtype, key));
 }
 
 FN(random_permutation)
@@ -2339,49 +1694,6 @@ FN(savez)
 /* ───────────────────────────── matmul variants, depends, export_to_dot ───────────────────────────── */
 
 /* An optional array argument (None: NULL). Returns 0 or -1. */
-static int opt_arr(holder *h, PyObject *o, pn_array **out)
-{
-    *out = NULL;
-    if (!o || o == Py_None) return 0;
-    return (*out = A(h, o)) ? 0 : -1;
-}
-
-FN(gather_mm)
-{
-    KW("", "", "lhs_indices", "rhs_indices", "sorted_indices", "stream");
-    PyObject *ao, *bo, *lo = Py_None, *ro = Py_None, *stream = Py_None;
-    int sorted = 0;
-    PARSE("OO|OO$pO:gather_mm", &ao, &bo, &lo, &ro, &sorted, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL, *li, *ri;
-    if (!b || opt_arr(&h, lo, &li) || opt_arr(&h, ro, &ri)) return fail(&h, pushed);
-    return done(&h, pushed, pn_gather_mm(a, b, li, ri, sorted));
-}
-
-FN(block_masked_mm)
-{
-    KW("", "", "block_size", "mask_out", "mask_lhs", "mask_rhs", "stream");
-    PyObject *ao, *bo, *mo = Py_None, *mlo = Py_None, *mro = Py_None, *stream = Py_None;
-    int bs = 64;
-    PARSE("OO|iOOO$O:block_masked_mm", &ao, &bo, &bs, &mo, &mlo, &mro, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL, *mout, *ml, *mr;
-    if (!b || opt_arr(&h, mo, &mout) || opt_arr(&h, mlo, &ml) || opt_arr(&h, mro, &mr))
-        return fail(&h, pushed);
-    return done(&h, pushed, pn_block_masked_mm(a, b, bs, mout, ml, mr));
-}
-
-FN(segmented_mm)
-{
-    KW("", "", "segments", "stream");
-    PyObject *ao, *bo, *so, *stream = Py_None;
-    PARSE("OOO|$O:segmented_mm", &ao, &bo, &so, &stream);
-    ENTER(stream);
-    pn_array *a = A(&h, ao), *b = a ? A(&h, bo) : NULL, *sg = b ? A(&h, so) : NULL;
-    if (!sg) return fail(&h, pushed);
-    return done(&h, pushed, pn_segmented_mm(a, b, sg));
-}
-
 /* An array or a sequence of arrays into out (owned); *single says which. Count or -1. */
 static int one_or_many(PyObject *o, pn_array **out, int max, int *single)
 {
@@ -2500,74 +1812,47 @@ out:
 #define TABLE_DEF(name, fn) DEF(name, NULL)
 
 static PyMethodDef op_methods[] = {
-    UNARY_OPS(TABLE_DEF) BINARY_OPS(TABLE_DEF) REDUCE_OPS(TABLE_DEF) SCAN_OPS(TABLE_DEF)
-    DEF(var, NULL) DEF(std, NULL) DEF(argmax, NULL) DEF(argmin, NULL)
-    DEF(zeros, NULL) DEF(ones, NULL) DEF(zeros_like, NULL) DEF(ones_like, NULL) DEF(full, NULL)
-    DEF(full_like, NULL) DEF(arange, NULL) DEF(linspace, NULL) DEF(eye, NULL) DEF(tri, NULL)
-    DEF(identity, NULL) DEF(tril, NULL) DEF(triu, NULL) DEF(astype, NULL) DEF(asarray, NULL)
-    DEF(round, NULL) DEF(where, NULL) DEF(clip, NULL) DEF(nan_to_num, NULL) DEF(isclose, NULL)
-    DEF(allclose, NULL) DEF(array_equal, NULL) DEF(divmod, NULL) DEF(softmax, NULL)
-    DEF(reshape, NULL) DEF(flatten, NULL) DEF(unflatten, NULL) DEF(squeeze, NULL)
-    DEF(expand_dims, NULL) DEF(transpose, NULL) DEF(swapaxes, NULL) DEF(moveaxis, NULL)
-    DEF(broadcast_to, NULL) DEF(broadcast_arrays, NULL) DEF(broadcast_shapes, NULL)
-    DEF(concatenate, NULL) DEF(stack, NULL) DEF(split, NULL) DEF(unstack, NULL) DEF(tile, NULL)
-    DEF(repeat, NULL) DEF(pad, NULL) DEF(roll, NULL) DEF(atleast_1d, NULL) DEF(atleast_2d, NULL)
-    DEF(atleast_3d, NULL) DEF(as_strided, NULL) DEF(meshgrid, NULL) DEF(diag, NULL)
-    DEF(diagonal, NULL) DEF(trace, NULL) DEF(take, NULL) DEF(take_along_axis, NULL)
-    DEF(put_along_axis, NULL) DEF(sort, NULL) DEF(argsort, NULL) DEF(partition, NULL)
-    DEF(argpartition, NULL) DEF(topk, NULL) DEF(addmm, NULL) DEF(tensordot, NULL)
+    DEF(arange, NULL) DEF(linspace, NULL) DEF(eye, NULL) DEF(tri, NULL) DEF(asarray, NULL)
+    DEF(where, NULL) DEF(nan_to_num, NULL) DEF(divmod, NULL)
+    DEF(broadcast_arrays, NULL) DEF(broadcast_shapes, NULL)
+    DEF(concatenate, NULL) DEF(stack, NULL) DEF(split, NULL) DEF(unstack, NULL)
+    DEF(pad, NULL) DEF(roll, NULL) DEF(atleast_1d, NULL) DEF(atleast_2d, NULL)
+    DEF(atleast_3d, NULL) DEF(as_strided, NULL) DEF(meshgrid, NULL) DEF(tensordot, NULL)
     DEF(einsum, NULL) DEF(result_type, NULL) DEF(save, NULL) DEF(load, NULL)
     DEF(save_safetensors, NULL) DEF(savez, NULL) DEF(save_gguf, NULL)
-    DEF(diff, NULL) DEF(minmax, NULL) DEF(searchsorted, NULL) DEF(vecdot, NULL)
-    DEF(hadamard_transform, NULL) DEF(view, NULL) DEF(slice, NULL) DEF(slice_update, NULL)
-    DEF(flip, NULL) DEF(einsum_path, NULL) DEF(isdtype, NULL) DEF(conv1d, NULL) DEF(conv2d, NULL)
+    DEF(minmax, NULL) DEF(hadamard_transform, NULL) DEF(slice, NULL) DEF(slice_update, NULL)
+    DEF(einsum_path, NULL) DEF(isdtype, NULL) DEF(conv1d, NULL) DEF(conv2d, NULL)
     DEF(conv3d, NULL) DEF(conv_transpose1d, NULL) DEF(conv_transpose2d, NULL)
-    DEF(conv_transpose3d, NULL) DEF(conv_general, NULL) DEF(convolve, NULL) DEF(bartlett, NULL)
-    DEF(blackman, NULL) DEF(hamming, NULL) DEF(hanning, NULL)
-    DEF(gather_mm, NULL) DEF(block_masked_mm, NULL) DEF(segmented_mm, NULL) DEF(depends, NULL)
+    DEF(conv_transpose3d, NULL) DEF(conv_general, NULL) DEF(bartlett, NULL)
+    DEF(blackman, NULL) DEF(hamming, NULL) DEF(hanning, NULL) DEF(depends, NULL)
     DEF(export_to_dot, "export_to_dot(file, *args, **kwargs): the graph as Graphviz DOT.")
-    DEF_AS("savez_compressed", savez) DEF_AS("concat", concatenate) DEF_AS("pow", power)
-    DEF_AS("permute_dims", transpose) DEF_AS("conj", conjugate) DEF_AS("empty", zeros)
-    DEF_AS("empty_like", zeros_like) DEF_AS("contiguous", positive) DEF_AS("copy", positive)
-    DEF_AS("acos", arccos) DEF_AS("asin", arcsin) DEF_AS("atan", arctan) DEF_AS("acosh", arccosh)
-    DEF_AS("asinh", arcsinh) DEF_AS("atanh", arctanh) DEF_AS("atan2", arctan2)
-    DEF_AS("bitwise_left_shift", left_shift) DEF_AS("bitwise_right_shift", right_shift)
-    DEF_AS("cumulative_sum", cumsum) DEF_AS("cumulative_prod", cumprod)
+    DEF_AS("savez_compressed", savez) DEF_AS("concat", concatenate)
     {NULL},
 };
 
 static PyMethodDef random_methods[] = {
-    DEF_AS("key", random_key) DEF_AS("seed", random_seed) DEF_AS("split", random_split)
-    DEF_AS("bits", random_bits) DEF_AS("uniform", random_uniform) DEF_AS("normal", random_normal)
-    DEF_AS("randint", random_randint) DEF_AS("bernoulli", random_bernoulli)
-    DEF_AS("truncated_normal", random_truncated_normal) DEF_AS("categorical", random_categorical)
-    DEF_AS("gumbel", random_gumbel) DEF_AS("laplace", random_laplace)
-    DEF_AS("multivariate_normal", random_multivariate_normal)
+    DEF_AS("key", random_key) DEF_AS("seed", random_seed) DEF_AS("uniform", random_uniform)
+    DEF_AS("randint", random_randint) DEF_AS("categorical", random_categorical)
     DEF_AS("permutation", random_permutation)
-    {NULL},
-};
-
-static PyMethodDef fast_methods[] = {
-    DEF_AS("rms_norm", fast_rms_norm) DEF_AS("layer_norm", fast_layer_norm)
     {NULL},
 };
 
 static PyMethodDef linalg_methods[] = {
     DEF(norm, "norm(a, ord=None, axis=None, keepdims=False): vector and matrix norms.")
-    DEF_AS("cholesky", linalg_cholesky) DEF_AS("tri_inv", linalg_tri_inv)
-    DEF_AS("cholesky_inv", linalg_cholesky_inv) DEF_AS("inv", linalg_inv)
-    DEF_AS("solve", linalg_solve) DEF_AS("solve_triangular", linalg_solve_triangular)
-    DEF_AS("cross", linalg_cross) DEF_AS("qr", linalg_qr)
+    DEF_AS("qr", linalg_qr)
     {NULL},
 };
 
 int pp_init_ops(PyObject *m)
 {
-    if (PyModule_AddFunctions(m, op_methods)) return -1;
-    if (!pp_submodule(m, "random", random_methods, "Random number generation (MLX's keys and bits).") ||
-        !pp_submodule(m, "linalg", linalg_methods, "Linear algebra.") ||
+    PyObject *random, *linalg, *fast;
+    if (PyModule_AddFunctions(m, op_methods) || pp_sig_add(m, op_sigs)) return -1;
+    if (!(random = pp_submodule(m, "random", random_methods, "Random number generation (MLX's keys and bits).")) ||
+        !(linalg = pp_submodule(m, "linalg", linalg_methods, "Linear algebra.")) ||
         !pp_submodule(m, "fft", NULL, "Fast Fourier transforms.") ||
-        !pp_submodule(m, "fast", fast_methods, "Fused operations: rms_norm, layer_norm, rope, scaled_dot_product_attention."))
+        !(fast = pp_submodule(m, "fast", NULL, "Fused operations: rms_norm, layer_norm, rope, scaled_dot_product_attention.")))
+        return -1;
+    if (pp_sig_add(random, random_sigs) || pp_sig_add(linalg, linalg_sigs) || pp_sig_add(fast, fast_sigs))
         return -1;
     return pp_array_forward_methods(m);
 }

@@ -120,6 +120,8 @@ int pp_init_nn(PyObject *m);
 int pp_init_linalg_decomp(PyObject *m); /* linalg_decomp.c: after pp_init_ops */
 int pp_init_fft(PyObject *m); /* fft.c: fills ponte.core.fft */
 int pp_init_quantized(PyObject *m); /* quantize, dequantize, quantized_matmul (quantized.c) */
+int pp_init_export(PyObject *m); /* export_function, import_function, exporter (export.c) */
+int pp_init_surface3(PyObject *m); /* device_info, clear_streams, random.state (surface3.c) */
 
 /* Indexing (indexing.c). */
 PyObject *pp_getitem(PPArray *self, PyObject *idx);

@@ -1,6 +1,7 @@
-/* quantized.c — mlx.core.quantize, dequantize and quantized_matmul for ponte.core, over
- * pn_quantize / pn_dequantize / pn_quantized_matmul (src/ops/quantized.c). Arguments as MLX's:
- * group_size and bits None pick the mode's defaults, mode is a string ("affine"). */
+/* quantized.c — mlx.core.quantize, dequantize, quantized_matmul and gather_qmm for ponte.core,
+ * over pn_quantize / pn_dequantize / pn_quantized_matmul / pn_gather_qmm (src/ops/quantized.c).
+ * Arguments as MLX's: group_size and bits None pick the mode's defaults, mode is a string
+ * ("affine", "mxfp4", "mxfp8", "nvfp4"), global_scale an optional float32 scalar (nvfp4). */
 #include "pyponte.h"
 
 /* An optional int argument: None -> 0 (the mode's default). Returns 0 or -1. */
@@ -20,7 +21,7 @@ static int opt_int(PyObject *o, const char *what, int *out)
 
 /* The arrays of one call (owned; released by release_all). */
 typedef struct args4 {
-    pn_array *a[4];
+    pn_array *a[6];
     int n;
 } args4;
 
@@ -46,18 +47,13 @@ static PyObject *py_quantize(PyObject *m, PyObject *args, PyObject *kw)
         return NULL;
     int gs, bits;
     if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
-    if (gso != Py_None) {
-        PyErr_SetString(PyExc_ValueError, "[quantize] global_scale is only used by the 'nvfp4' "
-                                          "mode, which Ponte does not implement.");
-        return NULL;
-    }
     int pushed = pp_stream_enter(so);
     if (pushed < 0) return NULL;
     args4 t = {.n = 0};
-    pn_array *w, *out[3] = {NULL, NULL, NULL};
+    pn_array *w, *g, *out[3] = {NULL, NULL, NULL};
     PyObject *r = NULL;
-    if (take(&t, wo, &w) == 0) {
-        if (pn_quantize(w, gs, bits, mode, out) < 0) {
+    if (take(&t, wo, &w) == 0 && take(&t, gso, &g) == 0) {
+        if (pn_quantize(w, gs, bits, mode, g, out) < 0) {
             pp_raise();
         } else {
             int n = out[2] ? 3 : 2;
@@ -93,18 +89,13 @@ static PyObject *py_dequantize(PyObject *m, PyObject *args, PyObject *kw)
         return NULL;
     int gs, bits;
     if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
-    if (gso != Py_None) {
-        PyErr_SetString(PyExc_ValueError, "[dequantize] global_scale is only used by the 'nvfp4' "
-                                          "mode, which Ponte does not implement.");
-        return NULL;
-    }
     int pushed = pp_stream_enter(so);
     if (pushed < 0) return NULL;
     args4 t = {.n = 0};
-    pn_array *w, *s, *b;
+    pn_array *w, *s, *b, *g;
     PyObject *r = NULL;
-    if (!take(&t, wo, &w) && !take(&t, sco, &s) && !take(&t, bio, &b))
-        r = pp_wrap(pn_dequantize(w, s, b, gs, bits, mode,
+    if (!take(&t, wo, &w) && !take(&t, sco, &s) && !take(&t, bio, &b) && !take(&t, gso, &g))
+        r = pp_wrap(pn_dequantize(w, s, b, gs, bits, mode, g,
                                   dtype < 0 ? PN_NUM_DTYPES : (pn_dtype)dtype));
     pp_release_all(t.a, t.n);
     pp_stream_exit(pushed);
@@ -137,10 +128,47 @@ static PyObject *py_quantized_matmul(PyObject *m, PyObject *args, PyObject *kw)
     return r;
 }
 
+/* gather_qmm(x, w, /, scales, biases=None, lhs_indices=None, rhs_indices=None, transpose=True,
+ *            group_size=None, bits=None, mode='affine', global_scale=None, *,
+ *            sorted_indices=False, stream=None) */
+static PyObject *py_gather_qmm(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *xo, *wo, *sco, *bio = Py_None, *lo = Py_None, *ro = Py_None, *go = Py_None,
+                            *bo = Py_None, *gso = Py_None, *so = Py_None;
+    int transpose = 1, sorted = 0;
+    const char *mode = "affine";
+    static char *kwlist[] = {"x", "w", "scales", "biases", "lhs_indices", "rhs_indices",
+                             "transpose", "group_size", "bits", "mode", "global_scale",
+                             "sorted_indices", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOpOOsO$pO:gather_qmm", kwlist, &xo, &wo,
+                                     &sco, &bio, &lo, &ro, &transpose, &go, &bo, &mode, &gso,
+                                     &sorted, &so))
+        return NULL;
+    int gs, bits;
+    if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
+    if (gso != Py_None) {
+        PyErr_SetString(PyExc_ValueError, "[gather_qmm] global_scale is only supported on the "
+                                          "GPU in MLX; Ponte does not implement it.");
+        return NULL;
+    }
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    args4 t = {.n = 0};
+    pn_array *x, *w, *s, *b, *li, *ri;
+    PyObject *r = NULL;
+    if (!take(&t, xo, &x) && !take(&t, wo, &w) && !take(&t, sco, &s) && !take(&t, bio, &b) &&
+        !take(&t, lo, &li) && !take(&t, ro, &ri))
+        r = pp_wrap(pn_gather_qmm(x, w, s, b, li, ri, transpose, gs, bits, mode, sorted));
+    pp_release_all(t.a, t.n);
+    pp_stream_exit(pushed);
+    return r;
+}
+
 static PyMethodDef quantized_methods[] = {
     {"quantize", (PyCFunction)(void (*)(void))py_quantize, METH_VARARGS | METH_KEYWORDS,
-     "quantize(w, group_size=None, bits=None, mode='affine') -> (w_q, scales, biases)\n\n"
-     "Quantizes w (..., K) in groups of group_size along the last axis (MLX's affine mode)."},
+     "quantize(w, group_size=None, bits=None, mode='affine', *, global_scale=None) -> (w_q, "
+     "scales[, biases])\n\nQuantizes w (..., K) in groups of group_size along the last axis "
+     "(modes 'affine', 'mxfp4', 'mxfp8', 'nvfp4'; biases for 'affine' only)."},
     {"dequantize", (PyCFunction)(void (*)(void))py_dequantize, METH_VARARGS | METH_KEYWORDS,
      "dequantize(w, scales, biases=None, group_size=None, bits=None, mode='affine', "
      "global_scale=None, dtype=None)\n\nThe matrix that (w, scales, biases) encode."},
@@ -148,6 +176,10 @@ static PyMethodDef quantized_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "quantized_matmul(x, w, scales, biases=None, transpose=True, group_size=None, bits=None, "
      "mode='affine')\n\nx @ dequantize(w).T (transpose) or x @ dequantize(w)."},
+    {"gather_qmm", (PyCFunction)(void (*)(void))py_gather_qmm, METH_VARARGS | METH_KEYWORDS,
+     "gather_qmm(x, w, scales, biases=None, lhs_indices=None, rhs_indices=None, transpose=True, "
+     "group_size=None, bits=None, mode='affine', global_scale=None, *, sorted_indices=False)"
+     "\n\nquantized_matmul with matrix-level gather over the batch axes of x and w."},
     {NULL},
 };
 

@@ -3,8 +3,10 @@
  * reads, laid out [group][kernel taps][channels of the group], so that group g's block is a
  * plain row-major matrix; one GEMM per group (pnK_gemm: OpenBLAS for f32/f64, Ponte's kernel for
  * f16/bf16) multiplies it by that group's weight rows. Rows go in tiles so the scratch stays
- * below PNK_CONV_SCRATCH bytes whatever the input size. 1x1 convolutions skip im2col; short
- * reductions (a first layer's few input channels) run a direct loop instead. */
+ * below PNK_CONV_SCRATCH bytes whatever the input size; with few output channels per group the
+ * product runs transposed (BLAS is faster with the long dimension as its columns). 1x1
+ * convolutions skip im2col; short reductions (a first layer's few input channels) run a direct
+ * loop instead, and so does a first layer's weight gradient (conv_swapped_direct). */
 #include "backend/cpu/conv.h"
 #include "backend/cpu/gemm.h"
 
@@ -160,18 +162,91 @@ static bool swapped_layout(const pn_array *a)
     return a->shape[nd - 1] == 1 || a->strides[nd - 1] == s;
 }
 
+/* Direct form of conv_swapped for a handful of output rows (cols = P * N <= SWAPPED_DIRECT_COLS,
+ * e.g. the weight gradient of a first layer with 1 or 3 input channels), float32/float64:
+ * R[q, n, :] += xm[c, input position of output q through tap t, n] * wm[c, t, :] over (c, t),
+ * with no F matrix and no GEMM of a few rows. The channels c go in nch fixed chunks, one
+ * partial R (P, N, O) each in part (nch * P * N * O elements), added in chunk order into
+ * out (N, P, O), so the result does not depend on the number of threads. */
+#define SWAPPED_DIRECT_COLS 32
+#define SWAPPED_CHUNKS 16
+#define CONV_SWAPPED_DIRECT(T, NAME)                                                           \
+    static void NAME(const conv_geom *g, const T *xm, const T *wm, T *part, int64_t nch, T *out) \
+    {                                                                                          \
+        int64_t N = g->N, O = g->O, P = g->P, len = P * N * O;                                 \
+        int64_t inner = g->in[0] * g->in[1] * g->in[2] * N;                                    \
+        _Pragma("omp parallel for schedule(static) if (g->C * g->KP * len > PNC_PAR_GRAIN)")   \
+        for (int64_t s = 0; s < nch; s++) {                                                    \
+            T *R = part + s * len;                                                             \
+            for (int64_t i = 0; i < len; i++) R[i] = 0;                                        \
+            for (int64_t c = g->C * s / nch; c < g->C * (s + 1) / nch; c++) {                  \
+                const T *xc = xm + c * inner;                                                  \
+                const T *wr = wm + c * g->KP * O; /* row (c, t), t advancing with the taps */  \
+                for (int64_t t0 = 0; t0 < g->k[0]; t0++) {                                     \
+                    int64_t p0 = g->flip ? g->k[0] - 1 - t0 : t0;                              \
+                    for (int64_t t1 = 0; t1 < g->k[1]; t1++) {                                 \
+                        int64_t p1 = g->flip ? g->k[1] - 1 - t1 : t1;                          \
+                        for (int64_t t2 = 0; t2 < g->k[2]; t2++, wr += O) {                    \
+                            int64_t p2 = g->flip ? g->k[2] - 1 - t2 : t2;                      \
+                            T *Rq = R;                                                         \
+                            for (int64_t q0 = 0; q0 < g->out[0]; q0++) {                       \
+                                int64_t i0 = tap_index(g, 0, q0, p0);                          \
+                                for (int64_t q1 = 0; q1 < g->out[1]; q1++) {                   \
+                                    int64_t i1 = i0 < 0 ? -1 : tap_index(g, 1, q1, p1);        \
+                                    for (int64_t q2 = 0; q2 < g->out[2]; q2++, Rq += N * O) {  \
+                                        int64_t i2 = i1 < 0 ? -1 : tap_index(g, 2, q2, p2);    \
+                                        if (i2 < 0) continue;                                  \
+                                        const T *xs = xc + ((i0 * g->in[1] + i1) * g->in[2] + i2) * N; \
+                                        for (int64_t n = 0; n < N; n++) {                      \
+                                            T v = xs[n], *restrict Rn = Rq + n * O;            \
+                                            const T *restrict w = wr;                          \
+                                            for (int64_t j = 0; j < O; j++) Rn[j] += v * w[j]; \
+                                        }                                                      \
+                                    }                                                          \
+                                }                                                              \
+                            }                                                                  \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        for (int64_t n = 0; n < N; n++) /* out[n, q, :] = sum_s part[s, q, n, :] */            \
+            for (int64_t q = 0; q < P; q++) {                                                  \
+                T *y = out + (n * P + q) * O;                                                  \
+                const T *r = part + (q * N + n) * O;                                           \
+                for (int64_t j = 0; j < O; j++) y[j] = r[j];                                   \
+                for (int64_t s = 1; s < nch; s++)                                              \
+                    for (int64_t j = 0; j < O; j++) y[j] += r[s * len + j];                    \
+            }                                                                                  \
+    }
+CONV_SWAPPED_DIRECT(float, conv_swapped_direct_f32)
+CONV_SWAPPED_DIRECT(double, conv_swapped_direct_f64)
+
 /* The convolution of swapped-layout operands (swapped_layout), one group: with xm (C, in...,
  * N) and wm (C, K..., O) the row-contiguous memory of input and weight, it is a GEMM over
  * (channel, tap) of the im2col of xm, transposed: R[(q, n), o] = sum_(c,t) F[(c,t), (q,n)]
  * wm[(c,t), o] with F[(c,t), (q,n)] = xm[c, input position of output q through tap t, n]
  * (runs of N contiguous elements), so neither operand is copied to the usual layout. F goes in
  * tiles of its rows, the GEMM accumulating (beta 1) after the first; R, small here, is then
- * reordered to out (N, q, O). Returns 0, -1 with an error, or 1 when the path does not apply
- * (half types needing several tiles, or F rows over the scratch limit). */
+ * reordered to out (N, q, O). A handful of columns (float32/float64) goes to the direct form
+ * instead. Returns 0, -1 with an error, or 1 when the path does not apply (half types needing
+ * several tiles, or F rows over the scratch limit). */
 static int conv_swapped(const conv_geom *g, pn_dtype dt, const char *xm, const char *wm, char *out)
 {
     size_t es = pn_dtype_size(dt);
     int64_t cols = g->P * g->N, krows = g->C * g->KP;
+    if (cols <= SWAPPED_DIRECT_COLS && (dt == PN_FLOAT32 || dt == PN_FLOAT64)) {
+        int64_t nch = g->C < SWAPPED_CHUNKS ? g->C : SWAPPED_CHUNKS;
+        size_t cap = 0;
+        char *part = pnC_alloc_bytes((size_t)(nch * cols * g->O) * es, &cap);
+        if (!part) return -1;
+        if (dt == PN_FLOAT32)
+            conv_swapped_direct_f32(g, (const float *)xm, (const float *)wm, (float *)part, nch, (float *)out);
+        else
+            conv_swapped_direct_f64(g, (const double *)xm, (const double *)wm, (double *)part, nch, (double *)out);
+        pnC_free_bytes(part, cap);
+        return 0;
+    }
     int64_t tile = PNK_CONV_SCRATCH / (cols * (int64_t)es);
     if (tile < 1 || (pnC_is_half(dt) && tile < krows)) return 1;
     if (tile > krows) tile = krows;
@@ -215,6 +290,32 @@ static int conv_swapped(const conv_geom *g, pn_dtype dt, const char *xm, const c
     pnC_free_bytes(f, fcap);
     pnC_free_bytes(r, rcap);
     return rc;
+}
+
+/* Output channels per group up to which the im2col product runs transposed (see
+ * pnK_conv_eval). */
+#define SKINNY_OG 32
+
+/* dst[r * ldd + j] = src[j * m + r] for j < n, r < m (float32 or float64 elements, es bytes):
+ * an (n, m) row-major block written transposed into rows of stride ldd, in runs of TB rows. */
+#define TB 64
+static void transpose_block(const char *src, int64_t n, int64_t m, char *dst, int64_t ldd, size_t es)
+{
+#pragma omp parallel for schedule(static) if (n * m > PNC_PAR_GRAIN)
+    for (int64_t r0 = 0; r0 < m; r0 += TB) {
+        int64_t r1 = m - r0 < TB ? m : r0 + TB;
+        for (int64_t j = 0; j < n; j++) {
+            if (es == sizeof(float)) {
+                const float *s = (const float *)src + j * m;
+                float *d = (float *)dst + j;
+                for (int64_t r = r0; r < r1; r++) d[r * ldd] = s[r];
+            } else {
+                const double *s = (const double *)src + j * m;
+                double *d = (double *)dst + j;
+                for (int64_t r = r0; r < r1; r++) d[r * ldd] = s[r];
+            }
+        }
+    }
 }
 
 int pnK_conv_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
@@ -282,16 +383,34 @@ int pnK_conv_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
         if (!pnC_failed()) pnC_fail(PN_ERR_OUT_OF_MEMORY, "[conv] Out of memory for %zu bytes of scratch.", nbytes);
         goto done;
     }
+    /* Few output channels per group: BLAS runs the product faster as out^T = w im2col^T (the
+     * long dimension as its columns) than as a GEMM with Og columns; tb holds that (Og, tile)
+     * block until it is transposed into out. */
+    bool skinny = g.Og <= SKINNY_OG && rows >= 4 * g.Og && (o->dtype == PN_FLOAT32 || o->dtype == PN_FLOAT64);
+    size_t tcap = 0;
+    char *tb = skinny ? pnC_alloc_bytes((size_t)(g.Og * tile) * es, &tcap) : NULL;
+    if (skinny && !tb) {
+        rc = -1;
+        if (!pnC_failed()) pnC_fail(PN_ERR_OUT_OF_MEMORY, "[conv] Out of memory for %zu bytes of scratch.", tcap);
+    }
     for (int64_t r0 = 0; r0 < rows && rc == 0; r0 += tile) {
         int64_t m = rows - r0 < tile ? rows - r0 : tile;
 #pragma omp parallel for schedule(static) if (m * rowlen > PNC_PAR_GRAIN)
         for (int64_t r = 0; r < m; r++)
             im2col_row(&g, xd, buf + (size_t)(r * rowlen) * es, r0 + r, es);
-        for (int64_t c = 0; c < g.G && rc == 0; c++)
-            rc = pnK_gemm(o->dtype, false, true, m, g.Og, kdim, 1.0, buf + (size_t)(c * kdim) * es,
-                          rowlen, wd + (size_t)(c * g.Og * kdim) * es, kdim, 0.0,
-                          od + (size_t)(r0 * g.O + c * g.Og) * es, g.O);
+        for (int64_t c = 0; c < g.G && rc == 0; c++) {
+            char *oc = od + (size_t)(r0 * g.O + c * g.Og) * es;
+            if (!skinny) {
+                rc = pnK_gemm(o->dtype, false, true, m, g.Og, kdim, 1.0, buf + (size_t)(c * kdim) * es,
+                              rowlen, wd + (size_t)(c * g.Og * kdim) * es, kdim, 0.0, oc, g.O);
+                continue;
+            }
+            rc = pnK_gemm(o->dtype, false, true, g.Og, m, kdim, 1.0, wd + (size_t)(c * g.Og * kdim) * es,
+                          kdim, buf + (size_t)(c * kdim) * es, rowlen, 0.0, tb, m);
+            if (rc == 0) transpose_block(tb, g.Og, m, oc, g.O, es);
+        }
     }
+    pnC_free_bytes(tb, tcap);
     pnC_free_bytes(buf, cap);
 done:
     pnC_decref(x);

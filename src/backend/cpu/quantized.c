@@ -1,5 +1,6 @@
-/* quantized.c — CPU kernels of the quantization primitives (src/ops/quantized.c): Quantize
- * and Dequantize one group per step (OpenMP over groups) with MLX's arithmetic, and
+/* quantized.c — CPU kernels of the quantization primitives (src/ops/quantized.c) in every mode
+ * of quant_codec.h: Quantize and Dequantize one group per step (OpenMP over groups) with MLX's
+ * arithmetic, and
  * QuantizedMatmul in float32: fused dequantize-and-dot rows for small M (the decode case), and
  * for larger M tiles of W dequantized into float32 scratch and multiplied with pnK_gemm
  * (OpenBLAS sgemm), threads over tiles. */
@@ -12,14 +13,6 @@
 
 #ifdef _OPENMP
 #include <omp.h>
-#endif
-
-/* Dequantize must not contract s * q + b into a fused multiply-add: MLX rounds the product
- * first (GCC contracts across statements by default in GNU C mode). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define PNK_NO_CONTRACT __attribute__((optimize("fp-contract=off")))
-#else
-#define PNK_NO_CONTRACT
 #endif
 
 /* ───────────────────────────── elements and bits ───────────────────────────── */
@@ -122,29 +115,48 @@ static void quantize_group(const float *v, int n, int bits, uint8_t *q, float *s
     *scale_out = scale, *bias_out = bias;
 }
 
+/* The global scale of a node (its last input, a float32 scalar), or 0 without one. */
+static float global_scale(const pnK_quant_params *p, pn_array *const *in, int n)
+{
+    if (!p->global) return 0.0f;
+    pn_array *g = in[n - 1];
+    return *(const float *)pnC_data(g);
+}
+
 /* See quantized.h. */
 int pnK_quantize_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
-    for (int j = 0; j < 3; j++)
+    const pnK_qmode m = pnK_qmode_of(p->mode);
+    const int nout = m.biases ? 3 : 2;
+    for (int j = 0; j < nout; j++)
         if (pnC_alloc_output(out[j])) return -1;
     pn_array *w = NULL;
     if (make_dense(1, in, &w)) return -1;
     const int gs = p->group_size, bits = p->bits;
     const pn_dtype t = w->dtype;
+    const int kind = pnK_rt_kind(t);
+    const float gscale = global_scale(p, in, p->global ? 2 : 1);
     const int64_t ngroups = out[1]->size, words = gs * bits / 32;
     const void *src = w->size ? pnC_data(w) : NULL;
     uint32_t *wq = ngroups ? pnC_data(out[0]) : NULL;
-    void *sc = ngroups ? pnC_data(out[1]) : NULL, *bi = ngroups ? pnC_data(out[2]) : NULL;
+    void *sc = ngroups ? pnC_data(out[1]) : NULL;
+    void *bi = ngroups && m.biases ? pnC_data(out[2]) : NULL;
 #pragma omp parallel for schedule(static) if (ngroups * gs > PNC_PAR_GRAIN)
     for (int64_t g = 0; g < ngroups; g++) {
-        float v[128], s, b;
         uint8_t q[128];
-        for (int i = 0; i < gs; i++) v[i] = (float)load_d(src, t, g * gs + i);
-        quantize_group(v, gs, bits, q, &s, &b);
+        if (m.biases) {
+            float v[128], s, b;
+            for (int i = 0; i < gs; i++) v[i] = (float)load_d(src, t, g * gs + i);
+            quantize_group(v, gs, bits, q, &s, &b);
+            store_d(sc, t, g, s);
+            store_d(bi, t, g, b);
+        } else {
+            double v[128];
+            for (int i = 0; i < gs; i++) v[i] = load_d(src, t, g * gs + i);
+            pnK_fp_quantize_group(&m, kind, v, gs, gscale, q, (uint8_t *)sc + g);
+        }
         pack_group(q, bits, gs, wq + g * words);
-        store_d(sc, t, g, s);
-        store_d(bi, t, g, b);
     }
     release_dense(1, in, &w);
     return 0;
@@ -152,64 +164,68 @@ int pnK_quantize_eval(const pnC_node *node, pn_array *const *in, pn_array *const
 
 /* ───────────────────────────── Dequantize ───────────────────────────── */
 
-/* One group: out[i] = T(T(s * q[i]) + b), each operation rounded to the output dtype T
- * (computed in float, double for float64). */
-PNK_NO_CONTRACT static void dequantize_group(const uint8_t *q, int n, double s, double b,
-                                             void *out, pn_dtype t, int64_t at)
+/* One group: out[i] = T(T(s * v[i]) + b) (affine, bias), or T(s * v[i]) (no bias), each
+ * operation rounded to the output dtype T (s and b are values of T, v[i] of the element). */
+static void dequantize_group(const float *v, int n, double s, double b, bool bias, void *out,
+                             pn_dtype t, int64_t at)
 {
-    const float sf = (float)s, bf = (float)b;
-    switch (t) {
-    case PN_FLOAT16:
-        for (int i = 0; i < n; i++) {
-            float m = pnC_f16_to_f32(pnC_f32_to_f16(sf * (float)q[i]));
-            ((pn_float16 *)out)[at + i] = pnC_f32_to_f16(m + bf);
-        }
-        break;
-    case PN_BFLOAT16:
-        for (int i = 0; i < n; i++) {
-            float m = pnC_bf16_to_f32(pnC_f32_to_bf16(sf * (float)q[i]));
-            ((pn_bfloat16 *)out)[at + i] = pnC_f32_to_bf16(m + bf);
-        }
-        break;
-    case PN_FLOAT64:
-        for (int i = 0; i < n; i++) {
-            double m = s * (double)q[i];
-            ((double *)out)[at + i] = m + b;
-        }
-        break;
-    default:
-        for (int i = 0; i < n; i++) {
-            float m = sf * (float)q[i];
-            ((float *)out)[at + i] = m + bf;
-        }
-        break;
+    const int kind = pnK_rt_kind(t);
+    for (int i = 0; i < n; i++) {
+        double r = pnK_rt(s * pnK_rt(v[i], kind), kind);
+        if (bias) r = pnK_rt(r + b, kind);
+        store_d(out, t, at + i, r);
     }
+}
+
+/* The element values of mode m (value of code c at vals[c]; 256 entries). */
+static void elem_values(const pnK_qmode *m, float *vals)
+{
+    for (int c = 0; c < 256; c++) vals[c] = pnK_elem_value(m->elem, c);
+}
+
+/* The scale of group g as a value of the compute dtype t: scales of dtype t (affine) or uint8
+ * codes (fp modes; with a global scale gscale > 0: float32(s * (gscale / 2688))). */
+static double group_scale(const pnK_qmode *m, const void *scales, pn_dtype t, int64_t g,
+                          float gscale)
+{
+    if (m->scale == PNK_SCALE_FLOAT) return load_d(scales, t, g);
+    const int c = ((const uint8_t *)scales)[g];
+    if (gscale > 0) return (float)(pnK_e4m3_value(c) * (gscale / 2688.0f));
+    return pnK_rt(pnK_scale_value(m->scale, c), pnK_rt_kind(t));
 }
 
 /* See quantized.h. */
 int pnK_dequantize_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_quant_params *p = PNC_PARAMS(node, pnK_quant_params);
+    const pnK_qmode m = pnK_qmode_of(p->mode);
+    const int nin = m.biases || p->global ? 3 : 2;
     if (pnC_alloc_output(out[0])) return -1;
     pn_array *d[3] = {NULL, NULL, NULL};
     int rc = -1;
-    if (make_dense(3, in, d)) goto done;
+    if (make_dense(nin, in, d)) goto done;
     rc = 0;
     const int gs = p->group_size, bits = p->bits;
     const pn_dtype t = out[0]->dtype;
     const int64_t ngroups = d[1]->size, words = gs * bits / 32;
     if (ngroups == 0) goto done;
+    const float gscale = global_scale(p, in, nin);
+    float vals[256];
+    elem_values(&m, vals);
     const uint32_t *wq = pnC_data(d[0]);
-    const void *sc = pnC_data(d[1]), *bi = pnC_data(d[2]);
+    const void *sc = pnC_data(d[1]), *bi = m.biases ? pnC_data(d[2]) : NULL;
     void *o = pnC_data(out[0]);
 #pragma omp parallel for schedule(static) if (ngroups * gs > PNC_PAR_GRAIN)
     for (int64_t g = 0; g < ngroups; g++) {
         uint8_t q[128];
+        float v[128];
         unpack_group(wq + g * words, bits, gs, q);
-        dequantize_group(q, gs, load_d(sc, t, g), load_d(bi, t, g), o, t, g * gs);
+        for (int i = 0; i < gs; i++) v[i] = vals[q[i]];
+        dequantize_group(v, gs, group_scale(&m, sc, t, g, gscale),
+                         m.biases ? load_d(bi, t, g) : 0.0, m.biases, o, t, g * gs);
     }
 done:
-    release_dense(3, in, d);
+    release_dense(nin, in, d);
     return rc;
 }
 
@@ -221,10 +237,12 @@ done:
  * scales and biases (dtype t) per row, `cols` values per row. */
 typedef struct qmat {
     const uint32_t *w;
-    const void *scales, *biases;
+    const void *scales, *biases; /* biases NULL for the fp modes */
     pn_dtype t;
     int64_t rows, cols, words, groups;
     int group_size, bits;
+    const pnK_qmode *mode;
+    const float *vals; /* element values by code */
 } qmat;
 
 /* Dequantizes columns [c0, c0 + nc) of rows [r0, r0 + nr) of m (c0 and nc multiples of the
@@ -240,13 +258,14 @@ static void qmat_dequantize(const qmat *m, int64_t r0, int64_t nr, int64_t c0, i
         for (int64_t c = 0; c < nc; c += gs) {
             const int64_t g = row * m->groups + (c0 + c) / gs;
             unpack_group(m->w + row * m->words + (c0 + c) / gs * wpg, m->bits, gs, q);
-            const double s = load_d(m->scales, m->t, g), b = load_d(m->biases, m->t, g);
+            const double s = group_scale(m->mode, m->scales, m->t, g, 0.0f);
+            const double b = m->biases ? load_d(m->biases, m->t, g) : 0.0;
             if (f64) {
                 double *o = (double *)dst + r * ld + c;
-                for (int i = 0; i < gs; i++) o[i] = s * q[i] + b;
+                for (int i = 0; i < gs; i++) o[i] = s * m->vals[q[i]] + b;
             } else {
                 float *o = (float *)dst + r * ld + c, sf = (float)s, bf = (float)b;
-                for (int i = 0; i < gs; i++) o[i] = sf * (float)q[i] + bf;
+                for (int i = 0; i < gs; i++) o[i] = sf * m->vals[q[i]] + bf;
             }
         }
     }
@@ -347,16 +366,20 @@ int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
     const bool f64 = t == PN_FLOAT64, half = pnC_is_half(t);
     const pn_dtype ct = f64 ? PN_FLOAT64 : PN_FLOAT32;
     const int64_t ces = (int64_t)pn_dtype_size(ct);
+    const pnK_qmode mode = pnK_qmode_of(p->mode);
+    const int nin = mode.biases ? 4 : 3;
+    float vals[256];
+    elem_values(&mode, vals);
     pn_array *d[4] = {NULL, NULL, NULL, NULL};
     char *xc = NULL, *oc = NULL;
     int rc = -1;
-    if (make_dense(4, in, d)) goto done;
+    if (make_dense(nin, in, d)) goto done;
     pn_array *x = d[0], *w = d[1], *s = d[2];
     const int nd = o->ndim, nb = nd - 2, xb = x->ndim - 2, wb = w->ndim - 2;
     const int64_t M = o->shape[nd - 2], N = o->shape[nd - 1], K = x->shape[x->ndim - 1];
     const int64_t nbatch = pnC_shape_size(o->shape, nb);
     const int64_t wbatch = pnC_shape_size(w->shape, wb);
-    qmat m = {.t = t, .group_size = p->group_size, .bits = p->bits};
+    qmat m = {.t = t, .group_size = p->group_size, .bits = p->bits, .mode = &mode, .vals = vals};
     m.rows = w->shape[wb], m.words = w->shape[wb + 1], m.groups = s->shape[wb + 1];
     m.cols = m.groups * p->group_size;
     /* x and the result in the compute type (copies for the half types) */
@@ -378,8 +401,8 @@ int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
         /* one W for every batch: the whole batch of x is one (nbatch * M, K) matrix */
         const int64_t groups = wbatch == 1 ? 1 : nbatch, rows = wbatch == 1 ? nbatch * M : M;
         const uint32_t *w0 = pnC_data(w);
-        const char *s0 = pnC_data(s), *b0 = pnC_data(d[3]);
-        const int64_t es = (int64_t)pn_dtype_size(t);
+        const char *s0 = pnC_data(s), *b0 = mode.biases ? pnC_data(d[3]) : NULL;
+        const int64_t es = (int64_t)pn_dtype_size(s->dtype);
         for (int64_t i = 0; i < groups && rc == 0; i++) {
             const int64_t xo =
                 wbatch == 1 ? 0 : pnK_qmm_batch_offset(i, o->shape, nb, x->shape, xb, M * K);
@@ -387,7 +410,7 @@ int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
                 wbatch == 1 ? 0 : pnK_qmm_batch_offset(i, o->shape, nb, w->shape, wb, 1);
             m.w = w0 + wm * m.rows * m.words;
             m.scales = s0 + wm * m.rows * m.groups * es;
-            m.biases = b0 + wm * m.rows * m.groups * es;
+            m.biases = b0 ? b0 + wm * m.rows * m.groups * es : NULL;
             const char *xi = xc + xo * ces;
             char *oi = oc + i * rows * N * ces;
             rc = p->transpose && rows <= QMM_SMALL_M
@@ -398,6 +421,6 @@ int pnK_qmm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
     if (rc == 0 && half) pnC_convert(oc, ct, pnC_data(o), t, o->size);
 done:
     if (half) free(xc), free(oc);
-    release_dense(4, in, d);
+    release_dense(nin, in, d);
     return rc;
 }

@@ -82,10 +82,10 @@ int pnG_where_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
 /* ── fused optimizer steps (optim.c): OptimUpdate over contiguous inputs ── */
 int pnG_optim_update_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
-/* ── decompositions (solver.c): SVD, Eigh and LUF through cuSOLVER (Eig has no GPU eval: it
- * runs on the CPU) ── */
+/* ── decompositions (solver.c): SVD, Eigh, Eig and LUF through cuSOLVER ── */
 int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
 /* ── FFT (fft.c): the FFT primitive through cuFFT, one axis after another over contiguous

@@ -52,6 +52,9 @@ bool pnG_simulated(void);
 /* How many threads device 0 holds resident at once (SMs x threads per SM): the size of a grid
  * that fills the GPU, for kernels that split long rows across blocks. */
 int64_t pnG_resident_threads(void);
+/* Device 0's name (into name, n bytes), compute capability and global / free memory in
+ * bytes. 0, or -1 (no usable GPU). */
+int pnG_device_info(char *name, size_t n, int *major, int *minor, uint64_t *total, uint64_t *free_bytes);
 
 /* Device memory for stream's work, at least nbytes (the pool rounds up). NULL with
  * PN_ERR_OUT_OF_MEMORY after the cache was released and the allocation retried. */

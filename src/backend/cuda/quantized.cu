@@ -1,5 +1,6 @@
-/* quantized.cu — the quantization kernels on the GPU: quantize (a thread per group, MLX's CPU
- * arithmetic in float, so the packed words, scales and biases match the CPU bit for bit),
+/* quantized.cu — the quantization kernels on the GPU in every mode of quant_codec.h: quantize
+ * (a thread per group, MLX's CPU arithmetic — affine in float, the fp modes through the shared
+ * pnK_fp_quantize_group — so the packed words, scales and biases match the CPU bit for bit),
  * dequantize (a thread per element, T(T(s q) + b) with the product rounded before the add),
  * and the direct quantized product for small M (a warp per output column of x @ W^T, a thread
  * per output of x @ W) that dequantizes on the fly; larger M dequantize into scratch and use
@@ -7,6 +8,7 @@
  * [i bits, (i + 1) bits) of the row's little-endian uint32 stream. */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/quantized.h"
+#include "backend/cpu/quant_codec.h"
 
 #include <math.h>
 
@@ -56,12 +58,64 @@ template <typename T, typename C> __device__ __forceinline__ T quant_deq(C s, C 
     return out;
 }
 
-/* ngroups groups of gs values: a thread per group computes min/max, the scale and bias, and
- * packs the values (float arithmetic, rint: as the CPU kernel). */
-template <typename T>
-__global__ void quantize_kernel(const T *w, uint32_t *wq, T *scales, T *biases, int64_t ngroups,
-                                int gs, int bits)
+/* The rounding kind (PNK_RT_*) of T. */
+template <typename T> __device__ __forceinline__ int quant_kind()
 {
+    if constexpr (std::is_same<T, pn_float16>::value) return PNK_RT_F16;
+    else if constexpr (std::is_same<T, pn_bfloat16>::value) return PNK_RT_BF16;
+    else if constexpr (std::is_same<T, double>::value) return PNK_RT_F64;
+    else return PNK_RT_F32;
+}
+
+/* The scale of group g in compute type C: a T (affine) or a uint8 code decoded as a value of T
+ * (fp modes; with a global scale gs: float(s * (gs / 2688))). */
+template <typename T, typename C>
+__device__ __forceinline__ C quant_scale(const void *scales, int64_t g, const pnK_qmode &m,
+                                         const float *gscale)
+{
+    if (m.scale == PNK_SCALE_FLOAT) return (C)png_load((const T *)scales + g);
+    const int c = ((const uint8_t *)scales)[g];
+    if (gscale) return (C)(float)(pnK_e4m3_value(c) * (*gscale / 2688.0f));
+    return (C)pnK_rt(pnK_scale_value(m.scale, c), quant_kind<T>());
+}
+
+/* The weight of code q in group g: s v(q) + b (b = 0 without biases). */
+template <typename T, typename C>
+__device__ __forceinline__ C quant_weight(const void *scales, const T *biases, int64_t g,
+                                          uint32_t q, const pnK_qmode &m)
+{
+    const C v = m.elem == PNK_ELEM_UINT ? (C)q : (C)pnK_elem_value(m.elem, (int)q);
+    const C s = quant_scale<T, C>(scales, g, m, nullptr);
+    return biases ? s * v + (C)png_load(biases + g) : s * v;
+}
+
+/* ngroups groups of gs values: a thread per group computes min/max, the scale and bias, and
+ * packs the values (float arithmetic, rint: as the CPU kernel); the fp modes through
+ * pnK_fp_quantize_group (uint8 scale codes, no biases). */
+template <typename T>
+__global__ void quantize_kernel(const T *w, uint32_t *wq, void *scales_, T *biases,
+                                int64_t ngroups, int gs, int bits, pnK_qmode m,
+                                const float *gscale)
+{
+    if (!m.biases) {
+        const int wpg = gs * bits / 32;
+        for (int64_t g = png_thread_index(); g < ngroups; g += png_grid_stride()) {
+            double v[32];
+            uint8_t q[32];
+            for (int i = 0; i < gs; i++) v[i] = (double)png_load(w + g * gs + i);
+            pnK_fp_quantize_group(&m, quant_kind<T>(), v, gs, gscale ? *gscale : 0.0f, q,
+                                  (uint8_t *)scales_ + g);
+            uint32_t *out = wq + g * wpg;
+            uint64_t acc = 0;
+            int have = 0;
+            for (int i = 0; i < gs; i++) {
+                acc |= (uint64_t)q[i] << have, have += bits;
+                if (have >= 32) *out++ = (uint32_t)acc, acc >>= 32, have -= 32;
+            }
+        }
+        return;
+    }
+    T *scales = (T *)scales_;
     const float n_bins = (float)((1 << bits) - 1), eps = 1e-7f;
     const int wpg = gs * bits / 32;
     for (int64_t g = png_thread_index(); g < ngroups; g += png_grid_stride()) {
@@ -104,8 +158,9 @@ __global__ void quantize_kernel(const T *w, uint32_t *wq, T *scales, T *biases, 
 
 /* ngroups * gs outputs, a thread per element. */
 template <typename T>
-__global__ void dequantize_kernel(const uint32_t *wq, const T *scales, const T *biases, T *out,
-                                  int64_t ngroups, int gs, int bits)
+__global__ void dequantize_kernel(const uint32_t *wq, const void *scales, const T *biases, T *out,
+                                  int64_t ngroups, int gs, int bits, pnK_qmode m,
+                                  const float *gscale)
 {
     using C = typename png_compute<T>::type;
     const int wpg = gs * bits / 32;
@@ -113,16 +168,23 @@ __global__ void dequantize_kernel(const uint32_t *wq, const T *scales, const T *
     for (int64_t e = png_thread_index(); e < n; e += png_grid_stride()) {
         const int64_t g = e / gs;
         const uint32_t q = quant_at(wq + g * wpg, bits, e % gs);
-        out[e] = quant_deq<T, C>((C)png_load(scales + g), (C)png_load(biases + g), q);
+        if (m.biases) {
+            out[e] = quant_deq<T, C>((C)png_load((const T *)scales + g), (C)png_load(biases + g),
+                                     q);
+        } else { /* T(T(v) T(s)) */
+            const int kind = quant_kind<T>();
+            const double s = quant_scale<T, double>(scales, g, m, gscale);
+            png_store(out + e, pnK_rt(s * pnK_rt(pnK_elem_value(m.elem, (int)q), kind), kind));
+        }
     }
 }
 
 /* out (M, N) = x (M, K) @ W^T, W (N, K) packed: a warp per output column n, each lane summing
  * a strided slice of K for every row of x (M <= QMM_DIRECT_MAX_M), then a warp reduction. */
 template <typename T>
-__global__ void qmm_t_kernel(const T *x, const uint32_t *wq, const T *scales, const T *biases,
+__global__ void qmm_t_kernel(const T *x, const uint32_t *wq, const void *scales, const T *biases,
                              T *out, int64_t M, int64_t N, int64_t K, int64_t words,
-                             int64_t groups, int gs, int bits)
+                             int64_t groups, int gs, int bits, pnK_qmode mode)
 {
     using C = typename png_compute<T>::type;
     const int lane = threadIdx.x % 32;
@@ -133,8 +195,7 @@ __global__ void qmm_t_kernel(const T *x, const uint32_t *wq, const T *scales, co
         const uint32_t *row = wq + n * words;
         for (int64_t k = lane; k < K; k += 32) {
             const int64_t g = n * groups + k / gs;
-            const C wv = (C)png_load(scales + g) * (C)quant_at(row, bits, k) +
-                         (C)png_load(biases + g);
+            const C wv = quant_weight<T, C>(scales, biases, g, quant_at(row, bits, k), mode);
             for (int m = 0; m < QMM_DIRECT_MAX_M; m++)
                 if (m < M) acc[m] += (C)png_load(x + m * K + k) * wv;
         }
@@ -149,9 +210,9 @@ __global__ void qmm_t_kernel(const T *x, const uint32_t *wq, const T *scales, co
 
 /* out (M, N) = x (M, K) @ W, W (K, N) packed: a thread per output element. */
 template <typename T>
-__global__ void qmm_n_kernel(const T *x, const uint32_t *wq, const T *scales, const T *biases,
+__global__ void qmm_n_kernel(const T *x, const uint32_t *wq, const void *scales, const T *biases,
                              T *out, int64_t M, int64_t N, int64_t K, int64_t words,
-                             int64_t groups, int gs, int bits)
+                             int64_t groups, int gs, int bits, pnK_qmode mode)
 {
     using C = typename png_compute<T>::type;
     for (int64_t e = png_thread_index(); e < M * N; e += png_grid_stride()) {
@@ -159,8 +220,8 @@ __global__ void qmm_n_kernel(const T *x, const uint32_t *wq, const T *scales, co
         C acc = 0;
         for (int64_t k = 0; k < K; k++) {
             const int64_t g = k * groups + n / gs;
-            const C wv = (C)png_load(scales + g) * (C)quant_at(wq + k * words, bits, n) +
-                         (C)png_load(biases + g);
+            const C wv =
+                quant_weight<T, C>(scales, biases, g, quant_at(wq + k * words, bits, n), mode);
             acc += (C)png_load(x + m * K + k) * wv;
         }
         png_store(out + e, acc);
@@ -169,7 +230,8 @@ __global__ void qmm_n_kernel(const T *x, const uint32_t *wq, const T *scales, co
 
 /* See quantized.h. */
 extern "C" int pnG_quantize(pn_dtype t, const void *w, uint32_t *wq, void *scales, void *biases,
-                            int64_t ngroups, int group_size, int bits, int stream)
+                            int64_t ngroups, int group_size, int bits, int mode,
+                            const float *gscale, int stream)
 {
     int rc = PNG_UNSUPPORTED;
     png_dispatch(t, [&](auto tag) {
@@ -179,8 +241,8 @@ extern "C" int pnG_quantize(pn_dtype t, const void *w, uint32_t *wq, void *scale
             if (ngroups == 0) return;
             auto kern = quantize_kernel<T>;
             PNG_LAUNCH(kern, png_blocks_for(ngroups, QUANT_THREADS), QUANT_THREADS, 0,
-                       png_stream(stream), (const T *)w, wq, (T *)scales, (T *)biases, ngroups,
-                       group_size, bits);
+                       png_stream(stream), (const T *)w, wq, scales, (T *)biases, ngroups,
+                       group_size, bits, pnK_qmode_of(mode), gscale);
             rc = pnG_check_launch("quantize");
         }
     });
@@ -190,7 +252,7 @@ extern "C" int pnG_quantize(pn_dtype t, const void *w, uint32_t *wq, void *scale
 /* See quantized.h. */
 extern "C" int pnG_dequantize(pn_dtype t, const uint32_t *wq, const void *scales,
                               const void *biases, void *out, int64_t ngroups, int group_size,
-                              int bits, int stream)
+                              int bits, int mode, const float *gscale, int stream)
 {
     int rc = PNG_UNSUPPORTED;
     png_dispatch(t, [&](auto tag) {
@@ -200,8 +262,8 @@ extern "C" int pnG_dequantize(pn_dtype t, const uint32_t *wq, const void *scales
             if (ngroups == 0) return;
             auto kern = dequantize_kernel<T>;
             PNG_LAUNCH(kern, png_blocks_for(ngroups * group_size, QUANT_THREADS), QUANT_THREADS, 0,
-                       png_stream(stream), wq, (const T *)scales, (const T *)biases, (T *)out,
-                       ngroups, group_size, bits);
+                       png_stream(stream), wq, scales, (const T *)biases, (T *)out, ngroups,
+                       group_size, bits, pnK_qmode_of(mode), gscale);
             rc = pnG_check_launch("dequantize");
         }
     });
@@ -212,7 +274,7 @@ extern "C" int pnG_dequantize(pn_dtype t, const uint32_t *wq, const void *scales
 extern "C" int pnG_qmm_direct(pn_dtype t, const void *x, const uint32_t *wq, const void *scales,
                               const void *biases, void *out, int64_t M, int64_t N, int64_t K,
                               int64_t words, int64_t groups, int group_size, int bits,
-                              bool transpose, int stream)
+                              int mode, bool transpose, int stream)
 {
     if (transpose && M > QMM_DIRECT_MAX_M) return PNG_UNSUPPORTED;
     int rc = PNG_UNSUPPORTED;
@@ -224,13 +286,15 @@ extern "C" int pnG_qmm_direct(pn_dtype t, const void *x, const uint32_t *wq, con
             if (transpose) {
                 auto kern = qmm_t_kernel<T>;
                 PNG_LAUNCH(kern, png_blocks_for(N * 32, QUANT_THREADS), QUANT_THREADS, 0,
-                           png_stream(stream), (const T *)x, wq, (const T *)scales,
-                           (const T *)biases, (T *)out, M, N, K, words, groups, group_size, bits);
+                           png_stream(stream), (const T *)x, wq, scales, (const T *)biases,
+                           (T *)out, M, N, K, words, groups, group_size, bits,
+                           pnK_qmode_of(mode));
             } else {
                 auto kern = qmm_n_kernel<T>;
                 PNG_LAUNCH(kern, png_blocks_for(M * N, QUANT_THREADS), QUANT_THREADS, 0,
-                           png_stream(stream), (const T *)x, wq, (const T *)scales,
-                           (const T *)biases, (T *)out, M, N, K, words, groups, group_size, bits);
+                           png_stream(stream), (const T *)x, wq, scales, (const T *)biases,
+                           (T *)out, M, N, K, words, groups, group_size, bits,
+                           pnK_qmode_of(mode));
             }
             rc = pnG_check_launch("quantized_matmul");
         }

@@ -76,6 +76,27 @@ extern "C" int64_t pnG_resident_threads(void)
     return resident_threads;
 }
 
+extern "C" int pnG_device_info(char *name, size_t n, int *major, int *minor, uint64_t *total,
+                               uint64_t *free_bytes)
+{
+    cudaDeviceProp prop;
+    size_t fr = 0, tot = 0;
+    if (!pnG_available(NULL) || cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    snprintf(name, n, "%s", prop.name);
+    *major = prop.major;
+    *minor = prop.minor;
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        cudaGetLastError();
+        fr = 0, tot = prop.totalGlobalMem;
+    }
+    *total = tot ? tot : prop.totalGlobalMem;
+    *free_bytes = fr;
+    return 0;
+}
+
 extern "C" bool pnG_simulated(void)
 {
 #ifdef PONTE_GPU_SIM

@@ -1,4 +1,4 @@
-/* solver.c — GPU evals of SVD, Eigh and LUF (src/ops/linalg_decomp.c): the C glue around the
+/* solver.c — GPU evals of SVD, Eigh, Eig and LUF (src/ops/linalg_decomp.c): the C glue around the
  * cuSOLVER launchers of solver.cu. It copies the (any-strided) input into a dense device work
  * buffer laid out as cuSOLVER needs it and moves results between column-major and Ponte's
  * row-major with device strided copies: a row-major m x n matrix is the column-major n x m
@@ -116,6 +116,30 @@ int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
             from_colmajor(a, pnC_data(out[1]), t, nmat, n, n, stream);
             rc = pnC_failed() ? -1 : 0;
         }
+    }
+    work_free(a, abytes, stream);
+    return rc;
+}
+
+/* See eval.h. geev factors the column-major copy (A itself); its results are packed into the
+ * complex64 outputs by the launcher. */
+int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
+    int64_t nmat, m, n;
+    if (dims(in[0], &nmat, &m, &n) || m != n) return PNG_UNSUPPORTED;
+    int stream = node->stream.index, nout = p->vectors ? 2 : 1;
+    for (int j = 0; j < nout; j++)
+        if (pnC_alloc_output(out[j])) return -1;
+    pn_dtype t = in[0]->dtype;
+    size_t abytes = (size_t)(nmat * n * n) * pn_dtype_size(t);
+    void *a = work_alloc(abytes, stream);
+    int rc = -1;
+    if (a) {
+        load_input(in[0], a, true, stream);
+        if (!pnC_failed())
+            rc = pnG_solver_eig(t, nmat, (int)n, a, pnC_data(out[0]),
+                                p->vectors ? pnC_data(out[1]) : NULL, stream);
     }
     work_free(a, abytes, stream);
     return rc;

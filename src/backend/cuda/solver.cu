@@ -202,6 +202,99 @@ int pnG_solver_eigh(pn_dtype t, int64_t nmat, int n, void *a, void *w, bool vect
     return eigh_batch(nmat, n, (double *)a, (double *)w, vectors, lower, stream);
 }
 
+/* ───────────────────────────── Eig ───────────────────────────── */
+
+/* geev's results (w: n interleaved complex eigenvalues per matrix; vr: real column-major
+ * vectors, a conjugate pair's as the columns j, j+1 = re, im) as Eig's outputs: vals
+ * (nmat, n) and, with vectors, vecs (nmat, n, n) row-major, both complex64 (interleaved). */
+template <typename T>
+__global__ void eig_pack_kernel(int64_t nmat, int n, const T *w, const T *vr, float *vals,
+                                float *vecs)
+{
+    const int64_t nn = (int64_t)n * n, total = vecs ? nmat * nn : nmat * n;
+    for (int64_t t = png_thread_index(); t < total; t += png_grid_stride()) {
+        if (!vecs) {
+            vals[2 * t] = (float)w[2 * t], vals[2 * t + 1] = (float)w[2 * t + 1];
+            continue;
+        }
+        int64_t i = t / nn, r = t % nn / n, j = t % n; /* vecs[i][r][j] = v_j[r] */
+        const T *wi = w + 2 * i * n, *v = vr + i * nn;
+        T im = wi[2 * j + 1], re_out, im_out;
+        if (im > 0) /* the first of a pair: v_j = vr[:, j] + i vr[:, j+1] */
+            re_out = v[j * n + r], im_out = v[(j + 1) * n + r];
+        else if (im < 0) /* the second: the conjugate of the first */
+            re_out = v[(j - 1) * n + r], im_out = -v[j * n + r];
+        else
+            re_out = v[j * n + r], im_out = 0;
+        vecs[2 * t] = (float)re_out, vecs[2 * t + 1] = (float)im_out;
+        if (r == 0) vals[2 * (i * n + j)] = (float)wi[2 * j], vals[2 * (i * n + j) + 1] = (float)im;
+    }
+}
+
+template <typename T>
+static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int stream)
+{
+    const cudaDataType real = sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_64F;
+    const cudaDataType cplx = sizeof(T) == 4 ? CUDA_C_32F : CUDA_C_64F;
+    const cusolverEigMode_t jobvr = vecs ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
+    const size_t nn = (size_t)n * n;
+    cusolverDnParams_t params = NULL;
+    size_t dbytes = 0, hbytes = 0;
+    /* w and vr for the whole batch, plus one matrix of scratch for VL (never asked for, but
+     * the routines are given real memory wherever they take a pointer: gesvdj writes V
+     * without vectors) */
+    size_t wbytes = sizeof(T) * (2 * (size_t)n * nmat + (vecs ? nn * nmat : nn) + nn);
+    T *w = (T *)pnG_malloc(wbytes, stream), *vr = w ? w + 2 * (size_t)n * nmat : NULL;
+    T *vl = vr ? vr + (vecs ? nn * nmat : nn) : NULL;
+    void *dwork = NULL, *hwork = NULL;
+    int *info = NULL, rc = 0;
+    if (!w) return -1;
+    if (solver_acquire(stream)) {
+        pnG_free(w, wbytes, stream);
+        return -1;
+    }
+    SOLVER_CHECK(cusolverDnCreateParams(&params));
+    SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
+                                            n, real, a, n, cplx, w, real, vl, n, real, vr, n, real,
+                                            &dbytes, &hbytes));
+    dwork = pnG_malloc(dbytes ? dbytes : 1, stream);
+    hwork = malloc(hbytes ? hbytes : 1);
+    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
+    if (!dwork || !hwork || !info) {
+        if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++)
+        SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n,
+                                     real, a + i * nn, n, cplx, w + 2 * i * n, real, vl, n, real,
+                                     vecs ? vr + i * nn : vr, n, real, dwork, dbytes ? dbytes : 1,
+                                     hwork, hbytes ? hbytes : 1, info + i));
+done:
+    if (params) cusolverDnDestroyParams(params);
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) rc = check_infos(vecs ? "eig" : "eigvals", info, nmat, stream);
+    if (rc == 0) {
+        const int threads = 256;
+        int64_t total = vecs ? (int64_t)nmat * (int64_t)nn : nmat * n;
+        PNG_LAUNCH(eig_pack_kernel<T>, png_blocks_for(total, threads), threads, 0,
+                   png_stream(stream), nmat, n, (const T *)w, (const T *)vr, vals, vecs);
+        rc = pnG_check_launch("eig_pack_kernel");
+    }
+    if (dwork) pnG_free(dwork, dbytes ? dbytes : 1, stream);
+    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    free(hwork);
+    pnG_free(w, wbytes, stream);
+    return rc;
+}
+
+/* See solver.h. */
+int pnG_solver_eig(pn_dtype t, int64_t nmat, int n, void *a, void *vals, void *vecs, int stream)
+{
+    if (t == PN_FLOAT32) return eig_batch(nmat, n, (float *)a, (float *)vals, (float *)vecs, stream);
+    return eig_batch(nmat, n, (double *)a, (float *)vals, (float *)vecs, stream);
+}
+
 /* ───────────────────────────── LU ───────────────────────────── */
 
 /* One thread per matrix: getrf's 1-based swap sequence ipiv (k per matrix) to 0-based pivots

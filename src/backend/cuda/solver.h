@@ -1,5 +1,6 @@
 /* solver.h — launchers of the GPU decompositions, called by the C glue of SVD, Eigh and LUF
- * (solver.c) and defined in solver.cu over cuSOLVER's dense API (the simulated cuSOLVER of
+ * (solver.c) and defined in solver.cu over cuSOLVER's dense API (and Eig's over its 64-bit
+ * API) (the simulated cuSOLVER of
  * sim/cusolver_sim.h under PONTE_GPU_SIM). Matrices are column-major, as cuSOLVER's; a batch
  * is nmat matrices one after another. All pointers are device memory; each launcher queues
  * its work on a Ponte stream index and returns 0 or -1 with an error. */
@@ -25,6 +26,13 @@ int pnG_solver_svd(pn_dtype t, int64_t nmat, int rows, int cols, void *a, void *
  * orthonormal eigenvectors (columns). Fails like pnG_solver_svd. */
 int pnG_solver_eigh(pn_dtype t, int64_t nmat, int n, void *a, void *w, bool vectors, bool lower,
                     int stream);
+
+/* Eigenvalues and, when vecs is not NULL, right eigenvectors of each general column-major
+ * n x n matrix of a (float32/float64, overwritten) through the 64-bit API's geev: vals (nmat, n)
+ * and vecs (nmat, n, n) row-major (vecs[i][r][j] is element r of eigenvector j), both complex64
+ * as interleaved floats, in LAPACK's order and normalization (unit norm, largest component
+ * real). Fails like pnG_solver_svd. */
+int pnG_solver_eig(pn_dtype t, int64_t nmat, int n, void *a, void *vals, void *vecs, int stream);
 
 /* LU factorization with partial pivoting of each column-major m x n matrix of a, in place
  * (getrf), and from its pivots: pivots (nmat, min(m, n)) uint32 0-based and the row indices

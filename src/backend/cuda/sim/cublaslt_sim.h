@@ -18,8 +18,10 @@ typedef enum cudaDataType_t {
     CUDA_R_64F = 1,
     CUDA_R_16F = 2,
     CUDA_C_32F = 4,
+    CUDA_C_64F = 5,
     CUDA_R_16BF = 14,
 } cudaDataType_t;
+typedef cudaDataType_t cudaDataType;
 
 /* ───────────────────────────── cuBLAS types (cublas_api.h) ───────────────────────────── */
 

@@ -14,6 +14,9 @@ struct pnsim_solver_context {
 struct pnsim_gesvdj_info {
     int unused;
 };
+struct pnsim_solver_params {
+    int unused;
+};
 
 /* See cusolver_sim.h (cuSOLVER's contracts). */
 cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle)
@@ -44,6 +47,17 @@ cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info)
     delete info;
     return CUSOLVER_STATUS_SUCCESS;
 }
+cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t *params)
+{
+    if (!params) return CUSOLVER_STATUS_INVALID_VALUE;
+    *params = new (std::nothrow) pnsim_solver_params();
+    return *params ? CUSOLVER_STATUS_SUCCESS : CUSOLVER_STATUS_ALLOC_FAILED;
+}
+cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params)
+{
+    delete params;
+    return CUSOLVER_STATUS_SUCCESS;
+}
 
 /* ───────────────────────────── LAPACK by type ───────────────────────────── */
 
@@ -61,6 +75,13 @@ cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info)
     static void getrf(int m, int n, T *a, int lda, int *ipiv, int *info)                       \
     {                                                                                          \
         P##getrf_(&m, &n, a, &lda, ipiv, info);                                                \
+    }                                                                                          \
+    static void geev(char jobvr, int n, T *a, int lda, T *wr, T *wi, T *vr, int ldvr, T *work, \
+                     int lwork, int *info)                                                     \
+    {                                                                                          \
+        char no = 'N';                                                                         \
+        int one = 1;                                                                           \
+        P##geev_(&no, &jobvr, &n, a, &lda, wr, wi, NULL, &one, vr, &ldvr, work, &lwork, info); \
     }
 PNSIM_LAPACK_OVERLOADS(float, s)
 PNSIM_LAPACK_OVERLOADS(double, d)
@@ -178,3 +199,65 @@ static cusolverStatus_t sim_getrf(int m, int n, T *A, int lda, int *ipiv, int *i
     }
 PNSIM_SOLVER_DEFS(float, S)
 PNSIM_SOLVER_DEFS(double, D)
+
+/* geev through LAPACK: eigenvalues interleaved into W, right vectors into VR as LAPACK writes
+ * them. */
+template <typename T>
+static cusolverStatus_t sim_geev(cusolverEigMode_t jobvr, int64_t n64, T *A, int64_t lda, T *W,
+                                 T *VR, int64_t ldvr, int *info)
+{
+    if (n64 < 0 || n64 > INT32_MAX || lda < (n64 > 1 ? n64 : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
+    int n = (int)n64;
+    bool vec = jobvr == CUSOLVER_EIG_MODE_VECTOR;
+    if (vec && (!VR || ldvr < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
+    int q_info = 0;
+    T q = 0, dummy = 0;
+    geev(vec ? 'V' : 'N', n, A, (int)lda, &dummy, &dummy, vec ? VR : &dummy, vec ? (int)ldvr : 1,
+         &q, -1, &q_info);
+    int lwork = (int)q + 1;
+    T *work = (T *)malloc(sizeof(T) * ((size_t)lwork + 2 * (size_t)max1(n)));
+    if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
+    T *wr = work + lwork, *wi = wr + max1(n);
+    geev(vec ? 'V' : 'N', n, A, (int)lda, wr, wi, vec ? VR : &dummy, vec ? (int)ldvr : 1, work,
+         lwork, info);
+    for (int j = 0; j < n; j++) W[2 * j] = wr[j], W[2 * j + 1] = wi[j];
+    free(work);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
+                                            cusolverEigMode_t jobvl, cusolverEigMode_t,
+                                            int64_t, cudaDataType dataTypeA, const void *,
+                                            int64_t, cudaDataType dataTypeW, const void *,
+                                            cudaDataType, const void *, int64_t, cudaDataType,
+                                            const void *, int64_t, cudaDataType,
+                                            size_t *workspaceInBytesOnDevice,
+                                            size_t *workspaceInBytesOnHost)
+{
+    if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (jobvl != CUSOLVER_EIG_MODE_NOVECTOR || !workspaceInBytesOnDevice || !workspaceInBytesOnHost)
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    bool f32 = dataTypeA == CUDA_R_32F && dataTypeW == CUDA_C_32F;
+    bool f64 = dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F;
+    if (!f32 && !f64) return CUSOLVER_STATUS_INVALID_VALUE;
+    *workspaceInBytesOnDevice = 1, *workspaceInBytesOnHost = 1;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t params,
+                                 cusolverEigMode_t jobvl, cusolverEigMode_t jobvr, int64_t n,
+                                 cudaDataType dataTypeA, void *A, int64_t lda,
+                                 cudaDataType dataTypeW, void *W, cudaDataType dataTypeVL, void *,
+                                 int64_t, cudaDataType dataTypeVR, void *VR, int64_t ldvr,
+                                 cudaDataType computeType, void *, size_t, void *, size_t, int *info)
+{
+    if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (jobvl != CUSOLVER_EIG_MODE_NOVECTOR || !A || !W || !info) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (dataTypeA == CUDA_R_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_R_32F &&
+        dataTypeVR == CUDA_R_32F && computeType == CUDA_R_32F)
+        return sim_geev(jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
+    if (dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F && dataTypeVL == CUDA_R_64F &&
+        dataTypeVR == CUDA_R_64F && computeType == CUDA_R_64F)
+        return sim_geev(jobvr, n, (double *)A, lda, (double *)W, (double *)VR, ldvr, info);
+    return CUSOLVER_STATUS_INVALID_VALUE;
+}

@@ -1,12 +1,13 @@
 /* cusolver_sim.h — the simulated cuSOLVER: exactly the subset of <cusolverDn.h> that
- * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf and their
- * buffer-size queries), with cuSOLVER's names, values and statuses and no CUDA toolkit
+ * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf, the 64-bit
+ * API's geev with its params object, and their buffer-size queries), with cuSOLVER's names, values and statuses and no CUDA toolkit
  * header. cusolver_sim.cpp computes each call with LAPACK on the host (simulated device
  * memory is host memory), synchronously as the simulated runtime does. */
 #ifndef PONTE_BACKEND_CUDA_SIM_CUSOLVER_SIM_H
 #define PONTE_BACKEND_CUDA_SIM_CUSOLVER_SIM_H
 
 #include "backend/cuda/sim/cuda_sim.h"
+#include "backend/cuda/sim/cublaslt_sim.h" /* cudaDataType (library_types.h) */
 
 typedef enum {
     CUSOLVER_STATUS_SUCCESS = 0,
@@ -31,12 +32,36 @@ typedef enum {
 
 typedef struct pnsim_solver_context *cusolverDnHandle_t;
 typedef struct pnsim_gesvdj_info *gesvdjInfo_t;
+typedef struct pnsim_solver_params *cusolverDnParams_t;
 
 cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle);
 cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle);
 cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t stream);
 cusolverStatus_t cusolverDnCreateGesvdjInfo(gesvdjInfo_t *info);
 cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info);
+cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t *params);
+cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params);
+/* geev of a real n x n matrix (float or double, all types one precision): dataTypeW complex
+ * (each eigenvalue, conjugate pairs both, interleaved re/im), VR real (LAPACK's encoding of a
+ * pair's vectors as two columns); left vectors are not simulated (jobvl NOVECTOR). Workspace
+ * sizes are 1 byte each. */
+cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
+                                            cusolverEigMode_t jobvl, cusolverEigMode_t jobvr,
+                                            int64_t n, cudaDataType dataTypeA, const void *A,
+                                            int64_t lda, cudaDataType dataTypeW, const void *W,
+                                            cudaDataType dataTypeVL, const void *VL, int64_t ldvl,
+                                            cudaDataType dataTypeVR, const void *VR, int64_t ldvr,
+                                            cudaDataType computeType,
+                                            size_t *workspaceInBytesOnDevice,
+                                            size_t *workspaceInBytesOnHost);
+cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t params,
+                                 cusolverEigMode_t jobvl, cusolverEigMode_t jobvr, int64_t n,
+                                 cudaDataType dataTypeA, void *A, int64_t lda,
+                                 cudaDataType dataTypeW, void *W, cudaDataType dataTypeVL,
+                                 void *VL, int64_t ldvl, cudaDataType dataTypeVR, void *VR,
+                                 int64_t ldvr, cudaDataType computeType, void *bufferOnDevice,
+                                 size_t workspaceInBytesOnDevice, void *bufferOnHost,
+                                 size_t workspaceInBytesOnHost, int *info);
 
 /* The buffer sizes are 1: the simulated routines take their scratch from the host heap. The
  * routines write LAPACK's info to *info (device memory); gesvdj returns V, not V^T, as

@@ -1,0 +1,994 @@
+/* export.c — mlx.core.export_function / import_function / exporter: a function traced on
+ * example inputs into its graph of primitives, written to a file in Ponte's own format
+ * (layout below; not MLX's .mlxfn), and replayed node by node on new inputs when imported.
+ * The reader treats the file as hostile: every count, size and reference is checked. */
+#include "io/io.h"
+#include "io/registry.h"
+#include "transforms/transforms.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* File layout, integers little-endian:
+ *   magic "PONTEFN\0", u32 version, u32 flags (0), u32 metadata length, metadata bytes,
+ *   u32 constant count, per constant: spec, u64 data bytes, row-major data;
+ *   u32 trace count, per trace: u32 positional count, u32 keyword count, per keyword u32
+ *     length + name bytes (ascending), one spec per input (positional, then keywords);
+ *     u32 node count, per node: u32 name length, name, u32 params bytes, params, u32 input
+ *     count, per input a ref, u32 output count, one spec per output;
+ *     u32 result count, one ref per result;
+ *   u64 FNV-1a hash of every byte before it.
+ * spec: u32 dtype, u32 rank, i64 per extent. ref: u32 kind (REF_*), u32 index (inputs: the
+ * trace's inputs; constants: the file's; node outputs: numbered in node order in the trace). */
+static const char MAGIC[8] = "PONTEFN";
+#define VERSION 1u
+#define MAX_NAME 256     /* primitive and keyword names */
+#define MAX_PARAMS 65536 /* bytes of one node's params */
+enum { REF_INPUT, REF_CONST, REF_NODE };
+
+/* ───────────────────────────── in-memory form ───────────────────────────── */
+
+typedef struct {
+    pn_dtype dtype;
+    int ndim;
+    int64_t *shape;
+} spec;
+
+typedef struct {
+    uint32_t kind, index;
+} ref;
+
+typedef struct {
+    const pnC_primitive *prim;
+    void *params;
+    uint32_t params_size, nin, nout;
+    ref *in;
+    spec *out;
+} xnode;
+
+typedef struct {
+    uint32_t nargs, nkw;
+    char **kw; /* nkw names, ascending */
+    spec *in;  /* nargs + nkw */
+    uint32_t nnode, nres, nvals, max_in, max_out;
+    xnode *nodes;
+    ref *res;
+} xsig;
+
+/* A file's contents: constants (evaluated arrays, one reference each) and traces. */
+typedef struct {
+    pn_array **consts;
+    uint32_t nconst, cap_const;
+    xsig *sigs;
+    uint32_t nsig, cap_sig;
+    char *metadata;
+} xfile;
+
+static void spec_free(spec *s) { free(s->shape); }
+
+static void sig_free(xsig *s)
+{
+    for (uint32_t i = 0; s->kw && i < s->nkw; i++) free(s->kw[i]);
+    for (uint32_t i = 0; s->in && i < s->nargs + s->nkw; i++) spec_free(&s->in[i]);
+    for (uint32_t i = 0; s->nodes && i < s->nnode; i++) {
+        xnode *n = &s->nodes[i];
+        free(n->params);
+        free(n->in);
+        for (uint32_t j = 0; n->out && j < n->nout; j++) spec_free(&n->out[j]);
+        free(n->out);
+    }
+    free(s->kw), free(s->in), free(s->nodes), free(s->res);
+    *s = (xsig){0};
+}
+
+static void file_free(xfile *f)
+{
+    for (uint32_t i = 0; i < f->nconst; i++) pnC_decref(f->consts[i]);
+    for (uint32_t i = 0; i < f->nsig; i++) sig_free(&f->sigs[i]);
+    free(f->consts), free(f->sigs), free(f->metadata);
+    *f = (xfile){0};
+}
+
+/* Grows *p (cap elements of size sz) to hold n. 0 or -1 with an error. */
+static int grow(void **p, uint32_t *cap, uint32_t n, size_t sz, const char *op)
+{
+    if (n <= *cap) return 0;
+    uint32_t c = *cap ? *cap * 2 : 8;
+    while (c < n) c *= 2;
+    void *q = realloc(*p, (size_t)c * sz);
+    if (!q) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    *p = q, *cap = c;
+    return 0;
+}
+
+static int spec_of(spec *s, const pn_array *a, const char *op)
+{
+    s->dtype = a->dtype, s->ndim = a->ndim;
+    s->shape = malloc(((size_t)a->ndim + 1) * sizeof *s->shape);
+    if (!s->shape) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    memcpy(s->shape, a->shape, (size_t)a->ndim * sizeof *s->shape);
+    return 0;
+}
+
+static bool spec_matches(const spec *s, const pn_array *a)
+{
+    if (s->dtype != a->dtype || s->ndim != a->ndim) return false;
+    for (int i = 0; i < s->ndim; i++)
+        if (s->shape[i] != a->shape[i]) return false;
+    return true;
+}
+
+/* "(2,3) float32" into buf. */
+static const char *spec_str(pn_dtype t, const int64_t *shape, int ndim, char *buf, size_t n)
+{
+    char sh[256];
+    snprintf(buf, n, "%s %s", pnC_shape_str(shape, ndim, sh, sizeof sh), pn_dtype_name(t));
+    return buf;
+}
+
+/* ───────────────────────────── writing ───────────────────────────── */
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    bool oom;
+} wbuf;
+
+static void put(wbuf *b, const void *src, size_t n)
+{
+    if (b->oom || n == 0) return;
+    if (b->n + n > b->cap) {
+        size_t c = b->cap ? b->cap : 4096;
+        while (c < b->n + n) c *= 2;
+        unsigned char *q = realloc(b->p, c);
+        if (!q) {
+            b->oom = true;
+            return;
+        }
+        b->p = q, b->cap = c;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+}
+
+static void put_u64(wbuf *b, uint64_t v)
+{
+    unsigned char x[8];
+    for (int i = 0; i < 8; i++) x[i] = (unsigned char)(v >> (8 * i));
+    put(b, x, 8);
+}
+
+static void put_u32(wbuf *b, uint32_t v)
+{
+    unsigned char x[4];
+    for (int i = 0; i < 4; i++) x[i] = (unsigned char)(v >> (8 * i));
+    put(b, x, 4);
+}
+
+static void put_str(wbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    put_u32(b, (uint32_t)n);
+    put(b, s, n);
+}
+
+static void put_spec(wbuf *b, pn_dtype t, const int64_t *shape, int ndim)
+{
+    put_u32(b, (uint32_t)t);
+    put_u32(b, (uint32_t)ndim);
+    for (int i = 0; i < ndim; i++) put_u64(b, (uint64_t)shape[i]);
+}
+
+static void put_ref(wbuf *b, ref r)
+{
+    put_u32(b, r.kind);
+    put_u32(b, r.index);
+}
+
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+/* Writes the whole file (constants already evaluated). 0 or -1 with an error. */
+static int file_write(const xfile *f, const char *path)
+{
+    wbuf b = {0};
+    put(&b, MAGIC, 8);
+    put_u32(&b, VERSION);
+    put_u32(&b, 0);
+    put_str(&b, f->metadata ? f->metadata : "");
+    put_u32(&b, f->nconst);
+    int rc = 0;
+    for (uint32_t i = 0; i < f->nconst && rc == 0; i++) {
+        pn_array *a = f->consts[i];
+        if (pnC_eval1(a)) {
+            rc = -1;
+            break;
+        }
+        pn_array *c = pnC_contiguous(a);
+        if (!c) {
+            rc = -1;
+            break;
+        }
+        size_t nbytes = (size_t)a->size * pn_dtype_size(a->dtype);
+        put_spec(&b, a->dtype, a->shape, a->ndim);
+        put_u64(&b, nbytes);
+        put(&b, pnC_data(c), nbytes);
+        pnC_decref(c);
+    }
+    put_u32(&b, f->nsig);
+    for (uint32_t i = 0; i < f->nsig && rc == 0; i++) {
+        const xsig *s = &f->sigs[i];
+        put_u32(&b, s->nargs);
+        put_u32(&b, s->nkw);
+        for (uint32_t k = 0; k < s->nkw; k++) put_str(&b, s->kw[k]);
+        for (uint32_t k = 0; k < s->nargs + s->nkw; k++)
+            put_spec(&b, s->in[k].dtype, s->in[k].shape, s->in[k].ndim);
+        put_u32(&b, s->nnode);
+        for (uint32_t k = 0; k < s->nnode; k++) {
+            const xnode *n = &s->nodes[k];
+            put_str(&b, n->prim->name);
+            put_u32(&b, n->params_size);
+            put(&b, n->params, n->params_size);
+            put_u32(&b, n->nin);
+            for (uint32_t j = 0; j < n->nin; j++) put_ref(&b, n->in[j]);
+            put_u32(&b, n->nout);
+            for (uint32_t j = 0; j < n->nout; j++)
+                put_spec(&b, n->out[j].dtype, n->out[j].shape, n->out[j].ndim);
+        }
+        put_u32(&b, s->nres);
+        for (uint32_t k = 0; k < s->nres; k++) put_ref(&b, s->res[k]);
+    }
+    if (rc == 0 && !b.oom) put_u64(&b, fnv1a(b.p, b.n));
+    if (rc == 0 && b.oom) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
+    if (rc == 0) {
+        const void *parts[1] = {b.p};
+        size_t sizes[1] = {b.n};
+        rc = pnI_write_file(path, parts, sizes, 1);
+    }
+    free(b.p);
+    return rc;
+}
+
+/* ───────────────────────────── tracing ───────────────────────────── */
+
+/* Maps arrays to constant indices (open addressing over pointers). */
+typedef struct {
+    const pn_array **keys;
+    uint32_t *vals;
+    size_t cap, n;
+} amap;
+
+static size_t amap_hash(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33, x *= 0xff51afd7ed558ccdULL, x ^= x >> 33;
+    return (size_t)x;
+}
+
+static const uint32_t *amap_get(const amap *m, const pn_array *a)
+{
+    for (size_t i = m->cap ? amap_hash(a) & (m->cap - 1) : 0; m->cap; i = (i + 1) & (m->cap - 1)) {
+        if (!m->keys[i]) return NULL;
+        if (m->keys[i] == a) return &m->vals[i];
+    }
+    return NULL;
+}
+
+static int amap_put(amap *m, const pn_array *a, uint32_t v)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 64;
+        const pn_array **keys = calloc(cap, sizeof *keys);
+        uint32_t *vals = malloc(cap * sizeof *vals);
+        if (!keys || !vals) {
+            free(keys), free(vals);
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->keys[i]) continue;
+            size_t j = amap_hash(m->keys[i]) & (cap - 1);
+            while (keys[j]) j = (j + 1) & (cap - 1);
+            keys[j] = m->keys[i], vals[j] = m->vals[i];
+        }
+        free(m->keys), free(m->vals);
+        m->keys = keys, m->vals = vals, m->cap = cap;
+    }
+    size_t i = amap_hash(a) & (m->cap - 1);
+    while (m->keys[i] && m->keys[i] != a) i = (i + 1) & (m->cap - 1);
+    if (!m->keys[i]) m->n++;
+    m->keys[i] = a, m->vals[i] = v;
+    return 0;
+}
+
+static void amap_free(amap *m) { free(m->keys), free(m->vals), *m = (amap){0}; }
+
+struct pn_exporter {
+    char *path;
+    pn_closure *f;
+    bool closed;
+    xfile file;
+    amap consts; /* the file's constants by array */
+};
+
+/* Converts the traced graph into s. New constants are appended to f->file (and its map) only
+ * when the whole trace succeeds; *nnew counts them. */
+typedef struct {
+    pn_exporter *e;
+    pnT_graph *g;
+    uint32_t *base; /* per graph rec: first output value, or UINT32_MAX */
+    pn_array **fresh;
+    uint32_t nfresh, cap_fresh;
+    amap fresh_map;
+} conv;
+
+static int ref_of(conv *c, pn_array *a, ref *r)
+{
+    pnT_rec *rec = a->node ? pnT_graph_find(c->g, a->node) : NULL;
+    if (rec && rec->tracer >= 0) {
+        *r = (ref){REF_INPUT, (uint32_t)rec->tracer};
+        return 0;
+    }
+    if (rec && rec->active) {
+        *r = (ref){REF_NODE, c->base[rec - c->g->recs] + (uint32_t)a->out_index};
+        return 0;
+    }
+    const uint32_t *v = amap_get(&c->e->consts, a);
+    if (!v) v = amap_get(&c->fresh_map, a);
+    if (v) {
+        *r = (ref){REF_CONST, *v};
+        return 0;
+    }
+    uint32_t idx = c->e->file.nconst + c->nfresh;
+    if (grow((void **)&c->fresh, &c->cap_fresh, c->nfresh + 1, sizeof *c->fresh, "export_function") ||
+        amap_put(&c->fresh_map, a, idx))
+        return -1;
+    c->fresh[c->nfresh++] = pnC_incref(a);
+    *r = (ref){REF_CONST, idx};
+    return 0;
+}
+
+/* The nodes of the graph (in order) as s->nodes, the outputs as s->res. */
+static int convert(conv *c, xsig *s, int nout, pn_array *const *outs)
+{
+    pnT_graph *g = c->g;
+    c->base = malloc(((size_t)g->nrec + 1) * sizeof *c->base);
+    s->nodes = calloc((size_t)g->norder + 1, sizeof *s->nodes);
+    s->res = calloc((size_t)nout + 1, sizeof *s->res);
+    if (!c->base || !s->nodes || !s->res)
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
+    for (int64_t i = 0; i < g->nrec; i++) c->base[i] = UINT32_MAX;
+    uint32_t nvals = 0;
+    for (int64_t k = 0; k < g->norder; k++) {
+        pnT_rec *rec = &g->recs[g->order[k]];
+        pnC_node *nd = rec->node;
+        char why[160];
+        if (nd->prim->release_params || !pnR_find(nd->prim->name) ||
+            pnR_find(nd->prim->name) != nd->prim)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                                "[export_function] Cannot export the primitive %s: it is not "
+                                "serializable (custom_function, custom_vjp and checkpoint hold "
+                                "functions, which cannot be written to a file).",
+                                nd->prim->name);
+        if (!pnR_node_ok(nd->prim, nd->params_size, nd->nin, nd->nout, why, sizeof why))
+            return pn_set_error(PN_ERR_BACKEND,
+                                "[export_function] Internal error: the primitive %s does not match "
+                                "the export registry (src/io/registry.c): it expects %s.",
+                                nd->prim->name, why);
+        xnode *n = &s->nodes[s->nnode++];
+        n->prim = nd->prim;
+        n->params_size = (uint32_t)nd->params_size;
+        n->nin = (uint32_t)nd->nin;
+        n->nout = (uint32_t)nd->nout;
+        n->params = malloc(nd->params_size + 1);
+        n->in = calloc((size_t)nd->nin + 1, sizeof *n->in);
+        n->out = calloc((size_t)nd->nout + 1, sizeof *n->out);
+        if (!n->params || !n->in || !n->out)
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
+        if (nd->params_size) memcpy(n->params, nd->params, nd->params_size);
+        for (int i = 0; i < nd->nin; i++)
+            if (ref_of(c, nd->inputs[i], &n->in[i])) return -1;
+        for (int j = 0; j < nd->nout; j++) {
+            spec *o = &n->out[j];
+            o->dtype = nd->out_dtypes[j], o->ndim = nd->out_ndims[j];
+            o->shape = malloc(((size_t)o->ndim + 1) * sizeof *o->shape);
+            if (!o->shape) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
+            memcpy(o->shape, nd->out_shapes[j], (size_t)o->ndim * sizeof *o->shape);
+        }
+        c->base[g->order[k]] = nvals;
+        nvals += (uint32_t)nd->nout;
+        if (n->nin > s->max_in) s->max_in = n->nin;
+        if (n->nout > s->max_out) s->max_out = n->nout;
+    }
+    s->nvals = nvals;
+    for (int j = 0; j < nout; j++)
+        if (ref_of(c, outs[j], &s->res[j])) return -1;
+    s->nres = (uint32_t)nout;
+    return 0;
+}
+
+
+/* Orders kwargs by name into order[nkw] (insertion sort: few keywords). Checks the names. */
+static int kw_order(const char *op, int nkw, const char *const *names, int *order)
+{
+    for (int i = 0; i < nkw; i++) {
+        if (!names[i] || !names[i][0] || strlen(names[i]) > MAX_NAME)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Keyword names must be non-empty "
+                                "strings of at most %d bytes.", op, MAX_NAME);
+        int j = i;
+        while (j > 0 && strcmp(names[order[j - 1]], names[i]) > 0) order[j] = order[j - 1], j--;
+        order[j] = i;
+    }
+    for (int i = 1; i < nkw; i++)
+        if (strcmp(names[order[i - 1]], names[order[i]]) == 0)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] The keyword input \"%s\" is given "
+                                "twice.", op, names[order[i]]);
+    return 0;
+}
+
+/* Flattens args and kwargs (in name order) into flat[nargs + nkw] after checking them. */
+static int gather_inputs(const char *op, int nargs, pn_array *const *args, int nkw,
+                         const char *const *kw_names, pn_array *const *kwargs, pn_array **flat,
+                         int *order)
+{
+    if (nargs < 0 || nkw < 0 || (nargs && !args) || (nkw && (!kw_names || !kwargs)))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Bad input lists.", op);
+    if (!pnC_inputs_ok(op, nargs, args) || !pnC_inputs_ok(op, nkw, kwargs)) return -1;
+    if (kw_order(op, nkw, kw_names, order)) return -1;
+    for (int i = 0; i < nargs; i++) flat[i] = args[i];
+    for (int i = 0; i < nkw; i++) flat[nargs + i] = kwargs[order[i]];
+    return 0;
+}
+
+/* Traces e->f on the inputs into a new trace of e->file. 0 or -1 with an error (the file is
+ * unchanged then). */
+static int trace(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
+                 const char *const *kw_names, pn_array *const *kwargs)
+{
+    const char *op = "export_function";
+    int nin = nargs + nkw;
+    pn_array **flat = malloc(((size_t)nin + 1) * sizeof *flat), **tr = NULL;
+    int *order = malloc(((size_t)nkw + 1) * sizeof *order);
+    xsig s = {0};
+    pnT_graph g = {0};
+    conv c = {.e = e, .g = &g};
+    int rc = flat && order ? 0 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    if (rc == 0) rc = gather_inputs(op, nargs, args, nkw, kw_names, kwargs, flat, order);
+    if (rc == 0) { /* the signature */
+        s.nargs = (uint32_t)nargs, s.nkw = (uint32_t)nkw;
+        s.kw = calloc((size_t)nkw + 1, sizeof *s.kw);
+        s.in = calloc((size_t)nin + 1, sizeof *s.in);
+        if (!s.kw || !s.in) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+        for (int i = 0; i < nkw && rc == 0; i++)
+            if (!(s.kw[i] = strdup(kw_names[order[i]])))
+                rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+        for (int i = 0; i < nin && rc == 0; i++) rc = spec_of(&s.in[i], flat[i], op);
+    }
+    if (rc) {
+        free(flat), free(order), sig_free(&s);
+        return -1;
+    }
+    pn_scope_push();
+    int nout = 0;
+    pn_array *outs[PN_MAX_OUTPUTS];
+    tr = malloc(((size_t)nin + 1) * sizeof *tr);
+    if (!tr) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    for (int i = 0; i < nin && rc == 0; i++)
+        if (!(tr[i] = pnT_tracer(flat[i]))) rc = -1;
+    if (rc == 0) {
+        pnC_trace_push();
+        rc = pn_closure_call(e->f, nin, tr, &nout, outs);
+        pnC_trace_pop();
+    }
+    for (int i = 0; i < nin && rc == 0; i++)
+        if (tr[i]->buf) /* evaluated through the function: its graph was cut at run time */
+            rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                              "[%s] Attempting to eval an array that depends on the inputs while "
+                              "exporting is not allowed (the exported graph would hold its "
+                              "value).", op);
+    if (rc == 0 && pnT_graph_build(&g, nin, tr, nout, outs, false))
+        rc = pnC_failed() ? -1 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    if (rc == 0) rc = convert(&c, &s, nout, outs);
+    for (uint32_t i = 0; i < c.nfresh && rc == 0; i++) /* constants hold their data */
+        rc = pnC_eval1(c.fresh[i]);
+    if (rc == 0)
+        rc = grow((void **)&e->file.consts, &e->file.cap_const, e->file.nconst + c.nfresh,
+                  sizeof *e->file.consts, op);
+    if (rc == 0)
+        rc = grow((void **)&e->file.sigs, &e->file.cap_sig, e->file.nsig + 1, sizeof *e->file.sigs, op);
+    for (uint32_t i = 0; i < c.nfresh && rc == 0; i++)
+        rc = amap_put(&e->consts, c.fresh[i], e->file.nconst + i);
+    if (rc == 0) {
+        if (c.nfresh) memcpy(e->file.consts + e->file.nconst, c.fresh, c.nfresh * sizeof *c.fresh);
+        e->file.nconst += c.nfresh;
+        c.nfresh = 0;
+        e->file.sigs[e->file.nsig++] = s;
+        s = (xsig){0};
+    }
+    for (uint32_t i = 0; i < c.nfresh; i++) pnC_decref(c.fresh[i]);
+    free(c.fresh), free(c.base), amap_free(&c.fresh_map);
+    pnT_graph_free(&g);
+    sig_free(&s);
+    free(tr), free(flat), free(order);
+    pn_scope_pop();
+    return rc;
+}
+
+/* ───────────────────────────── public: exporting ───────────────────────────── */
+
+/* An exporter; write_now: create the file at once (mx.exporter), else only after the first
+ * successful trace (export_function leaves an existing file alone when tracing fails). */
+static pn_exporter *exporter_new(const char *path, pn_closure *f, bool shapeless,
+                                 const char *metadata, bool write_now)
+{
+    if (!path || !f)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[export_function] NULL path or function.");
+    if (shapeless)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[export_function] shapeless=True is not supported: Ponte's primitives "
+                        "infer output shapes in their constructors and have no shape functions to "
+                        "re-infer them for new input shapes. Export one trace per input shape "
+                        "(mx.exporter) instead.");
+    if (metadata && strlen(metadata) > UINT32_MAX - 1)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[export_function] The metadata is too long.");
+    pn_exporter *e = calloc(1, sizeof *e);
+    if (e) e->path = strdup(path);
+    if (e && metadata) e->file.metadata = strdup(metadata);
+    if (!e || !e->path || (metadata && !e->file.metadata)) {
+        if (e) free(e->path), free(e->file.metadata);
+        free(e);
+        return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
+    }
+    e->f = pn_closure_retain(f);
+    if (write_now && file_write(&e->file, e->path)) { /* a bad path fails here */
+        pn_exporter_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+pn_exporter *pn_exporter_new(const char *path, pn_closure *f, bool shapeless, const char *metadata)
+{
+    return exporter_new(path, f, shapeless, metadata, true);
+}
+
+int pn_exporter_call(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
+                     const char *const *kw_names, pn_array *const *kwargs)
+{
+    if (!e) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[export_function] NULL exporter.");
+    if (e->closed)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[export_function] Attempting to write after exporting is closed.");
+    if (nargs < 0 || nkw < 0 || nargs + nkw > (1 << 20))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[export_function] Bad input counts.");
+    if (trace(e, nargs, args, nkw, kw_names, kwargs)) return -1;
+    return file_write(&e->file, e->path);
+}
+
+int pn_exporter_close(pn_exporter *e)
+{
+    if (e) e->closed = true;
+    return 0;
+}
+
+void pn_exporter_free(pn_exporter *e)
+{
+    if (!e) return;
+    file_free(&e->file);
+    amap_free(&e->consts);
+    pn_closure_release(e->f);
+    free(e->path);
+    free(e);
+}
+
+int pn_export_function(const char *path, pn_closure *f, int nargs, pn_array *const *args, int nkw,
+                       const char *const *kw_names, pn_array *const *kwargs, bool shapeless,
+                       const char *metadata)
+{
+    pn_exporter *e = exporter_new(path, f, shapeless, metadata, false);
+    if (!e) return -1;
+    int rc = pn_exporter_call(e, nargs, args, nkw, kw_names, kwargs);
+    pn_exporter_free(e);
+    return rc;
+}
+
+/* ───────────────────────────── reading ───────────────────────────── */
+
+typedef struct {
+    const unsigned char *p;
+    size_t n, pos;
+    const char *path;
+} rbuf;
+
+#define BAD(r, ...) bad(r, __VA_ARGS__)
+
+static int bad(const rbuf *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int bad(const rbuf *r, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return pn_set_error(PN_ERR_IO, "[import_function] Malformed function file %s: %s.", r->path, msg);
+}
+
+static int get(rbuf *r, void *dst, size_t n, const char *what)
+{
+    if (n > r->n - r->pos) return BAD(r, "truncated (reading %s at byte %zu)", what, r->pos);
+    if (dst && n) memcpy(dst, r->p + r->pos, n);
+    r->pos += n;
+    return 0;
+}
+
+static int get_u32(rbuf *r, uint32_t *v, const char *what)
+{
+    unsigned char x[4] = {0};
+    if (get(r, x, 4, what)) return -1;
+    *v = (uint32_t)x[0] | (uint32_t)x[1] << 8 | (uint32_t)x[2] << 16 | (uint32_t)x[3] << 24;
+    return 0;
+}
+
+static int get_u64(rbuf *r, uint64_t *v, const char *what)
+{
+    unsigned char x[8] = {0};
+    if (get(r, x, 8, what)) return -1;
+    *v = 0;
+    for (int i = 7; i >= 0; i--) *v = *v << 8 | x[i];
+    return 0;
+}
+
+/* A count of items of at least min_bytes each that must fit in what is left. */
+static int get_count(rbuf *r, uint32_t *n, size_t min_bytes, const char *what)
+{
+    if (get_u32(r, n, what)) return -1;
+    if ((uint64_t)*n * min_bytes > r->n - r->pos)
+        return BAD(r, "%s %" PRIu32 " is larger than the rest of the file", what, *n);
+    return 0;
+}
+
+/* A string of at most max bytes without NUL, malloc'd. */
+static int get_str(rbuf *r, char **out, uint32_t max, const char *what)
+{
+    uint32_t n;
+    if (get_count(r, &n, 1, what)) return -1;
+    if (n > max) return BAD(r, "%s has %" PRIu32 " bytes (at most %" PRIu32 ")", what, n, max);
+    if (memchr(r->p + r->pos, 0, n)) return BAD(r, "%s holds a NUL byte", what);
+    char *s = malloc((size_t)n + 1);
+    if (!s) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    memcpy(s, r->p + r->pos, n);
+    s[n] = 0;
+    r->pos += n;
+    *out = s;
+    return 0;
+}
+
+static int get_spec(rbuf *r, spec *s, const char *what)
+{
+    uint32_t t, nd;
+    if (get_u32(r, &t, what) || get_u32(r, &nd, what)) return -1;
+    if (t >= PN_NUM_DTYPES) return BAD(r, "%s has an unknown dtype code %" PRIu32, what, t);
+    if (nd > PNC_MAX_NDIM) return BAD(r, "%s has rank %" PRIu32 " (at most %d)", what, nd, PNC_MAX_NDIM);
+    s->dtype = (pn_dtype)t, s->ndim = (int)nd;
+    if (!(s->shape = malloc(((size_t)nd + 1) * sizeof *s->shape)))
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    int64_t size = 1;
+    for (uint32_t i = 0; i < nd; i++) {
+        uint64_t d;
+        if (get_u64(r, &d, what)) return -1;
+        if (d > (uint64_t)INT64_MAX || (d && size > (INT64_MAX / 16) / (int64_t)d))
+            return BAD(r, "%s has an extent out of range", what);
+        s->shape[i] = (int64_t)d;
+        size *= (int64_t)d;
+    }
+    return 0;
+}
+
+/* A reference in a trace with nin inputs, where nvals node outputs are defined so far. */
+static int get_ref(rbuf *r, ref *x, uint32_t nin, uint32_t nconst, uint32_t nvals, const char *what)
+{
+    if (get_u32(r, &x->kind, what) || get_u32(r, &x->index, what)) return -1;
+    uint32_t lim = x->kind == REF_INPUT ? nin : x->kind == REF_CONST ? nconst : nvals;
+    if (x->kind > REF_NODE) return BAD(r, "%s has an unknown kind %" PRIu32, what, x->kind);
+    if (x->index >= lim)
+        return BAD(r, "%s refers to %s %" PRIu32 " of %" PRIu32 " (out of range)", what,
+                   x->kind == REF_INPUT ? "input" : x->kind == REF_CONST ? "constant"
+                                                                        : "earlier node output",
+                   x->index, lim);
+    return 0;
+}
+
+static int read_sig(rbuf *r, xsig *s, uint32_t nconst, uint32_t si)
+{
+    char what[96];
+    snprintf(what, sizeof what, "trace %" PRIu32, si);
+    if (get_u32(r, &s->nargs, what) || get_u32(r, &s->nkw, what)) return -1;
+    uint64_t nin64 = (uint64_t)s->nargs + s->nkw;
+    if (nin64 * 8 > r->n - r->pos) return BAD(r, "%s: %" PRIu64 " inputs do not fit in the file", what, nin64);
+    uint32_t nin = (uint32_t)nin64;
+    s->kw = calloc((size_t)s->nkw + 1, sizeof *s->kw);
+    s->in = calloc((size_t)nin + 1, sizeof *s->in);
+    if (!s->kw || !s->in) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    for (uint32_t k = 0; k < s->nkw; k++) {
+        if (get_str(r, &s->kw[k], MAX_NAME, "a keyword name")) return -1;
+        if (!s->kw[k][0] || (k && strcmp(s->kw[k - 1], s->kw[k]) >= 0))
+            return BAD(r, "%s: keyword names must be non-empty, distinct and ascending", what);
+    }
+    for (uint32_t k = 0; k < nin; k++)
+        if (get_spec(r, &s->in[k], "an input spec")) return -1;
+    uint32_t nnode;
+    if (get_count(r, &nnode, 16, "the node count")) return -1;
+    if (!(s->nodes = calloc((size_t)nnode + 1, sizeof *s->nodes)))
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    for (uint32_t k = 0; k < nnode; k++) {
+        xnode *n = &s->nodes[k];
+        s->nnode = k + 1;
+        char *name = NULL;
+        if (get_str(r, &name, MAX_NAME, "a primitive name")) return -1;
+        n->prim = pnR_find(name);
+        if (!n->prim) {
+            BAD(r, "%s, node %" PRIu32 ": unknown primitive \"%s\"", what, k, name);
+            free(name);
+            return -1;
+        }
+        free(name);
+        if (get_count(r, &n->params_size, 1, "a params size")) return -1;
+        if (n->params_size > MAX_PARAMS)
+            return BAD(r, "%s, node %" PRIu32 " (%s): %" PRIu32 " bytes of params", what, k,
+                       n->prim->name, n->params_size);
+        if (!(n->params = malloc((size_t)n->params_size + 1)))
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+        if (get(r, n->params, n->params_size, "params")) return -1;
+        if (get_count(r, &n->nin, 8, "an input count")) return -1;
+        if (!(n->in = calloc((size_t)n->nin + 1, sizeof *n->in)))
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+        for (uint32_t j = 0; j < n->nin; j++)
+            if (get_ref(r, &n->in[j], nin, nconst, s->nvals, "a node input")) return -1;
+        if (get_count(r, &n->nout, 8, "an output count")) return -1;
+        if (n->nout > INT32_MAX / 2 || n->nin > INT32_MAX / 2)
+            return BAD(r, "%s, node %" PRIu32 ": %" PRIu32 " inputs, %" PRIu32 " outputs", what,
+                       k, n->nin, n->nout);
+        char why[160];
+        if (!pnR_node_ok(n->prim, n->params_size, (int)n->nin, (int)n->nout, why, sizeof why))
+            return BAD(r, "%s, node %" PRIu32 ": the primitive %s takes %s", what, k,
+                       n->prim->name, why);
+        if (!(n->out = calloc((size_t)n->nout + 1, sizeof *n->out)))
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+        for (uint32_t j = 0; j < n->nout; j++)
+            if (get_spec(r, &n->out[j], "an output spec")) return -1;
+        if (n->nout > UINT32_MAX - s->nvals) return BAD(r, "%s: too many node outputs", what);
+        s->nvals += n->nout;
+        if (n->nin > s->max_in) s->max_in = n->nin;
+        if (n->nout > s->max_out) s->max_out = n->nout;
+    }
+    if (get_count(r, &s->nres, 8, "the result count")) return -1;
+    if (s->nres > PN_MAX_OUTPUTS)
+        return BAD(r, "%s returns %" PRIu32 " arrays (at most %d)", what, s->nres, PN_MAX_OUTPUTS);
+    if (!(s->res = calloc((size_t)s->nres + 1, sizeof *s->res)))
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    for (uint32_t j = 0; j < s->nres; j++)
+        if (get_ref(r, &s->res[j], nin, nconst, s->nvals, "a result")) return -1;
+    return 0;
+}
+
+static int file_read(xfile *f, const unsigned char *data, size_t size, const char *path)
+{
+    rbuf r = {data, size, 0, path};
+    char magic[8];
+    uint32_t version, flags;
+    if (get(&r, magic, 8, "the magic") || memcmp(magic, MAGIC, 8))
+        return pn_set_error(PN_ERR_IO, "[import_function] %s is not a Ponte function file (wrong "
+                            "magic; Ponte does not read MLX's .mlxfn files).", path);
+    if (get_u32(&r, &version, "the version") || get_u32(&r, &flags, "the flags")) return -1;
+    if (version != VERSION)
+        return pn_set_error(PN_ERR_IO, "[import_function] %s has format version %" PRIu32
+                            " (this Ponte reads version %u).", path, version, VERSION);
+    if (size < r.pos + 8) return BAD(&r, "truncated (no checksum)");
+    uint64_t want = 0;
+    for (int i = 7; i >= 0; i--) want = want << 8 | data[size - 8 + (size_t)i];
+    if (fnv1a(data, size - 8) != want) return BAD(&r, "checksum mismatch (corrupt or truncated)");
+    r.n = size - 8; /* the checksum is not content */
+    if (flags != 0) return BAD(&r, "unknown flags 0x%" PRIx32, flags);
+    if (get_str(&r, &f->metadata, UINT32_MAX, "the metadata")) return -1;
+    uint32_t nconst;
+    if (get_count(&r, &nconst, 16, "the constant count")) return -1;
+    if (!(f->consts = calloc((size_t)nconst + 1, sizeof *f->consts)))
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    for (uint32_t i = 0; i < nconst; i++) {
+        spec s = {0};
+        uint64_t nbytes;
+        int rc = get_spec(&r, &s, "a constant's spec") || get_u64(&r, &nbytes, "a constant's size");
+        uint64_t want_bytes = rc ? 0 : (uint64_t)pnC_shape_size(s.shape, s.ndim) * pn_dtype_size(s.dtype);
+        char sb[320];
+        if (rc == 0 && nbytes != want_bytes)
+            rc = BAD(&r, "constant %" PRIu32 " has %" PRIu64 " bytes of data for %s (expected %" PRIu64 ")",
+                     i, nbytes, spec_str(s.dtype, s.shape, s.ndim, sb, sizeof sb), want_bytes);
+        if (rc == 0 && nbytes > r.n - r.pos) rc = BAD(&r, "truncated (constant %" PRIu32 "'s data)", i);
+        pn_array *a = rc == 0 ? pnC_new_temp(s.dtype, s.shape, s.ndim) : NULL;
+        if (rc == 0 && !a) rc = -1;
+        if (a) {
+            if (nbytes) memcpy(pnC_data(a), r.p + r.pos, (size_t)nbytes);
+            r.pos += (size_t)nbytes;
+            f->consts[f->nconst++] = a;
+        }
+        spec_free(&s);
+        if (rc) return -1;
+    }
+    uint32_t nsig;
+    if (get_count(&r, &nsig, 12, "the trace count")) return -1;
+    if (!(f->sigs = calloc((size_t)nsig + 1, sizeof *f->sigs)))
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    for (uint32_t i = 0; i < nsig; i++) {
+        f->nsig = i + 1;
+        if (read_sig(&r, &f->sigs[i], f->nconst, i)) return -1;
+    }
+    if (r.pos != r.n) return BAD(&r, "%zu unexpected bytes after the last trace", r.n - r.pos);
+    return 0;
+}
+
+/* ───────────────────────────── public: importing ───────────────────────────── */
+
+struct pn_imported_function {
+    atomic_int refs;
+    xfile file;
+};
+
+static void imported_release(pn_imported_function *f)
+{
+    if (!f || atomic_fetch_sub(&f->refs, 1) != 1) return;
+    file_free(&f->file);
+    free(f);
+}
+
+pn_imported_function *pn_import_function(const char *path)
+{
+    if (!path) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[import_function] NULL path.");
+    size_t size = 0;
+    unsigned char *data = pnI_read_file(path, &size);
+    if (!data) return NULL;
+    pn_imported_function *f = calloc(1, sizeof *f);
+    if (!f) {
+        free(data);
+        return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    }
+    atomic_init(&f->refs, 1);
+    int rc = file_read(&f->file, data, size, path);
+    free(data);
+    if (rc) {
+        imported_release(f);
+        return NULL;
+    }
+    return f;
+}
+
+void pn_imported_function_free(pn_imported_function *f) { imported_release(f); }
+
+const char *pn_imported_function_metadata(const pn_imported_function *f)
+{
+    return f && f->file.metadata ? f->file.metadata : "";
+}
+
+/* Builds the trace's graph on the inputs, in the current scope: results to out. 0 or -1. */
+static int replay(const xfile *f, const xsig *s, pn_array *const *in, int *nout, pn_array **out)
+{
+    pn_array **vals = malloc(((size_t)s->nvals + 1) * sizeof *vals);
+    pn_array **ins = malloc(((size_t)s->max_in + 1) * sizeof *ins);
+    pn_dtype *dts = malloc(((size_t)s->max_out + 1) * sizeof *dts);
+    const int64_t **shapes = malloc(((size_t)s->max_out + 1) * sizeof *shapes);
+    int *nds = malloc(((size_t)s->max_out + 1) * sizeof *nds);
+    int rc = vals && ins && dts && shapes && nds
+                 ? 0 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
+    uint32_t v = 0;
+#define RESOLVE(r) ((r).kind == REF_INPUT ? in[(r).index] : (r).kind == REF_CONST ? f->consts[(r).index] : vals[(r).index])
+    for (uint32_t k = 0; k < s->nnode && rc == 0; k++) {
+        const xnode *n = &s->nodes[k];
+        for (uint32_t i = 0; i < n->nin; i++) ins[i] = RESOLVE(n->in[i]);
+        for (uint32_t j = 0; j < n->nout; j++)
+            dts[j] = n->out[j].dtype, shapes[j] = n->out[j].shape, nds[j] = n->out[j].ndim;
+        rc = pnC_make_multi(n->prim, n->params, n->params_size, (int)n->nin, ins, (int)n->nout,
+                            dts, shapes, nds, vals + v);
+        v += n->nout;
+    }
+    for (uint32_t j = 0; j < s->nres && rc == 0; j++) out[j] = RESOLVE(s->res[j]);
+#undef RESOLVE
+    if (rc == 0) *nout = (int)s->nres;
+    free(vals), free(ins), free(dts), free(shapes), free(nds);
+    return rc;
+}
+
+static bool sig_matches(const xsig *s, int n, pn_array *const *flat)
+{
+    if ((uint64_t)s->nargs + s->nkw != (uint64_t)n) return false;
+    for (int i = 0; i < n; i++)
+        if (!spec_matches(&s->in[i], flat[i])) return false;
+    return true;
+}
+
+/* The error listing the file's traces and the inputs given (names: NULL for the closure). */
+static int no_match(const xfile *f, int nargs, int nkw, const char *const *names,
+                    pn_array *const *flat)
+{
+    char msg[3072], sb[320];
+    size_t k = 0;
+#define ADD(...) (k += (size_t)snprintf(msg + (k < sizeof msg ? k : sizeof msg - 1), k < sizeof msg ? sizeof msg - k : 1, __VA_ARGS__))
+    ADD("[import_function::call] No imported function matches the given positional and "
+        "keyword arguments. The file holds:");
+    for (uint32_t i = 0; i < f->nsig && k < sizeof msg; i++) {
+        const xsig *s = &f->sigs[i];
+        ADD("\n %" PRIu32 ". %" PRIu32 " positional and %" PRIu32 " keyword inputs:", i + 1,
+            s->nargs, s->nkw);
+        for (uint32_t j = 0; j < s->nargs + s->nkw; j++) {
+            const spec *p = &s->in[j];
+            if (j < s->nargs) ADD(" %" PRIu32 ": ", j + 1);
+            else ADD(" \"%s\": ", s->kw[j - s->nargs]);
+            ADD("%s%s", spec_str(p->dtype, p->shape, p->ndim, sb, sizeof sb),
+                j + 1 < s->nargs + s->nkw ? "," : "");
+        }
+    }
+    if (f->nsig == 0) ADD(" no traces.");
+    ADD("\nCalled with %d positional and %d keyword inputs:", nargs, nkw);
+    for (int j = 0; j < nargs + nkw; j++) {
+        if (j < nargs || !names) ADD(" %d: ", j + 1);
+        else ADD(" \"%s\": ", names[j - nargs]);
+        ADD("%s%s", spec_str(flat[j]->dtype, flat[j]->shape, flat[j]->ndim, sb, sizeof sb),
+            j + 1 < nargs + nkw ? "," : "");
+    }
+#undef ADD
+    return pn_set_error(PN_ERR_INVALID_ARGUMENT, "%s", msg);
+}
+
+int pn_imported_function_call(pn_imported_function *f, int nargs, pn_array *const *args, int nkw,
+                              const char *const *kw_names, pn_array *const *kwargs, int *nout,
+                              pn_array **out)
+{
+    const char *op = "import_function::call";
+    if (nout) *nout = 0;
+    if (!f || !nout || !out || nargs < 0 || nkw < 0 || nargs + nkw > (1 << 20))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Bad arguments.", op);
+    int nin = nargs + nkw, rc = 0;
+    pn_array **flat = malloc(((size_t)nin + 1) * sizeof *flat);
+    int *order = malloc(((size_t)nkw + 1) * sizeof *order);
+    const char **names = malloc(((size_t)nkw + 1) * sizeof *names);
+    if (!flat || !order || !names) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    if (rc == 0) rc = gather_inputs(op, nargs, args, nkw, kw_names, kwargs, flat, order);
+    for (int i = 0; i < nkw && rc == 0; i++) names[i] = kw_names[order[i]];
+    const xsig *s = NULL;
+    for (uint32_t i = 0; i < f->file.nsig && rc == 0 && !s; i++) {
+        const xsig *c = &f->file.sigs[i];
+        bool ok = c->nargs == (uint32_t)nargs && c->nkw == (uint32_t)nkw && sig_matches(c, nin, flat);
+        for (int j = 0; ok && j < nkw; j++) ok = strcmp(c->kw[j], names[j]) == 0;
+        if (ok) s = c;
+    }
+    if (rc == 0 && !s) rc = no_match(&f->file, nargs, nkw, names, flat);
+    if (rc == 0) {
+        pn_scope_push();
+        int n = 0;
+        if (replay(&f->file, s, flat, &n, out)) rc = pnT_scope_fail(out, (int)s->nres);
+        else if ((rc = pnT_scope_keep(out, n)) == 0) *nout = n;
+    }
+    free(flat), free(order), free(names);
+    return rc;
+}
+
+static int imported_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    pn_imported_function *f = ctx;
+    for (uint32_t i = 0; i < f->file.nsig; i++)
+        if (sig_matches(&f->file.sigs[i], nin, in)) return replay(&f->file, &f->file.sigs[i], in, nout, out);
+    return no_match(&f->file, nin, 0, NULL, in);
+}
+
+static void imported_destroy(void *ctx) { imported_release(ctx); }
+
+pn_closure *pn_imported_function_closure(pn_imported_function *f)
+{
+    if (!f) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[import_function] NULL function.");
+    atomic_fetch_add(&f->refs, 1);
+    return pn_closure_new(imported_fn, f, imported_destroy);
+}
