@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
 
@@ -160,6 +161,29 @@ int test_check_values(const char *what, pn_array *a, const int64_t *shape, int n
     }
     free(v);
     return ok;
+}
+
+static char tmpdir[256];
+
+static void remove_tmpdir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+const char *test_tmp_path(const char *name)
+{
+    static char buf[512];
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/ponte_test_%d", (int)getpid());
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
+        if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "cannot make %s", tmpdir);
+        atexit(remove_tmpdir);
+    }
+    snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
+    return buf;
 }
 
 int main(int argc, char **argv)

@@ -11,29 +11,6 @@
 #include "core/core.h"
 #include "io/registry.h"
 
-static char tmpdir[256];
-
-static void remove_tmpdir(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[512];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/ponte_test_export_%d", (int)getpid());
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
-        if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "cannot make %s", tmpdir);
-        atexit(remove_tmpdir);
-    }
-    snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-    return buf;
-}
-
 /* Whether a and b have the same dtype, shape and values (within tol, relative). */
 static int same(const char *what, pn_array *a, pn_array *b, double tol)
 {
@@ -51,7 +28,7 @@ static int same(const char *what, pn_array *a, pn_array *b, double tol)
 static void check_round_trip(const char *name, pn_closure *f, int nin, pn_array *const *example,
                              pn_array *const *fresh, double tol)
 {
-    const char *path = tmp_path(name);
+    const char *path = test_tmp_path(name);
     CHECK_MSG(pn_export_function(path, f, nin, example, 0, NULL, NULL, false, NULL) == 0,
               "%s: export failed: %s", name, pn_last_error_message());
     pn_imported_function *g = pn_import_function(path);
@@ -314,7 +291,7 @@ TEST(export_keywords)
     pn_array *b = test_random_array((int64_t[]){2, 3}, 2, PN_FLOAT32, -1, 1);
     pn_array *c = test_random_array((int64_t[]){1}, 1, PN_FLOAT32, -1, 1);
     const char *names[] = {"c", "a"}; /* stored in name order: a, c */
-    const char *path = tmp_path("kw.pfn");
+    const char *path = test_tmp_path("kw.pfn");
     CHECK(pn_export_function(path, f, 1, (pn_array *[]){b}, 2, names, (pn_array *[]){c, a}, false,
                              "{\"model\": 1}") == 0);
     pn_imported_function *g = pn_import_function(path);
@@ -373,7 +350,7 @@ TEST(export_several_traces)
 {
     pn_scope_push();
     pn_closure *f = pn_closure_new(fn_sum_all, NULL, NULL);
-    const char *path = tmp_path("multi.pfn");
+    const char *path = test_tmp_path("multi.pfn");
     pn_exporter *e = pn_exporter_new(path, f, false, NULL);
     CHECK(e != NULL);
     pn_array *i0 = pn_scalar(1, PN_INT32), *i1 = pn_scalar(2, PN_INT32);
@@ -429,9 +406,9 @@ TEST(export_gradients)
     /* a grad function exports like any other */
     check_round_trip("grad.pfn", grad, 2, (pn_array *[]){w, x}, (pn_array *[]){w2, x2}, 1e-6);
     /* and an imported function differentiates like the original */
-    CHECK(pn_export_function(tmp_path("loss.pfn"), loss, 2, (pn_array *[]){w, x}, 0, NULL, NULL,
+    CHECK(pn_export_function(test_tmp_path("loss.pfn"), loss, 2, (pn_array *[]){w, x}, 0, NULL, NULL,
                              false, NULL) == 0);
-    pn_imported_function *g = pn_import_function(tmp_path("loss.pfn"));
+    pn_imported_function *g = pn_import_function(test_tmp_path("loss.pfn"));
     CHECK(g != NULL);
     if (g) {
         pn_closure *h = pn_imported_function_closure(g);
@@ -457,9 +434,9 @@ TEST(export_vmap_of_imported)
     pn_closure *loss = pn_closure_new(fn_loss, NULL, NULL);
     pn_array *w = test_random_array((int64_t[]){4, 3}, 2, PN_FLOAT32, -1, 1);
     pn_array *x = test_random_array((int64_t[]){5, 4}, 2, PN_FLOAT32, -1, 1);
-    CHECK(pn_export_function(tmp_path("vloss.pfn"), loss, 2, (pn_array *[]){w, x}, 0, NULL, NULL,
+    CHECK(pn_export_function(test_tmp_path("vloss.pfn"), loss, 2, (pn_array *[]){w, x}, 0, NULL, NULL,
                              false, NULL) == 0);
-    pn_imported_function *g = pn_import_function(tmp_path("vloss.pfn"));
+    pn_imported_function *g = pn_import_function(test_tmp_path("vloss.pfn"));
     CHECK(g != NULL);
     if (g) {
         pn_closure *h = pn_imported_function_closure(g);
@@ -496,7 +473,7 @@ TEST(export_refusals)
 {
     pn_scope_push();
     pn_array *x = test_random_array((int64_t[]){3}, 1, PN_FLOAT32, -1, 1);
-    const char *path = tmp_path("refused.pfn");
+    const char *path = test_tmp_path("refused.pfn");
     pn_closure *sq = pn_closure_new(fn_square, NULL, NULL);
     CHECK(pn_export_function(path, sq, 1, &x, 0, NULL, NULL, true, NULL) == -1);
     CHECK(pn_last_error() == PN_ERR_INVALID_ARGUMENT);
@@ -524,7 +501,7 @@ TEST(export_refusals)
     pn_clear_error();
     CHECK(pn_export_function(path, sq, 1, (pn_array *[]){NULL}, 0, NULL, NULL, false, NULL) == -1);
     pn_clear_error();
-    CHECK(pn_import_function(tmp_path("missing.pfn")) == NULL && pn_last_error() == PN_ERR_IO);
+    CHECK(pn_import_function(test_tmp_path("missing.pfn")) == NULL && pn_last_error() == PN_ERR_IO);
     pn_clear_error();
     pn_closure_release(ck);
     pn_closure_release(cv);
@@ -646,7 +623,7 @@ static void write_bytes(const char *path, const void *p, size_t n)
 TEST(export_hostile_files)
 {
     pn_scope_push();
-    const char *path = tmp_path("crafted.pfn");
+    const char *path = test_tmp_path("crafted.pfn");
     static fb f;
     craft(&f, OK);
     write_bytes(path, f.b, f.n);

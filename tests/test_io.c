@@ -8,29 +8,6 @@
 
 #include "core/core.h"
 
-static char tmpdir[256];
-
-static void remove_tmpdir(void)
-{
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[512];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "/tmp/ponte_test_io_%d", (int)getpid());
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "mkdir -p %s", tmpdir);
-        if (system(cmd) != 0) test_fail(__FILE__, __LINE__, "cannot make %s", tmpdir);
-        atexit(remove_tmpdir);
-    }
-    snprintf(buf, sizeof buf, "%s/%s", tmpdir, name);
-    return buf;
-}
-
 static pn_params *random_tree(void)
 {
     pn_params *p = pn_params_new();
@@ -73,8 +50,8 @@ static void check_same_tree(const pn_params *a, const pn_params *b, bool bf16_as
 TEST(safetensors_roundtrip)
 {
     pn_params *p = random_tree();
-    CHECK(pn_save_params(tmp_path("a.safetensors"), p) == 0);
-    pn_params *q = pn_load_params(tmp_path("a.safetensors"));
+    CHECK(pn_save_params(test_tmp_path("a.safetensors"), p) == 0);
+    pn_params *q = pn_load_params(test_tmp_path("a.safetensors"));
     CHECK_OK(q);
     if (q) check_same_tree(p, q, false);
     pn_params_free(q);
@@ -84,8 +61,8 @@ TEST(safetensors_roundtrip)
 TEST(npz_roundtrip)
 {
     pn_params *p = random_tree();
-    CHECK(pn_save_params(tmp_path("a.npz"), p) == 0);
-    pn_params *q = pn_load_params(tmp_path("a.npz"));
+    CHECK(pn_save_params(test_tmp_path("a.npz"), p) == 0);
+    pn_params *q = pn_load_params(test_tmp_path("a.npz"));
     CHECK_OK(q);
     if (q) check_same_tree(p, q, true);
     pn_params_free(q);
@@ -96,14 +73,14 @@ TEST(npy_roundtrip_and_strided)
 {
     pn_scope_push();
     pn_array *a = test_random_array((int64_t[]){3, 4}, 2, PN_FLOAT64, -1, 1);
-    CHECK(pn_save_npy(tmp_path("a.npy"), a) == 0);
-    pn_array *b = pn_load_npy(tmp_path("a.npy"));
+    CHECK(pn_save_npy(test_tmp_path("a.npy"), a) == 0);
+    pn_array *b = pn_load_npy(test_tmp_path("a.npy"));
     CHECK_OK(b);
     if (b) CHECK(memcmp(pn_data(a), pn_data(b), pn_nbytes(a)) == 0);
     /* a transposed view is written in its logical order */
     pn_array *t = pn_transpose(a, NULL, 0);
-    CHECK(pn_save_npy(tmp_path("t.npy"), t) == 0);
-    pn_array *c = pn_load_npy(tmp_path("t.npy"));
+    CHECK(pn_save_npy(test_tmp_path("t.npy"), t) == 0);
+    pn_array *c = pn_load_npy(test_tmp_path("t.npy"));
     double *vt = test_to_f64(t), *vc = test_to_f64(c);
     for (int i = 0; vt && vc && i < 12; i++) CHECK(vt[i] == vc[i]);
     free(vt);
@@ -119,17 +96,17 @@ TEST(numpy_interop)
         printf("  (skipped: no python3-numpy)\n");
         return;
     }
-    char cmd[2048];
-    tmp_path("x");
+    char cmd[2048], dir[512];
+    snprintf(dir, sizeof dir, "%s", test_tmp_path("")); /* the folder, with its slash */
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 -c \"import numpy as np; "
              "a=np.arange(24,dtype=np.float32).reshape(2,3,4)/7; "
-             "np.save('%s/np_c.npy', a); np.save('%s/np_f.npy', np.asfortranarray(a)); "
-             "np.savez('%s/np.npz', x=a, y=np.arange(5,dtype=np.int64), b=np.array([True,False]))\"",
-             tmpdir, tmpdir, tmpdir);
+             "np.save('%snp_c.npy', a); np.save('%snp_f.npy', np.asfortranarray(a)); "
+             "np.savez('%snp.npz', x=a, y=np.arange(5,dtype=np.int64), b=np.array([True,False]))\"",
+             dir, dir, dir);
     CHECK(system(cmd) == 0);
     pn_scope_push();
-    pn_array *c = pn_load_npy(tmp_path("np_c.npy")), *f = pn_load_npy(tmp_path("np_f.npy"));
+    pn_array *c = pn_load_npy(test_tmp_path("np_c.npy")), *f = pn_load_npy(test_tmp_path("np_f.npy"));
     CHECK_OK(c);
     CHECK_OK(f);
     double *vc = test_to_f64(c), *vf = test_to_f64(f);
@@ -139,7 +116,7 @@ TEST(numpy_interop)
     }
     free(vc);
     free(vf);
-    pn_params *z = pn_load_params(tmp_path("np.npz"));
+    pn_params *z = pn_load_params(test_tmp_path("np.npz"));
     CHECK_OK(z);
     if (z) {
         CHECK(pn_params_count(z) == 3);
@@ -152,11 +129,11 @@ TEST(numpy_interop)
     /* and numpy reads what Ponte writes */
     pn_params *p = pn_params_new();
     pn_params_set(p, "w", test_random_array((int64_t[]){3, 2}, 2, PN_FLOAT32, -1, 1));
-    CHECK(pn_save_params(tmp_path("ours.npz"), p) == 0);
+    CHECK(pn_save_params(test_tmp_path("ours.npz"), p) == 0);
     pn_params_free(p);
     snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 -c \"import numpy as np; d=np.load('%s/ours.npz'); "
-             "assert d['w'].shape==(3,2) and d['w'].dtype==np.float32\"", tmpdir);
+             "/usr/bin/python3 -c \"import numpy as np; d=np.load('%sours.npz'); "
+             "assert d['w'].shape==(3,2) and d['w'].dtype==np.float32\"", dir);
     CHECK(system(cmd) == 0);
     pn_scope_pop();
 }
@@ -203,7 +180,7 @@ static void hostile(const char *ext)
     pn_params *p = random_tree();
     char name[64];
     snprintf(name, sizeof name, "h%s", ext);
-    const char *good = tmp_path(name);
+    const char *good = test_tmp_path(name);
     char goodpath[512];
     snprintf(goodpath, sizeof goodpath, "%s", good);
     CHECK(pn_save_params(goodpath, p) == 0);
@@ -214,7 +191,7 @@ static void hostile(const char *ext)
     if (!img) return;
     snprintf(name, sizeof name, "bad%s", ext);
     char badpath[512];
-    snprintf(badpath, sizeof badpath, "%s", tmp_path(name));
+    snprintf(badpath, sizeof badpath, "%s", test_tmp_path(name));
     int failures = 0, tries = 0;
     size_t step = test_quick() ? 7 : 1;
     for (size_t k = 0; k < n; k += step, tries++) { /* every truncation */
@@ -245,9 +222,9 @@ TEST(lying_headers)
 {
     /* a safetensors header size far beyond the file */
     unsigned char big[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'};
-    write_all(tmp_path("big.safetensors"), big, sizeof big);
+    write_all(test_tmp_path("big.safetensors"), big, sizeof big);
     int f = 0;
-    load_damaged(tmp_path("big.safetensors"), &f);
+    load_damaged(test_tmp_path("big.safetensors"), &f);
     CHECK(f == 1);
     /* offsets that overlap the end, a shape that overflows */
     const char *hdrs[] = {
@@ -264,13 +241,13 @@ TEST(lying_headers)
         unsigned char buf[512] = {0};
         for (int b = 0; b < 8; b++) buf[b] = (unsigned char)((uint64_t)hl >> (8 * b));
         memcpy(buf + 8, hdrs[i], hl);
-        write_all(tmp_path("lie.safetensors"), buf, 8 + hl + 8);
+        write_all(test_tmp_path("lie.safetensors"), buf, 8 + hl + 8);
         int fails = 0;
-        load_damaged(tmp_path("lie.safetensors"), &fails);
+        load_damaged(test_tmp_path("lie.safetensors"), &fails);
         CHECK_MSG(fails == 1, "header %zu was accepted", i);
     }
-    CHECK_ERR((pn_array *)pn_load_params(tmp_path("does-not-exist.safetensors")), PN_ERR_IO);
-    CHECK_ERR((pn_array *)pn_load_params(tmp_path("x.txt")), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR((pn_array *)pn_load_params(test_tmp_path("does-not-exist.safetensors")), PN_ERR_IO);
+    CHECK_ERR((pn_array *)pn_load_params(test_tmp_path("x.txt")), PN_ERR_INVALID_ARGUMENT);
 }
 
 /* ───────────────────────────── GGUF ───────────────────────────── */
@@ -330,7 +307,7 @@ TEST(gguf_roundtrip_and_metadata)
     CHECK(pn_gguf_meta_set_strings(m, "general.name", words, 1, false) == 0);
     CHECK(pn_gguf_meta_set_strings(m, "tokens", words, 3, true) == 0);
     CHECK(pn_gguf_meta_set_strings(m, "none", words, 0, true) == 0);
-    const char *path = tmp_path("t.gguf");
+    const char *path = test_tmp_path("t.gguf");
     CHECK(pn_save_gguf(path, p, m) == 0);
     pn_gguf_meta *m2 = NULL;
     pn_params *q = pn_load_gguf(path, &m2);
@@ -363,18 +340,18 @@ TEST(gguf_roundtrip_and_metadata)
     /* what cannot be saved */
     pn_params *bad = pn_params_new();
     pn_params_set(bad, "u", pn_zeros((int64_t[]){2}, 1, PN_UINT8));
-    CHECK(pn_save_gguf(tmp_path("u.gguf"), bad, NULL) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    CHECK(pn_save_gguf(test_tmp_path("u.gguf"), bad, NULL) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
     pn_clear_error();
     pn_gguf_meta *bm = pn_gguf_meta_new();
     pn_gguf_meta_set_array(bm, "m", pn_zeros((int64_t[]){2, 2}, 2, PN_INT32));
-    CHECK(pn_save_gguf(tmp_path("m.gguf"), p, bm) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    CHECK(pn_save_gguf(test_tmp_path("m.gguf"), p, bm) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
     pn_clear_error();
     pn_gguf_meta_set_array(bm, "m", pn_zeros((int64_t[]){2}, 1, PN_FLOAT16));
-    CHECK(pn_save_gguf(tmp_path("m.gguf"), p, bm) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    CHECK(pn_save_gguf(test_tmp_path("m.gguf"), p, bm) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
     pn_clear_error();
     CHECK(pn_gguf_meta_set_strings(bm, "x", words, 2, false) == -1);
     pn_clear_error();
-    CHECK_ERR((pn_array *)pn_load_gguf(tmp_path("missing.gguf"), NULL), PN_ERR_IO);
+    CHECK_ERR((pn_array *)pn_load_gguf(test_tmp_path("missing.gguf"), NULL), PN_ERR_IO);
     pn_gguf_meta_free(bm);
     pn_params_free(bad);
     pn_params_free(q);
@@ -394,8 +371,8 @@ TEST(hostile_gguf)
     pn_gguf_meta_set_array(m, "n", pn_scalar_int(7, PN_UINT32));
     pn_gguf_meta_set_array(m, "v", test_random_array((int64_t[]){5}, 1, PN_FLOAT32, 0, 1));
     char goodpath[512], badpath[512];
-    snprintf(goodpath, sizeof goodpath, "%s", tmp_path("h.gguf"));
-    snprintf(badpath, sizeof badpath, "%s", tmp_path("bad.gguf"));
+    snprintf(goodpath, sizeof goodpath, "%s", test_tmp_path("h.gguf"));
+    snprintf(badpath, sizeof badpath, "%s", test_tmp_path("bad.gguf"));
     CHECK(pn_save_gguf(goodpath, p, m) == 0);
     size_t n;
     unsigned char *img = read_all(goodpath, &n);

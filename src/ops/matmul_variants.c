@@ -19,30 +19,6 @@ static int float_result(const char *op, pn_array *a, pn_array *b)
     return (int)t;
 }
 
-/* The product of the batch extents (all but the last two axes) of x. */
-static int64_t batch_size(pn_array *x)
-{
-    int64_t n = 1;
-    for (int i = 0; i < x->ndim - 2; i++) n *= x->shape[i];
-    return n;
-}
-
-/* indices, or (NULL) arange over x's flattened batch shaped as x's batch axes. */
-static pn_array *default_indices(pn_array *x, pn_array *indices)
-{
-    if (indices) return indices;
-    pn_array *r = pn_arange(0, (double)batch_size(x), 1, PN_UINT32);
-    return pn_reshape(r, x->shape, x->ndim - 2);
-}
-
-/* Flattens the batch of x (..., R, C) into (B, R, C) and takes the given batch items:
- * (indices.shape..., R, C). */
-static pn_array *take_batch(pn_array *x, pn_array *indices)
-{
-    int64_t shape[3] = {batch_size(x), x->shape[x->ndim - 2], x->shape[x->ndim - 1]};
-    return pn_take(pn_reshape(x, shape, 3), indices, 0);
-}
-
 pn_array *pn_gather_mm(pn_array *a, pn_array *b, pn_array *lhs_indices, pn_array *rhs_indices,
                        bool sorted_indices)
 {
@@ -71,15 +47,15 @@ pn_array *pn_gather_mm(pn_array *a, pn_array *b, pn_array *lhs_indices, pn_array
         pn_scope_pop();
         return NULL;
     }
-    pn_array *li = x ? default_indices(x, lhs_indices) : NULL;
-    pn_array *ri = y ? default_indices(y, rhs_indices) : NULL;
+    pn_array *li = x ? pnC_batch_indices(x, lhs_indices) : NULL;
+    pn_array *ri = y ? pnC_batch_indices(y, rhs_indices) : NULL;
     pn_array *idx[2] = {li, ri}, *bidx[2] = {NULL, NULL};
     if (li && ri && pn_broadcast_arrays(idx, 2, bidx)) {
         pn_scope_pop();
         return NULL;
     }
-    pn_array *r = pn_matmul(pn_astype(take_batch(x, bidx[0]), (pn_dtype)dtype),
-                            pn_astype(take_batch(y, bidx[1]), (pn_dtype)dtype));
+    pn_array *r = pn_matmul(pn_astype(pnC_take_batch(x, bidx[0]), (pn_dtype)dtype),
+                            pn_astype(pnC_take_batch(y, bidx[1]), (pn_dtype)dtype));
     if (r && (a_vec || b_vec)) {
         int axes[2], n = 0;
         if (a_vec) axes[n++] = r->ndim - 2;

@@ -536,31 +536,6 @@ pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_arr
 
 /* ───────────────────────────── gather_qmm ───────────────────────────── */
 
-/* The product of the batch extents (all but the last two axes) of x. */
-static int64_t batch_size(pn_array *x)
-{
-    int64_t n = 1;
-    for (int i = 0; i < x->ndim - 2; i++) n *= x->shape[i];
-    return n;
-}
-
-/* indices, or (NULL) arange over x's flattened batch shaped as x's batch axes. */
-static pn_array *default_indices(pn_array *x, pn_array *indices)
-{
-    if (indices) return indices;
-    pn_array *r = pn_arange(0, (double)batch_size(x), 1, PN_UINT32);
-    return pn_reshape(r, x->shape, x->ndim - 2);
-}
-
-/* Flattens the batch of x (..., R, C) into (B, R, C) and takes the given batch items:
- * (indices.shape..., R, C). */
-static pn_array *take_batch(pn_array *x, pn_array *indices)
-{
-    if (!x) return NULL;
-    int64_t shape[3] = {batch_size(x), x->shape[x->ndim - 2], x->shape[x->ndim - 1]};
-    return pn_take(pn_reshape(x, shape, 3), indices, 0);
-}
-
 /* See ponte.h. */
 pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
                         pn_array *lhs_indices, pn_array *rhs_indices, bool transpose,
@@ -589,14 +564,14 @@ pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *bi
                         "least two dimensions but got input with shape %s.",
                         pnC_shape_str(x->shape, x->ndim, s1, sizeof s1));
     pn_scope_push();
-    pn_array *idx[2] = {default_indices(x, lhs_indices), default_indices(w, rhs_indices)};
+    pn_array *idx[2] = {pnC_batch_indices(x, lhs_indices), pnC_batch_indices(w, rhs_indices)};
     pn_array *bidx[2] = {NULL, NULL};
     if (!idx[0] || !idx[1] || pn_broadcast_arrays(idx, 2, bidx)) {
         pn_scope_pop();
         return NULL;
     }
-    pn_array *r = pn_quantized_matmul(take_batch(x, bidx[0]), take_batch(w, bidx[1]),
-                                      take_batch(scales, bidx[1]), take_batch(biases, bidx[1]),
+    pn_array *r = pn_quantized_matmul(pnC_take_batch(x, bidx[0]), pnC_take_batch(w, bidx[1]),
+                                      pnC_take_batch(scales, bidx[1]), pnC_take_batch(biases, bidx[1]),
                                       transpose, group_size, bits, mode);
     return pnC_scope_return(r);
 }

@@ -1,5 +1,6 @@
 /* rules.c — helpers shared by the derivative and batching rules of several op families:
- * undoing broadcasting in a cotangent and lining up mapped axes for batched products. */
+ * undoing broadcasting in a cotangent and lining up mapped axes for batched products; and the
+ * batch-item gathering that gather_mm and gather_qmm share. */
 #include "core/core.h"
 
 pn_array *pnC_sum_to_shape(pn_array *x, const int64_t *shape, int ndim)
@@ -26,4 +27,26 @@ pn_array *pnC_batch_front(pn_array *x, int axis, int rank)
     s[0] = pn_shape(x)[0];
     for (int d = 1; d <= rank; d++) s[d] = d <= rank - r ? 1 : pn_shape(x)[d - (rank - r)];
     return pn_reshape(x, s, rank + 1);
+}
+
+/* The product of the batch extents (all but the last two axes) of x. */
+static int64_t batch_size(pn_array *x)
+{
+    int64_t n = 1;
+    for (int i = 0; i < x->ndim - 2; i++) n *= x->shape[i];
+    return n;
+}
+
+pn_array *pnC_batch_indices(pn_array *x, pn_array *indices)
+{
+    if (indices) return indices;
+    pn_array *r = pn_arange(0, (double)batch_size(x), 1, PN_UINT32);
+    return pn_reshape(r, x->shape, x->ndim - 2);
+}
+
+pn_array *pnC_take_batch(pn_array *x, pn_array *indices)
+{
+    if (!x) return NULL;
+    int64_t shape[3] = {batch_size(x), x->shape[x->ndim - 2], x->shape[x->ndim - 1]};
+    return pn_take(pn_reshape(x, shape, 3), indices, 0);
 }
