@@ -175,10 +175,12 @@ def test_module_with_parameters(tmp_path, rng):
                       [model.l1.weight, model.l1.bias, model.l2.weight, model.l2.bias])
     ref = np.maximum(np.array(x, np.float64) @ w1.T + b1, 0) @ w2.T + b2
     np.testing.assert_allclose(np.array(f(x)[0]), ref, rtol=1e-4, atol=1e-5)
-    close(f(x)[0], want)
+    # the file's constants are dense copies of the weights: on the GPU the GEMMs may take
+    # another algorithm for that layout than for the model's views, rounding differently
+    close(f(x)[0], want, 1e-6)
     # the parameters are constants of the file: changing the model does not change f
     model.update({"l2": {"bias": mx.ones((3,))}})
-    close(f(x)[0], want)
+    close(f(x)[0], want, 1e-6)
 
 
 def test_gradients(tmp_path, rng):
