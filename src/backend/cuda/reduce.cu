@@ -491,9 +491,23 @@ static int launch_reduce(const pnG_reduce_plan *Q, const void *xv, void *ov, int
         Q2.red.stride[0][0] = P.outer;
         Q2.n = P.splits;
         Q2.splits = 1;
-        Q2.rl = P.outer < RED_THREADS ? 8 : 1;
-        Q2.contig = false;
-        rc = launch_cols<pass2<Op> >(part, out, NULL, Q2, st);
+        if (P.outer == 1) { /* a full reduction: the partials are one row for one block */
+            Q2.contig = true;
+            Q2.group = RED_THREADS;
+            Q2.rl = 1;
+            auto k2 = reduce_rows<pass2<Op> >;
+            PNG_LAUNCH(k2, 1, RED_THREADS, 0, st, part, out, (typename pass2<Op>::A *)NULL, Q2);
+            rc = pnG_check_launch("reduce_rows (partials)");
+        } else {
+            /* as many lanes per output as the block holds (a few outputs: a lane reads
+             * splits / rl partials instead of splits / 8, which a single small block took
+             * 45 us over on an H200) */
+            int rl = 1;
+            while (rl * 2 * P.outer <= RED_THREADS && rl < RED_THREADS) rl *= 2;
+            Q2.rl = rl < 8 && P.outer < RED_THREADS ? 8 : rl;
+            Q2.contig = false;
+            rc = launch_cols<pass2<Op> >(part, out, NULL, Q2, st);
+        }
     }
     if (part) pnG_free(part, part_bytes, stream);
     return rc;
