@@ -43,6 +43,40 @@ typedef struct pnK_qmode {
     float elem_max;       /* largest element magnitude (fp modes) */
 } pnK_qmode;
 
+/* MLX's affine quantization of a group whose values span [w_min, w_max] at `bits` (float
+ * arithmetic, rint: half to even, eps 1e-7): its scale and bias. 1 bit spans the range from
+ * the minimum; otherwise the end of larger magnitude lands exactly on a level. */
+PNK_HD void pnK_affine_params(float w_min, float w_max, int bits, float *scale_out,
+                              float *bias_out)
+{
+    const float n_bins = (float)((1 << bits) - 1), eps = 1e-7f;
+    float scale, bias;
+    if (bits == 1) {
+        float d = w_max - w_min;
+        scale = d < eps ? eps : d;
+        bias = w_min;
+    } else {
+        bool neg = fabsf(w_min) > fabsf(w_max);
+        float d = (w_max - w_min) / n_bins;
+        scale = d < eps ? eps : d;
+        scale = neg ? scale : -scale;
+        float edge = neg ? w_min : w_max;
+        float q0 = rintf(edge / scale);
+        bias = 0;
+        if (q0 != 0) scale = edge / q0, bias = edge;
+    }
+    *scale_out = scale, *bias_out = bias;
+}
+
+/* The affine level of x: rint((x - bias) / scale) clamped to [0, 2^bits - 1]. */
+PNK_HD uint32_t pnK_affine_level(float x, float scale, float bias, int bits)
+{
+    const float n_bins = (float)((1 << bits) - 1);
+    float r = rintf((x - bias) / scale);
+    r = r < 0.0f ? 0.0f : r;
+    return (uint32_t)(n_bins < r ? n_bins : r);
+}
+
 /* The description of mode id (PNK_QMODE_*), on the host or the device. */
 PNK_HD pnK_qmode pnK_qmode_of(int id)
 {

@@ -85,33 +85,14 @@ static void release_dense(int n, pn_array *const *in, pn_array **dense)
 static void quantize_group(const float *v, int n, int bits, uint8_t *q, float *scale_out,
                            float *bias_out)
 {
-    const float n_bins = (float)((1 << bits) - 1), eps = 1e-7f;
     float w_min = INFINITY, w_max = -INFINITY;
     for (int i = 0; i < n; i++) {
         w_max = w_max < v[i] ? v[i] : w_max;
         w_min = v[i] < w_min ? v[i] : w_min;
     }
     float scale, bias;
-    if (bits == 1) { /* q = 0 is the minimum, q = 1 the maximum */
-        float d = w_max - w_min;
-        scale = d < eps ? eps : d;
-        bias = w_min;
-    } else {
-        /* the larger-magnitude end lands exactly on a quantization level */
-        bool neg = fabsf(w_min) > fabsf(w_max);
-        float d = (w_max - w_min) / n_bins;
-        scale = d < eps ? eps : d;
-        scale = neg ? scale : -scale;
-        float edge = neg ? w_min : w_max;
-        float q0 = rintf(edge / scale);
-        bias = 0;
-        if (q0 != 0) scale = edge / q0, bias = edge;
-    }
-    for (int i = 0; i < n; i++) {
-        float r = rintf((v[i] - bias) / scale);
-        r = r < 0.0f ? 0.0f : r;
-        q[i] = (uint8_t)(n_bins < r ? n_bins : r);
-    }
+    pnK_affine_params(w_min, w_max, bits, &scale, &bias);
+    for (int i = 0; i < n; i++) q[i] = (uint8_t)pnK_affine_level(v[i], scale, bias, bits);
     *scale_out = scale, *bias_out = bias;
 }
 

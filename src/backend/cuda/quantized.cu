@@ -116,7 +116,6 @@ __global__ void quantize_kernel(const T *w, uint32_t *wq, void *scales_, T *bias
         return;
     }
     T *scales = (T *)scales_;
-    const float n_bins = (float)((1 << bits) - 1), eps = 1e-7f;
     const int wpg = gs * bits / 32;
     for (int64_t g = png_thread_index(); g < ngroups; g += png_grid_stride()) {
         const T *v = w + g * gs;
@@ -127,28 +126,13 @@ __global__ void quantize_kernel(const T *w, uint32_t *wq, void *scales_, T *bias
             w_min = x < w_min ? x : w_min;
         }
         float scale, bias;
-        if (bits == 1) {
-            float d = w_max - w_min;
-            scale = d < eps ? eps : d;
-            bias = w_min;
-        } else {
-            bool neg = fabsf(w_min) > fabsf(w_max);
-            float d = (w_max - w_min) / n_bins;
-            scale = d < eps ? eps : d;
-            scale = neg ? scale : -scale;
-            float edge = neg ? w_min : w_max;
-            float q0 = rintf(edge / scale);
-            bias = 0;
-            if (q0 != 0) scale = edge / q0, bias = edge;
-        }
+        pnK_affine_params(w_min, w_max, bits, &scale, &bias);
         uint32_t *out = wq + g * wpg;
         uint64_t acc = 0;
         int have = 0;
         for (int i = 0; i < gs; i++) {
-            float r = rintf(((float)png_load(v + i) - bias) / scale);
-            r = r < 0.0f ? 0.0f : r;
-            r = n_bins < r ? n_bins : r;
-            acc |= (uint64_t)(uint32_t)r << have, have += bits;
+            acc |= (uint64_t)pnK_affine_level((float)png_load(v + i), scale, bias, bits) << have;
+            have += bits;
             if (have >= 32) *out++ = (uint32_t)acc, acc >>= 32, have -= 32;
         }
         png_store(scales + g, scale);
