@@ -70,6 +70,19 @@ bool pnC_failed(void);
  * "op: got a NULL array" so that the failure is never silent. */
 bool pnC_inputs_ok(const char *op, int n, pn_array *const *arrays);
 
+/* A map from non-NULL pointers to int64 values (src/core/ptrmap.c), zero-initialised empty:
+ * `pnC_ptrmap m = {0};`. find gives the value's slot or NULL; put inserts or overwrites,
+ * returning 0, or -1 with PN_ERR_OUT_OF_MEMORY "[who] Out of memory." (m unchanged); free
+ * releases the table and empties m. Pointers stay valid only until the next put. */
+typedef struct pnC_ptrmap {
+    const void **keys;
+    int64_t *vals;
+    size_t cap, n;
+} pnC_ptrmap;
+int64_t *pnC_ptrmap_find(const pnC_ptrmap *m, const void *key);
+int pnC_ptrmap_put(pnC_ptrmap *m, const void *key, int64_t val, const char *who);
+void pnC_ptrmap_free(pnC_ptrmap *m);
+
 /* ───────────────────────────── buffers ───────────────────────────── */
 
 /* A reference-counted block of element memory. Views share one buffer. With the CUDA backend

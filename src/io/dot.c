@@ -7,60 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* An open-addressing map from pointers to small ints (names index, or 1 for "visited"). */
-typedef struct {
-    const void **keys;
-    int *vals;
-    size_t cap, n;
-} ptrmap;
-
-static size_t ptr_hash(const void *p)
+/* Into the core's pointer map (names index, or 1 for "visited"). */
+static int map_put(pnC_ptrmap *m, const void *key, int64_t val)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33, x *= 0xff51afd7ed558ccdULL, x ^= x >> 33;
-    return (size_t)x;
+    return pnC_ptrmap_put(m, key, val, "export_to_dot");
 }
-
-static int *map_find(const ptrmap *m, const void *key)
-{
-    if (!m->cap) return NULL;
-    for (size_t i = ptr_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        if (!m->keys[i]) return NULL;
-        if (m->keys[i] == key) return &m->vals[i];
-    }
-}
-
-static int map_put(ptrmap *m, const void *key, int val)
-{
-    if (2 * (m->n + 1) > m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 64;
-        const void **keys = calloc(cap, sizeof *keys);
-        int *vals = malloc(cap * sizeof *vals);
-        if (!keys || !vals) {
-            free(keys), free(vals);
-            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_to_dot] Out of memory.");
-        }
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->keys[i]) continue;
-            size_t j = ptr_hash(m->keys[i]) & (cap - 1);
-            while (keys[j]) j = (j + 1) & (cap - 1);
-            keys[j] = m->keys[i], vals[j] = m->vals[i];
-        }
-        free(m->keys), free(m->vals);
-        m->keys = keys, m->vals = vals, m->cap = cap;
-    }
-    size_t i = ptr_hash(key) & (m->cap - 1);
-    while (m->keys[i] && m->keys[i] != key) i = (i + 1) & (m->cap - 1);
-    if (!m->keys[i]) m->n++;
-    m->keys[i] = key, m->vals[i] = val;
-    return 0;
-}
-
-static void map_free(ptrmap *m) { free(m->keys), free(m->vals); }
 
 /* Names: user names by array, then generated letters in order of first use. */
 typedef struct {
-    ptrmap ids;              /* array -> index into given names, or -(count) for letters */
+    pnC_ptrmap ids;          /* array -> index into given names, or -(count) for letters */
     const char *const *given;
     int count;               /* names handed out so far (given ones included) */
 } namer;
@@ -79,7 +34,7 @@ static void letters(int n, char *out)
  * fresh generated name). NULL on allocation failure. */
 static const char *name_of(namer *nm, const void *key, char *buf)
 {
-    int *v = key ? map_find(&nm->ids, key) : NULL;
+    int64_t *v = key ? pnC_ptrmap_find(&nm->ids, key) : NULL;
     if (!v) {
         int id = -(++nm->count);
         if (key && map_put(&nm->ids, key, id)) return NULL;
@@ -87,7 +42,7 @@ static const char *name_of(namer *nm, const void *key, char *buf)
         return buf;
     }
     if (*v >= 0) return nm->given[*v];
-    letters(-*v, buf);
+    letters((int)-*v, buf);
     return buf;
 }
 
@@ -100,7 +55,7 @@ typedef struct {
     FILE *f;
     bool emit;               /* false: only record the consumed arrays */
     namer nm;
-    ptrmap sinks, consumed;  /* output arrays; arrays some node of the graph consumes */
+    pnC_ptrmap sinks, consumed; /* output arrays; arrays some node of the graph consumes */
 } dot_walk;
 
 /* One depth-first walk over the graph behind the outputs, inputs before their node. The first
@@ -108,7 +63,7 @@ typedef struct {
  * draws it); the second writes the lines. */
 static int walk(dot_walk *w, pn_array *const *outputs, int n)
 {
-    ptrmap seen = {0}; /* visited nodes (and leaves) */
+    pnC_ptrmap seen = {0}; /* visited nodes (and leaves) */
     frame *stack = malloc(64 * sizeof *stack);
     size_t cap = 64, top = 0;
     int rc = stack ? 0 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_to_dot] Out of memory.");
@@ -121,7 +76,7 @@ static int walk(dot_walk *w, pn_array *const *outputs, int n)
             pn_array *a = fr->a;
             pnC_node *nd = a->node;
             const void *key = nd ? (const void *)nd : (const void *)a;
-            if (fr->next == 0 && map_find(&seen, key)) { /* met before on another path */
+            if (fr->next == 0 && pnC_ptrmap_find(&seen, key)) { /* met before on another path */
                 top--;
                 continue;
             }
@@ -134,7 +89,7 @@ static int walk(dot_walk *w, pn_array *const *outputs, int n)
             }
             if (fr->next < nd->nin) { /* visit the next input first */
                 pn_array *in = nd->inputs[fr->next++];
-                if (map_find(&seen, in->node ? (const void *)in->node : (const void *)in)) continue;
+                if (pnC_ptrmap_find(&seen, in->node ? (const void *)in->node : (const void *)in)) continue;
                 if (top == cap) {
                     frame *st = realloc(stack, 2 * cap * sizeof *stack);
                     if (!st) {
@@ -167,14 +122,14 @@ static int walk(dot_walk *w, pn_array *const *outputs, int n)
                     rc = -1;
                     break;
                 }
-                bool sink = out && map_find(&w->sinks, out) && !map_find(&w->consumed, out);
+                bool sink = out && pnC_ptrmap_find(&w->sinks, out) && !pnC_ptrmap_find(&w->consumed, out);
                 fprintf(w->f, "{ %s\"%s\"; }\n", sink ? "rank=sink; " : "", s);
                 fprintf(w->f, "%" PRIuPTR " -> \"%s\"\n", id, s);
             }
         }
     }
     free(stack);
-    map_free(&seen);
+    pnC_ptrmap_free(&seen);
     return rc;
 }
 
@@ -192,7 +147,7 @@ int pn_export_to_dot(FILE *f, pn_array *const *outputs, int n, pn_array *const *
     dot_walk w = {.f = f, .nm = {.given = names}};
     int rc = 0;
     for (int i = 0; i < nnamed && rc == 0; i++)
-        if (!map_find(&w.nm.ids, named[i])) rc = map_put(&w.nm.ids, named[i], i), w.nm.count++;
+        if (!pnC_ptrmap_find(&w.nm.ids, named[i])) rc = map_put(&w.nm.ids, named[i], i), w.nm.count++;
     for (int i = 0; i < n && rc == 0; i++) rc = map_put(&w.sinks, outputs[i], 1);
     if (rc == 0) rc = walk(&w, outputs, n);
     if (rc == 0) {
@@ -201,7 +156,7 @@ int pn_export_to_dot(FILE *f, pn_array *const *outputs, int n, pn_array *const *
         rc = walk(&w, outputs, n);
     }
     if (rc == 0) fprintf(f, "}");
-    map_free(&w.sinks), map_free(&w.consumed), map_free(&w.nm.ids);
+    pnC_ptrmap_free(&w.sinks), pnC_ptrmap_free(&w.consumed), pnC_ptrmap_free(&w.nm.ids);
     if (rc == 0 && (fflush(f) || ferror(f)))
         rc = pn_set_error(PN_ERR_IO, "[export_to_dot] Writing the graph failed.");
     return rc;

@@ -258,63 +258,18 @@ static int file_write(const xfile *f, const char *path)
 
 /* ───────────────────────────── tracing ───────────────────────────── */
 
-/* Maps arrays to constant indices (open addressing over pointers). */
-typedef struct {
-    const pn_array **keys;
-    uint32_t *vals;
-    size_t cap, n;
-} amap;
-
-static size_t amap_hash(const void *p)
+/* Constant indices by array, in the core's pointer map. */
+static int amap_put(pnC_ptrmap *m, const pn_array *a, uint32_t v)
 {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33, x *= 0xff51afd7ed558ccdULL, x ^= x >> 33;
-    return (size_t)x;
+    return pnC_ptrmap_put(m, a, v, "export_function");
 }
-
-static const uint32_t *amap_get(const amap *m, const pn_array *a)
-{
-    for (size_t i = m->cap ? amap_hash(a) & (m->cap - 1) : 0; m->cap; i = (i + 1) & (m->cap - 1)) {
-        if (!m->keys[i]) return NULL;
-        if (m->keys[i] == a) return &m->vals[i];
-    }
-    return NULL;
-}
-
-static int amap_put(amap *m, const pn_array *a, uint32_t v)
-{
-    if (2 * (m->n + 1) > m->cap) {
-        size_t cap = m->cap ? 2 * m->cap : 64;
-        const pn_array **keys = calloc(cap, sizeof *keys);
-        uint32_t *vals = malloc(cap * sizeof *vals);
-        if (!keys || !vals) {
-            free(keys), free(vals);
-            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
-        }
-        for (size_t i = 0; i < m->cap; i++) {
-            if (!m->keys[i]) continue;
-            size_t j = amap_hash(m->keys[i]) & (cap - 1);
-            while (keys[j]) j = (j + 1) & (cap - 1);
-            keys[j] = m->keys[i], vals[j] = m->vals[i];
-        }
-        free(m->keys), free(m->vals);
-        m->keys = keys, m->vals = vals, m->cap = cap;
-    }
-    size_t i = amap_hash(a) & (m->cap - 1);
-    while (m->keys[i] && m->keys[i] != a) i = (i + 1) & (m->cap - 1);
-    if (!m->keys[i]) m->n++;
-    m->keys[i] = a, m->vals[i] = v;
-    return 0;
-}
-
-static void amap_free(amap *m) { free(m->keys), free(m->vals), *m = (amap){0}; }
 
 struct pn_exporter {
     char *path;
     pn_closure *f;
     bool closed;
     xfile file;
-    amap consts; /* the file's constants by array */
+    pnC_ptrmap consts; /* the file's constants by array */
 };
 
 /* Converts the traced graph into s. New constants are appended to f->file (and its map) only
@@ -325,7 +280,7 @@ typedef struct {
     uint32_t *base; /* per graph rec: first output value, or UINT32_MAX */
     pn_array **fresh;
     uint32_t nfresh, cap_fresh;
-    amap fresh_map;
+    pnC_ptrmap fresh_map;
 } conv;
 
 static int ref_of(conv *c, pn_array *a, ref *r)
@@ -339,10 +294,10 @@ static int ref_of(conv *c, pn_array *a, ref *r)
         *r = (ref){REF_NODE, c->base[rec - c->g->recs] + (uint32_t)a->out_index};
         return 0;
     }
-    const uint32_t *v = amap_get(&c->e->consts, a);
-    if (!v) v = amap_get(&c->fresh_map, a);
+    const int64_t *v = pnC_ptrmap_find(&c->e->consts, a);
+    if (!v) v = pnC_ptrmap_find(&c->fresh_map, a);
     if (v) {
-        *r = (ref){REF_CONST, *v};
+        *r = (ref){REF_CONST, (uint32_t)*v};
         return 0;
     }
     uint32_t idx = c->e->file.nconst + c->nfresh;
@@ -512,7 +467,7 @@ static int trace(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
         s = (xsig){0};
     }
     for (uint32_t i = 0; i < c.nfresh; i++) pnC_decref(c.fresh[i]);
-    free(c.fresh), free(c.base), amap_free(&c.fresh_map);
+    free(c.fresh), free(c.base), pnC_ptrmap_free(&c.fresh_map);
     pnT_graph_free(&g);
     sig_free(&s);
     free(tr), free(flat), free(order);
@@ -581,7 +536,7 @@ void pn_exporter_free(pn_exporter *e)
 {
     if (!e) return;
     file_free(&e->file);
-    amap_free(&e->consts);
+    pnC_ptrmap_free(&e->consts);
     pn_closure_release(e->f);
     free(e->path);
     free(e);

@@ -83,15 +83,6 @@ int pnT_node_nargs(const pnC_node *nd)
 
 /* ───────────────────────────── traced graphs ───────────────────────────── */
 
-static uint64_t hash_ptr(const void *p)
-{
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static int graph_oom(void)
 {
     return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[transform] Out of memory.");
@@ -109,23 +100,10 @@ static int grow(void **items, int64_t *cap, int64_t need, size_t elem)
     return 0;
 }
 
-static void table_insert(struct pnT_entry *table, int64_t cap, const pnC_node *nd, int64_t idx)
-{
-    uint64_t mask = (uint64_t)(cap - 1), h = hash_ptr(nd) & mask;
-    while (table[h].key) h = (h + 1) & mask;
-    table[h].key = nd;
-    table[h].rec = idx;
-}
-
 static int64_t table_lookup(const pnT_graph *g, const pnC_node *nd)
 {
-    if (!g->table_cap) return -1;
-    uint64_t mask = (uint64_t)(g->table_cap - 1);
-    for (uint64_t h = hash_ptr(nd) & mask;; h = (h + 1) & mask) {
-        const struct pnT_entry *e = &g->table[h];
-        if (e->key == nd) return e->rec;
-        if (!e->key) return -1;
-    }
+    const int64_t *v = pnC_ptrmap_find(&g->table, nd);
+    return v ? *v : -1;
 }
 
 /* The rec index of nd, added (unseen) when new. -1 on out of memory. */
@@ -133,19 +111,11 @@ static int64_t rec_get(pnT_graph *g, pnC_node *nd)
 {
     int64_t idx = table_lookup(g, nd);
     if (idx >= 0) return idx;
-    if (2 * (g->nrec + 1) > g->table_cap) {
-        int64_t cap = g->table_cap ? 2 * g->table_cap : 1024;
-        struct pnT_entry *t = calloc((size_t)cap, sizeof *t);
-        if (!t) return graph_oom();
-        for (int64_t i = 0; i < g->nrec; i++) table_insert(t, cap, g->recs[i].node, i);
-        free(g->table);
-        g->table = t;
-        g->table_cap = cap;
-    }
-    if (grow((void **)&g->recs, &g->cap_rec, g->nrec + 1, sizeof *g->recs)) return -1;
+    if (grow((void **)&g->recs, &g->cap_rec, g->nrec + 1, sizeof *g->recs) ||
+        pnC_ptrmap_put(&g->table, nd, g->nrec, "transform"))
+        return -1;
     idx = g->nrec++;
     g->recs[idx] = (pnT_rec){.node = nd, .slot = -1, .tracer = -1};
-    table_insert(g->table, g->table_cap, nd, idx);
     return idx;
 }
 
@@ -237,7 +207,7 @@ int pnT_graph_build(pnT_graph *g, int ntr, pn_array *const *tracers, int nout,
 void pnT_graph_free(pnT_graph *g)
 {
     free(g->recs);
-    free(g->table);
+    pnC_ptrmap_free(&g->table);
     free(g->order);
     free(g->slots);
     free(g->axes);

@@ -33,11 +33,7 @@ typedef struct pnT_rec {
 typedef struct pnT_graph {
     pnT_rec *recs;
     int64_t nrec, cap_rec;
-    struct pnT_entry {
-        const pnC_node *key; /* NULL: empty */
-        int64_t rec;
-    } *table; /* open addressing, at most half full */
-    int64_t table_cap;
+    pnC_ptrmap table; /* node -> index into recs */
     int64_t *order; /* active non-tracer recs, inputs before consumers */
     int64_t norder, cap_order;
     pn_array **slots;
