@@ -1,7 +1,8 @@
 # Ponte's stable entry points. Each target installs what it needs on a fresh Debian 12.
 #   make test    the whole test suite (C: release, ASan+UBSan and simulated-GPU builds;
 #                Python: pytest)
-#   make bench   the benchmarks (C: bench/*.c; Python against numpy and MLX: bench/bench_python.py)
+#   make bench   the benchmarks (C: bench/*.c; Python against numpy, MLX and PyTorch:
+#                bench/bench_python.py; PONTE_BENCH_TORCH=0: without PyTorch)
 #   make train   the main job (training the default example)
 #   make install into PREFIX (default /usr/local)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -67,7 +68,7 @@ test: test-release test-asan test-gpu-sim test-python
 
 bench: build
 	$(BUILD)/ponte_bench
-	BUILD=$(BUILD) JOBS=$(JOBS) scripts/python-run bench/bench_python.py
+	BUILD=$(BUILD) JOBS=$(JOBS) PONTE_BENCH_TORCH=$${PONTE_BENCH_TORCH:-1} scripts/python-run bench/bench_python.py
 
 DATA := $(BUILD)/data/fashion-mnist
 FASHION := /usr/share/datasets/fashion-mnist

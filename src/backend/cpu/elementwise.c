@@ -287,8 +287,8 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     X(MINIMUM, OSAME, E(a < b || a != a ? a : b), NA, E(a < b ? a : b))                        \
     X(ARCTAN2, OSAME, E(atan2(a, b)), NA, NA)                                                  \
     X(LOGADDEXP, OSAME, E(PNK_LOGADDEXP(a, b)), NA, NA)                                        \
-    X(EQUAL, OBOOL, E(a == b || (prm->flag && a != a && b != b)),                              \
-      E(a == b || (prm->flag && a != a && b != b)), E(a == b))                                 \
+    X(EQUAL, OBOOL, E((a == b) | ((prm->flag != 0) & (a != a) & (b != b))),                    \
+      E((a == b) | ((prm->flag != 0) & (a != a) & (b != b))), E(a == b))                       \
     X(NOT_EQUAL, OBOOL, E(a != b), E(a != b), E(a != b))                                       \
     X(LESS, OBOOL, E(a < b), NA, E(a < b))                                                     \
     X(LESS_EQUAL, OBOOL, E(a <= b), NA, E(a <= b))                                             \

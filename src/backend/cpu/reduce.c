@@ -5,7 +5,9 @@
  * buffer (outer, n, inner): inner == 1 is a row reduction (vectorized over LANES independent
  * accumulators, threaded over rows, or over blocks of one long row), inner > 1 a column
  * reduction that accumulates whole rows with contiguous inner loops. An input whose reduced
- * and kept axes do not fall into that shape (or that is not dense in any order) is first
+ * and kept axes do not fall into that shape (or that is not dense in any order) is reduced
+ * where it lies when its last axis is kept and contiguous (pooling windows, strided slices:
+ * per result row, the window's rows combined with contiguous inner loops), else first
  * copied into a [kept..., reduced...] layout. Per-dtype variation comes from one table
  * (REDUCE_TYPES), per-op variation from the combine macros (C_SUM, C_MAX, ...). */
 
@@ -269,6 +271,32 @@ static int64_t row_blocks(int64_t n)
         }                                                                                      \
         free(part);                                                                            \
         return 0;                                                                              \
+    }                                                                                          \
+    /* out[o, k] = reduce_r x[ooff[o] + roff[r] + k] for k < inner (contiguous): the windows   \
+     * of a strided view reduced where they lie, inner in chunks of CW. */                     \
+    static void NAME##_win(const void *xv, void *ov, int64_t outer, const int64_t *ooff,       \
+                           int64_t nred, const int64_t *roff, int64_t inner, double scale)    \
+    {                                                                                          \
+        const T *x = xv;                                                                       \
+        O *out = ov;                                                                           \
+        (void)scale;                                                                           \
+        int64_t nch = (inner + CW - 1) / CW;                                                   \
+        _Pragma("omp parallel for schedule(static) if (outer * nred * inner > PNC_PAR_GRAIN && outer * nch > 1)") \
+        for (int64_t t = 0; t < outer * nch; t++) {                                            \
+            int64_t o = t / nch, k0 = t % nch * CW, len = inner - k0 < CW ? inner - k0 : CW;   \
+            const T *xo = x + ooff[o] + k0;                                                    \
+            A buf[CW];                                                                         \
+            for (int64_t j = 0; j < len; j++) buf[j] = (INIT);                                 \
+            for (int64_t r = 0; r < nred; r++) {                                               \
+                const T *p = xo + roff[r];                                                     \
+                for (int64_t j = 0; j < len; j++) {                                            \
+                    A v = LOADER(A, LD, p[j]);                                                 \
+                    buf[j] = COMB(buf[j], v, GT);                                              \
+                }                                                                              \
+            }                                                                                  \
+            O *po = out + o * inner + k0;                                                      \
+            for (int64_t j = 0; j < len; j++) po[j] = ST(FIN(A, buf[j]));                      \
+        }                                                                                      \
     }
 
 /* Finishers applied to each result before it is stored: sums may be scaled (mean). */
@@ -285,13 +313,23 @@ static int64_t row_blocks(int64_t n)
     DEF_REDUCE(r_or_##DT, T, bool, bool, L_NZ, LD, ID, false, C_OR, GT, F_ID)
 REDUCE_TYPES(DEF_REDUCE_ALL)
 
-#define E_SUM(DT, ...) [DT] = r_sum_##DT,
-#define E_PROD(DT, ...) [DT] = r_prod_##DT,
-#define E_MAX(DT, ...) [DT] = r_max_##DT,
-#define E_MIN(DT, ...) [DT] = r_min_##DT,
-#define E_AND(DT, ...) [DT] = r_and_##DT,
-#define E_OR(DT, ...) [DT] = r_or_##DT,
-static const reduce_fn reduce_table[PNK_NUM_REDUCE_OPS][PN_NUM_DTYPES] = {
+/* The in-place reduction of strided windows (NAME_win above). */
+typedef void (*win_fn)(const void *x, void *out, int64_t outer, const int64_t *ooff,
+                       int64_t nred, const int64_t *roff, int64_t inner, double scale);
+
+/* Per (op, dtype): the kernel over a dense (outer, n, inner) layout and the window kernel. */
+typedef struct reduce_kernels {
+    reduce_fn dense;
+    win_fn win;
+} reduce_kernels;
+
+#define E_SUM(DT, ...) [DT] = {r_sum_##DT, r_sum_##DT##_win},
+#define E_PROD(DT, ...) [DT] = {r_prod_##DT, r_prod_##DT##_win},
+#define E_MAX(DT, ...) [DT] = {r_max_##DT, r_max_##DT##_win},
+#define E_MIN(DT, ...) [DT] = {r_min_##DT, r_min_##DT##_win},
+#define E_AND(DT, ...) [DT] = {r_and_##DT, r_and_##DT##_win},
+#define E_OR(DT, ...) [DT] = {r_or_##DT, r_or_##DT##_win},
+static const reduce_kernels reduce_table[PNK_NUM_REDUCE_OPS][PN_NUM_DTYPES] = {
     [PNK_SUM] = {REDUCE_TYPES(E_SUM)}, [PNK_PROD] = {REDUCE_TYPES(E_PROD)},
     [PNK_MAX] = {REDUCE_TYPES(E_MAX)}, [PNK_MIN] = {REDUCE_TYPES(E_MIN)},
     [PNK_AND] = {REDUCE_TYPES(E_AND)}, [PNK_OR] = {REDUCE_TYPES(E_OR)},
@@ -348,8 +386,9 @@ typedef struct layout {
 /* Plans the reduction of x over the axes flagged in red. rows_only asks for inner == 1.
  * Uses x's memory when it is dense (in some axis order) with the kept axes in order and the
  * reduced ones grouped as [K, R], [R, K] or [K, R, K]; otherwise copies x into a dense
- * [kept..., reduced...] buffer. Returns 0 or -1 (out of memory). */
-static int plan_reduce(const pn_array *x, const bool *red, bool rows_only, layout *L)
+ * [kept..., reduced...] buffer, or, when copy is false, returns 1 (nothing planned).
+ * Returns 0 or -1 (out of memory). */
+static int plan_reduce(const pn_array *x, const bool *red, bool rows_only, bool copy, layout *L)
 {
     int nd = x->ndim;
     int64_t kept = 1, nred = 1;
@@ -418,6 +457,7 @@ static int plan_reduce(const pn_array *x, const bool *red, bool rows_only, layou
             return 0;
         }
     }
+    if (!copy) return 1;
     /* Copy into [kept..., reduced...], each group in its original order. */
     int64_t dst[PNC_MAX_NDIM], s = 1;
     for (int pass = 0; pass < 2; pass++)
@@ -466,22 +506,75 @@ static void split_axis(const pn_array *x, int axis, layout *L)
     L->n = x->shape[axis];
 }
 
+/* off[i] = the element offset in x of the i-th (row-major) index over its n axes. */
+static void axis_offsets(const pn_array *x, const int *axes, int n, int64_t *off)
+{
+    int64_t idx[PNC_MAX_NDIM] = {0}, cur = 0, count = 1;
+    for (int j = 0; j < n; j++) count *= x->shape[axes[j]];
+    for (int64_t i = 0; i < count; i++) {
+        off[i] = cur;
+        for (int j = n - 1; j >= 0; j--) {
+            int a = axes[j];
+            cur += x->strides[a];
+            if (++idx[j] < x->shape[a]) break;
+            cur -= x->strides[a] * x->shape[a];
+            idx[j] = 0;
+        }
+    }
+}
+
+#define WIN_MIN_INNER 8   /* the contiguous kept extent that pays for the window kernel */
+#define WIN_MAX_RED 4096  /* the most elements of one window */
+
+/* Reduces x (not dense in a plannable order) over the axes flagged in red where its elements
+ * lie, without a dense copy, when its last axis is kept, contiguous and at least
+ * WIN_MIN_INNER wide and a window has at most WIN_MAX_RED elements (the windows of pooling,
+ * strided slices): the offsets of each result row and of each window element, then fn.
+ * Returns 1 when x does not qualify, else 0 or -1 (out of memory). */
+static int reduce_windows(const pn_array *x, const bool *red, win_fn fn, void *out, double scale)
+{
+    int nd = x->ndim;
+    if (nd < 2 || red[nd - 1] || x->strides[nd - 1] != 1 || x->shape[nd - 1] < WIN_MIN_INNER)
+        return 1;
+    int kax[PNC_MAX_NDIM], rax[PNC_MAX_NDIM], nk = 0, nr = 0;
+    int64_t outer = 1, nred = 1;
+    for (int i = 0; i < nd - 1; i++) {
+        if (red[i]) rax[nr++] = i, nred *= x->shape[i];
+        else kax[nk++] = i, outer *= x->shape[i];
+    }
+    if (nred > WIN_MAX_RED) return 1;
+    int64_t *off = malloc((size_t)(outer + nred) * sizeof *off);
+    if (!off) return -1;
+    axis_offsets(x, kax, nk, off);
+    axis_offsets(x, rax, nr, off + outer);
+    fn(pnC_data(x), out, outer, off, nred, off + outer, x->shape[nd - 1], scale);
+    free(off);
+    return 0;
+}
+
 /* See reduce.h. */
 int pnK_reduce_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_reduce_params *p = PNC_PARAMS(node, pnK_reduce_params);
     pn_array *x = in[0], *o = out[0];
-    reduce_fn fn = reduce_table[p->op][x->dtype];
-    if (!fn)
+    const reduce_kernels *k = &reduce_table[p->op][x->dtype];
+    if (!k->dense)
         return pn_set_error(PN_ERR_BACKEND, "[reduce] No CPU kernel for %s.",
                             pn_dtype_name(x->dtype));
     if (pnC_alloc_output(o)) return -1;
     if (o->size == 0) return 0;
     bool red[PNC_MAX_NDIM] = {0};
     for (int i = 0; i < p->naxes; i++) red[p->axes[i]] = true;
+    double scale = p->op == PNK_SUM ? p->scale : 1.0;
     layout L;
-    if (plan_reduce(x, red, false, &L)) return -1;
-    int rc = fn(L.data, pnC_data(o), L.outer, L.n, L.inner, p->op == PNK_SUM ? p->scale : 1.0);
+    int rc = plan_reduce(x, red, false, false, &L);
+    if (rc == 1) { /* not in place: the windows where they lie, else a dense copy */
+        rc = reduce_windows(x, red, k->win, pnC_data(o), scale);
+        if (rc == 0) return 0;
+        if (rc == 1) rc = plan_reduce(x, red, false, true, &L);
+    }
+    if (rc < 0) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[reduce] Out of memory.");
+    rc = k->dense(L.data, pnC_data(o), L.outer, L.n, L.inner, scale);
     layout_free(&L);
     return rc ? pn_set_error(PN_ERR_OUT_OF_MEMORY, "[reduce] Out of memory.") : 0;
 }
@@ -592,7 +685,7 @@ int pnK_argreduce_eval(const pnC_node *node, pn_array *const *in, pn_array *cons
     } else {
         bool red[PNC_MAX_NDIM] = {0};
         red[p->axis] = true;
-        if (plan_reduce(x, red, false, &L)) return -1;
+        if (plan_reduce(x, red, false, true, &L)) return -1;
     }
     arg_table[p->op == PNK_MIN][x->dtype](L.data, pnC_data(o), L.outer, L.n, L.inner);
     layout_free(&L);
@@ -811,7 +904,7 @@ int pnK_logsumexp_eval(const pnC_node *node, pn_array *const *in, pn_array *cons
     bool red[PNC_MAX_NDIM] = {0};
     for (int i = 0; i < p->naxes; i++) red[p->axes[i]] = true;
     layout L;
-    if (plan_reduce(x, red, true, &L)) return -1;
+    if (plan_reduce(x, red, true, true, &L)) return -1;
     fn(L.data, pnC_data(o), L.outer, L.n);
     layout_free(&L);
     return 0;
