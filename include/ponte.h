@@ -587,6 +587,24 @@ pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_arr
 pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
                         pn_array *lhs_indices, pn_array *rhs_indices, bool transpose,
                         int group_size, int bits, const char *mode, bool sorted_indices);
+/* qqmm / gather_qqmm (src/ops/quantized.c): mlx.core.qqmm and gather_qqmm, modes "nvfp4" (NULL:
+ * it), "mxfp8", "mxfp4" ("affine" is refused: MLX takes no biases there). x (..., M, K) or (K,),
+ * float32/float16/bfloat16, is rounded through the mode's format (x̂ = dequantize(quantize(x))
+ * with scales and codes computed in float32, cast back to x's dtype, as MLX's CPU does); w is
+ * either quantized (uint32 (..., N, K bits / 32) with uint8 scales, required) or floating
+ * (..., N, K) (scales NULL), then quantized here in its own dtype. Result: x̂ @ W^T in x's
+ * dtype, batch axes broadcast as matmul's. global_scale_x / _w: nvfp4 only, both or neither
+ * (then W is dequantized with its global scale and multiplied in float32). Gradients (floating
+ * w only, MLX's rule): dx = qqmm(g, w^T), dw = qqmm(g^T, x^T) (x's rows folded for a 2-d w),
+ * so rows M must be a multiple of the group size for dw; quantized w, scales: none. */
+pn_array *pn_qqmm(pn_array *x, pn_array *w, pn_array *scales, int group_size, int bits,
+                  const char *mode, pn_array *global_scale_x, pn_array *global_scale_w);
+/* qqmm with matrix-level gather: lhs_indices / rhs_indices index the flattened batch axes of x
+ * (at least 2-d) and of w (and scales), as pn_gather_qmm's; both NULL: pn_qqmm. */
+pn_array *pn_gather_qqmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *lhs_indices,
+                         pn_array *rhs_indices, int group_size, int bits, const char *mode,
+                         pn_array *global_scale_x, pn_array *global_scale_w,
+                         bool sorted_indices);
 
 /* ─────────────── compositions of the ops above (src/ops/compose.c) ─────────────── */
 /* mlx.core functions built only from existing ops: they run on every backend and their
@@ -690,6 +708,42 @@ int pn_linalg_lu_factor(pn_array *a, pn_array **lu, pn_array **pivots);
  * or below 10 max(m, n) eps max(S) count as zero (MLX's cutoff). Differentiable. */
 pn_array *pn_linalg_pinv(pn_array *a);
 
+/* ── mlx.core surface, part A (issue 4): can_cast, fp8, unique, det, slogdet, cross_entropy
+ * (src/ops/surface6a.c) ──
+ * Compositions of existing ops: they run on every backend, and differentiate and vmap through
+ * their parts. Results are owned by the current scope; errors (PN_ERR_INVALID_ARGUMENT, with
+ * MLX's messages) give NULL or -1 with every output NULL. */
+/* Whether promoting from with to gives to (MLX's can_cast). False for an invalid dtype. */
+bool pn_can_cast(pn_dtype from, pn_dtype to);
+/* x (float16, bfloat16, float32 or float64; float64 is rounded to float32 first) as fp8 e4m3
+ * codes, uint8 of x's shape, bit for bit as MLX: round to nearest even, |x| > 448, inf and NaN
+ * saturate to 448 (0x7e) with x's sign, subnormals kept, -0.0 is 0x80. */
+pn_array *pn_to_fp8(pn_array *x);
+/* The uint8 e4m3 codes x as dtype (a real floating type): 0x7f and 0xff are NaN, 0x7e is 448. */
+pn_array *pn_from_fp8(pn_array *x, pn_dtype dtype);
+/* The sorted unique elements of the flattened a, at a static size (size >= 0): out[0] values
+ * (size,) of a's dtype, padded with fill_value (one element, cast to a's dtype; NULL: the
+ * smallest element, required when a is empty and size > 0) or cut to the size smallest ones;
+ * out[1] index (size,) uint32: the first position in flattened a of each value (padding:
+ * index[0]); out[2] inverse (shape of a) uint32: the entry of each element, clamped to size - 1
+ * (0 for size 0); out[3] counts (size,) int32, 0 past the unique elements. Equal elements
+ * (-0.0 and 0.0) are one entry, each NaN its own. Differentiable through the values (the
+ * gradient goes to the first occurrences). Returns 0 or -1. */
+int pn_unique(pn_array *a, int64_t size, pn_array *fill_value, pn_array **out);
+/* The determinants (...) of the square matrices a (..., n, n) from the LU factorization (0 for
+ * a singular matrix, 1 for n = 0). Float inputs keep their dtype (float16 and bfloat16 are
+ * computed in float32), integer and bool ones give float32; complex is an error.
+ * Differentiable (through the LU factorization, for nonsingular a). */
+pn_array *pn_linalg_det(pn_array *a);
+/* sign (...) in {-1, 0, 1} and logabsdet (...) = log|det a| of the square matrices a
+ * (..., n, n), dtypes as pn_linalg_det; singular: sign 0, logabsdet -inf. Differentiable
+ * (logabsdet) for nonsingular a. Returns 0 or -1. */
+int pn_linalg_slogdet(pn_array *a, pn_array **sign, pn_array **logabsdet);
+/* MLX's fast.cross_entropy: logsumexp(logits, -1) - logits[..., targets], float32 (...) with
+ * targets' shape (logits (..., C) real floating, non-empty, accumulated in float32 or float64
+ * for float64; targets (...) integer class indices in [0, C)). Differentiable in logits. */
+pn_array *pn_fast_cross_entropy(pn_array *logits, pn_array *targets);
+
 /* ── FFT: mlx.core.fft (src/ops/fft.c) ──
  * Discrete Fourier transforms over one or more axes: one FFT primitive (a mixed-radix
  * Stockham / Bluestein kernel on the CPU, cuFFT on the GPU), differentiable (vjp, jvp) and
@@ -724,6 +778,75 @@ pn_array *pn_fft_irfft(pn_array *a, int64_t n, int axis);
  * error; a 0-d array comes back unchanged. */
 pn_array *pn_fft_fftshift(pn_array *a, const int *axes, int naxes);
 pn_array *pn_fft_ifftshift(pn_array *a, const int *axes, int naxes);
+
+/* ── surface6b (issue 4): fft helpers and short-time transforms (src/ops/spectral.c), gated
+ * delta (src/nn/gated_delta.c), relu2 (src/nn/activations.c), distributed (src/distributed) ──
+ * Results are owned by the current scope; bad arguments give PN_ERR_INVALID_ARGUMENT and
+ * NULL (-1 for int results). PN_FFT_DEFAULT stands for an integer argument not given. */
+#define PN_FFT_DEFAULT INT64_MIN
+/* The sample frequencies of an n-point DFT with spacing d, float32: fftfreq gives n values
+ * (0, 1, ..., -1) / (n d), rfftfreq the n/2+1 non-negative ones. n <= 0 or d == 0: error. */
+pn_array *pn_fft_fftfreq(int64_t n, double d);
+pn_array *pn_fft_rfftfreq(int64_t n, double d);
+/* mlx.core.fft.stft: frames of n_fft samples hop_length apart (default n_fft / 4) along x's
+ * last axis (padded by n_fft / 2 on both sides when center, pad_mode "reflect" (NULL),
+ * "constant" or "edge"), times the window (1-d, at most n_fft, zero-padded to n_fft
+ * centred; NULL: ones(win_length), win_length default n_fft), transformed: complex64
+ * (..., n_freq, n_frames), n_freq = n_fft / 2 + 1 when onesided (1; -1: real inputs 1,
+ * complex 0) else n_fft. norm NULL/"backward" (unscaled), "ortho" (1/sqrt(n_fft)), "forward"
+ * (1/n_fft). Errors: x 0-d or empty, n_fft or hop <= 0, a bad window, too short a signal. */
+pn_array *pn_fft_stft(pn_array *x, int64_t n_fft, int64_t hop_length, int64_t win_length,
+                      pn_array *window, bool center, const char *pad_mode, const char *norm,
+                      int onesided);
+/* mlx.core.fft.istft: the inverse of pn_fft_stft for stft_matrix (..., n_freq, n_frames):
+ * each frame inverse-transformed (irfft when onesided, 1 or -1; else the real part of ifft)
+ * to n_fft samples (default 2 (n_freq - 1) onesided, n_freq otherwise), windowed, overlap-
+ * added hop_length apart and divided by the overlap-added squared window (floored at 1e-8);
+ * center drops n_fft / 2 samples at both ends; length (PN_FFT_DEFAULT: none) trims or
+ * zero-pads the result to that many samples. float32 (..., n_samples). */
+pn_array *pn_fft_istft(pn_array *stft_matrix, int64_t n_fft, int64_t hop_length,
+                       int64_t win_length, pn_array *window, bool center, const char *norm,
+                       int onesided, int64_t length);
+/* mlx.core.fast.gated_delta_update: the gated delta rule over T steps. q, k (B, T, Hk, Dk),
+ * v (B, T, Hv, Dv) with Hv a multiple of Hk (q, k repeated per group), gamma (B, T, Hv) or
+ * (B, T, Hv, Dk) (decay, linear), beta (B, T, Hv), initial_state (B, Hv, Dv, Dk) or NULL
+ * (zeros), mask (B, T) or NULL (a zero entry skips that step: state kept, output 0). Per step
+ *   S = S * gamma_t;  S += ((v_t - S k_t) beta_t) k_t^T;  y_t = S q_t.
+ * out[0]: y (B, T, Hv, Dv), q, k, v's promoted type (float32 for integers); out[1]: the final
+ * state (B, Hv, Dv, Dk), float32 (float64 when an input is). Returns 0, or -1 with an error
+ * (bad shapes, T == 0). A composition of ~10 ops per step. */
+int pn_fast_gated_delta_update(pn_array *q, pn_array *k, pn_array *v, pn_array *gamma,
+                               pn_array *beta, pn_array *initial_state, pn_array *mask,
+                               pn_array **out);
+/* mlx.nn.relu2: max(x, 0)^2, x's dtype. */
+pn_array *pn_nn_relu2(pn_array *x);
+/* Distributed process groups (mlx.core.distributed). No backend is compiled in yet: the one
+ * group is the singleton (rank 0, size 1). g NULL means the global group. */
+typedef struct pn_dist_group pn_dist_group;
+/* Whether a backend ("any", "mpi", "ring", "nccl", "jaccl") can be used: false for all. */
+bool pn_dist_is_available(const char *backend);
+/* The global group (not to be freed). backend NULL means "any"; an unknown name is
+ * PN_ERR_INVALID_ARGUMENT; strict asks for a real backend: PN_ERR_BACKEND here. */
+pn_dist_group *pn_dist_init(bool strict, const char *backend);
+int pn_dist_group_rank(const pn_dist_group *g);
+int pn_dist_group_size(const pn_dist_group *g);
+/* The subgroup of the processes with the same color, ranked by key (< 0: current rank); the
+ * caller frees it with pn_dist_group_free. The singleton cannot split (PN_ERR_BACKEND). */
+pn_dist_group *pn_dist_group_split(pn_dist_group *g, int color, int key);
+void pn_dist_group_free(pn_dist_group *g);
+/* Collectives over g: element-wise sum / max / min across processes, concatenation along
+ * axis 0 (all_gather) and the rank's axis-0 shard of the sum (sum_scatter). On one process
+ * each is a copy of x. */
+pn_array *pn_dist_all_sum(pn_array *x, pn_dist_group *g);
+pn_array *pn_dist_all_max(pn_array *x, pn_dist_group *g);
+pn_array *pn_dist_all_min(pn_array *x, pn_dist_group *g);
+pn_array *pn_dist_all_gather(pn_array *x, pn_dist_group *g);
+pn_array *pn_dist_sum_scatter(pn_array *x, pn_dist_group *g);
+/* Point-to-point: send x to rank dst (returns x once sent), receive an array of shape/dtype
+ * (or x's) from rank src. In a singleton group: PN_ERR_INVALID_ARGUMENT, as MLX. */
+pn_array *pn_dist_send(pn_array *x, int dst, pn_dist_group *g);
+pn_array *pn_dist_recv(const int64_t *shape, int ndim, pn_dtype dtype, int src, pn_dist_group *g);
+pn_array *pn_dist_recv_like(pn_array *x, int src, pn_dist_group *g);
 
 /* ───────────────────────────── convolution ───────────────────────────── */
 /* mlx.core's convolutions. Layouts as MLX: input (N, spatial..., C_in) ("NHWC"), weight

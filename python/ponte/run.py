@@ -13,6 +13,7 @@ def install_mlx_alias():
     import ponte.core
     import ponte.nn
     import ponte.nn.init
+    import ponte.nn.layer_modules
     import ponte.nn.layers
     import ponte.nn.losses
     import ponte.optimizers
@@ -30,6 +31,7 @@ def install_mlx_alias():
         "mlx.core.fast": ponte.core.fast,
         "mlx.core.metal": ponte.core.metal,
         "mlx.core.cuda": ponte.core.cuda,
+        "mlx.core.distributed": ponte.core.distributed,
         "mlx.nn": ponte.nn,
         "mlx.nn.layers": ponte.nn.layers,
         "mlx.nn.losses": ponte.nn.losses,
@@ -37,6 +39,7 @@ def install_mlx_alias():
         "mlx.optimizers": ponte.optimizers,
         "mlx.utils": ponte.utils,
     }
+    aliases.update(ponte.nn.layer_modules.mlx_aliases())
     sys.modules.update(aliases)
     return mlx
 

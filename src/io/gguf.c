@@ -2,7 +2,9 @@
  * version, tensor and metadata counts, metadata key/value pairs, tensor infos (name, extents
  * fastest-first, ggml type, offset), then the aligned data. The reader treats the file as
  * hostile: every count, length, extent and offset is checked against the bytes left before it
- * is used. Quantized ggml tensor types are refused with a clear error. */
+ * is used. Q4_0, Q4_1 and Q8_0 tensors load as MLX's affine quantized format (w packed uint32,
+ * "name.scales" and "name.biases" in float16, groups of 32); other quantized types are refused
+ * with an error naming them. */
 #include "io/io.h"
 
 #include <stdlib.h>
@@ -136,6 +138,15 @@ static const struct {
                     {26, PN_INT32},  {27, PN_INT64},  {28, PN_FLOAT64}, {30, PN_BFLOAT16}};
 #define NTENSOR_TYPES (int)(sizeof TENSOR_TYPES / sizeof TENSOR_TYPES[0])
 
+/* The ggml block formats read as MLX's affine quantization: 32 values per block of bytes
+ * bytes, bits per value once repacked. Q4_0: f16 d, 16 bytes of nibbles (the low nibbles hold
+ * values 0..15, the high ones 16..31), x = d (q - 8); Q4_1: f16 d, f16 m, nibbles, x = d q + m;
+ * Q8_0: f16 d, 32 int8, x = d q (stored as q + 128 with bias -128 d). */
+static const struct {
+    int ggml, bytes, bits;
+} QUANT_TYPES[] = {{2, 18, 4}, {3, 20, 4}, {8, 34, 8}};
+#define NQUANT_TYPES (int)(sizeof QUANT_TYPES / sizeof QUANT_TYPES[0])
+
 static const char *ggml_type_name(uint32_t t)
 {
     static const char *names[] = {"F32",  "F16",  "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0",
@@ -240,6 +251,57 @@ static int rd_value(cursor *c, uint32_t t, pn_gguf_meta *m, const char *key, uin
     return rc;
 }
 
+/* Decodes the nbytes / block-size blocks at src of a Q4_0 / Q4_1 / Q8_0 tensor of shape
+ * (..., K) (quant: index in QUANT_TYPES) into MLX's affine format and stores name (uint32
+ * (..., K bits / 32), the values in order, little-endian), name.scales and name.biases (float16
+ * (..., K / 32)) in p. Returns 0 or -1 with an error. */
+static int load_quantized(pn_params *p, const char *name, const unsigned char *src,
+                          const int64_t *shape, int ndim, int quant, uint64_t nbytes)
+{
+    const int bits = QUANT_TYPES[quant].bits, bb = QUANT_TYPES[quant].bytes;
+    const uint64_t nblocks = nbytes / (uint64_t)bb;
+    const bool q41 = QUANT_TYPES[quant].ggml == 3;
+    uint32_t *w = malloc(nblocks * (size_t)bits * 4 + 4);
+    uint16_t *d = malloc(nblocks * 2 + 2), *m = malloc(nblocks * 2 + 2);
+    int rc = 0;
+    if (!w || !d || !m) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
+    for (uint64_t b = 0; b < nblocks && rc == 0; b++) {
+        const unsigned char *blk = src + b * (uint64_t)bb, *qs = blk + (q41 ? 4 : 2);
+        memcpy(&d[b], blk, 2);
+        if (q41) memcpy(&m[b], blk + 2, 2);
+        uint8_t v[32];
+        for (int i = 0; i < 32; i++)
+            v[i] = bits == 8 ? (uint8_t)(qs[i] ^ 0x80) /* int8 q + 128 */
+                   : i < 16  ? (uint8_t)(qs[i] & 15)
+                             : (uint8_t)(qs[i - 16] >> 4);
+        uint32_t *o = w + b * (uint64_t)bits; /* 32 values of bits each: bits words */
+        memset(o, 0, 4 * (size_t)bits);
+        for (int i = 0; i < 32; i++) o[i * bits / 32] |= (uint32_t)v[i] << (i * bits % 32);
+    }
+    int64_t ws[PNC_MAX_NDIM], ss[PNC_MAX_NDIM];
+    memcpy(ws, shape, sizeof(int64_t) * ndim);
+    memcpy(ss, shape, sizeof(int64_t) * ndim);
+    ws[ndim - 1] = shape[ndim - 1] * bits / 32, ss[ndim - 1] = shape[ndim - 1] / 32;
+    char *key = rc ? NULL : malloc(strlen(name) + 8);
+    if (!rc && !key) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
+    if (rc == 0) {
+        pn_array *wa = pn_array_from_data(w, ws, ndim, PN_UINT32);
+        pn_array *sa = pn_array_from_data(d, ss, ndim, PN_FLOAT16);
+        /* Q4_1: the stored m; Q4_0: -8 d; Q8_0: -128 d (exact in float16 unless it overflows) */
+        pn_array *ba = q41 ? pn_array_from_data(m, ss, ndim, PN_FLOAT16)
+                           : pn_multiply(sa, pn_scalar(bits == 8 ? -128 : -8, PN_FLOAT16));
+        pn_array *all[3] = {wa, sa, ba};
+        if (!wa || !sa || !ba || pn_eval(all, 3)) rc = -1;
+        if (rc == 0 && pn_params_set(p, name, wa)) rc = -1;
+        sprintf(key, "%s.scales", name);
+        if (rc == 0 && pn_params_set(p, key, sa)) rc = -1;
+        sprintf(key, "%s.biases", name);
+        if (rc == 0 && pn_params_set(p, key, ba)) rc = -1;
+    }
+    free(key), free(w), free(d), free(m);
+    return rc;
+}
+
 static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
 {
     const unsigned char *start = c->p;
@@ -274,6 +336,7 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
         int ndim;
         int64_t shape[PNC_MAX_NDIM];
         pn_dtype dtype;
+        int quant; /* index in QUANT_TYPES + 1, or 0 */
         uint64_t offset, nbytes;
     } info;
     info *inf = calloc((size_t)ntensors + 1, sizeof *inf);
@@ -306,21 +369,40 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
             rc = -1;
             break;
         }
-        int k = 0;
+        int k = 0, q = 0;
         while (k < NTENSOR_TYPES && TENSOR_TYPES[k].ggml != (int)type) k++;
-        if (k == NTENSOR_TYPES) {
+        while (q < NQUANT_TYPES && QUANT_TYPES[q].ggml != (int)type) q++;
+        if (k == NTENSOR_TYPES && q == NQUANT_TYPES) {
             rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s has ggml type %s (%u), which "
-                              "Ponte does not support (quantized GGUF tensors are not loaded yet).",
+                              "Ponte does not decode (quantized types read: Q4_0, Q4_1, Q8_0).",
                               c->path, t->name, ggml_type_name(type), type);
             break;
         }
-        t->dtype = TENSOR_TYPES[k].dtype;
-        size_t es = pn_dtype_size(t->dtype);
-        if (count > UINT64_MAX / es) {
-            rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s is too large.", c->path, t->name);
-            break;
+        if (k == NTENSOR_TYPES) { /* a block-quantized tensor: whole blocks along each row */
+            if (nd == 0 || t->shape[nd - 1] % 32) {
+                rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s of type %s has a row of "
+                                  "%lld values, not a multiple of the block size 32.", c->path,
+                                  t->name, ggml_type_name(type),
+                                  nd ? (long long)t->shape[nd - 1] : 0LL);
+                break;
+            }
+            if (count / 32 > UINT64_MAX / (uint64_t)QUANT_TYPES[q].bytes) {
+                rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s is too large.", c->path,
+                                  t->name);
+                break;
+            }
+            t->quant = q + 1, t->dtype = PN_UINT32;
+            t->nbytes = count / 32 * (uint64_t)QUANT_TYPES[q].bytes;
+        } else {
+            t->dtype = TENSOR_TYPES[k].dtype;
+            size_t es = pn_dtype_size(t->dtype);
+            if (count > UINT64_MAX / es) {
+                rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s is too large.", c->path,
+                                  t->name);
+                break;
+            }
+            t->nbytes = count * es;
         }
-        t->nbytes = count * es;
         for (uint64_t j = 0; j < i && rc == 0; j++)
             if (!strcmp(inf[j].name, t->name))
                 rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s appears twice.", c->path, t->name);
@@ -341,8 +423,14 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
             break;
         }
         pn_scope_push();
-        pn_array *a = pn_array_from_data(start + data + t->offset, t->shape, t->ndim, t->dtype);
-        if (!a || pn_params_set(p, t->name, a)) rc = -1;
+        if (t->quant) {
+            rc = load_quantized(p, t->name, start + data + t->offset, t->shape, t->ndim,
+                                t->quant - 1, t->nbytes);
+        } else {
+            pn_array *a = pn_array_from_data(start + data + t->offset, t->shape, t->ndim,
+                                             t->dtype);
+            if (!a || pn_params_set(p, t->name, a)) rc = -1;
+        }
         pn_scope_pop();
     }
     for (uint64_t i = 0; i < ntensors; i++) free(inf[i].name);

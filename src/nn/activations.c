@@ -16,6 +16,7 @@
 
 pn_array *pn_nn_relu(pn_array *x) { ACT(pn_maximum(x, W(0))); }
 pn_array *pn_nn_relu6(pn_array *x) { ACT(pn_minimum(pn_maximum(x, W(0)), W(6))); }
+pn_array *pn_nn_relu2(pn_array *x) { ACT(pn_square(pn_maximum(x, W(0)))); }
 pn_array *pn_nn_leaky_relu(pn_array *x, double slope) { ACT(pn_maximum(pn_multiply(W(slope), x), x)); }
 pn_array *pn_nn_elu(pn_array *x, double alpha)
 {

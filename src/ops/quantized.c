@@ -575,3 +575,262 @@ pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *bi
                                       transpose, group_size, bits, mode);
     return pnC_scope_return(r);
 }
+
+/* ───────────────────────────── qqmm and gather_qqmm ───────────────────────────── */
+/* mlx.core.qqmm: x quantized on the fly and multiplied by a quantized w (quantized here too when
+ * given in floating point). Composed of quantize, dequantize, quantized_matmul and matmul, so it
+ * runs on every backend. The derivative with a floating w is MLX's: the cotangent and the
+ * operands are themselves quantized along the contracted axis (custom vjp). */
+
+/* The parameters of a qqmm (fp modes: the group size and bits are the mode's). */
+typedef struct qq_ctx {
+    int mode, group_size, bits;
+} qq_ctx;
+
+/* The parameters of fp mode id. */
+static qq_ctx qq_ctx_of(int id)
+{
+    const pnK_qmode m = pnK_qmode_of(id);
+    return (qq_ctx){id, m.group_size, m.bits};
+}
+
+/* fp4 e2m1 rounding of a float32 array, ties to the even code (MLX's to_fp4_e2m1, which
+ * QQMatmul uses; quantize keeps the smaller value on ties): steps of .5 below 2, 1 below 4, 2
+ * up to 6, saturating at 6. */
+static pn_array *qq_fp4_round(pn_array *v)
+{
+    pn_array *a = pn_abs(v), *two = pn_scalar(2, PN_FLOAT32), *four = pn_scalar(4, PN_FLOAT32);
+    pn_array *r1 = pn_divide(pn_round(pn_multiply(a, two), 0), two);
+    pn_array *r3 = pn_minimum(pn_multiply(pn_round(pn_divide(a, two), 0), two),
+                              pn_scalar(6, PN_FLOAT32));
+    pn_array *q = pn_where(pn_less(a, two), r1, pn_where(pn_less(a, four), pn_round(a, 0), r3));
+    return pn_multiply(pn_sign(v), q);
+}
+
+/* dequantize(quantize(a)) as MLX's CPU QQMatmul rounds its input: the group scales as
+ * quantize computes them in float32, each value / scale (float32) rounded to the element
+ * format (fp4: ties to even, see qq_fp4_round), times the scale, cast back to a's dtype. With
+ * a global scale (nvfp4): dequantize(quantize(a)) in float32. */
+static pn_array *qq_round(pn_array *a, const qq_ctx *c, pn_array *g)
+{
+    const char *mode = pnK_qmode_of(c->mode).name;
+    pn_array *q[3] = {NULL, NULL, NULL};
+    pn_array *a2 = a->ndim == 1 ? pn_expand_dims(a, (int[]){0}, 1) : a; /* quantize wants 2-d */
+    pn_array *af = a2 ? cast_to(a2, PN_FLOAT32) : NULL;
+    if (!af || pn_quantize(af, c->group_size, c->bits, mode, g, q)) return NULL;
+    pn_array *r;
+    if (g || c->bits != 4) {
+        r = pn_dequantize(q[0], q[1], NULL, c->group_size, c->bits, mode, g, PN_FLOAT32);
+    } else {
+        /* each element's scale: the codes all 1.0 (fp4 code 2) dequantized with the scales */
+        pn_array *ones = pn_full_like(q[0], pn_scalar_int(0x22222222, PN_UINT32));
+        pn_array *div = pn_dequantize(ones, q[1], NULL, c->group_size, c->bits, mode, NULL,
+                                      PN_FLOAT32);
+        pn_array *zero = pn_scalar(0, PN_FLOAT32), *nz = pn_equal(div, zero);
+        pn_array *v = pn_where(nz, zero, pn_divide(af, pn_where(nz, pn_scalar(1, PN_FLOAT32),
+                                                                div)));
+        r = pn_multiply(qq_fp4_round(v), div);
+    }
+    r = r ? cast_to(r, a->dtype) : NULL;
+    return r && a->ndim == 1 ? pn_squeeze(r, (int[]){0}, 1) : r;
+}
+
+/* The product of the rounded x with the quantized (w_q, scales): x̂ @ W^T in x's dtype.
+ * Without a global scale the fp quantized_matmul kernel (as MLX's); with one, W is dequantized
+ * in float32 and multiplied in float32. */
+static pn_array *qq_product(pn_array *xh, pn_array *wq, pn_array *scales, const qq_ctx *c,
+                            pn_array *gw)
+{
+    const char *mode = pnK_qmode_of(c->mode).name;
+    if (!gw)
+        return pn_quantized_matmul(xh, wq, scales, NULL, true, c->group_size, c->bits, mode);
+    pn_array *wd = pn_dequantize(wq, scales, NULL, c->group_size, c->bits, mode, gw, PN_FLOAT32);
+    return cast_to(pn_matmul(cast_to(xh, PN_FLOAT32), pn_swapaxes(wd, -1, -2)), xh->dtype);
+}
+
+/* The forward of qqmm with a floating w: in = (x, w[, gx, gw]). */
+static int qq_forward(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    const qq_ctx cc = qq_ctx_of((int)(intptr_t)ctx), *c = &cc; /* ctx: the mode id */
+    pn_array *gx = nin > 2 ? in[2] : NULL, *gw = nin > 2 ? in[3] : NULL;
+    pn_array *q[3] = {NULL, NULL, NULL};
+    *nout = 1;
+    out[0] = NULL;
+    pn_scope_push();
+    pn_array *xh = qq_round(in[0], c, gx);
+    if (xh && !pn_quantize(in[1], c->group_size, c->bits, pnK_qmode_of(c->mode).name, gw, q))
+        out[0] = qq_product(xh, q[0], q[1], c, gw);
+    out[0] = pnC_scope_return(out[0]);
+    return out[0] ? 0 : -1;
+}
+
+static pn_array *qq_float_call(pn_array *x, pn_array *w, pn_array *gx, pn_array *gw,
+                               const qq_ctx *c);
+
+/* MLX's QQMatmul vjp with a floating w: dx = qqmm(g, w^T), dw = qqmm(g^T, x^T) (each operand
+ * rounded along the contracted axis), batch axes summed away; global scales get zeros.
+ * in = (x, w[, gx, gw], g, y). */
+static int qq_backward(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    const qq_ctx cc = qq_ctx_of((int)(intptr_t)ctx), *c = &cc; /* ctx: the mode id */
+    const int np = nin - 2; /* primals, then one cotangent and one output */
+    pn_array *x = in[0], *w = in[1], *g = in[np];
+    *nout = np;
+    for (int i = 0; i < np; i++) out[i] = NULL;
+    pn_scope_push();
+    pn_array *xx = x, *gg = g;
+    if (w->ndim == 2 && x->ndim != 2) { /* fold x's batch axes into its rows, as one GEMM */
+        int64_t xs[2] = {-1, x->shape[x->ndim - 1]}, gs[2] = {-1, g->shape[g->ndim - 1]};
+        xx = pn_reshape(x, xs, 2), gg = pn_reshape(g, gs, 2);
+    }
+    pn_array *dx = qq_float_call(g, pn_swapaxes(w, -1, -2), NULL, NULL, c);
+    pn_array *dw = qq_float_call(pn_swapaxes(gg, -1, -2), pn_swapaxes(xx, -1, -2), NULL, NULL, c);
+    bool ok = dx && dw;
+    if (ok) {
+        out[0] = pnC_sum_to_shape(dx, x->shape, x->ndim);
+        out[1] = pnC_sum_to_shape(dw, w->shape, w->ndim);
+        for (int i = 2; i < np; i++) out[i] = pn_zeros_like(in[i]);
+        for (int i = 0; i < np; i++) ok &= out[i] != NULL;
+    }
+    if (!ok) {
+        pn_scope_pop();
+        for (int i = 0; i < np; i++) out[i] = NULL;
+        return -1;
+    }
+    pn_scope_pop_keep(out, np);
+    return 0;
+}
+
+/* The custom-vjp closure of each fp mode (its group size and bits are fixed), made on first
+ * use and kept for the process: graph nodes refer to the rule without owning it. */
+static pn_closure *qq_closures[PNK_QMODE_COUNT];
+
+/* qqmm with a floating w through the mode's custom-vjp closure. */
+static pn_array *qq_float_call(pn_array *x, pn_array *w, pn_array *gx, pn_array *gw,
+                               const qq_ctx *c)
+{
+    pn_closure *cf = __atomic_load_n(&qq_closures[c->mode], __ATOMIC_ACQUIRE);
+    if (!cf) {
+        void *id = (void *)(intptr_t)c->mode;
+        pn_closure *f = pn_closure_new(qq_forward, id, NULL);
+        pn_closure *b = pn_closure_new(qq_backward, id, NULL);
+        pn_closure *made = f && b ? pn_custom_vjp(f, b) : NULL, *expected = NULL;
+        if (f) pn_closure_release(f);
+        if (b) pn_closure_release(b);
+        if (!made) return NULL;
+        if (!__atomic_compare_exchange_n(&qq_closures[c->mode], &expected, made, false,
+                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            pn_closure_release(made); /* another thread made it first */
+            made = expected;
+        }
+        cf = made;
+    }
+    pn_array *in[4] = {x, w, gx, gw}, *out[PN_MAX_OUTPUTS];
+    int nout = 0;
+    if (pn_closure_call(cf, gx ? 4 : 2, in, &nout, out)) return NULL;
+    return nout == 1 ? out[0] : NULL;
+}
+
+/* The checks of qqmm: the mode (fp modes only), x's dtype, scales against w, the global
+ * scales. Returns the mode id with *c filled, or -1 with an error naming op. */
+static int qq_check(const char *op, pn_array *x, pn_array *w, pn_array *scales, int group_size,
+                    int bits, const char *mode, pn_array *gx, pn_array *gw, qq_ctx *c)
+{
+    if (!mode || !*mode) mode = "nvfp4"; /* qqmm's default */
+    const int id = quant_args(op, mode, &group_size, &bits);
+    if (id < 0) return -1;
+    if (id == PNK_QMODE_AFFINE)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Only the 'nvfp4', 'mxfp8' and 'mxfp4' "
+                            "modes are supported, got 'affine' (it has no biases argument).", op);
+    if (x->dtype != PN_FLOAT32 && x->dtype != PN_FLOAT16 && x->dtype != PN_BFLOAT16)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] x must be float32, float16 or "
+                            "bfloat16 but has type %s.", op, pn_dtype_name(x->dtype));
+    if (w->dtype == PN_UINT32 && !scales)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[%s] Scales must be provided if second argument is quantized.", op);
+    if (w->dtype != PN_UINT32 && scales)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Scales must be None when the second "
+                            "argument is not quantized (it has type %s).", op,
+                            pn_dtype_name(w->dtype));
+    if (w->dtype != PN_UINT32 && w->dtype != PN_FLOAT32 && w->dtype != PN_FLOAT16 &&
+        w->dtype != PN_BFLOAT16)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] w must be quantized (uint32) or "
+                            "float32, float16 or bfloat16 but has type %s.", op,
+                            pn_dtype_name(w->dtype));
+    if (w->ndim < 2)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[%s] w must have at least 2 dimensions but has %d.", op, w->ndim);
+    if (id == PNK_QMODE_NVFP4 && (!gx) != (!gw))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] For nvfp4 mode, either both "
+                            "global_scale_x and global_scale_w must be provided, or neither.", op);
+    if (quant_check_global(op, id, gx) || quant_check_global(op, id, gw)) return -1;
+    c->mode = id, c->group_size = group_size, c->bits = bits;
+    return id;
+}
+
+/* See ponte.h. */
+pn_array *pn_qqmm(pn_array *x, pn_array *w, pn_array *scales, int group_size, int bits,
+                  const char *mode, pn_array *global_scale_x, pn_array *global_scale_w)
+{
+    pn_array *ins[2] = {x, w};
+    if (!pnC_inputs_ok("qqmm", 2, ins)) return NULL;
+    if (pnC_failed()) return NULL; /* a NULL optional input coming from a failed op */
+    qq_ctx c;
+    if (qq_check("qqmm", x, w, scales, group_size, bits, mode, global_scale_x, global_scale_w,
+                 &c) < 0)
+        return NULL;
+    pn_scope_push();
+    pn_array *r;
+    if (w->dtype == PN_UINT32) {
+        pn_array *xh = qq_round(x, &c, global_scale_x);
+        r = xh ? qq_product(xh, w, scales, &c, global_scale_w) : NULL;
+    } else {
+        r = qq_float_call(x, w, global_scale_x, global_scale_w, &c);
+    }
+    return pnC_scope_return(r);
+}
+
+/* See ponte.h. */
+pn_array *pn_gather_qqmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *lhs_indices,
+                         pn_array *rhs_indices, int group_size, int bits, const char *mode,
+                         pn_array *global_scale_x, pn_array *global_scale_w,
+                         bool sorted_indices)
+{
+    char s1[256];
+    (void)sorted_indices; /* a hint for a faster kernel; the composition does not need it */
+    if (!lhs_indices && !rhs_indices)
+        return pn_qqmm(x, w, scales, group_size, bits, mode, global_scale_x, global_scale_w);
+    pn_array *ins[2] = {x, w};
+    if (!pnC_inputs_ok("gather_qqmm", 2, ins)) return NULL;
+    if (pnC_failed()) return NULL;
+    qq_ctx c;
+    if (qq_check("gather_qqmm", x, w, scales, group_size, bits, mode, global_scale_x,
+                 global_scale_w, &c) < 0)
+        return NULL;
+    if ((lhs_indices && !pnC_is_integer(lhs_indices->dtype)) ||
+        (rhs_indices && !pnC_is_integer(rhs_indices->dtype)))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qqmm] Got %s with invalid dtype. "
+                        "Indices must be integral.",
+                        lhs_indices && !pnC_is_integer(lhs_indices->dtype) ? "lhs_indices"
+                                                                           : "rhs_indices");
+    if (x->ndim < 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qqmm] x must have at least two "
+                        "dimensions but got shape %s.",
+                        pnC_shape_str(x->shape, x->ndim, s1, sizeof s1));
+    if (scales && (scales->ndim != w->ndim ||
+                   memcmp(scales->shape, w->shape, sizeof(int64_t) * (w->ndim - 2))))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qqmm] w and scales must share their "
+                        "batch shape, got scales of shape %s.",
+                        pnC_shape_str(scales->shape, scales->ndim, s1, sizeof s1));
+    pn_scope_push();
+    pn_array *idx[2] = {pnC_batch_indices(x, lhs_indices), pnC_batch_indices(w, rhs_indices)};
+    pn_array *bidx[2] = {NULL, NULL};
+    if (!idx[0] || !idx[1] || pn_broadcast_arrays(idx, 2, bidx)) {
+        pn_scope_pop();
+        return NULL;
+    }
+    pn_array *r = pn_qqmm(pnC_take_batch(x, bidx[0]), pnC_take_batch(w, bidx[1]),
+                          scales ? pnC_take_batch(scales, bidx[1]) : NULL, c.group_size, c.bits,
+                          pnK_qmode_of(c.mode).name, global_scale_x, global_scale_w);
+    return pnC_scope_return(r);
+}

@@ -1209,17 +1209,12 @@ static PySequenceMethods array_as_sequence = {
     .sq_length = array_len,
     .sq_item = array_sq_item,
 };
+
 static PyMappingMethods array_as_mapping = {
     .mp_length = array_len,
     .mp_subscript = array_subscript,
     .mp_ass_subscript = array_ass_subscript,
 };
-
-static PyObject *array_iter(PyObject *self)
-{
-    if (array_len(self) < 0) return NULL;
-    return PySeqIter_New(self);
-}
 
 /* ───────────────────────────── buffer protocol ───────────────────────────── */
 
@@ -1309,7 +1304,7 @@ PyTypeObject PPArray_Type = {
     .tp_as_mapping = &array_as_mapping,
     .tp_as_buffer = &array_as_buffer,
     .tp_richcompare = array_richcompare,
-    .tp_iter = array_iter,
+    .tp_iter = pp_array_iterator, /* an ArrayIterator; TypeError for 0-d (surface6a.c) */
     .tp_getset = array_getset,
     .tp_methods = array_methods,
     .tp_weaklistoffset = offsetof(PPArray, weakrefs),

@@ -857,8 +857,6 @@ static PyMethodDef module_methods[] = {
     {"new_stream", py_new_stream, METH_O, "A new stream on a device."},
     {"new_thread_unsafe_stream", py_new_stream, METH_O,
      "A new stream on a device (Ponte's streams work from any thread: new_stream)."},
-    {"new_thread_local_stream", py_new_stream, METH_O,
-     "A new stream on a device (Ponte's streams serve any thread: new_stream)."},
     {"synchronize", (PyCFunction)(void (*)(void))py_synchronize, METH_VARARGS | METH_KEYWORDS,
      "Waits until the stream's work is done."},
     {"get_active_memory", py_get_active_memory, METH_NOARGS, "Bytes held by live arrays."},
@@ -985,8 +983,10 @@ PyMODINIT_FUNC PyInit_core(void)
     PyObject *m = PyModule_Create(&core_module);
     if (!m) return NULL;
     if (pp_init_types(m) || pp_init_array(m) || pp_init_ops(m) || pp_init_transforms(m) ||
-        pp_init_nn(m) || pp_init_quantized(m) || pp_init_fft(m) ||
-        pp_init_linalg_decomp(m) || pp_init_export(m) || pp_init_surface3(m)) {
+        pp_init_nn(m) || pp_init_quantized(m) || pp_init_qq(m) || pp_init_fft(m) ||
+        pp_init_linalg_decomp(m) || pp_init_export(m) || pp_init_surface3(m) ||
+        pp_init_surface6b(m) ||
+        pp_init_surface6a(m)) {
         Py_DECREF(m);
         return NULL;
     }

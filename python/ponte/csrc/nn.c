@@ -47,7 +47,7 @@ static PyObject *abort3(tmp3 *t)
 static pn_array *nn_log_softmax(pn_array *x, int axis) { return pn_log_softmax(x, &axis, 1); }
 
 #define ACTIVATIONS(X)                                                                             \
-    X(relu) X(relu6) X(selu) X(gelu) X(gelu_approx) X(gelu_fast_approx) X(silu) X(sigmoid)        \
+    X(relu) X(relu6) X(relu2) X(selu) X(gelu) X(gelu_approx) X(gelu_fast_approx) X(silu) X(sigmoid)        \
     X(log_sigmoid) X(softplus) X(softsign) X(mish) X(hardswish) X(tanh)
 #define ROW_ACT(name) PP_SIG(#name, a, pn_nn_##name, "x: array, /", NULL),
 

@@ -15,8 +15,16 @@ from ponte.nn.conv_pool import (  # noqa: F401
     AvgPool1d, AvgPool2d, AvgPool3d, Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d,
     ConvTranspose3d, Dropout2d, Dropout3d, MaxPool1d, MaxPool2d, MaxPool3d)
 from ponte.nn.quantized import QuantizedEmbedding, QuantizedLinear, quantize  # noqa: F401
+from ponte.nn.quantized import QQLinear  # noqa: F401
 from ponte.nn import quantized as _quantized
 
 # Linear.to_quantized / Embedding.to_quantized live with the quantized layers they build
 Linear.to_quantized = _quantized._linear_to_quantized  # noqa: F405
 Embedding.to_quantized = _quantized._embedding_to_quantized  # noqa: F405
+
+# nn.linear, nn.activations, ... as mlx.nn's layer modules; nn.average_gradients (surface6b)
+from ponte.nn import layer_modules as _layer_modules, utils as _utils  # noqa: E402
+from ponte.nn.layer_modules import average_gradients  # noqa: E402,F401
+
+_utils.average_gradients = average_gradients
+_layer_modules.install(__import__("sys").modules[__name__])

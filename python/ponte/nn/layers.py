@@ -8,10 +8,10 @@ from ponte.utils import tree_flatten, tree_unflatten
 
 __all__ = [
     "Module", "Sequential", "Identity", "Linear", "Embedding", "LayerNorm", "RMSNorm", "Dropout",
-    "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Sigmoid", "LogSigmoid",
+    "ReLU", "ReLU6", "ReLU2", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Sigmoid", "LogSigmoid",
     "Softplus", "Softsign", "Mish", "Hardswish", "HardTanh", "Tanh", "GLU", "PReLU", "Softmax",
     "LogSoftmax", "Step", "Softshrink", "HardShrink", "Softmin",
-    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "gelu_approx",
+    "relu", "relu6", "relu2", "leaky_relu", "elu", "selu", "celu", "gelu", "gelu_approx",
     "gelu_fast_approx", "silu", "sigmoid", "log_sigmoid", "softplus", "softsign", "mish",
     "hardswish", "hard_tanh", "tanh", "glu", "prelu", "softmax", "log_softmax", "step",
     "softshrink", "hard_shrink", "softmin",
@@ -435,6 +435,7 @@ class Dropout(Module):
 
 relu = _c.relu
 relu6 = _c.relu6
+relu2 = _c.relu2
 selu = _c.selu
 gelu = _c.gelu
 gelu_approx = _c.gelu_approx
@@ -531,6 +532,7 @@ def _activation(name, fn, doc, params=()):
 
 ReLU = _activation("ReLU", relu, "Applies relu.")
 ReLU6 = _activation("ReLU6", relu6, "Applies relu6.")
+ReLU2 = _activation("ReLU2", relu2, "Applies relu2: max(x, 0)^2.")
 SELU = _activation("SELU", selu, "Applies selu.")
 SiLU = _activation("SiLU", silu, "Applies silu.")
 Sigmoid = _activation("Sigmoid", sigmoid, "Applies sigmoid.")

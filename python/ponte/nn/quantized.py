@@ -1,6 +1,7 @@
-"""Quantized layers with mlx.nn's API: QuantizedLinear, QuantizedEmbedding and nn.quantize,
-which swaps the layers of a model that define to_quantized() for their quantized versions.
-The math is mx.quantize / mx.dequantize / mx.quantized_matmul (libponte's C primitives)."""
+"""Quantized layers with mlx.nn's API: QuantizedLinear, QuantizedEmbedding, QQLinear (input and
+weight quantized, trainable) and nn.quantize, which swaps the layers of a model that define
+to_quantized() for their quantized versions. The math is mx.quantize / mx.dequantize /
+mx.quantized_matmul / mx.qqmm (libponte's C functions)."""
 import math
 
 import ponte.core as mx
@@ -109,14 +110,81 @@ class QuantizedEmbedding(Module):
         return ql
 
 
+class QQLinear(Module):
+    """Linear without bias whose input and weight are both quantized (mx.qqmm): y = x̂ @ Ŵ.T.
+    In training mode the weight (output_dims, input_dims) is kept in floating point, quantized
+    on the fly, and receives gradients; eval() stores it quantized (weight uint32 + scales) and
+    train() dequantizes it back, as MLX's layer does. Modes "nvfp4" (default) and "mxfp8"."""
+
+    def __init__(self, input_dims, output_dims, group_size=None, bits=None, mode="nvfp4"):
+        self._quantized = False
+        super().__init__()
+        self.group_size, self.bits = _defaults_for_mode(mode, group_size, bits)
+        self.mode = mode
+        scale = math.sqrt(1 / input_dims)
+        self.weight = mx.random.uniform(low=-scale, high=scale, shape=(output_dims, input_dims))
+
+    # Module.train / eval set _training on every module: switching the mode here (de)quantizes
+    # the weight, as MLX's _set_training_mode does
+    @property
+    def _training(self):
+        return self.__dict__.get("_training_flag", True)
+
+    @_training.setter
+    def _training(self, mode):
+        self.__dict__["_training_flag"] = bool(mode)
+        if "weight" not in self:
+            return
+        if mode:
+            self.dequantize()
+        else:
+            self.quantize()
+
+    def _extra_repr(self):
+        out_dims, in_dims = self.weight.shape
+        if self.weight.dtype == mx.uint32:
+            in_dims = in_dims * 32 // self.bits
+        return (f"input_dims={in_dims}, output_dims={out_dims}, group_size={self.group_size}, "
+                f"bits={self.bits}, mode={self.mode}")
+
+    def quantize(self):
+        """Stores the weight quantized (weight uint32, scales); no-op when it already is."""
+        if not self._quantized:
+            self.weight, self.scales = mx.quantize(self.weight, self.group_size, self.bits,
+                                                   mode=self.mode)
+            self._quantized = True
+
+    def dequantize(self):
+        """Stores the weight in floating point again; no-op when it is not quantized."""
+        if self._quantized:
+            self.weight = mx.dequantize(self.weight, scales=self.scales,
+                                        group_size=self.group_size, bits=self.bits,
+                                        mode=self.mode)
+            del self["scales"]
+            self._quantized = False
+
+    def __call__(self, x):
+        return mx.qqmm(x, self["weight"], scales=self.get("scales"), group_size=self.group_size,
+                       bits=self.bits, mode=self.mode)
+
+    @classmethod
+    def from_linear(cls, linear_layer, group_size=None, bits=None, mode="nvfp4"):
+        """A QQLinear holding linear_layer's weight, in linear_layer's training mode; a layer
+        with a bias raises NotImplementedError (as MLX)."""
+        output_dims, input_dims = linear_layer.weight.shape
+        if linear_layer.get("bias") is not None:
+            raise NotImplementedError("QQLinear does not support bias yet.")
+        ql = cls(input_dims, output_dims, group_size, bits, mode=mode)
+        ql.weight = linear_layer.weight
+        ql.train(linear_layer.training)
+        return ql
+
+
 def quantize(model, group_size=None, bits=None, *, mode="affine", quantize_input=False,
              class_predicate=None):
     """Replaces, in place, the leaf modules of model for which class_predicate(path, module)
     is true (default: those with a to_quantized method) by module.to_quantized(group_size,
     bits, mode); a dict returned by the predicate gives to_quantized's arguments instead."""
-    if quantize_input:
-        raise ValueError("[quantize] quantize_input is only supported for the 'nvfp4' and "
-                         "'mxfp8' modes, which Ponte does not implement.")
     class_predicate = class_predicate or (lambda _, m: hasattr(m, "to_quantized"))
 
     def maybe_quantize(path, m):
@@ -126,7 +194,10 @@ def quantize(model, group_size=None, bits=None, *, mode="affine", quantize_input
         if not hasattr(m, "to_quantized"):
             raise ValueError(f"Unable to quantize model of type {type(m)}")
         if isinstance(choice, bool):
-            return m.to_quantized(group_size=group_size, bits=bits, mode=mode)
+            kwargs = {"group_size": group_size, "bits": bits, "mode": mode}
+            if quantize_input:
+                kwargs["quantize_input"] = True
+            return m.to_quantized(**kwargs)
         if isinstance(choice, dict):
             kwargs = dict(choice)
             if not kwargs.get("quantize_input", True):
@@ -140,9 +211,13 @@ def quantize(model, group_size=None, bits=None, *, mode="affine", quantize_input
 
 
 def _linear_to_quantized(self, group_size=None, bits=None, mode="affine", quantize_input=False):
-    """This layer as a QuantizedLinear (see QuantizedLinear.from_linear)."""
+    """This layer as a QuantizedLinear (see QuantizedLinear.from_linear), or with
+    quantize_input as a QQLinear ("nvfp4" and "mxfp8" only, as MLX)."""
     if quantize_input:
-        raise ValueError("[to_quantized] quantize_input is not supported in Ponte.")
+        if mode not in ("nvfp4", "mxfp8"):
+            raise ValueError("Quantized activations are only supported for 'nvfp4' and "
+                             f"'mxfp8' modes, got {mode}.")
+        return QQLinear.from_linear(self, group_size, bits, mode)
     return QuantizedLinear.from_linear(self, group_size, bits, mode)
 
 
@@ -150,5 +225,5 @@ def _embedding_to_quantized(self, group_size=None, bits=None, mode="affine",
                             quantize_input=False):
     """This layer as a QuantizedEmbedding (see QuantizedEmbedding.from_embedding)."""
     if quantize_input:
-        raise ValueError("[to_quantized] quantize_input is not supported in Ponte.")
+        raise ValueError("Quantized input is not supported.")
     return QuantizedEmbedding.from_embedding(self, group_size, bits, mode)
