@@ -128,6 +128,9 @@ static int fn_more(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
     pn_array *svd[3];
     if (pn_linalg_svd(sym, false, svd)) return -1;
     out[n++] = svd[0];
+    out[n++] = pn_linalg_solve_triangular(sym, x, false);
+    out[n++] = pn_linalg_cholesky(sym, false);
+    out[n++] = pn_to_fp8(x);
     pn_array *dep[1];
     if (pn_depends((pn_array *[]){x}, 1, (pn_array *[]){y}, 1, dep)) return -1;
     out[n++] = dep[0];

@@ -1,8 +1,8 @@
 /* compose.c — mlx.core functions built only from existing ops: no primitive of their own, so
  * they run on every backend and differentiate (and vmap) through their parts. Array ops (kron,
  * diff, median, count_nonzero, searchsorted, vecdot, hadamard_transform, the dynamic slice and
- * slice_update, windows, view) and mlx.core.linalg's factorizations and solvers (cholesky, triangular
- * solves and inverses, inv, solve, qr, cross) written as column-by-column elimination loops. */
+ * slice_update, windows, view) and mlx.core.linalg's qr (Householder reflections, column by
+ * column) and cross. The solvers and Cholesky have primitives: src/ops/linalg_solve.c. */
 #include "core/core.h"
 
 #include <math.h>
@@ -326,188 +326,10 @@ pn_array *pn_view(pn_array *a, pn_dtype dtype)
 
 /* ───────────────────────────── linear algebra ───────────────────────────── */
 
-/* Checks that a is a (batch of) square floating matrices. Returns n or -1. */
-static int64_t square_matrix(const char *op, pn_array *a)
-{
-    int nd = pn_ndim(a);
-    if (nd < 2)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Arrays must have at least two "
-                        "dimensions, got %d.", op, nd), -1;
-    if (!pnC_is_float(pn_array_dtype(a)))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Arrays must have a floating point "
-                        "type, got %s.", op, pn_dtype_name(pn_array_dtype(a))), -1;
-    int64_t n = pn_shape(a)[nd - 1];
-    if (pn_shape(a)[nd - 2] != n)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Inputs must be square matrices, got "
-                        "shape (..., %lld, %lld).", op, (long long)pn_shape(a)[nd - 2], (long long)n), -1;
-    return n;
-}
-
 /* a[..., i:i+1, j:j+1]-like block of the last two axes. */
 static pn_array *block(pn_array *a, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
 {
     return slice_axis(slice_axis(a, -2, r0, r1), -1, c0, c1);
-}
-
-/* See ponte.h. Right-looking: take the first column of the trailing matrix, update the rest
- * by its outer product. Reads the lower triangle only (the upper one is mirrored from it). */
-pn_array *pn_linalg_cholesky(pn_array *a, bool upper)
-{
-    if (!pnC_inputs_ok("linalg::cholesky", 1, &a)) return NULL;
-    int64_t n = square_matrix("cholesky", a);
-    if (n < 0) return NULL;
-    if (n == 0) return pn_copy(a);
-    int nd = pn_ndim(a);
-    pn_scope_push();
-    pn_array **cols = malloc(sizeof *cols * (size_t)n);
-    if (!cols) return pnC_scope_return(pnC_fail(PN_ERR_OUT_OF_MEMORY, "[linalg::cholesky] Out of memory."));
-    pn_array *lower = pn_tril(a, 0), *m = pn_add(lower, pn_swapaxes(pn_tril(a, -1), -1, -2));
-    int64_t zshape[PNC_MAX_NDIM];
-    memcpy(zshape, pn_shape(a), sizeof(int64_t) * (size_t)(nd - 2));
-    for (int64_t j = 0; j < n; j++) {
-        int64_t rest = n - j;
-        pn_array *d = pn_sqrt(block(m, 0, 1, 0, 1));                 /* (..., 1, 1) */
-        pn_array *c = pn_divide(block(m, 1, rest, 0, 1), d);          /* (..., rest-1, 1) */
-        zshape[nd - 2] = j, zshape[nd - 1] = 1;
-        pn_array *parts[3] = {pn_zeros(zshape, nd, pn_array_dtype(a)), d, c};
-        cols[j] = pn_concatenate(parts, 3, -2);                       /* (..., n, 1) */
-        m = pn_subtract(block(m, 1, rest, 1, rest), pn_multiply(c, pn_swapaxes(c, -1, -2)));
-    }
-    pn_array *l = pn_concatenate(cols, (int)n, -1);
-    free(cols);
-    return pnC_scope_return(upper ? pn_swapaxes(l, -1, -2) : l);
-}
-
-/* Solves the lower triangular systems a x = b (a (..., n, n), b (..., n, k)) row by row:
- * x_i = b_i / a_ii, then b_{i+1:} -= a_{i+1:, i} x_i. Reads the lower triangle only. */
-static pn_array *forward_substitute(pn_array *a, pn_array *b, int64_t n)
-{
-    pn_array **rows = malloc(sizeof *rows * (size_t)(n > 0 ? n : 1));
-    if (!rows) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[linalg::solve_triangular] Out of memory.");
-    for (int64_t i = 0; i < n; i++) {
-        int64_t rest = n - i;
-        rows[i] = pn_divide(slice_axis(b, -2, 0, 1), block(a, 0, 1, 0, 1));
-        b = pn_subtract(slice_axis(b, -2, 1, rest), pn_multiply(block(a, 1, rest, 0, 1), rows[i]));
-        a = block(a, 1, rest, 1, rest);
-    }
-    pn_array *x = n > 0 ? pn_concatenate(rows, (int)n, -2) : pn_copy(b);
-    free(rows);
-    return x;
-}
-
-/* x with a (..., n, n) and b (..., n) or (..., n, k) cast to their common floating type;
- * vector b gets a trailing axis (*vec set). Returns 0 or -1. */
-static int solve_args(const char *op, pn_array **a, pn_array **b, bool *vec, int64_t *n)
-{
-    if ((*n = square_matrix(op, *a)) < 0) return -1;
-    *vec = pn_ndim(*b) == 1;
-    if (pn_ndim(*b) < 1 || (*vec ? pn_shape(*b)[0] : pn_dim(*b, -2)) != *n)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] b must be a vector of size %lld or "
-                        "(..., %lld, K) matrices.", op, (long long)*n, (long long)*n), -1;
-    pn_dtype t = pn_promote_types(pn_array_dtype(*a), pn_array_dtype(*b));
-    if (!pnC_is_float(t)) t = PN_FLOAT32;
-    *a = pn_astype(*a, t);
-    *b = pn_astype(*vec ? pn_expand_dims(*b, (int[]){-1}, 1) : *b, t);
-    return *a && *b ? 0 : -1;
-}
-
-/* See ponte.h. */
-pn_array *pn_linalg_solve_triangular(pn_array *a, pn_array *b, bool upper)
-{
-    pn_array *ins[2] = {a, b};
-    if (!pnC_inputs_ok("linalg::solve_triangular", 2, ins)) return NULL;
-    bool vec;
-    int64_t n;
-    pn_scope_push();
-    if (solve_args("solve_triangular", &a, &b, &vec, &n)) return pnC_scope_return(NULL);
-    int both[2] = {-2, -1}, rows = -2;
-    if (upper) a = pn_flip(a, both, 2), b = pn_flip(b, &rows, 1); /* upper becomes lower */
-    pn_array *x = forward_substitute(a, b, n);
-    if (upper) x = pn_flip(x, &rows, 1);
-    return pnC_scope_return(vec ? pn_squeeze(x, (int[]){-1}, 1) : x);
-}
-
-/* The n×n identity in a's dtype. */
-static pn_array *identity_like(pn_array *a, int64_t n) { return pn_eye(n, n, 0, pn_array_dtype(a)); }
-
-/* See ponte.h. */
-pn_array *pn_linalg_tri_inv(pn_array *a, bool upper)
-{
-    if (!pnC_inputs_ok("linalg::tri_inv", 1, &a)) return NULL;
-    int64_t n = square_matrix("tri_inv", a);
-    if (n < 0) return NULL;
-    pn_scope_push();
-    return pnC_scope_return(pn_linalg_solve_triangular(a, identity_like(a, n), upper));
-}
-
-/* See ponte.h. */
-pn_array *pn_linalg_cholesky_inv(pn_array *l, bool upper)
-{
-    if (!pnC_inputs_ok("linalg::cholesky_inv", 1, &l)) return NULL;
-    if (square_matrix("cholesky_inv", l) < 0) return NULL;
-    pn_scope_push();
-    pn_array *li = pn_linalg_tri_inv(l, upper), *lit = pn_swapaxes(li, -1, -2);
-    /* A = L L^T: A^-1 = L^-T L^-1; A = U^T U: A^-1 = U^-1 U^-T */
-    return pnC_scope_return(upper ? pn_matmul(li, lit) : pn_matmul(lit, li));
-}
-
-/* Gauss-Jordan elimination with partial pivoting on [a | b] (a (..., n, n), b (..., n, k),
- * batch dims broadcast): returns a^-1 b. Step k brings the largest |m[i, k]|, i >= k, to row
- * k, scales that row by its pivot and eliminates column k from every other row. */
-static pn_array *gauss_jordan(pn_array *a, pn_array *b, int64_t n)
-{
-    int nd = pn_ndim(a) > pn_ndim(b) ? pn_ndim(a) : pn_ndim(b);
-    int64_t sa[PNC_MAX_NDIM], sb[PNC_MAX_NDIM];
-    int64_t batch[PNC_MAX_NDIM];
-    if (pnC_broadcast_shapes("linalg::solve", pn_shape(a), pn_ndim(a) - 2, pn_shape(b),
-                             pn_ndim(b) - 2, batch) < 0)
-        return NULL;
-    memcpy(sa, batch, sizeof(int64_t) * (size_t)(nd - 2));
-    memcpy(sb, batch, sizeof(int64_t) * (size_t)(nd - 2));
-    sa[nd - 2] = sa[nd - 1] = n;
-    sb[nd - 2] = n, sb[nd - 1] = pn_dim(b, -1);
-    pn_array *parts[2] = {pn_broadcast_to(a, sa, nd), pn_broadcast_to(b, sb, nd)};
-    pn_array *m = pn_concatenate(parts, 2, -1);
-    if (!m) return NULL;
-    int64_t w = n + sb[nd - 1], full[PNC_MAX_NDIM];
-    memcpy(full, pn_shape(m), sizeof(int64_t) * (size_t)nd);
-    pn_array *rowcol = pn_reshape(pn_arange(0, (double)n, 1, PN_INT32), (int64_t[]){n, 1}, 2);
-    for (int64_t k = 0; k < n && m; k++) {
-        pn_array *kk = pn_scalar_int(k, PN_INT32);
-        /* pivot row p (..., 1): the largest magnitude at or below the diagonal */
-        pn_array *col = block(m, k, n, k, k + 1);                       /* (..., n-k, 1) */
-        pn_array *p = pn_add(pn_astype(pn_argmax(pn_abs(col), -2, true), PN_INT32), kk); /* (..., 1, 1) */
-        /* the row permutation swapping k and p, as (..., n, 1) source rows */
-        pn_array *pr = pn_where(pn_equal(rowcol, kk), p, pn_where(pn_equal(rowcol, p), kk, rowcol));
-        m = pn_take_along_axis(m, pn_broadcast_to(pr, full, nd), -2);
-        pn_array *row = pn_divide(slice_axis(m, -2, k, k + 1), block(m, k, k + 1, k, k + 1));
-        m = pn_subtract(m, pn_multiply(block(m, 0, n, k, k + 1), row));
-        m = pn_where(pn_equal(rowcol, kk), row, m);
-    }
-    return slice_axis(m, -1, n, w);
-}
-
-/* See ponte.h. */
-pn_array *pn_linalg_inv(pn_array *a)
-{
-    if (!pnC_inputs_ok("linalg::inv", 1, &a)) return NULL;
-    int64_t n = square_matrix("inv", a);
-    if (n < 0) return NULL;
-    pn_scope_push();
-    return pnC_scope_return(gauss_jordan(a, identity_like(a, n), n));
-}
-
-/* See ponte.h. */
-pn_array *pn_linalg_solve(pn_array *a, pn_array *b)
-{
-    pn_array *ins[2] = {a, b};
-    if (!pnC_inputs_ok("linalg::solve", 2, ins)) return NULL;
-    bool vec;
-    int64_t n;
-    pn_scope_push();
-    if (solve_args("solve", &a, &b, &vec, &n)) return pnC_scope_return(NULL);
-    pn_array *x = gauss_jordan(a, b, n);
-    return pnC_scope_return(vec ? pn_squeeze(x, (int[]){-1}, 1) : x);
 }
 
 /* See ponte.h. Householder reflections as LAPACK's geqrf/orgqr define them: the reflector of

@@ -1,4 +1,5 @@
-/* lapack.c — CPU kernels of the decompositions (SVD, Eigh, Eig, LUF) over OpenBLAS's LAPACK.
+/* lapack.c — CPU kernels of the decompositions (SVD, Eigh, Eig, LUF, Cholesky) over OpenBLAS's
+ * LAPACK, and of SolveTriangular over its BLAS trsm.
  * LAPACK is column-major and Ponte row-major: a row-major m x n matrix is the column-major
  * n x m transpose, which SVD and Eigh use directly (their outputs land transposed where they
  * should); Eig and LUF transpose their input first. Batches run one matrix per OpenMP thread
@@ -8,6 +9,7 @@
 
 #include "core/core.h"
 
+#include <cblas.h>
 #include <complex.h>
 #include <limits.h>
 #include <omp.h>
@@ -25,6 +27,7 @@ typedef struct lapack_fns {
     void (*geev)(char jobvr, int n, void *a, int lda, void *wr, void *wi, void *vr, int ldvr,
                  void *work, int lwork, int *info);
     void (*getrf)(int m, int n, void *a, int lda, int *ipiv, int *info);
+    void (*potrf)(char uplo, int n, void *a, int lda, int *info);
 } lapack_fns;
 
 #define PNK_LAPACK_WRAPPERS(T, P)                                                              \
@@ -49,7 +52,11 @@ typedef struct lapack_fns {
     {                                                                                          \
         P##getrf_(&m, &n, a, &lda, ipiv, info);                                                \
     }                                                                                          \
-    static const lapack_fns P##_fns = {P##_gesdd, P##_syevd, P##_geev, P##_getrf};
+    static void P##_potrf(char uplo, int n, void *a, int lda, int *info)                       \
+    {                                                                                          \
+        P##potrf_(&uplo, &n, a, &lda, info);                                                   \
+    }                                                                                          \
+    static const lapack_fns P##_fns = {P##_gesdd, P##_syevd, P##_geev, P##_getrf, P##_potrf};
 PNK_LAPACK_WRAPPERS(float, s)
 PNK_LAPACK_WRAPPERS(double, d)
 
@@ -89,11 +96,14 @@ struct job {
     pn_dtype t;
     int64_t nmat, m, n;
     const char *a;            /* the row-contiguous input */
+    const char *b;            /* a second row-contiguous input (SolveTriangular's b), k columns */
+    int64_t k;
+    const char *fail;         /* what a nonzero info means, for the error (NULL: no convergence) */
     char *o[3];               /* output data */
     int64_t ostride[3];       /* elements per matrix of each output */
     size_t work_bytes;
     int lwork, liwork;        /* LAPACK workspace (elements of t, ints) */
-    bool vectors, upper;
+    bool vectors, upper, unit;
     int (*one)(const job *j, int64_t i, char *work);
 };
 
@@ -139,7 +149,8 @@ static int run(const job *jb)
     }
     if (bad >= 0) {
         pnC_fail(PN_ERR_BACKEND, "[linalg::%s] LAPACK failed on matrix %lld of the batch (info "
-                 "%d): the algorithm did not converge.", jb->name, (long long)bad, bad_info);
+                 "%d): %s.", jb->name, (long long)bad, bad_info,
+                 jb->fail ? jb->fail : "the algorithm did not converge");
         return -1;
     }
     return 0;
@@ -354,6 +365,96 @@ int pnK_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
     }
     int64_t k = jb.m < jb.n ? jb.m : jb.n;
     jb.work_bytes = (size_t)(jb.m * jb.n) * pn_dtype_size(jb.t) + sizeof(int) * (size_t)k;
+    rc = run(&jb);
+    pnC_decref(held);
+    return rc;
+}
+
+/* ───────────────────────────── SolveTriangular ───────────────────────────── */
+
+/* See lapack.h. */
+const char *pnK_trsm_fn_name(int fn)
+{
+    static const char *const names[] = {[PNK_SOLVE_TRIANGULAR] = "solve_triangular",
+                                        [PNK_TRI_INV] = "tri_inv",
+                                        [PNK_CHOLESKY_INV] = "cholesky_inv",
+                                        [PNK_INV] = "inv",
+                                        [PNK_SOLVE] = "solve"};
+    return fn >= 0 && fn <= PNK_SOLVE ? names[fn] : "solve_triangular";
+}
+
+/* Row-major trsm (BLAS reads only the triangle named) after the diagonal check. Returns the
+ * 1-based position of the first zero on the diagonal, or 0. */
+static int trsm_one(const job *jb, int64_t i, char *work)
+{
+    (void)work;
+    size_t es = pn_dtype_size(jb->t);
+    int64_t n = jb->n, k = jb->k;
+    const char *a = jb->a + (size_t)(i * n * n) * es;
+    char *x = jb->o[0] + (size_t)(i * n * k) * es;
+    memcpy(x, jb->b + (size_t)(i * n * k) * es, (size_t)(n * k) * es);
+    for (int64_t d = 0; d < n && !jb->unit; d++)
+        if (ld(jb->t, a, d * (n + 1)) == 0) return (int)(d + 1);
+    if (k == 0) return 0;
+    CBLAS_UPLO up = jb->upper ? CblasUpper : CblasLower;
+    CBLAS_DIAG dg = jb->unit ? CblasUnit : CblasNonUnit;
+    if (jb->t == PN_FLOAT32)
+        cblas_strsm(CblasRowMajor, CblasLeft, up, CblasNoTrans, dg, (int)n, (int)k, 1.0f,
+                    (const float *)a, (int)n, (float *)x, (int)k);
+    else
+        cblas_dtrsm(CblasRowMajor, CblasLeft, up, CblasNoTrans, dg, (int)n, (int)k, 1.0,
+                    (const double *)a, (int)n, (double *)x, (int)k);
+    return 0;
+}
+
+/* See lapack.h. */
+int pnK_trsm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const pnK_trsm_params *p = PNC_PARAMS(node, pnK_trsm_params);
+    job jb = {.upper = p->upper, .unit = p->unit, .one = trsm_one,
+              .fail = "the matrix is singular (a zero pivot)"};
+    pn_array *held = NULL;
+    int rc = job_init(&jb, pnK_trsm_fn_name(p->fn), in[0], &held, out, 1);
+    if (rc) return rc < 0 ? -1 : 0;
+    pn_array *hb = pnC_contiguous(in[1]);
+    if (!hb) {
+        pnC_decref(held);
+        return -1;
+    }
+    jb.b = pnC_data(hb);
+    jb.k = in[1]->shape[in[1]->ndim - 1];
+    rc = run(&jb);
+    pnC_decref(hb);
+    pnC_decref(held);
+    return rc;
+}
+
+/* ───────────────────────────── Cholesky ───────────────────────────── */
+
+/* potrf on the column-major view: its upper triangle is the row-major lower one, and the
+ * factor U (A = U^T U) read row-major is L. The other triangle is zeroed. */
+static int chol_one(const job *jb, int64_t i, char *work)
+{
+    (void)work;
+    size_t es = pn_dtype_size(jb->t);
+    int n = (int)jb->n, info = 0;
+    char *o = jb->o[0] + (size_t)i * (size_t)n * (size_t)n * es;
+    memcpy(o, jb->a + (size_t)i * (size_t)n * (size_t)n * es, (size_t)n * (size_t)n * es);
+    fns_of(jb->t)->potrf('U', n, o, n, &info);
+    if (info < 0) return info;
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t c = r + 1; c < n; c++) st(jb->t, o, r * n + c, 0.0);
+    return 0; /* info > 0: not positive definite; the partial factor stands, as in MLX */
+}
+
+/* See lapack.h. */
+int pnK_cholesky_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    (void)node;
+    job jb = {.one = chol_one};
+    pn_array *held = NULL;
+    int rc = job_init(&jb, "cholesky", in[0], &held, out, 1);
+    if (rc) return rc < 0 ? -1 : 0;
     rc = run(&jb);
     pnC_decref(held);
     return rc;

@@ -22,7 +22,8 @@ extern "C" {
     void P##geev_(const char *jobvl, const char *jobvr, const int *n, T *a, const int *lda,    \
                   T *wr, T *wi, T *vl, const int *ldvl, T *vr, const int *ldvr, T *work,       \
                   const int *lwork, int *info);                                                \
-    void P##getrf_(const int *m, const int *n, T *a, const int *lda, int *ipiv, int *info);
+    void P##getrf_(const int *m, const int *n, T *a, const int *lda, int *ipiv, int *info);    \
+    void P##potrf_(const char *uplo, const int *n, T *a, const int *lda, int *info);
 PNK_LAPACK_PROTOTYPES(float, s)
 PNK_LAPACK_PROTOTYPES(double, d)
 
@@ -50,6 +51,28 @@ int pnK_eig_eval(const struct pnC_node *node, pn_array *const *in, pn_array *con
  * pivots[i], 0-based, in order), row indices (..., m) uint32 with a = L[rows] @ U. getrf;
  * a singular matrix is not an error (U has a zero on its diagonal), as in MLX. */
 int pnK_luf_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* Which mlx.core.linalg function a SolveTriangular node serves (its error message names it). */
+enum { PNK_SOLVE_TRIANGULAR, PNK_TRI_INV, PNK_CHOLESKY_INV, PNK_INV, PNK_SOLVE };
+
+/* Params of SolveTriangular (src/ops/linalg_solve.c; shared with the GPU glue): the triangle
+ * of a read (upper, else lower), whether its diagonal is taken as ones (unit), and fn above. */
+typedef struct pnK_trsm_params {
+    bool upper, unit;
+    uint8_t fn;
+} pnK_trsm_params;
+
+/* The name of a pnK_trsm_params fn ("inv", ...). */
+const char *pnK_trsm_fn_name(int fn);
+
+/* Eval of SolveTriangular: in[0] a (..., n, n), in[1] b (..., n, k), same batch shape and
+ * dtype (float32/float64), any strides; out = x with T x = b for T the triangle of a the
+ * params name. A zero on T's diagonal (not unit) fails with PN_ERR_BACKEND "... singular". */
+int pnK_trsm_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Eval of Cholesky: in[0] (..., n, n) float32/float64; out L (lower, zeros above) with
+ * L L^T = the symmetric matrix of in's lower triangle. potrf; where that matrix is not
+ * positive definite, out holds the partial factor potrf leaves (as MLX), not an error. */
+int pnK_cholesky_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
 
 /* From LAPACK's 1-based pivot sequence ipiv (k entries) of an m-row matrix: 0-based pivots
  * and the row indices r with a[i] = (L U)[r[i]] (the swaps applied to the identity in

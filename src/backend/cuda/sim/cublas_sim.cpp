@@ -1,0 +1,63 @@
+/* cublas_sim.cpp — the simulated classic cuBLAS (cublas_sim.h): trsm through the host BLAS
+ * (column-major, the same arguments), with cuBLAS's argument checks. */
+#include <cblas.h>
+#include <new>
+
+#include "backend/cuda/sim/cublas_sim.h"
+
+struct pnsim_cublas_context {
+    cudaStream_t stream;
+};
+
+/* See cublas_sim.h (cuBLAS's contracts). */
+cublasStatus_t cublasCreate(cublasHandle_t *handle)
+{
+    *handle = new (std::nothrow) pnsim_cublas_context();
+    return *handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+}
+
+cublasStatus_t cublasDestroy(cublasHandle_t handle)
+{
+    delete handle;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream)
+{
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    handle->stream = stream;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* cuBLAS's checks of trsm's arguments, then the host BLAS. */
+template <typename T, typename F>
+static cublasStatus_t sim_trsm(cublasHandle_t handle, cublasSideMode_t side,
+                               cublasFillMode_t uplo, cublasOperation_t trans,
+                               cublasDiagType_t diag, int m, int n, const T *alpha, const T *A,
+                               int lda, T *B, int ldb, F blas)
+{
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    int ka = side == CUBLAS_SIDE_LEFT ? m : n;
+    if (m < 0 || n < 0 || lda < (ka > 1 ? ka : 1) || ldb < (m > 1 ? m : 1) || !alpha)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    blas(CblasColMajor, side == CUBLAS_SIDE_LEFT ? CblasLeft : CblasRight,
+         uplo == CUBLAS_FILL_MODE_UPPER ? CblasUpper : CblasLower,
+         trans == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+         diag == CUBLAS_DIAG_UNIT ? CblasUnit : CblasNonUnit, m, n, *alpha, A, lda, B, ldb);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasStrsm(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                           cublasOperation_t trans, cublasDiagType_t diag, int m, int n,
+                           const float *alpha, const float *A, int lda, float *B, int ldb)
+{
+    return sim_trsm(handle, side, uplo, trans, diag, m, n, alpha, A, lda, B, ldb, cblas_strsm);
+}
+
+cublasStatus_t cublasDtrsm(cublasHandle_t handle, cublasSideMode_t side, cublasFillMode_t uplo,
+                           cublasOperation_t trans, cublasDiagType_t diag, int m, int n,
+                           const double *alpha, const double *A, int lda, double *B, int ldb)
+{
+    return sim_trsm(handle, side, uplo, trans, diag, m, n, alpha, A, lda, B, ldb, cblas_dtrsm);
+}
