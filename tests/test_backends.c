@@ -220,6 +220,8 @@ static pn_array *c_astype_f16(pn_array *const *x) { return pn_astype(x[0], PN_FL
 static pn_array *c_astype_i32(pn_array *const *x) { return pn_astype(x[0], PN_INT32); }
 static pn_array *c_astype_bf16(pn_array *const *x) { return pn_astype(x[0], PN_BFLOAT16); }
 static pn_array *c_astype_f64(pn_array *const *x) { return pn_astype(x[0], PN_FLOAT64); }
+static pn_array *c_to_fp8(pn_array *const *x) { return pn_to_fp8(x[0]); }
+static pn_array *c_to_fp8_t(pn_array *const *x) { return pn_to_fp8(pn_swapaxes(x[0], 0, 1)); }
 static pn_array *c_clip(pn_array *const *x) { return pn_clip(x[0], pn_weak_float(-1), pn_weak_float(0.5)); }
 static pn_array *c_round(pn_array *const *x) { return pn_round(x[0], 1); }
 static pn_array *c_isclose(pn_array *const *x) { return pn_isclose(x[0], x[1], 1e-5, 0.3, false); }
@@ -319,6 +321,13 @@ static pn_array *c_as_strided(pn_array *const *x)
 static pn_array *c_matmul(pn_array *const *x) { return pn_matmul(x[0], x[1]); }
 static pn_array *c_matmul_t(pn_array *const *x) { return pn_matmul(x[0], pn_transpose(x[1], NULL, 0)); }
 static pn_array *c_addmm(pn_array *const *x) { return pn_addmm(x[2], x[0], x[1], 0.5, 2.0); }
+/* addmm with beta 1: a broadcast row c takes the GPU's fused bias epilogue (addmm_bias_*) */
+static pn_array *c_addmm_bias(pn_array *const *x) { return pn_addmm(x[2], x[0], x[1], 1.0, 1.0); }
+static pn_array *c_addmm_bias_alpha(pn_array *const *x) { return pn_addmm(x[2], x[0], x[1], -1.75, 1.0); }
+static pn_array *c_addmm_bias_t(pn_array *const *x) /* both operands transposed views */
+{
+    return pn_addmm(x[2], pn_swapaxes(x[0], -1, -2), pn_swapaxes(x[1], -1, -2), 0.5, 1.0);
+}
 static pn_array *c_conv1d(pn_array *const *x) { return pn_conv1d(x[0], x[1], 2, 1, 1, 1); }
 static pn_array *c_conv2d(pn_array *const *x)
 {
@@ -333,6 +342,28 @@ static pn_array *c_conv2d_depthwise(pn_array *const *x)
     return pn_conv2d(x[0], x[1], NULL, (int[]){1, 1}, NULL, 4);
 }
 static pn_array *c_conv2d_pointwise(pn_array *const *x) { return pn_conv2d(x[0], x[1], NULL, NULL, NULL, 2); }
+/* cuDNN mappings (backend/cuda/cudnn.c): strided + dilated forward (its input gradient is a
+ * backward-data pass, its weight gradient a backward-filter pass), a true convolution
+ * (flip), grouped transposed convolutions, 1-d and 3-d (the 3-d input arrives as 4-d and is
+ * reshaped: in_spec holds 4 axes). */
+static pn_array *c_conv2d_dil(pn_array *const *x)
+{
+    return pn_conv2d(x[0], x[1], (int[]){2, 1}, (int[]){1, 2}, (int[]){1, 2}, 1);
+}
+static pn_array *c_conv_flip(pn_array *const *x)
+{
+    return pn_conv_general(x[0], x[1], (int[]){1, 2}, (int[]){1, 1}, (int[]){1, 1}, NULL, NULL, 1, true);
+}
+static pn_array *c_conv_transpose2d_groups(pn_array *const *x)
+{
+    return pn_conv_transpose2d(x[0], x[1], (int[]){2, 1}, (int[]){0, 1}, (int[]){1, 2}, NULL, 2);
+}
+static pn_array *c_conv_transpose1d(pn_array *const *x) { return pn_conv_transpose1d(x[0], x[1], 3, 1, 1, 2, 1); }
+static pn_array *c_conv3d(pn_array *const *x) /* x (2, 4, 5, 12) -> (2, 4, 5, 6, 2); w (3, 2, 3, 4) -> (3, 2, 3, 2, 2) */
+{
+    pn_array *a = pn_reshape(x[0], (int64_t[]){2, 4, 5, 6, 2}, 5), *b = pn_reshape(x[1], (int64_t[]){3, 2, 3, 2, 2}, 5);
+    return pn_conv3d(a, b, (int[]){1, 2, 1}, (int[]){1, 1, 0}, (int[]){1, 1, 2}, 1);
+}
 static pn_array *c_conv_transpose2d(pn_array *const *x)
 {
     return pn_conv_transpose2d(x[0], x[1], (int[]){2, 2}, (int[]){1, 0}, NULL, (int[]){1, 0}, 1);
@@ -536,6 +567,17 @@ static pn_array *c_eigh(pn_array *const *x)
     return pn_concatenate(parts, 2, -1);
 }
 static pn_array *c_eigvalsh_upper(pn_array *const *x) { return pn_linalg_eigvalsh(x[0], 'U'); }
+/* rank-deficient inputs: x[0] @ x[1] (rank <= inner extent); the Gram matrix x x^T (symmetric,
+ * repeated zero eigenvalues, so only its values are compared) */
+static pn_array *c_svd_values_lowrank(pn_array *const *x)
+{
+    pn_array *s;
+    return pn_linalg_svd(pn_matmul(x[0], x[1]), false, &s) ? NULL : s;
+}
+static pn_array *c_eigvalsh_gram(pn_array *const *x)
+{
+    return pn_linalg_eigvalsh(pn_matmul(x[0], pn_swapaxes(x[0], -1, -2)), 'L');
+}
 static pn_array *c_lu_factor(pn_array *const *x)
 {
     pn_array *lu, *piv;
@@ -547,6 +589,22 @@ static pn_array *c_lu_rows(pn_array *const *x)
     return pn_linalg_lu(x[0], &p, &l, &u) ? NULL : p;
 }
 static pn_array *c_pinv(pn_array *const *x) { return pn_linalg_pinv(x[0]); }
+/* solvers (src/ops/linalg_solve.c) on well-conditioned matrices: x + n I */
+static pn_array *well_posed(pn_array *x)
+{
+    int64_t n = pn_dim(x, -1);
+    return pn_add(x, pn_multiply(pn_eye(n, n, 0, pn_array_dtype(x)), pn_scalar((double)n, pn_array_dtype(x))));
+}
+static pn_array *c_solve_tri_lower(pn_array *const *x) { return pn_linalg_solve_triangular(well_posed(x[0]), x[1], false); }
+static pn_array *c_solve_tri_upper(pn_array *const *x) { return pn_linalg_solve_triangular(well_posed(x[0]), x[1], true); }
+static pn_array *c_inv(pn_array *const *x) { return pn_linalg_inv(well_posed(x[0])); }
+static pn_array *c_solve(pn_array *const *x) { return pn_linalg_solve(well_posed(x[0]), x[1]); }
+static pn_array *c_tri_inv(pn_array *const *x) { return pn_linalg_tri_inv(well_posed(x[0]), true); }
+/* Cholesky of the SPD x x^T + n I */
+static pn_array *c_cholesky(pn_array *const *x)
+{
+    return pn_linalg_cholesky(well_posed(pn_matmul(x[0], pn_swapaxes(x[0], -1, -2))), false);
+}
 /* eig: functions of the eigenpairs free of their order and phases: the traces of A and A^2
  * (sums of w and w^2), the vectors' total squared norm (n) and 1 + the residuals |A v - w v| */
 static pn_array *c_eig(pn_array *const *x)
@@ -596,6 +654,8 @@ static const op_case CASES[] = {
     {"astype bf16", c_astype_bf16, 1, {IN(SH2, F32, -100, 100)}, false, false},
     {"astype i32", c_astype_i32, 1, {IN(SH2, F32, -100, 100)}, false, false},
     {"astype f64", c_astype_f64, 1, {IN(SH3, PN_INT16, -100, 100)}, false, false},
+    {"to_fp8", c_to_fp8, 1, {IN(SH2, F32, -600, 600)}, false, false},
+    {"to_fp8 f16 strided", c_to_fp8_t, 1, {IN(SH2, PN_FLOAT16, -0.05, 0.05)}, false, false},
     {"clip", c_clip, 1, {IN(SH2, F32, -2, 2)}, true, false},
     {"round", c_round, 1, {IN(SH2, F32, -2, 2)}, false, false},
     {"isclose", c_isclose, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, false, false},
@@ -677,6 +737,19 @@ static const op_case CASES[] = {
     {"block_masked_mm", c_block_masked_mm, 2, {IN(2, {7, 12}, F32, -1, 1), IN(2, {12, 5}, F32, -1, 1)}, true, false},
     {"segmented_mm", c_segmented_mm, 2, {IN(2, {5, 12}, F32, -1, 1), IN(2, {12, 4}, F32, -1, 1)}, true, false},
     {"matmul vector", c_matmul, 2, {IN(1, {6}, F32, -1, 1), IN(3, {3, 6, 4}, F32, -1, 1)}, true, false},
+    {"addmm_bias f32", c_addmm_bias, 3, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1), IN(1, {12}, F32, -1, 1)}, true, false},
+    {"addmm_bias f32 alpha", c_addmm_bias_alpha, 3, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1), IN(2, {1, 12}, F32, -1, 1)}, true, false},
+    {"addmm_bias f16", c_addmm_bias_alpha, 3, {IN(2, {7, 33}, PN_FLOAT16, -1, 1), IN(2, {33, 12}, PN_FLOAT16, -1, 1), IN(1, {12}, PN_FLOAT16, -1, 1)}, false, false},
+    {"addmm_bias bf16", c_addmm_bias, 3, {IN(2, {7, 33}, PN_BFLOAT16, -1, 1), IN(2, {33, 12}, PN_BFLOAT16, -1, 1), IN(1, {12}, PN_BFLOAT16, -1, 1)}, false, false},
+    {"addmm_bias batched folded", c_addmm_bias, 3, {IN(3, {3, 7, 9}, F32, -1, 1), IN(2, {9, 5}, F32, -1, 1), IN(1, {5}, F32, -1, 1)}, true, false},
+    {"addmm_bias batched strided", c_addmm_bias_alpha, 3, {IN(3, {3, 7, 9}, F32, -1, 1), IN(3, {3, 9, 5}, F32, -1, 1), IN(3, {1, 1, 5}, F32, -1, 1)}, true, false},
+    {"addmm_bias batched broadcast f16", c_addmm_bias, 3, {IN(4, {2, 1, 5, 6}, PN_FLOAT16, -1, 1), IN(3, {3, 6, 4}, PN_FLOAT16, -1, 1), IN(1, {4}, PN_FLOAT16, -1, 1)}, false, false},
+    {"addmm_bias transposed", c_addmm_bias_t, 3, {IN(3, {2, 9, 7}, F32, -1, 1), IN(2, {5, 9}, F32, -1, 1), IN(1, {5}, F32, -1, 1)}, true, false},
+    /* not fused: beta != 1, a full matrix c, a column c, float64 */
+    {"addmm_nobias beta 2 row c", c_addmm, 3, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1), IN(1, {12}, F32, -1, 1)}, false, false},
+    {"addmm_nobias full c", c_addmm_bias, 3, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1), IN(2, {7, 12}, F32, -1, 1)}, true, false},
+    {"addmm_nobias column c", c_addmm_bias, 3, {IN(2, {7, 33}, F32, -1, 1), IN(2, {33, 12}, F32, -1, 1), IN(2, {7, 1}, F32, -1, 1)}, true, false},
+    {"addmm_nobias f64 row c", c_addmm_bias, 3, {IN(2, {7, 33}, PN_FLOAT64, -1, 1), IN(2, {33, 12}, PN_FLOAT64, -1, 1), IN(1, {12}, PN_FLOAT64, -1, 1)}, false, false},
     {"addmm batched", c_addmm, 3, {IN(3, {3, 7, 9}, F32, -1, 1), IN(2, {9, 5}, F32, -1, 1), IN(2, {7, 5}, F32, -1, 1)}, true, false},
     /* f32 grouped conv's input gradient differs from the CPU by float rounding of long sums
      * (1e-7 absolute); the f64 case checks the gradient exactly */
@@ -687,6 +760,14 @@ static const op_case CASES[] = {
     {"conv_transpose2d", c_conv_transpose2d, 2, {IN(4, {2, 5, 4, 3}, F32, -1, 1), IN(4, {4, 3, 3, 3}, F32, -1, 1)}, true, false},
     {"conv2d f16", c_conv2d, 2, {IN(4, {2, 9, 8, 3}, PN_FLOAT16, -1, 1), IN(4, {5, 3, 3, 3}, PN_FLOAT16, -1, 1)}, false, false},
     {"conv2d bf16", c_conv2d, 2, {IN(4, {2, 9, 8, 3}, PN_BFLOAT16, -1, 1), IN(4, {5, 3, 3, 3}, PN_BFLOAT16, -1, 1)}, false, false},
+    {"conv2d strided dilated", c_conv2d_dil, 2, {IN(4, {2, 9, 8, 3}, F32, -1, 1), IN(4, {5, 3, 2, 3}, F32, -1, 1)}, true, false},
+    {"conv2d strided dilated f64", c_conv2d_dil, 2, {IN(4, {2, 9, 8, 3}, PN_FLOAT64, -1, 1), IN(4, {5, 3, 2, 3}, PN_FLOAT64, -1, 1)}, true, false},
+    {"conv2d strided dilated f16", c_conv2d_dil, 2, {IN(4, {2, 9, 8, 3}, PN_FLOAT16, -1, 1), IN(4, {5, 3, 2, 3}, PN_FLOAT16, -1, 1)}, false, false},
+    {"conv_general flip", c_conv_flip, 2, {IN(4, {2, 6, 7, 3}, F32, -1, 1), IN(4, {4, 3, 2, 3}, F32, -1, 1)}, true, false},
+    {"conv_transpose2d groups", c_conv_transpose2d_groups, 2, {IN(4, {2, 4, 5, 4}, F32, -1, 1), IN(4, {6, 2, 3, 2}, F32, -1, 1)}, true, false},
+    {"conv_transpose2d groups bf16", c_conv_transpose2d_groups, 2, {IN(4, {2, 4, 5, 4}, PN_BFLOAT16, -1, 1), IN(4, {6, 2, 3, 2}, PN_BFLOAT16, -1, 1)}, false, false},
+    {"conv_transpose1d", c_conv_transpose1d, 2, {IN(3, {2, 6, 3}, F32, -1, 1), IN(3, {2, 4, 3}, F32, -1, 1)}, true, false},
+    {"conv3d", c_conv3d, 2, {IN(4, {2, 4, 5, 12}, F32, -1, 1), IN(4, {3, 2, 3, 4}, F32, -1, 1)}, true, false},
     {"max_pool2d", c_maxpool2d, 1, {IN(4, {2, 8, 6, 3}, F32, -1, 1)}, true, false},
     {"take", c_take, 2, {IN(SH2, F32, -1, 1), IN(1, {9}, F32, -1, 1)}, true, false},
     {"take_along_axis", c_take_along, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, true, false},
@@ -729,6 +810,23 @@ static const op_case CASES[] = {
     {"eigh", c_eigh, 1, {IN(3, {3, 5, 5}, F32, -1, 1)}, false, false},
     {"eigh f64", c_eigh, 1, {IN(3, {2, 5, 5}, PN_FLOAT64, -1, 1)}, true, false},
     {"eigvalsh upper f64", c_eigvalsh_upper, 1, {IN(2, {6, 6}, PN_FLOAT64, -1, 1)}, true, false},
+    /* batches of small matrices (<= 32: the GPU's batched Jacobi solvers), singular ones, and
+     * the 32 / 33 boundary */
+    {"svd_batched values f64", c_svd_values, 1, {IN(4, {2, 3, 6, 5}, PN_FLOAT64, -1, 1)}, false, false},
+    {"svd_batched vectors f32", c_svd_vectors, 1, {IN(3, {5, 3, 7}, F32, -1, 1)}, false, false},
+    {"svd_batched vectors f64", c_svd_vectors, 1, {IN(3, {4, 6, 6}, PN_FLOAT64, -1, 1)}, false, false},
+    {"svd_batched lowrank f32", c_svd_values_lowrank, 2, {IN(3, {3, 6, 2}, F32, -1, 1), IN(3, {3, 2, 5}, F32, -1, 1)}, false, false},
+    {"svd_batched lowrank f64", c_svd_values_lowrank, 2, {IN(3, {3, 5, 2}, PN_FLOAT64, -1, 1), IN(3, {3, 2, 7}, PN_FLOAT64, -1, 1)}, false, false},
+    {"svd_batched 32 f64", c_svd_values, 1, {IN(3, {2, 32, 20}, PN_FLOAT64, -1, 1)}, false, false},
+    {"svd_batched 33 f64", c_svd_values, 1, {IN(3, {2, 33, 4}, PN_FLOAT64, -1, 1)}, false, false},
+    {"eigh_batched f32", c_eigh, 1, {IN(3, {6, 4, 4}, F32, -1, 1)}, false, false},
+    {"eigh_batched f64", c_eigh, 1, {IN(4, {2, 3, 7, 7}, PN_FLOAT64, -1, 1)}, false, false},
+    {"eigh_batched upper f32", c_eigvalsh_upper, 1, {IN(3, {4, 8, 8}, F32, -1, 1)}, false, false},
+    {"eigh_batched singular f32", c_eigvalsh_gram, 1, {IN(3, {3, 6, 2}, F32, -1, 1)}, false, false},
+    {"eigh_batched singular f64", c_eigvalsh_gram, 1, {IN(3, {3, 7, 3}, PN_FLOAT64, -1, 1)}, false, false},
+    {"eigh_batched 32 f64", c_eigvalsh_upper, 1, {IN(3, {2, 32, 32}, PN_FLOAT64, -1, 1)}, false, false},
+    {"eigh_batched 33 f64", c_eigvalsh_upper, 1, {IN(3, {2, 33, 33}, PN_FLOAT64, -1, 1)}, false, false},
+    {"lu_factor batched f64", c_lu_factor, 1, {IN(3, {4, 6, 6}, PN_FLOAT64, -1, 1)}, false, false},
     {"eig", c_eig, 1, {IN(3, {3, 7, 7}, F32, -1, 1)}, false, false},
     {"eig f64", c_eig, 1, {IN(2, {6, 6}, PN_FLOAT64, -1, 1)}, false, false},
     {"eigvals", c_eigvals, 1, {IN(3, {2, 5, 5}, F32, -1, 1)}, false, false},
@@ -736,6 +834,15 @@ static const op_case CASES[] = {
     {"lu_factor wide f64", c_lu_factor, 1, {IN(2, {4, 6}, PN_FLOAT64, -1, 1)}, false, false},
     {"lu row indices", c_lu_rows, 1, {IN(3, {3, 6, 4}, F32, -1, 1)}, false, false},
     {"pinv", c_pinv, 1, {IN(3, {2, 5, 3}, F32, -1, 1)}, true, false},
+    {"solve_triangular lower", c_solve_tri_lower, 2, {IN(3, {2, 6, 6}, F32, -1, 1), IN(3, {2, 6, 3}, F32, -1, 1)}, true, false},
+    {"solve_triangular upper f64 bcast", c_solve_tri_upper, 2, {IN(2, {5, 5}, PN_FLOAT64, -1, 1), IN(3, {3, 5, 2}, PN_FLOAT64, -1, 1)}, true, false},
+    {"solve_triangular vector", c_solve_tri_lower, 2, {IN(2, {7, 7}, F32, -1, 1), IN(1, {7}, F32, -1, 1)}, true, false},
+    {"inv", c_inv, 1, {IN(3, {3, 5, 5}, F32, -1, 1)}, true, false},
+    {"inv f64", c_inv, 1, {IN(2, {9, 9}, PN_FLOAT64, -1, 1)}, true, false},
+    {"solve", c_solve, 2, {IN(3, {2, 6, 6}, F32, -1, 1), IN(3, {2, 6, 4}, F32, -1, 1)}, true, false},
+    {"tri_inv upper", c_tri_inv, 1, {IN(3, {2, 4, 4}, PN_FLOAT64, -1, 1)}, true, false},
+    {"cholesky", c_cholesky, 1, {IN(3, {2, 6, 6}, F32, -1, 1)}, true, false},
+    {"cholesky f64", c_cholesky, 1, {IN(2, {8, 8}, PN_FLOAT64, -1, 1)}, true, false},
 };
 
 TEST(cpu_and_gpu_agree)

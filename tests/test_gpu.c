@@ -277,3 +277,205 @@ TEST(tf32_matmul_when_allowed)
     free(bv);
     pn_scope_pop();
 }
+
+/* ───────────────────── GEMM epilogues (backend/cuda/gemm.h) ───────────────────── */
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/gemm.h"
+
+/* float64 reference of alpha * a @ b + beta * c over a batch: a (B, M, K), b (B, K, N) or
+ * (K, N) when !b_batched, c the addend broadcast to (B, M, N). Largest error relative to the
+ * output's scale. */
+static double addmm_error(pn_array *y, const double *a, const double *b, const double *c,
+                          int64_t B, int64_t M, int64_t K, int64_t N, bool b_batched,
+                          double alpha, double beta)
+{
+    double *v = test_to_f64(y), worst = 0, scale = 1e-30;
+    if (!v) return INFINITY;
+    double *ref = malloc(sizeof(double) * (size_t)(B * M * N));
+    for (int64_t p = 0; p < B; p++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t l = 0; l < K; l++)
+                    s += a[(p * M + i) * K + l] * b[((b_batched ? p : 0) * K + l) * N + j];
+                double r = alpha * s + beta * c[(p * M + i) * N + j];
+                ref[(p * M + i) * N + j] = r;
+                if (fabs(r) > scale) scale = fabs(r);
+            }
+    for (int64_t i = 0; i < B * M * N; i++)
+        if (!(fabs(v[i] - ref[i]) / scale <= worst)) worst = fabs(v[i] - ref[i]) / scale;
+    free(ref);
+    free(v);
+    return worst;
+}
+
+/* addmm on the GPU with a broadcast row c and beta 1 runs one fused bias epilogue per GEMM
+ * call; beta != 1, full / column addends and float64 do not; all agree with float64 math. */
+TEST(addmm_bias_epilogue_fused)
+{
+    if (!have_gpu()) return;
+    static const struct {
+        pn_dtype dtype;
+        int cnd;
+        int64_t cshape[3];
+        bool b_batched;
+        double alpha, beta;
+        bool fused;
+    } cases[] = {
+        {PN_FLOAT32, 1, {6}, false, 1.0, 1.0, true},
+        {PN_FLOAT32, 2, {1, 6}, true, -0.75, 1.0, true},
+        {PN_FLOAT16, 1, {6}, false, 0.5, 1.0, true},
+        {PN_BFLOAT16, 3, {1, 1, 6}, true, 1.0, 1.0, true},
+        {PN_FLOAT32, 1, {6}, false, 1.0, 2.0, false},     /* beta != 1 */
+        {PN_FLOAT32, 2, {5, 6}, false, 1.0, 1.0, false},  /* full matrix */
+        {PN_FLOAT32, 2, {5, 1}, true, 1.0, 1.0, false},   /* one value per row */
+        {PN_FLOAT64, 1, {6}, false, 1.0, 1.0, false},     /* no float64 bias */
+    };
+    const int64_t B = 3, M = 5, K = 11, N = 6;
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        pn_scope_push();
+        pn_dtype dt = cases[t].dtype;
+        pn_array *a = test_random_array((int64_t[]){B, M, K}, 3, dt, -1, 1);
+        pn_array *b = cases[t].b_batched ? test_random_array((int64_t[]){B, K, N}, 3, dt, -1, 1)
+                                         : test_random_array((int64_t[]){K, N}, 2, dt, -1, 1);
+        pn_array *c = test_random_array(cases[t].cshape, cases[t].cnd, dt, -1, 1);
+        pn_array *cfull = pn_broadcast_to(c, (int64_t[]){B, M, N}, 3);
+        double *av = test_to_f64(a), *bv = test_to_f64(b), *cv = test_to_f64(cfull);
+        int64_t before = pnG_gemm_epilogue_count();
+        pn_stream_push(pn_default_stream(GPU));
+        pn_array *y = pn_addmm(c, a, b, cases[t].alpha, cases[t].beta);
+        pn_stream_pop();
+        CHECK(y && pn_eval(&y, 1) == 0);
+        int64_t fused = pnG_gemm_epilogue_count() - before;
+        CHECK_MSG(cases[t].fused ? fused >= 1 : fused == 0, "case %zu (%s): %lld fused GEMMs", t,
+                  pn_dtype_name(dt), (long long)fused);
+        double tol = dt == PN_FLOAT64 ? 1e-12 : dt == PN_FLOAT32 ? 1e-5 : 1e-2;
+        double err = y ? addmm_error(y, av, bv, cv, B, M, K, N, cases[t].b_batched,
+                                     cases[t].alpha, cases[t].beta)
+                       : INFINITY;
+        CHECK_MSG(err < tol, "case %zu (%s): error %g of the output's scale", t,
+                  pn_dtype_name(dt), err);
+        free(av);
+        free(bv);
+        free(cv);
+        pn_scope_pop();
+    }
+}
+
+/* pnG_gemm_ex's epilogues on raw device memory: bias added per output column, then ReLU or
+ * GELU (tanh form), against float64 math; dtypes without a fused bias are refused. */
+TEST(gemm_epilogues_bias_relu_gelu)
+{
+    if (!have_gpu()) return;
+    const int64_t M = 5, K = 9, N = 7;
+    const int stream = pn_default_stream(GPU).index;
+    float a[5 * 9], b[9 * 7], bias[7], out[5 * 7];
+    uint32_t seed = 12345;
+    for (int i = 0; i < M * K; i++) a[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    for (int i = 0; i < N; i++) bias[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    void *da = pnG_malloc(sizeof a, stream), *db = pnG_malloc(sizeof b, stream);
+    void *dbias = pnG_malloc(sizeof bias, stream), *dout = pnG_malloc(sizeof out, stream);
+    CHECK(da && db && dbias && dout);
+    if (!da || !db || !dbias || !dout) return;
+    CHECK(pnG_copy_to_device(da, a, sizeof a, stream) == 0);
+    CHECK(pnG_copy_to_device(db, b, sizeof b, stream) == 0);
+    CHECK(pnG_copy_to_device(dbias, bias, sizeof bias, stream) == 0);
+    const pnG_epilogue epis[3] = {PNG_EPI_BIAS, PNG_EPI_RELU_BIAS, PNG_EPI_GELU_BIAS};
+    for (int e = 0; e < 3; e++) {
+        for (int transA = 0; transA < 2; transA++) {
+            /* transA: a read as the (K, M) matrix stored row-major, i.e. op(A) = a^T viewed as
+             * (M, K) with column stride M: element (i, l) at a[l * M + i] */
+            CHECK(pnG_gemm_ex(PN_FLOAT32, transA, false, M, N, K, 1.5, da, transA ? M : K, 0, db, N,
+                              0, 0.0, dout, N, 0, 1, epis[e], dbias, stream) == 0);
+            CHECK(pnG_copy_to_host(out, dout, sizeof out, stream) == 0);
+            CHECK(pnG_synchronize(stream) == 0);
+            double worst = 0, worst_erf = 0; /* against the tanh form; the erf form: a hint */
+            for (int64_t i = 0; i < M; i++)
+                for (int64_t j = 0; j < N; j++) {
+                    double s = 0;
+                    for (int64_t l = 0; l < K; l++)
+                        s += (double)(transA ? a[l * M + i] : a[i * K + l]) * b[l * N + j];
+                    double x = 1.5 * s + bias[j], x_erf = x;
+                    if (epis[e] == PNG_EPI_RELU_BIAS) x = x_erf = x > 0 ? x : 0;
+                    if (epis[e] == PNG_EPI_GELU_BIAS) {
+                        x_erf = 0.5 * x * (1 + erf(x / sqrt(2.0)));
+                        x = 0.5 * x * (1 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+                    }
+                    double err = fabs(out[i * N + j] - x) / (1 + fabs(x));
+                    double err_erf = fabs(out[i * N + j] - x_erf) / (1 + fabs(x_erf));
+                    if (err > worst) worst = err;
+                    if (err_erf > worst_erf) worst_erf = err_erf;
+                }
+            /* the simulator is exact; a device's GELU may use a fast tanh (~1e-4) */
+            double tol = pnG_simulated() || epis[e] != PNG_EPI_GELU_BIAS ? 1e-5 : 2e-4;
+            CHECK_MSG(worst < tol, "epilogue %d transA %d: error %g of the tanh GELU form "
+                      "(%g of the erf form)", e, transA, worst, worst_erf);
+        }
+    }
+    CHECK(pnG_gemm_ex(PN_FLOAT64, false, false, M, N, K, 1.0, da, K, 0, db, N, 0, 0.0, dout, N, 0,
+                      1, PNG_EPI_BIAS, dbias, stream) == PNG_UNSUPPORTED);
+    CHECK(pnG_gemm_ex(PN_FLOAT32, false, false, M, N, K, 1.0, da, K, 0, db, N, 0, 0.0, dout, N, 0,
+                      1, PNG_EPI_BIAS, (const char *)dbias + 4, stream) == PNG_UNSUPPORTED);
+    pnG_free(da, sizeof a, stream);
+    pnG_free(db, sizeof b, stream);
+    pnG_free(dbias, sizeof bias, stream);
+    pnG_free(dout, sizeof out, stream);
+}
+#endif /* PONTE_HAS_GPU */
+
+/* ───────────────────── pinned staging of host <-> device copies ───────────────────── */
+#ifdef PONTE_HAS_GPU
+
+/* Round trips host -> device -> host of sizes around the staging chunk, from and to unaligned
+ * offsets, several copies queued back to back (buffers reused while in flight): every byte
+ * comes back, the source is reusable as soon as pnG_copy_to_device returns. */
+TEST(copies_round_trip_through_staging)
+{
+    if (!have_gpu()) return;
+    const int stream = pn_default_stream(GPU).index;
+    size_t chunk = pnG_staging_chunk_bytes();
+    size_t c = chunk ? chunk : (size_t)8 << 20;
+    const size_t sizes[] = {0, 1, 4097, (256 << 10) - 1, 256 << 10, c - 1, c, c + 1, 3 * c + 7};
+    const size_t most = 5 * c + 16;
+    unsigned char *src = malloc(most), *back = malloc(most);
+    void *dev = pnG_malloc(most, stream);
+    CHECK(src && back && dev);
+    if (!src || !back || !dev) {
+        free(src);
+        free(back);
+        return;
+    }
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        size_t n = sizes[t], so = t % 4, dof = (t * 3) % 8, bo = (t + 1) % 5;
+        for (size_t i = 0; i < n; i++) src[so + i] = (unsigned char)(i * 131u + t * 7u + 1u);
+        CHECK(pnG_copy_to_device((char *)dev + dof, src + so, n, stream) == 0);
+        memset(src + so, 0xee, n); /* reusable at once: the device keeps the old bytes */
+        memset(back, 0, most);
+        CHECK(pnG_copy_to_host(back + bo, (char *)dev + dof, n, stream) == 0);
+        size_t bad = n;
+        for (size_t i = 0; i < n && bad == n; i++)
+            if (back[bo + i] != (unsigned char)(i * 131u + t * 7u + 1u)) bad = i;
+        CHECK_MSG(bad == n, "size %zu (src +%zu, device +%zu, dst +%zu): byte %zu differs", n, so,
+                  dof, bo, bad);
+        CHECK_MSG(bo == 0 || back[bo - 1] == 0, "size %zu: wrote before the destination", n);
+        CHECK_MSG(back[bo + n] == 0, "size %zu: wrote past the destination", n);
+    }
+    /* three copies into adjacent ranges queued without waiting, then one read of all */
+    size_t part = c + c / 2;
+    if (3 * part <= most) {
+        for (int k = 0; k < 3; k++) {
+            memset(src, 0x11 * (k + 1), part);
+            CHECK(pnG_copy_to_device((char *)dev + k * part, src, part, stream) == 0);
+        }
+        CHECK(pnG_copy_to_host(back, dev, 3 * part, stream) == 0);
+        size_t bad = 3 * part;
+        for (size_t i = 0; i < 3 * part && bad == 3 * part; i++)
+            if (back[i] != (unsigned char)(0x11 * (i / part + 1))) bad = i;
+        CHECK_MSG(bad == 3 * part, "queued copies: byte %zu differs", bad);
+    }
+    pnG_free(dev, most, stream);
+    free(src);
+    free(back);
+}
+#endif /* PONTE_HAS_GPU */

@@ -1,7 +1,7 @@
 /* bench_gpu.c — Ponte's GPU benchmarks (ponte_bench_gpu, run by scripts/gpu-check): each figure
  * times Ponte ops on the GPU through the public API, median of timed repetitions, against a
  * baseline measured in the same run (a device-to-device copy, cuBLASLt through pnG_gemm, a tiny
- * async copy), and prints `bench NAME: VALUE UNIT (ratio R vs BASELINE)`; bench/gpu/bench_torch.py
+ * async copy, a plain pageable cudaMemcpy), and prints `bench NAME: VALUE UNIT (ratio R vs BASELINE)`; bench/gpu/bench_torch.py
  * runs the same workloads in PyTorch. --quick shrinks every size so the simulated GPU finishes in
  * seconds. Figures and method: docs/benchmarks.md, section "GPU". */
 #define _GNU_SOURCE
@@ -628,6 +628,65 @@ done:
 static void bench_mlp(void) { bench_train(&TM_MLP); }
 static void bench_cnn(void) { bench_train(&TM_CNN); }
 
+/* ───────────────────────────── h2d_copy ───────────────────────────── */
+
+
+typedef struct {
+    void *dev;
+    const void *host;
+    size_t nbytes;
+} h2d_ctx;
+
+static int run_h2d_ponte(void *p)
+{
+    h2d_ctx *c = p;
+    if (pnG_copy_to_device(c->dev, c->host, c->nbytes, STREAM) != 0) return -1;
+    return pnG_synchronize(STREAM);
+}
+
+static int run_h2d_plain(void *p)
+{
+    h2d_ctx *c = p;
+    return pnG_copy_to_device_unstaged(c->dev, c->host, c->nbytes, STREAM);
+}
+
+/* h2d_copy_<bytes>: GB/s of pnG_copy_to_device (pinned staging, pipelined chunks) from
+ * pageable host memory, until the bytes are on the device; ratio = its bandwidth over a plain
+ * cudaMemcpyAsync from the same pageable buffer (> 1: staging is faster). */
+static void bench_h2d(void)
+{
+    char lbl[32], name[64];
+    size_t nb = (size_t)S.n * sizeof(float); /* 256 MiB at full size */
+    snprintf(name, sizeof name, "h2d_copy_%s", count_label((int64_t)nb, lbl, sizeof lbl));
+    float *host = host_random(S.n, -1.0f, 1.0f);
+    h2d_ctx c = {NULL, host, nb};
+    double t = -1, tb = -1;
+    c.dev = host ? pnG_malloc(nb, STREAM) : NULL;
+    if (c.dev && run_h2d_ponte(&c) == 0) {
+        float probe[2];
+        if (pnG_copy_to_host(&probe[0], c.dev, sizeof(float), STREAM) != 0 ||
+            pnG_copy_to_host(&probe[1], (char *)c.dev + nb - sizeof(float), sizeof(float),
+                             STREAM) != 0)
+            ;
+        else if (probe[0] != host[0] || probe[1] != host[S.n - 1])
+            snprintf(bench_msg, sizeof bench_msg, "staged copy: wrong bytes on the device");
+        else if (time_pair(run_h2d_ponte, &c, run_h2d_plain, &c, &t, &tb) != 0)
+            t = -1;
+    }
+    if (t <= 0 || tb <= 0) {
+        report_error(name);
+    } else {
+        double gbs = (double)nb / t / 1e9, base = (double)nb / tb / 1e9;
+        report(name, gbs, "GB/s", gbs / base, "pageable_cudaMemcpy");
+        size_t chunk = pnG_staging_chunk_bytes();
+        NOTE("pageable source; pinned staging %s, %zu MiB chunks; plain cudaMemcpyAsync %.2f GB/s\n",
+             chunk ? "on" : "off (PONTE_PINNED_STAGING=0)", chunk >> 20, base);
+    }
+    if (c.dev) pnG_free(c.dev, nb, STREAM);
+    free(host);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── op_overhead_gpu ───────────────────────────── */
 
 typedef struct {
@@ -719,6 +778,7 @@ static const struct {
     {"mlp_step", bench_mlp},
     {"cnn_step", bench_cnn},
     {"op_overhead_gpu", bench_op_overhead},
+    {"h2d_copy", bench_h2d},
 };
 
 /* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a

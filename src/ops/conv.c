@@ -91,6 +91,7 @@ static int conv_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *
                 q.pad_hi[i] = (int)(it - 1 - (O - 1) * p->stride[i] + p->pad_lo[i]);
             }
             q.flip = !p->flip;
+            q.role = PNK_CONV_ROLE_INPUT_GRAD;
             r = conv_make(g, weight_for_input_grad(w, p->groups), &q);
         } else if (argnums[a] == 1) {
             pnK_conv_params q = *p;
@@ -104,6 +105,7 @@ static int conv_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *
                 axes[i] = 1 + i;
             }
             q.flip = false;
+            q.role = PNK_CONV_ROLE_WEIGHT_GRAD;
             r = pn_swapaxes(conv_make(input_for_weight_grad(x, p->groups), pn_swapaxes(g, 0, -1), &q), 0, -1);
             if (p->flip) r = pn_flip(r, axes, nsp);
         }

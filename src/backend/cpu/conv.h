@@ -25,7 +25,14 @@ typedef struct pnK_conv_params {
     int idil[PNK_CONV_MAX_SPATIAL];
     int groups;
     bool flip;
+    /* A hint for the GPU eval, never part of the meaning (the CPU ignores it): which
+     * derivative of a forward convolution this node computes (conv_vjp sets it), so the CUDA
+     * backend can run it as cuDNN's backward pass. Zero (forward) for every other node. */
+    uint8_t role;
 } pnK_conv_params;
+
+/* Values of pnK_conv_params.role. */
+enum { PNK_CONV_ROLE_FORWARD = 0, PNK_CONV_ROLE_INPUT_GRAD = 1, PNK_CONV_ROLE_WEIGHT_GRAD = 2 };
 
 /* The geometry of the Convolution of x by w into o under params p (conv_geom.h). */
 void pnK_conv_geom_init(pnK_conv_geom *g, const pnK_conv_params *p, const pn_array *x,

@@ -1,9 +1,10 @@
 /* gemm.cu — the GPU GEMM behind matmul, addmm and convolution: row-major products mapped onto
  * cuBLASLt's column-major matmul (strided batches, transposes through the layouts, f16/bf16 on
  * tensor cores accumulating in f32, f32 through TF32 tensor cores unless pn_tf32_enabled() says
- * no, f64, complex64), with one shared handle
- * and a cache of plans (descriptors plus the heuristic's algorithm) per problem shape. With
- * PONTE_GPU_SIM the same code calls the simulated cuBLASLt (sim/cublaslt_sim.h). */
+ * no, f64, complex64; fused bias / ReLU / GELU epilogues for the real half and f32 types), with
+ * one shared handle and a cache of plans (descriptors plus the heuristic's algorithm) per
+ * problem shape. With PONTE_GPU_SIM the same code calls the simulated cuBLASLt
+ * (sim/cublaslt_sim.h). */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/gemm.h"
 
@@ -74,7 +75,7 @@ static int lt_fail(const char *what, cublasStatus_t st)
  * built from a zeroed struct. Extents are cuBLASLt's (column-major): D is (m, n). */
 typedef struct plan_key {
     int32_t dtype, tf32, opa, opb;
-    uint32_t align_a, align_b, align_c;
+    uint32_t align_a, align_b, align_c, epilogue; /* epilogue: a cublasLtEpilogue_t */
     int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch;
 } plan_key;
 
@@ -112,9 +113,42 @@ static cublasStatus_t layout_create(cublasLtMatrixLayout_t *l, cudaDataType_t t,
                                             sizeof stride);
 }
 
-/* Builds p's descriptors and asks the heuristic for the best algorithm. Returns 0, -1 with an
- * error, or PNG_UNSUPPORTED when no algorithm fits; p is left without descriptors unless 0. */
-static int plan_build(plan *p, const plan_key *k)
+/* A matmul descriptor for k: transposes, and k's epilogue reading the bias vector at bias (of
+ * D's type, one per row of the column-major D, shared by every batch). *what names the failed
+ * step. */
+static cublasStatus_t desc_create(cublasLtMatmulDesc_t *op, const plan_key *k,
+                                  cublasComputeType_t compute, cudaDataType_t scale,
+                                  const void *bias, const char **what)
+{
+    cublasOperation_t opa = (cublasOperation_t)k->opa, opb = (cublasOperation_t)k->opb;
+    cublasStatus_t st = cublasLtMatmulDescCreate(op, compute, scale);
+    *what = "cublasLtMatmulDescCreate";
+#define DESC_STEP(call)                                                                        \
+    if (st == CUBLAS_STATUS_SUCCESS) st = (call), *what = #call
+    DESC_STEP(cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
+    DESC_STEP(cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
+    if (k->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+        uint32_t epi = k->epilogue;
+        int64_t bias_stride = 0; /* one vector for every batch */
+        DESC_STEP(cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+        DESC_STEP(cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                 sizeof bias));
+        DESC_STEP(cublasLtMatmulDescSetAttribute(*op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
+                                                 &bias_stride, sizeof bias_stride));
+    }
+#undef DESC_STEP
+    if (st != CUBLAS_STATUS_SUCCESS && *op) {
+        cublasLtMatmulDescDestroy(*op);
+        *op = NULL;
+    }
+    return st;
+}
+
+/* Builds p's descriptors and asks the heuristic for the best algorithm (bias: the epilogue's
+ * vector of the call that builds the plan; later calls bring their own descriptor). Returns 0,
+ * -1 with an error, or PNG_UNSUPPORTED when no algorithm fits; p is left without descriptors
+ * unless 0. */
+static int plan_build(plan *p, const plan_key *k, const void *bias)
 {
     cudaDataType_t data, scale;
     cublasComputeType_t compute;
@@ -128,12 +162,10 @@ static int plan_build(plan *p, const plan_key *k)
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulDescCreate(&p->op, compute, scale);
-    const char *what = "cublasLtMatmulDescCreate";
+    const char *what = NULL;
+    cublasStatus_t st = desc_create(&p->op, k, compute, scale, bias, &what);
 #define PLAN_STEP(call)                                                                        \
     if (st == CUBLAS_STATUS_SUCCESS) st = (call), what = #call
-    PLAN_STEP(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
-    PLAN_STEP(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     PLAN_STEP(layout_create(&p->a, data, ar, ac, k->lda, k->batch, k->stride_a));
     PLAN_STEP(layout_create(&p->b, data, br, bc, k->ldb, k->batch, k->stride_b));
     PLAN_STEP(layout_create(&p->c, data, k->m, k->n, k->ldc, k->batch, k->stride_c));
@@ -182,7 +214,7 @@ static uint64_t key_hash(const plan_key *k)
 /* The cached plan for k, built on first use (entries are never changed once published, so the
  * caller uses it without the lock). When the cache is full, builds into *spare and returns it:
  * the caller destroys it after use. NULL with rc set (-1 or PNG_UNSUPPORTED) on failure. */
-static const plan *plan_get(const plan_key *k, plan *spare, int *rc)
+static const plan *plan_get(const plan_key *k, const void *bias, plan *spare, int *rc)
 {
     uint64_t h = key_hash(k);
     pthread_mutex_lock(&plans_lock);
@@ -199,7 +231,7 @@ static const plan *plan_get(const plan_key *k, plan *spare, int *rc)
         }
     }
     plan *p = slot ? slot : spare;
-    *rc = plan_build(p, k);
+    *rc = plan_build(p, k, bias);
     if (*rc == 0 && slot) slot->used = true;
     pthread_mutex_unlock(&plans_lock);
     return *rc == 0 ? p : NULL;
@@ -232,9 +264,14 @@ static gemm_scalar scalar_of(pn_dtype t, double v)
     return s;
 }
 
-/* One cuBLASLt call of at most GEMM_MAX_BATCH matrices (arguments in cuBLASLt's terms). */
+static int64_t epilogue_calls; /* pnG_gemm_epilogue_count (atomic builtins) */
+
+/* One cuBLASLt call of at most GEMM_MAX_BATCH matrices (arguments in cuBLASLt's terms). With
+ * an epilogue the cached descriptor is not used (its bias pointer is the building call's): the
+ * call gets a descriptor of its own, equal but for the pointer, so that plans stay read-only. */
 static int gemm_call(plan_key *k, const gemm_scalar *alpha, const void *A, const void *B,
-                     const gemm_scalar *beta, void *C, cudaStream_t cs, int stream)
+                     const gemm_scalar *beta, void *C, const void *bias, cudaStream_t cs,
+                     int stream)
 {
     size_t es = pn_dtype_size((pn_dtype)k->dtype);
     k->align_a = alignment(A, k->stride_a * (int64_t)es);
@@ -242,18 +279,35 @@ static int gemm_call(plan_key *k, const gemm_scalar *alpha, const void *A, const
     k->align_c = alignment(C, k->stride_c * (int64_t)es);
     plan spare;
     int rc = 0;
-    const plan *p = plan_get(k, &spare, &rc);
+    const plan *p = plan_get(k, bias, &spare, &rc);
     if (!p) return rc;
+    cublasLtMatmulDesc_t op = p->op, own = NULL;
+    if (k->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+        cudaDataType_t data, scale;
+        cublasComputeType_t compute;
+        const char *what = NULL;
+        gemm_types((pn_dtype)k->dtype, k->tf32, &data, &compute, &scale);
+        cublasStatus_t st = desc_create(&own, k, compute, scale, bias, &what);
+        if (st != CUBLAS_STATUS_SUCCESS) rc = lt_fail(what, st);
+        op = own;
+    }
     void *ws = NULL;
-    if (p->workspace > 0 && !(ws = pnG_malloc(p->workspace, stream))) rc = -1;
+    if (rc == 0 && p->workspace > 0 && !(ws = pnG_malloc(p->workspace, stream))) rc = -1;
     if (rc == 0) {
-        cublasStatus_t st = cublasLtMatmul(handle, p->op, alpha, A, p->a, B, p->b, beta, C, p->c,
+        cublasStatus_t st = cublasLtMatmul(handle, op, alpha, A, p->a, B, p->b, beta, C, p->c,
                                            C, p->c, &p->algo, ws, p->workspace, cs);
         if (st != CUBLAS_STATUS_SUCCESS) rc = lt_fail("cublasLtMatmul", st);
+        else if (own) __atomic_fetch_add(&epilogue_calls, 1, __ATOMIC_RELAXED);
     }
+    if (own) cublasLtMatmulDescDestroy(own);
     if (ws) pnG_free(ws, p->workspace, stream);
     if (p == &spare) plan_destroy(&spare);
     return rc;
+}
+
+extern "C" int64_t pnG_gemm_epilogue_count(void)
+{
+    return __atomic_load_n(&epilogue_calls, __ATOMIC_RELAXED);
 }
 
 extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N,
@@ -261,10 +315,28 @@ extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int
                         const void *B, int64_t ldb, int64_t stride_b, double beta, void *C,
                         int64_t ldc, int64_t stride_c, int64_t batch, int stream)
 {
+    return pnG_gemm_ex(dtype, transA, transB, M, N, K, alpha, A, lda, stride_a, B, ldb, stride_b,
+                       beta, C, ldc, stride_c, batch, PNG_EPI_NONE, NULL, stream);
+}
+
+extern "C" int pnG_gemm_ex(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N,
+                           int64_t K, double alpha, const void *A, int64_t lda, int64_t stride_a,
+                           const void *B, int64_t ldb, int64_t stride_b, double beta, void *C,
+                           int64_t ldc, int64_t stride_c, int64_t batch, pnG_epilogue epilogue,
+                           const void *bias, int stream)
+{
+    /* cuBLASLt's epilogue of each pnG_epilogue */
+    static const uint32_t lt_epilogue[] = {CUBLASLT_EPILOGUE_DEFAULT, CUBLASLT_EPILOGUE_BIAS,
+                                           CUBLASLT_EPILOGUE_RELU_BIAS, CUBLASLT_EPILOGUE_GELU_BIAS};
     cudaDataType_t data, scale;
     cublasComputeType_t compute;
     const bool tf32 = dtype == PN_FLOAT32 && pn_tf32_enabled();
     if (!gemm_types(dtype, tf32, &data, &compute, &scale)) return PNG_UNSUPPORTED;
+    if ((unsigned)epilogue >= sizeof lt_epilogue / sizeof *lt_epilogue) return PNG_UNSUPPORTED;
+    if (epilogue != PNG_EPI_NONE) { /* the bias has D's type: the real half and f32 types */
+        if (dtype != PN_FLOAT16 && dtype != PN_BFLOAT16 && dtype != PN_FLOAT32) return PNG_UNSUPPORTED;
+        if (!bias || (uintptr_t)bias % 16) return PNG_UNSUPPORTED;
+    }
     if (M <= 0 || N <= 0 || batch <= 0) return 0;
     if (K <= 0) return PNG_UNSUPPORTED;
     pthread_once(&handle_once, handle_create);
@@ -286,6 +358,7 @@ extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int
     memset(&k, 0, sizeof k);
     k.dtype = (int32_t)dtype;
     k.tf32 = tf32;
+    k.epilogue = lt_epilogue[epilogue]; /* bias[j] per row j of the column-major D = C^T */
     k.opa = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
     k.opb = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     k.m = N, k.n = M, k.k = K;
@@ -299,7 +372,7 @@ extern "C" int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int
         if (k.batch == 1) k.stride_a = k.stride_b = k.stride_c = 0;
         int rc = gemm_call(&k, &al, (const char *)B + (size_t)(b0 * stride_b) * es,
                            (const char *)A + (size_t)(b0 * stride_a) * es, &be,
-                           (char *)C + (size_t)(b0 * stride_c) * es, cs, stream);
+                           (char *)C + (size_t)(b0 * stride_c) * es, bias, cs, stream);
         k.stride_a = strides[0], k.stride_b = strides[1], k.stride_c = strides[2];
         if (rc) return rc;
     }

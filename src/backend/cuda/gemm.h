@@ -1,5 +1,6 @@
 /* gemm.h — launchers of the GPU matrix products, called by the C glue of matmul / addmm
- * (gemm.c) and of Convolution (conv.c): a strided-batched GEMM through cuBLASLt and the scaling
+ * (gemm.c) and of Convolution (conv.c): a strided-batched GEMM through cuBLASLt (optionally with a
+ * fused bias / ReLU / GELU epilogue) and the scaling
  * of a matrix for the K == 0 case (gemm.cu), the convolution kernels: im2col and a direct kernel
  * for depthwise convolutions (conv.cu). All pointers are device memory; every launcher queues
  * its work on a Ponte stream index and returns 0, -1 with an error, or PNG_UNSUPPORTED. */
@@ -26,6 +27,31 @@ int pnG_gemm(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N, int
              double alpha, const void *A, int64_t lda, int64_t stride_a, const void *B,
              int64_t ldb, int64_t stride_b, double beta, void *C, int64_t ldc, int64_t stride_c,
              int64_t batch, int stream);
+
+/* What a GEMM applies to alpha * op(A) op(B) + beta * C before storing it (cuBLASLt's fused
+ * epilogues): nothing, or + bias[j] on every element of column j (of every row and batch),
+ * then optionally ReLU (max(x, 0)) or GELU in its tanh form. */
+typedef enum pnG_epilogue {
+    PNG_EPI_NONE,
+    PNG_EPI_BIAS,
+    PNG_EPI_RELU_BIAS,
+    PNG_EPI_GELU_BIAS,
+} pnG_epilogue;
+
+/* pnG_gemm with an epilogue: bias (device memory) holds N elements of dtype, packed, 16-byte
+ * aligned, shared by the whole batch (NULL for PNG_EPI_NONE). Epilogues other than
+ * PNG_EPI_NONE take float16, bfloat16 and float32 only; PNG_UNSUPPORTED for other dtypes or
+ * when cuBLASLt has no algorithm for the fused form (C may then be partly written: the caller
+ * redoes the product unfused). */
+int pnG_gemm_ex(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K,
+                double alpha, const void *A, int64_t lda, int64_t stride_a, const void *B,
+                int64_t ldb, int64_t stride_b, double beta, void *C, int64_t ldc,
+                int64_t stride_c, int64_t batch, pnG_epilogue epilogue, const void *bias,
+                int stream);
+
+/* How many cuBLASLt matmuls ran with a fused epilogue since the process started (a test and
+ * benchmark hook: the conformance test checks that addmm's broadcast bias took the fused path). */
+int64_t pnG_gemm_epilogue_count(void);
 
 /* C = beta * C for the row-major (rows, cols) matrix C with row stride ldc, of an inexact
  * dtype; beta == 0 writes zeros without reading C (NaN there does not survive). */

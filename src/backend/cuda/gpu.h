@@ -61,8 +61,15 @@ int pnG_device_info(char *name, size_t n, int *major, int *minor, uint64_t *tota
 void *pnG_malloc(size_t nbytes, int stream);
 /* Returns p (from pnG_malloc, same nbytes) to the pool, ordered after stream's queued work. */
 void pnG_free(void *p, size_t nbytes, int stream);
-/* Host to device, queued on stream (src stays readable by the caller: it is staged). */
+/* Host to device, queued on stream (src is reusable on return: copies of 256 KiB and more go
+ * through pinned staging buffers, smaller ones through the driver). */
 int pnG_copy_to_device(void *dst, const void *src, size_t nbytes, int stream);
+/* Bytes per pinned staging chunk of host <-> device copies (0: copies are not staged:
+ * PONTE_PINNED_STAGING=0, no pinned memory, or no GPU). */
+size_t pnG_staging_chunk_bytes(void);
+/* Host to device without Ponte's staging (one cudaMemcpyAsync, then a synchronize): the
+ * baseline of the h2d_copy benchmark. */
+int pnG_copy_to_device_unstaged(void *dst, const void *src, size_t nbytes, int stream);
 /* Device to host; returns once the bytes are on the host (waits for stream's queued work). */
 int pnG_copy_to_host(void *dst, const void *src, size_t nbytes, int stream);
 /* Device to device, queued on stream. */

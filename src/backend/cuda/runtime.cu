@@ -1,6 +1,7 @@
 /* runtime.cu — the CUDA backend's runtime (gpu.h): device detection with a reason when no GPU
  * is usable, device memory from the stream-ordered pool of cudaMallocAsync kept as a cache
- * (release threshold), statistics and limits, copies between host and device, one CUDA stream
+ * (release threshold), statistics and limits, copies between host and device (large ones
+ * pipelined through a small pool of pinned staging buffers), one CUDA stream
  * per Ponte stream and ordering between streams through events. Builds with nvcc and, with
  * PONTE_GPU_SIM, against the simulated runtime. */
 #include "backend/cuda/common.cuh"
@@ -330,14 +331,139 @@ extern "C" void pnG_clear_cache(void)
 
 /* ───────────────────────────── copies ───────────────────────────── */
 
+/* Copies of at least STAGE_MIN bytes between pageable host memory and the device go through
+ * a pool of STAGE_BUFS pinned host buffers of STAGE_CHUNK bytes (made on first use), chunk by
+ * chunk: each buffer has an event recorded after the DMA that reads / fills it, so the host
+ * waits only when it reuses a buffer still in flight, and the host-side memcpy of one chunk
+ * overlaps the DMA of the others. One copy uses the pool at a time (stage_lock). The buffers
+ * live until the process exits (the runtime has no shutdown hook). PONTE_PINNED_STAGING=0, or
+ * a failed cudaHostAlloc, leaves every copy to the driver's own staging. */
+#define STAGE_BUFS 4
+#define STAGE_CHUNK ((size_t)8 << 20)
+#define STAGE_MIN ((size_t)256 << 10)
+
+static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t stage_once = PTHREAD_ONCE_INIT;
+static struct stage_buf {
+    char *host;
+    cudaEvent_t done; /* recorded after the last DMA touching host */
+} stage[STAGE_BUFS];
+static bool stage_ready;
+
+static void stage_init(void)
+{
+    const char *env = getenv("PONTE_PINNED_STAGING");
+    if (env && !strcmp(env, "0")) return;
+    for (int i = 0; i < STAGE_BUFS; i++) {
+        if (cudaHostAlloc((void **)&stage[i].host, STAGE_CHUNK, cudaHostAllocDefault) != cudaSuccess ||
+            cudaEventCreateWithFlags(&stage[i].done, cudaEventDisableTiming) != cudaSuccess) {
+            for (int j = 0; j <= i; j++) {
+                if (stage[j].host) cudaFreeHost(stage[j].host);
+                if (stage[j].done) cudaEventDestroy(stage[j].done);
+                stage[j].host = NULL, stage[j].done = NULL;
+            }
+            cudaGetLastError(); /* not sticky: the copies go unstaged */
+            return;
+        }
+    }
+    stage_ready = true;
+}
+
+/* Whether a copy of nbytes goes through the pinned pool (making it on first use). */
+static bool staged(size_t nbytes)
+{
+    if (nbytes < STAGE_MIN) return false;
+    pthread_once(&stage_once, stage_init);
+    return stage_ready;
+}
+
+extern "C" size_t pnG_staging_chunk_bytes(void)
+{
+    if (!pnG_available(NULL)) return 0;
+    pthread_once(&stage_once, stage_init);
+    return stage_ready ? STAGE_CHUNK : 0;
+}
+
+/* The bytes of chunk j of a copy of nbytes (all STAGE_CHUNK but the last). */
+static size_t chunk_bytes(size_t nbytes, size_t j)
+{
+    size_t off = j * STAGE_CHUNK;
+    return nbytes - off < STAGE_CHUNK ? nbytes - off : STAGE_CHUNK;
+}
+
+/* host -> device through the pool; returns once src has been read (the DMAs may still run). */
+static cudaError_t stage_to_device(char *dst, const char *src, size_t nbytes, cudaStream_t s)
+{
+    cudaError_t e = cudaSuccess;
+    pthread_mutex_lock(&stage_lock);
+    for (size_t i = 0; i * STAGE_CHUNK < nbytes && e == cudaSuccess; i++) {
+        struct stage_buf *b = &stage[i % STAGE_BUFS];
+        size_t off = i * STAGE_CHUNK, n = chunk_bytes(nbytes, i);
+        e = cudaEventSynchronize(b->done); /* its previous DMA has read it */
+        if (e != cudaSuccess) break;
+        memcpy(b->host, src + off, n);
+        e = cudaMemcpyAsync(dst + off, b->host, n, cudaMemcpyHostToDevice, s);
+        if (e == cudaSuccess) e = cudaEventRecord(b->done, s);
+    }
+    pthread_mutex_unlock(&stage_lock);
+    return e;
+}
+
+/* Copies chunk j of a device -> host copy (queued into its buffer, event recorded) out to dst
+ * once its DMA is done. */
+static cudaError_t stage_drain(char *dst, size_t nbytes, size_t j)
+{
+    struct stage_buf *b = &stage[j % STAGE_BUFS];
+    cudaError_t e = cudaEventSynchronize(b->done);
+    if (e == cudaSuccess) memcpy(dst + j * STAGE_CHUNK, b->host, chunk_bytes(nbytes, j));
+    return e;
+}
+
+/* device -> host through the pool, synchronous: up to STAGE_BUFS chunks' DMAs are queued while
+ * the host copies the oldest finished chunk out of its buffer. */
+static cudaError_t stage_to_host(char *dst, const char *src, size_t nbytes, cudaStream_t s)
+{
+    cudaError_t e = cudaSuccess;
+    size_t nchunks = (nbytes + STAGE_CHUNK - 1) / STAGE_CHUNK, drained = 0;
+    pthread_mutex_lock(&stage_lock);
+    for (size_t i = 0; i < nchunks && e == cudaSuccess; i++) {
+        struct stage_buf *b = &stage[i % STAGE_BUFS];
+        if (i >= STAGE_BUFS) e = stage_drain(dst, nbytes, drained++); /* frees b for chunk i */
+        if (e == cudaSuccess) e = cudaEventSynchronize(b->done); /* a DMA of another copy */
+        if (e == cudaSuccess)
+            e = cudaMemcpyAsync(b->host, src + i * STAGE_CHUNK, chunk_bytes(nbytes, i),
+                                cudaMemcpyDeviceToHost, s);
+        if (e == cudaSuccess) e = cudaEventRecord(b->done, s);
+    }
+    while (drained < nchunks && e == cudaSuccess) e = stage_drain(dst, nbytes, drained++);
+    pthread_mutex_unlock(&stage_lock);
+    return e;
+}
+
 extern "C" int pnG_copy_to_device(void *dst, const void *src, size_t nbytes, int stream)
 {
     if (nbytes == 0) return 0;
     cudaStream_t s = png_stream(stream);
     if (!s) return -1;
+    if (staged(nbytes)) {
+        PNG_CHECK(stage_to_device((char *)dst, (const char *)src, nbytes, s));
+        return 0;
+    }
     /* from pageable memory the call returns once src has been staged, so the caller may reuse
      * it at once */
     PNG_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
+    return 0;
+}
+
+/* The unstaged host -> device copy (the driver stages pageable memory itself), synchronous:
+ * the baseline of the h2d_copy benchmark figure. */
+extern "C" int pnG_copy_to_device_unstaged(void *dst, const void *src, size_t nbytes, int stream)
+{
+    if (nbytes == 0) return 0;
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    PNG_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
+    PNG_CHECK(cudaStreamSynchronize(s));
     return 0;
 }
 
@@ -346,6 +472,10 @@ extern "C" int pnG_copy_to_host(void *dst, const void *src, size_t nbytes, int s
     if (nbytes == 0) return 0;
     cudaStream_t s = png_stream(stream);
     if (!s) return -1;
+    if (staged(nbytes)) {
+        PNG_CHECK(stage_to_host((char *)dst, (const char *)src, nbytes, s));
+        return 0;
+    }
     PNG_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
     PNG_CHECK(cudaStreamSynchronize(s));
     return 0;

@@ -1,5 +1,6 @@
-/* solver.c — GPU evals of SVD, Eigh, Eig and LUF (src/ops/linalg_decomp.c): the C glue around the
- * cuSOLVER launchers of solver.cu. It copies the (any-strided) input into a dense device work
+/* solver.c — GPU evals of SVD, Eigh, Eig, LUF (src/ops/linalg_decomp.c), Cholesky and
+ * SolveTriangular (src/ops/linalg_solve.c): the C glue around the cuSOLVER / cuBLAS launchers
+ * of solver.cu. It copies the (any-strided) input into a dense device work
  * buffer laid out as cuSOLVER needs it and moves results between column-major and Ponte's
  * row-major with device strided copies: a row-major m x n matrix is the column-major n x m
  * transpose, so SVD and Eigh factor that directly and only transpose U / V. Empty inputs and
@@ -64,108 +65,162 @@ static void work_free(void *p, size_t nbytes, int stream)
     if (p) pnG_free(p, nbytes ? nbytes : 1, stream);
 }
 
-/* See eval.h. Row-major a (m x n) is column-major a^T (n x m) = U' S V'^T, so a = V' S U'^T:
- * the column-major U' read row-major is Vt, and U is V' transposed out of column-major. */
+/* One decomposition's run: the input's extents, its dense device work copy a (column-major
+ * when asked), and an extra device buffer of extra_bytes (SVD's U'). */
+typedef struct decomp_job {
+    const pnK_decomp_params *p;
+    pn_array *const *out;
+    pn_dtype t;
+    int64_t nmat, m, n;
+    void *a, *extra;
+    int stream;
+} decomp_job;
+
+/* The solver call of one decomposition and its moves of the results into out. */
+typedef int (*decomp_fn)(const decomp_job *j);
+
+/* The skeleton every GPU decomposition shares: checks the extents (square when asked; others
+ * go to the CPU kernel as PNG_UNSUPPORTED), allocates the nout outputs, copies the input into
+ * the work buffer (row- or column-major), adds extra_per_mat elements of scratch per matrix,
+ * runs fn, releases the scratch. */
+static int decompose(const pnC_node *node, pn_array *const *in, pn_array *const *out, int nout,
+                     bool square, bool colmajor, int64_t extra_per_mat, decomp_fn fn)
+{
+    decomp_job j = {PNC_PARAMS(node, pnK_decomp_params), out, in[0]->dtype, 0, 0, 0, NULL, NULL,
+                    node->stream.index};
+    if (dims(in[0], &j.nmat, &j.m, &j.n) || (square && j.m != j.n)) return PNG_UNSUPPORTED;
+    for (int k = 0; k < nout; k++)
+        if (pnC_alloc_output(out[k])) return -1;
+    size_t es = pn_dtype_size(j.t), abytes = (size_t)(j.nmat * j.m * j.n) * es;
+    size_t xbytes = (size_t)(j.nmat * extra_per_mat) * es;
+    j.a = work_alloc(abytes, j.stream);
+    j.extra = extra_per_mat ? work_alloc(xbytes, j.stream) : NULL;
+    int rc = -1;
+    if (j.a && (j.extra || !extra_per_mat)) {
+        load_input(in[0], j.a, colmajor, j.stream);
+        if (!pnC_failed()) rc = fn(&j);
+    }
+    work_free(j.a, abytes, j.stream);
+    if (extra_per_mat) work_free(j.extra, xbytes, j.stream);
+    return rc;
+}
+
+/* Moves a column-major result into a row-major output after a successful solver call. */
+static int results_from_colmajor(int rc, const void *src, pn_array *dst, const decomp_job *j,
+                                 int64_t r, int64_t c)
+{
+    if (rc != 0) return rc;
+    from_colmajor(src, pnC_data(dst), j->t, j->nmat, r, c, j->stream);
+    return pnC_failed() ? -1 : 0;
+}
+
+/* Row-major a (m x n) is column-major a^T (n x m) = U' S V'^T, so a = V' S U'^T: the
+ * column-major U' read row-major is Vt, and U is V' transposed out of column-major. */
+static int svd_run(const decomp_job *j)
+{
+    bool vec = j->p->vectors;
+    int rc = pnG_solver_svd(j->t, j->nmat, (int)j->n, (int)j->m, j->a, pnC_data(j->out[vec ? 1 : 0]),
+                            vec ? pnC_data(j->out[2]) : NULL, j->extra, vec, j->stream);
+    return vec ? results_from_colmajor(rc, j->extra, j->out[0], j, j->m, j->m) : rc;
+}
+
+/* Row-major a read column-major is a^T: its lower triangle is a's upper one; the eigenvectors
+ * (column-major columns) are transposed out into the row-major V. */
+static int eigh_run(const decomp_job *j)
+{
+    bool vec = j->p->vectors;
+    int rc = pnG_solver_eigh(j->t, j->nmat, (int)j->n, j->a, pnC_data(j->out[0]), vec,
+                             j->p->upper, j->stream);
+    return vec ? results_from_colmajor(rc, j->a, j->out[1], j, j->n, j->n) : rc;
+}
+
+/* geev factors the column-major copy (A itself); the launcher packs its results into the
+ * complex64 outputs. */
+static int eig_run(const decomp_job *j)
+{
+    return pnG_solver_eig(j->t, j->nmat, (int)j->n, j->a, pnC_data(j->out[0]),
+                          j->p->vectors ? pnC_data(j->out[1]) : NULL, j->stream);
+}
+
+/* getrf factors the column-major copy in place; LU goes back to row-major. */
+static int luf_run(const decomp_job *j)
+{
+    int rc = pnG_solver_lu(j->t, j->nmat, (int)j->m, (int)j->n, j->a, pnC_data(j->out[1]),
+                           pnC_data(j->out[2]), j->stream);
+    return results_from_colmajor(rc, j->a, j->out[0], j, j->m, j->n);
+}
+
+/* See eval.h. */
 int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    int64_t nmat, m, n;
-    if (dims(in[0], &nmat, &m, &n)) return PNG_UNSUPPORTED;
-    int stream = node->stream.index, nout = p->vectors ? 3 : 1;
-    for (int j = 0; j < nout; j++)
-        if (pnC_alloc_output(out[j])) return -1;
-    pn_dtype t = in[0]->dtype;
-    size_t es = pn_dtype_size(t), abytes = (size_t)(nmat * m * n) * es;
-    size_t vbytes = p->vectors ? (size_t)(nmat * m * m) * es : 0;
-    void *a = work_alloc(abytes, stream), *v = p->vectors ? work_alloc(vbytes, stream) : NULL;
-    int rc = -1;
-    if (a && (v || !p->vectors)) {
-        load_input(in[0], a, false, stream);
-        if (!pnC_failed())
-            rc = pnG_solver_svd(t, nmat, (int)n, (int)m, a, pnC_data(out[p->vectors ? 1 : 0]),
-                                p->vectors ? pnC_data(out[2]) : NULL, v, p->vectors, stream);
-        if (rc == 0 && p->vectors) {
-            from_colmajor(v, pnC_data(out[0]), t, nmat, m, m, stream);
-            rc = pnC_failed() ? -1 : 0;
-        }
-    }
-    work_free(a, abytes, stream);
-    work_free(v, vbytes, stream);
-    return rc;
+    int64_t m = in[0]->shape[in[0]->ndim - 2];
+    return decompose(node, in, out, p->vectors ? 3 : 1, false, false, p->vectors ? m * m : 0,
+                     svd_run);
 }
 
-/* See eval.h. Row-major a read column-major is a^T: its lower triangle is a's upper one; the
- * eigenvectors (column-major columns) are transposed out into the row-major V. */
+/* See eval.h. */
 int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    int64_t nmat, m, n;
-    if (dims(in[0], &nmat, &m, &n)) return PNG_UNSUPPORTED;
-    int stream = node->stream.index, nout = p->vectors ? 2 : 1;
-    for (int j = 0; j < nout; j++)
-        if (pnC_alloc_output(out[j])) return -1;
-    pn_dtype t = in[0]->dtype;
-    size_t abytes = (size_t)(nmat * n * n) * pn_dtype_size(t);
-    void *a = work_alloc(abytes, stream);
-    int rc = -1;
-    if (a) {
-        load_input(in[0], a, false, stream);
-        if (!pnC_failed())
-            rc = pnG_solver_eigh(t, nmat, (int)n, a, pnC_data(out[0]), p->vectors, p->upper, stream);
-        if (rc == 0 && p->vectors) {
-            from_colmajor(a, pnC_data(out[1]), t, nmat, n, n, stream);
-            rc = pnC_failed() ? -1 : 0;
-        }
-    }
-    work_free(a, abytes, stream);
-    return rc;
+    return decompose(node, in, out, p->vectors ? 2 : 1, false, false, 0, eigh_run);
 }
 
-/* See eval.h. geev factors the column-major copy (A itself); its results are packed into the
- * complex64 outputs by the launcher. */
+/* See eval.h. */
 int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    int64_t nmat, m, n;
-    if (dims(in[0], &nmat, &m, &n) || m != n) return PNG_UNSUPPORTED;
-    int stream = node->stream.index, nout = p->vectors ? 2 : 1;
-    for (int j = 0; j < nout; j++)
-        if (pnC_alloc_output(out[j])) return -1;
-    pn_dtype t = in[0]->dtype;
-    size_t abytes = (size_t)(nmat * n * n) * pn_dtype_size(t);
-    void *a = work_alloc(abytes, stream);
-    int rc = -1;
-    if (a) {
-        load_input(in[0], a, true, stream);
-        if (!pnC_failed())
-            rc = pnG_solver_eig(t, nmat, (int)n, a, pnC_data(out[0]),
-                                p->vectors ? pnC_data(out[1]) : NULL, stream);
-    }
-    work_free(a, abytes, stream);
+    return decompose(node, in, out, p->vectors ? 2 : 1, true, true, 0, eig_run);
+}
+
+/* See eval.h. */
+int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    return decompose(node, in, out, 3, false, true, 0, luf_run);
+}
+
+/* potrf factors the row-major copy (column-major, its upper triangle is the row-major lower
+ * one) in place; the result is already row-major L. */
+static int cholesky_run(const decomp_job *j)
+{
+    int rc = pnG_solver_cholesky(j->t, j->nmat, (int)j->n, j->a, j->stream);
+    if (rc == 0)
+        rc = pnG_copy_device(pnC_data(j->out[0]), j->a,
+                             (size_t)(j->nmat * j->n * j->n) * pn_dtype_size(j->t), j->stream);
     return rc;
 }
 
-/* See eval.h. getrf factors the column-major copy in place; LU goes back to row-major. */
-int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+/* See eval.h. */
+int pnG_cholesky_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
-    int64_t nmat, m, n;
-    if (dims(in[0], &nmat, &m, &n)) return PNG_UNSUPPORTED;
+    if (out[0]->size == 0) return pnC_alloc_output(out[0]); /* nothing to factor */
+    return decompose(node, in, out, 1, true, false, 0, cholesky_run);
+}
+
+/* See eval.h. b is copied into the output (row-major), which trsm solves in place. */
+int pnG_trsm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const pnK_trsm_params *p = PNC_PARAMS(node, pnK_trsm_params);
+    if (out[0]->size == 0) return pnC_alloc_output(out[0]); /* nothing to solve */
+    int64_t nmat, n, ncols, nb, k;
+    if (dims(in[0], &nmat, &n, &ncols) || dims(in[1], &nb, &n, &k) || n * k > INT_MAX)
+        return PNG_UNSUPPORTED; /* beyond int extents */
     int stream = node->stream.index;
-    for (int j = 0; j < 3; j++)
-        if (pnC_alloc_output(out[j])) return -1;
-    pn_dtype t = in[0]->dtype;
-    size_t abytes = (size_t)(nmat * m * n) * pn_dtype_size(t);
-    void *a = work_alloc(abytes, stream);
-    int rc = -1;
-    if (a) {
-        load_input(in[0], a, true, stream);
-        if (!pnC_failed())
-            rc = pnG_solver_lu(t, nmat, (int)m, (int)n, a, pnC_data(out[1]), pnC_data(out[2]), stream);
-        if (rc == 0) {
-            from_colmajor(a, pnC_data(out[0]), t, nmat, m, n, stream);
-            rc = pnC_failed() ? -1 : 0;
-        }
+    if (pnC_alloc_output(out[0])) return -1;
+    load_input(in[1], pnC_data(out[0]), false, stream);
+    pn_array *a = pnC_contiguous(in[0]);
+    if (!a || pnC_failed()) {
+        if (a) pnC_decref(a);
+        return -1;
     }
-    work_free(a, abytes, stream);
+    int64_t singular = -1;
+    int rc = pnG_solver_trsm(out[0]->dtype, nmat, (int)n, (int)k, p->upper, p->unit, pnC_data(a),
+                             pnC_data(out[0]), &singular, stream);
+    pnC_decref(a);
+    if (rc == 0 && singular >= 0) {
+        pn_set_error(PN_ERR_BACKEND, "[linalg::%s] Matrix %lld of the batch is singular (a zero "
+                     "pivot).", pnK_trsm_fn_name(p->fn), (long long)singular);
+        return -1;
+    }
     return rc;
 }

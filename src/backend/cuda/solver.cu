@@ -1,6 +1,7 @@
 /* solver.cu — the GPU decompositions over cuSOLVER's dense API: gesvdj (Jacobi SVD, any
  * shape), syevd (symmetric eigensolver) and getrf (LU with partial pivoting), one call per
- * matrix of a batch on one shared handle bound to the Ponte stream, workspaces from the
+ * matrix of a batch (batches of small matrices, at most 32 x 32: one gesvdjBatched /
+ * syevjBatched call) on one shared handle bound to the Ponte stream, workspaces from the
  * device pool, and a kernel that turns getrf's pivots into MLX's pivots and row indices.
  * Convergence failures are read back from the device info array once per batch. With
  * PONTE_GPU_SIM the same code calls the simulated cuSOLVER (sim/cusolver_sim.h). */
@@ -8,11 +9,14 @@
 #include "backend/cuda/solver.h"
 
 #ifdef PONTE_GPU_SIM
+#include "backend/cuda/sim/cublas_sim.h"
 #include "backend/cuda/sim/cusolver_sim.h"
 #else
+#include <cublas_v2.h>
 #include <cusolverDn.h>
 #endif
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -106,11 +110,59 @@ static int check_infos(const char *what, const int *dinfo, int64_t nmat, int str
     static cusolverStatus_t getrf(int m, int n, T *a, T *work, int *ipiv, int *info)            \
     {                                                                                          \
         return cusolverDn##P##getrf(solver_handle, m, n, a, m, work, ipiv, info);               \
+    }                                                                                          \
+    /* column-major upper triangle: the row-major lower one */                                 \
+    static cusolverStatus_t potrf_size(int n, T *a, int *lwork)                                 \
+    {                                                                                          \
+        return cusolverDn##P##potrf_bufferSize(solver_handle, CUBLAS_FILL_MODE_UPPER, n, a, n,  \
+                                               lwork);                                         \
+    }                                                                                          \
+    static cusolverStatus_t potrf(int n, T *a, T *work, int lwork, int *info)                   \
+    {                                                                                          \
+        return cusolverDn##P##potrf(solver_handle, CUBLAS_FILL_MODE_UPPER, n, a, n, work,       \
+                                    lwork, info);                                              \
+    }                                                                                          \
+    static cusolverStatus_t gesvdj_batched_size(cusolverEigMode_t jobz, int m, int n, T *a,     \
+                                                T *s, T *u, T *v, int *lwork, gesvdjInfo_t p,  \
+                                                int batch)                                     \
+    {                                                                                          \
+        return cusolverDn##P##gesvdjBatched_bufferSize(solver_handle, jobz, m, n, a, m, s, u,   \
+                                                       m, v, n, lwork, p, batch);              \
+    }                                                                                          \
+    static cusolverStatus_t gesvdj_batched(cusolverEigMode_t jobz, int m, int n, T *a, T *s,    \
+                                           T *u, T *v, T *work, int lwork, int *info,          \
+                                           gesvdjInfo_t p, int batch)                          \
+    {                                                                                          \
+        return cusolverDn##P##gesvdjBatched(solver_handle, jobz, m, n, a, m, s, u, m, v, n,     \
+                                            work, lwork, info, p, batch);                      \
+    }                                                                                          \
+    static cusolverStatus_t syevj_batched_size(cusolverEigMode_t jobz, cublasFillMode_t uplo,   \
+                                               int n, T *a, T *w, int *lwork, syevjInfo_t p,   \
+                                               int batch)                                      \
+    {                                                                                          \
+        return cusolverDn##P##syevjBatched_bufferSize(solver_handle, jobz, uplo, n, a, n, w,    \
+                                                      lwork, p, batch);                        \
+    }                                                                                          \
+    static cusolverStatus_t syevj_batched(cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, \
+                                          T *a, T *w, T *work, int lwork, int *info,           \
+                                          syevjInfo_t p, int batch)                            \
+    {                                                                                          \
+        return cusolverDn##P##syevjBatched(solver_handle, jobz, uplo, n, a, n, w, work, lwork,  \
+                                           info, p, batch);                                    \
     }
 SOLVER_OVERLOADS(float, S)
 SOLVER_OVERLOADS(double, D)
 
 static int max1(int x) { return x > 1 ? x : 1; }
+
+/* Batches of at least 2 matrices of at most BATCHED_MAX_N rows and columns (the limit of
+ * cuSOLVER's batched Jacobi routines) go to one gesvdjBatched / syevjBatched call instead of
+ * one call per matrix. */
+#define BATCHED_MAX_N 32
+static bool use_batched(int64_t nmat, int m, int n)
+{
+    return nmat >= 2 && nmat <= INT_MAX && m <= BATCHED_MAX_N && n <= BATCHED_MAX_N;
+}
 
 /* ───────────────────────────── SVD ───────────────────────────── */
 
@@ -119,22 +171,29 @@ static int svd_batch(int64_t nmat, int m, int n, T *a, T *s, T *u, T *v, bool ve
 {
     int k = m < n ? m : n, lwork = 0, rc = 0;
     cusolverEigMode_t jobz = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
+    const bool batched = use_batched(nmat, m, n);
     gesvdjInfo_t params = NULL;
     T *work = NULL, *uv = NULL;
     int *info = NULL;
     size_t wbytes = 0, uvbytes = 0;
-    if (!vectors) { /* gesvdj writes V (and may write U) even without vectors: scratch for both */
-        uvbytes = sizeof(T) * ((size_t)m * m + (size_t)n * n);
+    if (!vectors) { /* gesvdj writes V (and may write U) even without vectors: scratch for both
+                     * (for every matrix when batched) */
+        uvbytes = sizeof(T) * ((size_t)m * m + (size_t)n * n) * (size_t)(batched ? nmat : 1);
         if (!(uv = (T *)pnG_malloc(uvbytes, stream))) return -1;
         u = uv;
-        v = uv + (size_t)m * m;
+        v = uv + (size_t)m * m * (size_t)(batched ? nmat : 1);
     }
     if (solver_acquire(stream)) {
         if (uv) pnG_free(uv, uvbytes, stream);
         return -1;
     }
     SOLVER_CHECK(cusolverDnCreateGesvdjInfo(&params));
-    SOLVER_CHECK(gesvdj_size(jobz, m, n, a, s, u, v, &lwork, params));
+    if (batched) {
+        SOLVER_CHECK(cusolverDnXgesvdjSetSortEig(params, 1)); /* descending, as gesvdj's */
+        SOLVER_CHECK(gesvdj_batched_size(jobz, m, n, a, s, u, v, &lwork, params, (int)nmat));
+    } else {
+        SOLVER_CHECK(gesvdj_size(jobz, m, n, a, s, u, v, &lwork, params));
+    }
     wbytes = sizeof(T) * (size_t)max1(lwork);
     work = (T *)pnG_malloc(wbytes, stream);
     info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
@@ -142,7 +201,9 @@ static int svd_batch(int64_t nmat, int m, int n, T *a, T *s, T *u, T *v, bool ve
         rc = -1;
         goto done;
     }
-    for (int64_t i = 0; i < nmat; i++)
+    if (batched)
+        SOLVER_CHECK(gesvdj_batched(jobz, m, n, a, s, u, v, work, lwork, info, params, (int)nmat));
+    for (int64_t i = 0; !batched && i < nmat; i++)
         SOLVER_CHECK(gesvdj(jobz, m, n, a + i * m * n, s + i * k, vectors ? u + i * m * m : u,
                             vectors ? v + i * n * n : v, work, lwork, info + i, params));
 done:
@@ -172,11 +233,19 @@ static int eigh_batch(int64_t nmat, int n, T *a, T *w, bool vectors, bool lower,
     int lwork = 0, rc = 0;
     cusolverEigMode_t jobz = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
     cublasFillMode_t uplo = lower ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER;
+    const bool batched = use_batched(nmat, n, n);
+    syevjInfo_t params = NULL;
     T *work = NULL;
     int *info = NULL;
     size_t wbytes = 0;
     if (solver_acquire(stream)) return -1;
-    SOLVER_CHECK(syevd_size(jobz, uplo, n, a, w, &lwork));
+    if (batched) {
+        SOLVER_CHECK(cusolverDnCreateSyevjInfo(&params));
+        SOLVER_CHECK(cusolverDnXsyevjSetSortEig(params, 1)); /* ascending, as syevd's */
+        SOLVER_CHECK(syevj_batched_size(jobz, uplo, n, a, w, &lwork, params, (int)nmat));
+    } else {
+        SOLVER_CHECK(syevd_size(jobz, uplo, n, a, w, &lwork));
+    }
     wbytes = sizeof(T) * (size_t)max1(lwork);
     work = (T *)pnG_malloc(wbytes, stream);
     info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
@@ -184,9 +253,12 @@ static int eigh_batch(int64_t nmat, int n, T *a, T *w, bool vectors, bool lower,
         rc = -1;
         goto done;
     }
-    for (int64_t i = 0; i < nmat; i++)
+    if (batched)
+        SOLVER_CHECK(syevj_batched(jobz, uplo, n, a, w, work, lwork, info, params, (int)nmat));
+    for (int64_t i = 0; !batched && i < nmat; i++)
         SOLVER_CHECK(syevd(jobz, uplo, n, a + i * n * n, w + i * n, work, lwork, info + i));
 done:
+    if (params) cusolverDnDestroySyevjInfo(params);
     pthread_mutex_unlock(&solver_lock);
     if (rc == 0) rc = check_infos(vectors ? "eigh" : "eigvalsh", info, nmat, stream);
     if (work) pnG_free(work, wbytes, stream);
@@ -353,4 +425,144 @@ int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *piv
 {
     if (t == PN_FLOAT32) return lu_batch(nmat, m, n, (float *)a, pivots, rows, stream);
     return lu_batch(nmat, m, n, (double *)a, pivots, rows, stream);
+}
+
+/* ───────────────────────────── Cholesky (potrf) ───────────────────────────── */
+
+/* Zeroes the strict lower triangle of each column-major n x n matrix (the row-major upper
+ * one). */
+template <typename T>
+__global__ void zero_lower_kernel(int64_t nmat, int64_t n, T *a)
+{
+    for (int64_t t = png_thread_index(); t < nmat * n * n; t += png_grid_stride()) {
+        int64_t e = t % (n * n), r = e % n, c = e / n;
+        if (r > c) a[t] = T(0);
+    }
+}
+
+template <typename T>
+static int potrf_batch(int64_t nmat, int n, T *a, int stream)
+{
+    int lwork = 0, rc = 0;
+    T *work = NULL;
+    int *info = NULL;
+    size_t wbytes = 0;
+    if (solver_acquire(stream)) return -1;
+    SOLVER_CHECK(potrf_size(n, a, &lwork));
+    wbytes = sizeof(T) * (size_t)max1(lwork);
+    work = (T *)pnG_malloc(wbytes, stream);
+    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
+    if (!work || !info) {
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++) /* info > 0 (not positive definite): the partial factor */
+        SOLVER_CHECK(potrf(n, a + i * n * n, work, lwork, info + i));
+done:
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) {
+        PNG_LAUNCH(zero_lower_kernel<T>, png_blocks_for(nmat * n * n, 256), 256, 0,
+                   png_stream(stream), nmat, (int64_t)n, a);
+        rc = pnG_check_launch("zero_lower_kernel");
+    }
+    if (work) pnG_free(work, wbytes, stream);
+    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    return rc;
+}
+
+/* See solver.h. */
+int pnG_solver_cholesky(pn_dtype t, int64_t nmat, int n, void *a, int stream)
+{
+    if (t == PN_FLOAT32) return potrf_batch(nmat, n, (float *)a, stream);
+    return potrf_batch(nmat, n, (double *)a, stream);
+}
+
+/* ───────────────────────────── triangular solves (cuBLAS trsm) ───────────────────────────── */
+
+/* One classic cuBLAS handle for the process, bound to the stream per call under its lock. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static cublasHandle_t blas_handle;
+static cublasStatus_t blas_create_status = CUBLAS_STATUS_NOT_INITIALIZED;
+
+static int blas_acquire(int stream)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_create_status != CUBLAS_STATUS_SUCCESS) blas_create_status = cublasCreate(&blas_handle);
+    cublasStatus_t st = blas_create_status;
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(blas_handle, png_stream(stream));
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        pthread_mutex_unlock(&blas_lock);
+        pn_set_error(PN_ERR_BACKEND, "[cublas] cublasCreate/SetStream failed with status %d.", (int)st);
+        return -1;
+    }
+    return 0;
+}
+
+static cublasStatus_t trsm(cublasSideMode_t side, cublasFillMode_t uplo, cublasDiagType_t diag,
+                           int m, int n, const float *a, int lda, float *b, int ldb)
+{
+    const float one = 1.0f;
+    return cublasStrsm(blas_handle, side, uplo, CUBLAS_OP_N, diag, m, n, &one, a, lda, b, ldb);
+}
+static cublasStatus_t trsm(cublasSideMode_t side, cublasFillMode_t uplo, cublasDiagType_t diag,
+                           int m, int n, const double *a, int lda, double *b, int ldb)
+{
+    const double one = 1.0;
+    return cublasDtrsm(blas_handle, side, uplo, CUBLAS_OP_N, diag, m, n, &one, a, lda, b, ldb);
+}
+
+/* The smallest index of a matrix with a zero on its diagonal, into *first (left alone when
+ * there is none). */
+template <typename T>
+__global__ void zero_diagonal_kernel(int64_t nmat, int64_t n, const T *a, int *first)
+{
+    for (int64_t t = png_thread_index(); t < nmat * n; t += png_grid_stride()) {
+        int64_t i = t / n, d = t % n;
+        if (a[i * n * n + d * (n + 1)] == T(0)) atomicMin(first, (int)i);
+    }
+}
+
+template <typename T>
+static int trsm_batch(int64_t nmat, int n, int k, bool upper, bool unit, const T *a, T *x,
+                      int64_t *singular, int stream)
+{
+    *singular = -1;
+    if (!unit) {
+        int *first = (int *)pnG_malloc(sizeof(int), stream), none = INT_MAX, host = INT_MAX;
+        int rc = first ? pnG_copy_to_device(first, &none, sizeof(int), stream) : -1;
+        if (rc == 0) {
+            PNG_LAUNCH(zero_diagonal_kernel<T>, png_blocks_for(nmat * n, 256), 256, 0,
+                       png_stream(stream), nmat, (int64_t)n, a, first);
+            rc = pnG_check_launch("zero_diagonal_kernel");
+        }
+        if (rc == 0) rc = pnG_copy_to_host(&host, first, sizeof(int), stream);
+        if (first) pnG_free(first, sizeof(int), stream);
+        if (rc) return -1;
+        if (host != INT_MAX) {
+            *singular = host;
+            return 0;
+        }
+    }
+    if (blas_acquire(stream)) return -1;
+    /* row-major T x = b is column-major x^T T^T = b^T: side right, the other triangle */
+    cublasFillMode_t uplo = upper ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER;
+    cublasDiagType_t diag = unit ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT;
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    for (int64_t i = 0; i < nmat && st == CUBLAS_STATUS_SUCCESS; i++)
+        st = trsm(CUBLAS_SIDE_RIGHT, uplo, diag, k, n, a + i * n * n, n, x + i * n * k, k);
+    pthread_mutex_unlock(&blas_lock);
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        pn_set_error(PN_ERR_BACKEND, "[cublas] trsm failed with status %d.", (int)st);
+        return -1;
+    }
+    return 0;
+}
+
+/* See solver.h. */
+int pnG_solver_trsm(pn_dtype t, int64_t nmat, int n, int k, bool upper, bool unit, const void *a,
+                    void *x, int64_t *singular, int stream)
+{
+    if (t == PN_FLOAT32)
+        return trsm_batch(nmat, n, k, upper, unit, (const float *)a, (float *)x, singular, stream);
+    return trsm_batch(nmat, n, k, upper, unit, (const double *)a, (double *)x, singular, stream);
 }

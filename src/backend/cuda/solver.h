@@ -1,4 +1,5 @@
-/* solver.h — launchers of the GPU decompositions, called by the C glue of SVD, Eigh and LUF
+/* solver.h — launchers of the GPU decompositions and solvers, called by the C glue of SVD, Eigh,
+ * Eig, LUF, Cholesky and SolveTriangular
  * (solver.c) and defined in solver.cu over cuSOLVER's dense API (and Eig's over its 64-bit
  * API) (the simulated cuSOLVER of
  * sim/cusolver_sim.h under PONTE_GPU_SIM). Matrices are column-major, as cuSOLVER's; a batch
@@ -40,6 +41,19 @@ int pnG_solver_eig(pn_dtype t, int64_t nmat, int n, void *a, void *vals, void *v
  * error. */
 int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *pivots,
                   uint32_t *rows, int stream);
+
+/* Cholesky factor of each column-major n x n matrix of a in place (potrf on its upper
+ * triangle, the row-major lower one), the other triangle zeroed: read row-major, a then holds
+ * L with L L^T = A. A matrix that is not positive definite keeps potrf's partial factor (not an
+ * error, as on the CPU). */
+int pnG_solver_cholesky(pn_dtype t, int64_t nmat, int n, void *a, int stream);
+
+/* x = T^-1 x for each row-major n x n matrix of a (its upper or lower triangle, a unit diagonal
+ * when unit) and row-major n x k matrix of x, in place (cuBLAS trsm). Unless unit, the
+ * diagonals are checked for zeros first (this waits for the stream): *singular is then the
+ * first such matrix and nothing is solved; else *singular = -1. */
+int pnG_solver_trsm(pn_dtype t, int64_t nmat, int n, int k, bool upper, bool unit, const void *a,
+                    void *x, int64_t *singular, int stream);
 
 #ifdef __cplusplus
 }

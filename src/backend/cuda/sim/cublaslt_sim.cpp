@@ -1,7 +1,9 @@
 /* cublaslt_sim.cpp — the simulated cuBLASLt (cublaslt_sim.h): descriptors as plain structs,
  * validation with cuBLASLt's statuses, and a reference matmul on the host, synchronous like
  * every simulated runtime call: each batch's op(A) and op(B) are converted to double (complex:
- * pairs) once, every element of D is a double-accumulated dot product rounded to D's type. */
+ * pairs) once, every element of D is a double-accumulated dot product, plus beta C, plus the
+ * epilogue's bias (per row of D), through its activation, rounded to D's type. */
+#include <math.h>
 #include <new>
 #include <stdint.h>
 #include <string.h>
@@ -16,6 +18,10 @@ struct pnsim_lt_matmul_desc {
     cublasComputeType_t compute;
     cudaDataType_t scale;
     cublasOperation_t opa, opb;
+    uint32_t epilogue;
+    const void *bias;
+    int64_t bias_stride;
+    int32_t bias_type; /* -1: D's type */
 };
 struct pnsim_lt_layout {
     cudaDataType_t type;
@@ -113,6 +119,8 @@ cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *desc, cublasComput
     if (st != CUBLAS_STATUS_SUCCESS) return st;
     (*desc)->compute = compute, (*desc)->scale = scale;
     (*desc)->opa = (*desc)->opb = CUBLAS_OP_N;
+    (*desc)->epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    (*desc)->bias_type = -1;
     return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t desc)
@@ -126,12 +134,31 @@ cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t desc,
 {
     if (!desc) return CUBLAS_STATUS_INVALID_VALUE;
     int32_t op;
-    cublasStatus_t st = set(&op, buf, size);
-    if (st != CUBLAS_STATUS_SUCCESS) return st;
-    if (op != CUBLAS_OP_N && op != CUBLAS_OP_T) return CUBLAS_STATUS_INVALID_VALUE;
+    uint32_t epi;
+    cublasStatus_t st;
     switch (attr) {
-    case CUBLASLT_MATMUL_DESC_TRANSA: desc->opa = (cublasOperation_t)op; return st;
-    case CUBLASLT_MATMUL_DESC_TRANSB: desc->opb = (cublasOperation_t)op; return st;
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+        st = set(&op, buf, size);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+        if (op != CUBLAS_OP_N && op != CUBLAS_OP_T) return CUBLAS_STATUS_INVALID_VALUE;
+        (attr == CUBLASLT_MATMUL_DESC_TRANSA ? desc->opa : desc->opb) = (cublasOperation_t)op;
+        return st;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE:
+        st = set(&epi, buf, size);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+        switch (epi) {
+        case CUBLASLT_EPILOGUE_DEFAULT:
+        case CUBLASLT_EPILOGUE_RELU:
+        case CUBLASLT_EPILOGUE_BIAS:
+        case CUBLASLT_EPILOGUE_RELU_BIAS:
+        case CUBLASLT_EPILOGUE_GELU:
+        case CUBLASLT_EPILOGUE_GELU_BIAS: desc->epilogue = epi; return st;
+        }
+        return CUBLAS_STATUS_INVALID_VALUE; /* (AUX / gradient epilogues: not simulated) */
+    case CUBLASLT_MATMUL_DESC_BIAS_POINTER: return set(&desc->bias, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE: return set(&desc->bias_stride, buf, size);
+    case CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE: return set(&desc->bias_type, buf, size);
     }
     return CUBLAS_STATUS_INVALID_VALUE;
 }
@@ -186,6 +213,13 @@ static cublasStatus_t check(cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
     default: ok = false;
     }
     if (!ok) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (desc->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
+        /* the bias has D's type (the documented exceptions are integer and fp8 kernels) */
+        if (t == CUDA_R_64F || t == CUDA_C_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+        if ((desc->epilogue & CUBLASLT_EPILOGUE_BIAS) && desc->bias_type != -1 &&
+            desc->bias_type != (int32_t)t)
+            return CUBLAS_STATUS_NOT_SUPPORTED;
+    }
     int64_t m = d->rows, n = d->cols;
     int64_t am = desc->opa == CUBLAS_OP_N ? a->rows : a->cols;
     int64_t k = desc->opa == CUBLAS_OP_N ? a->cols : a->rows;
@@ -250,6 +284,7 @@ static pnsim_cd load(cudaDataType_t t, const void *base, int64_t i)
     case CUDA_R_32F: return {((const float *)base)[i], 0.0};
     case CUDA_R_64F: return {((const double *)base)[i], 0.0};
     case CUDA_C_32F: return {((const float *)base)[2 * i], ((const float *)base)[2 * i + 1]};
+    case CUDA_C_64F: return {((const double *)base)[2 * i], ((const double *)base)[2 * i + 1]};
     }
     return {0.0, 0.0};
 }
@@ -264,6 +299,7 @@ static void store(cudaDataType_t t, void *base, int64_t i, pnsim_cd v)
     case CUDA_C_32F:
         ((float *)base)[2 * i] = (float)v.re, ((float *)base)[2 * i + 1] = (float)v.im;
         return;
+    case CUDA_C_64F: ((double *)base)[2 * i] = v.re, ((double *)base)[2 * i + 1] = v.im; return;
     }
 }
 
@@ -275,8 +311,20 @@ static size_t type_size(cudaDataType_t t)
     case CUDA_R_32F: return 4;
     case CUDA_R_64F:
     case CUDA_C_32F: return 8;
+    case CUDA_C_64F: return 16;
     }
     return 0;
+}
+
+/* x after the epilogue's activation (the bias is already in). */
+static double activate(uint32_t epilogue, double x)
+{
+    if (epilogue & CUBLASLT_EPILOGUE_RELU) return x > 0.0 ? x : (x == x ? 0.0 : x);
+    if (epilogue & CUBLASLT_EPILOGUE_GELU) {
+        const double k = 0.7978845608028654; /* sqrt(2 / pi) */
+        return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
+    }
+    return x;
 }
 
 /* A scalar of the scale type at host pointer p. */
@@ -311,6 +359,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     pnsim_cd al = scalar(desc->scale, alpha), be = scalar(desc->scale, beta);
     bool read_c = be.re != 0.0 || be.im != 0.0;
     if (read_c && !C) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool has_bias = (desc->epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
+    if (has_bias && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
     int64_t m = Ddesc->rows, n = Ddesc->cols;
     int64_t k = desc->opa == CUBLAS_OP_N ? Adesc->cols : Adesc->rows;
     /* op(A) row i, element l: A[i + l lda] (N) or A[l + i lda] (T); op(B) column j, element l:
@@ -329,6 +379,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         const char *b = (const char *)B + (size_t)(bi * Bdesc->stride) * es;
         const char *c = read_c ? (const char *)C + (size_t)(bi * Cdesc->stride) * es : NULL;
         char *d = (char *)D + (size_t)(bi * Ddesc->stride) * es;
+        const char *bias = has_bias ? (const char *)desc->bias + (size_t)(bi * desc->bias_stride) * es
+                                    : NULL;
         gather(ar, t, a, m, k, a_si, a_sl);
         gather(bc, t, b, n, k, b_sj, b_sl);
         if (desc->compute == CUBLAS_COMPUTE_32F_FAST_TF32) { /* the tensor cores' inputs */
@@ -352,6 +404,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                     pnsim_cd cv = load(t, c, i + j * Cdesc->ld);
                     r.re += be.re * cv.re - be.im * cv.im, r.im += be.re * cv.im + be.im * cv.re;
                 }
+                if (bias) r.re += load(t, bias, i).re; /* real types only (checked) */
+                r.re = activate(desc->epilogue, r.re);
                 store(t, d, i + j * Ddesc->ld, r);
             }
         }

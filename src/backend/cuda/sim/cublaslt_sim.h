@@ -1,6 +1,6 @@
 /* cublaslt_sim.h — the simulated cuBLASLt: exactly the subset of <cublasLt.h> that gemm.cu
  * uses (handle, matmul / matrix layout / preference descriptors and the attributes Ponte sets,
- * the heuristic, cublasLtMatmul), with cuBLAS's names, values and statuses, and no CUDA
+ * the bias / ReLU / GELU epilogues, the heuristic, cublasLtMatmul), with cuBLAS's names, values and statuses, and no CUDA
  * toolkit header. cublaslt_sim.cpp computes the matmul with a reference loop on the host
  * (simulated device memory is host memory), synchronously as the simulated runtime does. */
 #ifndef PONTE_BACKEND_CUDA_SIM_CUBLASLT_SIM_H
@@ -70,9 +70,27 @@ typedef struct {
 } cublasLtMatmulHeuristicResult_t;
 
 typedef enum {
-    CUBLASLT_MATMUL_DESC_TRANSA = 3, /* int32_t (cublasOperation_t) */
-    CUBLASLT_MATMUL_DESC_TRANSB = 4, /* int32_t (cublasOperation_t) */
+    CUBLASLT_MATMUL_DESC_TRANSA = 3,            /* int32_t (cublasOperation_t) */
+    CUBLASLT_MATMUL_DESC_TRANSB = 4,            /* int32_t (cublasOperation_t) */
+    CUBLASLT_MATMUL_DESC_EPILOGUE = 7,          /* uint32_t (cublasLtEpilogue_t), default DEFAULT */
+    CUBLASLT_MATMUL_DESC_BIAS_POINTER = 8,      /* const void * (device), default NULL */
+    CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE = 10, /* int64_t elements, default 0 */
+    CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE = 26,   /* int32_t (cudaDataType_t), default -1: D's type */
 } cublasLtMatmulDescAttributes_t;
+
+/* The epilogues simulated: the bias forms add bias[i] to every element of row i of D (the bias
+ * has D's row count of elements, packed; batch b reads bias + b * BIAS_BATCH_STRIDE) after
+ * alpha * op(A) op(B) + beta * C, before the activation. GELU is the tanh form
+ * 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). Non-default epilogues are simulated for
+ * the real 16F / 16BF / 32F storage types only (64F and complex: NOT_SUPPORTED here). */
+typedef enum {
+    CUBLASLT_EPILOGUE_DEFAULT = 1,
+    CUBLASLT_EPILOGUE_RELU = 2,
+    CUBLASLT_EPILOGUE_BIAS = 4,
+    CUBLASLT_EPILOGUE_RELU_BIAS = 6, /* RELU | BIAS */
+    CUBLASLT_EPILOGUE_GELU = 32,
+    CUBLASLT_EPILOGUE_GELU_BIAS = 36, /* GELU | BIAS */
+} cublasLtEpilogue_t;
 
 typedef enum {
     CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT = 5,          /* int32_t, default 1 */

@@ -1,5 +1,6 @@
 /* cusolver_sim.cpp — the simulated cuSOLVER (cusolver_sim.h): each routine calls the LAPACK
- * routine of the same job on the host (gesdd for gesvdj, syevd, getrf), with the scratch it
+ * routine of the same job on the host (gesdd for gesvdj and gesvdjBatched, syevd for syevd
+ * and syevjBatched, getrf, potrf; the batched ones per matrix), with the scratch it
  * needs from the host heap, and writes LAPACK's info where cuSOLVER writes its devInfo. */
 #include <new>
 #include <stdlib.h>
@@ -12,7 +13,10 @@ struct pnsim_solver_context {
     cudaStream_t stream;
 };
 struct pnsim_gesvdj_info {
-    int unused;
+    int sort;
+};
+struct pnsim_syevj_info {
+    int sort;
 };
 struct pnsim_solver_params {
     int unused;
@@ -47,6 +51,30 @@ cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info)
     delete info;
     return CUSOLVER_STATUS_SUCCESS;
 }
+cusolverStatus_t cusolverDnCreateSyevjInfo(syevjInfo_t *info)
+{
+    if (!info) return CUSOLVER_STATUS_INVALID_VALUE;
+    *info = new (std::nothrow) pnsim_syevj_info();
+    if (*info) (*info)->sort = 1;
+    return *info ? CUSOLVER_STATUS_SUCCESS : CUSOLVER_STATUS_ALLOC_FAILED;
+}
+cusolverStatus_t cusolverDnDestroySyevjInfo(syevjInfo_t info)
+{
+    delete info;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnXgesvdjSetSortEig(gesvdjInfo_t info, int sort_svd)
+{
+    if (!info) return CUSOLVER_STATUS_INVALID_VALUE;
+    info->sort = sort_svd;
+    return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnXsyevjSetSortEig(syevjInfo_t info, int sort_eig)
+{
+    if (!info) return CUSOLVER_STATUS_INVALID_VALUE;
+    info->sort = sort_eig;
+    return CUSOLVER_STATUS_SUCCESS;
+}
 cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t *params)
 {
     if (!params) return CUSOLVER_STATUS_INVALID_VALUE;
@@ -75,6 +103,10 @@ cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params)
     static void getrf(int m, int n, T *a, int lda, int *ipiv, int *info)                       \
     {                                                                                          \
         P##getrf_(&m, &n, a, &lda, ipiv, info);                                                \
+    }                                                                                          \
+    static void potrf(char uplo, int n, T *a, int lda, int *info)                              \
+    {                                                                                          \
+        P##potrf_(&uplo, &n, a, &lda, info);                                                   \
     }                                                                                          \
     static void geev(char jobvr, int n, T *a, int lda, T *wr, T *wi, T *vr, int ldvr, T *work, \
                      int lwork, int *info)                                                     \
@@ -196,6 +228,68 @@ static cusolverStatus_t sim_getrf(int m, int n, T *A, int lda, int *ipiv, int *i
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
         return sim_getrf(m, n, A, lda, ipiv, info);                                            \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##potrf_bufferSize(cusolverDnHandle_t handle,                 \
+                                                     cublasFillMode_t, int, T *, int,          \
+                                                     int *lwork)                               \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##potrf(cusolverDnHandle_t handle, cublasFillMode_t uplo,     \
+                                          int n, T *A, int lda, T *, int, int *info)           \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;                      \
+        potrf(uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L', n, A, lda, info);                    \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
+        cusolverDnHandle_t handle, cusolverEigMode_t, int m, int n, const T *, int, const T *, \
+        const T *, int, const T *, int, int *lwork, gesvdjInfo_t params, int batchSize)        \
+    {                                                                                          \
+        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (m > 32 || n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;           \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##gesvdjBatched(                                             \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, int m, int n, T *A, int lda, T *S,  \
+        T *U, int ldu, T *V, int ldv, T *, int, int *info, gesvdjInfo_t params, int batchSize) \
+    {                                                                                          \
+        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (m > 32 || n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;           \
+        int k = m < n ? m : n;                                                                 \
+        for (int b = 0; b < batchSize; b++) {                                                  \
+            cusolverStatus_t st = sim_gesvdj(jobz, 0, m, n, A + (size_t)b * lda * n, lda,      \
+                                             S + (size_t)b * k, U + (size_t)b * ldu * m, ldu,  \
+                                             V + (size_t)b * ldv * n, ldv, info + b);          \
+            if (st != CUSOLVER_STATUS_SUCCESS) return st;                                      \
+        }                                                                                      \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##syevjBatched_bufferSize(                                   \
+        cusolverDnHandle_t handle, cusolverEigMode_t, cublasFillMode_t, int n, const T *, int, \
+        const T *, int *lwork, syevjInfo_t params, int batchSize)                              \
+    {                                                                                          \
+        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;                     \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##syevjBatched(                                              \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *A, \
+        int lda, T *W, T *, int, int *info, syevjInfo_t params, int batchSize)                 \
+    {                                                                                          \
+        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;                     \
+        for (int b = 0; b < batchSize; b++) {                                                  \
+            cusolverStatus_t st = sim_syevd(jobz, uplo, n, A + (size_t)b * lda * n, lda,       \
+                                            W + (size_t)b * n, info + b);                      \
+            if (st != CUSOLVER_STATUS_SUCCESS) return st;                                      \
+        }                                                                                      \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
     }
 PNSIM_SOLVER_DEFS(float, S)
 PNSIM_SOLVER_DEFS(double, D)

@@ -1,5 +1,6 @@
 /* cusolver_sim.h — the simulated cuSOLVER: exactly the subset of <cusolverDn.h> that
- * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf, the 64-bit
+ * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf, potrf, the batched
+ * Jacobi routines gesvdjBatched / syevjBatched with their info objects, the 64-bit
  * API's geev with its params object, and their buffer-size queries), with cuSOLVER's names, values and statuses and no CUDA toolkit
  * header. cusolver_sim.cpp computes each call with LAPACK on the host (simulated device
  * memory is host memory), synchronously as the simulated runtime does. */
@@ -32,6 +33,7 @@ typedef enum {
 
 typedef struct pnsim_solver_context *cusolverDnHandle_t;
 typedef struct pnsim_gesvdj_info *gesvdjInfo_t;
+typedef struct pnsim_syevj_info *syevjInfo_t;
 typedef struct pnsim_solver_params *cusolverDnParams_t;
 
 cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle);
@@ -39,6 +41,12 @@ cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle);
 cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t handle, cudaStream_t stream);
 cusolverStatus_t cusolverDnCreateGesvdjInfo(gesvdjInfo_t *info);
 cusolverStatus_t cusolverDnDestroyGesvdjInfo(gesvdjInfo_t info);
+cusolverStatus_t cusolverDnCreateSyevjInfo(syevjInfo_t *info);
+cusolverStatus_t cusolverDnDestroySyevjInfo(syevjInfo_t info);
+/* Whether the batched Jacobi routines sort (the default: yes). The simulated ones always sort
+ * (as LAPACK returns them), which unsorted output also allows. */
+cusolverStatus_t cusolverDnXgesvdjSetSortEig(gesvdjInfo_t info, int sort_svd);
+cusolverStatus_t cusolverDnXsyevjSetSortEig(syevjInfo_t info, int sort_eig);
 cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t *params);
 cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params);
 /* geev of a real n x n matrix (float or double, all types one precision): dataTypeW complex
@@ -65,7 +73,11 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
 
 /* The buffer sizes are 1: the simulated routines take their scratch from the host heap. The
  * routines write LAPACK's info to *info (device memory); gesvdj returns V, not V^T, as
- * cuSOLVER's. Only econ == 0 (full U and V) is simulated. */
+ * cuSOLVER's. Only econ == 0 (full U and V) is simulated. The batched Jacobi routines
+ * (gesvdjBatched: m, n <= 32; syevjBatched: n <= 32, else INVALID_VALUE as cuSOLVER's) run
+ * the per-matrix routine on each of batchSize matrices stored one after another (A every
+ * lda * n elements, S / W every min(m, n) / n, U every ldu * m, V every ldv * n), one info
+ * per matrix. */
 #define PNSIM_SOLVER_DECLS(T, P)                                                               \
     cusolverStatus_t cusolverDn##P##gesvdj_bufferSize(                                         \
         cusolverDnHandle_t handle, cusolverEigMode_t jobz, int econ, int m, int n, const T *A,  \
@@ -85,7 +97,27 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
     cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int m, int n,   \
                                                      T *A, int lda, int *lwork);               \
     cusolverStatus_t cusolverDn##P##getrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
-                                          int lda, T *work, int *ipiv, int *info);
+                                          int lda, T *work, int *ipiv, int *info);              \
+    cusolverStatus_t cusolverDn##P##potrf_bufferSize(cusolverDnHandle_t handle,                 \
+                                                     cublasFillMode_t uplo, int n, T *A,       \
+                                                     int lda, int *lwork);                     \
+    cusolverStatus_t cusolverDn##P##potrf(cusolverDnHandle_t handle, cublasFillMode_t uplo,     \
+                                          int n, T *A, int lda, T *work, int lwork,            \
+                                          int *info);                                          \
+    cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, int m, int n, const T *A, int lda,  \
+        const T *S, const T *U, int ldu, const T *V, int ldv, int *lwork, gesvdjInfo_t params, \
+        int batchSize);                                                                        \
+    cusolverStatus_t cusolverDn##P##gesvdjBatched(                                             \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, int m, int n, T *A, int lda, T *S,  \
+        T *U, int ldu, T *V, int ldv, T *work, int lwork, int *info, gesvdjInfo_t params,      \
+        int batchSize);                                                                        \
+    cusolverStatus_t cusolverDn##P##syevjBatched_bufferSize(                                   \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n,       \
+        const T *A, int lda, const T *W, int *lwork, syevjInfo_t params, int batchSize);       \
+    cusolverStatus_t cusolverDn##P##syevjBatched(                                              \
+        cusolverDnHandle_t handle, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *A, \
+        int lda, T *W, T *work, int lwork, int *info, syevjInfo_t params, int batchSize);
 PNSIM_SOLVER_DECLS(float, S)
 PNSIM_SOLVER_DECLS(double, D)
 #undef PNSIM_SOLVER_DECLS
