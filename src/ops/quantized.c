@@ -536,6 +536,15 @@ pn_array *pn_quantized_matmul(pn_array *x, pn_array *w, pn_array *scales, pn_arr
 
 /* ───────────────────────────── gather_qmm ───────────────────────────── */
 
+/* The gather functions' index arrays (NULL: none) must be integers. 0, or -1 with an error. */
+static int check_indices(const char *fn, pn_array *lhs_indices, pn_array *rhs_indices)
+{
+    bool bad_lhs = lhs_indices && !pnC_is_integer(lhs_indices->dtype);
+    if (!bad_lhs && !(rhs_indices && !pnC_is_integer(rhs_indices->dtype))) return 0;
+    return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] Got %s with invalid dtype. Indices must be "
+                    "integral.", fn, bad_lhs ? "lhs_indices" : "rhs_indices"), -1;
+}
+
 /* See ponte.h. */
 pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *biases,
                         pn_array *lhs_indices, pn_array *rhs_indices, bool transpose,
@@ -553,12 +562,7 @@ pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *bi
     if (qmm_check("gather_qmm", x, w, scales, biases, transpose, &group_size, &bits, mode,
                   &outer, &t) < 0)
         return NULL;
-    if ((lhs_indices && !pnC_is_integer(lhs_indices->dtype)) ||
-        (rhs_indices && !pnC_is_integer(rhs_indices->dtype)))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qmm] Got %s with invalid dtype. "
-                        "Indices must be integral.",
-                        lhs_indices && !pnC_is_integer(lhs_indices->dtype) ? "lhs_indices"
-                                                                           : "rhs_indices");
+    if (check_indices("gather_qmm", lhs_indices, rhs_indices)) return NULL;
     if (x->ndim < 2)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qmm] Non-quantized input must have at "
                         "least two dimensions but got input with shape %s.",
@@ -807,12 +811,7 @@ pn_array *pn_gather_qqmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *l
     if (qq_check("gather_qqmm", x, w, scales, group_size, bits, mode, global_scale_x,
                  global_scale_w, &c) < 0)
         return NULL;
-    if ((lhs_indices && !pnC_is_integer(lhs_indices->dtype)) ||
-        (rhs_indices && !pnC_is_integer(rhs_indices->dtype)))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qqmm] Got %s with invalid dtype. "
-                        "Indices must be integral.",
-                        lhs_indices && !pnC_is_integer(lhs_indices->dtype) ? "lhs_indices"
-                                                                           : "rhs_indices");
+    if (check_indices("gather_qqmm", lhs_indices, rhs_indices)) return NULL;
     if (x->ndim < 2)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[gather_qqmm] x must have at least two "
                         "dimensions but got shape %s.",

@@ -120,7 +120,6 @@ int pp_init_nn(PyObject *m);
 int pp_init_linalg_decomp(PyObject *m); /* linalg_decomp.c: after pp_init_ops */
 int pp_init_fft(PyObject *m); /* fft.c: fills ponte.core.fft */
 int pp_init_quantized(PyObject *m); /* quantize, dequantize, quantized_matmul (quantized.c) */
-int pp_init_qq(PyObject *m); /* qqmm, gather_qqmm (qq.c) */
 int pp_init_export(PyObject *m); /* export_function, import_function, exporter (export.c) */
 int pp_init_surface3(PyObject *m); /* device_info, clear_streams, random.state (surface3.c) */
 int pp_init_surface6b(PyObject *m); /* fft.stft/istft/fftfreq, fast.gated_delta_update, distributed (surface6b.c) */

@@ -1,5 +1,6 @@
 /* quantized.c — mlx.core.quantize, dequantize, quantized_matmul and gather_qmm for ponte.core,
- * over pn_quantize / pn_dequantize / pn_quantized_matmul / pn_gather_qmm (src/ops/quantized.c).
+ * qqmm and gather_qqmm, over pn_quantize / pn_dequantize / pn_quantized_matmul / pn_gather_qmm /
+ * pn_qqmm / pn_gather_qqmm (src/ops/quantized.c).
  * Arguments as MLX's: group_size and bits None pick the mode's defaults, mode is a string
  * ("affine", "mxfp4", "mxfp8", "nvfp4"), global_scale an optional float32 scalar (nvfp4). */
 #include "pyponte.h"
@@ -21,7 +22,7 @@ static int opt_int(PyObject *o, const char *what, int *out)
 
 /* The arrays of one call (owned; released by release_all). */
 typedef struct args4 {
-    pn_array *a[6];
+    pn_array *a[8];
     int n;
 } args4;
 
@@ -164,6 +165,64 @@ static PyObject *py_gather_qmm(PyObject *m, PyObject *args, PyObject *kw)
     return r;
 }
 
+/* qqmm(x, w, scales=None, group_size=None, bits=None, mode='nvfp4', global_scale_x=None,
+ *      global_scale_w=None, *, stream=None) */
+static PyObject *py_qqmm(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *xo, *wo, *sco = Py_None, *go = Py_None, *bo = Py_None, *gxo = Py_None,
+                       *gwo = Py_None, *so = Py_None;
+    const char *mode = "nvfp4";
+    static char *kwlist[] = {"x", "w", "scales", "group_size", "bits", "mode",
+                             "global_scale_x", "global_scale_w", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOsOO$O:qqmm", kwlist, &xo, &wo, &sco, &go,
+                                     &bo, &mode, &gxo, &gwo, &so))
+        return NULL;
+    int gs, bits;
+    if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    args4 t = {.n = 0};
+    pn_array *x, *w, *s, *gx, *gw;
+    PyObject *r = NULL;
+    if (!take(&t, xo, &x) && !take(&t, wo, &w) && !take(&t, sco, &s) &&
+        !take(&t, gxo, &gx) && !take(&t, gwo, &gw))
+        r = pp_wrap(pn_qqmm(x, w, s, gs, bits, mode, gx, gw));
+    pp_release_all(t.a, t.n);
+    pp_stream_exit(pushed);
+    return r;
+}
+
+/* gather_qqmm(x, w, /, scales=None, lhs_indices=None, rhs_indices=None, group_size=None,
+ *             bits=None, mode='nvfp4', global_scale_x=None, global_scale_w=None, *,
+ *             sorted_indices=False, stream=None) */
+static PyObject *py_gather_qqmm(PyObject *m, PyObject *args, PyObject *kw)
+{
+    PyObject *xo, *wo, *sco = Py_None, *lo = Py_None, *ro = Py_None, *go = Py_None,
+                       *bo = Py_None, *gxo = Py_None, *gwo = Py_None, *so = Py_None;
+    int sorted = 0;
+    const char *mode = "nvfp4";
+    static char *kwlist[] = {"x", "w", "scales", "lhs_indices", "rhs_indices", "group_size",
+                             "bits", "mode", "global_scale_x", "global_scale_w",
+                             "sorted_indices", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOOsOO$pO:gather_qqmm", kwlist, &xo, &wo,
+                                     &sco, &lo, &ro, &go, &bo, &mode, &gxo, &gwo, &sorted, &so))
+        return NULL;
+    int gs, bits;
+    if (opt_int(go, "group_size", &gs) || opt_int(bo, "bits", &bits)) return NULL;
+    int pushed = pp_stream_enter(so);
+    if (pushed < 0) return NULL;
+    args4 t = {.n = 0};
+    pn_array *x, *w, *s, *li, *ri, *gx, *gw;
+    PyObject *r = NULL;
+    if (!take(&t, xo, &x) && !take(&t, wo, &w) && !take(&t, sco, &s) &&
+        !take(&t, lo, &li) && !take(&t, ro, &ri) && !take(&t, gxo, &gx) &&
+        !take(&t, gwo, &gw))
+        r = pp_wrap(pn_gather_qqmm(x, w, s, li, ri, gs, bits, mode, gx, gw, sorted));
+    pp_release_all(t.a, t.n);
+    pp_stream_exit(pushed);
+    return r;
+}
+
 static PyMethodDef quantized_methods[] = {
     {"quantize", (PyCFunction)(void (*)(void))py_quantize, METH_VARARGS | METH_KEYWORDS,
      "quantize(w, group_size=None, bits=None, mode='affine', *, global_scale=None) -> (w_q, "
@@ -180,6 +239,14 @@ static PyMethodDef quantized_methods[] = {
      "gather_qmm(x, w, scales, biases=None, lhs_indices=None, rhs_indices=None, transpose=True, "
      "group_size=None, bits=None, mode='affine', global_scale=None, *, sorted_indices=False)"
      "\n\nquantized_matmul with matrix-level gather over the batch axes of x and w."},
+    {"qqmm", (PyCFunction)(void (*)(void))py_qqmm, METH_VARARGS | METH_KEYWORDS,
+     "qqmm(x, w, scales=None, group_size=None, bits=None, mode='nvfp4', global_scale_x=None, "
+     "global_scale_w=None)\n\nx quantized on the fly times the quantized w (quantized here "
+     "when given in floating point), transposed: x̂ @ Ŵ.T."},
+    {"gather_qqmm", (PyCFunction)(void (*)(void))py_gather_qqmm, METH_VARARGS | METH_KEYWORDS,
+     "gather_qqmm(x, w, scales=None, lhs_indices=None, rhs_indices=None, group_size=None, "
+     "bits=None, mode='nvfp4', global_scale_x=None, global_scale_w=None, *, "
+     "sorted_indices=False)\n\nqqmm with matrix-level gather over the batch axes of x and w."},
     {NULL},
 };
 
