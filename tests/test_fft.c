@@ -538,9 +538,10 @@ static int tr_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
     return out[0] ? 0 : -1;
 }
 
-/* The transform is real-linear: with Ponte's convention, the cotangent of a complex input
- * element is dL/dRe - i dL/dIm for L(x) = Re sum(cot * f(x)) (real inputs: dL/dRe). The
- * reference evaluates L on each unit input (and i times it) through the float64 transform. */
+/* The transform is real-linear: in MLX's convention (transforms.h, pnT_vjp), the cotangent of
+ * a complex input element is dL/dRe + i dL/dIm for L(x) = Re sum(conj(cot) f(x)) (real
+ * inputs: dL/dRe). The reference evaluates L on each unit input (and i times it) through the
+ * float64 transform. */
 TEST(fft_vjp_jvp_vmap)
 {
     pn_scope_push();
@@ -579,11 +580,11 @@ TEST(fft_vjp_jvp_vmap)
                 b.v[e] = im ? I : 1;
                 ref fb = ref_fftn(b, c->kind, c->inverse, ax, c->naxes, n);
                 double L = 0;
-                for (int64_t k = 0; k < ref_size(&fb); k++) L += creal(u.v[k] * fb.v[k]);
+                for (int64_t k = 0; k < ref_size(&fb); k++) L += creal(conj(u.v[k]) * fb.v[k]);
                 parts[im] = L;
                 free(fb.v);
             }
-            g.v[e] = real_in ? parts[0] : parts[0] - I * parts[1];
+            g.v[e] = real_in ? parts[0] : parts[0] + I * parts[1];
         }
         pn_closure *f = pn_closure_new(tr_call, c, NULL);
         pn_array *outs[1], *vjps[1] = {NULL}, *jvps[1] = {NULL};

@@ -395,7 +395,13 @@ static pn_array *unary_term(const pnK_ew_params *p, pn_array *x, pn_array *y, pn
                             bool forward)
 {
     switch (p->op) {
-    case PNK_U_ABS: return pn_multiply(c, pn_sign(x));
+    case PNK_U_ABS: /* complex z: d|z| = Re(conj(z / |z|) dz); backward c conj(z / |z|) (the
+                     * convention of transforms.h's pnT_vjp) */
+        if (x->dtype == PN_COMPLEX64) {
+            pn_array *t = pn_multiply(c, pn_conjugate(pn_sign(x)));
+            return forward ? pn_real(t) : t;
+        }
+        return pn_multiply(c, pn_sign(x));
     case PNK_U_NEGATIVE: return pn_negative(c);
     case PNK_U_SQRT: return pn_divide(c, pn_multiply(y, wf(2)));
     case PNK_U_RSQRT: return pn_multiply(c, pn_multiply(wf(-0.5), pn_divide(y, x)));

@@ -388,9 +388,15 @@ static int bad_grad_output(const pn_array *o)
                         pnC_shape_str(o->shape, o->ndim, buf, sizeof buf));
 }
 
+/* See transforms.h. */
+pn_array *pnT_conj_complex(pn_array *a)
+{
+    return a && a->dtype == PN_COMPLEX64 ? pn_conjugate(a) : a;
+}
+
 int pnT_vjp(pn_closure *f, int np, pn_array *const *primals, const int *argnums, int nargs,
-            int ncot, pn_array *const *cotangents, bool grad_mode, int *nout, pn_array **out,
-            pn_array **grads)
+            int ncot, pn_array *const *cotangents, bool grad_mode, bool natural, int *nout,
+            pn_array **out, pn_array **grads)
 {
     *nout = 0;
     for (int k = 0; k < nargs; k++) grads[k] = NULL;
@@ -442,6 +448,7 @@ int pnT_vjp(pn_closure *f, int np, pn_array *const *primals, const int *argnums,
         pn_array *seed = grad_mode ? pn_ones(NULL, 0, fo[0]->dtype)
                          : c->dtype == fo[j]->dtype ? c
                                                     : pn_astype(c, fo[j]->dtype);
+        if (natural) seed = pnT_conj_complex(seed);
         rc = seed ? accumulate(slot, seed) : -1;
     }
     if (rc == 0) rc = backward(&g);
@@ -449,6 +456,7 @@ int pnT_vjp(pn_closure *f, int np, pn_array *const *primals, const int *argnums,
         pn_array **slot = pnT_graph_slot(&g, tr[k]);
         pn_array *p = primals[argnums[k]];
         grads[k] = slot && *slot ? *slot : pn_zeros(p->shape, p->ndim, p->dtype);
+        if (natural) grads[k] = pnT_conj_complex(grads[k]);
         if (!grads[k]) rc = -1;
     }
     pnT_graph_free(&g);
@@ -537,7 +545,7 @@ int pn_vjp(pn_closure *f, int nprimals, pn_array *const *primals, int ncotangent
     int *argnums = malloc((size_t)(nprimals + 1) * sizeof *argnums);
     if (!argnums) return graph_oom();
     for (int i = 0; i < nprimals; i++) argnums[i] = i;
-    int rc = pnT_vjp(f, nprimals, primals, argnums, nprimals, ncotangents, cotangents, false,
+    int rc = pnT_vjp(f, nprimals, primals, argnums, nprimals, ncotangents, cotangents, false, true,
                      nout, out, vjps);
     free(argnums);
     return rc;
@@ -611,7 +619,7 @@ int pn_value_and_grad_call(pn_closure *f, int nin, pn_array *const *in, const in
     int *args = malloc((size_t)nargnums * sizeof *args);
     if (!args) return graph_oom();
     int rc = resolve_argnums(argnums, nargnums, nin, args);
-    if (rc == 0) rc = pnT_vjp(f, nin, in, args, nargnums, 0, NULL, true, nout, out, grads);
+    if (rc == 0) rc = pnT_vjp(f, nin, in, args, nargnums, 0, NULL, true, true, nout, out, grads);
     free(args);
     return rc;
 }
@@ -700,7 +708,7 @@ static int custom_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *
         pn_array *fo[PN_MAX_OUTPUTS];
         int n = 0;
         pn_scope_push();
-        int rc = pnT_vjp(p->rule->f, np, in, argnums, nargs, nout, cot, false, &n, fo, grads);
+        int rc = pnT_vjp(p->rule->f, np, in, argnums, nargs, nout, cot, false, false, &n, fo, grads);
         if (rc) return pnT_scope_fail(grads, nargs);
         for (int j = 0; j < n; j++) pn_release(fo[j]);
         return pnT_scope_keep(grads, nargs);
@@ -712,7 +720,8 @@ static int custom_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *
     pn_scope_push();
     for (int i = 0; i < np; i++) args[i] = in[i];
     for (int j = 0; j < nout && rc == 0; j++) {
-        args[np + j] = cot[j] ? cot[j] : pn_zeros(out[j]->shape, out[j]->ndim, out[j]->dtype);
+        /* the user's rule speaks MLX's convention (transforms.h, pnT_vjp) */
+        args[np + j] = cot[j] ? pnT_conj_complex(cot[j]) : pn_zeros(out[j]->shape, out[j]->ndim, out[j]->dtype);
         args[np + nout + j] = out[j];
         if (!args[np + j]) rc = -1;
     }
@@ -733,7 +742,7 @@ static int custom_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *
                                             sizeof s2));
             break;
         }
-        grads[q] = gq;
+        grads[q] = pnT_conj_complex(gq);
     }
     free(args);
     if (rc) return pnT_scope_fail(grads, nargs);

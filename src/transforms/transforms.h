@@ -84,10 +84,17 @@ static inline bool pnT_same_shape(const pn_array *a, const pn_array *b)
  * (distinct, in range). Cotangents: when grad_mode, ones for output 0 (which must be 0-d) and
  * zero for the others; else ncot cotangents, one per output (NULL entries: zero). Outputs go
  * to out (*nout, room for PN_MAX_OUTPUTS), gradients to grads[nargs]; all are new arrays owned
- * like op results. Returns 0 or -1 with an error (nothing is returned then). */
+ * like op results. Returns 0 or -1 with an error (nothing is returned then).
+ * Complex cotangents: the primitives' vjps follow one convention inside the backward pass,
+ * cot * f'(z) for holomorphic f (JAX's); MLX's functions take and give the conjugate,
+ * (dL/dx + i dL/dy for a real loss L of z = x + iy), so with `natural` the complex cotangents
+ * are conjugated on the way in and the complex gradients on the way out. Backward passes that
+ * run inside another one (checkpoint) pass false. */
 int pnT_vjp(pn_closure *f, int np, pn_array *const *primals, const int *argnums, int nargs,
-            int ncot, pn_array *const *cotangents, bool grad_mode, int *nout, pn_array **out,
-            pn_array **grads);
+            int ncot, pn_array *const *cotangents, bool grad_mode, bool natural, int *nout,
+            pn_array **out, pn_array **grads);
+/* a conjugated when it is complex (a itself otherwise): between the two conventions above. */
+pn_array *pnT_conj_complex(pn_array *a);
 /* Forward mode over f at primals with tangents[np] (NULL entries: zero). Outputs and their
  * tangents go to out and jvps (*nout each), new arrays owned like op results. 0 or -1. */
 int pnT_jvp(pn_closure *f, int np, pn_array *const *primals, pn_array *const *tangents,
