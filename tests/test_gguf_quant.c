@@ -24,6 +24,7 @@ typedef struct {
 
 static void put(buf *o, const void *p, size_t k)
 {
+    if (k == 0) return; /* memcpy from or to NULL is undefined even for 0 bytes */
     if (o->n + k > o->cap) {
         o->cap = (o->n + k) * 2;
         o->b = realloc(o->b, o->cap);

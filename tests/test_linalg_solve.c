@@ -138,8 +138,10 @@ TEST(cholesky_as_mlx)
     double *sv = test_to_f64(spd);
     test_check_values("L L^T", pn_matmul(l, pn_swapaxes(l, -1, -2)), (int64_t[]){2, n, n}, 3,
                       PN_FLOAT64, sv, 1e-12, 1e-10);
+    double *zeros = calloc((size_t)(2 * n * n), sizeof(double));
     test_check_values("upper", pn_subtract(u, pn_swapaxes(l, -1, -2)), (int64_t[]){2, n, n}, 3,
-                      PN_FLOAT64, (double *)calloc((size_t)(2 * n * n), sizeof(double)), 0, 0);
+                      PN_FLOAT64, zeros, 0, 0);
+    free(zeros);
     double *lv = test_to_f64(l);
     for (int64_t q = 0; q < 2; q++)
         for (int64_t i = 0; i < n; i++)
@@ -177,22 +179,28 @@ TEST(vmap_over_the_solvers)
     pn_array *ins[2] = {at, b}, *out[1];
     int nout = 0;
     CHECK(pn_closure_call(vf, 2, ins, &nout, out) == 0);
-    test_check_values("vmap solve_triangular", out[0], (int64_t[]){B, n, k}, 3, PN_FLOAT64,
-                      test_to_f64(pn_linalg_solve_triangular(a, b, true)), 1e-12, 1e-12);
+    double *want = test_to_f64(pn_linalg_solve_triangular(a, b, true));
+    test_check_values("vmap solve_triangular", out[0], (int64_t[]){B, n, k}, 3, PN_FLOAT64, want,
+                      1e-12, 1e-12);
+    free(want);
     /* an unmapped right-hand side is shared by every matrix */
     pn_array *b1 = pn_take(b, pn_scalar_int(0, PN_INT32), 0);
     pn_closure *vf2 = pn_vmap(f, (int[]){0, -1}, 2, NULL, 1);
     pn_array *ins2[2] = {a, b1};
     CHECK(pn_closure_call(vf2, 2, ins2, &nout, out) == 0);
-    test_check_values("vmap shared b", out[0], (int64_t[]){B, n, k}, 3, PN_FLOAT64,
-                      test_to_f64(pn_linalg_solve_triangular(a, b1, true)), 1e-12, 1e-12);
+    want = test_to_f64(pn_linalg_solve_triangular(a, b1, true));
+    test_check_values("vmap shared b", out[0], (int64_t[]){B, n, k}, 3, PN_FLOAT64, want, 1e-12,
+                      1e-12);
+    free(want);
     pn_array *spd = pn_add(pn_matmul(a, pn_swapaxes(a, -1, -2)), pn_eye(n, n, 0, PN_FLOAT64));
     pn_closure *c = pn_closure_new(chol_fn, NULL, NULL);
     pn_closure *vc = pn_vmap(c, (int[]){2}, 1, NULL, 1);
     pn_array *spd_t = pn_moveaxis(spd, 0, 2);
     CHECK(pn_closure_call(vc, 1, &spd_t, &nout, out) == 0);
-    test_check_values("vmap cholesky", out[0], (int64_t[]){B, n, n}, 3, PN_FLOAT64,
-                      test_to_f64(pn_linalg_cholesky(spd, false)), 1e-12, 1e-12);
+    want = test_to_f64(pn_linalg_cholesky(spd, false));
+    test_check_values("vmap cholesky", out[0], (int64_t[]){B, n, n}, 3, PN_FLOAT64, want, 1e-12,
+                      1e-12);
+    free(want);
     pn_closure_release(f), pn_closure_release(vf), pn_closure_release(vf2);
     pn_closure_release(c), pn_closure_release(vc);
     pn_scope_pop();
