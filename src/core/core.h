@@ -274,10 +274,12 @@ int64_t pnC_gpu_fallback_count(void);
  * scope, NULL with an error. */
 pn_array *pnC_sum_to_shape(pn_array *x, const int64_t *shape, int ndim);
 pn_array *pnC_batch_front(pn_array *x, int axis, int rank);
-/* gather_mm / gather_qmm (rules.c): indices, or (NULL) an arange over x's flattened batch
- * (all but the last two axes) shaped as those axes; and x (..., R, C) flattened to (B, R, C)
- * with the batch items at indices taken: (indices.shape..., R, C) (NULL x: NULL). */
-pn_array *pnC_batch_indices(pn_array *x, pn_array *indices);
+/* gather_mm / gather_qmm / gather_qqmm (rules.c): the batch indices of both operands (each
+ * lhs / rhs, or when NULL an arange over its operand's flattened batch, all but the last two
+ * axes, shaped as those axes) broadcast together into bidx[2]: 0, or -1 with an error (NULL
+ * x or y: a failed op before); and x (..., R, C) flattened to (B, R, C) with the batch items
+ * at indices taken: (indices.shape..., R, C) (NULL x: NULL). */
+int pnC_gather_indices(pn_array *x, pn_array *lhs, pn_array *y, pn_array *rhs, pn_array **bidx);
 pn_array *pnC_take_batch(pn_array *x, pn_array *indices);
 
 /* Asynchronous evaluation (eval.c). While a pn_async_eval job runs on the worker thread,

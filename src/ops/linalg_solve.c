@@ -8,6 +8,7 @@
 #include "backend/cuda/eval.h"
 #include "core/core.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* ───────────────────────────── helpers ───────────────────────────── */
@@ -139,22 +140,37 @@ static pn_array *trsm_make(pn_array *a, pn_array *b, const pnK_trsm_params *p)
 
 /* a^-1 b for the triangle of a (square, any float dtype) and b (..., n) or (..., n, k), batch
  * dims broadcast, in a's and b's common floating dtype. */
+/* The operands of a solve a x = b for function op: a square, b (..., n) (*vec) or
+ * (..., n, K), both cast to the compute type of their common floating dtype (*t) with b as a
+ * matrix and the batch dims broadcast. Opens a scope (close it with pnC_scope_return) unless
+ * the checks fail first. 0 or -1. */
+static int solve_operands(const char *op, pn_array **a, pn_array **b, bool *vec, pn_dtype *t)
+{
+    int64_t n = square_matrix(op, *a);
+    if (n < 0) return -1;
+    *vec = pn_ndim(*b) == 1;
+    if (pn_ndim(*b) < 1 || (*vec ? pn_shape(*b)[0] : pn_dim(*b, -2)) != n)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] b must be a vector of size %lld or "
+                        "(..., %lld, K) matrices.", op, (long long)n, (long long)n), -1;
+    *t = pn_promote_types(pn_array_dtype(*a), pn_array_dtype(*b));
+    if (!pnC_is_float(*t)) *t = PN_FLOAT32;
+    pn_dtype ct = compute_type(*t);
+    pn_scope_push();
+    *a = pn_astype(*a, ct);
+    *b = pn_astype(*vec ? pn_expand_dims(*b, (int[]){-1}, 1) : *b, ct);
+    char name[48];
+    snprintf(name, sizeof name, "linalg::%s", op);
+    if (*a && *b && !broadcast_batch(name, a, b)) return 0;
+    pnC_scope_return(NULL);
+    return -1;
+}
+
 static pn_array *solve_tri(const char *op, pn_array *a, pn_array *b, bool upper, bool unit,
                            uint8_t fn)
 {
-    int64_t n = square_matrix(op, a);
-    if (n < 0) return NULL;
-    bool vec = pn_ndim(b) == 1;
-    if (pn_ndim(b) < 1 || (vec ? pn_shape(b)[0] : pn_dim(b, -2)) != n)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] b must be a vector of size %lld or "
-                        "(..., %lld, K) matrices.", op, (long long)n, (long long)n);
-    pn_dtype t = pn_promote_types(pn_array_dtype(a), pn_array_dtype(b));
-    if (!pnC_is_float(t)) t = PN_FLOAT32;
-    pn_dtype ct = compute_type(t);
-    pn_scope_push();
-    a = pn_astype(a, ct);
-    b = pn_astype(vec ? pn_expand_dims(b, (int[]){-1}, 1) : b, ct);
-    if (!a || !b || broadcast_batch("linalg::solve_triangular", &a, &b)) return pnC_scope_return(NULL);
+    bool vec;
+    pn_dtype t;
+    if (solve_operands(op, &a, &b, &vec, &t)) return NULL;
     pnK_trsm_params p = {.upper = upper, .unit = unit, .fn = fn};
     pn_array *x = pn_astype(trsm_make(a, b, &p), t);
     return pnC_scope_return(vec ? pn_squeeze(x, (int[]){-1}, 1) : x);
@@ -240,18 +256,9 @@ pn_array *pn_linalg_solve(pn_array *a, pn_array *b)
 {
     pn_array *ins[2] = {a, b};
     if (!pnC_inputs_ok("linalg::solve", 2, ins)) return NULL;
-    int64_t n = square_matrix("solve", a);
-    if (n < 0) return NULL;
-    bool vec = pn_ndim(b) == 1;
-    if (pn_ndim(b) < 1 || (vec ? pn_shape(b)[0] : pn_dim(b, -2)) != n)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::solve] b must be a vector of size %lld "
-                        "or (..., %lld, K) matrices.", (long long)n, (long long)n);
-    pn_dtype t = pn_promote_types(pn_array_dtype(a), pn_array_dtype(b));
-    if (!pnC_is_float(t)) t = PN_FLOAT32;
-    pn_scope_push();
-    a = pn_astype(a, compute_type(t));
-    b = pn_astype(vec ? pn_expand_dims(b, (int[]){-1}, 1) : b, compute_type(t));
-    if (!a || !b || broadcast_batch("linalg::solve", &a, &b)) return pnC_scope_return(NULL);
+    bool vec;
+    pn_dtype t;
+    if (solve_operands("solve", &a, &b, &vec, &t)) return NULL;
     pn_array *x = pn_astype(lu_solve(a, b, PNK_SOLVE, false), t);
     return pnC_scope_return(vec ? pn_squeeze(x, (int[]){-1}, 1) : x);
 }

@@ -47,10 +47,8 @@ pn_array *pn_gather_mm(pn_array *a, pn_array *b, pn_array *lhs_indices, pn_array
         pn_scope_pop();
         return NULL;
     }
-    pn_array *li = x ? pnC_batch_indices(x, lhs_indices) : NULL;
-    pn_array *ri = y ? pnC_batch_indices(y, rhs_indices) : NULL;
-    pn_array *idx[2] = {li, ri}, *bidx[2] = {NULL, NULL};
-    if (li && ri && pn_broadcast_arrays(idx, 2, bidx)) {
+    pn_array *bidx[2];
+    if (pnC_gather_indices(x, lhs_indices, y, rhs_indices, bidx)) {
         pn_scope_pop();
         return NULL;
     }

@@ -568,9 +568,8 @@ pn_array *pn_gather_qmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *bi
                         "least two dimensions but got input with shape %s.",
                         pnC_shape_str(x->shape, x->ndim, s1, sizeof s1));
     pn_scope_push();
-    pn_array *idx[2] = {pnC_batch_indices(x, lhs_indices), pnC_batch_indices(w, rhs_indices)};
-    pn_array *bidx[2] = {NULL, NULL};
-    if (!idx[0] || !idx[1] || pn_broadcast_arrays(idx, 2, bidx)) {
+    pn_array *bidx[2];
+    if (pnC_gather_indices(x, lhs_indices, w, rhs_indices, bidx)) {
         pn_scope_pop();
         return NULL;
     }
@@ -822,9 +821,8 @@ pn_array *pn_gather_qqmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *l
                         "batch shape, got scales of shape %s.",
                         pnC_shape_str(scales->shape, scales->ndim, s1, sizeof s1));
     pn_scope_push();
-    pn_array *idx[2] = {pnC_batch_indices(x, lhs_indices), pnC_batch_indices(w, rhs_indices)};
-    pn_array *bidx[2] = {NULL, NULL};
-    if (!idx[0] || !idx[1] || pn_broadcast_arrays(idx, 2, bidx)) {
+    pn_array *bidx[2];
+    if (pnC_gather_indices(x, lhs_indices, w, rhs_indices, bidx)) {
         pn_scope_pop();
         return NULL;
     }

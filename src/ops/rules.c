@@ -37,11 +37,20 @@ static int64_t batch_size(pn_array *x)
     return n;
 }
 
-pn_array *pnC_batch_indices(pn_array *x, pn_array *indices)
+/* indices, or an arange over x's flattened batch shaped as its batch axes. */
+static pn_array *batch_indices(pn_array *x, pn_array *indices)
 {
     if (indices) return indices;
     pn_array *r = pn_arange(0, (double)batch_size(x), 1, PN_UINT32);
     return pn_reshape(r, x->shape, x->ndim - 2);
+}
+
+int pnC_gather_indices(pn_array *x, pn_array *lhs, pn_array *y, pn_array *rhs, pn_array **bidx)
+{
+    bidx[0] = bidx[1] = NULL;
+    if (!x || !y) return -1;
+    pn_array *idx[2] = {batch_indices(x, lhs), batch_indices(y, rhs)};
+    return idx[0] && idx[1] ? pn_broadcast_arrays(idx, 2, bidx) : -1;
 }
 
 pn_array *pnC_take_batch(pn_array *x, pn_array *indices)
