@@ -708,9 +708,9 @@ int pn_linalg_lu_factor(pn_array *a, pn_array **lu, pn_array **pivots);
  * or below 10 max(m, n) eps max(S) count as zero (MLX's cutoff). Differentiable. */
 pn_array *pn_linalg_pinv(pn_array *a);
 
-/* ── mlx.core surface, part A (issue 4): can_cast, fp8, unique, det, slogdet, cross_entropy
- * (src/ops/surface6a.c) ──
- * Compositions of existing ops: they run on every backend, and differentiate and vmap through
+/* ── can_cast (src/core/dtype.c), fp8 (src/ops/fp8.c), unique (src/ops/sort.c), det, slogdet
+ * (src/ops/linalg_solve.c), cross_entropy (src/nn/losses.c) ──
+ * Except to_fp8 (one primitive), compositions of existing ops: they run on every backend, and differentiate and vmap through
  * their parts. Results are owned by the current scope; errors (PN_ERR_INVALID_ARGUMENT, with
  * MLX's messages) give NULL or -1 with every output NULL. */
 /* Whether promoting from with to gives to (MLX's can_cast). False for an invalid dtype. */
@@ -779,7 +779,7 @@ pn_array *pn_fft_irfft(pn_array *a, int64_t n, int axis);
 pn_array *pn_fft_fftshift(pn_array *a, const int *axes, int naxes);
 pn_array *pn_fft_ifftshift(pn_array *a, const int *axes, int naxes);
 
-/* ── surface6b (issue 4): fft helpers and short-time transforms (src/ops/spectral.c), gated
+/* ── fft helpers and short-time transforms (src/ops/spectral.c), gated
  * delta (src/nn/gated_delta.c), relu2 (src/nn/activations.c), distributed (src/distributed) ──
  * Results are owned by the current scope; bad arguments give PN_ERR_INVALID_ARGUMENT and
  * NULL (-1 for int results). PN_FFT_DEFAULT stands for an integer argument not given. */

@@ -123,12 +123,17 @@ TEST(singular_matrices_raise_at_eval)
 TEST(cholesky_as_mlx)
 {
     pn_scope_push();
-    /* not positive definite: MLX (LAPACK potrf) gives the partial factor [[1, 0], [2, -3]] */
+    /* not positive definite: MLX (LAPACK potrf) gives the partial factor [[1, 0], [2, -3]] on
+     * the CPU; cuSOLVER's potrf (the GPU) leaves NaN at the failing pivot instead (what a failed
+     * factorization holds is backend-defined; MLX's GPU has no cholesky) */
     float v[4] = {1, 2, 2, 1};
     pn_array *a = pn_array_from_data(v, (int64_t[]){2, 2}, 2, PN_FLOAT32);
-    double want[4] = {1, 0, 2, -3};
-    test_check_values("cholesky partial", pn_linalg_cholesky(a, false), (int64_t[]){2, 2}, 2,
-                      PN_FLOAT32, want, 0, 0);
+    pn_array *partial = pn_linalg_cholesky(a, false);
+    double *pv = test_to_f64(partial);
+    CHECK_MSG(pv && pv[0] == 1 && pv[1] == 0 && pv[2] == 2, "cholesky partial: first column");
+    if (pn_default_device().type == PN_CPU) CHECK_MSG(pv && pv[3] == -3, "cholesky partial: pivot");
+    else CHECK_MSG(pv && (pv[3] == -3 || isnan(pv[3])), "cholesky partial (gpu): pivot");
+    free(pv);
     /* a larger SPD batch: L L^T == A, upper is L^T */
     int64_t n = test_quick() ? 30 : 120;
     pn_array *m = test_random_array((int64_t[]){2, n, n}, 3, PN_FLOAT64, -1, 1);

@@ -253,3 +253,10 @@ void pnC_convert(const void *src, pn_dtype st, void *dst, pn_dtype dt, int64_t n
         for (int64_t i = 0; i < m; i++) pnC_store_f64((char *)dst + (c + i) * ds, dt, tmp[i]);
     }
 }
+
+/* See ponte.h. */
+bool pn_can_cast(pn_dtype from, pn_dtype to)
+{
+    if (!pnC_dtype_valid(from) || !pnC_dtype_valid(to)) return false;
+    return pn_promote_types(from, to) == to;
+}

@@ -18,7 +18,7 @@ extern const pnC_primitive random_bits_prim, sqrt_svd_prim;              /* rand
 extern const pnC_primitive reduce_prim, argreduce_prim, lse_prim, softmax_prim; /* reduce.c */
 extern const pnC_primitive svd_prim, eigh_prim, eig_prim, luf_prim;      /* linalg_decomp.c */
 extern const pnC_primitive solve_triangular_prim, cholesky_prim;       /* linalg_solve.c */
-extern const pnC_primitive to_fp8_prim;                               /* surface6a.c */
+extern const pnC_primitive to_fp8_prim;                               /* ops/fp8.c */
 extern const pnC_primitive quantize_prim, dequantize_prim, qmm_prim;     /* quantized.c */
 extern const pnC_primitive conv_prim;                                    /* conv.c */
 extern const pnC_primitive take_prim, take_scatter_prim, gather_prim, gather_axis_prim,

@@ -260,3 +260,41 @@ pn_array *pn_nn_triplet_loss(pn_array *anchors, pn_array *positives, pn_array *n
     pn_array *loss = pn_maximum(pn_add(pn_subtract(dist[0], dist[1]), W(margin)), W(0));
     return pnC_scope_return(reduce(loss, r));
 }
+
+/* ───────────────────────────── cross_entropy ───────────────────────────── */
+
+/* See ponte.h. logsumexp(logits, -1) - logits[..., targets] in float32 (float64 for float64
+ * logits, then cast), so half-precision logits accumulate in float32 as MLX's fused kernel. */
+pn_array *pn_fast_cross_entropy(pn_array *logits, pn_array *targets)
+{
+    pn_array *ins[2] = {logits, targets};
+    if (!pnC_inputs_ok("cross_entropy", 2, ins)) return NULL;
+    pn_dtype lt = pn_array_dtype(logits), tt = pn_array_dtype(targets);
+    int nd = pn_ndim(logits);
+    char b1[256], b2[256];
+    if (nd < 1)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[cross_entropy] logits must have at least 1 dimension but got input with 0 dimensions.");
+    if (!pnC_is_float(lt))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[cross_entropy] Received unsupported logits type %s.",
+                        pn_dtype_name(lt));
+    if (!pnC_is_integer(tt))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[cross_entropy] targets must be integer class indices but got %s.", pn_dtype_name(tt));
+    bool same = pn_ndim(targets) == nd - 1;
+    for (int k = 0; same && k < nd - 1; k++) same = pn_shape(targets)[k] == pn_shape(logits)[k];
+    if (!same)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[cross_entropy] targets shape %s does not match logits shape %s with the last axis removed.",
+                        pnC_shape_str(targets->shape, targets->ndim, b1, sizeof b1), pnC_shape_str(logits->shape, logits->ndim, b2, sizeof b2));
+    if (pn_size(logits) == 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[cross_entropy] Received empty logits of shape %s.",
+                        pnC_shape_str(logits->shape, logits->ndim, b2, sizeof b2));
+    pn_scope_push();
+    pn_dtype ct = lt == PN_FLOAT64 ? PN_FLOAT64 : PN_FLOAT32;
+    pn_array *x = lt == ct ? logits : pn_astype(logits, ct);
+    pn_array *lse = pn_logsumexp(x, (int[]){-1}, 1, false);
+    pn_array *picked = pn_squeeze(pn_take_along_axis(x, pn_expand_dims(targets, (int[]){-1}, 1), -1), (int[]){-1}, 1);
+    pn_array *r = pn_subtract(lse, picked);
+    return pnC_scope_return(ct == PN_FLOAT32 ? r : pn_astype(r, PN_FLOAT32));
+}

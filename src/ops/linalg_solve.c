@@ -346,3 +346,91 @@ pn_array *pn_linalg_cholesky(pn_array *a, bool upper)
     l = pn_astype(l, t);
     return pnC_scope_return(upper ? mT(l) : l);
 }
+
+/* ───────────────────────────── det, slogdet ───────────────────────────── */
+
+/* Checks a for det/slogdet (fn names the function) and factors it: d (..., n) the diagonal of
+ * U and psign (...) the permutation's sign (-1 for an odd number of row swaps), both in the
+ * compute dtype (float64 for float64 input, else float32). Sets *out_t to the result dtype
+ * (a's for floating a, float32 otherwise) and *empty for n = 0 (d and psign are then NULL).
+ * 0 or -1. Arrays belong to the current scope. */
+static int det_factor(const char *fn, pn_array *a, pn_array **d, pn_array **psign, pn_dtype *out_t,
+                      bool *empty)
+{
+    char op[32];
+    snprintf(op, sizeof op, "linalg::%s", fn);
+    if (!pnC_inputs_ok(op, 1, &a)) return -1;
+    int nd = pn_ndim(a);
+    pn_dtype t = pn_array_dtype(a);
+    if (nd < 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[%s] Arrays must have >= 2 dimensions. Received array with %d dimensions.", op, nd),
+               -1;
+    if (pn_dim(a, -1) != pn_dim(a, -2))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] Only defined for square matrices.", op), -1;
+    if (t == PN_COMPLEX64)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] Complex inputs are not supported.", op), -1;
+    *out_t = pnC_is_float(t) ? t : PN_FLOAT32;
+    int64_t n = pn_dim(a, -1);
+    *empty = n == 0;
+    *d = *psign = NULL;
+    if (n == 0) return 0;
+    pn_dtype ct = t == PN_FLOAT64 ? PN_FLOAT64 : PN_FLOAT32;
+    pn_array *lu, *piv;
+    if (pn_linalg_lu_factor(t == ct ? a : pn_astype(a, ct), &lu, &piv)) return -1;
+    *d = pn_diagonal(lu, 0, -2, -1);
+    pn_array *swaps = pn_sum(pn_astype(pn_not_equal(piv, pn_arange(0, (double)n, 1, PN_UINT32)), PN_INT32),
+                             (int[]){-1}, 1, false);
+    pn_array *odd = pn_astype(pn_bitwise_and(swaps, pn_scalar_int(1, PN_INT32)), ct);
+    *psign = pn_subtract(pn_scalar(1.0, ct), pn_multiply(pn_scalar(2.0, ct), odd));
+    return *d && *psign ? 0 : -1;
+}
+
+/* The batch shape of a (..., n, n). */
+static int batch_of(pn_array *a, int64_t *shape)
+{
+    int nd = pn_ndim(a) - 2;
+    for (int k = 0; k < nd; k++) shape[k] = pn_shape(a)[k];
+    return nd;
+}
+
+/* See ponte.h. det = psign * prod(diag(U)). */
+pn_array *pn_linalg_det(pn_array *a)
+{
+    pn_scope_push();
+    pn_array *d, *psign;
+    pn_dtype t;
+    bool empty;
+    if (det_factor("det", a, &d, &psign, &t, &empty)) return pnC_scope_return(NULL);
+    int64_t bs[PNC_MAX_NDIM];
+    if (empty) return pnC_scope_return(pn_ones(bs, batch_of(a, bs), t));
+    pn_array *r = pn_multiply(psign, pn_prod(d, (int[]){-1}, 1, false));
+    return pnC_scope_return(r && pn_array_dtype(r) != t ? pn_astype(r, t) : r);
+}
+
+/* See ponte.h. sign = psign * prod(sign(diag(U))), logabsdet = sum(log|diag(U)|). */
+int pn_linalg_slogdet(pn_array *a, pn_array **sign, pn_array **logabsdet)
+{
+    sign[0] = logabsdet[0] = NULL;
+    pn_scope_push();
+    pn_array *d, *psign, *r[2];
+    pn_dtype t;
+    bool empty;
+    if (det_factor("slogdet", a, &d, &psign, &t, &empty)) {
+        pn_scope_pop();
+        return -1;
+    }
+    int64_t bs[PNC_MAX_NDIM];
+    if (empty) {
+        int nb = batch_of(a, bs);
+        r[0] = pn_ones(bs, nb, t), r[1] = pn_zeros(bs, nb, t);
+    } else {
+        r[0] = pn_astype(pn_multiply(psign, pn_prod(pn_sign(d), (int[]){-1}, 1, false)), t);
+        r[1] = pn_astype(pn_sum(pn_log(pn_abs(d)), (int[]){-1}, 1, false), t);
+    }
+    bool ok = r[0] && r[1];
+    pn_scope_pop_keep(r, ok ? 2 : 0);
+    if (!ok) return -1;
+    sign[0] = r[0], logabsdet[0] = r[1];
+    return 0;
+}

@@ -166,3 +166,94 @@ const pnC_primitive argpartition_prim = {
     .vjp = sort_vjp,
     .jvp = sort_jvp,
 };
+
+/* ───────────────────────────── unique ───────────────────────────── */
+
+static pn_array *u32(uint32_t v) { return pn_scalar_int((int64_t)v, PN_UINT32); }
+
+/* x[lo:hi] of the 1-d x. NULL-safe. */
+static pn_array *range1(pn_array *x, int64_t lo, int64_t hi)
+{
+    return x ? pn_slice(x, &lo, &hi, NULL, 1) : NULL;
+}
+
+/* The 1-d x (length n) cut or padded with pad (a scalar of x's dtype) to length size. */
+static pn_array *resize1(pn_array *x, int64_t n, int64_t size, pn_array *pad)
+{
+    if (size <= n) return range1(x, 0, size);
+    int64_t extra = size - n;
+    pn_array *parts[2] = {x, pn_full(&extra, 1, pad, pn_array_dtype(x))};
+    return parts[1] ? pn_concatenate(parts, 2, 0) : NULL;
+}
+
+/* "(d0,d1,...)" as MLX prints shapes in messages. */
+static const char *shape_str(const pn_array *a, char *buf, size_t n)
+{
+    return pnC_shape_str(pn_shape(a), pn_ndim(a), buf, n);
+}
+
+
+/* See ponte.h. Sort the flattened a (argsort), start a group where a sorted element differs
+ * from the one before (so NaNs are each their own group and -0.0 joins 0.0), number the groups
+ * by a cumulative sum, then scatter: the group of each position (inverse), the smallest
+ * position of each group (index, min-scatter) and the group sizes (counts, add-scatter). The
+ * values are a gathered at index, so their gradient goes to the first occurrences. */
+int pn_unique(pn_array *a, int64_t size, pn_array *fill_value, pn_array **out)
+{
+    for (int k = 0; k < 4; k++) out[k] = NULL;
+    if (!pnC_inputs_ok("unique", 1, &a)) return -1;
+    if (size < 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[unique] Received negative size %lld.", (long long)size), -1;
+    char buf[256];
+    if (fill_value && pn_size(fill_value) != 1)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[unique] Fill value must have one element, but got shape %s.",
+                        shape_str(fill_value, buf, sizeof buf)),
+               -1;
+    int64_t n = pn_size(a);
+    if (n == 0 && size > 0 && !fill_value)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[unique] A fill value is required for an empty input with a non-zero size."),
+               -1;
+    pn_dtype t = pn_array_dtype(a);
+    pn_scope_push();
+    pn_array *fill = fill_value ? pn_astype(pn_reshape(fill_value, NULL, 0), t) : NULL;
+    pn_array *r[4];
+    if (n == 0) {
+        r[0] = fill ? pn_full(&size, 1, fill, t) : pn_zeros(&size, 1, t); /* size 0 without fill */
+        r[1] = pn_zeros(&size, 1, PN_UINT32);
+        r[2] = pn_zeros(pn_shape(a), pn_ndim(a), PN_UINT32);
+        r[3] = pn_zeros(&size, 1, PN_INT32);
+    } else {
+        pn_array *flat = pn_reshape(a, &n, 1);
+        pn_array *perm = pn_argsort(flat, 0);
+        pn_array *sorted = pn_take(flat, perm, 0);
+        pn_array *start = pn_ones((int64_t[]){1}, 1, PN_BOOL);
+        if (n > 1) {
+            pn_array *parts[2] = {start, pn_not_equal(range1(sorted, 1, n), range1(sorted, 0, n - 1))};
+            start = pn_concatenate(parts, 2, 0);
+        }
+        pn_array *gid = pn_subtract(pn_cumsum(pn_astype(start, PN_INT32), 0, false, true),
+                                    pn_scalar_int(1, PN_INT32));
+        pn_array *nuniq = pn_add(pn_reshape(range1(gid, n - 1, n), NULL, 0), pn_scalar_int(1, PN_INT32));
+        int64_t col[2] = {n, 1};
+        pn_array *inv = pn_put_along_axis(pn_zeros(&n, 1, PN_INT32), perm, gid, 0);
+        inv = pn_minimum(inv, pn_scalar_int(size > 0 ? size - 1 : 0, PN_INT32));
+        pn_array *counts = pn_scatter(pn_zeros(&n, 1, PN_INT32), &gid, 1, pn_ones(col, 2, PN_INT32),
+                                      (int[]){0}, PN_SCATTER_ADD);
+        pn_array *first = pn_scatter(pn_full(&n, 1, pn_scalar_int(n, PN_UINT32), PN_UINT32), &gid, 1,
+                                     pn_reshape(perm, col, 2), (int[]){0}, PN_SCATTER_MIN);
+        pn_array *valid = pn_less(pn_arange(0, (double)size, 1, PN_INT32), nuniq);
+        pn_array *index = pn_where(valid, resize1(first, n, size, u32(0)),
+                                   pn_reshape(range1(first, 0, 1), NULL, 0));
+        pn_array *values = pn_take(flat, index, 0);
+        r[0] = fill ? pn_where(valid, values, fill) : values;
+        r[1] = index;
+        r[2] = inv ? pn_reshape(pn_astype(inv, PN_UINT32), pn_shape(a), pn_ndim(a)) : NULL;
+        r[3] = resize1(counts, n, size, pn_scalar_int(0, PN_INT32));
+    }
+    bool ok = r[0] && r[1] && r[2] && r[3];
+    pn_scope_pop_keep(r, ok ? 4 : 0);
+    if (!ok) return -1;
+    for (int k = 0; k < 4; k++) out[k] = r[k];
+    return 0;
+}

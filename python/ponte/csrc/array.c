@@ -1304,7 +1304,7 @@ PyTypeObject PPArray_Type = {
     .tp_as_mapping = &array_as_mapping,
     .tp_as_buffer = &array_as_buffer,
     .tp_richcompare = array_richcompare,
-    .tp_iter = pp_array_iterator, /* an ArrayIterator; TypeError for 0-d (surface6a.c) */
+    .tp_iter = pp_array_iterator, /* an ArrayIterator; TypeError for 0-d (below) */
     .tp_getset = array_getset,
     .tp_methods = array_methods,
     .tp_weaklistoffset = offsetof(PPArray, weakrefs),
@@ -1388,16 +1388,64 @@ static const char *const forwarded[] = {
     NULL,
 };
 
+/* ───────────────────────────── ArrayIterator ───────────────────────────── */
+
+/* mlx.core.ArrayIterator: iter(array), the arrays along the first axis in order. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *array;
+    Py_ssize_t i, n;
+} PPArrayIterator;
+
+static void aiter_dealloc(PyObject *self)
+{
+    Py_XDECREF(((PPArrayIterator *)self)->array);
+    PyObject_Free(self);
+}
+static PyObject *aiter_next(PyObject *self)
+{
+    PPArrayIterator *it = (PPArrayIterator *)self;
+    if (!it->array || it->i >= it->n) {
+        Py_CLEAR(it->array);
+        return NULL; /* StopIteration */
+    }
+    return PySequence_GetItem(it->array, it->i++);
+}
+
+static PyTypeObject PPArrayIterator_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core.ArrayIterator",
+    .tp_basicsize = sizeof(PPArrayIterator),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A helper object to iterate over the 1st dimension of an array.",
+    .tp_dealloc = aiter_dealloc,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = aiter_next,
+};
+
+PyObject *pp_array_iterator(PyObject *array)
+{
+    Py_ssize_t n = PyObject_Length(array); /* TypeError for a 0-d array */
+    if (n < 0) return NULL;
+    PPArrayIterator *it = PyObject_New(PPArrayIterator, &PPArrayIterator_Type);
+    if (!it) return NULL;
+    it->array = Py_NewRef(array);
+    it->i = 0;
+    it->n = n;
+    return (PyObject *)it;
+}
+
 int pp_init_array(PyObject *m)
 {
-    if (PyType_Ready(&PPArray_Type) || PyType_Ready(&PPArrayAt_Type)) return -1;
+    if (PyType_Ready(&PPArray_Type) || PyType_Ready(&PPArrayAt_Type) || PyType_Ready(&PPArrayIterator_Type))
+        return -1;
     static PyMethodDef from_dlpack_def = {"from_dlpack", (PyCFunction)(void (*)(void))pp_from_dlpack,
                                           METH_VARARGS | METH_KEYWORDS,
                                           "from_dlpack(x): an array with the contents of a DLPack producer."};
     PyObject *fd = PyCFunction_NewEx(&from_dlpack_def, NULL, PyModule_GetNameObject(m));
     if (!fd || PyModule_AddObject(m, "from_dlpack", fd)) return -1;
     if (PyModule_AddObjectRef(m, "array", (PyObject *)&PPArray_Type) ||
-        PyModule_AddObjectRef(m, "ArrayAt", (PyObject *)&PPArrayAt_Type))
+        PyModule_AddObjectRef(m, "ArrayAt", (PyObject *)&PPArrayAt_Type) ||
+        PyModule_AddObjectRef(m, "ArrayIterator", (PyObject *)&PPArrayIterator_Type))
         return -1;
     return 0;
 }

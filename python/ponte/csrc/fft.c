@@ -121,12 +121,142 @@ static PyMethodDef fft_methods[] = {
     {NULL},
 };
 
+/* ───────────────────────────── frequencies, stft, istft ───────────────────────────── */
+
+/* None -> PN_FFT_DEFAULT, an int -> its value (bools too, as Python ints). 0 or -1. */
+static int opt_int(PyObject *o, const char *name, int64_t *out)
+{
+    if (o == Py_None) {
+        *out = PN_FFT_DEFAULT;
+        return 0;
+    }
+    if (!PyLong_Check(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int or None, got %s.", name, Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    *out = v;
+    return 0;
+}
+
+/* None -> -1, else the truth value (0 or 1); -2 with an exception. */
+static int opt_bool(PyObject *o)
+{
+    if (o == Py_None) return -1;
+    int t = PyObject_IsTrue(o);
+    return t < 0 ? -2 : t;
+}
+
+/* Converts the optional array argument o (None: NULL). 0 or -1. */
+static int opt_arr(PyObject *o, pn_array **out)
+{
+    *out = o == Py_None ? NULL : pp_arr(o);
+    return o != Py_None && !*out ? -1 : 0;
+}
+
+/* fftfreq / rfftfreq (n, d=1.0, stream=None). */
+static PyObject *freq_call(pn_array *(*f)(int64_t, double), PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"n", "d", "stream", NULL};
+    long long n;
+    double d = 1.0;
+    PyObject *stream = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "L|dO", kwlist, &n, &d, &stream)) return NULL;
+    int pushed = pp_stream_enter(stream);
+    if (pushed < 0) return NULL;
+    pn_array *r = f(n, d);
+    pp_stream_exit(pushed);
+    return pp_wrap(r);
+}
+static PyObject *py_fftfreq(PyObject *m, PyObject *a, PyObject *k) { return freq_call(pn_fft_fftfreq, a, k); }
+static PyObject *py_rfftfreq(PyObject *m, PyObject *a, PyObject *k) { return freq_call(pn_fft_rfftfreq, a, k); }
+
+/* stft(x, n_fft=2048, hop_length=None, win_length=None, window=None, center=True,
+ * pad_mode='reflect', norm='backward', onesided=None, stream=None). */
+static PyObject *py_stft(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"x", "n_fft", "hop_length", "win_length", "window", "center",
+                             "pad_mode", "norm", "onesided", "stream", NULL};
+    PyObject *xo, *hopo = Py_None, *wlo = Py_None, *wo = Py_None, *oso = Py_None, *stream = Py_None;
+    long long n_fft = 2048;
+    int center = 1;
+    const char *pad_mode = "reflect", *norm = "backward";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|LOOOpssOO", kwlist, &xo, &n_fft, &hopo, &wlo,
+                                     &wo, &center, &pad_mode, &norm, &oso, &stream))
+        return NULL;
+    int64_t hop, wl;
+    int onesided = opt_bool(oso);
+    if (opt_int(hopo, "hop_length", &hop) || opt_int(wlo, "win_length", &wl) || onesided == -2)
+        return NULL;
+    pn_array *x = pp_arr(xo), *w = NULL;
+    if (!x || opt_arr(wo, &w)) {
+        pn_release(x);
+        return NULL;
+    }
+    int pushed = pp_stream_enter(stream);
+    pn_array *r = pushed < 0 ? NULL
+                             : pn_fft_stft(x, n_fft, hop, wl, w, center, pad_mode, norm, onesided);
+    if (pushed >= 0) pp_stream_exit(pushed);
+    pn_release(x);
+    pn_release(w);
+    return pushed < 0 ? NULL : pp_wrap(r);
+}
+
+/* istft(stft_matrix, n_fft=None, hop_length=None, win_length=None, window=None, center=True,
+ * norm='backward', onesided=None, length=None, stream=None). */
+static PyObject *py_istft(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"stft_matrix", "n_fft", "hop_length", "win_length", "window", "center",
+                             "norm", "onesided", "length", "stream", NULL};
+    PyObject *so, *nfo = Py_None, *hopo = Py_None, *wlo = Py_None, *wo = Py_None, *oso = Py_None,
+                  *leno = Py_None, *stream = Py_None;
+    int center = 1;
+    const char *norm = "backward";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOOpsOOO", kwlist, &so, &nfo, &hopo, &wlo, &wo,
+                                     &center, &norm, &oso, &leno, &stream))
+        return NULL;
+    int64_t n_fft, hop, wl, length;
+    int onesided = opt_bool(oso);
+    if (opt_int(nfo, "n_fft", &n_fft) || opt_int(hopo, "hop_length", &hop) ||
+        opt_int(wlo, "win_length", &wl) || opt_int(leno, "length", &length) || onesided == -2)
+        return NULL;
+    pn_array *s = pp_arr(so), *w = NULL;
+    if (!s || opt_arr(wo, &w)) {
+        pn_release(s);
+        return NULL;
+    }
+    int pushed = pp_stream_enter(stream);
+    pn_array *r = pushed < 0 ? NULL
+                             : pn_fft_istft(s, n_fft, hop, wl, w, center, norm, onesided, length);
+    if (pushed >= 0) pp_stream_exit(pushed);
+    pn_release(s);
+    pn_release(w);
+    return pushed < 0 ? NULL : pp_wrap(r);
+}
+
+static PyMethodDef spectral_methods[] = {
+    {"fftfreq", (PyCFunction)(void (*)(void))py_fftfreq, METH_VARARGS | METH_KEYWORDS,
+     "fftfreq(n, d=1.0, stream=None): the DFT sample frequencies (float32)."},
+    {"rfftfreq", (PyCFunction)(void (*)(void))py_rfftfreq, METH_VARARGS | METH_KEYWORDS,
+     "rfftfreq(n, d=1.0, stream=None): the non-negative DFT sample frequencies (float32)."},
+    {"stft", (PyCFunction)(void (*)(void))py_stft, METH_VARARGS | METH_KEYWORDS,
+     "stft(x, n_fft=2048, hop_length=None, win_length=None, window=None, center=True, "
+     "pad_mode='reflect', norm='backward', onesided=None, stream=None): Short-Time Fourier "
+     "Transform, complex (..., n_freq, n_frames)."},
+    {"istft", (PyCFunction)(void (*)(void))py_istft, METH_VARARGS | METH_KEYWORDS,
+     "istft(stft_matrix, n_fft=None, hop_length=None, win_length=None, window=None, center=True, "
+     "norm='backward', onesided=None, length=None, stream=None): inverse Short-Time Fourier "
+     "Transform."},
+    {NULL},
+};
+
 /* Adds the functions to ponte.core.fft (created empty by pp_init_ops). 0 or -1. */
 int pp_init_fft(PyObject *m)
 {
     PyObject *fft = PyObject_GetAttrString(m, "fft");
     if (!fft) return -1;
-    int rc = PyModule_AddFunctions(fft, fft_methods) ||
+    int rc = PyModule_AddFunctions(fft, fft_methods) || PyModule_AddFunctions(fft, spectral_methods) ||
              PyModule_SetDocString(fft, "mlx.core.fft: Fast Fourier Transforms.");
     Py_DECREF(fft);
     return rc ? -1 : 0;

@@ -119,6 +119,26 @@ FN(lu) { return one_matrix(args, kw, D_LU); }
 FN(lu_factor) { return one_matrix(args, kw, D_LU_FACTOR); }
 FN(pinv) { return one_matrix(args, kw, D_PINV); }
 
+/* linalg.slogdet(a, *, stream=None): (sign, logabsdet). */
+static PyObject *py_slogdet(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"a", "stream", NULL};
+    PyObject *ao, *stream = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|$O:slogdet", kwlist, &ao, &stream)) return NULL;
+    int pushed = pp_stream_enter(stream);
+    if (pushed < 0) return NULL;
+    pn_array *a = pp_arr(ao), *s = NULL, *l = NULL;
+    int rc = a ? pn_linalg_slogdet(a, &s, &l) : -1;
+    pn_release(a);
+    pp_stream_exit(pushed);
+    if (rc) return PyErr_Occurred() ? NULL : pp_raise();
+    PyObject *so = pp_wrap(s), *lo = so ? pp_wrap(l) : (pn_release(l), NULL);
+    PyObject *t = so && lo ? PyTuple_Pack(2, so, lo) : NULL;
+    Py_XDECREF(so);
+    Py_XDECREF(lo);
+    return t;
+}
+
 #define DEF(name, doc) {#name, (PyCFunction)(void (*)(void))py_##name, VK, doc},
 static PyMethodDef decomp_methods[] = {
     DEF(svd, "svd(a, compute_uv=True, *, stream=None): (U, S, Vt), or S alone.")
@@ -129,6 +149,7 @@ static PyMethodDef decomp_methods[] = {
     DEF(lu, "lu(a, *, stream=None): (p, L, U) with a = L[p] @ U.")
     DEF(lu_factor, "lu_factor(a, *, stream=None): (LU, pivots).")
     DEF(pinv, "pinv(a, *, stream=None): the Moore-Penrose pseudo-inverse.")
+    DEF(slogdet, "slogdet(a, *, stream=None): (sign, logabsdet) of the determinant of square matrices.")
     {NULL},
 };
 

@@ -925,7 +925,44 @@ static PyObject *py_rope(PyObject *m, PyObject *args, PyObject *kw)
     return r;
 }
 
+/* ───────────────────────────── fast.gated_delta_update ───────────────────────────── */
+
+static PyObject *py_gated_delta_update(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"q", "k", "v", "gamma", "beta", "initial_state", "mask", "stream", NULL};
+    PyObject *o[7] = {0}, *stream = Py_None;
+    o[5] = o[6] = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|OOO", kwlist, &o[0], &o[1], &o[2], &o[3],
+                                     &o[4], &o[5], &o[6], &stream))
+        return NULL;
+    pn_array *a[7] = {0}, *out[2];
+    for (int i = 0; i < 7; i++) {
+        if ((i < 5 || o[i] != Py_None) && !(a[i] = pp_arr(o[i]))) {
+            pp_release_all(a, 7);
+            return NULL;
+        }
+    }
+    int pushed = pp_stream_enter(stream);
+    int rc = pushed < 0 ? -2 : pn_fast_gated_delta_update(a[0], a[1], a[2], a[3], a[4], a[5], a[6], out);
+    if (pushed >= 0) pp_stream_exit(pushed);
+    pp_release_all(a, 7);
+    if (rc == -2) return NULL;
+    if (rc) return pp_raise();
+    PyObject *y = pp_wrap(out[0]), *s = y ? pp_wrap(out[1]) : NULL;
+    if (!s) {
+        if (!y) pn_release(out[1]);
+        Py_XDECREF(y);
+        return NULL;
+    }
+    PyObject *list = Py_BuildValue("[NN]", y, s);
+    return list;
+}
+
 static PyMethodDef fast_methods[] = {
+    {"gated_delta_update", (PyCFunction)(void (*)(void))py_gated_delta_update,
+     METH_VARARGS | METH_KEYWORDS,
+     "gated_delta_update(q, k, v, gamma, beta, initial_state=None, mask=None, stream=None): "
+     "[output (B, T, Hv, Dv), final state (B, Hv, Dv, Dk)] of the gated delta recurrence."},
     {"scaled_dot_product_attention", FNP(py_sdpa), VK,
      "scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None): softmax(scale * q @ k.T + mask) @ v."},
     {"rope", FNP(py_rope), VK,

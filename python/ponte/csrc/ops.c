@@ -344,6 +344,9 @@ static pp_sig op_sigs[] = {
     PP_SIG("gather_mm", aaaab, pn_gather_mm, "a: array, b: array, /, lhs_indices: array? = None, rhs_indices: array? = None, *, sorted_indices: bool = False, stream: stream = None, :named", NULL),
     PP_SIG("block_masked_mm", aaiaaa, pn_block_masked_mm, "a: array, b: array, /, block_size: int = 64, mask_out: array? = None, mask_lhs: array? = None, mask_rhs: array? = None, *, stream: stream = None, :named", NULL),
     PP_SIG("segmented_mm", aaa, pn_segmented_mm, "a: array, b: array, /, segments: array, *, stream: stream = None, :named", NULL),
+    /* fp8 e4m3 */
+    PP_SIG("to_fp8", a, pn_to_fp8, "x: array, *, stream: stream = None", NULL),
+    PP_SIG("from_fp8", at, pn_from_fp8, "x: array, dtype: dtype? = bfloat16, *, stream: stream = None", NULL),
     PP_SIG_END,
 };
 
@@ -355,6 +358,7 @@ static pp_sig linalg_sigs[] = {
     PP_SIG("solve", aa, pn_linalg_solve, "a: array, b: array, *, stream: stream = None", NULL),
     PP_SIG("solve_triangular", aab, pn_linalg_solve_triangular, "a: array, b: array, *, upper: bool = False, stream: stream = None", NULL),
     PP_SIG("cross", aai, pn_linalg_cross, "a: array, b: array, axis: int = -1, *, stream: stream = None", NULL),
+    PP_SIG("det", a, pn_linalg_det, "a: array, *, stream: stream = None", NULL),
     PP_SIG_END,
 };
 
@@ -362,6 +366,7 @@ static pp_sig linalg_sigs[] = {
 static pp_sig fast_sigs[] = {
     PP_SIG("rms_norm", aad, pn_nn_rms_norm, "x: array, weight: array?, eps: float, *, stream: stream = None", NULL),
     PP_SIG("layer_norm", aaad, pn_nn_layer_norm, "x: array, weight: array?, bias: array?, eps: float, *, stream: stream = None", NULL),
+    PP_SIG("cross_entropy", aa, pn_fast_cross_entropy, "logits: array, targets: array, *, stream: stream = None", NULL),
     PP_SIG_END,
 };
 
@@ -1804,6 +1809,70 @@ out:
     return ret;
 }
 
+/* ───────────────────────────── can_cast, unique ───────────────────────────── */
+
+/* can_cast(from_, to): from_ an array or Dtype (else ValueError, as MLX), to a Dtype. */
+static PyObject *py_can_cast(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"from_", "to", NULL};
+    PyObject *from;
+    int to;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO&:can_cast", kwlist, &from, pp_dtype_conv, &to)) return NULL;
+    pn_dtype f;
+    if (PPArray_Check(from)) f = pn_array_dtype(PPARR(from));
+    else if (PyObject_TypeCheck(from, &PPDtype_Type)) f = ((PPDtype *)from)->dtype;
+    else {
+        PyErr_SetString(PyExc_ValueError, "[can_cast] `from_` must be an array or a dtype.");
+        return NULL;
+    }
+    return PyBool_FromLong(pn_can_cast(f, (pn_dtype)to));
+}
+
+/* unique(a, /, size, return_index=False, return_inverse=False, return_counts=False,
+ * fill_value=None, *, stream=None): the values alone, or a tuple of the values and the
+ * requested index, inverse and counts in that order. */
+static PyObject *py_unique(PyObject *m, PyObject *args, PyObject *kw)
+{
+    static char *kwlist[] = {"", "size", "return_index", "return_inverse", "return_counts",
+                             "fill_value", "stream", NULL};
+    PyObject *ao, *fo = Py_None, *stream = Py_None;
+    PyObject *want[3] = {Py_False, Py_False, Py_False};
+    Py_ssize_t size;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "On|O!O!O!O$O:unique", kwlist, &ao, &size, &PyBool_Type,
+                                     &want[0], &PyBool_Type, &want[1], &PyBool_Type, &want[2], &fo, &stream))
+        return NULL;
+    if (fo != Py_None && !PPArray_Check(fo) && !pp_is_scalar(fo)) {
+        PyErr_Format(PyExc_TypeError, "unique(): fill_value must be a scalar, an array or None, not %s.",
+                     Py_TYPE(fo)->tp_name);
+        return NULL;
+    }
+    int pushed = pp_stream_enter(stream);
+    if (pushed < 0) return NULL;
+    pn_array *a = pp_arr(ao), *fill = NULL, *out[4] = {NULL, NULL, NULL, NULL};
+    int rc = -1;
+    if (a && (fo == Py_None || (fill = pp_arr_weak(fo, a)))) rc = pn_unique(a, size, fill, out);
+    pn_release(a);
+    pn_release(fill);
+    pp_stream_exit(pushed);
+    if (rc) return PyErr_Occurred() ? NULL : pp_raise();
+    int n = 1;
+    for (int k = 0; k < 3; k++) {
+        if (want[k] == Py_True) out[n++] = out[k + 1];
+        else pn_release(out[k + 1]);
+    }
+    if (n == 1) return pp_wrap(out[0]);
+    PyObject *t = PyTuple_New(n);
+    for (int k = 0; k < n; k++) {
+        PyObject *x = t ? pp_wrap(out[k]) : (pn_release(out[k]), NULL);
+        if (t && !x) {
+            for (int j = k + 1; j < n; j++) pn_release(out[j]);
+            Py_CLEAR(t);
+        }
+        if (t) PyTuple_SET_ITEM(t, k, x);
+    }
+    return t;
+}
+
 /* ───────────────────────────── tables ───────────────────────────── */
 
 #define VK METH_VARARGS | METH_KEYWORDS
@@ -1826,6 +1895,9 @@ static PyMethodDef op_methods[] = {
     DEF(conv_transpose3d, NULL) DEF(conv_general, NULL) DEF(bartlett, NULL)
     DEF(blackman, NULL) DEF(hamming, NULL) DEF(hanning, NULL) DEF(depends, NULL)
     DEF(export_to_dot, "export_to_dot(file, *args, **kwargs): the graph as Graphviz DOT.")
+    DEF(can_cast, "can_cast(from_, to): whether promoting from_ (an array or Dtype) with to gives to.")
+    DEF(unique, "unique(a, /, size, return_index=False, return_inverse=False, return_counts=False, "
+                "fill_value=None, *, stream=None): the sorted unique elements of the flattened a at a static size.")
     DEF_AS("savez_compressed", savez) DEF_AS("concat", concatenate)
     {NULL},
 };
@@ -1854,5 +1926,8 @@ int pp_init_ops(PyObject *m)
         return -1;
     if (pp_sig_add(random, random_sigs) || pp_sig_add(linalg, linalg_sigs) || pp_sig_add(fast, fast_sigs))
         return -1;
-    return pp_array_forward_methods(m);
+    PyObject *norm = PyObject_GetAttrString(linalg, "norm"); /* matrix_norm is linalg.norm, as in MLX */
+    int rc = !norm || PyModule_AddObjectRef(m, "matrix_norm", norm);
+    Py_XDECREF(norm);
+    return rc ? -1 : pp_array_forward_methods(m);
 }

@@ -121,10 +121,9 @@ int pp_init_linalg_decomp(PyObject *m); /* linalg_decomp.c: after pp_init_ops */
 int pp_init_fft(PyObject *m); /* fft.c: fills ponte.core.fft */
 int pp_init_quantized(PyObject *m); /* quantize, dequantize, quantized_matmul (quantized.c) */
 int pp_init_export(PyObject *m); /* export_function, import_function, exporter (export.c) */
-int pp_init_surface3(PyObject *m); /* device_info, clear_streams, random.state (surface3.c) */
-int pp_init_surface6b(PyObject *m); /* fft.stft/istft/fftfreq, fast.gated_delta_update, distributed (surface6b.c) */
-int pp_init_surface6a(PyObject *m); /* can_cast, fp8, unique, det, cross_entropy, ... (surface6a.c) */
-PyObject *pp_array_iterator(PyObject *array); /* iter(array): an ArrayIterator (surface6a.c) */
+int pp_init_device_state(PyObject *m); /* device_info, clear_streams, thread-local streams, random.state (device_state.c) */
+int pp_init_distributed(PyObject *m);  /* the distributed submodule (distributed.c) */
+PyObject *pp_array_iterator(PyObject *array); /* iter(array): an ArrayIterator (array.c) */
 
 /* Indexing (indexing.c). */
 PyObject *pp_getitem(PPArray *self, PyObject *idx);

@@ -22,7 +22,7 @@ from ponte.nn import quantized as _quantized
 Linear.to_quantized = _quantized._linear_to_quantized  # noqa: F405
 Embedding.to_quantized = _quantized._embedding_to_quantized  # noqa: F405
 
-# nn.linear, nn.activations, ... as mlx.nn's layer modules; nn.average_gradients (surface6b)
+# nn.linear, nn.activations, ... as mlx.nn's layer modules; nn.average_gradients
 from ponte.nn import layer_modules as _layer_modules, utils as _utils  # noqa: E402
 from ponte.nn.layer_modules import average_gradients  # noqa: E402,F401
 

@@ -1,11 +1,14 @@
 /* copy.c — CPU kernels that move elements for the shape and creation ops: a copy into a
  * strided region of another buffer (concatenate, pad and slice_update write their pieces
  * with it, through the core's strided copy) and a fill with one value (1, 2, 4 or 8-byte
- * elements, so one loop serves every dtype). */
+ * elements, so one loop serves every dtype), and a threaded memcpy for the GPU's staging. */
 #include "backend/cpu/copy.h"
 #ifdef PONTE_HAS_GPU
 #include "backend/cuda/eval.h"
 #endif
+
+#include <omp.h>
+#include <string.h>
 
 /* See copy.h. The region is described by a header on the stack that views dst's buffer with
  * src's shape; the core's pnC_copy_strided then walks both. */
@@ -55,5 +58,21 @@ void pnK_fill(void *dst, const void *value, size_t elem_size, int64_t n)
         FILL(8, uint64_t)
 #undef FILL
     default: break;
+    }
+}
+
+/* See copy.h. */
+void pnK_memcpy(void *dst, const void *src, size_t n)
+{
+    const size_t piece = (size_t)512 << 10;
+    if (n < 2 * piece || omp_in_parallel()) {
+        memcpy(dst, src, n);
+        return;
+    }
+    int64_t pieces = (int64_t)((n + piece - 1) / piece);
+#pragma omp parallel for
+    for (int64_t i = 0; i < pieces; i++) {
+        size_t off = (size_t)i * piece;
+        memcpy((char *)dst + off, (const char *)src + off, n - off < piece ? n - off : piece);
     }
 }

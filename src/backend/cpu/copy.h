@@ -14,5 +14,9 @@ void pnK_copy_region(const pn_array *src, pn_array *dst, int64_t offset,
 /* Writes n copies of the element at value (elem_size bytes: 1, 2, 4 or 8) to the contiguous
  * dst. Threaded. */
 void pnK_fill(void *dst, const void *value, size_t elem_size, int64_t n);
+/* memcpy of n bytes between host buffers that do not overlap, split over the OpenMP threads
+ * when n is large (the GPU runtime's pinned staging uses it: one thread's memcpy is slower
+ * than the host-device link). Plain memcpy when small or already inside a parallel region. */
+void pnK_memcpy(void *dst, const void *src, size_t n);
 
 #endif /* PONTE_BACKEND_CPU_COPY_H */

@@ -1,4 +1,4 @@
-/* fp8.c — GPU eval of ToFP8 (src/ops/surface6a.c): the C glue around the launcher of fp8.cu.
+/* fp8.c — GPU eval of ToFP8 (src/ops/fp8.c): the C glue around the launcher of fp8.cu.
  * A strided input is copied dense on the device first. */
 #include "backend/cuda/fp8.h"
 #include "backend/cuda/eval.h"

@@ -1,4 +1,4 @@
-/* fp8.h — the GPU ToFP8 (mlx.core.to_fp8, src/ops/surface6a.c): the eval function of its C
+/* fp8.h — the GPU ToFP8 (mlx.core.to_fp8, src/ops/fp8.c): the eval function of its C
  * glue (fp8.c) and the launcher of its kernel (fp8.cu). Plain C that CUDA C++ also reads (so
  * no core.h: the node is a forward-declared struct). */
 #ifndef PONTE_BACKEND_CUDA_FP8_H

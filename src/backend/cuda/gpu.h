@@ -20,6 +20,10 @@
 extern "C" {
 #endif
 
+/* From the CPU backend (backend/cpu/copy.c): a host memcpy split over the OpenMP threads for
+ * large copies (the pinned staging of host <-> device copies). */
+void pnK_memcpy(void *dst, const void *src, size_t n);
+
 /* Most dimensions a GPU kernel walks after merging the dimensions that are contiguous for
  * every operand (pnC_nditer does the merging). The glue of an op whose merged rank is larger
  * returns PNG_UNSUPPORTED and the CPU kernel runs instead. */

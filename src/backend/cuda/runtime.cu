@@ -335,7 +335,7 @@ extern "C" void pnG_clear_cache(void)
  * a pool of STAGE_BUFS pinned host buffers of STAGE_CHUNK bytes (made on first use), chunk by
  * chunk: each buffer has an event recorded after the DMA that reads / fills it, so the host
  * waits only when it reuses a buffer still in flight, and the host-side memcpy of one chunk
- * overlaps the DMA of the others. One copy uses the pool at a time (stage_lock). The buffers
+ * (split over the OpenMP threads: pnK_memcpy) overlaps the DMA of the others. One copy uses the pool at a time (stage_lock). The buffers
  * live until the process exits (the runtime has no shutdown hook). PONTE_PINNED_STAGING=0, or
  * a failed cudaHostAlloc, leaves every copy to the driver's own staging. */
 #define STAGE_BUFS 4
@@ -401,7 +401,7 @@ static cudaError_t stage_to_device(char *dst, const char *src, size_t nbytes, cu
         size_t off = i * STAGE_CHUNK, n = chunk_bytes(nbytes, i);
         e = cudaEventSynchronize(b->done); /* its previous DMA has read it */
         if (e != cudaSuccess) break;
-        memcpy(b->host, src + off, n);
+        pnK_memcpy(b->host, src + off, n);
         e = cudaMemcpyAsync(dst + off, b->host, n, cudaMemcpyHostToDevice, s);
         if (e == cudaSuccess) e = cudaEventRecord(b->done, s);
     }
@@ -415,7 +415,7 @@ static cudaError_t stage_drain(char *dst, size_t nbytes, size_t j)
 {
     struct stage_buf *b = &stage[j % STAGE_BUFS];
     cudaError_t e = cudaEventSynchronize(b->done);
-    if (e == cudaSuccess) memcpy(dst + j * STAGE_CHUNK, b->host, chunk_bytes(nbytes, j));
+    if (e == cudaSuccess) pnK_memcpy(dst + j * STAGE_CHUNK, b->host, chunk_bytes(nbytes, j));
     return e;
 }
 

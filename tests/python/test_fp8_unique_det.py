@@ -1,4 +1,4 @@
-"""mlx.core surface, part A (issue 4): can_cast, to_fp8/from_fp8, unique, linalg.det/slogdet,
+"""mlx.core extras: can_cast, to_fp8/from_fp8, unique, linalg.det/slogdet,
 matrix_norm, fast.cross_entropy, ThreadLocalStream and ArrayIterator — against numpy float64
 references on random data, and (when MLX is importable) against MLX itself: values, bits,
 dtypes, shapes and error types."""

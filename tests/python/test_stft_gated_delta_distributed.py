@@ -1,4 +1,4 @@
-"""mlx.core surface, part B (issue 4): fft.fftfreq / rfftfreq / stft / istft and
+"""fft.fftfreq / rfftfreq / stft / istft and
 fast.gated_delta_update against numpy float64 references on random data, nn.relu2 / ReLU2,
 nn's layer modules (nn.linear, ...), distributed on one process and nn.average_gradients;
 the same calls through MLX when it is importable (differential part)."""

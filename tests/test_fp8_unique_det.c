@@ -1,4 +1,4 @@
-/* test_surface6a.c — src/ops/surface6a.c: can_cast against the promotion table, the fp8 e4m3
+/* test_fp8_unique_det.c — can_cast against the promotion table, the fp8 e4m3
  * conversions against a brute-force nearest-code reference over every code, unique against a
  * sort-based reference, det/slogdet against float64 Gaussian elimination, fast.cross_entropy
  * against float64 log-sum-exp; errors, and derivatives against finite differences. */

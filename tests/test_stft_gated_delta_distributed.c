@@ -1,4 +1,4 @@
-/* test_surface6b.c — fftfreq / rfftfreq, stft / istft against a direct float64 DFT on random
+/* test_stft_gated_delta_distributed.c — fftfreq / rfftfreq, stft / istft against a direct float64 DFT on random
  * signals, gated_delta_update against a float64 loop of the recurrence, relu2 against its
  * formula, their gradients by finite differences, and the single-process distributed API. */
 #include "harness.h"

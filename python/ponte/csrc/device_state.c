@@ -1,7 +1,7 @@
-/* surface3.c — mlx.core's device and stream queries and the random state (issue 4):
- * device_info (and metal.device_info), clear_streams and random.state, over
- * pn_get_device_info, pn_set_default_stream and pn_random_state (new_thread_local_stream is
- * module.c's new_stream under that name). */
+/* device_state.c — mlx.core's device and stream queries and the random state: device_info
+ * (and metal.device_info), clear_streams, new_thread_local_stream and its ThreadLocalStream
+ * type, and random.state, over pn_get_device_info, pn_new_stream, pn_set_default_stream and
+ * pn_random_state. */
 #include "pyponte.h"
 
 /* device_info(d=None): a dict of the device's properties as mlx.core.device_info gives them:
@@ -64,10 +64,66 @@ static PyTypeObject RandomState_Type = {
     .tp_repr = state_repr,
 };
 
-static PyMethodDef surface3_methods[] = {
+/* ───────────────────────────── ThreadLocalStream ───────────────────────────── */
+
+/* mlx.core.ThreadLocalStream: a Stream (a fresh one, so it equals no other) that prints with
+ * its own creation number and compares by identity, as MLX's. Ponte's streams serve every
+ * thread, so one stream stands for all threads. */
+typedef struct {
+    PPStream base;
+    long number;
+} PPTLStream;
+
+static const char *const tls_devnames[PN_NUM_DEVICE_TYPES] = {"cpu", "gpu"};
+
+static PyObject *tls_repr(PyObject *self)
+{
+    pn_device d = ((PPStream *)self)->s.device;
+    const char *name = (unsigned)d.type < PN_NUM_DEVICE_TYPES ? tls_devnames[d.type] : "?";
+    return PyUnicode_FromFormat("ThreadLocalStream(Device(%s, %d), %ld)", name, d.index, ((PPTLStream *)self)->number);
+}
+static PyObject *tls_compare(PyObject *a, PyObject *b, int op)
+{
+    if (op != Py_EQ && op != Py_NE) Py_RETURN_NOTIMPLEMENTED;
+    return PyBool_FromLong((a == b) == (op == Py_EQ));
+}
+static Py_hash_t tls_hash(PyObject *self)
+{
+    Py_hash_t h = (Py_hash_t)((uintptr_t)self >> 4);
+    return h == -1 ? -2 : h;
+}
+
+static PyTypeObject PPTLStream_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core.ThreadLocalStream",
+    .tp_basicsize = sizeof(PPTLStream),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A stream that will be unique per thread and can be used to run operations on a given device.",
+    .tp_repr = tls_repr,
+    .tp_hash = tls_hash,
+    .tp_richcompare = tls_compare,
+};
+
+/* new_thread_local_stream(device): a ThreadLocalStream over a new stream on the device. */
+static PyObject *py_new_thread_local_stream(PyObject *m, PyObject *arg)
+{
+    static long count;
+    pn_device d;
+    if (pp_device_of(arg, &d)) return NULL;
+    pn_stream s = pn_new_stream(d);
+    if (pn_last_error() != PN_OK) return pp_raise();
+    PPTLStream *o = PyObject_New(PPTLStream, &PPTLStream_Type);
+    if (!o) return NULL;
+    o->base.s = s;
+    o->number = count++;
+    return (PyObject *)o;
+}
+
+static PyMethodDef device_state_methods[] = {
     {"device_info", (PyCFunction)(void (*)(void))py_device_info, METH_VARARGS | METH_KEYWORDS,
      "device_info(d=None): the device's properties (device_name, architecture, memory)."},
     {"clear_streams", py_clear_streams, METH_NOARGS, "Makes the devices' default streams the original ones."},
+    {"new_thread_local_stream", py_new_thread_local_stream, METH_O,
+     "new_thread_local_stream(device): a new ThreadLocalStream on the device."},
     {NULL},
 };
 
@@ -76,11 +132,16 @@ static PyMethodDef metal_methods[] = {
     {NULL},
 };
 
-/* Adds the functions above to m, metal.device_info to m.metal and random.state to m.random
- * (pp_init_ops and pp_init_types create those submodules first). 0 or -1. */
-int pp_init_surface3(PyObject *m)
+/* Adds the functions above and the ThreadLocalStream type to m, metal.device_info to m.metal
+ * and random.state to m.random (pp_init_ops and pp_init_types create those submodules first).
+ * 0 or -1. */
+int pp_init_device_state(PyObject *m)
 {
-    if (PyModule_AddFunctions(m, surface3_methods) || PyType_Ready(&RandomState_Type)) return -1;
+    PPTLStream_Type.tp_base = &PPStream_Type;
+    if (PyType_Ready(&PPTLStream_Type) ||
+        PyModule_AddObjectRef(m, "ThreadLocalStream", (PyObject *)&PPTLStream_Type) ||
+        PyModule_AddFunctions(m, device_state_methods) || PyType_Ready(&RandomState_Type))
+        return -1;
     PyObject *metal = PyObject_GetAttrString(m, "metal");
     int rc = metal ? PyModule_AddFunctions(metal, metal_methods) : -1;
     Py_XDECREF(metal);
