@@ -820,6 +820,58 @@ int pn_fast_gated_delta_update(pn_array *q, pn_array *k, pn_array *v, pn_array *
                                pn_array **out);
 /* mlx.nn.relu2: max(x, 0)^2, x's dtype. */
 pn_array *pn_nn_relu2(pn_array *x);
+
+/* ── user CUDA kernels: mlx.core.fast.cuda_kernel / precompiled_cuda_kernel (src/ops/custom_kernel.c,
+ * compiled at run time by NVRTC: src/backend/cuda/custom_kernel.cu) ──
+ * GPU only (a CPU stream is PN_ERR_INVALID_ARGUMENT, "Only supports the GPU", as MLX); on the
+ * simulated GPU and without NVRTC the evaluation fails with PN_ERR_BACKEND. No derivatives. */
+typedef enum { PN_KERNEL_ARG_INT, PN_KERNEL_ARG_BOOL, PN_KERNEL_ARG_DTYPE, PN_KERNEL_ARG_FLOAT } pn_kernel_arg_kind;
+/* A template argument (int, bool or dtype, with its name) or a precompiled kernel's scalar
+ * argument (int: passed as int32, bool, float: passed as float32; name unused). */
+typedef struct pn_kernel_arg {
+    const char *name;
+    pn_kernel_arg_kind kind;
+    int64_t i; /* INT, BOOL */
+    double f;  /* FLOAT */
+    pn_dtype dtype;
+} pn_kernel_arg;
+/* One launch: grid in threads (blocks = ceil(grid / threadgroup), as MLX), the outputs' dtypes
+ * and shapes, the template arguments, an optional value every output starts from (else the
+ * outputs start uninitialized), and verbose: print the generated source to stdout. */
+typedef struct pn_kernel_launch {
+    int grid[3], threadgroup[3];
+    int nout;
+    const pn_dtype *out_dtypes;
+    const int64_t *const *out_shapes;
+    const int *out_ndims;
+    int ntemplate;
+    const pn_kernel_arg *template_args;
+    bool has_init_value;
+    double init_value;
+    bool verbose;
+} pn_kernel_launch;
+typedef struct pn_cuda_kernel pn_cuda_kernel;
+/* A kernel from the body of a CUDA function: its signature is generated per call from the
+ * inputs' dtypes (`const T* name`; then `Shape name_shape`, `Strides name_strides`,
+ * `int name_ndim` when the body mentions them), the outputs (`T* name`) and the template
+ * arguments (constexpr values, type aliases); header goes before it. Owned by the caller
+ * (pn_cuda_kernel_free). NULL with an error for missing names or no output. */
+pn_cuda_kernel *pn_fast_cuda_kernel(const char *name, int nin, const char *const *input_names, int nout,
+                                    const char *const *output_names, const char *source, const char *header,
+                                    bool ensure_row_contiguous, int shared_memory);
+void pn_cuda_kernel_free(pn_cuda_kernel *k);
+/* The kernel applied to inputs: writes launch->nout lazy outputs (owned by the current scope)
+ * into outs. 0, or -1 with an error (counts that do not match the kernel, a CPU stream). */
+int pn_cuda_kernel_call(pn_cuda_kernel *k, int nin, pn_array *const *inputs, const pn_kernel_launch *launch,
+                        pn_array **outs);
+/* The full source a call would compile (malloc'd, the caller frees it), or NULL with an error. */
+char *pn_cuda_kernel_source(pn_cuda_kernel *k, int nin, pn_array *const *inputs, const pn_kernel_launch *launch);
+/* A kernel given as PTX or a cubin (code_len bytes) with entry symbol name, called on inputs,
+ * then the outputs, then the scalars. Outputs as pn_cuda_kernel_call's. */
+int pn_fast_precompiled_cuda_kernel(const char *name, const void *code, size_t code_len, int nin,
+                                    pn_array *const *inputs, int nscalars, const pn_kernel_arg *scalars,
+                                    const pn_kernel_launch *launch, int shared_memory, bool ensure_row_contiguous,
+                                    pn_array **outs);
 /* Distributed process groups (mlx.core.distributed). No backend is compiled in yet: the one
  * group is the singleton (rank 0, size 1). g NULL means the global group. */
 typedef struct pn_dist_group pn_dist_group;
