@@ -1157,6 +1157,57 @@ static void bench_optim_steps(void)
     }
 }
 
+/* ───────────────────────────── compile ───────────────────────────── */
+
+/* compile: mx.compile on the tanh GELU over 4M floats (the chain fused into one Compiled node);
+ * baseline: the same function uncompiled; ratio = uncompiled / compiled; results bit-identical. */
+static int gelu_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)ctx, (void)nin;
+    pn_array *x = in[0];
+    pn_array *inner = pn_multiply(pn_add(x, pn_multiply(pn_multiply(pn_multiply(x, x), x), pn_weak_float(0.044715))),
+                                  pn_weak_float(0.7978845608028654));
+    out[0] = pn_multiply(pn_multiply(x, pn_weak_float(0.5)), pn_add(pn_tanh(inner), pn_weak_float(1.0)));
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+typedef struct {
+    pn_closure *f;
+    pn_array *x, *y;
+} gelu_ctx;
+static int gelu_run(void *p)
+{
+    gelu_ctx *c = p;
+    int n = 0;
+    pn_release(c->y);
+    c->y = NULL;
+    pn_scope_push();
+    int rc = pn_closure_call(c->f, 1, &c->x, &n, &c->y);
+    if (rc == 0) rc = pn_eval(&c->y, 1);
+    if (rc == 0) pn_scope_pop_keep(&c->y, 1);
+    else pn_scope_pop(), c->y = NULL;
+    return rc;
+}
+static void bench_compile(void)
+{
+    int64_t shape[1] = {(int64_t)1 << 22};
+    pn_closure *f = pn_closure_new(gelu_fn, NULL, NULL), *cf = f ? pn_compile(f, false) : NULL;
+    gelu_ctx plain = {f, random_f32(shape, 1), NULL}, comp = {cf, plain.x, NULL};
+    double tp = 0, tc = 0;
+    if (!cf || !plain.x || bench_pair(gelu_run, &comp, gelu_run, &plain, 2, 30, 3.0, &tc, &tp)) {
+        report_error("compile_gelu_4M");
+    } else if (memcmp(pn_data(comp.y), pn_data(plain.y), sizeof(float) << 22) != 0) {
+        snprintf(bench_msg, sizeof bench_msg, "compiled and uncompiled GELU differ");
+        report_error("compile_gelu_4M");
+    } else {
+        report("compile_gelu_4M", tc * 1e3, "ms", tp / tc, "uncompiled");
+        NOTE("compiled %.2f ms (%.2f GB/s), uncompiled %.2f ms\n", tc * 1e3,
+             8.0 * (double)((int64_t)1 << 22) / tc / 1e9, tp * 1e3);
+    }
+    pn_release(comp.y), pn_release(plain.y), pn_release(plain.x);
+    pn_closure_release(cf), pn_closure_release(f);
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 /* bench/bench_conv.c: conv2d forward + backward against sgemm of the same FLOPs. */
@@ -1169,6 +1220,7 @@ static const struct {
 } groups[] = {
     {"add_f32_16M sum_f32_16M", bench_add_and_sum},
     {"exp_f32_16M", bench_transcendentals},
+    {"compile_gelu_4M", bench_compile},
     {"sgemm_1024 bf16_gemm_1024 sgemm_2048", bench_gemms},
     {"op_overhead", bench_op_overhead},
     {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},

@@ -668,8 +668,11 @@ pn_array *pn_linalg_cholesky_inv(pn_array *l, bool upper);
 pn_array *pn_linalg_inv(pn_array *a);
 /* x with a x = b; b (n,) or (..., n, k), batch dims broadcast. */
 pn_array *pn_linalg_solve(pn_array *a, pn_array *b);
-/* Reduced QR of a (..., m, n): q (..., m, k) with orthonormal columns, r (..., k, n) upper
- * triangular, k = min(m, n), signs as LAPACK's Householder QR. Returns 0 or -1. */
+/* Reduced QR of a (..., m, n) float32/float64 (others are an error, as in MLX): q (..., m, k)
+ * with orthonormal columns, r (..., k, n) upper triangular, k = min(m, n), signs as LAPACK's
+ * geqrf/orgqr (the QRF primitive of src/ops/linalg_decomp.c; cuSOLVER on the GPU). vjp and jvp
+ * (beyond MLX, which has neither) need the leading k x k block of r invertible. Returns 0 or
+ * -1. */
 int pn_linalg_qr(pn_array *a, pn_array **q, pn_array **r);
 /* Cross product of 3-vectors (2-vectors get a zero third component) along axis. */
 pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis);
@@ -1053,6 +1056,31 @@ pn_closure *pn_custom_function(pn_closure *f, pn_closure *vjp_fn, pn_closure *jv
  * at out_axes[j] (NULL: 0); an output that depends on no mapped input is broadcast along it,
  * as MLX does. */
 pn_closure *pn_vmap(pn_closure *f, const int *in_axes, int nin, const int *out_axes, int nout);
+
+/* ── Compilation: mx.compile, mx.disable_compile, mx.enable_compile (src/transforms/compile.c,
+ * src/transforms/trace.c). ── */
+
+/* A closure equal to f that, on its first call for an input signature (the number of inputs,
+ * their dtypes and shapes; with shapeless only dtypes and ranks), calls f once on tracer
+ * inputs and records the graph of primitives from its inputs to its outputs; it simplifies
+ * the record (equal scalar constants merged, common subexpressions — same primitive, params
+ * and inputs — computed once, unused nodes dropped) and, on that call and every later one
+ * with the signature, rebuilds the recorded graph on the given inputs without calling f.
+ * Arrays f captures (neither inputs nor computed from them) are evaluated once at the trace
+ * and frozen into the record, as MLX does: later changes to them are not seen (pass them as
+ * inputs instead). f must not evaluate an array that depends on its inputs (the trace fails
+ * with PN_ERR_INVALID_ARGUMENT), and must not use custom_function, custom_vjp or checkpoint
+ * (their nodes hold functions; refused). With shapeless, a record is replayed at new shapes
+ * only when every primitive in it infers its output shape from its inputs (elementwise ops,
+ * where, astype); others fail at the first call (PN_ERR_INVALID_ARGUMENT). While compilation
+ * is disabled, or inside another transformation's trace (grad, vmap, ...), the closure calls
+ * f directly. Errors as pn_closure_call's. NULL f: NULL with an error. */
+pn_closure *pn_compile(pn_closure *f, bool shapeless);
+/* Turns compilation on or off for the process (mx.enable_compile / mx.disable_compile). It
+ * starts off when the environment sets PONTE_DISABLE_COMPILE or MLX_DISABLE_COMPILE to a
+ * non-zero integer. */
+void pn_compile_set_enabled(bool enabled);
+bool pn_compile_enabled(void);
 
 /* ── Exporting and importing functions: mx.export_function, mx.import_function, mx.exporter
  * (src/io/export.c). A function is traced on example inputs into its graph of primitives and

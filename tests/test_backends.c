@@ -216,6 +216,27 @@ static pn_array *c_where(pn_array *const *x)
 {
     return pn_where(pn_greater(x[0], pn_weak_float(0)), x[1], x[2]);
 }
+/* mx.compile: the CPU runs the chain as one fused Compiled node, the GPU replays the unfused
+ * ops (the closure lives for the whole run). */
+static int compiled_chain(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    pn_array *w = pn_where(pn_greater(in[0], in[1]), in[0], pn_multiply(in[0], in[1])); /* no constants: the tape holds no arrays */
+    out[0] = pn_subtract(pn_multiply(pn_tanh(pn_add(w, in[1])), in[1]), pn_exp(in[0]));
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+static pn_array *c_compiled(pn_array *const *x)
+{
+    static pn_closure *c;
+    if (!c) {
+        pn_closure *f = pn_closure_new(compiled_chain, NULL, NULL);
+        c = f ? pn_compile(f, false) : NULL;
+        pn_closure_release(f);
+    }
+    pn_array *out[PN_MAX_OUTPUTS];
+    int n = 0;
+    return c && pn_closure_call(c, 2, x, &n, out) == 0 ? out[0] : NULL;
+}
 static pn_array *c_astype_f16(pn_array *const *x) { return pn_astype(x[0], PN_FLOAT16); }
 static pn_array *c_astype_i32(pn_array *const *x) { return pn_astype(x[0], PN_INT32); }
 static pn_array *c_astype_bf16(pn_array *const *x) { return pn_astype(x[0], PN_BFLOAT16); }
@@ -589,6 +610,18 @@ static pn_array *c_lu_rows(pn_array *const *x)
     return pn_linalg_lu(x[0], &p, &l, &u) ? NULL : p;
 }
 static pn_array *c_pinv(pn_array *const *x) { return pn_linalg_pinv(x[0]); }
+/* QR (LAPACK's signs on both backends) */
+static pn_array *c_qr_q(pn_array *const *x)
+{
+    pn_array *q, *r;
+    return pn_linalg_qr(x[0], &q, &r) ? NULL : q;
+}
+static pn_array *c_qr_r(pn_array *const *x)
+{
+    pn_array *q, *r;
+    return pn_linalg_qr(x[0], &q, &r) ? NULL : r;
+}
+
 /* solvers (src/ops/linalg_solve.c) on well-conditioned matrices: x + n I */
 static pn_array *well_posed(pn_array *x)
 {
@@ -643,6 +676,7 @@ static const op_case CASES[] = {
     {"binary " #NM " bf16", b_##NM, 2, {IN(SH2, PN_BFLOAT16, 0.5, 3), IN(SH2, PN_BFLOAT16, 0.5, 3)}, false, false},
     BINARY_CASES(BINARY_ENTRY)
     {"where", c_where, 3, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1), IN(SH1, F32, -1, 1)}, true, false},
+    {"compiled chain", c_compiled, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, true, false},
     {"divmod int32", c_divmod, 2, {IN(SH2, PN_INT32, -50, 50), IN(SH2, PN_INT32, -9, 9)}, false, false},
     {"shifts int8", c_shifts, 2, {IN(SH2, PN_INT8, -100, 100), IN(SH2, PN_INT8, 0, 100)}, false, false},
     {"shifts uint8", c_shifts, 2, {IN(SH2, PN_UINT8, 0, 250), IN(SH2, PN_UINT8, 0, 100)}, false, false},
@@ -827,6 +861,18 @@ static const op_case CASES[] = {
     {"eigh_batched 32 f64", c_eigvalsh_upper, 1, {IN(3, {2, 32, 32}, PN_FLOAT64, -1, 1)}, false, false},
     {"eigh_batched 33 f64", c_eigvalsh_upper, 1, {IN(3, {2, 33, 33}, PN_FLOAT64, -1, 1)}, false, false},
     {"lu_factor batched f64", c_lu_factor, 1, {IN(3, {4, 6, 6}, PN_FLOAT64, -1, 1)}, false, false},
+    /* batches of small square matrices: one getrfBatched call on the GPU */
+    {"lu_factor batched f32", c_lu_factor, 1, {IN(4, {2, 3, 5, 5}, F32, -1, 1)}, true, false},
+    {"lu_factor batched 32 f64", c_lu_factor, 1, {IN(3, {2, 32, 32}, PN_FLOAT64, -1, 1)}, false, false},
+    {"lu_factor batched 33 f64", c_lu_factor, 1, {IN(3, {2, 33, 33}, PN_FLOAT64, -1, 1)}, false, false},
+    {"lu rows batched", c_lu_rows, 1, {IN(3, {4, 6, 6}, F32, -1, 1)}, false, false},
+    {"solve_triangular batched 32 f64", c_solve_tri_upper, 2, {IN(3, {3, 32, 32}, PN_FLOAT64, -1, 1), IN(3, {3, 32, 5}, PN_FLOAT64, -1, 1)}, false, false},
+    {"solve_triangular batched 33", c_solve_tri_lower, 2, {IN(3, {2, 33, 33}, F32, -1, 1), IN(3, {2, 33, 3}, F32, -1, 1)}, false, false},
+    {"qr Q", c_qr_q, 1, {IN(3, {2, 6, 4}, F32, -1, 1)}, true, false},
+    {"qr R", c_qr_r, 1, {IN(3, {2, 6, 4}, F32, -1, 1)}, true, false},
+    {"qr Q wide f64", c_qr_q, 1, {IN(2, {3, 7}, PN_FLOAT64, -1, 1)}, true, false},
+    {"qr R wide f64", c_qr_r, 1, {IN(2, {3, 7}, PN_FLOAT64, -1, 1)}, true, false},
+    {"qr R batched f64", c_qr_r, 1, {IN(4, {2, 3, 5, 5}, PN_FLOAT64, -1, 1)}, false, false},
     {"eig", c_eig, 1, {IN(3, {3, 7, 7}, F32, -1, 1)}, false, false},
     {"eig f64", c_eig, 1, {IN(2, {6, 6}, PN_FLOAT64, -1, 1)}, false, false},
     {"eigvals", c_eigvals, 1, {IN(3, {2, 5, 5}, F32, -1, 1)}, false, false},

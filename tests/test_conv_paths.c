@@ -2,7 +2,8 @@
  * written here: the transposed product for few output channels per group (forward and input
  * gradient of a CNN layer), and the direct weight gradient for few input channels (a first
  * layer), each beside the general path it replaces (more channels), in 1, 2 and 3 spatial
- * dimensions with strides, padding and kernel dilation, float32 and float64. */
+ * dimensions with strides, padding and kernel dilation, float32 and float64; and products
+ * spread over many tiles of rows shared by the threads. */
 #include "core/core.h"
 #include "harness.h"
 
@@ -156,6 +157,27 @@ TEST(conv_weight_grad_few_inputs)
         {2, 2, 8, 8, 10, 3, 1, 1, 1, 1},                    /* 72 columns: GEMM */
     };
     check_all("weight grad few inputs", cs, (int)(sizeof cs / sizeof *cs));
+    pn_scope_pop();
+}
+
+/* Products over several tiles of im2col (or weight-gradient) rows shared by the threads: row
+ * counts far above one tile and not a multiple of it, batch 1, odd sizes, groups, strides,
+ * kernel dilation, 1-d; the weight gradients split in several partial products; and the
+ * direct paths of first layers with whole and partial blocks of output channels. */
+TEST(conv_shared_tiles)
+{
+    pn_scope_push();
+    bool q = test_quick();
+    path_cfg cs[] = {
+        {2, q ? 2 : 6, 32, 64, q ? 12 : 20, 3, 1, 1, 1, 1}, /* a CNN's second layer */
+        {2, 1, 32, 24, q ? 15 : 31, 3, 1, 1, 1, 1},         /* batch 1, odd size, narrow */
+        {2, 3, 48, 48, q ? 11 : 21, 3, 2, 1, 1, 3},         /* 3 groups, strided */
+        {1, 4, 64, 40, q ? 100 : 300, 5, 1, 4, 2, 1},       /* 1-d, dilated */
+        {3, 2, 16, 32, q ? 6 : 9, 3, 1, 1, 1, 1},           /* 3-d */
+        {2, q ? 2 : 5, 3, 48, q ? 9 : 30, 3, 1, 1, 1, 1},   /* first layer, 48 channels */
+        {2, 3, 1, 40, q ? 8 : 17, 5, 2, 2, 1, 1},           /* first layer, 40, strided */
+    };
+    check_all("shared tiles", cs, (int)(sizeof cs / sizeof *cs));
     pn_scope_pop();
 }
 

@@ -1,8 +1,10 @@
 /* test_gguf_quant.c — quantized GGUF tensors (src/io/gguf.c): hand-built files holding Q4_0,
  * Q4_1 and Q8_0 blocks load as MLX's affine format (packed uint32 values, float16 scales and
  * biases per 32, 4 or 8 bits) and their dequantized values match a float64 decoder of the
- * blocks; every truncation, rows that are not whole blocks, huge extents and undecoded types
- * (Q4_K) fail with PN_ERR_IO. */
+ * blocks; Q5_0, Q5_1, the k-quants (Q2_K..Q8_K), IQ4_NL and IQ4_XS blocks, encoded here from
+ * random quants and scales following ggml's layouts, load as float16 equal to the float64
+ * values; every truncation, rows that are not whole blocks, data one byte short, huge extents
+ * and undecoded types (IQ2_XXS, Q8_1) fail with PN_ERR_IO. */
 #include "harness.h"
 
 #include <math.h>
@@ -102,6 +104,209 @@ static void make_blocks(uint32_t type, int64_t nblocks, buf *data, double *vals)
     }
 }
 
+/* ───────────── the dequantized types: blocks encoded from chosen quants ───────────── */
+
+/* Sets nbits bits of v at bit shift of byte k of blk. */
+static void setb(unsigned char *blk, int k, int shift, int nbits, int v)
+{
+    blk[k] = (unsigned char)((blk[k] & ~(((1 << nbits) - 1) << shift)) |
+                             ((v & ((1 << nbits) - 1)) << shift));
+}
+
+static void put_f16(unsigned char *blk, int k, double x)
+{
+    uint16_t h = f16_bits(x);
+    memcpy(blk + k, &h, 2);
+}
+
+/* A random normal float16 value in +-[1/8, 1) (exact in float64). */
+static double rand_scale(void)
+{
+    double v = (double)(int)test_uniform(128, 1024) / 1024;
+    return test_uniform(0, 1) < 0.5 ? -v : v;
+}
+
+static int rint_(int lo, int hi) /* uniform integer in [lo, hi) */
+{
+    int v = (int)test_uniform(lo, hi);
+    return v < lo ? lo : v >= hi ? hi - 1 : v;
+}
+
+static const int GRID[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                             1,    13,   25,  38,  53,  69,  89,  113};
+
+/* One random block of ggml type t (values per block vpb, bytes bpb) into blk, and its values
+ * into y, written from ggml's layouts: where each quant's bits and each scale sit. */
+static void encode_block(uint32_t t, unsigned char *blk, int bpb, double *y)
+{
+    memset(blk, 0, (size_t)bpb);
+    if (t == 6 || t == 7) { /* Q5_0 / Q5_1: d, (m), qh, nibbles */
+        double d = rand_scale(), m = rand_scale();
+        int o = t == 7 ? 4 : 2;
+        put_f16(blk, 0, d);
+        if (t == 7) put_f16(blk, 2, m);
+        for (int i = 0; i < 32; i++) {
+            int q = rint_(0, 32);
+            setb(blk, o + 4 + i % 16, 4 * (i / 16), 4, q & 15);
+            setb(blk, o + i / 8, i % 8, 1, q >> 4);
+            y[i] = t == 7 ? d * q + m : d * (q - 16);
+        }
+    } else if (t == 10 || t == 11) { /* Q2_K / Q3_K */
+        double d = rand_scale(), dmin = rand_scale();
+        int sc[16], mn[16];
+        for (int j = 0; j < 16; j++) sc[j] = rint_(0, t == 10 ? 16 : 64), mn[j] = rint_(0, 16);
+        if (t == 10) {
+            for (int j = 0; j < 16; j++) blk[j] = (unsigned char)(sc[j] | mn[j] << 4);
+            put_f16(blk, 80, d), put_f16(blk, 82, dmin);
+        } else {
+            for (int j = 0; j < 16; j++) {
+                setb(blk, 96 + j % 8, 4 * (j / 8), 4, sc[j] & 15);
+                setb(blk, 96 + 8 + j % 4, 2 * (j / 4), 2, sc[j] >> 4);
+            }
+            put_f16(blk, 108, d);
+        }
+        for (int i = 0; i < 256; i++) {
+            int h = i / 128, j = i % 128, st = j / 32, l = j % 32;
+            int q = rint_(0, t == 10 ? 4 : 8);
+            setb(blk, (t == 10 ? 16 : 32) + 32 * h + l, 2 * st, 2, q & 3);
+            if (t == 11) setb(blk, l, 4 * h + st, 1, q >> 2);
+            int is = i / 16;
+            y[i] = t == 10 ? d * sc[is] * q - dmin * mn[is] : d * (sc[is] - 32) * (q - 4);
+        }
+    } else if (t == 12 || t == 13) { /* Q4_K / Q5_K */
+        double d = rand_scale(), dmin = rand_scale();
+        put_f16(blk, 0, d), put_f16(blk, 2, dmin);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++) {
+            sc[j] = rint_(0, 64), mn[j] = rint_(0, 64);
+            if (j < 4) {
+                setb(blk, 4 + j, 0, 6, sc[j]), setb(blk, 4 + j + 4, 0, 6, mn[j]);
+            } else {
+                setb(blk, 4 + j + 4, 0, 4, sc[j] & 15), setb(blk, 4 + j + 4, 4, 4, mn[j] & 15);
+                setb(blk, 4 + j - 4, 6, 2, sc[j] >> 4), setb(blk, 4 + j, 6, 2, mn[j] >> 4);
+            }
+        }
+        int qo = t == 13 ? 48 : 16;
+        for (int i = 0; i < 256; i++) {
+            int j = i / 32, l = i % 32, q = rint_(0, t == 13 ? 32 : 16);
+            setb(blk, qo + 32 * (j / 2) + l, 4 * (j % 2), 4, q & 15);
+            if (t == 13) setb(blk, 16 + l, j, 1, q >> 4);
+            y[i] = d * sc[j] * q - dmin * mn[j];
+        }
+    } else if (t == 14) { /* Q6_K: ql, qh, int8 scales, d */
+        double d = rand_scale();
+        put_f16(blk, 208, d);
+        int sc[16];
+        for (int j = 0; j < 16; j++)
+            sc[j] = rint_(-128, 128), blk[192 + j] = (unsigned char)(int8_t)sc[j];
+        for (int i = 0; i < 256; i++) {
+            int h = i / 128, j = i % 128, k = j / 32, l = j % 32, q = rint_(0, 64);
+            setb(blk, 64 * h + l + 32 * (k % 2), 4 * (k / 2), 4, q & 15);
+            setb(blk, 128 + 32 * h + l, 2 * k, 2, q >> 4);
+            y[i] = d * sc[8 * h + l / 16 + 2 * k] * (q - 32);
+        }
+    } else if (t == 15) { /* Q8_K: f32 d, int8 quants, int16 sums */
+        float d = (float)rand_scale();
+        memcpy(blk, &d, 4);
+        for (int i = 0; i < 256; i++) {
+            int q = rint_(-128, 128);
+            blk[4 + i] = (unsigned char)(int8_t)q;
+            y[i] = (double)d * q;
+        }
+    } else if (t == 20) { /* IQ4_NL: d, nibbles into the grid */
+        double d = rand_scale();
+        put_f16(blk, 0, d);
+        for (int i = 0; i < 32; i++) {
+            int q = rint_(0, 16);
+            setb(blk, 2 + i % 16, 4 * (i / 16), 4, q);
+            y[i] = d * GRID[q];
+        }
+    } else if (t == 23) { /* IQ4_XS: d, scales_h, scales_l, nibbles */
+        double d = rand_scale();
+        put_f16(blk, 0, d);
+        for (int b = 0; b < 8; b++) {
+            int ls = rint_(0, 64);
+            setb(blk, 4 + b / 2, 4 * (b % 2), 4, ls & 15);
+            setb(blk, 2 + b / 4, 2 * (b % 4), 2, ls >> 4);
+            for (int l = 0; l < 32; l++) {
+                int q = rint_(0, 16);
+                setb(blk, 8 + 16 * b + l % 16, 4 * (l / 16), 4, q);
+                y[32 * b + l] = d * (ls - 32) * GRID[q];
+            }
+        }
+    }
+}
+
+TEST(gguf_dequantized_types)
+{
+    pn_scope_push();
+    /* ggml type, values and bytes per block */
+    const int types[][3] = {{6, 32, 22},   {7, 32, 24},   {10, 256, 84}, {11, 256, 110},
+                            {12, 256, 144}, {13, 256, 176}, {14, 256, 210}, {15, 256, 292},
+                            {20, 32, 18},  {23, 256, 136}};
+    const int ntypes = (int)(sizeof types / sizeof types[0]);
+    for (int t = 0; t < ntypes; t++) {
+        const int vpb = types[t][1], bpb = types[t][2];
+        /* (K), (3, 2K), (2, 2, K): extents fastest first */
+        const uint64_t shapes[3][3] = {{(uint64_t)vpb, 0, 0}, {2 * (uint64_t)vpb, 3, 0},
+                                       {(uint64_t)vpb, 2, 2}};
+        const int nds[3] = {1, 2, 3};
+        for (int s = 0; s < 3; s++) {
+            int nd = nds[s];
+            int64_t count = 1, shape[3];
+            for (int i = 0; i < nd; i++)
+                count *= (int64_t)shapes[s][i], shape[nd - 1 - i] = (int64_t)shapes[s][i];
+            int64_t nb = count / vpb;
+            unsigned char *blocks = malloc((size_t)(nb * bpb));
+            double *vals = malloc(sizeof(double) * (size_t)count);
+            for (int64_t b = 0; b < nb; b++)
+                encode_block((uint32_t)types[t][0], blocks + b * bpb, bpb, vals + b * vpb);
+            buf data = {0};
+            put(&data, blocks, (size_t)(nb * bpb));
+            buf img = gguf_image(shapes[s], nd, (uint32_t)types[t][0], &data);
+            const char *path = test_tmp_path("k.gguf");
+            write_file(path, &img, img.n);
+            pn_params *p = pn_load_gguf(path, NULL);
+            CHECK_MSG(p != NULL, "type %d: %s", types[t][0], pn_last_error_message());
+            pn_array *a = p ? pn_params_get(p, "t") : NULL;
+            CHECK(a && pn_params_count(p) == 1);
+            if (a) {
+                CHECK(pn_array_dtype(a) == PN_FLOAT16 && pn_ndim(a) == nd);
+                for (int i = 0; a && i < nd; i++)
+                    CHECK(pn_shape(a)[i] == shape[i]);
+                double *v = test_to_f64(a), vmax = 0;
+                for (int64_t i = 0; i < count; i++)
+                    vmax = fmax(vmax, fabs(vals[i]));
+                int bad = 0;
+                for (int64_t i = 0; v && i < count; i++) /* float16 of the float32 decoding */
+                    bad += fabs(v[i] - vals[i]) > fabs(vals[i]) * 0x1p-10 + vmax * 1e-6;
+                CHECK_MSG(bad == 0 && vmax > 0, "type %d shape %d: %d of %lld values differ",
+                          types[t][0], s, bad, (long long)count);
+                free(v);
+            }
+            pn_params_free(p);
+            /* truncations (a sample of them), and the data one byte short, fail cleanly */
+            int accepted = 0;
+            for (size_t cut = 0; cut < img.n; cut += test_quick() ? 61 : 7) {
+                write_file(path, &img, cut);
+                pn_clear_error();
+                pn_params *q = pn_load_gguf(path, NULL);
+                accepted += q || pn_last_error() != PN_ERR_IO;
+                pn_params_free(q);
+            }
+            write_file(path, &img, img.n - 1);
+            pn_clear_error();
+            pn_params *q = pn_load_gguf(path, NULL);
+            accepted += q || !strstr(pn_last_error_message(), "outside the file");
+            pn_params_free(q);
+            pn_clear_error();
+            CHECK_MSG(accepted == 0, "type %d: %d truncations accepted", types[t][0], accepted);
+            free(blocks), free(vals), free(data.b), free(img.b);
+        }
+    }
+    pn_scope_pop();
+}
+
 TEST(gguf_quantized_blocks_decode)
 {
     pn_scope_push();
@@ -194,10 +399,19 @@ TEST(gguf_quantized_refusals)
     pn_scope_push();
     const char *e = load_error((uint64_t[]){48}, 1, 2, 36);
     CHECK(e && strstr(e, "multiple of the block size"));
-    e = load_error((uint64_t[]){256}, 1, 12, 144);
-    CHECK(e && strstr(e, "Q4_K"));
-    e = load_error((uint64_t[]){32}, 1, 6, 22);
-    CHECK(e && strstr(e, "Q5_0"));
+    e = load_error((uint64_t[]){256}, 1, 16, 66); /* IQ2_XXS: not decoded */
+    CHECK(e && strstr(e, "IQ2_XXS"));
+    e = load_error((uint64_t[]){32}, 1, 9, 36); /* Q8_1: a dot-product type, not decoded */
+    CHECK(e && strstr(e, "Q8_1"));
+    e = load_error((uint64_t[]){128, 2}, 2, 12, 288); /* Q4_K rows of half a block */
+    CHECK(e && strstr(e, "Q4_K") && strstr(e, "multiple of the block size 256"));
+    e = load_error((uint64_t[]){48}, 1, 6, 66); /* Q5_0 */
+    CHECK(e && strstr(e, "multiple of the block size 32"));
+    e = load_error((uint64_t[]){256, 3}, 2, 14, 629); /* Q6_K: a byte short of 3 blocks */
+    CHECK(e && strstr(e, "outside the file"));
+    e = load_error((uint64_t[]){1ull << 40, 1ull << 30}, 2, 15, 64); /* Q8_K: huge */
+    CHECK(e != NULL);
+    CHECK(load_error((uint64_t[]){256, 0}, 2, 10, 0) == NULL); /* empty Q2_K */
     e = load_error((uint64_t[]){1ull << 40, 1ull << 20}, 2, 8, 64);
     CHECK(e != NULL);
     e = load_error((uint64_t[]){1ull << 62, 1ull << 1}, 2, 8, 64);

@@ -1,7 +1,8 @@
 /* test_linalg_decomp.c — the decompositions of src/ops/linalg_decomp.c (svd, eigh, eigvalsh,
- * eig, eigvals, lu, lu_factor, pinv): reconstructions and orthogonality checked in float64
- * against the input, values against a cyclic Jacobi eigen solver written here, batched and
- * strided inputs, errors, and derivatives (vjp and jvp) against finite differences. */
+ * eig, eigvals, lu, lu_factor, qr, pinv): reconstructions and orthogonality checked in float64
+ * against the input, values against a cyclic Jacobi eigen solver and a Householder QR written
+ * here, batched and strided inputs, errors, and derivatives (vjp and jvp) against finite
+ * differences. */
 #include "harness.h"
 
 #include <complex.h>
@@ -415,6 +416,117 @@ TEST(lu_reconstructs_with_row_indices)
     pn_scope_pop();
 }
 
+/* ───────────────────────────── QR ───────────────────────────── */
+
+/* Householder QR of a (m x n, row-major) in float64 with LAPACK's conventions: the reflector of
+ * column j maps x = r[j:, j] to beta e_0 with beta = -sign(x_0) |x| (sign(0) = +1), and is the
+ * identity when x[1:] is zero. q (m x k), r (k x n), k = min(m, n). */
+static void ref_qr(int64_t m, int64_t n, const double *a, double *q, double *r)
+{
+    int64_t k = m < n ? m : n;
+    double *w = malloc(sizeof(double) * (size_t)(m * n)), *v = malloc(sizeof(double) * (size_t)(m * k));
+    double *qq = malloc(sizeof(double) * (size_t)(m * k));
+    memcpy(w, a, sizeof(double) * (size_t)(m * n));
+    memset(v, 0, sizeof(double) * (size_t)(m * k));
+    for (int64_t j = 0; j < k; j++) {
+        double tail = 0, x0 = w[j * n + j];
+        for (int64_t i = j + 1; i < m; i++) tail += w[i * n + j] * w[i * n + j];
+        if (tail == 0) continue; /* H_j = I */
+        double beta = -(x0 < 0 ? -1 : 1) * sqrt(x0 * x0 + tail), vn = 0;
+        for (int64_t i = j; i < m; i++) v[i * k + j] = w[i * n + j] - (i == j ? beta : 0);
+        for (int64_t i = j; i < m; i++) vn += v[i * k + j] * v[i * k + j];
+        for (int64_t c = 0; c < n; c++) { /* w = (I - 2 v v^T / v^T v) w */
+            double d = 0;
+            for (int64_t i = j; i < m; i++) d += v[i * k + j] * w[i * n + c];
+            for (int64_t i = j; i < m; i++) w[i * n + c] -= 2 * d / vn * v[i * k + j];
+        }
+    }
+    for (int64_t i = 0; i < m; i++) /* Q = H_0 ... H_{k-1} I[:, :k], the last reflector first */
+        for (int64_t c = 0; c < k; c++) qq[i * k + c] = i == c;
+    for (int64_t j = k - 1; j >= 0; j--) {
+        double vn = 0;
+        for (int64_t i = j; i < m; i++) vn += v[i * k + j] * v[i * k + j];
+        if (vn == 0) continue;
+        for (int64_t c = 0; c < k; c++) {
+            double d = 0;
+            for (int64_t i = j; i < m; i++) d += v[i * k + j] * qq[i * k + c];
+            for (int64_t i = j; i < m; i++) qq[i * k + c] -= 2 * d / vn * v[i * k + j];
+        }
+    }
+    memcpy(q, qq, sizeof(double) * (size_t)(m * k));
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t c = 0; c < n; c++) r[i * n + c] = c < i ? 0 : w[i * n + c];
+    free(w), free(v), free(qq);
+}
+
+static void check_qr(const char *name, pn_array *a, pn_dtype t)
+{
+    int nd = pn_ndim(a);
+    int64_t m = pn_dim(a, -2), n = pn_dim(a, -1), k = m < n ? m : n, nb = pn_size(a) / (m * n);
+    pn_array *q = NULL, *r = NULL;
+    CHECK(pn_linalg_qr(a, &q, &r) == 0);
+    CHECK_OK(q);
+    if (!q || !r) return;
+    CHECK(pn_array_dtype(q) == t && pn_array_dtype(r) == t && pn_ndim(q) == nd && pn_ndim(r) == nd);
+    CHECK(pn_dim(q, -2) == m && pn_dim(q, -1) == k && pn_dim(r, -2) == k && pn_dim(r, -1) == n);
+    for (int d = 0; d < nd - 2; d++) CHECK(pn_dim(q, d) == pn_dim(a, d) && pn_dim(r, d) == pn_dim(a, d));
+    double *A = test_to_f64(a), *Q = test_to_f64(q), *R = test_to_f64(r);
+    double *rec = malloc(sizeof(double) * (size_t)(m * n)), *rq = malloc(sizeof(double) * (size_t)(m * k));
+    double *rr = malloc(sizeof(double) * (size_t)(k * n));
+    double tol = dtol(t) * 10;
+    for (int64_t b = 0; A && Q && R && b < nb; b++) {
+        const double *Ab = A + b * m * n, *Qb = Q + b * m * k, *Rb = R + b * k * n;
+        dmatmul(m, k, n, Qb, false, Rb, rec);
+        CHECK_MSG(rel_err(rec, Ab, m * n) < tol, "%s: Q R != a (batch %lld, err %g)", name,
+                  (long long)b, rel_err(rec, Ab, m * n));
+        CHECK_MSG(orthonormal_columns(m, k, Qb, tol), "%s: Q's columns are not orthonormal", name);
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < i && j < n; j++) CHECK_MSG(Rb[i * n + j] == 0, "%s: R not upper triangular", name);
+        ref_qr(m, n, Ab, rq, rr);
+        CHECK_MSG(rel_err(Qb, rq, m * k) < tol, "%s: Q differs from the Householder reference (signs?)", name);
+        CHECK_MSG(rel_err(Rb, rr, k * n) < tol, "%s: R differs from the Householder reference", name);
+    }
+    free(A), free(Q), free(R), free(rec), free(rq), free(rr);
+}
+
+TEST(qr_reconstructs_and_matches_reference)
+{
+    pn_scope_push();
+    const mat_case cases[] = {{2, {4, 4}}, {2, {6, 3}}, {2, {3, 6}}, {3, {3, 5, 4}}, {4, {2, 2, 3, 3}},
+                              {2, {1, 5}}, {2, {5, 1}}, {2, {1, 1}}, {3, {40, 6, 6}}, {3, {3, 4, 7}}};
+    const pn_dtype dts[] = {PN_FLOAT64, PN_FLOAT32};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int d = 0; d < 2; d++) {
+            pn_scope_push();
+            char name[64];
+            snprintf(name, sizeof name, "qr case %zu %s", c, pn_dtype_name(dts[d]));
+            check_qr(name, rnd(cases[c].shape, cases[c].nd, dts[d]), dts[d]);
+            pn_scope_pop();
+        }
+    int64_t big = test_quick() ? 40 : 150;
+    check_qr("qr large", rnd((int64_t[]){big, big - 9}, 2, PN_FLOAT64), PN_FLOAT64);
+    check_qr("qr large wide", rnd((int64_t[]){big - 20, big}, 2, PN_FLOAT64), PN_FLOAT64);
+    /* strided inputs: a transposed batch and a column slice */
+    check_qr("qr transposed", pn_swapaxes(rnd((int64_t[]){2, 5, 3}, 3, PN_FLOAT64), -1, -2), PN_FLOAT64);
+    check_qr("qr sliced", pn_slice(rnd((int64_t[]){6, 8}, 2, PN_FLOAT32), (int64_t[]){0, 1},
+                                   (int64_t[]){6, 8}, (int64_t[]){1, 2}, 2), PN_FLOAT32);
+    /* rank deficient: a zero column (that reflector is the identity) */
+    pn_array *z = pn_multiply(rnd((int64_t[]){5, 3}, 2, PN_FLOAT64),
+                              pn_array_from_data((double[]){1, 0, 1}, (int64_t[]){3}, 1, PN_FLOAT64));
+    check_qr("qr zero column", z, PN_FLOAT64);
+    /* empty matrices: Q (m, 0) and R (0, n), or the batch is empty */
+    const mat_case empty[] = {{2, {0, 3}}, {2, {3, 0}}, {3, {0, 4, 2}}};
+    for (int e = 0; e < 3; e++) {
+        pn_array *q = NULL, *r = NULL;
+        CHECK(pn_linalg_qr(pn_zeros(empty[e].shape, empty[e].nd, PN_FLOAT32), &q, &r) == 0);
+        pn_array *both[2] = {q, r};
+        CHECK(q && r && pn_eval(both, 2) == 0 && pn_size(q) == 0 && pn_size(r) == 0);
+        int64_t m = empty[e].shape[empty[e].nd - 2], n = empty[e].shape[empty[e].nd - 1];
+        CHECK(q && r && pn_dim(q, -1) == (m < n ? m : n) && pn_dim(r, -1) == n);
+    }
+    pn_scope_pop();
+}
+
 /* ───────────────────────────── pinv ───────────────────────────── */
 
 /* The four Penrose conditions for x = pinv(a) of one (m x n) matrix. */
@@ -501,6 +613,16 @@ static pn_array *luf_lu(pn_array *a)
     pn_array *lu, *piv;
     return pn_linalg_lu_factor(a, &lu, &piv) ? NULL : lu;
 }
+static pn_array *qr_q(pn_array *a)
+{
+    pn_array *q, *r;
+    return pn_linalg_qr(a, &q, &r) ? NULL : q;
+}
+static pn_array *qr_r(pn_array *a)
+{
+    pn_array *q, *r;
+    return pn_linalg_qr(a, &q, &r) ? NULL : r;
+}
 
 TEST(errors)
 {
@@ -520,7 +642,17 @@ TEST(errors)
         CHECK_ERR(lu_p(bad[i]), PN_ERR_INVALID_ARGUMENT);
         CHECK_ERR(luf_lu(bad[i]), PN_ERR_INVALID_ARGUMENT);
         CHECK_ERR(pn_linalg_pinv(bad[i]), PN_ERR_INVALID_ARGUMENT);
+        CHECK_ERR(qr_q(bad[i]), PN_ERR_INVALID_ARGUMENT);
     }
+    pn_clear_error();
+    CHECK(!qr_r(i32) && strstr(pn_last_error_message(), "[linalg::qr] Arrays must have type "
+                               "float32 or float64. Received array with type int32."));
+    pn_clear_error();
+    CHECK(!qr_q(vec) && strstr(pn_last_error_message(), "[linalg::qr] Arrays must have >= 2 "
+                               "dimensions. Received array with 1 dimensions."));
+    pn_array *q = NULL, *r = NULL;
+    CHECK(pn_linalg_qr(NULL, &q, &r) == -1 && !q && !r);
+    pn_clear_error();
     /* MLX's wording */
     pn_clear_error();
     CHECK(!svd_s(i32) && strstr(pn_last_error_message(), "[linalg::svd] Arrays must have type "
@@ -551,7 +683,7 @@ TEST(errors)
 
 typedef enum {
     G_SVD_S, G_SVD_S_ONLY, G_SVD_U, G_SVD_V, G_SVD_FULL_U, G_SVD_REC,
-    G_EIGH_W, G_EIGH_V, G_EIGVALSH, G_LU_PACKED, G_LU_L, G_LU_U, G_PINV
+    G_EIGH_W, G_EIGH_V, G_EIGVALSH, G_LU_PACKED, G_LU_L, G_LU_U, G_PINV, G_QR_Q, G_QR_R
 } gfn;
 
 /* Sign-invariant functions of the factors: Uk diag(c) Uk^T does not depend on the signs. */
@@ -612,6 +744,8 @@ static pn_array *g_fn(void *ctx, pn_array *const *in)
         return f == G_LU_L ? l : u;
     }
     case G_PINV: return pn_linalg_pinv(a);
+    case G_QR_Q: return qr_q(a);
+    case G_QR_R: return qr_r(a);
     }
     return NULL;
 }
@@ -643,6 +777,10 @@ TEST(gradients)
         {G_LU_PACKED, "lu_factor", 2, {4, 4}},      {G_LU_L, "lu L batched", 3, {2, 3, 3}},
         {G_LU_U, "lu U", 2, {4, 4}},                {G_PINV, "pinv square", 2, {3, 3}},
         {G_PINV, "pinv tall", 2, {4, 3}},           {G_PINV, "pinv wide", 2, {2, 4}},
+        {G_QR_Q, "qr Q square", 2, {4, 4}},         {G_QR_R, "qr R square", 2, {4, 4}},
+        {G_QR_Q, "qr Q tall", 2, {5, 3}},           {G_QR_R, "qr R tall", 2, {5, 3}},
+        {G_QR_Q, "qr Q wide", 2, {3, 5}},           {G_QR_R, "qr R wide", 2, {3, 5}},
+        {G_QR_Q, "qr Q batched", 3, {2, 4, 3}},     {G_QR_R, "qr R wide batched", 3, {2, 2, 4}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         pn_scope_push();
@@ -671,6 +809,11 @@ static int vm_svd(void *ctx, int n, pn_array *const *in, int *nout, pn_array **o
     out[0] = svd_s(in[0]);
     return out[0] ? 0 : -1;
 }
+static int vm_qr(void *ctx, int n, pn_array *const *in, int *nout, pn_array **out)
+{
+    *nout = 2;
+    return pn_linalg_qr(in[0], &out[0], &out[1]);
+}
 
 TEST(vmap_moves_the_batch_axis)
 {
@@ -685,6 +828,19 @@ TEST(vmap_moves_the_batch_axis)
     double *r = test_to_f64(ref);
     if (y && r) test_check_values("vmap svd", y, (int64_t[]){3, 4}, 2, PN_FLOAT64, r, 1e-12, 1e-12);
     free(r);
+    pn_closure_release(vf);
+    pn_closure_release(f);
+    /* QR's two outputs, batch axis 2 of 3 */
+    pn_array *b = rnd((int64_t[]){5, 3, 2}, 3, PN_FLOAT64);
+    f = pn_closure_new(vm_qr, NULL, NULL);
+    vf = pn_vmap(f, (int[]){2}, 1, (int[]){0, 0}, 2);
+    pn_array *qr[2] = {NULL, NULL}, *ref_q, *ref_r;
+    CHECK(vf && pn_closure_call(vf, 1, &b, &nout, qr) == 0 && nout == 2);
+    CHECK(pn_linalg_qr(pn_moveaxis(b, 2, 0), &ref_q, &ref_r) == 0);
+    double *rq = test_to_f64(ref_q), *rr = test_to_f64(ref_r);
+    if (qr[0] && rq) test_check_values("vmap qr Q", qr[0], (int64_t[]){2, 5, 3}, 3, PN_FLOAT64, rq, 1e-12, 1e-12);
+    if (qr[1] && rr) test_check_values("vmap qr R", qr[1], (int64_t[]){2, 3, 3}, 3, PN_FLOAT64, rr, 1e-12, 1e-12);
+    free(rq), free(rr);
     pn_closure_release(vf);
     pn_closure_release(f);
     pn_scope_pop();

@@ -4,6 +4,7 @@
  * The reader treats the file as hostile: every count, size and reference is checked. */
 #include "io/io.h"
 #include "io/registry.h"
+#include "transforms/trace.h"
 #include "transforms/transforms.h"
 
 #include <inttypes.h>
@@ -27,35 +28,16 @@ static const char MAGIC[8] = "PONTEFN";
 #define VERSION 1u
 #define MAX_NAME 256     /* primitive and keyword names */
 #define MAX_PARAMS 65536 /* bytes of one node's params */
-enum { REF_INPUT, REF_CONST, REF_NODE };
 
 /* ───────────────────────────── in-memory form ───────────────────────────── */
 
-typedef struct {
-    pn_dtype dtype;
-    int ndim;
-    int64_t *shape;
-} spec;
-
-typedef struct {
-    uint32_t kind, index;
-} ref;
-
-typedef struct {
-    const pnC_primitive *prim;
-    void *params;
-    uint32_t params_size, nin, nout;
-    ref *in;
-    spec *out;
-} xnode;
-
+/* One trace: its signature (positional count, keyword names, input specs) and its tape,
+ * whose constant references index the file's constants (the tape holds none itself). */
 typedef struct {
     uint32_t nargs, nkw;
-    char **kw; /* nkw names, ascending */
-    spec *in;  /* nargs + nkw */
-    uint32_t nnode, nres, nvals, max_in, max_out;
-    xnode *nodes;
-    ref *res;
+    char **kw;     /* nkw names, ascending */
+    pnT_spec *in;  /* nargs + nkw */
+    pnT_tape t;
 } xsig;
 
 /* A file's contents: constants (evaluated arrays, one reference each) and traces. */
@@ -67,20 +49,12 @@ typedef struct {
     char *metadata;
 } xfile;
 
-static void spec_free(spec *s) { free(s->shape); }
-
 static void sig_free(xsig *s)
 {
     for (uint32_t i = 0; s->kw && i < s->nkw; i++) free(s->kw[i]);
-    for (uint32_t i = 0; s->in && i < s->nargs + s->nkw; i++) spec_free(&s->in[i]);
-    for (uint32_t i = 0; s->nodes && i < s->nnode; i++) {
-        xnode *n = &s->nodes[i];
-        free(n->params);
-        free(n->in);
-        for (uint32_t j = 0; n->out && j < n->nout; j++) spec_free(&n->out[j]);
-        free(n->out);
-    }
-    free(s->kw), free(s->in), free(s->nodes), free(s->res);
+    for (uint32_t i = 0; s->in && i < s->nargs + s->nkw; i++) pnT_spec_free(&s->in[i]);
+    free(s->kw), free(s->in);
+    pnT_tape_free(&s->t);
     *s = (xsig){0};
 }
 
@@ -102,23 +76,6 @@ static int grow(void **p, uint32_t *cap, uint32_t n, size_t sz, const char *op)
     if (!q) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
     *p = q, *cap = c;
     return 0;
-}
-
-static int spec_of(spec *s, const pn_array *a, const char *op)
-{
-    s->dtype = a->dtype, s->ndim = a->ndim;
-    s->shape = malloc(((size_t)a->ndim + 1) * sizeof *s->shape);
-    if (!s->shape) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
-    memcpy(s->shape, a->shape, (size_t)a->ndim * sizeof *s->shape);
-    return 0;
-}
-
-static bool spec_matches(const spec *s, const pn_array *a)
-{
-    if (s->dtype != a->dtype || s->ndim != a->ndim) return false;
-    for (int i = 0; i < s->ndim; i++)
-        if (s->shape[i] != a->shape[i]) return false;
-    return true;
 }
 
 /* "(2,3) float32" into buf. */
@@ -182,7 +139,7 @@ static void put_spec(wbuf *b, pn_dtype t, const int64_t *shape, int ndim)
     for (int i = 0; i < ndim; i++) put_u64(b, (uint64_t)shape[i]);
 }
 
-static void put_ref(wbuf *b, ref r)
+static void put_ref(wbuf *b, pnT_ref r)
 {
     put_u32(b, r.kind);
     put_u32(b, r.index);
@@ -230,9 +187,9 @@ static int file_write(const xfile *f, const char *path)
         for (uint32_t k = 0; k < s->nkw; k++) put_str(&b, s->kw[k]);
         for (uint32_t k = 0; k < s->nargs + s->nkw; k++)
             put_spec(&b, s->in[k].dtype, s->in[k].shape, s->in[k].ndim);
-        put_u32(&b, s->nnode);
-        for (uint32_t k = 0; k < s->nnode; k++) {
-            const xnode *n = &s->nodes[k];
+        put_u32(&b, s->t.nnode);
+        for (uint32_t k = 0; k < s->t.nnode; k++) {
+            const pnT_op *n = &s->t.nodes[k];
             put_str(&b, n->prim->name);
             put_u32(&b, n->params_size);
             put(&b, n->params, n->params_size);
@@ -242,8 +199,8 @@ static int file_write(const xfile *f, const char *path)
             for (uint32_t j = 0; j < n->nout; j++)
                 put_spec(&b, n->out[j].dtype, n->out[j].shape, n->out[j].ndim);
         }
-        put_u32(&b, s->nres);
-        for (uint32_t k = 0; k < s->nres; k++) put_ref(&b, s->res[k]);
+        put_u32(&b, s->t.nres);
+        for (uint32_t k = 0; k < s->t.nres; k++) put_ref(&b, s->t.res[k]);
     }
     if (rc == 0 && !b.oom) put_u64(&b, fnv1a(b.p, b.n));
     if (rc == 0 && b.oom) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
@@ -272,102 +229,59 @@ struct pn_exporter {
     pnC_ptrmap consts; /* the file's constants by array */
 };
 
-/* Converts the traced graph into s. New constants are appended to f->file (and its map) only
- * when the whole trace succeeds; *nnew counts them. */
-typedef struct {
-    pn_exporter *e;
-    pnT_graph *g;
-    uint32_t *base; /* per graph rec: first output value, or UINT32_MAX */
-    pn_array **fresh;
-    uint32_t nfresh, cap_fresh;
-    pnC_ptrmap fresh_map;
-} conv;
-
-static int ref_of(conv *c, pn_array *a, ref *r)
+/* Checks that every node of the tape can be written (a registered primitive holding no
+ * functions). 0 or -1 with an error. */
+static int check_nodes(const pnT_tape *t)
 {
-    pnT_rec *rec = a->node ? pnT_graph_find(c->g, a->node) : NULL;
-    if (rec && rec->tracer >= 0) {
-        *r = (ref){REF_INPUT, (uint32_t)rec->tracer};
-        return 0;
-    }
-    if (rec && rec->active) {
-        *r = (ref){REF_NODE, c->base[rec - c->g->recs] + (uint32_t)a->out_index};
-        return 0;
-    }
-    const int64_t *v = pnC_ptrmap_find(&c->e->consts, a);
-    if (!v) v = pnC_ptrmap_find(&c->fresh_map, a);
-    if (v) {
-        *r = (ref){REF_CONST, (uint32_t)*v};
-        return 0;
-    }
-    uint32_t idx = c->e->file.nconst + c->nfresh;
-    if (grow((void **)&c->fresh, &c->cap_fresh, c->nfresh + 1, sizeof *c->fresh, "export_function") ||
-        amap_put(&c->fresh_map, a, idx))
-        return -1;
-    c->fresh[c->nfresh++] = pnC_incref(a);
-    *r = (ref){REF_CONST, idx};
-    return 0;
-}
-
-/* The nodes of the graph (in order) as s->nodes, the outputs as s->res. */
-static int convert(conv *c, xsig *s, int nout, pn_array *const *outs)
-{
-    pnT_graph *g = c->g;
-    c->base = malloc(((size_t)g->nrec + 1) * sizeof *c->base);
-    s->nodes = calloc((size_t)g->norder + 1, sizeof *s->nodes);
-    s->res = calloc((size_t)nout + 1, sizeof *s->res);
-    if (!c->base || !s->nodes || !s->res)
-        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
-    for (int64_t i = 0; i < g->nrec; i++) c->base[i] = UINT32_MAX;
-    uint32_t nvals = 0;
-    for (int64_t k = 0; k < g->norder; k++) {
-        pnT_rec *rec = &g->recs[g->order[k]];
-        pnC_node *nd = rec->node;
+    for (uint32_t k = 0; k < t->nnode; k++) {
+        const pnC_primitive *p = t->nodes[k].prim;
         char why[160];
-        if (nd->prim->release_params || !pnR_find(nd->prim->name) ||
-            pnR_find(nd->prim->name) != nd->prim)
+        if (p->release_params || pnR_find(p->name) != p)
             return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                                 "[export_function] Cannot export the primitive %s: it is not "
                                 "serializable (custom_function, custom_vjp and checkpoint hold "
                                 "functions, which cannot be written to a file).",
-                                nd->prim->name);
-        if (!pnR_node_ok(nd->prim, nd->params_size, nd->nin, nd->nout, why, sizeof why))
+                                p->name);
+        if (!pnR_node_ok(p, t->nodes[k].params_size, (int)t->nodes[k].nin,
+                         (int)t->nodes[k].nout, why, sizeof why))
             return pn_set_error(PN_ERR_BACKEND,
                                 "[export_function] Internal error: the primitive %s does not match "
                                 "the export registry (src/io/registry.c): it expects %s.",
-                                nd->prim->name, why);
-        xnode *n = &s->nodes[s->nnode++];
-        n->prim = nd->prim;
-        n->params_size = (uint32_t)nd->params_size;
-        n->nin = (uint32_t)nd->nin;
-        n->nout = (uint32_t)nd->nout;
-        n->params = malloc(nd->params_size + 1);
-        n->in = calloc((size_t)nd->nin + 1, sizeof *n->in);
-        n->out = calloc((size_t)nd->nout + 1, sizeof *n->out);
-        if (!n->params || !n->in || !n->out)
-            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
-        if (nd->params_size) memcpy(n->params, nd->params, nd->params_size);
-        for (int i = 0; i < nd->nin; i++)
-            if (ref_of(c, nd->inputs[i], &n->in[i])) return -1;
-        for (int j = 0; j < nd->nout; j++) {
-            spec *o = &n->out[j];
-            o->dtype = nd->out_dtypes[j], o->ndim = nd->out_ndims[j];
-            o->shape = malloc(((size_t)o->ndim + 1) * sizeof *o->shape);
-            if (!o->shape) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
-            memcpy(o->shape, nd->out_shapes[j], (size_t)o->ndim * sizeof *o->shape);
-        }
-        c->base[g->order[k]] = nvals;
-        nvals += (uint32_t)nd->nout;
-        if (n->nin > s->max_in) s->max_in = n->nin;
-        if (n->nout > s->max_out) s->max_out = n->nout;
+                                p->name, why);
     }
-    s->nvals = nvals;
-    for (int j = 0; j < nout; j++)
-        if (ref_of(c, outs[j], &s->res[j])) return -1;
-    s->nres = (uint32_t)nout;
     return 0;
 }
 
+/* Moves the tape's constants into the file's table (an array already there is shared) and
+ * renumbers the tape's constant references. 0 or -1 (the file may hold unused constants). */
+static int adopt_consts(pn_exporter *e, pnT_tape *t)
+{
+    const char *op = "export_function";
+    uint32_t *idx = malloc(((size_t)t->nconst + 1) * sizeof *idx);
+    int rc = idx ? grow((void **)&e->file.consts, &e->file.cap_const, e->file.nconst + t->nconst,
+                        sizeof *e->file.consts, op)
+                 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    for (uint32_t i = 0; i < t->nconst && rc == 0; i++) {
+        const int64_t *v = pnC_ptrmap_find(&e->consts, t->consts[i]);
+        if (v) {
+            idx[i] = (uint32_t)*v;
+            continue;
+        }
+        idx[i] = e->file.nconst;
+        if ((rc = amap_put(&e->consts, t->consts[i], idx[i]))) break;
+        e->file.consts[e->file.nconst++] = pnC_incref(t->consts[i]);
+    }
+    for (uint32_t k = 0; k < t->nnode && rc == 0; k++)
+        for (uint32_t i = 0; i < t->nodes[k].nin; i++)
+            if (t->nodes[k].in[i].kind == PNT_REF_CONST)
+                t->nodes[k].in[i].index = idx[t->nodes[k].in[i].index];
+    for (uint32_t j = 0; j < t->nres && rc == 0; j++)
+        if (t->res[j].kind == PNT_REF_CONST) t->res[j].index = idx[t->res[j].index];
+    for (uint32_t i = 0; i < t->nconst; i++) pnC_decref(t->consts[i]);
+    free(t->consts), free(idx);
+    t->consts = NULL, t->nconst = 0;
+    return rc;
+}
 
 /* Orders kwargs by name into order[nkw] (insertion sort: few keywords). Checks the names. */
 static int kw_order(const char *op, int nkw, const char *const *names, int *order)
@@ -408,11 +322,9 @@ static int trace(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
 {
     const char *op = "export_function";
     int nin = nargs + nkw;
-    pn_array **flat = malloc(((size_t)nin + 1) * sizeof *flat), **tr = NULL;
+    pn_array **flat = malloc(((size_t)nin + 1) * sizeof *flat);
     int *order = malloc(((size_t)nkw + 1) * sizeof *order);
     xsig s = {0};
-    pnT_graph g = {0};
-    conv c = {.e = e, .g = &g};
     int rc = flat && order ? 0 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
     if (rc == 0) rc = gather_inputs(op, nargs, args, nkw, kw_names, kwargs, flat, order);
     if (rc == 0) { /* the signature */
@@ -423,55 +335,23 @@ static int trace(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
         for (int i = 0; i < nkw && rc == 0; i++)
             if (!(s.kw[i] = strdup(kw_names[order[i]])))
                 rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
-        for (int i = 0; i < nin && rc == 0; i++) rc = spec_of(&s.in[i], flat[i], op);
+        for (int i = 0; i < nin && rc == 0; i++) rc = pnT_spec_of(&s.in[i], flat[i], op);
     }
     if (rc) {
         free(flat), free(order), sig_free(&s);
         return -1;
     }
-    pn_scope_push();
-    int nout = 0;
-    pn_array *outs[PN_MAX_OUTPUTS];
-    tr = malloc(((size_t)nin + 1) * sizeof *tr);
-    if (!tr) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
-    for (int i = 0; i < nin && rc == 0; i++)
-        if (!(tr[i] = pnT_tracer(flat[i]))) rc = -1;
-    if (rc == 0) {
-        pnC_trace_push();
-        rc = pn_closure_call(e->f, nin, tr, &nout, outs);
-        pnC_trace_pop();
-    }
-    for (int i = 0; i < nin && rc == 0; i++)
-        if (tr[i]->buf) /* evaluated through the function: its graph was cut at run time */
-            rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
-                              "[%s] Attempting to eval an array that depends on the inputs while "
-                              "exporting is not allowed (the exported graph would hold its "
-                              "value).", op);
-    if (rc == 0 && pnT_graph_build(&g, nin, tr, nout, outs, false))
-        rc = pnC_failed() ? -1 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
-    if (rc == 0) rc = convert(&c, &s, nout, outs);
-    for (uint32_t i = 0; i < c.nfresh && rc == 0; i++) /* constants hold their data */
-        rc = pnC_eval1(c.fresh[i]);
-    if (rc == 0)
-        rc = grow((void **)&e->file.consts, &e->file.cap_const, e->file.nconst + c.nfresh,
-                  sizeof *e->file.consts, op);
+    if (rc == 0) rc = pnT_tape_trace(&s.t, e->f, nin, flat, op);
+    if (rc == 0) rc = check_nodes(&s.t);
     if (rc == 0)
         rc = grow((void **)&e->file.sigs, &e->file.cap_sig, e->file.nsig + 1, sizeof *e->file.sigs, op);
-    for (uint32_t i = 0; i < c.nfresh && rc == 0; i++)
-        rc = amap_put(&e->consts, c.fresh[i], e->file.nconst + i);
+    if (rc == 0) rc = adopt_consts(e, &s.t);
     if (rc == 0) {
-        if (c.nfresh) memcpy(e->file.consts + e->file.nconst, c.fresh, c.nfresh * sizeof *c.fresh);
-        e->file.nconst += c.nfresh;
-        c.nfresh = 0;
         e->file.sigs[e->file.nsig++] = s;
         s = (xsig){0};
     }
-    for (uint32_t i = 0; i < c.nfresh; i++) pnC_decref(c.fresh[i]);
-    free(c.fresh), free(c.base), pnC_ptrmap_free(&c.fresh_map);
-    pnT_graph_free(&g);
     sig_free(&s);
-    free(tr), free(flat), free(order);
-    pn_scope_pop();
+    free(flat), free(order);
     return rc;
 }
 
@@ -624,7 +504,7 @@ static int get_str(rbuf *r, char **out, uint32_t max, const char *what)
     return 0;
 }
 
-static int get_spec(rbuf *r, spec *s, const char *what)
+static int get_spec(rbuf *r, pnT_spec *s, const char *what)
 {
     uint32_t t, nd;
     if (get_u32(r, &t, what) || get_u32(r, &nd, what)) return -1;
@@ -646,14 +526,14 @@ static int get_spec(rbuf *r, spec *s, const char *what)
 }
 
 /* A reference in a trace with nin inputs, where nvals node outputs are defined so far. */
-static int get_ref(rbuf *r, ref *x, uint32_t nin, uint32_t nconst, uint32_t nvals, const char *what)
+static int get_ref(rbuf *r, pnT_ref *x, uint32_t nin, uint32_t nconst, uint32_t nvals, const char *what)
 {
     if (get_u32(r, &x->kind, what) || get_u32(r, &x->index, what)) return -1;
-    uint32_t lim = x->kind == REF_INPUT ? nin : x->kind == REF_CONST ? nconst : nvals;
-    if (x->kind > REF_NODE) return BAD(r, "%s has an unknown kind %" PRIu32, what, x->kind);
+    uint32_t lim = x->kind == PNT_REF_INPUT ? nin : x->kind == PNT_REF_CONST ? nconst : nvals;
+    if (x->kind > PNT_REF_NODE) return BAD(r, "%s has an unknown kind %" PRIu32, what, x->kind);
     if (x->index >= lim)
         return BAD(r, "%s refers to %s %" PRIu32 " of %" PRIu32 " (out of range)", what,
-                   x->kind == REF_INPUT ? "input" : x->kind == REF_CONST ? "constant"
+                   x->kind == PNT_REF_INPUT ? "input" : x->kind == PNT_REF_CONST ? "constant"
                                                                         : "earlier node output",
                    x->index, lim);
     return 0;
@@ -667,6 +547,7 @@ static int read_sig(rbuf *r, xsig *s, uint32_t nconst, uint32_t si)
     uint64_t nin64 = (uint64_t)s->nargs + s->nkw;
     if (nin64 * 8 > r->n - r->pos) return BAD(r, "%s: %" PRIu64 " inputs do not fit in the file", what, nin64);
     uint32_t nin = (uint32_t)nin64;
+    s->t.nin = nin;
     s->kw = calloc((size_t)s->nkw + 1, sizeof *s->kw);
     s->in = calloc((size_t)nin + 1, sizeof *s->in);
     if (!s->kw || !s->in) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
@@ -679,11 +560,11 @@ static int read_sig(rbuf *r, xsig *s, uint32_t nconst, uint32_t si)
         if (get_spec(r, &s->in[k], "an input spec")) return -1;
     uint32_t nnode;
     if (get_count(r, &nnode, 16, "the node count")) return -1;
-    if (!(s->nodes = calloc((size_t)nnode + 1, sizeof *s->nodes)))
+    if (!(s->t.nodes = calloc((size_t)nnode + 1, sizeof *s->t.nodes)))
         return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
     for (uint32_t k = 0; k < nnode; k++) {
-        xnode *n = &s->nodes[k];
-        s->nnode = k + 1;
+        pnT_op *n = &s->t.nodes[k];
+        s->t.nnode = k + 1;
         char *name = NULL;
         if (get_str(r, &name, MAX_NAME, "a primitive name")) return -1;
         n->prim = pnR_find(name);
@@ -704,7 +585,7 @@ static int read_sig(rbuf *r, xsig *s, uint32_t nconst, uint32_t si)
         if (!(n->in = calloc((size_t)n->nin + 1, sizeof *n->in)))
             return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
         for (uint32_t j = 0; j < n->nin; j++)
-            if (get_ref(r, &n->in[j], nin, nconst, s->nvals, "a node input")) return -1;
+            if (get_ref(r, &n->in[j], nin, nconst, s->t.nvals, "a node input")) return -1;
         if (get_count(r, &n->nout, 8, "an output count")) return -1;
         if (n->nout > INT32_MAX / 2 || n->nin > INT32_MAX / 2)
             return BAD(r, "%s, node %" PRIu32 ": %" PRIu32 " inputs, %" PRIu32 " outputs", what,
@@ -717,18 +598,18 @@ static int read_sig(rbuf *r, xsig *s, uint32_t nconst, uint32_t si)
             return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
         for (uint32_t j = 0; j < n->nout; j++)
             if (get_spec(r, &n->out[j], "an output spec")) return -1;
-        if (n->nout > UINT32_MAX - s->nvals) return BAD(r, "%s: too many node outputs", what);
-        s->nvals += n->nout;
-        if (n->nin > s->max_in) s->max_in = n->nin;
-        if (n->nout > s->max_out) s->max_out = n->nout;
+        if (n->nout > UINT32_MAX - s->t.nvals) return BAD(r, "%s: too many node outputs", what);
+        s->t.nvals += n->nout;
+        if (n->nin > s->t.max_in) s->t.max_in = n->nin;
+        if (n->nout > s->t.max_out) s->t.max_out = n->nout;
     }
-    if (get_count(r, &s->nres, 8, "the result count")) return -1;
-    if (s->nres > PN_MAX_OUTPUTS)
-        return BAD(r, "%s returns %" PRIu32 " arrays (at most %d)", what, s->nres, PN_MAX_OUTPUTS);
-    if (!(s->res = calloc((size_t)s->nres + 1, sizeof *s->res)))
+    if (get_count(r, &s->t.nres, 8, "the result count")) return -1;
+    if (s->t.nres > PN_MAX_OUTPUTS)
+        return BAD(r, "%s returns %" PRIu32 " arrays (at most %d)", what, s->t.nres, PN_MAX_OUTPUTS);
+    if (!(s->t.res = calloc((size_t)s->t.nres + 1, sizeof *s->t.res)))
         return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
-    for (uint32_t j = 0; j < s->nres; j++)
-        if (get_ref(r, &s->res[j], nin, nconst, s->nvals, "a result")) return -1;
+    for (uint32_t j = 0; j < s->t.nres; j++)
+        if (get_ref(r, &s->t.res[j], nin, nconst, s->t.nvals, "a result")) return -1;
     return 0;
 }
 
@@ -756,7 +637,7 @@ static int file_read(xfile *f, const unsigned char *data, size_t size, const cha
     if (!(f->consts = calloc((size_t)nconst + 1, sizeof *f->consts)))
         return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
     for (uint32_t i = 0; i < nconst; i++) {
-        spec s = {0};
+        pnT_spec s = {0};
         uint64_t nbytes;
         int rc = get_spec(&r, &s, "a constant's spec") || get_u64(&r, &nbytes, "a constant's size");
         uint64_t want_bytes = rc ? 0 : (uint64_t)pnC_shape_size(s.shape, s.ndim) * pn_dtype_size(s.dtype);
@@ -772,7 +653,7 @@ static int file_read(xfile *f, const unsigned char *data, size_t size, const cha
             r.pos += (size_t)nbytes;
             f->consts[f->nconst++] = a;
         }
-        spec_free(&s);
+        pnT_spec_free(&s);
         if (rc) return -1;
     }
     uint32_t nsig;
@@ -832,36 +713,16 @@ const char *pn_imported_function_metadata(const pn_imported_function *f)
 /* Builds the trace's graph on the inputs, in the current scope: results to out. 0 or -1. */
 static int replay(const xfile *f, const xsig *s, pn_array *const *in, int *nout, pn_array **out)
 {
-    pn_array **vals = malloc(((size_t)s->nvals + 1) * sizeof *vals);
-    pn_array **ins = malloc(((size_t)s->max_in + 1) * sizeof *ins);
-    pn_dtype *dts = malloc(((size_t)s->max_out + 1) * sizeof *dts);
-    const int64_t **shapes = malloc(((size_t)s->max_out + 1) * sizeof *shapes);
-    int *nds = malloc(((size_t)s->max_out + 1) * sizeof *nds);
-    int rc = vals && ins && dts && shapes && nds
-                 ? 0 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[import_function] Out of memory.");
-    uint32_t v = 0;
-#define RESOLVE(r) ((r).kind == REF_INPUT ? in[(r).index] : (r).kind == REF_CONST ? f->consts[(r).index] : vals[(r).index])
-    for (uint32_t k = 0; k < s->nnode && rc == 0; k++) {
-        const xnode *n = &s->nodes[k];
-        for (uint32_t i = 0; i < n->nin; i++) ins[i] = RESOLVE(n->in[i]);
-        for (uint32_t j = 0; j < n->nout; j++)
-            dts[j] = n->out[j].dtype, shapes[j] = n->out[j].shape, nds[j] = n->out[j].ndim;
-        rc = pnC_make_multi(n->prim, n->params, n->params_size, (int)n->nin, ins, (int)n->nout,
-                            dts, shapes, nds, vals + v);
-        v += n->nout;
-    }
-    for (uint32_t j = 0; j < s->nres && rc == 0; j++) out[j] = RESOLVE(s->res[j]);
-#undef RESOLVE
-    if (rc == 0) *nout = (int)s->nres;
-    free(vals), free(ins), free(dts), free(shapes), free(nds);
-    return rc;
+    if (pnT_tape_replay(&s->t, f->consts, in, false, out, "import_function")) return -1;
+    *nout = (int)s->t.nres;
+    return 0;
 }
 
 static bool sig_matches(const xsig *s, int n, pn_array *const *flat)
 {
     if ((uint64_t)s->nargs + s->nkw != (uint64_t)n) return false;
     for (int i = 0; i < n; i++)
-        if (!spec_matches(&s->in[i], flat[i])) return false;
+        if (!pnT_spec_matches(&s->in[i], flat[i])) return false;
     return true;
 }
 
@@ -879,7 +740,7 @@ static int no_match(const xfile *f, int nargs, int nkw, const char *const *names
         ADD("\n %" PRIu32 ". %" PRIu32 " positional and %" PRIu32 " keyword inputs:", i + 1,
             s->nargs, s->nkw);
         for (uint32_t j = 0; j < s->nargs + s->nkw; j++) {
-            const spec *p = &s->in[j];
+            const pnT_spec *p = &s->in[j];
             if (j < s->nargs) ADD(" %" PRIu32 ": ", j + 1);
             else ADD(" \"%s\": ", s->kw[j - s->nargs]);
             ADD("%s%s", spec_str(p->dtype, p->shape, p->ndim, sb, sizeof sb),
@@ -924,7 +785,7 @@ int pn_imported_function_call(pn_imported_function *f, int nargs, pn_array *cons
     if (rc == 0) {
         pn_scope_push();
         int n = 0;
-        if (replay(&f->file, s, flat, &n, out)) rc = pnT_scope_fail(out, (int)s->nres);
+        if (replay(&f->file, s, flat, &n, out)) rc = pnT_scope_fail(out, (int)s->t.nres);
         else if ((rc = pnT_scope_keep(out, n)) == 0) *nout = n;
     }
     free(flat), free(order), free(names);

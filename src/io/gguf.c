@@ -3,8 +3,10 @@
  * fastest-first, ggml type, offset), then the aligned data. The reader treats the file as
  * hostile: every count, length, extent and offset is checked against the bytes left before it
  * is used. Q4_0, Q4_1 and Q8_0 tensors load as MLX's affine quantized format (w packed uint32,
- * "name.scales" and "name.biases" in float16, groups of 32); other quantized types are refused
- * with an error naming them. */
+ * "prefix.scales" and "prefix.biases" in float16, groups of 32); the other block types in
+ * BLOCK_TYPES (Q5_0, Q5_1, the k-quants Q2_K..Q8_K, IQ4_NL, IQ4_XS) are dequantized to
+ * float16 (MLX 0.32, through gguflib, does so for Q2_K, Q4_K and Q6_K and refuses the others);
+ * the remaining quantized types are refused by name. */
 #include "io/io.h"
 
 #include <stdlib.h>
@@ -138,14 +140,184 @@ static const struct {
                     {26, PN_INT32},  {27, PN_INT64},  {28, PN_FLOAT64}, {30, PN_BFLOAT16}};
 #define NTENSOR_TYPES (int)(sizeof TENSOR_TYPES / sizeof TENSOR_TYPES[0])
 
-/* The ggml block formats read as MLX's affine quantization: 32 values per block of bytes
- * bytes, bits per value once repacked. Q4_0: f16 d, 16 bytes of nibbles (the low nibbles hold
- * values 0..15, the high ones 16..31), x = d (q - 8); Q4_1: f16 d, f16 m, nibbles, x = d q + m;
- * Q8_0: f16 d, 32 int8, x = d q (stored as q + 128 with bias -128 d). */
+/* ── ggml block decoders: one block of values at blk into y (float), per ggml's layouts ── */
+
+static float h2f(const unsigned char *p)
+{
+    pn_float16 h;
+    memcpy(&h.bits, p, 2);
+    return pnC_f16_to_f32(h);
+}
+
+/* Q5_0: f16 d, 32 high bits qh (u32), 16 bytes of low nibbles; x = d (q - 16). Q5_1: f16 d,
+ * f16 m, qh, nibbles; x = d q + m. Value i < 16 takes the low nibble of byte i and bit i of qh,
+ * value i + 16 the high nibble and bit i + 16. */
+static void q5_01(const unsigned char *blk, float *y, bool has_min)
+{
+    const float d = h2f(blk), m = has_min ? h2f(blk + 2) : -16 * d;
+    const unsigned char *hq = blk + (has_min ? 4 : 2), *qs = hq + 4;
+    uint32_t qh;
+    memcpy(&qh, hq, 4);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)((qs[j] & 15) | ((qh >> j) & 1) << 4) + m;
+        y[j + 16] = d * (float)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) + m;
+    }
+}
+static void dec_q5_0(const unsigned char *blk, float *y) { q5_01(blk, y, false); }
+static void dec_q5_1(const unsigned char *blk, float *y) { q5_01(blk, y, true); }
+
+/* Q8_K: f32 d, 256 int8, 16 int16 sums (unused); x = d q. */
+static void dec_q8_k(const unsigned char *blk, float *y)
+{
+    float d;
+    memcpy(&d, blk, 4);
+    for (int j = 0; j < 256; j++) y[j] = d * (float)(int8_t)blk[4 + j];
+}
+
+/* Q2_K: 16 bytes of 4-bit (scale, min) pairs, 64 bytes of 2-bit values, f16 d, f16 dmin. The
+ * 256 values come in two halves of 128 over 32 bytes each; within a half, shift s = 0, 2, 4, 6
+ * takes 2 bits from bytes 0..15 (one sub-block of 16) then 16..31 (the next);
+ * x = d (sc & 15) q - dmin (sc >> 4). */
+static void dec_q2_k(const unsigned char *blk, float *y)
+{
+    const unsigned char *sc = blk, *q = blk + 16;
+    const float d = h2f(blk + 80), dmin = h2f(blk + 82);
+    int is = 0;
+    for (int half = 0; half < 2; half++, q += 32)
+        for (int shift = 0; shift < 8; shift += 2)
+            for (int part = 0; part < 2; part++, is++) {
+                const float dl = d * (float)(sc[is] & 15), ml = dmin * (float)(sc[is] >> 4);
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * (float)((q[part * 16 + l] >> shift) & 3) - ml;
+            }
+}
+
+/* Q3_K: 32 bytes hmask (the third bit), 64 bytes of 2-bit values, 12 bytes of 16 6-bit scales
+ * (low 4 bits in bytes 0..7, nibbles; high 2 bits in bytes 8..11), f16 d. Same walk as Q2_K; the
+ * value is q - 4 when its hmask bit (bit b of hmask[l], b counting the 8 (half, shift) steps) is
+ * clear; x = d (scale - 32) value. */
+static void dec_q3_k(const unsigned char *blk, float *y)
+{
+    const unsigned char *hm = blk, *q = blk + 32, *s = blk + 96;
+    const float d = h2f(blk + 108);
+    int sc[16];
+    for (int j = 0; j < 16; j++) {
+        int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
+        int hi = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        sc[j] = (lo | hi << 4) - 32;
+    }
+    int is = 0, bit = 0;
+    for (int half = 0; half < 2; half++, q += 32)
+        for (int shift = 0; shift < 8; shift += 2, bit++)
+            for (int part = 0; part < 2; part++, is++) {
+                const float dl = d * (float)sc[is];
+                for (int l = 0; l < 16; l++) {
+                    int k = part * 16 + l;
+                    int v = ((q[k] >> shift) & 3) - ((hm[k] >> bit) & 1 ? 0 : 4);
+                    *y++ = dl * (float)v;
+                }
+            }
+}
+
+/* The 6-bit (scale, min) pair j of the 12 packed bytes of Q4_K / Q5_K. */
+static void scale_min_k4(int j, const unsigned char *q, int *sc, int *mn)
+{
+    if (j < 4) {
+        *sc = q[j] & 63, *mn = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | (q[j - 4] >> 6) << 4;
+        *mn = (q[j + 4] >> 4) | (q[j] >> 6) << 4;
+    }
+}
+
+/* Q4_K: f16 d, f16 dmin, 12 bytes of 8 (scale, min) pairs, 128 bytes of nibbles. Q5_K: the
+ * same then 32 bytes qh (the fifth bits) before the nibbles. Each 32 bytes of nibbles hold two
+ * sub-blocks of 32 (low nibbles, then high); sub-block j takes bit j of qh[l];
+ * x = d sc q - dmin mn. */
+static void q45_k(const unsigned char *blk, float *y, bool five)
+{
+    const float d = h2f(blk), dmin = h2f(blk + 2);
+    const unsigned char *s = blk + 4, *qh = blk + 16, *q = blk + (five ? 48 : 16);
+    for (int j = 0; j < 8; j++) {
+        int sc, mn;
+        scale_min_k4(j, s, &sc, &mn);
+        const float dl = d * (float)sc, ml = dmin * (float)mn;
+        const unsigned char *qq = q + 32 * (j / 2);
+        for (int l = 0; l < 32; l++) {
+            int v = (j % 2 ? qq[l] >> 4 : qq[l] & 15) + (five ? ((qh[l] >> j) & 1) << 4 : 0);
+            *y++ = dl * (float)v - ml;
+        }
+    }
+}
+static void dec_q4_k(const unsigned char *blk, float *y) { q45_k(blk, y, false); }
+static void dec_q5_k(const unsigned char *blk, float *y) { q45_k(blk, y, true); }
+
+/* Q6_K: 128 bytes of low nibbles ql, 64 bytes of high 2-bit pairs qh, 16 int8 scales, f16 d.
+ * Each half of 128 values uses 64 bytes of ql and 32 of qh: value l + 32 k (k = 0..3) takes
+ * the low (k < 2) or high (k >= 2) nibble of ql[l + 32 (k % 2)] and bits 2k, 2k+1 of qh[l];
+ * x = d scale[l / 16 + 2 k] (q - 32). */
+static void dec_q6_k(const unsigned char *blk, float *y)
+{
+    const unsigned char *ql = blk, *qh = blk + 128;
+    const int8_t *sc = (const int8_t *)(blk + 192);
+    const float d = h2f(blk + 208);
+    for (int half = 0; half < 2; half++, ql += 64, qh += 32, sc += 8, y += 128)
+        for (int k = 0; k < 4; k++)
+            for (int l = 0; l < 32; l++) {
+                int lo = k < 2 ? ql[l + 32 * k] & 15 : ql[l + 32 * (k - 2)] >> 4;
+                int v = (lo | ((qh[l] >> (2 * k)) & 3) << 4) - 32;
+                y[l + 32 * k] = d * (float)sc[l / 16 + 2 * k] * (float)v;
+            }
+}
+
+/* ggml's non-linear 4-bit grid of IQ4_NL / IQ4_XS. */
+static const int8_t IQ4_GRID[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                    1,    13,   25,  38,  53,  69,  89,  113};
+
+/* IQ4_NL: f16 d, 16 bytes of nibbles (low: values 0..15, high: 16..31); x = d grid[q]. */
+static void dec_iq4_nl(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)IQ4_GRID[blk[2 + j] & 15];
+        y[j + 16] = d * (float)IQ4_GRID[blk[2 + j] >> 4];
+    }
+}
+
+/* IQ4_XS: f16 d, u16 scales_h, 4 bytes scales_l, 128 bytes of nibbles: 8 sub-blocks of 32 laid
+ * out as IQ4_NL's, sub-block b scaled by d (ls - 32), ls = nibble b of scales_l | 2 bits b of
+ * scales_h << 4. */
+static void dec_iq4_xs(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk);
+    uint16_t sh;
+    memcpy(&sh, blk + 2, 2);
+    for (int b = 0; b < 8; b++, y += 32) {
+        int ls = ((blk[4 + b / 2] >> (4 * (b % 2))) & 15) | ((sh >> (2 * b)) & 3) << 4;
+        const float dl = d * (float)(ls - 32);
+        const unsigned char *qs = blk + 8 + 16 * b;
+        for (int j = 0; j < 16; j++) {
+            y[j] = dl * (float)IQ4_GRID[qs[j] & 15];
+            y[j + 16] = dl * (float)IQ4_GRID[qs[j] >> 4];
+        }
+    }
+}
+
+/* The ggml block types read: values and bytes per block; bits > 0: repacked into MLX's affine
+ * format (Q4_0: f16 d, 16 bytes of nibbles (low: values 0..15, high: 16..31), x = d (q - 8);
+ * Q4_1: f16 d, f16 m, nibbles, x = d q + m; Q8_0: f16 d, 32 int8, x = d q, stored as q + 128
+ * with bias -128 d); bits == 0: decode dequantizes each block, loaded as float16. */
 static const struct {
-    int ggml, bytes, bits;
-} QUANT_TYPES[] = {{2, 18, 4}, {3, 20, 4}, {8, 34, 8}};
-#define NQUANT_TYPES (int)(sizeof QUANT_TYPES / sizeof QUANT_TYPES[0])
+    int ggml, values, bytes, bits;
+    void (*decode)(const unsigned char *blk, float *y);
+} BLOCK_TYPES[] = {
+    {2, 32, 18, 4, NULL},          {3, 32, 20, 4, NULL},          {8, 32, 34, 8, NULL},
+    {6, 32, 22, 0, dec_q5_0},      {7, 32, 24, 0, dec_q5_1},
+    {10, 256, 84, 0, dec_q2_k},    {11, 256, 110, 0, dec_q3_k},   {12, 256, 144, 0, dec_q4_k},
+    {13, 256, 176, 0, dec_q5_k},   {14, 256, 210, 0, dec_q6_k},   {15, 256, 292, 0, dec_q8_k},
+    {20, 32, 18, 0, dec_iq4_nl},   {23, 256, 136, 0, dec_iq4_xs},
+};
+#define NBLOCK_TYPES (int)(sizeof BLOCK_TYPES / sizeof BLOCK_TYPES[0])
 
 static const char *ggml_type_name(uint32_t t)
 {
@@ -251,16 +423,41 @@ static int rd_value(cursor *c, uint32_t t, pn_gguf_meta *m, const char *key, uin
     return rc;
 }
 
-/* Decodes the nbytes / block-size blocks at src of a Q4_0 / Q4_1 / Q8_0 tensor of shape
- * (..., K) (quant: index in QUANT_TYPES) into MLX's affine format and stores name (uint32
- * (..., K bits / 32), the values in order, little-endian), name.scales and name.biases (float16
- * (..., K / 32)) in p. Returns 0 or -1 with an error. */
-static int load_quantized(pn_params *p, const char *name, const unsigned char *src,
-                          const int64_t *shape, int ndim, int quant, uint64_t nbytes)
+/* Stores a under key in p, refusing a key already there (a quantized tensor's scales or
+ * biases meeting a tensor of that name, as MLX refuses). Returns 0 or -1 with an error. */
+static int store(pn_params *p, const char *key, pn_array *a, const char *path)
 {
-    const int bits = QUANT_TYPES[quant].bits, bb = QUANT_TYPES[quant].bytes;
+    if (pn_params_get(p, key))
+        return pn_set_error(PN_ERR_IO, "[load_gguf] %s: duplicate array name %s (a quantized "
+                            "tensor's scales or biases clash with another tensor).", path, key);
+    return pn_params_set(p, key, a);
+}
+
+/* Decodes the nbytes / block-size blocks at src of a tensor of shape (..., K) and block type
+ * bt (index in BLOCK_TYPES) and stores them in p. Repacked types (bits > 0): name as uint32
+ * (..., K bits / 32) (the values in order, little-endian), prefix.scales and prefix.biases as
+ * float16 (..., K / 32), prefix being name less a trailing ".weight" (MLX's naming); the others:
+ * name as float16 (..., K), each value rounded from its float decoding. Returns 0 or -1 with an
+ * error. */
+static int load_blocks(pn_params *p, const char *name, const unsigned char *src,
+                       const int64_t *shape, int ndim, int bt, uint64_t nbytes, const char *path)
+{
+    const int bits = BLOCK_TYPES[bt].bits, bb = BLOCK_TYPES[bt].bytes;
     const uint64_t nblocks = nbytes / (uint64_t)bb;
-    const bool q41 = QUANT_TYPES[quant].ggml == 3;
+    if (!bits) { /* dequantized: float16 values */
+        const int nv = BLOCK_TYPES[bt].values;
+        uint16_t *h = malloc(nblocks * (size_t)nv * 2 + 2);
+        if (!h) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
+        float y[256];
+        for (uint64_t b = 0; b < nblocks; b++) {
+            BLOCK_TYPES[bt].decode(src + b * (uint64_t)bb, y);
+            for (int i = 0; i < nv; i++) h[b * (uint64_t)nv + i] = pnC_f32_to_f16(y[i]).bits;
+        }
+        pn_array *a = pn_array_from_data(h, shape, ndim, PN_FLOAT16);
+        free(h);
+        return a ? store(p, name, a, path) : -1;
+    }
+    const bool q41 = BLOCK_TYPES[bt].ggml == 3;
     uint32_t *w = malloc(nblocks * (size_t)bits * 4 + 4);
     uint16_t *d = malloc(nblocks * 2 + 2), *m = malloc(nblocks * 2 + 2);
     int rc = 0;
@@ -282,9 +479,11 @@ static int load_quantized(pn_params *p, const char *name, const unsigned char *s
     memcpy(ws, shape, sizeof(int64_t) * ndim);
     memcpy(ss, shape, sizeof(int64_t) * ndim);
     ws[ndim - 1] = shape[ndim - 1] * bits / 32, ss[ndim - 1] = shape[ndim - 1] / 32;
-    char *key = rc ? NULL : malloc(strlen(name) + 8);
+    size_t len = strlen(name);
+    char *key = rc ? NULL : malloc(len + 8);
     if (!rc && !key) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[load_gguf] Out of memory.");
     if (rc == 0) {
+        if (len >= 7 && !strcmp(name + len - 7, ".weight")) len -= 7;
         pn_array *wa = pn_array_from_data(w, ws, ndim, PN_UINT32);
         pn_array *sa = pn_array_from_data(d, ss, ndim, PN_FLOAT16);
         /* Q4_1: the stored m; Q4_0: -8 d; Q8_0: -128 d (exact in float16 unless it overflows) */
@@ -292,11 +491,11 @@ static int load_quantized(pn_params *p, const char *name, const unsigned char *s
                            : pn_multiply(sa, pn_scalar(bits == 8 ? -128 : -8, PN_FLOAT16));
         pn_array *all[3] = {wa, sa, ba};
         if (!wa || !sa || !ba || pn_eval(all, 3)) rc = -1;
-        if (rc == 0 && pn_params_set(p, name, wa)) rc = -1;
-        sprintf(key, "%s.scales", name);
-        if (rc == 0 && pn_params_set(p, key, sa)) rc = -1;
-        sprintf(key, "%s.biases", name);
-        if (rc == 0 && pn_params_set(p, key, ba)) rc = -1;
+        if (rc == 0 && store(p, name, wa, path)) rc = -1;
+        sprintf(key, "%.*s.scales", (int)len, name);
+        if (rc == 0 && store(p, key, sa, path)) rc = -1;
+        sprintf(key, "%.*s.biases", (int)len, name);
+        if (rc == 0 && store(p, key, ba, path)) rc = -1;
     }
     free(key), free(w), free(d), free(m);
     return rc;
@@ -336,7 +535,7 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
         int ndim;
         int64_t shape[PNC_MAX_NDIM];
         pn_dtype dtype;
-        int quant; /* index in QUANT_TYPES + 1, or 0 */
+        int blocks; /* index in BLOCK_TYPES + 1, or 0 */
         uint64_t offset, nbytes;
     } info;
     info *inf = calloc((size_t)ntensors + 1, sizeof *inf);
@@ -371,28 +570,30 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
         }
         int k = 0, q = 0;
         while (k < NTENSOR_TYPES && TENSOR_TYPES[k].ggml != (int)type) k++;
-        while (q < NQUANT_TYPES && QUANT_TYPES[q].ggml != (int)type) q++;
-        if (k == NTENSOR_TYPES && q == NQUANT_TYPES) {
+        while (q < NBLOCK_TYPES && BLOCK_TYPES[q].ggml != (int)type) q++;
+        if (k == NTENSOR_TYPES && q == NBLOCK_TYPES) {
             rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s has ggml type %s (%u), which "
-                              "Ponte does not decode (quantized types read: Q4_0, Q4_1, Q8_0).",
-                              c->path, t->name, ggml_type_name(type), type);
+                              "Ponte does not decode (quantized types read: Q4_0, Q4_1, Q5_0, "
+                              "Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, "
+                              "IQ4_XS).", c->path, t->name, ggml_type_name(type), type);
             break;
         }
         if (k == NTENSOR_TYPES) { /* a block-quantized tensor: whole blocks along each row */
-            if (nd == 0 || t->shape[nd - 1] % 32) {
+            const uint64_t nv = (uint64_t)BLOCK_TYPES[q].values;
+            if (nd == 0 || t->shape[nd - 1] % (int64_t)nv) {
                 rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s of type %s has a row of "
-                                  "%lld values, not a multiple of the block size 32.", c->path,
+                                  "%lld values, not a multiple of the block size %d.", c->path,
                                   t->name, ggml_type_name(type),
-                                  nd ? (long long)t->shape[nd - 1] : 0LL);
+                                  nd ? (long long)t->shape[nd - 1] : 0LL, (int)nv);
                 break;
             }
-            if (count / 32 > UINT64_MAX / (uint64_t)QUANT_TYPES[q].bytes) {
+            if (count / nv > UINT64_MAX / (uint64_t)BLOCK_TYPES[q].bytes) {
                 rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s is too large.", c->path,
                                   t->name);
                 break;
             }
-            t->quant = q + 1, t->dtype = PN_UINT32;
-            t->nbytes = count / 32 * (uint64_t)QUANT_TYPES[q].bytes;
+            t->blocks = q + 1, t->dtype = BLOCK_TYPES[q].bits ? PN_UINT32 : PN_FLOAT16;
+            t->nbytes = count / nv * (uint64_t)BLOCK_TYPES[q].bytes;
         } else {
             t->dtype = TENSOR_TYPES[k].dtype;
             size_t es = pn_dtype_size(t->dtype);
@@ -423,13 +624,13 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
             break;
         }
         pn_scope_push();
-        if (t->quant) {
-            rc = load_quantized(p, t->name, start + data + t->offset, t->shape, t->ndim,
-                                t->quant - 1, t->nbytes);
+        if (t->blocks) {
+            rc = load_blocks(p, t->name, start + data + t->offset, t->shape, t->ndim,
+                             t->blocks - 1, t->nbytes, c->path);
         } else {
             pn_array *a = pn_array_from_data(start + data + t->offset, t->shape, t->ndim,
                                              t->dtype);
-            if (!a || pn_params_set(p, t->name, a)) rc = -1;
+            if (!a || store(p, t->name, a, c->path)) rc = -1;
         }
         pn_scope_pop();
     }

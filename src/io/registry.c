@@ -69,6 +69,7 @@ static const entry table[] = {
     {&eigh_prim, sizeof(pnK_decomp_params), 0, 1, -1},
     {&eig_prim, sizeof(pnK_decomp_params), 0, 1, -1},
     {&luf_prim, 0, 0, 1, 3},
+    {&qrf_prim, 0, 0, 1, 2},
     {&solve_triangular_prim, sizeof(pnK_trsm_params), 0, 2, 1},
     {&cholesky_prim, 0, 0, 1, 1},
     {&to_fp8_prim, 0, 0, 1, 1},

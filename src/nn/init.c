@@ -114,9 +114,12 @@ pn_array *pn_nn_init_orthogonal(const int64_t *shape, int ndim, pn_dtype dtype, 
     if (!two_dims("init_orthogonal", ndim, "The shape")) return NULL;
     pn_scope_push();
     int64_t rows = shape[0], cols = shape[1], n = rows > cols ? rows : cols;
-    pn_array *rmat = pn_random_normal((int64_t[]){n, n}, 2, dtype, 0, 1, key), *q = NULL, *r = NULL;
+    /* drawn and factored in float32 (QR takes float32/float64 only), as MLX, then cast */
+    pn_dtype ft = dtype == PN_FLOAT64 ? PN_FLOAT64 : PN_FLOAT32;
+    pn_array *rmat = pn_random_normal((int64_t[]){n, n}, 2, ft, 0, 1, key), *q = NULL, *r = NULL;
     if (!rmat || pn_linalg_qr(rmat, &q, &r)) return pnC_scope_return(NULL);
     q = pn_multiply(q, pn_sign(pn_diag(r, 0)));
     q = pn_slice(q, (int64_t[]){0, 0}, (int64_t[]){rows, cols}, NULL, 2);
-    return pnC_scope_return(pn_multiply(q, pn_weak_float(gain)));
+    q = pn_multiply(q, pn_weak_float(gain));
+    return pnC_scope_return(ft == dtype ? q : pn_astype(q, dtype));
 }

@@ -1,7 +1,7 @@
-/* linalg_decomp.c — mlx.core.linalg's decompositions: the primitives SVD, Eigh, Eig and LUF
- * (LAPACK on the CPU, cuSOLVER on the GPU), their derivatives
- * (SVD and Eigh through the spectral-gap matrix F, LUF through triangular solves), and the
- * functions built on them: lu, lu_factor, eigvalsh, eigvals, pinv. All batch over the
+/* linalg_decomp.c — mlx.core.linalg's decompositions: the primitives SVD, Eigh, Eig, LUF and
+ * QRF (LAPACK on the CPU, cuSOLVER on the GPU), their derivatives (SVD and Eigh through the
+ * spectral-gap matrix F, LUF and QRF through triangular solves), and the functions built on
+ * them: lu, lu_factor, qr, eigvalsh, eigvals, pinv. All batch over the
  * leading axes and take float32 or float64. */
 #include "backend/cpu/lapack.h"
 #include "backend/cuda/eval.h"
@@ -492,6 +492,115 @@ int pn_linalg_lu(pn_array *a, pn_array **p, pn_array **l, pn_array **u)
     pn_scope_pop_keep(out, ok ? 3 : 0);
     if (!ok) return -1;
     p[0] = out[0], l[0] = out[1], u[0] = out[2];
+    return 0;
+}
+
+/* ───────────────────────────── QR ───────────────────────────── */
+
+/* x R^-T and x R^-1 for upper triangular R (..., k, k), through triangular solves. */
+static pn_array *times_rinv_t(pn_array *x, pn_array *r)
+{
+    return mT(pn_linalg_solve_triangular(r, mT(x), true));
+}
+static pn_array *times_rinv(pn_array *x, pn_array *r)
+{
+    return mT(pn_linalg_solve_triangular(mT(r), mT(x), false));
+}
+/* tril(x) + tril(x, -1)^T: the symmetric matrix of x's lower triangle. */
+static pn_array *copyltu(pn_array *x) { return pn_add(pn_tril(x, 0), mT(pn_tril(x, -1))); }
+
+/* Reverse mode of a = Q R with m >= n (Q (..., m, n), R (..., n, n) invertible):
+ * abar = (gQ + Q copyltu(M)) R^-T with M = R gR^T - gQ^T Q. gQ or gR may be NULL (zero). */
+static pn_array *qr_tall_vjp(pn_array *q, pn_array *r, pn_array *gq, pn_array *gr)
+{
+    pn_array *M = acc(gr ? mm(r, mT(gr)) : NULL, gq ? pn_negative(mm(mT(gq), q)) : NULL);
+    return times_rinv_t(acc(gq, mm(q, copyltu(M))), r);
+}
+
+/* Reverse mode. m >= n: qr_tall_vjp. m < n: a = [X | Y] with X (..., m, m) = Q U and
+ * R = [U | V], V = Q^T Y, so Ybar = Q gV and Xbar is the square rule's with gQ + Y gV^T. */
+static int qr_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                  pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    pn_array *gq = cot[0], *gr = cot[1];
+    grads[0] = NULL;
+    if (!gq && !gr) return 0;
+    pn_scope_push();
+    int64_t m = pn_dim(in[0], -2), n = pn_dim(in[0], -1);
+    pn_array *q = out[0], *r = out[1], *g;
+    if (m >= n) {
+        g = qr_tall_vjp(q, r, gq, gr);
+    } else {
+        pn_array *y = block(in[0], 0, -1, m, -1), *gv = gr ? block(gr, 0, -1, m, -1) : NULL;
+        pn_array *parts[2] = {
+            qr_tall_vjp(q, block(r, 0, -1, 0, m), acc(gq, gv ? mm(y, mT(gv)) : NULL),
+                        gr ? block(gr, 0, -1, 0, m) : NULL),
+            gv ? mm(q, gv) : pn_zeros_like(y)};
+        g = pn_concatenate(parts, 2, -1);
+    }
+    grads[0] = g;
+    pn_scope_pop_keep(grads, 1);
+    return status(g);
+}
+
+/* Forward mode of a = Q R with m >= n: with B = da R^-1, C = Q^T B and W = tril(C, -1),
+ * Q^T dQ = W - W^T (skew) and dR R^-1 = C - W + W^T (upper), so
+ * dR = (C - W + W^T) R and dQ = B - Q (C - W + W^T). */
+static void qr_tall_jvp(pn_array *q, pn_array *r, pn_array *da, pn_array **dq, pn_array **dr)
+{
+    pn_array *b = times_rinv(da, r), *c = mm(mT(q), b), *w = pn_tril(c, -1);
+    pn_array *u = pn_add(pn_subtract(c, w), mT(w));
+    *dr = mm(u, r);
+    *dq = pn_subtract(b, mm(q, u));
+}
+
+/* Forward mode. m < n: (dQ, dU) from X's rule and dV = dQ^T Y + Q^T dY. */
+static int qr_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                  pn_array *const *tan, pn_array **out_tan)
+{
+    out_tan[0] = out_tan[1] = NULL;
+    pn_array *da = tan[0];
+    if (!da) return 0;
+    pn_scope_push();
+    int64_t m = pn_dim(in[0], -2), n = pn_dim(in[0], -1);
+    pn_array *q = out[0], *r = out[1];
+    if (m >= n) {
+        qr_tall_jvp(q, r, da, &out_tan[0], &out_tan[1]);
+    } else {
+        pn_array *du = NULL;
+        qr_tall_jvp(q, block(r, 0, -1, 0, m), block(da, 0, -1, 0, m), &out_tan[0], &du);
+        pn_array *dv = pn_add(mm(mT(out_tan[0]), block(in[0], 0, -1, m, -1)),
+                              mm(mT(q), block(da, 0, -1, m, -1)));
+        pn_array *parts[2] = {du, dv};
+        out_tan[1] = pn_concatenate(parts, 2, -1);
+    }
+    pn_scope_pop_keep(out_tan, 2);
+    return out_tan[0] && out_tan[1] ? 0 : -1;
+}
+
+const pnC_primitive qrf_prim = {
+    .name = "QRF",
+    .eval = {[PN_CPU] = pnK_qr_eval, [PN_GPU] = PNG_EVAL(pnG_qr_eval)},
+    .vjp = qr_vjp,
+    .jvp = qr_jvp,
+    .vmap = decomp_vmap,
+};
+
+/* See ponte.h. */
+int pn_linalg_qr(pn_array *a, pn_array **q, pn_array **r)
+{
+    q[0] = r[0] = NULL;
+    if (!pnC_inputs_ok("linalg::qr", 1, &a) || check_matrix("qr", a, false)) return -1;
+    int64_t m = pn_dim(a, -2), n = pn_dim(a, -1), k = m < n ? m : n;
+    int64_t sq[PNC_MAX_NDIM], sr[PNC_MAX_NDIM];
+    int nq = out_shape(a, 2, (int64_t[]){m, k}, 2, sq);
+    int nr = out_shape(a, 2, (int64_t[]){k, n}, 2, sr);
+    const int64_t *shapes[2] = {sq, sr};
+    const int nds[2] = {nq, nr};
+    const pn_dtype dts[2] = {pn_array_dtype(a), pn_array_dtype(a)};
+    pn_array *out[2] = {NULL, NULL};
+    if (pnC_make_multi(&qrf_prim, NULL, 0, 1, &a, 2, dts, shapes, nds, out)) return -1;
+    q[0] = out[0], r[0] = out[1];
     return 0;
 }
 

@@ -124,7 +124,7 @@ static int reduce_vjp(const pnC_node *node, pn_array *const *in, pn_array *const
     default: { /* max, min: split evenly among ties, as MLX */
         pn_array *mask = extreme_mask(x, out[0], p);
         pn_array *cnt = pn_sum(mask, p->axes, p->naxes, true);
-        g = pn_multiply(pn_divide(c, cnt), mask);
+        g = pn_where(mask, pn_divide(c, cnt), pn_weak_float(0)); /* one pass, no bool->float */
         break;
     }
     }

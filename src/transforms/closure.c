@@ -2,6 +2,7 @@
  * (function pointer + context + destructor, reference counted), and the scope helpers that
  * hand a transformation's results to its caller as distinct, owned arrays. */
 #include "transforms.h"
+#include "transforms/trace.h"
 
 #include <stdlib.h>
 
@@ -61,10 +62,10 @@ int pn_closure_call(pn_closure *f, int nin, pn_array *const *in, int *nout, pn_a
     pn_scope_push();
     int n = 0;
     int rc = f->fn(f->ctx, nin, in, &n, out);
-    if (rc == 0 && (n < 0 || n > PN_MAX_OUTPUTS)) {
+    if (rc == 0 && (n < 0 || n > pnT_out_capacity())) {
         rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
                           "[closure] The function returned %d outputs (at most %d are allowed).",
-                          n, PN_MAX_OUTPUTS);
+                          n, pnT_out_capacity());
         n = 0;
     }
     if (rc == 0) {

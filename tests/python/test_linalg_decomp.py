@@ -1,4 +1,4 @@
-"""ponte.linalg's decompositions (svd, eigh, eigvalsh, eig, eigvals, lu, lu_factor, pinv) and
+"""ponte.linalg's decompositions (svd, eigh, eigvalsh, eig, eigvals, lu, lu_factor, qr, pinv) and
 the singular-value norms (ord 2, -2, 'nuc') against numpy.linalg in float64: values,
 reconstructions up to the signs of the vectors, batches, float32/float64, errors, and
 gradients against central finite differences."""
@@ -112,6 +112,58 @@ def test_lu_factor_matches_mlx_construction(rng):
     np.testing.assert_allclose(np.array(P @ l @ u), a, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape", SHAPES + [(7, 1), (1, 6)])
+@pytest.mark.parametrize("dt,npt,tol", DTYPES)
+def test_qr(rng, shape, dt, npt, tol):
+    a = rng.standard_normal(shape).astype(npt)
+    q, r = mx.linalg.qr(A(a, dt))
+    m, n = shape[-2:]
+    k = min(m, n)
+    assert q.dtype == dt and r.dtype == dt
+    assert q.shape == shape[:-2] + (m, k) and r.shape == shape[:-2] + (k, n)
+    Q, R = np_of(q), np_of(r)
+    # numpy's QR is LAPACK's geqrf + orgqr too: the same signs
+    nq, nr = np.linalg.qr(a.astype(np.float64))
+    np.testing.assert_allclose(Q, nq, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(R, nr, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(Q @ R, a, rtol=tol * 10, atol=tol * 10)
+    np.testing.assert_allclose(np.swapaxes(Q, -1, -2) @ Q, np.broadcast_to(np.eye(k), R.shape[:-2] + (k, k)),
+                               atol=tol * 10)
+    assert np.all(np.tril(R, -1) == 0)
+
+
+def test_qr_strided_and_empty(rng):
+    a = rng.standard_normal((3, 6, 4))
+    t = mx.swapaxes(A(a), -1, -2)  # (3, 4, 6), not contiguous
+    q, r = mx.linalg.qr(t)
+    nq, nr = np.linalg.qr(np.swapaxes(a, -1, -2))
+    np.testing.assert_allclose(np.array(q), nq, atol=1e-12)
+    np.testing.assert_allclose(np.array(r), nr, atol=1e-12)
+    q, r = mx.linalg.qr(A(a)[:, ::2, 1:])
+    nq, nr = np.linalg.qr(a[:, ::2, 1:])
+    np.testing.assert_allclose(np.array(q), nq, atol=1e-12)
+    np.testing.assert_allclose(np.array(r), nr, atol=1e-12)
+    q, r = mx.linalg.qr(mx.zeros((0, 3)))
+    assert q.shape == (0, 0) and r.shape == (0, 3)
+
+
+def test_qr_matches_mlx(rng):
+    mlx = pytest.importorskip("mlx.core")
+    for shape in [(5, 3), (3, 5), (4, 4), (2, 3, 3)]:
+        a = rng.standard_normal(shape).astype(np.float32)
+        mq, mr = mlx.linalg.qr(mlx.array(a), stream=mlx.cpu)
+        q, r = mx.linalg.qr(mx.array(a))
+        assert tuple(mq.shape) == q.shape and tuple(mr.shape) == r.shape
+        np.testing.assert_allclose(np.array(q), np.array(mq), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(np.array(r), np.array(mr), rtol=1e-4, atol=1e-5)
+    for bad in [np.ones((2, 2), np.int32), np.ones(3, np.float32)]:
+        with pytest.raises(ValueError) as em:
+            mlx.linalg.qr(mlx.array(bad), stream=mlx.cpu)
+        with pytest.raises(ValueError) as ep:
+            mx.linalg.qr(mx.array(bad))
+        assert str(em.value) == str(ep.value)
+
+
 @pytest.mark.parametrize("shape", [(4, 4), (5, 3), (3, 5), (2, 4, 3)])
 @pytest.mark.parametrize("dt,npt,tol", DTYPES)
 def test_pinv(rng, shape, dt, npt, tol):
@@ -149,7 +201,8 @@ def test_singular_value_norms(rng, ord):
 @pytest.mark.parametrize("fn", [lambda a: mx.linalg.svd(a), lambda a: mx.linalg.eigh(a),
                                 lambda a: mx.linalg.eigvalsh(a), lambda a: mx.linalg.eig(a),
                                 lambda a: mx.linalg.eigvals(a), lambda a: mx.linalg.lu(a),
-                                lambda a: mx.linalg.lu_factor(a), lambda a: mx.linalg.pinv(a)])
+                                lambda a: mx.linalg.lu_factor(a), lambda a: mx.linalg.pinv(a),
+                                lambda a: mx.linalg.qr(a)])
 def test_errors(fn):
     with pytest.raises(ValueError, match="float32 or float64"):
         fn(mx.array([[1, 2], [3, 4]]))
@@ -206,7 +259,14 @@ def _lu(a):
     return mx.sum(mx.sin(l)) + mx.sum(u * u)
 
 
+def _qr(a):
+    q, r = mx.linalg.qr(a)
+    return mx.sum(mx.sin(q) * mx.arange(1, q.shape[-1] + 1, dtype=a.dtype)) + mx.sum(r * mx.cos(r))
+
+
 GRAD_CASES = {
+    "qr": (_qr, [(4, 4), (5, 3), (3, 5), (2, 4, 2)]),
+    "qr R only": (lambda a: mx.sum(mx.linalg.qr(a)[1] ** 2), [(4, 3), (2, 4)]),
     "svd": (_svd_all, [(4, 4), (5, 3), (3, 5)]),
     "svd values only": (lambda a: mx.sum(mx.linalg.svd(a, compute_uv=False) ** 3), [(4, 3), (2, 3, 3)]),
     "eigh": (_eigh, [(4, 4), (2, 3, 3)]),

@@ -124,6 +124,7 @@ int pp_init_export(PyObject *m); /* export_function, import_function, exporter (
 int pp_init_device_state(PyObject *m); /* device_info, clear_streams, thread-local streams, random.state (device_state.c) */
 int pp_init_distributed(PyObject *m);  /* the distributed submodule (distributed.c) */
 int pp_init_custom_kernel(PyObject *m); /* fast.cuda_kernel, precompiled_cuda_kernel, metal_kernel (custom_kernel.c) */
+int pp_init_compile(PyObject *m);      /* compile, disable_compile, enable_compile (compile.c) */
 PyObject *pp_array_iterator(PyObject *array); /* iter(array): an ArrayIterator (array.c) */
 
 /* Indexing (indexing.c). */

@@ -1,7 +1,7 @@
 /* transforms.c — function transformations over Python callables: a pn_closure trampoline
  * that calls the Python function (its exceptions travel out unchanged), pytrees of lists,
- * tuples and dicts, and grad, value_and_grad, vjp, jvp, checkpoint, custom_function, vmap and
- * compile with mlx.core's signatures. */
+ * tuples and dicts, and grad, value_and_grad, vjp, jvp, checkpoint, custom_function and vmap
+ * with mlx.core's signatures (compile: compile.c). */
 #include "pyponte.h"
 
 #include <limits.h>
@@ -1105,8 +1105,8 @@ static PyObject *set_rule(PyObject *self, PyObject *fn, int which)
     PyObject **slot = which == 0 ? &t->vjp_fn : which == 1 ? &t->jvp_fn : &t->vmap_fn;
     Py_INCREF(fn);
     Py_XSETREF(*slot, fn);
-    Py_INCREF(fn);
-    return fn;
+    Py_INCREF(self); /* the custom function, as MLX: `@f.vjp def f(...)` keeps f usable */
+    return self;
 }
 static PyObject *tf_vjp(PyObject *self, PyObject *fn) { return set_rule(self, fn, 0); }
 static PyObject *tf_jvp(PyObject *self, PyObject *fn) { return set_rule(self, fn, 1); }
@@ -1177,21 +1177,7 @@ static PyObject *py_vmap(PyObject *m, PyObject *args, PyObject *kw)
 
 static PyObject *py_custom_function(PyObject *m, PyObject *fn) { return (PyObject *)tf_new(T_CUSTOM, fn); }
 
-static PyObject *py_compile(PyObject *m, PyObject *args, PyObject *kw)
-{
-    static char *kwlist[] = {"fun", "inputs", "outputs", "shapeless", NULL};
-    PyObject *fn, *inputs = Py_None, *outputs = Py_None;
-    int shapeless = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOp", kwlist, &fn, &inputs, &outputs, &shapeless)) return NULL;
-    if (!PyCallable_Check(fn)) {
-        PyErr_Format(PyExc_TypeError, "compile() expects a callable, got %s.", Py_TYPE(fn)->tp_name);
-        return NULL;
-    }
-    Py_INCREF(fn); /* runs as is until compile fuses (its own issue) */
-    return fn;
-}
-
-static PyObject *py_noop(PyObject *m, PyObject *u) { Py_RETURN_NONE; }
+/* compile, disable_compile, enable_compile: csrc/compile.c. */
 
 /* vjp / jvp: primals and cotangents/tangents are lists of arrays. */
 static PyObject *vjp_jvp(int jvp, PyObject *args, PyObject *kw)
@@ -1268,9 +1254,6 @@ static PyMethodDef transform_methods[] = {
     {"checkpoint", py_checkpoint, METH_O, "checkpoint(fun): recompute fun's intermediates in the backward pass."},
     {"custom_function", py_custom_function, METH_O, "custom_function(fun): a function with a custom vjp (fun.vjp)."},
     {"vmap", FNP(py_vmap), VK, "vmap(fun, in_axes=0, out_axes=0): vectorizes fun."},
-    {"compile", FNP(py_compile), VK, "compile(fun, inputs=None, outputs=None, shapeless=False)."},
-    {"disable_compile", py_noop, METH_NOARGS, "Disables compilation (no effect yet)."},
-    {"enable_compile", py_noop, METH_NOARGS, "Enables compilation (no effect yet)."},
     {NULL},
 };
 

@@ -16,6 +16,9 @@ from ponte.nn.conv_pool import (  # noqa: F401
     ConvTranspose3d, Dropout2d, Dropout3d, MaxPool1d, MaxPool2d, MaxPool3d)
 from ponte.nn.quantized import QuantizedEmbedding, QuantizedLinear, quantize  # noqa: F401
 from ponte.nn.quantized import QQLinear  # noqa: F401
+from ponte.nn.distributed import (  # noqa: F401
+    AllToShardedLinear, FullyShardedModule, QuantizedAllToShardedLinear,
+    QuantizedShardedToAllLinear, ShardedToAllLinear, fully_shard)
 from ponte.nn import quantized as _quantized
 
 # Linear.to_quantized / Embedding.to_quantized live with the quantized layers they build

@@ -35,7 +35,7 @@ CONTENTS = {
 }
 
 # ponte.nn's own modules that MLX also keeps under mlx.nn.layers.
-EXISTING = ("quantized", "recurrent", "transformer")
+EXISTING = ("quantized", "recurrent", "transformer", "distributed")
 
 _MODULES = {}
 

@@ -11,6 +11,28 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "AdaDelta"
            "Adafactor", "Muon", "MultiOptimizer", "clip_grad_norm"]
 
 
+class _State(dict):
+    """Optimizer.state: a dict over the C state that mx.compile refreshes (_compile_pull) and
+    writes back (_compile_push) around a compiled call."""
+
+    def __init__(self, opt):
+        super().__init__()
+        self._opt = opt
+        self._fill(None if opt._lr is None else opt.learning_rate)
+
+    def _fill(self, lr):
+        o = self._opt
+        items = [(k, v) for k, v in o._c.state() if k != "step"]
+        self.clear()
+        self.update(o._state_tree(items, o.step, lr))
+
+    def _compile_pull(self):
+        self._fill(self.get("learning_rate"))
+
+    def _compile_push(self):  # the C rules read "step" eagerly: it stays a real count
+        Optimizer.state.fset(self._opt, {k: v for k, v in self.items() if k != "step"})
+
+
 class Optimizer:
     """Base class: update(model, gradients) applies one step of the rule to the model's
     parameters. learning_rate is a float or a schedule (a callable step -> rate)."""
@@ -65,8 +87,7 @@ class Optimizer:
     @property
     def state(self):
         """The optimizer's state as a tree: {"step": ..., "learning_rate": ..., <param>: {...}}."""
-        items = [(k, v) for k, v in self._c.state() if k != "step"]
-        return self._state_tree(items, self.step, None if self._lr is None else self.learning_rate)
+        return _State(self)
 
     @state.setter
     def state(self, state):
@@ -80,7 +101,8 @@ class Optimizer:
 
     def apply_gradients(self, gradients, parameters):
         """The parameters updated by one step of the rule (a tree shaped like gradients)."""
-        return self._apply(gradients, parameters, self._lr_at(self.step.item()), ())
+        lr = self._lr_at(self.step.item()) if callable(self._lr) else self._lr_at(0)
+        return self._apply(gradients, parameters, lr, ())
 
     def _apply(self, gradients, parameters, lr, group_lrs):
         flat_g = [(k, g) for k, g in tree_flatten(gradients) if isinstance(g, mx.array)]

@@ -433,6 +433,18 @@ bool pnK_binary_supported(int op, pn_dtype dtype)
     return op >= 0 && op < PNK_B_COUNT && pnC_dtype_valid(dtype) && pnK_binary_rows[op][dtype];
 }
 
+pnK_row_fn pnK_ew_row(int kind, int op, pn_dtype t)
+{
+    if (kind == 0) return pnK_unary_supported(op, t) ? pnK_unary_rows[op][t] : NULL;
+    if (kind == 1) return pnK_binary_supported(op, t) ? pnK_binary_rows[op][t] : NULL;
+    switch (pnC_dtype_valid(t) ? pn_dtype_size(t) : 0) {
+#define PNK_WHERE_CASE(SZ, T) case SZ: return pnK_where_##SZ;
+        PNK_WHERE_SIZES(PNK_WHERE_CASE)
+#undef PNK_WHERE_CASE
+    }
+    return NULL;
+}
+
 /* ───────────────────────────── the driver ───────────────────────────── */
 
 /* Runs fn over one row of n elements (strides s), split among threads in contiguous parts

@@ -131,4 +131,11 @@ int pnK_binary_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
 int pnK_divmod_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnK_where_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
+/* The row kernel behind an elementwise node, for fused evaluation (backend/cpu/fused.c):
+ * kind 0 the unary op `op`, 1 the binary op `op`, both for inputs of dtype t; 2 where for x/y
+ * of dtype t. NULL when there is none. fn(n, p, s, prm): p[0] the output, p[1..] the inputs,
+ * s their strides in elements (0: a broadcast scalar). */
+typedef void (*pnK_row_fn)(int64_t n, char *const *p, const int64_t *s, const pnK_ew_params *prm);
+pnK_row_fn pnK_ew_row(int kind, int op, pn_dtype t);
+
 #endif /* PONTE_BACKEND_CPU_ELEMENTWISE_H */

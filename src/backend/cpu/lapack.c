@@ -1,10 +1,10 @@
-/* lapack.c — CPU kernels of the decompositions (SVD, Eigh, Eig, LUF, Cholesky) over OpenBLAS's
- * LAPACK, and of SolveTriangular over its BLAS trsm.
+/* lapack.c — CPU kernels of the decompositions (SVD, Eigh, Eig, LUF, QRF, Cholesky) over
+ * OpenBLAS's LAPACK, and of SolveTriangular over its BLAS trsm.
  * LAPACK is column-major and Ponte row-major: a row-major m x n matrix is the column-major
  * n x m transpose, which SVD and Eigh use directly (their outputs land transposed where they
- * should); Eig and LUF transpose their input first. Batches run one matrix per OpenMP thread
- * when the matrices are small or many (LAPACK then stays on its calling thread), otherwise one
- * at a time with OpenBLAS's own threads. */
+ * should); Eig, LUF and QRF transpose their input first. Batches run one matrix per OpenMP
+ * thread when the matrices are small or many (LAPACK then stays on its calling thread),
+ * otherwise one at a time with OpenBLAS's own threads. */
 #include "backend/cpu/lapack.h"
 
 #include "core/core.h"
@@ -28,6 +28,9 @@ typedef struct lapack_fns {
                  void *work, int lwork, int *info);
     void (*getrf)(int m, int n, void *a, int lda, int *ipiv, int *info);
     void (*potrf)(char uplo, int n, void *a, int lda, int *info);
+    void (*geqrf)(int m, int n, void *a, int lda, void *tau, void *work, int lwork, int *info);
+    void (*orgqr)(int m, int n, int k, void *a, int lda, const void *tau, void *work, int lwork,
+                  int *info);
 } lapack_fns;
 
 #define PNK_LAPACK_WRAPPERS(T, P)                                                              \
@@ -56,7 +59,18 @@ typedef struct lapack_fns {
     {                                                                                          \
         P##potrf_(&uplo, &n, a, &lda, info);                                                   \
     }                                                                                          \
-    static const lapack_fns P##_fns = {P##_gesdd, P##_syevd, P##_geev, P##_getrf, P##_potrf};
+    static void P##_geqrf(int m, int n, void *a, int lda, void *tau, void *work, int lwork,     \
+                          int *info)                                                           \
+    {                                                                                          \
+        P##geqrf_(&m, &n, a, &lda, tau, work, &lwork, info);                                   \
+    }                                                                                          \
+    static void P##_orgqr(int m, int n, int k, void *a, int lda, const void *tau, void *work,  \
+                          int lwork, int *info)                                                \
+    {                                                                                          \
+        P##orgqr_(&m, &n, &k, a, &lda, tau, work, &lwork, info);                               \
+    }                                                                                          \
+    static const lapack_fns P##_fns = {P##_gesdd, P##_syevd, P##_geev,  P##_getrf,             \
+                                       P##_potrf, P##_geqrf, P##_orgqr};
 PNK_LAPACK_WRAPPERS(float, s)
 PNK_LAPACK_WRAPPERS(double, d)
 
@@ -365,6 +379,50 @@ int pnK_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
     }
     int64_t k = jb.m < jb.n ? jb.m : jb.n;
     jb.work_bytes = (size_t)(jb.m * jb.n) * pn_dtype_size(jb.t) + sizeof(int) * (size_t)k;
+    rc = run(&jb);
+    pnC_decref(held);
+    return rc;
+}
+
+/* ───────────────────────────── QRF ───────────────────────────── */
+
+/* geqrf + orgqr of the column-major copy of a (m x n, leading dimension m): R is the upper
+ * triangle of its first k rows (written row-major, zeros below), Q the first k columns that
+ * orgqr forms in place (transposed out into the row-major m x k Q). */
+static int qr_one(const job *jb, int64_t i, char *work)
+{
+    size_t es = pn_dtype_size(jb->t);
+    int m = (int)jb->m, n = (int)jb->n, k = m < n ? m : n, info = 0;
+    char *a = work, *tau = a + (size_t)(m * n) * es, *w = tau + (size_t)k * es;
+    transpose(jb->a + (size_t)(i * m * n) * es, a, m, n, es);
+    const lapack_fns *f = fns_of(jb->t);
+    f->geqrf(m, n, a, m, tau, w, jb->lwork, &info);
+    if (info) return info;
+    char *r = jb->o[1] + (size_t)(i * k * n) * es;
+    for (int64_t p = 0; p < k; p++)
+        for (int64_t c = 0; c < n; c++)
+            st(jb->t, r, p * n + c, p <= c ? ld(jb->t, a, p + c * m) : 0.0);
+    f->orgqr(m, k, k, a, m, tau, w, jb->lwork, &info);
+    if (info) return info;
+    transpose(a, jb->o[0] + (size_t)(i * m * k) * es, k, m, es);
+    return 0;
+}
+
+/* See lapack.h. */
+int pnK_qr_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    (void)node;
+    job jb = {.one = qr_one, .fail = "invalid argument"};
+    pn_array *held = NULL;
+    int rc = job_init(&jb, "qr", in[0], &held, out, 2);
+    if (rc) return rc < 0 ? -1 : 0; /* empty: Q (m, 0) and R (0, n) have no elements */
+    int m = (int)jb.m, n = (int)jb.n, k = m < n ? m : n, info = 0;
+    double q1[2] = {0}, q2[2] = {0};
+    fns_of(jb.t)->geqrf(m, n, NULL, m, NULL, q1, -1, &info);
+    fns_of(jb.t)->orgqr(m, k, k, NULL, m, NULL, q2, -1, &info);
+    int l1 = work_size(jb.t, q1), l2 = work_size(jb.t, q2);
+    jb.lwork = l1 > l2 ? l1 : l2;
+    jb.work_bytes = ((size_t)(m * n) + (size_t)k + (size_t)jb.lwork) * pn_dtype_size(jb.t);
     rc = run(&jb);
     pnC_decref(held);
     return rc;

@@ -1,4 +1,4 @@
-/* lapack.h — the CPU kernels of the decomposition primitives (SVD, Eigh, Eig, LUF of
+/* lapack.h — the CPU kernels of the decomposition primitives (SVD, Eigh, Eig, LUF, QRF of
  * src/ops/linalg_decomp.c) over OpenBLAS's LAPACK, and the Fortran prototypes of the LAPACK
  * routines they call (also used by the simulated cuSOLVER). Plain C, includable from C++. */
 #ifndef PONTE_BACKEND_CPU_LAPACK_H
@@ -23,7 +23,11 @@ extern "C" {
                   T *wr, T *wi, T *vl, const int *ldvl, T *vr, const int *ldvr, T *work,       \
                   const int *lwork, int *info);                                                \
     void P##getrf_(const int *m, const int *n, T *a, const int *lda, int *ipiv, int *info);    \
-    void P##potrf_(const char *uplo, const int *n, T *a, const int *lda, int *info);
+    void P##potrf_(const char *uplo, const int *n, T *a, const int *lda, int *info);           \
+    void P##geqrf_(const int *m, const int *n, T *a, const int *lda, T *tau, T *work,          \
+                   const int *lwork, int *info);                                               \
+    void P##orgqr_(const int *m, const int *n, const int *k, T *a, const int *lda,             \
+                   const T *tau, T *work, const int *lwork, int *info);
 PNK_LAPACK_PROTOTYPES(float, s)
 PNK_LAPACK_PROTOTYPES(double, d)
 
@@ -51,6 +55,11 @@ int pnK_eig_eval(const struct pnC_node *node, pn_array *const *in, pn_array *con
  * pivots[i], 0-based, in order), row indices (..., m) uint32 with a = L[rows] @ U. getrf;
  * a singular matrix is not an error (U has a zero on its diagonal), as in MLX. */
 int pnK_luf_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+/* Eval of QRF: in[0] (..., m, n). out = Q (..., m, k) with orthonormal columns and R
+ * (..., k, n) upper triangular, k = min(m, n), a = Q R: LAPACK geqrf + orgqr, so the signs
+ * are LAPACK's (R's diagonal may be negative), as numpy's and MLX's. */
+int pnK_qr_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
 
 /* Which mlx.core.linalg function a SolveTriangular node serves (its error message names it). */
 enum { PNK_SOLVE_TRIANGULAR, PNK_TRI_INV, PNK_CHOLESKY_INV, PNK_INV, PNK_SOLVE };

@@ -87,6 +87,7 @@ int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
 int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_qr_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 /* SolveTriangular (cuBLAS trsm per matrix; the diagonal checked for zeros first, which
  * waits for the stream) and Cholesky (cuSOLVER potrf per matrix): src/backend/cuda/linsolve.c. */
 int pnG_trsm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);

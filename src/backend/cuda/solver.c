@@ -1,4 +1,4 @@
-/* solver.c — GPU evals of SVD, Eigh, Eig, LUF (src/ops/linalg_decomp.c), Cholesky and
+/* solver.c — GPU evals of SVD, Eigh, Eig, LUF, QRF (src/ops/linalg_decomp.c), Cholesky and
  * SolveTriangular (src/ops/linalg_solve.c): the C glue around the cuSOLVER / cuBLAS launchers
  * of solver.cu. It copies the (any-strided) input into a dense device work
  * buffer laid out as cuSOLVER needs it and moves results between column-major and Ponte's
@@ -150,6 +150,20 @@ static int luf_run(const decomp_job *j)
     return results_from_colmajor(rc, j->a, j->out[0], j, j->m, j->n);
 }
 
+/* geqrf + orgqr factor the column-major copy in place; the launcher writes R, and Q (the first
+ * k columns of each m x n column-major matrix) is moved out into the row-major output. */
+static int qr_run(const decomp_job *j)
+{
+    int64_t k = j->m < j->n ? j->m : j->n;
+    int rc = pnG_solver_qr(j->t, j->nmat, (int)j->m, (int)j->n, j->a, pnC_data(j->out[1]),
+                           j->stream);
+    if (rc) return rc;
+    int64_t shape[3] = {j->nmat, j->m, k}, ss[3] = {j->m * j->n, 1, j->m}, ds[3];
+    mat_strides(j->m, k, false, ds);
+    pnG_strided_copy(j->a, ss, j->t, pnC_data(j->out[0]), ds, j->t, shape, 3, j->stream);
+    return pnC_failed() ? -1 : 0;
+}
+
 /* See eval.h. */
 int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
@@ -177,6 +191,12 @@ int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out
 int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     return decompose(node, in, out, 3, false, true, 0, luf_run);
+}
+
+/* See eval.h. */
+int pnG_qr_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    return decompose(node, in, out, 2, false, true, 0, qr_run);
 }
 
 /* potrf factors the row-major copy (column-major, its upper triangle is the row-major lower

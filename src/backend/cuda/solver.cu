@@ -1,10 +1,12 @@
 /* solver.cu — the GPU decompositions over cuSOLVER's dense API: gesvdj (Jacobi SVD, any
- * shape), syevd (symmetric eigensolver) and getrf (LU with partial pivoting), one call per
- * matrix of a batch (batches of small matrices, at most 32 x 32: one gesvdjBatched /
- * syevjBatched call) on one shared handle bound to the Ponte stream, workspaces from the
- * device pool, and a kernel that turns getrf's pivots into MLX's pivots and row indices.
- * Convergence failures are read back from the device info array once per batch. With
- * PONTE_GPU_SIM the same code calls the simulated cuSOLVER (sim/cusolver_sim.h). */
+ * shape), syevd (symmetric eigensolver), getrf (LU with partial pivoting), geqrf + orgqr (QR)
+ * and potrf (Cholesky), one call per matrix of a batch (batches of small matrices, at most
+ * 32 x 32: one gesvdjBatched / syevjBatched / cuBLAS getrfBatched call) on one shared handle
+ * bound to the Ponte stream, workspaces from the device pool, and kernels that turn getrf's
+ * pivots into MLX's pivots and row indices and unpack QR's R. Convergence failures are read
+ * back from the device info array once per batch. cuBLAS trsm (trsmBatched for batches of
+ * small triangles) serves SolveTriangular. With
+ * PONTE_GPU_SIM the same code calls the simulated cuSOLVER / cuBLAS (sim/). */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/solver.h"
 
@@ -78,6 +80,59 @@ static int check_infos(const char *what, const int *dinfo, int64_t nmat, int str
     return rc;
 }
 
+static int blas_fail(const char *what, cublasStatus_t st)
+{
+    pn_set_error(PN_ERR_BACKEND, "[cublas] %s failed with status %d.", what, (int)st);
+    return -1;
+}
+
+/* One classic cuBLAS handle for the process (getrfBatched, trsm), bound to the stream per
+ * call under its own lock. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static cublasHandle_t blas_handle;
+static cublasStatus_t blas_create_status = CUBLAS_STATUS_NOT_INITIALIZED;
+
+static int blas_acquire(int stream)
+{
+    pthread_mutex_lock(&blas_lock);
+    if (blas_create_status != CUBLAS_STATUS_SUCCESS) blas_create_status = cublasCreate(&blas_handle);
+    cublasStatus_t st = blas_create_status;
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(blas_handle, png_stream(stream));
+    if (st != CUBLAS_STATUS_SUCCESS) {
+        pthread_mutex_unlock(&blas_lock);
+        return blas_fail("cublasCreate/SetStream", st);
+    }
+    return 0;
+}
+
+static int max1(int x) { return x > 1 ? x : 1; }
+
+/* A launcher's device scratch: a workspace of wbytes (at least 1) and one info per matrix. */
+struct scratch {
+    void *work;
+    int *info;
+    size_t wbytes;
+    int64_t nmat;
+    int stream;
+};
+
+/* Allocates s's buffers. Returns 0, or -1 with an error; either way scratch_free releases
+ * whatever was allocated (s must start zeroed). */
+static int scratch_alloc(scratch *s, size_t wbytes, int64_t nmat, int stream)
+{
+    s->wbytes = wbytes ? wbytes : 1, s->nmat = nmat, s->stream = stream;
+    s->work = pnG_malloc(s->wbytes, stream);
+    s->info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
+    return s->work && s->info ? 0 : -1;
+}
+
+static void scratch_free(scratch *s)
+{
+    if (s->work) pnG_free(s->work, s->wbytes, s->stream);
+    if (s->info) pnG_free(s->info, sizeof(int) * (size_t)s->nmat, s->stream);
+    s->work = NULL, s->info = NULL;
+}
+
 /* ───────────────────────────── per-dtype entry points ───────────────────────────── */
 
 #define SOLVER_OVERLOADS(T, P)                                                                 \
@@ -110,6 +165,26 @@ static int check_infos(const char *what, const int *dinfo, int64_t nmat, int str
     static cusolverStatus_t getrf(int m, int n, T *a, T *work, int *ipiv, int *info)            \
     {                                                                                          \
         return cusolverDn##P##getrf(solver_handle, m, n, a, m, work, ipiv, info);               \
+    }                                                                                          \
+    static cublasStatus_t getrf_batched(int n, T *const *a, int *ipiv, int *info, int batch)    \
+    {                                                                                          \
+        return cublas##P##getrfBatched(blas_handle, n, a, n, ipiv, info, batch);               \
+    }                                                                                          \
+    static cusolverStatus_t geqrf_size(int m, int n, T *a, int *lwork)                          \
+    {                                                                                          \
+        return cusolverDn##P##geqrf_bufferSize(solver_handle, m, n, a, m, lwork);               \
+    }                                                                                          \
+    static cusolverStatus_t geqrf(int m, int n, T *a, T *tau, T *work, int lwork, int *info)    \
+    {                                                                                          \
+        return cusolverDn##P##geqrf(solver_handle, m, n, a, m, tau, work, lwork, info);         \
+    }                                                                                          \
+    static cusolverStatus_t orgqr_size(int m, int k, T *a, T *tau, int *lwork)                  \
+    {                                                                                          \
+        return cusolverDn##P##orgqr_bufferSize(solver_handle, m, k, k, a, m, tau, lwork);       \
+    }                                                                                          \
+    static cusolverStatus_t orgqr(int m, int k, T *a, T *tau, T *work, int lwork, int *info)    \
+    {                                                                                          \
+        return cusolverDn##P##orgqr(solver_handle, m, k, k, a, m, tau, work, lwork, info);      \
     }                                                                                          \
     /* column-major upper triangle: the row-major lower one */                                 \
     static cusolverStatus_t potrf_size(int n, T *a, int *lwork)                                 \
@@ -153,8 +228,6 @@ static int check_infos(const char *what, const int *dinfo, int64_t nmat, int str
 SOLVER_OVERLOADS(float, S)
 SOLVER_OVERLOADS(double, D)
 
-static int max1(int x) { return x > 1 ? x : 1; }
-
 /* Batches of at least 2 matrices of at most BATCHED_MAX_N rows and columns (the limit of
  * cuSOLVER's batched Jacobi routines) go to one gesvdjBatched / syevjBatched call instead of
  * one call per matrix. */
@@ -173,9 +246,9 @@ static int svd_batch(int64_t nmat, int m, int n, T *a, T *s, T *u, T *v, bool ve
     cusolverEigMode_t jobz = vectors ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
     const bool batched = use_batched(nmat, m, n);
     gesvdjInfo_t params = NULL;
-    T *work = NULL, *uv = NULL;
-    int *info = NULL;
-    size_t wbytes = 0, uvbytes = 0;
+    T *uv = NULL;
+    scratch sc = {};
+    size_t uvbytes = 0;
     if (!vectors) { /* gesvdj writes V (and may write U) even without vectors: scratch for both
                      * (for every matrix when batched) */
         uvbytes = sizeof(T) * ((size_t)m * m + (size_t)n * n) * (size_t)(batched ? nmat : 1);
@@ -194,24 +267,21 @@ static int svd_batch(int64_t nmat, int m, int n, T *a, T *s, T *u, T *v, bool ve
     } else {
         SOLVER_CHECK(gesvdj_size(jobz, m, n, a, s, u, v, &lwork, params));
     }
-    wbytes = sizeof(T) * (size_t)max1(lwork);
-    work = (T *)pnG_malloc(wbytes, stream);
-    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
-    if (!work || !info) {
+    if (scratch_alloc(&sc, sizeof(T) * (size_t)max1(lwork), nmat, stream)) {
         rc = -1;
         goto done;
     }
     if (batched)
-        SOLVER_CHECK(gesvdj_batched(jobz, m, n, a, s, u, v, work, lwork, info, params, (int)nmat));
+        SOLVER_CHECK(gesvdj_batched(jobz, m, n, a, s, u, v, (T *)sc.work, lwork, sc.info, params,
+                                    (int)nmat));
     for (int64_t i = 0; !batched && i < nmat; i++)
         SOLVER_CHECK(gesvdj(jobz, m, n, a + i * m * n, s + i * k, vectors ? u + i * m * m : u,
-                            vectors ? v + i * n * n : v, work, lwork, info + i, params));
+                            vectors ? v + i * n * n : v, (T *)sc.work, lwork, sc.info + i, params));
 done:
     if (params) cusolverDnDestroyGesvdjInfo(params);
     pthread_mutex_unlock(&solver_lock);
-    if (rc == 0) rc = check_infos("svd", info, nmat, stream);
-    if (work) pnG_free(work, wbytes, stream);
-    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    if (rc == 0) rc = check_infos("svd", sc.info, nmat, stream);
+    scratch_free(&sc);
     if (uv) pnG_free(uv, uvbytes, stream);
     return rc;
 }
@@ -235,9 +305,7 @@ static int eigh_batch(int64_t nmat, int n, T *a, T *w, bool vectors, bool lower,
     cublasFillMode_t uplo = lower ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER;
     const bool batched = use_batched(nmat, n, n);
     syevjInfo_t params = NULL;
-    T *work = NULL;
-    int *info = NULL;
-    size_t wbytes = 0;
+    scratch sc = {};
     if (solver_acquire(stream)) return -1;
     if (batched) {
         SOLVER_CHECK(cusolverDnCreateSyevjInfo(&params));
@@ -246,23 +314,21 @@ static int eigh_batch(int64_t nmat, int n, T *a, T *w, bool vectors, bool lower,
     } else {
         SOLVER_CHECK(syevd_size(jobz, uplo, n, a, w, &lwork));
     }
-    wbytes = sizeof(T) * (size_t)max1(lwork);
-    work = (T *)pnG_malloc(wbytes, stream);
-    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
-    if (!work || !info) {
+    if (scratch_alloc(&sc, sizeof(T) * (size_t)max1(lwork), nmat, stream)) {
         rc = -1;
         goto done;
     }
     if (batched)
-        SOLVER_CHECK(syevj_batched(jobz, uplo, n, a, w, work, lwork, info, params, (int)nmat));
+        SOLVER_CHECK(syevj_batched(jobz, uplo, n, a, w, (T *)sc.work, lwork, sc.info, params,
+                                   (int)nmat));
     for (int64_t i = 0; !batched && i < nmat; i++)
-        SOLVER_CHECK(syevd(jobz, uplo, n, a + i * n * n, w + i * n, work, lwork, info + i));
+        SOLVER_CHECK(syevd(jobz, uplo, n, a + i * n * n, w + i * n, (T *)sc.work, lwork,
+                           sc.info + i));
 done:
     if (params) cusolverDnDestroySyevjInfo(params);
     pthread_mutex_unlock(&solver_lock);
-    if (rc == 0) rc = check_infos(vectors ? "eigh" : "eigvalsh", info, nmat, stream);
-    if (work) pnG_free(work, wbytes, stream);
-    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    if (rc == 0) rc = check_infos(vectors ? "eigh" : "eigvalsh", sc.info, nmat, stream);
+    scratch_free(&sc);
     return rc;
 }
 
@@ -318,8 +384,9 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
     size_t wbytes = sizeof(T) * (2 * (size_t)n * nmat + (vecs ? nn * nmat : nn) + nn);
     T *w = (T *)pnG_malloc(wbytes, stream), *vr = w ? w + 2 * (size_t)n * nmat : NULL;
     T *vl = vr ? vr + (vecs ? nn * nmat : nn) : NULL;
-    void *dwork = NULL, *hwork = NULL;
-    int *info = NULL, rc = 0;
+    void *hwork = NULL;
+    scratch sc = {};
+    int rc = 0;
     if (!w) return -1;
     if (solver_acquire(stream)) {
         pnG_free(w, wbytes, stream);
@@ -329,10 +396,8 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
     SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
                                             n, real, a, n, cplx, w, real, vl, n, real, vr, n, real,
                                             &dbytes, &hbytes));
-    dwork = pnG_malloc(dbytes ? dbytes : 1, stream);
     hwork = malloc(hbytes ? hbytes : 1);
-    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
-    if (!dwork || !hwork || !info) {
+    if (scratch_alloc(&sc, dbytes, nmat, stream) || !hwork) {
         if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
         rc = -1;
         goto done;
@@ -340,12 +405,12 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
     for (int64_t i = 0; i < nmat; i++)
         SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n,
                                      real, a + i * nn, n, cplx, w + 2 * i * n, real, vl, n, real,
-                                     vecs ? vr + i * nn : vr, n, real, dwork, dbytes ? dbytes : 1,
-                                     hwork, hbytes ? hbytes : 1, info + i));
+                                     vecs ? vr + i * nn : vr, n, real, sc.work, sc.wbytes, hwork,
+                                     hbytes ? hbytes : 1, sc.info + i));
 done:
     if (params) cusolverDnDestroyParams(params);
     pthread_mutex_unlock(&solver_lock);
-    if (rc == 0) rc = check_infos(vecs ? "eig" : "eigvals", info, nmat, stream);
+    if (rc == 0) rc = check_infos(vecs ? "eig" : "eigvals", sc.info, nmat, stream);
     if (rc == 0) {
         const int threads = 256;
         int64_t total = vecs ? (int64_t)nmat * (int64_t)nn : nmat * n;
@@ -353,8 +418,7 @@ done:
                    png_stream(stream), nmat, n, (const T *)w, (const T *)vr, vals, vecs);
         rc = pnG_check_launch("eig_pack_kernel");
     }
-    if (dwork) pnG_free(dwork, dbytes ? dbytes : 1, stream);
-    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    scratch_free(&sc);
     free(hwork);
     pnG_free(w, wbytes, stream);
     return rc;
@@ -387,35 +451,71 @@ __global__ void lu_pivots_kernel(int64_t nmat, int k, int m, const int *ipiv, ui
     }
 }
 
+/* One thread per matrix: ptrs[i] = base + i * stride, the pointer arrays of cuBLAS's batched
+ * routines (P: T * or const T *). */
+template <typename P>
+__global__ void matrix_pointers_kernel(int64_t nmat, int64_t stride, P base, P *ptrs)
+{
+    for (int64_t i = png_thread_index(); i < nmat; i += png_grid_stride())
+        ptrs[i] = base + i * stride;
+}
+
+/* getrf of each column-major n x n matrix of a with cuBLAS's getrfBatched (one call for the
+ * batch), pivots into ipiv (n per matrix), infos into info. */
+template <typename T>
+static int lu_batched(int64_t nmat, int n, T *a, int *ipiv, int *info, int stream)
+{
+    size_t pbytes = sizeof(T *) * (size_t)nmat;
+    T **ptrs = (T **)pnG_malloc(pbytes, stream);
+    if (!ptrs) return -1;
+    PNG_LAUNCH(matrix_pointers_kernel<T *>, png_blocks_for(nmat, 128), 128, 0, png_stream(stream),
+               nmat, (int64_t)n * n, a, ptrs);
+    int rc = pnG_check_launch("matrix_pointers_kernel");
+    if (rc == 0 && (rc = blas_acquire(stream)) == 0) {
+        cublasStatus_t st = getrf_batched(n, ptrs, ipiv, info, (int)nmat);
+        pthread_mutex_unlock(&blas_lock);
+        if (st != CUBLAS_STATUS_SUCCESS) rc = blas_fail("getrfBatched", st);
+    }
+    pnG_free(ptrs, pbytes, stream);
+    return rc;
+}
+
+/* Batches of small square matrices: one getrfBatched call; others: getrf per matrix. An exact
+ * zero pivot (info > 0) is not an error. */
 template <typename T>
 static int lu_batch(int64_t nmat, int m, int n, T *a, uint32_t *pivots, uint32_t *rows, int stream)
 {
     int k = m < n ? m : n, lwork = 0, rc = 0;
-    T *work = NULL;
-    int *ipiv = NULL, *info = NULL;
-    size_t wbytes = 0;
-    if (solver_acquire(stream)) return -1;
-    SOLVER_CHECK(getrf_size(m, n, a, &lwork));
-    wbytes = sizeof(T) * (size_t)max1(lwork);
-    work = (T *)pnG_malloc(wbytes, stream);
-    ipiv = (int *)pnG_malloc(sizeof(int) * (size_t)(nmat * max1(k)), stream);
-    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
-    if (!work || !ipiv || !info) {
-        rc = -1;
-        goto done;
+    const bool batched = m == n && use_batched(nmat, m, n);
+    size_t pbytes = sizeof(int) * (size_t)(nmat * max1(k));
+    int *ipiv = (int *)pnG_malloc(pbytes, stream);
+    scratch sc = {};
+    if (!ipiv) return -1;
+    if (batched) {
+        rc = scratch_alloc(&sc, 0, nmat, stream);
+        if (rc == 0) rc = lu_batched(nmat, n, a, ipiv, sc.info, stream);
+    } else {
+        if (solver_acquire(stream)) {
+            pnG_free(ipiv, pbytes, stream);
+            return -1;
+        }
+        SOLVER_CHECK(getrf_size(m, n, a, &lwork));
+        if (scratch_alloc(&sc, sizeof(T) * (size_t)max1(lwork), nmat, stream)) {
+            rc = -1;
+            goto done;
+        }
+        for (int64_t i = 0; i < nmat; i++)
+            SOLVER_CHECK(getrf(m, n, a + i * m * n, (T *)sc.work, ipiv + i * k, sc.info + i));
+    done:
+        pthread_mutex_unlock(&solver_lock);
     }
-    for (int64_t i = 0; i < nmat; i++) /* info > 0 (an exact zero pivot) is not an error */
-        SOLVER_CHECK(getrf(m, n, a + i * m * n, work, ipiv + i * k, info + i));
-done:
-    pthread_mutex_unlock(&solver_lock);
     if (rc == 0) {
         PNG_LAUNCH(lu_pivots_kernel, png_blocks_for(nmat, 128), 128, 0, png_stream(stream), nmat,
                    k, m, ipiv, pivots, rows);
         rc = pnG_check_launch("lu_pivots_kernel");
     }
-    if (work) pnG_free(work, wbytes, stream);
-    if (ipiv) pnG_free(ipiv, sizeof(int) * (size_t)(nmat * max1(k)), stream);
-    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    scratch_free(&sc);
+    pnG_free(ipiv, pbytes, stream);
     return rc;
 }
 
@@ -425,6 +525,60 @@ int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *piv
 {
     if (t == PN_FLOAT32) return lu_batch(nmat, m, n, (float *)a, pivots, rows, stream);
     return lu_batch(nmat, m, n, (double *)a, pivots, rows, stream);
+}
+
+/* ───────────────────────────── QR (geqrf + orgqr) ───────────────────────────── */
+
+/* R (nmat, k, n) row-major, zeros below the diagonal, from the first k rows of each
+ * column-major m x n matrix geqrf left in a. */
+template <typename T>
+__global__ void qr_r_kernel(int64_t nmat, int m, int n, const T *a, T *r)
+{
+    const int64_t k = m < n ? m : n, kn = k * n;
+    for (int64_t t = png_thread_index(); t < nmat * kn; t += png_grid_stride()) {
+        int64_t i = t / kn, p = t % kn / n, c = t % n;
+        r[t] = p <= c ? a[i * m * n + p + c * m] : T(0);
+    }
+}
+
+template <typename T>
+static int qr_batch(int64_t nmat, int m, int n, T *a, T *r, int stream)
+{
+    int k = m < n ? m : n, l1 = 0, l2 = 0, rc = 0;
+    size_t tbytes = sizeof(T) * (size_t)(nmat * k);
+    T *tau = (T *)pnG_malloc(tbytes, stream);
+    scratch sc = {};
+    if (!tau) return -1;
+    if (solver_acquire(stream)) {
+        pnG_free(tau, tbytes, stream);
+        return -1;
+    }
+    SOLVER_CHECK(geqrf_size(m, n, a, &l1));
+    SOLVER_CHECK(orgqr_size(m, k, a, tau, &l2));
+    if (scratch_alloc(&sc, sizeof(T) * (size_t)max1(l1 > l2 ? l1 : l2), nmat, stream)) {
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++)
+        SOLVER_CHECK(geqrf(m, n, a + i * m * n, tau + i * k, (T *)sc.work, max1(l1), sc.info + i));
+    PNG_LAUNCH(qr_r_kernel<T>, png_blocks_for(nmat * k * n, 256), 256, 0, png_stream(stream), nmat,
+               m, n, (const T *)a, r);
+    if ((rc = pnG_check_launch("qr_r_kernel")) != 0) goto done;
+    for (int64_t i = 0; i < nmat; i++)
+        SOLVER_CHECK(orgqr(m, k, a + i * m * n, tau + i * k, (T *)sc.work, max1(l2), sc.info + i));
+done:
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) rc = check_infos("qr", sc.info, nmat, stream);
+    scratch_free(&sc);
+    pnG_free(tau, tbytes, stream);
+    return rc;
+}
+
+/* See solver.h. */
+int pnG_solver_qr(pn_dtype t, int64_t nmat, int m, int n, void *a, void *r, int stream)
+{
+    if (t == PN_FLOAT32) return qr_batch(nmat, m, n, (float *)a, (float *)r, stream);
+    return qr_batch(nmat, m, n, (double *)a, (double *)r, stream);
 }
 
 /* ───────────────────────────── Cholesky (potrf) ───────────────────────────── */
@@ -444,20 +598,15 @@ template <typename T>
 static int potrf_batch(int64_t nmat, int n, T *a, int stream)
 {
     int lwork = 0, rc = 0;
-    T *work = NULL;
-    int *info = NULL;
-    size_t wbytes = 0;
+    scratch sc = {};
     if (solver_acquire(stream)) return -1;
     SOLVER_CHECK(potrf_size(n, a, &lwork));
-    wbytes = sizeof(T) * (size_t)max1(lwork);
-    work = (T *)pnG_malloc(wbytes, stream);
-    info = (int *)pnG_malloc(sizeof(int) * (size_t)nmat, stream);
-    if (!work || !info) {
+    if (scratch_alloc(&sc, sizeof(T) * (size_t)max1(lwork), nmat, stream)) {
         rc = -1;
         goto done;
     }
     for (int64_t i = 0; i < nmat; i++) /* info > 0 (not positive definite): the partial factor */
-        SOLVER_CHECK(potrf(n, a + i * n * n, work, lwork, info + i));
+        SOLVER_CHECK(potrf(n, a + i * n * n, (T *)sc.work, lwork, sc.info + i));
 done:
     pthread_mutex_unlock(&solver_lock);
     if (rc == 0) {
@@ -465,8 +614,7 @@ done:
                    png_stream(stream), nmat, (int64_t)n, a);
         rc = pnG_check_launch("zero_lower_kernel");
     }
-    if (work) pnG_free(work, wbytes, stream);
-    if (info) pnG_free(info, sizeof(int) * (size_t)nmat, stream);
+    scratch_free(&sc);
     return rc;
 }
 
@@ -479,25 +627,6 @@ int pnG_solver_cholesky(pn_dtype t, int64_t nmat, int n, void *a, int stream)
 
 /* ───────────────────────────── triangular solves (cuBLAS trsm) ───────────────────────────── */
 
-/* One classic cuBLAS handle for the process, bound to the stream per call under its lock. */
-static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static cublasHandle_t blas_handle;
-static cublasStatus_t blas_create_status = CUBLAS_STATUS_NOT_INITIALIZED;
-
-static int blas_acquire(int stream)
-{
-    pthread_mutex_lock(&blas_lock);
-    if (blas_create_status != CUBLAS_STATUS_SUCCESS) blas_create_status = cublasCreate(&blas_handle);
-    cublasStatus_t st = blas_create_status;
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(blas_handle, png_stream(stream));
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        pthread_mutex_unlock(&blas_lock);
-        pn_set_error(PN_ERR_BACKEND, "[cublas] cublasCreate/SetStream failed with status %d.", (int)st);
-        return -1;
-    }
-    return 0;
-}
-
 static cublasStatus_t trsm(cublasSideMode_t side, cublasFillMode_t uplo, cublasDiagType_t diag,
                            int m, int n, const float *a, int lda, float *b, int ldb)
 {
@@ -509,6 +638,22 @@ static cublasStatus_t trsm(cublasSideMode_t side, cublasFillMode_t uplo, cublasD
 {
     const double one = 1.0;
     return cublasDtrsm(blas_handle, side, uplo, CUBLAS_OP_N, diag, m, n, &one, a, lda, b, ldb);
+}
+static cublasStatus_t trsm_batched(cublasSideMode_t side, cublasFillMode_t uplo,
+                                   cublasDiagType_t diag, int m, int n, const float *const *a,
+                                   int lda, float *const *b, int ldb, int batch)
+{
+    const float one = 1.0f;
+    return cublasStrsmBatched(blas_handle, side, uplo, CUBLAS_OP_N, diag, m, n, &one, a, lda, b,
+                              ldb, batch);
+}
+static cublasStatus_t trsm_batched(cublasSideMode_t side, cublasFillMode_t uplo,
+                                   cublasDiagType_t diag, int m, int n, const double *const *a,
+                                   int lda, double *const *b, int ldb, int batch)
+{
+    const double one = 1.0;
+    return cublasDtrsmBatched(blas_handle, side, uplo, CUBLAS_OP_N, diag, m, n, &one, a, lda, b,
+                              ldb, batch);
 }
 
 /* The smallest index of a matrix with a zero on its diagonal, into *first (left alone when
@@ -543,19 +688,37 @@ static int trsm_batch(int64_t nmat, int n, int k, bool upper, bool unit, const T
             return 0;
         }
     }
-    if (blas_acquire(stream)) return -1;
+    /* batches of small triangles: one trsmBatched call over pointer arrays built on the device */
+    const bool batched = use_batched(nmat, n, n);
+    size_t pbytes = batched ? sizeof(void *) * 2 * (size_t)nmat : 0;
+    void **ptrs = batched ? (void **)pnG_malloc(pbytes, stream) : NULL;
+    const T **pa = (const T **)ptrs;
+    T **px = ptrs ? (T **)(ptrs + nmat) : NULL;
+    if (batched) {
+        if (!ptrs) return -1;
+        PNG_LAUNCH(matrix_pointers_kernel<const T *>, png_blocks_for(nmat, 128), 128, 0,
+                   png_stream(stream), nmat, (int64_t)n * n, a, pa);
+        PNG_LAUNCH(matrix_pointers_kernel<T *>, png_blocks_for(nmat, 128), 128, 0,
+                   png_stream(stream), nmat, (int64_t)n * k, x, px);
+        if (pnG_check_launch("matrix_pointers_kernel")) {
+            pnG_free(ptrs, pbytes, stream);
+            return -1;
+        }
+    }
+    if (blas_acquire(stream)) {
+        if (ptrs) pnG_free(ptrs, pbytes, stream);
+        return -1;
+    }
     /* row-major T x = b is column-major x^T T^T = b^T: side right, the other triangle */
     cublasFillMode_t uplo = upper ? CUBLAS_FILL_MODE_LOWER : CUBLAS_FILL_MODE_UPPER;
     cublasDiagType_t diag = unit ? CUBLAS_DIAG_UNIT : CUBLAS_DIAG_NON_UNIT;
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-    for (int64_t i = 0; i < nmat && st == CUBLAS_STATUS_SUCCESS; i++)
+    if (batched) st = trsm_batched(CUBLAS_SIDE_RIGHT, uplo, diag, k, n, pa, n, px, k, (int)nmat);
+    for (int64_t i = 0; !batched && i < nmat && st == CUBLAS_STATUS_SUCCESS; i++)
         st = trsm(CUBLAS_SIDE_RIGHT, uplo, diag, k, n, a + i * n * n, n, x + i * n * k, k);
     pthread_mutex_unlock(&blas_lock);
-    if (st != CUBLAS_STATUS_SUCCESS) {
-        pn_set_error(PN_ERR_BACKEND, "[cublas] trsm failed with status %d.", (int)st);
-        return -1;
-    }
-    return 0;
+    if (ptrs) pnG_free(ptrs, pbytes, stream);
+    return st == CUBLAS_STATUS_SUCCESS ? 0 : blas_fail(batched ? "trsmBatched" : "trsm", st);
 }
 
 /* See solver.h. */

@@ -1,5 +1,5 @@
 /* solver.h — launchers of the GPU decompositions and solvers, called by the C glue of SVD, Eigh,
- * Eig, LUF, Cholesky and SolveTriangular
+ * Eig, LUF, QRF, Cholesky and SolveTriangular
  * (solver.c) and defined in solver.cu over cuSOLVER's dense API (and Eig's over its 64-bit
  * API) (the simulated cuSOLVER of
  * sim/cusolver_sim.h under PONTE_GPU_SIM). Matrices are column-major, as cuSOLVER's; a batch
@@ -36,11 +36,18 @@ int pnG_solver_eigh(pn_dtype t, int64_t nmat, int n, void *a, void *w, bool vect
 int pnG_solver_eig(pn_dtype t, int64_t nmat, int n, void *a, void *vals, void *vecs, int stream);
 
 /* LU factorization with partial pivoting of each column-major m x n matrix of a, in place
- * (getrf), and from its pivots: pivots (nmat, min(m, n)) uint32 0-based and the row indices
+ * (getrf; batches of at least 2 square matrices of at most 32 rows: one cuBLAS getrfBatched
+ * call), and from its pivots: pivots (nmat, min(m, n)) uint32 0-based and the row indices
  * rows (nmat, m) uint32 of pnK_lu_pivots (backend/cpu/lapack.h). A singular matrix is not an
  * error. */
 int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *pivots,
                   uint32_t *rows, int stream);
+
+/* QR factorization of each column-major m x n matrix of a (float32/float64; geqrf, then
+ * orgqr in place): r (nmat, k, n) row-major R, zeros below its diagonal, k = min(m, n); a
+ * then holds Q in the first k columns of each matrix (column-major, leading dimension m,
+ * matrices still m * n elements apart). LAPACK's signs. */
+int pnG_solver_qr(pn_dtype t, int64_t nmat, int m, int n, void *a, void *r, int stream);
 
 /* Cholesky factor of each column-major n x n matrix of a in place (potrf on its upper
  * triangle, the row-major lower one), the other triangle zeroed: read row-major, a then holds
@@ -49,7 +56,8 @@ int pnG_solver_lu(pn_dtype t, int64_t nmat, int m, int n, void *a, uint32_t *piv
 int pnG_solver_cholesky(pn_dtype t, int64_t nmat, int n, void *a, int stream);
 
 /* x = T^-1 x for each row-major n x n matrix of a (its upper or lower triangle, a unit diagonal
- * when unit) and row-major n x k matrix of x, in place (cuBLAS trsm). Unless unit, the
+ * when unit) and row-major n x k matrix of x, in place (cuBLAS trsm; batches of at least 2
+ * triangles of at most 32 rows: one trsmBatched call). Unless unit, the
  * diagonals are checked for zeros first (this waits for the stream): *singular is then the
  * first such matrix and nothing is solved; else *singular = -1. */
 int pnG_solver_trsm(pn_dtype t, int64_t nmat, int n, int k, bool upper, bool unit, const void *a,

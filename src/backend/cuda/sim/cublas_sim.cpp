@@ -1,8 +1,10 @@
-/* cublas_sim.cpp — the simulated classic cuBLAS (cublas_sim.h): trsm through the host BLAS
- * (column-major, the same arguments), with cuBLAS's argument checks. */
+/* cublas_sim.cpp — the simulated classic cuBLAS (cublas_sim.h): trsm and trsmBatched through
+ * the host BLAS (column-major, the same arguments) and getrfBatched through LAPACK's getrf per
+ * matrix, with cuBLAS's argument checks. */
 #include <cblas.h>
 #include <new>
 
+#include "backend/cpu/lapack.h"
 #include "backend/cuda/sim/cublas_sim.h"
 
 struct pnsim_cublas_context {
@@ -60,4 +62,65 @@ cublasStatus_t cublasDtrsm(cublasHandle_t handle, cublasSideMode_t side, cublasF
                            const double *alpha, const double *A, int lda, double *B, int ldb)
 {
     return sim_trsm(handle, side, uplo, trans, diag, m, n, alpha, A, lda, B, ldb, cblas_dtrsm);
+}
+
+/* trsmBatched: sim_trsm on each pair. */
+template <typename T, typename F>
+static cublasStatus_t sim_trsm_batched(cublasHandle_t handle, cublasSideMode_t side,
+                                       cublasFillMode_t uplo, cublasOperation_t trans,
+                                       cublasDiagType_t diag, int m, int n, const T *alpha,
+                                       const T *const A[], int lda, T *const B[], int ldb,
+                                       int batch, F blas)
+{
+    if (batch < 0 || (batch > 0 && (!A || !B))) return CUBLAS_STATUS_INVALID_VALUE;
+    for (int b = 0; b < batch; b++) {
+        cublasStatus_t st = sim_trsm(handle, side, uplo, trans, diag, m, n, alpha, A[b], lda, B[b],
+                                     ldb, blas);
+        if (st != CUBLAS_STATUS_SUCCESS) return st;
+    }
+    return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+}
+
+cublasStatus_t cublasStrsmBatched(cublasHandle_t handle, cublasSideMode_t side,
+                                  cublasFillMode_t uplo, cublasOperation_t trans,
+                                  cublasDiagType_t diag, int m, int n, const float *alpha,
+                                  const float *const A[], int lda, float *const B[], int ldb,
+                                  int batchCount)
+{
+    return sim_trsm_batched(handle, side, uplo, trans, diag, m, n, alpha, A, lda, B, ldb,
+                            batchCount, cblas_strsm);
+}
+
+cublasStatus_t cublasDtrsmBatched(cublasHandle_t handle, cublasSideMode_t side,
+                                  cublasFillMode_t uplo, cublasOperation_t trans,
+                                  cublasDiagType_t diag, int m, int n, const double *alpha,
+                                  const double *const A[], int lda, double *const B[], int ldb,
+                                  int batchCount)
+{
+    return sim_trsm_batched(handle, side, uplo, trans, diag, m, n, alpha, A, lda, B, ldb,
+                            batchCount, cblas_dtrsm);
+}
+
+/* getrfBatched: LAPACK getrf on each matrix (pivots 1-based, as cuBLAS's). */
+template <typename T, typename F>
+static cublasStatus_t sim_getrf_batched(cublasHandle_t handle, int n, T *const A[], int lda,
+                                        int *P, int *info, int batch, F getrf)
+{
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (n < 0 || lda < (n > 1 ? n : 1) || batch < 0 || !A || !P || !info)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    for (int b = 0; b < batch; b++) getrf(&n, &n, A[b], &lda, P + (size_t)b * n, info + b);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSgetrfBatched(cublasHandle_t handle, int n, float *const Aarray[], int lda,
+                                   int *PivotArray, int *infoArray, int batchSize)
+{
+    return sim_getrf_batched(handle, n, Aarray, lda, PivotArray, infoArray, batchSize, sgetrf_);
+}
+
+cublasStatus_t cublasDgetrfBatched(cublasHandle_t handle, int n, double *const Aarray[], int lda,
+                                   int *PivotArray, int *infoArray, int batchSize)
+{
+    return sim_getrf_batched(handle, n, Aarray, lda, PivotArray, infoArray, batchSize, dgetrf_);
 }

@@ -1,6 +1,6 @@
 /* cusolver_sim.cpp — the simulated cuSOLVER (cusolver_sim.h): each routine calls the LAPACK
  * routine of the same job on the host (gesdd for gesvdj and gesvdjBatched, syevd for syevd
- * and syevjBatched, getrf, potrf; the batched ones per matrix), with the scratch it
+ * and syevjBatched, getrf, potrf, geqrf, orgqr; the batched ones per matrix), with the scratch it
  * needs from the host heap, and writes LAPACK's info where cuSOLVER writes its devInfo. */
 #include <new>
 #include <stdlib.h>
@@ -108,6 +108,15 @@ cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params)
     {                                                                                          \
         P##potrf_(&uplo, &n, a, &lda, info);                                                   \
     }                                                                                          \
+    static void geqrf(int m, int n, T *a, int lda, T *tau, T *work, int lwork, int *info)      \
+    {                                                                                          \
+        P##geqrf_(&m, &n, a, &lda, tau, work, &lwork, info);                                   \
+    }                                                                                          \
+    static void orgqr(int m, int n, int k, T *a, int lda, const T *tau, T *work, int lwork,    \
+                      int *info)                                                               \
+    {                                                                                          \
+        P##orgqr_(&m, &n, &k, a, &lda, tau, work, &lwork, info);                               \
+    }                                                                                          \
     static void geev(char jobvr, int n, T *a, int lda, T *wr, T *wi, T *vr, int ldvr, T *work, \
                      int lwork, int *info)                                                     \
     {                                                                                          \
@@ -184,6 +193,28 @@ static cusolverStatus_t sim_getrf(int m, int n, T *A, int lda, int *ipiv, int *i
 }
 
 /* The entry points of cusolver_sim.h for one type: buffer sizes of 1, the work on the host. */
+/* geqrf (orgq false) or orgqr (m x n from k reflectors) through LAPACK with a workspace from
+ * the heap; cuSOLVER's argument checks. */
+template <typename T>
+static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T *tau, int lwork,
+                               int *info)
+{
+    if (m < 0 || n < 0 || lda < max1(m) || lwork < 1 || !A || !tau || !info)
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    if (orgq && (n > m || k < 0 || k > n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    T q = 0;
+    int q_info = 0;
+    if (orgq) orgqr(m, n, k, A, lda, tau, &q, -1, &q_info);
+    else geqrf(m, n, A, lda, tau, &q, -1, &q_info);
+    int lw = max1((int)q + 1);
+    T *work = (T *)malloc(sizeof(T) * (size_t)lw);
+    if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
+    if (orgq) orgqr(m, n, k, A, lda, tau, work, lw, info);
+    else geqrf(m, n, A, lda, tau, work, lw, info);
+    free(work);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
 #define PNSIM_SOLVER_DEFS(T, P)                                                                \
     cusolverStatus_t cusolverDn##P##gesvdj_bufferSize(                                         \
         cusolverDnHandle_t handle, cusolverEigMode_t, int, int, int, const T *, int, const T *, \
@@ -244,6 +275,32 @@ static cusolverStatus_t sim_getrf(int m, int n, T *A, int lda, int *ipiv, int *i
         if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;                      \
         potrf(uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L', n, A, lda, info);                    \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##geqrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
+                                                     int, int *lwork)                          \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##geqrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
+                                          int lda, T *TAU, T *, int lwork, int *info)          \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        return sim_qr(false, m, n, m < n ? m : n, A, lda, TAU, lwork, info);                   \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##orgqr_bufferSize(cusolverDnHandle_t handle, int, int, int,  \
+                                                     const T *, int, const T *, int *lwork)    \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        *lwork = 1;                                                                            \
+        return CUSOLVER_STATUS_SUCCESS;                                                        \
+    }                                                                                          \
+    cusolverStatus_t cusolverDn##P##orgqr(cusolverDnHandle_t handle, int m, int n, int k, T *A, \
+                                          int lda, const T *tau, T *, int lwork, int *info)    \
+    {                                                                                          \
+        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        return sim_qr(true, m, n, k, A, lda, const_cast<T *>(tau), lwork, info);               \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
         cusolverDnHandle_t handle, cusolverEigMode_t, int m, int n, const T *, int, const T *, \

@@ -1,5 +1,6 @@
 /* cusolver_sim.h — the simulated cuSOLVER: exactly the subset of <cusolverDn.h> that
- * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf, potrf, the batched
+ * solver.cu uses (handle and stream, gesvdj with its info object, syevd, getrf, potrf, geqrf
+ * and orgqr, the batched
  * Jacobi routines gesvdjBatched / syevjBatched with their info objects, the 64-bit
  * API's geev with its params object, and their buffer-size queries), with cuSOLVER's names, values and statuses and no CUDA toolkit
  * header. cusolver_sim.cpp computes each call with LAPACK on the host (simulated device
@@ -71,7 +72,8 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
                                  size_t workspaceInBytesOnDevice, void *bufferOnHost,
                                  size_t workspaceInBytesOnHost, int *info);
 
-/* The buffer sizes are 1: the simulated routines take their scratch from the host heap. The
+/* The buffer sizes are 1: the simulated routines take their scratch from the host heap
+ * (geqrf / orgqr check lwork >= 1 and, as cuSOLVER's, m >= n >= k for orgqr). The
  * routines write LAPACK's info to *info (device memory); gesvdj returns V, not V^T, as
  * cuSOLVER's. Only econ == 0 (full U and V) is simulated. The batched Jacobi routines
  * (gesvdjBatched: m, n <= 32; syevjBatched: n <= 32, else INVALID_VALUE as cuSOLVER's) run
@@ -103,6 +105,16 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
                                                      int lda, int *lwork);                     \
     cusolverStatus_t cusolverDn##P##potrf(cusolverDnHandle_t handle, cublasFillMode_t uplo,     \
                                           int n, T *A, int lda, T *work, int lwork,            \
+                                          int *info);                                          \
+    cusolverStatus_t cusolverDn##P##geqrf_bufferSize(cusolverDnHandle_t handle, int m, int n,   \
+                                                     T *A, int lda, int *lwork);               \
+    cusolverStatus_t cusolverDn##P##geqrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
+                                          int lda, T *TAU, T *work, int lwork, int *info);     \
+    cusolverStatus_t cusolverDn##P##orgqr_bufferSize(cusolverDnHandle_t handle, int m, int n,   \
+                                                     int k, const T *A, int lda, const T *tau, \
+                                                     int *lwork);                              \
+    cusolverStatus_t cusolverDn##P##orgqr(cusolverDnHandle_t handle, int m, int n, int k, T *A, \
+                                          int lda, const T *tau, T *work, int lwork,           \
                                           int *info);                                          \
     cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
         cusolverDnHandle_t handle, cusolverEigMode_t jobz, int m, int n, const T *A, int lda,  \
