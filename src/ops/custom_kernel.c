@@ -338,7 +338,10 @@ int pn_cuda_kernel_call(pn_cuda_kernel *k, int nin, pn_array *const *inputs, con
     char symbol[400];
     char *source = generate(k, nin, inputs, launch, symbol, sizeof symbol, p.shape_info);
     if (!source) return -1;
-    if (launch->verbose) printf("Generated source code for `%s`:\n```\n%s\n```\n", symbol, source);
+    if (launch->verbose) {
+        printf("Generated source code for `%s`:\n```\n%s\n```\n", symbol, source);
+        fflush(stdout);
+    }
     p.code = intern_code(k->name, symbol, source, strlen(source), false);
     free(source);
     if (!p.code) return -1;

@@ -54,14 +54,14 @@ def test_signatures_and_errors():
 
 
 @pytest.mark.skipif(not mx.cuda.is_available(), reason="needs the GPU backend")
-def test_kernels_on_the_gpu(capsys):
+def test_kernels_on_the_gpu(capfd):
     rng = np.random.default_rng(1)
     a = rng.standard_normal(1000).astype(np.float32)
     k = exp_kernel()
     out = k(inputs=[mx.array(a)], output_shapes=[(1000,)], output_dtypes=[mx.float32],
             grid=(1000, 1, 1), threadgroup=(256, 1, 1), verbose=True, stream=mx.gpu)
     assert isinstance(out, list) and len(out) == 1
-    assert "custom_kernel_myexp" in capsys.readouterr().out
+    assert "custom_kernel_myexp" in capfd.readouterr().out
     if simulated():
         with pytest.raises(RuntimeError, match="simulated GPU"):
             mx.eval(out[0])

@@ -86,9 +86,10 @@ static char *compile_source(const char *key, const char *source, size_t *len)
     snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d%d", major, minor);
     /* the toolkit's headers (cuda_fp16.h, cooperative_groups.h) where NVRTC has no built-in */
     const char *home = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : getenv("CUDA_PATH");
-    char inc[1024];
+    char inc[1024], cccl[1024]; /* CUDA 13 keeps libcu++ (cuda/std/...) under include/cccl */
     snprintf(inc, sizeof inc, "-I%s/include", home ? home : "/usr/local/cuda");
-    const char *opts[] = {arch, "--std=c++17", inc};
+    snprintf(cccl, sizeof cccl, "-I%s/include/cccl", home ? home : "/usr/local/cuda");
+    const char *opts[] = {arch, "--std=c++17", inc, cccl};
     nvrtcProgram prog = NULL;
     int rc = nvrtc.create(&prog, source, key, 0, NULL, NULL);
     if (rc != 0) {
