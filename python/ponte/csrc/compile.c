@@ -61,11 +61,17 @@ static int describe(PyObject *tree, PyObject *key, PyObject *leaves)
     return -1;
 }
 
-/* A copy of tree whose array leaves (or slot markers, when markers) are replaced in order by
- * leaves[*pos...]; other leaves are kept. New reference or NULL. */
-static PyObject *fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, int markers)
+/* How fill treats leaves: arrays or slot markers taken in order from leaves, or arrays made
+ * slot markers (a result's skeleton). */
+enum { FILL_ARRAYS, FILL_MARKERS, FILL_SKELETON };
+
+/* A copy of tree whose array leaves (FILL_ARRAYS) or slot markers (FILL_MARKERS) are replaced
+ * in order by leaves[*pos...], or whose arrays become the slot marker (FILL_SKELETON: leaves
+ * and pos unused); other leaves are kept. New reference or NULL. */
+static PyObject *fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, int mode)
 {
-    if (markers ? tree == slot_marker : PPArray_Check(tree)) {
+    if (mode == FILL_SKELETON && PPArray_Check(tree)) return Py_INCREF(slot_marker), slot_marker;
+    if (mode == FILL_MARKERS ? tree == slot_marker : mode == FILL_ARRAYS && PPArray_Check(tree)) {
         if (*pos >= PyList_GET_SIZE(leaves)) {
             PyErr_SetString(PyExc_RuntimeError, "[compile] Too few arrays to fill the tree.");
             return NULL;
@@ -77,7 +83,7 @@ static PyObject *fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, int mar
         Py_ssize_t n = PySequence_Fast_GET_SIZE(tree);
         PyObject *r = PyList_Check(tree) ? PyList_New(n) : PyTuple_New(n);
         for (Py_ssize_t i = 0; r && i < n; i++) {
-            PyObject *x = fill(PySequence_Fast_GET_ITEM(tree, i), leaves, pos, markers);
+            PyObject *x = fill(PySequence_Fast_GET_ITEM(tree, i), leaves, pos, mode);
             if (!x) Py_CLEAR(r);
             else if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
             else PyTuple_SET_ITEM(r, i, x);
@@ -88,35 +94,7 @@ static PyObject *fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, int mar
         PyObject *r = PyDict_New(), *k, *v;
         Py_ssize_t p = 0;
         while (r && PyDict_Next(tree, &p, &k, &v)) {
-            PyObject *x = fill(v, leaves, pos, markers);
-            if (!x || PyDict_SetItem(r, k, x)) Py_CLEAR(r);
-            Py_XDECREF(x);
-        }
-        return r;
-    }
-    return Py_INCREF(tree), tree;
-}
-
-/* The structure of a function's result with its arrays replaced by the marker. */
-static PyObject *skeleton(PyObject *tree)
-{
-    if (PPArray_Check(tree)) return Py_INCREF(slot_marker), slot_marker;
-    if (PyList_Check(tree) || PyTuple_Check(tree)) {
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(tree);
-        PyObject *r = PyList_Check(tree) ? PyList_New(n) : PyTuple_New(n);
-        for (Py_ssize_t i = 0; r && i < n; i++) {
-            PyObject *x = skeleton(PySequence_Fast_GET_ITEM(tree, i));
-            if (!x) Py_CLEAR(r);
-            else if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
-            else PyTuple_SET_ITEM(r, i, x);
-        }
-        return r;
-    }
-    if (PyDict_Check(tree)) {
-        PyObject *r = PyDict_New(), *k, *v;
-        Py_ssize_t p = 0;
-        while (r && PyDict_Next(tree, &p, &k, &v)) {
-            PyObject *x = skeleton(v);
+            PyObject *x = fill(v, leaves, pos, mode);
             if (!x || PyDict_SetItem(r, k, x)) Py_CLEAR(r);
             Py_XDECREF(x);
         }
@@ -230,11 +208,11 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
         if (!w) goto done;
         PyList_SET_ITEM(leaves, i, w);
     }
-    if (!leaves || !(args = fill(e->args, leaves, &pos, 0))) goto done;
+    if (!leaves || !(args = fill(e->args, leaves, &pos, FILL_ARRAYS))) goto done;
     if (e->kwargs && !(kw = PyDict_New())) goto done;
     for (Py_ssize_t i = 0; kw && i < PyList_GET_SIZE(e->kwnames); i++) {
         PyObject *name = PyList_GET_ITEM(e->kwnames, i);
-        PyObject *x = fill(PyDict_GetItem(e->kwargs, name), leaves, &pos, 0);
+        PyObject *x = fill(PyDict_GetItem(e->kwargs, name), leaves, &pos, FILL_ARRAYS);
         if (!x || PyDict_SetItem(kw, name, x)) {
             Py_XDECREF(x);
             goto done;
@@ -262,7 +240,7 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     res = PyObject_Call(e->fun, args, kw);
     if (res && state_sync(e->outputs, PULL)) Py_CLEAR(res);
     if (res) {
-        PyObject *skel = skeleton(res);
+        PyObject *skel = fill(res, NULL, NULL, FILL_SKELETON);
         outl = skel ? PyList_New(0) : NULL;
         if (outl && pp_tree_flatten(res, outl, 0) == 0) {
             Py_XSETREF(e->out_skel, skel);
@@ -409,7 +387,7 @@ static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
         if (slot_set(PyList_GET_ITEM(slots, i), PyList_GET_ITEM(outs, e->nres + i))) goto done;
     if (state_sync(self->outputs, PUSH)) goto done;
     Py_ssize_t pos = 0;
-    result = fill(e->out_skel, outs, &pos, 1);
+    result = fill(e->out_skel, outs, &pos, FILL_MARKERS);
 done:
     PyMem_Free(in), PyMem_Free(out);
     Py_XDECREF(key), Py_XDECREF(leaves), Py_XDECREF(kwnames), Py_XDECREF(slots);
