@@ -417,13 +417,6 @@ static int compiled_traverse(PyObject *op, visitproc visit, void *arg)
     return 0;
 }
 
-/* Bound to an instance when used as a method, as a Python function would be. */
-static PyObject *compiled_get(PyObject *self, PyObject *obj, PyObject *type)
-{
-    if (!obj || obj == Py_None) return Py_INCREF(self), self;
-    return PyMethod_New(self, obj);
-}
-
 static PyTypeObject PPCompiled_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ponte.core.CompiledFunction",
     .tp_basicsize = sizeof(PPCompiled),
@@ -432,7 +425,7 @@ static PyTypeObject PPCompiled_Type = {
     .tp_call = compiled_call,
     .tp_dealloc = compiled_dealloc,
     .tp_traverse = compiled_traverse,
-    .tp_descr_get = compiled_get,
+    .tp_descr_get = pp_bind_as_method, /* bound when used as a method */
     .tp_dictoffset = offsetof(PPCompiled, dict),
 };
 

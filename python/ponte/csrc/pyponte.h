@@ -138,6 +138,10 @@ pn_array *pp_index_update(pn_array *a, PyObject *idx, PyObject *val, int mode);
  * leaf is a TypeError. Returns 0 or -1. */
 int pp_tree_flatten(PyObject *tree, PyObject *list, int strict);
 
+/* tp_descr_get of the function-like types (transformed and compiled functions): bound to an
+ * instance when used as a method, as a Python function would be. */
+PyObject *pp_bind_as_method(PyObject *self, PyObject *obj, PyObject *type);
+
 /* Creates a submodule "ponte.core.<name>" registered in sys.modules and set as m.<name>. */
 PyObject *pp_submodule(PyObject *m, const char *name, PyMethodDef *methods, const char *doc);
 

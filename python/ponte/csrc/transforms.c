@@ -1112,12 +1112,11 @@ static PyObject *tf_vjp(PyObject *self, PyObject *fn) { return set_rule(self, fn
 static PyObject *tf_jvp(PyObject *self, PyObject *fn) { return set_rule(self, fn, 1); }
 static PyObject *tf_vmap(PyObject *self, PyObject *fn) { return set_rule(self, fn, 2); }
 
-static PyObject *tf_get(PyObject *self, PyObject *obj, PyObject *type)
+/* See pyponte.h. */
+PyObject *pp_bind_as_method(PyObject *self, PyObject *obj, PyObject *type)
 {
-    if (!obj || obj == Py_None) {
-        Py_INCREF(self);
-        return self;
-    }
+    (void)type;
+    if (!obj || obj == Py_None) return Py_INCREF(self), self;
     return PyMethod_New(self, obj);
 }
 
@@ -1137,7 +1136,7 @@ static PyTypeObject PPTransformed_Type = {
     .tp_traverse = tf_traverse,
     .tp_call = tf_call,
     .tp_methods = tf_methods,
-    .tp_descr_get = tf_get,
+    .tp_descr_get = pp_bind_as_method,
     .tp_dictoffset = offsetof(PPTransformed, dict),
 };
 
