@@ -61,48 +61,6 @@ static int describe(PyObject *tree, PyObject *key, PyObject *leaves)
     return -1;
 }
 
-/* How fill treats leaves: arrays or slot markers taken in order from leaves, or arrays made
- * slot markers (a result's skeleton). */
-enum { FILL_ARRAYS, FILL_MARKERS, FILL_SKELETON };
-
-/* A copy of tree whose array leaves (FILL_ARRAYS) or slot markers (FILL_MARKERS) are replaced
- * in order by leaves[*pos...], or whose arrays become the slot marker (FILL_SKELETON: leaves
- * and pos unused); other leaves are kept. New reference or NULL. */
-static PyObject *fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, int mode)
-{
-    if (mode == FILL_SKELETON && PPArray_Check(tree)) return Py_INCREF(slot_marker), slot_marker;
-    if (mode == FILL_MARKERS ? tree == slot_marker : mode == FILL_ARRAYS && PPArray_Check(tree)) {
-        if (*pos >= PyList_GET_SIZE(leaves)) {
-            PyErr_SetString(PyExc_RuntimeError, "[compile] Too few arrays to fill the tree.");
-            return NULL;
-        }
-        PyObject *x = PyList_GET_ITEM(leaves, (*pos)++);
-        return Py_INCREF(x), x;
-    }
-    if (PyList_Check(tree) || PyTuple_Check(tree)) {
-        Py_ssize_t n = PySequence_Fast_GET_SIZE(tree);
-        PyObject *r = PyList_Check(tree) ? PyList_New(n) : PyTuple_New(n);
-        for (Py_ssize_t i = 0; r && i < n; i++) {
-            PyObject *x = fill(PySequence_Fast_GET_ITEM(tree, i), leaves, pos, mode);
-            if (!x) Py_CLEAR(r);
-            else if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
-            else PyTuple_SET_ITEM(r, i, x);
-        }
-        return r;
-    }
-    if (PyDict_Check(tree)) {
-        PyObject *r = PyDict_New(), *k, *v;
-        Py_ssize_t p = 0;
-        while (r && PyDict_Next(tree, &p, &k, &v)) {
-            PyObject *x = fill(v, leaves, pos, mode);
-            if (!x || PyDict_SetItem(r, k, x)) Py_CLEAR(r);
-            Py_XDECREF(x);
-        }
-        return r;
-    }
-    return Py_INCREF(tree), tree;
-}
-
 /* Appends (container, key) for every array leaf of a state tree (dicts, Modules, lists; the
  * arrays inside tuples are read but cannot be written back: their container is None). */
 static int state_slots(PyObject *tree, PyObject *parent, PyObject *k, PyObject *slots)
@@ -208,11 +166,11 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
         if (!w) goto done;
         PyList_SET_ITEM(leaves, i, w);
     }
-    if (!leaves || !(args = fill(e->args, leaves, &pos, FILL_ARRAYS))) goto done;
+    if (!leaves || !(args = pp_tree_fill(e->args, leaves, &pos, NULL, PP_FILL_ARRAYS))) goto done;
     if (e->kwargs && !(kw = PyDict_New())) goto done;
     for (Py_ssize_t i = 0; kw && i < PyList_GET_SIZE(e->kwnames); i++) {
         PyObject *name = PyList_GET_ITEM(e->kwnames, i);
-        PyObject *x = fill(PyDict_GetItem(e->kwargs, name), leaves, &pos, FILL_ARRAYS);
+        PyObject *x = pp_tree_fill(PyDict_GetItem(e->kwargs, name), leaves, &pos, NULL, PP_FILL_ARRAYS);
         if (!x || PyDict_SetItem(kw, name, x)) {
             Py_XDECREF(x);
             goto done;
@@ -240,7 +198,7 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     res = PyObject_Call(e->fun, args, kw);
     if (res && state_sync(e->outputs, PULL)) Py_CLEAR(res);
     if (res) {
-        PyObject *skel = fill(res, NULL, NULL, FILL_SKELETON);
+        PyObject *skel = pp_tree_fill(res, NULL, NULL, slot_marker, PP_FILL_SKELETON);
         outl = skel ? PyList_New(0) : NULL;
         if (outl && pp_tree_flatten(res, outl, 0) == 0) {
             Py_XSETREF(e->out_skel, skel);
@@ -387,7 +345,7 @@ static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
         if (slot_set(PyList_GET_ITEM(slots, i), PyList_GET_ITEM(outs, e->nres + i))) goto done;
     if (state_sync(self->outputs, PUSH)) goto done;
     Py_ssize_t pos = 0;
-    result = fill(e->out_skel, outs, &pos, FILL_MARKERS);
+    result = pp_tree_fill(e->out_skel, outs, &pos, slot_marker, PP_FILL_MARKERS);
 done:
     PyMem_Free(in), PyMem_Free(out);
     Py_XDECREF(key), Py_XDECREF(leaves), Py_XDECREF(kwnames), Py_XDECREF(slots);

@@ -137,6 +137,11 @@ pn_array *pp_index_update(pn_array *a, PyObject *idx, PyObject *val, int mode);
 /* Trees (transforms.c): appends the arrays among the leaves of tree to list. strict: any other
  * leaf is a TypeError. Returns 0 or -1. */
 int pp_tree_flatten(PyObject *tree, PyObject *list, int strict);
+/* A copy of tree (lists, tuples, dicts; other leaves kept) whose arrays (PP_FILL_ARRAYS) or
+ * leaves equal to marker (PP_FILL_MARKERS) are replaced in order by leaves[*pos...], or whose
+ * arrays become marker (PP_FILL_SKELETON: leaves and pos unused). New reference or NULL. */
+enum { PP_FILL_ARRAYS, PP_FILL_MARKERS, PP_FILL_SKELETON };
+PyObject *pp_tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObject *marker, int mode);
 
 /* tp_descr_get of the function-like types (transformed and compiled functions): bound to an
  * instance when used as a method, as a Python function would be. */

@@ -35,28 +35,25 @@ int pp_tree_flatten(PyObject *tree, PyObject *list, int strict)
     return 0;
 }
 
-/* A copy of tree's structure whose array leaves are replaced, in order, by leaves[*pos...]. */
-static PyObject *tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos)
+/* See pyponte.h. */
+PyObject *pp_tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObject *marker, int mode)
 {
-    if (PPArray_Check(tree)) {
+    if (mode == PP_FILL_SKELETON && PPArray_Check(tree)) return Py_INCREF(marker), marker;
+    if (mode == PP_FILL_MARKERS ? tree == marker : mode == PP_FILL_ARRAYS && PPArray_Check(tree)) {
         if (*pos >= PyList_GET_SIZE(leaves)) {
             PyErr_SetString(PyExc_RuntimeError, "[tree] Too few leaves to fill the tree.");
             return NULL;
         }
         PyObject *x = PyList_GET_ITEM(leaves, (*pos)++);
-        Py_INCREF(x);
-        return x;
+        return Py_INCREF(x), x;
     }
     if (PyList_Check(tree) || PyTuple_Check(tree)) {
         Py_ssize_t n = PySequence_Fast_GET_SIZE(tree);
         PyObject *r = PyList_Check(tree) ? PyList_New(n) : PyTuple_New(n);
         for (Py_ssize_t i = 0; r && i < n; i++) {
-            PyObject *x = tree_fill(PySequence_Fast_GET_ITEM(tree, i), leaves, pos);
-            if (!x) {
-                Py_CLEAR(r);
-                break;
-            }
-            if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
+            PyObject *x = pp_tree_fill(PySequence_Fast_GET_ITEM(tree, i), leaves, pos, marker, mode);
+            if (!x) Py_CLEAR(r);
+            else if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
             else PyTuple_SET_ITEM(r, i, x);
         }
         return r;
@@ -65,14 +62,19 @@ static PyObject *tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos)
         PyObject *r = PyDict_New(), *k, *v;
         Py_ssize_t p = 0;
         while (r && PyDict_Next(tree, &p, &k, &v)) {
-            PyObject *x = tree_fill(v, leaves, pos);
+            PyObject *x = pp_tree_fill(v, leaves, pos, marker, mode);
             if (!x || PyDict_SetItem(r, k, x)) Py_CLEAR(r);
             Py_XDECREF(x);
         }
         return r;
     }
-    Py_INCREF(tree);
-    return tree;
+    return Py_INCREF(tree), tree;
+}
+
+/* A copy of tree's structure whose array leaves are replaced, in order, by leaves[*pos...]. */
+static PyObject *tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos)
+{
+    return pp_tree_fill(tree, leaves, pos, NULL, PP_FILL_ARRAYS);
 }
 
 /* ───────────────────────────── deferred releases ───────────────────────────── */
