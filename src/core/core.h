@@ -70,6 +70,11 @@ bool pnC_failed(void);
  * "op: got a NULL array" so that the failure is never silent. */
 bool pnC_inputs_ok(const char *op, int n, pn_array *const *arrays);
 
+/* FNV-1a over n bytes at p, continuing from h (PNC_FNV_OFFSET to start): checksums and cache
+ * keys (src/core/ptrmap.c). */
+#define PNC_FNV_OFFSET 14695981039346656037ull
+uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h);
+
 /* A map from non-NULL pointers to int64 values (src/core/ptrmap.c), zero-initialised empty:
  * `pnC_ptrmap m = {0};`. find gives the value's slot or NULL; put inserts or overwrites,
  * returning 0, or -1 with PN_ERR_OUT_OF_MEMORY "[who] Out of memory." (m unchanged); free

@@ -1,6 +1,7 @@
 /* ptrmap.c — the core's one map from pointers to int64 values (open addressing, linear
  * probing, at most half full), for the graph walks that must remember nodes or arrays they
- * met: autodiff/vmap's node records, export_function's constants, export_to_dot's names. */
+ * met: autodiff/vmap's node records, export_function's constants, export_to_dot's names; and
+ * the FNV-1a byte hash. */
 #include "core/core.h"
 
 #include <stdlib.h>
@@ -59,4 +60,11 @@ void pnC_ptrmap_free(pnC_ptrmap *m)
 {
     free(m->keys), free(m->vals);
     *m = (pnC_ptrmap){0};
+}
+
+/* See core.h. */
+uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
 }

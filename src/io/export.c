@@ -145,13 +145,6 @@ static void put_ref(wbuf *b, pnT_ref r)
     put_u32(b, r.index);
 }
 
-static uint64_t fnv1a(const unsigned char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
-    return h;
-}
-
 /* Writes the whole file (constants already evaluated). 0 or -1 with an error. */
 static int file_write(const xfile *f, const char *path)
 {
@@ -202,7 +195,7 @@ static int file_write(const xfile *f, const char *path)
         put_u32(&b, s->t.nres);
         for (uint32_t k = 0; k < s->t.nres; k++) put_ref(&b, s->t.res[k]);
     }
-    if (rc == 0 && !b.oom) put_u64(&b, fnv1a(b.p, b.n));
+    if (rc == 0 && !b.oom) put_u64(&b, pnC_fnv1a(b.p, b.n, PNC_FNV_OFFSET));
     if (rc == 0 && b.oom) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
     if (rc == 0) {
         const void *parts[1] = {b.p};
@@ -628,7 +621,7 @@ static int file_read(xfile *f, const unsigned char *data, size_t size, const cha
     if (size < r.pos + 8) return BAD(&r, "truncated (no checksum)");
     uint64_t want = 0;
     for (int i = 7; i >= 0; i--) want = want << 8 | data[size - 8 + (size_t)i];
-    if (fnv1a(data, size - 8) != want) return BAD(&r, "checksum mismatch (corrupt or truncated)");
+    if (pnC_fnv1a(data, size - 8, PNC_FNV_OFFSET) != want) return BAD(&r, "checksum mismatch (corrupt or truncated)");
     r.n = size - 8; /* the checksum is not content */
     if (flags != 0) return BAD(&r, "unknown flags 0x%" PRIx32, flags);
     if (get_str(&r, &f->metadata, UINT32_MAX, "the metadata")) return -1;

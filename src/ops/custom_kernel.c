@@ -24,17 +24,11 @@ static pnK_kernel_code **codes;
 static size_t ncodes, cap_codes;
 static pthread_mutex_t codes_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t fnv1a(const void *p, size_t n, uint64_t h)
-{
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
-    return h;
-}
-
 /* The table's entry for this code (added on first use), or NULL on out of memory. */
 static const pnK_kernel_code *intern_code(const char *name, const char *entry, const void *code,
                                           size_t len, bool precompiled)
 {
-    uint64_t h = fnv1a(code, len, fnv1a(entry, strlen(entry), 14695981039346656037ull));
+    uint64_t h = pnC_fnv1a(code, len, pnC_fnv1a(entry, strlen(entry), PNC_FNV_OFFSET));
     char key[512];
     snprintf(key, sizeof key, "%s_%016llx", name, (unsigned long long)h);
     pthread_mutex_lock(&codes_lock);

@@ -79,11 +79,9 @@ static bool same_node(const pnT_op *a, const pnT_op *b)
 
 static uint64_t node_hash(const pnT_op *n)
 {
-    uint64_t h = 0xcbf29ce484222325ULL ^ (uint64_t)(uintptr_t)n->prim;
-    const unsigned char *p = n->params;
-    for (uint32_t i = 0; i < n->params_size; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+    uint64_t h = pnC_fnv1a(n->params, n->params_size, PNC_FNV_OFFSET ^ (uint64_t)(uintptr_t)n->prim);
     for (uint32_t i = 0; i < n->nin; i++)
-        h = (h ^ ((uint64_t)n->in[i].kind << 32 | n->in[i].index)) * 0x100000001b3ULL;
+        h = (h ^ ((uint64_t)n->in[i].kind << 32 | n->in[i].index)) * 1099511628211ull;
     return h;
 }
 
