@@ -393,6 +393,13 @@ static pn_array *c_maxpool2d(pn_array *const *x)
 {
     return pn_nn_max_pool2d(x[0], (int[]){2, 2}, (int[]){2, 2}, (int[]){0, 0});
 }
+/* overlapping windows (an as_strided view) with padding */
+static pn_array *c_maxpool2d_overlap(pn_array *const *x)
+{
+    return pn_nn_max_pool2d(x[0], (int[]){3, 3}, (int[]){2, 2}, (int[]){1, 1});
+}
+/* min over the last axis kept as 1: ExtremeVjp without an inner run */
+static pn_array *c_min_last(pn_array *const *x) { return pn_min(x[0], (int[]){-1}, 1, true); }
 
 static pn_array *idx_of(pn_array *x, int64_t n, int64_t hi)
 {
@@ -803,6 +810,8 @@ static const op_case CASES[] = {
     {"conv_transpose1d", c_conv_transpose1d, 2, {IN(3, {2, 6, 3}, F32, -1, 1), IN(3, {2, 4, 3}, F32, -1, 1)}, true, false},
     {"conv3d", c_conv3d, 2, {IN(4, {2, 4, 5, 12}, F32, -1, 1), IN(4, {3, 2, 3, 4}, F32, -1, 1)}, true, false},
     {"max_pool2d", c_maxpool2d, 1, {IN(4, {2, 8, 6, 3}, F32, -1, 1)}, true, false},
+    {"max_pool2d overlapping f16", c_maxpool2d_overlap, 1, {IN(4, {2, 7, 6, 3}, PN_FLOAT16, -1, 1)}, true, false},
+    {"min last axis keepdims bf16", c_min_last, 1, {IN(SH3, PN_BFLOAT16, -1, 1)}, true, false},
     {"take", c_take, 2, {IN(SH2, F32, -1, 1), IN(1, {9}, F32, -1, 1)}, true, false},
     {"take_along_axis", c_take_along, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, true, false},
     {"put_along_axis", c_put_along, 2, {IN(SH2, F32, -1, 1), IN(2, {1, 33}, F32, -1, 1)}, false, false},

@@ -3,7 +3,8 @@
  * logcumsumexp) against float64 references computed here: 0-d, empty, 1-d and 4-d shapes,
  * axis sets (negative, non-adjacent, unsorted, none), keepdims, transposed and sliced views,
  * dtypes and result dtypes, NaN and infinity behaviour, errors, every kernel path (rows,
- * columns, split columns, threaded long rows, copies), and gradients. */
+ * columns, split columns, threaded long rows, copies), and gradients (max / min with ties in
+ * every float dtype through ExtremeVjp). */
 #include "harness.h"
 
 #include <string.h>
@@ -1038,5 +1039,118 @@ TEST(full_sum_large)
     pn_array *a = pn_ones(&n, 1, PN_FLOAT32);
     pn_array *s = pn_sum(a, NULL, 0, false);
     CHECK(fabs(pn_item(s) - (double)n) < 1);
+    pn_scope_pop();
+}
+
+/* ───────────────────────────── max / min vjp (ExtremeVjp) ───────────────────────────── */
+
+typedef struct {
+    bool is_min;
+    int axes[3], naxes;
+    bool keepdims;
+    pn_array *x; /* the fixed point (for the cotangent-only closures) */
+} ev_ctx;
+
+static pn_array *ev_reduce(const ev_ctx *e, pn_array *x)
+{
+    return e->is_min ? pn_min(x, e->axes, e->naxes, e->keepdims)
+                     : pn_max(x, e->axes, e->naxes, e->keepdims);
+}
+
+static int ev_reduce_fn(void *c, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    *nout = 1;
+    out[0] = ev_reduce(c, in[0]);
+    return out[0] ? 0 : -1;
+}
+
+/* The vjp of the reduction at e->x as a function of the cotangent (linear: its own vjp,
+ * jvp and vmap are ExtremeVjp's derivative rules). */
+static pn_array *ev_vjp_of_cot(void *c, pn_array *const *in)
+{
+    ev_ctx *e = c;
+    pn_closure *f = pn_closure_new(ev_reduce_fn, e, NULL);
+    int nout = 0;
+    pn_array *out[1] = {NULL}, *g[1] = {NULL};
+    int rc = pn_vjp(f, 1, &e->x, 1, in, &nout, out, g);
+    pn_closure_release(f);
+    return rc ? NULL : g[0];
+}
+
+static int ev_vjp_fn(void *c, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    *nout = 1;
+    out[0] = ev_vjp_of_cot(c, in);
+    return out[0] ? 0 : -1;
+}
+
+/* The gradient of max / min with many ties, in every float dtype, over axes that include or
+ * skip the last one, with and without keepdims, on dense and transposed inputs: each window's
+ * cotangent split evenly among its extremes (float64 reference). Then the rule's own
+ * derivatives (linear in the cotangent: finite differences are exact) and its batching. */
+TEST(extreme_vjp_ties)
+{
+    pn_scope_push();
+    const int64_t sh[] = {3, 4, 10};
+    const int axs[][3] = {{1}, {2}, {0, 2}, {0, 1}, {0, 1, 2}};
+    const int nax[] = {1, 1, 2, 2, 3};
+    const pn_dtype dts[] = {PN_FLOAT32, PN_FLOAT64, PN_FLOAT16, PN_BFLOAT16};
+    for (int d = 0; d < 4; d++)
+        for (int i = 0; i < 5; i++)
+            for (int v = 0; v < 4; v++) { /* v: min?, keepdims?, transposed? mixed */
+                pn_scope_push();
+                ev_ctx e = {.is_min = v & 1, .naxes = nax[i], .keepdims = v & 2};
+                memcpy(e.axes, axs[i], sizeof axs[i]);
+                pn_array *x = pn_floor(test_random_array(sh, 3, dts[d], 0, 3)); /* ties */
+                if (v == 1 || v == 2) /* a transposed view of the same shape's values */
+                    x = pn_transpose(pn_floor(test_random_array((int64_t[]){10, 4, 3}, 3, dts[d], 0, 3)),
+                                     NULL, 0);
+                double *xd = test_to_f64(x);
+                /* the kept index of each element, the extremes, their counts */
+                int64_t n = 3 * 4 * 10, nk = 1;
+                bool red[3] = {0};
+                for (int a = 0; a < nax[i]; a++) red[axs[i][a]] = true;
+                for (int a = 0; a < 3; a++) nk *= red[a] ? 1 : sh[a];
+                int64_t *key = malloc((size_t)n * sizeof *key);
+                double *m = malloc((size_t)nk * sizeof *m), *ties = calloc((size_t)nk, sizeof *ties);
+                for (int64_t k = 0; k < nk; k++) m[k] = e.is_min ? INFINITY : -INFINITY;
+                for (int64_t j = 0; j < n; j++) {
+                    int64_t idx[3] = {j / 40, j / 10 % 4, j % 10}, k = 0;
+                    for (int a = 0; a < 3; a++) k = red[a] ? k : k * sh[a] + idx[a];
+                    key[j] = k;
+                    m[k] = e.is_min ? fmin(m[k], xd[j]) : fmax(m[k], xd[j]);
+                }
+                for (int64_t j = 0; j < n; j++) ties[key[j]] += xd[j] == m[key[j]];
+                pn_array *y = ev_reduce(&e, x);
+                pn_array *cot = test_random_array(pn_shape(y), pn_ndim(y), dts[d], -1, 1);
+                double *cd = test_to_f64(cot), *ref = malloc((size_t)n * sizeof *ref);
+                for (int64_t j = 0; j < n; j++) ref[j] = xd[j] == m[key[j]] ? cd[key[j]] / ties[key[j]] : 0;
+                e.x = x;
+                char name[96];
+                snprintf(name, sizeof name, "%s %s axes case %d keepdims %d view %d",
+                         pn_dtype_name(dts[d]), e.is_min ? "min" : "max", i, e.keepdims, v);
+                test_check_values(name, ev_vjp_of_cot(&e, &cot), sh, 3, dts[d], ref, test_tol(dts[d]),
+                                  test_tol(dts[d]));
+                if (dts[d] == PN_FLOAT64) {
+                    CHECK_MSG(test_gradcheck(name, ev_vjp_of_cot, &e, 1, &cot, 1e-6), "%s", name);
+                    /* batching over the cotangent: two cotangents at once == one by one */
+                    pn_array *cots = pn_stack((pn_array *[]){cot, pn_negative(cot)}, 2, 0);
+                    pn_closure *f = pn_closure_new(ev_vjp_fn, &e, NULL);
+                    pn_closure *vf = pn_vmap(f, (int[]){0}, 1, NULL, 1);
+                    int nout = 0;
+                    pn_array *b[1] = {NULL};
+                    CHECK(pn_closure_call(vf, 1, &cots, &nout, b) == 0);
+                    double *both = malloc(2 * (size_t)n * sizeof *both);
+                    for (int64_t j = 0; j < n; j++) both[j] = ref[j], both[n + j] = -ref[j];
+                    test_check_values(name, b[0], (int64_t[]){2, 3, 4, 10}, 4, PN_FLOAT64, both, 1e-12, 0);
+                    free(both);
+                    pn_closure_release(vf);
+                    pn_closure_release(f);
+                }
+                free(xd), free(key), free(m), free(ties), free(cd), free(ref);
+                pn_scope_pop();
+            }
     pn_scope_pop();
 }

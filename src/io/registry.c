@@ -64,6 +64,7 @@ static const entry table[] = {
     {&reduce_prim, sizeof(pnK_reduce_params), 0, 1, 1},
     {&argreduce_prim, sizeof(pnK_argreduce_params), 0, 1, 1},
     {&lse_prim, sizeof(pnK_reduce_params), 0, 1, 1},
+    {&extreme_vjp_prim, sizeof(pnK_reduce_params), 0, 3, 1},
     {&softmax_prim, sizeof(pnK_softmax_params), 0, 1, 1},
     {&svd_prim, sizeof(pnK_decomp_params), 0, 1, -1},
     {&eigh_prim, sizeof(pnK_decomp_params), 0, 1, -1},

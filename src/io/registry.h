@@ -15,7 +15,8 @@ extern const pnC_primitive matmul_prim, addmm_prim, diagonal_prim;       /* lina
 extern const pnC_primitive copy_prim, astype_prim, full_prim, arange_prim, linspace_prim,
     eye_prim, tri_prim, trimask_prim;                                    /* creation.c */
 extern const pnC_primitive random_bits_prim, sqrt_svd_prim;              /* random.c */
-extern const pnC_primitive reduce_prim, argreduce_prim, lse_prim, softmax_prim; /* reduce.c */
+extern const pnC_primitive reduce_prim, argreduce_prim, lse_prim, softmax_prim,
+    extreme_vjp_prim; /* reduce.c */
 extern const pnC_primitive svd_prim, eigh_prim, eig_prim, luf_prim, qrf_prim; /* linalg_decomp.c */
 extern const pnC_primitive solve_triangular_prim, cholesky_prim;       /* linalg_solve.c */
 extern const pnC_primitive to_fp8_prim;                               /* ops/fp8.c */

@@ -106,6 +106,103 @@ static pn_array *extreme_mask(pn_array *x, pn_array *out, const pnK_reduce_param
     return pn_equal(x, keepdims_view(out, x, p));
 }
 
+/* ───────────────────────────── ExtremeVjp ───────────────────────────── */
+
+/* The composite form of max / min's vjp: where(x == m, c / ties, 0), ties counted per
+ * window (m and c have the reduction's shape). */
+static pn_array *extreme_vjp_composite(pn_array *x, pn_array *m, pn_array *c,
+                                       const pnK_reduce_params *p)
+{
+    pn_array *mask = extreme_mask(x, m, p);
+    pn_array *cnt = pn_sum(mask, p->axes, p->naxes, true);
+    return pn_where(mask, pn_divide(keepdims_view(c, x, p), cnt), pn_weak_float(0));
+}
+
+/* Derivatives of ExtremeVjp: linear in the cotangent (input 2), flat in x and m. The vjp
+ * sums the upstream gradient of each window's ties, divided by their count. */
+static int extreme_vjp_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
+                           pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    const pnK_reduce_params *p = PNC_PARAMS(node, pnK_reduce_params);
+    for (int i = 0; i < nargs; i++) grads[i] = NULL;
+    if (!cot[0]) return 0;
+    pn_scope_push();
+    pn_array *r = NULL;
+    for (int i = 0; i < nargs; i++) {
+        if (argnums[i] != 2) continue;
+        pn_array *mask = extreme_mask(in[0], in[1], p);
+        pn_array *s = pn_sum(pn_where(mask, cot[0], pn_weak_float(0)), p->axes, p->naxes, p->keepdims);
+        r = pn_divide(s, pn_sum(mask, p->axes, p->naxes, p->keepdims));
+        r = r ? pn_reshape(r, in[2]->shape, in[2]->ndim) : NULL;
+        return pnO_keep_result(r, &grads[i]);
+    }
+    pn_scope_pop();
+    return 0;
+}
+
+static pn_array *make_extreme_vjp(pn_array *x, pn_array *m, pn_array *c, const pnK_reduce_params *p);
+
+static int extreme_vjp_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
+                           pn_array *const *tan, pn_array **out_tan)
+{
+    out_tan[0] = NULL;
+    if (!tan[2]) return 0;
+    pn_scope_push();
+    pn_array *t = pn_astype(tan[2], in[0]->dtype);
+    return pnO_keep_result(t ? make_extreme_vjp(in[0], in[1], t, PNC_PARAMS(node, pnK_reduce_params)) : NULL,
+                           out_tan);
+}
+
+/* Batching: every input gets the mapped axis in front (broadcast where unmapped), the
+ * reduced axes shift by one. */
+static int extreme_vjp_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                            pn_array **out, int *out_axes)
+{
+    pnK_reduce_params q = *PNC_PARAMS(node, pnK_reduce_params);
+    int64_t B = -1;
+    for (int i = 0; i < 3; i++)
+        if (in_axes[i] >= 0) B = in[i]->shape[in_axes[i]];
+    pn_scope_push();
+    pn_array *v[3];
+    for (int i = 0; i < 3; i++) {
+        v[i] = pnC_batch_front(in[i], in_axes[i], 0);
+        if (v[i] && in_axes[i] < 0 && B >= 0) { /* unmapped: broadcast a batch axis in front */
+            int64_t shape[PNC_MAX_NDIM];
+            shape[0] = B;
+            for (int d = 0; d < v[i]->ndim; d++) shape[d + 1] = v[i]->shape[d];
+            v[i] = pn_broadcast_to(pn_expand_dims(v[i], (int[]){0}, 1), shape, v[i]->ndim + 1);
+        }
+    }
+    if (B >= 0)
+        for (int i = 0; i < q.naxes; i++) q.axes[i]++;
+    out_axes[0] = B >= 0 ? 0 : -1;
+    return pnO_keep_result(v[0] && v[1] && v[2] ? make_extreme_vjp(v[0], v[1], v[2], &q) : NULL, out);
+}
+
+const pnC_primitive extreme_vjp_prim = {
+    .name = "ExtremeVjp",
+    .eval = {[PN_CPU] = pnK_extreme_vjp_eval, [PN_GPU] = PNG_EVAL(pnG_extreme_vjp_eval)},
+    .vjp = extreme_vjp_vjp,
+    .jvp = extreme_vjp_jvp,
+    .vmap = extreme_vjp_vmap,
+};
+
+static pn_array *make_extreme_vjp(pn_array *x, pn_array *m, pn_array *c, const pnK_reduce_params *p)
+{
+    return pnC_make(&extreme_vjp_prim, p, sizeof *p, 3, (pn_array *[]){x, m, c}, x->dtype, x->shape,
+                    x->ndim);
+}
+
+/* The gradient of max / min (result m, cotangent c) with respect to x: one ExtremeVjp node
+ * when x is a float array and c of its dtype (the windows of pooling walked once), else the
+ * composite. */
+static pn_array *extreme_vjp(pn_array *x, pn_array *m, pn_array *c, const pnK_reduce_params *p)
+{
+    if (!pnC_is_float(x->dtype) || c->dtype != x->dtype || m->dtype != x->dtype)
+        return extreme_vjp_composite(x, m, c, p);
+    return make_extreme_vjp(x, m, c, p);
+}
+
 static int reduce_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                       pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
@@ -121,12 +218,9 @@ static int reduce_vjp(const pnC_node *node, pn_array *const *in, pn_array *const
         if (g && p->scale != 1) g = pn_multiply(g, pn_scalar(p->scale, g->dtype));
         break;
     case PNK_PROD: g = pn_multiply(c, exclusive_prod(x, p)); break;
-    default: { /* max, min: split evenly among ties, as MLX */
-        pn_array *mask = extreme_mask(x, out[0], p);
-        pn_array *cnt = pn_sum(mask, p->axes, p->naxes, true);
-        g = pn_where(mask, pn_divide(c, cnt), pn_weak_float(0)); /* one pass, no bool->float */
+    default: /* max, min: split evenly among ties, as MLX */
+        g = extreme_vjp(x, out[0], cot[0], p);
         break;
-    }
     }
     return pnO_keep_result(g, grads);
 }

@@ -390,17 +390,34 @@ PNK_UNARY_EXPRS(PNK_UNARY_GEN)
 #define PNK_BINARY_GEN(OP, RULE, FE, CE, IE) PNK_TYPES(PNK_BINARY_FN, OP, RULE, FE, CE, IE)
 PNK_BINARY_EXPRS(PNK_BINARY_GEN)
 
-/* where: o = c ? x : y moves storage, so one function per element size serves every dtype. */
+/* where: o = c ? x : y moves storage, so one function per element size serves every dtype.
+ * The choice is a bit mask (no branch: random conditions would mispredict half the time),
+ * with dense loops for a dense condition and dense or scalar values, a strided one else. */
 #define PNK_WHERE_SIZES(X) X(1, uint8_t) X(2, uint16_t) X(4, uint32_t) X(8, uint64_t)
+#define PNK_WHERE_LOOP(T, XI, YI)                                                              \
+    PNK_SIMD for (int64_t i = 0; i < n; i++) {                                                 \
+        const T m = (T)((T)0 - (T)(c[i] != 0)); /* c read as bytes: this vectorizes */   \
+        o[i] = (T)(((XI) & m) | ((YI) & (T)~m));                                               \
+    }
 #define PNK_WHERE_FN(SZ, T)                                                                    \
     static void pnK_where_##SZ(int64_t n, char *const *p, const int64_t *s,                    \
                                const pnK_ew_params *prm)                                       \
     {                                                                                          \
-        const bool *c = (const bool *)p[1];                                                    \
+        (void)prm;                                                                             \
+        const uint8_t *c = (const uint8_t *)p[1];                                              \
         const T *x = (const T *)p[2], *y = (const T *)p[3];                                    \
         T *o = (T *)p[0];                                                                      \
         if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1) {                                \
-            PNK_SIMD for (int64_t i = 0; i < n; i++) o[i] = c[i] ? x[i] : y[i];                \
+            PNK_WHERE_LOOP(T, x[i], y[i]);                                                     \
+        } else if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 0) { /* vjps: where(m, g, 0) */ \
+            const T y0 = y[0];                                                                 \
+            PNK_WHERE_LOOP(T, x[i], y0);                                                       \
+        } else if (s[0] == 1 && s[1] == 1 && s[2] == 0 && s[3] == 1) {                         \
+            const T x0 = x[0];                                                                 \
+            PNK_WHERE_LOOP(T, x0, y[i]);                                                       \
+        } else if (s[0] == 1 && s[1] == 1 && s[2] == 0 && s[3] == 0) {                         \
+            const T x0 = x[0], y0 = y[0];                                                      \
+            PNK_WHERE_LOOP(T, x0, y0);                                                         \
         } else {                                                                               \
             for (int64_t i = 0; i < n; i++)                                                    \
                 o[i * s[0]] = c[i * s[1]] ? x[i * s[2]] : y[i * s[3]];                         \

@@ -579,6 +579,111 @@ int pnK_reduce_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
     return rc ? pn_set_error(PN_ERR_OUT_OF_MEMORY, "[reduce] Out of memory.") : 0;
 }
 
+/* ───────────────────────────── ExtremeVjp ───────────────────────────── */
+
+/* g = x == m ? c / ties : 0 over each window, written dense in x's shape: out (the max or
+ * min, m) and cot (c) are dense over the kept index (outer rows x inner), ties counts the
+ * window's elements equal to m. x's window element r of row o lies at koff[2o] + roff[2r]
+ * (+ k * xs along the inner axis), g's at koff[2o + 1] + roff[2r + 1] (+ k). The quotient is
+ * rounded to T before it is stored, as the composite where(x == m, c / ties, 0). */
+#define EV_CW 64
+typedef void (*ev_fn)(const void *x, const void *out, const void *cot, void *g, int64_t outer,
+                      const int64_t *koff, int64_t nred, const int64_t *roff, int64_t inner,
+                      int64_t xs);
+#define DEF_EXTREME_VJP(DT, T, A, LD, ST)                                                      \
+    static void ev_##DT(const void *xv, const void *ov, const void *cv, void *gv,            \
+                        int64_t outer, const int64_t *koff, int64_t nred, const int64_t *roff, \
+                        int64_t inner, int64_t xs)                                             \
+    {                                                                                          \
+        const T *x = xv, *out = ov, *cot = cv;                                                 \
+        T *g = gv;                                                                             \
+        const T zero = ST((A)0);                                                               \
+        int64_t nch = (inner + EV_CW - 1) / EV_CW;                                             \
+        _Pragma("omp parallel for schedule(static) if (outer * nred * inner > PNC_PAR_GRAIN && outer * nch > 1)") \
+        for (int64_t t = 0; t < outer * nch; t++) {                                            \
+            int64_t o = t / nch, k0 = t % nch * EV_CW, len = inner - k0 < EV_CW ? inner - k0 : EV_CW; \
+            const T *xo = x + koff[2 * o] + k0 * xs;                                           \
+            T *go = g + koff[2 * o + 1] + k0;                                                  \
+            A m[EV_CW];                                                                        \
+            T v[EV_CW];                                                                        \
+            int32_t ties[EV_CW];                                                               \
+            for (int64_t j = 0; j < len; j++) m[j] = LD(out[o * inner + k0 + j]), ties[j] = 0; \
+            for (int64_t r = 0; r < nred; r++) {                                               \
+                const T *p = xo + roff[2 * r];                                                 \
+                for (int64_t j = 0; j < len; j++) ties[j] += LD(p[j * xs]) == m[j];            \
+            }                                                                                  \
+            for (int64_t j = 0; j < len; j++)                                                  \
+                v[j] = ST((A)LD(cot[o * inner + k0 + j]) / (A)LD(ST((A)ties[j])));             \
+            for (int64_t r = 0; r < nred; r++) {                                               \
+                const T *p = xo + roff[2 * r];                                                 \
+                T *q = go + roff[2 * r + 1];                                                   \
+                for (int64_t j = 0; j < len; j++) q[j] = LD(p[j * xs]) == m[j] ? v[j] : zero;  \
+            }                                                                                  \
+        }                                                                                      \
+    }
+FLOAT_TYPES(DEF_EXTREME_VJP)
+#define E_EV(DT, ...) [DT] = ev_##DT,
+static const ev_fn extreme_vjp_table[PN_NUM_DTYPES] = {FLOAT_TYPES(E_EV)};
+
+/* off[2i], off[2i + 1] = the element offsets in x (its strides) and in a dense array of x's
+ * shape of the i-th (row-major) index over x's axes axes[0..n-1]. */
+static void axis_offsets2(const pn_array *x, const int *axes, int n, int64_t *off)
+{
+    int64_t rs[PNC_MAX_NDIM], idx[PNC_MAX_NDIM] = {0}, cur[2] = {0, 0}, count = 1;
+    pnC_row_strides(x->shape, x->ndim, rs);
+    for (int j = 0; j < n; j++) count *= x->shape[axes[j]];
+    for (int64_t i = 0; i < count; i++) {
+        off[2 * i] = cur[0], off[2 * i + 1] = cur[1];
+        for (int j = n - 1; j >= 0; j--) {
+            int a = axes[j];
+            cur[0] += x->strides[a], cur[1] += rs[a];
+            if (++idx[j] < x->shape[a]) break;
+            cur[0] -= x->strides[a] * x->shape[a], cur[1] -= rs[a] * x->shape[a];
+            idx[j] = 0;
+        }
+    }
+}
+
+/* See reduce.h. */
+int pnK_extreme_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const pnK_reduce_params *p = PNC_PARAMS(node, pnK_reduce_params);
+    pn_array *x = in[0], *g = out[0];
+    ev_fn fn = extreme_vjp_table[x->dtype];
+    if (!fn || in[1]->dtype != x->dtype || in[2]->dtype != x->dtype)
+        return pn_set_error(PN_ERR_BACKEND, "[ExtremeVjp] No CPU kernel for %s.", pn_dtype_name(x->dtype));
+    if (pnC_alloc_output(g)) return -1;
+    if (g->size == 0) return 0;
+    pn_array *m = pnC_contiguous(in[1]), *c = m ? pnC_contiguous(in[2]) : NULL; /* small */
+    if (!c) {
+        if (m) pnC_decref(m);
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ExtremeVjp] Out of memory.");
+    }
+    const int nd = x->ndim;
+    bool red[PNC_MAX_NDIM] = {0};
+    for (int i = 0; i < p->naxes; i++) red[p->axes[i]] = true;
+    /* the last axis, when kept, is the inner run (vectorized when x is dense along it) */
+    bool inner_last = nd > 0 && !red[nd - 1];
+    int kax[PNC_MAX_NDIM], rax[PNC_MAX_NDIM], nk = 0, nr = 0;
+    int64_t outer = 1, nred = 1;
+    for (int i = 0; i < nd - (inner_last ? 1 : 0); i++) {
+        if (red[i]) rax[nr++] = i, nred *= x->shape[i];
+        else kax[nk++] = i, outer *= x->shape[i];
+    }
+    int64_t inner = inner_last ? x->shape[nd - 1] : 1, xs = inner_last ? x->strides[nd - 1] : 1;
+    int64_t *off = malloc((size_t)(outer + nred) * 2 * sizeof *off);
+    if (off) {
+        axis_offsets2(x, kax, nk, off);
+        axis_offsets2(x, rax, nr, off + 2 * outer);
+        fn(pnC_data(x), pnC_data(m), pnC_data(c), pnC_data(g), outer, off, nred,
+           off + 2 * outer, inner, xs);
+        free(off);
+    }
+    pnC_decref(m);
+    pnC_decref(c);
+    return off ? 0 : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ExtremeVjp] Out of memory.");
+}
+
 /* ───────────────────────────── ArgReduce ───────────────────────────── */
 
 /* out[o, k] = index r of the first extreme of x[o, r, k] (NaN counts as the extreme). */

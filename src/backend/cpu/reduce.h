@@ -60,6 +60,11 @@ int pnK_reduce_eval(const pnC_node *node, pn_array *const *in, pn_array *const *
 int pnK_argreduce_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnK_scan_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnK_softmax_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* ExtremeVjp (the vjp of a max or min Reduce; pnK_reduce_params of that Reduce): inputs x,
+ * the reduction's result and its cotangent (any strides, x's float dtype); the output,
+ * dense in x's shape, holds cot / (number of ties) where x equals its window's result, 0
+ * elsewhere. */
+int pnK_extreme_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 /* LogSumExp takes pnK_reduce_params (op ignored); its input is a float array. */
 int pnK_logsumexp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 

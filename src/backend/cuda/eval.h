@@ -72,6 +72,9 @@ int pnG_argreduce_eval(const pnC_node *node, pn_array *const *in, pn_array *cons
 int pnG_logsumexp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_softmax_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_scan_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* ExtremeVjp (src/ops/reduce.c): one thread per kept index counts its window's ties, then
+ * writes the gradient of the window. */
+int pnG_extreme_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
 /* ── elementwise (elementwise.c): unary, binary, divmod, where ── */
 int pnG_unary_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);

@@ -145,3 +145,45 @@ int pnG_softmax_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
                          node->stream.index);
     return rc == PNG_UNSUPPORTED ? pn_set_error(PN_ERR_BACKEND, "[softmax] No GPU kernel.") : rc;
 }
+
+/* See eval.h. Kept dims walk x, the output and the (possibly broadcast) result and
+ * cotangent by their own strides; reduced dims x and the output. */
+int pnG_extreme_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
+{
+    const pnK_reduce_params *p = PNC_PARAMS(node, pnK_reduce_params);
+    pn_array *x = in[0], *m = in[1], *c = in[2], *g = out[0];
+    if (!pnC_is_float(x->dtype) || m->dtype != x->dtype || c->dtype != x->dtype ||
+        m->ndim != c->ndim)
+        return PNG_UNSUPPORTED;
+    bool red[PNC_MAX_NDIM] = {0};
+    for (int i = 0; i < p->naxes; i++) red[p->axes[i]] = true;
+    int64_t gs[PNC_MAX_NDIM], rs[PNC_MAX_NDIM], rgs[PNC_MAX_NDIM], rxs[PNC_MAX_NDIM];
+    pnC_row_strides(x->shape, x->ndim, gs);
+    pnG_layout K = {.nop = 4, .size = 1};
+    int nr = 0;
+    for (int i = 0, j = 0; i < x->ndim; i++) { /* j: the axis of m and c */
+        if (red[i]) {
+            rs[nr] = x->shape[i], rxs[nr] = x->strides[i], rgs[nr++] = gs[i];
+            j += p->keepdims;
+            continue;
+        }
+        if (x->shape[i] != 1) {
+            if (K.ndim == PNG_MAX_NDIM) return PNG_UNSUPPORTED;
+            int d = K.ndim++;
+            K.shape[d] = x->shape[i];
+            K.strides[0][d] = x->strides[i], K.strides[1][d] = gs[i];
+            K.strides[2][d] = m->strides[j], K.strides[3][d] = c->strides[j];
+            K.size *= x->shape[i];
+        }
+        j++;
+    }
+    pnG_dims R;
+    if (pnG_merge_dims(&R, nr, rs, rxs, rgs)) return PNG_UNSUPPORTED;
+    if (pnC_alloc_output(g)) return -1;
+    if (g->size == 0) return 0;
+    int64_t n = 1;
+    for (int i = 0; i < nr; i++) n *= rs[i];
+    int rc = pnG_extreme_vjp(x->dtype, &K, &R, n, pnC_data(x), pnC_data(m), pnC_data(c), pnC_data(g),
+                             node->stream.index);
+    return rc == PNG_UNSUPPORTED ? pn_set_error(PN_ERR_BACKEND, "[ExtremeVjp] No GPU kernel.") : rc;
+}

@@ -737,3 +737,44 @@ extern "C" int pnG_softmax(pn_dtype dtype, const pnG_dims *kept, const pnG_dims 
     });
     return rc;
 }
+
+/* ───────────────────────────── ExtremeVjp ───────────────────────────── */
+
+/* One thread per kept index: count the window's ties, then write its gradient. */
+template <typename T>
+__global__ void extreme_vjp_kernel(const T *x, const T *m, const T *c, T *g, pnG_layout K,
+                                   pnG_dims R, int64_t n)
+{
+    typedef typename png_compute<T>::type A;
+    T zero, tq, v;
+    png_store(&zero, (A)0);
+    for (int64_t o = png_thread_index(); o < K.size; o += png_grid_stride()) {
+        const T *xo = x + png_offset(K, 0, o);
+        T *go = g + png_offset(K, 1, o);
+        A mv = png_load(m + png_offset(K, 2, o));
+        int32_t ties = 0;
+        for (int64_t r = 0; r < n; r++) ties += png_load(xo + png_dims_offset(R, 0, r)) == mv;
+        png_store(&tq, (A)ties); /* the count as the dtype holds it, as the composite divides */
+        png_store(&v, (A)png_load(c + png_offset(K, 3, o)) / png_load(&tq));
+        for (int64_t r = 0; r < n; r++)
+            go[png_dims_offset(R, 1, r)] = png_load(xo + png_dims_offset(R, 0, r)) == mv ? v : zero;
+    }
+}
+
+/* See reduce.h. */
+extern "C" int pnG_extreme_vjp(pn_dtype dtype, const pnG_layout *K, const pnG_dims *R, int64_t n,
+                               const void *x, const void *m, const void *c, void *g, int stream)
+{
+    int rc = PNG_UNSUPPORTED;
+    cudaStream_t st = png_stream(stream);
+    png_dispatch(dtype, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        if constexpr (png_is_float<T>::value) {
+            auto k = extreme_vjp_kernel<T>;
+            PNG_LAUNCH(k, png_blocks_for(K->size, 256), 256, 0, st, (const T *)x, (const T *)m,
+                       (const T *)c, (T *)g, *K, *R, n);
+            rc = pnG_check_launch("extreme_vjp");
+        }
+    });
+    return rc;
+}

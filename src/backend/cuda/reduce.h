@@ -69,6 +69,14 @@ int pnG_scan(int op, pn_dtype dtype, const pnG_dims *kept, int64_t outer, int64_
              int64_t in_stride, int64_t out_stride, bool reverse, bool inclusive, const void *x,
              void *out, int stream);
 
+/* The vjp of a max / min reduction: for each kept index o (row-major over K; K's operand
+ * strides: 0 x, 1 the dense output g, 2 the reduction's result m, 3 the cotangent c) and each
+ * of the n reduced indices r (R: stride[0] x, stride[1] g), g = x == m ? c / ties : 0, ties
+ * counted over the window, the quotient rounded to the float dtype. Returns 0, -1 with an
+ * error, or PNG_UNSUPPORTED (not a float dtype). */
+int pnG_extreme_vjp(pn_dtype dtype, const pnG_layout *K, const pnG_dims *R, int64_t n,
+                    const void *x, const void *m, const void *c, void *g, int stream);
+
 #ifdef __cplusplus
 }
 #endif
