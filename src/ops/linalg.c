@@ -87,6 +87,25 @@ static int gemm_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
 /* x with its last two axes swapped. */
 static pn_array *swap_last(pn_array *x) { return pn_swapaxes(x, -1, -2); }
 
+extern const pnC_primitive transpose_prim; /* shape.c */
+
+/* Whether b is a 2-d matrix laid out column by column: the transpose of a row-major matrix w
+ * (linear layers multiply by w.T), lazy or evaluated. */
+static bool column_major_2d(const pn_array *b)
+{
+    if (b->ndim != 2) return false;
+    if (b->node) return b->node->prim == &transpose_prim;
+    return b->buf && b->shape[0] > 1 && b->strides[0] == 1 && b->strides[1] == b->shape[0];
+}
+
+/* x^T @ y for 2-d x and y, laid out as b is: for a column-major b, computed as (y^T x)^T,
+ * whose transpose (w's gradient, through the transpose's vjp) is then row-major like w
+ * itself, so an optimizer step reads it without a transposing copy. */
+static pn_array *t_matmul_like(pn_array *x, pn_array *y, const pn_array *b)
+{
+    return column_major_2d(b) ? swap_last(pn_matmul(swap_last(y), x)) : pn_matmul(swap_last(x), y);
+}
+
 static int gemm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                     pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
@@ -104,7 +123,9 @@ static int gemm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *
         } else if (argnums[i] == 1 && b->ndim == 2 && a->ndim > 2) {
             /* a shared b: one GEMM over the folded batch, (K, B*M) @ (B*M, N) */
             int64_t ka[2] = {-1, a->shape[a->ndim - 1]}, gn[2] = {-1, b->shape[1]};
-            r = pn_matmul(swap_last(pn_reshape(a, ka, 2)), pn_reshape(gs, gn, 2));
+            r = t_matmul_like(pn_reshape(a, ka, 2), pn_reshape(gs, gn, 2), b);
+        } else if (argnums[i] == 1 && b->ndim == 2 && a->ndim == 2) {
+            r = t_matmul_like(a, gs, b);
         } else if (argnums[i] == 1) {
             r = pnC_sum_to_shape(pn_matmul(swap_last(a), gs), b->shape, b->ndim);
         } else if (argnums[i] == 2) {
