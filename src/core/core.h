@@ -327,6 +327,13 @@ int64_t pnC_shape_size(const int64_t *shape, int ndim);
 /* "(2,3,4)" into buf. */
 const char *pnC_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
 
+/* The kernel profile (profile.c): on when PONTE_PROFILE is set (not "0"); eval times each
+ * kernel call with pnC_profile_clock and records it with pnC_profile_add (out0: the node's
+ * first output); the table is printed to stderr at exit. */
+bool pnC_profile_on(void);
+double pnC_profile_clock(void);
+void pnC_profile_add(const pnC_node *nd, const pn_array *out0, double seconds);
+
 /* ───────────────────────────── type promotion ───────────────────────────── */
 
 /* MLX's result dtype of combining the n arrays (weak scalars adapt to the others). */

@@ -288,7 +288,10 @@ static int run_kernel(pnC_node *nd, pnC_eval_fn fn, bool gpu, pn_array *const *o
     int was_stream = pnC_eval_stream;
     pnC_eval_gpu = gpu;
     pnC_eval_stream = stream;
+    bool profile = pnC_profile_on();
+    double t0 = profile ? pnC_profile_clock() : 0;
     int rc = fn(nd, nd->inputs, outs);
+    if (profile && rc == 0) pnC_profile_add(nd, outs[0], pnC_profile_clock() - t0);
     pnC_eval_gpu = was_gpu;
     pnC_eval_stream = was_stream;
     if (rc == 0 && !had_error && pnC_failed()) rc = -1; /* a helper recorded an error */
