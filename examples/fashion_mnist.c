@@ -9,7 +9,10 @@
  * --hidden sets the MLP's width; the CNN is conv 3x3 32 - relu - maxpool 2 - conv 3x3 64 -
  * relu - maxpool 2 - linear 128 - relu - linear 10 (its files start with "cnn_").
  * DIR holds the four idx files of the dataset, uncompressed (make train prepares them from
- * Debian's dataset-fashion-mnist). */
+ * Debian's dataset-fashion-mnist).
+ * Under mpirun (`mpirun -np 2 build/fashion_mnist`) it trains data-parallel: each process takes
+ * its share of every batch, the gradients are averaged (pn_nn_average_gradients) and rank 0
+ * prints and writes the files. */
 #include <ponte.h>
 
 #include <errno.h>
@@ -298,6 +301,9 @@ static options parse(int argc, char **argv)
 int main(int argc, char **argv)
 {
     options opt = parse(argc, argv);
+    pn_dist_group *world = pn_dist_init(false, NULL); /* MPI's world under mpirun, else one */
+    int rank = pn_dist_group_rank(world), nproc = pn_dist_group_size(world);
+    if (rank != 0 && !freopen("/dev/null", "w", stdout)) exit(1); /* rank 0 reports */
     dataset train = load_split(opt.data_dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte", opt.limit);
     dataset test = load_split(opt.data_dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 0);
     mkdir(opt.out_dir, 0755);
@@ -317,6 +323,7 @@ int main(int argc, char **argv)
         printf("fashion-mnist MLP 784-%d-%d-10 on %s, %lld training images, batch %d, Adam lr %g with cosine decay\n",
                opt.hidden, opt.hidden, where, (long long)train.n, opt.batch, opt.lr);
 
+    if (nproc > 1) printf("data-parallel over %d processes (MPI)\n", nproc);
     pn_params *params = NULL;
     pn_optimizer *optim = pn_optim_adam(opt.lr, 0.9, 0.999, 1e-8, false);
     int start_epoch = 0;
@@ -359,19 +366,22 @@ int main(int argc, char **argv)
         double t0 = now(), loss_avg = 0;
         for (int64_t s = 0; s < steps_per_epoch; s++) {
             int64_t b0 = s * opt.batch, bs = train.n - b0 < opt.batch ? train.n - b0 : opt.batch;
-            for (int64_t i = 0; i < bs; i++) {
-                memcpy(xb + i * 784, train.images + perm[b0 + i] * 784, 784 * sizeof(float));
-                yb[i] = train.labels[perm[b0 + i]];
+            int64_t lo = b0 + bs * rank / nproc, mine = b0 + bs * (rank + 1) / nproc - lo;
+            for (int64_t i = 0; i < mine; i++) { /* this process's share of the batch */
+                memcpy(xb + i * 784, train.images + perm[lo + i] * 784, 784 * sizeof(float));
+                yb[i] = train.labels[perm[lo + i]];
             }
             pn_scope_push();
             int np = m->nparams;
             pn_array *in[MAX_PARAMS + 2];
             for (int i = 0; i < np; i++) in[i] = pn_params_get(params, m->names[i]);
-            in[np] = pn_array_from_data(xb, (int64_t[]){bs, 784}, 2, PN_FLOAT32);
-            in[np + 1] = pn_array_from_data(yb, (int64_t[]){bs}, 1, PN_INT32);
+            in[np] = pn_array_from_data(xb, (int64_t[]){mine, 784}, 2, PN_FLOAT32);
+            in[np + 1] = pn_array_from_data(yb, (int64_t[]){mine}, 1, PN_INT32);
             pn_array *out[1 + MAX_PARAMS];
             int nout = 1 + np;
             CHECK_PN(pn_closure_call(vg, np + 2, in, &nout, out) == 0);
+            if (nproc > 1) /* the loss and the gradients averaged over the processes */
+                CHECK_PN(pn_nn_average_gradients(out, nout, world, 32 << 20, out) == 0);
             pn_params *grads = pn_params_new();
             for (int i = 0; i < np; i++) pn_params_set(grads, m->names[i], out[1 + i]);
             CHECK_PN(pn_optimizer_update(optim, params, grads) == 0);
@@ -382,14 +392,15 @@ int main(int argc, char **argv)
             pn_scope_pop();
             losses[nloss++] = l;
             loss_avg = s == 0 ? l : 0.98 * loss_avg + 0.02 * l;
-            if (s % 20 == 0 || s == steps_per_epoch - 1)
+            if (rank == 0 && (s % 20 == 0 || s == steps_per_epoch - 1))
                 progress(epoch + 1, opt.epochs, b0 + bs, train.n, loss_avg, (b0 + bs) / (now() - t0));
         }
-        fprintf(stderr, "\n");
-        acc = accuracy(m, params, &test);
+        if (rank == 0) fprintf(stderr, "\n");
+        acc = rank == 0 ? accuracy(m, params, &test) : 0;
         printf("epoch %d: loss %.4f, %.0f images/s, test accuracy %.4f\n", epoch + 1, loss_avg,
                train.n / (now() - t0), acc);
         /* checkpoint: weights, and the optimizer state with the epoch to resume at */
+        if (rank != 0) continue;
         pn_scope_push();
         CHECK_PN(pn_save_params(ckpt, params) == 0);
         pn_params *state = pn_params_new();
@@ -401,7 +412,7 @@ int main(int argc, char **argv)
         pn_scope_pop();
     }
     if (start_epoch >= opt.epochs) acc = accuracy(m, params, &test);
-    write_svg(svg, losses, nloss);
+    if (rank == 0) write_svg(svg, losses, nloss);
     printf("checkpoint: %s, loss curve: %s\n", ckpt, svg);
     printf("test accuracy: %.4f\n", acc);
     pn_closure_release(vg);

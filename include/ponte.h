@@ -875,33 +875,55 @@ int pn_fast_precompiled_cuda_kernel(const char *name, const void *code, size_t c
                                     pn_array *const *inputs, int nscalars, const pn_kernel_arg *scalars,
                                     const pn_kernel_launch *launch, int shared_memory, bool ensure_row_contiguous,
                                     pn_array **outs);
-/* Distributed process groups (mlx.core.distributed). No backend is compiled in yet: the one
- * group is the singleton (rank 0, size 1). g NULL means the global group. */
+/* Distributed process groups (mlx.core.distributed) over MPI (Open MPI, loaded at run time):
+ * a process started by mpirun joins MPI's world group; otherwise the global group is the
+ * singleton (rank 0 of 1). g NULL means the global group (initialized non-strictly on first
+ * use). The collectives and send / recv are lazy: they communicate when evaluated, on the CPU
+ * (a GPU-stream node goes through host memory), so every process must evaluate the same
+ * collectives of a group in the same order (the graph order of one pn_eval). */
 typedef struct pn_dist_group pn_dist_group;
-/* Whether a backend ("any", "mpi", "ring", "nccl", "jaccl") can be used: false for all. */
+/* Whether a backend can be used: "any" and "mpi" when Open MPI's library loads; "ring",
+ * "nccl" and "jaccl" are not implemented (false). */
 bool pn_dist_is_available(const char *backend);
-/* The global group (not to be freed). backend NULL means "any"; an unknown name is
- * PN_ERR_INVALID_ARGUMENT; strict asks for a real backend: PN_ERR_BACKEND here. */
+/* The global group (not to be freed; the first call decides it for the process): MPI's world
+ * for "any" / "mpi" when started by mpirun, else the singleton. backend NULL means "any"; an
+ * unknown name is PN_ERR_INVALID_ARGUMENT; strict without a usable backend is PN_ERR_BACKEND. */
 pn_dist_group *pn_dist_init(bool strict, const char *backend);
 int pn_dist_group_rank(const pn_dist_group *g);
 int pn_dist_group_size(const pn_dist_group *g);
-/* The subgroup of the processes with the same color, ranked by key (< 0: current rank); the
- * caller frees it with pn_dist_group_free. The singleton cannot split (PN_ERR_BACKEND). */
+/* The subgroup of the processes with the same color (>= 0), ranked by key (< 0: the rank in
+ * g); collective over g. The caller frees it with pn_dist_group_free (pending arrays keep it
+ * alive). The singleton cannot split (PN_ERR_BACKEND). */
 pn_dist_group *pn_dist_group_split(pn_dist_group *g, int color, int key);
 void pn_dist_group_free(pn_dist_group *g);
-/* Collectives over g: element-wise sum / max / min across processes, concatenation along
- * axis 0 (all_gather) and the rank's axis-0 shard of the sum (sum_scatter). On one process
- * each is a copy of x. */
+/* Collectives over g: element-wise sum / max / min across processes (bool: or / or / and),
+ * concatenation along axis 0 (all_gather; a 0-d x gives shape (size)) and the rank's axis-0
+ * shard of the sum (sum_scatter: axis 0 divisible by the size, else PN_ERR_INVALID_ARGUMENT).
+ * Every dtype. On one process each is a copy of x. Processes passing different sizes or
+ * dtypes get PN_ERR_INVALID_ARGUMENT from the evaluation, on every rank. Derivatives as
+ * MLX: all_sum / all_max / all_min pass the cotangent, all_gather's is this rank's rows (and
+ * sum_scatter's the cotangent at this rank's rows); forward mode runs the same collective on
+ * the tangent (all_sum, all_gather, sum_scatter). */
 pn_array *pn_dist_all_sum(pn_array *x, pn_dist_group *g);
 pn_array *pn_dist_all_max(pn_array *x, pn_dist_group *g);
 pn_array *pn_dist_all_min(pn_array *x, pn_dist_group *g);
 pn_array *pn_dist_all_gather(pn_array *x, pn_dist_group *g);
 pn_array *pn_dist_sum_scatter(pn_array *x, pn_dist_group *g);
-/* Point-to-point: send x to rank dst (returns x once sent), receive an array of shape/dtype
- * (or x's) from rank src. In a singleton group: PN_ERR_INVALID_ARGUMENT, as MLX. */
+/* Point-to-point: send x to rank dst (the result equals x once sent; evaluate it), receive an
+ * array of shape/dtype (or x's) from rank src. A blocking send of a large message waits for
+ * its recv: order a ring's sends and recvs so that not every rank sends first. In a singleton
+ * group, or with a rank outside the group: PN_ERR_INVALID_ARGUMENT, as MLX. A recv whose size
+ * differs from what was sent fails at evaluation. */
 pn_array *pn_dist_send(pn_array *x, int dst, pn_dist_group *g);
 pn_array *pn_dist_recv(const int64_t *shape, int ndim, pn_dtype dtype, int src, pn_dist_group *g);
 pn_array *pn_dist_recv_like(pn_array *x, int src, pn_dist_group *g);
+/* Data-parallel training (mlx.nn.average_gradients): out[i] = grads[i] averaged over g's
+ * processes (owned by the current scope; on one process a new handle on grads[i]). Arrays of
+ * one dtype travel concatenated, one all_sum per run reaching all_reduce_size bytes (<= 0 or
+ * mixed dtypes: one per array). Every process passes the same shapes and dtypes in the same
+ * order. Returns 0, or -1 with an error (out all NULL). */
+int pn_nn_average_gradients(pn_array *const *grads, int n, pn_dist_group *g,
+                            int64_t all_reduce_size, pn_array **out);
 
 /* ───────────────────────────── convolution ───────────────────────────── */
 /* mlx.core's convolutions. Layouts as MLX: input (N, spatial..., C_in) ("NHWC"), weight

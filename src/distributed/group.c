@@ -1,18 +1,28 @@
-/* group.c — mlx.core.distributed's C API: process groups and their collectives. Ponte has no
- * communication backend yet (MPI and NCCL come later behind this same API), so the only group
- * is the singleton one (rank 0 of 1), where the reductions and gathers are copies and
- * point-to-point calls are errors, as MLX behaves without a backend. */
-#include "core/core.h"
+/* group.c — mlx.core.distributed's C API: process groups and their collectives as lazy
+ * primitives (AllReduce, AllGather, ReduceScatter, Send, Recv) over a communication backend
+ * (distributed.h; MPI in mpi.c). Without a launcher the global group is the singleton (rank 0
+ * of 1), where the collectives are copies and point-to-point calls are errors, as in MLX. */
+#include "distributed/distributed.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* A process group. Backends will add their communicator here; the singleton has none. */
+/* A process group: a backend communicator, or none for a group of one. Split groups are
+ * reference-counted (the caller's handle and every pending node using them); the global
+ * groups are static. */
 struct pn_dist_group {
+    atomic_int refs;
     int rank, size;
-    const char *backend; /* "singleton" until a backend exists */
+    const pnD_backend *be; /* NULL: the singleton */
+    void *comm;
+    bool is_static;
 };
 
-static pn_dist_group world = {0, 1, "singleton"};
+static pn_dist_group singleton = {.rank = 0, .size = 1, .is_static = true};
+static pn_dist_group mpi_world = {.is_static = true};
+static pn_dist_group *world; /* the group pn_dist_init settled on (NULL: not yet) */
+static pthread_mutex_t world_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const BACKENDS[] = {"any", "mpi", "ring", "nccl", "jaccl"};
 
@@ -26,8 +36,23 @@ static bool known_backend(const char *name)
 
 bool pn_dist_is_available(const char *backend)
 {
-    (void)backend; /* no backend is compiled in */
-    return false;
+    if (!backend || !strcmp(backend, "any") || !strcmp(backend, "mpi"))
+        return pnD_mpi.available();
+    return false; /* ring, nccl and jaccl are not implemented */
+}
+
+/* The MPI world group, initializing MPI on first use; NULL with an error. */
+static pn_dist_group *init_mpi(void)
+{
+    if (!mpi_world.be) {
+        void *comm = pnD_mpi.init();
+        if (!comm) return NULL;
+        mpi_world.comm = comm;
+        mpi_world.rank = pnD_mpi.rank(comm);
+        mpi_world.size = pnD_mpi.size(comm);
+        mpi_world.be = &pnD_mpi;
+    }
+    return &mpi_world;
 }
 
 pn_dist_group *pn_dist_init(bool strict, const char *backend)
@@ -37,70 +62,328 @@ pn_dist_group *pn_dist_init(bool strict, const char *backend)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[distributed] The only valid values for backend are 'any', 'mpi', "
                         "'nccl', 'jaccl' and 'ring' but '%s' was provided.", backend);
-    if (strict)
-        return pnC_fail(PN_ERR_BACKEND, !strcmp(backend, "any")
-                                            ? "[distributed] Couldn't initialize any backend"
-                                            : "[distributed] Couldn't initialize the %s backend",
-                        backend);
-    return &world;
+    bool want_mpi = !strcmp(backend, "any") || !strcmp(backend, "mpi"), had_error = pnC_failed();
+    pthread_mutex_lock(&world_mutex);
+    pn_dist_group *g = NULL;
+    if (want_mpi && world == &mpi_world) {
+        g = world;
+    } else if (want_mpi && pnD_mpi.launched() && (strict || pnD_mpi.available())) {
+        g = init_mpi(); /* an unusable library fails here with the reason */
+        if (g) world = g;
+    } else if (strict) {
+        const char *why = !want_mpi ? "Ponte implements only the mpi backend"
+                          : !pnD_mpi.available() ? "the MPI library could not be loaded"
+                                                  : "the process was not started by mpirun";
+        if (!strcmp(backend, "any"))
+            pnC_fail(PN_ERR_BACKEND, "[distributed] Couldn't initialize any backend (%s).", why);
+        else
+            pnC_fail(PN_ERR_BACKEND, "[distributed] Couldn't initialize the %s backend (%s).",
+                     backend, why);
+    }
+    if (!g && !strict) {
+        if (!had_error) pn_clear_error(); /* a failed MPI start falls back to the singleton */
+        g = world ? world : &singleton;
+        if (!world) world = g;
+    }
+    pthread_mutex_unlock(&world_mutex);
+    return g;
 }
 
-int pn_dist_group_rank(const pn_dist_group *g) { return (g ? g : &world)->rank; }
-int pn_dist_group_size(const pn_dist_group *g) { return (g ? g : &world)->size; }
+/* g, or the global group for NULL (initialized non-strictly, as MLX's collectives do). */
+static pn_dist_group *resolve(pn_dist_group *g)
+{
+    if (g) return g;
+    pthread_mutex_lock(&world_mutex);
+    pn_dist_group *w = world;
+    pthread_mutex_unlock(&world_mutex);
+    return w ? w : pn_dist_init(false, "any");
+}
+
+int pn_dist_group_rank(const pn_dist_group *g) { return resolve((pn_dist_group *)g)->rank; }
+int pn_dist_group_size(const pn_dist_group *g) { return resolve((pn_dist_group *)g)->size; }
+
+static void group_retain(pn_dist_group *g)
+{
+    if (!g->is_static) atomic_fetch_add(&g->refs, 1);
+}
 
 pn_dist_group *pn_dist_group_split(pn_dist_group *g, int color, int key)
 {
-    (void)color, (void)key;
-    if (!g) g = &world;
-    if (g->size == 1)
+    g = resolve(g);
+    if (!g->be || g->size == 1)
         return pnC_fail(PN_ERR_BACKEND, "Cannot split the distributed group further.");
-    return pnC_fail(PN_ERR_BACKEND, "[distributed] split: no backend for group '%s'.", g->backend);
+    if (color < 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[split] The color must be >= 0, got %d.", color);
+    pn_dist_group *s = calloc(1, sizeof *s);
+    if (!s) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
+    s->comm = g->be->split(g->comm, color, key < 0 ? g->rank : key);
+    if (!s->comm) {
+        free(s);
+        return NULL;
+    }
+    s->be = g->be;
+    s->rank = s->be->rank(s->comm);
+    s->size = s->be->size(s->comm);
+    atomic_init(&s->refs, 1);
+    return s;
 }
 
 void pn_dist_group_free(pn_dist_group *g)
 {
-    (void)g; /* the singleton is static; split groups will be freed here */
+    if (!g || g->is_static || atomic_fetch_sub(&g->refs, 1) != 1) return;
+    g->be->free(g->comm);
+    free(g);
 }
 
-/* The collectives: a copy of x on a group of one (a new array, as MLX's). */
-static pn_array *collective(const char *op, pn_array *x, pn_dist_group *g)
+/* ───────────────────────────── primitives ───────────────────────────── */
+
+typedef enum { ALL_REDUCE, ALL_GATHER, SUM_SCATTER, SEND, RECV } dist_kind;
+
+/* A node's params: its group (one reference held while the node lives), what it does, the
+ * reduction and the peer rank of send / recv. */
+typedef struct {
+    pn_dist_group *g;
+    int kind, reduce, peer;
+} dist_params;
+
+static const char *const KIND_NAMES[] = {"all_reduce", "all_gather", "sum_scatter", "send", "recv"};
+
+static void dist_release(void *params) { pn_dist_group_free(((dist_params *)params)->g); }
+
+/* The CPU kernel: the input made row-contiguous, the output allocated, one backend call. The
+ * collectives first check that every process passes the same size and dtype, so a mismatch
+ * is an error on every rank rather than a hang or garbage. */
+static int dist_eval(const pnC_node *nd, pn_array *const *in, pn_array *const *out)
 {
-    if (!pnC_inputs_ok(op, 1, &x)) return NULL;
-    if (!g) g = &world;
-    if (g->size != 1)
-        return pnC_fail(PN_ERR_BACKEND, "[%s] no backend for group '%s'.", op, g->backend);
-    return pn_copy(x);
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    const pnD_backend *be = p->g->be;
+    void *comm = p->g->comm;
+    const char *op = KIND_NAMES[p->kind];
+    if (p->kind == SEND) {
+        pn_array *x = pnC_contiguous(in[0]);
+        if (!x) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[send] Out of memory.");
+        int rc = be->send(comm, pnC_data(x), x->size, x->dtype, p->peer);
+        pnC_decref(x);
+        if (rc == 0) pnC_set_view(out[0], in[0], in[0]->offset, in[0]->strides);
+        return rc;
+    }
+    if (pnC_alloc_output(out[0])) return -1;
+    if (p->kind == RECV) return be->recv(comm, pnC_data(out[0]), out[0]->size, out[0]->dtype, p->peer);
+    pn_array *x = pnC_contiguous(in[0]);
+    if (!x) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
+    int rc = be->check_same(comm, op, x->size, x->dtype);
+    if (rc == 0) {
+        void *src = pnC_data(x), *dst = pnC_data(out[0]);
+        rc = p->kind == ALL_REDUCE ? be->all_reduce(comm, src, dst, x->size, x->dtype, p->reduce)
+             : p->kind == ALL_GATHER ? be->all_gather(comm, src, dst, x->size, x->dtype)
+                                     : be->reduce_scatter_sum(comm, src, dst, out[0]->size, x->dtype);
+    }
+    pnC_decref(x);
+    return rc;
 }
 
-pn_array *pn_dist_all_sum(pn_array *x, pn_dist_group *g) { return collective("all_sum", x, g); }
-pn_array *pn_dist_all_max(pn_array *x, pn_dist_group *g) { return collective("all_max", x, g); }
-pn_array *pn_dist_all_min(pn_array *x, pn_dist_group *g) { return collective("all_min", x, g); }
-pn_array *pn_dist_all_gather(pn_array *x, pn_dist_group *g) { return collective("all_gather", x, g); }
+/* On a GPU stream the communication goes through host memory (the MPI backend is CPU-only):
+ * inputs are brought to the host, the CPU kernel runs, and the outputs migrate back to the
+ * device when a GPU kernel next reads them. */
+static int dist_eval_gpu(const pnC_node *nd, pn_array *const *in, pn_array *const *out)
+{
+    for (int i = 0; i < nd->nin; i++)
+        if (pnC_buffer_to_host(in[i]->buf)) return -1;
+    bool was = pnC_eval_gpu;
+    pnC_eval_gpu = false;
+    int rc = dist_eval(nd, in, out);
+    pnC_eval_gpu = was;
+    return rc;
+}
+
+static pn_array *all_reduce(pn_array *x, pn_dist_group *g, pnD_reduce op);
+
+/* all_sum / all_max / all_min: the cotangent passes through unchanged, as MLX (each rank's
+ * cotangent is taken to be the replicated one); forward mode exists for the sum only. */
+static int reduce_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                      pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    for (int i = 0; i < nargs; i++) {
+        grads[i] = cot[0] ? pnC_alias(cot[0]) : NULL;
+        if (cot[0] && !grads[i]) return -1;
+    }
+    return 0;
+}
+
+static int reduce_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                      pn_array *const *tan, pn_array **out_tan)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    out_tan[0] = NULL;
+    if (p->reduce != PND_SUM)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[all_reduce] Only all reduce sum is supported in forward mode.");
+    if (!tan[0]) return 0;
+    out_tan[0] = all_reduce(tan[0], p->g, PND_SUM);
+    return out_tan[0] ? 0 : -1;
+}
+
+static int reduce_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes,
+                       pn_array **out, int *out_axes)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    out[0] = all_reduce(in[0], p->g, p->reduce);
+    out_axes[0] = in_axes[0];
+    return out[0] ? 0 : -1;
+}
+
+/* all_gather: the cotangent's rows of this rank (MLX's rule); forward mode gathers tangents. */
+static int gather_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                      pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    for (int i = 0; i < nargs; i++) grads[i] = NULL;
+    if (!cot[0] || nargs == 0) return 0;
+    const pn_array *x = in[0];
+    int64_t rows = x->ndim ? x->shape[0] : 1;
+    int64_t start[PNC_MAX_NDIM] = {0}, stop[PNC_MAX_NDIM];
+    int n = cot[0]->ndim;
+    for (int d = 0; d < n; d++) stop[d] = cot[0]->shape[d];
+    start[0] = (int64_t)p->g->rank * rows;
+    stop[0] = start[0] + rows;
+    pn_scope_push();
+    pn_array *r = pn_slice(cot[0], start, stop, NULL, n);
+    if (x->ndim == 0) r = pn_squeeze(r, (int[]){0}, 1);
+    for (int i = 0; i < nargs; i++) grads[i] = i == 0 || !r ? r : pnC_alias(r);
+    pn_scope_pop_keep(grads, nargs);
+    return r ? 0 : -1;
+}
+
+/* jvp of all_gather and sum_scatter: the same collective of the tangent. */
+static int same_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                    pn_array *const *tan, pn_array **out_tan)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    out_tan[0] = NULL;
+    if (!tan[0]) return 0;
+    out_tan[0] = p->kind == ALL_GATHER ? pn_dist_all_gather(tan[0], p->g)
+                                       : pn_dist_sum_scatter(tan[0], p->g);
+    return out_tan[0] ? 0 : -1;
+}
+
+/* sum_scatter: this rank's shard is the only part of the output that depends on its x here,
+ * so the cotangent lands at the shard's rows, zeros elsewhere (the per-process derivative
+ * that MLX's all_sum and all_gather rules also give; MLX has no rule for sum_scatter). */
+static int scatter_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
+                       pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    for (int i = 0; i < nargs; i++) grads[i] = NULL;
+    if (!cot[0] || nargs == 0) return 0;
+    int64_t rows = cot[0]->shape[0];
+    int64_t low = p->g->rank * rows, high = (int64_t)(p->g->size - 1 - p->g->rank) * rows;
+    grads[0] = pn_pad(cot[0], (int[]){0}, &low, &high, 1, NULL, PN_PAD_CONSTANT);
+    for (int i = 1; i < nargs && grads[0]; i++) grads[i] = pnC_alias(grads[0]);
+    return grads[0] ? 0 : -1;
+}
+
+static int send_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes, pn_array **out,
+                     int *out_axes)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    out[0] = pn_dist_send(in[0], p->peer, p->g);
+    out_axes[0] = in_axes[0];
+    return out[0] ? 0 : -1;
+}
+
+#define DIST_PRIM(var, pname, ...)                                                             \
+    static const pnC_primitive var = {.name = pname,                                           \
+                                      .eval = {[PN_CPU] = dist_eval, [PN_GPU] = dist_eval_gpu}, \
+                                      .release_params = dist_release, __VA_ARGS__}
+DIST_PRIM(all_reduce_prim, "AllReduce", .vjp = reduce_vjp, .jvp = reduce_jvp, .vmap = reduce_vmap);
+DIST_PRIM(all_gather_prim, "AllGather", .vjp = gather_vjp, .jvp = same_jvp);
+DIST_PRIM(sum_scatter_prim, "ReduceScatter", .vjp = scatter_vjp, .jvp = same_jvp);
+DIST_PRIM(send_prim, "Send", .vmap = send_vmap);
+DIST_PRIM(recv_prim, "Recv");
+
+/* The node of a distributed primitive over g (which it retains). */
+static pn_array *make(const pnC_primitive *prim, pn_dist_group *g, dist_kind kind, int reduce,
+                      int peer, int nin, pn_array *x, pn_dtype dtype, const int64_t *shape, int ndim)
+{
+    dist_params p = {g, kind, reduce, peer};
+    group_retain(g);
+    pn_array *r = pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
+    if (!r) pn_dist_group_free(g);
+    return r;
+}
+
+static pn_array *all_reduce(pn_array *x, pn_dist_group *g, pnD_reduce op)
+{
+    static const char *const names[] = {"all_sum", "all_max", "all_min"};
+    if (!pnC_inputs_ok(names[op], 1, &x)) return NULL;
+    g = resolve(g);
+    if (!g) return NULL;
+    if (g->size == 1) return pn_copy(x);
+    return make(&all_reduce_prim, g, ALL_REDUCE, op, 0, 1, x, x->dtype, x->shape, x->ndim);
+}
+
+pn_array *pn_dist_all_sum(pn_array *x, pn_dist_group *g) { return all_reduce(x, g, PND_SUM); }
+pn_array *pn_dist_all_max(pn_array *x, pn_dist_group *g) { return all_reduce(x, g, PND_MAX); }
+pn_array *pn_dist_all_min(pn_array *x, pn_dist_group *g) { return all_reduce(x, g, PND_MIN); }
+
+pn_array *pn_dist_all_gather(pn_array *x, pn_dist_group *g)
+{
+    if (!pnC_inputs_ok("all_gather", 1, &x)) return NULL;
+    if (!(g = resolve(g))) return NULL;
+    if (g->size == 1) return pn_copy(x);
+    int64_t shape[PNC_MAX_NDIM];
+    int ndim = x->ndim ? x->ndim : 1;
+    if (x->ndim) memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    else shape[0] = 1;
+    shape[0] *= g->size;
+    return make(&all_gather_prim, g, ALL_GATHER, 0, 0, 1, x, x->dtype, shape, ndim);
+}
+
 pn_array *pn_dist_sum_scatter(pn_array *x, pn_dist_group *g)
 {
-    return collective("sum_scatter", x, g);
+    if (!pnC_inputs_ok("sum_scatter", 1, &x)) return NULL;
+    if (!(g = resolve(g))) return NULL;
+    if (g->size == 1) return pn_copy(x);
+    char buf[256];
+    if (x->ndim == 0 || x->shape[0] % g->size != 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[sum_scatter] Invalid shape=%s for a group of size %d. The first "
+                        "dimension (axis 0) must be divisible by the group size.",
+                        pnC_shape_str(x->shape, x->ndim, buf, sizeof buf), g->size);
+    int64_t shape[PNC_MAX_NDIM];
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof *shape);
+    shape[0] /= g->size;
+    return make(&sum_scatter_prim, g, SUM_SCATTER, PND_SUM, 0, 1, x, x->dtype, shape, x->ndim);
 }
 
-/* Point-to-point: there is no other process in a singleton group. */
-static pn_array *p2p(const char *what, pn_dist_group *g)
+/* The group of a point-to-point call with its peer checked; NULL with an error. */
+static pn_dist_group *p2p_group(pn_dist_group *g, int peer, bool send)
 {
-    if (!g) g = &world;
+    if (!(g = resolve(g))) return NULL;
     if (g->size == 1)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "Cannot %s a singleton group", what);
-    return pnC_fail(PN_ERR_BACKEND, "[distributed] no backend for group '%s'.", g->backend);
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "Cannot %s a singleton group",
+                        send ? "send to" : "recv from");
+    if (peer < 0 || peer >= g->size)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "Invalid %s=%d for a group of size %d",
+                        send ? "destination" : "source", peer, g->size);
+    return g;
 }
 
 pn_array *pn_dist_send(pn_array *x, int dst, pn_dist_group *g)
 {
-    (void)dst;
-    if (!pnC_inputs_ok("send", 1, &x)) return NULL;
-    return p2p("send to", g);
+    if (!pnC_inputs_ok("send", 1, &x) || !(g = p2p_group(g, dst, true))) return NULL;
+    return make(&send_prim, g, SEND, 0, dst, 1, x, x->dtype, x->shape, x->ndim);
 }
 
 pn_array *pn_dist_recv(const int64_t *shape, int ndim, pn_dtype dtype, int src, pn_dist_group *g)
 {
-    (void)shape, (void)ndim, (void)dtype, (void)src;
-    return p2p("recv from", g);
+    if (ndim < 0 || (ndim > 0 && !shape))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[recv] Invalid shape (ndim %d).", ndim);
+    if (pnC_check_shape("recv", shape, ndim)) return NULL;
+    if (!pnC_dtype_valid(dtype))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[recv] Invalid dtype %d.", (int)dtype);
+    if (!(g = p2p_group(g, src, false))) return NULL;
+    return make(&recv_prim, g, RECV, 0, src, 0, NULL, dtype, shape, ndim);
 }
 
 pn_array *pn_dist_recv_like(pn_array *x, int src, pn_dist_group *g)

@@ -1,6 +1,6 @@
 /* distributed.c — mlx.core.distributed: the Group type, init, is_available and the collectives
- * and point-to-point calls over libponte's pn_dist_* (a single-process group: no communication
- * backend is compiled in yet). */
+ * and point-to-point calls over libponte's pn_dist_* (MPI under mpirun, loaded at run time;
+ * a single-process group otherwise). */
 #include "pyponte.h"
 
 /* mlx.core.distributed.Group: a borrowed pn_dist_group (the global one) or an owned split. */
@@ -176,10 +176,10 @@ static PyObject *py_recv(PyObject *m, PyObject *args, PyObject *kw)
 
 #define KWFN(name, doc) {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, doc}
 static PyMethodDef dist_methods[] = {
-    KWFN(is_available, "is_available(backend='any'): whether a communication backend exists "
-                       "(none is compiled into Ponte: False)."),
-    KWFN(init, "init(strict=False, backend='any'): the global group (a singleton group without "
-               "a backend; strict=True raises RuntimeError)."),
+    KWFN(is_available, "is_available(backend='any'): whether a communication backend can be "
+                       "used ('mpi' / 'any': Open MPI's library loads)."),
+    KWFN(init, "init(strict=False, backend='any'): the global group: MPI's world when started "
+               "by mpirun, else a singleton group (strict=True raises RuntimeError then)."),
     KWFN(all_sum, "all_sum(x, *, group=None, stream=None): sum of x over the group's processes."),
     KWFN(all_max, "all_max(x, *, group=None, stream=None): maximum of x over the group."),
     KWFN(all_min, "all_min(x, *, group=None, stream=None): minimum of x over the group."),
@@ -199,6 +199,6 @@ int pp_init_distributed(PyObject *m)
 {
     if (PyType_Ready(&PPGroup_Type)) return -1;
     PyObject *dist = pp_submodule(m, "distributed", dist_methods,
-                                  "Communication between processes (single process in Ponte).");
+                                  "Communication between processes (MPI under mpirun).");
     return dist ? PyModule_AddObjectRef(dist, "Group", (PyObject *)&PPGroup_Type) : -1;
 }

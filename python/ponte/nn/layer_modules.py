@@ -63,9 +63,9 @@ def upsample_cubic(x, scale_factor, align_corners=False):
 def average_gradients(gradients, group=None, all_reduce_size=32 * 1024**2,
                       communication_stream=None):
     """The tree of gradients averaged over the processes of group (None: the global group),
-    as mlx.nn.average_gradients; with one process the tree itself comes back. all_reduce_size
-    (bytes per communication, <= 0: one array at a time) and communication_stream only shape
-    how the sums travel."""
+    as mlx.nn.average_gradients; with one process the tree itself comes back. Arrays of one
+    dtype travel concatenated, one all_sum per run that reaches all_reduce_size bytes (<= 0:
+    one array at a time); communication_stream is the stream of the sums."""
     group = group or mx.distributed.init()
     n = group.size()
     if n == 1:
@@ -83,19 +83,24 @@ def average_gradients(gradients, group=None, all_reduce_size=32 * 1024**2,
     dtype = values[0].dtype
     if any(v.dtype != dtype for v in values):
         return average_gradients(gradients, group, 0, communication_stream)
-    # one all_sum per run of arrays totalling about all_reduce_size bytes
+    # one all_sum per run of arrays that just reaches all_reduce_size bytes (as MLX groups)
     out, batch, size = [], [], 0
-    for v in values + (None,):
-        if v is None or (batch and size + v.nbytes > all_reduce_size):
-            big = average(mx.concatenate([b.reshape(-1) for b in batch]))
-            offset = 0
-            for b in batch:
-                out.append(big[offset:offset + b.size].reshape(b.shape))
-                offset += b.size
+
+    def flush():
+        big = average(mx.concatenate([b.reshape(-1) for b in batch]))
+        offset = 0
+        for b in batch:
+            out.append(big[offset:offset + b.size].reshape(b.shape))
+            offset += b.size
+
+    for v in values:
+        batch.append(v)
+        size += v.nbytes
+        if size >= all_reduce_size:
+            flush()
             batch, size = [], 0
-        if v is not None:
-            batch.append(v)
-            size += v.nbytes
+    if batch:
+        flush()
     return tree_unflatten(list(zip(keys, out)))
 
 

@@ -1,0 +1,45 @@
+/* distributed.h — the internal interface between the public process-group API (group.c: groups,
+ * the lazy collective primitives) and a communication backend (mpi.c today; NCCL later). A
+ * backend is one table of functions over opaque communicators; group.c never sees MPI. */
+#ifndef PONTE_DISTRIBUTED_H
+#define PONTE_DISTRIBUTED_H
+
+#include "core/core.h"
+
+/* The element-wise reductions of all_reduce. */
+typedef enum { PND_SUM, PND_MAX, PND_MIN } pnD_reduce;
+
+/* One backend. Every function returning int gives 0, or -1 after recording an error (pnC_fail
+ * / pn_set_error, PN_ERR_BACKEND for communication failures). Buffers are row-contiguous host
+ * memory of n elements of dtype (all_gather's out holds size * n, reduce_scatter's in holds
+ * size * n). Collectives must be called in the same order by every process of comm. */
+typedef struct pnD_backend {
+    const char *name;
+    /* Whether the library loads (no communication happens). */
+    bool (*available)(void);
+    /* Whether this process was started by the backend's launcher (mpirun). */
+    bool (*launched)(void);
+    /* Initializes the library once per process and gives the world communicator, or NULL
+     * with an error. */
+    void *(*init)(void);
+    int (*rank)(void *comm);
+    int (*size)(void *comm);
+    /* The communicator of the processes of comm with the same color, ordered by key. */
+    void *(*split)(void *comm, int color, int key);
+    int (*all_reduce)(void *comm, const void *in, void *out, int64_t n, pn_dtype dt, pnD_reduce op);
+    int (*all_gather)(void *comm, const void *in, void *out, int64_t n, pn_dtype dt);
+    /* out (n elements) = this rank's n-element block of the element-wise sum of in. */
+    int (*reduce_scatter_sum)(void *comm, const void *in, void *out, int64_t n, pn_dtype dt);
+    int (*send)(void *comm, const void *buf, int64_t n, pn_dtype dt, int dst);
+    int (*recv)(void *comm, void *buf, int64_t n, pn_dtype dt, int src);
+    /* Checks that every process of comm passes the same n and dtype (a collective itself):
+     * a mismatch is PN_ERR_INVALID_ARGUMENT on every process instead of a hang or garbage. */
+    int (*check_same)(void *comm, const char *op, int64_t n, pn_dtype dt);
+    /* Frees a communicator made by split (never the world). */
+    void (*free)(void *comm);
+} pnD_backend;
+
+/* The MPI backend (mpi.c): Open MPI loaded with dlopen at first use. */
+extern const pnD_backend pnD_mpi;
+
+#endif /* PONTE_DISTRIBUTED_H */

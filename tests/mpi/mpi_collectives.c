@@ -1,0 +1,376 @@
+/* mpi_collectives.c — the distributed API over MPI, run under mpirun (2 or 3 processes; ctest
+ * runs it through tests/mpi/run-mpi.sh). Every process knows every rank's data (a formula of
+ * the rank), so each checks the collectives, point-to-point calls, split groups, errors and
+ * gradients against float64 values it computes itself. Run alone it checks nothing useful
+ * and says so. */
+#include "harness.h"
+
+#include <string.h>
+
+static int R, N; /* this rank and the world size */
+
+/* Rank r's value at index i for dtype t: small so that sums fit every integer dtype. */
+static double value(int r, int64_t i, pn_dtype t)
+{
+    uint64_t h = (uint64_t)(r + 1) * 2654435761u + (uint64_t)i * 40503u + (uint64_t)t * 977u;
+    h ^= h >> 13;
+    h *= 0x5bd1e995u;
+    h ^= h >> 15;
+    if (t == PN_BOOL) return (double)(h & 1);
+    if (t == PN_UINT8 || t == PN_UINT16 || t == PN_UINT32 || t == PN_UINT64) return (double)(h % 40);
+    if (t == PN_INT8 || t == PN_INT16 || t == PN_INT32 || t == PN_INT64) return (double)(h % 40) - 20;
+    return (double)(h % 2001) / 200.0 - 5.0; /* exact in f64; rounded by astype for halves */
+}
+
+/* Rank r's array of shape/dtype (the same on every process that builds it). */
+static pn_array *rank_array(int r, const int64_t *shape, int ndim, pn_dtype t)
+{
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    double *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    for (int64_t i = 0; i < n; i++) v[i] = value(r, i, t);
+    pn_array *a = pn_astype(pn_array_from_data(v, shape, ndim, PN_FLOAT64), t);
+    free(v);
+    return a;
+}
+
+/* Every rank's values as doubles (as stored in dtype t): vals[r][i]. */
+static double **all_values(const int64_t *shape, int ndim, pn_dtype t)
+{
+    double **vals = calloc((size_t)N, sizeof *vals);
+    for (int r = 0; r < N; r++) vals[r] = test_to_f64(rank_array(r, shape, ndim, t));
+    return vals;
+}
+static void free_values(double **vals)
+{
+    for (int r = 0; r < N; r++) free(vals[r]);
+    free(vals);
+}
+
+static int64_t shape_size(const int64_t *shape, int ndim)
+{
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    return n;
+}
+
+static const pn_dtype ALL_TYPES[] = {PN_BOOL,  PN_UINT8,   PN_UINT16,  PN_UINT32,  PN_UINT64,
+                                     PN_INT8,  PN_INT16,   PN_INT32,   PN_INT64,   PN_FLOAT16,
+                                     PN_FLOAT32, PN_FLOAT64, PN_BFLOAT16, PN_COMPLEX64};
+#define NTYPES (int)(sizeof ALL_TYPES / sizeof ALL_TYPES[0])
+
+TEST(world)
+{
+    pn_scope_push();
+    CHECK(pn_dist_is_available("any") && pn_dist_is_available("mpi") && !pn_dist_is_available("ring"));
+    pn_dist_group *g = pn_dist_init(true, "any");
+    CHECK_OK(g);
+    CHECK(pn_dist_init(false, "mpi") == g && pn_dist_init(true, "mpi") == g);
+    R = pn_dist_group_rank(g);
+    N = pn_dist_group_size(g);
+    CHECK(N >= 2 && R >= 0 && R < N);
+    CHECK(pn_dist_group_rank(NULL) == R && pn_dist_group_size(NULL) == N);
+    pn_clear_error();
+    CHECK(!pn_dist_init(true, "nccl") && pn_last_error() == PN_ERR_BACKEND);
+    pn_clear_error();
+    pn_dist_group_free(g); /* the global group: a no-op */
+    pn_scope_pop();
+}
+
+/* all_sum / all_max / all_min over every dtype and a few shapes, strided input included. */
+TEST(all_reduce)
+{
+    pn_scope_push();
+    int64_t shapes[3][2] = {{0}, {7}, {3, 5}};
+    int ndims[3] = {0, 1, 2};
+    pn_array *(*fns[3])(pn_array *, pn_dist_group *) = {pn_dist_all_sum, pn_dist_all_max,
+                                                        pn_dist_all_min};
+    for (int t = 0; t < NTYPES; t++) {
+        pn_dtype dt = ALL_TYPES[t];
+        for (int s = 0; s < 3; s++) {
+            int64_t n = shape_size(shapes[s], ndims[s]);
+            double **vals = all_values(shapes[s], ndims[s], dt);
+            double *ref = malloc((size_t)n * sizeof *ref);
+            for (int f = 0; f < 3; f++) {
+                for (int64_t i = 0; i < n; i++) {
+                    double acc = vals[0][i];
+                    for (int r = 1; r < N; r++) {
+                        double v = vals[r][i];
+                        if (dt == PN_BOOL) acc = f == 2 ? (acc && v) : (acc || v);
+                        else acc = f == 0 ? acc + v : f == 1 ? fmax(acc, v) : fmin(acc, v);
+                    }
+                    ref[i] = acc;
+                }
+                pn_array *x = rank_array(R, shapes[s], ndims[s], dt);
+                char what[64];
+                snprintf(what, sizeof what, "reduce %d %s rank%d", f, pn_dtype_name(dt), ndims[s]);
+                test_check_values(what, fns[f](x, NULL), shapes[s], ndims[s], dt, ref,
+                                  test_tol(dt), test_tol(dt));
+            }
+            free(ref);
+            free_values(vals);
+        }
+    }
+    /* a transposed (strided) input and a float32 sum */
+    int64_t sh[2] = {4, 6}, tsh[2] = {6, 4};
+    double **vals = all_values(sh, 2, PN_FLOAT32);
+    double ref[24];
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 4; j++) {
+            ref[i * 4 + j] = 0;
+            for (int r = 0; r < N; r++) ref[i * 4 + j] += vals[r][j * 6 + i];
+        }
+    pn_array *xt = pn_transpose(rank_array(R, sh, 2, PN_FLOAT32), NULL, 0);
+    test_check_values("strided all_sum", pn_dist_all_sum(xt, NULL), tsh, 2, PN_FLOAT32, ref, 1e-6, 1e-6);
+    free_values(vals);
+    pn_scope_pop();
+}
+
+TEST(all_gather)
+{
+    pn_scope_push();
+    int64_t shapes[3][2] = {{0}, {3}, {2, 3}};
+    int ndims[3] = {0, 1, 2};
+    for (int t = 0; t < NTYPES; t++) {
+        pn_dtype dt = ALL_TYPES[t];
+        for (int s = 0; s < 3; s++) {
+            int64_t n = shape_size(shapes[s], ndims[s]);
+            double **vals = all_values(shapes[s], ndims[s], dt);
+            double *ref = malloc((size_t)(n * N) * sizeof *ref);
+            for (int r = 0; r < N; r++) memcpy(ref + r * n, vals[r], (size_t)n * sizeof *ref);
+            int64_t oshape[2] = {ndims[s] ? shapes[s][0] * N : N, shapes[s][1]};
+            pn_array *y = pn_dist_all_gather(rank_array(R, shapes[s], ndims[s], dt), NULL);
+            test_check_values("all_gather", y, oshape, ndims[s] ? ndims[s] : 1, dt, ref, 0, 0);
+            free(ref);
+            free_values(vals);
+        }
+    }
+    pn_scope_pop();
+}
+
+TEST(sum_scatter)
+{
+    pn_scope_push();
+    pn_dtype types[4] = {PN_FLOAT32, PN_FLOAT64, PN_INT32, PN_FLOAT16};
+    int64_t shape[2] = {2 * N, 3}, oshape[2] = {2, 3};
+    for (int t = 0; t < 4; t++) {
+        double **vals = all_values(shape, 2, types[t]);
+        double ref[6];
+        for (int i = 0; i < 6; i++) {
+            ref[i] = 0;
+            for (int r = 0; r < N; r++) ref[i] += vals[r][R * 6 + i];
+        }
+        pn_array *y = pn_dist_sum_scatter(rank_array(R, shape, 2, types[t]), NULL);
+        test_check_values("sum_scatter", y, oshape, 2, types[t], ref, test_tol(types[t]), test_tol(types[t]));
+        free_values(vals);
+    }
+    int64_t bad[1] = {2 * N + 1};
+    CHECK_ERR(pn_dist_sum_scatter(pn_zeros(bad, 1, PN_FLOAT32), NULL), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_dist_sum_scatter(pn_zeros(NULL, 0, PN_FLOAT32), NULL), PN_ERR_INVALID_ARGUMENT);
+    pn_scope_pop();
+}
+
+/* A ring: each rank sends to the next and receives from the previous, small messages in one
+ * eval, then a large one ordered even-sends-first so blocking sends cannot all wait. */
+TEST(send_recv_ring)
+{
+    pn_scope_push();
+    int next = (R + 1) % N, prev = (R + N - 1) % N;
+    int64_t shape[2] = {3, 4};
+    pn_dtype types[3] = {PN_FLOAT32, PN_INT64, PN_BFLOAT16};
+    for (int t = 0; t < 3; t++) {
+        pn_array *x = rank_array(R, shape, 2, types[t]);
+        pn_array *s = pn_dist_send(x, next, NULL);
+        pn_array *r = t == 1 ? pn_dist_recv_like(x, prev, NULL)
+                             : pn_dist_recv(shape, 2, types[t], prev, NULL);
+        CHECK(pn_eval((pn_array *[]){s, r}, 2) == 0);
+        double *xv = test_to_f64(x), *pv = test_to_f64(rank_array(prev, shape, 2, types[t]));
+        test_check_values("send returns x", s, shape, 2, types[t], xv, 0, 0);
+        test_check_values("recv", r, shape, 2, types[t], pv, 0, 0);
+        free(xv), free(pv);
+    }
+    int64_t big[1] = {test_quick() ? 100000 : 1000000};
+    pn_array *x = rank_array(R, big, 1, PN_FLOAT32);
+    pn_array *s = pn_dist_send(x, next, NULL), *r = pn_dist_recv(big, 1, PN_FLOAT32, prev, NULL);
+    CHECK(pn_eval(R % 2 ? (pn_array *[]){r, s} : (pn_array *[]){s, r}, 2) == 0);
+    double *pv = test_to_f64(rank_array(prev, big, 1, PN_FLOAT32));
+    test_check_values("large recv", r, big, 1, PN_FLOAT32, pv, 0, 0);
+    free(pv);
+    pn_scope_pop();
+}
+
+TEST(split)
+{
+    pn_scope_push();
+    pn_dist_group *g = pn_dist_group_split(NULL, R % 2, N - R); /* reversed order by key */
+    CHECK_OK(g);
+    int members[8], m = 0;
+    for (int r = 0; r < N; r++)
+        if (r % 2 == R % 2) members[m++] = r;
+    CHECK(pn_dist_group_size(g) == m);
+    int pos = 0;
+    for (int i = 0; i < m; i++) pos += members[i] > R; /* higher ranks come first */
+    CHECK_MSG(pn_dist_group_rank(g) == pos, "split rank %d, expected %d", pn_dist_group_rank(g), pos);
+    int64_t shape[1] = {5};
+    double ref[5] = {0};
+    for (int i = 0; i < m; i++) {
+        double *v = test_to_f64(rank_array(members[i], shape, 1, PN_FLOAT64));
+        for (int j = 0; j < 5; j++) ref[j] += v[j];
+        free(v);
+    }
+    pn_array *y = pn_dist_all_sum(rank_array(R, shape, 1, PN_FLOAT64), g);
+    pn_dist_group_free(g); /* the pending node keeps the group alive */
+    test_check_values("split all_sum", y, shape, 1, PN_FLOAT64, ref, 1e-12, 1e-12);
+    /* the default key keeps the parent's order */
+    pn_dist_group *h = pn_dist_group_split(NULL, 0, -1);
+    CHECK(h && pn_dist_group_size(h) == N && pn_dist_group_rank(h) == R);
+    pn_dist_group_free(h);
+    pn_clear_error();
+    CHECK(!pn_dist_group_split(NULL, -1, 0) && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_scope_pop();
+}
+
+TEST(errors)
+{
+    pn_scope_push();
+    int64_t shape[1] = {3 + (R == 1)}; /* rank 1 disagrees */
+    pn_array *x = pn_ones(shape, 1, PN_FLOAT32);
+    CHECK_ERR(pn_dist_send(x, N, NULL), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_dist_send(x, -1, NULL), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_dist_recv(shape, 1, PN_FLOAT32, N, NULL), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_dist_recv(shape, -1, PN_FLOAT32, 0, NULL), PN_ERR_INVALID_ARGUMENT);
+    /* a size mismatch is an error on every rank, not a hang */
+    pn_array *y = pn_dist_all_sum(x, NULL);
+    pn_clear_error();
+    CHECK(pn_eval(&y, 1) != 0 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    shape[0] = 3; /* same size, different dtype */
+    pn_array *z = pn_dist_all_gather(pn_ones(shape, 1, R == 0 ? PN_FLOAT32 : PN_INT32), NULL);
+    CHECK(pn_eval(&z, 1) != 0 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    /* recv of a different size than sent (ranks 0 and 1) */
+    if (R < 2) {
+        int64_t five[1] = {5}, four[1] = {4}, six[1] = {6};
+        for (int k = 0; k < 2; k++) {
+            pn_array *a = R == 0 ? pn_dist_send(pn_ones(five, 1, PN_FLOAT32), 1, NULL)
+                                 : pn_dist_recv(k ? six : four, 1, PN_FLOAT32, 0, NULL);
+            int rc = pn_eval(&a, 1);
+            CHECK_MSG(R == 0 ? rc == 0 : rc != 0, "rank %d size-mismatched recv rc %d", R, rc);
+            pn_clear_error();
+        }
+    }
+    pn_scope_pop();
+}
+
+/* Derivatives: each rank differentiates its own function, the other ranks' inputs held
+ * fixed (MLX's rules: all_sum passes the cotangent, all_gather slices this rank's rows,
+ * sum_scatter places it at this rank's rows); forward mode sends the tangent through the
+ * same collective. */
+/* f(x) = the collective of x, as a closure for pn_vjp / pn_jvp. */
+static int collective_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    pn_array *(*fn)(pn_array *, pn_dist_group *) = (pn_array * (*)(pn_array *, pn_dist_group *)) ctx;
+    *nout = 1;
+    out[0] = fn(in[0], NULL);
+    return out[0] ? 0 : -1;
+}
+
+TEST(gradients)
+{
+    pn_scope_push();
+    int64_t shape[2] = {2 * N, 3}, n = 6 * N;
+    pn_array *x = rank_array(R, shape, 2, PN_FLOAT64);
+    pn_closure *fs[3] = {pn_closure_new(collective_fn, (void *)pn_dist_all_sum, NULL),
+                         pn_closure_new(collective_fn, (void *)pn_dist_all_gather, NULL),
+                         pn_closure_new(collective_fn, (void *)pn_dist_sum_scatter, NULL)};
+    int64_t gshape[2] = {2 * N * N, 3}, sshape[2] = {2, 3};
+    const int64_t *oshapes[3] = {shape, gshape, sshape};
+    int64_t osizes[3] = {n, n * N, 6};
+    for (int f = 0; f < 3; f++) {
+        pn_array *cot = rank_array(R + 10, oshapes[f], 2, PN_FLOAT64);
+        double *cv = test_to_f64(cot);
+        pn_array *out = NULL, *grad = NULL;
+        int nout = 0;
+        CHECK(pn_vjp(fs[f], 1, &x, 1, &cot, &nout, &out, &grad) == 0);
+        double *ref = calloc((size_t)n, sizeof *ref);
+        for (int64_t i = 0; i < n; i++) {
+            if (f == 0) ref[i] = cv[i];
+            else if (f == 1) ref[i] = cv[R * n + i];
+            else if (i / 6 == R) ref[i] = cv[i % 6];
+        }
+        test_check_values("vjp", grad, shape, 2, PN_FLOAT64, ref, 1e-12, 1e-12);
+        /* forward mode: the tangent through the same collective (every rank's tangent) */
+        pn_array *tan = rank_array(R + 20, shape, 2, PN_FLOAT64), *jout = NULL, *jt = NULL;
+        CHECK(pn_jvp(fs[f], 1, &x, &tan, &nout, &jout, &jt) == 0);
+        double **tv = calloc((size_t)N, sizeof *tv);
+        for (int r = 0; r < N; r++) tv[r] = test_to_f64(rank_array(r + 20, shape, 2, PN_FLOAT64));
+        double *jref = calloc((size_t)osizes[f], sizeof *jref);
+        for (int64_t i = 0; i < osizes[f]; i++) {
+            if (f == 0) for (int r = 0; r < N; r++) jref[i] += tv[r][i];
+            else if (f == 1) jref[i] = tv[i / n][i % n];
+            else for (int r = 0; r < N; r++) jref[i] += tv[r][R * 6 + i];
+        }
+        test_check_values("jvp", jt, oshapes[f], 2, PN_FLOAT64, jref, 1e-12, 1e-12);
+        for (int r = 0; r < N; r++) free(tv[r]);
+        free(tv), free(jref), free(ref), free(cv);
+    }
+    /* vmap of all_sum over axis 1: the same sums, batched */
+    pn_closure *vm = pn_vmap(fs[0], (int[]){1}, 1, (int[]){1}, 1);
+    pn_array *vout = NULL;
+    int nv = 1;
+    CHECK(vm && pn_closure_call(vm, 1, &x, &nv, &vout) == 0);
+    double *vref = calloc((size_t)n, sizeof *vref);
+    for (int r = 0; r < N; r++) {
+        double *v = test_to_f64(rank_array(r, shape, 2, PN_FLOAT64));
+        for (int64_t i = 0; i < n; i++) vref[i] += v[i];
+        free(v);
+    }
+    test_check_values("vmap all_sum", vout, shape, 2, PN_FLOAT64, vref, 1e-12, 1e-12);
+    free(vref);
+    pn_closure_release(vm);
+    /* compile refuses distributed nodes (a clear error on every rank, nothing communicated) */
+    pn_closure *cf = pn_compile(fs[0], false);
+    pn_array *cout = NULL;
+    int nc = 1;
+    pn_clear_error();
+    CHECK(cf && pn_closure_call(cf, 1, &x, &nc, &cout) != 0 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_closure_release(cf);
+    for (int f = 0; f < 3; f++) pn_closure_release(fs[f]);
+    pn_scope_pop();
+}
+
+/* pn_nn_average_gradients: the mean over the ranks for every batching, mixed dtypes, and out
+ * aliasing grads. */
+TEST(average_gradients)
+{
+    pn_scope_push();
+    int64_t shapes[4][2] = {{3, 4}, {5, 0}, {2, 2}, {7, 0}};
+    int ndims[4] = {2, 1, 2, 1};
+    int64_t sizes[3] = {0, 16, 1 << 20};
+    for (int mixed = 0; mixed < 2; mixed++) {
+        pn_dtype types[4] = {PN_FLOAT32, PN_FLOAT32, mixed ? PN_FLOAT64 : PN_FLOAT32, PN_FLOAT32};
+        for (int s = 0; s < 3; s++) {
+            pn_array *g[4], *out[4];
+            for (int i = 0; i < 4; i++) g[i] = rank_array(R, shapes[i], ndims[i], types[i]);
+            bool alias = s == 2;
+            CHECK(pn_nn_average_gradients(g, 4, NULL, sizes[s], alias ? g : out) == 0);
+            for (int i = 0; i < 4; i++) {
+                int64_t n = shape_size(shapes[i], ndims[i]);
+                double **vals = all_values(shapes[i], ndims[i], types[i]);
+                double ref[16] = {0};
+                for (int r = 0; r < N; r++)
+                    for (int64_t k = 0; k < n; k++) ref[k] += vals[r][k] / N;
+                test_check_values("average_gradients", alias ? g[i] : out[i], shapes[i], ndims[i],
+                                  types[i], ref, 1e-6, 1e-6);
+                free_values(vals);
+            }
+        }
+    }
+    CHECK(pn_nn_average_gradients(NULL, 0, NULL, 0, NULL) == 0);
+    pn_clear_error();
+    CHECK(pn_nn_average_gradients((pn_array *[]){NULL}, 1, NULL, 0, (pn_array *[]){NULL}) == -1);
+    pn_clear_error();
+    pn_scope_pop();
+}
