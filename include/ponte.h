@@ -1510,6 +1510,14 @@ double pn_optimizer_learning_rate(const pn_optimizer *o);
 /* One step: replaces every parameter that has a gradient of the same name by its updated
  * value (lazy; evaluate params and state together). Returns 0 or -1. */
 int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *grads);
+/* ── compile: array hyper-parameters (issue 4) ── As pn_optimizer_update, with the learning
+ * rate given as a floating-point array of one element (e.g. a schedule of the step computed with
+ * ops) and the step counted as an array: state "step" becomes step + 1 lazily, and Adam's bias
+ * correction reads it as an array, so the whole update can be traced by mx.compile (MLX keeps
+ * step and learning rate as arrays in its state). The rules compose ops (no fused kernel).
+ * Groups use lr too. Adafactor refuses (its step size needs the step on the host). 0 or -1. */
+int pn_optimizer_update_arrays(pn_optimizer *o, pn_params *params, const pn_params *grads,
+                               pn_array *lr);
 /* The optimizer's state ("step", "<param>.m", ...) — borrowed; save/load it for resuming. */
 pn_params *pn_optimizer_state(pn_optimizer *o);
 void pn_optimizer_free(pn_optimizer *o);

@@ -216,8 +216,8 @@ static pn_array *c_where(pn_array *const *x)
 {
     return pn_where(pn_greater(x[0], pn_weak_float(0)), x[1], x[2]);
 }
-/* mx.compile: the CPU runs the chain as one fused Compiled node, the GPU replays the unfused
- * ops (the closure lives for the whole run). */
+/* mx.compile: the CPU and the GPU each run the chain as one fused Compiled node (the closure
+ * lives for the whole run). */
 static int compiled_chain(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
     pn_array *w = pn_where(pn_greater(in[0], in[1]), in[0], pn_multiply(in[0], in[1])); /* no constants: the tape holds no arrays */
@@ -237,6 +237,36 @@ static pn_array *c_compiled(pn_array *const *x)
     int n = 0;
     return c && pn_closure_call(c, 2, x, &n, out) == 0 ? out[0] : NULL;
 }
+/* mx.compile programs that the GPU runs as one fused launch (backend/cuda/fused.cu): each
+ * call compiles afresh, so nothing (the tape's constants) outlives the case. */
+static pn_array *call_compiled(pn_fn fn, int nin, pn_array *const *x)
+{
+    pn_closure *f = pn_closure_new(fn, NULL, NULL), *c = f ? pn_compile(f, false) : NULL;
+    pn_array *out[PN_MAX_OUTPUTS];
+    int n = 0;
+    pn_array *y = c && pn_closure_call(c, nin, x, &n, out) == 0 ? out[0] : NULL;
+    pn_closure_release(c), pn_closure_release(f);
+    return y;
+}
+#define COMPILED_CASE(NM, NIN, EXPR)                                                           \
+    static int cf_##NM(void *ctx, int nin, pn_array *const *x, int *nout, pn_array **out)      \
+    {                                                                                          \
+        (void)ctx, (void)nin;                                                                  \
+        out[0] = (EXPR);                                                                       \
+        *nout = 1;                                                                             \
+        return out[0] ? 0 : -1;                                                                \
+    }                                                                                          \
+    static pn_array *c_##NM(pn_array *const *x) { return call_compiled(cf_##NM, NIN, x); }
+#define WF pn_weak_float
+COMPILED_CASE(cgelu, 1,
+              pn_multiply(pn_multiply(WF(0.5), x[0]),
+                          pn_add(WF(1), pn_tanh(pn_multiply(pn_add(x[0], pn_multiply(WF(0.044715), pn_power(x[0], WF(3)))),
+                                                            WF(0.7978845608028654))))))
+COMPILED_CASE(cbcast, 2, pn_subtract(pn_add(pn_multiply(x[0], x[1]), pn_exp(x[1])), pn_sin(x[0])))
+COMPILED_CASE(cwhere, 2, pn_add(pn_where(pn_logical_and(pn_greater(x[0], x[1]), pn_less(x[0], WF(0.7))),
+                                         pn_multiply(x[0], x[1]), pn_tanh(x[1])), x[0]))
+COMPILED_CASE(castype, 2, pn_add(pn_astype(pn_astype(pn_multiply(x[0], x[1]), PN_BFLOAT16), PN_FLOAT32), x[0]))
+#undef WF
 static pn_array *c_astype_f16(pn_array *const *x) { return pn_astype(x[0], PN_FLOAT16); }
 static pn_array *c_astype_i32(pn_array *const *x) { return pn_astype(x[0], PN_INT32); }
 static pn_array *c_astype_bf16(pn_array *const *x) { return pn_astype(x[0], PN_BFLOAT16); }
@@ -684,6 +714,13 @@ static const op_case CASES[] = {
     BINARY_CASES(BINARY_ENTRY)
     {"where", c_where, 3, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1), IN(SH1, F32, -1, 1)}, true, false},
     {"compiled chain", c_compiled, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, true, false},
+    {"compiled gelu", c_cgelu, 1, {IN(SH2, F32, -3, 3)}, true, false},
+    {"compiled gelu f16", c_cgelu, 1, {IN(SH3, PN_FLOAT16, -3, 3)}, false, false},
+    {"compiled gelu f64", c_cgelu, 1, {IN(SH1, PN_FLOAT64, -3, 3)}, false, false},
+    {"compiled scalar bcast", c_cbcast, 2, {IN(SH2, F32, -1, 1), IN(0, {0}, F32, -1, 1)}, true, false},
+    {"compiled where", c_cwhere, 2, {IN(SH2, F32, -1, 1), IN(SH2, F32, -1, 1)}, true, false},
+    {"compiled where bf16", c_cwhere, 2, {IN(SH3, PN_BFLOAT16, -1, 1), IN(SH3, PN_BFLOAT16, -1, 1)}, false, false},
+    {"compiled astype f32->bf16->f32", c_castype, 2, {IN(SH2, F32, -3, 3), IN(SH2, F32, -3, 3)}, false, false},
     {"divmod int32", c_divmod, 2, {IN(SH2, PN_INT32, -50, 50), IN(SH2, PN_INT32, -9, 9)}, false, false},
     {"shifts int8", c_shifts, 2, {IN(SH2, PN_INT8, -100, 100), IN(SH2, PN_INT8, 0, 100)}, false, false},
     {"shifts uint8", c_shifts, 2, {IN(SH2, PN_UINT8, 0, 250), IN(SH2, PN_UINT8, 0, 100)}, false, false},

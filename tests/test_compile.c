@@ -2,9 +2,13 @@
  * references) on fresh random inputs, one call of the function per input signature, retracing
  * on new shapes and dtypes, shapeless replay at new shapes, simplification (merged constants,
  * common subexpressions, dead nodes), frozen captured arrays, gradients through and of
- * compiled functions, the disabled switch and the refusals. */
+ * compiled functions, the disabled switch and the refusals; then (issue 4) transformations
+ * replaying the tape, the traced random key, array optimizer hyper-parameters, shapeless
+ * reductions/matmul/reshapes and two threads sharing one compiled function. */
 #include "harness.h"
 
+#include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -175,11 +179,12 @@ static int fn_ew(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **
     return out[0] ? 0 : -1;
 }
 
-static int fn_sum(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+/* A slice bakes its bounds: no shapeless rule (as MLX's Slice). */
+static int fn_slice(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
     (void)nin;
     ((fctx *)ctx)->calls++;
-    out[0] = pn_sum(pn_exp(in[0]), NULL, 0, false);
+    out[0] = pn_slice(pn_exp(in[0]), (int64_t[]){1}, (int64_t[]){3}, NULL, 1);
     *nout = 1;
     return out[0] ? 0 : -1;
 }
@@ -215,9 +220,9 @@ TEST(compile_shapeless)
     int nout = 0;
     CHECK(pn_closure_call(c, 2, in, &nout, out) == 0); /* new rank: retrace */
     CHECK(ctx.calls == 2);
-    /* a reduction has no shape rule: refused at the first call, and not cached */
+    /* a slice has no shape rule: refused at the first call, and not cached */
     fctx sctx = {0};
-    pn_closure *fs = pn_closure_new(fn_sum, &sctx, NULL);
+    pn_closure *fs = pn_closure_new(fn_slice, &sctx, NULL);
     pn_closure *cs = pn_compile(fs, true);
     pn_clear_error();
     CHECK(pn_closure_call(cs, 1, in, &nout, out) == -1);
@@ -266,8 +271,9 @@ TEST(compile_and_grad)
         test_check_values("grad of compiled", gout[0], shape, 2, PN_FLOAT64, dx, 1e-12, 1e-12);
         free(x), free(y);
     }
-    /* the compiled gradient traced f once; grad of the compiled function runs f each time */
-    CHECK_MSG(ctx.calls == 1 + 3, "f ran %d times", ctx.calls);
+    /* the compiled gradient traced f once; grad of the compiled function traced cf once and
+     * replayed its tape after that */
+    CHECK_MSG(ctx.calls == 1 + 1, "f ran %d times", ctx.calls);
     pn_closure_release(gcf), pn_closure_release(cf), pn_closure_release(cg), pn_closure_release(g);
     pn_closure_release(f);
     pn_scope_pop();
@@ -409,7 +415,7 @@ static int fn_smooth(void *ctx, int nin, pn_array *const *in, int *nout, pn_arra
 
 TEST(compile_fused_node_rules)
 {
-    /* Compiled nodes are made on CPU streams (GPU streams replay the unfused tape) */
+    /* the rules of a Compiled node, checked on a CPU stream */
     pn_stream_push(pn_default_stream((pn_device){.type = PN_CPU, .index = 0}));
     pn_scope_push();
     pn_closure *f = pn_closure_new(fn_smooth, NULL, NULL), *c = pn_compile(f, false);
@@ -462,3 +468,463 @@ TEST(compile_fused_node_rules)
     pn_scope_pop();
     pn_stream_pop();
 }
+
+/* ─────────────── transformations of compiled functions; threads (issue 4) ─────────────── */
+
+/* sum(exp(x) * y + sin(x * y) * x) + sum(x @ y^T): elementwise chains, a reduction, a matmul. */
+static int fn_mixed(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    if (ctx) ((fctx *)ctx)->calls++;
+    pn_array *x = in[0], *y = in[1];
+    pn_array *e = pn_add(pn_multiply(pn_exp(x), y), pn_multiply(pn_sin(pn_multiply(x, y)), x));
+    out[0] = pn_add(pn_sum(e, NULL, 0, false), pn_sum(pn_matmul(x, pn_transpose(y, NULL, 0)), NULL, 0, false));
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* The first output of the closure ctx (for test_gradcheck). */
+static pn_array *call_first(void *ctx, pn_array *const *in)
+{
+    pn_array *o[PN_MAX_OUTPUTS];
+    int n = 0;
+    return pn_closure_call(ctx, 2, in, &n, o) == 0 && n >= 1 ? o[0] : NULL;
+}
+
+/* Checks that a and b (same shape) hold the same values within tol. */
+static void check_same(const char *what, pn_array *a, pn_array *b, double tol)
+{
+    CHECK_MSG(a && b, "%s: %s", what, pn_last_error_message());
+    if (!a || !b) return;
+    double *w = test_to_f64(b);
+    test_check_values(what, a, b->shape, b->ndim, b->dtype, w, tol, tol);
+    free(w);
+}
+
+TEST(compile_transforms_replay_the_tape)
+{
+    pn_scope_push();
+    fctx cc = {0};
+    pn_closure *f = pn_closure_new(fn_mixed, NULL, NULL), *inner = pn_closure_new(fn_mixed, &cc, NULL);
+    pn_closure *cf = pn_compile(inner, false);
+    pn_closure *gf = pn_grad(f, (int[]){0, 1}, 2), *gcf = pn_grad(cf, (int[]){0, 1}, 2);
+    int64_t shapes[][2] = {{3, 4}, {2, 5}, {3, 4}};
+    for (int k = 0; k < 3; k++) {
+        pn_array *in[2] = {test_random_array(shapes[k], 2, PN_FLOAT64, -1, 1),
+                           test_random_array(shapes[k], 2, PN_FLOAT64, -1, 1)};
+        pn_array *a[PN_MAX_OUTPUTS], *b[PN_MAX_OUTPUTS];
+        int na = 0, nb = 0;
+        /* grad */
+        CHECK(pn_closure_call(gcf, 2, in, &na, a) == 0 && na == 2);
+        CHECK(pn_closure_call(gf, 2, in, &nb, b) == 0 && nb == 2);
+        if (na == 2 && nb == 2) check_same("grad x", a[0], b[0], 1e-12), check_same("grad y", a[1], b[1], 1e-12);
+        /* vjp with a cotangent, jvp with tangents on both inputs */
+        pn_array *cot = test_random_array(NULL, 0, PN_FLOAT64, -1, 1), *va[2], *vb[2];
+        CHECK(pn_vjp(cf, 2, in, 1, &cot, &na, a, va) == 0 && pn_vjp(f, 2, in, 1, &cot, &nb, b, vb) == 0);
+        check_same("vjp value", a[0], b[0], 1e-12);
+        check_same("vjp x", va[0], vb[0], 1e-12), check_same("vjp y", va[1], vb[1], 1e-12);
+        pn_array *tan[2] = {test_random_array(shapes[k], 2, PN_FLOAT64, -1, 1),
+                            test_random_array(shapes[k], 2, PN_FLOAT64, -1, 1)}, *ja[2], *jb[2];
+        CHECK(pn_jvp(cf, 2, in, tan, &na, a, ja) == 0 && pn_jvp(f, 2, in, tan, &nb, b, jb) == 0);
+        check_same("jvp", ja[0], jb[0], 1e-12);
+    }
+    /* traced once per signature ((3, 4) and (2, 5)); every transformation replayed the tape */
+    CHECK_MSG(cc.calls == 2, "f ran %d times", cc.calls);
+    /* vmap over a leading axis of x: the element signature (4, 5) traces once more */
+    pn_closure *vf = pn_vmap(f, (int[]){0, -1}, 2, NULL, 0), *vcf = pn_vmap(cf, (int[]){0, -1}, 2, NULL, 0);
+    pn_array *xb = test_random_array((int64_t[]){3, 4, 5}, 3, PN_FLOAT64, -1, 1);
+    pn_array *y = test_random_array((int64_t[]){4, 5}, 2, PN_FLOAT64, -1, 1), *a[PN_MAX_OUTPUTS], *b[PN_MAX_OUTPUTS];
+    int na = 0, nb = 0;
+    CHECK(pn_closure_call(vcf, 2, (pn_array *[]){xb, y}, &na, a) == 0 && na == 1);
+    CHECK(pn_closure_call(vf, 2, (pn_array *[]){xb, y}, &nb, b) == 0 && nb == 1);
+    if (na == 1 && nb == 1) check_same("vmap", a[0], b[0], 1e-12);
+    CHECK_MSG(cc.calls == 3, "f ran %d times", cc.calls);
+    /* finite differences through the compiled closure (float64 traces once more) */
+    pn_array *in32[2] = {test_random_array((int64_t[]){2, 3}, 2, PN_FLOAT32, -1, 1),
+                         test_random_array((int64_t[]){2, 3}, 2, PN_FLOAT32, -1, 1)};
+    CHECK(test_gradcheck("compiled", call_first, cf, 2, in32, 1e-6));
+    pn_closure_release(vf), pn_closure_release(vcf), pn_closure_release(gf), pn_closure_release(gcf);
+    pn_closure_release(cf), pn_closure_release(inner), pn_closure_release(f);
+    pn_scope_pop();
+}
+
+TEST(compile_of_grad_of_compiled)
+{
+    pn_scope_push();
+    fctx cc = {0};
+    pn_closure *inner = pn_closure_new(fn_mixed, &cc, NULL), *cf = pn_compile(inner, false);
+    pn_closure *g = pn_grad(cf, (int[]){0, 1}, 2), *cg = pn_compile(g, false);
+    pn_closure *f = pn_closure_new(fn_mixed, NULL, NULL), *gf = pn_grad(f, (int[]){0, 1}, 2);
+    int64_t shape[2] = {4, 3};
+    for (int k = 0; k < 3; k++) {
+        pn_array *in[2] = {test_random_array(shape, 2, PN_FLOAT32, -1, 1),
+                           test_random_array(shape, 2, PN_FLOAT32, -1, 1)}, *a[PN_MAX_OUTPUTS], *b[PN_MAX_OUTPUTS];
+        int na = 0, nb = 0;
+        CHECK(pn_closure_call(cg, 2, in, &na, a) == 0 && na == 2);
+        CHECK(pn_closure_call(gf, 2, in, &nb, b) == 0 && nb == 2);
+        if (na == 2 && nb == 2) check_same("dx", a[0], b[0], 1e-5), check_same("dy", a[1], b[1], 1e-5);
+        CHECK(pn_closure_call(cf, 2, in, &na, a) == 0 && na == 1); /* the inner entry is shared */
+    }
+    CHECK_MSG(cc.calls == 1, "f ran %d times", cc.calls);
+    pn_closure_release(cg), pn_closure_release(g), pn_closure_release(cf), pn_closure_release(inner);
+    pn_closure_release(gf), pn_closure_release(f);
+    pn_scope_pop();
+}
+
+/* y * w where w is the enclosing grad's input captured by a compiled function made per call:
+ * the trace would freeze w, so the function runs itself and the gradient still flows to w. */
+static int fn_times_w(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    out[0] = pn_sum(pn_multiply(pn_exp(in[0]), ((fctx *)ctx)->w), NULL, 0, false);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+static int fn_outer(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)ctx, (void)nin;
+    fctx inner = {.w = pn_square(in[0])};
+    pn_closure *f = pn_closure_new(fn_times_w, &inner, NULL), *c = pn_compile(f, false);
+    pn_array *y = pn_array_from_data((double[]){0.5, -1, 2}, (int64_t[]){3}, 1, PN_FLOAT64);
+    int rc = pn_closure_call(c, 1, &y, nout, out);
+    pn_closure_release(c), pn_closure_release(f);
+    return rc;
+}
+
+TEST(compile_inside_grad_capturing_its_input)
+{
+    pn_scope_push();
+    pn_closure *f = pn_closure_new(fn_outer, NULL, NULL), *g = pn_grad(f, NULL, 0);
+    pn_array *w = test_random_array((int64_t[]){3}, 1, PN_FLOAT64, -1, 1), *o[PN_MAX_OUTPUTS];
+    int n = 0;
+    CHECK(pn_closure_call(g, 1, &w, &n, o) == 0 && n == 1);
+    double *wv = test_to_f64(w), want[3], ys[3] = {0.5, -1, 2};
+    for (int i = 0; i < 3; i++) want[i] = 2 * wv[i] * exp(ys[i]);
+    if (n == 1) test_check_values("d/dw", o[0], (int64_t[]){3}, 1, PN_FLOAT64, want, 1e-12, 1e-12);
+    free(wv);
+    pn_closure_release(g), pn_closure_release(f);
+    pn_scope_pop();
+}
+
+/* Two threads call one compiled function at once (shared cache, one lock). */
+typedef struct {
+    pn_closure *c;
+    int64_t n; /* the length of this thread's inputs */
+    int iters, bad;
+} thread_job;
+
+static void *compile_thread(void *p)
+{
+    thread_job *j = p;
+    for (int it = 0; it < j->iters; it++) {
+        pn_scope_push();
+        int64_t n = j->n + (it % 3); /* three signatures per thread, some shared */
+        pn_array *in[2] = {test_random_array(&n, 1, PN_FLOAT64, -1, 1), test_random_array(&n, 1, PN_FLOAT64, -1, 1)};
+        pn_array *out[PN_MAX_OUTPUTS];
+        int nout = 0;
+        if (pn_closure_call(j->c, 2, in, &nout, out) || nout != 2) {
+            j->bad++;
+        } else {
+            double *x = test_to_f64(in[0]), *y = test_to_f64(in[1]), *o0 = test_to_f64(out[0]);
+            for (int64_t i = 0; x && y && o0 && i < n; i++)
+                if (fabs(o0[i] - (exp(x[i]) * y[i] + sin(x[i]) * y[i])) > 1e-12) j->bad++;
+            free(x), free(y), free(o0);
+        }
+        pn_scope_pop();
+    }
+    return NULL;
+}
+
+TEST(compile_two_threads)
+{
+    pn_scope_push();
+    fctx ctx = {0};
+    pn_closure *f = pn_closure_new(fn_two, &ctx, NULL), *c = pn_compile(f, false);
+    thread_job jobs[2] = {{c, 5, test_quick() ? 20 : 200, 0}, {c, 6, test_quick() ? 20 : 200, 0}};
+    pthread_t th[2];
+    for (int t = 0; t < 2; t++) CHECK(pthread_create(&th[t], NULL, compile_thread, &jobs[t]) == 0);
+    for (int t = 0; t < 2; t++) pthread_join(th[t], NULL);
+    CHECK_MSG(jobs[0].bad == 0 && jobs[1].bad == 0, "wrong results: %d, %d", jobs[0].bad, jobs[1].bad);
+    /* four signatures (5, 6, 7, 8); a race may trace one twice but caches it once */
+    CHECK_MSG(ctx.calls >= 4 && ctx.calls <= 8, "f ran %d times", ctx.calls);
+    int before = ctx.calls;
+    compile_thread(&jobs[0]);
+    CHECK(ctx.calls == before && jobs[0].bad == 0);
+    pn_closure_release(c), pn_closure_release(f);
+    pn_scope_pop();
+}
+
+/* Keyless draws from a traced global key (what mx.compile's random state uses) give the host
+ * sequence's bits, and the key they leave continues it. */
+TEST(compile_random_traced_key)
+{
+    pn_scope_push();
+    int64_t shape[1] = {7};
+    pn_array *host[3];
+    pn_random_seed(21);
+    for (int k = 0; k < 3; k++) host[k] = pn_random_normal(shape, 1, PN_FLOAT32, 0, 1, NULL);
+    pn_random_seed(21);
+    pn_array *key = pn_random_state(), *prev = pnC_random_trace_key(key);
+    pn_array *a = pn_random_normal(shape, 1, PN_FLOAT32, 0, 1, NULL);
+    pn_array *b = pn_random_normal(shape, 1, PN_FLOAT32, 0, 1, NULL);
+    CHECK(a && a->node && b); /* lazy: a graph over the key */
+    pn_array *left = pnC_random_trace_key(prev);
+    CHECK(prev == NULL && left != NULL);
+    CHECK(pnC_random_set_key(left) == 0);
+    pnC_decref(left);
+    pn_array *c = pn_random_normal(shape, 1, PN_FLOAT32, 0, 1, NULL);
+    CHECK(same_bits(a, host[0]) && same_bits(b, host[1]) && same_bits(c, host[2]));
+    pn_clear_error();
+    CHECK(pnC_random_set_key(pn_zeros((int64_t[]){3}, 1, PN_UINT32)) == -1);
+    pn_clear_error();
+    pn_scope_pop();
+}
+
+/* pn_optimizer_update_arrays (the learning rate an array, the step counted with ops) against
+ * pn_optimizer_update with the same rate, over three steps of each rule. */
+TEST(compile_optimizer_array_hyperparameters)
+{
+    pn_scope_push();
+    int64_t shape[2] = {3, 4};
+    pn_optimizer *pairs[][2] = {
+        {pn_optim_adam(0.01, 0.9, 0.999, 1e-8, true), pn_optim_adam(0.01, 0.9, 0.999, 1e-8, true)},
+        {pn_optim_adamw(0.02, 0.9, 0.99, 1e-8, 0.1, false), pn_optim_adamw(0.02, 0.9, 0.99, 1e-8, 0.1, false)},
+        {pn_optim_sgd(0.1, 0.9, 0.01, 0, true), pn_optim_sgd(0.1, 0.9, 0.01, 0, true)},
+        {pn_optim_lion(0.01, 0.9, 0.99, 0.1), pn_optim_lion(0.01, 0.9, 0.99, 0.1)},
+        {pn_optim_rmsprop(0.01, 0.99, 1e-8), pn_optim_rmsprop(0.01, 0.99, 1e-8)},
+    };
+    const double lrs[] = {0.01, 0.02, 0.1, 0.01, 0.01};
+    for (int r = 0; r < 5; r++) {
+        pn_params *pa = pn_params_new(), *pb = pn_params_new();
+        pn_array *w = test_random_array(shape, 2, PN_FLOAT32, -1, 1);
+        pn_params_set(pa, "w", w), pn_params_set(pb, "w", w);
+        for (int k = 0; k < 3; k++) {
+            pn_params *g = pn_params_new();
+            pn_params_set(g, "w", test_random_array(shape, 2, PN_FLOAT32, -1, 1));
+            CHECK(pn_optimizer_update(pairs[r][0], pa, g) == 0);
+            CHECK_MSG(pn_optimizer_update_arrays(pairs[r][1], pb, g, pn_scalar(lrs[r], PN_FLOAT32)) == 0,
+                      "%s", pn_last_error_message());
+            pn_params_free(g);
+        }
+        check_same("array hyper-parameters", pn_params_get(pb, "w"), pn_params_get(pa, "w"), 1e-5);
+        pn_array *step = pn_params_get(pn_optimizer_state(pairs[r][1]), "step");
+        CHECK(step && pn_item_int(step) == 3);
+        pn_params_free(pa), pn_params_free(pb);
+        pn_optimizer_free(pairs[r][0]), pn_optimizer_free(pairs[r][1]);
+    }
+    /* refusals: a non-float rate; Adafactor's relative step */
+    pn_optimizer *o = pn_optim_adam(0.01, 0.9, 0.999, 1e-8, false);
+    pn_params *p = pn_params_new(), *g = pn_params_new();
+    pn_params_set(p, "w", pn_ones(shape, 2, PN_FLOAT32)), pn_params_set(g, "w", pn_ones(shape, 2, PN_FLOAT32));
+    pn_clear_error();
+    CHECK(pn_optimizer_update_arrays(o, p, g, pn_scalar_int(1, PN_INT32)) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_optimizer_free(o);
+    o = pn_optim_adafactor(NAN, 1e-30, 1e-3, 1.0, -0.8, NAN, 0.0, true, true, false);
+    CHECK(pn_optimizer_update_arrays(o, p, g, pn_scalar(0.01, PN_FLOAT32)) == -1 && strstr(pn_last_error_message(), "Adafactor"));
+    pn_clear_error();
+    pn_optimizer_free(o);
+    pn_params_free(p), pn_params_free(g);
+    pn_scope_pop();
+}
+
+/* Shapeless beyond elementwise ops: x (B, N), w (N, M), b (M,). */
+static int fn_layers(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    if (ctx) ((fctx *)ctx)->calls++;
+    pn_array *x = in[0], *w = in[1], *b = in[2];
+    pn_array *h = pn_add(pn_matmul(x, w), b);
+    out[0] = pn_softmax(h, (int[]){-1}, 1, false);
+    out[1] = pn_mean(x, (int[]){1}, 1, true);
+    out[2] = pn_var(x, (int[]){0}, 1, false, 1);
+    out[3] = pn_logsumexp(h, (int[]){-1}, 1, false);
+    out[4] = pn_transpose(x, NULL, 0);
+    out[5] = pn_flatten(x, 0, -1);
+    out[6] = pn_expand_dims(out[3], (int[]){0}, 1);
+    out[7] = pn_argmax(h, 1, false);
+    out[8] = pn_concatenate((pn_array *[]){x, pn_multiply(x, pn_weak_float(2.0))}, 2, 0);
+    out[9] = pn_cumsum(pn_sort(x, 1), 1, false, true);
+    out[10] = pn_sum(pn_matmul(pn_transpose(w, NULL, 0), pn_transpose(x, NULL, 0)), NULL, 0, false);
+    out[11] = pn_exp(pn_squeeze(pn_expand_dims(pn_expand_dims(x, (int[]){1}, 1), (int[]){-1}, 1), (int[]){1}, 1));
+    *nout = 12;
+    for (int j = 0; j < 12; j++)
+        if (!out[j]) return -1;
+    return 0;
+}
+
+TEST(compile_shapeless_layers)
+{
+    pn_scope_push();
+    fctx ctx = {0};
+    pn_closure *f = pn_closure_new(fn_layers, NULL, NULL), *inner = pn_closure_new(fn_layers, &ctx, NULL);
+    pn_closure *c = pn_compile(inner, true);
+    const int64_t dims[][3] = {{3, 4, 5}, {6, 2, 3}, {1, 7, 2}, {3, 4, 5}, {5, 1, 1}};
+    for (int k = 0; k < 5; k++) {
+        int64_t B = dims[k][0], N = dims[k][1], M = dims[k][2];
+        pn_array *in[3] = {test_random_array((int64_t[]){B, N}, 2, PN_FLOAT64, -1, 1),
+                           test_random_array((int64_t[]){N, M}, 2, PN_FLOAT64, -1, 1),
+                           test_random_array((int64_t[]){M}, 1, PN_FLOAT64, -1, 1)};
+        pn_array *a[PN_MAX_OUTPUTS], *r[PN_MAX_OUTPUTS];
+        int na = 0, nr = 0;
+        CHECK_MSG(pn_closure_call(c, 3, in, &na, a) == 0 && na == 12, "%s", pn_last_error_message());
+        CHECK(pn_closure_call(f, 3, in, &nr, r) == 0 && nr == 12);
+        for (int j = 0; j < na && j < nr; j++) {
+            char what[64];
+            snprintf(what, sizeof what, "shapeless output %d at (%lld, %lld, %lld)", j, (long long)B,
+                     (long long)N, (long long)M);
+            CHECK_MSG(a[j]->dtype == r[j]->dtype, "%s: dtype", what);
+            check_same(what, a[j], r[j], 1e-12);
+        }
+    }
+    CHECK_MSG(ctx.calls == 1, "traced %d times", ctx.calls);
+    /* shapes the traced ops cannot take: a clear error */
+    pn_array *bad[3] = {test_random_array((int64_t[]){2, 3}, 2, PN_FLOAT64, -1, 1),
+                        test_random_array((int64_t[]){4, 5}, 2, PN_FLOAT64, -1, 1),
+                        test_random_array((int64_t[]){5}, 1, PN_FLOAT64, -1, 1)}, *o[PN_MAX_OUTPUTS];
+    int n = 0;
+    pn_clear_error();
+    CHECK(pn_closure_call(c, 3, bad, &n, o) == -1 && strstr(pn_last_error_message(), "matmul"));
+    pn_clear_error();
+    pn_closure_release(c), pn_closure_release(inner), pn_closure_release(f);
+    pn_scope_pop();
+}
+
+/* ─────────────── the fused GPU kernel of Compiled nodes (issue 5) ─────────────── */
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/fused.h"
+
+/* Programs of one output for the fused GPU kernel, chosen by ctx: 0 GELU (tanh form), 1 GELU
+ * (erf form) times y, 2 where over comparisons and logic, 3 astype f32->bf16->f32 and f16,
+ * 4 infinities and NaN (x / y with zeros in y) through nan_to_num, maximum, isclose, round. */
+static int fn_gpu_prog(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    pn_array *x = in[0], *y = in[1], *r = NULL;
+    switch ((int)(intptr_t)ctx) {
+    case 0: {
+        pn_array *inner = pn_multiply(pn_add(x, pn_multiply(pn_weak_float(0.044715), pn_power(x, pn_weak_float(3)))),
+                                      pn_weak_float(0.7978845608028654));
+        r = pn_multiply(pn_multiply(pn_weak_float(0.5), x), pn_add(pn_weak_float(1), pn_tanh(inner)));
+        break;
+    }
+    case 1:
+        r = pn_multiply(pn_multiply(pn_multiply(x, pn_weak_float(0.5)),
+                                    pn_add(pn_weak_float(1), pn_erf(pn_multiply(x, pn_weak_float(0.7071067811865476))))),
+                        y);
+        break;
+    case 2: {
+        pn_array *m = pn_logical_and(pn_greater(x, y), pn_logical_not(pn_less(x, pn_weak_float(-0.5))));
+        r = pn_where(m, pn_multiply(x, y), pn_subtract(pn_exp(pn_negative(x)), pn_sigmoid(y)));
+        break;
+    }
+    case 3: {
+        pn_array *b = pn_astype(pn_astype(pn_multiply(x, y), PN_BFLOAT16), PN_FLOAT32);
+        pn_array *h = pn_astype(pn_sqrt(pn_abs(pn_astype(pn_add(x, y), PN_FLOAT16))), PN_FLOAT32);
+        r = pn_astype(pn_add(pn_add(b, h), pn_astype(x, PN_FLOAT32)), x->dtype);
+        break;
+    }
+    default: {
+        const double big = 7;
+        pn_array *q = pn_divide(x, y), *z = pn_nan_to_num(q, 0.25, &big, NULL);
+        pn_array *c = pn_where(pn_isclose(z, x, 1e-1, 1e-1, false), pn_round(z, 1), pn_maximum(q, x));
+        r = pn_add(c, pn_astype(pn_isnan(q), x->dtype));
+        break;
+    }
+    }
+    out[0] = r;
+    *nout = 1;
+    return r ? 0 : -1;
+}
+
+/* Inputs: dense (an odd size), x a transposed view, y a scalar; y has zeros for program 4. */
+static void gpu_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn_array **x, pn_array **y)
+{
+    int64_t shape[2] = {3, n};
+    *x = variant == 1 ? pn_transpose(test_random_array((int64_t[]){n, 3}, 2, t, -3, 3), NULL, 0)
+                      : test_random_array(shape, 2, t, -3, 3);
+    *y = variant == 2 ? test_random_array(NULL, 0, t, 0.5, 2) : test_random_array(shape, 2, t, -3, 3);
+    if (zeros && variant != 2) { /* zeros at every seventh element: x / 0 is inf or NaN */
+        pn_array *k = pn_reshape(pn_arange(0, (double)(3 * n), 1, PN_INT32), shape, 2);
+        *y = pn_where(pn_equal(pn_remainder(k, pn_weak_float(7)), pn_weak_float(0)), pn_weak_float(0), *y);
+    }
+}
+
+TEST(compile_fused_gpu_bit_identical)
+{
+    if (!pn_is_available((pn_device){.type = PN_GPU, .index = 0})) return;
+    pn_stream_push(pn_default_stream((pn_device){.type = PN_GPU, .index = 0}));
+    const pn_dtype types[] = {PN_FLOAT32, PN_FLOAT16, PN_BFLOAT16, PN_FLOAT64, PN_INT32, PN_INT8, PN_UINT16};
+    const int64_t n = test_quick() ? 301 : 1001;
+    for (size_t d = 0; d < sizeof types / sizeof *types; d++) {
+        for (int prog = 0; prog < 5; prog++) {
+            pn_scope_push();
+            pn_dtype t = types[d];
+            pn_closure *f = pn_closure_new(fn_gpu_prog, (void *)(intptr_t)prog, NULL), *c = pn_compile(f, false);
+            for (int variant = 0; variant < 3; variant++) {
+                pn_array *x, *y;
+                gpu_prog_inputs(variant, n, t, prog == 4, &x, &y);
+                CHECK(pn_eval((pn_array *[]){x, y}, 2) == 0);
+                pn_array *in[2] = {x, y}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];
+                int ng = 0, nw = 0;
+                int64_t runs = pnG_fused_count(), falls = pnC_gpu_fallback_count();
+                CHECK(pn_closure_call(c, 2, in, &ng, got) == 0 && ng == 1);
+                CHECK(ng == 1 && pn_eval(got, 1) == 0);
+                pnT_compile_stats st = pnT_compile_last_stats();
+                CHECK_MSG(variant > 0 || st.compiled >= 1, "%s program %d: no Compiled node", pn_dtype_name(t), prog);
+                /* programs 3 and 4 cast back to x's dtype: astype to an integer has no fused case,
+                 * so integer inputs replay them unfused */
+                bool fuses = !(pnC_is_integer(t) && prog >= 3);
+                CHECK_MSG((pnG_fused_count() > runs) == fuses, "%s program %d variant %d: the fused GPU kernel %s",
+                          pn_dtype_name(t), prog, variant, fuses ? "did not run" : "ran");
+                CHECK_MSG(pnC_gpu_fallback_count() == falls, "%s program %d: a CPU fallback", pn_dtype_name(t), prog);
+                CHECK(ng == 1 && got[0]->buf && got[0]->buf->device_valid);
+                CHECK(pn_closure_call(f, 2, in, &nw, want) == 0 && nw == 1);
+                CHECK_MSG(ng == 1 && nw == 1 && same_bits(got[0], want[0]),
+                          "%s program %d variant %d differs from the unfused GPU graph", pn_dtype_name(t), prog, variant);
+            }
+            pn_closure_release(c), pn_closure_release(f);
+            pn_scope_pop();
+        }
+    }
+    pn_stream_pop();
+}
+
+/* Programs outside the fused kernel's dtypes (64-bit integers) replay the unfused tape on the
+ * GPU: no fused launch, no CPU fallback, the right values. */
+TEST(compile_fused_gpu_declines)
+{
+    if (!pn_is_available((pn_device){.type = PN_GPU, .index = 0})) return;
+    pn_stream_push(pn_default_stream((pn_device){.type = PN_GPU, .index = 0}));
+    pn_scope_push();
+    pn_closure *f = pn_closure_new(fn_chain, NULL, NULL), *c = pn_compile(f, false);
+    int64_t shape[2] = {2, 77};
+    pn_array *x = test_random_array(shape, 2, PN_INT64, -50, 50), *y = test_random_array(shape, 2, PN_INT64, -50, 50);
+    pn_array *in[2] = {x, y}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];
+    int ng = 0, nw = 0;
+    int64_t runs = pnG_fused_count(), falls = pnC_gpu_fallback_count();
+    CHECK(pn_closure_call(c, 2, in, &ng, got) == 0 && ng == 2 && pn_eval(got, 2) == 0);
+    CHECK_MSG(pnG_fused_count() == runs, "an int64 program ran the fused kernel");
+    CHECK(pnC_gpu_fallback_count() == falls);
+    CHECK(pn_closure_call(f, 2, in, &nw, want) == 0 && nw == 2);
+    for (int j = 0; j < 2 && ng == 2 && nw == 2; j++) CHECK(same_bits(got[j], want[j]));
+    /* the launcher refuses what it has no case for (int64 values, a float shift, astype to an
+     * integer) and takes the rest */
+    pnG_fused_args a = {.nin = 1, .nops = 1, .nslots = 1, .out_dtype = PN_INT64, .in_dtype = {PN_INT64}};
+    a.ops[0] = (pnG_fused_op){.kind = PNG_FUSED_UNARY, .op = PNK_U_ABS, .t = PN_INT64, .dst = PN_INT64};
+    CHECK(pnG_fused_launch(&a, false) == PNG_UNSUPPORTED);
+    a.out_dtype = a.in_dtype[0] = a.ops[0].t = a.ops[0].dst = PN_INT32;
+    CHECK(pnG_fused_launch(&a, false) == 0);
+    a.out_dtype = a.in_dtype[0] = a.ops[0].t = a.ops[0].dst = PN_FLOAT32;
+    CHECK(pnG_fused_launch(&a, false) == 0);
+    a.ops[0].op = PNK_B_LEFT_SHIFT, a.ops[0].kind = PNG_FUSED_BINARY;
+    CHECK(pnG_fused_launch(&a, false) == PNG_UNSUPPORTED);
+    a.ops[0] = (pnG_fused_op){.kind = PNG_FUSED_ASTYPE, .t = PN_FLOAT32, .dst = PN_INT32};
+    a.out_dtype = PN_INT32;
+    CHECK(pnG_fused_launch(&a, false) == PNG_UNSUPPORTED);
+    pn_closure_release(c), pn_closure_release(f);
+    pn_scope_pop();
+    pn_stream_pop();
+}
+#endif /* PONTE_HAS_GPU */

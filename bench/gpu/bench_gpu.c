@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "ponte.h"
 #include "backend/cuda/gemm.h"
+#include "backend/cuda/fused.h"
 #include "backend/cuda/gpu.h"
 #include "core/core.h" /* pnC_gpu_fallback_count: a figure that fell back to the CPU says so */
 
@@ -767,6 +768,80 @@ static void bench_op_overhead(void)
     pn_clear_error();
 }
 
+/* ───────────────────────────── compile_gelu_gpu ───────────────────────────── */
+
+/* GELU (tanh form) of x: nine elementwise ops. */
+static int gelu_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)ctx, (void)nin;
+    pn_array *x = in[0];
+    pn_array *inner = pn_multiply(pn_add(x, pn_multiply(pn_weak_float(0.044715), pn_multiply(pn_multiply(x, x), x))),
+                                  pn_weak_float(0.7978845608028654));
+    out[0] = pn_multiply(pn_multiply(pn_weak_float(0.5), x), pn_add(pn_weak_float(1), pn_tanh(inner)));
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+typedef struct {
+    pn_closure *f; /* the plain function (unfused ops) or its compiled form (one fused launch) */
+    pn_array *x;
+} gelu_ctx;
+
+static int run_gelu(void *p)
+{
+    gelu_ctx *c = p;
+    pn_array *y[PN_MAX_OUTPUTS];
+    int n = 0;
+    if (pn_closure_call(c->f, 1, &c->x, &n, y) != 0) return -1;
+    int rc = pn_eval(y, 1);
+    if (rc == 0) rc = gpu_sync();
+    pn_release(y[0]);
+    return rc;
+}
+
+/* The compiled GELU (one fused kernel, backend/cuda/fused.cu) against the same function
+ * unfused (nine kernels): GB/s counts one read and one write of x; ratio = fused GB/s over
+ * unfused GB/s. Checks that both give the same bits and that the fused kernel ran. */
+static void bench_compile_gelu(void)
+{
+    const char *name = "compile_gelu_gpu";
+    int64_t fb0 = pnC_gpu_fallback_count(), shape[1] = {S.n};
+    float *h = host_random(S.n, -4.0f, 4.0f);
+    gelu_ctx plain = {pn_closure_new(gelu_fn, NULL, NULL), h ? gpu_array(h, shape, 1, PN_FLOAT32) : NULL};
+    gelu_ctx fused = {plain.f ? pn_compile(plain.f, false) : NULL, plain.x};
+    double t = -1, tu = -1;
+    if (plain.x && fused.f) {
+        pn_array *a[PN_MAX_OUTPUTS], *b[PN_MAX_OUTPUTS];
+        int na = 0, nb = 0;
+        int64_t launches = pnG_fused_count();
+        bool ok = pn_closure_call(fused.f, 1, &fused.x, &na, a) == 0 &&
+                  pn_closure_call(plain.f, 1, &plain.x, &nb, b) == 0;
+        const void *va = ok ? pn_data(a[0]) : NULL, *vb = ok ? pn_data(b[0]) : NULL;
+        if (va && vb && memcmp(va, vb, (size_t)S.n * sizeof(float)) != 0)
+            snprintf(bench_msg, sizeof bench_msg, "fused and unfused results differ");
+        else if (va && vb && pnG_fused_count() == launches)
+            snprintf(bench_msg, sizeof bench_msg, "the fused GPU kernel did not run");
+        else if (va && vb && time_pair(run_gelu, &fused, run_gelu, &plain, &t, &tu) != 0)
+            t = -1;
+        if (na) pn_release(a[0]);
+        if (nb) pn_release(b[0]);
+    }
+    if (t < 0) {
+        report_error(name);
+    } else {
+        double bytes = 2.0 * (double)S.n * sizeof(float), gbs = bytes / t / 1e9, ugbs = bytes / tu / 1e9;
+        report(name, gbs, "GB/s", gbs / ugbs, "unfused");
+        NOTE("median %.3f ms fused (1 launch), %.3f ms unfused (9 launches), %lld elements\n",
+             t * 1e3, tu * 1e3, (long long)S.n);
+    }
+    note_fallbacks(fb0);
+    pn_closure_release(fused.f);
+    pn_closure_release(plain.f);
+    pn_release(plain.x);
+    free(h);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 static const struct {
@@ -779,6 +854,7 @@ static const struct {
     {"cnn_step", bench_cnn},
     {"op_overhead_gpu", bench_op_overhead},
     {"h2d_copy", bench_h2d},
+    {"compile_gelu_gpu", bench_compile_gelu},
 };
 
 /* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a

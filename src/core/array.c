@@ -5,6 +5,7 @@
 #include "backend/cuda/eval.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 /* ───────────────────────────── scopes ───────────────────────────── */
@@ -121,6 +122,10 @@ static void node_decref(pnC_node *nd);
 static _Thread_local pn_array **dead;
 static _Thread_local int64_t ndead, dead_cap;
 static _Thread_local bool draining;
+/* A thread's dead list is freed when the thread exits (a key destructor). */
+static pthread_key_t dead_key;
+static pthread_once_t dead_once = PTHREAD_ONCE_INIT;
+static void dead_key_make(void) { pthread_key_create(&dead_key, free); }
 
 static void destroy_array(pn_array *a)
 {
@@ -146,6 +151,8 @@ static void array_decref(pn_array *a)
         }
         dead = d;
         dead_cap = cap;
+        pthread_once(&dead_once, dead_key_make);
+        pthread_setspecific(dead_key, d);
     }
     dead[ndead++] = a;
     if (draining) return;

@@ -158,12 +158,23 @@ struct pn_optimizer {
 
 #define W(x) pn_weak_float(x)
 
+/* An update with array hyper-parameters (pn_optimizer_update_arrays; mx.compile traces them,
+ * as MLX keeps step and learning rate in its state): the learning rate (0-d) and the step
+ * count including this update, as a float array. NULL otherwise. The rules compose their
+ * step from ops then (no fused kernel, whose params hold numbers). */
+static _Thread_local pn_array *lr_arr, *t_arr;
+/* The learning rate of a rule: the array when one is set, else the number lr. */
+#define LR(lr) (lr_arr ? lr_arr : W(lr))
+/* 1 - lr * wd (decoupled weight decay), as an array or a number. */
+#define DECAY(lr, wd) (lr_arr ? pn_subtract(W(1.0), pn_multiply(lr_arr, W(wd))) : W(1 - (lr) * (wd)))
+
 /* The rule's fused step (one OptimUpdate node over p, g and the slots s) when they allow it:
  * returns 0 with the new parameter in *np and the new slots in s, 1 when the rule must compose
  * its step from elementwise ops instead, -1 on error. */
 static int fused_step(pn_array *p, pn_array *g, pn_array **s, const pnN_optim_params *prm, pn_array **np)
 {
     pn_array *out[1 + PNN_OPT_MAX_SLOTS];
+    if (lr_arr) return 1;
     int rc = pnN_optim_update(p, g, s, prm, out);
     if (rc) return rc;
     *np = out[0];
@@ -183,47 +194,52 @@ static pn_array *sgd_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_ar
     if (o->momentum <= 0) RETURN_FUSED(PNN_OPT_SGD, flags & PNN_OPT_WD, o->wd, lr);
     else RETURN_FUSED(PNN_OPT_MOMENTUM, flags, o->wd, lr, o->momentum, 1 - o->dampening);
     if (o->wd != 0) g = pn_add(g, pn_multiply(W(o->wd), p));
-    if (o->momentum <= 0) return pn_subtract(p, pn_multiply(W(lr), g));
+    if (o->momentum <= 0) return pn_subtract(p, pn_multiply(LR(lr), g));
     pn_array *v = pn_multiply(W(o->momentum), s[0]);
     v = pn_add(v, o->dampening > 0 ? pn_multiply(W(1 - o->dampening), g) : g);
     pn_array *update = o->nesterov ? pn_add(g, pn_multiply(W(o->momentum), v)) : v;
     s[0] = v;
-    return pn_subtract(p, pn_multiply(W(lr), update));
+    return pn_subtract(p, pn_multiply(LR(lr), update));
 }
 
-/* Adam's step from p*decay (decay = 1 - lr*wd for AdamW, 1 for Adam), fused or composed (the
- * bias-corrected coefficients c1, c2 are computed here, on the host, either way). */
+/* Adam's step from p*(1 - lr*wd) (wd: AdamW's, 0 for Adam), fused or composed (the
+ * bias-corrected coefficients c1, c2 are computed here, on the host, or from the step array). */
 static pn_array *adam_step(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
-                           double lr, int64_t step, double decay)
+                           double lr, int64_t step, double wd)
 {
-    double c1 = lr, c2 = 1;
+    double c1 = lr, c2 = 1, decay = 1 - lr * wd;
     if (o->bias_correction) {
         c1 = lr / (1 - pow(o->b1, (double)step));
         c2 = 1 / sqrt(1 - pow(o->b2, (double)step));
     }
     RETURN_FUSED(PNN_OPT_ADAM, 0, o->b1, 1 - o->b1, o->b2, 1 - o->b2, o->eps, decay, c1, c2);
-    if (decay != 1) p = pn_multiply(p, W(decay));
+    if (wd != 0) p = pn_multiply(p, DECAY(lr, wd));
     pn_array *m = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), g));
     pn_array *v = pn_add(pn_multiply(W(o->b2), s[1]), pn_multiply(W(1 - o->b2), pn_square(g)));
     s[0] = m;
     s[1] = v;
     if (o->bias_correction) {
-        pn_array *den = pn_add(pn_multiply(pn_sqrt(v), W(c2)), W(o->eps));
-        return pn_subtract(p, pn_divide(pn_multiply(W(c1), m), den));
+        pn_array *a1 = W(c1), *a2 = W(c2);
+        if (lr_arr) { /* lr / (1 - b1^t), 1 / sqrt(1 - b2^t) */
+            a1 = pn_divide(lr_arr, pn_subtract(W(1.0), pn_power(W(o->b1), t_arr)));
+            a2 = pn_rsqrt(pn_subtract(W(1.0), pn_power(W(o->b2), t_arr)));
+        }
+        pn_array *den = pn_add(pn_multiply(pn_sqrt(v), a2), W(o->eps));
+        return pn_subtract(p, pn_divide(pn_multiply(a1, m), den));
     }
-    return pn_subtract(p, pn_divide(pn_multiply(W(lr), m), pn_add(pn_sqrt(v), W(o->eps))));
+    return pn_subtract(p, pn_divide(pn_multiply(LR(lr), m), pn_add(pn_sqrt(v), W(o->eps))));
 }
 
 static pn_array *adam_core(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                            double lr, int64_t step)
 {
-    return adam_step(o, p, g, s, lr, step, 1);
+    return adam_step(o, p, g, s, lr, step, 0);
 }
 
 static pn_array *adamw_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                             double lr, int64_t step)
 {
-    return adam_step(o, p, g, s, lr, step, 1 - lr * o->wd);
+    return adam_step(o, p, g, s, lr, step, o->wd);
 }
 
 static pn_array *rmsprop_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
@@ -232,7 +248,7 @@ static pn_array *rmsprop_rule(const pn_optimizer *o, pn_array *p, pn_array *g, p
     RETURN_FUSED(PNN_OPT_RMSPROP, 0, o->b1, 1 - o->b1, lr, o->eps);
     pn_array *v = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), pn_square(g)));
     s[0] = v;
-    return pn_subtract(p, pn_divide(pn_multiply(W(lr), g), pn_add(pn_sqrt(v), W(o->eps))));
+    return pn_subtract(p, pn_divide(pn_multiply(LR(lr), g), pn_add(pn_sqrt(v), W(o->eps))));
 }
 
 static pn_array *adagrad_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
@@ -241,7 +257,7 @@ static pn_array *adagrad_rule(const pn_optimizer *o, pn_array *p, pn_array *g, p
     RETURN_FUSED(PNN_OPT_ADAGRAD, 0, lr, o->eps);
     pn_array *v = pn_add(s[0], pn_square(g));
     s[0] = v;
-    return pn_subtract(p, pn_divide(pn_multiply(W(lr), g), pn_add(pn_sqrt(v), W(o->eps))));
+    return pn_subtract(p, pn_divide(pn_multiply(LR(lr), g), pn_add(pn_sqrt(v), W(o->eps))));
 }
 
 static pn_array *adadelta_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
@@ -253,7 +269,7 @@ static pn_array *adadelta_rule(const pn_optimizer *o, pn_array *p, pn_array *g, 
     pn_array *u = pn_add(pn_multiply(W(o->b1), s[1]), pn_multiply(W(1 - o->b1), pn_square(d)));
     s[0] = v;
     s[1] = u;
-    return pn_subtract(p, pn_multiply(W(lr), d));
+    return pn_subtract(p, pn_multiply(LR(lr), d));
 }
 
 static pn_array *adamax_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
@@ -264,7 +280,7 @@ static pn_array *adamax_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn
     pn_array *v = pn_maximum(pn_multiply(W(o->b2), s[1]), pn_abs(g));
     s[0] = m;
     s[1] = v;
-    return pn_subtract(p, pn_divide(pn_multiply(W(lr), m), pn_add(v, W(o->eps))));
+    return pn_subtract(p, pn_divide(pn_multiply(LR(lr), m), pn_add(v, W(o->eps))));
 }
 
 static pn_array *lion_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
@@ -273,8 +289,8 @@ static pn_array *lion_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_a
     RETURN_FUSED(PNN_OPT_LION, o->wd > 0 ? PNN_OPT_WD : 0, o->b1, 1 - o->b1, o->b2, 1 - o->b2, 1 - lr * o->wd, lr);
     pn_array *c = pn_add(pn_multiply(W(o->b1), s[0]), pn_multiply(W(1 - o->b1), g));
     s[0] = pn_add(pn_multiply(W(o->b2), s[0]), pn_multiply(W(1 - o->b2), g));
-    if (o->wd > 0) p = pn_multiply(W(1 - lr * o->wd), p);
-    return pn_subtract(p, pn_multiply(W(lr), pn_sign(c)));
+    if (o->wd > 0) p = pn_multiply(DECAY(lr, o->wd), p);
+    return pn_subtract(p, pn_multiply(LR(lr), pn_sign(c)));
 }
 
 /* sqrt(mean(x^2)) over every element, a scalar. */
@@ -286,6 +302,10 @@ static pn_array *rms(pn_array *x) { return pn_sqrt(pn_mean(pn_square(x), NULL, 0
 static pn_array *adafactor_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_array **s,
                                 double lr, int64_t step)
 {
+    if (lr_arr)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[Adafactor] The step size depends on the step "
+                        "count on the host: not available with array hyper-parameters (a traced "
+                        "or scheduled update).");
     double t = (double)step;
     pn_dtype dt = pn_array_dtype(p);
     int nd = pn_ndim(g);
@@ -359,9 +379,10 @@ static pn_array *muon_rule(const pn_optimizer *o, pn_array *p, pn_array *g, pn_a
         pn_array *m = nd > 2 ? pn_reshape(u, (int64_t[]){shape[0], pn_size(u) / shape[0]}, 2) : u;
         m = newton_schulz(m, o->ns_steps);
         u = nd > 2 ? pn_reshape(m, shape, nd) : m;
-        lr *= sqrt(fmax(1.0, (double)shape[nd - 2] / (double)shape[nd - 1]));
+        double scale = sqrt(fmax(1.0, (double)shape[nd - 2] / (double)shape[nd - 1]));
+        return pn_subtract(p, pn_multiply(lr_arr ? pn_multiply(lr_arr, W(scale)) : W(lr * scale), u));
     }
-    return pn_subtract(p, pn_multiply(W(lr), u));
+    return pn_subtract(p, pn_multiply(LR(lr), u));
 }
 
 static const rule RULES[] = {
@@ -574,13 +595,10 @@ static int64_t state_step(pn_optimizer *o)
     return s ? pn_item_int(s) : o->step;
 }
 
-int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *grads)
+/* One step over the parameters that have gradients; step is the count including it (the
+ * host number; lr_arr/t_arr hold the arrays in array mode). 0 or -1. */
+static int update_params(pn_optimizer *o, pn_params *params, const pn_params *grads, int64_t step)
 {
-    if (!o || !params || !grads)
-        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[optimizer] NULL optimizer or tree.");
-    o->step = state_step(o);
-    for (int i = 0; i < o->ngroups; i++) o->groups[i].rule->step = o->step;
-    int64_t step = o->step + 1;
     int rc = 0;
     char key[512];
     for (int i = 0; i < pn_params_count(params) && rc == 0; i++) {
@@ -616,13 +634,43 @@ int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *gra
         if (rc == 0) rc = pn_params_set(params, name, np);
         pn_scope_pop();
     }
-    if (rc) return -1;
+    return rc ? -1 : 0;
+}
+
+int pn_optimizer_update(pn_optimizer *o, pn_params *params, const pn_params *grads)
+{
+    if (!o || !params || !grads)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[optimizer] NULL optimizer or tree.");
+    o->step = state_step(o);
+    for (int i = 0; i < o->ngroups; i++) o->groups[i].rule->step = o->step;
+    int64_t step = o->step + 1;
+    if (update_params(o, params, grads, step)) return -1;
     o->step = step;
     for (int i = 0; i < o->ngroups; i++) o->groups[i].rule->step = step;
     pn_array *s = pn_scalar_int(step, PN_INT64);
     if (!s) return -1;
-    rc = pn_params_set(o->state, "step", s);
+    int rc = pn_params_set(o->state, "step", s);
     pn_release(s);
+    return rc;
+}
+
+int pn_optimizer_update_arrays(pn_optimizer *o, pn_params *params, const pn_params *grads,
+                               pn_array *lr)
+{
+    if (!o || !params || !grads || !lr)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[optimizer] NULL optimizer, tree or learning rate.");
+    if (pn_size(lr) != 1 || !pnC_is_inexact(pn_array_dtype(lr)))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[optimizer] The learning rate must be a "
+                            "floating-point array of one element.");
+    pn_scope_push();
+    pn_array *s = pn_params_get(o->state, "step");
+    pn_array *count = s ? pn_add(s, pn_scalar_int(1, pn_array_dtype(s))) : pn_scalar_int(1, PN_INT64);
+    lr_arr = pn_reshape(lr, NULL, 0);
+    t_arr = pn_astype(count, PN_FLOAT32);
+    int rc = lr_arr && t_arr ? update_params(o, params, grads, o->step + 1) : -1;
+    lr_arr = t_arr = NULL;
+    if (rc == 0) rc = pn_params_set(o->state, "step", count);
+    pn_scope_pop();
     return rc;
 }
 

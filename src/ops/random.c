@@ -5,6 +5,7 @@
 #include "core/core.h"
 #include "backend/cpu/random.h"
 #include "backend/cuda/eval.h"
+#include "transforms/trace.h"
 
 #include <float.h>
 #include <math.h>
@@ -141,8 +142,48 @@ static void global_seed_once(void)
     }
 }
 
+/* While a compiled function with the random state in its inputs or outputs is traced, the
+ * global key is a lazy array (compile's input, or the host key as a constant) and keyless
+ * draws split it with ops, so the trace records them (MLX's KeySequence). NULL otherwise. */
+static _Thread_local pn_array *traced_key;
+
+pn_array *pnC_random_trace_key(pn_array *key)
+{
+    pn_array *old = traced_key;
+    traced_key = key ? pnC_incref(key) : NULL;
+    return old;
+}
+
+int pnC_random_set_key(pn_array *key)
+{
+    if (!key || key->dtype != PN_UINT32 || key->size != 2)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[random.state] Expected a uint32 key of shape (2,).");
+    pn_scope_push();
+    pn_array *k = pn_reshape(key, (int64_t[]){2}, 1);
+    int rc = k ? pnC_eval1(k) : -1;
+    if (rc == 0) {
+        const uint32_t *v = pnC_data(k);
+        global_key[0] = v[0], global_key[1] = v[k->strides[0]];
+        global_seeded = true;
+    }
+    pn_scope_pop();
+    return rc;
+}
+
+/* The next key of the traced global key: its split's second row; the first becomes it. */
+static pn_array *traced_next(void)
+{
+    pn_scope_push();
+    pn_array *s = pn_random_split(traced_key, 2);
+    pn_array *next = pn_reshape(pn_slice(s, (int64_t[]){0, 0}, (int64_t[]){1, 2}, NULL, 2), (int64_t[]){2}, 1);
+    pn_array *out = pn_reshape(pn_slice(s, (int64_t[]){1, 0}, (int64_t[]){2, 2}, NULL, 2), (int64_t[]){2}, 1);
+    if (next && out) pnC_decref(pnC_random_trace_key(next));
+    return pnC_scope_return(next && out ? out : NULL);
+}
+
 static pn_array *global_next(void)
 {
+    if (traced_key) return traced_next();
     global_seed_once();
     uint32_t k[4];
     pnK_random_block(global_key[0], global_key[1], k, sizeof k);
@@ -174,6 +215,7 @@ void pn_random_seed(uint64_t seed) { global_set(seed); }
 /* pn_random_state: the calling thread's global key as it stands (mlx.core.random.state[0]). */
 pn_array *pn_random_state(void)
 {
+    if (traced_key) return pnC_alias(traced_key);
     global_seed_once();
     const int64_t two = 2;
     return pn_array_from_data(global_key, &two, 1, PN_UINT32);

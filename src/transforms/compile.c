@@ -1,13 +1,18 @@
 /* compile.c — mx.compile: a closure that traces its function once per input signature into a
  * tape (trace.c), simplifies the tape (equal constants merged, common subexpressions, dead
- * nodes), fuses chains of elementwise ops into Compiled nodes (kernel: backend/cpu/fused.c)
- * and replays the tape on later calls of that signature without calling the function. */
+ * nodes), fuses chains of elementwise ops into Compiled nodes (kernels: backend/cpu/fused.c,
+ * backend/cuda/fused.cu) and replays the tape on later calls of that signature without calling
+ * the function, also under other transformations (grad, vmap, ...), which then see the
+ * recorded ops. */
 #include "transforms/trace.h"
 
 #include "backend/cpu/fused.h"
+#include "backend/cuda/eval.h"
+#include "backend/cuda/fused.h"
 #include "io/registry.h"
 #include "transforms/transforms.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,7 +298,8 @@ static int compiled_vmap(const pnC_node *node, pn_array *const *in, const int *i
 }
 
 const pnC_primitive pnF_compiled_prim = {.name = "Compiled",
-                                         .eval = {[PN_CPU] = pnK_fused_eval},
+                                         .eval = {[PN_CPU] = pnK_fused_eval,
+                                                  [PN_GPU] = PNG_EVAL(pnG_fused_eval)},
                                          .vjp = compiled_vjp,
                                          .jvp = compiled_jvp,
                                          .vmap = compiled_vmap};
@@ -506,6 +512,7 @@ done:
 static int tape_copy(pnT_tape *dst, const pnT_tape *src)
 {
     *dst = *src;
+    dst->in = NULL; /* the fused tape is never replayed at new shapes */
     dst->nodes = calloc((size_t)src->nnode + 1, sizeof *dst->nodes);
     dst->res = malloc(((size_t)src->nres + 1) * sizeof *dst->res);
     dst->consts = malloc(((size_t)src->nconst + 1) * sizeof *dst->consts);
@@ -551,18 +558,20 @@ int pnT_compiled_call(pn_closure *c, int nin, pn_array *const *in, int cap, int 
 }
 
 /* One cached trace: the input signature it was traced for, its simplified tape, and that tape
- * with its elementwise chains fused (replayed on the CPU; the GPU replays the unfused one). */
+ * with its elementwise chains fused (replayed on the CPU; on the GPU when gpu_fused: every
+ * Compiled node has a GPU kernel, else the GPU replays the unfused one). */
 typedef struct entry {
     struct entry *next;
     pnT_spec *in;
     pnT_tape t, ft;
-    bool fused;
+    bool fused, gpu_fused;
 } entry;
 
 typedef struct {
     pn_closure *f;
     bool shapeless;
-    entry *cache;
+    pthread_mutex_t lock; /* guards cache: held to look up and insert, never while f runs */
+    entry *cache;         /* entries are immutable once inserted and live until destroy */
 } compiled;
 
 static void entry_free(entry *e)
@@ -582,6 +591,7 @@ static void compiled_destroy(void *ctx)
         c->cache = e->next;
         entry_free(e);
     }
+    pthread_mutex_destroy(&c->lock);
     pn_closure_release(c->f);
     free(c);
 }
@@ -597,6 +607,34 @@ static bool entry_matches(const entry *e, bool shapeless, int nin, pn_array *con
             return false;
     }
     return true;
+}
+
+/* Whether every Compiled node of the fused tape ft (inputs in) runs as one GPU launch
+ * (backend/cuda/fused.c). False without the GPU backend or out of memory. */
+static bool gpu_fusable(const pnT_tape *ft, const pnT_spec *in)
+{
+#ifdef PONTE_HAS_GPU
+    pn_dtype *vt = malloc(((size_t)ft->nvals + 1) * sizeof *vt); /* value -> dtype */
+    bool ok = vt != NULL;
+    for (uint32_t k = 0, v = 0; ok && k < ft->nnode; k++) {
+        const pnT_op *n = &ft->nodes[k];
+        if (n->prim == &pnF_compiled_prim) {
+            pn_dtype dt[PNF_MAX_IN];
+            for (uint32_t i = 0; i < n->nin; i++) {
+                pnT_ref r = n->in[i];
+                dt[i] = r.kind == PNT_REF_INPUT ? in[r.index].dtype
+                        : r.kind == PNT_REF_CONST ? ft->consts[r.index]->dtype : vt[r.index];
+            }
+            ok = pnG_fused_supported(n->params, dt);
+        }
+        for (uint32_t j = 0; j < n->nout; j++) vt[v++] = n->out[j].dtype;
+    }
+    free(vt);
+    return ok;
+#else
+    (void)ft, (void)in;
+    return false;
+#endif
 }
 
 /* Traces c->f on in into a new entry (not yet in the cache). NULL with an error. */
@@ -624,6 +662,7 @@ static entry *trace_entry(compiled *c, int nin, pn_array *const *in)
         if (rc == 0) rc = fuse(&e->ft, e->in);
         e->fused = rc == 0 && e->ft.nnode < e->t.nnode;
         if (!e->fused) pnT_tape_free(&e->ft);
+        e->gpu_fused = e->fused && gpu_fusable(&e->ft, e->in);
     }
     if (rc) {
         e->t.nin = (uint32_t)nin; /* frees every spec written */
@@ -638,18 +677,48 @@ static entry *trace_entry(compiled *c, int nin, pn_array *const *in)
     return e;
 }
 
+/* The cached entry for these inputs, or NULL. */
+static entry *lookup(compiled *c, int nin, pn_array *const *in)
+{
+    pthread_mutex_lock(&c->lock);
+    entry *e = c->cache;
+    while (e && !entry_matches(e, c->shapeless, nin, in)) e = e->next;
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
+/* Adds e (traced by this thread) to the cache and returns it; when another thread added a
+ * matching entry meanwhile, e is dropped and that one returned (results already replayed
+ * from e hold their own references to its constants). */
+static entry *insert(compiled *c, entry *e, int nin, pn_array *const *in)
+{
+    pthread_mutex_lock(&c->lock);
+    entry *o = c->cache;
+    while (o && !entry_matches(o, c->shapeless, nin, in)) o = o->next;
+    if (!o) e->next = c->cache, c->cache = e;
+    pthread_mutex_unlock(&c->lock);
+    if (o) entry_free(e);
+    return o ? o : e;
+}
+
 static int compiled_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
     compiled *c = ctx;
     *nout = 0;
-    /* disabled, or inside another transformation's trace: run f itself (its ops are traced
-     * by the enclosing transformation) */
-    if (!pn_compile_enabled() || pnC_tracing()) return pn_closure_call(c->f, nin, in, nout, out);
+    if (!pn_compile_enabled()) return pn_closure_call(c->f, nin, in, nout, out);
     if (nin < 0 || (nin && !in) || !pnC_inputs_ok(OP, nin, in)) return -1;
-    entry *e = c->cache;
-    while (e && !entry_matches(e, c->shapeless, nin, in)) e = e->next;
+    /* inside another transformation's trace (grad, vjp, jvp, vmap, an enclosing compile) the
+     * tape is replayed too, unfused, so that transformation sees its ops without f running */
+    bool nested = pnC_tracing();
+    entry *e = lookup(c, nin, in);
     bool fresh = !e;
     if (fresh && !(e = trace_entry(c, nin, in))) return -1;
+    if (fresh && nested && pnT_depends_on_tracer(e->t.consts, (int)e->t.nconst)) {
+        /* f captured arrays of the enclosing transformation: frozen, they would cut its
+         * dependence. The trace is dropped and f runs itself under that transformation. */
+        entry_free(e);
+        return pn_closure_call(c->f, nin, in, nout, out);
+    }
     if (e->t.nres > (uint32_t)out_cap) {
         pn_set_error(PN_ERR_INVALID_ARGUMENT, "[" OP "] The function returns %u arrays (at most "
                      "%d).", e->t.nres, out_cap);
@@ -658,7 +727,9 @@ static int compiled_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
     }
     bool reshape = false;
     for (int i = 0; c->shapeless && i < nin && !reshape; i++) reshape = !pnT_spec_matches(&e->in[i], in[i]);
-    const pnT_tape *t = e->fused && pn_current_stream().device.type == PN_CPU ? &e->ft : &e->t;
+    bool on_cpu = pn_current_stream().device.type == PN_CPU;
+    const pnT_tape *t = e->fused && (e->gpu_fused || on_cpu) ? &e->ft : &e->t;
+    if (nested) t = &e->t; /* the enclosing transformation differentiates/batches plain ops */
     pn_scope_push();
     if (pnT_tape_replay(t, NULL, in, reshape || (fresh && c->shapeless), out, OP)) {
         pnT_scope_fail(out, (int)e->t.nres);
@@ -666,7 +737,7 @@ static int compiled_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
         return -1;
     }
     int n = (int)e->t.nres;
-    if (fresh) e->next = c->cache, c->cache = e;
+    if (fresh) insert(c, e, nin, in);
     if (pnT_scope_keep(out, n)) return -1;
     *nout = n;
     return 0;
@@ -677,6 +748,10 @@ pn_closure *pn_compile(pn_closure *f, bool shapeless)
     if (!f) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[" OP "] NULL function.");
     compiled *c = calloc(1, sizeof *c);
     if (!c) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[" OP "] Out of memory.");
+    if (pthread_mutex_init(&c->lock, NULL)) {
+        free(c);
+        return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[" OP "] Cannot create the cache's lock.");
+    }
     c->f = pn_closure_retain(f);
     c->shapeless = shapeless;
     return pn_closure_new(compiled_fn, c, compiled_destroy);

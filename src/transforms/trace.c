@@ -3,6 +3,8 @@
  * trace.h for the tape's form. */
 #include "transforms/trace.h"
 
+#include "backend/cpu/reduce.h"
+#include "backend/cpu/sort.h"
 #include "io/registry.h"
 #include "transforms/transforms.h"
 
@@ -44,7 +46,8 @@ void pnT_tape_free(pnT_tape *t)
         free(n->out);
     }
     for (uint32_t i = 0; t->consts && i < t->nconst; i++) pnC_decref(t->consts[i]);
-    free(t->nodes), free(t->res), free(t->consts);
+    for (uint32_t i = 0; t->in && i < t->nin; i++) pnT_spec_free(&t->in[i]);
+    free(t->nodes), free(t->res), free(t->consts), free(t->in);
     *t = (pnT_tape){0};
 }
 
@@ -156,6 +159,8 @@ int pnT_tape_trace(pnT_tape *t, pn_closure *f, int nin, pn_array *const *in, con
     if (rc == 0 && pnT_graph_build(&g, nin, tr, nout, outs, false))
         rc = pnC_failed() ? -1 : OOM(op);
     if (rc == 0) rc = convert(&c, nout, outs);
+    if (rc == 0 && !(t->in = calloc((size_t)nin + 1, sizeof *t->in))) rc = OOM(op);
+    for (int i = 0; i < nin && rc == 0; i++) rc = pnT_spec_of(&t->in[i], in[i], op);
     for (uint32_t i = 0; i < t->nconst && rc == 0; i++) /* constants hold their data */
         rc = pnC_eval1(t->consts[i]);
     free(c.base), pnC_ptrmap_free(&c.cmap);
@@ -166,6 +171,46 @@ int pnT_tape_trace(pnT_tape *t, pn_closure *f, int nin, pn_array *const *in, con
     return rc;
 }
 
+/* A growing stack of nodes not seen before (pnT_depends_on_tracer's walk). */
+typedef struct {
+    pnC_ptrmap seen;
+    pnC_node **items;
+    int64_t n, cap;
+} node_stack;
+
+/* Pushes nd unless seen. 0, or -1 out of memory. */
+static int push_unseen(node_stack *s, pnC_node *nd)
+{
+    if (pnC_ptrmap_find(&s->seen, nd)) return 0;
+    if (s->n == s->cap) {
+        int64_t cap = s->cap ? 2 * s->cap : 64;
+        pnC_node **q = realloc(s->items, (size_t)cap * sizeof *q);
+        if (!q) return -1;
+        s->items = q, s->cap = cap;
+    }
+    if (pnC_ptrmap_put(&s->seen, nd, 1, "compile")) return -1;
+    s->items[s->n++] = nd;
+    return 0;
+}
+
+bool pnT_depends_on_tracer(pn_array *const *a, int n)
+{
+    node_stack s = {0};
+    bool found = false;
+    int rc = 0;
+    for (int i = 0; i < n && !found && rc == 0; i++)
+        if (a[i] && a[i]->node) rc = push_unseen(&s, a[i]->node);
+    while (s.n > 0 && !found && rc == 0) {
+        pnC_node *nd = s.items[--s.n];
+        found = nd->prim == &pnT_tracer_prim;
+        for (int k = 0; k < nd->nin && !found && rc == 0; k++)
+            if (nd->inputs[k]->node) rc = push_unseen(&s, nd->inputs[k]->node);
+    }
+    free(s.items);
+    pnC_ptrmap_free(&s.seen);
+    return found || rc; /* out of memory: assume it does (the caller takes the safe path) */
+}
+
 /* ───────────────────────────── replaying ───────────────────────────── */
 
 /* Whether p's output shapes are the broadcast of its inputs' shapes. */
@@ -174,38 +219,180 @@ static bool broadcasting_prim(const pnC_primitive *p)
     return (p >= unary_prims && p < unary_prims + PNK_U_COUNT) ||
            (p >= binary_prims && p < binary_prims + PNK_B_COUNT) || p == &where_prim ||
            p == &divmod_prim || p == &astype_prim || p == &stop_gradient_prim ||
-           p == &pnT_tracer_prim || p == &pnC_alias_prim;
+           p == &pnT_tracer_prim || p == &pnC_alias_prim || p == &copy_prim || p == &softmax_prim;
 }
 
-int pnT_infer_shapes(const pnT_op *n, pn_array *const *in, int64_t **shapes, int *ndims)
+static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb)
 {
-    if (!broadcasting_prim(n->prim)) return 0;
-    int64_t tmp[PNC_MAX_NDIM];
-    int nd = 0;
-    for (uint32_t i = 0; i < n->nin; i++) {
-        memcpy(tmp, shapes[0], (size_t)nd * sizeof *tmp);
-        nd = pnC_broadcast_shapes(n->prim->name, tmp, nd, in[i]->shape, in[i]->ndim, shapes[0]);
+    return na == nb && (na == 0 || memcmp(a, b, (size_t)na * sizeof *a) == 0);
+}
+
+/* Reshape at new input shape x (traced: ts -> n->out[0]): the traced reshape read as groups of
+ * consecutive input axes merged into one output axis (flatten), unit axes inserted (expand_dims)
+ * or dropped (squeeze); each group's new extent is the product of its new axes. Any other
+ * reshape keeps its traced shape when the sizes agree (MLX: an explicit shape is baked).
+ * Returns the rank, or -1 with an error. */
+static int reshape_shape(const pnT_spec *ts, const pnT_spec *to, const pn_array *x, int64_t *out)
+{
+    int i = 0, j = 0, nd = 0, ok = ts != NULL && ts->ndim == x->ndim, units = 0, grown = 0;
+    for (int k = 0; ok && k < ts->ndim; k++)
+        units += ts->shape[k] == 1, grown |= ts->shape[k] == 1 && x->shape[k] != 1;
+    for (int k = 0; ok && k < to->ndim; k++) units -= to->shape[k] == 1;
+    ok = ok && !(grown && units); /* which unit axis was inserted or dropped is ambiguous */
+    while (ok && j < to->ndim) {
+        int64_t want = to->shape[j];
+        if (i < ts->ndim && ts->shape[i] == 1 && want == 1) { /* a unit axis kept */
+            out[nd++] = x->shape[i++], j++;
+            continue;
+        }
+        if (want == 1) { /* inserted */
+            out[nd++] = 1, j++;
+            continue;
+        }
+        while (i < ts->ndim && ts->shape[i] == 1) i++; /* dropped */
+        int64_t prod = 1, next = 1;
+        while (i < ts->ndim && prod < want) prod *= ts->shape[i], next *= x->shape[i], i++;
+        ok = prod == want;
+        out[nd++] = next, j++;
+    }
+    while (ok && i < ts->ndim) ok = ts->shape[i++] == 1; /* trailing drops */
+    if (ok && pnC_shape_size(out, nd) == x->size) return nd;
+    if (x->size == pnC_shape_size(to->shape, to->ndim)) {
+        memcpy(out, to->shape, (size_t)to->ndim * sizeof *out);
+        return to->ndim;
+    }
+    char s1[256], s2[256];
+    return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[compile] Shapeless: cannot infer the shape of a "
+                        "reshape of %s traced as %s; use flatten, expand_dims or squeeze.",
+                        pnC_shape_str(x->shape, x->ndim, s1, sizeof s1),
+                        pnC_shape_str(to->shape, to->ndim, s2, sizeof s2));
+}
+
+int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *const *in,
+                     int64_t **shapes, int *ndims, void *params)
+{
+    const pnC_primitive *p = n->prim;
+    int64_t *o = shapes[0], tmp[PNC_MAX_NDIM];
+    int nd = 0, got = 1;
+    char s1[256], s2[256];
+    if (broadcasting_prim(p)) {
+        for (uint32_t i = 0; i < n->nin; i++) {
+            memcpy(tmp, o, (size_t)nd * sizeof *tmp);
+            nd = pnC_broadcast_shapes(p->name, tmp, nd, in[i]->shape, in[i]->ndim, o);
+            if (nd < 0) return -1;
+        }
+    } else if (p == &reduce_prim || p == &lse_prim) {
+        pnK_reduce_params *rp = params;
+        memcpy(rp, n->params, sizeof *rp);
+        got = 2;
+        const pn_array *x = in[0];
+        int64_t count = 1, traced_count = 1;
+        for (int d = 0, k = 0; d < x->ndim; d++) {
+            bool red = k < rp->naxes && rp->axes[k] == d;
+            if (red) {
+                k++, count *= x->shape[d];
+                traced_count *= traced[0] ? traced[0]->shape[d] : 1;
+            }
+            if (!red) o[nd++] = x->shape[d];
+            else if (rp->keepdims) o[nd++] = 1;
+        }
+        if (p == &reduce_prim && rp->op == PNK_SUM && rp->scale != 1) {
+            /* mean and var: scale = 1 / (count - ddof), the count taken again */
+            if (!traced[0])
+                return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[compile] Shapeless: a scaled sum "
+                                    "needs the traced input shape.");
+            double ddof = (double)traced_count - 1 / rp->scale;
+            double den = (double)count - (double)(int64_t)(ddof + (ddof < 0 ? -0.5 : 0.5));
+            rp->scale = 1 / (den > 0 ? den : 0.0);
+        }
+    } else if (p == &argreduce_prim) {
+        const pnK_argreduce_params *ap = n->params;
+        for (int d = 0; ap->axis != PN_ALL_AXES && d < in[0]->ndim; d++)
+            if (d != ap->axis) o[nd++] = in[0]->shape[d];
+            else if (ap->keepdims) o[nd++] = 1;
+        for (int d = 0; ap->axis == PN_ALL_AXES && ap->keepdims && d < in[0]->ndim; d++) o[nd++] = 1;
+    } else if (p == &scan_prim || p == &sort_prim || p == &argsort_prim) {
+        if (p != &scan_prim && ((const pnK_sort_params *)n->params)->lo != 0)
+            return 0; /* topk: k is baked */
+        if (n->out[0].ndim == in[0]->ndim) {
+            nd = in[0]->ndim;
+            memcpy(o, in[0]->shape, (size_t)nd * sizeof *o);
+        } else { /* over the flattened input */
+            o[0] = in[0]->size, nd = 1;
+        }
+    } else if (p == &transpose_prim) {
+        const int *perm = n->params; /* transpose_params: the permutation first */
+        nd = in[0]->ndim;
+        for (int d = 0; d < nd; d++) o[d] = in[0]->shape[perm[d]];
+    } else if (p == &matmul_prim) {
+        const pn_array *a = in[0], *b = in[1];
+        if (a->shape[a->ndim - 1] != b->shape[b->ndim - 2])
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[matmul] Last dimension of first input "
+                                "with shape %s must match second to last dimension of second "
+                                "input with shape %s.",
+                                pnC_shape_str(a->shape, a->ndim, s1, sizeof s1),
+                                pnC_shape_str(b->shape, b->ndim, s2, sizeof s2));
+        nd = pnC_broadcast_shapes("matmul", a->shape, a->ndim - 2, b->shape, b->ndim - 2, o);
         if (nd < 0) return -1;
+        o[nd++] = a->shape[a->ndim - 2], o[nd++] = b->shape[b->ndim - 1];
+    } else if (p == &reshape_prim) {
+        if ((nd = reshape_shape(traced[0], &n->out[0], in[0], o)) < 0) return -1;
+    } else if (p == &broadcast_prim) { /* the traced target shape, as MLX */
+        nd = n->out[0].ndim;
+        memcpy(o, n->out[0].shape, (size_t)nd * sizeof *o);
+        if (pnC_broadcast_shapes("broadcast_to", in[0]->shape, in[0]->ndim, o, nd, tmp) != nd ||
+            !same_dims(tmp, nd, o, nd))
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[broadcast_shapes] Shapes %s and %s "
+                                "cannot be broadcast.",
+                                pnC_shape_str(in[0]->shape, in[0]->ndim, s1, sizeof s1),
+                                pnC_shape_str(o, nd, s2, sizeof s2));
+    } else if (p == &concat_prim) {
+        int axis = *(const int *)n->params; /* concat_params: the axis */
+        nd = in[0]->ndim;
+        memcpy(o, in[0]->shape, (size_t)nd * sizeof *o);
+        o[axis] = 0;
+        for (uint32_t i = 0; i < n->nin; i++) {
+            for (int d = 0; d < nd; d++)
+                if (d != axis && in[i]->shape[d] != o[d])
+                    return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[concatenate] All the input "
+                                        "array dimensions must match exactly except for the "
+                                        "concatenation axis. However, the provided shapes are "
+                                        "%s and %s, and the concatenation axis is %d.",
+                                        pnC_shape_str(in[0]->shape, nd, s1, sizeof s1),
+                                        pnC_shape_str(in[i]->shape, in[i]->ndim, s2, sizeof s2), axis);
+            o[axis] += in[i]->shape[axis];
+        }
+    } else {
+        return 0;
     }
     for (uint32_t j = 0; j < n->nout; j++) {
-        if (j) memcpy(shapes[j], shapes[0], (size_t)nd * sizeof *tmp);
+        if (j) memcpy(shapes[j], o, (size_t)nd * sizeof *o);
         ndims[j] = nd;
     }
-    return 1;
+    return got;
 }
 
 int pnT_tape_replay(const pnT_tape *t, pn_array *const *consts, pn_array *const *in,
                     bool reshape, pn_array **out, const char *op)
 {
     if (!consts) consts = t->consts;
-    size_t mo = (size_t)t->max_out + 1;
+    size_t mo = (size_t)t->max_out + 1, mi = (size_t)t->max_in + 1;
     pn_array **vals = malloc(((size_t)t->nvals + 1) * sizeof *vals);
-    pn_array **ins = malloc(((size_t)t->max_in + 1) * sizeof *ins);
+    pn_array **ins = malloc(mi * sizeof *ins);
     pn_dtype *dts = malloc(mo * sizeof *dts);
     const int64_t **shapes = malloc(mo * sizeof *shapes);
     int64_t **own = reshape ? calloc(mo, sizeof *own) : NULL;
     int *nds = malloc(mo * sizeof *nds);
-    int rc = vals && ins && dts && shapes && nds && (!reshape || own) ? 0 : OOM(op);
+    /* shapeless: the traced spec of every value, of a node's inputs; a params scratch */
+    const pnT_spec **vspec = reshape ? malloc(((size_t)t->nvals + 1) * sizeof *vspec) : NULL;
+    const pnT_spec **tin = reshape ? malloc(mi * sizeof *tin) : NULL;
+    pnT_spec *cspec = reshape ? calloc(mi, sizeof *cspec) : NULL;
+    uint32_t maxp = 0;
+    for (uint32_t k = 0; k < t->nnode; k++)
+        if (t->nodes[k].params_size > maxp) maxp = t->nodes[k].params_size;
+    void *pscratch = reshape ? calloc(1, (size_t)maxp + sizeof(double)) : NULL;
+    int rc = vals && ins && dts && shapes && nds && (!reshape || (own && vspec && tin && cspec && pscratch))
+                 ? 0 : OOM(op);
     for (size_t j = 0; reshape && rc == 0 && j < mo; j++)
         if (!(own[j] = malloc(PNC_MAX_NDIM * sizeof **own))) rc = OOM(op);
     uint32_t v = 0;
@@ -214,20 +401,32 @@ int pnT_tape_replay(const pnT_tape *t, pn_array *const *consts, pn_array *const 
                                : (r).kind == PNT_REF_CONST ? consts[(r).index] : vals[(r).index])
     for (uint32_t k = 0; k < t->nnode && rc == 0; k++) {
         const pnT_op *n = &t->nodes[k];
+        const void *params = n->params;
         for (uint32_t i = 0; i < n->nin; i++) ins[i] = RESOLVE(n->in[i]);
         for (uint32_t j = 0; j < n->nout; j++)
             dts[j] = n->out[j].dtype, shapes[j] = n->out[j].shape, nds[j] = n->out[j].ndim;
         if (reshape) {
-            int got = pnT_infer_shapes(n, ins, own, nds);
+            for (uint32_t i = 0; i < n->nin; i++) {
+                pnT_ref r = n->in[i];
+                if (r.kind == PNT_REF_NODE) tin[i] = vspec[r.index];
+                else if (r.kind == PNT_REF_INPUT) tin[i] = t->in ? &t->in[r.index] : NULL;
+                else { /* a constant keeps its shape */
+                    cspec[i] = (pnT_spec){ins[i]->dtype, ins[i]->ndim, ins[i]->shape};
+                    tin[i] = &cspec[i];
+                }
+            }
+            memset(pscratch, 0, (size_t)maxp);
+            int got = pnT_infer_shapes(n, tin, ins, own, nds, pscratch);
             if (got < 0) rc = -1;
             else if (got == 0)
-                rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] The primitive %s cannot infer "
-                                  "its output shapes for new input shapes (shapeless).", op,
-                                  n->prim->name);
+                rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] %s cannot infer output shapes "
+                                  "(shapeless compile).", op, n->prim->name);
+            else if (got == 2) params = pscratch;
             for (uint32_t j = 0; j < n->nout; j++) shapes[j] = own[j];
+            for (uint32_t j = 0; j < n->nout; j++) vspec[v + j] = &n->out[j];
         }
         if (rc == 0)
-            rc = pnC_make_multi(n->prim, n->params, n->params_size, (int)n->nin, ins,
+            rc = pnC_make_multi(n->prim, params, n->params_size, (int)n->nin, ins,
                                 (int)n->nout, dts, shapes, nds, vals + v);
         v += n->nout;
     }
@@ -235,5 +434,6 @@ int pnT_tape_replay(const pnT_tape *t, pn_array *const *consts, pn_array *const 
 #undef RESOLVE
     for (size_t j = 0; own && j < mo; j++) free(own[j]);
     free(vals), free(ins), free(dts), free(shapes), free(nds), free(own);
+    free(vspec), free(tin), free(cspec), free(pscratch);
     return rc;
 }

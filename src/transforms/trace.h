@@ -38,6 +38,7 @@ typedef struct pnT_tape {
     pnT_op *nodes;
     pnT_ref *res;
     pn_array **consts;
+    pnT_spec *in; /* the traced inputs' specs (nin; NULL when unknown, e.g. an imported tape) */
 } pnT_tape;
 
 /* Calls f once on tracers over the nin inputs (with tracing on; room for pnT_out_capacity()
@@ -53,12 +54,25 @@ int pnT_spec_of(pnT_spec *s, const pn_array *a, const char *op);
 /* Whether a has s's dtype and shape. */
 bool pnT_spec_matches(const pnT_spec *s, const pn_array *a);
 
+/* Whether the graph under any of the n arrays (NULL entries skipped) reaches a Tracer node,
+ * i.e. depends on the inputs of a transformation being traced (out of memory: true). A tape
+ * traced inside another transformation whose constants do must not be cached or replayed: the
+ * constants would cut the enclosing transformation's dependence. */
+bool pnT_depends_on_tracer(pn_array *const *a, int n);
+
 /* Output shapes for new input shapes (shapeless replay): fills shapes/ndims for node n's
- * outputs from its actual inputs, for the primitives whose output shape is the broadcast of
- * their inputs' (elementwise, Select, AsType, ...). Returns 1 when n's primitive has such a
- * rule (and it succeeded), 0 when it has none, -1 on a broadcasting error. shapes[j] needs
+ * outputs from its actual inputs in and the shapes they had when traced (traced[i], NULL when
+ * unknown), as MLX's shapeless compile allows: elementwise ops, Select, AsType, Copy,
+ * Softmax (broadcast of the inputs); reductions and LogSumExp over their axes (a mean's or a
+ * variance's scale recomputed from the new count); ArgReduce, Scan, Sort, ArgSort; Transpose;
+ * Matmul (batch broadcast); Concatenate; Broadcast (its traced target shape); Reshape read as
+ * flatten / expand_dims / squeeze (else its traced shape when the sizes agree). params
+ * (n->params_size bytes) receives new params when they depend on the shapes. Returns 2 (shapes
+ * and params written), 1 (shapes written, params unchanged), 0 when n's primitive has no rule
+ * (Slice, Pad, topk, ...), -1 with an error when the new shapes do not fit. shapes[j] needs
  * PNC_MAX_NDIM entries. */
-int pnT_infer_shapes(const pnT_op *n, pn_array *const *in, int64_t **shapes, int *ndims);
+int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *const *in,
+                     int64_t **shapes, int *ndims, void *params);
 
 /* Rebuilds the tape's nodes on inputs in (t->nin arrays) and constants consts (NULL: the
  * tape's own), in the current scope: results to out (t->nres). With reshape, output shapes
@@ -66,6 +80,18 @@ int pnT_infer_shapes(const pnT_op *n, pn_array *const *in, int64_t **shapes, int
  * lazy arrays owned by the current scope. Returns 0 or -1 with an error. */
 int pnT_tape_replay(const pnT_tape *t, pn_array *const *consts, pn_array *const *in,
                     bool reshape, pn_array **out, const char *op);
+
+/* ── the global random key under compile (defined in ops/random.c) ── */
+
+/* Makes key (a (2,) uint32 array; NULL: none) the calling thread's traced global key: while
+ * one is set, keyless draws split it with lazy ops (the split's first row becomes the key,
+ * the second is drawn from) and pn_random_state returns it, so a trace records the draws and
+ * the key they leave. Takes a reference to key; returns the previous traced key, whose
+ * reference passes to the caller (pnC_decref). */
+pn_array *pnC_random_trace_key(pn_array *key);
+/* Sets the calling thread's host global key from key (a (2,) uint32 array, evaluated here).
+ * 0, or -1 with an error. */
+int pnC_random_set_key(pn_array *key);
 
 /* ── compile.c ── */
 

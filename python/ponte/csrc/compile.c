@@ -135,6 +135,7 @@ static int state_sync(PyObject *tree, const char *method)
 typedef struct {
     pn_closure *compiled;
     PyObject *fun, *inputs, *outputs; /* borrowed from the owner (which outlives it) */
+    int rs_in, rs_out; /* mx.random.state is in inputs (its key the last input) / outputs */
     PyObject *out_skel;               /* the result's structure, arrays as markers */
     Py_ssize_t nres;                  /* arrays in the result (then the output state's) */
     /* during a call */
@@ -180,7 +181,7 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     /* the input state holds the traced arrays while fun runs */
     if (!(slots = PyList_New(0)) || !(saved = PyList_New(0))) goto done;
     if (e->inputs && state_slots(e->inputs, NULL, NULL, slots)) goto done;
-    if (PyList_GET_SIZE(slots) != nin - pos) {
+    if (PyList_GET_SIZE(slots) != nin - pos - e->rs_in) {
         PyErr_SetString(PyExc_RuntimeError, "[compile] The input state changed during the call.");
         goto done;
     }
@@ -195,7 +196,21 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
         Py_XDECREF(orig), Py_XDECREF(rec);
     }
     if (state_sync(e->inputs, PUSH)) goto done;
+    /* with the random state, keyless draws split a traced key: the input's, or (state only
+     * in outputs) the current key as a constant */
+    pn_array *key = NULL, *host = NULL, *prev = NULL;
+    if (e->rs_in || e->rs_out) {
+        if (!(key = e->rs_in ? in[nin - 1] : (host = pn_random_state()))) {
+            pp_raise();
+            goto done;
+        }
+        prev = pnC_random_trace_key(key);
+    }
     res = PyObject_Call(e->fun, args, kw);
+    if (e->rs_in || e->rs_out) { /* the key f left; the previous one back */
+        key = pnC_random_trace_key(prev);
+        pnC_decref(prev);
+    }
     if (res && state_sync(e->outputs, PULL)) Py_CLEAR(res);
     if (res) {
         PyObject *skel = pp_tree_fill(res, NULL, NULL, slot_marker, PP_FILL_SKELETON);
@@ -205,6 +220,9 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
             skel = NULL;
             e->nres = PyList_GET_SIZE(outl);
             if (e->outputs && pp_tree_flatten(e->outputs, outl, 0)) Py_CLEAR(outl);
+            PyObject *k = outl && e->rs_out ? pp_wrap_borrowed(key) : NULL;
+            if (outl && e->rs_out && (!k || PyList_Append(outl, k))) Py_CLEAR(outl);
+            Py_XDECREF(k);
         } else {
             Py_CLEAR(outl);
         }
@@ -217,6 +235,7 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
         Py_XDECREF(cur);
         PyErr_Clear();
     }
+    pnC_decref(key), pn_release(host);
     if (!outl) goto done;
     Py_ssize_t n = PyList_GET_SIZE(outl);
     if (n > e->cap) {
@@ -240,10 +259,21 @@ typedef struct {
     PyObject_HEAD
     PyObject *fun, *inputs, *outputs;
     int shapeless;
-    int direct; /* the state holds mx.random.state: run fun itself (see uses_random_state) */
+    int rs_in, rs_out; /* inputs / outputs hold mx.random.state (see uses_random_state) */
     PyObject *cache; /* key tuple -> capsule holding a centry's closure */
     PyObject *dict;
 } PPCompiled;
+
+/* The key a call left becomes the global key: the traced one while an enclosing compiled
+ * function traces (its draws continue from it), else the host key. 0 or -1. */
+static int random_state_set(pn_array *key)
+{
+    pn_array *traced = pnC_random_trace_key(NULL);
+    if (!traced) return pnC_random_set_key(key);
+    pnC_decref(traced);
+    pnC_decref(pnC_random_trace_key(key));
+    return 0;
+}
 
 static void cap_release(PyObject *cap) { pn_closure_release(PyCapsule_GetPointer(cap, "compiled")); }
 
@@ -258,6 +288,7 @@ static centry *entry_for(PPCompiled *self, PyObject *key)
         return (centry *)PyErr_NoMemory();
     }
     e->fun = self->fun, e->inputs = self->inputs, e->outputs = self->outputs;
+    e->rs_in = self->rs_in, e->rs_out = self->rs_out;
     pn_closure *f = pn_closure_new(trampoline, e, centry_destroy);
     if (!f) return (centry *)pp_raise();
     e->compiled = pn_compile(f, self->shapeless);
@@ -276,7 +307,7 @@ static centry *entry_for(PPCompiled *self, PyObject *key)
 static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     PPCompiled *self = (PPCompiled *)op;
-    if (!pn_compile_enabled() || self->direct) return PyObject_Call(self->fun, args, kwargs);
+    if (!pn_compile_enabled()) return PyObject_Call(self->fun, args, kwargs);
     PyObject *key = PyList_New(0), *leaves = PyList_New(0), *kwnames = NULL, *slots = NULL,
              *outs = NULL, *result = NULL, *keyt = NULL;
     pn_array **in = NULL, **out = NULL;
@@ -292,6 +323,14 @@ static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
     Py_ssize_t nargleaves = PyList_GET_SIZE(leaves);
     if (state_sync(self->inputs, PULL) || (self->outputs != self->inputs && state_sync(self->outputs, PULL))) goto done;
     if (self->inputs && pp_tree_flatten(self->inputs, leaves, 0)) goto done;
+    if (self->rs_in) { /* the global key, the last input */
+        PyObject *k = pp_wrap(pn_random_state());
+        if (!k || PyList_Append(leaves, k)) {
+            Py_XDECREF(k);
+            goto done;
+        }
+        Py_DECREF(k);
+    }
     PyObject *ns = PyLong_FromSsize_t(PyList_GET_SIZE(leaves) - nargleaves);
     if (!ns || PyList_Append(key, ns)) {
         Py_XDECREF(ns);
@@ -336,9 +375,13 @@ static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     /* the output state: written back in place */
     if (!(slots = PyList_New(0)) || (self->outputs && state_slots(self->outputs, NULL, NULL, slots))) goto done;
-    if (PyList_GET_SIZE(slots) != nout - e->nres) {
+    if (PyList_GET_SIZE(slots) != nout - e->nres - self->rs_out) {
         PyErr_Format(PyExc_ValueError, "[compile] The output state holds %zd arrays, the traced "
-                     "call left %zd.", PyList_GET_SIZE(slots), (Py_ssize_t)nout - e->nres);
+                     "call left %zd.", PyList_GET_SIZE(slots), (Py_ssize_t)nout - e->nres - self->rs_out);
+        goto done;
+    }
+    if (self->rs_out && random_state_set(out[nout - 1])) { /* the key the call left */
+        pp_raise();
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(slots); i++)
@@ -387,9 +430,10 @@ static PyTypeObject PPCompiled_Type = {
     .tp_dictoffset = offsetof(PPCompiled, dict),
 };
 
-/* Whether tree holds mx.random.state. Ponte's global key is host state split eagerly at every
- * keyless draw, so it cannot be traced as an implicit input: such a function runs uncompiled
- * (fresh randomness on every call, reproducible with mx.random.seed, as MLX's compiled one). */
+/* Whether tree holds mx.random.state. Ponte's global key is host state; a compiled call
+ * passes it as an extra input (state in inputs) and sets it from an extra output (state in
+ * outputs), and its trace draws from that key with ops (pnC_random_trace_key), so replays
+ * give the numbers the plain calls would, as MLX's compile does. */
 static int uses_random_state(PyObject *tree)
 {
     if (!tree) return 0;
@@ -423,7 +467,8 @@ static PyObject *py_compile(PyObject *m, PyObject *args, PyObject *kw)
     c->inputs = inputs == Py_None ? NULL : (Py_INCREF(inputs), inputs);
     c->outputs = outputs == Py_None ? NULL : (Py_INCREF(outputs), outputs);
     c->shapeless = shapeless;
-    c->direct = uses_random_state(c->inputs) || uses_random_state(c->outputs);
+    c->rs_in = uses_random_state(c->inputs);
+    c->rs_out = uses_random_state(c->outputs);
     c->dict = NULL;
     c->cache = PyDict_New();
     PyObject_GC_Track((PyObject *)c);
@@ -444,7 +489,12 @@ static PyObject *py_enable_compile(PyObject *m, PyObject *u)
     Py_RETURN_NONE;
 }
 
+/* _tracing() -> whether a transformation (mx.compile's trace, grad, vmap, ...) is tracing on
+ * this thread: the optimizers then count their step and schedule their rate with ops. */
+static PyObject *py_tracing(PyObject *m, PyObject *u) { return PyBool_FromLong(pnC_tracing()); }
+
 static PyMethodDef compile_methods[] = {
+    {"_tracing", py_tracing, METH_NOARGS, "Whether a transformation is tracing on this thread."},
     {"compile", (PyCFunction)(void (*)(void))py_compile, METH_VARARGS | METH_KEYWORDS,
      "compile(fun, inputs=None, outputs=None, shapeless=False): fun traced once per call "
      "structure and replayed without running the Python function."},

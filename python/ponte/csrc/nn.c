@@ -284,6 +284,21 @@ done:
 
 /* update(names, params, grad_names, grads, lr, group_lrs=()) -> the updated params, in names
  * order; lr is this step's learning rate, group_lrs[i] that of group i. */
+/* One update of p by g (pn_optimizer_update, or pn_optimizer_update_arrays with lr when lr is
+ * non-NULL) -> a new list of p's arrays in order, or NULL with the error raised. */
+static PyObject *optim_step(pn_optimizer *o, pn_params *p, pn_params *g, pn_array *lr)
+{
+    if (lr ? pn_optimizer_update_arrays(o, p, g, lr) : pn_optimizer_update(o, p, g)) return pp_raise();
+    int n = pn_params_count(p);
+    PyObject *r = PyList_New(n);
+    for (int i = 0; r && i < n; i++) {
+        PyObject *a = pp_wrap_borrowed(pn_params_at(p, i));
+        if (!a) Py_CLEAR(r);
+        else PyList_SET_ITEM(r, i, a);
+    }
+    return r;
+}
+
 static PyObject *optim_update(PyObject *self, PyObject *args)
 {
     PPOptimizer *op = (PPOptimizer *)self;
@@ -314,18 +329,22 @@ static PyObject *optim_update(PyObject *self, PyObject *args)
     if (g) {
         pn_schedule *s = pn_schedule_constant(lr);
         if (s) pn_optimizer_set_schedule(op->o, s);
-        if (!s || pn_optimizer_update(op->o, p, g)) {
-            pp_raise();
-        } else {
-            int n = pn_params_count(p);
-            r = PyList_New(n);
-            for (int i = 0; r && i < n; i++) {
-                PyObject *a = pp_wrap_borrowed(pn_params_at(p, i));
-                if (!a) Py_CLEAR(r);
-                else PyList_SET_ITEM(r, i, a);
-            }
-        }
+        r = s ? optim_step(op->o, p, g, NULL) : pp_raise();
     }
+    pn_params_free(p);
+    pn_params_free(g);
+    return r;
+}
+
+/* ── compile: array hyper-parameters (issue 4) ── update_arrays(names, params, grad_names,
+ * grads, lr) -> the updated params, in names order: pn_optimizer_update_arrays with lr an array
+ * (the step counted as an array in the state), so mx.compile traces the whole update. */
+static PyObject *optim_update_arrays(PyObject *self, PyObject *args)
+{
+    PyObject *names, *params, *grads, *gnames, *lr;
+    if (!PyArg_ParseTuple(args, "OOOOO!", &names, &params, &gnames, &grads, &PPArray_Type, &lr)) return NULL;
+    pn_params *p = params_of(names, params), *g = p ? params_of(gnames, grads) : NULL;
+    PyObject *r = g ? optim_step(((PPOptimizer *)self)->o, p, g, PPARR(lr)) : NULL;
     pn_params_free(p);
     pn_params_free(g);
     return r;
@@ -351,6 +370,8 @@ static PyObject *optim_set_state(PyObject *self, PyObject *args)
 static PyMethodDef optim_methods[] = {
     {"update", optim_update, METH_VARARGS,
      "update(names, params, grad_names, grads, lr, group_lrs=()) -> new params."},
+    {"update_arrays", optim_update_arrays, METH_VARARGS,
+     "update_arrays(names, params, grad_names, grads, lr) -> new params (lr and step as arrays)."},
     {"add_group", optim_add_group, METH_VARARGS, "add_group(names, kind, lr, hyper) -> group index."},
     {"state", optim_state, METH_NOARGS, "[(name, array)] of the optimizer's state."},
     {"set_state", optim_set_state, METH_VARARGS, "set_state(names, arrays)."},

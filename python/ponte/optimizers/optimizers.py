@@ -29,13 +29,20 @@ class _State(dict):
     def _compile_pull(self):
         self._fill(self.get("learning_rate"))
 
-    def _compile_push(self):  # the C rules read "step" eagerly: it stays a real count
-        Optimizer.state.fset(self._opt, {k: v for k, v in self.items() if k != "step"})
+    def _compile_push(self):
+        # "step" goes to C as it is, traced inside mx.compile's trace (an update there counts
+        # it with ops); an optimizer whose rule reads the step on the host keeps a real count
+        keep = self._opt._array_step
+        Optimizer.state.fset(self._opt, {k: v for k, v in self.items() if keep or k != "step"})
 
 
 class Optimizer:
     """Base class: update(model, gradients) applies one step of the rule to the model's
-    parameters. learning_rate is a float or a schedule (a callable step -> rate)."""
+    parameters. learning_rate is a float or a schedule (a callable step -> rate). Inside a
+    traced function (mx.compile) the step is an array of the state and the update counts it and
+    computes the scheduled rate with ops (_array_step), as MLX's optimizers do."""
+
+    _array_step = True  # the rule takes step and learning rate as arrays
 
     def __init__(self, learning_rate):
         self._lr = learning_rate
@@ -101,6 +108,10 @@ class Optimizer:
 
     def apply_gradients(self, gradients, parameters):
         """The parameters updated by one step of the rule (a tree shaped like gradients)."""
+        if self._array_step and mx._tracing():  # step and rate as arrays (a traced update)
+            lr = self._lr(self.step) if callable(self._lr) else self._lr
+            lr = lr.astype(mx.float32) if isinstance(lr, mx.array) else mx.array(lr, mx.float32)
+            return self._apply(gradients, parameters, lr, ())
         lr = self._lr_at(self.step.item()) if callable(self._lr) else self._lr_at(0)
         return self._apply(gradients, parameters, lr, ())
 
@@ -111,8 +122,8 @@ class Optimizer:
         if len(names) != len(flat_g):
             missing = [k for k, _ in flat_g if k not in params]
             raise ValueError(f"Gradients for unknown parameters: {' '.join(missing)}")
-        new = self._c.update(names, [params[k] for k in names], [k for k, _ in flat_g],
-                             [g for _, g in flat_g], lr, group_lrs)
+        args = (names, [params[k] for k in names], [k for k, _ in flat_g], [g for _, g in flat_g], lr)
+        new = self._c.update_arrays(*args) if isinstance(lr, mx.array) else self._c.update(*args, group_lrs)
         return tree_unflatten(list(zip(names, new)))
 
     def update(self, model, gradients):
@@ -234,6 +245,8 @@ class Adafactor(Optimizer):
     more dimensions, a relative step size (learning_rate ignored while relative_step) scaled by
     the parameter's RMS, and updates clipped to RMS clip_threshold. beta_1 adds a first moment."""
 
+    _array_step = False  # the relative step size needs the step on the host
+
     def __init__(self, learning_rate=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8,
                  beta_1=None, weight_decay=0.0, scale_parameter=True, relative_step=True,
                  warmup_init=False):
@@ -275,6 +288,8 @@ class MultiOptimizer(Optimizer):
     array) is true, the last optimizer (which has no filter) takes the rest. Runs as one C
     optimizer whose parameter groups carry the optimizers' rules; a parameter's optimizer is
     decided the first time it is seen. The state is {"states": [one tree per optimizer]}."""
+
+    _array_step = False  # groups take their own (host) rates
 
     def __init__(self, optimizers, filters=[]):
         if len(filters) != len(optimizers) - 1:

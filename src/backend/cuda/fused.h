@@ -1,0 +1,70 @@
+/* fused.h — the GPU kernel of mx.compile's Compiled node (a fused chain of elementwise ops,
+ * program: pnF_program in backend/cpu/fused.h): one launch interprets the program per element
+ * (fused.cu), the C glue (fused.c) turns a node into the launch descriptor below. Plain C. */
+#ifndef PONTE_BACKEND_CUDA_FUSED_H
+#define PONTE_BACKEND_CUDA_FUSED_H
+
+#include "backend/cuda/gpu.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PNG_FUSED_MAX_OPS 32 /* = PNF_MAX_OPS */
+#define PNG_FUSED_MAX_IN 16  /* = PNF_MAX_IN */
+
+/* Op kinds (= PNF_UNARY, PNF_BINARY, PNF_WHERE, PNF_ASTYPE). */
+enum { PNG_FUSED_UNARY, PNG_FUSED_BINARY, PNG_FUSED_WHERE, PNG_FUSED_ASTYPE };
+
+/* One op of a launch: kind (PNF_UNARY, PNF_BINARY, PNF_WHERE, PNF_ASTYPE), op (the
+ * pnK_unary_op / pnK_binary_op), t the dtype its kernel is keyed by (the operand's; where:
+ * x's), dst the result's dtype; operand in[i] < nin is input in[i], else the value in slot
+ * in[i] - nin; the result goes to slot out. p0..p2, flag: the node's pnK_ew_params. */
+typedef struct pnG_fused_op {
+    int16_t kind, op, t, dst;
+    int16_t in[3], out;
+    int32_t flag;
+    double p0, p1, p2;
+} pnG_fused_op;
+
+/* A fused launch: out (n elements of dtype out_dtype, dense) from inputs in[k] (dtype
+ * in_dtype[k], dense with n elements, or one element broadcast when scalar[k]); ops in
+ * order, the last one's result is stored. nslots: slots the ops use. All device memory. */
+typedef struct pnG_fused_args {
+    int64_t n;
+    void *out;
+    int32_t out_dtype, nin, nops, nslots;
+    const void *in[PNG_FUSED_MAX_IN];
+    int32_t in_dtype[PNG_FUSED_MAX_IN];
+    bool scalar[PNG_FUSED_MAX_IN];
+    pnG_fused_op ops[PNG_FUSED_MAX_OPS];
+    int stream; /* Ponte stream index */
+} pnG_fused_args;
+
+/* Launches the interpreter over a (fused.cu). With run false only answers whether every op
+ * and dtype of a has a case in the kernel (the values that fuse: bool, float16, bfloat16,
+ * float32, float64 and the integers up to 32 bits; the unary and binary ops the GPU
+ * elementwise tables define for them, where, astype from them to bool or a floating dtype).
+ * Returns 0, -1 with an error, or PNG_UNSUPPORTED (nothing launched). */
+int pnG_fused_launch(const pnG_fused_args *a, bool run);
+
+/* How many Compiled nodes ran as one fused GPU launch since the process started (tests and
+ * benchmarks check that the fused path ran). */
+int64_t pnG_fused_count(void);
+
+/* ── the C glue (fused.c) ── */
+struct pnC_node;
+struct pnF_program;
+/* Evaluation (pnC_eval_fn) of a Compiled node on the GPU: one launch of the interpreter
+ * (strided inputs are copied dense first; an input's buffer may be donated to the output);
+ * PNG_UNSUPPORTED, before touching any buffer, for a program outside its cases. */
+int pnG_fused_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Whether pnG_fused_eval runs program pg whose inputs have dtypes in_dtypes[0..pg->nin)
+ * (compile decides from it which tape the GPU replays). */
+bool pnG_fused_supported(const struct pnF_program *pg, const pn_dtype *in_dtypes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PONTE_BACKEND_CUDA_FUSED_H */
