@@ -125,8 +125,21 @@ static bool available(void)
     return mpi.loaded;
 }
 
-/* Started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE; PMIx launchers PMIX_RANK). */
-static bool launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK"); }
+/* Started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE; PMIx launchers PMIX_RANK), as the
+ * environment said when the library was loaded: a singleton MPI_Init by other code in the
+ * process (MLX's, say) sets PMIX_RANK afterwards, and does not make this a launched process. */
+static int launched_at_load = -1;
+
+__attribute__((constructor)) static void read_launch_env(void)
+{
+    launched_at_load = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK");
+}
+
+static bool launched(void)
+{
+    if (launched_at_load < 0) read_launch_env();
+    return launched_at_load;
+}
 
 /* Records an MPI failure of `what` with MPI's own message. Returns -1. */
 static int mpi_fail(const char *what, int code)
