@@ -208,45 +208,17 @@ def test_state_kept_elsewhere_is_pulled_and_pushed(rng):
     assert f.calls[0] == 1
 
 
-def _train(compiled, make_opt, steps=4):
-    import ponte.optimizers as optim  # noqa: F401
-    from functools import partial
-    mx.random.seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-    opt = make_opt()
-
-    def loss_fn(m, x, y):
-        return mx.mean((m(x) - y) ** 2)
-
-    state = [model.state, opt.state]
-
-    def step(x, y):
-        loss, grads = nn.value_and_grad(model, loss_fn)(model, x, y)
-        opt.update(model, grads)
-        return loss
-
-    if compiled:
-        step = partial(mx.compile, inputs=state, outputs=state)(step)
-    rng = np.random.default_rng(1)
-    out = []
-    for _ in range(steps):
-        x = mx.array(rng.standard_normal((16, 4)).astype(np.float32))
-        y = mx.array(rng.standard_normal((16, 2)).astype(np.float32))
-        out.append(step(x, y).item())
-    return out, opt
-
-
 def test_training_pattern_sgd():
     import ponte.optimizers as optim
-    plain, _ = _train(False, lambda: optim.SGD(learning_rate=0.1))
-    comp, _ = _train(True, lambda: optim.SGD(learning_rate=0.1))
+    plain = _train_scheduled(False, lambda: optim.SGD(learning_rate=0.1), steps=4)[0]
+    comp = _train_scheduled(True, lambda: optim.SGD(learning_rate=0.1), steps=4)[0]
     np.testing.assert_allclose(comp, plain, rtol=1e-5)
 
 
 def test_training_pattern_adam():
     import ponte.optimizers as optim
-    plain, _ = _train(False, lambda: optim.Adam(learning_rate=0.05))
-    comp, _ = _train(True, lambda: optim.Adam(learning_rate=0.05))
+    plain = _train_scheduled(False, lambda: optim.Adam(learning_rate=0.05), steps=4)[0]
+    comp = _train_scheduled(True, lambda: optim.Adam(learning_rate=0.05), steps=4)[0]
     np.testing.assert_allclose(comp, plain, rtol=1e-5)
 
 
