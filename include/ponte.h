@@ -1113,8 +1113,11 @@ bool pn_compile_enabled(void);
  * inputs in ascending order of their names (UTF-8 byte order). It must not evaluate arrays
  * that depend on its inputs (PN_ERR_INVALID_ARGUMENT, as MLX refuses eval under a trace).
  * Primitives holding C functions (custom_function, custom_vjp, checkpoint) cannot be
- * exported. shapeless = true is refused (PN_ERR_INVALID_ARGUMENT): Ponte's primitives have no
- * shape functions to re-infer output shapes from new input shapes. Params are stored as the
+ * exported. With shapeless = true the file's traces match inputs by dtype and rank only and
+ * replay at the new shapes through the shape rules of shapeless compile (pn_compile); a
+ * function with a primitive that has no rule (Slice, Pad, topk, ...) is refused when it is
+ * exported (PN_ERR_INVALID_ARGUMENT, as MLX's), and a replay whose shapes do not fit (a matmul
+ * of mismatched sizes, a reshape to a size the new inputs do not have) fails at the call. Params are stored as the
  * library's structs: a file is read by the Ponte build (same ABI) that wrote it; the reader
  * checks the file's structure (PN_ERR_IO on any inconsistency) but trusts the params' values
  * like code: import only files you trust. ── */

@@ -14,7 +14,8 @@
 #include <string.h>
 
 /* File layout, integers little-endian:
- *   magic "PONTEFN\0", u32 version, u32 flags (0), u32 metadata length, metadata bytes,
+ *   magic "PONTEFN\0", u32 version, u32 flags (FLAG_SHAPELESS or 0), u32 metadata length,
+ *   metadata bytes,
  *   u32 constant count, per constant: spec, u64 data bytes, row-major data;
  *   u32 trace count, per trace: u32 positional count, u32 keyword count, per keyword u32
  *     length + name bytes (ascending), one spec per input (positional, then keywords);
@@ -28,6 +29,7 @@ static const char MAGIC[8] = "PONTEFN";
 #define VERSION 1u
 #define MAX_NAME 256     /* primitive and keyword names */
 #define MAX_PARAMS 65536 /* bytes of one node's params */
+#define FLAG_SHAPELESS 1u /* traces match by dtype and rank and replay at new shapes */
 
 /* ───────────────────────────── in-memory form ───────────────────────────── */
 
@@ -47,6 +49,7 @@ typedef struct {
     xsig *sigs;
     uint32_t nsig, cap_sig;
     char *metadata;
+    bool shapeless;
 } xfile;
 
 static void sig_free(xsig *s)
@@ -151,7 +154,7 @@ static int file_write(const xfile *f, const char *path)
     wbuf b = {0};
     put(&b, MAGIC, 8);
     put_u32(&b, VERSION);
-    put_u32(&b, 0);
+    put_u32(&b, f->shapeless ? FLAG_SHAPELESS : 0);
     put_str(&b, f->metadata ? f->metadata : "");
     put_u32(&b, f->nconst);
     int rc = 0;
@@ -207,6 +210,17 @@ static int file_write(const xfile *f, const char *path)
 }
 
 /* ───────────────────────────── tracing ───────────────────────────── */
+
+/* Whether every node of a shapeless trace has a shape rule: the tape replayed at its own
+ * input shapes through the rules (the results dropped unevaluated). 0 or -1 with an error. */
+static int check_shape_rules(const pnT_tape *t, pn_array *const *in)
+{
+    pn_array *out[PN_MAX_OUTPUTS];
+    pn_scope_push();
+    int rc = pnT_tape_replay(t, NULL, in, true, out, "export_function");
+    pn_scope_pop();
+    return rc;
+}
 
 /* Constant indices by array, in the core's pointer map. */
 static int amap_put(pnC_ptrmap *m, const pn_array *a, uint32_t v)
@@ -336,6 +350,7 @@ static int trace(pn_exporter *e, int nargs, pn_array *const *args, int nkw,
     }
     if (rc == 0) rc = pnT_tape_trace(&s.t, e->f, nin, flat, op);
     if (rc == 0) rc = check_nodes(&s.t);
+    if (rc == 0 && e->file.shapeless) rc = check_shape_rules(&s.t, flat);
     if (rc == 0)
         rc = grow((void **)&e->file.sigs, &e->file.cap_sig, e->file.nsig + 1, sizeof *e->file.sigs, op);
     if (rc == 0) rc = adopt_consts(e, &s.t);
@@ -357,12 +372,6 @@ static pn_exporter *exporter_new(const char *path, pn_closure *f, bool shapeless
 {
     if (!path || !f)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[export_function] NULL path or function.");
-    if (shapeless)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                        "[export_function] shapeless=True is not supported: Ponte's primitives "
-                        "infer output shapes in their constructors and have no shape functions to "
-                        "re-infer them for new input shapes. Export one trace per input shape "
-                        "(mx.exporter) instead.");
     if (metadata && strlen(metadata) > UINT32_MAX - 1)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[export_function] The metadata is too long.");
     pn_exporter *e = calloc(1, sizeof *e);
@@ -374,6 +383,7 @@ static pn_exporter *exporter_new(const char *path, pn_closure *f, bool shapeless
         return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[export_function] Out of memory.");
     }
     e->f = pn_closure_retain(f);
+    e->file.shapeless = shapeless;
     if (write_now && file_write(&e->file, e->path)) { /* a bad path fails here */
         pn_exporter_free(e);
         return NULL;
@@ -623,7 +633,8 @@ static int file_read(xfile *f, const unsigned char *data, size_t size, const cha
     for (int i = 7; i >= 0; i--) want = want << 8 | data[size - 8 + (size_t)i];
     if (pnC_fnv1a(data, size - 8, PNC_FNV_OFFSET) != want) return BAD(&r, "checksum mismatch (corrupt or truncated)");
     r.n = size - 8; /* the checksum is not content */
-    if (flags != 0) return BAD(&r, "unknown flags 0x%" PRIx32, flags);
+    if (flags & ~FLAG_SHAPELESS) return BAD(&r, "unknown flags 0x%" PRIx32, flags);
+    f->shapeless = flags & FLAG_SHAPELESS;
     if (get_str(&r, &f->metadata, UINT32_MAX, "the metadata")) return -1;
     uint32_t nconst;
     if (get_count(&r, &nconst, 16, "the constant count")) return -1;
@@ -703,19 +714,30 @@ const char *pn_imported_function_metadata(const pn_imported_function *f)
     return f && f->file.metadata ? f->file.metadata : "";
 }
 
-/* Builds the trace's graph on the inputs, in the current scope: results to out. 0 or -1. */
+/* Builds the trace's graph on the inputs, in the current scope: results to out (at new shapes
+ * through the shape rules when the file is shapeless and a shape differs). 0 or -1. */
 static int replay(const xfile *f, const xsig *s, pn_array *const *in, int *nout, pn_array **out)
 {
-    if (pnT_tape_replay(&s->t, f->consts, in, false, out, "import_function")) return -1;
+    bool reshape = false;
+    for (uint32_t i = 0; f->shapeless && i < s->nargs + s->nkw && !reshape; i++)
+        reshape = !pnT_spec_matches(&s->in[i], in[i]);
+    pnT_tape t = s->t;
+    t.in = s->in; /* the traced shapes the rules compare with (a read tape has none) */
+    if (pnT_tape_replay(&t, f->consts, in, reshape, out, "import_function")) return -1;
     *nout = (int)s->t.nres;
     return 0;
 }
 
-static bool sig_matches(const xsig *s, int n, pn_array *const *flat)
+/* Whether the n inputs flat fit trace s: the same dtypes and shapes (shapeless: ranks). */
+static bool sig_matches(const xsig *s, bool shapeless, int n, pn_array *const *flat)
 {
     if ((uint64_t)s->nargs + s->nkw != (uint64_t)n) return false;
-    for (int i = 0; i < n; i++)
-        if (!pnT_spec_matches(&s->in[i], flat[i])) return false;
+    for (int i = 0; i < n; i++) {
+        const pnT_spec *p = &s->in[i];
+        if (shapeless ? p->dtype != flat[i]->dtype || p->ndim != flat[i]->ndim
+                      : !pnT_spec_matches(p, flat[i]))
+            return false;
+    }
     return true;
 }
 
@@ -770,7 +792,8 @@ int pn_imported_function_call(pn_imported_function *f, int nargs, pn_array *cons
     const xsig *s = NULL;
     for (uint32_t i = 0; i < f->file.nsig && rc == 0 && !s; i++) {
         const xsig *c = &f->file.sigs[i];
-        bool ok = c->nargs == (uint32_t)nargs && c->nkw == (uint32_t)nkw && sig_matches(c, nin, flat);
+        bool ok = c->nargs == (uint32_t)nargs && c->nkw == (uint32_t)nkw &&
+                  sig_matches(c, f->file.shapeless, nin, flat);
         for (int j = 0; ok && j < nkw; j++) ok = strcmp(c->kw[j], names[j]) == 0;
         if (ok) s = c;
     }
@@ -789,7 +812,7 @@ static int imported_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
 {
     pn_imported_function *f = ctx;
     for (uint32_t i = 0; i < f->file.nsig; i++)
-        if (sig_matches(&f->file.sigs[i], nin, in)) return replay(&f->file, &f->file.sigs[i], in, nout, out);
+        if (sig_matches(&f->file.sigs[i], f->file.shapeless, nin, in)) return replay(&f->file, &f->file.sigs[i], in, nout, out);
     return no_match(&f->file, nin, 0, NULL, in);
 }
 

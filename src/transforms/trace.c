@@ -420,7 +420,7 @@ int pnT_tape_replay(const pnT_tape *t, pn_array *const *consts, pn_array *const 
             if (got < 0) rc = -1;
             else if (got == 0)
                 rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] %s cannot infer output shapes "
-                                  "(shapeless compile).", op, n->prim->name);
+                                  "for new input shapes (shapeless).", op, n->prim->name);
             else if (got == 2) params = pscratch;
             for (uint32_t j = 0; j < n->nout; j++) shapes[j] = own[j];
             for (uint32_t j = 0; j < n->nout; j++) vspec[v + j] = &n->out[j];

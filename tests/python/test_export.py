@@ -86,8 +86,6 @@ def test_outputs_and_errors(tmp_path, rng):
         mx.export_function(path, lambda x: 1 / 0, x)
     with pytest.raises(ValueError, match="eval"):
         mx.export_function(path, lambda x: x * x.sum().item(), x)
-    with pytest.raises(ValueError, match="shapeless"):
-        mx.export_function(path, lambda x: x, x, shapeless=True)
     f = mx.import_function(path)
     with pytest.raises(ValueError, match=r"1: \(4\) float32"):
         f(mx.array([1, 2, 3, 4]))                          # int32, not float32
@@ -247,3 +245,67 @@ def test_runs_on_default_device(tmp_path, rng):
     out = mx.import_function(path)(x)[0]
     close(out, mx.softmax(x @ x, axis=-1), 1e-6)
     assert os.path.getsize(path) > 0 and inspect.isclass(mx.FunctionExporter)
+
+
+def _shapeless_fun(lib):
+    def fun(x, y):
+        h = lib.exp(x) @ y + lib.mean(y, axis=0)
+        return h, lib.sum(lib.square(x), axis=1, keepdims=True), lib.softmax(h, axis=-1), x.reshape(-1)
+    return fun
+
+
+def test_shapeless_export(tmp_path, rng):
+    """A shapeless file replays at new shapes (same dtypes and ranks) through the shape rules;
+    float64 numpy is the reference."""
+    path = str(tmp_path / "s.pfn")
+    mx.export_function(path, _shapeless_fun(mx), mx.array(rand(rng, (3, 4))),
+                       mx.array(rand(rng, (4, 5))), shapeless=True)
+    f = mx.import_function(path)
+    for n, k, m in [(3, 4, 5), (7, 4, 2), (1, 9, 6), (16, 3, 1)]:
+        x, y = rand(rng, (n, k)), rand(rng, (k, m))
+        h, sq, sm, flat = f(mx.array(x), mx.array(y))
+        x64, y64 = x.astype(np.float64), y.astype(np.float64)
+        want = np.exp(x64) @ y64 + y64.mean(0)
+        close(h, want, 1e-5)
+        close(sq, (x64 ** 2).sum(1, keepdims=True), 1e-5)
+        e = np.exp(want - want.max(-1, keepdims=True))
+        close(sm, e / e.sum(-1, keepdims=True), 1e-5)
+        assert flat.shape == (n * k,)
+    with pytest.raises(ValueError):  # another rank matches no trace
+        f(mx.array(rand(rng, (2, 3, 4))), mx.array(rand(rng, (4, 5))))
+    with pytest.raises(ValueError):  # another dtype
+        f(mx.array(rand(rng, (3, 4))).astype(mx.float16), mx.array(rand(rng, (4, 5))))
+    with pytest.raises(ValueError):  # inner sizes that do not multiply
+        f(mx.array(rand(rng, (3, 6))), mx.array(rand(rng, (4, 5))))
+    with pytest.raises(ValueError, match="Slice"):  # no shape rule: refused when exporting
+        mx.export_function(str(tmp_path / "t.pfn"), lambda x: x[1:], mx.array(rand(rng, (3, 4))),
+                           shapeless=True)
+    assert not os.path.exists(str(tmp_path / "t.pfn"))
+    with mx.exporter(str(tmp_path / "e.pfn"), lambda x: mx.exp(x).sum(0), shapeless=True) as ex:
+        ex(mx.array(rand(rng, (2, 3))))
+    close(mx.import_function(str(tmp_path / "e.pfn"))(mx.array(np.ones((5, 7), np.float32)))[0],
+          np.full(7, 5 * np.e), 1e-5)
+
+
+def test_shapeless_export_as_mlx(tmp_path, rng):
+    """The same shapeless exports through MLX give the same shapes, values and error types."""
+    mlx = pytest.importorskip("mlx.core")
+    x0, y0 = rand(rng, (3, 4)), rand(rng, (4, 5))
+    x1, y1 = rand(rng, (6, 4)), rand(rng, (4, 2))
+    outs = []
+    for lib, tag in [(mx, "p"), (mlx, "m")]:
+        path = str(tmp_path / f"{tag}.fn")
+        lib.export_function(path, _shapeless_fun(lib), lib.array(x0), lib.array(y0), shapeless=True)
+        f = lib.import_function(path)
+        outs.append([np.array(o) for o in f(lib.array(x1), lib.array(y1))])
+        with pytest.raises(ValueError):
+            f(lib.array(rand(rng, (2, 3, 4))), lib.array(y0))
+        # no shape rule: Ponte refuses the export, MLX writes the file and refuses every call
+        for k, g in enumerate([lambda x: x[1:], lambda x: lib.pad(x, 1)]):
+            with pytest.raises(ValueError):
+                p2 = str(tmp_path / f"{tag}{k}.fn")
+                lib.export_function(p2, g, lib.array(x0), shapeless=True)
+                lib.import_function(p2)(lib.array(x0))
+    for a, b in zip(*outs):
+        assert a.shape == b.shape
+        close(a, b, 1e-5)
