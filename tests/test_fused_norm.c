@@ -28,6 +28,21 @@ static void ref_norm(int kind, const double *x, const double *w, const double *b
     }
 }
 
+/* A random weight in [0.5, 1.5) and bias in [-1, 1) of n elements. */
+static void random_affine(int64_t n, pn_dtype t, pn_array **w, pn_array **b)
+{
+    *w = test_random_array(&n, 1, t, 0.5, 1.5);
+    *b = test_random_array(&n, 1, t, -1, 1);
+}
+
+/* x (rows, n) in [-2, 3), a weight, a bias, and a cotangent of x's shape in [-1, 1) into v. */
+static void random_rows(int64_t rows, int64_t n, pn_dtype t, pn_array **v)
+{
+    v[0] = test_random_array((int64_t[]){rows, n}, 2, t, -2, 3);
+    random_affine(n, t, &v[1], &v[2]);
+    v[3] = test_random_array((int64_t[]){rows, n}, 2, t, -1, 1);
+}
+
 static pn_array *norm_of(int kind, pn_array *x, pn_array *w, pn_array *b, double eps)
 {
     return kind == LN ? pn_nn_layer_norm(x, w, b, eps) : pn_nn_rms_norm(x, w, eps);
@@ -60,8 +75,8 @@ TEST(values_every_dtype_length_and_parameters)
             int64_t shape[3] = {2, n < 4096 ? 5 : 2, n};
             pn_dtype t = dts[d];
             pn_array *x = test_random_array(shape, 3, t, -2, 3);
-            pn_array *w = test_random_array(&n, 1, t, 0.5, 1.5);
-            pn_array *b = test_random_array(&n, 1, t, -1, 1);
+            pn_array *w, *b;
+            random_affine(n, t, &w, &b);
             double tol = t == PN_FLOAT64 ? 1e-12 : 4 * test_tol(t);
             for (int kind = LN; kind <= RMS; kind++) {
                 char what[96];
@@ -82,8 +97,8 @@ TEST(values_one_dim_strided_and_empty)
 {
     pn_scope_push();
     int64_t n = 37;
-    pn_array *w = test_random_array(&n, 1, PN_FLOAT32, 0.5, 1.5);
-    pn_array *b = test_random_array(&n, 1, PN_FLOAT32, -1, 1);
+    pn_array *w, *b;
+    random_affine(n, PN_FLOAT32, &w, &b);
     check_norm("1-d", LN, test_random_array(&n, 1, PN_FLOAT32, -2, 2), w, b, PN_FLOAT32, 1e-5);
     /* a transposed x: rows of n are strided */
     pn_array *xt = pn_transpose(test_random_array((int64_t[]){n, 6}, 2, PN_FLOAT32, -2, 2), NULL, 0);
@@ -178,8 +193,8 @@ TEST(gradients_match_finite_differences)
     pn_scope_push();
     int64_t n = 7;
     pn_array *x = test_random_array((int64_t[]){2, 3, n}, 3, PN_FLOAT64, -2, 3);
-    pn_array *w = test_random_array(&n, 1, PN_FLOAT64, 0.5, 1.5);
-    pn_array *b = test_random_array(&n, 1, PN_FLOAT64, -1, 1);
+    pn_array *w, *b;
+    random_affine(n, PN_FLOAT64, &w, &b);
     const norm_ctx cases[] = {{LN, true, true}, {LN, true, false}, {LN, false, true},
                               {LN, false, false}, {RMS, true, false}, {RMS, false, false}};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -216,11 +231,9 @@ static pn_array *grads_op(void *ctx, pn_array *const *in)
 TEST(second_derivatives_match_finite_differences)
 {
     pn_scope_push();
-    int64_t n = 5;
-    pn_array *x = test_random_array((int64_t[]){3, n}, 2, PN_FLOAT64, -2, 3);
-    pn_array *w = test_random_array(&n, 1, PN_FLOAT64, 0.5, 1.5);
-    pn_array *b = test_random_array(&n, 1, PN_FLOAT64, -1, 1);
-    pn_array *cot = test_random_array((int64_t[]){3, n}, 2, PN_FLOAT64, -1, 1);
+    pn_array *v[4];
+    random_rows(3, 5, PN_FLOAT64, v);
+    pn_array *x = v[0], *w = v[1], *b = v[2], *cot = v[3];
     norm_ctx ln = {LN, true, true}, rms = {RMS, true, false}, bare = {LN, false, false};
     test_gradcheck("layer_norm grads", grads_op, &ln, 4, (pn_array *[]){x, w, b, cot}, 1e-5);
     test_gradcheck("rms_norm grads", grads_op, &rms, 3, (pn_array *[]){x, w, cot}, 1e-5);
@@ -231,15 +244,12 @@ TEST(second_derivatives_match_finite_differences)
 TEST(backward_is_deterministic)
 {
     pn_scope_push();
-    int64_t n = 64;
-    pn_array *x = test_random_array((int64_t[]){1024, n}, 2, PN_FLOAT32, -2, 3);
-    pn_array *w = test_random_array(&n, 1, PN_FLOAT32, 0.5, 1.5);
-    pn_array *b = test_random_array(&n, 1, PN_FLOAT32, -1, 1);
-    pn_array *cot = test_random_array((int64_t[]){1024, n}, 2, PN_FLOAT32, -1, 1);
+    pn_array *v[4];
+    random_rows(1024, 64, PN_FLOAT32, v);
     norm_ctx c = {LN, true, true};
     double *first = NULL;
     for (int rep = 0; rep < 3; rep++) {
-        pn_array *g = grads_op(&c, (pn_array *[]){x, w, b, cot});
+        pn_array *g = grads_op(&c, v);
         double *v = test_to_f64(g);
         if (!first) first = v;
         else {
@@ -278,8 +288,8 @@ TEST(vmap_over_x_weight_and_gradients)
     norm_ctx c = {LN, true, true};
     pn_closure *f = pn_closure_new(call_norm, &c, NULL);
     pn_array *x = test_random_array((int64_t[]){R, B, n}, 3, PN_FLOAT64, -2, 3);
-    pn_array *w = test_random_array(&n, 1, PN_FLOAT64, 0.5, 1.5);
-    pn_array *b = test_random_array(&n, 1, PN_FLOAT64, -1, 1);
+    pn_array *w, *b;
+    random_affine(n, PN_FLOAT64, &w, &b);
     /* x mapped along axis 1: the fused node over (B, R, n) */
     pn_closure *vf = pn_vmap(f, (int[]){1, -1, -1}, 3, NULL, 1);
     pn_array *o[1];

@@ -12,34 +12,8 @@
 
 #include <string.h>
 
-static int norm_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
-                    pn_array *const *cot, const int *argnums, int nargs, pn_array **grads);
-static int norm_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
-                    pn_array *const *tan, pn_array **out_tan);
-static int norm_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
-                     pn_array **out, int *out_axes);
-static int back_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
-                    pn_array *const *cot, const int *argnums, int nargs, pn_array **grads);
-static int back_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
-                    pn_array *const *tan, pn_array **out_tan);
-static int back_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
-                     pn_array **out, int *out_axes);
-
-#define NORM_PRIM(NAME)                                                                        \
-    {                                                                                          \
-        .name = NAME, .eval = {[PN_CPU] = pnK_norm_eval, [PN_GPU] = PNG_EVAL(pnG_norm_eval)},  \
-        .vjp = norm_vjp, .jvp = norm_jvp, .vmap = norm_vmap,                                   \
-    }
-#define NORM_BACK_PRIM(NAME)                                                                   \
-    {                                                                                          \
-        .name = NAME,                                                                          \
-        .eval = {[PN_CPU] = pnK_norm_vjp_eval, [PN_GPU] = PNG_EVAL(pnG_norm_vjp_eval)},        \
-        .vjp = back_vjp, .jvp = back_jvp, .vmap = back_vmap,                                   \
-    }
-const pnC_primitive layer_norm_prim = NORM_PRIM("LayerNorm");
-const pnC_primitive rms_norm_prim = NORM_PRIM("RMSNorm");
-const pnC_primitive layer_norm_vjp_prim = NORM_BACK_PRIM("LayerNormVjp");
-const pnC_primitive rms_norm_vjp_prim = NORM_BACK_PRIM("RMSNormVjp");
+/* The four descriptors (defined after the rules below). */
+extern const pnC_primitive layer_norm_prim, rms_norm_prim, layer_norm_vjp_prim, rms_norm_vjp_prim;
 
 /* ───────────────────────────── the math with ops ───────────────────────────── */
 
@@ -289,6 +263,24 @@ static int back_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
     pn_scope_pop_keep(out, k);
     return 0;
 }
+
+/* ───────────────────────────── descriptors ───────────────────────────── */
+
+#define NORM_PRIM(NAME)                                                                        \
+    {                                                                                          \
+        .name = NAME, .eval = {[PN_CPU] = pnK_norm_eval, [PN_GPU] = PNG_EVAL(pnG_norm_eval)},  \
+        .vjp = norm_vjp, .jvp = norm_jvp, .vmap = norm_vmap,                                   \
+    }
+#define NORM_BACK_PRIM(NAME)                                                                   \
+    {                                                                                          \
+        .name = NAME,                                                                          \
+        .eval = {[PN_CPU] = pnK_norm_vjp_eval, [PN_GPU] = PNG_EVAL(pnG_norm_vjp_eval)},        \
+        .vjp = back_vjp, .jvp = back_jvp, .vmap = back_vmap,                                   \
+    }
+const pnC_primitive layer_norm_prim = NORM_PRIM("LayerNorm");
+const pnC_primitive rms_norm_prim = NORM_PRIM("RMSNorm");
+const pnC_primitive layer_norm_vjp_prim = NORM_BACK_PRIM("LayerNormVjp");
+const pnC_primitive rms_norm_vjp_prim = NORM_BACK_PRIM("RMSNormVjp");
 
 /* ───────────────────────────── constructors ───────────────────────────── */
 
