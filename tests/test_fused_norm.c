@@ -344,3 +344,41 @@ TEST(vmap_over_x_weight_and_gradients)
     pn_scope_pop();
 }
 
+
+/* ── compile ── */
+
+/* y = layer_norm(x, w, b) and the vjp of y with cotangent x (in: x, w, b; out: y, dx, dw,
+ * db), one forward and one backward node. */
+static int norm_and_grads_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    pn_closure *f = pn_closure_new(norm_fn, ctx, NULL);
+    int no = 0, rc = pn_vjp(f, 3, in, 1, (pn_array *[]){in[0]}, &no, out, out + 1);
+    pn_closure_release(f);
+    *nout = 4;
+    return rc;
+}
+
+TEST(compile_shapeless_over_rows)
+{
+    pn_scope_push();
+    norm_ctx c = {LN, true, true};
+    pn_closure *f = pn_closure_new(norm_and_grads_fn, &c, NULL);
+    pn_closure *cf = pn_compile(f, true);
+    const int64_t rows[] = {3, 5, 1, 8};
+    for (int k = 0; k < 4; k++) {
+        pn_array *v[4], *a[PN_MAX_OUTPUTS], *r[PN_MAX_OUTPUTS];
+        random_rows(rows[k], 6, PN_FLOAT64, v);
+        int na = 0, nr = 0;
+        CHECK_MSG(pn_closure_call(cf, 3, v, &na, a) == 0 && na == 4, "%s", pn_last_error_message());
+        CHECK(pn_closure_call(f, 3, v, &nr, r) == 0 && nr == 4);
+        for (int j = 0; j < na && j < nr; j++) {
+            double *want = test_to_f64(r[j]);
+            char what[64];
+            snprintf(what, sizeof what, "shapeless output %d at %lld rows", j, (long long)rows[k]);
+            test_check_values(what, a[j], pn_shape(r[j]), pn_ndim(r[j]), PN_FLOAT64, want, 1e-12, 1e-12);
+            free(want);
+        }
+    }
+    pn_closure_release(cf), pn_closure_release(f);
+    pn_scope_pop();
+}
