@@ -179,7 +179,9 @@ static int norm_vmap(const pnC_node *node, pn_array *const *in, const int *in_ax
     pn_array *v[3] = {NULL};
     for (int k = 0; k < node->nin; k++) v[k] = batched(in[k], in_axes[k], k ? xr : 0, B, false);
     pn_array *r;
-    if (!params_mapped)
+    if (!v[0])
+        r = NULL;
+    else if (!params_mapped)
         r = pnC_make(node->prim, p, sizeof *p, node->nin, v, node->out_dtypes[0], v[0]->shape, v[0]->ndim);
     else
         r = norm_math(p, v[0], p->weight ? v[1] : NULL, p->bias ? v[1 + p->weight] : NULL);
