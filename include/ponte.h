@@ -1206,7 +1206,12 @@ pn_array *pn_nn_hard_shrink(pn_array *x, double lambd);
 pn_array *pn_nn_step(pn_array *x, double threshold);
 pn_array *pn_nn_softmin(pn_array *x, int axis);
 
-/* Normalization over the last axis with optional affine weight/bias (NULL: none). */
+/* mx.fast.layer_norm / rms_norm: each row of x's last axis normalized, (x - mean) /
+ * sqrt(var + eps) (RMS: x / sqrt(mean(x^2) + eps)), times weight, plus bias (NULL: none), as
+ * one fused node (its gradient one more). weight and bias must be 1-d of x's last extent;
+ * the result dtype is x's promoted with weight's (and bias's when weight is given), which
+ * must be a float type; halves accumulate in float32. Owned by the current scope; NULL with
+ * PN_ERR_INVALID_ARGUMENT on a 0-d x, a wrong weight/bias shape or a non-float dtype. */
 pn_array *pn_nn_layer_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps);
 pn_array *pn_nn_rms_norm(pn_array *x, pn_array *weight, double eps);
 /* Batch normalization of x (N, ..., C; 2 to 4 dims) over all axes but the last, as

@@ -503,6 +503,11 @@ static pn_array *c_bits(pn_array *const *x)
 }
 static pn_array *c_layer_norm(pn_array *const *x) { return pn_nn_layer_norm(x[0], x[1], NULL, 1e-5); }
 static pn_array *c_rms_norm(pn_array *const *x) { return pn_nn_rms_norm(x[0], x[1], 1e-5); }
+static pn_array *c_layer_norm_wb(pn_array *const *x) { return pn_nn_layer_norm(x[0], x[1], x[2], 1e-5); }
+static pn_array *c_layer_norm_bare(pn_array *const *x) { return pn_nn_layer_norm(x[0], NULL, NULL, 1e-5); }
+static pn_array *c_rms_norm_bare(pn_array *const *x) { return pn_nn_rms_norm(x[0], NULL, 1e-5); }
+/* rows of x strided (x given transposed) */
+static pn_array *c_layer_norm_t(pn_array *const *x) { return pn_nn_layer_norm(pn_swapaxes(x[0], 0, 1), x[1], x[2], 1e-5); }
 static pn_array *c_gelu(pn_array *const *x) { return pn_nn_gelu(x[0]); }
 static pn_array *c_silu(pn_array *const *x) { return pn_nn_silu(x[0]); }
 static pn_array *c_cross_entropy(pn_array *const *x)
@@ -867,6 +872,16 @@ static const op_case CASES[] = {
     {"random bits", c_bits, 0, {{0}}, false, false},
     {"layer_norm", c_layer_norm, 2, {IN(SH2, F32, -2, 2), IN(SH1, F32, 0.5, 1.5)}, true, false},
     {"rms_norm", c_rms_norm, 2, {IN(SH2, F32, -2, 2), IN(SH1, F32, 0.5, 1.5)}, true, false},
+    /* the fused kernels: a warp per row up to 1024 elements, a block per row beyond */
+    {"layer_norm + bias", c_layer_norm_wb, 3, {IN(SH2, F32, -2, 2), IN(SH1, F32, 0.5, 1.5), IN(SH1, F32, -1, 1)}, true, false},
+    {"layer_norm rows of 64", c_layer_norm_wb, 3, {IN(3, {4, 16, 64}, F32, -2, 3), IN(1, {64}, F32, 0.5, 1.5), IN(1, {64}, F32, -1, 1)}, true, false},
+    {"layer_norm rows of 1500", c_layer_norm_wb, 3, {IN(2, {3, 1500}, F32, -2, 3), IN(1, {1500}, F32, 0.5, 1.5), IN(1, {1500}, F32, -1, 1)}, true, false},
+    {"layer_norm strided rows", c_layer_norm_t, 3, {IN(2, {33, 7}, F32, -2, 2), IN(SH1, F32, 0.5, 1.5), IN(SH1, F32, -1, 1)}, true, false},
+    {"layer_norm no params", c_layer_norm_bare, 1, {IN(SH3, F32, -2, 2)}, true, false},
+    {"layer_norm f16 rows of 40", c_layer_norm_wb, 3, {IN(2, {5, 40}, PN_FLOAT16, -2, 2), IN(1, {40}, PN_FLOAT16, 0.5, 1.5), IN(1, {40}, PN_FLOAT16, -1, 1)}, true, false},
+    {"layer_norm f64 rows of 30", c_layer_norm_wb, 3, {IN(2, {4, 30}, PN_FLOAT64, -2, 2), IN(1, {30}, PN_FLOAT64, 0.5, 1.5), IN(1, {30}, PN_FLOAT64, -1, 1)}, true, false},
+    {"rms_norm bf16 rows of 4096", c_rms_norm, 2, {IN(2, {2, 4096}, PN_BFLOAT16, -2, 2), IN(1, {4096}, PN_BFLOAT16, 0.5, 1.5)}, true, false},
+    {"rms_norm no params", c_rms_norm_bare, 1, {IN(SH2, F32, -2, 2)}, true, false},
     {"gelu", c_gelu, 1, {IN(SH2, F32, -3, 3)}, true, false},
     {"silu", c_silu, 1, {IN(SH2, F32, -3, 3)}, true, false},
     {"cross_entropy", c_cross_entropy, 2, {IN(SH2, F32, -3, 3), IN(SH2, F32, -1, 1)}, true, false},

@@ -131,6 +131,9 @@ static int fn_more(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
     out[n++] = pn_linalg_solve_triangular(sym, x, false);
     out[n++] = pn_linalg_cholesky(sym, false);
     out[n++] = pn_to_fp8(x);
+    pn_array *w = pn_reshape(pn_slice(y, (int64_t[]){0, 0}, (int64_t[]){1, 4}, NULL, 2), (int64_t[]){4}, 1);
+    out[n++] = pn_nn_layer_norm(x, w, w, 1e-5);
+    out[n++] = pn_nn_rms_norm(x, w, 1e-5);
     pn_array *dep[1];
     if (pn_depends((pn_array *[]){x}, 1, (pn_array *[]){y}, 1, dep)) return -1;
     out[n++] = dep[0];
@@ -156,6 +159,9 @@ static int fn_loss(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
 {
     (void)ctx, (void)nin;
     out[0] = pn_sum(pn_tanh(pn_multiply(pn_matmul(in[1], in[0]), pn_weak_float(0.5))), NULL, 0, false);
+    /* + sum(layer_norm(x, w[:, 0]) * x): the fused norm's forward and backward nodes */
+    pn_array *wcol = pn_reshape(pn_slice(in[0], (int64_t[]){0, 0}, (int64_t[]){4, 1}, NULL, 2), (int64_t[]){4}, 1);
+    out[0] = pn_add(out[0], pn_sum(pn_multiply(pn_nn_layer_norm(in[1], wcol, NULL, 1e-5), in[1]), NULL, 0, false));
     *nout = 1;
     return 0;
 }

@@ -8,6 +8,7 @@
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/indexing.h"
 #include "backend/cpu/lapack.h"
+#include "backend/cpu/norm.h"
 #include "backend/cpu/quantized.h"
 #include "backend/cpu/reduce.h"
 #include "backend/cpu/sort.h"
@@ -85,6 +86,10 @@ static const entry table[] = {
     {&scatter_prim, sizeof(pnK_index_params), 0, -1, 1},
     {&scatter_axis_prim, sizeof(pnK_index_params), 0, 3, 1},
     {&optim_update_prim, sizeof(pnN_optim_params), 0, -1, -1},
+    {&layer_norm_prim, sizeof(pnK_norm_params), 0, -1, 1}, /* x, [weight], [bias] */
+    {&rms_norm_prim, sizeof(pnK_norm_params), 0, -1, 1},
+    {&layer_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1}, /* x, [weight], g */
+    {&rms_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1},
     {&reshape_prim, 0, 0, 1, 1},
     {&transpose_prim, sizeof(transpose_mirror), 0, 1, 1},
     {&broadcast_prim, 0, 0, 1, 1},

@@ -25,6 +25,8 @@ extern const pnC_primitive conv_prim;                                    /* conv
 extern const pnC_primitive take_prim, take_scatter_prim, gather_prim, gather_axis_prim,
     scatter_prim, scatter_axis_prim;                                     /* indexing.c */
 extern const pnC_primitive optim_update_prim;                            /* optim.c */
+extern const pnC_primitive layer_norm_prim, rms_norm_prim, layer_norm_vjp_prim,
+    rms_norm_vjp_prim; /* norm.c */
 extern const pnC_primitive reshape_prim, transpose_prim, broadcast_prim, slice_prim,
     slice_update_prim, concat_prim, split_prim, pad_prim, as_strided_prim; /* shape.c */
 extern const pnC_primitive sort_prim, argsort_prim, partition_prim, argpartition_prim; /* sort.c */

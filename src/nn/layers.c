@@ -1,5 +1,5 @@
 /* layers.c — mlx.nn's parameterized layers as functions of their inputs and weights:
- * linear, embedding, layer and RMS normalization, dropout. */
+ * linear, embedding, dropout (layer and RMS normalization: src/ops/norm.c). */
 #include "core/core.h"
 
 #include <math.h>
@@ -26,38 +26,6 @@ pn_array *pn_nn_embedding(pn_array *indices, pn_array *weight)
 {
     if (!pnC_inputs_ok("embedding", 2, (pn_array *[]){indices, weight})) return NULL;
     return pn_take(weight, indices, 0);
-}
-
-/* Normalizes over the last axis in float32 at least (half inputs keep their dtype out). */
-pn_array *pn_nn_layer_norm(pn_array *x, pn_array *weight, pn_array *bias, double eps)
-{
-    if (!pnC_inputs_ok("layer_norm", 1, &x)) return NULL;
-    if (x->ndim < 1) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[layer_norm] Input must have at least 1 dimension.");
-    pn_scope_push();
-    int axis = -1;
-    pn_dtype t = x->dtype;
-    pn_array *xf = pnC_is_half(t) ? pn_astype(x, PN_FLOAT32) : x;
-    pn_array *mean = pn_mean(xf, &axis, 1, true);
-    pn_array *var = pn_var(xf, &axis, 1, true, 0);
-    pn_array *y = pn_multiply(pn_subtract(xf, mean), pn_rsqrt(pn_add(var, W(eps))));
-    if (pnC_is_half(t)) y = pn_astype(y, t);
-    if (weight) y = pn_multiply(y, weight);
-    if (bias) y = pn_add(y, bias);
-    return pnC_scope_return(y);
-}
-
-pn_array *pn_nn_rms_norm(pn_array *x, pn_array *weight, double eps)
-{
-    if (!pnC_inputs_ok("rms_norm", 1, &x)) return NULL;
-    if (x->ndim < 1) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[rms_norm] Input must have at least 1 dimension.");
-    pn_scope_push();
-    int axis = -1;
-    pn_dtype t = x->dtype;
-    pn_array *xf = pnC_is_half(t) ? pn_astype(x, PN_FLOAT32) : x;
-    pn_array *y = pn_multiply(xf, pn_rsqrt(pn_add(pn_mean(pn_square(xf), &axis, 1, true), W(eps))));
-    if (pnC_is_half(t)) y = pn_astype(y, t);
-    if (weight) y = pn_multiply(y, weight);
-    return pnC_scope_return(y);
 }
 
 pn_array *pn_nn_dropout(pn_array *x, double p, pn_array *key)

@@ -219,7 +219,8 @@ static bool broadcasting_prim(const pnC_primitive *p)
     return (p >= unary_prims && p < unary_prims + PNK_U_COUNT) ||
            (p >= binary_prims && p < binary_prims + PNK_B_COUNT) || p == &where_prim ||
            p == &divmod_prim || p == &astype_prim || p == &stop_gradient_prim ||
-           p == &pnT_tracer_prim || p == &pnC_alias_prim || p == &copy_prim || p == &softmax_prim;
+           p == &pnT_tracer_prim || p == &pnC_alias_prim || p == &copy_prim || p == &softmax_prim ||
+           p == &layer_norm_prim || p == &rms_norm_prim; /* x with its 1-d weight and bias */
 }
 
 static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb)
@@ -362,6 +363,15 @@ int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *c
                                         pnC_shape_str(in[i]->shape, in[i]->ndim, s2, sizeof s2), axis);
             o[axis] += in[i]->shape[axis];
         }
+    } else if (p == &layer_norm_vjp_prim || p == &rms_norm_vjp_prim) {
+        nd = in[0]->ndim; /* dx as x; dweight and dbias: x's last extent */
+        memcpy(o, in[0]->shape, (size_t)nd * sizeof *o);
+        for (uint32_t j = 1; j < n->nout; j++) {
+            shapes[j][0] = in[0]->shape[nd - 1];
+            ndims[j] = 1;
+        }
+        ndims[0] = nd;
+        return got;
     } else {
         return 0;
     }

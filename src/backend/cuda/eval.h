@@ -85,6 +85,11 @@ int pnG_where_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
 /* ── fused optimizer steps (optim.c): OptimUpdate over contiguous inputs ── */
 int pnG_optim_update_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
+/* ── fused normalizations (norm.c): LayerNorm / RMSNorm and their backward nodes, rows of the
+ * last axis made dense first ── */
+int pnG_norm_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_norm_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
 /* ── decompositions (solver.c): SVD, Eigh, Eig and LUF through cuSOLVER ── */
 int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);

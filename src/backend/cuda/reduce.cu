@@ -233,34 +233,6 @@ template <typename T> struct op_step<rop<PNG_RED_LSE, T> > {
     }
 };
 
-/* ───────────────────────────── block primitives ───────────────────────────── */
-
-template <class Op> __device__ __forceinline__ typename Op::A warp_reduce(typename Op::A v)
-{
-    for (int m = 16; m > 0; m >>= 1) v = Op::comb(v, png_shfl_xor(v, m));
-    return v;
-}
-
-/* The block's combined value, valid in every thread (blockDim.x a multiple of 32, at most
- * 1024; sh holds 33 values). Every thread of the block must call it. */
-template <class Op>
-__device__ __forceinline__ typename Op::A block_reduce(typename Op::A v, typename Op::A *sh)
-{
-    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    v = warp_reduce<Op>(v);
-    if (lane == 0) sh[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < nw ? sh[lane] : Op::init();
-        v = warp_reduce<Op>(v);
-        if (lane == 0) sh[32] = v;
-    }
-    __syncthreads();
-    v = sh[32];
-    __syncthreads();
-    return v;
-}
-
 /* 16 bytes of T, loaded at once. */
 template <typename T> struct alignas(16) vec16 {
     T e[16 / sizeof(T)];

@@ -262,6 +262,34 @@ template <> struct png_is_float<pn_bfloat16> {
     static const bool value = true;
 };
 
+/* Warp and block reductions with Op::comb and Op::init (reduce.cu, norm.cu): the warp's
+ * combined value in every lane. */
+template <class Op> __device__ __forceinline__ typename Op::A warp_reduce(typename Op::A v)
+{
+    for (int m = 16; m > 0; m >>= 1) v = Op::comb(v, png_shfl_xor(v, m));
+    return v;
+}
+
+/* The block's combined value, valid in every thread (blockDim.x a multiple of 32, at most
+ * 1024; sh holds 33 values). Every thread of the block must call it. */
+template <class Op>
+__device__ __forceinline__ typename Op::A block_reduce(typename Op::A v, typename Op::A *sh)
+{
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_reduce<Op>(v);
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < nw ? sh[lane] : Op::init();
+        v = warp_reduce<Op>(v);
+        if (lane == 0) sh[32] = v;
+    }
+    __syncthreads();
+    v = sh[32];
+    __syncthreads();
+    return v;
+}
+
 #endif /* __cplusplus && common.cuh */
 
 #endif /* PONTE_BACKEND_CUDA_REDUCE_H */

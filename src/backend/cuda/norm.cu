@@ -1,0 +1,222 @@
+/* norm.cu — LayerNorm / RMSNorm on the GPU and their backward: one warp per row for rows of
+ * up to 1024 elements (eight rows per block), else one block per row; the row's sums by warp
+ * shuffles (block_reduce across warps), in float32 for the halves. The backward's weight and
+ * bias gradients: each row group adds into its own partial row, then norm_colsum adds the
+ * partial rows in a fixed order (deterministic, no atomics). */
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/norm.h"
+#include "backend/cuda/reduce.h"
+
+#include <math.h>
+
+static const int NORM_THREADS = 256;
+static const int NORM_MAX_BLOCKS_BACK = 256; /* bounds the backward's partial rows */
+
+/* Two sums at once, for warp_reduce / block_reduce. */
+template <typename F> struct norm_pair {
+    F a, b;
+};
+template <typename F> struct pair_sum {
+    typedef norm_pair<F> A;
+    static __device__ __forceinline__ A init() { return A{(F)0, (F)0}; }
+    static __device__ __forceinline__ A comb(A x, A y) { return A{x.a + y.a, x.b + y.b}; }
+};
+
+/* The pair summed over the row's group (a warp, or the whole block: every thread calls). */
+template <typename F>
+__device__ __forceinline__ norm_pair<F> group_sum(norm_pair<F> v, norm_pair<F> *sh, int group)
+{
+    return group == 32 ? warp_reduce<pair_sum<F> >(v) : block_reduce<pair_sum<F> >(v, sh);
+}
+
+/* Mean (0 unless center) and 1 / sqrt(var + eps) of the row at p (n elements; lane of group;
+ * a dead row contributes nothing but still joins the group's reductions). */
+template <typename T, typename F>
+__device__ __forceinline__ void row_stats(const T *p, int64_t n, int lane, int group, bool live,
+                                          int center, double eps, norm_pair<F> *sh, F *mean,
+                                          F *rstd)
+{
+    F m = 0;
+    if (center) {
+        norm_pair<F> s = {(F)0, (F)0};
+        for (int64_t i = lane; live && i < n; i += group) s.a += (F)png_load(p + i);
+        m = group_sum<F>(s, sh, group).a / (F)n;
+    }
+    norm_pair<F> q = {(F)0, (F)0};
+    for (int64_t i = lane; live && i < n; i += group) {
+        F d = (F)png_load(p + i) - m;
+        q.a += d * d;
+    }
+    F var = group_sum<F>(q, sh, group).a / (F)n;
+    *mean = m;
+    *rstd = (F)(1.0 / sqrt((double)var + eps));
+}
+
+/* y (rows, n) = (x - mean) * rstd * w + b, rows in a grid stride of row groups. */
+template <typename T>
+__global__ void norm_fwd(const T *x, const T *w, const T *b, T *y, int64_t rows, int64_t n,
+                         int center, double eps, int group)
+{
+    typedef typename png_compute<T>::type F;
+    __shared__ norm_pair<F> sh[33];
+    int per = blockDim.x / group, lane = threadIdx.x % group;
+    for (int64_t b0 = (int64_t)blockIdx.x * per; b0 < rows; b0 += (int64_t)gridDim.x * per) {
+        int64_t row = b0 + threadIdx.x / group;
+        bool live = row < rows;
+        const T *p = x + (live ? row : 0) * n;
+        F m, s;
+        row_stats<T, F>(p, n, lane, group, live, center, eps, sh, &m, &s);
+        for (int64_t i = lane; live && i < n; i += group) {
+            F v = ((F)png_load(p + i) - m) * s;
+            if (w) v *= (F)png_load(w + i);
+            if (b) v += (F)png_load(b + i);
+            png_store(y + row * n + i, v);
+        }
+    }
+}
+
+/* dx = rstd (g w - mean(g w) - xhat mean(g w xhat)) (no mean(g w) unless center); row group k
+ * (of gridDim.x * per) also adds g xhat and g into its partial rows pw[k], pb[k] (NULL: not
+ * wanted), which it zeroes first. */
+template <typename T>
+__global__ void norm_bwd(const T *x, const T *w, const T *g, T *dx,
+                         typename png_compute<T>::type *pw, typename png_compute<T>::type *pb,
+                         int64_t rows, int64_t n, int center, double eps, int group)
+{
+    typedef typename png_compute<T>::type F;
+    __shared__ norm_pair<F> sh[33];
+    int per = blockDim.x / group, lane = threadIdx.x % group;
+    int64_t k = (int64_t)blockIdx.x * per + threadIdx.x / group;
+    F *mw = pw ? pw + k * n : NULL, *mb = pb ? pb + k * n : NULL;
+    for (int64_t i = lane; i < n; i += group) {
+        if (mw) mw[i] = 0;
+        if (mb) mb[i] = 0;
+    }
+    for (int64_t b0 = (int64_t)blockIdx.x * per; b0 < rows; b0 += (int64_t)gridDim.x * per) {
+        int64_t row = b0 + threadIdx.x / group;
+        bool live = row < rows;
+        const T *p = x + (live ? row : 0) * n, *pg = g + (live ? row : 0) * n;
+        F m, s;
+        row_stats<T, F>(p, n, lane, group, live, center, eps, sh, &m, &s);
+        norm_pair<F> c = {(F)0, (F)0}; /* sums of g w and g w xhat */
+        for (int64_t i = lane; live && i < n; i += group) {
+            F gw = (F)png_load(pg + i) * (w ? (F)png_load(w + i) : (F)1);
+            c.a += gw;
+            c.b += gw * (((F)png_load(p + i) - m) * s);
+        }
+        c = group_sum<F>(c, sh, group);
+        F c1 = center ? c.a / (F)n : (F)0, c2 = c.b / (F)n;
+        for (int64_t i = lane; live && i < n; i += group) {
+            F gv = (F)png_load(pg + i), xh = ((F)png_load(p + i) - m) * s;
+            F gw = gv * (w ? (F)png_load(w + i) : (F)1);
+            png_store(dx + row * n + i, s * (gw - c1 - xh * c2));
+            if (mw) mw[i] += gv * xh;
+            if (mb) mb[i] += gv;
+        }
+    }
+}
+
+/* out[c] = sum over k < G of part[k][c], in order of k: 32 columns per block, eight slices
+ * of k per column added in slice order. */
+template <typename T>
+__global__ void norm_colsum(const typename png_compute<T>::type *part, T *out, int64_t G,
+                            int64_t n)
+{
+    typedef typename png_compute<T>::type F;
+    __shared__ F sh[8][32];
+    int cx = threadIdx.x % 32, cy = threadIdx.x / 32;
+    for (int64_t c0 = (int64_t)blockIdx.x * 32; c0 < n; c0 += (int64_t)gridDim.x * 32) {
+        int64_t c = c0 + cx;
+        F s = 0;
+        for (int64_t k = cy; c < n && k < G; k += 8) s += part[k * n + c];
+        sh[cy][cx] = s;
+        __syncthreads();
+        if (cy == 0 && c < n) {
+            F t = 0;
+            for (int j = 0; j < 8; j++) t += sh[j][cx];
+            png_store(out + c, t);
+        }
+        __syncthreads();
+    }
+}
+
+/* Rows per block and threads per row: a warp per row up to 1024 elements, else the block. */
+static int norm_group(int64_t n) { return n <= 1024 ? 32 : NORM_THREADS; }
+
+template <typename T>
+static int launch_fwd(int center, double eps, int64_t rows, int64_t n, const void *x,
+                      const void *w, const void *b, void *y, int stream)
+{
+    cudaStream_t st = png_stream(stream);
+    if (!st) return -1;
+    int group = norm_group(n), per = NORM_THREADS / group;
+    auto k = norm_fwd<T>;
+    PNG_LAUNCH(k, png_blocks((rows + per - 1) / per), NORM_THREADS, 0, st, (const T *)x,
+               (const T *)w, (const T *)b, (T *)y, rows, n, center, eps, group);
+    return pnG_check_launch("norm_fwd");
+}
+
+template <typename T>
+static int launch_bwd(int center, double eps, int64_t rows, int64_t n, const void *x,
+                      const void *w, const void *g, void *dx, void *dw, void *db, int stream)
+{
+    typedef typename png_compute<T>::type F;
+    cudaStream_t st = png_stream(stream);
+    if (!st) return -1;
+    int group = norm_group(n), per = NORM_THREADS / group;
+    unsigned blocks = png_blocks((rows + per - 1) / per);
+    if (blocks > (unsigned)NORM_MAX_BLOCKS_BACK) blocks = NORM_MAX_BLOCKS_BACK;
+    int64_t G = rows ? (int64_t)blocks * per : 0; /* row groups, each with its partial rows */
+    size_t bytes = (size_t)G * (size_t)n * sizeof(F);
+    F *part = NULL;
+    if ((dw || db) && bytes) {
+        part = (F *)pnG_malloc(bytes * 2, stream);
+        if (!part) return -1;
+    }
+    F *pw = dw ? part : NULL, *pb = db ? part + G * n : NULL;
+    int rc = 0;
+    if (rows) {
+        auto k = norm_bwd<T>;
+        PNG_LAUNCH(k, blocks, NORM_THREADS, 0, st, (const T *)x, (const T *)w, (const T *)g,
+                   (T *)dx, pw, pb, rows, n, center, eps, group);
+        rc = pnG_check_launch("norm_bwd");
+    }
+    void *outs[2] = {dw, db};
+    F *parts[2] = {pw, pb};
+    for (int j = 0; j < 2 && rc == 0; j++) {
+        if (!outs[j]) continue;
+        auto k2 = norm_colsum<T>;
+        PNG_LAUNCH(k2, png_blocks((n + 31) / 32), 256, 0, st, (const F *)parts[j], (T *)outs[j],
+                   G, n);
+        rc = pnG_check_launch("norm_colsum");
+    }
+    if (part) pnG_free(part, bytes * 2, stream);
+    return rc;
+}
+
+/* See norm.h. */
+extern "C" int pnG_norm(pn_dtype t, int center, double eps, int64_t rows, int64_t n,
+                        const void *x, const void *w, const void *b, void *y, int stream)
+{
+    int rc = PNG_UNSUPPORTED;
+    png_dispatch(t, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        if constexpr (png_is_float<T>::value)
+            rc = rows && n ? launch_fwd<T>(center, eps, rows, n, x, w, b, y, stream) : 0;
+    });
+    return rc;
+}
+
+/* See norm.h. */
+extern "C" int pnG_norm_vjp(pn_dtype t, int center, double eps, int64_t rows, int64_t n,
+                            const void *x, const void *w, const void *g, void *dx, void *dw,
+                            void *db, int stream)
+{
+    int rc = PNG_UNSUPPORTED;
+    png_dispatch(t, [&](auto tag) {
+        typedef typename decltype(tag)::type T;
+        if constexpr (png_is_float<T>::value)
+            rc = n ? launch_bwd<T>(center, eps, rows, n, x, w, g, dx, dw, db, stream) : 0;
+    });
+    return rc;
+}
