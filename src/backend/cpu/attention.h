@@ -1,0 +1,32 @@
+/* attention.h — the CPU kernels of the fused scaled dot-product attention primitives
+ * (src/ops/attention.c): ScaledDotProductAttention (q, k, v[, mask] -> out, logsumexp) and
+ * ScaledDotProductAttentionVjp (q, k, v[, mask], out, lse, dout -> dq, dk, dv). The params
+ * are shared with the GPU glue (src/backend/cuda/attention.c). */
+#ifndef PONTE_BACKEND_CPU_ATTENTION_H
+#define PONTE_BACKEND_CPU_ATTENTION_H
+
+#include "core/core.h"
+
+/* What the optional fourth input is: none, a bool mask (true keeps the score, false puts
+ * `fill` there) or an additive mask in the result dtype. Either mask is already broadcast
+ * (a view) to (B, Hq, Lq, Lk). */
+enum { PNK_SDPA_NO_MASK, PNK_SDPA_BOOL_MASK, PNK_SDPA_ADD_MASK };
+
+/* scores = scale * q k^T; with causal, query i keeps keys j <= i + Lk - Lq and the others
+ * (and a bool mask's false entries) get fill, the result dtype's lowest finite value, as the
+ * composite's where(mask, scores, finfo.min) does. */
+typedef struct pnK_sdpa_params {
+    double scale, fill;
+    int32_t causal, mask;
+} pnK_sdpa_params;
+
+/* Forward: in q (B,Hq,Lq,D), k (B,Hkv,Lk,D), v (B,Hkv,Lk,Dv) of one float dtype T[, mask];
+ * out[0] (B,Hq,Lq,Dv) in T, out[1] the rows' logsumexp (B,Hq,Lq) in float32 (float64 for T
+ * float64). Computes in float32 (float64 for float64). */
+int pnK_sdpa_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+/* Backward: in q, k, v[, mask], out, lse, dout; out dq, dk, dv (the shapes and dtype of q, k,
+ * v). Recomputes P per query block (its whole rows, so lse is not read); parallel over
+ * (batch, kv head), so dk/dv of a group sum without races and in a fixed order. */
+int pnK_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
+#endif /* PONTE_BACKEND_CPU_ATTENTION_H */
