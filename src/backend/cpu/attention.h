@@ -1,24 +1,12 @@
 /* attention.h — the CPU kernels of the fused scaled dot-product attention primitives
  * (src/ops/attention.c): ScaledDotProductAttention (q, k, v[, mask] -> out, logsumexp) and
- * ScaledDotProductAttentionVjp (q, k, v[, mask], out, lse, dout -> dq, dk, dv). The params
- * are shared with the GPU glue (src/backend/cuda/attention.c). */
+ * ScaledDotProductAttentionVjp (q, k, v[, mask], out, lse, dout -> dq, dk, dv); their params
+ * are in backend/attention_params.h. */
 #ifndef PONTE_BACKEND_CPU_ATTENTION_H
 #define PONTE_BACKEND_CPU_ATTENTION_H
 
+#include "backend/attention_params.h"
 #include "core/core.h"
-
-/* What the optional fourth input is: none, a bool mask (true keeps the score, false puts
- * `fill` there) or an additive mask in the result dtype. Either mask is already broadcast
- * (a view) to (B, Hq, Lq, Lk). */
-enum { PNK_SDPA_NO_MASK, PNK_SDPA_BOOL_MASK, PNK_SDPA_ADD_MASK };
-
-/* scores = scale * q k^T; with causal, query i keeps keys j <= i + Lk - Lq and the others
- * (and a bool mask's false entries) get fill, the result dtype's lowest finite value, as the
- * composite's where(mask, scores, finfo.min) does. */
-typedef struct pnK_sdpa_params {
-    double scale, fill;
-    int32_t causal, mask;
-} pnK_sdpa_params;
 
 /* Forward: in q (B,Hq,Lq,D), k (B,Hkv,Lk,D), v (B,Hkv,Lk,Dv) of one float dtype T[, mask];
  * out[0] (B,Hq,Lq,Dv) in T, out[1] the rows' logsumexp (B,Hq,Lq) in float32 (float64 for T
