@@ -14,6 +14,7 @@
 #include <omp.h>
 #include <string.h>
 
+#define LD(n) ((n) > 1 ? (n) : 1) /* a BLAS leading dimension for n columns */
 #define QBLOCK 64               /* query rows per task */
 #define SCRATCH_BYTES (4 << 20) /* per thread, for S and dP of one block */
 
@@ -157,7 +158,7 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
         const A *Q = (const A *)c->q.base + b * c->q.sb + h * c->q.sh + i0 * c->q.ld;          \
         const A *K = (const A *)c->k.base + b * c->k.sb + (h / c->rep) * c->k.sh;              \
         if (pnK_gemm(DT, false, true, m, nk, c->D, c->p->scale, Q, c->q.ld, K, c->k.ld, 0.0, S, \
-                     nk))                                                                      \
+                     LD(nk)))                                                                      \
             return -1;                                                                         \
         const A fill = (A)c->p->fill;                                                          \
         for (int64_t r = 0; r < m; r++) {                                                      \
@@ -213,8 +214,8 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
         A *L = lse + bh * c->Lq + i0;                                                          \
         for (int64_t r = 0; r < m; r++) L[r] = softmax_row_##SUF(S + r * nk, nk);             \
         const A *V = (const A *)c->v.base + b * c->v.sb + (h / c->rep) * c->v.sh;              \
-        return pnK_gemm(DT, false, false, m, c->Dv, nk, 1.0, S, nk, V, c->v.ld, 0.0,           \
-                        O + (bh * c->Lq + i0) * c->Dv, c->Dv > 1 ? c->Dv : 1);                 \
+        return pnK_gemm(DT, false, false, m, c->Dv, nk, 1.0, S, LD(nk), V, c->v.ld, 0.0,           \
+                        O + (bh * c->Lq + i0) * c->Dv, LD(c->Dv));                 \
     }                                                                                          \
                                                                                                \
     /* Backward task (b, g): dq of the group's heads, dk and dv of kv head g. S and dP are   \
@@ -223,8 +224,7 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
      * masked row's 1/Lk in lse's rounding. */                                                \
     static int bwd_task_##SUF(const sdpa_ctx *c, int64_t task, A *S, A *dq, A *dk, A *dv)      \
     {                                                                                          \
-        int64_t b = task / c->Hkv, g = task % c->Hkv, D1 = c->D > 1 ? c->D : 1;                \
-        int64_t Dv1 = c->Dv > 1 ? c->Dv : 1;                                                   \
+        int64_t b = task / c->Hkv, g = task % c->Hkv;                                          \
         A *dP = S + c->bq * c->Lk, *dK = dk + task * c->Lk * c->D, *dV = dv + task * c->Lk * c->Dv; \
         memset(dK, 0, sizeof(A) * (size_t)(c->Lk * c->D));                                     \
         memset(dV, 0, sizeof(A) * (size_t)(c->Lk * c->Dv));                                    \
@@ -239,7 +239,7 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
                               i0 * c->dout.ld;                                                 \
                 const A *O = (const A *)c->o.base + b * c->o.sb + h * c->o.sh + i0 * c->o.ld;  \
                 if (pnK_gemm(DT, false, true, m, nk, c->Dv, 1.0, dO, c->dout.ld, V, c->v.ld,   \
-                             0.0, dP, nk))                                                     \
+                             0.0, dP, LD(nk)))                                                     \
                     return -1;                                                                 \
                 for (int64_t r = 0; r < m; r++) {                                              \
                     A *s = S + r * nk, *dp = dP + r * nk, Dr = 0;                              \
@@ -253,12 +253,12 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
                             if (!kept(c, b, h, i0 + r, j)) dp[j] = 0;                          \
                 }                                                                              \
                 A *dQ = dq + ((b * c->Hq + h) * c->Lq + i0) * c->D;                            \
-                if (pnK_gemm(DT, false, false, m, c->D, nk, c->p->scale, dP, nk, K, c->k.ld,   \
-                             0.0, dQ, D1) ||                                                   \
-                    pnK_gemm(DT, true, false, nk, c->D, m, c->p->scale, dP, nk, Q, c->q.ld,    \
-                             1.0, dK, D1) ||                                                   \
-                    pnK_gemm(DT, true, false, nk, c->Dv, m, 1.0, S, nk, dO, c->dout.ld, 1.0,   \
-                             dV, Dv1))                                                         \
+                if (pnK_gemm(DT, false, false, m, c->D, nk, c->p->scale, dP, LD(nk), K, c->k.ld,   \
+                             0.0, dQ, LD(c->D)) ||                                                   \
+                    pnK_gemm(DT, true, false, nk, c->D, m, c->p->scale, dP, LD(nk), Q, c->q.ld,    \
+                             1.0, dK, LD(c->D)) ||                                                   \
+                    pnK_gemm(DT, true, false, nk, c->Dv, m, 1.0, S, LD(nk), dO, c->dout.ld, 1.0,   \
+                             dV, LD(c->Dv)))                                                         \
                     return -1;                                                                 \
             }                                                                                  \
         return 0;                                                                              \
