@@ -2,10 +2,16 @@
  * Forward: one task per (batch, head, query block): S = scale q_blk k^T by a single-threaded
  * GEMM into a per-thread buffer, mask / causal, a row softmax with vmath.h's vectorized exp
  * (the row's logsumexp is the second output), then P v. Backward: one task per (batch, kv
- * head) recomputing P (whole softmax rows) per query block of each head of the group.
+ * head) recomputing P from the saved logsumexp per query block of each head of the group.
  * float16 and bfloat16 are converted to float32 once and computed there.
  * Scratch: the query block shrinks so that its S (and dP) take at most SCRATCH_BYTES per
  * thread; a key length beyond SCRATCH_BYTES / 8 floats still needs one row of it. */
+/* As reduce.c: no floating-point exception flags are read here, so GCC may if-convert the
+ * selects and inline vmath.h's exp (compiled with the same option) into the vector loops. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
 #include "backend/cpu/attention.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/vmath.h"
@@ -15,7 +21,9 @@
 #include <string.h>
 
 #define LD(n) ((n) > 1 ? (n) : 1) /* a BLAS leading dimension for n columns */
+#define SMALL_MM (1 << 18) /* multiply-adds below which a product skips BLAS */
 #define QBLOCK 64               /* query rows per task */
+#define QBLOCK_CAUSAL 16        /* causal: shorter blocks skip more of the keys past the diagonal */
 #define SCRATCH_BYTES (4 << 20) /* per thread, for S and dP of one block */
 
 /* A (B, H, L, X) operand in the compute type: matrix (b, h) starts at element
@@ -32,6 +40,7 @@ typedef struct view {
 typedef struct sdpa_ctx {
     const pnK_sdpa_params *p;
     int64_t B, Hq, Hkv, Lq, Lk, D, Dv, rep, off, bq;
+    int64_t tsz; /* elements of a thread's buffer for transposed small operands */
     view q, k, v, o, dout;
     const char *mask;
     int64_t ms[4];
@@ -96,7 +105,10 @@ static int ctx_init(sdpa_ctx *c, const pnC_node *node, pn_array *const *in, pn_d
     c->rep = c->Hkv ? c->Hq / c->Hkv : 1;
     c->off = c->Lk - c->Lq;
     int64_t es = (int64_t)pn_dtype_size(ct), bq = SCRATCH_BYTES / (2 * es * (c->Lk > 1 ? c->Lk : 1));
-    c->bq = bq < 1 ? 1 : bq > QBLOCK ? QBLOCK : bq;
+    int64_t most = c->p->causal ? QBLOCK_CAUSAL : QBLOCK;
+    c->bq = bq < 1 ? 1 : bq > most ? most : bq;
+    c->tsz = c->Lk * (c->D > c->Dv ? c->D : c->Dv);
+    if (c->tsz > SMALL_MM) c->tsz = SMALL_MM;
     int rc = view_init(&c->q, in[0], ct) || view_init(&c->k, in[1], ct) || view_init(&c->v, in[2], ct);
     if (!rc && o_at >= 0) rc = view_init(&c->o, in[o_at], ct) || view_init(&c->dout, in[o_at + 2], ct);
     if (!rc && c->p->mask != PNK_SDPA_NO_MASK)
@@ -113,14 +125,6 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
     if (!c->p->causal || i0 + c->off < 0) return c->Lk;
     int64_t n = i0 + m + c->off;
     return n < c->Lk ? n : c->Lk;
-}
-
-/* Whether score (b, h, i, j) is kept (not set to fill) by causal and a bool mask. */
-static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int64_t j)
-{
-    if (c->p->causal && j > i + c->off) return false;
-    if (c->p->mask != PNK_SDPA_BOOL_MASK) return true;
-    return ((const bool *)c->mask)[b * c->ms[0] + h * c->ms[1] + i * c->ms[2] + j * c->ms[3]];
 }
 
 /* Runs body(task, thread's scratch) for every task on nt threads; scratch holds `per`
@@ -151,31 +155,90 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
 
 /* SUF: name suffix; A: compute type (its dtype DT); EXPF / LOGF: its exp and log. */
 #define DEF_SDPA(SUF, A, DT, EXPF, LOGF)                                                       \
+    typedef A vec_##SUF __attribute__((vector_size(32)));                                     \
+    /* Rows i..i+R of the small product (R a constant after inlining): C's columns in pairs  \
+     * of 32-byte vectors, R * 2 independent accumulators in registers, then scalar tails. */  \
+    static inline __attribute__((always_inline)) void tile_##SUF(                            \
+        const int R, int64_t i, int64_t N, int64_t K, A alpha, const A *a, int64_t si,          \
+        int64_t sk, const A *b, int64_t ldb, double beta, A *c, int64_t ldc)                   \
+    {                                                                                          \
+        const int64_t L = 32 / (int64_t)sizeof(A);                                             \
+        int64_t j0 = 0;                                                                        \
+        for (; j0 + 2 * L <= N; j0 += 2 * L) {                                                 \
+            vec_##SUF acc[4][2] = {{{0}}}, b0, b1;                                             \
+            for (int r = 0; r < R; r++)                                                        \
+                if (beta != 0) {                                                               \
+                    memcpy(&acc[r][0], c + (i + r) * ldc + j0, 32);                            \
+                    memcpy(&acc[r][1], c + (i + r) * ldc + j0 + L, 32);                        \
+                }                                                                              \
+            for (int64_t k = 0; k < K; k++) {                                                  \
+                memcpy(&b0, b + k * ldb + j0, 32), memcpy(&b1, b + k * ldb + j0 + L, 32);      \
+                for (int r = 0; r < R; r++) {                                                  \
+                    A ar = alpha * a[(i + r) * si + k * sk];                                   \
+                    acc[r][0] += ar * b0, acc[r][1] += ar * b1;                                \
+                }                                                                              \
+            }                                                                                  \
+            for (int r = 0; r < R; r++) {                                                      \
+                memcpy(c + (i + r) * ldc + j0, &acc[r][0], 32);                                \
+                memcpy(c + (i + r) * ldc + j0 + L, &acc[r][1], 32);                            \
+            }                                                                                  \
+        }                                                                                      \
+        for (int r = 0; r < R; r++)                                                            \
+            for (int64_t j = j0; j < N; j++) {                                                 \
+                A acc = beta != 0 ? c[(i + r) * ldc + j] : 0;                                  \
+                for (int64_t k = 0; k < K; k++) acc += alpha * a[(i + r) * si + k * sk] * b[k * ldb + j]; \
+                c[(i + r) * ldc + j] = acc;                                                    \
+            }                                                                                  \
+    }                                                                                          \
+                                                                                               \
+    /* C (M x N, row stride ldc) = alpha op(a) op(b) + beta C, beta 0 or 1. Products under     \
+     * SMALL_MM multiply-adds run here, vectorized over C's rows (OpenBLAS's call and packing  \
+     * cost more than such math); larger ones through pnK_gemm. tb's b (N x K) is transposed  \
+     * into T (at least N * K elements) first. */                                             \
+    static int mm_##SUF(A *T, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, \
+                        const A *a, int64_t lda, const A *b, int64_t ldb, double beta, A *c,   \
+                        int64_t ldc)                                                           \
+    {                                                                                          \
+        if (M * N * K > SMALL_MM)                                                              \
+            return pnK_gemm(DT, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);         \
+        if (tb) {                                                                              \
+            for (int64_t n = 0; n < N; n++)                                                    \
+                for (int64_t k = 0; k < K; k++) T[k * N + n] = b[n * ldb + k];                 \
+            b = T, ldb = N;                                                                    \
+        }                                                                                      \
+        int64_t si = ta ? 1 : lda, sk = ta ? lda : 1, i = 0;                                   \
+        for (; i + 4 <= M; i += 4) tile_##SUF(4, i, N, K, (A)alpha, a, si, sk, b, ldb, beta, c, ldc); \
+        for (; i < M; i++) tile_##SUF(1, i, N, K, (A)alpha, a, si, sk, b, ldb, beta, c, ldc);  \
+        return 0;                                                                              \
+    }                                                                                          \
+                                                                                               \
+    /* Puts v at the entries of row s (query i of head (b, h), keys < nk) that causal or a     \
+     * bool mask drops. */                                                                     \
+    static void drop_##SUF(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int64_t nk,      \
+                           A *s, A v)                                                          \
+    {                                                                                          \
+        if (c->p->causal)                                                                      \
+            for (int64_t j = i + c->off + 1 > 0 ? i + c->off + 1 : 0; j < nk; j++) s[j] = v;   \
+        if (c->p->mask != PNK_SDPA_BOOL_MASK) return;                                          \
+        const bool *mr = (const bool *)c->mask + b * c->ms[0] + h * c->ms[1] + i * c->ms[2];   \
+        for (int64_t j = 0; j < nk; j++)                                                       \
+            if (!mr[j * c->ms[3]]) s[j] = v;                                                   \
+    }                                                                                          \
+                                                                                               \
     /* S (m x nk, row stride nk) = the scores of query rows i0.. of head (b, h), masked. */    \
     static int scores_##SUF(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t m,    \
-                            int64_t nk, A *S)                                                  \
+                            int64_t nk, A *S, A *T)                                            \
     {                                                                                          \
         const A *Q = (const A *)c->q.base + b * c->q.sb + h * c->q.sh + i0 * c->q.ld;          \
         const A *K = (const A *)c->k.base + b * c->k.sb + (h / c->rep) * c->k.sh;              \
-        if (pnK_gemm(DT, false, true, m, nk, c->D, c->p->scale, Q, c->q.ld, K, c->k.ld, 0.0, S, \
+        if (mm_##SUF(T, false, true, m, nk, c->D, c->p->scale, Q, c->q.ld, K, c->k.ld, 0.0, S, \
                      LD(nk)))                                                                      \
             return -1;                                                                         \
-        const A fill = (A)c->p->fill;                                                          \
         for (int64_t r = 0; r < m; r++) {                                                      \
-            A *s = S + r * nk;                                                                 \
-            int64_t i = i0 + r;                                                                \
-            if (c->p->causal)                                                                  \
-                for (int64_t j = i + c->off + 1 > 0 ? i + c->off + 1 : 0; j < nk; j++) s[j] = fill; \
-            if (c->p->mask == PNK_SDPA_NO_MASK) continue;                                      \
-            int64_t mo = b * c->ms[0] + h * c->ms[1] + i * c->ms[2], m3 = c->ms[3];            \
-            if (c->p->mask == PNK_SDPA_BOOL_MASK) {                                            \
-                const bool *mr = (const bool *)c->mask + mo;                                   \
-                for (int64_t j = 0; j < nk; j++)                                               \
-                    if (!mr[j * m3]) s[j] = fill;                                              \
-            } else {                                                                           \
-                const A *mr = (const A *)c->mask + mo;                                         \
-                for (int64_t j = 0; j < nk; j++) s[j] += mr[j * m3];                           \
-            }                                                                                  \
+            drop_##SUF(c, b, h, i0 + r, nk, S + r * nk, (A)c->p->fill);                        \
+            if (c->p->mask != PNK_SDPA_ADD_MASK) continue;                                     \
+            const A *mr = (const A *)c->mask + b * c->ms[0] + h * c->ms[1] + (i0 + r) * c->ms[2]; \
+            for (int64_t j = 0; j < nk; j++) S[r * nk + j] += mr[j * c->ms[3]];                \
         }                                                                                      \
         return 0;                                                                              \
     }                                                                                          \
@@ -208,24 +271,40 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
     static int fwd_task_##SUF(const sdpa_ctx *c, int64_t task, A *S, A *O, A *lse)             \
     {                                                                                          \
         int64_t nqb = (c->Lq + c->bq - 1) / c->bq, bh = task / nqb;                             \
+        A *T = S + c->bq * c->Lk;                                                              \
         int64_t b = bh / c->Hq, h = bh % c->Hq, i0 = (task % nqb) * c->bq;                     \
         int64_t m = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq, nk = keys_needed(c, i0, m);       \
-        if (scores_##SUF(c, b, h, i0, m, nk, S)) return -1;                                    \
+        if (scores_##SUF(c, b, h, i0, m, nk, S, T)) return -1;                                    \
         A *L = lse + bh * c->Lq + i0;                                                          \
         for (int64_t r = 0; r < m; r++) L[r] = softmax_row_##SUF(S + r * nk, nk);             \
         const A *V = (const A *)c->v.base + b * c->v.sb + (h / c->rep) * c->v.sh;              \
-        return pnK_gemm(DT, false, false, m, c->Dv, nk, 1.0, S, LD(nk), V, c->v.ld, 0.0,           \
+        return mm_##SUF(T, false, false, m, c->Dv, nk, 1.0, S, LD(nk), V, c->v.ld, 0.0,           \
                         O + (bh * c->Lq + i0) * c->Dv, LD(c->Dv));                 \
     }                                                                                          \
                                                                                                \
+    /* The scores row s (nk keys) turned back into P: exp(s - lse); a row that causal or a   \
+     * bool mask dropped whole is uniform (lse cannot hold fill + log(Lk) exactly); with an   \
+     * additive mask the softmax is recomputed whole, exact for rows that it pushes to huge   \
+     * negative values (-1e9 masks). */                                                       \
+    static void p_row_##SUF(const sdpa_ctx *c, A *s, int64_t nk, A lse)                        \
+    {                                                                                          \
+        if (c->p->mask == PNK_SDPA_ADD_MASK) {                                                 \
+            softmax_row_##SUF(s, nk);                                                          \
+        } else if (lse < (A)(0.5 * c->p->fill)) {                                              \
+            for (int64_t j = 0; j < nk; j++) s[j] = (A)1 / (A)nk;                              \
+        } else {                                                                               \
+            _Pragma("omp simd")                                                                \
+            for (int64_t j = 0; j < nk; j++) s[j] = EXPF(s[j] - lse);                          \
+        }                                                                                      \
+    }                                                                                          \
+                                                                                               \
     /* Backward task (b, g): dq of the group's heads, dk and dv of kv head g. S and dP are   \
-     * the thread's scratch (bq x Lk each). P is the block's softmax recomputed whole (the   \
-     * block holds every key a row needs), exact where exp(S - lse) would lose a fully       \
-     * masked row's 1/Lk in lse's rounding. */                                                \
-    static int bwd_task_##SUF(const sdpa_ctx *c, int64_t task, A *S, A *dq, A *dk, A *dv)      \
+     * the thread's scratch (bq x Lk each). */                                                 \
+    static int bwd_task_##SUF(const sdpa_ctx *c, int64_t task, A *S, const A *lse, A *dq,      \
+                              A *dk, A *dv)                                                    \
     {                                                                                          \
         int64_t b = task / c->Hkv, g = task % c->Hkv;                                          \
-        A *dP = S + c->bq * c->Lk, *dK = dk + task * c->Lk * c->D, *dV = dv + task * c->Lk * c->Dv; \
+        A *dP = S + c->bq * c->Lk, *T = dP + c->bq * c->Lk, *dK = dk + task * c->Lk * c->D, *dV = dv + task * c->Lk * c->Dv; \
         memset(dK, 0, sizeof(A) * (size_t)(c->Lk * c->D));                                     \
         memset(dV, 0, sizeof(A) * (size_t)(c->Lk * c->Dv));                                    \
         const A *K = (const A *)c->k.base + b * c->k.sb + g * c->k.sh;                         \
@@ -233,31 +312,30 @@ static inline bool kept(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i, int6
         for (int64_t h = g * c->rep; h < (g + 1) * c->rep; h++)                                \
             for (int64_t i0 = 0; i0 < c->Lq; i0 += c->bq) {                                    \
                 int64_t m = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq, nk = keys_needed(c, i0, m); \
-                if (scores_##SUF(c, b, h, i0, m, nk, S)) return -1;                            \
+                if (scores_##SUF(c, b, h, i0, m, nk, S, T)) return -1;                            \
+                const A *L = lse + (b * c->Hq + h) * c->Lq + i0;                               \
                 const A *Q = (const A *)c->q.base + b * c->q.sb + h * c->q.sh + i0 * c->q.ld;  \
                 const A *dO = (const A *)c->dout.base + b * c->dout.sb + h * c->dout.sh +      \
                               i0 * c->dout.ld;                                                 \
                 const A *O = (const A *)c->o.base + b * c->o.sb + h * c->o.sh + i0 * c->o.ld;  \
-                if (pnK_gemm(DT, false, true, m, nk, c->Dv, 1.0, dO, c->dout.ld, V, c->v.ld,   \
+                if (mm_##SUF(T, false, true, m, nk, c->Dv, 1.0, dO, c->dout.ld, V, c->v.ld,   \
                              0.0, dP, LD(nk)))                                                     \
                     return -1;                                                                 \
                 for (int64_t r = 0; r < m; r++) {                                              \
                     A *s = S + r * nk, *dp = dP + r * nk, Dr = 0;                              \
                     const A *dor = dO + r * c->dout.ld, *orow = O + r * c->o.ld;               \
                     for (int64_t d = 0; d < c->Dv; d++) Dr += dor[d] * orow[d];                \
-                    softmax_row_##SUF(s, nk);                                                  \
+                    p_row_##SUF(c, s, nk, L[r]);                                              \
                     _Pragma("omp simd")                                                        \
                     for (int64_t j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - Dr);              \
-                    if (c->p->causal || c->p->mask == PNK_SDPA_BOOL_MASK)                      \
-                        for (int64_t j = 0; j < nk; j++)                                       \
-                            if (!kept(c, b, h, i0 + r, j)) dp[j] = 0;                          \
+                    drop_##SUF(c, b, h, i0 + r, nk, dp, 0); /* where's gradient: none there */  \
                 }                                                                              \
                 A *dQ = dq + ((b * c->Hq + h) * c->Lq + i0) * c->D;                            \
-                if (pnK_gemm(DT, false, false, m, c->D, nk, c->p->scale, dP, LD(nk), K, c->k.ld,   \
+                if (mm_##SUF(T, false, false, m, c->D, nk, c->p->scale, dP, LD(nk), K, c->k.ld,   \
                              0.0, dQ, LD(c->D)) ||                                                   \
-                    pnK_gemm(DT, true, false, nk, c->D, m, c->p->scale, dP, LD(nk), Q, c->q.ld,    \
+                    mm_##SUF(T, true, false, nk, c->D, m, c->p->scale, dP, LD(nk), Q, c->q.ld,    \
                              1.0, dK, LD(c->D)) ||                                                   \
-                    pnK_gemm(DT, true, false, nk, c->Dv, m, 1.0, S, LD(nk), dO, c->dout.ld, 1.0,   \
+                    mm_##SUF(T, true, false, nk, c->Dv, m, 1.0, S, LD(nk), dO, c->dout.ld, 1.0,   \
                              dV, LD(c->Dv)))                                                         \
                     return -1;                                                                 \
             }                                                                                  \
@@ -307,7 +385,7 @@ int pnK_sdpa_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
         return -1;
     }
     int rc = 0;
-    int64_t ntasks = c.B * c.Hq * ((c.Lq + c.bq - 1) / c.bq), per = c.bq * c.Lk;
+    int64_t ntasks = c.B * c.Hq * ((c.Lq + c.bq - 1) / c.bq), per = c.bq * c.Lk + c.tsz;
     if (ct == PN_FLOAT32)
         PARALLEL_TASKS(ntasks, per, sizeof(float), fwd_task_f32(&c, task, scratch, O, pnC_data(out[1])));
     else
@@ -328,18 +406,20 @@ int pnK_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0; i++)
         if (!(d[i] = out_begin(out[i], ct, &tmp[i]))) rc = -1;
+    pn_array *lse = rc ? NULL : pnC_contiguous(in[o_at + 1]);
     sdpa_ctx c;
-    if (rc || ctx_init(&c, node, in, ct, o_at)) rc = -1;
+    if (!lse || ctx_init(&c, node, in, ct, o_at)) rc = -1;
     else {
-        int64_t ntasks = c.B * c.Hkv, per = 2 * c.bq * c.Lk;
+        int64_t ntasks = c.B * c.Hkv, per = 2 * c.bq * c.Lk + c.tsz;
         if (ct == PN_FLOAT32)
             PARALLEL_TASKS(ntasks, per, sizeof(float),
-                           bwd_task_f32(&c, task, scratch, d[0], d[1], d[2]));
+                           bwd_task_f32(&c, task, scratch, pnC_data(lse), d[0], d[1], d[2]));
         else
             PARALLEL_TASKS(ntasks, per, sizeof(double),
-                           bwd_task_f64(&c, task, scratch, d[0], d[1], d[2]));
+                           bwd_task_f64(&c, task, scratch, pnC_data(lse), d[0], d[1], d[2]));
         ctx_free(&c);
     }
+    if (lse) pnC_decref(lse);
     for (int i = 0; i < 3; i++) out_finish(out[i], tmp[i], rc == 0);
     return rc;
 }

@@ -13,7 +13,7 @@
  * float64). Computes in float32 (float64 for float64). */
 int pnK_sdpa_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 /* Backward: in q, k, v[, mask], out, lse, dout; out dq, dk, dv (the shapes and dtype of q, k,
- * v). Recomputes P per query block (its whole rows, so lse is not read); parallel over
+ * v). Recomputes P = exp(S - lse) per query block (see p_row in attention.c); parallel over
  * (batch, kv head), so dk/dv of a group sum without races and in a fixed order. */
 int pnK_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
