@@ -8,6 +8,7 @@
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/reduce.h"
 
 #include <math.h>
 
@@ -46,6 +47,16 @@ __device__ void stage(C *s, const T *base, int64_t rs, int64_t r0, int64_t n, in
         int64_t r = e / X, d = e % X;
         s[e] = r0 + r < rows ? (C)png_load(base + (r0 + r) * rs + d) : (C)0;
     }
+}
+
+/* The chunk of keys from j0 (of nk) and their values into sk, sv, between barriers. */
+template <typename T, typename C>
+__device__ void stage_keys(const pnG_sdpa_args &a, C *sk, C *sv, const T *K, const T *V, int64_t j0, int64_t nk)
+{
+    __syncthreads();
+    stage(sk, K, a.ks[2], j0, SDPA_CHUNK, nk, a.D);
+    stage(sv, V, a.vs[2], j0, SDPA_CHUNK, nk, a.Dv);
+    __syncthreads();
 }
 
 /* The masked score of query row qr against key row kr (both staged) at (b, h, i, j); *drop
@@ -104,10 +115,7 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, int64_t tq)
         for (int64_t e = threadIdx.x; e < tq * a.Dv; e += blockDim.x) acc[e] = 0;
         for (int64_t r = threadIdx.x; r < tq; r += blockDim.x) rm[r] = -INFINITY, rl[r] = 0;
         for (int64_t j0 = 0; j0 < nk; j0 += SDPA_CHUNK) {
-            __syncthreads();
-            stage(sk, K, a.ks[2], j0, SDPA_CHUNK, nk, a.D);
-            stage(sv, V, a.vs[2], j0, SDPA_CHUNK, nk, a.Dv);
-            __syncthreads();
+            stage_keys(a, sk, sv, K, V, j0, nk);
             for (int64_t r = warp; r < m; r += SDPA_WARPS) {
                 int64_t j = j0 + lane;
                 bool drop;
@@ -171,10 +179,7 @@ __global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, int64_t tq)
             if (lane == 0) rd[r] = part, rl[r] = lse[bh * a.Lq + i0 + r], dsc[bh * a.Lq + i0 + r] = part;
         }
         for (int64_t j0 = 0; j0 < nk; j0 += SDPA_CHUNK) {
-            __syncthreads();
-            stage(sk, K, a.ks[2], j0, SDPA_CHUNK, nk, a.D);
-            stage(sv, V, a.vs[2], j0, SDPA_CHUNK, nk, a.Dv);
-            __syncthreads();
+            stage_keys(a, sk, sv, K, V, j0, nk);
             for (int64_t r = warp; r < m; r += SDPA_WARPS) {
                 int64_t j = j0 + lane;
                 C ds = 0;
@@ -279,29 +284,13 @@ static int64_t pick_tile(int64_t per_tile, int64_t fixed, size_t es, size_t *byt
     return 0;
 }
 
-template <typename T> struct sdpa_float {
-    static const bool value = false;
-};
-template <> struct sdpa_float<pn_float16> {
-    static const bool value = true;
-};
-template <> struct sdpa_float<pn_bfloat16> {
-    static const bool value = true;
-};
-template <> struct sdpa_float<float> {
-    static const bool value = true;
-};
-template <> struct sdpa_float<double> {
-    static const bool value = true;
-};
-
 /* See attention.h. */
 extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, int stream)
 {
     int rc = PNG_UNSUPPORTED;
     png_dispatch(a->dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
-        if constexpr (sdpa_float<T>::value) {
+        if constexpr (png_is_float<T>::value) {
             using C = typename png_compute<T>::type;
             size_t smem;
             int64_t tq = pick_tile(a->D + a->Dv + 2, SDPA_CHUNK * (a->D + a->Dv) + SDPA_THREADS, sizeof(C), &smem);
@@ -324,7 +313,7 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
     int rc = PNG_UNSUPPORTED;
     png_dispatch(a->dtype, [&](auto tag) {
         using T = typename decltype(tag)::type;
-        if constexpr (sdpa_float<T>::value) {
+        if constexpr (png_is_float<T>::value) {
             using C = typename png_compute<T>::type;
             size_t sq_bytes, sk_bytes;
             int64_t fixed = SDPA_CHUNK * (a->D + a->Dv);
