@@ -41,6 +41,7 @@ typedef struct sdpa_ctx {
     const pnK_sdpa_params *p;
     int64_t B, Hq, Hkv, Lq, Lk, D, Dv, rep, off, bq;
     int64_t tsz; /* elements of a thread's buffer for transposed small operands */
+    bool pre;    /* backward: k and v fit SMALL_MM transposed, so each task transposes them once */
     view q, k, v, o, dout;
     const char *mask;
     int64_t ms[4];
@@ -109,6 +110,7 @@ static int ctx_init(sdpa_ctx *c, const pnC_node *node, pn_array *const *in, pn_d
     c->bq = bq < 1 ? 1 : bq > most ? most : bq;
     c->tsz = c->Lk * (c->D > c->Dv ? c->D : c->Dv);
     if (c->tsz > SMALL_MM) c->tsz = SMALL_MM;
+    c->pre = c->Lk * (c->D + c->Dv) <= 2 * SMALL_MM;
     int rc = view_init(&c->q, in[0], ct) || view_init(&c->k, in[1], ct) || view_init(&c->v, in[2], ct);
     if (!rc && o_at >= 0) rc = view_init(&c->o, in[o_at], ct) || view_init(&c->dout, in[o_at + 2], ct);
     if (!rc && c->p->mask != PNK_SDPA_NO_MASK)
@@ -191,6 +193,13 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
             }                                                                                  \
     }                                                                                          \
                                                                                                \
+    /* dst (cols x rows, dense) = src (rows x cols, row stride ld) transposed. */           \
+    static void transpose_##SUF(const A *src, int64_t ld, int64_t rows, int64_t cols, A *dst)  \
+    {                                                                                          \
+        for (int64_t r = 0; r < rows; r++)                                                     \
+            for (int64_t k = 0; k < cols; k++) dst[k * rows + r] = src[r * ld + k];            \
+    }                                                                                          \
+                                                                                               \
     /* C (M x N, row stride ldc) = alpha op(a) op(b) + beta C, beta 0 or 1. Products under     \
      * SMALL_MM multiply-adds run here, vectorized over C's rows (OpenBLAS's call and packing  \
      * cost more than such math); larger ones through pnK_gemm. tb's b (N x K) is transposed  \
@@ -202,8 +211,7 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
         if (M * N * K > SMALL_MM)                                                              \
             return pnK_gemm(DT, ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);         \
         if (tb) {                                                                              \
-            for (int64_t n = 0; n < N; n++)                                                    \
-                for (int64_t k = 0; k < K; k++) T[k * N + n] = b[n * ldb + k];                 \
+            transpose_##SUF(b, ldb, N, K, T);                                                  \
             b = T, ldb = N;                                                                    \
         }                                                                                      \
         int64_t si = ta ? 1 : lda, sk = ta ? lda : 1, i = 0;                                   \
@@ -225,14 +233,15 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
             if (!mr[j * c->ms[3]]) s[j] = v;                                                   \
     }                                                                                          \
                                                                                                \
-    /* S (m x nk, row stride nk) = the scores of query rows i0.. of head (b, h), masked. */    \
+    /* S (m x nk, row stride nk) = the scores of query rows i0.. of head (b, h), masked; the  \
+     * keys are kt (D x Lk, row stride Lk), or when NULL read from k (through T). */           \
     static int scores_##SUF(const sdpa_ctx *c, int64_t b, int64_t h, int64_t i0, int64_t m,    \
-                            int64_t nk, A *S, A *T)                                            \
+                            int64_t nk, A *S, A *T, const A *kt)                               \
     {                                                                                          \
         const A *Q = (const A *)c->q.base + b * c->q.sb + h * c->q.sh + i0 * c->q.ld;          \
         const A *K = (const A *)c->k.base + b * c->k.sb + (h / c->rep) * c->k.sh;              \
-        if (mm_##SUF(T, false, true, m, nk, c->D, c->p->scale, Q, c->q.ld, K, c->k.ld, 0.0, S, \
-                     LD(nk)))                                                                      \
+        if (mm_##SUF(T, false, !kt, m, nk, c->D, c->p->scale, Q, c->q.ld,        \
+                     kt ? kt : K, kt ? c->Lk : c->k.ld, 0.0, S, LD(nk)))                       \
             return -1;                                                                         \
         for (int64_t r = 0; r < m; r++) {                                                      \
             drop_##SUF(c, b, h, i0 + r, nk, S + r * nk, (A)c->p->fill);                        \
@@ -274,7 +283,7 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
         A *T = S + c->bq * c->Lk;                                                              \
         int64_t b = bh / c->Hq, h = bh % c->Hq, i0 = (task % nqb) * c->bq;                     \
         int64_t m = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq, nk = keys_needed(c, i0, m);       \
-        if (scores_##SUF(c, b, h, i0, m, nk, S, T)) return -1;                                    \
+        if (scores_##SUF(c, b, h, i0, m, nk, S, T, NULL)) return -1;                          \
         A *L = lse + bh * c->Lq + i0;                                                          \
         for (int64_t r = 0; r < m; r++) L[r] = softmax_row_##SUF(S + r * nk, nk);             \
         const A *V = (const A *)c->v.base + b * c->v.sb + (h / c->rep) * c->v.sh;              \
@@ -309,17 +318,23 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
         memset(dV, 0, sizeof(A) * (size_t)(c->Lk * c->Dv));                                    \
         const A *K = (const A *)c->k.base + b * c->k.sb + g * c->k.sh;                         \
         const A *V = (const A *)c->v.base + b * c->v.sb + g * c->v.sh;                         \
+        A *KT = NULL, *VT = NULL; /* small heads: k and v transposed once for the task */       \
+        if (c->pre) {                                                                          \
+            KT = T, VT = T + c->D * c->Lk;                                                     \
+            transpose_##SUF(K, c->k.ld, c->Lk, c->D, KT);                                      \
+            transpose_##SUF(V, c->v.ld, c->Lk, c->Dv, VT);                                     \
+        }                                                                                      \
         for (int64_t h = g * c->rep; h < (g + 1) * c->rep; h++)                                \
             for (int64_t i0 = 0; i0 < c->Lq; i0 += c->bq) {                                    \
                 int64_t m = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq, nk = keys_needed(c, i0, m); \
-                if (scores_##SUF(c, b, h, i0, m, nk, S, T)) return -1;                            \
+                if (scores_##SUF(c, b, h, i0, m, nk, S, T, KT)) return -1;                     \
                 const A *L = lse + (b * c->Hq + h) * c->Lq + i0;                               \
                 const A *Q = (const A *)c->q.base + b * c->q.sb + h * c->q.sh + i0 * c->q.ld;  \
                 const A *dO = (const A *)c->dout.base + b * c->dout.sb + h * c->dout.sh +      \
                               i0 * c->dout.ld;                                                 \
                 const A *O = (const A *)c->o.base + b * c->o.sb + h * c->o.sh + i0 * c->o.ld;  \
-                if (mm_##SUF(T, false, true, m, nk, c->Dv, 1.0, dO, c->dout.ld, V, c->v.ld,   \
-                             0.0, dP, LD(nk)))                                                     \
+                if (mm_##SUF(T, false, !VT, m, nk, c->Dv, 1.0, dO, c->dout.ld, VT ? VT : V,    \
+                             VT ? c->Lk : c->v.ld, 0.0, dP, LD(nk)))                           \
                     return -1;                                                                 \
                 for (int64_t r = 0; r < m; r++) {                                              \
                     A *s = S + r * nk, *dp = dP + r * nk, Dr = 0;                              \
@@ -410,7 +425,7 @@ int pnK_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const
     sdpa_ctx c;
     if (!lse || ctx_init(&c, node, in, ct, o_at)) rc = -1;
     else {
-        int64_t ntasks = c.B * c.Hkv, per = 2 * c.bq * c.Lk + c.tsz;
+        int64_t ntasks = c.B * c.Hkv, per = 2 * c.bq * c.Lk + (c.pre ? c.Lk * (c.D + c.Dv) : c.tsz);
         if (ct == PN_FLOAT32)
             PARALLEL_TASKS(ntasks, per, sizeof(float),
                            bwd_task_f32(&c, task, scratch, pnC_data(lse), d[0], d[1], d[2]));
