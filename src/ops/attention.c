@@ -233,7 +233,7 @@ static int sdpa_vjp_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const
 static int sdpa_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes,
                      pn_array **out, int *out_axes)
 {
-    int64_t V = 1;
+    int64_t V = 1, B = pn_dim(in[0], in_axes[0] == 0 ? 1 : 0); /* q's batch */
     for (int i = 0; i < nd->nin; i++)
         if (in_axes[i] >= 0) V = pn_dim(in[i], in_axes[i]);
     pn_scope_push();
@@ -249,7 +249,7 @@ static int sdpa_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes
     pn_array *o[3] = {NULL};
     int rc = sdpa_make(nd->prim, PNC_PARAMS(nd, pnK_sdpa_params), nd->nin, f, o);
     for (int j = 0; j < nd->nout; j++) {
-        out[j] = rc ? NULL : pn_unflatten(o[j], 0, (int64_t[]){V, pn_dim(in[0], in_axes[0] == 0 ? 1 : 0)}, 2);
+        out[j] = rc ? NULL : pn_unflatten(o[j], 0, (int64_t[]){V, B}, 2);
         out_axes[j] = 0;
         if (!out[j]) rc = -1;
     }
