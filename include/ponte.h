@@ -1313,7 +1313,10 @@ pn_array *pn_nn_init_orthogonal(const int64_t *shape, int ndim, pn_dtype dtype, 
  * mask (may be NULL except for "array") broadcasts to (B, Hq, Lq, Lk); a bool mask keeps the
  * scores where true (others get the dtype's lowest finite value), another dtype is added and
  * must promote to the output dtype. "causal" (mask must be NULL): query i sees keys
- * j <= i + Lk - Lq (aligned to the lower right). The softmax runs in float32 for half types. */
+ * j <= i + Lk - Lq (aligned to the lower right). One fused node (its gradient another): half
+ * types are computed in float32 throughout and rounded once, as MLX's fused kernels do; a row
+ * whose every score is masked by false (or causal) averages all values (its scores all become
+ * finfo.min, as in MLX's unfused path), and a row of -inf additive scores is NaN. */
 pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_array *v,
                                                double scale, const char *mask_mode,
                                                pn_array *mask);

@@ -292,6 +292,19 @@ static pn_array *c_argmin(pn_array *const *x) { return pn_argmin(x[0], 0, true);
 static pn_array *c_logsumexp(pn_array *const *x) { return pn_logsumexp(x[0], (int[]){-1}, 1, false); }
 static pn_array *c_softmax(pn_array *const *x) { return pn_softmax(x[0], (int[]){-1}, 1, false); }
 static pn_array *c_softmax0(pn_array *const *x) { return pn_softmax(x[0], (int[]){0}, 1, true); }
+/* fused attention (ScaledDotProductAttention and its Vjp): causal, a bool mask of a fixed
+ * pattern (some rows dropped whole), grouped-query heads */
+static pn_array *c_sdpa_causal(pn_array *const *x)
+{
+    return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], 0.4, "causal", NULL);
+}
+static pn_array *c_sdpa_bool(pn_array *const *x)
+{
+    int64_t lq = pn_dim(x[0], 2), lk = pn_dim(x[1], 2);
+    pn_array *pat = pn_sin(pn_multiply(pn_arange(0, (double)(lq * lk), 1, F32), pn_weak_float(1.7)));
+    pn_array *m = pn_reshape(pn_greater(pat, pn_weak_float(0.2)), (int64_t[]){lq, lk}, 2);
+    return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], 0.4, "", m);
+}
 static pn_array *c_log_softmax(pn_array *const *x) { return pn_log_softmax(x[0], (int[]){-1}, 1); }
 static pn_array *c_cumsum(pn_array *const *x) { return pn_cumsum(x[0], 1, false, true); }
 static pn_array *c_cumsum_rev(pn_array *const *x) { return pn_cumsum(x[0], 0, true, false); }
@@ -762,6 +775,17 @@ static const op_case CASES[] = {
     {"logsumexp", c_logsumexp, 1, {IN(SH3, F32, -3, 3)}, true, false},
     {"softmax", c_softmax, 1, {IN(SH3, F32, -3, 3)}, true, false},
     {"softmax axis 0", c_softmax0, 1, {IN(SH3, F32, -3, 3)}, true, false},
+    {"sdpa causal", c_sdpa_causal, 3, {IN(4, {2, 2, 37, 16}, F32, -1, 1), IN(4, {2, 2, 45, 16}, F32, -1, 1),
+                                       IN(4, {2, 2, 45, 8}, F32, -1, 1)}, true, false},
+    {"sdpa causal Lq > Lk f64", c_sdpa_causal, 3, {IN(4, {1, 2, 9, 5}, PN_FLOAT64, -1, 1),
+                                                   IN(4, {1, 2, 4, 5}, PN_FLOAT64, -1, 1),
+                                                   IN(4, {1, 2, 4, 3}, PN_FLOAT64, -1, 1)}, true, false},
+    {"sdpa bool mask", c_sdpa_bool, 3, {IN(4, {2, 2, 7, 16}, F32, -1, 1), IN(4, {2, 2, 3, 16}, F32, -1, 1),
+                                        IN(4, {2, 2, 3, 16}, F32, -1, 1)}, true, false},
+    {"sdpa gqa", c_sdpa_causal, 3, {IN(4, {1, 4, 40, 24}, F32, -1, 1), IN(4, {1, 2, 40, 24}, F32, -1, 1),
+                                    IN(4, {1, 2, 40, 40}, F32, -1, 1)}, true, false},
+    {"sdpa f16", c_sdpa_bool, 3, {IN(4, {1, 4, 33, 16}, PN_FLOAT16, -1, 1), IN(4, {1, 1, 70, 16}, PN_FLOAT16, -1, 1),
+                                  IN(4, {1, 1, 70, 16}, PN_FLOAT16, -1, 1)}, true, false},
     /* rows of whole 16-byte runs: the cached softmax's vector path, per width */
     {"softmax rows of 64", c_softmax, 1, {IN(2, {6, 64}, F32, -3, 3)}, true, false},
     {"softmax rows of 1000", c_softmax, 1, {IN(2, {3, 1000}, F32, -3, 3)}, false, false},

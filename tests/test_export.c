@@ -137,6 +137,9 @@ static int fn_more(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
     pn_array *dep[1];
     if (pn_depends((pn_array *[]){x}, 1, (pn_array *[]){y}, 1, dep)) return -1;
     out[n++] = dep[0];
+    int64_t s4[4] = {1, 2, 4, 2}; /* fused attention with a bool mask (its fourth input) */
+    out[n++] = pn_fast_scaled_dot_product_attention(pn_reshape(x, s4, 4), pn_reshape(y, s4, 4), pn_reshape(x, s4, 4),
+                                                    0.5, "", pn_greater(x, y));
     *nout = n;
     return 0;
 }

@@ -3,6 +3,7 @@
  * primitive is exportable once it has a line here (docs/adding-an-op.md). */
 #include "io/registry.h"
 
+#include "backend/cpu/attention.h"
 #include "backend/cpu/conv.h"
 #include "backend/cpu/fft.h"
 #include "backend/cpu/gemm.h"
@@ -72,6 +73,8 @@ static const entry table[] = {
     {&eig_prim, sizeof(pnK_decomp_params), 0, 1, -1},
     {&luf_prim, 0, 0, 1, 3},
     {&qrf_prim, 0, 0, 1, 2},
+    {&sdpa_prim, sizeof(pnK_sdpa_params), 0, -1, 2},
+    {&sdpa_vjp_prim, sizeof(pnK_sdpa_params), 0, -1, 3},
     {&solve_triangular_prim, sizeof(pnK_trsm_params), 0, 2, 1},
     {&cholesky_prim, 0, 0, 1, 1},
     {&to_fp8_prim, 0, 0, 1, 1},

@@ -33,6 +33,7 @@ extern const pnC_primitive sort_prim, argsort_prim, partition_prim, argpartition
 extern const pnC_primitive fft_prim;                                     /* fft.c */
 extern const pnC_primitive depends_prim;                                 /* depends.c */
 extern const pnC_primitive scan_prim;                                    /* scan.c */
+extern const pnC_primitive sdpa_prim, sdpa_vjp_prim;                     /* attention.c */
 
 /* The primitive named name, or NULL when no registered primitive has that name. */
 const pnC_primitive *pnR_find(const char *name);

@@ -1,25 +1,15 @@
-/* attention.c — scaled dot-product attention (mx.fast.scaled_dot_product_attention) and the
- * positional encodings of mlx.nn (RoPE, sinusoidal, ALiBi) as compositions of public ops, so
- * they run on every backend and differentiate through the ops' own vjp/jvp rules. */
+/* attention.c — scaled dot-product attention (mx.fast.scaled_dot_product_attention: the
+ * argument checks here, the fused primitives in src/ops/attention.c) and the positional
+ * encodings of mlx.nn (RoPE, sinusoidal, ALiBi) as compositions of public ops, so they run on
+ * every backend and differentiate through the ops' own vjp/jvp rules. */
 #include "core/core.h"
+#include "ops/attention.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define SDPA "scaled_dot_product_attention"
-
-/* The lowest finite value of a floating dtype (numpy's finfo(t).min). */
-static double finfo_min(pn_dtype t)
-{
-    switch (t) {
-    case PN_FLOAT16: return -65504.0;
-    case PN_BFLOAT16: return -3.3895313892515355e38;
-    case PN_FLOAT32: return -(double)FLT_MAX;
-    default: return -DBL_MAX;
-    }
-}
 
 /* Whether mask's shape broadcasts to target (numpy rules, mask's rank <= target's). */
 static bool broadcastable_to(const pn_array *m, const int64_t *target, int nt)
@@ -87,7 +77,6 @@ pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_arra
     if (!pnC_is_float(t))
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[" SDPA "] Received unsupported type %s.", pn_dtype_name(t));
     int64_t mshape[4] = {q->shape[0], hq, q->shape[2], k->shape[2]};
-    bool bool_mask = mask && mask->dtype == PN_BOOL;
     if (mask) {
         if (pn_promote_types(mask->dtype, t) != t)
             return pnC_fail(PN_ERR_INVALID_ARGUMENT,
@@ -100,36 +89,7 @@ pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_arra
                             pnC_shape_str(mshape, 4, b2, sizeof b2));
     }
 
-    pn_scope_push();
-    int64_t rep = hq / hkv;
-    pn_array *qs = pn_multiply(pn_scalar(scale, t), pn_astype(q, t));
-    pn_array *ks = pn_astype(k, t), *vs = pn_astype(v, t);
-    if (rep > 1) { /* grouped-query attention: (B, Hkv, rep, L, D) against (B, Hkv, 1, L, D) */
-        int ax = 2;
-        qs = pn_unflatten(qs, 1, (int64_t[]){hkv, rep}, 2);
-        ks = pn_expand_dims(ks, &ax, 1);
-        vs = pn_expand_dims(vs, &ax, 1);
-    }
-    pn_array *scores = pn_matmul(qs, pn_swapaxes(ks, -1, -2));
-    pn_array *m = NULL;
-    if (causal) { /* lower-right aligned: query i sees keys j <= i + (Lk - Lq) */
-        int64_t lq = q->shape[2], lk = k->shape[2];
-        int a1 = 1, a0 = 0;
-        pn_array *qi = pn_expand_dims(pn_arange((double)(lk - lq), (double)lk, 1, PN_INT64), &a1, 1);
-        pn_array *ki = pn_expand_dims(pn_arange(0, (double)lk, 1, PN_INT64), &a0, 1);
-        m = pn_greater_equal(qi, ki);
-    } else if (mask) {
-        m = pn_broadcast_to(bool_mask ? mask : pn_astype(mask, t), mshape, 4);
-        if (rep > 1) m = pn_unflatten(m, 1, (int64_t[]){hkv, rep}, 2);
-    }
-    if (m) {
-        if (m->dtype == PN_BOOL) scores = pn_where(m, scores, pn_scalar(finfo_min(t), t));
-        else scores = pn_add(scores, m);
-    }
-    int axis = -1;
-    pn_array *out = pn_matmul(pn_softmax(scores, &axis, 1, true), vs);
-    if (rep > 1) out = pn_flatten(out, 1, 2);
-    return pnC_scope_return(out);
+    return pnO_sdpa(q, k, v, causal ? NULL : mask, causal, scale, t);
 }
 
 /* Rotary positional encoding of x (..., L, D); see ponte.h. */

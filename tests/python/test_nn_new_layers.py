@@ -103,6 +103,117 @@ def test_sdpa_errors(rng):
         mx.core.fast.scaled_dot_product_attention(q, q, q)
 
 
+def np_sdpa_grads(q, k, v, scale, w, mask=None):
+    """float64 gradients of sum(sdpa(q, k, v) * w) with respect to q, k, v."""
+    q, k, v, w = (np.asarray(t, np.float64) for t in (q, k, v, w))
+    rep = q.shape[1] // k.shape[1]
+    kr, vr = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+    s = scale * q @ np.swapaxes(kr, -1, -2)
+    Lq, Lk = s.shape[-2:]
+    keep = np.ones(s.shape, bool)
+    if isinstance(mask, str):
+        keep = keep & (np.arange(Lk)[None, :] <= np.arange(Lq)[:, None] + Lk - Lq)
+    elif mask is not None and mask.dtype == bool:
+        keep = keep & mask
+    elif mask is not None:
+        s = s + mask
+    s = np.where(keep, s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    dp = w @ np.swapaxes(vr, -1, -2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True))
+    dq = scale * ds @ kr
+    dk = scale * np.swapaxes(ds, -1, -2) @ q
+    dv = np.swapaxes(p, -1, -2) @ w
+    group = lambda g: g.reshape(g.shape[0], -1, rep, *g.shape[2:]).sum(2)
+    return dq, group(dk), group(dv)
+
+
+def sdpa_case(rng, mask_kind, shape):
+    """Random q, k, v for (B, Hq, Hkv, Lq, Lk, D, Dv) and a mask of the kind (numpy)."""
+    B, Hq, Hkv, Lq, Lk, D, Dv = shape
+    q, k = rng.standard_normal((B, Hq, Lq, D)), rng.standard_normal((B, Hkv, Lk, D))
+    v = rng.standard_normal((B, Hkv, Lk, Dv))
+    mask = None
+    if mask_kind == "causal":
+        mask = "causal"
+    elif mask_kind == "additive":
+        mask = rng.standard_normal((Lq, Lk))
+    elif mask_kind == "bool":
+        mask = rng.random((B, 1, Lq, Lk)) < 0.7
+        mask[..., 0] = True
+    return q, k, v, mask
+
+
+SDPA_SHAPES = [(2, 4, 2, 5, 7, 8, 6), (1, 2, 1, 130, 130, 80, 80), (2, 1, 1, 1, 300, 16, 16)]
+
+
+@pytest.mark.parametrize("mask_kind", [None, "causal", "additive", "bool"])
+@pytest.mark.parametrize("shape", SDPA_SHAPES)
+def test_sdpa_fused_values_and_grads(rng, mask_kind, shape):
+    q, k, v, mask = sdpa_case(rng, mask_kind, shape)
+    w = rng.standard_normal(q.shape[:3] + (v.shape[-1],))
+    mmx = mask if mask is None or isinstance(mask, str) else (
+        mx.array(mask) if mask.dtype == bool else A(mask))
+    scale = 1 / math.sqrt(q.shape[-1])
+    f = lambda a, b, c: (mx.core.fast.scaled_dot_product_attention(a, b, c, scale=scale, mask=mmx) * A(w)).sum()
+    close(mx.core.fast.scaled_dot_product_attention(A(q), A(k), A(v), scale=scale, mask=mmx),
+          np_sdpa(q, k, v, scale, mask), rtol=2e-4, atol=2e-5)
+    grads = mx.grad(f, argnums=(0, 1, 2))(A(q), A(k), A(v))
+    for g, ref in zip(grads, np_sdpa_grads(q, k, v, scale, w, mask)):
+        close(g, ref, rtol=2e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sdpa_fused_half(rng, dtype):
+    """Half inputs: computed in float32, only the result is rounded."""
+    q, k, v, _ = sdpa_case(rng, None, (1, 2, 2, 9, 33, 16, 16))
+    t = getattr(mx, dtype)
+    qh, kh, vh = (A(x).astype(t) for x in (q, k, v))
+    ref = np_sdpa(*(np.array(x.astype(mx.float32)) for x in (qh, kh, vh)), 0.25, "causal")
+    y = mx.core.fast.scaled_dot_product_attention(qh, kh, vh, scale=0.25, mask="causal")
+    assert y.dtype == t
+    close(y, ref, rtol=2e-2 if dtype == "bfloat16" else 3e-3, atol=1e-2 if dtype == "bfloat16" else 2e-3)
+
+
+@pytest.mark.parametrize("mask_kind", [None, "causal", "additive", "bool"])
+def test_sdpa_fused_vs_mlx(rng, mask_kind):
+    mlx = pytest.importorskip("mlx.core")
+    q, k, v, mask = sdpa_case(rng, mask_kind, (2, 4, 2, 33, 40, 16, 24))
+    w = rng.standard_normal(q.shape[:3] + (v.shape[-1],)).astype(np.float32)
+    outs = []
+    for lib in (mx, mlx):
+        arr = (lambda x: lib.array(np.asarray(x, np.float32)))
+        m = mask if mask is None or isinstance(mask, str) else (
+            lib.array(mask) if mask.dtype == bool else arr(mask))
+        fast = lib.core.fast if lib is mx else lib.fast
+        f = lambda a, b, c: (fast.scaled_dot_product_attention(a, b, c, scale=0.3, mask=m) * arr(w)).sum()
+        y = fast.scaled_dot_product_attention(arr(q), arr(k), arr(v), scale=0.3, mask=m)
+        gs = lib.grad(f, argnums=(0, 1, 2))(arr(q), arr(k), arr(v))
+        outs.append([np.array(y)] + [np.array(g) for g in gs])
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_sdpa_error_types_match_mlx(rng):
+    mlx = pytest.importorskip("mlx.core")
+    bad = [((1, 2, 3, 4), (1, 2, 3, 5), (1, 2, 3, 4), None),   # head dims differ
+           ((1, 3, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4), None),   # Hq not a multiple of Hkv
+           ((1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 3, 4), "sideways"),
+           ((1, 2, 3, 4), (1, 2, 3, 4), (1, 2, 5, 4), None)]   # k, v lengths differ
+    for qs, ks, vs, mask in bad:
+        kinds = []
+        for lib in (mx, mlx):
+            fast = lib.core.fast if lib is mx else lib.fast
+            arr = (lambda s: lib.array(rng.standard_normal(s).astype(np.float32)))
+            try:
+                lib.eval(fast.scaled_dot_product_attention(arr(qs), arr(ks), arr(vs), scale=1.0, mask=mask))
+                kinds.append(None)
+            except Exception as e:  # noqa: BLE001 - the type is what is compared
+                kinds.append(type(e))
+        assert kinds[0] is not None and kinds[0] == kinds[1], (qs, ks, vs, mask, kinds)
+
+
 @pytest.mark.parametrize("traditional", [False, True])
 @pytest.mark.parametrize("dims", [8, 6])
 def test_rope(rng, traditional, dims):

@@ -105,4 +105,11 @@ int pnG_cholesky_eval(const pnC_node *node, pn_array *const *in, pn_array *const
  * device copies. ── */
 int pnG_fft_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
+/* ── attention (attention.c): the fused ScaledDotProductAttention forward (one block per
+ * (batch, head, query tile), online softmax over key chunks in shared memory, compute-type
+ * accumulation) and its Vjp (one kernel for dq per query tile, one for dk/dv per key tile,
+ * both recomputing P from the saved logsumexp; no atomics). ── */
+int pnG_sdpa_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+
 #endif /* PONTE_BACKEND_CUDA_EVAL_H */

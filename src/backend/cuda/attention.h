@@ -1,0 +1,36 @@
+/* attention.h — the launchers of the fused attention kernels (attention.cu), called by their C
+ * glue (attention.c). Plain C. */
+#ifndef PONTE_BACKEND_CUDA_ATTENTION_H
+#define PONTE_BACKEND_CUDA_ATTENTION_H
+
+#include "backend/cuda/gpu.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One attention call as the kernels see it: shapes, params (backend/cpu/attention.h), and
+ * device pointers with element strides of their (b, h, row) dims (the last dim is dense).
+ * mask: bool or an additive mask of `dtype`, strides per (b, h, i, j), 0 where broadcast. */
+typedef struct pnG_sdpa_args {
+    int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+    double scale, fill;
+    int causal, mask;
+    pn_dtype dtype; /* q, k, v, out, dout, dq, dk, dv; lse and the scratch D in float32 (float64) */
+    const void *q, *k, *v, *mask_data, *o, *lse, *dout;
+    int64_t qs[3], ks[3], vs[3], os[3], dos[3], ms[4];
+} pnG_sdpa_args;
+
+/* Forward: out (B, Hq, Lq, Dv) dense in dtype, lse (B, Hq, Lq) dense. Backward: dq, dk, dv
+ * dense like q, k, v, with dscratch B * Hq * Lq compute-type elements of device scratch
+ * (the rows' rowsum(dout * out)). Queued on stream; 0, -1 with an error, or PNG_UNSUPPORTED
+ * (another dtype, or head dims too large for the kernels' shared memory). With out (dq) NULL
+ * only that check is made: a->dtype, D and Dv are read. */
+int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, int stream);
+int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, void *dv, void *dscratch, int stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PONTE_BACKEND_CUDA_ATTENTION_H */

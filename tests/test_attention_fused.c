@@ -1,0 +1,385 @@
+/* test_attention_fused.c — the fused ScaledDotProductAttention primitives (src/ops/attention.c,
+ * backend/cpu/attention.c): forward values and logsumexp against float64 math written here over
+ * dtypes, masks, causal alignments, grouped-query heads and odd sizes; the fused path against
+ * the composite of ops; gradients (q, k, v, a float mask) and second derivatives by finite
+ * differences; vmap against per-slice calls; jvp. Run with PONTE_DEVICE=gpu on the simulator. */
+#include "core/core.h"
+#include "harness.h"
+#include "ops/attention.h"
+
+#include <float.h>
+#include <string.h>
+
+enum { M_NONE, M_CAUSAL, M_BOOL, M_ADD }; /* the mask kinds of a case */
+
+typedef struct cfg {
+    int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
+    int mode;
+    int mrank; /* additive / bool mask: 2 = (Lq, Lk), 4 = (B, 1, Lq, Lk) */
+} cfg;
+
+/* The element of a mask of shape (Lq, Lk) or (B, 1, Lq, Lk) that (b, i, j) reads. */
+static double mask_at(const cfg *c, const double *m, int64_t b, int64_t i, int64_t j)
+{
+    return m[((c->mrank == 4 ? b : 0) * c->Lq + i) * c->Lk + j];
+}
+
+/* The float64 attention of one query row (b, h, i): writes o[Dv], returns the logsumexp. */
+static double ref_row(const cfg *c, double scale, const double *q, const double *k, const double *v,
+                      const double *m, int64_t b, int64_t h, int64_t i, double *o, double *s)
+{
+    int64_t g = h / (c->Hq / c->Hkv), kb = (b * c->Hkv + g) * c->Lk;
+    const double *qr = q + ((b * c->Hq + h) * c->Lq + i) * c->D;
+    double mx = -INFINITY, z = 0;
+    for (int64_t j = 0; j < c->Lk; j++) {
+        double a = 0;
+        for (int64_t d = 0; d < c->D; d++) a += qr[d] * k[(kb + j) * c->D + d];
+        a *= scale;
+        bool drop = (c->mode == M_CAUSAL && j > i + c->Lk - c->Lq) ||
+                    (c->mode == M_BOOL && mask_at(c, m, b, i, j) == 0);
+        if (c->mode == M_ADD) a += mask_at(c, m, b, i, j);
+        s[j] = drop ? -DBL_MAX : a;
+        mx = s[j] > mx ? s[j] : mx;
+    }
+    for (int64_t j = 0; j < c->Lk; j++) z += s[j] = exp(s[j] - mx);
+    for (int64_t d = 0; d < c->Dv; d++) {
+        o[d] = 0;
+        for (int64_t j = 0; j < c->Lk; j++) o[d] += s[j] / z * v[(kb + j) * c->Dv + d];
+    }
+    return mx + log(z);
+}
+
+/* Random inputs of c in dtype t: x[0..2] = q, k, v; x[3] the mask or NULL. */
+static void make_inputs(const cfg *c, pn_dtype t, pn_array **x)
+{
+    x[0] = test_random_array((int64_t[]){c->B, c->Hq, c->Lq, c->D}, 4, t, -1.5, 1.5);
+    x[1] = test_random_array((int64_t[]){c->B, c->Hkv, c->Lk, c->D}, 4, t, -1.5, 1.5);
+    x[2] = test_random_array((int64_t[]){c->B, c->Hkv, c->Lk, c->Dv}, 4, t, -1, 1);
+    x[3] = NULL;
+    int64_t ms[4] = {c->B, 1, c->Lq, c->Lk};
+    const int64_t *shape = c->mrank == 4 ? ms : ms + 2;
+    if (c->mode == M_BOOL) /* about a third dropped; some rows fully dropped when Lk is small */
+        x[3] = pn_greater(test_random_array(shape, c->mrank, PN_FLOAT32, 0, 1), pn_weak_float(0.33));
+    if (c->mode == M_ADD) x[3] = test_random_array(shape, c->mrank, t, -2, 1);
+}
+
+static pn_array *attend(const cfg *c, pn_array *const *x, double scale)
+{
+    return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], scale,
+                                                c->mode == M_CAUSAL ? "causal" : "", x[3]);
+}
+
+/* Forward of c in dtype t against the float64 reference (of the inputs as rounded to t). */
+static void check_forward(const cfg *c, pn_dtype t, double tol)
+{
+    pn_scope_push();
+    pn_array *x[4];
+    make_inputs(c, t, x);
+    double scale = 1.0 / sqrt((double)c->D);
+    pn_array *y = attend(c, x, scale);
+    CHECK_OK(y);
+    if (!y) {
+        pn_scope_pop();
+        return;
+    }
+    CHECK_MSG(y->node && strcmp(y->node->prim->name, "ScaledDotProductAttention") == 0,
+              "the fused node is built");
+    double *q = test_to_f64(x[0]), *k = test_to_f64(x[1]), *v = test_to_f64(x[2]);
+    double *m = x[3] ? test_to_f64(x[3]) : NULL;
+    int64_t rows = c->B * c->Hq * c->Lq;
+    double *ref = malloc(sizeof(double) * (size_t)(rows * c->Dv + 1));
+    double *s = malloc(sizeof(double) * (size_t)(c->Lk + 1));
+    for (int64_t r = 0; r < rows; r++)
+        ref_row(c, scale, q, k, v, m, r / (c->Hq * c->Lq), r / c->Lq % c->Hq, r % c->Lq, ref + r * c->Dv, s);
+    char what[160];
+    snprintf(what, sizeof what, "sdpa %s B%lld Hq%lld Hkv%lld Lq%lld Lk%lld D%lld Dv%lld mode%d/%d",
+             pn_dtype_name(t), (long long)c->B, (long long)c->Hq, (long long)c->Hkv, (long long)c->Lq,
+             (long long)c->Lk, (long long)c->D, (long long)c->Dv, c->mode, c->mrank);
+    test_check_values(what, y, (int64_t[]){c->B, c->Hq, c->Lq, c->Dv}, 4, t, ref, tol, tol);
+    free(q), free(k), free(v), free(m), free(ref), free(s);
+    pn_scope_pop();
+}
+
+static const cfg FORWARD[] = {
+    {2, 4, 4, 7, 7, 16, 16, M_NONE, 0},
+    {1, 2, 2, 1, 1, 1, 1, M_NONE, 0},
+    {2, 4, 2, 7, 7, 16, 16, M_CAUSAL, 0},    /* GQA, causal Lq == Lk */
+    {1, 4, 1, 5, 64, 16, 24, M_CAUSAL, 0},   /* Hkv = 1, causal Lq < Lk, Dv != D */
+    {1, 2, 2, 9, 4, 8, 8, M_CAUSAL, 0},      /* Lq > Lk: the first rows see no key */
+    {2, 2, 2, 64, 64, 80, 80, M_BOOL, 2},
+    {2, 4, 2, 7, 3, 16, 5, M_BOOL, 4},       /* short rows: some fully dropped */
+    {2, 2, 1, 7, 64, 16, 16, M_ADD, 2},
+    {2, 2, 2, 64, 7, 1, 3, M_ADD, 4},
+    {1, 2, 2, 300, 300, 16, 16, M_CAUSAL, 0},
+    {1, 1, 1, 300, 300, 80, 48, M_BOOL, 2},
+};
+
+TEST(forward_against_float64)
+{
+    int n = (int)(sizeof FORWARD / sizeof FORWARD[0]);
+    for (int i = 0; i < n; i++) {
+        check_forward(&FORWARD[i], PN_FLOAT32, 2e-5);
+        check_forward(&FORWARD[i], PN_FLOAT64, 1e-11);
+        /* halves: the kernels accumulate in float32, only the result is rounded */
+        check_forward(&FORWARD[i], PN_FLOAT16, 4e-3);
+        check_forward(&FORWARD[i], PN_BFLOAT16, 2e-2);
+    }
+}
+
+/* The fused node's logsumexp output against the reference. */
+TEST(logsumexp_output)
+{
+    pn_scope_push();
+    cfg c = {2, 4, 2, 9, 33, 16, 8, M_CAUSAL, 0};
+    pn_array *x[4];
+    make_inputs(&c, PN_FLOAT32, x);
+    pn_array *y = attend(&c, x, 0.3);
+    CHECK_OK(y);
+    pn_scope_push();
+    pn_array *lse = y ? pnC_node_output(y->node, 1) : NULL;
+    CHECK_OK(lse);
+    if (lse) {
+        double *q = test_to_f64(x[0]), *k = test_to_f64(x[1]), *v = test_to_f64(x[2]);
+        int64_t rows = c.B * c.Hq * c.Lq;
+        double *ref = malloc(sizeof(double) * (size_t)rows), o[8], s[33];
+        for (int64_t r = 0; r < rows; r++)
+            ref[r] = ref_row(&c, 0.3, q, k, v, NULL, r / (c.Hq * c.Lq), r / c.Lq % c.Hq, r % c.Lq, o, s);
+        test_check_values("sdpa lse", lse, (int64_t[]){c.B, c.Hq, c.Lq}, 3, PN_FLOAT32, ref, 1e-5, 1e-5);
+        free(q), free(k), free(v), free(ref);
+    }
+    pn_scope_pop();
+    pn_scope_pop();
+}
+
+/* The op as a closure over (q, k, v[, float mask]); a bool mask is held in the context. */
+typedef struct op_ctx {
+    const cfg *c;
+    double scale;
+    pn_array *bool_mask;
+} op_ctx;
+
+static int op_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    const op_ctx *o = ctx;
+    pn_array *x[4] = {in[0], in[1], in[2], nin > 3 ? in[3] : o->bool_mask};
+    out[0] = attend(o->c, x, o->scale);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* y and the gradients of every differentiable input for cotangent cot. 0 or -1. */
+static int value_and_vjp(const cfg *c, pn_array *const *x, double scale, pn_array *cot, pn_array **y,
+                         pn_array **g)
+{
+    op_ctx o = {c, scale, c->mode == M_BOOL ? x[3] : NULL};
+    int nin = c->mode == M_ADD ? 4 : 3, n = 0;
+    pn_closure *f = pn_closure_new(op_fn, &o, NULL);
+    int rc = f ? pn_vjp(f, nin, x, 1, &cot, &n, y, g) : -1;
+    pn_closure_release(f);
+    return rc;
+}
+
+/* Values and gradients of the fused path against the composite of ops (pnO_sdpa_set_fused),
+ * optionally with a NaN in q. */
+static void fused_vs_composite(const cfg *c, pn_dtype t, bool nan_q, double tol)
+{
+    pn_scope_push();
+    pn_array *x[4];
+    make_inputs(c, t, x);
+    if (nan_q) { /* one NaN in q's first row */
+        pn_array *nan = pn_full((int64_t[]){1, 1, 1, 1}, 4, pn_scalar(NAN, t), t);
+        x[0] = pn_slice_update(x[0], nan, (int64_t[]){0, 0, 0, 0}, (int64_t[]){1, 1, 1, 1}, NULL, 4);
+    }
+    pn_array *cot = test_random_array((int64_t[]){c->B, c->Hq, c->Lq, c->Dv}, 4, t, -1, 1);
+    pn_array *y[2] = {NULL}, *g[2][4] = {{NULL}};
+    for (int f = 0; f < 2; f++) {
+        bool was = pnO_sdpa_set_fused(f == 0);
+        CHECK(value_and_vjp(c, x, 0.7, cot, &y[f], g[f]) == 0);
+        pnO_sdpa_set_fused(was);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "fused vs composite %s mode %d Lq %lld", pn_dtype_name(t), c->mode,
+             (long long)c->Lq);
+    double *ref = y[1] ? test_to_f64(y[1]) : NULL;
+    if (ref && y[0]) test_check_values(what, y[0], y[1]->shape, 4, t, ref, tol, tol);
+    free(ref);
+    for (int i = 0; i < 4; i++) {
+        if (!g[1][i]) continue;
+        CHECK_MSG(g[0][i], "%s: fused gradient %d missing", what, i);
+        ref = test_to_f64(g[1][i]);
+        char gw[128];
+        snprintf(gw, sizeof gw, "%s grad %d", what, i);
+        if (ref && g[0][i])
+            test_check_values(gw, g[0][i], g[1][i]->shape, g[1][i]->ndim, g[1][i]->dtype, ref, tol, tol);
+        free(ref);
+    }
+    pn_scope_pop();
+}
+
+TEST(fused_matches_composite)
+{
+    int n = (int)(sizeof FORWARD / sizeof FORWARD[0]);
+    for (int i = 0; i < n; i++) {
+        fused_vs_composite(&FORWARD[i], PN_FLOAT32, false, 5e-5);
+        fused_vs_composite(&FORWARD[i], PN_FLOAT64, false, 1e-10);
+    }
+    fused_vs_composite(&FORWARD[2], PN_FLOAT32, true, 5e-5); /* NaN spreads over its row */
+    fused_vs_composite(&FORWARD[5], PN_FLOAT32, true, 5e-5);
+}
+
+/* A float mask of -inf entries: rows that keep nothing give NaN, as the composite does. */
+TEST(minus_inf_rows)
+{
+    pn_scope_push();
+    cfg c = {1, 1, 1, 3, 4, 2, 2, M_ADD, 2};
+    pn_array *x[4];
+    make_inputs(&c, PN_FLOAT32, x);
+    double mv[12] = {0, -INFINITY, 0, 0, -INFINITY, -INFINITY, -INFINITY, -INFINITY, 1, 2, 3, -INFINITY};
+    x[3] = pn_array_from_data(mv, (int64_t[]){3, 4}, 2, PN_FLOAT64);
+    x[3] = pn_astype(x[3], PN_FLOAT32);
+    pn_array *y = attend(&c, x, 1.0);
+    bool was = pnO_sdpa_set_fused(false);
+    pn_array *r = attend(&c, x, 1.0);
+    pnO_sdpa_set_fused(was);
+    double *a = test_to_f64(y), *b = test_to_f64(r);
+    for (int i = 0; a && b && i < 6; i++)
+        CHECK_MSG((isnan(a[i]) && isnan(b[i])) || fabs(a[i] - b[i]) < 1e-5, "element %d: %g vs %g", i, a[i], b[i]);
+    CHECK(a && isnan(a[2]) && isnan(a[3]) && !isnan(a[0]) && !isnan(a[4]));
+    free(a), free(b);
+    pn_scope_pop();
+}
+
+/* ───────────── derivatives ───────────── */
+
+typedef struct gc_ctx {
+    cfg c;
+    double scale;
+    pn_array *bool_mask;
+    bool second; /* output dq of a vjp instead of the values */
+    pn_array *cot;
+} gc_ctx;
+
+static pn_array *gc_fn(void *ctx, pn_array *const *in)
+{
+    gc_ctx *g = ctx;
+    pn_array *x[4] = {in[0], in[1], in[2], g->c.mode == M_ADD ? in[3] : g->bool_mask};
+    if (!g->second) return attend(&g->c, x, g->scale);
+    pn_array *y = NULL, *gr[4] = {NULL};
+    pn_array *cot = pn_astype(g->cot, pn_array_dtype(in[0]));
+    if (value_and_vjp(&g->c, x, g->scale, cot, &y, gr)) return NULL;
+    /* every gradient enters the output, so each second derivative is checked */
+    pn_array *s = pn_add(pn_sum(pn_multiply(gr[1], gr[1]), NULL, 0, false), pn_sum(gr[2], NULL, 0, false));
+    return pn_add(gr[0], s);
+}
+
+static void check_grads(cfg c, bool second)
+{
+    pn_scope_push();
+    pn_array *x[4];
+    make_inputs(&c, PN_FLOAT64, x);
+    gc_ctx g = {c, 0.6, c.mode == M_BOOL ? x[3] : NULL, second, NULL};
+    g.cot = test_random_array((int64_t[]){c.B, c.Hq, c.Lq, c.Dv}, 4, PN_FLOAT64, -1, 1);
+    char what[64];
+    snprintf(what, sizeof what, "sdpa grads mode %d%s", c.mode, second ? " (second)" : "");
+    CHECK(test_gradcheck(what, gc_fn, &g, c.mode == M_ADD ? 4 : 3, x, 1e-6));
+    pn_scope_pop();
+}
+
+TEST(gradients_by_finite_differences)
+{
+    check_grads((cfg){2, 4, 2, 5, 5, 3, 2, M_CAUSAL, 0}, false);
+    check_grads((cfg){1, 2, 1, 3, 6, 4, 3, M_CAUSAL, 0}, false);
+    check_grads((cfg){1, 2, 2, 4, 3, 2, 2, M_CAUSAL, 0}, false); /* Lq > Lk */
+    check_grads((cfg){2, 2, 2, 4, 5, 3, 3, M_BOOL, 4}, false);
+    check_grads((cfg){1, 2, 2, 3, 4, 2, 3, M_NONE, 0}, false);
+}
+
+TEST(float_mask_gradient)
+{
+    check_grads((cfg){2, 2, 1, 3, 4, 2, 2, M_ADD, 4}, false);
+    check_grads((cfg){1, 2, 2, 3, 4, 2, 2, M_ADD, 2}, false);
+}
+
+TEST(second_derivatives)
+{
+    check_grads((cfg){1, 2, 1, 3, 4, 2, 2, M_CAUSAL, 0}, true);
+    check_grads((cfg){1, 2, 2, 3, 3, 2, 2, M_BOOL, 2}, true);
+    check_grads((cfg){1, 1, 1, 2, 3, 2, 2, M_ADD, 2}, true);
+}
+
+/* ───────────── vmap ───────────── */
+
+typedef struct vm_ctx {
+    cfg c;
+    pn_array *mask;
+} vm_ctx;
+
+static int vm_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    vm_ctx *v = ctx;
+    pn_array *x[4] = {in[0], in[1], in[2], v->mask};
+    out[0] = attend(&v->c, x, 0.5);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* vmap over q's axis 0, v's axis 2 (k unmapped) against a loop of calls. */
+static void check_vmap(cfg c)
+{
+    pn_scope_push();
+    pn_array *x[4];
+    make_inputs(&c, PN_FLOAT32, x);
+    int64_t V = 3;
+    pn_array *qb = test_random_array((int64_t[]){V, c.B, c.Hq, c.Lq, c.D}, 5, PN_FLOAT32, -1, 1);
+    pn_array *vb = test_random_array((int64_t[]){c.B, c.Hkv, V, c.Lk, c.Dv}, 5, PN_FLOAT32, -1, 1);
+    vm_ctx ctx = {c, x[3]};
+    pn_closure *f = pn_closure_new(vm_fn, &ctx, NULL);
+    pn_closure *vf = pn_vmap(f, (int[]){0, -1, 2}, 3, (int[]){1}, 1);
+    pn_array *out[1] = {NULL}, *in[3] = {qb, x[1], vb};
+    int n = 0;
+    CHECK(vf && pn_closure_call(vf, 3, in, &n, out) == 0);
+    pn_array *parts[3];
+    for (int64_t i = 0; i < V; i++) {
+        pn_array *xi[4] = {pn_take(qb, pn_scalar_int(i, PN_INT32), 0), x[1],
+                           pn_take(vb, pn_scalar_int(i, PN_INT32), 2), x[3]};
+        parts[i] = attend(&c, xi, 0.5);
+    }
+    pn_array *ref = pn_stack(parts, 3, 1);
+    double *r = test_to_f64(ref);
+    if (r && out[0]) test_check_values("sdpa vmap", out[0], ref->shape, 5, PN_FLOAT32, r, 1e-5, 1e-5);
+    free(r);
+    pn_closure_release(vf), pn_closure_release(f);
+    pn_scope_pop();
+}
+
+TEST(vmap_folds_into_batch)
+{
+    check_vmap((cfg){2, 4, 2, 5, 6, 4, 3, M_CAUSAL, 0});
+    check_vmap((cfg){2, 2, 2, 5, 6, 4, 4, M_BOOL, 4});
+    check_vmap((cfg){1, 2, 1, 5, 6, 4, 4, M_ADD, 2});
+}
+
+/* Empty batches, no keys and zero head dims give what the composite gives (zeros, uniform). */
+TEST(empty_shapes)
+{
+    static const cfg cases[] = {
+        {0, 2, 2, 3, 4, 2, 2, M_NONE, 0},
+        {1, 2, 2, 3, 0, 2, 2, M_NONE, 0},
+        {1, 2, 1, 3, 4, 0, 2, M_CAUSAL, 0},
+        {1, 2, 2, 3, 4, 2, 0, M_NONE, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pn_scope_push();
+        pn_array *x[4];
+        make_inputs(&cases[i], PN_FLOAT32, x);
+        pn_array *y = attend(&cases[i], x, 0.5);
+        bool was = pnO_sdpa_set_fused(false);
+        pn_array *r = attend(&cases[i], x, 0.5);
+        pnO_sdpa_set_fused(was);
+        double *ref = r ? test_to_f64(r) : NULL;
+        CHECK_OK(y);
+        if (y && ref) test_check_values("sdpa empty", y, r->shape, 4, PN_FLOAT32, ref, 1e-6, 1e-6);
+        free(ref);
+        pn_scope_pop();
+    }
+}
