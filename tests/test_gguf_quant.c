@@ -3,8 +3,10 @@
  * biases per 32, 4 or 8 bits) and their dequantized values match a float64 decoder of the
  * blocks; Q5_0, Q5_1, the k-quants (Q2_K..Q8_K), IQ4_NL and IQ4_XS blocks, encoded here from
  * random quants and scales following ggml's layouts, load as float16 equal to the float64
- * values; every truncation, rows that are not whole blocks, data one byte short, huge extents
- * and undecoded types (IQ2_XXS, Q8_1) fail with PN_ERR_IO. */
+ * values, and so do IQ2_XXS, IQ3_S (a few grid entries written out here), MXFP4, NVFP4 and
+ * TQ1_0 blocks built from the formats' definitions; every truncation, rows that are not whole
+ * blocks, data one byte short, huge extents and undecoded types (Q1_0, Q8_1) fail with
+ * PN_ERR_IO. */
 #include "harness.h"
 
 #include <math.h>
@@ -307,6 +309,149 @@ TEST(gguf_dequantized_types)
     pn_scope_pop();
 }
 
+/* ───── IQ2_XXS, IQ3_S, MXFP4, NVFP4, TQ1_0: blocks built from the formats' definitions ───── */
+
+/* A few of ggml's grid entries (values 0..7 / 0..3 of iq2xxs_grid / iq3s_grid), the only ones the
+ * blocks below use: a check of the generated tables independent of them. */
+static const struct {
+    int idx, v[8];
+} IQ2XXS_ENTRIES[4] = {{0, {8, 8, 8, 8, 8, 8, 8, 8}},
+                       {1, {43, 8, 8, 8, 8, 8, 8, 8}},
+                       {100, {8, 25, 8, 8, 8, 43, 25, 8}},
+                       {255, {8, 25, 8, 8, 25, 43, 43, 43}}},
+  IQ3S_ENTRIES[4] = {{0, {1, 1, 1, 1}}, {77, {9, 5, 9, 1}}, {300, {3, 5, 3, 7}}, {511, {1, 1, 15, 15}}};
+
+/* An e2m1 code (OCP MX: sign bit 3, exponent bits 2..1 (bias 1), mantissa bit 0) as a double. */
+static double e2m1(int q)
+{
+    int e = (q >> 1) & 3, m = q & 1;
+    double v = e ? (1 + m / 2.0) * ldexp(1, e - 1) : m / 2.0;
+    return q & 8 ? -v : v;
+}
+
+/* Fills one block of type t (16: IQ2_XXS, 21: IQ3_S, 39: MXFP4, 40: NVFP4, 34: TQ1_0) at blk
+ * from random quants, and its values into y. */
+static void encode_new_block(uint32_t t, unsigned char *blk, int bpb, double *y)
+{
+    memset(blk, 0, (size_t)bpb);
+    if (t == 16) { /* IQ2_XXS: per 32: 4 grid index bytes, u32 (signs 4 x 7 bits, scale << 28) */
+        double d = rand_scale();
+        put_f16(blk, 0, d);
+        for (int ib = 0; ib < 8; ib++) {
+            uint32_t ls = (uint32_t)rint_(0, 16), aux = ls << 28;
+            for (int l = 0; l < 4; l++) {
+                int e = rint_(0, 4), s7 = rint_(0, 128), par = 0;
+                blk[2 + 8 * ib + l] = (unsigned char)IQ2XXS_ENTRIES[e].idx;
+                aux |= (uint32_t)s7 << (7 * l);
+                for (int j = 0; j < 7; j++) par ^= (s7 >> j) & 1;
+                int signs = s7 | par << 7; /* an even number of minus signs */
+                for (int j = 0; j < 8; j++)
+                    y[32 * ib + 8 * l + j] = d * (0.5 + ls) / 4 * IQ2XXS_ENTRIES[e].v[j] *
+                                             ((signs >> j) & 1 ? -1 : 1);
+            }
+            memcpy(blk + 2 + 8 * ib + 4, &aux, 4);
+        }
+    } else if (t == 21) { /* IQ3_S: d, qs, qh (ninth bits), signs, 4-bit scales */
+        double d = rand_scale();
+        put_f16(blk, 0, d);
+        for (int ib = 0; ib < 8; ib++) {
+            int s = rint_(0, 16);
+            setb(blk, 106 + ib / 2, 4 * (ib % 2), 4, s);
+            for (int e = 8 * ib; e < 8 * ib + 8; e++) { /* grid entries of 4 values */
+                int k = rint_(0, 4), idx = IQ3S_ENTRIES[k].idx;
+                blk[2 + e] = (unsigned char)(idx & 255);
+                setb(blk, 66 + e / 8, e % 8, 1, idx >> 8);
+                for (int j = 0; j < 4; j++) {
+                    int i = 4 * e + j, neg = rint_(0, 2);
+                    setb(blk, 74 + i / 8, i % 8, 1, neg);
+                    y[i] = d * (1 + 2 * s) * IQ3S_ENTRIES[k].v[j] * (neg ? -1 : 1);
+                }
+            }
+        }
+    } else if (t == 39 || t == 40) { /* MXFP4: e8m0 x 2^-127; NVFP4: 4 e4m3 scales per 16 */
+        int per = t == 39 ? 32 : 16, nsub = t == 39 ? 1 : 4, qo = t == 39 ? 1 : 4;
+        for (int sb = 0; sb < nsub; sb++) {
+            double sc;
+            if (t == 39) {
+                int e = rint_(118, 140);
+                blk[0] = (unsigned char)e, sc = ldexp(1, e - 127);
+            } else { /* a random e4m3 byte but 0x7f (NaN), subnormals included */
+                int x = rint_(1, 0x7f), e = x >> 3, m = x & 7;
+                blk[sb] = (unsigned char)x;
+                sc = e ? (1 + m / 8.0) * ldexp(1, e - 7) : m / 8.0 * ldexp(1, -6);
+            }
+            for (int j = 0; j < per; j++) { /* value j: byte j % (per/2), nibble j / (per/2) */
+                int q = rint_(0, 16), half = per / 2;
+                setb(blk, qo + sb * half + j % half, 4 * (j / half), 4, q);
+                y[sb * per + j] = sc * e2m1(q);
+            }
+        }
+    } else if (t == 34) { /* TQ1_0: trits t in base 3, 5 (4) per byte as ceil(v 256 / 243) */
+        double d = rand_scale();
+        put_f16(blk, 52, d);
+        const int spans[3][4] = {{0, 32, 5, 0}, {32, 16, 5, 160}, {48, 4, 4, 240}};
+        for (int sp = 0; sp < 3; sp++)
+            for (int j = 0; j < spans[sp][1]; j++) {
+                int v = 0;
+                for (int k = 0; k < 5; k++) { /* digit k: value base + k n + j, weight 3^(4-k) */
+                    int tr = k < spans[sp][2] ? rint_(0, 3) : 0;
+                    v = 3 * v + tr;
+                    if (k < spans[sp][2]) y[spans[sp][3] + k * spans[sp][1] + j] = d * (tr - 1);
+                }
+                blk[spans[sp][0] + j] = (unsigned char)((v * 256 + 242) / 243);
+            }
+    }
+}
+
+TEST(gguf_iq_fp4_ternary_blocks)
+{
+    pn_scope_push();
+    const int types[][3] = {{16, 256, 66}, {21, 256, 110}, {39, 32, 17}, {40, 64, 36}, {34, 256, 54}};
+    for (int t = 0; t < (int)(sizeof types / sizeof types[0]); t++) {
+        const int vpb = types[t][1], bpb = types[t][2], rows = 3, nb = rows * 2;
+        const uint64_t dims[2] = {2 * (uint64_t)vpb, rows}; /* (3, 2 blocks) */
+        unsigned char *blocks = malloc((size_t)(nb * bpb));
+        double *vals = malloc(sizeof(double) * (size_t)(nb * vpb));
+        for (int b = 0; b < nb; b++)
+            encode_new_block((uint32_t)types[t][0], blocks + b * bpb, bpb, vals + b * vpb);
+        buf data = {0};
+        put(&data, blocks, (size_t)(nb * bpb));
+        buf img = gguf_image(dims, 2, (uint32_t)types[t][0], &data);
+        const char *path = test_tmp_path("n.gguf");
+        write_file(path, &img, img.n);
+        pn_params *p = pn_load_gguf(path, NULL);
+        CHECK_MSG(p != NULL, "type %d: %s", types[t][0], pn_last_error_message());
+        pn_array *a = p ? pn_params_get(p, "t") : NULL;
+        if (a) {
+            CHECK(pn_array_dtype(a) == PN_FLOAT16 && pn_ndim(a) == 2 && pn_shape(a)[0] == rows &&
+                  pn_shape(a)[1] == 2 * vpb);
+            double *v = test_to_f64(a);
+            int bad = 0, nonzero = 0;
+            for (int i = 0; v && i < nb * vpb; i++) { /* float16 of the exact value: half an ulp */
+                bad += fabs(v[i] - vals[i]) > fabs(vals[i]) * 0x1p-11;
+                nonzero += vals[i] != 0;
+            }
+            CHECK_MSG(bad == 0 && nonzero > nb * vpb / 2, "type %d: %d of %d values differ",
+                      types[t][0], bad, nb * vpb);
+            free(v);
+        }
+        pn_params_free(p);
+        /* the data one byte short, and a sample of truncations, fail cleanly */
+        int accepted = 0;
+        for (size_t cut = img.n - 1; cut > 0; cut = cut > 37 ? cut - 37 : 0) {
+            write_file(path, &img, cut);
+            pn_clear_error();
+            pn_params *q = pn_load_gguf(path, NULL);
+            accepted += q || pn_last_error() != PN_ERR_IO;
+            pn_params_free(q);
+        }
+        pn_clear_error();
+        CHECK_MSG(accepted == 0, "type %d: %d truncations accepted", types[t][0], accepted);
+        free(blocks), free(vals), free(data.b), free(img.b);
+    }
+    pn_scope_pop();
+}
+
 TEST(gguf_quantized_blocks_decode)
 {
     pn_scope_push();
@@ -399,8 +544,8 @@ TEST(gguf_quantized_refusals)
     pn_scope_push();
     const char *e = load_error((uint64_t[]){48}, 1, 2, 36);
     CHECK(e && strstr(e, "multiple of the block size"));
-    e = load_error((uint64_t[]){256}, 1, 16, 66); /* IQ2_XXS: not decoded */
-    CHECK(e && strstr(e, "IQ2_XXS"));
+    e = load_error((uint64_t[]){128}, 1, 41, 18); /* Q1_0: not decoded */
+    CHECK(e && strstr(e, "Q1_0"));
     e = load_error((uint64_t[]){32}, 1, 9, 36); /* Q8_1: a dot-product type, not decoded */
     CHECK(e && strstr(e, "Q8_1"));
     e = load_error((uint64_t[]){128, 2}, 2, 12, 288); /* Q4_K rows of half a block */

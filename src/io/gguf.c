@@ -4,11 +4,17 @@
  * hostile: every count, length, extent and offset is checked against the bytes left before it
  * is used. Q4_0, Q4_1 and Q8_0 tensors load as MLX's affine quantized format (w packed uint32,
  * "prefix.scales" and "prefix.biases" in float16, groups of 32); the other block types in
- * BLOCK_TYPES (Q5_0, Q5_1, the k-quants Q2_K..Q8_K, IQ4_NL, IQ4_XS) are dequantized to
- * float16 (MLX 0.32, through gguflib, does so for Q2_K, Q4_K and Q6_K and refuses the others);
- * the remaining quantized types are refused by name. */
+ * BLOCK_TYPES (Q5_0, Q5_1, the k-quants Q2_K..Q8_K, the i-quants IQ2_XXS, IQ2_XS, IQ2_S,
+ * IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, IQ4_NL, IQ4_XS, the ternary TQ1_0/TQ2_0, and MXFP4, NVFP4) are
+ * dequantized to float16, each value the float16 rounding of its float32 decoding (for the IQ2,
+ * IQ3, IQ1, TQ and FP4 types computed in the order gguf-py's dequantizer uses, so that the two
+ * agree bit for bit, non-finite scales included); MLX 0.32, through
+ * gguflib, does so for Q2_K, Q4_K and Q6_K and refuses the others. The IQ types' lookup grids
+ * are ggml's, in gguf_grids.c (generated). Q8_1 and Q1_0, which gguf-py does not dequantize,
+ * and the removed repacked types are refused by name. */
 #include "io/io.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -270,18 +276,29 @@ static void dec_q6_k(const unsigned char *blk, float *y)
             }
 }
 
-/* ggml's non-linear 4-bit grid of IQ4_NL / IQ4_XS. */
+static uint32_t le16(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8; }
+static uint32_t le32(const unsigned char *p) { return le16(p) | le16(p + 2) << 16; }
+
+/* ggml's non-linear 4-bit grid of IQ4_NL / IQ4_XS, and the e2m1 values (doubled) of MXFP4 /
+ * NVFP4. */
 static const int8_t IQ4_GRID[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                     1,    13,   25,  38,  53,  69,  89,  113};
+static const int8_t E2M1[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+/* 2n values of 4-bit codes into a table: y[j] = d tab[low nibble of qs[j]], y[j + n] = d
+ * tab[high nibble of qs[j]], j < n. */
+static void nibble_pairs(float *y, float d, const unsigned char *qs, int n, const int8_t *tab)
+{
+    for (int j = 0; j < n; j++) {
+        y[j] = d * (float)tab[qs[j] & 15];
+        y[j + n] = d * (float)tab[qs[j] >> 4];
+    }
+}
 
 /* IQ4_NL: f16 d, 16 bytes of nibbles (low: values 0..15, high: 16..31); x = d grid[q]. */
 static void dec_iq4_nl(const unsigned char *blk, float *y)
 {
-    const float d = h2f(blk);
-    for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)IQ4_GRID[blk[2 + j] & 15];
-        y[j + 16] = d * (float)IQ4_GRID[blk[2 + j] >> 4];
-    }
+    nibble_pairs(y, h2f(blk), blk + 2, 16, IQ4_GRID);
 }
 
 /* IQ4_XS: f16 d, u16 scales_h, 4 bytes scales_l, 128 bytes of nibbles: 8 sub-blocks of 32 laid
@@ -290,16 +307,179 @@ static void dec_iq4_nl(const unsigned char *blk, float *y)
 static void dec_iq4_xs(const unsigned char *blk, float *y)
 {
     const float d = h2f(blk);
-    uint16_t sh;
-    memcpy(&sh, blk + 2, 2);
-    for (int b = 0; b < 8; b++, y += 32) {
+    const uint32_t sh = le16(blk + 2);
+    for (int b = 0; b < 8; b++) {
         int ls = ((blk[4 + b / 2] >> (4 * (b % 2))) & 15) | ((sh >> (2 * b)) & 3) << 4;
-        const float dl = d * (float)(ls - 32);
-        const unsigned char *qs = blk + 8 + 16 * b;
-        for (int j = 0; j < 16; j++) {
-            y[j] = dl * (float)IQ4_GRID[qs[j] & 15];
-            y[j + 16] = dl * (float)IQ4_GRID[qs[j] >> 4];
+        nibble_pairs(y + 32 * b, d * (float)(ls - 32), blk + 8 + 16 * b, 16, IQ4_GRID);
+    }
+}
+
+/* MXFP4 (OCP microscaling): an e8m0 exponent e, 16 bytes of e2m1 nibbles laid out as IQ4_NL's;
+ * x = 2^(e - 128) E2M1[q] (ggml's halved scale, float32 subnormal for e < 2, 2^127 at most). */
+static void dec_mxfp4(const unsigned char *blk, float *y)
+{
+    const uint32_t e = blk[0];
+    nibble_pairs(y, pnC_bits_f32(e < 2 ? 0x00200000u << e : (e - 1) << 23), blk + 1, 16, E2M1);
+}
+
+/* NVFP4: 4 unsigned e4m3 scales (bias 7; bit 7 ignored, but bytes 0 and 0x7f read as 0), then
+ * 4 sub-blocks of 16 values over 8 bytes each, laid out as IQ4_NL's; x = (s / 2) E2M1[q]. */
+static void dec_nvfp4(const unsigned char *blk, float *y)
+{
+    for (int s = 0; s < 4; s++) {
+        const int x = blk[s], e = (x >> 3) & 15, m = x & 7;
+        const float d = x == 0 || x == 0x7f ? 0.0f
+                        : e ? ldexpf(1.0f + (float)m / 8, e - 8)
+                            : ldexpf((float)m, -10);
+        nibble_pairs(y + 16 * s, d, blk + 4 + 8 * s, 8, E2M1);
+    }
+}
+
+/* TQ1_0 / TQ2_0 (ternary): x = d (t - 1), t in 0..2. TQ1_0: 48 bytes of five base-3 digits
+ * each (a byte b holds ceil(256 v / 243); digit k is ((uint8)(b 3^k) 3) >> 8), 4 bytes of four,
+ * f16 d. Bytes 0..31 give values 32 k + j, bytes 32..47 160 + 16 k + j, the last four 240 +
+ * 4 k + j. TQ2_0: 64 bytes of 2-bit t, f16 d; bits 2k of byte 32 h + j give value 128 h +
+ * 32 k + j. */
+static void trits(float *y, float d, const unsigned char *q, int n, int ndigits)
+{
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    for (int k = 0; k < ndigits; k++)
+        for (int j = 0; j < n; j++)
+            y[k * n + j] = d * (float)(((uint8_t)(q[j] * pow3[k]) * 3 >> 8) - 1);
+}
+static void dec_tq1_0(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk + 52);
+    trits(y, d, blk, 32, 5);
+    trits(y + 160, d, blk + 32, 16, 5);
+    trits(y + 240, d, blk + 48, 4, 4);
+}
+static void dec_tq2_0(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk + 64);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 32; j++)
+                *y++ = d * (float)(((blk[32 * h + j] >> (2 * k)) & 3) - 1);
+}
+
+/* The IQ2/IQ3 types decode groups of 8 values: y[j] = db g_j (negated where bit j of signs is
+ * set), g_j byte j of a grid word (or of two 4-value words, the second in the high half). */
+static void signed8(float *y, float db, uint64_t g, unsigned signs)
+{
+    for (int j = 0; j < 8; j++)
+        y[j] = db * (float)(uint8_t)(g >> 8 * j) * ((signs >> j) & 1 ? -1.0f : 1.0f);
+}
+
+/* IQ2_XXS: f16 d, then per 32 values 4 bytes of grid indices (8 values each) and a u32 aux;
+ * IQ3_XXS: f16 d, 64 bytes of grid indices (4 values each), then a u32 aux per 32 values.
+ * Group l of a 32 takes signs ksigns[bits 7l..7l+6 of aux]; x = d (0.5 + (aux >> 28)) grid
+ * (+-) / 4 (IQ2) or / 2 (IQ3). */
+static void iq_xxs(const unsigned char *blk, float *y, bool three)
+{
+    const float d = h2f(blk);
+    for (int ib = 0; ib < 8; ib++) {
+        const unsigned char *q = blk + 2 + 8 * ib;
+        const uint32_t aux = le32(three ? blk + 66 + 4 * ib : q + 4);
+        const float db = d * (0.5f + (float)(aux >> 28)) * (three ? 0.5f : 0.25f);
+        for (int l = 0; l < 4; l++) {
+            uint64_t g = three ? pnI_iq3xxs_grid[q[2 * l]] |
+                                     (uint64_t)pnI_iq3xxs_grid[q[2 * l + 1]] << 32
+                               : pnI_iq2xxs_grid[q[l]];
+            signed8(y + 32 * ib + 8 * l, db, g, pnI_iq2_ksigns[(aux >> (7 * l)) & 127]);
         }
+    }
+}
+static void dec_iq2_xxs(const unsigned char *blk, float *y) { iq_xxs(blk, y, false); }
+static void dec_iq3_xxs(const unsigned char *blk, float *y) { iq_xxs(blk, y, true); }
+
+/* The IQ2_XS / IQ2_S scale of group g (8 values) from their 8 bytes of 4-bit scales (one per
+ * 16 values): d (0.5 + ls) / 4. */
+static float iq2_scale(float d, const unsigned char *scales, int g)
+{
+    return d * (0.5f + (float)((scales[g / 4] >> (4 * (g / 2 % 2))) & 15)) * 0.25f;
+}
+
+/* IQ2_XS: f16 d, a u16 per group of 8 (grid index: low 9 bits, ksigns index: high 7), scales. */
+static void dec_iq2_xs(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk);
+    for (int g = 0; g < 32; g++) {
+        const uint32_t w = le16(blk + 2 + 2 * g);
+        signed8(y + 8 * g, iq2_scale(d, blk + 66, g), pnI_iq2xs_grid[w & 511],
+                pnI_iq2_ksigns[w >> 9]);
+    }
+}
+
+/* IQ2_S: f16 d, 32 bytes of grid index low bits, 32 sign bytes, 8 bytes of 2-bit high index
+ * bits (bits 2(g % 4) of byte g / 4), scales; a group of 8 per index and sign byte. */
+static void dec_iq2_s(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk);
+    for (int g = 0; g < 32; g++) {
+        const uint32_t idx = blk[2 + g] | ((blk[66 + g / 4] >> (2 * (g % 4))) & 3u) << 8;
+        signed8(y + 8 * g, iq2_scale(d, blk + 74, g), pnI_iq2s_grid[idx], blk[34 + g]);
+    }
+}
+
+/* IQ3_S: f16 d, 64 bytes of grid index low bits (4 values each), 8 bytes of ninth bits (bit
+ * e % 8 of byte e / 8 for index e), 32 sign bytes (one per 8 values), 4 bytes of 4-bit scales s
+ * (one per 32 values); x = d (1 + 2 s) grid (+-). */
+static void dec_iq3_s(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk);
+    for (int g = 0; g < 32; g++) {
+        uint64_t w[2];
+        for (int h = 0; h < 2; h++) {
+            const int e = 2 * g + h;
+            w[h] = pnI_iq3s_grid[blk[2 + e] | ((blk[66 + e / 8] >> (e % 8)) & 1u) << 8];
+        }
+        const int s = (blk[106 + g / 8] >> (4 * (g / 4 % 2))) & 15;
+        signed8(y + 8 * g, d * (float)(1 + 2 * s), w[0] | w[1] << 32, blk[74 + g]);
+    }
+}
+
+/* The IQ1 types decode groups of 8: y[j] = dl (g_j + delta), g_j the int8 byte j (-1, 0, 1) of
+ * IQ1 grid entry idx (11 bits), delta = +-1/8. */
+static void iq1_group(float *y, float dl, float delta, uint32_t idx)
+{
+    const uint64_t g = pnI_iq1s_grid[idx];
+    for (int j = 0; j < 8; j++) y[j] = dl * ((float)(int8_t)(uint8_t)(g >> 8 * j) + delta);
+}
+
+/* IQ1_S: f16 d, 32 bytes of index low bits (one per group), a u16 qh per 32 values: bits 3l..3l+2
+ * the high index bits of its group l, bits 12..14 the scale s, bit 15 delta's sign;
+ * dl = d (2 s + 1). */
+static void dec_iq1_s(const unsigned char *blk, float *y)
+{
+    const float d = h2f(blk);
+    for (int ib = 0; ib < 8; ib++) {
+        const uint32_t h = le16(blk + 34 + 2 * ib);
+        const float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
+        const float delta = h & 0x8000 ? -0.125f : 0.125f;
+        for (int l = 0; l < 4; l++)
+            iq1_group(y + 32 * ib + 8 * l, dl, delta,
+                      blk[2 + 4 * ib + l] | ((h >> (3 * l)) & 7) << 8);
+    }
+}
+
+/* IQ1_M: 32 bytes of index low bits, 16 bytes of nibbles (group g: nibble g; bits 0..2 the high
+ * index bits, bit 3 delta's sign), 4 u16 whose top nibbles make the f16 d and whose low 12 bits
+ * hold 3-bit scales s, one per 16 values (scale k: bits 3(k % 4) of word k / 4);
+ * dl = d (2 s + 1). */
+static void dec_iq1_m(const unsigned char *blk, float *y)
+{
+    uint32_t sc[4];
+    for (int i = 0; i < 4; i++) sc[i] = le16(blk + 48 + 2 * i);
+    const uint32_t dbits =
+        sc[0] >> 12 | (sc[1] >> 8 & 0xf0) | (sc[2] >> 4 & 0xf00) | (sc[3] & 0xf000);
+    const unsigned char db[2] = {(unsigned char)dbits, (unsigned char)(dbits >> 8)};
+    const float d = h2f(db);
+    for (int g = 0; g < 32; g++) {
+        const int k = g / 2;
+        const uint32_t nib = (blk[32 + g / 2] >> (4 * (g % 2))) & 15;
+        iq1_group(y + 8 * g, d * (float)(2 * ((sc[k / 4] >> (3 * (k % 4))) & 7) + 1),
+                  nib & 8 ? -0.125f : 0.125f, blk[g] | (nib & 7) << 8);
     }
 }
 
@@ -316,6 +496,10 @@ static const struct {
     {10, 256, 84, 0, dec_q2_k},    {11, 256, 110, 0, dec_q3_k},   {12, 256, 144, 0, dec_q4_k},
     {13, 256, 176, 0, dec_q5_k},   {14, 256, 210, 0, dec_q6_k},   {15, 256, 292, 0, dec_q8_k},
     {20, 32, 18, 0, dec_iq4_nl},   {23, 256, 136, 0, dec_iq4_xs},
+    {16, 256, 66, 0, dec_iq2_xxs}, {17, 256, 74, 0, dec_iq2_xs},  {22, 256, 82, 0, dec_iq2_s},
+    {18, 256, 98, 0, dec_iq3_xxs}, {21, 256, 110, 0, dec_iq3_s},  {19, 256, 50, 0, dec_iq1_s},
+    {29, 256, 56, 0, dec_iq1_m},   {34, 256, 54, 0, dec_tq1_0},   {35, 256, 66, 0, dec_tq2_0},
+    {39, 32, 17, 0, dec_mxfp4},    {40, 64, 36, 0, dec_nvfp4},
 };
 #define NBLOCK_TYPES (int)(sizeof BLOCK_TYPES / sizeof BLOCK_TYPES[0])
 
@@ -325,7 +509,9 @@ static const char *ggml_type_name(uint32_t t)
                                   "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K",
                                   "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S",
                                   "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32",
-                                  "I64", "F64", "IQ1_M", "BF16"};
+                                  "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8",
+                                  "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8",
+                                  "IQ4_NL_8_8", "MXFP4", "NVFP4", "Q1_0"};
     return t < sizeof names / sizeof names[0] ? names[t] : "unknown";
 }
 
@@ -574,8 +760,9 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
         if (k == NTENSOR_TYPES && q == NBLOCK_TYPES) {
             rc = pn_set_error(PN_ERR_IO, "[load_gguf] %s: tensor %s has ggml type %s (%u), which "
                               "Ponte does not decode (quantized types read: Q4_0, Q4_1, Q5_0, "
-                              "Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, "
-                              "IQ4_XS).", c->path, t->name, ggml_type_name(type), type);
+                              "Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ2_XXS, "
+                              "IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, IQ4_NL, IQ4_XS, "
+                              "TQ1_0, TQ2_0, MXFP4, NVFP4).", c->path, t->name, ggml_type_name(type), type);
             break;
         }
         if (k == NTENSOR_TYPES) { /* a block-quantized tensor: whole blocks along each row */

@@ -1,8 +1,8 @@
 """GGUF's block-quantized tensor types (src/io/gguf.c) against gguf-py, ggml's own Python
 package: files written by gguf.GGUFWriter with random tensors (quantized by gguf.quants where it
 can quantize the type, else random blocks with sane scales) load through mx.load as MLX's affine
-triples (Q4_0/Q4_1/Q8_0) or float16 arrays equal to gguf.quants.dequantize rounded to float16.
-Skips when gguf is not importable (scripts/python-run installs it into $BUILD/pydeps)."""
+triples (Q4_0/Q4_1/Q8_0) or float16 arrays equal to gguf.quants.dequantize rounded to float16
+(the IQ2/IQ3/IQ1, TQ and FP4 types bit for bit, non-finite scales included). Skips when gguf is not importable (scripts/python-run installs it into $BUILD/pydeps)."""
 import numpy as np
 import pytest
 
@@ -23,10 +23,18 @@ SCALE_FIELDS = {
     "Q5_0": [(0, 2)], "Q5_1": [(0, 2), (2, 2)], "Q2_K": [(80, 2), (82, 2)],
     "Q3_K": [(108, 2)], "Q4_K": [(0, 2), (2, 2)], "Q5_K": [(0, 2), (2, 2)],
     "Q6_K": [(208, 2)], "Q8_K": [(0, 4)], "IQ4_NL": [(0, 2)], "IQ4_XS": [(0, 2)],
+    "IQ2_XXS": [(0, 2)], "IQ2_XS": [(0, 2)], "IQ2_S": [(0, 2)], "IQ3_XXS": [(0, 2)],
+    "IQ3_S": [(0, 2)], "IQ1_S": [(0, 2)], "TQ1_0": [(52, 2)], "TQ2_0": [(64, 2)],
+    "MXFP4": [(0, 1)],  # an e8m0 exponent byte
+    "NVFP4": [],  # four e4m3 bytes: every byte is a finite scale
+    "IQ1_M": [],  # d is spread over the top nibbles of the u16s at 48..55 (set_iq1_m_d)
 }
 AFFINE = {"Q4_0": 4, "Q4_1": 4, "Q8_0": 8}
+# the types added in session 10: equal to gguf-py's decoding rounded to float16, bit for bit
+NEW = ["IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ1_M", "TQ1_0", "TQ2_0",
+       "MXFP4", "NVFP4"]
 DEQUANT = ["Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ4_NL",
-           "IQ4_XS"]
+           "IQ4_XS"] + NEW
 # the types MLX 0.32 dequantizes through gguflib; its Q4_K decoder scales each odd sub-block
 # of 32 with the preceding even one's (scale, min), so only the even sub-blocks agree there
 MLX_FLOAT16 = {"Q2_K", "Q4_K", "Q6_K"}
@@ -43,10 +51,24 @@ def random_blocks(kind, shape, rng):
     nb = int(np.prod(shape)) // bs
     raw = rng.integers(0, 256, size=(nb, ts), dtype=np.uint8)
     for off, width in SCALE_FIELDS[kind]:
+        if width == 1:  # 2^(e - 128) times e2m1 values up to 12: float16's normal range mostly
+            raw[:, off] = rng.integers(105, 140, nb)
+            continue
         ft = np.float16 if width == 2 else np.float32
         v = (rng.uniform(0.05, 1.0, nb) * rng.choice([-1, 1], nb)).astype(ft)
         raw[:, off:off + width] = v.view(np.uint8).reshape(nb, width)
+    if kind == "IQ1_M":
+        set_iq1_m_d(raw, (rng.uniform(0.05, 1.0, nb) * rng.choice([-1, 1], nb)).astype(np.float16))
     return raw.reshape(*shape[:-1], shape[-1] // bs * ts)
+
+
+def set_iq1_m_d(raw, d):
+    """IQ1_M's float16 d: nibble i of its bits is the top nibble of the u16 at 48 + 2 i."""
+    w = raw[:, 48:56].copy().view(np.uint16)
+    bits = d.view(np.uint16).astype(np.uint16)
+    for i in range(4):
+        w[:, i] = (w[:, i] & 0x0FFF) | (((bits >> (4 * i)) & 0xF) << 12)
+    raw[:, 48:56] = w.view(np.uint8)
 
 
 def q8_k_dequant(raw):
@@ -107,6 +129,66 @@ def test_dequantized_types_match_gguf_py(tmp_path, kind):
             np.testing.assert_allclose(got, theirs, rtol=2 ** -10, atol=1e-3 * np.abs(ref).max())
 
 
+def same_float16(got, ref16):
+    """got == ref16 bit for bit, except that any NaN matches any NaN."""
+    g, r = got.view(np.uint16), ref16.view(np.uint16)
+    nan = np.isnan(got) & np.isnan(ref16)
+    assert np.array_equal(np.isnan(got), np.isnan(ref16))
+    bad = (g != r) & ~nan
+    assert not bad.any(), "%d of %d values differ, first at %s: %r vs %r" % (
+        bad.sum(), bad.size, np.argwhere(bad)[0], got[bad][:4], ref16[bad][:4])
+
+
+@pytest.mark.parametrize("kind", NEW)
+def test_new_types_bit_exact(tmp_path, kind):
+    """Several random blocks per 2-D tensor; ponte's float16 equals gguf-py's float32
+    dequantization cast to float16 exactly (same float32 operations, same rounding)."""
+    rng = np.random.default_rng(1000 + int(T[kind]))
+    bs = block_size(kind)[0]
+    for si, shape in enumerate([(3, 2 * bs), (5, bs), (2, 4 * bs)]):
+        raw = random_blocks(kind, shape, rng)
+        path = tmp_path / ("%s_%d.gguf" % (kind, si))
+        write(path, [("w", raw, kind)])
+        got = np.array(pn.load(str(path))["w"])
+        assert got.dtype == np.float16 and got.shape == shape
+        ref = gq.dequantize(raw, T[kind]).reshape(shape)
+        assert ref.dtype == np.float32 and np.isfinite(ref).all()
+        assert np.count_nonzero(ref) > ref.size // 4
+        same_float16(got, ref.astype(np.float16))
+
+
+NONFINITE_F16 = np.array([np.inf, -np.inf, np.nan, 65504, -6e-8, 0.0], dtype=np.float16)
+
+
+@pytest.mark.parametrize("kind", ["IQ2_XXS", "IQ2_S", "IQ3_S", "IQ1_S", "IQ1_M", "TQ1_0",
+                                  "MXFP4", "NVFP4"])
+def test_new_types_extreme_scales_follow_gguf_py(tmp_path, kind):
+    """Infinite, NaN, largest, subnormal and zero scales (e8m0 0, 1, 254, 255; the e4m3 bytes
+    0, 0x7f, 0x80, 0xff) decode as gguf-py decodes them."""
+    rng = np.random.default_rng(77)
+    bs, ts = block_size(kind)
+    nb = 6
+    raw = random_blocks(kind, (nb * bs,), rng).reshape(nb, ts)
+    if kind == "MXFP4":
+        raw[:, 0] = [0, 1, 2, 254, 255, 127]
+    elif kind == "NVFP4":
+        raw[:, :4] = np.array([0, 0x7F, 0x80, 0xFF, 0x7E, 0x01, 0x08, 0x87] * 3,
+                              dtype=np.uint8).reshape(nb, 4)
+    elif kind == "IQ1_M":
+        set_iq1_m_d(raw, NONFINITE_F16)
+    else:
+        off = SCALE_FIELDS[kind][0][0]
+        raw[:, off:off + 2] = NONFINITE_F16.view(np.uint8).reshape(nb, 2)
+    raw = raw.reshape(2, nb * ts // 2)
+    path = tmp_path / "x.gguf"
+    write(path, [("w", raw, kind)])
+    got = np.array(pn.load(str(path))["w"])
+    with np.errstate(all="ignore"):
+        ref = gq.dequantize(raw, T[kind]).reshape(got.shape).astype(np.float16)
+    assert not np.isfinite(ref).all() or kind == "NVFP4"
+    same_float16(got, ref)
+
+
 def dequant_affine(d, name, prefix):
     w = np.array(d[name]).astype(np.uint64)
     s = np.array(d[prefix + ".scales"]).astype(np.float64)
@@ -143,7 +225,8 @@ def test_affine_types_quantized_by_gguf_py(tmp_path, kind):
                 np.testing.assert_array_equal(np.array(d[k]), np.array(m[k]))
 
 
-@pytest.mark.parametrize("kind", ["Q2_K", "Q5_0", "IQ4_XS", "Q4_0"])
+@pytest.mark.parametrize("kind", ["Q2_K", "Q5_0", "IQ4_XS", "Q4_0", "IQ2_S", "IQ1_M", "MXFP4",
+                                  "NVFP4"])
 def test_truncations_refused(tmp_path, kind):
     rng = np.random.default_rng(3)
     bs = block_size(kind)[0]
@@ -178,8 +261,15 @@ def test_rows_not_whole_blocks_and_unknown_types(tmp_path):
         pn.load(one_tensor([128, 2], int(T.Q6_K), 210))
     with pytest.raises(OSError, match="multiple of the block size 32"):
         pn.load(one_tensor([48], int(T.Q5_1), 48))
-    with pytest.raises(OSError, match="IQ2_XXS"):
-        pn.load(one_tensor([256], int(T.IQ2_XXS), 66))
+    with pytest.raises(OSError, match="Q1_0"):  # gguf-py has no dequantizer for it
+        pn.load(one_tensor([128], int(T.Q1_0), 18))
+    with pytest.raises(OSError, match="Q8_1"):
+        pn.load(one_tensor([32], int(T.Q8_1), 36))
+    with pytest.raises(OSError, match=r"type Q4_0_4_4 \(31\)"):
+        pn.load(one_tensor([32], 31, 18))
+    with pytest.raises(OSError, match="outside the file"):
+        pn.load(one_tensor([64, 3], int(T.NVFP4), 107))  # a byte short of 3 blocks of 36
+    assert tuple(pn.load(one_tensor([512, 2], int(T.IQ1_M), 224))["t"].shape) == (2, 512)
     with pytest.raises(OSError, match="outside the file"):
         pn.load(one_tensor([256, 2], int(T.Q3_K), 219))  # a byte short of 2 blocks of 110
     assert tuple(pn.load(one_tensor([256, 2], int(T.Q3_K), 220))["t"].shape) == (2, 256)
