@@ -162,7 +162,9 @@ typedef struct {
 
 static const char *const KIND_NAMES[] = {"all_reduce", "all_gather", "sum_scatter", "send", "recv"};
 
+/* A node's params (and a compiled trace's copy of them) hold a reference to the group. */
 static void dist_release(void *params) { pn_dist_group_free(((dist_params *)params)->g); }
+static void dist_retain(void *params) { group_retain(((dist_params *)params)->g); }
 
 /* The CPU kernel: the input made row-contiguous, the output allocated, one backend call. The
  * collectives first check that every process passes the same size and dtype, so a mismatch
@@ -308,22 +310,20 @@ static int send_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes
 #define DIST_PRIM(var, pname, ...)                                                             \
     static const pnC_primitive var = {.name = pname,                                           \
                                       .eval = {[PN_CPU] = dist_eval, [PN_GPU] = dist_eval_gpu}, \
-                                      .release_params = dist_release, __VA_ARGS__}
+                                      .release_params = dist_release,                  \
+                                      .retain_params = dist_retain, .effectful = true, __VA_ARGS__}
 DIST_PRIM(all_reduce_prim, "AllReduce", .vjp = reduce_vjp, .jvp = reduce_jvp, .vmap = reduce_vmap);
 DIST_PRIM(all_gather_prim, "AllGather", .vjp = gather_vjp, .jvp = same_jvp);
 DIST_PRIM(sum_scatter_prim, "ReduceScatter", .vjp = scatter_vjp, .jvp = same_jvp);
 DIST_PRIM(send_prim, "Send", .vmap = send_vmap);
 DIST_PRIM(recv_prim, "Recv");
 
-/* The node of a distributed primitive over g (which it retains). */
+/* The node of a distributed primitive over g (which it retains through dist_retain). */
 static pn_array *make(const pnC_primitive *prim, pn_dist_group *g, dist_kind kind, int reduce,
                       int peer, int nin, pn_array *x, pn_dtype dtype, const int64_t *shape, int ndim)
 {
     dist_params p = {g, kind, reduce, peer};
-    group_retain(g);
-    pn_array *r = pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
-    if (!r) pn_dist_group_free(g);
-    return r;
+    return pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
 }
 
 static pn_array *all_reduce(pn_array *x, pn_dist_group *g, pnD_reduce op)

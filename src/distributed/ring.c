@@ -1,7 +1,9 @@
-/* ring.c — the ring backend (distributed.h's table) over TCP sockets, for launchers that set
+/* ring.c — the ring backend (distributed.h's table) over TCP sockets, for two kinds of launch:
  * torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; Slurm's SLURM_PROCID and
- * SLURM_NTASKS stand for the first two). Rank 0 listens on MASTER_PORT, learns every rank's
- * address and hands out the table; then every pair of processes connects once (a full mesh).
+ * SLURM_NTASKS stand for the first two), where rank 0 listens on MASTER_PORT, learns every
+ * rank's address and hands out the table; or MLX's (MLX_RANK and MLX_HOSTFILE, a JSON list
+ * with one list of "ip:port" strings per rank: each rank listens on its first address). Then
+ * every pair of processes connects once (a full mesh).
  * all_reduce, all_gather and sum_scatter are ring algorithms (reduce-scatter, then
  * all-gather: each step sends one chunk to the next rank while receiving one from the
  * previous, through poll); send / recv use the pair's socket, each message led by its size. */
@@ -23,6 +25,7 @@
 
 #define HELLO_MAGIC 0x474e495245544e50ull /* "PNTERING": a peer of this backend */
 #define MAX_WORLD 4096
+#define MAX_HOSTFILE (1 << 20) /* bytes */
 
 /* A communicator: its members' global ranks, in rank order, and this process's rank in it. */
 typedef struct {
@@ -41,18 +44,22 @@ static pthread_mutex_t ring_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 /* ───────────────────────────── environment ───────────────────────────── */
 
-/* The launcher's variables: values and the names they came from. */
+/* The launcher's variables: values and the names they came from; hostfile set means MLX's
+ * launch (rank from MLX_RANK), else torchrun's. */
 typedef struct {
-    const char *rank, *size, *addr, *port, *rank_name, *size_name;
+    const char *rank, *size, *addr, *port, *rank_name, *size_name, *hostfile;
 } launch_env;
 
 static launch_env read_env(void)
 {
+    const char *hostfile = getenv("MLX_HOSTFILE");
+    if (hostfile && *hostfile)
+        return (launch_env){getenv("MLX_RANK"), NULL, NULL, NULL, "MLX_RANK", NULL, hostfile};
     launch_env e = {getenv("RANK"), getenv("WORLD_SIZE"), getenv("MASTER_ADDR"),
-                    getenv("MASTER_PORT"), "RANK", "WORLD_SIZE"};
+                    getenv("MASTER_PORT"), "RANK", "WORLD_SIZE", NULL};
     if (!e.rank || !e.size)
         e = (launch_env){getenv("SLURM_PROCID"), getenv("SLURM_NTASKS"), e.addr, e.port,
-                         "SLURM_PROCID", "SLURM_NTASKS"};
+                         "SLURM_PROCID", "SLURM_NTASKS", NULL};
     return e;
 }
 
@@ -61,7 +68,7 @@ static bool available(void) { return true; }
 static bool launched(void)
 {
     launch_env e = read_env();
-    return e.rank && e.size && e.addr && e.port;
+    return e.hostfile ? e.rank != NULL : e.rank && e.size && e.addr && e.port;
 }
 
 /* A decimal integer in [lo, hi] from variable name's value s; -1 with an error otherwise. */
@@ -262,38 +269,28 @@ static int bootstrap_root(int port, int size, uint32_t *ips, uint16_t *ports, do
     return rc ? -1 : 0;
 }
 
-/* The IPv4 address of host (numeric or a name). 0 or -1 with an error. */
-static int resolve_host(const char *host, int port, struct sockaddr_in *out)
+/* The IPv4 address of host (numeric or a name) with port; what names its source in an
+ * error. 0 or -1 with an error. */
+static int resolve_host(const char *host, int port, const char *what, struct sockaddr_in *out)
 {
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int e = getaddrinfo(host, NULL, &hints, &res);
     if (e || !res)
-        return pn_set_error(PN_ERR_BACKEND, "[ring] MASTER_ADDR=%s: %s.", host, gai_strerror(e));
+        return pn_set_error(PN_ERR_BACKEND, "[ring] %s: cannot resolve '%s' as an IPv4 address: %s.",
+                            what, host, gai_strerror(e));
     *out = *(struct sockaddr_in *)res->ai_addr;
     out->sin_port = htons((uint16_t)port);
     freeaddrinfo(res);
     return 0;
 }
 
-/* Every other rank: greets rank 0 with its listening address, receives the table, connects
- * to the ranks below it and accepts the ranks above it. */
-static int bootstrap_peer(int rank, int size, const char *host, int port, uint32_t *ips,
-                          uint16_t *ports, double deadline)
+/* The mesh from this rank's side, lfd listening on its address: connects to the ranks in
+ * [first, rank) (greeting each with its rank) and accepts every rank above it. */
+static int connect_mesh(int rank, int size, int first, int lfd, const uint32_t *ips,
+                        const uint16_t *ports, double deadline)
 {
-    struct sockaddr_in root;
-    int bound = 0, lfd = -1, rc = resolve_host(host, port, &root);
-    if (rc == 0 && (lfd = listen_on(0, size, &bound)) < 0) rc = -1;
-    if (rc == 0 && (ring.fd[0] = connect_to(&root, host, deadline)) < 0) rc = -1;
-    if (rc == 0) {
-        struct sockaddr_in me; /* the address that reaches rank 0 is the one the others use */
-        socklen_t len = sizeof me;
-        getsockname(ring.fd[0], (struct sockaddr *)&me, &len);
-        hello h = {HELLO_MAGIC, rank, size, me.sin_addr.s_addr, (uint16_t)bound, 0};
-        rc = send_all(ring.fd[0], &h, sizeof h, "Greeting rank 0") ||
-             recv_all(ring.fd[0], ips, (size_t)size * sizeof *ips, "Receiving the address table") ||
-             recv_all(ring.fd[0], ports, (size_t)size * sizeof *ports, "Receiving the address table");
-    }
-    for (int r = 1; rc == 0 && r < rank; r++) {
+    int rc = 0;
+    for (int r = first; rc == 0 && r < rank; r++) {
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(ports[r]), .sin_addr.s_addr = ips[r]};
         char name[INET_ADDRSTRLEN] = "?";
         inet_ntop(AF_INET, &a.sin_addr, name, sizeof name);
@@ -314,8 +311,168 @@ static int bootstrap_peer(int rank, int size, const char *host, int port, uint32
             got++;
         }
     }
+    return rc ? -1 : 0;
+}
+
+/* torchrun's launch, every rank but 0: greets rank 0 with its listening address, receives the
+ * table, then joins the mesh of the ranks above 0. */
+static int bootstrap_peer(int rank, int size, const char *host, int port, uint32_t *ips,
+                          uint16_t *ports, double deadline)
+{
+    struct sockaddr_in root;
+    int bound = 0, lfd = -1, rc = resolve_host(host, port, "MASTER_ADDR", &root);
+    if (rc == 0 && (lfd = listen_on(0, size, &bound)) < 0) rc = -1;
+    if (rc == 0 && (ring.fd[0] = connect_to(&root, host, deadline)) < 0) rc = -1;
+    if (rc == 0) {
+        struct sockaddr_in me; /* the address that reaches rank 0 is the one the others use */
+        socklen_t len = sizeof me;
+        getsockname(ring.fd[0], (struct sockaddr *)&me, &len);
+        hello h = {HELLO_MAGIC, rank, size, me.sin_addr.s_addr, (uint16_t)bound, 0};
+        rc = send_all(ring.fd[0], &h, sizeof h, "Greeting rank 0") ||
+             recv_all(ring.fd[0], ips, (size_t)size * sizeof *ips, "Receiving the address table") ||
+             recv_all(ring.fd[0], ports, (size_t)size * sizeof *ports, "Receiving the address table");
+    }
+    if (rc == 0) rc = connect_mesh(rank, size, 1, lfd, ips, ports, deadline);
     if (lfd >= 0) close(lfd);
     return rc ? -1 : 0;
+}
+
+/* ───────────────────────────── MLX's hostfile ───────────────────────────── */
+
+/* A hostfile being parsed: the text, the position, the file's path for errors. */
+typedef struct {
+    const char *s, *path;
+    size_t i, n;
+} json_cursor;
+
+static int hostfile_error(const json_cursor *j, const char *what)
+{
+    return pn_set_error(PN_ERR_BACKEND, "[ring] MLX_HOSTFILE=%s: %s at byte %zu (expected a JSON list "
+                        "with one list of \"ip:port\" strings per rank).", j->path, what, j->i);
+}
+
+static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* The next non-blank character, consumed when it is c; whether it was. */
+static bool json_take(json_cursor *j, char c)
+{
+    while (j->i < j->n && is_blank(j->s[j->i])) j->i++;
+    if (j->i < j->n && j->s[j->i] == c) {
+        j->i++;
+        return true;
+    }
+    return false;
+}
+
+/* A string without escapes into out (cap bytes with its NUL). 0 or -1 with an error. */
+static int json_string(json_cursor *j, char *out, size_t cap)
+{
+    if (!json_take(j, '"')) return hostfile_error(j, "a string is missing");
+    size_t k = 0;
+    while (j->i < j->n && j->s[j->i] != '"') {
+        char c = j->s[j->i++];
+        if (c == '\\' || (unsigned char)c < 32 || k + 1 >= cap) return hostfile_error(j, "an unusable address string");
+        out[k++] = c;
+    }
+    if (j->i >= j->n) return hostfile_error(j, "an unterminated string");
+    j->i++;
+    out[k] = 0;
+    return 0;
+}
+
+/* "host:port" to an IPv4 address and port. */
+static int parse_address(json_cursor *j, const char *text, uint32_t *ip, uint16_t *port)
+{
+    char host[256];
+    const char *colon = strrchr(text, ':');
+    long p = 0;
+    char *end = NULL;
+    if (colon) p = strtol(colon + 1, &end, 10);
+    if (!colon || colon == text || (size_t)(colon - text) >= sizeof host || !end || *end || end == colon + 1 ||
+        p < 1 || p > 65535)
+        return hostfile_error(j, "an address is not \"ip:port\"");
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = 0;
+    struct sockaddr_in a = {0};
+    if (resolve_host(host, (int)p, "MLX_HOSTFILE", &a)) return -1;
+    *ip = a.sin_addr.s_addr, *port = (uint16_t)p;
+    return 0;
+}
+
+/* Reads the hostfile: the world size and each rank's first address (*ips, *ports allocated,
+ * the caller frees them). 0 or -1 with an error. */
+static int read_hostfile(const char *path, int *size, uint32_t **ips, uint16_t **ports)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return pn_set_error(PN_ERR_BACKEND, "[ring] MLX_HOSTFILE=%s: %s.", path, strerror(errno));
+    char *text = malloc(MAX_HOSTFILE + 1);
+    size_t n = text ? fread(text, 1, MAX_HOSTFILE + 1, f) : 0;
+    fclose(f);
+    json_cursor j = {text, path, 0, n};
+    int rc = !text ? pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ring] Out of memory.")
+           : n > MAX_HOSTFILE ? hostfile_error(&j, "the file is larger than 1 MiB") : 0;
+    *size = 0, *ips = NULL, *ports = NULL;
+    if (rc == 0 && !json_take(&j, '[')) rc = hostfile_error(&j, "'[' is missing");
+    bool more = rc == 0 && !json_take(&j, ']');
+    while (rc == 0 && more) {
+        if (*size == MAX_WORLD) {
+            rc = hostfile_error(&j, "more than 4096 ranks");
+            break;
+        }
+        uint32_t *ni = realloc(*ips, (size_t)(*size + 1) * sizeof *ni);
+        if (ni) *ips = ni;
+        uint16_t *np = ni ? realloc(*ports, (size_t)(*size + 1) * sizeof *np) : NULL;
+        if (np) *ports = np;
+        if (!ni || !np) {
+            rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ring] Out of memory.");
+            break;
+        }
+        if (!json_take(&j, '[')) rc = hostfile_error(&j, "a rank's list is missing");
+        for (int k = 0; rc == 0; k++) { /* the rank's addresses: the first one is used */
+            char addr[300];
+            rc = json_string(&j, addr, sizeof addr);
+            if (rc == 0 && k == 0) rc = parse_address(&j, addr, &(*ips)[*size], &(*ports)[*size]);
+            if (rc == 0 && json_take(&j, ']')) break;
+            if (rc == 0 && !json_take(&j, ',')) rc = hostfile_error(&j, "',' or ']' is missing");
+        }
+        if (rc == 0) ++*size;
+        if (rc == 0 && json_take(&j, ']')) more = false;
+        else if (rc == 0 && !json_take(&j, ',')) rc = hostfile_error(&j, "',' or ']' is missing");
+    }
+    while (rc == 0 && j.i < j.n && is_blank(j.s[j.i])) j.i++;
+    if (rc == 0 && j.i != j.n) rc = hostfile_error(&j, "text after the list");
+    if (rc == 0 && *size == 0) rc = hostfile_error(&j, "no ranks");
+    free(text);
+    if (rc) free(*ips), free(*ports), *ips = NULL, *ports = NULL;
+    return rc ? -1 : 0;
+}
+
+/* The launch's rank, world size and (hostfile) address table: ips / ports allocated for size
+ * ranks. 0 or -1 with an error. */
+static int read_launch(const launch_env *e, long *rank, long *size, long *port, uint32_t **ips,
+                       uint16_t **ports)
+{
+    *ips = NULL, *ports = NULL;
+    if (!launched())
+        return pn_set_error(PN_ERR_BACKEND, "[distributed] Couldn't initialize the ring backend: set "
+                            "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun does), or "
+                            "MLX_RANK and MLX_HOSTFILE (as mlx.launch does).");
+    if (e->hostfile) {
+        int n = 0;
+        if (read_hostfile(e->hostfile, &n, ips, ports)) return -1;
+        *size = n;
+    } else if (env_int(e->size_name, e->size, 1, MAX_WORLD, size) ||
+               env_int("MASTER_PORT", e->port, 1, 65535, port)) {
+        return -1;
+    }
+    int rc = env_int(e->rank_name, e->rank, 0, *size - 1, rank);
+    if (rc == 0 && !*ips) {
+        *ips = calloc((size_t)*size, sizeof **ips);
+        *ports = calloc((size_t)*size, sizeof **ports);
+        if (!*ips || !*ports) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ring] Out of memory.");
+    }
+    if (rc) free(*ips), free(*ports), *ips = NULL, *ports = NULL;
+    return rc;
 }
 
 /* Reads the environment and connects the mesh, once per process. The world communicator, or
@@ -327,29 +484,27 @@ static void *init(void)
     if (!ring.ready) {
         launch_env e = read_env();
         long rank = 0, size = 0, port = 0;
-        int rc = 0;
-        if (!launched())
-            rc = pn_set_error(PN_ERR_BACKEND, "[distributed] Couldn't initialize the ring backend: "
-                              "set RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun does).");
-        if (rc == 0) rc = env_int(e.rank_name, e.rank, 0, MAX_WORLD - 1, &rank);
-        if (rc == 0) rc = env_int(e.size_name, e.size, 1, MAX_WORLD, &size);
-        if (rc == 0) rc = env_int("MASTER_PORT", e.port, 1, 65535, &port);
-        if (rc == 0 && rank >= size)
-            rc = pn_set_error(PN_ERR_BACKEND, "[distributed] Couldn't initialize the ring backend: "
-                              "rank %ld is not below the world size %ld.", rank, size);
+        uint32_t *ips = NULL;
+        uint16_t *ports = NULL;
+        int rc = read_launch(&e, &rank, &size, &port, &ips, &ports);
         int *fd = rc == 0 ? malloc((size_t)size * sizeof *fd) : NULL;
         int *members = rc == 0 ? malloc((size_t)size * sizeof *members) : NULL;
-        uint32_t *ips = rc == 0 ? calloc((size_t)size, sizeof *ips) : NULL;
-        uint16_t *ports = rc == 0 ? calloc((size_t)size, sizeof *ports) : NULL;
-        if (rc == 0 && (!fd || !members || !ips || !ports))
-            rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ring] Out of memory.");
+        if (rc == 0 && (!fd || !members)) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[ring] Out of memory.");
         if (rc == 0) {
             for (int r = 0; r < size; r++) fd[r] = -1, members[r] = r;
             ring.fd = fd, ring.rank = (int)rank, ring.size = (int)size;
             double deadline = now_s() + timeout_s();
-            if (size > 1)
+            int bound, lfd;
+            if (size == 1) {
+                rc = 0;
+            } else if (e.hostfile) { /* listen on this rank's port of the table */
+                lfd = listen_on(ports[rank], (int)size, &bound);
+                rc = lfd < 0 ? -1 : connect_mesh((int)rank, (int)size, 0, lfd, ips, ports, deadline);
+                if (lfd >= 0) close(lfd);
+            } else {
                 rc = rank == 0 ? bootstrap_root((int)port, (int)size, ips, ports, deadline)
                                : bootstrap_peer((int)rank, (int)size, e.addr, (int)port, ips, ports, deadline);
+            }
         }
         if (rc == 0) {
             ring.world = (ring_comm){(int)rank, (int)size, members};
