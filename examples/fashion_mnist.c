@@ -323,7 +323,7 @@ int main(int argc, char **argv)
         printf("fashion-mnist MLP 784-%d-%d-10 on %s, %lld training images, batch %d, Adam lr %g with cosine decay\n",
                opt.hidden, opt.hidden, where, (long long)train.n, opt.batch, opt.lr);
 
-    if (nproc > 1) printf("data-parallel over %d processes (MPI)\n", nproc);
+    if (nproc > 1) printf("data-parallel over %d processes\n", nproc);
     pn_params *params = NULL;
     pn_optimizer *optim = pn_optim_adam(opt.lr, 0.9, 0.999, 1e-8, false);
     int start_epoch = 0;

@@ -875,19 +875,27 @@ int pn_fast_precompiled_cuda_kernel(const char *name, const void *code, size_t c
                                     pn_array *const *inputs, int nscalars, const pn_kernel_arg *scalars,
                                     const pn_kernel_launch *launch, int shared_memory, bool ensure_row_contiguous,
                                     pn_array **outs);
-/* Distributed process groups (mlx.core.distributed) over MPI (Open MPI, loaded at run time):
- * a process started by mpirun joins MPI's world group; otherwise the global group is the
- * singleton (rank 0 of 1). g NULL means the global group (initialized non-strictly on first
- * use). The collectives and send / recv are lazy: they communicate when evaluated, on the CPU
- * (a GPU-stream node goes through host memory), so every process must evaluate the same
- * collectives of a group in the same order (the graph order of one pn_eval). */
+/* Distributed process groups (mlx.core.distributed) over two backends: "mpi" (Open MPI,
+ * loaded at run time; a process started by mpirun joins MPI's world group) and "ring" (TCP
+ * sockets; a process whose launcher set torchrun's RANK, WORLD_SIZE, MASTER_ADDR and
+ * MASTER_PORT (Slurm's SLURM_PROCID / SLURM_NTASKS for the first two), or MLX's MLX_RANK and
+ * MLX_HOSTFILE, joins the ring's world; PONTE_DIST_TIMEOUT (seconds, default 300) bounds the
+ * wait for the other processes). Otherwise the global group is the singleton (rank 0 of 1).
+ * g NULL means the global group (initialized non-strictly on first use). The collectives and
+ * send / recv are lazy: they communicate when evaluated, on the CPU (a GPU-stream node goes
+ * through host memory), so every process must evaluate the same collectives of a group in the
+ * same order (the graph order of one pn_eval). pn_compile keeps them in its traces (never
+ * merged as common subexpressions). */
 typedef struct pn_dist_group pn_dist_group;
-/* Whether a backend can be used: "any" and "mpi" when Open MPI's library loads; "ring",
- * "nccl" and "jaccl" are not implemented (false). */
+/* Whether a backend can be used: "mpi" when Open MPI's library loads; "ring" always (as in
+ * MLX); "any" when either is; "nccl" and "jaccl" are not implemented (false). */
 bool pn_dist_is_available(const char *backend);
-/* The global group (not to be freed; the first call decides it for the process): MPI's world
- * for "any" / "mpi" when started by mpirun, else the singleton. backend NULL means "any"; an
- * unknown name is PN_ERR_INVALID_ARGUMENT; strict without a usable backend is PN_ERR_BACKEND. */
+/* The global group (not to be freed; the first call decides it for the process): for "any"
+ * the world of the backend whose launcher started the process (mpi, then ring), for "mpi" or
+ * "ring" that backend's world when its launcher started the process, else the singleton.
+ * backend NULL means "any"; an unknown name is PN_ERR_INVALID_ARGUMENT; strict without a usable
+ * backend is PN_ERR_BACKEND with the reason (including a ring bootstrap's failure: a bad
+ * variable, an unreadable hostfile, a peer that never came). */
 pn_dist_group *pn_dist_init(bool strict, const char *backend);
 int pn_dist_group_rank(const pn_dist_group *g);
 int pn_dist_group_size(const pn_dist_group *g);

@@ -367,6 +367,7 @@ static pnC_node *node_alloc(const pnC_primitive *p, const void *params, size_t p
     nd->stream = pn_current_stream();
     nd->mark = 0;
     if (params_size) memcpy(nd->params, params, params_size);
+    pnC_params_copied(p, nd->params);
     for (int i = 0; i < nin; i++) nd->inputs[i] = pnC_incref(inputs[i]);
     for (int j = 0; j < nout; j++) {
         nd->outputs[j] = NULL;

@@ -190,7 +190,25 @@ typedef struct pnC_primitive {
     /* Called on a node's params when the node is freed (NULL: nothing to do), for params that
      * hold references (closures). */
     void (*release_params)(void *params);
+    /* Called on every copy of params that release_params will give back: a new node's, and a
+     * compiled trace's (pnC_params_copied). NULL with release_params set: a compiled trace
+     * cannot keep such a node, and compile refuses the function. */
+    void (*retain_params)(void *params);
+    /* The node acts beyond computing its outputs (it communicates): compile never merges two
+     * such nodes as common subexpressions. */
+    bool effectful;
 } pnC_primitive;
+
+/* A copy of params of p was made / is being dropped outside a node (a compiled trace): takes
+ * or gives back the references they hold, for primitives that can share them. */
+static inline void pnC_params_copied(const pnC_primitive *p, void *params)
+{
+    if (p->retain_params) p->retain_params(params);
+}
+static inline void pnC_params_dropped(const pnC_primitive *p, void *params)
+{
+    if (p->retain_params && p->release_params) p->release_params(params);
+}
 
 struct pnC_node {
     atomic_int refs;

@@ -1,5 +1,5 @@
 /* distributed.h — the internal interface between the public process-group API (group.c: groups,
- * the lazy collective primitives) and a communication backend (mpi.c today; NCCL later). A
+ * the lazy collective primitives) and a communication backend (mpi.c, ring.c; NCCL later). A
  * backend is one table of functions over opaque communicators; group.c never sees MPI. */
 #ifndef PONTE_DISTRIBUTED_H
 #define PONTE_DISTRIBUTED_H
@@ -41,5 +41,12 @@ typedef struct pnD_backend {
 
 /* The MPI backend (mpi.c): Open MPI loaded with dlopen at first use. */
 extern const pnD_backend pnD_mpi;
+/* The ring backend (ring.c): TCP sockets between the processes, started by a launcher that
+ * sets torchrun's (or Slurm's) environment variables. */
+extern const pnD_backend pnD_ring;
+
+/* acc[i] = acc[i] op x[i] for n elements of dt (combine.c): sum, max, min (NaN wins; bool: or,
+ * or, and; complex64 ordered by real then imaginary part). */
+void pnD_combine(void *acc, const void *x, int64_t n, pn_dtype dt, pnD_reduce op);
 
 #endif /* PONTE_DISTRIBUTED_H */

@@ -1,6 +1,6 @@
 /* group.c — mlx.core.distributed's C API: process groups and their collectives as lazy
  * primitives (AllReduce, AllGather, ReduceScatter, Send, Recv) over a communication backend
- * (distributed.h; MPI in mpi.c). Without a launcher the global group is the singleton (rank 0
+ * (distributed.h; MPI in mpi.c, TCP in ring.c). Without a launcher the global group is the singleton (rank 0
  * of 1), where the collectives are copies and point-to-point calls are errors, as in MLX. */
 #include "distributed/distributed.h"
 
@@ -20,7 +20,10 @@ struct pn_dist_group {
 };
 
 static pn_dist_group singleton = {.rank = 0, .size = 1, .is_static = true};
-static pn_dist_group mpi_world = {.is_static = true};
+/* The backends in the order "any" tries them, and their world groups (be set once joined). */
+static const pnD_backend *const BACKEND_ORDER[] = {&pnD_mpi, &pnD_ring};
+#define NBACKEND (int)(sizeof BACKEND_ORDER / sizeof BACKEND_ORDER[0])
+static pn_dist_group worlds[NBACKEND] = {{.is_static = true}, {.is_static = true}};
 static pn_dist_group *world; /* the group pn_dist_init settled on (NULL: not yet) */
 static pthread_mutex_t world_mutex = PTHREAD_MUTEX_INITIALIZER;
 
@@ -36,23 +39,26 @@ static bool known_backend(const char *name)
 
 bool pn_dist_is_available(const char *backend)
 {
-    if (!backend || !strcmp(backend, "any") || !strcmp(backend, "mpi"))
-        return pnD_mpi.available();
-    return false; /* ring, nccl and jaccl are not implemented */
+    bool any = !backend || !strcmp(backend, "any");
+    for (int b = 0; b < NBACKEND; b++)
+        if ((any || !strcmp(backend, BACKEND_ORDER[b]->name)) && BACKEND_ORDER[b]->available()) return true;
+    return false; /* nccl and jaccl are not implemented */
 }
 
-/* The MPI world group, initializing MPI on first use; NULL with an error. */
-static pn_dist_group *init_mpi(void)
+/* Backend b's world group, joining it on first use; NULL with an error. */
+static pn_dist_group *init_world(int b)
 {
-    if (!mpi_world.be) {
-        void *comm = pnD_mpi.init();
+    pn_dist_group *w = &worlds[b];
+    if (!w->be) {
+        const pnD_backend *be = BACKEND_ORDER[b];
+        void *comm = be->init();
         if (!comm) return NULL;
-        mpi_world.comm = comm;
-        mpi_world.rank = pnD_mpi.rank(comm);
-        mpi_world.size = pnD_mpi.size(comm);
-        mpi_world.be = &pnD_mpi;
+        w->comm = comm;
+        w->rank = be->rank(comm);
+        w->size = be->size(comm);
+        w->be = be;
     }
-    return &mpi_world;
+    return w;
 }
 
 pn_dist_group *pn_dist_init(bool strict, const char *backend)
@@ -62,26 +68,34 @@ pn_dist_group *pn_dist_init(bool strict, const char *backend)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[distributed] The only valid values for backend are 'any', 'mpi', "
                         "'nccl', 'jaccl' and 'ring' but '%s' was provided.", backend);
-    bool want_mpi = !strcmp(backend, "any") || !strcmp(backend, "mpi"), had_error = pnC_failed();
+    bool any = !strcmp(backend, "any"), had_error = pnC_failed(), tried = false;
     pthread_mutex_lock(&world_mutex);
     pn_dist_group *g = NULL;
-    if (want_mpi && world == &mpi_world) {
-        g = world;
-    } else if (want_mpi && pnD_mpi.launched() && (strict || pnD_mpi.available())) {
-        g = init_mpi(); /* an unusable library fails here with the reason */
-        if (g) world = g;
-    } else if (strict) {
-        const char *why = !want_mpi ? "Ponte implements only the mpi backend"
-                          : !pnD_mpi.available() ? "the MPI library could not be loaded"
-                                                  : "the process was not started by mpirun";
-        if (!strcmp(backend, "any"))
+    for (int b = 0; b < NBACKEND && !g && !tried; b++) {
+        const pnD_backend *be = BACKEND_ORDER[b];
+        if (!any && strcmp(backend, be->name)) continue;
+        if (world == &worlds[b]) {
+            g = world;
+        } else if ((!world || world == &singleton) && be->launched() && (strict || be->available())) {
+            tried = true; /* the launcher's backend: its failure is the answer */
+            g = init_world(b); /* an unusable library fails here with the reason */
+            if (g) world = g;
+        }
+    }
+    if (!g && strict && !tried) {
+        bool ours = any || !strcmp(backend, "mpi") || !strcmp(backend, "ring");
+        const char *why = !ours ? "Ponte implements the mpi and ring backends"
+                          : world && world != &singleton ? "this process already joined another backend's group"
+                          : "the process was not started by mpirun, or by a launcher setting "
+                            "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT";
+        if (any)
             pnC_fail(PN_ERR_BACKEND, "[distributed] Couldn't initialize any backend (%s).", why);
         else
             pnC_fail(PN_ERR_BACKEND, "[distributed] Couldn't initialize the %s backend (%s).",
                      backend, why);
     }
     if (!g && !strict) {
-        if (!had_error) pn_clear_error(); /* a failed MPI start falls back to the singleton */
+        if (!had_error) pn_clear_error(); /* a failed start falls back to the singleton */
         g = world ? world : &singleton;
         if (!world) world = g;
     }
@@ -148,7 +162,9 @@ typedef struct {
 
 static const char *const KIND_NAMES[] = {"all_reduce", "all_gather", "sum_scatter", "send", "recv"};
 
+/* A node's params (and a compiled trace's copy of them) hold a reference to the group. */
 static void dist_release(void *params) { pn_dist_group_free(((dist_params *)params)->g); }
+static void dist_retain(void *params) { group_retain(((dist_params *)params)->g); }
 
 /* The CPU kernel: the input made row-contiguous, the output allocated, one backend call. The
  * collectives first check that every process passes the same size and dtype, so a mismatch
@@ -294,22 +310,20 @@ static int send_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes
 #define DIST_PRIM(var, pname, ...)                                                             \
     static const pnC_primitive var = {.name = pname,                                           \
                                       .eval = {[PN_CPU] = dist_eval, [PN_GPU] = dist_eval_gpu}, \
-                                      .release_params = dist_release, __VA_ARGS__}
+                                      .release_params = dist_release,                  \
+                                      .retain_params = dist_retain, .effectful = true, __VA_ARGS__}
 DIST_PRIM(all_reduce_prim, "AllReduce", .vjp = reduce_vjp, .jvp = reduce_jvp, .vmap = reduce_vmap);
 DIST_PRIM(all_gather_prim, "AllGather", .vjp = gather_vjp, .jvp = same_jvp);
 DIST_PRIM(sum_scatter_prim, "ReduceScatter", .vjp = scatter_vjp, .jvp = same_jvp);
 DIST_PRIM(send_prim, "Send", .vmap = send_vmap);
 DIST_PRIM(recv_prim, "Recv");
 
-/* The node of a distributed primitive over g (which it retains). */
+/* The node of a distributed primitive over g (which it retains through dist_retain). */
 static pn_array *make(const pnC_primitive *prim, pn_dist_group *g, dist_kind kind, int reduce,
                       int peer, int nin, pn_array *x, pn_dtype dtype, const int64_t *shape, int ndim)
 {
     dist_params p = {g, kind, reduce, peer};
-    group_retain(g);
-    pn_array *r = pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
-    if (!r) pn_dist_group_free(g);
-    return r;
+    return pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
 }
 
 static pn_array *all_reduce(pn_array *x, pn_dist_group *g, pnD_reduce op)

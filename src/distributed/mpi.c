@@ -151,43 +151,22 @@ static int mpi_fail(const char *what, int code)
     return pn_set_error(PN_ERR_BACKEND, "[mpi] %s failed: %s", what, msg);
 }
 
-/* The reductions MPI has no operator for, element by element through float. */
-#define HALF_OP(name, T, load, store, combine)                                                 \
+/* The reductions MPI has no operator for (float16, bfloat16; complex64 max / min), as MPI
+ * user operators over combine.c's table. */
+#define USER_OP(name, DT, OP)                                                                  \
     static void name(void *in, void *inout, int *len, MPI_Datatype *dt)                       \
     {                                                                                          \
-        const T *a = in;                                                                       \
-        T *b = inout;                                                                          \
-        for (int i = 0; i < *len; i++) {                                                       \
-            float x = load(a[i]), y = load(b[i]);                                              \
-            b[i] = store(combine);                                                             \
-        }                                                                                      \
+        (void)dt;                                                                              \
+        pnD_combine(inout, in, *len, DT, OP);                                                  \
     }
-HALF_OP(f16_sum, pn_float16, pnC_f16_to_f32, pnC_f32_to_f16, x + y)
-HALF_OP(f16_max, pn_float16, pnC_f16_to_f32, pnC_f32_to_f16, (x > y || x != x) ? x : y)
-HALF_OP(f16_min, pn_float16, pnC_f16_to_f32, pnC_f32_to_f16, (x < y || x != x) ? x : y)
-HALF_OP(bf16_sum, pn_bfloat16, pnC_bf16_to_f32, pnC_f32_to_bf16, x + y)
-HALF_OP(bf16_max, pn_bfloat16, pnC_bf16_to_f32, pnC_f32_to_bf16, (x > y || x != x) ? x : y)
-HALF_OP(bf16_min, pn_bfloat16, pnC_bf16_to_f32, pnC_f32_to_bf16, (x < y || x != x) ? x : y)
-
-/* complex64 max / min in lexicographic order (real part, then imaginary), as MLX orders them. */
-static bool c64_less(pn_complex64 a, pn_complex64 b)
-{
-    return crealf(a) < crealf(b) || (crealf(a) == crealf(b) && cimagf(a) < cimagf(b));
-}
-static void c64_max(void *in, void *inout, int *len, MPI_Datatype *dt)
-{
-    const pn_complex64 *a = in;
-    pn_complex64 *b = inout;
-    for (int i = 0; i < *len; i++)
-        if (c64_less(b[i], a[i])) b[i] = a[i];
-}
-static void c64_min(void *in, void *inout, int *len, MPI_Datatype *dt)
-{
-    const pn_complex64 *a = in;
-    pn_complex64 *b = inout;
-    for (int i = 0; i < *len; i++)
-        if (c64_less(a[i], b[i])) b[i] = a[i];
-}
+USER_OP(f16_sum, PN_FLOAT16, PND_SUM)
+USER_OP(f16_max, PN_FLOAT16, PND_MAX)
+USER_OP(f16_min, PN_FLOAT16, PND_MIN)
+USER_OP(bf16_sum, PN_BFLOAT16, PND_SUM)
+USER_OP(bf16_max, PN_BFLOAT16, PND_MAX)
+USER_OP(bf16_min, PN_BFLOAT16, PND_MIN)
+USER_OP(c64_max, PN_COMPLEX64, PND_MAX)
+USER_OP(c64_min, PN_COMPLEX64, PND_MIN)
 
 static void finalize_at_exit(void)
 {

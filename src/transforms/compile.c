@@ -68,7 +68,7 @@ static bool same_scalar(pn_array *a, pn_array *b)
 /* Whether node b computes what node a does (inputs already canonical). */
 static bool same_node(const pnT_op *a, const pnT_op *b)
 {
-    if (a->prim != b->prim || a->params_size != b->params_size || a->nin != b->nin ||
+    if (a->prim != b->prim || a->prim->effectful || a->params_size != b->params_size || a->nin != b->nin ||
         a->nout != b->nout || memcmp(a->params, b->params, a->params_size))
         return false;
     for (uint32_t i = 0; i < a->nin; i++)
@@ -92,6 +92,7 @@ static uint64_t node_hash(const pnT_op *n)
 
 static void op_free(pnT_op *n)
 {
+    if (n->params) pnC_params_dropped(n->prim, n->params);
     free(n->params), free(n->in);
     for (uint32_t j = 0; j < n->nout; j++) pnT_spec_free(&n->out[j]);
     free(n->out);
@@ -525,10 +526,13 @@ static int tape_copy(pnT_tape *dst, const pnT_tape *src)
         pnT_op *b = &dst->nodes[dst->nnode++];
         *b = (pnT_op){.prim = a->prim, .params_size = a->params_size, .nin = a->nin};
         b->params = malloc(a->params_size + 1);
+        if (b->params) {
+            memcpy(b->params, a->params, a->params_size);
+            pnC_params_copied(b->prim, b->params);
+        }
         b->in = malloc(((size_t)a->nin + 1) * sizeof *b->in);
         b->out = calloc((size_t)a->nout + 1, sizeof *b->out);
         if (!b->params || !b->in || !b->out) return OOM();
-        memcpy(b->params, a->params, a->params_size);
         memcpy(b->in, a->in, a->nin * sizeof *b->in);
         for (uint32_t j = 0; j < a->nout; j++) {
             pnT_spec *o = &b->out[j];
@@ -648,7 +652,8 @@ static entry *trace_entry(compiled *c, int nin, pn_array *const *in)
     int rc = pnT_tape_trace(&e->t, c->f, nin, in, OP);
     for (int i = 0; i < nin && rc == 0; i++) rc = pnT_spec_of(&e->in[i], in[i], OP);
     for (uint32_t k = 0; k < e->t.nnode && rc == 0; k++)
-        if (e->t.nodes[k].prim->release_params || pnR_find(e->t.nodes[k].prim->name) != e->t.nodes[k].prim)
+        if (!e->t.nodes[k].prim->retain_params &&
+            (e->t.nodes[k].prim->release_params || pnR_find(e->t.nodes[k].prim->name) != e->t.nodes[k].prim))
             rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
                               "[" OP "] Cannot compile a function using %s: its node refers to "
                               "functions (custom_function, custom_vjp, checkpoint) that a compiled "

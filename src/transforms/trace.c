@@ -40,6 +40,7 @@ void pnT_tape_free(pnT_tape *t)
 {
     for (uint32_t i = 0; t->nodes && i < t->nnode; i++) {
         pnT_op *n = &t->nodes[i];
+        if (n->params) pnC_params_dropped(n->prim, n->params);
         free(n->params);
         free(n->in);
         for (uint32_t j = 0; n->out && j < n->nout; j++) pnT_spec_free(&n->out[j]);
@@ -109,10 +110,13 @@ static int convert(conv *c, int nout, pn_array *const *outs)
         n->nin = (uint32_t)nd->nin;
         n->nout = (uint32_t)nd->nout;
         n->params = malloc(nd->params_size + 1);
+        if (n->params) { /* copied at once: a trace freed early releases what it holds */
+            memcpy(n->params, nd->params, nd->params_size);
+            pnC_params_copied(n->prim, n->params);
+        }
         n->in = calloc((size_t)nd->nin + 1, sizeof *n->in);
         n->out = calloc((size_t)nd->nout + 1, sizeof *n->out);
         if (!n->params || !n->in || !n->out) return OOM(c->op);
-        if (nd->params_size) memcpy(n->params, nd->params, nd->params_size);
         for (int i = 0; i < nd->nin; i++)
             if (ref_of(c, nd->inputs[i], &n->in[i])) return -1;
         for (int j = 0; j < nd->nout; j++) {

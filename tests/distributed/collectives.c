@@ -1,13 +1,22 @@
-/* mpi_collectives.c — the distributed API over MPI, run under mpirun (2 or 3 processes; ctest
- * runs it through tests/mpi/run-mpi.sh). Every process knows every rank's data (a formula of
- * the rank), so each checks the collectives, point-to-point calls, split groups, errors and
- * gradients against float64 values it computes itself. Run alone it checks nothing useful
- * and says so. */
+/* collectives.c — the distributed API over a backend, run as 2 or 3 processes: under mpirun
+ * (tests/distributed/run-mpi.sh) or as the ring backend's local processes
+ * (tests/distributed/run-ring.sh, which sets PONTE_TEST_DIST_BACKEND=ring). Every process knows
+ * every rank's data (a formula of the rank), so each checks the collectives, point-to-point
+ * calls, split groups, errors, gradients and compiled functions against float64 values it
+ * computes itself. Run alone it checks nothing useful and says so. */
 #include "harness.h"
 
 #include <string.h>
 
 static int R, N; /* this rank and the world size */
+
+/* The backend under test ("mpi" unless the launcher says otherwise) and the other one. */
+static const char *backend(void)
+{
+    const char *b = getenv("PONTE_TEST_DIST_BACKEND");
+    return b && *b ? b : "mpi";
+}
+static const char *other_backend(void) { return strcmp(backend(), "mpi") ? "mpi" : "ring"; }
 
 /* Rank r's value at index i for dtype t: small so that sums fit every integer dtype. */
 static double value(int r, int64_t i, pn_dtype t)
@@ -62,10 +71,15 @@ static const pn_dtype ALL_TYPES[] = {PN_BOOL,  PN_UINT8,   PN_UINT16,  PN_UINT32
 TEST(world)
 {
     pn_scope_push();
-    CHECK(pn_dist_is_available("any") && pn_dist_is_available("mpi") && !pn_dist_is_available("ring"));
+    CHECK(pn_dist_is_available("any") && pn_dist_is_available(backend()) && pn_dist_is_available("ring"));
+    CHECK(!pn_dist_is_available("nccl") && !pn_dist_is_available("jaccl"));
     pn_dist_group *g = pn_dist_init(true, "any");
     CHECK_OK(g);
-    CHECK(pn_dist_init(false, "mpi") == g && pn_dist_init(true, "mpi") == g);
+    CHECK(pn_dist_init(false, backend()) == g && pn_dist_init(true, backend()) == g);
+    /* the other backend: not started by this launcher, or this process joined another group */
+    pn_clear_error();
+    CHECK(!pn_dist_init(true, other_backend()) && pn_last_error() == PN_ERR_BACKEND);
+    CHECK(pn_dist_init(false, other_backend()) == g);
     R = pn_dist_group_rank(g);
     N = pn_dist_group_size(g);
     CHECK(N >= 2 && R >= 0 && R < N);
@@ -329,14 +343,36 @@ TEST(gradients)
     test_check_values("vmap all_sum", vout, shape, 2, PN_FLOAT64, vref, 1e-12, 1e-12);
     free(vref);
     pn_closure_release(vm);
-    /* compile refuses distributed nodes (a clear error on every rank, nothing communicated) */
-    pn_closure *cf = pn_compile(fs[0], false);
-    pn_array *cout = NULL;
-    int nc = 1;
-    pn_clear_error();
-    CHECK(cf && pn_closure_call(cf, 1, &x, &nc, &cout) != 0 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
-    pn_clear_error();
-    pn_closure_release(cf);
+    /* compiled: the collectives replay from the cached trace (twice: a cache hit; the second
+     * input differs), and a gradient through the compiled function */
+    for (int f = 0; f < 3; f++) {
+        pn_closure *cf = pn_compile(fs[f], false);
+        for (int call = 0; call < 2; call++) {
+            pn_array *xin = call ? pn_multiply(x, pn_scalar(3.0, PN_FLOAT64)) : x, *cout = NULL;
+            int nc = 1;
+            CHECK(cf && pn_closure_call(cf, 1, &xin, &nc, &cout) == 0 && nc == 1);
+            double **xs = calloc((size_t)N, sizeof *xs);
+            for (int r = 0; r < N; r++) xs[r] = test_to_f64(rank_array(r, shape, 2, PN_FLOAT64));
+            double *cref = calloc((size_t)osizes[f], sizeof *cref), k = call ? 3.0 : 1.0;
+            for (int64_t i = 0; i < osizes[f]; i++) {
+                if (f == 0) for (int r = 0; r < N; r++) cref[i] += k * xs[r][i];
+                else if (f == 1) cref[i] = k * xs[i / n][i % n];
+                else for (int r = 0; r < N; r++) cref[i] += k * xs[r][R * 6 + i];
+            }
+            test_check_values("compiled collective", cout, oshapes[f], 2, PN_FLOAT64, cref, 1e-12, 1e-12);
+            for (int r = 0; r < N; r++) free(xs[r]);
+            free(xs), free(cref);
+        }
+        if (f == 0) { /* the cotangent passes through the compiled all_sum */
+            pn_array *cot = rank_array(R + 10, shape, 2, PN_FLOAT64), *out = NULL, *grad = NULL;
+            int nout = 0;
+            CHECK(pn_vjp(cf, 1, &x, 1, &cot, &nout, &out, &grad) == 0);
+            double *cv = test_to_f64(cot);
+            test_check_values("vjp of the compiled all_sum", grad, shape, 2, PN_FLOAT64, cv, 1e-12, 1e-12);
+            free(cv);
+        }
+        pn_closure_release(cf);
+    }
     for (int f = 0; f < 3; f++) pn_closure_release(fs[f]);
     pn_scope_pop();
 }

@@ -1,8 +1,10 @@
-"""dist_check.py — ponte.distributed over MPI, run by tests/python/test_distributed_mpi.py as
-`tests/mpi/run-mpi.sh 2 python3 tests/mpi/dist_check.py`: every rank rebuilds every rank's
-random data (seeded by rank) and checks the collectives, send/recv, split groups, errors,
-gradients, nn.average_gradients and a data-parallel training run against numpy. Prints
-"rank R: N checks OK" and exits 0, or raises."""
+"""dist_check.py — ponte.distributed over a backend, run by
+tests/python/test_distributed_backends.py as `tests/distributed/run-mpi.sh 2 python3
+tests/distributed/dist_check.py` or through run-ring.sh (PONTE_TEST_DIST_BACKEND=ring): every
+rank rebuilds every rank's random data (seeded by rank) and checks the collectives, send/recv,
+split groups, errors, gradients, nn.average_gradients and data-parallel training (eager and
+compiled) against numpy. Prints "rank R: N checks OK" and exits 0, or raises."""
+import os
 import sys
 
 import numpy as np
@@ -46,11 +48,13 @@ def data(rank, shape, dtype, salt=0):
 
 g = D.init(strict=True)
 R, N = g.rank(), g.size()
-check(N >= 2 and D.is_available() and D.is_available("mpi"), "world")
-check(D.init().rank() == R and D.init(backend="mpi").size() == N, "init is cached")
+BACKEND = os.environ.get("PONTE_TEST_DIST_BACKEND") or "mpi"
+OTHER = "ring" if BACKEND == "mpi" else "mpi"
+check(N >= 2 and D.is_available() and D.is_available(BACKEND), "world")
+check(D.init().rank() == R and D.init(backend=BACKEND).size() == N, "init is cached")
 try:
-    D.init(strict=True, backend="ring")
-    check(False, "ring should fail")
+    D.init(strict=True, backend=OTHER)
+    check(False, f"{OTHER} should fail")
 except RuntimeError:
     checks += 1
 
@@ -158,24 +162,30 @@ def loss_fn(p, x, y):
 grad_fn = mx.grad(loss_fn)
 
 
-def train(x, y, distributed):
+def averaged_grads(p, x, y):
+    return nn.average_gradients(grad_fn(p, x, y))
+
+
+def train(x, y, distributed, compiled=False):
     p = {"w": mx.array(W0, mx.float64), "b": mx.array(B0, mx.float64)}
     opt = optim.SGD(learning_rate=0.1, momentum=0.9)
+    # as mlx-lm's trainer: the gradient average inside the compiled function
+    fn = averaged_grads if distributed else grad_fn
+    fn = mx.compile(fn) if compiled else fn
     for _ in range(5):
-        grads = grad_fn(p, mx.array(x, mx.float64), mx.array(y, mx.float64))
-        if distributed:
-            grads = nn.average_gradients(grads)
+        grads = fn(p, mx.array(x, mx.float64), mx.array(y, mx.float64))
         p = opt.apply_gradients(grads, p)
         mx.eval(p)
     return p
 
 
 shard = slice(4 * R, 4 * R + 4)
-dp = train(X[shard], Y[shard], True)
 full = train(X, Y, False)
-for k in ("w", "b"):
-    close(dp[k], np.array(full[k]), f"data-parallel {k}", 1e-12)
-    check(np.array(dp[k]).dtype == np.float64, "float64 training")
+for compiled in (False, True):
+    dp = train(X[shard], Y[shard], True, compiled)
+    for k in ("w", "b"):
+        close(dp[k], np.array(full[k]), f"data-parallel {k} compiled={compiled}", 1e-12)
+        check(np.array(dp[k]).dtype == np.float64, "float64 training")
 
 # tensor parallelism: an all-to-sharded then a sharded-to-all layer (nn.shard_linear) equal
 # the whole two-layer model, forward and input gradient (every rank builds the same layers)
