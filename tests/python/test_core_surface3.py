@@ -275,3 +275,49 @@ def test_random_state_as_compile_state():
         mlx.random.seed(1)
         np.testing.assert_allclose(np.array(draw_mlx(mlx.zeros(2))), a, rtol=1e-6)
         np.testing.assert_allclose(np.array(draw_mlx(mlx.zeros(2))), b, rtol=1e-6)
+
+
+def test_metal_capture_and_wired_limit_and_arraylike():
+    """Metal's capture and wired limit do nothing in Ponte (MLX on Linux: None, and the
+    previous limit); ArrayLike exists for type hints and matches nothing, as MLX's."""
+    assert mx.metal.start_capture("/tmp/ponte-capture.gputrace") is None
+    assert mx.metal.stop_capture() is None
+    assert mx.metal.set_wired_limit(0) == 0
+    with pytest.raises(TypeError):
+        mx.metal.start_capture(3)
+    import ponte.core as core
+    assert core.ArrayLike is mx.ArrayLike
+    assert not isinstance(mx.array(1.0), mx.ArrayLike)
+    assert mx.ArrayLike([1, 2]).obj == [1, 2]
+
+
+@needs_mlx
+def test_surface_names_match_mlx():
+    """Every public name of mlx.core and its submodules, mlx.nn (with init and losses),
+    mlx.optimizers and mlx.utils exists in Ponte (typing helpers and imported modules aside)."""
+    import importlib
+    import types
+    import ponte.nn
+    import ponte.optimizers
+    import ponte.utils
+    mnn, mopt, mutils = (importlib.import_module(n) for n in ("mlx.nn", "mlx.optimizers", "mlx.utils"))
+
+    def defined_here(mod, obj):  # not a name imported from typing, math or another mlx module
+        home = getattr(obj, "__module__", None) or mod.__name__
+        return home.startswith(mod.__name__) or (mod.__name__.startswith(home) and home.startswith("mlx"))
+
+    def public(mod):
+        return {n for n in dir(mod) if not n.startswith("_")
+                and not isinstance(getattr(mod, n), types.ModuleType) and defined_here(mod, getattr(mod, n))}
+
+    pairs = [(mlx, mx), (mnn, ponte.nn), (mnn.init, ponte.nn.init),
+             (mnn.losses, ponte.nn.losses), (mopt, ponte.optimizers), (mutils, ponte.utils)]
+    pairs += [(getattr(mlx, s), getattr(mx, s)) for s in
+              ("random", "linalg", "fft", "fast", "distributed", "metal", "cuda")]
+    missing = {}
+    for theirs, ours in pairs:
+        gone = sorted(n for n in public(theirs) if not hasattr(ours, n))
+        if gone:
+            missing[theirs.__name__] = gone
+    assert not missing, missing
+    assert not [n for n in dir(mlx.array) if not n.startswith("_") and not hasattr(mx.array, n)]

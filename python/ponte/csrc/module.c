@@ -622,6 +622,15 @@ static PyObject *py_synchronize(PyObject *m, PyObject *args, PyObject *kw)
 static PyObject *py_gpu_is_available(PyObject *m, PyObject *unused) { return PyBool_FromLong(pn_gpu_available()); }
 static PyObject *py_false(PyObject *m, PyObject *unused) { Py_RETURN_FALSE; }
 
+/* metal.start_capture(path) / stop_capture(): nothing to capture without Metal; None, as MLX
+ * gives on Linux. */
+static PyObject *py_metal_capture(PyObject *m, PyObject *args)
+{
+    const char *path = NULL;
+    if (!PyArg_ParseTuple(args, "|s:capture", &path)) return NULL;
+    Py_RETURN_NONE;
+}
+
 /* ───────────────────────────── memory ───────────────────────────── */
 
 static PyObject *py_get_active_memory(PyObject *m, PyObject *u) { return PyLong_FromSize_t(pn_get_active_memory()); }
@@ -893,6 +902,9 @@ static PyMethodDef metal_methods[] = {
     {"clear_cache", py_clear_cache, METH_NOARGS, NULL},
     {"set_memory_limit", py_set_memory_limit, METH_O, NULL},
     {"set_cache_limit", py_set_cache_limit, METH_O, NULL},
+    {"set_wired_limit", py_set_wired_limit, METH_O, "Accepted for compatibility (no effect)."},
+    {"start_capture", py_metal_capture, METH_VARARGS, "No Metal capture in Ponte: does nothing."},
+    {"stop_capture", py_metal_capture, METH_VARARGS, "No Metal capture in Ponte: does nothing."},
     {NULL},
 };
 
