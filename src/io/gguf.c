@@ -160,13 +160,15 @@ static float h2f(const unsigned char *p)
  * value i + 16 the high nibble and bit i + 16. */
 static void q5_01(const unsigned char *blk, float *y, bool has_min)
 {
-    const float d = h2f(blk), m = has_min ? h2f(blk + 2) : -16 * d;
+    const float d = h2f(blk), m = has_min ? h2f(blk + 2) : 0;
+    const int shift = has_min ? 0 : 16; /* Q5_0: d (q - 16), rounded as gguf-py rounds it */
     const unsigned char *hq = blk + (has_min ? 4 : 2), *qs = hq + 4;
     uint32_t qh;
     memcpy(&qh, hq, 4);
-    for (int j = 0; j < 16; j++) {
-        y[j] = d * (float)((qs[j] & 15) | ((qh >> j) & 1) << 4) + m;
-        y[j + 16] = d * (float)((qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) + m;
+    for (int j = 0; j < 32; j++) { /* Q5_0 adds no m: d (q - 16) keeps its zero's sign */
+        int q = (j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) | (int)((qh >> j) & 1) << 4;
+        float v = d * (float)(q - shift);
+        y[j] = has_min ? v + m : v;
     }
 }
 static void dec_q5_0(const unsigned char *blk, float *y) { q5_01(blk, y, false); }
