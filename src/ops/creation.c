@@ -42,6 +42,7 @@ const pnC_primitive copy_prim = {
     .eval = {[PN_CPU] = copy_eval, [PN_GPU] = PNG_EVAL(copy_eval)},
     .vjp = copy_vjp,
     .jvp = copy_jvp,
+    .vmap = pnC_vmap_same_shape,
 };
 
 /* A new array with a's values (sharing a's buffer once evaluated; arrays are immutable). */
@@ -88,6 +89,7 @@ const pnC_primitive astype_prim = {
     .eval = {[PN_CPU] = astype_eval, [PN_GPU] = PNG_EVAL(pnG_astype_eval)},
     .vjp = astype_vjp,
     .jvp = astype_jvp,
+    .vmap = pnC_vmap_same_shape,
 };
 
 /* a converted to dtype (C casts; float to integer saturates, NaN gives 0). The same dtype
@@ -121,6 +123,7 @@ const pnC_primitive full_prim = {
     .eval = {[PN_CPU] = full_eval, [PN_GPU] = PNG_EVAL(full_eval)},
     .vjp = copy_vjp,
     .jvp = copy_jvp,
+    .vmap = pnC_vmap_same_shape,
 };
 
 /* vals broadcast to shape and cast to dtype, as a dense array. */

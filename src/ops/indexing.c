@@ -583,6 +583,129 @@ static int scatter_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
     return keep_results(out_tan, 1, r || (!ta && !tu));
 }
 
+/* ───────────────────────────── batching rules ───────────────────────────── */
+
+/* Indices i (B, ...) along an axis of extent N made absolute in the flattened (B * N) axis,
+ * negative ones counted from the end first; out-of-range ones are clamped, as gathers do, or
+ * (scatter) sent past B * N, where the scatter drops them as it drops them per item. */
+static pn_array *flat_batch_indices(pn_array *i, int64_t N, bool scatter)
+{
+    int64_t B = i->shape[0], s[PNC_MAX_NDIM];
+    pn_array *x = pn_astype(i, PN_INT64);
+    x = pn_where(pn_less(x, pn_scalar_int(0, PN_INT64)), pn_add(x, pn_scalar_int(N, PN_INT64)), x);
+    pn_array *lo = pn_scalar_int(0, PN_INT64), *hi = pn_scalar_int(N - 1, PN_INT64);
+    s[0] = B;
+    for (int d = 1; d < i->ndim; d++) s[d] = 1;
+    pn_array *off = pn_reshape(pn_arange(0, (double)(B * N), (double)N, PN_INT64), s, i->ndim);
+    if (!scatter) return pn_add(pn_clip(x, lo, hi), off);
+    pn_array *out = pn_logical_or(pn_less(x, lo), pn_greater(x, hi));
+    return pn_where(out, pn_scalar_int(B * N, PN_INT64), pn_add(x, off));
+}
+
+/* The permutation that moves axes [from, from + n) of an ndim array to just after axis 0,
+ * keeping the others in order (or back, when inverse). */
+static void move_block_perm(int ndim, int from, int n, bool inverse, int *perm)
+{
+    int fwd[PNC_MAX_NDIM], k = 0;
+    fwd[k++] = 0;
+    for (int d = from; d < from + n; d++) fwd[k++] = d;
+    for (int d = 1; d < ndim; d++)
+        if (d < from || d >= from + n) fwd[k++] = d;
+    for (int d = 0; d < ndim; d++) {
+        if (inverse) perm[fwd[d]] = d;
+        else perm[d] = fwd[d];
+    }
+}
+
+/* Take and its transpose: with unmapped indices the batch is one more leading axis of a; with
+ * mapped indices the batch and the taken axis flatten into one axis of B * N that the
+ * indices, offset per batch item, address. */
+static int take_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes, pn_array **out,
+                     int *out_axes)
+{
+    int64_t B = pnC_batch_extent(in, in_axes, 2);
+    if (in_axes[0] < 0 && in_axes[1] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    int ax = PNC_PARAMS(node, pnK_index_params)->axis;
+    pn_scope_push();
+    pn_array *a = pnC_batch_lead(in[0], in_axes[0], B), *r = NULL;
+    if (a && in_axes[1] < 0) {
+        r = take_node(a, in[1], ax + 1);
+    } else if (a && a->shape[ax + 1] == 0) { /* nothing to take from: empty indices only */
+        int64_t s[PNC_MAX_NDIM];
+        int nd = pnC_batch_shape(B, node->out_shapes[0], node->out_ndims[0], s);
+        r = nd < 0 ? NULL : pn_zeros(s, nd, a->dtype);
+    } else if (a) {
+        int64_t N = a->shape[ax + 1], s[PNC_MAX_NDIM];
+        pn_array *a2 = pn_moveaxis(a, ax + 1, 1);
+        s[0] = B * N;
+        for (int d = 2; a2 && d < a2->ndim; d++) s[d - 1] = a2->shape[d];
+        pn_array *i = pnC_batch_front(in[1], in_axes[1], 0);
+        pn_array *t = a2 && i ? take_node(pn_reshape(a2, s, a2->ndim - 1), flat_batch_indices(i, N, false), 0) : NULL;
+        int perm[PNC_MAX_NDIM], ni = i ? i->ndim - 1 : 0;
+        /* t: (B, idx..., pre..., post...) -> (B, pre..., idx..., post...) */
+        if (t) move_block_perm(t->ndim, 1 + ni, ax, false, perm);
+        r = t ? pn_transpose(t, perm, t->ndim) : NULL;
+    }
+    out[0] = r;
+    out_axes[0] = 0;
+    return keep_results(out, 1, r != NULL);
+}
+
+static int take_scatter_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                             pn_array **out, int *out_axes)
+{
+    int64_t B = pnC_batch_extent(in, in_axes, 3);
+    if (in_axes[0] < 0 && in_axes[1] < 0 && in_axes[2] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    int ax = PNC_PARAMS(node, pnK_index_params)->axis;
+    pn_scope_push();
+    pn_array *z = pnC_batch_lead(in[0], in_axes[0], B), *u = pnC_batch_lead(in[2], in_axes[2], B);
+    pn_array *r = NULL;
+    if (z && u && in_axes[1] < 0) {
+        r = take_scatter(z, in[1], u, ax + 1);
+    } else if (z && u && z->shape[ax + 1] == 0) {
+        r = z;
+    } else if (z && u) {
+        int64_t N = z->shape[ax + 1], s[PNC_MAX_NDIM];
+        pn_array *z2 = pn_moveaxis(z, ax + 1, 1);
+        s[0] = B * N;
+        for (int d = 2; z2 && d < z2->ndim; d++) s[d - 1] = z2->shape[d];
+        pn_array *i = pnC_batch_front(in[1], in_axes[1], 0);
+        int perm[PNC_MAX_NDIM], ni = i ? i->ndim - 1 : 0;
+        /* u: (B, pre..., idx..., post...) -> (B, idx..., pre..., post...) */
+        move_block_perm(u->ndim, 1 + ax, ni, false, perm);
+        pn_array *t = z2 && i ? take_scatter(pn_reshape(z2, s, z2->ndim - 1), flat_batch_indices(i, N, true),
+                                              pn_transpose(u, perm, u->ndim), 0)
+                              : NULL;
+        r = t ? pn_moveaxis(pn_reshape(t, z2->shape, z2->ndim), 1, ax + 1) : NULL;
+    }
+    out[0] = r;
+    out_axes[0] = 0;
+    return keep_results(out, 1, r != NULL);
+}
+
+/* take_along_axis / put_along_axis nodes: every input carries the batch, the axis moves by
+ * one. */
+static int along_axis_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                           pn_array **out, int *out_axes)
+{
+    int n = node->nin;
+    int64_t B = pnC_batch_extent(in, in_axes, n);
+    bool mapped = false;
+    for (int i = 0; i < n; i++) mapped |= in_axes[i] >= 0;
+    if (!mapped) return pnC_batch_rebuild(node, in, out, out_axes);
+    pnK_index_params p = *PNC_PARAMS(node, pnK_index_params);
+    p.axis++;
+    pn_scope_push();
+    pn_array *xs[3] = {NULL, NULL, NULL};
+    bool ok = true;
+    for (int i = 0; i < n; i++) ok &= (xs[i] = pnC_batch_lead(in[i], in_axes[i], B)) != NULL;
+    int64_t s[PNC_MAX_NDIM];
+    int nd = ok ? pnC_batch_shape(B, node->out_shapes[0], node->out_ndims[0], s) : -1;
+    out[0] = nd < 0 ? NULL : pnC_make(node->prim, &p, sizeof p, n, xs, node->out_dtypes[0], s, nd);
+    out_axes[0] = 0;
+    return keep_results(out, 1, out[0] != NULL);
+}
+
 /* ───────────────────────────── primitives ───────────────────────────── */
 
 const pnC_primitive take_prim = {
@@ -590,12 +713,14 @@ const pnC_primitive take_prim = {
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = take_vjp,
     .jvp = take_jvp,
+    .vmap = take_vmap,
 };
 const pnC_primitive take_scatter_prim = {
     .name = "TakeScatterAdd",
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = take_scatter_vjp,
     .jvp = take_scatter_jvp,
+    .vmap = take_scatter_vmap,
 };
 const pnC_primitive gather_prim = {
     .name = "Gather",
@@ -608,6 +733,7 @@ const pnC_primitive gather_axis_prim = {
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = gather_axis_vjp,
     .jvp = gather_axis_jvp,
+    .vmap = along_axis_vmap,
 };
 const pnC_primitive scatter_prim = {
     .name = "Scatter",
@@ -620,4 +746,5 @@ const pnC_primitive scatter_axis_prim = {
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = scatter_axis_vjp,
     .jvp = scatter_axis_jvp,
+    .vmap = along_axis_vmap,
 };

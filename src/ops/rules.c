@@ -3,6 +3,48 @@
  * batch-item gathering that gather_mm and gather_qmm share. */
 #include "core/core.h"
 
+int64_t pnC_batch_extent(pn_array *const *in, const int *axes, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (axes[i] >= 0 && in[i]) return pn_shape(in[i])[axes[i]];
+    return 0;
+}
+
+pn_array *pnC_batch_lead(pn_array *x, int axis, int64_t B)
+{
+    if (!x || axis >= 0) return pnC_batch_front(x, axis, 0);
+    int64_t s[PNC_MAX_NDIM];
+    int nd = pnC_batch_shape(B, pn_shape(x), pn_ndim(x), s);
+    return nd < 0 ? NULL : pn_broadcast_to(pn_expand_dims(x, (int[]){0}, 1), s, nd);
+}
+
+int pnC_batch_shape(int64_t B, const int64_t *shape, int ndim, int64_t *out)
+{
+    if (ndim + 1 > PNC_MAX_NDIM)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[vmap] The batched array would have %d "
+                            "dimensions (at most %d).", ndim + 1, PNC_MAX_NDIM);
+    out[0] = B;
+    for (int i = 0; i < ndim; i++) out[i + 1] = shape[i];
+    return ndim + 1;
+}
+
+int pnC_batch_rebuild(const pnC_node *node, pn_array *const *in, pn_array **out, int *out_axes)
+{
+    for (int j = 0; j < node->nout; j++) out_axes[j] = -1;
+    return pnC_make_multi(node->prim, node->params, node->params_size, node->nin, in, node->nout,
+                          node->out_dtypes, (const int64_t *const *)node->out_shapes,
+                          node->out_ndims, out);
+}
+
+int pnC_vmap_same_shape(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                        pn_array **out, int *out_axes)
+{
+    out_axes[0] = in_axes[0];
+    out[0] = pnC_make(node->prim, node->params, node->params_size, 1, in, node->out_dtypes[0],
+                      in[0]->shape, in[0]->ndim);
+    return out[0] ? 0 : -1;
+}
+
 pn_array *pnC_sum_to_shape(pn_array *x, const int64_t *shape, int ndim)
 {
     if (!x) return NULL;

@@ -103,11 +103,27 @@ static int reshape_jvp(const pnC_node *node, pn_array *const *in, pn_array *cons
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
+/* Batching rules of the shape primitives: the mapped input goes first (inputs that must all
+ * carry the batch get it broadcast when unmapped), the params gain a leading axis that is
+ * taken whole, and the output is mapped at 0. No input mapped: the node as it was. */
+static int reshape_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                        pn_array **out, int *out_axes)
+{
+    if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_scope_push();
+    pn_array *x = pnC_batch_front(in[0], in_axes[0], 0);
+    int64_t s[PNC_MAX_NDIM];
+    int nd = x ? pnC_batch_shape(x->shape[0], node->out_shapes[0], node->out_ndims[0], s) : -1;
+    out[0] = nd < 0 ? NULL : reshape_make(x, s, nd);
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive reshape_prim = {
     .name = "Reshape",
     .eval = {[PN_CPU] = reshape_eval, [PN_GPU] = PNG_EVAL(reshape_eval)},
     .vjp = reshape_vjp,
     .jvp = reshape_jvp,
+    .vmap = reshape_vmap,
 };
 
 static pn_array *reshape_make(pn_array *a, const int64_t *shape, int ndim)
@@ -322,11 +338,25 @@ static int transpose_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
+static int transpose_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                          pn_array **out, int *out_axes)
+{
+    if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    const transpose_params *p = PNC_PARAMS(node, transpose_params);
+    pn_scope_push();
+    pn_array *x = pnC_batch_front(in[0], in_axes[0], 0);
+    int perm[PNC_MAX_NDIM] = {0};
+    for (int i = 0; x && i < x->ndim - 1; i++) perm[i + 1] = p->perm[i] + 1;
+    out[0] = transpose_make(x, perm);
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive transpose_prim = {
     .name = "Transpose",
     .eval = {[PN_CPU] = transpose_eval, [PN_GPU] = PNG_EVAL(transpose_eval)},
     .vjp = transpose_vjp,
     .jvp = transpose_jvp,
+    .vmap = transpose_vmap,
 };
 
 /* perm: a valid permutation of a's axes. */
@@ -436,11 +466,25 @@ static int broadcast_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
+/* The input's own axes line up with the target's trailing ones behind the batch. */
+static int broadcast_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                          pn_array **out, int *out_axes)
+{
+    if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_scope_push();
+    pn_array *x = pnC_batch_front(in[0], in_axes[0], node->out_ndims[0]);
+    int64_t s[PNC_MAX_NDIM];
+    int nd = x ? pnC_batch_shape(x->shape[0], node->out_shapes[0], node->out_ndims[0], s) : -1;
+    out[0] = nd < 0 ? NULL : broadcast_make(x, s, nd);
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive broadcast_prim = {
     .name = "Broadcast",
     .eval = {[PN_CPU] = broadcast_eval, [PN_GPU] = PNG_EVAL(broadcast_eval)},
     .vjp = broadcast_vjp,
     .jvp = broadcast_jvp,
+    .vmap = broadcast_vmap,
 };
 
 static pn_array *broadcast_make(pn_array *a, const int64_t *shape, int ndim)
@@ -541,11 +585,38 @@ static int slice_jvp(const pnC_node *node, pn_array *const *in, pn_array *const 
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
+/* p with a leading axis taken whole, for an input of ndim axes behind the batch. */
+static slice_params slice_batched(const slice_params *p, int ndim)
+{
+    slice_params q;
+    memset(&q, 0, sizeof q);
+    q.step[0] = 1;
+    for (int i = 0; i < ndim && i + 1 < PNC_MAX_NDIM; i++) {
+        q.start[i + 1] = p->start[i];
+        q.step[i + 1] = p->step[i];
+    }
+    return q;
+}
+
+static int slice_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                      pn_array **out, int *out_axes)
+{
+    if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_scope_push();
+    pn_array *x = pnC_batch_front(in[0], in_axes[0], 0);
+    slice_params q = slice_batched(PNC_PARAMS(node, slice_params), node->out_ndims[0]);
+    int64_t s[PNC_MAX_NDIM];
+    int nd = x ? pnC_batch_shape(x->shape[0], node->out_shapes[0], node->out_ndims[0], s) : -1;
+    out[0] = nd < 0 ? NULL : slice_make(x, &q, s);
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive slice_prim = {
     .name = "Slice",
     .eval = {[PN_CPU] = slice_eval, [PN_GPU] = PNG_EVAL(slice_eval)},
     .vjp = slice_vjp,
     .jvp = slice_jvp,
+    .vmap = slice_vmap,
 };
 
 static pn_array *slice_make(pn_array *a, const slice_params *p, const int64_t *shape)
@@ -667,11 +738,25 @@ static int slice_update_jvp(const pnC_node *node, pn_array *const *in, pn_array 
     return rule_end(out_tan, 1, out_tan[0] != NULL);
 }
 
+/* Source and update both carry the batch (an unmapped one broadcast along it). */
+static int slice_update_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                             pn_array **out, int *out_axes)
+{
+    int64_t B = pnC_batch_extent(in, in_axes, 2);
+    if (!B && in_axes[0] < 0 && in_axes[1] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_scope_push();
+    slice_params q = slice_batched(PNC_PARAMS(node, slice_params), in[0]->ndim);
+    pn_array *src = pnC_batch_lead(in[0], in_axes[0], B), *upd = pnC_batch_lead(in[1], in_axes[1], B);
+    out[0] = slice_update_make(src, upd, &q);
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive slice_update_prim = {
     .name = "SliceUpdate",
     .eval = {[PN_CPU] = slice_update_eval, [PN_GPU] = PNG_EVAL(slice_update_eval)},
     .vjp = slice_update_vjp,
     .jvp = slice_update_jvp,
+    .vmap = slice_update_vmap,
 };
 
 /* upd has the slice's shape and src's dtype. */
@@ -761,11 +846,30 @@ static int concat_jvp(const pnC_node *node, pn_array *const *in, pn_array *const
     return rule_end(out_tan, 1, out_tan[0] != NULL);
 }
 
+static int concat_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                       pn_array **out, int *out_axes)
+{
+    int n = node->nin;
+    int64_t B = pnC_batch_extent(in, in_axes, n);
+    bool mapped = false;
+    for (int i = 0; i < n; i++) mapped |= in_axes[i] >= 0;
+    if (!mapped) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_array **xs = malloc((size_t)n * sizeof *xs);
+    if (!xs) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[concatenate] Out of memory.");
+    pn_scope_push();
+    bool ok = true;
+    for (int i = 0; i < n; i++) ok &= (xs[i] = pnC_batch_lead(in[i], in_axes[i], B)) != NULL;
+    out[0] = ok ? concat_make(xs, n, PNC_PARAMS(node, concat_params)->axis + 1) : NULL;
+    free(xs);
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive concat_prim = {
     .name = "Concatenate",
     .eval = {[PN_CPU] = concat_eval, [PN_GPU] = PNG_EVAL(concat_eval)},
     .vjp = concat_vjp,
     .jvp = concat_jvp,
+    .vmap = concat_vmap,
 };
 
 /* arrays: n >= 1 of one dtype whose shapes agree off axis (normalized). */
@@ -924,11 +1028,29 @@ static int split_jvp(const pnC_node *node, pn_array *const *in, pn_array *const 
     return rc;
 }
 
+static int split_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                      pn_array **out, int *out_axes)
+{
+    int n = node->nout;
+    if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    const split_params *p = PNC_PARAMS(node, split_params);
+    int64_t *ext = malloc((size_t)n * sizeof *ext);
+    if (!ext) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
+    for (int j = 0; j < n; j++) {
+        ext[j] = node->out_shapes[j][p->axis];
+        out_axes[j] = 0;
+    }
+    pn_scope_push();
+    int rc = split_make(pnC_batch_front(in[0], in_axes[0], 0), p->axis + 1, n, p->start, ext, out);
+    free(ext);
+    return rule_end(out, n, rc == 0);
+}
 const pnC_primitive split_prim = {
     .name = "Split",
     .eval = {[PN_CPU] = split_eval, [PN_GPU] = PNG_EVAL(split_eval)},
     .vjp = split_vjp,
     .jvp = split_jvp,
+    .vmap = split_vmap,
 };
 
 /* out[0..n-1]: the n pieces of a (axis normalized) starting at starts[j] with extents[j]
@@ -1162,11 +1284,45 @@ static int pad_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *o
     return rule_end(out_tan, 1, out_tan[0] != NULL);
 }
 
+/* A mapped fill value (one per batch item) fills the border through a where over the padded
+ * interior's mask. */
+static int pad_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes, pn_array **out,
+                    int *out_axes)
+{
+    if (in_axes[0] < 0 && in_axes[1] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    const pad_params *p = PNC_PARAMS(node, pad_params);
+    int nd = in[0]->ndim - (in_axes[0] >= 0);
+    int64_t B = pnC_batch_extent(in, in_axes, 2), low[PNC_MAX_NDIM] = {0}, high[PNC_MAX_NDIM] = {0};
+    const int64_t *os = node->out_shapes[0];
+    pn_scope_push();
+    pn_array *x = pnC_batch_lead(in[0], in_axes[0], B), *r = NULL;
+    for (int d = 0; x && d < nd; d++) {
+        low[d + 1] = p->low[d];
+        high[d + 1] = os[d] - x->shape[d + 1] - p->low[d];
+    }
+    if (x && in_axes[1] < 0) {
+        r = pad_make(x, in[1], low, high);
+    } else if (x) {
+        pn_array *zero = pn_zeros(NULL, 0, x->dtype);
+        int64_t shape1[PNC_MAX_NDIM];
+        for (int d = 0; d < nd; d++) shape1[d] = x->shape[d + 1];
+        pn_array *mask = pad_make(pn_ones(shape1, nd, PN_BOOL), pn_zeros(NULL, 0, PN_BOOL), low + 1, high + 1);
+        int64_t vs[PNC_MAX_NDIM];
+        vs[0] = B;
+        for (int d = 1; d <= nd; d++) vs[d] = 1;
+        pn_array *v = pn_reshape(pnC_batch_front(in[1], in_axes[1], 0), vs, nd + 1);
+        r = pn_where(mask, pad_make(x, zero, low, high), v);
+    }
+    out[0] = r;
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
 const pnC_primitive pad_prim = {
     .name = "Pad",
     .eval = {[PN_CPU] = pad_eval, [PN_GPU] = PNG_EVAL(pad_eval)},
     .vjp = pad_vjp,
     .jvp = pad_jvp,
+    .vmap = pad_vmap,
 };
 
 /* value: 0-d of a's dtype; low/high: ndim(a) non-negative entries. */

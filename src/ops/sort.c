@@ -142,29 +142,50 @@ static int sort_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
     return out_tan[0] ? 0 : -1;
 }
 
+/* Batching rule of the sort family: the mapped axis first, the sorted axis one further. */
+static int sort_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes, pn_array **out,
+                     int *out_axes)
+{
+    if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pnK_sort_params q = *PNC_PARAMS(node, pnK_sort_params);
+    q.axis++;
+    pn_scope_push();
+    pn_array *x = pnC_batch_front(in[0], in_axes[0], 0);
+    int64_t s[PNC_MAX_NDIM];
+    int nd = x ? pnC_batch_shape(x->shape[0], node->out_shapes[0], node->out_ndims[0], s) : -1;
+    out[0] = nd < 0 ? NULL : pnC_make(node->prim, &q, sizeof q, 1, &x, node->out_dtypes[0], s, nd);
+    out_axes[0] = 0;
+    pn_scope_pop_keep(out, 1);
+    return out[0] ? 0 : -1;
+}
+
 const pnC_primitive sort_prim = {
     .name = "Sort",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
+    .vmap = sort_vmap,
 };
 const pnC_primitive argsort_prim = {
     .name = "ArgSort",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
+    .vmap = sort_vmap,
 };
 const pnC_primitive partition_prim = {
     .name = "Partition",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
+    .vmap = sort_vmap,
 };
 const pnC_primitive argpartition_prim = {
     .name = "ArgPartition",
     .eval = {[PN_CPU] = pnK_sort_eval, [PN_GPU] = PNG_EVAL(pnG_sort_eval)},
     .vjp = sort_vjp,
     .jvp = sort_jvp,
+    .vmap = sort_vmap,
 };
 
 /* ───────────────────────────── unique ───────────────────────────── */

@@ -112,4 +112,8 @@ int pnT_scope_keep(pn_array **res, int n);
  * results to NULL and returns -1 (an error is recorded when none is). */
 int pnT_scope_fail(pn_array **res, int n);
 
+/* How many pn_vmap calls so far batched by calling the function once per batch item (some
+ * primitive of the traced graph had no batching rule) instead of through the rules. */
+int64_t pnT_vmap_loop_count(void);
+
 #endif /* PONTE_TRANSFORMS_H */

@@ -5,7 +5,13 @@
  * for every op, and composable with the other transformations). */
 #include "transforms.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
+
+/* How many vmaps took the generic loop (pnT_vmap_loop_count, for the tests). */
+static atomic_llong loop_count;
+
+int64_t pnT_vmap_loop_count(void) { return (int64_t)atomic_load(&loop_count); }
 
 typedef struct vmap_ctx {
     pn_closure *f;
@@ -270,6 +276,7 @@ static int vmap_call(void *ctx, int nin, pn_array *const *in, int *nout, pn_arra
         bool rules = true;
         for (int64_t k = 0; k < g.norder && rules; k++)
             rules = g.recs[g.order[k]].node->prim->vmap != NULL;
+        if (!rules) atomic_fetch_add_explicit(&loop_count, 1, memory_order_relaxed);
         rc = rules ? vmap_by_rules(v, &g, nin, in, axes, tracers, B, n, o0, res)
                    : vmap_by_loop(v, &g, nin, in, axes, B, n, o0, res);
     }
