@@ -332,6 +332,14 @@ static pn_array *c_sdpa_min_rows(pn_array *const *x)
 }
 static pn_array *c_sdpa_1e9_rows(pn_array *const *x) { return c_sdpa_rows_of(x, -1e9); }
 static pn_array *c_sdpa_inf_rows(pn_array *const *x) { return c_sdpa_rows_of(x, -INFINITY); }
+/* multivariate_normal (its matrix square root, SqrtSVD, on each device) of a batch of
+ * covariances x x^T + I, with a fixed key: the same normal bits on both devices */
+static pn_array *c_mvn(pn_array *const *x)
+{
+    pn_array *cov = pn_add(pn_matmul(x[0], pn_swapaxes(x[0], -1, -2)), pn_eye(pn_dim(x[0], -1), pn_dim(x[0], -1), 0, F32));
+    pn_array *mean = pn_zeros((int64_t[]){pn_dim(x[0], -1)}, 1, F32);
+    return pn_random_multivariate_normal(mean, cov, (int64_t[]){4, pn_dim(x[0], 0)}, 2, F32, pn_random_key(7));
+}
 static pn_array *c_log_softmax(pn_array *const *x) { return pn_log_softmax(x[0], (int[]){-1}, 1); }
 static pn_array *c_cumsum(pn_array *const *x) { return pn_cumsum(x[0], 1, false, true); }
 static pn_array *c_cumsum_rev(pn_array *const *x) { return pn_cumsum(x[0], 0, true, false); }
@@ -849,6 +857,7 @@ static const op_case CASES[] = {
                                                      IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1)}, true, false},
     {"sdpa -inf rows f64", c_sdpa_inf_rows, 3, {IN(4, {1, 2, 6, 8}, PN_FLOAT64, -1, 1), IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1),
                                                 IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1)}, true, false},
+    {"multivariate_normal", c_mvn, 1, {IN(3, {3, 5, 5}, F32, -1, 1)}, false, false},
     /* rows of whole 16-byte runs: the cached softmax's vector path, per width */
     {"softmax rows of 64", c_softmax, 1, {IN(2, {6, 64}, F32, -3, 3)}, true, false},
     {"softmax rows of 1000", c_softmax, 1, {IN(2, {3, 1000}, F32, -3, 3)}, false, false},
