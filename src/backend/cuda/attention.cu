@@ -69,6 +69,7 @@ template <typename C> __device__ __forceinline__ C online_step(C s, bool in, C *
     C p = in && mnew != -INFINITY ? sdpa_exp(s - mnew) : (C)0;
     C al = mnew == -INFINITY ? (C)1 : sdpa_exp(mold - mnew);
     C sum = warp_sum(p);
+    __syncwarp(); /* every lane has read *m */
     if (threadIdx.x % 32 == 0) *l = *l * al + sum, *m = mnew;
     __syncwarp();
     *alpha = al;
