@@ -1324,7 +1324,11 @@ pn_array *pn_nn_init_orthogonal(const int64_t *shape, int ndim, pn_dtype dtype, 
  * j <= i + Lk - Lq (aligned to the lower right). One fused node (its gradient another): half
  * types are computed in float32 throughout and rounded once, as MLX's fused kernels do; a row
  * whose every score is masked by false (or causal) averages all values (its scores all become
- * finfo.min, as in MLX's unfused path), and a row of -inf additive scores is NaN. */
+ * finfo.min, as in MLX's unfused path). A row that an additive mask pushes to huge negative
+ * scores (-1e9, finfo.min) is the softmax of the scores as rounded, uniform over the keys
+ * whose scores became equal, in the forward and the gradients alike; a row of -inf additive
+ * scores is NaN, and so are its dq row and the dk and dv of its kv head (NaN * 0 in the
+ * products), as in MLX. Any head dims on every device. */
 pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_array *v,
                                                double scale, const char *mask_mode,
                                                pn_array *mask);

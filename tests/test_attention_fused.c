@@ -249,6 +249,104 @@ TEST(minus_inf_rows)
     pn_scope_pop();
 }
 
+/* ───────────── rows that an additive mask pushes to huge negative scores ───────────── */
+
+/* Float64 math of an M_ADD case with the mask m (Lq, Lk), the scores rounded to float32 when the
+ * compute type is (a -1e9 row then holds equal scores, and its softmax is uniform, as MLX
+ * computes it): out, dq, dk, dv for cotangent dout, back to back in ref (zeroed). */
+static void ref_masked(const cfg *c, pn_dtype t, double scale, const double *q, const double *k,
+                       const double *v, const double *m, const double *dout, double *ref)
+{
+    int64_t rows = c->B * c->Hq * c->Lq, rep = c->Hq / c->Hkv;
+    double *out = ref, *dq = out + rows * c->Dv, *dk = dq + rows * c->D, *dv = dk + c->B * c->Hkv * c->Lk * c->D;
+    double *p = malloc(sizeof(double) * (size_t)c->Lk);
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t b = r / (c->Hq * c->Lq), h = r / c->Lq % c->Hq, i = r % c->Lq, kb = (b * c->Hkv + h / rep) * c->Lk;
+        const double *qr = q + r * c->D, *dor = dout + r * c->Dv;
+        double mx = -INFINITY, z = 0, dd = 0;
+        for (int64_t j = 0; j < c->Lk; j++) {
+            double a = 0;
+            for (int64_t d = 0; d < c->D; d++) a += qr[d] * k[(kb + j) * c->D + d];
+            a = t == PN_FLOAT64 ? a * scale + m[i * c->Lk + j] : (float)((float)(a * scale) + (float)m[i * c->Lk + j]);
+            p[j] = a, mx = a > mx ? a : mx;
+        }
+        for (int64_t j = 0; j < c->Lk; j++) z += p[j] = exp(p[j] - mx); /* a row of -inf: NaN */
+        for (int64_t j = 0; j < c->Lk; j++) p[j] /= z;
+        for (int64_t d = 0; d < c->Dv; d++) {
+            for (int64_t j = 0; j < c->Lk; j++) out[r * c->Dv + d] += p[j] * v[(kb + j) * c->Dv + d];
+            dd += dor[d] * out[r * c->Dv + d];
+        }
+        for (int64_t j = 0; j < c->Lk; j++) {
+            double dp = 0;
+            for (int64_t d = 0; d < c->Dv; d++) dp += dor[d] * v[(kb + j) * c->Dv + d];
+            double ds = p[j] * (dp - dd);
+            for (int64_t d = 0; d < c->D; d++) {
+                dq[r * c->D + d] += scale * ds * k[(kb + j) * c->D + d];
+                dk[(kb + j) * c->D + d] += scale * ds * qr[d];
+            }
+            for (int64_t d = 0; d < c->Dv; d++) dv[(kb + j) * c->Dv + d] += p[j] * dor[d];
+        }
+    }
+    free(p);
+}
+
+/* The fused forward and q, k, v gradients (the fused vjp: the mask's gradient is not asked)
+ * with row 1 of the mask all `fill` and row 4 alternately -inf and fill (finfo.min when fill
+ * is -inf), against ref_masked. */
+static void check_masked_rows(pn_dtype t, double fill, double tol)
+{
+    pn_scope_push();
+    cfg c = {2, 2, 1, 6, 9, 5, 3, M_ADD, 2}; /* grouped heads: a NaN row reaches its kv head's dk, dv */
+    pn_array *x[4];
+    make_inputs(&c, t, x);
+    double *mv = test_to_f64(x[3]);
+    for (int64_t j = 0; mv && j < c.Lk; j++) {
+        mv[1 * c.Lk + j] = fill;
+        mv[4 * c.Lk + j] = j % 2 ? -INFINITY : isfinite(fill) ? fill : t == PN_FLOAT64 ? -DBL_MAX : -FLT_MAX;
+    }
+    if (mv) x[3] = pn_astype(pn_array_from_data(mv, (int64_t[]){c.Lq, c.Lk}, 2, PN_FLOAT64), t);
+    pn_array *cot = test_random_array((int64_t[]){c.B, c.Hq, c.Lq, c.Dv}, 4, t, -1, 1);
+    op_ctx o = {&c, 0.7, x[3]};
+    pn_closure *f = pn_closure_new(op_fn, &o, NULL);
+    pn_array *y = NULL, *g[3] = {NULL};
+    int n = 0;
+    CHECK(f && pn_vjp(f, 3, x, 1, &cot, &n, &y, g) == 0);
+    pn_closure_release(f);
+    double *q = test_to_f64(x[0]), *k = test_to_f64(x[1]), *v = test_to_f64(x[2]), *m = test_to_f64(x[3]);
+    double *dout = test_to_f64(cot);
+    int64_t rows = c.B * c.Hq * c.Lq, kv = c.B * c.Hkv * c.Lk;
+    double *ref = calloc((size_t)(rows * (c.Dv + c.D) + kv * (c.D + c.Dv)), sizeof(double));
+    if (q && k && v && m && dout && ref && y && g[0] && g[1] && g[2]) {
+        ref_masked(&c, t, 0.7, q, k, v, m, dout, ref);
+        char what[96];
+        snprintf(what, sizeof what, "sdpa %s rows of %g", pn_dtype_name(t), fill);
+        test_check_values(what, y, (int64_t[]){c.B, c.Hq, c.Lq, c.Dv}, 4, t, ref, tol, tol);
+        const double *r = ref + rows * c.Dv;
+        const char *names[3] = {"dq", "dk", "dv"};
+        for (int i = 0; i < 3; i++) {
+            char gw[128];
+            snprintf(gw, sizeof gw, "%s %s", what, names[i]);
+            test_check_values(gw, g[i], x[i]->shape, 4, t, r, 5 * tol, 5 * tol);
+            r += pn_size(x[i]);
+        }
+    }
+    free(mv), free(q), free(k), free(v), free(m), free(dout), free(ref);
+    pn_scope_pop();
+}
+
+/* Rows of -1e9 or finfo.min are uniform over their keys in the forward and the gradients; a row
+ * of -inf is NaN, and so are its dq row and its kv head's dk and dv (as MLX). */
+TEST(huge_negative_rows)
+{
+    check_masked_rows(PN_FLOAT32, -1e9, 2e-5);
+    check_masked_rows(PN_FLOAT32, -FLT_MAX, 2e-5);
+    check_masked_rows(PN_FLOAT32, -INFINITY, 2e-5);
+    check_masked_rows(PN_FLOAT64, -1e9, 1e-6); /* the scores keep ~1e-7 of qk at 1e9 */
+    check_masked_rows(PN_FLOAT64, -DBL_MAX, 1e-10);
+    check_masked_rows(PN_FLOAT64, -INFINITY, 1e-10);
+    check_masked_rows(PN_BFLOAT16, -1e9, 2e-2);
+}
+
 /* ───────────── derivatives ───────────── */
 
 typedef struct gc_ctx {

@@ -7,6 +7,7 @@
 #include "harness.h"
 #include "ops/optim.h"
 
+#include <float.h>
 #include <string.h>
 
 typedef struct in_spec {
@@ -304,6 +305,40 @@ static pn_array *c_sdpa_bool(pn_array *const *x)
     pn_array *pat = pn_sin(pn_multiply(pn_arange(0, (double)(lq * lk), 1, F32), pn_weak_float(1.7)));
     pn_array *m = pn_reshape(pn_greater(pat, pn_weak_float(0.2)), (int64_t[]){lq, lk}, 2);
     return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], 0.4, "", m);
+}
+static pn_array *c_sdpa_plain(pn_array *const *x)
+{
+    return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], 0.3, "", NULL);
+}
+/* an additive mask (Lq, Lk) of a fixed pattern in [-1, 1] with row 1 all `fill` and row 3
+ * alternately -inf and fill (finfo.min when fill is -inf), in q's dtype */
+static pn_array *c_sdpa_rows_of(pn_array *const *x, double fill)
+{
+    int64_t lq = pn_dim(x[0], 2), lk = pn_dim(x[1], 2);
+    double low = isfinite(fill) ? fill : pn_array_dtype(x[0]) == PN_FLOAT64 ? -DBL_MAX : -FLT_MAX;
+    double *m = malloc(sizeof(double) * (size_t)(lq * lk));
+    if (!m) return NULL;
+    for (int64_t i = 0; i < lq; i++)
+        for (int64_t j = 0; j < lk; j++)
+            m[i * lk + j] = i == 1 ? fill : i == 3 ? (j % 2 ? -INFINITY : low) : sin(1.7 * (double)(i * lk + j));
+    pn_array *a = pn_astype(pn_array_from_data(m, (int64_t[]){lq, lk}, 2, PN_FLOAT64), pn_array_dtype(x[0]));
+    free(m);
+    return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], 0.4, "", a);
+}
+/* rows of finfo.min (its dtype's), -1e9 or -inf */
+static pn_array *c_sdpa_min_rows(pn_array *const *x)
+{
+    return c_sdpa_rows_of(x, pn_array_dtype(x[0]) == PN_FLOAT64 ? -DBL_MAX : -FLT_MAX);
+}
+static pn_array *c_sdpa_1e9_rows(pn_array *const *x) { return c_sdpa_rows_of(x, -1e9); }
+static pn_array *c_sdpa_inf_rows(pn_array *const *x) { return c_sdpa_rows_of(x, -INFINITY); }
+/* multivariate_normal (its matrix square root, SqrtSVD, on each device) of a batch of
+ * covariances x x^T + I, with a fixed key: the same normal bits on both devices */
+static pn_array *c_mvn(pn_array *const *x)
+{
+    pn_array *cov = pn_add(pn_matmul(x[0], pn_swapaxes(x[0], -1, -2)), pn_eye(pn_dim(x[0], -1), pn_dim(x[0], -1), 0, F32));
+    pn_array *mean = pn_zeros((int64_t[]){pn_dim(x[0], -1)}, 1, F32);
+    return pn_random_multivariate_normal(mean, cov, (int64_t[]){4, pn_dim(x[0], 0)}, 2, F32, pn_random_key(7));
 }
 static pn_array *c_log_softmax(pn_array *const *x) { return pn_log_softmax(x[0], (int[]){-1}, 1); }
 static pn_array *c_cumsum(pn_array *const *x) { return pn_cumsum(x[0], 1, false, true); }
@@ -786,6 +821,43 @@ static const op_case CASES[] = {
                                     IN(4, {1, 2, 40, 40}, F32, -1, 1)}, true, false},
     {"sdpa f16", c_sdpa_bool, 3, {IN(4, {1, 4, 33, 16}, PN_FLOAT16, -1, 1), IN(4, {1, 1, 70, 16}, PN_FLOAT16, -1, 1),
                                   IN(4, {1, 1, 70, 16}, PN_FLOAT16, -1, 1)}, true, false},
+    /* head dims past the default 48 KiB of shared memory (the opt-in limit, smaller chunks, and
+     * past that global scratch), Dv != D, grouped heads, float64 */
+    {"sdpa D128", c_sdpa_plain, 3, {IN(4, {1, 2, 20, 128}, F32, -0.5, 0.5), IN(4, {1, 2, 33, 128}, F32, -0.5, 0.5),
+                                    IN(4, {1, 2, 33, 128}, F32, -0.5, 0.5)}, true, false},
+    {"sdpa D160 Dv96 causal", c_sdpa_causal, 3, {IN(4, {1, 2, 19, 160}, F32, -0.5, 0.5), IN(4, {1, 2, 19, 160}, F32, -0.5, 0.5),
+                                                 IN(4, {1, 2, 19, 96}, F32, -0.5, 0.5)}, true, false},
+    {"sdpa D256 gqa bool", c_sdpa_bool, 3, {IN(4, {1, 4, 9, 256}, F32, -0.5, 0.5), IN(4, {1, 2, 21, 256}, F32, -0.5, 0.5),
+                                            IN(4, {1, 2, 21, 256}, F32, -0.5, 0.5)}, true, false},
+    {"sdpa D64 f64", c_sdpa_bool, 3, {IN(4, {2, 2, 17, 64}, PN_FLOAT64, -0.5, 0.5), IN(4, {2, 2, 23, 64}, PN_FLOAT64, -0.5, 0.5),
+                                      IN(4, {2, 2, 23, 64}, PN_FLOAT64, -0.5, 0.5)}, true, false},
+    {"sdpa D128 Dv72 gqa causal f64", c_sdpa_causal, 3, {IN(4, {1, 4, 11, 128}, PN_FLOAT64, -0.5, 0.5),
+                                                         IN(4, {1, 2, 13, 128}, PN_FLOAT64, -0.5, 0.5),
+                                                         IN(4, {1, 2, 13, 72}, PN_FLOAT64, -0.5, 0.5)}, true, false},
+    {"sdpa D256 bf16", c_sdpa_plain, 3, {IN(4, {1, 2, 7, 256}, PN_BFLOAT16, -0.5, 0.5), IN(4, {1, 2, 12, 256}, PN_BFLOAT16, -0.5, 0.5),
+                                         IN(4, {1, 2, 12, 256}, PN_BFLOAT16, -0.5, 0.5)}, true, false},
+    {"sdpa D512 f64 (chunks of 16)", c_sdpa_causal, 3, {IN(4, {1, 1, 5, 512}, PN_FLOAT64, -0.5, 0.5),
+                                                        IN(4, {1, 1, 37, 512}, PN_FLOAT64, -0.5, 0.5),
+                                                        IN(4, {1, 1, 37, 512}, PN_FLOAT64, -0.5, 0.5)}, true, false},
+    {"sdpa D6000 f64 (global scratch)", c_sdpa_plain, 3, {IN(4, {1, 1, 3, 6000}, PN_FLOAT64, -1, 1),
+                                                          IN(4, {1, 1, 5, 6000}, PN_FLOAT64, -1, 1),
+                                                          IN(4, {1, 1, 5, 6000}, PN_FLOAT64, -1, 1)}, true, false},
+    {"sdpa D15000 (global scratch)", c_sdpa_plain, 3, {IN(4, {1, 1, 2, 15000}, F32, -0.2, 0.2),
+                                                       IN(4, {1, 1, 3, 15000}, F32, -0.2, 0.2),
+                                                       IN(4, {1, 1, 3, 15000}, F32, -0.2, 0.2)}, true, false},
+    /* additive masks with rows all finfo.min, -1e9 or -inf, and a row of -inf and -1e9 */
+    {"sdpa finfo.min rows gqa", c_sdpa_min_rows, 3, {IN(4, {2, 2, 6, 16}, F32, -1, 1), IN(4, {2, 1, 9, 16}, F32, -1, 1),
+                                                     IN(4, {2, 1, 9, 8}, F32, -1, 1)}, true, false},
+    {"sdpa -1e9 rows", c_sdpa_1e9_rows, 3, {IN(4, {1, 2, 6, 16}, F32, -1, 1), IN(4, {1, 2, 40, 16}, F32, -1, 1),
+                                            IN(4, {1, 2, 40, 8}, F32, -1, 1)}, true, false},
+    {"sdpa -inf rows", c_sdpa_inf_rows, 3, {IN(4, {1, 2, 6, 16}, F32, -1, 1), IN(4, {1, 1, 9, 16}, F32, -1, 1),
+                                            IN(4, {1, 1, 9, 8}, F32, -1, 1)}, true, false},
+    {"sdpa finfo.min rows f64", c_sdpa_min_rows, 3, {IN(4, {1, 2, 6, 8}, PN_FLOAT64, -1, 1),
+                                                     IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1),
+                                                     IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1)}, true, false},
+    {"sdpa -inf rows f64", c_sdpa_inf_rows, 3, {IN(4, {1, 2, 6, 8}, PN_FLOAT64, -1, 1), IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1),
+                                                IN(4, {1, 2, 9, 8}, PN_FLOAT64, -1, 1)}, true, false},
+    {"multivariate_normal", c_mvn, 1, {IN(3, {3, 5, 5}, F32, -1, 1)}, false, false},
     /* rows of whole 16-byte runs: the cached softmax's vector path, per width */
     {"softmax rows of 64", c_softmax, 1, {IN(2, {6, 64}, F32, -3, 3)}, true, false},
     {"softmax rows of 1000", c_softmax, 1, {IN(2, {3, 1000}, F32, -3, 3)}, false, false},

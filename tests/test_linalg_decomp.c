@@ -3,6 +3,7 @@
  * against the input, values against a cyclic Jacobi eigen solver and a Householder QR written
  * here, batched and strided inputs, errors, and derivatives (vjp and jvp) against finite
  * differences. */
+#include "core/core.h"
 #include "harness.h"
 
 #include <complex.h>
@@ -487,6 +488,21 @@ static void check_qr(const char *name, pn_array *a, pn_dtype t)
         CHECK_MSG(rel_err(Rb, rr, k * n) < tol, "%s: R differs from the Householder reference", name);
     }
     free(A), free(Q), free(R), free(rec), free(rq), free(rr);
+}
+
+/* No columns: the LU node's row indices (its third output) are the identity order per
+ * matrix; lu and the pivots have no elements. */
+TEST(lu_of_empty_matrices)
+{
+    pn_scope_push();
+    pn_array *lu = NULL, *piv = NULL;
+    CHECK(pn_linalg_lu_factor(pn_zeros((int64_t[]){2, 3, 0}, 3, PN_FLOAT32), &lu, &piv) == 0);
+    pn_array *rows = lu && lu->node ? pnC_node_output(lu->node, 2) : NULL;
+    double ref[6] = {0, 1, 2, 0, 1, 2};
+    CHECK_OK(rows);
+    if (rows) test_check_values("lu empty rows", rows, (int64_t[]){2, 3}, 2, PN_UINT32, ref, 0, 0);
+    CHECK(lu && piv && pn_size(lu) == 0 && pn_size(piv) == 0);
+    pn_scope_pop();
 }
 
 TEST(qr_reconstructs_and_matches_reference)

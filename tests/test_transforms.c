@@ -986,8 +986,11 @@ static int f_triple(void *ctx, int nin, pn_array *const *in, int *nout, pn_array
     return out[0] ? 0 : -1;
 }
 
+/* On the CPU stream: TestTriple has a CPU kernel only (its subject is the transformation, and
+ * PONTE_GPU_STRICT=1 would refuse its fallback on the GPU). */
 TEST(vmap_uses_batching_rules)
 {
+    CHECK(pn_stream_push(pn_default_stream((pn_device){.type = PN_CPU, .index = 0})) == 0);
     pn_scope_push();
     pn_closure *f = closure(f_triple);
     int ax[1] = {1}, oa[1] = {0};
@@ -1014,6 +1017,7 @@ TEST(vmap_uses_batching_rules)
     pn_closure_release(v);
     pn_closure_release(f);
     pn_scope_pop();
+    pn_stream_pop();
 }
 
 /* ───────────────────────────── long graphs ───────────────────────────── */

@@ -112,7 +112,7 @@ static int sqrt_svd_jvp(const pnC_node *node, pn_array *const *in, pn_array *con
 /* U·sqrt(S)·Vᵀ of each float32 matrix in the last two axes (MLX takes it from linalg::svd). */
 const pnC_primitive sqrt_svd_prim = {
     .name = "SqrtSVD",
-    .eval = {[PN_CPU] = pnK_sqrt_svd_eval},
+    .eval = {[PN_CPU] = pnK_sqrt_svd_eval, [PN_GPU] = PNG_EVAL(pnG_sqrt_svd_eval)},
     .vjp = sqrt_svd_vjp,
     .jvp = sqrt_svd_jvp,
 };

@@ -195,6 +195,50 @@ def test_sdpa_fused_vs_mlx(rng, mask_kind):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+def sdpa_vs_mlx(q, k, v, mask, w, scale):
+    """Values and q, k, v gradients of Ponte's and MLX's sdpa (float32; mask None, a string
+    or a float numpy array): two lists of numpy arrays."""
+    mlx = pytest.importorskip("mlx.core")
+    outs = []
+    for lib in (mx, mlx):
+        arr = (lambda x: lib.array(np.asarray(x, np.float32)))
+        m = mask if mask is None or isinstance(mask, str) else arr(mask)
+        fast = lib.core.fast if lib is mx else lib.fast
+        f = lambda a, b, c: (fast.scaled_dot_product_attention(a, b, c, scale=scale, mask=m) * arr(w)).sum()
+        y = fast.scaled_dot_product_attention(arr(q), arr(k), arr(v), scale=scale, mask=m)
+        gs = lib.grad(f, argnums=(0, 1, 2))(arr(q), arr(k), arr(v))
+        outs.append([np.array(y)] + [np.array(g) for g in gs])
+    return outs
+
+
+@pytest.mark.parametrize("fill", [-1e9, float(np.finfo(np.float32).min), -np.inf])
+def test_sdpa_masked_rows_vs_mlx(rng, fill):
+    """Rows that an additive mask pushes to huge negative scores: the softmax of the rounded
+    (equal) scores is uniform; a row of -inf is NaN, and so are its dq row and its kv heads'
+    dk and dv. Row 4 mixes -inf with a finite fill."""
+    q, k, v, _ = sdpa_case(rng, None, (2, 4, 2, 6, 9, 16, 8))
+    mask = rng.standard_normal((6, 9)).astype(np.float32)
+    mask[1] = fill
+    mask[4, ::2], mask[4, 1::2] = -np.inf, fill if np.isfinite(fill) else -1e9
+    w = rng.standard_normal(q.shape[:3] + (v.shape[-1],)).astype(np.float32)
+    ours, theirs = sdpa_vs_mlx(q, k, v, mask, w, 0.3)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, equal_nan=True)
+    assert np.isnan(ours[0][:, :, 1]).all() == (fill == -np.inf)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 2, 9, 13, 128, 128), (1, 2, 2, 5, 7, 256, 96), (1, 2, 1, 3, 4, 512, 512)])
+@pytest.mark.parametrize("mask_kind", [None, "causal"])
+def test_sdpa_large_heads_vs_mlx(rng, shape, mask_kind):
+    """Head dims past 48 KiB of shared memory on the GPU (the opt-in limit, smaller chunks),
+    Dv != D, grouped heads."""
+    q, k, v, _ = sdpa_case(rng, None, shape)
+    w = rng.standard_normal(q.shape[:3] + (v.shape[-1],)).astype(np.float32)
+    ours, theirs = sdpa_vs_mlx(q, k, v, mask_kind, w, 1 / math.sqrt(shape[5]))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=5e-4, atol=5e-5)
+
+
 def test_sdpa_error_types_match_mlx(rng):
     mlx = pytest.importorskip("mlx.core")
     bad = [((1, 2, 3, 4), (1, 2, 3, 5), (1, 2, 3, 4), None),   # head dims differ

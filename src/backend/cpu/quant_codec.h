@@ -10,11 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__CUDACC__) || defined(PONTE_BACKEND_CUDA_SIM_CUDA_SIM_H)
-#define PNK_HD __host__ __device__ inline
-#else
-#define PNK_HD static inline
-#endif
+#include "backend/host_device.h"
 
 /* Element codecs: unsigned integers (affine), fp4 e2m1, fp8 e4m3. */
 enum { PNK_ELEM_UINT = 0, PNK_ELEM_E2M1 = 1, PNK_ELEM_E4M3 = 2 };

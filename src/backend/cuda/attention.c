@@ -82,7 +82,8 @@ int pnG_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const
         if (pnC_alloc_output(out[i])) return -1;
     if (out[0]->size + out[1]->size + out[2]->size == 0) return 0;
     int rc = make_args(node, in, o_at, &a, tmp);
-    pn_array *dsc = rc ? NULL : pnC_new_temp(in[o_at + 1]->dtype, in[o_at + 1]->shape, 3);
+    const int64_t *ls = in[o_at + 1]->shape;
+    pn_array *dsc = rc ? NULL : pnC_new_temp(in[o_at + 1]->dtype, (int64_t[]){3, ls[0], ls[1], ls[2]}, 4);
     if (!dsc) rc = -1;
     if (rc == 0)
         rc = pnG_sdpa_backward(&a, pnC_data(out[0]), pnC_data(out[1]), pnC_data(out[2]), pnC_data(dsc),

@@ -1,27 +1,48 @@
 /* attention.cu — fused scaled dot-product attention on the GPU, in the compute type (float for
- * the halves). Forward: a block per (batch, head, tile of TQ query rows) walks the keys in
- * chunks of 32 staged in shared memory; a warp owns a row, its lanes one key each for the
- * scores, then one output dim each for the online-softmax update of the row's accumulator.
- * Backward: sdpa_dq_kernel (a block per query tile: dq and the rows' rowsum(dout * out)) and
- * sdpa_dkv_kernel (a block per (batch, kv head, key tile): dk and dv over the group's heads),
- * both recomputing P from the saved logsumexp, so no atomics. No tensor cores. */
+ * the halves). Forward: a block per (batch, head, tile of t query rows) walks the keys in
+ * chunks of ch (at most 32) staged in shared memory; a warp owns a row, its lanes one key each
+ * for the scores, then one output dim each for the online-softmax update of the row's
+ * accumulator. Backward: sdpa_dq_kernel (a block per query tile: dq, and the rows' softmax
+ * max, 1 / sum and rowsum(dout * out)) and sdpa_dkv_kernel (a block per (batch, kv head, key
+ * tile): dk and dv over the group's heads), both recomputing P, so no atomics. No tensor cores.
+ * Any head dims: the launchers pick the tile and chunk that fit the default 48 KiB of shared
+ * memory, else the device's opt-in maximum (cudaFuncSetAttribute before the launch), else run
+ * the same kernels on a slice of global scratch per block instead of shared memory. */
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/reduce.h"
 
+#include <atomic>
 #include <math.h>
 
 #define SDPA_WARPS 4
 #define SDPA_THREADS (32 * SDPA_WARPS)
-#define SDPA_CHUNK 32                /* keys (forward, dq) or queries (dk/dv) per staged chunk */
+#define SDPA_CHUNK 32                /* keys (forward, dq) or queries (dk/dv) per staged chunk, at most */
 #define SDPA_SMEM (48 * 1024)        /* the default per-block limit */
 #define SDPA_TILE 16                 /* query rows (forward, dq) or keys (dk/dv) per block, at most */
+#define SDPA_SCRATCH_BLOCKS 64       /* blocks of a launch on global scratch */
+
+/* How a launch lays out its blocks: t query rows (keys for dk/dv) per block, ch keys (queries)
+ * per staged chunk, and each block's working memory: the dynamic shared memory, or with
+ * scratch set (head dims too large for it) `per` elements of that global buffer. */
+struct sdpa_tiling {
+    int64_t t, per;
+    int ch;
+    void *scratch;
+};
 
 __device__ __forceinline__ float sdpa_exp(float x) { return expf(x); }
 __device__ __forceinline__ double sdpa_exp(double x) { return exp(x); }
 __device__ __forceinline__ float sdpa_log(float x) { return logf(x); }
 __device__ __forceinline__ double sdpa_log(double x) { return log(x); }
+
+/* The block's working memory (see sdpa_tiling). */
+template <typename C> __device__ __forceinline__ C *block_memory(const sdpa_tiling &g)
+{
+    PNG_DYNAMIC_SMEM(C, sm);
+    return g.scratch ? (C *)g.scratch + blockIdx.x * g.per : sm;
+}
 
 template <typename C> __device__ __forceinline__ C warp_sum(C v)
 {
@@ -38,6 +59,23 @@ template <typename C> __device__ __forceinline__ C warp_max(C v)
     return v;
 }
 
+/* One chunk of a row's online softmax, by the row's warp (lane's score s, counted when in):
+ * updates the row's max *m and sum *l, returns the lane's exp(s - new max); *alpha gets the
+ * factor that rescales what the row summed before. */
+template <typename C> __device__ __forceinline__ C online_step(C s, bool in, C *m, C *l, C *alpha)
+{
+    C mold = *m, cm = warp_max(in ? s : (C)-INFINITY), mnew = (cm > mold || cm != cm) ? cm : mold;
+    /* a row whose scores so far are all -inf has nothing to rescale */
+    C p = in && mnew != -INFINITY ? sdpa_exp(s - mnew) : (C)0;
+    C al = mnew == -INFINITY ? (C)1 : sdpa_exp(mold - mnew);
+    C sum = warp_sum(p);
+    __syncwarp(); /* every lane has read *m */
+    if (threadIdx.x % 32 == 0) *l = *l * al + sum, *m = mnew;
+    __syncwarp();
+    *alpha = al;
+    return p;
+}
+
 /* Copies rows [r0, r0 + n) of a (b, h) matrix with row stride rs and X columns into s (n x X,
  * rows past the matrix's `rows` zero), converting to the compute type. The whole block. */
 template <typename T, typename C>
@@ -49,13 +87,15 @@ __device__ void stage(C *s, const T *base, int64_t rs, int64_t r0, int64_t n, in
     }
 }
 
-/* The chunk of keys from j0 (of nk) and their values into sk, sv, between barriers. */
+/* The chunk of ch keys from j0 (of nk) into sk and, unless sv is NULL, their values into sv,
+ * between barriers. */
 template <typename T, typename C>
-__device__ void stage_keys(const pnG_sdpa_args &a, C *sk, C *sv, const T *K, const T *V, int64_t j0, int64_t nk)
+__device__ void stage_keys(const pnG_sdpa_args &a, C *sk, C *sv, const T *K, const T *V, int64_t j0,
+                           int64_t nk, int ch)
 {
     __syncthreads();
-    stage(sk, K, a.ks[2], j0, SDPA_CHUNK, nk, a.D);
-    stage(sv, V, a.vs[2], j0, SDPA_CHUNK, nk, a.Dv);
+    stage(sk, K, a.ks[2], j0, ch, nk, a.D);
+    if (sv) stage(sv, V, a.vs[2], j0, ch, nk, a.Dv);
     __syncthreads();
 }
 
@@ -85,55 +125,51 @@ __device__ __forceinline__ int64_t keys_needed(const pnG_sdpa_args &a, int64_t i
     return i0 + m + off < a.Lk ? i0 + m + off : a.Lk;
 }
 
-/* P of a score: exp(s - lse), or 1 / Lk in a row that causal or a bool mask dropped whole (its
+/* P of a score from its row's max m and 1 / sum inv (the logsumexp and 1 without an additive
+ * mask): exp(s - m) * inv, or 1 / Lk in a row that causal or a bool mask dropped whole (its
  * scores all equal fill; lse cannot carry fill + log(Lk) exactly). */
 template <typename C>
-__device__ __forceinline__ C prob(const pnG_sdpa_args &a, C s, C lse)
+__device__ __forceinline__ C prob(const pnG_sdpa_args &a, C s, C m, C inv)
 {
-    bool whole = (a.causal || a.mask == PNK_SDPA_BOOL_MASK) && lse < (C)(0.5 * a.fill);
-    return whole ? (C)1 / (C)a.Lk : sdpa_exp(s - lse);
+    bool whole = a.mask != PNK_SDPA_ADD_MASK && (a.causal || a.mask == PNK_SDPA_BOOL_MASK) && m < (C)(0.5 * a.fill);
+    return whole ? (C)1 / (C)a.Lk : sdpa_exp(s - m) * inv;
 }
 
 /* ───────────────────────────── forward ───────────────────────────── */
 
-/* out (B, Hq, Lq, Dv), lse (B, Hq, Lq). Shared memory: q tile (tq x D), accumulators
- * (tq x Dv), key and value chunks, the warps' probabilities, row max and sum. */
+/* out (B, Hq, Lq, Dv), lse (B, Hq, Lq). Working memory: q tile (t x D), accumulators
+ * (t x Dv), key and value chunks (ch x D, ch x Dv), the warps' probabilities, row max and sum. */
 template <typename T, typename C>
-__global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, int64_t tq)
+__global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
 {
-    PNG_DYNAMIC_SMEM(C, sm);
-    C *sq = sm, *acc = sq + tq * a.D, *sk = acc + tq * a.Dv, *sv = sk + SDPA_CHUNK * a.D;
-    C *sp = sv + SDPA_CHUNK * a.Dv, *rm = sp + SDPA_THREADS, *rl = rm + tq;
+    const int64_t tq = g.t;
+    const int ch = g.ch;
+    C *sq = block_memory<C>(g), *acc = sq + tq * a.D, *sk = acc + tq * a.Dv, *sv = sk + ch * a.D;
+    C *sp = sv + ch * a.Dv, *rm = sp + SDPA_THREADS, *rl = rm + tq;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t nqt = (a.Lq + tq - 1) / tq, rep = a.Hq / a.Hkv;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, g = h / rep, i0 = (tile % nqt) * tq;
+        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * tq;
         int64_t m = a.Lq - i0 < tq ? a.Lq - i0 : tq, nk = keys_needed(a, i0, m);
-        const T *K = (const T *)a.k + b * a.ks[0] + g * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + g * a.vs[1];
+        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
         __syncthreads();
         stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, m, a.Lq, a.D);
         for (int64_t e = threadIdx.x; e < tq * a.Dv; e += blockDim.x) acc[e] = 0;
         for (int64_t r = threadIdx.x; r < tq; r += blockDim.x) rm[r] = -INFINITY, rl[r] = 0;
-        for (int64_t j0 = 0; j0 < nk; j0 += SDPA_CHUNK) {
-            stage_keys(a, sk, sv, K, V, j0, nk);
+        for (int64_t j0 = 0; j0 < nk; j0 += ch) {
+            stage_keys(a, sk, sv, K, V, j0, nk, ch);
             for (int64_t r = warp; r < m; r += SDPA_WARPS) {
                 int64_t j = j0 + lane;
-                bool drop;
-                C s = j < nk ? score<T, C>(a, sq + r * a.D, sk + lane * a.D, b, h, i0 + r, j, &drop) : (C)-INFINITY;
-                C mold = rm[r], cm = warp_max(s), mnew = (cm > mold || cm != cm) ? cm : mold;
-                /* a row whose scores so far are all -inf has nothing to rescale */
-                C p = j < nk && mnew != -INFINITY ? sdpa_exp(s - mnew) : (C)0;
-                C alpha = mnew == -INFINITY ? (C)1 : sdpa_exp(mold - mnew);
-                C sum = warp_sum(p);
+                bool drop, in = lane < ch && j < nk;
+                C s = in ? score<T, C>(a, sq + r * a.D, sk + lane * a.D, b, h, i0 + r, j, &drop) : (C)-INFINITY;
+                C alpha, p = online_step(s, in, rm + r, rl + r, &alpha);
                 sp[threadIdx.x] = p;
                 __syncwarp();
                 for (int64_t d = lane; d < a.Dv; d += 32) {
                     C o = acc[r * a.Dv + d] * alpha;
-                    for (int jj = 0; jj < SDPA_CHUNK; jj++) o += sp[warp * 32 + jj] * sv[jj * a.Dv + d];
+                    for (int jj = 0; jj < ch; jj++) o += sp[warp * 32 + jj] * sv[jj * a.Dv + d];
                     acc[r * a.Dv + d] = o;
                 }
-                __syncwarp();
-                if (lane == 0) rl[r] = rl[r] * alpha + sum, rm[r] = mnew;
                 __syncwarp();
             }
         }
@@ -151,49 +187,72 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, int64_t tq)
 
 /* ───────────────────────────── backward ───────────────────────────── */
 
-/* dq (B, Hq, Lq, D) and dsc (B, Hq, Lq) = rowsum(dout * out). Shared memory: q, dout and dq
- * tiles, key and value chunks, the warps' dS, the rows' lse and rowsum. */
+/* dq (B, Hq, Lq, D) and, in dsc (3 x B * Hq * Lq), the rows' rowsum(dout * out), softmax max
+ * and 1 / sum. With an additive mask the max and sum are recomputed (a first pass over the
+ * keys): a row that the mask pushes to huge negative scores (-1e9, finfo.min) loses log(sum)
+ * in lse's rounding, and exp(s - lse) would be 1 where the softmax is 1 / Lk. Otherwise they
+ * are lse and 1. Working memory: q, dout and dq tiles, key and value chunks, the warps' dS,
+ * the rows' max, 1 / sum and rowsum. */
 template <typename T, typename C>
-__global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, int64_t tq)
+__global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, sdpa_tiling g)
 {
-    PNG_DYNAMIC_SMEM(C, sm);
-    C *sq = sm, *sdo = sq + tq * a.D, *sdq = sdo + tq * a.Dv, *sk = sdq + tq * a.D;
-    C *sv = sk + SDPA_CHUNK * a.D, *sp = sv + SDPA_CHUNK * a.Dv, *rl = sp + SDPA_THREADS, *rd = rl + tq;
+    const int64_t tq = g.t, n = a.B * a.Hq * a.Lq;
+    const int ch = g.ch;
+    C *sq = block_memory<C>(g), *sdo = sq + tq * a.D, *sdq = sdo + tq * a.Dv, *sk = sdq + tq * a.D;
+    C *sv = sk + ch * a.D, *sp = sv + ch * a.Dv, *rm = sp + SDPA_THREADS, *rl = rm + tq, *rd = rl + tq;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t nqt = (a.Lq + tq - 1) / tq, rep = a.Hq / a.Hkv;
+    const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const C *lse = (const C *)a.lse;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, g = h / rep, i0 = (tile % nqt) * tq;
+        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * tq;
         int64_t m = a.Lq - i0 < tq ? a.Lq - i0 : tq, nk = keys_needed(a, i0, m);
-        const T *K = (const T *)a.k + b * a.ks[0] + g * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + g * a.vs[1];
+        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
         stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, m, a.Lq, a.D);
         stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, m, a.Lq, a.Dv);
         for (int64_t e = threadIdx.x; e < tq * a.D; e += blockDim.x) sdq[e] = 0;
+        for (int64_t r = threadIdx.x; r < m; r += blockDim.x)
+            rm[r] = add ? (C)-INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add ? (C)0 : (C)1;
         __syncthreads();
         for (int64_t r = warp; r < m; r += SDPA_WARPS) {
             C part = 0;
             for (int64_t d = lane; d < a.Dv; d += 32) part += sdo[r * a.Dv + d] * (C)png_load(O + (i0 + r) * a.os[2] + d);
             part = warp_sum(part);
-            if (lane == 0) rd[r] = part, rl[r] = lse[bh * a.Lq + i0 + r], dsc[bh * a.Lq + i0 + r] = part;
+            if (lane == 0) rd[r] = part;
         }
-        for (int64_t j0 = 0; j0 < nk; j0 += SDPA_CHUNK) {
-            stage_keys(a, sk, sv, K, V, j0, nk);
+        for (int64_t j0 = 0; add && j0 < nk; j0 += ch) { /* the rows' max and sum */
+            stage_keys(a, sk, (C *)NULL, K, V, j0, nk, ch);
+            for (int64_t r = warp; r < m; r += SDPA_WARPS) {
+                int64_t j = j0 + lane;
+                bool drop, in = lane < ch && j < nk;
+                C s = in ? score<T, C>(a, sq + r * a.D, sk + lane * a.D, b, h, i0 + r, j, &drop) : (C)-INFINITY, alpha;
+                online_step(s, in, rm + r, rl + r, &alpha);
+            }
+        }
+        __syncthreads();
+        for (int64_t r = threadIdx.x; r < m; r += blockDim.x) {
+            if (add) rl[r] = (C)1 / rl[r];
+            int64_t row = bh * a.Lq + i0 + r;
+            dsc[row] = rd[r], dsc[n + row] = rm[r], dsc[2 * n + row] = rl[r];
+        }
+        for (int64_t j0 = 0; j0 < nk; j0 += ch) {
+            stage_keys(a, sk, sv, K, V, j0, nk, ch);
             for (int64_t r = warp; r < m; r += SDPA_WARPS) {
                 int64_t j = j0 + lane;
                 C ds = 0;
-                if (j < nk) {
+                if (lane < ch && j < nk) {
                     bool drop;
                     C s = score<T, C>(a, sq + r * a.D, sk + lane * a.D, b, h, i0 + r, j, &drop), dp = 0;
                     for (int64_t d = 0; d < a.Dv; d++) dp += sdo[r * a.Dv + d] * sv[lane * a.Dv + d];
-                    ds = drop ? (C)0 : prob(a, s, rl[r]) * (dp - rd[r]);
+                    ds = drop ? (C)0 : prob(a, s, rm[r], rl[r]) * (dp - rd[r]);
                 }
                 sp[threadIdx.x] = ds;
                 __syncwarp();
                 for (int64_t d = lane; d < a.D; d += 32) {
                     C o = 0;
-                    for (int jj = 0; jj < SDPA_CHUNK; jj++) o += sp[warp * 32 + jj] * sk[jj * a.D + d];
+                    for (int jj = 0; jj < ch; jj++) o += sp[warp * 32 + jj] * sk[jj * a.D + d];
                     sdq[r * a.D + d] += (C)a.scale * o;
                 }
                 __syncwarp();
@@ -205,60 +264,62 @@ __global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, int64_t tq)
     }
 }
 
-/* dk (B, Hkv, Lk, D), dv (B, Hkv, Lk, Dv) for a tile of tk keys, over the query heads of the
- * group in chunks of 32 rows (dsc from sdpa_dq_kernel). Shared memory: k, v, dk, dv tiles, q
- * and dout chunks, the warps' P and dS, the chunk's lse and rowsum. */
+/* dk (B, Hkv, Lk, D), dv (B, Hkv, Lk, Dv) for a tile of t keys, over the query heads of the
+ * group in chunks of ch rows (dsc from sdpa_dq_kernel). Working memory: k, v, dk, dv tiles, q
+ * and dout chunks, the warps' P and dS, the chunk's max, 1 / sum and rowsum. */
 template <typename T, typename C>
-__global__ void sdpa_dkv_kernel(pnG_sdpa_args a, T *dk, T *dv, const C *dsc, int64_t tk)
+__global__ void sdpa_dkv_kernel(pnG_sdpa_args a, T *dk, T *dv, const C *dsc, sdpa_tiling g)
 {
-    PNG_DYNAMIC_SMEM(C, sm);
-    C *sk = sm, *sv = sk + tk * a.D, *sdk = sv + tk * a.Dv, *sdv = sdk + tk * a.D;
-    C *sq = sdv + tk * a.Dv, *sdo = sq + SDPA_CHUNK * a.D, *sp = sdo + SDPA_CHUNK * a.Dv;
-    C *sds = sp + SDPA_THREADS, *cl = sds + SDPA_THREADS, *cd = cl + SDPA_CHUNK;
+    const int64_t tk = g.t, nrow = a.B * a.Hq * a.Lq;
+    const int ch = g.ch;
+    C *sk = block_memory<C>(g), *sv = sk + tk * a.D, *sdk = sv + tk * a.Dv, *sdv = sdk + tk * a.D;
+    C *sq = sdv + tk * a.Dv, *sdo = sq + ch * a.D, *sp = sdo + ch * a.Dv;
+    C *sds = sp + SDPA_THREADS, *cm = sds + SDPA_THREADS, *cl = cm + ch, *cd = cl + ch;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t nkt = (a.Lk + tk - 1) / tk, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
-    const C *lse = (const C *)a.lse;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
-        int64_t bg = tile / nkt, b = bg / a.Hkv, g = bg % a.Hkv, k0 = (tile % nkt) * tk;
+        int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * tk;
         int64_t n = a.Lk - k0 < tk ? a.Lk - k0 : tk;
         __syncthreads();
-        stage(sk, (const T *)a.k + b * a.ks[0] + g * a.ks[1], a.ks[2], k0, n, a.Lk, a.D);
-        stage(sv, (const T *)a.v + b * a.vs[0] + g * a.vs[1], a.vs[2], k0, n, a.Lk, a.Dv);
+        stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, n, a.Lk, a.D);
+        stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, n, a.Lk, a.Dv);
         for (int64_t e = threadIdx.x; e < tk * a.D; e += blockDim.x) sdk[e] = 0;
         for (int64_t e = threadIdx.x; e < tk * a.Dv; e += blockDim.x) sdv[e] = 0;
-        for (int64_t h = g * rep; h < (g + 1) * rep; h++)
-            for (int64_t i0 = 0; i0 < a.Lq; i0 += SDPA_CHUNK) {
-                int64_t i1 = a.Lq - i0 < SDPA_CHUNK ? a.Lq : i0 + SDPA_CHUNK;
+        for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
+            for (int64_t i0 = 0; i0 < a.Lq; i0 += ch) {
+                int64_t i1 = a.Lq - i0 < ch ? a.Lq : i0 + ch;
                 if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
                 int64_t bh = b * a.Hq + h;
                 __syncthreads();
-                stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, SDPA_CHUNK, a.Lq, a.D);
-                stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, SDPA_CHUNK, a.Lq, a.Dv);
-                for (int64_t r = threadIdx.x; r < SDPA_CHUNK; r += blockDim.x) {
-                    cl[r] = i0 + r < a.Lq ? lse[bh * a.Lq + i0 + r] : (C)0;
-                    cd[r] = i0 + r < a.Lq ? dsc[bh * a.Lq + i0 + r] : (C)0;
+                stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, ch, a.Lq, a.D);
+                stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, ch, a.Lq, a.Dv);
+                for (int64_t r = threadIdx.x; r < ch; r += blockDim.x) {
+                    int64_t row = bh * a.Lq + i0 + r;
+                    bool in = i0 + r < a.Lq;
+                    cd[r] = in ? dsc[row] : (C)0, cm[r] = in ? dsc[nrow + row] : (C)0;
+                    cl[r] = in ? dsc[2 * nrow + row] : (C)0;
                 }
                 __syncthreads();
                 for (int64_t kk = warp; kk < n; kk += SDPA_WARPS) {
                     int64_t i = i0 + lane;
                     C p = 0, ds = 0;
-                    if (i < a.Lq) {
+                    if (lane < ch && i < a.Lq) {
                         bool drop;
                         C s = score<T, C>(a, sq + lane * a.D, sk + kk * a.D, b, h, i, k0 + kk, &drop), dp = 0;
                         for (int64_t d = 0; d < a.Dv; d++) dp += sdo[lane * a.Dv + d] * sv[kk * a.Dv + d];
-                        p = prob(a, s, cl[lane]);
+                        p = prob(a, s, cm[lane], cl[lane]);
                         ds = drop ? (C)0 : p * (dp - cd[lane]);
                     }
                     sp[threadIdx.x] = p, sds[threadIdx.x] = ds;
                     __syncwarp();
                     for (int64_t d = lane; d < a.D; d += 32) {
                         C o = 0;
-                        for (int ii = 0; ii < SDPA_CHUNK; ii++) o += sds[warp * 32 + ii] * sq[ii * a.D + d];
+                        for (int ii = 0; ii < ch; ii++) o += sds[warp * 32 + ii] * sq[ii * a.D + d];
                         sdk[kk * a.D + d] += (C)a.scale * o;
                     }
                     for (int64_t d = lane; d < a.Dv; d += 32) {
                         C o = 0;
-                        for (int ii = 0; ii < SDPA_CHUNK; ii++) o += sp[warp * 32 + ii] * sdo[ii * a.Dv + d];
+                        for (int ii = 0; ii < ch; ii++) o += sp[warp * 32 + ii] * sdo[ii * a.Dv + d];
                         sdv[kk * a.Dv + d] += o;
                     }
                     __syncwarp();
@@ -273,15 +334,73 @@ __global__ void sdpa_dkv_kernel(pnG_sdpa_args a, T *dk, T *dv, const C *dsc, int
 
 /* ───────────────────────────── launchers ───────────────────────────── */
 
-/* The largest tile (at most SDPA_TILE) whose shared memory, per_tile elements per row plus
- * fixed ones, fits; 0 when none does. *bytes gets its size. */
-static int64_t pick_tile(int64_t per_tile, int64_t fixed, size_t es, size_t *bytes)
+/* The device's opt-in shared memory per block (the default 48 KiB when it cannot be read). */
+static size_t smem_optin(void)
 {
-    for (int64_t t = SDPA_TILE; t >= 1; t /= 2) {
-        *bytes = (size_t)(t * per_tile + fixed) * es;
-        if (*bytes <= SDPA_SMEM) return t;
+    static std::atomic<int> cached{0};
+    int v = cached.load(std::memory_order_relaxed), dev = 0;
+    if (!v) {
+        if (cudaGetDevice(&dev) != cudaSuccess ||
+            cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+            v < SDPA_SMEM) {
+            cudaGetLastError();
+            v = SDPA_SMEM;
+        }
+        cached.store(v, std::memory_order_relaxed);
     }
-    return 0;
+    return (size_t)v;
+}
+
+/* A kernel's working memory in compute-type elements: per_t for each row of the tile, per_ch
+ * for each row of the chunk, and fixed. */
+struct sdpa_mem {
+    int64_t per_t, per_ch, fixed;
+};
+
+/* The tiling of a launch over `tiles(t)` tiles: the largest chunk, then the largest tile that
+ * fits the default shared memory, else the opt-in maximum; when not even a chunk of one key
+ * does, global scratch (chunk 32, tile 1, SDPA_SCRATCH_BLOCKS blocks at most; the caller
+ * allocates g->per * *blocks elements into g->scratch). *bytes: the shared memory to launch
+ * with (0 on scratch). */
+template <typename Tiles>
+static sdpa_tiling plan(sdpa_mem m, size_t es, Tiles tiles, size_t *bytes, unsigned *blocks)
+{
+    const size_t limits[2] = {SDPA_SMEM, smem_optin()};
+    for (int ch = SDPA_CHUNK; ch >= 1; ch /= 2)
+        for (size_t lim : limits)
+            for (int64_t t = SDPA_TILE; t >= 1; t /= 2) {
+                *bytes = (size_t)(t * m.per_t + ch * m.per_ch + m.fixed) * es;
+                if (*bytes > lim) continue;
+                *blocks = png_blocks(tiles(t));
+                return sdpa_tiling{t, 0, ch, NULL};
+            }
+    *bytes = 0;
+    *blocks = png_blocks(tiles(1));
+    if (*blocks > SDPA_SCRATCH_BLOCKS) *blocks = SDPA_SCRATCH_BLOCKS;
+    return sdpa_tiling{1, m.per_t + SDPA_CHUNK * m.per_ch + m.fixed, SDPA_CHUNK, NULL};
+}
+
+/* Launches kern on plan g (from plan()): raises the kernel's dynamic shared memory limit
+ * above the default first, or allocates and later frees the global scratch. 0 or -1. */
+template <typename K, typename... Args>
+static int launch(const char *what, K kern, sdpa_tiling g, size_t bytes, unsigned blocks, size_t es,
+                  int stream, Args... args)
+{
+    size_t scratch = g.per ? (size_t)g.per * blocks * es : 0;
+    if (bytes > SDPA_SMEM) {
+        cudaError_t e = cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            pn_set_error(PN_ERR_BACKEND, "[cuda] %s: shared memory of %zu bytes refused: %s", what, bytes,
+                         cudaGetErrorString(e));
+            return -1;
+        }
+    }
+    if (scratch && !(g.scratch = pnG_malloc(scratch, stream))) return -1;
+    PNG_LAUNCH(kern, blocks, SDPA_THREADS, bytes, png_stream(stream), args..., g);
+    int rc = pnG_check_launch(what);
+    if (scratch) pnG_free(g.scratch, scratch, stream);
+    return rc;
 }
 
 /* See attention.h. */
@@ -292,15 +411,15 @@ extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, in
         using T = typename decltype(tag)::type;
         if constexpr (png_is_float<T>::value) {
             using C = typename png_compute<T>::type;
-            size_t smem;
-            int64_t tq = pick_tile(a->D + a->Dv + 2, SDPA_CHUNK * (a->D + a->Dv) + SDPA_THREADS, sizeof(C), &smem);
-            if (!tq) return;
             rc = 0;
             if (!out) return; /* the check alone */
-            auto kern = sdpa_fwd_kernel<T, C>;
-            int64_t tiles = a->B * a->Hq * ((a->Lq + tq - 1) / tq);
-            PNG_LAUNCH(kern, png_blocks(tiles), SDPA_THREADS, smem, png_stream(stream), *a, (T *)out, (C *)lse, tq);
-            rc = pnG_check_launch("sdpa_forward");
+            size_t bytes;
+            unsigned blocks;
+            sdpa_mem mem = {a->D + a->Dv + 2, a->D + a->Dv, SDPA_THREADS};
+            sdpa_tiling g = plan(mem, sizeof(C), [&](int64_t t) { return a->B * a->Hq * ((a->Lq + t - 1) / t); },
+                                 &bytes, &blocks);
+            rc = launch("sdpa_forward", sdpa_fwd_kernel<T, C>, g, bytes, blocks, sizeof(C), stream, *a, (T *)out,
+                        (C *)lse);
         }
     });
     return rc;
@@ -315,22 +434,21 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
         using T = typename decltype(tag)::type;
         if constexpr (png_is_float<T>::value) {
             using C = typename png_compute<T>::type;
-            size_t sq_bytes, sk_bytes;
-            int64_t fixed = SDPA_CHUNK * (a->D + a->Dv);
-            int64_t tq = pick_tile(2 * a->D + a->Dv + 2, fixed + SDPA_THREADS, sizeof(C), &sq_bytes);
-            int64_t tk = pick_tile(2 * (a->D + a->Dv), fixed + 2 * SDPA_THREADS + 2 * SDPA_CHUNK, sizeof(C), &sk_bytes);
-            if (!tq || !tk) return;
             rc = 0;
             if (!dq) return; /* the check alone */
-            auto kq = sdpa_dq_kernel<T, C>;
-            auto kkv = sdpa_dkv_kernel<T, C>;
-            PNG_LAUNCH(kq, png_blocks(a->B * a->Hq * ((a->Lq + tq - 1) / tq)), SDPA_THREADS, sq_bytes,
-                       png_stream(stream), *a, (T *)dq, (C *)dscratch, tq);
-            rc = pnG_check_launch("sdpa_dq");
-            if (rc) return;
-            PNG_LAUNCH(kkv, png_blocks(a->B * a->Hkv * ((a->Lk + tk - 1) / tk)), SDPA_THREADS, sk_bytes,
-                       png_stream(stream), *a, (T *)dk, (T *)dv, (const C *)dscratch, tk);
-            rc = pnG_check_launch("sdpa_dkv");
+            size_t qbytes, kbytes;
+            unsigned qblocks, kblocks;
+            sdpa_mem qmem = {2 * a->D + a->Dv + 3, a->D + a->Dv, SDPA_THREADS};
+            sdpa_mem kmem = {2 * (a->D + a->Dv), a->D + a->Dv + 3, 2 * SDPA_THREADS};
+            sdpa_tiling gq = plan(qmem, sizeof(C), [&](int64_t t) { return a->B * a->Hq * ((a->Lq + t - 1) / t); },
+                                  &qbytes, &qblocks);
+            sdpa_tiling gk = plan(kmem, sizeof(C), [&](int64_t t) { return a->B * a->Hkv * ((a->Lk + t - 1) / t); },
+                                  &kbytes, &kblocks);
+            rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a, (T *)dq,
+                        (C *)dscratch);
+            if (!rc)
+                rc = launch("sdpa_dkv", sdpa_dkv_kernel<T, C>, gk, kbytes, kblocks, sizeof(C), stream, *a,
+                            (T *)dk, (T *)dv, (const C *)dscratch);
         }
     });
     return rc;

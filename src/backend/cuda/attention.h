@@ -22,10 +22,10 @@ typedef struct pnG_sdpa_args {
 } pnG_sdpa_args;
 
 /* Forward: out (B, Hq, Lq, Dv) dense in dtype, lse (B, Hq, Lq) dense. Backward: dq, dk, dv
- * dense like q, k, v, with dscratch B * Hq * Lq compute-type elements of device scratch
- * (the rows' rowsum(dout * out)). Queued on stream; 0, -1 with an error, or PNG_UNSUPPORTED
- * (another dtype, or head dims too large for the kernels' shared memory). With out (dq) NULL
- * only that check is made: a->dtype, D and Dv are read. */
+ * dense like q, k, v, with dscratch 3 * B * Hq * Lq compute-type elements of device scratch
+ * (the rows' rowsum(dout * out), softmax max and 1 / sum). Any head dims. Queued on stream;
+ * 0, -1 with an error, or PNG_UNSUPPORTED (a dtype that is not floating). With out (dq) NULL
+ * only that check is made: a->dtype is read. */
 int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, int stream);
 int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, void *dv, void *dscratch, int stream);
 

@@ -63,6 +63,7 @@ int pnG_trimask_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
 int pnG_index_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_sort_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 int pnG_random_bits_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
+int pnG_sqrt_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
 /* ── reductions and scans (reduce.c, scan.c): Reduce, ArgReduce, LogSumExp and Softmax over
  * strided inputs (row or column kernels, multi-block for long reductions); Scan with a

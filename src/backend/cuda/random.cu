@@ -1,6 +1,8 @@
 /* random.cu — RandomBits on the GPU: threefry2x32-20 with exactly the counter layout of the
  * CPU kernel (src/backend/cpu/random.c, MLX's): a thread per counter pair of a key's block, so
- * the same key gives the same bits on both devices. */
+ * the same key gives the same bits on both devices. SqrtSVD (multivariate_normal's matrix
+ * square root): the CPU kernel's Jacobi sweeps (cpu/sqrt_svd.h), a thread per matrix. */
+#include "backend/cpu/sqrt_svd.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/random.h"
 
@@ -76,4 +78,24 @@ extern "C" int pnG_random_bits(const uint32_t *keys, int64_t nkeys, void *out, i
     PNG_LAUNCH(rng_bits_kernel, png_blocks_for(nkeys * items, RNG_THREADS), RNG_THREADS, 0,
                png_stream(stream), keys, nkeys, (unsigned char *)out, nbytes);
     return pnG_check_launch("random_bits");
+}
+
+/* A thread per matrix; work: 2 n^2 doubles per matrix. */
+__global__ void sqrt_svd_kernel(const float *a, float *out, int64_t n, int64_t nmat, double *work)
+{
+    for (int64_t m = png_thread_index(); m < nmat; m += png_grid_stride())
+        pnK_sqrt_svd(n, a + m * n * n, out + m * n * n, work + m * 2 * n * n);
+}
+
+/* See random.h. */
+extern "C" int pnG_sqrt_svd(const float *a, float *out, int64_t n, int64_t nmat, int stream)
+{
+    size_t bytes = sizeof(double) * 2 * (size_t)(n * n * nmat);
+    if (!bytes) return 0;
+    double *work = (double *)pnG_malloc(bytes, stream);
+    if (!work) return -1;
+    PNG_LAUNCH(sqrt_svd_kernel, png_blocks_for(nmat, 32), 32, 0, png_stream(stream), a, out, n, nmat, work);
+    int rc = pnG_check_launch("sqrt_svd");
+    pnG_free(work, bytes, stream);
+    return rc;
 }

@@ -3,8 +3,9 @@
  * of solver.cu. It copies the (any-strided) input into a dense device work
  * buffer laid out as cuSOLVER needs it and moves results between column-major and Ponte's
  * row-major with device strided copies: a row-major m x n matrix is the column-major n x m
- * transpose, so SVD and Eigh factor that directly and only transpose U / V. Empty inputs and
- * matrices beyond int extents go to the CPU kernels (PNG_UNSUPPORTED). */
+ * transpose, so SVD and Eigh factor that directly and only transpose U / V. Empty inputs give
+ * what the CPU kernels give (identities for SVD's U and Vt, LU's identity row order); matrices
+ * beyond int extents go to the CPU kernels (PNG_UNSUPPORTED). */
 #include "backend/cpu/lapack.h"
 #include "backend/cuda/eval.h"
 #include "backend/cuda/gpu.h"
@@ -12,6 +13,7 @@
 #include "core/core.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Strides of a batch of nmat dense r x c matrices: (r*c, c, 1) row-major, (r*c, 1, r) column-
@@ -49,13 +51,31 @@ static void from_colmajor(const void *src, void *dst, pn_dtype t, int64_t nmat, 
     pnG_strided_copy(src, ss, t, dst, ds, t, shape, 3, stream);
 }
 
-/* The shared checks: the batch size and matrix extents, or PNG_UNSUPPORTED. */
+/* The shared checks: the batch size (0 for an empty input) and matrix extents, or
+ * PNG_UNSUPPORTED. */
 static int dims(pn_array *x, int64_t *nmat, int64_t *m, int64_t *n)
 {
     *m = x->shape[x->ndim - 2], *n = x->shape[x->ndim - 1];
-    if (*m == 0 || *n == 0 || x->size == 0 || *m * *n > INT_MAX) return PNG_UNSUPPORTED;
-    *nmat = x->size / (*m * *n);
+    if (*m * *n > INT_MAX) return PNG_UNSUPPORTED;
+    *nmat = *m && *n ? x->size / (*m * *n) : 0;
     return 0;
+}
+
+/* Fills the dense device output o with value(i, d) for its element i, written on the host and
+ * copied (the few outputs of empty inputs that have elements). 0 or -1. */
+static int fill_from_host(pn_array *o, double (*value)(int64_t i, int64_t d), int64_t d, int stream)
+{
+    if (!o->size) return 0;
+    size_t es = pn_dtype_size(o->dtype);
+    char *h = malloc((size_t)o->size * es);
+    if (!h) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg] Out of memory.");
+        return -1;
+    }
+    for (int64_t i = 0; i < o->size; i++) pnC_store_f64(h + (size_t)i * es, o->dtype, value(i, d));
+    int rc = pnG_copy_to_device(pnC_data(o), h, (size_t)o->size * es, stream);
+    free(h);
+    return rc;
 }
 
 /* Device scratch of nbytes, released by work_free. */
@@ -80,17 +100,19 @@ typedef struct decomp_job {
 typedef int (*decomp_fn)(const decomp_job *j);
 
 /* The skeleton every GPU decomposition shares: checks the extents (square when asked; others
- * go to the CPU kernel as PNG_UNSUPPORTED), allocates the nout outputs, copies the input into
- * the work buffer (row- or column-major), adds extra_per_mat elements of scratch per matrix,
- * runs fn, releases the scratch. */
+ * go to the CPU kernel as PNG_UNSUPPORTED), allocates the nout outputs, and for an empty input
+ * runs `empty` (NULL: its outputs have no elements); else copies the input into the work
+ * buffer (row- or column-major), adds extra_per_mat elements of scratch per matrix, runs fn,
+ * releases the scratch. */
 static int decompose(const pnC_node *node, pn_array *const *in, pn_array *const *out, int nout,
-                     bool square, bool colmajor, int64_t extra_per_mat, decomp_fn fn)
+                     bool square, bool colmajor, int64_t extra_per_mat, decomp_fn fn, decomp_fn empty)
 {
     decomp_job j = {PNC_PARAMS(node, pnK_decomp_params), out, in[0]->dtype, 0, 0, 0, NULL, NULL,
                     node->stream.index};
     if (dims(in[0], &j.nmat, &j.m, &j.n) || (square && j.m != j.n)) return PNG_UNSUPPORTED;
     for (int k = 0; k < nout; k++)
         if (pnC_alloc_output(out[k])) return -1;
+    if (!j.nmat) return empty ? empty(&j) : 0;
     size_t es = pn_dtype_size(j.t), abytes = (size_t)(j.nmat * j.m * j.n) * es;
     size_t xbytes = (size_t)(j.nmat * extra_per_mat) * es;
     j.a = work_alloc(abytes, j.stream);
@@ -164,39 +186,58 @@ static int qr_run(const decomp_job *j)
     return pnC_failed() ? -1 : 0;
 }
 
+/* Element i of a batch of d x d identities. */
+static double identity_at(int64_t i, int64_t d) { return i % (d * d) / d == i % d; }
+
+/* An empty matrix: U and Vt are identities (as the CPU kernel). */
+static int svd_empty(const decomp_job *j)
+{
+    for (int k = 0; j->p->vectors && k < 3; k += 2) {
+        pn_array *o = j->out[k];
+        if (fill_from_host(o, identity_at, o->shape[o->ndim - 1], j->stream)) return -1;
+    }
+    return 0;
+}
+
 /* See eval.h. */
 int pnG_svd_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
     int64_t m = in[0]->shape[in[0]->ndim - 2];
     return decompose(node, in, out, p->vectors ? 3 : 1, false, false, p->vectors ? m * m : 0,
-                     svd_run);
+                     svd_run, svd_empty);
 }
 
 /* See eval.h. */
 int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    return decompose(node, in, out, p->vectors ? 2 : 1, false, false, 0, eigh_run);
+    return decompose(node, in, out, p->vectors ? 2 : 1, false, false, 0, eigh_run, NULL);
 }
 
 /* See eval.h. */
 int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    return decompose(node, in, out, p->vectors ? 2 : 1, true, true, 0, eig_run);
+    return decompose(node, in, out, p->vectors ? 2 : 1, true, true, 0, eig_run, NULL);
 }
+
+/* Element i of rows 0..d-1 repeated. */
+static double row_order_at(int64_t i, int64_t d) { return (double)(i % d); }
+
+/* No columns (or rows): the row indices are the identity order (as the CPU kernel). */
+static int luf_empty(const decomp_job *j) { return fill_from_host(j->out[2], row_order_at, j->m, j->stream); }
 
 /* See eval.h. */
 int pnG_luf_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
-    return decompose(node, in, out, 3, false, true, 0, luf_run);
+    return decompose(node, in, out, 3, false, true, 0, luf_run, luf_empty);
 }
 
 /* See eval.h. */
 int pnG_qr_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
-    return decompose(node, in, out, 2, false, true, 0, qr_run);
+    return decompose(node, in, out, 2, false, true, 0, qr_run, NULL);
 }
 
 /* potrf factors the row-major copy (column-major, its upper triangle is the row-major lower
@@ -214,7 +255,7 @@ static int cholesky_run(const decomp_job *j)
 int pnG_cholesky_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     if (out[0]->size == 0) return pnC_alloc_output(out[0]); /* nothing to factor */
-    return decompose(node, in, out, 1, true, false, 0, cholesky_run);
+    return decompose(node, in, out, 1, true, false, 0, cholesky_run, NULL);
 }
 
 /* See eval.h. b is copied into the output (row-major), which trsm solves in place. */
