@@ -295,3 +295,43 @@ def test_gguf_files_interchange(tmp_path):
             np.testing.assert_array_equal(np.array(got[k]), v)
         assert md["s"] == "text" and md["l"] == ["a", "b"] and md["n"].item() == 3
         assert md["v"].tolist() == [1.5, 2.5]
+
+
+VMAP_CASES = {
+    # name: (function of module M and the inputs, per-item shapes, integer input?, in_axes)
+    "reshape_transpose": (lambda M, x: M.transpose(x.reshape(2, -1), (1, 0)), [(3, 4)], [False], (1,)),
+    "slice_concat": (lambda M, x, y: M.concatenate([x[::2, 1:], y], axis=0), [(5, 4), (2, 3)],
+                     [False, False], (2, None)),
+    "pad_split": (lambda M, x: M.split(M.pad(x, [(1, 0), (0, 2)]), [2], axis=1)[1], [(3, 4)],
+                  [False], (0,)),
+    "sort_take": (lambda M, x, i: M.take(M.sort(x, axis=-1), i, axis=1), [(3, 6), (4,)],
+                  [False, True], (1, 0)),
+    "take_along": (lambda M, x, i: M.take_along_axis(x, i, axis=0), [(4, 3), (2, 3)],
+                   [False, True], (None, 1)),
+    "slice_update": (lambda M, x, u: _set_rows(x, u), [(4, 3), (2, 3)], [False, False], (0, 1)),
+    "broadcast_astype": (lambda M, x: M.broadcast_to(x, (2, 3, 4)).astype(M.int32), [(3, 1)],
+                         [False], (0,)),
+}
+
+
+def _set_rows(x, u):
+    x[1:3] = u
+    return x
+
+
+@pytest.mark.parametrize("name", sorted(VMAP_CASES))
+def test_vmap_of_shape_and_index_ops_matches_mlx(name):
+    """vmap over the ops that gained batching rules, against MLX's vmap of the same function."""
+    f, shapes, integer, axes = VMAP_CASES[name]
+    rng = np.random.default_rng(len(name))
+    B = 5
+    args = []
+    for shp, isint, ax in zip(shapes, integer, axes):
+        full = list(shp)
+        if ax is not None:
+            full.insert(ax, B)
+        args.append(rng.integers(0, 3, full).astype(np.int32) if isint
+                    else rng.standard_normal(full).astype(np.float32))
+    outs = [M.vmap(lambda *a, M=M: f(M, *a), in_axes=axes)(*[M.array(a) for a in args])
+            for M in (mlx, pn)]
+    same(*outs)
