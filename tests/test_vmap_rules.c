@@ -13,7 +13,8 @@
 typedef enum {
     OP_RESHAPE, OP_TRANSPOSE, OP_BROADCAST, OP_SLICE, OP_SLICE_UPDATE, OP_CONCAT, OP_SPLIT,
     OP_PAD, OP_PAD_VALUE, OP_ASTYPE, OP_FULL, OP_SORT, OP_ARGSORT, OP_PARTITION, OP_ARGPARTITION,
-    OP_TAKE0, OP_TAKE1, OP_TAKE_GRAD, OP_TAKE_ALONG, OP_PUT_ALONG, OP_GATHER
+    OP_TAKE0, OP_TAKE1, OP_TAKE_GRAD, OP_TAKE_ALONG, OP_PUT_ALONG, OP_GATHER, OP_SCATTER,
+    OP_AS_STRIDED
 } op_kind;
 
 /* One case: the op, the per-item shapes of its inputs, their dtypes (index inputs are
@@ -82,8 +83,14 @@ static int fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out
     }
     case OP_TAKE_ALONG: r = pn_take_along_axis(x, in[1], 1); break;
     case OP_PUT_ALONG: r = pn_put_along_axis(x, in[1], in[2], 0); break;
-    case OP_GATHER:
-        r = pn_gather(x, (pn_array *[]){in[1]}, 1, (int[]){0}, (int64_t[]){1, 3});
+    case OP_GATHER: /* x[idx, j] for two index arrays broadcast together, windows of 1 x 2 */
+        r = pn_gather(x, (pn_array *[]){in[1], in[2]}, 2, (int[]){0, 1}, (int64_t[]){1, 2});
+        break;
+    case OP_SCATTER:
+        r = pn_scatter(x, (pn_array *[]){in[1]}, 1, in[2], (int[]){0}, PN_SCATTER_ADD);
+        break;
+    case OP_AS_STRIDED:
+        r = pn_as_strided(x, (int64_t[]){3, 2}, (int64_t[]){2, 1}, 2, 1);
         break;
     }
     out[0] = r;
@@ -125,6 +132,16 @@ static const vcase CASES[] = {
      {F32, I32, F32}, {-1, 0, 2}},
     {"take_along_axis", OP_TAKE_ALONG, 2, {{3, 5}, {3, 2}}, {2, 2}, {F32, I32}, {1, 0}},
     {"take_along_axis idx", OP_TAKE_ALONG, 2, {{3, 5}, {3, 2}}, {2, 2}, {F32, I32}, {-1, 2}},
+    {"gather x mapped", OP_GATHER, 3, {{5, 4}, {2, 3}, {3}}, {2, 2, 1}, {F32, I32, I32},
+     {1, -1, -1}},
+    {"gather indices mapped", OP_GATHER, 3, {{5, 4}, {2, 3}, {3}}, {2, 2, 1}, {F32, I32, I32},
+     {-1, 2, 0}},
+    {"gather all mapped", OP_GATHER, 3, {{5, 4}, {2, 3}, {3}}, {2, 2, 1}, {F32, I32, I32},
+     {0, 0, -1}},
+    {"scatter add", OP_SCATTER, 3, {{5, 3}, {4}, {4, 1, 3}}, {2, 1, 3}, {F32, I32, F32},
+     {1, 0, 2}},
+    {"scatter add updates mapped", OP_SCATTER, 3, {{5, 3}, {4}, {4, 1, 3}}, {2, 1, 3},
+     {F32, I32, F32}, {-1, -1, 0}},
     {"put_along_axis", OP_PUT_ALONG, 3, {{4, 3}, {2, 3}, {2, 3}}, {2, 2, 2}, {F32, I32, F32},
      {0, -1, 1}},
 };
@@ -143,9 +160,10 @@ static pn_array *make_input(const vcase *c, int i, int64_t B)
     }
     if (ax >= 0) nd++;
     if (!pnC_is_integer(c->dtype[i])) return test_random_array(s, nd, c->dtype[i], -3, 3);
-    int64_t N = c->op == OP_TAKE1 ? c->shape[0][1] : c->op == OP_TAKE_ALONG ? c->shape[0][1]
-                                                                           : c->shape[0][0];
-    bool wrap = c->op == OP_TAKE0 || c->op == OP_TAKE1 || c->op == OP_TAKE_GRAD;
+    bool second = c->op == OP_TAKE1 || c->op == OP_TAKE_ALONG || (c->op == OP_GATHER && i == 2);
+    int64_t N = c->shape[0][second ? 1 : 0];
+    bool wrap = c->op == OP_TAKE0 || c->op == OP_TAKE1 || c->op == OP_TAKE_GRAD ||
+                c->op == OP_GATHER || c->op == OP_SCATTER;
     return pn_astype(test_random_array(s, nd, PN_INT32, wrap ? -(double)N : 0, wrap ? N + 2 : N),
                      c->dtype[i]);
 }
@@ -206,20 +224,20 @@ TEST(batching_rules_match_the_loop)
     }
 }
 
-/* A primitive without a rule (general gather) still batches, through the per-item loop. */
-TEST(gather_without_a_rule_takes_the_loop)
+/* A primitive without a rule (AsStrided) still batches, through the per-item loop. */
+TEST(as_strided_without_a_rule_takes_the_loop)
 {
     pn_scope_push();
-    vcase c = {"gather", OP_GATHER, 2, {{5, 3}, {2}}, {2, 1}, {F32, I32}, {0, -1}};
-    pn_array *in[2] = {make_input(&c, 0, 4), make_input(&c, 1, 4)}, *ref[3], *out[3];
+    vcase c = {"as_strided", OP_AS_STRIDED, 1, {{5, 3}}, {2}, {F32}, {0}};
+    pn_array *in[1] = {make_input(&c, 0, 4)}, *ref[3], *out[3];
     int nref = 0, nout = 0;
     CHECK(reference(&c, in, 4, ref, &nref) == 0);
     int64_t loops = pnT_vmap_loop_count();
-    pn_closure *f = pn_closure_new(fn, &c, NULL), *v = pn_vmap(f, c.axis, 2, NULL, 0);
-    CHECK(pn_closure_call(v, 2, in, &nout, out) == 0 && nout == 1);
+    pn_closure *f = pn_closure_new(fn, &c, NULL), *v = pn_vmap(f, c.axis, 1, NULL, 0);
+    CHECK(pn_closure_call(v, 1, in, &nout, out) == 0 && nout == 1);
     CHECK(pnT_vmap_loop_count() == loops + 1);
     double *rv = test_to_f64(ref[0]);
-    test_check_values("gather by loop", out[0], ref[0]->shape, ref[0]->ndim, ref[0]->dtype, rv, 0, 0);
+    test_check_values("as_strided by loop", out[0], ref[0]->shape, ref[0]->ndim, ref[0]->dtype, rv, 0, 0);
     free(rv);
     pn_closure_release(v);
     pn_closure_release(f);

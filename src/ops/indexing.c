@@ -706,6 +706,64 @@ static int along_axis_vmap(const pnC_node *node, pn_array *const *in, const int 
     return keep_results(out, 1, out[0] != NULL);
 }
 
+extern const pnC_primitive scatter_prim;
+
+/* Gather and Scatter: the batch becomes one more indexed axis in front of the array (its
+ * items addressed by an arange over the batch, window 1), mapped index arrays get the batch
+ * first and the others broadcast against it; the gather's window axis of the batch is dropped
+ * afterwards, the scatter's updates gain it. */
+static int gather_scatter_batched(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                                  int64_t B, bool scatter, pn_array **r)
+{
+    const pnK_index_params *p = PNC_PARAMS(node, pnK_index_params);
+    int nidx = p->nidx, n = in[0]->ndim - (in_axes[0] >= 0), m = 0;
+    for (int k = 0; k < nidx; k++) { /* the index arrays' broadcast rank, per item */
+        int r = in[1 + k]->ndim - (in_axes[1 + k] >= 0);
+        m = r > m ? r : m;
+    }
+    if (m + 1 + n + 1 > PNC_MAX_NDIM || nidx + 1 > PNC_MAX_NDIM)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[vmap] The batched gather or scatter would "
+                            "have too many dimensions.");
+    pn_array *idx[PNC_MAX_NDIM + 1];
+    int axes[PNC_MAX_NDIM + 1];
+    int64_t bs[PNC_MAX_NDIM];
+    bs[0] = B;
+    for (int d = 1; d <= m; d++) bs[d] = 1;
+    idx[0] = pn_reshape(pn_arange(0, (double)B, 1, PN_INT64), bs, m + 1);
+    axes[0] = 0;
+    for (int k = 0; k < nidx; k++) {
+        idx[1 + k] = in_axes[1 + k] >= 0 ? pnC_batch_front(in[1 + k], in_axes[1 + k], m) : in[1 + k];
+        axes[1 + k] = p->axes[k] + 1;
+    }
+    pn_array *a = pnC_batch_lead(in[0], in_axes[0], B);
+    if (!scatter) {
+        int64_t sizes[PNC_MAX_NDIM];
+        sizes[0] = 1;
+        for (int d = 0; d < n; d++) sizes[d + 1] = p->slice_sizes[d];
+        *r = pn_squeeze(pn_gather(a, idx, nidx + 1, axes, sizes), (int[]){m + 1}, 1);
+    } else {
+        int ua = in_axes[1 + nidx];
+        pn_array *u = pnC_batch_lead(in[1 + nidx], ua, B); /* (B, idx..., window...) */
+        *r = pn_scatter(a, idx, nidx + 1, pn_expand_dims(u, (int[]){m + 1}, 1), axes, p->mode);
+    }
+    return *r ? 0 : -1;
+}
+
+static int gather_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes, pn_array **out,
+                       int *out_axes)
+{
+    int64_t B = pnC_batch_extent(in, in_axes, node->nin);
+    if (!B) {
+        bool mapped = false;
+        for (int i = 0; i < node->nin; i++) mapped |= in_axes[i] >= 0;
+        if (!mapped) return pnC_batch_rebuild(node, in, out, out_axes);
+    }
+    pn_scope_push();
+    int rc = gather_scatter_batched(node, in, in_axes, B, node->prim == &scatter_prim, &out[0]);
+    out_axes[0] = 0;
+    return keep_results(out, 1, rc == 0);
+}
+
 /* ───────────────────────────── primitives ───────────────────────────── */
 
 const pnC_primitive take_prim = {
@@ -727,6 +785,7 @@ const pnC_primitive gather_prim = {
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = gather_vjp,
     .jvp = gather_jvp,
+    .vmap = gather_vmap,
 };
 const pnC_primitive gather_axis_prim = {
     .name = "GatherAxis",
@@ -740,6 +799,7 @@ const pnC_primitive scatter_prim = {
     .eval = {[PN_CPU] = pnK_index_eval, [PN_GPU] = PNG_EVAL(pnG_index_eval)},
     .vjp = scatter_vjp,
     .jvp = scatter_jvp,
+    .vmap = gather_vmap,
 };
 const pnC_primitive scatter_axis_prim = {
     .name = "ScatterAxis",
