@@ -478,3 +478,58 @@ TEST(average_gradients)
     pn_clear_error();
     pn_scope_pop();
 }
+
+#ifdef PONTE_GPU_SIM
+#include "backend/cuda/gpu.h"
+#include "backend/cuda/sim/nccl_sim.h"
+
+/* The simulated NCCL refuses what NCCL would, with its result codes (and runs what it
+ * accepts): a null comm, no host communicator bound, ranks passing different ids, host
+ * memory, an unknown type, a bad stream, a peer outside the communicator, an unmatched
+ * ncclGroupEnd. Calls the simulator directly over the world's host communicator. */
+TEST(nccl_sim_misuse)
+{
+    const pnD_backend *be = strcmp(backend(), "mpi") ? &pnD_ring : &pnD_mpi;
+    void *host = be->init(); /* the world joined already */
+    CHECK(host && be->rank(host) == R && be->size(host) == N);
+    float hbuf[4] = {1, 2, 3, 4};
+    CHECK(ncclAllReduce(hbuf, hbuf, 4, ncclFloat32, ncclSum, NULL, NULL) == ncclInvalidArgument);
+    CHECK(ncclGroupEnd() == ncclInvalidUsage);
+    ncclUniqueId id, all[8];
+    if (N > 8) return; /* all holds 8 ids */
+    ncclComm_t comm = NULL;
+    CHECK(ncclGetUniqueId(&id) == ncclSuccess);
+    CHECK(ncclCommInitRank(&comm, N, id, R) == ncclInvalidUsage && !comm); /* nothing bound */
+    pnsim_nccl_bind(be, host); /* every rank its own id: refused on every rank */
+    CHECK(ncclCommInitRank(&comm, N, id, R) == ncclInvalidUsage && !comm);
+    CHECK(be->all_gather(host, &id, all, sizeof id, PN_UINT8) == 0); /* rank 0's id for all */
+    pnsim_nccl_bind(be, host);
+    CHECK(ncclCommInitRank(&comm, N, all[0], (R + 1) % N) == ncclInvalidArgument); /* wrong rank */
+    pnsim_nccl_bind(be, host);
+    CHECK(ncclCommInitRank(&comm, N, all[0], R) == ncclSuccess && comm);
+    float *dev = pnG_malloc(4 * sizeof *dev, 1);
+    CHECK(dev != NULL);
+    for (int i = 0; i < 4; i++) dev[i] = (float)(R + i); /* simulated device memory is host memory */
+    CHECK(ncclAllReduce(hbuf, dev, 4, ncclFloat32, ncclSum, comm, NULL) == ncclInvalidArgument);
+    CHECK(ncclAllReduce(dev, dev, 4, (ncclDataType_t)10, ncclSum, comm, NULL) == ncclInvalidArgument);
+    CHECK(ncclAllReduce(dev, dev, 4, ncclFloat32, ncclSum, comm, (pnsim_nccl_stream_t)0x1234) ==
+          ncclInvalidArgument);
+    CHECK(ncclSend(dev, 4, ncclFloat32, N, comm, NULL) == ncclInvalidArgument);
+    CHECK(strstr(ncclGetLastError(comm), "peer") != NULL);
+    CHECK(ncclAllReduce(dev, dev, 4, ncclFloat32, ncclMax, comm, NULL) == ncclSuccess);
+    for (int i = 0; i < 4; i++) CHECK_MSG(dev[i] == (float)(N - 1 + i), "max %d: %g", i, dev[i]);
+    /* a grouped ring exchange: every rank sends first, which the group makes safe */
+    float *got = pnG_malloc(4 * sizeof *got, 1);
+    for (int i = 0; i < 4; i++) dev[i] = (float)(10 * R + i);
+    CHECK(ncclGroupStart() == ncclSuccess);
+    CHECK(ncclRecv(got, 4, ncclFloat32, (R + N - 1) % N, comm, NULL) == ncclSuccess);
+    CHECK(ncclSend(dev, 4, ncclFloat32, (R + 1) % N, comm, NULL) == ncclSuccess);
+    CHECK(ncclGroupEnd() == ncclSuccess);
+    for (int i = 0; i < 4; i++) CHECK(got[i] == (float)(10 * ((R + N - 1) % N) + i));
+    pnG_free(got, 4 * sizeof *got, 1);
+    pnG_free(dev, 4 * sizeof *dev, 1);
+    CHECK(ncclCommDestroy(comm) == ncclSuccess);
+    CHECK(ncclCommDestroy(NULL) == ncclInvalidArgument);
+    pn_clear_error();
+}
+#endif
