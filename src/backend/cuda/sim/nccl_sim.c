@@ -202,8 +202,10 @@ static ncclResult_t submit(sim_op o, ncclDataType_t t, ncclRedOp_t op, pnsim_ncc
 {
     const char *what = OP_NAMES[o.kind];
     ncclComm_t c = o.comm;
-    if (!c || c->magic != COMM_MAGIC) return refuse(ncclInvalidArgument, NULL, "%s: not a live communicator", what);
-    if (!dtype_of(t, &o.dt)) return refuse(ncclInvalidArgument, c, "%s: datatype %d is not supported", what, (int)t);
+    if (!c || c->magic != COMM_MAGIC)
+        return refuse(ncclInvalidArgument, NULL, "%s: not a live communicator", what);
+    if (!dtype_of(t, &o.dt))
+        return refuse(ncclInvalidArgument, c, "%s: datatype %d is not supported", what, (int)t);
     bool reduces = o.kind == OP_ALL_REDUCE || o.kind == OP_REDUCE_SCATTER;
     if (reduces && op != ncclSum && op != ncclMax && op != ncclMin)
         return refuse(ncclInvalidArgument, c, "%s: reduction %d is not simulated", what, (int)op);
@@ -211,14 +213,17 @@ static ncclResult_t submit(sim_op o, ncclDataType_t t, ncclRedOp_t op, pnsim_ncc
     if (!pnsim_stream_ok(s)) return refuse(ncclInvalidArgument, c, "%s: an invalid stream", what);
     bool p2p = o.kind == OP_SEND || o.kind == OP_RECV;
     if (p2p && (o.peer < 0 || o.peer >= c->size))
-        return refuse(ncclInvalidArgument, c, "%s: peer %d outside the communicator's %d ranks", what, o.peer, c->size);
+        return refuse(ncclInvalidArgument, c, "%s: peer %d outside the communicator's %d ranks", what,
+                      o.peer, c->size);
     size_t bytes = o.count * pn_dtype_size(o.dt), many = bytes * (size_t)c->size;
     size_t in_bytes = o.kind == OP_REDUCE_SCATTER ? many : bytes;
     size_t out_bytes = o.kind == OP_ALL_GATHER ? many : bytes;
     if (o.count && o.kind != OP_RECV && !pnsim_is_device_memory(o.in, in_bytes))
-        return refuse(ncclInvalidArgument, c, "%s: the send buffer [%p, +%zu) is not device memory", what, o.in, in_bytes);
+        return refuse(ncclInvalidArgument, c, "%s: the send buffer [%p, +%zu) is not device memory",
+                      what, o.in, in_bytes);
     if (o.count && o.kind != OP_SEND && !pnsim_is_device_memory(o.out, out_bytes))
-        return refuse(ncclInvalidArgument, c, "%s: the receive buffer [%p, +%zu) is not device memory", what, o.out, out_bytes);
+        return refuse(ncclInvalidArgument, c, "%s: the receive buffer [%p, +%zu) is not device "
+                      "memory", what, o.out, out_bytes);
     if (o.count == 0) return ncclSuccess;
     if (group_depth == 0) return run(&o);
     if (group_n == group_cap) {
