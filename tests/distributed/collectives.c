@@ -530,6 +530,19 @@ TEST(nccl_sim_misuse)
     pnG_free(dev, 4 * sizeof *dev, 1);
     CHECK(ncclCommDestroy(comm) == ncclSuccess);
     CHECK(ncclCommDestroy(NULL) == ncclInvalidArgument);
+    /* through nccl.c: a refused call is PN_ERR_BACKEND with NCCL's text and its details */
+    void *nc = NULL; /* none with PONTE_NCCL=0 */
+    CHECK(pnD_nccl_new(be, host, &nc) == 0 && !nc == !pn_dist_is_available("nccl"));
+    float gathered[8 * 4];
+    pn_clear_error();
+    if (nc) {
+        CHECK(pnD_nccl.all_gather(nc, hbuf, gathered, 4, PN_FLOAT32) == -1 &&
+              pn_last_error() == PN_ERR_BACKEND);
+        const char *msg = pn_last_error_message();
+        CHECK_MSG(strstr(msg, "[nccl] ncclAllGather failed: invalid argument") &&
+                  strstr(msg, "not device memory"), "%s", msg);
+        pnD_nccl.free(nc);
+    }
     pn_clear_error();
 }
 #endif
