@@ -154,7 +154,7 @@ typedef struct {
 static int check(const nccl_comm *c, const char *what, ncclResult_t r)
 {
     if (r == ncclSuccess) return 0;
-    const char *more = c && nc.ncclGetLastError ? nc.ncclGetLastError(c->comm) : NULL;
+    const char *more = nc.ncclGetLastError ? nc.ncclGetLastError(c ? c->comm : NULL) : NULL;
     bool has_more = more && *more;
     return pn_set_error(PN_ERR_BACKEND, "[nccl] %s failed: %s%s%s%s.", what, nc.ncclGetErrorString(r),
                         has_more ? " (" : "", has_more ? more : "", has_more ? ")" : "");

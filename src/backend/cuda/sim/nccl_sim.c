@@ -25,8 +25,10 @@ struct ncclComm {
     const pnD_backend *be;
     void *host;
     int rank, size;
-    char last_error[512];
 };
+
+/* The last refusal's or failure's details (ncclGetLastError: NCCL's ignores its comm too). */
+static _Thread_local char last_error[512];
 
 static _Thread_local const pnD_backend *bound_be;
 static _Thread_local void *bound_comm;
@@ -52,10 +54,7 @@ const char *ncclGetErrorString(ncclResult_t r)
     }
 }
 
-const char *ncclGetLastError(ncclComm_t comm)
-{
-    return comm && comm->magic == COMM_MAGIC ? comm->last_error : "";
-}
+const char *ncclGetLastError(ncclComm_t comm) { return last_error; }
 
 ncclResult_t ncclGetVersion(int *version)
 {
@@ -64,24 +63,21 @@ ncclResult_t ncclGetVersion(int *version)
     return ncclSuccess;
 }
 
-/* A refusal: r, with the reason on stderr and in comm's last error (when comm is usable). */
-static ncclResult_t refuse(ncclResult_t r, ncclComm_t comm, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static ncclResult_t refuse(ncclResult_t r, ncclComm_t comm, const char *fmt, ...)
+/* A refusal: r, with the reason on stderr and as the last error. */
+static ncclResult_t refuse(ncclResult_t r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static ncclResult_t refuse(ncclResult_t r, const char *fmt, ...)
 {
-    char msg[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "pnsim: %s\n", msg);
-    if (comm && comm->magic == COMM_MAGIC) snprintf(comm->last_error, sizeof comm->last_error, "%s", msg);
+    fprintf(stderr, "pnsim: %s\n", last_error);
     return r;
 }
 
 ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
 {
-    if (!id) return refuse(ncclInvalidArgument, NULL, "ncclGetUniqueId: a null id");
+    if (!id) return refuse(ncclInvalidArgument, "ncclGetUniqueId: a null id");
     static atomic_uint counter;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -93,35 +89,35 @@ ncclResult_t ncclGetUniqueId(ncclUniqueId *id)
 
 ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int rank)
 {
-    if (!out) return refuse(ncclInvalidArgument, NULL, "ncclCommInitRank: a null comm pointer");
+    if (!out) return refuse(ncclInvalidArgument, "ncclCommInitRank: a null comm pointer");
     *out = NULL;
     const pnD_backend *be = bound_be;
     void *host = bound_comm;
     bound_be = NULL, bound_comm = NULL;
     if (!be || !host)
-        return refuse(ncclInvalidUsage, NULL, "ncclCommInitRank: no host communicator bound "
+        return refuse(ncclInvalidUsage, "ncclCommInitRank: no host communicator bound "
                       "(pnsim_nccl_bind) for the simulated communicator");
     if (strncmp(id.internal, ID_MAGIC, strlen(ID_MAGIC)))
-        return refuse(ncclInvalidArgument, NULL, "ncclCommInitRank: the id is not from ncclGetUniqueId");
+        return refuse(ncclInvalidArgument, "ncclCommInitRank: the id is not from ncclGetUniqueId");
     if (nranks != be->size(host) || rank < 0 || rank != be->rank(host))
-        return refuse(ncclInvalidArgument, NULL, "ncclCommInitRank: rank %d of %d, but the host "
+        return refuse(ncclInvalidArgument, "ncclCommInitRank: rank %d of %d, but the host "
                       "communicator has rank %d of %d", rank, nranks, be->rank(host), be->size(host));
     /* every member must pass the same id (NCCL's bootstrap would never complete otherwise) */
     char *ids = malloc((size_t)nranks * sizeof id);
-    if (!ids) return refuse(ncclSystemError, NULL, "ncclCommInitRank: out of memory");
+    if (!ids) return refuse(ncclSystemError, "ncclCommInitRank: out of memory");
     if (be->all_gather(host, &id, ids, sizeof id, PN_UINT8)) {
         free(ids);
-        return refuse(ncclSystemError, NULL, "ncclCommInitRank: %s", pn_last_error_message());
+        return refuse(ncclSystemError, "ncclCommInitRank: %s", pn_last_error_message());
     }
     int differs = -1;
     for (int r = 0; r < nranks && differs < 0; r++)
         if (memcmp(ids + (size_t)r * sizeof id, &id, sizeof id)) differs = r;
     free(ids);
     if (differs >= 0)
-        return refuse(ncclInvalidUsage, NULL, "ncclCommInitRank: rank %d passed another unique id", differs);
+        return refuse(ncclInvalidUsage, "ncclCommInitRank: rank %d passed another unique id", differs);
     ncclComm_t c = calloc(1, sizeof *c);
-    if (!c) return refuse(ncclSystemError, NULL, "ncclCommInitRank: out of memory");
-    *c = (struct ncclComm){COMM_MAGIC, be, host, rank, nranks, ""};
+    if (!c) return refuse(ncclSystemError, "ncclCommInitRank: out of memory");
+    *c = (struct ncclComm){COMM_MAGIC, be, host, rank, nranks};
     *out = c;
     return ncclSuccess;
 }
@@ -129,7 +125,7 @@ ncclResult_t ncclCommInitRank(ncclComm_t *out, int nranks, ncclUniqueId id, int 
 ncclResult_t ncclCommDestroy(ncclComm_t comm)
 {
     if (!comm || comm->magic != COMM_MAGIC)
-        return refuse(ncclInvalidArgument, NULL, "ncclCommDestroy: not a live communicator");
+        return refuse(ncclInvalidArgument, "ncclCommDestroy: not a live communicator");
     comm->magic = 0;
     free(comm);
     return ncclSuccess;
@@ -187,7 +183,7 @@ static ncclResult_t run(const sim_op *o)
         break;
     }
     if (rc == 0) return ncclSuccess;
-    snprintf(c->last_error, sizeof c->last_error, "%s over the host backend: %s", OP_NAMES[o->kind],
+    snprintf(last_error, sizeof last_error, "%s over the host backend: %s", OP_NAMES[o->kind],
              pn_last_error_message());
     return ncclSystemError;
 }
@@ -203,33 +199,33 @@ static ncclResult_t submit(sim_op o, ncclDataType_t t, ncclRedOp_t op, pnsim_ncc
     const char *what = OP_NAMES[o.kind];
     ncclComm_t c = o.comm;
     if (!c || c->magic != COMM_MAGIC)
-        return refuse(ncclInvalidArgument, NULL, "%s: not a live communicator", what);
+        return refuse(ncclInvalidArgument, "%s: not a live communicator", what);
     if (!dtype_of(t, &o.dt))
-        return refuse(ncclInvalidArgument, c, "%s: datatype %d is not supported", what, (int)t);
+        return refuse(ncclInvalidArgument, "%s: datatype %d is not supported", what, (int)t);
     bool reduces = o.kind == OP_ALL_REDUCE || o.kind == OP_REDUCE_SCATTER;
     if (reduces && op != ncclSum && op != ncclMax && op != ncclMin)
-        return refuse(ncclInvalidArgument, c, "%s: reduction %d is not simulated", what, (int)op);
+        return refuse(ncclInvalidArgument, "%s: reduction %d is not simulated", what, (int)op);
     o.red = op == ncclMax ? PND_MAX : op == ncclMin ? PND_MIN : PND_SUM;
-    if (!pnsim_stream_ok(s)) return refuse(ncclInvalidArgument, c, "%s: an invalid stream", what);
+    if (!pnsim_stream_ok(s)) return refuse(ncclInvalidArgument, "%s: an invalid stream", what);
     bool p2p = o.kind == OP_SEND || o.kind == OP_RECV;
     if (p2p && (o.peer < 0 || o.peer >= c->size))
-        return refuse(ncclInvalidArgument, c, "%s: peer %d outside the communicator's %d ranks", what,
+        return refuse(ncclInvalidArgument, "%s: peer %d outside the communicator's %d ranks", what,
                       o.peer, c->size);
     size_t bytes = o.count * pn_dtype_size(o.dt), many = bytes * (size_t)c->size;
     size_t in_bytes = o.kind == OP_REDUCE_SCATTER ? many : bytes;
     size_t out_bytes = o.kind == OP_ALL_GATHER ? many : bytes;
     if (o.count && o.kind != OP_RECV && !pnsim_is_device_memory(o.in, in_bytes))
-        return refuse(ncclInvalidArgument, c, "%s: the send buffer [%p, +%zu) is not device memory",
+        return refuse(ncclInvalidArgument, "%s: the send buffer [%p, +%zu) is not device memory",
                       what, o.in, in_bytes);
     if (o.count && o.kind != OP_SEND && !pnsim_is_device_memory(o.out, out_bytes))
-        return refuse(ncclInvalidArgument, c, "%s: the receive buffer [%p, +%zu) is not device "
+        return refuse(ncclInvalidArgument, "%s: the receive buffer [%p, +%zu) is not device "
                       "memory", what, o.out, out_bytes);
     if (o.count == 0) return ncclSuccess;
     if (group_depth == 0) return run(&o);
     if (group_n == group_cap) {
         int cap = group_cap ? 2 * group_cap : 8;
         sim_op *ops = realloc(group_ops, (size_t)cap * sizeof *ops);
-        if (!ops) return refuse(ncclSystemError, c, "%s: out of memory", what);
+        if (!ops) return refuse(ncclSystemError, "%s: out of memory", what);
         group_ops = ops, group_cap = cap;
     }
     group_ops[group_n++] = o;
@@ -244,7 +240,7 @@ ncclResult_t ncclGroupStart(void)
 
 ncclResult_t ncclGroupEnd(void)
 {
-    if (group_depth == 0) return refuse(ncclInvalidUsage, NULL, "ncclGroupEnd without ncclGroupStart");
+    if (group_depth == 0) return refuse(ncclInvalidUsage, "ncclGroupEnd without ncclGroupStart");
     if (--group_depth > 0) return ncclSuccess;
     ncclResult_t r = ncclSuccess;
     for (int pass = 0; pass < 2; pass++) /* sends first */

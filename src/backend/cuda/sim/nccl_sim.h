@@ -51,7 +51,7 @@ typedef struct ncclComm *ncclComm_t;
 typedef struct CUstream_st *pnsim_nccl_stream_t; /* cudaStream_t */
 
 const char *ncclGetErrorString(ncclResult_t result);
-/* The last error's details on comm (NCCL 2.13 and later; optional in nccl.c). */
+/* The last error's details (NCCL 2.13 and later, whose comm argument is unused; optional in nccl.c). */
 const char *ncclGetLastError(ncclComm_t comm);
 ncclResult_t ncclGetVersion(int *version);
 ncclResult_t ncclGetUniqueId(ncclUniqueId *uniqueId);
