@@ -383,7 +383,9 @@ DIST_PRIM(recv_prim, "Recv");
 static pn_array *make(const pnC_primitive *prim, pn_dist_group *g, dist_kind kind, int reduce,
                       int peer, int nin, pn_array *x, pn_dtype dtype, const int64_t *shape, int ndim)
 {
-    dist_params p = {g, kind, reduce, peer};
+    dist_params p;
+    memset(&p, 0, sizeof p); /* the padding too: compile compares params as bytes */
+    p.g = g, p.kind = kind, p.reduce = reduce, p.peer = peer;
     return pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
 }
 
