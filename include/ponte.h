@@ -878,21 +878,27 @@ int pn_fast_precompiled_cuda_kernel(const char *name, const void *code, size_t c
 /* Distributed process groups (mlx.core.distributed) over two backends: "mpi" (Open MPI,
  * loaded at run time; a process started by mpirun joins MPI's world group) and "ring" (TCP
  * sockets; a process whose launcher set torchrun's RANK, WORLD_SIZE, MASTER_ADDR and
- * MASTER_PORT (Slurm's SLURM_PROCID / SLURM_NTASKS for the first two), or MLX's MLX_RANK and
- * MLX_HOSTFILE, joins the ring's world; PONTE_DIST_TIMEOUT (seconds, default 300) bounds the
- * wait for the other processes). Otherwise the global group is the singleton (rank 0 of 1).
- * g NULL means the global group (initialized non-strictly on first use). The collectives and
- * send / recv are lazy: they communicate when evaluated, on the CPU (a GPU-stream node goes
- * through host memory), so every process must evaluate the same collectives of a group in the
- * same order (the graph order of one pn_eval). pn_compile keeps them in its traces (never
- * merged as common subexpressions). */
+ * MASTER_PORT (Slurm's SLURM_PROCID / SLURM_NTASKS for the first two), MLX's MLX_RANK and
+ * MLX_HOSTFILE, or MLX's NCCL launch's MLX_RANK, MLX_WORLD_SIZE, NCCL_HOST_IP and NCCL_PORT,
+ * joins the ring's world; PONTE_DIST_TIMEOUT (seconds, default 300) bounds the wait for the
+ * other processes). Otherwise the global group is the singleton (rank 0 of 1). g NULL means
+ * the global group (initialized non-strictly on first use). The collectives and send / recv
+ * are lazy: they communicate when evaluated, so every process must evaluate the same
+ * collectives of a group in the same order (the graph order of one pn_eval) on the same kind
+ * of device. A node on a GPU stream uses NCCL (libnccl loaded at run time; PONTE_NCCL=0: off)
+ * on its device buffers when every member of the group has it and NCCL carries the dtype (all
+ * but int16 / uint16 reductions and complex64 max / min); otherwise it goes through host
+ * memory. pn_compile keeps them in its traces (never merged as common subexpressions). */
 typedef struct pn_dist_group pn_dist_group;
 /* Whether a backend can be used: "mpi" when Open MPI's library loads; "ring" always (as in
- * MLX); "any" when either is; "nccl" and "jaccl" are not implemented (false). */
+ * MLX); "any" when either is; "nccl" when a usable GPU is present (the simulated one too) and
+ * libnccl loads; "jaccl" is not implemented (false). */
 bool pn_dist_is_available(const char *backend);
 /* The global group (not to be freed; the first call decides it for the process): for "any"
  * the world of the backend whose launcher started the process (mpi, then ring), for "mpi" or
- * "ring" that backend's world when its launcher started the process, else the singleton.
+ * "ring" that backend's world when its launcher started the process; for "nccl", when NCCL is
+ * usable, the world already joined or else the ring's, with its NCCL communicator made at
+ * once (a collective); else the singleton.
  * backend NULL means "any"; an unknown name is PN_ERR_INVALID_ARGUMENT; strict without a usable
  * backend is PN_ERR_BACKEND with the reason (including a ring bootstrap's failure: a bad
  * variable, an unreadable hostfile, a peer that never came). */

@@ -2,7 +2,8 @@
  * availability (MPI loads at run time when installed; the ring backend is built in), the
  * singleton global group, strict initialization errors and eager argument checks. The
  * multi-process checks are tests/distributed/collectives.c, which ctest runs under mpirun
- * (test_mpi) and as ring processes (test_ring, test_ring_hostfile). */
+ * (test_mpi) and as ring processes (test_ring, test_ring_hostfile; test_ring_gpu,
+ * test_ring_gpu_host and test_nccl on the simulated GPU build). */
 #include "harness.h"
 
 #include <dlfcn.h>
@@ -28,7 +29,14 @@ TEST(availability)
     pn_scope_push();
     CHECK(pn_dist_is_available("mpi") == libmpi_loads());
     CHECK(pn_dist_is_available("ring") && pn_dist_is_available("any") && pn_dist_is_available(NULL));
-    CHECK(!pn_dist_is_available("nccl") && !pn_dist_is_available("jaccl") && !pn_dist_is_available("tcp"));
+    CHECK(!pn_dist_is_available("jaccl") && !pn_dist_is_available("tcp"));
+    /* nccl: a GPU and libnccl; the simulated build's NCCL is built in (PONTE_NCCL=0: off) */
+#ifdef PONTE_GPU_SIM
+    const char *off = getenv("PONTE_NCCL");
+    CHECK(pn_dist_is_available("nccl") == (pn_gpu_available() && !(off && !strcmp(off, "0"))));
+#else
+    if (!pn_gpu_available()) CHECK(!pn_dist_is_available("nccl"));
+#endif
     pn_scope_pop();
 }
 
@@ -46,6 +54,9 @@ TEST(singleton_without_launcher)
         const char *msg = pn_last_error_message();
         CHECK_MSG(msg && strstr(msg, "Couldn't initialize"), "strict %s: %s", names[i], msg);
         if (i == 1 && libmpi_loads()) CHECK_MSG(strstr(msg, "mpirun"), "mpi: %s", msg);
+        if (i == 3) /* nccl: why NCCL is unusable, or which launch it needs */
+            CHECK_MSG(strstr(msg, pn_dist_is_available("nccl") ? "NCCL_HOST_IP" : "NCCL is not available"),
+                      "nccl: %s", msg);
     }
     pn_clear_error();
     pn_dist_group *g = pn_dist_init(false, "mpi");

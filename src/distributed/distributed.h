@@ -1,6 +1,7 @@
 /* distributed.h — the internal interface between the public process-group API (group.c: groups,
- * the lazy collective primitives) and a communication backend (mpi.c, ring.c; NCCL later). A
- * backend is one table of functions over opaque communicators; group.c never sees MPI. */
+ * the lazy collective primitives) and a communication backend (mpi.c, ring.c over host memory;
+ * nccl.c over device memory for GPU nodes). A backend is one table of functions over opaque
+ * communicators; group.c never sees MPI or NCCL. */
 #ifndef PONTE_DISTRIBUTED_H
 #define PONTE_DISTRIBUTED_H
 
@@ -42,8 +43,28 @@ typedef struct pnD_backend {
 /* The MPI backend (mpi.c): Open MPI loaded with dlopen at first use. */
 extern const pnD_backend pnD_mpi;
 /* The ring backend (ring.c): TCP sockets between the processes, started by a launcher that
- * sets torchrun's (or Slurm's) environment variables. */
+ * sets torchrun's (or Slurm's), MLX's hostfile or MLX's NCCL environment variables. */
 extern const pnD_backend pnD_ring;
+
+/* NCCL (nccl.c), for the nodes evaluated on a GPU stream: the same table over device buffers,
+ * queued on the evaluating node's stream (pnC_eval_stream); only rank, size, the five
+ * collectives and free are set. Its communicators come from pnD_nccl_new. */
+extern const pnD_backend pnD_nccl;
+/* Whether NCCL can be used: a usable GPU, libnccl loaded (at the first call), and not
+ * PONTE_NCCL=0. When not, *why (may be NULL) names the reason. */
+bool pnD_nccl_available(const char **why);
+/* Whether pnD_nccl carries a collective of dtype dt: reduce < 0 moves data (all_gather, send,
+ * recv: every dtype, as bytes), else the reduction reduce (a pnD_reduce) of all_reduce or
+ * reduce_scatter_sum: every dtype but int16 / uint16 (NCCL has no 16-bit integers),
+ * complex64 for the sum only, bfloat16 from NCCL 2.10. */
+bool pnD_nccl_handles(pn_dtype dt, int reduce);
+/* The NCCL communicator of the processes of host_comm (a communicator of host backend be),
+ * bootstrapped over it: a collective over host_comm. *out NULL without an error when some
+ * member has no NCCL (the group keeps its host path). 0, or -1 with an error. */
+int pnD_nccl_new(const pnD_backend *be, void *host_comm, void **out);
+/* How many collectives of GPU nodes ran through NCCL (nccl true) or through host memory
+ * (group.c; a test hook). */
+int64_t pnD_gpu_path_count(bool nccl);
 
 /* acc[i] = acc[i] op x[i] for n elements of dt (combine.c): sum, max, min (NaN wins; bool: or,
  * or, and; complex64 ordered by real then imaginary part). */

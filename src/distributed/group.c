@@ -1,23 +1,27 @@
 /* group.c — mlx.core.distributed's C API: process groups and their collectives as lazy
  * primitives (AllReduce, AllGather, ReduceScatter, Send, Recv) over a communication backend
- * (distributed.h; MPI in mpi.c, TCP in ring.c). Without a launcher the global group is the singleton (rank 0
- * of 1), where the collectives are copies and point-to-point calls are errors, as in MLX. */
+ * (distributed.h; MPI in mpi.c, TCP in ring.c), and over NCCL (nccl.c) for GPU nodes when
+ * every member has it. Without a launcher the global group is the singleton (rank 0 of 1),
+ * where the collectives are copies and point-to-point calls are errors, as in MLX. */
 #include "distributed/distributed.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A process group: a backend communicator, or none for a group of one. Split groups are
- * reference-counted (the caller's handle and every pending node using them); the global
- * groups are static. */
+/* A process group: a backend communicator, or none for a group of one, and the NCCL
+ * communicator of its GPU nodes once made. Split groups are reference-counted (the caller's
+ * handle and every pending node using them); the global groups are static. */
 struct pn_dist_group {
     atomic_int refs;
     int rank, size;
     const pnD_backend *be; /* NULL: the singleton */
     void *comm;
     bool is_static;
+    int nccl_state; /* NCCL_*: whether nccl holds pnD_nccl's communicator */
+    void *nccl;
 };
+enum { NCCL_UNTRIED, NCCL_READY, NCCL_NONE };
 
 static pn_dist_group singleton = {.rank = 0, .size = 1, .is_static = true};
 /* The backends in the order "any" tries them, and their world groups (be set once joined). */
@@ -40,9 +44,25 @@ static bool known_backend(const char *name)
 bool pn_dist_is_available(const char *backend)
 {
     bool any = !backend || !strcmp(backend, "any");
+    if (backend && !strcmp(backend, "nccl")) return pnD_nccl_available(NULL);
     for (int b = 0; b < NBACKEND; b++)
         if ((any || !strcmp(backend, BACKEND_ORDER[b]->name)) && BACKEND_ORDER[b]->available()) return true;
-    return false; /* nccl and jaccl are not implemented */
+    return false; /* jaccl is not implemented */
+}
+
+/* g's NCCL communicator, made first when create (a collective over g, so only at a point
+ * every member reaches: a collective's first evaluation on a GPU stream); NULL: g's GPU
+ * nodes take the host path (some member has no NCCL, or create was false before it was
+ * made). *rc -1 when making it failed (the error recorded). Nodes of one group evaluate one
+ * at a time (every member runs them in the same order). */
+static void *group_nccl(pn_dist_group *g, bool create, int *rc)
+{
+    *rc = 0;
+    if (g->nccl_state == NCCL_UNTRIED && create) {
+        *rc = pnD_nccl_new(g->be, g->comm, &g->nccl);
+        g->nccl_state = g->nccl ? NCCL_READY : NCCL_NONE; /* a failure is not retried */
+    }
+    return g->nccl_state == NCCL_READY ? g->nccl : NULL;
 }
 
 /* Backend b's world group, joining it on first use; NULL with an error. */
@@ -69,12 +89,16 @@ pn_dist_group *pn_dist_init(bool strict, const char *backend)
                         "[distributed] The only valid values for backend are 'any', 'mpi', "
                         "'nccl', 'jaccl' and 'ring' but '%s' was provided.", backend);
     bool any = !strcmp(backend, "any"), had_error = pnC_failed(), tried = false;
+    /* nccl: the ring's world (or the world already joined) with NCCL for its GPU nodes */
+    const char *no_nccl = NULL;
+    bool nccl = !strcmp(backend, "nccl"), nccl_ok = nccl && pnD_nccl_available(&no_nccl);
     pthread_mutex_lock(&world_mutex);
     pn_dist_group *g = NULL;
-    for (int b = 0; b < NBACKEND && !g && !tried; b++) {
+    for (int b = 0; b < NBACKEND && !g && !tried && (!nccl || nccl_ok); b++) {
         const pnD_backend *be = BACKEND_ORDER[b];
-        if (!any && strcmp(backend, be->name)) continue;
-        if (world == &worlds[b]) {
+        bool joined = world == &worlds[b];
+        if (!any && strcmp(backend, be->name) && !(nccl && (be == &pnD_ring || joined))) continue;
+        if (joined) {
             g = world;
         } else if ((!world || world == &singleton) && be->launched() && (strict || be->available())) {
             tried = true; /* the launcher's backend: its failure is the answer */
@@ -83,9 +107,14 @@ pn_dist_group *pn_dist_init(bool strict, const char *backend)
         }
     }
     if (!g && strict && !tried) {
-        bool ours = any || !strcmp(backend, "mpi") || !strcmp(backend, "ring");
-        const char *why = !ours ? "Ponte implements the mpi and ring backends"
+        bool ours = any || nccl || !strcmp(backend, "mpi") || !strcmp(backend, "ring");
+        char nccl_why[400];
+        snprintf(nccl_why, sizeof nccl_why, "NCCL is not available: %s", no_nccl ? no_nccl : "");
+        const char *why = !ours ? "Ponte implements the mpi, ring and nccl backends"
+                          : nccl && !nccl_ok ? nccl_why
                           : world && world != &singleton ? "this process already joined another backend's group"
+                          : nccl ? "the process was not started by a launcher setting MLX_RANK, "
+                                   "MLX_WORLD_SIZE, NCCL_HOST_IP and NCCL_PORT (or the ring's variables)"
                           : "the process was not started by mpirun, or by a launcher setting "
                             "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT";
         if (any)
@@ -100,7 +129,10 @@ pn_dist_group *pn_dist_init(bool strict, const char *backend)
         if (!world) world = g;
     }
     pthread_mutex_unlock(&world_mutex);
-    return g;
+    int rc = 0;
+    if (g && nccl && g->be) group_nccl(g, true, &rc); /* every member calls init: make it now */
+    if (rc && !strict && !had_error) pn_clear_error(); /* the host path stays */
+    return rc && strict ? NULL : g;
 }
 
 /* g, or the global group for NULL (initialized non-strictly, as MLX's collectives do). */
@@ -145,6 +177,7 @@ pn_dist_group *pn_dist_group_split(pn_dist_group *g, int color, int key)
 void pn_dist_group_free(pn_dist_group *g)
 {
     if (!g || g->is_static || atomic_fetch_sub(&g->refs, 1) != 1) return;
+    if (g->nccl) pnD_nccl.free(g->nccl);
     g->be->free(g->comm);
     free(g);
 }
@@ -166,14 +199,20 @@ static const char *const KIND_NAMES[] = {"all_reduce", "all_gather", "sum_scatte
 static void dist_release(void *params) { pn_dist_group_free(((dist_params *)params)->g); }
 static void dist_retain(void *params) { group_retain(((dist_params *)params)->g); }
 
-/* The CPU kernel: the input made row-contiguous, the output allocated, one backend call. The
- * collectives first check that every process passes the same size and dtype, so a mismatch
- * is an error on every rank rather than a hang or garbage. */
-static int dist_eval(const pnC_node *nd, pn_array *const *in, pn_array *const *out)
+/* The collective's check that every process passes the same size and dtype (through the
+ * host backend), so that a mismatch is an error on every rank rather than a hang or garbage;
+ * nothing for send / recv. */
+static int dist_check(const dist_params *p, pn_array *const *in)
 {
-    const dist_params *p = PNC_PARAMS(nd, dist_params);
-    const pnD_backend *be = p->g->be;
-    void *comm = p->g->comm;
+    if (p->kind == SEND || p->kind == RECV) return 0;
+    return p->g->be->check_same(p->g->comm, KIND_NAMES[p->kind], in[0]->size, in[0]->dtype);
+}
+
+/* The node's one call of backend be over comm: the input made row-contiguous, the output
+ * allocated (on the kernel's side: host memory, or device memory in a GPU kernel). */
+static int dist_run(const dist_params *p, const pnD_backend *be, void *comm, pn_array *const *in,
+                    pn_array *const *out)
+{
     const char *op = KIND_NAMES[p->kind];
     if (p->kind == SEND) {
         pn_array *x = pnC_contiguous(in[0]);
@@ -187,28 +226,50 @@ static int dist_eval(const pnC_node *nd, pn_array *const *in, pn_array *const *o
     if (p->kind == RECV) return be->recv(comm, pnC_data(out[0]), out[0]->size, out[0]->dtype, p->peer);
     pn_array *x = pnC_contiguous(in[0]);
     if (!x) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
-    int rc = be->check_same(comm, op, x->size, x->dtype);
-    if (rc == 0) {
-        void *src = pnC_data(x), *dst = pnC_data(out[0]);
-        rc = p->kind == ALL_REDUCE ? be->all_reduce(comm, src, dst, x->size, x->dtype, p->reduce)
+    void *src = pnC_data(x), *dst = pnC_data(out[0]);
+    int rc = p->kind == ALL_REDUCE ? be->all_reduce(comm, src, dst, x->size, x->dtype, p->reduce)
              : p->kind == ALL_GATHER ? be->all_gather(comm, src, dst, x->size, x->dtype)
                                      : be->reduce_scatter_sum(comm, src, dst, out[0]->size, x->dtype);
-    }
     pnC_decref(x);
     return rc;
 }
 
-/* On a GPU stream the communication goes through host memory (the MPI backend is CPU-only):
- * inputs are brought to the host, the CPU kernel runs, and the outputs migrate back to the
+/* The CPU kernel. */
+static int dist_eval(const pnC_node *nd, pn_array *const *in, pn_array *const *out)
+{
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    return dist_check(p, in) || dist_run(p, p->g->be, p->g->comm, in, out) ? -1 : 0;
+}
+
+/* Collectives of GPU nodes by path: [0] through host memory, [1] through NCCL. */
+static atomic_llong gpu_paths[2];
+
+int64_t pnD_gpu_path_count(bool nccl) { return atomic_load(&gpu_paths[nccl]); }
+
+/* On a GPU stream: NCCL on the device buffers when the group has its communicator (made by
+ * the group's first GPU collective; send / recv only use one that exists, since making it
+ * needs every member) and NCCL carries the dtype (pnD_nccl_handles). Otherwise through host
+ * memory: the inputs brought to the host, the CPU kernel, the outputs migrating back to the
  * device when a GPU kernel next reads them. */
 static int dist_eval_gpu(const pnC_node *nd, pn_array *const *in, pn_array *const *out)
 {
-    for (int i = 0; i < nd->nin; i++)
-        if (pnC_buffer_to_host(in[i]->buf)) return -1;
-    bool was = pnC_eval_gpu;
-    pnC_eval_gpu = false;
-    int rc = dist_eval(nd, in, out);
-    pnC_eval_gpu = was;
+    const dist_params *p = PNC_PARAMS(nd, dist_params);
+    bool p2p = p->kind == SEND || p->kind == RECV;
+    int rc = dist_check(p, in);
+    void *nc = rc == 0 ? group_nccl(p->g, !p2p, &rc) : NULL;
+    if (rc) return -1;
+    pn_dtype dt = p->kind == RECV ? out[0]->dtype : in[0]->dtype;
+    bool use_nccl = nc && pnD_nccl_handles(dt, p2p || p->kind == ALL_GATHER ? -1 : p->reduce);
+    if (use_nccl) {
+        rc = dist_run(p, &pnD_nccl, nc, in, out);
+    } else {
+        for (int i = 0; i < nd->nin && rc == 0; i++) rc = pnC_buffer_to_host(in[i]->buf);
+        bool was = pnC_eval_gpu;
+        pnC_eval_gpu = false;
+        if (rc == 0) rc = dist_run(p, p->g->be, p->g->comm, in, out);
+        pnC_eval_gpu = was;
+    }
+    if (rc == 0) atomic_fetch_add(&gpu_paths[use_nccl], 1);
     return rc;
 }
 
@@ -322,7 +383,9 @@ DIST_PRIM(recv_prim, "Recv");
 static pn_array *make(const pnC_primitive *prim, pn_dist_group *g, dist_kind kind, int reduce,
                       int peer, int nin, pn_array *x, pn_dtype dtype, const int64_t *shape, int ndim)
 {
-    dist_params p = {g, kind, reduce, peer};
+    dist_params p;
+    memset(&p, 0, sizeof p); /* the padding too: compile compares params as bytes */
+    p.g = g, p.kind = kind, p.reduce = reduce, p.peer = peer;
     return pnC_make(prim, &p, sizeof p, nin, nin ? &x : NULL, dtype, shape, ndim);
 }
 

@@ -1,6 +1,7 @@
 /* ring.c — the ring backend (distributed.h's table) over TCP sockets, for two kinds of launch:
  * torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; Slurm's SLURM_PROCID and
- * SLURM_NTASKS stand for the first two), where rank 0 listens on MASTER_PORT, learns every
+ * SLURM_NTASKS stand for the first two; MLX's NCCL launch says the same with MLX_RANK,
+ * MLX_WORLD_SIZE, NCCL_HOST_IP and NCCL_PORT), where rank 0 listens on the port, learns every
  * rank's address and hands out the table; or MLX's (MLX_RANK and MLX_HOSTFILE, a JSON list
  * with one list of "ip:port" strings per rank: each rank listens on its first address). Then
  * every pair of processes connects once (a full mesh).
@@ -45,21 +46,24 @@ static pthread_mutex_t ring_mutex = PTHREAD_MUTEX_INITIALIZER;
 /* ───────────────────────────── environment ───────────────────────────── */
 
 /* The launcher's variables: values and the names they came from; hostfile set means MLX's
- * launch (rank from MLX_RANK), else torchrun's. */
+ * hostfile launch (rank from MLX_RANK), else rank 0's address (torchrun's form). */
 typedef struct {
-    const char *rank, *size, *addr, *port, *rank_name, *size_name, *hostfile;
+    const char *rank, *size, *addr, *port, *rank_name, *size_name, *addr_name, *port_name, *hostfile;
 } launch_env;
 
 static launch_env read_env(void)
 {
     const char *hostfile = getenv("MLX_HOSTFILE");
     if (hostfile && *hostfile)
-        return (launch_env){getenv("MLX_RANK"), NULL, NULL, NULL, "MLX_RANK", NULL, hostfile};
-    launch_env e = {getenv("RANK"), getenv("WORLD_SIZE"), getenv("MASTER_ADDR"),
-                    getenv("MASTER_PORT"), "RANK", "WORLD_SIZE", NULL};
+        return (launch_env){getenv("MLX_RANK"), .rank_name = "MLX_RANK", .hostfile = hostfile};
+    launch_env e = {getenv("MLX_RANK"), getenv("MLX_WORLD_SIZE"), getenv("NCCL_HOST_IP"), getenv("NCCL_PORT"),
+                    "MLX_RANK", "MLX_WORLD_SIZE", "NCCL_HOST_IP", "NCCL_PORT", NULL};
+    if (e.rank && e.size && e.addr && e.port) return e; /* mlx.launch --backend nccl */
+    e = (launch_env){getenv("RANK"), getenv("WORLD_SIZE"), getenv("MASTER_ADDR"), getenv("MASTER_PORT"),
+                     "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", NULL};
     if (!e.rank || !e.size)
-        e = (launch_env){getenv("SLURM_PROCID"), getenv("SLURM_NTASKS"), e.addr, e.port,
-                         "SLURM_PROCID", "SLURM_NTASKS", NULL};
+        e.rank = getenv("SLURM_PROCID"), e.size = getenv("SLURM_NTASKS"),
+        e.rank_name = "SLURM_PROCID", e.size_name = "SLURM_NTASKS";
     return e;
 }
 
@@ -316,11 +320,11 @@ static int connect_mesh(int rank, int size, int first, int lfd, const uint32_t *
 
 /* torchrun's launch, every rank but 0: greets rank 0 with its listening address, receives the
  * table, then joins the mesh of the ranks above 0. */
-static int bootstrap_peer(int rank, int size, const char *host, int port, uint32_t *ips,
-                          uint16_t *ports, double deadline)
+static int bootstrap_peer(int rank, int size, const char *host, const char *host_name, int port,
+                          uint32_t *ips, uint16_t *ports, double deadline)
 {
     struct sockaddr_in root;
-    int bound = 0, lfd = -1, rc = resolve_host(host, port, "MASTER_ADDR", &root);
+    int bound = 0, lfd = -1, rc = resolve_host(host, port, host_name, &root);
     if (rc == 0 && (lfd = listen_on(0, size, &bound)) < 0) rc = -1;
     if (rc == 0 && (ring.fd[0] = connect_to(&root, host, deadline)) < 0) rc = -1;
     if (rc == 0) {
@@ -455,14 +459,16 @@ static int read_launch(const launch_env *e, long *rank, long *size, long *port, 
     *ips = NULL, *ports = NULL;
     if (!launched())
         return pn_set_error(PN_ERR_BACKEND, "[distributed] Couldn't initialize the ring backend: set "
-                            "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun does), or "
+                            "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (as torchrun does), "
+                            "MLX_RANK, MLX_WORLD_SIZE, NCCL_HOST_IP and NCCL_PORT (as mlx.launch "
+                            "--backend nccl does), or "
                             "MLX_RANK and MLX_HOSTFILE (as mlx.launch does).");
     if (e->hostfile) {
         int n = 0;
         if (read_hostfile(e->hostfile, &n, ips, ports)) return -1;
         *size = n;
     } else if (env_int(e->size_name, e->size, 1, MAX_WORLD, size) ||
-               env_int("MASTER_PORT", e->port, 1, 65535, port)) {
+               env_int(e->port_name, e->port, 1, 65535, port)) {
         return -1;
     }
     int rc = env_int(e->rank_name, e->rank, 0, *size - 1, rank);
@@ -503,7 +509,8 @@ static void *init(void)
                 if (lfd >= 0) close(lfd);
             } else {
                 rc = rank == 0 ? bootstrap_root((int)port, (int)size, ips, ports, deadline)
-                               : bootstrap_peer((int)rank, (int)size, e.addr, (int)port, ips, ports, deadline);
+                               : bootstrap_peer((int)rank, (int)size, e.addr, e.addr_name, (int)port, ips,
+                                                ports, deadline);
             }
         }
         if (rc == 0) {

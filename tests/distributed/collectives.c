@@ -1,9 +1,13 @@
 /* collectives.c — the distributed API over a backend, run as 2 or 3 processes: under mpirun
  * (tests/distributed/run-mpi.sh) or as the ring backend's local processes
- * (tests/distributed/run-ring.sh, which sets PONTE_TEST_DIST_BACKEND=ring). Every process knows
- * every rank's data (a formula of the rank), so each checks the collectives, point-to-point
- * calls, split groups, errors, gradients and compiled functions against float64 values it
- * computes itself. Run alone it checks nothing useful and says so. */
+ * (tests/distributed/run-ring.sh, which sets PONTE_TEST_DIST_BACKEND=ring, or nccl with
+ * --nccl). Every process knows every rank's data (a formula of the rank), so each checks the
+ * collectives, point-to-point calls, split groups, errors, gradients and compiled functions
+ * against float64 values it computes itself. With the arrays on a GPU (PONTE_DEVICE=gpu; the
+ * simulated build's default) it also checks which path each collective took: NCCL for the
+ * dtypes NCCL carries, host memory for the others. Run alone it checks nothing useful and
+ * says so. */
+#include "distributed/distributed.h"
 #include "harness.h"
 
 #include <string.h>
@@ -17,6 +21,51 @@ static const char *backend(void)
     return b && *b ? b : "mpi";
 }
 static const char *other_backend(void) { return strcmp(backend(), "mpi") ? "mpi" : "ring"; }
+
+/* Whether NCCL should be usable here: -1 when the test cannot tell (a native GPU build, where
+ * libnccl may be absent). */
+static int nccl_expected(void)
+{
+    if (!strcmp(backend(), "nccl")) return 1;
+    if (!pn_gpu_available()) return 0;
+#ifdef PONTE_GPU_SIM
+    const char *e = getenv("PONTE_NCCL");
+    return !(e && !strcmp(e, "0"));
+#else
+    return -1;
+#endif
+}
+
+/* The GPU collectives' path counters (distributed.h). */
+typedef struct {
+    int64_t host, nccl;
+} paths;
+static paths paths_now(void) { return (paths){pnD_gpu_path_count(false), pnD_gpu_path_count(true)}; }
+
+/* Whether NCCL carries a collective of dtype t: reduce 0 / 1 / 2 sum / max / min, -1 moving
+ * data (all_gather, send, recv: every dtype). NCCL has no 16-bit integers; complex64 sums as
+ * float32 pairs but has no NCCL max / min. */
+static bool nccl_carries(pn_dtype t, int reduce)
+{
+    if (reduce < 0) return true;
+    if (t == PN_INT16 || t == PN_UINT16) return false;
+    return t != PN_COMPLEX64 || reduce == 0;
+}
+
+/* Checks that the k collectives of dtype t evaluated since `before` took the expected path:
+ * none on a GPU stream when the arrays are on the CPU, else NCCL when it is usable and
+ * carries them, else host memory. */
+static void check_path(const char *what, paths before, int k, pn_dtype t, int reduce)
+{
+    paths now = paths_now();
+    bool gpu = pn_default_device().type == PN_GPU;
+    bool nccl = gpu && pn_dist_is_available("nccl") && nccl_carries(t, reduce);
+    int64_t want_host = gpu && !nccl ? k : 0, want_nccl = nccl ? k : 0;
+    CHECK_MSG(now.host - before.host == want_host && now.nccl - before.nccl == want_nccl,
+              "%s %s: %lld collectives through host memory and %lld through NCCL, expected %lld "
+              "and %lld", what, pn_dtype_name(t), (long long)(now.host - before.host),
+              (long long)(now.nccl - before.nccl), (long long)want_host, (long long)want_nccl);
+}
 
 /* Rank r's value at index i for dtype t: small so that sums fit every integer dtype. */
 static double value(int r, int64_t i, pn_dtype t)
@@ -72,7 +121,9 @@ TEST(world)
 {
     pn_scope_push();
     CHECK(pn_dist_is_available("any") && pn_dist_is_available(backend()) && pn_dist_is_available("ring"));
-    CHECK(!pn_dist_is_available("nccl") && !pn_dist_is_available("jaccl"));
+    CHECK(!pn_dist_is_available("jaccl"));
+    int nccl = nccl_expected();
+    if (nccl >= 0) CHECK_MSG(pn_dist_is_available("nccl") == nccl, "is_available(\"nccl\") should be %d", nccl);
     pn_dist_group *g = pn_dist_init(true, "any");
     CHECK_OK(g);
     CHECK(pn_dist_init(false, backend()) == g && pn_dist_init(true, backend()) == g);
@@ -84,8 +135,10 @@ TEST(world)
     N = pn_dist_group_size(g);
     CHECK(N >= 2 && R >= 0 && R < N);
     CHECK(pn_dist_group_rank(NULL) == R && pn_dist_group_size(NULL) == N);
+    /* nccl: this world, whose GPU nodes use NCCL, when NCCL is usable */
     pn_clear_error();
-    CHECK(!pn_dist_init(true, "nccl") && pn_last_error() == PN_ERR_BACKEND);
+    if (pn_dist_is_available("nccl")) CHECK(pn_dist_init(true, "nccl") == g);
+    else CHECK(!pn_dist_init(true, "nccl") && pn_last_error() == PN_ERR_BACKEND);
     pn_clear_error();
     pn_dist_group_free(g); /* the global group: a no-op */
     pn_scope_pop();
@@ -118,8 +171,10 @@ TEST(all_reduce)
                 pn_array *x = rank_array(R, shapes[s], ndims[s], dt);
                 char what[64];
                 snprintf(what, sizeof what, "reduce %d %s rank%d", f, pn_dtype_name(dt), ndims[s]);
+                paths before = paths_now();
                 test_check_values(what, fns[f](x, NULL), shapes[s], ndims[s], dt, ref,
                                   test_tol(dt), test_tol(dt));
+                check_path(what, before, 1, dt, f);
             }
             free(ref);
             free_values(vals);
@@ -154,7 +209,9 @@ TEST(all_gather)
             for (int r = 0; r < N; r++) memcpy(ref + r * n, vals[r], (size_t)n * sizeof *ref);
             int64_t oshape[2] = {ndims[s] ? shapes[s][0] * N : N, shapes[s][1]};
             pn_array *y = pn_dist_all_gather(rank_array(R, shapes[s], ndims[s], dt), NULL);
+            paths before = paths_now();
             test_check_values("all_gather", y, oshape, ndims[s] ? ndims[s] : 1, dt, ref, 0, 0);
+            check_path("all_gather", before, 1, dt, -1);
             free(ref);
             free_values(vals);
         }
@@ -165,17 +222,21 @@ TEST(all_gather)
 TEST(sum_scatter)
 {
     pn_scope_push();
-    pn_dtype types[4] = {PN_FLOAT32, PN_FLOAT64, PN_INT32, PN_FLOAT16};
+    pn_dtype types[8] = {PN_FLOAT32, PN_FLOAT64, PN_INT32, PN_FLOAT16,
+                         PN_BFLOAT16, PN_BOOL, PN_COMPLEX64, PN_INT16};
     int64_t shape[2] = {2 * N, 3}, oshape[2] = {2, 3};
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < 8; t++) {
         double **vals = all_values(shape, 2, types[t]);
         double ref[6];
         for (int i = 0; i < 6; i++) {
             ref[i] = 0;
             for (int r = 0; r < N; r++) ref[i] += vals[r][R * 6 + i];
+            if (types[t] == PN_BOOL) ref[i] = ref[i] > 0; /* or */
         }
         pn_array *y = pn_dist_sum_scatter(rank_array(R, shape, 2, types[t]), NULL);
+        paths before = paths_now();
         test_check_values("sum_scatter", y, oshape, 2, types[t], ref, test_tol(types[t]), test_tol(types[t]));
+        check_path("sum_scatter", before, 1, types[t], 0);
         free_values(vals);
     }
     int64_t bad[1] = {2 * N + 1};
@@ -197,7 +258,9 @@ TEST(send_recv_ring)
         pn_array *s = pn_dist_send(x, next, NULL);
         pn_array *r = t == 1 ? pn_dist_recv_like(x, prev, NULL)
                              : pn_dist_recv(shape, 2, types[t], prev, NULL);
+        paths before = paths_now();
         CHECK(pn_eval((pn_array *[]){s, r}, 2) == 0);
+        check_path("send and recv", before, 2, types[t], -1);
         double *xv = test_to_f64(x), *pv = test_to_f64(rank_array(prev, shape, 2, types[t]));
         test_check_values("send returns x", s, shape, 2, types[t], xv, 0, 0);
         test_check_values("recv", r, shape, 2, types[t], pv, 0, 0);
@@ -206,7 +269,10 @@ TEST(send_recv_ring)
     int64_t big[1] = {test_quick() ? 100000 : 1000000};
     pn_array *x = rank_array(R, big, 1, PN_FLOAT32);
     pn_array *s = pn_dist_send(x, next, NULL), *r = pn_dist_recv(big, 1, PN_FLOAT32, prev, NULL);
+    CHECK(pn_eval((pn_array *[]){x}, 1) == 0);
+    paths before = paths_now();
     CHECK(pn_eval(R % 2 ? (pn_array *[]){r, s} : (pn_array *[]){s, r}, 2) == 0);
+    check_path("large send and recv", before, 2, PN_FLOAT32, -1);
     double *pv = test_to_f64(rank_array(prev, big, 1, PN_FLOAT32));
     test_check_values("large recv", r, big, 1, PN_FLOAT32, pv, 0, 0);
     free(pv);
@@ -234,7 +300,9 @@ TEST(split)
     }
     pn_array *y = pn_dist_all_sum(rank_array(R, shape, 1, PN_FLOAT64), g);
     pn_dist_group_free(g); /* the pending node keeps the group alive */
+    paths before = paths_now(); /* on a GPU: the split group's own NCCL communicator */
     test_check_values("split all_sum", y, shape, 1, PN_FLOAT64, ref, 1e-12, 1e-12);
+    check_path("split all_sum", before, m > 1, PN_FLOAT64, 0); /* a group of one copies */
     /* the default key keeps the parent's order */
     pn_dist_group *h = pn_dist_group_split(NULL, 0, -1);
     CHECK(h && pn_dist_group_size(h) == N && pn_dist_group_rank(h) == R);
@@ -410,3 +478,71 @@ TEST(average_gradients)
     pn_clear_error();
     pn_scope_pop();
 }
+
+#ifdef PONTE_GPU_SIM
+#include "backend/cuda/gpu.h"
+#include "backend/cuda/sim/nccl_sim.h"
+
+/* The simulated NCCL refuses what NCCL would, with its result codes (and runs what it
+ * accepts): a null comm, no host communicator bound, ranks passing different ids, host
+ * memory, an unknown type, a bad stream, a peer outside the communicator, an unmatched
+ * ncclGroupEnd. Calls the simulator directly over the world's host communicator. */
+TEST(nccl_sim_misuse)
+{
+    const pnD_backend *be = strcmp(backend(), "mpi") ? &pnD_ring : &pnD_mpi;
+    void *host = be->init(); /* the world joined already */
+    CHECK(host && be->rank(host) == R && be->size(host) == N);
+    float hbuf[4] = {1, 2, 3, 4};
+    CHECK(ncclAllReduce(hbuf, hbuf, 4, ncclFloat32, ncclSum, NULL, NULL) == ncclInvalidArgument);
+    CHECK(ncclGroupEnd() == ncclInvalidUsage);
+    ncclUniqueId id, all[8];
+    if (N > 8) return; /* all holds 8 ids */
+    ncclComm_t comm = NULL;
+    CHECK(ncclGetUniqueId(&id) == ncclSuccess);
+    CHECK(ncclCommInitRank(&comm, N, id, R) == ncclInvalidUsage && !comm); /* nothing bound */
+    pnsim_nccl_bind(be, host); /* every rank its own id: refused on every rank */
+    CHECK(ncclCommInitRank(&comm, N, id, R) == ncclInvalidUsage && !comm);
+    CHECK(be->all_gather(host, &id, all, sizeof id, PN_UINT8) == 0); /* rank 0's id for all */
+    pnsim_nccl_bind(be, host);
+    CHECK(ncclCommInitRank(&comm, N, all[0], (R + 1) % N) == ncclInvalidArgument); /* wrong rank */
+    pnsim_nccl_bind(be, host);
+    CHECK(ncclCommInitRank(&comm, N, all[0], R) == ncclSuccess && comm);
+    float *dev = pnG_malloc(4 * sizeof *dev, 1);
+    CHECK(dev != NULL);
+    for (int i = 0; i < 4; i++) dev[i] = (float)(R + i); /* simulated device memory is host memory */
+    CHECK(ncclAllReduce(hbuf, dev, 4, ncclFloat32, ncclSum, comm, NULL) == ncclInvalidArgument);
+    CHECK(ncclAllReduce(dev, dev, 4, (ncclDataType_t)10, ncclSum, comm, NULL) == ncclInvalidArgument);
+    CHECK(ncclAllReduce(dev, dev, 4, ncclFloat32, ncclSum, comm, (pnsim_nccl_stream_t)0x1234) ==
+          ncclInvalidArgument);
+    CHECK(ncclSend(dev, 4, ncclFloat32, N, comm, NULL) == ncclInvalidArgument);
+    CHECK(strstr(ncclGetLastError(comm), "peer") != NULL);
+    CHECK(ncclAllReduce(dev, dev, 4, ncclFloat32, ncclMax, comm, NULL) == ncclSuccess);
+    for (int i = 0; i < 4; i++) CHECK_MSG(dev[i] == (float)(N - 1 + i), "max %d: %g", i, dev[i]);
+    /* a grouped ring exchange: every rank sends first, which the group makes safe */
+    float *got = pnG_malloc(4 * sizeof *got, 1);
+    for (int i = 0; i < 4; i++) dev[i] = (float)(10 * R + i);
+    CHECK(ncclGroupStart() == ncclSuccess);
+    CHECK(ncclRecv(got, 4, ncclFloat32, (R + N - 1) % N, comm, NULL) == ncclSuccess);
+    CHECK(ncclSend(dev, 4, ncclFloat32, (R + 1) % N, comm, NULL) == ncclSuccess);
+    CHECK(ncclGroupEnd() == ncclSuccess);
+    for (int i = 0; i < 4; i++) CHECK(got[i] == (float)(10 * ((R + N - 1) % N) + i));
+    pnG_free(got, 4 * sizeof *got, 1);
+    pnG_free(dev, 4 * sizeof *dev, 1);
+    CHECK(ncclCommDestroy(comm) == ncclSuccess);
+    CHECK(ncclCommDestroy(NULL) == ncclInvalidArgument);
+    /* through nccl.c: a refused call is PN_ERR_BACKEND with NCCL's text and its details */
+    void *nc = NULL; /* none with PONTE_NCCL=0 */
+    CHECK(pnD_nccl_new(be, host, &nc) == 0 && !nc == !pn_dist_is_available("nccl"));
+    float gathered[8 * 4];
+    pn_clear_error();
+    if (nc) {
+        CHECK(pnD_nccl.all_gather(nc, hbuf, gathered, 4, PN_FLOAT32) == -1 &&
+              pn_last_error() == PN_ERR_BACKEND);
+        const char *msg = pn_last_error_message();
+        CHECK_MSG(strstr(msg, "[nccl] ncclAllGather failed: invalid argument") &&
+                  strstr(msg, "not device memory"), "%s", msg);
+        pnD_nccl.free(nc);
+    }
+    pn_clear_error();
+}
+#endif

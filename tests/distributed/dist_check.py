@@ -49,7 +49,7 @@ def data(rank, shape, dtype, salt=0):
 g = D.init(strict=True)
 R, N = g.rank(), g.size()
 BACKEND = os.environ.get("PONTE_TEST_DIST_BACKEND") or "mpi"
-OTHER = "ring" if BACKEND == "mpi" else "mpi"
+OTHER = "ring" if BACKEND == "mpi" else "mpi"  # nccl: the ring's world, NCCL for GPU nodes
 check(N >= 2 and D.is_available() and D.is_available(BACKEND), "world")
 check(D.init().rank() == R and D.init(backend=BACKEND).size() == N, "init is cached")
 try:

@@ -1,14 +1,17 @@
 #!/bin/sh
 # run-ring.sh — runs NP copies of a program on this machine as the ring backend's launchers
 # would, for ctest and pytest (and by hand):
-#   tests/distributed/run-ring.sh [--hostfile] NP PROGRAM [ARGS...]
+#   tests/distributed/run-ring.sh [--hostfile | --nccl] NP PROGRAM [ARGS...]
 # Default: torchrun's variables (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, a free MASTER_PORT,
 # LOCAL_RANK). --hostfile: MLX's (MLX_RANK, and MLX_HOSTFILE naming a JSON file with one
-# "127.0.0.1:port" list per rank). PONTE_TEST_DIST_BACKEND=ring tells the programs which backend
-# they test. Exits with the first failing rank's status (0 when every rank passed); ranks that
+# "127.0.0.1:port" list per rank). --nccl: mlx.launch --backend nccl's (MLX_RANK,
+# MLX_WORLD_SIZE, NCCL_HOST_IP=127.0.0.1, a free NCCL_PORT). PONTE_TEST_DIST_BACKEND=ring (nccl
+# with --nccl) tells the programs which backend they test. Exits with the first failing rank's status (0 when every rank passed); ranks that
 # are still waiting for a failed peer are stopped by PONTE_DIST_TIMEOUT (60 s here).
 mode=torchrun
+backend=ring
 if [ "$1" = "--hostfile" ]; then mode=hostfile; shift; fi
+if [ "$1" = "--nccl" ]; then mode=nccl; backend=nccl; shift; fi
 np=$1
 shift
 # np consecutive ports that nothing listens on now (a race with other programs is unlikely)
@@ -38,7 +41,7 @@ PY
 }
 base=$(free_ports "$np")
 [ -n "$base" ] || { echo "run-ring.sh: no free ports"; exit 1; }
-export PONTE_TEST_DIST_BACKEND=ring PONTE_DIST_TIMEOUT="${PONTE_DIST_TIMEOUT:-60}"
+export PONTE_TEST_DIST_BACKEND=$backend PONTE_DIST_TIMEOUT="${PONTE_DIST_TIMEOUT:-60}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -59,6 +62,8 @@ r=0
 while [ $r -lt "$np" ]; do
     if [ "$mode" = hostfile ]; then
         MLX_RANK=$r MLX_HOSTFILE="$tmp/hosts.json" "$@" &
+    elif [ "$mode" = nccl ]; then
+        MLX_RANK=$r MLX_WORLD_SIZE=$np NCCL_HOST_IP=127.0.0.1 NCCL_PORT=$base "$@" &
     else
         RANK=$r LOCAL_RANK=$r WORLD_SIZE=$np MASTER_ADDR=127.0.0.1 MASTER_PORT=$base "$@" &
     fi

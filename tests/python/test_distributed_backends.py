@@ -1,6 +1,7 @@
 """ponte.distributed over its backends: launches tests/distributed/dist_check.py under mpirun
 (2 and 3 processes, through tests/distributed/run-mpi.sh) and as local processes of the ring
-backend (run-ring.sh: torchrun's variables, and MLX's hostfile), where every rank checks the
+backend (run-ring.sh: torchrun's variables, and MLX's hostfile; on the simulated GPU build also
+mlx.launch --backend nccl's variables with backend "nccl", the arrays on the GPU), where every rank checks the
 collectives, send/recv, split groups, errors, gradients, nn.average_gradients and data-parallel
 training (eager and compiled) against numpy; and, in this process, what a run without a
 launcher gives (the singleton group, strict errors) and the ring backend's launch errors.
@@ -39,9 +40,15 @@ def test_under_mpirun(n):
     launch_and_check(["sh", RUN, str(n)], n)
 
 
-def launch_and_check(launcher, n):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "MLX_RANK", "MLX_HOSTFILE"):
+def simulated():
+    """The simulated GPU build (whose NCCL is simulated over the ring)."""
+    return mx.is_available(mx.gpu) and "simulated" in mx.device_info(mx.gpu).get("device_name", "")
+
+
+def launch_and_check(launcher, n, **env_add):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), **env_add)
+    for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "MLX_RANK", "MLX_HOSTFILE",
+              "MLX_WORLD_SIZE", "NCCL_HOST_IP", "NCCL_PORT"):
         env.pop(k, None)
     r = subprocess.run(launcher + [sys.executable, SCRIPT], capture_output=True,
                        text=True, timeout=150, env=env)
@@ -53,6 +60,13 @@ def launch_and_check(launcher, n):
 @pytest.mark.parametrize("launch,n", [("torchrun", 2), ("torchrun", 3), ("hostfile", 2)])
 def test_ring(launch, n):
     launch_and_check(["sh", RUN_RING] + (["--hostfile"] if launch == "hostfile" else []) + [str(n)], n)
+
+
+@pytest.mark.skipif(not simulated(), reason="the nccl launch runs on the simulated GPU build only "
+                    "(a native build needs one GPU per process and libnccl)")
+@pytest.mark.parametrize("n", [2, 3])
+def test_nccl(n):
+    launch_and_check(["sh", RUN_RING, "--nccl", str(n)], n, PONTE_DEVICE="gpu")
 
 
 def run_alone(env_add, code):
@@ -128,11 +142,13 @@ def test_without_launcher():
     D = mx.distributed
     assert D.is_available("mpi") == libmpi_loads()
     assert D.is_available() is True and D.is_available("ring") is True  # as MLX: ring is built in
-    assert D.is_available("nccl") is False and D.is_available("jaccl") is False
+    assert D.is_available("jaccl") is False
+    if simulated() or not mx.is_available(mx.gpu):  # a native GPU build may lack libnccl
+        assert D.is_available("nccl") is (simulated() and os.environ.get("PONTE_NCCL") != "0")
     g = D.init()
     assert g.rank() == 0 and g.size() == 1
     assert D.init(backend="mpi").size() == 1
-    for backend in ("any", "mpi", "ring"):
+    for backend in ("any", "mpi", "ring", "nccl"):
         with pytest.raises(RuntimeError, match="Couldn't initialize"):
             D.init(strict=True, backend=backend)
     with pytest.raises(ValueError):
@@ -163,3 +179,24 @@ def test_not_open_mpi_is_refused():
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert "Couldn't initialize the mpi backend" in r.stdout and "not Open MPI" in r.stdout, r.stdout
+
+
+def test_nccl_unavailable():
+    """NCCL off (PONTE_NCCL=0, or no GPU): is_available is false and a strict init says why."""
+    code = ("import ponte as mx; D = mx.distributed; print(D.is_available('nccl'))\n"
+            "try:\n    D.init(strict=True, backend='nccl')\nexcept RuntimeError as e:\n"
+            "    print(e)\n")
+    r = run_alone({"PONTE_NCCL": "0", "MLX_RANK": "0", "MLX_WORLD_SIZE": "1",
+                   "NCCL_HOST_IP": "127.0.0.1", "NCCL_PORT": str(free_port())}, code)
+    assert r.returncode == 0 and r.stdout.startswith("False"), r.stdout + r.stderr
+    assert "Couldn't initialize the nccl backend (NCCL is not available:" in r.stdout, r.stdout
+
+
+@pytest.mark.skipif(not simulated(), reason="needs the simulated GPU build")
+def test_nccl_world_of_one():
+    """mlx.launch --backend nccl's variables for one process: the nccl group, NCCL on the GPU."""
+    code = ("import ponte as mx\ng = mx.distributed.init(strict=True, backend='nccl')\n"
+            "x = mx.array([1.5, 2.0])\nprint(g.rank(), g.size(), mx.distributed.all_sum(x).tolist())\n")
+    r = run_alone({"MLX_RANK": "0", "MLX_WORLD_SIZE": "1", "NCCL_HOST_IP": "127.0.0.1",
+                   "NCCL_PORT": str(free_port()), "PONTE_DEVICE": "gpu"}, code)
+    assert r.returncode == 0 and r.stdout.split() == ["0", "1", "[1.5,", "2.0]"], r.stdout + r.stderr

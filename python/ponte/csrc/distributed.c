@@ -177,9 +177,12 @@ static PyObject *py_recv(PyObject *m, PyObject *args, PyObject *kw)
 #define KWFN(name, doc) {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, doc}
 static PyMethodDef dist_methods[] = {
     KWFN(is_available, "is_available(backend='any'): whether a communication backend can be "
-                       "used ('mpi' / 'any': Open MPI's library loads)."),
+                       "used ('mpi': Open MPI's library loads; 'ring' and 'any': always; "
+                       "'nccl': a GPU and libnccl)."),
     KWFN(init, "init(strict=False, backend='any'): the global group: MPI's world when started "
-               "by mpirun, else a singleton group (strict=True raises RuntimeError then)."),
+               "by mpirun, the ring's when started by torchrun or mlx.launch (backend 'nccl': "
+               "the same, with NCCL for GPU arrays), else a singleton group (strict=True "
+               "raises RuntimeError then)."),
     KWFN(all_sum, "all_sum(x, *, group=None, stream=None): sum of x over the group's processes."),
     KWFN(all_max, "all_max(x, *, group=None, stream=None): maximum of x over the group."),
     KWFN(all_min, "all_min(x, *, group=None, stream=None): minimum of x over the group."),

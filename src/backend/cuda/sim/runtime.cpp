@@ -11,6 +11,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "backend/cuda/sim/nccl_sim.h"
 #include "backend/cuda/sim/sim_internal.h"
 
 namespace {
@@ -206,8 +207,9 @@ cudaError_t free_device(void *ptr)
     return cudaSuccess;
 }
 
-/* Whether [p, p + n) lies inside one live allocation (device, pool or pinned host). */
-bool device_range_ok(const void *p, size_t n)
+/* Whether [p, p + n) lies inside one live allocation (device, pool or pinned host; only
+ * device or pool with device_only). */
+bool device_range_ok(const void *p, size_t n, bool device_only = false)
 {
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
@@ -215,7 +217,9 @@ bool device_range_ok(const void *p, size_t n)
     if (it == st.allocs.begin()) return false;
     --it;
     uintptr_t a = (uintptr_t)p, lo = it->first;
-    return a >= lo && n <= it->second.req && a - lo <= it->second.req - n;
+    AllocKind k = it->second.kind;
+    return a >= lo && n <= it->second.req && a - lo <= it->second.req - n &&
+           (!device_only || k == A_DEVICE || k == A_POOL);
 }
 
 cudaError_t check_range(const char *what, const char *side, const void *p, size_t n)
@@ -278,6 +282,11 @@ bool pnsim_stream_valid(cudaStream_t s)
     if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
     return handle_live(state().streams, s);
 }
+
+/* See nccl_sim.h. */
+extern "C" bool pnsim_is_device_memory(const void *p, size_t n) { return device_range_ok(p, n, true); }
+
+extern "C" bool pnsim_stream_ok(pnsim_nccl_stream_t s) { return pnsim_stream_valid((cudaStream_t)s); }
 
 size_t pnsim_kernel_smem_limit(const void *kernel)
 {
