@@ -298,12 +298,14 @@ int64_t pnC_gpu_fallback_count(void);
 pn_array *pnC_sum_to_shape(pn_array *x, const int64_t *shape, int ndim);
 pn_array *pnC_batch_front(pn_array *x, int axis, int rank);
 /* Batching rules of ops whose inputs must all carry the batch (rules.c). pnC_batch_extent:
- * the batch size of the mapped inputs (in[i] with axes[i] >= 0), 0 when none is mapped.
+ * the batch size of the mapped inputs (in[i] with axes[i] >= 0), 0 when none is mapped;
+ * pnC_any_mapped: whether one of the n axes is >= 0.
  * pnC_batch_lead: x with its mapped axis first, or, unmapped, broadcast (a view) along a new
  * first axis of extent B. pnC_batch_shape: (B, shape...) into out, its rank returned (-1 with
  * an error past PNC_MAX_NDIM). pnC_batch_rebuild: the node remade over in with its own params
  * and output shapes, every output unmapped (a rule's case of no mapped input). */
 int64_t pnC_batch_extent(pn_array *const *in, const int *axes, int n);
+bool pnC_any_mapped(const int *axes, int n);
 pn_array *pnC_batch_lead(pn_array *x, int axis, int64_t B);
 int pnC_batch_shape(int64_t B, const int64_t *shape, int ndim, int64_t *out);
 int pnC_batch_rebuild(const pnC_node *node, pn_array *const *in, pn_array **out, int *out_axes);

@@ -655,7 +655,7 @@ static int take_scatter_vmap(const pnC_node *node, pn_array *const *in, const in
                              pn_array **out, int *out_axes)
 {
     int64_t B = pnC_batch_extent(in, in_axes, 3);
-    if (in_axes[0] < 0 && in_axes[1] < 0 && in_axes[2] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    if (!pnC_any_mapped(in_axes, 3)) return pnC_batch_rebuild(node, in, out, out_axes);
     int ax = PNC_PARAMS(node, pnK_index_params)->axis;
     pn_scope_push();
     pn_array *z = pnC_batch_lead(in[0], in_axes[0], B), *u = pnC_batch_lead(in[2], in_axes[2], B);
@@ -690,9 +690,7 @@ static int along_axis_vmap(const pnC_node *node, pn_array *const *in, const int 
 {
     int n = node->nin;
     int64_t B = pnC_batch_extent(in, in_axes, n);
-    bool mapped = false;
-    for (int i = 0; i < n; i++) mapped |= in_axes[i] >= 0;
-    if (!mapped) return pnC_batch_rebuild(node, in, out, out_axes);
+    if (!pnC_any_mapped(in_axes, n)) return pnC_batch_rebuild(node, in, out, out_axes);
     pnK_index_params p = *PNC_PARAMS(node, pnK_index_params);
     p.axis++;
     pn_scope_push();
@@ -753,11 +751,7 @@ static int gather_vmap(const pnC_node *node, pn_array *const *in, const int *in_
                        int *out_axes)
 {
     int64_t B = pnC_batch_extent(in, in_axes, node->nin);
-    if (!B) {
-        bool mapped = false;
-        for (int i = 0; i < node->nin; i++) mapped |= in_axes[i] >= 0;
-        if (!mapped) return pnC_batch_rebuild(node, in, out, out_axes);
-    }
+    if (!pnC_any_mapped(in_axes, node->nin)) return pnC_batch_rebuild(node, in, out, out_axes);
     pn_scope_push();
     int rc = gather_scatter_batched(node, in, in_axes, B, node->prim == &scatter_prim, &out[0]);
     out_axes[0] = 0;

@@ -10,6 +10,13 @@ int64_t pnC_batch_extent(pn_array *const *in, const int *axes, int n)
     return 0;
 }
 
+bool pnC_any_mapped(const int *axes, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (axes[i] >= 0) return true;
+    return false;
+}
+
 pn_array *pnC_batch_lead(pn_array *x, int axis, int64_t B)
 {
     if (!x || axis >= 0) return pnC_batch_front(x, axis, 0);

@@ -743,7 +743,7 @@ static int slice_update_vmap(const pnC_node *node, pn_array *const *in, const in
                              pn_array **out, int *out_axes)
 {
     int64_t B = pnC_batch_extent(in, in_axes, 2);
-    if (!B && in_axes[0] < 0 && in_axes[1] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    if (!pnC_any_mapped(in_axes, 2)) return pnC_batch_rebuild(node, in, out, out_axes);
     pn_scope_push();
     slice_params q = slice_batched(PNC_PARAMS(node, slice_params), in[0]->ndim);
     pn_array *src = pnC_batch_lead(in[0], in_axes[0], B), *upd = pnC_batch_lead(in[1], in_axes[1], B);
@@ -851,9 +851,7 @@ static int concat_vmap(const pnC_node *node, pn_array *const *in, const int *in_
 {
     int n = node->nin;
     int64_t B = pnC_batch_extent(in, in_axes, n);
-    bool mapped = false;
-    for (int i = 0; i < n; i++) mapped |= in_axes[i] >= 0;
-    if (!mapped) return pnC_batch_rebuild(node, in, out, out_axes);
+    if (!pnC_any_mapped(in_axes, n)) return pnC_batch_rebuild(node, in, out, out_axes);
     pn_array **xs = malloc((size_t)n * sizeof *xs);
     if (!xs) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[concatenate] Out of memory.");
     pn_scope_push();
