@@ -118,6 +118,7 @@ static int reshape_vmap(const pnC_node *node, pn_array *const *in, const int *in
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive reshape_prim = {
     .name = "Reshape",
     .eval = {[PN_CPU] = reshape_eval, [PN_GPU] = PNG_EVAL(reshape_eval)},
@@ -351,6 +352,7 @@ static int transpose_vmap(const pnC_node *node, pn_array *const *in, const int *
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive transpose_prim = {
     .name = "Transpose",
     .eval = {[PN_CPU] = transpose_eval, [PN_GPU] = PNG_EVAL(transpose_eval)},
@@ -479,6 +481,7 @@ static int broadcast_vmap(const pnC_node *node, pn_array *const *in, const int *
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive broadcast_prim = {
     .name = "Broadcast",
     .eval = {[PN_CPU] = broadcast_eval, [PN_GPU] = PNG_EVAL(broadcast_eval)},
@@ -611,6 +614,7 @@ static int slice_vmap(const pnC_node *node, pn_array *const *in, const int *in_a
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive slice_prim = {
     .name = "Slice",
     .eval = {[PN_CPU] = slice_eval, [PN_GPU] = PNG_EVAL(slice_eval)},
@@ -751,6 +755,7 @@ static int slice_update_vmap(const pnC_node *node, pn_array *const *in, const in
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive slice_update_prim = {
     .name = "SliceUpdate",
     .eval = {[PN_CPU] = slice_update_eval, [PN_GPU] = PNG_EVAL(slice_update_eval)},
@@ -862,6 +867,7 @@ static int concat_vmap(const pnC_node *node, pn_array *const *in, const int *in_
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive concat_prim = {
     .name = "Concatenate",
     .eval = {[PN_CPU] = concat_eval, [PN_GPU] = PNG_EVAL(concat_eval)},
@@ -1043,6 +1049,7 @@ static int split_vmap(const pnC_node *node, pn_array *const *in, const int *in_a
     free(ext);
     return rule_end(out, n, rc == 0);
 }
+
 const pnC_primitive split_prim = {
     .name = "Split",
     .eval = {[PN_CPU] = split_eval, [PN_GPU] = PNG_EVAL(split_eval)},
@@ -1315,6 +1322,7 @@ static int pad_vmap(const pnC_node *node, pn_array *const *in, const int *in_axe
     out_axes[0] = 0;
     return rule_end(out, 1, out[0] != NULL);
 }
+
 const pnC_primitive pad_prim = {
     .name = "Pad",
     .eval = {[PN_CPU] = pad_eval, [PN_GPU] = PNG_EVAL(pad_eval)},
