@@ -50,14 +50,16 @@ test-asan: $(BUILD_ASAN)/CMakeCache.txt
 
 # The CUDA backend's kernels on the simulated CUDA runtime (src/backend/cuda/sim): the whole C
 # suite with PONTE_DEVICE=gpu (the simulator's own test and the CPU/GPU conformance test
-# included), the conformance test again with threads in shuffled order, then pytest on the GPU.
+# included; compiled functions through generated kernels, which the simulator builds with the
+# host C++ compiler: PONTE_SIM_JIT=1), the conformance test again with threads in shuffled
+# order, then pytest on the GPU (compiled functions through the fused kernels' interpreter).
 $(BUILD_SIM)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_SIM) -DCMAKE_BUILD_TYPE=Release -DPONTE_GPU_SIM=ON \
 	  -DPONTE_BUILD_BENCH=OFF -DPONTE_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
 
 test-gpu-sim: $(BUILD_SIM)/CMakeCache.txt
 	cmake --build $(BUILD_SIM) -j $(JOBS)
-	cd $(BUILD_SIM) && PONTE_DEVICE=gpu ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_JIT=1 ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_SHUFFLE=7 PONTE_GPU_STRICT=1 ./test_backends
 	BUILD=$(BUILD_SIM) JOBS=$(JOBS) PONTE_DEVICE=gpu scripts/test-python
 

@@ -793,6 +793,7 @@ TEST(compile_shapeless_layers)
 
 /* ─────────────── the fused GPU kernel of Compiled nodes (issue 5) ─────────────── */
 #ifdef PONTE_HAS_GPU
+#include "backend/cuda/custom_kernel.h"
 #include "backend/cuda/fused.h"
 
 /* Programs of one output for the fused GPU kernel, chosen by ctx: 0 GELU (tanh form), 1 GELU
@@ -857,6 +858,11 @@ TEST(compile_fused_gpu_bit_identical)
     pn_stream_push(pn_default_stream((pn_device){.type = PN_GPU, .index = 0}));
     const pn_dtype types[] = {PN_FLOAT32, PN_FLOAT16, PN_BFLOAT16, PN_FLOAT64, PN_INT32, PN_INT8, PN_UINT16};
     const int64_t n = test_quick() ? 301 : 1001;
+    /* the simulator runs generated kernels with PONTE_SIM_JIT=1 (it builds them with the host
+     * C++ compiler) */
+    const char *sim_jit = getenv("PONTE_SIM_JIT");
+    const bool restore = !sim_jit || strcmp(sim_jit, "1") != 0;
+    setenv("PONTE_SIM_JIT", "1", 1);
     for (size_t d = 0; d < sizeof types / sizeof *types; d++) {
         for (int prog = 0; prog < 5; prog++) {
             pn_scope_push();
@@ -869,6 +875,7 @@ TEST(compile_fused_gpu_bit_identical)
                 pn_array *in[2] = {x, y}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];
                 int ng = 0, nw = 0;
                 int64_t runs = pnG_fused_count(), falls = pnC_gpu_fallback_count();
+                int64_t generated = pnG_fused_generated_count();
                 CHECK(pn_closure_call(c, 2, in, &ng, got) == 0 && ng == 1);
                 CHECK(ng == 1 && pn_eval(got, 1) == 0);
                 pnT_compile_stats st = pnT_compile_last_stats();
@@ -883,11 +890,32 @@ TEST(compile_fused_gpu_bit_identical)
                 CHECK(pn_closure_call(f, 2, in, &nw, want) == 0 && nw == 1);
                 CHECK_MSG(ng == 1 && nw == 1 && same_bits(got[0], want[0]),
                           "%s program %d variant %d differs from the unfused GPU graph", pn_dtype_name(t), prog, variant);
+                /* on a GPU with NVRTC (and on the simulator, which builds them with the host
+                 * compiler: PONTE_SIM_JIT) the launch was a generated kernel: the interpreter
+                 * gives the same bits */
+#ifdef PONTE_GPU_SIM
+                CHECK_MSG(!pnG_fused_jit_error(), "%s", pnG_fused_jit_error());
+#endif
+                if (fuses && !pnG_fused_jit_error()) {
+                        CHECK_MSG(pnG_fused_generated_count() > generated, "%s program %d variant %d: no generated kernel ran",
+                              pn_dtype_name(t), prog, variant);
+                    setenv("PONTE_FUSED_JIT", "0", 1);
+                    pn_array *interp[PN_MAX_OUTPUTS];
+                    int ni = 0;
+                    int64_t before = pnG_fused_generated_count();
+                    CHECK(pn_closure_call(c, 2, in, &ni, interp) == 0 && ni == 1 && pn_eval(interp, 1) == 0);
+                    unsetenv("PONTE_FUSED_JIT");
+                    CHECK(pnG_fused_generated_count() == before);
+                    CHECK_MSG(ni == 1 && ng == 1 && same_bits(got[0], interp[0]),
+                              "%s program %d variant %d: generated and interpreted kernels differ",
+                              pn_dtype_name(t), prog, variant);
+                }
             }
             pn_closure_release(c), pn_closure_release(f);
             pn_scope_pop();
         }
     }
+    if (restore) unsetenv("PONTE_SIM_JIT");
     pn_stream_pop();
 }
 
@@ -926,5 +954,86 @@ TEST(compile_fused_gpu_declines)
     pn_closure_release(c), pn_closure_release(f);
     pn_scope_pop();
     pn_stream_pop();
+}
+
+/* Every case the fused GPU kernels take (unary and binary op x dtype, astype, where), as
+ * generated source, compiles with NVRTC for sm_80 and sm_90: no GPU needed, only NVRTC (the
+ * test says so and checks nothing more without it). On a GPU the bit-identical test above
+ * runs these kernels. */
+TEST(compile_fused_generated_sources_compile)
+{
+    const pn_dtype types[] = {PN_BOOL,  PN_FLOAT16, PN_BFLOAT16, PN_FLOAT32, PN_FLOAT64, PN_INT8,
+                              PN_INT16, PN_INT32,   PN_UINT8,    PN_UINT16,  PN_UINT32};
+    const int nt = (int)(sizeof types / sizeof *types);
+    /* every case, as a one-op launch the planner accepts */
+    static pnG_fused_op cases[4 * (PNK_U_COUNT + PNK_B_COUNT) * 11];
+    int ncases = 0;
+    for (int d = 0; d < nt; d++) {
+        pnG_fused_args one = {.nin = 3, .nops = 1, .nslots = 1, .out_dtype = PN_FLOAT64,
+                              .in_dtype = {PN_BOOL, types[d], types[d]}};
+        for (int kind = PNG_FUSED_UNARY; kind <= PNG_FUSED_ASTYPE; kind++) {
+            int nops = kind == PNG_FUSED_UNARY ? PNK_U_COUNT : kind == PNG_FUSED_BINARY ? PNK_B_COUNT
+                       : kind == PNG_FUSED_ASTYPE ? nt : 1;
+            for (int op = 0; op < nops; op++) {
+                pnG_fused_op o = {.kind = (int16_t)kind, .t = (int16_t)types[d], .dst = (int16_t)types[d]};
+                if (kind == PNG_FUSED_UNARY || kind == PNG_FUSED_BINARY) o.op = (int16_t)op;
+                if (kind == PNG_FUSED_ASTYPE) o.dst = (int16_t)types[op];
+                o.in[0] = kind == PNG_FUSED_WHERE ? 0 : 1, o.in[1] = o.in[2] = 2;
+                one.ops[0] = o;
+                one.out_dtype = o.dst;
+                if (pnG_fused_launch(&one, false) == 0) cases[ncases++] = o;
+            }
+        }
+    }
+    CHECK_MSG(ncases > 400, "only %d fused cases", ncases);
+    /* programs of up to 32 cases of one operand dtype t (inputs: a bool, t, a broadcast t;
+     * each op reads them, the last one's result is stored), once with double registers (a
+     * float64 input forces them) and, for the dtypes a float holds, once with float registers */
+    int programs = 0, compiled = 0;
+    for (int d = 0; d < nt; d++) {
+        const pn_dtype t = types[d];
+        const bool wide_t = t == PN_FLOAT64 || t == PN_INT32 || t == PN_UINT32;
+        for (int narrow = 0; narrow < (wide_t ? 1 : 2); narrow++) {
+            for (int at = 0; at < ncases;) {
+                pnG_fused_args a = {.nin = narrow ? 3 : 4, .in_dtype = {PN_BOOL, t, t, PN_FLOAT64}};
+                a.scalar[2] = true;
+                while (at < ncases && a.nops < PNG_FUSED_MAX_OPS) {
+                    pnG_fused_op o = cases[at++];
+                    bool wide_dst = o.dst == PN_FLOAT64 || o.dst == PN_INT32 || o.dst == PN_UINT32;
+                    if (o.t != t || (narrow && wide_dst)) continue;
+                    o.out = (int16_t)a.nops;
+                    a.ops[a.nops++] = o;
+                }
+                if (a.nops == 0) continue;
+                a.nslots = a.nops;
+                a.out_dtype = a.ops[a.nops - 1].dst;
+                char *src = pnG_fused_source(&a);
+                CHECK_MSG(src != NULL, "program %d: %s", programs, pn_last_error_message());
+                if (!src) {
+                    pn_clear_error();
+                    continue;
+                }
+                CHECK_MSG(strstr(src, narrow ? "typedef float R;" : "typedef double R;") != NULL,
+                          "program %d: registers\n%s", programs, src);
+                size_t len = 0;
+                int sm = programs % 2 ? 80 : 90;
+                char *cubin = pnG_rtc_compile("fused_test.cu", src, sm, &len);
+                if (!cubin && strstr(pn_last_error_message(), "could not be loaded")) {
+                    printf("    (NVRTC not found: the generated sources were not compiled)\n");
+                    pn_clear_error();
+                    free(src);
+                    return;
+                }
+                CHECK_MSG(cubin && len > 0, "program %d (sm_%d) does not compile:\n%s\n%s", programs, sm,
+                          pn_last_error_message(), src);
+                compiled += cubin != NULL;
+                pn_clear_error();
+                free(cubin);
+                free(src);
+                programs++;
+            }
+        }
+    }
+    CHECK_MSG(compiled == programs && programs > 20, "%d of %d programs compiled", compiled, programs);
 }
 #endif /* PONTE_HAS_GPU */

@@ -799,6 +799,15 @@ static int run_gelu(void *p)
     return rc;
 }
 
+/* run_gelu with the fused kernel's interpreter instead of the kernel generated for it. */
+static int run_gelu_interpreted(void *p)
+{
+    setenv("PONTE_FUSED_JIT", "0", 1);
+    int rc = run_gelu(p);
+    unsetenv("PONTE_FUSED_JIT");
+    return rc;
+}
+
 /* The compiled GELU (one fused kernel, backend/cuda/fused.cu) against the same function
  * unfused (nine kernels): GB/s counts one read and one write of x; ratio = fused GB/s over
  * unfused GB/s. Checks that both give the same bits and that the fused kernel ran. */
@@ -833,6 +842,14 @@ static void bench_compile_gelu(void)
         report(name, gbs, "GB/s", gbs / ugbs, "unfused");
         NOTE("median %.3f ms fused (1 launch), %.3f ms unfused (9 launches), %lld elements\n",
              t * 1e3, tu * 1e3, (long long)S.n);
+        /* the kernel generated for the program against the interpreter running it */
+        double tg = -1, ti = -1;
+        int64_t generated = pnG_fused_generated_count();
+        if (time_pair(run_gelu, &fused, run_gelu_interpreted, &fused, &tg, &ti) == 0 &&
+            pnG_fused_generated_count() > generated)
+            report("compile_gelu_gpu_generated", bytes / tg / 1e9, "GB/s", ti / tg, "interpreter");
+        else
+            NOTE("no generated kernel ran: %s\n", pnG_fused_jit_error() ? pnG_fused_jit_error() : "(no reason)");
     }
     note_fallbacks(fb0);
     pn_closure_release(fused.f);

@@ -16,8 +16,9 @@
 #ifndef PONTE_BACKEND_CUDA_COMMON_CUH
 #define PONTE_BACKEND_CUDA_COMMON_CUH
 
-#ifdef PONTE_GPU_SIM
+#if defined(PONTE_GPU_SIM)
 #include "backend/cuda/sim/cuda_sim.h"
+#elif defined(__CUDACC_RTC__) /* a kernel generated at run time (fused.c): NVRTC's built-ins */
 #else
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -80,16 +81,24 @@ template <> struct png_compute<pn_bfloat16> {
 
 __device__ __forceinline__ float png_f16_to_float(pn_float16 h)
 {
-#ifdef PONTE_GPU_SIM
+#if defined(PONTE_GPU_SIM)
     return pnC_f16_to_f32(h);
+#elif defined(__CUDACC_RTC__) /* the instruction __half2float is, without cuda_fp16.h */
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.bits));
+    return f;
 #else
     return __half2float(__ushort_as_half(h.bits));
 #endif
 }
 __device__ __forceinline__ pn_float16 png_float_to_f16(float f)
 {
-#ifdef PONTE_GPU_SIM
+#if defined(PONTE_GPU_SIM)
     return pnC_f32_to_f16(f);
+#elif defined(__CUDACC_RTC__) /* the instruction __float2half_rn is */
+    pn_float16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
+    return h;
 #else
     pn_float16 h;
     h.bits = __half_as_ushort(__float2half_rn(f));
@@ -146,6 +155,7 @@ __device__ __forceinline__ int64_t png_thread_index(void)
 }
 __device__ __forceinline__ int64_t png_grid_stride(void) { return (int64_t)gridDim.x * blockDim.x; }
 
+#ifndef __CUDACC_RTC__ /* host side: launching, checking */
 /* Blocks for `items` independent pieces of work (elements / threads_per_block, or rows for a
  * block-per-row kernel): enough to fill the device, fewer on the simulator (kernels loop with
  * a grid stride, so any count is correct). At least 1. */
@@ -191,5 +201,7 @@ static inline cudaStream_t png_stream(int stream) { return (cudaStream_t)pnG_cud
             return -1;                                                                         \
         }                                                                                      \
     } while (0)
+
+#endif /* __CUDACC_RTC__ */
 
 #endif /* PONTE_BACKEND_CUDA_COMMON_CUH */

@@ -3,31 +3,19 @@
  * then libnvrtc.so), so the library has no link-time dependency on it; the source is compiled
  * for the current device's sm_XY to a cubin and loaded with the CUDA 12 library API
  * (cudaLibraryLoadData / cudaLibraryGetKernel), which also takes PTX and cubins as they are.
- * Loaded modules are cached by key for the life of the process (as MLX's JIT cache). The
- * simulated runtime has no compiler for device code: there every launch is a clear error. */
+ * Loaded modules are cached by key for the life of the process (as MLX's JIT cache). The same
+ * path compiles the kernels Ponte generates itself (mx.compile's fused groups, fused.cu): those
+ * include Ponte's headers, which NVRTC reads from the library's embedded copies
+ * (rtc_headers.h). The simulated runtime cannot load device code: there every launch is a
+ * clear error, but NVRTC still compiles (the tests check generated sources with it). */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/custom_kernel.h"
+#include "backend/cuda/rtc_headers.h"
 
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-
-#ifdef PONTE_GPU_SIM
-
-extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len, bool precompiled,
-                                        const char *entry, void **args, const unsigned grid[3],
-                                        const unsigned block[3], unsigned smem, int stream)
-{
-    (void)key, (void)code, (void)code_len, (void)precompiled, (void)entry, (void)args;
-    (void)grid, (void)block, (void)smem, (void)stream;
-    pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] The simulated GPU cannot compile or load device code: "
-                                 "custom kernels need a real GPU with NVRTC.");
-    return -1;
-}
-
-#else
-
-#include <dlfcn.h>
 
 /* The NVRTC entry points used, by their documented C signatures (nvrtc.h is not needed). */
 typedef struct _nvrtcProgram *nvrtcProgram;
@@ -46,10 +34,18 @@ static bool nvrtc_ready;
 
 static void nvrtc_load(void)
 {
+    void *h = NULL;
+#ifdef CUDART_VERSION /* the NVRTC of the toolkit built against first */
     char name[32];
     snprintf(name, sizeof name, "libnvrtc.so.%d", CUDART_VERSION / 1000);
-    void *h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+#endif
     if (!h) h = dlopen("libnvrtc.so", RTLD_NOW | RTLD_LOCAL);
+    for (int major = 13; !h && major >= 12; major--) { /* a runtime-only install */
+        char versioned[32];
+        snprintf(versioned, sizeof versioned, "libnvrtc.so.%d", major);
+        h = dlopen(versioned, RTLD_NOW | RTLD_LOCAL);
+    }
     if (!h) return;
 #define SYM(field, sym) *(void **)&nvrtc.field = dlsym(h, sym)
     SYM(create, "nvrtcCreateProgram");
@@ -65,38 +61,38 @@ static void nvrtc_load(void)
                   nvrtc.cubin && nvrtc.destroy && nvrtc.error_string;
 }
 
-/* The cubin of source for this device, or NULL with an error (NVRTC's log on a failed
- * compilation). *len gets its size. */
-static char *compile_source(const char *key, const char *source, size_t *len)
+/* The cubin of source compiled for sm_<sm>, or NULL with an error (NVRTC's log on a failed
+ * compilation); *len gets its size. own: a kernel Ponte generated, which includes Ponte's
+ * headers (given to NVRTC from rtc_headers.h; their host declarations taken as device ones);
+ * else a user's source, which may include the toolkit's headers. */
+static char *compile_source(const char *key, const char *source, int sm, bool own, size_t *len)
 {
     pthread_once(&nvrtc_once, nvrtc_load);
     if (!nvrtc_ready) {
-        pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] NVRTC (libnvrtc.so) could not be loaded: custom "
-                                     "kernels need CUDA's runtime compiler.");
-        return NULL;
-    }
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-        pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot read the device's compute capability.");
+        pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] NVRTC (libnvrtc.so) could not be loaded: %s",
+                     own ? "generated kernels need CUDA's runtime compiler."
+                         : "custom kernels need CUDA's runtime compiler.");
         return NULL;
     }
     char arch[32];
-    snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d%d", major, minor);
+    snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d", sm);
     /* the toolkit's headers (cuda_fp16.h, cooperative_groups.h) where NVRTC has no built-in */
     const char *home = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : getenv("CUDA_PATH");
     char inc[1024], cccl[1024]; /* CUDA 13 keeps libcu++ (cuda/std/...) under include/cccl */
     snprintf(inc, sizeof inc, "-I%s/include", home ? home : "/usr/local/cuda");
     snprintf(cccl, sizeof cccl, "-I%s/include/cccl", home ? home : "/usr/local/cuda");
-    const char *opts[] = {arch, "--std=c++17", inc, cccl};
+    const char *user_opts[] = {arch, "--std=c++17", inc, cccl};
+    const char *own_opts[] = {arch, "--std=c++17", "-default-device"};
     nvrtcProgram prog = NULL;
-    int rc = nvrtc.create(&prog, source, key, 0, NULL, NULL);
+    int rc = own ? nvrtc.create(&prog, source, key, pnG_rtc_header_count, pnG_rtc_header_texts,
+                                pnG_rtc_header_names)
+                 : nvrtc.create(&prog, source, key, 0, NULL, NULL);
     if (rc != 0) {
         pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] nvrtcCreateProgram failed: %s", nvrtc.error_string(rc));
         return NULL;
     }
-    rc = nvrtc.compile(prog, (int)(sizeof opts / sizeof *opts), opts);
+    rc = own ? nvrtc.compile(prog, (int)(sizeof own_opts / sizeof *own_opts), own_opts)
+             : nvrtc.compile(prog, (int)(sizeof user_opts / sizeof *user_opts), user_opts);
     char *out = NULL;
     if (rc != 0) {
         size_t n = 0;
@@ -116,6 +112,169 @@ static char *compile_source(const char *key, const char *source, size_t *len)
     return out;
 }
 
+extern "C" char *pnG_rtc_compile(const char *name, const char *source, int sm, size_t *len)
+{
+    return compile_source(name, source, sm, true, len);
+}
+
+#ifdef PONTE_GPU_SIM
+
+/* The simulated GPU cannot load device code. With PONTE_SIM_JIT=1 it runs the kernels Ponte
+ * generates (never a user's) by building their source with the host C++ compiler against the
+ * simulated runtime — the compiler and source tree this library was built with — into a
+ * shared object of its own: the generated kernel runs through its own copy of the thread
+ * state (pnsim_tls), which a wrapper kernel here hands it on every simulated thread. The
+ * tests use this to check generated kernels without a GPU (each distinct source costs a C++
+ * compilation, so it is off by default). */
+#ifndef PONTE_SIM_CXX
+#define PONTE_SIM_CXX "c++"
+#endif
+#ifndef PONTE_SOURCE_DIR
+#define PONTE_SOURCE_DIR "."
+#endif
+
+typedef void (*sim_entry_fn)(const void *param, const pnsim_tls_t *tls);
+#define SIM_MAX_PARAM 4096 /* CUDA's limit on a kernel's parameters */
+struct sim_param {
+    sim_entry_fn entry;
+    unsigned char bytes[SIM_MAX_PARAM];
+};
+static struct sim_loaded {
+    char *key;
+    sim_entry_fn entry;
+} *sim_loaded;
+static size_t nsim_loaded, cap_sim_loaded;
+static pthread_mutex_t sim_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int sim_refuses(void)
+{
+    pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] The simulated GPU cannot load device code: custom and "
+                                 "generated kernels need a real GPU with NVRTC.");
+    return -1;
+}
+
+/* What the shared object adds to a generated source: its own thread state and an entry that
+ * takes the caller's, then calls the kernel with its one parameter. */
+static const char sim_entry_text[] =
+    "\n__thread pnsim_tls_t pnsim_tls;\n"
+    "template <typename P> static void pn_sim_call(void (*k)(P), const void *p) { k(*(const P *)p); }\n"
+    "extern \"C\" void pn_sim_entry(const void *p, const pnsim_tls_t *t)\n"
+    "{\n    pnsim_tls = *t;\n    pn_sim_call(%s, p);\n}\n";
+
+/* Builds source (entry point entry) into a shared object and loads it; its pn_sim_entry, or
+ * NULL with an error (the compiler's messages when it fails). */
+static sim_entry_fn sim_build(const char *key, const char *source, const char *entry)
+{
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char dir[1024], src[1100], so[1100], log[1100];
+    snprintf(dir, sizeof dir, "%s/ponte-sim-jit-XXXXXX", tmp);
+    if (!mkdtemp(dir)) {
+        pn_set_error(PN_ERR_IO, "[cuda_kernel] Cannot make a directory under %s for a generated kernel.", tmp);
+        return NULL;
+    }
+    snprintf(src, sizeof src, "%s/kernel.cu", dir);
+    snprintf(so, sizeof so, "%s/kernel.so", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    FILE *f = fopen(src, "w");
+    bool written = f && fputs(source, f) >= 0 && fprintf(f, sim_entry_text, entry) > 0;
+    if (f && fclose(f) != 0) written = false;
+    sim_entry_fn fn = NULL;
+    if (!written) {
+        pn_set_error(PN_ERR_IO, "[cuda_kernel] Cannot write %s.", src);
+    } else {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' -std=c++17 -O1 -w -shared -fPIC -xc++ -DPONTE_GPU_SIM -I'%s/src' -I'%s/include' "
+                 "'%s' -o '%s' > '%s' 2>&1",
+                 PONTE_SIM_CXX, PONTE_SOURCE_DIR, PONTE_SOURCE_DIR, src, so, log);
+        int rc = system(cmd);
+        void *h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
+        if (h) *(void **)&fn = dlsym(h, "pn_sim_entry");
+        if (!fn) {
+            char text[4096] = "";
+            FILE *l = fopen(log, "r");
+            size_t n = l ? fread(text, 1, sizeof text - 1, l) : 0;
+            text[n] = 0;
+            if (l) fclose(l);
+            const char *why = rc != 0 ? "" : !h ? dlerror() : "no pn_sim_entry";
+            pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] The simulated GPU could not build kernel %s with %s "
+                         "(exit %d) %s\n%s", key, PONTE_SIM_CXX, rc, why ? why : "", text);
+            if (h) dlclose(h);
+        }
+    }
+    remove(src), remove(so), remove(log), remove(dir); /* a loaded object stays mapped */
+    return fn;
+}
+
+/* One simulated thread of a generated kernel: the loaded entry with this thread's state. */
+__global__ void sim_generated_kernel(const sim_param *p) { p->entry(p->bytes, &pnsim_tls); }
+
+extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len, bool precompiled,
+                                        const char *entry, void **args, const unsigned grid[3],
+                                        const unsigned block[3], unsigned smem, int stream)
+{
+    (void)key, (void)code, (void)code_len, (void)precompiled, (void)entry, (void)args;
+    (void)grid, (void)block, (void)smem, (void)stream;
+    return sim_refuses();
+}
+
+extern "C" int pnG_rtc_launch(const char *key, const char *source, const char *entry, const void *param,
+                              size_t param_size, const unsigned grid[3], const unsigned block[3],
+                              unsigned smem, int stream)
+{
+    const char *on = getenv("PONTE_SIM_JIT");
+    if (!on || strcmp(on, "1") != 0) return sim_refuses();
+    if (param_size > SIM_MAX_PARAM) {
+        pn_set_error(PN_ERR_INVALID_ARGUMENT, "[cuda_kernel] Kernel parameters of %zu bytes (at most %d).",
+                     param_size, SIM_MAX_PARAM);
+        return -1;
+    }
+    pthread_mutex_lock(&sim_lock);
+    sim_entry_fn fn = NULL;
+    for (size_t i = 0; i < nsim_loaded && !fn; i++)
+        if (!strcmp(sim_loaded[i].key, key)) fn = sim_loaded[i].entry;
+    if (!fn && (fn = sim_build(key, source, entry))) {
+        if (nsim_loaded == cap_sim_loaded) {
+            size_t cap = cap_sim_loaded ? 2 * cap_sim_loaded : 16;
+            struct sim_loaded *grown = (struct sim_loaded *)realloc(sim_loaded, cap * sizeof *grown);
+            if (grown) sim_loaded = grown, cap_sim_loaded = cap;
+        }
+        char *k = nsim_loaded < cap_sim_loaded ? strdup(key) : NULL;
+        if (k) sim_loaded[nsim_loaded].key = k, sim_loaded[nsim_loaded++].entry = fn;
+        /* without room in the table the kernel still runs, and is built again next time */
+    }
+    pthread_mutex_unlock(&sim_lock);
+    if (!fn) return -1;
+    sim_param *p = (sim_param *)malloc(sizeof *p);
+    if (!p) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
+        return -1;
+    }
+    p->entry = fn;
+    memcpy(p->bytes, param, param_size);
+    (void)smem;
+    PNG_LAUNCH(sim_generated_kernel, dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), 0,
+               png_stream(stream), p);
+    int rc = pnG_check_launch("generated kernel");
+    free(p);
+    return rc;
+}
+
+#else
+
+/* The cubin of source for this device (compile_source for its sm_XY). */
+static char *compile_for_device(const char *key, const char *source, bool own, size_t *len)
+{
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+        pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot read the device's compute capability.");
+        return NULL;
+    }
+    return compile_source(key, source, 10 * major + minor, own, len);
+}
+
 /* Loaded kernels by key (the module stays loaded: launches may still be queued). */
 static struct loaded {
     char *key;
@@ -127,12 +286,12 @@ static size_t nloaded, cap_loaded;
 static pthread_mutex_t loaded_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct loaded *find_or_load(const char *key, const char *code, size_t code_len, bool precompiled,
-                                   const char *entry)
+                                   bool own, const char *entry)
 {
     for (size_t i = 0; i < nloaded; i++)
         if (!strcmp(loaded[i].key, key)) return &loaded[i];
     size_t len = code_len;
-    char *image = precompiled ? NULL : compile_source(key, code, &len);
+    char *image = precompiled ? NULL : compile_for_device(key, code, own, &len);
     if (!precompiled && !image) return NULL;
     const void *data = precompiled ? (const void *)code : image;
     char *nul_terminated = NULL;
@@ -177,12 +336,13 @@ static struct loaded *find_or_load(const char *key, const char *code, size_t cod
     return &loaded[nloaded++];
 }
 
-extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len, bool precompiled,
-                                        const char *entry, void **args, const unsigned grid[3],
-                                        const unsigned block[3], unsigned smem, int stream)
+/* find_or_load, then the launch. */
+static int launch(const char *key, const char *code, size_t code_len, bool precompiled, bool own,
+                  const char *entry, void **args, const unsigned grid[3], const unsigned block[3],
+                  unsigned smem, int stream)
 {
     pthread_mutex_lock(&loaded_lock);
-    struct loaded *k = find_or_load(key, code, code_len, precompiled, entry);
+    struct loaded *k = find_or_load(key, code, code_len, precompiled, own, entry);
     cudaError_t err = cudaSuccess;
     if (k && smem > 48 * 1024 && smem > k->smem_set) {
         err = cudaFuncSetAttribute((const void *)k->kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -200,6 +360,22 @@ extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_
         return -1;
     }
     return 0;
+}
+
+extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len, bool precompiled,
+                                        const char *entry, void **args, const unsigned grid[3],
+                                        const unsigned block[3], unsigned smem, int stream)
+{
+    return launch(key, code, code_len, precompiled, false, entry, args, grid, block, smem, stream);
+}
+
+extern "C" int pnG_rtc_launch(const char *key, const char *source, const char *entry, const void *param,
+                              size_t param_size, const unsigned grid[3], const unsigned block[3],
+                              unsigned smem, int stream)
+{
+    (void)param_size;
+    void *args[] = {(void *)param};
+    return launch(key, source, strlen(source), false, true, entry, args, grid, block, smem, stream);
 }
 
 #endif /* PONTE_GPU_SIM */

@@ -57,6 +57,21 @@ int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len,
                              const char *entry, void **args, const unsigned grid[3],
                              const unsigned block[3], unsigned smem, int stream);
 
+/* Compiles a kernel Ponte generated (CUDA source that includes Ponte's own headers, read from
+ * the library's embedded copies) with NVRTC for sm_<sm>, without loading it: needs NVRTC but
+ * no GPU (the tests check generated sources with it). Returns the cubin (release with free())
+ * with its size in *len, or NULL with an error (NVRTC's log when the source does not compile;
+ * NVRTC missing). name: the source's name in messages. */
+char *pnG_rtc_compile(const char *name, const char *source, int sm, size_t *len);
+
+/* pnG_custom_kernel_launch for a kernel Ponte generated (as pnG_rtc_compile compiles it), keyed
+ * by key (keys of generated kernels start with "ponte:"), whose one parameter is the
+ * param_size bytes at param. 0, or -1 with an error. The simulated GPU builds the source with
+ * the host C++ compiler when PONTE_SIM_JIT=1 (custom_kernel.cu) and refuses otherwise. */
+int pnG_rtc_launch(const char *key, const char *source, const char *entry, const void *param,
+                   size_t param_size, const unsigned grid[3], const unsigned block[3], unsigned smem,
+                   int stream);
+
 #ifdef __cplusplus
 }
 #endif

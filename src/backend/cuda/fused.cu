@@ -1,13 +1,21 @@
 /* fused.cu — pnG_fused_launch: the GPU kernel of a Compiled node (an elementwise chain fused by
- * mx.compile). One launch interprets the program: each thread takes a few elements (grid
- * stride), reads its inputs, runs every op on values held in registers (a float, or a double
- * when the program holds values a float does not hold exactly: float64, int32, uint32; bool as
- * 0/1) and stores only the result. Each op is the functor of the unfused kernel
- * (elementwise_ops.cuh) and its result is rounded to its dtype through the same store, so the
- * output is bit-identical to the unfused GPU graph's. */
-#include "backend/cuda/elementwise_ops.cuh"
+ * mx.compile), in two forms that compute the same values.
+ *   - Generated (on a GPU with NVRTC): the program becomes CUDA source — one line per op, each
+ *     value a named register — compiled by NVRTC once per distinct program and cached for the
+ *     process (pnG_rtc_launch).
+ *   - Interpreted (the simulated GPU, no NVRTC, PONTE_FUSED_JIT=0, or a generated kernel that
+ *     failed): one kernel runs any program, decoding its ops per element.
+ * Either way each thread reads its inputs, runs every op on values held in registers (a
+ * float, or a double when the program holds values a float does not hold exactly: float64,
+ * int32, uint32; bool as 0/1) and stores only the result. Each op is the functor of the
+ * unfused kernel through fused_ops.cuh, its result rounded to its dtype through the same
+ * store, so the output is bit-identical to the unfused GPU graph's. */
+#include "backend/cuda/custom_kernel.h"
 #include "backend/cuda/fused.h"
+#include "backend/cuda/fused_ops.cuh"
 
+#include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The dtypes whose values a register holds exactly: X(A, index, pn_dtype, storage type). */
@@ -44,59 +52,6 @@ struct png_fprog {
     int32_t nin, nops, out_dt;
     png_fop ops[PNG_FUSED_MAX_OPS];
 };
-
-/* ───────────────────────────── the steps ───────────────────────────── */
-
-/* Whether a register of type R holds every value of storage type T exactly (a double: every
- * type of the table; a float: those narrower than 4 bytes and float32). */
-template <typename T, typename R> struct png_fits {
-    static const bool value =
-        sizeof(R) == 8 || sizeof(T) < 4 || (sizeof(T) == 4 && png_class<T>::value == PNG_KFLT);
-};
-
-/* An op's result rounded to its dtype as the unfused kernel stores it, back in a register. */
-template <typename OT, typename R, typename V> __device__ __forceinline__ R png_fround(V v)
-{
-    OT o;
-    png_store(&o, v);
-    return (R)png_load(&o);
-}
-
-template <int OP, typename T, typename R>
-__device__ __forceinline__ R png_fused_unary(const pnK_ew_params &prm, R a)
-{
-    typedef png_unary_fn<OP, T> F;
-    if constexpr (!F::ok || !png_fits<T, R>::value) {
-        return (R)0; /* never issued: the host checks png_fused_case_ok */
-    } else {
-        F f;
-        f.prm_ = prm;
-        return png_fround<typename F::out_t, R>(f((typename F::CT)a));
-    }
-}
-
-template <int OP, typename T, typename R>
-__device__ __forceinline__ R png_fused_binary(const pnK_ew_params &prm, R a, R b)
-{
-    typedef png_binary_fn<OP, T> F;
-    if constexpr (!F::ok || !png_fits<T, R>::value) {
-        return (R)0;
-    } else {
-        F f;
-        f.prm_ = prm;
-        return png_fround<typename F::out_t, R>(f((typename F::CT)a, (typename F::CT)b));
-    }
-}
-
-/* astype to a floating or bool dtype from any register dtype: png_convert (copy.cu) of these
- * pairs is the store's rounding of the value (to bool: v != 0; to float64: exact; to float32
- * and the halves: through (float)v). Integer destinations (saturating or wrapping) have no
- * case: the host declines them. */
-template <typename D, typename R> __device__ __forceinline__ R png_fused_astype(R a)
-{
-    if constexpr (!png_fits<D, R>::value) return (R)0;
-    else return png_fround<D, R>(a);
-}
 
 /* Elements per thread and step: each op's case runs on this many values, which spreads the
  * interpreter's per-op cost (reading the op, the switch) over them. */
@@ -204,10 +159,6 @@ template <typename R> __global__ void png_fused_kernel(png_fprog P)
     }
 }
 
-/* ───────────────────────────── launch ───────────────────────────── */
-
-static int64_t fused_launches; /* pnG_fused_count (atomic builtins) */
-
 /* Whether dtype index d fits a float register. */
 static bool png_fused_narrow(int d)
 {
@@ -260,30 +211,32 @@ static bool png_fused_case_ok(int kind, int op, int d, int dst)
     }
 }
 
-extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
+/* Checks a against the cases the kernels have and fills the interpreter's program P (n, out
+ * and inputs left to the caller); *wide: whether values need double registers. 0 or
+ * PNG_UNSUPPORTED. */
+static int png_fused_plan(const pnG_fused_args *a, png_fprog *P, bool *wide)
 {
     if (a->nops < 1 || a->nops > PNG_FUSED_MAX_OPS || a->nin < 0 || a->nin > PNG_FUSED_MAX_IN ||
         a->nslots < 1 || a->nslots > PNG_FUSED_MAX_OPS)
         return PNG_UNSUPPORTED;
-    png_fprog P;
-    memset(&P, 0, sizeof P);
-    bool wide = false;
+    memset(P, 0, sizeof *P);
+    *wide = false;
     int od = png_fused_dt(a->out_dtype);
     if (od < 0) return PNG_UNSUPPORTED;
-    wide |= !png_fused_narrow(od);
-    P.n = a->n, P.out = a->out, P.nin = a->nin, P.nops = a->nops, P.out_dt = od;
+    *wide |= !png_fused_narrow(od);
+    P->nin = a->nin, P->nops = a->nops, P->out_dt = od;
     for (int k = 0; k < a->nin; k++) {
         int d = png_fused_dt(a->in_dtype[k]);
         if (d < 0) return PNG_UNSUPPORTED;
-        wide |= !png_fused_narrow(d);
-        P.in[k] = a->in[k], P.in_dt[k] = (int8_t)d, P.scalar[k] = a->scalar[k];
+        *wide |= !png_fused_narrow(d);
+        P->in_dt[k] = (int8_t)d;
     }
     for (int k = 0; k < a->nops; k++) {
         const pnG_fused_op *o = &a->ops[k];
         int t = png_fused_dt(o->t), dst = png_fused_dt(o->dst);
         if (t < 0 || dst < 0 || !png_fused_case_ok(o->kind, o->op, t, dst)) return PNG_UNSUPPORTED;
-        wide |= !png_fused_narrow(t) || !png_fused_narrow(dst);
-        png_fop *p = &P.ops[k];
+        *wide |= !png_fused_narrow(t) || !png_fused_narrow(dst);
+        png_fop *p = &P->ops[k];
         p->nin = o->kind == PNG_FUSED_WHERE ? 3 : o->kind == PNG_FUSED_BINARY ? 2 : 1;
         p->code = (int16_t)(o->kind == PNG_FUSED_UNARY    ? PNG_FC_UNARY(o->op, t)
                             : o->kind == PNG_FUSED_BINARY ? PNG_FC_BINARY(o->op, t)
@@ -298,21 +251,216 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
         p->prm.op = o->op, p->prm.flag = o->flag;
         p->prm.p0 = o->p0, p->prm.p1 = o->p1, p->prm.p2 = o->p2;
     }
-    if (!run || a->n == 0) return 0;
+    return 0;
+}
+
+/* ───────────────────────────── generated kernels ───────────────────────────── */
+
+/* The device type of dtype index d, as the generated source spells it. */
+static const char *png_fused_type_name(int d)
+{
+    switch (d) {
+#define PNG_FT_DT(A, D, E, T)                                                                  \
+    case D: return #T;
+        PNG_FUSED_DTYPES(PNG_FT_DT, 0)
+#undef PNG_FT_DT
+    default: return NULL;
+    }
+}
+
+/* The enumerator naming op of a kind, as the generated source spells it. */
+static const char *png_fused_op_name(int kind, int op)
+{
+    if (kind == PNG_FUSED_UNARY) switch (op) {
+#define PNG_FN_U(OP, ...)                                                                      \
+    case PNK_U_##OP: return "PNK_U_" #OP;
+            PNG_UNARY_EXPRS(PNG_FN_U)
+#undef PNG_FN_U
+        }
+    if (kind == PNG_FUSED_BINARY) switch (op) {
+#define PNG_FN_B(OP, ...)                                                                      \
+    case PNK_B_##OP: return "PNK_B_" #OP;
+            PNG_BINARY_EXPRS(PNG_FN_B)
+#undef PNG_FN_B
+        }
+    return NULL;
+}
+
+/* A growing source text; ok turns false (and stays) when memory runs out. */
+struct png_text {
+    char *s;
+    size_t len, cap;
+    bool ok;
+};
+
+static void png_emit(png_text *t, const char *fmt, ...)
+{
+    for (int tries = 0; t->ok && tries < 2; tries++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) t->ok = false;
+        else if (t->s && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        } else {
+            size_t cap = 2 * (t->cap + (size_t)n) + 256;
+            char *grown = (char *)realloc(t->s, cap);
+            if (!grown) t->ok = false;
+            else t->s = grown, t->cap = cap;
+        }
+    }
+}
+
+/* The source of a's kernel (entry point pn_fused) for a planned program; NULL when out of memory
+ * (free() it). Operands become named values: xK input K, vK op K's result. */
+static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool wide)
+{
+    png_text t = {NULL, 0, 0, true};
+    png_emit(&t, "/* generated by Ponte (fused.cu): a fused elementwise chain of %d ops */\n"
+                 "#include \"backend/cuda/fused_ops.cuh\"\n"
+                 "typedef %s R;\n"
+                 "extern \"C\" __global__ void __launch_bounds__(%d) pn_fused(const pnG_fused_jit_params P)\n{\n",
+             a->nops, wide ? "double" : "float", PNG_FUSED_THREADS);
+    for (int k = 0; k < a->nin; k++) /* broadcast scalars: read once */
+        if (a->scalar[k])
+            png_emit(&t, "    const R x%d = (R)png_load((const %s *)P.in[%d]);\n", k,
+                     png_fused_type_name(P->in_dt[k]), k);
+    png_emit(&t, "    for (int64_t i = png_thread_index(); i < P.n; i += png_grid_stride()) {\n");
+    for (int k = 0; k < a->nin; k++)
+        if (!a->scalar[k])
+            png_emit(&t, "        const R x%d = (R)png_load((const %s *)P.in[%d] + i);\n", k,
+                     png_fused_type_name(P->in_dt[k]), k);
+    int producer[PNG_FUSED_MAX_OPS]; /* slot -> the op whose result it holds now */
+    for (int k = 0; k < a->nops; k++) {
+        const pnG_fused_op *o = &a->ops[k];
+        char arg[3][16];
+        for (int j = 0; j < P->ops[k].nin; j++) {
+            int v = o->in[j];
+            if (v < a->nin) snprintf(arg[j], sizeof arg[j], "x%d", v);
+            else snprintf(arg[j], sizeof arg[j], "v%d", producer[v - a->nin]);
+        }
+        png_emit(&t, "        const R v%d = ", k);
+        if (o->kind == PNG_FUSED_UNARY || o->kind == PNG_FUSED_BINARY)
+            png_emit(&t, "png_fused_%s<%s, %s, R>(P.prm[%d], %s%s%s);\n",
+                     o->kind == PNG_FUSED_UNARY ? "unary" : "binary", png_fused_op_name(o->kind, o->op),
+                     png_fused_type_name(png_fused_dt(o->t)), k, arg[0],
+                     o->kind == PNG_FUSED_BINARY ? ", " : "", o->kind == PNG_FUSED_BINARY ? arg[1] : "");
+        else if (o->kind == PNG_FUSED_ASTYPE)
+            png_emit(&t, "png_fused_astype<%s, R>(%s);\n", png_fused_type_name(png_fused_dt(o->dst)), arg[0]);
+        else
+            png_emit(&t, "%s != 0 ? %s : %s;\n", arg[0], arg[1], arg[2]);
+        producer[o->out] = k;
+    }
+    png_emit(&t, "        png_store((%s *)P.out + i, v%d);\n    }\n}\n", png_fused_type_name(P->out_dt),
+             a->nops - 1);
+    if (!t.ok) free(t.s);
+    return t.ok ? t.s : NULL;
+}
+
+/* A cache key for source: FNV-1a over its bytes, with its length. */
+static void png_fused_key(const char *source, char *key, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull;
+    size_t n = 0;
+    for (const char *c = source; *c; c++, n++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(key, cap, "ponte:fused:%016llx:%zu", (unsigned long long)h, n);
+}
+
+static int64_t fused_launches, fused_generated; /* pnG_fused_count (atomic builtins) */
+static int jit_failed;                          /* generated kernels could not run (atomic) */
+static char jit_error[1024];                    /* why (written by the first failure only) */
+
+/* Records the current error as the reason generated kernels are not used, and clears it. */
+static void png_fused_jit_failed(void)
+{
+    if (__atomic_exchange_n(&jit_failed, 1, __ATOMIC_ACQ_REL) == 0) {
+        const char *msg = pn_last_error_message();
+        snprintf(jit_error, sizeof jit_error, "%s", msg ? msg : "unknown error");
+    }
+    pn_clear_error();
+}
+
+extern "C" const char *pnG_fused_jit_error(void)
+{
+    return __atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE) ? jit_error : NULL;
+}
+
+/* Whether generated kernels are tried: not with PONTE_FUSED_JIT=0, not after one failed, and
+ * on the simulated GPU only with PONTE_SIM_JIT=1 (it builds them with the host compiler). */
+static bool png_fused_jit_wanted(void)
+{
+#ifdef PONTE_GPU_SIM
+    const char *sim = getenv("PONTE_SIM_JIT");
+    if (!sim || strcmp(sim, "1") != 0) return false;
+#endif
+    if (__atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE)) return false;
+    const char *env = getenv("PONTE_FUSED_JIT");
+    return !(env && env[0] == '0' && env[1] == 0);
+}
+
+extern "C" char *pnG_fused_source(const pnG_fused_args *a)
+{
+    png_fprog P;
+    bool wide;
+    if (png_fused_plan(a, &P, &wide) != 0) {
+        pn_set_error(PN_ERR_INVALID_ARGUMENT, "[compile] The fused program has an op or dtype the GPU "
+                                              "kernels do not take.");
+        return NULL;
+    }
+    char *src = png_fused_source(a, &P, wide);
+    if (!src) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[compile] Out of memory generating a fused kernel.");
+    return src;
+}
+
+/* ───────────────────────────── launch ───────────────────────────── */
+
+extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
+{
+    png_fprog P;
+    bool wide;
+    int rc = png_fused_plan(a, &P, &wide);
+    if (rc != 0 || !run || a->n == 0) return rc;
     cudaStream_t st = png_stream(a->stream);
     if (!st) return -1;
-    const int threads = 256;
+    const unsigned blocks = png_blocks_for(a->n, PNG_FUSED_THREADS);
+    if (png_fused_jit_wanted()) {
+        char *src = png_fused_source(a, &P, wide);
+        pnG_fused_jit_params J;
+        memset(&J, 0, sizeof J);
+        J.n = a->n, J.out = a->out;
+        for (int k = 0; k < a->nin; k++) J.in[k] = a->in[k];
+        for (int k = 0; k < a->nops; k++) J.prm[k] = P.ops[k].prm;
+        const unsigned grid[3] = {blocks, 1, 1}, block[3] = {PNG_FUSED_THREADS, 1, 1};
+        char key[64];
+        if (src) png_fused_key(src, key, sizeof key);
+        rc = src ? pnG_rtc_launch(key, src, "pn_fused", &J, sizeof J, grid, block, 0, a->stream) : -1;
+        free(src);
+        if (rc == 0) {
+            __atomic_fetch_add(&fused_generated, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&fused_launches, 1, __ATOMIC_RELAXED);
+            return 0;
+        }
+        /* no NVRTC, or a kernel it refused: the interpreter from now on (pnG_fused_jit_error
+         * keeps the reason) */
+        png_fused_jit_failed();
+    }
+    P.n = a->n, P.out = a->out;
+    for (int k = 0; k < a->nin; k++) P.in[k] = a->in[k], P.scalar[k] = a->scalar[k];
     const int64_t per_thread = (a->n + PNG_FUSED_ILP - 1) / PNG_FUSED_ILP;
     if (wide) {
         auto k = png_fused_kernel<double>;
-        PNG_LAUNCH(k, png_blocks_for(per_thread, threads), threads, 0, st, P);
+        PNG_LAUNCH(k, png_blocks_for(per_thread, PNG_FUSED_THREADS), PNG_FUSED_THREADS, 0, st, P);
     } else {
         auto k = png_fused_kernel<float>;
-        PNG_LAUNCH(k, png_blocks_for(per_thread, threads), threads, 0, st, P);
+        PNG_LAUNCH(k, png_blocks_for(per_thread, PNG_FUSED_THREADS), PNG_FUSED_THREADS, 0, st, P);
     }
-    int rc = pnG_check_launch("fused");
+    rc = pnG_check_launch("fused");
     if (rc == 0) __atomic_fetch_add(&fused_launches, 1, __ATOMIC_RELAXED);
     return rc;
 }
+
+extern "C" int64_t pnG_fused_generated_count(void) { return __atomic_load_n(&fused_generated, __ATOMIC_RELAXED); }
 
 extern "C" int64_t pnG_fused_count(void) { return __atomic_load_n(&fused_launches, __ATOMIC_RELAXED); }

@@ -1,6 +1,7 @@
 /* fused.h — the GPU kernel of mx.compile's Compiled node (a fused chain of elementwise ops,
- * program: pnF_program in backend/cpu/fused.h): one launch interprets the program per element
- * (fused.cu), the C glue (fused.c) turns a node into the launch descriptor below. Plain C. */
+ * program: pnF_program in backend/cpu/fused.h): one launch of a kernel generated for the
+ * program and compiled by NVRTC, or of a kernel that interprets any program (fused.cu); the C
+ * glue (fused.c) turns a node into the launch descriptor below. Plain C. */
 #ifndef PONTE_BACKEND_CUDA_FUSED_H
 #define PONTE_BACKEND_CUDA_FUSED_H
 
@@ -41,16 +42,29 @@ typedef struct pnG_fused_args {
     int stream; /* Ponte stream index */
 } pnG_fused_args;
 
-/* Launches the interpreter over a (fused.cu). With run false only answers whether every op
- * and dtype of a has a case in the kernel (the values that fuse: bool, float16, bfloat16,
- * float32, float64 and the integers up to 32 bits; the unary and binary ops the GPU
- * elementwise tables define for them, where, astype from them to bool or a floating dtype).
- * Returns 0, -1 with an error, or PNG_UNSUPPORTED (nothing launched). */
+/* Launches a's kernel (fused.cu): the kernel generated for its program when NVRTC is there
+ * (compiled on the program's first launch, then cached for the process), else the
+ * interpreter. With run false only answers whether every op and dtype of a has a case in the
+ * kernels (the values that fuse: bool, float16, bfloat16, float32, float64 and the integers
+ * up to 32 bits; the unary and binary ops the GPU elementwise tables define for them, where,
+ * astype from them to bool or a floating dtype). Returns 0, -1 with an error, or
+ * PNG_UNSUPPORTED (nothing launched). */
 int pnG_fused_launch(const pnG_fused_args *a, bool run);
 
-/* How many Compiled nodes ran as one fused GPU launch since the process started (tests and
- * benchmarks check that the fused path ran). */
+/* The CUDA source of the kernel generated for a (pointers, n and stream unused; entry point
+ * pn_fused, one parameter: pnG_fused_jit_params in fused_ops.cuh), or NULL with an error when
+ * a has a case the kernels do not take. Release with free(). */
+char *pnG_fused_source(const pnG_fused_args *a);
+
+/* How many Compiled nodes ran as one fused GPU launch since the process started, and how many
+ * of those through a generated kernel (tests and benchmarks check which path ran). */
 int64_t pnG_fused_count(void);
+int64_t pnG_fused_generated_count(void);
+
+/* Why generated kernels are not used (NVRTC missing, or the first error of one that would
+ * not compile or load: the interpreter runs from then on), or NULL while nothing failed. The
+ * simulated GPU never tries them. */
+const char *pnG_fused_jit_error(void);
 
 /* ── the C glue (fused.c) ── */
 struct pnC_node;
