@@ -839,14 +839,25 @@ static int fn_gpu_prog(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
     return r ? 0 : -1;
 }
 
-/* Inputs: dense (an odd size), x a transposed view, y a scalar; y has zeros for program 4. */
+/* Inputs by variant: 0 dense (an odd size); 1 x a transposed view; 2 y a scalar; 3 y a row
+ * broadcast over x's rows; 4 x a reversed view, every other column, of a larger array.
+ * y has zeros for program 4. */
+#define GPU_PROG_VARIANTS 5
 static void gpu_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn_array **x, pn_array **y)
 {
     int64_t shape[2] = {3, n};
-    *x = variant == 1 ? pn_transpose(test_random_array((int64_t[]){n, 3}, 2, t, -3, 3), NULL, 0)
-                      : test_random_array(shape, 2, t, -3, 3);
-    *y = variant == 2 ? test_random_array(NULL, 0, t, 0.5, 2) : test_random_array(shape, 2, t, -3, 3);
-    if (zeros && variant != 2) { /* zeros at every seventh element: x / 0 is inf or NaN */
+    if (variant == 1) {
+        *x = pn_transpose(test_random_array((int64_t[]){n, 3}, 2, t, -3, 3), NULL, 0);
+    } else if (variant == 4) {
+        pn_array *big = test_random_array((int64_t[]){3, 2 * n + 1}, 2, t, -3, 3);
+        *x = pn_slice(big, (int64_t[]){0, 2 * n}, (int64_t[]){3, 0}, (int64_t[]){1, -2}, 2);
+    } else {
+        *x = test_random_array(shape, 2, t, -3, 3);
+    }
+    *y = variant == 2   ? test_random_array(NULL, 0, t, 0.5, 2)
+         : variant == 3 ? test_random_array((int64_t[]){n}, 1, t, -3, 3)
+                        : test_random_array(shape, 2, t, -3, 3);
+    if (zeros && variant != 2 && variant != 3) { /* zeros at every seventh element: x / 0 is inf or NaN */
         pn_array *k = pn_reshape(pn_arange(0, (double)(3 * n), 1, PN_INT32), shape, 2);
         *y = pn_where(pn_equal(pn_remainder(k, pn_weak_float(7)), pn_weak_float(0)), pn_weak_float(0), *y);
     }
@@ -868,9 +879,10 @@ TEST(compile_fused_gpu_bit_identical)
             pn_scope_push();
             pn_dtype t = types[d];
             pn_closure *f = pn_closure_new(fn_gpu_prog, (void *)(intptr_t)prog, NULL), *c = pn_compile(f, false);
-            for (int variant = 0; variant < 3; variant++) {
+            for (int variant = 0; variant < GPU_PROG_VARIANTS; variant++) {
                 pn_array *x, *y;
                 gpu_prog_inputs(variant, n, t, prog == 4, &x, &y);
+                CHECK_MSG(x && y && x->shape[1] == n, "%s", pn_last_error_message());
                 CHECK(pn_eval((pn_array *[]){x, y}, 2) == 0);
                 pn_array *in[2] = {x, y}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];
                 int ng = 0, nw = 0;

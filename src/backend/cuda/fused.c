@@ -1,7 +1,8 @@
 /* fused.c — the GPU eval of a Compiled node (mx.compile's fused elementwise chain): the C glue
  * around pnG_fused_launch (fused.cu). It turns the node's pnF_program into a launch
- * descriptor (result slots reused once a value is dead), copies strided inputs dense, donates
- * an input's buffer to the output when nothing else holds it, and launches once. */
+ * descriptor (result slots reused once a value is dead), passes strided inputs (transposes,
+ * broadcasts) as they are to a generated kernel and copies them dense for the interpreter,
+ * donates an input's buffer to the output when nothing else holds it, and launches once. */
 #include "backend/cuda/fused.h"
 #include "backend/cpu/fused.h"
 #include "backend/cuda/eval.h"
@@ -66,33 +67,89 @@ bool pnG_fused_supported(const pnF_program *pg, const pn_dtype *in_dtypes)
     return pnG_fused_launch(&a, false) == 0;
 }
 
+/* Which inputs a generated kernel reads where they are (strided[k]: a view of the output's
+ * shape that is not row-contiguous: a transpose, a broadcast) and their strides over the
+ * output's shape, unit dimensions dropped and dimensions merged where every strided input
+ * allows it. Without a generated kernel, or past its dimension limit, none is strided. */
+static void plan_strided(pnG_fused_args *a, const pn_array *o, pn_array *const *in, bool *strided)
+{
+    const int nin = a->nin;
+    int nd = 0;
+    bool any = false;
+    for (int k = 0; k < nin; k++) {
+        strided[k] = o->size > 1 && in[k]->size == o->size && !pnC_row_contiguous(in[k]) &&
+                     in[k]->ndim == o->ndim && !memcmp(in[k]->shape, o->shape, sizeof(int64_t) * (size_t)o->ndim);
+        any |= strided[k];
+    }
+    if (!any || !pnG_fused_jit_ready()) {
+        memset(strided, 0, sizeof(bool) * (size_t)nin);
+        return;
+    }
+    for (int d = 0; d < o->ndim && nd <= PNG_MAX_NDIM; d++) {
+        if (o->shape[d] == 1) continue;
+        bool merge = nd > 0;
+        for (int k = 0; k < nin && merge; k++)
+            merge = !strided[k] || a->strides[k][nd - 1] == in[k]->strides[d] * o->shape[d];
+        if (!merge && nd == PNG_MAX_NDIM) {
+            nd++; /* too many: none strided */
+            break;
+        }
+        int at = merge ? nd - 1 : nd++;
+        a->shape[at] = merge ? a->shape[at] * o->shape[d] : o->shape[d];
+        for (int k = 0; k < nin; k++)
+            if (strided[k]) a->strides[k][at] = in[k]->strides[d];
+    }
+    if (nd > PNG_MAX_NDIM) memset(strided, 0, sizeof(bool) * (size_t)nin);
+    a->ndim = nd;
+}
+
 int pnG_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnF_program *pg = node->params;
     pn_array *o = out[0];
     const int64_t n = o->size;
-    const int stream = node->stream.index;
+    const int stream = node->stream.index, nin = pg->nin;
     pn_dtype dt[PNF_MAX_IN];
-    for (int k = 0; k < pg->nin; k++) dt[k] = in[k]->dtype;
+    for (int k = 0; k < nin; k++) dt[k] = in[k]->dtype;
     pnG_fused_args a;
     make_args(pg, dt, &a);
     if (a.out_dtype != o->dtype || pnG_fused_launch(&a, false) != 0) return PNG_UNSUPPORTED;
+    bool strided[PNF_MAX_IN];
+    plan_strided(&a, o, in, strided);
     pn_array *dense[PNF_MAX_IN];
-    if (pnG_make_dense(pg->nin, in, dense, stream)) return -1;
-    for (int k = 0; k < pg->nin; k++) { /* before a donation moves a buffer away */
+    for (int k = 0; k < nin; k++) { /* the others dense (a copy where they are not) */
+        dense[k] = in[k];
+        if (!strided[k] && pnG_make_dense(1, &in[k], &dense[k], stream)) {
+            pnG_release_dense(k, in, dense);
+            return -1;
+        }
+    }
+    for (int k = 0; k < nin; k++) { /* before a donation moves a buffer away */
         a.in[k] = dense[k]->size ? pnC_data(dense[k]) : NULL;
         a.scalar[k] = dense[k]->size != n;
+        a.strided[k] = strided[k];
     }
     /* an input's buffer becomes the output's when nothing else holds it: each element's
-     * inputs are read before its result is stored */
+     * inputs are read before its result is stored (a strided input keeps its buffer) */
     bool given = false;
-    for (int k = 0; k < pg->nin && !given && n > 0; k++)
-        if (dense[k] == in[k] && in[k]->size == n) given = pnC_donate(o, in[k]);
+    for (int k = 0; k < nin && !given && n > 0; k++)
+        if (dense[k] == in[k] && !strided[k] && in[k]->size == n) given = pnC_donate(o, in[k]);
     int rc = given ? 0 : pnC_alloc_output(o);
     if (rc == 0 && n > 0) {
         a.n = n, a.out = pnC_data(o), a.stream = stream;
         rc = pnG_fused_launch(&a, true);
+        if (rc == PNG_FUSED_NEEDS_DENSE) { /* the generated kernel failed just now: the
+                                              interpreter, over dense copies */
+            rc = 0;
+            for (int k = 0; k < nin && rc == 0; k++)
+                if (strided[k]) {
+                    rc = pnG_make_dense(1, &in[k], &dense[k], stream);
+                    if (rc == 0) a.in[k] = pnC_data(dense[k]), a.strided[k] = false;
+                    else dense[k] = in[k];
+                }
+            if (rc == 0) rc = pnG_fused_launch(&a, true);
+        }
     }
-    pnG_release_dense(pg->nin, in, dense);
+    pnG_release_dense(nin, in, dense);
     return rc;
 }

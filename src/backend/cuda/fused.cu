@@ -227,7 +227,7 @@ static int png_fused_plan(const pnG_fused_args *a, png_fprog *P, bool *wide)
     P->nin = a->nin, P->nops = a->nops, P->out_dt = od;
     for (int k = 0; k < a->nin; k++) {
         int d = png_fused_dt(a->in_dtype[k]);
-        if (d < 0) return PNG_UNSUPPORTED;
+        if (d < 0 || (a->strided[k] && (a->ndim < 1 || a->ndim > PNG_MAX_NDIM))) return PNG_UNSUPPORTED;
         *wide |= !png_fused_narrow(d);
         P->in_dt[k] = (int8_t)d;
     }
@@ -328,10 +328,22 @@ static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool 
             png_emit(&t, "    const R x%d = (R)png_load((const %s *)P.in[%d]);\n", k,
                      png_fused_type_name(P->in_dt[k]), k);
     png_emit(&t, "    for (int64_t i = png_thread_index(); i < P.n; i += png_grid_stride()) {\n");
-    for (int k = 0; k < a->nin; k++)
-        if (!a->scalar[k])
-            png_emit(&t, "        const R x%d = (R)png_load((const %s *)P.in[%d] + i);\n", k,
-                     png_fused_type_name(P->in_dt[k]), k);
+    bool strided = false;
+    for (int k = 0; k < a->nin; k++) strided |= a->strided[k] && !a->scalar[k];
+    if (strided) { /* the element's coordinates, for the strided inputs */
+        png_emit(&t, "        int64_t r = i;\n");
+        for (int d = a->ndim - 1; d > 0; d--)
+            png_emit(&t, "        const int64_t c%d = r %% P.shape[%d];\n        r /= P.shape[%d];\n", d, d, d);
+        png_emit(&t, "        const int64_t c0 = r;\n");
+    }
+    for (int k = 0; k < a->nin; k++) {
+        if (a->scalar[k]) continue;
+        png_emit(&t, "        const R x%d = (R)png_load((const %s *)P.in[%d] + ", k, png_fused_type_name(P->in_dt[k]), k);
+        if (!a->strided[k]) png_emit(&t, "i");
+        for (int d = 0; a->strided[k] && d < a->ndim; d++)
+            png_emit(&t, "%sc%d * P.strides[%d][%d]", d ? " + " : "", d, k, d);
+        png_emit(&t, ");\n");
+    }
     int producer[PNG_FUSED_MAX_OPS]; /* slot -> the op whose result it holds now */
     for (int k = 0; k < a->nops; k++) {
         const pnG_fused_op *o = &a->ops[k];
@@ -400,6 +412,8 @@ static bool png_fused_jit_wanted(void)
     return !(env && env[0] == '0' && env[1] == 0);
 }
 
+extern "C" bool pnG_fused_jit_ready(void) { return png_fused_jit_wanted(); }
+
 extern "C" char *pnG_fused_source(const pnG_fused_args *a)
 {
     png_fprog P;
@@ -432,6 +446,8 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
         J.n = a->n, J.out = a->out;
         for (int k = 0; k < a->nin; k++) J.in[k] = a->in[k];
         for (int k = 0; k < a->nops; k++) J.prm[k] = P.ops[k].prm;
+        memcpy(J.shape, a->shape, sizeof J.shape);
+        memcpy(J.strides, a->strides, sizeof J.strides);
         const unsigned grid[3] = {blocks, 1, 1}, block[3] = {PNG_FUSED_THREADS, 1, 1};
         char key[64];
         if (src) png_fused_key(src, key, sizeof key);
@@ -446,6 +462,8 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
          * keeps the reason) */
         png_fused_jit_failed();
     }
+    for (int k = 0; k < a->nin; k++)
+        if (a->strided[k] && !a->scalar[k]) return PNG_FUSED_NEEDS_DENSE;
     P.n = a->n, P.out = a->out;
     for (int k = 0; k < a->nin; k++) P.in[k] = a->in[k], P.scalar[k] = a->scalar[k];
     const int64_t per_thread = (a->n + PNG_FUSED_ILP - 1) / PNG_FUSED_ILP;

@@ -29,22 +29,31 @@ typedef struct pnG_fused_op {
 } pnG_fused_op;
 
 /* A fused launch: out (n elements of dtype out_dtype, dense) from inputs in[k] (dtype
- * in_dtype[k], dense with n elements, or one element broadcast when scalar[k]); ops in
- * order, the last one's result is stored. nslots: slots the ops use. All device memory. */
+ * in_dtype[k], dense with n elements, or one element broadcast when scalar[k], or — generated
+ * kernels only — strided[k]: element strides[k] over the output's row-major shape[ndim], a
+ * broadcast dimension's stride 0); ops in order, the last one's result is stored. nslots:
+ * slots the ops use. All device memory. */
 typedef struct pnG_fused_args {
     int64_t n;
     void *out;
     int32_t out_dtype, nin, nops, nslots;
     const void *in[PNG_FUSED_MAX_IN];
     int32_t in_dtype[PNG_FUSED_MAX_IN];
-    bool scalar[PNG_FUSED_MAX_IN];
+    bool scalar[PNG_FUSED_MAX_IN], strided[PNG_FUSED_MAX_IN];
+    int32_t ndim;
+    int64_t shape[PNG_MAX_NDIM];
+    int64_t strides[PNG_FUSED_MAX_IN][PNG_MAX_NDIM];
     pnG_fused_op ops[PNG_FUSED_MAX_OPS];
     int stream; /* Ponte stream index */
 } pnG_fused_args;
 
+/* pnG_fused_launch's answer when a has strided inputs and no generated kernel can run: the
+ * caller copies them dense and launches again (the interpreter). */
+#define PNG_FUSED_NEEDS_DENSE 2
+
 /* Launches a's kernel (fused.cu): the kernel generated for its program when NVRTC is there
  * (compiled on the program's first launch, then cached for the process), else the
- * interpreter. With run false only answers whether every op and dtype of a has a case in the
+ * interpreter (PNG_FUSED_NEEDS_DENSE when an input is strided). With run false only answers whether every op and dtype of a has a case in the
  * kernels (the values that fuse: bool, float16, bfloat16, float32, float64 and the integers
  * up to 32 bits; the unary and binary ops the GPU elementwise tables define for them, where,
  * astype from them to bool or a floating dtype). Returns 0, -1 with an error, or
@@ -65,6 +74,9 @@ int64_t pnG_fused_generated_count(void);
  * not compile or load: the interpreter runs from then on), or NULL while nothing failed. The
  * simulated GPU never tries them. */
 const char *pnG_fused_jit_error(void);
+/* Whether the next launch will try a generated kernel (the caller may then pass strided
+ * inputs as they are). */
+bool pnG_fused_jit_ready(void);
 
 /* ── the C glue (fused.c) ── */
 struct pnC_node;

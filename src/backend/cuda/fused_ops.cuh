@@ -14,12 +14,15 @@
 #define PNG_FUSED_THREADS 256
 
 /* The one parameter of a generated fused kernel: n elements, the dense output, the inputs
- * (dense, or one element broadcast: the source says which) and each op's params. */
+ * (dense, one element broadcast, or strided over the output's shape: the source says which)
+ * and each op's params. */
 struct pnG_fused_jit_params {
     int64_t n;
     void *out;
     const void *in[PNG_FUSED_MAX_IN];
     pnK_ew_params prm[PNG_FUSED_MAX_OPS];
+    int64_t shape[PNG_MAX_NDIM];
+    int64_t strides[PNG_FUSED_MAX_IN][PNG_MAX_NDIM];
 };
 
 /* Whether a register of type R holds every value of storage type T exactly (a double: every
