@@ -59,7 +59,7 @@ $(BUILD_SIM)/CMakeCache.txt: | deps
 
 test-gpu-sim: $(BUILD_SIM)/CMakeCache.txt
 	cmake --build $(BUILD_SIM) -j $(JOBS)
-	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_JIT=1 ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_JIT=1 PONTE_CACHE_DIR=$(abspath $(BUILD_SIM))/kernel-cache ctest --output-on-failure -j $(JOBS)
 	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_SHUFFLE=7 PONTE_GPU_STRICT=1 ./test_backends
 	BUILD=$(BUILD_SIM) JOBS=$(JOBS) PONTE_DEVICE=gpu scripts/test-python
 

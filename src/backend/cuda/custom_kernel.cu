@@ -13,9 +13,12 @@
 #include "backend/cuda/rtc_headers.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* The NVRTC entry points used, by their documented C signatures (nvrtc.h is not needed). */
 typedef struct _nvrtcProgram *nvrtcProgram;
@@ -28,6 +31,7 @@ static struct {
     int (*cubin)(nvrtcProgram, char *);
     int (*destroy)(nvrtcProgram *);
     const char *(*error_string)(int);
+    int (*version)(int *, int *);
 } nvrtc;
 static pthread_once_t nvrtc_once = PTHREAD_ONCE_INIT;
 static bool nvrtc_ready;
@@ -56,9 +60,10 @@ static void nvrtc_load(void)
     SYM(cubin, "nvrtcGetCUBIN");
     SYM(destroy, "nvrtcDestroyProgram");
     SYM(error_string, "nvrtcGetErrorString");
+    SYM(version, "nvrtcVersion");
 #undef SYM
     nvrtc_ready = nvrtc.create && nvrtc.compile && nvrtc.log_size && nvrtc.log && nvrtc.cubin_size &&
-                  nvrtc.cubin && nvrtc.destroy && nvrtc.error_string;
+                  nvrtc.cubin && nvrtc.destroy && nvrtc.error_string && nvrtc.version;
 }
 
 /* The cubin of source compiled for sm_<sm>, or NULL with an error (NVRTC's log on a failed
@@ -117,6 +122,109 @@ extern "C" char *pnG_rtc_compile(const char *name, const char *source, int sm, s
     return compile_source(name, source, sm, true, len);
 }
 
+/* ───────────── the disk cache of generated kernels ─────────────
+ * A generated kernel's compiled form (a cubin; on the simulator, a shared object) is kept in
+ * $PONTE_CACHE_DIR/kernels (default $XDG_CACHE_HOME/ponte, else ~/.cache/ponte), named by a
+ * hash of its source, of the headers the library carries and of the compiler and target, so
+ * a later process loads it instead of compiling. Best effort: a file that cannot be written
+ * is skipped, and one that does not load is compiled again and replaced.
+ * PONTE_KERNEL_CACHE=0 turns it off. */
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The hash of the embedded headers (computed once; they are constant). */
+static uint64_t headers_hash;
+static pthread_once_t headers_once = PTHREAD_ONCE_INIT;
+static void hash_headers(void)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < pnG_rtc_header_count; i++)
+        h = fnv1a(fnv1a(h, pnG_rtc_header_names[i]), pnG_rtc_header_texts[i]);
+    headers_hash = h;
+}
+
+/* The cache file for source compiled as tag (target and compiler), its directory made; false
+ * when the cache is off or has no directory. */
+static bool cache_path(const char *source, const char *tag, char *path, size_t cap)
+{
+    const char *off = getenv("PONTE_KERNEL_CACHE");
+    if (off && !strcmp(off, "0")) return false;
+    char dir[1024];
+    const char *base = getenv("PONTE_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n = base && *base ? snprintf(dir, sizeof dir, "%s", base)
+            : xdg && *xdg ? snprintf(dir, sizeof dir, "%s/ponte", xdg)
+            : home && *home ? snprintf(dir, sizeof dir, "%s/.cache/ponte", home) : -1;
+    if (n < 0 || (size_t)n + 16 >= sizeof dir) return false;
+    for (char *c = dir + 1; *c; c++) /* mkdir -p */
+        if (*c == '/') {
+            *c = 0;
+            mkdir(dir, 0700);
+            *c = '/';
+        }
+    mkdir(dir, 0700);
+    strcat(dir, "/kernels");
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return false;
+    pthread_once(&headers_once, hash_headers);
+    uint64_t h = fnv1a(fnv1a(headers_hash, tag), source);
+    n = snprintf(path, cap, "%s/%016llx-%zu.%s", dir, (unsigned long long)h, strlen(source), tag);
+    return n > 0 && (size_t)n < cap;
+}
+
+/* A cache file is the kernel's bytes and this trailer, checked before anything is loaded
+ * from it (a truncated shared object can crash the loader). */
+struct cache_trailer {
+    char magic[8]; /* "PNKCACH1" */
+    uint64_t len, hash;
+};
+
+static uint64_t fnv1a_bytes(const void *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The kernel bytes of a cache file (release with free()), or NULL when it is missing,
+ * unreadable or damaged. */
+static char *cache_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *data = NULL;
+    struct stat st;
+    struct cache_trailer t;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > (off_t)sizeof t && st.st_size < ((off_t)1 << 28)) {
+        size_t n = (size_t)st.st_size - sizeof t;
+        data = (char *)malloc(n);
+        bool ok = data && fread(data, 1, n, f) == n && fread(&t, 1, sizeof t, f) == sizeof t &&
+                  !memcmp(t.magic, "PNKCACH1", 8) && t.len == n && t.hash == fnv1a_bytes(data, n);
+        if (!ok) {
+            free(data);
+            data = NULL;
+        }
+        *len = n;
+    }
+    fclose(f);
+    return data;
+}
+
+/* Stores len bytes as path, whole or not at all (a temporary file renamed into place). */
+static void cache_write(const char *path, const void *data, size_t len)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    struct cache_trailer t = {{'P', 'N', 'K', 'C', 'A', 'C', 'H', '1'}, len, fnv1a_bytes(data, len)};
+    bool ok = fwrite(data, 1, len, f) == len && fwrite(&t, 1, sizeof t, f) == sizeof t;
+    if (fclose(f) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) remove(tmp);
+}
+
 #ifdef PONTE_GPU_SIM
 
 /* The simulated GPU cannot load device code. With PONTE_SIM_JIT=1 it runs the kernels Ponte
@@ -161,24 +269,93 @@ static const char sim_entry_text[] =
     "extern \"C\" void pn_sim_entry(const void *p, const pnsim_tls_t *t)\n"
     "{\n    pnsim_tls = *t;\n    pn_sim_call(%s, p);\n}\n";
 
-/* Builds source (entry point entry) into a shared object and loads it; its pn_sim_entry, or
- * NULL with an error (the compiler's messages when it fails). */
+/* The whole file at path (release with free()), or NULL. */
+static char *cache_read_plain(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct stat st;
+    char *data = NULL;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && st.st_size < ((off_t)1 << 28) &&
+        (data = (char *)malloc((size_t)st.st_size)) && fread(data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        free(data);
+        data = NULL;
+    }
+    *len = (size_t)st.st_size;
+    fclose(f);
+    return data;
+}
+
+/* The pn_sim_entry of the shared object at path, or NULL (with why: dlerror's text). */
+static sim_entry_fn sim_load(const char *path, const char **why)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    sim_entry_fn fn = NULL;
+    if (h) *(void **)&fn = dlsym(h, "pn_sim_entry");
+    *why = !h ? dlerror() : !fn ? "no pn_sim_entry" : NULL;
+    if (h && !fn) dlclose(h);
+    return fn;
+}
+
+/* sim_load of a shared object held in memory (a checked cache file's bytes), through a
+ * temporary file of a name of its own: the loader takes an object whose name it has loaded
+ * before for that object, so names are never reused. */
+static sim_entry_fn sim_load_bytes(const char *bytes, size_t len)
+{
+    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char path[1100];
+    snprintf(path, sizeof path, "%s/ponte-kernel-XXXXXX", tmp);
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    sim_entry_fn fn = NULL;
+    const char *why = NULL;
+    bool ok = write(fd, bytes, len) == (ssize_t)len;
+    if (close(fd) == 0 && ok) fn = sim_load(path, &why);
+    remove(path); /* a loaded object stays mapped */
+    return fn;
+}
+
+/* Builds source (entry point entry) into a shared object, or takes it from the disk cache,
+ * and loads it; its pn_sim_entry, or NULL with an error (the compiler's messages when it
+ * fails). */
 static sim_entry_fn sim_build(const char *key, const char *source, const char *entry)
 {
+    /* what the compiler sees, naming the compiler and this build of the simulator (whose
+     * headers the object is compiled against), so the cache keys on them too */
+    size_t cap = strlen(source) + strlen(entry) + sizeof sim_entry_text + sizeof PONTE_SIM_CXX + 96;
+    char *text = (char *)malloc(cap);
+    if (!text) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
+        return NULL;
+    }
+    int n = snprintf(text, cap, "/* host compiler: %s; simulator built %s %s */\n%s", PONTE_SIM_CXX, __DATE__,
+                     __TIME__, source);
+    snprintf(text + n, cap - (size_t)n, sim_entry_text, entry);
+    char cached[1100];
+    bool cache = cache_path(text, "sim.so", cached, sizeof cached);
+    size_t len = 0;
+    char *bytes = cache ? cache_read(cached, &len) : NULL;
+    sim_entry_fn fn = bytes ? sim_load_bytes(bytes, len) : NULL;
+    free(bytes);
+    if (fn) {
+        free(text);
+        return fn;
+    }
     const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char dir[1024], src[1100], so[1100], log[1100];
     snprintf(dir, sizeof dir, "%s/ponte-sim-jit-XXXXXX", tmp);
     if (!mkdtemp(dir)) {
         pn_set_error(PN_ERR_IO, "[cuda_kernel] Cannot make a directory under %s for a generated kernel.", tmp);
+        free(text);
         return NULL;
     }
     snprintf(src, sizeof src, "%s/kernel.cu", dir);
     snprintf(so, sizeof so, "%s/kernel.so", dir);
     snprintf(log, sizeof log, "%s/log", dir);
     FILE *f = fopen(src, "w");
-    bool written = f && fputs(source, f) >= 0 && fprintf(f, sim_entry_text, entry) > 0;
+    bool written = f && fputs(text, f) >= 0;
     if (f && fclose(f) != 0) written = false;
-    sim_entry_fn fn = NULL;
+    free(text);
     if (!written) {
         pn_set_error(PN_ERR_IO, "[cuda_kernel] Cannot write %s.", src);
     } else {
@@ -188,18 +365,20 @@ static sim_entry_fn sim_build(const char *key, const char *source, const char *e
                  "'%s' -o '%s' > '%s' 2>&1",
                  PONTE_SIM_CXX, PONTE_SOURCE_DIR, PONTE_SOURCE_DIR, src, so, log);
         int rc = system(cmd);
-        void *h = rc == 0 ? dlopen(so, RTLD_NOW | RTLD_LOCAL) : NULL;
-        if (h) *(void **)&fn = dlsym(h, "pn_sim_entry");
+        const char *why = NULL;
+        if (rc == 0) fn = sim_load(so, &why);
+        if (fn && cache && (bytes = cache_read_plain(so, &len))) {
+            cache_write(cached, bytes, len);
+            free(bytes);
+        }
         if (!fn) {
-            char text[4096] = "";
+            char msg[4096] = "";
             FILE *l = fopen(log, "r");
-            size_t n = l ? fread(text, 1, sizeof text - 1, l) : 0;
-            text[n] = 0;
+            size_t got = l ? fread(msg, 1, sizeof msg - 1, l) : 0;
+            msg[got] = 0;
             if (l) fclose(l);
-            const char *why = rc != 0 ? "" : !h ? dlerror() : "no pn_sim_entry";
             pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] The simulated GPU could not build kernel %s with %s "
-                         "(exit %d) %s\n%s", key, PONTE_SIM_CXX, rc, why ? why : "", text);
-            if (h) dlclose(h);
+                         "(exit %d) %s\n%s", key, PONTE_SIM_CXX, rc, rc == 0 && why ? why : "", msg);
         }
     }
     remove(src), remove(so), remove(log), remove(dir); /* a loaded object stays mapped */
@@ -262,17 +441,42 @@ extern "C" int pnG_rtc_launch(const char *key, const char *source, const char *e
 
 #else
 
-/* The cubin of source for this device (compile_source for its sm_XY). */
-static char *compile_for_device(const char *key, const char *source, bool own, size_t *len)
+/* The compute capability of the current device as 10 * major + minor, or -1 with an error. */
+static int device_sm(void)
 {
     int dev = 0, major = 0, minor = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
         pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot read the device's compute capability.");
-        return NULL;
+        return -1;
     }
-    return compile_source(key, source, 10 * major + minor, own, len);
+    return 10 * major + minor;
+}
+
+/* The cubin of source for this device: compile_source for its sm_XY, or for a kernel Ponte
+ * generated, the disk cache's copy when it has one (*cached says so; path: where to store a
+ * fresh one, "" for none). */
+static char *compile_for_device(const char *key, const char *source, bool own, size_t *len, bool *cached,
+                                char *path, size_t path_cap)
+{
+    *cached = false;
+    path[0] = 0;
+    const int sm = device_sm();
+    if (sm < 0) return NULL;
+    pthread_once(&nvrtc_once, nvrtc_load);
+    int vmaj = 0, vmin = 0;
+    if (own && nvrtc_ready && nvrtc.version(&vmaj, &vmin) == 0) {
+        char tag[48];
+        snprintf(tag, sizeof tag, "sm%d.nvrtc%d.%d.cubin", sm, vmaj, vmin);
+        if (!cache_path(source, tag, path, path_cap)) path[0] = 0;
+        char *image = path[0] ? cache_read(path, len) : NULL;
+        if (image) {
+            *cached = true;
+            return image;
+        }
+    }
+    return compile_source(key, source, sm, own, len);
 }
 
 /* Loaded kernels by key (the module stays loaded: launches may still be queued). */
@@ -291,7 +495,9 @@ static struct loaded *find_or_load(const char *key, const char *code, size_t cod
     for (size_t i = 0; i < nloaded; i++)
         if (!strcmp(loaded[i].key, key)) return &loaded[i];
     size_t len = code_len;
-    char *image = precompiled ? NULL : compile_for_device(key, code, own, &len);
+    bool cached = false;
+    char path[1100] = "";
+    char *image = precompiled ? NULL : compile_for_device(key, code, own, &len, &cached, path, sizeof path);
     if (!precompiled && !image) return NULL;
     const void *data = precompiled ? (const void *)code : image;
     char *nul_terminated = NULL;
@@ -308,6 +514,18 @@ static struct loaded *find_or_load(const char *key, const char *code, size_t cod
     struct loaded e = {NULL, NULL, NULL, 0};
     cudaError_t err = cudaLibraryLoadData(&e.lib, data, NULL, NULL, 0, NULL, NULL, 0);
     if (err == cudaSuccess) err = cudaLibraryGetKernel(&e.kernel, e.lib, entry);
+    if (err != cudaSuccess && cached) { /* a cache file that does not load: compile again */
+        if (e.lib) cudaLibraryUnload(e.lib);
+        cudaGetLastError();
+        e.lib = NULL;
+        free(image);
+        cached = false;
+        image = compile_source(key, code, device_sm(), own, &len);
+        if (!image) return NULL;
+        err = cudaLibraryLoadData(&e.lib, image, NULL, NULL, 0, NULL, NULL, 0);
+        if (err == cudaSuccess) err = cudaLibraryGetKernel(&e.kernel, e.lib, entry);
+    }
+    if (err == cudaSuccess && !cached && path[0]) cache_write(path, image, len);
     free(image);
     free(nul_terminated);
     if (err != cudaSuccess) {

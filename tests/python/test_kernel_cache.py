@@ -1,0 +1,75 @@
+"""The disk cache of generated GPU kernels (mx.compile's fused groups): a later process loads
+the kernel a first one compiled, a damaged cache file is compiled again and replaced, and
+PONTE_KERNEL_CACHE=0 writes nothing. On the simulated GPU the generated kernels are shared
+objects the host compiler builds (PONTE_SIM_JIT=1); on a GPU, cubins from NVRTC."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import ponte as mx
+
+
+def gpu_kind():
+    if not (mx.cuda.is_available() and mx.default_device() == mx.gpu):
+        return None
+    return "sim" if "simulated" in mx.device_info(mx.gpu).get("device_name", "") else "gpu"
+
+
+pytestmark = pytest.mark.skipif(gpu_kind() is None, reason="needs the GPU backend (simulated or real)")
+
+# One compiled chain, evaluated on the GPU; prints its result's bytes in hex and whether it
+# matches the same function uncompiled.
+SCRIPT = r"""
+import numpy as np, ponte as mx
+rng = np.random.default_rng(7)
+x = mx.array(rng.standard_normal((3, 257)).astype(np.float32))
+b = mx.array(rng.standard_normal(257).astype(np.float32))
+def f(x, b):
+    y = x * 0.5 + b
+    return mx.where(y > 0, mx.exp(-y) * y, mx.sigmoid(y) - 1)
+r = mx.compile(f)(x, b)
+print(np.array(r).tobytes().hex(), np.array_equal(np.array(r), np.array(f(x, b))))
+"""
+
+
+def run(cache_dir, **env):
+    e = dict(os.environ, PONTE_DEVICE="gpu", PONTE_SIM_JIT="1", PONTE_CACHE_DIR=str(cache_dir), **env)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=e, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    bits, same = out.stdout.split()
+    assert same == "True"
+    return bits
+
+
+def cached_files(cache_dir):
+    d = cache_dir / "kernels"
+    return sorted(p for p in d.iterdir() if not p.name.endswith(".tmp")) if d.exists() else []
+
+
+def test_a_later_process_loads_the_cached_kernel(tmp_path):
+    first = run(tmp_path)
+    files = cached_files(tmp_path)
+    assert len(files) == 1, files
+    suffix = ".sim.so" if gpu_kind() == "sim" else ".cubin"
+    assert files[0].name.endswith(suffix)
+    stamp = files[0].stat().st_mtime_ns
+    assert run(tmp_path) == first
+    assert cached_files(tmp_path) == files and files[0].stat().st_mtime_ns == stamp
+
+
+def test_a_damaged_cache_file_is_compiled_again(tmp_path):
+    first = run(tmp_path)
+    (path,) = cached_files(tmp_path)
+    good = path.read_bytes()
+    for damage in (b"", good[: len(good) // 3], b"\x7fELF" + os.urandom(200)):
+        path.write_bytes(damage)
+        assert run(tmp_path) == first
+        assert path.read_bytes() == good or len(path.read_bytes()) > len(damage)
+
+
+def test_the_cache_can_be_turned_off(tmp_path):
+    run(tmp_path, PONTE_KERNEL_CACHE="0")
+    assert cached_files(tmp_path) == []
