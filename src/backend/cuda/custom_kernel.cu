@@ -247,10 +247,12 @@ struct sim_param {
     sim_entry_fn entry;
     unsigned char bytes[SIM_MAX_PARAM];
 };
-static struct sim_loaded {
+/* A loaded generated kernel (the handle pnG_rtc_launch gives out; never freed). */
+struct pnG_rtc_kernel {
     char *key;
     sim_entry_fn entry;
-} *sim_loaded;
+};
+static pnG_rtc_kernel **sim_loaded;
 static size_t nsim_loaded, cap_sim_loaded;
 static pthread_mutex_t sim_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -397,9 +399,31 @@ extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_
     return sim_refuses();
 }
 
-extern "C" int pnG_rtc_launch(const char *key, const char *source, const char *entry, const void *param,
-                              size_t param_size, const unsigned grid[3], const unsigned block[3],
-                              unsigned smem, int stream)
+/* The loaded kernel of key: found, or built from source and added; NULL with an error. */
+static pnG_rtc_kernel *sim_find_or_build(const char *key, const char *source, const char *entry)
+{
+    for (size_t i = 0; i < nsim_loaded; i++)
+        if (!strcmp(sim_loaded[i]->key, key)) return sim_loaded[i];
+    sim_entry_fn fn = sim_build(key, source, entry);
+    if (!fn) return NULL;
+    if (nsim_loaded == cap_sim_loaded) {
+        size_t cap = cap_sim_loaded ? 2 * cap_sim_loaded : 16;
+        pnG_rtc_kernel **grown = (pnG_rtc_kernel **)realloc(sim_loaded, cap * sizeof *grown);
+        if (grown) sim_loaded = grown, cap_sim_loaded = cap;
+    }
+    pnG_rtc_kernel *k = (pnG_rtc_kernel *)malloc(sizeof *k);
+    if (!k || nsim_loaded == cap_sim_loaded || !(k->key = strdup(key))) {
+        free(k);
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
+        return NULL;
+    }
+    k->entry = fn;
+    return sim_loaded[nsim_loaded++] = k;
+}
+
+extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const char *source, const char *entry,
+                              const void *param, size_t param_size, const unsigned grid[3],
+                              const unsigned block[3], unsigned smem, int stream)
 {
     const char *on = getenv("PONTE_SIM_JIT");
     if (!on || strcmp(on, "1") != 0) return sim_refuses();
@@ -408,22 +432,13 @@ extern "C" int pnG_rtc_launch(const char *key, const char *source, const char *e
                      param_size, SIM_MAX_PARAM);
         return -1;
     }
-    pthread_mutex_lock(&sim_lock);
-    sim_entry_fn fn = NULL;
-    for (size_t i = 0; i < nsim_loaded && !fn; i++)
-        if (!strcmp(sim_loaded[i].key, key)) fn = sim_loaded[i].entry;
-    if (!fn && (fn = sim_build(key, source, entry))) {
-        if (nsim_loaded == cap_sim_loaded) {
-            size_t cap = cap_sim_loaded ? 2 * cap_sim_loaded : 16;
-            struct sim_loaded *grown = (struct sim_loaded *)realloc(sim_loaded, cap * sizeof *grown);
-            if (grown) sim_loaded = grown, cap_sim_loaded = cap;
-        }
-        char *k = nsim_loaded < cap_sim_loaded ? strdup(key) : NULL;
-        if (k) sim_loaded[nsim_loaded].key = k, sim_loaded[nsim_loaded++].entry = fn;
-        /* without room in the table the kernel still runs, and is built again next time */
+    if (!*kernel) {
+        pthread_mutex_lock(&sim_lock);
+        *kernel = sim_find_or_build(key, source, entry);
+        pthread_mutex_unlock(&sim_lock);
+        if (!*kernel) return -1;
     }
-    pthread_mutex_unlock(&sim_lock);
-    if (!fn) return -1;
+    sim_entry_fn fn = (*kernel)->entry;
     sim_param *p = (sim_param *)malloc(sizeof *p);
     if (!p) {
         pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
@@ -479,21 +494,24 @@ static char *compile_for_device(const char *key, const char *source, bool own, s
     return compile_source(key, source, sm, own, len);
 }
 
-/* Loaded kernels by key (the module stays loaded: launches may still be queued). */
-static struct loaded {
+/* Loaded kernels by key (the module stays loaded: launches may still be queued; an entry is
+ * never freed, so a generated kernel's handle stays valid). */
+struct pnG_rtc_kernel {
     char *key;
     cudaLibrary_t lib;
     cudaKernel_t kernel;
     unsigned smem_set; /* dynamic shared memory the kernel is allowed so far */
-} *loaded;
+};
+typedef pnG_rtc_kernel loaded_kernel;
+static loaded_kernel **loaded;
 static size_t nloaded, cap_loaded;
 static pthread_mutex_t loaded_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static struct loaded *find_or_load(const char *key, const char *code, size_t code_len, bool precompiled,
+static loaded_kernel *find_or_load(const char *key, const char *code, size_t code_len, bool precompiled,
                                    bool own, const char *entry)
 {
     for (size_t i = 0; i < nloaded; i++)
-        if (!strcmp(loaded[i].key, key)) return &loaded[i];
+        if (!strcmp(loaded[i]->key, key)) return loaded[i];
     size_t len = code_len;
     bool cached = false;
     char path[1100] = "";
@@ -511,7 +529,7 @@ static struct loaded *find_or_load(const char *key, const char *code, size_t cod
         nul_terminated[len] = 0;
         data = nul_terminated;
     }
-    struct loaded e = {NULL, NULL, NULL, 0};
+    loaded_kernel e = {NULL, NULL, NULL, 0};
     cudaError_t err = cudaLibraryLoadData(&e.lib, data, NULL, NULL, 0, NULL, NULL, 0);
     if (err == cudaSuccess) err = cudaLibraryGetKernel(&e.kernel, e.lib, entry);
     if (err != cudaSuccess && cached) { /* a cache file that does not load: compile again */
@@ -537,30 +555,28 @@ static struct loaded *find_or_load(const char *key, const char *code, size_t cod
     }
     if (nloaded == cap_loaded) {
         size_t cap = cap_loaded ? 2 * cap_loaded : 16;
-        struct loaded *grown = (struct loaded *)realloc(loaded, cap * sizeof *grown);
-        if (!grown) {
-            cudaLibraryUnload(e.lib);
-            pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
-            return NULL;
-        }
-        loaded = grown, cap_loaded = cap;
+        loaded_kernel **grown = (loaded_kernel **)realloc(loaded, cap * sizeof *grown);
+        if (grown) loaded = grown, cap_loaded = cap;
     }
-    if (!(e.key = strdup(key))) {
+    loaded_kernel *k = nloaded < cap_loaded ? (loaded_kernel *)malloc(sizeof *k) : NULL;
+    if (!k || !(e.key = strdup(key))) {
+        free(k);
         cudaLibraryUnload(e.lib);
         pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
         return NULL;
     }
-    loaded[nloaded] = e;
-    return &loaded[nloaded++];
+    *k = e;
+    return loaded[nloaded++] = k;
 }
 
-/* find_or_load, then the launch. */
-static int launch(const char *key, const char *code, size_t code_len, bool precompiled, bool own,
-                  const char *entry, void **args, const unsigned grid[3], const unsigned block[3],
+/* find_or_load (unless *handle holds the kernel already; it gets the kernel), then the
+ * launch. */
+static int launch(loaded_kernel **handle, const char *key, const char *code, size_t code_len, bool precompiled,
+                  bool own, const char *entry, void **args, const unsigned grid[3], const unsigned block[3],
                   unsigned smem, int stream)
 {
     pthread_mutex_lock(&loaded_lock);
-    struct loaded *k = find_or_load(key, code, code_len, precompiled, own, entry);
+    loaded_kernel *k = *handle ? *handle : (*handle = find_or_load(key, code, code_len, precompiled, own, entry));
     cudaError_t err = cudaSuccess;
     if (k && smem > 48 * 1024 && smem > k->smem_set) {
         err = cudaFuncSetAttribute((const void *)k->kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -584,16 +600,17 @@ extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_
                                         const char *entry, void **args, const unsigned grid[3],
                                         const unsigned block[3], unsigned smem, int stream)
 {
-    return launch(key, code, code_len, precompiled, false, entry, args, grid, block, smem, stream);
+    loaded_kernel *k = NULL;
+    return launch(&k, key, code, code_len, precompiled, false, entry, args, grid, block, smem, stream);
 }
 
-extern "C" int pnG_rtc_launch(const char *key, const char *source, const char *entry, const void *param,
-                              size_t param_size, const unsigned grid[3], const unsigned block[3],
-                              unsigned smem, int stream)
+extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const char *source, const char *entry,
+                              const void *param, size_t param_size, const unsigned grid[3],
+                              const unsigned block[3], unsigned smem, int stream)
 {
     (void)param_size;
     void *args[] = {(void *)param};
-    return launch(key, source, strlen(source), false, true, entry, args, grid, block, smem, stream);
+    return launch(kernel, key, source, strlen(source), false, true, entry, args, grid, block, smem, stream);
 }
 
 #endif /* PONTE_GPU_SIM */

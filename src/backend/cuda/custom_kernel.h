@@ -64,13 +64,18 @@ int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len,
  * NVRTC missing). name: the source's name in messages. */
 char *pnG_rtc_compile(const char *name, const char *source, int sm, size_t *len);
 
-/* pnG_custom_kernel_launch for a kernel Ponte generated (as pnG_rtc_compile compiles it), keyed
- * by key (keys of generated kernels start with "ponte:"), whose one parameter is the
- * param_size bytes at param. 0, or -1 with an error. The simulated GPU builds the source with
- * the host C++ compiler when PONTE_SIM_JIT=1 (custom_kernel.cu) and refuses otherwise. */
-int pnG_rtc_launch(const char *key, const char *source, const char *entry, const void *param,
-                   size_t param_size, const unsigned grid[3], const unsigned block[3], unsigned smem,
-                   int stream);
+/* A generated kernel, loaded (valid for the life of the process). */
+typedef struct pnG_rtc_kernel pnG_rtc_kernel;
+
+/* pnG_custom_kernel_launch for a kernel Ponte generated (as pnG_rtc_compile compiles it), whose
+ * one parameter is the param_size bytes at param. *kernel: the kernel when the caller kept it
+ * from an earlier launch, else NULL, and then the kernel of key (keys of generated kernels
+ * start with "ponte:") is found or compiled from source, and stored there. 0, or -1 with an
+ * error. The simulated GPU builds the source with the host C++ compiler when
+ * PONTE_SIM_JIT=1 (custom_kernel.cu) and refuses otherwise. */
+int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const char *source, const char *entry,
+                   const void *param, size_t param_size, const unsigned grid[3], const unsigned block[3],
+                   unsigned smem, int stream);
 
 #ifdef __cplusplus
 }

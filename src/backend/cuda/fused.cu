@@ -14,6 +14,7 @@
 #include "backend/cuda/fused.h"
 #include "backend/cuda/fused_ops.cuh"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -371,13 +372,87 @@ static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool 
     return t.ok ? t.s : NULL;
 }
 
-/* A cache key for source: FNV-1a over its bytes, with its length. */
-static void png_fused_key(const char *source, char *key, size_t cap)
+static uint64_t png_fnv(const void *p, size_t n)
 {
     uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
+    return h;
+}
+
+/* What a planned program's source depends on, as bytes (equal bytes: the same source), so a
+ * launch finds its kernel without generating the source again. */
+struct png_fused_sig {
+    size_t len;
+    uint8_t b[8 + 3 * PNG_FUSED_MAX_IN + 9 * PNG_FUSED_MAX_OPS];
+};
+
+static void png_fused_signature(const pnG_fused_args *a, const png_fprog *P, bool wide, png_fused_sig *s)
+{
     size_t n = 0;
-    for (const char *c = source; *c; c++, n++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
-    snprintf(key, cap, "ponte:fused:%016llx:%zu", (unsigned long long)h, n);
+    bool strided = false;
+    for (int k = 0; k < a->nin; k++) strided |= a->strided[k] && !a->scalar[k];
+    s->b[n++] = (uint8_t)a->nin, s->b[n++] = (uint8_t)a->nops, s->b[n++] = wide;
+    s->b[n++] = (uint8_t)P->out_dt, s->b[n++] = (uint8_t)(strided ? a->ndim : 0);
+    for (int k = 0; k < a->nin; k++)
+        s->b[n++] = (uint8_t)P->in_dt[k], s->b[n++] = a->scalar[k], s->b[n++] = a->strided[k];
+    for (int k = 0; k < a->nops; k++) {
+        const pnG_fused_op *o = &a->ops[k];
+        s->b[n++] = (uint8_t)o->kind, s->b[n++] = (uint8_t)o->op, s->b[n++] = (uint8_t)(o->op >> 8);
+        s->b[n++] = (uint8_t)o->t, s->b[n++] = (uint8_t)o->dst, s->b[n++] = (uint8_t)o->out;
+        for (int j = 0; j < 3; j++) s->b[n++] = (uint8_t)(j < P->ops[k].nin ? o->in[j] : 0);
+    }
+    s->len = n;
+}
+
+/* The generated kernels by signature: an open-addressing table of entries that are never
+ * freed (a launch keeps using its entry after the lock is released). */
+struct png_fused_entry {
+    uint64_t hash;
+    png_fused_sig sig;
+    char key[64];
+    char *source;
+    pnG_rtc_kernel *kernel; /* NULL until its first launch loaded it */
+};
+static png_fused_entry **fused_table;
+static size_t fused_cap, fused_count;
+static pthread_mutex_t fused_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The entry of signature s, made (source generated, key from its hash) when it is new; NULL
+ * when out of memory. Called with fused_lock held. */
+static png_fused_entry *png_fused_entry_for(const pnG_fused_args *a, const png_fprog *P, bool wide,
+                                            const png_fused_sig *s)
+{
+    const uint64_t h = png_fnv(s->b, s->len);
+    for (size_t i = fused_cap ? h & (fused_cap - 1) : 0; fused_cap && fused_table[i]; i = (i + 1) & (fused_cap - 1))
+        if (fused_table[i]->hash == h && fused_table[i]->sig.len == s->len && !memcmp(fused_table[i]->sig.b, s->b, s->len))
+            return fused_table[i];
+    if (2 * (fused_count + 1) > fused_cap) { /* grow: rehash into twice the slots */
+        size_t cap = fused_cap ? 2 * fused_cap : 64;
+        png_fused_entry **grown = (png_fused_entry **)calloc(cap, sizeof *grown);
+        if (!grown) return NULL;
+        for (size_t i = 0; i < fused_cap; i++) {
+            if (!fused_table[i]) continue;
+            size_t j = fused_table[i]->hash & (cap - 1);
+            while (grown[j]) j = (j + 1) & (cap - 1);
+            grown[j] = fused_table[i];
+        }
+        free(fused_table);
+        fused_table = grown, fused_cap = cap;
+    }
+    png_fused_entry *e = (png_fused_entry *)calloc(1, sizeof *e);
+    char *source = e ? png_fused_source(a, P, wide) : NULL;
+    if (!source) {
+        free(e);
+        return NULL;
+    }
+    e->hash = h, e->sig = *s, e->source = source;
+    snprintf(e->key, sizeof e->key, "ponte:fused:%016llx:%zu", (unsigned long long)png_fnv(source, strlen(source)),
+             strlen(source));
+    size_t i = h & (fused_cap - 1);
+    while (fused_table[i]) i = (i + 1) & (fused_cap - 1);
+    fused_table[i] = e;
+    fused_count++;
+    return e;
 }
 
 static int64_t fused_launches, fused_generated; /* pnG_fused_count (atomic builtins) */
@@ -440,7 +515,13 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
     if (!st) return -1;
     const unsigned blocks = png_blocks_for(a->n, PNG_FUSED_THREADS);
     if (png_fused_jit_wanted()) {
-        char *src = png_fused_source(a, &P, wide);
+        png_fused_sig sig;
+        png_fused_signature(a, &P, wide, &sig);
+        pthread_mutex_lock(&fused_lock);
+        png_fused_entry *e = png_fused_entry_for(a, &P, wide, &sig);
+        pnG_rtc_kernel *const known = e ? e->kernel : NULL;
+        pnG_rtc_kernel *kernel = known;
+        pthread_mutex_unlock(&fused_lock);
         pnG_fused_jit_params J;
         memset(&J, 0, sizeof J);
         J.n = a->n, J.out = a->out;
@@ -449,10 +530,13 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
         memcpy(J.shape, a->shape, sizeof J.shape);
         memcpy(J.strides, a->strides, sizeof J.strides);
         const unsigned grid[3] = {blocks, 1, 1}, block[3] = {PNG_FUSED_THREADS, 1, 1};
-        char key[64];
-        if (src) png_fused_key(src, key, sizeof key);
-        rc = src ? pnG_rtc_launch(key, src, "pn_fused", &J, sizeof J, grid, block, 0, a->stream) : -1;
-        free(src);
+        if (!e) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[compile] Out of memory generating a fused kernel.");
+        rc = e ? pnG_rtc_launch(&kernel, e->key, e->source, "pn_fused", &J, sizeof J, grid, block, 0, a->stream) : -1;
+        if (rc == 0 && !known) { /* loaded by this launch: kept for the next */
+            pthread_mutex_lock(&fused_lock);
+            e->kernel = kernel;
+            pthread_mutex_unlock(&fused_lock);
+        }
         if (rc == 0) {
             __atomic_fetch_add(&fused_generated, 1, __ATOMIC_RELAXED);
             __atomic_fetch_add(&fused_launches, 1, __ATOMIC_RELAXED);
