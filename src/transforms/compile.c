@@ -347,10 +347,75 @@ static bool same_spec(const pnT_spec *a, const pnT_spec *b)
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
 }
 
+/* The program of group k (its members: the nodes j <= k with group[j] == k, in order) into pg,
+ * its outside inputs (as the tape's refs) into ext[0..pg->nin). */
+static void group_program(const pnT_tape *t, const int32_t *group, const uint32_t *owner, uint32_t k,
+                          pnF_program *pg, pnT_ref *ext)
+{
+    uint32_t members[PNF_MAX_OPS];
+    int nm = 0;
+    for (uint32_t j = 0; j <= k; j++) /* members in order (every one is before k) */
+        if (group[j] == (int32_t)k) members[nm++] = j;
+    memset(pg, 0, PNF_PROGRAM_SIZE(0));
+    for (int m = 0; m < nm; m++) {
+        const pnT_op *x = &t->nodes[members[m]];
+        pnF_op *op = &pg->ops[m];
+        memset(op, 0, sizeof *op);
+        op->prim = x->prim, op->kind = (int8_t)fusable(x), op->nin = (int8_t)x->nin;
+        op->params_size = x->params_size;
+        if (x->params_size) memcpy(&op->p, x->params, sizeof op->p < x->params_size ? sizeof op->p : x->params_size);
+        op->dtype = x->out[0].dtype;
+        for (uint32_t i = 0; i < x->nin; i++) {
+            pnT_ref r = x->in[i];
+            if (r.kind == PNT_REF_NODE && group[owner[r.index]] == (int32_t)k) {
+                int q = 0;
+                while (members[q] != owner[r.index]) q++;
+                op->in[i] = (int16_t)(PNF_MAX_IN + q); /* fixed below */
+                continue;
+            }
+            int e = 0;
+            while (e < pg->nin && !same_ref(ext[e], r)) e++;
+            if (e == pg->nin) ext[pg->nin++] = r;
+            op->in[i] = (int16_t)e;
+        }
+    }
+    pg->nops = nm;
+    for (int m = 0; m < nm; m++) /* member operands after the inputs */
+        for (int i = 0; i < pg->ops[m].nin; i++)
+            if (pg->ops[m].in[i] >= PNF_MAX_IN) pg->ops[m].in[i] = (int16_t)(pg->nin + pg->ops[m].in[i] - PNF_MAX_IN);
+}
+
+/* Whether the GPU's fused kernels take group k's program (its input dtypes read from the tape). */
+static bool group_on_gpu(const shapes_ctx *c, const int32_t *group, uint32_t k)
+{
+#ifdef PONTE_HAS_GPU
+    pnF_program pg;
+    pnT_ref ext[PNF_MAX_IN];
+    group_program(c->t, group, c->owner, k, &pg, ext);
+    pn_dtype dt[PNF_MAX_IN];
+    for (int i = 0; i < pg.nin; i++) {
+        pnT_ref r = ext[i];
+        if (r.kind == PNT_REF_INPUT) dt[i] = c->in[r.index].dtype;
+        else if (r.kind == PNT_REF_CONST) dt[i] = c->t->consts[r.index]->dtype;
+        else {
+            uint32_t j = r.index; /* its output: values of a node are consecutive */
+            while (j > 0 && c->owner[j - 1] == c->owner[r.index]) j--;
+            dt[i] = c->t->nodes[c->owner[r.index]].out[r.index - j].dtype;
+        }
+    }
+    return pnG_fused_supported(&pg, dt);
+#else
+    (void)c, (void)group, (void)k;
+    return false;
+#endif
+}
+
 /* Replaces each maximal group of elementwise nodes of one output shape whose intermediate
  * results are used only inside the group (at least two nodes) by one Compiled node. t must
- * be simplified (every node live). 0 or -1 (out of memory; t unchanged). */
-static int fuse(pnT_tape *t, const pnT_spec *in_specs)
+ * be simplified (every node live). gpu: only groups the GPU's fused kernels take (the tape the
+ * GPU replays when some group of the full fusion has no GPU kernel). 0 or -1 (out of memory;
+ * t unchanged). */
+static int fuse(pnT_tape *t, const pnT_spec *in_specs, bool gpu)
 {
     uint32_t nn = t->nnode, nv = t->nvals;
     if (nn < 2) return 0;
@@ -422,9 +487,10 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs)
                 if (e == next && (ok = next < PNF_MAX_IN)) ext[next++] = r;
             }
         }
+        if (ok && nm >= 2 && gpu) ok = group_on_gpu(&sc, group, k);
         if (!ok || nm < 2) {
             for (int m = 0; m < nm; m++) group[members[m]] = -1;
-            if (nm >= 2) group[k] = -2; /* too many inputs: leave it alone */
+            if (nm >= 2) group[k] = -2; /* too many inputs, or no GPU kernel: leave it alone */
             continue;
         }
         ngroups++;
@@ -433,7 +499,6 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs)
     if (ngroups == 0) goto done;
     /* the new node list: a group's members before its root vanish, the root becomes Compiled */
     uint32_t nk = 0, nvals = 0;
-    int32_t pos[PNF_MAX_OPS];
     for (uint32_t k = 0; k < nn && rc == 0; k++) {
         pnT_op *n = &t->nodes[k];
         if (group[k] >= 0 && group[k] != (int32_t)k) continue; /* a member: built with its root */
@@ -448,32 +513,7 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs)
                 rc = OOM();
                 break;
             }
-            for (int m = 0; m < nm; m++) {
-                const pnT_op *x = &t->nodes[members[m]];
-                pnF_op *op = &pg->ops[m];
-                op->prim = x->prim, op->kind = (int8_t)fusable(x), op->nin = (int8_t)x->nin;
-                op->params_size = x->params_size;
-                if (x->params_size) memcpy(&op->p, x->params, sizeof op->p < x->params_size ? sizeof op->p : x->params_size);
-                op->dtype = x->out[0].dtype;
-                for (uint32_t i = 0; i < x->nin; i++) {
-                    pnT_ref r = x->in[i];
-                    if (r.kind == PNT_REF_NODE && group[owner[r.index]] == (int32_t)k) {
-                        int q = 0;
-                        while (members[q] != owner[r.index]) q++;
-                        op->in[i] = (int16_t)(PNF_MAX_IN + q); /* fixed below */
-                        continue;
-                    }
-                    int e = 0;
-                    while (e < pg->nin && !same_ref(ext[e], r)) e++;
-                    if (e == pg->nin) ext[pg->nin++] = r;
-                    op->in[i] = (int16_t)e;
-                }
-                pos[m] = m;
-            }
-            pg->nops = nm;
-            for (int m = 0; m < nm; m++) /* member operands after the inputs */
-                for (int i = 0; i < pg->ops[m].nin; i++)
-                    if (pg->ops[m].in[i] >= PNF_MAX_IN) pg->ops[m].in[i] = (int16_t)(pg->nin + pos[pg->ops[m].in[i] - PNF_MAX_IN]);
+            group_program(t, group, owner, k, pg, ext);
             for (int e = 0; e < pg->nin; e++)
                 if (ext[e].kind == PNT_REF_NODE) ext[e].index = newval[ext[e].index];
             pnT_op fused = {.prim = &pnF_compiled_prim, .params = pg,
@@ -563,12 +603,13 @@ int pnT_compiled_call(pn_closure *c, int nin, pn_array *const *in, int cap, int 
 
 /* One cached trace: the input signature it was traced for, its simplified tape, and that tape
  * with its elementwise chains fused (replayed on the CPU; on the GPU when gpu_fused: every
- * Compiled node has a GPU kernel, else the GPU replays the unfused one). */
+ * Compiled node has a GPU kernel). When some has none, gft (gpu_partial) fuses only the
+ * chains that have one, for the GPU; without any, the GPU replays the unfused tape. */
 typedef struct entry {
     struct entry *next;
     pnT_spec *in;
-    pnT_tape t, ft;
-    bool fused, gpu_fused;
+    pnT_tape t, ft, gft;
+    bool fused, gpu_fused, gpu_partial;
 } entry;
 
 typedef struct {
@@ -584,6 +625,7 @@ static void entry_free(entry *e)
     free(e->in);
     pnT_tape_free(&e->t);
     pnT_tape_free(&e->ft);
+    pnT_tape_free(&e->gft);
     free(e);
 }
 
@@ -664,10 +706,16 @@ static entry *trace_entry(compiled *c, int nin, pn_array *const *in)
     /* fused nodes bake the shapes they were grouped by; PONTE_COMPILE_FUSE=0 turns fusion off */
     if (rc == 0 && !c->shapeless && !(getenv("PONTE_COMPILE_FUSE") && !env_on("PONTE_COMPILE_FUSE"))) {
         rc = tape_copy(&e->ft, &e->t);
-        if (rc == 0) rc = fuse(&e->ft, e->in);
+        if (rc == 0) rc = fuse(&e->ft, e->in, false);
         e->fused = rc == 0 && e->ft.nnode < e->t.nnode;
         if (!e->fused) pnT_tape_free(&e->ft);
         e->gpu_fused = e->fused && gpu_fusable(&e->ft, e->in);
+        if (rc == 0 && e->fused && !e->gpu_fused && pn_gpu_available()) {
+            rc = tape_copy(&e->gft, &e->t);
+            if (rc == 0) rc = fuse(&e->gft, e->in, true);
+            e->gpu_partial = rc == 0 && e->gft.nnode < e->t.nnode;
+            if (!e->gpu_partial) pnT_tape_free(&e->gft);
+        }
     }
     if (rc) {
         e->t.nin = (uint32_t)nin; /* frees every spec written */
@@ -733,7 +781,7 @@ static int compiled_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
     bool reshape = false;
     for (int i = 0; c->shapeless && i < nin && !reshape; i++) reshape = !pnT_spec_matches(&e->in[i], in[i]);
     bool on_cpu = pn_current_stream().device.type == PN_CPU;
-    const pnT_tape *t = e->fused && (e->gpu_fused || on_cpu) ? &e->ft : &e->t;
+    const pnT_tape *t = e->fused && (e->gpu_fused || on_cpu) ? &e->ft : e->gpu_partial ? &e->gft : &e->t;
     if (nested) t = &e->t; /* the enclosing transformation differentiates/batches plain ops */
     pn_scope_push();
     if (pnT_tape_replay(t, NULL, in, reshape || (fresh && c->shapeless), out, OP)) {
