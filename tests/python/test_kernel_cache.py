@@ -18,7 +18,8 @@ def gpu_kind():
     return "sim" if "simulated" in mx.device_info(mx.gpu).get("device_name", "") else "gpu"
 
 
-pytestmark = pytest.mark.skipif(gpu_kind() is None, reason="needs the GPU backend (simulated or real)")
+KIND = gpu_kind()  # at import: a test before may change the default device
+pytestmark = pytest.mark.skipif(KIND is None, reason="needs the GPU backend (simulated or real)")
 
 # One compiled chain, evaluated on the GPU; prints its result's bytes in hex and whether it
 # matches the same function uncompiled.
@@ -53,7 +54,7 @@ def test_a_later_process_loads_the_cached_kernel(tmp_path):
     first = run(tmp_path)
     files = cached_files(tmp_path)
     assert len(files) == 1, files
-    suffix = ".sim.so" if gpu_kind() == "sim" else ".cubin"
+    suffix = ".sim.so" if KIND == "sim" else ".cubin"
     assert files[0].name.endswith(suffix)
     stamp = files[0].stat().st_mtime_ns
     assert run(tmp_path) == first
