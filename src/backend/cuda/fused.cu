@@ -315,7 +315,7 @@ static void png_emit(png_text *t, const char *fmt, ...)
 }
 
 /* The source of a's kernel (entry point pn_fused) for a planned program; NULL when out of memory
- * (free() it). Operands become named values: xK input K, vK op K's result. */
+ * (free() it). Operands become named values: xK input K, vK op K's result (per element). */
 static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool wide)
 {
     png_text t = {NULL, 0, 0, true};
@@ -328,23 +328,36 @@ static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool 
         if (a->scalar[k])
             png_emit(&t, "    const R x%d = (R)png_load((const %s *)P.in[%d]);\n", k,
                      png_fused_type_name(P->in_dt[k]), k);
-    png_emit(&t, "    for (int64_t i = png_thread_index(); i < P.n; i += png_grid_stride()) {\n");
+    /* each thread takes PNG_FUSED_ILP elements a grid stride apart (coalesced for each e): all
+     * their loads, then the ops, then the stores, so the loads are in flight together and an
+     * output that shares an input's buffer is written after its reads */
+    png_emit(&t, "    const int64_t G = png_grid_stride();\n"
+                 "    for (int64_t i0 = png_thread_index(); i0 < P.n; i0 += G * %d) {\n",
+             PNG_FUSED_ILP);
+    for (int k = 0; k < a->nin; k++)
+        if (!a->scalar[k]) png_emit(&t, "        R x%d_[%d];\n", k, PNG_FUSED_ILP);
+    png_emit(&t, "#pragma unroll\n        for (int e = 0; e < %d; e++) {\n"
+                 "            const int64_t i = i0 + e * G < P.n ? i0 + e * G : i0;\n", PNG_FUSED_ILP);
     bool strided = false;
     for (int k = 0; k < a->nin; k++) strided |= a->strided[k] && !a->scalar[k];
     if (strided) { /* the element's coordinates, for the strided inputs */
-        png_emit(&t, "        int64_t r = i;\n");
+        png_emit(&t, "            int64_t r = i;\n");
         for (int d = a->ndim - 1; d > 0; d--)
-            png_emit(&t, "        const int64_t c%d = r %% P.shape[%d];\n        r /= P.shape[%d];\n", d, d, d);
-        png_emit(&t, "        const int64_t c0 = r;\n");
+            png_emit(&t, "            const int64_t c%d = r %% P.shape[%d];\n            r /= P.shape[%d];\n", d, d, d);
+        png_emit(&t, "            const int64_t c0 = r;\n");
     }
     for (int k = 0; k < a->nin; k++) {
         if (a->scalar[k]) continue;
-        png_emit(&t, "        const R x%d = (R)png_load((const %s *)P.in[%d] + ", k, png_fused_type_name(P->in_dt[k]), k);
+        png_emit(&t, "            x%d_[e] = (R)png_load((const %s *)P.in[%d] + ", k, png_fused_type_name(P->in_dt[k]), k);
         if (!a->strided[k]) png_emit(&t, "i");
         for (int d = 0; a->strided[k] && d < a->ndim; d++)
             png_emit(&t, "%sc%d * P.strides[%d][%d]", d ? " + " : "", d, k, d);
         png_emit(&t, ");\n");
     }
+    png_emit(&t, "        }\n        R out_[%d];\n#pragma unroll\n        for (int e = 0; e < %d; e++) {\n",
+             PNG_FUSED_ILP, PNG_FUSED_ILP);
+    for (int k = 0; k < a->nin; k++)
+        if (!a->scalar[k]) png_emit(&t, "            const R x%d = x%d_[e];\n", k, k);
     int producer[PNG_FUSED_MAX_OPS]; /* slot -> the op whose result it holds now */
     for (int k = 0; k < a->nops; k++) {
         const pnG_fused_op *o = &a->ops[k];
@@ -354,7 +367,7 @@ static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool 
             if (v < a->nin) snprintf(arg[j], sizeof arg[j], "x%d", v);
             else snprintf(arg[j], sizeof arg[j], "v%d", producer[v - a->nin]);
         }
-        png_emit(&t, "        const R v%d = ", k);
+        png_emit(&t, "            const R v%d = ", k);
         if (o->kind == PNG_FUSED_UNARY || o->kind == PNG_FUSED_BINARY)
             png_emit(&t, "png_fused_%s<%s, %s, R>(P.prm[%d], %s%s%s);\n",
                      o->kind == PNG_FUSED_UNARY ? "unary" : "binary", png_fused_op_name(o->kind, o->op),
@@ -366,8 +379,9 @@ static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool 
             png_emit(&t, "%s != 0 ? %s : %s;\n", arg[0], arg[1], arg[2]);
         producer[o->out] = k;
     }
-    png_emit(&t, "        png_store((%s *)P.out + i, v%d);\n    }\n}\n", png_fused_type_name(P->out_dt),
-             a->nops - 1);
+    png_emit(&t, "            out_[e] = v%d;\n        }\n#pragma unroll\n        for (int e = 0; e < %d; e++)\n"
+                 "            if (i0 + e * G < P.n) png_store((%s *)P.out + i0 + e * G, out_[e]);\n    }\n}\n",
+             a->nops - 1, PNG_FUSED_ILP, png_fused_type_name(P->out_dt));
     if (!t.ok) free(t.s);
     return t.ok ? t.s : NULL;
 }
@@ -513,7 +527,8 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
     if (rc != 0 || !run || a->n == 0) return rc;
     cudaStream_t st = png_stream(a->stream);
     if (!st) return -1;
-    const unsigned blocks = png_blocks_for(a->n, PNG_FUSED_THREADS);
+    /* both kernels take PNG_FUSED_ILP elements per thread and step */
+    const unsigned blocks = png_blocks_for((a->n + PNG_FUSED_ILP - 1) / PNG_FUSED_ILP, PNG_FUSED_THREADS);
     if (png_fused_jit_wanted()) {
         png_fused_sig sig;
         png_fused_signature(a, &P, wide, &sig);
@@ -550,13 +565,12 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
         if (a->strided[k] && !a->scalar[k]) return PNG_FUSED_NEEDS_DENSE;
     P.n = a->n, P.out = a->out;
     for (int k = 0; k < a->nin; k++) P.in[k] = a->in[k], P.scalar[k] = a->scalar[k];
-    const int64_t per_thread = (a->n + PNG_FUSED_ILP - 1) / PNG_FUSED_ILP;
     if (wide) {
         auto k = png_fused_kernel<double>;
-        PNG_LAUNCH(k, png_blocks_for(per_thread, PNG_FUSED_THREADS), PNG_FUSED_THREADS, 0, st, P);
+        PNG_LAUNCH(k, blocks, PNG_FUSED_THREADS, 0, st, P);
     } else {
         auto k = png_fused_kernel<float>;
-        PNG_LAUNCH(k, png_blocks_for(per_thread, PNG_FUSED_THREADS), PNG_FUSED_THREADS, 0, st, P);
+        PNG_LAUNCH(k, blocks, PNG_FUSED_THREADS, 0, st, P);
     }
     rc = pnG_check_launch("fused");
     if (rc == 0) __atomic_fetch_add(&fused_launches, 1, __ATOMIC_RELAXED);
