@@ -325,6 +325,14 @@ typedef struct {
     uint32_t *owner;    /* value -> node */
 } shapes_ctx;
 
+/* The spec of node value v (an output of node owner[v]; a node's values are consecutive). */
+static const pnT_spec *value_spec(const shapes_ctx *c, uint32_t v)
+{
+    uint32_t j = v;
+    while (j > 0 && c->owner[j - 1] == c->owner[v]) j--;
+    return &c->t->nodes[c->owner[v]].out[v - j];
+}
+
 /* Whether the value r has exactly shape/nd, or one element. */
 static bool fits(const shapes_ctx *c, pnT_ref r, const pnT_spec *root)
 {
@@ -333,10 +341,8 @@ static bool fits(const shapes_ctx *c, pnT_ref r, const pnT_spec *root)
     if (r.kind == PNT_REF_INPUT) s = c->in[r.index].shape, nd = c->in[r.index].ndim;
     else if (r.kind == PNT_REF_CONST) s = c->t->consts[r.index]->shape, nd = c->t->consts[r.index]->ndim;
     else {
-        const pnT_op *n = &c->t->nodes[c->owner[r.index]];
-        uint32_t j = r.index; /* its output: values of a node are consecutive */
-        while (j > 0 && c->owner[j - 1] == c->owner[r.index]) j--;
-        s = n->out[r.index - j].shape, nd = n->out[r.index - j].ndim;
+        const pnT_spec *v = value_spec(c, r.index);
+        s = v->shape, nd = v->ndim;
     }
     if (pnC_shape_size(s, nd) == 1) return true;
     return nd == root->ndim && memcmp(s, root->shape, (size_t)nd * sizeof *s) == 0;
@@ -395,13 +401,9 @@ static bool group_on_gpu(const shapes_ctx *c, const int32_t *group, uint32_t k)
     pn_dtype dt[PNF_MAX_IN];
     for (int i = 0; i < pg.nin; i++) {
         pnT_ref r = ext[i];
-        if (r.kind == PNT_REF_INPUT) dt[i] = c->in[r.index].dtype;
-        else if (r.kind == PNT_REF_CONST) dt[i] = c->t->consts[r.index]->dtype;
-        else {
-            uint32_t j = r.index; /* its output: values of a node are consecutive */
-            while (j > 0 && c->owner[j - 1] == c->owner[r.index]) j--;
-            dt[i] = c->t->nodes[c->owner[r.index]].out[r.index - j].dtype;
-        }
+        dt[i] = r.kind == PNT_REF_INPUT   ? c->in[r.index].dtype
+                : r.kind == PNT_REF_CONST ? c->t->consts[r.index]->dtype
+                                          : value_spec(c, r.index)->dtype;
     }
     return pnG_fused_supported(&pg, dt);
 #else

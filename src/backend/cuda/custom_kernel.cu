@@ -130,20 +130,16 @@ extern "C" char *pnG_rtc_compile(const char *name, const char *source, int sm, s
  * is skipped, and one that does not load is compiled again and replaced.
  * PONTE_KERNEL_CACHE=0 turns it off. */
 
-static uint64_t fnv1a(uint64_t h, const char *s)
-{
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* The hash of the embedded headers (computed once; they are constant). */
 static uint64_t headers_hash;
 static pthread_once_t headers_once = PTHREAD_ONCE_INIT;
 static void hash_headers(void)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < pnG_rtc_header_count; i++)
-        h = fnv1a(fnv1a(h, pnG_rtc_header_names[i]), pnG_rtc_header_texts[i]);
+    uint64_t h = PNC_FNV_OFFSET;
+    for (int i = 0; i < pnG_rtc_header_count; i++) { /* each string with its terminator */
+        h = pnC_fnv1a(pnG_rtc_header_names[i], strlen(pnG_rtc_header_names[i]) + 1, h);
+        h = pnC_fnv1a(pnG_rtc_header_texts[i], strlen(pnG_rtc_header_texts[i]) + 1, h);
+    }
     headers_hash = h;
 }
 
@@ -169,7 +165,7 @@ static bool cache_path(const char *source, const char *tag, char *path, size_t c
     strcat(dir, "/kernels");
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) return false;
     pthread_once(&headers_once, hash_headers);
-    uint64_t h = fnv1a(fnv1a(headers_hash, tag), source);
+    uint64_t h = pnC_fnv1a(source, strlen(source), pnC_fnv1a(tag, strlen(tag) + 1, headers_hash));
     n = snprintf(path, cap, "%s/%016llx-%zu.%s", dir, (unsigned long long)h, strlen(source), tag);
     return n > 0 && (size_t)n < cap;
 }
@@ -181,34 +177,41 @@ struct cache_trailer {
     uint64_t len, hash;
 };
 
-static uint64_t fnv1a_bytes(const void *p, size_t n)
+/* The whole file at path (under 256 MiB; release with free()), or NULL. */
+static char *read_file(const char *path, size_t *len)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
-    return h;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct stat st;
+    char *data = NULL;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && st.st_size < ((off_t)1 << 28) &&
+        (data = (char *)malloc((size_t)st.st_size)) && fread(data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        free(data);
+        data = NULL;
+    }
+    *len = data ? (size_t)st.st_size : 0;
+    fclose(f);
+    return data;
 }
 
 /* The kernel bytes of a cache file (release with free()), or NULL when it is missing,
  * unreadable or damaged. */
 static char *cache_read(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *data = NULL;
-    struct stat st;
+    size_t n = 0;
+    char *data = read_file(path, &n);
     struct cache_trailer t;
-    if (fstat(fileno(f), &st) == 0 && st.st_size > (off_t)sizeof t && st.st_size < ((off_t)1 << 28)) {
-        size_t n = (size_t)st.st_size - sizeof t;
-        data = (char *)malloc(n);
-        bool ok = data && fread(data, 1, n, f) == n && fread(&t, 1, sizeof t, f) == sizeof t &&
-                  !memcmp(t.magic, "PNKCACH1", 8) && t.len == n && t.hash == fnv1a_bytes(data, n);
-        if (!ok) {
-            free(data);
-            data = NULL;
-        }
-        *len = n;
+    bool ok = data && n > sizeof t;
+    if (ok) {
+        n -= sizeof t;
+        memcpy(&t, data + n, sizeof t);
+        ok = !memcmp(t.magic, "PNKCACH1", 8) && t.len == n && t.hash == pnC_fnv1a(data, n, PNC_FNV_OFFSET);
     }
-    fclose(f);
+    if (!ok) {
+        free(data);
+        return NULL;
+    }
+    *len = n;
     return data;
 }
 
@@ -219,7 +222,7 @@ static void cache_write(const char *path, const void *data, size_t len)
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");
     if (!f) return;
-    struct cache_trailer t = {{'P', 'N', 'K', 'C', 'A', 'C', 'H', '1'}, len, fnv1a_bytes(data, len)};
+    struct cache_trailer t = {{'P', 'N', 'K', 'C', 'A', 'C', 'H', '1'}, len, pnC_fnv1a(data, len, PNC_FNV_OFFSET)};
     bool ok = fwrite(data, 1, len, f) == len && fwrite(&t, 1, sizeof t, f) == sizeof t;
     if (fclose(f) != 0) ok = false;
     if (!ok || rename(tmp, path) != 0) remove(tmp);
@@ -270,23 +273,6 @@ static const char sim_entry_text[] =
     "template <typename P> static void pn_sim_call(void (*k)(P), const void *p) { k(*(const P *)p); }\n"
     "extern \"C\" void pn_sim_entry(const void *p, const pnsim_tls_t *t)\n"
     "{\n    pnsim_tls = *t;\n    pn_sim_call(%s, p);\n}\n";
-
-/* The whole file at path (release with free()), or NULL. */
-static char *cache_read_plain(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    struct stat st;
-    char *data = NULL;
-    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && st.st_size < ((off_t)1 << 28) &&
-        (data = (char *)malloc((size_t)st.st_size)) && fread(data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        free(data);
-        data = NULL;
-    }
-    *len = (size_t)st.st_size;
-    fclose(f);
-    return data;
-}
 
 /* The pn_sim_entry of the shared object at path, or NULL (with why: dlerror's text). */
 static sim_entry_fn sim_load(const char *path, const char **why)
@@ -369,7 +355,7 @@ static sim_entry_fn sim_build(const char *key, const char *source, const char *e
         int rc = system(cmd);
         const char *why = NULL;
         if (rc == 0) fn = sim_load(so, &why);
-        if (fn && cache && (bytes = cache_read_plain(so, &len))) {
+        if (fn && cache && (bytes = read_file(so, &len))) {
             cache_write(cached, bytes, len);
             free(bytes);
         }

@@ -85,7 +85,7 @@ static void plan_strided(pnG_fused_args *a, const pn_array *o, pn_array *const *
         memset(strided, 0, sizeof(bool) * (size_t)nin);
         return;
     }
-    for (int d = 0; d < o->ndim && nd <= PNG_MAX_NDIM; d++) {
+    for (int d = 0; d < o->ndim; d++) {
         if (o->shape[d] == 1) continue;
         bool merge = nd > 0;
         for (int k = 0; k < nin && merge; k++)

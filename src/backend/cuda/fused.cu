@@ -386,13 +386,6 @@ static char *png_fused_source(const pnG_fused_args *a, const png_fprog *P, bool 
     return t.ok ? t.s : NULL;
 }
 
-static uint64_t png_fnv(const void *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 1099511628211ull;
-    return h;
-}
-
 /* What a planned program's source depends on, as bytes (equal bytes: the same source), so a
  * launch finds its kernel without generating the source again. */
 struct png_fused_sig {
@@ -436,7 +429,7 @@ static pthread_mutex_t fused_lock = PTHREAD_MUTEX_INITIALIZER;
 static png_fused_entry *png_fused_entry_for(const pnG_fused_args *a, const png_fprog *P, bool wide,
                                             const png_fused_sig *s)
 {
-    const uint64_t h = png_fnv(s->b, s->len);
+    const uint64_t h = pnC_fnv1a(s->b, s->len, PNC_FNV_OFFSET);
     for (size_t i = fused_cap ? h & (fused_cap - 1) : 0; fused_cap && fused_table[i]; i = (i + 1) & (fused_cap - 1))
         if (fused_table[i]->hash == h && fused_table[i]->sig.len == s->len && !memcmp(fused_table[i]->sig.b, s->b, s->len))
             return fused_table[i];
@@ -460,7 +453,7 @@ static png_fused_entry *png_fused_entry_for(const pnG_fused_args *a, const png_f
         return NULL;
     }
     e->hash = h, e->sig = *s, e->source = source;
-    snprintf(e->key, sizeof e->key, "ponte:fused:%016llx:%zu", (unsigned long long)png_fnv(source, strlen(source)),
+    snprintf(e->key, sizeof e->key, "ponte:fused:%016llx:%zu", (unsigned long long)pnC_fnv1a(source, strlen(source), PNC_FNV_OFFSET),
              strlen(source));
     size_t i = h & (fused_cap - 1);
     while (fused_table[i]) i = (i + 1) & (fused_cap - 1);

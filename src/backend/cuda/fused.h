@@ -53,11 +53,11 @@ typedef struct pnG_fused_args {
 
 /* Launches a's kernel (fused.cu): the kernel generated for its program when NVRTC is there
  * (compiled on the program's first launch, then cached for the process), else the
- * interpreter (PNG_FUSED_NEEDS_DENSE when an input is strided). With run false only answers whether every op and dtype of a has a case in the
- * kernels (the values that fuse: bool, float16, bfloat16, float32, float64 and the integers
- * up to 32 bits; the unary and binary ops the GPU elementwise tables define for them, where,
- * astype from them to bool or a floating dtype). Returns 0, -1 with an error, or
- * PNG_UNSUPPORTED (nothing launched). */
+ * interpreter (PNG_FUSED_NEEDS_DENSE when an input is strided). With run false only answers
+ * whether every op and dtype of a has a case in the kernels (the values that fuse: bool,
+ * float16, bfloat16, float32, float64 and the integers up to 32 bits; the unary and binary
+ * ops the GPU elementwise tables define for them, where, astype from them to bool or a
+ * floating dtype). Returns 0, -1 with an error, or PNG_UNSUPPORTED (nothing launched). */
 int pnG_fused_launch(const pnG_fused_args *a, bool run);
 
 /* The CUDA source of the kernel generated for a (pointers, n and stream unused; entry point
@@ -72,7 +72,7 @@ int64_t pnG_fused_generated_count(void);
 
 /* Why generated kernels are not used (NVRTC missing, or the first error of one that would
  * not compile or load: the interpreter runs from then on), or NULL while nothing failed. The
- * simulated GPU never tries them. */
+ * simulated GPU tries them only with PONTE_SIM_JIT=1 (it builds them with the host compiler). */
 const char *pnG_fused_jit_error(void);
 /* Whether the next launch will try a generated kernel (the caller may then pass strided
  * inputs as they are). */

@@ -24,6 +24,13 @@ extern "C" {
  * large copies (the pinned staging of host <-> device copies). */
 void pnK_memcpy(void *dst, const void *src, size_t n);
 
+/* From the core (core/ptrmap.c): FNV-1a over n bytes at p, continuing from h (PNC_FNV_OFFSET
+ * to start), for cache keys. */
+#ifndef PNC_FNV_OFFSET
+#define PNC_FNV_OFFSET 14695981039346656037ull
+#endif
+uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h);
+
 /* Most dimensions a GPU kernel walks after merging the dimensions that are contiguous for
  * every operand (pnC_nditer does the merging). The glue of an op whose merged rank is larger
  * returns PNG_UNSUPPORTED and the CPU kernel runs instead. */
