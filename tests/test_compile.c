@@ -792,14 +792,10 @@ TEST(compile_shapeless_layers)
 }
 
 /* ─────────────── the fused GPU kernel of Compiled nodes (issue 5) ─────────────── */
-#ifdef PONTE_HAS_GPU
-#include "backend/cuda/custom_kernel.h"
-#include "backend/cuda/fused.h"
-
-/* Programs of one output for the fused GPU kernel, chosen by ctx: 0 GELU (tanh form), 1 GELU
+/* Programs of one output for the fused kernels, chosen by ctx: 0 GELU (tanh form), 1 GELU
  * (erf form) times y, 2 where over comparisons and logic, 3 astype f32->bf16->f32 and f16,
  * 4 infinities and NaN (x / y with zeros in y) through nan_to_num, maximum, isclose, round. */
-static int fn_gpu_prog(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+static int fn_fused_prog(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
     (void)nin;
     pn_array *x = in[0], *y = in[1], *r = NULL;
@@ -842,8 +838,8 @@ static int fn_gpu_prog(void *ctx, int nin, pn_array *const *in, int *nout, pn_ar
 /* Inputs by variant: 0 dense (an odd size); 1 x a transposed view; 2 y a scalar; 3 y a row
  * broadcast over x's rows; 4 x a reversed view, every other column, of a larger array.
  * y has zeros for program 4. */
-#define GPU_PROG_VARIANTS 5
-static void gpu_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn_array **x, pn_array **y)
+#define FUSED_PROG_VARIANTS 5
+static void fused_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn_array **x, pn_array **y)
 {
     int64_t shape[2] = {3, n};
     if (variant == 1) {
@@ -863,6 +859,55 @@ static void gpu_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn_a
     }
 }
 
+/* The CPU's generated kernels (backend/cpu/fused_jit.c, built with the system C compiler):
+ * every program above, on every input layout, in dtypes of every class, gives the unfused
+ * graph's bits and the tile interpreter's. */
+TEST(compile_fused_cpu_generated_bit_identical)
+{
+    const pn_dtype types[] = {PN_FLOAT32, PN_FLOAT16, PN_BFLOAT16, PN_FLOAT64, PN_INT32, PN_INT8, PN_UINT16, PN_INT64};
+    const int64_t n = test_quick() ? 401 : 3001; /* several blocks of the kernel, a ragged end */
+    pn_stream_push(pn_default_stream((pn_device){.type = PN_CPU, .index = 0}));
+    pnK_fused_jit_set_min_size(0);
+    for (size_t d = 0; d < sizeof types / sizeof *types; d++) {
+        for (int prog = 0; prog < 5; prog++) {
+            pn_scope_push();
+            pn_dtype t = types[d];
+            pn_closure *f = pn_closure_new(fn_fused_prog, (void *)(intptr_t)prog, NULL), *c = pn_compile(f, false);
+            for (int variant = 0; variant < FUSED_PROG_VARIANTS; variant++) {
+                pn_array *x, *y;
+                fused_prog_inputs(variant, n, t, prog == 4, &x, &y);
+                CHECK_MSG(x && y && pn_eval((pn_array *[]){x, y}, 2) == 0, "%s", pn_last_error_message());
+                pn_array *in[2] = {x, y}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS], *interp[PN_MAX_OUTPUTS];
+                int ng = 0, nw = 0, ni = 0;
+                int64_t generated = pnK_fused_generated_count();
+                CHECK(pn_closure_call(c, 2, in, &ng, got) == 0 && ng == 1 && pn_eval(got, 1) == 0);
+                CHECK_MSG(!pnK_fused_jit_error(), "%s", pnK_fused_jit_error());
+                CHECK_MSG(pnK_fused_generated_count() > generated, "%s program %d variant %d: no generated kernel ran",
+                          pn_dtype_name(t), prog, variant);
+                CHECK(pn_closure_call(f, 2, in, &nw, want) == 0 && nw == 1);
+                CHECK_MSG(ng == 1 && nw == 1 && same_bits(got[0], want[0]),
+                          "%s program %d variant %d differs from the unfused graph", pn_dtype_name(t), prog, variant);
+                setenv("PONTE_FUSED_JIT", "0", 1);
+                generated = pnK_fused_generated_count();
+                CHECK(pn_closure_call(c, 2, in, &ni, interp) == 0 && ni == 1 && pn_eval(interp, 1) == 0);
+                unsetenv("PONTE_FUSED_JIT");
+                CHECK(pnK_fused_generated_count() == generated);
+                CHECK_MSG(ni == 1 && ng == 1 && same_bits(got[0], interp[0]),
+                          "%s program %d variant %d: generated and interpreted kernels differ", pn_dtype_name(t), prog,
+                          variant);
+            }
+            pn_closure_release(c), pn_closure_release(f);
+            pn_scope_pop();
+        }
+    }
+    pnK_fused_jit_set_min_size(-1);
+    pn_stream_pop();
+}
+
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/custom_kernel.h"
+#include "backend/cuda/fused.h"
+
 TEST(compile_fused_gpu_bit_identical)
 {
     if (!pn_is_available((pn_device){.type = PN_GPU, .index = 0})) return;
@@ -878,10 +923,10 @@ TEST(compile_fused_gpu_bit_identical)
         for (int prog = 0; prog < 5; prog++) {
             pn_scope_push();
             pn_dtype t = types[d];
-            pn_closure *f = pn_closure_new(fn_gpu_prog, (void *)(intptr_t)prog, NULL), *c = pn_compile(f, false);
-            for (int variant = 0; variant < GPU_PROG_VARIANTS; variant++) {
+            pn_closure *f = pn_closure_new(fn_fused_prog, (void *)(intptr_t)prog, NULL), *c = pn_compile(f, false);
+            for (int variant = 0; variant < FUSED_PROG_VARIANTS; variant++) {
                 pn_array *x, *y;
-                gpu_prog_inputs(variant, n, t, prog == 4, &x, &y);
+                fused_prog_inputs(variant, n, t, prog == 4, &x, &y);
                 CHECK_MSG(x && y && x->shape[1] == n, "%s", pn_last_error_message());
                 CHECK(pn_eval((pn_array *[]){x, y}, 2) == 0);
                 pn_array *in[2] = {x, y}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];

@@ -75,6 +75,27 @@ bool pnC_inputs_ok(const char *op, int n, pn_array *const *arrays);
 #define PNC_FNV_OFFSET 14695981039346656037ull
 uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h);
 
+/* Kernels generated at run time (src/core/jit.c). The disk cache keeps their compiled forms in
+ * $PONTE_CACHE_DIR/kernels (default $XDG_CACHE_HOME/ponte, else ~/.cache/ponte; off with
+ * PONTE_KERNEL_CACHE=0), best effort: nothing fails when it cannot be written.
+ *   kcache_path: the file for text compiled as tag (target, compiler) with salt folded in,
+ *     its directory made; false when the cache is off or has no directory.
+ *   kcache_read: its bytes (free()), or NULL when missing, unreadable or damaged (each file
+ *     ends in a trailer of length and hash, checked before anything is loaded from it).
+ *   kcache_write: stores len bytes as path, whole or not at all.
+ *   read_file: a whole file under 256 MiB (free()), or NULL. */
+bool pnC_kcache_path(const char *text, const char *tag, uint64_t salt, char *path, size_t cap);
+char *pnC_kcache_read(const char *path, size_t *len);
+void pnC_kcache_write(const char *path, const void *data, size_t len);
+char *pnC_read_file(const char *path, size_t *len);
+/* Builds source (a file of extension ext: "c", "cu") with compiler (a path, or a name looked
+ * up in PATH) and flags (NULL-terminated; -shared -fPIC are added) into a shared object, or
+ * takes it from the disk cache (keyed on source, compiler and flags), loads it privately and
+ * returns its symbol; NULL with an error naming who and holding the compiler's messages. A
+ * loaded object stays for the life of the process. */
+void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *ext,
+                     const char *source, const char *symbol);
+
 /* A map from non-NULL pointers to int64 values (src/core/ptrmap.c), zero-initialised empty:
  * `pnC_ptrmap m = {0};`. find gives the value's slot or NULL; put inserts or overwrites,
  * returning 0, or -1 with PN_ERR_OUT_OF_MEMORY "[who] Out of memory." (m unchanged); free

@@ -28,7 +28,24 @@ static inline pn_bfloat16 pnC_f32_to_bf16(float f)
     return h;
 }
 
-#if defined(__F16C__)
+#if defined(__F16C__) && defined(__FLT16_MAX__) && !defined(__cplusplus)
+/* The compiler's _Float16 conversions: the F16C instructions (round to nearest even) without
+ * the intrinsics header, which costs more to parse than a generated kernel does to compile
+ * (backend/cpu/fused_jit.c includes this header), and loops over them vectorize. */
+static inline float pnC_f16_to_f32(pn_float16 h)
+{
+    _Float16 v;
+    memcpy(&v, &h.bits, sizeof v);
+    return (float)v;
+}
+static inline pn_float16 pnC_f32_to_f16(float f)
+{
+    _Float16 v = (_Float16)f;
+    pn_float16 h;
+    memcpy(&h.bits, &v, sizeof v);
+    return h;
+}
+#elif defined(__F16C__)
 #include <immintrin.h>
 static inline float pnC_f16_to_f32(pn_float16 h) { return _cvtsh_ss(h.bits); }
 static inline pn_float16 pnC_f32_to_f16(float f)

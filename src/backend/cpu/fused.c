@@ -52,6 +52,16 @@ static void run_tile(const pnF_program *pg, const step *st, char *const *base, c
     }
 }
 
+/* pnC_convert as generated kernels call it (dtypes as int). */
+static void convert_for_kernel(const void *src, int st, void *dst, int dt, int64_t n)
+{
+    pnC_convert(src, (pn_dtype)st, dst, (pn_dtype)dt, n);
+}
+
+static int64_t generated_runs; /* pnK_fused_generated_count (atomic builtins) */
+
+int64_t pnK_fused_generated_count(void) { return __atomic_load_n(&generated_runs, __ATOMIC_RELAXED); }
+
 int pnK_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnF_program *pg = node->params;
@@ -87,6 +97,22 @@ int pnK_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
         }
         base[i] = rc == 0 ? (char *)pnC_data(a) : NULL;
     }
+    /* the program's generated kernel when there is one (the same bits), else the interpreter */
+    pnK_fused_kernel_fn gen = NULL;
+    pnK_ew_params prm[PNF_MAX_OPS];
+    pnK_fused_vector_fn vfn[PNF_MAX_OPS];
+    if (rc == 0) {
+        uint32_t bcast = 0;
+        for (int i = 0; i < pg->nin; i++) bcast |= (uint32_t)(stride[i] == 0) << i;
+        gen = pnK_fused_generated(pg, dt, bcast, n);
+    }
+    if (gen) {
+        for (int k = 0; k < pg->nops; k++) {
+            prm[k] = pg->ops[k].p;
+            vfn[k] = pg->ops[k].kind == PNF_UNARY ? pnK_ew_vector_fn(pg->ops[k].p.op) : NULL;
+        }
+        __atomic_fetch_add(&generated_runs, 1, __ATOMIC_RELAXED);
+    }
     const int64_t ntiles = (n + TILE - 1) / TILE;
     char *obase = pnC_data(o);
     size_t oes = pn_dtype_size(o->dtype);
@@ -95,17 +121,19 @@ int pnK_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
 #pragma omp parallel if (n > PNC_PAR_GRAIN)
         {
             char *scratch[PNF_MAX_OPS] = {0};
-            char *mem = malloc((size_t)pg->nops * TILE * 16 + 64);
-            if (!mem) {
+            char *mem = gen ? NULL : malloc((size_t)pg->nops * TILE * 16 + 64);
+            if (!gen && !mem) {
 #pragma omp atomic write
                 failed = 1;
             }
             for (int k = 0; mem && k < pg->nops; k++) scratch[k] = mem + (size_t)k * TILE * 16;
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < ntiles; t++) {
-                if (!mem) continue;
                 int64_t lo = t * TILE, len = n - lo < TILE ? n - lo : TILE;
-                run_tile(pg, st, base, stride, es, obase, oes, scratch, lo, len);
+                if (gen)
+                    gen(lo, len, base, obase, prm, vfn, convert_for_kernel);
+                else if (mem)
+                    run_tile(pg, st, base, stride, es, obase, oes, scratch, lo, len);
             }
             free(mem);
         }

@@ -37,4 +37,38 @@ typedef struct pnF_program {
  * the elementwise row kernels (results bit-identical to the unfused ops), threads over tiles. */
 int pnK_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out);
 
+/* ── Generated kernels (fused_jit.c) ──
+ * A program (with its inputs' dtypes, bit i of bcast set when input i is one broadcast
+ * element) becomes C source built by the system C compiler ($PONTE_CC, else the compiler that
+ * built the library) into a kernel computing output elements [lo, lo + n):
+ *   fn(lo, n, in, out, prm, vfn, cvt) — in[i] input i's data (dense, or its one element),
+ *   out the output's data, prm[k] op k's params, vfn[k] op k's vector function
+ *   (pnK_ew_vector_fn; NULL for other ops), cvt a pnC_convert taking int dtypes.
+ * Its results are the tile interpreter's bits. */
+typedef void (*pnK_fused_vector_fn)(const float *x, float *y, int64_t n);
+typedef void (*pnK_fused_convert_fn)(const void *src, int st, void *dst, int dt, int64_t n);
+typedef void (*pnK_fused_kernel_fn)(int64_t lo, int64_t n, char *const *in, char *out,
+                                    const pnK_ew_params *prm, const pnK_fused_vector_fn *vfn,
+                                    pnK_fused_convert_fn cvt);
+
+/* The generated kernel of pg for an output of n elements, built on its first request (the
+ * caller waits; the disk cache spares later processes), or NULL: interpret. NULL when n is
+ * under the size it pays at (pnK_fused_jit_set_min_size, PONTE_FUSED_JIT_MIN_SIZE, default
+ * 16384), with PONTE_FUSED_JIT=0, for programs it does not take (complex64, erfinv), and
+ * after a build failed (pnK_fused_jit_error says why; no error is left on the thread). */
+pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, int64_t n);
+/* The C source generated for pg (free()), or NULL with an error. For tests. */
+char *pnK_fused_jit_source(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast);
+/* Why generated kernels are not used (the first build failure), or NULL. */
+const char *pnK_fused_jit_error(void);
+/* Sets the smallest output generated kernels are used for (-1: the environment's). */
+void pnK_fused_jit_set_min_size(int64_t n);
+/* Compiled nodes evaluated by generated kernels so far (for the tests). */
+int64_t pnK_fused_generated_count(void);
+
+/* The headers generated C includes, embedded at build time (generated/jit_headers.c). */
+extern const int pnK_jit_header_count;
+extern const char *const pnK_jit_header_names[];
+extern const char *const pnK_jit_header_texts[];
+
 #endif /* PONTE_BACKEND_CPU_FUSED_H */

@@ -123,12 +123,11 @@ extern "C" char *pnG_rtc_compile(const char *name, const char *source, int sm, s
 }
 
 /* ───────────── the disk cache of generated kernels ─────────────
- * A generated kernel's compiled form (a cubin; on the simulator, a shared object) is kept in
- * $PONTE_CACHE_DIR/kernels (default $XDG_CACHE_HOME/ponte, else ~/.cache/ponte), named by a
- * hash of its source, of the headers the library carries and of the compiler and target, so
- * a later process loads it instead of compiling. Best effort: a file that cannot be written
- * is skipped, and one that does not load is compiled again and replaced.
- * PONTE_KERNEL_CACHE=0 turns it off. */
+ * A generated kernel's cubin is kept in the disk cache of src/core/jit.c, named by a hash of
+ * its source, of the headers the library carries and of the compiler and target, so a later
+ * process loads it instead of compiling; one that does not load is compiled again and
+ * replaced. (The simulator's shared objects go through pnC_host_build, cached the same way.) */
+#ifndef PONTE_GPU_SIM
 
 /* The hash of the embedded headers (computed once; they are constant). */
 static uint64_t headers_hash;
@@ -143,90 +142,15 @@ static void hash_headers(void)
     headers_hash = h;
 }
 
-/* The cache file for source compiled as tag (target and compiler), its directory made; false
- * when the cache is off or has no directory. */
+/* The cache file for source compiled as tag (target and compiler), keyed on the embedded
+ * headers too. */
 static bool cache_path(const char *source, const char *tag, char *path, size_t cap)
 {
-    const char *off = getenv("PONTE_KERNEL_CACHE");
-    if (off && !strcmp(off, "0")) return false;
-    char dir[1024];
-    const char *base = getenv("PONTE_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    int n = base && *base ? snprintf(dir, sizeof dir, "%s", base)
-            : xdg && *xdg ? snprintf(dir, sizeof dir, "%s/ponte", xdg)
-            : home && *home ? snprintf(dir, sizeof dir, "%s/.cache/ponte", home) : -1;
-    if (n < 0 || (size_t)n + 16 >= sizeof dir) return false;
-    for (char *c = dir + 1; *c; c++) /* mkdir -p */
-        if (*c == '/') {
-            *c = 0;
-            mkdir(dir, 0700);
-            *c = '/';
-        }
-    mkdir(dir, 0700);
-    strcat(dir, "/kernels");
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return false;
     pthread_once(&headers_once, hash_headers);
-    uint64_t h = pnC_fnv1a(source, strlen(source), pnC_fnv1a(tag, strlen(tag) + 1, headers_hash));
-    n = snprintf(path, cap, "%s/%016llx-%zu.%s", dir, (unsigned long long)h, strlen(source), tag);
-    return n > 0 && (size_t)n < cap;
+    return pnC_kcache_path(source, tag, headers_hash, path, cap);
 }
 
-/* A cache file is the kernel's bytes and this trailer, checked before anything is loaded
- * from it (a truncated shared object can crash the loader). */
-struct cache_trailer {
-    char magic[8]; /* "PNKCACH1" */
-    uint64_t len, hash;
-};
-
-/* The whole file at path (under 256 MiB; release with free()), or NULL. */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    struct stat st;
-    char *data = NULL;
-    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && st.st_size < ((off_t)1 << 28) &&
-        (data = (char *)malloc((size_t)st.st_size)) && fread(data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        free(data);
-        data = NULL;
-    }
-    *len = data ? (size_t)st.st_size : 0;
-    fclose(f);
-    return data;
-}
-
-/* The kernel bytes of a cache file (release with free()), or NULL when it is missing,
- * unreadable or damaged. */
-static char *cache_read(const char *path, size_t *len)
-{
-    size_t n = 0;
-    char *data = read_file(path, &n);
-    struct cache_trailer t;
-    bool ok = data && n > sizeof t;
-    if (ok) {
-        n -= sizeof t;
-        memcpy(&t, data + n, sizeof t);
-        ok = !memcmp(t.magic, "PNKCACH1", 8) && t.len == n && t.hash == pnC_fnv1a(data, n, PNC_FNV_OFFSET);
-    }
-    if (!ok) {
-        free(data);
-        return NULL;
-    }
-    *len = n;
-    return data;
-}
-
-/* Stores len bytes as path, whole or not at all (a temporary file renamed into place). */
-static void cache_write(const char *path, const void *data, size_t len)
-{
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return;
-    struct cache_trailer t = {{'P', 'N', 'K', 'C', 'A', 'C', 'H', '1'}, len, pnC_fnv1a(data, len, PNC_FNV_OFFSET)};
-    bool ok = fwrite(data, 1, len, f) == len && fwrite(&t, 1, sizeof t, f) == sizeof t;
-    if (fclose(f) != 0) ok = false;
-    if (!ok || rename(tmp, path) != 0) remove(tmp);
-}
+#endif /* !PONTE_GPU_SIM */
 
 #ifdef PONTE_GPU_SIM
 
@@ -274,102 +198,29 @@ static const char sim_entry_text[] =
     "extern \"C\" void pn_sim_entry(const void *p, const pnsim_tls_t *t)\n"
     "{\n    pnsim_tls = *t;\n    pn_sim_call(%s, p);\n}\n";
 
-/* The pn_sim_entry of the shared object at path, or NULL (with why: dlerror's text). */
-static sim_entry_fn sim_load(const char *path, const char **why)
-{
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    sim_entry_fn fn = NULL;
-    if (h) *(void **)&fn = dlsym(h, "pn_sim_entry");
-    *why = !h ? dlerror() : !fn ? "no pn_sim_entry" : NULL;
-    if (h && !fn) dlclose(h);
-    return fn;
-}
-
-/* sim_load of a shared object held in memory (a checked cache file's bytes), through a
- * temporary file of a name of its own: the loader takes an object whose name it has loaded
- * before for that object, so names are never reused. */
-static sim_entry_fn sim_load_bytes(const char *bytes, size_t len)
-{
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char path[1100];
-    snprintf(path, sizeof path, "%s/ponte-kernel-XXXXXX", tmp);
-    int fd = mkstemp(path);
-    if (fd < 0) return NULL;
-    sim_entry_fn fn = NULL;
-    const char *why = NULL;
-    bool ok = write(fd, bytes, len) == (ssize_t)len;
-    if (close(fd) == 0 && ok) fn = sim_load(path, &why);
-    remove(path); /* a loaded object stays mapped */
-    return fn;
-}
-
-/* Builds source (entry point entry) into a shared object, or takes it from the disk cache,
- * and loads it; its pn_sim_entry, or NULL with an error (the compiler's messages when it
- * fails). */
+/* Builds source (entry point entry) with the host C++ compiler against this build of the
+ * simulator into a shared object, or takes it from the disk cache, and loads it; its
+ * pn_sim_entry, or NULL with an error (the compiler's messages when it fails). */
 static sim_entry_fn sim_build(const char *key, const char *source, const char *entry)
 {
-    /* what the compiler sees, naming the compiler and this build of the simulator (whose
-     * headers the object is compiled against), so the cache keys on them too */
-    size_t cap = strlen(source) + strlen(entry) + sizeof sim_entry_text + sizeof PONTE_SIM_CXX + 96;
+    (void)key;
+    /* what the compiler sees, naming this build of the simulator (whose headers the object is
+     * compiled against), so the cache keys on it too */
+    size_t cap = strlen(source) + strlen(entry) + sizeof sim_entry_text + 96;
     char *text = (char *)malloc(cap);
     if (!text) {
         pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
         return NULL;
     }
-    int n = snprintf(text, cap, "/* host compiler: %s; simulator built %s %s */\n%s", PONTE_SIM_CXX, __DATE__,
-                     __TIME__, source);
+    int n = snprintf(text, cap, "/* simulator built %s %s */\n%s", __DATE__, __TIME__, source);
     snprintf(text + n, cap - (size_t)n, sim_entry_text, entry);
-    char cached[1100];
-    bool cache = cache_path(text, "sim.so", cached, sizeof cached);
-    size_t len = 0;
-    char *bytes = cache ? cache_read(cached, &len) : NULL;
-    sim_entry_fn fn = bytes ? sim_load_bytes(bytes, len) : NULL;
-    free(bytes);
-    if (fn) {
-        free(text);
-        return fn;
-    }
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char dir[1024], src[1100], so[1100], log[1100];
-    snprintf(dir, sizeof dir, "%s/ponte-sim-jit-XXXXXX", tmp);
-    if (!mkdtemp(dir)) {
-        pn_set_error(PN_ERR_IO, "[cuda_kernel] Cannot make a directory under %s for a generated kernel.", tmp);
-        free(text);
-        return NULL;
-    }
-    snprintf(src, sizeof src, "%s/kernel.cu", dir);
-    snprintf(so, sizeof so, "%s/kernel.so", dir);
-    snprintf(log, sizeof log, "%s/log", dir);
-    FILE *f = fopen(src, "w");
-    bool written = f && fputs(text, f) >= 0;
-    if (f && fclose(f) != 0) written = false;
+    static char inc_src[1100], inc_include[1100];
+    snprintf(inc_src, sizeof inc_src, "-I%s/src", PONTE_SOURCE_DIR);
+    snprintf(inc_include, sizeof inc_include, "-I%s/include", PONTE_SOURCE_DIR);
+    const char *flags[] = {"-std=c++17", "-O1", "-w", "-xc++", "-DPONTE_GPU_SIM", inc_src, inc_include, NULL};
+    sim_entry_fn fn = NULL;
+    *(void **)&fn = pnC_host_build("cuda_kernel", PONTE_SIM_CXX, flags, "cu", text, "pn_sim_entry");
     free(text);
-    if (!written) {
-        pn_set_error(PN_ERR_IO, "[cuda_kernel] Cannot write %s.", src);
-    } else {
-        char cmd[4096];
-        snprintf(cmd, sizeof cmd,
-                 "'%s' -std=c++17 -O1 -w -shared -fPIC -xc++ -DPONTE_GPU_SIM -I'%s/src' -I'%s/include' "
-                 "'%s' -o '%s' > '%s' 2>&1",
-                 PONTE_SIM_CXX, PONTE_SOURCE_DIR, PONTE_SOURCE_DIR, src, so, log);
-        int rc = system(cmd);
-        const char *why = NULL;
-        if (rc == 0) fn = sim_load(so, &why);
-        if (fn && cache && (bytes = read_file(so, &len))) {
-            cache_write(cached, bytes, len);
-            free(bytes);
-        }
-        if (!fn) {
-            char msg[4096] = "";
-            FILE *l = fopen(log, "r");
-            size_t got = l ? fread(msg, 1, sizeof msg - 1, l) : 0;
-            msg[got] = 0;
-            if (l) fclose(l);
-            pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] The simulated GPU could not build kernel %s with %s "
-                         "(exit %d) %s\n%s", key, PONTE_SIM_CXX, rc, rc == 0 && why ? why : "", msg);
-        }
-    }
-    remove(src), remove(so), remove(log), remove(dir); /* a loaded object stays mapped */
     return fn;
 }
 
@@ -471,7 +322,7 @@ static char *compile_for_device(const char *key, const char *source, bool own, s
         char tag[48];
         snprintf(tag, sizeof tag, "sm%d.nvrtc%d.%d.cubin", sm, vmaj, vmin);
         if (!cache_path(source, tag, path, path_cap)) path[0] = 0;
-        char *image = path[0] ? cache_read(path, len) : NULL;
+        char *image = path[0] ? pnC_kcache_read(path, len) : NULL;
         if (image) {
             *cached = true;
             return image;
@@ -529,7 +380,7 @@ static loaded_kernel *find_or_load(const char *key, const char *code, size_t cod
         err = cudaLibraryLoadData(&e.lib, image, NULL, NULL, 0, NULL, NULL, 0);
         if (err == cudaSuccess) err = cudaLibraryGetKernel(&e.kernel, e.lib, entry);
     }
-    if (err == cudaSuccess && !cached && path[0]) cache_write(path, image, len);
+    if (err == cudaSuccess && !cached && path[0]) pnC_kcache_write(path, image, len);
     free(image);
     free(nul_terminated);
     if (err != cudaSuccess) {

@@ -1,0 +1,207 @@
+/* jit.c — what kernels generated at run time share: the disk cache of their compiled forms
+ * ($PONTE_CACHE_DIR/kernels) and building a source with a host compiler into a shared object
+ * that is loaded into the process (the CPU's fused programs, backend/cpu/fused_jit.c; the
+ * simulated GPU's generated kernels, backend/cuda/custom_kernel.cu). */
+#include "core/core.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ───────────────────────────── the disk cache ───────────────────────────── */
+
+bool pnC_kcache_path(const char *text, const char *tag, uint64_t salt, char *path, size_t cap)
+{
+    const char *off = getenv("PONTE_KERNEL_CACHE");
+    if (off && !strcmp(off, "0")) return false;
+    char dir[1024];
+    const char *base = getenv("PONTE_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n = base && *base ? snprintf(dir, sizeof dir, "%s", base)
+            : xdg && *xdg ? snprintf(dir, sizeof dir, "%s/ponte", xdg)
+            : home && *home ? snprintf(dir, sizeof dir, "%s/.cache/ponte", home) : -1;
+    if (n < 0 || (size_t)n + 16 >= sizeof dir) return false;
+    for (char *c = dir + 1; *c; c++) /* mkdir -p */
+        if (*c == '/') {
+            *c = 0;
+            mkdir(dir, 0700);
+            *c = '/';
+        }
+    mkdir(dir, 0700);
+    strcat(dir, "/kernels");
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return false;
+    uint64_t h = pnC_fnv1a(text, strlen(text), pnC_fnv1a(tag, strlen(tag) + 1, salt));
+    n = snprintf(path, cap, "%s/%016llx-%zu.%s", dir, (unsigned long long)h, strlen(text), tag);
+    return n > 0 && (size_t)n < cap;
+}
+
+/* A cache file is the kernel's bytes and this trailer, checked before anything is loaded
+ * from it (a truncated shared object can crash the loader). */
+struct cache_trailer {
+    char magic[8]; /* "PNKCACH1" */
+    uint64_t len, hash;
+};
+
+char *pnC_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    struct stat st;
+    char *data = NULL;
+    if (fstat(fileno(f), &st) == 0 && st.st_size > 0 && st.st_size < ((off_t)1 << 28) &&
+        (data = malloc((size_t)st.st_size)) && fread(data, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        free(data);
+        data = NULL;
+    }
+    *len = data ? (size_t)st.st_size : 0;
+    fclose(f);
+    return data;
+}
+
+char *pnC_kcache_read(const char *path, size_t *len)
+{
+    size_t n = 0;
+    char *data = pnC_read_file(path, &n);
+    struct cache_trailer t;
+    bool ok = data && n > sizeof t;
+    if (ok) {
+        n -= sizeof t;
+        memcpy(&t, data + n, sizeof t);
+        ok = !memcmp(t.magic, "PNKCACH1", 8) && t.len == n && t.hash == pnC_fnv1a(data, n, PNC_FNV_OFFSET);
+    }
+    if (!ok) {
+        free(data);
+        return NULL;
+    }
+    *len = n;
+    return data;
+}
+
+void pnC_kcache_write(const char *path, const void *data, size_t len)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return;
+    struct cache_trailer t = {{'P', 'N', 'K', 'C', 'A', 'C', 'H', '1'}, len, pnC_fnv1a(data, len, PNC_FNV_OFFSET)};
+    bool ok = fwrite(data, 1, len, f) == len && fwrite(&t, 1, sizeof t, f) == sizeof t;
+    if (fclose(f) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) remove(tmp);
+}
+
+/* ───────────────────────────── host builds ───────────────────────────── */
+
+static const char *tmp_dir(void)
+{
+    const char *t = getenv("TMPDIR");
+    return t && *t ? t : "/tmp";
+}
+
+/* symbol of the shared object at path, loaded privately; NULL with why (dlerror's text). */
+static void *load_symbol(const char *path, const char *symbol, const char **why)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    void *fn = h ? dlsym(h, symbol) : NULL;
+    *why = !h ? dlerror() : !fn ? "the symbol is missing" : NULL;
+    if (h && !fn) dlclose(h);
+    return fn;
+}
+
+/* load_symbol of a shared object held in memory (a checked cache file's bytes), through a
+ * temporary file of a name of its own: the loader takes an object whose name it has loaded
+ * before for that object, so names are never reused. */
+static void *load_bytes(const char *bytes, size_t len, const char *symbol)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/ponte-kernel-XXXXXX", tmp_dir());
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    void *fn = NULL;
+    const char *why = NULL;
+    bool ok = write(fd, bytes, len) == (ssize_t)len;
+    if (close(fd) == 0 && ok) fn = load_symbol(path, symbol, &why);
+    remove(path); /* a loaded object stays mapped */
+    return fn;
+}
+
+/* Runs argv (argv[0] looked up in PATH) with stdout and stderr into log; its exit status, or
+ * -1 when it could not start or did not exit. */
+static int run_compiler(char *const *argv, const char *log)
+{
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0) return -1;
+    posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *ext,
+                     const char *source, const char *symbol)
+{
+    /* the cache keys on the compiler and its flags besides the source */
+    uint64_t salt = pnC_fnv1a(compiler, strlen(compiler) + 1, PNC_FNV_OFFSET);
+    int nflags = 0;
+    for (; flags[nflags]; nflags++) salt = pnC_fnv1a(flags[nflags], strlen(flags[nflags]) + 1, salt);
+    char tag[32], cached[1100];
+    snprintf(tag, sizeof tag, "%s.so", ext);
+    bool cache = pnC_kcache_path(source, tag, salt, cached, sizeof cached);
+    size_t len = 0;
+    char *bytes = cache ? pnC_kcache_read(cached, &len) : NULL;
+    void *fn = bytes ? load_bytes(bytes, len, symbol) : NULL;
+    free(bytes);
+    if (fn) return fn;
+
+    char dir[1024], src[1100], so[1100], log[1100];
+    snprintf(dir, sizeof dir, "%s/ponte-jit-XXXXXX", tmp_dir());
+    if (!mkdtemp(dir))
+        return pnC_fail(PN_ERR_IO, "[%s] Cannot make a directory under %s for a generated kernel.", who, tmp_dir());
+    snprintf(src, sizeof src, "%s/kernel.%s", dir, ext);
+    snprintf(so, sizeof so, "%s/kernel.so", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    FILE *f = fopen(src, "w");
+    bool written = f && fputs(source, f) >= 0;
+    if (f && fclose(f) != 0) written = false;
+    if (!written) {
+        pnC_fail(PN_ERR_IO, "[%s] Cannot write %s.", who, src);
+    } else {
+        const char *argv[64];
+        int n = 0;
+        argv[n++] = compiler;
+        for (int i = 0; i < nflags && n < 58; i++) argv[n++] = flags[i];
+        argv[n++] = "-shared", argv[n++] = "-fPIC", argv[n++] = src, argv[n++] = "-o", argv[n++] = so;
+        argv[n] = NULL;
+        int rc = run_compiler((char *const *)argv, log);
+        const char *why = NULL;
+        if (rc == 0) fn = load_symbol(so, symbol, &why);
+        if (fn && cache && (bytes = pnC_read_file(so, &len))) {
+            pnC_kcache_write(cached, bytes, len);
+            free(bytes);
+        }
+        if (!fn) {
+            char msg[4096] = "";
+            FILE *l = fopen(log, "r");
+            size_t got = l ? fread(msg, 1, sizeof msg - 1, l) : 0;
+            msg[got] = 0;
+            if (l) fclose(l);
+            pnC_fail(PN_ERR_BACKEND, "[%s] Could not build a generated kernel with %s (%s%d) %s\n%s", who,
+                     compiler, rc < 0 ? "it did not run: " : "exit ", rc, rc == 0 && why ? why : "", msg);
+        }
+    }
+    remove(src), remove(so), remove(log), remove(dir); /* a loaded object stays mapped */
+    return fn;
+}
