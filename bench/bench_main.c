@@ -1173,7 +1173,8 @@ static int gelu_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
 }
 typedef struct {
     pn_closure *f;
-    pn_array *x, *y;
+    int nin;
+    pn_array *x[2], *y;
 } gelu_ctx;
 static int gelu_run(void *p)
 {
@@ -1182,30 +1183,62 @@ static int gelu_run(void *p)
     pn_release(c->y);
     c->y = NULL;
     pn_scope_push();
-    int rc = pn_closure_call(c->f, 1, &c->x, &n, &c->y);
+    int rc = pn_closure_call(c->f, c->nin, c->x, &n, &c->y);
     if (rc == 0) rc = pn_eval(&c->y, 1);
     if (rc == 0) pn_scope_pop_keep(&c->y, 1);
     else pn_scope_pop(), c->y = NULL;
     return rc;
 }
-static void bench_compile(void)
+/* A chain of eight cheap ops over two inputs: ((x * 0.5 + y) * 1.5 - x) * (y - 0.25) + x, max 0. */
+static int chain_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)ctx, (void)nin;
+    pn_array *x = in[0], *y = in[1];
+    pn_array *a = pn_subtract(pn_multiply(pn_add(pn_multiply(x, pn_weak_float(0.5)), y), pn_weak_float(1.5)), x);
+    out[0] = pn_maximum(pn_add(pn_multiply(a, pn_subtract(y, pn_weak_float(0.25))), x), pn_weak_float(0));
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+/* The compiled function run with the fused groups interpreted (PONTE_FUSED_JIT=0). */
+static int run_interpreted(void *p)
+{
+    setenv("PONTE_FUSED_JIT", "0", 1);
+    int rc = gelu_run(p);
+    unsetenv("PONTE_FUSED_JIT");
+    return rc;
+}
+/* compile_gelu_4M: compiled against uncompiled; compile_gelu_4M_generated and
+ * compile_chain_4M: the CPU's generated kernel against its tile interpreter (ratio =
+ * interpreted / generated). Results bit-identical throughout. */
+static void bench_compile_one(const char *name, pn_fn fn, int nin, bool against_uncompiled)
 {
     int64_t shape[1] = {(int64_t)1 << 22};
-    pn_closure *f = pn_closure_new(gelu_fn, NULL, NULL), *cf = f ? pn_compile(f, false) : NULL;
-    gelu_ctx plain = {f, random_f32(shape, 1), NULL}, comp = {cf, plain.x, NULL};
-    double tp = 0, tc = 0;
-    if (!cf || !plain.x || bench_pair(gelu_run, &comp, gelu_run, &plain, 2, 30, 3.0, &tc, &tp)) {
-        report_error("compile_gelu_4M");
-    } else if (memcmp(pn_data(comp.y), pn_data(plain.y), sizeof(float) << 22) != 0) {
-        snprintf(bench_msg, sizeof bench_msg, "compiled and uncompiled GELU differ");
-        report_error("compile_gelu_4M");
+    pn_closure *f = pn_closure_new(fn, NULL, NULL), *cf = f ? pn_compile(f, false) : NULL;
+    gelu_ctx plain = {f, nin, {random_f32(shape, 1), nin > 1 ? random_f32(shape, 1) : NULL}, NULL};
+    gelu_ctx comp = plain, interp = plain;
+    comp.f = interp.f = cf;
+    gelu_ctx *base = against_uncompiled ? &plain : &interp;
+    double tb = 0, tc = 0;
+    if (!cf || !plain.x[0] || (nin > 1 && !plain.x[1]) ||
+        bench_pair(gelu_run, &comp, against_uncompiled ? gelu_run : run_interpreted, base, 2, 30, 3.0, &tc, &tb)) {
+        report_error(name);
+    } else if (memcmp(pn_data(comp.y), pn_data(base->y), sizeof(float) << 22) != 0) {
+        snprintf(bench_msg, sizeof bench_msg, "the two runs differ");
+        report_error(name);
     } else {
-        report("compile_gelu_4M", tc * 1e3, "ms", tp / tc, "uncompiled");
-        NOTE("compiled %.2f ms (%.2f GB/s), uncompiled %.2f ms\n", tc * 1e3,
-             8.0 * (double)((int64_t)1 << 22) / tc / 1e9, tp * 1e3);
+        report(name, tc * 1e3, "ms", tb / tc, against_uncompiled ? "uncompiled" : "interpreted fused groups");
+        NOTE("%s %.2f ms (%.2f GB/s of input and output), %s %.2f ms\n", against_uncompiled ? "compiled" : "generated",
+             tc * 1e3, 4.0 * (nin + 1) * (double)((int64_t)1 << 22) / tc / 1e9,
+             against_uncompiled ? "uncompiled" : "interpreted", tb * 1e3);
     }
-    pn_release(comp.y), pn_release(plain.y), pn_release(plain.x);
+    pn_release(comp.y), pn_release(plain.y), pn_release(interp.y), pn_release(plain.x[0]), pn_release(plain.x[1]);
     pn_closure_release(cf), pn_closure_release(f);
+}
+static void bench_compile(void)
+{
+    bench_compile_one("compile_gelu_4M", gelu_fn, 1, true);
+    bench_compile_one("compile_gelu_4M_generated", gelu_fn, 1, false);
+    bench_compile_one("compile_chain_4M", chain_fn, 2, false);
 }
 
 /* ───────────────────────────── fused attention ───────────────────────────── */
@@ -1276,7 +1309,7 @@ static const struct {
 } groups[] = {
     {"add_f32_16M sum_f32_16M", bench_add_and_sum},
     {"exp_f32_16M", bench_transcendentals},
-    {"compile_gelu_4M", bench_compile},
+    {"compile_gelu_4M compile_gelu_4M_generated compile_chain_4M", bench_compile},
     {"sgemm_1024 bf16_gemm_1024 sgemm_2048", bench_gemms},
     {"op_overhead", bench_op_overhead},
     {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},
