@@ -904,6 +904,93 @@ TEST(compile_fused_cpu_generated_bit_identical)
     pn_stream_pop();
 }
 
+/* Every plain unary and binary op, in every dtype but complex64, through the CPU's generated
+ * kernels: programs of up to six ops, each op's result cast to float64 (which holds every
+ * value of these dtypes exactly, 64-bit integers past 2^53 rounded alike) and selected into the
+ * output where a random index names it, so each op decides several hundred elements. */
+typedef pn_array *(*unary_fn)(pn_array *);
+typedef pn_array *(*binary_fn)(pn_array *, pn_array *);
+#define OPS_U(E, name, prim, rule, cpx) pn_##name,
+#define OPS_B(E, name, prim, rule, cpx) pn_##name,
+static const unary_fn every_unary[] = {PNK_UNARY_OPS(OPS_U)};
+static const binary_fn every_binary[] = {PNK_BINARY_OPS(OPS_B)};
+#undef OPS_U
+#undef OPS_B
+#define EVERY_PER_PROGRAM 6
+
+typedef struct {
+    bool binary;
+    int first, count;
+} every_ctx;
+
+static int fn_every(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    const every_ctx *e = ctx;
+    pn_array *x = in[0], *y = in[1], *idx = in[2], *acc = NULL;
+    for (int i = 0; i < e->count; i++) {
+        int op = e->first + i;
+        pn_array *r = e->binary ? every_binary[op](x, y) : every_unary[op](x);
+        if (!r) { /* not an op of this dtype: left out, in both calls alike */
+            pn_clear_error();
+            continue;
+        }
+        r = pn_astype(r, PN_FLOAT64);
+        acc = acc ? pn_where(pn_equal(idx, pn_weak_int(i)), r, acc) : r;
+    }
+    out[0] = acc ? acc : pn_astype(x, PN_FLOAT64);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+TEST(compile_fused_cpu_generated_every_op)
+{
+    const pn_dtype all[] = {PN_BOOL,  PN_UINT8, PN_UINT16,  PN_UINT32,  PN_UINT64,  PN_INT8,    PN_INT16,
+                            PN_INT32, PN_INT64, PN_FLOAT16, PN_FLOAT32, PN_FLOAT64, PN_BFLOAT16};
+    const pn_dtype quick[] = {PN_BOOL, PN_UINT8, PN_INT32, PN_FLOAT16, PN_FLOAT32};
+    const pn_dtype *types = test_quick() ? quick : all;
+    const int nt = test_quick() ? 5 : 13;
+    const int nu = (int)(sizeof every_unary / sizeof *every_unary), nb = (int)(sizeof every_binary / sizeof *every_binary);
+    const int64_t n = 3001;
+    pn_stream_push(pn_default_stream((pn_device){.type = PN_CPU, .index = 0}));
+    pnK_fused_jit_set_min_size(0);
+    int programs = 0;
+    for (int d = 0; d < nt; d++) {
+        const pn_dtype t = types[d];
+        const bool is_unsigned = t == PN_BOOL || t == PN_UINT8 || t == PN_UINT16 || t == PN_UINT32 || t == PN_UINT64;
+        for (int binary = 0; binary < 2; binary++) {
+            const int total = binary ? nb : nu;
+            for (int first = 0; first < total; first += EVERY_PER_PROGRAM) {
+                pn_scope_push();
+                every_ctx e = {binary, first, total - first < EVERY_PER_PROGRAM ? total - first : EVERY_PER_PROGRAM};
+                pn_array *x = test_random_array((int64_t[]){n}, 1, t, is_unsigned ? 0 : -3, 3);
+                pn_array *y = test_random_array((int64_t[]){n}, 1, t, is_unsigned ? 0 : -3, 3);
+                pn_array *idx = pn_floor(test_random_array((int64_t[]){n}, 1, PN_FLOAT32, 0, e.count - 1e-3));
+                idx = pn_astype(idx, PN_INT32);
+                CHECK_MSG(x && y && idx && pn_eval((pn_array *[]){x, y, idx}, 3) == 0, "%s", pn_last_error_message());
+                pn_closure *f = pn_closure_new(fn_every, &e, NULL), *c = pn_compile(f, false);
+                pn_array *in[3] = {x, y, idx}, *got[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];
+                int ng = 0, nw = 0;
+                int64_t generated = pnK_fused_generated_count();
+                CHECK(pn_closure_call(c, 3, in, &ng, got) == 0 && ng == 1 && pn_eval(got, 1) == 0);
+                CHECK_MSG(!pnK_fused_jit_error(), "%s", pnK_fused_jit_error());
+                CHECK_MSG(pnK_fused_generated_count() > generated, "%s %s ops %d..: no generated kernel ran",
+                          pn_dtype_name(t), binary ? "binary" : "unary", first);
+                CHECK(pn_closure_call(f, 3, in, &nw, want) == 0 && nw == 1);
+                CHECK_MSG(ng == 1 && nw == 1 && same_bits(got[0], want[0]),
+                          "%s %s ops %d..%d: the generated kernel differs from the unfused ops", pn_dtype_name(t),
+                          binary ? "binary" : "unary", first, first + e.count - 1);
+                programs++;
+                pn_closure_release(c), pn_closure_release(f);
+                pn_scope_pop();
+            }
+        }
+    }
+    CHECK(programs >= nt * 10);
+    pnK_fused_jit_set_min_size(-1);
+    pn_stream_pop();
+}
+
 #ifdef PONTE_HAS_GPU
 #include "backend/cuda/custom_kernel.h"
 #include "backend/cuda/fused.h"

@@ -89,12 +89,14 @@ char *pnC_kcache_read(const char *path, size_t *len);
 void pnC_kcache_write(const char *path, const void *data, size_t len);
 char *pnC_read_file(const char *path, size_t *len);
 /* Builds source (a file of extension ext: "c", "cu") with compiler (a path, or a name looked
- * up in PATH) and flags (NULL-terminated; -shared -fPIC are added) into a shared object, or
+ * up in PATH), flags and libs (NULL-terminated, before and after the source; -shared -fPIC
+ * are added; link libm as "-lm" where the source calls it, or its calls bind to the oldest
+ * versions of glibc's functions, whose error results differ) into a shared object, or
  * takes it from the disk cache (keyed on source, compiler and flags), loads it privately and
  * returns its symbol; NULL with an error naming who and holding the compiler's messages. A
  * loaded object stays for the life of the process. */
-void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *ext,
-                     const char *source, const char *symbol);
+void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *const *libs,
+                     const char *ext, const char *source, const char *symbol);
 
 /* A map from non-NULL pointers to int64 values (src/core/ptrmap.c), zero-initialised empty:
  * `pnC_ptrmap m = {0};`. find gives the value's slot or NULL; put inserts or overwrites,

@@ -150,13 +150,15 @@ static int run_compiler(char *const *argv, const char *log)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *ext,
-                     const char *source, const char *symbol)
+void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *const *libs,
+                     const char *ext, const char *source, const char *symbol)
 {
     /* the cache keys on the compiler and its flags besides the source */
     uint64_t salt = pnC_fnv1a(compiler, strlen(compiler) + 1, PNC_FNV_OFFSET);
     int nflags = 0;
     for (; flags[nflags]; nflags++) salt = pnC_fnv1a(flags[nflags], strlen(flags[nflags]) + 1, salt);
+    int nlibs = 0;
+    for (; libs && libs[nlibs]; nlibs++) salt = pnC_fnv1a(libs[nlibs], strlen(libs[nlibs]) + 1, salt);
     char tag[32], cached[1100];
     snprintf(tag, sizeof tag, "%s.so", ext);
     bool cache = pnC_kcache_path(source, tag, salt, cached, sizeof cached);
@@ -182,8 +184,9 @@ void *pnC_host_build(const char *who, const char *compiler, const char *const *f
         const char *argv[64];
         int n = 0;
         argv[n++] = compiler;
-        for (int i = 0; i < nflags && n < 58; i++) argv[n++] = flags[i];
+        for (int i = 0; i < nflags && n < 40; i++) argv[n++] = flags[i];
         argv[n++] = "-shared", argv[n++] = "-fPIC", argv[n++] = src, argv[n++] = "-o", argv[n++] = so;
+        for (int i = 0; i < nlibs && n < 63; i++) argv[n++] = libs[i];
         argv[n] = NULL;
         int rc = run_compiler((char *const *)argv, log);
         const char *why = NULL;

@@ -54,7 +54,7 @@ typedef void (*pnK_fused_kernel_fn)(int64_t lo, int64_t n, char *const *in, char
 /* The generated kernel of pg for an output of n elements, built on its first request (the
  * caller waits; the disk cache spares later processes), or NULL: interpret. NULL when n is
  * under the size it pays at (pnK_fused_jit_set_min_size, PONTE_FUSED_JIT_MIN_SIZE, default
- * 16384), with PONTE_FUSED_JIT=0, for programs it does not take (complex64, erfinv), and
+ * 16384), with PONTE_FUSED_JIT=0, for programs it does not take (complex64, float64 erfinv), and
  * after a build failed (pnK_fused_jit_error says why; no error is left on the thread). */
 pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, int64_t n);
 /* The C source generated for pg (free()), or NULL with an error. For tests. */

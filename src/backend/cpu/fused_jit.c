@@ -66,7 +66,8 @@ static pn_dtype operand_dtype(const plan *P, const pnF_op *op)
 
 /* Plans pg for inputs of dtypes dt (bit i of bcast: input i is one broadcast element); false
  * when the program has what generated C does not take: complex64 (its arithmetic contracts
- * differently under the library's flags) or erfinv (a polynomial the library contracts). */
+ * differently under the library's flags) or float64 erfinv (a polynomial the library
+ * contracts; float32's is written with fmaf). */
 static bool make_plan(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, plan *P)
 {
     memset(P, 0, sizeof *P);
@@ -82,7 +83,7 @@ static bool make_plan(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast,
         P->dt[pg->nin + k] = op->dtype;
         pn_dtype t = operand_dtype(P, op);
         if (op->dtype == PN_COMPLEX64 || t == PN_COMPLEX64) return false;
-        if (op->kind == PNF_UNARY && op->p.op == PNK_U_ERFINV) return false;
+        if (op->kind == PNF_UNARY && op->p.op == PNK_U_ERFINV && t == PN_FLOAT64) return false;
         int a = op->in[0];
         bool scalar_src = a < pg->nin ? P->bcast[a] : P->how[a - pg->nin] == HOIST;
         int how = LOOP;
@@ -446,7 +447,8 @@ pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *d
         char *src = pnK_fused_jit_source(pg, dt, bcast);
         const char *flags[8] = {"-std=gnu11", "-O3", "-w", "-ffp-contract=off", "-fno-trapping-math", NULL};
         if (PONTE_JIT_TARGET[0]) flags[5] = PONTE_JIT_TARGET;
-        if (src) *(void **)&fn = pnC_host_build("compile", jit_compiler(), flags, "c", src, "pnK_fused_kernel");
+        if (src) *(void **)&fn = pnC_host_build("compile", jit_compiler(), flags, (const char *const[]){"-lm", NULL}, "c", src,
+                                                "pnK_fused_kernel");
         free(src);
         if (fn)
             insert(&s, fn);

@@ -219,7 +219,7 @@ static sim_entry_fn sim_build(const char *key, const char *source, const char *e
     snprintf(inc_include, sizeof inc_include, "-I%s/include", PONTE_SOURCE_DIR);
     const char *flags[] = {"-std=c++17", "-O1", "-w", "-xc++", "-DPONTE_GPU_SIM", inc_src, inc_include, NULL};
     sim_entry_fn fn = NULL;
-    *(void **)&fn = pnC_host_build("cuda_kernel", PONTE_SIM_CXX, flags, "cu", text, "pn_sim_entry");
+    *(void **)&fn = pnC_host_build("cuda_kernel", PONTE_SIM_CXX, flags, NULL, "cu", text, "pn_sim_entry");
     free(text);
     return fn;
 }

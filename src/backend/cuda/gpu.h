@@ -30,6 +30,12 @@ void pnK_memcpy(void *dst, const void *src, size_t n);
 #define PNC_FNV_OFFSET 14695981039346656037ull
 #endif
 uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h);
+/* The disk cache and host builds of generated kernels (src/core/jit.c; contracts in core.h). */
+bool pnC_kcache_path(const char *text, const char *tag, uint64_t salt, char *path, size_t cap);
+char *pnC_kcache_read(const char *path, size_t *len);
+void pnC_kcache_write(const char *path, const void *data, size_t len);
+void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *const *libs,
+                     const char *ext, const char *source, const char *symbol);
 
 /* Most dimensions a GPU kernel walks after merging the dimensions that are contiguous for
  * every operand (pnC_nditer does the merging). The glue of an op whose merged rank is larger
