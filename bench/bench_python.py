@@ -1,5 +1,6 @@
-"""bench_python.py — the Python figures of `make bench`: per-op overhead (Ponte, numpy, MLX) and
-one training step of the Fashion-MNIST MLP (784-512-512-10, batch 128), CNN (as
+"""bench_python.py — the Python figures of `make bench`: per-op overhead (Ponte, numpy, MLX), the
+tanh GELU over 4M floats through mx.compile (Ponte's generated C against MLX's compiled CPU
+kernel, numpy and PyTorch eager) and one training step of the Fashion-MNIST MLP (784-512-512-10, batch 128), CNN (as
 examples/fashion_mnist.c --cnn, batch 64) and character language model (as examples/char_lm.c
 at its defaults: 2 pre-norm transformer layers, 64 wide, 4 heads, batch 16 x context 64, AdamW
 with warmup + cosine decay and gradient clipping) written once and run through ponte and
@@ -133,6 +134,49 @@ def bench_overhead(fw, quick):
     us = times[0] / CHAIN * 1e6
     for n, t in zip(names, times[1:]):
         report(f"py_op_overhead_vs_{n}", us, "us/op", times[0] / t, f"{n} {t / CHAIN * 1e6:.3g} us/op")
+
+
+# ───────────────────────────── compiled elementwise chain ─────────────────────────────
+
+def gelu(mx):
+    """The tanh GELU (as nn.gelu_approx), nine elementwise ops."""
+    c = math.sqrt(2 / math.pi)
+    return lambda x: 0.5 * x * (1 + mx.tanh(c * (x + 0.044715 * x * x * x)))
+
+
+def bench_compile(fw, quick):
+    """py_compile_gelu: mx.compile of the tanh GELU over 4M float32 (one fused kernel: on the
+    CPU, C generated and built by the system compiler), against MLX's mx.compile, numpy and
+    PyTorch eager; each side's result checked against numpy's float64 first."""
+    x_np = np.random.default_rng(0).standard_normal(1 << 22).astype(np.float32)
+    ref = gelu(np)(x_np.astype(np.float64))
+    runners = {"numpy": lambda: gelu(np)(x_np)}
+    def compiled(mx):
+        f, x = mx.compile(gelu(mx)), mx.array(x_np)
+
+        def run():
+            y = f(x)
+            mx.eval(y)
+            return y
+        return run
+    for n in ("ponte", "mlx"):
+        if n in fw:
+            runners[n] = compiled(fw[n][0])
+    if "torch" in fw:
+        torch = fw["torch"][0]
+        xt = torch.from_numpy(x_np)
+        runners["torch"] = lambda: gelu(torch)(xt)
+    for n, run in runners.items():
+        got = np.array(run(), dtype=np.float64)
+        err = np.max(np.abs(got - ref) / (np.abs(ref) + 1e-3))
+        if not err < 1e-5:
+            print(f"bench py_compile_gelu: error: {n}'s GELU is {err:.3g} off float64")
+            return
+    names = [n for n in runners if n != "ponte"]
+    times = best_alternating([runners["ponte"]] + [runners[n] for n in names], 3 if quick else 10,
+                             5 if quick else 20)
+    for n, t in zip(names, times[1:]):
+        report(f"py_compile_gelu_vs_{n}", times[0] * 1e3, "ms", times[0] / t, f"{n} {t * 1e3:.3g} ms")
 
 
 # ───────────────────────────── training steps ─────────────────────────────
@@ -493,6 +537,7 @@ def main(argv=None):
         else:
             m[0].set_default_device(m[0].cpu)
     figures = [("py_op_overhead", lambda: bench_overhead(fw, args.quick)),
+               ("py_compile_gelu", lambda: bench_compile(fw, args.quick)),
                ("py_mlp_step", lambda: bench_images(fw, "py_mlp_step", mlp_model, 128, args.quick)),
                ("py_cnn_step", lambda: bench_images(fw, "py_cnn_step", cnn_model, 64, args.quick)),
                ("py_char_lm_step", lambda: bench_char_lm(fw, args.quick))]

@@ -93,7 +93,8 @@ char *pnC_read_file(const char *path, size_t *len);
  * are added; link libm as "-lm" where the source calls it, or its calls bind to the oldest
  * versions of glibc's functions, whose error results differ) into a shared object, or
  * takes it from the disk cache (keyed on source, compiler and flags), loads it privately and
- * returns its symbol; NULL with an error naming who and holding the compiler's messages. A
+ * returns its symbol (a compiler running past PONTE_JIT_TIMEOUT seconds, default 120, is
+ * killed); NULL with an error naming who and holding the compiler's messages. A
  * loaded object stays for the life of the process. */
 void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *const *libs,
                      const char *ext, const char *source, const char *symbol);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -132,8 +134,16 @@ static void *load_bytes(const char *bytes, size_t len, const char *symbol)
     return fn;
 }
 
-/* Runs argv (argv[0] looked up in PATH) with stdout and stderr into log; its exit status, or
- * -1 when it could not start or did not exit. */
+/* Seconds a compiler may run: PONTE_JIT_TIMEOUT, else 120. */
+static double compiler_timeout(void)
+{
+    const char *e = getenv("PONTE_JIT_TIMEOUT");
+    double t = e && *e ? strtod(e, NULL) : 0;
+    return t > 0 ? t : 120;
+}
+
+/* Runs argv (argv[0] looked up in PATH) with stdout and stderr into log; its exit status, -1
+ * when it could not start or did not exit, -2 when it ran past the timeout (then killed). */
 static int run_compiler(char *const *argv, const char *log)
 {
     posix_spawn_file_actions_t fa;
@@ -144,9 +154,22 @@ static int run_compiler(char *const *argv, const char *log)
     int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) return -1;
+    const double limit = compiler_timeout();
+    struct timespec start, now, nap = {0, 2000000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
     int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) break;
+        if (r < 0 && errno != EINTR) return -1;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - start.tv_sec) + 1e-9 * (double)(now.tv_nsec - start.tv_nsec) > limit) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            return -2;
+        }
+        nanosleep(&nap, NULL);
+    }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -201,8 +224,12 @@ void *pnC_host_build(const char *who, const char *compiler, const char *const *f
             size_t got = l ? fread(msg, 1, sizeof msg - 1, l) : 0;
             msg[got] = 0;
             if (l) fclose(l);
-            pnC_fail(PN_ERR_BACKEND, "[%s] Could not build a generated kernel with %s (%s%d) %s\n%s", who,
-                     compiler, rc < 0 ? "it did not run: " : "exit ", rc, rc == 0 && why ? why : "", msg);
+            if (rc == -2)
+                pnC_fail(PN_ERR_BACKEND, "[%s] %s did not build a generated kernel within %g s (PONTE_JIT_TIMEOUT).\n%s",
+                         who, compiler, compiler_timeout(), msg);
+            else
+                pnC_fail(PN_ERR_BACKEND, "[%s] Could not build a generated kernel with %s (%s%d) %s\n%s", who,
+                         compiler, rc < 0 ? "it did not run: " : "exit ", rc, rc == 0 && why ? why : "", msg);
         }
     }
     remove(src), remove(so), remove(log), remove(dir); /* a loaded object stays mapped */

@@ -7,6 +7,7 @@ same programs through its interpreter."""
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -89,6 +90,17 @@ def test_without_a_compiler_the_cpu_interprets(tmp_path, cc):
     # a compiler that is missing, or one that fails: the same bits, nothing cached, no error
     assert run(tmp_path, "cpu", PONTE_CC=cc) == run(tmp_path / "with", "cpu")
     assert cached_files(tmp_path) == []
+
+
+def test_a_compiler_that_hangs_is_stopped(tmp_path):
+    hang = tmp_path / "hang-cc"
+    hang.write_text("#!/bin/sh\nexec sleep 60\n")
+    hang.chmod(0o755)
+    start = time.monotonic()
+    got = run(tmp_path / "a", "cpu", PONTE_CC=str(hang), PONTE_JIT_TIMEOUT="0.5")
+    assert time.monotonic() - start < 30  # killed, not waited for
+    assert got == run(tmp_path / "b", "cpu")
+    assert cached_files(tmp_path / "a") == []
 
 
 def test_generated_kernels_can_be_turned_off(tmp_path):
