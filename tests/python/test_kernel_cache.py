@@ -23,7 +23,7 @@ def gpu_kind():
 
 KIND = gpu_kind()  # at import: a test before may change the default device
 KINDS = ["cpu"] + ([KIND] if KIND else [])
-SUFFIX = {"cpu": ".c.so", "sim": ".sim.so", "gpu": ".cubin"}
+SUFFIX = {"cpu": ".c.so", "sim": ".cu.so", "gpu": ".cubin"}
 
 # One compiled chain, evaluated on the GPU; prints its result's bytes in hex and whether it
 # matches the same function uncompiled.
