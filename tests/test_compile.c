@@ -836,9 +836,9 @@ static int fn_fused_prog(void *ctx, int nin, pn_array *const *in, int *nout, pn_
 }
 
 /* Inputs by variant: 0 dense (an odd size); 1 x a transposed view; 2 y a scalar; 3 y a row
- * broadcast over x's rows; 4 x a reversed view, every other column, of a larger array.
- * y has zeros for program 4. */
-#define FUSED_PROG_VARIANTS 5
+ * broadcast over x's rows; 4 x a reversed view, every other column, of a larger array; 5 y a
+ * column broadcast along x's rows. y has zeros for program 4. */
+#define FUSED_PROG_VARIANTS 6
 static void fused_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn_array **x, pn_array **y)
 {
     int64_t shape[2] = {3, n};
@@ -852,8 +852,9 @@ static void fused_prog_inputs(int variant, int64_t n, pn_dtype t, bool zeros, pn
     }
     *y = variant == 2   ? test_random_array(NULL, 0, t, 0.5, 2)
          : variant == 3 ? test_random_array((int64_t[]){n}, 1, t, -3, 3)
+         : variant == 5 ? test_random_array((int64_t[]){3, 1}, 2, t, -3, 3)
                         : test_random_array(shape, 2, t, -3, 3);
-    if (zeros && variant != 2 && variant != 3) { /* zeros at every seventh element: x / 0 is inf or NaN */
+    if (zeros && variant != 2 && variant != 3 && variant != 5) { /* zeros at every seventh element: x / 0 is inf or NaN */
         pn_array *k = pn_reshape(pn_arange(0, (double)(3 * n), 1, PN_INT32), shape, 2);
         *y = pn_where(pn_equal(pn_remainder(k, pn_weak_float(7)), pn_weak_float(0)), pn_weak_float(0), *y);
     }

@@ -337,6 +337,25 @@ pn_array *pnC_new_temp(pn_dtype dtype, const int64_t *shape, int ndim)
     return a;
 }
 
+pn_array *pnC_broadcast_view(const pn_array *a, const int64_t *shape, int ndim)
+{
+    if (ndim < a->ndim) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[broadcast] Cannot broadcast to fewer dimensions.");
+    int64_t strides[PNC_MAX_NDIM];
+    for (int d = 0; d < ndim; d++) {
+        int s = d - (ndim - a->ndim); /* a's dimension aligned on the right */
+        if (s < 0 || a->shape[s] == 1)
+            strides[d] = 0;
+        else if (a->shape[s] == shape[d])
+            strides[d] = a->strides[s];
+        else
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[broadcast] Shapes do not broadcast.");
+    }
+    pn_array *v = array_alloc(a->dtype, shape, ndim);
+    if (!v) return NULL;
+    pnC_set_view(v, a, a->offset, strides);
+    return v;
+}
+
 /* One allocation holds the node, its input/output slots, its params and the dtype and shape
  * of every output (so a dead output can be rebuilt). */
 static pnC_node *node_alloc(const pnC_primitive *p, const void *params, size_t params_size,

@@ -287,6 +287,9 @@ int pnC_alloc_output(pn_array *out);
 /* Makes out a view of src's buffer with the given element offset and strides (ndim(out)
  * entries); flags are recomputed. */
 void pnC_set_view(pn_array *out, const pn_array *src, int64_t offset, const int64_t *strides);
+/* A new evaluated view of a's buffer broadcast to shape (a's shape must broadcast to it),
+ * owned by the caller alone (pnC_decref); NULL with an error otherwise or out of memory. */
+pn_array *pnC_broadcast_view(const pn_array *a, const int64_t *shape, int ndim);
 /* Moves in's buffer to out when nothing else can see it (only the graph holds in, its buffer
  * is not shared, both are row-contiguous with the same element size and count, and no
  * transformation is tracing). Returns true when donated. */
@@ -426,6 +429,10 @@ void pnC_strided_copy(const void *src, const int64_t *src_strides, pn_dtype st, 
                       const int64_t *dst_strides, pn_dtype dt, const int64_t *shape, int ndim);
 /* Copies src (any strides) into dst laid out row-major (same dtype). Threaded. */
 void pnC_copy_to_contiguous(const pn_array *src, void *dst);
+/* Copies the elements [start, start + count) of a, in row-major order of its shape, densely to
+ * dst (a's dtype; any strides, a broadcast dimension repeated). Not threaded: for a tile of a
+ * kernel that reads a strided input in place. */
+void pnC_gather_range(const pn_array *a, int64_t start, int64_t count, void *dst);
 /* Copies src into dst viewed with dst_strides/dst_offset (same dtype), converting dtype if
  * they differ. General strided copy used by views, astype and slice_update. */
 void pnC_copy_strided(const pn_array *src, pn_array *dst);

@@ -321,6 +321,34 @@ void pnC_copy_to_contiguous(const pn_array *src, void *dst)
                      src->ndim);
 }
 
+void pnC_gather_range(const pn_array *a, int64_t start, int64_t count, void *dst)
+{
+    const size_t es = pn_dtype_size(a->dtype);
+    const int64_t *strides = a->strides;
+    pnC_nditer it;
+    pnC_nditer_init(&it, a->ndim, a->shape, 1, &strides);
+    const char *base = pnC_data(a);
+    const int64_t step = it.inner_stride[0];
+    int64_t idx[PNC_MAX_NDIM], off[1], col = start % it.inner;
+    pnC_nditer_seek(&it, start / it.inner, idx, off);
+    char *d = dst;
+    while (count > 0) {
+        const int64_t len = it.inner - col < count ? it.inner - col : count;
+        const char *s = base + (off[0] + col * step) * (int64_t)es;
+        if (step == 1) {
+            memcpy(d, s, (size_t)len * es);
+        } else if (step == 0) { /* a broadcast element: repeated */
+            for (int64_t k = 0; k < len; k++) memcpy(d + k * (int64_t)es, s, es);
+        } else {
+            for (int64_t k = 0; k < len; k++) memcpy(d + k * (int64_t)es, s + k * step * (int64_t)es, es);
+        }
+        d += len * (int64_t)es;
+        count -= len;
+        col = 0;
+        if (count > 0) pnC_nditer_next(&it, idx, off);
+    }
+}
+
 void pnC_copy_strided(const pn_array *src, pn_array *dst)
 {
     pnC_strided_copy(pnC_data(src), src->strides, src->dtype, pnC_data(dst), dst->strides,

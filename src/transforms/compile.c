@@ -333,7 +333,7 @@ static const pnT_spec *value_spec(const shapes_ctx *c, uint32_t v)
     return &c->t->nodes[c->owner[v]].out[v - j];
 }
 
-/* Whether the value r has exactly shape/nd, or one element. */
+/* Whether the value r has a shape that broadcasts to the root's (one element included). */
 static bool fits(const shapes_ctx *c, pnT_ref r, const pnT_spec *root)
 {
     const int64_t *s;
@@ -344,8 +344,12 @@ static bool fits(const shapes_ctx *c, pnT_ref r, const pnT_spec *root)
         const pnT_spec *v = value_spec(c, r.index);
         s = v->shape, nd = v->ndim;
     }
-    if (pnC_shape_size(s, nd) == 1) return true;
-    return nd == root->ndim && memcmp(s, root->shape, (size_t)nd * sizeof *s) == 0;
+    if (nd > root->ndim) return false;
+    for (int d = 0; d < nd; d++) { /* broadcasts to the root's shape (the kernels read it so) */
+        int64_t want = root->shape[root->ndim - nd + d];
+        if (s[d] != want && s[d] != 1) return false;
+    }
+    return true;
 }
 
 static bool same_spec(const pnT_spec *a, const pnT_spec *b)

@@ -17,22 +17,22 @@ typedef struct {
     pn_dtype src; /* astype: the operand's dtype */
 } step;
 
-/* Runs the program over elements [lo, lo + len): operands from base (inputs; stride 0 for a
- * broadcast one) and scratch (op results, tile-sized); the last op writes to the output. */
-static void run_tile(const pnF_program *pg, const step *st, char *const *base, const int64_t *stride,
-                     const size_t *es, char *out, size_t out_es, char **scratch, int64_t lo,
-                     int64_t len)
+/* Runs the program over the len elements of a tile: operands from in (the inputs' elements of
+ * the tile; stride 0 for a broadcast one) and scratch (op results, tile-sized); the last op
+ * writes to out (the tile's output). */
+static void run_tile(const pnF_program *pg, const step *st, char *const *in, const int64_t *stride,
+                     char *out, char **scratch, int64_t len)
 {
     for (int k = 0; k < pg->nops; k++) {
         const pnF_op *op = &pg->ops[k];
         char *p[4];
         int64_t s[4] = {1, 0, 0, 0};
-        p[0] = k == pg->nops - 1 ? out + lo * (int64_t)out_es : scratch[k];
+        p[0] = k == pg->nops - 1 ? out : scratch[k];
         for (int i = 0; i < op->nin; i++) {
             int a = op->in[i];
             if (a < pg->nin) {
                 s[i + 1] = stride[a];
-                p[i + 1] = base[a] + lo * stride[a] * (int64_t)es[a];
+                p[i + 1] = in[a];
             } else {
                 s[i + 1] = 1;
                 p[i + 1] = scratch[a - pg->nin];
@@ -82,17 +82,35 @@ int pnK_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
     }
     if (pnC_alloc_output(o)) return -1;
     if (n == 0) return 0;
-    pn_array *held[PNF_MAX_IN] = {0}; /* contiguous copies of strided inputs */
+    /* inputs of a smaller shape become broadcast views; strided inputs whose rows are dense or
+     * one repeated element are gathered per tile (no copy of the whole array: a bias row
+     * broadcast over a matrix, a column of means), others (transposes, steps) copied whole
+     * first, in tiles that suit them */
+    pn_array *held[PNF_MAX_IN] = {0}, *view[PNF_MAX_IN] = {0}, *src[PNF_MAX_IN];
+    bool gather[PNF_MAX_IN] = {0};
     char *base[PNF_MAX_IN];
     int64_t stride[PNF_MAX_IN];
-    size_t es[PNF_MAX_IN];
+    size_t es[PNF_MAX_IN], gather_bytes = 0;
     int rc = 0;
     for (int i = 0; i < pg->nin && rc == 0; i++) {
         pn_array *a = in[i];
+        if (a->size != n && a->size != 1) { /* a smaller shape broadcast: a view of the output's */
+            if (!(view[i] = pnC_broadcast_view(a, o->shape, o->ndim))) {
+                rc = -1;
+                break;
+            }
+            a = view[i];
+        }
+        src[i] = a;
         es[i] = pn_dtype_size(a->dtype);
         stride[i] = a->size == n ? 1 : 0;
         if (a->size == n && !pnC_row_contiguous(a)) {
-            if (!(held[i] = pnC_contiguous(a))) rc = -1;
+            const int64_t *strides = a->strides;
+            pnC_nditer it;
+            pnC_nditer_init(&it, a->ndim, a->shape, 1, &strides);
+            gather[i] = it.inner >= 64 && (it.inner_stride[0] == 0 || it.inner_stride[0] == 1);
+            if (gather[i]) gather_bytes += TILE * es[i];
+            else if (!(held[i] = pnC_contiguous(a))) rc = -1;
             else a = held[i];
         }
         base[i] = rc == 0 ? (char *)pnC_data(a) : NULL;
@@ -120,26 +138,38 @@ int pnK_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
     if (rc == 0) {
 #pragma omp parallel if (n > PNC_PAR_GRAIN)
         {
-            char *scratch[PNF_MAX_OPS] = {0};
-            char *mem = gen ? NULL : malloc((size_t)pg->nops * TILE * 16 + 64);
-            if (!gen && !mem) {
+            char *scratch[PNF_MAX_OPS] = {0}, *tile_in[PNF_MAX_IN];
+            const size_t interp_bytes = gen ? 0 : (size_t)pg->nops * TILE * 16;
+            char *mem = interp_bytes + gather_bytes ? malloc(interp_bytes + gather_bytes + 64) : NULL;
+            if (interp_bytes + gather_bytes && !mem) {
 #pragma omp atomic write
                 failed = 1;
             }
-            for (int k = 0; mem && k < pg->nops; k++) scratch[k] = mem + (size_t)k * TILE * 16;
+            for (int k = 0; mem && interp_bytes && k < pg->nops; k++) scratch[k] = mem + (size_t)k * TILE * 16;
+            char *next = mem + interp_bytes;
+            for (int i = 0; mem && i < pg->nin; i++)
+                if (gather[i]) tile_in[i] = next, next += TILE * es[i];
 #pragma omp for schedule(static)
             for (int64_t t = 0; t < ntiles; t++) {
+                if (!mem && interp_bytes + gather_bytes) continue;
                 int64_t lo = t * TILE, len = n - lo < TILE ? n - lo : TILE;
+                /* the tile's inputs: dense ones at lo, broadcast elements, gathered rows */
+                for (int i = 0; i < pg->nin; i++) {
+                    if (gather[i]) pnC_gather_range(src[i], lo, len, tile_in[i]);
+                    else tile_in[i] = base[i] + lo * stride[i] * (int64_t)es[i];
+                }
                 if (gen)
-                    gen(lo, len, base, obase, prm, vfn, convert_for_kernel);
-                else if (mem)
-                    run_tile(pg, st, base, stride, es, obase, oes, scratch, lo, len);
+                    gen(0, len, tile_in, obase + lo * (int64_t)oes, prm, vfn, convert_for_kernel);
+                else
+                    run_tile(pg, st, tile_in, stride, obase + lo * (int64_t)oes, scratch, len);
             }
             free(mem);
         }
     }
-    for (int i = 0; i < pg->nin; i++)
+    for (int i = 0; i < pg->nin; i++) {
         if (held[i]) pnC_decref(held[i]);
+        if (view[i]) pnC_decref(view[i]);
+    }
     if (rc == 0 && failed) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[Compiled] Out of memory.");
     return rc;
 }

@@ -103,6 +103,8 @@ static void plan_strided(pnG_fused_args *a, const pn_array *o, pn_array *const *
     a->ndim = nd;
 }
 
+static int fused_run(pnG_fused_args *ap, pn_array *o, pn_array *const *in, int stream);
+
 int pnG_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnF_program *pg = node->params;
@@ -114,6 +116,29 @@ int pnG_fused_eval(const pnC_node *node, pn_array *const *in, pn_array *const *o
     pnG_fused_args a;
     make_args(pg, dt, &a);
     if (a.out_dtype != o->dtype || pnG_fused_launch(&a, false) != 0) return PNG_UNSUPPORTED;
+    /* inputs of a smaller shape become broadcast views of the output's (read in place by a
+     * generated kernel, copied dense for the interpreter) */
+    pn_array *view[PNF_MAX_IN] = {0}, *bin[PNF_MAX_IN];
+    for (int k = 0; k < nin; k++) {
+        bin[k] = in[k];
+        if (in[k]->size != n && in[k]->size != 1 && !(bin[k] = view[k] = pnC_broadcast_view(in[k], o->shape, o->ndim))) {
+            for (int j = 0; j < k; j++)
+                if (view[j]) pnC_decref(view[j]);
+            return -1;
+        }
+    }
+    int rc = fused_run(&a, o, bin, stream);
+    for (int k = 0; k < nin; k++)
+        if (view[k]) pnC_decref(view[k]);
+    return rc;
+}
+
+/* pnG_fused_eval's launch of a over inputs in (of the output's size, or one element). */
+static int fused_run(pnG_fused_args *ap, pn_array *o, pn_array *const *in, int stream)
+{
+    pnG_fused_args a = *ap;
+    const int nin = a.nin;
+    const int64_t n = o->size;
     bool strided[PNF_MAX_IN];
     plan_strided(&a, o, in, strided);
     pn_array *dense[PNF_MAX_IN];
