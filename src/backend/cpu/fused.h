@@ -23,7 +23,8 @@ typedef struct pnF_op {
 } pnF_op;
 
 /* A Compiled node's params: ops in order, every result of the output's shape; the last op's
- * result is the node's output. Inputs have the output's shape or one element. Only the first
+ * result is the node's output. Inputs have shapes that broadcast to the output's (kernels read
+ * a smaller one through a broadcast view). Only the first
  * nops entries of ops are part of the params (the node's params_size says so). */
 typedef struct pnF_program {
     int32_t nops, nin;
