@@ -501,6 +501,58 @@ static void check_same(const char *what, pn_array *a, pn_array *b, double tol)
     free(w);
 }
 
+/* tanh(x + r) * x - r with x (3, 6) and r a row (6,) broadcast over x's rows. */
+static int fn_rowwise(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin, (void)ctx;
+    out[0] = pn_subtract(pn_multiply(pn_tanh(pn_add(in[0], in[1])), in[0]), in[1]);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* A Compiled node whose input broadcasts: its vjp reduces the row's gradient to the row's
+ * shape, its vmap batches the row (of fewer dimensions than the output) along a new axis. */
+TEST(compile_fused_node_rules_broadcast)
+{
+    pn_stream_push(pn_default_stream((pn_device){.type = PN_CPU, .index = 0}));
+    pn_scope_push();
+    pn_closure *f = pn_closure_new(fn_rowwise, NULL, NULL), *c = pn_compile(f, false);
+    int64_t xs[2] = {3, 6}, rs[1] = {6};
+    pn_array *x = test_random_array(xs, 2, PN_FLOAT64, -1, 1), *r = test_random_array(rs, 1, PN_FLOAT64, -1, 1);
+    pn_array *in[2] = {x, r}, *o[PN_MAX_OUTPUTS], *want[PN_MAX_OUTPUTS];
+    int n = 0, nw = 0;
+    CHECK(pn_closure_call(c, 2, in, &n, o) == 0 && n == 1);
+    pnC_node *node = n == 1 ? o[0]->node : NULL; /* before evaluation detaches it */
+    CHECK_MSG(node && node->prim == &pnF_compiled_prim && node->nin == 2, "the row was not fused in");
+    if (node && node->prim == &pnF_compiled_prim && node->nin == 2) {
+        const int ir = node->inputs[0] == r ? 0 : 1, ix = 1 - ir;
+        CHECK(node->inputs[ix] == x && node->inputs[ir] == r);
+        pn_array *cot = test_random_array(xs, 2, PN_FLOAT64, -1, 1), *fo[PN_MAX_OUTPUTS], *g0[2], *g[2] = {0};
+        int nf = 0;
+        CHECK(pn_vjp(f, 2, in, 1, &cot, &nf, fo, g0) == 0);
+        CHECK(pnF_compiled_prim.vjp(node, node->inputs, o, &cot, (int[]){0, 1}, 2, g) == 0);
+        CHECK(g[ir] && g[ir]->ndim == 1 && g[ir]->shape[0] == 6);
+        check_same("vjp row", g[ir], g0[1], 1e-12);
+        check_same("vjp x", g[ix], g0[0], 1e-12);
+        /* vmap: the row batched along axis 1 of (6, 2), x not batched */
+        pn_array *rb = test_random_array((int64_t[]){6, 2}, 2, PN_FLOAT64, -1, 1), *bin[2], *bo = NULL;
+        int axes[2], oax = -1;
+        bin[ix] = x, axes[ix] = -1, bin[ir] = rb, axes[ir] = 1;
+        CHECK(pnF_compiled_prim.vmap(node, bin, axes, &bo, &oax) == 0 && oax == 0);
+        CHECK(bo && bo->ndim == 3 && bo->shape[0] == 2 && bo->shape[1] == 3 && bo->shape[2] == 6);
+        for (int b = 0; b < 2 && bo && bo->ndim == 3; b++) {
+            pn_array *rcol = pn_take(rb, pn_scalar_int(b, PN_INT32), 1), *wv[PN_MAX_OUTPUTS];
+            CHECK(pn_closure_call(f, 2, (pn_array *[]){x, rcol}, &nf, wv) == 0);
+            check_same("vmap", pn_take(bo, pn_scalar_int(b, PN_INT32), 0), wv[0], 1e-12);
+        }
+    }
+    CHECK(pn_closure_call(f, 2, in, &nw, want) == 0 && nw == 1);
+    CHECK(n == 1 && nw == 1 && same_bits(o[0], want[0]));
+    pn_closure_release(c), pn_closure_release(f);
+    pn_scope_pop();
+    pn_stream_pop();
+}
+
 TEST(compile_transforms_replay_the_tape)
 {
     pn_scope_push();

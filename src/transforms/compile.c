@@ -282,16 +282,30 @@ static int compiled_jvp(const pnC_node *node, pn_array *const *in, pn_array *con
 }
 
 /* Batching: mapped axes to the front (an unmapped input gets a leading axis of 1 unless it is
- * a scalar), then the ops rebuilt with broadcast shapes; the output is mapped along axis 0. */
+ * a scalar) and, after it, ones up to the output's rank (an input of fewer dimensions
+ * broadcasts from the right), then the ops rebuilt with broadcast shapes; the output is
+ * mapped along axis 0. */
 static int compiled_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
                          pn_array **out, int *out_axes)
 {
     const pnF_program *pg = node->params;
+    const int rank = node->out_ndims[0];
     pn_array *b[PNF_MAX_IN];
     for (int i = 0; i < pg->nin; i++) {
-        if (in_axes[i] >= 0) b[i] = pn_moveaxis(in[i], in_axes[i], 0);
-        else b[i] = in[i]->ndim == 0 ? in[i] : pn_expand_dims(in[i], (int[]){0}, 1);
+        if (in_axes[i] < 0 && in[i]->ndim == 0) {
+            b[i] = in[i];
+            continue;
+        }
+        b[i] = in_axes[i] >= 0 ? pn_moveaxis(in[i], in_axes[i], 0) : pn_expand_dims(in[i], (int[]){0}, 1);
         if (!b[i]) return -1;
+        if (b[i]->ndim - 1 < rank) {
+            int64_t shape[PNC_MAX_NDIM];
+            const int missing = rank - (b[i]->ndim - 1);
+            shape[0] = b[i]->shape[0];
+            for (int d = 0; d < missing; d++) shape[1 + d] = 1;
+            memcpy(shape + 1 + missing, b[i]->shape + 1, (size_t)(b[i]->ndim - 1) * sizeof *shape);
+            if (!(b[i] = pn_reshape(b[i], shape, rank + 1))) return -1;
+        }
     }
     out[0] = expand(pg, b, NULL, 0);
     out_axes[0] = 0;
