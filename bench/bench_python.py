@@ -168,7 +168,7 @@ def bench_compile(fw, quick):
         runners["torch"] = lambda: gelu(torch)(xt)
     for n, run in runners.items():
         got = np.array(run(), dtype=np.float64)
-        err = np.max(np.abs(got - ref) / (np.abs(ref) + 1e-3))
+        err = np.max(np.abs(got - ref)) / np.max(np.abs(ref))  # float32 rounding: ~1e-7
         if not err < 1e-5:
             print(f"bench py_compile_gelu: error: {n}'s GELU is {err:.3g} off float64")
             return
