@@ -58,8 +58,6 @@ typedef void (*pnK_fused_kernel_fn)(int64_t lo, int64_t n, char *const *in, char
  * 16384), with PONTE_FUSED_JIT=0, for programs it does not take (complex64, float64 erfinv), and
  * after a build failed (pnK_fused_jit_error says why; no error is left on the thread). */
 pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, int64_t n);
-/* The C source generated for pg (free()), or NULL with an error. For tests. */
-char *pnK_fused_jit_source(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast);
 /* Why generated kernels are not used (the first build failure), or NULL. */
 const char *pnK_fused_jit_error(void);
 /* Sets the smallest output generated kernels are used for (-1: the environment's). */

@@ -211,7 +211,7 @@ static void block_op(text *t, const pnF_program *pg, const plan *P, int k)
     char src[32], dst[32];
     bool have = block_of(P, v, src, sizeof src);
     if (k == P->nops - 1)
-        snprintf(dst, sizeof dst, "out + b");
+        snprintf(dst, sizeof dst, "(out + b)");
     else
         snprintf(dst, sizeof dst, "a%d", k);
     if (P->how[k] == CVT) { /* its source always has a block (a broadcast one is HOIST) */
@@ -228,7 +228,7 @@ static void block_op(text *t, const pnF_program *pg, const plan *P, int k)
         put(t, "        vfn[%d](%s, %s, m);\n", k, src, dst);
     } else { /* computed in float, stored rounded as the unfused row stores it */
         put(t, "        vfn[%d](%s, f%d, m);\n", k, src, k);
-        put(t, "        PNK_SIMD for (int64_t j = 0; j < m; j++) %s[j] = %s(f%d[j]);\n", dst[0] == 'o' ? "(out + b)" : dst,
+        put(t, "        PNK_SIMD for (int64_t j = 0; j < m; j++) %s[j] = %s(f%d[j]);\n", dst,
             op->dtype == PN_FLOAT16 ? "pnC_f32_to_f16" : "pnC_f32_to_bf16", k);
     }
 }
@@ -409,7 +409,8 @@ static const char *jit_compiler(void)
     return cc && *cc ? cc : PONTE_JIT_CC;
 }
 
-char *pnK_fused_jit_source(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast)
+/* The C source generated for pg (free()), or NULL with an error. */
+static char *jit_source(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast)
 {
     plan P;
     if (!make_plan(pg, dt, bcast, &P))
@@ -444,7 +445,7 @@ pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *d
     entry *e = find(&s, h);
     pnK_fused_kernel_fn fn = e ? e->fn : NULL;
     if (!fn && !__atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE)) {
-        char *src = pnK_fused_jit_source(pg, dt, bcast);
+        char *src = jit_source(pg, dt, bcast);
         const char *flags[8] = {"-std=gnu11", "-O3", "-w", "-ffp-contract=off", "-fno-trapping-math", NULL};
         if (PONTE_JIT_TARGET[0]) flags[5] = PONTE_JIT_TARGET;
         if (src) *(void **)&fn = pnC_host_build("compile", jit_compiler(), flags, (const char *const[]){"-lm", NULL}, "c", src,
