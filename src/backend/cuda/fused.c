@@ -82,7 +82,7 @@ static void plan_strided(pnG_fused_args *a, const pn_array *o, pn_array *const *
         any |= strided[k];
     }
     if (!any || !pnG_fused_jit_ready()) {
-        memset(strided, 0, sizeof(bool) * (size_t)nin);
+        for (int k = 0; k < nin; k++) strided[k] = false;
         return;
     }
     for (int d = 0; d < o->ndim; d++) {
@@ -99,7 +99,9 @@ static void plan_strided(pnG_fused_args *a, const pn_array *o, pn_array *const *
         for (int k = 0; k < nin; k++)
             if (strided[k]) a->strides[k][at] = in[k]->strides[d];
     }
-    if (nd > PNG_MAX_NDIM) memset(strided, 0, sizeof(bool) * (size_t)nin);
+    if (nd > PNG_MAX_NDIM) { /* too many dimensions: none strided */
+        for (int k = 0; k < nin; k++) strided[k] = false;
+    }
     a->ndim = nd;
 }
 
