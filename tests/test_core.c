@@ -245,3 +245,57 @@ TEST(retain_release_inside_scope)
     pn_release(keep);
     CHECK(pn_get_active_memory() == base);
 }
+
+/* The generated kernels' table (core/jit.h): random byte keys of varied lengths, some sharing a
+ * prefix and differing in their last byte only, many enough to grow the table several times;
+ * every key finds its own value, overwrites replace, absent keys find nothing. The reference is
+ * a plain array searched linearly. */
+TEST(kernel_table_matches_a_linear_search)
+{
+    enum { N = 700 };
+    static uint8_t keys[N][40];
+    static size_t lens[N];
+    static uintptr_t vals[N];
+    pnC_kernel_table t = {0};
+    for (int i = 0; i < N; i++) {
+        lens[i] = i % 7 == 0 ? 0 : 1 + test_rand_u64() % 40;
+        for (size_t b = 0; b < lens[i]; b++) keys[i][b] = (uint8_t)test_rand_u64();
+        if (i % 5 == 1) { /* the previous key with its last byte changed, or one byte longer */
+            lens[i] = lens[i - 1] ? lens[i - 1] : 1;
+            memcpy(keys[i], keys[i - 1], lens[i]);
+            keys[i][lens[i] - 1] ^= (uint8_t)(1 + test_rand_u64() % 255);
+        }
+        bool seen = false; /* a duplicate key (the empty one) keeps its first index */
+        for (int j = 0; j < i && !seen; j++) seen = lens[j] == lens[i] && !memcmp(keys[j], keys[i], lens[i]);
+        vals[i] = seen ? 0 : (uintptr_t)(i + 1) * 16;
+        if (!seen) CHECK(pnC_kernel_table_put(&t, keys[i], lens[i], (void *)vals[i], "test") == 0);
+    }
+    for (int i = 0; i < N; i++) {
+        uintptr_t want = 0;
+        for (int j = 0; j < N && !want; j++)
+            if (lens[j] == lens[i] && !memcmp(keys[j], keys[i], lens[i])) want = vals[j];
+        CHECK((uintptr_t)pnC_kernel_table_get(&t, keys[i], lens[i]) == want);
+    }
+    CHECK(pnC_kernel_table_put(&t, keys[3], lens[3], (void *)(uintptr_t)8, "test") == 0);
+    CHECK((uintptr_t)pnC_kernel_table_get(&t, keys[3], lens[3]) == 8);
+    uint8_t absent[41];
+    memcpy(absent, keys[2], lens[2]);
+    absent[lens[2]] = 0x5a; /* key 2 with one more byte */
+    CHECK(pnC_kernel_table_get(&t, absent, lens[2] + 1) == NULL);
+    CHECK(t.n <= t.cap / 2 && t.cap >= 1024);
+}
+
+/* The first-failure record: the first reason is kept and the error cleared; later failures
+ * change nothing. */
+TEST(jit_status_keeps_the_first_failure)
+{
+    pnC_jit_status s = {0};
+    CHECK(!pnC_jit_failed(&s) && pnC_jit_reason(&s) == NULL);
+    pn_set_error(PN_ERR_BACKEND, "first reason %d", 1);
+    pnC_jit_fail(&s);
+    CHECK(pn_last_error() == PN_OK);
+    pn_set_error(PN_ERR_IO, "second");
+    pnC_jit_fail(&s);
+    CHECK(pnC_jit_failed(&s) && !strcmp(pnC_jit_reason(&s), "first reason 1"));
+    CHECK(pn_last_error() == PN_OK);
+}

@@ -70,34 +70,8 @@ bool pnC_failed(void);
  * "op: got a NULL array" so that the failure is never silent. */
 bool pnC_inputs_ok(const char *op, int n, pn_array *const *arrays);
 
-/* FNV-1a over n bytes at p, continuing from h (PNC_FNV_OFFSET to start): checksums and cache
- * keys (src/core/ptrmap.c). */
-#define PNC_FNV_OFFSET 14695981039346656037ull
-uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h);
-
-/* Kernels generated at run time (src/core/jit.c). The disk cache keeps their compiled forms in
- * $PONTE_CACHE_DIR/kernels (default $XDG_CACHE_HOME/ponte, else ~/.cache/ponte; off with
- * PONTE_KERNEL_CACHE=0), best effort: nothing fails when it cannot be written.
- *   kcache_path: the file for text compiled as tag (target, compiler) with salt folded in,
- *     its directory made; false when the cache is off or has no directory.
- *   kcache_read: its bytes (free()), or NULL when missing, unreadable or damaged (each file
- *     ends in a trailer of length and hash, checked before anything is loaded from it).
- *   kcache_write: stores len bytes as path, whole or not at all.
- *   read_file: a whole file under 256 MiB (free()), or NULL. */
-bool pnC_kcache_path(const char *text, const char *tag, uint64_t salt, char *path, size_t cap);
-char *pnC_kcache_read(const char *path, size_t *len);
-void pnC_kcache_write(const char *path, const void *data, size_t len);
-char *pnC_read_file(const char *path, size_t *len);
-/* Builds source (a file of extension ext: "c", "cu") with compiler (a path, or a name looked
- * up in PATH), flags and libs (NULL-terminated, before and after the source; -shared -fPIC
- * are added; link libm as "-lm" where the source calls it, or its calls bind to the oldest
- * versions of glibc's functions, whose error results differ) into a shared object, or
- * takes it from the disk cache (keyed on source, compiler and flags), loads it privately and
- * returns its symbol (a compiler running past PONTE_JIT_TIMEOUT seconds, default 120, is
- * killed); NULL with an error naming who and holding the compiler's messages. A
- * loaded object stays for the life of the process. */
-void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *const *libs,
-                     const char *ext, const char *source, const char *symbol);
+/* Cache keys, the disk cache, host builds and the kernel tables of generated kernels. */
+#include "core/jit.h"
 
 /* A map from non-NULL pointers to int64 values (src/core/ptrmap.c), zero-initialised empty:
  * `pnC_ptrmap m = {0};`. find gives the value's slot or NULL; put inserts or overwrites,

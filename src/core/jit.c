@@ -1,7 +1,8 @@
 /* jit.c — what kernels generated at run time share: the disk cache of their compiled forms
- * ($PONTE_CACHE_DIR/kernels) and building a source with a host compiler into a shared object
- * that is loaded into the process (the CPU's fused programs, backend/cpu/fused_jit.c; the
- * simulated GPU's generated kernels, backend/cuda/custom_kernel.cu). */
+ * ($PONTE_CACHE_DIR/kernels), building a source with a host compiler into a shared object
+ * that is loaded into the process, the table from a program's signature to its kernel and the
+ * record of the first failure (the CPU's fused programs, backend/cpu/fused_jit.c; the GPU's,
+ * backend/cuda/fused.cu; the simulated GPU's builds, backend/cuda/custom_kernel.cu). */
 #include "core/core.h"
 
 #include <dlfcn.h>
@@ -234,4 +235,83 @@ void *pnC_host_build(const char *who, const char *compiler, const char *const *f
     }
     remove(src), remove(so), remove(log), remove(dir); /* a loaded object stays mapped */
     return fn;
+}
+
+/* ───────────────────────────── kernels by signature ───────────────────────────── */
+
+struct pnC_kernel_slot {
+    uint64_t hash;
+    size_t len;
+    void *key; /* len bytes, owned */
+    void *value; /* NULL: the slot is free */
+};
+
+/* The slot holding key, else the free slot where it would go (cap > 0). */
+static struct pnC_kernel_slot *kernel_slot(struct pnC_kernel_slot *slots, size_t cap, uint64_t h,
+                                           const void *key, size_t len)
+{
+    for (size_t i = h & (cap - 1);; i = (i + 1) & (cap - 1)) {
+        struct pnC_kernel_slot *s = &slots[i];
+        if (!s->value || (s->hash == h && s->len == len && !memcmp(s->key, key, len))) return s;
+    }
+}
+
+void *pnC_kernel_table_get(const pnC_kernel_table *t, const void *key, size_t len)
+{
+    if (!t->cap) return NULL;
+    return kernel_slot(t->slots, t->cap, pnC_fnv1a(key, len, PNC_FNV_OFFSET), key, len)->value;
+}
+
+int pnC_kernel_table_put(pnC_kernel_table *t, const void *key, size_t len, void *value, const char *who)
+{
+    const uint64_t h = pnC_fnv1a(key, len, PNC_FNV_OFFSET);
+    struct pnC_kernel_slot *s = t->cap ? kernel_slot(t->slots, t->cap, h, key, len) : NULL;
+    if (s && s->value) {
+        s->value = value;
+        return 0;
+    }
+    void *copy = malloc(len ? len : 1);
+    if (!copy) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", who);
+    memcpy(copy, key, len);
+    if (2 * (t->n + 1) > t->cap) { /* grow: rehash into twice the slots */
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        struct pnC_kernel_slot *grown = calloc(cap, sizeof *grown);
+        if (!grown) {
+            free(copy);
+            return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", who);
+        }
+        for (size_t i = 0; i < t->cap; i++) {
+            if (!t->slots[i].value) continue;
+            size_t j = t->slots[i].hash & (cap - 1);
+            while (grown[j].value) j = (j + 1) & (cap - 1);
+            grown[j] = t->slots[i];
+        }
+        free(t->slots);
+        t->slots = grown, t->cap = cap;
+    }
+    s = kernel_slot(t->slots, t->cap, h, key, len);
+    *s = (struct pnC_kernel_slot){.hash = h, .len = len, .key = copy, .value = value};
+    t->n++;
+    return 0;
+}
+
+/* ───────────────────────────── the first failure ───────────────────────────── */
+
+void pnC_jit_fail(pnC_jit_status *s)
+{
+    int none = 0;
+    if (__atomic_compare_exchange_n(&s->failed, &none, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        const char *msg = pn_last_error_message();
+        snprintf(s->why, sizeof s->why, "%s", msg && *msg ? msg : "unknown error");
+        __atomic_store_n(&s->failed, 2, __ATOMIC_RELEASE); /* why is written */
+    }
+    pn_clear_error();
+}
+
+bool pnC_jit_failed(const pnC_jit_status *s) { return __atomic_load_n(&s->failed, __ATOMIC_ACQUIRE) != 0; }
+
+const char *pnC_jit_reason(const pnC_jit_status *s)
+{
+    int f = __atomic_load_n(&s->failed, __ATOMIC_ACQUIRE);
+    return f == 2 ? s->why : f ? "a generated kernel failed (its reason is being recorded)" : NULL;
 }

@@ -330,64 +330,12 @@ typedef struct {
     } ops[PNF_MAX_OPS];
 } signature;
 
-typedef struct {
-    signature sig;
-    pnK_fused_kernel_fn fn;
-} entry;
-
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
-static entry *table;
-static size_t table_n, table_cap; /* cap: a power of two; at most half full */
-static int jit_failed;             /* generated kernels could not be built (atomic) */
-static char jit_error[1024];       /* why (written by the first failure only) */
-static int64_t min_size = -1;      /* pnK_fused_jit_set_min_size; -1: the environment's */
+static pnC_kernel_table table;  /* signature -> pnK_fused_kernel_fn, under table_lock */
+static pnC_jit_status jit;      /* generated kernels could not be built, and why */
+static int64_t min_size = -1;   /* pnK_fused_jit_set_min_size; -1: the environment's */
 
-static uint64_t sig_hash(const signature *s) { return pnC_fnv1a(s, sizeof *s, PNC_FNV_OFFSET); }
-
-/* The entry of s (under table_lock), or NULL. */
-static entry *find(const signature *s, uint64_t h)
-{
-    if (!table_cap) return NULL;
-    for (size_t i = h & (table_cap - 1);; i = (i + 1) & (table_cap - 1)) {
-        if (!table[i].fn) return NULL;
-        if (!memcmp(&table[i].sig, s, sizeof *s)) return &table[i];
-    }
-}
-
-/* Adds s -> fn (under table_lock); false when out of memory (fn then is just not kept). */
-static bool insert(const signature *s, pnK_fused_kernel_fn fn)
-{
-    if (2 * (table_n + 1) > table_cap) {
-        size_t cap = table_cap ? 2 * table_cap : 64;
-        entry *grown = calloc(cap, sizeof *grown);
-        if (!grown) return false;
-        for (size_t i = 0; i < table_cap; i++) {
-            if (!table[i].fn) continue;
-            size_t j = sig_hash(&table[i].sig) & (cap - 1);
-            while (grown[j].fn) j = (j + 1) & (cap - 1);
-            grown[j] = table[i];
-        }
-        free(table);
-        table = grown, table_cap = cap;
-    }
-    size_t i = sig_hash(s) & (table_cap - 1);
-    while (table[i].fn) i = (i + 1) & (table_cap - 1);
-    table[i].sig = *s, table[i].fn = fn;
-    table_n++;
-    return true;
-}
-
-/* Records the current error as the reason generated kernels are not used, and clears it. */
-static void jit_failure(void)
-{
-    if (__atomic_exchange_n(&jit_failed, 1, __ATOMIC_ACQ_REL) == 0) {
-        const char *msg = pn_last_error_message();
-        snprintf(jit_error, sizeof jit_error, "%s", msg && *msg ? msg : "unknown error");
-    }
-    pn_clear_error();
-}
-
-const char *pnK_fused_jit_error(void) { return __atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE) ? jit_error : NULL; }
+const char *pnK_fused_jit_error(void) { return pnC_jit_reason(&jit); }
 
 void pnK_fused_jit_set_min_size(int64_t n) { __atomic_store_n(&min_size, n, __ATOMIC_RELAXED); }
 
@@ -424,7 +372,7 @@ static char *jit_source(const pnF_program *pg, const pn_dtype *dt, uint32_t bcas
 
 pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, int64_t n)
 {
-    if (n < jit_min_size() || __atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE)) return NULL;
+    if (n < jit_min_size() || pnC_jit_failed(&jit)) return NULL;
     const char *env = getenv("PONTE_FUSED_JIT");
     if (env && env[0] == '0' && env[1] == 0) return NULL;
     plan P;
@@ -439,22 +387,21 @@ pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *d
         s.ops[k].op = op->kind == PNF_UNARY || op->kind == PNF_BINARY ? op->p.op : 0;
         memcpy(s.ops[k].in, op->in, sizeof op->in);
     }
-    const uint64_t h = sig_hash(&s);
     /* one build at a time, under the table's lock: the first call of a program waits for it */
     pthread_mutex_lock(&table_lock);
-    entry *e = find(&s, h);
-    pnK_fused_kernel_fn fn = e ? e->fn : NULL;
-    if (!fn && !__atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE)) {
+    pnK_fused_kernel_fn fn;
+    *(void **)&fn = pnC_kernel_table_get(&table, &s, sizeof s);
+    if (!fn && !pnC_jit_failed(&jit)) {
         char *src = jit_source(pg, dt, bcast);
         const char *flags[8] = {"-std=gnu11", "-O3", "-w", "-ffp-contract=off", "-fno-trapping-math", NULL};
         if (PONTE_JIT_TARGET[0]) flags[5] = PONTE_JIT_TARGET;
         if (src) *(void **)&fn = pnC_host_build("compile", jit_compiler(), flags, (const char *const[]){"-lm", NULL}, "c", src,
                                                 "pnK_fused_kernel");
         free(src);
-        if (fn)
-            insert(&s, fn);
-        else
-            jit_failure();
+        if (!fn)
+            pnC_jit_fail(&jit);
+        else if (pnC_kernel_table_put(&table, &s, sizeof s, *(void **)&fn, "compile"))
+            pn_clear_error(); /* not kept: built again next time */
     }
     pthread_mutex_unlock(&table_lock);
     return fn;

@@ -411,75 +411,41 @@ static void png_fused_signature(const pnG_fused_args *a, const png_fprog *P, boo
     s->len = n;
 }
 
-/* The generated kernels by signature: an open-addressing table of entries that are never
- * freed (a launch keeps using its entry after the lock is released). */
+/* The generated kernels by signature (pnC_kernel_table, under fused_lock) point to entries
+ * that are never freed (a launch keeps using its entry after the lock is released). */
 struct png_fused_entry {
-    uint64_t hash;
-    png_fused_sig sig;
     char key[64];
     char *source;
     pnG_rtc_kernel *kernel; /* NULL until its first launch loaded it */
 };
-static png_fused_entry **fused_table;
-static size_t fused_cap, fused_count;
+static pnC_kernel_table fused_table;
 static pthread_mutex_t fused_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The entry of signature s, made (source generated, key from its hash) when it is new; NULL
- * when out of memory. Called with fused_lock held. */
+ * with an error when out of memory. Called with fused_lock held. */
 static png_fused_entry *png_fused_entry_for(const pnG_fused_args *a, const png_fprog *P, bool wide,
                                             const png_fused_sig *s)
 {
-    const uint64_t h = pnC_fnv1a(s->b, s->len, PNC_FNV_OFFSET);
-    for (size_t i = fused_cap ? h & (fused_cap - 1) : 0; fused_cap && fused_table[i]; i = (i + 1) & (fused_cap - 1))
-        if (fused_table[i]->hash == h && fused_table[i]->sig.len == s->len && !memcmp(fused_table[i]->sig.b, s->b, s->len))
-            return fused_table[i];
-    if (2 * (fused_count + 1) > fused_cap) { /* grow: rehash into twice the slots */
-        size_t cap = fused_cap ? 2 * fused_cap : 64;
-        png_fused_entry **grown = (png_fused_entry **)calloc(cap, sizeof *grown);
-        if (!grown) return NULL;
-        for (size_t i = 0; i < fused_cap; i++) {
-            if (!fused_table[i]) continue;
-            size_t j = fused_table[i]->hash & (cap - 1);
-            while (grown[j]) j = (j + 1) & (cap - 1);
-            grown[j] = fused_table[i];
-        }
-        free(fused_table);
-        fused_table = grown, fused_cap = cap;
-    }
-    png_fused_entry *e = (png_fused_entry *)calloc(1, sizeof *e);
+    png_fused_entry *e = (png_fused_entry *)pnC_kernel_table_get(&fused_table, s->b, s->len);
+    if (e) return e;
+    e = (png_fused_entry *)calloc(1, sizeof *e);
     char *source = e ? png_fused_source(a, P, wide) : NULL;
-    if (!source) {
+    if (!source || pnC_kernel_table_put(&fused_table, s->b, s->len, e, "compile")) {
+        if (!source) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[compile] Out of memory generating a fused kernel.");
+        free(source);
         free(e);
         return NULL;
     }
-    e->hash = h, e->sig = *s, e->source = source;
+    e->source = source;
     snprintf(e->key, sizeof e->key, "ponte:fused:%016llx:%zu", (unsigned long long)pnC_fnv1a(source, strlen(source), PNC_FNV_OFFSET),
              strlen(source));
-    size_t i = h & (fused_cap - 1);
-    while (fused_table[i]) i = (i + 1) & (fused_cap - 1);
-    fused_table[i] = e;
-    fused_count++;
     return e;
 }
 
 static int64_t fused_launches, fused_generated; /* pnG_fused_count (atomic builtins) */
-static int jit_failed;                          /* generated kernels could not run (atomic) */
-static char jit_error[1024];                    /* why (written by the first failure only) */
+static pnC_jit_status jit;                      /* generated kernels could not run, and why */
 
-/* Records the current error as the reason generated kernels are not used, and clears it. */
-static void png_fused_jit_failed(void)
-{
-    if (__atomic_exchange_n(&jit_failed, 1, __ATOMIC_ACQ_REL) == 0) {
-        const char *msg = pn_last_error_message();
-        snprintf(jit_error, sizeof jit_error, "%s", msg ? msg : "unknown error");
-    }
-    pn_clear_error();
-}
-
-extern "C" const char *pnG_fused_jit_error(void)
-{
-    return __atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE) ? jit_error : NULL;
-}
+extern "C" const char *pnG_fused_jit_error(void) { return pnC_jit_reason(&jit); }
 
 /* Whether generated kernels are tried: not with PONTE_FUSED_JIT=0, not after one failed, and
  * on the simulated GPU only with PONTE_SIM_JIT=1 (it builds them with the host compiler). */
@@ -489,7 +455,7 @@ static bool png_fused_jit_wanted(void)
     const char *sim = getenv("PONTE_SIM_JIT");
     if (!sim || strcmp(sim, "1") != 0) return false;
 #endif
-    if (__atomic_load_n(&jit_failed, __ATOMIC_ACQUIRE)) return false;
+    if (pnC_jit_failed(&jit)) return false;
     const char *env = getenv("PONTE_FUSED_JIT");
     return !(env && env[0] == '0' && env[1] == 0);
 }
@@ -538,7 +504,6 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
         memcpy(J.shape, a->shape, sizeof J.shape);
         memcpy(J.strides, a->strides, sizeof J.strides);
         const unsigned grid[3] = {blocks, 1, 1}, block[3] = {PNG_FUSED_THREADS, 1, 1};
-        if (!e) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[compile] Out of memory generating a fused kernel.");
         rc = e ? pnG_rtc_launch(&kernel, e->key, e->source, "pn_fused", &J, sizeof J, grid, block, 0, a->stream) : -1;
         if (rc == 0 && !known) { /* loaded by this launch: kept for the next */
             pthread_mutex_lock(&fused_lock);
@@ -552,7 +517,7 @@ extern "C" int pnG_fused_launch(const pnG_fused_args *a, bool run)
         }
         /* no NVRTC, or a kernel it refused: the interpreter from now on (pnG_fused_jit_error
          * keeps the reason) */
-        png_fused_jit_failed();
+        pnC_jit_fail(&jit);
     }
     for (int k = 0; k < a->nin; k++)
         if (a->strided[k] && !a->scalar[k]) return PNG_FUSED_NEEDS_DENSE;

@@ -1,8 +1,9 @@
 /* gpu.h — the boundary between Ponte's C core and its CUDA backend. Plain C, readable from C,
  * CUDA C++ (nvcc) and the simulated runtime (g++ with sim/cuda_sim.h), so it never includes
- * core.h. The core calls the runtime half (device detection, device memory, copies, streams);
- * the C glue of each primitive (src/backend/cuda/<family>.c, which does include core.h) calls
- * the launchers that the .cu files define, passing raw pointers and pnG_layout descriptors.
+ * core.h (only core/jit.h, written for both). The core calls the runtime half (device
+ * detection, device memory, copies, streams); the C glue of each primitive
+ * (src/backend/cuda/<family>.c, which does include core.h) calls the launchers that the .cu
+ * files define, passing raw pointers and pnG_layout descriptors.
  *
  * Every function returns 0 or -1 with an error set through pn_set_error (kind PN_ERR_BACKEND,
  * or PN_ERR_OUT_OF_MEMORY), unless its contract says otherwise. Streams are Ponte's stream
@@ -11,6 +12,7 @@
 #define PONTE_BACKEND_CUDA_GPU_H
 
 #include "ponte.h"
+#include "core/jit.h" /* plain C and C++ too: generated kernels' cache, builds and tables */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,19 +25,6 @@ extern "C" {
 /* From the CPU backend (backend/cpu/copy.c): a host memcpy split over the OpenMP threads for
  * large copies (the pinned staging of host <-> device copies). */
 void pnK_memcpy(void *dst, const void *src, size_t n);
-
-/* From the core (core/ptrmap.c): FNV-1a over n bytes at p, continuing from h (PNC_FNV_OFFSET
- * to start), for cache keys. */
-#ifndef PNC_FNV_OFFSET
-#define PNC_FNV_OFFSET 14695981039346656037ull
-#endif
-uint64_t pnC_fnv1a(const void *p, size_t n, uint64_t h);
-/* The disk cache and host builds of generated kernels (src/core/jit.c; contracts in core.h). */
-bool pnC_kcache_path(const char *text, const char *tag, uint64_t salt, char *path, size_t cap);
-char *pnC_kcache_read(const char *path, size_t *len);
-void pnC_kcache_write(const char *path, const void *data, size_t len);
-void *pnC_host_build(const char *who, const char *compiler, const char *const *flags, const char *const *libs,
-                     const char *ext, const char *source, const char *symbol);
 
 /* Most dimensions a GPU kernel walks after merging the dimensions that are contiguous for
  * every operand (pnC_nditer does the merging). The glue of an op whose merged rank is larger
