@@ -313,6 +313,19 @@ TEST(flatten_unflatten_squeeze_expand)
     CHECK_ERR(pn_unflatten(x, 3, ub2, 2), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_unflatten(x, 4, u, 2), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_unflatten(x, 0, u, 0), PN_ERR_INVALID_ARGUMENT);
+    /* reshape's inferred extent, and each way inference fails */
+    int64_t r1[3] = {4, -1, 2}, r1s[3] = {4, 3, 2};
+    test_check_values("reshape -1", pn_reshape(x, r1, 3), r1s, 3, PN_FLOAT32, v, 0, 0);
+    int64_t rtwice[2] = {-1, -1}, rzero[2] = {0, -1}, rneg[2] = {-2, -12}, rbig[3] = {INT64_MAX / 2, 4, -1},
+            rsize[2] = {5, -1};
+    CHECK_ERR(pn_reshape(x, rtwice, 2), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_reshape(x, rzero, 2), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_reshape(x, rneg, 2), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_reshape(x, rbig, 3), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_reshape(x, rsize, 2), PN_ERR_INVALID_ARGUMENT);
+    int64_t e0[2] = {0, -1}, z0[2] = {0, 3};
+    pn_array *empty = pn_zeros(z0, 2, PN_FLOAT32);
+    CHECK_ERR(pn_reshape(empty, e0, 2), PN_ERR_INVALID_ARGUMENT);
     free(v);
     pn_scope_pop();
 }

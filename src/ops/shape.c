@@ -133,6 +133,33 @@ static pn_array *reshape_make(pn_array *a, const int64_t *shape, int ndim)
     return pnC_make(&reshape_prim, NULL, 0, 1, &a, a->dtype, shape, ndim);
 }
 
+enum { INFER_OK, INFER_TWICE, INFER_EMPTY, INFER_MISMATCH };
+
+/* shape (one extent may be -1) for `total` elements into s: INFER_OK, or why not (more than one
+ * -1; a -1 beside a zero extent; a negative extent, an overflowing product or another size:
+ * INFER_MISMATCH, s then holds shape as given). */
+static int infer_extent(const int64_t *shape, int ndim, int64_t total, int64_t *s)
+{
+    int infer = -1;
+    int64_t size = 1;
+    bool bad = false;
+    for (int i = 0; i < ndim; i++) {
+        s[i] = shape[i];
+        if (shape[i] == -1) {
+            if (infer >= 0) return INFER_TWICE;
+            infer = i;
+        } else if (shape[i] < 0 || __builtin_mul_overflow(size, shape[i], &size)) {
+            bad = true;
+        }
+    }
+    if (!bad && infer >= 0) {
+        if (size == 0) return INFER_EMPTY;
+        s[infer] = total / size;
+        size *= s[infer];
+    }
+    return bad || size != total ? INFER_MISMATCH : INFER_OK;
+}
+
 /* Reshapes a to shape (one extent may be -1: inferred). A view when the data allows it. */
 pn_array *pn_reshape(pn_array *a, const int64_t *shape, int ndim)
 {
@@ -141,28 +168,12 @@ pn_array *pn_reshape(pn_array *a, const int64_t *shape, int ndim)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[reshape] Invalid shape (%d dimensions).",
                         ndim);
     int64_t s[PNC_MAX_NDIM];
-    int infer = -1;
-    int64_t size = 1;
-    bool bad = false;
-    for (int i = 0; i < ndim; i++) {
-        s[i] = shape[i];
-        if (shape[i] == -1) {
-            if (infer >= 0)
-                return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                                "[reshape] Reshape can only infer one dimension.");
-            infer = i;
-        } else if (shape[i] < 0 || __builtin_mul_overflow(size, shape[i], &size)) {
-            bad = true;
-        }
-    }
-    if (!bad && infer >= 0) {
-        if (size == 0)
-            return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                            "[reshape] Cannot infer the shape of an empty array");
-        s[infer] = a->size / size;
-        size *= s[infer];
-    }
-    if (bad || size != a->size)
+    int rc = infer_extent(shape, ndim, a->size, s);
+    if (rc == INFER_TWICE)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[reshape] Reshape can only infer one dimension.");
+    if (rc == INFER_EMPTY)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[reshape] Cannot infer the shape of an empty array");
+    if (rc)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[reshape] Cannot reshape array of size %lld into shape %s.",
                         (long long)a->size, SHAPE_STR(s, ndim));
@@ -212,28 +223,12 @@ pn_array *pn_unflatten(pn_array *a, int axis, const int64_t *shape, int ndim)
     if (a->ndim - 1 + ndim > PNC_MAX_NDIM)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[unflatten] Too many dimensions.");
     int64_t s[PNC_MAX_NDIM];
-    int infer = -1;
-    int64_t size = 1;
-    bool bad = false;
-    for (int i = 0; i < ndim; i++) {
-        s[i] = shape[i];
-        if (shape[i] == -1) {
-            if (infer >= 0)
-                return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                                "[unflatten] Can only infer one dimension.");
-            infer = i;
-        } else if (shape[i] < 0 || __builtin_mul_overflow(size, shape[i], &size)) {
-            bad = true;
-        }
-    }
-    if (!bad && infer >= 0) {
-        if (size == 0)
-            return pnC_fail(PN_ERR_INVALID_ARGUMENT,
-                            "[unflatten] Cannot infer the shape of an empty array");
-        s[infer] = a->shape[ax] / size;
-        size *= s[infer];
-    }
-    if (bad || size != a->shape[ax])
+    int rc = infer_extent(shape, ndim, a->shape[ax], s);
+    if (rc == INFER_TWICE)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[unflatten] Can only infer one dimension.");
+    if (rc == INFER_EMPTY)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[unflatten] Cannot infer the shape of an empty array");
+    if (rc)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[unflatten] Cannot unflatten axis %d with size %lld into shape %s.",
                         axis, (long long)a->shape[ax], SHAPE_STR(s, ndim));
