@@ -5,7 +5,9 @@
  * says cpu_only_ok. Skips when the build has no usable GPU. */
 #include "core/core.h"
 #include "harness.h"
+#include "io/registry.h"
 #include "ops/optim.h"
+#include "transforms/trace.h"
 
 #include <float.h>
 #include <string.h>
@@ -1057,6 +1059,7 @@ TEST(cpu_and_gpu_agree)
     }
     int n = (int)(sizeof CASES / sizeof *CASES);
     int failures_before = test_failures;
+    pnC_count_kernels(true); /* for every_primitive_ran_on_both_backends */
     for (int i = 0; i < n; i++) {
         int f = test_failures;
         run_case(&CASES[i]);
@@ -1134,4 +1137,31 @@ TEST(optim_update_cpu_and_gpu_agree)
                           pn_dtype_name(dtypes[d]));
                 pn_scope_pop();
             }
+}
+
+/* The cases above ran every primitive through its own kernel on each backend: every
+ * primitive of the registry (each elementwise op its own) and the fused Compiled node, on the
+ * CPU and on the GPU, with no fallback counted as GPU. Left out, each for its reason:
+ * primitives that only carry a graph for a transformation and never run (the tracer's, the
+ * alias), and CustomKernel (GPU only, user source; test_custom_kernel). Runs after the two
+ * tests above (registration order); alone, it has nothing to look at and says so. */
+TEST(every_primitive_ran_on_both_backends)
+{
+    if (!pn_is_available(dev_of(PN_GPU))) return;
+    if (!pnC_kernel_calls(&binary_prims[PNK_B_ADD], PN_CPU)) {
+        printf("test_backends: every_primitive_ran_on_both_backends needs the cases run first\n");
+        return;
+    }
+    int missing = 0;
+    for (int i = 0; i <= pnR_count(); i++) {
+        const pnC_primitive *p = i < pnR_count() ? pnR_at(i) : &pnF_compiled_prim;
+        if (!p->eval[PN_CPU] && !p->eval[PN_GPU]) continue; /* never evaluated */
+        for (int d = 0; d < 2; d++) {
+            pn_device_type dev = d ? PN_GPU : PN_CPU;
+            if (pnC_kernel_calls(p, dev) > 0) continue;
+            printf("  %s never ran on the %s\n", p->name, d ? "GPU" : "CPU");
+            missing++;
+        }
+    }
+    CHECK_MSG(missing == 0, "%d primitive/backend pairs had no case", missing);
 }

@@ -290,6 +290,13 @@ int pnC_eval1(pn_array *a);
  * case); see PONTE_GPU_STRICT in eval.c. */
 int64_t pnC_gpu_fallback_count(void);
 
+/* Kernel calls per primitive and device, counted from pnC_count_kernels(true) on (off by
+ * default: one relaxed load per kernel), for the conformance test's proof that every
+ * primitive ran through its own kernel on each backend. kernel_calls: calls of p's kernel for
+ * dev (a GPU node that fell back to the CPU counts for the CPU). */
+void pnC_count_kernels(bool on);
+int64_t pnC_kernel_calls(const pnC_primitive *p, pn_device_type dev);
+
 /* Shared by derivative and batching rules (src/ops/rules.c). pnC_sum_to_shape: x summed
  * down to `shape`, which x's shape broadcasts from (leading extra axes and axes where shape has
  * 1), x itself when the shapes agree. pnC_batch_front: x with its mapped axis (axis < 0: x

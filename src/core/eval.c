@@ -270,6 +270,33 @@ static int gpu_fallback(const pnC_node *nd)
     return 0;
 }
 
+/* pnC_count_kernels: calls per primitive, one map per device type, under count_lock. */
+static atomic_bool counting;
+static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
+static pnC_ptrmap kernel_counts[PN_NUM_DEVICE_TYPES];
+
+void pnC_count_kernels(bool on) { atomic_store(&counting, on); }
+
+int64_t pnC_kernel_calls(const pnC_primitive *p, pn_device_type dev)
+{
+    if ((int)dev < 0 || dev >= PN_NUM_DEVICE_TYPES) return 0;
+    pthread_mutex_lock(&count_lock);
+    int64_t *n = pnC_ptrmap_find(&kernel_counts[dev], p);
+    int64_t calls = n ? *n : 0;
+    pthread_mutex_unlock(&count_lock);
+    return calls;
+}
+
+static void count_kernel(const pnC_primitive *p, bool gpu)
+{
+    pthread_mutex_lock(&count_lock);
+    pnC_ptrmap *m = &kernel_counts[gpu ? PN_GPU : PN_CPU];
+    int64_t *n = pnC_ptrmap_find(m, p);
+    if (n) ++*n;
+    else if (pnC_ptrmap_put(m, p, 1, "eval")) pn_clear_error(); /* a count lost, nothing else */
+    pthread_mutex_unlock(&count_lock);
+}
+
 /* Runs fn over the node with its inputs made current on the kernel's side. Returns 0, -1 or
  * PNG_UNSUPPORTED (a GPU kernel declining the case). */
 static int run_kernel(pnC_node *nd, pnC_eval_fn fn, bool gpu, pn_array *const *outs)
@@ -292,6 +319,7 @@ static int run_kernel(pnC_node *nd, pnC_eval_fn fn, bool gpu, pn_array *const *o
     double t0 = profile ? pnC_profile_clock() : 0;
     int rc = fn(nd, nd->inputs, outs);
     if (profile && rc == 0) pnC_profile_add(nd, outs[0], pnC_profile_clock() - t0);
+    if (rc == 0 && atomic_load_explicit(&counting, memory_order_relaxed)) count_kernel(nd->prim, gpu);
     pnC_eval_gpu = was_gpu;
     pnC_eval_stream = was_stream;
     if (rc == 0 && !had_error && pnC_failed()) rc = -1; /* a helper recorded an error */
