@@ -1344,6 +1344,12 @@ pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_arra
  * (i, i + dims/2). The other features pass through. Same shape and dtype as x. */
 pn_array *pn_nn_rope(pn_array *x, int dims, bool traditional, double base, double scale,
                      int64_t offset);
+/* pn_nn_rope with MLX's other choices: offset NULL (0), an integer scalar, or a vector of one
+ * offset per entry of x's first (batch) axis; freqs NULL (the angles from base), or a
+ * floating (dims/2,) array whose reciprocals are the angles per position (base must then be
+ * 0: exactly one of the two is given). */
+pn_array *pn_fast_rope(pn_array *x, int dims, bool traditional, double base, double scale, pn_array *offset,
+                       pn_array *freqs);
 /* nn.SinusoidalPositionalEncoding(dims, min_freq, max_freq, scale, cos_first, full_turns)
  * applied to positions (...): (..., 2 * (dims/2)) = scale * [sin(p s), cos(p s)] (cos first
  * when cos_first) with dims/2 frequencies s log-spaced from max_freq down to min_freq (times

@@ -208,18 +208,21 @@ TEST(sdpa_grad)
 
 /* ───────────── RoPE ───────────── */
 
-static double *ref_rope(const double *x, const int64_t *shape, int n, int dims, bool trad,
-                        double base, double scale, int64_t offset)
+/* The reference in float64: offsets holds one offset (noff 1) or one per batch entry; freqs,
+ * when given, replaces base's angles by their reciprocals. */
+static double *ref_rope_ex(const double *x, const int64_t *shape, int n, int dims, bool trad, double base,
+                           double scale, const int64_t *offsets, int noff, const double *freqs)
 {
     int64_t D = shape[n - 1], L = shape[n - 2], rows = 1;
     for (int i = 0; i < n - 1; i++) rows *= shape[i];
     double *y = malloc(sizeof(double) * (size_t)(rows * D + 1));
     memcpy(y, x, sizeof(double) * (size_t)(rows * D));
     int half = dims / 2;
+    const int64_t per_batch = shape[0] ? rows / shape[0] : 1;
     for (int64_t r = 0; r < rows; r++) {
-        double pos = (double)(offset + r % L) * scale;
+        double pos = (double)(offsets[noff > 1 ? r / per_batch : 0] + r % L) * scale;
         for (int i = 0; i < half; i++) {
-            double th = pos * pow(base, -(double)i / half);
+            double th = pos * (freqs ? 1 / freqs[i] : pow(base, -(double)i / half));
             int64_t a = trad ? 2 * i : i, b = trad ? 2 * i + 1 : i + half;
             double x1 = x[r * D + a], x2 = x[r * D + b];
             y[r * D + a] = x1 * cos(th) - x2 * sin(th);
@@ -227,6 +230,12 @@ static double *ref_rope(const double *x, const int64_t *shape, int n, int dims, 
         }
     }
     return y;
+}
+
+static double *ref_rope(const double *x, const int64_t *shape, int n, int dims, bool trad,
+                        double base, double scale, int64_t offset)
+{
+    return ref_rope_ex(x, shape, n, dims, trad, base, scale, &offset, 1, NULL);
 }
 
 TEST(rope)
@@ -283,6 +292,57 @@ TEST(rope_grad_and_strided)
         }
         free(xd);
     }
+    pn_scope_pop();
+}
+
+/* mx.fast.rope's other choices: frequencies given as an array (mlx-lm's scaled RoPEs), one
+ * offset per batch entry (batched caches), an offset array of one element; float32 and float64,
+ * both layouts; the gradient through freqs-given rope; and each bad argument. */
+static pn_array *rope_freqs_op(void *ctx, pn_array *const *in)
+{
+    return pn_fast_rope(in[0], 6, *(bool *)ctx, 0, 0.5, in[2], in[1]);
+}
+
+TEST(rope_freqs_and_offsets)
+{
+    pn_scope_push();
+    const int64_t shape[4] = {3, 2, 5, 8}, offs[3] = {4, 0, 11};
+    pn_dtype ts[2] = {PN_FLOAT32, PN_FLOAT64};
+    for (int ti = 0; ti < 2; ti++)
+        for (int trad = 0; trad < 2; trad++)
+            for (int mode = 0; mode < 3; mode++) { /* base + vector offset, freqs + scalar, freqs + vector */
+                pn_array *x = test_random_array(shape, 4, ts[ti], -2, 2);
+                pn_array *fr = mode ? test_random_array((int64_t[]){3}, 1, ts[ti], 0.5, 40) : NULL;
+                pn_array *off = mode == 1 ? pn_array_from_data((int32_t[]){7}, (int64_t[]){1}, 1, PN_INT32)
+                                          : pn_array_from_data(offs, (int64_t[]){3}, 1, PN_INT64);
+                pn_array *y = pn_fast_rope(x, 6, trad, mode ? 0 : 500, 0.75, off, fr);
+                CHECK_OK(y);
+                double *xd = test_to_f64(x), *fd = fr ? test_to_f64(fr) : NULL;
+                int64_t seven = 7;
+                double *ref = ref_rope_ex(xd, shape, 4, 6, trad, 500, 0.75, mode == 1 ? &seven : offs,
+                                          mode == 1 ? 1 : 3, fd);
+                double tol = ts[ti] == PN_FLOAT64 ? 1e-12 : 3e-5;
+                CHECK_MSG(test_check_values("rope freqs/offsets", y, shape, 4, ts[ti], ref, tol, tol),
+                          "mode %d traditional %d %s", mode, trad, pn_dtype_name(ts[ti]));
+                free(ref), free(xd), free(fd);
+            }
+    for (int trad = 0; trad < 2; trad++) {
+        bool t = trad;
+        pn_array *in[3] = {test_random_array((int64_t[]){2, 1, 3, 6}, 4, PN_FLOAT64, -1, 1),
+                           test_random_array((int64_t[]){3}, 1, PN_FLOAT64, 0.5, 4),
+                           pn_array_from_data((int32_t[]){2, 9}, (int64_t[]){2}, 1, PN_INT32)};
+        CHECK(test_gradcheck("rope freqs", rope_freqs_op, &t, 3, in, 1e-6));
+    }
+    const pn_error_kind E = PN_ERR_INVALID_ARGUMENT;
+    pn_array *x = test_random_array(shape, 4, PN_FLOAT32, -1, 1);
+    pn_array *fr3 = test_random_array((int64_t[]){3}, 1, PN_FLOAT32, 1, 2);
+    CHECK_ERR(pn_fast_rope(x, 6, false, 10000, 1, NULL, fr3), E);                     /* base and freqs */
+    CHECK_ERR(pn_fast_rope(x, 8, false, 0, 1, NULL, fr3), E);                         /* freqs not dims/2 */
+    CHECK_ERR(pn_fast_rope(x, 6, false, 0, 1, NULL, pn_astype(fr3, PN_INT32)), E);    /* integer freqs */
+    CHECK_ERR(pn_fast_rope(x, 6, false, 0, 1, NULL, NULL), E);                        /* neither */
+    CHECK_ERR(pn_fast_rope(x, 6, false, 10000, 1, pn_scalar(1.5, PN_FLOAT32), NULL), E); /* float offset */
+    CHECK_ERR(pn_fast_rope(x, 6, false, 10000, 1, pn_zeros((int64_t[]){2}, 1, PN_INT32), NULL), E); /* 2 != B */
+    CHECK_ERR(pn_fast_rope(x, 6, false, 10000, 1, pn_zeros((int64_t[]){3, 1}, 2, PN_INT32), NULL), E);
     pn_scope_pop();
 }
 

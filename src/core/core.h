@@ -369,6 +369,8 @@ int pnC_check_shape(const char *op, const int64_t *shape, int ndim);
 int64_t pnC_shape_size(const int64_t *shape, int ndim);
 /* "(2,3,4)" into buf. */
 const char *pnC_shape_str(const int64_t *shape, int ndim, char *buf, size_t n);
+/* The same into a buffer of the calling expression's own, for error messages. */
+#define PNC_SHAPE_STR(shape, ndim) pnC_shape_str((shape), (ndim), (char[512]){0}, 512)
 
 /* The kernel profile (profile.c): on when PONTE_PROFILE is set (not "0"); eval times each
  * kernel call with pnC_profile_clock and records it with pnC_profile_add (out0: the node's

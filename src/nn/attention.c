@@ -93,8 +93,8 @@ pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_arra
 }
 
 /* Rotary positional encoding of x (..., L, D); see ponte.h. */
-pn_array *pn_nn_rope(pn_array *x, int dims, bool traditional, double base, double scale,
-                     int64_t offset)
+pn_array *pn_fast_rope(pn_array *x, int dims, bool traditional, double base, double scale, pn_array *offset,
+                       pn_array *freqs)
 {
     if (!pnC_inputs_ok("rope", 1, &x)) return NULL;
     if (x->ndim < 3)
@@ -110,15 +110,42 @@ pn_array *pn_nn_rope(pn_array *x, int dims, bool traditional, double base, doubl
     if (dims > d)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[rope] dims must not exceed the input's last dimension (%lld) but got %d.", (long long)d, dims);
-    if (!(base > 0)) return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[rope] base must be positive but got %g.", base);
+    int half = dims / 2;
+    if (freqs) {
+        if (base != 0)
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[rope] Exactly one of base and freqs must be given.");
+        if (freqs->ndim != 1 || freqs->shape[0] != half || !pnC_is_float(freqs->dtype))
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                            "[rope] freqs must be a floating one-dimensional array of dims / 2 = %d elements but "
+                            "has shape %s and dtype %s.", half, PNC_SHAPE_STR(freqs->shape, freqs->ndim),
+                            pn_dtype_name(freqs->dtype));
+    } else if (!(base > 0)) {
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[rope] base must be positive but got %g.", base);
+    }
+    if (offset && (!pnC_is_integer(offset->dtype) || offset->ndim > 1 ||
+                   (offset->ndim == 1 && offset->shape[0] != 1 && offset->shape[0] != x->shape[0])))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[rope] offset must be an integer scalar or a vector of one offset per batch entry (%lld) but "
+                        "has shape %s and dtype %s.", (long long)x->shape[0], PNC_SHAPE_STR(offset->shape, offset->ndim),
+                        pn_dtype_name(offset->dtype));
 
     pn_scope_push();
     pn_dtype t = x->dtype;
     pn_dtype ct = t == PN_FLOAT64 ? PN_FLOAT64 : PN_FLOAT32; /* angles: float32 (float64 for f64) */
-    int half = dims / 2, a1 = 1;
-    pn_array *pos = pn_multiply(pn_arange((double)offset, (double)offset + (double)len, 1, ct), pn_scalar(scale, ct));
-    pn_array *inv_freq = pn_exp(pn_multiply(pn_arange(0, -half, -1, ct), pn_scalar(log(base) / half, ct)));
-    pn_array *theta = pn_multiply(pn_expand_dims(pos, &a1, 1), inv_freq); /* (L, half) */
+    /* positions (offset + l) * scale: (L,), or (B, 1, ..., 1, L) for one offset per batch entry */
+    pn_array *pos = pn_arange(0, (double)len, 1, ct);
+    if (offset && offset->ndim == 1 && offset->shape[0] > 1) {
+        int64_t shp[PNC_MAX_NDIM];
+        for (int i = 0; i < n - 1; i++) shp[i] = i == 0 ? offset->shape[0] : 1;
+        pos = pn_add(pn_reshape(pn_astype(offset, ct), shp, n - 1), pos);
+    } else if (offset) {
+        pos = pn_add(pn_reshape(pn_astype(offset, ct), NULL, 0), pos);
+    }
+    pos = pn_multiply(pos, pn_scalar(scale, ct));
+    /* angles per position and rotated pair: base^(-i / half), or 1 / freqs[i] */
+    pn_array *inv_freq = freqs ? pn_reciprocal(pn_astype(freqs, ct))
+                               : pn_exp(pn_multiply(pn_arange(0, -half, -1, ct), pn_scalar(log(base) / half, ct)));
+    pn_array *theta = pn_multiply(pn_expand_dims(pos, (int[]){-1}, 1), inv_freq); /* (..., L, half) */
     pn_array *c = pn_astype(pn_cos(theta), t), *s = pn_astype(pn_sin(theta), t);
 
     int64_t start[PNC_MAX_NDIM] = {0}, stop[PNC_MAX_NDIM], step[PNC_MAX_NDIM];
@@ -154,6 +181,13 @@ pn_array *pn_nn_rope(pn_array *x, int dims, bool traditional, double base, doubl
     }
     pn_array *y = np == 1 ? parts[0] : pn_concatenate(parts, np, -1);
     return pnC_scope_return(y);
+}
+
+pn_array *pn_nn_rope(pn_array *x, int dims, bool traditional, double base, double scale, int64_t offset)
+{
+    pn_scope_push();
+    pn_array *o = offset ? pn_scalar((double)offset, PN_INT64) : NULL;
+    return pnC_scope_return(offset && !o ? NULL : pn_fast_rope(x, dims, traditional, base, scale, o, NULL));
 }
 
 /* Sinusoidal embedding of positions (...) into (..., 2 * (dims / 2)); see ponte.h. */

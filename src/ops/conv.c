@@ -9,7 +9,6 @@
 #include <string.h>
 
 
-#define SHAPE_STR(shape, ndim) pnC_shape_str((shape), (ndim), (char[512]){0}, 512)
 
 /* "(1,2,3)" of n ints into a compound literal. */
 static const char *ints_str(const int *v, int n, char *buf, size_t size)
@@ -208,8 +207,8 @@ static pn_array *conv_make(pn_array *x, pn_array *w, const pnK_conv_params *p)
                             "[conv] Spatial dimensions of input after padding cannot be smaller "
                             "than weight spatial dimensions. Got error at axis %d for input with "
                             "shape %s, padding low %s, padding high %s, and weight of shape %s.",
-                            i + 1, SHAPE_STR(x->shape, x->ndim), INTS_STR(p->pad_lo, nsp),
-                            INTS_STR(p->pad_hi, nsp), SHAPE_STR(w->shape, w->ndim));
+                            i + 1, PNC_SHAPE_STR(x->shape, x->ndim), INTS_STR(p->pad_lo, nsp),
+                            INTS_STR(p->pad_hi, nsp), PNC_SHAPE_STR(w->shape, w->ndim));
         shape[1 + i] = span / p->stride[i] + 1;
     }
     return pnC_make(&conv_prim, p, sizeof *p, 2, (pn_array *[]){x, w}, x->dtype, shape, nsp + 2);
@@ -240,7 +239,7 @@ static int conv_checks(pn_array *x, pn_array *w, int nsp, int groups)
             return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                             "[conv] Only works for inputs with 1-3 spatial dimensions. The inputs "
                             "must be in the format [N, ..., C_in]. Got input with shape %s.",
-                            SHAPE_STR(x->shape, x->ndim)), -1;
+                            PNC_SHAPE_STR(x->shape, x->ndim)), -1;
     }
     if (!pnC_is_float(x->dtype))
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
@@ -263,7 +262,7 @@ static int conv_checks(pn_array *x, pn_array *w, int nsp, int groups)
     if (C % groups != 0)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[conv] The input channels must be divisible by the number of groups. "
-                        "Got input with shape %s and %d groups.", SHAPE_STR(x->shape, x->ndim),
+                        "Got input with shape %s and %d groups.", PNC_SHAPE_STR(x->shape, x->ndim),
                         groups), -1;
     if (groups > 1 && O % groups != 0)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
@@ -275,11 +274,11 @@ static int conv_checks(pn_array *x, pn_array *w, int nsp, int groups)
             return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                             "[conv] Expect the input channels in the input and weight array to "
                             "match but got shapes - input: %s and weight: %s",
-                            SHAPE_STR(x->shape, x->ndim), SHAPE_STR(w->shape, w->ndim)), -1;
+                            PNC_SHAPE_STR(x->shape, x->ndim), PNC_SHAPE_STR(w->shape, w->ndim)), -1;
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[conv] Given groups=%d and weights of shape %s, expected to have %lld "
                         "input channels but got %lld input channels instead.", groups,
-                        SHAPE_STR(w->shape, w->ndim), (long long)(groups * Cg), (long long)C), -1;
+                        PNC_SHAPE_STR(w->shape, w->ndim), (long long)(groups * Cg), (long long)C), -1;
     }
     return nsp;
 }

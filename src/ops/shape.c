@@ -12,7 +12,6 @@
 
 /* ───────────────────────────── helpers ───────────────────────────── */
 
-#define SHAPE_STR(shape, ndim) pnC_shape_str((shape), (ndim), (char[512]){0}, 512)
 
 /* Ends a derivative rule opened with pn_scope_push: the n results move to the enclosing
  * scope. ok says whether every result that should exist does. */
@@ -176,7 +175,7 @@ pn_array *pn_reshape(pn_array *a, const int64_t *shape, int ndim)
     if (rc)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[reshape] Cannot reshape array of size %lld into shape %s.",
-                        (long long)a->size, SHAPE_STR(s, ndim));
+                        (long long)a->size, PNC_SHAPE_STR(s, ndim));
     return reshape_make(a, s, ndim);
 }
 
@@ -231,7 +230,7 @@ pn_array *pn_unflatten(pn_array *a, int axis, const int64_t *shape, int ndim)
     if (rc)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[unflatten] Cannot unflatten axis %d with size %lld into shape %s.",
-                        axis, (long long)a->shape[ax], SHAPE_STR(s, ndim));
+                        axis, (long long)a->shape[ax], PNC_SHAPE_STR(s, ndim));
     int64_t out[PNC_MAX_NDIM];
     int n = 0;
     for (int i = 0; i < ax; i++) out[n++] = a->shape[i];
@@ -504,7 +503,7 @@ pn_array *pn_broadcast_to(pn_array *a, const int64_t *shape, int ndim)
     if (!ok)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[broadcast_to] Cannot broadcast array of shape %s into shape %s.",
-                        SHAPE_STR(a->shape, a->ndim), SHAPE_STR(shape, ndim));
+                        PNC_SHAPE_STR(a->shape, a->ndim), PNC_SHAPE_STR(shape, ndim));
     return broadcast_make(a, shape, ndim);
 }
 
@@ -907,7 +906,7 @@ pn_array *pn_concatenate(pn_array *const *arrays, int n, int axis)
                                 "exactly except for the concatenation axis. However, the "
                                 "provided shapes are %s and %s, and the concatenation axis "
                                 "is %d.",
-                                SHAPE_STR(arrays[0]->shape, nd), SHAPE_STR(arrays[i]->shape, nd),
+                                PNC_SHAPE_STR(arrays[0]->shape, nd), PNC_SHAPE_STR(arrays[i]->shape, nd),
                                 axis);
         }
     }
@@ -1105,7 +1104,7 @@ int pn_split(pn_array *a, const int64_t *indices, int nindices, int axis, pn_arr
     if (ax < 0 || ax >= a->ndim)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[split] Invalid axis (%d) passed to split for array with shape %s.",
-                            axis, SHAPE_STR(a->shape, a->ndim));
+                            axis, PNC_SHAPE_STR(a->shape, a->ndim));
     int64_t *st = malloc(2 * (size_t)(nindices + 1) * sizeof *st);
     if (!st) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
     int64_t *ext = st + nindices + 1;
@@ -1131,7 +1130,7 @@ int pn_split_sections(pn_array *a, int nsections, int axis, pn_array **out)
     if (ax < 0 || ax >= a->ndim)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[split] Invalid axis %d passed to split for array with shape %s.",
-                            axis, SHAPE_STR(a->shape, a->ndim));
+                            axis, PNC_SHAPE_STR(a->shape, a->ndim));
     if (nsections <= 0)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[split] Number of splits must be positive (got %d).", nsections);
@@ -1139,7 +1138,7 @@ int pn_split_sections(pn_array *a, int nsections, int axis, pn_array **out)
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[split] Array split does not result in sub arrays with equal size: "
                             "attempting %d splits along axis %d for shape %s.",
-                            nsections, axis, SHAPE_STR(a->shape, a->ndim));
+                            nsections, axis, PNC_SHAPE_STR(a->shape, a->ndim));
     int64_t *idx = malloc((size_t)nsections * sizeof *idx);
     if (!idx) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[split] Out of memory.");
     int64_t part = a->shape[ax] / nsections;
@@ -1416,7 +1415,7 @@ pn_array *pn_pad(pn_array *a, const int *axes, const int64_t *low, const int64_t
     if (value && value->size != 1)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[pad] The padding value must be a scalar (got shape %s).",
-                        SHAPE_STR(value->shape, value->ndim));
+                        PNC_SHAPE_STR(value->shape, value->ndim));
     pn_scope_push();
     pn_array *v = value ? pn_astype(reshape_make(value, NULL, 0), a->dtype)
                         : pn_zeros(NULL, 0, a->dtype);
@@ -1558,7 +1557,7 @@ pn_array *pn_as_strided(pn_array *a, const int64_t *shape, const int64_t *stride
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[as_strided] The view with shape %s, strides %s and offset %lld reaches "
                         "outside the array of size %lld.",
-                        SHAPE_STR(shape, ndim), SHAPE_STR(strides, ndim), (long long)offset,
+                        PNC_SHAPE_STR(shape, ndim), PNC_SHAPE_STR(strides, ndim), (long long)offset,
                         (long long)a->size);
     pn_scope_push();
     pn_array *flat = reshape_make(a, (int64_t[]){a->size}, 1);

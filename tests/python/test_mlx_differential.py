@@ -335,3 +335,19 @@ def test_vmap_of_shape_and_index_ops_matches_mlx(name):
     outs = [M.vmap(lambda *a, M=M: f(M, *a), in_axes=axes)(*[M.array(a) for a in args])
             for M in (mlx, pn)]
     same(*outs)
+
+
+@pytest.mark.parametrize("traditional", [False, True])
+@pytest.mark.parametrize("kind", ["freqs", "batch_offsets", "freqs_batch_offsets", "scalar_array_offset"])
+def test_rope_matches_mlx(traditional, kind):
+    """mx.fast.rope's freqs (mlx-lm's scaled RoPEs) and array offsets, against MLX itself."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 2, 7, 10)).astype(np.float32)
+    freqs = rng.uniform(1, 300, 4).astype(np.float32)
+    offset = np.array([5, 0, 12], np.int32) if "batch" in kind else np.array(9, np.int32)
+    outs = []
+    for M in (mlx, pn):
+        kw = dict(base=None, freqs=M.array(freqs)) if "freqs" in kind else dict(base=500.0)
+        outs.append(M.fast.rope(M.array(x), 8, traditional=traditional, scale=0.75,
+                                offset=M.array(offset), **kw))
+    same(*outs, rtol=2e-5, atol=2e-5)

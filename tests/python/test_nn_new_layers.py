@@ -45,11 +45,14 @@ def np_sdpa(q, k, v, scale, mask=None):
     return (s / s.sum(-1, keepdims=True)) @ v
 
 
-def np_rope(x, dims, traditional, base, scale, offset):
+def np_rope(x, dims, traditional, base, scale, offset, freqs=None):
+    """offset: an int, or one per entry of the first axis; freqs: angles are their reciprocals."""
     x = np.asarray(x, np.float64).copy()
     L = x.shape[-2]
-    pos = (offset + np.arange(L)) * scale
-    theta = pos[:, None] * base ** (-np.arange(dims // 2) / (dims / 2))
+    off = np.asarray(offset, np.float64).reshape((-1,) + (1,) * (x.ndim - 2))
+    pos = (off + np.arange(L)) * scale  # (B or 1, 1, ..., L)
+    inv = 1 / np.asarray(freqs, np.float64) if freqs is not None else base ** (-np.arange(dims // 2) / (dims / 2))
+    theta = pos[..., None] * inv
     c, s = np.cos(theta), np.sin(theta)
     if traditional:
         a, b = x[..., 0:dims:2].copy(), x[..., 1:dims:2].copy()
@@ -269,11 +272,38 @@ def test_rope(rng, traditional, dims):
     close(layer(A(x)), np_rope(x, dims, traditional, 500.0, 1.0, 0))
 
 
+@pytest.mark.parametrize("traditional", [False, True])
+def test_rope_freqs_and_array_offsets(rng, traditional):
+    """mlx-lm's scaled RoPEs pass freqs (base=None); batched caches pass one offset per entry."""
+    x = rng.standard_normal((3, 2, 5, 8))
+    freqs = rng.uniform(0.5, 50, 3)
+    offs = np.array([4, 0, 9], np.int32)
+    y = mx.core.fast.rope(A(x), 6, traditional=traditional, base=None, scale=0.5, offset=mx.array(offs),
+                          freqs=A(freqs))
+    close(y, np_rope(x, 6, traditional, None, 0.5, offs, freqs))
+    y = mx.core.fast.rope(A(x), 8, traditional=traditional, base=100.0, scale=1.0, offset=mx.array(5))
+    close(y, np_rope(x, 8, traditional, 100.0, 1.0, 5))
+    g = mx.grad(lambda a: mx.core.fast.rope(a, 6, traditional=traditional, base=None, scale=1.0,
+                                            offset=2, freqs=A(freqs)).sum())(A(x))
+    # the rotation is orthogonal: the gradient of the sum is the transposed rotation of ones
+    ref = np_rope(np.ones_like(x), 6, traditional, None, -1.0, 2, freqs)
+    close(g, ref)
+
+
 def test_rope_errors(rng):
     x = A(rng.standard_normal((1, 2, 3, 4)))
-    with pytest.raises(ValueError):
-        mx.core.fast.rope(x, 4, traditional=False, base=None, scale=1.0, offset=0,
+    with pytest.raises(ValueError):  # both base and freqs
+        mx.core.fast.rope(x, 4, traditional=False, base=10000.0, scale=1.0, offset=0,
                           freqs=mx.ones((2,)))
+    with pytest.raises(ValueError):  # neither
+        mx.core.fast.rope(x, 4, traditional=False, base=None, scale=1.0, offset=0)
+    with pytest.raises(ValueError):  # freqs of the wrong size
+        mx.core.fast.rope(x, 4, traditional=False, base=None, scale=1.0, offset=0,
+                          freqs=mx.ones((3,)))
+    with pytest.raises(ValueError):  # a float offset
+        mx.core.fast.rope(x, 4, traditional=False, base=10000.0, scale=1.0, offset=mx.array(1.5))
+    with pytest.raises(ValueError):  # offsets for another batch size
+        mx.core.fast.rope(x, 4, traditional=False, base=10000.0, scale=1.0, offset=mx.array([1, 2]))
     with pytest.raises(ValueError):  # odd dims
         mx.core.fast.rope(x, 3, traditional=False, base=10000.0, scale=1.0, offset=0)
     with pytest.raises(ValueError):  # dims > D

@@ -915,33 +915,21 @@ static PyObject *py_rope(PyObject *m, PyObject *args, PyObject *kw)
                         "rope() requires the keyword arguments traditional, base, scale and offset");
         return NULL;
     }
-    if (fo != Py_None) {
-        PyErr_SetString(PyExc_ValueError, "[rope] freqs is not supported by Ponte");
+    if ((bo == Py_None) == (fo == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "[rope] Exactly one of base and freqs must be given (the other None).");
         return NULL;
     }
-    if (bo == Py_None) {
-        PyErr_SetString(PyExc_ValueError, "[rope] base must be given (freqs is not supported)");
-        return NULL;
-    }
-    double base = PyFloat_AsDouble(bo);
+    double base = bo == Py_None ? 0 : PyFloat_AsDouble(bo);
     if (base == -1.0 && PyErr_Occurred()) return NULL;
-    long long offset;
-    if (PPArray_Check(oo)) {
-        offset = pn_item_int(PPARR(oo));
-        if (pn_last_error() != PN_OK) return pp_raise();
-    } else {
-        offset = PyLong_AsLongLong(oo);
-        if (offset == -1 && PyErr_Occurred()) return NULL;
-    }
     int pushed = pp_stream_enter(so);
     if (pushed < 0) return NULL;
     tmp3 t = {.n = 0};
-    pn_array *a;
-    if (conv(&t, ao, &a)) {
+    pn_array *a, *offset, *freqs;
+    if (conv(&t, ao, &a) || conv(&t, oo, &offset) || conv_opt(&t, fo, &freqs)) {
         pp_stream_exit(pushed);
         return abort3(&t);
     }
-    PyObject *r = finish(&t, pn_nn_rope(a, dims, trad != 0, base, scale, offset));
+    PyObject *r = finish(&t, pn_fast_rope(a, dims, trad != 0, base, scale, offset, freqs));
     pp_stream_exit(pushed);
     return r;
 }
@@ -987,7 +975,8 @@ static PyMethodDef fast_methods[] = {
     {"scaled_dot_product_attention", FNP(py_sdpa), VK,
      "scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None): softmax(scale * q @ k.T + mask) @ v."},
     {"rope", FNP(py_rope), VK,
-     "rope(a, dims, *, traditional, base, scale, offset, freqs=None, stream=None): rotary positional encoding."},
+     "rope(a, dims, *, traditional, base, scale, offset, freqs=None, stream=None): rotary positional encoding "
+     "(offset: an int, or an integer array of one offset or one per batch entry; exactly one of base and freqs)."},
     {NULL},
 };
 
