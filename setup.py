@@ -58,6 +58,12 @@ class BuildExt(build_ext):
         for ext in self.extensions:
             ext.extra_objects = [libponte, blas]
             ext.extra_link_args = ["-fopenmp", "-Wl,-rpath," + blas_dir, "-lm", "-lpthread"]
+            zlib = cmake_cache(lib_dir, "ZLIB_LIBRARY_RELEASE") or cmake_cache(lib_dir, "ZLIB_LIBRARY")
+            if zlib and not zlib.endswith("NOTFOUND"):  # .npz deflate (optional in CMake)
+                if os.path.exists(zlib):
+                    ext.extra_objects.append(zlib)
+                else:  # a build made on another machine: the runtime library there
+                    ext.extra_link_args.append("-l:libz.so.1")
             if libponte != static:
                 ext.extra_link_args.append("-Wl,-rpath," + lib_dir)
             gpu_link = os.path.join(lib_dir, "ponte-gpu-link.txt")

@@ -1599,6 +1599,9 @@ pn_array *pn_clip_grad_norm(pn_params *grads, double max_norm);
  * PN_ERR_IO. */
 int pn_save_params(const char *path, const pn_params *p);
 pn_params *pn_load_params(const char *path);
+/* pn_save_params to a .npz whose members are deflated (numpy.savez_compressed's files; a
+ * member that would not shrink is stored; a build without zlib stores every member). */
+int pn_savez_compressed(const char *path, const pn_params *p);
 /* One array as .npy. */
 int pn_save_npy(const char *path, pn_array *a);
 pn_array *pn_load_npy(const char *path);

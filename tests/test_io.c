@@ -69,6 +69,47 @@ TEST(npz_roundtrip)
     pn_params_free(p);
 }
 
+/* random_tree plus arrays that deflate well (small repeating integers, a float ramp), so that
+ * savez_compressed really deflates members rather than storing them. */
+static pn_params *compressible_tree(void)
+{
+    pn_params *p = random_tree();
+    pn_scope_push();
+    pn_params_set(p, "repeat", pn_remainder(pn_arange(0, 5000, 1, PN_INT32), pn_scalar(7, PN_INT32)));
+    pn_params_set(p, "ramp", pn_divide(pn_arange(0, 3000, 1, PN_FLOAT32), pn_scalar(64, PN_FLOAT32)));
+    pn_scope_pop();
+    return p;
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+TEST(npz_compressed_roundtrip)
+{
+    pn_params *p = compressible_tree();
+    char stored[512];
+    snprintf(stored, sizeof stored, "%s", test_tmp_path("s.npz"));
+    CHECK(pn_save_params(stored, p) == 0);
+    CHECK(pn_savez_compressed(test_tmp_path("c.npz"), p) == 0);
+    long ns = file_size(stored), nc = file_size(test_tmp_path("c.npz"));
+    CHECK_MSG(nc > 0 && nc < ns / 2, "compressed %ld bytes, stored %ld", nc, ns);
+    pn_params *q = pn_load_params(test_tmp_path("c.npz"));
+    CHECK_OK(q);
+    if (q) check_same_tree(p, q, true);
+    pn_params_free(q);
+    pn_clear_error();
+    CHECK(pn_savez_compressed(test_tmp_path("c.safetensors"), p) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_params_free(p);
+}
+
 TEST(npy_roundtrip_and_strided)
 {
     pn_scope_push();
@@ -135,6 +176,31 @@ TEST(numpy_interop)
              "/usr/bin/python3 -c \"import numpy as np; d=np.load('%sours.npz'); "
              "assert d['w'].shape==(3,2) and d['w'].dtype==np.float32\"", dir);
     CHECK(system(cmd) == 0);
+    /* numpy.savez_compressed's files, and numpy reading Ponte's deflated members */
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import numpy as np; "
+             "np.savez_compressed('%snpc.npz', x=np.arange(3000,dtype=np.float64)%%11, "
+             "y=np.linspace(-1,1,77,dtype=np.float32))\"", dir);
+    CHECK(system(cmd) == 0);
+    pn_params *zc = pn_load_params(test_tmp_path("npc.npz"));
+    CHECK_OK(zc);
+    if (zc) {
+        double *vx = test_to_f64(pn_params_get(zc, "x")), *vy = test_to_f64(pn_params_get(zc, "y"));
+        for (int i = 0; vx && i < 3000; i++) CHECK(vx[i] == (double)(i % 11));
+        for (int i = 0; vy && i < 77; i++) CHECK(fabs(vy[i] - (-1 + 2.0 * i / 76)) < 1e-6);
+        free(vx);
+        free(vy);
+    }
+    pn_params_free(zc);
+    pn_params *pc = compressible_tree();
+    CHECK(pn_savez_compressed(test_tmp_path("oursc.npz"), pc) == 0);
+    pn_params_free(pc);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c \"import numpy as np, zipfile; d=np.load('%soursc.npz'); "
+             "assert (d['repeat'] == np.arange(5000) %% 7).all() and (d['ramp'] == np.arange(3000,dtype=np.float32)/64).all(); "
+             "assert zipfile.ZipFile('%soursc.npz').getinfo('repeat.npy').compress_type == zipfile.ZIP_DEFLATED\"",
+             dir, dir);
+    CHECK(system(cmd) == 0);
     pn_scope_pop();
 }
 
@@ -175,15 +241,15 @@ static void load_damaged(const char *path, int *failures)
     pn_clear_error();
 }
 
-static void hostile(const char *ext)
+static void hostile(const char *ext, bool compressed)
 {
-    pn_params *p = random_tree();
+    pn_params *p = compressed ? compressible_tree() : random_tree();
     char name[64];
-    snprintf(name, sizeof name, "h%s", ext);
+    snprintf(name, sizeof name, "h%s%s", compressed ? "c" : "", ext);
     const char *good = test_tmp_path(name);
     char goodpath[512];
     snprintf(goodpath, sizeof goodpath, "%s", good);
-    CHECK(pn_save_params(goodpath, p) == 0);
+    CHECK((compressed ? pn_savez_compressed(goodpath, p) : pn_save_params(goodpath, p)) == 0);
     pn_params_free(p);
     size_t n;
     unsigned char *img = read_all(goodpath, &n);
@@ -215,8 +281,9 @@ static void hostile(const char *ext)
     free(img);
 }
 
-TEST(hostile_safetensors) { hostile(".safetensors"); }
-TEST(hostile_npz) { hostile(".npz"); }
+TEST(hostile_safetensors) { hostile(".safetensors", false); }
+TEST(hostile_npz) { hostile(".npz", false); }
+TEST(hostile_npz_compressed) { hostile(".npz", true); }
 
 TEST(lying_headers)
 {

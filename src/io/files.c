@@ -75,9 +75,17 @@ int pn_save_params(const char *path, const pn_params *p)
 {
     if (!path || !p) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save] NULL path or tree.");
     if (pnI_has_ext(path, ".safetensors")) return pnI_save_safetensors(path, p);
-    if (pnI_has_ext(path, ".npz")) return pnI_save_npz(path, p);
+    if (pnI_has_ext(path, ".npz")) return pnI_save_npz(path, p, false);
     return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                         "[save] Unknown file extension in %s (use .safetensors or .npz).", path);
+}
+
+int pn_savez_compressed(const char *path, const pn_params *p)
+{
+    if (!path || !p) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[savez_compressed] NULL path or tree.");
+    if (!pnI_has_ext(path, ".npz"))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[savez_compressed] %s does not end in .npz.", path);
+    return pnI_save_npz(path, p, true);
 }
 
 pn_params *pn_load_params(const char *path)

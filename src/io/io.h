@@ -14,7 +14,7 @@ bool pnI_has_ext(const char *path, const char *ext);
 
 int pnI_save_safetensors(const char *path, const pn_params *p);
 pn_params *pnI_load_safetensors(const char *path);
-int pnI_save_npz(const char *path, const pn_params *p);
+int pnI_save_npz(const char *path, const pn_params *p, bool compress);
 pn_params *pnI_load_npz(const char *path);
 /* An .npy image in memory: parse (hostile) / build (malloc'd). */
 pn_array *pnI_npy_parse(const unsigned char *data, size_t size, const char *what);

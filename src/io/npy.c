@@ -1,11 +1,14 @@
-/* npy.c — numpy's .npy (one array) and .npz (a zip of .npy files, stored uncompressed as
- * numpy.savez writes them). The readers check the magic, the header dict, every size and
- * every zip offset; compressed (deflated) .npz members are refused with a clear error. */
+/* npy.c — numpy's .npy (one array) and .npz (a zip of .npy files, stored as numpy.savez
+ * writes them or deflated as numpy.savez_compressed does, through zlib). The readers check the
+ * magic, the header dict, every size, every zip offset and every member's CRC. */
 #include "io/io.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef PONTE_HAVE_ZLIB
+#include <zlib.h>
+#endif
 
 /* ───────────────────────────── .npy ───────────────────────────── */
 
@@ -169,7 +172,7 @@ pn_array *pn_load_npy(const char *path)
     return a;
 }
 
-/* ───────────────────────────── .npz (zip, stored) ───────────────────────────── */
+/* ───────────────────────────── .npz (zip: stored or deflated members) ───────────────────────────── */
 
 static uint32_t crc32_of(const unsigned char *p, size_t n)
 {
@@ -193,19 +196,63 @@ static void le32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i
 static uint32_t rd16(const unsigned char *p) { return p[0] | (uint32_t)p[1] << 8; }
 static uint32_t rd32(const unsigned char *p) { return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
 
-int pnI_save_npz(const char *path, const pn_params *p)
+/* Deflates *img (len bytes, replaced by the raw deflate stream and its length) when that is
+ * smaller; 0, or -1 out of memory (error set). */
+static int deflate_member(unsigned char **img, size_t *len)
+{
+#ifdef PONTE_HAVE_ZLIB
+    if (*len >= 0xffffffffu) return 0; /* too large for one call: left stored */
+    z_stream z = {0};
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[savez_compressed] Out of memory.");
+    uLong cap = deflateBound(&z, (uLong)*len);
+    unsigned char *out = malloc(cap ? cap : 1);
+    int rc = Z_MEM_ERROR;
+    if (out) {
+        z.next_in = *img, z.avail_in = (uInt)*len, z.next_out = out, z.avail_out = (uInt)cap;
+        rc = deflate(&z, Z_FINISH);
+    }
+    size_t got = z.total_out;
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END) {
+        free(out);
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[savez_compressed] Out of memory deflating a member.");
+    }
+    if (got < *len) {
+        free(*img);
+        *img = out, *len = got;
+        return 1;
+    }
+    free(out);
+#else
+    (void)img, (void)len;
+#endif
+    return 0;
+}
+
+int pnI_save_npz(const char *path, const pn_params *p, bool compress)
 {
     int n = pn_params_count(p);
     unsigned char **imgs = calloc((size_t)n + 1, sizeof *imgs);
-    size_t *lens = calloc((size_t)n + 1, sizeof *lens);
+    size_t *lens = calloc((size_t)n + 1, sizeof *lens), *raw = calloc((size_t)n + 1, sizeof *raw);
+    uint32_t *crcs = calloc((size_t)n + 1, sizeof *crcs);
+    bool *deflated = calloc((size_t)n + 1, sizeof *deflated);
     unsigned char *central = NULL, *locals = NULL;
     int rc = -1;
-    if (!imgs || !lens) goto done;
+    if (!imgs || !lens || !raw || !crcs || !deflated) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "[save_npz] Out of memory.");
+        goto done;
+    }
     size_t central_size = 0, offset = 0;
     for (int i = 0; i < n; i++) {
         imgs[i] = pnI_npy_build(pn_params_at(p, i), &lens[i]);
         if (!imgs[i]) goto done;
-        if (lens[i] >= 0xffffffffu || offset >= 0xffffffffu) {
+        raw[i] = lens[i];
+        crcs[i] = crc32_of(imgs[i], lens[i]);
+        int d = compress ? deflate_member(&imgs[i], &lens[i]) : 0;
+        if (d < 0) goto done;
+        deflated[i] = d == 1;
+        if (raw[i] >= 0xffffffffu || offset >= 0xffffffffu) {
             pn_set_error(PN_ERR_IO, "[save_npz] Arrays over 4 GiB need zip64, which is not written.");
             goto done;
         }
@@ -230,15 +277,16 @@ int pnI_save_npz(const char *path, const pn_params *p)
         size_t nl = strlen(name) + 4;
         names[i] = malloc(nl + 1);
         snprintf(names[i], nl + 1, "%s.npy", name);
-        uint32_t crc = crc32_of(imgs[i], lens[i]);
+        const uint32_t crc = crcs[i];
+        const unsigned method = deflated[i] ? 8 : 0;
         unsigned char *l = locals + (size_t)i * 64;
-        le32(l, 0x04034b50); le16(l + 4, 20); le16(l + 6, 0); le16(l + 8, 0); le16(l + 10, 0);
-        le16(l + 12, 0x21); le32(l + 14, crc); le32(l + 18, (uint32_t)lens[i]); le32(l + 22, (uint32_t)lens[i]);
+        le32(l, 0x04034b50); le16(l + 4, 20); le16(l + 6, 0); le16(l + 8, method); le16(l + 10, 0);
+        le16(l + 12, 0x21); le32(l + 14, crc); le32(l + 18, (uint32_t)lens[i]); le32(l + 22, (uint32_t)raw[i]);
         le16(l + 26, (unsigned)nl); le16(l + 28, 0);
         unsigned char *c = central + cpos;
-        le32(c, 0x02014b50); le16(c + 4, 20); le16(c + 6, 20); le16(c + 8, 0); le16(c + 10, 0);
+        le32(c, 0x02014b50); le16(c + 4, 20); le16(c + 6, 20); le16(c + 8, 0); le16(c + 10, method);
         le16(c + 12, 0); le16(c + 14, 0x21); le32(c + 16, crc); le32(c + 20, (uint32_t)lens[i]);
-        le32(c + 24, (uint32_t)lens[i]); le16(c + 28, (unsigned)nl); le16(c + 30, 0); le16(c + 32, 0);
+        le32(c + 24, (uint32_t)raw[i]); le16(c + 28, (unsigned)nl); le16(c + 30, 0); le16(c + 32, 0);
         le16(c + 34, 0); le16(c + 36, 0); le32(c + 38, 0); le32(c + 42, (uint32_t)loff);
         memcpy(c + 46, names[i], nl);
         cpos += 46 + nl;
@@ -256,8 +304,40 @@ int pnI_save_npz(const char *path, const pn_params *p)
     free(names); free(parts); free(sizes);
 done:
     for (int i = 0; imgs && i < n; i++) free(imgs[i]);
-    free(imgs); free(lens); free(central); free(locals);
+    free(imgs); free(lens); free(raw); free(crcs); free(deflated); free(central); free(locals);
     return rc;
+}
+
+/* A deflated member's uncomp bytes (free()), or NULL with why. Deflate expands at most 1032
+ * times, so a size claimed beyond that is refused before anything is allocated. */
+static unsigned char *inflate_member(const unsigned char *data, uint32_t comp, uint32_t uncomp, const char **why)
+{
+#ifdef PONTE_HAVE_ZLIB
+    if ((uint64_t)uncomp > (uint64_t)comp * 1032 + 64) {
+        *why = "a deflated member claims more bytes than its data can hold";
+        return NULL;
+    }
+    unsigned char *out = malloc(uncomp ? uncomp : 1);
+    if (!out) {
+        *why = "out of memory inflating a member";
+        return NULL;
+    }
+    z_stream z = {0};
+    int rc = inflateInit2(&z, -MAX_WBITS);
+    if (rc == Z_OK) {
+        z.next_in = (Bytef *)data, z.avail_in = comp, z.next_out = out, z.avail_out = uncomp;
+        rc = inflate(&z, Z_FINISH);
+    }
+    bool whole = rc == Z_STREAM_END && z.total_out == uncomp && z.avail_in == 0;
+    inflateEnd(&z);
+    if (whole) return out;
+    free(out);
+    *why = "a corrupt deflated member";
+#else
+    (void)data, (void)comp, (void)uncomp;
+    *why = "deflated members (numpy.savez_compressed) need zlib, which this build of Ponte was made without";
+#endif
+    return NULL;
 }
 
 pn_params *pnI_load_npz(const char *path)
@@ -284,8 +364,11 @@ pn_params *pnI_load_npz(const char *path)
         uint32_t nl = rd16(buf + pos + 28), xl = rd16(buf + pos + 30), cl = rd16(buf + pos + 32);
         uint32_t loff = rd32(buf + pos + 42);
         if (pos + 46 + nl + xl + cl > (size_t)coff + csize) { why = "corrupt central directory"; break; }
-        if (method != 0) { why = "compressed members (numpy.savez_compressed) are not supported; use numpy.savez"; break; }
-        if (comp != uncomp || comp == 0xffffffffu) { why = "zip64 or inconsistent sizes"; break; }
+        if (method != 0 && method != 8) { why = "a member compressed by another method than deflate"; break; }
+        if ((method == 0 && comp != uncomp) || comp == 0xffffffffu || uncomp == 0xffffffffu) {
+            why = "zip64 or inconsistent sizes";
+            break;
+        }
         char name[1024];
         if (nl < 5 || nl >= sizeof name) { why = "bad member name"; break; }
         memcpy(name, buf + pos + 46, nl);
@@ -295,9 +378,18 @@ pn_params *pnI_load_npz(const char *path)
         if ((uint64_t)loff + 30 > coff || rd32(buf + loff) != 0x04034b50) { why = "bad local header offset"; break; }
         uint64_t dstart = (uint64_t)loff + 30 + rd16(buf + loff + 26) + rd16(buf + loff + 28);
         if (dstart + comp > coff) { why = "member data lies outside the file"; break; }
-        if (crc32_of(buf + dstart, comp) != rd32(buf + pos + 16)) { why = "CRC mismatch (corrupt member)"; break; }
+        unsigned char *inflated = NULL;
+        const unsigned char *member = method == 8 ? (inflated = inflate_member(buf + dstart, comp, uncomp, &why))
+                                                  : buf + dstart;
+        if (!member) break;
+        if (crc32_of(member, uncomp) != rd32(buf + pos + 16)) {
+            free(inflated);
+            why = "CRC mismatch (corrupt member)";
+            break;
+        }
         pn_scope_push();
-        pn_array *a = pnI_npy_parse(buf + dstart, comp, path);
+        pn_array *a = pnI_npy_parse(member, uncomp, path);
+        free(inflated);
         int rc = a ? pn_params_set(out, name, a) : -1;
         pn_scope_pop();
         if (rc) { pn_params_free(out); out = NULL; }

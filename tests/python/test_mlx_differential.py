@@ -351,3 +351,16 @@ def test_rope_matches_mlx(traditional, kind):
         outs.append(M.fast.rope(M.array(x), 8, traditional=traditional, scale=0.75,
                                 offset=M.array(offset), **kw))
     same(*outs, rtol=2e-5, atol=2e-5)
+
+
+def test_savez_compressed_files_interchange(tmp_path):
+    """MLX's savez_compressed files load in Ponte and Ponte's in MLX."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((5, 7)).astype(np.float32)
+    r = (np.arange(4000) % 9).astype(np.int16)
+    mlx.savez_compressed(str(tmp_path / "m.npz"), x=mlx.array(x), r=mlx.array(r))
+    pn.savez_compressed(str(tmp_path / "p.npz"), x=pn.array(x), r=pn.array(r))
+    for path, M in (("m.npz", pn), ("p.npz", mlx)):
+        d = M.load(str(tmp_path / path))
+        np.testing.assert_array_equal(np.array(d["x"]), x)
+        np.testing.assert_array_equal(np.array(d["r"]), r)

@@ -396,3 +396,30 @@ def test_files(tmp_path, rng):
         mx.load(str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError):
         mx.load(str(tmp_path / "x.unknown"))
+
+
+def test_savez_compressed(tmp_path, rng):
+    """Deflated members both ways: numpy.savez_compressed's files load, and ours are deflated
+    (smaller than savez's for compressible data) and read back by numpy and by Ponte."""
+    import zipfile
+    x = rand(rng, (3, 4))
+    big = np.arange(20000, dtype=np.int32) % 13
+    np.savez_compressed(tmp_path / "np.npz", x=x, big=big)
+    d = mx.load(str(tmp_path / "np.npz"))
+    np.testing.assert_array_equal(np.array(d["x"]), x)
+    np.testing.assert_array_equal(np.array(d["big"]), big)
+    mx.savez_compressed(str(tmp_path / "c.npz"), mx.array(x), big=mx.array(big))
+    mx.savez(str(tmp_path / "s.npz"), mx.array(x), big=mx.array(big))
+    assert (tmp_path / "c.npz").stat().st_size < (tmp_path / "s.npz").stat().st_size / 4
+    assert zipfile.ZipFile(tmp_path / "c.npz").getinfo("big.npy").compress_type == zipfile.ZIP_DEFLATED
+    n = np.load(tmp_path / "c.npz")
+    np.testing.assert_array_equal(n["arr_0"], x)
+    np.testing.assert_array_equal(n["big"], big)
+    e = mx.load(str(tmp_path / "c.npz"))
+    np.testing.assert_array_equal(np.array(e["big"]), big)
+    raw = bytearray((tmp_path / "c.npz").read_bytes())
+    at = raw.index(b"big.npy") + 7 + 40  # inside the deflated data of the first record's member
+    raw[at] ^= 0xFF
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(OSError):
+        mx.load(str(tmp_path / "bad.npz"))

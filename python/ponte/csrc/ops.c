@@ -1650,7 +1650,8 @@ FN(save_gguf)
     Py_RETURN_NONE;
 }
 
-static PyObject *save_map(PyObject *fo, PyObject *dict, const char *ext)
+/* Saves dict's arrays to fo (ext appended when missing); compress: deflated .npz members. */
+static PyObject *save_map(PyObject *fo, PyObject *dict, const char *ext, bool compress)
 {
     PyObject *ph;
     const char *path = path_arg(fo, &ph);
@@ -1661,7 +1662,7 @@ static PyObject *save_map(PyObject *fo, PyObject *dict, const char *ext)
         path = full ? PyUnicode_AsUTF8(full) : NULL;
     }
     pn_params *p = path ? dict_params(dict) : NULL;
-    int rc = p ? pn_save_params(path, p) : -1;
+    int rc = !p ? -1 : compress ? pn_savez_compressed(path, p) : pn_save_params(path, p);
     pn_params_free(p);
     Py_XDECREF(full);
     Py_DECREF(ph);
@@ -1674,10 +1675,11 @@ FN(save_safetensors)
     KW("file", "arrays", "metadata");
     PyObject *fo, *d, *meta = Py_None;
     PARSE("OO|O", &fo, &d, &meta);
-    return save_map(fo, d, ".safetensors");
+    return save_map(fo, d, ".safetensors", false);
 }
 
-FN(savez)
+/* savez / savez_compressed (file, *args, **kwargs): positional arrays as arr_0, arr_1, ... */
+static PyObject *savez_any(PyObject *args, PyObject *kw, bool compress)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     if (n < 1) {
@@ -1691,10 +1693,13 @@ FN(savez)
         if (PyDict_SetItemString(d, name, PyTuple_GET_ITEM(args, i))) Py_CLEAR(d);
     }
     if (!d) return NULL;
-    PyObject *r = save_map(PyTuple_GET_ITEM(args, 0), d, ".npz");
+    PyObject *r = save_map(PyTuple_GET_ITEM(args, 0), d, ".npz", compress);
     Py_DECREF(d);
     return r;
 }
+
+FN(savez) { return savez_any(args, kw, false); }
+FN(savez_compressed) { return savez_any(args, kw, true); }
 
 /* ───────────────────────────── matmul variants, depends, export_to_dot ───────────────────────────── */
 
@@ -1898,7 +1903,8 @@ static PyMethodDef op_methods[] = {
     DEF(can_cast, "can_cast(from_, to): whether promoting from_ (an array or Dtype) with to gives to.")
     DEF(unique, "unique(a, /, size, return_index=False, return_inverse=False, return_counts=False, "
                 "fill_value=None, *, stream=None): the sorted unique elements of the flattened a at a static size.")
-    DEF_AS("savez_compressed", savez) DEF_AS("concat", concatenate)
+    DEF(savez_compressed, "savez_compressed(file, *args, **kwargs): savez with deflated members.")
+    DEF_AS("concat", concatenate)
     {NULL},
 };
 
