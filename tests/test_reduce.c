@@ -671,6 +671,11 @@ TEST(softmax_log_softmax)
     pn_array *x = pn_multiply(rnd(big, 2, PN_FLOAT32, false), pn_weak_float(400));
     check_softmax(x, &last, 1, false, false, "large");
     check_softmax(x, &last, 1, true, false, "large");
+    /* long rows: the GPU's 1024-thread cached softmax element by element (an odd length), and
+     * float64 rows longer than its registers hold (the two-pass kernel) */
+    const int64_t longr[] = {2, 9001};
+    check_softmax(rnd(longr, 2, PN_FLOAT32, false), &last, 1, false, false, "long rows");
+    check_softmax(rnd(longr, 2, PN_FLOAT64, false), &last, 1, false, false, "long rows");
     pn_scope_pop();
 }
 

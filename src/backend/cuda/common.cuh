@@ -136,6 +136,12 @@ template <typename V> __device__ __forceinline__ void png_store(pn_bfloat16 *p, 
     *p = png_float_to_bf16((float)v);
 }
 
+/* N elements of T moved together, aligned to their size (16 bytes: one load or store; 32:
+ * two). */
+template <typename T, int N> struct alignas(N * sizeof(T)) png_vec {
+    T v[N];
+};
+
 /* Element offset of operand op for the linear (row-major) index i of layout L. */
 __device__ __forceinline__ int64_t png_offset(const pnG_layout &L, int op, int64_t i)
 {

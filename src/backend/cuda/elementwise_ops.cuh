@@ -618,11 +618,6 @@ template <typename T> struct png_arg {
     int64_t s;
 };
 
-/* N elements of T moved as one aligned access (N * sizeof(T) <= 16 bytes). */
-template <typename T, int N> struct alignas(N * sizeof(T)) png_vec {
-    T v[N];
-};
-
 template <int N, typename T>
 __device__ __forceinline__ png_vec<T, N> png_vload(const png_arg<T> &a, int64_t vi)
 {

@@ -33,20 +33,27 @@ __device__ __forceinline__ int64_t idx_load(const void *base, int dtype, int64_t
     }
 }
 
-/* Linear-side and target offsets of position pos; false when a scatter drops it. */
+/* Linear-side and target offsets of position pos; false when a scatter drops it. The loops
+ * over operands run to the constant bound (guarded by p.nidx) and unroll, so that off[] stays
+ * in registers (a bound known only at run time put it in local memory). */
 __device__ __forceinline__ bool idx_resolve(const pnG_index_plan &p, bool scatter, int64_t pos,
                                             int64_t &lin, int64_t &tgt)
 {
     int64_t off[2 + PNG_IDX_MAXIDX];
-    int nop = 2 + p.nidx;
+    const int nop = 2 + p.nidx;
+#pragma unroll
     for (int op = 0; op < 2 + PNG_IDX_MAXIDX; op++) off[op] = 0;
     for (int d = p.ni - 1; d >= 0; d--) {
         int64_t ext = p.ishape[d], q = pos / ext, c = pos - q * ext;
         pos = q;
-        for (int op = 0; op < nop; op++) off[op] += c * p.istr[op][d];
+#pragma unroll
+        for (int op = 0; op < 2 + PNG_IDX_MAXIDX; op++)
+            if (op < nop) off[op] += c * p.istr[op][d];
     }
     int64_t t = off[1];
-    for (int k = 0; k < p.nidx; k++) {
+#pragma unroll
+    for (int k = 0; k < PNG_IDX_MAXIDX; k++) {
+        if (k >= p.nidx) break;
         int64_t v = idx_load(p.idata[k], p.idtype[k], off[2 + k]);
         int64_t hi = p.extent[k] - p.window[k];
         if (v < 0) v += p.extent[k];

@@ -1,8 +1,10 @@
 /* norm.cu — LayerNorm / RMSNorm on the GPU and their backward: one warp per row for rows of
  * up to 1024 elements (eight rows per block), else one block per row; the row's sums by warp
- * shuffles (block_reduce across warps), in float32 for the halves. The backward's weight and
- * bias gradients: each row group adds into its own partial row, then norm_colsum adds the
- * partial rows in a fixed order (deterministic, no atomics). */
+ * shuffles (block_reduce across warps), in float32 for the halves. Rows are read and written
+ * in 16-byte runs (V elements per access) when every row is a whole number of runs and every
+ * pointer 16-byte aligned, else element by element (V = 1). The backward's weight and bias
+ * gradients: each row group adds into its own partial row, then norm_colsum adds the partial
+ * rows in a fixed order (deterministic, no atomics). */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/norm.h"
 #include "backend/cuda/reduce.h"
@@ -29,9 +31,15 @@ __device__ __forceinline__ norm_pair<F> group_sum(norm_pair<F> v, norm_pair<F> *
     return group == 32 ? warp_reduce<pair_sum<F> >(v) : block_reduce<pair_sum<F> >(v, sh);
 }
 
-/* Mean (0 unless center) and 1 / sqrt(var + eps) of the row at p (n elements; lane of group;
- * a dead row contributes nothing but still joins the group's reductions). */
-template <typename T, typename F>
+/* The V elements of T at p (aligned to V elements). */
+template <int V, typename T> __device__ __forceinline__ png_vec<T, V> norm_ld(const T *p)
+{
+    return *(const png_vec<T, V> *)p;
+}
+
+/* Mean (0 unless center) and 1 / sqrt(var + eps) of the row at p (n elements, V per access;
+ * lane of group; a dead row contributes nothing but still joins the group's reductions). */
+template <int V, typename T, typename F>
 __device__ __forceinline__ void row_stats(const T *p, int64_t n, int lane, int group, bool live,
                                           int center, double eps, norm_pair<F> *sh, F *mean,
                                           F *rstd)
@@ -39,13 +47,19 @@ __device__ __forceinline__ void row_stats(const T *p, int64_t n, int lane, int g
     F m = 0;
     if (center) {
         norm_pair<F> s = {(F)0, (F)0};
-        for (int64_t i = lane; live && i < n; i += group) s.a += (F)png_load(p + i);
+        for (int64_t i = (int64_t)lane * V; live && i < n; i += (int64_t)group * V) {
+            png_vec<T, V> xv = norm_ld<V>(p + i);
+            for (int k = 0; k < V; k++) s.a += (F)png_load(&xv.v[k]);
+        }
         m = group_sum<F>(s, sh, group).a / (F)n;
     }
     norm_pair<F> q = {(F)0, (F)0};
-    for (int64_t i = lane; live && i < n; i += group) {
-        F d = (F)png_load(p + i) - m;
-        q.a += d * d;
+    for (int64_t i = (int64_t)lane * V; live && i < n; i += (int64_t)group * V) {
+        png_vec<T, V> xv = norm_ld<V>(p + i);
+        for (int k = 0; k < V; k++) {
+            F d = (F)png_load(&xv.v[k]) - m;
+            q.a += d * d;
+        }
     }
     F var = group_sum<F>(q, sh, group).a / (F)n;
     *mean = m;
@@ -53,7 +67,7 @@ __device__ __forceinline__ void row_stats(const T *p, int64_t n, int lane, int g
 }
 
 /* y (rows, n) = (x - mean) * rstd * w + b, rows in a grid stride of row groups. */
-template <typename T>
+template <typename T, int V>
 __global__ void norm_fwd(const T *x, const T *w, const T *b, T *y, int64_t rows, int64_t n,
                          int center, double eps, int group)
 {
@@ -65,12 +79,18 @@ __global__ void norm_fwd(const T *x, const T *w, const T *b, T *y, int64_t rows,
         bool live = row < rows;
         const T *p = x + (live ? row : 0) * n;
         F m, s;
-        row_stats<T, F>(p, n, lane, group, live, center, eps, sh, &m, &s);
-        for (int64_t i = lane; live && i < n; i += group) {
-            F v = ((F)png_load(p + i) - m) * s;
-            if (w) v *= (F)png_load(w + i);
-            if (b) v += (F)png_load(b + i);
-            png_store(y + row * n + i, v);
+        row_stats<V, T, F>(p, n, lane, group, live, center, eps, sh, &m, &s);
+        for (int64_t i = (int64_t)lane * V; live && i < n; i += (int64_t)group * V) {
+            png_vec<T, V> xv = norm_ld<V>(p + i), wv, bv, yv;
+            if (w) wv = norm_ld<V>(w + i);
+            if (b) bv = norm_ld<V>(b + i);
+            for (int k = 0; k < V; k++) {
+                F v = ((F)png_load(&xv.v[k]) - m) * s;
+                if (w) v *= (F)png_load(&wv.v[k]);
+                if (b) v += (F)png_load(&bv.v[k]);
+                png_store(&yv.v[k], v);
+            }
+            *(png_vec<T, V> *)(y + row * n + i) = yv;
         }
     }
 }
@@ -78,7 +98,7 @@ __global__ void norm_fwd(const T *x, const T *w, const T *b, T *y, int64_t rows,
 /* dx = rstd (g w - mean(g w) - xhat mean(g w xhat)) (no mean(g w) unless center); row group k
  * (of gridDim.x * per) also adds g xhat and g into its partial rows pw[k], pb[k] (NULL: not
  * wanted), which it zeroes first. */
-template <typename T>
+template <typename T, int V>
 __global__ void norm_bwd(const T *x, const T *w, const T *g, T *dx,
                          typename png_compute<T>::type *pw, typename png_compute<T>::type *pb,
                          int64_t rows, int64_t n, int center, double eps, int group)
@@ -97,21 +117,35 @@ __global__ void norm_bwd(const T *x, const T *w, const T *g, T *dx,
         bool live = row < rows;
         const T *p = x + (live ? row : 0) * n, *pg = g + (live ? row : 0) * n;
         F m, s;
-        row_stats<T, F>(p, n, lane, group, live, center, eps, sh, &m, &s);
+        row_stats<V, T, F>(p, n, lane, group, live, center, eps, sh, &m, &s);
         norm_pair<F> c = {(F)0, (F)0}; /* sums of g w and g w xhat */
-        for (int64_t i = lane; live && i < n; i += group) {
-            F gw = (F)png_load(pg + i) * (w ? (F)png_load(w + i) : (F)1);
-            c.a += gw;
-            c.b += gw * (((F)png_load(p + i) - m) * s);
+        for (int64_t i = (int64_t)lane * V; live && i < n; i += (int64_t)group * V) {
+            png_vec<T, V> xv = norm_ld<V>(p + i), gv = norm_ld<V>(pg + i), wv;
+            if (w) wv = norm_ld<V>(w + i);
+            for (int k = 0; k < V; k++) {
+                F gw = (F)png_load(&gv.v[k]) * (w ? (F)png_load(&wv.v[k]) : (F)1);
+                c.a += gw;
+                c.b += gw * (((F)png_load(&xv.v[k]) - m) * s);
+            }
         }
         c = group_sum<F>(c, sh, group);
         F c1 = center ? c.a / (F)n : (F)0, c2 = c.b / (F)n;
-        for (int64_t i = lane; live && i < n; i += group) {
-            F gv = (F)png_load(pg + i), xh = ((F)png_load(p + i) - m) * s;
-            F gw = gv * (w ? (F)png_load(w + i) : (F)1);
-            png_store(dx + row * n + i, s * (gw - c1 - xh * c2));
-            if (mw) mw[i] += gv * xh;
-            if (mb) mb[i] += gv;
+        for (int64_t i = (int64_t)lane * V; live && i < n; i += (int64_t)group * V) {
+            png_vec<T, V> xv = norm_ld<V>(p + i), gv = norm_ld<V>(pg + i), wv, dv;
+            png_vec<F, V> sw, sb; /* the partial rows' runs */
+            if (w) wv = norm_ld<V>(w + i);
+            if (mw) sw = norm_ld<V>(mw + i);
+            if (mb) sb = norm_ld<V>(mb + i);
+            for (int k = 0; k < V; k++) {
+                F g1 = (F)png_load(&gv.v[k]), xh = ((F)png_load(&xv.v[k]) - m) * s;
+                F gw = g1 * (w ? (F)png_load(&wv.v[k]) : (F)1);
+                png_store(&dv.v[k], s * (gw - c1 - xh * c2));
+                if (mw) sw.v[k] += g1 * xh;
+                if (mb) sb.v[k] += g1;
+            }
+            *(png_vec<T, V> *)(dx + row * n + i) = dv;
+            if (mw) *(png_vec<F, V> *)(mw + i) = sw;
+            if (mb) *(png_vec<F, V> *)(mb + i) = sb;
         }
     }
 }
@@ -143,6 +177,15 @@ __global__ void norm_colsum(const typename png_compute<T>::type *part, T *out, i
 /* Rows per block and threads per row: a warp per row up to 1024 elements, else the block. */
 static int norm_group(int64_t n) { return n <= 1024 ? 32 : NORM_THREADS; }
 
+/* Whether rows of n elements of T at these pointers (NULL: absent) move in 16-byte runs. */
+template <typename T> static bool norm_vec_ok(int64_t n, const void *const *ptrs, int count)
+{
+    if (n % (16 / (int64_t)sizeof(T)) != 0) return false;
+    for (int j = 0; j < count; j++)
+        if ((uintptr_t)ptrs[j] % 16 != 0) return false;
+    return true;
+}
+
 template <typename T>
 static int launch_fwd(int center, double eps, int64_t rows, int64_t n, const void *x,
                       const void *w, const void *b, void *y, int stream)
@@ -150,7 +193,8 @@ static int launch_fwd(int center, double eps, int64_t rows, int64_t n, const voi
     cudaStream_t st = png_stream(stream);
     if (!st) return -1;
     int group = norm_group(n), per = NORM_THREADS / group;
-    auto k = norm_fwd<T>;
+    const void *ptrs[4] = {x, w, b, y};
+    auto k = norm_vec_ok<T>(n, ptrs, 4) ? norm_fwd<T, 16 / sizeof(T)> : norm_fwd<T, 1>;
     PNG_LAUNCH(k, png_blocks((rows + per - 1) / per), NORM_THREADS, 0, st, (const T *)x,
                (const T *)w, (const T *)b, (T *)y, rows, n, center, eps, group);
     return pnG_check_launch("norm_fwd");
@@ -176,7 +220,8 @@ static int launch_bwd(int center, double eps, int64_t rows, int64_t n, const voi
     F *pw = dw ? part : NULL, *pb = db ? part + G * n : NULL;
     int rc = 0;
     if (rows) {
-        auto k = norm_bwd<T>;
+        const void *ptrs[4] = {x, w, g, dx};
+        auto k = norm_vec_ok<T>(n, ptrs, 4) ? norm_bwd<T, 16 / sizeof(T)> : norm_bwd<T, 1>;
         PNG_LAUNCH(k, blocks, NORM_THREADS, 0, st, (const T *)x, (const T *)w, (const T *)g,
                    (T *)dx, pw, pb, rows, n, center, eps, group);
         rc = pnG_check_launch("norm_bwd");

@@ -578,43 +578,49 @@ template <typename F> struct fsum_op {
     static __device__ __forceinline__ A comb(A a, A b) { return a + b; }
 };
 
-#define SM_ITEMS 16 /* elements per thread of the cached softmax */
+/* Elements per thread of the cached softmax: 64 bytes of the compute type (16 floats, 8
+ * doubles), so that the row's values fit beside the rest in the 64 registers of a 1024-thread
+ * launch (16 doubles spilled there). */
+template <typename T> struct sm_items {
+    static const int value = 64 / (int)sizeof(typename png_compute<T>::type);
+};
 
-/* The cached softmax's SM_ITEMS elements of a thread: element k is row element
- * sm_index<VEC>(k) (dense rows with VEC: runs of 16 bytes, one load each; else one element
- * per group-wide stride). */
-template <typename T, bool VEC>
-__device__ __forceinline__ int64_t sm_index(int k, int lane, int group)
+/* The cached softmax's elements of a thread: element k is row element sm_index<VEC>(k)
+ * (dense rows with VEC: runs of 16 bytes, one load each; else one element per group-wide
+ * stride). In 32 bits: rows have at most 1024 * sm_items elements (64-bit indices, two
+ * registers each and kept from the loads to the stores, made the kernel spill). */
+template <typename T, bool VEC> __device__ __forceinline__ int sm_index(int k, int lane, int group)
 {
     const int V = VEC ? 16 / sizeof(T) : 1;
-    return ((int64_t)lane + (int64_t)(k / V) * group) * V + k % V;
+    return (lane + (k / V) * group) * V + k % V;
 }
 
-/* Softmax of rows of at most group * SM_ITEMS elements, held in registers: one read of the
+/* Softmax of rows of at most group * sm_items elements, held in registers: one read of the
  * input, the max, then the sum of exp(x - max) (the CPU's order of work). Launched with up to
- * 1024 threads, hence the launch bounds (registers capped so such a launch always fits). VEC:
- * rows are dense, 16-byte aligned and a whole number of 16-byte runs long. */
+ * 1024 threads, hence the launch bounds (registers capped at 64 so such a launch always fits).
+ * VEC: rows are dense, 16-byte aligned and a whole number of 16-byte runs long. */
 template <typename T, bool VEC>
 __global__ void __launch_bounds__(1024) softmax_cached(const T *x, T *out, red_args P)
 {
     typedef typename png_compute<T>::type F;
-    const int V = VEC ? 16 / sizeof(T) : 1;
+    const int V = VEC ? 16 / sizeof(T) : 1, ITEMS = sm_items<T>::value;
     __shared__ F sh[33];
     int group = P.group, per = blockDim.x / group, lane = threadIdx.x % group;
+    const int n = (int)P.n; /* at most 1024 * ITEMS: the launcher's test */
     for (int64_t b = (int64_t)blockIdx.x * per; b < P.outer; b += (int64_t)gridDim.x * per) {
         int64_t row = b + threadIdx.x / group;
         bool live = row < P.outer;
         const T *p = x + (live ? png_dims_offset(P.kept, 0, row) : 0);
-        F v[SM_ITEMS], m = (F)-INFINITY;
+        F v[ITEMS], m = (F)-INFINITY;
         PNG_UNROLL_ALL
-        for (int c = 0; c < SM_ITEMS / V; c++) { /* 16-byte runs (VEC) or single elements */
-            int64_t r = sm_index<T, VEC>(c * V, lane, group);
+        for (int c = 0; c < ITEMS / V; c++) { /* 16-byte runs (VEC) or single elements */
+            int r = sm_index<T, VEC>(c * V, lane, group);
             vec16<T> w;
-            if (VEC && live && r < P.n) w = *(const vec16<T> *)(p + r);
+            if (VEC && live && r < n) w = *(const vec16<T> *)(p + r);
             PNG_UNROLL_ALL
             for (int e = 0; e < V; e++) {
                 F a = (F)-INFINITY;
-                if (live && r + e < P.n)
+                if (live && r + e < n)
                     a = png_load(VEC ? &w.e[e] : p + (P.contig ? r : png_dims_offset(P.red, 0, r)));
                 v[c * V + e] = a;
                 m = png_max_nan(m, a);
@@ -623,7 +629,7 @@ __global__ void __launch_bounds__(1024) softmax_cached(const T *x, T *out, red_a
         m = group == 32 ? warp_reduce<fmax_op<F> >(m) : block_reduce<fmax_op<F> >(m, sh);
         F s = 0;
         PNG_UNROLL_ALL
-        for (int k = 0; k < SM_ITEMS; k++) {
+        for (int k = 0; k < ITEMS; k++) {
             v[k] = png_exp(v[k] - m);
             s += v[k];
         }
@@ -632,9 +638,9 @@ __global__ void __launch_bounds__(1024) softmax_cached(const T *x, T *out, red_a
         F inv = (F)1 / s;
         T *q = out + row * P.n;
         PNG_UNROLL_ALL
-        for (int c = 0; c < SM_ITEMS / V; c++) {
-            int64_t r = sm_index<T, VEC>(c * V, lane, group);
-            if (!live || r >= P.n) continue;
+        for (int c = 0; c < ITEMS / V; c++) {
+            int r = sm_index<T, VEC>(c * V, lane, group);
+            if (!live || r >= n) continue;
             vec16<T> w;
             PNG_UNROLL_ALL
             for (int e = 0; e < V; e++)
@@ -659,10 +665,10 @@ static int launch_softmax(const pnG_dims *kept, const pnG_dims *red, int64_t out
     P.scale = 1;
     P.rl = 1;
     P.contig = red->ndim == 0 || (red->ndim == 1 && red->stride[0][0] == 1);
-    if (n <= 1024 * SM_ITEMS) { /* the row fits in registers */
-        int threads = n <= 32 * SM_ITEMS ? RED_THREADS : n <= RED_THREADS * SM_ITEMS ? RED_THREADS
-                                                                                      : 1024;
-        P.group = n <= 32 * SM_ITEMS ? 32 : threads;
+    const int items = sm_items<T>::value;
+    if (n <= 1024 * items) { /* the row fits in registers */
+        int threads = n <= RED_THREADS * items ? RED_THREADS : 1024;
+        P.group = n <= 32 * items ? 32 : threads;
         int rows_per = threads / P.group;
         /* 16-byte runs when every row starts aligned and is a whole number of runs long */
         const int64_t V = 16 / sizeof(T);
