@@ -3,7 +3,9 @@
  * baseline measured in the same run (a device-to-device copy, cuBLASLt through pnG_gemm, a tiny
  * async copy, a plain pageable cudaMemcpy), and prints `bench NAME: VALUE UNIT (ratio R vs BASELINE)`; bench/gpu/bench_torch.py
  * runs the same workloads in PyTorch. --quick shrinks every size so the simulated GPU finishes in
- * seconds. Figures and method: docs/benchmarks.md, section "GPU". */
+ * seconds (run it there: every figure's result is checked before it is timed); WORDs select
+ * figures (`ponte_bench_gpu --quick rms_norm gather`). Figures and method: docs/benchmarks.md,
+ * section "GPU". */
 #define _GNU_SOURCE
 #include "ponte.h"
 #include "backend/cuda/gemm.h"
@@ -27,13 +29,18 @@ typedef struct {
     int64_t sm_rows, sm_cols;   /* softmax over the last axis */
     int64_t sgemm_n, bf16_n;    /* square GEMM sizes */
     int64_t batch;              /* images per training step */
+    int64_t norm_rows, norm_cols; /* LayerNorm / RMSNorm over the last axis */
+    int64_t table_rows, lookups;  /* gather / scatter-add: rows of the table, indices */
+    int64_t gather_cols, scatter_cols;
     int chain;                  /* tiny adds of op_overhead_gpu */
     int warmup, reps;           /* untimed and (at most) timed repetitions per figure */
     double budget;              /* seconds of timed repetitions per figure, at most */
 } sizes;
 
-static const sizes FULL = {(int64_t)1 << 26, 4096, 4096, 4096, 8192, 256, 1000, 5, 50, 3.0};
-static const sizes QUICK = {(int64_t)1 << 16, 64, 1024, 256, 256, 16, 1000, 1, 3, 2.0};
+static const sizes FULL = {(int64_t)1 << 26, 4096, 4096, 4096, 8192, 256, 4096, 4096, 65536,
+                           16384, 2048, 1024, 1000, 5, 50, 3.0};
+static const sizes QUICK = {(int64_t)1 << 16, 64, 1024, 256, 256, 16, 16, 4096, 512, 64, 2048,
+                            1024, 1000, 1, 3, 2.0};
 
 static sizes S;
 static pn_device GPU = {PN_GPU, 0};
@@ -179,20 +186,30 @@ static float *host_random(int64_t n, float lo, float hi)
     return p;
 }
 
-static uint16_t f32_to_bf16(float f) /* round to nearest even (inputs are finite) */
+/* n host values of a 16-bit float dtype (bfloat16 or float16) uniform in [lo, hi), rounded to
+ * nearest even, never all zero; NULL with an error. */
+static uint16_t *host_random16(int64_t n, float lo, float hi, pn_dtype dt)
 {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    u += 0x7FFFu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
+    uint16_t *p = malloc((size_t)n * sizeof(uint16_t));
+    if (!p) {
+        pn_set_error(PN_ERR_OUT_OF_MEMORY, "bench: host buffer of %lld halves", (long long)n);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float v = lo + (hi - lo) * 0.5f * (rand_uniform() + 1.0f);
+        p[i] = dt == PN_BFLOAT16 ? pnC_f32_to_bf16(v).bits : pnC_f32_to_f16(v).bits;
+    }
+    return p;
 }
 
-static float bf16_to_f32(uint16_t h)
+/* Element i of a host buffer of dtype f32, bf16 or f16, as double. */
+static double host_at(const void *m, pn_dtype dt, int64_t i)
 {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
+    switch (dt) {
+    case PN_BFLOAT16: return pnC_bf16_to_f32(((const pn_bfloat16 *)m)[i]);
+    case PN_FLOAT16: return pnC_f16_to_f32(((const pn_float16 *)m)[i]);
+    default: return ((const float *)m)[i];
+    }
 }
 
 /* A Ponte array of the host data, already moved to the GPU (an evaluated copy made on the
@@ -235,22 +252,21 @@ static int run_copy(void *p)
     return pnG_synchronize(STREAM);
 }
 
-/* Two raw device buffers of nbytes, src holding host data; checks that a copy arrives.
- * Returns 0 or -1 (message in bench_msg or a Ponte error). */
-static int copy_setup(copy_ctx *c, const float *host, size_t nbytes)
+/* Two raw device buffers of nbytes (a multiple of 4), src holding host data; checks that a copy
+ * arrives. Returns 0 or -1 (message in bench_msg or a Ponte error). */
+static int copy_setup(copy_ctx *c, const void *host, size_t nbytes)
 {
     c->nbytes = nbytes;
     c->src = device_copy_of(host, nbytes);
     c->dst = c->src ? pnG_malloc(nbytes, STREAM) : NULL;
     if (!c->dst) return -1;
     if (run_copy(c) != 0) return -1;
-    int64_t n = (int64_t)(nbytes / sizeof(float));
-    float probe[2];
-    if (pnG_copy_to_host(&probe[0], c->dst, sizeof(float), STREAM) != 0 ||
-        pnG_copy_to_host(&probe[1], (char *)c->dst + (nbytes - sizeof(float)), sizeof(float),
-                         STREAM) != 0)
+    const char *h = host;
+    char probe[8];
+    if (pnG_copy_to_host(&probe[0], c->dst, 4, STREAM) != 0 ||
+        pnG_copy_to_host(&probe[4], (char *)c->dst + (nbytes - 4), 4, STREAM) != 0)
         return -1;
-    if (probe[0] != host[0] || probe[1] != host[n - 1]) {
+    if (memcmp(probe, h, 4) != 0 || memcmp(probe + 4, h + nbytes - 4, 4) != 0) {
         snprintf(bench_msg, sizeof bench_msg, "device copy baseline: wrong bytes");
         return -1;
     }
@@ -338,16 +354,15 @@ static bool stream_check(const stream_ctx *c, const float *a, const float *b, in
     return ok;
 }
 
-/* Times the op against the device copy c; GB/s = bytes / time, ratio = GB/s over the copy's
- * GB/s (copy_bytes / copy time). */
-static void stream_figure(const char *name, stream_ctx *c, const float *a, const float *b,
-                          int64_t n, double bytes, copy_ctx *copy, double copy_bytes,
-                          const char *baseline)
+/* A figure in GB/s timed against the device copy `copy` (checked: whether its result was
+ * checked and right, else the error is reported): GB/s = bytes / median time of run(ctx),
+ * ratio = that over the copy's GB/s (copy_bytes / copy time). fb0: the fallback count before
+ * the check. */
+static void bw_figure(const char *name, bool checked, bench_fn run, void *ctx, double bytes,
+                      copy_ctx *copy, double copy_bytes, const char *baseline, int64_t fb0)
 {
-    int64_t fb0 = pnC_gpu_fallback_count();
     double t = -1, tc = -1;
-    if (stream_check(c, a, b, n) && time_pair(run_stream_op, c, run_copy, copy, &t, &tc) != 0)
-        t = -1;
+    if (checked && time_pair(run, ctx, run_copy, copy, &t, &tc) != 0) t = -1;
     if (t < 0) {
         report_error(name);
         return;
@@ -358,6 +373,16 @@ static void stream_figure(const char *name, stream_ctx *c, const float *a, const
          (double)copy->nbytes / 1e6, tc * 1e3, copy_gbs,
          copy_bytes > (double)copy->nbytes ? "read+write" : "read");
     note_fallbacks(fb0);
+}
+
+/* Times the stream op against the device copy (bw_figure). */
+static void stream_figure(const char *name, stream_ctx *c, const float *a, const float *b,
+                          int64_t n, double bytes, copy_ctx *copy, double copy_bytes,
+                          const char *baseline)
+{
+    int64_t fb0 = pnC_gpu_fallback_count();
+    bool ok = stream_check(c, a, b, n);
+    bw_figure(name, ok, run_stream_op, c, bytes, copy, copy_bytes, baseline, fb0);
 }
 
 static void bench_bandwidth(void)
@@ -444,12 +469,6 @@ static int run_pnG_gemm(void *p)
     return rc == 0 ? pnG_synchronize(STREAM) : -1;
 }
 
-/* Element i of a host matrix of dtype f32 or bf16, as double. */
-static double mat_at(const void *m, pn_dtype dt, int64_t i)
-{
-    return dt == PN_FLOAT32 ? ((const float *)m)[i] : bf16_to_f32(((const uint16_t *)m)[i]);
-}
-
 /* Compares 64 random entries of the n×n product c (dtype dt, host) with a double-precision
  * reference from the host inputs: within rel_tol of the sum of |products| (f32 without TF32 is
  * far closer than 1e-4), plus the output's rounding for bfloat16. *worst gets the largest error over the
@@ -462,11 +481,11 @@ static bool gemm_check(const char *who, const void *a, const void *b, const void
         int64_t i = (int64_t)(rng_next() % (uint64_t)n), j = (int64_t)(rng_next() % (uint64_t)n);
         double ref = 0.0, mag = 0.0;
         for (int64_t k = 0; k < n; k++) {
-            double t = mat_at(a, dt, i * n + k) * mat_at(b, dt, k * n + j);
+            double t = host_at(a, dt, i * n + k) * host_at(b, dt, k * n + j);
             ref += t;
             mag += fabs(t);
         }
-        double got = mat_at(c, dt, i * n + j);
+        double got = host_at(c, dt, i * n + j);
         if (fabs(got - ref) / mag > *worst) *worst = fabs(got - ref) / mag;
         double tol = rel_tol * mag + (dt == PN_BFLOAT16 ? fabs(ref) / 128.0 : 0.0);
         if (!(fabs(got - ref) <= tol)) {
@@ -500,8 +519,8 @@ static void gemm_figure(const char *name, int64_t n, pn_dtype dt, bool tf32)
             ((float *)ha)[i] = va;
             ((float *)hb)[i] = vb;
         } else {
-            ((uint16_t *)ha)[i] = f32_to_bf16(va);
-            ((uint16_t *)hb)[i] = f32_to_bf16(vb);
+            ((pn_bfloat16 *)ha)[i] = pnC_f32_to_bf16(va);
+            ((pn_bfloat16 *)hb)[i] = pnC_f32_to_bf16(vb);
         }
     }
     g.a = gpu_array(ha, shape, 2, dt);
@@ -859,6 +878,328 @@ static void bench_compile_gelu(void)
     pn_clear_error();
 }
 
+/* ───────────────────────────── layer_norm, rms_norm, gather_rows, scatter_add_rows ───────────────────────────── */
+/* The kernels of backend/cuda/norm.cu and indexing.cu on transformer-sized workloads: GB/s of
+ * the bytes that must move (inputs read once, outputs written once; the backward's partial rows
+ * are not counted), against a device copy of the figure's main array (read+write) timed in the
+ * same run. */
+
+#define NORM_EPS 1e-5
+#define HOT_ROWS 16 /* every 8th index names one of the table's first HOT_ROWS rows */
+
+enum { G_LAYER_NORM, G_RMS_NORM, G_RMS_NORM_BWD, G_GATHER, G_SCATTER_ADD };
+
+typedef struct {
+    int which;
+    pn_array *x, *w, *b, *g; /* norms: x (rows, cols), weight, bias, the backward's cotangent */
+    pn_closure *rms;         /* (x, w) -> rms_norm(x, w): differentiated by the backward */
+    pn_array *table, *idx, *upd; /* gather / scatter: the table, int32 row indices, updates */
+    const void *hx, *hw, *hb, *hg, *htab, *hupd; /* host copies of the inputs */
+    const int32_t *hidx;
+} graph_ctx;
+
+static int rms_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)ctx, (void)nin;
+    out[0] = pn_nn_rms_norm(in[0], in[1], NORM_EPS);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* The figure's lazy outputs over its evaluated inputs, owned by the current scope: their count
+ * (the backward: dx and dweight of pn_vjp; the forward output is built but never evaluated), or
+ * -1 with an error. */
+static int graph_build(graph_ctx *c, pn_array **out)
+{
+    static const int axis0[1] = {0};
+    switch (c->which) {
+    case G_LAYER_NORM: out[0] = pn_nn_layer_norm(c->x, c->w, c->b, NORM_EPS); break;
+    case G_RMS_NORM: out[0] = pn_nn_rms_norm(c->x, c->w, NORM_EPS); break;
+    case G_RMS_NORM_BWD: {
+        pn_array *primals[2] = {c->x, c->w}, *y[PN_MAX_OUTPUTS];
+        int ny = 0;
+        return pn_vjp(c->rms, 2, primals, 1, &c->g, &ny, y, out) == 0 ? 2 : -1;
+    }
+    case G_GATHER: out[0] = pn_take(c->table, c->idx, 0); break;
+    default: out[0] = pn_scatter(c->table, &c->idx, 1, c->upd, axis0, PN_SCATTER_ADD); break;
+    }
+    return out[0] ? 1 : -1;
+}
+
+static int run_graph(void *p)
+{
+    pn_array *out[2];
+    pn_scope_push();
+    int n = graph_build(p, out);
+    int rc = n < 0 ? -1 : pn_eval(out, n);
+    if (rc == 0) rc = gpu_sync();
+    pn_scope_pop();
+    return rc;
+}
+
+/* The figure's outputs evaluated and on the host (want of them, each of dtype dt): 0, or -1
+ * (message in bench_msg or a Ponte error). Call inside a scope. */
+static int graph_host(graph_ctx *c, int want, pn_dtype dt, const void **v)
+{
+    pn_array *out[2];
+    if (graph_build(c, out) != want) return -1;
+    for (int k = 0; k < want; k++) {
+        if (pn_array_dtype(out[k]) != dt) {
+            snprintf(bench_msg, sizeof bench_msg, "result dtype %s, expected %s",
+                     pn_dtype_name(pn_array_dtype(out[k])), pn_dtype_name(dt));
+            return -1;
+        }
+        if (!(v[k] = pn_data(out[k]))) return -1;
+    }
+    return 0;
+}
+
+/* got against ref within tol; else a message naming what and where. */
+static bool near(const char *what, int64_t i, int64_t j, double got, double ref, double tol)
+{
+    if (fabs(got - ref) <= tol) return true;
+    snprintf(bench_msg, sizeof bench_msg, "wrong %s at (%lld, %lld): %.6g, expected %.6g", what,
+             (long long)i, (long long)j, got, ref);
+    return false;
+}
+
+/* Row r's mean (0 without center) and 1 / sqrt(var + eps) of the host x, in double. */
+static void norm_row_stats(const graph_ctx *c, int64_t r, bool center, double *mean, double *rstd)
+{
+    int64_t n = S.norm_cols;
+    double m = 0.0, q = 0.0;
+    for (int64_t j = 0; center && j < n; j++) m += host_at(c->hx, PN_BFLOAT16, r * n + j);
+    m /= (double)n;
+    for (int64_t j = 0; j < n; j++) {
+        double d = host_at(c->hx, PN_BFLOAT16, r * n + j) - m;
+        q += d * d;
+    }
+    *mean = m;
+    *rstd = 1.0 / sqrt(q / (double)n + NORM_EPS);
+}
+
+/* Checks rows 0, rows/2 and rows-1 of the norm's output (the backward: of dx, and dweight at
+ * 16 sampled columns over all rows) against double precision from the host inputs: within
+ * 1/128 of the sum of the terms' magnitudes (two bfloat16 roundings) plus 1e-3. */
+static bool norm_check(graph_ctx *c)
+{
+    int64_t rows = S.norm_rows, n = S.norm_cols, check_rows[3] = {0, rows / 2, rows - 1};
+    bool center = c->which == G_LAYER_NORM, bwd = c->which == G_RMS_NORM_BWD;
+    const pn_dtype bf = PN_BFLOAT16;
+    const void *v[2] = {NULL, NULL};
+    double *rstd_all = NULL;
+    pn_scope_push();
+    bool ok = graph_host(c, bwd ? 2 : 1, bf, v) == 0;
+    for (int k = 0; k < 3 && ok; k++) {
+        int64_t r = check_rows[k];
+        double mean, rstd, dot = 0.0;
+        norm_row_stats(c, r, center, &mean, &rstd);
+        for (int64_t j = 0; bwd && j < n; j++) /* mean of (g w) (x rstd) over the row */
+            dot += host_at(c->hg, bf, r * n + j) * host_at(c->hw, bf, j) *
+                   host_at(c->hx, bf, r * n + j) * rstd / (double)n;
+        for (int64_t j = 0; j < n && ok; j++) {
+            double xh = (host_at(c->hx, bf, r * n + j) - mean) * rstd, w = host_at(c->hw, bf, j);
+            double ref, mag;
+            if (bwd) {
+                double gw = host_at(c->hg, bf, r * n + j) * w;
+                ref = rstd * (gw - xh * dot);
+                mag = rstd * (fabs(gw) + fabs(xh * dot));
+            } else {
+                double b = c->hb ? host_at(c->hb, bf, j) : 0.0;
+                ref = xh * w + b;
+                mag = fabs(xh * w) + fabs(b);
+            }
+            ok = near(bwd ? "dx" : "output", r, j, host_at(v[0], bf, r * n + j), ref,
+                      mag / 128.0 + 1e-3);
+        }
+    }
+    if (ok && bwd) {
+        rstd_all = malloc((size_t)rows * sizeof(double));
+        if (!rstd_all) {
+            snprintf(bench_msg, sizeof bench_msg, "out of host memory");
+            ok = false;
+        }
+        for (int64_t r = 0; ok && r < rows; r++) {
+            double mean;
+            norm_row_stats(c, r, false, &mean, &rstd_all[r]);
+        }
+        for (int s = 0; s < 16 && ok; s++) {
+            int64_t j = (int64_t)(rng_next() % (uint64_t)n);
+            double ref = 0.0, mag = 0.0;
+            for (int64_t r = 0; r < rows; r++) {
+                double t = host_at(c->hg, bf, r * n + j) * host_at(c->hx, bf, r * n + j) * rstd_all[r];
+                ref += t;
+                mag += fabs(t);
+            }
+            ok = near("dweight", 0, j, host_at(v[1], bf, j), ref, fabs(ref) / 128.0 + 1e-4 * mag);
+        }
+    }
+    free(rstd_all);
+    pn_scope_pop();
+    return ok;
+}
+
+/* Gather: 16 result rows (the first, middle, last, and random ones) bit for bit against the
+ * table's rows they name. Scatter-add: the hot rows, two rows named by indices and the last
+ * row against the table's row plus its updates summed in double, within 4e-5 of the sum of
+ * magnitudes (float32 atomics add in any order). */
+static bool index_check(graph_ctx *c)
+{
+    int64_t K = S.lookups, T = S.table_rows;
+    bool gather = c->which == G_GATHER;
+    int64_t C = gather ? S.gather_cols : S.scatter_cols;
+    const void *v[1] = {NULL};
+    int64_t *hits = gather ? NULL : malloc((size_t)K * sizeof(int64_t));
+    pn_scope_push();
+    bool ok = (gather || hits) && graph_host(c, 1, gather ? PN_FLOAT16 : PN_FLOAT32, v) == 0;
+    for (int s = 0; gather && s < 16 && ok; s++) {
+        int64_t i = s == 0 ? 0 : s == 1 ? K / 2 : s == 2 ? K - 1 : (int64_t)(rng_next() % (uint64_t)K);
+        const uint16_t *got = (const uint16_t *)v[0] + i * C,
+                       *ref = (const uint16_t *)c->htab + (int64_t)c->hidx[i] * C;
+        for (int64_t j = 0; j < C && ok; j++)
+            if (got[j] != ref[j]) {
+                snprintf(bench_msg, sizeof bench_msg,
+                         "gathered row %lld (table row %d) differs at column %lld",
+                         (long long)i, (int)c->hidx[i], (long long)j);
+                ok = false;
+            }
+    }
+    for (int s = 0; !gather && s < HOT_ROWS + 3 && ok; s++) {
+        int64_t t = s < HOT_ROWS ? s : s == HOT_ROWS ? c->hidx[1] : s == HOT_ROWS + 1 ? c->hidx[K - 1] : T - 1;
+        int64_t nh = 0;
+        for (int64_t i = 0; i < K; i++)
+            if (c->hidx[i] == t) hits[nh++] = i;
+        for (int64_t j = 0; j < C && ok; j++) {
+            double ref = host_at(c->htab, PN_FLOAT32, t * C + j), mag = fabs(ref);
+            for (int64_t h = 0; h < nh; h++) {
+                double u = host_at(c->hupd, PN_FLOAT32, hits[h] * C + j);
+                ref += u;
+                mag += fabs(u);
+            }
+            ok = near("scattered row", t, j, host_at(v[0], PN_FLOAT32, t * C + j), ref, 4e-5 * mag);
+        }
+    }
+    if (!gather && !hits) snprintf(bench_msg, sizeof bench_msg, "out of host memory");
+    free(hits);
+    pn_scope_pop();
+    return ok;
+}
+
+/* layer_norm_bf16_RxN (weight and bias), rms_norm_bf16_RxN (weight) and rms_norm_bwd_bf16_RxN
+ * (pn_vjp of rms_norm: dx and dweight), against a copy of x. */
+static void bench_norms(void)
+{
+    int64_t R = S.norm_rows, N = S.norm_cols, shape[2] = {R, N};
+    char names[3][64];
+    snprintf(names[0], sizeof names[0], "layer_norm_bf16_%lldx%lld", (long long)R, (long long)N);
+    snprintf(names[1], sizeof names[1], "rms_norm_bf16_%lldx%lld", (long long)R, (long long)N);
+    snprintf(names[2], sizeof names[2], "rms_norm_bwd_bf16_%lldx%lld", (long long)R, (long long)N);
+    uint16_t *hx = host_random16(R * N, -1.0f, 2.0f, PN_BFLOAT16);
+    uint16_t *hg = hx ? host_random16(R * N, -1.0f, 1.0f, PN_BFLOAT16) : NULL;
+    uint16_t *hw = hg ? host_random16(N, 0.5f, 1.5f, PN_BFLOAT16) : NULL;
+    uint16_t *hb = hw ? host_random16(N, -0.5f, 0.5f, PN_BFLOAT16) : NULL;
+    graph_ctx c = {.hx = hx, .hw = hw, .hb = hb, .hg = hg};
+    copy_ctx copy = {0};
+    double xb = (double)(R * N) * 2.0, vb = (double)N * 2.0;
+    /* bytes: x, weight (and bias) read, y written; backward: x, g, weight read, dx, dweight written */
+    const double bytes[3] = {2 * xb + 3 * vb, 2 * xb + 2 * vb, 3 * xb + 2 * vb};
+    const int which[3] = {G_LAYER_NORM, G_RMS_NORM, G_RMS_NORM_BWD};
+    if (hb && copy_setup(&copy, hx, (size_t)xb) == 0) {
+        c.x = gpu_array(hx, shape, 2, PN_BFLOAT16);
+        c.g = c.x ? gpu_array(hg, shape, 2, PN_BFLOAT16) : NULL;
+        c.w = c.g ? gpu_array(hw, &N, 1, PN_BFLOAT16) : NULL;
+        c.b = c.w ? gpu_array(hb, &N, 1, PN_BFLOAT16) : NULL;
+        c.rms = c.b ? pn_closure_new(rms_fn, NULL, NULL) : NULL;
+    }
+    if (!c.rms) {
+        report_error(names[0]);
+        goto done;
+    }
+    for (int k = 0; k < 3; k++) {
+        int64_t fb0 = pnC_gpu_fallback_count();
+        c.which = which[k];
+        c.hb = which[k] == G_LAYER_NORM ? hb : NULL;
+        bool ok = norm_check(&c);
+        bw_figure(names[k], ok, run_graph, &c, bytes[k], &copy, 2 * xb, "d2d_copy", fb0);
+    }
+done:
+    pn_closure_release(c.rms);
+    pn_release(c.x);
+    pn_release(c.g);
+    pn_release(c.w);
+    pn_release(c.b);
+    copy_free(&copy);
+    free(hx);
+    free(hg);
+    free(hw);
+    free(hb);
+    pn_clear_error();
+}
+
+/* gather_rows_f16: pn_take of S.lookups rows of a (S.table_rows, S.gather_cols) float16 table
+ * (an embedding lookup), against a copy of the result's size; scatter_add_rows_f32: its
+ * backward's shape, pn_scatter (add) of S.lookups rows of S.scatter_cols float32 into a float32
+ * table (a new array: the table is read and the result written), against a copy of the table.
+ * The same int32 indices for both: every 8th among the first HOT_ROWS rows (repeated), the
+ * rest uniform over the table. */
+static void bench_indexing(void)
+{
+    int64_t T = S.table_rows, K = S.lookups, Cg = S.gather_cols, Cs = S.scatter_cols;
+    int32_t *hidx = malloc((size_t)K * sizeof(int32_t));
+    graph_ctx c = {.hidx = hidx};
+    copy_ctx copy = {0};
+    void *htab = NULL, *hupd = NULL;
+    const char *name = "gather_rows_f16";
+    double idx_b = (double)K * 4.0, out_b = (double)(K * Cg) * 2.0, tab_b = (double)(T * Cs) * 4.0,
+           upd_b = (double)(K * Cs) * 4.0;
+    int64_t fb0;
+    bool ok;
+    if (!hidx) goto fail;
+    for (int64_t i = 0; i < K; i++)
+        hidx[i] = (int32_t)(rng_next() % (uint64_t)(i % 8 == 0 ? HOT_ROWS : T));
+    c.idx = gpu_array(hidx, &K, 1, PN_INT32);
+    htab = c.idx ? host_random16(T * Cg, -1.0f, 1.0f, PN_FLOAT16) : NULL;
+    if (!htab || copy_setup(&copy, htab, (size_t)(K * Cg) * 2) != 0) goto fail;
+    c.table = gpu_array(htab, (int64_t[]){T, Cg}, 2, PN_FLOAT16);
+    if (!c.table) goto fail;
+    c.htab = htab;
+    c.which = G_GATHER;
+    fb0 = pnC_gpu_fallback_count();
+    ok = index_check(&c);
+    bw_figure(name, ok, run_graph, &c, 2 * out_b + idx_b, &copy, 2 * out_b, "d2d_copy", fb0);
+
+    pn_release(c.table);
+    c.table = NULL;
+    copy_free(&copy);
+    free(htab);
+    name = "scatter_add_rows_f32";
+    htab = host_random(T * Cs, -1.0f, 1.0f);
+    hupd = htab ? host_random(K * Cs, -1.0f, 1.0f) : NULL;
+    if (!hupd || copy_setup(&copy, htab, (size_t)(T * Cs) * 4) != 0) goto fail;
+    c.table = gpu_array(htab, (int64_t[]){T, Cs}, 2, PN_FLOAT32);
+    c.upd = c.table ? gpu_array(hupd, (int64_t[]){K, 1, Cs}, 3, PN_FLOAT32) : NULL;
+    if (!c.upd) goto fail;
+    c.htab = htab;
+    c.hupd = hupd;
+    c.which = G_SCATTER_ADD;
+    fb0 = pnC_gpu_fallback_count();
+    ok = index_check(&c);
+    bw_figure(name, ok, run_graph, &c, 2 * tab_b + upd_b + idx_b, &copy, 2 * tab_b, "d2d_copy",
+              fb0);
+    goto done;
+fail:
+    report_error(name);
+done:
+    pn_release(c.table);
+    pn_release(c.idx);
+    pn_release(c.upd);
+    copy_free(&copy);
+    free(hidx);
+    free(htab);
+    free(hupd);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 static const struct {
@@ -872,6 +1213,8 @@ static const struct {
     {"op_overhead_gpu", bench_op_overhead},
     {"h2d_copy", bench_h2d},
     {"compile_gelu_gpu", bench_compile_gelu},
+    {"layer_norm rms_norm", bench_norms},
+    {"gather_rows scatter_add_rows", bench_indexing},
 };
 
 /* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a

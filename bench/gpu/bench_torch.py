@@ -15,9 +15,13 @@ import time
 
 # The sizes of bench_gpu.c (FULL and QUICK there): keep the two in step.
 FULL = dict(n=1 << 26, sm_rows=4096, sm_cols=4096, sgemm_n=4096, bf16_n=8192, batch=256,
-            chain=1000, warmup=5, reps=50, budget=3.0)
+            norm_rows=4096, norm_cols=4096, table_rows=65536, lookups=16384, gather_cols=2048,
+            scatter_cols=1024, chain=1000, warmup=5, reps=50, budget=3.0)
 QUICK = dict(n=1 << 16, sm_rows=64, sm_cols=1024, sgemm_n=256, bf16_n=256, batch=16,
-             chain=1000, warmup=1, reps=3, budget=2.0)
+             norm_rows=16, norm_cols=4096, table_rows=512, lookups=64, gather_cols=2048,
+             scatter_cols=1024, chain=1000, warmup=1, reps=3, budget=2.0)
+NORM_EPS = 1e-5
+HOT_ROWS = 16  # every 8th index names one of the table's first HOT_ROWS rows (bench_gpu.c's)
 
 # Units where a smaller value is faster (the speed ratio inverts them).
 TIME_UNITS = {"ms", "us/op"}
@@ -183,6 +187,86 @@ class Bench:
         self.note(f"chain of {S['chain']} adds on 1 element, eager, host clock with "
                   "synchronize")
 
+    def bandwidth_figure(self, name, nbytes, fn, src):
+        """Reports nbytes moved by fn in GB/s, and notes the ratio against torch's device copy of
+        src (counted read+write), timed just before."""
+        dst = self.torch.empty_like(src)
+        copy_bytes = 2 * src.numel() * src.element_size()
+        t_copy = self.median_ms(lambda: dst.copy_(src))
+        del dst
+        t = self.median_ms(fn)
+        self.report(name, nbytes / t / 1e6, "GB/s")
+        self.note(f"median {t:.3f} ms; ratio {(nbytes / t) / (copy_bytes / t_copy):.3f} vs torch "
+                  f"copy of {copy_bytes / 2e6:.4g} MB ({copy_bytes / t_copy / 1e6:.1f} GB/s)")
+
+    # ── LayerNorm / RMSNorm (bfloat16) and RMSNorm's backward (bytes as bench_gpu.c counts them) ──
+    def norms(self):
+        torch, S = self.torch, self.S
+        F = torch.nn.functional
+        if not hasattr(F, "rms_norm"):
+            raise RuntimeError("torch.nn.functional.rms_norm needs PyTorch >= 2.4")
+        R, N, bf = S["norm_rows"], S["norm_cols"], torch.bfloat16
+        x = (torch.rand(R, N, device="cuda") * 3 - 1).to(bf)
+        g = (torch.rand(R, N, device="cuda") * 2 - 1).to(bf)
+        w = (torch.rand(N, device="cuda") + 0.5).to(bf)
+        b = (torch.rand(N, device="cuda") - 0.5).to(bf)
+        xb, vb, rows, lbl = R * N * 2, N * 2, [0, R // 2, R - 1], f"{R}x{N}"
+
+        def close(got, ref):  # bfloat16 output rounding, as bench_gpu.c's checks
+            torch.testing.assert_close(got.double(), ref, rtol=1 / 128, atol=1e-2)
+
+        def rms_ref(xd, wd):
+            return xd * torch.rsqrt(xd.pow(2).mean(-1, keepdim=True) + NORM_EPS) * wd
+
+        close(F.layer_norm(x, (N,), w, b, NORM_EPS)[rows],
+              F.layer_norm(x[rows].double(), (N,), w.double(), b.double(), NORM_EPS))
+        self.bandwidth_figure(f"layer_norm_bf16_{lbl}", 2 * xb + 3 * vb,
+                              lambda: F.layer_norm(x, (N,), w, b, NORM_EPS), x)
+
+        close(F.rms_norm(x, (N,), w, NORM_EPS)[rows], rms_ref(x[rows].double(), w.double()))
+        self.bandwidth_figure(f"rms_norm_bf16_{lbl}", 2 * xb + 2 * vb,
+                              lambda: F.rms_norm(x, (N,), w, NORM_EPS), x)
+
+        # the backward alone: the graph of one forward, kept, differentiated each repetition
+        xr, wr = x.detach().requires_grad_(), w.detach().requires_grad_()
+        y = F.rms_norm(xr, (N,), wr, NORM_EPS)
+        dx, dw = torch.autograd.grad(y, (xr, wr), g, retain_graph=True)
+        xd, wd = x.double().requires_grad_(), w.double().requires_grad_()
+        dxd, dwd = torch.autograd.grad(rms_ref(xd, wd), (xd, wd), g.double())
+        close(dx[rows], dxd[rows])
+        close(dw, dwd)
+        del xd, wd, dxd, dwd, dx, dw
+        self.bandwidth_figure(f"rms_norm_bwd_bf16_{lbl}", 3 * xb + 2 * vb,
+                              lambda: torch.autograd.grad(y, (xr, wr), g, retain_graph=True), x)
+
+    # ── an embedding lookup (index_select) and its backward's shape (index_add, out of place as
+    # Ponte's scatter: the table is read and a new one written) ──
+    def indexing(self):
+        torch, S = self.torch, self.S
+        T, K, Cg, Cs = S["table_rows"], S["lookups"], S["gather_cols"], S["scatter_cols"]
+        idx = torch.randint(0, T, (K,), device="cuda")
+        idx[::8] = torch.randint(0, HOT_ROWS, (len(range(0, K, 8)),), device="cuda")
+        idx_b = K * 4  # counted as int32 indices, as Ponte's (torch's are int64)
+
+        table = (torch.rand(T, Cg, device="cuda") * 2 - 1).half()
+        out = torch.index_select(table, 0, idx)
+        for i in (0, K // 2, K - 1):
+            assert torch.equal(out[i], table[int(idx[i])]), ("gather", i)
+        self.bandwidth_figure("gather_rows_f16", 2 * K * Cg * 2 + idx_b,
+                              lambda: torch.index_select(table, 0, idx), out)
+        del table, out
+
+        table = torch.rand(T, Cs, device="cuda") * 2 - 1
+        upd = torch.rand(K, Cs, device="cuda") * 2 - 1
+        res = table.index_add(0, idx, upd)
+        for t in list(range(HOT_ROWS)) + [T - 1]:
+            hit = upd[idx == t].double()
+            ref = table[t].double() + hit.sum(0)
+            mag = table[t].double().abs() + hit.abs().sum(0)
+            assert bool(((res[t].double() - ref).abs() <= 4e-5 * mag).all()), ("scatter", t)
+        self.bandwidth_figure("scatter_add_rows_f32", 2 * T * Cs * 4 + K * Cs * 4 + idx_b,
+                              lambda: table.index_add(0, idx, upd), table)
+
 
 def compare(results, path):
     """Prints Ponte's speed over PyTorch's for every figure both have."""
@@ -240,6 +324,8 @@ def main():
         ("mlp_step", lambda: b.train("mlp")),
         ("cnn_step", lambda: b.train("cnn")),
         ("op_overhead_gpu", b.op_overhead),
+        ("layer_norm rms_norm", b.norms),
+        ("gather_rows scatter_add_rows", b.indexing),
     ]
     t0 = time.perf_counter()
     for figures, run in groups:
