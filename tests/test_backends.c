@@ -215,6 +215,31 @@ static pn_array *c_complex(pn_array *const *x)
 {
     return pn_add(pn_multiply(pn_exp(x[0]), x[1]), pn_divide(pn_sqrt(x[1]), x[0]));
 }
+static pn_array *c_complex_conj(pn_array *const *x)
+{
+    return pn_multiply(pn_conjugate(x[0]), pn_add(x[1], pn_conjugate(x[1])));
+}
+static pn_array *c_bitwise(pn_array *const *x)
+{
+    pn_array *a = pn_bitwise_and(x[0], x[1]), *o = pn_bitwise_or(x[0], pn_negative(x[1]));
+    return pn_bitwise_xor(pn_add(a, pn_weak_int(3)), o);
+}
+/* infinities of both signs and NaNs: 1 / floor(x) and -1 / floor(x) over x in (-1.5, 1.5),
+ * log of negatives; isinf + 2 isposinf + 4 isneginf + 8 isnan */
+static pn_array *c_infs(pn_array *const *x)
+{
+    pn_array *f = pn_floor(x[0]), *p = pn_divide(pn_weak_float(1), f), *n = pn_divide(pn_weak_float(-1), f);
+    pn_array *y = pn_where(pn_greater(x[0], pn_weak_float(0.7)), pn_log(pn_negative(x[0])), p);
+    pn_array *bits[4] = {pn_isinf(y), pn_isposinf(y), pn_isneginf(n), pn_isnan(y)};
+    pn_array *acc = pn_astype(bits[0], PN_INT32);
+    for (int k = 1; k < 4; k++) acc = pn_add(acc, pn_multiply(pn_astype(bits[k], PN_INT32), pn_weak_int(1 << k)));
+    return acc;
+}
+/* stop_gradient between two uses of x: its value flows, its gradient does not */
+static pn_array *c_stop_gradient(pn_array *const *x)
+{
+    return pn_multiply(pn_stop_gradient(pn_sin(x[0])), pn_cos(x[0]));
+}
 static pn_array *c_where(pn_array *const *x)
 {
     return pn_where(pn_greater(x[0], pn_weak_float(0)), x[1], x[2]);
@@ -783,6 +808,12 @@ static const op_case CASES[] = {
     {"nan_to_num", c_nan_to_num, 1, {IN(SH2, F32, -1, 1)}, false, false},
     {"misaligned f16 slice", c_misaligned_sin, 1, {IN(SH1, PN_FLOAT16, -3, 3)}, false, false},
     {"complex64", c_complex, 2, {IN(SH2, PN_COMPLEX64, 0.5, 2), IN(SH2, PN_COMPLEX64, 0.5, 2)}, false, false},
+    {"conjugate complex64", c_complex_conj, 2, {IN(SH2, PN_COMPLEX64, -2, 2), IN(SH2, PN_COMPLEX64, -2, 2)}, false, false},
+    {"bitwise and/or int32", c_bitwise, 2, {IN(SH2, PN_INT32, -1000, 1000), IN(SH2, PN_INT32, -1000, 1000)}, false, false},
+    {"bitwise and/or uint16", c_bitwise, 2, {IN(SH3, PN_UINT16, 0, 60000), IN(SH3, PN_UINT16, 0, 60000)}, false, false},
+    {"isinf isposinf isneginf", c_infs, 1, {IN(SH2, F32, -1.5, 1.5)}, false, false},
+    {"isinf f16", c_infs, 1, {IN(SH3, PN_FLOAT16, -1.5, 1.5)}, false, false},
+    {"stop_gradient", c_stop_gradient, 1, {IN(SH2, F32, -2, 2)}, true, false},
     {"astype f16", c_astype_f16, 1, {IN(SH2, F32, -100, 100)}, false, false},
     {"astype bf16", c_astype_bf16, 1, {IN(SH2, F32, -100, 100)}, false, false},
     {"astype i32", c_astype_i32, 1, {IN(SH2, F32, -100, 100)}, false, false},
@@ -1141,10 +1172,10 @@ TEST(optim_update_cpu_and_gpu_agree)
 
 /* The cases above ran every primitive through its own kernel on each backend: every
  * primitive of the registry (each elementwise op its own) and the fused Compiled node, on the
- * CPU and on the GPU, with no fallback counted as GPU. Left out, each for its reason:
- * primitives that only carry a graph for a transformation and never run (the tracer's, the
- * alias), and CustomKernel (GPU only, user source; test_custom_kernel). Runs after the two
- * tests above (registration order); alone, it has nothing to look at and says so. */
+ * CPU and on the GPU, with no fallback counted as GPU. Skipped: primitives with no kernel on
+ * either side (the tracer's, which only marks a transformation's inputs). Not in the registry:
+ * CustomKernel (GPU only, user source: test_custom_kernel). Runs after the two tests above
+ * (registration order); alone, it has nothing to look at and says so. */
 TEST(every_primitive_ran_on_both_backends)
 {
     if (!pn_is_available(dev_of(PN_GPU))) return;

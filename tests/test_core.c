@@ -283,6 +283,8 @@ TEST(kernel_table_matches_a_linear_search)
     absent[lens[2]] = 0x5a; /* key 2 with one more byte */
     CHECK(pnC_kernel_table_get(&t, absent, lens[2] + 1) == NULL);
     CHECK(t.n <= t.cap / 2 && t.cap >= 1024);
+    pnC_kernel_table_free(&t);
+    CHECK(t.n == 0 && t.cap == 0 && pnC_kernel_table_get(&t, keys[3], lens[3]) == NULL);
 }
 
 /* The first-failure record: the first reason is kept and the error cleared; later failures

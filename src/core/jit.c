@@ -295,6 +295,14 @@ int pnC_kernel_table_put(pnC_kernel_table *t, const void *key, size_t len, void 
     return 0;
 }
 
+void pnC_kernel_table_free(pnC_kernel_table *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].value) free(t->slots[i].key);
+    free(t->slots);
+    *t = (pnC_kernel_table){0};
+}
+
 /* ───────────────────────────── the first failure ───────────────────────────── */
 
 void pnC_jit_fail(pnC_jit_status *s)

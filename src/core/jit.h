@@ -48,13 +48,15 @@ void *pnC_host_build(const char *who, const char *compiler, const char *const *f
  * of the process. Not locked: its user serializes every call.
  *   get: key's value, or NULL.
  *   put: sets key's value (inserting or overwriting); 0, or -1 with PN_ERR_OUT_OF_MEMORY
- *     "[who] Out of memory." (the table unchanged). */
+ *     "[who] Out of memory." (the table unchanged).
+ *   free: releases the keys and slots (not the values) and empties the table. */
 typedef struct pnC_kernel_table {
     struct pnC_kernel_slot *slots;
     size_t cap, n; /* cap: a power of two, at most half full */
 } pnC_kernel_table;
 void *pnC_kernel_table_get(const pnC_kernel_table *t, const void *key, size_t len);
 int pnC_kernel_table_put(pnC_kernel_table *t, const void *key, size_t len, void *value, const char *who);
+void pnC_kernel_table_free(pnC_kernel_table *t);
 
 /* Whether a kind of generated kernels failed: after the first failure (no compiler, one that
  * refused a program, no NVRTC) its user falls back to its interpreting kernel for the life of
