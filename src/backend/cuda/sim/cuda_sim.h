@@ -88,10 +88,20 @@ struct pnsim_tls_t {
 };
 extern __thread pnsim_tls_t pnsim_tls;
 
-#define threadIdx (static_cast<const uint3 &>(pnsim_tls.thread_idx))
-#define blockIdx (static_cast<const uint3 &>(pnsim_tls.block_idx))
-#define blockDim (static_cast<const uint3 &>(pnsim_tls.block_dim))
-#define gridDim (static_cast<const uint3 &>(pnsim_tls.grid_dim))
+/* The built-in index variables, as values read from the thread-locals. Read through functions
+ * that UBSan leaves alone: GCC 12 under -fsanitize=null tested the thread-local's address
+ * against null with stale flags once a kernel's loop had ended (early_exit_warp_kernel in
+ * test_gpusim reported a null threadIdx in the ASan + UBSan simulator build). */
+#define PNSIM_INDEX_READER(NAME, FIELD)                                                         \
+    __attribute__((no_sanitize_undefined)) static inline uint3 NAME() { return pnsim_tls.FIELD; }
+PNSIM_INDEX_READER(pnsim_thread_idx, thread_idx)
+PNSIM_INDEX_READER(pnsim_block_idx, block_idx)
+PNSIM_INDEX_READER(pnsim_block_dim, block_dim)
+PNSIM_INDEX_READER(pnsim_grid_dim, grid_dim)
+#define threadIdx (pnsim_thread_idx())
+#define blockIdx (pnsim_block_idx())
+#define blockDim (pnsim_block_dim())
+#define gridDim (pnsim_grid_dim())
 constexpr int warpSize = 32;
 
 /* The dynamic shared memory of the running block (smem bytes of the launch, 256-aligned). */
