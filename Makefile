@@ -4,12 +4,15 @@
 #   make bench   the benchmarks (C: bench/*.c; Python against numpy, MLX and PyTorch:
 #                bench/bench_python.py; PONTE_BENCH_TORCH=0: without PyTorch)
 #   make train   the main job (training the default example)
+#   make test-gpu-sim-asan  the CUDA kernels on the simulator under ASan + UBSan (what
+#                compute-sanitizer's memcheck does on a GPU; not in `make test`: ~25 minutes)
 #   make install into PREFIX (default /usr/local)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX ?= /usr/local
 BUILD ?= build
 BUILD_ASAN ?= build-asan
 BUILD_SIM ?= build-gpusim
+BUILD_SIM_ASAN ?= build-simasan
 CMAKE_FLAGS ?=
 # CUDA architectures for the builds made here: the GPU of this machine when it has one
 # ("native"), else sm_90 only, which checks that the CUDA sources compile without paying for
@@ -22,7 +25,7 @@ CUDA_FLAGS := $(if $(HAVE_NVCC),-DCMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS))
 # the entry points wait passively unless told otherwise.
 export OMP_WAIT_POLICY ?= passive
 
-.PHONY: all deps build test test-release test-asan test-gpu-sim test-python bench train char-lm install clean
+.PHONY: all deps build test test-release test-asan test-gpu-sim test-gpu-sim-asan test-python bench train char-lm install clean
 
 all: build
 
@@ -63,6 +66,21 @@ test-gpu-sim: $(BUILD_SIM)/CMakeCache.txt
 	cd $(BUILD_SIM) && PONTE_DEVICE=gpu PONTE_SIM_SHUFFLE=7 PONTE_GPU_STRICT=1 ./test_backends
 	BUILD=$(BUILD_SIM) JOBS=$(JOBS) PONTE_DEVICE=gpu scripts/test-python
 
+# The simulator's kernels under ASan + UBSan: device buffers are host allocations there, so an
+# out-of-bounds access in a kernel is caught as on the CPU. Outside `make test` (CI's time).
+$(BUILD_SIM_ASAN)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_SIM_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPONTE_SANITIZE=ON \
+	  -DPONTE_GPU_SIM=ON -DPONTE_BUILD_BENCH=OFF -DPONTE_BUILD_EXAMPLES=OFF $(CMAKE_FLAGS)
+
+test-gpu-sim-asan: $(BUILD_SIM_ASAN)/CMakeCache.txt
+	cmake --build $(BUILD_SIM_ASAN) -j $(JOBS)
+	cd $(BUILD_SIM_ASAN) && PONTE_DEVICE=gpu PONTE_SIM_JIT=1 PONTE_GPU_STRICT=1 \
+	  PONTE_CACHE_DIR=$(abspath $(BUILD_SIM_ASAN))/kernel-cache ASAN_OPTIONS=detect_leaks=1 \
+	  PONTE_TEST_QUICK=1 ./test_backends
+	cd $(BUILD_SIM_ASAN) && PONTE_DEVICE=gpu PONTE_SIM_JIT=1 \
+	  PONTE_CACHE_DIR=$(abspath $(BUILD_SIM_ASAN))/kernel-cache ASAN_OPTIONS=detect_leaks=1 \
+	  PONTE_TEST_QUICK=1 ctest --output-on-failure -j $(JOBS)
+
 test-python: build
 	BUILD=$(BUILD) JOBS=$(JOBS) scripts/test-python
 
@@ -99,4 +117,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_SIM)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_SIM) $(BUILD_SIM_ASAN)
