@@ -1338,6 +1338,12 @@ pn_array *pn_nn_init_orthogonal(const int64_t *shape, int ndim, pn_dtype dtype, 
 pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_array *v,
                                                double scale, const char *mask_mode,
                                                pn_array *mask);
+/* The same with attention sinks (MLX's sinks=, gpt-oss): sinks NULL, or one logit per query
+ * head, shape (n_heads,), of a dtype promoting to the result's: one more softmax column per
+ * row whose value is 0 (it takes probability mass from the keys). Differentiable in q, k, v
+ * and sinks. */
+pn_array *pn_fast_scaled_dot_product_attention_sinks(pn_array *q, pn_array *k, pn_array *v, double scale,
+                                                     const char *mask_mode, pn_array *mask, pn_array *sinks);
 /* Rotary positional encoding (mx.fast.rope) of floating x (..., L, D), rank >= 3: rotates the
  * first dims (even, <= D) features of position p = (offset + l) * scale by angles
  * p * base^(-i / (dims/2)), i < dims/2; traditional pairs features (2i, 2i+1), otherwise

@@ -2,6 +2,7 @@
  * masks, grouped-query), RoPE, sinusoidal encodings and ALiBi against float64 references
  * computed here on random data; attention gradients by finite differences; error cases. */
 #include "harness.h"
+#include "ops/attention.h"
 
 #include <float.h>
 #include <string.h>
@@ -25,6 +26,7 @@ typedef struct {
     const double *mask;
     const int64_t *ms;
     int mn;
+    const double *sinks; /* NULL, or one logit per query head: a softmax column of value 0 */
 } ref_mask;
 
 /* out (B,Hq,Lq,Dv) = softmax(scale q k^T + mask) v, kv head = h / (Hq / Hkv). */
@@ -51,7 +53,8 @@ static double *ref_sdpa(const double *q, const double *k, const double *v, const
                     s[j] = acc;
                     if (acc > mx) mx = acc;
                 }
-                double z = 0;
+                if (m.sinks && m.sinks[h] > mx) mx = m.sinks[h];
+                double z = m.sinks ? exp(m.sinks[h] - mx) : 0;
                 for (int64_t j = 0; j < Lk; j++) z += (s[j] = exp(s[j] - mx));
                 for (int64_t j = 0; j < Lk; j++)
                     for (int64_t d = 0; d < dv; d++)
@@ -180,6 +183,66 @@ static pn_array *sdpa_op(void *ctx, pn_array *const *in)
 {
     sdpa_ctx *c = ctx;
     return pn_fast_scaled_dot_product_attention(in[0], in[1], in[2], 0.4, c->mode, c->mask);
+}
+
+/* Attention sinks (MLX's sinks=): against the float64 reference with the sink column, fused
+ * and composite, with GQA, causal and boolean masks; the gradient in q, k, v and the sinks;
+ * bad shapes and dtypes. */
+static pn_array *sdpa_sinks_op(void *ctx, pn_array *const *in)
+{
+    return pn_fast_scaled_dot_product_attention_sinks(in[0], in[1], in[2], 0.4, ctx, NULL, in[3]);
+}
+
+TEST(sdpa_sinks)
+{
+    pn_scope_push();
+    struct { int64_t qs[4], ks[4], dv; int mode; pn_dtype t; } cases[] = {
+        {{2, 4, 5, 8}, {2, 2, 7, 8}, 6, 0, PN_FLOAT32},
+        {{1, 4, 6, 8}, {1, 4, 6, 8}, 8, 1, PN_FLOAT64},
+        {{2, 6, 3, 4}, {2, 2, 9, 4}, 4, 3, PN_FLOAT32},
+        {{1, 2, 4, 16}, {1, 1, 4, 16}, 16, 1, PN_FLOAT16},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int fused = 1; fused >= 0; fused--) {
+            bool was = pnO_sdpa_set_fused(fused);
+            const int64_t *qs = cases[c].qs, *ks = cases[c].ks;
+            pn_dtype t = cases[c].t;
+            int64_t vs[4] = {ks[0], ks[1], ks[2], cases[c].dv}, os[4] = {qs[0], qs[1], qs[2], cases[c].dv};
+            pn_array *q = test_random_array(qs, 4, t, -1.5, 1.5), *k = test_random_array(ks, 4, t, -1.5, 1.5);
+            pn_array *v = test_random_array(vs, 4, t, -1, 1);
+            pn_array *sk = test_random_array((int64_t[]){qs[1]}, 1, t, -2, 3);
+            int64_t ms[2] = {qs[2], ks[2]};
+            pn_array *mask = cases[c].mode == 3 ? pn_greater(test_random_array(ms, 2, PN_FLOAT32, 0, 1), pn_weak_float(0.3))
+                                                : NULL;
+            const char *mode = cases[c].mode == 1 ? "causal" : mask ? "array" : NULL;
+            pn_array *y = pn_fast_scaled_dot_product_attention_sinks(q, k, v, 0.3, mode, mask, sk);
+            CHECK_OK(y);
+            double *qd = test_to_f64(q), *kd = test_to_f64(k), *vd = test_to_f64(v), *sd = test_to_f64(sk);
+            double *md = mask ? test_to_f64(mask) : NULL;
+            ref_mask m = {cases[c].mode, md, ms, 2, sd};
+            double *ref = ref_sdpa(qd, kd, vd, qs, ks, cases[c].dv, 0.3, m);
+            double tol = t == PN_FLOAT64 ? 1e-12 : t == PN_FLOAT32 ? 1e-5 : 2e-2;
+            CHECK_MSG(test_check_values("sdpa sinks", y, os, 4, t, ref, tol, tol), "case %zu fused %d", c, fused);
+            free(ref), free(qd), free(kd), free(vd), free(sd), free(md);
+            pnO_sdpa_set_fused(was);
+        }
+    for (int causal = 0; causal < 2; causal++) {
+        pn_array *in[4] = {test_random_array((int64_t[]){1, 4, 3, 4}, 4, PN_FLOAT64, -1, 1),
+                           test_random_array((int64_t[]){1, 2, 5, 4}, 4, PN_FLOAT64, -1, 1),
+                           test_random_array((int64_t[]){1, 2, 5, 3}, 4, PN_FLOAT64, -1, 1),
+                           test_random_array((int64_t[]){4}, 1, PN_FLOAT64, -1, 2)};
+        CHECK_MSG(test_gradcheck("sdpa sinks", sdpa_sinks_op, causal ? "causal" : NULL, 4, in, 1e-5),
+                  "sinks grad causal %d", causal);
+    }
+    const pn_error_kind E = PN_ERR_INVALID_ARGUMENT;
+    pn_array *q = test_random_array((int64_t[]){1, 4, 3, 4}, 4, PN_BFLOAT16, -1, 1);
+    pn_array *k = test_random_array((int64_t[]){1, 2, 5, 4}, 4, PN_BFLOAT16, -1, 1);
+    CHECK_ERR(pn_fast_scaled_dot_product_attention_sinks(q, k, k, 1, NULL, NULL, pn_zeros((int64_t[]){2}, 1, PN_BFLOAT16)), E);
+    CHECK_ERR(pn_fast_scaled_dot_product_attention_sinks(q, k, k, 1, NULL, NULL,
+                                                         pn_zeros((int64_t[]){1, 4, 1, 1}, 4, PN_BFLOAT16)), E);
+    CHECK_ERR(pn_fast_scaled_dot_product_attention_sinks(q, k, k, 1, NULL, NULL, pn_zeros((int64_t[]){4}, 1, PN_FLOAT32)), E);
+    CHECK_OK(pn_fast_scaled_dot_product_attention_sinks(q, k, k, 1, NULL, NULL, pn_zeros((int64_t[]){4}, 1, PN_INT8)));
+    pn_scope_pop();
 }
 
 TEST(sdpa_grad)

@@ -27,6 +27,12 @@ pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_arra
                                                double scale, const char *mask_mode,
                                                pn_array *mask)
 {
+    return pn_fast_scaled_dot_product_attention_sinks(q, k, v, scale, mask_mode, mask, NULL);
+}
+
+pn_array *pn_fast_scaled_dot_product_attention_sinks(pn_array *q, pn_array *k, pn_array *v, double scale,
+                                                     const char *mask_mode, pn_array *mask, pn_array *sinks)
+{
     if (!pnC_inputs_ok(SDPA, 3, (pn_array *[]){q, k, v})) return NULL;
     char b1[96], b2[96];
     pn_array *qkv[3] = {q, k, v};
@@ -89,7 +95,15 @@ pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_arra
                             pnC_shape_str(mshape, 4, b2, sizeof b2));
     }
 
-    return pnO_sdpa(q, k, v, causal ? NULL : mask, causal, scale, t);
+    if (sinks) {
+        if (sinks->ndim != 1 || sinks->shape[0] != hq)
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[" SDPA "] Received invalid shape for sinks %s.",
+                            pnC_shape_str(sinks->shape, sinks->ndim, b1, sizeof b1));
+        if (pn_promote_types(sinks->dtype, t) != t)
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[" SDPA "] Type of sinks must promote to output type %s.",
+                            pn_dtype_name(t));
+    }
+    return pnO_sdpa(q, k, v, causal ? NULL : mask, causal, scale, t, sinks);
 }
 
 /* Rotary positional encoding of x (..., L, D); see ponte.h. */

@@ -294,9 +294,20 @@ bool pnO_sdpa_set_fused(bool on)
     return was;
 }
 
+/* Attention with sinks from the attention without them: a sink is one more column of the
+ * softmax holding the logit sinks[h] and the value 0, so each row's output is out scaled by
+ * Z / (Z + exp(sink)) = sigmoid(lse - sink), lse the row's logsumexp without the sink. */
+static pn_array *apply_sinks(pn_array *out, pn_array *lse, pn_array *sinks)
+{
+    pn_dtype lt = pn_array_dtype(lse);
+    pn_array *s = pn_reshape(pn_astype(sinks, lt), (int64_t[]){1, pn_size(sinks), 1}, 3);
+    pn_array *w = pn_sigmoid(pn_subtract(lse, s)); /* (B, Hq, Lq) */
+    return pn_multiply(out, pn_astype(pn_expand_dims(w, (int[]){-1}, 1), pn_array_dtype(out)));
+}
+
 /* See attention.h. */
 pn_array *pnO_sdpa(pn_array *q, pn_array *k, pn_array *v, pn_array *mask, bool causal,
-                   double scale, pn_dtype t)
+                   double scale, pn_dtype t, pn_array *sinks)
 {
     pn_scope_push();
     pn_array *ins[4] = {pn_astype(q, t), pn_astype(k, t), pn_astype(v, t), NULL};
@@ -307,8 +318,12 @@ pn_array *pnO_sdpa(pn_array *q, pn_array *k, pn_array *v, pn_array *mask, bool c
         ins[3] = pn_broadcast_to(b ? mask : pn_astype(mask, t), ms, 4);
         p.mask = b ? PNK_SDPA_BOOL_MASK : PNK_SDPA_ADD_MASK;
     }
-    if (!fused_enabled()) return pnC_scope_return(composite(&p, ins[0], ins[1], ins[2], ins[3], NULL));
     pn_array *o[2] = {NULL};
-    if (sdpa_make(&sdpa_prim, &p, n_qkvm(&p), ins, o)) return pnC_scope_return(NULL);
-    return pnC_scope_return(o[0]);
+    if (!fused_enabled())
+        o[0] = composite(&p, ins[0], ins[1], ins[2], ins[3], sinks ? &o[1] : NULL);
+    else if (sdpa_make(&sdpa_prim, &p, n_qkvm(&p), ins, o))
+        return pnC_scope_return(NULL);
+    /* the rows' lse is an output of the fused node: its vjp, asked for lse's cotangent, is the
+     * composite's */
+    return pnC_scope_return(sinks && o[0] ? apply_sinks(o[0], o[1], sinks) : o[0]);
 }

@@ -198,6 +198,62 @@ def test_sdpa_fused_vs_mlx(rng, mask_kind):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.parametrize("mask_kind", [None, "causal", "bool"])
+def test_sdpa_sinks(rng, mask_kind):
+    """Attention sinks (gpt-oss): numpy with the sink column, and MLX itself, values and the
+    gradients in q, k, v and the sinks; shapes and dtypes MLX refuses are refused."""
+    q, k, v, mask = sdpa_case(rng, mask_kind, (2, 4, 2, 9, 12, 8, 8))
+    sinks = rng.standard_normal(4).astype(np.float32)
+    w = rng.standard_normal(q.shape[:3] + (v.shape[-1],)).astype(np.float32)
+
+    def np_ref(q, k, v, sinks):
+        q, k, v = (np.asarray(t, np.float64) for t in (q, k, v))
+        rep = q.shape[1] // k.shape[1]
+        k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+        s = 0.3 * q @ np.swapaxes(k, -1, -2)
+        if isinstance(mask, str):
+            Lq, Lk = s.shape[-2:]
+            s = np.where(np.arange(Lk)[None, :] <= np.arange(Lq)[:, None] + Lk - Lq, s, -np.inf)
+        elif mask is not None:
+            s = np.where(mask, s, -np.inf)
+        col = np.broadcast_to(np.asarray(sinks, np.float64)[None, :, None, None], s.shape[:3] + (1,))
+        full = np.concatenate([col, s], -1)
+        p = np.exp(full - full.max(-1, keepdims=True))
+        return (p / p.sum(-1, keepdims=True))[..., 1:] @ v
+
+    outs = []
+    libs = [mx]
+    try:
+        import mlx.core as mlx
+        libs.append(mlx)
+    except ImportError:
+        pass
+    for lib in libs:
+        arr = (lambda x: lib.array(np.asarray(x, np.float32)))
+        m = mask if mask is None or isinstance(mask, str) else lib.array(mask)
+        fast = lib.core.fast if lib is mx else lib.fast
+        f = lambda a, b, c, d: (fast.scaled_dot_product_attention(a, b, c, scale=0.3, mask=m, sinks=d) * arr(w)).sum()
+        y = fast.scaled_dot_product_attention(arr(q), arr(k), arr(v), scale=0.3, mask=m, sinks=arr(sinks))
+        gs = lib.grad(f, argnums=(0, 1, 2, 3))(arr(q), arr(k), arr(v), arr(sinks))
+        outs.append([np.array(y)] + [np.array(g) for g in gs])
+    close(outs[0][0], np_ref(q, k, v, sinks))
+    eps = 1e-3  # the sinks' gradient by central differences of the float64 reference
+    num = [((np_ref(q, k, v, sinks + eps * e) - np_ref(q, k, v, sinks - eps * e)) / (2 * eps) * w).sum()
+           for e in np.eye(4)]
+    np.testing.assert_allclose(outs[0][4], num, rtol=1e-3, atol=1e-4)
+    for a, b in zip(*outs) if len(outs) == 2 else []:
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    x = mx.array(np.asarray(q, np.float32)).astype(mx.bfloat16)
+    kb = mx.array(np.asarray(k, np.float32)).astype(mx.bfloat16)
+    # one per query head, not per kv head nor broadcast; float32 does not promote to bfloat16
+    for bad in (mx.zeros((2,), mx.bfloat16), mx.zeros((1, 4, 1, 1), mx.bfloat16), mx.zeros((4,), mx.float32)):
+        with pytest.raises(ValueError):
+            mx.core.fast.scaled_dot_product_attention(x, kb, kb, scale=1.0, sinks=bad)
+    y = mx.core.fast.scaled_dot_product_attention(x, kb, kb, scale=1.0, sinks=mx.zeros((4,), mx.bfloat16),
+                                                  force_fused=True)
+    assert y.dtype == mx.bfloat16
+
+
 def sdpa_vs_mlx(q, k, v, mask, w, scale):
     """Values and q, k, v gradients of Ponte's and MLX's sdpa (float32; mask None, a string
     or a float numpy array): two lists of numpy arrays."""

@@ -13,7 +13,7 @@
 
 /* Converts up to three array arguments (NULL / None stay NULL), calls, wraps. */
 typedef struct {
-    pn_array *a[4];
+    pn_array *a[5];
     int n;
 } tmp3;
 /* A required array argument (None is a TypeError). */
@@ -861,13 +861,16 @@ static PyObject *py_pool(PyObject *m, PyObject *args)
 
 /* ───────────────────────────── ponte.core.fast ───────────────────────────── */
 
-/* scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None) */
+/* scaled_dot_product_attention(q, k, v, *, scale, mask=None, sinks=None, force_fused=False,
+ * stream=None); force_fused is accepted and changes nothing (every case has a fused path). */
 static PyObject *py_sdpa(PyObject *m, PyObject *args, PyObject *kw)
 {
-    PyObject *qo, *ko, *vo, *mo = Py_None, *so = Py_None;
+    PyObject *qo, *ko, *vo, *mo = Py_None, *sko = Py_None, *so = Py_None;
     double scale;
-    static char *kwlist[] = {"q", "k", "v", "scale", "mask", "stream", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|$dOO", kwlist, &qo, &ko, &vo, &scale, &mo, &so))
+    int force_fused = 0;
+    static char *kwlist[] = {"q", "k", "v", "scale", "mask", "sinks", "force_fused", "stream", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|$dOOpO", kwlist, &qo, &ko, &vo, &scale, &mo, &sko,
+                                     &force_fused, &so))
         return NULL;
     if (!kw || !PyDict_GetItemString(kw, "scale")) {
         PyErr_SetString(PyExc_TypeError,
@@ -890,12 +893,13 @@ static PyObject *py_sdpa(PyObject *m, PyObject *args, PyObject *kw)
     int pushed = pp_stream_enter(so);
     if (pushed < 0) return NULL;
     tmp3 t = {.n = 0};
-    pn_array *q, *k, *v, *mask;
-    if (conv(&t, qo, &q) || conv(&t, ko, &k) || conv(&t, vo, &v) || conv_opt(&t, marr, &mask)) {
+    pn_array *q, *k, *v, *mask, *sinks;
+    if (conv(&t, qo, &q) || conv(&t, ko, &k) || conv(&t, vo, &v) || conv_opt(&t, marr, &mask) ||
+        conv_opt(&t, sko, &sinks)) {
         pp_stream_exit(pushed);
         return abort3(&t);
     }
-    PyObject *r = finish(&t, pn_fast_scaled_dot_product_attention(q, k, v, scale, mode, mask));
+    PyObject *r = finish(&t, pn_fast_scaled_dot_product_attention_sinks(q, k, v, scale, mode, mask, sinks));
     pp_stream_exit(pushed);
     return r;
 }
@@ -973,7 +977,8 @@ static PyMethodDef fast_methods[] = {
      "gated_delta_update(q, k, v, gamma, beta, initial_state=None, mask=None, stream=None): "
      "[output (B, T, Hv, Dv), final state (B, Hv, Dv, Dk)] of the gated delta recurrence."},
     {"scaled_dot_product_attention", FNP(py_sdpa), VK,
-     "scaled_dot_product_attention(q, k, v, *, scale, mask=None, stream=None): softmax(scale * q @ k.T + mask) @ v."},
+     "scaled_dot_product_attention(q, k, v, *, scale, mask=None, sinks=None, force_fused=False, stream=None): "
+     "softmax(scale * q @ k.T + mask) @ v, with one more softmax column of logit sinks[h] and value 0 per head."},
     {"rope", FNP(py_rope), VK,
      "rope(a, dims, *, traditional, base, scale, offset, freqs=None, stream=None): rotary positional encoding "
      "(offset: an int, or an integer array of one offset or one per batch entry; exactly one of base and freqs)."},
