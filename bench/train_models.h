@@ -72,7 +72,7 @@ static const tm_model TM_CNN = {"cnn_step", 8,
 
 /* Floating-point operations of the GEMMs of one step at batch B: each product forward
  * (2 m k n) and its weight gradient, plus its input gradient where needed. */
-static double tm_gemm_flops(const tm_model *m, int64_t B)
+static inline double tm_gemm_flops(const tm_model *m, int64_t B)
 {
     double f = 0;
     for (int i = 0; i < m->ngemms; i++) {

@@ -111,7 +111,7 @@ static pool_cfg pcfg(int nsp, bool is_max, int64_t C, int64_t S, int k, int s, i
     pool_cfg c;
     memset(&c, 0, sizeof c);
     c.nsp = nsp, c.N = 2, c.C = C, c.is_max = is_max;
-    for (int i = 0; i < nsp; i++) c.S[i] = S + i, c.k[i] = k, c.s[i] = s, c.p[i] = p;
+    for (int i = 0; i < nsp && i < 3; i++) c.S[i] = S + i, c.k[i] = k, c.s[i] = s, c.p[i] = p;
     return c;
 }
 
