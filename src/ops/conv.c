@@ -8,8 +8,6 @@
 
 #include <string.h>
 
-
-
 /* "(1,2,3)" of n ints into a compound literal. */
 static const char *ints_str(const int *v, int n, char *buf, size_t size)
 {

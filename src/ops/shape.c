@@ -12,7 +12,6 @@
 
 /* ───────────────────────────── helpers ───────────────────────────── */
 
-
 /* Ends a derivative rule opened with pn_scope_push: the n results move to the enclosing
  * scope. ok says whether every result that should exist does. */
 static int rule_end(pn_array **results, int n, bool ok)

@@ -11,7 +11,7 @@
 #define KW(...) static char *kwlist[] = {__VA_ARGS__, NULL}
 #define PARSE(fmt, ...) if (!PyArg_ParseTupleAndKeywords(args, kw, fmt, kwlist, __VA_ARGS__)) return NULL
 
-/* Converts up to three array arguments (NULL / None stay NULL), calls, wraps. */
+/* The array arguments of one call (up to five; NULL / None stay NULL), released after it. */
 typedef struct {
     pn_array *a[5];
     int n;
