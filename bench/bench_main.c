@@ -1245,17 +1245,19 @@ static void bench_compile(void)
 
 #include "ops/attention.h"
 
-/* One causal attention forward + backward (q, k, v gradients for a random cotangent), on the
- * fused primitives or on the composite of ops (pnO_sdpa_set_fused). */
+/* One causal attention forward + backward (q, k, v gradients for a random cotangent; with
+ * sinks, x[3], their gradient too), on the fused primitives or on the composite of ops
+ * (pnO_sdpa_set_fused). */
 typedef struct sdpa_ctx {
-    pn_array *x[3], *cot;
+    pn_array *x[4], *cot;
     bool fused;
 } sdpa_ctx;
 
 static int sdpa_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
-    (void)ctx, (void)nin;
-    out[0] = pn_fast_scaled_dot_product_attention(in[0], in[1], in[2], 0.25, "causal", NULL);
+    (void)ctx;
+    out[0] = nin > 3 ? pn_fast_scaled_dot_product_attention_sinks(in[0], in[1], in[2], 0.25, "causal", NULL, in[3])
+                     : pn_fast_scaled_dot_product_attention(in[0], in[1], in[2], 0.25, "causal", NULL);
     *nout = 1;
     return out[0] ? 0 : -1;
 }
@@ -1263,12 +1265,13 @@ static int sdpa_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
 static int sdpa_run(void *p)
 {
     sdpa_ctx *c = p;
+    int nin = c->x[3] ? 4 : 3;
     bool was = pnO_sdpa_set_fused(c->fused);
     pn_scope_push();
     pn_closure *f = pn_closure_new(sdpa_fn, NULL, NULL);
     pn_array *y[1], *g[4];
-    int n = 0, rc = f ? pn_vjp(f, 3, c->x, 1, &c->cot, &n, y, g) : -1;
-    if (rc == 0) rc = pn_eval(g, 3);
+    int n = 0, rc = f ? pn_vjp(f, nin, c->x, 1, &c->cot, &n, y, g) : -1;
+    if (rc == 0) rc = pn_eval(g, nin);
     pn_closure_release(f);
     pn_scope_pop();
     pnO_sdpa_set_fused(was);
@@ -1277,22 +1280,24 @@ static int sdpa_run(void *p)
 
 static void bench_sdpa(void)
 {
-    static const int64_t cfgs[2][4] = {{16, 4, 64, 16}, {1, 8, 1024, 64}};
-    for (int i = 0; i < 2; i++) {
-        const int64_t *s = cfgs[i];
+    static const struct { int64_t s[4]; bool sinks; } cfgs[] = {
+        {{16, 4, 64, 16}, false}, {{1, 8, 1024, 64}, false}, {{1, 8, 1024, 64}, true}};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        const int64_t *s = cfgs[i].s;
         char name[64];
-        snprintf(name, sizeof name, "sdpa_fwd_bwd_%lldx%lldx%lldx%lld", (long long)s[0], (long long)s[1],
-                 (long long)s[2], (long long)s[3]);
-        sdpa_ctx fused = {{random_f32(s, 4), random_f32(s, 4), random_f32(s, 4)}, random_f32(s, 4), true};
+        snprintf(name, sizeof name, "sdpa_%sfwd_bwd_%lldx%lldx%lldx%lld", cfgs[i].sinks ? "sinks_" : "",
+                 (long long)s[0], (long long)s[1], (long long)s[2], (long long)s[3]);
+        sdpa_ctx fused = {{random_f32(s, 4), random_f32(s, 4), random_f32(s, 4),
+                           cfgs[i].sinks ? random_f32(&s[1], 1) : NULL}, random_f32(s, 4), true};
         sdpa_ctx comp = fused;
         comp.fused = false;
         double tf = 0, tc = 0;
-        if (!fused.x[0] || !fused.x[1] || !fused.x[2] || !fused.cot ||
+        if (!fused.x[0] || !fused.x[1] || !fused.x[2] || (cfgs[i].sinks && !fused.x[3]) || !fused.cot ||
             bench_pair(sdpa_run, &fused, sdpa_run, &comp, 2, 50, 3.0, &tf, &tc))
             report_error(name);
         else
             report(name, tf * 1e3, "ms", tc / tf, "composite ops");
-        for (int k = 0; k < 3; k++) pn_release(fused.x[k]);
+        for (int k = 0; k < 4; k++) pn_release(fused.x[k]);
         pn_release(fused.cot);
     }
 }
@@ -1315,7 +1320,7 @@ static const struct {
     {"chain_peak_memory chain_peak_memory_scoped", bench_chain_peak},
     {"conv2d_fwd_bwd", bench_conv},
     {"char_lm_train_step char_lm_tokens", bench_char_lm},
-    {"sdpa_fwd_bwd_16x4x64x16 sdpa_fwd_bwd_1x8x1024x64", bench_sdpa},
+    {"sdpa_fwd_bwd_16x4x64x16 sdpa_fwd_bwd_1x8x1024x64 sdpa_sinks_fwd_bwd_1x8x1024x64", bench_sdpa},
     {"mlp_train_step mlp_train_images", bench_mlp_train},
     {"cnn_train_step cnn_train_images", bench_cnn_train},
     {"optim_step_sgd optim_step_momentum optim_step_adamw optim_step_rmsprop optim_step_adagrad "

@@ -2,9 +2,11 @@
  * backend/cpu/attention.c): forward values and logsumexp against float64 math written here over
  * dtypes, masks, causal alignments, grouped-query heads and odd sizes; the fused path against
  * the composite of ops; gradients (q, k, v, a float mask) and second derivatives by finite
- * differences; vmap against per-slice calls; jvp. Run with PONTE_DEVICE=gpu on the simulator. */
+ * differences; the logsumexp output's cotangent and attention sinks through the fused
+ * backward; vmap against per-slice calls; jvp. Run with PONTE_DEVICE=gpu on the simulator. */
 #include "core/core.h"
 #include "harness.h"
+#include "io/registry.h"
 #include "ops/attention.h"
 
 #include <float.h>
@@ -403,6 +405,172 @@ TEST(second_derivatives)
     check_grads((cfg){1, 2, 1, 3, 4, 2, 2, M_CAUSAL, 0}, true);
     check_grads((cfg){1, 2, 2, 3, 3, 2, 2, M_BOOL, 2}, true);
     check_grads((cfg){1, 1, 1, 2, 3, 2, 2, M_ADD, 2}, true);
+}
+
+/* ───────────── lse's cotangent and attention sinks ───────────── */
+
+/* f(q, k, v[, float mask]) = rowsum(out * cw) + lse * lw (B, Hq, Lq), lse the fused node's
+ * second output, so both of the node's cotangents are set; without with_out, lse * lw alone
+ * (out's cotangent is then absent). */
+typedef struct lse_ctx {
+    cfg c;
+    pn_array *bool_mask, *cw, *lw;
+    bool with_out;
+} lse_ctx;
+
+static pn_array *lse_fn(void *ctx, pn_array *const *in)
+{
+    lse_ctx *l = ctx;
+    pn_array *x[4] = {in[0], in[1], in[2], l->c.mode == M_ADD ? in[3] : l->bool_mask};
+    pn_array *y = attend(&l->c, x, 0.6);
+    pn_array *lse = y && y->node ? pnC_node_output(y->node, 1) : NULL;
+    if (!lse) return NULL;
+    /* rows that see no key have lse near finfo.min, which lw would overflow: held at -1e3 */
+    pn_array *r = pn_multiply(pn_maximum(lse, pn_weak_float(-1e3)), l->lw);
+    return l->with_out ? pn_add(r, pn_sum(pn_multiply(y, l->cw), (int[]){-1}, 1, false)) : r;
+}
+
+/* Sinks attention as a closure over (q, k, v, sinks) for test_gradcheck; with second set,
+ * the gradients of a vjp with cotangent cot folded into one output, so each second
+ * derivative is checked. */
+typedef struct sink_ctx {
+    cfg c;
+    pn_array *mask, *cot;
+    bool second;
+} sink_ctx;
+
+static pn_array *sink_attend(const sink_ctx *s, pn_array *const *in)
+{
+    return pn_fast_scaled_dot_product_attention_sinks(in[0], in[1], in[2], 0.6,
+                                                      s->c.mode == M_CAUSAL ? "causal" : "", s->mask, in[3]);
+}
+
+static int sink_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    out[0] = sink_attend(ctx, in);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* y = sinks attention at x (q, k, v, sinks) and g its gradients for cotangent cot. 0 or -1. */
+static int sink_vjp(sink_ctx *s, pn_array *const *x, pn_array *cot, pn_array **y, pn_array **g)
+{
+    pn_closure *f = pn_closure_new(sink_fn, s, NULL);
+    int n = 0, rc = f ? pn_vjp(f, 4, x, 1, &cot, &n, y, g) : -1;
+    pn_closure_release(f);
+    return rc;
+}
+
+static pn_array *sink_gc_fn(void *ctx, pn_array *const *in)
+{
+    sink_ctx *s = ctx;
+    if (!s->second) return sink_attend(s, in);
+    pn_array *y = NULL, *g[4] = {NULL};
+    if (sink_vjp(s, in, pn_astype(s->cot, pn_array_dtype(in[0])), &y, g)) return NULL;
+    pn_array *r = pn_add(pn_sum(pn_multiply(g[1], g[1]), NULL, 0, false), pn_sum(g[2], NULL, 0, false));
+    r = pn_add(r, pn_sum(pn_multiply(g[3], g[3]), NULL, 0, false));
+    return pn_add(g[0], r);
+}
+
+/* Random sinks attention inputs of c in dtype t: x[0..2] q, k, v, x[3] the sinks; *mask the
+ * bool or float mask of c (no gradient taken through it here). */
+static void make_sink_inputs(const cfg *c, pn_dtype t, pn_array **x, pn_array **mask)
+{
+    pn_array *m[4];
+    make_inputs(c, t, m);
+    x[0] = m[0], x[1] = m[1], x[2] = m[2], *mask = m[3];
+    x[3] = test_random_array((int64_t[]){c->Hq}, 1, t, -1, 2);
+}
+
+static const cfg SINK_CASES[] = {
+    {2, 4, 2, 5, 6, 4, 3, M_CAUSAL, 0},
+    {1, 2, 2, 4, 3, 3, 2, M_CAUSAL, 0}, /* Lq > Lk */
+    {2, 2, 1, 3, 5, 3, 3, M_BOOL, 4},
+    {1, 2, 2, 4, 4, 2, 3, M_ADD, 2},
+    {1, 3, 3, 3, 4, 2, 2, M_NONE, 0},
+};
+
+/* lse's cotangent (alone and beside out's) by finite differences, through the fused backward. */
+TEST(lse_cotangent_by_finite_differences)
+{
+    for (size_t i = 0; i < sizeof SINK_CASES / sizeof SINK_CASES[0]; i++)
+        for (int with_out = 0; with_out < 2; with_out++) {
+            pn_scope_push();
+            const cfg *c = &SINK_CASES[i];
+            pn_array *x[4];
+            make_inputs(c, PN_FLOAT64, x);
+            lse_ctx l = {*c, c->mode == M_BOOL ? x[3] : NULL,
+                         test_random_array((int64_t[]){c->Dv}, 1, PN_FLOAT64, -1, 1),
+                         test_random_array((int64_t[]){c->Lq}, 1, PN_FLOAT64, -2, 2), with_out};
+            char what[64];
+            snprintf(what, sizeof what, "sdpa lse cotangent case %zu with out %d", i, with_out);
+            CHECK(test_gradcheck(what, lse_fn, &l, c->mode == M_ADD ? 4 : 3, x, 1e-6));
+            pn_scope_pop();
+        }
+}
+
+/* Sinks' gradients (q, k, v and the sinks) and second derivatives by finite differences. */
+TEST(sinks_gradients_by_finite_differences)
+{
+    for (size_t i = 0; i < sizeof SINK_CASES / sizeof SINK_CASES[0]; i++)
+        for (int second = 0; second < 2; second++) {
+            pn_scope_push();
+            const cfg *c = &SINK_CASES[i];
+            pn_array *x[4];
+            sink_ctx s = {*c, NULL, test_random_array((int64_t[]){c->B, c->Hq, c->Lq, c->Dv}, 4, PN_FLOAT64, -1, 1),
+                          second};
+            make_sink_inputs(c, PN_FLOAT64, x, &s.mask);
+            char what[64];
+            snprintf(what, sizeof what, "sdpa sinks case %zu%s", i, second ? " (second)" : "");
+            CHECK(test_gradcheck(what, sink_gc_fn, &s, 4, x, 1e-6));
+            pn_scope_pop();
+        }
+}
+
+/* Sinks' values and gradients, fused against the composite of ops, in float32 and float16; the
+ * fused gradient runs one fused backward node and no matmul. */
+TEST(sinks_fused_backward_matches_composite)
+{
+    const pn_dtype types[] = {PN_FLOAT32, PN_FLOAT16};
+    for (size_t i = 0; i < sizeof SINK_CASES / sizeof SINK_CASES[0]; i++)
+        for (size_t ti = 0; ti < 2; ti++) {
+            pn_scope_push();
+            const cfg *c = &SINK_CASES[i];
+            pn_dtype t = types[ti];
+            pn_array *x[4], *y[2] = {NULL}, *g[2][4] = {{NULL}};
+            sink_ctx s = {*c, NULL, test_random_array((int64_t[]){c->B, c->Hq, c->Lq, c->Dv}, 4, t, -1, 1), false};
+            make_sink_inputs(c, t, x, &s.mask);
+            int64_t vjp_calls = 0, mm_calls = 0;
+            for (int f = 0; f < 2; f++) {
+                bool was = pnO_sdpa_set_fused(f == 0);
+                pnC_count_kernels(true);
+                int64_t v0 = pnC_kernel_calls(&sdpa_vjp_prim, PN_CPU) + pnC_kernel_calls(&sdpa_vjp_prim, PN_GPU);
+                int64_t m0 = pnC_kernel_calls(&matmul_prim, PN_CPU) + pnC_kernel_calls(&matmul_prim, PN_GPU);
+                CHECK(sink_vjp(&s, x, s.cot, &y[f], g[f]) == 0);
+                pn_array *all[5] = {y[f], g[f][0], g[f][1], g[f][2], g[f][3]};
+                CHECK(pn_eval(all, 5) == 0);
+                if (f == 0) {
+                    vjp_calls = pnC_kernel_calls(&sdpa_vjp_prim, PN_CPU) + pnC_kernel_calls(&sdpa_vjp_prim, PN_GPU) - v0;
+                    mm_calls = pnC_kernel_calls(&matmul_prim, PN_CPU) + pnC_kernel_calls(&matmul_prim, PN_GPU) - m0;
+                }
+                pnC_count_kernels(false);
+                pnO_sdpa_set_fused(was);
+            }
+            CHECK_MSG(vjp_calls == 1 && mm_calls == 0, "sinks case %zu: %lld fused backward calls, %lld matmuls",
+                      i, (long long)vjp_calls, (long long)mm_calls);
+            double tol = t == PN_FLOAT32 ? 5e-5 : 2e-2;
+            for (int j = -1; j < 4; j++) {
+                pn_array *a = j < 0 ? y[0] : g[0][j], *r = j < 0 ? y[1] : g[1][j];
+                double *ref = r ? test_to_f64(r) : NULL;
+                char what[80];
+                snprintf(what, sizeof what, "sinks case %zu %s %s", i, pn_dtype_name(t), j < 0 ? "values" : "grad");
+                CHECK_MSG(a && ref, "%s %d missing", what, j);
+                if (a && ref) test_check_values(what, a, r->shape, r->ndim, t, ref, tol, tol);
+                free(ref);
+            }
+            pn_scope_pop();
+        }
 }
 
 /* ───────────── vmap ───────────── */

@@ -25,7 +25,7 @@ typedef struct op_case {
     const char *name;
     case_fn fn;
     int nin;
-    in_spec in[3];
+    in_spec in[4];
     bool grad; /* compare the vjp too (float outputs of float inputs) */
     bool cpu_only_ok;
     /* forward compared at the gradients' tolerance: results that legitimately round
@@ -119,11 +119,11 @@ static int compare(const char *what, pn_array *gpu, pn_array *cpu, bool loose)
 static void run_case(const op_case *c)
 {
     pn_scope_push();
-    pn_array *x[3] = {NULL};
+    pn_array *x[4] = {NULL};
     for (int i = 0; i < c->nin; i++)
         x[i] = test_random_array(c->in[i].shape, c->in[i].ndim, c->in[i].dtype, c->in[i].lo,
                                  c->in[i].hi);
-    pn_array *cpu_grads[3] = {NULL}, *gpu_grads[3] = {NULL}, *cot = NULL;
+    pn_array *cpu_grads[4] = {NULL}, *gpu_grads[4] = {NULL}, *cot = NULL;
     if (c->grad) {
         pn_array *probe = run_on(PN_CPU, c, x, NULL, NULL);
         if (probe) cot = test_random_array(probe->shape, probe->ndim, probe->dtype, -1, 1);
@@ -336,6 +336,11 @@ static pn_array *c_sdpa_bool(pn_array *const *x)
 static pn_array *c_sdpa_plain(pn_array *const *x)
 {
     return pn_fast_scaled_dot_product_attention(x[0], x[1], x[2], 0.3, "", NULL);
+}
+/* attention sinks: the forward's lse output scales out, so the Vjp takes lse's cotangent */
+static pn_array *c_sdpa_sinks_causal(pn_array *const *x)
+{
+    return pn_fast_scaled_dot_product_attention_sinks(x[0], x[1], x[2], 0.4, "causal", NULL, x[3]);
 }
 /* an additive mask (Lq, Lk) of a fixed pattern in [-1, 1] with row 1 all `fill` and row 3
  * alternately -inf and fill (finfo.min when fill is -inf), in q's dtype */
@@ -852,6 +857,11 @@ static const op_case CASES[] = {
                                         IN(4, {2, 2, 3, 16}, F32, -1, 1)}, true, false},
     {"sdpa gqa", c_sdpa_causal, 3, {IN(4, {1, 4, 40, 24}, F32, -1, 1), IN(4, {1, 2, 40, 24}, F32, -1, 1),
                                     IN(4, {1, 2, 40, 40}, F32, -1, 1)}, true, false},
+    {"sdpa sinks gqa causal", c_sdpa_sinks_causal, 4, {IN(4, {2, 4, 21, 16}, F32, -1, 1), IN(4, {2, 2, 29, 16}, F32, -1, 1),
+                                                       IN(4, {2, 2, 29, 8}, F32, -1, 1), IN(1, {4}, F32, -1, 2)}, true, false},
+    {"sdpa sinks Lq > Lk f64", c_sdpa_sinks_causal, 4, {IN(4, {1, 2, 9, 5}, PN_FLOAT64, -1, 1),
+                                                        IN(4, {1, 2, 4, 5}, PN_FLOAT64, -1, 1),
+                                                        IN(4, {1, 2, 4, 3}, PN_FLOAT64, -1, 1), IN(1, {2}, PN_FLOAT64, -1, 2)}, true, false},
     {"sdpa f16", c_sdpa_bool, 3, {IN(4, {1, 4, 33, 16}, PN_FLOAT16, -1, 1), IN(4, {1, 1, 70, 16}, PN_FLOAT16, -1, 1),
                                   IN(4, {1, 1, 70, 16}, PN_FLOAT16, -1, 1)}, true, false},
     /* head dims past the default 48 KiB of shared memory (the opt-in limit, smaller chunks, and

@@ -1,6 +1,8 @@
 /* attention.c — scaled dot-product attention as two fused primitives: ScaledDotProductAttention
  * (q, k, v[, mask] -> out and the rows' logsumexp, flash-attention style) and its backward
- * ScaledDotProductAttentionVjp (q, k, v[, mask], out, lse, dout -> dq, dk, dv in one pass).
+ * ScaledDotProductAttentionVjp (q, k, v[, mask], out, lse, dout[, dlse] -> dq, dk, dv in one
+ * pass; dlse, the cotangent of lse, enters as D - dlse where the rows' D = rowsum(dout * out)
+ * is subtracted: d lse / d s_j = P_j, so dS_j = P_j (dP_j - D + dlse)).
  * The composite of ops that they replace stays here: it is the reference semantics, the path
  * of pnO_sdpa_set_fused(false), and what the rarely needed rules (a float mask's gradient,
  * jvp, second derivatives) differentiate. vmap folds the mapped axis into the batch. */
@@ -67,8 +69,8 @@ static pn_array *composite(const pnK_sdpa_params *p, pn_array *q, pn_array *k, p
 }
 
 /* The composite as closures, for the rules that differentiate it: "forward" maps (q, k, v[,
- * mask]) to out (and lse when with_lse); "backward" maps (q, k, v[, mask], dout) to the
- * forward's (dq, dk, dv), the vjp of the composite. */
+ * mask]) to out (and lse when with_lse); "backward" maps (q, k, v[, mask], dout[, dlse when
+ * with_lse]) to the forward's (dq, dk, dv), the vjp of the composite. */
 typedef struct rule_ctx {
     pnK_sdpa_params p;
     bool with_lse;
@@ -85,11 +87,12 @@ static int forward_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
 
 static int backward_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
-    rule_ctx fc = {((const rule_ctx *)ctx)->p, false};
+    rule_ctx fc = *(const rule_ctx *)ctx;
+    int nc = fc.with_lse ? 2 : 1;
     pn_closure *f = pn_closure_new(forward_fn, &fc, NULL);
     pn_array *y[2], *g[4] = {NULL};
     int n = 0;
-    int rc = f ? pn_vjp(f, nin - 1, in, 1, &in[nin - 1], &n, y, g) : -1;
+    int rc = f ? pn_vjp(f, nin - nc, in, nc, &in[nin - nc], &n, y, g) : -1;
     pn_closure_release(f);
     for (int i = 0; i < 3; i++) out[i] = g[i];
     *nout = 3;
@@ -102,6 +105,12 @@ const pnC_primitive sdpa_prim, sdpa_vjp_prim;
 
 /* The inputs of a node before out, lse, dout: q, k, v and the mask when there is one. */
 static int n_qkvm(const pnK_sdpa_params *p) { return p->mask == PNK_SDPA_NO_MASK ? 3 : 4; }
+
+/* Whether a ScaledDotProductAttentionVjp node has lse's cotangent as its last input. */
+static bool has_dlse(const pnC_node *nd)
+{
+    return nd->nin == n_qkvm(PNC_PARAMS(nd, pnK_sdpa_params)) + 4;
+}
 
 /* The outputs of a node of prim (sdpa_prim: out, lse; sdpa_vjp_prim: dq, dk, dv) over ins.
  * 0 or -1. */
@@ -140,7 +149,7 @@ static int vjp_of(pn_fn fn, rule_ctx *ctx, int np, pn_array *const *primals, int
 static int jvp_of(pn_fn fn, rule_ctx *ctx, int np, pn_array *const *primals,
                   pn_array *const *tan, pn_array **out_tan)
 {
-    pn_array *t[5], *y[4];
+    pn_array *t[6], *y[4];
     for (int i = 0; i < np; i++) t[i] = or_zeros(tan[i], primals[i]);
     pn_closure *f = pn_closure_new(fn, ctx, NULL);
     int n = 0, rc = f ? pn_jvp(f, np, primals, t, &n, y, out_tan) : -1;
@@ -156,8 +165,9 @@ static int finish_grads(int rc, pn_array **all, const int *argnums, int nargs, p
     return rc;
 }
 
-/* out = the fused node's outputs; cot[0] for out, cot[1] for lse. One fused backward node,
- * unless a float mask's cotangent or lse's is asked for: then the composite's vjp. */
+/* out = the fused node's outputs; cot[0] for out, cot[1] for lse. One fused backward node
+ * (given lse's cotangent as its last input when there is one), unless a float mask's
+ * cotangent is asked for: then the composite's vjp. */
 static int sdpa_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
                     pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
@@ -168,14 +178,15 @@ static int sdpa_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *ou
     pn_array *all[4] = {NULL};
     pn_scope_push();
     int rc = 0;
-    if (mask_grad || cot[1]) {
+    if (mask_grad) {
         rule_ctx c = {*p, true};
         rc = vjp_of(forward_fn, &c, nm, in, 2, cot, out, all);
-    } else if (cot[0]) {
-        pn_array *ins[7];
+    } else if (cot[0] || cot[1]) {
+        pn_array *ins[8];
         for (int i = 0; i < nm; i++) ins[i] = in[i];
-        ins[nm] = out[0], ins[nm + 1] = out[1], ins[nm + 2] = cot[0];
-        rc = sdpa_make(&sdpa_vjp_prim, p, nm + 3, ins, all);
+        ins[nm] = out[0], ins[nm + 1] = out[1], ins[nm + 2] = or_zeros(cot[0], out[0]);
+        if (cot[1]) ins[nm + 3] = pn_astype(cot[1], pn_array_dtype(out[1]));
+        rc = sdpa_make(&sdpa_vjp_prim, p, nm + 3 + (cot[1] != NULL), ins, all);
     }
     if (p->mask == PNK_SDPA_BOOL_MASK) all[3] = NULL;
     return finish_grads(rc, all, argnums, nargs, grads);
@@ -193,20 +204,28 @@ static int sdpa_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *ou
     return rc;
 }
 
-/* Second derivatives: the vjp of the composite's backward over (q, k, v[, mask], dout); out
- * and lse are functions of q, k, v that it recomputes, so they get none. */
+/* The backward's inputs that the composite's backward takes, (q, k, v[, mask], dout[, dlse]),
+ * gathered from a Vjp node's (q, k, v[, mask], out, lse, dout[, dlse]) into prim; *at gets
+ * the node's index of each. Returns their number. */
+static int backward_inputs(const pnC_node *nd, pn_array *const *in, pn_array **prim, int *at)
+{
+    int nm = n_qkvm(PNC_PARAMS(nd, pnK_sdpa_params)), n = 0;
+    for (int i = 0; i < nd->nin; i++)
+        if (i < nm || i >= nm + 2) at[n] = i, prim[n++] = in[i];
+    return n;
+}
+
+/* Second derivatives: the vjp of the composite's backward over (q, k, v[, mask], dout[, dlse]);
+ * out and lse are functions of q, k, v that it recomputes, so they get none. */
 static int sdpa_vjp_vjp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
                         pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
-    rule_ctx c = {*PNC_PARAMS(nd, pnK_sdpa_params), false};
-    int nm = n_qkvm(&c.p);
-    pn_array *prim[5], *g[5] = {NULL}, *all[7] = {NULL};
-    for (int i = 0; i < nm; i++) prim[i] = in[i];
-    prim[nm] = in[nm + 2];
+    rule_ctx c = {*PNC_PARAMS(nd, pnK_sdpa_params), has_dlse(nd)};
+    pn_array *prim[6], *g[6] = {NULL}, *all[8] = {NULL};
+    int at[6], np = backward_inputs(nd, in, prim, at);
     pn_scope_push();
-    int rc = vjp_of(backward_fn, &c, nm + 1, prim, 3, cot, out, g);
-    for (int i = 0; i < nm; i++) all[i] = g[i];
-    all[nm + 2] = g[nm];
+    int rc = vjp_of(backward_fn, &c, np, prim, 3, cot, out, g);
+    for (int i = 0; i < np; i++) all[at[i]] = g[i];
     if (c.p.mask == PNK_SDPA_BOOL_MASK) all[3] = NULL;
     return finish_grads(rc, all, argnums, nargs, grads);
 }
@@ -215,14 +234,12 @@ static int sdpa_vjp_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const
                         pn_array *const *tan, pn_array **out_tan)
 {
     (void)out;
-    rule_ctx c = {*PNC_PARAMS(nd, pnK_sdpa_params), false};
-    int nm = n_qkvm(&c.p);
-    pn_array *prim[5], *t[5];
-    for (int i = 0; i < nm; i++) prim[i] = in[i], t[i] = tan[i];
-    prim[nm] = in[nm + 2], t[nm] = tan[nm + 2];
-    if (c.p.mask == PNK_SDPA_BOOL_MASK) t[3] = NULL;
+    rule_ctx c = {*PNC_PARAMS(nd, pnK_sdpa_params), has_dlse(nd)};
+    pn_array *prim[6], *t[6];
+    int at[6], np = backward_inputs(nd, in, prim, at);
+    for (int i = 0; i < np; i++) t[i] = c.p.mask == PNK_SDPA_BOOL_MASK && at[i] == 3 ? NULL : tan[at[i]];
     pn_scope_push();
-    int rc = jvp_of(backward_fn, &c, nm + 1, prim, t, out_tan);
+    int rc = jvp_of(backward_fn, &c, np, prim, t, out_tan);
     if (rc) out_tan[0] = out_tan[1] = out_tan[2] = NULL;
     pn_scope_pop_keep(out_tan, 3);
     return rc;
@@ -237,7 +254,7 @@ static int sdpa_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes
     for (int i = 0; i < nd->nin; i++)
         if (in_axes[i] >= 0) V = pn_dim(in[i], in_axes[i]);
     pn_scope_push();
-    pn_array *f[7];
+    pn_array *f[8];
     for (int i = 0; i < nd->nin; i++) {
         pn_array *x = in_axes[i] >= 0 ? pn_moveaxis(in[i], in_axes[i], 0) : pn_expand_dims(in[i], (int[]){0}, 1);
         int64_t sh[PNC_MAX_NDIM];

@@ -308,9 +308,9 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
     }                                                                                          \
                                                                                                \
     /* Backward task (b, g): dq of the group's heads, dk and dv of kv head g. S and dP are   \
-     * the thread's scratch (bq x Lk each). */                                                 \
-    static int bwd_task_##SUF(const sdpa_ctx *c, int64_t task, A *S, const A *lse, A *dq,      \
-                              A *dk, A *dv)                                                    \
+     * the thread's scratch (bq x Lk each); dlse NULL or lse's cotangent. */                   \
+    static int bwd_task_##SUF(const sdpa_ctx *c, int64_t task, A *S, const A *lse,             \
+                              const A *dlse, A *dq, A *dk, A *dv)                              \
     {                                                                                          \
         int64_t b = task / c->Hkv, g = task % c->Hkv;                                          \
         A *dP = S + c->bq * c->Lk, *T = dP + c->bq * c->Lk, *dK = dk + task * c->Lk * c->D, *dV = dv + task * c->Lk * c->Dv; \
@@ -329,6 +329,7 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
                 int64_t m = c->Lq - i0 < c->bq ? c->Lq - i0 : c->bq, nk = keys_needed(c, i0, m); \
                 if (scores_##SUF(c, b, h, i0, m, nk, S, T, KT)) return -1;                     \
                 const A *L = lse + (b * c->Hq + h) * c->Lq + i0;                               \
+                const A *dL = dlse ? dlse + (b * c->Hq + h) * c->Lq + i0 : NULL;               \
                 const A *Q = (const A *)c->q.base + b * c->q.sb + h * c->q.sh + i0 * c->q.ld;  \
                 const A *dO = (const A *)c->dout.base + b * c->dout.sb + h * c->dout.sh +      \
                               i0 * c->dout.ld;                                                 \
@@ -340,6 +341,7 @@ static int64_t keys_needed(const sdpa_ctx *c, int64_t i0, int64_t m)
                     A *s = S + r * nk, *dp = dP + r * nk, Dr = 0;                              \
                     const A *dor = dO + r * c->dout.ld, *orow = O + r * c->o.ld;               \
                     for (int64_t d = 0; d < c->Dv; d++) Dr += dor[d] * orow[d];                \
+                    if (dL) Dr -= dL[r];                                                       \
                     p_row_##SUF(c, s, nk, L[r]);                                              \
                     _Pragma("omp simd")                                                        \
                     for (int64_t j = 0; j < nk; j++) dp[j] = s[j] * (dp[j] - Dr);              \
@@ -422,19 +424,23 @@ int pnK_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const
     for (int i = 0; i < 3 && rc == 0; i++)
         if (!(d[i] = out_begin(out[i], ct, &tmp[i]))) rc = -1;
     pn_array *lse = rc ? NULL : pnC_contiguous(in[o_at + 1]);
+    pn_array *dlse = lse && node->nin > o_at + 3 ? pnC_contiguous(in[o_at + 3]) : NULL;
     sdpa_ctx c;
-    if (!lse || ctx_init(&c, node, in, ct, o_at)) rc = -1;
+    if (!lse || (node->nin > o_at + 3 && !dlse) || ctx_init(&c, node, in, ct, o_at)) rc = -1;
     else {
         int64_t ntasks = c.B * c.Hkv, per = 2 * c.bq * c.Lk + (c.pre ? c.Lk * (c.D + c.Dv) : c.tsz);
         if (ct == PN_FLOAT32)
             PARALLEL_TASKS(ntasks, per, sizeof(float),
-                           bwd_task_f32(&c, task, scratch, pnC_data(lse), d[0], d[1], d[2]));
+                           bwd_task_f32(&c, task, scratch, pnC_data(lse), dlse ? pnC_data(dlse) : NULL,
+                                        d[0], d[1], d[2]));
         else
             PARALLEL_TASKS(ntasks, per, sizeof(double),
-                           bwd_task_f64(&c, task, scratch, pnC_data(lse), d[0], d[1], d[2]));
+                           bwd_task_f64(&c, task, scratch, pnC_data(lse), dlse ? pnC_data(dlse) : NULL,
+                                        d[0], d[1], d[2]));
         ctx_free(&c);
     }
     if (lse) pnC_decref(lse);
+    if (dlse) pnC_decref(dlse);
     for (int i = 0; i < 3; i++) out_finish(out[i], tmp[i], rc == 0);
     return rc;
 }

@@ -20,7 +20,17 @@ static int operand(pn_array *x, pn_array **tmp, const void **data, int64_t *s, i
     return 0;
 }
 
-/* The kernels' view of a node: q, k, v[, mask] and, with o_at >= 0, out, lse and dout at
+/* x's data when x is row-contiguous, else a dense device copy's (*tmp); NULL when empty. 0 or
+ * -1. */
+static int dense_rows(pn_array *x, pn_array **tmp, const void **data, int stream)
+{
+    *tmp = NULL;
+    if (x->size && !pnC_row_contiguous(x) && !(*tmp = pnG_dense_copy(x, stream))) return -1;
+    *data = x->size ? pnC_data(*tmp ? *tmp : x) : NULL;
+    return 0;
+}
+
+/* The kernels' view of a node: q, k, v[, mask] and, with o_at >= 0, out, lse, dout[, dlse] at
  * in[o_at..]. tmp collects dense copies (release_args). 0 or -1. */
 static int make_args(const pnC_node *node, pn_array *const *in, int o_at, pnG_sdpa_args *a, pn_array **tmp)
 {
@@ -35,9 +45,8 @@ static int make_args(const pnC_node *node, pn_array *const *in, int o_at, pnG_sd
     if (!rc && o_at >= 0) {
         rc = operand(in[o_at], &tmp[3], &a->o, a->os, stream) ||
              operand(in[o_at + 2], &tmp[4], &a->dout, a->dos, stream);
-        if (!rc && !pnC_row_contiguous(in[o_at + 1]) && in[o_at + 1]->size)
-            rc = (tmp[5] = pnG_dense_copy(in[o_at + 1], stream)) ? 0 : -1;
-        if (!rc) a->lse = in[o_at + 1]->size ? pnC_data(tmp[5] ? tmp[5] : in[o_at + 1]) : NULL;
+        if (!rc) rc = dense_rows(in[o_at + 1], &tmp[5], &a->lse, stream);
+        if (!rc && node->nin > o_at + 3) rc = dense_rows(in[o_at + 3], &tmp[6], &a->dlse, stream);
     }
     if (!rc && p->mask != PNK_SDPA_NO_MASK) {
         a->mask_data = in[3]->size ? pnC_data(in[3]) : NULL;
@@ -48,14 +57,14 @@ static int make_args(const pnC_node *node, pn_array *const *in, int o_at, pnG_sd
 
 static void release_args(pn_array **tmp)
 {
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 7; i++)
         if (tmp[i]) pnC_decref(tmp[i]);
 }
 
 /* See eval.h. */
 int pnG_sdpa_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
-    pn_array *tmp[6] = {NULL};
+    pn_array *tmp[7] = {NULL};
     pnG_sdpa_args a;
     if (pnG_sdpa_forward(&(pnG_sdpa_args){.dtype = in[0]->dtype, .D = in[0]->shape[3], .Dv = in[2]->shape[3]},
                          NULL, NULL, -1) == PNG_UNSUPPORTED)
@@ -73,7 +82,7 @@ int pnG_sdpa_vjp_eval(const pnC_node *node, pn_array *const *in, pn_array *const
 {
     const pnK_sdpa_params *p = PNC_PARAMS(node, pnK_sdpa_params);
     int o_at = p->mask == PNK_SDPA_NO_MASK ? 3 : 4;
-    pn_array *tmp[6] = {NULL};
+    pn_array *tmp[7] = {NULL};
     pnG_sdpa_args a;
     if (pnG_sdpa_backward(&(pnG_sdpa_args){.dtype = in[0]->dtype, .D = in[0]->shape[3], .Dv = in[2]->shape[3]},
                           NULL, NULL, NULL, NULL, -1) == PNG_UNSUPPORTED)

@@ -187,8 +187,8 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
 
 /* ───────────────────────────── backward ───────────────────────────── */
 
-/* dq (B, Hq, Lq, D) and, in dsc (3 x B * Hq * Lq), the rows' rowsum(dout * out), softmax max
- * and 1 / sum. With an additive mask the max and sum are recomputed (a first pass over the
+/* dq (B, Hq, Lq, D) and, in dsc (3 x B * Hq * Lq), the rows' rowsum(dout * out) (less lse's
+ * cotangent when there is one), softmax max and 1 / sum. With an additive mask the max and sum are recomputed (a first pass over the
  * keys): a row that the mask pushes to huge negative scores (-1e9, finfo.min) loses log(sum)
  * in lse's rounding, and exp(s - lse) would be 1 where the softmax is 1 / Lk. Otherwise they
  * are lse and 1. Working memory: q, dout and dq tiles, key and value chunks, the warps' dS,
@@ -203,7 +203,7 @@ __global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, sdpa_tiling g)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t nqt = (a.Lq + tq - 1) / tq, rep = a.Hq / a.Hkv;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
-    const C *lse = (const C *)a.lse;
+    const C *lse = (const C *)a.lse, *dlse = (const C *)a.dlse;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
         int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * tq;
         int64_t m = a.Lq - i0 < tq ? a.Lq - i0 : tq, nk = keys_needed(a, i0, m);
@@ -220,7 +220,7 @@ __global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, sdpa_tiling g)
             C part = 0;
             for (int64_t d = lane; d < a.Dv; d += 32) part += sdo[r * a.Dv + d] * (C)png_load(O + (i0 + r) * a.os[2] + d);
             part = warp_sum(part);
-            if (lane == 0) rd[r] = part;
+            if (lane == 0) rd[r] = dlse ? part - dlse[bh * a.Lq + i0 + r] : part;
         }
         for (int64_t j0 = 0; add && j0 < nk; j0 += ch) { /* the rows' max and sum */
             stage_keys(a, sk, (C *)NULL, K, V, j0, nk, ch);

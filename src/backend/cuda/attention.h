@@ -18,6 +18,7 @@ typedef struct pnG_sdpa_args {
     int causal, mask;
     pn_dtype dtype; /* q, k, v, out, dout, dq, dk, dv; lse and the scratch D in float32 (float64) */
     const void *q, *k, *v, *mask_data, *o, *lse, *dout;
+    const void *dlse; /* backward: NULL, or lse's cotangent (B, Hq, Lq) dense, lse's dtype */
     int64_t qs[3], ks[3], vs[3], os[3], dos[3], ms[4];
 } pnG_sdpa_args;
 
