@@ -110,6 +110,32 @@ TEST(npz_compressed_roundtrip)
     pn_params_free(p);
 }
 
+/* A deflated member bigger than the memory limit allows: an out-of-memory error naming the
+ * member, nothing leaked; the same file loads once the limit is lifted. */
+TEST(npz_compressed_member_over_memory_limit)
+{
+    pn_params *p = pn_params_new();
+    pn_scope_push();
+    pn_array *big = pn_remainder(pn_arange(0, 1 << 22, 1, PN_INT32), pn_scalar(7, PN_INT32)); /* 16 MiB */
+    pn_params_set(p, "big", big);
+    pn_scope_pop();
+    CHECK(pn_savez_compressed(test_tmp_path("big.npz"), p) == 0);
+    CHECK(file_size(test_tmp_path("big.npz")) < (1 << 20));
+    pn_clear_cache();
+    size_t old = pn_set_memory_limit(pn_get_active_memory() + (8 << 20));
+    pn_clear_error();
+    pn_params *q = pn_load_params(test_tmp_path("big.npz"));
+    CHECK(q == NULL && pn_last_error() == PN_ERR_OUT_OF_MEMORY);
+    CHECK_MSG(strstr(pn_last_error_message(), "inflating member 'big'"), "%s", pn_last_error_message());
+    pn_clear_error();
+    pn_set_memory_limit(old);
+    q = pn_load_params(test_tmp_path("big.npz"));
+    CHECK_OK(q);
+    if (q) check_same_tree(p, q, true);
+    pn_params_free(q);
+    pn_params_free(p);
+}
+
 TEST(npy_roundtrip_and_strided)
 {
     pn_scope_push();

@@ -308,19 +308,26 @@ done:
     return rc;
 }
 
-/* A deflated member's uncomp bytes (free()), or NULL with why. Deflate expands at most 1032
- * times, so a size claimed beyond that is refused before anything is allocated. */
-static unsigned char *inflate_member(const unsigned char *data, uint32_t comp, uint32_t uncomp, const char **why)
+/* A deflated member's uncomp bytes from the caching allocator (pnC_free_bytes with *cap, so the
+ * memory limit bounds them), or NULL with the error set ([load_npz] path, member name). Deflate
+ * expands at most 1032 times, so a size claimed beyond that is refused before anything is
+ * allocated. */
+static unsigned char *inflate_member(const unsigned char *data, uint32_t comp, uint32_t uncomp, size_t *cap,
+                                     const char *path, const char *name)
 {
 #ifdef PONTE_HAVE_ZLIB
-    if ((uint64_t)uncomp > (uint64_t)comp * 1032 + 64) {
-        *why = "a deflated member claims more bytes than its data can hold";
-        return NULL;
-    }
-    unsigned char *out = malloc(uncomp ? uncomp : 1);
+    if ((uint64_t)uncomp > (uint64_t)comp * 1032 + 64)
+        return pnC_fail(PN_ERR_IO, "[load_npz] %s: member '%s': a deflated member claims more bytes than its data can hold.",
+                        path, name);
+    bool failed_before = pnC_failed();
+    unsigned char *out = pnC_alloc_bytes(uncomp ? uncomp : 1, cap);
     if (!out) {
-        *why = "out of memory inflating a member";
-        return NULL;
+        if (failed_before) return NULL;
+        char cause[512]; /* the allocator's error, restated with the file and member */
+        snprintf(cause, sizeof cause, "%s", pn_last_error_message());
+        pn_clear_error();
+        return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[load_npz] %s: out of memory inflating member '%s' (%u bytes): %s",
+                        path, name, uncomp, cause);
     }
     z_stream z = {0};
     int rc = inflateInit2(&z, -MAX_WBITS);
@@ -331,13 +338,15 @@ static unsigned char *inflate_member(const unsigned char *data, uint32_t comp, u
     bool whole = rc == Z_STREAM_END && z.total_out == uncomp && z.avail_in == 0;
     inflateEnd(&z);
     if (whole) return out;
-    free(out);
-    *why = "a corrupt deflated member";
+    pnC_free_bytes(out, *cap);
+    if (rc == Z_MEM_ERROR)
+        return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[load_npz] %s: out of memory in zlib inflating member '%s'.", path, name);
+    return pnC_fail(PN_ERR_IO, "[load_npz] %s: member '%s': a corrupt deflated member.", path, name);
 #else
-    (void)data, (void)comp, (void)uncomp;
-    *why = "deflated members (numpy.savez_compressed) need zlib, which this build of Ponte was made without";
+    (void)data, (void)comp, (void)uncomp, (void)cap;
+    return pnC_fail(PN_ERR_IO, "[load_npz] %s: member '%s': deflated members (numpy.savez_compressed) need zlib, which "
+                    "this build of Ponte was made without.", path, name);
 #endif
-    return NULL;
 }
 
 pn_params *pnI_load_npz(const char *path)
@@ -379,17 +388,22 @@ pn_params *pnI_load_npz(const char *path)
         uint64_t dstart = (uint64_t)loff + 30 + rd16(buf + loff + 26) + rd16(buf + loff + 28);
         if (dstart + comp > coff) { why = "member data lies outside the file"; break; }
         unsigned char *inflated = NULL;
-        const unsigned char *member = method == 8 ? (inflated = inflate_member(buf + dstart, comp, uncomp, &why))
-                                                  : buf + dstart;
-        if (!member) break;
+        size_t icap = 0;
+        const unsigned char *member =
+            method == 8 ? (inflated = inflate_member(buf + dstart, comp, uncomp, &icap, path, name)) : buf + dstart;
+        if (!member) {
+            pn_params_free(out);
+            out = NULL;
+            break;
+        }
         if (crc32_of(member, uncomp) != rd32(buf + pos + 16)) {
-            free(inflated);
+            if (inflated) pnC_free_bytes(inflated, icap);
             why = "CRC mismatch (corrupt member)";
             break;
         }
         pn_scope_push();
         pn_array *a = pnI_npy_parse(member, uncomp, path);
-        free(inflated);
+        if (inflated) pnC_free_bytes(inflated, icap);
         int rc = a ? pn_params_set(out, name, a) : -1;
         pn_scope_pop();
         if (rc) { pn_params_free(out); out = NULL; }
