@@ -77,6 +77,13 @@ pn_array *test_random_array(const int64_t *shape, int ndim, pn_dtype dtype, doub
         else if (pnC_is_integer(dtype)) x = floor(x);
         v[i] = x;
     }
+    if (dtype == PN_COMPLEX64) { /* real parts as above, imaginary parts drawn from the same range */
+        float *c = malloc((size_t)(n > 0 ? n : 1) * 2 * sizeof *c);
+        for (int64_t i = 0; c && i < n; i++) c[2 * i] = (float)v[i], c[2 * i + 1] = (float)test_uniform(lo, hi);
+        pn_array *z = c ? pn_array_from_data(c, shape, ndim, PN_COMPLEX64) : NULL;
+        free(c), free(v);
+        return z;
+    }
     pn_array *f = pn_array_from_data(v, shape, ndim, PN_FLOAT64);
     free(v);
     if (!f || dtype == PN_FLOAT64) return f;

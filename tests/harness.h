@@ -59,12 +59,13 @@ double test_normal(void);
 /* Whether PONTE_TEST_QUICK is set (sanitizer runs use smaller sizes). */
 int test_quick(void);
 
-/* A random array of shape/dtype with values in [lo, hi) (integers: rounded; bool: 0/1). */
 /* A path for a scratch file called name in this process's own temporary folder (made on
  * first use, removed at exit); test_tmp_path("") is the folder itself with a trailing slash.
  * The returned buffer is reused by the next call. */
 const char *test_tmp_path(const char *name);
 
+/* A random array of shape/dtype with values in [lo, hi) (integers: rounded; bool: 0/1;
+ * complex64: real and imaginary parts each in [lo, hi)). */
 pn_array *test_random_array(const int64_t *shape, int ndim, pn_dtype dtype, double lo,
                             double hi);
 /* The elements of a (any dtype, evaluated, row-major) as a malloc'd double array; the real

@@ -957,10 +957,11 @@ TEST(compile_fused_cpu_generated_bit_identical)
     pn_stream_pop();
 }
 
-/* Every plain unary and binary op, in every dtype but complex64, through the CPU's generated
- * kernels: programs of up to six ops, each op's result cast to float64 (which holds every
- * value of these dtypes exactly, 64-bit integers past 2^53 rounded alike) and selected into the
- * output where a random index names it, so each op decides several hundred elements. */
+/* Every plain unary and binary op, in every dtype, through the CPU's generated kernels:
+ * programs of up to six ops, each op's result cast to float64 (which holds every value of
+ * these dtypes exactly, 64-bit integers past 2^53 rounded alike; complex64's to complex64) and
+ * selected into the output where a random index names it, so each op
+ * decides several hundred elements. */
 typedef pn_array *(*unary_fn)(pn_array *);
 typedef pn_array *(*binary_fn)(pn_array *, pn_array *);
 #define OPS_U(E, name, prim, rule, cpx) pn_##name,
@@ -981,6 +982,7 @@ static int fn_every(void *ctx, int nin, pn_array *const *in, int *nout, pn_array
     (void)nin;
     const every_ctx *e = ctx;
     pn_array *x = in[0], *y = in[1], *idx = in[2], *acc = NULL;
+    const pn_dtype to = pn_array_dtype(x) == PN_COMPLEX64 ? PN_COMPLEX64 : PN_FLOAT64;
     for (int i = 0; i < e->count; i++) {
         int op = e->first + i;
         pn_array *r = e->binary ? every_binary[op](x, y) : every_unary[op](x);
@@ -988,10 +990,10 @@ static int fn_every(void *ctx, int nin, pn_array *const *in, int *nout, pn_array
             pn_clear_error();
             continue;
         }
-        r = pn_astype(r, PN_FLOAT64);
+        if (pn_array_dtype(r) != to) r = pn_astype(r, to);
         acc = acc ? pn_where(pn_equal(idx, pn_weak_int(i)), r, acc) : r;
     }
-    out[0] = acc ? acc : pn_astype(x, PN_FLOAT64);
+    out[0] = acc ? acc : pn_astype(x, to);
     *nout = 1;
     return out[0] ? 0 : -1;
 }
@@ -999,10 +1001,10 @@ static int fn_every(void *ctx, int nin, pn_array *const *in, int *nout, pn_array
 TEST(compile_fused_cpu_generated_every_op)
 {
     const pn_dtype all[] = {PN_BOOL,  PN_UINT8, PN_UINT16,  PN_UINT32,  PN_UINT64,  PN_INT8,    PN_INT16,
-                            PN_INT32, PN_INT64, PN_FLOAT16, PN_FLOAT32, PN_FLOAT64, PN_BFLOAT16};
+                            PN_INT32, PN_INT64, PN_FLOAT16, PN_FLOAT32, PN_FLOAT64, PN_BFLOAT16, PN_COMPLEX64};
     const pn_dtype quick[] = {PN_BOOL, PN_UINT8, PN_INT32, PN_FLOAT16, PN_FLOAT32};
     const pn_dtype *types = test_quick() ? quick : all;
-    const int nt = test_quick() ? 5 : 13;
+    const int nt = test_quick() ? 5 : 14;
     const int nu = (int)(sizeof every_unary / sizeof *every_unary), nb = (int)(sizeof every_binary / sizeof *every_binary);
     const int64_t n = 3001;
     pn_stream_push(pn_default_stream((pn_device){.type = PN_CPU, .index = 0}));

@@ -43,7 +43,9 @@ PN_ERFINV_FN float pn_erfinv_f32(float a)
 }
 
 /* float64: Giles' approximation refined by two Halley steps on erf(x) = y (erfc near the
- * tails), which reaches full precision. */
+ * tails), which reaches full precision. Every multiply-add is an fma, as in float32's, so
+ * the bits do not depend on whether a compiler contracts (the library, nvcc and the
+ * generated C of fused programs differ there). */
 PN_ERFINV_FN double pn_erfinv_f64(double y)
 {
     double ay = fabs(y);
@@ -53,31 +55,31 @@ PN_ERFINV_FN double pn_erfinv_f64(double y)
     if (w < 5.0) {
         w -= 2.5;
         p = 2.81022636e-08;
-        p = 3.43273939e-07 + p * w;
-        p = -3.5233877e-06 + p * w;
-        p = -4.39150654e-06 + p * w;
-        p = 0.00021858087 + p * w;
-        p = -0.00125372503 + p * w;
-        p = -0.00417768164 + p * w;
-        p = 0.246640727 + p * w;
-        p = 1.50140941 + p * w;
+        p = fma(p, w, 3.43273939e-07);
+        p = fma(p, w, -3.5233877e-06);
+        p = fma(p, w, -4.39150654e-06);
+        p = fma(p, w, 0.00021858087);
+        p = fma(p, w, -0.00125372503);
+        p = fma(p, w, -0.00417768164);
+        p = fma(p, w, 0.246640727);
+        p = fma(p, w, 1.50140941);
     } else {
         w = sqrt(w) - 3.0;
         p = -0.000200214257;
-        p = 0.000100950558 + p * w;
-        p = 0.00134934322 + p * w;
-        p = -0.00367342844 + p * w;
-        p = 0.00573950773 + p * w;
-        p = -0.0076224613 + p * w;
-        p = 0.00943887047 + p * w;
-        p = 1.00167406 + p * w;
-        p = 2.83297682 + p * w;
+        p = fma(p, w, 0.000100950558);
+        p = fma(p, w, 0.00134934322);
+        p = fma(p, w, -0.00367342844);
+        p = fma(p, w, 0.00573950773);
+        p = fma(p, w, -0.0076224613);
+        p = fma(p, w, 0.00943887047);
+        p = fma(p, w, 1.00167406);
+        p = fma(p, w, 2.83297682);
     }
     double x = p * ay;
     for (int k = 0; k < 2; k++) {
         double f = ay > 0.5 ? (1 - ay) - erfc(x) : erf(x) - ay;
         double u = f / (1.1283791670955126 * exp(-x * x));
-        x -= u / (1 + x * u);
+        x -= u / fma(x, u, 1);
     }
     return copysign(x, y);
 }

@@ -64,26 +64,23 @@ static pn_dtype operand_dtype(const plan *P, const pnF_op *op)
     return P->dt[op->in[op->kind == PNF_WHERE ? 1 : 0]];
 }
 
-/* Plans pg for inputs of dtypes dt (bit i of bcast: input i is one broadcast element); false
- * when the program has what generated C does not take: complex64 (its arithmetic contracts
- * differently under the library's flags) or float64 erfinv (a polynomial the library
- * contracts; float32's is written with fmaf). */
-static bool make_plan(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, plan *P)
+/* Plans pg for inputs of dtypes dt (bit i of bcast: input i is one broadcast element). Every
+ * op and dtype is taken: the element functions hold no multiply-add a compiler could contract
+ * (complex products and erfinv are written with fma), so the library's flags and generated C's
+ * give the same bits. */
+static void make_plan(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast, plan *P)
 {
     memset(P, 0, sizeof *P);
     P->nin = pg->nin, P->nops = pg->nops;
     for (int i = 0; i < pg->nin; i++) {
         P->dt[i] = dt[i];
         P->bcast[i] = (bcast >> i) & 1;
-        if (dt[i] == PN_COMPLEX64) return false;
     }
     int seg = 0;
     for (int k = 0; k < pg->nops; k++) {
         const pnF_op *op = &pg->ops[k];
         P->dt[pg->nin + k] = op->dtype;
         pn_dtype t = operand_dtype(P, op);
-        if (op->dtype == PN_COMPLEX64 || t == PN_COMPLEX64) return false;
-        if (op->kind == PNF_UNARY && op->p.op == PNK_U_ERFINV && t == PN_FLOAT64) return false;
         int a = op->in[0];
         bool scalar_src = a < pg->nin ? P->bcast[a] : P->how[a - pg->nin] == HOIST;
         int how = LOOP;
@@ -106,7 +103,6 @@ static bool make_plan(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast,
         }
         if (how == VEC || how == CVT) P->stored[k] = true;
     }
-    return true;
 }
 
 /* ───────────────────────────── source ───────────────────────────── */
@@ -361,9 +357,7 @@ static const char *jit_compiler(void)
 static char *jit_source(const pnF_program *pg, const pn_dtype *dt, uint32_t bcast)
 {
     plan P;
-    if (!make_plan(pg, dt, bcast, &P))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[compile] The fused program has an op or dtype generated C "
-                                                 "does not take.");
+    make_plan(pg, dt, bcast, &P);
     pthread_once(&prelude_once, make_prelude);
     char *src = prelude ? generate(pg, &P, prelude) : NULL;
     if (!src) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[compile] Out of memory generating a fused kernel.");
@@ -376,7 +370,7 @@ pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *d
     const char *env = getenv("PONTE_FUSED_JIT");
     if (env && env[0] == '0' && env[1] == 0) return NULL;
     plan P;
-    if (!make_plan(pg, dt, bcast, &P)) return NULL;
+    make_plan(pg, dt, bcast, &P);
     signature s;
     memset(&s, 0, sizeof s);
     s.nin = pg->nin, s.nops = pg->nops, s.bcast = bcast;
