@@ -1406,10 +1406,12 @@ pn_array *pn_nn_lstm(pn_array *x, pn_array *wx, pn_array *wh, pn_array *bias, pn
 /* Upsamples the spatial axes of x (N, spatial..., C; at least one): axis of size n becomes
  * int(scale * n), with nscale 1 (every axis) or ndim - 2 positive scales (fractions allowed).
  * mode "nearest" (or NULL), "linear" or "cubic" (a = -0.75), MLX's sampling grid;
- * align_corners maps the corner samples onto each other (linear, cubic). Nearest keeps x's
- * dtype, linear and cubic promote it with float32. */
+ * align_corners maps the corner samples onto each other (linear, cubic); antialias (linear and
+ * cubic, without align_corners) widens the filter by 1/scale when downsampling and renormalizes
+ * it, cubic then with a = -0.5, as MLX and PyTorch's interpolate(antialias=True). Nearest keeps
+ * x's dtype, linear and cubic promote it with float32. */
 pn_array *pn_nn_upsample(pn_array *x, const double *scale, int nscale, const char *mode,
-                         bool align_corners);
+                         bool align_corners, bool antialias);
 /* y[..., o] = x2[..., :] @ weight[o] @ x1[..., :] + bias[o] for x1 (..., in1), x2 (..., in2)
  * with the same leading shape, weight (out, in2, in1), bias (out,) or NULL: (..., out). */
 pn_array *pn_nn_bilinear(pn_array *x1, pn_array *x2, pn_array *weight, pn_array *bias);

@@ -321,3 +321,82 @@ def test_surface_names_match_mlx():
             missing[theirs.__name__] = gone
     assert not missing, missing
     assert not [n for n in dir(mlx.array) if not n.startswith("_") and not hasattr(mx.array, n)]
+
+
+def _rejects_keyword(fn, name):
+    """Whether calling fn with only the keyword `name` fails because of the keyword itself
+    (any other error, missing arguments or a bad value, means the name is accepted)."""
+    try:
+        fn(**{name: object()})
+    except TypeError as e:
+        msg = str(e)
+        return any(s in msg for s in ("unexpected keyword", "invalid keyword", "takes no keyword"))
+    except Exception:
+        pass
+    return False
+
+
+def _nb_keyword_names(sig_text):
+    """The parameters of a nanobind signature `def f(a, /, b=..., *, c=...)` that can be
+    passed by name (after the `/`; *args and **kwargs left out)."""
+    import re
+    body = re.match(r"def \w+\((.*)\)(\s*->.*)?$", sig_text, re.S).group(1)
+    parts, depth, cur = [], 0, ""
+    for ch in body:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    named = "/" not in parts
+    out = []
+    for p in parts:
+        if p == "/":
+            named = True
+        elif named and p != "*" and not p.startswith("*"):
+            out.append(p.split(":")[0].split("=")[0].strip())
+    return out
+
+
+@needs_mlx
+def test_every_mlx_keyword_is_accepted():
+    """Every parameter MLX's functions take by name (mlx.core and its submodules, from their
+    nanobind signatures; mlx.nn, its losses and init, mlx.optimizers, from their Python
+    signatures) is taken by name by Ponte's function or class of the same name."""
+    import importlib
+    import inspect
+    import ponte.nn
+    import ponte.optimizers
+    mlx_nn, mlx_optim = importlib.import_module("mlx.nn"), importlib.import_module("mlx.optimizers")
+    rejected = []
+    core_mods = [("", mlx, mx)] + [(s + ".", getattr(mlx, s), getattr(mx, s))
+                                   for s in ("random", "linalg", "fft", "fast", "distributed", "metal", "cuda")]
+    for prefix, mm, pm in core_mods:
+        for name in dir(mm):
+            sigs = getattr(getattr(mm, name), "__nb_signature__", None)
+            if name.startswith("_") or not sigs:
+                continue
+            for sig in sigs:
+                rejected += [f"{prefix}{name}({kw}=)" for kw in _nb_keyword_names(sig[0])
+                             if _rejects_keyword(getattr(pm, name), kw)]
+    py_mods = [("nn.", mlx_nn, ponte.nn), ("nn.losses.", mlx_nn.losses, ponte.nn.losses),
+               ("nn.init.", mlx_nn.init, ponte.nn.init), ("optimizers.", mlx_optim, ponte.optimizers)]
+    for prefix, mm, pm in py_mods:
+        for name in dir(mm):
+            f = getattr(mm, name)
+            if name.startswith("_") or not callable(f) or not getattr(f, "__module__", "").startswith(mm.__name__):
+                continue  # typing helpers and names the module imports from elsewhere
+            try:
+                params = inspect.signature(f).parameters.values()
+            except (TypeError, ValueError):
+                continue
+            for p in params:
+                if p.kind in (p.POSITIONAL_ONLY, p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "self":
+                    continue
+                if _rejects_keyword(getattr(pm, name), p.name):
+                    rejected.append(f"{prefix}{name}({p.name}=)")
+    assert not rejected, "keywords MLX takes and Ponte refuses: " + ", ".join(rejected)

@@ -339,6 +339,51 @@ def test_upsample_errors(rng):
     assert up.parameters() == {}
 
 
+@pytest.mark.parametrize("shape,scales", [((2, 8, 3), (0.5,)), ((1, 13, 2), (0.3,)), ((1, 5, 2), (2.0,)),
+                                          ((2, 8, 6, 2), (0.5, 0.5)), ((1, 12, 7, 1), (0.25, 1.5)),
+                                          ((1, 9, 10, 2), (0.37, 0.8)), ((1, 6, 4, 5, 1), (0.5, 2.0, 0.4))])
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_upsample_antialias(rng, shape, scales, mode):
+    """antialias=True: the kernel (triangle, or Keys' cubic with a = -0.5) widened by 1/scale
+    when downsampling, summed over every input and normalized (numpy, float64); against MLX
+    0.32.4 itself when it is importable; MLX's errors and repr."""
+    x = rng.uniform(-2, 2, shape)
+    up = nn.Upsample(scale_factor=scales, mode=mode, antialias=True)
+    y = up(A(x, np.float64))
+    mats = []
+    for n, s in zip(shape[1:-1], scales):
+        m, widen = int(s * n), (1 / s if s < 1 else 1.0)
+        p = np.arange(m) / s - ((m - 1) / s - n + 1) / 2
+        d = np.abs(p[:, None] - np.arange(n)[None, :]) / widen
+        k = (np.maximum(1 - d, 0) if mode == "linear" else
+             np.where(d <= 1, (1.5 * d - 2.5) * d * d + 1, np.where(d <= 2, (((d - 5) * d + 8) * d - 4) * -0.5, 0)))
+        mats.append(k / np.where(k.sum(1, keepdims=True) > 0, k.sum(1, keepdims=True), 1))
+    ref = x
+    for axis, mat in enumerate(mats):
+        ref = np.moveaxis(np.tensordot(mat, np.moveaxis(ref, axis + 1, 0), axes=1), 0, axis + 1)
+    assert y.shape == ref.shape
+    close(y, ref, rtol=1e-6, atol=1e-6)  # positions as MLX computes them, in float32
+    try:
+        import mlx.core as mlx_core
+        import importlib
+        mlx_nn = importlib.import_module("mlx.nn")
+    except ImportError:
+        return
+    want = np.array(mlx_nn.Upsample(scale_factor=scales, mode=mode, antialias=True)(mlx_core.array(x.astype(np.float32))))
+    close(up(A(x, np.float32)), want, rtol=1e-5, atol=1e-5)
+    assert repr(up) == repr(mlx_nn.Upsample(scale_factor=scales, mode=mode, antialias=True))
+
+
+def test_upsample_antialias_errors():
+    with pytest.raises(ValueError, match="nearest"):
+        nn.Upsample(0.5, antialias=True)
+    with pytest.raises(ValueError, match="align_corners"):
+        nn.Upsample(0.5, mode="linear", align_corners=True, antialias=True)
+    from ponte.nn.layers.upsample import upsample_linear
+    with pytest.raises(ValueError, match="align_corners"):
+        upsample_linear(mx.zeros((1, 4, 1)), (0.5,), align_corners=True, antialias=True)
+
+
 # ───────────────────────────── bilinear ─────────────────────────────
 
 @pytest.mark.parametrize("lead", [(), (5,), (2, 3)])

@@ -437,3 +437,102 @@ def test_multi_optimizer_update_model(rng):
     single = optim.MultiOptimizer([optim.SGD(learning_rate=0.5)])
     p = single.apply_gradients({"w": mx.array([1.0, 2.0])}, {"w": mx.array([0.0, 0.0])})
     assert p["w"].tolist() == [-0.5, -1.0]
+
+
+def _custom_optimizer_class(base, core):
+    """MLX's way of writing an optimizer: momentum SGD with a decoupled decay, over
+    init_single / apply_single, its rate a schedule and its decay a constant."""
+
+    class MomentumDecay(base):
+        def __init__(self, learning_rate, momentum=0.9, decay=0.01):
+            super().__init__()
+            self._maybe_schedule("learning_rate", learning_rate)
+            self._maybe_schedule("decay", decay)
+            self.momentum = momentum
+
+        def init_single(self, parameter, state):
+            state["v"] = core.zeros_like(parameter)
+
+        def apply_single(self, gradient, parameter, state):
+            v = self.momentum * state["v"] + gradient
+            state["v"] = v
+            lr = self.learning_rate.astype(gradient.dtype)
+            return parameter * (1 - self.state["decay"].astype(gradient.dtype)) - lr * v
+
+    return MomentumDecay
+
+
+def _np_momentum_decay(params, grads, steps, lr_at, momentum=0.9, decay=0.01):
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    p = {k: a.copy() for k, a in params.items()}
+    for t in range(steps):
+        lr = lr_at(t)  # update t + 1 runs at the schedule's value for the t steps done before it
+        for k in p:
+            v[k] = momentum * v[k] + grads[t][k]
+            p[k] = p[k] * (1 - decay) - lr * v[k]
+    return p
+
+
+def test_python_optimizer_subclass(rng):
+    """An optimizer written against MLX's base class (init_single / apply_single, a
+    scheduled rate) trains a model: numpy's formula over several steps, the state tree, a
+    nested list of parameters, and mx.compile with the optimizer's state as state."""
+    Opt = _custom_optimizer_class(optim.Optimizer, mx)
+    sched = optim.step_decay(0.1, 0.5, 2)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    params = {k: np.array(v) for k, v in tree_flatten(model.parameters())}
+    grads = [{k: rng.standard_normal(a.shape).astype(np.float32) for k, a in params.items()} for _ in range(4)]
+    opt = Opt(sched)
+    for g in grads:
+        from ponte.utils import tree_unflatten
+        opt.update(model, tree_unflatten([(k, mx.array(a)) for k, a in g.items()]))
+    want = _np_momentum_decay(params, grads, 4, lambda t: 0.1 * 0.5 ** (t // 2))
+    got = dict(tree_flatten(model.parameters()))
+    for k in want:
+        np.testing.assert_allclose(np.array(got[k]), want[k], rtol=1e-5, atol=1e-6)
+    assert opt.step.item() == 4
+    assert sorted(opt.state.keys()) == ["decay", "layers", "learning_rate", "step"]
+    assert set(opt.state["layers"][0].keys()) == {"weight", "bias"}
+    np.testing.assert_allclose(opt.learning_rate.item(), 0.1 * 0.5 ** (3 // 2), rtol=1e-6)  # the 4th update's
+    with pytest.raises(NotImplementedError):
+        optim.Optimizer().update(model, model.parameters())
+
+    # the same training, compiled with the model's and the optimizer's state
+    model2 = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model2.update(tree_unflatten([(k, mx.array(a)) for k, a in params.items()]))
+    opt2 = Opt(sched)
+    state = [model2.state, opt2.state]
+    from functools import partial
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(g):
+        opt2.update(model2, g)
+
+    for g in grads:
+        step(tree_unflatten([(k, mx.array(a)) for k, a in g.items()]))
+    got = dict(tree_flatten(model2.parameters()))
+    for k in want:
+        np.testing.assert_allclose(np.array(got[k]), want[k], rtol=1e-5, atol=1e-6)
+
+
+def test_python_optimizer_subclass_matches_mlx(rng):
+    """The same subclass run by MLX 0.32.4 gives the same parameters and state."""
+    mlx = pytest.importorskip("mlx.core")
+    mlx_optim = pytest.importorskip("mlx.optimizers")
+    w0 = rng.standard_normal((3, 2)).astype(np.float32)
+    grads = [rng.standard_normal((3, 2)).astype(np.float32) for _ in range(3)]
+    out = []
+    for core, base, cosine in ((mx, optim.Optimizer, optim.cosine_decay),
+                               (mlx, mlx_optim.Optimizer, mlx_optim.cosine_decay)):
+        Opt = _custom_optimizer_class(base, core)
+        o = Opt(cosine(0.2, 5), decay=0.05)
+        params = {"w": [core.array(w0)]}
+        for g in grads:
+            params = o.apply_gradients({"w": [core.array(g)]}, params)
+        out.append((np.array(params["w"][0]), np.array(o.state["w"][0]["v"]), o.step.item(),
+                    float(o.learning_rate.item())))
+    (pp, pv, ps, pl), (mp, mv, ms, ml) = out
+    np.testing.assert_allclose(pp, mp, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(pv, mv, rtol=1e-6, atol=1e-7)
+    assert ps == ms == 3
+    np.testing.assert_allclose(pl, ml, rtol=1e-6)

@@ -118,12 +118,14 @@ static PyObject *py_new_thread_local_stream(PyObject *m, PyObject *arg)
     return (PyObject *)o;
 }
 
+PP_ONE_ARG(kw_new_thread_local_stream, py_new_thread_local_stream, "new_thread_local_stream", "device")
+
 static PyMethodDef device_state_methods[] = {
     {"device_info", (PyCFunction)(void (*)(void))py_device_info, METH_VARARGS | METH_KEYWORDS,
      "device_info(d=None): the device's properties (device_name, architecture, memory)."},
     {"clear_streams", py_clear_streams, METH_NOARGS, "Makes the devices' default streams the original ones."},
-    {"new_thread_local_stream", py_new_thread_local_stream, METH_O,
-     "new_thread_local_stream(device): a new ThreadLocalStream on the device."},
+    PP_ONE_ARG_METHOD("new_thread_local_stream", kw_new_thread_local_stream,
+                      "new_thread_local_stream(device): a new ThreadLocalStream on the device."),
     {NULL},
 };
 

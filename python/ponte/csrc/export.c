@@ -1,6 +1,6 @@
 /* export.c — mlx.core.export_function, import_function and exporter over src/io/export.c: a
  * closure that calls the Python function on the traced arrays, MLX's two ways of giving the
- * inputs (arrays as *args/**kwargs, or one tuple and/or one dict of arrays), the imported
+ * inputs (arrays as *args and **kwargs, or one tuple and/or one dict of arrays), the imported
  * function's callable type and FunctionExporter. */
 #include "pyponte.h"
 

@@ -177,10 +177,11 @@ static int cat_is_under(int c, int ancestor)
     return 0;
 }
 
-static PyObject *py_issubdtype(PyObject *m, PyObject *args)
+static PyObject *py_issubdtype(PyObject *m, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"arg1", "arg2", NULL};
     PyObject *a, *b;
-    if (!PyArg_ParseTuple(args, "OO:issubdtype", &a, &b)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO:issubdtype", kwlist, &a, &b)) return NULL;
     int ad = PyObject_TypeCheck(a, &PPDtype_Type), bd = PyObject_TypeCheck(b, &PPDtype_Type);
     int ac = PyObject_TypeCheck(a, &PPCategory_Type), bc = PyObject_TypeCheck(b, &PPCategory_Type);
     if (!(ad || ac) || !(bd || bc)) {
@@ -624,10 +625,11 @@ static PyObject *py_false(PyObject *m, PyObject *unused) { Py_RETURN_FALSE; }
 
 /* metal.start_capture(path) / stop_capture(): nothing to capture without Metal; None, as MLX
  * gives on Linux. */
-static PyObject *py_metal_capture(PyObject *m, PyObject *args)
+static PyObject *py_metal_capture(PyObject *m, PyObject *args, PyObject *kwargs)
 {
+    static char *kwlist[] = {"path", NULL};
     const char *path = NULL;
-    if (!PyArg_ParseTuple(args, "|s:capture", &path)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|s:capture", kwlist, &path)) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -853,19 +855,31 @@ static PyObject *py_set_default_stream(PyObject *m, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PP_ONE_ARG(kw_set_default_stream, py_set_default_stream, "set_default_stream", "stream")
+PP_ONE_ARG(kw_set_default_device, py_set_default_device, "set_default_device", "device")
+PP_ONE_ARG(kw_is_available, py_is_available, "is_available", "device")
+PP_ONE_ARG(kw_device_count, py_device_count, "device_count", "device_type")
+PP_ONE_ARG(kw_default_stream, py_default_stream, "default_stream", "device")
+PP_ONE_ARG(kw_new_stream, py_new_stream, "new_stream", "device")
+PP_ONE_ARG(kw_new_thread_unsafe_stream, py_new_stream, "new_thread_unsafe_stream", "device")
+PP_ONE_ARG(kw_set_memory_limit, py_set_memory_limit, "set_memory_limit", "limit")
+PP_ONE_ARG(kw_set_cache_limit, py_set_cache_limit, "set_cache_limit", "limit")
+PP_ONE_ARG(kw_set_wired_limit, py_set_wired_limit, "set_wired_limit", "limit")
+
 static PyMethodDef module_methods[] = {
-    {"set_default_stream", py_set_default_stream, METH_O, "Makes a stream the default of its device."},
-    {"issubdtype", py_issubdtype, METH_VARARGS, "issubdtype(arg1, arg2): whether arg1 is a subtype of arg2."},
+    PP_ONE_ARG_METHOD("set_default_stream", kw_set_default_stream, "Makes a stream the default of its device."),
+    {"issubdtype", (PyCFunction)(void (*)(void))py_issubdtype, METH_VARARGS | METH_KEYWORDS,
+     "issubdtype(arg1, arg2): whether arg1 is a subtype of arg2."},
     {"stream", (PyCFunction)(void (*)(void))py_stream, METH_VARARGS | METH_KEYWORDS,
      "stream(s): a context manager making s the default stream inside it."},
     {"default_device", py_default_device, METH_NOARGS, "The default device."},
-    {"set_default_device", py_set_default_device, METH_O, "Sets the default device."},
-    {"is_available", py_is_available, METH_O, "Whether a device is available."},
-    {"device_count", py_device_count, METH_O, "The number of devices of a type."},
-    {"default_stream", py_default_stream, METH_O, "The default stream of a device."},
-    {"new_stream", py_new_stream, METH_O, "A new stream on a device."},
-    {"new_thread_unsafe_stream", py_new_stream, METH_O,
-     "A new stream on a device (Ponte's streams work from any thread: new_stream)."},
+    PP_ONE_ARG_METHOD("set_default_device", kw_set_default_device, "Sets the default device."),
+    PP_ONE_ARG_METHOD("is_available", kw_is_available, "Whether a device is available."),
+    PP_ONE_ARG_METHOD("device_count", kw_device_count, "The number of devices of a type."),
+    PP_ONE_ARG_METHOD("default_stream", kw_default_stream, "The default stream of a device."),
+    PP_ONE_ARG_METHOD("new_stream", kw_new_stream, "A new stream on a device."),
+    PP_ONE_ARG_METHOD("new_thread_unsafe_stream", kw_new_thread_unsafe_stream,
+                      "A new stream on a device (Ponte's streams work from any thread: new_stream)."),
     {"synchronize", (PyCFunction)(void (*)(void))py_synchronize, METH_VARARGS | METH_KEYWORDS,
      "Waits until the stream's work is done."},
     {"get_active_memory", py_get_active_memory, METH_NOARGS, "Bytes held by live arrays."},
@@ -875,10 +889,10 @@ static PyMethodDef module_methods[] = {
     {"clear_cache", py_clear_cache, METH_NOARGS, "Returns cached buffers to the system."},
     {"get_array_buffer_size", py_get_array_buffer_size, METH_VARARGS,
      "get_array_buffer_size(*args): bytes of the distinct buffers behind the evaluated arrays."},
-    {"set_memory_limit", py_set_memory_limit, METH_O, "Sets the memory limit; returns the old one."},
+    PP_ONE_ARG_METHOD("set_memory_limit", kw_set_memory_limit, "Sets the memory limit; returns the old one."),
     {"get_memory_limit", py_get_memory_limit, METH_NOARGS, "The memory limit (0: none)."},
-    {"set_cache_limit", py_set_cache_limit, METH_O, "Sets the cache limit; returns the old one."},
-    {"set_wired_limit", py_set_wired_limit, METH_O, "Accepted for compatibility (no effect)."},
+    PP_ONE_ARG_METHOD("set_cache_limit", kw_set_cache_limit, "Sets the cache limit; returns the old one."),
+    PP_ONE_ARG_METHOD("set_wired_limit", kw_set_wired_limit, "Accepted for compatibility (no effect)."),
     {"set_printoptions", (PyCFunction)(void (*)(void))py_set_printoptions, METH_VARARGS | METH_KEYWORDS,
      "set_printoptions(precision=-1): decimals of printed floats (-1: the default form)."},
     {"get_printoptions", py_get_printoptions, METH_NOARGS, "The current print options (a copy)."},
@@ -900,11 +914,13 @@ static PyMethodDef metal_methods[] = {
     {"get_cache_memory", py_get_cache_memory, METH_NOARGS, NULL},
     {"reset_peak_memory", py_reset_peak_memory, METH_NOARGS, NULL},
     {"clear_cache", py_clear_cache, METH_NOARGS, NULL},
-    {"set_memory_limit", py_set_memory_limit, METH_O, NULL},
-    {"set_cache_limit", py_set_cache_limit, METH_O, NULL},
-    {"set_wired_limit", py_set_wired_limit, METH_O, "Accepted for compatibility (no effect)."},
-    {"start_capture", py_metal_capture, METH_VARARGS, "No Metal capture in Ponte: does nothing."},
-    {"stop_capture", py_metal_capture, METH_VARARGS, "No Metal capture in Ponte: does nothing."},
+    PP_ONE_ARG_METHOD("set_memory_limit", kw_set_memory_limit, NULL),
+    PP_ONE_ARG_METHOD("set_cache_limit", kw_set_cache_limit, NULL),
+    PP_ONE_ARG_METHOD("set_wired_limit", kw_set_wired_limit, "Accepted for compatibility (no effect)."),
+    {"start_capture", (PyCFunction)(void (*)(void))py_metal_capture, METH_VARARGS | METH_KEYWORDS,
+     "No Metal capture in Ponte: does nothing."},
+    {"stop_capture", (PyCFunction)(void (*)(void))py_metal_capture, METH_VARARGS | METH_KEYWORDS,
+     "No Metal capture in Ponte: does nothing."},
     {NULL},
 };
 

@@ -49,7 +49,7 @@ static pn_array *nn_log_softmax(pn_array *x, int axis) { return pn_log_softmax(x
 #define ACTIVATIONS(X)                                                                             \
     X(relu) X(relu6) X(relu2) X(selu) X(gelu) X(gelu_approx) X(gelu_fast_approx) X(silu) X(sigmoid)        \
     X(log_sigmoid) X(softplus) X(softsign) X(mish) X(hardswish) X(tanh)
-#define ROW_ACT(name) PP_SIG(#name, a, pn_nn_##name, "x: array, /", NULL),
+#define ROW_ACT(name) PP_SIG(#name, a, pn_nn_##name, "x: array", NULL), /* x by name too, as MLX */
 
 #define SIG_LOSS_TAIL "reduction: reduction, /"
 #define SIG_LOSS2(c, x, y, z) "a: array, b: array, " c ", " x ", " y ", " z ", " SIG_LOSS_TAIL
@@ -625,14 +625,14 @@ static PyObject *py_lstm(PyObject *m, PyObject *args)
     return Py_BuildValue("(NN)", ho, co);
 }
 
-/* upsample(x, scale_factor, mode, align_corners): scale_factor a number (every spatial axis)
- * or a sequence of one per spatial axis. */
+/* upsample(x, scale_factor, mode, align_corners, antialias=False): scale_factor a number
+ * (every spatial axis) or a sequence of one per spatial axis. */
 static PyObject *py_upsample(PyObject *m, PyObject *args)
 {
     PyObject *xo, *so;
     const char *mode;
-    int align;
-    if (!PyArg_ParseTuple(args, "OOsp", &xo, &so, &mode, &align)) return NULL;
+    int align, antialias = 0;
+    if (!PyArg_ParseTuple(args, "OOsp|p", &xo, &so, &mode, &align, &antialias)) return NULL;
     double scale[PP_MAXDIM];
     int ns = 1;
     if (PySequence_Check(so)) {
@@ -652,7 +652,7 @@ static PyObject *py_upsample(PyObject *m, PyObject *args)
     }
     pn_array *x;
     if (rec_arrays(&xo, 1, 1, &x)) return NULL;
-    pn_array *y = pn_nn_upsample(x, scale, ns, mode, align != 0);
+    pn_array *y = pn_nn_upsample(x, scale, ns, mode, align != 0, antialias != 0);
     pp_release_all(&x, 1);
     return pp_wrap(y);
 }

@@ -52,6 +52,20 @@ extern PyTypeObject PPArray_Type, PPDtype_Type, PPCategory_Type, PPDeviceType_Ty
 /* The dtype singletons (borrowed references). */
 extern PyObject *pp_dtype_objs[PN_NUM_DTYPES];
 
+/* Defines WRAPPER, a METH_VARARGS | METH_KEYWORDS function that takes IMPL's one argument
+ * positionally or by the name KW, as MLX's functions take theirs, and calls IMPL (a METH_O
+ * function) with it. FNAME names the function in argument errors. */
+#define PP_ONE_ARG(WRAPPER, IMPL, FNAME, KW)                                                   \
+    static PyObject *WRAPPER(PyObject *m, PyObject *args, PyObject *kwargs)                    \
+    {                                                                                          \
+        static char *kwlist_[] = {KW, NULL};                                                   \
+        PyObject *x_;                                                                          \
+        if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O:" FNAME, kwlist_, &x_)) return NULL; \
+        return IMPL(m, x_);                                                                    \
+    }
+#define PP_ONE_ARG_METHOD(NAME, WRAPPER, DOC)                                                  \
+    {NAME, (PyCFunction)(void (*)(void))WRAPPER, METH_VARARGS | METH_KEYWORDS, DOC}
+
 /* ───────────────────────────── errors ───────────────────────────── */
 
 /* Raises the Python exception for the thread's Ponte error (ValueError, MemoryError, OSError,

@@ -1162,6 +1162,7 @@ static PyObject *py_grad(PyObject *m, PyObject *args, PyObject *kw) { return gra
 static PyObject *py_value_and_grad(PyObject *m, PyObject *args, PyObject *kw) { return grad_like(T_VALUE_AND_GRAD, args, kw); }
 
 static PyObject *py_checkpoint(PyObject *m, PyObject *fn) { return (PyObject *)tf_new(T_CHECKPOINT, fn); }
+PP_ONE_ARG(kw_checkpoint, py_checkpoint, "checkpoint", "fun")
 
 static PyObject *py_vmap(PyObject *m, PyObject *args, PyObject *kw)
 {
@@ -1252,7 +1253,7 @@ static PyMethodDef transform_methods[] = {
     {"value_and_grad", FNP(py_value_and_grad), VK, "value_and_grad(fun, argnums=None, argnames=[])."},
     {"vjp", FNP(py_vjp), VK, "vjp(fun, primals, cotangents) -> (outputs, vjps)."},
     {"jvp", FNP(py_jvp), VK, "jvp(fun, primals, tangents) -> (outputs, jvps)."},
-    {"checkpoint", py_checkpoint, METH_O, "checkpoint(fun): recompute fun's intermediates in the backward pass."},
+    PP_ONE_ARG_METHOD("checkpoint", kw_checkpoint, "checkpoint(fun): recompute fun's intermediates in the backward pass."),
     {"custom_function", py_custom_function, METH_O, "custom_function(fun): a function with a custom vjp (fun.vjp)."},
     {"vmap", FNP(py_vmap), VK, "vmap(fun, in_axes=0, out_axes=0): vectorizes fun."},
     {NULL},

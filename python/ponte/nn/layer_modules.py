@@ -40,9 +40,9 @@ EXISTING = ("quantized", "recurrent", "transformer", "distributed")
 _MODULES = {}
 
 
-def _upsample(x, scale_factor, mode, align_corners):
+def _upsample(x, scale_factor, mode, align_corners, antialias=False):
     from ponte.core import _nn as _c
-    return _c.upsample(x, tuple(float(s) for s in scale_factor), mode, align_corners)
+    return _c.upsample(x, tuple(float(s) for s in scale_factor), mode, align_corners, antialias)
 
 
 def upsample_nearest(x, scale_factor):
@@ -50,14 +50,16 @@ def upsample_nearest(x, scale_factor):
     return _upsample(x, scale_factor, "nearest", False)
 
 
-def upsample_linear(x, scale_factor, align_corners=False):
-    """(Bi/tri)linear upsampling of x (N, spatial..., C) by one factor per spatial axis."""
-    return _upsample(x, scale_factor, "linear", align_corners)
+def upsample_linear(x, scale_factor, align_corners=False, antialias=False):
+    """(Bi/tri)linear upsampling of x (N, spatial..., C) by one factor per spatial axis;
+    antialias filters when downsampling (see Upsample)."""
+    return _upsample(x, scale_factor, "linear", align_corners, antialias)
 
 
-def upsample_cubic(x, scale_factor, align_corners=False):
-    """Bicubic upsampling of x (N, H, W, C) by one factor per spatial axis."""
-    return _upsample(x, scale_factor, "cubic", align_corners)
+def upsample_cubic(x, scale_factor, align_corners=False, antialias=False):
+    """Bicubic upsampling of x (N, H, W, C) by one factor per spatial axis; antialias filters
+    when downsampling (see Upsample)."""
+    return _upsample(x, scale_factor, "cubic", align_corners, antialias)
 
 
 def average_gradients(gradients, group=None, all_reduce_size=32 * 1024**2,

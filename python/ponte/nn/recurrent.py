@@ -84,22 +84,30 @@ class LSTM(Module):
 class Upsample(Module):
     """Upsamples the spatial axes 1 .. ndim-2 of x (N, spatial..., C) by scale_factor (a number
     for every axis, or one per axis) with "nearest", "linear" or "cubic" interpolation;
-    align_corners maps the corner samples of input and output onto each other."""
+    align_corners maps the corner samples of input and output onto each other; antialias
+    (linear and cubic, not with align_corners) widens the filter by 1/scale when downsampling,
+    cubic then with a = -0.5, as MLX and PyTorch's interpolate(antialias=True)."""
 
-    def __init__(self, scale_factor, mode="nearest", align_corners=False):
+    def __init__(self, scale_factor, mode="nearest", align_corners=False, antialias=False):
         super().__init__()
         if mode not in ["nearest", "linear", "cubic"]:
             raise ValueError(f"[Upsample] Got unsupported upsampling algorithm: {mode}")
+        if antialias and mode == "nearest":
+            raise ValueError("[Upsample] Antialiasing is not supported for nearest neighbor upsampling")
+        if antialias and align_corners:
+            raise ValueError("[Upsample] antialias=True with align_corners=True is not supported. Use "
+                             "align_corners=False for antialiased interpolation.")
         if isinstance(scale_factor, (list, tuple)):
             self.scale_factor = tuple(map(float, scale_factor))
         else:
             self.scale_factor = float(scale_factor)
         self.mode = mode
         self.align_corners = align_corners
+        self.antialias = antialias
 
     def _extra_repr(self):
         return (f"scale_factor={self.scale_factor}, mode={self.mode!r}, "
-                f"align_corners={self.align_corners}")
+                f"align_corners={self.align_corners}" + (", antialias=True" if self.antialias else ""))
 
     def __call__(self, x):
         dims = x.ndim - 2
@@ -110,7 +118,7 @@ class Upsample(Module):
             raise ValueError(f"[Upsample] One scale per spatial dimension is required but "
                              f"scale_factor={self.scale_factor} and the number of spatial "
                              f"dimensions were {dims}")
-        return _c.upsample(x, self.scale_factor, self.mode, self.align_corners)
+        return _c.upsample(x, self.scale_factor, self.mode, self.align_corners, self.antialias)
 
 
 class Bilinear(Module):

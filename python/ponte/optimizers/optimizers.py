@@ -1,11 +1,13 @@
-"""ponte.optimizers.optimizers — mlx.optimizers' Optimizer classes over libponte's C update
-rules (pn_optim_*): the state lives in C; Python flattens trees to names and back.
-MultiOptimizer maps onto the C parameter groups (pn_optimizer_add_group)."""
+"""ponte.optimizers.optimizers — mlx.optimizers' Optimizer classes. The built-in rules run on
+libponte's C update rules (pn_optim_*, _RuleOptimizer): the state lives in C; Python flattens
+trees to names and back. MultiOptimizer maps onto the C parameter groups
+(pn_optimizer_add_group). Optimizer itself is MLX's base class for optimizers written in
+Python: a subclass defines init_single / apply_single over one parameter and its state dict."""
 import math
 
 import ponte.core as mx
 from ponte.core import _nn as _c
-from ponte.utils import tree_flatten, tree_unflatten
+from ponte.utils import tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "AdaDelta", "Adamax", "Lion",
            "Adafactor", "Muon", "MultiOptimizer", "clip_grad_norm"]
@@ -33,14 +35,104 @@ class _State(dict):
         # "step" goes to C as it is, traced inside mx.compile's trace (an update there counts
         # it with ops); an optimizer whose rule reads the step on the host keeps a real count
         keep = self._opt._array_step
-        Optimizer.state.fset(self._opt, {k: v for k, v in self.items() if keep or k != "step"})
+        _RuleOptimizer.state.fset(self._opt, {k: v for k, v in self.items() if keep or k != "step"})
 
 
 class Optimizer:
-    """Base class: update(model, gradients) applies one step of the rule to the model's
-    parameters. learning_rate is a float or a schedule (a callable step -> rate). Inside a
-    traced function (mx.compile) the step is an array of the state and the update counts it and
-    computes the scheduled rate with ops (_array_step), as MLX's optimizers do."""
+    """MLX's base class: an optimizer written in Python defines init_single(parameter, state)
+    (fills the parameter's state dict) and apply_single(gradient, parameter, state) (returns the
+    updated parameter), and sets its hyperparameters with _maybe_schedule(name, value or
+    schedule). The state is a tree {"step": ..., <hyperparameters>..., <parameter path>: {...}}
+    shaped like the parameters; it is a plain tree of arrays, so mx.compile can take it as
+    state."""
+
+    def __init__(self, schedulers=None):
+        self._initialized = False
+        self._state = {"step": mx.array(0, mx.uint64)}
+        self._schedulers = dict(schedulers or {})
+
+    def update(self, model, gradients):
+        """Applies one step to model (a Module) in place."""
+        model.update(self.apply_gradients(gradients, model))
+
+    def init(self, parameters):
+        """Creates the state of every parameter not seen yet (otherwise done at the first
+        update): an empty dict per array, filled by init_single."""
+
+        def grow(params, state):
+            if isinstance(params, (list, tuple)):
+                state = list(state)
+                state[:len(params)] = [grow(p, st) for p, st in zip(params, state)]
+                state.extend(tree_map(lambda _: {}, list(params[len(state):])))
+                return type(params)(state) if type(params) in (list, tuple) else state
+            if isinstance(params, dict):
+                for k, v in params.items():
+                    state[k] = grow(v, state[k]) if k in state else tree_map(lambda _: {}, v)
+                return state
+            return state
+
+        grow(parameters, self._state)
+        tree_map(lambda p, st: self.init_single(p, st) if isinstance(p, mx.array) else None,
+                 parameters, self._state)
+        self._initialized = True
+
+    def init_single(self, parameter, state):
+        """Fills state (a dict) for one parameter."""
+        raise NotImplementedError
+
+    def apply_single(self, gradient, parameter, state):
+        """The parameter after one step with gradient; updates state in place."""
+        raise NotImplementedError
+
+    def apply_gradients(self, gradients, parameters):
+        """The parameters updated by one step (a tree shaped like gradients): the schedules
+        advance, the step counts, then apply_single runs per parameter."""
+        if not self._initialized:
+            self.init(gradients)
+        for name, schedule in self._schedulers.items():
+            self.state[name] = schedule(self.step)
+        self.state["step"] = self.step + 1
+        return tree_map(self.apply_single, gradients, parameters, self.state)
+
+    def _maybe_schedule(self, name, param):
+        """Sets hyperparameter name to param, or to param(step) at every update when param is
+        a schedule (callable)."""
+        if callable(param):
+            self._schedulers[name] = param
+            value = param(self.step)
+        else:
+            value = mx.array(param)
+        self.state[name] = value
+
+    @property
+    def state(self):
+        """The optimizer's state tree."""
+        return self._state
+
+    @state.setter
+    def state(self, state):
+        self._initialized = False
+        self._state = state
+
+    @property
+    def step(self):
+        """The number of updates done (an array)."""
+        return self.state["step"]
+
+    @property
+    def learning_rate(self):
+        return self.state["learning_rate"]
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.state["learning_rate"] = mx.array(value)
+
+
+class _RuleOptimizer(Optimizer):
+    """The built-in optimizers: update(model, gradients) applies one step of a C rule to the
+    model's parameters. learning_rate is a float or a schedule (a callable step -> rate). Inside
+    a traced function (mx.compile) the step is an array of the state and the update counts it
+    and computes the scheduled rate with ops (_array_step), as MLX's optimizers do."""
 
     _array_step = True  # the rule takes step and learning rate as arrays
 
@@ -138,7 +230,7 @@ def _betas(betas):
     return float(b[0]), float(b[1])
 
 
-class SGD(Optimizer):
+class SGD(_RuleOptimizer):
     """Stochastic gradient descent with momentum, weight decay, dampening and Nesterov."""
 
     def __init__(self, learning_rate, momentum=0.0, weight_decay=0.0, dampening=0.0, nesterov=False):
@@ -151,7 +243,7 @@ class SGD(Optimizer):
         return "sgd", (self.momentum, self.weight_decay, self.dampening, self.nesterov)
 
 
-class Adam(Optimizer):
+class Adam(_RuleOptimizer):
     """Adam (bias correction optional, as in MLX)."""
 
     def __init__(self, learning_rate, betas=(0.9, 0.999), eps=1e-8, bias_correction=False):
@@ -162,7 +254,7 @@ class Adam(Optimizer):
         return "adam", (self.betas[0], self.betas[1], self.eps, self.bias_correction)
 
 
-class AdamW(Optimizer):
+class AdamW(_RuleOptimizer):
     """Adam with decoupled weight decay."""
 
     def __init__(self, learning_rate, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, bias_correction=False):
@@ -173,7 +265,7 @@ class AdamW(Optimizer):
         return "adamw", (self.betas[0], self.betas[1], self.eps, self.weight_decay, self.bias_correction)
 
 
-class RMSprop(Optimizer):
+class RMSprop(_RuleOptimizer):
     """RMSprop."""
 
     def __init__(self, learning_rate, alpha=0.99, eps=1e-8):
@@ -188,7 +280,7 @@ class RMSprop(Optimizer):
         return "rmsprop", (self.alpha, self.eps)
 
 
-class Adagrad(Optimizer):
+class Adagrad(_RuleOptimizer):
     """Adagrad."""
 
     def __init__(self, learning_rate, eps=1e-8):
@@ -201,7 +293,7 @@ class Adagrad(Optimizer):
         return "adagrad", (self.eps,)
 
 
-class AdaDelta(Optimizer):
+class AdaDelta(_RuleOptimizer):
     """AdaDelta."""
 
     def __init__(self, learning_rate, rho=0.9, eps=1e-6):
@@ -216,7 +308,7 @@ class AdaDelta(Optimizer):
         return "adadelta", (self.rho, self.eps)
 
 
-class Adamax(Optimizer):
+class Adamax(_RuleOptimizer):
     """Adamax (the infinity-norm variant of Adam)."""
 
     def __init__(self, learning_rate, betas=(0.9, 0.999), eps=1e-8):
@@ -229,7 +321,7 @@ class Adamax(Optimizer):
         return "adamax", (self.betas[0], self.betas[1], self.eps)
 
 
-class Lion(Optimizer):
+class Lion(_RuleOptimizer):
     """Lion."""
 
     def __init__(self, learning_rate, betas=(0.9, 0.99), weight_decay=0.0):
@@ -240,7 +332,7 @@ class Lion(Optimizer):
         return "lion", (self.betas[0], self.betas[1], self.weight_decay)
 
 
-class Adafactor(Optimizer):
+class Adafactor(_RuleOptimizer):
     """Adafactor (Shazeer & Stern, 2018): factored second moments for parameters with two or
     more dimensions, a relative step size (learning_rate ignored while relative_step) scaled by
     the parameter's RMS, and updates clipped to RMS clip_threshold. beta_1 adds a first moment."""
@@ -268,7 +360,7 @@ class Adafactor(Optimizer):
                              self.weight_decay, self.scale_parameter, self.relative_step, self.warmup_init)
 
 
-class Muon(Optimizer):
+class Muon(_RuleOptimizer):
     """Muon: momentum SGD whose update of every parameter with two or more dimensions is
     orthogonalised by Newton-Schulz iterations (beyond 2-d on the (shape[0], -1) matrix) and
     scaled by sqrt(max(1, shape[-2] / shape[-1])); other parameters take the momentum step."""
@@ -283,7 +375,7 @@ class Muon(Optimizer):
         return "muon", (self.momentum, self.weight_decay, self.nesterov, self.ns_steps)
 
 
-class MultiOptimizer(Optimizer):
+class MultiOptimizer(_RuleOptimizer):
     """Several optimizers in one: a parameter goes to the first optimizer whose filter(path,
     array) is true, the last optimizer (which has no filter) takes the rest. Runs as one C
     optimizer whose parameter groups carry the optimizers' rules; a parameter's optimizer is
@@ -295,8 +387,9 @@ class MultiOptimizer(Optimizer):
         if len(filters) != len(optimizers) - 1:
             raise ValueError(f"Given {len(filters)} filters but {len(optimizers) - 1} needed.")
         for o in optimizers:
-            if not isinstance(o, Optimizer) or isinstance(o, MultiOptimizer):
-                raise TypeError("MultiOptimizer takes ponte optimizers other than MultiOptimizer.")
+            if not isinstance(o, _RuleOptimizer) or isinstance(o, MultiOptimizer):
+                raise TypeError("MultiOptimizer takes Ponte's built-in optimizers (SGD, Adam, ...) other than "
+                                "MultiOptimizer.")
         self.optimizers = list(optimizers)
         self.filters = list(filters) + [lambda *args, **kwargs: True]
         self._owner = {}  # parameter path -> index of its optimizer
