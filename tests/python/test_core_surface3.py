@@ -383,6 +383,14 @@ def test_every_mlx_keyword_is_accepted():
             for sig in sigs:
                 rejected += [f"{prefix}{name}({kw}=)" for kw in _nb_keyword_names(sig[0])
                              if _rejects_keyword(getattr(pm, name), kw)]
+    a = mx.array([[1.0, 2.0], [3.0, 4.0]])
+    for name in dir(mlx.array):
+        sigs = getattr(getattr(mlx.array, name), "__nb_signature__", None)
+        if name.startswith("_") or not sigs:
+            continue
+        for sig in sigs:
+            rejected += [f"array.{name}({kw}=)" for kw in _nb_keyword_names(sig[0])
+                         if kw != "self" and _rejects_keyword(getattr(a, name), kw)]
     py_mods = [("nn.", mlx_nn, ponte.nn), ("nn.losses.", mlx_nn.losses, ponte.nn.losses),
                ("nn.init.", mlx_nn.init, ponte.nn.init), ("optimizers.", mlx_optim, ponte.optimizers)]
     for prefix, mm, pm in py_mods:
@@ -400,3 +408,16 @@ def test_every_mlx_keyword_is_accepted():
                 if _rejects_keyword(getattr(pm, name), p.name):
                     rejected.append(f"{prefix}{name}({p.name}=)")
     assert not rejected, "keywords MLX takes and Ponte refuses: " + ", ".join(rejected)
+
+
+def test_var_std_methods_take_correction(rng):
+    """a.var / a.std take the array API's keyword-only correction, which replaces ddof (numpy's
+    ddof is the reference); the module's functions keep MLX's signature."""
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    a = mx.array(x)
+    np.testing.assert_allclose(np.array(a.var(axis=1, correction=1)), x.var(axis=1, ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(np.array(a.std(correction=0)), x.std(), rtol=1e-5)
+    np.testing.assert_allclose(np.array(a.var(ddof=1, correction=2)), x.var(ddof=2), rtol=1e-5)
+    np.testing.assert_allclose(np.array(a.std(0, True, 1, correction=None)), x.std(0, ddof=1, keepdims=True), rtol=1e-5)
+    with pytest.raises(TypeError):
+        mx.var(a, correction=1)

@@ -1384,7 +1384,7 @@ static const char *const forwarded[] = {
     "abs", "all", "any", "argmax", "argmin", "astype", "conj", "cos", "cummax", "cummin",
     "cumprod", "cumsum", "diag", "diagonal", "exp", "flatten", "log", "log10", "log1p", "log2",
     "logcumsumexp", "logsumexp", "max", "mean", "min", "moveaxis", "prod", "reciprocal", "round",
-    "rsqrt", "sin", "split", "sqrt", "square", "squeeze", "std", "sum", "swapaxes", "var", "view",
+    "rsqrt", "sin", "split", "sqrt", "square", "squeeze", "sum", "swapaxes", "view", /* var, std: below */
     NULL,
 };
 
@@ -1450,10 +1450,58 @@ int pp_init_array(PyObject *m)
     return 0;
 }
 
+/* a.var / a.std: the module's functions, plus the array API's keyword-only `correction`
+ * (MLX's methods take it; it replaces ddof when given). */
+static PyObject *moment_fns[2]; /* the module's var and std */
+
+static PyObject *moment_method(int which, PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    PyObject *kw = kwargs ? PyDict_Copy(kwargs) : PyDict_New(), *full = NULL, *r = NULL;
+    if (!kw) return NULL;
+    PyObject *corr = PyDict_GetItemString(kw, "correction"); /* borrowed */
+    if (corr) {
+        Py_INCREF(corr);
+        int bad = PyDict_DelItemString(kw, "correction") ||
+                  (corr != Py_None && PyDict_SetItemString(kw, "ddof", corr));
+        Py_DECREF(corr);
+        if (bad) goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    if (!(full = PyTuple_New(n + 1))) goto done;
+    Py_INCREF(self);
+    PyTuple_SET_ITEM(full, 0, self);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(PyTuple_GET_ITEM(args, i));
+        PyTuple_SET_ITEM(full, i + 1, PyTuple_GET_ITEM(args, i));
+    }
+    r = PyObject_Call(moment_fns[which], full, kw);
+done:
+    Py_XDECREF(full);
+    Py_DECREF(kw);
+    return r;
+}
+static PyObject *array_var(PyObject *self, PyObject *args, PyObject *kw) { return moment_method(0, self, args, kw); }
+static PyObject *array_std(PyObject *self, PyObject *args, PyObject *kw) { return moment_method(1, self, args, kw); }
+
 /* Called by ops.c once the module's functions exist. */
 int pp_array_forward_methods(PyObject *m);
 int pp_array_forward_methods(PyObject *m)
 {
+    static PyMethodDef moment_defs[2] = {
+        {"var", (PyCFunction)(void (*)(void))array_var, METH_VARARGS | METH_KEYWORDS,
+         "var(axis=None, keepdims=False, ddof=0, *, correction=None, stream=None)"},
+        {"std", (PyCFunction)(void (*)(void))array_std, METH_VARARGS | METH_KEYWORDS,
+         "std(axis=None, keepdims=False, ddof=0, *, correction=None, stream=None)"},
+    };
+    for (int i = 0; i < 2; i++) {
+        PyObject *d;
+        if (!(moment_fns[i] = PyObject_GetAttrString(m, moment_defs[i].ml_name)) ||
+            !(d = PyDescr_NewMethod(&PPArray_Type, &moment_defs[i])))
+            return -1;
+        int rc = PyDict_SetItemString(PPArray_Type.tp_dict, moment_defs[i].ml_name, d);
+        Py_DECREF(d);
+        if (rc) return -1;
+    }
     for (int i = 0; forwarded[i]; i++) {
         PyObject *f = PyObject_GetAttrString(m, forwarded[i]);
         if (!f) {
