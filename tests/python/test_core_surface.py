@@ -284,7 +284,7 @@ def test_cholesky_inv_solve(rng, shape):
     lo = mx.linalg.cholesky(D(a))
     close(lo, np.linalg.cholesky(a), rtol=1e-10, atol=1e-12)
     close(mx.linalg.cholesky(D(a), upper=True), np.swapaxes(np.linalg.cholesky(a), -1, -2), rtol=1e-10, atol=1e-12)
-    close(mx.linalg.cholesky_inv(L=lo), np.linalg.inv(a), rtol=1e-9, atol=1e-12)
+    close(mx.linalg.cholesky_inv(a=lo), np.linalg.inv(a), rtol=1e-9, atol=1e-12)
     close(mx.linalg.cholesky_inv(mx.linalg.cholesky(D(a), upper=True), upper=True), np.linalg.inv(a), rtol=1e-9, atol=1e-12)
     g = rng.standard_normal(shape) + shape[-1] * np.eye(shape[-1])
     close(mx.linalg.inv(D(g)), np.linalg.inv(g), rtol=1e-9, atol=1e-12)

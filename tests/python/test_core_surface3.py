@@ -421,3 +421,105 @@ def test_var_std_methods_take_correction(rng):
     np.testing.assert_allclose(np.array(a.std(0, True, 1, correction=None)), x.std(0, ddof=1, keepdims=True), rtol=1e-5)
     with pytest.raises(TypeError):
         mx.var(a, correction=1)
+
+
+def _nb_params(sig):
+    """MLX's parameters from one nanobind signature (text, doc, defaults): [(name, kind,
+    default)] with kind "PO", "POK" or "KO", default a Python value, the text of a default
+    that is not a literal, or inspect.Parameter.empty."""
+    import ast
+    import inspect
+    import re
+    text, _, defaults = sig
+    body = re.match(r"def \w+\((.*)\)(\s*->.*)?$", text, re.S).group(1)
+    parts, depth, cur = [], 0, ""
+    for ch in body:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    parts += [cur.strip()] if cur.strip() else []
+    kind, out = "PO" if "/" in parts else "POK", []
+    for p in parts:
+        if p in ("/", "*"):
+            kind = "POK" if p == "/" else "KO"
+            continue
+        if p.startswith("*"):
+            continue
+        name, default = p.split(":")[0].split("=")[0].strip(), inspect.Parameter.empty
+        if "=" in p:
+            d = p.split("=", 1)[1].strip()
+            ref = re.fullmatch(r"\\(\d+)", d)
+            try:
+                default = defaults[int(ref.group(1))] if ref else ast.literal_eval(d)
+            except (ValueError, SyntaxError, TypeError, IndexError):
+                default = d
+        out.append((name, kind, default))
+    return out
+
+
+@needs_mlx
+def test_signatures_match_mlx():
+    """Where a Ponte function shows its signature (inspect.signature: the signature tables'
+    functions), it agrees with one of MLX's: each of MLX's parameters is there, under the same
+    name where MLX lets it be passed by name, no stricter (positional-only or keyword-only where
+    MLX is not), with the same default; Ponte's extra parameters have defaults."""
+    import inspect
+    kinds = {inspect.Parameter.POSITIONAL_ONLY: "PO", inspect.Parameter.POSITIONAL_OR_KEYWORD: "POK",
+             inspect.Parameter.KEYWORD_ONLY: "KO"}
+    # p=None draws at 0.5, the same bits as MLX's default
+    allowed = {("random.bernoulli", "p")}
+    checked, problems = 0, []
+    mods = [("", mlx, mx)] + [(s + ".", getattr(mlx, s), getattr(mx, s)) for s in ("random", "linalg", "fft", "fast")]
+    for prefix, mm, pm in mods:
+        for name in dir(mm):
+            f, pf = getattr(mm, name), getattr(pm, name, None)
+            if name.startswith("_") or not hasattr(f, "__nb_signature__") or pf is None:
+                continue
+            try:
+                mine = [(p.name, kinds.get(p.kind), p.default) for p in inspect.signature(pf).parameters.values()]
+            except ValueError:
+                continue  # no signature shown (a function with its own parsing)
+            checked += 1
+            best = None
+            for sig in f.__nb_signature__:
+                issues = []
+                theirs = _nb_params(sig)
+                for i, (n, k, d) in enumerate(theirs):
+                    match = [m for m in mine if m[0] == n] if k != "PO" else mine[i:i + 1]
+                    if not match:
+                        issues.append(f"{n} missing")
+                        continue
+                    mn, mk, md = match[0]
+                    order = {"PO": 0, "POK": 1, "KO": 1}
+                    if (mk == "PO" and k != "PO") or (mk == "KO" and k == "POK" and n != "stream"):
+                        issues.append(f"{n}: {mk} where MLX has {k}")
+                    literal = d is not inspect.Parameter.empty and not isinstance(d, str) or isinstance(md, str)
+                    if (md is inspect.Parameter.empty) != (d is inspect.Parameter.empty) or \
+                            (literal and md != d and (prefix + name, n) not in allowed):
+                        issues.append(f"{n}: default {md!r} where MLX has {d!r}")
+                names = {n for n, _, _ in theirs}
+                issues += [f"extra {n} without a default" for n, _, d in mine
+                           if n not in names and d is inspect.Parameter.empty and len(mine) > len(theirs)]
+                if best is None or len(issues) < len(best):
+                    best = issues
+            if best:
+                problems.append(f"{prefix}{name}: " + "; ".join(best))
+    assert checked > 150
+    assert not problems, "\n".join(problems)
+
+
+def test_contiguous_allow_col_major(rng):
+    """contiguous(a, allow_col_major=True) keeps a column-major array as it is (no copy, as
+    MLX); otherwise, and for other layouts, the result is a row-major copy with a's values."""
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    t = mx.array(x).T  # column-major, dense
+    kept = mx.contiguous(t, allow_col_major=True)
+    np.testing.assert_array_equal(np.array(kept), x.T)
+    np.testing.assert_array_equal(np.array(mx.contiguous(t)), x.T)
+    s = mx.array(x)[:, ::2]
+    np.testing.assert_array_equal(np.array(mx.contiguous(s, allow_col_major=True)), x[:, ::2])
+    assert mx.isnan(a=mx.array([1.0, float("nan")])).tolist() == [False, True]

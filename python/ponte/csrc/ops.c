@@ -3,6 +3,7 @@
  * including the random, linalg and fast submodules'); below them the functions with their own
  * parsing (creation from numbers, joins and splits, padding, einsum, convolutions, norms, the
  * random functions with shape rules, file I/O). */
+#include "core/core.h" /* the layout flags contiguous reads */
 #include "sigtable.h"
 
 #include <math.h>
@@ -168,6 +169,12 @@ int pp_axis(PyObject *o, int *axis)
 /* One row an op: its Python signature and the C function of one of sigtable.h's C kinds. */
 
 static pn_array *op_positive(pn_array *a) { return pn_copy(a); }
+/* contiguous(a, allow_col_major): a row-major copy, or a itself when allow_col_major and its
+ * strides are column-major and dense (as MLX, which then does not copy). */
+static pn_array *op_contiguous(pn_array *a, bool allow_col_major)
+{
+    return allow_col_major && a && (a->flags & PNC_COL_CONTIGUOUS) ? pn_retain(a) : pn_copy(a);
+}
 static pn_array *op_matrix_transpose(pn_array *a) { return pn_swapaxes(a, -1, -2); }
 static pn_array *op_trunc(pn_array *a)
 {
@@ -224,6 +231,7 @@ static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol,
 }
 
 #define SIG_UNARY "a: array, /, *, stream: stream = None"
+#define SIG_UNARY_NAMED "a: array, stream: stream = None"
 #define SIG_BINARY "a: pair, b: pair, *, stream: stream = None"
 #define SIG_REDUCE "a: array, /, axis: axes = None, keepdims: bool = False, *, stream: stream = None"
 #define SIG_ARG_REDUCE "a: array, /, axis: axis = None, keepdims: bool = False, *, stream: stream = None"
@@ -247,14 +255,18 @@ static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol,
     X(arctan, pn_arctan) X(sinh, pn_sinh) X(cosh, pn_cosh) X(tanh, pn_tanh)                       \
     X(arcsinh, pn_arcsinh) X(arccosh, pn_arccosh) X(arctanh, pn_arctanh) X(floor, pn_floor)       \
     X(ceil, pn_ceil) X(sigmoid, pn_sigmoid) X(erf, pn_erf) X(erfinv, pn_erfinv)                   \
-    X(logical_not, pn_logical_not) X(bitwise_invert, pn_bitwise_invert) X(isnan, pn_isnan)        \
-    X(isinf, pn_isinf) X(isfinite, pn_isfinite) X(isposinf, pn_isposinf)                          \
-    X(isneginf, pn_isneginf) X(conjugate, pn_conjugate) X(real, pn_real) X(imag, pn_imag)         \
+    X(logical_not, pn_logical_not) X(real, pn_real) X(imag, pn_imag)                              \
     X(degrees, pn_degrees) X(radians, pn_radians) X(stop_gradient, pn_stop_gradient)              \
     X(positive, op_positive) X(matrix_transpose, op_matrix_transpose) X(trunc, op_trunc)          \
-    X(conj, pn_conjugate) X(contiguous, op_positive) X(copy, op_positive) X(acos, pn_arccos)      \
+    X(copy, op_positive) X(acos, pn_arccos)                                                       \
     X(asin, pn_arcsin) X(atan, pn_arctan) X(acosh, pn_arccosh) X(asinh, pn_arcsinh)               \
     X(atanh, pn_arctanh)
+
+/* Unary ops whose MLX signature names a (and stream) without making them positional-only. */
+#define UNARY_OPS_NAMED(X)                                                                         \
+    X(bitwise_invert, pn_bitwise_invert) X(isnan, pn_isnan) X(isinf, pn_isinf)                    \
+    X(isfinite, pn_isfinite) X(isposinf, pn_isposinf) X(isneginf, pn_isneginf)                   \
+    X(conjugate, pn_conjugate) X(conj, pn_conjugate)
 
 #define BINARY_OPS(X)                                                                              \
     X(add, pn_add) X(subtract, pn_subtract) X(multiply, pn_multiply) X(divide, pn_divide)         \
@@ -278,12 +290,13 @@ static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol,
     X(logcumsumexp, pn_logcumsumexp) X(cumulative_sum, pn_cumsum) X(cumulative_prod, pn_cumprod)
 
 #define ROW_UNARY(name, fn) PP_SIG(#name, a, fn, SIG_UNARY, NULL),
+#define ROW_UNARY_NAMED(name, fn) PP_SIG(#name, a, fn, SIG_UNARY_NAMED, NULL),
 #define ROW_BINARY(name, fn) PP_SIG(#name, aa, fn, SIG_BINARY, NULL),
 #define ROW_REDUCE(name, fn) PP_SIG(#name, axb, fn, SIG_REDUCE, NULL),
 #define ROW_SCAN(name, fn) PP_SIG(#name, aibb, fn, SIG_SCAN, NULL),
 
 static pp_sig op_sigs[] = {
-    UNARY_OPS(ROW_UNARY) BINARY_OPS(ROW_BINARY) REDUCE_OPS(ROW_REDUCE) SCAN_OPS(ROW_SCAN)
+    UNARY_OPS(ROW_UNARY) UNARY_OPS_NAMED(ROW_UNARY_NAMED) BINARY_OPS(ROW_BINARY) REDUCE_OPS(ROW_REDUCE) SCAN_OPS(ROW_SCAN)
     PP_SIG("var", axbi, pn_var, SIG_MOMENT, NULL),
     PP_SIG("std", axbi, pn_std, SIG_MOMENT, NULL),
     PP_SIG("argmax", aib, pn_argmax, SIG_ARG_REDUCE, NULL),
@@ -297,7 +310,8 @@ static pp_sig op_sigs[] = {
     PP_SIG("empty_like", at, op_zeros_like, SIG_FILL_LIKE, NULL),
     PP_SIG("ones_like", at, op_ones_like, SIG_FILL_LIKE, NULL),
     PP_SIG("full", sat, op_full, "shape: shape, vals: array, dtype: dtype? = None, *, stream: stream = None", NULL),
-    PP_SIG("full_like", aat, op_full_like, "a: array, /, vals: weak, dtype: dtype? = None, *, stream: stream = None", NULL),
+    PP_SIG("full_like", aat, op_full_like, "a: array, vals: weak, dtype: dtype? = None, *, stream: stream = None", NULL),
+    PP_SIG("contiguous", ab, op_contiguous, "a: array, /, allow_col_major: bool = False, *, stream: stream = None", NULL),
     PP_SIG("identity", Lt, pn_identity, "n: size, dtype: dtype? = float32, *, stream: stream = None", NULL),
     PP_SIG("tril", ai, pn_tril, SIG_TRI, NULL),
     PP_SIG("triu", ai, pn_triu, SIG_TRI, NULL),
@@ -353,7 +367,7 @@ static pp_sig op_sigs[] = {
 static pp_sig linalg_sigs[] = {
     PP_SIG("cholesky", ab, pn_linalg_cholesky, SIG_UPPER("a"), NULL),
     PP_SIG("tri_inv", ab, pn_linalg_tri_inv, SIG_UPPER("a"), NULL),
-    PP_SIG("cholesky_inv", ab, pn_linalg_cholesky_inv, SIG_UPPER("L"), NULL),
+    PP_SIG("cholesky_inv", ab, pn_linalg_cholesky_inv, SIG_UPPER("a"), NULL),
     PP_SIG("inv", a, pn_linalg_inv, "a: array, *, stream: stream = None", NULL),
     PP_SIG("solve", aa, pn_linalg_solve, "a: array, b: array, *, stream: stream = None", NULL),
     PP_SIG("solve_triangular", aab, pn_linalg_solve_triangular, "a: array, b: array, *, upper: bool = False, stream: stream = None", NULL),

@@ -107,10 +107,27 @@ static int parse_default(pp_sig *r, int k, int t, const char *s)
     return *end ? bad_row(r, "unreadable default") : 0;
 }
 
+/* Appends ", " (unless first) and text to the text signature ts (its length *n, of cap bytes). */
+static void sig_text_add(char *ts, size_t cap, size_t *n, const char *text)
+{
+    int w = snprintf(ts + *n, cap - *n, "%s%s", *n && ts[*n - 1] != '(' ? ", " : "", text);
+    if (w > 0) *n = *n + (size_t)w < cap ? *n + (size_t)w : cap - 1;
+}
+
+/* Whether a default's text is a Python literal, all that a __text_signature__ may hold (a
+ * dtype default is not). */
+static bool literal_default(const char *d)
+{
+    return !strcmp(d, "None") || !strcmp(d, "True") || !strcmp(d, "False") || !strcmp(d, "()") ||
+           d[0] == '\'' || d[0] == '"' || d[0] == '-' || d[0] == '.' || isdigit((unsigned char)d[0]);
+}
+
 static int compile_row(pp_sig *r)
 {
-    char buf[512], code[PP_SIG_MAX + 1];
+    char buf[512], code[PP_SIG_MAX + 1], ts[640];
     int nc = 0, posonly = 0, kwonly = 0, optional = 0, f = 0, named = 0;
+    bool text_ok = true; /* every default a literal: the text signature goes in the doc */
+    size_t tn = (size_t)snprintf(ts, sizeof ts, "%s(", r->name);
     if (strlen(r->sig) >= sizeof buf) return bad_row(r, "signature too long");
     strcpy(buf, r->sig);
     r->nparams = 0;
@@ -120,6 +137,7 @@ static int compile_row(pp_sig *r)
         while (e > tok && isspace((unsigned char)e[-1])) *--e = 0;
         if (!strcmp(tok, "/")) {
             posonly = r->nparams;
+            sig_text_add(ts, sizeof ts, &tn, "/");
             continue;
         }
         if (!strcmp(tok, ":named")) { /* CPython's messages name the function */
@@ -130,6 +148,7 @@ static int compile_row(pp_sig *r)
             kwonly = 1;
             if (!optional) r->fmt[f++] = '|', optional = 1;
             r->fmt[f++] = '$';
+            sig_text_add(ts, sizeof ts, &tn, "*");
             continue;
         }
         int k = r->nparams++;
@@ -148,18 +167,31 @@ static int compile_row(pp_sig *r)
         r->type[k] = (unsigned char)t;
         snprintf(r->names[k], sizeof r->names[k], "%s", name);
         r->has_dflt[k] = 0;
+        char param[96];
+        snprintf(param, sizeof param, "%s", name);
         if (eq) {
             char *d = eq + 1;
             while (isspace((unsigned char)*d)) d++;
+            snprintf(param, sizeof param, "%s=%s", name, d);
+            text_ok &= literal_default(d);
             if (parse_default(r, k, t, d)) return -1;
             if (!optional) r->fmt[f++] = '|', optional = 1;
         } else if (optional && !kwonly) {
             return bad_row(r, "a required parameter after an optional one");
         }
+        sig_text_add(ts, sizeof ts, &tn, param);
         if (types[t].unit == '&') r->fmt[f++] = 'O';
         r->fmt[f++] = types[t].unit;
         if (types[t].code && name[0] != '_') code[nc++] = types[t].code;
     }
+    /* the doc with the text signature first (kept for the module's life, as the row) */
+    size_t dl = r->doc ? strlen(r->doc) : 0;
+    if (!(r->doc_sig = malloc(tn + dl + 8))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (text_ok) snprintf(r->doc_sig, tn + dl + 8, "%s)\n--\n\n%s", ts, r->doc ? r->doc : "");
+    else snprintf(r->doc_sig, tn + dl + 8, "%s", r->doc ? r->doc : "");
     if (named) f += snprintf(r->fmt + f, sizeof r->fmt - (size_t)f, ":%s", r->name);
     r->fmt[f] = 0;
     /* all positional-only: a METH_O or METH_VARARGS function, as CPython's own */
@@ -411,7 +443,7 @@ int pp_sig_add(PyObject *m, pp_sig *rows)
             goto fail;
         }
         slots[nslots] = r;
-        r->def = (PyMethodDef){r->name, r->flags == METH_O ? tramps[nslots].o : tramps[nslots].kw, r->flags, r->doc};
+        r->def = (PyMethodDef){r->name, r->flags == METH_O ? tramps[nslots].o : tramps[nslots].kw, r->flags, r->doc_sig};
         nslots++;
         PyObject *fn = PyCFunction_NewEx(&r->def, m, modname);
         if (!fn || PyModule_AddObject(m, r->name, fn)) {

@@ -115,6 +115,9 @@ typedef struct pp_sig {
     double dflt_d[PP_SIG_MAX];
     const char *dflt_s[PP_SIG_MAX];
     unsigned char has_dflt[PP_SIG_MAX];
+    char *doc_sig; /* "name(params)\n--\n\n" + doc: CPython's __text_signature__ form, so
+                      inspect.signature and help() show the parameters and defaults (when
+                      every default is a Python literal; else the doc alone) */
     PyMethodDef def;
 } pp_sig;
 
