@@ -121,6 +121,7 @@ TEST(npz_compressed_member_over_memory_limit)
     pn_scope_pop();
     CHECK(pn_savez_compressed(test_tmp_path("big.npz"), p) == 0);
     CHECK(file_size(test_tmp_path("big.npz")) < (1 << 20));
+    pn_params_free(p); /* nothing of the tree left in memory while the limit holds */
     pn_clear_cache();
     size_t old = pn_set_memory_limit(pn_get_active_memory() + (8 << 20));
     pn_clear_error();
@@ -131,9 +132,13 @@ TEST(npz_compressed_member_over_memory_limit)
     pn_set_memory_limit(old);
     q = pn_load_params(test_tmp_path("big.npz"));
     CHECK_OK(q);
-    if (q) check_same_tree(p, q, true);
+    pn_array *got = q ? pn_params_get(q, "big") : NULL;
+    CHECK_OK(got);
+    pn_scope_push();
+    pn_array *want = pn_remainder(pn_arange(0, 1 << 22, 1, PN_INT32), pn_scalar(7, PN_INT32));
+    if (got) CHECK(pn_item_int(pn_array_equal(got, want, false)) == 1);
+    pn_scope_pop();
     pn_params_free(q);
-    pn_params_free(p);
 }
 
 TEST(npy_roundtrip_and_strided)
