@@ -578,6 +578,7 @@ FN(broadcast_shapes)
     Py_ssize_t n = PyTuple_GET_SIZE(args);
     int64_t out[PP_MAXDIM], cur[PP_MAXDIM];
     int nout = 0;
+    if (n == 0) return PyErr_Format(PyExc_ValueError, "[broadcast_shapes] Must provide at least one shape.");
     for (Py_ssize_t i = 0; i < n; i++) {
         int k = pp_shape(PyTuple_GET_ITEM(args, i), cur, PP_MAXDIM, "shape");
         if (k < 0) return NULL;
