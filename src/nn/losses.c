@@ -60,6 +60,9 @@ pn_array *pn_nn_cross_entropy(pn_array *logits, pn_array *targets, int axis,
                             pn_dtype_name(targets->dtype));
     }
     pn_scope_push();
+    /* shifted by the rows' max (no gradient through it), as MLX: the same loss when the target
+     * probabilities sum to 1, and MLX's value when they do not */
+    logits = pn_subtract(logits, pn_stop_gradient(pn_max(logits, &ax, 1, true)));
     pn_array *lse = pn_logsumexp(logits, &ax, 1, false);
     pn_array *score;
     if (probs) {

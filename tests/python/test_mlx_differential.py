@@ -470,3 +470,44 @@ def test_every_function_on_arrays_matches_mlx(module):
             compared += em is None
     assert compared > {"core": 200, "linalg": 20, "fft": 20}[module]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("module", ["nn", "losses"])
+def test_every_nn_function_on_arrays_matches_mlx(module):
+    """Every function of mlx.nn (activations and the functional layers) and mlx.nn.losses
+    whose required parameters are arrays gives MLX 0.32.4's result on the same random arrays
+    (losses: targets in (0, 1), probabilities that do not sum to 1 included), or both fail."""
+    import importlib
+    import inspect
+    import ponte.nn
+    mm = importlib.import_module("mlx.nn")
+    pm = ponte.nn
+    if module == "losses":
+        mm, pm = mm.losses, pm.losses
+    rng = np.random.default_rng(11)
+    xs = [rng.uniform(0.2, 0.9, (3, 4)).astype(np.float32) for _ in range(3)]
+    compared, problems = 0, []
+    for name in sorted(dir(mm)):
+        f, pf = getattr(mm, name), getattr(pm, name, None)
+        if name.startswith("_") or not inspect.isfunction(f) or not f.__module__.startswith("mlx.nn") or \
+                pf is None or name in ("quantize", "value_and_grad", "average_gradients"):
+            continue
+        req = [p for p in inspect.signature(f).parameters.values()
+               if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not 1 <= len(req) <= 3:
+            continue
+        out = []
+        for lib, fn in ((mlx, f), (pn, pf)):
+            try:
+                r = fn(*[lib.array(x) for x in xs[:len(req)]])
+                out.append(np.array(r) if isinstance(r, lib.array) else r)
+            except Exception as e:  # whether it fails is what is compared
+                out.append(e)
+        (rm, rp), compared = out, compared + 1
+        if not isinstance(rm, Exception) and isinstance(rp, Exception):
+            problems.append(f"{name}: MLX gives a result, Ponte fails: {rp}")
+        elif isinstance(rm, np.ndarray) and not (isinstance(rp, np.ndarray) and rm.shape == rp.shape and
+                                                 rm.dtype == rp.dtype and np.allclose(rm, rp, rtol=1e-4, atol=1e-5)):
+            problems.append(f"{name}: results differ")
+    assert compared > {"nn": 25, "losses": 10}[module]
+    assert not problems, "\n".join(problems)
