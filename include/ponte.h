@@ -1389,16 +1389,16 @@ pn_array *pn_nn_avg_pool3d(pn_array *x, const int *kernel_size, const int *strid
  * given weights, in MLX's layouts. x is (..., L, D) (usually (N, L, D) or (L, D), L >= 1);
  * initial states broadcast against (..., H) and NULL means zeros; each returns every hidden
  * state, shape (..., L, H), in the promoted dtype. */
-/* Elman RNN: h_t = f(x_t @ Wxh + bias + h_{t-1} @ Whh), Wxh (D, H), Whh (H, H), bias (H,) or
- * NULL. nonlinearity maps one array to one array of the same shape (NULL: tanh). */
+/* Elman RNN: h_t = f(x_t @ Wxh^T + bias + h_{t-1} @ Whh^T), Wxh (H, D), Whh (H, H), bias (H,)
+ * or NULL. nonlinearity maps one array to one array of the same shape (NULL: tanh). */
 pn_array *pn_nn_rnn(pn_array *x, pn_array *wxh, pn_array *whh, pn_array *bias, pn_array *hidden,
                     pn_closure *nonlinearity);
-/* GRU with Wx (D, 3H), Wh (H, 3H) (column blocks r, z, n), b (3H,) and bhn (H,) (each may be
- * NULL): r, z = sigmoid(x_t Wx_rz + b_rz + h Wh_rz), n = tanh(x_t Wx_n + b_n + r * (h Wh_n +
- * bhn)), h' = (1 - z) * n + z * h. */
+/* GRU with Wx (3H, D), Wh (3H, H) (row blocks r, z, n), b (3H,) and bhn (H,) (each may be
+ * NULL): r, z = sigmoid(x_t Wx_rz^T + b_rz + h Wh_rz^T), n = tanh(x_t Wx_n^T + b_n + r * (h
+ * Wh_n^T + bhn)), h' = (1 - z) * n + z * h. */
 pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_array *bhn,
                     pn_array *hidden);
-/* LSTM with Wx (D, 4H), Wh (H, 4H) (column blocks i, f, g, o), bias (4H,) or NULL: c' = f * c +
+/* LSTM with Wx (4H, D), Wh (4H, H) (row blocks i, f, g, o), bias (4H,) or NULL: c' = f * c +
  * i * g, h' = o * tanh(c') (i, f, o sigmoid, g tanh). Returns the hidden states; *cell_out (if
  * cell_out is non-NULL) receives the cell states, same shape (NULL on error). */
 pn_array *pn_nn_lstm(pn_array *x, pn_array *wx, pn_array *wh, pn_array *bias, pn_array *hidden,

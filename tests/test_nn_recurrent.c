@@ -12,7 +12,7 @@
 enum { K_RNN, K_GRU, K_LSTM };
 static const int GATES[] = {1, 3, 4};
 
-/* The float64 reference of one layer over x (B, L, D) with weights wx (D, G*H), wh (H, G*H),
+/* The float64 reference of one layer over x (B, L, D) with weights wx (G*H, D), wh (G*H, H),
  * bias (G*H) / bhn (H) or NULL, initial states h0, c0 (B*H) or NULL, the Elman nonlinearity
  * relu instead of tanh when relu. Writes hs and (LSTM) cs, each (B, L, H). */
 static void ref_layer(int kind, const double *x, int64_t B, int64_t L, int64_t D, int64_t H, const double *wx,
@@ -28,9 +28,9 @@ static void ref_layer(int kind, const double *x, int64_t B, int64_t L, int64_t D
             const double *xt = x + (b * L + t) * D;
             for (int64_t g = 0; g < G; g++) {
                 xp[g] = bias ? bias[g] : 0;
-                for (int64_t d = 0; d < D; d++) xp[g] += xt[d] * wx[d * G + g];
+                for (int64_t d = 0; d < D; d++) xp[g] += xt[d] * wx[g * D + d];
                 hp[g] = 0;
-                for (int64_t k = 0; k < H; k++) hp[g] += h[k] * wh[k * G + g];
+                for (int64_t k = 0; k < H; k++) hp[g] += h[k] * wh[g * H + k];
             }
             double *ho = hs + (b * L + t) * H, *co = cs ? cs + (b * L + t) * H : NULL;
             for (int64_t j = 0; j < H; j++) {
@@ -111,8 +111,8 @@ TEST(recurrent_values)
                 int64_t xs[3] = {N, L, D}, hsh[3] = {N, L, H};
                 int nd = N ? 3 : 2;
                 pn_array *x = test_random_array(N ? xs : xs + 1, nd, dt, -1.5, 1.5);
-                pn_array *wx = test_random_array((int64_t[]){D, G}, 2, dt, -0.8, 0.8);
-                pn_array *wh = test_random_array((int64_t[]){H, G}, 2, dt, -0.8, 0.8);
+                pn_array *wx = test_random_array((int64_t[]){G, D}, 2, dt, -0.8, 0.8);
+                pn_array *wh = test_random_array((int64_t[]){G, H}, 2, dt, -0.8, 0.8);
                 pn_array *bias = has_bias ? test_random_array(&G, 1, dt, -0.5, 0.5) : NULL;
                 pn_array *bhn = has_bias && kind == K_GRU ? test_random_array(&H, 1, dt, -0.5, 0.5) : NULL;
                 /* the state as (N, H), or (H,) broadcast over the batch */
@@ -157,8 +157,8 @@ TEST(recurrent_state_broadcasts_and_only_hidden_or_cell)
     pn_scope_push();
     int64_t L = 3, D = 2, H = 3;
     pn_array *x = test_random_array((int64_t[]){L, D}, 2, PN_FLOAT64, -1, 1);
-    pn_array *wx = test_random_array((int64_t[]){D, 4 * H}, 2, PN_FLOAT64, -1, 1);
-    pn_array *wh = test_random_array((int64_t[]){H, 4 * H}, 2, PN_FLOAT64, -1, 1);
+    pn_array *wx = test_random_array((int64_t[]){4 * H, D}, 2, PN_FLOAT64, -1, 1);
+    pn_array *wh = test_random_array((int64_t[]){4 * H, H}, 2, PN_FLOAT64, -1, 1);
     pn_array *h0 = test_random_array((int64_t[]){2, H}, 2, PN_FLOAT64, -1, 1);
     double *xv = test_to_f64(x), *wxv = test_to_f64(wx), *whv = test_to_f64(wh), *h0v = test_to_f64(h0);
     /* unbatched x with a batch of initial states: (2, L, H), as MLX broadcasts */
@@ -207,8 +207,8 @@ TEST(recurrent_gradients)
                 pn_scope_push();
                 int64_t G = GATES[kind] * H;
                 pn_array *in[6] = {test_random_array((int64_t[]){N, L, D}, 3, PN_FLOAT64, -1, 1),
-                                   test_random_array((int64_t[]){D, G}, 2, PN_FLOAT64, -1, 1),
-                                   test_random_array((int64_t[]){H, G}, 2, PN_FLOAT64, -1, 1),
+                                   test_random_array((int64_t[]){G, D}, 2, PN_FLOAT64, -1, 1),
+                                   test_random_array((int64_t[]){G, H}, 2, PN_FLOAT64, -1, 1),
                                    test_random_array(&G, 1, PN_FLOAT64, -0.5, 0.5), NULL, NULL};
                 int nin = 4;
                 if (kind == K_GRU) in[nin++] = test_random_array(&H, 1, PN_FLOAT64, -0.5, 0.5);
@@ -228,17 +228,17 @@ TEST(recurrent_errors)
     pn_array *x = test_random_array((int64_t[]){2, 3, 4}, 3, PN_FLOAT32, -1, 1);
     pn_array *x1 = test_random_array((int64_t[]){4}, 1, PN_FLOAT32, -1, 1);
     pn_array *x0 = pn_zeros((int64_t[]){2, 0, 4}, 3, PN_FLOAT32);
-    pn_array *wx = test_random_array((int64_t[]){4, 5}, 2, PN_FLOAT32, -1, 1);
+    pn_array *wx = test_random_array((int64_t[]){5, 4}, 2, PN_FLOAT32, -1, 1);
     pn_array *wh = test_random_array((int64_t[]){5, 5}, 2, PN_FLOAT32, -1, 1);
-    pn_array *wx3 = test_random_array((int64_t[]){4, 15}, 2, PN_FLOAT32, -1, 1);
-    pn_array *wh3 = test_random_array((int64_t[]){5, 15}, 2, PN_FLOAT32, -1, 1);
-    pn_array *wx4 = test_random_array((int64_t[]){4, 20}, 2, PN_FLOAT32, -1, 1);
-    pn_array *wh4 = test_random_array((int64_t[]){5, 20}, 2, PN_FLOAT32, -1, 1);
+    pn_array *wx3 = test_random_array((int64_t[]){15, 4}, 2, PN_FLOAT32, -1, 1);
+    pn_array *wh3 = test_random_array((int64_t[]){15, 5}, 2, PN_FLOAT32, -1, 1);
+    pn_array *wx4 = test_random_array((int64_t[]){20, 4}, 2, PN_FLOAT32, -1, 1);
+    pn_array *wh4 = test_random_array((int64_t[]){20, 5}, 2, PN_FLOAT32, -1, 1);
     pn_array *v5 = test_random_array((int64_t[]){5}, 1, PN_FLOAT32, -1, 1);
     pn_array *v4 = test_random_array((int64_t[]){4}, 1, PN_FLOAT32, -1, 1);
     pn_array *h3 = test_random_array((int64_t[]){3, 5}, 2, PN_FLOAT32, -1, 1);
     pn_array *h2 = test_random_array((int64_t[]){2, 5}, 2, PN_FLOAT32, -1, 1);
-    pn_array *w3d = test_random_array((int64_t[]){4, 5, 1}, 3, PN_FLOAT32, -1, 1);
+    pn_array *w3d = test_random_array((int64_t[]){5, 4, 1}, 3, PN_FLOAT32, -1, 1);
     /* input rank and empty sequences */
     CHECK_ERR(pn_nn_rnn(x1, wx, wh, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_nn_gru(x1, wx3, wh3, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
@@ -246,9 +246,9 @@ TEST(recurrent_errors)
     CHECK_ERR(pn_nn_rnn(x0, wx, wh, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
     /* weight shapes */
     CHECK_ERR(pn_nn_rnn(x, wh, wh, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);  /* Wxh (5, 5): D is 4 */
-    CHECK_ERR(pn_nn_rnn(x, wx, wx, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);  /* Whh (4, 5) */
+    CHECK_ERR(pn_nn_rnn(x, wx, wx, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);  /* Whh (5, 4) */
     CHECK_ERR(pn_nn_rnn(x, w3d, wh, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT); /* 3-d Wxh */
-    CHECK_ERR(pn_nn_gru(x, wx, wh3, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT); /* Wx without 3H columns */
+    CHECK_ERR(pn_nn_gru(x, wx, wh3, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT); /* Wx without 3H rows */
     CHECK_ERR(pn_nn_gru(x, wx3, wh, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT); /* Wh (H, H) */
     CHECK_ERR(pn_nn_lstm(x, wx3, wh3, NULL, NULL, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
     /* biases */

@@ -10,8 +10,8 @@
 
 #define W(x) pn_weak_float(x)
 
-/* One layer's names (for messages) and its number of gates: the projections have G * H
- * columns. */
+/* One layer's names (for messages) and its number of gates: the weights have G * H rows (MLX's
+ * (out, in) layout: x @ Wx^T). */
 typedef struct rnn_spec {
     const char *op, *wx, *wh, *bias;
     int gates;
@@ -32,7 +32,7 @@ static bool check_vector(const rnn_spec *s, const char *what, pn_array *v, int64
     return false;
 }
 
-/* Checks x (..., L, D) with L >= 1, wx (D, G*H), wh (H, G*H), bias (G*H,) or NULL, and the
+/* Checks x (..., L, D) with L >= 1, wx (G*H, D), wh (G*H, H), bias (G*H,) or NULL, and the
  * initial states (NULL or broadcastable to x's batch shape + (H,)). Sets *hidden_size. */
 static bool rnn_check(const rnn_spec *s, pn_array *x, pn_array *wx, pn_array *wh, pn_array *bias,
                       pn_array *const *states, const char *const *state_names, int nstates, int64_t *hidden_size)
@@ -47,16 +47,16 @@ static bool rnn_check(const rnn_spec *s, pn_array *x, pn_array *wx, pn_array *wh
         return false;
     }
     int g = s->gates;
-    if (wh->ndim != 2 || wh->shape[1] != g * wh->shape[0]) {
-        pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] %s must have shape (H, %s), got %s.", s->op, s->wh,
+    if (wh->ndim != 2 || wh->shape[0] != g * wh->shape[1]) {
+        pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] %s must have shape (%s, H), got %s.", s->op, s->wh,
                  g == 1 ? "H" : g == 3 ? "3H" : "4H", SHAPE(wh));
         return false;
     }
-    int64_t h = wh->shape[0], d = x->shape[x->ndim - 1];
-    if (wx->ndim != 2 || wx->shape[0] != d || wx->shape[1] != g * h) {
+    int64_t h = wh->shape[1], d = x->shape[x->ndim - 1];
+    if (wx->ndim != 2 || wx->shape[1] != d || wx->shape[0] != g * h) {
         pnC_fail(PN_ERR_INVALID_ARGUMENT,
                  "[%s] %s must have shape (%lld, %lld) for inputs with %lld features and hidden size %lld, got %s.",
-                 s->op, s->wx, (long long)d, (long long)(g * h), (long long)d, (long long)h, SHAPE(wx));
+                 s->op, s->wx, (long long)(g * h), (long long)d, (long long)d, (long long)h, SHAPE(wx));
         return false;
     }
     if (!check_vector(s, s->bias, bias, g * h)) return false;
@@ -84,10 +84,13 @@ static bool rnn_check(const rnn_spec *s, pn_array *x, pn_array *wx, pn_array *wh
     return true;
 }
 
-/* x @ wx + bias for the whole sequence: (..., L, G*H). */
+/* w (out, in) as the (in, out) right operand of a product: a transposed view. */
+static pn_array *right(pn_array *w) { return pn_swapaxes(w, 0, 1); }
+
+/* x @ wx^T + bias for the whole sequence: (..., L, G*H). */
 static pn_array *project(pn_array *x, pn_array *wx, pn_array *bias)
 {
-    return bias ? pn_addmm(bias, x, wx, 1.0, 1.0) : pn_matmul(x, wx);
+    return bias ? pn_addmm(bias, x, right(wx), 1.0, 1.0) : pn_matmul(x, right(wx));
 }
 
 /* The len time steps a[..., t, :] of a (..., len, F) into xs[0..len-1], each (..., F): one
@@ -125,8 +128,8 @@ static pn_array *stack_steps(pn_array **steps, int64_t len)
     return pn_stack(steps, (int)len, -2);
 }
 
-/* Elman RNN as mlx.nn.RNN over x (..., L, D), Wxh (D, H), Whh (H, H), bias (H,) or NULL:
- * h_t = f(x_t Wxh + bias + h_{t-1} Whh), starting from hidden (broadcastable to (..., H); NULL:
+/* Elman RNN as mlx.nn.RNN over x (..., L, D), Wxh (H, D), Whh (H, H), bias (H,) or NULL:
+ * h_t = f(x_t Wxh^T + bias + h_{t-1} Whh^T), starting from hidden (broadcastable to (..., H); NULL:
  * no recurrent term at the first step, i.e. zeros). f is the nonlinearity closure (one array in,
  * one array of the same shape out); NULL means tanh. Returns every h_t, shape (..., L, H). */
 pn_array *pn_nn_rnn(pn_array *x, pn_array *wxh, pn_array *whh, pn_array *bias, pn_array *hidden,
@@ -138,11 +141,11 @@ pn_array *pn_nn_rnn(pn_array *x, pn_array *wxh, pn_array *whh, pn_array *bias, p
     pn_array **steps = calloc((size_t)(2 * len), sizeof *steps), **xs = steps + len;
     if (!steps) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[rnn] Out of memory.");
     pn_scope_push();
-    pn_array *h = hidden;
+    pn_array *h = hidden, *whh_r = right(whh);
     bool ok = split_steps(project(x, wxh, bias), len, xs) == 0; /* else steps stay NULL: stack fails */
     for (int64_t t = 0; ok && t < len; t++) {
         pn_array *pre = xs[t];
-        if (h) pre = pn_add(pre, pn_matmul(h, whh));
+        if (h) pre = pn_add(pre, pn_matmul(h, whh_r));
         if (!(h = steps[t] = apply_nonlinearity(nonlinearity, pre))) break;
     }
     pn_array *y = stack_steps(steps, len);
@@ -150,10 +153,10 @@ pn_array *pn_nn_rnn(pn_array *x, pn_array *wxh, pn_array *whh, pn_array *bias, p
     return pnC_scope_return(y);
 }
 
-/* GRU as mlx.nn.GRU over x (..., L, D), Wx (D, 3H), Wh (H, 3H) (column blocks r, z, n), b (3H,)
- * and bhn (H,) (each may be NULL): r, z = sigmoid(x_t Wx_rz + b_rz + h Wh_rz), n = tanh(x_t Wx_n
- * + b_n + r * (h Wh_n + bhn)), h' = (1 - z) * n + z * h, from hidden (broadcastable to (..., H);
- * NULL: zeros). Returns every h_t, shape (..., L, H). */
+/* GRU as mlx.nn.GRU over x (..., L, D), Wx (3H, D), Wh (3H, H) (row blocks r, z, n), b (3H,)
+ * and bhn (H,) (each may be NULL): r, z = sigmoid(x_t Wx_rz^T + b_rz + h Wh_rz^T), n = tanh(x_t
+ * Wx_n^T + b_n + r * (h Wh_n^T + bhn)), h' = (1 - z) * n + z * h, from hidden (broadcastable to
+ * (..., H); NULL: zeros). Returns every h_t, shape (..., L, H). */
 pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_array *bhn, pn_array *hidden)
 {
     int64_t hs;
@@ -164,7 +167,7 @@ pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_arr
     if (!steps) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[gru] Out of memory.");
     pn_scope_push();
     int64_t cut = 2 * hs;
-    pn_array *h = hidden;
+    pn_array *h = hidden, *wh_r = right(wh);
     bool ok = split_steps(project(x, wx, b), len, xs) == 0; /* else steps stay NULL: stack fails */
     for (int64_t t = 0; ok && t < len; t++) {
         pn_array *xp[2] = {NULL, NULL}; /* (..., 2H), (..., H) */
@@ -172,7 +175,7 @@ pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_arr
         pn_array *rz_in = xp[0], *n_in = xp[1], *hn = bhn;
         if (h) {
             pn_array *hp[2] = {NULL, NULL};
-            pn_split(pn_matmul(h, wh), &cut, 1, -1, hp);
+            pn_split(pn_matmul(h, wh_r), &cut, 1, -1, hp);
             rz_in = pn_add(rz_in, hp[0]);
             hn = bhn ? pn_add(hp[1], bhn) : hp[1];
         }
@@ -187,8 +190,8 @@ pn_array *pn_nn_gru(pn_array *x, pn_array *wx, pn_array *wh, pn_array *b, pn_arr
     return pnC_scope_return(y);
 }
 
-/* LSTM as mlx.nn.LSTM over x (..., L, D), Wx (D, 4H), Wh (H, 4H) (column blocks i, f, g, o),
- * bias (4H,) or NULL: i, f, o = sigmoid(.), g = tanh(.) of x_t Wx + bias + h Wh, c' = f * c +
+/* LSTM as mlx.nn.LSTM over x (..., L, D), Wx (4H, D), Wh (4H, H) (row blocks i, f, g, o),
+ * bias (4H,) or NULL: i, f, o = sigmoid(.), g = tanh(.) of x_t Wx^T + bias + h Wh^T, c' = f * c +
  * i * g, h' = o * tanh(c'), from hidden and cell (each broadcastable to (..., H); NULL: zeros).
  * Returns every h_t, shape (..., L, H); *cell_out (when cell_out is non-NULL) receives every c_t
  * of the same shape, or NULL on error. */
@@ -204,11 +207,11 @@ pn_array *pn_nn_lstm(pn_array *x, pn_array *wx, pn_array *wh, pn_array *bias, pn
     pn_array **steps = calloc((size_t)(3 * len), sizeof *steps), **cells = steps + len, **xs = cells + len;
     if (!steps) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[lstm] Out of memory.");
     pn_scope_push();
-    pn_array *h = hidden, *c = cell;
+    pn_array *h = hidden, *c = cell, *wh_r = right(wh);
     bool ok = split_steps(project(x, wx, bias), len, xs) == 0; /* else steps stay NULL: stack fails */
     for (int64_t t = 0; ok && t < len; t++) {
         pn_array *ifgo = xs[t];
-        if (h) ifgo = pn_add(ifgo, pn_matmul(h, wh));
+        if (h) ifgo = pn_add(ifgo, pn_matmul(h, wh_r));
         pn_array *gate[4] = {NULL, NULL, NULL, NULL};
         if (pn_split_sections(ifgo, 4, -1, gate)) break;
         pn_array *ig = pn_multiply(pn_sigmoid(gate[0]), pn_tanh(gate[2]));

@@ -511,3 +511,67 @@ def test_every_nn_function_on_arrays_matches_mlx(module):
             problems.append(f"{name}: results differ")
     assert compared > {"nn": 25, "losses": 10}[module]
     assert not problems, "\n".join(problems)
+
+
+def test_every_nn_layer_matches_mlx():
+    """Every mlx.nn layer class that can be built from sizes alone (64 features, kernels of 3)
+    and called on one array: built in MLX, its parameters loaded into Ponte's layer of the same
+    name (so parameter names and shapes must be MLX's), both in eval mode and called on the same
+    random input of the first rank MLX accepts; same shapes and values. ALiBi is left out: MLX
+    takes scores of any rank, Ponte asks for (B, heads, L, S)."""
+    import importlib
+    import inspect
+    import ponte.nn
+    from ponte.utils import tree_unflatten
+    mnn = importlib.import_module("mlx.nn")
+    mutils = importlib.import_module("mlx.utils")
+    rng = np.random.default_rng(5)
+    compared, problems = 0, []
+    for name in sorted(dir(mnn)):
+        C, P = getattr(mnn, name), getattr(ponte.nn, name, None)
+        if not inspect.isclass(C) or not issubclass(C, mnn.Module) or C is mnn.Module or P is None or name == "ALiBi":
+            continue
+        params = list(inspect.signature(C.__init__).parameters.values())[1:]
+        args = []
+        for p in params:
+            if p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            if "int" not in str(p.annotation) and p.annotation is not inspect.Parameter.empty:
+                args = None
+                break
+            args.append(3 if "kernel" in p.name else 64)
+        if args is None:
+            continue
+        try:
+            mlx.random.seed(0)
+            m = C(*args)
+            m.eval()
+        except Exception:  # sizes this sweep does not give (MLX itself refuses them)
+            continue
+        try:
+            p = P(*args)
+            p.eval()  # before loading: eval mode may change the parameters (QQLinear quantizes)
+            w = [(k, pn.array(np.array(v))) for k, v in mutils.tree_flatten(m.parameters())]
+            if w:
+                p.update(tree_unflatten(w))
+        except Exception as e:
+            problems.append(f"{name}: building it or loading MLX's parameters fails: {e}")
+            continue
+        for shape in [(2, 64), (2, 5, 64), (2, 6, 6, 64), (2, 4, 6, 6, 64)]:
+            x = rng.uniform(-1, 1, shape).astype(np.float32)
+            try:
+                ym = m(mlx.array(x))
+                ym = np.array(ym[0] if isinstance(ym, tuple) else ym)
+            except Exception:
+                continue
+            try:
+                yp = p(pn.array(x))
+                yp = np.array(yp[0] if isinstance(yp, tuple) else yp)
+                if yp.shape != ym.shape or not np.allclose(yp, ym, rtol=1e-4, atol=1e-4):
+                    problems.append(f"{name} on {shape}: results differ")
+            except Exception as e:
+                problems.append(f"{name} on {shape}: MLX gives a result, Ponte fails: {e}")
+            compared += 1
+            break
+    assert compared > 50
+    assert not problems, "\n".join(problems)

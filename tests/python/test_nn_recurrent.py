@@ -44,13 +44,13 @@ def np_recurrent(kind, x, p, hidden=None, cell=None, act=np.tanh):
     g = {k: (None if v is None else N(v)) for k, v in p.items()}
     wx, wh = (g["Wxh"], g["Whh"]) if kind == "rnn" else (g["Wx"], g["Wh"])
     b = g.get("bias") if kind != "gru" else g.get("b")
-    H = wh.shape[0]
-    xp = x @ wx + (0 if b is None else b)
+    H = wh.shape[1]  # weights in MLX's (out, in) layout
+    xp = x @ wx.T + (0 if b is None else b)
     h = np.zeros(H) if hidden is None else N(hidden)
     c = np.zeros(H) if cell is None else N(cell)
     hs, cs = [], []
     for t in range(x.shape[-2]):
-        xt, hp = xp[..., t, :], h @ wh
+        xt, hp = xp[..., t, :], h @ wh.T
         if kind == "rnn":
             h = act(xt + hp)
         elif kind == "gru":
@@ -84,9 +84,9 @@ def test_recurrent_parameters_and_init(kind, bias):
     D, H = 5, 16
     layer = LAYERS[kind](D, H, bias=bias)
     params = layer_params(layer)
-    shapes = {"rnn": {"Wxh": (D, H), "Whh": (H, H), "bias": (H,)},
-              "gru": {"Wx": (D, 3 * H), "Wh": (H, 3 * H), "b": (3 * H,), "bhn": (H,)},
-              "lstm": {"Wx": (D, 4 * H), "Wh": (H, 4 * H), "bias": (4 * H,)}}[kind]
+    shapes = {"rnn": {"Wxh": (H, D), "Whh": (H, H), "bias": (H,)},
+              "gru": {"Wx": (3 * H, D), "Wh": (3 * H, H), "b": (3 * H,), "bhn": (H,)},
+              "lstm": {"Wx": (4 * H, D), "Wh": (4 * H, H), "bias": (4 * H,)}}[kind]
     if not bias:
         shapes = {k: v for k, v in shapes.items() if k not in ("bias", "b", "bhn")}
     assert {k: tuple(v.shape) for k, v in params.items()} == shapes

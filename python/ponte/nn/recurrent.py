@@ -15,8 +15,9 @@ def _uniform(scale, shape):
 
 
 class RNN(Module):
-    """Elman recurrent layer over x (N, L, D) or (L, D): h_t = nonlinearity(x_t Wxh + bias +
-    h_{t-1} Whh). Returns every hidden state, (N, L, H) or (L, H)."""
+    """Elman recurrent layer over x (N, L, D) or (L, D): h_t = nonlinearity(x_t Wxh^T + bias +
+    h_{t-1} Whh^T), weights in MLX's (out, in) layout. Returns every hidden state, (N, L, H) or
+    (L, H)."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity=None):
         super().__init__()
@@ -25,12 +26,12 @@ class RNN(Module):
             raise ValueError(f"Nonlinearity must be callable. Current value: {nonlinearity}.")
         scale = 1.0 / math.sqrt(hidden_size)
         self.hidden_size = hidden_size
-        self.Wxh = _uniform(scale, (input_size, hidden_size))
+        self.Wxh = _uniform(scale, (hidden_size, input_size))
         self.Whh = _uniform(scale, (hidden_size, hidden_size))
         self.bias = _uniform(scale, (hidden_size,)) if bias else None
 
     def _extra_repr(self):
-        return (f"input_dims={self.Wxh.shape[0]}, hidden_size={self.hidden_size}, "
+        return (f"input_dims={self.Wxh.shape[1]}, hidden_size={self.hidden_size}, "
                 f"nonlinearity={self.nonlinearity}, bias={self.bias is not None}")
 
     def __call__(self, x, hidden=None):
@@ -48,13 +49,13 @@ class GRU(Module):
         super().__init__()
         self.hidden_size = hidden_size
         scale = 1.0 / math.sqrt(hidden_size)
-        self.Wx = _uniform(scale, (input_size, 3 * hidden_size))
-        self.Wh = _uniform(scale, (hidden_size, 3 * hidden_size))
+        self.Wx = _uniform(scale, (3 * hidden_size, input_size))
+        self.Wh = _uniform(scale, (3 * hidden_size, hidden_size))
         self.b = _uniform(scale, (3 * hidden_size,)) if bias else None
         self.bhn = _uniform(scale, (hidden_size,)) if bias else None
 
     def _extra_repr(self):
-        return (f"input_dims={self.Wx.shape[0]}, hidden_size={self.hidden_size}, "
+        return (f"input_dims={self.Wx.shape[1]}, hidden_size={self.hidden_size}, "
                 f"bias={self.b is not None}")
 
     def __call__(self, x, hidden=None):
@@ -69,12 +70,12 @@ class LSTM(Module):
         super().__init__()
         self.hidden_size = hidden_size
         scale = 1.0 / math.sqrt(hidden_size)
-        self.Wx = _uniform(scale, (input_size, 4 * hidden_size))
-        self.Wh = _uniform(scale, (hidden_size, 4 * hidden_size))
+        self.Wx = _uniform(scale, (4 * hidden_size, input_size))
+        self.Wh = _uniform(scale, (4 * hidden_size, hidden_size))
         self.bias = _uniform(scale, (4 * hidden_size,)) if bias else None
 
     def _extra_repr(self):
-        return (f"input_dims={self.Wx.shape[0]}, hidden_size={self.hidden_size}, "
+        return (f"input_dims={self.Wx.shape[1]}, hidden_size={self.hidden_size}, "
                 f"bias={self.bias is not None}")
 
     def __call__(self, x, hidden=None, cell=None):
