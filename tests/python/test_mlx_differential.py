@@ -575,3 +575,47 @@ def test_every_nn_layer_matches_mlx():
             break
     assert compared > 50
     assert not problems, "\n".join(problems)
+
+
+def test_nn_layers_with_several_inputs_match_mlx():
+    """The layers the sweep above cannot call on one array (attention, transformers,
+    embeddings, bilinear, positional encodings), built in MLX, its parameters loaded into
+    Ponte's, called on the same inputs (a causal additive mask where they take one)."""
+    import importlib
+    import ponte.nn
+    from ponte.utils import tree_unflatten
+    mnn, mutils = importlib.import_module("mlx.nn"), importlib.import_module("mlx.utils")
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 5, 64)).astype(np.float32)
+    x2 = rng.uniform(-1, 1, (2, 5, 32)).astype(np.float32)
+    k = rng.uniform(-1, 1, (2, 7, 48)).astype(np.float32)
+    v = rng.uniform(-1, 1, (2, 7, 40)).astype(np.float32)
+    ids = rng.integers(0, 100, (2, 5)).astype(np.int32)
+    scores = rng.uniform(-1, 1, (2, 4, 5, 5)).astype(np.float32)
+    mask = np.triu(np.full((5, 5), -1e9, np.float32), 1)
+    cases = [("MultiHeadAttention", (64, 4), (x, x, x, mask)),
+             ("MultiHeadAttention", (64, 4, 64, 48, 40, 24, 32, True), (x, k, v, None)),
+             ("Embedding", (100, 64), (ids,)),
+             ("Bilinear", (64, 32, 16), (x, x2)),
+             ("TransformerEncoderLayer", (64, 4), (x, mask)),
+             ("TransformerEncoderLayer", (64, 4, 128, 0.0), (x, mask)),
+             ("TransformerDecoderLayer", (64, 4), (x, x, mask, None)),
+             ("TransformerEncoder", (2, 64, 4), (x, mask)),
+             ("TransformerDecoder", (2, 64, 4), (x, x, mask, None)),
+             ("Transformer", (64, 4, 2, 2, 128), (x, x, mask, mask, None)),
+             ("ALiBi", (), (scores,)),
+             ("RoPE", (16,), (x,)),
+             ("SinusoidalPositionalEncoding", (64,), (ids.astype(np.float32),))]
+    problems = []
+    for name, args, inputs in cases:
+        mlx.random.seed(0)
+        m, p = getattr(mnn, name)(*args), getattr(ponte.nn, name)(*args)
+        m.eval(), p.eval()
+        w = [(key, pn.array(np.array(val))) for key, val in mutils.tree_flatten(m.parameters())]
+        if w:
+            p.update(tree_unflatten(w))
+        ym = np.array(m(*[None if a is None else mlx.array(a) for a in inputs]))
+        yp = np.array(p(*[None if a is None else pn.array(a) for a in inputs]))
+        if yp.shape != ym.shape or not np.allclose(yp, ym, rtol=1e-4, atol=1e-4):
+            problems.append(f"{name}{args}: results differ")
+    assert not problems, "\n".join(problems)
