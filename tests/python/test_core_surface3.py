@@ -339,27 +339,7 @@ def _rejects_keyword(fn, name):
 def _nb_keyword_names(sig_text):
     """The parameters of a nanobind signature `def f(a, /, b=..., *, c=...)` that can be
     passed by name (after the `/`; *args and **kwargs left out)."""
-    import re
-    body = re.match(r"def \w+\((.*)\)(\s*->.*)?$", sig_text, re.S).group(1)
-    parts, depth, cur = [], 0, ""
-    for ch in body:
-        depth += ch in "([{"
-        depth -= ch in ")]}"
-        if ch == "," and depth == 0:
-            parts.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur.strip())
-    named = "/" not in parts
-    out = []
-    for p in parts:
-        if p == "/":
-            named = True
-        elif named and p != "*" and not p.startswith("*"):
-            out.append(p.split(":")[0].split("=")[0].strip())
-    return out
+    return [name for name, kind, _ in _nb_params((sig_text, None, ())) if kind != "PO"]
 
 
 @needs_mlx
