@@ -66,6 +66,20 @@ def _outputs(outdir, arch, side):
         return {k: f[k] for k in f.files}
 
 
+def test_every_architecture_is_listed():
+    """Each file of the pinned mlx_lm/models is compared, or excluded with its reason."""
+    models = os.path.join(importlib.util.find_spec("mlx_lm").submodule_search_locations[0],
+                          "models")  # found, not imported: mlx_lm/__init__ needs transformers
+    archs = {f[:-3] for f in os.listdir(models) if f.endswith(".py")} - driver.HELPERS
+    assert sorted(archs - set(driver.CONFIGS) - set(driver.EXCLUDED)) == []
+    assert sorted(set(driver.CONFIGS) & set(driver.EXCLUDED)) == []
+
+
+@pytest.mark.parametrize("arch", sorted(driver.EXCLUDED))
+def test_excluded_architecture(arch):
+    pytest.skip(driver.EXCLUDED[arch])
+
+
 @pytest.mark.parametrize("arch", [
     pytest.param(a, marks=pytest.mark.xfail(reason=XFAIL[a], strict=True)) if a in XFAIL else a
     for a in ARCHS])
