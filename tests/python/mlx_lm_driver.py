@@ -9,7 +9,9 @@ OUTDIR/<arch>.weights.npz (the model's parameters after seeded init plus random 
 norm weight is all ones and no bias all zeros; integer ones (packed quantized weights) random) and, when "quant", OUTDIR/<arch>.qweights.npz
 (the parameters after nn.quantize); the ponte side builds the same model and loads them. Both
 write OUTDIR/<arch>.<side>.npz: the logits of a forward pass ("logits"), of a prompt and three
-single-token steps through make_prompt_cache ("step0".."step3"), the loss and every gradient
+single-token steps through make_prompt_cache ("step0".."step3"), for KV_QUANT the steps
+after the prompt's caches became QuantizedKVCache ("qkv_step1".."qkv_step3"), the forward
+with float16 parameters ("half"), the loss and every gradient
 of one cross-entropy step ("loss", "grad.<name>"), the quantized model's logits ("qlogits");
 or OUTDIR/<arch>.<side>.err with the traceback where an arch fails.
 
@@ -82,9 +84,9 @@ def _text(arch, text_config):
 # arch -> (config, train, quant): the mlx-lm file mlx_lm/models/<arch>.py; train: one
 # cross-entropy step's loss and gradients; quant: the forward after nn.quantize
 CONFIGS = {
-    "llama": (_cfg("llama"), True, True),
+    "llama": (_cfg("llama", hidden_size=128, head_dim=32), True, True),
     "qwen2": (_cfg("qwen2", tie_word_embeddings=True), False, True),
-    "qwen3": (_cfg("qwen3"), True, False),
+    "qwen3": (_cfg("qwen3", head_dim=32), True, False),
     "ministral3": (_cfg("ministral3", **MINISTRAL), False, False),
     "mistral3": (dict(model_type="mistral3", text_config=_cfg("ministral3", **MINISTRAL)),
                  False, False),
@@ -96,7 +98,7 @@ CONFIGS = {
     "phi3": (_cfg("phi3"), False, False),
     "gpt_oss": (_cfg("gpt_oss", intermediate_size=32, sliding_window=6,
                      layer_types=SWA), True, True),
-    "mixtral": (_cfg("mixtral"), True, True),
+    "mixtral": (_cfg("mixtral", hidden_size=128), True, True),
     "qwen3_moe": (_cfg("qwen3_moe"), False, True),
     "deepseek_v3": (_cfg("deepseek_v3", n_group=2, topk_group=1), True, False),
     "olmo2": (_cfg("olmo2"), False, False),
@@ -243,6 +245,10 @@ TEXT = {
     "qwen3_5_moe": dict(QWEN35, num_experts=4, num_experts_per_tok=2),
     "qwen3_vl_moe": _cfg("qwen3_moe"),
 }
+# archs (head_dim 32) whose decoding also runs with the prompt's KVCaches turned into
+# QuantizedKVCache (4-bit keys and values, quantized_matmul attention), as mlx_lm's
+# generate(kv_bits=4) does
+KV_QUANT = {"llama", "qwen3", "mixtral"}
 NO_TRAIN = {
     # MLX: "[gather_axis] Cannot calculate VJP with respect to indices"
     "deepseek_v41": "MLX cannot differentiate it (take_along_axis's indices)",
@@ -316,9 +322,13 @@ def run_arch(side, arch, cfg, train, quant, outdir):
                     (v + 0.05 * rng.standard_normal(v.shape)).astype(np.float32))
                 for k, v in flat.items()}
         np.savez(wpath, **flat)
-    with np.load(wpath) as f:
-        model.load_weights([(k, mx.array(f[k])) for k in f.files])
-    mx.eval(model.parameters())
+
+    def load(path):
+        with np.load(path) as f:
+            model.load_weights([(k, mx.array(f[k])) for k in f.files])
+        mx.eval(model.parameters())
+
+    load(wpath)
     model.eval()
 
     rng = np.random.default_rng(11)
@@ -332,6 +342,26 @@ def run_arch(side, arch, cfg, train, quant, outdir):
     for s in range(STEPS):
         y = model(mx.array(tokens[:, L + s:L + s + 1]), cache=cache)
         out["step%d" % (s + 1)] = _np(y)
+
+    if arch in KV_QUANT:
+        cache = cache_mod.make_prompt_cache(model)
+        model(x, cache=cache)
+        cache = [c.to_quantized(group_size=32, bits=4) for c in cache]
+        for s in range(STEPS):
+            y = model(mx.array(tokens[:, L + s:L + s + 1]), cache=cache)
+            out["qkv_step%d" % (s + 1)] = _np(y)
+
+    # float16 parameters (the forward in half precision), where MLX's CPU runs it (its
+    # GatherMM takes float32 only: the MoE archs); the ponte side follows the mlx side's file
+    if side == "mlx" or "half" in np.load(os.path.join(outdir, arch + ".mlx.npz")).files:
+        model.set_dtype(mx.float16)
+        try:
+            out["half"] = _np(model(x))
+        except (RuntimeError, ValueError):
+            if side != "mlx":
+                raise
+        model.set_dtype(mx.float32)
+        load(wpath)
 
     if train:
         model.train()
@@ -355,8 +385,7 @@ def run_arch(side, arch, cfg, train, quant, outdir):
         qpath = os.path.join(outdir, arch + ".qweights.npz")
         if side == "mlx":
             np.savez(qpath, **{k: np.array(v) for k, v in tree_flatten(model.parameters())})
-        with np.load(qpath) as f:
-            model.load_weights([(k, mx.array(f[k])) for k in f.files])
+        load(qpath)
         out["qlogits"] = _np(model(x))
 
     np.savez(os.path.join(outdir, "%s.%s.npz" % (arch, side)), **out)

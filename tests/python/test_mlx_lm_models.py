@@ -3,8 +3,10 @@ itself: per architecture a tiny config (2 layers, hidden 64, vocab 128) is built
 fixed seed and noised weights, and the same model in Ponte (`python -m ponte.run`, mlx aliased
 to ponte) loads those weights; then the forward logits, a prompt and three decoding steps
 through mlx_lm's make_prompt_cache (KVCache, RotatingKVCache, ArraysCache, ...), for some
-archs one cross-entropy training step (loss and every gradient) and the forward of the model
-after nn.quantize(group_size=32, bits=4) (quantized matmul, gather_qmm) must agree.
+archs (most) one cross-entropy training step (loss and every gradient) and the forward of the model
+after nn.quantize(group_size=32, bits=4) (quantized matmul, gather_qmm), for a few archs the
+decoding steps over 4-bit QuantizedKVCache, and (where MLX's CPU runs it: not its GatherMM)
+the forward with float16 parameters must agree.
 
 MLX and Ponte cannot both be `mlx` in one process: tests/python/mlx_lm_driver.py runs each
 side in a subprocess, once for all archs, exchanging .npz files in a temporary directory.
@@ -32,7 +34,10 @@ for _mod in ("mlx", "mlx_lm"):
 XFAIL = {}
 
 ARCHS = list(driver.CONFIGS)
-RTOL = {"qlogits": 1e-3}
+# relative tolerances (of each array's scale) beyond 1e-4: 4-bit weights and KV caches
+# (a rounding flip moves a value by a quantization step), float16 parameters (both sides
+# differ from their float32 logits by about as much)
+RTOL = {"qlogits": 1e-3, "qkv_step1": 1e-3, "qkv_step2": 1e-3, "qkv_step3": 1e-3, "half": 3e-2}
 
 
 def _run(side, spec, outdir):
@@ -90,6 +95,7 @@ def test_model_matches_mlx(results, arch):
     expected = {"logits", "step0", "step1", "step2", "step3"}
     expected |= {"loss"} if train else set()
     expected |= {"qlogits"} if quant else set()
+    expected |= {"qkv_step3"} if arch in driver.KV_QUANT else set()
     assert expected <= set(ref), sorted(set(ref))
     assert sorted(got) == sorted(ref)
     for k, r in ref.items():
