@@ -10,7 +10,9 @@ norm weight is all ones and no bias all zeros; integer ones (packed quantized we
 (the parameters after nn.quantize); the ponte side builds the same model and loads them. Both
 write OUTDIR/<arch>.<side>.npz: the logits of a forward pass ("logits"), of a prompt and three
 single-token steps through make_prompt_cache ("step0".."step3"), for KV_QUANT the steps
-after the prompt's caches became QuantizedKVCache ("qkv_step1".."qkv_step3"), the forward
+after the prompt's caches became QuantizedKVCache ("qkv_step1".."qkv_step3"), batched steps
+after two prompts of different lengths prefilled alone and their caches merged
+("batch_step1".."batch_step3", where mlx-lm merges the arch's caches), the forward
 with float16 parameters ("half"), the loss and every gradient
 of one cross-entropy step ("loss", "grad.<name>"), the quantized model's logits ("qlogits");
 or OUTDIR/<arch>.<side>.err with the traceback where an arch fails.
@@ -343,6 +345,26 @@ def run_arch(side, arch, cfg, train, quant, outdir):
         y = model(mx.array(tokens[:, L + s:L + s + 1]), cache=cache)
         out["step%d" % (s + 1)] = _np(y)
 
+    # batch_generate's path: each prompt (lengths L and L - 5) prefilled alone, the caches
+    # merged (BatchKVCache, BatchRotatingKVCache, ArraysCache with left padding), then batched
+    # steps; where mlx-lm merges the arch's caches (the ponte side follows the mlx side's file)
+    mlx_out = None if side == "mlx" else np.load(os.path.join(outdir, arch + ".mlx.npz")).files
+    if side == "mlx" or "batch_step1" in mlx_out:
+        try:
+            caches = []
+            for b, n in enumerate((L, L - 5)):
+                caches.append(cache_mod.make_prompt_cache(model))
+                model(mx.array(tokens[b:b + 1, :n]), cache=caches[-1])
+            merged = [c.merge([c, d]) for c, d in zip(*caches)]
+            for s in range(STEPS):
+                y = model(mx.array(tokens[:, L + s:L + s + 1]), cache=merged)
+                out["batch_step%d" % (s + 1)] = _np(y)
+        except (AttributeError, NotImplementedError, RuntimeError, ValueError, TypeError):
+            if side != "mlx":
+                raise
+            for s in range(STEPS):
+                out.pop("batch_step%d" % (s + 1), None)
+
     if arch in KV_QUANT:
         cache = cache_mod.make_prompt_cache(model)
         model(x, cache=cache)
@@ -353,7 +375,7 @@ def run_arch(side, arch, cfg, train, quant, outdir):
 
     # float16 parameters (the forward in half precision), where MLX's CPU runs it (its
     # GatherMM takes float32 only: the MoE archs); the ponte side follows the mlx side's file
-    if side == "mlx" or "half" in np.load(os.path.join(outdir, arch + ".mlx.npz")).files:
+    if side == "mlx" or "half" in mlx_out:
         model.set_dtype(mx.float16)
         try:
             out["half"] = _np(model(x))
