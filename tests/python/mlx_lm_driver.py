@@ -14,7 +14,9 @@ after the prompt's caches became QuantizedKVCache ("qkv_step1".."qkv_step3"), ba
 after two prompts of different lengths prefilled alone and their caches merged
 ("batch_step1".."batch_step3", where mlx-lm merges the arch's caches), the forward
 with float16 parameters ("half"), the loss and every gradient
-of one cross-entropy step ("loss", "grad.<name>"), the quantized model's logits ("qlogits");
+of one cross-entropy step ("loss", "grad.<name>"), for COMPILED_TRAIN the losses of three
+compiled AdamW steps and the parameters after them ("ctrain_loss<i>", "ctrain.<name>"), the
+quantized model's logits ("qlogits");
 or OUTDIR/<arch>.<side>.err with the traceback where an arch fails.
 
 mlx_lm/__init__.py imports transformers: the package is stubbed as an empty module whose
@@ -27,6 +29,7 @@ import os
 import sys
 import traceback
 import types
+from functools import partial
 
 import numpy as np
 
@@ -251,6 +254,10 @@ TEXT = {
 # QuantizedKVCache (4-bit keys and values, quantized_matmul attention), as mlx_lm's
 # generate(kv_bits=4) does
 KV_QUANT = {"llama", "qwen3", "mixtral"}
+# archs whose training also runs as mlx_lm's trainer does it: three AdamW steps compiled
+# with the model's and the optimizer's state as inputs and outputs
+COMPILED_TRAIN = {"llama", "gpt_oss", "mixtral", "deepseek_v3", "mamba2", "qwen3_next",
+                  "gemma2"}
 NO_TRAIN = {
     # MLX: "[gather_axis] Cannot calculate VJP with respect to indices"
     "deepseek_v41": "MLX cannot differentiate it (take_along_axis's indices)",
@@ -385,18 +392,37 @@ def run_arch(side, arch, cfg, train, quant, outdir):
         model.set_dtype(mx.float32)
         load(wpath)
 
+    def loss_fn(m, inp, tgt):
+        return nn.losses.cross_entropy(m(inp), tgt).mean()
+
+    target = mx.array(tokens[:, 1:L + 1])
     if train:
         model.train()
-
-        def loss_fn(m, inp, tgt):
-            return nn.losses.cross_entropy(m(inp), tgt).mean()
-
-        loss, grads = nn.value_and_grad(model, loss_fn)(
-            model, mx.array(tokens[:, :L]), mx.array(tokens[:, 1:L + 1]))
+        loss, grads = nn.value_and_grad(model, loss_fn)(model, x, target)
         out["loss"] = _np(loss)
         for k, g in tree_flatten(grads):
             out["grad." + k] = _np(g)
         model.eval()
+
+    if arch in COMPILED_TRAIN:  # mlx_lm.tuner.trainer's step: compiled over model and
+        import mlx.optimizers as optim  # optimizer state, AdamW updating in place
+        model.train()
+        opt = optim.AdamW(learning_rate=1e-2, eps=1e-3, weight_decay=0.05)
+        state = [model.state, opt.state]
+
+        @partial(mx.compile, inputs=state, outputs=state)
+        def step(inp, tgt):
+            loss, grads = nn.value_and_grad(model, loss_fn)(model, inp, tgt)
+            opt.update(model, grads)
+            return loss
+
+        for i in range(3):
+            out["ctrain_loss%d" % i] = _np(step(x, target))
+            mx.eval(state)
+        for k, v in tree_flatten(model.trainable_parameters()):
+            out["ctrain." + k] = _np(v)
+        model.eval()
+        load(wpath)
 
     if quant:
         def pred(_, m):
