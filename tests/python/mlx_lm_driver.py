@@ -13,7 +13,8 @@ single-token steps through make_prompt_cache ("step0".."step3"), for KV_QUANT th
 after the prompt's caches became QuantizedKVCache ("qkv_step1".."qkv_step3"), batched steps
 after two prompts of different lengths prefilled alone and their caches merged
 ("batch_step1".."batch_step3", where mlx-lm merges the arch's caches), the forward
-with float16 parameters ("half"), the loss and every gradient
+with float16 and bfloat16 parameters ("half", "bf16", with the logits' dtype in
+"half_dtype", "bf16_dtype"), the loss and every gradient
 of one cross-entropy step ("loss", "grad.<name>"), for COMPILED_TRAIN the losses of three
 compiled AdamW steps and the parameters after them ("ctrain_loss<i>", "ctrain.<name>"), the
 quantized model's logits ("qlogits");
@@ -380,17 +381,20 @@ def run_arch(side, arch, cfg, train, quant, outdir):
             y = model(mx.array(tokens[:, L + s:L + s + 1]), cache=cache)
             out["qkv_step%d" % (s + 1)] = _np(y)
 
-    # float16 parameters (the forward in half precision), where MLX's CPU runs it (its
-    # GatherMM takes float32 only: the MoE archs); the ponte side follows the mlx side's file
+    # float16 and bfloat16 parameters (the forward in half precision), where MLX's CPU runs it
+    # (its GatherMM takes float32 only: the MoE archs); the ponte side follows the mlx side's file
     if side == "mlx" or "half" in mlx_out:
-        model.set_dtype(mx.float16)
-        try:
-            out["half"] = _np(model(x))
-        except (RuntimeError, ValueError):
-            if side != "mlx":
-                raise
-        model.set_dtype(mx.float32)
-        load(wpath)
+        for name, dt in (("half", mx.float16), ("bf16", mx.bfloat16)):
+            model.set_dtype(dt)
+            try:
+                y = model(x)
+                out[name] = _np(y)
+                out[name + "_dtype"] = np.array(str(y.dtype).split(".")[-1])
+            except (RuntimeError, ValueError):
+                if side != "mlx":
+                    raise
+            model.set_dtype(mx.float32)
+            load(wpath)
 
     def loss_fn(m, inp, tgt):
         return nn.losses.cross_entropy(m(inp), tgt).mean()
