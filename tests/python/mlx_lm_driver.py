@@ -17,7 +17,8 @@ with float16 and bfloat16 parameters ("half", "bf16", with the logits' dtype in
 "half_dtype", "bf16_dtype"), the loss and every gradient
 of one cross-entropy step ("loss", "grad.<name>"), for COMPILED_TRAIN the losses of three
 compiled AdamW steps and the parameters after them ("ctrain_loss<i>", "ctrain.<name>"), the
-quantized model's logits ("qlogits");
+quantized model's logits ("qlogits"; for FP_QUANT_ARCHS also "q_mxfp4", "q_nvfp4", "q_mxfp8"
+after the floating-point modes, weights in OUTDIR/<arch>.<mode>.npz);
 or OUTDIR/<arch>.<side>.err with the traceback where an arch fails.
 
 mlx_lm/__init__.py imports transformers: the package is stubbed as an empty module whose
@@ -259,6 +260,9 @@ KV_QUANT = {"llama", "qwen3", "mixtral"}
 # with the model's and the optimizer's state as inputs and outputs
 COMPILED_TRAIN = {"llama", "gpt_oss", "mixtral", "deepseek_v3", "mamba2", "qwen3_next",
                   "gemma2"}
+# nn.quantize's floating-point modes (mode, group_size, bits), for FP_QUANT_ARCHS
+FP_QUANT = [("mxfp4", 32, 4), ("nvfp4", 16, 4), ("mxfp8", 32, 8)]
+FP_QUANT_ARCHS = {"llama", "gpt_oss", "mixtral", "qwen3_moe", "deepseek_v3"}
 NO_TRAIN = {
     # MLX: "[gather_axis] Cannot calculate VJP with respect to indices"
     "deepseek_v41": "MLX cannot differentiate it (take_along_axis's indices)",
@@ -428,11 +432,23 @@ def run_arch(side, arch, cfg, train, quant, outdir):
         model.eval()
         load(wpath)
 
-    if quant:
-        def pred(_, m):
-            w = getattr(m, "weight", None)
-            return hasattr(m, "to_quantized") and w is not None and w.shape[-1] % 32 == 0
+    def pred(_, m):
+        w = getattr(m, "weight", None)
+        return hasattr(m, "to_quantized") and w is not None and w.shape[-1] % 32 == 0
 
+    # the floating-point modes (gpt-oss ships mxfp4): each quantizes the float weights afresh
+    for mode, group, bits in FP_QUANT if arch in FP_QUANT_ARCHS else ():
+        nn.quantize(model, group_size=group, bits=bits, mode=mode, class_predicate=pred)
+        qpath = os.path.join(outdir, "%s.%s.npz" % (arch, mode))
+        if side == "mlx":
+            np.savez(qpath, **{k: np.array(v) for k, v in tree_flatten(model.parameters())})
+        load(qpath)
+        out["q_" + mode] = _np(model(x))
+        model = mod.Model(args)
+        load(wpath)
+        model.eval()
+
+    if quant:
         nn.quantize(model, group_size=32, bits=4, class_predicate=pred)
         qpath = os.path.join(outdir, arch + ".qweights.npz")
         if side == "mlx":

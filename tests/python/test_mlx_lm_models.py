@@ -4,7 +4,8 @@ fixed seed and noised weights, and the same model in Ponte (`python -m ponte.run
 to ponte) loads those weights; then the forward logits, a prompt and three decoding steps
 through mlx_lm's make_prompt_cache (KVCache, RotatingKVCache, ArraysCache, ...), for some
 archs (most) one cross-entropy training step (loss and every gradient) and the forward of the model
-after nn.quantize(group_size=32, bits=4) (quantized matmul, gather_qmm), for a few archs the
+after nn.quantize(group_size=32, bits=4) (quantized matmul, gather_qmm; for a few archs also
+in the mxfp4, nvfp4 and mxfp8 modes), for a few archs the
 decoding steps over 4-bit QuantizedKVCache or three AdamW steps compiled as mlx_lm's trainer
 compiles them, batched decoding over merged caches (batch_generate's path) and (where MLX's
 CPU runs it: not its GatherMM) the forward with float16 and with bfloat16 parameters (and its result dtype) must agree.
@@ -37,7 +38,8 @@ XFAIL = {}
 ARCHS = list(driver.CONFIGS)
 # relative tolerances (of each array's scale) beyond 1e-4: 4-bit weights and KV caches
 # (a rounding flip moves a value by a quantization step)
-RTOL = {"qlogits": 1e-3, "qkv_step1": 1e-3, "qkv_step2": 1e-3, "qkv_step3": 1e-3}
+RTOL = {"qlogits": 1e-3, "qkv_step1": 1e-3, "qkv_step2": 1e-3, "qkv_step3": 1e-3,
+        **{"q_" + mode: 1e-3 for mode, _, _ in driver.FP_QUANT}}
 # float16 / bfloat16 parameters: Ponte within twice MLX's own distance from its float32 logits
 HALF = ("half", "bf16")
 
@@ -99,6 +101,8 @@ def test_model_matches_mlx(results, arch):
     expected |= {"qlogits"} if quant else set()
     expected |= {"qkv_step3"} if arch in driver.KV_QUANT else set()
     expected |= {"ctrain_loss2"} if arch in driver.COMPILED_TRAIN else set()
+    if arch in driver.FP_QUANT_ARCHS:
+        expected |= {"q_" + mode for mode, _, _ in driver.FP_QUANT}
     assert expected <= set(ref), sorted(set(ref))
     assert sorted(got) == sorted(ref)
     for k, r in ref.items():
