@@ -6,19 +6,24 @@ what they compute, for tests/python/test_mlx_lm_models.py.
 
 SPEC.json is a list of {"arch", "config", "train", "quant"}. Per arch, the mlx side writes
 OUTDIR/<arch>.weights.npz (the model's parameters after seeded init plus random noise, so no
-norm weight is all ones and no bias all zeros; integer ones (packed quantized weights) random) and, when "quant", OUTDIR/<arch>.qweights.npz
-(the parameters after nn.quantize); the ponte side builds the same model and loads them. Both
-write OUTDIR/<arch>.<side>.npz: the logits of a forward pass ("logits"), of a prompt and three
-single-token steps through make_prompt_cache ("step0".."step3"), for KV_QUANT the steps
-after the prompt's caches became QuantizedKVCache ("qkv_step1".."qkv_step3"), batched steps
-after two prompts of different lengths prefilled alone and their caches merged
-("batch_step1".."batch_step3", where mlx-lm merges the arch's caches), the forward
-with float16 and bfloat16 parameters ("half", "bf16", with the logits' dtype in
-"half_dtype", "bf16_dtype"), the loss and every gradient
-of one cross-entropy step ("loss", "grad.<name>"), for COMPILED_TRAIN the losses of three
-compiled AdamW steps and the parameters after them ("ctrain_loss<i>", "ctrain.<name>"), the
-quantized model's logits ("qlogits"; for FP_QUANT_ARCHS also "q_mxfp4", "q_nvfp4", "q_mxfp8"
-after the floating-point modes, weights in OUTDIR/<arch>.<mode>.npz);
+norm weight is all ones and no bias all zeros; integer ones, packed quantized weights,
+random) and the parameters after each nn.quantize (OUTDIR/<arch>.qweights.npz,
+OUTDIR/<arch>.<mode>.npz); the ponte side builds the same model and loads them. Both write
+OUTDIR/<arch>.<side>.npz with
+  "logits"                     a forward pass
+  "step0".."step3"             a prompt and three single-token steps through make_prompt_cache
+  "batch_step1".."batch_step3" batched steps after two prompts of different lengths were
+                               prefilled alone and their caches merged (where mlx-lm merges
+                               the arch's caches)
+  "qkv_step1".."qkv_step3"     (KV_QUANT) steps after the prompt's caches became
+                               QuantizedKVCache
+  "half", "bf16"               the forward with float16 / bfloat16 parameters, the logits'
+                               dtype in "half_dtype", "bf16_dtype" (where MLX's CPU runs it)
+  "loss", "grad.<name>"        (train) one cross-entropy step's loss and every gradient
+  "ctrain_loss<i>", "ctrain.<name>"  (COMPILED_TRAIN) three compiled AdamW steps' losses and
+                               the parameters after them
+  "q_mxfp4", "q_nvfp4", "q_mxfp8"  (FP_QUANT_ARCHS) the forward after nn.quantize in that mode
+  "qlogits"                    (quant) the forward after nn.quantize(group_size=32, bits=4)
 or OUTDIR/<arch>.<side>.err with the traceback where an arch fails.
 
 mlx_lm/__init__.py imports transformers: the package is stubbed as an empty module whose
@@ -92,42 +97,43 @@ def _text(arch, text_config):
 # cross-entropy step's loss and gradients; quant: the forward after nn.quantize
 CONFIGS = {
     "llama": (_cfg("llama", hidden_size=128, head_dim=32), True, True),
-    "qwen2": (_cfg("qwen2", tie_word_embeddings=True), False, True),
-    "qwen3": (_cfg("qwen3", head_dim=32), True, False),
-    "ministral3": (_cfg("ministral3", **MINISTRAL), False, False),
+    "qwen2": (_cfg("qwen2", tie_word_embeddings=True), True, True),
+    "qwen3": (_cfg("qwen3", head_dim=32), True, True),
+    "ministral3": (_cfg("ministral3", **MINISTRAL), True, True),
     "mistral3": (dict(model_type="mistral3", text_config=_cfg("ministral3", **MINISTRAL)),
-                 False, False),
-    "gemma": (_cfg("gemma"), False, False),
+                 True, True),
+    "gemma": (_cfg("gemma"), True, True),
     "gemma2": (_cfg("gemma2", sliding_window=6, query_pre_attn_scalar=16,
-                    final_logit_softcapping=30.0, attn_logit_softcapping=50.0), True, False),
+                    final_logit_softcapping=30.0, attn_logit_softcapping=50.0), True, True),
     "gemma3_text": (_cfg("gemma3_text", sliding_window=6, sliding_window_pattern=2,
-                         query_pre_attn_scalar=16), False, True),
-    "phi3": (_cfg("phi3"), False, False),
+                         query_pre_attn_scalar=16), True, True),
+    "phi3": (_cfg("phi3"), True, True),
     "gpt_oss": (_cfg("gpt_oss", intermediate_size=32, sliding_window=6,
                      layer_types=SWA), True, True),
     "mixtral": (_cfg("mixtral", hidden_size=128), True, True),
-    "qwen3_moe": (_cfg("qwen3_moe"), False, True),
-    "deepseek_v3": (_cfg("deepseek_v3", n_group=2, topk_group=1), True, False),
-    "olmo2": (_cfg("olmo2"), False, False),
-    "starcoder2": (_cfg("starcoder2"), False, False),
-    "gpt2": (_cfg("gpt2", n_ctx=64, n_embd=64, n_head=4, n_layer=2, n_positions=64), False,
-             False),
-    "gpt_neox": (_cfg("gpt_neox", rotary_emb_base=10000, rotary_pct=0.5), False, False),
-    "cohere": (_cfg("cohere", use_qk_norm=True), False, False),
+    "qwen3_moe": (_cfg("qwen3_moe"), True, True),
+    "deepseek_v3": (_cfg("deepseek_v3", n_group=2, topk_group=1), True, True),
+    "olmo2": (_cfg("olmo2"), True, True),
+    "starcoder2": (_cfg("starcoder2"), True, True),
+    "gpt2": (_cfg("gpt2", n_ctx=64, n_embd=64, n_head=4, n_layer=2, n_positions=64), True,
+             True),
+    "gpt_neox": (_cfg("gpt_neox", rotary_emb_base=10000, rotary_pct=0.5), True, True),
+    "cohere": (_cfg("cohere", use_qk_norm=True), True, True),
     "mamba": (_cfg("mamba", state_size=8, conv_kernel=4, use_conv_bias=True,
-                   time_step_rank=4), True, False),
+                   time_step_rank=4), True, True),
     "mamba2": (_cfg("mamba2", num_heads=8, head_dim=16, state_size=8, conv_kernel=4, n_groups=2,
                     use_conv_bias=True, time_step_limit=(0.0, float("inf")),
-                    time_step_rank=4), True, False),
+                    time_step_rank=4), True, True),
     "qwen3_next": (_cfg("qwen3_next", linear_num_value_heads=4, linear_num_key_heads=2,
                         linear_key_head_dim=16, linear_value_head_dim=16,
                         linear_conv_kernel_dim=4, partial_rotary_factor=0.5,
-                        full_attention_interval=2), True, False),
+                        full_attention_interval=2), True, True),
     "rwkv7": (_cfg("rwkv7", a_low_rank_dim=16, v_low_rank_dim=16, gate_low_rank_dim=16,
-                   decay_low_rank_dim=16), False, False),
+                   decay_low_rank_dim=16), True, True),
     "recurrent_gemma": (_cfg("recurrent_gemma", conv1d_width=4, logits_soft_cap=30.0,
                              attention_window_size=6,
-                             block_types=["recurrent", "attention"]), False, False),
+                             block_types=["recurrent", "attention"]),
+                        False, True),  # MLX: its Model has no _no_grad (no Module.__init__)
 }
 
 # the rest of the zoo: arch -> its keys beyond BASE + MORE (every one trains and quantizes

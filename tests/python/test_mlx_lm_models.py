@@ -1,14 +1,14 @@
 """mlx-lm's model zoo (PyPI mlx-lm, mlx_lm/models/<arch>.py, unchanged) on Ponte against MLX
 itself: per architecture a tiny config (2 layers, hidden 64, vocab 128) is built in MLX with a
 fixed seed and noised weights, and the same model in Ponte (`python -m ponte.run`, mlx aliased
-to ponte) loads those weights; then the forward logits, a prompt and three decoding steps
-through mlx_lm's make_prompt_cache (KVCache, RotatingKVCache, ArraysCache, ...), for some
-archs (most) one cross-entropy training step (loss and every gradient) and the forward of the model
-after nn.quantize(group_size=32, bits=4) (quantized matmul, gather_qmm; for a few archs also
-in the mxfp4, nvfp4 and mxfp8 modes), for a few archs the
-decoding steps over 4-bit QuantizedKVCache or three AdamW steps compiled as mlx_lm's trainer
-compiles them, batched decoding over merged caches (batch_generate's path) and (where MLX's
-CPU runs it: not its GatherMM) the forward with float16 and with bfloat16 parameters (and its result dtype) must agree.
+to ponte) loads those weights. Then these must agree: the forward logits; a prompt and three
+decoding steps through mlx_lm's make_prompt_cache (KVCache, RotatingKVCache, ArraysCache,
+...); batched steps over merged caches (batch_generate's path); the forward with float16 and
+with bfloat16 parameters, and its result dtype (where MLX's CPU runs it: not its GatherMM);
+one cross-entropy training step (loss and every gradient); the forward after
+nn.quantize(group_size=32, bits=4) (quantized_matmul, gather_qmm); and for a few archs the
+mxfp4 / nvfp4 / mxfp8 modes, decoding over a 4-bit QuantizedKVCache and three AdamW steps
+compiled as mlx_lm's trainer compiles them.
 
 MLX and Ponte cannot both be `mlx` in one process: tests/python/mlx_lm_driver.py runs each
 side in a subprocess, once for all archs, exchanging .npz files in a temporary directory.
