@@ -489,8 +489,9 @@ static pn_array *binary_term(int op, int arg, pn_array *a, pn_array *b, pn_array
             return pn_multiply(c, pn_multiply(b, pn_power(a, pn_subtract(b, wf(1)))));
         /* log(a) where a > 0; elsewhere the derivative is taken as 0 */
         return pn_multiply(c, pn_multiply(y, pn_log(pn_where(pn_greater(a, wf(0)), a, wf(1)))));
-    case PNK_B_MAXIMUM: case PNK_B_MINIMUM: { /* ties go to a, as MLX */
-        pn_array *mask = op == PNK_B_MAXIMUM ? pn_greater_equal(a, b) : pn_less_equal(a, b);
+    case PNK_B_MAXIMUM: case PNK_B_MINIMUM: { /* ties go to b, as MLX (relu's and clip's
+                                               * derivative is 0 at the kink) */
+        pn_array *mask = op == PNK_B_MAXIMUM ? pn_greater(a, b) : pn_less(a, b);
         return arg ? pn_where(mask, zero_like_dtype(c), c) : pn_where(mask, c, zero_like_dtype(c));
     }
     case PNK_B_ARCTAN2: {

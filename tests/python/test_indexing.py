@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import ponte as mx
+from conftest import assert_close
 
 
 def random_index(rng, shape, allow_arrays=True):
@@ -195,3 +196,24 @@ def test_iteration():
     x = np.arange(6).reshape(3, 2)
     assert [r.tolist() for r in mx.array(x)] == x.tolist()
     assert list(mx.array([1, 2, 3])) == [1, 2, 3]  # arrays compare equal elementwise to ints
+
+
+def test_at_slice_multiply_gradient(rng):
+    """x.at[..., :d].multiply(u) (mlx-lm's SuScaledRoPE and YaRN) differentiates in x and u:
+    against the numpy derivative of sum(w * where(first d columns, x * u, x))."""
+    x = rng.standard_normal((3, 4, 6)).astype(np.float32)
+    u = rng.standard_normal(4).astype(np.float32)
+    w = rng.standard_normal((3, 4, 6)).astype(np.float32)
+
+    def f(xx, uu):
+        return (xx.at[..., :4].multiply(uu) * mx.array(w)).sum()
+
+    gx, gu = mx.grad(f, argnums=(0, 1))(mx.array(x), mx.array(u))
+    ex = w.copy()
+    ex[..., :4] *= u
+    assert_close(gx, ex, rtol=1e-5, atol=1e-6)
+    assert_close(gu, (w[..., :4] * x[..., :4]).sum(axis=(0, 1)), rtol=1e-5, atol=1e-5)
+    y = mx.array(x).at[1:, 2].divide(mx.array(4.0))
+    e = x.copy()
+    e[1:, 2] *= 0.25
+    assert_close(y, e)

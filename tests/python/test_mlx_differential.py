@@ -366,6 +366,56 @@ def test_savez_compressed_files_interchange(tmp_path):
         np.testing.assert_array_equal(np.array(d["r"]), r)
 
 
+@pytest.mark.parametrize("op", ["maximum", "minimum", "clip", "relu"])
+def test_max_min_tie_derivatives_match_mlx(op):
+    """Gradients and jvps of maximum / minimum where the inputs tie (MLX gives the tie to b,
+    so relu's and clip's derivative is 0 at the kink), against MLX itself."""
+    rng = np.random.default_rng(17)
+    a = rng.integers(-2, 3, (6, 5)).astype(np.float32)  # many ties with b and the bounds
+    b = rng.integers(-2, 3, (6, 5)).astype(np.float32)
+    t = rng.standard_normal((2, 6, 5)).astype(np.float32)
+    outs = []
+    for M in (mlx, pn):
+        f = {"maximum": M.maximum, "minimum": M.minimum,
+             "clip": lambda x, y: M.clip(x, -1.0, 1.0) * y,
+             "relu": lambda x, y: M.maximum(x, 0.0) * y}[op]
+        g = M.grad(lambda x, y: (f(x, y) * M.array(t[0])).sum(), argnums=(0, 1))(
+            M.array(a), M.array(b))
+        j = M.jvp(f, [M.array(a), M.array(b)], [M.array(t[0]), M.array(t[1])])[1][0]
+        outs.append((g[0], g[1], j))
+    for m, p in zip(*outs):
+        same(m, p)
+
+
+AT_INDICES = [(slice(None), slice(1, 4)), (Ellipsis, slice(None, 2)), (1,),
+              (slice(None, None, 2), None, 3), (slice(4, 0, -2),)]
+
+
+@pytest.mark.parametrize("op", ["add", "subtract", "multiply", "divide", "maximum", "minimum"])
+@pytest.mark.parametrize("k", range(len(AT_INDICES)))
+def test_at_basic_index_updates_match_mlx(op, k):
+    """x.at[idx].<op>(u) with ints, slices, None and Ellipsis only (mlx-lm's scaled RoPEs do
+    x.at[..., :d].multiply(s)): values and the gradients of x and u, ties included, against
+    MLX (its SliceUpdate)."""
+    rng = np.random.default_rng(23 + k)
+    x = rng.integers(-2, 3, (5, 6)).astype(np.float32) + 0.5 * (op in ("multiply", "divide"))
+    idx = AT_INDICES[k]
+    shape = np.zeros((5, 6))[idx].shape
+    u = rng.integers(-2, 3, shape[-2:] if len(shape) > 1 else shape).astype(np.float32)
+    if op == "divide":
+        u = u + 3.5
+    w = rng.standard_normal((5, 6)).astype(np.float32)
+    outs = []
+    for M in (mlx, pn):
+        def f(xx, uu):
+            return (getattr(xx.at[idx], op)(uu) * M.array(w)).sum()
+        y = getattr(M.array(x).at[idx], op)(M.array(u))
+        g = M.grad(f, argnums=(0, 1))(M.array(x), M.array(u))
+        outs.append((y, g[0], g[1]))
+    for m, p in zip(*outs):
+        same(m, p)
+
+
 # ───────────────────────────── every function on arrays ─────────────────────────────
 
 # Functions the sweep below leaves out: state, devices, memory, files, transformations and

@@ -395,61 +395,92 @@ static pn_array *scatter_update(pn_array *a, const ix_plan *p, PyObject *val, in
     return r;
 }
 
+/* a[idx] combined with val by mode (PN_SCATTER_SET/ADD/PROD, -1 subtract, -2 divide) where idx
+ * holds only ints, slices, None and Ellipsis: the region a[idx] selects is read as a view,
+ * combined elementwise and written back by slice_update, as MLX's SliceUpdate does; its
+ * derivatives are those of the elementwise ops (a slice never selects an element twice), so
+ * .at[:, :d].multiply(s) trains where scatter_prod has no vjp. */
+static pn_array *basic_update(pn_array *a, const ix_plan *p, PyObject *val, int mode)
+{
+    /* the result's shape (ints dropped, None added) for broadcasting, then the slice's */
+    int64_t rshape[2 * PP_MAXDIM], sshape[PP_MAXDIM];
+    int nr = 0;
+    for (int k = 0; k < p->n; k++) {
+        const ix_item *it = &p->it[k];
+        if (it->kind == IX_NONE) rshape[nr++] = 1;
+        else if (it->kind == IX_SLICE) {
+            int64_t s = it->start, e = it->stop < 0 ? -1 : it->stop;
+            rshape[nr++] = it->step > 0 ? (e > s ? (e - s + it->step - 1) / it->step : 0)
+                                        : (s > e ? (s - e - it->step - 1) / -it->step : 0);
+        }
+    }
+    int nd = pn_ndim(a);
+    int64_t start[PP_MAXDIM], stop[PP_MAXDIM], step[PP_MAXDIM];
+    for (int k = 0; k < p->n; k++) {
+        const ix_item *it = &p->it[k];
+        if (it->kind == IX_SLICE) {
+            start[it->axis] = it->start, stop[it->axis] = it->stop, step[it->axis] = it->step;
+            sshape[it->axis] = 0;
+        } else if (it->kind == IX_INT) {
+            start[it->axis] = it->i, stop[it->axis] = it->i + 1, step[it->axis] = 1;
+            sshape[it->axis] = 1;
+        }
+    }
+    for (int k = 0, j = 0; k < p->n; k++) { /* slice extents, in axis order */
+        const ix_item *it = &p->it[k];
+        if (it->kind == IX_NONE) j++;
+        else if (it->kind == IX_SLICE) sshape[it->axis] = rshape[j++];
+    }
+    pn_array *v = update_value(val, a, rshape, nr), *r = NULL;
+    if (v && mode != PN_SCATTER_SET) {
+        pn_array *region = apply_plan(a, p), *c = NULL;
+        if (region && mode == -2) { /* divide: times the reciprocal in a's dtype, as scatter */
+            pn_array *one = pn_scalar(1, pn_array_dtype(a));
+            if (step_to(&v, one ? pn_divide(one, v) : NULL) == 0 &&
+                pn_array_dtype(v) != pn_array_dtype(a))
+                step_to(&v, pn_astype(v, pn_array_dtype(a)));
+            pn_release(one);
+            mode = PN_SCATTER_PROD;
+        }
+        if (region && v) {
+            c = mode == -1               ? pn_subtract(region, v)
+                : mode == PN_SCATTER_ADD ? pn_add(region, v)
+                                         : pn_multiply(region, v);
+            if (c && pn_array_dtype(c) != pn_array_dtype(a)) step_to(&c, pn_astype(c, pn_array_dtype(a)));
+        }
+        pn_release(region);
+        pn_release(v);
+        v = c;
+    }
+    if (v && step_to(&v, pn_reshape(v, sshape, nd)) == 0) {
+        r = pn_slice_update(a, v, start, stop, step, nd);
+        if (!r) pp_raise();
+    }
+    pn_release(v);
+    if (!v && !PyErr_Occurred()) pp_raise();
+    return r;
+}
+
 pn_array *pp_index_update(pn_array *a, PyObject *idx, PyObject *val, int mode)
 {
     ix_plan p;
     if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return NULL;
-    pn_array *r = scatter_update(a, &p, val, mode);
+    /* maximum / minimum keep the scatter: their ties give both a and val the cotangent, as
+     * MLX's SliceUpdate and Scatter do, where the elementwise ops give it to val only */
+    pn_array *r = p.nadv > 0 || mode == PN_SCATTER_MAX || mode == PN_SCATTER_MIN
+                      ? scatter_update(a, &p, val, mode)
+                      : basic_update(a, &p, val, mode);
     plan_free(&p);
     return r;
 }
 
 int pp_setitem(PPArray *self, PyObject *idx, PyObject *val)
 {
-    pn_array *a = self->a, *r = NULL;
+    pn_array *a = self->a, *r;
     ix_plan p;
     if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return -1;
-    if (p.nadv > 0) {
-        r = scatter_update(a, &p, val, PN_SCATTER_SET);
-    } else {
-        /* the result's shape (ints dropped, None added) for broadcasting, then the slice's */
-        int64_t rshape[2 * PP_MAXDIM], sshape[PP_MAXDIM];
-        int nr = 0;
-        for (int k = 0; k < p.n; k++) {
-            const ix_item *it = &p.it[k];
-            if (it->kind == IX_NONE) rshape[nr++] = 1;
-            else if (it->kind == IX_SLICE) {
-                int64_t len = pn_shape(a)[it->axis], s = it->start, e = it->stop < 0 ? -1 : it->stop;
-                int64_t cnt = it->step > 0 ? (e > s ? (e - s + it->step - 1) / it->step : 0)
-                                           : (s > e ? (s - e - it->step - 1) / -it->step : 0);
-                (void)len;
-                rshape[nr++] = cnt;
-            }
-        }
-        int nd = pn_ndim(a);
-        int64_t start[PP_MAXDIM], stop[PP_MAXDIM], step[PP_MAXDIM];
-        for (int k = 0; k < p.n; k++) {
-            const ix_item *it = &p.it[k];
-            if (it->kind == IX_SLICE) {
-                start[it->axis] = it->start, stop[it->axis] = it->stop, step[it->axis] = it->step;
-                sshape[it->axis] = 0;
-            } else if (it->kind == IX_INT) {
-                start[it->axis] = it->i, stop[it->axis] = it->i + 1, step[it->axis] = 1;
-                sshape[it->axis] = 1;
-            }
-        }
-        for (int k = 0, j = 0; k < p.n; k++) { /* slice extents, in axis order */
-            const ix_item *it = &p.it[k];
-            if (it->kind == IX_NONE) j++;
-            else if (it->kind == IX_SLICE) sshape[it->axis] = rshape[j++];
-        }
-        pn_array *v = update_value(val, a, rshape, nr);
-        if (v && step_to(&v, pn_reshape(v, sshape, nd)) == 0) {
-            r = pn_slice_update(a, v, start, stop, step, nd);
-            if (!r) pp_raise();
-        }
-        pn_release(v);
-    }
+    r = p.nadv > 0 ? scatter_update(a, &p, val, PN_SCATTER_SET)
+                   : basic_update(a, &p, val, PN_SCATTER_SET);
     plan_free(&p);
     if (!r) return -1;
     pn_scope_take(r);
