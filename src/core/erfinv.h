@@ -79,7 +79,7 @@ PN_ERFINV_FN double pn_erfinv_f64(double y)
     for (int k = 0; k < 2; k++) {
         double f = ay > 0.5 ? (1 - ay) - erfc(x) : erf(x) - ay;
         double u = f / (1.1283791670955126 * exp(-x * x));
-        x -= u / fma(x, u, 1);
+        x -= u / fma(x, u, 1.0);
     }
     return copysign(x, y);
 }
