@@ -127,15 +127,39 @@ TEST(upsample_mlx_examples)
     pn_scope_pop();
 }
 
-TEST(upsample_values)
+/* A case: d spatial axes of sizes n, batch B, C channels, one scale per axis. */
+typedef struct {
+    int d;
+    int64_t B, n[3], C;
+    double s[3];
+} up_case;
+
+/* Upsamples random data of case c in dtype dt with mode, align_corners and antialias, against
+ * the float64 reference. */
+static void check_case(const up_case *c, int mode, bool align, bool aa, pn_dtype dt)
 {
     pn_scope_push();
-    /* {d, B, n..., C} with scales */
-    struct {
-        int d;
-        int64_t B, n[3], C;
-        double s[3];
-    } cases[] = {
+    int64_t shape[5], m[3], oshape[5];
+    shape[0] = oshape[0] = c->B;
+    for (int k = 0; k < c->d; k++) shape[k + 1] = c->n[k];
+    shape[c->d + 1] = oshape[c->d + 1] = c->C;
+    pn_array *x = test_random_array(shape, c->d + 2, dt, -2, 2);
+    double *xv = test_to_f64(x);
+    double *ref = ref_upsample(xv, c->B, c->n, c->d, c->C, c->s, mode, align, aa, m);
+    for (int k = 0; k < c->d; k++) oshape[k + 1] = m[k];
+    double tol = dt == PN_FLOAT64 ? 1e-12 : 2e-6;
+    pn_array *y = pn_nn_upsample(x, c->s, c->d, MODE_NAMES[mode], align, aa);
+    CHECK_OK(y);
+    if (!test_check_values("upsample", y, oshape, c->d + 2, dt, ref, tol, tol))
+        fprintf(stderr, "  %dd scale %g mode %s align %d antialias %d dtype %s\n", c->d, c->s[0], MODE_NAMES[mode],
+                align, aa, pn_dtype_name(dt));
+    free(xv), free(ref);
+    pn_scope_pop();
+}
+
+TEST(upsample_values)
+{
+    static const up_case cases[] = {
         {1, 2, {5}, 3, {2}},         {1, 2, {5}, 3, {1.5}},        {1, 1, {7}, 2, {0.6}},
         {1, 3, {4}, 1, {3}},         {1, 1, {1}, 2, {2.5}},        {2, 2, {4, 3}, 2, {2, 2}},
         {2, 1, {3, 5}, 3, {1.5, 2.5}}, {2, 2, {4, 4}, 1, {1, 3}}, {2, 1, {6, 5}, 2, {0.5, 1.7}},
@@ -145,29 +169,9 @@ TEST(upsample_values)
     for (int ci = 0; ci < ncases; ci++)
         for (int mode = 0; mode < 3; mode++)
             for (int align = 0; align < 2; align++)
-                for (int di = 0; di < 2; di++) {
-                    if (test_quick() && (ci % 2 || di)) continue;
-                    pn_scope_push();
-                    int d = cases[ci].d;
-                    pn_dtype dt = di ? PN_FLOAT32 : PN_FLOAT64;
-                    int64_t shape[5], m[3], oshape[5];
-                    shape[0] = oshape[0] = cases[ci].B;
-                    for (int k = 0; k < d; k++) shape[k + 1] = cases[ci].n[k];
-                    shape[d + 1] = oshape[d + 1] = cases[ci].C;
-                    pn_array *x = test_random_array(shape, d + 2, dt, -2, 2);
-                    double *xv = test_to_f64(x);
-                    double *ref =
-                        ref_upsample(xv, cases[ci].B, cases[ci].n, d, cases[ci].C, cases[ci].s, mode, align, false, m);
-                    for (int k = 0; k < d; k++) oshape[k + 1] = m[k];
-                    double tol = dt == PN_FLOAT64 ? 1e-12 : 2e-6;
-                    pn_array *y = pn_nn_upsample(x, cases[ci].s, d, MODE_NAMES[mode], align, false);
-                    CHECK_OK(y);
-                    if (!test_check_values("upsample", y, oshape, d + 2, dt, ref, tol, tol))
-                        fprintf(stderr, "  case %d mode %s align %d dtype %d\n", ci, MODE_NAMES[mode], align, dt);
-                    free(xv), free(ref);
-                    pn_scope_pop();
-                }
-    pn_scope_pop();
+                for (int di = 0; di < 2; di++)
+                    if (!test_quick() || !(ci % 2 || di))
+                        check_case(&cases[ci], mode, align, false, di ? PN_FLOAT32 : PN_FLOAT64);
 }
 
 TEST(upsample_one_scale_dtypes_and_empty)
@@ -222,37 +226,14 @@ TEST(upsample_one_scale_dtypes_and_empty)
 TEST(upsample_antialias)
 {
     pn_scope_push();
-    struct {
-        int d;
-        int64_t B, n[3], C;
-        double s[3];
-    } cases[] = {
+    static const up_case cases[] = {
         {1, 2, {8}, 3, {0.5}},   {1, 1, {13}, 2, {0.3}},     {1, 2, {5}, 1, {2}},   {1, 1, {9}, 2, {0.77}},
         {2, 2, {8, 6}, 2, {0.5, 0.5}}, {2, 1, {12, 7}, 3, {0.25, 1.5}}, {2, 2, {5, 9}, 1, {0.6, 0.34}},
         {3, 1, {6, 4, 5}, 2, {0.5, 2, 0.4}},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
         for (int mode = LINEAR; mode <= CUBIC; mode++)
-            for (int di = 0; di < 2; di++) {
-                pn_scope_push();
-                int d = cases[ci].d;
-                pn_dtype dt = di ? PN_FLOAT32 : PN_FLOAT64;
-                int64_t shape[5], m[3], oshape[5];
-                shape[0] = oshape[0] = cases[ci].B;
-                for (int k = 0; k < d; k++) shape[k + 1] = cases[ci].n[k];
-                shape[d + 1] = oshape[d + 1] = cases[ci].C;
-                pn_array *x = test_random_array(shape, d + 2, dt, -2, 2);
-                double *xv = test_to_f64(x);
-                double *ref = ref_upsample(xv, cases[ci].B, cases[ci].n, d, cases[ci].C, cases[ci].s, mode, false, true, m);
-                for (int k = 0; k < d; k++) oshape[k + 1] = m[k];
-                double tol = dt == PN_FLOAT64 ? 1e-12 : 2e-6;
-                pn_array *y = pn_nn_upsample(x, cases[ci].s, d, MODE_NAMES[mode], false, true);
-                CHECK_OK(y);
-                if (!test_check_values("upsample antialias", y, oshape, d + 2, dt, ref, tol, tol))
-                    fprintf(stderr, "  case %zu mode %s dtype %d\n", ci, MODE_NAMES[mode], dt);
-                free(xv), free(ref);
-                pn_scope_pop();
-            }
+            for (int di = 0; di < 2; di++) check_case(&cases[ci], mode, false, true, di ? PN_FLOAT32 : PN_FLOAT64);
     /* nearest has no antialiased form, and align_corners none either (MLX's errors) */
     pn_array *x4 = test_random_array((int64_t[]){1, 4, 3, 2}, 4, PN_FLOAT32, -1, 1);
     double half = 0.5;
