@@ -240,6 +240,11 @@ TEST(upsample_antialias)
     CHECK_ERR(pn_nn_upsample(x4, &half, 1, "nearest", false, true), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_nn_upsample(x4, &half, 1, "linear", true, true), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_nn_upsample(x4, &half, 1, "cubic", true, true), PN_ERR_INVALID_ARGUMENT);
+    /* a scale so small that no output is left: an empty result, not a filter of 10^9 taps */
+    double tiny = 1e-9;
+    pn_array *e = pn_nn_upsample(x4, &tiny, 1, "cubic", false, true);
+    CHECK_OK(e);
+    if (e) CHECK(pn_shape(e)[1] == 0 && pn_shape(e)[2] == 0 && pn_eval(&e, 1) == 0);
     pn_scope_pop();
 }
 

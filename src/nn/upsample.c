@@ -28,14 +28,11 @@ static float grid_pos(int64_t i, int64_t n, int64_t m, double scale, bool align_
 
 static int64_t clamp_index(double v, int64_t n) { return v < 0 ? 0 : v > (double)(n - 1) ? n - 1 : (int64_t)v; }
 
-/* A mode's taps of output i: source indices (in [0, n)) and weights; k, the taps per output,
- * from taps_of. */
-typedef void (*tap_fn)(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k, int64_t *idx,
-                       double *w);
+/* A mode's taps of output i: source indices (in [0, n)) and weights. */
+typedef void (*tap_fn)(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int64_t *idx, double *w);
 
 /* Nearest: round((i + 0.5) n/m - 0.5) when upsampling, else floor(i n/m) (MLX's _nearest_indices). */
-static void nearest_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k, int64_t *idx,
-                         double *w)
+static void nearest_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int64_t *idx, double *w)
 {
     float r = (float)((double)n / (double)m);
     float p = m > n ? rintf(rnd(rnd(((float)i + 0.5f) * r) - 0.5f)) : rnd((float)i * r);
@@ -44,8 +41,7 @@ static void nearest_taps(int64_t i, int64_t n, int64_t m, double scale, bool ali
 }
 
 /* Linear: the two neighbours of the position clipped to [0, n-1]. */
-static void linear_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k, int64_t *idx,
-                        double *w)
+static void linear_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int64_t *idx, double *w)
 {
     float p = grid_pos(i, n, m, scale, align_corners);
     p = p < 0 ? 0.0f : p > (float)(n - 1) ? (float)(n - 1) : p;
@@ -65,8 +61,7 @@ static double keys_cubic(double x, double a) { return x <= 1 ? keys_inner(x, a) 
 /* Cubic convolution (Keys, a = -0.75 as MLX and PyTorch without antialiasing) over the four
  * neighbours floor(p) - 1 .. floor(p + 1) + 1 of the unclipped position, each tap's piece chosen
  * by its place (as MLX's); indices outside the axis repeat the border. */
-static void cubic_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k, int64_t *idx,
-                       double *w)
+static void cubic_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int64_t *idx, double *w)
 {
     float p = grid_pos(i, n, m, scale, align_corners);
     float l1 = floorf(p), r1 = floorf(rnd(p + 1.0f));
@@ -83,10 +78,9 @@ static void cubic_taps(int64_t i, int64_t n, int64_t m, double scale, bool align
  * floor(p), widen = 1/scale when downsampling (else 1); taps outside the axis get weight 0 (their
  * index clipped) and the weights are normalized to sum 1. radius 1: the triangle kernel; radius
  * 2: Keys cubic with a = -0.5. */
-static void aa_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k, int64_t *idx,
-                    double *w, double radius)
+static void aa_taps(int64_t i, int64_t n, int64_t m, double scale, int k, double radius, int64_t *idx, double *w)
 {
-    double widen = scale < 1 ? 1 / scale : 1, p = grid_pos(i, n, m, scale, align_corners), sum = 0;
+    double widen = scale < 1 ? 1 / scale : 1, p = grid_pos(i, n, m, scale, false), sum = 0;
     double base = floor(p);
     int half = k / 2;
     for (int t = 0; t < k; t++) {
@@ -99,37 +93,22 @@ static void aa_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_co
     for (int t = 0; t < k; t++) w[t] /= sum > 0 ? sum : 1;
 }
 
-static void linear_aa_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k,
-                           int64_t *idx, double *w)
-{
-    aa_taps(i, n, m, scale, align_corners, k, idx, w, 1);
-}
-
-static void cubic_aa_taps(int64_t i, int64_t n, int64_t m, double scale, bool align_corners, int k,
-                          int64_t *idx, double *w)
-{
-    aa_taps(i, n, m, scale, align_corners, k, idx, w, 2);
-}
-
-/* Each mode: its name, its taps per output (0: antialiased, by radius and scale), their
- * function, the antialiased variant's and the kernel radius. */
+/* Each mode: its name, its taps per output and their function, and its kernel's radius when
+ * antialiased (0: none). */
 static const struct {
     const char *name;
     int taps;
-    tap_fn fn, aa_fn;
-    double radius;
-} MODES[] = {{"nearest", 1, nearest_taps, NULL, 0},
-             {"linear", 2, linear_taps, linear_aa_taps, 1},
-             {"cubic", 4, cubic_taps, cubic_aa_taps, 2}};
+    tap_fn fn;
+    double aa_radius;
+} MODES[] = {{"nearest", 1, nearest_taps, 0}, {"linear", 2, linear_taps, 1}, {"cubic", 4, cubic_taps, 2}};
 enum { NEAREST = 0, NMODES = sizeof MODES / sizeof MODES[0] };
 
 /* Taps per output of mode along an axis resampled by scale (antialiased: 2 * ceil(radius /
- * min(scale, 1)) + 1, as MLX's num_taps). */
-static int taps_of(int mode, double scale, bool antialias)
+ * min(scale, 1)) + 1, as MLX's num_taps); as a double, checked before it becomes a count. */
+static double taps_of(int mode, double scale, bool antialias)
 {
     if (!antialias) return MODES[mode].taps;
-    double support = MODES[mode].radius * (scale < 1 ? 1 / scale : 1);
-    return 2 * (int)ceil(support) + 1;
+    return 2 * ceil(MODES[mode].aa_radius * (scale < 1 ? 1 / scale : 1)) + 1;
 }
 
 /* x resampled along axis to m entries with mode's taps: a repeat for nearest with an integer
@@ -139,10 +118,11 @@ static pn_array *resample_axis(pn_array *x, int axis, int64_t m, double scale, i
                                bool antialias, pn_dtype wdt)
 {
     if (mode == NEAREST && scale == floor(scale)) return scale == 1 ? x : pn_repeat(x, (int64_t)scale, axis);
-    int64_t n = x->shape[axis], k = taps_of(mode, scale, antialias), count = m * k;
-    if (k > (1 << 20) || count > ((int64_t)1 << 31))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[upsample] The antialiasing filter of scale %g needs %lld taps per "
-                        "output, too many.", scale, (long long)k);
+    double taps = m > 0 ? taps_of(mode, scale, antialias) : 1; /* no output: no taps to count */
+    if (taps * (double)m >= 2147483648.0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[upsample] The antialiasing filter of scale %g needs %.0f taps per "
+                        "output, too many.", scale, taps);
+    int64_t n = x->shape[axis], k = (int64_t)taps, count = m * k;
     int32_t *idx = malloc(sizeof *idx * (size_t)(count > 0 ? count : 1));
     int64_t *ti = malloc(sizeof *ti * (size_t)k);
     double *w = malloc(sizeof *w * (size_t)(count > 0 ? count : 1));
@@ -150,9 +130,9 @@ static pn_array *resample_axis(pn_array *x, int axis, int64_t m, double scale, i
         free(idx), free(w), free(ti);
         return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[upsample] Out of memory.");
     }
-    tap_fn fn = antialias ? MODES[mode].aa_fn : MODES[mode].fn;
     for (int64_t i = 0; i < m; i++) {
-        fn(i, n, m, scale, align_corners, (int)k, ti, w + i * k);
+        if (antialias) aa_taps(i, n, m, scale, (int)k, MODES[mode].aa_radius, ti, w + i * k);
+        else MODES[mode].fn(i, n, m, scale, align_corners, ti, w + i * k);
         for (int j = 0; j < k; j++) idx[i * k + j] = (int32_t)ti[j];
     }
     free(ti);

@@ -369,8 +369,6 @@ pnK_fused_kernel_fn pnK_fused_generated(const pnF_program *pg, const pn_dtype *d
     if (n < jit_min_size() || pnC_jit_failed(&jit)) return NULL;
     const char *env = getenv("PONTE_FUSED_JIT");
     if (env && env[0] == '0' && env[1] == 0) return NULL;
-    plan P;
-    make_plan(pg, dt, bcast, &P);
     signature s;
     memset(&s, 0, sizeof s);
     s.nin = pg->nin, s.nops = pg->nops, s.bcast = bcast;
