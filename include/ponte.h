@@ -333,7 +333,7 @@ pn_array *pn_arccosh(pn_array *a);
 pn_array *pn_arctanh(pn_array *a);
 pn_array *pn_floor(pn_array *a);
 pn_array *pn_ceil(pn_array *a);
-/* Rounds half to even at `decimals` decimal places. */
+/* Rounds half to even at `decimals` decimal places; complex64: each part. */
 pn_array *pn_round(pn_array *a, int decimals);
 pn_array *pn_sigmoid(pn_array *a);
 pn_array *pn_erf(pn_array *a);
@@ -453,7 +453,8 @@ pn_array *pn_pad(pn_array *a, const int *axes, const int64_t *low, const int64_t
                  int naxes, pn_array *value, pn_pad_mode mode);
 /* Reverses the order along the given axes (NULL: all). */
 pn_array *pn_flip(pn_array *a, const int *axes, int naxes);
-/* Rolls by shift[i] along axes[i]; axes == NULL rolls the flattened array by shift[0]. */
+/* Rolls by shift[i] along axes[i]; axes == NULL rolls the flattened array by the sum of the
+ * naxes shifts (numpy's rule for a tuple of shifts without axes). */
 pn_array *pn_roll(pn_array *a, const int64_t *shift, const int *axes, int naxes);
 /* a[start:stop:step] per axis (ndim entries each; steps may be negative; bounds are clamped
  * like Python's). strides == NULL means 1. */
@@ -626,8 +627,9 @@ pn_array *pn_count_nonzero(pn_array *a, const int *axes, int naxes, bool keepdim
 pn_array *pn_searchsorted(pn_array *sorted_sequence, pn_array *values, bool right);
 /* sum(conj(a) * b) along axis of the broadcast inputs. */
 pn_array *pn_vecdot(pn_array *a, pn_array *b, int axis);
-/* Walsh-Hadamard transform of the last axis (size a power of two), times *scale (NULL:
- * 1/sqrt(n)): hadamard(n) @ x in Sylvester's order. Non-floating inputs give float32. */
+/* Walsh-Hadamard transform of the last axis, times *scale (NULL: 1/sqrt(n)): x @ H(n), H(n) in
+ * Sylvester's order for n = 2^k and MLX's kron(H(m), H(2^k)) for n = m * 2^k, m 12, 20 or 28
+ * (other sizes: PN_ERR_INVALID_ARGUMENT). Non-floating inputs give float32. */
 pn_array *pn_hadamard_transform(pn_array *a, const double *scale);
 /* mlx.core.slice: the block of extents slice_size (nsize == ndim(a) entries) of a, starting
  * at the integer array start (naxes elements) along axes and at 0 along the other axes. */

@@ -291,7 +291,10 @@ TEST(hadamard_transform_values)
     test_check_values("hadamard int", i, (int64_t[]){4}, 1, PN_FLOAT32, want, 1e-6, 1e-6);
     pn_array *g = r64((int64_t[]){2, 8}, 2);
     CHECK(test_gradcheck("hadamard", g_hadamard, NULL, 1, &g, 1e-6));
-    CHECK_ERR(pn_hadamard_transform(r64((int64_t[]){12}, 1), NULL), PN_ERR_INVALID_ARGUMENT);
+    pn_array *g20 = r64((int64_t[]){2, 40}, 2); /* 20 * 2: the order-20 matrix, then Sylvester's */
+    CHECK(test_gradcheck("hadamard 20x2", g_hadamard, NULL, 1, &g20, 1e-6));
+    CHECK_ERR(pn_hadamard_transform(r64((int64_t[]){6}, 1), NULL), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_hadamard_transform(r64((int64_t[]){36}, 1), NULL), PN_ERR_INVALID_ARGUMENT);
     pn_scope_pop();
 }
 

@@ -167,7 +167,47 @@ pn_array *pn_vecdot(pn_array *a, pn_array *b, int axis)
     return pnC_scope_return(pn_sum(pn_multiply(x, b), &ax, 1, false));
 }
 
-/* See ponte.h. Sylvester's butterfly: log2(n) rounds over pairs (x[j], x[j + h]). */
+/* The Hadamard matrices of orders 12, 20 and 28 that MLX's hadamard_transform uses for sizes
+ * m * 2^k (Sloane's library of Hadamard matrices), row a giving the transform of the basis
+ * vector e_a: '+' is 1, '-' is -1. */
+static const char *const hadamard_12[12] = {
+    "+-++++++++++", "--+-+-+-+-+-", "+++-++----++", "+---+--+-++-", "+++++-++----", "+-+---+--+-+",
+    "++--+++-++--", "+--++---+--+", "++----+++-++", "+--+-++---+-", "++++----+++-", "+-+--+-++---",
+};
+static const char *const hadamard_20[20] = {
+    "+-----++++--++--+--+", "-+---+-+++---+++-+--", "--+--++-+++---+-+-+-", "---+-+++-+++-----+-+",
+    "----+++++--++--+--+-", "+----+----+-++---++-", "-+----+----+-++---++", "--+----+--+-+-++---+",
+    "---+----+-++-+-++---", "----+----+-++-+-++--", "++--+-+--++----+----", "+++--+-+---+----+---",
+    "-+++--+-+---+----+--", "--+++--+-+---+----+-", "+--+++--+-----+----+", "+-++-++--+-+++++----",
+    "-+-+++++--+-+++-+---", "+-+-+-+++-++-++--+--", "++-+---++++++-+---+-", "-++-++--++++++-----+",
+};
+static const char *const hadamard_28[28] = {
+    "+--------++++--+-++-+-++--++", "-+--------+++++-+-++-+-++--+", "--+----+---+++-+-+-++++-++--",
+    "---+---++---+++-+-+-+-++-++-", "----+--+++---+++-+-+---++-++", "-----+-++++----++-+-++--++-+",
+    "------+-++++--+-++-+-++--++-", "++----++------+--++---+-++-+", "+++-----+------+--++-+-+-++-",
+    "-+++-----+------+--++-+-+-++", "--+++-----+---+--+--++-+-+-+", "---+++-----+--++--+--++-+-+-",
+    "----+++-----+--++--+--++-+-+", "+----++------+--++--++-++-+-", "+-+--+--++--+++------++----+",
+    "-+-+--++-++--+-+-----+++----", "+-+-+--++-++----+-----+++---", "-+-+-+--++-++----+-----+++--",
+    "--+-+-+--++-++----+-----+++-", "+--+-+-+--++-+-----+-----+++", "-+--+-+++--++-------++----++",
+    "+--++--+-+--+---++++-+------", "-+--++--+-+--+---++++-+-----", "--+--+++-+-+--+---+++--+----",
+    "+--+--+-+-+-+-++---++---+---", "++--+----+-+-++++---+----+--", "-++--+-+--+-+-++++--------+-",
+    "--++--+-+--+-+-++++--------+",
+};
+
+/* The transposed order-m matrix (m: 12, 20 or 28) as an m x m array of dtype dt. */
+static pn_array *hadamard_small_transposed(int m, pn_dtype dt)
+{
+    const char *const *rows = m == 12 ? hadamard_12 : m == 20 ? hadamard_20 : hadamard_28;
+    float t[28 * 28];
+    for (int a = 0; a < m; a++)
+        for (int c = 0; c < m; c++) t[c * m + a] = rows[a][c] == '+' ? 1.0f : -1.0f;
+    int64_t shape[2] = {m, m};
+    return pn_astype(pn_array_from_data(t, shape, 2, PN_FLOAT32), dt);
+}
+
+/* See ponte.h. For n = m * 2^k (m 1, 12, 20 or 28) the last axis is viewed as (m, 2^k): Sylvester's
+ * butterfly, log2(2^k) rounds over pairs (x[j], x[j + h]), runs along the 2^k axis, then the
+ * order-m matrix mixes the m axis (one matmul). */
 pn_array *pn_hadamard_transform(pn_array *a, const double *scale)
 {
     if (!pnC_inputs_ok("hadamard_transform", 1, &a)) return NULL;
@@ -175,22 +215,31 @@ pn_array *pn_hadamard_transform(pn_array *a, const double *scale)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[hadamard_transform] Complex arrays are not supported.");
     int nd = pn_ndim(a);
     int64_t n = nd ? pn_shape(a)[nd - 1] : 1;
-    if (n <= 0 || (n & (n - 1)))
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[hadamard_transform] The last axis must have a power "
-                        "of two size in Ponte, got %lld (MLX also takes 12, 20 and 28 times a power "
-                        "of two).", (long long)n);
+    int64_t p = n > 0 ? n & -n : 0; /* the largest power of two dividing n */
+    int m = p == 0 ? 0 : n == p ? 1 : n / p == 3 && p >= 4 ? 12 : n / p == 5 && p >= 4 ? 20
+          : n / p == 7 && p >= 4 ? 28 : 0;
+    if (m == 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[hadamard_transform] The last axis must have a size "
+                        "of 2^k, 12 * 2^k, 20 * 2^k or 28 * 2^k, got %lld.", (long long)n);
+    p = n / m;
     double s = scale ? *scale : 1.0 / sqrt((double)n);
     pn_scope_push();
     pn_array *x = at_least_float(a);
-    int64_t shape[PNC_MAX_NDIM + 2];
-    for (int64_t h = 1; h < n && x; h *= 2) {
-        memcpy(shape, pn_shape(a), sizeof(int64_t) * (size_t)(nd - 1));
-        shape[nd - 1] = n / (2 * h), shape[nd] = 2, shape[nd + 1] = h;
-        pn_array *y = pn_reshape(x, shape, nd + 2);
-        pn_array *y0 = slice_axis(y, nd, 0, 1), *y1 = slice_axis(y, nd, 1, 2);
+    int64_t shape[PNC_MAX_NDIM + 3];
+    memcpy(shape, pn_shape(a), sizeof(int64_t) * (size_t)(nd > 0 ? nd - 1 : 0));
+    int lead = nd > 0 ? nd - 1 : 0; /* the axes before the transformed one */
+    for (int64_t h = 1; h < p && x; h *= 2) {
+        shape[lead] = m, shape[lead + 1] = p / (2 * h), shape[lead + 2] = 2, shape[lead + 3] = h;
+        pn_array *y = pn_reshape(x, shape, lead + 4);
+        pn_array *y0 = slice_axis(y, lead + 2, 0, 1), *y1 = slice_axis(y, lead + 2, 1, 2);
         pn_array *parts[2] = {pn_add(y0, y1), pn_subtract(y0, y1)};
-        x = pn_reshape(pn_concatenate(parts, 2, nd), pn_shape(a), nd);
+        x = pn_concatenate(parts, 2, lead + 2);
     }
+    if (m > 1 && x) {
+        shape[lead] = m, shape[lead + 1] = p;
+        x = pn_matmul(hadamard_small_transposed(m, pn_array_dtype(x)), pn_reshape(x, shape, lead + 2));
+    }
+    x = x ? pn_reshape(x, pn_shape(a), nd) : NULL;
     return pnC_scope_return(pn_multiply(x, pn_weak_float(s)));
 }
 

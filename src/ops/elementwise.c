@@ -229,6 +229,14 @@ PNK_BINARY_OPS(X)
  * returned as they are). */
 pn_array *pn_round(pn_array *a, int decimals)
 {
+    if (a && pnC_inputs_ok("round", 1, &a) && a->dtype == PN_COMPLEX64) {
+        /* as MLX: the real and imaginary parts each rounded, interleaved again (no arithmetic
+         * on the parts, so infinities and NaNs stay where they were) */
+        pn_scope_push();
+        pn_array *parts[2] = {pn_round(pn_real(a), decimals), pn_round(pn_imag(a), decimals)};
+        pn_array *pairs = pn_stack(parts, 2, a->ndim);
+        return pnC_scope_return(pn_reshape(pn_view(pairs, PN_COMPLEX64), a->shape, a->ndim));
+    }
     pnK_ew_params p = {.p0 = pow(10.0, decimals)};
     return unary(PNK_U_ROUND, a, &p);
 }

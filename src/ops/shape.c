@@ -1424,7 +1424,8 @@ pn_array *pn_pad(pn_array *a, const int *axes, const int64_t *low, const int64_t
 /* ───────────────────────────── roll ───────────────────────────── */
 
 /* Rolls by shift[i] along axes[i]: the last shift elements come first. Built from two
- * slices and a concatenation per axis. axes == NULL rolls the flattened array by shift[0]. */
+ * slices and a concatenation per axis. axes == NULL rolls the flattened array by the sum of
+ * the naxes shifts. */
 pn_array *pn_roll(pn_array *a, const int64_t *shift, const int *axes, int naxes)
 {
     if (!pnC_inputs_ok("roll", 1, &a)) return NULL;
@@ -1432,9 +1433,11 @@ pn_array *pn_roll(pn_array *a, const int64_t *shift, const int *axes, int naxes)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[roll] At least one shift value per axis is required.");
     if (!axes) {
+        int64_t total = 0; /* numpy's rule: each shift rolls the flattened array once */
+        for (int i = 0; i < naxes; i++) total += shift[i];
         pn_scope_push();
         int zero = 0;
-        pn_array *r = pn_roll(pn_flatten(a, 0, -1), shift, &zero, 1);
+        pn_array *r = pn_roll(pn_flatten(a, 0, -1), &total, &zero, 1);
         return pnC_scope_return(reshape_make(r, a->shape, a->ndim));
     }
     int ax[PNC_MAX_NDIM];

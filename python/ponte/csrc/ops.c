@@ -780,8 +780,11 @@ FN(roll)
     if (ns < 0) return NULL;
     int na = pp_axes(axo, axes, PP_MAXDIM);
     if (na == -1) return NULL;
+    /* numpy broadcasts one shift over several axes and one axis over several shifts */
     if (na >= 0 && ns == 1 && na > 1)
         for (int i = 1; i < na; i++) shift[i] = shift[0];
+    else if (na == 1 && ns > 1)
+        for (na = 1; na < ns; na++) axes[na] = axes[0];
     else if (na >= 0 && ns != na) {
         PyErr_SetString(PyExc_ValueError, "[roll] shift and axis must have the same length.");
         return NULL;
@@ -789,7 +792,7 @@ FN(roll)
     ENTER(stream);
     pn_array *a = A(&h, ao);
     if (!a) return fail(&h, pushed);
-    return done(&h, pushed, pn_roll(a, shift, na == -2 ? NULL : axes, na == -2 ? 1 : na));
+    return done(&h, pushed, pn_roll(a, shift, na == -2 ? NULL : axes, na == -2 ? ns : na));
 }
 
 static PyObject *atleast(int k, PyObject *args, PyObject *kw)

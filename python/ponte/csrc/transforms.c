@@ -131,6 +131,7 @@ typedef struct {
     PyObject *out_tree; /* the last call's output */
     PyObject *keep;     /* outputs kept alive until the closure dies */
     int value_first;    /* value_and_grad: the first output must be an array */
+    int in_place;       /* grad: dicts and lists of the arguments are filled in place */
     const char *name;
 } tctx;
 
@@ -169,8 +170,64 @@ static tctx *tctx_new(PyObject *fn, PyObject *args, PyObject *kwargs, const char
     return c;
 }
 
+/* tree with its array leaves replaced, in order, by leaves[*pos...] as MLX's grad does it: the
+ * dicts (nn.Module included) and lists are the caller's own objects, changed in place, each
+ * replaced entry recorded in undo as (container, key, old value); tuples are rebuilt. Returns
+ * a new reference to the filled tree. */
+static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObject *undo)
+{
+    int is_dict = PyDict_Check(tree);
+    if (!is_dict && !PyList_Check(tree)) {
+        if (!PyTuple_Check(tree)) return tree_fill(tree, leaves, pos);
+        Py_ssize_t n = PyTuple_GET_SIZE(tree);
+        PyObject *r = PyTuple_New(n);
+        for (Py_ssize_t i = 0; r && i < n; i++) {
+            PyObject *x = tree_fill_in_place(PyTuple_GET_ITEM(tree, i), leaves, pos, undo);
+            if (!x) Py_CLEAR(r);
+            else PyTuple_SET_ITEM(r, i, x);
+        }
+        return r;
+    }
+    PyObject *keys = is_dict ? PyDict_Keys(tree) : NULL; /* values change, keys do not */
+    Py_ssize_t n = is_dict ? (keys ? PyList_GET_SIZE(keys) : -1) : PyList_GET_SIZE(tree);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = is_dict ? Py_NewRef(PyList_GET_ITEM(keys, i)) : PyLong_FromSsize_t(i);
+        PyObject *old = !key ? NULL : is_dict ? PyDict_GetItemWithError(tree, key) : PyList_GET_ITEM(tree, i);
+        Py_XINCREF(old);
+        PyObject *x = old ? tree_fill_in_place(old, leaves, pos, undo) : NULL;
+        PyObject *rec = x && x != old ? PyTuple_Pack(3, tree, key, old) : NULL;
+        int ok = x && (x == old || (rec && PyList_Append(undo, rec) == 0 &&
+                                    (is_dict ? PyDict_SetItem(tree, key, x) : PyList_SetItem(tree, i, Py_NewRef(x))) == 0));
+        Py_XDECREF(rec);
+        Py_XDECREF(x);
+        Py_XDECREF(old);
+        Py_XDECREF(key);
+        if (!ok) {
+            Py_XDECREF(keys);
+            return NULL;
+        }
+    }
+    Py_XDECREF(keys);
+    return n < 0 ? NULL : Py_NewRef(tree);
+}
+
+/* Puts back what tree_fill_in_place replaced, newest first; keeps any pending exception. */
+static void tree_undo_fill(PyObject *undo)
+{
+    PyObject *exc_t, *exc_v, *exc_tb;
+    PyErr_Fetch(&exc_t, &exc_v, &exc_tb);
+    for (Py_ssize_t i = undo ? PyList_GET_SIZE(undo) - 1 : -1; i >= 0; i--) {
+        PyObject *rec = PyList_GET_ITEM(undo, i);
+        PyObject *tree = PyTuple_GET_ITEM(rec, 0), *key = PyTuple_GET_ITEM(rec, 1), *old = PyTuple_GET_ITEM(rec, 2);
+        if (PyDict_Check(tree) ? PyDict_SetItem(tree, key, old)
+                               : PyList_SetItem(tree, PyLong_AsSsize_t(key), Py_NewRef(old)))
+            PyErr_Clear();
+    }
+    PyErr_Restore(exc_t, exc_v, exc_tb);
+}
+
 /* args with the chosen positions' array leaves replaced by the wrapped inputs. */
-static PyObject *rebuild_args(tctx *c, PyObject *inputs, Py_ssize_t *posp)
+static PyObject *rebuild_args(tctx *c, PyObject *inputs, Py_ssize_t *posp, PyObject *undo)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(c->args), pos = 0;
     PyObject *r = PyTuple_New(n);
@@ -179,7 +236,7 @@ static PyObject *rebuild_args(tctx *c, PyObject *inputs, Py_ssize_t *posp)
         PyObject *a = PyTuple_GET_ITEM(c->args, i), *x;
         int chosen = c->nargnums < 0;
         for (int k = 0; !chosen && k < c->nargnums; k++) chosen = c->argnums[k] == i;
-        if (chosen) x = tree_fill(a, inputs, &pos);
+        if (chosen) x = undo ? tree_fill_in_place(a, inputs, &pos, undo) : tree_fill(a, inputs, &pos);
         else Py_INCREF(a), x = a;
         if (!x) {
             Py_DECREF(r);
@@ -193,7 +250,7 @@ static PyObject *rebuild_args(tctx *c, PyObject *inputs, Py_ssize_t *posp)
 
 /* kwargs with the argnames' array leaves replaced by inputs[*pos...] (continuing after the
  * positional ones); c->kwargs itself (new reference, may be NULL) when there are none. */
-static PyObject *rebuild_kwargs(tctx *c, PyObject *inputs, Py_ssize_t *pos)
+static PyObject *rebuild_kwargs(tctx *c, PyObject *inputs, Py_ssize_t *pos, PyObject *undo)
 {
     if (!c->argnames || PyTuple_GET_SIZE(c->argnames) == 0) {
         Py_XINCREF(c->kwargs);
@@ -202,7 +259,8 @@ static PyObject *rebuild_kwargs(tctx *c, PyObject *inputs, Py_ssize_t *pos)
     PyObject *kw = PyDict_Copy(c->kwargs);
     for (Py_ssize_t i = 0; kw && i < PyTuple_GET_SIZE(c->argnames); i++) {
         PyObject *name = PyTuple_GET_ITEM(c->argnames, i);
-        PyObject *x = tree_fill(PyDict_GetItem(c->kwargs, name), inputs, pos);
+        PyObject *tree = PyDict_GetItem(c->kwargs, name);
+        PyObject *x = undo ? tree_fill_in_place(tree, inputs, pos, undo) : tree_fill(tree, inputs, pos);
         if (!x || PyDict_SetItem(kw, name, x)) Py_CLEAR(kw);
         Py_XDECREF(x);
     }
@@ -238,16 +296,23 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     tctx *c = ctx;
     *nout = 0;
     PyObject *inputs = PyList_New(nin), *args = NULL, *kwargs = NULL, *res = NULL, *leaves = NULL;
+    PyObject *undo = c->in_place ? PyList_New(0) : NULL;
     Py_ssize_t pos = 0;
-    if (!inputs) return pp_stash_exception();
+    if (!inputs || (c->in_place && !undo)) {
+        Py_XDECREF(inputs);
+        return pp_stash_exception();
+    }
     for (int i = 0; i < nin; i++) {
         PyObject *w = pp_wrap_borrowed(in[i]);
         if (!w) goto fail;
         PyList_SET_ITEM(inputs, i, w);
     }
-    if (!(args = rebuild_args(c, inputs, &pos))) goto fail;
-    if (!(kwargs = rebuild_kwargs(c, inputs, &pos)) && PyErr_Occurred()) goto fail;
-    if (!(res = PyObject_Call(c->fn, args, kwargs))) goto fail;
+    if (!(args = rebuild_args(c, inputs, &pos, undo))) goto fail;
+    if (!(kwargs = rebuild_kwargs(c, inputs, &pos, undo)) && PyErr_Occurred()) goto fail;
+    res = PyObject_Call(c->fn, args, kwargs);
+    tree_undo_fill(undo); /* the caller's containers hold their own arrays again */
+    Py_CLEAR(undo);
+    if (!res) goto fail;
     if (c->value_first) {
         PyObject *first = (PyTuple_Check(res) || PyList_Check(res)) && PySequence_Fast_GET_SIZE(res) > 0
                               ? PySequence_Fast_GET_ITEM(res, 0) : res;
@@ -277,6 +342,8 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     Py_DECREF(inputs);
     return 0;
 fail:
+    tree_undo_fill(undo);
+    Py_XDECREF(undo);
     Py_XDECREF(leaves);
     Py_XDECREF(res);
     Py_XDECREF(args);
@@ -505,6 +572,7 @@ static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
     memcpy(c->argnums, t->argnums, sizeof c->argnums);
     c->argnames = Py_NewRef(t->argnames);
     c->value_first = 1;
+    c->in_place = 1;
     PyObject *leaves = chosen_leaves(c, 1);
     pn_closure *f = leaves ? closure_of(c) : (tctx_destroy(c), NULL);
     if (!f) {

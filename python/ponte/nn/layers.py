@@ -223,9 +223,11 @@ class Module(dict):
         """Sets evaluation mode (train(False))."""
         return self.train(False)
 
-    def set_dtype(self, dtype, predicate=None):
-        """Casts the floating point parameters (or those predicate(dtype) accepts) to dtype."""
-        predicate = predicate or (lambda t: mx.issubdtype(t, mx.floating))
+    def set_dtype(self, dtype, predicate=lambda t: mx.issubdtype(t, mx.floating)):
+        """Casts the parameters whose dtype predicate accepts (default: the floating point ones;
+        None: all) to dtype."""
+        if predicate is None:
+            predicate = lambda t: True  # noqa: E731
         self.apply(lambda x: x.astype(dtype) if predicate(x.dtype) else x)
 
     def load_weights(self, file_or_weights, strict=True):
@@ -295,21 +297,31 @@ def _update_params(dst, params, strict):
 
 
 def _update_modules(dst, new, strict):
+    """Walks new (dicts and lists) beside dst: a module replaces a module; containers recurse.
+    strict: a key or index dst lacks, or anything but a module, dict or list in new (an empty
+    dict where dst has something else is allowed), is a ValueError."""
     if isinstance(new, dict):
-        for k, v in new.items():
-            if k in dst:
-                if isinstance(v, Module):
-                    dst[k] = v
-                else:
-                    _update_modules(dst[k], v, strict)
-            elif strict:
-                raise ValueError(f'Module does not have sub-module named "{k}".')
+        slots = ((k, k in dst) for k in new)
     elif isinstance(new, list):
-        for i, v in enumerate(new):
-            if isinstance(v, Module):
-                dst[i] = v
-            else:
-                _update_modules(dst[i], v, strict)
+        slots = ((i, i < len(dst)) for i in range(len(new)))
+    else:
+        if strict:
+            raise ValueError(f"Received invalid type: {type(new).__name__}.")
+        return
+    for k, present in slots:
+        if not present:
+            if strict:
+                raise ValueError(f'Module does not have sub-module named "{k}".'
+                                 if isinstance(new, dict) else
+                                 f"List index {k} is out of bounds for destination of length {len(dst)}.")
+            continue
+        cur, v = dst[k], new[k]
+        if isinstance(cur, Module) and isinstance(v, Module):
+            dst[k] = v
+        elif isinstance(cur, (dict, list)):
+            _update_modules(cur, v, strict)
+        elif strict and not (isinstance(v, dict) and not v):
+            raise ValueError(f"Received invalid type: {type(v).__name__}.")
 
 
 def _validate_keys(m, keys):
