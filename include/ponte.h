@@ -275,8 +275,13 @@ size_t pn_get_peak_memory(void);
 void pn_reset_peak_memory(void);
 size_t pn_get_cache_memory(void);
 /* Limits; each returns the previous value. An allocation that would pass the memory limit
- * empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no limit. */
+ * empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no limit. The
+ * memory limit starts as MLX's CPU default, 0.8 of the physical memory (no limit where the
+ * system does not report it), for host memory; a GPU's pool has none until one is set
+ * (setting one sets both). The cache limit starts unlimited. */
 size_t pn_set_memory_limit(size_t limit);
+/* The host memory limit (0: none). */
+size_t pn_get_memory_limit(void);
 size_t pn_set_cache_limit(size_t limit);
 /* Returns cached buffers to the system. */
 void pn_clear_cache(void);

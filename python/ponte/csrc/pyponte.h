@@ -101,6 +101,13 @@ PyObject *pp_item(pn_array *a);
 
 /* ───────────────────────────── argument helpers ───────────────────────────── */
 
+/* The one test and parser of integer arguments: a Python int or any integer scalar with
+ * __index__ that is not a sequence (numpy.int64, a numpy integer array of shape ()); bool is
+ * not an int here. pp_index: a new int object, or NULL with TypeError "<what> must be an int,
+ * got <type>."; pp_int: its value (0, or -1 with TypeError / OverflowError). */
+int pp_is_int(PyObject *o);
+PyObject *pp_index(PyObject *o, const char *what);
+int pp_int(PyObject *o, long long *v, const char *what);
 /* An int or a sequence of ints into shape (at most max entries). Returns the count or -1. */
 int pp_shape(PyObject *o, int64_t *shape, int max, const char *what);
 /* None (returns -2: all axes), an int, or a sequence of ints. Returns the count or -1. */
