@@ -510,8 +510,17 @@ pn_array *pn_inner(pn_array *a, pn_array *b);
 pn_array *pn_tensordot(pn_array *a, pn_array *b, const int *axes_a, const int *axes_b, int n);
 /* Contracts the last n axes of a with the first n of b. */
 pn_array *pn_tensordot_n(pn_array *a, pn_array *b, int n);
-/* numpy's einsum ("ij,jk->ik"), over n operands. */
+/* numpy's einsum ("ij,jk->ik"), over n operands, contracted in pn_einsum_path's order. */
 pn_array *pn_einsum(const char *subscripts, pn_array *const *operands, int n);
+/* The contraction path of pn_einsum(subscripts, operands, n), as mlx.core.einsum_path gives
+ * it (MLX's greedy choice, numpy's einsum_path(optimize="greedy")): for each step in order,
+ * path receives the count of operands it contracts, then their positions (ascending) in the
+ * list of operands left, each step's result joining that list at its end. At most cap ints
+ * are written (4 * n always suffice). info (may be NULL) receives the naive and the path's
+ * FLOP counts and the naive and the path's scalings (letters in the largest step). Returns
+ * the number of steps, or -1 with an error (invalid subscripts or operands, cap too small). */
+int pn_einsum_path(const char *subscripts, pn_array *const *operands, int n, int *path, int cap,
+                   uint64_t info[4]);
 pn_array *pn_trace(pn_array *a, int offset, int axis1, int axis2);
 /* 1-d: a matrix with a on diagonal k; 2-d: diagonal k as 1-d. */
 pn_array *pn_diag(pn_array *a, int k);

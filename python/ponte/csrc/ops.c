@@ -1080,8 +1080,8 @@ FN(slice_update)
     return done(&h, pushed, pn_slice_update_dynamic(a, u, i, axes, na));
 }
 
-/* einsum_path: Ponte's einsum has no contraction-order optimizer; the path it reports is the
- * pairwise left-to-right order numpy calls "naive". */
+/* einsum_path(subscripts, *operands): (the path, as a list of tuples of positions, and a
+ * report), the order pn_einsum contracts in (pn_einsum_path). */
 FN(einsum_path)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
@@ -1089,27 +1089,38 @@ FN(einsum_path)
         PyErr_SetString(PyExc_TypeError, "einsum_path(subscripts, *operands): subscripts must be a str.");
         return NULL;
     }
+    const char *subs = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
     pn_array *in[64];
-    PyObject *rest = PyTuple_GetSlice(args, 1, n);
+    PyObject *rest = subs ? PyTuple_GetSlice(args, 1, n) : NULL;
     int k = rest ? star_arrays(rest, in, 64) : -1;
     Py_XDECREF(rest);
     if (k < 0) return NULL;
-    pn_scope_push();
-    pn_array *r = pn_einsum(PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0)), in, k); /* validates */
-    pn_scope_pop();
+    int flat[4 * 64];
+    uint64_t info[4];
+    int steps = pn_einsum_path(subs, in, k, flat, 4 * 64, info);
     pp_release_all(in, k);
-    if (!r) return pp_raise();
-    PyObject *path = PyList_New(0);
-    for (int i = 0; path && i < (k > 1 ? k - 1 : 1); i++) {
-        PyObject *pair = k > 1 ? Py_BuildValue("(ii)", 0, 1) : Py_BuildValue("(i)", 0);
-        if (!pair || PyList_Append(path, pair)) Py_CLEAR(path);
-        Py_XDECREF(pair);
+    if (steps < 0) return pp_raise();
+    PyObject *path = PyList_New(steps);
+    for (int s = 0, w = 0; path && s < steps; s++) {
+        int c = flat[w++];
+        PyObject *t = PyTuple_New(c);
+        for (int j = 0; t && j < c; j++) {
+            PyObject *v = PyLong_FromLong(flat[w++]);
+            if (!v) Py_CLEAR(t);
+            else PyTuple_SET_ITEM(t, j, v);
+        }
+        if (!t) Py_CLEAR(path);
+        else PyList_SET_ITEM(path, s, t);
     }
     if (!path) return NULL;
     return Py_BuildValue("(NN)", path,
-                         PyUnicode_FromFormat("  Complete contraction:  %U\n  Ponte contracts the %d "
-                                              "operands pairwise from the left (no path optimization).",
-                                              PyTuple_GET_ITEM(args, 0), k));
+                         PyUnicode_FromFormat("  Complete contraction:  %s\n"
+                                              "         Naive scaling:  %llu\n"
+                                              "     Optimized scaling:  %llu\n"
+                                              "      Naive FLOP count:  %llu\n"
+                                              "  Optimized FLOP count:  %llu\n",
+                                              subs, (unsigned long long)info[2], (unsigned long long)info[3],
+                                              (unsigned long long)info[0], (unsigned long long)info[1]));
 }
 
 /* bartlett, blackman, hamming, hanning: the window of M points. */
