@@ -1657,6 +1657,32 @@ pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata);
  * Returns 0, or -1 (invalid argument for an unsupported dtype, PN_ERR_IO). */
 int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata);
 
+/* Files without a path (streams, memory: Python's file objects). A writer takes a file's
+ * bytes in order: write(ctx, data, n) returns 0, or -1 to stop (the save then fails with the
+ * error the writer set, else PN_ERR_IO). */
+typedef struct pn_writer {
+    int (*write)(void *ctx, const void *data, size_t n);
+    void *ctx;
+} pn_writer;
+typedef enum pn_file_format {
+    PN_FORMAT_NPY,             /* one array */
+    PN_FORMAT_NPZ,             /* numpy.savez */
+    PN_FORMAT_NPZ_COMPRESSED,  /* numpy.savez_compressed (deflated members) */
+    PN_FORMAT_SAFETENSORS,
+    PN_FORMAT_GGUF,
+} pn_file_format;
+/* Saves arrays as format through w, the bytes the path savers write (NPY: arrays holds
+ * exactly one array, its name unused; metadata: GGUF only, may be NULL, ignored otherwise).
+ * 0, or -1 with an error. */
+int pn_save_to(const pn_writer *w, pn_file_format format, const pn_params *arrays,
+               const pn_gguf_meta *metadata);
+/* Loads a whole file image of format from data[0, size), checked as the path loaders check a
+ * file; name (may be NULL) names it in errors (NPY: a map of one array named ""; metadata:
+ * GGUF only, as pn_load_gguf, may be NULL). A new map, or NULL with an error (PN_ERR_IO for a
+ * malformed image). */
+pn_params *pn_load_from(const void *data, size_t size, pn_file_format format, const char *name,
+                        pn_gguf_meta **metadata);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1022,7 +1022,7 @@ PyMODINIT_FUNC PyInit_core(void)
     if (!m) return NULL;
     if (pp_init_types(m) || pp_init_array(m) || pp_init_ops(m) || pp_init_transforms(m) ||
         pp_init_nn(m) || pp_init_quantized(m) || pp_init_fft(m) ||
-        pp_init_linalg_decomp(m) || pp_init_export(m) || pp_init_device_state(m) ||
+        pp_init_linalg_decomp(m) || pp_init_export(m) || pp_init_io(m) || pp_init_device_state(m) ||
         pp_init_distributed(m) || pp_init_custom_kernel(m) || pp_init_compile(m)) {
         Py_DECREF(m);
         return NULL;

@@ -146,6 +146,7 @@ int pp_init_device_state(PyObject *m); /* device_info, clear_streams, thread-loc
 int pp_init_distributed(PyObject *m);  /* the distributed submodule (distributed.c) */
 int pp_init_custom_kernel(PyObject *m); /* fast.cuda_kernel, precompiled_cuda_kernel, metal_kernel (custom_kernel.c) */
 int pp_init_compile(PyObject *m);      /* compile, disable_compile, enable_compile (compile.c) */
+int pp_init_io(PyObject *m);           /* save, savez, savez_compressed, save_safetensors, save_gguf, load (io.c) */
 PyObject *pp_array_iterator(PyObject *array); /* iter(array): an ArrayIterator (array.c) */
 
 /* Indexing (indexing.c). */
