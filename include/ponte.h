@@ -275,8 +275,13 @@ size_t pn_get_peak_memory(void);
 void pn_reset_peak_memory(void);
 size_t pn_get_cache_memory(void);
 /* Limits; each returns the previous value. An allocation that would pass the memory limit
- * empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no limit. */
+ * empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no limit. The
+ * memory limit starts as MLX's CPU default, 0.8 of the physical memory (no limit where the
+ * system does not report it), for host memory; a GPU's pool has none until one is set
+ * (setting one sets both). The cache limit starts unlimited. */
 size_t pn_set_memory_limit(size_t limit);
+/* The host memory limit (0: none). */
+size_t pn_get_memory_limit(void);
 size_t pn_set_cache_limit(size_t limit);
 /* Returns cached buffers to the system. */
 void pn_clear_cache(void);
@@ -506,8 +511,17 @@ pn_array *pn_inner(pn_array *a, pn_array *b);
 pn_array *pn_tensordot(pn_array *a, pn_array *b, const int *axes_a, const int *axes_b, int n);
 /* Contracts the last n axes of a with the first n of b. */
 pn_array *pn_tensordot_n(pn_array *a, pn_array *b, int n);
-/* numpy's einsum ("ij,jk->ik"), over n operands. */
+/* numpy's einsum ("ij,jk->ik"), over n operands, contracted in pn_einsum_path's order. */
 pn_array *pn_einsum(const char *subscripts, pn_array *const *operands, int n);
+/* The contraction path of pn_einsum(subscripts, operands, n), as mlx.core.einsum_path gives
+ * it (MLX's greedy choice, numpy's einsum_path(optimize="greedy")): for each step in order,
+ * path receives the count of operands it contracts, then their positions (ascending) in the
+ * list of operands left, each step's result joining that list at its end. At most cap ints
+ * are written (4 * n always suffice). info (may be NULL) receives the naive and the path's
+ * FLOP counts and the naive and the path's scalings (letters in the largest step). Returns
+ * the number of steps, or -1 with an error (invalid subscripts or operands, cap too small). */
+int pn_einsum_path(const char *subscripts, pn_array *const *operands, int n, int *path, int cap,
+                   uint64_t info[4]);
 pn_array *pn_trace(pn_array *a, int offset, int axis1, int axis2);
 /* 1-d: a matrix with a on diagonal k; 2-d: diagonal k as 1-d. */
 pn_array *pn_diag(pn_array *a, int k);
@@ -1644,6 +1658,32 @@ pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata);
 /* Saves arrays (and metadata, may be NULL) as GGUF version 3, data aligned to 32 bytes.
  * Returns 0, or -1 (invalid argument for an unsupported dtype, PN_ERR_IO). */
 int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata);
+
+/* Files without a path (streams, memory: Python's file objects). A writer takes a file's
+ * bytes in order: write(ctx, data, n) returns 0, or -1 to stop (the save then fails with the
+ * error the writer set, else PN_ERR_IO). */
+typedef struct pn_writer {
+    int (*write)(void *ctx, const void *data, size_t n);
+    void *ctx;
+} pn_writer;
+typedef enum pn_file_format {
+    PN_FORMAT_NPY,             /* one array */
+    PN_FORMAT_NPZ,             /* numpy.savez */
+    PN_FORMAT_NPZ_COMPRESSED,  /* numpy.savez_compressed (deflated members) */
+    PN_FORMAT_SAFETENSORS,
+    PN_FORMAT_GGUF,
+} pn_file_format;
+/* Saves arrays as format through w, the bytes the path savers write (NPY: arrays holds
+ * exactly one array, its name unused; metadata: GGUF only, may be NULL, ignored otherwise).
+ * 0, or -1 with an error. */
+int pn_save_to(const pn_writer *w, pn_file_format format, const pn_params *arrays,
+               const pn_gguf_meta *metadata);
+/* Loads a whole file image of format from data[0, size), checked as the path loaders check a
+ * file; name (may be NULL) names it in errors (NPY: a map of one array named ""; metadata:
+ * GGUF only, as pn_load_gguf, may be NULL). A new map, or NULL with an error (PN_ERR_IO for a
+ * malformed image). */
+pn_params *pn_load_from(const void *data, size_t size, pn_file_format format, const char *name,
+                        pn_gguf_meta **metadata);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,8 @@
  * statistics and limits, printing. */
 #include "harness.h"
 
+#include <unistd.h>
+
 #include <string.h>
 
 #include "core/core.h"
@@ -163,7 +165,12 @@ TEST(million_node_chain)
 TEST(memory_limit_gives_oom)
 {
     pn_clear_cache();
+    /* the default is MLX's: 0.8 of the physical memory */
+    size_t dflt = pn_get_memory_limit();
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    CHECK(dflt > 0 && dflt < (size_t)pages * (size_t)page && dflt > (size_t)pages * (size_t)page / 2);
     size_t old = pn_set_memory_limit(pn_get_active_memory() + (1 << 20));
+    CHECK(old == dflt && pn_get_memory_limit() == pn_get_active_memory() + (1 << 20));
     int64_t shape[1] = {1 << 22};
     pn_clear_error();
     pn_array *a = pnC_new_leaf(PN_FLOAT32, shape, 1);

@@ -539,3 +539,80 @@ TEST(hostile_gguf)
     pn_gguf_meta_free(m);
     pn_scope_pop();
 }
+
+/* ───────────────────────────── writers and images in memory ───────────────────────────── */
+
+typedef struct {
+    unsigned char *b;
+    size_t n, cap, limit; /* limit: the writer fails past it */
+} membuf;
+
+static int mem_write(void *ctx, const void *data, size_t n)
+{
+    membuf *m = ctx;
+    if (m->n + n > m->limit) return pn_set_error(PN_ERR_IO, "[test] the sink is full");
+    if (m->n + n > m->cap) {
+        m->cap = (m->n + n) * 2;
+        m->b = realloc(m->b, m->cap);
+    }
+    memcpy(m->b + m->n, data, n);
+    m->n += n;
+    return 0;
+}
+
+/* Every format through a writer: the bytes of the path saver; pn_load_from reads them back,
+ * refuses each truncation with PN_ERR_IO; a failing writer fails the save with its error. */
+TEST(writer_and_memory_images)
+{
+    pn_params *p = random_tree(), *g = gguf_tree(), *one = pn_params_new();
+    pn_params_set(one, "", pn_params_at(p, 3));
+    const struct {
+        pn_file_format f;
+        const char *file;
+        pn_params *tree;
+        bool bf16_as_f32;
+    } cases[] = {
+        {PN_FORMAT_NPY, "w.npy", one, false},
+        {PN_FORMAT_NPZ, "w.npz", p, true},
+        {PN_FORMAT_NPZ_COMPRESSED, "wc.npz", p, true},
+        {PN_FORMAT_SAFETENSORS, "w.safetensors", p, false},
+        {PN_FORMAT_GGUF, "w.gguf", g, false},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const char *path = test_tmp_path(cases[c].file);
+        pn_params *t = cases[c].tree;
+        int rc = cases[c].f == PN_FORMAT_NPY ? pn_save_npy(path, pn_params_at(t, 0))
+                 : cases[c].f == PN_FORMAT_NPZ_COMPRESSED ? pn_savez_compressed(path, t)
+                 : cases[c].f == PN_FORMAT_GGUF ? pn_save_gguf(path, t, NULL)
+                                                : pn_save_params(path, t);
+        CHECK_MSG(rc == 0, "%s: %s", cases[c].file, pn_last_error_message());
+        membuf m = {.limit = (size_t)-1};
+        CHECK(pn_save_to(&(pn_writer){mem_write, &m}, cases[c].f, t, NULL) == 0);
+        size_t fn = 0;
+        unsigned char *fb = read_all(path, &fn);
+        CHECK_MSG(fb && fn == m.n && memcmp(fb, m.b, fn) == 0, "%s: writer bytes differ from the file", cases[c].file);
+        free(fb);
+        pn_params *q = pn_load_from(m.b, m.n, cases[c].f, "mem", NULL);
+        CHECK_OK(q);
+        if (q) check_same_tree(t, q, cases[c].bf16_as_f32);
+        pn_params_free(q);
+        for (size_t cut = 0; cut < m.n; cut += 1 + m.n / 7) {
+            pn_params *d = pn_load_from(m.b, cut, cases[c].f, "mem", NULL);
+            CHECK_MSG(d == NULL && pn_last_error() == PN_ERR_IO, "%s cut at %zu", cases[c].file, cut);
+            pn_params_free(d);
+            pn_clear_error();
+        }
+        membuf full = {.limit = m.n / 2};
+        CHECK(pn_save_to(&(pn_writer){mem_write, &full}, cases[c].f, t, NULL) == -1);
+        CHECK(pn_last_error() == PN_ERR_IO && strstr(pn_last_error_message(), "sink is full"));
+        pn_clear_error();
+        free(full.b);
+        free(m.b);
+    }
+    CHECK(pn_save_to(&(pn_writer){mem_write, NULL}, PN_FORMAT_NPY, p, NULL) == -1); /* npy: one array */
+    CHECK(pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    pn_params_free(one);
+    pn_params_free(g);
+    pn_params_free(p);
+}

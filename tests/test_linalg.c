@@ -507,6 +507,34 @@ TEST(einsum_errors)
     pn_scope_pop();
 }
 
+/* The greedy path: the pair whose product removes the most elements first (here the small
+ * middle product (8,10)x(10,7) when the left operand is wide, else the left pair), the
+ * path's steps as counts and positions, too small a buffer refused. */
+TEST(einsum_path_greedy)
+{
+    pn_scope_push();
+    pn_array *a = rnd((int64_t[]){5, 8}, 2, PN_FLOAT32), *b = rnd((int64_t[]){8, 10}, 2, PN_FLOAT32);
+    pn_array *c = rnd((int64_t[]){10, 7}, 2, PN_FLOAT32), *b2 = rnd((int64_t[]){8, 3}, 2, PN_FLOAT32);
+    pn_array *c2 = rnd((int64_t[]){3, 7}, 2, PN_FLOAT32);
+    int path[16];
+    uint64_t info[4];
+    CHECK(pn_einsum_path("ij,jk,kl", (pn_array *[]){a, b, c}, 3, path, 16, info) == 2);
+    CHECK(path[0] == 2 && path[1] == 1 && path[2] == 2 && path[3] == 2 && path[4] == 0 && path[5] == 1);
+    /* naive: 5*8*10*7 elements, summing; the path: 8*10*7 then 5*8*7, each summing */
+    CHECK(info[0] == 5 * 8 * 10 * 7 * 3 && info[1] == 8 * 10 * 7 * 2 + 5 * 8 * 7 * 2);
+    CHECK(info[2] == 4 && info[3] == 3);
+    CHECK(pn_einsum_path("ij,jk,kl", (pn_array *[]){a, b2, c2}, 3, path, 16, NULL) == 2);
+    CHECK(path[1] == 0 && path[2] == 1 && path[4] == 0 && path[5] == 1);
+    CHECK(pn_einsum_path("ij,jk", (pn_array *[]){a, b}, 2, path, 16, NULL) == 1);
+    CHECK(path[0] == 2 && path[1] == 0 && path[2] == 1);
+    CHECK(pn_einsum_path("ij,jk,kl", (pn_array *[]){a, b, c}, 3, path, 4, NULL) == -1);
+    CHECK(pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    CHECK(pn_einsum_path("ij,jk->ik", (pn_array *[]){a, a}, 2, path, 16, NULL) == -1);
+    pn_clear_error();
+    pn_scope_pop();
+}
+
 /* ───────────────────────────── outer, inner, tensordot ───────────────────────────── */
 
 TEST(outer_inner_tensordot)

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define ALIGN 64
 #define NUM_CLASSES 256
@@ -22,6 +23,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static free_block *free_lists[NUM_CLASSES];
 static size_t active_bytes, peak_bytes, cache_bytes;
 static size_t memory_limit; /* 0: none */
+static bool memory_limit_set; /* false: memory_limit still holds MLX's default, set on first use */
 static size_t cache_limit = (size_t)-1;
 
 /* Class index and capacity for a request: 64 bytes minimum, then 4 steps per power of two
@@ -64,6 +66,16 @@ static void release_cache_locked(size_t keep)
     }
 }
 
+/* MLX's default memory limit on the CPU: 0.8 of the physical memory (none where the system
+ * does not say). Called with the lock held. */
+static void default_memory_limit_locked(void)
+{
+    if (memory_limit_set) return;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    memory_limit = pages > 0 && page > 0 ? (size_t)(0.8 * (double)pages * (double)page) : 0;
+    memory_limit_set = true;
+}
+
 void *pnC_alloc_bytes(size_t nbytes, size_t *capacity)
 {
     size_t cap;
@@ -80,6 +92,7 @@ void *pnC_alloc_bytes(size_t nbytes, size_t *capacity)
         *capacity = cap;
         return b;
     }
+    default_memory_limit_locked();
     if (memory_limit && active_bytes + cap > memory_limit) {
         release_cache_locked(0);
         if (active_bytes + cap > memory_limit) {
@@ -175,9 +188,19 @@ size_t pn_get_cache_memory(void)
     return v;
 }
 
+size_t pn_get_memory_limit(void)
+{
+    pthread_mutex_lock(&lock);
+    default_memory_limit_locked();
+    size_t v = memory_limit;
+    pthread_mutex_unlock(&lock);
+    return v;
+}
+
 size_t pn_set_memory_limit(size_t limit)
 {
     pthread_mutex_lock(&lock);
+    default_memory_limit_locked();
     size_t old = memory_limit;
     memory_limit = limit;
     pthread_mutex_unlock(&lock);

@@ -832,16 +832,13 @@ static pn_params *load_image(cursor *c, pn_gguf_meta *meta)
     return p;
 }
 
-pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata)
+pn_params *pnI_load_gguf(const unsigned char *buf, size_t size, const char *path,
+                         pn_gguf_meta **metadata)
 {
     if (metadata) *metadata = NULL;
-    size_t size = 0;
-    unsigned char *buf = pnI_read_file(path, &size);
-    if (!buf) return NULL;
     pn_gguf_meta *m = pn_gguf_meta_new();
     cursor c = {buf, buf + size, path};
     pn_params *p = m ? load_image(&c, m) : NULL;
-    free(buf);
     if (!p || !metadata) pn_gguf_meta_free(m);
     else *metadata = m;
     return p;
@@ -892,9 +889,8 @@ static int value_type_of(pn_dtype t)
     return -1;
 }
 
-int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata)
+int pnI_save_gguf(const pn_writer *w, const pn_params *arrays, const pn_gguf_meta *metadata)
 {
-    if (!path || !arrays) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save_gguf] NULL path or arrays.");
     int n = pn_params_count(arrays), nm = pn_gguf_meta_count(metadata);
     int *types = calloc((size_t)n + 1, sizeof *types);
     if (!types) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[save_gguf] Out of memory.");
@@ -973,7 +969,7 @@ int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *
     if (rc == 0) {
         const void *parts[1] = {o.b};
         size_t sizes[1] = {o.n};
-        rc = pnI_write_file(path, parts, sizes, 1);
+        rc = pnI_write_parts(w, parts, sizes, 1);
     }
     free(o.b);
     return rc;

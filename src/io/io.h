@@ -9,13 +9,21 @@
 unsigned char *pnI_read_file(const char *path, size_t *size);
 /* Writes n bytes to path atomically (temporary file, then rename). Returns 0 or -1. */
 int pnI_write_file(const char *path, const void *const *parts, const size_t *sizes, int nparts);
+/* Passes the parts to w in order. 0, or -1: the writer's error, else PN_ERR_IO. */
+int pnI_write_parts(const pn_writer *w, const void *const *parts, const size_t *sizes, int nparts);
 /* Whether path ends with ext (".npz"). */
 bool pnI_has_ext(const char *path, const char *ext);
 
-int pnI_save_safetensors(const char *path, const pn_params *p);
-pn_params *pnI_load_safetensors(const char *path);
-int pnI_save_npz(const char *path, const pn_params *p, bool compress);
-pn_params *pnI_load_npz(const char *path);
+/* The formats: a saver writes a whole file through w (0 or -1); a loader reads a whole file
+ * image (hostile) and names it `what` (the path) in its errors. */
+int pnI_save_npy(const pn_writer *w, pn_array *a);
+int pnI_save_safetensors(const pn_writer *w, const pn_params *p);
+pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const char *what);
+int pnI_save_npz(const pn_writer *w, const pn_params *p, bool compress);
+pn_params *pnI_load_npz(const unsigned char *buf, size_t size, const char *what);
+int pnI_save_gguf(const pn_writer *w, const pn_params *arrays, const pn_gguf_meta *metadata);
+pn_params *pnI_load_gguf(const unsigned char *buf, size_t size, const char *what,
+                         pn_gguf_meta **metadata);
 /* An .npy image in memory: parse (hostile) / build (malloc'd). */
 pn_array *pnI_npy_parse(const unsigned char *data, size_t size, const char *what);
 unsigned char *pnI_npy_build(pn_array *a, size_t *size);

@@ -150,26 +150,16 @@ done:
     return result;
 }
 
-int pn_save_npy(const char *path, pn_array *a)
+int pnI_save_npy(const pn_writer *w, pn_array *a)
 {
     if (!pnC_inputs_ok("save_npy", 1, &a)) return -1;
     size_t n;
     unsigned char *img = pnI_npy_build(a, &n);
     if (!img) return -1;
     const void *parts[1] = {img};
-    int rc = pnI_write_file(path, parts, &n, 1);
+    int rc = pnI_write_parts(w, parts, &n, 1);
     free(img);
     return rc;
-}
-
-pn_array *pn_load_npy(const char *path)
-{
-    size_t n;
-    unsigned char *buf = pnI_read_file(path, &n);
-    if (!buf) return NULL;
-    pn_array *a = pnI_npy_parse(buf, n, path);
-    free(buf);
-    return a;
 }
 
 /* ───────────────────────────── .npz (zip: stored or deflated members) ───────────────────────────── */
@@ -230,7 +220,7 @@ static int deflate_member(unsigned char **img, size_t *len)
     return 0;
 }
 
-int pnI_save_npz(const char *path, const pn_params *p, bool compress)
+int pnI_save_npz(const pn_writer *w, const pn_params *p, bool compress)
 {
     int n = pn_params_count(p);
     unsigned char **imgs = calloc((size_t)n + 1, sizeof *imgs);
@@ -299,7 +289,7 @@ int pnI_save_npz(const char *path, const pn_params *p, bool compress)
     le32(e, 0x06054b50); le16(e + 4, 0); le16(e + 6, 0); le16(e + 8, (unsigned)n); le16(e + 10, (unsigned)n);
     le32(e + 12, (uint32_t)cpos); le32(e + 16, (uint32_t)loff); le16(e + 20, 0);
     parts[np] = central; sizes[np++] = cpos + 22;
-    rc = pnI_write_file(path, parts, sizes, np);
+    rc = pnI_write_parts(w, parts, sizes, np);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names); free(parts); free(sizes);
 done:
@@ -349,11 +339,8 @@ static unsigned char *inflate_member(const unsigned char *data, uint32_t comp, u
 #endif
 }
 
-pn_params *pnI_load_npz(const char *path)
+pn_params *pnI_load_npz(const unsigned char *buf, size_t size, const char *path)
 {
-    size_t size;
-    unsigned char *buf = pnI_read_file(path, &size);
-    if (!buf) return NULL;
     const char *why = NULL;
     pn_params *out = NULL;
     /* the end-of-central-directory record: within the last 22 + 65535 bytes */
@@ -415,6 +402,5 @@ done:
         out = NULL;
         pnC_fail(PN_ERR_IO, "[load_npz] %s: %s.", path, why);
     }
-    free(buf);
     return out;
 }

@@ -59,7 +59,7 @@ static int put_json_string(text *t, const char *s)
     return put(t, "\"", 1);
 }
 
-int pnI_save_safetensors(const char *path, const pn_params *p)
+int pnI_save_safetensors(const pn_writer *w, const pn_params *p)
 {
     int n = pn_params_count(p);
     if (pn_params_eval(p)) return -1;
@@ -101,7 +101,7 @@ int pnI_save_safetensors(const char *path, const pn_params *p)
         sizes[2 + i] = pn_nbytes(a);
         if (!parts[2 + i] && sizes[2 + i]) rc = -1;
     }
-    if (rc == 0) rc = pnI_write_file(path, parts, sizes, nparts);
+    if (rc == 0) rc = pnI_write_parts(w, parts, sizes, nparts);
     free(parts);
     free(sizes);
     free(h.s);
@@ -264,11 +264,8 @@ static bool parse_entry(parser *p, entry *e)
     return !p->bad;
 }
 
-pn_params *pnI_load_safetensors(const char *path)
+pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const char *path)
 {
-    size_t size;
-    unsigned char *buf = pnI_read_file(path, &size);
-    if (!buf) return NULL;
     pn_params *out = NULL;
     entry *entries = NULL;
     int nentries = 0, cap = 0;
@@ -330,6 +327,5 @@ done:
     if (why) pnC_fail(PN_ERR_IO, "[load_safetensors] %s: %s.", path, why);
     for (int i = 0; i < nentries; i++) free(entries[i].name);
     free(entries);
-    free(buf);
     return out;
 }

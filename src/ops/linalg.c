@@ -688,20 +688,30 @@ static pn_array *ein_pair(pn_array *x, ein_term *tx, pn_array *y, ein_term *ty,
     return pn_reshape(pn_matmul(x, y), os, r.n);
 }
 
-/* The einsum itself, inside the caller's scope. */
-static pn_array *einsum_impl(const char *subscripts, pn_array *const *operands, int n)
+/* An einsum's parsed and checked subscripts: the operands' terms (as written, "..." expanded),
+ * the output term and every letter's extent. */
+typedef struct ein_spec {
+    int n;
+    ein_term terms[EIN_MAX_TERMS], out;
+    int64_t dims[256];
+} ein_spec;
+
+/* Parses and checks subscripts against the n operands into sp. 0, or -1 with an error. */
+static int ein_parse(const char *subscripts, pn_array *const *operands, int n, ein_spec *sp)
 {
     /* strip spaces */
     size_t len = strlen(subscripts);
     char *buf = malloc(len + 1);
-    if (!buf) return pnC_fail(PN_ERR_OUT_OF_MEMORY, "[einsum] out of memory");
+    if (!buf) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[einsum] out of memory");
     size_t bl = 0;
     for (size_t i = 0; i < len; i++)
         if (!isspace((unsigned char)subscripts[i])) buf[bl++] = subscripts[i];
     buf[bl] = 0;
-    pn_array *result = NULL;
-    ein_term terms[EIN_MAX_TERMS], outt;
-    int64_t dims[256] = {0};
+    int rc = -1;
+    ein_term *terms = sp->terms, *outt = &sp->out;
+    int64_t *dims = sp->dims;
+    memset(dims, 0, sizeof sp->dims);
+    sp->n = n;
     bool used[256] = {0};
     int count[256] = {0};
 
@@ -745,20 +755,20 @@ static pn_array *einsum_impl(const char *subscripts, pn_array *const *operands, 
     }
     if (arrow) {
         const char *rhs = arrow + 2;
-        if (ein_parse_term(rhs, strlen(rhs), 0, max_ell < 0 ? 0 : max_ell, spare, nspare, &outt,
+        if (ein_parse_term(rhs, strlen(rhs), 0, max_ell < 0 ? 0 : max_ell, spare, nspare, outt,
                            NULL, -1))
             goto done;
     } else { /* implicit: the ellipsis first, then letters used once, sorted */
         for (int i = 0; i < n; i++)
             for (int j = 0; j < terms[i].n; j++) count[(unsigned char)terms[i].s[j]]++;
-        outt.n = 0;
-        if (max_ell > 0) memcpy(outt.s, spare + nspare - max_ell, max_ell), outt.n = max_ell;
+        outt->n = 0;
+        if (max_ell > 0) memcpy(outt->s, spare + nspare - max_ell, max_ell), outt->n = max_ell;
         for (int c = 'A'; c <= 'z'; c++)
-            if (isalpha(c) && count[c] == 1 && used[c]) outt.s[outt.n++] = (char)c;
-        outt.s[outt.n] = 0;
+            if (isalpha(c) && count[c] == 1 && used[c]) outt->s[outt->n++] = (char)c;
+        outt->s[outt->n] = 0;
     }
-    for (int i = 0; i < outt.n; i++)
-        if (memchr(outt.s, outt.s[i], i)) {
+    for (int i = 0; i < outt->n; i++)
+        if (memchr(outt->s, outt->s[i], i)) {
             pnC_fail(PN_ERR_INVALID_ARGUMENT, "[einsum] Repeat indices not allowed in output.");
             goto done;
         }
@@ -799,13 +809,180 @@ static pn_array *einsum_impl(const char *subscripts, pn_array *const *operands, 
             }
         }
     }
-    for (int i = 0; i < outt.n; i++)
-        if (!seen[(unsigned char)outt.s[i]]) {
+    for (int i = 0; i < outt->n; i++)
+        if (!seen[(unsigned char)outt->s[i]]) {
             pnC_fail(PN_ERR_INVALID_ARGUMENT, "[einsum] Output subscript '%c' does not appear in "
-                     "any input.", outt.s[i]);
+                     "any input.", outt->s[i]);
             goto done;
         }
 
+    rc = 0;
+done:
+    free(buf);
+    return rc;
+}
+
+/* ─────────── the contraction path ─────────── */
+/* MLX's greedy path (numpy's einsum_path with optimize="greedy", after opt_einsum): with three
+ * or more operands, repeatedly contract the pair whose result removes the most elements
+ * (inputs' sizes minus the result's), the cheaper one on a tie, the first found on a second
+ * tie; pairs sharing no letter only when no other pair is left. A pair is skipped when its
+ * result would be larger than the largest operand or output, or when it would take the path's
+ * cost past the naive cost; when no pair is left, one step contracts all that remain. Costs
+ * count a term's elements times (the operands less one, at least one, plus one when letters
+ * are summed); a scaling is a count of letters. Sets and sizes are over the terms as written
+ * (repeated letters once in a set, every time in the largest-operand bound). */
+
+typedef uint64_t ein_set; /* a bit per letter: a-z 0..25, A-Z 26..51 */
+
+typedef struct ein_path {
+    int nsteps;
+    int start[EIN_MAX_TERMS + 1]; /* step i's positions: pos[start[i] .. start[i + 1]) */
+    int pos[3 * EIN_MAX_TERMS];
+    uint64_t naive_cost, cost;
+    int naive_scaling, scaling;
+} ein_path;
+
+static int ein_bit(char c) { return c >= 'a' ? c - 'a' : 26 + c - 'A'; }
+
+static ein_set ein_set_of(const ein_term *t)
+{
+    ein_set s = 0;
+    for (int i = 0; i < t->n; i++) s |= (ein_set)1 << ein_bit(t->s[i]);
+    return s;
+}
+
+/* The elements of a term over the letters of s (extents bdims by bit). */
+static uint64_t ein_size(ein_set s, const uint64_t *bdims)
+{
+    uint64_t n = 1;
+    for (int b = 0; b < 52; b++)
+        if (s >> b & 1) n *= bdims[b];
+    return n;
+}
+
+/* The cost of one step over the letter set `all` of k operands whose result keeps `out`. */
+static uint64_t ein_cost(ein_set all, ein_set out, int k, const uint64_t *bdims)
+{
+    uint64_t factor = (uint64_t)(k - 1 > 1 ? k - 1 : 1) + ((all & ~out) != 0);
+    return ein_size(all, bdims) * factor;
+}
+
+static void ein_add_step(ein_path *p, const int *pos, int k)
+{
+    int at = p->start[p->nsteps];
+    memcpy(p->pos + at, pos, sizeof *pos * (size_t)k);
+    p->start[++p->nsteps] = at + k;
+}
+
+typedef struct ein_candidate {
+    int64_t removed; /* the inputs' elements less the result's (may be negative) */
+    uint64_t cost;
+    ein_set out;
+    int x, y; /* positions, x < y */
+} ein_candidate;
+
+/* The path of sp's contraction into p. 0, or -1 (out of memory). */
+static int ein_greedy_path(const ein_spec *sp, ein_path *p)
+{
+    int n = sp->n;
+    uint64_t bdims[52] = {0};
+    for (int c = 0; c < 256; c++)
+        if (isalpha(c) && sp->dims[c]) bdims[ein_bit((char)c)] = (uint64_t)sp->dims[c];
+    ein_set in[EIN_MAX_TERMS], out = ein_set_of(&sp->out), all = 0;
+    uint64_t limit = 1; /* the largest operand or output, repeated letters counted each time */
+    for (int k = 0; k < sp->out.n; k++) limit *= bdims[ein_bit(sp->out.s[k])];
+    for (int i = 0; i < n; i++) {
+        in[i] = ein_set_of(&sp->terms[i]);
+        all |= in[i];
+        uint64_t sz = 1;
+        for (int k = 0; k < sp->terms[i].n; k++) sz *= bdims[ein_bit(sp->terms[i].s[k])];
+        if (sz > limit) limit = sz;
+    }
+    p->nsteps = 0;
+    p->start[0] = 0;
+    p->naive_cost = ein_cost(all, out, n, bdims);
+    p->naive_scaling = __builtin_popcountll(all);
+    int every[EIN_MAX_TERMS];
+    for (int i = 0; i < n; i++) every[i] = i;
+    if (n <= 2) {
+        ein_add_step(p, every, n);
+        p->cost = p->naive_cost, p->scaling = p->naive_scaling;
+        return 0;
+    }
+    size_t cap = (size_t)n * (size_t)n * 2;
+    ein_candidate *cand = malloc(cap * sizeof *cand);
+    if (!cand) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[einsum] out of memory");
+    int ncand = 0, m = n, first = 0; /* pairs (i, j) with j >= first are new this round */
+    uint64_t cost = 0;
+    int scaling = 0;
+    for (int round = 0; round < n - 1; round++) {
+        for (int pass = 0; pass < 2; pass++) { /* pass 0: pairs sharing a letter; 1: the rest */
+            if (pass == 1 && ncand > 0) break;
+            for (int i = 0; i < m; i++)
+                for (int j = (i + 1 > first ? i + 1 : first); j < m; j++) {
+                    if (pass == 0 && !(in[i] & in[j])) continue;
+                    ein_set both = in[i] | in[j], others = out;
+                    for (int k = 0; k < m; k++)
+                        if (k != i && k != j) others |= in[k];
+                    ein_set res = both & others;
+                    uint64_t rsize = ein_size(res, bdims);
+                    if (rsize > limit) continue;
+                    uint64_t c = ein_cost(both, res, 2, bdims);
+                    if (cost + c > p->naive_cost) continue;
+                    cand[ncand++] = (ein_candidate){
+                        (int64_t)(ein_size(in[i], bdims) + ein_size(in[j], bdims) - rsize), c, res, i, j};
+                }
+        }
+        if (ncand == 0) { /* one step over what remains */
+            ein_set rest = 0;
+            for (int i = 0; i < m; i++) rest |= in[i];
+            ein_add_step(p, every, m);
+            cost += ein_cost(rest, out, m, bdims);
+            if (__builtin_popcountll(rest) > scaling) scaling = __builtin_popcountll(rest);
+            break;
+        }
+        int b = 0;
+        for (int k = 1; k < ncand; k++)
+            if (cand[k].removed > cand[b].removed ||
+                (cand[k].removed == cand[b].removed && cand[k].cost < cand[b].cost))
+                b = k;
+        ein_candidate best = cand[b];
+        int dims_of = __builtin_popcountll(in[best.x] | in[best.y]);
+        if (dims_of > scaling) scaling = dims_of;
+        ein_add_step(p, (int[2]){best.x, best.y}, 2);
+        /* the pair leaves, its result joins at the end */
+        memmove(in + best.y, in + best.y + 1, sizeof *in * (size_t)(m - best.y - 1));
+        memmove(in + best.x, in + best.x + 1, sizeof *in * (size_t)(m - best.x - 1));
+        m -= 2;
+        in[m++] = best.out;
+        /* candidates of other pairs stay (their figures as computed), renumbered */
+        int kept = 0;
+        for (int k = 0; k < ncand; k++) {
+            ein_candidate c = cand[k];
+            if (c.x == best.x || c.x == best.y || c.y == best.x || c.y == best.y) continue;
+            c.x -= (c.x > best.x) + (c.x > best.y);
+            c.y -= (c.y > best.x) + (c.y > best.y);
+            cand[kept++] = c;
+        }
+        ncand = kept;
+        first = m - 1; /* new pairs: those with the result */
+        cost += best.cost;
+    }
+    free(cand);
+    p->cost = cost, p->scaling = scaling;
+    return 0;
+}
+
+/* ─────────── evaluation ─────────── */
+
+/* The einsum of sp's operands along path, inside the caller's scope. */
+static pn_array *ein_eval(ein_spec *sp, const ein_path *path, pn_array *const *operands)
+{
+    int n = sp->n;
+    ein_term *terms = sp->terms;
+    const ein_term *outt = &sp->out;
+    const int64_t *dims = sp->dims;
     /* each operand: repeated letters to diagonals, then sum letters nobody else needs */
     pn_array *ops[EIN_MAX_TERMS];
     for (int i = 0; i < n; i++) {
@@ -827,35 +1004,62 @@ static pn_array *einsum_impl(const char *subscripts, pn_array *const *operands, 
         int sa[PNC_MAX_NDIM], ns = 0;
         for (int j = 0; j < t->n; j++) {
             char c = t->s[j];
-            bool need = term_has(&outt, c);
+            bool need = term_has(outt, c);
             for (int k = 0; k < n && !need; k++) need = k != i && term_has(&terms[k], c);
             if (!need) sa[ns++] = j;
         }
         ops[i] = x ? ein_sum_axes(x, t, sa, ns) : NULL;
-        if (!ops[i]) goto done;
+        if (!ops[i]) return NULL;
     }
-    /* contract left to right */
-    pn_array *cur = ops[0];
-    ein_term tc = terms[0];
-    for (int i = 1; i < n && cur; i++) {
-        bool keep[256] = {0};
-        for (int k = 0; k < outt.n; k++) keep[(unsigned char)outt.s[k]] = true;
-        for (int j = i + 1; j < n; j++)
-            for (int k = 0; k < terms[j].n; k++) keep[(unsigned char)terms[j].s[k]] = true;
-        cur = ein_pair(cur, &tc, ops[i], &terms[i], keep, dims);
+    /* contract along the path: a step's operands leave the list, its result joins the end */
+    int m = n;
+    for (int s = 0; s < path->nsteps; s++) {
+        const int *pos = path->pos + path->start[s];
+        int k = path->start[s + 1] - path->start[s];
+        bool in_step[EIN_MAX_TERMS] = {0};
+        for (int j = 0; j < k; j++) in_step[pos[j]] = true;
+        pn_array *cur = ops[pos[0]];
+        ein_term tc = terms[pos[0]];
+        for (int j = 1; j < k && cur; j++) {
+            bool keep[256] = {0}; /* the output's letters and those of what is not yet in */
+            for (int q = 0; q < outt->n; q++) keep[(unsigned char)outt->s[q]] = true;
+            for (int i = 0; i < m; i++) {
+                bool later = !in_step[i];
+                for (int q = j + 1; q < k && !later; q++) later = pos[q] == i;
+                for (int q = 0; later && q < terms[i].n; q++) keep[(unsigned char)terms[i].s[q]] = true;
+            }
+            cur = ein_pair(cur, &tc, ops[pos[j]], &terms[pos[j]], keep, dims);
+        }
+        if (!cur) return NULL;
+        for (int j = k - 1; j >= 0; j--) { /* positions ascend: drop from the back */
+            memmove(ops + pos[j], ops + pos[j] + 1, sizeof *ops * (size_t)(m - pos[j] - 1));
+            memmove(terms + pos[j], terms + pos[j] + 1, sizeof *terms * (size_t)(m - pos[j] - 1));
+            m--;
+        }
+        ops[m] = cur, terms[m] = tc, m++;
     }
-    if (!cur) goto done;
     /* what is left carries exactly the output letters: put them in order */
     int perm[PNC_MAX_NDIM];
     int64_t oshape[PNC_MAX_NDIM];
-    for (int i = 0; i < outt.n; i++) {
-        perm[i] = term_find(&tc, outt.s[i]);
-        oshape[i] = dims[(unsigned char)outt.s[i]];
+    for (int i = 0; i < outt->n; i++) {
+        perm[i] = term_find(&terms[0], outt->s[i]);
+        oshape[i] = dims[(unsigned char)outt->s[i]];
     }
-    result = pn_broadcast_to(pn_transpose(cur, perm, outt.n), oshape, outt.n);
-done:
-    free(buf);
-    return result;
+    return pn_broadcast_to(pn_transpose(ops[0], perm, outt->n), oshape, outt->n);
+}
+
+/* The einsum itself, inside the caller's scope. */
+static pn_array *einsum_impl(const char *subscripts, pn_array *const *operands, int n)
+{
+    ein_spec *sp = malloc(sizeof *sp);
+    ein_path *path = malloc(sizeof *path);
+    pn_array *r = NULL;
+    if (!sp || !path) pnC_fail(PN_ERR_OUT_OF_MEMORY, "[einsum] out of memory");
+    else if (ein_parse(subscripts, operands, n, sp) == 0 && ein_greedy_path(sp, path) == 0)
+        r = ein_eval(sp, path, operands);
+    free(sp);
+    free(path);
+    return r;
 }
 
 /* See ponte.h. */
@@ -867,4 +1071,36 @@ pn_array *pn_einsum(const char *subscripts, pn_array *const *operands, int n)
     if (!pnC_inputs_ok("einsum", n, operands)) return NULL;
     pn_scope_push();
     return pnC_scope_return(einsum_impl(subscripts, operands, n));
+}
+
+/* See ponte.h. */
+int pn_einsum_path(const char *subscripts, pn_array *const *operands, int n, int *path, int cap,
+                   uint64_t info[4])
+{
+    if (!subscripts || !path)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[einsum_path] subscripts or path is NULL.");
+    if (n <= 0) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[einsum_path] At least one operand is required.");
+    if (!pnC_inputs_ok("einsum_path", n, operands)) return -1;
+    ein_spec *sp = malloc(sizeof *sp);
+    ein_path *p = malloc(sizeof *p);
+    int rc = -1;
+    if (!sp || !p) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[einsum_path] out of memory");
+    else if (ein_parse(subscripts, operands, n, sp) == 0 && ein_greedy_path(sp, p) == 0) {
+        int w = 0;
+        for (int s = 0; s < p->nsteps && w >= 0; s++) {
+            int k = p->start[s + 1] - p->start[s];
+            if (w + 1 + k > cap) w = -1;
+            else {
+                path[w++] = k;
+                for (int j = 0; j < k; j++) path[w++] = p->pos[p->start[s] + j];
+            }
+        }
+        if (w < 0) pn_set_error(PN_ERR_INVALID_ARGUMENT, "[einsum_path] cap is too small for the path.");
+        else rc = p->nsteps;
+        if (info) info[0] = p->naive_cost, info[1] = p->cost, info[2] = (uint64_t)p->naive_scaling,
+                  info[3] = (uint64_t)p->scaling;
+    }
+    free(sp);
+    free(p);
+    return rc;
 }

@@ -124,8 +124,10 @@ def test_index_errors():
         a[1.5]
     with pytest.raises(ValueError):
         a[mx.array([0.5])]
-    with pytest.raises(IndexError):
+    with pytest.raises(ValueError, match="single ellipsis"):  # MLX's error type
         a[..., ...]
+    with pytest.raises(ValueError, match="single ellipsis"):
+        a[..., 0, ...] = 1
     with pytest.raises(TypeError):
         del a[0]
 

@@ -657,7 +657,7 @@ static PyObject *m_tolist(PyObject *self, PyObject *u) { return pp_tolist(PPARR(
 static int varargs_ints(PyObject *args, int64_t *out, int max)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
-    if (n == 1 && !PyLong_Check(PyTuple_GET_ITEM(args, 0)))
+    if (n == 1 && !pp_is_int(PyTuple_GET_ITEM(args, 0)))
         return pp_shape(PyTuple_GET_ITEM(args, 0), out, max, "shape");
     return pp_shape(args, out, max, "shape");
 }

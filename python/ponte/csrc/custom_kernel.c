@@ -101,7 +101,11 @@ static int arrays_of(PyObject *seq, pn_array **a, int max)
 static int kernel_arg(PyObject *v, pn_kernel_arg *a, int dtype_ok)
 {
     if (PyBool_Check(v)) a->kind = PN_KERNEL_ARG_BOOL, a->i = v == Py_True;
-    else if (PyLong_Check(v)) a->kind = PN_KERNEL_ARG_INT, a->i = PyLong_AsLongLong(v);
+    else if (pp_is_int(v)) {
+        long long i;
+        if (pp_int(v, &i, "A kernel argument")) return -1;
+        a->kind = PN_KERNEL_ARG_INT, a->i = i;
+    }
     else if (!dtype_ok && PyFloat_Check(v)) a->kind = PN_KERNEL_ARG_FLOAT, a->f = PyFloat_AsDouble(v);
     else if (dtype_ok && PyObject_TypeCheck(v, &PPDtype_Type)) a->kind = PN_KERNEL_ARG_DTYPE, a->dtype = ((PPDtype *)v)->dtype;
     else {

@@ -29,12 +29,9 @@ static PyObject *fft_1d(fft_nfn f, PyObject *args, PyObject *kw)
         return NULL;
     int64_t n = 0;
     if (no != Py_None) {
-        if (!PyLong_Check(no) || PyBool_Check(no)) {
-            PyErr_Format(PyExc_TypeError, "n must be an int or None, got %s.", Py_TYPE(no)->tp_name);
-            return NULL;
-        }
-        n = PyLong_AsLongLong(no);
-        if (n == -1 && PyErr_Occurred()) return NULL;
+        long long v;
+        if (pp_int(no, &v, "n")) return NULL;
+        n = v;
     }
     FFT_CALL(stream, ao, f(a, no == Py_None ? NULL : &n, &axis, 1));
 }
@@ -123,19 +120,15 @@ static PyMethodDef fft_methods[] = {
 
 /* ───────────────────────────── frequencies, stft, istft ───────────────────────────── */
 
-/* None -> PN_FFT_DEFAULT, an int -> its value (bools too, as Python ints). 0 or -1. */
+/* None -> PN_FFT_DEFAULT, an int -> its value. 0 or -1. */
 static int opt_int(PyObject *o, const char *name, int64_t *out)
 {
     if (o == Py_None) {
         *out = PN_FFT_DEFAULT;
         return 0;
     }
-    if (!PyLong_Check(o)) {
-        PyErr_Format(PyExc_TypeError, "%s must be an int or None, got %s.", name, Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    long long v = PyLong_AsLongLong(o);
-    if (v == -1 && PyErr_Occurred()) return -1;
+    long long v;
+    if (pp_int(o, &v, name)) return -1;
     *out = v;
     return 0;
 }

@@ -99,7 +99,7 @@ static int parse_index(PyObject *idx, const int64_t *shape, int ndim, ix_plan *p
             rc = push(p, IX_NONE) ? 0 : -1;
         } else if (o == Py_Ellipsis) {
             if (ellipsis >= 0) {
-                PyErr_SetString(PyExc_IndexError, "An index can only have a single ellipsis ('...').");
+                PyErr_SetString(PyExc_ValueError, "An index can only have a single ellipsis (...).");
                 rc = -1;
             } else {
                 ellipsis = p->n;

@@ -591,17 +591,28 @@ static PyObject *py_device_count(PyObject *m, PyObject *arg)
     return PyLong_FromLong(pn_is_available(d) ? 1 : 0);
 }
 
+/* The device of a default_stream / new_stream call (what: MLX's message), ValueError as MLX's
+ * when there is no such device (a build without a GPU backend, or no usable GPU). 0 or -1. */
+static int stream_device_of(PyObject *arg, pn_device *d, const char *what)
+{
+    if (pp_device_of(arg, d)) return -1;
+    if (pn_is_available(*d)) return 0;
+    PyErr_Format(PyExc_ValueError, "%s %s stream without %s backend.", what, devtype_names[d->type],
+                 devtype_names[d->type]);
+    return -1;
+}
+
 static PyObject *py_default_stream(PyObject *m, PyObject *arg)
 {
     pn_device d;
-    if (pp_device_of(arg, &d)) return NULL;
+    if (stream_device_of(arg, &d, "[default_stream] Cannot get")) return NULL;
     return pp_stream_obj(pn_default_stream(d));
 }
 
 static PyObject *py_new_stream(PyObject *m, PyObject *arg)
 {
     pn_device d;
-    if (pp_device_of(arg, &d)) return NULL;
+    if (stream_device_of(arg, &d, "[new_stream] Cannot make")) return NULL;
     pn_stream s = pn_new_stream(d);
     if (pn_last_error() != PN_OK) return pp_raise();
     return pp_stream_obj(s);
@@ -683,15 +694,16 @@ static PyObject *py_get_array_buffer_size(PyObject *m, PyObject *args)
 
 static int size_arg(PyObject *o, size_t *v)
 {
-    PyObject *zero = PyLong_FromLong(0);
-    int neg = zero ? PyObject_RichCompareBool(o, zero, Py_LT) : -1;
+    PyObject *i = pp_index(o, "limit"), *zero = i ? PyLong_FromLong(0) : NULL;
+    int neg = zero ? PyObject_RichCompareBool(i, zero, Py_LT) : -1;
+    *v = neg == 0 ? PyLong_AsSize_t(i) : 0;
     Py_XDECREF(zero);
+    Py_XDECREF(i);
     if (neg < 0) return -1;
     if (neg) {
         PyErr_SetString(PyExc_ValueError, "The limit must be non-negative.");
         return -1;
     }
-    *v = PyLong_AsSize_t(o);
     return *v == (size_t)-1 && PyErr_Occurred() ? -1 : 0;
 }
 
@@ -709,9 +721,7 @@ static PyObject *py_set_cache_limit(PyObject *m, PyObject *o)
 }
 static PyObject *py_get_memory_limit(PyObject *m, PyObject *u)
 {
-    size_t prev = pn_set_memory_limit(0);
-    pn_set_memory_limit(prev);
-    return PyLong_FromSize_t(prev);
+    return PyLong_FromSize_t(pn_get_memory_limit());
 }
 static PyObject *py_set_wired_limit(PyObject *m, PyObject *o)
 {
@@ -1012,7 +1022,7 @@ PyMODINIT_FUNC PyInit_core(void)
     if (!m) return NULL;
     if (pp_init_types(m) || pp_init_array(m) || pp_init_ops(m) || pp_init_transforms(m) ||
         pp_init_nn(m) || pp_init_quantized(m) || pp_init_fft(m) ||
-        pp_init_linalg_decomp(m) || pp_init_export(m) || pp_init_device_state(m) ||
+        pp_init_linalg_decomp(m) || pp_init_export(m) || pp_init_io(m) || pp_init_device_state(m) ||
         pp_init_distributed(m) || pp_init_custom_kernel(m) || pp_init_compile(m)) {
         Py_DECREF(m);
         return NULL;

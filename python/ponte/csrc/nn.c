@@ -437,8 +437,7 @@ static PyObject *sched_call(PyObject *self, PyObject *args, PyObject *kw)
         step = pn_item_int(PPARR(so));
         if (pn_last_error() != PN_OK) return pp_raise();
     } else {
-        step = PyLong_AsLongLong(so);
-        if (step == -1 && PyErr_Occurred()) return NULL;
+        if (pp_int(so, &step, "step")) return NULL;
     }
     return pp_wrap(pn_scalar(pn_schedule_at(((PPSchedule *)self)->s, step), PN_FLOAT32));
 }

@@ -83,11 +83,39 @@ static int array_list(holder *h, PyObject *seq, pn_array **out, int max)
     return (int)n;
 }
 
+int pp_is_int(PyObject *o)
+{
+    if (PyLong_Check(o)) return !PyBool_Check(o);
+    if (!PyIndex_Check(o)) return 0;
+    if (!PySequence_Check(o)) return 1;
+    if (PyObject_Length(o) >= 0) return 0; /* a sized container (a 1-d numpy array) */
+    PyErr_Clear();                         /* len() of unsized object: a 0-d array */
+    return 1;
+}
+
+PyObject *pp_index(PyObject *o, const char *what)
+{
+    if (!pp_is_int(o)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, got %s.", what, Py_TYPE(o)->tp_name);
+        return NULL;
+    }
+    return PyNumber_Index(o);
+}
+
+int pp_int(PyObject *o, long long *v, const char *what)
+{
+    PyObject *i = pp_index(o, what);
+    if (!i) return -1;
+    *v = PyLong_AsLongLong(i);
+    Py_DECREF(i);
+    return *v == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 int pp_shape(PyObject *o, int64_t *shape, int max, const char *what)
 {
-    if (PyLong_Check(o) || (PyIndex_Check(o) && !PySequence_Check(o))) {
-        long long v = PyLong_AsLongLong(o);
-        if (v == -1 && PyErr_Occurred()) return -1;
+    if (pp_is_int(o)) {
+        long long v;
+        if (pp_int(o, &v, what)) return -1;
         shape[0] = v;
         return 1;
     }
@@ -106,13 +134,13 @@ int pp_shape(PyObject *o, int64_t *shape, int max, const char *what)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *x = PySequence_Fast_GET_ITEM(f, i);
-        if (!PyIndex_Check(x) || PyBool_Check(x)) {
+        if (!pp_is_int(x)) {
             Py_DECREF(f);
             PyErr_Format(PyExc_TypeError, "%s must contain ints, got %s.", what, Py_TYPE(x)->tp_name);
             return -1;
         }
-        long long v = PyLong_AsLongLong(x);
-        if (v == -1 && PyErr_Occurred()) {
+        long long v;
+        if (pp_int(x, &v, what)) {
             Py_DECREF(f);
             return -1;
         }
@@ -143,12 +171,12 @@ int pp_axis(PyObject *o, int *axis)
         *axis = PN_ALL_AXES;
         return 0;
     }
-    if (!PyIndex_Check(o) || PyBool_Check(o)) {
+    if (!pp_is_int(o)) {
         PyErr_Format(PyExc_TypeError, "axis must be an int or None, got %s.", Py_TYPE(o)->tp_name);
         return -1;
     }
-    long v = PyLong_AsLong(o);
-    if (v == -1 && PyErr_Occurred()) return -1;
+    long long v;
+    if (pp_int(o, &v, "axis")) return -1;
     if (v < INT32_MIN + 1 || v > INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "Axis out of range.");
         return -1;
@@ -233,6 +261,7 @@ static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol,
 #define SIG_UNARY "a: array, /, *, stream: stream = None"
 #define SIG_UNARY_NAMED "a: array, stream: stream = None"
 #define SIG_BINARY "a: pair, b: pair, *, stream: stream = None"
+#define SIG_BINARY_POS_STREAM "a: pair, b: pair, stream: stream = None" /* MLX's stream positional too */
 #define SIG_REDUCE "a: array, /, axis: axes = None, keepdims: bool = False, *, stream: stream = None"
 #define SIG_ARG_REDUCE "a: array, /, axis: axis = None, keepdims: bool = False, *, stream: stream = None"
 #define SIG_MOMENT "a: array, /, axis: axes = None, keepdims: bool = False, ddof: int = 0, *, stream: stream = None"
@@ -269,16 +298,20 @@ static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol,
     X(conjugate, pn_conjugate) X(conj, pn_conjugate)
 
 #define BINARY_OPS(X)                                                                              \
-    X(add, pn_add) X(subtract, pn_subtract) X(multiply, pn_multiply) X(divide, pn_divide)         \
-    X(floor_divide, pn_floor_divide) X(remainder, pn_remainder) X(power, pn_power)                \
-    X(maximum, pn_maximum) X(minimum, pn_minimum) X(arctan2, pn_arctan2)                          \
-    X(logaddexp, pn_logaddexp) X(equal, pn_equal) X(not_equal, pn_not_equal) X(less, pn_less)     \
-    X(less_equal, pn_less_equal) X(greater, pn_greater) X(greater_equal, pn_greater_equal)        \
-    X(logical_and, pn_logical_and) X(logical_or, pn_logical_or) X(logical_xor, op_logical_xor)    \
-    X(bitwise_and, pn_bitwise_and) X(bitwise_or, pn_bitwise_or) X(bitwise_xor, pn_bitwise_xor)    \
-    X(left_shift, pn_left_shift) X(right_shift, pn_right_shift) X(matmul, pn_matmul)              \
-    X(outer, pn_outer) X(inner, pn_inner) X(kron, pn_kron) X(pow, pn_power) X(atan2, pn_arctan2) \
+    X(power, pn_power) X(maximum, pn_maximum) X(minimum, pn_minimum) X(arctan2, pn_arctan2)       \
+    X(logaddexp, pn_logaddexp) X(logical_and, pn_logical_and) X(logical_or, pn_logical_or)        \
+    X(logical_xor, op_logical_xor) X(matmul, pn_matmul) X(outer, pn_outer) X(inner, pn_inner)     \
+    X(kron, pn_kron) X(pow, pn_power) X(atan2, pn_arctan2)                                        \
     X(bitwise_left_shift, pn_left_shift) X(bitwise_right_shift, pn_right_shift)
+
+/* Binary ops whose MLX signature takes the stream positionally as well. */
+#define BINARY_OPS_POS_STREAM(X)                                                                   \
+    X(add, pn_add) X(subtract, pn_subtract) X(multiply, pn_multiply) X(divide, pn_divide)         \
+    X(floor_divide, pn_floor_divide) X(remainder, pn_remainder) X(equal, pn_equal)                \
+    X(not_equal, pn_not_equal) X(less, pn_less) X(less_equal, pn_less_equal)                      \
+    X(greater, pn_greater) X(greater_equal, pn_greater_equal) X(bitwise_and, pn_bitwise_and)      \
+    X(bitwise_or, pn_bitwise_or) X(bitwise_xor, pn_bitwise_xor) X(left_shift, pn_left_shift)      \
+    X(right_shift, pn_right_shift)
 
 #define REDUCE_OPS(X)                                                                              \
     X(sum, pn_sum) X(prod, pn_prod) X(max, pn_max) X(min, pn_min) X(mean, pn_mean)                \
@@ -292,11 +325,12 @@ static pn_array *op_allclose(pn_array *a, pn_array *b, double rtol, double atol,
 #define ROW_UNARY(name, fn) PP_SIG(#name, a, fn, SIG_UNARY, NULL),
 #define ROW_UNARY_NAMED(name, fn) PP_SIG(#name, a, fn, SIG_UNARY_NAMED, NULL),
 #define ROW_BINARY(name, fn) PP_SIG(#name, aa, fn, SIG_BINARY, NULL),
+#define ROW_BINARY_POS_STREAM(name, fn) PP_SIG(#name, aa, fn, SIG_BINARY_POS_STREAM, NULL),
 #define ROW_REDUCE(name, fn) PP_SIG(#name, axb, fn, SIG_REDUCE, NULL),
 #define ROW_SCAN(name, fn) PP_SIG(#name, aibb, fn, SIG_SCAN, NULL),
 
 static pp_sig op_sigs[] = {
-    UNARY_OPS(ROW_UNARY) UNARY_OPS_NAMED(ROW_UNARY_NAMED) BINARY_OPS(ROW_BINARY) REDUCE_OPS(ROW_REDUCE) SCAN_OPS(ROW_SCAN)
+    UNARY_OPS(ROW_UNARY) UNARY_OPS_NAMED(ROW_UNARY_NAMED) BINARY_OPS(ROW_BINARY) BINARY_OPS_POS_STREAM(ROW_BINARY_POS_STREAM) REDUCE_OPS(ROW_REDUCE) SCAN_OPS(ROW_SCAN)
     PP_SIG("var", axbi, pn_var, SIG_MOMENT, NULL),
     PP_SIG("std", axbi, pn_std, SIG_MOMENT, NULL),
     PP_SIG("argmax", aib, pn_argmax, SIG_ARG_REDUCE, NULL),
@@ -315,14 +349,14 @@ static pp_sig op_sigs[] = {
     PP_SIG("identity", Lt, pn_identity, "n: size, dtype: dtype? = float32, *, stream: stream = None", NULL),
     PP_SIG("tril", ai, pn_tril, SIG_TRI, NULL),
     PP_SIG("triu", ai, pn_triu, SIG_TRI, NULL),
-    PP_SIG("astype", at, pn_astype, "a: array, /, dtype: dtype, *, stream: stream = None", NULL),
+    PP_SIG("astype", at, pn_astype, "a: array, /, dtype: dtype, stream: stream = None", NULL),
     PP_SIG("view", at, pn_view, "a: array, dtype: dtype, stream: stream = None", NULL),
     /* elementwise with arguments */
-    PP_SIG("round", ai, pn_round, "a: array, /, decimals: int = 0, *, stream: stream = None", NULL),
+    PP_SIG("round", ai, pn_round, "a: array, /, decimals: int = 0, stream: stream = None", NULL),
     PP_SIG("clip", aaa, op_clip, "a: array, /, a_min: weak?, a_max: weak?, *, stream: stream = None", NULL),
     PP_SIG("isclose", aaddb, op_isclose, SIG_CLOSE, NULL),
     PP_SIG("allclose", aaddb, op_allclose, SIG_CLOSE, NULL),
-    PP_SIG("array_equal", aab, pn_array_equal, "a: array, b: array, equal_nan: bool = False, *, stream: stream = None", NULL),
+    PP_SIG("array_equal", aab, pn_array_equal, "a: array, b: array, equal_nan: bool = False, stream: stream = None", NULL),
     /* shapes */
     PP_SIG("reshape", as, pn_reshape, SIG_SHAPE("shape"), NULL),
     PP_SIG("broadcast_to", as, pn_broadcast_to, SIG_SHAPE("shape"), NULL),
@@ -384,10 +418,10 @@ static pp_sig fast_sigs[] = {
     PP_SIG_END,
 };
 
-#define SIG_RANDOM_TAIL "key: key = None, *, stream: stream = None"
+#define SIG_RANDOM_TAIL "key: key = None, stream: stream = None" /* MLX's stream positional too */
 static pp_sig random_sigs[] = {
-    PP_SIG("split", ai, pn_random_split, "key: key, num: int = 2, *, stream: stream = None", NULL),
-    PP_SIG("bits", sia, pn_random_bits, "shape: shape = (), width: int = 4, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("split", ai, pn_random_split, "key: key, num: int = 2, stream: stream = None", NULL),
+    PP_SIG("bits", sia, pn_random_bits, "shape: shape = (), width: int = 4, key: key = None, *, stream: stream = None", NULL),
     PP_SIG("normal", stdda, pn_random_normal, "shape: shape = (), dtype: dtype? = float32, loc: float = 0, scale: float = 1, " SIG_RANDOM_TAIL, NULL),
     PP_SIG("laplace", stdda, pn_random_laplace, "shape: shape = (), dtype: dtype? = float32, loc: float = 0, scale: float = 1, " SIG_RANDOM_TAIL, NULL),
     PP_SIG("gumbel", sta, pn_random_gumbel, "shape: shape = (), dtype: dtype? = float32, " SIG_RANDOM_TAIL, NULL),
@@ -399,52 +433,91 @@ static pp_sig random_sigs[] = {
 
 /* ───────────────────────────── creation ───────────────────────────── */
 
-static int number_arg(PyObject *o, double *v, int *is_float)
+/* An arange bound: an int (any pp_is_int, and bool; *wide set when it does not fit int32, as
+ * MLX then makes int64) or a float (a Python float or a numpy floating scalar). 0 or -1. */
+static int number_arg(PyObject *o, double *v, int *is_float, int *wide)
 {
-    if (PyFloat_Check(o)) *is_float = 1;
-    else if (!PyLong_Check(o)) {
+    if (PyBool_Check(o) || pp_is_int(o)) {
+        PyObject *i = PyNumber_Index(o);
+        long long x = i ? PyLong_AsLongLong(i) : -1;
+        Py_XDECREF(i);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        if (x < INT32_MIN || x > INT32_MAX) *wide = 1;
+        *v = (double)x;
+        return 0;
+    }
+    if (!PyFloat_Check(o) && (PPArray_Check(o) || !PyObject_HasAttrString(o, "__float__") ||
+                              PyComplex_Check(o))) {
         PyErr_Format(PyExc_TypeError, "Expected an int or a float, got %s.", Py_TYPE(o)->tp_name);
         return -1;
     }
+    *is_float = 1;
     *v = PyFloat_AsDouble(o);
     return *v == -1.0 && PyErr_Occurred() ? -1 : 0;
 }
 
+/* arange(stop), arange(start, stop[, step[, dtype]]), and MLX's second form arange(stop, step,
+ * dtype) (a Dtype third: the two numbers are stop and step), or arange(stop, dtype). Python-int
+ * bounds give int32, int64 when one does not fit int32 (as MLX); a float bound gives float32. */
 FN(arange)
 {
     KW("start", "stop", "step", "dtype", "stream");
     PyObject *a = NULL, *b = Py_None, *c = Py_None, *stream = Py_None;
     int dtype = -1;
     PARSE("O|OOO&$O", &a, &b, &c, pp_opt_dtype_conv, &dtype, &stream);
+    PyObject *pos_dtype = PyObject_TypeCheck(b, &PPDtype_Type) ? b : PyObject_TypeCheck(c, &PPDtype_Type) ? c : NULL;
+    if (pos_dtype) {
+        if (dtype >= 0) {
+            PyErr_SetString(PyExc_TypeError, "arange() got multiple values for argument 'dtype'.");
+            return NULL;
+        }
+        dtype = (int)((PPDtype *)pos_dtype)->dtype;
+        if (pos_dtype == c) c = b; /* arange(stop, step, dtype) */
+        else c = Py_None;
+        b = Py_None;
+    }
     double start = 0, stop, step = 1;
-    int isf = 0;
+    int isf = 0, wide = 0;
     if (b == Py_None) {
-        if (number_arg(a, &stop, &isf)) return NULL;
-    } else if (number_arg(a, &start, &isf) || number_arg(b, &stop, &isf)) {
+        if (number_arg(a, &stop, &isf, &wide)) return NULL;
+    } else if (number_arg(a, &start, &isf, &wide) || number_arg(b, &stop, &isf, &wide)) {
         return NULL;
     }
-    if (c != Py_None && number_arg(c, &step, &isf)) return NULL;
-    pn_dtype t = dtype >= 0 ? (pn_dtype)dtype : isf ? PN_FLOAT32 : PN_INT32;
+    if (c != Py_None && number_arg(c, &step, &isf, &wide)) return NULL;
+    pn_dtype t = dtype >= 0 ? (pn_dtype)dtype : isf ? PN_FLOAT32 : wide ? PN_INT64 : PN_INT32;
     ENTER(stream);
     return done(&h, pushed, pn_arange(start, stop, step, t));
 }
 
+/* linspace(start, stop, num=50, endpoint=True, dtype=float32, stream=None); a Dtype in
+ * endpoint's place is the dtype (MLX's older linspace(start, stop, num, dtype, stream)). */
 FN(linspace)
 {
     KW("start", "stop", "num", "endpoint", "dtype", "stream");
     double start, stop;
-    Py_ssize_t num = 50;
-    int endpoint = 1, dtype = PN_FLOAT32;
-    PyObject *stream = Py_None;
-    PARSE("dd|npO&O", &start, &stop, &num, &endpoint, pp_opt_dtype_conv, &dtype, &stream);
+    long long num = 50;
+    PyObject *numo = NULL, *endo = Py_True, *stream = Py_None;
+    int dtype = -1;
+    PARSE("dd|OOO&O", &start, &stop, &numo, &endo, pp_opt_dtype_conv, &dtype, &stream);
+    if (numo && numo != Py_None && pp_int(numo, &num, "num")) return NULL;
+    if (PyObject_TypeCheck(endo, &PPDtype_Type)) {
+        if (dtype >= 0) {
+            PyErr_SetString(PyExc_TypeError, "linspace() got multiple values for argument 'dtype'.");
+            return NULL;
+        }
+        dtype = (int)((PPDtype *)endo)->dtype;
+        endo = Py_True;
+    }
+    int endpoint = PyObject_IsTrue(endo);
+    if (endpoint < 0) return NULL;
     if (num < 0) {
-        PyErr_Format(PyExc_ValueError, "[linspace] number of samples, %zd, must be non-negative.", num);
+        PyErr_Format(PyExc_ValueError, "[linspace] number of samples, %lld, must be non-negative.", num);
         return NULL;
     }
     if (dtype < 0) dtype = PN_FLOAT32;
     if (!endpoint && num > 0) stop = start + (stop - start) * (double)(num - 1) / (double)num;
     ENTER(stream);
-    return done(&h, pushed, pn_linspace(start, stop, num, (pn_dtype)dtype));
+    return done(&h, pushed, pn_linspace(start, stop, (int64_t)num, (pn_dtype)dtype));
 }
 
 static PyObject *matrix_op(int which, PyObject *args, PyObject *kw)
@@ -455,7 +528,9 @@ static PyObject *matrix_op(int which, PyObject *args, PyObject *kw)
     int k = 0, dtype = which == 0 ? PN_FLOAT32 : PN_FLOAT32;
     PARSE("n|OiO&$O", &n, &mo, &k, pp_opt_dtype_conv, &dtype, &stream);
     Py_ssize_t mm = n;
-    if (mo != Py_None && (mm = PyLong_AsSsize_t(mo)) == -1 && PyErr_Occurred()) return NULL;
+    long long mv;
+    if (mo != Py_None && pp_int(mo, &mv, "m")) return NULL;
+    if (mo != Py_None) mm = (Py_ssize_t)mv;
     if (dtype < 0) dtype = PN_FLOAT32;
     ENTER(stream);
     return done(&h, pushed, which == 0 ? pn_eye(n, mm, k, (pn_dtype)dtype) : pn_tri(n, mm, k, (pn_dtype)dtype));
@@ -518,7 +593,7 @@ FN(divmod)
 {
     KW("a", "b", "stream");
     PyObject *ao, *bo, *stream = Py_None;
-    PARSE("OO|$O", &ao, &bo, &stream);
+    PARSE("OO|O", &ao, &bo, &stream);
     ENTER(stream);
     pn_array *a = PPArray_Check(ao) ? W(&h, ao, NULL) : A(&h, ao), *b = a ? W(&h, bo, a) : NULL;
     if (!b) return fail(&h, pushed);
@@ -650,10 +725,10 @@ FN(split)
     int axis = 0;
     PARSE("OO|i$O", &ao, &io, &axis, &stream);
     int64_t idx[1024];
-    int sections = PyLong_Check(io), n = 0;
+    int sections = pp_is_int(io), n = 0;
     if (sections) {
-        long v = PyLong_AsLong(io);
-        if (v == -1 && PyErr_Occurred()) return NULL;
+        long long v;
+        if (pp_int(io, &v, "indices_or_sections")) return NULL;
         if (v <= 0 || v > 1 << 20) {
             PyErr_SetString(PyExc_ValueError, "[split] Invalid number of sections.");
             return NULL;
@@ -735,15 +810,15 @@ FN(pad)
     /* int, (int,), (lo, hi), or per-axis pairs, as numpy */
     int64_t flat[2 * PP_MAXDIM];
     int ok = 1;
-    if (PyLong_Check(po)) {
-        long long v = PyLong_AsLongLong(po);
-        if (v == -1 && PyErr_Occurred()) return fail(&h, pushed);
+    if (pp_is_int(po)) {
+        long long v;
+        if (pp_int(po, &v, "pad_width")) return fail(&h, pushed);
         for (int d = 0; d < nd; d++) lo[d] = hi[d] = v;
     } else {
         PyObject *f = PySequence_Fast(po, "pad_width must be an int or a sequence.");
         if (!f) return fail(&h, pushed);
         Py_ssize_t n = PySequence_Fast_GET_SIZE(f);
-        if (n > 0 && !PyLong_Check(PySequence_Fast_GET_ITEM(f, 0))) {
+        if (n > 0 && !pp_is_int(PySequence_Fast_GET_ITEM(f, 0))) {
             if (n != nd && n != 1) ok = 0;
             for (int d = 0; ok > 0 && d < nd; d++) {
                 int k = pp_shape(PySequence_Fast_GET_ITEM(f, n == 1 ? 0 : d), flat, 2, "pad_width");
@@ -884,9 +959,14 @@ FN(tensordot)
     PyObject *ao, *bo, *axo = NULL, *stream = Py_None;
     PARSE("OO|O$O", &ao, &bo, &axo, &stream);
     int n = 2, axa[PP_MAXDIM], axb[PP_MAXDIM], pairs = 0;
-    if (axo && PyLong_Check(axo)) {
-        n = (int)PyLong_AsLong(axo);
-        if (n == -1 && PyErr_Occurred()) return NULL;
+    if (axo && pp_is_int(axo)) {
+        long long v;
+        if (pp_int(axo, &v, "axes")) return NULL;
+        if (v < INT_MIN || v > INT_MAX) {
+            PyErr_SetString(PyExc_ValueError, "[tensordot] axes out of range.");
+            return NULL;
+        }
+        n = (int)v;
     } else if (axo) {
         if (!PySequence_Check(axo) || PySequence_Size(axo) != 2) {
             PyErr_SetString(PyExc_ValueError, "[tensordot] axes must be an int or a pair of axis lists.");
@@ -1003,8 +1083,8 @@ FN(slice_update)
     return done(&h, pushed, pn_slice_update_dynamic(a, u, i, axes, na));
 }
 
-/* einsum_path: Ponte's einsum has no contraction-order optimizer; the path it reports is the
- * pairwise left-to-right order numpy calls "naive". */
+/* einsum_path(subscripts, *operands): (the path, as a list of tuples of positions, and a
+ * report), the order pn_einsum contracts in (pn_einsum_path). */
 FN(einsum_path)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(args);
@@ -1012,27 +1092,38 @@ FN(einsum_path)
         PyErr_SetString(PyExc_TypeError, "einsum_path(subscripts, *operands): subscripts must be a str.");
         return NULL;
     }
+    const char *subs = PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0));
     pn_array *in[64];
-    PyObject *rest = PyTuple_GetSlice(args, 1, n);
+    PyObject *rest = subs ? PyTuple_GetSlice(args, 1, n) : NULL;
     int k = rest ? star_arrays(rest, in, 64) : -1;
     Py_XDECREF(rest);
     if (k < 0) return NULL;
-    pn_scope_push();
-    pn_array *r = pn_einsum(PyUnicode_AsUTF8(PyTuple_GET_ITEM(args, 0)), in, k); /* validates */
-    pn_scope_pop();
+    int flat[4 * 64];
+    uint64_t info[4];
+    int steps = pn_einsum_path(subs, in, k, flat, 4 * 64, info);
     pp_release_all(in, k);
-    if (!r) return pp_raise();
-    PyObject *path = PyList_New(0);
-    for (int i = 0; path && i < (k > 1 ? k - 1 : 1); i++) {
-        PyObject *pair = k > 1 ? Py_BuildValue("(ii)", 0, 1) : Py_BuildValue("(i)", 0);
-        if (!pair || PyList_Append(path, pair)) Py_CLEAR(path);
-        Py_XDECREF(pair);
+    if (steps < 0) return pp_raise();
+    PyObject *path = PyList_New(steps);
+    for (int s = 0, w = 0; path && s < steps; s++) {
+        int c = flat[w++];
+        PyObject *t = PyTuple_New(c);
+        for (int j = 0; t && j < c; j++) {
+            PyObject *v = PyLong_FromLong(flat[w++]);
+            if (!v) Py_CLEAR(t);
+            else PyTuple_SET_ITEM(t, j, v);
+        }
+        if (!t) Py_CLEAR(path);
+        else PyList_SET_ITEM(path, s, t);
     }
     if (!path) return NULL;
     return Py_BuildValue("(NN)", path,
-                         PyUnicode_FromFormat("  Complete contraction:  %U\n  Ponte contracts the %d "
-                                              "operands pairwise from the left (no path optimization).",
-                                              PyTuple_GET_ITEM(args, 0), k));
+                         PyUnicode_FromFormat("  Complete contraction:  %s\n"
+                                              "         Naive scaling:  %llu\n"
+                                              "     Optimized scaling:  %llu\n"
+                                              "      Naive FLOP count:  %llu\n"
+                                              "  Optimized FLOP count:  %llu\n",
+                                              subs, (unsigned long long)info[2], (unsigned long long)info[3],
+                                              (unsigned long long)info[0], (unsigned long long)info[1]));
 }
 
 /* bartlett, blackman, hamming, hanning: the window of M points. */
@@ -1058,7 +1149,7 @@ static int per_axis(PyObject *o, int n, int *out, const char *op, const char *wh
     int64_t tmp[PP_MAXDIM];
     int k = pp_shape(o, tmp, PP_MAXDIM, what);
     if (k < 0) return -1;
-    int single = PyLong_Check(o);
+    int single = pp_is_int(o);
     if (!single && k != n) {
         PyErr_Format(PyExc_ValueError, "[%s] %s must be an int or a sequence of %d ints, got %d.", op,
                      what, n, k);
@@ -1135,9 +1226,9 @@ FN(conv_general)
               (kdo && per_axis(kdo, nd, kd, "conv_general", "kernel_dilation")) ||
               (ido && per_axis(ido, nd, id, "conv_general", "input_dilation"));
     if (!bad && po) { /* int, sequence of nd ints, or a pair (low, high) of such */
-        PyObject *f = PyLong_Check(po) ? NULL : PySequence_Fast(po, "padding must be an int or a sequence.");
-        int pair = f && PySequence_Fast_GET_SIZE(f) == 2 && !PyLong_Check(PySequence_Fast_GET_ITEM(f, 0));
-        if (!PyLong_Check(po) && !f) bad = 1;
+        PyObject *f = pp_is_int(po) ? NULL : PySequence_Fast(po, "padding must be an int or a sequence.");
+        int pair = f && PySequence_Fast_GET_SIZE(f) == 2 && !pp_is_int(PySequence_Fast_GET_ITEM(f, 0));
+        if (!pp_is_int(po) && !f) bad = 1;
         else if (pair)
             bad = per_axis(PySequence_Fast_GET_ITEM(f, 0), nd, lo, "conv_general", "padding") ||
                   per_axis(PySequence_Fast_GET_ITEM(f, 1), nd, hi, "conv_general", "padding");
@@ -1343,11 +1434,21 @@ static int opt_shape(PyObject *o, int64_t *shape, int *n)
     return *n < 0 ? -1 : 0;
 }
 
+/* "O&" converter of a seed: any int (pp_index), taken modulo 2^64 as MLX's uint64. */
+static int seed_conv(PyObject *o, void *out)
+{
+    PyObject *i = pp_index(o, "seed");
+    if (!i) return 0;
+    *(unsigned long long *)out = PyLong_AsUnsignedLongLongMask(i);
+    Py_DECREF(i);
+    return !PyErr_Occurred();
+}
+
 FN(random_key)
 {
     KW("seed");
     unsigned long long seed;
-    PARSE("K", &seed);
+    PARSE("O&", seed_conv, &seed);
     return pp_wrap(pn_random_key(seed));
 }
 
@@ -1355,7 +1456,7 @@ FN(random_seed)
 {
     KW("seed");
     unsigned long long seed;
-    PARSE("K", &seed);
+    PARSE("O&", seed_conv, &seed);
     pn_random_seed(seed);
     Py_RETURN_NONE;
 }
@@ -1366,7 +1467,7 @@ FN(random_uniform)
     PyObject *lo = NULL, *hi = NULL, *so = NULL, *ko = Py_None, *stream = Py_None;
     int dtype = PN_FLOAT32, n = 0;
     int64_t shape[PP_MAXDIM];
-    PARSE("|OOOO&O$O", &lo, &hi, &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
+    PARSE("|OOOO&OO", &lo, &hi, &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
     pn_array *key;
     if ((so && (n = pp_shape(so, shape, PP_MAXDIM, "shape")) < 0) || key_arg(ko, &key)) return NULL;
     if (dtype < 0) dtype = PN_FLOAT32;
@@ -1395,7 +1496,7 @@ FN(random_randint)
     PyObject *lo, *hi, *so = NULL, *ko = Py_None, *stream = Py_None;
     int dtype = PN_INT32, n = -1;
     int64_t shape[PP_MAXDIM];
-    PARSE("OO|OO&O$O", &lo, &hi, &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
+    PARSE("OO|OO&OO", &lo, &hi, &so, pp_opt_dtype_conv, &dtype, &ko, &stream);
     pn_array *key;
     if (opt_shape(so, shape, &n) || key_arg(ko, &key)) return NULL;
     if (dtype < 0) dtype = PN_INT32;
@@ -1412,7 +1513,7 @@ FN(random_categorical)
     PyObject *lo, *so = NULL, *no = Py_None, *ko = Py_None, *stream = Py_None;
     int axis = -1, n = -1, ns = 0;
     int64_t shape[PP_MAXDIM];
-    PARSE("O|iOOO$O", &lo, &axis, &so, &no, &ko, &stream);
+    PARSE("O|iOOOO", &lo, &axis, &so, &no, &ko, &stream);
     pn_array *key;
     if (opt_shape(so, shape, &n) || key_arg(ko, &key)) return NULL;
     if (no != Py_None) {
@@ -1420,8 +1521,13 @@ FN(random_categorical)
             PyErr_SetString(PyExc_ValueError, "[categorical] At most one of shape or num_samples can be specified.");
             return NULL;
         }
-        ns = (int)PyLong_AsLong(no);
-        if (ns == -1 && PyErr_Occurred()) return NULL;
+        long long v;
+        if (pp_int(no, &v, "num_samples")) return NULL;
+        if (v < 0 || v > INT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "[categorical] num_samples out of range.");
+            return NULL;
+        }
+        ns = (int)v;
     }
     ENTER(stream);
     pn_array *l = A(&h, lo);
@@ -1434,290 +1540,19 @@ FN(random_permutation)
     KW("x", "axis", "key", "stream");
     PyObject *xo, *ko = Py_None, *stream = Py_None;
     int axis = 0;
-    PARSE("O|iO$O", &xo, &axis, &ko, &stream);
+    PARSE("O|iOO", &xo, &axis, &ko, &stream);
     pn_array *key;
     if (key_arg(ko, &key)) return NULL;
     ENTER(stream);
-    if (PyLong_Check(xo)) {
-        long long nn = PyLong_AsLongLong(xo);
-        if (nn == -1 && PyErr_Occurred()) return fail(&h, pushed);
+    if (pp_is_int(xo)) {
+        long long nn;
+        if (pp_int(xo, &nn, "x")) return fail(&h, pushed);
         return done(&h, pushed, pn_random_permutation_n(nn, key));
     }
     pn_array *x = A(&h, xo);
     if (!x) return fail(&h, pushed);
     return done(&h, pushed, pn_random_permutation(x, axis, key));
 }
-
-/* ───────────────────────────── files ───────────────────────────── */
-
-static const char *path_arg(PyObject *o, PyObject **holder_obj)
-{
-    *holder_obj = PyOS_FSPath(o);
-    if (!*holder_obj) return NULL;
-    if (PyBytes_Check(*holder_obj)) return PyBytes_AS_STRING(*holder_obj);
-    return PyUnicode_AsUTF8(*holder_obj);
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* A dict of the arrays in a parameter map. */
-static PyObject *params_dict(pn_params *p)
-{
-    PyObject *d = PyDict_New();
-    for (int i = 0; d && i < pn_params_count(p); i++) {
-        PyObject *a = pp_wrap_borrowed(pn_params_at(p, i));
-        if (!a || PyDict_SetItemString(d, pn_params_name(p, i), a)) Py_CLEAR(d);
-        Py_XDECREF(a);
-    }
-    return d;
-}
-
-/* A parameter map from a dict of arrays. NULL with an exception. */
-static pn_params *dict_params(PyObject *d)
-{
-    if (!PyDict_Check(d)) {
-        PyErr_SetString(PyExc_TypeError, "Expected a dict of arrays.");
-        return NULL;
-    }
-    pn_params *p = pn_params_new();
-    if (!p) return (pn_params *)pp_raise();
-    PyObject *k, *v;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(d, &pos, &k, &v)) {
-        const char *name = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
-        pn_array *a = name ? pp_arr(v) : NULL;
-        if (!name && !PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "Keys must be strings.");
-        int rc = a ? pn_params_set(p, name, a) : -1;
-        if (a) pn_release(a);
-        if (rc) {
-            if (!PyErr_Occurred()) pp_raise();
-            pn_params_free(p);
-            return NULL;
-        }
-    }
-    return p;
-}
-
-FN(save)
-{
-    KW("file", "arr");
-    PyObject *fo, *ao, *ph;
-    PARSE("OO", &fo, &ao);
-    const char *path = path_arg(fo, &ph);
-    if (!path) return NULL;
-    PyObject *full = NULL;
-    if (!ends_with(path, ".npy")) {
-        full = PyUnicode_FromFormat("%s.npy", path);
-        path = full ? PyUnicode_AsUTF8(full) : NULL;
-    }
-    pn_array *a = path ? pp_arr(ao) : NULL;
-    int rc = a ? pn_save_npy(path, a) : -1;
-    pn_release(a);
-    Py_XDECREF(full);
-    Py_DECREF(ph);
-    if (rc) return PyErr_Occurred() ? NULL : pp_raise();
-    Py_RETURN_NONE;
-}
-
-static PyObject *gguf_meta_dict(const pn_gguf_meta *m);
-
-FN(load)
-{
-    KW("file", "format", "return_metadata", "stream");
-    PyObject *fo, *fmt = Py_None, *stream = Py_None, *ph;
-    int meta = 0;
-    PARSE("O|Op$O", &fo, &fmt, &meta, &stream);
-    const char *path = path_arg(fo, &ph);
-    if (!path) return NULL;
-    const char *f = fmt != Py_None ? PyUnicode_AsUTF8(fmt) : strrchr(path, '.') ? strrchr(path, '.') + 1 : "";
-    PyObject *r = NULL;
-    if (!f) {
-        Py_DECREF(ph);
-        return NULL;
-    }
-    if (!strcmp(f, "npy")) {
-        r = pp_wrap(pn_load_npy(path));
-    } else if (!strcmp(f, "npz") || !strcmp(f, "safetensors")) {
-        pn_params *p = pn_load_params(path);
-        r = p ? params_dict(p) : pp_raise();
-        pn_params_free(p);
-    } else if (!strcmp(f, "gguf")) {
-        pn_gguf_meta *m = NULL;
-        pn_params *p = pn_load_gguf(path, meta ? &m : NULL);
-        r = p ? params_dict(p) : pp_raise();
-        pn_params_free(p);
-        if (r && meta) {
-            PyObject *md = gguf_meta_dict(m);
-            r = md ? Py_BuildValue("(NN)", r, md) : (Py_DECREF(r), NULL);
-        }
-        pn_gguf_meta_free(m);
-        Py_DECREF(ph);
-        return r;
-    } else {
-        PyErr_Format(PyExc_ValueError, "[load] Unsupported file format %s.", f);
-    }
-    Py_DECREF(ph);
-    if (r && meta) return Py_BuildValue("(N{})", r);
-    return r;
-}
-
-/* GGUF metadata as a dict: arrays, str, or lists of str. */
-static PyObject *gguf_meta_dict(const pn_gguf_meta *m)
-{
-    PyObject *d = PyDict_New();
-    for (int i = 0; d && i < pn_gguf_meta_count(m); i++) {
-        pn_array *a = pn_gguf_meta_array(m, i);
-        PyObject *v = NULL;
-        if (a) {
-            v = pp_wrap_borrowed(a);
-        } else {
-            const char *const *strs;
-            bool is_list;
-            int64_t n = pn_gguf_meta_strings(m, i, &strs, &is_list);
-            if (!is_list) {
-                v = PyUnicode_DecodeUTF8(strs[0], (Py_ssize_t)strlen(strs[0]), "replace");
-            } else if ((v = PyList_New((Py_ssize_t)n))) {
-                for (int64_t j = 0; j < n; j++) {
-                    PyObject *x = PyUnicode_DecodeUTF8(strs[j], (Py_ssize_t)strlen(strs[j]), "replace");
-                    if (!x) {
-                        Py_CLEAR(v);
-                        break;
-                    }
-                    PyList_SET_ITEM(v, (Py_ssize_t)j, x);
-                }
-            }
-        }
-        if (!v || PyDict_SetItemString(d, pn_gguf_meta_key(m, i), v)) Py_CLEAR(d);
-        Py_XDECREF(v);
-    }
-    return d;
-}
-
-/* A GGUF metadata map from a dict of arrays, str and lists of str. NULL with an exception. */
-static pn_gguf_meta *meta_of_dict(PyObject *d)
-{
-    pn_gguf_meta *m = pn_gguf_meta_new();
-    if (!m) return (pn_gguf_meta *)pp_raise();
-    if (d == Py_None) return m;
-    if (!PyDict_Check(d)) {
-        PyErr_SetString(PyExc_TypeError, "[save_gguf] metadata must be a dict.");
-        pn_gguf_meta_free(m);
-        return NULL;
-    }
-    PyObject *k, *v;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(d, &pos, &k, &v)) {
-        const char *key = PyUnicode_Check(k) ? PyUnicode_AsUTF8(k) : NULL;
-        int rc = -1;
-        if (!key) {
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "[save_gguf] Metadata keys must be strings.");
-        } else if (PPArray_Check(v)) {
-            rc = pn_gguf_meta_set_array(m, key, PPARR(v));
-        } else if (PyUnicode_Check(v)) {
-            const char *s = PyUnicode_AsUTF8(v);
-            rc = s ? pn_gguf_meta_set_strings(m, key, &s, 1, false) : -1;
-        } else if (PyList_Check(v)) {
-            Py_ssize_t n = PyList_GET_SIZE(v);
-            const char **strs = PyMem_Malloc((size_t)(n + 1) * sizeof *strs);
-            Py_ssize_t j = 0;
-            for (; strs && j < n; j++) {
-                PyObject *x = PyList_GET_ITEM(v, j);
-                if (!PyUnicode_Check(x) || !(strs[j] = PyUnicode_AsUTF8(x))) break;
-            }
-            if (!strs) PyErr_NoMemory();
-            else if (j == n) rc = pn_gguf_meta_set_strings(m, key, strs, n, true);
-            else if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "[save_gguf] Metadata lists must hold strings.");
-            PyMem_Free(strs);
-        } else {
-            PyErr_Format(PyExc_TypeError, "[save_gguf] Metadata values must be arrays, strings or lists "
-                         "of strings, got %s.", Py_TYPE(v)->tp_name);
-        }
-        if (rc) {
-            if (!PyErr_Occurred()) pp_raise();
-            pn_gguf_meta_free(m);
-            return NULL;
-        }
-    }
-    return m;
-}
-
-FN(save_gguf)
-{
-    KW("file", "arrays", "metadata");
-    PyObject *fo, *d, *mo = Py_None, *ph;
-    PARSE("OO|O:save_gguf", &fo, &d, &mo);
-    const char *path = path_arg(fo, &ph);
-    if (!path) return NULL;
-    PyObject *full = NULL;
-    if (!ends_with(path, ".gguf")) {
-        full = PyUnicode_FromFormat("%s.gguf", path);
-        path = full ? PyUnicode_AsUTF8(full) : NULL;
-    }
-    pn_params *p = path ? dict_params(d) : NULL;
-    pn_gguf_meta *meta = p ? meta_of_dict(mo) : NULL;
-    int rc = meta ? pn_save_gguf(path, p, meta) : -1;
-    pn_gguf_meta_free(meta);
-    pn_params_free(p);
-    Py_XDECREF(full);
-    Py_DECREF(ph);
-    if (rc) return PyErr_Occurred() ? NULL : pp_raise();
-    Py_RETURN_NONE;
-}
-
-/* Saves dict's arrays to fo (ext appended when missing); compress: deflated .npz members. */
-static PyObject *save_map(PyObject *fo, PyObject *dict, const char *ext, bool compress)
-{
-    PyObject *ph;
-    const char *path = path_arg(fo, &ph);
-    if (!path) return NULL;
-    PyObject *full = NULL;
-    if (!ends_with(path, ext)) {
-        full = PyUnicode_FromFormat("%s%s", path, ext);
-        path = full ? PyUnicode_AsUTF8(full) : NULL;
-    }
-    pn_params *p = path ? dict_params(dict) : NULL;
-    int rc = !p ? -1 : compress ? pn_savez_compressed(path, p) : pn_save_params(path, p);
-    pn_params_free(p);
-    Py_XDECREF(full);
-    Py_DECREF(ph);
-    if (rc) return PyErr_Occurred() ? NULL : pp_raise();
-    Py_RETURN_NONE;
-}
-
-FN(save_safetensors)
-{
-    KW("file", "arrays", "metadata");
-    PyObject *fo, *d, *meta = Py_None;
-    PARSE("OO|O", &fo, &d, &meta);
-    return save_map(fo, d, ".safetensors", false);
-}
-
-/* savez / savez_compressed (file, *args, **kwargs): positional arrays as arr_0, arr_1, ... */
-static PyObject *savez_any(PyObject *args, PyObject *kw, bool compress)
-{
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
-    if (n < 1) {
-        PyErr_SetString(PyExc_TypeError, "savez(file, *args, **kwargs) needs a file.");
-        return NULL;
-    }
-    PyObject *d = kw ? PyDict_Copy(kw) : PyDict_New();
-    for (Py_ssize_t i = 1; d && i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "arr_%zd", i - 1);
-        if (PyDict_SetItemString(d, name, PyTuple_GET_ITEM(args, i))) Py_CLEAR(d);
-    }
-    if (!d) return NULL;
-    PyObject *r = save_map(PyTuple_GET_ITEM(args, 0), d, ".npz", compress);
-    Py_DECREF(d);
-    return r;
-}
-
-FN(savez) { return savez_any(args, kw, false); }
-FN(savez_compressed) { return savez_any(args, kw, true); }
 
 /* ───────────────────────────── matmul variants, depends, export_to_dot ───────────────────────────── */
 
@@ -1910,9 +1745,7 @@ static PyMethodDef op_methods[] = {
     DEF(concatenate, NULL) DEF(stack, NULL) DEF(split, NULL) DEF(unstack, NULL)
     DEF(pad, NULL) DEF(roll, NULL) DEF(atleast_1d, NULL) DEF(atleast_2d, NULL)
     DEF(atleast_3d, NULL) DEF(as_strided, NULL) DEF(meshgrid, NULL) DEF(tensordot, NULL)
-    DEF(einsum, NULL) DEF(result_type, NULL) DEF(save, NULL) DEF(load, NULL)
-    DEF(save_safetensors, NULL) DEF(savez, NULL) DEF(save_gguf, NULL)
-    DEF(minmax, NULL) DEF(hadamard_transform, NULL) DEF(slice, NULL) DEF(slice_update, NULL)
+    DEF(einsum, NULL) DEF(result_type, NULL) DEF(minmax, NULL) DEF(hadamard_transform, NULL) DEF(slice, NULL) DEF(slice_update, NULL)
     DEF(einsum_path, NULL) DEF(isdtype, NULL) DEF(conv1d, NULL) DEF(conv2d, NULL)
     DEF(conv3d, NULL) DEF(conv_transpose1d, NULL) DEF(conv_transpose2d, NULL)
     DEF(conv_transpose3d, NULL) DEF(conv_general, NULL) DEF(bartlett, NULL)
@@ -1921,7 +1754,6 @@ static PyMethodDef op_methods[] = {
     DEF(can_cast, "can_cast(from_, to): whether promoting from_ (an array or Dtype) with to gives to.")
     DEF(unique, "unique(a, /, size, return_index=False, return_inverse=False, return_counts=False, "
                 "fill_value=None, *, stream=None): the sorted unique elements of the flattened a at a static size.")
-    DEF(savez_compressed, "savez_compressed(file, *args, **kwargs): savez with deflated members.")
     DEF_AS("concat", concatenate)
     {NULL},
 };

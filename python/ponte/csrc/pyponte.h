@@ -101,6 +101,13 @@ PyObject *pp_item(pn_array *a);
 
 /* ───────────────────────────── argument helpers ───────────────────────────── */
 
+/* The one test and parser of integer arguments: a Python int or any integer scalar with
+ * __index__ that is not a sequence (numpy.int64, a numpy integer array of shape ()); bool is
+ * not an int here. pp_index: a new int object, or NULL with TypeError "<what> must be an int,
+ * got <type>."; pp_int: its value (0, or -1 with TypeError / OverflowError). */
+int pp_is_int(PyObject *o);
+PyObject *pp_index(PyObject *o, const char *what);
+int pp_int(PyObject *o, long long *v, const char *what);
 /* An int or a sequence of ints into shape (at most max entries). Returns the count or -1. */
 int pp_shape(PyObject *o, int64_t *shape, int max, const char *what);
 /* None (returns -2: all axes), an int, or a sequence of ints. Returns the count or -1. */
@@ -139,6 +146,7 @@ int pp_init_device_state(PyObject *m); /* device_info, clear_streams, thread-loc
 int pp_init_distributed(PyObject *m);  /* the distributed submodule (distributed.c) */
 int pp_init_custom_kernel(PyObject *m); /* fast.cuda_kernel, precompiled_cuda_kernel, metal_kernel (custom_kernel.c) */
 int pp_init_compile(PyObject *m);      /* compile, disable_compile, enable_compile (compile.c) */
+int pp_init_io(PyObject *m);           /* save, savez, savez_compressed, save_safetensors, save_gguf, load (io.c) */
 PyObject *pp_array_iterator(PyObject *array); /* iter(array): an ArrayIterator (array.c) */
 
 /* Indexing (indexing.c). */

@@ -10,10 +10,10 @@ static int opt_int(PyObject *o, const char *what, int *out)
 {
     *out = 0;
     if (o == Py_None) return 0;
-    long v = PyLong_AsLong(o);
-    if (v == -1 && PyErr_Occurred()) return -1;
+    long long v;
+    if (pp_int(o, &v, what)) return -1;
     if (v <= 0 || v > 1 << 20) {
-        PyErr_Format(PyExc_ValueError, "%s must be a positive integer, got %ld", what, v);
+        PyErr_Format(PyExc_ValueError, "%s must be a positive integer, got %lld", what, v);
         return -1;
     }
     *out = (int)v;

@@ -130,7 +130,8 @@ typedef struct {
     PyObject *argnames;  /* tuple of keyword names whose leaves are inputs too, or NULL */
     PyObject *out_tree; /* the last call's output */
     PyObject *keep;     /* outputs kept alive until the closure dies */
-    int value_first;    /* value_and_grad: the first output must be an array */
+    int value_first;    /* 1 (grad): the output must be an array; 2 (value_and_grad): an array
+                           or a tuple whose first item is one */
     int in_place;       /* grad: dicts and lists of the arguments are filled in place */
     const char *name;
 } tctx;
@@ -313,17 +314,21 @@ static int trampoline(void *ctx, int nin, pn_array *const *in, int *nout, pn_arr
     tree_undo_fill(undo); /* the caller's containers hold their own arrays again */
     Py_CLEAR(undo);
     if (!res) goto fail;
-    if (c->value_first) {
-        PyObject *first = (PyTuple_Check(res) || PyList_Check(res)) && PySequence_Fast_GET_SIZE(res) > 0
-                              ? PySequence_Fast_GET_ITEM(res, 0) : res;
-        if (!PPArray_Check(first)) {
-            PyErr_Format(PyExc_ValueError,
-                         "[%s] The return value of the function whose gradient we want to compute "
-                         "should be either a scalar array or a tuple with the first value being a "
-                         "scalar array (Received %s).",
-                         c->name, Py_TYPE(first)->tp_name);
-            goto fail;
-        }
+    if (c->value_first == 1 && !PPArray_Check(res)) { /* grad: an array only, as MLX */
+        PyErr_Format(PyExc_ValueError,
+                     "[%s] The return value of the function whose gradient we want to compute "
+                     "should be a scalar array; but %s was returned.",
+                     c->name, Py_TYPE(res)->tp_name);
+        goto fail;
+    }
+    if (c->value_first == 2 && !PPArray_Check(res) && /* value_and_grad: an array or (array, aux...) */
+        !(PyTuple_Check(res) && PyTuple_GET_SIZE(res) > 0 && PPArray_Check(PyTuple_GET_ITEM(res, 0)))) {
+        PyErr_Format(PyExc_ValueError,
+                     "[%s] The return value of the function whose gradient we want to compute "
+                     "should be either a scalar array or a tuple with the first value being a "
+                     "scalar array (Received %s).",
+                     c->name, Py_TYPE(res)->tp_name);
+        goto fail;
     }
     if (!(leaves = PyList_New(0)) || pp_tree_flatten(res, leaves, 0)) goto fail;
     Py_ssize_t n = PyList_GET_SIZE(leaves);
@@ -571,7 +576,7 @@ static PyObject *call_grad(PPTransformed *t, PyObject *args, PyObject *kwargs)
     c->nargnums = t->nargnums;
     memcpy(c->argnums, t->argnums, sizeof c->argnums);
     c->argnames = Py_NewRef(t->argnames);
-    c->value_first = 1;
+    c->value_first = t->kind == T_GRAD ? 1 : 2;
     c->in_place = 1;
     PyObject *leaves = chosen_leaves(c, 1);
     pn_closure *f = leaves ? closure_of(c) : (tctx_destroy(c), NULL);
@@ -627,12 +632,18 @@ static int axis_entry(PyObject *ax, int none_value, long *v)
         *v = none_value;
         return 0;
     }
-    if (!PyLong_Check(ax) || PyBool_Check(ax)) {
+    long long x;
+    if (!pp_is_int(ax)) {
         PyErr_SetString(PyExc_ValueError, "[vmap] axis must be int or None.");
         return -1;
     }
-    *v = PyLong_AsLong(ax);
-    return *v == -1 && PyErr_Occurred() ? -1 : 0;
+    if (pp_int(ax, &x, "axis")) return -1;
+    if (x < INT_MIN + 1 || x > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] axis out of range.");
+        return -1;
+    }
+    *v = (long)x;
+    return 0;
 }
 
 /* Matches the axes tree spec (an int, None, or a tree prefix of tree: lists against lists,
@@ -641,7 +652,7 @@ static int axis_entry(PyObject *ax, int none_value, long *v)
  * Returns 0 or -1 with a ValueError. */
 static int axes_for_tree(PyObject *spec, PyObject *tree, int none_value, PyObject *out)
 {
-    if (spec == Py_None || PyLong_Check(spec)) {
+    if (spec == Py_None || pp_is_int(spec)) {
         long v;
         if (axis_entry(spec, none_value, &v)) return -1;
         PyObject *leaves = PyList_New(0);
@@ -807,17 +818,17 @@ static pn_closure *make_vmap(PPTransformed *t, pn_closure *f, PyObject *args)
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     PyObject *spec = t->in_axes, *entries = PyList_New(0), *leaves = PyList_New(0);
     int *axes = NULL, ok = entries && leaves;
-    if (ok && !PyLong_Check(spec) && !PyTuple_Check(spec) && !PyList_Check(spec)) {
+    if (ok && !pp_is_int(spec) && !PyTuple_Check(spec) && !PyList_Check(spec)) {
         PyErr_SetString(PyExc_ValueError, "[vmap] in_axes must be an int, None, or a tuple of them.");
         ok = 0;
-    } else if (ok && !PyLong_Check(spec) && PySequence_Fast_GET_SIZE(spec) != nargs) {
+    } else if (ok && !pp_is_int(spec) && PySequence_Fast_GET_SIZE(spec) != nargs) {
         PyErr_Format(PyExc_ValueError, "[vmap] The number of in axes (%zd) must match the number of arguments (%zd).",
                      PySequence_Fast_GET_SIZE(spec), nargs);
         ok = 0;
     }
     for (Py_ssize_t i = 0; ok && i < nargs; i++) {
         PyObject *arg = PyTuple_GET_ITEM(args, i);
-        PyObject *ax = PyLong_Check(spec) ? spec : PySequence_Fast_GET_ITEM(spec, i);
+        PyObject *ax = pp_is_int(spec) ? spec : PySequence_Fast_GET_ITEM(spec, i);
         if (axes_for_tree(ax, arg, INT_MIN, entries) || pp_tree_flatten(arg, leaves, 0)) ok = 0;
     }
     Py_ssize_t nin = ok ? PyList_GET_SIZE(leaves) : 0;
