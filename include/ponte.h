@@ -269,16 +269,18 @@ int pn_scope_depth(void);
 
 /* ───────────────────────────── memory ───────────────────────────── */
 
-/* Bytes in arrays now / at the peak since start or the last reset / held in the cache. */
+/* Bytes in arrays now / at the peak since start or the last reset (a reset makes it 0, as
+ * MLX, until the next allocation) / held in the cache. */
 size_t pn_get_active_memory(void);
 size_t pn_get_peak_memory(void);
 void pn_reset_peak_memory(void);
 size_t pn_get_cache_memory(void);
-/* Limits; each returns the previous value. An allocation that would pass the memory limit
- * empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no limit. The
- * memory limit starts as MLX's CPU default, 0.8 of the physical memory (no limit where the
- * system does not report it), for host memory; a GPU's pool has none until one is set
- * (setting one sets both). The cache limit starts unlimited. */
+/* Limits; each returns the previous value. An allocation that would pass a memory limit the
+ * program set empties the cache and fails with PN_ERR_OUT_OF_MEMORY if still too big. 0 = no
+ * limit. The host memory limit starts as MLX's CPU default, 0.8 of the physical memory (0
+ * where the system does not report it), which is reported but, as by MLX's CPU allocator, not
+ * enforced (setting it back to that value returns to this); a GPU's pool has no limit until
+ * one is set (setting one sets both). The cache limit starts unlimited. */
 size_t pn_set_memory_limit(size_t limit);
 /* The host memory limit (0: none). */
 size_t pn_get_memory_limit(void);

@@ -1278,4 +1278,42 @@ TEST(compile_fused_generated_sources_compile)
     }
     CHECK_MSG(compiled == programs && programs > 20, "%d of %d programs compiled", compiled, programs);
 }
+
+/* A generated kernel rounds each op as the unfused kernels do: x * y + x, in float and double
+ * registers, compiles (NVRTC, PTX for compute_90) to a rounded multiply and a rounded add,
+ * never one fused multiply-add, which would differ from the unfused graph in the last bit (as
+ * a native run on an H200 found). */
+TEST(compile_fused_generated_rounds_each_op)
+{
+    for (int wide = 0; wide < 2; wide++) {
+        pn_dtype t = wide ? PN_FLOAT64 : PN_FLOAT32;
+        pnG_fused_args a = {.nin = 2, .nops = 2, .nslots = 2, .out_dtype = t, .in_dtype = {t, t}};
+        a.ops[0] = (pnG_fused_op){.kind = PNG_FUSED_BINARY, .op = PNK_B_MULTIPLY, .t = (int16_t)t,
+                                  .dst = (int16_t)t, .in = {0, 1}, .out = 0};
+        a.ops[1] = (pnG_fused_op){.kind = PNG_FUSED_BINARY, .op = PNK_B_ADD, .t = (int16_t)t,
+                                  .dst = (int16_t)t, .in = {2, 0}, .out = 1};
+        char *src = pnG_fused_source(&a);
+        CHECK_MSG(src != NULL, "%s", pn_last_error_message());
+        size_t len = 0;
+        char *ptx = src ? pnG_rtc_compile("fused_fma_test.cu", src, -90, &len) : NULL;
+        if (!ptx && src && strstr(pn_last_error_message(), "could not be loaded")) {
+            printf("    (NVRTC not found: not checked)\n");
+            pn_clear_error();
+            free(src);
+            return;
+        }
+        CHECK_MSG(ptx && len > 0, "%s\n%s", pn_last_error_message(), src ? src : "");
+        if (ptx) {
+            const char *w = wide ? "f64" : "f32";
+            char mul[16], add[16], fma[16];
+            snprintf(mul, sizeof mul, "mul.rn.%s", w), snprintf(add, sizeof add, "add.rn.%s", w);
+            snprintf(fma, sizeof fma, "fma.rn.%s", w);
+            CHECK_MSG(strstr(ptx, mul) && strstr(ptx, add) && !strstr(ptx, fma),
+                      "%s: the multiply and the add are not rounded each:\n%s", w, ptx);
+        }
+        pn_clear_error();
+        free(ptx);
+        free(src);
+    }
+}
 #endif /* PONTE_HAS_GPU */

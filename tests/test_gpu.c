@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <string.h>
 
 static const pn_device GPU = {PN_GPU, 0};
 static const pn_device CPU = {PN_CPU, 0};
@@ -43,6 +44,95 @@ TEST(availability_and_reason)
     else
         CHECK_MSG(reason[0] != 0, "unavailable without a reason");
     CHECK(pn_is_available(GPU) == avail);
+}
+
+/* The GPU of a launcher's process: its local rank modulo the machine's GPUs, the first variable
+ * set of the launchers' (torchrun, MLX, Open MPI, MPICH, Slurm, then MLX's global rank);
+ * none with one GPU, without a launcher, when CUDA_VISIBLE_DEVICES chooses or when turned off. */
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/gpu.h"
+#endif
+TEST(launcher_ranks_take_a_gpu_each)
+{
+#ifdef PONTE_HAS_GPU
+    static const char *const VARS[] = {"LOCAL_RANK",      "MLX_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                       "MPI_LOCALRANKID", "SLURM_LOCALID",  "MLX_RANK",
+                                       "CUDA_VISIBLE_DEVICES", "PONTE_GPU_PER_RANK"};
+    enum { NV = sizeof VARS / sizeof *VARS };
+    char *saved[NV];
+    for (int k = 0; k < NV; k++) {
+        const char *v = getenv(VARS[k]);
+        saved[k] = v ? strdup(v) : NULL;
+        unsetenv(VARS[k]);
+    }
+    CHECK(pnG_rank_gpu(8) == -1); /* no launcher */
+    for (int k = 0; k < 6; k++) { /* each launcher's variable alone */
+        setenv(VARS[k], "11", 1);
+        CHECK_MSG(pnG_rank_gpu(8) == 3 && pnG_rank_gpu(4) == 3 && pnG_rank_gpu(11) == 0, "%s", VARS[k]);
+        CHECK(pnG_rank_gpu(1) == -1 && pnG_rank_gpu(0) == -1);
+        unsetenv(VARS[k]);
+    }
+    setenv("MLX_RANK", "5", 1); /* a local rank wins over the global one */
+    setenv("SLURM_LOCALID", "2", 1);
+    CHECK(pnG_rank_gpu(4) == 2);
+    setenv("LOCAL_RANK", "x1", 1); /* not a number: the next variable */
+    CHECK(pnG_rank_gpu(4) == 2);
+    setenv("PONTE_GPU_PER_RANK", "0", 1);
+    CHECK(pnG_rank_gpu(4) == -1);
+    unsetenv("PONTE_GPU_PER_RANK");
+    setenv("CUDA_VISIBLE_DEVICES", "1", 1);
+    CHECK(pnG_rank_gpu(4) == -1);
+    for (int k = 0; k < NV; k++) {
+        if (saved[k]) setenv(VARS[k], saved[k], 1);
+        else unsetenv(VARS[k]);
+        free(saved[k]);
+    }
+#endif
+}
+
+/* Row gathers (take along axis 0, as an embedding lookup) on the GPU equal the CPU's, bit for
+ * bit: rows of whole 16-byte vectors move as vectors (pnG_index_vectorized_count), the others
+ * element by element; negative indices wrap. */
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/indexing.h"
+#endif
+TEST(row_gathers_move_vectors)
+{
+#ifdef PONTE_HAS_GPU
+    if (!have_gpu()) return;
+    static const struct {
+        pn_dtype t;
+        int64_t cols;
+        bool vector; /* rows of whole 16-byte vectors */
+    } CASES[] = {{PN_FLOAT16, 64, true}, {PN_BFLOAT16, 8, true},  {PN_FLOAT32, 24, true},
+                 {PN_FLOAT64, 6, true},  {PN_INT8, 48, true},     {PN_BOOL, 16, true},
+                 {PN_FLOAT16, 7, false}, {PN_FLOAT32, 3, false},  {PN_FLOAT64, 1, false},
+                 {PN_FLOAT32, 1000, true}};
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES; c++) {
+        pn_scope_push();
+        const int64_t T = 37, K = 50;
+        pn_array *table = test_random_array((int64_t[]){T, CASES[c].cols}, 2, CASES[c].t, -4, 4);
+        int32_t idx[50];
+        for (int64_t k = 0; k < K; k++) idx[k] = (int32_t)(test_rand_u64() % (2 * T)) - (int32_t)T;
+        pn_array *ix = pn_array_from_data(idx, (int64_t[]){5, 10}, 2, PN_INT32);
+        pn_stream_push(pn_default_stream(CPU));
+        pn_array *want = pn_take(table, ix, 0);
+        pn_stream_pop();
+        int64_t before = pnG_index_vectorized_count();
+        pn_stream_push(pn_default_stream(GPU));
+        pn_array *got = pn_take(table, ix, 0);
+        pn_stream_pop();
+        CHECK_OK(got);
+        CHECK(pn_eval(&got, 1) == 0);
+        CHECK_MSG((pnG_index_vectorized_count() > before) == CASES[c].vector, "%s x %lld: %s",
+                  pn_dtype_name(CASES[c].t), (long long)CASES[c].cols,
+                  CASES[c].vector ? "not vectorized" : "vectorized");
+        double *w = test_to_f64(want);
+        if (w) test_check_values(pn_dtype_name(CASES[c].t), got, want->shape, want->ndim, CASES[c].t, w, 0, 0);
+        free(w);
+        pn_scope_pop();
+    }
+#endif
 }
 
 TEST(arrays_move_between_host_and_device)

@@ -24,6 +24,7 @@ static free_block *free_lists[NUM_CLASSES];
 static size_t active_bytes, peak_bytes, cache_bytes;
 static size_t memory_limit; /* 0: none */
 static bool memory_limit_set; /* false: memory_limit still holds MLX's default, set on first use */
+static size_t default_limit;  /* that default: reported, not enforced (memory_limit_enforced) */
 static size_t cache_limit = (size_t)-1;
 
 /* Class index and capacity for a request: 64 bytes minimum, then 4 steps per power of two
@@ -73,7 +74,17 @@ static void default_memory_limit_locked(void)
     if (memory_limit_set) return;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     memory_limit = pages > 0 && page > 0 ? (size_t)(0.8 * (double)pages * (double)page) : 0;
+    default_limit = memory_limit;
     memory_limit_set = true;
+}
+
+/* Whether allocations are held to memory_limit: a limit the program set, not the default,
+ * which MLX's CPU allocator reports but never enforces (a single array of more than the default
+ * is the system's to refuse). Called with the lock held. */
+static bool memory_limit_enforced(void)
+{
+    default_memory_limit_locked();
+    return memory_limit && memory_limit != default_limit;
 }
 
 void *pnC_alloc_bytes(size_t nbytes, size_t *capacity)
@@ -92,8 +103,7 @@ void *pnC_alloc_bytes(size_t nbytes, size_t *capacity)
         *capacity = cap;
         return b;
     }
-    default_memory_limit_locked();
-    if (memory_limit && active_bytes + cap > memory_limit) {
+    if (memory_limit_enforced() && active_bytes + cap > memory_limit) {
         release_cache_locked(0);
         if (active_bytes + cap > memory_limit) {
             size_t active = active_bytes;
@@ -170,7 +180,7 @@ size_t pn_get_peak_memory(void)
 void pn_reset_peak_memory(void)
 {
     pthread_mutex_lock(&lock);
-    peak_bytes = active_bytes;
+    peak_bytes = 0; /* as MLX: the next allocation makes it the bytes in use again */
     pthread_mutex_unlock(&lock);
 #ifdef PONTE_HAS_GPU
     pnG_reset_peak_memory();

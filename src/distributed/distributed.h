@@ -59,8 +59,11 @@ bool pnD_nccl_available(const char **why);
  * complex64 for the sum only, bfloat16 from NCCL 2.10. */
 bool pnD_nccl_handles(pn_dtype dt, int reduce);
 /* The NCCL communicator of the processes of host_comm (a communicator of host backend be),
- * bootstrapped over it: a collective over host_comm. *out NULL without an error when some
- * member has no NCCL (the group keeps its host path). 0, or -1 with an error. */
+ * bootstrapped over it: a collective over host_comm, whose members all return the same code.
+ * 0: *out is the communicator. 1: NCCL cannot serve this group, and every member knows it
+ * (some member has no NCCL or no GPU, or two members share a GPU): *out NULL, the reason
+ * recorded as a PN_ERR_BACKEND error; the group keeps its host path. -1: an error (NCCL's
+ * own failure). */
 int pnD_nccl_new(const pnD_backend *be, void *host_comm, void **out);
 /* How many collectives of GPU nodes ran through NCCL (nccl true) or through host memory
  * (group.c; a test hook). */

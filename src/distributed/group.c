@@ -20,6 +20,7 @@ struct pn_dist_group {
     bool is_static;
     int nccl_state; /* NCCL_*: whether nccl holds pnD_nccl's communicator */
     void *nccl;
+    char nccl_why[256]; /* NCCL_NONE: why NCCL cannot serve this group */
 };
 enum { NCCL_UNTRIED, NCCL_READY, NCCL_NONE };
 
@@ -52,15 +53,17 @@ bool pn_dist_is_available(const char *backend)
 
 /* g's NCCL communicator, made first when create (a collective over g, so only at a point
  * every member reaches: a collective's first evaluation on a GPU stream); NULL: g's GPU
- * nodes take the host path (some member has no NCCL, or create was false before it was
- * made). *rc -1 when making it failed (the error recorded). Nodes of one group evaluate one
- * at a time (every member runs them in the same order). */
+ * nodes take the host path (NCCL cannot serve g, or create was false before it was made).
+ * *rc: pnD_nccl_new's code when this call tried to make it (1: NCCL cannot serve g, the
+ * reason recorded as an error; -1: making it failed), else 0. Nodes of one group evaluate
+ * one at a time (every member runs them in the same order). */
 static void *group_nccl(pn_dist_group *g, bool create, int *rc)
 {
     *rc = 0;
     if (g->nccl_state == NCCL_UNTRIED && create) {
         *rc = pnD_nccl_new(g->be, g->comm, &g->nccl);
         g->nccl_state = g->nccl ? NCCL_READY : NCCL_NONE; /* a failure is not retried */
+        if (*rc) snprintf(g->nccl_why, sizeof g->nccl_why, "%s", pn_last_error_message());
     }
     return g->nccl_state == NCCL_READY ? g->nccl : NULL;
 }
@@ -130,7 +133,11 @@ pn_dist_group *pn_dist_init(bool strict, const char *backend)
     }
     pthread_mutex_unlock(&world_mutex);
     int rc = 0;
-    if (g && nccl && g->be) group_nccl(g, true, &rc); /* every member calls init: make it now */
+    if (g && nccl && g->be) { /* every member calls init: make it now */
+        group_nccl(g, true, &rc);
+        if (!rc && strict && g->nccl_state == NCCL_NONE) /* an earlier attempt's answer */
+            rc = pn_set_error(PN_ERR_BACKEND, "%s", g->nccl_why);
+    }
     if (rc && !strict && !had_error) pn_clear_error(); /* the host path stays */
     return rc && strict ? NULL : g;
 }
@@ -257,6 +264,10 @@ static int dist_eval_gpu(const pnC_node *nd, pn_array *const *in, pn_array *cons
     bool p2p = p->kind == SEND || p->kind == RECV;
     int rc = dist_check(p, in);
     void *nc = rc == 0 ? group_nccl(p->g, !p2p, &rc) : NULL;
+    if (rc == 1) { /* NCCL cannot serve this group (every member knows): the host path */
+        pn_clear_error();
+        rc = 0;
+    }
     if (rc) return -1;
     pn_dtype dt = p->kind == RECV ? out[0]->dtype : in[0]->dtype;
     bool use_nccl = nc && pnD_nccl_handles(dt, p2p || p->kind == ALL_GATHER ? -1 : p->reduce);

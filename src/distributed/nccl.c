@@ -22,7 +22,8 @@ bool pnD_nccl_handles(pn_dtype dt, int reduce) { return false; }
 int pnD_nccl_new(const pnD_backend *be, void *host_comm, void **out)
 {
     *out = NULL;
-    return 0;
+    pn_set_error(PN_ERR_BACKEND, "[nccl] Ponte was built without the CUDA backend.");
+    return 1;
 }
 const pnD_backend pnD_nccl = {.name = "nccl"};
 
@@ -161,32 +162,58 @@ static int check(const nccl_comm *c, const char *what, ncclResult_t r)
 }
 
 /* What a member says in the bootstrap's all_gather: whether it can use NCCL (or failed to
- * make the id, rank 0), and rank 0's unique id. */
+ * make the id, rank 0), its GPU's UUID, and rank 0's unique id. */
 enum { HAS_NONE, HAS_NCCL, HAS_FAILED };
 typedef struct {
     unsigned char state;
+    unsigned char gpu[16];
     ncclUniqueId id;
 } hello;
+
+/* The first member after m of the all_gather's n hellos on m's GPU; -1 when none. */
+static int same_gpu(const hello *all, int n, int m)
+{
+    for (int o = m + 1; o < n; o++)
+        if (!memcmp(all[o].gpu, all[m].gpu, sizeof all[m].gpu)) return o;
+    return -1;
+}
 
 int pnD_nccl_new(const pnD_backend *be, void *host_comm, void **out)
 {
     *out = NULL;
     int rank = be->rank(host_comm), size = be->size(host_comm);
-    hello mine = {pnD_nccl_available(NULL) ? HAS_NCCL : HAS_NONE, {{0}}};
+    hello mine = {pnD_nccl_available(NULL) ? HAS_NCCL : HAS_NONE, {0}, {{0}}};
+    if (mine.state == HAS_NCCL && pnG_device_uuid(mine.gpu)) {
+        pn_clear_error(); /* said as HAS_NONE: every member then agrees on the host path */
+        mine.state = HAS_NONE;
+    }
     ncclResult_t r = ncclSuccess;
     if (mine.state == HAS_NCCL && rank == 0 && (r = nc.ncclGetUniqueId(&mine.id)) != ncclSuccess)
         mine.state = HAS_FAILED;
     hello *all = malloc((size_t)size * sizeof *all);
     if (!all) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[nccl] Out of memory.");
     int rc = be->all_gather(host_comm, &mine, all, (int64_t)sizeof mine, PN_UINT8);
-    int lacking = -1;
+    int lacking = -1, shared = -1, with = -1;
     for (int m = 0; rc == 0 && m < size && lacking < 0; m++)
         if (all[m].state != HAS_NCCL) lacking = m;
+    for (int m = 0; rc == 0 && lacking < 0 && m < size && shared < 0; m++)
+        if ((with = same_gpu(all, size, m)) >= 0) shared = m;
     nccl_comm *c = NULL;
-    if (rc == 0 && lacking >= 0 && all[lacking].state == HAS_FAILED) {
+    if (rc) {
+        rc = -1;
+    } else if (lacking >= 0 && all[lacking].state == HAS_FAILED) {
         rc = rank == 0 ? check(NULL, "ncclGetUniqueId", r)
                        : pn_set_error(PN_ERR_BACKEND, "[nccl] ncclGetUniqueId failed on rank 0.");
-    } else if (rc == 0 && lacking < 0) { /* every member has NCCL */
+    } else if (lacking >= 0) { /* every member saw the same hellos: all take the host path */
+        pn_set_error(PN_ERR_BACKEND, "[nccl] Rank %d of the group cannot use NCCL (no library or no "
+                     "GPU there); its GPU arrays' collectives go through host memory.", lacking);
+        rc = 1;
+    } else if (shared >= 0) {
+        pn_set_error(PN_ERR_BACKEND, "[nccl] Ranks %d and %d of the group share one GPU, and NCCL "
+                     "needs a GPU per rank; their GPU arrays' collectives go through host memory.",
+                     shared, with);
+        rc = 1;
+    } else { /* every member has NCCL and a GPU of its own */
         c = calloc(1, sizeof *c);
         if (!c) rc = pn_set_error(PN_ERR_OUT_OF_MEMORY, "[nccl] Out of memory.");
     }
@@ -200,7 +227,7 @@ int pnD_nccl_new(const pnD_backend *be, void *host_comm, void **out)
         else *out = c;
     }
     free(all);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 static int rank_of(void *comm) { return ((nccl_comm *)comm)->rank; }

@@ -29,6 +29,8 @@ static struct {
     int (*log)(nvrtcProgram, char *);
     int (*cubin_size)(nvrtcProgram, size_t *);
     int (*cubin)(nvrtcProgram, char *);
+    int (*ptx_size)(nvrtcProgram, size_t *);
+    int (*ptx)(nvrtcProgram, char *);
     int (*destroy)(nvrtcProgram *);
     const char *(*error_string)(int);
     int (*version)(int *, int *);
@@ -58,12 +60,14 @@ static void nvrtc_load(void)
     SYM(log, "nvrtcGetProgramLog");
     SYM(cubin_size, "nvrtcGetCUBINSize");
     SYM(cubin, "nvrtcGetCUBIN");
+    SYM(ptx_size, "nvrtcGetPTXSize");
+    SYM(ptx, "nvrtcGetPTX");
     SYM(destroy, "nvrtcDestroyProgram");
     SYM(error_string, "nvrtcGetErrorString");
     SYM(version, "nvrtcVersion");
 #undef SYM
     nvrtc_ready = nvrtc.create && nvrtc.compile && nvrtc.log_size && nvrtc.log && nvrtc.cubin_size &&
-                  nvrtc.cubin && nvrtc.destroy && nvrtc.error_string && nvrtc.version;
+                  nvrtc.cubin && nvrtc.ptx_size && nvrtc.ptx && nvrtc.destroy && nvrtc.error_string && nvrtc.version;
 }
 
 /* The cubin of source compiled for sm_<sm>, or NULL with an error (NVRTC's log on a failed
@@ -79,8 +83,8 @@ static char *compile_source(const char *key, const char *source, int sm, bool ow
                          : "custom kernels need CUDA's runtime compiler.");
         return NULL;
     }
-    char arch[32];
-    snprintf(arch, sizeof arch, "--gpu-architecture=sm_%d", sm);
+    char arch[48]; /* sm < 0: PTX for the virtual architecture compute_<-sm> */
+    snprintf(arch, sizeof arch, "--gpu-architecture=%s_%d", sm < 0 ? "compute" : "sm", sm < 0 ? -sm : sm);
     /* the toolkit's headers (cuda_fp16.h, cooperative_groups.h) where NVRTC has no built-in */
     const char *home = getenv("CUDA_HOME") ? getenv("CUDA_HOME") : getenv("CUDA_PATH");
     char inc[1024], cccl[1024]; /* CUDA 13 keeps libcu++ (cuda/std/...) under include/cccl */
@@ -107,12 +111,14 @@ static char *compile_source(const char *key, const char *source, int sm, bool ow
         pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Failed to compile kernel %s: %s\n%s", key,
                      nvrtc.error_string(rc), log ? log : "");
         free(log);
-    } else if (nvrtc.cubin_size(prog, len) == 0 && (out = (char *)malloc(*len ? *len : 1)) &&
-               nvrtc.cubin(prog, out) != 0) {
+    } else if (sm < 0 ? nvrtc.ptx_size(prog, len) == 0 && (out = (char *)malloc(*len ? *len : 1)) &&
+                            nvrtc.ptx(prog, out) != 0
+                      : nvrtc.cubin_size(prog, len) == 0 && (out = (char *)malloc(*len ? *len : 1)) &&
+                            nvrtc.cubin(prog, out) != 0) {
         free(out);
         out = NULL;
     }
-    if (rc == 0 && !out) pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Could not read the cubin of %s.", key);
+    if (rc == 0 && !out) pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Could not read the compiled code of %s.", key);
     nvrtc.destroy(&prog);
     return out;
 }

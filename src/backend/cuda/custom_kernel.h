@@ -61,7 +61,8 @@ int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len,
  * the library's embedded copies) with NVRTC for sm_<sm>, without loading it: needs NVRTC but
  * no GPU (the tests check generated sources with it). Returns the cubin (release with free())
  * with its size in *len, or NULL with an error (NVRTC's log when the source does not compile;
- * NVRTC missing). name: the source's name in messages. */
+ * NVRTC missing). sm < 0: the PTX text for compute_<-sm> instead (NUL-terminated; *len
+ * counts the NUL). name: the source's name in messages. */
 char *pnG_rtc_compile(const char *name, const char *source, int sm, size_t *len);
 
 /* A generated kernel, loaded (valid for the life of the process). */

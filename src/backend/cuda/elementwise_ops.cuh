@@ -207,6 +207,17 @@ static __device__ __forceinline__ bool operator==(png_c64 a, png_c64 b)
 }
 static __device__ __forceinline__ bool operator!=(png_c64 a, png_c64 b) { return !(a == b); }
 
+/* The floating add, subtract and multiply ops, rounded on their own: the _rn intrinsics are
+ * never contracted into a multiply-add with a neighbour (PTX treats an explicit rounding mode
+ * conservatively), so a chain fused into one kernel (fused_ops.cuh, NVRTC's generated
+ * kernels) rounds each op as the unfused kernels do, bit for bit. */
+static __device__ __forceinline__ float png_rn_add(float a, float b) { return __fadd_rn(a, b); }
+static __device__ __forceinline__ double png_rn_add(double a, double b) { return __dadd_rn(a, b); }
+static __device__ __forceinline__ float png_rn_sub(float a, float b) { return __fsub_rn(a, b); }
+static __device__ __forceinline__ double png_rn_sub(double a, double b) { return __dsub_rn(a, b); }
+static __device__ __forceinline__ float png_rn_mul(float a, float b) { return __fmul_rn(a, b); }
+static __device__ __forceinline__ double png_rn_mul(double a, double b) { return __dmul_rn(a, b); }
+
 /* Annex G's recovery of infinities in a product, on values of type R. */
 template <typename R> __device__ __forceinline__ void png_cmul_g(R a, R b, R c, R d, R *x, R *y)
 {
@@ -439,7 +450,7 @@ __device__ __forceinline__ bool png_cisclose(png_c64 a, png_c64 b, const pnK_ew_
       E(v > 0 ? 1 : v < 0 ? -1 : 0))                                                           \
     X(SQRT, OSAME, E(png_sqrt(v)), E(png_csqrt(v)), NA)                                        \
     X(RSQRT, OSAME, E(1 / png_sqrt(v)), E(png_c64{1, 0} / png_csqrt(v)), NA)                   \
-    X(SQUARE, OSAME, E(v * v), E(v * v), E(PNG_WRAP(v, *, v)))                                 \
+    X(SQUARE, OSAME, E(png_rn_mul(v, v)), E(v * v), E(PNG_WRAP(v, *, v)))                      \
     X(EXP, OSAME, E(png_exp(v)), E(png_cexp(v)), NA)                                           \
     X(EXPM1, OSAME, E(png_expm1(v)), NA, NA)                                                   \
     X(LOG, OSAME, E(png_log(v)), E(png_clog(v)), NA)                                           \
@@ -482,9 +493,9 @@ __device__ __forceinline__ bool png_cisclose(png_c64 a, png_c64 b, const pnK_ew_
 
 /* Binary: X(OP, output rule, float, complex64, integer/bool); a, b in the compute type. */
 #define PNG_BINARY_EXPRS(X)                                                                    \
-    X(ADD, OSAME, E(a + b), E(a + b), E(PNG_WRAP(a, +, b)))                                    \
-    X(SUBTRACT, OSAME, E(a - b), E(a - b), E(PNG_WRAP(a, -, b)))                               \
-    X(MULTIPLY, OSAME, E(a * b), E(a * b), E(PNG_WRAP(a, *, b)))                               \
+    X(ADD, OSAME, E(png_rn_add(a, b)), E(a + b), E(PNG_WRAP(a, +, b)))                         \
+    X(SUBTRACT, OSAME, E(png_rn_sub(a, b)), E(a - b), E(PNG_WRAP(a, -, b)))                    \
+    X(MULTIPLY, OSAME, E(png_rn_mul(a, b)), E(a * b), E(PNG_WRAP(a, *, b)))                    \
     X(DIVIDE, OSAME, E(a / b), E(a / b), NA)                                                   \
     X(FLOOR_DIVIDE, OSAME, E(png_floor(a / b)), NA, E(png_ifloordiv(a, b)))                    \
     X(REMAINDER, OSAME, E(png_frem(a, b)), NA, E(png_irem(a, b)))                              \

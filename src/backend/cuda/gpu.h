@@ -55,6 +55,19 @@ typedef struct pnG_layout {
 bool pnG_available(const char **reason);
 /* True when the backend runs on the simulated runtime (src/backend/cuda/sim). */
 bool pnG_simulated(void);
+/* The 16-byte UUID of the GPU this process uses, which tells whether two processes share one
+ * (NCCL needs a GPU per rank). On the simulator: PONTE_SIM_GPU_UUID's first bytes when it is
+ * set (processes given the same string share a GPU), else the process id's (a GPU each).
+ * 0, or -1 with an error. */
+int pnG_device_uuid(unsigned char uuid[16]);
+/* The GPU (an index among the machine's count) a process started by a multi-process launcher
+ * takes: its local rank (LOCAL_RANK (torchrun), MLX_LOCAL_RANK, OMPI_COMM_WORLD_LOCAL_RANK
+ * (Open MPI), MPI_LOCALRANKID (MPICH), SLURM_LOCALID; else MLX_RANK) modulo count, so that
+ * ranks on one machine use a GPU each, as NCCL needs. -1: the process keeps CUDA's default
+ * (fewer than 2 GPUs, no launcher, CUDA_VISIBLE_DEVICES already set, or
+ * PONTE_GPU_PER_RANK=0). Detection applies it through CUDA_VISIBLE_DEVICES before CUDA starts
+ * (no effect where another library in the process started CUDA first). */
+int pnG_rank_gpu(int count);
 /* How many threads device 0 holds resident at once (SMs x threads per SM): the size of a grid
  * that fills the GPU, for kernels that split long rows across blocks. */
 int64_t pnG_resident_threads(void);

@@ -363,6 +363,40 @@ static int idx_run_combine(const pnG_index_plan &p, void *lin, void *tgt, int64_
     return pnG_check_launch("scatter");
 }
 
+static int64_t idx_vectorized; /* pnG_index_vectorized_count */
+
+extern "C" int64_t pnG_index_vectorized_count(void)
+{
+    return __atomic_load_n(&idx_vectorized, __ATOMIC_RELAXED);
+}
+
+/* Plan p of a gather whose slices are whole runs of 16-byte vectors, as the same plan in
+ * vectors: flat unit-stride slices of S elements of esize bytes, S and every position's
+ * linear-side and target strides multiples of V = 16 / esize elements, both pointers 16-byte
+ * aligned. Row gathers (embedding lookups, take along a leading axis) then move 16 bytes per
+ * load and store. False: p as it is. */
+static bool idx_vectorize(const pnG_index_plan *p, size_t esize, const void *lin, const void *tgt,
+                          int64_t S, pnG_index_plan *v)
+{
+    if (esize == 0 || esize >= 16 || 16 % esize) return false;
+    const int64_t V = 16 / (int64_t)esize;
+    if (p->ns != 1 || p->sstr[0][0] != 1 || p->sstr[1][0] != 1 || S % V ||
+        ((uintptr_t)lin | (uintptr_t)tgt) % 16)
+        return false;
+    *v = *p;
+    for (int d = 0; d < p->ni; d++)
+        for (int op = 0; op < 2; op++) { /* linear side and target; index arrays keep theirs */
+            if (p->istr[op][d] % V) return false;
+            v->istr[op][d] /= V;
+        }
+    for (int k = 0; k < p->nidx; k++) {
+        if (p->tstride[k] % V) return false;
+        v->tstride[k] /= V;
+    }
+    v->sshape[0] = S / V;
+    return true;
+}
+
 /* See indexing.h. */
 extern "C" int pnG_index_run(const pnG_index_plan *p, pn_dtype dtype, bool scatter, int mode,
                              void *lin, void *tgt, int64_t tgt_size, int stream)
@@ -371,6 +405,11 @@ extern "C" int pnG_index_run(const pnG_index_plan *p, pn_dtype dtype, bool scatt
     for (int d = 0; d < p->ni; d++) P *= p->ishape[d];
     for (int d = 0; d < p->ns; d++) S *= p->sshape[d];
     if (P == 0 || S == 0) return 0;
+    pnG_index_plan vec;
+    if (!scatter && idx_vectorize(p, pn_dtype_size(dtype), lin, tgt, S, &vec)) {
+        __atomic_fetch_add(&idx_vectorized, 1, __ATOMIC_RELAXED);
+        return idx_run_raw<uint4>(vec, false, lin, tgt, 0, P, vec.sshape[0], stream);
+    }
     if (!scatter || mode == PN_SCATTER_SET) {
         switch (pn_dtype_size(dtype)) {
         case 1: return idx_run_raw<uint8_t>(*p, scatter, lin, tgt, tgt_size, P, S, stream);

@@ -40,6 +40,8 @@ typedef struct pnG_index_plan {
  * stream. Returns 0, PNG_UNSUPPORTED (dtype) or -1 with an error. */
 int pnG_index_run(const pnG_index_plan *p, pn_dtype dtype, bool scatter, int mode, void *lin,
                   void *tgt, int64_t tgt_size, int stream);
+/* How many gathers so far moved 16-byte vectors (slices of whole vectors, aligned), for tests. */
+int64_t pnG_index_vectorized_count(void);
 
 #ifdef __cplusplus
 }

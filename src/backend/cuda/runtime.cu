@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 /* ───────────────────────────── device detection ───────────────────────────── */
 
@@ -19,8 +21,42 @@ static char gpu_reason[256];
 static cudaMemPool_t pool;
 static int64_t resident_threads = 132 * 2048; /* replaced by device 0's figure at detection */
 
+extern "C" int pnG_rank_gpu(int count)
+{
+    const char *off = getenv("PONTE_GPU_PER_RANK"), *visible = getenv("CUDA_VISIBLE_DEVICES");
+    if (count < 2 || (off && !strcmp(off, "0")) || visible) return -1;
+    static const char *const LOCAL[] = {"LOCAL_RANK", "MLX_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                        "MPI_LOCALRANKID", "SLURM_LOCALID", "MLX_RANK"};
+    for (size_t k = 0; k < sizeof LOCAL / sizeof *LOCAL; k++) {
+        const char *v = getenv(LOCAL[k]);
+        char *end;
+        long r = v && *v ? strtol(v, &end, 10) : -1;
+        if (v && *v && !*end && r >= 0) return (int)(r % count);
+    }
+    return -1;
+}
+
+/* How many NVIDIA GPUs the machine has, read without starting CUDA (the driver's folder of
+ * them); 0 when it cannot tell. */
+static int machine_gpu_count(void)
+{
+    DIR *d = opendir("/proc/driver/nvidia/gpus");
+    if (!d) return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 static void detect(void)
 {
+    /* before CUDA starts: a launcher's process takes the GPU of its local rank */
+    int mine = pnG_rank_gpu(machine_gpu_count());
+    if (mine >= 0) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", mine);
+        setenv("CUDA_VISIBLE_DEVICES", v, 0);
+    }
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
@@ -104,6 +140,26 @@ extern "C" bool pnG_simulated(void)
     return true;
 #else
     return false;
+#endif
+}
+
+extern "C" int pnG_device_uuid(unsigned char uuid[16])
+{
+    memset(uuid, 0, 16);
+#ifdef PONTE_GPU_SIM
+    const char *e = getenv("PONTE_SIM_GPU_UUID");
+    if (e && *e) memcpy(uuid, e, strnlen(e, 16));
+    else snprintf((char *)uuid, 16, "pid%ld", (long)getpid());
+    return 0;
+#else
+    int dev = 0;
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+        cudaGetLastError();
+        return pn_set_error(PN_ERR_BACKEND, "[cuda] Cannot read the GPU's properties.");
+    }
+    memcpy(uuid, prop.uuid.bytes, 16);
+    return 0;
 #endif
 }
 
@@ -289,7 +345,7 @@ extern "C" size_t pnG_peak_memory(void)
 extern "C" void pnG_reset_peak_memory(void)
 {
     pthread_mutex_lock(&mem_lock);
-    peak_bytes = active_bytes;
+    peak_bytes = 0; /* as the host side (allocator.c) */
     pthread_mutex_unlock(&mem_lock);
 }
 
