@@ -230,10 +230,11 @@ int pn_eval(pn_array *const *arrays, int n);
 /* Starts computing the arrays on a worker thread and returns at once; the caller may go on
  * building (and releasing) arrays meanwhile. Reading their data, pn_eval of anything not yet
  * computed, transforms and pn_synchronize wait for it. One job runs at a time (a second call
- * waits for the first). Under a transform, or when the graph has GPU nodes (queued on their
- * streams asynchronously anyway), it evaluates before returning. An error inside the job
- * leaves the failed arrays unevaluated: evaluating them again reports it. Returns 0, or -1
- * for a bad array list. */
+ * waits for the first). When the graph has GPU nodes (queued on their streams
+ * asynchronously anyway), it evaluates before returning. An error inside the job leaves the
+ * failed arrays unevaluated: evaluating them again reports it. Returns 0, or -1 for a bad
+ * array list, and (PN_ERR_INVALID_ARGUMENT, as MLX) when called inside a transform (grad,
+ * vjp, jvp, vmap, a compile trace). */
 int pn_async_eval(pn_array *const *arrays, int n);
 /* mlx.core.export_to_dot: writes the graph of the n outputs and of every unevaluated array
  * they depend on to f in Graphviz DOT, as MLX does: arrays with no pending computation are
@@ -769,7 +770,7 @@ pn_array *pn_fast_cross_entropy(pn_array *logits, pn_array *targets);
  * batchable. Results are complex64 (float32 for the irfft family); other inputs are cast
  * first (there is no complex128: float64 input gives complex64 results); rfft* casts complex
  * input to float32 (dropping the imaginary part), as MLX. Forward transforms are unscaled,
- * inverse ones scaled by 1/n ("backward" normalization; MLX has no norm argument). Each
+ * inverse ones scaled by 1/n ("backward" normalization; the _norm variants take norm=). Each
  * transformed axis is truncated or zero-padded to its requested size first. Errors
  * (PN_ERR_INVALID_ARGUMENT, NULL): a 0-d input, an axis out of range, a duplicated axis, a
  * size <= 0. Results are owned by the current scope.
@@ -781,6 +782,18 @@ pn_array *pn_fft_fftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
 pn_array *pn_fft_ifftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
 pn_array *pn_fft_rfftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
 pn_array *pn_fft_irfftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
+/* As the four above with numpy's / MLX's norm: NULL or "backward" (forward unscaled, inverse
+ * 1/N), "ortho" (1/sqrt(N) both ways), "forward" (forward 1/N, inverse unscaled), N the
+ * product of the transform sizes (s, or the defaults above); another name is
+ * PN_ERR_INVALID_ARGUMENT. */
+pn_array *pn_fft_fftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                           const char *norm);
+pn_array *pn_fft_ifftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                            const char *norm);
+pn_array *pn_fft_rfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                            const char *norm);
+pn_array *pn_fft_irfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                             const char *norm);
 /* Two-dimensional: s NULL or 2 sizes; axes NULL means {-2, -1}. */
 pn_array *pn_fft_fft2(pn_array *a, const int64_t *s, const int *axes);
 pn_array *pn_fft_ifft2(pn_array *a, const int64_t *s, const int *axes);
@@ -1658,6 +1671,10 @@ pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata);
 /* Saves arrays (and metadata, may be NULL) as GGUF version 3, data aligned to 32 bytes.
  * Returns 0, or -1 (invalid argument for an unsupported dtype, PN_ERR_IO). */
 int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata);
+/* p as .safetensors at path (whatever its extension) with metadata (may be NULL; single
+ * strings only, written as the header's "__metadata__"; another value is
+ * PN_ERR_INVALID_ARGUMENT). 0, or -1 with an error. */
+int pn_save_safetensors(const char *path, const pn_params *p, const pn_gguf_meta *metadata);
 
 /* Files without a path (streams, memory: Python's file objects). A writer takes a file's
  * bytes in order: write(ctx, data, n) returns 0, or -1 to stop (the save then fails with the
@@ -1674,14 +1691,16 @@ typedef enum pn_file_format {
     PN_FORMAT_GGUF,
 } pn_file_format;
 /* Saves arrays as format through w, the bytes the path savers write (NPY: arrays holds
- * exactly one array, its name unused; metadata: GGUF only, may be NULL, ignored otherwise).
+ * exactly one array, its name unused; metadata: may be NULL; GGUF's, or safetensors' header
+ * "__metadata__" (single strings only, else PN_ERR_INVALID_ARGUMENT); ignored otherwise).
  * 0, or -1 with an error. */
 int pn_save_to(const pn_writer *w, pn_file_format format, const pn_params *arrays,
                const pn_gguf_meta *metadata);
 /* Loads a whole file image of format from data[0, size), checked as the path loaders check a
  * file; name (may be NULL) names it in errors (NPY: a map of one array named ""; metadata:
- * GGUF only, as pn_load_gguf, may be NULL). A new map, or NULL with an error (PN_ERR_IO for a
- * malformed image). */
+ * may be NULL; GGUF's as pn_load_gguf, safetensors' "__metadata__" string values (NULL when
+ * the file has none), none for the other formats). A new map, or NULL with an error
+ * (PN_ERR_IO for a malformed image). */
 pn_params *pn_load_from(const void *data, size_t size, pn_file_format format, const char *name,
                         pn_gguf_meta **metadata);
 

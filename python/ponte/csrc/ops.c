@@ -365,7 +365,7 @@ static pp_sig op_sigs[] = {
     PP_SIG("unflatten", ais, pn_unflatten, "a: array, /, axis: int, shape: shape, *, stream: stream = None", NULL),
     PP_SIG("squeeze", ax, pn_squeeze, "a: array, /, axis: axes = None, *, stream: stream = None", NULL),
     PP_SIG("expand_dims", ax, pn_expand_dims, "a: array, /, axis: axes, *, stream: stream = None", NULL),
-    PP_SIG("transpose", ax, pn_transpose, "a: array, /, axes: axes = None, *, stream: stream = None", NULL),
+    PP_SIG("transpose", ax, pn_transpose, "a: array, /, axes: axes = None, stream: stream = None", NULL),
     PP_SIG("permute_dims", ax, pn_transpose, "a: array, /, axes: axes = None, *, stream: stream = None", NULL),
     PP_SIG("flip", ax, pn_flip, "a: array, /, axis: axes = None, *, stream: stream = None", NULL),
     PP_SIG("swapaxes", aii, pn_swapaxes, "a: array, /, axis1: int, axis2: int, *, stream: stream = None", NULL),
