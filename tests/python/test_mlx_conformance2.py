@@ -221,3 +221,90 @@ def test_async_eval_refused_inside_a_transform(transform):
     y = mx.exp(x)
     mx.async_eval(y)
     np.testing.assert_allclose(np.array(y), np.exp(np.array(x)), rtol=1e-6)
+
+
+# ───────────────────────────── grad's trees ─────────────────────────────
+
+from typing import NamedTuple  # noqa: E402
+
+
+class State(NamedTuple):
+    a: object
+    b: object
+
+
+class Pair(tuple):
+    pass
+
+
+def test_grad_keeps_namedtuples_and_tuple_subclasses(rng):
+    a = rng.standard_normal(3).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+
+    def loss(s):  # attribute access: the function sees the caller's type
+        return (mx.sin(s.a) * s.b).sum()
+
+    g = mx.grad(loss)(State(mx.array(a), mx.array(b)))
+    assert type(g) is State
+    np.testing.assert_allclose(np.array(g.a), np.cos(a) * b, rtol=1e-5)
+    np.testing.assert_allclose(np.array(g.b), np.sin(a), rtol=1e-5)
+
+    def loss_pair(p):
+        assert type(p) is Pair
+        return (p[0] * p[1] * 10).sum()
+
+    (v, g2) = mx.value_and_grad(loss_pair)(Pair([mx.array(a), mx.array(b)]))
+    assert type(g2) is Pair
+    np.testing.assert_allclose(np.array(g2[0]), 10 * b, rtol=1e-5)
+    np.testing.assert_allclose(v.item(), float((a * b * 10).sum()), rtol=1e-5)
+    # nested in a list and a dict; vmap's outputs keep the type too
+    g3 = mx.grad(lambda t: loss(t[0]["s"]))([{"s": State(mx.array(a), mx.array(b))}])
+    assert type(g3[0]["s"]) is State
+    out = mx.vmap(lambda x: State(x * 2, x + 1))(mx.array(np.stack([a, b])))
+    assert type(out) is State
+    np.testing.assert_allclose(np.array(out.a), 2 * np.stack([a, b]), rtol=1e-6)
+    if mlx is not None:
+        class MState(NamedTuple):
+            a: object
+            b: object
+
+        gm = mlx.grad(lambda s: (mlx.sin(s.a) * s.b).sum())(MState(mlx.array(a), mlx.array(b)))
+        assert type(gm) is MState
+        np.testing.assert_allclose(np.array(g.a), np.array(gm.a), rtol=1e-5)
+
+
+def test_grad_keeps_the_functions_replacements_in_the_callers_containers():
+    def loss(model):
+        model[1] = mx.array(2.0)  # the function's own array
+        return model[0] * 3
+
+    model = [mx.array(0.5), mx.array(1.0)]
+    first = model[0]
+    g = mx.grad(loss)(model)
+    assert g[0].item() == 3.0
+    assert model[1].item() == 2.0  # kept, as MLX
+    assert model[0] is first  # untouched entries get the caller's arrays back
+
+    def loss2(arrs):
+        arrs[1] = arrs[0] + arrs[1] + arrs[2]
+        return arrs[1]
+
+    arrs = [mx.array(1.0), mx.array(2.0), mx.array(4.0)]
+    a0, a1, a2 = arrs
+    mx.grad(loss2)(arrs)
+    assert arrs[0] is a0 and arrs[2] is a2 and arrs[1] is not a1
+    assert arrs[1].item() == 7.0
+
+    params = {"w": mx.array(2.0), "b": mx.array(1.0)}
+    w = params["w"]
+
+    def loss3(p):
+        p["b"] = mx.array(5.0)
+        return p["w"] ** 2
+
+    assert mx.grad(loss3)(params)["w"].item() == 4.0
+    assert params["w"] is w and params["b"].item() == 5.0
+    if mlx is not None:
+        m = [mlx.array(0.5), mlx.array(1.0)]
+        mlx.grad(lambda mm: (mm.__setitem__(1, mlx.array(2.0)), mm[0] * 3)[1])(m)
+        assert m[1].item() == 2.0

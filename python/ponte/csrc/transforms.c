@@ -36,6 +36,23 @@ int pp_tree_flatten(PyObject *tree, PyObject *list, int strict)
 }
 
 /* See pyponte.h. */
+PyObject *pp_tuple_like(PyObject *proto, PyObject *items)
+{
+    if (!items || PyTuple_CheckExact(proto)) return items;
+    /* as MLX's trees: a namedtuple rebuilt as type(proto)(*items), another tuple subclass as
+     * type(proto)(items); a type that cannot be rebuilt so stays a plain tuple */
+    PyObject *r = PyObject_HasAttrString(proto, "_fields")
+                      ? PyObject_Call((PyObject *)Py_TYPE(proto), items, NULL)
+                      : PyObject_CallOneArg((PyObject *)Py_TYPE(proto), items);
+    if (!r) {
+        PyErr_Clear();
+        return items;
+    }
+    Py_DECREF(items);
+    return r;
+}
+
+/* See pyponte.h. */
 PyObject *pp_tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObject *marker, int mode)
 {
     if (mode == PP_FILL_SKELETON && PPArray_Check(tree)) return Py_INCREF(marker), marker;
@@ -56,7 +73,7 @@ PyObject *pp_tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObje
             else if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
             else PyTuple_SET_ITEM(r, i, x);
         }
-        return r;
+        return PyTuple_Check(tree) ? pp_tuple_like(tree, r) : r;
     }
     if (PyDict_Check(tree)) {
         PyObject *r = PyDict_New(), *k, *v;
@@ -187,7 +204,7 @@ static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t
             if (!x) Py_CLEAR(r);
             else PyTuple_SET_ITEM(r, i, x);
         }
-        return r;
+        return pp_tuple_like(tree, r);
     }
     PyObject *keys = is_dict ? PyDict_Keys(tree) : NULL; /* values change, keys do not */
     Py_ssize_t n = is_dict ? (keys ? PyList_GET_SIZE(keys) : -1) : PyList_GET_SIZE(tree);
@@ -196,7 +213,7 @@ static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t
         PyObject *old = !key ? NULL : is_dict ? PyDict_GetItemWithError(tree, key) : PyList_GET_ITEM(tree, i);
         Py_XINCREF(old);
         PyObject *x = old ? tree_fill_in_place(old, leaves, pos, undo) : NULL;
-        PyObject *rec = x && x != old ? PyTuple_Pack(3, tree, key, old) : NULL;
+        PyObject *rec = x && x != old ? PyTuple_Pack(4, tree, key, old, x) : NULL;
         int ok = x && (x == old || (rec && PyList_Append(undo, rec) == 0 &&
                                     (is_dict ? PyDict_SetItem(tree, key, x) : PyList_SetItem(tree, i, Py_NewRef(x))) == 0));
         Py_XDECREF(rec);
@@ -212,17 +229,26 @@ static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t
     return n < 0 ? NULL : Py_NewRef(tree);
 }
 
-/* Puts back what tree_fill_in_place replaced, newest first; keeps any pending exception. */
+/* Puts back what tree_fill_in_place replaced, newest first, where the slot still holds what
+ * it put there: as MLX, an entry the function itself replaced keeps the function's value.
+ * Keeps any pending exception. */
 static void tree_undo_fill(PyObject *undo)
 {
     PyObject *exc_t, *exc_v, *exc_tb;
     PyErr_Fetch(&exc_t, &exc_v, &exc_tb);
     for (Py_ssize_t i = undo ? PyList_GET_SIZE(undo) - 1 : -1; i >= 0; i--) {
         PyObject *rec = PyList_GET_ITEM(undo, i);
-        PyObject *tree = PyTuple_GET_ITEM(rec, 0), *key = PyTuple_GET_ITEM(rec, 1), *old = PyTuple_GET_ITEM(rec, 2);
-        if (PyDict_Check(tree) ? PyDict_SetItem(tree, key, old)
-                               : PyList_SetItem(tree, PyLong_AsSsize_t(key), Py_NewRef(old)))
-            PyErr_Clear();
+        PyObject *tree = PyTuple_GET_ITEM(rec, 0), *key = PyTuple_GET_ITEM(rec, 1);
+        PyObject *old = PyTuple_GET_ITEM(rec, 2), *put = PyTuple_GET_ITEM(rec, 3), *now;
+        if (PyDict_Check(tree)) {
+            now = PyDict_GetItemWithError(tree, key);
+            if (now == put && PyDict_SetItem(tree, key, old)) PyErr_Clear();
+        } else {
+            Py_ssize_t k = PyLong_AsSsize_t(key);
+            now = k >= 0 && k < PyList_GET_SIZE(tree) ? PyList_GET_ITEM(tree, k) : NULL;
+            if (now == put && PyList_SetItem(tree, k, Py_NewRef(old))) PyErr_Clear();
+        }
+        PyErr_Clear();
     }
     PyErr_Restore(exc_t, exc_v, exc_tb);
 }
