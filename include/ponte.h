@@ -484,6 +484,14 @@ int pn_meshgrid(pn_array *const *arrays, int n, bool sparse, const char *indexin
 pn_array *pn_take(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_take_along_axis(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_put_along_axis(pn_array *a, pn_array *indices, pn_array *values, int axis);
+/* MLX's a[mask] = src (masked_scatter): mask (bool) has the shape of a's first k axes and
+ * selects slices of a's remaining axes; src of at most that many dimensions is one value for
+ * every selected slice (broadcast to the slice), src with one dimension more is a sequence of
+ * slices (rows broadcast to the slice) taken in order by the selected slices (when there are
+ * fewer rows than selections the last row repeats; MLX's CPU reports that at evaluation).
+ * Result: a's dtype and shape. Nothing is evaluated. Errors: a non-boolean mask, a mask that
+ * is not a's leading shape, src with too many dimensions. */
+pn_array *pn_masked_scatter(pn_array *a, pn_array *mask, pn_array *src);
 /* MLX's gather: nidx index arrays (broadcast together) index axes[0..nidx-1] of a, each
  * gathered item is a slice of slice_sizes (ndim(a) entries). */
 pn_array *pn_gather(pn_array *a, pn_array *const *indices, int nidx, const int *axes,

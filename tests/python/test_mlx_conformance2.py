@@ -308,3 +308,106 @@ def test_grad_keeps_the_functions_replacements_in_the_callers_containers():
         m = [mlx.array(0.5), mlx.array(1.0)]
         mlx.grad(lambda mm: (mm.__setitem__(1, mlx.array(2.0)), mm[0] * 3)[1])(m)
         assert m[1].item() == 2.0
+
+
+# ───────────────────────────── masked scatter, vmap axes ─────────────────────────────
+
+
+def masked_scatter_ref(x, mask, src):
+    """MLX's a[mask] = src in numpy: src of at most rest's rank fills every selected slice;
+    with one more dimension its rows fill the selected slices in order."""
+    x = x.copy()
+    k = mask.ndim
+    rest = x.shape[k:]
+    sel = np.argwhere(mask)
+    if src.ndim <= len(rest):
+        for i in sel:
+            x[tuple(i)] = np.broadcast_to(src, rest)
+    else:
+        rows = np.broadcast_to(src, (src.shape[0],) + rest)
+        for j, i in enumerate(sel):
+            x[tuple(i)] = rows[j]
+    return x
+
+
+MASK_CASES = [((3, 3), (3,), (1, 3)), ((3, 3), (3,), (3,)), ((3, 3), (3,), (5, 3)),
+              ((3, 3), (3,), (4, 1)), ((3, 3), (3, 3), (9,)), ((4,), (4,), ()),
+              ((4,), (4,), (6,)), ((2, 3, 4), (2,), (4,)), ((2, 3, 4), (2, 3), (7, 4))]
+
+
+@pytest.mark.parametrize("shape,mshape,sshape", MASK_CASES)
+def test_masked_scatter_matches_reference(rng, shape, mshape, sshape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    mask = rng.random(mshape) < 0.5
+    src = rng.standard_normal(sshape).astype(np.float32)
+    if len(sshape) > len(shape) - len(mshape) and sshape[0] < mask.sum():
+        src = rng.standard_normal((int(mask.sum()),) + sshape[1:]).astype(np.float32)
+    want = masked_scatter_ref(x, mask, src)
+    a = mx.array(x)
+    a[mx.array(mask)] = mx.array(src)
+    np.testing.assert_array_equal(np.array(a), want)
+    if mlx is not None:
+        c = mlx.array(x)
+        c[mlx.array(mask)] = mlx.array(src)
+        np.testing.assert_array_equal(np.array(a), np.array(c))
+
+
+def test_masked_scatter_errors_dtype_and_grad():
+    a = mx.zeros((3, 3))
+    with pytest.raises(ValueError, match="broadcastable"):
+        a[mx.array([[True, False, True]] * 3)] = mx.ones((3, 2))
+    with pytest.raises(ValueError):
+        a[mx.array([True, False])] = 1.0  # not a's leading shape
+    i = mx.zeros((4,), dtype=mx.int32)
+    i[mx.array([True, False, True, False])] = mx.array([2.7, 5.2])
+    assert i.dtype == mx.int32 and i.tolist() == [2, 0, 5, 0]
+
+    def f(x, s):
+        x[mx.array([True, False, True])] = s
+        return (x * x).sum()
+
+    gx, gs = mx.grad(f, argnums=(0, 1))(mx.array([1.0, 2.0, 3.0]), mx.array([1.0, 2.0, 3.0]))
+    assert gx.tolist() == [0.0, 4.0, 0.0] and gs.tolist() == [2.0, 4.0, 0.0]
+
+
+def test_masked_scatter_under_vmap(rng):
+    def scatter(x, m, src):
+        x[m] = src
+        return x
+
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    m = rng.random((5, 6)) < 0.5
+    src = rng.standard_normal((5, 6)).astype(np.float32)
+    want = np.stack([masked_scatter_ref(x[i], m[i], src[i]) for i in range(5)])
+    got = mx.vmap(scatter)(mx.array(x), mx.array(m), mx.array(src))
+    np.testing.assert_array_equal(np.array(got), want)
+    # a shared source restarts for every example; a shared mask with batched sources
+    want = np.stack([masked_scatter_ref(x[i], m[i], src[0]) for i in range(5)])
+    got = mx.vmap(scatter, in_axes=(0, 0, None))(mx.array(x), mx.array(m), mx.array(src[0]))
+    np.testing.assert_array_equal(np.array(got), want)
+    want = np.stack([masked_scatter_ref(x[i], m[0], src[i]) for i in range(5)])
+    got = mx.vmap(scatter, in_axes=(0, None, 0))(mx.array(x), mx.array(m[0]), mx.array(src))
+    np.testing.assert_array_equal(np.array(got), want)
+
+
+def test_vmap_dict_in_axes_and_one_tuple_out_axes(rng):
+    a = rng.standard_normal((2, 4)).astype(np.float32)
+    b = rng.standard_normal((4, 2)).astype(np.float32)
+    tree = {"a": mx.array(a), "b": (mx.array(b), mx.array(b))}
+    f = lambda t: (t["a"] + t["b"][0]) * t["b"][1]  # noqa: E731
+    out = mx.vmap(f, in_axes={"a": 0, "b": (1, 1)})(tree)
+    np.testing.assert_allclose(np.array(out), (a + b.T) * b.T, rtol=1e-6)
+    out = mx.vmap(f, in_axes={"a": 0, "b": 1})(tree)
+    np.testing.assert_allclose(np.array(out), (a + b.T) * b.T, rtol=1e-6)
+    with pytest.raises(ValueError):
+        mx.vmap(lambda x, y: x + y, in_axes={"a": 0})(mx.array(a), mx.array(a))
+    # out_axes=(1,) for a single output; a tuple output needs one entry per item
+    x = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    w = rng.standard_normal((4, 5)).astype(np.float32)
+    out = mx.vmap(mx.matmul, in_axes=(1, None), out_axes=(1,))(mx.array(x), mx.array(w))
+    np.testing.assert_allclose(np.array(out), x @ w, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):
+        mx.vmap(lambda t: (t, t), out_axes=(1,))(mx.array(x))
+    if mlx is not None:
+        ref = mlx.vmap(mlx.matmul, in_axes=(1, None), out_axes=(1,))(mlx.array(x), mlx.array(w))
+        np.testing.assert_allclose(np.array(out), np.array(ref), rtol=1e-5, atol=1e-5)

@@ -733,10 +733,14 @@ static int axes_for_tree(PyObject *spec, PyObject *tree, int none_value, PyObjec
 }
 
 /* Where vmap puts the batch axis of each of the n output leaves: out_axes is an int or None
- * for every output, or a tree prefix of the function's output (VMAP_UNBATCHED for None).
+ * for every output, or a tree prefix of the function's output (VMAP_UNBATCHED for None), or
+ * a one-tuple holding that for an output that is not a tuple.
  * Returns 0 or -1 with an exception. */
 static int vmap_out_axes(PyObject *out_axes, PyObject *out_tree, int n, int *axes)
 {
+    /* as MLX, a one-tuple describes a single (non-tuple) output too: out_axes=(1,) */
+    if (PyTuple_Check(out_axes) && PyTuple_GET_SIZE(out_axes) == 1 && !PyTuple_Check(out_tree))
+        out_axes = PyTuple_GET_ITEM(out_axes, 0);
     PyObject *l = PyList_New(0);
     if (!l || axes_for_tree(out_axes, out_tree, VMAP_UNBATCHED, l)) {
         Py_XDECREF(l);
@@ -838,23 +842,29 @@ static pn_closure *make_checkpoint(PPTransformed *t, pn_closure *f, PyObject *ar
 }
 
 /* in_axes: an int or None for every leaf, or a tuple (or list) with one entry per argument,
- * each an int, None, or a tree prefix of that argument. */
+ * each an int, None, or a tree prefix of that argument; as MLX, a dict is the tree prefix of
+ * a function's single argument. */
 static pn_closure *make_vmap(PPTransformed *t, pn_closure *f, PyObject *args)
 {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     PyObject *spec = t->in_axes, *entries = PyList_New(0), *leaves = PyList_New(0);
     int *axes = NULL, ok = entries && leaves;
-    if (ok && !pp_is_int(spec) && !PyTuple_Check(spec) && !PyList_Check(spec)) {
+    int whole = pp_is_int(spec) || (PyDict_Check(spec) && nargs == 1); /* spec for every arg */
+    if (ok && PyDict_Check(spec) && nargs != 1) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] A dict in_axes describes a function's single "
+                                          "argument; pass a tuple with one entry per argument.");
+        ok = 0;
+    } else if (ok && !whole && !PyTuple_Check(spec) && !PyList_Check(spec)) {
         PyErr_SetString(PyExc_ValueError, "[vmap] in_axes must be an int, None, or a tuple of them.");
         ok = 0;
-    } else if (ok && !pp_is_int(spec) && PySequence_Fast_GET_SIZE(spec) != nargs) {
+    } else if (ok && !whole && PySequence_Fast_GET_SIZE(spec) != nargs) {
         PyErr_Format(PyExc_ValueError, "[vmap] The number of in axes (%zd) must match the number of arguments (%zd).",
                      PySequence_Fast_GET_SIZE(spec), nargs);
         ok = 0;
     }
     for (Py_ssize_t i = 0; ok && i < nargs; i++) {
         PyObject *arg = PyTuple_GET_ITEM(args, i);
-        PyObject *ax = pp_is_int(spec) ? spec : PySequence_Fast_GET_ITEM(spec, i);
+        PyObject *ax = whole ? spec : PySequence_Fast_GET_ITEM(spec, i);
         if (axes_for_tree(ax, arg, INT_MIN, entries) || pp_tree_flatten(arg, leaves, 0)) ok = 0;
     }
     Py_ssize_t nin = ok ? PyList_GET_SIZE(leaves) : 0;
