@@ -1044,6 +1044,11 @@ pn_array *pn_random_uniform(pn_array *low, pn_array *high, const int64_t *shape,
                             pn_dtype dtype, pn_array *key);
 pn_array *pn_random_normal(const int64_t *shape, int ndim, pn_dtype dtype, double loc,
                            double scale, pn_array *key);
+/* pn_random_normal with loc and scale arrays (either may be NULL: 0 and 1; cast to dtype),
+ * each broadcasting to shape, as MLX's normal(shape, dtype, loc, scale): scale * N(0, 1) + loc
+ * of dtype (float or complex64; a complex loc moves the complex samples). */
+pn_array *pn_random_normal_arrays(const int64_t *shape, int ndim, pn_dtype dtype, pn_array *loc,
+                                  pn_array *scale, pn_array *key);
 /* Integers in [low, high); drawn through float32 as MLX 0.32 does (exact for |bounds| < 2^24). */
 pn_array *pn_random_randint(pn_array *low, pn_array *high, const int64_t *shape, int ndim,
                             pn_dtype dtype, pn_array *key);

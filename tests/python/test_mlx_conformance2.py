@@ -411,3 +411,32 @@ def test_vmap_dict_in_axes_and_one_tuple_out_axes(rng):
     if mlx is not None:
         ref = mlx.vmap(mlx.matmul, in_axes=(1, None), out_axes=(1,))(mlx.array(x), mlx.array(w))
         np.testing.assert_allclose(np.array(out), np.array(ref), rtol=1e-5, atol=1e-5)
+
+
+# ───────────────────────────── random.normal's loc and scale arrays ─────────────────────────────
+
+
+def test_random_normal_array_and_complex_loc_scale(rng):
+    key = mx.random.key(7)
+    loc = rng.standard_normal((4, 1)).astype(np.float32)
+    scale = (rng.random(3) + 0.5).astype(np.float32)
+    base = np.array(mx.random.normal((4, 3), key=key)).astype(np.float64)
+    got = mx.random.normal((4, 3), loc=mx.array(loc), scale=mx.array(scale), key=key)
+    assert got.shape == (4, 3) and got.dtype == mx.float32
+    np.testing.assert_allclose(np.array(got), base * scale + loc, rtol=1e-5, atol=1e-6)
+    # only one of them; the sample dtype is kept (float16 from float32 loc)
+    got = mx.random.normal((4, 3), dtype=mx.float16, loc=mx.array(loc), key=key)
+    assert got.dtype == mx.float16
+    # complex samples with a complex loc
+    cb = np.array(mx.random.normal((5,), dtype=mx.complex64, key=key))
+    c = mx.random.normal((5,), dtype=mx.complex64, loc=3.0 + 1j, scale=2.0, key=key)
+    np.testing.assert_allclose(np.array(c), 2 * cb + (3 + 1j), rtol=1e-5)
+    with pytest.raises(ValueError):
+        mx.random.normal((2, 10, 2), loc=mx.ones((10,)), scale=mx.ones((10,)))
+    if mlx is not None:
+        mk = mlx.random.key(7)
+        want = mlx.random.normal((4, 3), loc=mlx.array(loc), scale=mlx.array(scale), key=mk)
+        mine = mx.random.normal((4, 3), loc=mx.array(loc), scale=mx.array(scale), key=key)
+        np.testing.assert_allclose(np.array(mine), np.array(want), rtol=1e-6, atol=1e-6)
+        want = mlx.random.normal((5,), dtype=mlx.complex64, loc=3.0 + 1j, scale=2.0, key=mk)
+        np.testing.assert_allclose(np.array(c), np.array(want), rtol=1e-5, atol=1e-6)
