@@ -704,18 +704,22 @@ pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis);
 
 /* ── Linear algebra: decompositions (src/ops/linalg_decomp.c) ──
  * mlx.core.linalg's decompositions as primitives: LAPACK on the CPU, cuSOLVER on the GPU (eig
- * and eigvals run on the CPU on either device). Inputs are float32 or float64 (others are an
- * error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
+ * and eigvals run on the CPU on either device). Inputs are float32 or float64 (svd, eigh and
+ * eigvalsh also complex64; others are an error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
  * does not converge fails at evaluation with PN_ERR_BACKEND. Outputs are owned by the current
  * scope; on error every output is NULL and the function returns -1 (or NULL). */
 /* Singular value decomposition a = U diag(S) Vt of a (..., m, n), k = min(m, n): with
  * compute_uv, out[0] = U (..., m, m), out[1] = S (..., k) descending, out[2] = Vt (..., n, n);
  * without, out[0] = S only. Differentiable (for S and the first k columns of U and rows of
- * Vt; distinct nonzero singular values). Returns 0 or -1. */
+ * Vt; distinct nonzero singular values). complex64 a (through the real embedding [[X, -Y],
+ * [Y, X]]): S float32, U and Vt complex64 (a = U diag(S) Vt), singular vectors for square a
+ * only, distinct singular values assumed; not differentiable. Returns 0 or -1. */
 int pn_linalg_svd(pn_array *a, bool compute_uv, pn_array **out);
 /* Eigenvalues w (..., n) ascending and orthonormal eigenvectors v (..., n, n) (columns) of the
  * symmetric a (..., n, n), reading only its lower (uplo 'L') or upper ('U') triangle.
- * Differentiable (the gradient is that with respect to a symmetric a). Returns 0 or -1. */
+ * Differentiable (the gradient is that with respect to a symmetric a). complex64 a is
+ * Hermitian (through the real embedding [[X, -Y], [Y, X]]): w float32, v complex64, distinct
+ * eigenvalues assumed. Returns 0 or -1. */
 int pn_linalg_eigh(pn_array *a, char uplo, pn_array **w, pn_array **v);
 /* The eigenvalues of pn_linalg_eigh alone. */
 pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo);

@@ -440,3 +440,48 @@ def test_random_normal_array_and_complex_loc_scale(rng):
         np.testing.assert_allclose(np.array(mine), np.array(want), rtol=1e-6, atol=1e-6)
         want = mlx.random.normal((5,), dtype=mlx.complex64, loc=3.0 + 1j, scale=2.0, key=mk)
         np.testing.assert_allclose(np.array(c), np.array(want), rtol=1e-5, atol=1e-6)
+
+
+# ───────────────────────────── complex64 svd and eigh ─────────────────────────────
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (5, 5), (3, 4, 4)])
+def test_complex_svd(rng, shape):
+    a = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    u, s, vt = mx.linalg.svd(mx.array(a), stream=mx.cpu)
+    assert (u.dtype, s.dtype, vt.dtype) == (mx.complex64, mx.float32, mx.complex64)
+    u, s, vt = np.array(u), np.array(s), np.array(vt)
+    np.testing.assert_allclose(s, np.linalg.svd(a.astype(np.complex128), compute_uv=False), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose((u * s[..., None, :]) @ vt, a, atol=1e-4)
+    eye = np.eye(shape[-1])
+    np.testing.assert_allclose(np.swapaxes(u.conj(), -1, -2) @ u, np.broadcast_to(eye, u.shape), atol=1e-5)
+    np.testing.assert_allclose(vt @ np.swapaxes(vt.conj(), -1, -2), np.broadcast_to(eye, vt.shape), atol=1e-5)
+    # values only, any shape
+    b = a[..., :-1, :]
+    sv = mx.linalg.svd(mx.array(b), compute_uv=False, stream=mx.cpu)
+    np.testing.assert_allclose(np.array(sv), np.linalg.svd(b.astype(np.complex128), compute_uv=False), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError):
+        mx.linalg.svd(mx.array(b), stream=mx.cpu)  # singular vectors of a non-square complex
+    if mlx is not None:
+        ms = mlx.linalg.svd(mlx.array(a), compute_uv=False, stream=mlx.cpu)
+        np.testing.assert_allclose(s, np.array(ms), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("uplo", ["L", "U"])
+def test_complex_eigh(rng, uplo):
+    b = (rng.standard_normal((2, 6, 6)) + 1j * rng.standard_normal((2, 6, 6))).astype(np.complex64)
+    h = b + np.swapaxes(b.conj(), -1, -2)
+    # only the uplo triangle is read: garbage in the other one
+    junk = (rng.standard_normal((2, 6, 6)) * (1 + 1j)).astype(np.complex64)
+    tri = np.tril(h) + np.triu(junk, 1) if uplo == "L" else np.triu(h) + np.tril(junk, -1)
+    w, v = mx.linalg.eigh(mx.array(tri), UPLO=uplo, stream=mx.cpu)
+    assert w.dtype == mx.float32 and v.dtype == mx.complex64
+    w, v = np.array(w), np.array(v)
+    np.testing.assert_allclose(w, np.linalg.eigvalsh(h.astype(np.complex128)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(h @ v, v * w[..., None, :], atol=1e-4)
+    np.testing.assert_allclose(np.swapaxes(v.conj(), -1, -2) @ v, np.broadcast_to(np.eye(6), v.shape), atol=1e-5)
+    wv = mx.linalg.eigvalsh(mx.array(tri), UPLO=uplo, stream=mx.cpu)
+    np.testing.assert_allclose(np.array(wv), w, rtol=1e-5, atol=1e-5)
+    if mlx is not None:
+        mw = mlx.linalg.eigvalsh(mlx.array(tri), UPLO=uplo, stream=mlx.cpu)
+        np.testing.assert_allclose(w, np.array(mw), rtol=1e-4, atol=1e-4)
