@@ -270,7 +270,8 @@ int pn_scope_depth(void);
 
 /* ───────────────────────────── memory ───────────────────────────── */
 
-/* Bytes in arrays now / at the peak since start or the last reset / held in the cache. */
+/* Bytes in arrays now / at the peak since start or the last reset / held in the cache. A
+ * reset sets the peak to 0 (as MLX); the next allocation raises it to the active bytes. */
 size_t pn_get_active_memory(void);
 size_t pn_get_peak_memory(void);
 void pn_reset_peak_memory(void);

@@ -170,7 +170,7 @@ size_t pn_get_peak_memory(void)
 void pn_reset_peak_memory(void)
 {
     pthread_mutex_lock(&lock);
-    peak_bytes = active_bytes;
+    peak_bytes = 0; /* as MLX: the next allocation sets it to what is active then */
     pthread_mutex_unlock(&lock);
 #ifdef PONTE_HAS_GPU
     pnG_reset_peak_memory();

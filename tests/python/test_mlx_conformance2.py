@@ -3,6 +3,7 @@ different, each checked against numpy and, where MLX is importable, against MLX 
 fft functions' norm= argument, transpose's positional stream, safetensors string metadata
 (save_safetensors' metadata=, load's return_metadata=), safetensors F8_E4M3 tensors, and
 async_eval refused inside a transform."""
+import math
 import os
 
 import numpy as np
@@ -485,3 +486,88 @@ def test_complex_eigh(rng, uplo):
     if mlx is not None:
         mw = mlx.linalg.eigvalsh(mlx.array(tri), UPLO=uplo, stream=mlx.cpu)
         np.testing.assert_allclose(w, np.array(mw), rtol=1e-4, atol=1e-4)
+
+
+# ───────────────────────────── reset_peak_memory ─────────────────────────────
+
+
+def test_reset_peak_memory_sets_zero_as_mlx():
+    keep = mx.zeros((4096,))
+    mx.eval(keep)
+    mx.synchronize()
+    assert mx.get_active_memory() >= 4096 * 4
+    mx.reset_peak_memory()
+    assert mx.get_peak_memory() == 0  # as MLX, though `keep` is alive
+    more = mx.ones((1024,)) + 1
+    mx.eval(more)
+    assert mx.get_peak_memory() >= mx.get_active_memory() >= 4096 * 4 + 1024 * 4
+    if mlx is not None:
+        k = mlx.zeros((4096,))
+        mlx.eval(k)
+        mlx.reset_peak_memory()
+        assert mlx.get_peak_memory() == 0
+
+
+# ───────────────────────────── optimizers ─────────────────────────────
+
+import ponte.optimizers as optim  # noqa: E402
+from ponte.utils import tree_flatten  # noqa: E402
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.RMSprop, optim.Lion])
+def test_learning_rate_is_the_last_updates(cls):
+    o = cls(learning_rate=optim.step_decay(0.1, 0.9, 1))
+    assert o.learning_rate.item() == pytest.approx(0.1)
+    p = {"w": mx.ones((3,))}
+    seen = []
+    for _ in range(4):
+        p = o.apply_gradients({"w": mx.ones((3,))}, p)
+        seen.append(o.learning_rate.item())
+    np.testing.assert_allclose(seen, [0.1 * 0.9 ** k for k in range(4)], rtol=1e-6)
+    assert o.state["learning_rate"].item() == pytest.approx(seen[-1])
+    if mlx is not None:
+        import mlx.optimizers as mopt
+
+        m = getattr(mopt, cls.__name__)(learning_rate=mopt.step_decay(0.1, 0.9, 1))
+        q = {"w": mlx.ones((3,))}
+        for _ in range(4):
+            q = m.apply_gradients({"w": mlx.ones((3,))}, q)
+        assert m.learning_rate.item() == pytest.approx(seen[-1])
+        np.testing.assert_allclose(np.array(p["w"]), np.array(q["w"]), rtol=1e-5)
+
+
+def test_join_schedules_returns_arrays_and_clip_grad_norm_of_integers():
+    s = optim.join_schedules([lambda _: 3, lambda _: 4, lambda _: 5], [2, 4])
+    got = [s(k) for k in (0, 1, 2, 3, 5, 7)]
+    assert all(isinstance(v, mx.array) for v in got)
+    assert [v.item() for v in got] == [3, 3, 4, 4, 5, 5]
+    g = {"a": mx.array([10, 20]), "b": [mx.array([30])]}
+    clipped, norm = optim.clip_grad_norm(g, 1.0)
+    assert clipped["a"].dtype == mx.float32 and norm.item() == pytest.approx(math.sqrt(1400), rel=1e-6)
+    flat = np.concatenate([np.array(v) for _, v in tree_flatten(clipped)])
+    np.testing.assert_allclose(flat, np.array([10, 20, 30]) / math.sqrt(1400), rtol=1e-5)
+    small, _ = optim.clip_grad_norm({"a": mx.array([1, 2])}, 10.0)
+    assert small["a"].dtype == mx.float32 and small["a"].tolist() == [1.0, 2.0]
+
+
+def test_init_creates_the_state_of_every_parameter():
+    params = {"first": [mx.zeros((10,)), mx.zeros((1,))], "second": mx.zeros((2, 2))}
+    for cls, slots in [(lambda: optim.SGD(0.1, momentum=0.9), {"v"}), (lambda: optim.Adam(0.1), {"m", "v"}),
+                       (lambda: optim.AdaDelta(0.1), {"u", "v"}), (lambda: optim.Lion(0.1), {"m"})]:
+        o = cls()
+        o.init(params)
+        st = o.state
+        assert st["step"].item() == 0
+        for k, p in tree_flatten(params):
+            node = st
+            for part in k.split("."):
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            assert set(node) == slots
+            for v in node.values():
+                assert v.shape == p.shape and not np.any(np.array(v))
+        # the first real update then matches an optimizer that was not initialized
+        g = {"first": [mx.ones((10,)), mx.ones((1,))], "second": mx.ones((2, 2))}
+        a = o.apply_gradients(g, params)
+        b = cls().apply_gradients(g, params)
+        for (_, x), (_, y) in zip(tree_flatten(a), tree_flatten(b)):
+            np.testing.assert_array_equal(np.array(x), np.array(y))

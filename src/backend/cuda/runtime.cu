@@ -289,7 +289,7 @@ extern "C" size_t pnG_peak_memory(void)
 extern "C" void pnG_reset_peak_memory(void)
 {
     pthread_mutex_lock(&mem_lock);
-    peak_bytes = active_bytes;
+    peak_bytes = 0; /* as MLX, see pn_reset_peak_memory */
     pthread_mutex_unlock(&mem_lock);
 }
 
