@@ -571,3 +571,34 @@ def test_init_creates_the_state_of_every_parameter():
         b = cls().apply_gradients(g, params)
         for (_, x), (_, y) in zip(tree_flatten(a), tree_flatten(b)):
             np.testing.assert_array_equal(np.array(x), np.array(y))
+
+
+def test_optimizer_state_returned_from_a_compiled_step(rng):
+    import ponte.nn as nn
+
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    x = mx.array(rng.standard_normal((2, 3)).astype(np.float32))
+
+    def loss(params, x):
+        return (x @ params["w"].T).sum()
+
+    ref = optim.SGD(learning_rate=optim.exponential_decay(0.1, 0.5), momentum=0.9)
+    p_ref = {"w": mx.array(w)}
+    for _ in range(2):
+        p_ref = ref.apply_gradients(mx.grad(loss)(p_ref, x), p_ref)
+
+    o = optim.SGD(learning_rate=optim.exponential_decay(0.1, 0.5), momentum=0.9)
+    o.init({"w": mx.array(w)})
+
+    @mx.compile
+    def step(params, opt_state, x):
+        o.state = opt_state
+        params = o.apply_gradients(mx.grad(loss)(params, x), params)
+        return params, o.state  # the state, rate included, read inside the trace
+
+    p, st = {"w": mx.array(w)}, o.state
+    for _ in range(2):
+        p, st = step(p, st, x)
+    np.testing.assert_allclose(np.array(p["w"]), np.array(p_ref["w"]), rtol=1e-6)
+    assert st["learning_rate"].item() == pytest.approx(0.05)
+    assert isinstance(nn.Linear(2, 2), nn.Module)

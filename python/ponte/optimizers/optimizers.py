@@ -168,7 +168,13 @@ class _RuleOptimizer(Optimizer):
         value MLX keeps in its state, the schedule at the step the update started from."""
         if self._lr is None:
             raise KeyError("learning_rate")
-        return mx.array(self._lr_at(max(int(self.step.item()) - 1, 0)), mx.float32)
+        step = self.step
+        if mx._tracing():  # the step may be traced (mx.compile's state): ops, no host read
+            if not callable(self._lr):
+                return mx.array(self._lr_at(0), mx.float32)
+            lr = self._lr(mx.maximum(step, 1) - 1)
+            return lr.astype(mx.float32) if isinstance(lr, mx.array) else mx.array(lr, mx.float32)
+        return mx.array(self._lr_at(max(int(step.item()) - 1, 0)), mx.float32)
 
     @learning_rate.setter
     def learning_rate(self, value):
