@@ -602,3 +602,24 @@ def test_optimizer_state_returned_from_a_compiled_step(rng):
     np.testing.assert_allclose(np.array(p["w"]), np.array(p_ref["w"]), rtol=1e-6)
     assert st["learning_rate"].item() == pytest.approx(0.05)
     assert isinstance(nn.Linear(2, 2), nn.Module)
+
+
+# ───────────────────────────── export: one copy of a shared constant ─────────────────────────────
+
+
+def test_exporter_writes_a_captured_constant_once(tmp_path, rng):
+    c = mx.array(rng.standard_normal((16, 512)).astype(np.float32))
+    mx.eval(c)
+
+    def fun(*args):
+        return c + sum(args)  # no args: c + 0, which may alias c itself
+
+    path = str(tmp_path / "f.mlxfn")
+    with mx.exporter(path, fun) as ex:
+        for i in range(4):
+            ex(*[mx.array(float(i))] * i)
+    assert os.path.getsize(path) < c.nbytes + 8192
+    imported = mx.import_function(path)
+    for i in range(4):
+        (out,) = imported(*[mx.array(float(i))] * i)
+        np.testing.assert_allclose(np.array(out), np.array(c) + i * i, rtol=1e-6)
