@@ -230,10 +230,11 @@ int pn_eval(pn_array *const *arrays, int n);
 /* Starts computing the arrays on a worker thread and returns at once; the caller may go on
  * building (and releasing) arrays meanwhile. Reading their data, pn_eval of anything not yet
  * computed, transforms and pn_synchronize wait for it. One job runs at a time (a second call
- * waits for the first). Under a transform, or when the graph has GPU nodes (queued on their
- * streams asynchronously anyway), it evaluates before returning. An error inside the job
- * leaves the failed arrays unevaluated: evaluating them again reports it. Returns 0, or -1
- * for a bad array list. */
+ * waits for the first). When the graph has GPU nodes (queued on their streams
+ * asynchronously anyway), it evaluates before returning. An error inside the job leaves the
+ * failed arrays unevaluated: evaluating them again reports it. Returns 0, or -1 for a bad
+ * array list, and (PN_ERR_INVALID_ARGUMENT, as MLX) when called inside a transform (grad,
+ * vjp, jvp, vmap, a compile trace). */
 int pn_async_eval(pn_array *const *arrays, int n);
 /* mlx.core.export_to_dot: writes the graph of the n outputs and of every unevaluated array
  * they depend on to f in Graphviz DOT, as MLX does: arrays with no pending computation are
@@ -485,6 +486,14 @@ int pn_meshgrid(pn_array *const *arrays, int n, bool sparse, const char *indexin
 pn_array *pn_take(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_take_along_axis(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_put_along_axis(pn_array *a, pn_array *indices, pn_array *values, int axis);
+/* MLX's a[mask] = src (masked_scatter): mask (bool) has the shape of a's first k axes and
+ * selects slices of a's remaining axes; src of at most that many dimensions is one value for
+ * every selected slice (broadcast to the slice), src with one dimension more is a sequence of
+ * slices (rows broadcast to the slice) taken in order by the selected slices (when there are
+ * fewer rows than selections the last row repeats; MLX's CPU reports that at evaluation).
+ * Result: a's dtype and shape. Nothing is evaluated. Errors: a non-boolean mask, a mask that
+ * is not a's leading shape, src with too many dimensions. */
+pn_array *pn_masked_scatter(pn_array *a, pn_array *mask, pn_array *src);
 /* MLX's gather: nidx index arrays (broadcast together) index axes[0..nidx-1] of a, each
  * gathered item is a slice of slice_sizes (ndim(a) entries). */
 pn_array *pn_gather(pn_array *a, pn_array *const *indices, int nidx, const int *axes,
@@ -697,18 +706,22 @@ pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis);
 
 /* ── Linear algebra: decompositions (src/ops/linalg_decomp.c) ──
  * mlx.core.linalg's decompositions as primitives: LAPACK on the CPU, cuSOLVER on the GPU (eig
- * and eigvals run on the CPU on either device). Inputs are float32 or float64 (others are an
- * error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
+ * and eigvals run on the CPU on either device). Inputs are float32 or float64 (svd, eigh and
+ * eigvalsh also complex64; others are an error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
  * does not converge fails at evaluation with PN_ERR_BACKEND. Outputs are owned by the current
  * scope; on error every output is NULL and the function returns -1 (or NULL). */
 /* Singular value decomposition a = U diag(S) Vt of a (..., m, n), k = min(m, n): with
  * compute_uv, out[0] = U (..., m, m), out[1] = S (..., k) descending, out[2] = Vt (..., n, n);
  * without, out[0] = S only. Differentiable (for S and the first k columns of U and rows of
- * Vt; distinct nonzero singular values). Returns 0 or -1. */
+ * Vt; distinct nonzero singular values). complex64 a (through the real embedding [[X, -Y],
+ * [Y, X]]): S float32, U and Vt complex64 (a = U diag(S) Vt), singular vectors for square a
+ * only, distinct singular values assumed; not differentiable. Returns 0 or -1. */
 int pn_linalg_svd(pn_array *a, bool compute_uv, pn_array **out);
 /* Eigenvalues w (..., n) ascending and orthonormal eigenvectors v (..., n, n) (columns) of the
  * symmetric a (..., n, n), reading only its lower (uplo 'L') or upper ('U') triangle.
- * Differentiable (the gradient is that with respect to a symmetric a). Returns 0 or -1. */
+ * Differentiable (the gradient is that with respect to a symmetric a). complex64 a is
+ * Hermitian (through the real embedding [[X, -Y], [Y, X]]): w float32, v complex64, distinct
+ * eigenvalues assumed. Returns 0 or -1. */
 int pn_linalg_eigh(pn_array *a, char uplo, pn_array **w, pn_array **v);
 /* The eigenvalues of pn_linalg_eigh alone. */
 pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo);
@@ -771,7 +784,7 @@ pn_array *pn_fast_cross_entropy(pn_array *logits, pn_array *targets);
  * batchable. Results are complex64 (float32 for the irfft family); other inputs are cast
  * first (there is no complex128: float64 input gives complex64 results); rfft* casts complex
  * input to float32 (dropping the imaginary part), as MLX. Forward transforms are unscaled,
- * inverse ones scaled by 1/n ("backward" normalization; MLX has no norm argument). Each
+ * inverse ones scaled by 1/n ("backward" normalization; the _norm variants take norm=). Each
  * transformed axis is truncated or zero-padded to its requested size first. Errors
  * (PN_ERR_INVALID_ARGUMENT, NULL): a 0-d input, an axis out of range, a duplicated axis, a
  * size <= 0. Results are owned by the current scope.
@@ -783,6 +796,18 @@ pn_array *pn_fft_fftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
 pn_array *pn_fft_ifftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
 pn_array *pn_fft_rfftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
 pn_array *pn_fft_irfftn(pn_array *a, const int64_t *s, const int *axes, int naxes);
+/* As the four above with numpy's / MLX's norm: NULL or "backward" (forward unscaled, inverse
+ * 1/N), "ortho" (1/sqrt(N) both ways), "forward" (forward 1/N, inverse unscaled), N the
+ * product of the transform sizes (s, or the defaults above); another name is
+ * PN_ERR_INVALID_ARGUMENT. */
+pn_array *pn_fft_fftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                           const char *norm);
+pn_array *pn_fft_ifftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                            const char *norm);
+pn_array *pn_fft_rfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                            const char *norm);
+pn_array *pn_fft_irfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                             const char *norm);
 /* Two-dimensional: s NULL or 2 sizes; axes NULL means {-2, -1}. */
 pn_array *pn_fft_fft2(pn_array *a, const int64_t *s, const int *axes);
 pn_array *pn_fft_ifft2(pn_array *a, const int64_t *s, const int *axes);
@@ -1025,6 +1050,11 @@ pn_array *pn_random_uniform(pn_array *low, pn_array *high, const int64_t *shape,
                             pn_dtype dtype, pn_array *key);
 pn_array *pn_random_normal(const int64_t *shape, int ndim, pn_dtype dtype, double loc,
                            double scale, pn_array *key);
+/* pn_random_normal with loc and scale arrays (either may be NULL: 0 and 1; cast to dtype),
+ * each broadcasting to shape, as MLX's normal(shape, dtype, loc, scale): scale * N(0, 1) + loc
+ * of dtype (float or complex64; a complex loc moves the complex samples). */
+pn_array *pn_random_normal_arrays(const int64_t *shape, int ndim, pn_dtype dtype, pn_array *loc,
+                                  pn_array *scale, pn_array *key);
 /* Integers in [low, high); drawn through float32 as MLX 0.32 does (exact for |bounds| < 2^24). */
 pn_array *pn_random_randint(pn_array *low, pn_array *high, const int64_t *shape, int ndim,
                             pn_dtype dtype, pn_array *key);
@@ -1660,6 +1690,10 @@ pn_params *pn_load_gguf(const char *path, pn_gguf_meta **metadata);
 /* Saves arrays (and metadata, may be NULL) as GGUF version 3, data aligned to 32 bytes.
  * Returns 0, or -1 (invalid argument for an unsupported dtype, PN_ERR_IO). */
 int pn_save_gguf(const char *path, const pn_params *arrays, const pn_gguf_meta *metadata);
+/* p as .safetensors at path (whatever its extension) with metadata (may be NULL; single
+ * strings only, written as the header's "__metadata__"; another value is
+ * PN_ERR_INVALID_ARGUMENT). 0, or -1 with an error. */
+int pn_save_safetensors(const char *path, const pn_params *p, const pn_gguf_meta *metadata);
 
 /* Files without a path (streams, memory: Python's file objects). A writer takes a file's
  * bytes in order: write(ctx, data, n) returns 0, or -1 to stop (the save then fails with the
@@ -1676,14 +1710,16 @@ typedef enum pn_file_format {
     PN_FORMAT_GGUF,
 } pn_file_format;
 /* Saves arrays as format through w, the bytes the path savers write (NPY: arrays holds
- * exactly one array, its name unused; metadata: GGUF only, may be NULL, ignored otherwise).
+ * exactly one array, its name unused; metadata: may be NULL; GGUF's, or safetensors' header
+ * "__metadata__" (single strings only, else PN_ERR_INVALID_ARGUMENT); ignored otherwise).
  * 0, or -1 with an error. */
 int pn_save_to(const pn_writer *w, pn_file_format format, const pn_params *arrays,
                const pn_gguf_meta *metadata);
 /* Loads a whole file image of format from data[0, size), checked as the path loaders check a
  * file; name (may be NULL) names it in errors (NPY: a map of one array named ""; metadata:
- * GGUF only, as pn_load_gguf, may be NULL). A new map, or NULL with an error (PN_ERR_IO for a
- * malformed image). */
+ * may be NULL; GGUF's as pn_load_gguf, safetensors' "__metadata__" string values (NULL when
+ * the file has none), none for the other formats). A new map, or NULL with an error
+ * (PN_ERR_IO for a malformed image). */
 pn_params *pn_load_from(const void *data, size_t size, pn_file_format format, const char *name,
                         pn_gguf_meta **metadata);
 

@@ -550,8 +550,11 @@ int pn_eval(pn_array *const *arrays, int n)
 int pn_async_eval(pn_array *const *arrays, int n)
 {
     if (check_roots(arrays, n)) return -1;
+    if (pnC_tracing()) /* as MLX: the trace needs the graph evaluated where it stands */
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[async_eval] Not allowed inside a graph transformation.");
     pnC_async_wait();
-    if (pnC_tracing() || is_worker) return pn_eval(arrays, n);
+    if (is_worker) return pn_eval(arrays, n);
     node_vec order = {0};
     int rc = topo_order(arrays, n, &order);
     bool on_gpu = false; /* GPU kernels are queued asynchronously already */

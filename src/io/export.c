@@ -259,8 +259,36 @@ static int check_nodes(const pnT_tape *t)
     return 0;
 }
 
-/* Moves the tape's constants into the file's table (an array already there is shared) and
- * renumbers the tape's constant references. 0 or -1 (the file may hold unused constants). */
+/* The file's constant equal to a: the same view of the same buffer, or (both row-contiguous)
+ * the same dtype, shape and bytes, as when one trace folds a + 0 of a captured array into a
+ * constant of its own and another trace captures a itself; -1 when none. Constants are
+ * values, so one copy serves both. */
+static int64_t same_constant(const pn_exporter *e, const pn_array *a)
+{
+    for (uint32_t i = 0; a->buf && i < e->file.nconst; i++) {
+        const pn_array *c = e->file.consts[i];
+        if (!c->buf || c->dtype != a->dtype || c->ndim != a->ndim) continue;
+        bool shape = true, strides = true;
+        for (int d = 0; shape && d < a->ndim; d++) {
+            shape = c->shape[d] == a->shape[d];
+            strides = strides && c->strides[d] == a->strides[d];
+        }
+        if (!shape) continue;
+        if (c->buf == a->buf && c->offset == a->offset && strides) return i;
+        if (!pnC_row_contiguous(c) || !pnC_row_contiguous(a)) continue;
+        const void *x = pn_data((pn_array *)c), *y = pn_data((pn_array *)a); /* host copies */
+        if (!x || !y) {
+            pn_clear_error(); /* not comparable: kept as a constant of its own */
+            continue;
+        }
+        if (memcmp(x, y, pn_nbytes((pn_array *)a)) == 0) return i;
+    }
+    return -1;
+}
+
+/* Moves the tape's constants into the file's table (an array already there, or an equal one,
+ * is shared) and renumbers the tape's constant references. 0 or -1
+ * (the file may hold unused constants). */
 static int adopt_consts(pn_exporter *e, pnT_tape *t)
 {
     const char *op = "export_function";
@@ -270,8 +298,9 @@ static int adopt_consts(pn_exporter *e, pnT_tape *t)
                  : pn_set_error(PN_ERR_OUT_OF_MEMORY, "[%s] Out of memory.", op);
     for (uint32_t i = 0; i < t->nconst && rc == 0; i++) {
         const int64_t *v = pnC_ptrmap_find(&e->consts, t->consts[i]);
-        if (v) {
-            idx[i] = (uint32_t)*v;
+        int64_t same = v ? *v : same_constant(e, t->consts[i]);
+        if (same >= 0) {
+            idx[i] = (uint32_t)same;
             continue;
         }
         idx[i] = e->file.nconst;

@@ -123,7 +123,7 @@ int pn_save_to(const pn_writer *w, pn_file_format format, const pn_params *array
         return pnI_save_npy(w, pn_params_at(arrays, 0));
     case PN_FORMAT_NPZ:
     case PN_FORMAT_NPZ_COMPRESSED: return pnI_save_npz(w, arrays, format == PN_FORMAT_NPZ_COMPRESSED);
-    case PN_FORMAT_SAFETENSORS: return pnI_save_safetensors(w, arrays);
+    case PN_FORMAT_SAFETENSORS: return pnI_save_safetensors(w, arrays, metadata);
     case PN_FORMAT_GGUF: return pnI_save_gguf(w, arrays, metadata);
     }
     return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save] Unknown file format %d.", (int)format);
@@ -147,7 +147,7 @@ static pn_params *load_image(const unsigned char *data, size_t size, pn_file_for
     }
     case PN_FORMAT_NPZ:
     case PN_FORMAT_NPZ_COMPRESSED: return pnI_load_npz(data, size, what);
-    case PN_FORMAT_SAFETENSORS: return pnI_load_safetensors(data, size, what);
+    case PN_FORMAT_SAFETENSORS: return pnI_load_safetensors(data, size, what, metadata);
     case PN_FORMAT_GGUF: return pnI_load_gguf(data, size, what, metadata);
     }
     return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[load] Unknown file format %d.", (int)format);
@@ -198,6 +198,12 @@ int pn_save_params(const char *path, const pn_params *p)
     if (pnI_has_ext(path, ".npz")) return save_path(path, PN_FORMAT_NPZ, p, NULL);
     return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                         "[save] Unknown file extension in %s (use .safetensors or .npz).", path);
+}
+
+int pn_save_safetensors(const char *path, const pn_params *p, const pn_gguf_meta *metadata)
+{
+    if (!path || !p) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[save_safetensors] NULL path or tree.");
+    return save_path(path, PN_FORMAT_SAFETENSORS, p, metadata);
 }
 
 int pn_savez_compressed(const char *path, const pn_params *p)

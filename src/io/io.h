@@ -17,8 +17,9 @@ bool pnI_has_ext(const char *path, const char *ext);
 /* The formats: a saver writes a whole file through w (0 or -1); a loader reads a whole file
  * image (hostile) and names it `what` (the path) in its errors. */
 int pnI_save_npy(const pn_writer *w, pn_array *a);
-int pnI_save_safetensors(const pn_writer *w, const pn_params *p);
-pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const char *what);
+int pnI_save_safetensors(const pn_writer *w, const pn_params *p, const pn_gguf_meta *meta);
+pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const char *what,
+                                pn_gguf_meta **meta);
 int pnI_save_npz(const pn_writer *w, const pn_params *p, bool compress);
 pn_params *pnI_load_npz(const unsigned char *buf, size_t size, const char *what);
 int pnI_save_gguf(const pn_writer *w, const pn_params *arrays, const pn_gguf_meta *metadata);

@@ -1,6 +1,6 @@
 /* safetensors.c — .safetensors reading and writing: an 8-byte little-endian header size, a
- * JSON header {"name": {"dtype": "F32", "shape": [..], "data_offsets": [b, e]}, ...}, then
- * the data. The reader's JSON parser accepts exactly this structure and checks every size,
+ * JSON header {"__metadata__": {"key": "string", ...}, "name": {"dtype": "F32", "shape": [..],
+ * "data_offsets": [b, e]}, ...}, then the data (the string metadata as a pn_gguf_meta map). The reader's JSON parser accepts exactly this structure and checks every size,
  * offset and overlap against the file. */
 #include "io/io.h"
 
@@ -59,12 +59,33 @@ static int put_json_string(text *t, const char *s)
     return put(t, "\"", 1);
 }
 
-int pnI_save_safetensors(const pn_writer *w, const pn_params *p)
+int pnI_save_safetensors(const pn_writer *w, const pn_params *p, const pn_gguf_meta *meta)
 {
-    int n = pn_params_count(p);
+    int n = pn_params_count(p), nmeta = meta ? pn_gguf_meta_count(meta) : 0;
+    for (int i = 0; i < nmeta; i++) {
+        const char *const *strs;
+        bool list;
+        if (pn_gguf_meta_strings(meta, i, &strs, &list) != 1 || list)
+            return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                                "[save_safetensors] Metadata values must be strings (\"%s\").",
+                                pn_gguf_meta_key(meta, i));
+    }
     if (pn_params_eval(p)) return -1;
     text h = {0};
     int rc = put(&h, "{", 1);
+    if (nmeta) { /* {"__metadata__": {"key": "value", ...}, ...} first, as MLX writes it */
+        rc |= put(&h, "\"__metadata__\":{", 16);
+        for (int i = 0; i < nmeta && rc == 0; i++) {
+            const char *const *strs;
+            bool list;
+            pn_gguf_meta_strings(meta, i, &strs, &list);
+            if (i) rc |= put(&h, ",", 1);
+            rc |= put_json_string(&h, pn_gguf_meta_key(meta, i));
+            rc |= put(&h, ":", 1);
+            rc |= put_json_string(&h, strs[0]);
+        }
+        rc |= put(&h, n ? "}," : "}", n ? 2 : 1);
+    }
     size_t offset = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         pn_array *a = pn_params_at(p, i);
@@ -234,6 +255,10 @@ static bool parse_entry(parser *p, entry *e)
             have_dtype = false;
             for (int t = 0; code && t < PN_NUM_DTYPES; t++)
                 if (!strcmp(code, CODES[t])) { e->dtype = (pn_dtype)t; have_dtype = true; }
+            if (code && !strcmp(code, "F8_E4M3")) { /* as MLX: the raw e4m3 codes, uint8 */
+                e->dtype = PN_UINT8;
+                have_dtype = true;
+            }
             free(code);
             if (!have_dtype) { free(key); p->bad = true; return false; }
         } else if (!strcmp(key, "shape")) {
@@ -264,7 +289,36 @@ static bool parse_entry(parser *p, entry *e)
     return !p->bad;
 }
 
-pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const char *path)
+/* The "__metadata__" object's string values into *meta (created on first use); other
+ * values are skipped. */
+static void parse_metadata(parser *p, pn_gguf_meta **meta)
+{
+    if (!expect(p, '{') || peek(p, '}')) {
+        expect(p, '}');
+        return;
+    }
+    do {
+        char *key = parse_string(p);
+        if (!key || !expect(p, ':')) {
+            free(key);
+            return;
+        }
+        if (peek(p, '"')) {
+            char *v = parse_string(p);
+            if (v && !*meta) *meta = pn_gguf_meta_new();
+            const char *vs = v;
+            if (v && (!*meta || pn_gguf_meta_set_strings(*meta, key, &vs, 1, false))) p->bad = true;
+            free(v);
+        } else {
+            skip_value(p, 2);
+        }
+        free(key);
+    } while (!p->bad && peek(p, ',') && p->s++);
+    expect(p, '}');
+}
+
+pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const char *path,
+                                pn_gguf_meta **meta)
 {
     pn_params *out = NULL;
     entry *entries = NULL;
@@ -282,7 +336,8 @@ pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const cha
             if (!name || !expect(&p, ':')) { free(name); break; }
             if (!strcmp(name, "__metadata__")) {
                 free(name);
-                skip_value(&p, 1);
+                if (meta) parse_metadata(&p, meta);
+                else skip_value(&p, 1);
                 continue;
             }
             if (nentries == cap) {
@@ -325,6 +380,10 @@ pn_params *pnI_load_safetensors(const unsigned char *buf, size_t size, const cha
     }
 done:
     if (why) pnC_fail(PN_ERR_IO, "[load_safetensors] %s: %s.", path, why);
+    if (!out && meta) {
+        pn_gguf_meta_free(*meta);
+        *meta = NULL;
+    }
     for (int i = 0; i < nentries; i++) free(entries[i].name);
     free(entries);
     return out;

@@ -1,8 +1,8 @@
 /* compose.c — mlx.core functions built only from existing ops: no primitive of their own, so
  * they run on every backend and differentiate (and vmap) through their parts. Array ops (kron,
  * diff, median, count_nonzero, searchsorted, vecdot, hadamard_transform, the dynamic slice and
- * slice_update, windows, view) and mlx.core.linalg's qr (Householder reflections, column by
- * column) and cross. The solvers and Cholesky have primitives: src/ops/linalg_solve.c. */
+ * slice_update, windows, view, masked_scatter: MLX's a[mask] = v) and mlx.core.linalg's qr
+ * (Householder reflections, column by column) and cross. The solvers and Cholesky have primitives: src/ops/linalg_solve.c. */
 #include "core/core.h"
 
 #include <math.h>
@@ -404,4 +404,48 @@ pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis)
     /* the components broadcast to the output, joined along the axis as counted from the end */
     int tail = na - xa > nb - xb ? na - xa : nb - xb;
     return pnC_scope_return(pn_concatenate(c, 3, -tail));
+}
+
+/* ───────────────────────────── masked scatter ───────────────────────────── */
+
+/* See ponte.h. The positions of the mask's true entries come from a running count (cumsum),
+ * so nothing is evaluated: it differentiates through where / take and vmaps per example. */
+pn_array *pn_masked_scatter(pn_array *a, pn_array *mask, pn_array *src)
+{
+    pn_array *ins[3] = {a, mask, src};
+    if (!pnC_inputs_ok("masked_scatter", 3, ins)) return NULL;
+    int nd = a->ndim, k = mask->ndim, nrest = nd - k;
+    if (mask->dtype != PN_BOOL)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[masked_scatter] The mask has to be boolean.");
+    bool prefix = k >= 1 && k <= nd;
+    for (int d = 0; prefix && d < k; d++) prefix = mask->shape[d] == a->shape[d];
+    if (!prefix)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[masked_scatter] The boolean mask should have the same shape as the "
+                        "beginning of the indexed array.");
+    if (src->ndim > nrest + 1)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[masked_scatter] Value array shape must be broadcastable with the last "
+                        "%d dimensions of the input.", nrest);
+    pn_scope_push();
+    int64_t shape[PNC_MAX_NDIM];
+    for (int d = 0; d < nd; d++) shape[d] = d < k ? a->shape[d] : 1;
+    pn_array *m = pn_reshape(mask, shape, nd); /* mask[..., None, ...] over the rest */
+    pn_array *v = pn_astype(src, a->dtype), *r;
+    if (src->ndim <= nrest) { /* one value for every selected slice */
+        r = pn_where(m, pn_broadcast_to(v, a->shape + k, nrest), a);
+    } else { /* the selected slices take src's rows in order (the last one repeats past them) */
+        int64_t rows[PNC_MAX_NDIM];
+        rows[0] = src->shape[0];
+        for (int d = 0; d < nrest; d++) rows[1 + d] = a->shape[k + d];
+        v = pn_broadcast_to(v, rows, nrest + 1);
+        int64_t nsel = 1;
+        for (int d = 0; d < k; d++) nsel *= a->shape[d];
+        pn_array *pos = pn_cumsum(pn_reshape(pn_astype(mask, PN_INT32), &nsel, 1), 0, false, true);
+        pos = pn_clip(pn_subtract(pos, pn_scalar(1, PN_INT32)), pn_scalar(0, PN_INT32),
+                      pn_scalar((double)(rows[0] > 0 ? rows[0] - 1 : 0), PN_INT32));
+        pn_array *g = rows[0] > 0 ? pn_take(v, pos, 0) : pn_zeros_like(a); /* (nsel, rest...) */
+        r = pn_where(m, rows[0] > 0 ? pn_reshape(g, a->shape, nd) : g, a);
+    }
+    return pnC_scope_return(r);
 }

@@ -8,6 +8,9 @@
 #include "backend/cuda/eval.h"
 #include "core/core.h"
 
+#include <math.h>
+#include <string.h>
+
 static pn_array *fft_node(pn_array *x, int kind, bool inverse, const int *axes, int naxes,
                           int64_t nreal);
 
@@ -112,9 +115,13 @@ static pn_array *fft_node(pn_array *x, int kind, bool inverse, const int *axes, 
 /* fftn / ifftn / rfftn / irfftn (MLX's fft_impl): axes NULL means the last naxes axes when s
  * is given, else every axis; s NULL means a's sizes (irfftn: 2 (m - 1) on the last axis). */
 static pn_array *fft_impl(pn_array *a, const int64_t *s, const int *axes, int naxes, int kind,
-                          bool inverse)
+                          bool inverse, const char *norm)
 {
     if (!pnC_inputs_ok("fftn", 1, &a)) return NULL;
+    bool ortho = norm && !strcmp(norm, "ortho"), fwd = norm && !strcmp(norm, "forward");
+    if (norm && !ortho && !fwd && strcmp(norm, "backward"))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                        "[fft] Invalid norm. Expected one of {'backward', 'ortho', 'forward'}.");
     int nd = a->ndim;
     if (nd < 1)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
@@ -162,6 +169,14 @@ static pn_array *fft_impl(pn_array *a, const int64_t *s, const int *axes, int na
     pn_array *x = cut ? pn_slice(a, start, stop, NULL, nd) : a;
     if (npad) x = pn_pad(x, padax, lo, hi, npad, NULL, PN_PAD_CONSTANT);
     pn_array *r = fft_node(x, kind, inverse, ax, naxes, n[naxes - 1]);
+    /* norm: the node is "backward" (1/N on the inverse); N is the product of the logical
+     * transform sizes (irfftn: its output's, rfftn: its input's) */
+    if (r && (ortho || fwd)) {
+        double nn = 1;
+        for (int i = 0; i < naxes; i++) nn *= (double)n[i];
+        double scale = ortho ? (inverse ? sqrt(nn) : 1 / sqrt(nn)) : (inverse ? nn : 1 / nn);
+        r = pn_multiply(r, pn_scalar(scale, PN_FLOAT32));
+    }
     return pnC_scope_return(r);
 }
 
@@ -171,19 +186,39 @@ static const int last_two[2] = {-2, -1};
 /* See ponte.h. */
 pn_array *pn_fft_fftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
 {
-    return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, false);
+    return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, false, NULL);
+}
+pn_array *pn_fft_fftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                         const char *norm)
+{
+    return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, false, norm);
 }
 pn_array *pn_fft_ifftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
 {
-    return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, true);
+    return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, true, NULL);
+}
+pn_array *pn_fft_ifftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                         const char *norm)
+{
+    return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, true, norm);
 }
 pn_array *pn_fft_rfftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
 {
-    return fft_impl(a, s, axes, naxes, PNK_FFT_R2C, false);
+    return fft_impl(a, s, axes, naxes, PNK_FFT_R2C, false, NULL);
+}
+pn_array *pn_fft_rfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                         const char *norm)
+{
+    return fft_impl(a, s, axes, naxes, PNK_FFT_R2C, false, norm);
 }
 pn_array *pn_fft_irfftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
 {
-    return fft_impl(a, s, axes, naxes, PNK_FFT_C2R, true);
+    return fft_impl(a, s, axes, naxes, PNK_FFT_C2R, true, NULL);
+}
+pn_array *pn_fft_irfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
+                         const char *norm)
+{
+    return fft_impl(a, s, axes, naxes, PNK_FFT_C2R, true, norm);
 }
 
 /* See ponte.h. */

@@ -47,6 +47,37 @@ static pn_array *block(pn_array *x, int64_t r0, int64_t r1, int64_t c0, int64_t 
 }
 
 static pn_array *mT(pn_array *x) { return pn_swapaxes(x, -1, -2); }
+
+/* ── complex64 inputs through the real embedding M = [[X, -Y], [Y, X]] of A = X + iY ──
+ * M's spectrum is A's with every value doubled, and a vector [u; v] of M is u + iv of A: the
+ * even-indexed values and vectors of M give A's (an eigen/singular value of A repeated across
+ * distinct vectors may give dependent ones; MLX's complex kernels have no such limit). */
+
+/* [[X, -Y], [Y, X]] (float32) of the complex a (..., m, n). */
+static pn_array *real_embedding(pn_array *a)
+{
+    pn_array *x = pn_real(a), *y = pn_imag(a);
+    pn_array *top[2] = {x, pn_negative(y)}, *bot[2] = {y, x};
+    pn_array *rows[2] = {pn_concatenate(top, 2, -1), pn_concatenate(bot, 2, -1)};
+    return pn_concatenate(rows, 2, -2);
+}
+
+/* x[..., ::2] along axis (-1 or -2), from offset 0. */
+static pn_array *even(pn_array *x, int axis)
+{
+    if (!x) return NULL;
+    int nd = pn_ndim(x);
+    int64_t lo[PNC_MAX_NDIM], hi[PNC_MAX_NDIM], st[PNC_MAX_NDIM];
+    for (int d = 0; d < nd; d++) lo[d] = 0, hi[d] = pn_shape(x)[d], st[d] = 1;
+    st[nd + axis] = 2;
+    return pn_slice(x, lo, hi, st, nd);
+}
+
+/* re + i im, complex64. */
+static pn_array *make_complex(pn_array *re, pn_array *im)
+{
+    return pn_add(pn_astype(re, PN_COMPLEX64), pn_multiply(im, pn_scalar_complex(0, 1)));
+}
 static pn_array *mm(pn_array *a, pn_array *b) { return pn_matmul(a, b); }
 /* a + b where NULL is zero. */
 static pn_array *acc(pn_array *a, pn_array *b) { return !a ? b : !b ? a : pn_add(a, b); }
@@ -224,11 +255,46 @@ const pnC_primitive svd_prim = {
     .vmap = decomp_vmap,
 };
 
+/* svd of a complex64 a through its real embedding: S (float32) the even singular values, U's
+ * columns and Vt's rows from the even ones of the embedding's (Vt = V^H). */
+static int complex_svd(pn_array *a, bool compute_uv, pn_array **out)
+{
+    if (pn_ndim(a) < 2)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::svd] Arrays must have >= 2 dimensions. "
+                        "Received array with %d dimensions.", pn_ndim(a)), -1;
+    int64_t m = pn_dim(a, -2), n = pn_dim(a, -1);
+    if (compute_uv && m != n) /* the null space's complex basis would need a complex QR */
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::svd] complex64 singular vectors "
+                        "need a square matrix in Ponte (got %lld x %lld); compute_uv=False "
+                        "takes any shape.", (long long)m, (long long)n), -1;
+    int nout = compute_uv ? 3 : 1;
+    pn_scope_push();
+    pn_array *r[3] = {NULL, NULL, NULL};
+    int rc = pn_linalg_svd(real_embedding(a), compute_uv, r);
+    if (rc == 0 && !compute_uv) {
+        out[0] = even(r[0], -1);
+    } else if (rc == 0) {
+        out[0] = make_complex(block(even(r[0], -1), 0, m, 0, -1), block(even(r[0], -1), m, -1, 0, -1));
+        out[1] = even(r[1], -1);
+        pn_array *vt = even(r[2], -2);
+        out[2] = make_complex(block(vt, 0, -1, 0, n), pn_negative(block(vt, 0, -1, n, -1)));
+    }
+    pn_scope_pop_keep(out, nout);
+    for (int j = 0; j < nout; j++)
+        if (!out[j]) {
+            for (int i = 0; i < nout; i++) out[i] = NULL;
+            return -1;
+        }
+    return 0;
+}
+
 /* See ponte.h. */
 int pn_linalg_svd(pn_array *a, bool compute_uv, pn_array **out)
 {
     out[0] = NULL;
     if (compute_uv) out[1] = out[2] = NULL;
+    if (a && pn_array_dtype(a) == PN_COMPLEX64 && pnC_inputs_ok("linalg::svd", 1, &a))
+        return complex_svd(a, compute_uv, out);
     if (!pnC_inputs_ok("linalg::svd", 1, &a) || check_matrix("svd", a, false)) return -1;
     int64_t m = pn_dim(a, -2), n = pn_dim(a, -1), k = m < n ? m : n;
     int64_t su[PNC_MAX_NDIM], ss[PNC_MAX_NDIM], sv[PNC_MAX_NDIM];
@@ -333,11 +399,46 @@ static int eigh_make(const char *fn, pn_array *a, char uplo, bool vectors, pn_ar
     return pnC_make_multi(&eigh_prim, &p, sizeof p, 1, &a, vectors ? 2 : 1, dts, shapes, nds, out);
 }
 
+/* eigh of a complex64 Hermitian a (its uplo triangle) through the real embedding: w
+ * (float32) the even eigenvalues, v's columns from the even eigenvectors. */
+static int complex_eigh(const char *fn, pn_array *a, char uplo, bool vectors, pn_array **out)
+{
+    if (pn_ndim(a) < 2 || pn_dim(a, -1) != pn_dim(a, -2))
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Only defined for square matrices "
+                        "with >= 2 dimensions.", fn), -1;
+    if (uplo != 'L' && uplo != 'U')
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] UPLO must be 'L' or 'U', got "
+                        "'%c'.", fn, uplo), -1;
+    int64_t n = pn_dim(a, -1);
+    pn_scope_push();
+    /* the Hermitian matrix its triangle describes (the diagonal's imaginary part dropped) */
+    pn_array *t = uplo == 'L' ? pn_tril(a, -1) : pn_triu(a, 1);
+    pn_array *d = pn_astype(pn_real(pn_subtract(a, pn_add(pn_tril(a, -1), pn_triu(a, 1)))),
+                            PN_COMPLEX64);
+    pn_array *h = pn_add(pn_add(t, pn_conjugate(mT(t))), d);
+    pn_array *r[2] = {NULL, NULL};
+    int rc = eigh_make(fn, real_embedding(h), 'L', vectors, r);
+    out[0] = rc ? NULL : even(r[0], -1);
+    if (vectors) {
+        pn_array *ve = rc ? NULL : even(r[1], -1);
+        out[1] = rc ? NULL : make_complex(block(ve, 0, n, 0, -1), block(ve, n, -1, 0, -1));
+    }
+    pn_scope_pop_keep(out, vectors ? 2 : 1);
+    if (!out[0] || (vectors && !out[1])) {
+        out[0] = NULL;
+        if (vectors) out[1] = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* See ponte.h. */
 int pn_linalg_eigh(pn_array *a, char uplo, pn_array **w, pn_array **v)
 {
     pn_array *out[2] = {NULL, NULL};
-    int rc = eigh_make("eigh", a, uplo, true, out);
+    int rc = a && pn_array_dtype(a) == PN_COMPLEX64 && pnC_inputs_ok("linalg::eigh", 1, &a)
+                 ? complex_eigh("eigh", a, uplo, true, out)
+                 : eigh_make("eigh", a, uplo, true, out);
     w[0] = out[0], v[0] = out[1];
     return rc;
 }
@@ -346,6 +447,8 @@ int pn_linalg_eigh(pn_array *a, char uplo, pn_array **w, pn_array **v)
 pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo)
 {
     pn_array *w = NULL;
+    if (a && pn_array_dtype(a) == PN_COMPLEX64 && pnC_inputs_ok("linalg::eigvalsh", 1, &a))
+        return complex_eigh("eigvalsh", a, uplo, false, &w) ? NULL : w;
     return eigh_make("eigvalsh", a, uplo, false, &w) ? NULL : w;
 }
 

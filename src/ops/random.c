@@ -388,6 +388,45 @@ pn_array *pn_random_normal(const int64_t *shape, int ndim, pn_dtype dtype, doubl
     return pnC_scope_return(s);
 }
 
+/* Whether x broadcasts to exactly shape (its dimensions from the right 1 or equal). */
+static bool broadcasts_to(const pn_array *x, const int64_t *shape, int ndim)
+{
+    if (x->ndim > ndim) return false;
+    for (int i = 1; i <= x->ndim; i++)
+        if (x->shape[x->ndim - i] != 1 && x->shape[x->ndim - i] != shape[ndim - i]) return false;
+    return true;
+}
+
+/* See ponte.h. As pn_random_normal: sqrt(2) * scale times erfinv of the uniform draw, plus
+ * loc, with loc and scale as arrays of dtype. */
+pn_array *pn_random_normal_arrays(const int64_t *shape, int ndim, pn_dtype dtype, pn_array *loc,
+                                  pn_array *scale, pn_array *key)
+{
+    if (!loc && !scale) return pn_random_normal(shape, ndim, dtype, 0, 1, key);
+    pn_array *ls[2] = {loc ? loc : scale, scale ? scale : loc};
+    if (!pnC_inputs_ok("normal", 2, ls)) return NULL;
+    if (pnC_check_shape("normal", shape, ndim) < 0) return NULL;
+    if (dtype != PN_COMPLEX64 && !check_float("normal", dtype)) return NULL;
+    for (int i = 0; i < 2; i++)
+        if (!broadcasts_to(ls[i], shape, ndim))
+            return pnC_fail(PN_ERR_INVALID_ARGUMENT,
+                            "[normal] loc and scale (shape %s) must broadcast to the shape of "
+                            "the samples.", PNC_SHAPE_STR(ls[i]->shape, ls[i]->ndim));
+    pn_scope_push();
+    pn_array *s;
+    if (dtype == PN_COMPLEX64) {
+        s = complex_normal(shape, ndim, 0, 1, key);
+        if (scale) s = pn_multiply(pn_astype(scale, dtype), s);
+    } else {
+        pn_array *applied = pn_scalar(sqrt(2.0), dtype);
+        if (scale) applied = pn_multiply(applied, pn_astype(scale, dtype));
+        s = pn_multiply(applied, pn_astype(pn_erfinv(uniform_pm1(shape, ndim, key)), dtype));
+    }
+    if (loc) s = pn_add(pn_astype(loc, dtype), s);
+    if (s && s->ndim < ndim) s = pn_broadcast_to(s, shape, ndim);
+    return pnC_scope_return(s);
+}
+
 /* pn_random_randint: integers in [low, high) of an integer (or bool) dtype, as MLX 0.32.4:
  * astype(maximum(floor(uniform(low, high) in float32), low), dtype). */
 pn_array *pn_random_randint(pn_array *low, pn_array *high, const int64_t *shape, int ndim,

@@ -385,7 +385,8 @@ def test_multi_optimizer_groups(rng):
     assert set(s1["l0"]) == {"bias"} and set(s1["norm"]) == {"bias"}
     assert set(s2["norm"]["scale"]) == {"m", "v"} and set(s2["head"]) == {"m", "v"}
     assert all(s["step"].item() == 3 for s in st["states"])
-    assert s1["learning_rate"].item() == pytest.approx(0.5 * 0.5 ** 3)
+    # the rate of the last update (step 3 used the schedule at 2), as MLX's state holds it
+    assert s1["learning_rate"].item() == pytest.approx(0.5 * 0.5 ** 2)
     assert multi.learning_rate.item() == pytest.approx(0.02)
     assert multi.step.item() == 3
 

@@ -1,10 +1,11 @@
 /* fft.c — ponte.core.fft, mlx.core.fft's functions over libponte's pn_fft_* (src/ops/fft.c):
- * the 1-d transforms (a, n=None, axis=-1), the 2-d and n-d ones (a, s=None, axes=...) and the
- * shifts (a, axes=None), each with a trailing stream argument. pp_init_fft fills the fft
+ * the 1-d transforms (a, n=None, axis=-1, norm="backward"), the 2-d and n-d ones (a, s=None,
+ * axes=..., norm="backward") and the shifts (a, axes=None), each with a trailing stream
+ * argument. pp_init_fft fills the fft
  * submodule that pp_init_ops creates. */
 #include "pyponte.h"
 
-typedef pn_array *(*fft_nfn)(pn_array *, const int64_t *, const int *, int);
+typedef pn_array *(*fft_nfn)(pn_array *, const int64_t *, const int *, int, const char *);
 typedef pn_array *(*fft_shift_fn)(pn_array *, const int *, int);
 
 /* Converts a, runs the call with the stream entered, wraps the result. */
@@ -19,13 +20,15 @@ typedef pn_array *(*fft_shift_fn)(pn_array *, const int *, int);
         return a ? pp_wrap(r_) : NULL;                                                         \
     } while (0)
 
-/* fft / ifft / rfft / irfft (a, n=None, axis=-1, stream=None). */
+/* fft / ifft / rfft / irfft (a, n=None, axis=-1, norm="backward", stream=None). */
 static PyObject *fft_1d(fft_nfn f, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"a", "n", "axis", "stream", NULL};
+    static char *kwlist[] = {"a", "n", "axis", "norm", "stream", NULL};
     PyObject *ao, *no = Py_None, *stream = Py_None;
     int axis = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OiO", kwlist, &ao, &no, &axis, &stream))
+    const char *norm = "backward";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OisO", kwlist, &ao, &no, &axis, &norm,
+                                     &stream))
         return NULL;
     int64_t n = 0;
     if (no != Py_None) {
@@ -33,16 +36,18 @@ static PyObject *fft_1d(fft_nfn f, PyObject *args, PyObject *kw)
         if (pp_int(no, &v, "n")) return NULL;
         n = v;
     }
-    FFT_CALL(stream, ao, f(a, no == Py_None ? NULL : &n, &axis, 1));
+    FFT_CALL(stream, ao, f(a, no == Py_None ? NULL : &n, &axis, 1, norm));
 }
 
 /* fft2 / fftn / ... (a, s=None, axes=[-2, -1] for the 2-d ones, None for the n-d ones,
- * stream=None). As MLX, s without axes is an error. */
+ * norm="backward", stream=None). As MLX, s without axes is an error. */
 static PyObject *fft_nd(const char *name, fft_nfn f, bool two, PyObject *args, PyObject *kw)
 {
-    static char *kwlist[] = {"a", "s", "axes", "stream", NULL};
+    static char *kwlist[] = {"a", "s", "axes", "norm", "stream", NULL};
     PyObject *ao, *so = Py_None, *axo = NULL, *stream = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOO", kwlist, &ao, &so, &axo, &stream))
+    const char *norm = "backward";
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOsO", kwlist, &ao, &so, &axo, &norm,
+                                     &stream))
         return NULL;
     int64_t s[PP_MAXDIM];
     int axes[PP_MAXDIM], ns = -1, na;
@@ -61,7 +66,8 @@ static PyObject *fft_nd(const char *name, fft_nfn f, bool two, PyObject *args, P
         PyErr_SetString(PyExc_ValueError, "[fftn] Shape and axes have different sizes.");
         return NULL;
     }
-    FFT_CALL(stream, ao, f(a, ns >= 0 ? s : NULL, na >= 0 ? axes : NULL, na >= 0 ? na : 0));
+    FFT_CALL(stream, ao,
+             f(a, ns >= 0 ? s : NULL, na >= 0 ? axes : NULL, na >= 0 ? na : 0, norm));
 }
 
 /* fftshift / ifftshift (a, axes=None, stream=None). */
@@ -76,17 +82,23 @@ static PyObject *fft_shift(fft_shift_fn f, PyObject *args, PyObject *kw)
 }
 
 /* The 1-d functions as n-d calls over one axis (n <= 0 is then the C API's error). */
-static pn_array *c_fft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_fftn(a, n, ax, k); }
-static pn_array *c_ifft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_ifftn(a, n, ax, k); }
-static pn_array *c_rfft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_rfftn(a, n, ax, k); }
-static pn_array *c_irfft(pn_array *a, const int64_t *n, const int *ax, int k) { return pn_fft_irfftn(a, n, ax, k); }
+#define C_1D(NAME, FN)                                                                         \
+    static pn_array *NAME(pn_array *a, const int64_t *n, const int *ax, int k, const char *nm) \
+    {                                                                                          \
+        return FN(a, n, ax, k, nm);                                                            \
+    }
+C_1D(c_fft, pn_fft_fftn_norm)
+C_1D(c_ifft, pn_fft_ifftn_norm)
+C_1D(c_rfft, pn_fft_rfftn_norm)
+C_1D(c_irfft, pn_fft_irfftn_norm)
 
 /* X(python name, C function, kind: 1 one-d, 2 two-d, 0 n-d) */
 #define FFT_FUNCS(X)                                                                           \
     X(fft, c_fft, 1) X(ifft, c_ifft, 1) X(rfft, c_rfft, 1) X(irfft, c_irfft, 1)                \
-    X(fft2, pn_fft_fftn, 2) X(ifft2, pn_fft_ifftn, 2) X(rfft2, pn_fft_rfftn, 2)                \
-    X(irfft2, pn_fft_irfftn, 2) X(fftn, pn_fft_fftn, 0) X(ifftn, pn_fft_ifftn, 0)              \
-    X(rfftn, pn_fft_rfftn, 0) X(irfftn, pn_fft_irfftn, 0)
+    X(fft2, pn_fft_fftn_norm, 2) X(ifft2, pn_fft_ifftn_norm, 2)                                \
+    X(rfft2, pn_fft_rfftn_norm, 2) X(irfft2, pn_fft_irfftn_norm, 2)                            \
+    X(fftn, pn_fft_fftn_norm, 0) X(ifftn, pn_fft_ifftn_norm, 0)                                \
+    X(rfftn, pn_fft_rfftn_norm, 0) X(irfftn, pn_fft_irfftn_norm, 0)
 
 #define FFT_WRAP(NAME, FN, KIND)                                                               \
     static PyObject *py_fft_##NAME(PyObject *m, PyObject *args, PyObject *kw)                  \
@@ -106,9 +118,9 @@ static PyObject *py_fft_ifftshift(PyObject *m, PyObject *args, PyObject *kw)
 
 #define FFT_DEF(NAME, FN, KIND)                                                                \
     {#NAME, (PyCFunction)(void (*)(void))py_fft_##NAME, METH_VARARGS | METH_KEYWORDS,          \
-     KIND == 1 ? #NAME "(a, n=None, axis=-1, stream=None)"                                     \
-     : KIND == 2 ? #NAME "(a, s=None, axes=[-2, -1], stream=None)"                             \
-                 : #NAME "(a, s=None, axes=None, stream=None)"},
+     KIND == 1 ? #NAME "(a, n=None, axis=-1, norm='backward', stream=None)"                    \
+     : KIND == 2 ? #NAME "(a, s=None, axes=[-2, -1], norm='backward', stream=None)"            \
+                 : #NAME "(a, s=None, axes=None, norm='backward', stream=None)"},
 static PyMethodDef fft_methods[] = {
     FFT_FUNCS(FFT_DEF)
     {"fftshift", (PyCFunction)(void (*)(void))py_fft_fftshift, METH_VARARGS | METH_KEYWORDS,

@@ -478,6 +478,18 @@ int pp_setitem(PPArray *self, PyObject *idx, PyObject *val)
 {
     pn_array *a = self->a, *r;
     ix_plan p;
+    /* a[mask] = v with a boolean array mask: MLX's masked_scatter (the mask is not read, so
+     * this works under vmap and grad; v's values fill the selected slices in order) */
+    if (PPArray_Check(idx) && pn_array_dtype(PPARR(idx)) == PN_BOOL && pn_ndim(PPARR(idx)) > 0) {
+        pn_array *v = pp_arr(val);
+        r = v ? pn_masked_scatter(a, PPARR(idx), v) : NULL;
+        pn_release(v);
+        if (!r) return PyErr_Occurred() ? -1 : (pp_raise(), -1);
+        pn_scope_take(r);
+        pn_release(self->a);
+        self->a = r;
+        return 0;
+    }
     if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return -1;
     r = p.nadv > 0 ? scatter_update(a, &p, val, PN_SCATTER_SET)
                    : basic_update(a, &p, val, PN_SCATTER_SET);

@@ -100,8 +100,8 @@ static PyObject *save_any(const char *fn, PyObject *fo, pn_file_format format, c
         const char *path = path_with_ext(f.path, ext, &holder);
         if (path) switch (format) {
             case PN_FORMAT_NPY: rc = pn_save_npy(path, pn_params_at(arrays, 0)); break;
-            case PN_FORMAT_NPZ:
-            case PN_FORMAT_SAFETENSORS: rc = pn_save_params(path, arrays); break; /* by ext */
+            case PN_FORMAT_NPZ: rc = pn_save_params(path, arrays); break; /* by ext */
+            case PN_FORMAT_SAFETENSORS: rc = pn_save_safetensors(path, arrays, metadata); break;
             case PN_FORMAT_NPZ_COMPRESSED: rc = pn_savez_compressed(path, arrays); break;
             case PN_FORMAT_GGUF: rc = pn_save_gguf(path, arrays, metadata); break;
             }
@@ -220,9 +220,27 @@ static PyObject *py_save_safetensors(PyObject *m, PyObject *args, PyObject *kw)
     PyObject *fo, *d, *meta = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:save_safetensors", kwlist, &fo, &d, &meta))
         return NULL;
+    /* metadata: a dict of str to str (MLX's ValueError otherwise), the header's __metadata__ */
+    pn_gguf_meta *md = NULL;
+    if (meta != Py_None) {
+        if (!PyDict_Check(meta)) {
+            PyErr_SetString(PyExc_TypeError, "[save_safetensors] metadata must be a dict[str, str].");
+            return NULL;
+        }
+        PyObject *k, *v;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(meta, &pos, &k, &v))
+            if (!PyUnicode_Check(k) || !PyUnicode_Check(v)) {
+                PyErr_SetString(PyExc_ValueError, "[save_safetensors] Metadata must be a dictionary "
+                                                  "with string keys and values");
+                return NULL;
+            }
+        if (!(md = meta_of_dict(meta))) return NULL;
+    }
     pn_params *p = dict_params(d);
-    PyObject *r = p ? save_any("save_safetensors", fo, PN_FORMAT_SAFETENSORS, ".safetensors", p, NULL) : NULL;
+    PyObject *r = p ? save_any("save_safetensors", fo, PN_FORMAT_SAFETENSORS, ".safetensors", p, md) : NULL;
     pn_params_free(p);
+    pn_gguf_meta_free(md);
     return r;
 }
 
@@ -382,6 +400,11 @@ static PyObject *py_load(PyObject *m, PyObject *args, PyObject *kw)
         }
         if (format_of(dot + 1, &format)) goto done;
     }
+    if (want_meta && format != PN_FORMAT_GGUF && format != PN_FORMAT_SAFETENSORS) {
+        PyErr_Format(PyExc_ValueError, "[load] metadata not supported for format %s",
+                     format == PN_FORMAT_NPY ? "npy" : "npz");
+        goto done;
+    }
     if (!(data = read_all(&f))) goto done;
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)) goto done;
@@ -395,7 +418,7 @@ static PyObject *py_load(PyObject *m, PyObject *args, PyObject *kw)
     r = format == PN_FORMAT_NPY ? pp_wrap_borrowed(pn_params_at(p, 0)) : params_dict(p);
     pn_params_free(p);
     if (r && want_meta) {
-        PyObject *md = format == PN_FORMAT_GGUF ? gguf_meta_dict(meta) : PyDict_New();
+        PyObject *md = meta ? gguf_meta_dict(meta) : PyDict_New();
         r = md ? Py_BuildValue("(NN)", r, md) : (Py_DECREF(r), NULL);
     }
     pn_gguf_meta_free(meta);
@@ -418,7 +441,8 @@ static PyMethodDef io_methods[] = {
     {"savez_compressed", (PyCFunction)(void (*)(void))py_savez_compressed, VK,
      "savez_compressed(file, *args, **kwargs): savez with deflated members."},
     {"save_safetensors", (PyCFunction)(void (*)(void))py_save_safetensors, VK,
-     "save_safetensors(file, arrays, metadata=None): a dict of arrays as .safetensors."},
+     "save_safetensors(file, arrays, metadata=None): a dict of arrays (and a dict of string "
+     "metadata) as .safetensors."},
     {"save_gguf", (PyCFunction)(void (*)(void))py_save_gguf, VK,
      "save_gguf(file, arrays, metadata=None): a dict of arrays (and metadata) as .gguf."},
     {"load", (PyCFunction)(void (*)(void))py_load, VK,

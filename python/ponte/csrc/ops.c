@@ -365,7 +365,7 @@ static pp_sig op_sigs[] = {
     PP_SIG("unflatten", ais, pn_unflatten, "a: array, /, axis: int, shape: shape, *, stream: stream = None", NULL),
     PP_SIG("squeeze", ax, pn_squeeze, "a: array, /, axis: axes = None, *, stream: stream = None", NULL),
     PP_SIG("expand_dims", ax, pn_expand_dims, "a: array, /, axis: axes, *, stream: stream = None", NULL),
-    PP_SIG("transpose", ax, pn_transpose, "a: array, /, axes: axes = None, *, stream: stream = None", NULL),
+    PP_SIG("transpose", ax, pn_transpose, "a: array, /, axes: axes = None, stream: stream = None", NULL),
     PP_SIG("permute_dims", ax, pn_transpose, "a: array, /, axes: axes = None, *, stream: stream = None", NULL),
     PP_SIG("flip", ax, pn_flip, "a: array, /, axis: axes = None, *, stream: stream = None", NULL),
     PP_SIG("swapaxes", aii, pn_swapaxes, "a: array, /, axis1: int, axis2: int, *, stream: stream = None", NULL),
@@ -422,7 +422,7 @@ static pp_sig fast_sigs[] = {
 static pp_sig random_sigs[] = {
     PP_SIG("split", ai, pn_random_split, "key: key, num: int = 2, stream: stream = None", NULL),
     PP_SIG("bits", sia, pn_random_bits, "shape: shape = (), width: int = 4, key: key = None, *, stream: stream = None", NULL),
-    PP_SIG("normal", stdda, pn_random_normal, "shape: shape = (), dtype: dtype? = float32, loc: float = 0, scale: float = 1, " SIG_RANDOM_TAIL, NULL),
+    PP_SIG("normal", staaa, pn_random_normal_arrays, "shape: shape = (), dtype: dtype? = float32, loc: weak? = None, scale: weak? = None, " SIG_RANDOM_TAIL, NULL),
     PP_SIG("laplace", stdda, pn_random_laplace, "shape: shape = (), dtype: dtype? = float32, loc: float = 0, scale: float = 1, " SIG_RANDOM_TAIL, NULL),
     PP_SIG("gumbel", sta, pn_random_gumbel, "shape: shape = (), dtype: dtype? = float32, " SIG_RANDOM_TAIL, NULL),
     PP_SIG("bernoulli", asa, pn_random_bernoulli, "p: array = None, shape: shape? = None, " SIG_RANDOM_TAIL, NULL),

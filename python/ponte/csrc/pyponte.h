@@ -159,6 +159,10 @@ pn_array *pp_index_update(pn_array *a, PyObject *idx, PyObject *val, int mode);
 /* Trees (transforms.c): appends the arrays among the leaves of tree to list. strict: any other
  * leaf is a TypeError. Returns 0 or -1. */
 int pp_tree_flatten(PyObject *tree, PyObject *list, int strict);
+/* items (a new plain tuple, stolen) as a container of proto's type: proto itself a plain
+ * tuple: items; a namedtuple: type(proto)(*items); another tuple subclass:
+ * type(proto)(items); items when that call fails. New reference. */
+PyObject *pp_tuple_like(PyObject *proto, PyObject *items);
 /* A copy of tree (lists, tuples, dicts; other leaves kept) whose arrays (PP_FILL_ARRAYS) or
  * leaves equal to marker (PP_FILL_MARKERS) are replaced in order by leaves[*pos...], or whose
  * arrays become marker (PP_FILL_SKELETON: leaves and pos unused). New reference or NULL. */

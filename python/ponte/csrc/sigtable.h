@@ -60,6 +60,8 @@
     K(Lt, (int64_t, pn_dtype), L(0), T(1))                                                         \
     K(sia, (const int64_t *, int, int, pn_array *), S(0), I(1), A(2))                              \
     K(sta, (const int64_t *, int, pn_dtype, pn_array *), S(0), T(1), A(2))                         \
+    K(staaa, (const int64_t *, int, pn_dtype, pn_array *, pn_array *, pn_array *), S(0), T(1),    \
+      A(2), A(3), A(4))                                                                            \
     K(stdda, (const int64_t *, int, pn_dtype, double, double, pn_array *), S(0), T(1), D(2),      \
       D(3), A(4))                                                                                  \
     K(asa, (pn_array *, const int64_t *, int, pn_array *), A(0), S(1), A(2))                       \

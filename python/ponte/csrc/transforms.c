@@ -36,6 +36,23 @@ int pp_tree_flatten(PyObject *tree, PyObject *list, int strict)
 }
 
 /* See pyponte.h. */
+PyObject *pp_tuple_like(PyObject *proto, PyObject *items)
+{
+    if (!items || PyTuple_CheckExact(proto)) return items;
+    /* as MLX's trees: a namedtuple rebuilt as type(proto)(*items), another tuple subclass as
+     * type(proto)(items); a type that cannot be rebuilt so stays a plain tuple */
+    PyObject *r = PyObject_HasAttrString(proto, "_fields")
+                      ? PyObject_Call((PyObject *)Py_TYPE(proto), items, NULL)
+                      : PyObject_CallOneArg((PyObject *)Py_TYPE(proto), items);
+    if (!r) {
+        PyErr_Clear();
+        return items;
+    }
+    Py_DECREF(items);
+    return r;
+}
+
+/* See pyponte.h. */
 PyObject *pp_tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObject *marker, int mode)
 {
     if (mode == PP_FILL_SKELETON && PPArray_Check(tree)) return Py_INCREF(marker), marker;
@@ -56,7 +73,7 @@ PyObject *pp_tree_fill(PyObject *tree, PyObject *leaves, Py_ssize_t *pos, PyObje
             else if (PyList_Check(r)) PyList_SET_ITEM(r, i, x);
             else PyTuple_SET_ITEM(r, i, x);
         }
-        return r;
+        return PyTuple_Check(tree) ? pp_tuple_like(tree, r) : r;
     }
     if (PyDict_Check(tree)) {
         PyObject *r = PyDict_New(), *k, *v;
@@ -187,7 +204,7 @@ static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t
             if (!x) Py_CLEAR(r);
             else PyTuple_SET_ITEM(r, i, x);
         }
-        return r;
+        return pp_tuple_like(tree, r);
     }
     PyObject *keys = is_dict ? PyDict_Keys(tree) : NULL; /* values change, keys do not */
     Py_ssize_t n = is_dict ? (keys ? PyList_GET_SIZE(keys) : -1) : PyList_GET_SIZE(tree);
@@ -196,7 +213,7 @@ static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t
         PyObject *old = !key ? NULL : is_dict ? PyDict_GetItemWithError(tree, key) : PyList_GET_ITEM(tree, i);
         Py_XINCREF(old);
         PyObject *x = old ? tree_fill_in_place(old, leaves, pos, undo) : NULL;
-        PyObject *rec = x && x != old ? PyTuple_Pack(3, tree, key, old) : NULL;
+        PyObject *rec = x && x != old ? PyTuple_Pack(4, tree, key, old, x) : NULL;
         int ok = x && (x == old || (rec && PyList_Append(undo, rec) == 0 &&
                                     (is_dict ? PyDict_SetItem(tree, key, x) : PyList_SetItem(tree, i, Py_NewRef(x))) == 0));
         Py_XDECREF(rec);
@@ -212,17 +229,26 @@ static PyObject *tree_fill_in_place(PyObject *tree, PyObject *leaves, Py_ssize_t
     return n < 0 ? NULL : Py_NewRef(tree);
 }
 
-/* Puts back what tree_fill_in_place replaced, newest first; keeps any pending exception. */
+/* Puts back what tree_fill_in_place replaced, newest first, where the slot still holds what
+ * it put there: as MLX, an entry the function itself replaced keeps the function's value.
+ * Keeps any pending exception. */
 static void tree_undo_fill(PyObject *undo)
 {
     PyObject *exc_t, *exc_v, *exc_tb;
     PyErr_Fetch(&exc_t, &exc_v, &exc_tb);
     for (Py_ssize_t i = undo ? PyList_GET_SIZE(undo) - 1 : -1; i >= 0; i--) {
         PyObject *rec = PyList_GET_ITEM(undo, i);
-        PyObject *tree = PyTuple_GET_ITEM(rec, 0), *key = PyTuple_GET_ITEM(rec, 1), *old = PyTuple_GET_ITEM(rec, 2);
-        if (PyDict_Check(tree) ? PyDict_SetItem(tree, key, old)
-                               : PyList_SetItem(tree, PyLong_AsSsize_t(key), Py_NewRef(old)))
-            PyErr_Clear();
+        PyObject *tree = PyTuple_GET_ITEM(rec, 0), *key = PyTuple_GET_ITEM(rec, 1);
+        PyObject *old = PyTuple_GET_ITEM(rec, 2), *put = PyTuple_GET_ITEM(rec, 3), *now;
+        if (PyDict_Check(tree)) {
+            now = PyDict_GetItemWithError(tree, key);
+            if (now == put && PyDict_SetItem(tree, key, old)) PyErr_Clear();
+        } else {
+            Py_ssize_t k = PyLong_AsSsize_t(key);
+            now = k >= 0 && k < PyList_GET_SIZE(tree) ? PyList_GET_ITEM(tree, k) : NULL;
+            if (now == put && PyList_SetItem(tree, k, Py_NewRef(old))) PyErr_Clear();
+        }
+        PyErr_Clear();
     }
     PyErr_Restore(exc_t, exc_v, exc_tb);
 }
@@ -707,10 +733,14 @@ static int axes_for_tree(PyObject *spec, PyObject *tree, int none_value, PyObjec
 }
 
 /* Where vmap puts the batch axis of each of the n output leaves: out_axes is an int or None
- * for every output, or a tree prefix of the function's output (VMAP_UNBATCHED for None).
+ * for every output, or a tree prefix of the function's output (VMAP_UNBATCHED for None), or
+ * a one-tuple holding that for an output that is not a tuple.
  * Returns 0 or -1 with an exception. */
 static int vmap_out_axes(PyObject *out_axes, PyObject *out_tree, int n, int *axes)
 {
+    /* as MLX, a one-tuple describes a single (non-tuple) output too: out_axes=(1,) */
+    if (PyTuple_Check(out_axes) && PyTuple_GET_SIZE(out_axes) == 1 && !PyTuple_Check(out_tree))
+        out_axes = PyTuple_GET_ITEM(out_axes, 0);
     PyObject *l = PyList_New(0);
     if (!l || axes_for_tree(out_axes, out_tree, VMAP_UNBATCHED, l)) {
         Py_XDECREF(l);
@@ -812,23 +842,29 @@ static pn_closure *make_checkpoint(PPTransformed *t, pn_closure *f, PyObject *ar
 }
 
 /* in_axes: an int or None for every leaf, or a tuple (or list) with one entry per argument,
- * each an int, None, or a tree prefix of that argument. */
+ * each an int, None, or a tree prefix of that argument; as MLX, a dict is the tree prefix of
+ * a function's single argument. */
 static pn_closure *make_vmap(PPTransformed *t, pn_closure *f, PyObject *args)
 {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     PyObject *spec = t->in_axes, *entries = PyList_New(0), *leaves = PyList_New(0);
     int *axes = NULL, ok = entries && leaves;
-    if (ok && !pp_is_int(spec) && !PyTuple_Check(spec) && !PyList_Check(spec)) {
+    int whole = pp_is_int(spec) || (PyDict_Check(spec) && nargs == 1); /* spec for every arg */
+    if (ok && PyDict_Check(spec) && nargs != 1) {
+        PyErr_SetString(PyExc_ValueError, "[vmap] A dict in_axes describes a function's single "
+                                          "argument; pass a tuple with one entry per argument.");
+        ok = 0;
+    } else if (ok && !whole && !PyTuple_Check(spec) && !PyList_Check(spec)) {
         PyErr_SetString(PyExc_ValueError, "[vmap] in_axes must be an int, None, or a tuple of them.");
         ok = 0;
-    } else if (ok && !pp_is_int(spec) && PySequence_Fast_GET_SIZE(spec) != nargs) {
+    } else if (ok && !whole && PySequence_Fast_GET_SIZE(spec) != nargs) {
         PyErr_Format(PyExc_ValueError, "[vmap] The number of in axes (%zd) must match the number of arguments (%zd).",
                      PySequence_Fast_GET_SIZE(spec), nargs);
         ok = 0;
     }
     for (Py_ssize_t i = 0; ok && i < nargs; i++) {
         PyObject *arg = PyTuple_GET_ITEM(args, i);
-        PyObject *ax = pp_is_int(spec) ? spec : PySequence_Fast_GET_ITEM(spec, i);
+        PyObject *ax = whole ? spec : PySequence_Fast_GET_ITEM(spec, i);
         if (axes_for_tree(ax, arg, INT_MIN, entries) || pp_tree_flatten(arg, leaves, 0)) ok = 0;
     }
     Py_ssize_t nin = ok ? PyList_GET_SIZE(leaves) : 0;

@@ -164,10 +164,17 @@ class _RuleOptimizer(Optimizer):
 
     @property
     def learning_rate(self):
-        """The learning rate of the next update (an array)."""
+        """The learning rate of the last update (before any update: of the first), an array: the
+        value MLX keeps in its state, the schedule at the step the update started from."""
         if self._lr is None:
             raise KeyError("learning_rate")
-        return mx.array(self._lr_at(self.step.item()), mx.float32)
+        step = self.step
+        if mx._tracing():  # the step may be traced (mx.compile's state): ops, no host read
+            if not callable(self._lr):
+                return mx.array(self._lr_at(0), mx.float32)
+            lr = self._lr(mx.maximum(step, 1) - 1)
+            return lr.astype(mx.float32) if isinstance(lr, mx.array) else mx.array(lr, mx.float32)
+        return mx.array(self._lr_at(max(int(step.item()) - 1, 0)), mx.float32)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -196,7 +203,19 @@ class _RuleOptimizer(Optimizer):
             self._c.set_state(list(names), list(arrays))
 
     def init(self, parameters):
-        """Accepted for compatibility: the state is created at the first update."""
+        """Creates the state of the parameters that have none yet, as MLX's init does: one
+        update of copies with zero gradients (the rules' slots start from zero gradients: zeros,
+        except Adafactor's second moments, which hold their epsilon), the step kept."""
+        flat = [(k, p) for k, p in tree_flatten(parameters) if isinstance(p, mx.array)]
+        have = {k.rsplit(".", 1)[0] for k, _ in self._c.state() if k != "step"}
+        new = [(k, p) for k, p in flat if k not in have]
+        if not new:
+            return
+        step = self.step
+        names = [k for k, _ in new]
+        zeros = [mx.zeros_like(p) for _, p in new]
+        self._c.update(names, [mx.array(p) for _, p in new], names, zeros, self._lr_at(0), ())
+        self._c.set_state(["step"], [step])
 
     def apply_gradients(self, gradients, parameters):
         """The parameters updated by one step of the rule (a tree shaped like gradients)."""
@@ -434,8 +453,9 @@ class MultiOptimizer(_RuleOptimizer):
         for k, v in self._c.state():
             if k != "step":
                 parts[self._owner.get(k.rsplit(".", 1)[0], last)].append((k, v))
+        last_step = max(int(step.item()) - 1, 0)  # the rate of the last update, as MLX's state
         return {"states": [self._state_tree(p, step, None if o._lr is None else
-                                            mx.array(o._lr_at(step.item()), mx.float32))
+                                            mx.array(o._lr_at(last_step), mx.float32))
                            for o, p in zip(self.optimizers, parts)]}
 
     @state.setter
@@ -459,7 +479,7 @@ class MultiOptimizer(_RuleOptimizer):
         """The first optimizer's learning rate."""
         if self.optimizers[0]._lr is None:
             raise KeyError("learning_rate")
-        return mx.array(self.optimizers[0]._lr_at(self.step.item()), mx.float32)
+        return mx.array(self.optimizers[0]._lr_at(max(int(self.step.item()) - 1, 0)), mx.float32)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -473,5 +493,7 @@ def clip_grad_norm(grads, max_norm):
     if not flat:
         return grads, mx.array(0.0)
     names = [k for k, _ in flat]
-    items, norm = _c.clip_grad_norm(names, [g for _, g in flat], float(max_norm))
+    # integer gradients scale as float32, as MLX's
+    arrays = [g if mx.issubdtype(g.dtype, mx.inexact) else g.astype(mx.float32) for _, g in flat]
+    items, norm = _c.clip_grad_norm(names, arrays, float(max_norm))
     return tree_unflatten(items), norm

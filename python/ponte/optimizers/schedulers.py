@@ -68,6 +68,7 @@ def join_schedules(schedules, boundaries):
         for s, b in zip(schedules[1:], boundaries):
             if step >= b:
                 out, offset = s, b
-        return out(step - offset)
+        r = out(step - offset)
+        return r if isinstance(r, mx.array) else mx.array(r)  # an array, as MLX's
 
     return schedule
