@@ -171,8 +171,12 @@ size_t pn_get_peak_memory(void)
     pthread_mutex_lock(&lock);
     size_t v = peak_bytes;
     pthread_mutex_unlock(&lock);
-    #ifdef PONTE_HAS_GPU
+#ifdef PONTE_HAS_GPU
+    /* host and device peaks are kept apart: after a reset, an allocation on one side raises
+     * only that side's, so the sum is at least what is active on both (0 until then, as MLX) */
     v += pnG_peak_memory();
+    size_t active = v ? pn_get_active_memory() : 0;
+    if (active > v) v = active;
 #endif
     return v;
 }
