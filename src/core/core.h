@@ -364,6 +364,9 @@ int pnC_axes(const char *op, const int *axes, int naxes, int ndim, int *out);
  * with an error naming op and both shapes. */
 int pnC_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t *b, int nb,
                          int64_t *out);
+/* Whether a's shape broadcasts to exactly shape (numpy rules: a's rank at most ndim, each of
+ * its dimensions from the right 1 or equal). */
+bool pnC_broadcasts_to(const pn_array *a, const int64_t *shape, int ndim);
 /* Checks a shape (non-negative extents, rank within limits). Returns 0 or -1 with error. */
 int pnC_check_shape(const char *op, const int64_t *shape, int ndim);
 int64_t pnC_shape_size(const int64_t *shape, int ndim);

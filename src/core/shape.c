@@ -57,6 +57,15 @@ const char *pnC_shape_str(const int64_t *shape, int ndim, char *buf, size_t n)
     return buf;
 }
 
+/* See core.h. */
+bool pnC_broadcasts_to(const pn_array *a, const int64_t *shape, int ndim)
+{
+    if (a->ndim > ndim) return false;
+    for (int i = 1; i <= a->ndim; i++)
+        if (a->shape[a->ndim - i] != 1 && a->shape[a->ndim - i] != shape[ndim - i]) return false;
+    return true;
+}
+
 int pnC_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t *b, int nb,
                          int64_t *out)
 {

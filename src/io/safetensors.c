@@ -1,7 +1,8 @@
 /* safetensors.c — .safetensors reading and writing: an 8-byte little-endian header size, a
  * JSON header {"__metadata__": {"key": "string", ...}, "name": {"dtype": "F32", "shape": [..],
- * "data_offsets": [b, e]}, ...}, then the data (the string metadata as a pn_gguf_meta map). The reader's JSON parser accepts exactly this structure and checks every size,
- * offset and overlap against the file. */
+ * "data_offsets": [b, e]}, ...}, then the data (the string metadata as a pn_gguf_meta map).
+ * The reader's JSON parser accepts exactly this structure and checks every size, offset and
+ * overlap against the file. */
 #include "io/io.h"
 
 #include <stdio.h>

@@ -11,17 +11,6 @@
 
 #define SDPA "scaled_dot_product_attention"
 
-/* Whether mask's shape broadcasts to target (numpy rules, mask's rank <= target's). */
-static bool broadcastable_to(const pn_array *m, const int64_t *target, int nt)
-{
-    if (m->ndim > nt) return false;
-    for (int i = 0; i < m->ndim; i++) {
-        int64_t d = m->shape[m->ndim - 1 - i], t = target[nt - 1 - i];
-        if (d != 1 && d != t) return false;
-    }
-    return true;
-}
-
 /* softmax(scale * q @ k^T + mask) @ v over (B, H, L, D) inputs; see ponte.h. */
 pn_array *pn_fast_scaled_dot_product_attention(pn_array *q, pn_array *k, pn_array *v,
                                                double scale, const char *mask_mode,
@@ -88,7 +77,7 @@ pn_array *pn_fast_scaled_dot_product_attention_sinks(pn_array *q, pn_array *k, p
             return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                             "[" SDPA "] Mask type %s must promote to output type %s.",
                             pn_dtype_name(mask->dtype), pn_dtype_name(t));
-        if (!broadcastable_to(mask, mshape, 4))
+        if (!pnC_broadcasts_to(mask, mshape, 4))
             return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                             "[" SDPA "] the mask with shape %s cannot be broadcast to the scores' shape %s.",
                             pnC_shape_str(mask->shape, mask->ndim, b1, sizeof b1),

@@ -2,7 +2,8 @@
  * they run on every backend and differentiate (and vmap) through their parts. Array ops (kron,
  * diff, median, count_nonzero, searchsorted, vecdot, hadamard_transform, the dynamic slice and
  * slice_update, windows, view, masked_scatter: MLX's a[mask] = v) and mlx.core.linalg's qr
- * (Householder reflections, column by column) and cross. The solvers and Cholesky have primitives: src/ops/linalg_solve.c. */
+ * (Householder reflections, column by column) and cross. The solvers and Cholesky have
+ * primitives: src/ops/linalg_solve.c. */
 #include "core/core.h"
 
 #include <math.h>

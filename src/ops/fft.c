@@ -189,7 +189,7 @@ pn_array *pn_fft_fftn(pn_array *a, const int64_t *s, const int *axes, int naxes)
     return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, false, NULL);
 }
 pn_array *pn_fft_fftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
-                         const char *norm)
+                             const char *norm)
 {
     return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, false, norm);
 }
@@ -198,7 +198,7 @@ pn_array *pn_fft_ifftn(pn_array *a, const int64_t *s, const int *axes, int naxes
     return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, true, NULL);
 }
 pn_array *pn_fft_ifftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
-                         const char *norm)
+                              const char *norm)
 {
     return fft_impl(a, s, axes, naxes, PNK_FFT_C2C, true, norm);
 }
@@ -207,7 +207,7 @@ pn_array *pn_fft_rfftn(pn_array *a, const int64_t *s, const int *axes, int naxes
     return fft_impl(a, s, axes, naxes, PNK_FFT_R2C, false, NULL);
 }
 pn_array *pn_fft_rfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
-                         const char *norm)
+                              const char *norm)
 {
     return fft_impl(a, s, axes, naxes, PNK_FFT_R2C, false, norm);
 }
@@ -216,7 +216,7 @@ pn_array *pn_fft_irfftn(pn_array *a, const int64_t *s, const int *axes, int naxe
     return fft_impl(a, s, axes, naxes, PNK_FFT_C2R, true, NULL);
 }
 pn_array *pn_fft_irfftn_norm(pn_array *a, const int64_t *s, const int *axes, int naxes,
-                         const char *norm)
+                               const char *norm)
 {
     return fft_impl(a, s, axes, naxes, PNK_FFT_C2R, true, norm);
 }

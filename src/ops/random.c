@@ -388,15 +388,6 @@ pn_array *pn_random_normal(const int64_t *shape, int ndim, pn_dtype dtype, doubl
     return pnC_scope_return(s);
 }
 
-/* Whether x broadcasts to exactly shape (its dimensions from the right 1 or equal). */
-static bool broadcasts_to(const pn_array *x, const int64_t *shape, int ndim)
-{
-    if (x->ndim > ndim) return false;
-    for (int i = 1; i <= x->ndim; i++)
-        if (x->shape[x->ndim - i] != 1 && x->shape[x->ndim - i] != shape[ndim - i]) return false;
-    return true;
-}
-
 /* See ponte.h. As pn_random_normal: sqrt(2) * scale times erfinv of the uniform draw, plus
  * loc, with loc and scale as arrays of dtype. */
 pn_array *pn_random_normal_arrays(const int64_t *shape, int ndim, pn_dtype dtype, pn_array *loc,
@@ -408,7 +399,7 @@ pn_array *pn_random_normal_arrays(const int64_t *shape, int ndim, pn_dtype dtype
     if (pnC_check_shape("normal", shape, ndim) < 0) return NULL;
     if (dtype != PN_COMPLEX64 && !check_float("normal", dtype)) return NULL;
     for (int i = 0; i < 2; i++)
-        if (!broadcasts_to(ls[i], shape, ndim))
+        if (!pnC_broadcasts_to(ls[i], shape, ndim))
             return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                             "[normal] loc and scale (shape %s) must broadcast to the shape of "
                             "the samples.", PNC_SHAPE_STR(ls[i]->shape, ls[i]->ndim));

@@ -1,8 +1,7 @@
 /* fft.c — ponte.core.fft, mlx.core.fft's functions over libponte's pn_fft_* (src/ops/fft.c):
  * the 1-d transforms (a, n=None, axis=-1, norm="backward"), the 2-d and n-d ones (a, s=None,
  * axes=..., norm="backward") and the shifts (a, axes=None), each with a trailing stream
- * argument. pp_init_fft fills the fft
- * submodule that pp_init_ops creates. */
+ * argument. pp_init_fft fills the fft submodule that pp_init_ops creates. */
 #include "pyponte.h"
 
 typedef pn_array *(*fft_nfn)(pn_array *, const int64_t *, const int *, int, const char *);
@@ -81,20 +80,11 @@ static PyObject *fft_shift(fft_shift_fn f, PyObject *args, PyObject *kw)
     FFT_CALL(stream, ao, f(a, na == -2 ? NULL : axes, na == -2 ? 0 : na));
 }
 
-/* The 1-d functions as n-d calls over one axis (n <= 0 is then the C API's error). */
-#define C_1D(NAME, FN)                                                                         \
-    static pn_array *NAME(pn_array *a, const int64_t *n, const int *ax, int k, const char *nm) \
-    {                                                                                          \
-        return FN(a, n, ax, k, nm);                                                            \
-    }
-C_1D(c_fft, pn_fft_fftn_norm)
-C_1D(c_ifft, pn_fft_ifftn_norm)
-C_1D(c_rfft, pn_fft_rfftn_norm)
-C_1D(c_irfft, pn_fft_irfftn_norm)
-
-/* X(python name, C function, kind: 1 one-d, 2 two-d, 0 n-d) */
+/* X(python name, C function, kind: 1 one-d (an n-d call over one axis: n <= 0 is then the C
+ * API's error), 2 two-d, 0 n-d) */
 #define FFT_FUNCS(X)                                                                           \
-    X(fft, c_fft, 1) X(ifft, c_ifft, 1) X(rfft, c_rfft, 1) X(irfft, c_irfft, 1)                \
+    X(fft, pn_fft_fftn_norm, 1) X(ifft, pn_fft_ifftn_norm, 1)                                  \
+    X(rfft, pn_fft_rfftn_norm, 1) X(irfft, pn_fft_irfftn_norm, 1)                              \
     X(fft2, pn_fft_fftn_norm, 2) X(ifft2, pn_fft_ifftn_norm, 2)                                \
     X(rfft2, pn_fft_rfftn_norm, 2) X(irfft2, pn_fft_irfftn_norm, 2)                            \
     X(fftn, pn_fft_fftn_norm, 0) X(ifftn, pn_fft_ifftn_norm, 0)                                \
