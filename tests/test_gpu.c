@@ -512,6 +512,75 @@ TEST(gemm_epilogues_bias_relu_gelu)
     pnG_free(dbias, sizeof bias, stream);
     pnG_free(dout, sizeof out, stream);
 }
+
+/* Autotuning of the GEMM plans: with tuning on, a plan's first call times the heuristic's
+ * algorithms and keeps the fastest, and every algorithm's product is right. On the simulated
+ * GPU, PONTE_SIM_LT_PASSES makes the heuristic's first and third algorithms three times slower
+ * than the second, so the tuning must pick index 1; with tuning off, nothing is timed. */
+#ifdef PONTE_GPU_SIM
+extern long long pnsim_lt_algo_calls[3]; /* sim/cublaslt_sim.cpp: cublasLtMatmul calls per algorithm */
+#endif
+TEST(gemm_tuning_keeps_the_fastest_algorithm)
+{
+    if (!have_gpu()) return;
+    const int64_t M = 48, K = 40, N = 56;
+    const int stream = pn_default_stream(GPU).index;
+    float a[48 * 40], b[40 * 56], c0[48 * 56], out[48 * 56];
+    uint32_t seed = 777;
+    for (int i = 0; i < M * K; i++) a[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    for (int i = 0; i < K * N; i++) b[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    for (int i = 0; i < M * N; i++) c0[i] = (float)((seed = seed * 1664525u + 1013904223u) >> 8) / 8388608.0f - 1.0f;
+    void *da = pnG_malloc(sizeof a, stream), *db = pnG_malloc(sizeof b, stream);
+    void *dc = pnG_malloc(sizeof out, stream);
+    CHECK(da && db && dc);
+    if (!da || !db || !dc) return;
+    CHECK(pnG_copy_to_device(da, a, sizeof a, stream) == 0);
+    CHECK(pnG_copy_to_device(db, b, sizeof b, stream) == 0);
+    const bool sim = pnG_simulated();
+    if (sim) setenv("PONTE_SIM_LT_PASSES", "3,1,3", 1);
+    for (int on = 1; on >= 0; on--) {
+        pnG_gemm_set_tuning(on, 0.0); /* every shape */
+        int pick = -1;
+        const int64_t before = pnG_gemm_tuned_count(NULL);
+        /* C = 0.5 A B + 0.25 C: C is read, and must be read only once however many runs the
+         * tuning times */
+        CHECK(pnG_copy_to_device(dc, c0, sizeof c0, stream) == 0);
+        CHECK(pnG_gemm(PN_FLOAT32, false, false, M, N, K, 0.5, da, K, 0, db, N, 0, 0.25, dc, N, 0,
+                       1, stream) == 0);
+        CHECK(pnG_copy_to_host(out, dc, sizeof out, stream) == 0);
+        CHECK(pnG_synchronize(stream) == 0);
+        const int64_t tuned = pnG_gemm_tuned_count(&pick) - before;
+        CHECK_MSG(tuned == on, "tuning %d: %lld plans tuned", on, (long long)tuned);
+        if (on && sim) CHECK_MSG(pick == 1, "the tuning chose algorithm %d, not the fastest (1)", pick);
+        double worst = 0;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t l = 0; l < K; l++) s += (double)a[i * K + l] * b[l * N + j];
+                double ref = 0.5 * s + 0.25 * c0[i * N + j];
+                double err = fabs(out[i * N + j] - ref) / (1 + fabs(ref));
+                if (err > worst) worst = err;
+            }
+        CHECK_MSG(worst < 1e-5, "tuning %d: error %g", on, worst);
+#ifdef PONTE_GPU_SIM
+        /* the plan's later calls run the algorithm chosen: 1 tuned, the heuristic's first not */
+        long long calls[3];
+        memcpy(calls, pnsim_lt_algo_calls, sizeof calls);
+        CHECK(pnG_gemm(PN_FLOAT32, false, false, M, N, K, 1.0, da, K, 0, db, N, 0, 0.0, dc, N, 0,
+                       1, stream) == 0);
+        CHECK(pnG_synchronize(stream) == 0);
+        for (int i = 0; i < 3; i++)
+            CHECK_MSG(pnsim_lt_algo_calls[i] - calls[i] == (i == (on ? 1 : 0)),
+                      "tuning %d: algorithm %d ran %lld times", on, i,
+                      pnsim_lt_algo_calls[i] - calls[i]);
+#endif
+    }
+    if (sim) unsetenv("PONTE_SIM_LT_PASSES");
+    pnG_gemm_set_tuning(false, 1e10);
+    pnG_free(da, sizeof a, stream);
+    pnG_free(db, sizeof b, stream);
+    pnG_free(dc, sizeof out, stream);
+}
 #endif /* PONTE_HAS_GPU */
 
 /* ───────────────────── pinned staging of host <-> device copies ───────────────────── */

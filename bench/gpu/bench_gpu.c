@@ -455,6 +455,16 @@ static int run_pn_matmul(void *p)
     return rc;
 }
 
+/* pn_matmul with the GEMM autotuning on for every shape (its first call times cuBLASLt's
+ * candidates; the figure's check runs that first call before timing). */
+static int run_pn_matmul_tuned(void *p)
+{
+    pnG_gemm_set_tuning(true, 0.0);
+    int rc = run_pn_matmul(p);
+    pnG_gemm_set_tuning(false, -1.0);
+    return rc;
+}
+
 /* The baseline: cuBLASLt through the backend's launcher on raw buffers, no graph. */
 static int run_pnG_gemm(void *p)
 {
@@ -498,8 +508,9 @@ static bool gemm_check(const char *who, const void *a, const void *b, const void
 }
 
 /* One GEMM figure; tf32: float32 through TF32 tensor cores (both sides), checked within 2e-3
- * of the magnitudes instead of 1e-4. */
-static void gemm_figure(const char *name, int64_t n, pn_dtype dt, bool tf32)
+ * of the magnitudes instead of 1e-4; tuned: pn_matmul with the autotuning against pn_matmul
+ * with the heuristic's first algorithm (the default) instead of against pnG_gemm. */
+static void gemm_figure(const char *name, int64_t n, pn_dtype dt, bool tf32, bool tuned)
 {
     bool tf32_was = pn_tf32_enabled();
     pn_set_tf32_enabled(tf32);
@@ -530,7 +541,9 @@ static void gemm_figure(const char *name, int64_t n, pn_dtype dt, bool tf32)
     g.dc = g.db ? pnG_malloc(nbytes, STREAM) : NULL;
     if (!g.dc) goto fail;
     /* Ponte's result and the baseline's, both checked before timing. */
+    if (tuned) pnG_gemm_set_tuning(true, 0.0);
     pn_array *r = pn_matmul(g.a, g.b);
+    if (tuned) pnG_gemm_set_tuning(false, -1.0);
     const void *rv = r ? pn_data(r) : NULL;
     bool ok = rv && pn_array_dtype(r) == dt && gemm_check("pn_matmul", ha, hb, rv, dt, n, tf32 ? 2e-3 : 1e-4, &err);
     if (rv && pn_array_dtype(r) != dt)
@@ -540,6 +553,15 @@ static void gemm_figure(const char *name, int64_t n, pn_dtype dt, bool tf32)
     if (run_pnG_gemm(&g) != 0 || pnG_copy_to_host(hc, g.dc, nbytes, STREAM) != 0 ||
         !gemm_check("pnG_gemm", ha, hb, hc, dt, n, tf32 ? 2e-3 : 1e-4, &err_b))
         goto fail;
+    if (tuned) {
+        int pick = -1;
+        pnG_gemm_tuned_count(&pick);
+        if (time_pair(run_pn_matmul_tuned, &g, run_pn_matmul, &g, &t, &tb) != 0) goto fail;
+        report(name, flops / t / 1e12, "TFLOP/s", tb / t, "heuristic_first");
+        NOTE("median %.3f ms tuned (the heuristic's algorithm %d of its first 8), %.3f ms with its "
+             "first\n", t * 1e3, pick, tb * 1e3);
+        goto done;
+    }
     if (time_pair(run_pn_matmul, &g, run_pnG_gemm, &g, &t, &tb) != 0) goto fail;
     report(name, flops / t / 1e12, "TFLOP/s", tb / t, "pnG_gemm_cublaslt");
     NOTE("median %.3f ms; pnG_gemm (cuBLASLt, no graph) %.3f ms = %.1f TFLOP/s; PyTorch: "
@@ -567,11 +589,13 @@ static void bench_gemms(void)
 {
     char name[64];
     snprintf(name, sizeof name, "sgemm_%lld", (long long)S.sgemm_n);
-    gemm_figure(name, S.sgemm_n, PN_FLOAT32, false);
+    gemm_figure(name, S.sgemm_n, PN_FLOAT32, false, false);
     snprintf(name, sizeof name, "tf32_gemm_%lld", (long long)S.sgemm_n);
-    gemm_figure(name, S.sgemm_n, PN_FLOAT32, true);
+    gemm_figure(name, S.sgemm_n, PN_FLOAT32, true, false);
     snprintf(name, sizeof name, "bf16_gemm_%lld", (long long)S.bf16_n);
-    gemm_figure(name, S.bf16_n, PN_BFLOAT16, false);
+    gemm_figure(name, S.bf16_n, PN_BFLOAT16, false, false);
+    snprintf(name, sizeof name, "bf16_gemm_%lld_tuned", (long long)S.bf16_n);
+    gemm_figure(name, S.bf16_n, PN_BFLOAT16, false, true);
 }
 
 /* ───────────────────────────── training steps ───────────────────────────── */

@@ -14,7 +14,9 @@
 #include <cublasLt.h>
 #endif
 
+#include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Most workspace one matmul may use (what NVIDIA recommends for Hopper). */
@@ -27,6 +29,10 @@
 #define GEMM_MAX_BATCH 65535
 /* Plans kept (open addressing; when full, further shapes build a plan per call). */
 #define GEMM_PLANS 1024
+/* Autotuning: how many of the heuristic's algorithms are timed, and how many runs of each are
+ * timed (after one untimed run). */
+#define GEMM_TUNE_CANDIDATES 8
+#define GEMM_TUNE_REPS 3
 
 /* ───────────────────────────── types and the handle ───────────────────────────── */
 
@@ -53,7 +59,25 @@ static pthread_once_t handle_once = PTHREAD_ONCE_INIT;
 static cublasLtHandle_t handle;
 static cublasStatus_t handle_status;
 
-static void handle_create(void) { handle_status = cublasLtCreate(&handle); }
+/* Autotuning (pnG_gemm_set_tuning; PONTE_GEMM_TUNE=1 turns it on, a number after a comma sets
+ * the least flops, e.g. PONTE_GEMM_TUNE=1,1e9): 0 off, 1 on for plans of at least tune_min_flops
+ * (2 m n k batch). Read when a GEMM makes its plan key: tuned and untuned plans of one shape are
+ * kept apart. */
+static int tune_on;
+static double tune_min_flops = 1e10;
+static int64_t tune_count;  /* plans tuned (atomic builtins) */
+static int tune_last_pick; /* the index the last tuning chose */
+
+static void handle_create(void)
+{
+    handle_status = cublasLtCreate(&handle);
+    const char *e = getenv("PONTE_GEMM_TUNE");
+    if (e && *e) {
+        tune_on = atoi(e) != 0;
+        const char *comma = strchr(e, ',');
+        if (comma && atof(comma + 1) >= 0) tune_min_flops = atof(comma + 1);
+    }
+}
 
 /* Records a cuBLASLt failure and returns -1. */
 static int lt_fail(const char *what, cublasStatus_t st)
@@ -74,7 +98,7 @@ static int lt_fail(const char *what, cublasStatus_t st)
 /* Everything the descriptors and the heuristic depend on; compared with memcmp, so always
  * built from a zeroed struct. Extents are cuBLASLt's (column-major): D is (m, n). */
 typedef struct plan_key {
-    int32_t dtype, tf32, opa, opb;
+    int32_t dtype, tf32, opa, opb, tuned; /* tuned: plan_tuned when the key was made */
     uint32_t align_a, align_b, align_c, epilogue; /* epilogue: a cublasLtEpilogue_t */
     int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch;
 } plan_key;
@@ -144,11 +168,76 @@ static cublasStatus_t desc_create(cublasLtMatmulDesc_t *op, const plan_key *k,
     return st;
 }
 
+/* The operands of the call that builds a plan (what autotuning runs on). */
+typedef struct gemm_operands {
+    const void *alpha, *beta; /* gemm_scalar */
+    const void *A, *B, *C;
+    cudaStream_t cs;
+    int stream;
+} gemm_operands;
+
+/* Whether a plan for k is tuned: tuning on and 2 m n k batch >= tune_min_flops. */
+static bool plan_tuned(const plan_key *k)
+{
+    double least;
+    __atomic_load(&tune_min_flops, &least, __ATOMIC_RELAXED);
+    return __atomic_load_n(&tune_on, __ATOMIC_RELAXED) &&
+           2.0 * (double)k->m * (double)k->n * (double)k->k * (double)k->batch >= least;
+}
+
+/* The index of the fastest of the heuristic's n algorithms res[] for p's descriptors, timed on
+ * the building call's operands o: each runs once untimed, then GEMM_TUNE_REPS times between two
+ * events, writing a scratch D (C is read as the call reads it, never written). The host waits
+ * for the timings. Tuning never fails a GEMM: without scratch memory or events, or for an
+ * algorithm that fails, the heuristic's order stands (index 0 when nothing could be timed), and
+ * no error is left behind. */
+static int plan_tune(const plan *p, const cublasLtMatmulHeuristicResult_t *res, int n,
+                     const gemm_operands *o)
+{
+    const plan_key *k = &p->key;
+    const bool had_error = pn_last_error() != PN_OK;
+    const size_t es = pn_dtype_size((pn_dtype)k->dtype);
+    const size_t d_bytes = (size_t)((k->batch - 1) * k->stride_c + (k->n - 1) * k->ldc + k->m) * es;
+    size_t ws_bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (res[i].workspaceSize > ws_bytes) ws_bytes = res[i].workspaceSize;
+    void *d = pnG_malloc(d_bytes, o->stream);
+    void *ws = d && ws_bytes ? pnG_malloc(ws_bytes, o->stream) : NULL;
+    cudaEvent_t ev[2] = {NULL, NULL};
+    int best = 0;
+    float best_ms = INFINITY;
+    if (d && (ws || !ws_bytes) && cudaEventCreate(&ev[0]) == cudaSuccess &&
+        cudaEventCreate(&ev[1]) == cudaSuccess) {
+        for (int i = 0; i < n; i++) {
+            cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+            for (int r = 0; r <= GEMM_TUNE_REPS && st == CUBLAS_STATUS_SUCCESS; r++) {
+                if (r == 1) cudaEventRecord(ev[0], o->cs);
+                st = cublasLtMatmul(handle, p->op, o->alpha, o->A, p->a, o->B, p->b, o->beta,
+                                    o->C, p->c, d, p->c, &res[i].algo, ws,
+                                    res[i].workspaceSize, o->cs);
+            }
+            float ms = INFINITY;
+            if (st == CUBLAS_STATUS_SUCCESS && cudaEventRecord(ev[1], o->cs) == cudaSuccess &&
+                cudaEventSynchronize(ev[1]) == cudaSuccess &&
+                cudaEventElapsedTime(&ms, ev[0], ev[1]) == cudaSuccess && ms < best_ms)
+                best = i, best_ms = ms;
+        }
+    }
+    for (int e = 0; e < 2; e++)
+        if (ev[e]) cudaEventDestroy(ev[e]);
+    if (ws) pnG_free(ws, ws_bytes, o->stream);
+    if (d) pnG_free(d, d_bytes, o->stream);
+    (void)cudaGetLastError(); /* a failed event or run is not the GEMM's error */
+    if (!had_error && pn_last_error() != PN_OK) pn_clear_error();
+    return best;
+}
+
 /* Builds p's descriptors and asks the heuristic for the best algorithm (bias: the epilogue's
- * vector of the call that builds the plan; later calls bring their own descriptor). Returns 0,
- * -1 with an error, or PNG_UNSUPPORTED when no algorithm fits; p is left without descriptors
- * unless 0. */
-static int plan_build(plan *p, const plan_key *k, const void *bias)
+ * vector of the call that builds the plan; later calls bring their own descriptor); when the
+ * plan is tuned (plan_tuned), the fastest of the heuristic's first GEMM_TUNE_CANDIDATES on the
+ * call's operands o. Returns 0, -1 with an error, or PNG_UNSUPPORTED when no algorithm fits; p
+ * is left without descriptors unless 0. */
+static int plan_build(plan *p, const plan_key *k, const void *bias, const gemm_operands *o)
 {
     cudaDataType_t data, scale;
     cublasComputeType_t compute;
@@ -160,7 +249,8 @@ static int plan_build(plan *p, const plan_key *k, const void *bias)
     int64_t ar = opa == CUBLAS_OP_N ? k->m : k->k, ac = opa == CUBLAS_OP_N ? k->k : k->m;
     int64_t br = opb == CUBLAS_OP_N ? k->k : k->n, bc = opb == CUBLAS_OP_N ? k->n : k->k;
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[GEMM_TUNE_CANDIDATES];
+    const int wanted = k->tuned ? GEMM_TUNE_CANDIDATES : 1;
     int found = 0;
     const char *what = NULL;
     cublasStatus_t st = desc_create(&p->op, k, compute, scale, bias, &what);
@@ -185,7 +275,7 @@ static int plan_build(plan *p, const plan_key *k, const void *bias)
     if (st == CUBLAS_STATUS_SUCCESS) {
         /* no algorithm is an answer (NOT_SUPPORTED, or a zero count), not an error */
         cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, p->op, p->a, p->b, p->c, p->c,
-                                                           pref, 1, &res, &found);
+                                                           pref, wanted, res, &found);
         if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED)
             st = hs, what = "cublasLtMatmulAlgoGetHeuristic";
     }
@@ -194,12 +284,20 @@ static int plan_build(plan *p, const plan_key *k, const void *bias)
         plan_destroy(p);
         return lt_fail(what, st);
     }
-    if (found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+    /* the usable results: a prefix of those with a SUCCESS state */
+    int usable = 0;
+    while (usable < found && res[usable].state == CUBLAS_STATUS_SUCCESS) usable++;
+    if (usable < 1) {
         plan_destroy(p);
         return PNG_UNSUPPORTED;
     }
-    p->algo = res.algo;
-    p->workspace = res.workspaceSize;
+    const int pick = usable > 1 ? plan_tune(p, res, usable, o) : 0;
+    if (usable > 1) {
+        __atomic_fetch_add(&tune_count, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&tune_last_pick, pick, __ATOMIC_RELAXED);
+    }
+    p->algo = res[pick].algo;
+    p->workspace = res[pick].workspaceSize;
     return 0;
 }
 
@@ -214,7 +312,8 @@ static uint64_t key_hash(const plan_key *k)
 /* The cached plan for k, built on first use (entries are never changed once published, so the
  * caller uses it without the lock). When the cache is full, builds into *spare and returns it:
  * the caller destroys it after use. NULL with rc set (-1 or PNG_UNSUPPORTED) on failure. */
-static const plan *plan_get(const plan_key *k, const void *bias, plan *spare, int *rc)
+static const plan *plan_get(const plan_key *k, const void *bias, const gemm_operands *o,
+                            plan *spare, int *rc)
 {
     uint64_t h = key_hash(k);
     pthread_mutex_lock(&plans_lock);
@@ -231,7 +330,7 @@ static const plan *plan_get(const plan_key *k, const void *bias, plan *spare, in
         }
     }
     plan *p = slot ? slot : spare;
-    *rc = plan_build(p, k, bias);
+    *rc = plan_build(p, k, bias, o);
     if (*rc == 0 && slot) slot->used = true;
     pthread_mutex_unlock(&plans_lock);
     return *rc == 0 ? p : NULL;
@@ -279,7 +378,8 @@ static int gemm_call(plan_key *k, const gemm_scalar *alpha, const void *A, const
     k->align_c = alignment(C, k->stride_c * (int64_t)es);
     plan spare;
     int rc = 0;
-    const plan *p = plan_get(k, bias, &spare, &rc);
+    const gemm_operands o = {alpha, beta, A, B, C, cs, stream};
+    const plan *p = plan_get(k, bias, &o, &spare, &rc);
     if (!p) return rc;
     cublasLtMatmulDesc_t op = p->op, own = NULL;
     if (k->epilogue != CUBLASLT_EPILOGUE_DEFAULT) {
@@ -303,6 +403,19 @@ static int gemm_call(plan_key *k, const gemm_scalar *alpha, const void *A, const
     if (ws) pnG_free(ws, p->workspace, stream);
     if (p == &spare) plan_destroy(&spare);
     return rc;
+}
+
+extern "C" void pnG_gemm_set_tuning(bool on, double min_flops)
+{
+    pthread_once(&handle_once, handle_create); /* after PONTE_GEMM_TUNE is read */
+    if (min_flops >= 0) __atomic_store(&tune_min_flops, &min_flops, __ATOMIC_RELAXED);
+    __atomic_store_n(&tune_on, (int)on, __ATOMIC_RELAXED);
+}
+
+extern "C" int64_t pnG_gemm_tuned_count(int *last_pick)
+{
+    if (last_pick) *last_pick = __atomic_load_n(&tune_last_pick, __ATOMIC_RELAXED);
+    return __atomic_load_n(&tune_count, __ATOMIC_RELAXED);
 }
 
 extern "C" int64_t pnG_gemm_epilogue_count(void)
@@ -370,6 +483,7 @@ extern "C" int pnG_gemm_ex(pn_dtype dtype, bool transA, bool transB, int64_t M, 
         k.batch = batch - b0 < GEMM_MAX_BATCH ? batch - b0 : GEMM_MAX_BATCH;
         int64_t strides[3] = {k.stride_a, k.stride_b, k.stride_c};
         if (k.batch == 1) k.stride_a = k.stride_b = k.stride_c = 0;
+        k.tuned = plan_tuned(&k);
         int rc = gemm_call(&k, &al, (const char *)B + (size_t)(b0 * stride_b) * es,
                            (const char *)A + (size_t)(b0 * stride_a) * es, &be,
                            (char *)C + (size_t)(b0 * stride_c) * es, bias, cs, stream);

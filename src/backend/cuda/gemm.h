@@ -53,6 +53,18 @@ int pnG_gemm_ex(pn_dtype dtype, bool transA, bool transB, int64_t M, int64_t N, 
  * benchmark hook: the conformance test checks that addmm's broadcast bias took the fused path). */
 int64_t pnG_gemm_epilogue_count(void);
 
+/* Autotuning of the GEMM plans: when on, the first call of each problem shape (a plan) whose
+ * 2 M N K batch reaches min_flops times the best few of cuBLASLt's heuristic algorithms on its
+ * operands (the host waits for that once) and keeps the fastest; off (the default, unless
+ * PONTE_GEMM_TUNE=1[,min_flops] is set), the heuristic's first. min_flops < 0 keeps the current
+ * threshold (1e10 unless set). Tuned and untuned plans of a shape are cached apart, so turning
+ * it off and on again re-tunes nothing. */
+void pnG_gemm_set_tuning(bool on, double min_flops);
+
+/* How many plans have been tuned since the process started, and (last_pick, may be NULL) the
+ * heuristic's index of the algorithm the last tuning chose (a test and benchmark hook). */
+int64_t pnG_gemm_tuned_count(int *last_pick);
+
 /* C = beta * C for the row-major (rows, cols) matrix C with row stride ldc, of an inexact
  * dtype; beta == 0 writes zeros without reading C (NaN there does not survive). */
 int pnG_gemm_scale(pn_dtype dtype, int64_t rows, int64_t cols, double beta, void *C,
