@@ -229,6 +229,86 @@ TEST(fused_matches_composite)
     fused_vs_composite(&FORWARD[5], PN_FLOAT32, true, 5e-5);
 }
 
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/attention.h"
+#endif
+
+/* Shapes the GPU's tensor-core forward takes (half types, head dims multiples of 16 up to 128,
+ * 16 query rows or more): tiles of 64 rows and chunks of 64 keys cut mid-way, grouped-query
+ * heads, every mask kind, causal with Lq < Lk and Lq > Lk. Values and logsumexp against
+ * float64; on the GPU, the tensor-core path must have run; the gradients through its
+ * logsumexp against float32's. */
+static const cfg TENSOR_CORE[] = {
+    {1, 2, 2, 64, 64, 64, 64, M_NONE, 0},
+    {2, 4, 2, 80, 144, 64, 32, M_CAUSAL, 0},  /* GQA, causal Lq < Lk, Dv != D */
+    {1, 2, 1, 100, 70, 128, 128, M_CAUSAL, 0}, /* Lq > Lk: the first rows see no key */
+    {1, 2, 2, 33, 130, 32, 48, M_BOOL, 4},
+    {2, 2, 2, 70, 65, 16, 16, M_ADD, 2},
+    {1, 1, 1, 16, 200, 96, 64, M_ADD, 4},
+};
+
+TEST(tensor_core_forward)
+{
+    int n = (int)(sizeof TENSOR_CORE / sizeof TENSOR_CORE[0]);
+#ifdef PONTE_HAS_GPU
+    const bool gpu = pn_default_device().type == PN_GPU;
+    const int64_t before = pnG_sdpa_tensor_core_count();
+#endif
+    for (int i = 0; i < n; i++) {
+        check_forward(&TENSOR_CORE[i], PN_FLOAT16, 4e-3);
+        check_forward(&TENSOR_CORE[i], PN_BFLOAT16, 2e-2);
+    }
+#ifdef PONTE_HAS_GPU
+    if (gpu) {
+        int64_t ran = pnG_sdpa_tensor_core_count() - before;
+        CHECK_MSG(ran == 2 * n, "%lld of %d forwards took the tensor cores", (long long)ran, 2 * n);
+    }
+#endif
+    /* logsumexp and gradients (the backward reads the forward's logsumexp) */
+    const pn_dtype halves[2] = {PN_FLOAT16, PN_BFLOAT16};
+    for (int i = 1; i < 4; i += 2) {
+        const cfg *c = &TENSOR_CORE[i];
+        for (int h = 0; h < 2; h++) {
+            pn_scope_push();
+            pn_array *x[4], *x32[4] = {NULL};
+            make_inputs(c, halves[h], x);
+            for (int k = 0; k < 4; k++)
+                x32[k] = x[k] && pn_array_dtype(x[k]) != PN_BOOL ? pn_astype(x[k], PN_FLOAT32) : x[k];
+            pn_array *y = attend(c, x, 0.125);
+            pn_array *lse = y ? pnC_node_output(y->node, 1) : NULL;
+            CHECK_OK(lse);
+            if (lse) {
+                double *q = test_to_f64(x[0]), *k = test_to_f64(x[1]), *v = test_to_f64(x[2]);
+                double *m = x[3] ? test_to_f64(x[3]) : NULL;
+                int64_t rows = c->B * c->Hq * c->Lq;
+                double *ref = malloc(sizeof(double) * (size_t)rows), o[128], sc[256];
+                for (int64_t r = 0; r < rows; r++)
+                    ref[r] = ref_row(c, 0.125, q, k, v, m, r / (c->Hq * c->Lq), r / c->Lq % c->Hq, r % c->Lq, o, sc);
+                test_check_values("tensor-core sdpa lse", lse, (int64_t[]){c->B, c->Hq, c->Lq}, 3,
+                                  pn_array_dtype(lse), ref, 1e-4, 1e-4);
+                free(q), free(k), free(v), free(m), free(ref);
+            }
+            pn_array *cot = test_random_array((int64_t[]){c->B, c->Hq, c->Lq, c->Dv}, 4, halves[h], -1, 1);
+            pn_array *cot32 = pn_astype(cot, PN_FLOAT32);
+            pn_array *y16 = NULL, *y32 = NULL, *g16[4] = {NULL}, *g32[4] = {NULL};
+            CHECK(value_and_vjp(c, x, 0.125, cot, &y16, g16) == 0);
+            CHECK(value_and_vjp(c, x32, 0.125, cot32, &y32, g32) == 0);
+            for (int k = 0; k < 3; k++) {
+                if (!g16[k] || !g32[k]) {
+                    CHECK_MSG(0, "gradient %d missing", k);
+                    continue;
+                }
+                double *ref = test_to_f64(g32[k]);
+                char what[96];
+                snprintf(what, sizeof what, "tensor-core sdpa %s case %d grad %d", pn_dtype_name(halves[h]), i, k);
+                test_check_values(what, g16[k], g32[k]->shape, 4, halves[h], ref, h ? 5e-2 : 1e-2, h ? 5e-2 : 1e-2);
+                free(ref);
+            }
+            pn_scope_pop();
+        }
+    }
+}
+
 /* A float mask of -inf entries: rows that keep nothing give NaN, as the composite does. */
 TEST(minus_inf_rows)
 {

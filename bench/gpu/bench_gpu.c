@@ -8,6 +8,7 @@
  * section "GPU". */
 #define _GNU_SOURCE
 #include "ponte.h"
+#include "backend/cuda/attention.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/fused.h"
 #include "backend/cuda/gpu.h"
@@ -32,15 +33,16 @@ typedef struct {
     int64_t norm_rows, norm_cols; /* LayerNorm / RMSNorm over the last axis */
     int64_t table_rows, lookups;  /* gather / scatter-add: rows of the table, indices */
     int64_t gather_cols, scatter_cols;
+    int64_t attn_batch, attn_heads, attn_len, attn_dim; /* sdpa: (B, H, L, D) bfloat16 */
     int chain;                  /* tiny adds of op_overhead_gpu */
     int warmup, reps;           /* untimed and (at most) timed repetitions per figure */
     double budget;              /* seconds of timed repetitions per figure, at most */
 } sizes;
 
 static const sizes FULL = {(int64_t)1 << 26, 4096, 4096, 4096, 8192, 256, 4096, 4096, 65536,
-                           16384, 2048, 1024, 1000, 5, 50, 3.0};
+                           16384, 2048, 1024, 2, 16, 2048, 128, 1000, 5, 50, 3.0};
 static const sizes QUICK = {(int64_t)1 << 16, 64, 1024, 256, 256, 16, 16, 4096, 512, 64, 2048,
-                            1024, 1000, 1, 3, 2.0};
+                            1024, 1, 2, 128, 64, 1000, 1, 3, 2.0};
 
 static sizes S;
 static pn_device GPU = {PN_GPU, 0};
@@ -1224,6 +1226,107 @@ done:
     pn_clear_error();
 }
 
+/* ───────────────────────────── attention ───────────────────────────── */
+
+typedef struct {
+    pn_array *q, *k, *v;
+    const char *mask; /* "" or "causal" */
+    bool tensor_cores;
+} sdpa_ctx;
+
+static int run_sdpa(void *p)
+{
+    sdpa_ctx *c = p;
+    bool was = pnG_sdpa_set_tensor_cores(c->tensor_cores);
+    pn_array *o = pn_fast_scaled_dot_product_attention(c->q, c->k, c->v, 1.0 / sqrt((double)S.attn_dim),
+                                                       c->mask, NULL);
+    int rc = o ? pn_eval(&o, 1) : -1;
+    if (rc == 0) rc = gpu_sync();
+    pn_release(o);
+    pnG_sdpa_set_tensor_cores(was);
+    return rc;
+}
+
+/* sdpa_bf16[_causal]_BxHxLxD: the fused attention forward (pn_fast_scaled_dot_product_attention,
+ * bfloat16, no mask or causal) on the tensor cores against the CUDA-core kernel in the same
+ * run, both results first compared (largest difference over the output's largest value);
+ * PyTorch's scaled_dot_product_attention in bench_torch.py. TFLOP/s count the two products,
+ * halved for causal. */
+static void bench_sdpa(void)
+{
+    const int64_t B = S.attn_batch, H = S.attn_heads, L = S.attn_len, D = S.attn_dim;
+    const int64_t shape[4] = {B, H, L, D}, n = B * H * L * D;
+    uint16_t *h[3] = {NULL, NULL, NULL};
+    sdpa_ctx c = {0};
+    for (int i = 0; i < 3; i++) h[i] = host_random16(n, -1.0f, 1.0f, PN_BFLOAT16);
+    if (h[0] && h[1] && h[2]) {
+        c.q = gpu_array(h[0], shape, 4, PN_BFLOAT16);
+        c.k = c.q ? gpu_array(h[1], shape, 4, PN_BFLOAT16) : NULL;
+        c.v = c.k ? gpu_array(h[2], shape, 4, PN_BFLOAT16) : NULL;
+    }
+    for (int causal = 0; causal < 2; causal++) {
+        char name[96];
+        snprintf(name, sizeof name, "sdpa_bf16%s_%lldx%lldx%lldx%lld", causal ? "_causal" : "",
+                 (long long)B, (long long)H, (long long)L, (long long)D);
+        if (!c.v) {
+            report_error(name);
+            continue;
+        }
+        c.mask = causal ? "causal" : "";
+        int64_t fb0 = pnC_gpu_fallback_count(), tc0 = pnG_sdpa_tensor_core_count();
+        pn_array *o[2] = {NULL, NULL};
+        double worst = 0, top = 0, t = -1, tb = -1;
+        bool ok = true;
+        for (int tc = 0; tc < 2 && ok; tc++) {
+            bool was = pnG_sdpa_set_tensor_cores(tc == 1);
+            o[tc] = pn_astype(pn_fast_scaled_dot_product_attention(c.q, c.k, c.v, 1.0 / sqrt((double)D),
+                                                                   c.mask, NULL), PN_FLOAT32);
+            ok = o[tc] && pn_eval(&o[tc], 1) == 0; /* evaluated under the setting */
+            pnG_sdpa_set_tensor_cores(was);
+        }
+        const float *a = ok ? pn_data(o[0]) : NULL, *b = ok ? pn_data(o[1]) : NULL;
+        for (int64_t i = 0; a && b && i < n; i++) {
+            double d = fabs((double)a[i] - b[i]), m = fabs((double)a[i]);
+            worst = d > worst ? d : worst;
+            top = m > top ? m : top;
+        }
+        pn_release(o[0]);
+        pn_release(o[1]);
+        if (!a || !b) {
+            report_error(name);
+            continue;
+        }
+        if (pnG_sdpa_tensor_core_count() == tc0) {
+            snprintf(bench_msg, sizeof bench_msg, "the tensor-core forward did not run");
+            report_error(name);
+            continue;
+        }
+        if (worst > 0.02 * top) {
+            snprintf(bench_msg, sizeof bench_msg, "tensor cores and CUDA cores differ by %g (largest value %g)",
+                     worst, top);
+            report_error(name);
+            continue;
+        }
+        sdpa_ctx ct = c, cc = c;
+        ct.tensor_cores = true;
+        cc.tensor_cores = false;
+        if (time_pair(run_sdpa, &ct, run_sdpa, &cc, &t, &tb) != 0) {
+            report_error(name);
+            continue;
+        }
+        double flops = 4.0 * (double)(B * H) * (double)L * (double)L * (double)D * (causal ? 0.5 : 1.0);
+        report(name, flops / t / 1e12, "TFLOP/s", tb / t, "cuda_cores");
+        NOTE("median %.3f ms (CUDA cores %.3f ms); largest difference %.3g of the largest value %.3g\n",
+             t * 1e3, tb * 1e3, worst, top);
+        note_fallbacks(fb0);
+    }
+    pn_release(c.q);
+    pn_release(c.k);
+    pn_release(c.v);
+    for (int i = 0; i < 3; i++) free(h[i]);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 static const struct {
@@ -1239,6 +1342,7 @@ static const struct {
     {"compile_gelu_gpu", bench_compile_gelu},
     {"layer_norm rms_norm", bench_norms},
     {"gather_rows scatter_add_rows", bench_indexing},
+    {"sdpa_bf16", bench_sdpa},
 };
 
 /* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a

@@ -16,10 +16,12 @@ import time
 # The sizes of bench_gpu.c (FULL and QUICK there): keep the two in step.
 FULL = dict(n=1 << 26, sm_rows=4096, sm_cols=4096, sgemm_n=4096, bf16_n=8192, batch=256,
             norm_rows=4096, norm_cols=4096, table_rows=65536, lookups=16384, gather_cols=2048,
-            scatter_cols=1024, chain=1000, warmup=5, reps=50, budget=3.0)
+            scatter_cols=1024, attn_batch=2, attn_heads=16, attn_len=2048, attn_dim=128,
+            chain=1000, warmup=5, reps=50, budget=3.0)
 QUICK = dict(n=1 << 16, sm_rows=64, sm_cols=1024, sgemm_n=256, bf16_n=256, batch=16,
              norm_rows=16, norm_cols=4096, table_rows=512, lookups=64, gather_cols=2048,
-             scatter_cols=1024, chain=1000, warmup=1, reps=3, budget=2.0)
+             scatter_cols=1024, attn_batch=1, attn_heads=2, attn_len=128, attn_dim=64,
+             chain=1000, warmup=1, reps=3, budget=2.0)
 NORM_EPS = 1e-5
 HOT_ROWS = 16  # every 8th index names one of the table's first HOT_ROWS rows (bench_gpu.c's)
 
@@ -268,6 +270,25 @@ class Bench:
                               lambda: table.index_add(0, idx, upd), table)
 
 
+    # ── fused attention forward, bfloat16, no mask and causal (torch picks its flash kernel) ──
+    def sdpa(self):
+        torch, S = self.torch, self.S
+        F = torch.nn.functional
+        B, H, L, D = S["attn_batch"], S["attn_heads"], S["attn_len"], S["attn_dim"]
+        q, k, v = ((torch.rand(B, H, L, D, device="cuda") * 2 - 1).bfloat16() for _ in range(3))
+        for causal in (False, True):
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+            ref = F.scaled_dot_product_attention(q[:1, :1].double(), k[:1, :1].double(),
+                                                 v[:1, :1].double(), is_causal=causal)
+            err = (o[:1, :1].double() - ref).abs().max().item()
+            assert err <= 2e-2 * ref.abs().max().item(), ("sdpa", causal, err)
+            t = self.median_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+            flops = 4 * B * H * L * L * D * (0.5 if causal else 1.0)
+            name = f"sdpa_bf16{'_causal' if causal else ''}_{B}x{H}x{L}x{D}"
+            self.report(name, flops / t / 1e9, "TFLOP/s")
+            self.note(f"median {t:.3f} ms")
+
+
 def compare(results, path):
     """Prints Ponte's speed over PyTorch's for every figure both have."""
     pat = re.compile(r"^bench (\S+): ([0-9.eE+-]+) (\S+) ")
@@ -326,6 +347,7 @@ def main():
         ("op_overhead_gpu", b.op_overhead),
         ("layer_norm rms_norm", b.norms),
         ("gather_rows scatter_add_rows", b.indexing),
+        ("sdpa_bf16", b.sdpa),
     ]
     t0 = time.perf_counter()
     for figures, run in groups:

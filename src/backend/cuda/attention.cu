@@ -15,6 +15,34 @@
 
 #include <atomic>
 #include <math.h>
+#include <stdlib.h>
+
+/* Whether T is a half type, and the tensor cores' 16-bit element type of one (wmma
+ * fragments). */
+template <typename T> struct fa_half {
+    static const bool value = false;
+};
+template <> struct fa_half<pn_float16> {
+    static const bool value = true;
+};
+template <> struct fa_half<pn_bfloat16> {
+    static const bool value = true;
+};
+#ifdef PONTE_GPU_SIM
+#include "backend/cuda/sim/wmma_sim.h"
+template <typename T> struct fa_wmma {
+    typedef T type;
+};
+#else
+#include <mma.h>
+template <typename T> struct fa_wmma;
+template <> struct fa_wmma<pn_float16> {
+    typedef __half type;
+};
+template <> struct fa_wmma<pn_bfloat16> {
+    typedef __nv_bfloat16 type;
+};
+#endif
 
 #define SDPA_WARPS 4
 #define SDPA_THREADS (32 * SDPA_WARPS)
@@ -179,6 +207,169 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
             int64_t r = e / a.Dv;
             /* a row of -inf scores is NaN, as exp(-inf - -inf) in the softmax; no keys: 0 */
             png_store(O + e, rm[r] == -INFINITY ? (nk ? (C)NAN : (C)0) : acc[e] / rl[r]);
+        }
+        for (int64_t r = threadIdx.x; r < m; r += blockDim.x)
+            lse[bh * a.Lq + i0 + r] = isinf(rm[r]) ? rm[r] : rm[r] + sdpa_log(rl[r]);
+    }
+}
+
+/* ───────────────────────────── forward on tensor cores ───────────────────────────── */
+/* float16 / bfloat16 with head dims D and Dv multiples of 16 up to FA_MAXD: a block of
+ * FA_WARPS warps per (b, h, tile of FA_BM query rows), 16 rows a warp. For each chunk of FA_BN
+ * keys: S = Q K^T on the tensor cores (wmma 16x16x16 tiles, float accumulation) into shared
+ * memory; each row's online softmax there, with sdpa_fwd_kernel's scale, causal, mask, fill
+ * and keys_needed rules; P rounded to the input type (as flash attention does); the row's
+ * float output, kept in shared memory, rescaled; then O += P V on the tensor cores. The same
+ * out and lse as sdpa_fwd_kernel up to P's rounding. */
+#define FA_BM 64
+#define FA_BN 64
+#define FA_WARPS 4
+#define FA_MAXD 128
+
+/* Byte offsets of a block's shared memory: the q tile (FA_BM x D), key and value chunks
+ * (FA_BN x D, FA_BN x Dv), P (FA_BM x FA_BN) in the input type; S (FA_BM x FA_BN), the
+ * output (FA_BM x Dv) and the rows' max and sum in float. Each part 128-byte aligned. */
+struct fa_layout {
+    size_t q, k, v, p, s, o, m, l, bytes;
+};
+
+__host__ __device__ __forceinline__ size_t fa_up(size_t n) { return (n + 127) / 128 * 128; }
+
+__host__ __device__ __forceinline__ fa_layout fa_layout_of(int64_t D, int64_t Dv, size_t es)
+{
+    fa_layout L;
+    L.q = 0;
+    L.k = L.q + fa_up(FA_BM * D * es);
+    L.v = L.k + fa_up(FA_BN * D * es);
+    L.p = L.v + fa_up(FA_BN * Dv * es);
+    L.s = L.p + fa_up(FA_BM * FA_BN * es);
+    L.o = L.s + fa_up(FA_BM * FA_BN * sizeof(float));
+    L.m = L.o + fa_up(FA_BM * Dv * sizeof(float));
+    L.l = L.m + fa_up(FA_BM * sizeof(float));
+    L.bytes = L.l + fa_up(FA_BM * sizeof(float));
+    return L;
+}
+
+/* Rows [r0, r0 + n) of a (b, h) matrix with row stride rs and X (a multiple of 8) columns
+ * into s (n x X), rows past `rows` zero; 16-byte moves when the rows allow. The whole block. */
+template <typename T>
+__device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n, int64_t rows, int64_t X)
+{
+    const int64_t per = X / 8; /* 16-byte pieces per row */
+    const bool vec = (uintptr_t)base % 16 == 0 && rs % 8 == 0;
+    for (int64_t e = threadIdx.x; e < n * per; e += blockDim.x) {
+        int64_t r = e / per, c = e % per;
+        uint4 *dst = (uint4 *)(s + r * X + c * 8);
+        if (r0 + r >= rows) {
+            *dst = make_uint4(0, 0, 0, 0);
+        } else if (vec) {
+            *dst = *(const uint4 *)(base + (r0 + r) * rs + c * 8);
+        } else {
+            const T *src = base + (r0 + r) * rs + c * 8;
+            for (int u = 0; u < 8; u++) s[r * X + c * 8 + u] = src[u];
+        }
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_args a, T *out, float *lse)
+{
+    namespace wmma = nvcuda::wmma;
+    typedef typename fa_wmma<T>::type W;
+    PNG_DYNAMIC_SMEM(unsigned char, smem);
+    const int64_t D = a.D, Dv = a.Dv;
+    const fa_layout L = fa_layout_of(D, Dv, sizeof(T));
+    T *sq = (T *)(smem + L.q), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sp = (T *)(smem + L.p);
+    float *ss = (float *)(smem + L.s), *so = (float *)(smem + L.o), *rm = (float *)(smem + L.m),
+          *rl = (float *)(smem + L.l);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
+    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM, rep = a.Hq / a.Hkv;
+    const float scale = (float)a.scale, fill = (float)a.fill;
+    for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
+        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * FA_BM;
+        int64_t m = a.Lq - i0 < FA_BM ? a.Lq - i0 : FA_BM, nk = keys_needed(a, i0, m);
+        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        __syncthreads();
+        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
+        for (int64_t e = threadIdx.x; e < FA_BM * Dv; e += blockDim.x) so[e] = 0.0f;
+        for (int r = threadIdx.x; r < FA_BM; r += blockDim.x) rm[r] = -INFINITY, rl[r] = 0.0f;
+        for (int64_t j0 = 0; j0 < nk; j0 += FA_BN) {
+            __syncthreads();
+            fa_stage(sk, K, a.ks[2], j0, FA_BN, nk, D);
+            fa_stage(sv, V, a.vs[2], j0, FA_BN, nk, Dv);
+            __syncthreads();
+            /* S = Q K^T for the warp's 16 rows */
+            for (int c = 0; c < FA_BN / 16; c++) {
+                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+                wmma::fill_fragment(acc, 0.0f);
+                for (int64_t k = 0; k < D / 16; k++) {
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fq;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> fk;
+                    wmma::load_matrix_sync(fq, (const W *)(sq + r0 * D + k * 16), (unsigned)D);
+                    wmma::load_matrix_sync(fk, (const W *)(sk + c * 16 * D + k * 16), (unsigned)D);
+                    wmma::mma_sync(acc, fq, fk, acc);
+                }
+                wmma::store_matrix_sync(ss + r0 * FA_BN + c * 16, acc, FA_BN, wmma::mem_row_major);
+            }
+            __syncwarp();
+            /* the rows' online softmax: lanes over the chunk's keys */
+            for (int rr = 0; rr < 16; rr++) {
+                const int r = r0 + rr;
+                const int64_t i = i0 + r;
+                float sc[FA_BN / 32];
+                bool in[FA_BN / 32];
+                float cmax = -INFINITY;
+                for (int u = 0; u < FA_BN / 32; u++) {
+                    const int jj = lane + 32 * u;
+                    const int64_t j = j0 + jj;
+                    in[u] = r < m && j < nk;
+                    float v = -INFINITY;
+                    if (in[u]) {
+                        v = ss[r * FA_BN + jj] * scale;
+                        bool drop = a.causal && j > i + a.Lk - a.Lq;
+                        int64_t mo = b * a.ms[0] + h * a.ms[1] + i * a.ms[2] + j * a.ms[3];
+                        if (a.mask == PNK_SDPA_BOOL_MASK) drop |= !((const bool *)a.mask_data)[mo];
+                        else if (a.mask == PNK_SDPA_ADD_MASK) v += png_load((const T *)a.mask_data + mo);
+                        if (drop) v = fill;
+                    }
+                    sc[u] = v;
+                    cmax = (v > cmax || v != v) ? v : cmax;
+                }
+                cmax = warp_max(cmax);
+                const float mold = rm[r], mnew = (cmax > mold || cmax != cmax) ? cmax : mold;
+                const float al = mnew == -INFINITY ? 1.0f : sdpa_exp(mold - mnew);
+                float sum = 0.0f;
+                for (int u = 0; u < FA_BN / 32; u++) {
+                    float p = in[u] && mnew != -INFINITY ? sdpa_exp(sc[u] - mnew) : 0.0f;
+                    png_store(sp + r * FA_BN + lane + 32 * u, p);
+                    sum += p;
+                }
+                sum = warp_sum(sum);
+                __syncwarp(); /* every lane has read rm[r] */
+                if (lane == 0) rl[r] = rl[r] * al + sum, rm[r] = mnew;
+                for (int64_t d = lane; d < Dv; d += 32) so[r * Dv + d] *= al;
+            }
+            __syncwarp();
+            /* O += P V for the warp's 16 rows */
+            for (int64_t c = 0; c < Dv / 16; c++) {
+                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+                wmma::load_matrix_sync(acc, so + r0 * Dv + c * 16, (unsigned)Dv, wmma::mem_row_major);
+                for (int k = 0; k < FA_BN / 16; k++) {
+                    wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fp;
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::row_major> fv;
+                    wmma::load_matrix_sync(fp, (const W *)(sp + r0 * FA_BN + k * 16), FA_BN);
+                    wmma::load_matrix_sync(fv, (const W *)(sv + k * 16 * Dv + c * 16), (unsigned)Dv);
+                    wmma::mma_sync(acc, fp, fv, acc);
+                }
+                wmma::store_matrix_sync(so + r0 * Dv + c * 16, acc, (unsigned)Dv, wmma::mem_row_major);
+            }
+        }
+        __syncthreads();
+        T *O = out + (bh * a.Lq + i0) * Dv;
+        for (int64_t e = threadIdx.x; e < m * Dv; e += blockDim.x) {
+            int64_t r = e / Dv;
+            /* a row of -inf scores is NaN, as exp(-inf - -inf) in the softmax; no keys: 0 */
+            png_store(O + e, rm[r] == -INFINITY ? (nk ? NAN : 0.0f) : so[e] / rl[r]);
         }
         for (int64_t r = threadIdx.x; r < m; r += blockDim.x)
             lse[bh * a.Lq + i0 + r] = isinf(rm[r]) ? rm[r] : rm[r] + sdpa_log(rl[r]);
@@ -380,6 +571,18 @@ static sdpa_tiling plan(sdpa_mem m, size_t es, Tiles tiles, size_t *bytes, unsig
     return sdpa_tiling{1, m.per_t + SDPA_CHUNK * m.per_ch + m.fixed, SDPA_CHUNK, NULL};
 }
 
+/* Raises kern's dynamic shared memory limit to bytes when that is above the default. 0 or -1
+ * with an error. */
+template <typename K> static int allow_smem(const char *what, K kern, size_t bytes)
+{
+    if (bytes <= SDPA_SMEM) return 0;
+    cudaError_t e = cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+    if (e == cudaSuccess) return 0;
+    cudaGetLastError();
+    return pn_set_error(PN_ERR_BACKEND, "[cuda] %s: shared memory of %zu bytes refused: %s", what, bytes,
+                        cudaGetErrorString(e));
+}
+
 /* Launches kern on plan g (from plan()): raises the kernel's dynamic shared memory limit
  * above the default first, or allocates and later frees the global scratch. 0 or -1. */
 template <typename K, typename... Args>
@@ -387,20 +590,52 @@ static int launch(const char *what, K kern, sdpa_tiling g, size_t bytes, unsigne
                   int stream, Args... args)
 {
     size_t scratch = g.per ? (size_t)g.per * blocks * es : 0;
-    if (bytes > SDPA_SMEM) {
-        cudaError_t e = cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            pn_set_error(PN_ERR_BACKEND, "[cuda] %s: shared memory of %zu bytes refused: %s", what, bytes,
-                         cudaGetErrorString(e));
-            return -1;
-        }
-    }
+    if (allow_smem(what, kern, bytes)) return -1;
     if (scratch && !(g.scratch = pnG_malloc(scratch, stream))) return -1;
     PNG_LAUNCH(kern, blocks, SDPA_THREADS, bytes, png_stream(stream), args..., g);
     int rc = pnG_check_launch(what);
     if (scratch) pnG_free(g.scratch, scratch, stream);
     return rc;
+}
+
+static int64_t tc_forwards; /* pnG_sdpa_tensor_core_count (atomic builtins) */
+
+extern "C" int64_t pnG_sdpa_tensor_core_count(void)
+{
+    return __atomic_load_n(&tc_forwards, __ATOMIC_RELAXED);
+}
+
+/* Whether a forward of a (dtype T) takes the tensor cores (sdpa_fwd_tc_kernel): half types,
+ * head dims multiples of 16 up to FA_MAXD, at least 16 query rows (fewer: a decode step,
+ * where a 64-row tile would mostly compute padding), its shared memory within the device's,
+ * and not turned off with PONTE_SDPA_TENSOR_CORES=0. */
+static std::atomic<int> tc_on{-1}; /* -1: PONTE_SDPA_TENSOR_CORES not read yet */
+
+static bool tensor_cores_on(void)
+{
+    int on = tc_on.load(std::memory_order_relaxed);
+    if (on < 0) {
+        const char *e = getenv("PONTE_SDPA_TENSOR_CORES");
+        int want = !(e && e[0] == '0'), unread = -1;
+        tc_on.compare_exchange_strong(unread, want, std::memory_order_relaxed);
+        on = tc_on.load(std::memory_order_relaxed);
+    }
+    return on != 0;
+}
+
+extern "C" bool pnG_sdpa_set_tensor_cores(bool on)
+{
+    bool was = tensor_cores_on();
+    tc_on.store(on ? 1 : 0, std::memory_order_relaxed);
+    return was;
+}
+
+template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a)
+{
+    if (!tensor_cores_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > FA_MAXD || a->Dv > FA_MAXD ||
+        a->Lq < 16)
+        return false;
+    return fa_layout_of(a->D, a->Dv, sizeof(T)).bytes <= smem_optin();
 }
 
 /* See attention.h. */
@@ -413,6 +648,19 @@ extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, in
             using C = typename png_compute<T>::type;
             rc = 0;
             if (!out) return; /* the check alone */
+            if constexpr (fa_half<T>::value) {
+                if (use_tensor_cores<T>(a)) {
+                    size_t bytes = fa_layout_of(a->D, a->Dv, sizeof(T)).bytes;
+                    auto k = sdpa_fwd_tc_kernel<T>;
+                    if ((rc = allow_smem("sdpa_forward_tc", k, bytes))) return;
+                    int64_t tiles = a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM);
+                    PNG_LAUNCH(k, png_blocks(tiles), FA_WARPS * 32, bytes, png_stream(stream), *a, (T *)out,
+                               (float *)lse);
+                    rc = pnG_check_launch("sdpa_forward_tc");
+                    if (rc == 0) __atomic_fetch_add(&tc_forwards, 1, __ATOMIC_RELAXED);
+                    return;
+                }
+            }
             size_t bytes;
             unsigned blocks;
             sdpa_mem mem = {a->D + a->Dv + 2, a->D + a->Dv, SDPA_THREADS};

@@ -192,7 +192,7 @@ static inline cudaStream_t png_stream(int stream) { return (cudaStream_t)pnG_cud
 #define PNG_LAUNCH(kernel, grid, block, smem, stream, ...)                                     \
     kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #define PNG_DYNAMIC_SMEM(T, name)                                                              \
-    extern __shared__ __align__(16) unsigned char png_smem_raw_[];                            \
+    extern __shared__ __align__(128) unsigned char png_smem_raw_[];                           \
     T *name = (T *)png_smem_raw_
 #endif
 

@@ -32,6 +32,7 @@ namespace {
     X(cudaErrorInvalidResourceHandle, "invalid resource handle")                               \
     X(cudaErrorNotReady, "device not ready")                                                   \
     X(cudaErrorIllegalAddress, "an illegal memory access was encountered")                     \
+    X(cudaErrorMisalignedAddress, "misaligned address")                                        \
     X(cudaErrorLaunchOutOfResources, "too many resources requested for launch")                \
     X(cudaErrorLaunchFailure, "unspecified launch failure")                                    \
     X(cudaErrorNotSupported, "operation not supported")                                        \
