@@ -1229,29 +1229,50 @@ done:
 /* ───────────────────────────── attention ───────────────────────────── */
 
 typedef struct {
-    pn_array *q, *k, *v;
+    pn_array *q, *k, *v, *cot;
     const char *mask; /* "" or "causal" */
-    bool tensor_cores;
+    bool tensor_cores, backward;
 } sdpa_ctx;
 
+static int sdpa_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    const sdpa_ctx *c = ctx;
+    out[0] = pn_fast_scaled_dot_product_attention(in[0], in[1], in[2], 1.0 / sqrt((double)S.attn_dim),
+                                                  c->mask, NULL);
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+/* The forward, or (backward) the forward and the gradients of q, k and v for the cotangent
+ * cot, evaluated. */
 static int run_sdpa(void *p)
 {
     sdpa_ctx *c = p;
     bool was = pnG_sdpa_set_tensor_cores(c->tensor_cores);
-    pn_array *o = pn_fast_scaled_dot_product_attention(c->q, c->k, c->v, 1.0 / sqrt((double)S.attn_dim),
-                                                       c->mask, NULL);
-    int rc = o ? pn_eval(&o, 1) : -1;
+    pn_array *r[4] = {NULL, NULL, NULL, NULL}, *x[3] = {c->q, c->k, c->v};
+    int rc = -1, n = 0;
+    pn_scope_push();
+    if (c->backward) {
+        pn_closure *f = pn_closure_new(sdpa_fn, c, NULL);
+        rc = f ? pn_vjp(f, 3, x, 1, &c->cot, &n, &r[0], &r[1]) : -1;
+        pn_closure_release(f);
+        if (rc == 0) rc = pn_eval(r, 4);
+    } else {
+        rc = sdpa_fn(c, 3, x, &n, r) == 0 ? pn_eval(r, 1) : -1;
+    }
     if (rc == 0) rc = gpu_sync();
-    pn_release(o);
+    pn_scope_pop();
     pnG_sdpa_set_tensor_cores(was);
     return rc;
 }
 
 /* sdpa_bf16[_causal]_BxHxLxD: the fused attention forward (pn_fast_scaled_dot_product_attention,
- * bfloat16, no mask or causal) on the tensor cores against the CUDA-core kernel in the same
+ * bfloat16, no mask or causal) on the tensor cores against the CUDA-core kernels in the same
  * run, both results first compared (largest difference over the output's largest value);
- * PyTorch's scaled_dot_product_attention in bench_torch.py. TFLOP/s count the two products,
- * halved for causal. */
+ * sdpa_fwd_bwd_bf16...: the forward and the gradients of q, k and v (pn_vjp) likewise.
+ * PyTorch's scaled_dot_product_attention in bench_torch.py. TFLOP/s count the forward's two
+ * products (3.5 times that for forward and backward), halved for causal. */
 static void bench_sdpa(void)
 {
     const int64_t B = S.attn_batch, H = S.attn_heads, L = S.attn_len, D = S.attn_dim;
@@ -1263,6 +1284,7 @@ static void bench_sdpa(void)
         c.q = gpu_array(h[0], shape, 4, PN_BFLOAT16);
         c.k = c.q ? gpu_array(h[1], shape, 4, PN_BFLOAT16) : NULL;
         c.v = c.k ? gpu_array(h[2], shape, 4, PN_BFLOAT16) : NULL;
+        c.cot = c.v ? gpu_array(h[0], shape, 4, PN_BFLOAT16) : NULL;
     }
     for (int causal = 0; causal < 2; causal++) {
         char name[96];
@@ -1318,11 +1340,23 @@ static void bench_sdpa(void)
         report(name, flops / t / 1e12, "TFLOP/s", tb / t, "cuda_cores");
         NOTE("median %.3f ms (CUDA cores %.3f ms); largest difference %.3g of the largest value %.3g\n",
              t * 1e3, tb * 1e3, worst, top);
+        /* forward and backward (value and the three gradients): 2.5 times the forward's flops
+         * as flash attention counts them (the backward's five products over the forward's two) */
+        snprintf(name, sizeof name, "sdpa_fwd_bwd_bf16%s_%lldx%lldx%lldx%lld", causal ? "_causal" : "",
+                 (long long)B, (long long)H, (long long)L, (long long)D);
+        ct.backward = cc.backward = true;
+        if (!c.cot || time_pair(run_sdpa, &ct, run_sdpa, &cc, &t, &tb) != 0) {
+            report_error(name);
+            continue;
+        }
+        report(name, 3.5 * flops / t / 1e12, "TFLOP/s", tb / t, "cuda_cores");
+        NOTE("median %.3f ms (CUDA cores %.3f ms)\n", t * 1e3, tb * 1e3);
         note_fallbacks(fb0);
     }
     pn_release(c.q);
     pn_release(c.k);
     pn_release(c.v);
+    pn_release(c.cot);
     for (int i = 0; i < 3; i++) free(h[i]);
     pn_clear_error();
 }

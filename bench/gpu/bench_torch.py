@@ -287,6 +287,16 @@ class Bench:
             name = f"sdpa_bf16{'_causal' if causal else ''}_{B}x{H}x{L}x{D}"
             self.report(name, flops / t / 1e9, "TFLOP/s")
             self.note(f"median {t:.3f} ms")
+            # forward and the gradients of q, k and v (Ponte's sdpa_fwd_bwd figure)
+            qg, kg, vg = (x.detach().requires_grad_() for x in (q, k, v))
+
+            def fwd_bwd():
+                out = F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal)
+                return torch.autograd.grad(out, (qg, kg, vg), q)
+
+            t = self.median_ms(fwd_bwd)
+            self.report(name.replace("sdpa_", "sdpa_fwd_bwd_", 1), 3.5 * flops / t / 1e9, "TFLOP/s")
+            self.note(f"median {t:.3f} ms")
 
 
 def compare(results, path):

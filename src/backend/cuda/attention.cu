@@ -16,6 +16,7 @@
 #include <atomic>
 #include <math.h>
 #include <stdlib.h>
+#include <type_traits>
 
 /* Whether T is a half type, and the tensor cores' 16-bit element type of one (wmma
  * fragments). */
@@ -130,11 +131,22 @@ __device__ void stage_keys(const pnG_sdpa_args &a, C *sk, C *sv, const T *K, con
 /* The masked score of query row qr against key row kr (both staged) at (b, h, i, j); *drop
  * tells whether causal or a bool mask put fill there. */
 template <typename T, typename C>
+__device__ __forceinline__ C mask_score(const pnG_sdpa_args &a, C s, int64_t b, int64_t h, int64_t i,
+                                        int64_t j, bool *drop);
+template <typename T, typename C>
 __device__ __forceinline__ C score(const pnG_sdpa_args &a, const C *qr, const C *kr, int64_t b, int64_t h,
                                    int64_t i, int64_t j, bool *drop)
 {
     C s = 0;
     for (int64_t d = 0; d < a.D; d++) s += qr[d] * kr[d];
+    return mask_score<T, C>(a, s, b, h, i, j, drop);
+}
+
+/* The masked score of (b, h, i, j) from its dot product s of q and k (score's rules). */
+template <typename T, typename C>
+__device__ __forceinline__ C mask_score(const pnG_sdpa_args &a, C s, int64_t b, int64_t h, int64_t i,
+                                        int64_t j, bool *drop)
+{
     s *= (C)a.scale;
     bool dr = a.causal && j > i + a.Lk - a.Lq;
     int64_t mo = b * a.ms[0] + h * a.ms[1] + i * a.ms[2] + j * a.ms[3];
@@ -284,7 +296,6 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
           *rl = (float *)(smem + L.l);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
     const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM, rep = a.Hq / a.Hkv;
-    const float scale = (float)a.scale, fill = (float)a.fill;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
         int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * FA_BM;
         int64_t m = a.Lq - i0 < FA_BM ? a.Lq - i0 : FA_BM, nk = keys_needed(a, i0, m);
@@ -324,14 +335,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
                     const int64_t j = j0 + jj;
                     in[u] = r < m && j < nk;
                     float v = -INFINITY;
-                    if (in[u]) {
-                        v = ss[r * FA_BN + jj] * scale;
-                        bool drop = a.causal && j > i + a.Lk - a.Lq;
-                        int64_t mo = b * a.ms[0] + h * a.ms[1] + i * a.ms[2] + j * a.ms[3];
-                        if (a.mask == PNK_SDPA_BOOL_MASK) drop |= !((const bool *)a.mask_data)[mo];
-                        else if (a.mask == PNK_SDPA_ADD_MASK) v += png_load((const T *)a.mask_data + mo);
-                        if (drop) v = fill;
-                    }
+                    bool drop;
+                    if (in[u]) v = mask_score<T, float>(a, ss[r * FA_BN + jj], b, h, i, j, &drop);
                     sc[u] = v;
                     cmax = (v > cmax || v != v) ? v : cmax;
                 }
@@ -523,6 +528,250 @@ __global__ void sdpa_dkv_kernel(pnG_sdpa_args a, T *dk, T *dv, const C *dsc, sdp
     }
 }
 
+/* ───────────────────────────── backward on tensor cores ───────────────────────────── */
+/* The two kernels above with their products on the tensor cores, for the forward's cases
+ * (fa_half T, head dims multiples of 16 up to FA_MAXD): the same quantities, rules and dsc
+ * contract, dS and P rounded to the input type before their products. sdpa_dq_tc_kernel: a
+ * block per 64 query rows (16 a warp), per 64-key chunk S = Q K^T and dP = dO V^T into shared
+ * memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per 64 keys of a kv head (16 a
+ * warp), per 64-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
+ * dS^T there, dV += P^T dO and dK += dS^T Q. */
+
+/* Consecutive 128-byte-aligned sections of a block's shared memory. */
+struct fa_sections {
+    size_t at;
+    __host__ __device__ size_t take(size_t bytes)
+    {
+        size_t o = at;
+        at += fa_up(bytes);
+        return o;
+    }
+};
+
+/* dq kernel: q and dout tiles, key and value chunks (input type), S and dP (float), dS (input
+ * type), the dq accumulator (float), the rows' max, 1 / sum and rowsum. */
+struct fa_dq_layout {
+    size_t q, dout, k, v, s, dp, ds, dq, rm, rl, rd, bytes;
+};
+__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es)
+{
+    fa_sections c = {0};
+    fa_dq_layout L;
+    L.q = c.take(FA_BM * D * es), L.dout = c.take(FA_BM * Dv * es);
+    L.k = c.take(FA_BN * D * es), L.v = c.take(FA_BN * Dv * es);
+    L.s = c.take(FA_BM * FA_BN * sizeof(float)), L.dp = c.take(FA_BM * FA_BN * sizeof(float));
+    L.ds = c.take(FA_BM * FA_BN * es), L.dq = c.take(FA_BM * D * sizeof(float));
+    L.rm = c.take(FA_BM * sizeof(float)), L.rl = c.take(FA_BM * sizeof(float)), L.rd = c.take(FA_BM * sizeof(float));
+    L.bytes = c.at;
+    return L;
+}
+
+/* The warp's 16 rows r0.. of out (float, ldo) += A B over kk 16-wide steps: A's rows from a
+ * (row-major, lda), B from b (row-major (k, n) with ldb, or col_major: element (k, n) at
+ * b[n * ldb + k]), n0 the first of nc 16-wide output columns. Each output tile loaded,
+ * multiplied and stored back (accumulate), or started from zero (overwrite). */
+template <typename T, typename BLayout>
+__device__ __forceinline__ void fa_mma_rows(float *out, int64_t ldo, const T *a, int64_t lda, const T *b,
+                                            int64_t ldb, int64_t kk, int64_t nc, bool accumulate)
+{
+    namespace wmma = nvcuda::wmma;
+    typedef typename fa_wmma<T>::type W;
+    const bool colb = std::is_same<BLayout, wmma::col_major>::value;
+    for (int64_t c = 0; c < nc; c++) {
+        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+        if (accumulate) wmma::load_matrix_sync(acc, out + c * 16, (unsigned)ldo, wmma::mem_row_major);
+        else wmma::fill_fragment(acc, 0.0f);
+        for (int64_t k = 0; k < kk; k++) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fa;
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, W, BLayout> fb;
+            wmma::load_matrix_sync(fa, (const W *)(a + k * 16), (unsigned)lda);
+            wmma::load_matrix_sync(fb, (const W *)(colb ? b + c * 16 * ldb + k * 16 : b + k * 16 * ldb + c * 16),
+                                   (unsigned)ldb);
+            wmma::mma_sync(acc, fa, fb, acc);
+        }
+        wmma::store_matrix_sync(out + c * 16, acc, (unsigned)ldo, wmma::mem_row_major);
+    }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
+{
+    namespace wmma = nvcuda::wmma;
+    PNG_DYNAMIC_SMEM(unsigned char, smem);
+    const int64_t D = a.D, Dv = a.Dv, n = a.B * a.Hq * a.Lq;
+    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T));
+    T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
+    T *sds = (T *)(smem + L.ds);
+    float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdq = (float *)(smem + L.dq);
+    float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
+    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM, rep = a.Hq / a.Hkv;
+    const bool add = a.mask == PNK_SDPA_ADD_MASK;
+    const float *lse = (const float *)a.lse, *dlse = (const float *)a.dlse;
+    for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
+        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * FA_BM;
+        int64_t m = a.Lq - i0 < FA_BM ? a.Lq - i0 : FA_BM, nk = keys_needed(a, i0, m);
+        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
+        __syncthreads();
+        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
+        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, FA_BM, a.Lq, Dv);
+        for (int64_t e = threadIdx.x; e < FA_BM * D; e += blockDim.x) sdq[e] = 0.0f;
+        for (int r = threadIdx.x; r < FA_BM; r += blockDim.x)
+            rm[r] = add || r >= m ? -INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add || r >= m ? 0.0f : 1.0f;
+        __syncthreads();
+        for (int r = r0; r < r0 + 16 && r < m; r++) { /* rowsum(dout * out), less lse's cotangent */
+            float part = 0.0f;
+            for (int64_t d = lane; d < Dv; d += 32)
+                part += png_load(sdo + r * Dv + d) * png_load(O + (i0 + r) * a.os[2] + d);
+            part = warp_sum(part);
+            if (lane == 0) rd[r] = dlse ? part - dlse[bh * a.Lq + i0 + r] : part;
+        }
+        for (int64_t j0 = 0; add && j0 < nk; j0 += FA_BN) { /* the rows' max and sum */
+            __syncthreads();
+            fa_stage(sk, K, a.ks[2], j0, FA_BN, nk, D);
+            __syncthreads();
+            fa_mma_rows<T, wmma::col_major>(ss + r0 * FA_BN, FA_BN, sq + r0 * D, D, sk, D, D / 16, FA_BN / 16, false);
+            __syncwarp();
+            for (int r = r0; r < r0 + 16 && r < m; r++) {
+                float sc[FA_BN / 32];
+                bool in[FA_BN / 32];
+                for (int u = 0; u < FA_BN / 32; u++) {
+                    int64_t j = j0 + lane + 32 * u;
+                    bool drop;
+                    in[u] = j < nk;
+                    sc[u] = in[u] ? mask_score<T, float>(a, ss[r * FA_BN + lane + 32 * u], b, h, i0 + r, j, &drop)
+                                  : -INFINITY;
+                }
+                float alpha;
+                for (int u = 0; u < FA_BN / 32; u++) online_step(sc[u], in[u], rm + r, rl + r, &alpha);
+            }
+        }
+        __syncthreads();
+        for (int r = threadIdx.x; r < m; r += blockDim.x) {
+            if (add) rl[r] = 1.0f / rl[r];
+            int64_t row = bh * a.Lq + i0 + r;
+            dsc[row] = rd[r], dsc[n + row] = rm[r], dsc[2 * n + row] = rl[r];
+        }
+        for (int64_t j0 = 0; j0 < nk; j0 += FA_BN) {
+            __syncthreads();
+            fa_stage(sk, K, a.ks[2], j0, FA_BN, nk, D);
+            fa_stage(sv, V, a.vs[2], j0, FA_BN, nk, Dv);
+            __syncthreads();
+            fa_mma_rows<T, wmma::col_major>(ss + r0 * FA_BN, FA_BN, sq + r0 * D, D, sk, D, D / 16, FA_BN / 16, false);
+            fa_mma_rows<T, wmma::col_major>(sdp + r0 * FA_BN, FA_BN, sdo + r0 * Dv, Dv, sv, Dv, Dv / 16, FA_BN / 16,
+                                            false);
+            __syncwarp();
+            for (int r = r0; r < r0 + 16; r++)
+                for (int u = 0; u < FA_BN / 32; u++) {
+                    const int jj = lane + 32 * u;
+                    const int64_t j = j0 + jj;
+                    float ds = 0.0f;
+                    if (r < m && j < nk) {
+                        bool drop;
+                        float sc = mask_score<T, float>(a, ss[r * FA_BN + jj], b, h, i0 + r, j, &drop);
+                        ds = drop ? 0.0f : prob(a, sc, rm[r], rl[r]) * (sdp[r * FA_BN + jj] - rd[r]);
+                    }
+                    png_store(sds + r * FA_BN + jj, ds);
+                }
+            __syncwarp();
+            fa_mma_rows<T, wmma::row_major>(sdq + r0 * D, D, sds + r0 * FA_BN, FA_BN, sk, D, FA_BN / 16, D / 16, true);
+        }
+        __syncthreads();
+        T *DQ = dq + (bh * a.Lq + i0) * D;
+        for (int64_t e = threadIdx.x; e < m * D; e += blockDim.x) png_store(DQ + e, (float)a.scale * sdq[e]);
+    }
+}
+
+/* dkv kernel: k and v tiles, q and dout chunks (input type), S^T and dP^T (float), P^T and dS^T
+ * (input type), the dk and dv accumulators (float), the chunk's max, 1 / sum and rowsum. */
+struct fa_dkv_layout {
+    size_t k, v, q, dout, s, dp, p, ds, dk, dv, cm, cl, cd, bytes;
+};
+__host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, int64_t Dv, size_t es)
+{
+    fa_sections c = {0};
+    fa_dkv_layout L;
+    L.k = c.take(FA_BN * D * es), L.v = c.take(FA_BN * Dv * es);
+    L.q = c.take(FA_BM * D * es), L.dout = c.take(FA_BM * Dv * es);
+    L.s = c.take(FA_BN * FA_BM * sizeof(float)), L.dp = c.take(FA_BN * FA_BM * sizeof(float));
+    L.p = c.take(FA_BN * FA_BM * es), L.ds = c.take(FA_BN * FA_BM * es);
+    L.dk = c.take(FA_BN * D * sizeof(float)), L.dv = c.take(FA_BN * Dv * sizeof(float));
+    L.cm = c.take(FA_BM * sizeof(float)), L.cl = c.take(FA_BM * sizeof(float)), L.cd = c.take(FA_BM * sizeof(float));
+    L.bytes = c.at;
+    return L;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
+{
+    namespace wmma = nvcuda::wmma;
+    PNG_DYNAMIC_SMEM(unsigned char, smem);
+    const int64_t D = a.D, Dv = a.Dv, nrow = a.B * a.Hq * a.Lq;
+    const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T));
+    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
+    T *sp = (T *)(smem + L.p), *sds = (T *)(smem + L.ds);
+    float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdk = (float *)(smem + L.dk),
+          *sdv = (float *)(smem + L.dv);
+    float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, k0w = warp * 16;
+    const int64_t nkt = (a.Lk + FA_BN - 1) / FA_BN, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
+    for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
+        int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * FA_BN;
+        int64_t n = a.Lk - k0 < FA_BN ? a.Lk - k0 : FA_BN;
+        __syncthreads();
+        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, FA_BN, a.Lk, D);
+        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, FA_BN, a.Lk, Dv);
+        for (int64_t e = threadIdx.x; e < FA_BN * D; e += blockDim.x) sdk[e] = 0.0f;
+        for (int64_t e = threadIdx.x; e < FA_BN * Dv; e += blockDim.x) sdv[e] = 0.0f;
+        for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
+            for (int64_t i0 = 0; i0 < a.Lq; i0 += FA_BM) {
+                int64_t i1 = a.Lq - i0 < FA_BM ? a.Lq : i0 + FA_BM;
+                if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
+                int64_t bh = b * a.Hq + h;
+                __syncthreads();
+                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
+                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, FA_BM, a.Lq, Dv);
+                for (int r = threadIdx.x; r < FA_BM; r += blockDim.x) {
+                    int64_t row = bh * a.Lq + i0 + r;
+                    bool in = i0 + r < a.Lq;
+                    cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
+                    cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
+                }
+                __syncthreads();
+                /* S^T and dP^T for the warp's 16 keys: rows of K (V) against rows of Q (dO) */
+                fa_mma_rows<T, wmma::col_major>(ss + k0w * FA_BM, FA_BM, sk + k0w * D, D, sq, D, D / 16, FA_BM / 16,
+                                                false);
+                fa_mma_rows<T, wmma::col_major>(sdp + k0w * FA_BM, FA_BM, sv + k0w * Dv, Dv, sdo, Dv, Dv / 16,
+                                                FA_BM / 16, false);
+                __syncwarp();
+                for (int kk = k0w; kk < k0w + 16; kk++)
+                    for (int u = 0; u < FA_BM / 32; u++) {
+                        const int ii = lane + 32 * u;
+                        const int64_t i = i0 + ii;
+                        float p = 0.0f, ds = 0.0f;
+                        if (kk < n && i < a.Lq) {
+                            bool drop;
+                            float sc = mask_score<T, float>(a, ss[kk * FA_BM + ii], b, h, i, k0 + kk, &drop);
+                            p = prob(a, sc, cm[ii], cl[ii]);
+                            ds = drop ? 0.0f : p * (sdp[kk * FA_BM + ii] - cd[ii]);
+                        }
+                        png_store(sp + kk * FA_BM + ii, p);
+                        png_store(sds + kk * FA_BM + ii, ds);
+                    }
+                __syncwarp();
+                fa_mma_rows<T, wmma::row_major>(sdv + k0w * Dv, Dv, sp + k0w * FA_BM, FA_BM, sdo, Dv, FA_BM / 16,
+                                                Dv / 16, true);
+                fa_mma_rows<T, wmma::row_major>(sdk + k0w * D, D, sds + k0w * FA_BM, FA_BM, sq, D, FA_BM / 16, D / 16,
+                                                true);
+            }
+        __syncthreads();
+        T *DK = dk + (bg * a.Lk + k0) * D, *DV = dv + (bg * a.Lk + k0) * Dv;
+        for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) png_store(DK + e, (float)a.scale * sdk[e]);
+        for (int64_t e = threadIdx.x; e < n * Dv; e += blockDim.x) png_store(DV + e, sdv[e]);
+    }
+}
+
 /* ───────────────────────────── launchers ───────────────────────────── */
 
 /* The device's opt-in shared memory per block (the default 48 KiB when it cannot be read). */
@@ -598,16 +847,16 @@ static int launch(const char *what, K kern, sdpa_tiling g, size_t bytes, unsigne
     return rc;
 }
 
-static int64_t tc_forwards; /* pnG_sdpa_tensor_core_count (atomic builtins) */
+static int64_t tc_launches; /* pnG_sdpa_tensor_core_count (atomic builtins) */
 
 extern "C" int64_t pnG_sdpa_tensor_core_count(void)
 {
-    return __atomic_load_n(&tc_forwards, __ATOMIC_RELAXED);
+    return __atomic_load_n(&tc_launches, __ATOMIC_RELAXED);
 }
 
-/* Whether a forward of a (dtype T) takes the tensor cores (sdpa_fwd_tc_kernel): half types,
+/* Whether a tensor-core kernel needing `bytes` of shared memory takes a (dtype T): half types,
  * head dims multiples of 16 up to FA_MAXD, at least 16 query rows (fewer: a decode step,
- * where a 64-row tile would mostly compute padding), its shared memory within the device's,
+ * where a 64-row tile would mostly compute padding), the shared memory within the device's,
  * and not turned off with PONTE_SDPA_TENSOR_CORES=0. */
 static std::atomic<int> tc_on{-1}; /* -1: PONTE_SDPA_TENSOR_CORES not read yet */
 
@@ -630,12 +879,24 @@ extern "C" bool pnG_sdpa_set_tensor_cores(bool on)
     return was;
 }
 
-template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a)
+template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_t bytes)
 {
     if (!tensor_cores_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > FA_MAXD || a->Dv > FA_MAXD ||
         a->Lq < 16)
         return false;
-    return fa_layout_of(a->D, a->Dv, sizeof(T)).bytes <= smem_optin();
+    return bytes <= smem_optin();
+}
+
+/* Launches a tensor-core kernel of FA_WARPS warps over `tiles` blocks with `bytes` of shared
+ * memory, counting it. 0 or -1. */
+template <typename K, typename... Args>
+static int launch_tc(const char *what, K kern, int64_t tiles, size_t bytes, int stream, Args... args)
+{
+    if (allow_smem(what, kern, bytes)) return -1;
+    PNG_LAUNCH(kern, png_blocks(tiles), FA_WARPS * 32, bytes, png_stream(stream), args...);
+    int rc = pnG_check_launch(what);
+    if (rc == 0) __atomic_fetch_add(&tc_launches, 1, __ATOMIC_RELAXED);
+    return rc;
 }
 
 /* See attention.h. */
@@ -649,15 +910,11 @@ extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, in
             rc = 0;
             if (!out) return; /* the check alone */
             if constexpr (fa_half<T>::value) {
-                if (use_tensor_cores<T>(a)) {
-                    size_t bytes = fa_layout_of(a->D, a->Dv, sizeof(T)).bytes;
-                    auto k = sdpa_fwd_tc_kernel<T>;
-                    if ((rc = allow_smem("sdpa_forward_tc", k, bytes))) return;
-                    int64_t tiles = a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM);
-                    PNG_LAUNCH(k, png_blocks(tiles), FA_WARPS * 32, bytes, png_stream(stream), *a, (T *)out,
-                               (float *)lse);
-                    rc = pnG_check_launch("sdpa_forward_tc");
-                    if (rc == 0) __atomic_fetch_add(&tc_forwards, 1, __ATOMIC_RELAXED);
+                size_t bytes = fa_layout_of(a->D, a->Dv, sizeof(T)).bytes;
+                if (use_tensor_cores<T>(a, bytes)) {
+                    rc = launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T>,
+                                   a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM), bytes, stream, *a, (T *)out,
+                                   (float *)lse);
                     return;
                 }
             }
@@ -692,9 +949,25 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                                   &qbytes, &qblocks);
             sdpa_tiling gk = plan(kmem, sizeof(C), [&](int64_t t) { return a->B * a->Hkv * ((a->Lk + t - 1) / t); },
                                   &kbytes, &kblocks);
-            rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a, (T *)dq,
-                        (C *)dscratch);
-            if (!rc)
+            /* each kernel on the tensor cores where it can (the dsc contract is shared) */
+            bool tc_dq = false, tc_dkv = false;
+            if constexpr (fa_half<T>::value) {
+                size_t tq_bytes = fa_dq_layout_of(a->D, a->Dv, sizeof(T)).bytes;
+                size_t tk_bytes = fa_dkv_layout_of(a->D, a->Dv, sizeof(T)).bytes;
+                if ((tc_dq = use_tensor_cores<T>(a, tq_bytes)))
+                    rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T>, a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM),
+                                   tq_bytes, stream, *a, (T *)dq, (float *)dscratch);
+                if (!tc_dq) rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a,
+                                        (T *)dq, (C *)dscratch);
+                if (!rc && (tc_dkv = use_tensor_cores<T>(a, tk_bytes)))
+                    rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_tc_kernel<T>,
+                                   a->B * a->Hkv * ((a->Lk + FA_BN - 1) / FA_BN), tk_bytes, stream, *a, (T *)dk,
+                                   (T *)dv, (const float *)dscratch);
+            } else {
+                rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a, (T *)dq,
+                            (C *)dscratch);
+            }
+            if (!rc && !tc_dkv)
                 rc = launch("sdpa_dkv", sdpa_dkv_kernel<T, C>, gk, kbytes, kblocks, sizeof(C), stream, *a,
                             (T *)dk, (T *)dv, (const C *)dscratch);
         }
