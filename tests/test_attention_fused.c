@@ -321,6 +321,44 @@ TEST(tensor_core_forward)
     }
 }
 
+/* Shapes of the GPU's split-key decoding forward (fewer than 16 query rows, 128 keys or more):
+ * one row and a few, grouped-query heads, every mask kind, causal with Lq < Lk, a head dim of 1.
+ * Values against float64 in every dtype, and values and gradients (the backward reads the
+ * decoding forward's logsumexp) against the composite of ops; on the GPU, the decoding kernels
+ * must have run. */
+static const cfg DECODE[] = {
+    {2, 4, 2, 1, 300, 64, 64, M_NONE, 0},
+    {1, 2, 2, 3, 200, 16, 24, M_CAUSAL, 0},
+    {1, 2, 1, 4, 130, 80, 48, M_BOOL, 4},
+    {2, 2, 2, 1, 257, 32, 16, M_ADD, 2},
+    {1, 1, 1, 8, 129, 1, 3, M_CAUSAL, 0},
+};
+
+TEST(decode_forward)
+{
+    int n = (int)(sizeof DECODE / sizeof DECODE[0]);
+#ifdef PONTE_HAS_GPU
+    const bool gpu = pn_default_device().type == PN_GPU;
+    const int64_t before = pnG_sdpa_decode_count();
+#endif
+    for (int i = 0; i < n; i++) {
+        check_forward(&DECODE[i], PN_FLOAT32, 2e-5);
+        check_forward(&DECODE[i], PN_FLOAT64, 1e-11);
+        check_forward(&DECODE[i], PN_FLOAT16, 4e-3);
+        check_forward(&DECODE[i], PN_BFLOAT16, 2e-2);
+    }
+#ifdef PONTE_HAS_GPU
+    if (gpu)
+        CHECK_MSG(pnG_sdpa_decode_count() - before == 4 * n, "%lld of %d forwards took the decoding kernels",
+                  (long long)(pnG_sdpa_decode_count() - before), 4 * n);
+#endif
+    for (int i = 0; i < n; i++) {
+        fused_vs_composite(&DECODE[i], PN_FLOAT32, false, 5e-5);
+        fused_vs_composite(&DECODE[i], PN_FLOAT64, false, 1e-10);
+    }
+    fused_vs_composite(&DECODE[0], PN_FLOAT32, true, 5e-5); /* NaN spreads over its row */
+}
+
 /* A float mask of -inf entries: rows that keep nothing give NaN, as the composite does. */
 TEST(minus_inf_rows)
 {

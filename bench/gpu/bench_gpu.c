@@ -1231,7 +1231,7 @@ done:
 typedef struct {
     pn_array *q, *k, *v, *cot;
     const char *mask; /* "" or "causal" */
-    bool tensor_cores, backward;
+    bool tensor_cores, backward; /* tensor_cores: the fast paths (pnG_sdpa_set_fast_paths) on */
 } sdpa_ctx;
 
 static int sdpa_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
@@ -1249,7 +1249,7 @@ static int sdpa_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array 
 static int run_sdpa(void *p)
 {
     sdpa_ctx *c = p;
-    bool was = pnG_sdpa_set_tensor_cores(c->tensor_cores);
+    bool was = pnG_sdpa_set_fast_paths(c->tensor_cores);
     pn_array *r[4] = {NULL, NULL, NULL, NULL}, *x[3] = {c->q, c->k, c->v};
     int rc = -1, n = 0;
     pn_scope_push();
@@ -1263,7 +1263,7 @@ static int run_sdpa(void *p)
     }
     if (rc == 0) rc = gpu_sync();
     pn_scope_pop();
-    pnG_sdpa_set_tensor_cores(was);
+    pnG_sdpa_set_fast_paths(was);
     return rc;
 }
 
@@ -1300,11 +1300,11 @@ static void bench_sdpa(void)
         double worst = 0, top = 0, t = -1, tb = -1;
         bool ok = true;
         for (int tc = 0; tc < 2 && ok; tc++) {
-            bool was = pnG_sdpa_set_tensor_cores(tc == 1);
+            bool was = pnG_sdpa_set_fast_paths(tc == 1);
             o[tc] = pn_astype(pn_fast_scaled_dot_product_attention(c.q, c.k, c.v, 1.0 / sqrt((double)D),
                                                                    c.mask, NULL), PN_FLOAT32);
             ok = o[tc] && pn_eval(&o[tc], 1) == 0; /* evaluated under the setting */
-            pnG_sdpa_set_tensor_cores(was);
+            pnG_sdpa_set_fast_paths(was);
         }
         const float *a = ok ? pn_data(o[0]) : NULL, *b = ok ? pn_data(o[1]) : NULL;
         for (int64_t i = 0; a && b && i < n; i++) {
@@ -1361,6 +1361,76 @@ static void bench_sdpa(void)
     pn_clear_error();
 }
 
+/* sdpa_decode_bf16_...: one new token's attention over a long cache, grouped-query heads
+ * (B = 4 attn_batch, Hq = 2 attn_heads, Hkv = attn_heads / 2, Lk = 2 attn_len, the same head
+ * dim), in GB/s of the keys and values read: the split-key decoding kernels against the
+ * CUDA-core tile kernel, both results compared first; PyTorch in bench_torch.py. */
+static void bench_sdpa_decode(void)
+{
+    const int64_t B = 4 * S.attn_batch, Hq = 2 * S.attn_heads, Hkv = S.attn_heads / 2, L = 2 * S.attn_len,
+                  D = S.attn_dim;
+    const int64_t qs[4] = {B, Hq, 1, D}, ks[4] = {B, Hkv, L, D};
+    char name[96];
+    snprintf(name, sizeof name, "sdpa_decode_bf16_%lldx%lldx%lldx%lldx%lld", (long long)B, (long long)Hq,
+             (long long)Hkv, (long long)L, (long long)D);
+    uint16_t *hq = host_random16(B * Hq * D, -1.0f, 1.0f, PN_BFLOAT16);
+    uint16_t *hk = hq ? host_random16(B * Hkv * L * D, -1.0f, 1.0f, PN_BFLOAT16) : NULL;
+    uint16_t *hv = hk ? host_random16(B * Hkv * L * D, -1.0f, 1.0f, PN_BFLOAT16) : NULL;
+    sdpa_ctx c = {.mask = ""};
+    int64_t fb0 = pnC_gpu_fallback_count(), d0 = pnG_sdpa_decode_count();
+    double worst = 0, top = 0, t = -1, tb = -1;
+    pn_array *o[2] = {NULL, NULL};
+    if (hv) {
+        c.q = gpu_array(hq, qs, 4, PN_BFLOAT16);
+        c.k = c.q ? gpu_array(hk, ks, 4, PN_BFLOAT16) : NULL;
+        c.v = c.k ? gpu_array(hv, ks, 4, PN_BFLOAT16) : NULL;
+    }
+    for (int fast = 0; fast < 2 && c.v; fast++) {
+        bool was = pnG_sdpa_set_fast_paths(fast == 1);
+        o[fast] = pn_astype(pn_fast_scaled_dot_product_attention(c.q, c.k, c.v, 1.0 / sqrt((double)D), "", NULL),
+                            PN_FLOAT32);
+        if (o[fast] && pn_eval(&o[fast], 1) != 0) pn_release(o[fast]), o[fast] = NULL;
+        pnG_sdpa_set_fast_paths(was);
+    }
+    const float *a = o[0] && o[1] ? pn_data(o[0]) : NULL, *b = a ? pn_data(o[1]) : NULL;
+    for (int64_t i = 0; a && b && i < B * Hq * D; i++) {
+        double d = fabs((double)a[i] - b[i]), m = fabs((double)a[i]);
+        worst = d > worst ? d : worst;
+        top = m > top ? m : top;
+    }
+    if (!a || !b) goto fail;
+    if (pnG_sdpa_decode_count() == d0) {
+        snprintf(bench_msg, sizeof bench_msg, "the decoding kernels did not run");
+        goto fail;
+    }
+    if (worst > 0.02 * top) {
+        snprintf(bench_msg, sizeof bench_msg, "decoding and tile kernels differ by %g (largest value %g)", worst, top);
+        goto fail;
+    }
+    sdpa_ctx cf = c, ct = c;
+    cf.tensor_cores = true; /* run_sdpa's switch: the fast paths on */
+    ct.tensor_cores = false;
+    if (time_pair(run_sdpa, &cf, run_sdpa, &ct, &t, &tb) != 0) goto fail;
+    double bytes = 2.0 * (double)(B * Hkv * L * D) * 2.0;
+    report(name, bytes / t / 1e9, "GB/s", tb / t, "tile_kernel");
+    NOTE("median %.3f ms (tile kernel %.3f ms); largest difference %.3g of the largest value %.3g\n", t * 1e3,
+         tb * 1e3, worst, top);
+    note_fallbacks(fb0);
+    goto done;
+fail:
+    report_error(name);
+done:
+    pn_release(o[0]);
+    pn_release(o[1]);
+    pn_release(c.q);
+    pn_release(c.k);
+    pn_release(c.v);
+    free(hq);
+    free(hk);
+    free(hv);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 static const struct {
@@ -1377,6 +1447,7 @@ static const struct {
     {"layer_norm rms_norm", bench_norms},
     {"gather_rows scatter_add_rows", bench_indexing},
     {"sdpa_bf16", bench_sdpa},
+    {"sdpa_decode", bench_sdpa_decode},
 };
 
 /* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a

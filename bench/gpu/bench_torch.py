@@ -299,6 +299,25 @@ class Bench:
             self.note(f"median {t:.3f} ms")
 
 
+    # ── one new token's attention over a long cache (bench_gpu.c's sdpa_decode figure) ──
+    def sdpa_decode(self):
+        torch, S = self.torch, self.S
+        F = torch.nn.functional
+        B, Hq, Hkv = 4 * S["attn_batch"], 2 * S["attn_heads"], S["attn_heads"] // 2
+        L, D = 2 * S["attn_len"], S["attn_dim"]
+        q = (torch.rand(B, Hq, 1, D, device="cuda") * 2 - 1).bfloat16()
+        k, v = ((torch.rand(B, Hkv, L, D, device="cuda") * 2 - 1).bfloat16() for _ in range(2))
+        try:
+            F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+            run = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        except TypeError:  # an older torch: the kv heads expanded beforehand (not timed)
+            ke, ve = (x.repeat_interleave(Hq // Hkv, dim=1) for x in (k, v))
+            run = lambda: F.scaled_dot_product_attention(q, ke, ve)
+        t = self.median_ms(run)
+        self.report(f"sdpa_decode_bf16_{B}x{Hq}x{Hkv}x{L}x{D}", 2 * B * Hkv * L * D * 2 / t / 1e6, "GB/s")
+        self.note(f"median {t:.3f} ms")
+
+
 def compare(results, path):
     """Prints Ponte's speed over PyTorch's for every figure both have."""
     pat = re.compile(r"^bench (\S+): ([0-9.eE+-]+) (\S+) ")
@@ -358,6 +377,7 @@ def main():
         ("layer_norm rms_norm", b.norms),
         ("gather_rows scatter_add_rows", b.indexing),
         ("sdpa_bf16", b.sdpa),
+        ("sdpa_decode", b.sdpa_decode),
     ]
     t0 = time.perf_counter()
     for figures, run in groups:

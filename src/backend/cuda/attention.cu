@@ -528,6 +528,98 @@ __global__ void sdpa_dkv_kernel(pnG_sdpa_args a, T *dk, T *dv, const C *dsc, sdp
     }
 }
 
+/* ───────────────────────────── forward of a few query rows ───────────────────────────── */
+/* Decoding (Lq below 16: one new token against a long cache): a tile of query rows would
+ * leave the GPU idle (one block per (b, h), one warp working), so the keys of each row are
+ * split over blocks (flash decoding). sdpa_decode_kernel: a block per (row, split); its warps
+ * take the split's keys in turn, a warp per key: the dot product with the lanes over the head
+ * dim (read straight from global memory), the masked score (mask_score), the online softmax
+ * and the value row into the warp's accumulator; the warps are merged and the split's max,
+ * sum and accumulator written to scratch. sdpa_decode_combine: a warp per row merges the
+ * splits into out and lse, with sdpa_fwd_kernel's rules for rows of -inf and rows with no
+ * key. */
+#define DEC_WARPS 4
+#define DEC_MIN_KEYS 64 /* keys per split, at least */
+
+/* Partials of split s of row `row`: max, sum (pm, pl: rows x splits) and accumulator (pacc:
+ * rows x splits x Dv). */
+template <typename T, typename C>
+__global__ void __launch_bounds__(DEC_WARPS * 32) sdpa_decode_kernel(pnG_sdpa_args a, int64_t splits, int64_t per,
+                                                                     C *pm, C *pl, C *pacc)
+{
+    PNG_DYNAMIC_SMEM(C, sm);
+    C *sq = sm, *sacc = sq + a.D, *wm = sacc + DEC_WARPS * a.Dv, *wl = wm + DEC_WARPS;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t rows = a.B * a.Hq * a.Lq, rep = a.Hq / a.Hkv;
+    for (int64_t w = blockIdx.x; w < rows * splits; w += gridDim.x) {
+        int64_t row = w / splits, sp = w % splits, bh = row / a.Lq, i = row % a.Lq, b = bh / a.Hq, h = bh % a.Hq;
+        int64_t kh = h / rep, nk = keys_needed(a, i, 1);
+        int64_t j0 = sp * per, j1 = j0 + per < nk ? j0 + per : nk;
+        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        const T *Q = (const T *)a.q + b * a.qs[0] + h * a.qs[1] + i * a.qs[2];
+        __syncthreads();
+        for (int64_t d = threadIdx.x; d < a.D; d += blockDim.x) sq[d] = (C)png_load(Q + d);
+        for (int64_t e = threadIdx.x; e < DEC_WARPS * a.Dv; e += blockDim.x) sacc[e] = 0;
+        __syncthreads();
+        C m = -INFINITY, l = 0, *acc = sacc + warp * a.Dv;
+        for (int64_t j = j0 + warp; j < j1; j += DEC_WARPS) {
+            C dot = 0;
+            for (int64_t d = lane; d < a.D; d += 32) dot += sq[d] * (C)png_load(K + j * a.ks[2] + d);
+            dot = warp_sum(dot);
+            bool drop;
+            C sc = mask_score<T, C>(a, dot, b, h, i, j, &drop);
+            C mnew = (sc > m || sc != sc) ? sc : m;
+            C al = mnew == -INFINITY ? (C)1 : sdpa_exp(m - mnew);
+            C p = mnew == -INFINITY ? (C)0 : sdpa_exp(sc - mnew);
+            l = l * al + p, m = mnew;
+            for (int64_t d = lane; d < a.Dv; d += 32) acc[d] = acc[d] * al + p * (C)png_load(V + j * a.vs[2] + d);
+        }
+        if (lane == 0) wm[warp] = m, wl[warp] = l;
+        __syncthreads();
+        /* the warps merged: max over them (a NaN wins), then sums and accumulators rescaled */
+        C M = -INFINITY;
+        for (int u = 0; u < DEC_WARPS; u++) M = (wm[u] > M || wm[u] != wm[u]) ? wm[u] : M;
+        if (threadIdx.x == 0) {
+            C L = 0;
+            for (int u = 0; u < DEC_WARPS; u++) L += M == -INFINITY ? (C)0 : wl[u] * sdpa_exp(wm[u] - M);
+            pm[w] = M, pl[w] = L;
+        }
+        for (int64_t d = threadIdx.x; d < a.Dv; d += blockDim.x) {
+            C o = 0;
+            for (int u = 0; u < DEC_WARPS; u++)
+                o += M == -INFINITY ? (C)0 : sacc[u * a.Dv + d] * sdpa_exp(wm[u] - M);
+            pacc[w * a.Dv + d] = o;
+        }
+    }
+}
+
+template <typename T, typename C>
+__global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm, const C *pl, const C *pacc,
+                                    T *out, C *lse)
+{
+    const int64_t rows = a.B * a.Hq * a.Lq, per_block = blockDim.x / 32;
+    const int lane = threadIdx.x % 32;
+    for (int64_t row = (int64_t)blockIdx.x * per_block + threadIdx.x / 32; row < rows;
+         row += (int64_t)gridDim.x * per_block) {
+        int64_t nk = keys_needed(a, row % a.Lq, 1);
+        C M = -INFINITY, L = 0;
+        for (int64_t s = 0; s < splits; s++) {
+            C v = pm[row * splits + s];
+            M = (v > M || v != v) ? v : M;
+        }
+        for (int64_t s = 0; s < splits; s++)
+            L += M == -INFINITY ? (C)0 : pl[row * splits + s] * sdpa_exp(pm[row * splits + s] - M);
+        for (int64_t d = lane; d < a.Dv; d += 32) {
+            C o = 0;
+            for (int64_t s = 0; s < splits; s++)
+                o += M == -INFINITY ? (C)0 : pacc[(row * splits + s) * a.Dv + d] * sdpa_exp(pm[row * splits + s] - M);
+            /* a row of -inf scores is NaN, as exp(-inf - -inf) in the softmax; no keys: 0 */
+            png_store(out + row * a.Dv + d, M == -INFINITY ? (nk ? (C)NAN : (C)0) : o / L);
+        }
+        if (lane == 0) lse[row] = isinf(M) ? M : M + sdpa_log(L);
+    }
+}
+
 /* ───────────────────────────── backward on tensor cores ───────────────────────────── */
 /* The two kernels above with their products on the tensor cores, for the forward's cases
  * (fa_half T, head dims multiples of 16 up to FA_MAXD): the same quantities, rules and dsc
@@ -848,6 +940,12 @@ static int launch(const char *what, K kern, sdpa_tiling g, size_t bytes, unsigne
 }
 
 static int64_t tc_launches; /* pnG_sdpa_tensor_core_count (atomic builtins) */
+static int64_t decode_launches; /* pnG_sdpa_decode_count */
+
+extern "C" int64_t pnG_sdpa_decode_count(void)
+{
+    return __atomic_load_n(&decode_launches, __ATOMIC_RELAXED);
+}
 
 extern "C" int64_t pnG_sdpa_tensor_core_count(void)
 {
@@ -857,14 +955,14 @@ extern "C" int64_t pnG_sdpa_tensor_core_count(void)
 /* Whether a tensor-core kernel needing `bytes` of shared memory takes a (dtype T): half types,
  * head dims multiples of 16 up to FA_MAXD, at least 16 query rows (fewer: a decode step,
  * where a 64-row tile would mostly compute padding), the shared memory within the device's,
- * and not turned off with PONTE_SDPA_TENSOR_CORES=0. */
-static std::atomic<int> tc_on{-1}; /* -1: PONTE_SDPA_TENSOR_CORES not read yet */
+ * and not turned off with PONTE_SDPA_FAST=0. */
+static std::atomic<int> tc_on{-1}; /* -1: PONTE_SDPA_FAST not read yet */
 
-static bool tensor_cores_on(void)
+static bool fast_paths_on(void)
 {
     int on = tc_on.load(std::memory_order_relaxed);
     if (on < 0) {
-        const char *e = getenv("PONTE_SDPA_TENSOR_CORES");
+        const char *e = getenv("PONTE_SDPA_FAST");
         int want = !(e && e[0] == '0'), unread = -1;
         tc_on.compare_exchange_strong(unread, want, std::memory_order_relaxed);
         on = tc_on.load(std::memory_order_relaxed);
@@ -872,16 +970,16 @@ static bool tensor_cores_on(void)
     return on != 0;
 }
 
-extern "C" bool pnG_sdpa_set_tensor_cores(bool on)
+extern "C" bool pnG_sdpa_set_fast_paths(bool on)
 {
-    bool was = tensor_cores_on();
+    bool was = fast_paths_on();
     tc_on.store(on ? 1 : 0, std::memory_order_relaxed);
     return was;
 }
 
 template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_t bytes)
 {
-    if (!tensor_cores_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > FA_MAXD || a->Dv > FA_MAXD ||
+    if (!fast_paths_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > FA_MAXD || a->Dv > FA_MAXD ||
         a->Lq < 16)
         return false;
     return bytes <= smem_optin();
@@ -896,6 +994,46 @@ static int launch_tc(const char *what, K kern, int64_t tiles, size_t bytes, int 
     PNG_LAUNCH(kern, png_blocks(tiles), FA_WARPS * 32, bytes, png_stream(stream), args...);
     int rc = pnG_check_launch(what);
     if (rc == 0) __atomic_fetch_add(&tc_launches, 1, __ATOMIC_RELAXED);
+    return rc;
+}
+
+/* Whether a forward takes the split-key decoding kernels: fewer than 16 query rows, keys to
+ * split (2 * DEC_MIN_KEYS or more), the block's q row and accumulators within the default
+ * shared memory. */
+static bool use_decode(const pnG_sdpa_args *a, size_t es)
+{
+    return fast_paths_on() && a->Lq < 16 && a->Lk >= 2 * DEC_MIN_KEYS &&
+           (size_t)(a->D + DEC_WARPS * a->Dv + 2 * DEC_WARPS) * es <= SDPA_SMEM;
+}
+
+/* The decoding forward: splits of at least DEC_MIN_KEYS keys, enough blocks to fill the
+ * device, partials in scratch, then the combine. 0 or -1. */
+template <typename T, typename C>
+static int launch_decode(const pnG_sdpa_args *a, void *out, void *lse, int stream)
+{
+    const int64_t rows = a->B * a->Hq * a->Lq;
+    int64_t want = pnG_resident_threads() / (DEC_WARPS * 32); /* blocks the device holds at once */
+    int64_t splits = (want + rows - 1) / rows, most = (a->Lk + DEC_MIN_KEYS - 1) / DEC_MIN_KEYS;
+    if (splits > most) splits = most;
+    if (splits < 1) splits = 1;
+    const int64_t per = (a->Lk + splits - 1) / splits;
+    const size_t part = (size_t)(rows * splits) * sizeof(C), acc = part * (size_t)a->Dv;
+    C *scratch = (C *)pnG_malloc(2 * part + acc, stream);
+    if (!scratch) return -1;
+    C *pm = scratch, *pl = pm + rows * splits, *pacc = pl + rows * splits;
+    cudaStream_t st = png_stream(stream);
+    size_t bytes = (size_t)(a->D + DEC_WARPS * a->Dv + 2 * DEC_WARPS) * sizeof(C);
+    auto k1 = sdpa_decode_kernel<T, C>;
+    PNG_LAUNCH(k1, png_blocks(rows * splits), DEC_WARPS * 32, bytes, st, *a, splits, per, pm, pl, pacc);
+    int rc = pnG_check_launch("sdpa_decode");
+    if (rc == 0) {
+        auto k2 = sdpa_decode_combine<T, C>;
+        PNG_LAUNCH(k2, png_blocks((rows + 7) / 8), 256, 0, st, *a, splits, (const C *)pm, (const C *)pl,
+                   (const C *)pacc, (T *)out, (C *)lse);
+        rc = pnG_check_launch("sdpa_decode_combine");
+    }
+    pnG_free(scratch, 2 * part + acc, stream);
+    if (rc == 0) __atomic_fetch_add(&decode_launches, 1, __ATOMIC_RELAXED);
     return rc;
 }
 
@@ -920,6 +1058,10 @@ extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, in
             }
             size_t bytes;
             unsigned blocks;
+            if (use_decode(a, sizeof(C))) {
+                rc = launch_decode<T, C>(a, out, lse, stream);
+                return;
+            }
             sdpa_mem mem = {a->D + a->Dv + 2, a->D + a->Dv, SDPA_THREADS};
             sdpa_tiling g = plan(mem, sizeof(C), [&](int64_t t) { return a->B * a->Hq * ((a->Lq + t - 1) / t); },
                                  &bytes, &blocks);

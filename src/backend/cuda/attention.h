@@ -31,12 +31,16 @@ int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, int stream);
 int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, void *dv, void *dscratch, int stream);
 
 /* How many forwards ran on the tensor cores (float16 / bfloat16, head dims multiples of 16 up
- * to 128, 16 query rows or more; PONTE_SDPA_TENSOR_CORES=0 turns that path off) since the
+ * to 128, 16 query rows or more; PONTE_SDPA_FAST=0 turns it off) since the
  * process started: a test and benchmark hook. */
 int64_t pnG_sdpa_tensor_core_count(void);
-/* Turns the tensor-core forward on or off (the default: on unless PONTE_SDPA_TENSOR_CORES=0);
- * returns the previous setting. For benchmarks and tests. */
-bool pnG_sdpa_set_tensor_cores(bool on);
+/* How many forwards took the split-key decoding kernels (fewer than 16 query rows against
+ * 128 keys or more) since the process started: a test and benchmark hook. */
+int64_t pnG_sdpa_decode_count(void);
+/* Turns the fast paths (the tensor-core kernels and the split-key decoding forward) on or off
+ * (the default: on unless PONTE_SDPA_FAST=0); returns the previous setting. Off, every case
+ * runs on the CUDA-core tile kernels. For benchmarks and tests. */
+bool pnG_sdpa_set_fast_paths(bool on);
 
 #ifdef __cplusplus
 }
