@@ -7,7 +7,7 @@
  * ... of the tile in row-major order; the hardware's own spread is opaque to kernels, and
  * code that relies on one breaks here too), load_matrix_sync / store_matrix_sync move only the
  * calling lane's elements, and mma_sync is warp-collective: the lanes exchange their fragments'
- * addresses with shuffles, each computes its own elements of D from every lane's A and B (in
+ * addresses (through per-block slots and a __syncwarp), each computes its own elements of D from every lane's A and B (in
  * float, k in order), and a __syncwarp keeps every fragment unchanged until all have read. */
 #ifndef PONTE_BACKEND_CUDA_SIM_WMMA_SIM_H
 #define PONTE_BACKEND_CUDA_SIM_WMMA_SIM_H
@@ -104,13 +104,15 @@ static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
 {
     typedef const fragment<matrix_a, 16, 16, 16, T, LA> *APtr;
     typedef const fragment<matrix_b, 16, 16, 16, T, LB> *BPtr;
+    /* the lanes publish their fragments' addresses in the block's exchange slots (a block's
+     * threads run on one host thread, one block at a time) */
+    static thread_local const void *slots[1024 / 32][32][2];
+    const int lane = pnsim_wmma_lane(), warp = (int)(threadIdx.x / 32);
+    slots[warp][lane][0] = &a, slots[warp][lane][1] = &b;
+    __syncwarp();
     APtr as[32];
     BPtr bs[32];
-    for (int l = 0; l < 32; l++) {
-        as[l] = (APtr)(uintptr_t)__shfl_sync(0xffffffffu, (uint64_t)(uintptr_t)&a, l);
-        bs[l] = (BPtr)(uintptr_t)__shfl_sync(0xffffffffu, (uint64_t)(uintptr_t)&b, l);
-    }
-    const int lane = pnsim_wmma_lane();
+    for (int l = 0; l < 32; l++) as[l] = (APtr)slots[warp][l][0], bs[l] = (BPtr)slots[warp][l][1];
     float out[8];
     for (int i = 0; i < 8; i++) {
         int e = i * 32 + lane, r = e / 16, col = e % 16;
