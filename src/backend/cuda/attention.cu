@@ -165,6 +165,23 @@ __device__ __forceinline__ int64_t keys_needed(const pnG_sdpa_args &a, int64_t i
     return i0 + m + off < a.Lk ? i0 + m + off : a.Lk;
 }
 
+/* Query tile `tile` of t rows (tiles run over (b, h, row tile)): its (b, h) index bh, batch b,
+ * head h, first row i0, rows m, the keys it needs (keys_needed) and its kv head's K and V. */
+template <typename T> struct query_tile {
+    int64_t bh, b, h, i0, m, nk;
+    const T *K, *V;
+};
+template <typename T>
+__device__ __forceinline__ query_tile<T> query_tile_of(const pnG_sdpa_args &a, int64_t tile, int64_t t)
+{
+    query_tile<T> q;
+    const int64_t nqt = (a.Lq + t - 1) / t, kh = tile / nqt % a.Hq / (a.Hq / a.Hkv);
+    q.bh = tile / nqt, q.b = q.bh / a.Hq, q.h = q.bh % a.Hq, q.i0 = (tile % nqt) * t;
+    q.m = a.Lq - q.i0 < t ? a.Lq - q.i0 : t, q.nk = keys_needed(a, q.i0, q.m);
+    q.K = (const T *)a.k + q.b * a.ks[0] + kh * a.ks[1], q.V = (const T *)a.v + q.b * a.vs[0] + kh * a.vs[1];
+    return q;
+}
+
 /* P of a score from its row's max m and 1 / sum inv (the logsumexp and 1 without an additive
  * mask): exp(s - m) * inv, or 1 / Lk in a row that causal or a bool mask dropped whole (its
  * scores all equal fill; lse cannot carry fill + log(Lk) exactly). */
@@ -187,11 +204,11 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
     C *sq = block_memory<C>(g), *acc = sq + tq * a.D, *sk = acc + tq * a.Dv, *sv = sk + ch * a.D;
     C *sp = sv + ch * a.Dv, *rm = sp + SDPA_THREADS, *rl = rm + tq;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t nqt = (a.Lq + tq - 1) / tq, rep = a.Hq / a.Hkv;
+    const int64_t nqt = (a.Lq + tq - 1) / tq;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * tq;
-        int64_t m = a.Lq - i0 < tq ? a.Lq - i0 : tq, nk = keys_needed(a, i0, m);
-        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        const query_tile<T> qt = query_tile_of<T>(a, tile, tq);
+        const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
+        const T *K = qt.K, *V = qt.V;
         __syncthreads();
         stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, m, a.Lq, a.D);
         for (int64_t e = threadIdx.x; e < tq * a.Dv; e += blockDim.x) acc[e] = 0;
@@ -295,11 +312,11 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
     float *ss = (float *)(smem + L.s), *so = (float *)(smem + L.o), *rm = (float *)(smem + L.m),
           *rl = (float *)(smem + L.l);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
-    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM, rep = a.Hq / a.Hkv;
+    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * FA_BM;
-        int64_t m = a.Lq - i0 < FA_BM ? a.Lq - i0 : FA_BM, nk = keys_needed(a, i0, m);
-        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        const query_tile<T> qt = query_tile_of<T>(a, tile, FA_BM);
+        const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
+        const T *K = qt.K, *V = qt.V;
         __syncthreads();
         fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
         for (int64_t e = threadIdx.x; e < FA_BM * Dv; e += blockDim.x) so[e] = 0.0f;
@@ -397,13 +414,13 @@ __global__ void sdpa_dq_kernel(pnG_sdpa_args a, T *dq, C *dsc, sdpa_tiling g)
     C *sq = block_memory<C>(g), *sdo = sq + tq * a.D, *sdq = sdo + tq * a.Dv, *sk = sdq + tq * a.D;
     C *sv = sk + ch * a.D, *sp = sv + ch * a.Dv, *rm = sp + SDPA_THREADS, *rl = rm + tq, *rd = rl + tq;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t nqt = (a.Lq + tq - 1) / tq, rep = a.Hq / a.Hkv;
+    const int64_t nqt = (a.Lq + tq - 1) / tq;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const C *lse = (const C *)a.lse, *dlse = (const C *)a.dlse;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * tq;
-        int64_t m = a.Lq - i0 < tq ? a.Lq - i0 : tq, nk = keys_needed(a, i0, m);
-        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        const query_tile<T> qt = query_tile_of<T>(a, tile, tq);
+        const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
+        const T *K = qt.K, *V = qt.V;
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
         stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, m, a.Lq, a.D);
@@ -697,13 +714,13 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dq_tc_kernel(pnG_sdpa_args
     float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdq = (float *)(smem + L.dq);
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
-    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM, rep = a.Hq / a.Hkv;
+    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const float *lse = (const float *)a.lse, *dlse = (const float *)a.dlse;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        int64_t bh = tile / nqt, b = bh / a.Hq, h = bh % a.Hq, kh = h / rep, i0 = (tile % nqt) * FA_BM;
-        int64_t m = a.Lq - i0 < FA_BM ? a.Lq - i0 : FA_BM, nk = keys_needed(a, i0, m);
-        const T *K = (const T *)a.k + b * a.ks[0] + kh * a.ks[1], *V = (const T *)a.v + b * a.vs[0] + kh * a.vs[1];
+        const query_tile<T> qt = query_tile_of<T>(a, tile, FA_BM);
+        const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
+        const T *K = qt.K, *V = qt.V;
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
         fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
