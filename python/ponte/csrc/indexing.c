@@ -14,6 +14,7 @@ typedef struct {
     int64_t i;        /* IX_INT, normalized */
     int64_t start, stop, step; /* IX_SLICE, for pn_slice */
     pn_array *arr;    /* IX_ARRAY (owned) */
+    int64_t mask_len; /* IX_ARRAY from a boolean mask: the mask's extent on this axis, else 0 */
 } ix_item;
 
 typedef struct {
@@ -78,7 +79,7 @@ static int push_mask(ix_plan *p, pn_array *mask)
         ix_item *it = push(p, IX_ARRAY);
         if (!it) rc = -1;
         else if (!(it->arr = pn_array_from_data(idx + d * cnt, &cnt, 1, PN_INT64))) rc = -1, pp_raise();
-        else p->nadv++;
+        else p->nadv++, it->mask_len = shape[d];
     }
     PyMem_Free(idx);
     return rc;
@@ -173,6 +174,13 @@ static int parse_index(PyObject *idx, const int64_t *shape, int ndim, ix_plan *p
         if (it->kind == IX_NONE) continue;
         it->axis = ax++;
         int64_t len = shape[it->axis];
+        if (it->mask_len && it->mask_len != len) { /* numpy: the mask's shape must match */
+            plan_free(p);
+            PyErr_Format(PyExc_IndexError,
+                         "Boolean index did not match the indexed array along axis %d: size %lld, "
+                         "mask size %lld.", it->axis, (long long)len, (long long)it->mask_len);
+            return -1;
+        }
         if (it->kind == IX_INT) {
             int64_t v = it->i < 0 ? it->i + len : it->i;
             if (v < 0 || v >= len) {
@@ -480,10 +488,39 @@ int pp_setitem(PPArray *self, PyObject *idx, PyObject *val)
     ix_plan p;
     /* a[mask] = v with a boolean array mask: MLX's masked_scatter (the mask is not read, so
      * this works under vmap and grad; v's values fill the selected slices in order) */
-    if (PPArray_Check(idx) && pn_array_dtype(PPARR(idx)) == PN_BOOL && pn_ndim(PPARR(idx)) > 0) {
+    pn_array *mask = NULL;
+    if (PPArray_Check(idx)) {
+        mask = pn_retain(PPARR(idx));
+    } else if (PyList_Check(idx) || (PyObject_CheckBuffer(idx) && !PyBytes_Check(idx))) {
+        if (!(mask = pp_from_py(idx, -1))) PyErr_Clear(); /* parse_index reports it */
+    }
+    if (mask && (pn_array_dtype(mask) != PN_BOOL || pn_ndim(mask) == 0)) {
+        pn_release(mask);
+        mask = NULL;
+    }
+    if (mask) {
         pn_array *v = pp_arr(val);
-        r = v ? pn_masked_scatter(a, PPARR(idx), v) : NULL;
+        r = v ? pn_masked_scatter(a, mask, v) : NULL;
         pn_release(v);
+        pn_release(mask);
+        if (!r) return PyErr_Occurred() ? -1 : (pp_raise(), -1);
+        pn_scope_take(r);
+        pn_release(self->a);
+        self->a = r;
+        return 0;
+    }
+    /* a[True] = v or a[array(True)] = v (a 0-d mask): v, broadcast to a, replaces all of a
+     * when the mask is true, none when false (MLX) */
+    if (PyBool_Check(idx) || (PPArray_Check(idx) && pn_array_dtype(PPARR(idx)) == PN_BOOL)) {
+        pn_array *m = pp_arr(idx), *v = pp_arr(val), *vc = NULL, *vb = NULL;
+        r = NULL;
+        if (m && v && (vc = pn_astype(v, pn_array_dtype(a))) &&
+            (vb = pn_broadcast_to(vc, pn_shape(a), pn_ndim(a))))
+            r = pn_where(m, vb, a);
+        pn_release(m);
+        pn_release(v);
+        pn_release(vc);
+        pn_release(vb);
         if (!r) return PyErr_Occurred() ? -1 : (pp_raise(), -1);
         pn_scope_take(r);
         pn_release(self->a);
