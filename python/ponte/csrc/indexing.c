@@ -482,55 +482,60 @@ pn_array *pp_index_update(pn_array *a, PyObject *idx, PyObject *val, int mode)
     return r;
 }
 
-int pp_setitem(PPArray *self, PyObject *idx, PyObject *val)
+/* The boolean mask of a[mask] = v (an array, list or buffer of bools), NULL when idx is
+ * something else (no error set). */
+static pn_array *setitem_mask(PyObject *idx)
 {
-    pn_array *a = self->a, *r;
-    ix_plan p;
-    /* a[mask] = v with a boolean array mask: MLX's masked_scatter (the mask is not read, so
-     * this works under vmap and grad; v's values fill the selected slices in order) */
     pn_array *mask = NULL;
     if (PPArray_Check(idx)) {
         mask = pn_retain(PPARR(idx));
+    } else if (PyBool_Check(idx)) {
+        mask = pn_scalar(idx == Py_True, PN_BOOL);
+        if (!mask) PyErr_Clear();
     } else if (PyList_Check(idx) || (PyObject_CheckBuffer(idx) && !PyBytes_Check(idx))) {
         if (!(mask = pp_from_py(idx, -1))) PyErr_Clear(); /* parse_index reports it */
     }
-    if (mask && (pn_array_dtype(mask) != PN_BOOL || pn_ndim(mask) == 0)) {
+    if (mask && pn_array_dtype(mask) != PN_BOOL) {
         pn_release(mask);
         mask = NULL;
     }
-    if (mask) {
-        pn_array *v = pp_arr(val);
-        r = v ? pn_masked_scatter(a, mask, v) : NULL;
-        pn_release(v);
-        pn_release(mask);
-        if (!r) return PyErr_Occurred() ? -1 : (pp_raise(), -1);
-        pn_scope_take(r);
-        pn_release(self->a);
-        self->a = r;
-        return 0;
-    }
-    /* a[True] = v or a[array(True)] = v (a 0-d mask): v, broadcast to a, replaces all of a
-     * when the mask is true, none when false (MLX) */
-    if (PyBool_Check(idx) || (PPArray_Check(idx) && pn_array_dtype(PPARR(idx)) == PN_BOOL)) {
-        pn_array *m = pp_arr(idx), *v = pp_arr(val), *vc = NULL, *vb = NULL;
-        r = NULL;
-        if (m && v && (vc = pn_astype(v, pn_array_dtype(a))) &&
-            (vb = pn_broadcast_to(vc, pn_shape(a), pn_ndim(a))))
-            r = pn_where(m, vb, a);
-        pn_release(m);
-        pn_release(v);
+    return mask;
+}
+
+/* a[mask] = v: with a 0-d mask (a[True], a[array(True)]), v broadcast to a replaces all of a
+ * when the mask is true, none when false; otherwise MLX's masked_scatter (the mask is not
+ * read, so this works under vmap and grad; v's values fill the selected slices in order). */
+static pn_array *masked_update(pn_array *a, pn_array *mask, PyObject *val)
+{
+    pn_array *v = pp_arr(val), *r = NULL;
+    if (v && pn_ndim(mask) > 0) {
+        r = pn_masked_scatter(a, mask, v);
+    } else if (v) {
+        pn_array *vc = pn_astype(v, pn_array_dtype(a));
+        pn_array *vb = vc ? pn_broadcast_to(vc, pn_shape(a), pn_ndim(a)) : NULL;
+        r = vb ? pn_where(mask, vb, a) : NULL;
         pn_release(vc);
         pn_release(vb);
-        if (!r) return PyErr_Occurred() ? -1 : (pp_raise(), -1);
-        pn_scope_take(r);
-        pn_release(self->a);
-        self->a = r;
-        return 0;
     }
-    if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return -1;
-    r = p.nadv > 0 ? scatter_update(a, &p, val, PN_SCATTER_SET)
-                   : basic_update(a, &p, val, PN_SCATTER_SET);
-    plan_free(&p);
+    pn_release(v);
+    if (!r && !PyErr_Occurred()) pp_raise();
+    return r;
+}
+
+int pp_setitem(PPArray *self, PyObject *idx, PyObject *val)
+{
+    pn_array *a = self->a, *r;
+    pn_array *mask = setitem_mask(idx);
+    if (mask) {
+        r = masked_update(a, mask, val);
+        pn_release(mask);
+    } else {
+        ix_plan p;
+        if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return -1;
+        r = p.nadv > 0 ? scatter_update(a, &p, val, PN_SCATTER_SET)
+                       : basic_update(a, &p, val, PN_SCATTER_SET);
+        plan_free(&p);
+    }
     if (!r) return -1;
     pn_scope_take(r);
     pn_release(self->a);
