@@ -437,3 +437,16 @@ def test_integer_input_gradients_stay_zero():
     # affine: the float scales still get their gradient
     gs = mx.grad(lambda s: mx.quantized_matmul(mx.ones((1, 64)), wq, s, b).sum())(s)
     assert gs.shape == s.shape and float(mx.abs(gs).sum()) > 0
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_complex_logcumsumexp_long_line(rng, reverse):
+    # long lines take the GPU's block-parallel scan, whose association can land the imaginary
+    # part on another branch (a multiple of 2 pi away): the real part and the phase must agree
+    z = (rng.standard_normal((3, 5000)) + 1j * rng.standard_normal((3, 5000))).astype(np.complex64)
+    got = np.array(mx.logcumsumexp(mx.array(z), axis=1, reverse=reverse)).astype(np.complex128)
+    zz = z[:, ::-1] if reverse else z
+    want = np.log(np.cumsum(np.exp(zz.astype(np.complex128)), axis=1))
+    want = want[:, ::-1] if reverse else want
+    np.testing.assert_allclose(got.real, want.real, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.exp(1j * got.imag), np.exp(1j * want.imag), rtol=0, atol=1e-3)
