@@ -482,7 +482,8 @@ int pn_meshgrid(pn_array *const *arrays, int n, bool sparse, const char *indexin
 
 /* Elements of a at integer indices along axis (PN_ALL_AXES: of the flattened array).
  * Negative indices count from the end. Indexing never reads or writes out of bounds:
- * out-of-range indices are clamped by gathers, and their updates dropped by scatters. */
+ * out-of-range indices are clamped by gathers, and their updates dropped by scatters.
+ * put_along_axis into an empty a accepts indices of any dtype (MLX never evaluates it). */
 pn_array *pn_take(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_take_along_axis(pn_array *a, pn_array *indices, int axis);
 pn_array *pn_put_along_axis(pn_array *a, pn_array *indices, pn_array *values, int axis);
@@ -637,7 +638,8 @@ pn_array *pn_gather_qqmm(pn_array *x, pn_array *w, pn_array *scales, pn_array *l
  * derivatives come from their parts. */
 
 /* Kronecker product: the inputs padded with leading 1s to a common rank r; the result has
- * extents a_i * b_i, element [i*b + j] = a[i] * b[j] per axis. 0-d inputs: their product. */
+ * extents a_i * b_i, element [i*b + j] = a[i] * b[j] per axis. 0-d inputs: their product.
+ * An empty input is an error (MLX). */
 pn_array *pn_kron(pn_array *a, pn_array *b);
 /* The n-th discrete difference along axis (a[1:] - a[:-1], n times; bool: a[1:] != a[:-1]).
  * n >= 0; a must have at least one dimension. */
@@ -999,7 +1001,9 @@ pn_array *pn_conv_general(pn_array *input, pn_array *weight, const int *stride,
                           const int *kernel_dilation, const int *input_dilation, int groups,
                           bool flip);
 /* 1-, 2- and 3-d convolutions (input rank 3, 4, 5). The 2-d/3-d forms take 2 or 3 entries per
- * argument, NULL meaning stride 1, padding 0, dilation 1. Padding is symmetric. */
+ * argument, NULL meaning stride 1, padding 0, dilation 1. Padding is symmetric. conv1d, as
+ * MLX's, takes its spatial rank from the input's (rank 4 or 5 gives a 2-d or 3-d convolution,
+ * the weight of the same rank) and applies its ints to every spatial axis. */
 pn_array *pn_conv1d(pn_array *input, pn_array *weight, int stride, int padding, int dilation,
                     int groups);
 pn_array *pn_conv2d(pn_array *input, pn_array *weight, const int *stride, const int *padding,
@@ -1011,7 +1015,7 @@ pn_array *pn_conv3d(pn_array *input, pn_array *weight, const int *stride, const 
  * x * weight[co, k, ci] to output position j * stride + k * dilation - padding (the adjoint of
  * a strided convolution). Output extent (in - 1) * stride - 2 * padding + dilation * (K - 1) +
  * output_padding + 1. Computed as MLX does: conv_general at stride 1 over the input dilated by
- * stride, with the kernel flipped. */
+ * stride, with the kernel flipped. conv_transpose1d infers its spatial rank as conv1d does. */
 pn_array *pn_conv_transpose1d(pn_array *input, pn_array *weight, int stride, int padding,
                               int dilation, int output_padding, int groups);
 pn_array *pn_conv_transpose2d(pn_array *input, pn_array *weight, const int *stride,

@@ -195,6 +195,10 @@ typedef struct pnC_primitive {
     /* The node acts beyond computing its outputs (it communicates): compile never merges two
      * such nodes as common subexpressions. */
     bool effectful;
+    /* Reverse mode calls the vjp for inputs that depend on a tracer through integer arrays
+     * too (they get no derivative otherwise), so that it can refuse them as MLX does (the
+     * quantized matmuls' packed weights and scales); a derivative it returns is dropped. */
+    bool vjp_sees_integer_inputs;
 } pnC_primitive;
 
 /* A copy of params of p was made / is being dropped outside a node (a compiled trace): takes

@@ -37,6 +37,8 @@ pn_array *pn_kron(pn_array *a, pn_array *b)
 {
     pn_array *ins[2] = {a, b};
     if (!pnC_inputs_ok("kron", 2, ins)) return NULL;
+    if (pn_size(a) == 0 || pn_size(b) == 0)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[kron] Input arrays cannot be empty.");
     int na = pn_ndim(a), nb = pn_ndim(b), nd = na > nb ? na : nb;
     if (nd == 0) return pn_multiply(a, b);
     if (2 * nd > PNC_MAX_NDIM)
@@ -226,6 +228,9 @@ pn_array *pn_hadamard_transform(pn_array *a, const double *scale)
     double s = scale ? *scale : 1.0 / sqrt((double)n);
     pn_scope_push();
     pn_array *x = at_least_float(a);
+    /* float16 / bfloat16 compute in float32 and round once at the end, as MLX's kernels */
+    pn_dtype out_t = x ? pn_array_dtype(x) : PN_FLOAT32;
+    if (out_t == PN_FLOAT16 || out_t == PN_BFLOAT16) x = pn_astype(x, PN_FLOAT32);
     int64_t shape[PNC_MAX_NDIM + 3];
     memcpy(shape, pn_shape(a), sizeof(int64_t) * (size_t)(nd > 0 ? nd - 1 : 0));
     int lead = nd > 0 ? nd - 1 : 0; /* the axes before the transformed one */
@@ -241,7 +246,9 @@ pn_array *pn_hadamard_transform(pn_array *a, const double *scale)
         x = pn_matmul(hadamard_small_transposed(m, pn_array_dtype(x)), pn_reshape(x, shape, lead + 2));
     }
     x = x ? pn_reshape(x, pn_shape(a), nd) : NULL;
-    return pnC_scope_return(pn_multiply(x, pn_weak_float(s)));
+    x = pn_multiply(x, pn_weak_float(s));
+    if (x && pn_array_dtype(x) != out_t) x = pn_astype(x, out_t);
+    return pnC_scope_return(x);
 }
 
 /* The 0-d int32 index start[i] of a flattened start-index array. */

@@ -330,7 +330,8 @@ pn_array *pn_conv_general(pn_array *input, pn_array *weight, const int *stride,
 
 /* ───────────────────────────── wrappers ───────────────────────────── */
 
-/* conv1d/2d/3d: an nsp-d convolution with symmetric padding; NULL arrays take defaults. */
+/* conv1d/2d/3d: an nsp-d convolution with symmetric padding (nsp 0: the input's spatial rank);
+ * NULL arrays take defaults. */
 static pn_array *conv_nd(int nsp, pn_array *input, pn_array *weight, const int *stride,
                          const int *padding, const int *dilation, int groups)
 {
@@ -342,7 +343,11 @@ static pn_array *conv_nd(int nsp, pn_array *input, pn_array *weight, const int *
 pn_array *pn_conv1d(pn_array *input, pn_array *weight, int stride, int padding, int dilation,
                     int groups)
 {
-    return conv_nd(1, input, weight, &stride, &padding, &dilation, groups);
+    /* MLX: the spatial rank is the input's, the ints apply to every spatial axis */
+    int s[PNK_CONV_MAX_SPATIAL] = {stride, stride, stride},
+        p[PNK_CONV_MAX_SPATIAL] = {padding, padding, padding},
+        d[PNK_CONV_MAX_SPATIAL] = {dilation, dilation, dilation};
+    return conv_nd(0, input, weight, s, p, d, groups);
 }
 
 pn_array *pn_conv2d(pn_array *input, pn_array *weight, const int *stride, const int *padding,
@@ -357,7 +362,7 @@ pn_array *pn_conv3d(pn_array *input, pn_array *weight, const int *stride, const 
     return conv_nd(3, input, weight, stride, padding, dilation, groups);
 }
 
-/* Transposed nsp-d convolution as MLX builds it: stride 1 over the input dilated by stride,
+/* Transposed nsp-d convolution (nsp 0: the input's spatial rank) as MLX builds it: stride 1 over the input dilated by stride,
  * padding K~ - 1 - padding before and K~ - 1 - padding + output_padding after, kernel
  * flipped. */
 static pn_array *conv_transpose_nd(int nsp, pn_array *input, pn_array *weight, const int *stride,
@@ -365,7 +370,7 @@ static pn_array *conv_transpose_nd(int nsp, pn_array *input, pn_array *weight, c
                                    const int *output_padding, int groups)
 {
     if (!pnC_inputs_ok("conv_transpose", 2, (pn_array *[]){input, weight})) return NULL;
-    if (conv_checks(input, weight, nsp, groups) < 0) return NULL;
+    if ((nsp = conv_checks(input, weight, nsp, groups)) < 0) return NULL;
     if (!check_axis_args("Stride", stride, nsp, 1) ||
         !check_axis_args("Kernel dilation", dilation, nsp, 1) ||
         !check_axis_args("Padding", padding, nsp, 0) ||
@@ -385,8 +390,11 @@ static pn_array *conv_transpose_nd(int nsp, pn_array *input, pn_array *weight, c
 pn_array *pn_conv_transpose1d(pn_array *input, pn_array *weight, int stride, int padding,
                               int dilation, int output_padding, int groups)
 {
-    return conv_transpose_nd(1, input, weight, &stride, &padding, &dilation, &output_padding,
-                             groups);
+    int s[PNK_CONV_MAX_SPATIAL] = {stride, stride, stride},
+        p[PNK_CONV_MAX_SPATIAL] = {padding, padding, padding},
+        d[PNK_CONV_MAX_SPATIAL] = {dilation, dilation, dilation},
+        o[PNK_CONV_MAX_SPATIAL] = {output_padding, output_padding, output_padding};
+    return conv_transpose_nd(0, input, weight, s, p, d, o, groups); /* nsp as conv1d's */
 }
 
 pn_array *pn_conv_transpose2d(pn_array *input, pn_array *weight, const int *stride,

@@ -233,7 +233,9 @@ static pn_array *scatter_axis(const char *op, pn_array *a, pn_array *idx, pn_arr
                               int axis, pn_scatter_mode mode)
 {
     pn_array *ins[3] = {a, idx, values};
-    if (!pnC_inputs_ok(op, 3, ins) || !index_dtype_ok(op, idx)) return NULL;
+    /* an empty a gives an empty result, which MLX never evaluates: indices of any dtype pass
+     * (MLX checks the dtype in its kernels) */
+    if (!pnC_inputs_ok(op, 3, ins) || (a->size > 0 && !index_dtype_ok(op, idx))) return NULL;
     if (axis == PN_ALL_AXES) {
         pn_scope_push();
         int64_t flat = a->size;
@@ -281,6 +283,7 @@ static pn_array *scatter_axis(const char *op, pn_array *a, pn_array *idx, pn_arr
     if (v && !same_shape(v->shape, v->ndim, ushape, nd)) v = pn_broadcast_to(v, ushape, nd);
     if (!same_shape(oshape, nd, a->shape, nd)) ins[0] = pn_broadcast_to(a, oshape, nd);
     ins[2] = v;
+    if (!pnC_is_integer(idx->dtype)) ins[1] = pn_astype(idx, PN_INT32); /* empty a only */
     pnK_index_params p = index_params(PNK_IDX_SCATTER_AXIS, mode, ax);
     return pnC_scope_return(
         pnC_make(&scatter_axis_prim, &p, sizeof p, 3, ins, a->dtype, oshape, nd));

@@ -472,6 +472,7 @@ const pnC_primitive qmm_prim = {
     .vjp = qmm_vjp,
     .jvp = qmm_jvp,
     .vmap = qmm_vmap,
+    .vjp_sees_integer_inputs = true, /* MLX: no gradient wrt the packed weights, fp scales */
 };
 
 /* The checks shared by quantized_matmul and gather_qmm: mode and params, biases, packed shapes,

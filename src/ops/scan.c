@@ -135,6 +135,11 @@ static int scan_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *
         /* g_j = sum_{i in scan of j} c_i exp(x_j - out_i), stably as
          * exp(x + logcumsumexp(log c+ - out)) - exp(x + logcumsumexp(log c- - out)), the
          * inner scans running the other way. */
+        if (x->dtype == PN_COMPLEX64) { /* log c covers every non-zero c (0: -inf) */
+            pn_array *l = pn_subtract(pn_log(c), out[0]);
+            g = pn_exp(pn_add(x, scan(PNK_LOGADDEXP, l, ax, !p->reverse, p->inclusive)));
+            break;
+        }
         pn_array *parts[2];
         for (int s = 0; s < 2; s++) {
             pn_array *l = pn_subtract(signed_log_part(c, s == 1), out[0]);
@@ -178,6 +183,12 @@ static int scan_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *
     case PNK_LOGADDEXP: {
         /* sum_{j in scan of i} t_j exp(x_j - out_i), split by the sign of t; positions with
          * an empty scan (out = -inf) get 0 */
+        if (x->dtype == PN_COMPLEX64) {
+            pn_array *l = pn_add(x, pn_log(t));
+            r = pn_exp(pn_subtract(scan(PNK_LOGADDEXP, l, ax, p->reverse, p->inclusive), out[0]));
+            r = pn_where(pn_isneginf(pn_real(out[0])), pn_weak_float(0), r);
+            break;
+        }
         pn_array *parts[2];
         for (int s = 0; s < 2; s++) {
             pn_array *l = pn_add(x, signed_log_part(t, s == 1));
@@ -224,8 +235,6 @@ static pn_array *scan(pnK_reduce_op op, pn_array *a, int axis, bool reverse, boo
 {
     const char *name = scan_names[op];
     if (!pnC_inputs_ok(name, 1, &a)) return NULL;
-    if (op == PNK_LOGADDEXP && a->dtype == PN_COMPLEX64)
-        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[%s] complex64 is not supported.", name);
     if (axis != PN_ALL_AXES && (axis >= a->ndim || axis < -a->ndim))
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[%s] Axis %d is out of bounds for array with %d dimensions.", name, axis,

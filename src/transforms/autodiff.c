@@ -148,6 +148,7 @@ int pnT_graph_build(pnT_graph *g, int ntr, pn_array *const *tracers, int nout,
         pnT_rec *r = &g->recs[idx];
         r->tracer = i;
         r->state = 2;
+        r->reach = 1;
         if (give_slots(g, r)) return -1;
     }
     int64_t *stack = NULL, nstack = 0, cap_stack = 0;
@@ -184,15 +185,17 @@ int pnT_graph_build(pnT_graph *g, int ntr, pn_array *const *tracers, int nout,
             nstack--;
             pnT_rec *r = &g->recs[idx];
             r->state = 2;
-            bool active = false;
-            if (!diff || carries_derivative(nd)) {
-                for (int i = 0; i < lim && !active; i++) {
-                    pn_array *in = nd->inputs[i];
-                    if (!in->node) continue;
-                    int64_t c = table_lookup(g, in->node);
-                    active = c >= 0 && g->recs[c].active;
-                }
+            bool active = false, reach = false;
+            for (int i = 0; i < lim; i++) {
+                pn_array *in = nd->inputs[i];
+                if (!in->node) continue;
+                int64_t c = table_lookup(g, in->node);
+                reach |= c >= 0 && g->recs[c].reach;
+                active |= c >= 0 && g->recs[c].active;
             }
+            r->reach = reach;
+            if (diff && !carries_derivative(nd)) active = false;
+            else if (diff && nd->prim->vjp_sees_integer_inputs) active |= reach;
             if (!active) continue;
             if ((rc = give_slots(g, r))) break;
             if ((rc = grow((void **)&g->order, &g->cap_order, g->norder + 1, sizeof *g->order)))
@@ -282,6 +285,13 @@ static int shape_mismatch(const char *what, const char *prim, int index, const p
                         pnC_shape_str(want->shape, want->ndim, s2, sizeof s2));
 }
 
+/* Whether a depends on a tracer, through arrays of any dtype. */
+static bool reaches(const pnT_graph *g, const pn_array *a)
+{
+    const pnT_rec *r = a->node ? pnT_graph_find(g, a->node) : NULL;
+    return r && r->reach;
+}
+
 /* Adds g into *slot (NULL means zero so far). */
 static int accumulate(pn_array **slot, pn_array *g)
 {
@@ -305,7 +315,9 @@ static int backward(pnT_graph *g)
         if ((rc = pnT_scratch_fit(&s, nd))) break;
         int na = 0;
         for (int i = 0; i < lim; i++)
-            if (pnT_graph_slot(g, nd->inputs[i])) s.i0[na++] = i;
+            if (pnT_graph_slot(g, nd->inputs[i]) ||
+                (nd->prim->vjp_sees_integer_inputs && reaches(g, nd->inputs[i])))
+                s.i0[na++] = i;
         if (!na) continue;
         if (!nd->prim->vjp) {
             rc = pn_set_error(PN_ERR_INVALID_ARGUMENT,
@@ -327,7 +339,8 @@ static int backward(pnT_graph *g)
                 rc = shape_mismatch("vjp", nd->prim->name, s.i0[q], gq, in);
                 break;
             }
-            rc = accumulate(pnT_graph_slot(g, in), gq);
+            pn_array **slot = pnT_graph_slot(g, in);
+            if (slot) rc = accumulate(slot, gq); /* else: an integer input (no derivative) */
         }
         /* cotangents of this node are no longer needed by the walk */
         for (int j = 0; j < nd->nout; j++) cot[j] = NULL;

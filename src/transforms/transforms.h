@@ -25,6 +25,7 @@ typedef struct pnT_rec {
     int32_t tracer; /* index of the tracer this node made, or -1 */
     uint8_t state;  /* 0 unseen, 1 on the stack, 2 done */
     uint8_t active; /* depends on a tracer (and, for autodiff, can carry a derivative) */
+    uint8_t reach;  /* depends on a tracer, whatever the dtypes on the way */
 } pnT_rec;
 
 /* The nodes under a set of outputs, with those that depend on the tracers listed in

@@ -321,8 +321,9 @@ def test_conv_errors(rng):
         mx.conv2d(x4, w4, stride=0)
     with pytest.raises(ValueError):  # integer inputs
         mx.conv1d(mx.ones((1, 4, 2), dtype=mx.int32), mx.ones((1, 2, 2), dtype=mx.int32))
-    with pytest.raises(ValueError):
-        mx.conv1d(x4, w4)
+    # conv1d takes the spatial rank from the input, as MLX: on a 4-d input it is conv2d
+    np.testing.assert_allclose(np.array(mx.conv1d(x4, w4, padding=1)),
+                               np.array(mx.conv2d(x4, w4, padding=(1, 1))), rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError):
         mx.conv3d(x4, w4)
     with pytest.raises(ValueError):  # 1-3 spatial axes only

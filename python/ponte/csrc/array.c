@@ -651,6 +651,29 @@ static PyGetSetDef array_getset[] = {
 
 /* methods */
 static PyObject *m_item(PyObject *self, PyObject *u) { return pp_item(PPARR(self)); }
+
+/* format(a, spec): a 0-d array formats its item; any other array only with an empty spec (its
+ * str), as in MLX. */
+static PyObject *m_format(PyObject *self, PyObject *spec)
+{
+    if (!PyUnicode_Check(spec)) {
+        PyErr_SetString(PyExc_TypeError, "format spec must be a string");
+        return NULL;
+    }
+    if (pn_ndim(PPARR(self)) == 0) {
+        PyObject *v = pp_item(PPARR(self));
+        if (!v) return NULL;
+        PyObject *r = PyObject_Format(v, spec);
+        Py_DECREF(v);
+        return r;
+    }
+    if (PyUnicode_GetLength(spec) > 0) {
+        PyErr_Format(PyExc_TypeError, "unsupported format string passed to %s.__format__",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    return PyObject_Str(self);
+}
 static PyObject *m_tolist(PyObject *self, PyObject *u) { return pp_tolist(PPARR(self)); }
 
 /* Collects *args given either as separate ints or as one sequence. */
@@ -946,6 +969,7 @@ PyObject *pp_from_dlpack(PyObject *m, PyObject *args, PyObject *kw)
 static PyMethodDef array_methods[] = {
     {"item", m_item, METH_NOARGS, "The value of a size-1 array as a Python scalar."},
     {"tolist", m_tolist, METH_NOARGS, "The array as nested Python lists."},
+    {"__format__", m_format, METH_O, "format(a, spec): a 0-d array formats its item."},
     {"reshape", (PyCFunction)(void (*)(void))m_reshape, METH_VARARGS | METH_KEYWORDS,
      "reshape(*shape, stream=None)"},
     {"transpose", (PyCFunction)(void (*)(void))m_transpose, METH_VARARGS | METH_KEYWORDS,
@@ -987,28 +1011,61 @@ static int operands(PyObject *a, PyObject *b, pn_array **x, pn_array **y)
     return 0;
 }
 
-static PyObject *binary(PyObject *a, PyObject *b, binop_fn f)
+/* An operator's non-array operand that MLX refuses to meet an array: a list or tuple (not
+ * converted, unlike in functions), or an object that is neither a scalar nor array-like. 0 when
+ * the operands convert (x, y set), 1 when refused (no error set), -1 on another error. */
+static int operator_operands(PyObject *a, PyObject *b, pn_array **x, pn_array **y)
+{
+    PyObject *o = PPArray_Check(a) ? b : a;
+    if (PyList_Check(o) || PyTuple_Check(o)) return 1;
+    if (!operands(a, b, x, y)) return 0;
+    if (!pp_is_scalar(o) &&
+        (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError))) {
+        PyErr_Clear();
+        return 1;
+    }
+    return -1;
+}
+
+/* An operator on an array and an operand it cannot meet: None is left to Python (TypeError);
+ * anything else is a ValueError naming the operation, as in MLX. */
+static PyObject *refuse_operand(PyObject *a, PyObject *b, const char *what)
+{
+    PyObject *o = PPArray_Check(a) ? b : a, *arr = PPArray_Check(a) ? a : b;
+    if (o == Py_None) Py_RETURN_NOTIMPLEMENTED;
+    PyErr_Format(PyExc_ValueError, "Cannot perform %s on a %s and %s", what, Py_TYPE(arr)->tp_name,
+                 Py_TYPE(o)->tp_name);
+    return NULL;
+}
+
+static PyObject *binary(PyObject *a, PyObject *b, binop_fn f, const char *what)
 {
     pn_array *x, *y;
-    if (operands(a, b, &x, &y)) {
-        /* an operand that is not array-like: let Python try the other side */
-        int foreign = !pp_is_scalar(a) && !pp_is_scalar(b);
-        if (PyErr_ExceptionMatches(PyExc_TypeError) || (foreign && PyErr_ExceptionMatches(PyExc_ValueError))) {
-            PyErr_Clear();
-            Py_RETURN_NOTIMPLEMENTED;
-        }
-        return NULL;
-    }
+    int rc = operator_operands(a, b, &x, &y);
+    if (rc) return rc > 0 ? refuse_operand(a, b, what) : NULL;
     pn_array *r = f(x, y);
     pn_release(x);
     pn_release(y);
     return pp_wrap(r);
 }
 
-static PyObject *inplace(PyObject *self, PyObject *b, binop_fn f)
+static PyObject *inplace(PyObject *self, PyObject *b, binop_fn f, const char *what)
 {
-    PyObject *r = binary(self, b, f);
-    if (!r || r == Py_NotImplemented || !PPArray_Check(self)) return r;
+    if (!PPArray_Check(self)) Py_RETURN_NOTIMPLEMENTED;
+    char op[48];
+    snprintf(op, sizeof op, "inplace %s", what);
+    /* true division would make an integer or boolean array floating: MLX refuses in place */
+    if (f == pn_divide && !pn_issubdtype(pn_array_dtype(PPARR(self)), PN_CAT_INEXACT)) {
+        pn_array *x, *y;
+        int rc = operator_operands(self, b, &x, &y);
+        if (rc) return rc > 0 ? refuse_operand(self, b, op) : NULL;
+        pn_release(x);
+        pn_release(y);
+        PyErr_SetString(PyExc_ValueError, "In place division cannot cast to non-floating point type.");
+        return NULL;
+    }
+    PyObject *r = binary(self, b, f, op);
+    if (!r || r == Py_NotImplemented) return r;
     pn_array *na = pn_retain(PPARR(r));
     Py_DECREF(r);
     replace_array((PPArray *)self, na);
@@ -1019,39 +1076,41 @@ static PyObject *inplace(PyObject *self, PyObject *b, binop_fn f)
 static pn_array *pn_logical_or_bitwise_xor(pn_array *a, pn_array *b) { return pn_bitwise_xor(a, b); }
 
 #define BINOPS(X)                                                                                  \
-    X(add, pn_add)                                                                                 \
-    X(subtract, pn_subtract)                                                                       \
-    X(multiply, pn_multiply)                                                                       \
-    X(true_divide, pn_divide)                                                                      \
-    X(floor_divide, pn_floor_divide)                                                               \
-    X(remainder, pn_remainder)                                                                     \
-    X(matrix_multiply, pn_matmul)                                                                  \
-    X(lshift, pn_left_shift)                                                                       \
-    X(rshift, pn_right_shift)                                                                      \
-    X(and, pn_bitwise_and)                                                                         \
-    X(or, pn_bitwise_or)                                                                           \
-    X(xor, pn_logical_or_bitwise_xor)
+    X(add, pn_add, "addition")                                                                     \
+    X(subtract, pn_subtract, "subtraction")                                                        \
+    X(multiply, pn_multiply, "multiplication")                                                     \
+    X(true_divide, pn_divide, "division")                                                          \
+    X(floor_divide, pn_floor_divide, "floor division")                                             \
+    X(remainder, pn_remainder, "modulus")                                                          \
+    X(matrix_multiply, pn_matmul, "matrix multiplication")                                         \
+    X(lshift, pn_left_shift, "left shift")                                                         \
+    X(rshift, pn_right_shift, "right shift")                                                       \
+    X(and, pn_bitwise_and, "bitwise and")                                                          \
+    X(or, pn_bitwise_or, "bitwise or")                                                             \
+    X(xor, pn_logical_or_bitwise_xor, "bitwise xor")
 
-#define DEF_BINOP(name, fn)                                                                        \
-    static PyObject *nb_##name(PyObject *a, PyObject *b) { return binary(a, b, fn); }             \
-    static PyObject *nb_inplace_##name(PyObject *a, PyObject *b) { return inplace(a, b, fn); }
+#define DEF_BINOP(name, fn, what)                                                                  \
+    static PyObject *nb_##name(PyObject *a, PyObject *b) { return binary(a, b, fn, what); }       \
+    static PyObject *nb_inplace_##name(PyObject *a, PyObject *b) { return inplace(a, b, fn, what); }
 BINOPS(DEF_BINOP)
 
 static PyObject *nb_power(PyObject *a, PyObject *b, PyObject *mod)
 {
     if (mod != Py_None) Py_RETURN_NOTIMPLEMENTED;
-    return binary(a, b, pn_power);
+    return binary(a, b, pn_power, "power");
 }
-static PyObject *nb_inplace_power(PyObject *a, PyObject *b, PyObject *mod) { return inplace(a, b, pn_power); }
+static PyObject *nb_inplace_power(PyObject *a, PyObject *b, PyObject *mod)
+{
+    return inplace(a, b, pn_power, "power");
+}
 
 static PyObject *nb_divmod(PyObject *a, PyObject *b)
 {
     pn_array *x, *y, *out[2];
-    if (operands(a, b, &x, &y)) {
-        PyErr_Clear();
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    int rc = pn_divmod(x, y, out);
+    int rc = operator_operands(a, b, &x, &y);
+    if (rc > 0) Py_RETURN_NOTIMPLEMENTED; /* MLX: TypeError */
+    if (rc) return NULL;
+    rc = pn_divmod(x, y, out);
     pn_release(x);
     pn_release(y);
     if (rc) return pp_raise();
@@ -1164,7 +1223,19 @@ static PyObject *array_richcompare(PyObject *a, PyObject *b, int op)
 {
     static const binop_fn fns[] = {pn_less, pn_less_equal, pn_equal, pn_not_equal, pn_greater,
                                    pn_greater_equal};
-    return binary(a, b, fns[op]);
+    static const char *const what[] = {"less than", "less than or equal", "equal", "not equal",
+                                       "greater than", "greater than or equal"};
+    if (op == Py_EQ || op == Py_NE) { /* an array never equals what it cannot meet (MLX) */
+        pn_array *x, *y;
+        int rc = operator_operands(a, b, &x, &y);
+        if (rc < 0) return NULL;
+        if (rc > 0) return PyBool_FromLong(op == Py_NE);
+        pn_array *r = fns[op](x, y);
+        pn_release(x);
+        pn_release(y);
+        return pp_wrap(r);
+    }
+    return binary(a, b, fns[op], what[op]);
 }
 
 /* ───────────────────────────── sequence and mapping ───────────────────────────── */

@@ -14,6 +14,7 @@ typedef struct {
     int64_t i;        /* IX_INT, normalized */
     int64_t start, stop, step; /* IX_SLICE, for pn_slice */
     pn_array *arr;    /* IX_ARRAY (owned) */
+    int64_t mask_len; /* IX_ARRAY from a boolean mask: the mask's extent on this axis, else 0 */
 } ix_item;
 
 typedef struct {
@@ -78,7 +79,7 @@ static int push_mask(ix_plan *p, pn_array *mask)
         ix_item *it = push(p, IX_ARRAY);
         if (!it) rc = -1;
         else if (!(it->arr = pn_array_from_data(idx + d * cnt, &cnt, 1, PN_INT64))) rc = -1, pp_raise();
-        else p->nadv++;
+        else p->nadv++, it->mask_len = shape[d];
     }
     PyMem_Free(idx);
     return rc;
@@ -173,6 +174,13 @@ static int parse_index(PyObject *idx, const int64_t *shape, int ndim, ix_plan *p
         if (it->kind == IX_NONE) continue;
         it->axis = ax++;
         int64_t len = shape[it->axis];
+        if (it->mask_len && it->mask_len != len) { /* numpy: the mask's shape must match */
+            plan_free(p);
+            PyErr_Format(PyExc_IndexError,
+                         "Boolean index did not match the indexed array along axis %d: size %lld, "
+                         "mask size %lld.", it->axis, (long long)len, (long long)it->mask_len);
+            return -1;
+        }
         if (it->kind == IX_INT) {
             int64_t v = it->i < 0 ? it->i + len : it->i;
             if (v < 0 || v >= len) {
@@ -474,26 +482,60 @@ pn_array *pp_index_update(pn_array *a, PyObject *idx, PyObject *val, int mode)
     return r;
 }
 
+/* The boolean mask of a[mask] = v (an array, list or buffer of bools), NULL when idx is
+ * something else (no error set). */
+static pn_array *setitem_mask(PyObject *idx)
+{
+    pn_array *mask = NULL;
+    if (PPArray_Check(idx)) {
+        mask = pn_retain(PPARR(idx));
+    } else if (PyBool_Check(idx)) {
+        mask = pn_scalar(idx == Py_True, PN_BOOL);
+        if (!mask) PyErr_Clear();
+    } else if (PyList_Check(idx) || (PyObject_CheckBuffer(idx) && !PyBytes_Check(idx))) {
+        if (!(mask = pp_from_py(idx, -1))) PyErr_Clear(); /* parse_index reports it */
+    }
+    if (mask && pn_array_dtype(mask) != PN_BOOL) {
+        pn_release(mask);
+        mask = NULL;
+    }
+    return mask;
+}
+
+/* a[mask] = v: with a 0-d mask (a[True], a[array(True)]), v broadcast to a replaces all of a
+ * when the mask is true, none when false; otherwise MLX's masked_scatter (the mask is not
+ * read, so this works under vmap and grad; v's values fill the selected slices in order). */
+static pn_array *masked_update(pn_array *a, pn_array *mask, PyObject *val)
+{
+    pn_array *v = pp_arr(val), *r = NULL;
+    if (v && pn_ndim(mask) > 0) {
+        r = pn_masked_scatter(a, mask, v);
+    } else if (v) {
+        pn_array *vc = pn_astype(v, pn_array_dtype(a));
+        pn_array *vb = vc ? pn_broadcast_to(vc, pn_shape(a), pn_ndim(a)) : NULL;
+        r = vb ? pn_where(mask, vb, a) : NULL;
+        pn_release(vc);
+        pn_release(vb);
+    }
+    pn_release(v);
+    if (!r && !PyErr_Occurred()) pp_raise();
+    return r;
+}
+
 int pp_setitem(PPArray *self, PyObject *idx, PyObject *val)
 {
     pn_array *a = self->a, *r;
-    ix_plan p;
-    /* a[mask] = v with a boolean array mask: MLX's masked_scatter (the mask is not read, so
-     * this works under vmap and grad; v's values fill the selected slices in order) */
-    if (PPArray_Check(idx) && pn_array_dtype(PPARR(idx)) == PN_BOOL && pn_ndim(PPARR(idx)) > 0) {
-        pn_array *v = pp_arr(val);
-        r = v ? pn_masked_scatter(a, PPARR(idx), v) : NULL;
-        pn_release(v);
-        if (!r) return PyErr_Occurred() ? -1 : (pp_raise(), -1);
-        pn_scope_take(r);
-        pn_release(self->a);
-        self->a = r;
-        return 0;
+    pn_array *mask = setitem_mask(idx);
+    if (mask) {
+        r = masked_update(a, mask, val);
+        pn_release(mask);
+    } else {
+        ix_plan p;
+        if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return -1;
+        r = p.nadv > 0 ? scatter_update(a, &p, val, PN_SCATTER_SET)
+                       : basic_update(a, &p, val, PN_SCATTER_SET);
+        plan_free(&p);
     }
-    if (parse_index(idx, pn_shape(a), pn_ndim(a), &p)) return -1;
-    r = p.nadv > 0 ? scatter_update(a, &p, val, PN_SCATTER_SET)
-                   : basic_update(a, &p, val, PN_SCATTER_SET);
-    plan_free(&p);
     if (!r) return -1;
     pn_scope_take(r);
     pn_release(self->a);

@@ -216,6 +216,28 @@ static inline pn_complex64 pnK_cmul(pn_complex64 a, pn_complex64 b)
     return CMPLXF(re, im);
 }
 
+/* log(1 + z) for complex64, accurate near z = 0: Re = log|1 + z| = log1p(2x + x^2 + y^2) / 2
+ * in double (no overflow for float parts; one fma, so contraction cannot change it), Im =
+ * arg(1 + z). */
+static inline pn_complex64 pnK_clog1p(pn_complex64 z)
+{
+    double x = crealf(z), y = cimagf(z);
+    return CMPLXF((float)(0.5 * log1p(fma(x, 2 + x, y * y))), (float)atan2(y, 1 + x));
+}
+
+/* logaddexp for complex64 as MLX: NaN if a part is NaN; with hi/lo the larger/smaller operand
+ * (real part, then imaginary), hi + log1p(exp(lo - hi)), hi itself when lo's real part is -inf
+ * or hi's is +inf. The imaginary part is hi's plus an angle in [-pi, pi], not wrapped further. */
+static inline pn_complex64 pnK_clogaddexp(pn_complex64 a, pn_complex64 b)
+{
+    if (a != a || b != b) return CMPLXF(NAN, NAN);
+    bool agt = crealf(a) > crealf(b) || (crealf(a) == crealf(b) && cimagf(a) > cimagf(b));
+    pn_complex64 hi = agt ? a : b, lo = agt ? b : a;
+    if (crealf(lo) == -INFINITY || crealf(hi) == INFINITY) return hi;
+    float m = expf(crealf(lo) - crealf(hi)), d = cimagf(lo) - cimagf(hi);
+    return hi + pnK_clog1p(CMPLXF(m * cosf(d), m * sinf(d)));
+}
+
 /* |a - b| <= atol + rtol * |b| (prm: p0 = rtol, p1 = atol, flag = equal_nan), with equal
  * infinities close and other infinities not. The bound is one fma, so that it is the same
  * bits whether or not a compiler contracts (the generated C of fused programs does not). */
@@ -251,9 +273,9 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     X(EXP, OSAME, V(exp, exp(v)), E(exp(v)), NA)                                               \
     X(EXPM1, OSAME, V(expm1, expm1(v)), NA, NA)                                                \
     X(LOG, OSAME, V(log, log(v)), E(log(v)), NA)                                               \
-    X(LOG1P, OSAME, V(log1p, log1p(v)), NA, NA)                                                \
-    X(LOG2, OSAME, V(log2, log2(v)), NA, NA)                                                   \
-    X(LOG10, OSAME, E(log10(v)), NA, NA)                                                       \
+    X(LOG1P, OSAME, V(log1p, log1p(v)), E(pnK_clog1p(v)), NA)                                  \
+    X(LOG2, OSAME, V(log2, log2(v)), E(log(v) / 0.693147180559945309f), NA)                    \
+    X(LOG10, OSAME, E(log10(v)), E(log(v) / 2.30258509299404568f), NA)                         \
     X(SIN, OSAME, V(sin, sin(v)), E(sin(v)), NA)                                               \
     X(COS, OSAME, V(cos, cos(v)), E(cos(v)), NA)                                               \
     X(TAN, OSAME, E(tan(v)), E(tan(v)), NA)                                                    \
@@ -300,7 +322,7 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     X(MAXIMUM, OSAME, E(a > b || a != a ? a : b), NA, E(a > b ? a : b))                        \
     X(MINIMUM, OSAME, E(a < b || a != a ? a : b), NA, E(a < b ? a : b))                        \
     X(ARCTAN2, OSAME, E(atan2(a, b)), NA, NA)                                                  \
-    X(LOGADDEXP, OSAME, E(PNK_LOGADDEXP(a, b)), NA, NA)                                        \
+    X(LOGADDEXP, OSAME, E(PNK_LOGADDEXP(a, b)), E(pnK_clogaddexp(a, b)), NA)                   \
     X(EQUAL, OBOOL, E((a == b) | ((prm->flag != 0) & (a != a) & (b != b))),                    \
       E((a == b) | ((prm->flag != 0) & (a != a) & (b != b))), E(a == b))                       \
     X(NOT_EQUAL, OBOOL, E(a != b), E(a != b), E(a != b))                                       \

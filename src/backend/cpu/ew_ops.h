@@ -26,9 +26,9 @@ enum { PNK_SAME, PNK_REAL, PNK_FLOAT, PNK_BOOL, PNK_INT, PNK_SHIFT };
     X(EXP, exp, "Exp", PNK_FLOAT, 1)                                                           \
     X(EXPM1, expm1, "Expm1", PNK_FLOAT, 0)                                                     \
     X(LOG, log, "Log", PNK_FLOAT, 1)                                                           \
-    X(LOG1P, log1p, "Log1p", PNK_FLOAT, 0)                                                     \
-    X(LOG2, log2, "Log2", PNK_FLOAT, 0)                                                        \
-    X(LOG10, log10, "Log10", PNK_FLOAT, 0)                                                     \
+    X(LOG1P, log1p, "Log1p", PNK_FLOAT, 1)                                                     \
+    X(LOG2, log2, "Log2", PNK_FLOAT, 1)                                                        \
+    X(LOG10, log10, "Log10", PNK_FLOAT, 1)                                                     \
     X(SIN, sin, "Sin", PNK_FLOAT, 1)                                                           \
     X(COS, cos, "Cos", PNK_FLOAT, 1)                                                           \
     X(TAN, tan, "Tan", PNK_FLOAT, 1)                                                           \
@@ -71,7 +71,7 @@ enum { PNK_SAME, PNK_REAL, PNK_FLOAT, PNK_BOOL, PNK_INT, PNK_SHIFT };
     X(MAXIMUM, maximum, "Maximum", PNK_SAME, 0)                                                \
     X(MINIMUM, minimum, "Minimum", PNK_SAME, 0)                                                \
     X(ARCTAN2, arctan2, "ArcTan2", PNK_FLOAT, 0)                                               \
-    X(LOGADDEXP, logaddexp, "LogAddExp", PNK_FLOAT, 0)                                         \
+    X(LOGADDEXP, logaddexp, "LogAddExp", PNK_FLOAT, 1)                                         \
     X(EQUAL, equal, "Equal", PNK_BOOL, 1)                                                      \
     X(NOT_EQUAL, not_equal, "NotEqual", PNK_BOOL, 1)                                           \
     X(LESS, less, "Less", PNK_BOOL, 0)                                                         \

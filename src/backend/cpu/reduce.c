@@ -17,6 +17,7 @@
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include "backend/cpu/reduce.h"
+#include "backend/cpu/ew_exprs.h" /* pnK_clogaddexp */
 #include "backend/cpu/vmath.h"
 
 #include <float.h>
@@ -117,7 +118,7 @@ static inline double lae_d(double a, double b)
     if (isinf(hi)) return hi;
     return hi + log1p(exp(lo - hi));
 }
-#define lae(a, b) _Generic((a), double: lae_d, default: lae_f)(a, b)
+#define lae(a, b) _Generic((a), double: lae_d, pn_complex64: pnK_clogaddexp, default: lae_f)(a, b)
 /* float exp: vmath.h's, the one the elementwise kernels use (vectorizes in the loops here). */
 #define EXP(x) _Generic((x), double: exp, default: pnV_expf)(x)
 #define LOG(x) _Generic((x), double: log, default: logf)(x)
@@ -867,6 +868,7 @@ typedef void (*scan_fn)(const void *x, void *out, int64_t outer, int64_t n, int6
 REDUCE_TYPES(DEF_SCAN_ALL)
 #define DEF_SCAN_LAE(DT, T, A, LD, ST) DEF_SCAN(s_lae_##DT, T, A, LD, ST, (A)-INFINITY, C_LAE, GT_R)
 FLOAT_TYPES(DEF_SCAN_LAE)
+DEF_SCAN_LAE(PN_COMPLEX64, pn_complex64, pn_complex64, ID, ID) /* -inf + 0j first */
 
 #define E_SSUM(DT, ...) [DT] = s_sum_##DT,
 #define E_SPROD(DT, ...) [DT] = s_prod_##DT,
@@ -876,7 +878,7 @@ FLOAT_TYPES(DEF_SCAN_LAE)
 static const scan_fn scan_table[PNK_NUM_REDUCE_OPS][PN_NUM_DTYPES] = {
     [PNK_SUM] = {REDUCE_TYPES(E_SSUM)}, [PNK_PROD] = {REDUCE_TYPES(E_SPROD)},
     [PNK_MAX] = {REDUCE_TYPES(E_SMAX)}, [PNK_MIN] = {REDUCE_TYPES(E_SMIN)},
-    [PNK_LOGADDEXP] = {FLOAT_TYPES(E_SLAE)},
+    [PNK_LOGADDEXP] = {FLOAT_TYPES(E_SLAE) E_SLAE(PN_COMPLEX64)},
 };
 
 /* See reduce.h. */

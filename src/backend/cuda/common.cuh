@@ -35,6 +35,30 @@ struct png_c64 {
     float re, im;
 };
 
+/* log(1 + z) and logaddexp on complex64, as the CPU's pnK_clog1p / pnK_clogaddexp
+ * (backend/cpu/ew_exprs.h, which explains them): the same operations, the same roundings. */
+__device__ __forceinline__ png_c64 png_clog1p(png_c64 z)
+{
+    double x = z.re, y = z.im;
+    png_c64 r = {(float)(0.5 * log1p(fma(x, 2 + x, y * y))), (float)atan2(y, 1 + x)};
+    return r;
+}
+__device__ __forceinline__ png_c64 png_clae(png_c64 a, png_c64 b)
+{
+    if (a.re != a.re || a.im != a.im || b.re != b.re || b.im != b.im) {
+        png_c64 nan = {NAN, NAN};
+        return nan;
+    }
+    bool agt = a.re > b.re || (a.re == b.re && a.im > b.im);
+    png_c64 hi = agt ? a : b, lo = agt ? b : a;
+    if (lo.re == -INFINITY || hi.re == INFINITY) return hi;
+    float m = expf(lo.re - hi.re), d = lo.im - hi.im;
+    png_c64 e = {m * cosf(d), m * sinf(d)};
+    png_c64 l = png_clog1p(e);
+    png_c64 r = {hi.re + l.re, hi.im + l.im};
+    return r;
+}
+
 /* X(ENUM, device type) for every dtype: the one table of per-dtype variation on the GPU. */
 #define PNG_FOR_EACH_DTYPE(X)                                                                  \
     X(PN_BOOL, bool)                                                                           \

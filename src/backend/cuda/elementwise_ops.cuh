@@ -413,6 +413,13 @@ __device__ __forceinline__ png_z png_zacos_(png_z z)
     }
 PNG_CFUNS(PNG_DEF_CFUN)
 
+/* log(v) / k, the base-k logarithm for k = ln 2, ln 10 (the CPU: clogf(v) / k in float). */
+__device__ __forceinline__ png_c64 png_clogk(png_c64 v, float k)
+{
+    png_c64 l = png_clog(v);
+    return png_c64{l.re / k, l.im / k};
+}
+
 /* cpowf(a, b) = cexp(b * clog(a)), as glibc. */
 __device__ __forceinline__ png_c64 png_cpow(png_c64 a, png_c64 b)
 {
@@ -454,9 +461,9 @@ __device__ __forceinline__ bool png_cisclose(png_c64 a, png_c64 b, const pnK_ew_
     X(EXP, OSAME, E(png_exp(v)), E(png_cexp(v)), NA)                                           \
     X(EXPM1, OSAME, E(png_expm1(v)), NA, NA)                                                   \
     X(LOG, OSAME, E(png_log(v)), E(png_clog(v)), NA)                                           \
-    X(LOG1P, OSAME, E(png_log1p(v)), NA, NA)                                                   \
-    X(LOG2, OSAME, E(png_log2(v)), NA, NA)                                                     \
-    X(LOG10, OSAME, E(png_log10(v)), NA, NA)                                                   \
+    X(LOG1P, OSAME, E(png_log1p(v)), E(png_clog1p(v)), NA)                                    \
+    X(LOG2, OSAME, E(png_log2(v)), E(png_clogk(v, 0.693147180559945309f)), NA)                                 \
+    X(LOG10, OSAME, E(png_log10(v)), E(png_clogk(v, 2.30258509299404568f)), NA)                                 \
     X(SIN, OSAME, E(png_sin(v)), E(png_csin(v)), NA)                                           \
     X(COS, OSAME, E(png_cos(v)), E(png_ccos(v)), NA)                                           \
     X(TAN, OSAME, E(png_tan(v)), E(png_ctan(v)), NA)                                           \
@@ -503,7 +510,7 @@ __device__ __forceinline__ bool png_cisclose(png_c64 a, png_c64 b, const pnK_ew_
     X(MAXIMUM, OSAME, E(a > b || a != a ? a : b), NA, E(a > b ? a : b))                        \
     X(MINIMUM, OSAME, E(a < b || a != a ? a : b), NA, E(a < b ? a : b))                        \
     X(ARCTAN2, OSAME, E(png_atan2(a, b)), NA, NA)                                              \
-    X(LOGADDEXP, OSAME, E(png_logaddexp(a, b)), NA, NA)                                        \
+    X(LOGADDEXP, OSAME, E(png_logaddexp(a, b)), E(png_clae(a, b)), NA)                         \
     X(EQUAL, OBOOL, E(a == b || (prm->flag && a != a && b != b)),                              \
       E(a == b || (prm->flag && png_cisnan(a) && png_cisnan(b))), E(a == b))                   \
     X(NOT_EQUAL, OBOOL, E(a != b), E(a != b), E(a != b))                                       \

@@ -211,6 +211,14 @@ __device__ __forceinline__ double png_lae(double a, double b)
     if (isinf(hi)) return hi;
     return hi + log1p(exp(lo - hi));
 }
+__device__ __forceinline__ png_c64 png_lae(png_c64 a, png_c64 b) { return png_clae(a, b); }
+/* The identity of png_lae: -inf (complex64: -inf + 0i). */
+template <typename F> __device__ __forceinline__ F png_lae_init() { return (F)-INFINITY; }
+template <> __device__ __forceinline__ png_c64 png_lae_init<png_c64>()
+{
+    png_c64 r = {-INFINITY, 0.0f};
+    return r;
+}
 
 /* Warp shuffles of any trivially copyable value, as 32-bit words (full warp). */
 template <typename A> union png_words {
@@ -259,6 +267,13 @@ template <> struct png_is_float<pn_float16> {
     static const bool value = true;
 };
 template <> struct png_is_float<pn_bfloat16> {
+    static const bool value = true;
+};
+/* Whether logcumsumexp has a kernel for T: the float types and complex64. */
+template <typename T> struct png_has_lae {
+    static const bool value = png_is_float<T>::value;
+};
+template <> struct png_has_lae<png_c64> {
     static const bool value = true;
 };
 

@@ -12,7 +12,8 @@ int pnG_scan_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
     const pnK_scan_params *p = PNC_PARAMS(node, pnK_scan_params);
     pn_array *x = in[0], *o = out[0];
     if (o->dtype != x->dtype || p->op == PNK_AND || p->op == PNK_OR) return PNG_UNSUPPORTED;
-    if (p->op == PNK_LOGADDEXP && !pnC_is_float(x->dtype)) return PNG_UNSUPPORTED;
+    if (p->op == PNK_LOGADDEXP && !pnC_is_float(x->dtype) && x->dtype != PN_COMPLEX64)
+        return PNG_UNSUPPORTED;
     /* The scanned axis and the others (the flattened input when PN_ALL_AXES). */
     int64_t oshape[PNC_MAX_NDIM], ostr[PNC_MAX_NDIM], ks[PNC_MAX_NDIM], kin[PNC_MAX_NDIM],
         kout[PNC_MAX_NDIM];

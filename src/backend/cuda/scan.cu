@@ -38,7 +38,7 @@ template <typename T> struct sop<PNG_RED_MIN, T> : sop_base<PNG_RED_MIN, T> {
 };
 template <typename T> struct sop<PNG_RED_LOGADDEXP, T> : sop_base<PNG_RED_LOGADDEXP, T> {
     typedef typename png_compute<T>::type F;
-    static __device__ __forceinline__ F init() { return (F)-INFINITY; }
+    static __device__ __forceinline__ F init() { return png_lae_init<F>(); }
     static __device__ __forceinline__ F comb(F a, F b) { return png_lae(a, b); }
 };
 
@@ -258,7 +258,7 @@ extern "C" int pnG_scan(int op, pn_dtype dtype, const pnG_dims *kept, int64_t ou
         case PNG_RED_MAX: rc = scan_kind<PNG_RED_MAX, T, true>::run(x, out, P, stream); break;
         case PNG_RED_MIN: rc = scan_kind<PNG_RED_MIN, T, true>::run(x, out, P, stream); break;
         case PNG_RED_LOGADDEXP:
-            rc = scan_kind<PNG_RED_LOGADDEXP, T, png_is_float<T>::value>::run(x, out, P, stream);
+            rc = scan_kind<PNG_RED_LOGADDEXP, T, png_has_lae<T>::value>::run(x, out, P, stream);
             break;
         default: break;
         }
