@@ -55,3 +55,86 @@ def test_batch_norm_training_needs_more_than_one_value_per_channel():
     if mlx_nn is not None:
         with pytest.raises(ValueError):
             mlx_nn.BatchNorm(4)(mlx.ones((1, 4)))
+
+
+# ──────────────── mlx.* submodules under ponte.run: ponte's modules, not copies ────────────────
+
+ALIAS_PROGRAM = r"""
+import ponte.run
+ponte.run.install_mlx_alias()
+import numpy as np
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+from mlx.nn.utils import average_gradients, checkpoint, clip_grad_norm_sharded
+import mlx.nn.utils, mlx.optimizers.optimizers, mlx.optimizers.schedulers
+import ponte.nn.utils, ponte.optimizers.optimizers, ponte.optimizers.schedulers
+# the same module objects, so classes and what ponte attaches are shared
+assert mlx.nn.utils is ponte.nn.utils, mlx.nn.utils
+assert mlx.optimizers.optimizers is ponte.optimizers.optimizers
+assert mlx.optimizers.schedulers is ponte.optimizers.schedulers
+assert isinstance(optim.Adam(1e-3), mlx.optimizers.optimizers.Optimizer)
+assert average_gradients is nn.average_gradients
+try:
+    import mlx.no_such_module
+    raise SystemExit("imported a module that does not exist")
+except ImportError:
+    pass
+# checkpoint(module) differentiates as the module itself
+lin = nn.Linear(3, 2)
+x = mx.array(np.arange(12, dtype=np.float32).reshape(4, 3) / 10)
+loss = lambda m, f: (mx.tanh(f(x)) ** 2).sum()
+g1 = nn.value_and_grad(lin, lambda: loss(lin, lin))()[1]
+g2 = nn.value_and_grad(lin, lambda: loss(lin, checkpoint(lin)))()[1]
+assert np.allclose(np.array(g1["weight"]), np.array(g2["weight"]), atol=1e-6)
+assert float(np.abs(np.array(g1["weight"])).sum()) > 0
+g, n = clip_grad_norm_sharded({"a": mx.array([3.0, 4.0])}, 1.0)
+assert abs(n.item() - 5.0) < 1e-5 and np.allclose(np.array(g["a"]), [0.6, 0.8], atol=1e-5)
+print("ALIAS-OK")
+"""
+
+
+def test_mlx_submodules_resolve_to_ponte_modules():
+    # distributed trainers import average_gradients from mlx.nn.utils; under ponte.run that
+    # import used to load a second copy of ponte/nn/utils.py named mlx.nn.utils
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    r = subprocess.run([sys.executable, "-c", ALIAS_PROGRAM], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0 and "ALIAS-OK" in r.stdout, r.stdout + r.stderr
+
+
+def test_nn_utils_checkpoint_and_clip_grad_norm_sharded(rng):
+    from ponte.nn.utils import checkpoint, clip_grad_norm_sharded
+    lin = nn.Linear(4, 3)
+    x = mx.array(rng.standard_normal((5, 4)).astype(np.float32))
+
+    def loss(f):
+        return (mx.sin(f(x)) * f(x)).sum()
+
+    v1, g1 = nn.value_and_grad(lin, lambda: loss(lin))()
+    v2, g2 = nn.value_and_grad(lin, lambda: loss(checkpoint(lin)))()
+    # with fn: a method of the module
+    v3, g3 = nn.value_and_grad(lin, lambda: loss(checkpoint(lin, lambda a: lin(a))))()
+    for g in (g2, g3):
+        for k in ("weight", "bias"):
+            np.testing.assert_allclose(np.array(g[k]), np.array(g1[k]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(v2.item(), v1.item(), rtol=1e-6)
+    # input gradients flow through the checkpoint too
+    gx = mx.grad(lambda a: mx.sin(checkpoint(lin)(a)).sum())(x)
+    gx_ref = mx.grad(lambda a: mx.sin(lin(a)).sum())(x)
+    np.testing.assert_allclose(np.array(gx), np.array(gx_ref), rtol=1e-5, atol=1e-6)
+    tree = {"a": mx.array([[3.0, 0.0]]), "b": [mx.array([4.0])]}
+    clipped, norm = clip_grad_norm_sharded(tree, 2.0)
+    np.testing.assert_allclose(norm.item(), 5.0, rtol=1e-6)
+    np.testing.assert_allclose(np.array(clipped["a"]), [[1.2, 0.0]], rtol=1e-5)
+    np.testing.assert_allclose(np.array(clipped["b"][0]), [1.6], rtol=1e-5)
+    small, _ = clip_grad_norm_sharded(tree, 10.0)  # under the bound: unchanged
+    np.testing.assert_allclose(np.array(small["b"][0]), [4.0], rtol=1e-6)
+    if mlx_nn is not None:
+        import mlx.nn.utils as mu
+        ref, rn = mu.clip_grad_norm_sharded({"a": mlx.array([[3.0, 0.0]]), "b": [mlx.array([4.0])]}, 2.0)
+        np.testing.assert_allclose(np.array(clipped["a"]), np.array(ref["a"]), rtol=1e-6)
+        np.testing.assert_allclose(norm.item(), rn.item(), rtol=1e-6)

@@ -1,9 +1,11 @@
-"""ponte.nn.utils — value_and_grad over a model's trainable parameters, as mlx.nn."""
+"""ponte.nn.utils — value_and_grad and checkpoint over a model's trainable parameters, and
+clip_grad_norm_sharded, as mlx.nn.utils (average_gradients is attached by ponte.nn)."""
 from functools import wraps
 
 import ponte.core as mx
+from ponte.utils import tree_map, tree_reduce
 
-__all__ = ["value_and_grad"]
+__all__ = ["value_and_grad", "checkpoint", "clip_grad_norm_sharded"]
 
 
 def value_and_grad(model, fn):
@@ -24,3 +26,33 @@ def value_and_grad(model, fn):
             model.update(params)  # the model keeps its own arrays, not the traced ones
 
     return wrapped
+
+
+def checkpoint(module, fn=None):
+    """fn (default: module itself) recomputed in the backward pass instead of keeping its
+    intermediates: mx.checkpoint over the module's trainable parameters and fn's arguments.
+    Looks module up at each call, so a __call__ patched later is the one used."""
+    if fn is None:
+        fn = module
+
+    def inner(params, *args, **kwargs):
+        module.update(params)
+        return fn(*args, **kwargs)
+
+    ck = mx.checkpoint(inner)
+
+    @wraps(fn)
+    def wrapped(*args, **kwargs):
+        return ck(module.trainable_parameters(), *args, **kwargs)
+
+    return wrapped
+
+
+def clip_grad_norm_sharded(gradients, max_norm, group=None):
+    """(gradients scaled so that their global norm is at most max_norm, that norm) where each
+    process of group (None: the global one) holds a shard of the gradients: the squared norms
+    are summed over the group before the scale min(max_norm / (norm + 1e-6), 1) is applied."""
+    local = tree_reduce(lambda acc, g: acc + g.square().sum(), gradients, 0.0)
+    norm = mx.sqrt(mx.distributed.all_sum(local, group=group))
+    scale = mx.minimum(max_norm / (norm + 1e-6), 1.0)
+    return tree_map(lambda g: g * scale, gradients), norm
