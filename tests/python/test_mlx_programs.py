@@ -138,3 +138,43 @@ def test_nn_utils_checkpoint_and_clip_grad_norm_sharded(rng):
         ref, rn = mu.clip_grad_norm_sharded({"a": mlx.array([[3.0, 0.0]]), "b": [mlx.array([4.0])]}, 2.0)
         np.testing.assert_allclose(np.array(clipped["a"]), np.array(ref["a"]), rtol=1e-6)
         np.testing.assert_allclose(norm.item(), rn.item(), rtol=1e-6)
+
+
+# ─────────────────────────── copying optimizers ───────────────────────────
+
+
+def _opt_steps(opt, w, g, n):
+    import ponte.optimizers as optim  # noqa: F401
+    params = {"w": w}
+    for _ in range(n):
+        params = opt.apply_gradients({"w": g}, params)
+    return params["w"]
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "copy", "pickle"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Adafactor", "Multi"])
+def test_optimizer_copies_continue_independently(rng, how, name):
+    # EMA / checkpointing code deep-copies optimizers; Ponte's wrap a C object
+    import copy
+    import pickle
+    import ponte.optimizers as optim
+    if name == "Multi" and how == "pickle":
+        pytest.skip("its filters are lambdas, which pickle refuses (in MLX too)")
+    make = {"SGD": lambda: optim.SGD(0.1, momentum=0.9), "Adam": lambda: optim.Adam(0.05),
+            "AdamW": lambda: optim.AdamW(optim.cosine_decay(0.05, 10)) if how != "pickle" else optim.AdamW(0.05),
+            "Adafactor": lambda: optim.Adafactor(),
+            "Multi": lambda: optim.MultiOptimizer([optim.SGD(0.1), optim.Adam(0.05)],
+                                                  [lambda k, a: k == "w"])}[name]
+    w = mx.array(rng.standard_normal((3, 2)).astype(np.float32))
+    g = mx.array(rng.standard_normal((3, 2)).astype(np.float32))
+    a = make()
+    w1 = _opt_steps(a, w, g, 2)
+    b = {"deepcopy": copy.deepcopy, "copy": copy.copy,
+         "pickle": lambda o: pickle.loads(pickle.dumps(o))}[how](a)
+    assert type(b) is type(a)
+    wa = _opt_steps(a, w1, g, 2)
+    wb = _opt_steps(b, w1, g, 2)  # the copy goes on from the same state ...
+    np.testing.assert_allclose(np.array(wb), np.array(wa), rtol=1e-6, atol=1e-7)
+    assert a.step.item() == 4 and b.step.item() == 4  # ... and the two count separately
+    ref = make()
+    np.testing.assert_allclose(np.array(_opt_steps(ref, w, g, 4)), np.array(wa), rtol=1e-6, atol=1e-7)
