@@ -69,7 +69,8 @@ TEST(batch_norm_training_values_and_running_stats)
                 ref_norm(xv, N, S, C, BN, 0, false, wv, bv, eps, y, bm, bvr);
                 for (int c = 0; c < C; c++) {
                     em[c] = (1 - mom) * rmv[c] + mom * bm[c];
-                    ev[c] = (1 - mom) * rvv[c] + mom * bvr[c];
+                    /* the running variance takes the unbiased batch variance (as MLX) */
+                    ev[c] = (1 - mom) * rvv[c] + mom * bvr[c] * (double)(N * S) / (double)(N * S - 1);
                 }
                 double tol = dt == PN_FLOAT64 ? 1e-10 : 1e-4;
                 pn_array *nm = NULL, *nv = NULL;
@@ -298,6 +299,10 @@ TEST(norm_errors)
     CHECK_ERR(pn_nn_batch_norm(x, NULL, NULL, c6, c5, false, 0.1, 1e-5, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_nn_batch_norm(x, NULL, NULL, m6, c6, false, 0.1, 1e-5, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
     CHECK_ERR(pn_nn_batch_norm(cx, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
+    /* training needs more than one value per channel (eval does not) */
+    pn_array *one = test_random_array((int64_t[]){1, 1, 6}, 3, PN_FLOAT32, -1, 1);
+    CHECK_ERR(pn_nn_batch_norm(one, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
+    CHECK(pn_nn_batch_norm(one, NULL, NULL, c6, c6, false, 0.1, 1e-5, NULL, NULL) != NULL);
     CHECK_ERR(pn_nn_batch_norm(NULL, NULL, NULL, NULL, NULL, true, 0.1, 1e-5, NULL, NULL), PN_ERR_INVALID_ARGUMENT);
     /* group norm */
     CHECK_ERR(pn_nn_group_norm(x, 4, NULL, NULL, 1e-5, false), PN_ERR_INVALID_ARGUMENT);

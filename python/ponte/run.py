@@ -1,11 +1,36 @@
 """ponte.run — runs a program written for MLX on Ponte: `python -m ponte.run script.py [args]`
 (or `ponte-run script.py [args]`) makes `mlx`, `mlx.core`, `mlx.nn`, `mlx.optimizers` and
 `mlx.utils` resolve to ponte's modules, then runs the script as __main__."""
+import importlib
+import importlib.abc
+import importlib.util
 import runpy
 import sys
 import types
 
 __all__ = ["install_mlx_alias", "main"]
+
+
+class _PonteFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolves any mlx.<path> not aliased already to the module ponte.<path> itself (say
+    mlx.nn.utils, mlx.optimizers.optimizers), never to a second copy of its file: without
+    it, the mlx packages' __path__ (ponte's directories) would load ponte's files again under
+    mlx.* names, with their own classes and without what ponte's packages attach to them."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not fullname.startswith("mlx."):
+            return None
+        try:
+            module = importlib.import_module("ponte." + fullname[4:])
+        except ImportError:
+            return None  # MLX-only modules stay missing
+        return importlib.util.spec_from_loader(fullname, self, origin=getattr(module, "__file__", None))
+
+    def create_module(self, spec):
+        return importlib.import_module("ponte." + spec.name[4:])
+
+    def exec_module(self, module):
+        pass
 
 
 def install_mlx_alias():
@@ -41,6 +66,8 @@ def install_mlx_alias():
     }
     aliases.update(ponte.nn.layer_modules.mlx_aliases())
     sys.modules.update(aliases)
+    if not any(isinstance(f, _PonteFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PonteFinder())
     return mlx
 
 

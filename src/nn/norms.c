@@ -60,7 +60,9 @@ static pn_array *norm_downcast(pn_array *y, pn_dtype t) { return pnC_is_half(t) 
 /* Batch normalization over every axis but the last (MLX: 2 to 4 dimensions). Training, or no
  * running statistics: normalizes with the batch mean and biased variance; when training with
  * running_mean and running_var (both or neither) and new_mean/new_var non-NULL, these receive
- * (1 - momentum) * running + momentum * batch_stat (biased variance, as mlx.nn.BatchNorm).
+ * (1 - momentum) * running + momentum * batch_stat, the variance's statistic unbiased (ddof 1,
+ * as mlx.nn.BatchNorm; the normalization itself uses the biased one). Training with a single
+ * value per channel is an error (MLX's ValueError).
  * Eval with running statistics: normalizes with them. new_mean/new_var (each may be NULL) are
  * set to NULL whenever no update is produced, and on error. Returns weight * x̂ + bias. */
 pn_array *pn_nn_batch_norm(pn_array *x, pn_array *weight, pn_array *bias, pn_array *running_mean,
@@ -85,6 +87,11 @@ pn_array *pn_nn_batch_norm(pn_array *x, pn_array *weight, pn_array *bias, pn_arr
         !norm_check_channel("batch_norm", "running_var", running_var, c))
         return NULL;
 
+    int64_t per_channel = 1;
+    for (int i = 0; i < x->ndim - 1; i++) per_channel *= x->shape[i];
+    if (training && per_channel == 1)
+        return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[batch_norm] Training requires more than one value per channel.");
+
     pn_scope_push();
     pn_dtype t = x->dtype;
     pn_array *xf = norm_upcast(x);
@@ -100,7 +107,8 @@ pn_array *pn_nn_batch_norm(pn_array *x, pn_array *weight, pn_array *bias, pn_arr
         if (update && new_mean)
             nm = pn_add(pn_multiply(W(1.0 - momentum), running_mean), pn_multiply(W(momentum), mean));
         if (update && new_var)
-            nv = pn_add(pn_multiply(W(1.0 - momentum), running_var), pn_multiply(W(momentum), var));
+            nv = pn_add(pn_multiply(W(1.0 - momentum), running_var),
+                        pn_multiply(W(momentum), pn_var(xf, axes, naxes, false, 1)));
     } else {
         mean = running_mean;
         var = running_var;

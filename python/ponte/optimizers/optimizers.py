@@ -144,6 +144,26 @@ class _RuleOptimizer(Optimizer):
         """(kind, the arguments of pn_optim_<kind> after the learning rate)."""
         raise NotImplementedError
 
+    def __getstate__(self):
+        # copy.copy / copy.deepcopy / pickle (as MLX's Python optimizers allow): the attributes
+        # and the C optimizer's state arrays; __setstate__ builds a fresh C optimizer from them
+        d = dict(self.__dict__)
+        c = d.pop("_c")
+        d["_c_state"] = list(c.state()) if c is not None else []
+        return d
+
+    def __setstate__(self, d):
+        d = dict(d)
+        items = d.pop("_c_state")
+        self.__dict__.update(d)
+        self._c = None
+        self._new_c()
+        if items:
+            self._c.set_state([k for k, _ in items], [v for _, v in items])
+
+    def _new_c(self):
+        self._c = _c.Optimizer(*self._spec())
+
     def _spec(self):
         kind, hyper = self._hyper()
         return kind, self._lr_at(0), hyper
@@ -413,6 +433,9 @@ class MultiOptimizer(_RuleOptimizer):
         self.filters = list(filters) + [lambda *args, **kwargs: True]
         self._owner = {}  # parameter path -> index of its optimizer
         self._c = None
+        self._rebuild()
+
+    def _new_c(self):
         self._rebuild()
 
     def _rebuild(self):

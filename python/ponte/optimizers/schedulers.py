@@ -16,6 +16,12 @@ class _Schedule:
     def __init__(self, c, traced):
         self._c, self._traced = c, traced
 
+    def __copy__(self):
+        return self  # immutable, shared by copies as MLX's schedule functions are
+
+    def __deepcopy__(self, memo):
+        return self
+
     def __call__(self, step):
         if isinstance(step, mx.array) and mx._tracing():
             return self._traced(step)
