@@ -195,6 +195,9 @@ typedef struct pnC_primitive {
     /* The node acts beyond computing its outputs (it communicates): compile never merges two
      * such nodes as common subexpressions. */
     bool effectful;
+    /* Writes the name export_to_dot shows for node into buf (n bytes, NUL-terminated); NULL:
+     * the primitive's name. */
+    void (*label)(const pnC_node *node, char *buf, size_t n);
 } pnC_primitive;
 
 /* A copy of params of p was made / is being dropped outside a node (a compiled trace): takes

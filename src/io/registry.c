@@ -25,7 +25,8 @@
  * its mirror makes the export tests fail instead of writing unreadable files. */
 typedef struct { int offset, axis1, axis2; } diag_mirror;              /* linalg.c */
 typedef struct { int width; } bits_mirror;                             /* random.c */
-typedef struct { int perm[PNC_MAX_NDIM]; } transpose_mirror;           /* shape.c */
+typedef struct { int infer; } reshape_mirror;                          /* shape.c */
+typedef struct { int perm[PNC_MAX_NDIM]; } transpose_mirror;
 typedef struct { int64_t start[PNC_MAX_NDIM], step[PNC_MAX_NDIM]; } slice_mirror;
 typedef struct { int axis; } concat_mirror;
 typedef struct { int axis; int64_t start[]; } split_mirror;            /* + one int64 per output */
@@ -93,7 +94,7 @@ static const entry table[] = {
     {&rms_norm_prim, sizeof(pnK_norm_params), 0, -1, 1},
     {&layer_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1}, /* x, [weight], g */
     {&rms_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1},
-    {&reshape_prim, 0, 0, 1, 1},
+    {&reshape_prim, sizeof(reshape_mirror), 0, 1, 1},
     {&transpose_prim, sizeof(transpose_mirror), 0, 1, 1},
     {&broadcast_prim, 0, 0, 1, 1},
     {&slice_prim, sizeof(slice_mirror), 0, 1, 1},

@@ -125,10 +125,23 @@ const pnC_primitive reshape_prim = {
     .vmap = reshape_vmap,
 };
 
-static pn_array *reshape_make(pn_array *a, const int64_t *shape, int ndim)
+/* Reshape's params: the axis whose extent the caller asked to infer (-1 in the requested
+ * shape), or -1. A shapeless compiled replay infers that axis again from the new size and
+ * keeps the others (MLX); without one it follows flatten / expand_dims / squeeze. */
+typedef struct {
+    int infer;
+} reshape_params;
+
+static pn_array *reshape_make_infer(pn_array *a, const int64_t *shape, int ndim, int infer)
 {
     if (!a) return NULL;
-    return pnC_make(&reshape_prim, NULL, 0, 1, &a, a->dtype, shape, ndim);
+    reshape_params p = {infer};
+    return pnC_make(&reshape_prim, &p, sizeof p, 1, &a, a->dtype, shape, ndim);
+}
+
+static pn_array *reshape_make(pn_array *a, const int64_t *shape, int ndim)
+{
+    return reshape_make_infer(a, shape, ndim, -1);
 }
 
 enum { INFER_OK, INFER_TWICE, INFER_EMPTY, INFER_MISMATCH };
@@ -175,7 +188,10 @@ pn_array *pn_reshape(pn_array *a, const int64_t *shape, int ndim)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[reshape] Cannot reshape array of size %lld into shape %s.",
                         (long long)a->size, PNC_SHAPE_STR(s, ndim));
-    return reshape_make(a, s, ndim);
+    int infer = -1;
+    for (int i = 0; i < ndim && infer < 0; i++)
+        if (shape[i] == -1) infer = i;
+    return reshape_make_infer(a, s, ndim, infer);
 }
 
 /* Merges axes start_axis..end_axis into one (MLX: a 0-d array becomes shape (1,)). */

@@ -273,6 +273,47 @@ static int reshape_shape(const pnT_spec *ts, const pnT_spec *to, const pn_array 
                         pnC_shape_str(to->shape, to->ndim, s2, sizeof s2));
 }
 
+/* Reshape at new input shape x whose traced request inferred axis `infer` (-1 given): the traced
+ * shape with that axis inferred again from x's size (MLX). Returns the rank, or -1 with an
+ * error when the other extents do not divide the size. */
+static int reshape_infer(const pnT_spec *to, int infer, const pn_array *x, int64_t *out)
+{
+    int64_t rest = 1;
+    for (int d = 0; d < to->ndim; d++)
+        if (d != infer) rest *= to->shape[d];
+    if (infer >= to->ndim || rest == 0 || x->size % rest) {
+        char s1[256];
+        int64_t req[PNC_MAX_NDIM];
+        memcpy(req, to->shape, (size_t)to->ndim * sizeof *req);
+        if (infer < to->ndim) req[infer] = -1;
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[reshape] Cannot reshape array of size "
+                            "%lld into shape %s.", (long long)x->size,
+                            pnC_shape_str(req, to->ndim, s1, sizeof s1));
+    }
+    memcpy(out, to->shape, (size_t)to->ndim * sizeof *out);
+    out[infer] = x->size / rest;
+    return to->ndim;
+}
+
+/* SliceUpdate at new shapes: src's shape, when the traced slice (first element and step per
+ * axis, the update's extents) still lies inside it. 0, or -1 with an error. */
+static int slice_update_fits(const int64_t *start, const int64_t *step, const pn_array *x,
+                             const pn_array *u)
+{
+    bool ok = u->ndim == x->ndim;
+    for (int d = 0; ok && d < x->ndim; d++) {
+        if (u->shape[d] == 0) continue;
+        int64_t last = start[d] + (u->shape[d] - 1) * step[d];
+        ok = start[d] >= 0 && start[d] < x->shape[d] && last >= 0 && last < x->shape[d];
+    }
+    if (ok) return 0;
+    char s1[256], s2[256];
+    return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[compile] Shapeless: a slice update of shape %s "
+                        "traced for a larger array does not fit the new shape %s.",
+                        pnC_shape_str(u->shape, u->ndim, s1, sizeof s1),
+                        pnC_shape_str(x->shape, x->ndim, s2, sizeof s2));
+}
+
 int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *const *in,
                      int64_t **shapes, int *ndims, void *params)
 {
@@ -341,7 +382,15 @@ int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *c
         if (nd < 0) return -1;
         o[nd++] = a->shape[a->ndim - 2], o[nd++] = b->shape[b->ndim - 1];
     } else if (p == &reshape_prim) {
-        if ((nd = reshape_shape(traced[0], &n->out[0], in[0], o)) < 0) return -1;
+        int infer = *(const int *)n->params; /* reshape_params: the inferred axis or -1 */
+        nd = infer >= 0 ? reshape_infer(&n->out[0], infer, in[0], o)
+                        : reshape_shape(traced[0], &n->out[0], in[0], o);
+        if (nd < 0) return -1;
+    } else if (p == &slice_update_prim) {
+        const int64_t *start = n->params; /* slice_params: start, then step, per axis */
+        if (slice_update_fits(start, start + PNC_MAX_NDIM, in[0], in[1])) return -1;
+        nd = in[0]->ndim;
+        memcpy(o, in[0]->shape, (size_t)nd * sizeof *o);
     } else if (p == &broadcast_prim) { /* the traced target shape, as MLX */
         nd = n->out[0].ndim;
         memcpy(o, n->out[0].shape, (size_t)nd * sizeof *o);

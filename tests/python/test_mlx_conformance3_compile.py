@@ -3,6 +3,8 @@ each checked against the uncompiled function (numpy) and, where MLX is importabl
 MLX itself: the compiled function's attributes, outputs whose structure depends on the
 inputs' dtypes with implicit state, shapeless replays of slice updates and reshapes."""
 import inspect
+import io
+import re
 from functools import partial
 
 import numpy as np
@@ -87,3 +89,113 @@ def test_output_structure_per_shape():
     for _ in range(3):
         assert isinstance(fun(mx.zeros((2,))), tuple)
         assert fun(mx.ones((3,))).tolist() == [2.0, 2.0, 2.0]
+
+
+# ───────────────────────────── shapeless replays ─────────────────────────────
+
+
+def test_shapeless_slice_update_follows_new_length(rng):
+    def fun(x):
+        x[2] = mx.array([3.0])
+        return x * 2
+
+    c = mx.compile(fun, shapeless=True)
+    for n in (4, 5, 9, 3):
+        a = rng.standard_normal(n).astype(np.float32)
+        want = a.copy()
+        want[2] = 3.0
+        np.testing.assert_allclose(np.array(c(mx.array(a))), want * 2, rtol=1e-6)
+    with pytest.raises(ValueError):  # the traced slice no longer fits
+        c(mx.array(np.zeros(2, np.float32)))
+
+
+def test_shapeless_slice_update_2d(rng):
+    def fun(x, u):
+        x[1:3, ::2] = u
+        return x
+
+    c = mx.compile(fun, shapeless=True)
+    for cols in (4, 4, 6):  # the update's extents are traced: (2, 2) over columns 0 and 2
+        a = rng.standard_normal((4, cols)).astype(np.float32)
+        u = rng.standard_normal((2, 2)).astype(np.float32)
+        want = a.copy()
+        want[1:3, 0:4:2] = u
+        np.testing.assert_allclose(np.array(c(mx.array(a), mx.array(u))), want)
+
+
+@pytest.mark.parametrize("lib", ["ponte", "mlx"])
+def test_shapeless_reshape_infers_minus_one(lib):
+    if lib == "mlx" and mlx is None:
+        pytest.skip("MLX is not installed")
+    m = mx if lib == "ponte" else mlx
+    c = m.compile(lambda x: x.reshape(x.shape[0] * x.shape[1], -1), shapeless=True)
+    assert c(m.zeros((2, 3, 4))).shape == (6, 4)
+    assert c(m.zeros((2, 3, 8))).shape == (6, 8)
+    assert c(m.zeros((4, 3, 2))).shape == (6, 4)  # 24 elements: the recorded 6, then 4
+    with pytest.raises(ValueError):  # 125 elements are not a multiple of the recorded 6
+        c(m.zeros((5, 5, 5)))
+    d = m.compile(lambda x: x.reshape(-1, 2), shapeless=True)
+    assert d(m.zeros((3, 4))).shape == (6, 2)
+    assert d(m.zeros((5, 2))).shape == (5, 2)
+
+
+def test_shapeless_reshape_values(rng):
+    c = mx.compile(lambda x: x.reshape(-1, 4) + 1, shapeless=True)
+    for shape in ((2, 3, 4), (5, 4), (8,)):
+        a = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(np.array(c(mx.array(a))), a.reshape(-1, 4) + 1, rtol=1e-6)
+
+
+# ───────────────────────────── export_to_dot of compiled outputs ─────────────────────────────
+
+
+def dot_of(*outputs, **named):
+    buf = io.StringIO()
+    mx.export_to_dot(buf, *outputs, **named)
+    return buf.getvalue()
+
+
+def labels(text):
+    return re.findall(r'label ="([^"]*)"', text)
+
+
+def test_dot_compiled_node_named_after_its_ops():
+    def fun(x):
+        y = x + 1
+        z = x + 1
+        return y + z
+
+    x = mx.array(np.float32(1.5))
+    compiled = labels(dot_of(mx.compile(fun)(x)))
+    assert compiled == ["CompiledAddAdd"]  # no Alias nodes; x + 1 computed once
+    plain = labels(dot_of(fun(x)))
+    assert plain == ["Add", "Add", "Add"]
+    if mlx is not None:
+        buf = io.StringIO()
+        mlx.export_to_dot(buf, mlx.compile(fun)(mlx.array(1.5)))
+        assert labels(buf.getvalue()) == compiled
+
+
+def test_dot_sees_through_aliases_and_draws_named_outputs(rng):
+    a = mx.array(rng.standard_normal((4, 4)).astype(np.float32))
+    b = mx.array(rng.standard_normal((4, 4)).astype(np.float32))
+    c = mx.compile(lambda x, y: (mx.exp(x) * y - x, x))(a, b)
+    text = dot_of(d1=c[0], d2=c[1])  # keyword arrays are drawn as outputs (MLX)
+    assert "Alias" not in text
+    assert labels(text) == ["CompiledExpMultiplySubtract"]
+    assert '"d1"' in text and "rank=sink" in text
+    # the input passed through is drawn as the array itself: a source, no node
+    assert text.count("rank=source") == 2
+    np.testing.assert_allclose(np.array(c[0]), np.exp(np.array(a)) * np.array(b) - np.array(a),
+                               rtol=1e-5)
+
+
+def test_dot_named_output_keeps_reference():
+    a = mx.array(1.0)
+    b = a + 2
+    c = b * 3
+    for _ in range(3):  # the keyword arrays stay alive across calls
+        text = dot_of(c, bb=b)
+        assert labels(text) == ["Add", "Multiply"]
+        assert '"bb"' in text
+    assert c.item() == 9.0

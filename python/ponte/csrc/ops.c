@@ -1618,6 +1618,13 @@ static PyObject *py_export_to_dot(PyObject *m, PyObject *args, PyObject *kw)
         if (!names[nn]) goto out;
         named[nn++] = PPARR(val);
     }
+    for (int i = 0; i < nn; i++) { /* named arrays are outputs too (MLX) */
+        if (n == 256) {
+            PyErr_SetString(PyExc_ValueError, "[export_to_dot] At most 256 arrays.");
+            goto out;
+        }
+        outs[n++] = pn_retain(named[i]); /* outs holds references */
+    }
     int is_path = PyUnicode_Check(file) || PyBytes_Check(file) || PyObject_HasAttrString(file, "__fspath__");
     if (!is_path && !PyObject_HasAttrString(file, "write")) {
         PyErr_Format(PyExc_TypeError, "[export_to_dot] file must be a path or have a write method, "
