@@ -137,6 +137,8 @@ static int convert(conv *c, int nout, pn_array *const *outs)
     return 0;
 }
 
+static int check_captured(const pnT_tape *t, int nin, pn_array *const *in, const char *op);
+
 int pnT_tape_trace(pnT_tape *t, pn_closure *f, int nin, pn_array *const *in, const char *op)
 {
     *t = (pnT_tape){.nin = (uint32_t)nin};
@@ -163,6 +165,9 @@ int pnT_tape_trace(pnT_tape *t, pn_closure *f, int nin, pn_array *const *in, con
     if (rc == 0 && pnT_graph_build(&g, nin, tr, nout, outs, false))
         rc = pnC_failed() ? -1 : OOM(op);
     if (rc == 0) rc = convert(&c, nout, outs);
+    /* inside another transformation the caller decides (compile falls back to running f when
+     * the trace froze arrays of the enclosing transformation) */
+    if (rc == 0 && !pnC_tracing()) rc = check_captured(t, nin, in, op);
     if (rc == 0 && !(t->in = calloc((size_t)nin + 1, sizeof *t->in))) rc = OOM(op);
     for (int i = 0; i < nin && rc == 0; i++) rc = pnT_spec_of(&t->in[i], in[i], op);
     for (uint32_t i = 0; i < t->nconst && rc == 0; i++) /* constants hold their data */
@@ -213,6 +218,38 @@ bool pnT_depends_on_tracer(pn_array *const *a, int n)
     free(s.items);
     pnC_ptrmap_free(&s.seen);
     return found || rc; /* out of memory: assume it does (the caller takes the safe path) */
+}
+
+/* MLX's rule: a traced function that reaches one of its inputs other than through its
+ * parameter (an array it closes over that is an input, or whose pending graph reads one)
+ * cannot be compiled, since the frozen graph would hold the input of that call. 0, or -1 with
+ * a ValueError. */
+static int check_captured(const pnT_tape *t, int nin, pn_array *const *in, const char *op)
+{
+    pnC_ptrmap inputs = {0};
+    node_stack s = {0};
+    bool found = false;
+    int rc = 0;
+    for (int i = 0; i < nin && rc == 0; i++) rc = pnC_ptrmap_put(&inputs, in[i], 1, op);
+    for (uint32_t k = 0; k < t->nconst && !found && rc == 0; k++) {
+        found = pnC_ptrmap_find(&inputs, t->consts[k]) != NULL;
+        if (!found && t->consts[k]->node) rc = push_unseen(&s, t->consts[k]->node);
+    }
+    while (s.n > 0 && !found && rc == 0) {
+        pnC_node *nd = s.items[--s.n];
+        if (nd->prim == &pnT_tracer_prim) continue; /* an input reached through its tracer */
+        for (int k = 0; k < nd->nin && !found && rc == 0; k++) {
+            found = pnC_ptrmap_find(&inputs, nd->inputs[k]) != NULL;
+            if (!found && nd->inputs[k]->node) rc = push_unseen(&s, nd->inputs[k]->node);
+        }
+    }
+    free(s.items);
+    pnC_ptrmap_free(&s.seen), pnC_ptrmap_free(&inputs);
+    if (rc) return OOM(op);
+    if (found)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Attempting to compile a function with "
+                            "uncaptured inputs is not allowed.", op);
+    return 0;
 }
 
 /* ───────────────────────────── replaying ───────────────────────────── */

@@ -199,3 +199,41 @@ def test_dot_named_output_keeps_reference():
         assert labels(text) == ["Add", "Multiply"]
         assert '"bb"' in text
     assert c.item() == 9.0
+
+
+# ───────────────────────────── uncaptured inputs ─────────────────────────────
+
+
+@pytest.mark.parametrize("lib", ["ponte", "mlx"])
+@pytest.mark.parametrize("evaluated", [False, True])
+def test_function_reaching_its_input_outside_its_parameters(rng, lib, evaluated):
+    if lib == "mlx" and mlx is None:
+        pytest.skip("MLX is not installed")
+    m = mx if lib == "ponte" else mlx
+    x = m.array(rng.standard_normal(3).astype(np.float32)) + 2
+    if evaluated:
+        m.eval(x)
+    with pytest.raises(ValueError):  # x read directly
+        m.compile(lambda a: a + x)(x)
+    y = x * 3  # a pending graph over the input
+    with pytest.raises(ValueError):
+        m.compile(lambda a: a + y)(x)
+
+
+@pytest.mark.parametrize("lib", ["ponte", "mlx"])
+def test_function_closing_over_other_pending_arrays(rng, lib):
+    if lib == "mlx" and mlx is None:
+        pytest.skip("MLX is not installed")
+    m = mx if lib == "ponte" else mlx
+    w0 = rng.standard_normal(3).astype(np.float32)
+    w = m.array(w0) * 2  # pending, but not an input: frozen into the trace
+    a = rng.standard_normal(3).astype(np.float32)
+    c = m.compile(lambda t: t * w)
+    np.testing.assert_allclose(np.array(c(m.array(a))), a * w0 * 2, rtol=1e-6)
+    b = m.array(a)
+    # the input read only through the parameter, also inside a vmap of a compiled inner function
+    def outer(v):
+        v = m.abs(v)
+        inner = m.compile(lambda z: -m.exp(v))
+        return inner(v)
+    np.testing.assert_allclose(np.array(m.vmap(outer)(b)), -np.exp(np.abs(a)), rtol=1e-5)
