@@ -56,7 +56,7 @@ static const entry table[] = {
     {&diagonal_prim, sizeof(diag_mirror), 0, 1, 1},
     {&copy_prim, 0, 0, 1, 1},
     {&astype_prim, 0, 0, 1, 1},
-    {&full_prim, 0, 0, 1, 1},
+    {&full_prim, 0, 0, -1, 1}, /* values, [the array whose shape they take] */
     {&arange_prim, sizeof(sequence_params), 0, 0, 1},
     {&linspace_prim, sizeof(sequence_params), 0, 0, 1},
     {&eye_prim, sizeof(eye_params), 0, 0, 1},

@@ -261,7 +261,8 @@ static bool broadcasting_prim(const pnC_primitive *p)
            (p >= binary_prims && p < binary_prims + PNK_B_COUNT) || p == &where_prim ||
            p == &divmod_prim || p == &astype_prim || p == &stop_gradient_prim ||
            p == &pnT_tracer_prim || p == &pnC_alias_prim || p == &copy_prim || p == &softmax_prim ||
-           p == &layer_norm_prim || p == &rms_norm_prim; /* x with its 1-d weight and bias */
+           p == &layer_norm_prim || p == &rms_norm_prim /* x with its 1-d weight and bias */
+           || p == &full_prim; /* values of the output's shape, or one value and a like-array */
 }
 
 static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb)

@@ -237,3 +237,47 @@ def test_function_closing_over_other_pending_arrays(rng, lib):
         inner = m.compile(lambda z: -m.exp(v))
         return inner(v)
     np.testing.assert_allclose(np.array(m.vmap(outer)(b)), -np.exp(np.abs(a)), rtol=1e-5)
+
+
+# ───────────────────────────── shapeless zeros_like / ones_like / full_like ─────────────────────────────
+
+
+@pytest.mark.parametrize("lib", ["ponte", "mlx"])
+def test_shapeless_like_ops_follow_the_new_shape(rng, lib):
+    if lib == "mlx" and mlx is None:
+        pytest.skip("MLX is not installed")
+    m = mx if lib == "ponte" else mlx
+    cz = m.compile(lambda x: m.zeros_like(x), shapeless=True)
+    co = m.compile(lambda x: m.ones_like(x), shapeless=True)
+    cf = m.compile(lambda x: m.full_like(x, 2.5) * x, shapeless=True)
+    for shape in ((1, 1, 32), (2, 2, 16), (3, 5, 1)):
+        a = rng.standard_normal(shape).astype(np.float32)
+        x = m.array(a)
+        assert cz(x).shape == shape and co(x).shape == shape
+        np.testing.assert_array_equal(np.array(cz(x)), np.zeros(shape, np.float32))
+        np.testing.assert_array_equal(np.array(co(x)), np.ones(shape, np.float32))
+        np.testing.assert_allclose(np.array(cf(x)), 2.5 * a, rtol=1e-6)
+
+
+def test_like_ops_dtypes_gradients_and_vmap(rng):
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    x = mx.array(a)
+    assert mx.zeros_like(x, dtype=mx.int32).dtype == mx.int32
+    assert mx.ones_like(mx.array([1, 2])).dtype == mx.int32
+    np.testing.assert_array_equal(np.array(mx.full_like(x, 7, dtype=mx.int16)), np.full((3, 4), 7, np.int16))
+    # the like-array gets no gradient; the value gets the cotangent summed
+    g = mx.grad(lambda t: (mx.ones_like(t) * t).sum())(x)
+    np.testing.assert_allclose(np.array(g), np.ones((3, 4)), rtol=1e-6)
+    v = mx.array(np.float32(1.5))
+    gv = mx.grad(lambda s: (mx.full_like(x, s) * x).sum())(v)
+    np.testing.assert_allclose(gv.item(), a.sum(), rtol=1e-5)
+    # batched: the array mapped, the value mapped, both
+    vals = rng.standard_normal(3).astype(np.float32)
+    out = mx.vmap(lambda t: mx.zeros_like(t) + t)(x)
+    np.testing.assert_allclose(np.array(out), a)
+    out = mx.vmap(lambda s: mx.full_like(x, s), in_axes=0)(mx.array(vals))
+    np.testing.assert_allclose(np.array(out), np.broadcast_to(vals[:, None, None], (3, 3, 4)))
+    out = mx.vmap(lambda t, s: mx.full_like(t, s))(x, mx.array(vals))
+    np.testing.assert_allclose(np.array(out), np.broadcast_to(vals[:, None], (3, 4)))
+    out = mx.vmap(lambda t: mx.full_like(t, 2.0), in_axes=1)(x)
+    np.testing.assert_allclose(np.array(out), np.full((4, 3), 2.0))
