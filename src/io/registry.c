@@ -96,7 +96,7 @@ static const entry table[] = {
     {&rms_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1},
     {&reshape_prim, sizeof(reshape_mirror), 0, 1, 1},
     {&transpose_prim, sizeof(transpose_mirror), 0, 1, 1},
-    {&broadcast_prim, 0, 0, 1, 1},
+    {&broadcast_prim, 0, 0, -1, 1}, /* the array, [the array whose shape it takes] */
     {&slice_prim, sizeof(slice_mirror), 0, 1, 1},
     {&slice_update_prim, sizeof(slice_mirror), 0, 2, 1},
     {&concat_prim, sizeof(concat_mirror), 0, -1, 1},

@@ -429,6 +429,10 @@ int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *c
         if (slice_update_fits(start, start + PNC_MAX_NDIM, in[0], in[1])) return -1;
         nd = in[0]->ndim;
         memcpy(o, in[0]->shape, (size_t)nd * sizeof *o);
+    } else if (p == &broadcast_prim && n->nin == 2) { /* broadcast like the second input */
+        nd = pnC_broadcast_shapes("broadcast_to", in[0]->shape, in[0]->ndim, in[1]->shape,
+                                  in[1]->ndim, o);
+        if (nd < 0) return -1;
     } else if (p == &broadcast_prim) { /* the traced target shape, as MLX */
         nd = n->out[0].ndim;
         memcpy(o, n->out[0].shape, (size_t)nd * sizeof *o);

@@ -281,3 +281,48 @@ def test_like_ops_dtypes_gradients_and_vmap(rng):
     np.testing.assert_allclose(np.array(out), np.broadcast_to(vals[:, None], (3, 4)))
     out = mx.vmap(lambda t: mx.full_like(t, 2.0), in_axes=1)(x)
     np.testing.assert_allclose(np.array(out), np.full((4, 3), 2.0))
+
+
+# ───────────────────────────── shapeless compile of gradients ─────────────────────────────
+
+
+@pytest.mark.parametrize("lib", ["ponte", "mlx"])
+def test_shapeless_grad_of_broadcast_matmul(rng, lib):
+    if lib == "mlx" and mlx is None:
+        pytest.skip("MLX is not installed")
+    m = mx if lib == "ponte" else mlx
+
+    def fun(args):
+        return (args[0] @ args[1]).sum()
+
+    cfun = m.compile(m.grad(fun), shapeless=True)
+    cases = [((2, 1, 4, 2), (3, 2, 5)), ((3, 1, 4, 2), (2, 2, 5))]
+    if lib == "ponte":  # a new contracted extent too (MLX 0.32.4 crashes on this one)
+        cases.append(((1, 1, 3, 6), (4, 6, 2)))
+    for sa, sb in cases:
+        a = rng.standard_normal(sa).astype(np.float32)
+        b = rng.standard_normal(sb).astype(np.float32)
+        ga, gb = cfun((m.array(a), m.array(b)))
+        assert ga.shape == sa and gb.shape == sb
+        # d/da sum(a @ b) = ones @ b^T summed over the broadcast batch axes; d/db likewise
+        ones = np.ones(np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1]), np.float32)
+        want_a = (ones @ np.swapaxes(b, -1, -2)).sum(axis=tuple(range(ones.ndim - len(sa))))
+        want_a = want_a.sum(axis=tuple(i for i in range(len(sa) - 2) if sa[i] == 1), keepdims=True)
+        want_b = (np.swapaxes(a, -1, -2) @ ones)
+        want_b = want_b.sum(axis=tuple(range(want_b.ndim - len(sb))))
+        want_b = want_b.sum(axis=tuple(i for i in range(len(sb) - 2) if sb[i] == 1), keepdims=True)
+        np.testing.assert_allclose(np.array(ga), want_a.reshape(sa), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(np.array(gb), want_b.reshape(sb), rtol=1e-4, atol=1e-4)
+
+
+def test_shapeless_grad_of_sum_follows_new_shapes(rng):
+    cfun = mx.compile(mx.grad(lambda x: (x * x).sum()), shapeless=True)
+    for shape in ((2, 3), (5, 4), (1, 7)):
+        a = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(np.array(cfun(mx.array(a))), 2 * a, rtol=1e-6)
+    # the sum's gradient under vmap and jvp keeps its values
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    g = mx.vmap(mx.grad(lambda x: (x * x).sum()))(mx.array(a))
+    np.testing.assert_allclose(np.array(g), 2 * a, rtol=1e-6)
+    _, t = mx.jvp(mx.grad(lambda x: (x * x * x).sum()), [mx.array(a)], [mx.ones_like(mx.array(a))])
+    np.testing.assert_allclose(np.array(t[0]), 6 * a, rtol=1e-5)
