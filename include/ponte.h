@@ -308,6 +308,10 @@ pn_array *pn_triu(pn_array *a, int k);
 pn_array *pn_zeros_like(pn_array *a);
 pn_array *pn_ones_like(pn_array *a);
 pn_array *pn_full_like(pn_array *a, pn_array *vals);
+/* An array of a's shape holding vals (broadcast to it) cast to dtype. With one value the
+ * result keeps a as the source of its shape: a shapeless compiled replay gives a's new shape
+ * (MLX's zeros_like / ones_like / full_like); a gets no gradient. */
+pn_array *pn_full_like_dtype(pn_array *a, pn_array *vals, pn_dtype dtype);
 pn_array *pn_astype(pn_array *a, pn_dtype dtype);
 pn_array *pn_copy(pn_array *a);
 

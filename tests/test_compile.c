@@ -169,6 +169,35 @@ TEST(compile_constants_frozen)
     pn_scope_pop();
 }
 
+/* x + w where w is (or is computed from) the call's own input: MLX refuses such a function
+ * ("uncaptured inputs"); a pending w that is no input is frozen as above. */
+TEST(compile_refuses_uncaptured_inputs)
+{
+    pn_scope_push();
+    for (int evaluated = 0; evaluated < 2; evaluated++) {
+        for (int derived = 0; derived < 2; derived++) {
+            fctx ctx = {0};
+            pn_array *x = pn_add(test_random_array((int64_t[]){3}, 1, PN_FLOAT32, -1, 1), pn_weak_float(2.0));
+            if (evaluated) CHECK(pn_eval(&x, 1) == 0);
+            ctx.w = derived ? pn_multiply(x, pn_weak_float(3.0)) : x;
+            pn_closure *f = pn_closure_new(fn_capture, &ctx, NULL);
+            pn_closure *c = pn_compile(f, false);
+            pn_array *out[PN_MAX_OUTPUTS];
+            int nout = 0;
+            CHECK(pn_closure_call(c, 1, &x, &nout, out) == -1 && nout == 0);
+            CHECK(pn_last_error() == PN_ERR_INVALID_ARGUMENT &&
+                  strstr(pn_last_error_message(), "uncaptured inputs") != NULL);
+            pn_clear_error();
+            /* another input: w is then an outside array, frozen */
+            pn_array *y = test_random_array((int64_t[]){3}, 1, PN_FLOAT32, -1, 1);
+            CHECK(pn_closure_call(c, 1, &y, &nout, out) == 0 && nout == 3);
+            pn_closure_release(c);
+            pn_closure_release(f);
+        }
+    }
+    pn_scope_pop();
+}
+
 /* exp(x) + y * 2 (elementwise only: replayable at any shape). */
 static int fn_ew(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {

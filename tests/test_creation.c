@@ -101,6 +101,45 @@ TEST(full_broadcasts_arrays)
     pn_scope_pop();
 }
 
+/* zeros_like(x) + 2 * x through a shapeless compiled closure. */
+static int fn_like(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)ctx, (void)nin;
+    out[0] = pn_add(pn_full_like_dtype(in[0], pn_weak_float(1.5), PN_FLOAT32),
+                    pn_multiply(in[0], pn_weak_float(2.0)));
+    *nout = 1;
+    return out[0] ? 0 : -1;
+}
+
+TEST(full_like_dtype_follows_its_array)
+{
+    pn_scope_push();
+    int64_t s1[2] = {2, 3};
+    pn_array *a = test_random_array(s1, 2, PN_FLOAT64, -4, 4);
+    double ref[64];
+    for (int i = 0; i < 6; i++) ref[i] = 7;
+    test_check_values("full_like_dtype", pn_full_like_dtype(a, pn_scalar_int(7, PN_INT32), PN_INT16),
+                      s1, 2, PN_INT16, ref, 0, 0);
+    CHECK_ERR(pn_full_like_dtype(a, pn_scalar(1, PN_FLOAT32), (pn_dtype)99), PN_ERR_INVALID_ARGUMENT);
+    CHECK_ERR(pn_full_like_dtype(NULL, pn_scalar(1, PN_FLOAT32), PN_FLOAT32), PN_ERR_INVALID_ARGUMENT);
+    /* a shapeless compiled replay takes the new input's shape */
+    pn_closure *f = pn_closure_new(fn_like, NULL, NULL);
+    pn_closure *c = pn_compile(f, true);
+    int64_t shapes[3][3] = {{1, 1, 8}, {2, 2, 4}, {3, 1, 5}};
+    for (int k = 0; k < 3; k++) {
+        pn_array *x = test_random_array(shapes[k], 3, PN_FLOAT32, -1, 1), *out[PN_MAX_OUTPUTS];
+        double *xv = test_to_f64(x);
+        for (int64_t i = 0; i < pn_size(x); i++) ref[i] = 1.5 + 2 * xv[i];
+        int nout = 0;
+        CHECK(pn_closure_call(c, 1, &x, &nout, out) == 0 && nout == 1);
+        if (nout == 1) test_check_values("shapeless like", out[0], shapes[k], 3, PN_FLOAT32, ref, 1e-6, 1e-6);
+        free(xv);
+    }
+    pn_closure_release(c);
+    pn_closure_release(f);
+    pn_scope_pop();
+}
+
 /* ───────────────────────────── arange and linspace ───────────────────────────── */
 
 TEST(arange_values)

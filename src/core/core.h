@@ -199,6 +199,9 @@ typedef struct pnC_primitive {
      * too (they get no derivative otherwise), so that it can refuse them as MLX does (the
      * quantized matmuls' packed weights and scales); a derivative it returns is dropped. */
     bool vjp_sees_integer_inputs;
+    /* Writes the name export_to_dot shows for node into buf (n bytes, NUL-terminated); NULL:
+     * the primitive's name. */
+    void (*label)(const pnC_node *node, char *buf, size_t n);
 } pnC_primitive;
 
 /* A copy of params of p was made / is being dropped outside a node (a compiled trace): takes
@@ -371,6 +374,10 @@ int pnC_broadcast_shapes(const char *op, const int64_t *a, int na, const int64_t
 /* Whether a's shape broadcasts to exactly shape (numpy rules: a's rank at most ndim, each of
  * its dimensions from the right 1 or equal). */
 bool pnC_broadcasts_to(const pn_array *a, const int64_t *shape, int ndim);
+/* a broadcast against like's shape (shape.c): a Broadcast node that keeps like as the source
+ * of its shape, so a shapeless compiled replay follows like's new shape; like gets no
+ * gradient. NULL with an error when the shapes do not broadcast. */
+pn_array *pnC_broadcast_like(pn_array *a, pn_array *like);
 /* Checks a shape (non-negative extents, rank within limits). Returns 0 or -1 with error. */
 int pnC_check_shape(const char *op, const int64_t *shape, int ndim);
 int64_t pnC_shape_size(const int64_t *shape, int ndim);

@@ -46,6 +46,15 @@ static const char *name_of(namer *nm, const void *key, char *buf)
     return buf;
 }
 
+/* a without the Alias nodes over it: the handles transformations give their results (a
+ * compiled function's, a closure's) are drawn as the arrays they stand for, as MLX, which has
+ * no such nodes, draws them. */
+static pn_array *unaliased(pn_array *a)
+{
+    while (a && a->node && a->node->prim == &pnC_alias_prim) a = a->node->inputs[0];
+    return a;
+}
+
 typedef struct {
     pn_array *a;
     int next; /* next input of a's node to visit */
@@ -70,7 +79,7 @@ static int walk(dot_walk *w, pn_array *const *outputs, int n)
     char b1[16], b2[16];
     for (int o = 0; o < n && rc == 0; o++) {
         top = 0;
-        stack[top++] = (frame){outputs[o], 0};
+        stack[top++] = (frame){unaliased(outputs[o]), 0};
         while (top > 0 && rc == 0) {
             frame *fr = &stack[top - 1];
             pn_array *a = fr->a;
@@ -88,7 +97,7 @@ static int walk(dot_walk *w, pn_array *const *outputs, int n)
                 continue;
             }
             if (fr->next < nd->nin) { /* visit the next input first */
-                pn_array *in = nd->inputs[fr->next++];
+                pn_array *in = unaliased(nd->inputs[fr->next++]);
                 if (pnC_ptrmap_find(&seen, in->node ? (const void *)in->node : (const void *)in)) continue;
                 if (top == cap) {
                     frame *st = realloc(stack, 2 * cap * sizeof *stack);
@@ -105,13 +114,17 @@ static int walk(dot_walk *w, pn_array *const *outputs, int n)
             top--;
             if ((rc = map_put(&seen, key, 1))) break;
             if (!w->emit) {
-                for (int i = 0; i < nd->nin && rc == 0; i++) rc = map_put(&w->consumed, nd->inputs[i], 1);
+                for (int i = 0; i < nd->nin && rc == 0; i++)
+                    rc = map_put(&w->consumed, unaliased(nd->inputs[i]), 1);
                 continue;
             }
             uintptr_t id = (uintptr_t)nd;
-            fprintf(w->f, "{ %" PRIuPTR " [label =\"%s\", shape=rectangle]; }\n", id, nd->prim->name);
+            char label[256];
+            if (nd->prim->label) nd->prim->label(nd, label, sizeof label);
+            fprintf(w->f, "{ %" PRIuPTR " [label =\"%s\", shape=rectangle]; }\n", id,
+                    nd->prim->label ? label : nd->prim->name);
             for (int i = 0; i < nd->nin && rc == 0; i++) {
-                const char *s = name_of(&w->nm, nd->inputs[i], b1);
+                const char *s = name_of(&w->nm, unaliased(nd->inputs[i]), b1);
                 if (!s) rc = -1;
                 else fprintf(w->f, "\"%s\" -> %" PRIuPTR "\n", s, id);
             }
@@ -146,9 +159,10 @@ int pn_export_to_dot(FILE *f, pn_array *const *outputs, int n, pn_array *const *
                                 "non-empty and hold no '\"'.");
     dot_walk w = {.f = f, .nm = {.given = names}};
     int rc = 0;
-    for (int i = 0; i < nnamed && rc == 0; i++)
-        if (!pnC_ptrmap_find(&w.nm.ids, named[i])) rc = map_put(&w.nm.ids, named[i], i), w.nm.count++;
-    for (int i = 0; i < n && rc == 0; i++) rc = map_put(&w.sinks, outputs[i], 1);
+    for (int i = 0; i < nnamed && rc == 0; i++) /* a name given to an alias names its array */
+        if (!pnC_ptrmap_find(&w.nm.ids, unaliased(named[i])))
+            rc = map_put(&w.nm.ids, unaliased(named[i]), i), w.nm.count++;
+    for (int i = 0; i < n && rc == 0; i++) rc = map_put(&w.sinks, unaliased(outputs[i]), 1);
     if (rc == 0) rc = walk(&w, outputs, n);
     if (rc == 0) {
         w.emit = true;

@@ -25,7 +25,8 @@
  * its mirror makes the export tests fail instead of writing unreadable files. */
 typedef struct { int offset, axis1, axis2; } diag_mirror;              /* linalg.c */
 typedef struct { int width; } bits_mirror;                             /* random.c */
-typedef struct { int perm[PNC_MAX_NDIM]; } transpose_mirror;           /* shape.c */
+typedef struct { int infer; } reshape_mirror;                          /* shape.c */
+typedef struct { int perm[PNC_MAX_NDIM]; } transpose_mirror;
 typedef struct { int64_t start[PNC_MAX_NDIM], step[PNC_MAX_NDIM]; } slice_mirror;
 typedef struct { int axis; } concat_mirror;
 typedef struct { int axis; int64_t start[]; } split_mirror;            /* + one int64 per output */
@@ -55,7 +56,7 @@ static const entry table[] = {
     {&diagonal_prim, sizeof(diag_mirror), 0, 1, 1},
     {&copy_prim, 0, 0, 1, 1},
     {&astype_prim, 0, 0, 1, 1},
-    {&full_prim, 0, 0, 1, 1},
+    {&full_prim, 0, 0, -1, 1}, /* values, [the array whose shape they take] */
     {&arange_prim, sizeof(sequence_params), 0, 0, 1},
     {&linspace_prim, sizeof(sequence_params), 0, 0, 1},
     {&eye_prim, sizeof(eye_params), 0, 0, 1},
@@ -93,9 +94,9 @@ static const entry table[] = {
     {&rms_norm_prim, sizeof(pnK_norm_params), 0, -1, 1},
     {&layer_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1}, /* x, [weight], g */
     {&rms_norm_vjp_prim, sizeof(pnK_norm_params), 0, -1, -1},
-    {&reshape_prim, 0, 0, 1, 1},
+    {&reshape_prim, sizeof(reshape_mirror), 0, 1, 1},
     {&transpose_prim, sizeof(transpose_mirror), 0, 1, 1},
-    {&broadcast_prim, 0, 0, 1, 1},
+    {&broadcast_prim, 0, 0, -1, 1}, /* the array, [the array whose shape it takes] */
     {&slice_prim, sizeof(slice_mirror), 0, 1, 1},
     {&slice_update_prim, sizeof(slice_mirror), 0, 2, 1},
     {&concat_prim, sizeof(concat_mirror), 0, -1, 1},

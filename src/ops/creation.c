@@ -6,6 +6,7 @@
 #include "backend/cuda/eval.h"
 
 #include <math.h>
+#include <string.h>
 
 static bool dtype_ok(const char *op, pn_dtype dtype)
 {
@@ -113,17 +114,73 @@ static int full_eval(const pnC_node *node, pn_array *const *in, pn_array *const 
     for (int i = 0; i < v->ndim; i++) one_value &= v->shape[i] == 1 || v->strides[i] == 0;
     if (one_value)
         pnK_fill(pnC_data(o), pnC_data(v), pn_dtype_size(o->dtype), o->size);
+    else if (v->ndim != o->ndim || memcmp(v->shape, o->shape, (size_t)o->ndim * sizeof *o->shape))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[full] The values do not have the "
+                            "output's shape.");
     else
         pnC_copy_to_contiguous(v, pnC_data(o));
     return 0;
 }
 
+extern const pnC_primitive full_prim;
+
+/* Full has one input (the values, already of the output's shape), or two for the _like forms:
+ * one value and the array whose shape it takes (read for its shape only, so a shapeless
+ * compiled replay follows that array's new shape). The values get the gradient summed to
+ * their shape; the shape's array none. */
+static int full_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
+                    pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
+{
+    if (node->nin == 1) return copy_vjp(node, in, out, cot, argnums, nargs, grads);
+    bool ok = true;
+    for (int i = 0; i < nargs; i++) {
+        grads[i] = argnums[i] == 0 && cot[0] ? pnC_sum_to_shape(cot[0], in[0]->shape, in[0]->ndim) : NULL;
+        ok &= argnums[i] != 0 || !cot[0] || grads[i];
+    }
+    return ok ? 0 : -1;
+}
+
+static int full_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
+                    pn_array *const *tan, pn_array **out_tan)
+{
+    if (node->nin == 1) return copy_jvp(node, in, out, tan, out_tan);
+    out_tan[0] = tan[0] ? pn_broadcast_to(tan[0], out[0]->shape, out[0]->ndim) : NULL;
+    return tan[0] && !out_tan[0] ? -1 : 0;
+}
+
+static pn_array *full_like_make(pn_array *v, pn_array *a)
+{
+    pn_array *in[2] = {v, a};
+    return v && a ? pnC_make(&full_prim, NULL, 0, 2, in, v->dtype, a->shape, a->ndim) : NULL;
+}
+
+/* Batching the two-input form: mapped axes to the front (the value's padded with ones up to
+ * the element's rank, so it still lines up from the right), mapped at 0. */
+static int full_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                     pn_array **out, int *out_axes)
+{
+    if (node->nin == 1) return pnC_vmap_same_shape(node, in, in_axes, out, out_axes);
+    if (in_axes[0] < 0 && in_axes[1] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_scope_push();
+    const int rank = node->out_ndims[0];
+    pn_array *v = in_axes[0] >= 0 ? pnC_batch_front(in[0], in_axes[0], rank) : in[0];
+    pn_array *a = in_axes[1] >= 0 ? pnC_batch_front(in[1], in_axes[1], rank) : in[1];
+    int64_t shape[PNC_MAX_NDIM];
+    int nd = v && a ? pnC_broadcast_shapes("full_like", v->shape, v->ndim, a->shape, a->ndim, shape) : -1;
+    if (nd >= 0 && v->size != 1) v = pn_broadcast_to(v, shape, nd); /* one value per node */
+    pn_array *in2[2] = {v, a};
+    out[0] = nd < 0 || !v ? NULL : pnC_make(&full_prim, NULL, 0, 2, in2, node->out_dtypes[0], shape, nd);
+    out_axes[0] = 0;
+    out[0] = pnC_scope_return(out[0]);
+    return out[0] ? 0 : -1;
+}
+
 const pnC_primitive full_prim = {
     .name = "Full",
     .eval = {[PN_CPU] = full_eval, [PN_GPU] = PNG_EVAL(full_eval)},
-    .vjp = copy_vjp,
-    .jvp = copy_jvp,
-    .vmap = pnC_vmap_same_shape,
+    .vjp = full_vjp,
+    .jvp = full_jvp,
+    .vmap = full_vmap,
 };
 
 /* vals broadcast to shape and cast to dtype, as a dense array. */
@@ -160,17 +217,29 @@ pn_array *pn_ones(const int64_t *shape, int ndim, pn_dtype dtype)
     return full_value("ones", shape, ndim, 1, dtype);
 }
 
+/* See ponte.h. */
+pn_array *pn_full_like_dtype(pn_array *a, pn_array *vals, pn_dtype dtype)
+{
+    pn_array *in[2] = {a, vals};
+    if (!pnC_inputs_ok("full_like", 2, in) || !dtype_ok("full_like", dtype)) return NULL;
+    if (vals->size != 1 || vals->ndim > a->ndim) return pn_full(a->shape, a->ndim, vals, dtype);
+    pn_scope_push();
+    return pnC_scope_return(full_like_make(pn_astype(vals, dtype), a));
+}
+
 /* Zeros / ones of a's shape and dtype. */
 pn_array *pn_zeros_like(pn_array *a)
 {
     if (!pnC_inputs_ok("zeros_like", 1, &a)) return NULL;
-    return full_value("zeros_like", a->shape, a->ndim, 0, a->dtype);
+    pn_scope_push();
+    return pnC_scope_return(pn_full_like_dtype(a, pn_scalar(0, a->dtype), a->dtype));
 }
 
 pn_array *pn_ones_like(pn_array *a)
 {
     if (!pnC_inputs_ok("ones_like", 1, &a)) return NULL;
-    return full_value("ones_like", a->shape, a->ndim, 1, a->dtype);
+    pn_scope_push();
+    return pnC_scope_return(pn_full_like_dtype(a, pn_scalar(1, a->dtype), a->dtype));
 }
 
 /* vals in a's dtype, broadcast against a's shape (as MLX: the shape is the broadcast of both). */
@@ -181,6 +250,7 @@ pn_array *pn_full_like(pn_array *a, pn_array *vals)
     int64_t shape[PNC_MAX_NDIM];
     int nd = pnC_broadcast_shapes("full_like", a->shape, a->ndim, vals->shape, vals->ndim, shape);
     if (nd < 0) return NULL;
+    if (nd == a->ndim && vals->size == 1) return pn_full_like_dtype(a, vals, a->dtype);
     return pn_full(shape, nd, vals, a->dtype);
 }
 

@@ -214,7 +214,7 @@ static int reduce_vjp(const pnC_node *node, pn_array *const *in, pn_array *const
     pn_array *c = keepdims_view(cot[0], x, p), *g = NULL;
     switch (p->op) {
     case PNK_SUM:
-        g = pn_broadcast_to(c, x->shape, x->ndim);
+        g = pnC_broadcast_like(c, x); /* x's shape, also in a shapeless compiled replay */
         if (g && p->scale != 1) g = pn_multiply(g, pn_scalar(p->scale, g->dtype));
         break;
     case PNK_PROD: g = pn_multiply(c, exclusive_prod(x, p)); break;

@@ -125,10 +125,23 @@ const pnC_primitive reshape_prim = {
     .vmap = reshape_vmap,
 };
 
-static pn_array *reshape_make(pn_array *a, const int64_t *shape, int ndim)
+/* Reshape's params: the axis whose extent the caller asked to infer (-1 in the requested
+ * shape), or -1. A shapeless compiled replay infers that axis again from the new size and
+ * keeps the others (MLX); without one it follows flatten / expand_dims / squeeze. */
+typedef struct {
+    int infer;
+} reshape_params;
+
+static pn_array *reshape_make_infer(pn_array *a, const int64_t *shape, int ndim, int infer)
 {
     if (!a) return NULL;
-    return pnC_make(&reshape_prim, NULL, 0, 1, &a, a->dtype, shape, ndim);
+    reshape_params p = {infer};
+    return pnC_make(&reshape_prim, &p, sizeof p, 1, &a, a->dtype, shape, ndim);
+}
+
+static pn_array *reshape_make(pn_array *a, const int64_t *shape, int ndim)
+{
+    return reshape_make_infer(a, shape, ndim, -1);
 }
 
 enum { INFER_OK, INFER_TWICE, INFER_EMPTY, INFER_MISMATCH };
@@ -175,7 +188,10 @@ pn_array *pn_reshape(pn_array *a, const int64_t *shape, int ndim)
         return pnC_fail(PN_ERR_INVALID_ARGUMENT,
                         "[reshape] Cannot reshape array of size %lld into shape %s.",
                         (long long)a->size, PNC_SHAPE_STR(s, ndim));
-    return reshape_make(a, s, ndim);
+    int infer = -1;
+    for (int i = 0; i < ndim && infer < 0; i++)
+        if (shape[i] == -1) infer = i;
+    return reshape_make_infer(a, s, ndim, infer);
 }
 
 /* Merges axes start_axis..end_axis into one (MLX: a 0-d array becomes shape (1,)). */
@@ -439,19 +455,25 @@ static int broadcast_eval(const pnC_node *node, pn_array *const *in, pn_array *c
 
 static pn_array *broadcast_make(pn_array *a, const int64_t *shape, int ndim);
 
-/* The cotangent sums over the axes that broadcasting added or stretched. */
+/* Broadcast has one input and a target shape, or two (pnC_broadcast_like): the array and the
+ * one whose shape it takes, which is read for its shape only (a shapeless compiled replay
+ * follows it) and gets no gradient. The cotangent sums over the axes that broadcasting added
+ * or stretched. */
 static int broadcast_vjp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
                          pn_array *const *cot, const int *argnums, int nargs, pn_array **grads)
 {
-    grads[0] = NULL;
-    if (!cot[0]) return 0;
+    for (int i = 0; i < nargs; i++) grads[i] = NULL;
+    int at = -1;
+    for (int i = 0; i < nargs; i++)
+        if (argnums[i] == 0) at = i;
+    if (!cot[0] || at < 0) return 0;
     pn_scope_push();
     int lead = out[0]->ndim - in[0]->ndim, axes[PNC_MAX_NDIM], n = 0;
     for (int i = 0; i < out[0]->ndim; i++)
         if (i < lead || (in[0]->shape[i - lead] == 1 && out[0]->shape[i] != 1)) axes[n++] = i;
     pn_array *s = n ? pn_sum(cot[0], axes, n, true) : cot[0];
-    grads[0] = reshape_make(s, in[0]->shape, in[0]->ndim);
-    return rule_end(grads, 1, grads[0] != NULL);
+    grads[at] = reshape_make(s, in[0]->shape, in[0]->ndim);
+    return rule_end(&grads[at], 1, grads[at] != NULL);
 }
 
 static int broadcast_jvp(const pnC_node *node, pn_array *const *in, pn_array *const *out,
@@ -461,10 +483,26 @@ static int broadcast_jvp(const pnC_node *node, pn_array *const *in, pn_array *co
     return tan[0] && !out_tan[0] ? -1 : 0;
 }
 
+/* The two-input form batched: mapped axes to the front (padded with ones up to the element's
+ * rank), the output the broadcast of both, mapped at 0. */
+static int broadcast_like_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
+                               pn_array **out, int *out_axes)
+{
+    if (in_axes[0] < 0 && in_axes[1] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
+    pn_scope_push();
+    const int rank = node->out_ndims[0];
+    pn_array *x = in_axes[0] >= 0 ? pnC_batch_front(in[0], in_axes[0], rank) : in[0];
+    pn_array *l = in_axes[1] >= 0 ? pnC_batch_front(in[1], in_axes[1], rank) : in[1];
+    out[0] = x && l ? pnC_broadcast_like(x, l) : NULL;
+    out_axes[0] = 0;
+    return rule_end(out, 1, out[0] != NULL);
+}
+
 /* The input's own axes line up with the target's trailing ones behind the batch. */
 static int broadcast_vmap(const pnC_node *node, pn_array *const *in, const int *in_axes,
                           pn_array **out, int *out_axes)
 {
+    if (node->nin == 2) return broadcast_like_vmap(node, in, in_axes, out, out_axes);
     if (in_axes[0] < 0) return pnC_batch_rebuild(node, in, out, out_axes);
     pn_scope_push();
     pn_array *x = pnC_batch_front(in[0], in_axes[0], node->out_ndims[0]);
@@ -487,6 +525,17 @@ static pn_array *broadcast_make(pn_array *a, const int64_t *shape, int ndim)
 {
     if (!a) return NULL;
     return pnC_make(&broadcast_prim, NULL, 0, 1, &a, a->dtype, shape, ndim);
+}
+
+/* See core.h. */
+pn_array *pnC_broadcast_like(pn_array *a, pn_array *like)
+{
+    pn_array *in[2] = {a, like};
+    if (!pnC_inputs_ok("broadcast_to", 2, in)) return NULL;
+    int64_t shape[PNC_MAX_NDIM];
+    int nd = pnC_broadcast_shapes("broadcast_to", a->shape, a->ndim, like->shape, like->ndim, shape);
+    if (nd < 0) return NULL;
+    return pnC_make(&broadcast_prim, NULL, 0, 2, in, a->dtype, shape, nd);
 }
 
 /* Broadcasts a to shape under numpy's rules. A view (stride 0 along broadcast axes). */

@@ -13,6 +13,7 @@
 #include "transforms/transforms.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,7 +313,18 @@ static int compiled_vmap(const pnC_node *node, pn_array *const *in, const int *i
     return out[0] ? 0 : -1;
 }
 
+/* "Compiled" followed by the fused ops' names in order, as MLX names its fused nodes
+ * (cut at n bytes). */
+static void compiled_label(const pnC_node *node, char *buf, size_t n)
+{
+    const pnF_program *pg = node->params;
+    size_t len = (size_t)snprintf(buf, n, "Compiled");
+    for (int k = 0; k < pg->nops && len < n; k++)
+        len += (size_t)snprintf(buf + len, n - len, "%s", pg->ops[k].prim->name);
+}
+
 const pnC_primitive pnF_compiled_prim = {.name = "Compiled",
+                                         .label = compiled_label,
                                          .eval = {[PN_CPU] = pnK_fused_eval,
                                                   [PN_GPU] = PNG_EVAL(pnG_fused_eval)},
                                          .vjp = compiled_vjp,

@@ -137,6 +137,8 @@ static int convert(conv *c, int nout, pn_array *const *outs)
     return 0;
 }
 
+static int check_captured(const pnT_tape *t, int nin, pn_array *const *in, const char *op);
+
 int pnT_tape_trace(pnT_tape *t, pn_closure *f, int nin, pn_array *const *in, const char *op)
 {
     *t = (pnT_tape){.nin = (uint32_t)nin};
@@ -163,6 +165,9 @@ int pnT_tape_trace(pnT_tape *t, pn_closure *f, int nin, pn_array *const *in, con
     if (rc == 0 && pnT_graph_build(&g, nin, tr, nout, outs, false))
         rc = pnC_failed() ? -1 : OOM(op);
     if (rc == 0) rc = convert(&c, nout, outs);
+    /* inside another transformation the caller decides (compile falls back to running f when
+     * the trace froze arrays of the enclosing transformation) */
+    if (rc == 0 && !pnC_tracing()) rc = check_captured(t, nin, in, op);
     if (rc == 0 && !(t->in = calloc((size_t)nin + 1, sizeof *t->in))) rc = OOM(op);
     for (int i = 0; i < nin && rc == 0; i++) rc = pnT_spec_of(&t->in[i], in[i], op);
     for (uint32_t i = 0; i < t->nconst && rc == 0; i++) /* constants hold their data */
@@ -215,6 +220,38 @@ bool pnT_depends_on_tracer(pn_array *const *a, int n)
     return found || rc; /* out of memory: assume it does (the caller takes the safe path) */
 }
 
+/* MLX's rule: a traced function that reaches one of its inputs other than through its
+ * parameter (an array it closes over that is an input, or whose pending graph reads one)
+ * cannot be compiled, since the frozen graph would hold the input of that call. 0, or -1 with
+ * a ValueError. */
+static int check_captured(const pnT_tape *t, int nin, pn_array *const *in, const char *op)
+{
+    pnC_ptrmap inputs = {0};
+    node_stack s = {0};
+    bool found = false;
+    int rc = 0;
+    for (int i = 0; i < nin && rc == 0; i++) rc = pnC_ptrmap_put(&inputs, in[i], 1, op);
+    for (uint32_t k = 0; k < t->nconst && !found && rc == 0; k++) {
+        found = pnC_ptrmap_find(&inputs, t->consts[k]) != NULL;
+        if (!found && t->consts[k]->node) rc = push_unseen(&s, t->consts[k]->node);
+    }
+    while (s.n > 0 && !found && rc == 0) {
+        pnC_node *nd = s.items[--s.n];
+        if (nd->prim == &pnT_tracer_prim) continue; /* an input reached through its tracer */
+        for (int k = 0; k < nd->nin && !found && rc == 0; k++) {
+            found = pnC_ptrmap_find(&inputs, nd->inputs[k]) != NULL;
+            if (!found && nd->inputs[k]->node) rc = push_unseen(&s, nd->inputs[k]->node);
+        }
+    }
+    free(s.items);
+    pnC_ptrmap_free(&s.seen), pnC_ptrmap_free(&inputs);
+    if (rc) return OOM(op);
+    if (found)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[%s] Attempting to compile a function with "
+                            "uncaptured inputs is not allowed.", op);
+    return 0;
+}
+
 /* ───────────────────────────── replaying ───────────────────────────── */
 
 /* Whether p's output shapes are the broadcast of its inputs' shapes. */
@@ -224,7 +261,8 @@ static bool broadcasting_prim(const pnC_primitive *p)
            (p >= binary_prims && p < binary_prims + PNK_B_COUNT) || p == &where_prim ||
            p == &divmod_prim || p == &astype_prim || p == &stop_gradient_prim ||
            p == &pnT_tracer_prim || p == &pnC_alias_prim || p == &copy_prim || p == &softmax_prim ||
-           p == &layer_norm_prim || p == &rms_norm_prim; /* x with its 1-d weight and bias */
+           p == &layer_norm_prim || p == &rms_norm_prim /* x with its 1-d weight and bias */
+           || p == &full_prim; /* values of the output's shape, or one value and a like-array */
 }
 
 static bool same_dims(const int64_t *a, int na, const int64_t *b, int nb)
@@ -271,6 +309,47 @@ static int reshape_shape(const pnT_spec *ts, const pnT_spec *to, const pn_array 
                         "reshape of %s traced as %s; use flatten, expand_dims or squeeze.",
                         pnC_shape_str(x->shape, x->ndim, s1, sizeof s1),
                         pnC_shape_str(to->shape, to->ndim, s2, sizeof s2));
+}
+
+/* Reshape at new input shape x whose traced request inferred axis `infer` (-1 given): the traced
+ * shape with that axis inferred again from x's size (MLX). Returns the rank, or -1 with an
+ * error when the other extents do not divide the size. */
+static int reshape_infer(const pnT_spec *to, int infer, const pn_array *x, int64_t *out)
+{
+    int64_t rest = 1;
+    for (int d = 0; d < to->ndim; d++)
+        if (d != infer) rest *= to->shape[d];
+    if (infer >= to->ndim || rest == 0 || x->size % rest) {
+        char s1[256];
+        int64_t req[PNC_MAX_NDIM];
+        memcpy(req, to->shape, (size_t)to->ndim * sizeof *req);
+        if (infer < to->ndim) req[infer] = -1;
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[reshape] Cannot reshape array of size "
+                            "%lld into shape %s.", (long long)x->size,
+                            pnC_shape_str(req, to->ndim, s1, sizeof s1));
+    }
+    memcpy(out, to->shape, (size_t)to->ndim * sizeof *out);
+    out[infer] = x->size / rest;
+    return to->ndim;
+}
+
+/* SliceUpdate at new shapes: src's shape, when the traced slice (first element and step per
+ * axis, the update's extents) still lies inside it. 0, or -1 with an error. */
+static int slice_update_fits(const int64_t *start, const int64_t *step, const pn_array *x,
+                             const pn_array *u)
+{
+    bool ok = u->ndim == x->ndim;
+    for (int d = 0; ok && d < x->ndim; d++) {
+        if (u->shape[d] == 0) continue;
+        int64_t last = start[d] + (u->shape[d] - 1) * step[d];
+        ok = start[d] >= 0 && start[d] < x->shape[d] && last >= 0 && last < x->shape[d];
+    }
+    if (ok) return 0;
+    char s1[256], s2[256];
+    return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[compile] Shapeless: a slice update of shape %s "
+                        "traced for a larger array does not fit the new shape %s.",
+                        pnC_shape_str(u->shape, u->ndim, s1, sizeof s1),
+                        pnC_shape_str(x->shape, x->ndim, s2, sizeof s2));
 }
 
 int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *const *in,
@@ -341,7 +420,19 @@ int pnT_infer_shapes(const pnT_op *n, const pnT_spec *const *traced, pn_array *c
         if (nd < 0) return -1;
         o[nd++] = a->shape[a->ndim - 2], o[nd++] = b->shape[b->ndim - 1];
     } else if (p == &reshape_prim) {
-        if ((nd = reshape_shape(traced[0], &n->out[0], in[0], o)) < 0) return -1;
+        int infer = *(const int *)n->params; /* reshape_params: the inferred axis or -1 */
+        nd = infer >= 0 ? reshape_infer(&n->out[0], infer, in[0], o)
+                        : reshape_shape(traced[0], &n->out[0], in[0], o);
+        if (nd < 0) return -1;
+    } else if (p == &slice_update_prim) {
+        const int64_t *start = n->params; /* slice_params: start, then step, per axis */
+        if (slice_update_fits(start, start + PNC_MAX_NDIM, in[0], in[1])) return -1;
+        nd = in[0]->ndim;
+        memcpy(o, in[0]->shape, (size_t)nd * sizeof *o);
+    } else if (p == &broadcast_prim && n->nin == 2) { /* broadcast like the second input */
+        nd = pnC_broadcast_shapes("broadcast_to", in[0]->shape, in[0]->ndim, in[1]->shape,
+                                  in[1]->ndim, o);
+        if (nd < 0) return -1;
     } else if (p == &broadcast_prim) { /* the traced target shape, as MLX */
         nd = n->out[0].ndim;
         memcpy(o, n->out[0].shape, (size_t)nd * sizeof *o);

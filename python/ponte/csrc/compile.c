@@ -304,6 +304,29 @@ static centry *entry_for(PPCompiled *self, PyObject *key)
     return e;
 }
 
+/* Appends to key each leaf's dtype and shape (shapeless: its rank): a trace records the
+ * result's structure, which may differ between signatures (f returning a list for float32
+ * inputs and an array for int32 ones), so each signature gets its own entry. 0 or -1. */
+static int leaves_signature(PyObject *leaves, int shapeless, PyObject *key)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(leaves); i++) {
+        const pn_array *a = PPARR(PyList_GET_ITEM(leaves, i));
+        int nd = pn_ndim(a);
+        PyObject *h = PyTuple_New(shapeless ? 2 : 1 + nd);
+        if (!h) return -1;
+        PyTuple_SET_ITEM(h, 0, PyLong_FromLong((long)pn_array_dtype(a)));
+        if (shapeless) PyTuple_SET_ITEM(h, 1, PyLong_FromLong(nd));
+        for (int d = 0; !shapeless && d < nd; d++)
+            PyTuple_SET_ITEM(h, 1 + d, PyLong_FromLongLong((long long)pn_shape(a)[d]));
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(h); j++)
+            if (!PyTuple_GET_ITEM(h, j)) return Py_DECREF(h), -1;
+        int rc = PyList_Append(key, h);
+        Py_DECREF(h);
+        if (rc) return -1;
+    }
+    return 0;
+}
+
 static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     PPCompiled *self = (PPCompiled *)op;
@@ -337,6 +360,7 @@ static PyObject *compiled_call(PyObject *op, PyObject *args, PyObject *kwargs)
         goto done;
     }
     Py_DECREF(ns);
+    if (leaves_signature(leaves, self->shapeless, key)) goto done;
     if (!(keyt = PyList_AsTuple(key)) || !(e = entry_for(self, keyt))) goto done;
     Py_ssize_t nin = PyList_GET_SIZE(leaves);
     if (!(in = PyMem_Malloc((size_t)(nin + 1) * sizeof *in))) {
@@ -450,6 +474,36 @@ static int uses_random_state(PyObject *tree)
     return 0;
 }
 
+/* What functools.update_wrapper copies: fn's __module__, __name__, __qualname__, __doc__ (those
+ * it has) and the items of its __dict__ into the compiled function's dict, and __wrapped__ = fn
+ * (inspect.signature follows it). 0 or -1. */
+static int wrap_attributes(PyObject *c, PyObject *fn)
+{
+    static const char *const names[] = {"__module__", "__name__", "__qualname__", "__doc__"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        PyObject *v = PyObject_GetAttrString(fn, names[i]);
+        if (!v) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+            PyErr_Clear();
+            continue;
+        }
+        int rc = PyObject_SetAttrString(c, names[i], v);
+        Py_DECREF(v);
+        if (rc) return -1;
+    }
+    PyObject *d = PyObject_GetAttrString(fn, "__dict__");
+    if (!d) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+        PyErr_Clear();
+    }
+    PyObject *k, *v;
+    Py_ssize_t pos = 0;
+    while (d && PyDict_Check(d) && PyDict_Next(d, &pos, &k, &v))
+        if (PyObject_SetAttr(c, k, v)) return Py_DECREF(d), -1;
+    Py_XDECREF(d);
+    return PyObject_SetAttrString(c, "__wrapped__", fn);
+}
+
 static PyObject *py_compile(PyObject *m, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"fun", "inputs", "outputs", "shapeless", NULL};
@@ -473,7 +527,7 @@ static PyObject *py_compile(PyObject *m, PyObject *args, PyObject *kw)
     c->cache = PyDict_New();
     PyObject_GC_Track((PyObject *)c);
     if (!c->cache) return Py_DECREF(c), NULL;
-    if (PyObject_SetAttrString((PyObject *)c, "__wrapped__", fn)) PyErr_Clear();
+    if (wrap_attributes((PyObject *)c, fn)) return Py_DECREF(c), NULL;
     return (PyObject *)c;
 }
 

@@ -226,10 +226,10 @@ static pn_array *op_logical_xor(pn_array *a, pn_array *b)
 
 /* zeros_like, ones_like, full, full_like: dtype -1 (None) takes the array's. */
 static pn_dtype dtype_or(pn_dtype t, pn_array *a) { return (int)t < 0 ? pn_array_dtype(a) : t; }
-static pn_array *op_zeros_like(pn_array *a, pn_dtype t) { return pn_zeros(pn_shape(a), pn_ndim(a), dtype_or(t, a)); }
-static pn_array *op_ones_like(pn_array *a, pn_dtype t) { return pn_ones(pn_shape(a), pn_ndim(a), dtype_or(t, a)); }
+static pn_array *op_zeros_like(pn_array *a, pn_dtype t) { return pn_full_like_dtype(a, pn_scalar_int(0, PN_INT32), dtype_or(t, a)); }
+static pn_array *op_ones_like(pn_array *a, pn_dtype t) { return pn_full_like_dtype(a, pn_scalar_int(1, PN_INT32), dtype_or(t, a)); }
 static pn_array *op_full(const int64_t *shape, int n, pn_array *v, pn_dtype t) { return pn_full(shape, n, v, dtype_or(t, v)); }
-static pn_array *op_full_like(pn_array *a, pn_array *v, pn_dtype t) { return pn_full(pn_shape(a), pn_ndim(a), v, dtype_or(t, a)); }
+static pn_array *op_full_like(pn_array *a, pn_array *v, pn_dtype t) { return pn_full_like_dtype(a, v, dtype_or(t, a)); }
 
 static pn_array *op_clip(pn_array *a, pn_array *lo, pn_array *hi)
 {
@@ -1617,6 +1617,13 @@ static PyObject *py_export_to_dot(PyObject *m, PyObject *args, PyObject *kw)
         names[nn] = PyUnicode_AsUTF8(key);
         if (!names[nn]) goto out;
         named[nn++] = PPARR(val);
+    }
+    for (int i = 0; i < nn; i++) { /* named arrays are outputs too (MLX) */
+        if (n == 256) {
+            PyErr_SetString(PyExc_ValueError, "[export_to_dot] At most 256 arrays.");
+            goto out;
+        }
+        outs[n++] = pn_retain(named[i]); /* outs holds references */
     }
     int is_path = PyUnicode_Check(file) || PyBytes_Check(file) || PyObject_HasAttrString(file, "__fspath__");
     if (!is_path && !PyObject_HasAttrString(file, "write")) {
