@@ -309,31 +309,50 @@ static uint64_t key_hash(const plan_key *k)
     return h;
 }
 
+/* The published plan for k under plans_lock, or NULL; *slot: the free slot where k would go
+ * (NULL when the cache is full). */
+static plan *plan_find(const plan_key *k, uint64_t h, plan **slot)
+{
+    *slot = NULL;
+    for (int i = 0; i < GEMM_PLANS; i++) {
+        plan *p = &plans[(h + (uint64_t)i) % GEMM_PLANS];
+        if (!p->used) {
+            *slot = p;
+            return NULL;
+        }
+        if (!memcmp(&p->key, k, sizeof *k)) return p;
+    }
+    return NULL;
+}
+
 /* The cached plan for k, built on first use (entries are never changed once published, so the
- * caller uses it without the lock). When the cache is full, builds into *spare and returns it:
- * the caller destroys it after use. NULL with rc set (-1 or PNG_UNSUPPORTED) on failure. */
+ * caller uses it without the lock). The build, with its tuning runs and the host's wait for
+ * them, happens outside the lock, so other threads' GEMMs go on meanwhile; when two threads
+ * build one key at once, the first to publish wins and the other's build is dropped. When the
+ * cache is full, the plan built into *spare is returned: the caller destroys it after use.
+ * NULL with rc set (-1 or PNG_UNSUPPORTED) on failure. */
 static const plan *plan_get(const plan_key *k, const void *bias, const gemm_operands *o,
                             plan *spare, int *rc)
 {
     uint64_t h = key_hash(k);
+    plan *slot, *p;
     pthread_mutex_lock(&plans_lock);
-    plan *slot = NULL;
-    for (int i = 0; i < GEMM_PLANS; i++) {
-        plan *p = &plans[(h + (uint64_t)i) % GEMM_PLANS];
-        if (!p->used) {
-            slot = p;
-            break;
-        }
-        if (!memcmp(&p->key, k, sizeof *k)) {
-            pthread_mutex_unlock(&plans_lock);
-            return p;
-        }
-    }
-    plan *p = slot ? slot : spare;
-    *rc = plan_build(p, k, bias, o);
-    if (*rc == 0 && slot) slot->used = true;
+    p = plan_find(k, h, &slot);
     pthread_mutex_unlock(&plans_lock);
-    return *rc == 0 ? p : NULL;
+    if (p) return p;
+    if ((*rc = plan_build(spare, k, bias, o)) != 0) return NULL;
+    pthread_mutex_lock(&plans_lock);
+    if ((p = plan_find(k, h, &slot))) {
+        plan_destroy(spare); /* another thread published k first */
+    } else if (slot) {
+        *slot = *spare; /* the descriptors move into the cache */
+        slot->used = true;
+        p = slot;
+    } else {
+        p = spare;
+    }
+    pthread_mutex_unlock(&plans_lock);
+    return p;
 }
 
 /* ───────────────────────────── GEMM ───────────────────────────── */
