@@ -723,8 +723,11 @@ template <int TM> __device__ __forceinline__ fa_warp_part fa_warp_part_of(void)
     return fa_warp_part{warp / cstep * 16, warp % cstep, cstep};
 }
 
+/* Both backward kernels ask for one resident block an SM at least (launch bounds): their shared
+ * memory keeps few blocks on an SM anyway, and ptxas' default register target spilled a few
+ * bytes in some tiles. */
 template <typename T, int TM, int TN>
-__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
 {
     static_assert(TN % 32 == 0, "chunk: lanes over 32 keys at a time");
     namespace wmma = nvcuda::wmma;
@@ -840,7 +843,7 @@ __host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, in
 }
 
 template <typename T, int TM, int TN>
-__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
 {
     static_assert(TN % 16 == 0, "chunk: 16-wide column tiles");
     namespace wmma = nvcuda::wmma;
