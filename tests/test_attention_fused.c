@@ -321,6 +321,98 @@ TEST(tensor_core_forward)
     }
 }
 
+/* Shapes of the tensor-core backward beyond the forward's (head dims 160 and 256, Dv != D) and
+ * at D = 128, each under the device's shared memory and capped at the 99 KiB of an sm_86 /
+ * sm_89 (pnG_sdpa_set_smem_limit), where the launchers take the smaller tiles (32 or 16 rows a
+ * block, chunks of 32) that fit: tiles cut mid-way, grouped-query heads, causal with Lq < Lk and
+ * Lq > Lk, a bool mask and a constant additive mask (the backward's max-and-sum pass).
+ * Gradients of q, k, v in float16 / bfloat16 against float32's; on the GPU, the dq and dk / dv
+ * kernels must both have run on the tensor cores. */
+static const cfg TC_BACKWARD[] = {
+    {1, 2, 1, 100, 70, 128, 128, M_CAUSAL, 0}, /* Lq > Lk: the first rows see no key */
+    {2, 2, 2, 48, 40, 128, 128, M_ADD, 2},
+    {1, 4, 2, 40, 72, 160, 160, M_CAUSAL, 0}, /* GQA, causal Lq < Lk */
+    {1, 2, 2, 33, 50, 160, 160, M_BOOL, 4},
+    {1, 2, 1, 40, 36, 256, 192, M_NONE, 0}, /* Dv != D */
+    {1, 1, 1, 20, 24, 256, 256, M_ADD, 4},
+};
+
+/* y and the gradients of q, k, v for cotangent cot, any mask x[3] a constant. 0 or -1. */
+static int value_and_vjp_qkv(const cfg *c, pn_array *const *x, double scale, pn_array *cot, pn_array **y,
+                             pn_array **g)
+{
+    op_ctx o = {c, scale, x[3]};
+    int n = 0;
+    pn_closure *f = pn_closure_new(op_fn, &o, NULL);
+    int rc = f ? pn_vjp(f, 3, x, 1, &cot, &n, y, g) : -1;
+    pn_closure_release(f);
+    return rc;
+}
+
+TEST(tensor_core_backward_tiles)
+{
+    const int n = (int)(sizeof TC_BACKWARD / sizeof TC_BACKWARD[0]);
+    const pn_dtype halves[2] = {PN_FLOAT16, PN_BFLOAT16};
+    const size_t limits[2] = {0, 101376}; /* the device's; sm_86 / sm_89's 99 KiB */
+#ifdef PONTE_HAS_GPU
+    const bool gpu = pn_default_device().type == PN_GPU;
+#endif
+    for (int l = 0; l < 2; l++) {
+#ifdef PONTE_HAS_GPU
+        const size_t was = pnG_sdpa_set_smem_limit(limits[l]);
+#endif
+        for (int i = 0; i < n; i++) {
+            const cfg *c = &TC_BACKWARD[i];
+            const double scale = 1.0 / sqrt((double)c->D);
+            for (int h = 0; h < 2; h++) {
+                pn_scope_push();
+                pn_array *x[4], *x32[4] = {NULL};
+                make_inputs(c, halves[h], x);
+                for (int k = 0; k < 4; k++)
+                    x32[k] = x[k] && pn_array_dtype(x[k]) != PN_BOOL ? pn_astype(x[k], PN_FLOAT32) : x[k];
+                pn_array *cot = test_random_array((int64_t[]){c->B, c->Hq, c->Lq, c->Dv}, 4, halves[h], -1, 1);
+                pn_array *cot32 = pn_astype(cot, PN_FLOAT32);
+                pn_array *y16 = NULL, *y32 = NULL, *g16[3] = {NULL}, *g32[3] = {NULL};
+#ifdef PONTE_HAS_GPU
+                /* the forward alone first: what it adds to the count (its own choice) */
+                int64_t at = pnG_sdpa_tensor_core_count();
+                pn_array *fwd = attend(c, x, scale);
+                CHECK(fwd && pn_eval(&fwd, 1) == 0);
+                const int64_t fwd_tc = pnG_sdpa_tensor_core_count() - at;
+                at = pnG_sdpa_tensor_core_count();
+#endif
+                CHECK(value_and_vjp_qkv(c, x, scale, cot, &y16, g16) == 0);
+                for (int k = 0; k < 3; k++) CHECK(g16[k] && pn_eval(&g16[k], 1) == 0);
+#ifdef PONTE_HAS_GPU
+                if (gpu) {
+                    const int64_t ran = pnG_sdpa_tensor_core_count() - at;
+                    CHECK_MSG(ran == fwd_tc + 2, "limit %zu case %d %s: %lld tensor-core launches, want %lld + 2",
+                              limits[l], i, pn_dtype_name(halves[h]), (long long)ran, (long long)fwd_tc);
+                }
+#endif
+                CHECK(value_and_vjp_qkv(c, x32, scale, cot32, &y32, g32) == 0);
+                for (int k = 0; k < 3; k++) {
+                    if (!g16[k] || !g32[k]) {
+                        CHECK_MSG(0, "gradient %d missing", k);
+                        continue;
+                    }
+                    double *ref = test_to_f64(g32[k]);
+                    char what[128];
+                    snprintf(what, sizeof what, "tc backward limit %zu %s case %d grad %d", limits[l],
+                             pn_dtype_name(halves[h]), i, k);
+                    test_check_values(what, g16[k], g32[k]->shape, 4, halves[h], ref, h ? 5e-2 : 1e-2,
+                                      h ? 5e-2 : 1e-2);
+                    free(ref);
+                }
+                pn_scope_pop();
+            }
+        }
+#ifdef PONTE_HAS_GPU
+        pnG_sdpa_set_smem_limit(was);
+#endif
+    }
+}
+
 /* Shapes of the GPU's split-key decoding forward (fewer than 16 query rows, 128 keys or more):
  * one row and a few, grouped-query heads, every mask kind, causal with Lq < Lk, a head dim of 1.
  * Values against float64 in every dtype, and values and gradients (the backward reads the

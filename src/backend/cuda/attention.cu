@@ -638,13 +638,19 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
 }
 
 /* ───────────────────────────── backward on tensor cores ───────────────────────────── */
-/* The two kernels above with their products on the tensor cores, for the forward's cases
- * (fa_half T, head dims multiples of 16 up to FA_MAXD): the same quantities, rules and dsc
- * contract, dS and P rounded to the input type before their products. sdpa_dq_tc_kernel: a
- * block per 64 query rows (16 a warp), per 64-key chunk S = Q K^T and dP = dO V^T into shared
- * memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per 64 keys of a kv head (16 a
- * warp), per 64-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
+/* The two kernels above with their products on the tensor cores, for half types and head dims
+ * multiples of 16 up to FA_BWD_MAXD: the same quantities, rules and dsc contract, dS and P
+ * rounded to the input type before their products. Both run FA_WARPS warps and take their
+ * tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template parameters:
+ * the TM / 16 row groups of 16 rows each get FA_WARPS * 16 / TM warps, which split the 16-wide
+ * column tiles of every product between them; the elementwise steps run over the whole block.
+ * The launcher takes the largest tile whose shared memory fits the device (fa_bwd_pick): at
+ * D = 128 the 64-row tiles need 137 and 177 KiB, more than the 99 KiB of sm_86 / sm_89.
+ * sdpa_dq_tc_kernel: a block per TM query rows, per TN-key chunk S = Q K^T and dP = dO V^T
+ * into shared memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per TM keys of a kv
+ * head, per TN-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
  * dS^T there, dV += P^T dO and dK += dS^T Q. */
+#define FA_BWD_MAXD 256
 
 /* Consecutive 128-byte-aligned sections of a block's shared memory. */
 struct fa_sections {
@@ -657,36 +663,39 @@ struct fa_sections {
     }
 };
 
-/* dq kernel: q and dout tiles, key and value chunks (input type), S and dP (float), dS (input
- * type), the dq accumulator (float), the rows' max, 1 / sum and rowsum. */
+/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
+ * chunks (input type), S and dP (float), dS (input type), the dq accumulator (float), the
+ * rows' max, 1 / sum and rowsum. */
 struct fa_dq_layout {
     size_t q, dout, k, v, s, dp, ds, dq, rm, rl, rd, bytes;
 };
-__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es)
+__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
+                                                                 int64_t tn)
 {
     fa_sections c = {0};
     fa_dq_layout L;
-    L.q = c.take(FA_BM * D * es), L.dout = c.take(FA_BM * Dv * es);
-    L.k = c.take(FA_BN * D * es), L.v = c.take(FA_BN * Dv * es);
-    L.s = c.take(FA_BM * FA_BN * sizeof(float)), L.dp = c.take(FA_BM * FA_BN * sizeof(float));
-    L.ds = c.take(FA_BM * FA_BN * es), L.dq = c.take(FA_BM * D * sizeof(float));
-    L.rm = c.take(FA_BM * sizeof(float)), L.rl = c.take(FA_BM * sizeof(float)), L.rd = c.take(FA_BM * sizeof(float));
+    L.q = c.take(tm * D * es), L.dout = c.take(tm * Dv * es);
+    L.k = c.take(tn * D * es), L.v = c.take(tn * Dv * es);
+    L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
+    L.ds = c.take(tm * tn * es), L.dq = c.take(tm * D * sizeof(float));
+    L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
     L.bytes = c.at;
     return L;
 }
 
-/* The warp's 16 rows r0.. of out (float, ldo) += A B over kk 16-wide steps: A's rows from a
- * (row-major, lda), B from b (row-major (k, n) with ldb, or col_major: element (k, n) at
- * b[n * ldb + k]), n0 the first of nc 16-wide output columns. Each output tile loaded,
- * multiplied and stored back (accumulate), or started from zero (overwrite). */
+/* The 16 rows at a (row-major, lda) times B, into the 16 rows at out (float, ldo), over kk
+ * 16-wide steps: B from b (row-major (k, n) with ldb, or col_major: element (k, n) at
+ * b[n * ldb + k]); the output's 16-wide column tiles c0, c0 + cstep, ... below nc, each
+ * loaded, multiplied and stored back (accumulate), or started from zero (overwrite). One warp. */
 template <typename T, typename BLayout>
 __device__ __forceinline__ void fa_mma_rows(float *out, int64_t ldo, const T *a, int64_t lda, const T *b,
-                                            int64_t ldb, int64_t kk, int64_t nc, bool accumulate)
+                                            int64_t ldb, int64_t kk, int64_t nc, int c0, int cstep,
+                                            bool accumulate)
 {
     namespace wmma = nvcuda::wmma;
     typedef typename fa_wmma<T>::type W;
     const bool colb = std::is_same<BLayout, wmma::col_major>::value;
-    for (int64_t c = 0; c < nc; c++) {
+    for (int64_t c = c0; c < nc; c += cstep) {
         wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
         if (accumulate) wmma::load_matrix_sync(acc, out + c * 16, (unsigned)ldo, wmma::mem_row_major);
         else wmma::fill_fragment(acc, 0.0f);
@@ -702,58 +711,77 @@ __device__ __forceinline__ void fa_mma_rows(float *out, int64_t ldo, const T *a,
     }
 }
 
-template <typename T>
-__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
+/* A warp's share of a tile of tm rows: its 16 rows from r0, and its column tiles cg, cg +
+ * cstep, ... of each product (the tm / 16 row groups split the FA_WARPS warps evenly). */
+struct fa_warp_part {
+    int r0, cg, cstep;
+};
+template <int TM> __device__ __forceinline__ fa_warp_part fa_warp_part_of(void)
 {
+    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0, "tile rows: 16 a row group, FA_WARPS divisible");
+    const int cstep = FA_WARPS / (TM / 16), warp = threadIdx.x / 32;
+    return fa_warp_part{warp / cstep * 16, warp % cstep, cstep};
+}
+
+/* Both backward kernels ask for one resident block an SM at least (launch bounds): their shared
+ * memory keeps few blocks on an SM anyway, and ptxas' default register target spilled a few
+ * bytes in some tiles. */
+template <typename T, int TM, int TN>
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
+{
+    static_assert(TN % 32 == 0, "chunk: lanes over 32 keys at a time");
     namespace wmma = nvcuda::wmma;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int64_t D = a.D, Dv = a.Dv, n = a.B * a.Hq * a.Lq;
-    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T));
+    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
     T *sds = (T *)(smem + L.ds);
     float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdq = (float *)(smem + L.dq);
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
-    const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const fa_warp_part w = fa_warp_part_of<TM>();
+    const int r0 = w.r0;
+    const int64_t nqt = (a.Lq + TM - 1) / TM;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const float *lse = (const float *)a.lse, *dlse = (const float *)a.dlse;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
-        const query_tile<T> qt = query_tile_of<T>(a, tile, FA_BM);
+        const query_tile<T> qt = query_tile_of<T>(a, tile, TM);
         const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
         const T *K = qt.K, *V = qt.V;
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
-        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
-        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, FA_BM, a.Lq, Dv);
-        for (int64_t e = threadIdx.x; e < FA_BM * D; e += blockDim.x) sdq[e] = 0.0f;
-        for (int r = threadIdx.x; r < FA_BM; r += blockDim.x)
+        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D);
+        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv);
+        for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdq[e] = 0.0f;
+        for (int r = threadIdx.x; r < TM; r += blockDim.x)
             rm[r] = add || r >= m ? -INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add || r >= m ? 0.0f : 1.0f;
         __syncthreads();
-        for (int r = r0; r < r0 + 16 && r < m; r++) { /* rowsum(dout * out), less lse's cotangent */
+        for (int r = warp; r < m; r += FA_WARPS) { /* rowsum(dout * out), less lse's cotangent */
             float part = 0.0f;
             for (int64_t d = lane; d < Dv; d += 32)
                 part += png_load(sdo + r * Dv + d) * png_load(O + (i0 + r) * a.os[2] + d);
             part = warp_sum(part);
             if (lane == 0) rd[r] = dlse ? part - dlse[bh * a.Lq + i0 + r] : part;
         }
-        for (int64_t j0 = 0; add && j0 < nk; j0 += FA_BN) { /* the rows' max and sum */
+        for (int64_t j0 = 0; add && j0 < nk; j0 += TN) { /* the rows' max and sum */
             __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, FA_BN, nk, D);
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D);
             __syncthreads();
-            fa_mma_rows<T, wmma::col_major>(ss + r0 * FA_BN, FA_BN, sq + r0 * D, D, sk, D, D / 16, FA_BN / 16, false);
-            __syncwarp();
-            for (int r = r0; r < r0 + 16 && r < m; r++) {
-                float sc[FA_BN / 32];
-                bool in[FA_BN / 32];
-                for (int u = 0; u < FA_BN / 32; u++) {
+            fa_mma_rows<T, wmma::col_major>(ss + r0 * TN, TN, sq + r0 * D, D, sk, D, D / 16, TN / 16, w.cg, w.cstep,
+                                            false);
+            __syncthreads();
+            for (int r = warp; r < m; r += FA_WARPS) {
+                float sc[TN / 32];
+                bool in[TN / 32];
+                for (int u = 0; u < TN / 32; u++) {
                     int64_t j = j0 + lane + 32 * u;
                     bool drop;
                     in[u] = j < nk;
-                    sc[u] = in[u] ? mask_score<T, float>(a, ss[r * FA_BN + lane + 32 * u], b, h, i0 + r, j, &drop)
+                    sc[u] = in[u] ? mask_score<T, float>(a, ss[r * TN + lane + 32 * u], b, h, i0 + r, j, &drop)
                                   : -INFINITY;
                 }
                 float alpha;
-                for (int u = 0; u < FA_BN / 32; u++) online_step(sc[u], in[u], rm + r, rl + r, &alpha);
+                for (int u = 0; u < TN / 32; u++) online_step(sc[u], in[u], rm + r, rl + r, &alpha);
             }
         }
         __syncthreads();
@@ -762,29 +790,30 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dq_tc_kernel(pnG_sdpa_args
             int64_t row = bh * a.Lq + i0 + r;
             dsc[row] = rd[r], dsc[n + row] = rm[r], dsc[2 * n + row] = rl[r];
         }
-        for (int64_t j0 = 0; j0 < nk; j0 += FA_BN) {
+        for (int64_t j0 = 0; j0 < nk; j0 += TN) {
             __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, FA_BN, nk, D);
-            fa_stage(sv, V, a.vs[2], j0, FA_BN, nk, Dv);
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D);
+            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv);
             __syncthreads();
-            fa_mma_rows<T, wmma::col_major>(ss + r0 * FA_BN, FA_BN, sq + r0 * D, D, sk, D, D / 16, FA_BN / 16, false);
-            fa_mma_rows<T, wmma::col_major>(sdp + r0 * FA_BN, FA_BN, sdo + r0 * Dv, Dv, sv, Dv, Dv / 16, FA_BN / 16,
+            fa_mma_rows<T, wmma::col_major>(ss + r0 * TN, TN, sq + r0 * D, D, sk, D, D / 16, TN / 16, w.cg, w.cstep,
                                             false);
-            __syncwarp();
-            for (int r = r0; r < r0 + 16; r++)
-                for (int u = 0; u < FA_BN / 32; u++) {
-                    const int jj = lane + 32 * u;
-                    const int64_t j = j0 + jj;
-                    float ds = 0.0f;
-                    if (r < m && j < nk) {
-                        bool drop;
-                        float sc = mask_score<T, float>(a, ss[r * FA_BN + jj], b, h, i0 + r, j, &drop);
-                        ds = drop ? 0.0f : prob(a, sc, rm[r], rl[r]) * (sdp[r * FA_BN + jj] - rd[r]);
-                    }
-                    png_store(sds + r * FA_BN + jj, ds);
+            fa_mma_rows<T, wmma::col_major>(sdp + r0 * TN, TN, sdo + r0 * Dv, Dv, sv, Dv, Dv / 16, TN / 16, w.cg,
+                                            w.cstep, false);
+            __syncthreads();
+            for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
+                const int r = e / TN, jj = e % TN;
+                const int64_t j = j0 + jj;
+                float ds = 0.0f;
+                if (r < m && j < nk) {
+                    bool drop;
+                    float sc = mask_score<T, float>(a, ss[e], b, h, i0 + r, j, &drop);
+                    ds = drop ? 0.0f : prob(a, sc, rm[r], rl[r]) * (sdp[e] - rd[r]);
                 }
-            __syncwarp();
-            fa_mma_rows<T, wmma::row_major>(sdq + r0 * D, D, sds + r0 * FA_BN, FA_BN, sk, D, FA_BN / 16, D / 16, true);
+                png_store(sds + e, ds);
+            }
+            __syncthreads();
+            fa_mma_rows<T, wmma::row_major>(sdq + r0 * D, D, sds + r0 * TN, TN, sk, D, TN / 16, D / 16, w.cg, w.cstep,
+                                            true);
         }
         __syncthreads();
         T *DQ = dq + (bh * a.Lq + i0) * D;
@@ -792,56 +821,60 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dq_tc_kernel(pnG_sdpa_args
     }
 }
 
-/* dkv kernel: k and v tiles, q and dout chunks (input type), S^T and dP^T (float), P^T and dS^T
- * (input type), the dk and dv accumulators (float), the chunk's max, 1 / sum and rowsum. */
+/* dkv kernel with tm keys a block and chunks of tn query rows: k and v tiles, q and dout
+ * chunks (input type), S^T and dP^T (float), P^T and dS^T (input type), the dk and dv
+ * accumulators (float), the chunk's max, 1 / sum and rowsum. */
 struct fa_dkv_layout {
     size_t k, v, q, dout, s, dp, p, ds, dk, dv, cm, cl, cd, bytes;
 };
-__host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, int64_t Dv, size_t es)
+__host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
+                                                                   int64_t tn)
 {
     fa_sections c = {0};
     fa_dkv_layout L;
-    L.k = c.take(FA_BN * D * es), L.v = c.take(FA_BN * Dv * es);
-    L.q = c.take(FA_BM * D * es), L.dout = c.take(FA_BM * Dv * es);
-    L.s = c.take(FA_BN * FA_BM * sizeof(float)), L.dp = c.take(FA_BN * FA_BM * sizeof(float));
-    L.p = c.take(FA_BN * FA_BM * es), L.ds = c.take(FA_BN * FA_BM * es);
-    L.dk = c.take(FA_BN * D * sizeof(float)), L.dv = c.take(FA_BN * Dv * sizeof(float));
-    L.cm = c.take(FA_BM * sizeof(float)), L.cl = c.take(FA_BM * sizeof(float)), L.cd = c.take(FA_BM * sizeof(float));
+    L.k = c.take(tm * D * es), L.v = c.take(tm * Dv * es);
+    L.q = c.take(tn * D * es), L.dout = c.take(tn * Dv * es);
+    L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
+    L.p = c.take(tm * tn * es), L.ds = c.take(tm * tn * es);
+    L.dk = c.take(tm * D * sizeof(float)), L.dv = c.take(tm * Dv * sizeof(float));
+    L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
     L.bytes = c.at;
     return L;
 }
 
-template <typename T>
-__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
+template <typename T, int TM, int TN>
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
 {
+    static_assert(TN % 16 == 0, "chunk: 16-wide column tiles");
     namespace wmma = nvcuda::wmma;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int64_t D = a.D, Dv = a.Dv, nrow = a.B * a.Hq * a.Lq;
-    const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T));
+    const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
     T *sp = (T *)(smem + L.p), *sds = (T *)(smem + L.ds);
     float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdk = (float *)(smem + L.dk),
           *sdv = (float *)(smem + L.dv);
     float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, k0w = warp * 16;
-    const int64_t nkt = (a.Lk + FA_BN - 1) / FA_BN, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
+    const fa_warp_part w = fa_warp_part_of<TM>();
+    const int k0w = w.r0;
+    const int64_t nkt = (a.Lk + TM - 1) / TM, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
-        int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * FA_BN;
-        int64_t n = a.Lk - k0 < FA_BN ? a.Lk - k0 : FA_BN;
+        int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
+        int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
         __syncthreads();
-        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, FA_BN, a.Lk, D);
-        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, FA_BN, a.Lk, Dv);
-        for (int64_t e = threadIdx.x; e < FA_BN * D; e += blockDim.x) sdk[e] = 0.0f;
-        for (int64_t e = threadIdx.x; e < FA_BN * Dv; e += blockDim.x) sdv[e] = 0.0f;
+        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D);
+        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv);
+        for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdk[e] = 0.0f;
+        for (int64_t e = threadIdx.x; e < TM * Dv; e += blockDim.x) sdv[e] = 0.0f;
         for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
-            for (int64_t i0 = 0; i0 < a.Lq; i0 += FA_BM) {
-                int64_t i1 = a.Lq - i0 < FA_BM ? a.Lq : i0 + FA_BM;
+            for (int64_t i0 = 0; i0 < a.Lq; i0 += TN) {
+                int64_t i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
                 if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
                 int64_t bh = b * a.Hq + h;
                 __syncthreads();
-                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
-                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, FA_BM, a.Lq, Dv);
-                for (int r = threadIdx.x; r < FA_BM; r += blockDim.x) {
+                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D);
+                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv);
+                for (int r = threadIdx.x; r < TN; r += blockDim.x) {
                     int64_t row = bh * a.Lq + i0 + r;
                     bool in = i0 + r < a.Lq;
                     cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
@@ -849,30 +882,29 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dkv_tc_kernel(pnG_sdpa_arg
                 }
                 __syncthreads();
                 /* S^T and dP^T for the warp's 16 keys: rows of K (V) against rows of Q (dO) */
-                fa_mma_rows<T, wmma::col_major>(ss + k0w * FA_BM, FA_BM, sk + k0w * D, D, sq, D, D / 16, FA_BM / 16,
-                                                false);
-                fa_mma_rows<T, wmma::col_major>(sdp + k0w * FA_BM, FA_BM, sv + k0w * Dv, Dv, sdo, Dv, Dv / 16,
-                                                FA_BM / 16, false);
-                __syncwarp();
-                for (int kk = k0w; kk < k0w + 16; kk++)
-                    for (int u = 0; u < FA_BM / 32; u++) {
-                        const int ii = lane + 32 * u;
-                        const int64_t i = i0 + ii;
-                        float p = 0.0f, ds = 0.0f;
-                        if (kk < n && i < a.Lq) {
-                            bool drop;
-                            float sc = mask_score<T, float>(a, ss[kk * FA_BM + ii], b, h, i, k0 + kk, &drop);
-                            p = prob(a, sc, cm[ii], cl[ii]);
-                            ds = drop ? 0.0f : p * (sdp[kk * FA_BM + ii] - cd[ii]);
-                        }
-                        png_store(sp + kk * FA_BM + ii, p);
-                        png_store(sds + kk * FA_BM + ii, ds);
+                fa_mma_rows<T, wmma::col_major>(ss + k0w * TN, TN, sk + k0w * D, D, sq, D, D / 16, TN / 16, w.cg,
+                                                w.cstep, false);
+                fa_mma_rows<T, wmma::col_major>(sdp + k0w * TN, TN, sv + k0w * Dv, Dv, sdo, Dv, Dv / 16, TN / 16,
+                                                w.cg, w.cstep, false);
+                __syncthreads();
+                for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
+                    const int kk = e / TN, ii = e % TN;
+                    const int64_t i = i0 + ii;
+                    float p = 0.0f, ds = 0.0f;
+                    if (kk < n && i < a.Lq) {
+                        bool drop;
+                        float sc = mask_score<T, float>(a, ss[e], b, h, i, k0 + kk, &drop);
+                        p = prob(a, sc, cm[ii], cl[ii]);
+                        ds = drop ? 0.0f : p * (sdp[e] - cd[ii]);
                     }
-                __syncwarp();
-                fa_mma_rows<T, wmma::row_major>(sdv + k0w * Dv, Dv, sp + k0w * FA_BM, FA_BM, sdo, Dv, FA_BM / 16,
-                                                Dv / 16, true);
-                fa_mma_rows<T, wmma::row_major>(sdk + k0w * D, D, sds + k0w * FA_BM, FA_BM, sq, D, FA_BM / 16, D / 16,
-                                                true);
+                    png_store(sp + e, p);
+                    png_store(sds + e, ds);
+                }
+                __syncthreads();
+                fa_mma_rows<T, wmma::row_major>(sdv + k0w * Dv, Dv, sp + k0w * TN, TN, sdo, Dv, TN / 16, Dv / 16, w.cg,
+                                                w.cstep, true);
+                fa_mma_rows<T, wmma::row_major>(sdk + k0w * D, D, sds + k0w * TN, TN, sq, D, TN / 16, D / 16, w.cg,
+                                                w.cstep, true);
             }
         __syncthreads();
         T *DK = dk + (bg * a.Lk + k0) * D, *DV = dv + (bg * a.Lk + k0) * Dv;
@@ -883,7 +915,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_dkv_tc_kernel(pnG_sdpa_arg
 
 /* ───────────────────────────── launchers ───────────────────────────── */
 
-/* The device's opt-in shared memory per block (the default 48 KiB when it cannot be read). */
+static std::atomic<size_t> smem_cap{0}; /* pnG_sdpa_set_smem_limit; 0: none */
+
+/* The device's opt-in shared memory per block (the default 48 KiB when it cannot be read),
+ * lowered to pnG_sdpa_set_smem_limit's cap (not below 48 KiB). */
 static size_t smem_optin(void)
 {
     static std::atomic<int> cached{0};
@@ -897,7 +932,14 @@ static size_t smem_optin(void)
         }
         cached.store(v, std::memory_order_relaxed);
     }
+    size_t cap = smem_cap.load(std::memory_order_relaxed);
+    if (cap && cap < (size_t)v) return cap > SDPA_SMEM ? cap : SDPA_SMEM;
     return (size_t)v;
+}
+
+extern "C" size_t pnG_sdpa_set_smem_limit(size_t bytes)
+{
+    return smem_cap.exchange(bytes, std::memory_order_relaxed);
 }
 
 /* A kernel's working memory in compute-type elements: per_t for each row of the tile, per_ch
@@ -970,7 +1012,7 @@ extern "C" int64_t pnG_sdpa_tensor_core_count(void)
 }
 
 /* Whether a tensor-core kernel needing `bytes` of shared memory takes a (dtype T): half types,
- * head dims multiples of 16 up to FA_MAXD, at least 16 query rows (fewer: a decode step,
+ * head dims multiples of 16 up to maxd (the forward's FA_MAXD by default), at least 16 query rows (fewer: a decode step,
  * where a 64-row tile would mostly compute padding), the shared memory within the device's,
  * and not turned off with PONTE_SDPA_FAST=0. */
 static std::atomic<int> tc_on{-1}; /* -1: PONTE_SDPA_FAST not read yet */
@@ -994,9 +1036,9 @@ extern "C" bool pnG_sdpa_set_fast_paths(bool on)
     return was;
 }
 
-template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_t bytes)
+template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_t bytes, int64_t maxd = FA_MAXD)
 {
-    if (!fast_paths_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > FA_MAXD || a->Dv > FA_MAXD ||
+    if (!fast_paths_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > maxd || a->Dv > maxd ||
         a->Lq < 16)
         return false;
     return bytes <= smem_optin();
@@ -1089,6 +1131,21 @@ extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, in
     return rc;
 }
 
+/* A tile of the tensor-core backward: tm rows a block (queries for dq, keys for dk / dv) and
+ * chunks of tn (keys, queries). */
+template <int TM, int TN> struct fa_bwd_tile {
+    static constexpr int tm = TM, tn = TN;
+};
+
+/* Offers try_tile the backward's tiles, largest first (the tile height before the chunk: a
+ * taller tile reads the other operand fewer times), until it takes one (returns true): the
+ * launcher's choice of the largest tile whose shared memory fits. Whether one was taken. */
+template <typename F> static bool fa_bwd_pick(F try_tile)
+{
+    return try_tile(fa_bwd_tile<64, 64>()) || try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 64>()) ||
+           try_tile(fa_bwd_tile<32, 32>()) || try_tile(fa_bwd_tile<16, 64>()) || try_tile(fa_bwd_tile<16, 32>());
+}
+
 /* See attention.h. */
 extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, void *dv, void *dscratch,
                                  int stream)
@@ -1108,20 +1165,30 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                                   &qbytes, &qblocks);
             sdpa_tiling gk = plan(kmem, sizeof(C), [&](int64_t t) { return a->B * a->Hkv * ((a->Lk + t - 1) / t); },
                                   &kbytes, &kblocks);
-            /* each kernel on the tensor cores where it can (the dsc contract is shared) */
+            /* each kernel on the tensor cores where a tile fits (the dsc contract is shared) */
             bool tc_dq = false, tc_dkv = false;
             if constexpr (fa_half<T>::value) {
-                size_t tq_bytes = fa_dq_layout_of(a->D, a->Dv, sizeof(T)).bytes;
-                size_t tk_bytes = fa_dkv_layout_of(a->D, a->Dv, sizeof(T)).bytes;
-                if ((tc_dq = use_tensor_cores<T>(a, tq_bytes)))
-                    rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T>, a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM),
-                                   tq_bytes, stream, *a, (T *)dq, (float *)dscratch);
+                const int64_t D = a->D, Dv = a->Dv;
+                tc_dq = fa_bwd_pick([&](auto tile) {
+                    constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
+                    size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                    if (!use_tensor_cores<T>(a, bytes, FA_BWD_MAXD)) return false;
+                    rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn>, a->B * a->Hq * ((a->Lq + tm - 1) / tm),
+                                   bytes, stream, *a, (T *)dq, (float *)dscratch);
+                    return true;
+                });
                 if (!tc_dq) rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a,
                                         (T *)dq, (C *)dscratch);
-                if (!rc && (tc_dkv = use_tensor_cores<T>(a, tk_bytes)))
-                    rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_tc_kernel<T>,
-                                   a->B * a->Hkv * ((a->Lk + FA_BN - 1) / FA_BN), tk_bytes, stream, *a, (T *)dk,
-                                   (T *)dv, (const float *)dscratch);
+                if (!rc)
+                    tc_dkv = fa_bwd_pick([&](auto tile) {
+                        constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
+                        size_t bytes = fa_dkv_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        if (!use_tensor_cores<T>(a, bytes, FA_BWD_MAXD)) return false;
+                        rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_tc_kernel<T, tm, tn>,
+                                       a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
+                                       (const float *)dscratch);
+                        return true;
+                    });
             } else {
                 rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a, (T *)dq,
                             (C *)dscratch);

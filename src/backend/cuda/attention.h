@@ -30,9 +30,10 @@ typedef struct pnG_sdpa_args {
 int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, int stream);
 int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, void *dv, void *dscratch, int stream);
 
-/* How many forwards ran on the tensor cores (float16 / bfloat16, head dims multiples of 16 up
- * to 128, 16 query rows or more; PONTE_SDPA_FAST=0 turns it off) since the
- * process started: a test and benchmark hook. */
+/* How many kernels ran on the tensor cores (float16 / bfloat16, 16 query rows or more, head
+ * dims multiples of 16 up to 128 for the forward, up to 256 for the backward's dq and dk / dv
+ * kernels, each counted; PONTE_SDPA_FAST=0 turns it off) since the process started: a test
+ * and benchmark hook. */
 int64_t pnG_sdpa_tensor_core_count(void);
 /* How many forwards took the split-key decoding kernels (fewer than 16 query rows against
  * 128 keys or more) since the process started: a test and benchmark hook. */
@@ -41,6 +42,10 @@ int64_t pnG_sdpa_decode_count(void);
  * (the default: on unless PONTE_SDPA_FAST=0); returns the previous setting. Off, every case
  * runs on the CUDA-core tile kernels. For benchmarks and tests. */
 bool pnG_sdpa_set_fast_paths(bool on);
+/* Caps the shared memory per block the attention launchers plan with at bytes (never below
+ * the default 48 KiB; 0: the device's opt-in maximum, the default); returns the previous cap.
+ * A test hook: 101376 (99 KiB) makes any device choose tiles as an sm_86 / sm_89 would. */
+size_t pnG_sdpa_set_smem_limit(size_t bytes);
 
 #ifdef __cplusplus
 }

@@ -26,7 +26,9 @@
  *   - PONTE_SIM_SHUFFLE=<seed> runs the ready threads in a pseudo-random order (default:
  *     deterministic), PONTE_SIM_STACK=<bytes> sets the fiber stack size (64 KiB; 256 KiB under
  *     ASan), PONTE_SIM_MEMORY_LIMIT=<bytes> caps simulated device memory (default 16 GiB),
- *     PONTE_SIM_NO_DEVICE=1 makes cudaGetDeviceCount report no device.
+ *     PONTE_SIM_NO_DEVICE=1 makes cudaGetDeviceCount report no device,
+ *     PONTE_SIM_SMEM_OPTIN=<bytes> lowers the opt-in shared memory per block from an H100's
+ *     227 KiB (e.g. 101376: the 99 KiB of sm_86 / sm_89; clamped to 48 KiB .. 227 KiB).
  * Runtime calls (runtime.cpp) run synchronously at the call, which keeps stream order.
  * Device memory is host memory; new allocations are filled with 0xCD.
  *

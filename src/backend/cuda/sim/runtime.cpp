@@ -75,6 +75,7 @@ struct State {
     Pool pool;
     std::set<const void *> streams, events;
     std::unordered_map<const void *, size_t> func_smem;
+    size_t smem_optin = PNSIM_SMEM_OPTIN_MAX;
 };
 
 State &state(void)
@@ -89,6 +90,11 @@ State &state(void)
         s->limit = lim ? (size_t)lim : host < ((size_t)16 << 30) ? host : (size_t)16 << 30;
         const char *nd = getenv("PONTE_SIM_NO_DEVICE");
         s->no_device = nd && *nd && strcmp(nd, "0") != 0;
+        const char *so = getenv("PONTE_SIM_SMEM_OPTIN");
+        unsigned long long optin = so && *so ? strtoull(so, nullptr, 0) : 0;
+        if (optin) s->smem_optin = optin < PNSIM_SMEM_DEFAULT ? PNSIM_SMEM_DEFAULT
+                                   : optin > PNSIM_SMEM_OPTIN_MAX ? PNSIM_SMEM_OPTIN_MAX
+                                                                  : (size_t)optin;
         return s;
     }();
     return *st;
@@ -288,6 +294,8 @@ bool pnsim_stream_valid(cudaStream_t s)
 extern "C" bool pnsim_is_device_memory(const void *p, size_t n) { return device_range_ok(p, n, true); }
 
 extern "C" bool pnsim_stream_ok(pnsim_nccl_stream_t s) { return pnsim_stream_valid((cudaStream_t)s); }
+
+size_t pnsim_smem_optin(void) { return state().smem_optin; }
 
 size_t pnsim_kernel_smem_limit(const void *kernel)
 {
