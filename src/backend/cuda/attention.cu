@@ -4,10 +4,15 @@
  * for the scores, then one output dim each for the online-softmax update of the row's
  * accumulator. Backward: sdpa_dq_kernel (a block per query tile: dq, and the rows' softmax
  * max, 1 / sum and rowsum(dout * out)) and sdpa_dkv_kernel (a block per (batch, kv head, key
- * tile): dk and dv over the group's heads), both recomputing P, so no atomics. No tensor cores.
- * Any head dims: the launchers pick the tile and chunk that fit the default 48 KiB of shared
- * memory, else the device's opt-in maximum (cudaFuncSetAttribute before the launch), else run
- * the same kernels on a slice of global scratch per block instead of shared memory. */
+ * tile): dk and dv over the group's heads), both recomputing P, so no atomics. Any head dims:
+ * the launchers pick the tile and chunk that fit the default 48 KiB of shared memory, else the
+ * device's opt-in maximum (cudaFuncSetAttribute before the launch), else run the same kernels
+ * on a slice of global scratch per block instead of shared memory. On the
+ * tensor cores, for float16 / bfloat16 with head dims multiples of 16 and 16 query rows or
+ * more: the forward sdpa_fwd_tc_kernel (FlashAttention-2 style, a warp's rows and softmax in
+ * registers as mma.cuh's m16n8k16 fragments, head dims up to 256) and the backward
+ * sdpa_dq_tc_kernel / sdpa_dkv_tc_kernel (wmma, up to 128). Fewer query rows against many keys:
+ * the split-key decoding kernels. */
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
