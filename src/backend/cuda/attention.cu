@@ -453,10 +453,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
             const bool none = mx[r] == -INFINITY;
             const float inv = 1.0f / sum[r], dead = nk ? NAN : 0.0f;
             FA2_UNROLL
-            for (int n = 0; n < NO; n++) {
+            for (int n = 0; n < NO; n++) { /* the two columns in one 4-byte store where aligned */
                 if (n >= Dv / 8) break;
-                png_store(O + rr * Dv + n * 8 + 2 * t, none ? dead : o[n][2 * r] * inv);
-                png_store(O + rr * Dv + n * 8 + 2 * t + 1, none ? dead : o[n][2 * r + 1] * inv);
+                T *at = O + rr * Dv + n * 8 + 2 * t;
+                const float x = none ? dead : o[n][2 * r] * inv, y = none ? dead : o[n][2 * r + 1] * inv;
+                if ((uintptr_t)at % 4 == 0) *(uint32_t *)at = png_pack2<T>(x, y);
+                else png_store(at, x), png_store(at + 1, y);
             }
             if (t == 0) lse[bh * a.Lq + i0 + rr] = isinf(mx[r]) ? mx[r] : mx[r] + sdpa_log(sum[r]);
         }
