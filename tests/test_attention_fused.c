@@ -333,6 +333,14 @@ TEST(tensor_core_forward)
             pn_scope_pop();
         }
     }
+    /* a NaN in q spreads over its row (the fused backward's too), as in the composite */
+#ifdef PONTE_HAS_GPU
+    const int64_t at = pnG_sdpa_tensor_core_count();
+#endif
+    fused_vs_composite(&TENSOR_CORE[0], PN_FLOAT16, true, 3e-2);
+#ifdef PONTE_HAS_GPU
+    if (gpu) CHECK_MSG(pnG_sdpa_tensor_core_count() > at, "the NaN case took the tensor cores");
+#endif
 }
 
 /* Shapes of the GPU's split-key decoding forward (fewer than 16 query rows, 128 keys or more):
