@@ -18,6 +18,7 @@ typedef struct cfg {
     int64_t B, Hq, Hkv, Lq, Lk, D, Dv;
     int mode;
     int mrank; /* additive / bool mask: 2 = (Lq, Lk), 4 = (B, 1, Lq, Lk) */
+    int dead;  /* bool mask: row dead - 1 (of every batch) drops every key; 0: none */
 } cfg;
 
 /* The element of a mask of shape (Lq, Lk) or (B, 1, Lq, Lk) that (b, i, j) reads. */
@@ -62,6 +63,12 @@ static void make_inputs(const cfg *c, pn_dtype t, pn_array **x)
     const int64_t *shape = c->mrank == 4 ? ms : ms + 2;
     if (c->mode == M_BOOL) /* about a third dropped; some rows fully dropped when Lk is small */
         x[3] = pn_greater(test_random_array(shape, c->mrank, PN_FLOAT32, 0, 1), pn_weak_float(0.33));
+    if (c->mode == M_BOOL && c->dead) {
+        int64_t at[4] = {0, 0, c->dead - 1, 0}, to[4] = {c->B, 1, c->dead, c->Lk}, one[4] = {c->B, 1, 1, c->Lk};
+        const int off = c->mrank == 4 ? 0 : 2;
+        pn_array *none = pn_full(one + off, c->mrank, pn_scalar(0, PN_BOOL), PN_BOOL);
+        x[3] = pn_slice_update(x[3], none, at + off, to + off, NULL, c->mrank);
+    }
     if (c->mode == M_ADD) x[3] = test_random_array(shape, c->mrank, t, -2, 1);
 }
 
@@ -233,11 +240,12 @@ TEST(fused_matches_composite)
 #include "backend/cuda/attention.h"
 #endif
 
-/* Shapes the GPU's tensor-core kernels take (half types, head dims multiples of 16 up to 128,
- * 16 query rows or more): tiles of 64 rows and chunks of 64 keys cut mid-way, grouped-query
- * heads, every mask kind, causal with Lq < Lk and Lq > Lk. Values and logsumexp against
- * float64; the gradients (the tensor-core backward, reading the forward's logsumexp) against
- * float32's; on the GPU, the tensor-core kernels must have run. */
+/* Shapes the GPU's tensor-core kernels take (half types, head dims multiples of 16 up to 256,
+ * 16 query rows or more): tiles of 64 rows and chunks of 64 keys (32 above
+ * 128 dims) cut mid-way, grouped-query heads, every mask kind, causal with Lq < Lk and Lq > Lk,
+ * a row that a bool mask drops whole. Values and logsumexp against float64; the gradients (the
+ * tensor-core backward, reading the forward's logsumexp) against float32's; on
+ * the GPU, the tensor-core kernels must have run. */
 static const cfg TENSOR_CORE[] = {
     {1, 2, 2, 64, 64, 64, 64, M_NONE, 0},
     {2, 4, 2, 80, 144, 64, 32, M_CAUSAL, 0},  /* GQA, causal Lq < Lk, Dv != D */
@@ -245,6 +253,11 @@ static const cfg TENSOR_CORE[] = {
     {1, 2, 2, 33, 130, 32, 48, M_BOOL, 4},
     {2, 2, 2, 70, 65, 16, 16, M_ADD, 2},
     {1, 1, 1, 16, 200, 96, 64, M_ADD, 4},
+    {1, 2, 2, 128, 128, 128, 128, M_NONE, 0},  /* whole tiles and chunks */
+    {2, 4, 2, 70, 90, 64, 128, M_ADD, 4},      /* GQA, Dv > D */
+    {1, 2, 1, 90, 100, 256, 256, M_CAUSAL, 0}, /* 256 dims: 32-key chunks */
+    {1, 2, 2, 40, 75, 256, 160, M_BOOL, 2},
+    {1, 2, 2, 48, 100, 64, 64, M_BOOL, 2, 6},  /* row 5 drops every key */
 };
 
 TEST(tensor_core_forward)
@@ -278,11 +291,11 @@ TEST(tensor_core_forward)
             pn_array *lse = y ? pnC_node_output(y->node, 1) : NULL;
             CHECK_OK(lse);
             /* rows that see no key hold fill + log(keys) in lse, the reference -inf: left out */
-            if (lse && !(c->mode == M_CAUSAL && c->Lq > c->Lk)) {
+            if (lse && !(c->mode == M_CAUSAL && c->Lq > c->Lk) && !c->dead) {
                 double *q = test_to_f64(x[0]), *k = test_to_f64(x[1]), *v = test_to_f64(x[2]);
                 double *m = x[3] ? test_to_f64(x[3]) : NULL;
                 int64_t rows = c->B * c->Hq * c->Lq;
-                double *ref = malloc(sizeof(double) * (size_t)rows), o[128], sc[256];
+                double *ref = malloc(sizeof(double) * (size_t)rows), o[256], sc[256];
                 for (int64_t r = 0; r < rows; r++)
                     ref[r] = ref_row(c, 0.125, q, k, v, m, r / (c->Hq * c->Lq), r / c->Lq % c->Hq, r % c->Lq, o, sc);
                 test_check_values("tensor-core sdpa lse", lse, (int64_t[]){c->B, c->Hq, c->Lq}, 3,
@@ -300,8 +313,9 @@ TEST(tensor_core_forward)
 #ifdef PONTE_HAS_GPU
             /* the forward, dq and dkv kernels, all on the tensor cores (a float mask's gradient
              * takes the composite of ops) */
+            const int64_t want = 3;
             if (gpu && c->mode != M_ADD)
-                CHECK_MSG(pnG_sdpa_tensor_core_count() - at == 3, "case %d: %lld tensor-core launches for a value and vjp",
+                CHECK_MSG(pnG_sdpa_tensor_core_count() - at == want, "case %d: %lld tensor-core launches for a value and vjp",
                           i, (long long)(pnG_sdpa_tensor_core_count() - at));
 #endif
             CHECK(value_and_vjp(c, x32, 0.125, cot32, &y32, g32) == 0);
@@ -319,6 +333,14 @@ TEST(tensor_core_forward)
             pn_scope_pop();
         }
     }
+    /* a NaN in q spreads over its row (the fused backward's too), as in the composite */
+#ifdef PONTE_HAS_GPU
+    const int64_t at = pnG_sdpa_tensor_core_count();
+#endif
+    fused_vs_composite(&TENSOR_CORE[0], PN_FLOAT16, true, 3e-2);
+#ifdef PONTE_HAS_GPU
+    if (gpu) CHECK_MSG(pnG_sdpa_tensor_core_count() > at, "the NaN case took the tensor cores");
+#endif
 }
 
 /* Shapes of the tensor-core backward beyond the forward's (head dims 160 and 256, Dv != D) and

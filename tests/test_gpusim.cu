@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/mma.cuh"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1213,6 +1214,109 @@ static void bench(void)
     CK(cudaFree(out));
 }
 
+/* ───────────────────────────── tensor-core fragments (mma.cuh) ───────────────────────────── */
+
+/* One warp: A (16 x 16, row-major) through ldmatrix.x4; B (16 x 8, k x n) both from an n-major
+ * tile (8 rows of 16 k, as attention's K) through ldmatrix.x4 and from a k-major tile (16 rows
+ * of 8 n, as V) through ldmatrix.x4.trans; d1 = A B + c and d2 the same from the second B; the
+ * lanes' 12 registers into regs (lane-major). Shared rows padded as the attention kernel's. */
+template <typename T>
+__global__ void mma_fragments_kernel(const uint16_t *a, const uint16_t *bn, const uint16_t *bk, const float *c,
+                                     float *d1, float *d2, uint32_t *regs)
+{
+    __shared__ __align__(16) uint16_t sa[16 * 24], sbn[8 * 24], sbk[16 * 16];
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, lj = lane / 8, lr = lane % 8;
+    for (int e = lane; e < 256; e += 32) sa[e / 16 * 24 + e % 16] = a[e];
+    for (int e = lane; e < 128; e += 32) sbn[e / 16 * 24 + e % 16] = bn[e];
+    for (int e = lane; e < 128; e += 32) sbk[e / 8 * 16 + e % 8] = bk[e];
+    __syncwarp();
+    uint32_t af[4], bf[4], bt[4];
+    png_ldmatrix_x4(af, sa + ((lj & 1) * 8 + lr) * 24 + (lj >> 1) * 8); /* (rows, cols) halves */
+    png_ldmatrix_x4(bf, sbn + lr * 24 + (lj & 1) * 8);                    /* k halves, twice */
+    png_ldmatrix_x4_trans(bt, sbk + ((lj & 1) * 8 + lr) * 16);            /* k halves, twice */
+    const float cf[4] = {c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t], c[(g + 8) * 8 + 2 * t + 1]};
+    float o1[4], o2[4];
+    png_mma_16816<T>(o1, af, bf, cf);
+    png_mma_16816<T>(o2, af, bt + 2, cf); /* bt's second copy */
+    const int at[4] = {g * 8 + 2 * t, g * 8 + 2 * t + 1, (g + 8) * 8 + 2 * t, (g + 8) * 8 + 2 * t + 1};
+    for (int e = 0; e < 4; e++) d1[at[e]] = o1[e], d2[at[e]] = o2[e];
+    for (int j = 0; j < 4; j++) regs[lane * 12 + j] = af[j], regs[lane * 12 + 4 + j] = bf[j], regs[lane * 12 + 8 + j] = bt[j];
+}
+
+static uint16_t half_bits(float v, bool bf16) { return bf16 ? pnC_f32_to_bf16(v).bits : pnC_f32_to_f16(v).bits; }
+
+/* The fragments' layouts (PTX ISA, mma.m16n8k16) and products against host math, float16 and
+ * bfloat16; values multiples of 1/4 up to 2, so every product and sum is exact in float. */
+template <typename T> static void test_mma_fragments(bool bf16)
+{
+    float A[16][16], B[16][8], C[16][8];
+    uint16_t ha[256], hbn[128], hbk[128];
+    unsigned s = 12345u;
+    for (int r = 0; r < 16; r++)
+        for (int k = 0; k < 16; k++) s = s * 1103515245u + 12345u, A[r][k] = (float)((int)(s >> 16) % 17 - 8) / 4;
+    for (int k = 0; k < 16; k++)
+        for (int n = 0; n < 8; n++) s = s * 1103515245u + 12345u, B[k][n] = (float)((int)(s >> 16) % 17 - 8) / 4;
+    for (int r = 0; r < 16; r++)
+        for (int n = 0; n < 8; n++) C[r][n] = (float)(r - n) / 2;
+    for (int e = 0; e < 256; e++) ha[e] = half_bits(A[e / 16][e % 16], bf16);
+    for (int e = 0; e < 128; e++) hbn[e] = half_bits(B[e % 16][e / 16], bf16), hbk[e] = half_bits(B[e / 8][e % 8], bf16);
+    uint16_t *da = dev_alloc<uint16_t>(256), *dbn = dev_alloc<uint16_t>(128), *dbk = dev_alloc<uint16_t>(128);
+    float *dc = dev_alloc<float>(128), *d1 = dev_alloc<float>(128), *d2 = dev_alloc<float>(128);
+    uint32_t *dr = dev_alloc<uint32_t>(32 * 12);
+    to_dev(da, ha, 256), to_dev(dbn, hbn, 128), to_dev(dbk, hbk, 128), to_dev(dc, &C[0][0], 128);
+    PNG_LAUNCH(mma_fragments_kernel<T>, 1, 32, 0, 0, (const uint16_t *)da, (const uint16_t *)dbn,
+               (const uint16_t *)dbk, (const float *)dc, d1, d2, dr);
+    CK_LAUNCH();
+    float h1[128], h2[128];
+    uint32_t hr[32 * 12];
+    to_host(h1, d1, 128), to_host(h2, d2, 128), to_host(hr, dr, 32 * 12);
+    int bad = 0;
+    for (int l = 0; l < 32; l++) {
+        const int g = l / 4, t = l % 4;
+        const uint32_t *r = hr + l * 12;
+        for (int j = 0; j < 4; j++) { /* A: (g | g+8, 2t | 2t+8) by j */
+            const int row = g + (j & 1) * 8, col = 2 * t + (j >> 1) * 8;
+            bad += r[j] != (ha[row * 16 + col] | (uint32_t)ha[row * 16 + col + 1] << 16);
+        }
+        for (int j = 0; j < 4; j++) { /* B: k 2t, 2t+1 (+8 in the odd registers), n g */
+            const int k = 2 * t + (j & 1) * 8;
+            const uint32_t want = hbk[k * 8 + g] | (uint32_t)hbk[(k + 1) * 8 + g] << 16;
+            bad += r[4 + j] != want;
+            bad += r[8 + j] != want;
+        }
+    }
+    CHECK(bad == 0);
+    for (int rr = 0; rr < 16; rr++)
+        for (int n = 0; n < 8; n++) {
+            float want = C[rr][n];
+            for (int k = 0; k < 16; k++) want += A[rr][k] * B[k][n];
+            if (h1[rr * 8 + n] != want || h2[rr * 8 + n] != want) bad++;
+        }
+    if (bad) fprintf(stderr, "test_gpusim: mma fragments (%s): %d mismatches\n", bf16 ? "bf16" : "f16", bad);
+    CHECK(bad == 0);
+    CK(cudaFree(da));
+    CK(cudaFree(dbn));
+    CK(cudaFree(dbk));
+    CK(cudaFree(dc));
+    CK(cudaFree(d1));
+    CK(cudaFree(d2));
+    CK(cudaFree(dr));
+}
+
+#ifdef PONTE_GPU_SIM
+/* ldmatrix from rows 2 bytes off their 16-byte alignment: the device's misaligned-address
+ * fault, the launch's error in the simulator. */
+__global__ void ldmatrix_misaligned_kernel(uint32_t *out)
+{
+    __shared__ __align__(16) uint16_t sm[8 * 16 + 8];
+    for (int e = threadIdx.x; e < 8 * 16 + 8; e += 32) sm[e] = (uint16_t)e;
+    __syncwarp();
+    uint32_t r[4];
+    png_ldmatrix_x4(r, sm + 1 + (threadIdx.x % 8) * 16);
+    out[threadIdx.x] = r[0];
+}
+#endif
+
 int main(int argc, char **argv)
 {
 #ifdef PONTE_GPU_SIM
@@ -1250,7 +1354,16 @@ int main(int argc, char **argv)
     test_symbols_2d();
     test_errors();
     test_pool();
+    test_mma_fragments<pn_float16>(false);
+    test_mma_fragments<pn_bfloat16>(true);
 #ifdef PONTE_GPU_SIM
+    {
+        uint32_t *u = dev_alloc<uint32_t>(32);
+        fprintf(stderr, "test_gpusim: (an ldmatrix misalignment diagnostic follows, as intended)\n");
+        PNG_LAUNCH(ldmatrix_misaligned_kernel, 1, 32, 0, 0, u);
+        CHECK(cudaGetLastError() == cudaErrorMisalignedAddress);
+        CK(cudaFree(u));
+    }
     test_sim_only();
 #endif
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) bench();

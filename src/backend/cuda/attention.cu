@@ -4,13 +4,19 @@
  * for the scores, then one output dim each for the online-softmax update of the row's
  * accumulator. Backward: sdpa_dq_kernel (a block per query tile: dq, and the rows' softmax
  * max, 1 / sum and rowsum(dout * out)) and sdpa_dkv_kernel (a block per (batch, kv head, key
- * tile): dk and dv over the group's heads), both recomputing P, so no atomics. No tensor cores.
- * Any head dims: the launchers pick the tile and chunk that fit the default 48 KiB of shared
- * memory, else the device's opt-in maximum (cudaFuncSetAttribute before the launch), else run
- * the same kernels on a slice of global scratch per block instead of shared memory. */
+ * tile): dk and dv over the group's heads), both recomputing P, so no atomics. Any head dims:
+ * the launchers pick the tile and chunk that fit the default 48 KiB of shared memory, else the
+ * device's opt-in maximum (cudaFuncSetAttribute before the launch), else run the same kernels
+ * on a slice of global scratch per block instead of shared memory. On the
+ * tensor cores, for float16 / bfloat16 with head dims multiples of 16 and 16 query rows or
+ * more: the forward sdpa_fwd_tc_kernel (FlashAttention-2 style, a warp's rows and softmax in
+ * registers as mma.cuh's m16n8k16 fragments, head dims up to 256) and the backward
+ * sdpa_dq_tc_kernel / sdpa_dkv_tc_kernel (wmma, up to 256, tiles sized to the device). Fewer query rows against many keys:
+ * the split-key decoding kernels. */
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/mma.cuh"
 #include "backend/cuda/reduce.h"
 
 #include <atomic>
@@ -243,158 +249,218 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
 }
 
 /* ───────────────────────────── forward on tensor cores ───────────────────────────── */
-/* float16 / bfloat16 with head dims D and Dv multiples of 16 up to FA_MAXD: a block of
- * FA_WARPS warps per (b, h, tile of FA_BM query rows), 16 rows a warp. For each chunk of FA_BN
- * keys: S = Q K^T on the tensor cores (wmma 16x16x16 tiles, float accumulation) into shared
- * memory; each row's online softmax there, with sdpa_fwd_kernel's scale, causal, mask, fill
- * and keys_needed rules; P rounded to the input type (as flash attention does); the row's
- * float output, kept in shared memory, rescaled; then O += P V on the tensor cores. The same
- * out and lse as sdpa_fwd_kernel up to P's rounding. */
+/* float16 / bfloat16 with head dims D and Dv multiples of 16 up to FA_MAXD, FlashAttention-2
+ * style: a block of FA_WARPS warps per (b, h, tile of FA_BM query rows), 16 rows a warp, and a
+ * warp's whole state in registers as mma.cuh's m16n8k16 fragments: its Q fragments (loaded
+ * once with ldmatrix; up to 128 dims, above that re-read from shared memory per chunk), a
+ * chunk's scores S and probabilities P, the float output accumulator O, the rows' max and sum.
+ * Per chunk of BN keys staged in shared memory (K and V rows padded against bank conflicts):
+ * S = Q K^T, each element scaled and masked (mask_score; keys_needed: sdpa_fwd_kernel's rules),
+ * the online softmax of the lane's two rows (max over the quad of lanes sharing a row), O
+ * rescaled, P rounded to the input type (as flash attention does) — S's accumulator fragments
+ * of two adjacent 8-key tiles are P's A fragment of a 16-key step — then O += P V. The same
+ * out and lse as sdpa_fwd_kernel up to P's rounding. FA_WARPS and FA_MAXD also bound the
+ * backward's wmma kernels. */
 #define FA_BM 64
 #define FA_BN 64
 #define FA_WARPS 4
-#define FA_MAXD 128
+#define FA_MAXD 256 /* head dims of the tensor-core kernels, forward and backward, at most */
+#define FA2_PAD 8    /* elements after each staged row: rows 16-byte aligned, banks staggered */
 
-/* Byte offsets of a block's shared memory: the q tile (FA_BM x D), key and value chunks
- * (FA_BN x D, FA_BN x Dv), P (FA_BM x FA_BN) in the input type; S (FA_BM x FA_BN), the
- * output (FA_BM x Dv) and the rows' max and sum in float. Each part 128-byte aligned. */
-struct fa_layout {
-    size_t q, k, v, p, s, o, m, l, bytes;
-};
+#ifdef PONTE_GPU_SIM
+#define FA2_UNROLL
+#else
+#define FA2_UNROLL _Pragma("unroll")
+#endif
 
 __host__ __device__ __forceinline__ size_t fa_up(size_t n) { return (n + 127) / 128 * 128; }
 
-__host__ __device__ __forceinline__ fa_layout fa_layout_of(int64_t D, int64_t Dv, size_t es)
+/* The forward's shape for head dims up to DM (64, 128 or 256): BN keys a chunk; Q kept in
+ * registers (QREG) up to 128 dims, where the q tile is staged once in the space of the chunks. */
+template <int DM> struct fa2_cfg {
+    static const int BN = DM > 128 ? 32 : 64;
+    static const bool QREG = DM <= 128;
+};
+
+/* Byte offsets of the forward's shared memory (input type): the q tile (FA_BM x (D + FA2_PAD)),
+ * key and value chunks (BN x (D + FA2_PAD), BN x (Dv + FA2_PAD)); 128-byte aligned parts. */
+struct fa2_layout {
+    size_t q, k, v, bytes;
+};
+template <int DM> __host__ __device__ __forceinline__ fa2_layout fa2_layout_of(int64_t D, int64_t Dv, size_t es)
 {
-    fa_layout L;
-    L.q = 0;
-    L.k = L.q + fa_up(FA_BM * D * es);
-    L.v = L.k + fa_up(FA_BN * D * es);
-    L.p = L.v + fa_up(FA_BN * Dv * es);
-    L.s = L.p + fa_up(FA_BM * FA_BN * es);
-    L.o = L.s + fa_up(FA_BM * FA_BN * sizeof(float));
-    L.m = L.o + fa_up(FA_BM * Dv * sizeof(float));
-    L.l = L.m + fa_up(FA_BM * sizeof(float));
-    L.bytes = L.l + fa_up(FA_BM * sizeof(float));
+    const int BN = fa2_cfg<DM>::BN;
+    const size_t qb = fa_up(FA_BM * (D + FA2_PAD) * es), kb = fa_up(BN * (D + FA2_PAD) * es),
+                 vb = fa_up(BN * (Dv + FA2_PAD) * es);
+    fa2_layout L;
+    L.k = 0, L.v = kb;
+    if (fa2_cfg<DM>::QREG) L.q = 0, L.bytes = qb > kb + vb ? qb : kb + vb;
+    else L.q = kb + vb, L.bytes = kb + vb + qb;
     return L;
 }
 
 /* Rows [r0, r0 + n) of a (b, h) matrix with row stride rs and X (a multiple of 8) columns
- * into s (n x X), rows past `rows` zero; 16-byte moves when the rows allow. The whole block. */
+ * into s (n rows of ld elements, ld a multiple of 8; 0: X), rows past `rows` zero; 16-byte
+ * moves when the rows allow. The whole block. */
 template <typename T>
-__device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n, int64_t rows, int64_t X)
+__device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n, int64_t rows, int64_t X,
+                         int64_t ld = 0)
 {
     const int64_t per = X / 8; /* 16-byte pieces per row */
     const bool vec = (uintptr_t)base % 16 == 0 && rs % 8 == 0;
+    if (!ld) ld = X;
     for (int64_t e = threadIdx.x; e < n * per; e += blockDim.x) {
         int64_t r = e / per, c = e % per;
-        uint4 *dst = (uint4 *)(s + r * X + c * 8);
+        uint4 *dst = (uint4 *)(s + r * ld + c * 8);
         if (r0 + r >= rows) {
             *dst = make_uint4(0, 0, 0, 0);
         } else if (vec) {
             *dst = *(const uint4 *)(base + (r0 + r) * rs + c * 8);
         } else {
             const T *src = base + (r0 + r) * rs + c * 8;
-            for (int u = 0; u < 8; u++) s[r * X + c * 8 + u] = src[u];
+            for (int u = 0; u < 8; u++) s[r * ld + c * 8 + u] = src[u];
         }
     }
 }
 
-template <typename T>
+/* The larger of two row maxima; a NaN wins. */
+__device__ __forceinline__ float fa2_max(float x, float y) { return (y > x || y != y) ? y : x; }
+
+/* out (B, Hq, Lq, Dv), lse (B, Hq, Lq) for head dims up to DM (see fa2_cfg). */
+template <typename T, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_args a, T *out, float *lse)
 {
-    namespace wmma = nvcuda::wmma;
-    typedef typename fa_wmma<T>::type W;
+    typedef fa2_cfg<DM> cfg;
+    constexpr int BN = cfg::BN, NT = BN / 8, KD = DM / 16, NO = DM / 8;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
-    const int64_t D = a.D, Dv = a.Dv;
-    const fa_layout L = fa_layout_of(D, Dv, sizeof(T));
-    T *sq = (T *)(smem + L.q), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sp = (T *)(smem + L.p);
-    float *ss = (float *)(smem + L.s), *so = (float *)(smem + L.o), *rm = (float *)(smem + L.m),
-          *rl = (float *)(smem + L.l);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, r0 = warp * 16;
+    const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
+    const fa2_layout L = fa2_layout_of<DM>(D, Dv, sizeof(T));
+    T *sq = (T *)(smem + L.q), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, r0 = warp * 16;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* the lane's row addresses for ldmatrix: Q (rows r0.., matrices (rows 0-7 | 8-15) x
+     * (cols 0-7 | 8-15)), K (keys (0-7 | 8-15) x dims (0-7 | 8-15)), V transposed (keys
+     * (0-7 | 8-15) x dims (0-7 | 8-15), key-major) */
+    const int qoff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int koff = ((lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
+    const int voff = ((lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
     const int64_t nqt = (a.Lq + FA_BM - 1) / FA_BM;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hq * nqt; tile += gridDim.x) {
         const query_tile<T> qt = query_tile_of<T>(a, tile, FA_BM);
         const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
         const T *K = qt.K, *V = qt.V;
         __syncthreads();
-        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D);
-        for (int64_t e = threadIdx.x; e < FA_BM * Dv; e += blockDim.x) so[e] = 0.0f;
-        for (int r = threadIdx.x; r < FA_BM; r += blockDim.x) rm[r] = -INFINITY, rl[r] = 0.0f;
-        for (int64_t j0 = 0; j0 < nk; j0 += FA_BN) {
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, FA_BN, nk, D);
-            fa_stage(sv, V, a.vs[2], j0, FA_BN, nk, Dv);
+        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D, ldk);
+        __syncthreads();
+        uint32_t qf[cfg::QREG ? KD : 1][4];
+        if constexpr (cfg::QREG) {
+            FA2_UNROLL
+            for (int kk = 0; kk < KD; kk++)
+                if (kk < D / 16) png_ldmatrix_x4(qf[kk], sq + qoff + kk * 16);
+        }
+        float o[NO][4], mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
+        FA2_UNROLL
+        for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+        for (int64_t j0 = 0; j0 < nk; j0 += BN) {
+            __syncthreads(); /* the previous chunk (or, with QREG, the q tile) read */
+            fa_stage(sk, K, a.ks[2], j0, BN, nk, D, ldk);
+            fa_stage(sv, V, a.vs[2], j0, BN, nk, Dv, ldv);
             __syncthreads();
             /* S = Q K^T for the warp's 16 rows */
-            for (int c = 0; c < FA_BN / 16; c++) {
-                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-                wmma::fill_fragment(acc, 0.0f);
-                for (int64_t k = 0; k < D / 16; k++) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fq;
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::col_major> fk;
-                    wmma::load_matrix_sync(fq, (const W *)(sq + r0 * D + k * 16), (unsigned)D);
-                    wmma::load_matrix_sync(fk, (const W *)(sk + c * 16 * D + k * 16), (unsigned)D);
-                    wmma::mma_sync(acc, fq, fk, acc);
+            float s[NT][4];
+            FA2_UNROLL
+            for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+            FA2_UNROLL
+            for (int kk = 0; kk < KD; kk++) {
+                if (kk >= D / 16) break;
+                uint32_t af[4];
+                const uint32_t *A = af;
+                if constexpr (cfg::QREG) A = qf[kk];
+                else png_ldmatrix_x4(af, sq + qoff + kk * 16);
+                FA2_UNROLL
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t bf[4];
+                    png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
+                    png_mma_16816<T>(s[2 * np], A, bf, s[2 * np]);
+                    png_mma_16816<T>(s[2 * np + 1], A, bf + 2, s[2 * np + 1]);
                 }
-                wmma::store_matrix_sync(ss + r0 * FA_BN + c * 16, acc, FA_BN, wmma::mem_row_major);
             }
-            __syncwarp();
-            /* the rows' online softmax: lanes over the chunk's keys */
-            for (int rr = 0; rr < 16; rr++) {
-                const int r = r0 + rr;
-                const int64_t i = i0 + r;
-                float sc[FA_BN / 32];
-                bool in[FA_BN / 32];
-                float cmax = -INFINITY;
-                for (int u = 0; u < FA_BN / 32; u++) {
-                    const int jj = lane + 32 * u;
-                    const int64_t j = j0 + jj;
-                    in[u] = r < m && j < nk;
+            /* scale and mask; the rows' online softmax (rows g and g + 8 of the warp's) */
+            float cm[2] = {-INFINITY, -INFINITY};
+            FA2_UNROLL
+            for (int n = 0; n < NT; n++)
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const int rr = r0 + g + (e / 2) * 8;
+                    const int64_t j = j0 + n * 8 + 2 * t + (e & 1);
                     float v = -INFINITY;
                     bool drop;
-                    if (in[u]) v = mask_score<T, float>(a, ss[r * FA_BN + jj], b, h, i, j, &drop);
-                    sc[u] = v;
-                    cmax = (v > cmax || v != v) ? v : cmax;
+                    if (rr < m && j < nk) v = mask_score<T, float>(a, s[n][e], b, h, i0 + rr, j, &drop);
+                    s[n][e] = v;
+                    cm[e / 2] = fa2_max(cm[e / 2], v);
                 }
-                cmax = warp_max(cmax);
-                const float mold = rm[r], mnew = (cmax > mold || cmax != cmax) ? cmax : mold;
-                const float al = mnew == -INFINITY ? 1.0f : sdpa_exp(mold - mnew);
-                float sum = 0.0f;
-                for (int u = 0; u < FA_BN / 32; u++) {
-                    float p = in[u] && mnew != -INFINITY ? sdpa_exp(sc[u] - mnew) : 0.0f;
-                    png_store(sp + r * FA_BN + lane + 32 * u, p);
-                    sum += p;
-                }
-                sum = warp_sum(sum);
-                __syncwarp(); /* every lane has read rm[r] */
-                if (lane == 0) rl[r] = rl[r] * al + sum, rm[r] = mnew;
-                for (int64_t d = lane; d < Dv; d += 32) so[r * Dv + d] *= al;
+            float al[2];
+            FA2_UNROLL
+            for (int r = 0; r < 2; r++) {
+                cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
+                cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
+                const float mnew = fa2_max(mx[r], cm[r]);
+                /* a row whose scores so far are all -inf has nothing to rescale */
+                al[r] = mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
+                mx[r] = mnew;
             }
-            __syncwarp();
-            /* O += P V for the warp's 16 rows */
-            for (int64_t c = 0; c < Dv / 16; c++) {
-                wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-                wmma::load_matrix_sync(acc, so + r0 * Dv + c * 16, (unsigned)Dv, wmma::mem_row_major);
-                for (int k = 0; k < FA_BN / 16; k++) {
-                    wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fp;
-                    wmma::fragment<wmma::matrix_b, 16, 16, 16, W, wmma::row_major> fv;
-                    wmma::load_matrix_sync(fp, (const W *)(sp + r0 * FA_BN + k * 16), FA_BN);
-                    wmma::load_matrix_sync(fv, (const W *)(sv + k * 16 * Dv + c * 16), (unsigned)Dv);
-                    wmma::mma_sync(acc, fp, fv, acc);
+            float part[2] = {0.0f, 0.0f};
+            FA2_UNROLL
+            for (int n = 0; n < NT; n++)
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const float p = mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[n][e] - mx[e / 2]);
+                    s[n][e] = p;
+                    part[e / 2] += p;
                 }
-                wmma::store_matrix_sync(so + r0 * Dv + c * 16, acc, (unsigned)Dv, wmma::mem_row_major);
+            /* the lane's share of each row's sum (the quad's shares added at the end) */
+            sum[0] = sum[0] * al[0] + part[0], sum[1] = sum[1] * al[1] + part[1];
+            FA2_UNROLL
+            for (int n = 0; n < NO; n++) o[n][0] *= al[0], o[n][1] *= al[0], o[n][2] *= al[1], o[n][3] *= al[1];
+            /* O += P V: P's A fragment of keys 16kc.. from S's tiles 2kc and 2kc + 1 */
+            FA2_UNROLL
+            for (int kc = 0; kc < BN / 16; kc++) {
+                const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                                        png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                FA2_UNROLL
+                for (int np = 0; np < NO / 2; np++) {
+                    if (np >= Dv / 16) break;
+                    uint32_t bf[4];
+                    png_ldmatrix_x4_trans(bf, sv + voff + kc * 16 * ldv + np * 16);
+                    png_mma_16816<T>(o[2 * np], pa, bf, o[2 * np]);
+                    png_mma_16816<T>(o[2 * np + 1], pa, bf + 2, o[2 * np + 1]);
+                }
             }
         }
-        __syncthreads();
+        FA2_UNROLL
+        for (int r = 0; r < 2; r++) {
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+            sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+        }
         T *O = out + (bh * a.Lq + i0) * Dv;
-        for (int64_t e = threadIdx.x; e < m * Dv; e += blockDim.x) {
-            int64_t r = e / Dv;
+        FA2_UNROLL
+        for (int r = 0; r < 2; r++) {
+            const int rr = r0 + g + r * 8;
+            if (rr >= m) continue;
             /* a row of -inf scores is NaN, as exp(-inf - -inf) in the softmax; no keys: 0 */
-            png_store(O + e, rm[r] == -INFINITY ? (nk ? NAN : 0.0f) : so[e] / rl[r]);
+            const bool none = mx[r] == -INFINITY;
+            const float inv = 1.0f / sum[r], dead = nk ? NAN : 0.0f;
+            FA2_UNROLL
+            for (int n = 0; n < NO; n++) { /* the two columns in one 4-byte store where aligned */
+                if (n >= Dv / 8) break;
+                T *at = O + rr * Dv + n * 8 + 2 * t;
+                const float x = none ? dead : o[n][2 * r] * inv, y = none ? dead : o[n][2 * r + 1] * inv;
+                if ((uintptr_t)at % 4 == 0) *(uint32_t *)at = png_pack2<T>(x, y);
+                else png_store(at, x), png_store(at + 1, y);
+            }
+            if (t == 0) lse[bh * a.Lq + i0 + rr] = isinf(mx[r]) ? mx[r] : mx[r] + sdpa_log(sum[r]);
         }
-        for (int64_t r = threadIdx.x; r < m; r += blockDim.x)
-            lse[bh * a.Lq + i0 + r] = isinf(rm[r]) ? rm[r] : rm[r] + sdpa_log(rl[r]);
     }
 }
 
@@ -639,7 +705,7 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
 
 /* ───────────────────────────── backward on tensor cores ───────────────────────────── */
 /* The two kernels above with their products on the tensor cores, for half types and head dims
- * multiples of 16 up to FA_BWD_MAXD: the same quantities, rules and dsc contract, dS and P
+ * multiples of 16 up to FA_MAXD: the same quantities, rules and dsc contract, dS and P
  * rounded to the input type before their products. Both run FA_WARPS warps and take their
  * tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template parameters:
  * the TM / 16 row groups of 16 rows each get FA_WARPS * 16 / TM warps, which split the 16-wide
@@ -650,8 +716,6 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
  * into shared memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per TM keys of a kv
  * head, per TN-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
  * dS^T there, dV += P^T dO and dK += dS^T Q. */
-#define FA_BWD_MAXD 256
-
 /* Consecutive 128-byte-aligned sections of a block's shared memory. */
 struct fa_sections {
     size_t at;
@@ -1012,7 +1076,7 @@ extern "C" int64_t pnG_sdpa_tensor_core_count(void)
 }
 
 /* Whether a tensor-core kernel needing `bytes` of shared memory takes a (dtype T): half types,
- * head dims multiples of 16 up to maxd (the forward's FA_MAXD by default), at least 16 query rows (fewer: a decode step,
+ * head dims multiples of 16 up to FA_MAXD, at least 16 query rows (fewer: a decode step,
  * where a 64-row tile would mostly compute padding), the shared memory within the device's,
  * and not turned off with PONTE_SDPA_FAST=0. */
 static std::atomic<int> tc_on{-1}; /* -1: PONTE_SDPA_FAST not read yet */
@@ -1036,9 +1100,9 @@ extern "C" bool pnG_sdpa_set_fast_paths(bool on)
     return was;
 }
 
-template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_t bytes, int64_t maxd = FA_MAXD)
+template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_t bytes)
 {
-    if (!fast_paths_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > maxd || a->Dv > maxd ||
+    if (!fast_paths_on() || !fa_half<T>::value || a->D % 16 || a->Dv % 16 || a->D > FA_MAXD || a->Dv > FA_MAXD ||
         a->Lq < 16)
         return false;
     return bytes <= smem_optin();
@@ -1054,6 +1118,33 @@ static int launch_tc(const char *what, K kern, int64_t tiles, size_t bytes, int 
     int rc = pnG_check_launch(what);
     if (rc == 0) __atomic_fetch_add(&tc_launches, 1, __ATOMIC_RELAXED);
     return rc;
+}
+
+/* Whether a forward takes sdpa_fwd_tc_kernel: use_tensor_cores with its head dims' bucket's
+ * shared memory. */
+template <typename T> static bool use_fa2(const pnG_sdpa_args *a)
+{
+    const int64_t dm = a->D > a->Dv ? a->D : a->Dv;
+    const size_t es = sizeof(T);
+    size_t bytes = dm <= 64    ? fa2_layout_of<64>(a->D, a->Dv, es).bytes
+                   : dm <= 128 ? fa2_layout_of<128>(a->D, a->Dv, es).bytes
+                               : fa2_layout_of<256>(a->D, a->Dv, es).bytes;
+    return use_tensor_cores<T>(a, bytes);
+}
+
+/* Launches sdpa_fwd_tc_kernel for the head dims' bucket (64, 128, 256). 0 or -1. */
+template <typename T> static int launch_fa2(const pnG_sdpa_args *a, void *out, void *lse, int stream)
+{
+    const int64_t dm = a->D > a->Dv ? a->D : a->Dv, tiles = a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM);
+    const size_t es = sizeof(T);
+    if (dm <= 64)
+        return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, 64>, tiles, fa2_layout_of<64>(a->D, a->Dv, es).bytes,
+                         stream, *a, (T *)out, (float *)lse);
+    if (dm <= 128)
+        return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, 128>, tiles,
+                         fa2_layout_of<128>(a->D, a->Dv, es).bytes, stream, *a, (T *)out, (float *)lse);
+    return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, 256>, tiles, fa2_layout_of<256>(a->D, a->Dv, es).bytes,
+                     stream, *a, (T *)out, (float *)lse);
 }
 
 /* Whether a forward takes the split-key decoding kernels: fewer than 16 query rows, keys to
@@ -1107,11 +1198,8 @@ extern "C" int pnG_sdpa_forward(const pnG_sdpa_args *a, void *out, void *lse, in
             rc = 0;
             if (!out) return; /* the check alone */
             if constexpr (fa_half<T>::value) {
-                size_t bytes = fa_layout_of(a->D, a->Dv, sizeof(T)).bytes;
-                if (use_tensor_cores<T>(a, bytes)) {
-                    rc = launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T>,
-                                   a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM), bytes, stream, *a, (T *)out,
-                                   (float *)lse);
+                if (use_fa2<T>(a)) {
+                    rc = launch_fa2<T>(a, out, lse, stream);
                     return;
                 }
             }
@@ -1172,7 +1260,7 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                 tc_dq = fa_bwd_pick([&](auto tile) {
                     constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
                     size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
-                    if (!use_tensor_cores<T>(a, bytes, FA_BWD_MAXD)) return false;
+                    if (!use_tensor_cores<T>(a, bytes)) return false;
                     rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn>, a->B * a->Hq * ((a->Lq + tm - 1) / tm),
                                    bytes, stream, *a, (T *)dq, (float *)dscratch);
                     return true;
@@ -1183,7 +1271,7 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                     tc_dkv = fa_bwd_pick([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
                         size_t bytes = fa_dkv_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
-                        if (!use_tensor_cores<T>(a, bytes, FA_BWD_MAXD)) return false;
+                        if (!use_tensor_cores<T>(a, bytes)) return false;
                         rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_tc_kernel<T, tm, tn>,
                                        a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
                                        (const float *)dscratch);
