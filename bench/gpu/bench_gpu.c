@@ -37,12 +37,13 @@ typedef struct {
     int chain;                  /* tiny adds of op_overhead_gpu */
     int warmup, reps;           /* untimed and (at most) timed repetitions per figure */
     double budget;              /* seconds of timed repetitions per figure, at most */
+    int64_t qmm_n, qmm_m;       /* quantized matmul: W (n, n), rows of x in the prefill figure */
 } sizes;
 
 static const sizes FULL = {(int64_t)1 << 26, 4096, 4096, 4096, 8192, 256, 4096, 4096, 65536,
-                           16384, 2048, 1024, 2, 16, 2048, 128, 1000, 5, 50, 3.0};
+                           16384, 2048, 1024, 2, 16, 2048, 128, 1000, 5, 50, 3.0, 4096, 512};
 static const sizes QUICK = {(int64_t)1 << 16, 64, 1024, 256, 256, 16, 16, 4096, 512, 64, 2048,
-                            1024, 1, 2, 128, 64, 1000, 1, 3, 2.0};
+                            1024, 1, 2, 128, 64, 1000, 1, 3, 2.0, 256, 32};
 
 static sizes S;
 static pn_device GPU = {PN_GPU, 0};
@@ -1226,6 +1227,122 @@ done:
     pn_clear_error();
 }
 
+/* ───────────────────────────── quantized matmul ───────────────────────────── */
+/* x @ W^T with W (qmm_n, qmm_n) quantized to 4 bits, affine, groups of 64, bfloat16 x, scales
+ * and biases (mx.quantized_matmul as a quantized language model calls it).
+ * qmv_bf16_4bit_N: one row of x (a decoding step), GB/s of the bytes read (packed weights,
+ * scales, biases, x) and written, against a device copy of the quantized weight's bytes
+ * (read+write counted). qmm_bf16_4bit_MxN: qmm_m rows (a prompt), TFLOP/s against pn_matmul of
+ * the same x with the dequantized bfloat16 W in the same run (the ratio is the speed of the
+ * quantized product over the dense one's). Both results are first checked against the dense
+ * product in float32. */
+
+typedef struct {
+    pn_array *x, *wq, *scales, *biases, *w; /* w: the dequantized W (bfloat16) */
+    bool dense;
+} qmm_ctx;
+
+static pn_array *qmm_op(const qmm_ctx *c)
+{
+    return c->dense ? pn_matmul(c->x, pn_transpose(c->w, NULL, 0))
+                    : pn_quantized_matmul(c->x, c->wq, c->scales, c->biases, true, 64, 4, "affine");
+}
+
+static int run_qmm(void *p)
+{
+    pn_scope_push();
+    pn_array *y = qmm_op(p);
+    int rc = y ? pn_eval(&y, 1) : -1;
+    if (rc == 0) rc = gpu_sync();
+    pn_scope_pop();
+    return rc;
+}
+
+/* The quantized product against the dense one in float32 (largest difference within 1% of the
+ * largest value). */
+static bool qmm_check(qmm_ctx *c)
+{
+    pn_scope_push();
+    qmm_ctx d = *c;
+    d.dense = true;
+    d.x = pn_astype(c->x, PN_FLOAT32);
+    d.w = pn_astype(c->w, PN_FLOAT32);
+    pn_array *y = pn_astype(qmm_op(c), PN_FLOAT32), *r = d.x && d.w ? qmm_op(&d) : NULL;
+    bool ok = y && r && pn_eval(&y, 1) == 0 && pn_eval(&r, 1) == 0;
+    const float *a = ok ? pn_data(y) : NULL, *b = ok ? pn_data(r) : NULL;
+    double worst = 0, top = 0;
+    for (int64_t i = 0; a && b && i < pn_size(r); i++) {
+        double e = fabs((double)a[i] - b[i]), m = fabs((double)b[i]);
+        worst = e > worst ? e : worst;
+        top = m > top ? m : top;
+    }
+    ok = a && b && worst <= 0.01 * top;
+    if (a && b && !ok)
+        snprintf(bench_msg, sizeof bench_msg, "quantized and dense products differ by %g (largest value %g)",
+                 worst, top);
+    pn_scope_pop();
+    return ok;
+}
+
+static void bench_quantized(void)
+{
+    const int64_t N = S.qmm_n, M = S.qmm_m;
+    char qmv[64], qmm[64];
+    snprintf(qmv, sizeof qmv, "qmv_bf16_4bit_%lld", (long long)N);
+    snprintf(qmm, sizeof qmm, "qmm_bf16_4bit_%lldx%lld", (long long)M, (long long)N);
+    uint16_t *hw = host_random16(N * N, -1.0f, 1.0f, PN_BFLOAT16);
+    uint16_t *hx = hw ? host_random16(M * N, -1.0f, 1.0f, PN_BFLOAT16) : NULL;
+    qmm_ctx c = {0};
+    copy_ctx copy = {0};
+    pn_array *w = hx ? gpu_array(hw, (int64_t[]){N, N}, 2, PN_BFLOAT16) : NULL, *q[3] = {NULL, NULL, NULL};
+    if (w && pn_quantize(w, 64, 4, "affine", NULL, q) == 0 && pn_eval(q, 3) == 0) {
+        c.wq = q[0], c.scales = q[1], c.biases = q[2];
+        c.w = pn_dequantize(q[0], q[1], q[2], 64, 4, "affine", NULL, PN_BFLOAT16);
+        if (c.w && pn_eval(&c.w, 1) != 0) c.w = NULL;
+    }
+    const double wbytes = (double)(N * N) / 2 + 2.0 * 2.0 * (double)(N * N / 64);
+    void *hq = c.w ? calloc(1, (size_t)wbytes) : NULL; /* the copy baseline's bytes */
+    if (!hq || copy_setup(&copy, hq, (size_t)wbytes) != 0) {
+        report_error(qmv);
+        report_error(qmm);
+        goto done;
+    }
+    for (int prefill = 0; prefill < 2; prefill++) {
+        const int64_t rows = prefill ? M : 1;
+        const char *name = prefill ? qmm : qmv;
+        int64_t fb0 = pnC_gpu_fallback_count();
+        pn_release(c.x);
+        c.x = gpu_array(hx, (int64_t[]){rows, N}, 2, PN_BFLOAT16);
+        c.dense = false;
+        bool ok = c.x && qmm_check(&c);
+        if (!prefill) {
+            bw_figure(name, ok, run_qmm, &c, wbytes + 4.0 * (double)N, &copy, 2 * wbytes, "d2d_copy", fb0);
+            continue;
+        }
+        qmm_ctx dense = c;
+        dense.dense = true;
+        double t = -1, td = -1;
+        if (!ok || time_pair(run_qmm, &c, run_qmm, &dense, &t, &td) != 0) {
+            report_error(name);
+            continue;
+        }
+        double flops = 2.0 * (double)rows * (double)N * (double)N;
+        report(name, flops / t / 1e12, "TFLOP/s", td / t, "bf16_matmul_dequantized");
+        NOTE("median %.3f ms; dense bf16 matmul %.3f ms\n", t * 1e3, td * 1e3);
+        note_fallbacks(fb0);
+    }
+done:
+    pn_release(c.x);
+    pn_release(c.w);
+    pn_release(w);
+    for (int i = 0; i < 3; i++) pn_release(q[i]);
+    copy_free(&copy);
+    free(hq);
+    free(hw);
+    free(hx);
+    pn_clear_error();
+}
+
 /* ───────────────────────────── attention ───────────────────────────── */
 
 typedef struct {
@@ -1448,6 +1565,7 @@ static const struct {
     {"gather_rows scatter_add_rows", bench_indexing},
     {"sdpa_bf16", bench_sdpa},
     {"sdpa_decode", bench_sdpa_decode},
+    {"qmv qmm", bench_quantized},
 };
 
 /* ponte_bench_gpu [--quick] [WORD...]: runs every group, or those whose figure names contain a
