@@ -255,6 +255,40 @@ TEST(quantized_matmul_against_float64)
     pn_scope_pop();
 }
 
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/quantized.h"
+#endif
+
+/* Decoding-sized products (1 to 8 rows of x against W^T) with 2, 4 and 8 bits, groups of 64 and
+ * 128, rows of several 16-byte runs: against float64, and on the GPU through the 16-byte
+ * decoding kernel (pnG_qmv_vec_count), one launch per product. */
+TEST(quantized_matmul_decoding_rows)
+{
+    const pn_dtype dts[] = {PN_FLOAT32, PN_FLOAT16, PN_BFLOAT16};
+    const int bits[] = {2, 4, 8}, groups[] = {64, 128};
+    int products = 0;
+#ifdef PONTE_HAS_GPU
+    const bool gpu = pn_default_device().type == PN_GPU;
+    const int64_t before = pnG_qmv_vec_count();
+#endif
+    for (int di = 0; di < 3; di++)
+        for (int bi = 0; bi < 3; bi++)
+            for (int gi = 0; gi < 2; gi++) {
+                const int gs = groups[gi];
+                const int64_t m = 1 + (di * 3 + bi + gi) % 8; /* 1 to 8 rows */
+                qmm_case c = {{m, gs * 5}, 2, {0}, 0, 72, gs * 5, true, gs, bits[bi], dts[di]};
+                run_qmm_case(&c);
+                products++;
+            }
+#ifdef PONTE_HAS_GPU
+    if (gpu)
+        CHECK_MSG(pnG_qmv_vec_count() - before == products, "%lld of %d products took the decoding kernel",
+                  (long long)(pnG_qmv_vec_count() - before), products);
+#else
+    (void)products;
+#endif
+}
+
 TEST(quantized_matmul_batched_weights_broadcast)
 {
     pn_scope_push();

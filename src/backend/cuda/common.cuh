@@ -212,12 +212,14 @@ static inline cudaStream_t png_stream(int stream) { return (cudaStream_t)pnG_cud
     pnsim_launch_kernel((kernel), dim3(grid), dim3(block), (size_t)(smem), (stream),            \
                         [=]() { kernel(__VA_ARGS__); })
 #define PNG_DYNAMIC_SMEM(T, name) T *name = (T *)pnsim_dynamic_smem()
+#define PNG_UNROLL_ALL /* the loop that follows unrolled whole (nvcc only) */
 #else
 #define PNG_LAUNCH(kernel, grid, block, smem, stream, ...)                                     \
     kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 #define PNG_DYNAMIC_SMEM(T, name)                                                              \
     extern __shared__ __align__(128) unsigned char png_smem_raw_[];                           \
     T *name = (T *)png_smem_raw_
+#define PNG_UNROLL_ALL _Pragma("unroll")
 #endif
 
 /* Checks a CUDA runtime call: on failure records a PN_ERR_BACKEND error naming it and

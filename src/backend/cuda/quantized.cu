@@ -192,6 +192,77 @@ __global__ void qmm_t_kernel(const T *x, const uint32_t *wq, const void *scales,
     }
 }
 
+/* x @ W^T as qmm_t_kernel, through 16-byte loads of W's packed rows (BITS 2, 4 or 8): each lane
+ * takes whole 16-byte runs of the row, P = 128 / BITS values of one group, and x's matching
+ * values in 16-byte loads, and adds s * sum(x v) + b * sum(x) per run: the weight s v + b
+ * without forming it (a decoding step of a quantized model reads W once, so the packed bytes'
+ * load rate decides its speed). Needs rows and groups of whole runs, W and x 16-byte aligned,
+ * rows of x whole 16-byte runs (qmv_vec_fits). */
+template <typename T, int BITS>
+__global__ void qmv_t_vec_kernel(const T *x, const uint32_t *wq, const void *scales, const T *biases,
+                                 T *out, int64_t M, int64_t N, int64_t K, int64_t words,
+                                 int64_t groups, int gs, pnK_qmode mode)
+{
+    constexpr int P = 128 / BITS, PER_WORD = 32 / BITS, XV = 16 / (int)sizeof(T);
+    struct alignas(16) xrun { /* 16 bytes of x, loaded at once */
+        T v[XV];
+    };
+    const int lane = threadIdx.x % 32;
+    const int64_t warp = png_thread_index() / 32, nwarps = png_grid_stride() / 32, runs = words / 4;
+    for (int64_t n = warp; n < N; n += nwarps) {
+        float acc[QMM_DIRECT_MAX_M];
+        for (int m = 0; m < QMM_DIRECT_MAX_M; m++) acc[m] = 0.0f;
+        const uint4 *row = (const uint4 *)(wq + n * words);
+        for (int64_t r = lane; r < runs; r += 32) {
+            const uint4 packed = row[r];
+            const uint32_t w4[4] = {packed.x, packed.y, packed.z, packed.w};
+            float v[P];
+            PNG_UNROLL_ALL
+            for (int i = 0; i < P; i++) {
+                const uint32_t q = (w4[i / PER_WORD] >> (i % PER_WORD * BITS)) & ((1u << BITS) - 1u);
+                v[i] = mode.elem == PNK_ELEM_UINT ? (float)q : (float)pnK_elem_value(mode.elem, (int)q);
+            }
+            const int64_t k0 = r * P, g = n * groups + k0 / gs;
+            const float s = quant_scale<T, float>(scales, g, mode, nullptr);
+            const float b = biases ? (float)png_load(biases + g) : 0.0f;
+            for (int m = 0; m < QMM_DIRECT_MAX_M; m++) {
+                if (m >= M) break;
+                const xrun *xv = (const xrun *)(x + m * K + k0);
+                float dot = 0.0f, sum = 0.0f;
+                PNG_UNROLL_ALL
+                for (int c = 0; c < P / XV; c++) {
+                    const xrun e = xv[c];
+                    PNG_UNROLL_ALL
+                    for (int u = 0; u < XV; u++) {
+                        const float xf = (float)png_load(&e.v[u]);
+                        dot += xf * v[c * XV + u];
+                        sum += xf;
+                    }
+                }
+                acc[m] += s * dot + b * sum;
+            }
+        }
+        for (int m = 0; m < QMM_DIRECT_MAX_M; m++) {
+            if (m >= M) break;
+            float v = acc[m];
+            for (int off = 16; off > 0; off /= 2) v += __shfl_down_sync(0xffffffffu, v, off);
+            if (lane == 0) png_store(out + m * N + n, v);
+        }
+    }
+}
+
+/* Whether qmv_t_vec_kernel takes a transposed product (T of at most 4 bytes: the caller) with
+ * W packed at wq (rows of `words`), x at x (rows of K values of T), groups of gs values of
+ * `bits`. */
+template <typename T>
+static bool qmv_vec_fits(const T *x, const uint32_t *wq, int64_t K, int64_t words, int gs, int bits)
+{
+    if (bits != 2 && bits != 4 && bits != 8) return false;
+    const int P = 128 / bits;
+    return words % 4 == 0 && gs % P == 0 && (uintptr_t)wq % 16 == 0 && (uintptr_t)x % 16 == 0 &&
+           (K * (int64_t)sizeof(T)) % 16 == 0;
+}
+
 /* out (M, N) = x (M, K) @ W, W (K, N) packed: a thread per output element. */
 template <typename T>
 __global__ void qmm_n_kernel(const T *x, const uint32_t *wq, const void *scales, const T *biases,
@@ -254,6 +325,11 @@ extern "C" int pnG_dequantize(pn_dtype t, const uint32_t *wq, const void *scales
     return rc;
 }
 
+static int64_t qmv_vec_launches; /* pnG_qmv_vec_count (atomic builtins) */
+
+/* See quantized.h. */
+extern "C" int64_t pnG_qmv_vec_count(void) { return __atomic_load_n(&qmv_vec_launches, __ATOMIC_RELAXED); }
+
 /* See quantized.h. */
 extern "C" int pnG_qmm_direct(pn_dtype t, const void *x, const uint32_t *wq, const void *scales,
                               const void *biases, void *out, int64_t M, int64_t N, int64_t K,
@@ -267,13 +343,25 @@ extern "C" int pnG_qmm_direct(pn_dtype t, const void *x, const uint32_t *wq, con
         if constexpr (quant_float<T>::value) {
             rc = 0;
             if (M * N == 0) return;
-            if (transpose) {
+            bool vec = false;
+            if constexpr (sizeof(T) <= 4) {
+                if ((vec = transpose && qmv_vec_fits((const T *)x, wq, K, words, group_size, bits))) {
+                    auto kern = bits == 2   ? qmv_t_vec_kernel<T, 2>
+                                : bits == 4 ? qmv_t_vec_kernel<T, 4>
+                                            : qmv_t_vec_kernel<T, 8>;
+                    PNG_LAUNCH(kern, png_blocks_for(N * 32, QUANT_THREADS), QUANT_THREADS, 0,
+                               png_stream(stream), (const T *)x, wq, scales, (const T *)biases,
+                               (T *)out, M, N, K, words, groups, group_size, pnK_qmode_of(mode));
+                    __atomic_fetch_add(&qmv_vec_launches, 1, __ATOMIC_RELAXED);
+                }
+            }
+            if (!vec && transpose) {
                 auto kern = qmm_t_kernel<T>;
                 PNG_LAUNCH(kern, png_blocks_for(N * 32, QUANT_THREADS), QUANT_THREADS, 0,
                            png_stream(stream), (const T *)x, wq, scales, (const T *)biases,
                            (T *)out, M, N, K, words, groups, group_size, bits,
                            pnK_qmode_of(mode));
-            } else {
+            } else if (!vec) {
                 auto kern = qmm_n_kernel<T>;
                 PNG_LAUNCH(kern, png_blocks_for(M * N, QUANT_THREADS), QUANT_THREADS, 0,
                            png_stream(stream), (const T *)x, wq, scales, (const T *)biases,

@@ -42,6 +42,10 @@ int pnG_qmm_direct(pn_dtype t, const void *x, const uint32_t *wq, const void *sc
                    const void *biases, void *out, int64_t M, int64_t N, int64_t K, int64_t words,
                    int64_t groups, int group_size, int bits, int mode, bool transpose,
                    int stream);
+/* How many transposed direct products took the 16-byte decoding kernel (2, 4 or 8 bits, rows and
+ * groups of whole 16-byte runs, aligned operands); the others take the per-element kernel. For
+ * tests. */
+int64_t pnG_qmv_vec_count(void);
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,6 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/reduce.h"
 
-#ifdef PONTE_GPU_SIM
-#define PNG_UNROLL_ALL
-#else
-#define PNG_UNROLL_ALL _Pragma("unroll")
-#endif
-
 #define RED_THREADS 256
 #define RED_ILP 4 /* independent 16-byte loads per thread in the contiguous row loop */
 
