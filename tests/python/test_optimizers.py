@@ -537,3 +537,53 @@ def test_python_optimizer_subclass_matches_mlx(rng):
     np.testing.assert_allclose(pv, mv, rtol=1e-6, atol=1e-7)
     assert ps == ms == 3
     np.testing.assert_allclose(pl, ml, rtol=1e-6)
+
+
+def test_state_is_a_dict_kept_beside_the_c_state(rng, tmp_path):
+    """optimizer.state behaves as MLX's dict: other keys put there stay (across reads and
+    updates), assigning a dict replaces the whole state, "learning_rate" written there is the
+    rate, and a state saved with save_safetensors and loaded into a fresh optimizer goes on as
+    the uninterrupted one (numpy's SGD with momentum as the reference)."""
+    from ponte.utils import tree_unflatten
+    o = optim.SGD(0.1)
+    o.state["hello"] = "world"
+    assert o.state["hello"] == "world"
+    o.state = {0: 1}
+    assert o.state == {0: 1}
+
+    lr, mom = 0.05, 0.9
+    w0 = rng.standard_normal((3, 2))
+    grads = [rng.standard_normal((3, 2)) for _ in range(6)]
+    o = optim.SGD(lr, momentum=mom)
+    o.init({"w": mx.array(w0)})
+    st = o.state
+    assert sorted(k for k in st if isinstance(k, str)) == ["learning_rate", "step", "w"]
+    st["note"] = {"epoch": 3}
+    params = {"w": mx.array(w0)}
+    ref, s = w0.copy(), {}
+    for t, g in enumerate(grads[:3]):
+        params = o.apply_gradients({"w": mx.array(g)}, params)
+        ref = np_rule("sgd", {"momentum": mom})(ref, g, s, lr, t + 1)
+    assert o.state is st and st["note"] == {"epoch": 3} and st["step"].item() == 3
+    np.testing.assert_allclose(np.array(st["w"]["v"]), s["v"], rtol=1e-5, atol=1e-6)
+    # save / load through safetensors into a fresh optimizer, then both go on
+    saved = {k: v for k, v in tree_flatten(o.state) if isinstance(v, mx.array)}
+    mx.save_safetensors(str(tmp_path / "opt.safetensors"), saved)
+    o2 = optim.SGD(0.5, momentum=mom)
+    o2.state = tree_unflatten(list(mx.load(str(tmp_path / "opt.safetensors")).items()))
+    assert o2.state["step"].item() == 3 and o2.learning_rate.item() == pytest.approx(lr)
+    p2 = dict(params)
+    for t, g in enumerate(grads[3:]):
+        params = o.apply_gradients({"w": mx.array(g)}, params)
+        p2 = o2.apply_gradients({"w": mx.array(g)}, p2)
+        ref = np_rule("sgd", {"momentum": mom})(ref, g, s, lr, t + 4)
+    np.testing.assert_allclose(np.array(params["w"]), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.array(p2["w"]), ref, rtol=1e-5, atol=1e-6)
+    # the rate written into the state; a replaced state without slots restarts the momentum
+    o.state["learning_rate"] = mx.array(0.25)
+    o.state = {"step": o.state["step"], "learning_rate": o.state["learning_rate"], "tag": "x"}
+    assert o.state["tag"] == "x" and "w" not in o.state
+    g = rng.standard_normal((3, 2))
+    out = o.apply_gradients({"w": mx.array(g)}, {"w": mx.array(w0)})
+    np.testing.assert_allclose(np.array(out["w"]), w0 - 0.25 * g, rtol=1e-5, atol=1e-6)
+    assert o.state["step"].item() == 7 and o.state["tag"] == "x"

@@ -14,19 +14,50 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "AdaDelta"
 
 
 class _State(dict):
-    """Optimizer.state: a dict over the C state that mx.compile refreshes (_compile_pull) and
-    writes back (_compile_push) around a compiled call."""
+    """Optimizer.state of the built-in (C rule) optimizers, one dict per optimizer kept for its
+    life, as MLX's state dict is: the C optimizer stays the source of truth for "step" and the
+    per-parameter slot arrays, which are copied in (refresh) every time the state is read;
+    "learning_rate" is the rate of the last update; any other key a caller puts in stays beside
+    them. Writing "learning_rate" sets the rate, writing "step" or a tree of arrays sets the C
+    state. mx.compile refreshes it (_compile_pull) and writes it back (_compile_push) around a
+    compiled call."""
 
     def __init__(self, opt):
         super().__init__()
         self._opt = opt
-        self._fill(None if opt._lr is None else opt.learning_rate)
+        self._c_keys = set()  # the keys the last refresh copied from the C state
+        self._hidden = set()  # "step"/"learning_rate" left out after a state assignment without them
 
     def _fill(self, lr):
+        """Copies the C state (and lr, unless None) in, replacing what the last refresh copied,
+        keeping the other keys."""
         o = self._opt
         items = [(k, v) for k, v in o._c.state() if k != "step"]
-        self.clear()
-        self.update(o._state_tree(items, o.step, lr))
+        tree = o._state_tree(items, o.step, lr)
+        for k in self._hidden:
+            tree.pop(k, None)
+        for k in self._c_keys - set(tree):
+            dict.pop(self, k, None)
+        dict.update(self, tree)
+        self._c_keys = set(tree)
+
+    def _refresh(self):
+        o = self._opt
+        self._fill(None if o._lr is None else o.learning_rate)
+        return self
+
+    def __setitem__(self, key, value):
+        o = self._opt
+        self._hidden.discard(key)
+        if key == "learning_rate":
+            if not mx._tracing():
+                o._set_lr_value(value)
+        elif key == "step":
+            o._c.set_state(["step"], [value if isinstance(value, mx.array) else mx.array(value, mx.uint64)])
+        else:
+            o._push_arrays(tree_flatten(value, prefix="." + str(key)) if not isinstance(value, mx.array)
+                           else [(str(key), value)])
+        dict.__setitem__(self, key, value)
 
     def _compile_pull(self):
         self._fill(self.get("learning_rate"))
@@ -35,7 +66,8 @@ class _State(dict):
         # "step" goes to C as it is, traced inside mx.compile's trace (an update there counts
         # it with ops); an optimizer whose rule reads the step on the host keeps a real count
         keep = self._opt._array_step
-        _RuleOptimizer.state.fset(self._opt, {k: v for k, v in self.items() if keep or k != "step"})
+        self._opt._push_arrays([(k, v) for k, v in tree_flatten(dict(self))
+                                if (keep or k != "step") and k != "learning_rate"])
 
 
 class Optimizer:
@@ -150,16 +182,24 @@ class _RuleOptimizer(Optimizer):
         d = dict(self.__dict__)
         c = d.pop("_c")
         d["_c_state"] = list(c.state()) if c is not None else []
+        st = d.pop("_st", None)  # the state dict: its own keys and hidden ones travel as data
+        if st is not None:
+            d["_st_extra"] = ({k: v for k, v in st.items() if k not in st._c_keys}, set(st._hidden))
         return d
 
     def __setstate__(self, d):
         d = dict(d)
         items = d.pop("_c_state")
+        extra = d.pop("_st_extra", None)
         self.__dict__.update(d)
         self._c = None
         self._new_c()
         if items:
             self._c.set_state([k for k, _ in items], [v for _, v in items])
+        if extra is not None:
+            st = self._state_obj()
+            dict.update(st, extra[0])
+            st._hidden = extra[1]
 
     def _new_c(self):
         self._c = _c.Optimizer(*self._spec())
@@ -210,17 +250,46 @@ class _RuleOptimizer(Optimizer):
             tree["learning_rate"] = lr
         return tree
 
+    def _state_obj(self):
+        st = self.__dict__.get("_st")
+        if st is None:
+            st = self._st = _State(self)
+        return st
+
     @property
     def state(self):
-        """The optimizer's state as a tree: {"step": ..., "learning_rate": ..., <param>: {...}}."""
-        return _State(self)
+        """The optimizer's state, a dict kept for the optimizer's life: {"step": ...,
+        "learning_rate": ..., <param>: {<slot>: array}, <any other key put there>: ...}."""
+        return self._state_obj()._refresh()
 
     @state.setter
     def state(self, state):
+        """Replaces the whole state, as MLX's: the C state starts afresh from the arrays of
+        state ("step", the slots), its "learning_rate" becomes the rate, other keys are kept as
+        given, and what state lacks is gone (a parameter's slots start again from zero)."""
+        state = dict(state)
         items = [(k, v) for k, v in tree_flatten(state) if k != "learning_rate" and isinstance(v, mx.array)]
+        self._new_c()
+        self._push_arrays(items)
+        if "learning_rate" in state and not mx._tracing():
+            self._set_lr_value(state["learning_rate"])
+        st = self._st = _State(self)
+        dict.update(st, state)
+        st._hidden = {"step", "learning_rate"} - set(state)
+        st._refresh()
+
+    def _push_arrays(self, items):
+        """Sets the (flat name, array) items in the C state (the others are kept)."""
+        items = [(k, v) for k, v in items if isinstance(v, mx.array)]
         if items:
-            names, arrays = zip(*items)
-            self._c.set_state(list(names), list(arrays))
+            self._c.set_state([k for k, _ in items], [v for _, v in items])
+
+    def _set_lr_value(self, value):
+        """A learning rate written through the state: an array or number sets a constant rate
+        (a schedule stays the rate of a scheduled optimizer, as MLX's schedules overwrite it)."""
+        if callable(self._lr):
+            return
+        self._lr = float(value.item()) if isinstance(value, mx.array) else float(value)
 
     def init(self, parameters):
         """Creates the state of the parameters that have none yet, as MLX's init does: one
