@@ -240,6 +240,24 @@ TEST(fused_matches_composite)
 #include "backend/cuda/attention.h"
 #endif
 
+/* The gradients g16[0..2] of q, k and v (dtype half) against float32's g32, within half's
+ * tolerance (float16 1e-2, bfloat16 5e-2); what names the case. */
+static void check_half_grads(const char *what, pn_array *const *g16, pn_array *const *g32, pn_dtype half)
+{
+    const double tol = half == PN_BFLOAT16 ? 5e-2 : 1e-2;
+    for (int k = 0; k < 3; k++) {
+        if (!g16[k] || !g32[k]) {
+            CHECK_MSG(0, "%s: gradient %d missing", what, k);
+            continue;
+        }
+        double *ref = test_to_f64(g32[k]);
+        char name[160];
+        snprintf(name, sizeof name, "%s grad %d", what, k);
+        test_check_values(name, g16[k], g32[k]->shape, 4, half, ref, tol, tol);
+        free(ref);
+    }
+}
+
 /* Shapes the GPU's tensor-core kernels take (half types, head dims multiples of 16 up to 256,
  * 16 query rows or more): tiles of 64 rows and chunks of 64 keys (32 above
  * 128 dims) cut mid-way, grouped-query heads, every mask kind, causal with Lq < Lk and Lq > Lk,
@@ -319,17 +337,9 @@ TEST(tensor_core_forward)
                           i, (long long)(pnG_sdpa_tensor_core_count() - at));
 #endif
             CHECK(value_and_vjp(c, x32, 0.125, cot32, &y32, g32) == 0);
-            for (int k = 0; k < 3; k++) {
-                if (!g16[k] || !g32[k]) {
-                    CHECK_MSG(0, "gradient %d missing", k);
-                    continue;
-                }
-                double *ref = test_to_f64(g32[k]);
-                char what[96];
-                snprintf(what, sizeof what, "tensor-core sdpa %s case %d grad %d", pn_dtype_name(halves[h]), i, k);
-                test_check_values(what, g16[k], g32[k]->shape, 4, halves[h], ref, h ? 5e-2 : 1e-2, h ? 5e-2 : 1e-2);
-                free(ref);
-            }
+            char what[96];
+            snprintf(what, sizeof what, "tensor-core sdpa %s case %d", pn_dtype_name(halves[h]), i);
+            check_half_grads(what, g16, g32, halves[h]);
             pn_scope_pop();
         }
     }
@@ -413,19 +423,9 @@ TEST(tensor_core_backward_tiles)
                 }
 #endif
                 CHECK(value_and_vjp_qkv(c, x32, scale, cot32, &y32, g32) == 0);
-                for (int k = 0; k < 3; k++) {
-                    if (!g16[k] || !g32[k]) {
-                        CHECK_MSG(0, "gradient %d missing", k);
-                        continue;
-                    }
-                    double *ref = test_to_f64(g32[k]);
-                    char what[128];
-                    snprintf(what, sizeof what, "tc backward limit %zu %s case %d grad %d", limits[l],
-                             pn_dtype_name(halves[h]), i, k);
-                    test_check_values(what, g16[k], g32[k]->shape, 4, halves[h], ref, h ? 5e-2 : 1e-2,
-                                      h ? 5e-2 : 1e-2);
-                    free(ref);
-                }
+                char what[128];
+                snprintf(what, sizeof what, "tc backward limit %zu %s case %d", limits[l], pn_dtype_name(halves[h]), i);
+                check_half_grads(what, g16, g32, halves[h]);
                 pn_scope_pop();
             }
         }

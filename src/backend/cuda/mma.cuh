@@ -129,27 +129,22 @@ static inline void png_ldmatrix_x4_trans(uint32_t r[4], const void *row)
 template <typename T>
 __device__ __forceinline__ void png_mma_16816(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4]);
 
-template <>
-__device__ __forceinline__ void png_mma_16816<pn_float16>(float d[4], const uint32_t a[4], const uint32_t b[2],
-                                                          const float c[4])
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%10, %11, %12, %13};"
-                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
-                   "f"(c[2]), "f"(c[3]));
-}
-
-template <>
-__device__ __forceinline__ void png_mma_16816<pn_bfloat16>(float d[4], const uint32_t a[4], const uint32_t b[2],
-                                                           const float c[4])
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%10, %11, %12, %13};"
-                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), "f"(c[1]),
-                   "f"(c[2]), "f"(c[3]));
-}
+/* The specialization of png_mma_16816 for T, whose operands PTX calls PTX_TYPE (the asm text
+ * must be a literal). */
+#define PNG_MMA_16816(T, PTX_TYPE)                                                              \
+    template <>                                                                                 \
+    __device__ __forceinline__ void png_mma_16816<T>(float d[4], const uint32_t a[4], const uint32_t b[2], \
+                                                     const float c[4])                          \
+    {                                                                                           \
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 "    \
+                     "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%10, %11, %12, %13};"      \
+                     : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])                           \
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "f"(c[0]), \
+                       "f"(c[1]), "f"(c[2]), "f"(c[3]));                                        \
+    }
+PNG_MMA_16816(pn_float16, "f16")
+PNG_MMA_16816(pn_bfloat16, "bf16")
+#undef PNG_MMA_16816
 
 __device__ __forceinline__ void png_ldmatrix_x4(uint32_t r[4], const void *row)
 {
