@@ -15,10 +15,11 @@
 
 /* Checks a (batch of) matrices for the decomposition `fn` the way MLX words it: float32 or
  * float64, at least two dimensions, square when asked. Returns 0 or -1 with an error. */
-static int check_matrix(const char *fn, pn_array *a, bool square)
+/* check_matrix, complex64 also allowed when cplx. */
+static int check_matrix_of(const char *fn, pn_array *a, bool square, bool cplx)
 {
     pn_dtype t = pn_array_dtype(a);
-    if (t != PN_FLOAT32 && t != PN_FLOAT64)
+    if (t != PN_FLOAT32 && t != PN_FLOAT64 && !(cplx && t == PN_COMPLEX64))
         return pnC_fail(PN_ERR_INVALID_ARGUMENT, "[linalg::%s] Arrays must have type float32 or "
                         "float64. Received array with type %s.", fn, pn_dtype_name(t)), -1;
     if (pn_ndim(a) < 2)
@@ -31,6 +32,11 @@ static int check_matrix(const char *fn, pn_array *a, bool square)
                         pnC_shape_str(pn_shape(a), pn_ndim(a), buf, sizeof buf)), -1;
     }
     return 0;
+}
+
+static int check_matrix(const char *fn, pn_array *a, bool square)
+{
+    return check_matrix_of(fn, a, square, false);
 }
 
 /* x[..., r0:r1, c0:c1] on the last two axes (r1/c1 < 0: to the end). */
@@ -454,7 +460,8 @@ pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo)
 
 /* ───────────────────────────── Eig ───────────────────────────── */
 
-/* Complex outputs of a real input: no derivative (as MLX). */
+/* Complex outputs of a real or complex64 input (cgeev for the latter): no derivative (as
+ * MLX). */
 const pnC_primitive eig_prim = {
     .name = "Eig",
     .eval = {[PN_CPU] = pnK_eig_eval, [PN_GPU] = PNG_EVAL(pnG_eig_eval)},
@@ -465,7 +472,7 @@ static int eig_make(const char *fn, pn_array *a, bool vectors, pn_array **out)
 {
     char op[32];
     snprintf(op, sizeof op, "linalg::%s", fn);
-    if (!pnC_inputs_ok(op, 1, &a) || check_matrix(fn, a, true)) return -1;
+    if (!pnC_inputs_ok(op, 1, &a) || check_matrix_of(fn, a, true, true)) return -1;
     int64_t n = pn_dim(a, -1), sw[PNC_MAX_NDIM];
     int nw = out_shape(a, 2, &n, 1, sw);
     pnK_decomp_params p = {.vectors = vectors};

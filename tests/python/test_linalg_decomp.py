@@ -81,6 +81,32 @@ def test_eig_and_eigvals(rng, dt, npt):
     assert np.abs(W.imag).max() > 0  # random 6x6 matrices have complex pairs
 
 
+@pytest.mark.parametrize("shape", [(5, 5), (3, 6, 6), (1, 1), (2, 0, 0)])
+def test_eig_complex64(rng, shape):
+    """eig / eigvals of complex64 matrices (LAPACK cgeev): A V = V diag(w) in complex128,
+    unit-norm columns, the eigenvalues numpy's (float64 complex) as a set, eigvals the same
+    as eig's values, and a non-contiguous (transposed) input."""
+    a = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+    w, v = mx.linalg.eig(mx.array(a))
+    assert w.dtype == mx.complex64 and v.dtype == mx.complex64
+    assert w.shape == shape[:-1] and v.shape == shape
+    W, V = np_of(w), np_of(v)
+    a64 = a.astype(np.complex128)
+    np.testing.assert_allclose(a64 @ V, V * W[..., None, :], atol=5e-5 * max(shape[-1], 1))
+    if not a.size:
+        return
+    np.testing.assert_allclose(np.linalg.norm(V, axis=-2), 1, atol=1e-5)
+    ref = np.linalg.eigvals(a64).reshape(-1, shape[-1])
+    for wb, rb in zip(W.reshape(-1, shape[-1]), ref):
+        np.testing.assert_allclose(np.sort_complex(wb), np.sort_complex(rb), atol=5e-5 * shape[-1])
+    np.testing.assert_allclose(np_of(mx.linalg.eigvals(mx.array(a))), W, atol=1e-5)
+    at = mx.swapaxes(mx.array(a), -1, -2)  # strided input
+    wt = np_of(mx.linalg.eigvals(at))
+    rt = np.linalg.eigvals(np.swapaxes(a64, -1, -2)).reshape(-1, shape[-1])
+    for wb, rb in zip(wt.reshape(-1, shape[-1]), rt):
+        np.testing.assert_allclose(np.sort_complex(wb), np.sort_complex(rb), atol=5e-5 * shape[-1])
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dt,npt,tol", DTYPES)
 def test_lu(rng, shape, dt, npt, tol):

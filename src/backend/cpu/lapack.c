@@ -319,15 +319,45 @@ static int eig_one(const job *jb, int64_t i, char *work)
     return 0;
 }
 
+/* cgeev of the column-major copy of complex64 a: the eigenvalues straight into the output,
+ * the column-major eigenvectors transposed into the row-major V. Work: a and vr (n * n
+ * complex each), lwork complex, then 2n floats of rwork. */
+static int eig_one_complex(const job *jb, int64_t i, char *work)
+{
+    const size_t es = 2 * sizeof(float);
+    int n = (int)jb->n, info = 0, one = 1, ldvr = n > 1 ? n : 1, lwork = jb->lwork;
+    char no = 'N', jobvr = jb->vectors ? 'V' : 'N';
+    float *a = (float *)work, *vr = a + 2 * (size_t)n * n, *w = vr + 2 * (size_t)n * n;
+    float *rwork = w + 2 * (size_t)lwork;
+    transpose(jb->a + (size_t)(i * n * n) * es, a, n, n, es);
+    float *vals = (float *)jb->o[0] + 2 * i * n;
+    cgeev_(&no, &jobvr, &n, a, &ldvr, vals, NULL, &one, vr, &ldvr, w, &lwork, rwork, &info);
+    if (info || !jb->vectors) return info;
+    transpose(vr, jb->o[1] + (size_t)(i * n * n) * es, n, n, es);
+    return 0;
+}
+
 /* See lapack.h. */
 int pnK_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    job jb = {.vectors = p->vectors, .one = eig_one};
+    bool cplx = in[0]->dtype == PN_COMPLEX64;
+    job jb = {.vectors = p->vectors, .one = cplx ? eig_one_complex : eig_one};
     pn_array *held = NULL;
     int rc = job_init(&jb, p->vectors ? "eig" : "eigvals", in[0], &held, out, p->vectors ? 2 : 1);
     if (rc) return rc < 0 ? -1 : 0;
     int n = (int)jb.n, info = 0;
+    if (cplx) {
+        char no = 'N', jobvr = p->vectors ? 'V' : 'N';
+        int one = 1, ld = n > 1 ? n : 1, query = -1;
+        float q[2] = {0}, dummy[2] = {0};
+        cgeev_(&no, &jobvr, &n, dummy, &ld, dummy, NULL, &one, dummy, &ld, q, &query, dummy, &info);
+        jb.lwork = (int)q[0] + 1;
+        jb.work_bytes = 2 * sizeof(float) * ((size_t)(2 * n * n) + (size_t)jb.lwork + (size_t)n);
+        rc = run(&jb);
+        pnC_decref(held);
+        return rc;
+    }
     double q[2] = {0};
     fns_of(jb.t)->geev(p->vectors ? 'V' : 'N', n, NULL, n, NULL, NULL, NULL, n, q, -1, &info);
     jb.lwork = work_size(jb.t, q);

@@ -30,6 +30,11 @@ extern "C" {
                    const T *tau, T *work, const int *lwork, int *info);
 PNK_LAPACK_PROTOTYPES(float, s)
 PNK_LAPACK_PROTOTYPES(double, d)
+/* cgeev (complex64 geev): a, w, vl, vr and work hold interleaved (re, im) float pairs; rwork
+ * is 2n floats. */
+void cgeev_(const char *jobvl, const char *jobvr, const int *n, float *a, const int *lda, float *w,
+            float *vl, const int *ldvl, float *vr, const int *ldvr, float *work, const int *lwork,
+            float *rwork, int *info);
 
 /* Params of SVD, Eigh and Eig (shared with the GPU glue, src/backend/cuda/solver.c):
  * vectors: compute U/Vt (SVD) or eigenvectors (Eigh, Eig) besides the values; upper: Eigh
@@ -47,8 +52,9 @@ int pnK_svd_eval(const struct pnC_node *node, pn_array *const *in, pn_array *con
 /* Eval of Eigh: in[0] (..., n, n), only the triangle params->upper names is read. out = w
  * (..., n) ascending [, V (..., n, n) with orthonormal eigenvectors as columns]. syevd. */
 int pnK_eigh_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
-/* Eval of Eig: in[0] (..., n, n) real. out = w (..., n) complex64 [, V (..., n, n) complex64,
- * unit-norm right eigenvectors as columns], in LAPACK geev's order. */
+/* Eval of Eig: in[0] (..., n, n) float32, float64 or complex64. out = w (..., n) complex64
+ * [, V (..., n, n) complex64, unit-norm right eigenvectors as columns], in LAPACK geev's order
+ * (sgeev/dgeev, or cgeev for complex64). */
 int pnK_eig_eval(const struct pnC_node *node, pn_array *const *in, pn_array *const *out);
 /* Eval of LUF: in[0] (..., m, n). out = LU (..., m, n) (L below the diagonal with an implicit
  * unit diagonal, U on and above it), pivots (..., k) uint32 (row i was swapped with

@@ -219,6 +219,9 @@ int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
 int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
+    /* complex64: no GPU kernel (Xgeev's complex path is not wired, nor simulated), the CPU's
+     * cgeev runs over host copies */
+    if (in[0]->dtype == PN_COMPLEX64) return PNG_UNSUPPORTED;
     return decompose(node, in, out, p->vectors ? 2 : 1, true, true, 0, eig_run, NULL);
 }
 
