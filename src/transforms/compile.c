@@ -309,6 +309,13 @@ static int compiled_vmap(const pnC_node *node, pn_array *const *in, const int *i
         }
     }
     out[0] = expand(pg, b, NULL, 0);
+    /* an inlined Broadcast expands to its input's shape: the result takes the node's */
+    int64_t batch = -1, s[PNC_MAX_NDIM];
+    for (int i = 0; i < pg->nin && batch < 0; i++)
+        if (in_axes[i] >= 0) batch = in[i]->shape[in_axes[i]];
+    int nd = out[0] && batch >= 0 ? pnC_batch_shape(batch, node->out_shapes[0], rank, s) : -1;
+    if (nd >= 0 && (out[0]->ndim != nd || memcmp(out[0]->shape, s, (size_t)nd * sizeof *s) != 0))
+        out[0] = pn_broadcast_to(out[0], s, nd);
     out_axes[0] = 0;
     return out[0] ? 0 : -1;
 }
@@ -383,30 +390,62 @@ static bool same_spec(const pnT_spec *a, const pnT_spec *b)
     return a->ndim == b->ndim && memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape) == 0;
 }
 
-/* The program of group k (its members: the nodes j <= k with group[j] == k, in order) into pg,
- * its outside inputs (as the tape's refs) into ext[0..pg->nin). */
+/* The node a member of group k reads through r when it is a one-input Broadcast to the
+ * group's shape (not a member itself): the group computes its own copy of it (an identity
+ * op over the Broadcast's input, which the kernels broadcast as they read it), as MLX fuses
+ * a shared broadcast into each compiled node using it. -1 otherwise. */
+static int64_t inlined_broadcast(const pnT_tape *t, const uint32_t *owner, const int32_t *group,
+                                 pnT_ref r, uint32_t k)
+{
+    if (r.kind != PNT_REF_NODE) return -1;
+    uint32_t b = owner[r.index];
+    const pnT_op *n = &t->nodes[b];
+    if (group[b] == (int32_t)k || n->prim != &broadcast_prim || n->nin != 1 || n->nout != 1 ||
+        !same_spec(&n->out[0], &t->nodes[k].out[0]))
+        return -1;
+    return b;
+}
+
+/* The program of group k into pg, its outside inputs (as the tape's refs) into
+ * ext[0..pg->nin): first one identity op (kind PNF_ASTYPE to its own dtype, primitive
+ * Broadcast) per inlined Broadcast (inlined_broadcast), then the members (the nodes j <= k
+ * with group[j] == k) in order. */
 static void group_program(const pnT_tape *t, const int32_t *group, const uint32_t *owner, uint32_t k,
                           pnF_program *pg, pnT_ref *ext)
 {
-    uint32_t members[PNF_MAX_OPS];
-    int nm = 0;
+    uint32_t members[PNF_MAX_OPS], bc[PNF_MAX_OPS];
+    int nm = 0, nb = 0;
     for (uint32_t j = 0; j <= k; j++) /* members in order (every one is before k) */
         if (group[j] == (int32_t)k) members[nm++] = j;
     memset(pg, 0, PNF_PROGRAM_SIZE(0));
-    for (int m = 0; m < nm; m++) {
-        const pnT_op *x = &t->nodes[members[m]];
+    for (int m = 0; m < nm; m++) /* the inlined broadcasts, in order of first use */
+        for (uint32_t i = 0; i < t->nodes[members[m]].nin; i++) {
+            int64_t b = inlined_broadcast(t, owner, group, t->nodes[members[m]].in[i], k);
+            int q = 0;
+            while (b >= 0 && q < nb && bc[q] != (uint32_t)b) q++;
+            if (b >= 0 && q == nb) bc[nb++] = (uint32_t)b;
+        }
+    for (int m = 0; m < nb + nm; m++) {
+        const pnT_op *x = &t->nodes[m < nb ? bc[m] : members[m - nb]];
         pnF_op *op = &pg->ops[m];
         memset(op, 0, sizeof *op);
-        op->prim = x->prim, op->kind = (int8_t)fusable(x), op->nin = (int8_t)x->nin;
+        op->prim = x->prim, op->kind = (int8_t)(m < nb ? PNF_ASTYPE : fusable(x)), op->nin = (int8_t)x->nin;
         op->params_size = x->params_size;
         if (x->params_size) memcpy(&op->p, x->params, sizeof op->p < x->params_size ? sizeof op->p : x->params_size);
         op->dtype = x->out[0].dtype;
         for (uint32_t i = 0; i < x->nin; i++) {
             pnT_ref r = x->in[i];
+            int64_t b = m < nb ? -1 : inlined_broadcast(t, owner, group, r, k);
+            if (b >= 0) {
+                int q = 0;
+                while (bc[q] != (uint32_t)b) q++;
+                op->in[i] = (int16_t)(PNF_MAX_IN + q); /* fixed below */
+                continue;
+            }
             if (r.kind == PNT_REF_NODE && group[owner[r.index]] == (int32_t)k) {
                 int q = 0;
                 while (members[q] != owner[r.index]) q++;
-                op->in[i] = (int16_t)(PNF_MAX_IN + q); /* fixed below */
+                op->in[i] = (int16_t)(PNF_MAX_IN + nb + q); /* fixed below */
                 continue;
             }
             int e = 0;
@@ -415,8 +454,8 @@ static void group_program(const pnT_tape *t, const int32_t *group, const uint32_
             op->in[i] = (int16_t)e;
         }
     }
-    pg->nops = nm;
-    for (int m = 0; m < nm; m++) /* member operands after the inputs */
+    pg->nops = nb + nm;
+    for (int m = 0; m < pg->nops; m++) /* operands computed in the program after the inputs */
         for (int i = 0; i < pg->ops[m].nin; i++)
             if (pg->ops[m].in[i] >= PNF_MAX_IN) pg->ops[m].in[i] = (int16_t)(pg->nin + pg->ops[m].in[i] - PNF_MAX_IN);
 }
@@ -506,17 +545,25 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs, bool gpu)
             group[j] = (int32_t)k;
             members[nm++] = (uint32_t)j;
         }
-        /* distinct outside inputs */
+        /* distinct outside inputs (an inlined broadcast's input for it), and inlined broadcasts */
         pnT_ref ext[PNF_MAX_IN];
-        int next = 0;
+        uint32_t bc[PNF_MAX_OPS];
+        int next = 0, nb = 0;
         for (int m = 0; m < nm && ok; m++) {
             const pnT_op *n = &t->nodes[members[m]];
             for (uint32_t i = 0; i < n->nin && ok; i++) {
                 pnT_ref r = n->in[i];
                 if (r.kind == PNT_REF_NODE && group[owner[r.index]] == (int32_t)k) continue;
+                int64_t b = inlined_broadcast(t, owner, group, r, k);
+                if (b >= 0) {
+                    int q = 0;
+                    while (q < nb && bc[q] != (uint32_t)b) q++;
+                    if (q == nb && (ok = nm + nb < PNF_MAX_OPS)) bc[nb++] = (uint32_t)b;
+                    r = t->nodes[b].in[0];
+                }
                 int e = 0;
-                while (e < next && !same_ref(ext[e], r)) e++;
-                if (e == next && (ok = next < PNF_MAX_IN)) ext[next++] = r;
+                while (ok && e < next && !same_ref(ext[e], r)) e++;
+                if (ok && e == next && (ok = next < PNF_MAX_IN)) ext[next++] = r;
             }
         }
         if (ok && nm >= 2 && gpu) ok = group_on_gpu(&sc, group, k);
@@ -529,11 +576,30 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs, bool gpu)
         (void)lowest;
     }
     if (ngroups == 0) goto done;
+    /* a Broadcast every consumer of which is a member that inlined it (and no result) goes */
+    for (uint32_t b = 0; b < nn; b++) {
+        if (t->nodes[b].prim != &broadcast_prim || is_res[b] || ncons[b] == 0) continue;
+        bool gone = true;
+        for (uint32_t c = cstart[b]; c < cstart[b + 1] && gone; c++) {
+            int32_t g = group[cons[c]];
+            gone = g >= 0; /* in a group (a root, or a member of one) */
+            for (uint32_t i = 0; i < t->nodes[cons[c]].nin && gone; i++) {
+                pnT_ref r = t->nodes[cons[c]].in[i];
+                if (r.kind == PNT_REF_NODE && owner[r.index] == b)
+                    gone = inlined_broadcast(t, owner, group, r, (uint32_t)g) == (int64_t)b;
+            }
+        }
+        if (gone) group[b] = -3;
+    }
     /* the new node list: a group's members before its root vanish, the root becomes Compiled */
     uint32_t nk = 0, nvals = 0;
     for (uint32_t k = 0; k < nn && rc == 0; k++) {
         pnT_op *n = &t->nodes[k];
         if (group[k] >= 0 && group[k] != (int32_t)k) continue; /* a member: built with its root */
+        if (group[k] == -3) { /* an inlined broadcast with no other use */
+            op_free(n);
+            continue;
+        }
         if (group[k] == (int32_t)k) {
             int nm = 0;
             for (uint32_t j = 0; j <= k; j++) /* members in order (every one is before k) */
@@ -549,7 +615,7 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs, bool gpu)
             for (int e = 0; e < pg->nin; e++)
                 if (ext[e].kind == PNT_REF_NODE) ext[e].index = newval[ext[e].index];
             pnT_op fused = {.prim = &pnF_compiled_prim, .params = pg,
-                            .params_size = (uint32_t)PNF_PROGRAM_SIZE(nm), .nin = (uint32_t)pg->nin,
+                            .params_size = (uint32_t)PNF_PROGRAM_SIZE(pg->nops), .nin = (uint32_t)pg->nin,
                             .nout = 1, .in = ext, .out = n->out};
             n->out = NULL, n->nout = 0;
             for (int m = 0; m < nm; m++) op_free(&t->nodes[members[m]]);
