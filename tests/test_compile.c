@@ -582,6 +582,156 @@ TEST(compile_fused_node_rules_broadcast)
     pn_stream_pop();
 }
 
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/fused.h"
+#endif
+
+/* MLX's shared broadcast: bb = broadcast_to(b, a's shape) feeds two outputs' elementwise
+ * chains, out0 = (a + bb) * bb and out1 = exp(bb) * 2 - bb (whose only array input is b);
+ * ctx != NULL adds out2 = sum(bb), a consumer outside the groups that keeps the Broadcast. */
+static int fn_shared_bcast(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
+{
+    (void)nin;
+    pn_array *a = in[0], *bb = pn_broadcast_to(in[1], a->shape, a->ndim);
+    out[0] = pn_multiply(pn_add(a, bb), bb);
+    out[1] = pn_subtract(pn_multiply(pn_exp(bb), pn_weak_float(2)), bb);
+    *nout = 2;
+    if (ctx) out[(*nout)++] = pn_sum(bb, NULL, 0, false);
+    for (int j = 0; j < *nout; j++)
+        if (!out[j]) return -1;
+    return 0;
+}
+
+/* The float64 references of fn_shared_bcast for a (m, n) and b (1, n): the outputs, and the
+ * gradients of sum(c0 * out0 + c1 * out1 + c2 * out2) (c2 a scalar; 0 without out2). */
+static void ref_shared_bcast(const double *a, const double *b, const double *c0, const double *c1,
+                             double c2, int64_t m, int64_t n, double *o0, double *o1, double *o2,
+                             double *ga, double *gb)
+{
+    *o2 = 0;
+    for (int64_t j = 0; j < n; j++) gb[j] = c2 * (double)m;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            int64_t k = i * n + j;
+            o0[k] = (a[k] + b[j]) * b[j];
+            o1[k] = exp(b[j]) * 2 - b[j];
+            *o2 += b[j];
+            ga[k] = c0[k] * b[j];
+            gb[j] += c0[k] * (a[k] + 2 * b[j]) + c1[k] * (2 * exp(b[j]) - 1);
+        }
+}
+
+/* out0 + out1 of the compiled fn_shared_bcast (ctx), for test_gradcheck. */
+static pn_array *shared_bcast_sum(void *ctx, pn_array *const *in)
+{
+    pn_array *o[PN_MAX_OUTPUTS];
+    int n = 0;
+    return pn_closure_call(ctx, 2, in, &n, o) == 0 && n == 2 ? pn_add(o[0], o[1]) : NULL;
+}
+
+/* The index of x among node's inputs, or -1. */
+static int input_index(const pnC_node *node, const pn_array *x)
+{
+    for (int i = 0; node && i < node->nin; i++)
+        if (node->inputs[i] == x) return i;
+    return -1;
+}
+
+/* A Broadcast to a fused group's shape is taken into the group (MLX's shared-broadcast
+ * fusion): two Compiled nodes reading b itself, the Broadcast gone unless sum(bb) also reads
+ * it; values and gradients (through the compiled function, and the Compiled nodes' own vjp and
+ * vmap) against float64 references, on the CPU and, when there is one, the GPU (one fused
+ * launch per group, no CPU fallback). */
+TEST(compile_shared_broadcast_fused_in)
+{
+    pn_device devs[2] = {{.type = PN_CPU, .index = 0}, {.type = PN_GPU, .index = 0}};
+    const int64_t m = 5, n = 7, as[2] = {5, 7}, bs[2] = {1, 7};
+    for (int d = 0; d < 2; d++) {
+        if (!pn_is_available(devs[d])) continue;
+        pn_stream_push(pn_default_stream(devs[d]));
+        for (int extra = 0; extra < 2; extra++) {
+            pn_scope_push();
+            pn_closure *f = pn_closure_new(fn_shared_bcast, extra ? (void *)1 : NULL, NULL), *c = pn_compile(f, false);
+            pn_array *a = test_random_array(as, 2, PN_FLOAT64, -1, 1), *b = test_random_array(bs, 2, PN_FLOAT64, -1, 1);
+            pn_array *in[2] = {a, b}, *o[PN_MAX_OUTPUTS];
+            CHECK(pn_eval(in, 2) == 0);
+            int no = 0;
+#ifdef PONTE_HAS_GPU
+            int64_t runs = pnG_fused_count(), falls = pnC_gpu_fallback_count();
+#endif
+            CHECK(pn_closure_call(c, 2, in, &no, o) == 0 && no == 2 + extra);
+            if (no != 2 + extra) goto next;
+            pnT_compile_stats st = pnT_compile_last_stats();
+            /* traced: Broadcast, Add, Multiply, Exp, Multiply, Subtract (, Sum): two groups,
+             * the Broadcast inlined into both, and dropped when nothing else reads it */
+            CHECK_MSG(st.compiled == 2 && st.fused_nodes == (extra ? 4u : 2u),
+                      "extra %d: %u Compiled nodes, %u nodes after fusion", extra, st.compiled, st.fused_nodes);
+            for (int j = 0; j < 2; j++) {
+                pnC_node *node = o[j]->node;
+                CHECK_MSG(node && node->prim == &pnF_compiled_prim && input_index(node, b) >= 0,
+                          "output %d: the broadcast was not fused in", j);
+            }
+            double *av = test_to_f64(a), *bv = test_to_f64(b), o0[35], o1[35], o2, ga[35], gb[7];
+            pn_array *c0 = test_random_array(as, 2, PN_FLOAT64, -1, 1), *c1 = test_random_array(as, 2, PN_FLOAT64, -1, 1);
+            double *c0v = test_to_f64(c0), *c1v = test_to_f64(c1);
+            ref_shared_bcast(av, bv, c0v, c1v, extra ? 0.75 : 0, m, n, o0, o1, &o2, ga, gb);
+            if (d == 0) { /* the Compiled nodes' own rules (before evaluation detaches them) */
+                pnC_node *n0 = o[0]->node, *n1 = o[1]->node;
+                int ia = input_index(n0, a), ib = input_index(n0, b), ib1 = input_index(n1, b);
+                CHECK(ia >= 0 && ib >= 0 && ib1 >= 0);
+                pn_array *g[PNF_MAX_IN] = {0}, *g1[PNF_MAX_IN] = {0}, *bo = NULL;
+                int argnums[PNF_MAX_IN], axes[PNF_MAX_IN], oax = -1;
+                for (int i = 0; i < PNF_MAX_IN; i++) argnums[i] = i;
+                if (ia >= 0 && ib >= 0 && ib1 >= 0 &&
+                    pnF_compiled_prim.vjp(n0, n0->inputs, o, &c0, argnums, n0->nin, g) == 0 &&
+                    pnF_compiled_prim.vjp(n1, n1->inputs, o + 1, &c1, argnums, n1->nin, g1) == 0) {
+                    test_check_values("node vjp a", g[ia], as, 2, PN_FLOAT64, ga, 1e-12, 1e-12);
+                    double gb0[7] = {0};
+                    for (int64_t k = 0; k < m * n; k++) gb0[k % n] += c0v[k] * (av[k] + 2 * bv[k % n]);
+                    test_check_values("node vjp b (out0)", g[ib], bs, 2, PN_FLOAT64, gb0, 1e-12, 1e-12);
+                    for (int j = 0; j < n; j++) gb0[j] = gb[j] - gb0[j] - (extra ? 0.75 * (double)m : 0);
+                    test_check_values("node vjp b (out1)", g1[ib1], bs, 2, PN_FLOAT64, gb0, 1e-12, 1e-12);
+                } else {
+                    CHECK_MSG(0, "node vjp: %s", pn_last_error_message());
+                }
+                /* vmap of out1's node (only b, broadcast): b batched (3, 1, 7) on axis 0 gives
+                 * (3, 5, 7), the row of each batch broadcast over the rows */
+                pn_array *bb3 = test_random_array((int64_t[]){3, 1, 7}, 3, PN_FLOAT64, -1, 1), *bin[PNF_MAX_IN];
+                for (int i = 0; i < n1->nin; i++) bin[i] = n1->inputs[i], axes[i] = -1;
+                if (ib1 >= 0) bin[ib1] = bb3, axes[ib1] = 0;
+                CHECK(ib1 >= 0 && pnF_compiled_prim.vmap(n1, bin, axes, &bo, &oax) == 0 && oax == 0);
+                double *b3 = test_to_f64(bb3), want[105];
+                for (int64_t k = 0; k < 105; k++) want[k] = exp(b3[k / 35 * 7 + k % 7]) * 2 - b3[k / 35 * 7 + k % 7];
+                test_check_values("node vmap", bo, (int64_t[]){3, 5, 7}, 3, PN_FLOAT64, want, 1e-12, 1e-12);
+                free(b3);
+            }
+            CHECK(pn_eval(o, no) == 0);
+#ifdef PONTE_HAS_GPU
+            if (d == 1) {
+                CHECK_MSG(pnG_fused_count() == runs + 2, "%lld fused GPU launches", (long long)(pnG_fused_count() - runs));
+                CHECK(pnC_gpu_fallback_count() == falls);
+            }
+#endif
+            test_check_values("out0", o[0], as, 2, PN_FLOAT64, o0, 1e-12, 1e-12);
+            test_check_values("out1", o[1], as, 2, PN_FLOAT64, o1, 1e-12, 1e-12);
+            if (extra) test_check_values("out2", o[2], NULL, 0, PN_FLOAT64, &o2, 1e-12, 1e-12);
+            /* the gradient through the compiled function: analytic, and finite differences */
+            pn_array *cots[3] = {c0, c1, pn_scalar(0.75, PN_FLOAT64)};
+            pn_array *fo[PN_MAX_OUTPUTS], *gr[2] = {0};
+            int nf = 0;
+            CHECK(pn_vjp(c, 2, in, no, cots, &nf, fo, gr) == 0 && nf == no);
+            test_check_values("vjp a", gr[0], as, 2, PN_FLOAT64, ga, 1e-12, 1e-12);
+            test_check_values("vjp b", gr[1], bs, 2, PN_FLOAT64, gb, 1e-12, 1e-12);
+            CHECK(extra || test_gradcheck("shared broadcast", shared_bcast_sum, c, 2, in, 1e-6));
+            free(av), free(bv), free(c0v), free(c1v);
+        next:
+            pn_closure_release(c), pn_closure_release(f);
+            pn_scope_pop();
+        }
+        pn_stream_pop();
+    }
+}
+
 TEST(compile_transforms_replay_the_tape)
 {
     pn_scope_push();

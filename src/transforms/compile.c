@@ -596,10 +596,7 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs, bool gpu)
     for (uint32_t k = 0; k < nn && rc == 0; k++) {
         pnT_op *n = &t->nodes[k];
         if (group[k] >= 0 && group[k] != (int32_t)k) continue; /* a member: built with its root */
-        if (group[k] == -3) { /* an inlined broadcast with no other use */
-            op_free(n);
-            continue;
-        }
+        if (group[k] == -3) continue; /* an inlined broadcast with no other use: freed below */
         if (group[k] == (int32_t)k) {
             int nm = 0;
             for (uint32_t j = 0; j <= k; j++) /* members in order (every one is before k) */
@@ -631,6 +628,9 @@ static int fuse(pnT_tape *t, const pnT_spec *in_specs, bool gpu)
         nodes[nk++] = *n;
     }
     if (rc == 0) {
+        /* only now: the groups after an inlined Broadcast read its node to build their programs */
+        for (uint32_t k = 0; k < nn; k++)
+            if (group[k] == -3) op_free(&t->nodes[k]);
         for (uint32_t j = 0; j < t->nres; j++)
             if (t->res[j].kind == PNT_REF_NODE) t->res[j].index = newval[t->res[j].index];
         free(t->nodes);

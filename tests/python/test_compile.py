@@ -514,3 +514,66 @@ def test_random_state_nested_compiled():
     got = [np.array(outer(mx.ones((4,)))) for _ in range(3)]
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+def _dot_labels(*outputs):
+    """The node labels export_to_dot draws for outputs (before they are evaluated)."""
+    import io
+    import re
+    buf = io.StringIO()
+    mx.export_to_dot(buf, *outputs)
+    return re.findall(r'label ="([^"]*)"', buf.getvalue())
+
+
+def test_shared_broadcast_fused_in(rng):
+    """A broadcast_to read by several elementwise ops is taken into every fused group reading
+    it (MLX's shared-broadcast fusion): the Compiled nodes are named after it and the Broadcast
+    node goes, unless another op (a sum, as MLX's test_shared_broadcast) also reads it; values
+    against numpy float64, the gradient through the compiled function against the analytic one,
+    the uncompiled function's and finite differences."""
+    def fun(a, b):
+        bb = mx.broadcast_to(b, a.shape)
+        return (a + bb) * bb, mx.exp(bb) * 2 - bb
+
+    def fun_sum(a, b):
+        bb = mx.broadcast_to(b, a.shape)
+        return (a + bb) * bb, bb.sum()
+
+    a, b = rng.standard_normal((5, 7)), rng.standard_normal((1, 7))
+    A, B = mx.array(a, mx.float64), mx.array(b, mx.float64)
+    o = mx.compile(fun)(A, B)
+    assert sorted(_dot_labels(*o)) == ["CompiledBroadcastAddMultiply",
+                                       "CompiledBroadcastExpMultiplySubtract"]
+    np.testing.assert_allclose(np.array(o[0]), (a + b) * b, rtol=1e-12)
+    np.testing.assert_allclose(np.array(o[1]), np.exp(b) * 2 - b + 0 * a, rtol=1e-12)
+    s = mx.compile(fun_sum)(A, B)
+    names = _dot_labels(*s)
+    assert "Broadcast" in names and "CompiledBroadcastAddMultiply" in names, names
+    np.testing.assert_allclose(np.array(s[0]), (a + b) * b, rtol=1e-12)
+    np.testing.assert_allclose(np.array(s[1]), 5 * b.sum(), rtol=1e-12)
+
+    c0, c1 = rng.standard_normal((5, 7)), rng.standard_normal((5, 7))
+    C0, C1 = mx.array(c0, mx.float64), mx.array(c1, mx.float64)
+
+    def loss(f):
+        return lambda x, y: mx.sum(C0 * f(x, y)[0] + C1 * f(x, y)[1])
+
+    ga, gb = mx.grad(loss(mx.compile(fun)), argnums=(0, 1))(A, B)
+    np.testing.assert_allclose(np.array(ga), c0 * b, rtol=1e-12, atol=1e-14)
+    want_b = np.sum(c0 * (a + 2 * b) + c1 * (2 * np.exp(b) - 1), axis=0, keepdims=True)
+    assert gb.shape == (1, 7)
+    np.testing.assert_allclose(np.array(gb), want_b, rtol=1e-12, atol=1e-12)
+    ua, ub = mx.grad(loss(fun), argnums=(0, 1))(A, B)
+    np.testing.assert_allclose(np.array(gb), np.array(ub), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.array(ga), np.array(ua), rtol=1e-12, atol=1e-14)
+    f = loss(mx.compile(fun))
+    eps = 1e-6
+    for j in range(7):
+        d = np.zeros((1, 7))
+        d[0, j] = eps
+        fd = (f(A, mx.array(b + d, mx.float64)).item() - f(A, mx.array(b - d, mx.float64)).item()) / (2 * eps)
+        assert abs(fd - want_b[0, j]) < 1e-6 * max(1.0, abs(want_b[0, j]))
+    # the gradient compiled (its backward graph fused, broadcasts included)
+    ca, cb = mx.compile(mx.grad(loss(fun), argnums=(0, 1)))(A, B)
+    np.testing.assert_allclose(np.array(ca), c0 * b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.array(cb), want_b, rtol=1e-12, atol=1e-12)

@@ -164,6 +164,17 @@ static int eig_run(const decomp_job *j)
                           j->p->vectors ? pnC_data(j->out[1]) : NULL, j->stream);
 }
 
+/* complex64: complex geev of the column-major copy writes the values straight into out[0] and
+ * the column-major eigenvectors into the scratch (extra), transposed out into the row-major
+ * V. */
+static int eig_complex_run(const decomp_job *j)
+{
+    bool vec = j->p->vectors;
+    int rc = pnG_solver_eig_complex(j->nmat, (int)j->n, j->a, pnC_data(j->out[0]),
+                                    vec ? j->extra : NULL, j->stream);
+    return vec ? results_from_colmajor(rc, j->extra, j->out[1], j, j->n, j->n) : rc;
+}
+
 /* getrf factors the column-major copy in place; LU goes back to row-major. */
 static int luf_run(const decomp_job *j)
 {
@@ -219,9 +230,11 @@ int pnG_eigh_eval(const pnC_node *node, pn_array *const *in, pn_array *const *ou
 int pnG_eig_eval(const pnC_node *node, pn_array *const *in, pn_array *const *out)
 {
     const pnK_decomp_params *p = PNC_PARAMS(node, pnK_decomp_params);
-    /* complex64: no GPU kernel (Xgeev's complex path is not wired, nor simulated), the CPU's
-     * cgeev runs over host copies */
-    if (in[0]->dtype == PN_COMPLEX64) return PNG_UNSUPPORTED;
+    if (in[0]->dtype == PN_COMPLEX64) {
+        int64_t n = in[0]->shape[in[0]->ndim - 1];
+        return decompose(node, in, out, p->vectors ? 2 : 1, true, true, p->vectors ? n * n : 0,
+                         eig_complex_run, NULL);
+    }
     return decompose(node, in, out, p->vectors ? 2 : 1, true, true, 0, eig_run, NULL);
 }
 

@@ -431,6 +431,51 @@ int pnG_solver_eig(pn_dtype t, int64_t nmat, int n, void *a, void *vals, void *v
     return eig_batch(nmat, n, (double *)a, (float *)vals, (float *)vecs, stream);
 }
 
+/* See solver.h. Complex A has no real/imaginary packing: W and VR come out as Eig's complex64
+ * values and (column-major) vectors; only one complex matrix of scratch (VL, and VR without
+ * vectors) besides the solver's workspace. */
+int pnG_solver_eig_complex(int64_t nmat, int n, void *a, void *vals, void *vr, int stream)
+{
+    const cudaDataType c = CUDA_C_32F;
+    const cusolverEigMode_t jobvr = vr ? CUSOLVER_EIG_MODE_VECTOR : CUSOLVER_EIG_MODE_NOVECTOR;
+    const size_t nn = (size_t)n * n, cbytes = 2 * sizeof(float); /* one complex64 */
+    float *A = (float *)a, *W = (float *)vals, *VR = (float *)vr;
+    float *vl = (float *)pnG_malloc(cbytes * (nn ? nn : 1), stream);
+    cusolverDnParams_t params = NULL;
+    size_t dbytes = 0, hbytes = 0;
+    void *hwork = NULL;
+    scratch sc = {};
+    int rc = 0;
+    if (!vl) return -1;
+    if (solver_acquire(stream)) {
+        pnG_free(vl, cbytes * (nn ? nn : 1), stream);
+        return -1;
+    }
+    SOLVER_CHECK(cusolverDnCreateParams(&params));
+    SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
+                                            n, c, A, n, c, W, c, vl, n, c, VR ? VR : vl, n, c,
+                                            &dbytes, &hbytes));
+    hwork = malloc(hbytes ? hbytes : 1);
+    if (scratch_alloc(&sc, dbytes, nmat, stream) || !hwork) {
+        if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+        rc = -1;
+        goto done;
+    }
+    for (int64_t i = 0; i < nmat; i++)
+        SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n, c,
+                                     A + 2 * i * nn, n, c, W + 2 * i * n, c, vl, n, c,
+                                     VR ? VR + 2 * i * nn : vl, n, c, sc.work, sc.wbytes, hwork,
+                                     hbytes ? hbytes : 1, sc.info + i));
+done:
+    if (params) cusolverDnDestroyParams(params);
+    pthread_mutex_unlock(&solver_lock);
+    if (rc == 0) rc = check_infos(vr ? "eig" : "eigvals", sc.info, nmat, stream);
+    scratch_free(&sc);
+    free(hwork);
+    pnG_free(vl, cbytes * (nn ? nn : 1), stream);
+    return rc;
+}
+
 /* ───────────────────────────── LU ───────────────────────────── */
 
 /* One thread per matrix: getrf's 1-based swap sequence ipiv (k per matrix) to 0-based pivots

@@ -35,6 +35,13 @@ int pnG_solver_eigh(pn_dtype t, int64_t nmat, int n, void *a, void *w, bool vect
  * real). Fails like pnG_solver_svd. */
 int pnG_solver_eig(pn_dtype t, int64_t nmat, int n, void *a, void *vals, void *vecs, int stream);
 
+/* Eigenvalues and, when vr is not NULL, right eigenvectors of each general column-major n x n
+ * complex64 matrix of a (interleaved floats, overwritten) through the 64-bit API's geev in
+ * complex arithmetic (A, W, VR and the compute type all CUDA_C_32F): vals (nmat, n) complex64
+ * as geev writes W, vr (nmat, n, n) column-major complex64 as geev writes VR (column j is
+ * eigenvector j, unit norm, largest component real). Fails like pnG_solver_svd. */
+int pnG_solver_eig_complex(int64_t nmat, int n, void *a, void *vals, void *vr, int stream);
+
 /* LU factorization with partial pivoting of each column-major m x n matrix of a, in place
  * (getrf; batches of at least 2 square matrices of at most 32 rows: one cuBLAS getrfBatched
  * call), and from its pivots: pivots (nmat, min(m, n)) uint32 0-based and the row indices

@@ -1,6 +1,7 @@
 /* cusolver_sim.cpp — the simulated cuSOLVER (cusolver_sim.h): each routine calls the LAPACK
  * routine of the same job on the host (gesdd for gesvdj and gesvdjBatched, syevd for syevd
- * and syevjBatched, getrf, potrf, geqrf, orgqr; the batched ones per matrix), with the scratch it
+ * and syevjBatched, getrf, potrf, geqrf, orgqr, s/d/cgeev for Xgeev; the batched ones per
+ * matrix), with the scratch it
  * needs from the host heap, and writes LAPACK's info where cuSOLVER writes its devInfo. */
 #include <new>
 #include <stdlib.h>
@@ -376,6 +377,30 @@ static cusolverStatus_t sim_geev(cusolverEigMode_t jobvr, int64_t n64, T *A, int
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+/* complex64 geev through LAPACK cgeev (complex arithmetic, as cuSOLVER's for CUDA_C_32F):
+ * the eigenvalues straight into W, the right vectors into VR, both interleaved complex as
+ * LAPACK writes them; scratch (work, then 2n floats of rwork) from the host heap. */
+static cusolverStatus_t sim_geev_complex(cusolverEigMode_t jobvr, int64_t n64, float *A,
+                                         int64_t lda, float *W, float *VR, int64_t ldvr, int *info)
+{
+    if (n64 < 0 || n64 > INT32_MAX || lda < (n64 > 1 ? n64 : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
+    int n = (int)n64, ilda = (int)lda, one = 1, query = -1, q_info = 0;
+    bool vec = jobvr == CUSOLVER_EIG_MODE_VECTOR;
+    if (vec && (!VR || ldvr < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
+    char no = 'N', jv = vec ? 'V' : 'N';
+    int ildvr = vec ? (int)ldvr : 1;
+    float q[2] = {0, 0}, dummy[2] = {0, 0};
+    cgeev_(&no, &jv, &n, A, &ilda, dummy, NULL, &one, vec ? VR : dummy, &ildvr, q, &query, dummy,
+           &q_info);
+    int lwork = (int)q[0] + 1;
+    float *work = (float *)malloc(sizeof(float) * (2 * (size_t)lwork + 2 * (size_t)max1(n)));
+    if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
+    cgeev_(&no, &jv, &n, A, &ilda, W, NULL, &one, vec ? VR : dummy, &ildvr, work, &lwork,
+           work + 2 * (size_t)lwork, info);
+    free(work);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
 cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
                                             cusolverEigMode_t jobvl, cusolverEigMode_t,
                                             int64_t, cudaDataType dataTypeA, const void *,
@@ -390,7 +415,8 @@ cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverD
         return CUSOLVER_STATUS_INVALID_VALUE;
     bool f32 = dataTypeA == CUDA_R_32F && dataTypeW == CUDA_C_32F;
     bool f64 = dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F;
-    if (!f32 && !f64) return CUSOLVER_STATUS_INVALID_VALUE;
+    bool c32 = dataTypeA == CUDA_C_32F && dataTypeW == CUDA_C_32F;
+    if (!f32 && !f64 && !c32) return CUSOLVER_STATUS_INVALID_VALUE;
     *workspaceInBytesOnDevice = 1, *workspaceInBytesOnHost = 1;
     return CUSOLVER_STATUS_SUCCESS;
 }
@@ -410,5 +436,8 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
     if (dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F && dataTypeVL == CUDA_R_64F &&
         dataTypeVR == CUDA_R_64F && computeType == CUDA_R_64F)
         return sim_geev(jobvr, n, (double *)A, lda, (double *)W, (double *)VR, ldvr, info);
+    if (dataTypeA == CUDA_C_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_C_32F &&
+        dataTypeVR == CUDA_C_32F && computeType == CUDA_C_32F)
+        return sim_geev_complex(jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
     return CUSOLVER_STATUS_INVALID_VALUE;
 }

@@ -52,8 +52,9 @@ cusolverStatus_t cusolverDnCreateParams(cusolverDnParams_t *params);
 cusolverStatus_t cusolverDnDestroyParams(cusolverDnParams_t params);
 /* geev of a real n x n matrix (float or double, all types one precision): dataTypeW complex
  * (each eigenvalue, conjugate pairs both, interleaved re/im), VR real (LAPACK's encoding of a
- * pair's vectors as two columns); left vectors are not simulated (jobvl NOVECTOR). Workspace
- * sizes are 1 byte each. */
+ * pair's vectors as two columns); or of a complex64 one (all types and the compute type
+ * CUDA_C_32F: W and VR complex as LAPACK's cgeev writes them). Left vectors are not simulated
+ * (jobvl NOVECTOR). Workspace sizes are 1 byte each. */
 cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
                                             cusolverEigMode_t jobvl, cusolverEigMode_t jobvr,
                                             int64_t n, cudaDataType dataTypeA, const void *A,
