@@ -11,8 +11,10 @@
  * tensor cores, for float16 / bfloat16 with head dims multiples of 16 and 16 query rows or
  * more: the forward sdpa_fwd_tc_kernel (FlashAttention-2 style, a warp's rows and softmax in
  * registers as mma.cuh's m16n8k16 fragments, head dims up to 256) and the backward
- * sdpa_dq_tc_kernel / sdpa_dkv_tc_kernel (wmma, up to 256, tiles sized to the device). Fewer query rows against many keys:
- * the split-key decoding kernels. */
+ * sdpa_dq_tc_kernel / sdpa_dkv_tc_kernel (up to 256, tiles sized to the device; their
+ * products on the same mma.cuh fragments, ldmatrix from padded shared-memory tiles, so mma.sync
+ * is the one tensor-core path). Fewer query rows against many keys: the split-key decoding
+ * kernels. */
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
@@ -24,8 +26,7 @@
 #include <stdlib.h>
 #include <type_traits>
 
-/* Whether T is a half type, and the tensor cores' 16-bit element type of one (wmma
- * fragments). */
+/* Whether T is a half type (the tensor-core kernels' inputs). */
 template <typename T> struct fa_half {
     static const bool value = false;
 };
@@ -35,21 +36,6 @@ template <> struct fa_half<pn_float16> {
 template <> struct fa_half<pn_bfloat16> {
     static const bool value = true;
 };
-#ifdef PONTE_GPU_SIM
-#include "backend/cuda/sim/wmma_sim.h"
-template <typename T> struct fa_wmma {
-    typedef T type;
-};
-#else
-#include <mma.h>
-template <typename T> struct fa_wmma;
-template <> struct fa_wmma<pn_float16> {
-    typedef __half type;
-};
-template <> struct fa_wmma<pn_bfloat16> {
-    typedef __nv_bfloat16 type;
-};
-#endif
 
 #define SDPA_WARPS 4
 #define SDPA_THREADS (32 * SDPA_WARPS)
@@ -259,8 +245,8 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
  * the online softmax of the lane's two rows (max over the quad of lanes sharing a row), O
  * rescaled, P rounded to the input type (as flash attention does) — S's accumulator fragments
  * of two adjacent 8-key tiles are P's A fragment of a 16-key step — then O += P V. The same
- * out and lse as sdpa_fwd_kernel up to P's rounding. FA_WARPS and FA_MAXD also bound the
- * backward's wmma kernels. */
+ * out and lse as sdpa_fwd_kernel up to P's rounding. FA_WARPS, FA_MAXD and FA2_PAD also serve
+ * the backward's tensor-core kernels. */
 #define FA_BM 64
 #define FA_BN 64
 #define FA_WARPS 4
@@ -706,12 +692,14 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
 /* ───────────────────────────── backward on tensor cores ───────────────────────────── */
 /* The two kernels above with their products on the tensor cores, for half types and head dims
  * multiples of 16 up to FA_MAXD: the same quantities, rules and dsc contract, dS and P
- * rounded to the input type before their products. Both run FA_WARPS warps and take their
+ * rounded to the input type before their products (fa_mma_rows: mma.cuh's m16n8k16 with float
+ * accumulators, operands by ldmatrix from tiles whose rows are padded by FA2_PAD, so every row
+ * stays 16-byte aligned and rows spread over the banks). Both run FA_WARPS warps and take their
  * tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template parameters:
  * the TM / 16 row groups of 16 rows each get FA_WARPS * 16 / TM warps, which split the 16-wide
  * column tiles of every product between them; the elementwise steps run over the whole block.
  * The launcher takes the largest tile whose shared memory fits the device (fa_bwd_pick): at
- * D = 128 the 64-row tiles need 137 and 177 KiB, more than the 99 KiB of sm_86 / sm_89.
+ * D = 128 the 64-row tiles need 142 and 183 KiB, more than the 99 KiB of sm_86 / sm_89.
  * sdpa_dq_tc_kernel: a block per TM query rows, per TN-key chunk S = Q K^T and dP = dO V^T
  * into shared memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per TM keys of a kv
  * head, per TN-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
@@ -738,40 +726,48 @@ __host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int6
 {
     fa_sections c = {0};
     fa_dq_layout L;
-    L.q = c.take(tm * D * es), L.dout = c.take(tm * Dv * es);
-    L.k = c.take(tn * D * es), L.v = c.take(tn * Dv * es);
+    L.q = c.take(tm * (D + FA2_PAD) * es), L.dout = c.take(tm * (Dv + FA2_PAD) * es);
+    L.k = c.take(tn * (D + FA2_PAD) * es), L.v = c.take(tn * (Dv + FA2_PAD) * es);
     L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
-    L.ds = c.take(tm * tn * es), L.dq = c.take(tm * D * sizeof(float));
+    L.ds = c.take(tm * (tn + FA2_PAD) * es), L.dq = c.take(tm * D * sizeof(float));
     L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
     L.bytes = c.at;
     return L;
 }
 
 /* The 16 rows at a (row-major, lda) times B, into the 16 rows at out (float, ldo), over kk
- * 16-wide steps: B from b (row-major (k, n) with ldb, or col_major: element (k, n) at
+ * 16-wide steps: B from b (row-major (k, n) with ldb, or COLB: element (k, n) at
  * b[n * ldb + k]); the output's 16-wide column tiles c0, c0 + cstep, ... below nc, each
- * loaded, multiplied and stored back (accumulate), or started from zero (overwrite). One warp. */
-template <typename T, typename BLayout>
+ * loaded, multiplied and stored back (accumulate), or started from zero (overwrite). One warp,
+ * on mma.cuh's m16n8k16 fragments: A and B through ldmatrix (B of a row-major b transposed),
+ * so a, b, lda and ldb must keep every row 16-byte aligned (lda, ldb multiples of 8). */
+template <typename T, bool COLB>
 __device__ __forceinline__ void fa_mma_rows(float *out, int64_t ldo, const T *a, int64_t lda, const T *b,
                                             int64_t ldb, int64_t kk, int64_t nc, int c0, int cstep,
                                             bool accumulate)
 {
-    namespace wmma = nvcuda::wmma;
-    typedef typename fa_wmma<T>::type W;
-    const bool colb = std::is_same<BLayout, wmma::col_major>::value;
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* A: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), a0..a3; B of COLB: (n 0-7 | 8-15) x
+     * (k 0-7 | 8-15), n-major (b0, b1 of the two 8-wide n tiles); B row-major: (k 0-7 | 8-15) x
+     * (n 0-7 | 8-15), k-major, transposed by ldmatrix */
+    const T *arow = a + ((lj & 1) * 8 + lr) * lda + (lj >> 1) * 8;
+    const T *brow = COLB ? b + ((lj >> 1) * 8 + lr) * ldb + (lj & 1) * 8 : b + ((lj & 1) * 8 + lr) * ldb + (lj >> 1) * 8;
     for (int64_t c = c0; c < nc; c += cstep) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        if (accumulate) wmma::load_matrix_sync(acc, out + c * 16, (unsigned)ldo, wmma::mem_row_major);
-        else wmma::fill_fragment(acc, 0.0f);
+        float acc[2][4];
+        for (int h = 0; h < 2; h++)
+            for (int e = 0; e < 4; e++)
+                acc[h][e] = accumulate ? out[(g + (e / 2) * 8) * ldo + c * 16 + h * 8 + 2 * t + (e & 1)] : 0.0f;
         for (int64_t k = 0; k < kk; k++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, W, BLayout> fb;
-            wmma::load_matrix_sync(fa, (const W *)(a + k * 16), (unsigned)lda);
-            wmma::load_matrix_sync(fb, (const W *)(colb ? b + c * 16 * ldb + k * 16 : b + k * 16 * ldb + c * 16),
-                                   (unsigned)ldb);
-            wmma::mma_sync(acc, fa, fb, acc);
+            uint32_t af[4], bf[4];
+            png_ldmatrix_x4(af, arow + k * 16);
+            if (COLB) png_ldmatrix_x4(bf, brow + c * 16 * ldb + k * 16);
+            else png_ldmatrix_x4_trans(bf, brow + k * 16 * ldb + c * 16);
+            png_mma_16816<T>(acc[0], af, bf, acc[0]);
+            png_mma_16816<T>(acc[1], af, bf + 2, acc[1]);
         }
-        wmma::store_matrix_sync(out + c * 16, acc, (unsigned)ldo, wmma::mem_row_major);
+        for (int h = 0; h < 2; h++)
+            for (int e = 0; e < 4; e++) out[(g + (e / 2) * 8) * ldo + c * 16 + h * 8 + 2 * t + (e & 1)] = acc[h][e];
     }
 }
 
@@ -794,9 +790,9 @@ template <typename T, int TM, int TN>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
 {
     static_assert(TN % 32 == 0, "chunk: lanes over 32 keys at a time");
-    namespace wmma = nvcuda::wmma;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int64_t D = a.D, Dv = a.Dv, n = a.B * a.Hq * a.Lq;
+    const int64_t ldk = D + FA2_PAD, ldv = Dv + FA2_PAD, lds = TN + FA2_PAD; /* staged rows' strides */
     const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
     T *sds = (T *)(smem + L.ds);
@@ -814,8 +810,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         const T *K = qt.K, *V = qt.V;
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
-        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D);
-        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv);
+        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D, ldk);
+        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv, ldv);
         for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdq[e] = 0.0f;
         for (int r = threadIdx.x; r < TM; r += blockDim.x)
             rm[r] = add || r >= m ? -INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add || r >= m ? 0.0f : 1.0f;
@@ -823,16 +819,16 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         for (int r = warp; r < m; r += FA_WARPS) { /* rowsum(dout * out), less lse's cotangent */
             float part = 0.0f;
             for (int64_t d = lane; d < Dv; d += 32)
-                part += png_load(sdo + r * Dv + d) * png_load(O + (i0 + r) * a.os[2] + d);
+                part += png_load(sdo + r * ldv + d) * png_load(O + (i0 + r) * a.os[2] + d);
             part = warp_sum(part);
             if (lane == 0) rd[r] = dlse ? part - dlse[bh * a.Lq + i0 + r] : part;
         }
         for (int64_t j0 = 0; add && j0 < nk; j0 += TN) { /* the rows' max and sum */
             __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D);
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
             __syncthreads();
-            fa_mma_rows<T, wmma::col_major>(ss + r0 * TN, TN, sq + r0 * D, D, sk, D, D / 16, TN / 16, w.cg, w.cstep,
-                                            false);
+            fa_mma_rows<T, true>(ss + r0 * TN, TN, sq + r0 * ldk, ldk, sk, ldk, D / 16, TN / 16, w.cg, w.cstep,
+                                 false);
             __syncthreads();
             for (int r = warp; r < m; r += FA_WARPS) {
                 float sc[TN / 32];
@@ -856,13 +852,13 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         }
         for (int64_t j0 = 0; j0 < nk; j0 += TN) {
             __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D);
-            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv);
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
+            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
             __syncthreads();
-            fa_mma_rows<T, wmma::col_major>(ss + r0 * TN, TN, sq + r0 * D, D, sk, D, D / 16, TN / 16, w.cg, w.cstep,
-                                            false);
-            fa_mma_rows<T, wmma::col_major>(sdp + r0 * TN, TN, sdo + r0 * Dv, Dv, sv, Dv, Dv / 16, TN / 16, w.cg,
-                                            w.cstep, false);
+            fa_mma_rows<T, true>(ss + r0 * TN, TN, sq + r0 * ldk, ldk, sk, ldk, D / 16, TN / 16, w.cg, w.cstep,
+                                 false);
+            fa_mma_rows<T, true>(sdp + r0 * TN, TN, sdo + r0 * ldv, ldv, sv, ldv, Dv / 16, TN / 16, w.cg, w.cstep,
+                                 false);
             __syncthreads();
             for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
                 const int r = e / TN, jj = e % TN;
@@ -873,11 +869,11 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
                     float sc = mask_score<T, float>(a, ss[e], b, h, i0 + r, j, &drop);
                     ds = drop ? 0.0f : prob(a, sc, rm[r], rl[r]) * (sdp[e] - rd[r]);
                 }
-                png_store(sds + e, ds);
+                png_store(sds + r * lds + jj, ds);
             }
             __syncthreads();
-            fa_mma_rows<T, wmma::row_major>(sdq + r0 * D, D, sds + r0 * TN, TN, sk, D, TN / 16, D / 16, w.cg, w.cstep,
-                                            true);
+            fa_mma_rows<T, false>(sdq + r0 * D, D, sds + r0 * lds, lds, sk, ldk, TN / 16, D / 16, w.cg, w.cstep,
+                                  true);
         }
         __syncthreads();
         T *DQ = dq + (bh * a.Lq + i0) * D;
@@ -896,10 +892,10 @@ __host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, in
 {
     fa_sections c = {0};
     fa_dkv_layout L;
-    L.k = c.take(tm * D * es), L.v = c.take(tm * Dv * es);
-    L.q = c.take(tn * D * es), L.dout = c.take(tn * Dv * es);
+    L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
+    L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
     L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
-    L.p = c.take(tm * tn * es), L.ds = c.take(tm * tn * es);
+    L.p = c.take(tm * (tn + FA2_PAD) * es), L.ds = c.take(tm * (tn + FA2_PAD) * es);
     L.dk = c.take(tm * D * sizeof(float)), L.dv = c.take(tm * Dv * sizeof(float));
     L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
     L.bytes = c.at;
@@ -910,9 +906,9 @@ template <typename T, int TM, int TN>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
 {
     static_assert(TN % 16 == 0, "chunk: 16-wide column tiles");
-    namespace wmma = nvcuda::wmma;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int64_t D = a.D, Dv = a.Dv, nrow = a.B * a.Hq * a.Lq;
+    const int64_t ldk = D + FA2_PAD, ldv = Dv + FA2_PAD, lds = TN + FA2_PAD; /* staged rows' strides */
     const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
     T *sp = (T *)(smem + L.p), *sds = (T *)(smem + L.ds);
@@ -926,8 +922,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
         int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
         int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
         __syncthreads();
-        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D);
-        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv);
+        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D, ldk);
+        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv, ldv);
         for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdk[e] = 0.0f;
         for (int64_t e = threadIdx.x; e < TM * Dv; e += blockDim.x) sdv[e] = 0.0f;
         for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
@@ -936,8 +932,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
                 if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
                 int64_t bh = b * a.Hq + h;
                 __syncthreads();
-                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D);
-                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv);
+                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D, ldk);
+                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv, ldv);
                 for (int r = threadIdx.x; r < TN; r += blockDim.x) {
                     int64_t row = bh * a.Lq + i0 + r;
                     bool in = i0 + r < a.Lq;
@@ -946,10 +942,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
                 }
                 __syncthreads();
                 /* S^T and dP^T for the warp's 16 keys: rows of K (V) against rows of Q (dO) */
-                fa_mma_rows<T, wmma::col_major>(ss + k0w * TN, TN, sk + k0w * D, D, sq, D, D / 16, TN / 16, w.cg,
-                                                w.cstep, false);
-                fa_mma_rows<T, wmma::col_major>(sdp + k0w * TN, TN, sv + k0w * Dv, Dv, sdo, Dv, Dv / 16, TN / 16,
-                                                w.cg, w.cstep, false);
+                fa_mma_rows<T, true>(ss + k0w * TN, TN, sk + k0w * ldk, ldk, sq, ldk, D / 16, TN / 16, w.cg,
+                                     w.cstep, false);
+                fa_mma_rows<T, true>(sdp + k0w * TN, TN, sv + k0w * ldv, ldv, sdo, ldv, Dv / 16, TN / 16, w.cg,
+                                     w.cstep, false);
                 __syncthreads();
                 for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
                     const int kk = e / TN, ii = e % TN;
@@ -961,14 +957,14 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
                         p = prob(a, sc, cm[ii], cl[ii]);
                         ds = drop ? 0.0f : p * (sdp[e] - cd[ii]);
                     }
-                    png_store(sp + e, p);
-                    png_store(sds + e, ds);
+                    png_store(sp + kk * lds + ii, p);
+                    png_store(sds + kk * lds + ii, ds);
                 }
                 __syncthreads();
-                fa_mma_rows<T, wmma::row_major>(sdv + k0w * Dv, Dv, sp + k0w * TN, TN, sdo, Dv, TN / 16, Dv / 16, w.cg,
-                                                w.cstep, true);
-                fa_mma_rows<T, wmma::row_major>(sdk + k0w * D, D, sds + k0w * TN, TN, sq, D, TN / 16, D / 16, w.cg,
-                                                w.cstep, true);
+                fa_mma_rows<T, false>(sdv + k0w * Dv, Dv, sp + k0w * lds, lds, sdo, ldv, TN / 16, Dv / 16, w.cg,
+                                      w.cstep, true);
+                fa_mma_rows<T, false>(sdk + k0w * D, D, sds + k0w * lds, lds, sq, ldk, TN / 16, D / 16, w.cg,
+                                      w.cstep, true);
             }
         __syncthreads();
         T *DK = dk + (bg * a.Lk + k0) * D, *DV = dv + (bg * a.Lk + k0) * Dv;
