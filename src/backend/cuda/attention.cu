@@ -692,18 +692,21 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
 /* ───────────────────────────── backward on tensor cores ───────────────────────────── */
 /* The two kernels above with their products on the tensor cores, for half types and head dims
  * multiples of 16 up to FA_MAXD: the same quantities, rules and dsc contract, dS and P
- * rounded to the input type before their products (fa_mma_rows: mma.cuh's m16n8k16 with float
- * accumulators, operands by ldmatrix from tiles whose rows are padded by FA2_PAD, so every row
- * stays 16-byte aligned and rows spread over the banks). Both run FA_WARPS warps and take their
- * tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template parameters:
- * the TM / 16 row groups of 16 rows each get FA_WARPS * 16 / TM warps, which split the 16-wide
- * column tiles of every product between them; the elementwise steps run over the whole block.
- * The launcher takes the largest tile whose shared memory fits the device (fa_bwd_pick): at
- * D = 128 the 64-row tiles need 142 and 183 KiB, more than the 99 KiB of sm_86 / sm_89.
- * sdpa_dq_tc_kernel: a block per TM query rows, per TN-key chunk S = Q K^T and dP = dO V^T
- * into shared memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per TM keys of a kv
- * head, per TN-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
- * dS^T there, dV += P^T dO and dK += dS^T Q. */
+ * rounded to the input type before their products, all on mma.cuh's m16n8k16 fragments with
+ * float accumulators, operands by ldmatrix from shared-memory tiles whose rows are padded by
+ * FA2_PAD (every row 16-byte aligned, rows spread over the banks). Both run FA_WARPS warps and
+ * take their tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template
+ * parameters; the launcher takes the largest tile whose shared memory fits the device.
+ * sdpa_dq_tc_kernel (fa_dq_pick; also templated on the head dims' bucket DM): the forward's
+ * scheme, a warp's 16 query rows against its share of each TN-key chunk with S, P, dP, dS and
+ * the dq accumulator in registers, only the q and dout tiles and the key and value chunks in
+ * shared memory (69 KiB at D = 128 with 64 x 64 tiles). sdpa_dkv_tc_kernel (fa_bwd_pick): a
+ * block per TM keys of a kv head, per TN-query chunk of each head of the group S^T = K Q^T and
+ * dP^T = V dO^T into shared memory (fa_mma_rows: the TM / 16 row groups of 16 rows each get
+ * FA_WARPS * 16 / TM warps, which split the 16-wide column tiles of every product between
+ * them), P^T and dS^T there (the elementwise steps over the whole block), dV += P^T dO and
+ * dK += dS^T Q; at D = 128 its 64-row tiles need 183 KiB, more than the 99 KiB of sm_86 /
+ * sm_89. */
 /* Consecutive 128-byte-aligned sections of a block's shared memory. */
 struct fa_sections {
     size_t at;
@@ -714,26 +717,6 @@ struct fa_sections {
         return o;
     }
 };
-
-/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
- * chunks (input type), S and dP (float), dS (input type), the dq accumulator (float), the
- * rows' max, 1 / sum and rowsum. */
-struct fa_dq_layout {
-    size_t q, dout, k, v, s, dp, ds, dq, rm, rl, rd, bytes;
-};
-__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
-                                                                 int64_t tn)
-{
-    fa_sections c = {0};
-    fa_dq_layout L;
-    L.q = c.take(tm * (D + FA2_PAD) * es), L.dout = c.take(tm * (Dv + FA2_PAD) * es);
-    L.k = c.take(tn * (D + FA2_PAD) * es), L.v = c.take(tn * (Dv + FA2_PAD) * es);
-    L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
-    L.ds = c.take(tm * (tn + FA2_PAD) * es), L.dq = c.take(tm * D * sizeof(float));
-    L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
-    L.bytes = c.at;
-    return L;
-}
 
 /* The 16 rows at a (row-major, lda) times B, into the 16 rows at out (float, ldo), over kk
  * 16-wide steps: B from b (row-major (k, n) with ldb, or COLB: element (k, n) at
@@ -783,24 +766,63 @@ template <int TM> __device__ __forceinline__ fa_warp_part fa_warp_part_of(void)
     return fa_warp_part{warp / cstep * 16, warp % cstep, cstep};
 }
 
+/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
+ * chunks (input type, rows padded by FA2_PAD), the rows' max, 1 / sum and rowsum, the warps'
+ * partial max and sum of the additive mask's pass; the dq partials of the row groups' warps
+ * are added at the end in the space of the tiles (dq, tm x D floats from 0). */
+struct fa_dq_layout {
+    size_t q, dout, k, v, rm, rl, rd, wm, wl, dq, bytes;
+};
+__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
+                                                                 int64_t tn)
+{
+    fa_sections c = {0};
+    fa_dq_layout L;
+    L.q = c.take(tm * (D + FA2_PAD) * es), L.dout = c.take(tm * (Dv + FA2_PAD) * es);
+    L.k = c.take(tn * (D + FA2_PAD) * es), L.v = c.take(tn * (Dv + FA2_PAD) * es);
+    L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
+    L.wm = c.take(FA_WARPS * 16 * sizeof(float)), L.wl = c.take(FA_WARPS * 16 * sizeof(float));
+    L.dq = 0;
+    L.bytes = c.at > fa_up(tm * D * sizeof(float)) ? c.at : fa_up(tm * D * sizeof(float));
+    return L;
+}
+
 /* Both backward kernels ask for one resident block an SM at least (launch bounds): their shared
  * memory keeps few blocks on an SM anyway, and ptxas' default register target spilled a few
  * bytes in some tiles. */
-template <typename T, int TM, int TN>
+
+/* dq (B, Hq, Lq, D) and dsc (sdpa_dq_kernel's contract) for head dims up to DM (64, 128, 256),
+ * TM query rows a block, chunks of TN keys, the products' operands staged as fa_dq_layout says.
+ * A warp owns 16 rows (the row group r0) and the chunk's KW = TN / WR keys from kb, where WR
+ * warps share a row group; per chunk, all in registers as mma.cuh's fragments (the forward's
+ * scheme): S = Q K^T and dP = dO V^T for its 16 x KW scores, dS = P (dP - rowsum) rounded to
+ * T, whose accumulator fragments of two adjacent 8-key tiles are dS's A fragment of a 16-key
+ * step, and dQ += dS K into the warp's float accumulator (16 x D). The rows' max and sum of the
+ * additive mask (a first pass over the keys, S alone) merge the WR warps' online softmax in
+ * shared memory; so do the WR warps' dQ partials at the end, in warp order. */
+template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
 {
-    static_assert(TN % 32 == 0, "chunk: lanes over 32 keys at a time");
+    constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
+    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 rows and 16 keys a warp");
     PNG_DYNAMIC_SMEM(unsigned char, smem);
-    const int64_t D = a.D, Dv = a.Dv, n = a.B * a.Hq * a.Lq;
-    const int64_t ldk = D + FA2_PAD, ldv = Dv + FA2_PAD, lds = TN + FA2_PAD; /* staged rows' strides */
+    const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
+    const int64_t n = a.B * a.Hq * a.Lq;
     const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
-    T *sds = (T *)(smem + L.ds);
-    float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdq = (float *)(smem + L.dq);
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const fa_warp_part w = fa_warp_part_of<TM>();
-    const int r0 = w.r0;
+    float *wm = (float *)(smem + L.wm), *wl = (float *)(smem + L.wl), *sdq = (float *)(smem + L.dq);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* row addresses for ldmatrix: Q and dO as A (rows r0.., (rows 0-7 | 8-15) x (cols 0-7 |
+     * 8-15)); K and V as B of S and dP (keys kb.., (keys 0-7 | 8-15) x (dims 0-7 | 8-15)); K as
+     * the transposed B of dS K ((keys 0-7 | 8-15) x (dims 0-7 | 8-15), key-major) */
+    const int qoff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int dooff = (r0 + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const int koff = (kb + (lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
+    const int voff = (kb + (lj >> 1) * 8 + lr) * ldv + (lj & 1) * 8;
+    const int ktoff = (kb + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
     const int64_t nqt = (a.Lq + TM - 1) / TM;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const float *lse = (const float *)a.lse, *dlse = (const float *)a.dlse;
@@ -812,7 +834,6 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         __syncthreads();
         fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D, ldk);
         fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv, ldv);
-        for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdq[e] = 0.0f;
         for (int r = threadIdx.x; r < TM; r += blockDim.x)
             rm[r] = add || r >= m ? -INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add || r >= m ? 0.0f : 1.0f;
         __syncthreads();
@@ -823,25 +844,70 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
             part = warp_sum(part);
             if (lane == 0) rd[r] = dlse ? part - dlse[bh * a.Lq + i0 + r] : part;
         }
-        for (int64_t j0 = 0; add && j0 < nk; j0 += TN) { /* the rows' max and sum */
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-            __syncthreads();
-            fa_mma_rows<T, true>(ss + r0 * TN, TN, sq + r0 * ldk, ldk, sk, ldk, D / 16, TN / 16, w.cg, w.cstep,
-                                 false);
-            __syncthreads();
-            for (int r = warp; r < m; r += FA_WARPS) {
-                float sc[TN / 32];
-                bool in[TN / 32];
-                for (int u = 0; u < TN / 32; u++) {
-                    int64_t j = j0 + lane + 32 * u;
-                    bool drop;
-                    in[u] = j < nk;
-                    sc[u] = in[u] ? mask_score<T, float>(a, ss[r * TN + lane + 32 * u], b, h, i0 + r, j, &drop)
-                                  : -INFINITY;
+        if (add) { /* the rows' max and sum: the forward's online softmax over the warp's keys */
+            float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
+            for (int64_t j0 = 0; j0 < nk; j0 += TN) {
+                __syncthreads();
+                fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
+                __syncthreads();
+                float s[NT][4];
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++) s[u][0] = s[u][1] = s[u][2] = s[u][3] = 0.0f;
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= D / 16) break;
+                    uint32_t af[4];
+                    png_ldmatrix_x4(af, sq + qoff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
+                        png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
+                        png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
+                    }
                 }
-                float alpha;
-                for (int u = 0; u < TN / 32; u++) online_step(sc[u], in[u], rm + r, rl + r, &alpha);
+                float cm[2] = {-INFINITY, -INFINITY};
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        const int rr = r0 + g + (e / 2) * 8;
+                        const int64_t j = j0 + kb + u * 8 + 2 * t + (e & 1);
+                        float v = -INFINITY;
+                        bool drop;
+                        if (rr < m && j < nk) v = mask_score<T, float>(a, s[u][e], b, h, i0 + rr, j, &drop);
+                        s[u][e] = v;
+                        cm[e / 2] = fa2_max(cm[e / 2], v);
+                    }
+                FA2_UNROLL
+                for (int r = 0; r < 2; r++) {
+                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
+                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
+                    const float mnew = fa2_max(mx[r], cm[r]);
+                    /* a row whose scores so far are all -inf has nothing to rescale */
+                    sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
+                    mx[r] = mnew;
+                }
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++)
+                        sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
+            }
+            FA2_UNROLL
+            for (int r = 0; r < 2; r++) {
+                sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+                sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+                if (t == 0) wm[warp * 16 + g + 8 * r] = mx[r], wl[warp * 16 + g + 8 * r] = sum[r];
+            }
+            __syncthreads();
+            for (int r = threadIdx.x; r < m; r += blockDim.x) { /* the row group's warps merged */
+                const int w0 = r / 16 * WR;
+                float M = -INFINITY, S = 0.0f;
+                for (int u = 0; u < WR; u++) M = fa2_max(M, wm[(w0 + u) * 16 + r % 16]);
+                for (int u = 0; u < WR; u++)
+                    S += M == -INFINITY ? 0.0f : wl[(w0 + u) * 16 + r % 16] * sdpa_exp(wm[(w0 + u) * 16 + r % 16] - M);
+                rm[r] = M, rl[r] = S;
             }
         }
         __syncthreads();
@@ -850,30 +916,95 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
             int64_t row = bh * a.Lq + i0 + r;
             dsc[row] = rd[r], dsc[n + row] = rm[r], dsc[2 * n + row] = rl[r];
         }
+        __syncthreads();
+        /* the lane's rows g and g + 8 of the warp's: max, 1 / sum, rowsum */
+        const float lm[2] = {rm[r0 + g], rm[r0 + g + 8]}, li[2] = {rl[r0 + g], rl[r0 + g + 8]},
+                    ld[2] = {rd[r0 + g], rd[r0 + g + 8]};
+        float acc[NO][4];
+        FA2_UNROLL
+        for (int u = 0; u < NO; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
         for (int64_t j0 = 0; j0 < nk; j0 += TN) {
             __syncthreads();
             fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
             fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
             __syncthreads();
-            fa_mma_rows<T, true>(ss + r0 * TN, TN, sq + r0 * ldk, ldk, sk, ldk, D / 16, TN / 16, w.cg, w.cstep,
-                                 false);
-            fa_mma_rows<T, true>(sdp + r0 * TN, TN, sdo + r0 * ldv, ldv, sv, ldv, Dv / 16, TN / 16, w.cg, w.cstep,
-                                 false);
-            __syncthreads();
-            for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
-                const int r = e / TN, jj = e % TN;
-                const int64_t j = j0 + jj;
-                float ds = 0.0f;
-                if (r < m && j < nk) {
-                    bool drop;
-                    float sc = mask_score<T, float>(a, ss[e], b, h, i0 + r, j, &drop);
-                    ds = drop ? 0.0f : prob(a, sc, rm[r], rl[r]) * (sdp[e] - rd[r]);
+            /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys */
+            float s[NT][4], dp[NT][4];
+            FA2_UNROLL
+            for (int u = 0; u < NT; u++)
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) s[u][e] = dp[u][e] = 0.0f;
+            FA2_UNROLL
+            for (int kk = 0; kk < KD; kk++) {
+                if (kk >= D / 16) break;
+                uint32_t af[4];
+                png_ldmatrix_x4(af, sq + qoff + kk * 16);
+                FA2_UNROLL
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t bf[4];
+                    png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
+                    png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
+                    png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
                 }
-                png_store(sds + r * lds + jj, ds);
             }
+            FA2_UNROLL
+            for (int kk = 0; kk < KD; kk++) {
+                if (kk >= Dv / 16) break;
+                uint32_t af[4];
+                png_ldmatrix_x4(af, sdo + dooff + kk * 16);
+                FA2_UNROLL
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t bf[4];
+                    png_ldmatrix_x4(bf, sv + voff + np * 16 * ldv + kk * 16);
+                    png_mma_16816<T>(dp[2 * np], af, bf, dp[2 * np]);
+                    png_mma_16816<T>(dp[2 * np + 1], af, bf + 2, dp[2 * np + 1]);
+                }
+            }
+            /* dS = P (dP - rowsum), into s */
+            FA2_UNROLL
+            for (int u = 0; u < NT; u++)
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const int rr = r0 + g + (e / 2) * 8;
+                    const int64_t j = j0 + kb + u * 8 + 2 * t + (e & 1);
+                    float ds = 0.0f;
+                    if (rr < m && j < nk) {
+                        bool drop;
+                        const float sc = mask_score<T, float>(a, s[u][e], b, h, i0 + rr, j, &drop);
+                        ds = drop ? 0.0f : prob(a, sc, lm[e / 2], li[e / 2]) * (dp[u][e] - ld[e / 2]);
+                    }
+                    s[u][e] = ds;
+                }
+            /* dQ += dS K: dS's A fragment of keys 16kc.. from its tiles 2kc and 2kc + 1 */
+            FA2_UNROLL
+            for (int kc = 0; kc < KW / 16; kc++) {
+                const uint32_t da[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                                        png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                FA2_UNROLL
+                for (int np = 0; np < NO / 2; np++) {
+                    if (np >= D / 16) break;
+                    uint32_t bf[4];
+                    png_ldmatrix_x4_trans(bf, sk + ktoff + kc * 16 * ldk + np * 16);
+                    png_mma_16816<T>(acc[2 * np], da, bf, acc[2 * np]);
+                    png_mma_16816<T>(acc[2 * np + 1], da, bf + 2, acc[2 * np + 1]);
+                }
+            }
+        }
+        /* the row group's WR partials added in warp order into sdq (over the tiles), then out */
+        for (int u = 0; u < WR; u++) {
             __syncthreads();
-            fa_mma_rows<T, false>(sdq + r0 * D, D, sds + r0 * lds, lds, sk, ldk, TN / 16, D / 16, w.cg, w.cstep,
-                                  true);
+            if (cg == u) {
+                FA2_UNROLL
+                for (int c = 0; c < NO; c++) {
+                    if (c >= D / 8) break;
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        float *at = sdq + (r0 + g + (e / 2) * 8) * D + c * 8 + 2 * t + (e & 1);
+                        *at = u ? *at + acc[c][e] : acc[c][e];
+                    }
+                }
+            }
         }
         __syncthreads();
         T *DQ = dq + (bh * a.Lq + i0) * D;
@@ -1221,13 +1352,24 @@ template <int TM, int TN> struct fa_bwd_tile {
     static constexpr int tm = TM, tn = TN;
 };
 
-/* Offers try_tile the backward's tiles, largest first (the tile height before the chunk: a
+/* Offers try_tile the dkv kernel's tiles, largest first (the tile height before the chunk: a
  * taller tile reads the other operand fewer times), until it takes one (returns true): the
  * launcher's choice of the largest tile whose shared memory fits. Whether one was taken. */
 template <typename F> static bool fa_bwd_pick(F try_tile)
 {
     return try_tile(fa_bwd_tile<64, 64>()) || try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 64>()) ||
            try_tile(fa_bwd_tile<32, 32>()) || try_tile(fa_bwd_tile<16, 64>()) || try_tile(fa_bwd_tile<16, 32>());
+}
+
+/* The same for the dq kernel with head dims up to DM: a warp's 16 rows against 16 keys of a
+ * chunk at least, and at 256 dims chunks of 32 keys a warp at most (its registers); up to 64
+ * dims the 64 x 64 tile fits the default 48 KiB, at 128 the 32 x 32 tile does. */
+template <int DM, typename F> static bool fa_dq_pick(F try_tile)
+{
+    if constexpr (DM <= 64) return try_tile(fa_bwd_tile<64, 64>());
+    else if constexpr (DM <= 128)
+        return try_tile(fa_bwd_tile<64, 64>()) || try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
+    else return try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
 }
 
 /* See attention.h. */
@@ -1253,14 +1395,22 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
             bool tc_dq = false, tc_dkv = false;
             if constexpr (fa_half<T>::value) {
                 const int64_t D = a->D, Dv = a->Dv;
-                tc_dq = fa_bwd_pick([&](auto tile) {
-                    constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                    size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
-                    if (!use_tensor_cores<T>(a, bytes)) return false;
-                    rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn>, a->B * a->Hq * ((a->Lq + tm - 1) / tm),
-                                   bytes, stream, *a, (T *)dq, (float *)dscratch);
-                    return true;
-                });
+                auto try_dq = [&](auto dm) {
+                    constexpr int DM = decltype(dm)::value;
+                    return fa_dq_pick<DM>([&](auto tile) {
+                        constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
+                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn, DM>,
+                                       a->B * a->Hq * ((a->Lq + tm - 1) / tm), bytes, stream, *a, (T *)dq,
+                                       (float *)dscratch);
+                        return true;
+                    });
+                };
+                const int64_t dm = D > Dv ? D : Dv;
+                tc_dq = dm <= 64    ? try_dq(std::integral_constant<int, 64>())
+                        : dm <= 128 ? try_dq(std::integral_constant<int, 128>())
+                                    : try_dq(std::integral_constant<int, 256>());
                 if (!tc_dq) rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a,
                                         (T *)dq, (C *)dscratch);
                 if (!rc)
