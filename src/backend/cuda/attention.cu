@@ -11,10 +11,11 @@
  * tensor cores, for float16 / bfloat16 with head dims multiples of 16 and 16 query rows or
  * more: the forward sdpa_fwd_tc_kernel (FlashAttention-2 style, a warp's rows and softmax in
  * registers as mma.cuh's m16n8k16 fragments, head dims up to 256) and the backward
- * sdpa_dq_tc_kernel / sdpa_dkv_tc_kernel (up to 256, tiles sized to the device; their
- * products on the same mma.cuh fragments, ldmatrix from padded shared-memory tiles, so mma.sync
- * is the one tensor-core path). Fewer query rows against many keys: the split-key decoding
- * kernels. */
+ * sdpa_dq_tc_kernel and sdpa_dkv_reg_kernel / sdpa_dkv_tc_kernel (up to 256, tiles sized to
+ * the device; on the same mma.cuh fragments, ldmatrix from padded shared-memory tiles, so
+ * mma.sync is the one tensor-core path; dq, and dk / dv up to 128 dims, keep a warp's scores and
+ * accumulators in registers as the forward does). Fewer query rows against many keys: the
+ * split-key decoding kernels. */
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
@@ -700,8 +701,11 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
  * sdpa_dq_tc_kernel (fa_dq_pick; also templated on the head dims' bucket DM): the forward's
  * scheme, a warp's 16 query rows against its share of each TN-key chunk with S, P, dP, dS and
  * the dq accumulator in registers, only the q and dout tiles and the key and value chunks in
- * shared memory (69 KiB at D = 128 with 64 x 64 tiles). sdpa_dkv_tc_kernel (fa_bwd_pick): a
- * block per TM keys of a kv head, per TN-query chunk of each head of the group S^T = K Q^T and
+ * shared memory (69 KiB at D = 128 with 64 x 64 tiles). sdpa_dkv_reg_kernel (fa_dkv_pick, head
+ * dims up to 128): the same scheme with a warp's 16 keys for rows, S^T, P^T, dP^T, dS^T and the
+ * dk and dv accumulators in registers, only the k and v tiles and the q and dout chunks in
+ * shared memory. sdpa_dkv_tc_kernel (fa_bwd_pick, head dims above 128, where the two float
+ * accumulators would not fit the registers): a block per TM keys of a kv head, per TN-query chunk of each head of the group S^T = K Q^T and
  * dP^T = V dO^T into shared memory (fa_mma_rows: the TM / 16 row groups of 16 rows each get
  * FA_WARPS * 16 / TM warps, which split the 16-wide column tiles of every product between
  * them), P^T and dS^T there (the elementwise steps over the whole block), dV += P^T dO and
@@ -785,6 +789,33 @@ __host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int6
     L.dq = 0;
     L.bytes = c.at > fa_up(tm * D * sizeof(float)) ? c.at : fa_up(tm * D * sizeof(float));
     return L;
+}
+
+/* The warp's accumulator fragments acc (16 rows from r0, NO 8-wide column tiles below X) of
+ * the WR warps of each row group (cg the warp's place) added in warp order into out (rows of
+ * X floats) and stored, scaled by sc, to the n rows at dst (X elements a row). The whole block,
+ * between barriers. */
+template <typename T, int NO, int WR>
+__device__ __forceinline__ void fa_reduce_store(float *out, const float (*acc)[4], int X, int r0, int cg, int64_t n,
+                                                T *dst, float sc)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int u = 0; u < WR; u++) {
+        __syncthreads();
+        if (cg == u) {
+            FA2_UNROLL
+            for (int c = 0; c < NO; c++) {
+                if (c >= X / 8) break;
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    float *at = out + (r0 + g + (e / 2) * 8) * X + c * 8 + 2 * t + (e & 1);
+                    *at = u ? *at + acc[c][e] : acc[c][e];
+                }
+            }
+        }
+    }
+    __syncthreads();
+    for (int64_t e = threadIdx.x; e < n * X; e += blockDim.x) png_store(dst + e, sc * out[e]);
 }
 
 /* Both backward kernels ask for one resident block an SM at least (launch bounds): their shared
@@ -991,24 +1022,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
                 }
             }
         }
-        /* the row group's WR partials added in warp order into sdq (over the tiles), then out */
-        for (int u = 0; u < WR; u++) {
-            __syncthreads();
-            if (cg == u) {
-                FA2_UNROLL
-                for (int c = 0; c < NO; c++) {
-                    if (c >= D / 8) break;
-                    FA2_UNROLL
-                    for (int e = 0; e < 4; e++) {
-                        float *at = sdq + (r0 + g + (e / 2) * 8) * D + c * 8 + 2 * t + (e & 1);
-                        *at = u ? *at + acc[c][e] : acc[c][e];
-                    }
-                }
-            }
-        }
-        __syncthreads();
-        T *DQ = dq + (bh * a.Lq + i0) * D;
-        for (int64_t e = threadIdx.x; e < m * D; e += blockDim.x) png_store(DQ + e, (float)a.scale * sdq[e]);
+        /* the row group's WR partials added in warp order (over the tiles), then out */
+        fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
     }
 }
 
@@ -1101,6 +1116,168 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
         T *DK = dk + (bg * a.Lk + k0) * D, *DV = dv + (bg * a.Lk + k0) * Dv;
         for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) png_store(DK + e, (float)a.scale * sdk[e]);
         for (int64_t e = threadIdx.x; e < n * Dv; e += blockDim.x) png_store(DV + e, sdv[e]);
+    }
+}
+
+/* The register dkv kernel's shared memory with tm keys a block and chunks of tn query rows: k
+ * and v tiles, q and dout chunks (input type, rows padded by FA2_PAD), the chunk's max,
+ * 1 / sum and rowsum; the dk, then the dv partials of the row groups' warps are added at the
+ * end in the space of the tiles (acc: tm x max(D, Dv) floats from 0). */
+struct fa_dkv_reg_layout {
+    size_t k, v, q, dout, cm, cl, cd, acc, bytes;
+};
+__host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64_t D, int64_t Dv, size_t es,
+                                                                           int64_t tm, int64_t tn)
+{
+    fa_sections c = {0};
+    fa_dkv_reg_layout L;
+    L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
+    L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
+    L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
+    L.acc = 0;
+    const size_t acc = fa_up(tm * (D > Dv ? D : Dv) * sizeof(float));
+    L.bytes = c.at > acc ? c.at : acc;
+    return L;
+}
+
+/* dk (B, Hkv, Lk, D), dv (B, Hkv, Lk, Dv) for head dims up to DM (64 or 128), TM keys a block,
+ * chunks of TN query rows of each head of the group (dsc from the dq kernel), the operands
+ * staged as fa_dkv_reg_layout says. sdpa_dq_tc_kernel's scheme with keys for rows: a warp owns
+ * 16 keys (r0) and the chunk's KW = TN / WR query rows from kb, where WR warps share a key
+ * group; per chunk, in registers: S^T = K Q^T and dP^T = V dO^T (16 keys x KW queries), P^T
+ * and dS^T = P^T (dP^T - rowsum) rounded to T (their accumulator fragments of two adjacent
+ * 8-query tiles are the A fragment of a 16-query step), dV += P^T dO and dK += dS^T Q into the
+ * warp's float accumulators; the WR warps' partials added at the end in warp order. */
+template <typename T, int TM, int TN, int DM>
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa_args a, T *dk, T *dv,
+                                                                         const float *dsc)
+{
+    constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
+    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 keys and 16 rows a warp");
+    PNG_DYNAMIC_SMEM(unsigned char, smem);
+    const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
+    const int64_t nrow = a.B * a.Hq * a.Lq;
+    const fa_dkv_reg_layout L = fa_dkv_reg_layout_of(D, Dv, sizeof(T), TM, TN);
+    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
+    float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
+    float *sacc = (float *)(smem + L.acc);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* row addresses for ldmatrix: K and V as A (keys r0..); Q and dO as B of S^T and dP^T (rows
+     * kb.., (rows 0-7 | 8-15) x (dims 0-7 | 8-15)) and as the transposed B of dS^T Q and P^T dO
+     * ((rows 0-7 | 8-15) x (dims 0-7 | 8-15), row-major) */
+    const int koff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int voff = (r0 + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const int qoff = (kb + (lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
+    const int dooff = (kb + (lj >> 1) * 8 + lr) * ldv + (lj & 1) * 8;
+    const int qtoff = (kb + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int dotoff = (kb + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const int64_t nkt = (a.Lk + TM - 1) / TM, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
+    for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
+        const int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
+        const int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
+        __syncthreads();
+        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D, ldk);
+        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv, ldv);
+        float adk[NO][4], adv[NO][4];
+        FA2_UNROLL
+        for (int u = 0; u < NO; u++)
+            FA2_UNROLL
+            for (int e = 0; e < 4; e++) adk[u][e] = adv[u][e] = 0.0f;
+        for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
+            for (int64_t i0 = 0; i0 < a.Lq; i0 += TN) {
+                const int64_t i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
+                if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
+                const int64_t bh = b * a.Hq + h;
+                __syncthreads();
+                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D, ldk);
+                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv, ldv);
+                for (int r = threadIdx.x; r < TN; r += blockDim.x) {
+                    const int64_t row = bh * a.Lq + i0 + r;
+                    const bool in = i0 + r < a.Lq;
+                    cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
+                    cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
+                }
+                __syncthreads();
+                /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows */
+                float s[NT][4], dp[NT][4];
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) s[u][e] = dp[u][e] = 0.0f;
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= D / 16) break;
+                    uint32_t af[4];
+                    png_ldmatrix_x4(af, sk + koff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sq + qoff + np * 16 * ldk + kk * 16);
+                        png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
+                        png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
+                    }
+                }
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= Dv / 16) break;
+                    uint32_t af[4];
+                    png_ldmatrix_x4(af, sv + voff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sdo + dooff + np * 16 * ldv + kk * 16);
+                        png_mma_16816<T>(dp[2 * np], af, bf, dp[2 * np]);
+                        png_mma_16816<T>(dp[2 * np + 1], af, bf + 2, dp[2 * np + 1]);
+                    }
+                }
+                /* P^T into s, dS^T into dp */
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        const int kr = r0 + g + (e / 2) * 8, ii = kb + u * 8 + 2 * t + (e & 1);
+                        const int64_t i = i0 + ii;
+                        float p = 0.0f, ds = 0.0f;
+                        if (kr < n && i < a.Lq) {
+                            bool drop;
+                            const float sc = mask_score<T, float>(a, s[u][e], b, h, i, k0 + kr, &drop);
+                            p = prob(a, sc, cm[ii], cl[ii]);
+                            ds = drop ? 0.0f : p * (dp[u][e] - cd[ii]);
+                        }
+                        s[u][e] = p, dp[u][e] = ds;
+                    }
+                /* dV += P^T dO and dK += dS^T Q over the warp's query rows, 16 at a step */
+                FA2_UNROLL
+                for (int kc = 0; kc < KW / 16; kc++) {
+                    const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                                            png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                            png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                    const uint32_t da[4] = {png_pack2<T>(dp[2 * kc][0], dp[2 * kc][1]),
+                                            png_pack2<T>(dp[2 * kc][2], dp[2 * kc][3]),
+                                            png_pack2<T>(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
+                                            png_pack2<T>(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+                    FA2_UNROLL
+                    for (int np = 0; np < NO / 2; np++) {
+                        if (np >= Dv / 16) break;
+                        uint32_t bf[4];
+                        png_ldmatrix_x4_trans(bf, sdo + dotoff + kc * 16 * ldv + np * 16);
+                        png_mma_16816<T>(adv[2 * np], pa, bf, adv[2 * np]);
+                        png_mma_16816<T>(adv[2 * np + 1], pa, bf + 2, adv[2 * np + 1]);
+                    }
+                    FA2_UNROLL
+                    for (int np = 0; np < NO / 2; np++) {
+                        if (np >= D / 16) break;
+                        uint32_t bf[4];
+                        png_ldmatrix_x4_trans(bf, sq + qtoff + kc * 16 * ldk + np * 16);
+                        png_mma_16816<T>(adk[2 * np], da, bf, adk[2 * np]);
+                        png_mma_16816<T>(adk[2 * np + 1], da, bf + 2, adk[2 * np + 1]);
+                    }
+                }
+            }
+        fa_reduce_store<T, NO, WR>(sacc, adk, D, r0, cg, n, dk + (bg * a.Lk + k0) * D, (float)a.scale);
+        fa_reduce_store<T, NO, WR>(sacc, adv, Dv, r0, cg, n, dv + (bg * a.Lk + k0) * Dv, 1.0f);
     }
 }
 
@@ -1372,6 +1549,16 @@ template <int DM, typename F> static bool fa_dq_pick(F try_tile)
     else return try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
 }
 
+/* The same for sdpa_dkv_reg_kernel with head dims up to DM (64 or 128; above, the dkv kernel of
+ * fa_bwd_pick): 16 query rows a warp at least, 32 at most at 128 dims (its registers hold the
+ * dk and dv accumulators); the 64 x 64 tile at 64 dims and the 32 x 32 tile at 128 fit the
+ * default 48 KiB. */
+template <int DM, typename F> static bool fa_dkv_pick(F try_tile)
+{
+    if constexpr (DM <= 64) return try_tile(fa_bwd_tile<64, 64>());
+    else return try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
+}
+
 /* See attention.h. */
 extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, void *dv, void *dscratch,
                                  int stream)
@@ -1413,7 +1600,22 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                                     : try_dq(std::integral_constant<int, 256>());
                 if (!tc_dq) rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a,
                                         (T *)dq, (C *)dscratch);
-                if (!rc)
+                auto try_dkv = [&](auto dm) {
+                    constexpr int DM = decltype(dm)::value;
+                    return fa_dkv_pick<DM>([&](auto tile) {
+                        constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
+                        size_t bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_reg_kernel<T, tm, tn, DM>,
+                                       a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
+                                       (const float *)dscratch);
+                        return true;
+                    });
+                };
+                if (!rc && dm <= 128)
+                    tc_dkv = dm <= 64 ? try_dkv(std::integral_constant<int, 64>())
+                                      : try_dkv(std::integral_constant<int, 128>());
+                else if (!rc)
                     tc_dkv = fa_bwd_pick([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
                         size_t bytes = fa_dkv_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
