@@ -11,8 +11,11 @@
  * tensor cores, for float16 / bfloat16 with head dims multiples of 16 and 16 query rows or
  * more: the forward sdpa_fwd_tc_kernel (FlashAttention-2 style, a warp's rows and softmax in
  * registers as mma.cuh's m16n8k16 fragments, head dims up to 256) and the backward
- * sdpa_dq_tc_kernel / sdpa_dkv_tc_kernel (wmma, up to 256, tiles sized to the device). Fewer query rows against many keys:
- * the split-key decoding kernels. */
+ * sdpa_dq_tc_kernel and sdpa_dkv_reg_kernel / sdpa_dkv_tc_kernel (up to 256, tiles sized to
+ * the device; on the same mma.cuh fragments, ldmatrix from padded shared-memory tiles, so
+ * mma.sync is the one tensor-core path; dq, and dk / dv up to 128 dims, keep a warp's scores and
+ * accumulators in registers as the forward does). Fewer query rows against many keys: the
+ * split-key decoding kernels. */
 #include "backend/attention_params.h"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
@@ -24,8 +27,7 @@
 #include <stdlib.h>
 #include <type_traits>
 
-/* Whether T is a half type, and the tensor cores' 16-bit element type of one (wmma
- * fragments). */
+/* Whether T is a half type (the tensor-core kernels' inputs). */
 template <typename T> struct fa_half {
     static const bool value = false;
 };
@@ -35,21 +37,6 @@ template <> struct fa_half<pn_float16> {
 template <> struct fa_half<pn_bfloat16> {
     static const bool value = true;
 };
-#ifdef PONTE_GPU_SIM
-#include "backend/cuda/sim/wmma_sim.h"
-template <typename T> struct fa_wmma {
-    typedef T type;
-};
-#else
-#include <mma.h>
-template <typename T> struct fa_wmma;
-template <> struct fa_wmma<pn_float16> {
-    typedef __half type;
-};
-template <> struct fa_wmma<pn_bfloat16> {
-    typedef __nv_bfloat16 type;
-};
-#endif
 
 #define SDPA_WARPS 4
 #define SDPA_THREADS (32 * SDPA_WARPS)
@@ -259,8 +246,8 @@ __global__ void sdpa_fwd_kernel(pnG_sdpa_args a, T *out, C *lse, sdpa_tiling g)
  * the online softmax of the lane's two rows (max over the quad of lanes sharing a row), O
  * rescaled, P rounded to the input type (as flash attention does) — S's accumulator fragments
  * of two adjacent 8-key tiles are P's A fragment of a 16-key step — then O += P V. The same
- * out and lse as sdpa_fwd_kernel up to P's rounding. FA_WARPS and FA_MAXD also bound the
- * backward's wmma kernels. */
+ * out and lse as sdpa_fwd_kernel up to P's rounding. FA_WARPS, FA_MAXD and FA2_PAD also serve
+ * the backward's tensor-core kernels. */
 #define FA_BM 64
 #define FA_BN 64
 #define FA_WARPS 4
@@ -706,16 +693,24 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
 /* ───────────────────────────── backward on tensor cores ───────────────────────────── */
 /* The two kernels above with their products on the tensor cores, for half types and head dims
  * multiples of 16 up to FA_MAXD: the same quantities, rules and dsc contract, dS and P
- * rounded to the input type before their products. Both run FA_WARPS warps and take their
- * tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template parameters:
- * the TM / 16 row groups of 16 rows each get FA_WARPS * 16 / TM warps, which split the 16-wide
- * column tiles of every product between them; the elementwise steps run over the whole block.
- * The launcher takes the largest tile whose shared memory fits the device (fa_bwd_pick): at
- * D = 128 the 64-row tiles need 137 and 177 KiB, more than the 99 KiB of sm_86 / sm_89.
- * sdpa_dq_tc_kernel: a block per TM query rows, per TN-key chunk S = Q K^T and dP = dO V^T
- * into shared memory, dS there, dQ += dS K. sdpa_dkv_tc_kernel: a block per TM keys of a kv
- * head, per TN-query chunk of each head of the group S^T = K Q^T and dP^T = V dO^T, P^T and
- * dS^T there, dV += P^T dO and dK += dS^T Q. */
+ * rounded to the input type before their products, all on mma.cuh's m16n8k16 fragments with
+ * float accumulators, operands by ldmatrix from shared-memory tiles whose rows are padded by
+ * FA2_PAD (every row 16-byte aligned, rows spread over the banks). Both run FA_WARPS warps and
+ * take their tile height TM (64, 32 or 16 rows a block) and chunk TN (64 or 32) as template
+ * parameters; the launcher takes the largest tile whose shared memory fits the device.
+ * sdpa_dq_tc_kernel (fa_dq_pick; also templated on the head dims' bucket DM): the forward's
+ * scheme, a warp's 16 query rows against its share of each TN-key chunk with S, P, dP, dS and
+ * the dq accumulator in registers, only the q and dout tiles and the key and value chunks in
+ * shared memory (69 KiB at D = 128 with 64 x 64 tiles). sdpa_dkv_reg_kernel (fa_dkv_pick, head
+ * dims up to 128): the same scheme with a warp's 16 keys for rows, S^T, P^T, dP^T, dS^T and the
+ * dk and dv accumulators in registers, only the k and v tiles and the q and dout chunks in
+ * shared memory. sdpa_dkv_tc_kernel (fa_bwd_pick, head dims above 128, where the two float
+ * accumulators would not fit the registers): a block per TM keys of a kv head, per TN-query chunk of each head of the group S^T = K Q^T and
+ * dP^T = V dO^T into shared memory (fa_mma_rows: the TM / 16 row groups of 16 rows each get
+ * FA_WARPS * 16 / TM warps, which split the 16-wide column tiles of every product between
+ * them), P^T and dS^T there (the elementwise steps over the whole block), dV += P^T dO and
+ * dK += dS^T Q; at D = 128 its 64-row tiles need 183 KiB, more than the 99 KiB of sm_86 /
+ * sm_89. */
 /* Consecutive 128-byte-aligned sections of a block's shared memory. */
 struct fa_sections {
     size_t at;
@@ -727,51 +722,39 @@ struct fa_sections {
     }
 };
 
-/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
- * chunks (input type), S and dP (float), dS (input type), the dq accumulator (float), the
- * rows' max, 1 / sum and rowsum. */
-struct fa_dq_layout {
-    size_t q, dout, k, v, s, dp, ds, dq, rm, rl, rd, bytes;
-};
-__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
-                                                                 int64_t tn)
-{
-    fa_sections c = {0};
-    fa_dq_layout L;
-    L.q = c.take(tm * D * es), L.dout = c.take(tm * Dv * es);
-    L.k = c.take(tn * D * es), L.v = c.take(tn * Dv * es);
-    L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
-    L.ds = c.take(tm * tn * es), L.dq = c.take(tm * D * sizeof(float));
-    L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
-    L.bytes = c.at;
-    return L;
-}
-
 /* The 16 rows at a (row-major, lda) times B, into the 16 rows at out (float, ldo), over kk
- * 16-wide steps: B from b (row-major (k, n) with ldb, or col_major: element (k, n) at
+ * 16-wide steps: B from b (row-major (k, n) with ldb, or COLB: element (k, n) at
  * b[n * ldb + k]); the output's 16-wide column tiles c0, c0 + cstep, ... below nc, each
- * loaded, multiplied and stored back (accumulate), or started from zero (overwrite). One warp. */
-template <typename T, typename BLayout>
+ * loaded, multiplied and stored back (accumulate), or started from zero (overwrite). One warp,
+ * on mma.cuh's m16n8k16 fragments: A and B through ldmatrix (B of a row-major b transposed),
+ * so a, b, lda and ldb must keep every row 16-byte aligned (lda, ldb multiples of 8). */
+template <typename T, bool COLB>
 __device__ __forceinline__ void fa_mma_rows(float *out, int64_t ldo, const T *a, int64_t lda, const T *b,
                                             int64_t ldb, int64_t kk, int64_t nc, int c0, int cstep,
                                             bool accumulate)
 {
-    namespace wmma = nvcuda::wmma;
-    typedef typename fa_wmma<T>::type W;
-    const bool colb = std::is_same<BLayout, wmma::col_major>::value;
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* A: matrices (rows 0-7 | 8-15) x (k 0-7 | 8-15), a0..a3; B of COLB: (n 0-7 | 8-15) x
+     * (k 0-7 | 8-15), n-major (b0, b1 of the two 8-wide n tiles); B row-major: (k 0-7 | 8-15) x
+     * (n 0-7 | 8-15), k-major, transposed by ldmatrix */
+    const T *arow = a + ((lj & 1) * 8 + lr) * lda + (lj >> 1) * 8;
+    const T *brow = COLB ? b + ((lj >> 1) * 8 + lr) * ldb + (lj & 1) * 8 : b + ((lj & 1) * 8 + lr) * ldb + (lj >> 1) * 8;
     for (int64_t c = c0; c < nc; c += cstep) {
-        wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-        if (accumulate) wmma::load_matrix_sync(acc, out + c * 16, (unsigned)ldo, wmma::mem_row_major);
-        else wmma::fill_fragment(acc, 0.0f);
+        float acc[2][4];
+        for (int h = 0; h < 2; h++)
+            for (int e = 0; e < 4; e++)
+                acc[h][e] = accumulate ? out[(g + (e / 2) * 8) * ldo + c * 16 + h * 8 + 2 * t + (e & 1)] : 0.0f;
         for (int64_t k = 0; k < kk; k++) {
-            wmma::fragment<wmma::matrix_a, 16, 16, 16, W, wmma::row_major> fa;
-            wmma::fragment<wmma::matrix_b, 16, 16, 16, W, BLayout> fb;
-            wmma::load_matrix_sync(fa, (const W *)(a + k * 16), (unsigned)lda);
-            wmma::load_matrix_sync(fb, (const W *)(colb ? b + c * 16 * ldb + k * 16 : b + k * 16 * ldb + c * 16),
-                                   (unsigned)ldb);
-            wmma::mma_sync(acc, fa, fb, acc);
+            uint32_t af[4], bf[4];
+            png_ldmatrix_x4(af, arow + k * 16);
+            if (COLB) png_ldmatrix_x4(bf, brow + c * 16 * ldb + k * 16);
+            else png_ldmatrix_x4_trans(bf, brow + k * 16 * ldb + c * 16);
+            png_mma_16816<T>(acc[0], af, bf, acc[0]);
+            png_mma_16816<T>(acc[1], af, bf + 2, acc[1]);
         }
-        wmma::store_matrix_sync(out + c * 16, acc, (unsigned)ldo, wmma::mem_row_major);
+        for (int h = 0; h < 2; h++)
+            for (int e = 0; e < 4; e++) out[(g + (e / 2) * 8) * ldo + c * 16 + h * 8 + 2 * t + (e & 1)] = acc[h][e];
     }
 }
 
@@ -787,24 +770,90 @@ template <int TM> __device__ __forceinline__ fa_warp_part fa_warp_part_of(void)
     return fa_warp_part{warp / cstep * 16, warp % cstep, cstep};
 }
 
+/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
+ * chunks (input type, rows padded by FA2_PAD), the rows' max, 1 / sum and rowsum, the warps'
+ * partial max and sum of the additive mask's pass; the dq partials of the row groups' warps
+ * are added at the end in the space of the tiles (dq, tm x D floats from 0). */
+struct fa_dq_layout {
+    size_t q, dout, k, v, rm, rl, rd, wm, wl, dq, bytes;
+};
+__host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
+                                                                 int64_t tn)
+{
+    fa_sections c = {0};
+    fa_dq_layout L;
+    L.q = c.take(tm * (D + FA2_PAD) * es), L.dout = c.take(tm * (Dv + FA2_PAD) * es);
+    L.k = c.take(tn * (D + FA2_PAD) * es), L.v = c.take(tn * (Dv + FA2_PAD) * es);
+    L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
+    L.wm = c.take(FA_WARPS * 16 * sizeof(float)), L.wl = c.take(FA_WARPS * 16 * sizeof(float));
+    L.dq = 0;
+    L.bytes = c.at > fa_up(tm * D * sizeof(float)) ? c.at : fa_up(tm * D * sizeof(float));
+    return L;
+}
+
+/* The warp's accumulator fragments acc (16 rows from r0, NO 8-wide column tiles below X) of
+ * the WR warps of each row group (cg the warp's place) added in warp order into out (rows of
+ * X floats) and stored, scaled by sc, to the n rows at dst (X elements a row). The whole block,
+ * between barriers. */
+template <typename T, int NO, int WR>
+__device__ __forceinline__ void fa_reduce_store(float *out, const float (*acc)[4], int X, int r0, int cg, int64_t n,
+                                                T *dst, float sc)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    for (int u = 0; u < WR; u++) {
+        __syncthreads();
+        if (cg == u) {
+            FA2_UNROLL
+            for (int c = 0; c < NO; c++) {
+                if (c >= X / 8) break;
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    float *at = out + (r0 + g + (e / 2) * 8) * X + c * 8 + 2 * t + (e & 1);
+                    *at = u ? *at + acc[c][e] : acc[c][e];
+                }
+            }
+        }
+    }
+    __syncthreads();
+    for (int64_t e = threadIdx.x; e < n * X; e += blockDim.x) png_store(dst + e, sc * out[e]);
+}
+
 /* Both backward kernels ask for one resident block an SM at least (launch bounds): their shared
  * memory keeps few blocks on an SM anyway, and ptxas' default register target spilled a few
  * bytes in some tiles. */
-template <typename T, int TM, int TN>
+
+/* dq (B, Hq, Lq, D) and dsc (sdpa_dq_kernel's contract) for head dims up to DM (64, 128, 256),
+ * TM query rows a block, chunks of TN keys, the products' operands staged as fa_dq_layout says.
+ * A warp owns 16 rows (the row group r0) and the chunk's KW = TN / WR keys from kb, where WR
+ * warps share a row group; per chunk, all in registers as mma.cuh's fragments (the forward's
+ * scheme): S = Q K^T and dP = dO V^T for its 16 x KW scores, dS = P (dP - rowsum) rounded to
+ * T, whose accumulator fragments of two adjacent 8-key tiles are dS's A fragment of a 16-key
+ * step, and dQ += dS K into the warp's float accumulator (16 x D). The rows' max and sum of the
+ * additive mask (a first pass over the keys, S alone) merge the WR warps' online softmax in
+ * shared memory; so do the WR warps' dQ partials at the end, in warp order. */
+template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
 {
-    static_assert(TN % 32 == 0, "chunk: lanes over 32 keys at a time");
-    namespace wmma = nvcuda::wmma;
+    constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
+    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 rows and 16 keys a warp");
     PNG_DYNAMIC_SMEM(unsigned char, smem);
-    const int64_t D = a.D, Dv = a.Dv, n = a.B * a.Hq * a.Lq;
+    const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
+    const int64_t n = a.B * a.Hq * a.Lq;
     const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
-    T *sds = (T *)(smem + L.ds);
-    float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdq = (float *)(smem + L.dq);
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const fa_warp_part w = fa_warp_part_of<TM>();
-    const int r0 = w.r0;
+    float *wm = (float *)(smem + L.wm), *wl = (float *)(smem + L.wl), *sdq = (float *)(smem + L.dq);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* row addresses for ldmatrix: Q and dO as A (rows r0.., (rows 0-7 | 8-15) x (cols 0-7 |
+     * 8-15)); K and V as B of S and dP (keys kb.., (keys 0-7 | 8-15) x (dims 0-7 | 8-15)); K as
+     * the transposed B of dS K ((keys 0-7 | 8-15) x (dims 0-7 | 8-15), key-major) */
+    const int qoff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int dooff = (r0 + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const int koff = (kb + (lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
+    const int voff = (kb + (lj >> 1) * 8 + lr) * ldv + (lj & 1) * 8;
+    const int ktoff = (kb + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
     const int64_t nqt = (a.Lq + TM - 1) / TM;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const float *lse = (const float *)a.lse, *dlse = (const float *)a.dlse;
@@ -814,38 +863,82 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         const T *K = qt.K, *V = qt.V;
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
-        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D);
-        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv);
-        for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdq[e] = 0.0f;
+        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D, ldk);
+        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv, ldv);
         for (int r = threadIdx.x; r < TM; r += blockDim.x)
             rm[r] = add || r >= m ? -INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add || r >= m ? 0.0f : 1.0f;
         __syncthreads();
         for (int r = warp; r < m; r += FA_WARPS) { /* rowsum(dout * out), less lse's cotangent */
             float part = 0.0f;
             for (int64_t d = lane; d < Dv; d += 32)
-                part += png_load(sdo + r * Dv + d) * png_load(O + (i0 + r) * a.os[2] + d);
+                part += png_load(sdo + r * ldv + d) * png_load(O + (i0 + r) * a.os[2] + d);
             part = warp_sum(part);
             if (lane == 0) rd[r] = dlse ? part - dlse[bh * a.Lq + i0 + r] : part;
         }
-        for (int64_t j0 = 0; add && j0 < nk; j0 += TN) { /* the rows' max and sum */
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D);
-            __syncthreads();
-            fa_mma_rows<T, wmma::col_major>(ss + r0 * TN, TN, sq + r0 * D, D, sk, D, D / 16, TN / 16, w.cg, w.cstep,
-                                            false);
-            __syncthreads();
-            for (int r = warp; r < m; r += FA_WARPS) {
-                float sc[TN / 32];
-                bool in[TN / 32];
-                for (int u = 0; u < TN / 32; u++) {
-                    int64_t j = j0 + lane + 32 * u;
-                    bool drop;
-                    in[u] = j < nk;
-                    sc[u] = in[u] ? mask_score<T, float>(a, ss[r * TN + lane + 32 * u], b, h, i0 + r, j, &drop)
-                                  : -INFINITY;
+        if (add) { /* the rows' max and sum: the forward's online softmax over the warp's keys */
+            float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
+            for (int64_t j0 = 0; j0 < nk; j0 += TN) {
+                __syncthreads();
+                fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
+                __syncthreads();
+                float s[NT][4];
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++) s[u][0] = s[u][1] = s[u][2] = s[u][3] = 0.0f;
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= D / 16) break;
+                    uint32_t af[4];
+                    png_ldmatrix_x4(af, sq + qoff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
+                        png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
+                        png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
+                    }
                 }
-                float alpha;
-                for (int u = 0; u < TN / 32; u++) online_step(sc[u], in[u], rm + r, rl + r, &alpha);
+                float cm[2] = {-INFINITY, -INFINITY};
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        const int rr = r0 + g + (e / 2) * 8;
+                        const int64_t j = j0 + kb + u * 8 + 2 * t + (e & 1);
+                        float v = -INFINITY;
+                        bool drop;
+                        if (rr < m && j < nk) v = mask_score<T, float>(a, s[u][e], b, h, i0 + rr, j, &drop);
+                        s[u][e] = v;
+                        cm[e / 2] = fa2_max(cm[e / 2], v);
+                    }
+                FA2_UNROLL
+                for (int r = 0; r < 2; r++) {
+                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
+                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
+                    const float mnew = fa2_max(mx[r], cm[r]);
+                    /* a row whose scores so far are all -inf has nothing to rescale */
+                    sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
+                    mx[r] = mnew;
+                }
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++)
+                        sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
+            }
+            FA2_UNROLL
+            for (int r = 0; r < 2; r++) {
+                sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
+                sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 2);
+                if (t == 0) wm[warp * 16 + g + 8 * r] = mx[r], wl[warp * 16 + g + 8 * r] = sum[r];
+            }
+            __syncthreads();
+            for (int r = threadIdx.x; r < m; r += blockDim.x) { /* the row group's warps merged */
+                const int w0 = r / 16 * WR;
+                float M = -INFINITY, S = 0.0f;
+                for (int u = 0; u < WR; u++) M = fa2_max(M, wm[(w0 + u) * 16 + r % 16]);
+                for (int u = 0; u < WR; u++)
+                    S += M == -INFINITY ? 0.0f : wl[(w0 + u) * 16 + r % 16] * sdpa_exp(wm[(w0 + u) * 16 + r % 16] - M);
+                rm[r] = M, rl[r] = S;
             }
         }
         __syncthreads();
@@ -854,34 +947,83 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
             int64_t row = bh * a.Lq + i0 + r;
             dsc[row] = rd[r], dsc[n + row] = rm[r], dsc[2 * n + row] = rl[r];
         }
+        __syncthreads();
+        /* the lane's rows g and g + 8 of the warp's: max, 1 / sum, rowsum */
+        const float lm[2] = {rm[r0 + g], rm[r0 + g + 8]}, li[2] = {rl[r0 + g], rl[r0 + g + 8]},
+                    ld[2] = {rd[r0 + g], rd[r0 + g + 8]};
+        float acc[NO][4];
+        FA2_UNROLL
+        for (int u = 0; u < NO; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
         for (int64_t j0 = 0; j0 < nk; j0 += TN) {
             __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D);
-            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv);
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
+            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
             __syncthreads();
-            fa_mma_rows<T, wmma::col_major>(ss + r0 * TN, TN, sq + r0 * D, D, sk, D, D / 16, TN / 16, w.cg, w.cstep,
-                                            false);
-            fa_mma_rows<T, wmma::col_major>(sdp + r0 * TN, TN, sdo + r0 * Dv, Dv, sv, Dv, Dv / 16, TN / 16, w.cg,
-                                            w.cstep, false);
-            __syncthreads();
-            for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
-                const int r = e / TN, jj = e % TN;
-                const int64_t j = j0 + jj;
-                float ds = 0.0f;
-                if (r < m && j < nk) {
-                    bool drop;
-                    float sc = mask_score<T, float>(a, ss[e], b, h, i0 + r, j, &drop);
-                    ds = drop ? 0.0f : prob(a, sc, rm[r], rl[r]) * (sdp[e] - rd[r]);
+            /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys */
+            float s[NT][4], dp[NT][4];
+            FA2_UNROLL
+            for (int u = 0; u < NT; u++)
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) s[u][e] = dp[u][e] = 0.0f;
+            FA2_UNROLL
+            for (int kk = 0; kk < KD; kk++) {
+                if (kk >= D / 16) break;
+                uint32_t af[4];
+                png_ldmatrix_x4(af, sq + qoff + kk * 16);
+                FA2_UNROLL
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t bf[4];
+                    png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
+                    png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
+                    png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
                 }
-                png_store(sds + e, ds);
             }
-            __syncthreads();
-            fa_mma_rows<T, wmma::row_major>(sdq + r0 * D, D, sds + r0 * TN, TN, sk, D, TN / 16, D / 16, w.cg, w.cstep,
-                                            true);
+            FA2_UNROLL
+            for (int kk = 0; kk < KD; kk++) {
+                if (kk >= Dv / 16) break;
+                uint32_t af[4];
+                png_ldmatrix_x4(af, sdo + dooff + kk * 16);
+                FA2_UNROLL
+                for (int np = 0; np < NT / 2; np++) {
+                    uint32_t bf[4];
+                    png_ldmatrix_x4(bf, sv + voff + np * 16 * ldv + kk * 16);
+                    png_mma_16816<T>(dp[2 * np], af, bf, dp[2 * np]);
+                    png_mma_16816<T>(dp[2 * np + 1], af, bf + 2, dp[2 * np + 1]);
+                }
+            }
+            /* dS = P (dP - rowsum), into s */
+            FA2_UNROLL
+            for (int u = 0; u < NT; u++)
+                FA2_UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const int rr = r0 + g + (e / 2) * 8;
+                    const int64_t j = j0 + kb + u * 8 + 2 * t + (e & 1);
+                    float ds = 0.0f;
+                    if (rr < m && j < nk) {
+                        bool drop;
+                        const float sc = mask_score<T, float>(a, s[u][e], b, h, i0 + rr, j, &drop);
+                        ds = drop ? 0.0f : prob(a, sc, lm[e / 2], li[e / 2]) * (dp[u][e] - ld[e / 2]);
+                    }
+                    s[u][e] = ds;
+                }
+            /* dQ += dS K: dS's A fragment of keys 16kc.. from its tiles 2kc and 2kc + 1 */
+            FA2_UNROLL
+            for (int kc = 0; kc < KW / 16; kc++) {
+                const uint32_t da[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                                        png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                        png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                FA2_UNROLL
+                for (int np = 0; np < NO / 2; np++) {
+                    if (np >= D / 16) break;
+                    uint32_t bf[4];
+                    png_ldmatrix_x4_trans(bf, sk + ktoff + kc * 16 * ldk + np * 16);
+                    png_mma_16816<T>(acc[2 * np], da, bf, acc[2 * np]);
+                    png_mma_16816<T>(acc[2 * np + 1], da, bf + 2, acc[2 * np + 1]);
+                }
+            }
         }
-        __syncthreads();
-        T *DQ = dq + (bh * a.Lq + i0) * D;
-        for (int64_t e = threadIdx.x; e < m * D; e += blockDim.x) png_store(DQ + e, (float)a.scale * sdq[e]);
+        /* the row group's WR partials added in warp order (over the tiles), then out */
+        fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
     }
 }
 
@@ -896,10 +1038,10 @@ __host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, in
 {
     fa_sections c = {0};
     fa_dkv_layout L;
-    L.k = c.take(tm * D * es), L.v = c.take(tm * Dv * es);
-    L.q = c.take(tn * D * es), L.dout = c.take(tn * Dv * es);
+    L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
+    L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
     L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
-    L.p = c.take(tm * tn * es), L.ds = c.take(tm * tn * es);
+    L.p = c.take(tm * (tn + FA2_PAD) * es), L.ds = c.take(tm * (tn + FA2_PAD) * es);
     L.dk = c.take(tm * D * sizeof(float)), L.dv = c.take(tm * Dv * sizeof(float));
     L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
     L.bytes = c.at;
@@ -910,9 +1052,9 @@ template <typename T, int TM, int TN>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
 {
     static_assert(TN % 16 == 0, "chunk: 16-wide column tiles");
-    namespace wmma = nvcuda::wmma;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int64_t D = a.D, Dv = a.Dv, nrow = a.B * a.Hq * a.Lq;
+    const int64_t ldk = D + FA2_PAD, ldv = Dv + FA2_PAD, lds = TN + FA2_PAD; /* staged rows' strides */
     const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T), TM, TN);
     T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
     T *sp = (T *)(smem + L.p), *sds = (T *)(smem + L.ds);
@@ -926,8 +1068,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
         int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
         int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
         __syncthreads();
-        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D);
-        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv);
+        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D, ldk);
+        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv, ldv);
         for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdk[e] = 0.0f;
         for (int64_t e = threadIdx.x; e < TM * Dv; e += blockDim.x) sdv[e] = 0.0f;
         for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
@@ -936,8 +1078,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
                 if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
                 int64_t bh = b * a.Hq + h;
                 __syncthreads();
-                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D);
-                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv);
+                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D, ldk);
+                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv, ldv);
                 for (int r = threadIdx.x; r < TN; r += blockDim.x) {
                     int64_t row = bh * a.Lq + i0 + r;
                     bool in = i0 + r < a.Lq;
@@ -946,10 +1088,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
                 }
                 __syncthreads();
                 /* S^T and dP^T for the warp's 16 keys: rows of K (V) against rows of Q (dO) */
-                fa_mma_rows<T, wmma::col_major>(ss + k0w * TN, TN, sk + k0w * D, D, sq, D, D / 16, TN / 16, w.cg,
-                                                w.cstep, false);
-                fa_mma_rows<T, wmma::col_major>(sdp + k0w * TN, TN, sv + k0w * Dv, Dv, sdo, Dv, Dv / 16, TN / 16,
-                                                w.cg, w.cstep, false);
+                fa_mma_rows<T, true>(ss + k0w * TN, TN, sk + k0w * ldk, ldk, sq, ldk, D / 16, TN / 16, w.cg,
+                                     w.cstep, false);
+                fa_mma_rows<T, true>(sdp + k0w * TN, TN, sv + k0w * ldv, ldv, sdo, ldv, Dv / 16, TN / 16, w.cg,
+                                     w.cstep, false);
                 __syncthreads();
                 for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
                     const int kk = e / TN, ii = e % TN;
@@ -961,19 +1103,181 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
                         p = prob(a, sc, cm[ii], cl[ii]);
                         ds = drop ? 0.0f : p * (sdp[e] - cd[ii]);
                     }
-                    png_store(sp + e, p);
-                    png_store(sds + e, ds);
+                    png_store(sp + kk * lds + ii, p);
+                    png_store(sds + kk * lds + ii, ds);
                 }
                 __syncthreads();
-                fa_mma_rows<T, wmma::row_major>(sdv + k0w * Dv, Dv, sp + k0w * TN, TN, sdo, Dv, TN / 16, Dv / 16, w.cg,
-                                                w.cstep, true);
-                fa_mma_rows<T, wmma::row_major>(sdk + k0w * D, D, sds + k0w * TN, TN, sq, D, TN / 16, D / 16, w.cg,
-                                                w.cstep, true);
+                fa_mma_rows<T, false>(sdv + k0w * Dv, Dv, sp + k0w * lds, lds, sdo, ldv, TN / 16, Dv / 16, w.cg,
+                                      w.cstep, true);
+                fa_mma_rows<T, false>(sdk + k0w * D, D, sds + k0w * lds, lds, sq, ldk, TN / 16, D / 16, w.cg,
+                                      w.cstep, true);
             }
         __syncthreads();
         T *DK = dk + (bg * a.Lk + k0) * D, *DV = dv + (bg * a.Lk + k0) * Dv;
         for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) png_store(DK + e, (float)a.scale * sdk[e]);
         for (int64_t e = threadIdx.x; e < n * Dv; e += blockDim.x) png_store(DV + e, sdv[e]);
+    }
+}
+
+/* The register dkv kernel's shared memory with tm keys a block and chunks of tn query rows: k
+ * and v tiles, q and dout chunks (input type, rows padded by FA2_PAD), the chunk's max,
+ * 1 / sum and rowsum; the dk, then the dv partials of the row groups' warps are added at the
+ * end in the space of the tiles (acc: tm x max(D, Dv) floats from 0). */
+struct fa_dkv_reg_layout {
+    size_t k, v, q, dout, cm, cl, cd, acc, bytes;
+};
+__host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64_t D, int64_t Dv, size_t es,
+                                                                           int64_t tm, int64_t tn)
+{
+    fa_sections c = {0};
+    fa_dkv_reg_layout L;
+    L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
+    L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
+    L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
+    L.acc = 0;
+    const size_t acc = fa_up(tm * (D > Dv ? D : Dv) * sizeof(float));
+    L.bytes = c.at > acc ? c.at : acc;
+    return L;
+}
+
+/* dk (B, Hkv, Lk, D), dv (B, Hkv, Lk, Dv) for head dims up to DM (64 or 128), TM keys a block,
+ * chunks of TN query rows of each head of the group (dsc from the dq kernel), the operands
+ * staged as fa_dkv_reg_layout says. sdpa_dq_tc_kernel's scheme with keys for rows: a warp owns
+ * 16 keys (r0) and the chunk's KW = TN / WR query rows from kb, where WR warps share a key
+ * group; per chunk, in registers: S^T = K Q^T and dP^T = V dO^T (16 keys x KW queries), P^T
+ * and dS^T = P^T (dP^T - rowsum) rounded to T (their accumulator fragments of two adjacent
+ * 8-query tiles are the A fragment of a 16-query step), dV += P^T dO and dK += dS^T Q into the
+ * warp's float accumulators; the WR warps' partials added at the end in warp order. */
+template <typename T, int TM, int TN, int DM>
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa_args a, T *dk, T *dv,
+                                                                         const float *dsc)
+{
+    constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
+    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 keys and 16 rows a warp");
+    PNG_DYNAMIC_SMEM(unsigned char, smem);
+    const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
+    const int64_t nrow = a.B * a.Hq * a.Lq;
+    const fa_dkv_reg_layout L = fa_dkv_reg_layout_of(D, Dv, sizeof(T), TM, TN);
+    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
+    float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
+    float *sacc = (float *)(smem + L.acc);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW;
+    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
+    /* row addresses for ldmatrix: K and V as A (keys r0..); Q and dO as B of S^T and dP^T (rows
+     * kb.., (rows 0-7 | 8-15) x (dims 0-7 | 8-15)) and as the transposed B of dS^T Q and P^T dO
+     * ((rows 0-7 | 8-15) x (dims 0-7 | 8-15), row-major) */
+    const int koff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int voff = (r0 + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const int qoff = (kb + (lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
+    const int dooff = (kb + (lj >> 1) * 8 + lr) * ldv + (lj & 1) * 8;
+    const int qtoff = (kb + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const int dotoff = (kb + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const int64_t nkt = (a.Lk + TM - 1) / TM, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
+    for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
+        const int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
+        const int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
+        __syncthreads();
+        fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D, ldk);
+        fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv, ldv);
+        float adk[NO][4], adv[NO][4];
+        FA2_UNROLL
+        for (int u = 0; u < NO; u++)
+            FA2_UNROLL
+            for (int e = 0; e < 4; e++) adk[u][e] = adv[u][e] = 0.0f;
+        for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
+            for (int64_t i0 = 0; i0 < a.Lq; i0 += TN) {
+                const int64_t i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
+                if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
+                const int64_t bh = b * a.Hq + h;
+                __syncthreads();
+                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D, ldk);
+                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv, ldv);
+                for (int r = threadIdx.x; r < TN; r += blockDim.x) {
+                    const int64_t row = bh * a.Lq + i0 + r;
+                    const bool in = i0 + r < a.Lq;
+                    cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
+                    cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
+                }
+                __syncthreads();
+                /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows */
+                float s[NT][4], dp[NT][4];
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) s[u][e] = dp[u][e] = 0.0f;
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= D / 16) break;
+                    uint32_t af[4];
+                    png_ldmatrix_x4(af, sk + koff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sq + qoff + np * 16 * ldk + kk * 16);
+                        png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
+                        png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
+                    }
+                }
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= Dv / 16) break;
+                    uint32_t af[4];
+                    png_ldmatrix_x4(af, sv + voff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sdo + dooff + np * 16 * ldv + kk * 16);
+                        png_mma_16816<T>(dp[2 * np], af, bf, dp[2 * np]);
+                        png_mma_16816<T>(dp[2 * np + 1], af, bf + 2, dp[2 * np + 1]);
+                    }
+                }
+                /* P^T into s, dS^T into dp */
+                FA2_UNROLL
+                for (int u = 0; u < NT; u++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        const int kr = r0 + g + (e / 2) * 8, ii = kb + u * 8 + 2 * t + (e & 1);
+                        const int64_t i = i0 + ii;
+                        float p = 0.0f, ds = 0.0f;
+                        if (kr < n && i < a.Lq) {
+                            bool drop;
+                            const float sc = mask_score<T, float>(a, s[u][e], b, h, i, k0 + kr, &drop);
+                            p = prob(a, sc, cm[ii], cl[ii]);
+                            ds = drop ? 0.0f : p * (dp[u][e] - cd[ii]);
+                        }
+                        s[u][e] = p, dp[u][e] = ds;
+                    }
+                /* dV += P^T dO and dK += dS^T Q over the warp's query rows, 16 at a step */
+                FA2_UNROLL
+                for (int kc = 0; kc < KW / 16; kc++) {
+                    const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                                            png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                            png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                    const uint32_t da[4] = {png_pack2<T>(dp[2 * kc][0], dp[2 * kc][1]),
+                                            png_pack2<T>(dp[2 * kc][2], dp[2 * kc][3]),
+                                            png_pack2<T>(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
+                                            png_pack2<T>(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
+                    FA2_UNROLL
+                    for (int np = 0; np < NO / 2; np++) {
+                        if (np >= Dv / 16) break;
+                        uint32_t bf[4];
+                        png_ldmatrix_x4_trans(bf, sdo + dotoff + kc * 16 * ldv + np * 16);
+                        png_mma_16816<T>(adv[2 * np], pa, bf, adv[2 * np]);
+                        png_mma_16816<T>(adv[2 * np + 1], pa, bf + 2, adv[2 * np + 1]);
+                    }
+                    FA2_UNROLL
+                    for (int np = 0; np < NO / 2; np++) {
+                        if (np >= D / 16) break;
+                        uint32_t bf[4];
+                        png_ldmatrix_x4_trans(bf, sq + qtoff + kc * 16 * ldk + np * 16);
+                        png_mma_16816<T>(adk[2 * np], da, bf, adk[2 * np]);
+                        png_mma_16816<T>(adk[2 * np + 1], da, bf + 2, adk[2 * np + 1]);
+                    }
+                }
+            }
+        fa_reduce_store<T, NO, WR>(sacc, adk, D, r0, cg, n, dk + (bg * a.Lk + k0) * D, (float)a.scale);
+        fa_reduce_store<T, NO, WR>(sacc, adv, Dv, r0, cg, n, dv + (bg * a.Lk + k0) * Dv, 1.0f);
     }
 }
 
@@ -1225,13 +1529,34 @@ template <int TM, int TN> struct fa_bwd_tile {
     static constexpr int tm = TM, tn = TN;
 };
 
-/* Offers try_tile the backward's tiles, largest first (the tile height before the chunk: a
+/* Offers try_tile the dkv kernel's tiles, largest first (the tile height before the chunk: a
  * taller tile reads the other operand fewer times), until it takes one (returns true): the
  * launcher's choice of the largest tile whose shared memory fits. Whether one was taken. */
 template <typename F> static bool fa_bwd_pick(F try_tile)
 {
     return try_tile(fa_bwd_tile<64, 64>()) || try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 64>()) ||
            try_tile(fa_bwd_tile<32, 32>()) || try_tile(fa_bwd_tile<16, 64>()) || try_tile(fa_bwd_tile<16, 32>());
+}
+
+/* The same for the dq kernel with head dims up to DM: a warp's 16 rows against 16 keys of a
+ * chunk at least, and at 256 dims chunks of 32 keys a warp at most (its registers); up to 64
+ * dims the 64 x 64 tile fits the default 48 KiB, at 128 the 32 x 32 tile does. */
+template <int DM, typename F> static bool fa_dq_pick(F try_tile)
+{
+    if constexpr (DM <= 64) return try_tile(fa_bwd_tile<64, 64>());
+    else if constexpr (DM <= 128)
+        return try_tile(fa_bwd_tile<64, 64>()) || try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
+    else return try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
+}
+
+/* The same for sdpa_dkv_reg_kernel with head dims up to DM (64 or 128; above, the dkv kernel of
+ * fa_bwd_pick): 16 query rows a warp at least, 32 at most at 128 dims (its registers hold the
+ * dk and dv accumulators); the 64 x 64 tile at 64 dims and the 32 x 32 tile at 128 fit the
+ * default 48 KiB. */
+template <int DM, typename F> static bool fa_dkv_pick(F try_tile)
+{
+    if constexpr (DM <= 64) return try_tile(fa_bwd_tile<64, 64>());
+    else return try_tile(fa_bwd_tile<64, 32>()) || try_tile(fa_bwd_tile<32, 32>());
 }
 
 /* See attention.h. */
@@ -1257,17 +1582,40 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
             bool tc_dq = false, tc_dkv = false;
             if constexpr (fa_half<T>::value) {
                 const int64_t D = a->D, Dv = a->Dv;
-                tc_dq = fa_bwd_pick([&](auto tile) {
-                    constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                    size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
-                    if (!use_tensor_cores<T>(a, bytes)) return false;
-                    rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn>, a->B * a->Hq * ((a->Lq + tm - 1) / tm),
-                                   bytes, stream, *a, (T *)dq, (float *)dscratch);
-                    return true;
-                });
+                auto try_dq = [&](auto dm) {
+                    constexpr int DM = decltype(dm)::value;
+                    return fa_dq_pick<DM>([&](auto tile) {
+                        constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
+                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn, DM>,
+                                       a->B * a->Hq * ((a->Lq + tm - 1) / tm), bytes, stream, *a, (T *)dq,
+                                       (float *)dscratch);
+                        return true;
+                    });
+                };
+                const int64_t dm = D > Dv ? D : Dv;
+                tc_dq = dm <= 64    ? try_dq(std::integral_constant<int, 64>())
+                        : dm <= 128 ? try_dq(std::integral_constant<int, 128>())
+                                    : try_dq(std::integral_constant<int, 256>());
                 if (!tc_dq) rc = launch("sdpa_dq", sdpa_dq_kernel<T, C>, gq, qbytes, qblocks, sizeof(C), stream, *a,
                                         (T *)dq, (C *)dscratch);
-                if (!rc)
+                auto try_dkv = [&](auto dm) {
+                    constexpr int DM = decltype(dm)::value;
+                    return fa_dkv_pick<DM>([&](auto tile) {
+                        constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
+                        size_t bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_reg_kernel<T, tm, tn, DM>,
+                                       a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
+                                       (const float *)dscratch);
+                        return true;
+                    });
+                };
+                if (!rc && dm <= 128)
+                    tc_dkv = dm <= 64 ? try_dkv(std::integral_constant<int, 64>())
+                                      : try_dkv(std::integral_constant<int, 128>());
+                else if (!rc)
                     tc_dkv = fa_bwd_pick([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
                         size_t bytes = fa_dkv_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
