@@ -711,9 +711,9 @@ int pn_linalg_qr(pn_array *a, pn_array **q, pn_array **r);
 pn_array *pn_linalg_cross(pn_array *a, pn_array *b, int axis);
 
 /* ── Linear algebra: decompositions (src/ops/linalg_decomp.c) ──
- * mlx.core.linalg's decompositions as primitives: LAPACK on the CPU, cuSOLVER on the GPU (eig
- * and eigvals run on the CPU on either device). Inputs are float32 or float64 (svd, eigh and
- * eigvalsh also complex64; others are an error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
+ * mlx.core.linalg's decompositions as primitives: LAPACK on the CPU, cuSOLVER on the GPU.
+ * Inputs are float32 or float64 (svd, eigh, eigvalsh, eig and eigvals also complex64; others
+ * are an error, as in MLX) with at least two dimensions; leading axes are a batch. A computation that
  * does not converge fails at evaluation with PN_ERR_BACKEND. Outputs are owned by the current
  * scope; on error every output is NULL and the function returns -1 (or NULL). */
 /* Singular value decomposition a = U diag(S) Vt of a (..., m, n), k = min(m, n): with
