@@ -294,6 +294,20 @@ TEST(tensor_core_forward)
         int64_t ran = pnG_sdpa_tensor_core_count() - before;
         CHECK_MSG(ran == 2 * n, "%lld of %d forwards took the tensor cores", (long long)ran, 2 * n);
     }
+    /* one buffer of key / value chunks where two do not fit the shared memory: head dims
+     * above 128 under 80 KiB, up to 128 under the default 48 KiB (where above 128 the CUDA-core
+     * kernel runs) */
+    const size_t limits[2] = {81920, 49152};
+    for (int l = 0; l < 2 && gpu; l++) {
+        const size_t was = pnG_sdpa_set_smem_limit(limits[l]);
+        for (int i = 0; i < n; i++) {
+            const int64_t dm = TENSOR_CORE[i].D > TENSOR_CORE[i].Dv ? TENSOR_CORE[i].D : TENSOR_CORE[i].Dv;
+            if ((l == 0) != (dm > 128)) continue;
+            check_forward(&TENSOR_CORE[i], PN_FLOAT16, 4e-3);
+            check_forward(&TENSOR_CORE[i], PN_BFLOAT16, 2e-2);
+        }
+        pnG_sdpa_set_smem_limit(was);
+    }
 #endif
     /* logsumexp and gradients (the backward reads the forward's logsumexp) */
     const pn_dtype halves[2] = {PN_FLOAT16, PN_BFLOAT16};

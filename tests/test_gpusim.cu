@@ -2,9 +2,10 @@
  * simulated runtime (g++ -DPONTE_GPU_SIM, src/backend/cuda/sim) and natively on a GPU (nvcc):
  * block barriers and shared memory, dynamic shared memory, warp shuffles of every kind and
  * width, votes, atomics under contention, early exit, 2D/3D launches, streams and events,
- * launch and allocation errors. `test_gpusim --bench` also prints launch timings. */
+ * launch and allocation errors, mma / ldmatrix fragments, cp.async groups. `test_gpusim --bench` also prints launch timings. */
 #include <pthread.h>
 
+#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/mma.cuh"
 
@@ -1303,7 +1304,74 @@ template <typename T> static void test_mma_fragments(bool bf16)
     CK(cudaFree(dr));
 }
 
+/* cp.async in two groups: each of the block's 64 threads copies 16 bytes of `a` (group 0)
+ * then 16 of `b` (group 1) into dynamic shared memory. After wait_group 1 and a barrier
+ * every thread reads its neighbour's group-0 bytes into out0 (group 0 must have landed),
+ * after wait_group 0 and a barrier its neighbour's group-1 bytes into out1. early: what a
+ * thread's own group-1 bytes held before any wait (the simulator's 0xCD; undefined on the
+ * device, not checked there). */
+__global__ void cp_async_groups_kernel(const uint4 *a, const uint4 *b, uint4 *out0, uint4 *out1, uint4 *early)
+{
+    PNG_DYNAMIC_SMEM(uint4, sm); /* 2 x 64 pieces of 16 bytes */
+    const int t = threadIdx.x, nb = (t + 1) % 64;
+    png_cp_async16(&sm[t], &a[t]);
+    png_cp_async_commit();
+    png_cp_async16(&sm[64 + t], &b[t]);
+    png_cp_async_commit();
+    early[t] = sm[64 + t];
+    png_cp_async_wait<1>();
+    __syncthreads();
+    out0[t] = sm[nb];
+    png_cp_async_wait<0>();
+    __syncthreads();
+    out1[t] = sm[64 + nb];
+}
+
+/* The cp.async contract (async_copy.cuh) on random bytes: the groups land by their waits. */
+static void test_cp_async(void)
+{
+    uint4 ha[64], hb[64], o0[64], o1[64], early[64];
+    unsigned s = 777u;
+    for (int i = 0; i < 64; i++) {
+        unsigned v[8];
+        for (int k = 0; k < 8; k++) s = s * 1103515245u + 12345u, v[k] = s;
+        ha[i] = make_uint4(v[0], v[1], v[2], v[3]), hb[i] = make_uint4(v[4], v[5], v[6], v[7]);
+    }
+    uint4 *da = dev_alloc<uint4>(64), *db = dev_alloc<uint4>(64), *d0 = dev_alloc<uint4>(64),
+          *d1 = dev_alloc<uint4>(64), *de = dev_alloc<uint4>(64);
+    to_dev(da, ha, 64), to_dev(db, hb, 64);
+    PNG_LAUNCH(cp_async_groups_kernel, 1, 64, 2 * 64 * sizeof(uint4), 0, (const uint4 *)da, (const uint4 *)db,
+               d0, d1, de);
+    CK_LAUNCH();
+    to_host(o0, d0, 64), to_host(o1, d1, 64), to_host(early, de, 64);
+    int bad = 0;
+    for (int t = 0; t < 64; t++) {
+        const int nb = (t + 1) % 64;
+        bad += memcmp(&o0[t], &ha[nb], 16) != 0;
+        bad += memcmp(&o1[t], &hb[nb], 16) != 0;
 #ifdef PONTE_GPU_SIM
+        bad += early[t].x != 0xCDCDCDCDu || early[t].w != 0xCDCDCDCDu; /* not landed before its wait */
+#endif
+    }
+    if (bad) fprintf(stderr, "test_gpusim: cp.async groups: %d mismatches\n", bad);
+    CHECK(bad == 0);
+    CK(cudaFree(da));
+    CK(cudaFree(db));
+    CK(cudaFree(d0));
+    CK(cudaFree(d1));
+    CK(cudaFree(de));
+}
+
+#ifdef PONTE_GPU_SIM
+/* cp.async from a source 4 bytes off its 16-byte alignment (one thread): the launch's error. */
+__global__ void cp_async_misaligned_kernel(const uint32_t *src)
+{
+    PNG_DYNAMIC_SMEM(uint4, sm);
+    png_cp_async16(&sm[threadIdx.x], src + 1 + 4 * threadIdx.x);
+    png_cp_async_commit();
+    png_cp_async_wait<0>();
+}
+
 /* ldmatrix from rows 2 bytes off their 16-byte alignment: the device's misaligned-address
  * fault, the launch's error in the simulator. */
 __global__ void ldmatrix_misaligned_kernel(uint32_t *out)
@@ -1356,11 +1424,19 @@ int main(int argc, char **argv)
     test_pool();
     test_mma_fragments<pn_float16>(false);
     test_mma_fragments<pn_bfloat16>(true);
+    test_cp_async();
 #ifdef PONTE_GPU_SIM
     {
         uint32_t *u = dev_alloc<uint32_t>(32);
         fprintf(stderr, "test_gpusim: (an ldmatrix misalignment diagnostic follows, as intended)\n");
         PNG_LAUNCH(ldmatrix_misaligned_kernel, 1, 32, 0, 0, u);
+        CHECK(cudaGetLastError() == cudaErrorMisalignedAddress);
+        CK(cudaFree(u));
+    }
+    {
+        uint32_t *u = dev_alloc<uint32_t>(4 * 32 + 4);
+        fprintf(stderr, "test_gpusim: (a cp.async misalignment diagnostic follows, as intended)\n");
+        PNG_LAUNCH(cp_async_misaligned_kernel, 1, 1, sizeof(uint4), 0, (const uint32_t *)u);
         CHECK(cudaGetLastError() == cudaErrorMisalignedAddress);
         CK(cudaFree(u));
     }

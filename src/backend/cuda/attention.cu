@@ -17,6 +17,7 @@
  * accumulators in registers as the forward does). Fewer query rows against many keys: the
  * split-key decoding kernels. */
 #include "backend/attention_params.h"
+#include "backend/cuda/async_copy.cuh"
 #include "backend/cuda/attention.h"
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/mma.cuh"
@@ -269,27 +270,32 @@ template <int DM> struct fa2_cfg {
     static const bool QREG = DM <= 128;
 };
 
-/* Byte offsets of the forward's shared memory (input type): the q tile (FA_BM x (D + FA2_PAD)),
- * key and value chunks (BN x (D + FA2_PAD), BN x (Dv + FA2_PAD)); 128-byte aligned parts. */
+/* Byte offsets of the forward's shared memory (input type) with `stages` (1 or 2) buffers of
+ * key and value chunks (BN x (D + FA2_PAD), BN x (Dv + FA2_PAD)), buffer s's at k + s * kv and
+ * v + s * kv, and the q tile (FA_BM x (D + FA2_PAD)); 128-byte aligned parts. With QREG the q
+ * tile lies over the first buffer (it is read into registers before any chunk is staged). */
 struct fa2_layout {
-    size_t q, k, v, bytes;
+    size_t q, k, v, kv, bytes;
 };
-template <int DM> __host__ __device__ __forceinline__ fa2_layout fa2_layout_of(int64_t D, int64_t Dv, size_t es)
+template <int DM>
+__host__ __device__ __forceinline__ fa2_layout fa2_layout_of(int64_t D, int64_t Dv, size_t es, int stages)
 {
     const int BN = fa2_cfg<DM>::BN;
     const size_t qb = fa_up(FA_BM * (D + FA2_PAD) * es), kb = fa_up(BN * (D + FA2_PAD) * es),
                  vb = fa_up(BN * (Dv + FA2_PAD) * es);
     fa2_layout L;
-    L.k = 0, L.v = kb;
-    if (fa2_cfg<DM>::QREG) L.q = 0, L.bytes = qb > kb + vb ? qb : kb + vb;
-    else L.q = kb + vb, L.bytes = kb + vb + qb;
+    L.k = 0, L.v = kb, L.kv = kb + vb;
+    const size_t chunks = stages * L.kv;
+    if (fa2_cfg<DM>::QREG) L.q = 0, L.bytes = qb > chunks ? qb : chunks;
+    else L.q = chunks, L.bytes = chunks + qb;
     return L;
 }
 
 /* Rows [r0, r0 + n) of a (b, h) matrix with row stride rs and X (a multiple of 8) columns
  * into s (n rows of ld elements, ld a multiple of 8; 0: X), rows past `rows` zero; 16-byte
- * moves when the rows allow. The whole block. */
-template <typename T>
+ * moves when the rows allow, with ASYNC as cp.async (async_copy.cuh: they land at the
+ * thread's png_cp_async_wait; the caller commits the group). The whole block. */
+template <typename T, bool ASYNC = false>
 __device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n, int64_t rows, int64_t X,
                          int64_t ld = 0)
 {
@@ -302,7 +308,8 @@ __device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n,
         if (r0 + r >= rows) {
             *dst = make_uint4(0, 0, 0, 0);
         } else if (vec) {
-            *dst = *(const uint4 *)(base + (r0 + r) * rs + c * 8);
+            if constexpr (ASYNC) png_cp_async16(dst, base + (r0 + r) * rs + c * 8);
+            else *dst = *(const uint4 *)(base + (r0 + r) * rs + c * 8);
         } else {
             const T *src = base + (r0 + r) * rs + c * 8;
             for (int u = 0; u < 8; u++) s[r * ld + c * 8 + u] = src[u];
@@ -313,16 +320,19 @@ __device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n,
 /* The larger of two row maxima; a NaN wins. */
 __device__ __forceinline__ float fa2_max(float x, float y) { return (y > x || y != y) ? y : x; }
 
-/* out (B, Hq, Lq, Dv), lse (B, Hq, Lq) for head dims up to DM (see fa2_cfg). */
+/* out (B, Hq, Lq, Dv), lse (B, Hq, Lq) for head dims up to DM (see fa2_cfg). With stages = 2
+ * the next key / value chunk is copied in (cp.async) while the warps compute on this one; with
+ * 1 (when two buffers do not fit the shared memory) it is copied between chunks. A warp skips
+ * the chunks that causal masking hides from all its rows (keys_needed of its 16 rows). */
 template <typename T, int DM>
-__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_args a, T *out, float *lse)
+__global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_args a, T *out, float *lse, int stages)
 {
     typedef fa2_cfg<DM> cfg;
     constexpr int BN = cfg::BN, NT = BN / 8, KD = DM / 16, NO = DM / 8;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
-    const fa2_layout L = fa2_layout_of<DM>(D, Dv, sizeof(T));
-    T *sq = (T *)(smem + L.q), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
+    const fa2_layout L = fa2_layout_of<DM>(D, Dv, sizeof(T), stages);
+    T *sq = (T *)(smem + L.q);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4, r0 = warp * 16;
     const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
     /* the lane's row addresses for ldmatrix: Q (rows r0.., matrices (rows 0-7 | 8-15) x
@@ -336,7 +346,9 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
         const query_tile<T> qt = query_tile_of<T>(a, tile, FA_BM);
         const int64_t bh = qt.bh, b = qt.b, h = qt.h, i0 = qt.i0, m = qt.m, nk = qt.nk;
         const T *K = qt.K, *V = qt.V;
-        __syncthreads();
+        /* the keys this warp's rows need; none for rows past the tile's */
+        const int64_t wnk = r0 < m ? keys_needed(a, i0 + r0, m - r0 < 16 ? m - r0 : 16) : 0;
+        __syncthreads(); /* the previous tile's chunks read */
         fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, FA_BM, a.Lq, D, ldk);
         __syncthreads();
         uint32_t qf[cfg::QREG ? KD : 1][4];
@@ -344,86 +356,106 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
             FA2_UNROLL
             for (int kk = 0; kk < KD; kk++)
                 if (kk < D / 16) png_ldmatrix_x4(qf[kk], sq + qoff + kk * 16);
+            __syncthreads(); /* the q tile read: the first chunk goes over it */
         }
         float o[NO][4], mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
         FA2_UNROLL
         for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-        for (int64_t j0 = 0; j0 < nk; j0 += BN) {
-            __syncthreads(); /* the previous chunk (or, with QREG, the q tile) read */
-            fa_stage(sk, K, a.ks[2], j0, BN, nk, D, ldk);
-            fa_stage(sv, V, a.vs[2], j0, BN, nk, Dv, ldv);
-            __syncthreads();
-            /* S = Q K^T for the warp's 16 rows */
-            float s[NT][4];
-            FA2_UNROLL
-            for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-            FA2_UNROLL
-            for (int kk = 0; kk < KD; kk++) {
-                if (kk >= D / 16) break;
-                uint32_t af[4];
-                const uint32_t *A = af;
-                if constexpr (cfg::QREG) A = qf[kk];
-                else png_ldmatrix_x4(af, sq + qoff + kk * 16);
+        /* chunk c (keys from c * BN) into buffer c % stages, as one cp.async group */
+        auto stage_chunk = [&](int64_t c) {
+            unsigned char *buf = smem + (c % stages) * L.kv;
+            fa_stage<T, true>((T *)(buf + L.k), K, a.ks[2], c * BN, BN, nk, D, ldk);
+            fa_stage<T, true>((T *)(buf + L.v), V, a.vs[2], c * BN, BN, nk, Dv, ldv);
+            png_cp_async_commit();
+        };
+        if (nk > 0) stage_chunk(0);
+        for (int64_t c = 0, j0 = 0; j0 < nk; c++, j0 += BN) {
+            const bool more = j0 + BN < nk;
+            if (stages > 1 && more) {
+                stage_chunk(c + 1); /* its buffer was last read in chunk c - 1, before the barrier below */
+                png_cp_async_wait<1>();
+            } else {
+                png_cp_async_wait<0>();
+            }
+            __syncthreads(); /* chunk c landed, from every thread's copies */
+            const unsigned char *buf = smem + (c % stages) * L.kv;
+            const T *sk = (const T *)(buf + L.k), *sv = (const T *)(buf + L.v);
+            if (j0 < wnk) {
+                /* S = Q K^T for the warp's 16 rows */
+                float s[NT][4];
                 FA2_UNROLL
-                for (int np = 0; np < NT / 2; np++) {
-                    uint32_t bf[4];
-                    png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
-                    png_mma_16816<T>(s[2 * np], A, bf, s[2 * np]);
-                    png_mma_16816<T>(s[2 * np + 1], A, bf + 2, s[2 * np + 1]);
+                for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+                FA2_UNROLL
+                for (int kk = 0; kk < KD; kk++) {
+                    if (kk >= D / 16) break;
+                    uint32_t af[4];
+                    const uint32_t *A = af;
+                    if constexpr (cfg::QREG) A = qf[kk];
+                    else png_ldmatrix_x4(af, sq + qoff + kk * 16);
+                    FA2_UNROLL
+                    for (int np = 0; np < NT / 2; np++) {
+                        uint32_t bf[4];
+                        png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
+                        png_mma_16816<T>(s[2 * np], A, bf, s[2 * np]);
+                        png_mma_16816<T>(s[2 * np + 1], A, bf + 2, s[2 * np + 1]);
+                    }
+                }
+                /* scale and mask; the rows' online softmax (rows g and g + 8 of the warp's) */
+                float cm[2] = {-INFINITY, -INFINITY};
+                FA2_UNROLL
+                for (int n = 0; n < NT; n++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        const int rr = r0 + g + (e / 2) * 8;
+                        const int64_t j = j0 + n * 8 + 2 * t + (e & 1);
+                        float v = -INFINITY;
+                        bool drop;
+                        if (rr < m && j < nk) v = mask_score<T, float>(a, s[n][e], b, h, i0 + rr, j, &drop);
+                        s[n][e] = v;
+                        cm[e / 2] = fa2_max(cm[e / 2], v);
+                    }
+                float al[2];
+                FA2_UNROLL
+                for (int r = 0; r < 2; r++) {
+                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
+                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
+                    const float mnew = fa2_max(mx[r], cm[r]);
+                    /* a row whose scores so far are all -inf has nothing to rescale */
+                    al[r] = mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
+                    mx[r] = mnew;
+                }
+                float part[2] = {0.0f, 0.0f};
+                FA2_UNROLL
+                for (int n = 0; n < NT; n++)
+                    FA2_UNROLL
+                    for (int e = 0; e < 4; e++) {
+                        const float p = mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[n][e] - mx[e / 2]);
+                        s[n][e] = p;
+                        part[e / 2] += p;
+                    }
+                /* the lane's share of each row's sum (the quad's shares added at the end) */
+                sum[0] = sum[0] * al[0] + part[0], sum[1] = sum[1] * al[1] + part[1];
+                FA2_UNROLL
+                for (int n = 0; n < NO; n++) o[n][0] *= al[0], o[n][1] *= al[0], o[n][2] *= al[1], o[n][3] *= al[1];
+                /* O += P V: P's A fragment of keys 16kc.. from S's tiles 2kc and 2kc + 1 */
+                FA2_UNROLL
+                for (int kc = 0; kc < BN / 16; kc++) {
+                    const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]),
+                                            png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                                            png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                                            png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+                    FA2_UNROLL
+                    for (int np = 0; np < NO / 2; np++) {
+                        if (np >= Dv / 16) break;
+                        uint32_t bf[4];
+                        png_ldmatrix_x4_trans(bf, sv + voff + kc * 16 * ldv + np * 16);
+                        png_mma_16816<T>(o[2 * np], pa, bf, o[2 * np]);
+                        png_mma_16816<T>(o[2 * np + 1], pa, bf + 2, o[2 * np + 1]);
+                    }
                 }
             }
-            /* scale and mask; the rows' online softmax (rows g and g + 8 of the warp's) */
-            float cm[2] = {-INFINITY, -INFINITY};
-            FA2_UNROLL
-            for (int n = 0; n < NT; n++)
-                FA2_UNROLL
-                for (int e = 0; e < 4; e++) {
-                    const int rr = r0 + g + (e / 2) * 8;
-                    const int64_t j = j0 + n * 8 + 2 * t + (e & 1);
-                    float v = -INFINITY;
-                    bool drop;
-                    if (rr < m && j < nk) v = mask_score<T, float>(a, s[n][e], b, h, i0 + rr, j, &drop);
-                    s[n][e] = v;
-                    cm[e / 2] = fa2_max(cm[e / 2], v);
-                }
-            float al[2];
-            FA2_UNROLL
-            for (int r = 0; r < 2; r++) {
-                cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
-                cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
-                const float mnew = fa2_max(mx[r], cm[r]);
-                /* a row whose scores so far are all -inf has nothing to rescale */
-                al[r] = mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
-                mx[r] = mnew;
-            }
-            float part[2] = {0.0f, 0.0f};
-            FA2_UNROLL
-            for (int n = 0; n < NT; n++)
-                FA2_UNROLL
-                for (int e = 0; e < 4; e++) {
-                    const float p = mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[n][e] - mx[e / 2]);
-                    s[n][e] = p;
-                    part[e / 2] += p;
-                }
-            /* the lane's share of each row's sum (the quad's shares added at the end) */
-            sum[0] = sum[0] * al[0] + part[0], sum[1] = sum[1] * al[1] + part[1];
-            FA2_UNROLL
-            for (int n = 0; n < NO; n++) o[n][0] *= al[0], o[n][1] *= al[0], o[n][2] *= al[1], o[n][3] *= al[1];
-            /* O += P V: P's A fragment of keys 16kc.. from S's tiles 2kc and 2kc + 1 */
-            FA2_UNROLL
-            for (int kc = 0; kc < BN / 16; kc++) {
-                const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
-                                        png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                                        png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                FA2_UNROLL
-                for (int np = 0; np < NO / 2; np++) {
-                    if (np >= Dv / 16) break;
-                    uint32_t bf[4];
-                    png_ldmatrix_x4_trans(bf, sv + voff + kc * 16 * ldv + np * 16);
-                    png_mma_16816<T>(o[2 * np], pa, bf, o[2 * np]);
-                    png_mma_16816<T>(o[2 * np + 1], pa, bf + 2, o[2 * np + 1]);
-                }
-            }
+            __syncthreads(); /* chunk c read: its buffer may be staged again */
+            if (stages == 1 && more) stage_chunk(c + 1);
         }
         FA2_UNROLL
         for (int r = 0; r < 2; r++) {
@@ -1424,31 +1456,37 @@ static int launch_tc(const char *what, K kern, int64_t tiles, size_t bytes, int 
     return rc;
 }
 
-/* Whether a forward takes sdpa_fwd_tc_kernel: use_tensor_cores with its head dims' bucket's
- * shared memory. */
-template <typename T> static bool use_fa2(const pnG_sdpa_args *a)
+/* f(std::integral_constant<int, DM>()) for the forward's head-dim bucket DM (64, 128, 256)
+ * of a. */
+template <typename F> static auto fa2_bucket(const pnG_sdpa_args *a, F f)
 {
     const int64_t dm = a->D > a->Dv ? a->D : a->Dv;
-    const size_t es = sizeof(T);
-    size_t bytes = dm <= 64    ? fa2_layout_of<64>(a->D, a->Dv, es).bytes
-                   : dm <= 128 ? fa2_layout_of<128>(a->D, a->Dv, es).bytes
-                               : fa2_layout_of<256>(a->D, a->Dv, es).bytes;
-    return use_tensor_cores<T>(a, bytes);
+    if (dm <= 64) return f(std::integral_constant<int, 64>());
+    if (dm <= 128) return f(std::integral_constant<int, 128>());
+    return f(std::integral_constant<int, 256>());
 }
 
-/* Launches sdpa_fwd_tc_kernel for the head dims' bucket (64, 128, 256). 0 or -1. */
+/* Whether a forward takes sdpa_fwd_tc_kernel: use_tensor_cores with its bucket's shared memory
+ * for one buffer of chunks. */
+template <typename T> static bool use_fa2(const pnG_sdpa_args *a)
+{
+    return fa2_bucket(a, [&](auto dm) {
+        return use_tensor_cores<T>(a, fa2_layout_of<decltype(dm)::value>(a->D, a->Dv, sizeof(T), 1).bytes);
+    });
+}
+
+/* Launches sdpa_fwd_tc_kernel for a's bucket, with two buffers of chunks where they fit the
+ * device's shared memory. 0 or -1. */
 template <typename T> static int launch_fa2(const pnG_sdpa_args *a, void *out, void *lse, int stream)
 {
-    const int64_t dm = a->D > a->Dv ? a->D : a->Dv, tiles = a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM);
-    const size_t es = sizeof(T);
-    if (dm <= 64)
-        return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, 64>, tiles, fa2_layout_of<64>(a->D, a->Dv, es).bytes,
-                         stream, *a, (T *)out, (float *)lse);
-    if (dm <= 128)
-        return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, 128>, tiles,
-                         fa2_layout_of<128>(a->D, a->Dv, es).bytes, stream, *a, (T *)out, (float *)lse);
-    return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, 256>, tiles, fa2_layout_of<256>(a->D, a->Dv, es).bytes,
-                     stream, *a, (T *)out, (float *)lse);
+    const int64_t tiles = a->B * a->Hq * ((a->Lq + FA_BM - 1) / FA_BM);
+    return fa2_bucket(a, [&](auto dm) {
+        constexpr int DM = decltype(dm)::value;
+        const int stages = fa2_layout_of<DM>(a->D, a->Dv, sizeof(T), 2).bytes <= smem_optin() ? 2 : 1;
+        return launch_tc("sdpa_forward_tc", sdpa_fwd_tc_kernel<T, DM>, tiles,
+                         fa2_layout_of<DM>(a->D, a->Dv, sizeof(T), stages).bytes, stream, *a, (T *)out,
+                         (float *)lse, stages);
+    });
 }
 
 /* Whether a forward takes the split-key decoding kernels: fewer than 16 query rows, keys to

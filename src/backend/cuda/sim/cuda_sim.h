@@ -29,6 +29,8 @@
  *     PONTE_SIM_NO_DEVICE=1 makes cudaGetDeviceCount report no device,
  *     PONTE_SIM_SMEM_OPTIN=<bytes> lowers the opt-in shared memory per block from an H100's
  *     227 KiB (e.g. 101376: the 99 KiB of sm_86 / sm_89; clamped to 48 KiB .. 227 KiB).
+ * cp.async (async_copy.cuh) copies at the issuing thread's wait_group; until then its
+ * destination holds 0xCD bytes.
  * Runtime calls (runtime.cpp) run synchronously at the call, which keeps stream order.
  * Device memory is host memory; new allocations are filled with 0xCD.
  *
@@ -202,6 +204,15 @@ unsigned pnsim_activemask(void);
 void pnsim_yield(void);
 /* A monotonic nanosecond count (clock64). */
 long long pnsim_clock(void);
+/* cp.async (async_copy.cuh): the calling thread's asynchronous copy of `bytes` from src into
+ * dst. dst holds 0xCD bytes until a pnsim_cp_async_wait of this thread completes the copy's
+ * group (the device leaves it undefined until then); src is read at that wait. Outside a
+ * kernel: copied at once. */
+void pnsim_cp_async(void *dst, const void *src, unsigned bytes);
+/* cp.async.commit_group: the thread's copies since its last commit become one group. */
+void pnsim_cp_async_commit(void);
+/* cp.async.wait_group n: completes the thread's committed groups but the n newest. */
+void pnsim_cp_async_wait(int n);
 
 #define PNSIM_FENCE() __asm__ __volatile__("" ::: "memory")
 

@@ -130,6 +130,13 @@ struct SimThread {
     Fiber *fiber; /* NULL until it first runs, and after it exits */
 };
 
+/* A thread's cp.async not yet completed: group ~0u until committed. */
+struct AsyncCopy {
+    void *dst;
+    const void *src;
+    unsigned bytes, group;
+};
+
 struct Warp {
     unsigned exist;   /* lanes present in the block */
     unsigned arrived; /* lanes waiting at a collective */
@@ -159,6 +166,8 @@ struct Sched {
     uint3 shape = {0, 0, 0}; /* block shape th/warps were built for */
     int n = 0;               /* threads per block */
     std::vector<SimThread> th;
+    std::vector<std::vector<AsyncCopy>> async; /* per thread: its pending cp.async */
+    std::vector<unsigned> async_groups;        /* per thread: groups committed so far */
     std::vector<Warp> warps;
     unsigned char *smem = nullptr;
     size_t smem_cap = 0, smem_bytes = 0;
@@ -455,8 +464,23 @@ void warp_recheck(Sched *s, Warp *w, unsigned warp)
     }
 }
 
+/* Completes thread i's pending copies whose group is committed and numbered below `below`,
+ * or every pending copy when `all`. */
+void async_complete(Sched *s, int i, unsigned below, bool all)
+{
+    std::vector<AsyncCopy> &q = s->async[(size_t)i];
+    size_t keep = 0;
+    for (size_t k = 0; k < q.size(); k++) {
+        AsyncCopy c = q[k];
+        if (all || (c.group != ~0u && c.group < below)) memcpy(c.dst, c.src, c.bytes);
+        else q[keep++] = c;
+    }
+    q.resize(keep);
+}
+
 void thread_exit(Sched *s, SimThread *t)
 {
+    async_complete(s, (int)(t - s->th.data()), 0, true); /* a thread's copies still land */
     t->state = T_DONE;
     s->live--;
     Warp *w = &s->warps[t->warp];
@@ -650,6 +674,8 @@ void setup_shape(Sched *s, dim3 b)
         t->warp = (unsigned)i >> 5;
         s->warps[i >> 5].exist |= 1u << (i & 31);
     }
+    s->async.assign((size_t)n, std::vector<AsyncCopy>());
+    s->async_groups.assign((size_t)n, 0);
     s->queue.assign((size_t)n, 0);
     s->order.resize((size_t)n);
     s->sync_wait.reserve((size_t)n);
@@ -658,7 +684,11 @@ void setup_shape(Sched *s, dim3 b)
 /* Runs the current block; false (message in s->msg) when it failed. */
 bool run_block(Sched *s)
 {
-    for (int i = 0; i < s->n; i++) s->th[i].state = T_FRESH;
+    for (int i = 0; i < s->n; i++) {
+        s->th[i].state = T_FRESH;
+        s->async[i].clear();
+        s->async_groups[i] = 0;
+    }
     for (Warp &w : s->warps) w.arrived = w.done = 0;
     s->live = s->n;
     s->qhead = s->qlen = 0;
@@ -765,6 +795,36 @@ void pnsim_yield(void)
     if (!s || !s->cur) return;
     push_ready(s, s->cur);
     block_current(s);
+}
+
+void pnsim_cp_async(void *dst, const void *src, unsigned bytes)
+{
+    Sched *s = tl_sched;
+    if (!s || !s->cur) {
+        memcpy(dst, src, bytes);
+        return;
+    }
+    memset(dst, 0xCD, bytes);
+    s->async[(size_t)(s->cur - s->th.data())].push_back(AsyncCopy{dst, src, bytes, ~0u});
+}
+
+void pnsim_cp_async_commit(void)
+{
+    Sched *s = tl_sched;
+    if (!s || !s->cur) return;
+    const size_t i = (size_t)(s->cur - s->th.data());
+    for (AsyncCopy &c : s->async[i])
+        if (c.group == ~0u) c.group = s->async_groups[i];
+    s->async_groups[i]++;
+}
+
+void pnsim_cp_async_wait(int n)
+{
+    Sched *s = tl_sched;
+    if (!s || !s->cur) return;
+    const int i = (int)(s->cur - s->th.data());
+    const unsigned made = s->async_groups[(size_t)i];
+    async_complete(s, i, n < 0 || (unsigned)n >= made ? 0 : made - (unsigned)n, false);
 }
 
 long long pnsim_clock(void)
