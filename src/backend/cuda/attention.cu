@@ -291,6 +291,31 @@ __host__ __device__ __forceinline__ fa2_layout fa2_layout_of(int64_t D, int64_t 
     return L;
 }
 
+/* The chunk loop of the tensor-core kernels over chunks c = 0 .. n - 1: stage(c, buf) puts
+ * chunk c into buffer buf as cp.async copies (fa_stage<T, true>), compute(c, buf) runs once
+ * every thread's copies of it have landed. With stages = 2 chunk c + 1 is staged into the
+ * other buffer while chunk c is computed; with 1, between chunks. The whole block calls it
+ * (its barriers), with the buffers free: the caller's earlier reads behind a barrier. */
+template <typename Stage, typename Compute>
+__device__ __forceinline__ void fa_chunks(int64_t n, int stages, Stage stage, Compute compute)
+{
+    if (n > 0) stage(0, 0), png_cp_async_commit();
+    for (int64_t c = 0; c < n; c++) {
+        const bool more = c + 1 < n;
+        const int buf = stages > 1 ? (int)(c & 1) : 0;
+        if (stages > 1 && more) { /* the other buffer was last read in chunk c - 1, before its barrier */
+            stage(c + 1, buf ^ 1), png_cp_async_commit();
+            png_cp_async_wait<1>();
+        } else {
+            png_cp_async_wait<0>();
+        }
+        __syncthreads(); /* chunk c landed, from every thread's copies */
+        compute(c, buf);
+        __syncthreads(); /* chunk c read: its buffer may be staged again */
+        if (stages == 1 && more) stage(c + 1, 0), png_cp_async_commit();
+    }
+}
+
 /* Rows [r0, r0 + n) of a (b, h) matrix with row stride rs and X (a multiple of 8) columns
  * into s (n rows of ld elements, ld a multiple of 8; 0: X), rows past `rows` zero; 16-byte
  * moves when the rows allow, with ASYNC as cp.async (async_copy.cuh: they land at the
@@ -361,26 +386,17 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
         float o[NO][4], mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
         FA2_UNROLL
         for (int n = 0; n < NO; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
-        /* chunk c (keys from c * BN) into buffer c % stages, as one cp.async group */
-        auto stage_chunk = [&](int64_t c) {
-            unsigned char *buf = smem + (c % stages) * L.kv;
-            fa_stage<T, true>((T *)(buf + L.k), K, a.ks[2], c * BN, BN, nk, D, ldk);
-            fa_stage<T, true>((T *)(buf + L.v), V, a.vs[2], c * BN, BN, nk, Dv, ldv);
-            png_cp_async_commit();
-        };
-        if (nk > 0) stage_chunk(0);
-        for (int64_t c = 0, j0 = 0; j0 < nk; c++, j0 += BN) {
-            const bool more = j0 + BN < nk;
-            if (stages > 1 && more) {
-                stage_chunk(c + 1); /* its buffer was last read in chunk c - 1, before the barrier below */
-                png_cp_async_wait<1>();
-            } else {
-                png_cp_async_wait<0>();
-            }
-            __syncthreads(); /* chunk c landed, from every thread's copies */
-            const unsigned char *buf = smem + (c % stages) * L.kv;
-            const T *sk = (const T *)(buf + L.k), *sv = (const T *)(buf + L.v);
-            if (j0 < wnk) {
+        fa_chunks(
+            (nk + BN - 1) / BN, stages,
+            [&](int64_t c, int buf) {
+                unsigned char *at = smem + buf * L.kv;
+                fa_stage<T, true>((T *)(at + L.k), K, a.ks[2], c * BN, BN, nk, D, ldk);
+                fa_stage<T, true>((T *)(at + L.v), V, a.vs[2], c * BN, BN, nk, Dv, ldv);
+            },
+            [&](int64_t c, int buf) {
+                const int64_t j0 = c * BN;
+                if (j0 >= wnk) return; /* hidden from all the warp's rows */
+                const T *sk = (const T *)(smem + buf * L.kv + L.k), *sv = (const T *)(smem + buf * L.kv + L.v);
                 /* S = Q K^T for the warp's 16 rows */
                 float s[NT][4];
                 FA2_UNROLL
@@ -453,10 +469,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
                         png_mma_16816<T>(o[2 * np + 1], pa, bf + 2, o[2 * np + 1]);
                     }
                 }
-            }
-            __syncthreads(); /* chunk c read: its buffer may be staged again */
-            if (stages == 1 && more) stage_chunk(c + 1);
-        }
+            });
         FA2_UNROLL
         for (int r = 0; r < 2; r++) {
             sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
