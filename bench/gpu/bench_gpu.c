@@ -1349,6 +1349,7 @@ typedef struct {
     pn_array *q, *k, *v, *cot;
     const char *mask; /* "" or "causal" */
     bool tensor_cores, backward; /* tensor_cores: the fast paths (pnG_sdpa_set_fast_paths) on */
+    size_t smem_limit;           /* pnG_sdpa_set_smem_limit's cap while it runs; 0: the device's */
 } sdpa_ctx;
 
 static int sdpa_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
@@ -1367,6 +1368,7 @@ static int run_sdpa(void *p)
 {
     sdpa_ctx *c = p;
     bool was = pnG_sdpa_set_fast_paths(c->tensor_cores);
+    size_t cap = pnG_sdpa_set_smem_limit(c->smem_limit);
     pn_array *r[4] = {NULL, NULL, NULL, NULL}, *x[3] = {c->q, c->k, c->v};
     int rc = -1, n = 0;
     pn_scope_push();
@@ -1380,6 +1382,7 @@ static int run_sdpa(void *p)
     }
     if (rc == 0) rc = gpu_sync();
     pn_scope_pop();
+    pnG_sdpa_set_smem_limit(cap);
     pnG_sdpa_set_fast_paths(was);
     return rc;
 }
@@ -1387,7 +1390,10 @@ static int run_sdpa(void *p)
 /* sdpa_bf16[_causal]_BxHxLxD: the fused attention forward (pn_fast_scaled_dot_product_attention,
  * bfloat16, no mask or causal) on the tensor cores against the CUDA-core kernels in the same
  * run, both results first compared (largest difference over the output's largest value);
- * sdpa_fwd_bwd_bf16...: the forward and the gradients of q, k and v (pn_vjp) likewise.
+ * sdpa_fwd_bwd_bf16...: the forward and the gradients of q, k and v (pn_vjp) likewise;
+ * sdpa_two_buffers_bf16...: the tensor-core forward with the device's shared memory (the next
+ * key / value chunk copied in by cp.async during this one's products, up to 128 dims) against
+ * the same under the default 48 KiB (one buffer: copies between chunks).
  * PyTorch's scaled_dot_product_attention in bench_torch.py. TFLOP/s count the forward's two
  * products (3.5 times that for forward and backward), halved for causal. */
 static void bench_sdpa(void)
@@ -1457,6 +1463,15 @@ static void bench_sdpa(void)
         report(name, flops / t / 1e12, "TFLOP/s", tb / t, "cuda_cores");
         NOTE("median %.3f ms (CUDA cores %.3f ms); largest difference %.3g of the largest value %.3g\n",
              t * 1e3, tb * 1e3, worst, top);
+        snprintf(name, sizeof name, "sdpa_two_buffers_bf16%s_%lldx%lldx%lldx%lld", causal ? "_causal" : "",
+                 (long long)B, (long long)H, (long long)L, (long long)D);
+        sdpa_ctx one = ct;
+        one.smem_limit = 48 * 1024;
+        if (time_pair(run_sdpa, &ct, run_sdpa, &one, &t, &tb) != 0) {
+            report_error(name);
+            continue;
+        }
+        report(name, flops / t / 1e12, "TFLOP/s", tb / t, "one_buffer");
         /* forward and backward (value and the three gradients): 2.5 times the forward's flops
          * as flash attention counts them (the backward's five products over the forward's two) */
         snprintf(name, sizeof name, "sdpa_fwd_bwd_bf16%s_%lldx%lldx%lldx%lld", causal ? "_causal" : "",
