@@ -107,11 +107,12 @@ static int blas_acquire(int stream)
 
 static int max1(int x) { return x > 1 ? x : 1; }
 
-/* A launcher's device scratch: a workspace of wbytes (at least 1) and one info per matrix. */
+/* A launcher's scratch: a device workspace of wbytes (at least 1), one info per matrix, and
+ * for the 64-bit API's routines that also take a host workspace (Xgeev), host of hbytes. */
 struct scratch {
-    void *work;
+    void *work, *host;
     int *info;
-    size_t wbytes;
+    size_t wbytes, hbytes;
     int64_t nmat;
     int stream;
 };
@@ -126,11 +127,23 @@ static int scratch_alloc(scratch *s, size_t wbytes, int64_t nmat, int stream)
     return s->work && s->info ? 0 : -1;
 }
 
+/* scratch_alloc with a host workspace of hbytes (at least 1) too; `what` names the routine in
+ * the out-of-memory error. */
+static int scratch_alloc_host(scratch *s, size_t wbytes, size_t hbytes, int64_t nmat, int stream,
+                              const char *what)
+{
+    s->hbytes = hbytes ? hbytes : 1;
+    if (!(s->host = malloc(s->hbytes)))
+        return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::%s] Out of host memory.", what);
+    return scratch_alloc(s, wbytes, nmat, stream);
+}
+
 static void scratch_free(scratch *s)
 {
     if (s->work) pnG_free(s->work, s->wbytes, s->stream);
     if (s->info) pnG_free(s->info, sizeof(int) * (size_t)s->nmat, s->stream);
-    s->work = NULL, s->info = NULL;
+    free(s->host);
+    s->work = NULL, s->info = NULL, s->host = NULL;
 }
 
 /* ───────────────────────────── per-dtype entry points ───────────────────────────── */
@@ -384,7 +397,6 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
     size_t wbytes = sizeof(T) * (2 * (size_t)n * nmat + (vecs ? nn * nmat : nn) + nn);
     T *w = (T *)pnG_malloc(wbytes, stream), *vr = w ? w + 2 * (size_t)n * nmat : NULL;
     T *vl = vr ? vr + (vecs ? nn * nmat : nn) : NULL;
-    void *hwork = NULL;
     scratch sc = {};
     int rc = 0;
     if (!w) return -1;
@@ -396,17 +408,15 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
     SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
                                             n, real, a, n, cplx, w, real, vl, n, real, vr, n, real,
                                             &dbytes, &hbytes));
-    hwork = malloc(hbytes ? hbytes : 1);
-    if (scratch_alloc(&sc, dbytes, nmat, stream) || !hwork) {
-        if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+    if (scratch_alloc_host(&sc, dbytes, hbytes, nmat, stream, "eig")) {
         rc = -1;
         goto done;
     }
     for (int64_t i = 0; i < nmat; i++)
         SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n,
                                      real, a + i * nn, n, cplx, w + 2 * i * n, real, vl, n, real,
-                                     vecs ? vr + i * nn : vr, n, real, sc.work, sc.wbytes, hwork,
-                                     hbytes ? hbytes : 1, sc.info + i));
+                                     vecs ? vr + i * nn : vr, n, real, sc.work, sc.wbytes, sc.host,
+                                     sc.hbytes, sc.info + i));
 done:
     if (params) cusolverDnDestroyParams(params);
     pthread_mutex_unlock(&solver_lock);
@@ -419,7 +429,6 @@ done:
         rc = pnG_check_launch("eig_pack_kernel");
     }
     scratch_free(&sc);
-    free(hwork);
     pnG_free(w, wbytes, stream);
     return rc;
 }
@@ -443,7 +452,6 @@ int pnG_solver_eig_complex(int64_t nmat, int n, void *a, void *vals, void *vr, i
     float *vl = (float *)pnG_malloc(cbytes * (nn ? nn : 1), stream);
     cusolverDnParams_t params = NULL;
     size_t dbytes = 0, hbytes = 0;
-    void *hwork = NULL;
     scratch sc = {};
     int rc = 0;
     if (!vl) return -1;
@@ -455,23 +463,20 @@ int pnG_solver_eig_complex(int64_t nmat, int n, void *a, void *vals, void *vr, i
     SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
                                             n, c, A, n, c, W, c, vl, n, c, VR ? VR : vl, n, c,
                                             &dbytes, &hbytes));
-    hwork = malloc(hbytes ? hbytes : 1);
-    if (scratch_alloc(&sc, dbytes, nmat, stream) || !hwork) {
-        if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+    if (scratch_alloc_host(&sc, dbytes, hbytes, nmat, stream, "eig")) {
         rc = -1;
         goto done;
     }
     for (int64_t i = 0; i < nmat; i++)
         SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n, c,
                                      A + 2 * i * nn, n, c, W + 2 * i * n, c, vl, n, c,
-                                     VR ? VR + 2 * i * nn : vl, n, c, sc.work, sc.wbytes, hwork,
-                                     hbytes ? hbytes : 1, sc.info + i));
+                                     VR ? VR + 2 * i * nn : vl, n, c, sc.work, sc.wbytes, sc.host,
+                                     sc.hbytes, sc.info + i));
 done:
     if (params) cusolverDnDestroyParams(params);
     pthread_mutex_unlock(&solver_lock);
     if (rc == 0) rc = check_infos(vr ? "eig" : "eigvals", sc.info, nmat, stream);
     scratch_free(&sc);
-    free(hwork);
     pnG_free(vl, cbytes * (nn ? nn : 1), stream);
     return rc;
 }
