@@ -1392,8 +1392,9 @@ static int run_sdpa(void *p)
  * run, both results first compared (largest difference over the output's largest value);
  * sdpa_fwd_bwd_bf16...: the forward and the gradients of q, k and v (pn_vjp) likewise;
  * sdpa_two_buffers_bf16...: the tensor-core forward with the device's shared memory (the next
- * key / value chunk copied in by cp.async during this one's products, up to 128 dims) against
- * the same under the default 48 KiB (one buffer: copies between chunks).
+ * key / value chunk copied in by cp.async during this one's products) against the same under
+ * the default 48 KiB, where at 128 dims only one buffer fits (copies between chunks; at 64
+ * dims two fit either way, and the ratio is 1).
  * PyTorch's scaled_dot_product_attention in bench_torch.py. TFLOP/s count the forward's two
  * products (3.5 times that for forward and backward), halved for causal. */
 static void bench_sdpa(void)
