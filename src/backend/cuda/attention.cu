@@ -934,6 +934,14 @@ __device__ __forceinline__ void fa_stage_q_dout(const pnG_sdpa_args &a, T *sq, T
     fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], r0, n, a.Lq, a.Dv, ldv);
 }
 
+/* Whether query rows [i, i + rows) need key j or later (keys_needed's causal rule, a row that
+ * sees no key needing them all): false for no rows. A warp skips the products of keys none of
+ * its rows needs, whose P and dS are exactly zero. */
+__device__ __forceinline__ bool fa_rows_need(const pnG_sdpa_args &a, int64_t i, int64_t rows, int64_t j)
+{
+    return rows > 0 && j < keys_needed(a, i, rows);
+}
+
 /* dq (B, Hq, Lq, D) and dsc (sdpa_dq_kernel's contract) for head dims up to DM (64, 128, 256),
  * TM query rows a block, chunks of TN keys, the products' operands staged as fa_dq_layout says.
  * A warp owns 16 rows (the row group r0) and the chunk's KW = TN / WR keys from kb, where WR
@@ -1040,11 +1048,13 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
                     ld[2] = {rd[r0 + g], rd[r0 + g + 8]};
         float acc[NO][4];
         fa_frag_zero<NO>(acc);
+        const int64_t wrows = m - r0 < 16 ? m - r0 : 16; /* the warp's rows in the tile */
         for (int64_t j0 = 0; j0 < nk; j0 += TN) {
             __syncthreads();
             fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
             fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
             __syncthreads();
+            if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) continue; /* causal: none of the warp's keys */
             /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
              * rowsum) into s; dQ += dS K */
             float s[NT][4], dp[NT][4];
@@ -1227,6 +1237,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
                     cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
                 }
                 __syncthreads();
+                const int64_t wrows = a.Lq - i0 - kb < W::KW ? a.Lq - i0 - kb : W::KW; /* the warp's query rows */
+                if (r0 >= n || !fa_rows_need(a, i0 + kb, wrows, k0 + r0)) continue; /* causal: sees none of its keys */
                 /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows; P^T
                  * into s, dS^T into dp; dV += P^T dO and dK += dS^T Q */
                 float s[NT][4], dp[NT][4];
