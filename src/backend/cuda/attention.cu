@@ -1049,12 +1049,13 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         float acc[NO][4];
         fa_frag_zero<NO>(acc);
         const int64_t wrows = m - r0 < 16 ? m - r0 : 16; /* the warp's rows in the tile */
-        for (int64_t j0 = 0; j0 < nk; j0 += TN) {
+        int64_t j0 = 0;
+        for (; j0 < nk; j0 += TN) {
             __syncthreads();
             fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
             fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
             __syncthreads();
-            if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) continue; /* causal: none of the warp's keys */
+            if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) break; /* causal: nor any later chunk */
             /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
              * rowsum) into s; dQ += dS K */
             float s[NT][4], dp[NT][4];
@@ -1067,6 +1068,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
                               li[e / 2], ld[e / 2], &p, &s[u][e]);
             });
             fa_frag_acc<T, NT, NO>(acc, s, sk + ktoff, ldk, D);
+        }
+        for (j0 += TN; j0 < nk; j0 += TN) { /* the chunks the warp skips: their staging */
+            __syncthreads();
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
+            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
+            __syncthreads();
         }
         /* the row group's WR partials added in warp order (over the tiles), then out */
         fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, w.cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
