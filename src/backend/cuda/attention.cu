@@ -950,7 +950,8 @@ __device__ __forceinline__ bool fa_rows_need(const pnG_sdpa_args &a, int64_t i, 
  * T, whose accumulator fragments of two adjacent 8-key tiles are dS's A fragment of a 16-key
  * step, and dQ += dS K into the warp's float accumulator (16 x D). The rows' max and sum of the
  * additive mask (a first pass over the keys, S alone) merge the WR warps' online softmax in
- * shared memory; so do the WR warps' dQ partials at the end, in warp order. */
+ * shared memory; so do the WR warps' dQ partials at the end, in warp order. Under causal a
+ * warp stops its products at the first chunk none of its rows needs (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
 {
@@ -1200,7 +1201,8 @@ __host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64
  * group; per chunk, in registers: S^T = K Q^T and dP^T = V dO^T (16 keys x KW queries), P^T
  * and dS^T = P^T (dP^T - rowsum) rounded to T (their accumulator fragments of two adjacent
  * 8-query tiles are the A fragment of a 16-query step), dV += P^T dO and dK += dS^T Q into the
- * warp's float accumulators; the WR warps' partials added at the end in warp order. */
+ * warp's float accumulators; the WR warps' partials added at the end in warp order. A warp
+ * skips the products of a chunk none of whose rows needs its keys (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa_args a, T *dk, T *dv,
                                                                          const float *dsc)
