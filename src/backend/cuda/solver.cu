@@ -133,6 +133,20 @@ static void scratch_free(scratch *s)
     s->work = NULL, s->info = NULL;
 }
 
+/* Xgeev's workspaces: sc's device scratch of dbytes (and nmat infos, scratch_alloc) and
+ * *hbytes of host memory at *hwork, *hbytes raised to 1 if 0. Returns 0, or -1 with an error;
+ * either way the caller frees sc (scratch_free) and *hwork (free). */
+static int geev_workspace(scratch *sc, void **hwork, size_t dbytes, size_t *hbytes, int64_t nmat, int stream)
+{
+    if (!*hbytes) *hbytes = 1;
+    *hwork = malloc(*hbytes);
+    if (scratch_alloc(sc, dbytes, nmat, stream) || !*hwork) {
+        if (!*hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+        return -1;
+    }
+    return 0;
+}
+
 /* ───────────────────────────── per-dtype entry points ───────────────────────────── */
 
 #define SOLVER_OVERLOADS(T, P)                                                                 \
@@ -396,9 +410,7 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
     SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
                                             n, real, a, n, cplx, w, real, vl, n, real, vr, n, real,
                                             &dbytes, &hbytes));
-    hwork = malloc(hbytes ? hbytes : 1);
-    if (scratch_alloc(&sc, dbytes, nmat, stream) || !hwork) {
-        if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+    if (geev_workspace(&sc, &hwork, dbytes, &hbytes, nmat, stream)) {
         rc = -1;
         goto done;
     }
@@ -406,7 +418,7 @@ static int eig_batch(int64_t nmat, int n, T *a, float *vals, float *vecs, int st
         SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n,
                                      real, a + i * nn, n, cplx, w + 2 * i * n, real, vl, n, real,
                                      vecs ? vr + i * nn : vr, n, real, sc.work, sc.wbytes, hwork,
-                                     hbytes ? hbytes : 1, sc.info + i));
+                                     hbytes, sc.info + i));
 done:
     if (params) cusolverDnDestroyParams(params);
     pthread_mutex_unlock(&solver_lock);
@@ -455,9 +467,7 @@ int pnG_solver_eig_complex(int64_t nmat, int n, void *a, void *vals, void *vr, i
     SOLVER_CHECK(cusolverDnXgeev_bufferSize(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr,
                                             n, c, A, n, c, W, c, vl, n, c, VR ? VR : vl, n, c,
                                             &dbytes, &hbytes));
-    hwork = malloc(hbytes ? hbytes : 1);
-    if (scratch_alloc(&sc, dbytes, nmat, stream) || !hwork) {
-        if (!hwork) pn_set_error(PN_ERR_OUT_OF_MEMORY, "[linalg::eig] Out of host memory.");
+    if (geev_workspace(&sc, &hwork, dbytes, &hbytes, nmat, stream)) {
         rc = -1;
         goto done;
     }
@@ -465,7 +475,7 @@ int pnG_solver_eig_complex(int64_t nmat, int n, void *a, void *vals, void *vr, i
         SOLVER_CHECK(cusolverDnXgeev(solver_handle, params, CUSOLVER_EIG_MODE_NOVECTOR, jobvr, n, c,
                                      A + 2 * i * nn, n, c, W + 2 * i * n, c, vl, n, c,
                                      VR ? VR + 2 * i * nn : vl, n, c, sc.work, sc.wbytes, hwork,
-                                     hbytes ? hbytes : 1, sc.info + i));
+                                     hbytes, sc.info + i));
 done:
     if (params) cusolverDnDestroyParams(params);
     pthread_mutex_unlock(&solver_lock);
