@@ -867,6 +867,126 @@ __device__ __forceinline__ void fa_reduce_store(float *out, const float (*acc)[4
  * memory keeps few blocks on an SM anyway, and ptxas' default register target spilled a few
  * bytes in some tiles. */
 
+/* The register kernels' warp tile, for TM rows a block (queries in the dq kernel, keys in the
+ * dkv kernel), chunks of TN columns (keys, or query rows) and head dims up to DM: WR warps
+ * share a row group, a warp owns its 16 rows from r0 and the chunk's KW columns from kb, as NT
+ * 8-wide accumulator tiles; NO 8-wide tiles and KD 16-wide steps span DM. a_at and b_at give
+ * the lane's ldmatrix address (an element offset) in a staged tile of row stride ld for 16
+ * rows from row: a_at for an A operand (rows 0-7 | 8-15) x (cols 0-7 | 8-15), also the
+ * transposed B of a row-major (k, n) tile; b_at for the B of A B^T, (rows 0-7 | 8-15) being
+ * the two 8-wide n tiles, x (cols 0-7 | 8-15). */
+template <int TM, int TN, int DM> struct fa_reg_warp {
+    static constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
+    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 rows, 16 columns a warp");
+    int r0, cg, kb, lj, lr;
+    __device__ __forceinline__ fa_reg_warp(void)
+    {
+        const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+        r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW, lj = lane / 8, lr = lane % 8;
+    }
+    __device__ __forceinline__ int a_at(int row, int ld) const { return (row + (lj & 1) * 8 + lr) * ld + (lj >> 1) * 8; }
+    __device__ __forceinline__ int b_at(int row, int ld) const { return (row + (lj >> 1) * 8 + lr) * ld + (lj & 1) * 8; }
+};
+
+/* Zeroes N accumulator fragments. */
+template <int N> __device__ __forceinline__ void fa_frag_zero(float (*c)[4])
+{
+    FA2_UNROLL
+    for (int u = 0; u < N; u++) c[u][0] = c[u][1] = c[u][2] = c[u][3] = 0.0f;
+}
+
+/* f(u, e, r, c) for each element e of each of NT accumulator fragments u of the lane: the
+ * element's row r (0-15) and column c (below 8 NT) in the warp's 16-row strip. */
+template <int NT, typename F> __device__ __forceinline__ void fa_frag_each(F f)
+{
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    FA2_UNROLL
+    for (int u = 0; u < NT; u++)
+        FA2_UNROLL
+        for (int e = 0; e < 4; e++) f(u, e, g + (e / 2) * 8, u * 8 + 2 * t + (e & 1));
+}
+
+/* c = A B^T for a warp's 16-row strip, as NT 8-wide accumulator fragments: A the strip's 16
+ * rows and B 8 NT rows of two staged tiles, over their first X columns (a multiple of 16, at
+ * most 16 KD) in 16-wide steps. a and b are the lane's ldmatrix addresses (fa_reg_warp's a_at,
+ * b_at), ldb B's row stride. */
+template <typename T, int NT, int KD>
+__device__ __forceinline__ void fa_frag_abt(float (*c)[4], const T *a, const T *b, int ldb, int X)
+{
+    fa_frag_zero<NT>(c);
+    FA2_UNROLL
+    for (int kk = 0; kk < KD; kk++) {
+        if (kk >= X / 16) break;
+        uint32_t af[4];
+        png_ldmatrix_x4(af, a + kk * 16);
+        FA2_UNROLL
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t bf[4];
+            png_ldmatrix_x4(bf, b + np * 16 * ldb + kk * 16);
+            png_mma_16816<T>(c[2 * np], af, bf, c[2 * np]);
+            png_mma_16816<T>(c[2 * np + 1], af, bf + 2, c[2 * np + 1]);
+        }
+    }
+}
+
+/* acc += P B for a warp's 16-row strip: P its NT 8-wide accumulator fragments (8 NT columns)
+ * rounded to T, two adjacent ones making the A fragment of a 16-wide step; B the 8 NT rows of
+ * a staged row-major tile (row stride ldb, b the lane's a_at address), transposed by ldmatrix;
+ * acc its first X columns (a multiple of 16) as NO 8-wide fragments. */
+template <typename T, int NT, int NO>
+__device__ __forceinline__ void fa_frag_acc(float (*acc)[4], const float (*p)[4], const T *b, int ldb, int X)
+{
+    FA2_UNROLL
+    for (int kc = 0; kc < NT / 2; kc++) {
+        const uint32_t pa[4] = {png_pack2<T>(p[2 * kc][0], p[2 * kc][1]), png_pack2<T>(p[2 * kc][2], p[2 * kc][3]),
+                                png_pack2<T>(p[2 * kc + 1][0], p[2 * kc + 1][1]),
+                                png_pack2<T>(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+        FA2_UNROLL
+        for (int np = 0; np < NO / 2; np++) {
+            if (np >= X / 16) break;
+            uint32_t bf[4];
+            png_ldmatrix_x4_trans(bf, b + kc * 16 * ldb + np * 16);
+            png_mma_16816<T>(acc[2 * np], pa, bf, acc[2 * np]);
+            png_mma_16816<T>(acc[2 * np + 1], pa, bf + 2, acc[2 * np + 1]);
+        }
+    }
+}
+
+/* P and dS = P (dP - rowsum) of the score at (b, h, i, j) from its dot product s and dP's dp,
+ * with its row's max m, 1 / sum inv (prob's rules) and rowsum rd; dS is zero where causal or a
+ * bool mask dropped the score, both zero where in is false (outside the problem). */
+template <typename T>
+__device__ __forceinline__ void fa_prob_ds(const pnG_sdpa_args &a, bool in, float s, float dp, int64_t b, int64_t h,
+                                           int64_t i, int64_t j, float m, float inv, float rd, float *p, float *ds)
+{
+    float pv = 0.0f, dv = 0.0f;
+    if (in) {
+        bool drop;
+        const float sc = mask_score<T, float>(a, s, b, h, i, j, &drop);
+        pv = prob(a, sc, m, inv);
+        dv = drop ? 0.0f : pv * (dp - rd);
+    }
+    *p = pv, *ds = dv;
+}
+
+/* Rows [r0, r0 + n) of the q and dout of (b, h) into sq and sdo (row strides ldk, ldv), rows
+ * past Lq zero (fa_stage). The whole block. */
+template <typename T>
+__device__ __forceinline__ void fa_stage_q_dout(const pnG_sdpa_args &a, T *sq, T *sdo, int64_t b, int64_t h,
+                                                int64_t r0, int64_t n, int ldk, int ldv)
+{
+    fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], r0, n, a.Lq, a.D, ldk);
+    fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], r0, n, a.Lq, a.Dv, ldv);
+}
+
+/* Whether query rows [i, i + rows) need key j or later (keys_needed's causal rule, a row that
+ * sees no key needing them all): false for no rows. A warp skips the products of keys none of
+ * its rows needs, whose P and dS are exactly zero. */
+__device__ __forceinline__ bool fa_rows_need(const pnG_sdpa_args &a, int64_t i, int64_t rows, int64_t j)
+{
+    return rows > 0 && j < keys_needed(a, i, rows);
+}
+
 /* dq (B, Hq, Lq, D) and dsc (sdpa_dq_kernel's contract) for head dims up to DM (64, 128, 256),
  * TM query rows a block, chunks of TN keys, the products' operands staged as fa_dq_layout says.
  * A warp owns 16 rows (the row group r0) and the chunk's KW = TN / WR keys from kb, where WR
@@ -875,12 +995,13 @@ __device__ __forceinline__ void fa_reduce_store(float *out, const float (*acc)[4
  * T, whose accumulator fragments of two adjacent 8-key tiles are dS's A fragment of a 16-key
  * step, and dQ += dS K into the warp's float accumulator (16 x D). The rows' max and sum of the
  * additive mask (a first pass over the keys, S alone) merge the WR warps' online softmax in
- * shared memory; so do the WR warps' dQ partials at the end, in warp order. */
+ * shared memory; so do the WR warps' dQ partials at the end, in warp order. Under causal a
+ * warp stops its products at the first chunk none of its rows needs (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
 {
-    constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
-    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 rows and 16 keys a warp");
+    using W = fa_reg_warp<TM, TN, DM>;
+    constexpr int WR = W::WR, NT = W::NT, NO = W::NO, KD = W::KD;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
     const int64_t n = a.B * a.Hq * a.Lq;
@@ -889,16 +1010,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
     float *wm = (float *)(smem + L.wm), *wl = (float *)(smem + L.wl), *sdq = (float *)(smem + L.dq);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW;
-    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
-    /* row addresses for ldmatrix: Q and dO as A (rows r0.., (rows 0-7 | 8-15) x (cols 0-7 |
-     * 8-15)); K and V as B of S and dP (keys kb.., (keys 0-7 | 8-15) x (dims 0-7 | 8-15)); K as
-     * the transposed B of dS K ((keys 0-7 | 8-15) x (dims 0-7 | 8-15), key-major) */
-    const int qoff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
-    const int dooff = (r0 + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
-    const int koff = (kb + (lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
-    const int voff = (kb + (lj >> 1) * 8 + lr) * ldv + (lj & 1) * 8;
-    const int ktoff = (kb + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
+    const W w;
+    const int r0 = w.r0, kb = w.kb;
+    /* the lane's ldmatrix addresses: Q and dO as A (rows r0..), K and V as B of S and dP (keys
+     * kb..), K as the transposed B of dS K */
+    const int qoff = w.a_at(r0, ldk), dooff = w.a_at(r0, ldv);
+    const int koff = w.b_at(kb, ldk), voff = w.b_at(kb, ldv), ktoff = w.a_at(kb, ldk);
     const int64_t nqt = (a.Lq + TM - 1) / TM;
     const bool add = a.mask == PNK_SDPA_ADD_MASK;
     const float *lse = (const float *)a.lse, *dlse = (const float *)a.dlse;
@@ -908,8 +1025,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         const T *K = qt.K, *V = qt.V;
         const T *O = (const T *)a.o + b * a.os[0] + h * a.os[1];
         __syncthreads();
-        fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TM, a.Lq, D, ldk);
-        fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TM, a.Lq, Dv, ldv);
+        fa_stage_q_dout(a, sq, sdo, b, h, i0, TM, ldk, ldv);
         for (int r = threadIdx.x; r < TM; r += blockDim.x)
             rm[r] = add || r >= m ? -INFINITY : lse[bh * a.Lq + i0 + r], rl[r] = add || r >= m ? 0.0f : 1.0f;
         __syncthreads();
@@ -927,34 +1043,16 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
                 fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
                 __syncthreads();
                 float s[NT][4];
-                FA2_UNROLL
-                for (int u = 0; u < NT; u++) s[u][0] = s[u][1] = s[u][2] = s[u][3] = 0.0f;
-                FA2_UNROLL
-                for (int kk = 0; kk < KD; kk++) {
-                    if (kk >= D / 16) break;
-                    uint32_t af[4];
-                    png_ldmatrix_x4(af, sq + qoff + kk * 16);
-                    FA2_UNROLL
-                    for (int np = 0; np < NT / 2; np++) {
-                        uint32_t bf[4];
-                        png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
-                        png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
-                        png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
-                    }
-                }
+                fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
                 float cm[2] = {-INFINITY, -INFINITY};
-                FA2_UNROLL
-                for (int u = 0; u < NT; u++)
-                    FA2_UNROLL
-                    for (int e = 0; e < 4; e++) {
-                        const int rr = r0 + g + (e / 2) * 8;
-                        const int64_t j = j0 + kb + u * 8 + 2 * t + (e & 1);
-                        float v = -INFINITY;
-                        bool drop;
-                        if (rr < m && j < nk) v = mask_score<T, float>(a, s[u][e], b, h, i0 + rr, j, &drop);
-                        s[u][e] = v;
-                        cm[e / 2] = fa2_max(cm[e / 2], v);
-                    }
+                fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                    const int64_t j = j0 + kb + c;
+                    bool drop;
+                    const float v =
+                        r0 + r < m && j < nk ? mask_score<T, float>(a, s[u][e], b, h, i0 + (r0 + r), j, &drop) : -INFINITY;
+                    s[u][e] = v;
+                    cm[e / 2] = fa2_max(cm[e / 2], v);
+                });
                 FA2_UNROLL
                 for (int r = 0; r < 2; r++) {
                     cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
@@ -964,11 +1062,9 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
                     sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
                     mx[r] = mnew;
                 }
-                FA2_UNROLL
-                for (int u = 0; u < NT; u++)
-                    FA2_UNROLL
-                    for (int e = 0; e < 4; e++)
-                        sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
+                fa_frag_each<NT>([&](int u, int e, int, int) {
+                    sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
+                });
             }
             FA2_UNROLL
             for (int r = 0; r < 2; r++) {
@@ -997,78 +1093,36 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         const float lm[2] = {rm[r0 + g], rm[r0 + g + 8]}, li[2] = {rl[r0 + g], rl[r0 + g + 8]},
                     ld[2] = {rd[r0 + g], rd[r0 + g + 8]};
         float acc[NO][4];
-        FA2_UNROLL
-        for (int u = 0; u < NO; u++) acc[u][0] = acc[u][1] = acc[u][2] = acc[u][3] = 0.0f;
-        for (int64_t j0 = 0; j0 < nk; j0 += TN) {
+        fa_frag_zero<NO>(acc);
+        const int64_t wrows = m - r0 < 16 ? m - r0 : 16; /* the warp's rows in the tile */
+        int64_t j0 = 0;
+        for (; j0 < nk; j0 += TN) {
             __syncthreads();
             fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
             fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
             __syncthreads();
-            /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys */
+            if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) break; /* causal: nor any later chunk */
+            /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
+             * rowsum) into s; dQ += dS K */
             float s[NT][4], dp[NT][4];
-            FA2_UNROLL
-            for (int u = 0; u < NT; u++)
-                FA2_UNROLL
-                for (int e = 0; e < 4; e++) s[u][e] = dp[u][e] = 0.0f;
-            FA2_UNROLL
-            for (int kk = 0; kk < KD; kk++) {
-                if (kk >= D / 16) break;
-                uint32_t af[4];
-                png_ldmatrix_x4(af, sq + qoff + kk * 16);
-                FA2_UNROLL
-                for (int np = 0; np < NT / 2; np++) {
-                    uint32_t bf[4];
-                    png_ldmatrix_x4(bf, sk + koff + np * 16 * ldk + kk * 16);
-                    png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
-                    png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
-                }
-            }
-            FA2_UNROLL
-            for (int kk = 0; kk < KD; kk++) {
-                if (kk >= Dv / 16) break;
-                uint32_t af[4];
-                png_ldmatrix_x4(af, sdo + dooff + kk * 16);
-                FA2_UNROLL
-                for (int np = 0; np < NT / 2; np++) {
-                    uint32_t bf[4];
-                    png_ldmatrix_x4(bf, sv + voff + np * 16 * ldv + kk * 16);
-                    png_mma_16816<T>(dp[2 * np], af, bf, dp[2 * np]);
-                    png_mma_16816<T>(dp[2 * np + 1], af, bf + 2, dp[2 * np + 1]);
-                }
-            }
-            /* dS = P (dP - rowsum), into s */
-            FA2_UNROLL
-            for (int u = 0; u < NT; u++)
-                FA2_UNROLL
-                for (int e = 0; e < 4; e++) {
-                    const int rr = r0 + g + (e / 2) * 8;
-                    const int64_t j = j0 + kb + u * 8 + 2 * t + (e & 1);
-                    float ds = 0.0f;
-                    if (rr < m && j < nk) {
-                        bool drop;
-                        const float sc = mask_score<T, float>(a, s[u][e], b, h, i0 + rr, j, &drop);
-                        ds = drop ? 0.0f : prob(a, sc, lm[e / 2], li[e / 2]) * (dp[u][e] - ld[e / 2]);
-                    }
-                    s[u][e] = ds;
-                }
-            /* dQ += dS K: dS's A fragment of keys 16kc.. from its tiles 2kc and 2kc + 1 */
-            FA2_UNROLL
-            for (int kc = 0; kc < KW / 16; kc++) {
-                const uint32_t da[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
-                                        png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                                        png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                FA2_UNROLL
-                for (int np = 0; np < NO / 2; np++) {
-                    if (np >= D / 16) break;
-                    uint32_t bf[4];
-                    png_ldmatrix_x4_trans(bf, sk + ktoff + kc * 16 * ldk + np * 16);
-                    png_mma_16816<T>(acc[2 * np], da, bf, acc[2 * np]);
-                    png_mma_16816<T>(acc[2 * np + 1], da, bf + 2, acc[2 * np + 1]);
-                }
-            }
+            fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
+            fa_frag_abt<T, NT, KD>(dp, sdo + dooff, sv + voff, ldv, Dv);
+            fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                const int64_t j = j0 + kb + c;
+                float p;
+                fa_prob_ds<T>(a, r0 + r < m && j < nk, s[u][e], dp[u][e], b, h, i0 + (r0 + r), j, lm[e / 2],
+                              li[e / 2], ld[e / 2], &p, &s[u][e]);
+            });
+            fa_frag_acc<T, NT, NO>(acc, s, sk + ktoff, ldk, D);
+        }
+        for (j0 += TN; j0 < nk; j0 += TN) { /* the chunks the warp skips: their staging */
+            __syncthreads();
+            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
+            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
+            __syncthreads();
         }
         /* the row group's WR partials added in warp order (over the tiles), then out */
-        fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
+        fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, w.cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
     }
 }
 
@@ -1192,13 +1246,14 @@ __host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64
  * group; per chunk, in registers: S^T = K Q^T and dP^T = V dO^T (16 keys x KW queries), P^T
  * and dS^T = P^T (dP^T - rowsum) rounded to T (their accumulator fragments of two adjacent
  * 8-query tiles are the A fragment of a 16-query step), dV += P^T dO and dK += dS^T Q into the
- * warp's float accumulators; the WR warps' partials added at the end in warp order. */
+ * warp's float accumulators; the WR warps' partials added at the end in warp order. A warp
+ * skips the products of a chunk none of whose rows needs its keys (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa_args a, T *dk, T *dv,
                                                                          const float *dsc)
 {
-    constexpr int WR = FA_WARPS / (TM / 16), KW = TN / WR, NT = KW / 8, NO = DM / 8, KD = DM / 16;
-    static_assert(TM % 16 == 0 && FA_WARPS % (TM / 16) == 0 && KW % 16 == 0, "tile: 16 keys and 16 rows a warp");
+    using W = fa_reg_warp<TM, TN, DM>;
+    constexpr int WR = W::WR, NT = W::NT, NO = W::NO, KD = W::KD;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
     const int64_t nrow = a.B * a.Hq * a.Lq;
@@ -1206,18 +1261,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
     T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
     float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
     float *sacc = (float *)(smem + L.acc);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    const int r0 = warp / WR * 16, cg = warp % WR, kb = cg * KW;
-    const int lj = lane / 8, lr = lane % 8; /* the lane's ldmatrix row: matrix lj, row lr */
-    /* row addresses for ldmatrix: K and V as A (keys r0..); Q and dO as B of S^T and dP^T (rows
-     * kb.., (rows 0-7 | 8-15) x (dims 0-7 | 8-15)) and as the transposed B of dS^T Q and P^T dO
-     * ((rows 0-7 | 8-15) x (dims 0-7 | 8-15), row-major) */
-    const int koff = (r0 + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
-    const int voff = (r0 + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
-    const int qoff = (kb + (lj >> 1) * 8 + lr) * ldk + (lj & 1) * 8;
-    const int dooff = (kb + (lj >> 1) * 8 + lr) * ldv + (lj & 1) * 8;
-    const int qtoff = (kb + (lj & 1) * 8 + lr) * ldk + (lj >> 1) * 8;
-    const int dotoff = (kb + (lj & 1) * 8 + lr) * ldv + (lj >> 1) * 8;
+    const W w;
+    const int r0 = w.r0, kb = w.kb;
+    /* the lane's ldmatrix addresses: K and V as A (keys r0..), Q and dO as B of S^T and dP^T
+     * (rows kb..), and as the transposed B of dS^T Q and P^T dO */
+    const int koff = w.a_at(r0, ldk), voff = w.a_at(r0, ldv), qoff = w.b_at(kb, ldk), dooff = w.b_at(kb, ldv);
+    const int qtoff = w.a_at(kb, ldk), dotoff = w.a_at(kb, ldv);
     const int64_t nkt = (a.Lk + TM - 1) / TM, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
         const int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
@@ -1226,18 +1275,15 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
         fa_stage(sk, (const T *)a.k + b * a.ks[0] + kh * a.ks[1], a.ks[2], k0, TM, a.Lk, D, ldk);
         fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv, ldv);
         float adk[NO][4], adv[NO][4];
-        FA2_UNROLL
-        for (int u = 0; u < NO; u++)
-            FA2_UNROLL
-            for (int e = 0; e < 4; e++) adk[u][e] = adv[u][e] = 0.0f;
+        fa_frag_zero<NO>(adk);
+        fa_frag_zero<NO>(adv);
         for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
             for (int64_t i0 = 0; i0 < a.Lq; i0 += TN) {
                 const int64_t i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
                 if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
                 const int64_t bh = b * a.Hq + h;
                 __syncthreads();
-                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D, ldk);
-                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv, ldv);
+                fa_stage_q_dout(a, sq, sdo, b, h, i0, TN, ldk, ldv);
                 for (int r = threadIdx.x; r < TN; r += blockDim.x) {
                     const int64_t row = bh * a.Lq + i0 + r;
                     const bool in = i0 + r < a.Lq;
@@ -1245,84 +1291,23 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
                     cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
                 }
                 __syncthreads();
-                /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows */
+                const int64_t wrows = a.Lq - i0 - kb < W::KW ? a.Lq - i0 - kb : W::KW; /* the warp's query rows */
+                if (r0 >= n || !fa_rows_need(a, i0 + kb, wrows, k0 + r0)) continue; /* causal: sees none of its keys */
+                /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows; P^T
+                 * into s, dS^T into dp; dV += P^T dO and dK += dS^T Q */
                 float s[NT][4], dp[NT][4];
-                FA2_UNROLL
-                for (int u = 0; u < NT; u++)
-                    FA2_UNROLL
-                    for (int e = 0; e < 4; e++) s[u][e] = dp[u][e] = 0.0f;
-                FA2_UNROLL
-                for (int kk = 0; kk < KD; kk++) {
-                    if (kk >= D / 16) break;
-                    uint32_t af[4];
-                    png_ldmatrix_x4(af, sk + koff + kk * 16);
-                    FA2_UNROLL
-                    for (int np = 0; np < NT / 2; np++) {
-                        uint32_t bf[4];
-                        png_ldmatrix_x4(bf, sq + qoff + np * 16 * ldk + kk * 16);
-                        png_mma_16816<T>(s[2 * np], af, bf, s[2 * np]);
-                        png_mma_16816<T>(s[2 * np + 1], af, bf + 2, s[2 * np + 1]);
-                    }
-                }
-                FA2_UNROLL
-                for (int kk = 0; kk < KD; kk++) {
-                    if (kk >= Dv / 16) break;
-                    uint32_t af[4];
-                    png_ldmatrix_x4(af, sv + voff + kk * 16);
-                    FA2_UNROLL
-                    for (int np = 0; np < NT / 2; np++) {
-                        uint32_t bf[4];
-                        png_ldmatrix_x4(bf, sdo + dooff + np * 16 * ldv + kk * 16);
-                        png_mma_16816<T>(dp[2 * np], af, bf, dp[2 * np]);
-                        png_mma_16816<T>(dp[2 * np + 1], af, bf + 2, dp[2 * np + 1]);
-                    }
-                }
-                /* P^T into s, dS^T into dp */
-                FA2_UNROLL
-                for (int u = 0; u < NT; u++)
-                    FA2_UNROLL
-                    for (int e = 0; e < 4; e++) {
-                        const int kr = r0 + g + (e / 2) * 8, ii = kb + u * 8 + 2 * t + (e & 1);
-                        const int64_t i = i0 + ii;
-                        float p = 0.0f, ds = 0.0f;
-                        if (kr < n && i < a.Lq) {
-                            bool drop;
-                            const float sc = mask_score<T, float>(a, s[u][e], b, h, i, k0 + kr, &drop);
-                            p = prob(a, sc, cm[ii], cl[ii]);
-                            ds = drop ? 0.0f : p * (dp[u][e] - cd[ii]);
-                        }
-                        s[u][e] = p, dp[u][e] = ds;
-                    }
-                /* dV += P^T dO and dK += dS^T Q over the warp's query rows, 16 at a step */
-                FA2_UNROLL
-                for (int kc = 0; kc < KW / 16; kc++) {
-                    const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]), png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
-                                            png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                                            png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                    const uint32_t da[4] = {png_pack2<T>(dp[2 * kc][0], dp[2 * kc][1]),
-                                            png_pack2<T>(dp[2 * kc][2], dp[2 * kc][3]),
-                                            png_pack2<T>(dp[2 * kc + 1][0], dp[2 * kc + 1][1]),
-                                            png_pack2<T>(dp[2 * kc + 1][2], dp[2 * kc + 1][3])};
-                    FA2_UNROLL
-                    for (int np = 0; np < NO / 2; np++) {
-                        if (np >= Dv / 16) break;
-                        uint32_t bf[4];
-                        png_ldmatrix_x4_trans(bf, sdo + dotoff + kc * 16 * ldv + np * 16);
-                        png_mma_16816<T>(adv[2 * np], pa, bf, adv[2 * np]);
-                        png_mma_16816<T>(adv[2 * np + 1], pa, bf + 2, adv[2 * np + 1]);
-                    }
-                    FA2_UNROLL
-                    for (int np = 0; np < NO / 2; np++) {
-                        if (np >= D / 16) break;
-                        uint32_t bf[4];
-                        png_ldmatrix_x4_trans(bf, sq + qtoff + kc * 16 * ldk + np * 16);
-                        png_mma_16816<T>(adk[2 * np], da, bf, adk[2 * np]);
-                        png_mma_16816<T>(adk[2 * np + 1], da, bf + 2, adk[2 * np + 1]);
-                    }
-                }
+                fa_frag_abt<T, NT, KD>(s, sk + koff, sq + qoff, ldk, D);
+                fa_frag_abt<T, NT, KD>(dp, sv + voff, sdo + dooff, ldv, Dv);
+                fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                    const int ii = kb + c;
+                    fa_prob_ds<T>(a, r0 + r < n && i0 + ii < a.Lq, s[u][e], dp[u][e], b, h, i0 + ii, k0 + (r0 + r),
+                                  cm[ii], cl[ii], cd[ii], &s[u][e], &dp[u][e]);
+                });
+                fa_frag_acc<T, NT, NO>(adv, s, sdo + dotoff, ldv, Dv);
+                fa_frag_acc<T, NT, NO>(adk, dp, sq + qtoff, ldk, D);
             }
-        fa_reduce_store<T, NO, WR>(sacc, adk, D, r0, cg, n, dk + (bg * a.Lk + k0) * D, (float)a.scale);
-        fa_reduce_store<T, NO, WR>(sacc, adv, Dv, r0, cg, n, dv + (bg * a.Lk + k0) * Dv, 1.0f);
+        fa_reduce_store<T, NO, WR>(sacc, adk, D, r0, w.cg, n, dk + (bg * a.Lk + k0) * D, (float)a.scale);
+        fa_reduce_store<T, NO, WR>(sacc, adv, Dv, r0, w.cg, n, dv + (bg * a.Lk + k0) * Dv, 1.0f);
     }
 }
 
