@@ -342,6 +342,59 @@ __device__ void fa_stage(T *s, const T *base, int64_t rs, int64_t r0, int64_t n,
     }
 }
 
+/* Zeroes N accumulator fragments. */
+template <int N> __device__ __forceinline__ void fa_frag_zero(float (*c)[4])
+{
+    FA2_UNROLL
+    for (int u = 0; u < N; u++) c[u][0] = c[u][1] = c[u][2] = c[u][3] = 0.0f;
+}
+
+/* c = A B^T for a warp's 16-row strip, as NT 8-wide accumulator fragments: A the strip's 16
+ * rows and B 8 NT rows of two staged tiles, over their first X columns (a multiple of 16, at
+ * most 16 KD) in 16-wide steps. a and b are the lane's ldmatrix addresses (fa_reg_warp's a_at,
+ * b_at), ldb B's row stride. */
+template <typename T, int NT, int KD>
+__device__ __forceinline__ void fa_frag_abt(float (*c)[4], const T *a, const T *b, int ldb, int X)
+{
+    fa_frag_zero<NT>(c);
+    FA2_UNROLL
+    for (int kk = 0; kk < KD; kk++) {
+        if (kk >= X / 16) break;
+        uint32_t af[4];
+        png_ldmatrix_x4(af, a + kk * 16);
+        FA2_UNROLL
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t bf[4];
+            png_ldmatrix_x4(bf, b + np * 16 * ldb + kk * 16);
+            png_mma_16816<T>(c[2 * np], af, bf, c[2 * np]);
+            png_mma_16816<T>(c[2 * np + 1], af, bf + 2, c[2 * np + 1]);
+        }
+    }
+}
+
+/* acc += P B for a warp's 16-row strip: P its NT 8-wide accumulator fragments (8 NT columns)
+ * rounded to T, two adjacent ones making the A fragment of a 16-wide step; B the 8 NT rows of
+ * a staged row-major tile (row stride ldb, b the lane's a_at address), transposed by ldmatrix;
+ * acc its first X columns (a multiple of 16) as NO 8-wide fragments. */
+template <typename T, int NT, int NO>
+__device__ __forceinline__ void fa_frag_acc(float (*acc)[4], const float (*p)[4], const T *b, int ldb, int X)
+{
+    FA2_UNROLL
+    for (int kc = 0; kc < NT / 2; kc++) {
+        const uint32_t pa[4] = {png_pack2<T>(p[2 * kc][0], p[2 * kc][1]), png_pack2<T>(p[2 * kc][2], p[2 * kc][3]),
+                                png_pack2<T>(p[2 * kc + 1][0], p[2 * kc + 1][1]),
+                                png_pack2<T>(p[2 * kc + 1][2], p[2 * kc + 1][3])};
+        FA2_UNROLL
+        for (int np = 0; np < NO / 2; np++) {
+            if (np >= X / 16) break;
+            uint32_t bf[4];
+            png_ldmatrix_x4_trans(bf, b + kc * 16 * ldb + np * 16);
+            png_mma_16816<T>(acc[2 * np], pa, bf, acc[2 * np]);
+            png_mma_16816<T>(acc[2 * np + 1], pa, bf + 2, acc[2 * np + 1]);
+        }
+    }
+}
+
 /* The larger of two row maxima; a NaN wins. */
 __device__ __forceinline__ float fa2_max(float x, float y) { return (y > x || y != y) ? y : x; }
 
@@ -453,22 +506,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32) sdpa_fwd_tc_kernel(pnG_sdpa_arg
                 sum[0] = sum[0] * al[0] + part[0], sum[1] = sum[1] * al[1] + part[1];
                 FA2_UNROLL
                 for (int n = 0; n < NO; n++) o[n][0] *= al[0], o[n][1] *= al[0], o[n][2] *= al[1], o[n][3] *= al[1];
-                /* O += P V: P's A fragment of keys 16kc.. from S's tiles 2kc and 2kc + 1 */
-                FA2_UNROLL
-                for (int kc = 0; kc < BN / 16; kc++) {
-                    const uint32_t pa[4] = {png_pack2<T>(s[2 * kc][0], s[2 * kc][1]),
-                                            png_pack2<T>(s[2 * kc][2], s[2 * kc][3]),
-                                            png_pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
-                                            png_pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
-                    FA2_UNROLL
-                    for (int np = 0; np < NO / 2; np++) {
-                        if (np >= Dv / 16) break;
-                        uint32_t bf[4];
-                        png_ldmatrix_x4_trans(bf, sv + voff + kc * 16 * ldv + np * 16);
-                        png_mma_16816<T>(o[2 * np], pa, bf, o[2 * np]);
-                        png_mma_16816<T>(o[2 * np + 1], pa, bf + 2, o[2 * np + 1]);
-                    }
-                }
+                /* O += P V */
+                fa_frag_acc<T, NT, NO>(o, s, sv + voff, ldv, Dv);
             });
         FA2_UNROLL
         for (int r = 0; r < 2; r++) {
@@ -888,13 +927,6 @@ template <int TM, int TN, int DM> struct fa_reg_warp {
     __device__ __forceinline__ int b_at(int row, int ld) const { return (row + (lj >> 1) * 8 + lr) * ld + (lj & 1) * 8; }
 };
 
-/* Zeroes N accumulator fragments. */
-template <int N> __device__ __forceinline__ void fa_frag_zero(float (*c)[4])
-{
-    FA2_UNROLL
-    for (int u = 0; u < N; u++) c[u][0] = c[u][1] = c[u][2] = c[u][3] = 0.0f;
-}
-
 /* f(u, e, r, c) for each element e of each of NT accumulator fragments u of the lane: the
  * element's row r (0-15) and column c (below 8 NT) in the warp's 16-row strip. */
 template <int NT, typename F> __device__ __forceinline__ void fa_frag_each(F f)
@@ -904,52 +936,6 @@ template <int NT, typename F> __device__ __forceinline__ void fa_frag_each(F f)
     for (int u = 0; u < NT; u++)
         FA2_UNROLL
         for (int e = 0; e < 4; e++) f(u, e, g + (e / 2) * 8, u * 8 + 2 * t + (e & 1));
-}
-
-/* c = A B^T for a warp's 16-row strip, as NT 8-wide accumulator fragments: A the strip's 16
- * rows and B 8 NT rows of two staged tiles, over their first X columns (a multiple of 16, at
- * most 16 KD) in 16-wide steps. a and b are the lane's ldmatrix addresses (fa_reg_warp's a_at,
- * b_at), ldb B's row stride. */
-template <typename T, int NT, int KD>
-__device__ __forceinline__ void fa_frag_abt(float (*c)[4], const T *a, const T *b, int ldb, int X)
-{
-    fa_frag_zero<NT>(c);
-    FA2_UNROLL
-    for (int kk = 0; kk < KD; kk++) {
-        if (kk >= X / 16) break;
-        uint32_t af[4];
-        png_ldmatrix_x4(af, a + kk * 16);
-        FA2_UNROLL
-        for (int np = 0; np < NT / 2; np++) {
-            uint32_t bf[4];
-            png_ldmatrix_x4(bf, b + np * 16 * ldb + kk * 16);
-            png_mma_16816<T>(c[2 * np], af, bf, c[2 * np]);
-            png_mma_16816<T>(c[2 * np + 1], af, bf + 2, c[2 * np + 1]);
-        }
-    }
-}
-
-/* acc += P B for a warp's 16-row strip: P its NT 8-wide accumulator fragments (8 NT columns)
- * rounded to T, two adjacent ones making the A fragment of a 16-wide step; B the 8 NT rows of
- * a staged row-major tile (row stride ldb, b the lane's a_at address), transposed by ldmatrix;
- * acc its first X columns (a multiple of 16) as NO 8-wide fragments. */
-template <typename T, int NT, int NO>
-__device__ __forceinline__ void fa_frag_acc(float (*acc)[4], const float (*p)[4], const T *b, int ldb, int X)
-{
-    FA2_UNROLL
-    for (int kc = 0; kc < NT / 2; kc++) {
-        const uint32_t pa[4] = {png_pack2<T>(p[2 * kc][0], p[2 * kc][1]), png_pack2<T>(p[2 * kc][2], p[2 * kc][3]),
-                                png_pack2<T>(p[2 * kc + 1][0], p[2 * kc + 1][1]),
-                                png_pack2<T>(p[2 * kc + 1][2], p[2 * kc + 1][3])};
-        FA2_UNROLL
-        for (int np = 0; np < NO / 2; np++) {
-            if (np >= X / 16) break;
-            uint32_t bf[4];
-            png_ldmatrix_x4_trans(bf, b + kc * 16 * ldb + np * 16);
-            png_mma_16816<T>(acc[2 * np], pa, bf, acc[2 * np]);
-            png_mma_16816<T>(acc[2 * np + 1], pa, bf + 2, acc[2 * np + 1]);
-        }
-    }
 }
 
 /* P and dS = P (dP - rowsum) of the score at (b, h, i, j) from its dot product s and dP's dp,
