@@ -854,20 +854,23 @@ template <int TM> __device__ __forceinline__ fa_warp_part fa_warp_part_of(void)
     return fa_warp_part{warp / cstep * 16, warp % cstep, cstep};
 }
 
-/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
- * chunks (input type, rows padded by FA2_PAD), the rows' max, 1 / sum and rowsum, the warps'
- * partial max and sum of the additive mask's pass; the dq partials of the row groups' warps
- * are added at the end in the space of the tiles (dq, tm x D floats from 0). */
+/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, `stages` (1 or
+ * 2) buffers of key and value chunks (input type, rows padded by FA2_PAD; buffer s's at k + s *
+ * kv and v + s * kv), the rows' max, 1 / sum and rowsum, the warps' partial max and sum of the
+ * additive mask's pass; the dq partials of the row groups' warps are added at the end in the
+ * space of the tiles (dq, tm x D floats from 0). */
 struct fa_dq_layout {
-    size_t q, dout, k, v, rm, rl, rd, wm, wl, dq, bytes;
+    size_t q, dout, k, v, kv, rm, rl, rd, wm, wl, dq, bytes;
 };
 __host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
-                                                                 int64_t tn)
+                                                                 int64_t tn, int stages)
 {
     fa_sections c = {0};
     fa_dq_layout L;
     L.q = c.take(tm * (D + FA2_PAD) * es), L.dout = c.take(tm * (Dv + FA2_PAD) * es);
     L.k = c.take(tn * (D + FA2_PAD) * es), L.v = c.take(tn * (Dv + FA2_PAD) * es);
+    L.kv = c.at - L.k;
+    if (stages > 1) c.take(L.kv);
     L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
     L.wm = c.take(FA_WARPS * 16 * sizeof(float)), L.wl = c.take(FA_WARPS * 16 * sizeof(float));
     L.dq = 0;
@@ -981,18 +984,20 @@ __device__ __forceinline__ bool fa_rows_need(const pnG_sdpa_args &a, int64_t i, 
  * T, whose accumulator fragments of two adjacent 8-key tiles are dS's A fragment of a 16-key
  * step, and dQ += dS K into the warp's float accumulator (16 x D). The rows' max and sum of the
  * additive mask (a first pass over the keys, S alone) merge the WR warps' online softmax in
- * shared memory; so do the WR warps' dQ partials at the end, in warp order. Under causal a
- * warp stops its products at the first chunk none of its rows needs (fa_rows_need). */
+ * shared memory; so do the WR warps' dQ partials at the end, in warp order. Key / value
+ * chunks go through fa_chunks: with stages = 2 the next is copied in (cp.async) during this
+ * one's products. Under causal a warp skips the products of a chunk none of its rows needs
+ * (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
-__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc, int stages)
 {
     using W = fa_reg_warp<TM, TN, DM>;
     constexpr int WR = W::WR, NT = W::NT, NO = W::NO, KD = W::KD;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
     const int64_t n = a.B * a.Hq * a.Lq;
-    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN);
-    T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
+    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN, stages);
+    T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
     float *wm = (float *)(smem + L.wm), *wl = (float *)(smem + L.wl), *sdq = (float *)(smem + L.dq);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -1024,34 +1029,38 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         }
         if (add) { /* the rows' max and sum: the forward's online softmax over the warp's keys */
             float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
-            for (int64_t j0 = 0; j0 < nk; j0 += TN) {
-                __syncthreads();
-                fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-                __syncthreads();
-                float s[NT][4];
-                fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
-                float cm[2] = {-INFINITY, -INFINITY};
-                fa_frag_each<NT>([&](int u, int e, int r, int c) {
-                    const int64_t j = j0 + kb + c;
-                    bool drop;
-                    const float v =
-                        r0 + r < m && j < nk ? mask_score<T, float>(a, s[u][e], b, h, i0 + (r0 + r), j, &drop) : -INFINITY;
-                    s[u][e] = v;
-                    cm[e / 2] = fa2_max(cm[e / 2], v);
+            fa_chunks(
+                (nk + TN - 1) / TN, stages,
+                [&](int64_t ch, int buf) {
+                    fa_stage<T, true>((T *)(smem + L.k + buf * L.kv), K, a.ks[2], ch * TN, TN, nk, D, ldk);
+                },
+                [&](int64_t ch, int buf) {
+                    const int64_t j0 = ch * TN;
+                    const T *sk = (const T *)(smem + L.k + buf * L.kv);
+                    float s[NT][4];
+                    fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
+                    float cm[2] = {-INFINITY, -INFINITY};
+                    fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                        const int64_t j = j0 + kb + c;
+                        bool drop;
+                        const float v =
+                            r0 + r < m && j < nk ? mask_score<T, float>(a, s[u][e], b, h, i0 + (r0 + r), j, &drop) : -INFINITY;
+                        s[u][e] = v;
+                        cm[e / 2] = fa2_max(cm[e / 2], v);
+                    });
+                    FA2_UNROLL
+                    for (int r = 0; r < 2; r++) {
+                        cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
+                        cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
+                        const float mnew = fa2_max(mx[r], cm[r]);
+                        /* a row whose scores so far are all -inf has nothing to rescale */
+                        sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
+                        mx[r] = mnew;
+                    }
+                    fa_frag_each<NT>([&](int u, int e, int, int) {
+                        sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
+                    });
                 });
-                FA2_UNROLL
-                for (int r = 0; r < 2; r++) {
-                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
-                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
-                    const float mnew = fa2_max(mx[r], cm[r]);
-                    /* a row whose scores so far are all -inf has nothing to rescale */
-                    sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
-                    mx[r] = mnew;
-                }
-                fa_frag_each<NT>([&](int u, int e, int, int) {
-                    sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
-                });
-            }
             FA2_UNROLL
             for (int r = 0; r < 2; r++) {
                 sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
@@ -1081,32 +1090,29 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         float acc[NO][4];
         fa_frag_zero<NO>(acc);
         const int64_t wrows = m - r0 < 16 ? m - r0 : 16; /* the warp's rows in the tile */
-        int64_t j0 = 0;
-        for (; j0 < nk; j0 += TN) {
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
-            __syncthreads();
-            if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) break; /* causal: nor any later chunk */
-            /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
-             * rowsum) into s; dQ += dS K */
-            float s[NT][4], dp[NT][4];
-            fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
-            fa_frag_abt<T, NT, KD>(dp, sdo + dooff, sv + voff, ldv, Dv);
-            fa_frag_each<NT>([&](int u, int e, int r, int c) {
-                const int64_t j = j0 + kb + c;
-                float p;
-                fa_prob_ds<T>(a, r0 + r < m && j < nk, s[u][e], dp[u][e], b, h, i0 + (r0 + r), j, lm[e / 2],
-                              li[e / 2], ld[e / 2], &p, &s[u][e]);
+        fa_chunks(
+            (nk + TN - 1) / TN, stages,
+            [&](int64_t ch, int buf) {
+                fa_stage<T, true>((T *)(smem + L.k + buf * L.kv), K, a.ks[2], ch * TN, TN, nk, D, ldk);
+                fa_stage<T, true>((T *)(smem + L.v + buf * L.kv), V, a.vs[2], ch * TN, TN, nk, Dv, ldv);
+            },
+            [&](int64_t ch, int buf) {
+                const int64_t j0 = ch * TN;
+                if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) return; /* causal: the warp's rows need none */
+                const T *sk = (const T *)(smem + L.k + buf * L.kv), *sv = (const T *)(smem + L.v + buf * L.kv);
+                /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
+                 * rowsum) into s; dQ += dS K */
+                float s[NT][4], dp[NT][4];
+                fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
+                fa_frag_abt<T, NT, KD>(dp, sdo + dooff, sv + voff, ldv, Dv);
+                fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                    const int64_t j = j0 + kb + c;
+                    float p;
+                    fa_prob_ds<T>(a, r0 + r < m && j < nk, s[u][e], dp[u][e], b, h, i0 + (r0 + r), j, lm[e / 2],
+                                  li[e / 2], ld[e / 2], &p, &s[u][e]);
+                });
+                fa_frag_acc<T, NT, NO>(acc, s, sk + ktoff, ldk, D);
             });
-            fa_frag_acc<T, NT, NO>(acc, s, sk + ktoff, ldk, D);
-        }
-        for (j0 += TN; j0 < nk; j0 += TN) { /* the chunks the warp skips: their staging */
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
-            __syncthreads();
-        }
         /* the row group's WR partials added in warp order (over the tiles), then out */
         fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, w.cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
     }
@@ -1608,11 +1614,15 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                     constexpr int DM = decltype(dm)::value;
                     return fa_dq_pick<DM>([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        /* two buffers of key / value chunks where they fit, else one */
+                        int stages = 2;
+                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, 2).bytes;
+                        if (!use_tensor_cores<T>(a, bytes))
+                            stages = 1, bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, 1).bytes;
                         if (!use_tensor_cores<T>(a, bytes)) return false;
                         rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn, DM>,
                                        a->B * a->Hq * ((a->Lq + tm - 1) / tm), bytes, stream, *a, (T *)dq,
-                                       (float *)dscratch);
+                                       (float *)dscratch, stages);
                         return true;
                     });
                 };
