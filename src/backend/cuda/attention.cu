@@ -291,20 +291,24 @@ __host__ __device__ __forceinline__ fa2_layout fa2_layout_of(int64_t D, int64_t 
     return L;
 }
 
-/* The chunk loop of the tensor-core kernels over chunks c = 0 .. n - 1: stage(c, buf) puts
- * chunk c into buffer buf as cp.async copies (fa_stage<T, true>), compute(c, buf) runs once
- * every thread's copies of it have landed. With stages = 2 chunk c + 1 is staged into the
- * other buffer while chunk c is computed; with 1, between chunks. The whole block calls it
- * (its barriers), with the buffers free: the caller's earlier reads behind a barrier. */
-template <typename Stage, typename Compute>
-__device__ __forceinline__ void fa_chunks(int64_t n, int stages, Stage stage, Compute compute)
+/* The chunk loop of the tensor-core kernels over the chunks c = first, next(first),
+ * next(next(first)), ... below n (next(c) > c): stage(c, buf) puts chunk c into buffer buf as
+ * cp.async copies (fa_stage<T, true>; plain stores too, the barrier below orders them),
+ * compute(c, buf) runs once every thread's copies of it have landed. With stages = 2 the next
+ * chunk is staged into the other buffer while this one is computed; with 1, between chunks.
+ * The whole block calls it (its barriers), with the buffers free: the caller's earlier reads
+ * behind a barrier. */
+template <typename Next, typename Stage, typename Compute>
+__device__ __forceinline__ void fa_chunks_of(int64_t first, int64_t n, Next next, int stages, Stage stage,
+                                             Compute compute)
 {
-    if (n > 0) stage(0, 0), png_cp_async_commit();
-    for (int64_t c = 0; c < n; c++) {
-        const bool more = c + 1 < n;
-        const int buf = stages > 1 ? (int)(c & 1) : 0;
-        if (stages > 1 && more) { /* the other buffer was last read in chunk c - 1, before its barrier */
-            stage(c + 1, buf ^ 1), png_cp_async_commit();
+    if (first < n) stage(first, 0), png_cp_async_commit();
+    for (int64_t c = first, k = 0; c < n; k++) {
+        const int64_t cn = next(c);
+        const bool more = cn < n;
+        const int buf = stages > 1 ? (int)(k & 1) : 0;
+        if (stages > 1 && more) { /* the other buffer was last read by the previous chunk, before its barrier */
+            stage(cn, buf ^ 1), png_cp_async_commit();
             png_cp_async_wait<1>();
         } else {
             png_cp_async_wait<0>();
@@ -312,8 +316,16 @@ __device__ __forceinline__ void fa_chunks(int64_t n, int stages, Stage stage, Co
         __syncthreads(); /* chunk c landed, from every thread's copies */
         compute(c, buf);
         __syncthreads(); /* chunk c read: its buffer may be staged again */
-        if (stages == 1 && more) stage(c + 1, 0), png_cp_async_commit();
+        if (stages == 1 && more) stage(cn, 0), png_cp_async_commit();
+        c = cn;
     }
+}
+
+/* fa_chunks_of over every chunk 0 .. n - 1. */
+template <typename Stage, typename Compute>
+__device__ __forceinline__ void fa_chunks(int64_t n, int stages, Stage stage, Compute compute)
+{
+    fa_chunks_of(0, n, [](int64_t c) { return c + 1; }, stages, stage, compute);
 }
 
 /* Rows [r0, r0 + n) of a (b, h) matrix with row stride rs and X (a multiple of 8) columns
@@ -854,20 +866,23 @@ template <int TM> __device__ __forceinline__ fa_warp_part fa_warp_part_of(void)
     return fa_warp_part{warp / cstep * 16, warp % cstep, cstep};
 }
 
-/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, key and value
- * chunks (input type, rows padded by FA2_PAD), the rows' max, 1 / sum and rowsum, the warps'
- * partial max and sum of the additive mask's pass; the dq partials of the row groups' warps
- * are added at the end in the space of the tiles (dq, tm x D floats from 0). */
+/* dq kernel with tm query rows a block and chunks of tn keys: q and dout tiles, `stages` (1 or
+ * 2) buffers of key and value chunks (input type, rows padded by FA2_PAD; buffer s's at k + s *
+ * kv and v + s * kv), the rows' max, 1 / sum and rowsum, the warps' partial max and sum of the
+ * additive mask's pass; the dq partials of the row groups' warps are added at the end in the
+ * space of the tiles (dq, tm x D floats from 0). */
 struct fa_dq_layout {
-    size_t q, dout, k, v, rm, rl, rd, wm, wl, dq, bytes;
+    size_t q, dout, k, v, kv, rm, rl, rd, wm, wl, dq, bytes;
 };
 __host__ __device__ __forceinline__ fa_dq_layout fa_dq_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
-                                                                 int64_t tn)
+                                                                 int64_t tn, int stages)
 {
     fa_sections c = {0};
     fa_dq_layout L;
     L.q = c.take(tm * (D + FA2_PAD) * es), L.dout = c.take(tm * (Dv + FA2_PAD) * es);
     L.k = c.take(tn * (D + FA2_PAD) * es), L.v = c.take(tn * (Dv + FA2_PAD) * es);
+    L.kv = c.at - L.k;
+    if (stages > 1) c.take(L.kv);
     L.rm = c.take(tm * sizeof(float)), L.rl = c.take(tm * sizeof(float)), L.rd = c.take(tm * sizeof(float));
     L.wm = c.take(FA_WARPS * 16 * sizeof(float)), L.wl = c.take(FA_WARPS * 16 * sizeof(float));
     L.dq = 0;
@@ -956,13 +971,13 @@ __device__ __forceinline__ void fa_prob_ds(const pnG_sdpa_args &a, bool in, floa
 }
 
 /* Rows [r0, r0 + n) of the q and dout of (b, h) into sq and sdo (row strides ldk, ldv), rows
- * past Lq zero (fa_stage). The whole block. */
-template <typename T>
+ * past Lq zero (fa_stage, ASYNC its cp.async form). The whole block. */
+template <typename T, bool ASYNC = false>
 __device__ __forceinline__ void fa_stage_q_dout(const pnG_sdpa_args &a, T *sq, T *sdo, int64_t b, int64_t h,
                                                 int64_t r0, int64_t n, int ldk, int ldv)
 {
-    fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], r0, n, a.Lq, a.D, ldk);
-    fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], r0, n, a.Lq, a.Dv, ldv);
+    fa_stage<T, ASYNC>(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], r0, n, a.Lq, a.D, ldk);
+    fa_stage<T, ASYNC>(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], r0, n, a.Lq, a.Dv, ldv);
 }
 
 /* Whether query rows [i, i + rows) need key j or later (keys_needed's causal rule, a row that
@@ -981,18 +996,20 @@ __device__ __forceinline__ bool fa_rows_need(const pnG_sdpa_args &a, int64_t i, 
  * T, whose accumulator fragments of two adjacent 8-key tiles are dS's A fragment of a 16-key
  * step, and dQ += dS K into the warp's float accumulator (16 x D). The rows' max and sum of the
  * additive mask (a first pass over the keys, S alone) merge the WR warps' online softmax in
- * shared memory; so do the WR warps' dQ partials at the end, in warp order. Under causal a
- * warp stops its products at the first chunk none of its rows needs (fa_rows_need). */
+ * shared memory; so do the WR warps' dQ partials at the end, in warp order. Key / value
+ * chunks go through fa_chunks: with stages = 2 the next is copied in (cp.async) during this
+ * one's products. Under causal a warp skips the products of a chunk none of its rows needs
+ * (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
-__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc)
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_args a, T *dq, float *dsc, int stages)
 {
     using W = fa_reg_warp<TM, TN, DM>;
     constexpr int WR = W::WR, NT = W::NT, NO = W::NO, KD = W::KD;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
     const int64_t n = a.B * a.Hq * a.Lq;
-    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN);
-    T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout), *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
+    const fa_dq_layout L = fa_dq_layout_of(D, Dv, sizeof(T), TM, TN, stages);
+    T *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
     float *rm = (float *)(smem + L.rm), *rl = (float *)(smem + L.rl), *rd = (float *)(smem + L.rd);
     float *wm = (float *)(smem + L.wm), *wl = (float *)(smem + L.wl), *sdq = (float *)(smem + L.dq);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
@@ -1024,34 +1041,38 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         }
         if (add) { /* the rows' max and sum: the forward's online softmax over the warp's keys */
             float mx[2] = {-INFINITY, -INFINITY}, sum[2] = {0.0f, 0.0f};
-            for (int64_t j0 = 0; j0 < nk; j0 += TN) {
-                __syncthreads();
-                fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-                __syncthreads();
-                float s[NT][4];
-                fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
-                float cm[2] = {-INFINITY, -INFINITY};
-                fa_frag_each<NT>([&](int u, int e, int r, int c) {
-                    const int64_t j = j0 + kb + c;
-                    bool drop;
-                    const float v =
-                        r0 + r < m && j < nk ? mask_score<T, float>(a, s[u][e], b, h, i0 + (r0 + r), j, &drop) : -INFINITY;
-                    s[u][e] = v;
-                    cm[e / 2] = fa2_max(cm[e / 2], v);
+            fa_chunks(
+                (nk + TN - 1) / TN, stages,
+                [&](int64_t ch, int buf) {
+                    fa_stage<T, true>((T *)(smem + L.k + buf * L.kv), K, a.ks[2], ch * TN, TN, nk, D, ldk);
+                },
+                [&](int64_t ch, int buf) {
+                    const int64_t j0 = ch * TN;
+                    const T *sk = (const T *)(smem + L.k + buf * L.kv);
+                    float s[NT][4];
+                    fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
+                    float cm[2] = {-INFINITY, -INFINITY};
+                    fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                        const int64_t j = j0 + kb + c;
+                        bool drop;
+                        const float v =
+                            r0 + r < m && j < nk ? mask_score<T, float>(a, s[u][e], b, h, i0 + (r0 + r), j, &drop) : -INFINITY;
+                        s[u][e] = v;
+                        cm[e / 2] = fa2_max(cm[e / 2], v);
+                    });
+                    FA2_UNROLL
+                    for (int r = 0; r < 2; r++) {
+                        cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
+                        cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
+                        const float mnew = fa2_max(mx[r], cm[r]);
+                        /* a row whose scores so far are all -inf has nothing to rescale */
+                        sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
+                        mx[r] = mnew;
+                    }
+                    fa_frag_each<NT>([&](int u, int e, int, int) {
+                        sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
+                    });
                 });
-                FA2_UNROLL
-                for (int r = 0; r < 2; r++) {
-                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 1));
-                    cm[r] = fa2_max(cm[r], __shfl_xor_sync(0xffffffffu, cm[r], 2));
-                    const float mnew = fa2_max(mx[r], cm[r]);
-                    /* a row whose scores so far are all -inf has nothing to rescale */
-                    sum[r] *= mnew == -INFINITY ? 1.0f : sdpa_exp(mx[r] - mnew);
-                    mx[r] = mnew;
-                }
-                fa_frag_each<NT>([&](int u, int e, int, int) {
-                    sum[e / 2] += mx[e / 2] == -INFINITY ? 0.0f : sdpa_exp(s[u][e] - mx[e / 2]);
-                });
-            }
             FA2_UNROLL
             for (int r = 0; r < 2; r++) {
                 sum[r] += __shfl_xor_sync(0xffffffffu, sum[r], 1);
@@ -1081,32 +1102,29 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
         float acc[NO][4];
         fa_frag_zero<NO>(acc);
         const int64_t wrows = m - r0 < 16 ? m - r0 : 16; /* the warp's rows in the tile */
-        int64_t j0 = 0;
-        for (; j0 < nk; j0 += TN) {
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
-            __syncthreads();
-            if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) break; /* causal: nor any later chunk */
-            /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
-             * rowsum) into s; dQ += dS K */
-            float s[NT][4], dp[NT][4];
-            fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
-            fa_frag_abt<T, NT, KD>(dp, sdo + dooff, sv + voff, ldv, Dv);
-            fa_frag_each<NT>([&](int u, int e, int r, int c) {
-                const int64_t j = j0 + kb + c;
-                float p;
-                fa_prob_ds<T>(a, r0 + r < m && j < nk, s[u][e], dp[u][e], b, h, i0 + (r0 + r), j, lm[e / 2],
-                              li[e / 2], ld[e / 2], &p, &s[u][e]);
+        fa_chunks(
+            (nk + TN - 1) / TN, stages,
+            [&](int64_t ch, int buf) {
+                fa_stage<T, true>((T *)(smem + L.k + buf * L.kv), K, a.ks[2], ch * TN, TN, nk, D, ldk);
+                fa_stage<T, true>((T *)(smem + L.v + buf * L.kv), V, a.vs[2], ch * TN, TN, nk, Dv, ldv);
+            },
+            [&](int64_t ch, int buf) {
+                const int64_t j0 = ch * TN;
+                if (!fa_rows_need(a, i0 + r0, wrows, j0 + kb)) return; /* causal: the warp's rows need none */
+                const T *sk = (const T *)(smem + L.k + buf * L.kv), *sv = (const T *)(smem + L.v + buf * L.kv);
+                /* S = Q K^T and dP = dO V^T for the warp's 16 rows and KW keys; dS = P (dP -
+                 * rowsum) into s; dQ += dS K */
+                float s[NT][4], dp[NT][4];
+                fa_frag_abt<T, NT, KD>(s, sq + qoff, sk + koff, ldk, D);
+                fa_frag_abt<T, NT, KD>(dp, sdo + dooff, sv + voff, ldv, Dv);
+                fa_frag_each<NT>([&](int u, int e, int r, int c) {
+                    const int64_t j = j0 + kb + c;
+                    float p;
+                    fa_prob_ds<T>(a, r0 + r < m && j < nk, s[u][e], dp[u][e], b, h, i0 + (r0 + r), j, lm[e / 2],
+                                  li[e / 2], ld[e / 2], &p, &s[u][e]);
+                });
+                fa_frag_acc<T, NT, NO>(acc, s, sk + ktoff, ldk, D);
             });
-            fa_frag_acc<T, NT, NO>(acc, s, sk + ktoff, ldk, D);
-        }
-        for (j0 += TN; j0 < nk; j0 += TN) { /* the chunks the warp skips: their staging */
-            __syncthreads();
-            fa_stage(sk, K, a.ks[2], j0, TN, nk, D, ldk);
-            fa_stage(sv, V, a.vs[2], j0, TN, nk, Dv, ldv);
-            __syncthreads();
-        }
         /* the row group's WR partials added in warp order (over the tiles), then out */
         fa_reduce_store<T, NO, WR>(sdq, acc, D, r0, w.cg, m, dq + (bh * a.Lq + i0) * D, (float)a.scale);
     }
@@ -1205,20 +1223,23 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
 }
 
 /* The register dkv kernel's shared memory with tm keys a block and chunks of tn query rows: k
- * and v tiles, q and dout chunks (input type, rows padded by FA2_PAD), the chunk's max,
- * 1 / sum and rowsum; the dk, then the dv partials of the row groups' warps are added at the
- * end in the space of the tiles (acc: tm x max(D, Dv) floats from 0). */
+ * and v tiles, then `stages` (1 or 2) buffers of a chunk's q and dout rows (input type, rows
+ * padded by FA2_PAD) and its max, 1 / sum and rowsum (buffer s's parts at q + s * chunk, ...);
+ * the dk, then the dv partials of the row groups' warps are added at the end in the space of
+ * the tiles (acc: tm x max(D, Dv) floats from 0). */
 struct fa_dkv_reg_layout {
-    size_t k, v, q, dout, cm, cl, cd, acc, bytes;
+    size_t k, v, q, dout, cm, cl, cd, chunk, acc, bytes;
 };
 __host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64_t D, int64_t Dv, size_t es,
-                                                                           int64_t tm, int64_t tn)
+                                                                           int64_t tm, int64_t tn, int stages)
 {
     fa_sections c = {0};
     fa_dkv_reg_layout L;
     L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
     L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
     L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
+    L.chunk = c.at - L.q;
+    if (stages > 1) c.take(L.chunk);
     L.acc = 0;
     const size_t acc = fa_up(tm * (D > Dv ? D : Dv) * sizeof(float));
     L.bytes = c.at > acc ? c.at : acc;
@@ -1232,20 +1253,21 @@ __host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64
  * group; per chunk, in registers: S^T = K Q^T and dP^T = V dO^T (16 keys x KW queries), P^T
  * and dS^T = P^T (dP^T - rowsum) rounded to T (their accumulator fragments of two adjacent
  * 8-query tiles are the A fragment of a 16-query step), dV += P^T dO and dK += dS^T Q into the
- * warp's float accumulators; the WR warps' partials added at the end in warp order. A warp
- * skips the products of a chunk none of whose rows needs its keys (fa_rows_need). */
+ * warp's float accumulators; the WR warps' partials added at the end in warp order. The
+ * chunks go through fa_chunks_of (two buffers: the next copied in by cp.async during this
+ * one's products), leaving out those whose rows see none of the tile's keys under causal; a
+ * warp skips the products of a chunk none of whose rows needs its keys (fa_rows_need). */
 template <typename T, int TM, int TN, int DM>
 __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa_args a, T *dk, T *dv,
-                                                                         const float *dsc)
+                                                                         const float *dsc, int stages)
 {
     using W = fa_reg_warp<TM, TN, DM>;
     constexpr int WR = W::WR, NT = W::NT, NO = W::NO, KD = W::KD;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
     const int64_t nrow = a.B * a.Hq * a.Lq;
-    const fa_dkv_reg_layout L = fa_dkv_reg_layout_of(D, Dv, sizeof(T), TM, TN);
-    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
-    float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
+    const fa_dkv_reg_layout L = fa_dkv_reg_layout_of(D, Dv, sizeof(T), TM, TN, stages);
+    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
     float *sacc = (float *)(smem + L.acc);
     const W w;
     const int r0 = w.r0, kb = w.kb;
@@ -1263,22 +1285,40 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
         float adk[NO][4], adv[NO][4];
         fa_frag_zero<NO>(adk);
         fa_frag_zero<NO>(adv);
-        for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
-            for (int64_t i0 = 0; i0 < a.Lq; i0 += TN) {
-                const int64_t i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
-                if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
-                const int64_t bh = b * a.Hq + h;
-                __syncthreads();
-                fa_stage_q_dout(a, sq, sdo, b, h, i0, TN, ldk, ldv);
+        /* chunk ci: the query rows from (ci % nq) TN of head kh rep + ci / nq; those that see
+         * none of the tile's keys under causal are left out */
+        const int64_t nq = (a.Lq + TN - 1) / TN;
+        auto need = [&](int64_t ci) {
+            const int64_t i0 = ci % nq * TN, i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
+            return !(a.causal && i0 + off >= 0 && i1 - 1 + off < k0);
+        };
+        auto next = [&](int64_t ci) {
+            do ci++;
+            while (ci < rep * nq && !need(ci));
+            return ci;
+        };
+        fa_chunks_of(
+            need(0) ? 0 : next(0), rep * nq, next, stages,
+            [&](int64_t ci, int buf) {
+                const int64_t h = kh * rep + ci / nq, i0 = ci % nq * TN, bh = b * a.Hq + h;
+                unsigned char *at = smem + buf * L.chunk;
+                fa_stage_q_dout<T, true>(a, (T *)(at + L.q), (T *)(at + L.dout), b, h, i0, TN, ldk, ldv);
+                float *cm = (float *)(at + L.cm), *cl = (float *)(at + L.cl), *cd = (float *)(at + L.cd);
                 for (int r = threadIdx.x; r < TN; r += blockDim.x) {
                     const int64_t row = bh * a.Lq + i0 + r;
                     const bool in = i0 + r < a.Lq;
                     cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
                     cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
                 }
-                __syncthreads();
+            },
+            [&](int64_t ci, int buf) {
+                const int64_t h = kh * rep + ci / nq, i0 = ci % nq * TN;
+                const unsigned char *at = smem + buf * L.chunk;
+                const T *sq = (const T *)(at + L.q), *sdo = (const T *)(at + L.dout);
+                const float *cm = (const float *)(at + L.cm), *cl = (const float *)(at + L.cl),
+                            *cd = (const float *)(at + L.cd);
                 const int64_t wrows = a.Lq - i0 - kb < W::KW ? a.Lq - i0 - kb : W::KW; /* the warp's query rows */
-                if (r0 >= n || !fa_rows_need(a, i0 + kb, wrows, k0 + r0)) continue; /* causal: sees none of its keys */
+                if (r0 >= n || !fa_rows_need(a, i0 + kb, wrows, k0 + r0)) return; /* causal: sees none of its keys */
                 /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows; P^T
                  * into s, dS^T into dp; dV += P^T dO and dK += dS^T Q */
                 float s[NT][4], dp[NT][4];
@@ -1291,7 +1331,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
                 });
                 fa_frag_acc<T, NT, NO>(adv, s, sdo + dotoff, ldv, Dv);
                 fa_frag_acc<T, NT, NO>(adk, dp, sq + qtoff, ldk, D);
-            }
+            });
         fa_reduce_store<T, NO, WR>(sacc, adk, D, r0, w.cg, n, dk + (bg * a.Lk + k0) * D, (float)a.scale);
         fa_reduce_store<T, NO, WR>(sacc, adv, Dv, r0, w.cg, n, dv + (bg * a.Lk + k0) * Dv, 1.0f);
     }
@@ -1608,11 +1648,15 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                     constexpr int DM = decltype(dm)::value;
                     return fa_dq_pick<DM>([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        /* two buffers of key / value chunks where they fit, else one */
+                        int stages = 2;
+                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, 2).bytes;
+                        if (!use_tensor_cores<T>(a, bytes))
+                            stages = 1, bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, 1).bytes;
                         if (!use_tensor_cores<T>(a, bytes)) return false;
                         rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn, DM>,
                                        a->B * a->Hq * ((a->Lq + tm - 1) / tm), bytes, stream, *a, (T *)dq,
-                                       (float *)dscratch);
+                                       (float *)dscratch, stages);
                         return true;
                     });
                 };
@@ -1626,11 +1670,15 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                     constexpr int DM = decltype(dm)::value;
                     return fa_dkv_pick<DM>([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                        size_t bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
+                        /* two buffers of query chunks where they fit, else one */
+                        int stages = 2;
+                        size_t bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn, 2).bytes;
+                        if (!use_tensor_cores<T>(a, bytes))
+                            stages = 1, bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn, 1).bytes;
                         if (!use_tensor_cores<T>(a, bytes)) return false;
                         rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_reg_kernel<T, tm, tn, DM>,
                                        a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
-                                       (const float *)dscratch);
+                                       (const float *)dscratch, stages);
                         return true;
                     });
                 };
