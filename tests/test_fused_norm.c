@@ -67,9 +67,12 @@ static void check_norm(const char *what, int kind, pn_array *x, pn_array *w, pn_
 TEST(values_every_dtype_length_and_parameters)
 {
     const pn_dtype dts[] = {PN_FLOAT32, PN_FLOAT64, PN_FLOAT16, PN_BFLOAT16};
-    const int64_t lens[] = {1, 3, 64, 257, 4096};
+    /* 1, 3, 257: element by element; 64, 1000 (a warp per row) and 4096, 8200 (a block per
+     * row): 16-byte runs, the GPU holding 2, 4 or 8 runs a lane in registers or (f32 and f64
+     * 8200, f64 1000) reading the row again in each pass; 1000's last runs are partial */
+    const int64_t lens[] = {1, 3, 64, 257, 1000, 4096, 8200};
     for (int d = 0; d < 4; d++)
-        for (int l = 0; l < 5; l++) {
+        for (int l = 0; l < 7; l++) {
             pn_scope_push();
             int64_t n = lens[l];
             int64_t shape[3] = {2, n < 4096 ? 5 : 2, n};
@@ -226,6 +229,82 @@ static pn_array *grads_op(void *ctx, pn_array *const *in)
     pn_array *flat[3];
     for (int i = 0; i < np; i++) flat[i] = pn_flatten(g[i], 0, -1);
     return pn_concatenate(flat, np, 0);
+}
+
+/* dx, dw, db of <norm(x, w, b), g> per row of n, in float64: xhat = (x - mean) rstd,
+ * dx = rstd (g w - mean(g w) - xhat mean(g w xhat)) (no mean(g w) for RMS), dw = sum of g xhat,
+ * db = sum of g over the rows (w NULL: ones). */
+static void ref_norm_vjp(int kind, const double *x, const double *w, const double *g,
+                         double *dx, double *dw, double *db, int64_t rows, int64_t n, double eps)
+{
+    for (int64_t i = 0; i < n; i++) dw[i] = db[i] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *p = x + r * n, *q = g + r * n;
+        double m = 0, v = 0, c1 = 0, c2 = 0;
+        if (kind == LN)
+            for (int64_t i = 0; i < n; i++) m += p[i] / (double)n;
+        for (int64_t i = 0; i < n; i++) v += (p[i] - m) * (p[i] - m) / (double)n;
+        double s = 1 / sqrt(v + eps);
+        for (int64_t i = 0; i < n; i++) {
+            double gw = q[i] * (w ? w[i] : 1);
+            c1 += kind == LN ? gw / (double)n : 0;
+            c2 += gw * (p[i] - m) * s / (double)n;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double xh = (p[i] - m) * s, gw = q[i] * (w ? w[i] : 1);
+            dx[r * n + i] = s * (gw - c1 - xh * c2);
+            dw[i] += q[i] * xh;
+            db[i] += q[i];
+        }
+    }
+}
+
+/* The fused backward's values for every float dtype and the row lengths of the forward's
+ * test (each of the GPU's paths: elements, 16-byte runs held in registers or read again),
+ * against ref_norm_vjp on the dtype-rounded inputs. */
+TEST(gradients_every_dtype_and_length)
+{
+    const pn_dtype dts[] = {PN_FLOAT32, PN_FLOAT64, PN_FLOAT16, PN_BFLOAT16};
+    const int64_t lens[] = {1, 3, 64, 257, 1000, 4096, 8200};
+    const norm_ctx cases[] = {{LN, true, true}, {RMS, true, false}, {LN, false, false}};
+    for (int d = 0; d < 4; d++)
+        for (int l = 0; l < 7; l++)
+            for (int c = 0; c < 3; c++) {
+                pn_scope_push();
+                pn_dtype t = dts[d];
+                int64_t n = lens[l], rows = n < 4096 ? 10 : 4;
+                pn_array *v[4];
+                random_rows(rows, n, t, v);
+                norm_ctx k = cases[c];
+                int np = 1 + k.w + k.b;
+                pn_array *in[3] = {v[0], v[1], v[2]}, *out[1], *grad[3] = {NULL};
+                pn_closure *f = pn_closure_new(norm_fn, &k, NULL);
+                int nout = 0;
+                CHECK(pn_vjp(f, np, in, 1, &v[3], &nout, out, grad) == 0);
+                pn_closure_release(f);
+                double *xv = test_to_f64(v[0]), *wv = k.w ? test_to_f64(v[1]) : NULL;
+                double *gv = test_to_f64(v[3]);
+                double *dx = malloc(sizeof(double) * (size_t)(rows * n));
+                double *dw = malloc(sizeof(double) * (size_t)n), *db = malloc(sizeof(double) * (size_t)n);
+                ref_norm_vjp(k.kind, xv, wv, gv, dx, dw, db, rows, n, 1e-5);
+                /* dx's terms cancel (it sums to zero over a LayerNorm row): an absolute
+                 * tolerance at the scale of rstd g w; dw and db sum `rows` products */
+                double tol = t == PN_FLOAT64 ? 1e-11 : 4 * test_tol(t);
+                char what[96];
+                snprintf(what, sizeof what, "%s n=%lld %s%s%s dx", pn_dtype_name(t), (long long)n,
+                         k.kind == LN ? "LN" : "RMS", k.w ? " w" : "", k.b ? " b" : "");
+                test_check_values(what, grad[0], (int64_t[]){rows, n}, 2, t, dx, tol, 2 * tol);
+                if (k.w) {
+                    what[strlen(what) - 2] = 'w';
+                    test_check_values(what, grad[1], &n, 1, t, dw, tol, tol * (double)rows);
+                }
+                if (k.b) {
+                    what[strlen(what) - 2] = 'b';
+                    test_check_values(what, grad[2], &n, 1, t, db, tol, tol * (double)rows);
+                }
+                free(xv), free(wv), free(gv), free(dx), free(dw), free(db);
+                pn_scope_pop();
+            }
 }
 
 TEST(second_derivatives_match_finite_differences)
