@@ -108,6 +108,10 @@ void pnG_clear_cache(void);
 /* The CUDA stream behind a Ponte stream index (cudaStream_t, as void * for C), created on
  * first use; NULL with an error on failure. */
 void *pnG_cuda_stream(int stream);
+/* A device word of stream's own, zero between kernels: a kernel that counts in it (its blocks
+ * finishing, so that the last one combines their partials) must leave it zero. Allocated on
+ * the stream's first call and kept until the process exits; NULL with an error on failure. */
+unsigned *pnG_stream_counter(int stream);
 /* Checks the last launch on stream; `what` names the kernel in the error. */
 int pnG_check_launch(const char *what);
 

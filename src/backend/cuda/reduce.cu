@@ -3,7 +3,9 @@
  * (kept outputs) x (reduced elements) with strides: a row kernel (a warp or a block cooperates
  * on one output; 16-byte loads when the reduced elements are contiguous) or a column kernel
  * (threads over consecutive outputs); too few outputs split the reduced range over blocks,
- * whose partials a second pass combines. Per-op variation: the op structs (rop<K, T>). */
+ * whose partials a second pass combines, except in a full reduction, where the last block to
+ * finish combines them (a stream's counter says which block is last). Per-op variation: the
+ * op structs (rop<K, T>). */
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/reduce.h"
 
@@ -292,13 +294,32 @@ __device__ __forceinline__ typename Op::A row_accumulate(typename Op::A acc,
     return acc;
 }
 
-/* Row kernel: `group` threads (a warp, or the block) per work item. */
+/* The n partials of a full reduction at part combined by the whole block (every thread calls)
+ * in the order of a one-block row pass over them, and stored to out (scaled by scale). Not
+ * inlined: the kernel runs it once, and its registers would otherwise count in every pass. */
+template <class Op>
+__device__ __noinline__ void combine_partials(const typename Op::A *part, typename Op::O *out,
+                                              int64_t n, double scale, typename Op::A *sh)
+{
+    typedef typename Op::A A;
+    red_args Q = {}; /* the contiguous path reads nothing else of it */
+    Q.contig = true;
+    A acc = row_accumulate<pass2<Op> >(Op::init(), part, Q, 0, n, threadIdx.x, blockDim.x);
+    acc = block_reduce<pass2<Op> >(acc, sh);
+    if (threadIdx.x == 0) Op::store(out, acc, scale);
+}
+
+/* Row kernel: `group` threads (a warp, or the block) per work item. done (a full reduction
+ * split over blocks, group = the block; NULL otherwise): a stream's counter
+ * (pnG_stream_counter), which each work item bumps once its partial is out; the block whose
+ * bump is the last combines the partials (no second launch) and sets the counter back to 0. */
 template <class Op>
 __global__ void reduce_rows(const typename Op::In *x, typename Op::O *out, typename Op::A *part,
-                            red_args P)
+                            red_args P, unsigned *done)
 {
     typedef typename Op::A A;
     __shared__ A sh[33];
+    __shared__ bool last;
     int group = P.group, per = blockDim.x / group, lane = threadIdx.x % group;
     int64_t items = P.outer * P.splits;
     for (int64_t b = (int64_t)blockIdx.x * per; b < items; b += (int64_t)gridDim.x * per) {
@@ -314,6 +335,18 @@ __global__ void reduce_rows(const typename Op::In *x, typename Op::O *out, typen
         if (lane == 0 && w < items) {
             if (P.splits > 1) part[w] = acc;
             else Op::store(out + o, acc, P.scale);
+        }
+        if (done) { /* per = 1: w = b < items */
+            if (threadIdx.x == 0) {
+                __threadfence(); /* the partial is visible before the count says so */
+                last = atomicAdd(done, 1u) == (unsigned)(items - 1);
+            }
+            __syncthreads();
+            if (last) {
+                __threadfence(); /* the other blocks' partials, counted, are read after */
+                combine_partials<Op>(part, out, P.splits, P.scale, sh);
+                if (threadIdx.x == 0) *done = 0;
+            }
         }
     }
 }
@@ -438,16 +471,19 @@ static int launch_reduce(const pnG_reduce_plan *Q, const void *xv, void *ov, int
         part = (A *)pnG_malloc(part_bytes, stream);
         if (!part) return -1;
     }
-    if (rows) {
+    /* a full reduction over blocks: the last block to finish combines the partials */
+    unsigned *done = rows && P.splits > 1 && P.outer == 1 ? pnG_stream_counter(stream) : NULL;
+    if (rows && P.splits > 1 && P.outer == 1 && !done) rc = -1;
+    if (rc == 0 && rows) {
         auto k = reduce_rows<Op>;
         int per = RED_THREADS / P.group;
         PNG_LAUNCH(k, png_blocks((P.outer * P.splits + per - 1) / per), RED_THREADS, 0, st, x,
-                   out, part, P);
+                   out, part, P, done);
         rc = pnG_check_launch("reduce_rows");
-    } else {
+    } else if (rc == 0) {
         rc = launch_cols<Op>(x, out, part, P, st);
     }
-    if (rc == 0 && P.splits > 1) { /* combine the partials: columns of (splits, outer) */
+    if (rc == 0 && P.splits > 1 && !done) { /* combine the partials: columns of (splits, outer) */
         red_args Q2 = P;
         Q2.kept.ndim = 1;
         Q2.kept.shape[0] = P.outer;
@@ -457,23 +493,14 @@ static int launch_reduce(const pnG_reduce_plan *Q, const void *xv, void *ov, int
         Q2.red.stride[0][0] = P.outer;
         Q2.n = P.splits;
         Q2.splits = 1;
-        if (P.outer == 1) { /* a full reduction: the partials are one row for one block */
-            Q2.contig = true;
-            Q2.group = RED_THREADS;
-            Q2.rl = 1;
-            auto k2 = reduce_rows<pass2<Op> >;
-            PNG_LAUNCH(k2, 1, RED_THREADS, 0, st, part, out, (typename pass2<Op>::A *)NULL, Q2);
-            rc = pnG_check_launch("reduce_rows (partials)");
-        } else {
-            /* as many lanes per output as the block holds (a few outputs: a lane reads
-             * splits / rl partials instead of splits / 8, which a single small block took
-             * 45 us over on an H200) */
-            int rl = 1;
-            while (rl * 2 * P.outer <= RED_THREADS && rl < RED_THREADS) rl *= 2;
-            Q2.rl = rl < 8 && P.outer < RED_THREADS ? 8 : rl;
-            Q2.contig = false;
-            rc = launch_cols<pass2<Op> >(part, out, NULL, Q2, st);
-        }
+        /* as many lanes per output as the block holds (a few outputs: a lane reads splits /
+         * rl partials instead of splits / 8, which a single small block took 45 us over on
+         * an H200) */
+        int rl = 1;
+        while (rl * 2 * P.outer <= RED_THREADS && rl < RED_THREADS) rl *= 2;
+        Q2.rl = rl < 8 && P.outer < RED_THREADS ? 8 : rl;
+        Q2.contig = false;
+        rc = launch_cols<pass2<Op> >(part, out, NULL, Q2, st);
     }
     if (part) pnG_free(part, part_bytes, stream);
     return rc;

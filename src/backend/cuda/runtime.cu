@@ -174,6 +174,7 @@ static int need_gpu(void)
 
 static pthread_mutex_t stream_lock = PTHREAD_MUTEX_INITIALIZER;
 static cudaStream_t *streams; /* by Ponte stream index; NULL until first use */
+static unsigned **counters;   /* pnG_stream_counter's words, by stream index; NULL until asked */
 static int nstreams;
 
 extern "C" void *pnG_cuda_stream(int stream)
@@ -185,13 +186,16 @@ extern "C" void *pnG_cuda_stream(int stream)
         int n = nstreams ? nstreams : 16;
         while (n <= stream) n *= 2;
         cudaStream_t *s = (cudaStream_t *)realloc(streams, (size_t)n * sizeof *s);
-        if (!s) {
+        if (s) streams = s;
+        unsigned **c = s ? (unsigned **)realloc(counters, (size_t)n * sizeof *c) : NULL;
+        if (!c) {
             pthread_mutex_unlock(&stream_lock);
             pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gpu] Out of memory.");
             return NULL;
         }
+        counters = c;
         memset(s + nstreams, 0, (size_t)(n - nstreams) * sizeof *s);
-        streams = s;
+        memset(c + nstreams, 0, (size_t)(n - nstreams) * sizeof *c);
         nstreams = n;
     }
     if (!streams[stream]) {
@@ -207,6 +211,30 @@ extern "C" void *pnG_cuda_stream(int stream)
     cudaStream_t s = streams[stream];
     pthread_mutex_unlock(&stream_lock);
     return (void *)s;
+}
+
+extern "C" unsigned *pnG_stream_counter(int stream)
+{
+    cudaStream_t s = png_stream(stream); /* the stream, and its slot in counters */
+    if (!s) return NULL;
+    if (stream < 0) stream = 1;
+    pthread_mutex_lock(&stream_lock);
+    unsigned *c = counters[stream];
+    cudaError_t e = cudaSuccess;
+    if (!c) { /* zeroed on the stream, before any kernel of it can see the word */
+        e = cudaMalloc((void **)&c, sizeof *c);
+        if (e == cudaSuccess) e = cudaMemsetAsync(c, 0, sizeof *c, s);
+        if (e == cudaSuccess) counters[stream] = c;
+        else if (c) cudaFree(c), c = NULL;
+    }
+    pthread_mutex_unlock(&stream_lock);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot allocate a stream's counter: %s",
+                     cudaGetErrorString(e));
+        return NULL;
+    }
+    return c;
 }
 
 extern "C" int pnG_stream_wait(int waiter, int producer)
