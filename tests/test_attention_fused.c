@@ -367,13 +367,14 @@ TEST(tensor_core_forward)
 #endif
 }
 
-/* Shapes of the tensor-core backward beyond the forward's (head dims 160 and 256, Dv != D) and
- * at D = 128, each under the device's shared memory, capped at the 99 KiB of an sm_86 / sm_89
- * and (head dims up to 128) at the default 48 KiB (pnG_sdpa_set_smem_limit), where the
- * launchers take the smaller tiles (32 or 16 rows a block, chunks of 32) that fit: tiles cut mid-way, grouped-query heads, causal with Lq < Lk and
- * Lq > Lk, a bool mask and a constant additive mask (the backward's max-and-sum pass).
- * Gradients of q, k, v in float16 / bfloat16 against float32's; on the GPU, the dq and dk / dv
- * kernels must both have run on the tensor cores. */
+/* Shapes of the tensor-core backward beyond the forward's (head dims 160, 192 and 256, Dv != D)
+ * and at D = 128, each under several caps of the shared memory (pnG_sdpa_set_smem_limit; see
+ * TC_LIMITS), where the launchers take the smaller tiles (32 or 16 rows a block, chunks of 32)
+ * and one buffer of chunks instead of two: tiles cut mid-way, grouped-query heads, causal with
+ * Lq < Lk and Lq > Lk (chunks left out, across the group's heads), a bool mask and a constant
+ * additive mask (the backward's max-and-sum pass). Gradients of q, k, v in float16 / bfloat16
+ * against float32's; on the GPU, the dq and dk / dv kernels must both have run on the tensor
+ * cores. */
 static const cfg TC_BACKWARD[] = {
     {1, 2, 1, 100, 70, 128, 128, M_CAUSAL, 0}, /* Lq > Lk: the first rows see no key */
     {2, 2, 2, 48, 40, 128, 128, M_ADD, 2},
@@ -381,7 +382,21 @@ static const cfg TC_BACKWARD[] = {
     {1, 2, 2, 33, 50, 160, 160, M_BOOL, 4},
     {1, 2, 1, 40, 36, 256, 192, M_NONE, 0}, /* Dv != D */
     {1, 1, 1, 20, 24, 256, 256, M_ADD, 4},
+    {1, 4, 2, 100, 70, 256, 256, M_CAUSAL, 0}, /* GQA, causal Lq > Lk */
+    {1, 2, 1, 60, 90, 192, 192, M_CAUSAL, 0},
+    {1, 2, 2, 40, 50, 192, 192, M_ADD, 2},
 };
+
+/* The caps of TC_BACKWARD's runs and the head dims each takes (0: all; 1: above 128 only; -1:
+ * up to 128 only). sdpa_dkv_tc_kernel (above 128) takes two buffers of query chunks (its
+ * launcher: the largest tile, with two buffers where they fit) at 192 dims under the device's
+ * 227 KiB and the 99 KiB of an sm_86 / sm_89, at 256 x 256 under 188 KiB and at 256 x 192
+ * under 160 KiB, one buffer in the other runs of those dims; at the default 48 KiB only head
+ * dims up to 128 have a tensor-core tile (two warps share a row group: 32 x 32 tiles). */
+static const struct {
+    size_t bytes;
+    int dims;
+} TC_LIMITS[] = {{0, 0}, {192512, 1}, {163840, 1}, {101376, 0}, {49152, -1}};
 
 /* y and the gradients of q, k, v for cotangent cot, any mask x[3] a constant. 0 or -1. */
 static int value_and_vjp_qkv(const cfg *c, pn_array *const *x, double scale, pn_array *cot, pn_array **y,
@@ -399,19 +414,18 @@ TEST(tensor_core_backward_tiles)
 {
     const int n = (int)(sizeof TC_BACKWARD / sizeof TC_BACKWARD[0]);
     const pn_dtype halves[2] = {PN_FLOAT16, PN_BFLOAT16};
-    /* the device's; sm_86 / sm_89's 99 KiB; the default 48 KiB, where only head dims up to 128
-     * have a tensor-core tile (two warps share a row group: 32 x 32 tiles) */
-    const size_t limits[3] = {0, 101376, 49152};
 #ifdef PONTE_HAS_GPU
     const bool gpu = pn_default_device().type == PN_GPU;
 #endif
-    for (int l = 0; l < 3; l++) {
+    for (int l = 0; l < (int)(sizeof TC_LIMITS / sizeof TC_LIMITS[0]); l++) {
+        const size_t limit = TC_LIMITS[l].bytes;
 #ifdef PONTE_HAS_GPU
-        const size_t was = pnG_sdpa_set_smem_limit(limits[l]);
+        const size_t was = pnG_sdpa_set_smem_limit(limit);
 #endif
         for (int i = 0; i < n; i++) {
             const cfg *c = &TC_BACKWARD[i];
-            if (limits[l] == 49152 && (c->D > 128 || c->Dv > 128)) continue;
+            const bool above = c->D > 128 || c->Dv > 128;
+            if ((TC_LIMITS[l].dims > 0 && !above) || (TC_LIMITS[l].dims < 0 && above)) continue;
             const double scale = 1.0 / sqrt((double)c->D);
             for (int h = 0; h < 2; h++) {
                 pn_scope_push();
@@ -436,12 +450,12 @@ TEST(tensor_core_backward_tiles)
                 if (gpu) {
                     const int64_t ran = pnG_sdpa_tensor_core_count() - at;
                     CHECK_MSG(ran == fwd_tc + 2, "limit %zu case %d %s: %lld tensor-core launches, want %lld + 2",
-                              limits[l], i, pn_dtype_name(halves[h]), (long long)ran, (long long)fwd_tc);
+                              limit, i, pn_dtype_name(halves[h]), (long long)ran, (long long)fwd_tc);
                 }
 #endif
                 CHECK(value_and_vjp_qkv(c, x32, scale, cot32, &y32, g32) == 0);
                 char what[128];
-                snprintf(what, sizeof what, "tc backward limit %zu %s case %d", limits[l], pn_dtype_name(halves[h]), i);
+                snprintf(what, sizeof what, "tc backward limit %zu %s case %d", limit, pn_dtype_name(halves[h]), i);
                 check_half_grads(what, g16, g32, halves[h]);
                 pn_scope_pop();
             }

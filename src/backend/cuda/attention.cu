@@ -716,6 +716,7 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) sdpa_decode_kernel(pnG_sdpa_ar
     PNG_DYNAMIC_SMEM(C, sm);
     C *sq = sm, *sacc = sq + a.D, *wm = sacc + DEC_WARPS * a.Dv, *wl = wm + DEC_WARPS;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int D = (int)a.D, Dv = (int)a.Dv; /* int counters in the key loop: 64-bit ones spilled on sm_90 */
     const int64_t rows = a.B * a.Hq * a.Lq, rep = a.Hq / a.Hkv;
     for (int64_t w = blockIdx.x; w < rows * splits; w += gridDim.x) {
         int64_t row = w / splits, sp = w % splits, bh = row / a.Lq, i = row % a.Lq, b = bh / a.Hq, h = bh % a.Hq;
@@ -730,7 +731,8 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) sdpa_decode_kernel(pnG_sdpa_ar
         C m = -INFINITY, l = 0, *acc = sacc + warp * a.Dv;
         for (int64_t j = j0 + warp; j < j1; j += DEC_WARPS) {
             C dot = 0;
-            for (int64_t d = lane; d < a.D; d += 32) dot += sq[d] * (C)png_load(K + j * a.ks[2] + d);
+            const T *kr = K + j * a.ks[2], *vr = V + j * a.vs[2];
+            for (int d = lane; d < D; d += 32) dot += sq[d] * (C)png_load(kr + d);
             dot = warp_sum(dot);
             bool drop;
             C sc = mask_score<T, C>(a, dot, b, h, i, j, &drop);
@@ -738,22 +740,27 @@ __global__ void __launch_bounds__(DEC_WARPS * 32) sdpa_decode_kernel(pnG_sdpa_ar
             C al = mnew == -INFINITY ? (C)1 : sdpa_exp(m - mnew);
             C p = mnew == -INFINITY ? (C)0 : sdpa_exp(sc - mnew);
             l = l * al + p, m = mnew;
-            for (int64_t d = lane; d < a.Dv; d += 32) acc[d] = acc[d] * al + p * (C)png_load(V + j * a.vs[2] + d);
+            for (int d = lane; d < Dv; d += 32) acc[d] = acc[d] * al + p * (C)png_load(vr + d);
         }
         if (lane == 0) wm[warp] = m, wl[warp] = l;
         __syncthreads();
-        /* the warps merged: max over them (a NaN wins), then sums and accumulators rescaled */
-        C M = -INFINITY;
+        /* the warps merged: max over them (a NaN wins), each warp's factor exp(its max - M) once
+         * (f: constant indices, registers), then sums and accumulators rescaled; 0 when M is -inf */
+        C M = -INFINITY, f[DEC_WARPS];
+        FA2_UNROLL
         for (int u = 0; u < DEC_WARPS; u++) M = (wm[u] > M || wm[u] != wm[u]) ? wm[u] : M;
+        FA2_UNROLL
+        for (int u = 0; u < DEC_WARPS; u++) f[u] = M == -INFINITY ? (C)0 : sdpa_exp(wm[u] - M);
         if (threadIdx.x == 0) {
             C L = 0;
-            for (int u = 0; u < DEC_WARPS; u++) L += M == -INFINITY ? (C)0 : wl[u] * sdpa_exp(wm[u] - M);
+            FA2_UNROLL
+            for (int u = 0; u < DEC_WARPS; u++) L += M == -INFINITY ? (C)0 : wl[u] * f[u];
             pm[w] = M, pl[w] = L;
         }
         for (int64_t d = threadIdx.x; d < a.Dv; d += blockDim.x) {
             C o = 0;
-            for (int u = 0; u < DEC_WARPS; u++)
-                o += M == -INFINITY ? (C)0 : sacc[u * a.Dv + d] * sdpa_exp(wm[u] - M);
+            FA2_UNROLL
+            for (int u = 0; u < DEC_WARPS; u++) o += M == -INFINITY ? (C)0 : sacc[u * a.Dv + d] * f[u];
             pacc[w * a.Dv + d] = o;
         }
     }
@@ -806,7 +813,8 @@ __global__ void sdpa_decode_combine(pnG_sdpa_args a, int64_t splits, const C *pm
  * FA_WARPS * 16 / TM warps, which split the 16-wide column tiles of every product between
  * them), P^T and dS^T there (the elementwise steps over the whole block), dV += P^T dO and
  * dK += dS^T Q; at D = 128 its 64-row tiles need 183 KiB, more than the 99 KiB of sm_86 /
- * sm_89. */
+ * sm_89. Both dkv kernels take their query chunks through fa_dkv_chunks (two buffers, the next
+ * copied in by cp.async, where they fit with the tile; else one). */
 /* Consecutive 128-byte-aligned sections of a block's shared memory. */
 struct fa_sections {
     size_t at;
@@ -1130,43 +1138,116 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dq_tc_kernel(pnG_sdpa_a
     }
 }
 
-/* dkv kernel with tm keys a block and chunks of tn query rows: k and v tiles, q and dout
- * chunks (input type), S^T and dP^T (float), P^T and dS^T (input type), the dk and dv
- * accumulators (float), the chunk's max, 1 / sum and rowsum. */
+/* The staged part of the dkv kernels' shared memory, with tm keys a block and chunks of tn
+ * query rows: k and v tiles, then `stages` (1 or 2) buffers of a chunk's q and dout rows (input
+ * type, rows padded by FA2_PAD) and its max, 1 / sum and rowsum, buffer s's parts at q + s *
+ * chunk, dout + s * chunk, ... (fa_dkv_chunks); taken from c, whose later sections are the
+ * kernel's own. */
+struct fa_dkv_staged {
+    size_t k, v, q, dout, cm, cl, cd, chunk;
+};
+__host__ __device__ __forceinline__ fa_dkv_staged fa_dkv_staged_of(fa_sections *c, int64_t D, int64_t Dv, size_t es,
+                                                                   int64_t tm, int64_t tn, int stages)
+{
+    fa_dkv_staged S;
+    S.k = c->take(tm * (D + FA2_PAD) * es), S.v = c->take(tm * (Dv + FA2_PAD) * es);
+    S.q = c->take(tn * (D + FA2_PAD) * es), S.dout = c->take(tn * (Dv + FA2_PAD) * es);
+    S.cm = c->take(tn * sizeof(float)), S.cl = c->take(tn * sizeof(float)), S.cd = c->take(tn * sizeof(float));
+    S.chunk = c->at - S.q;
+    if (stages > 1) c->take(S.chunk);
+    return S;
+}
+
+/* dkv kernel with tm keys a block and chunks of tn query rows: the staged part (fa_dkv_staged),
+ * then S^T and dP^T (float), P^T and dS^T (input type), the dk and dv accumulators (float). */
 struct fa_dkv_layout {
-    size_t k, v, q, dout, s, dp, p, ds, dk, dv, cm, cl, cd, bytes;
+    fa_dkv_staged st;
+    size_t s, dp, p, ds, dk, dv, bytes;
 };
 __host__ __device__ __forceinline__ fa_dkv_layout fa_dkv_layout_of(int64_t D, int64_t Dv, size_t es, int64_t tm,
-                                                                   int64_t tn)
+                                                                   int64_t tn, int stages)
 {
     fa_sections c = {0};
     fa_dkv_layout L;
-    L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
-    L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
+    L.st = fa_dkv_staged_of(&c, D, Dv, es, tm, tn, stages);
     L.s = c.take(tm * tn * sizeof(float)), L.dp = c.take(tm * tn * sizeof(float));
     L.p = c.take(tm * (tn + FA2_PAD) * es), L.ds = c.take(tm * (tn + FA2_PAD) * es);
     L.dk = c.take(tm * D * sizeof(float)), L.dv = c.take(tm * Dv * sizeof(float));
-    L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
     L.bytes = c.at;
     return L;
 }
 
+/* A staged query chunk of the dkv kernels: its rows of q and dout (input type, rows padded by
+ * FA2_PAD) and their max, 1 / sum and rowsum (zero past Lq). */
+template <typename T> struct fa_dkv_chunk {
+    const T *q, *dout;
+    const float *cm, *cl, *cd;
+};
+
+/* The dkv kernels' chunk loop for the key tile from k0 of kv head kh of batch b: chunk ci is the
+ * TN query rows from (ci % nq) TN of head kh rep + ci / nq (nq chunks a head, heads in turn),
+ * those that see none of the tile's keys under causal left out of the sequence (never staged).
+ * Each goes through fa_chunks_of into buffer buf of L (q and dout by cp.async, the statistics
+ * from dsc, the dq kernel's), then compute(h, i0, chunk) runs on it. The whole block, with the
+ * buffers free. */
+template <typename T, int TN, typename Compute>
+__device__ __forceinline__ void fa_dkv_chunks(const pnG_sdpa_args &a, const fa_dkv_staged &L, unsigned char *smem,
+                                              const float *dsc, int64_t b, int64_t kh, int64_t k0, int stages,
+                                              Compute compute)
+{
+    const int64_t nq = (a.Lq + TN - 1) / TN, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq, nrow = a.B * a.Hq * a.Lq;
+    const int ldk = (int)a.D + FA2_PAD, ldv = (int)a.Dv + FA2_PAD;
+    auto need = [&](int64_t ci) {
+        const int64_t i0 = ci % nq * TN, i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
+        return !(a.causal && i0 + off >= 0 && i1 - 1 + off < k0);
+    };
+    auto next = [&](int64_t ci) {
+        do ci++;
+        while (ci < rep * nq && !need(ci));
+        return ci;
+    };
+    fa_chunks_of(
+        need(0) ? 0 : next(0), rep * nq, next, stages,
+        [&](int64_t ci, int buf) {
+            const int64_t h = kh * rep + ci / nq, i0 = ci % nq * TN, bh = b * a.Hq + h;
+            unsigned char *at = smem + buf * L.chunk;
+            fa_stage_q_dout<T, true>(a, (T *)(at + L.q), (T *)(at + L.dout), b, h, i0, TN, ldk, ldv);
+            float *cm = (float *)(at + L.cm), *cl = (float *)(at + L.cl), *cd = (float *)(at + L.cd);
+            for (int r = threadIdx.x; r < TN; r += blockDim.x) {
+                const int64_t row = bh * a.Lq + i0 + r;
+                const bool in = i0 + r < a.Lq;
+                cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
+                cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
+            }
+        },
+        [&](int64_t ci, int buf) {
+            const unsigned char *at = smem + buf * L.chunk;
+            const fa_dkv_chunk<T> c = {(const T *)(at + L.q), (const T *)(at + L.dout), (const float *)(at + L.cm),
+                                       (const float *)(at + L.cl), (const float *)(at + L.cd)};
+            compute(kh * rep + ci / nq, ci % nq * TN, c);
+        });
+}
+
+/* dk (B, Hkv, Lk, D), dv (B, Hkv, Lk, Dv) for head dims above 128 (see the section's comment),
+ * TM keys a block, chunks of TN query rows of each head of the group (dsc from the dq kernel),
+ * staged as fa_dkv_layout says. The chunks go through fa_dkv_chunks: with stages = 2 the next
+ * is copied in (cp.async) during this one's products; causal chunks that see none of the tile
+ * are left out. */
 template <typename T, int TM, int TN>
-__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv, const float *dsc)
+__global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_args a, T *dk, T *dv,
+                                                                        const float *dsc, int stages)
 {
     static_assert(TN % 16 == 0, "chunk: 16-wide column tiles");
     PNG_DYNAMIC_SMEM(unsigned char, smem);
-    const int64_t D = a.D, Dv = a.Dv, nrow = a.B * a.Hq * a.Lq;
+    const int64_t D = a.D, Dv = a.Dv;
     const int64_t ldk = D + FA2_PAD, ldv = Dv + FA2_PAD, lds = TN + FA2_PAD; /* staged rows' strides */
-    const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T), TM, TN);
-    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v), *sq = (T *)(smem + L.q), *sdo = (T *)(smem + L.dout);
-    T *sp = (T *)(smem + L.p), *sds = (T *)(smem + L.ds);
+    const fa_dkv_layout L = fa_dkv_layout_of(D, Dv, sizeof(T), TM, TN, stages);
+    T *sk = (T *)(smem + L.st.k), *sv = (T *)(smem + L.st.v), *sp = (T *)(smem + L.p), *sds = (T *)(smem + L.ds);
     float *ss = (float *)(smem + L.s), *sdp = (float *)(smem + L.dp), *sdk = (float *)(smem + L.dk),
           *sdv = (float *)(smem + L.dv);
-    float *cm = (float *)(smem + L.cm), *cl = (float *)(smem + L.cl), *cd = (float *)(smem + L.cd);
     const fa_warp_part w = fa_warp_part_of<TM>();
     const int k0w = w.r0;
-    const int64_t nkt = (a.Lk + TM - 1) / TM, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
+    const int64_t nkt = (a.Lk + TM - 1) / TM;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
         int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
         int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
@@ -1175,46 +1256,32 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
         fa_stage(sv, (const T *)a.v + b * a.vs[0] + kh * a.vs[1], a.vs[2], k0, TM, a.Lk, Dv, ldv);
         for (int64_t e = threadIdx.x; e < TM * D; e += blockDim.x) sdk[e] = 0.0f;
         for (int64_t e = threadIdx.x; e < TM * Dv; e += blockDim.x) sdv[e] = 0.0f;
-        for (int64_t h = kh * rep; h < (kh + 1) * rep; h++)
-            for (int64_t i0 = 0; i0 < a.Lq; i0 += TN) {
-                int64_t i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
-                if (a.causal && i0 + off >= 0 && i1 - 1 + off < k0) continue; /* sees none of the tile */
-                int64_t bh = b * a.Hq + h;
-                __syncthreads();
-                fa_stage(sq, (const T *)a.q + b * a.qs[0] + h * a.qs[1], a.qs[2], i0, TN, a.Lq, D, ldk);
-                fa_stage(sdo, (const T *)a.dout + b * a.dos[0] + h * a.dos[1], a.dos[2], i0, TN, a.Lq, Dv, ldv);
-                for (int r = threadIdx.x; r < TN; r += blockDim.x) {
-                    int64_t row = bh * a.Lq + i0 + r;
-                    bool in = i0 + r < a.Lq;
-                    cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
-                    cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
+        fa_dkv_chunks<T, TN>(a, L.st, smem, dsc, b, kh, k0, stages, [&](int64_t h, int64_t i0, const fa_dkv_chunk<T> &c) {
+            /* S^T and dP^T for the warp's 16 keys: rows of K (V) against rows of Q (dO) */
+            fa_mma_rows<T, true>(ss + k0w * TN, TN, sk + k0w * ldk, ldk, c.q, ldk, D / 16, TN / 16, w.cg, w.cstep,
+                                 false);
+            fa_mma_rows<T, true>(sdp + k0w * TN, TN, sv + k0w * ldv, ldv, c.dout, ldv, Dv / 16, TN / 16, w.cg,
+                                 w.cstep, false);
+            __syncthreads();
+            for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
+                const int kk = e / TN, ii = e % TN;
+                const int64_t i = i0 + ii;
+                float p = 0.0f, ds = 0.0f;
+                if (kk < n && i < a.Lq) {
+                    bool drop;
+                    float sc = mask_score<T, float>(a, ss[e], b, h, i, k0 + kk, &drop);
+                    p = prob(a, sc, c.cm[ii], c.cl[ii]);
+                    ds = drop ? 0.0f : p * (sdp[e] - c.cd[ii]);
                 }
-                __syncthreads();
-                /* S^T and dP^T for the warp's 16 keys: rows of K (V) against rows of Q (dO) */
-                fa_mma_rows<T, true>(ss + k0w * TN, TN, sk + k0w * ldk, ldk, sq, ldk, D / 16, TN / 16, w.cg,
-                                     w.cstep, false);
-                fa_mma_rows<T, true>(sdp + k0w * TN, TN, sv + k0w * ldv, ldv, sdo, ldv, Dv / 16, TN / 16, w.cg,
-                                     w.cstep, false);
-                __syncthreads();
-                for (int e = threadIdx.x; e < TM * TN; e += blockDim.x) {
-                    const int kk = e / TN, ii = e % TN;
-                    const int64_t i = i0 + ii;
-                    float p = 0.0f, ds = 0.0f;
-                    if (kk < n && i < a.Lq) {
-                        bool drop;
-                        float sc = mask_score<T, float>(a, ss[e], b, h, i, k0 + kk, &drop);
-                        p = prob(a, sc, cm[ii], cl[ii]);
-                        ds = drop ? 0.0f : p * (sdp[e] - cd[ii]);
-                    }
-                    png_store(sp + kk * lds + ii, p);
-                    png_store(sds + kk * lds + ii, ds);
-                }
-                __syncthreads();
-                fa_mma_rows<T, false>(sdv + k0w * Dv, Dv, sp + k0w * lds, lds, sdo, ldv, TN / 16, Dv / 16, w.cg,
-                                      w.cstep, true);
-                fa_mma_rows<T, false>(sdk + k0w * D, D, sds + k0w * lds, lds, sq, ldk, TN / 16, D / 16, w.cg,
-                                      w.cstep, true);
+                png_store(sp + kk * lds + ii, p);
+                png_store(sds + kk * lds + ii, ds);
             }
+            __syncthreads();
+            fa_mma_rows<T, false>(sdv + k0w * Dv, Dv, sp + k0w * lds, lds, c.dout, ldv, TN / 16, Dv / 16, w.cg,
+                                  w.cstep, true);
+            fa_mma_rows<T, false>(sdk + k0w * D, D, sds + k0w * lds, lds, c.q, ldk, TN / 16, D / 16, w.cg, w.cstep,
+                                  true);
+        });
         __syncthreads();
         T *DK = dk + (bg * a.Lk + k0) * D, *DV = dv + (bg * a.Lk + k0) * Dv;
         for (int64_t e = threadIdx.x; e < n * D; e += blockDim.x) png_store(DK + e, (float)a.scale * sdk[e]);
@@ -1222,24 +1289,19 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_tc_kernel(pnG_sdpa_
     }
 }
 
-/* The register dkv kernel's shared memory with tm keys a block and chunks of tn query rows: k
- * and v tiles, then `stages` (1 or 2) buffers of a chunk's q and dout rows (input type, rows
- * padded by FA2_PAD) and its max, 1 / sum and rowsum (buffer s's parts at q + s * chunk, ...);
- * the dk, then the dv partials of the row groups' warps are added at the end in the space of
- * the tiles (acc: tm x max(D, Dv) floats from 0). */
+/* The register dkv kernel's shared memory with tm keys a block and chunks of tn query rows: the
+ * staged part (fa_dkv_staged); the dk, then the dv partials of the row groups' warps are added
+ * at the end in the space of the tiles (acc: tm x max(D, Dv) floats from 0). */
 struct fa_dkv_reg_layout {
-    size_t k, v, q, dout, cm, cl, cd, chunk, acc, bytes;
+    fa_dkv_staged st;
+    size_t acc, bytes;
 };
 __host__ __device__ __forceinline__ fa_dkv_reg_layout fa_dkv_reg_layout_of(int64_t D, int64_t Dv, size_t es,
                                                                            int64_t tm, int64_t tn, int stages)
 {
     fa_sections c = {0};
     fa_dkv_reg_layout L;
-    L.k = c.take(tm * (D + FA2_PAD) * es), L.v = c.take(tm * (Dv + FA2_PAD) * es);
-    L.q = c.take(tn * (D + FA2_PAD) * es), L.dout = c.take(tn * (Dv + FA2_PAD) * es);
-    L.cm = c.take(tn * sizeof(float)), L.cl = c.take(tn * sizeof(float)), L.cd = c.take(tn * sizeof(float));
-    L.chunk = c.at - L.q;
-    if (stages > 1) c.take(L.chunk);
+    L.st = fa_dkv_staged_of(&c, D, Dv, es, tm, tn, stages);
     L.acc = 0;
     const size_t acc = fa_up(tm * (D > Dv ? D : Dv) * sizeof(float));
     L.bytes = c.at > acc ? c.at : acc;
@@ -1265,9 +1327,8 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
     constexpr int WR = W::WR, NT = W::NT, NO = W::NO, KD = W::KD;
     PNG_DYNAMIC_SMEM(unsigned char, smem);
     const int D = (int)a.D, Dv = (int)a.Dv, ldk = D + FA2_PAD, ldv = Dv + FA2_PAD;
-    const int64_t nrow = a.B * a.Hq * a.Lq;
     const fa_dkv_reg_layout L = fa_dkv_reg_layout_of(D, Dv, sizeof(T), TM, TN, stages);
-    T *sk = (T *)(smem + L.k), *sv = (T *)(smem + L.v);
+    T *sk = (T *)(smem + L.st.k), *sv = (T *)(smem + L.st.v);
     float *sacc = (float *)(smem + L.acc);
     const W w;
     const int r0 = w.r0, kb = w.kb;
@@ -1275,7 +1336,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
      * (rows kb..), and as the transposed B of dS^T Q and P^T dO */
     const int koff = w.a_at(r0, ldk), voff = w.a_at(r0, ldv), qoff = w.b_at(kb, ldk), dooff = w.b_at(kb, ldv);
     const int qtoff = w.a_at(kb, ldk), dotoff = w.a_at(kb, ldv);
-    const int64_t nkt = (a.Lk + TM - 1) / TM, rep = a.Hq / a.Hkv, off = a.Lk - a.Lq;
+    const int64_t nkt = (a.Lk + TM - 1) / TM;
     for (int64_t tile = blockIdx.x; tile < a.B * a.Hkv * nkt; tile += gridDim.x) {
         const int64_t bg = tile / nkt, b = bg / a.Hkv, kh = bg % a.Hkv, k0 = (tile % nkt) * TM;
         const int64_t n = a.Lk - k0 < TM ? a.Lk - k0 : TM;
@@ -1285,53 +1346,22 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
         float adk[NO][4], adv[NO][4];
         fa_frag_zero<NO>(adk);
         fa_frag_zero<NO>(adv);
-        /* chunk ci: the query rows from (ci % nq) TN of head kh rep + ci / nq; those that see
-         * none of the tile's keys under causal are left out */
-        const int64_t nq = (a.Lq + TN - 1) / TN;
-        auto need = [&](int64_t ci) {
-            const int64_t i0 = ci % nq * TN, i1 = a.Lq - i0 < TN ? a.Lq : i0 + TN;
-            return !(a.causal && i0 + off >= 0 && i1 - 1 + off < k0);
-        };
-        auto next = [&](int64_t ci) {
-            do ci++;
-            while (ci < rep * nq && !need(ci));
-            return ci;
-        };
-        fa_chunks_of(
-            need(0) ? 0 : next(0), rep * nq, next, stages,
-            [&](int64_t ci, int buf) {
-                const int64_t h = kh * rep + ci / nq, i0 = ci % nq * TN, bh = b * a.Hq + h;
-                unsigned char *at = smem + buf * L.chunk;
-                fa_stage_q_dout<T, true>(a, (T *)(at + L.q), (T *)(at + L.dout), b, h, i0, TN, ldk, ldv);
-                float *cm = (float *)(at + L.cm), *cl = (float *)(at + L.cl), *cd = (float *)(at + L.cd);
-                for (int r = threadIdx.x; r < TN; r += blockDim.x) {
-                    const int64_t row = bh * a.Lq + i0 + r;
-                    const bool in = i0 + r < a.Lq;
-                    cd[r] = in ? dsc[row] : 0.0f, cm[r] = in ? dsc[nrow + row] : 0.0f;
-                    cl[r] = in ? dsc[2 * nrow + row] : 0.0f;
-                }
-            },
-            [&](int64_t ci, int buf) {
-                const int64_t h = kh * rep + ci / nq, i0 = ci % nq * TN;
-                const unsigned char *at = smem + buf * L.chunk;
-                const T *sq = (const T *)(at + L.q), *sdo = (const T *)(at + L.dout);
-                const float *cm = (const float *)(at + L.cm), *cl = (const float *)(at + L.cl),
-                            *cd = (const float *)(at + L.cd);
-                const int64_t wrows = a.Lq - i0 - kb < W::KW ? a.Lq - i0 - kb : W::KW; /* the warp's query rows */
-                if (r0 >= n || !fa_rows_need(a, i0 + kb, wrows, k0 + r0)) return; /* causal: sees none of its keys */
-                /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows; P^T
-                 * into s, dS^T into dp; dV += P^T dO and dK += dS^T Q */
-                float s[NT][4], dp[NT][4];
-                fa_frag_abt<T, NT, KD>(s, sk + koff, sq + qoff, ldk, D);
-                fa_frag_abt<T, NT, KD>(dp, sv + voff, sdo + dooff, ldv, Dv);
-                fa_frag_each<NT>([&](int u, int e, int r, int c) {
-                    const int ii = kb + c;
-                    fa_prob_ds<T>(a, r0 + r < n && i0 + ii < a.Lq, s[u][e], dp[u][e], b, h, i0 + ii, k0 + (r0 + r),
-                                  cm[ii], cl[ii], cd[ii], &s[u][e], &dp[u][e]);
-                });
-                fa_frag_acc<T, NT, NO>(adv, s, sdo + dotoff, ldv, Dv);
-                fa_frag_acc<T, NT, NO>(adk, dp, sq + qtoff, ldk, D);
+        fa_dkv_chunks<T, TN>(a, L.st, smem, dsc, b, kh, k0, stages, [&](int64_t h, int64_t i0, const fa_dkv_chunk<T> &c) {
+            const int64_t wrows = a.Lq - i0 - kb < W::KW ? a.Lq - i0 - kb : W::KW; /* the warp's query rows */
+            if (r0 >= n || !fa_rows_need(a, i0 + kb, wrows, k0 + r0)) return; /* causal: sees none of its keys */
+            /* S^T = K Q^T and dP^T = V dO^T for the warp's 16 keys and KW query rows; P^T into
+             * s, dS^T into dp; dV += P^T dO and dK += dS^T Q */
+            float s[NT][4], dp[NT][4];
+            fa_frag_abt<T, NT, KD>(s, sk + koff, c.q + qoff, ldk, D);
+            fa_frag_abt<T, NT, KD>(dp, sv + voff, c.dout + dooff, ldv, Dv);
+            fa_frag_each<NT>([&](int u, int e, int r, int col) {
+                const int ii = kb + col;
+                fa_prob_ds<T>(a, r0 + r < n && i0 + ii < a.Lq, s[u][e], dp[u][e], b, h, i0 + ii, k0 + (r0 + r),
+                              c.cm[ii], c.cl[ii], c.cd[ii], &s[u][e], &dp[u][e]);
             });
+            fa_frag_acc<T, NT, NO>(adv, s, c.dout + dotoff, ldv, Dv);
+            fa_frag_acc<T, NT, NO>(adk, dp, c.q + qtoff, ldk, D);
+        });
         fa_reduce_store<T, NO, WR>(sacc, adk, D, r0, w.cg, n, dk + (bg * a.Lk + k0) * D, (float)a.scale);
         fa_reduce_store<T, NO, WR>(sacc, adv, Dv, r0, w.cg, n, dv + (bg * a.Lk + k0) * Dv, 1.0f);
     }
@@ -1466,6 +1496,16 @@ template <typename T> static bool use_tensor_cores(const pnG_sdpa_args *a, size_
         a->Lq < 16)
         return false;
     return bytes <= smem_optin();
+}
+
+/* The buffers of chunks (2, else 1) for a tensor-core kernel whose shared memory with s of them
+ * is bytes_of(s): the most that use_tensor_cores takes, *bytes its shared memory; 0 when not
+ * even one buffer is taken. */
+template <typename T, typename F> static int fa_stages(const pnG_sdpa_args *a, F bytes_of, size_t *bytes)
+{
+    for (int s = 2; s >= 1; s--)
+        if (use_tensor_cores<T>(a, *bytes = bytes_of(s))) return s;
+    return 0;
 }
 
 /* Launches a tensor-core kernel of FA_WARPS warps over `tiles` blocks with `bytes` of shared
@@ -1648,12 +1688,10 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                     constexpr int DM = decltype(dm)::value;
                     return fa_dq_pick<DM>([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                        /* two buffers of key / value chunks where they fit, else one */
-                        int stages = 2;
-                        size_t bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, 2).bytes;
-                        if (!use_tensor_cores<T>(a, bytes))
-                            stages = 1, bytes = fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, 1).bytes;
-                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        size_t bytes; /* two buffers of key / value chunks where they fit, else one */
+                        const int stages = fa_stages<T>(
+                            a, [&](int s) { return fa_dq_layout_of(D, Dv, sizeof(T), tm, tn, s).bytes; }, &bytes);
+                        if (!stages) return false;
                         rc = launch_tc("sdpa_dq_tc", sdpa_dq_tc_kernel<T, tm, tn, DM>,
                                        a->B * a->Hq * ((a->Lq + tm - 1) / tm), bytes, stream, *a, (T *)dq,
                                        (float *)dscratch, stages);
@@ -1670,12 +1708,11 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                     constexpr int DM = decltype(dm)::value;
                     return fa_dkv_pick<DM>([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                        /* two buffers of query chunks where they fit, else one */
-                        int stages = 2;
-                        size_t bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn, 2).bytes;
-                        if (!use_tensor_cores<T>(a, bytes))
-                            stages = 1, bytes = fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn, 1).bytes;
-                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        size_t bytes; /* two buffers of query chunks where they fit, else one */
+                        const int stages = fa_stages<T>(
+                            a, [&](int s) { return fa_dkv_reg_layout_of(D, Dv, sizeof(T), tm, tn, s).bytes; },
+                            &bytes);
+                        if (!stages) return false;
                         rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_reg_kernel<T, tm, tn, DM>,
                                        a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
                                        (const float *)dscratch, stages);
@@ -1688,11 +1725,13 @@ extern "C" int pnG_sdpa_backward(const pnG_sdpa_args *a, void *dq, void *dk, voi
                 else if (!rc)
                     tc_dkv = fa_bwd_pick([&](auto tile) {
                         constexpr int tm = decltype(tile)::tm, tn = decltype(tile)::tn;
-                        size_t bytes = fa_dkv_layout_of(D, Dv, sizeof(T), tm, tn).bytes;
-                        if (!use_tensor_cores<T>(a, bytes)) return false;
+                        size_t bytes; /* two buffers of query chunks where they fit, else one */
+                        const int stages = fa_stages<T>(
+                            a, [&](int s) { return fa_dkv_layout_of(D, Dv, sizeof(T), tm, tn, s).bytes; }, &bytes);
+                        if (!stages) return false;
                         rc = launch_tc("sdpa_dkv_tc", sdpa_dkv_tc_kernel<T, tm, tn>,
                                        a->B * a->Hkv * ((a->Lk + tm - 1) / tm), bytes, stream, *a, (T *)dk, (T *)dv,
-                                       (const float *)dscratch);
+                                       (const float *)dscratch, stages);
                         return true;
                     });
             } else {
