@@ -216,6 +216,13 @@ static inline pn_complex64 pnK_cmul(pn_complex64 a, pn_complex64 b)
     return CMPLXF(re, im);
 }
 
+/* a ** b for complex64: cpow in double, rounded once (cpowf's exp(b log a) in float loses
+ * |b log a| ulps where the result is large; the GPU's png_cpow computes in double too). */
+static inline pn_complex64 pnK_cpow(pn_complex64 a, pn_complex64 b)
+{
+    return (pn_complex64)cpow((double _Complex)a, (double _Complex)b);
+}
+
 /* log(1 + z) for complex64, accurate near z = 0: Re = log|1 + z| = log1p(2x + x^2 + y^2) / 2
  * in double (no overflow for float parts; one fma, so contraction cannot change it), Im =
  * arg(1 + z). */
@@ -318,7 +325,7 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     X(DIVIDE, OSAME, E(a / b), E(a / b), NA)                                                   \
     X(FLOOR_DIVIDE, OSAME, E(floor(a / b)), NA, E(PNK_IFLOORDIV(a, b)))                        \
     X(REMAINDER, OSAME, E(PNK_FREM(a, b)), NA, E(PNK_IREM(a, b)))                              \
-    X(POWER, OSAME, E(pow(a, b)), E(pow(a, b)), E(PNK_IPOW(a, b)))                             \
+    X(POWER, OSAME, E(pow(a, b)), E(pnK_cpow(a, b)), E(PNK_IPOW(a, b)))                       \
     X(MAXIMUM, OSAME, E(a > b || a != a ? a : b), NA, E(a > b ? a : b))                        \
     X(MINIMUM, OSAME, E(a < b || a != a ? a : b), NA, E(a < b ? a : b))                        \
     X(ARCTAN2, OSAME, E(atan2(a, b)), NA, NA)                                                  \

@@ -90,7 +90,9 @@ pn_dtype pnK_sum_dtype(pn_dtype t)
 
 /* C_op(acc, v, GT): acc combined with v. Max and min let NaN win, as MLX. */
 #define C_SUM(a, v, GT) ((a) + (v))
-#define C_PROD(a, v, GT) ((a) * (v))
+/* complex: pnK_cmul, the product of the elementwise kernels and of the GPU's (Annex G's
+ * infinities recovered), not C's own (whose contraction into fmas is the compiler's choice) */
+#define C_PROD(a, v, GT) _Generic((a), pn_complex64: pnK_cmul((a), (v)), default: (a) * (v))
 #define C_MAX(a, v, GT) ((GT(v, a) || ISNAN(v)) ? (v) : (a))
 #define C_MIN(a, v, GT) ((GT(a, v) || ISNAN(v)) ? (v) : (a))
 #define C_AND(a, v, GT) ((a) & (v))

@@ -59,6 +59,56 @@ __device__ __forceinline__ png_c64 png_clae(png_c64 a, png_c64 b)
     return r;
 }
 
+/* copysign(x, s) for float or double x (exact in double). */
+template <typename R> __device__ __forceinline__ R png_copysign_r(R x, R s)
+{
+    return (R)copysign((double)x, (double)s);
+}
+
+/* Annex G's recovery of infinities in a product, on values of type R. */
+template <typename R> __device__ __forceinline__ void png_cmul_g(R a, R b, R c, R d, R *x, R *y)
+{
+    R ac = a * c, bd = b * d, ad = a * d, bc = b * c;
+    *x = ac - bd;
+    *y = ad + bc;
+    if (!(isnan(*x) && isnan(*y))) return;
+    bool recalc = false;
+    if (isinf(a) || isinf(b)) {
+        a = png_copysign_r(isinf(a) ? (R)1 : (R)0, a);
+        b = png_copysign_r(isinf(b) ? (R)1 : (R)0, b);
+        if (isnan(c)) c = png_copysign_r((R)0, c);
+        if (isnan(d)) d = png_copysign_r((R)0, d);
+        recalc = true;
+    }
+    if (isinf(c) || isinf(d)) {
+        c = png_copysign_r(isinf(c) ? (R)1 : (R)0, c);
+        d = png_copysign_r(isinf(d) ? (R)1 : (R)0, d);
+        if (isnan(a)) a = png_copysign_r((R)0, a);
+        if (isnan(b)) b = png_copysign_r((R)0, b);
+        recalc = true;
+    }
+    if (!recalc && (isinf(ac) || isinf(bd) || isinf(ad) || isinf(bc))) {
+        if (isnan(a)) a = png_copysign_r((R)0, a);
+        if (isnan(b)) b = png_copysign_r((R)0, b);
+        if (isnan(c)) c = png_copysign_r((R)0, c);
+        if (isnan(d)) d = png_copysign_r((R)0, d);
+        recalc = true;
+    }
+    if (recalc) {
+        *x = (R)INFINITY * (a * c - b * d);
+        *y = (R)INFINITY * (a * d + b * c);
+    }
+}
+/* The complex64 product of every GPU kernel (elementwise, reductions, scans), as the CPU's
+ * pnK_cmul (backend/cpu/ew_exprs.h): each part one fma, Annex G's infinities recovered when
+ * both parts come out NaN. */
+__device__ __forceinline__ png_c64 png_cmul(png_c64 a, png_c64 b)
+{
+    png_c64 r = {fmaf(a.re, b.re, -(a.im * b.im)), fmaf(a.re, b.im, a.im * b.re)};
+    if (r.re != r.re && r.im != r.im) png_cmul_g<float>(a.re, a.im, b.re, b.im, &r.re, &r.im);
+    return r;
+}
+
 /* X(ENUM, device type) for every dtype: the one table of per-dtype variation on the GPU. */
 #define PNG_FOR_EACH_DTYPE(X)                                                                  \
     X(PN_BOOL, bool)                                                                           \

@@ -218,46 +218,7 @@ static __device__ __forceinline__ double png_rn_sub(double a, double b) { return
 static __device__ __forceinline__ float png_rn_mul(float a, float b) { return __fmul_rn(a, b); }
 static __device__ __forceinline__ double png_rn_mul(double a, double b) { return __dmul_rn(a, b); }
 
-/* Annex G's recovery of infinities in a product, on values of type R. */
-template <typename R> __device__ __forceinline__ void png_cmul_g(R a, R b, R c, R d, R *x, R *y)
-{
-    R ac = a * c, bd = b * d, ad = a * d, bc = b * c;
-    *x = ac - bd;
-    *y = ad + bc;
-    if (!(isnan(*x) && isnan(*y))) return;
-    bool recalc = false;
-    if (isinf(a) || isinf(b)) {
-        a = png_copysign(isinf(a) ? (R)1 : (R)0, a);
-        b = png_copysign(isinf(b) ? (R)1 : (R)0, b);
-        if (isnan(c)) c = png_copysign((R)0, c);
-        if (isnan(d)) d = png_copysign((R)0, d);
-        recalc = true;
-    }
-    if (isinf(c) || isinf(d)) {
-        c = png_copysign(isinf(c) ? (R)1 : (R)0, c);
-        d = png_copysign(isinf(d) ? (R)1 : (R)0, d);
-        if (isnan(a)) a = png_copysign((R)0, a);
-        if (isnan(b)) b = png_copysign((R)0, b);
-        recalc = true;
-    }
-    if (!recalc && (isinf(ac) || isinf(bd) || isinf(ad) || isinf(bc))) {
-        if (isnan(a)) a = png_copysign((R)0, a);
-        if (isnan(b)) b = png_copysign((R)0, b);
-        if (isnan(c)) c = png_copysign((R)0, c);
-        if (isnan(d)) d = png_copysign((R)0, d);
-        recalc = true;
-    }
-    if (recalc) {
-        *x = (R)INFINITY * (a * c - b * d);
-        *y = (R)INFINITY * (a * d + b * c);
-    }
-}
-static __device__ __forceinline__ png_c64 operator*(png_c64 a, png_c64 b)
-{
-    png_c64 r;
-    png_cmul_g<float>(a.re, a.im, b.re, b.im, &r.re, &r.im);
-    return r;
-}
+static __device__ __forceinline__ png_c64 operator*(png_c64 a, png_c64 b) { return png_cmul(a, b); }
 __device__ __forceinline__ png_z png_zmul(png_z a, png_z b)
 {
     png_z r;
@@ -308,9 +269,17 @@ __device__ __forceinline__ png_z png_zexp(png_z z)
     double e = exp(x);
     return png_z{e * cos(y), e * sin(y)};
 }
+/* log z = log|z| + i arg z; where |z| is near 1 (the parts are floats, so their squares and
+ * (big - 1)(big + 1) are exact in double), log|z| = log1p((big - 1)(big + 1) + small^2) / 2
+ * keeps the digits log(hypot) loses to cancellation (as glibc's clog: |a|^-inf with |a| just
+ * above 1 is then 0, not NaN). */
 __device__ __forceinline__ png_z png_zlog(png_z z)
 {
-    return png_z{log(hypot(z.re, z.im)), atan2(z.im, z.re)};
+    double ax = fabs(z.re), ay = fabs(z.im); /* a NaN part stays NaN (fmax would drop it) */
+    double big = ax > ay ? ax : ay, small = ax > ay ? ay : ax;
+    double re = big > 0.5 && big < 2 ? 0.5 * log1p(fma(big - 1, big + 1, small * small))
+                                     : log(hypot(z.re, z.im));
+    return png_z{re, atan2(z.im, z.re)};
 }
 /* Principal square root (Kahan's formulation: no cancellation). */
 __device__ __forceinline__ png_z png_zsqrt(png_z z)
@@ -327,21 +296,33 @@ __device__ __forceinline__ png_z png_zsqrt(png_z z)
     if (x >= 0) return png_z{t, y / (2 * t)};
     return png_z{fabs(y) / (2 * t), copysign(t, y)};
 }
+/* sinh and cosh; an infinite or NaN imaginary part as C's Annex G (G.6.2.5, G.6.2.4), as
+ * glibc's csinh / ccosh on the CPU (sin and cos follow through the rotations below). */
 __device__ __forceinline__ png_z png_zsinh(png_z z)
 {
     if (z.im == 0) return png_z{sinh(z.re), z.im};
+    if (!png_isfinite(z.im))
+        return isinf(z.re) ? png_z{(double)INFINITY, (double)NAN} /* glibc's sign */
+               : z.re == 0 ? png_z{z.re, (double)NAN}
+                           : png_z{(double)NAN, (double)NAN};
     return png_z{sinh(z.re) * cos(z.im), cosh(z.re) * sin(z.im)};
 }
 __device__ __forceinline__ png_z png_zcosh(png_z z)
 {
     if (z.im == 0) return png_z{cosh(z.re), signbit(z.re) != signbit(z.im) ? -0.0 : 0.0};
+    if (!png_isfinite(z.im))
+        return isinf(z.re) ? png_z{(double)INFINITY, (double)NAN}
+                           : png_z{(double)NAN, z.re == 0 ? 0.0 : (double)NAN};
     return png_z{cosh(z.re) * cos(z.im), sinh(z.re) * sin(z.im)};
 }
-/* tanh by Kahan's formula; saturates for large |re| without overflow. */
+/* tanh by Kahan's formula; saturates for large |re| without overflow. Infinite and NaN parts
+ * as C's Annex G (G.6.2.6), as glibc's ctanh on the CPU. */
 __device__ __forceinline__ png_z png_ztanh(png_z z)
 {
     double x = z.re, y = z.im;
     if (y == 0) return png_z{tanh(x), y};
+    if (isinf(x) && !png_isfinite(y)) return png_z{copysign(1.0, x), copysign(0.0, y)};
+    if (!png_isfinite(y)) return png_z{x == 0 ? x : (double)NAN, (double)NAN};
     if (fabs(x) > 22) {
         double e = exp(-2 * fabs(x));
         return png_z{copysign(1.0, x), 4 * sin(y) * cos(y) * e};
@@ -352,8 +333,36 @@ __device__ __forceinline__ png_z png_ztanh(png_z z)
 /* f(i z) rotated back: the circular functions from the hyperbolic ones. */
 __device__ __forceinline__ png_z png_zmul_i(png_z z) { return png_z{-z.im, z.re}; }     /* i z */
 __device__ __forceinline__ png_z png_zmul_negi(png_z z) { return png_z{z.im, -z.re}; } /* -i z */
+/* asinh, acosh and atanh of a z with an infinite or NaN part: C's Annex G (G.6.2.2, G.6.2.1,
+ * G.6.2.3), as glibc's casinh / cacosh / catanh on the CPU (asin, acos, atan follow through
+ * the rotations below). */
+__device__ __forceinline__ png_z png_zasinh_special(double x, double y)
+{
+    const double pi_2 = 1.5707963267948966, pi_4 = 0.7853981633974483;
+    if (isinf(x) || isinf(y)) {
+        double im = isnan(x) || isnan(y) ? (double)NAN : isinf(x) ? (isinf(y) ? pi_4 : 0.0) : pi_2;
+        return png_z{copysign((double)INFINITY, x), copysign(im, y)};
+    }
+    return png_z{(double)NAN, y == 0 ? y : (double)NAN};
+}
+__device__ __forceinline__ png_z png_zacosh_special(double x, double y)
+{
+    const double pi = 3.141592653589793;
+    if (isinf(x) || isinf(y)) {
+        if (isnan(x) || isnan(y)) return png_z{(double)INFINITY, (double)NAN};
+        double im = isinf(x) ? (isinf(y) ? (x > 0 ? pi / 4 : 3 * pi / 4) : (x > 0 ? 0.0 : pi)) : pi / 2;
+        return png_z{(double)INFINITY, copysign(im, y)};
+    }
+    return png_z{(double)NAN, x == 0 ? 1.5707963267948966 : (double)NAN};
+}
+__device__ __forceinline__ png_z png_zatanh_special(double x, double y)
+{
+    if (isinf(x) || isinf(y)) return png_z{copysign(0.0, x), isnan(y) ? y : copysign(1.5707963267948966, y)};
+    return png_z{x == 0 ? x : (double)NAN, (double)NAN};
+}
 __device__ __forceinline__ png_z png_zasinh(png_z z)
 {
+    if (!png_isfinite(z.re) || !png_isfinite(z.im)) return png_zasinh_special(z.re, z.im);
     const bool neg = signbit(z.re); /* odd: compute in the right half-plane (no cancellation) */
     if (neg) z = png_z{-z.re, -z.im};
     png_z r;
@@ -370,6 +379,7 @@ __device__ __forceinline__ png_z png_zasinh(png_z z)
 }
 __device__ __forceinline__ png_z png_zacosh(png_z z)
 {
+    if (!png_isfinite(z.re) || !png_isfinite(z.im)) return png_zacosh_special(z.re, z.im);
     png_z p = png_zsqrt(png_z{z.re + 1, z.im}), m = png_zsqrt(png_z{z.re - 1, z.im});
     png_z q = png_zmul(p, m);
     return png_zlog(png_z{z.re + q.re, z.im + q.im});
@@ -378,9 +388,18 @@ __device__ __forceinline__ png_z png_zacosh(png_z z)
 __device__ __forceinline__ png_z png_zatanh(png_z z)
 {
     double x = z.re, y = z.im, ax = fabs(x);
+    if (!png_isfinite(x) || !png_isfinite(y)) return png_zatanh_special(x, y);
     double re = 0.25 * log1p(4 * ax / ((1 - ax) * (1 - ax) + y * y));
     double im = 0.5 * atan2(2 * y, (1 - x) * (1 + x) - y * y);
     return png_z{copysign(re, x), im};
+}
+
+/* sin z = -i sinh(i z), except that an infinite imaginary part with a non-finite real one
+ * gives NaN + i inf: glibc's csin's choice of the sign Annex G leaves open (G.6.2.5). */
+__device__ __forceinline__ png_z png_zsin(png_z z)
+{
+    if (isinf(z.im) && !png_isfinite(z.re)) return png_z{(double)NAN, (double)INFINITY};
+    return png_zmul_negi(png_zsinh(png_zmul_i(z)));
 }
 
 /* The complex64 functions of the op table (CPU: csqrtf, cexpf, ... of <complex.h>). */
@@ -394,7 +413,7 @@ __device__ __forceinline__ png_z png_zatanh(png_z z)
     X(asinh, png_zasinh(z))                                                                    \
     X(acosh, png_zacosh(z))                                                                    \
     X(atanh, png_zatanh(z))                                                                    \
-    X(sin, png_zmul_negi(png_zsinh(png_zmul_i(z))))                                            \
+    X(sin, png_zsin(z))                                                                        \
     X(cos, png_zcosh(png_zmul_i(z)))                                                           \
     X(tan, png_zmul_negi(png_ztanh(png_zmul_i(z))))                                            \
     X(asin, png_zmul_negi(png_zasinh(png_zmul_i(z))))                                          \
@@ -420,7 +439,7 @@ __device__ __forceinline__ png_c64 png_clogk(png_c64 v, float k)
     return png_c64{l.re / k, l.im / k};
 }
 
-/* cpowf(a, b) = cexp(b * clog(a)), as glibc. */
+/* a ** b = exp(b * log(a)) in double, rounded once (the CPU's pnK_cpow: glibc's cpow). */
 __device__ __forceinline__ png_c64 png_cpow(png_c64 a, png_c64 b)
 {
     return png_cof(png_zexp(png_zmul(png_zof(b), png_zlog(png_zof(a)))));

@@ -98,7 +98,8 @@ __device__ __forceinline__ int64_t png_dims_offset(const pnG_dims &D, int op, in
 }
 
 /* Arithmetic with the CPU kernels' results: integers wrap (computed unsigned, no undefined
- * overflow), bool sums / products are or / and, complex as C's. */
+ * overflow), bool sums / products are or / and, complex products png_cmul (the CPU's
+ * pnK_cmul, Annex G's infinities included). */
 template <typename A> __device__ __forceinline__ A png_add(A a, A b) { return (A)(a + b); }
 template <typename A> __device__ __forceinline__ A png_mul(A a, A b) { return (A)(a * b); }
 __device__ __forceinline__ bool png_add(bool a, bool b) { return a || b; }
@@ -128,11 +129,7 @@ __device__ __forceinline__ png_c64 png_add(png_c64 a, png_c64 b)
     png_c64 r = {a.re + b.re, a.im + b.im};
     return r;
 }
-__device__ __forceinline__ png_c64 png_mul(png_c64 a, png_c64 b)
-{
-    png_c64 r = {a.re * b.re - a.im * b.im, a.re * b.im + a.im * b.re};
-    return r;
-}
+__device__ __forceinline__ png_c64 png_mul(png_c64 a, png_c64 b) { return png_cmul(a, b); }
 
 /* a > b (complex: lexicographic, as the CPU), NaN tests, != 0 tests. */
 template <typename A> __device__ __forceinline__ bool png_gt(A a, A b) { return a > b; }
