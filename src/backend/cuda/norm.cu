@@ -251,15 +251,14 @@ template <typename T> static int norm_cached_runs(int64_t n, int group, int most
     return runs <= r ? r : 0;
 }
 
-/* The instance of kernel template K (norm_fwd, norm_bwd) for rows of n in groups of `group`
- * threads: 16-byte runs (held in registers, at most MOST a lane, where they fit) when `vec`,
- * else elements. MOST is 4 or 8. */
-#define NORM_KERNEL(K, T, MOST, n, group, vec)                                                \
-    (!(vec) ? K<T, 1, 0>                                                                       \
-     : norm_cached_runs<T>(n, group, MOST) == 2    ? K<T, 16 / sizeof(T), 2>                   \
-     : norm_cached_runs<T>(n, group, MOST) == 4    ? K<T, 16 / sizeof(T), 4>                   \
-     : norm_cached_runs<T>(n, group, MOST) == MOST ? K<T, 16 / sizeof(T), MOST>                \
-                                                   : K<T, 16 / sizeof(T), 0>)
+/* The instance of kernel template K (norm_fwd, norm_bwd) for `runs` (norm_cached_runs with at
+ * most MOST, 4 or 8; -1: rows not in 16-byte runs, element by element). */
+#define NORM_KERNEL(K, T, MOST, runs)                                                          \
+    ((runs) < 0         ? K<T, 1, 0>                                                           \
+     : (runs) == 2      ? K<T, 16 / sizeof(T), 2>                                              \
+     : (runs) == 4      ? K<T, 16 / sizeof(T), 4>                                              \
+     : (runs) == (MOST) ? K<T, 16 / sizeof(T), MOST>                                           \
+                        : K<T, 16 / sizeof(T), 0>)
 
 template <typename T>
 static int launch_fwd(int center, double eps, int64_t rows, int64_t n, const void *x,
@@ -269,7 +268,8 @@ static int launch_fwd(int center, double eps, int64_t rows, int64_t n, const voi
     if (!st) return -1;
     int group = norm_group(n), per = NORM_THREADS / group;
     const void *ptrs[4] = {x, w, b, y};
-    auto k = NORM_KERNEL(norm_fwd, T, 8, n, group, norm_vec_ok<T>(n, ptrs, 4));
+    int runs = norm_vec_ok<T>(n, ptrs, 4) ? norm_cached_runs<T>(n, group, 8) : -1;
+    auto k = NORM_KERNEL(norm_fwd, T, 8, runs);
     PNG_LAUNCH(k, png_blocks((rows + per - 1) / per), NORM_THREADS, 0, st, (const T *)x,
                (const T *)w, (const T *)b, (T *)y, rows, n, center, eps, group);
     return pnG_check_launch("norm_fwd");
@@ -296,7 +296,8 @@ static int launch_bwd(int center, double eps, int64_t rows, int64_t n, const voi
     int rc = 0;
     if (rows) {
         const void *ptrs[4] = {x, w, g, dx};
-        auto k = NORM_KERNEL(norm_bwd, T, 4, n, group, norm_vec_ok<T>(n, ptrs, 4));
+        int runs = norm_vec_ok<T>(n, ptrs, 4) ? norm_cached_runs<T>(n, group, 4) : -1;
+        auto k = NORM_KERNEL(norm_bwd, T, 4, runs);
         PNG_LAUNCH(k, blocks, NORM_THREADS, 0, st, (const T *)x, (const T *)w, (const T *)g,
                    (T *)dx, pw, pb, rows, n, center, eps, group);
         rc = pnG_check_launch("norm_bwd");

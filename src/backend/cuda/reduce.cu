@@ -472,8 +472,9 @@ static int launch_reduce(const pnG_reduce_plan *Q, const void *xv, void *ov, int
         if (!part) return -1;
     }
     /* a full reduction over blocks: the last block to finish combines the partials */
-    unsigned *done = rows && P.splits > 1 && P.outer == 1 ? pnG_stream_counter(stream) : NULL;
-    if (rows && P.splits > 1 && P.outer == 1 && !done) rc = -1;
+    const bool last_combines = rows && P.splits > 1 && P.outer == 1;
+    unsigned *done = last_combines ? pnG_stream_counter(stream) : NULL;
+    if (last_combines && !done) rc = -1;
     if (rc == 0 && rows) {
         auto k = reduce_rows<Op>;
         int per = RED_THREADS / P.group;
