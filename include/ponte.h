@@ -117,8 +117,12 @@ typedef struct pn_stream {
 pn_device pn_default_device(void);
 /* Sets the default device. Fails (returns -1) when the device is not available. */
 int pn_set_default_device(pn_device device);
-/* Whether a device of this type can run ops in this process. */
+/* Whether device d (its type and index) can run ops in this process. */
 bool pn_is_available(pn_device device);
+/* How many devices of a type the process can address: 1 CPU; the CUDA devices it sees
+ * (gpu:0 .. gpu:n-1, Ponte's index is CUDA's), 0 without a usable GPU 0. A process started by
+ * a multi-process launcher sees its own GPU only (see DESIGN.md, distributed). */
+int pn_device_count(pn_device_type type);
 /* Whether a usable CUDA GPU is present; when not, pn_gpu_unavailable_reason says why. */
 bool pn_gpu_available(void);
 const char *pn_gpu_unavailable_reason(void);
@@ -271,7 +275,7 @@ int pn_scope_depth(void);
 /* ───────────────────────────── memory ───────────────────────────── */
 
 /* Bytes in arrays now / at the peak since start or the last reset (a reset makes it 0, as
- * MLX, until the next allocation) / held in the cache. */
+ * MLX, until the next allocation) / held in the cache: the host's and every GPU's together. */
 size_t pn_get_active_memory(void);
 size_t pn_get_peak_memory(void);
 void pn_reset_peak_memory(void);
@@ -281,13 +285,19 @@ size_t pn_get_cache_memory(void);
  * limit. The host memory limit starts as MLX's CPU default, 0.8 of the physical memory (0
  * where the system does not report it), which is reported but, as by MLX's CPU allocator, not
  * enforced (setting it back to that value returns to this); a GPU's pool has no limit until
- * one is set (setting one sets both). The cache limit starts unlimited. */
+ * one is set (setting one sets the host's and each GPU's). The cache limit starts unlimited
+ * and also applies to each GPU. */
 size_t pn_set_memory_limit(size_t limit);
 /* The host memory limit (0: none). */
 size_t pn_get_memory_limit(void);
 size_t pn_set_cache_limit(size_t limit);
 /* Returns cached buffers to the system. */
 void pn_clear_cache(void);
+/* One device's figures (torch.cuda.memory_allocated / max_memory_allocated / the cache, per
+ * device): bytes in arrays on it now, the peak of that since the last pn_reset_peak_memory,
+ * bytes in its cache. Any argument may be NULL. The CPU's are the host's. 0, or -1 with
+ * PN_ERR_INVALID_ARGUMENT when d is not available. */
+int pn_get_device_memory(pn_device d, size_t *active, size_t *peak, size_t *cache);
 
 /* ───────────────────────────── creation ───────────────────────────── */
 

@@ -237,6 +237,27 @@ size_t pn_set_cache_limit(size_t limit)
     return old;
 }
 
+int pn_get_device_memory(pn_device d, size_t *active, size_t *peak, size_t *cache)
+{
+    size_t a = 0, p = 0, c = 0;
+    if (!pn_is_available(d))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[memory] Device %s:%d is not available.",
+                            d.type == PN_GPU ? "gpu" : "cpu", d.index);
+    if (d.type == PN_CPU) {
+        pthread_mutex_lock(&lock);
+        a = active_bytes, p = peak_bytes, c = cache_bytes;
+        pthread_mutex_unlock(&lock);
+    }
+#ifdef PONTE_HAS_GPU
+    else if (pnG_device_memory(d.index, &a, &p, &c))
+        return -1;
+#endif
+    if (active) *active = a;
+    if (peak) *peak = p;
+    if (cache) *cache = c;
+    return 0;
+}
+
 void pn_clear_cache(void)
 {
     pthread_mutex_lock(&lock);
@@ -338,13 +359,40 @@ int pnC_buffer_to_host(pnC_buffer *b)
 #endif
 }
 
+#ifdef PONTE_HAS_GPU
+/* b's device copy is on another GPU than stream's: moves it to stream's GPU (its bytes copied
+ * across when they are current, after the old GPU's queued work on them), freeing the old
+ * one. A buffer has one device copy; using it on GPUs in turn moves it each time. */
+static int move_to_gpu_of(pnC_buffer *b, int stream)
+{
+    void *p = pnG_malloc(b->nbytes, stream);
+    if (!p) return -1;
+    int rc = 0;
+    if (b->device_valid && b->nbytes) {
+        rc = pnG_stream_wait(stream, b->stream);
+        if (rc == 0) rc = pnG_copy_device(p, b->device, b->nbytes, stream);
+        if (rc == 0) rc = pnG_stream_wait(b->stream, stream); /* freed once read */
+    }
+    if (rc) {
+        pnG_free(p, b->nbytes, stream);
+        return -1;
+    }
+    pnG_free(b->device, b->nbytes, b->stream);
+    b->device = p;
+    b->stream = stream;
+    return 0;
+}
+#endif
+
 int pnC_buffer_to_device(pnC_buffer *b, int stream)
 {
 #ifdef PONTE_HAS_GPU
     if (b->device_valid && b->stream == stream) return 0; /* the common case: no lock */
     pthread_mutex_lock(&migrate_lock);
     int rc = 0;
-    if (!b->device) {
+    if (b->device && pnG_stream_device(b->stream) != pnG_stream_device(stream))
+        rc = move_to_gpu_of(b, stream);
+    if (rc == 0 && !b->device) {
         b->device = pnG_malloc(b->nbytes, stream);
         if (!b->device) rc = -1;
         b->stream = stream;

@@ -96,7 +96,7 @@ typedef struct pnC_buffer {
     void *data;      /* host memory (64-byte aligned), or NULL while only the device has it */
     size_t nbytes;   /* bytes asked for */
     size_t capacity; /* bytes of the size class behind data */
-    void *device;    /* the device copy, or NULL */
+    void *device;    /* the device copy, or NULL; on the GPU of `stream` */
     int stream;      /* the GPU stream that last used the device copy */
     uint8_t host_valid, device_valid;
 } pnC_buffer;
@@ -112,7 +112,8 @@ void pnC_buffer_release(pnC_buffer *b);
  * queued work). Returns 0 or -1 with an error. No-op without the CUDA backend. */
 int pnC_buffer_to_host(pnC_buffer *b);
 /* Makes the device copy current for use on GPU stream `stream` (copying from the host, or
- * ordering after the stream that last used it). Returns 0 or -1 with an error. */
+ * ordering after the stream that last used it, or moving it from another GPU). Returns 0 or
+ * -1 with an error. */
 int pnC_buffer_to_device(pnC_buffer *b, int stream);
 
 /* The evaluator's per-thread state while a kernel runs: whether it is a GPU kernel (then

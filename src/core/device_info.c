@@ -52,7 +52,7 @@ int pn_get_device_info(pn_device d, pn_device_info *info)
     }
 #ifdef PONTE_HAS_GPU
     int major = 0, minor = 0;
-    if (pnG_device_info(info->name, sizeof info->name, &major, &minor, &info->memory_size,
+    if (pnG_device_info(d.index, info->name, sizeof info->name, &major, &minor, &info->memory_size,
                         &info->free_memory) == 0) {
         snprintf(info->architecture, sizeof info->architecture, "sm_%d%d", major, minor);
         return 0;

@@ -57,8 +57,22 @@ void pn_set_tf32_enabled(bool enabled) { atomic_store(&tf32_state, enabled ? 1 :
 
 bool pn_is_available(pn_device d)
 {
-    if (d.index != 0) return false;
-    return d.type == PN_CPU || (d.type == PN_GPU && pn_gpu_available());
+    if (d.type == PN_CPU) return d.index == 0;
+#ifdef PONTE_HAS_GPU
+    return d.type == PN_GPU && pnG_device_usable(d.index);
+#else
+    return false;
+#endif
+}
+
+int pn_device_count(pn_device_type type)
+{
+    if (type == PN_CPU) return 1;
+#ifdef PONTE_HAS_GPU
+    return type == PN_GPU ? pnG_device_count() : 0;
+#else
+    return 0;
+#endif
 }
 
 static pn_device_type initial_device(void)
@@ -69,6 +83,9 @@ static pn_device_type initial_device(void)
     return pn_gpu_available() ? PN_GPU : PN_CPU;
 }
 
+/* The default device's index when it is a GPU (gpu:k). */
+static atomic_int default_gpu_index;
+
 pn_device pn_default_device(void)
 {
     int t = atomic_load(&default_device_type);
@@ -77,24 +94,55 @@ pn_device pn_default_device(void)
         atomic_compare_exchange_strong(&default_device_type, &expected, (int)initial_device());
         t = atomic_load(&default_device_type);
     }
-    return (pn_device){.type = (pn_device_type)t, .index = 0};
+    return (pn_device){.type = (pn_device_type)t, .index = t == PN_GPU ? atomic_load(&default_gpu_index) : 0};
+}
+
+/* Why device d is not available, for errors. */
+static const char *unavailable_reason(pn_device d)
+{
+    if (d.type != PN_GPU) return "bad index";
+    return pn_gpu_available() ? "no such GPU" : pn_gpu_unavailable_reason();
 }
 
 int pn_set_default_device(pn_device d)
 {
     if (!pn_is_available(d))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[set_default_device] Device %s:%d is not available (%s).",
-                            d.type == PN_GPU ? "gpu" : "cpu", d.index,
-                            d.type == PN_GPU ? pn_gpu_unavailable_reason() : "bad index");
+                            d.type == PN_GPU ? "gpu" : "cpu", d.index, unavailable_reason(d));
+    if (d.type == PN_GPU) atomic_store(&default_gpu_index, d.index);
     atomic_store(&default_device_type, (int)d.type);
     return 0;
 }
 
-static _Atomic int default_stream_index[PN_NUM_DEVICE_TYPES] = {0, 1};
+/* Default streams: the CPU's is 0, gpu:0's is 1, another GPU's is made on first use (0 in the
+ * table until then). */
+#define MAX_GPUS 16
+static _Atomic int cpu_default_stream = 0;
+static _Atomic int gpu_default_stream[MAX_GPUS] = {1};
+
+/* A new stream index on device d (a GPU's bound to it in the runtime). */
+static pn_stream make_stream(pn_device d)
+{
+    pn_stream s = {.index = atomic_fetch_add(&next_stream_index, 1), .device = d};
+#ifdef PONTE_HAS_GPU
+    /* an unavailable GPU's stream stays unbound: every use of it fails on pn_is_available */
+    if (d.type == PN_GPU && d.index != 0 && pn_is_available(d) && pnG_stream_bind(s.index, d.index))
+        pn_clear_error();
+#endif
+    return s;
+}
 
 pn_stream pn_default_stream(pn_device d)
 {
-    return (pn_stream){.index = atomic_load(&default_stream_index[d.type == PN_GPU]), .device = d};
+    if (d.type != PN_GPU) return (pn_stream){.index = atomic_load(&cpu_default_stream), .device = d};
+    if (d.index < 0 || d.index >= MAX_GPUS) return (pn_stream){.index = 1, .device = d};
+    int idx = atomic_load(&gpu_default_stream[d.index]);
+    if (idx == 0) { /* first use of this GPU's default stream: the first thread's index wins */
+        int expected = 0;
+        atomic_compare_exchange_strong(&gpu_default_stream[d.index], &expected, make_stream(d).index);
+        idx = atomic_load(&gpu_default_stream[d.index]);
+    }
+    return (pn_stream){.index = idx, .device = d};
 }
 
 int pn_set_default_stream(pn_stream s)
@@ -102,14 +150,12 @@ int pn_set_default_stream(pn_stream s)
     if (!pn_is_available(s.device))
         return pn_set_error(PN_ERR_INVALID_ARGUMENT,
                             "[set_default_stream] The stream's device is not available.");
-    atomic_store(&default_stream_index[s.device.type == PN_GPU], s.index);
+    if (s.device.type == PN_GPU) atomic_store(&gpu_default_stream[s.device.index], s.index);
+    else atomic_store(&cpu_default_stream, s.index);
     return 0;
 }
 
-pn_stream pn_new_stream(pn_device d)
-{
-    return (pn_stream){.index = atomic_fetch_add(&next_stream_index, 1), .device = d};
-}
+pn_stream pn_new_stream(pn_device d) { return make_stream(d); }
 
 int pn_stream_push(pn_stream s)
 {
@@ -302,6 +348,10 @@ static void count_kernel(const pnC_primitive *p, bool gpu)
 static int run_kernel(pnC_node *nd, pnC_eval_fn fn, bool gpu, pn_array *const *outs)
 {
     int stream = nd->stream.index;
+#ifdef PONTE_HAS_GPU
+    /* the thread's CUDA calls go to the stream's GPU (inputs move there below) */
+    if (gpu && !pnG_cuda_stream(stream)) return -1;
+#endif
     for (int i = 0; i < nd->nin; i++) {
         pnC_buffer *b = nd->inputs[i]->buf;
         if (!b) continue;

@@ -488,7 +488,8 @@ static int stream_of(PyObject *o, pn_stream *s)
         return -1;
     }
     if (!pn_is_available(d)) {
-        PyErr_Format(PyExc_ValueError, "[stream] Device %s is not available.", devtype_names[d.type]);
+        PyErr_Format(PyExc_ValueError, "[stream] Device %s:%d is not available.", devtype_names[d.type],
+                     d.index);
         return -1;
     }
     *s = pn_default_stream(d);
@@ -588,7 +589,7 @@ static PyObject *py_device_count(PyObject *m, PyObject *arg)
 {
     pn_device d;
     if (pp_device_of(arg, &d)) return NULL;
-    return PyLong_FromLong(pn_is_available(d) ? 1 : 0);
+    return PyLong_FromLong(pn_device_count(d.type));
 }
 
 /* The device of a default_stream / new_stream call (what: MLX's message), ValueError as MLX's
@@ -597,8 +598,12 @@ static int stream_device_of(PyObject *arg, pn_device *d, const char *what)
 {
     if (pp_device_of(arg, d)) return -1;
     if (pn_is_available(*d)) return 0;
-    PyErr_Format(PyExc_ValueError, "%s %s stream without %s backend.", what, devtype_names[d->type],
-                 devtype_names[d->type]);
+    if (pn_device_count(d->type) > 0) /* the backend is there, the index is not */
+        PyErr_Format(PyExc_ValueError, "%s stream on Device(%s, %d): there are %d %s devices.", what,
+                     devtype_names[d->type], d->index, pn_device_count(d->type), devtype_names[d->type]);
+    else
+        PyErr_Format(PyExc_ValueError, "%s %s stream without %s backend.", what, devtype_names[d->type],
+                     devtype_names[d->type]);
     return -1;
 }
 

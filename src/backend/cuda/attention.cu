@@ -1371,20 +1371,24 @@ __global__ void __launch_bounds__(FA_WARPS * 32, 1) sdpa_dkv_reg_kernel(pnG_sdpa
 
 static std::atomic<size_t> smem_cap{0}; /* pnG_sdpa_set_smem_limit; 0: none */
 
-/* The device's opt-in shared memory per block (the default 48 KiB when it cannot be read),
- * lowered to pnG_sdpa_set_smem_limit's cap (not below 48 KiB). */
+/* The current device's opt-in shared memory per block (the default 48 KiB when it cannot be
+ * read), lowered to pnG_sdpa_set_smem_limit's cap (not below 48 KiB). */
 static size_t smem_optin(void)
 {
-    static std::atomic<int> cached{0};
-    int v = cached.load(std::memory_order_relaxed), dev = 0;
+    static std::atomic<int> cached[16]; /* by device; 0 until read */
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) {
+        cudaGetLastError();
+        return SDPA_SMEM;
+    }
+    int v = cached[dev].load(std::memory_order_relaxed);
     if (!v) {
-        if (cudaGetDevice(&dev) != cudaSuccess ||
-            cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
             v < SDPA_SMEM) {
             cudaGetLastError();
             v = SDPA_SMEM;
         }
-        cached.store(v, std::memory_order_relaxed);
+        cached[dev].store(v, std::memory_order_relaxed);
     }
     size_t cap = smem_cap.load(std::memory_order_relaxed);
     if (cap && cap < (size_t)v) return cap > SDPA_SMEM ? cap : SDPA_SMEM;
@@ -1425,8 +1429,9 @@ static sdpa_tiling plan(sdpa_mem m, size_t es, Tiles tiles, size_t *bytes, unsig
     return sdpa_tiling{1, m.per_t + SDPA_CHUNK * m.per_ch + m.fixed, SDPA_CHUNK, NULL};
 }
 
-/* Raises kern's dynamic shared memory limit to bytes when that is above the default. 0 or -1
- * with an error. */
+/* Raises kern's dynamic shared memory limit to bytes when that is above the default, on the
+ * current device (the setting is per device: the launchers make the stream's device current
+ * first). 0 or -1 with an error. */
 template <typename K> static int allow_smem(const char *what, K kern, size_t bytes)
 {
     if (bytes <= SDPA_SMEM) return 0;
@@ -1444,9 +1449,10 @@ static int launch(const char *what, K kern, sdpa_tiling g, size_t bytes, unsigne
                   int stream, Args... args)
 {
     size_t scratch = g.per ? (size_t)g.per * blocks * es : 0;
-    if (allow_smem(what, kern, bytes)) return -1;
+    cudaStream_t cs = png_stream(stream);
+    if (!cs || allow_smem(what, kern, bytes)) return -1;
     if (scratch && !(g.scratch = pnG_malloc(scratch, stream))) return -1;
-    PNG_LAUNCH(kern, blocks, SDPA_THREADS, bytes, png_stream(stream), args..., g);
+    PNG_LAUNCH(kern, blocks, SDPA_THREADS, bytes, cs, args..., g);
     int rc = pnG_check_launch(what);
     if (scratch) pnG_free(g.scratch, scratch, stream);
     return rc;
@@ -1513,8 +1519,9 @@ template <typename T, typename F> static int fa_stages(const pnG_sdpa_args *a, F
 template <typename K, typename... Args>
 static int launch_tc(const char *what, K kern, int64_t tiles, size_t bytes, int stream, Args... args)
 {
-    if (allow_smem(what, kern, bytes)) return -1;
-    PNG_LAUNCH(kern, png_blocks(tiles), FA_WARPS * 32, bytes, png_stream(stream), args...);
+    cudaStream_t cs = png_stream(stream);
+    if (!cs || allow_smem(what, kern, bytes)) return -1;
+    PNG_LAUNCH(kern, png_blocks(tiles), FA_WARPS * 32, bytes, cs, args...);
     int rc = pnG_check_launch(what);
     if (rc == 0) __atomic_fetch_add(&tc_launches, 1, __ATOMIC_RELAXED);
     return rc;

@@ -299,17 +299,24 @@ extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const ch
 
 #else
 
-/* The compute capability of the current device as 10 * major + minor, or -1 with an error. */
+/* The compute capability of the current device as 10 * major + minor (read once per
+ * device), or -1 with an error. */
 static int device_sm(void)
 {
+    static int known[16]; /* by device; 0 until read */
     int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
-        pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot read the device's compute capability.");
-        return -1;
+    if (cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < 16) {
+        int sm = __atomic_load_n(&known[dev], __ATOMIC_RELAXED);
+        if (sm) return sm;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess) {
+            __atomic_store_n(&known[dev], 10 * major + minor, __ATOMIC_RELAXED);
+            return 10 * major + minor;
+        }
     }
-    return 10 * major + minor;
+    cudaGetLastError();
+    pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot read the device's compute capability.");
+    return -1;
 }
 
 /* The cubin of source for this device: compile_source for its sm_XY, or for a kernel Ponte
@@ -343,7 +350,8 @@ struct pnG_rtc_kernel {
     char *key;
     cudaLibrary_t lib;
     cudaKernel_t kernel;
-    unsigned smem_set; /* dynamic shared memory the kernel is allowed so far */
+    int sm;                /* the architecture it was compiled for (0: PTX, any) */
+    unsigned smem_set[16]; /* dynamic shared memory the kernel is allowed so far, by device */
 };
 typedef pnG_rtc_kernel loaded_kernel;
 static loaded_kernel **loaded;
@@ -353,8 +361,10 @@ static pthread_mutex_t loaded_lock = PTHREAD_MUTEX_INITIALIZER;
 static loaded_kernel *find_or_load(const char *key, const char *code, size_t code_len, bool precompiled,
                                    bool own, const char *entry)
 {
+    int sm = precompiled ? 0 : device_sm(); /* GPUs of two architectures load a cubin each */
+    if (sm < 0) return NULL;
     for (size_t i = 0; i < nloaded; i++)
-        if (!strcmp(loaded[i]->key, key)) return loaded[i];
+        if (loaded[i]->sm == sm && !strcmp(loaded[i]->key, key)) return loaded[i];
     size_t len = code_len;
     bool cached = false;
     char path[1100] = "";
@@ -372,7 +382,7 @@ static loaded_kernel *find_or_load(const char *key, const char *code, size_t cod
         nul_terminated[len] = 0;
         data = nul_terminated;
     }
-    loaded_kernel e = {NULL, NULL, NULL, 0};
+    loaded_kernel e = {NULL, NULL, NULL, sm, {0}};
     cudaError_t err = cudaLibraryLoadData(&e.lib, data, NULL, NULL, 0, NULL, NULL, 0);
     if (err == cudaSuccess) err = cudaLibraryGetKernel(&e.kernel, e.lib, entry);
     if (err != cudaSuccess && cached) { /* a cache file that does not load: compile again */
@@ -381,7 +391,7 @@ static loaded_kernel *find_or_load(const char *key, const char *code, size_t cod
         e.lib = NULL;
         free(image);
         cached = false;
-        image = compile_source(key, code, device_sm(), own, &len);
+        image = compile_source(key, code, sm, own, &len);
         if (!image) return NULL;
         err = cudaLibraryLoadData(&e.lib, image, NULL, NULL, 0, NULL, NULL, 0);
         if (err == cudaSuccess) err = cudaLibraryGetKernel(&e.kernel, e.lib, entry);
@@ -418,19 +428,30 @@ static int launch(loaded_kernel **handle, const char *key, const char *code, siz
                   bool own, const char *entry, void **args, const unsigned grid[3], const unsigned block[3],
                   unsigned smem, int stream)
 {
+    cudaStream_t cs = png_stream(stream); /* its device is current: the attribute is set there */
+    int dev = 0;
+    if (!cs) return -1;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) {
+        cudaGetLastError();
+        return pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot tell the current device.");
+    }
+    int sm = precompiled ? 0 : device_sm();
+    if (sm < 0) return -1;
     pthread_mutex_lock(&loaded_lock);
-    loaded_kernel *k = *handle ? *handle : (*handle = find_or_load(key, code, code_len, precompiled, own, entry));
+    loaded_kernel *k = *handle && (*handle)->sm == sm
+                           ? *handle
+                           : (*handle = find_or_load(key, code, code_len, precompiled, own, entry));
     cudaError_t err = cudaSuccess;
-    if (k && smem > 48 * 1024 && smem > k->smem_set) {
+    if (k && smem > 48 * 1024 && smem > k->smem_set[dev]) {
         err = cudaFuncSetAttribute((const void *)k->kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        if (err == cudaSuccess) k->smem_set = smem;
+        if (err == cudaSuccess) k->smem_set[dev] = smem;
     }
     cudaKernel_t kernel = k ? k->kernel : NULL;
     pthread_mutex_unlock(&loaded_lock);
     if (!k) return -1;
     if (err == cudaSuccess)
         err = cudaLaunchKernel((const void *)kernel, dim3(grid[0], grid[1], grid[2]),
-                               dim3(block[0], block[1], block[2]), args, smem, png_stream(stream));
+                               dim3(block[0], block[1], block[2]), args, smem, cs);
     if (err != cudaSuccess) {
         cudaGetLastError();
         pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Launch of %s failed: %s", key, cudaGetErrorString(err));

@@ -44,10 +44,12 @@ static cufftResult plan_make(const fft_key *k, cufftHandle *h)
 {
     int n = k->n, nin = k->type == CUFFT_C2R ? n / 2 + 1 : n;
     int nout = k->type == CUFFT_R2C ? n / 2 + 1 : n;
+    cudaStream_t cs = png_stream(k->stream); /* its GPU is current: the plan is made there */
+    if (!cs) return CUFFT_SETUP_FAILED;
     cufftResult r = cufftPlanMany(h, 1, &n, &nin, k->istride, k->idist, &nout, k->ostride,
                                   k->odist, (cufftType)k->type, k->batch);
     if (r != CUFFT_SUCCESS) return r;
-    r = cufftSetStream(*h, png_stream(k->stream));
+    r = cufftSetStream(*h, cs);
     if (r != CUFFT_SUCCESS) cufftDestroy(*h);
     return r;
 }

@@ -2,7 +2,7 @@
  * cuBLASLt's column-major matmul (strided batches, transposes through the layouts, f16/bf16 on
  * tensor cores accumulating in f32, f32 through TF32 tensor cores unless pn_tf32_enabled() says
  * no, f64, complex64; fused bias / ReLU / GELU epilogues for the real half and f32 types), with
- * one shared handle and a cache of plans (descriptors plus the heuristic's algorithm) per
+ * a handle per GPU and a cache of plans (descriptors plus the heuristic's algorithm) per GPU and
  * problem shape. With PONTE_GPU_SIM the same code calls the simulated cuBLASLt
  * (sim/cublaslt_sim.h). */
 #include "backend/cuda/common.cuh"
@@ -55,9 +55,12 @@ static bool gemm_types(pn_dtype t, bool tf32, cudaDataType_t *data, cublasComput
     }
 }
 
+/* One handle per GPU (a handle belongs to the device current at its creation), made on the
+ * GPU's first GEMM. */
+#define GEMM_MAX_DEVICES 16
 static pthread_once_t handle_once = PTHREAD_ONCE_INIT;
-static cublasLtHandle_t handle;
-static cublasStatus_t handle_status;
+static pthread_mutex_t handle_lock = PTHREAD_MUTEX_INITIALIZER;
+static cublasLtHandle_t handles[GEMM_MAX_DEVICES];
 
 /* Autotuning (pnG_gemm_set_tuning; PONTE_GEMM_TUNE=1 turns it on, a number after a comma sets
  * the least flops, e.g. PONTE_GEMM_TUNE=1,1e9): 0 off, 1 on for plans of at least tune_min_flops
@@ -68,9 +71,9 @@ static double tune_min_flops = 1e10;
 static int64_t tune_count;  /* plans tuned (atomic builtins) */
 static int tune_last_pick; /* the index the last tuning chose */
 
+/* Reads PONTE_GEMM_TUNE (once). */
 static void handle_create(void)
 {
-    handle_status = cublasLtCreate(&handle);
     const char *e = getenv("PONTE_GEMM_TUNE");
     if (e && *e) {
         tune_on = atoi(e) != 0;
@@ -87,6 +90,24 @@ static int lt_fail(const char *what, cublasStatus_t st)
     return -1;
 }
 
+/* The handle of gpu:device, the current device (made on first use). NULL with an error. */
+static cublasLtHandle_t lt_handle(int device)
+{
+    pthread_once(&handle_once, handle_create);
+    if (device < 0 || device >= GEMM_MAX_DEVICES) {
+        pn_set_error(PN_ERR_BACKEND, "[cublasLt] No handle for GPU %d.", device);
+        return NULL;
+    }
+    pthread_mutex_lock(&handle_lock);
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    if (!handles[device]) st = cublasLtCreate(&handles[device]);
+    cublasLtHandle_t h = st == CUBLAS_STATUS_SUCCESS ? handles[device] : NULL;
+    if (!h) handles[device] = NULL;
+    pthread_mutex_unlock(&handle_lock);
+    if (!h) lt_fail("cublasLtCreate", st);
+    return h;
+}
+
 #define LT_CHECK(call)                                                                         \
     do {                                                                                       \
         cublasStatus_t lt_st_ = (call);                                                        \
@@ -98,6 +119,7 @@ static int lt_fail(const char *what, cublasStatus_t st)
 /* Everything the descriptors and the heuristic depend on; compared with memcmp, so always
  * built from a zeroed struct. Extents are cuBLASLt's (column-major): D is (m, n). */
 typedef struct plan_key {
+    int32_t device; /* the GPU: its handle, and the heuristic's choice for its architecture */
     int32_t dtype, tf32, opa, opb, tuned; /* tuned: plan_tuned when the key was made */
     uint32_t align_a, align_b, align_c, epilogue; /* epilogue: a cublasLtEpilogue_t */
     int64_t m, n, k, lda, ldb, ldc, stride_a, stride_b, stride_c, batch;
@@ -212,7 +234,7 @@ static int plan_tune(const plan *p, const cublasLtMatmulHeuristicResult_t *res, 
             cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
             for (int r = 0; r <= GEMM_TUNE_REPS && st == CUBLAS_STATUS_SUCCESS; r++) {
                 if (r == 1) cudaEventRecord(ev[0], o->cs);
-                st = cublasLtMatmul(handle, p->op, o->alpha, o->A, p->a, o->B, p->b, o->beta,
+                st = cublasLtMatmul(handles[k->device], p->op, o->alpha, o->A, p->a, o->B, p->b, o->beta,
                                     o->C, p->c, d, p->c, &res[i].algo, ws,
                                     res[i].workspaceSize, o->cs);
             }
@@ -274,7 +296,7 @@ static int plan_build(plan *p, const plan_key *k, const void *bias, const gemm_o
 #undef PLAN_STEP
     if (st == CUBLAS_STATUS_SUCCESS) {
         /* no algorithm is an answer (NOT_SUPPORTED, or a zero count), not an error */
-        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, p->op, p->a, p->b, p->c, p->c,
+        cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handles[k->device], p->op, p->a, p->b, p->c, p->c,
                                                            pref, wanted, res, &found);
         if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED)
             st = hs, what = "cublasLtMatmulAlgoGetHeuristic";
@@ -413,7 +435,7 @@ static int gemm_call(plan_key *k, const gemm_scalar *alpha, const void *A, const
     void *ws = NULL;
     if (rc == 0 && p->workspace > 0 && !(ws = pnG_malloc(p->workspace, stream))) rc = -1;
     if (rc == 0) {
-        cublasStatus_t st = cublasLtMatmul(handle, op, alpha, A, p->a, B, p->b, beta, C, p->c,
+        cublasStatus_t st = cublasLtMatmul(handles[k->device], op, alpha, A, p->a, B, p->b, beta, C, p->c,
                                            C, p->c, &p->algo, ws, p->workspace, cs);
         if (st != CUBLAS_STATUS_SUCCESS) rc = lt_fail("cublasLtMatmul", st);
         else if (own) __atomic_fetch_add(&epilogue_calls, 1, __ATOMIC_RELAXED);
@@ -471,10 +493,10 @@ extern "C" int pnG_gemm_ex(pn_dtype dtype, bool transA, bool transB, int64_t M, 
     }
     if (M <= 0 || N <= 0 || batch <= 0) return 0;
     if (K <= 0) return PNG_UNSUPPORTED;
-    pthread_once(&handle_once, handle_create);
-    if (handle_status != CUBLAS_STATUS_SUCCESS) return lt_fail("cublasLtCreate", handle_status);
-    cudaStream_t cs = png_stream(stream);
+    cudaStream_t cs = png_stream(stream); /* the thread is on the stream's GPU from here */
     if (!cs) return -1;
+    const int device = pnG_stream_device(stream);
+    if (!lt_handle(device)) return -1;
     /* The leading dimension of single-row storage is arbitrary: make it one cuBLASLt takes. */
     int64_t a_rows = transA ? K : M, a_cols = transA ? M : K;
     int64_t b_rows = transB ? N : K, b_cols = transB ? K : N;
@@ -488,6 +510,7 @@ extern "C" int pnG_gemm_ex(pn_dtype dtype, bool transA, bool transB, int64_t M, 
     /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLASLt's A is our B. */
     plan_key k;
     memset(&k, 0, sizeof k);
+    k.device = device;
     k.dtype = (int32_t)dtype;
     k.tf32 = tf32;
     k.epilogue = lt_epilogue[epilogue]; /* bias[j] per row j of the column-major D = C^T */

@@ -68,17 +68,30 @@ int pnG_device_uuid(unsigned char uuid[16]);
  * PONTE_GPU_PER_RANK=0). Detection applies it through CUDA_VISIBLE_DEVICES before CUDA starts
  * (no effect where another library in the process started CUDA first). */
 int pnG_rank_gpu(int count);
-/* How many threads device 0 holds resident at once (SMs x threads per SM): the size of a grid
- * that fills the GPU, for kernels that split long rows across blocks. */
+/* How many CUDA devices the process sees (Ponte's gpu:0 .. gpu:n-1; a launcher's rank sees
+ * one); 0 without a usable GPU 0. */
+int pnG_device_count(void);
+/* Whether gpu:device exists and can run Ponte's kernels (compute capability 8.0+). */
+bool pnG_device_usable(int device);
+/* How many threads the calling thread's current GPU holds resident at once (SMs x threads per
+ * SM): the size of a grid that fills the GPU, for kernels that split long rows across blocks. */
 int64_t pnG_resident_threads(void);
-/* Device 0's name (into name, n bytes), compute capability and global / free memory in
- * bytes. 0, or -1 (no usable GPU). */
-int pnG_device_info(char *name, size_t n, int *major, int *minor, uint64_t *total, uint64_t *free_bytes);
+/* gpu:device's name (into name, n bytes), compute capability and global / free memory in
+ * bytes. 0, or -1 (no such usable GPU). */
+int pnG_device_info(int device, char *name, size_t n, int *major, int *minor, uint64_t *total,
+                    uint64_t *free_bytes);
+/* Puts Ponte stream `stream` on gpu:device; streams never bound are on gpu:0. Binding a stream
+ * already in use to another GPU fails with PN_ERR_INVALID_ARGUMENT, as does an unusable
+ * device. */
+int pnG_stream_bind(int stream, int device);
+/* The GPU of a stream (0 unless bound; stream < 0: the default GPU stream). */
+int pnG_stream_device(int stream);
 
-/* Device memory for stream's work, at least nbytes (the pool rounds up). NULL with
- * PN_ERR_OUT_OF_MEMORY after the cache was released and the allocation retried. */
+/* Memory on stream's GPU for stream's work, at least nbytes (the pool rounds up). NULL with
+ * PN_ERR_OUT_OF_MEMORY after that GPU's cache was released and the allocation retried. */
 void *pnG_malloc(size_t nbytes, int stream);
-/* Returns p (from pnG_malloc, same nbytes) to the pool, ordered after stream's queued work. */
+/* Returns p (from pnG_malloc, same nbytes, a stream of the same GPU) to the pool, ordered after
+ * stream's queued work. */
 void pnG_free(void *p, size_t nbytes, int stream);
 /* Host to device, queued on stream (src is reusable on return: copies of 256 KiB and more go
  * through pinned staging buffers, smaller ones through the driver). */
@@ -91,13 +104,15 @@ size_t pnG_staging_chunk_bytes(void);
 int pnG_copy_to_device_unstaged(void *dst, const void *src, size_t nbytes, int stream);
 /* Device to host; returns once the bytes are on the host (waits for stream's queued work). */
 int pnG_copy_to_host(void *dst, const void *src, size_t nbytes, int stream);
-/* Device to device, queued on stream. */
+/* Device to device, queued on stream (the two may be on different GPUs). */
 int pnG_copy_device(void *dst, const void *src, size_t nbytes, int stream);
-/* Makes stream `waiter` wait for the work queued so far on stream `producer` (an event). */
+/* Makes stream `waiter` wait for the work queued so far on stream `producer` (an event; the
+ * two may be on different GPUs). */
 int pnG_stream_wait(int waiter, int producer);
-/* Waits on the host for stream's queued work; stream < 0: every stream. */
+/* Waits on the host for stream's queued work; stream < 0: every stream of every GPU. */
 int pnG_synchronize(int stream);
-/* Statistics and limits of the device pool, in bytes (the pn_*_memory functions add them). */
+/* Statistics and limits of the GPUs' pools, in bytes, summed over the GPUs (the pn_*_memory
+ * functions add them to the host's); the memory and cache limits apply to each GPU. */
 size_t pnG_active_memory(void);
 size_t pnG_peak_memory(void);
 void pnG_reset_peak_memory(void);
@@ -105,8 +120,12 @@ size_t pnG_cache_memory(void);
 size_t pnG_set_memory_limit(size_t limit);
 size_t pnG_set_cache_limit(size_t limit);
 void pnG_clear_cache(void);
+/* One GPU's figures: bytes in use, the peak of that since the last reset, bytes cached. 0, or
+ * -1 with PN_ERR_INVALID_ARGUMENT (no such usable GPU). */
+int pnG_device_memory(int device, size_t *active, size_t *peak, size_t *cache);
 /* The CUDA stream behind a Ponte stream index (cudaStream_t, as void * for C), created on
- * first use; NULL with an error on failure. */
+ * first use; NULL with an error on failure. With several GPUs it also makes the stream's GPU
+ * the calling thread's current CUDA device, so that what the caller launches next goes there. */
 void *pnG_cuda_stream(int stream);
 /* A device word of stream's own, zero between kernels: a kernel that counts in it (its blocks
  * finishing, so that the last one combines their partials) must leave it zero. Allocated on

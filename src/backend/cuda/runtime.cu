@@ -1,9 +1,12 @@
 /* runtime.cu — the CUDA backend's runtime (gpu.h): device detection with a reason when no GPU
- * is usable, device memory from the stream-ordered pool of cudaMallocAsync kept as a cache
- * (release threshold), statistics and limits, copies between host and device (large ones
- * pipelined through a small pool of pinned staging buffers), one CUDA stream
- * per Ponte stream and ordering between streams through events. Builds with nvcc and, with
- * PONTE_GPU_SIM, against the simulated runtime. */
+ * is usable, the process's GPUs (Ponte's gpu:k is CUDA device k), device memory from each
+ * GPU's stream-ordered pool of cudaMallocAsync kept as a cache (release threshold), statistics
+ * and limits, copies between host and device (large ones pipelined through a small pool of
+ * pinned staging buffers per GPU), one CUDA stream per Ponte stream, each on its GPU, and
+ * ordering between streams (of one GPU or two) through events. A thread's CUDA calls go to the
+ * GPU of the stream it last asked for (pnG_cuda_stream switches it), so launchers need not
+ * know which GPU they run on. Builds with nvcc and, with PONTE_GPU_SIM, against the simulated
+ * runtime. */
 #include "backend/cuda/common.cuh"
 
 #include <pthread.h>
@@ -16,10 +19,18 @@
 /* ───────────────────────────── device detection ───────────────────────────── */
 
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
-static bool gpu_usable;
+static bool gpu_usable; /* device 0 is usable: the GPU backend is on */
 static char gpu_reason[256];
-static cudaMemPool_t pool;
-static int64_t resident_threads = 132 * 2048; /* replaced by device 0's figure at detection */
+
+/* What the runtime keeps per CUDA device (Ponte's gpu:k is CUDA device k). */
+#define MAX_DEVICES 16
+static struct gpu_device {
+    bool usable;             /* compute capability 8.0+, with a stream-ordered pool */
+    cudaMemPool_t pool;      /* its default pool: the cache of freed blocks */
+    int64_t resident_threads; /* SMs x threads per SM */
+    size_t active, peak;     /* bytes handed out by pnG_malloc (mem_lock) */
+} devices[MAX_DEVICES];
+static int ndevices; /* CUDA devices seen, usable or not (at most MAX_DEVICES) */
 
 extern "C" int pnG_rank_gpu(int count)
 {
@@ -46,6 +57,37 @@ static int machine_gpu_count(void)
     for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
     closedir(d);
     return n;
+}
+
+/* Whether CUDA device d can run Ponte's kernels; when not, why (into reason, n bytes).
+ * Fills devices[d] when it can. */
+static bool probe_device(int d, char *reason, size_t n)
+{
+    cudaDeviceProp prop;
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
+        snprintf(reason, n, "cannot read the properties of CUDA device %d", d);
+        cudaGetLastError();
+        return false;
+    }
+    if (prop.major < 8) {
+        snprintf(reason, n, "%.100s has compute capability %d.%d; Ponte needs 8.0 or newer", prop.name,
+                 prop.major, prop.minor);
+        return false;
+    }
+    struct gpu_device *g = &devices[d];
+    g->resident_threads = prop.multiProcessorCount > 0 && prop.maxThreadsPerMultiProcessor > 0
+                              ? (int64_t)prop.multiProcessorCount * prop.maxThreadsPerMultiProcessor
+                              : 132 * 2048;
+    if (cudaDeviceGetDefaultMemPool(&g->pool, d) != cudaSuccess) {
+        snprintf(reason, n, "%.100s has no stream-ordered memory pool", prop.name);
+        cudaGetLastError();
+        return false;
+    }
+    /* keep freed blocks in the pool: it is the cache */
+    uint64_t keep = ~(uint64_t)0;
+    cudaMemPoolSetAttribute(g->pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    g->usable = true;
+    return true;
 }
 
 static void detect(void)
@@ -75,28 +117,11 @@ static void detect(void)
         cudaGetLastError();
         return;
     }
-    cudaDeviceProp prop;
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
-        snprintf(gpu_reason, sizeof gpu_reason, "cannot read the properties of CUDA device 0");
-        cudaGetLastError();
-        return;
-    }
-    if (prop.major < 8) {
-        snprintf(gpu_reason, sizeof gpu_reason,
-                 "%.100s has compute capability %d.%d; Ponte needs 8.0 or newer", prop.name,
-                 prop.major, prop.minor);
-        return;
-    }
-    if (prop.multiProcessorCount > 0 && prop.maxThreadsPerMultiProcessor > 0)
-        resident_threads = (int64_t)prop.multiProcessorCount * prop.maxThreadsPerMultiProcessor;
-    if (cudaDeviceGetDefaultMemPool(&pool, 0) != cudaSuccess) {
-        snprintf(gpu_reason, sizeof gpu_reason, "%.100s has no stream-ordered memory pool", prop.name);
-        cudaGetLastError();
-        return;
-    }
-    /* keep freed blocks in the pool: it is the cache */
-    uint64_t keep = ~(uint64_t)0;
-    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    if (!probe_device(0, gpu_reason, sizeof gpu_reason)) return;
+    ndevices = count < MAX_DEVICES ? count : MAX_DEVICES;
+    char ignored[256];
+    for (int d = 1; d < ndevices; d++) probe_device(d, ignored, sizeof ignored);
+    cudaSetDevice(0);
     gpu_usable = true;
 }
 
@@ -107,28 +132,52 @@ extern "C" bool pnG_available(const char **reason)
     return gpu_usable;
 }
 
+extern "C" int pnG_device_count(void)
+{
+    pthread_once(&detect_once, detect);
+    return gpu_usable ? ndevices : 0;
+}
+
+extern "C" bool pnG_device_usable(int device)
+{
+    return device >= 0 && device < pnG_device_count() && devices[device].usable;
+}
+
+/* The device the calling thread's CUDA calls go to (the last stream it used put it there). */
+static int current_device(void)
+{
+    int d = 0;
+    if (ndevices > 1 && (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= ndevices)) {
+        cudaGetLastError();
+        d = 0;
+    }
+    return d;
+}
+
 extern "C" int64_t pnG_resident_threads(void)
 {
     pthread_once(&detect_once, detect);
-    return resident_threads;
+    return gpu_usable ? devices[current_device()].resident_threads : 132 * 2048;
 }
 
-extern "C" int pnG_device_info(char *name, size_t n, int *major, int *minor, uint64_t *total,
-                               uint64_t *free_bytes)
+extern "C" int pnG_device_info(int device, char *name, size_t n, int *major, int *minor,
+                               uint64_t *total, uint64_t *free_bytes)
 {
     cudaDeviceProp prop;
     size_t fr = 0, tot = 0;
-    if (!pnG_available(NULL) || cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    if (!pnG_device_usable(device) || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
         cudaGetLastError();
         return -1;
     }
     snprintf(name, n, "%s", prop.name);
     *major = prop.major;
     *minor = prop.minor;
-    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+    int was = current_device();
+    if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
         cudaGetLastError();
         fr = 0, tot = prop.totalGlobalMem;
     }
+    cudaSetDevice(was);
     *total = tot ? tot : prop.totalGlobalMem;
     *free_bytes = fr;
     return 0;
@@ -175,41 +224,79 @@ static int need_gpu(void)
 static pthread_mutex_t stream_lock = PTHREAD_MUTEX_INITIALIZER;
 static cudaStream_t *streams; /* by Ponte stream index; NULL until first use */
 static unsigned **counters;   /* pnG_stream_counter's words, by stream index; NULL until asked */
+static signed char *stream_devices; /* the device of each stream index (0 unless bound) */
 static int nstreams;
+
+/* Makes room for stream index `stream` in the tables (stream_lock held). 0, or -1 with an
+ * error. */
+static int streams_reserve_locked(int stream)
+{
+    if (stream < nstreams) return 0;
+    int n = nstreams ? nstreams : 16;
+    while (n <= stream) n *= 2;
+    cudaStream_t *s = (cudaStream_t *)realloc(streams, (size_t)n * sizeof *s);
+    if (s) streams = s;
+    unsigned **c = s ? (unsigned **)realloc(counters, (size_t)n * sizeof *c) : NULL;
+    if (c) counters = c;
+    signed char *d = c ? (signed char *)realloc(stream_devices, (size_t)n) : NULL;
+    if (!d) return pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gpu] Out of memory.");
+    stream_devices = d;
+    memset(s + nstreams, 0, (size_t)(n - nstreams) * sizeof *s);
+    memset(c + nstreams, 0, (size_t)(n - nstreams) * sizeof *c);
+    memset(d + nstreams, 0, (size_t)(n - nstreams));
+    nstreams = n;
+    return 0;
+}
+
+extern "C" int pnG_stream_bind(int stream, int device)
+{
+    if (!pnG_device_usable(device))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gpu] GPU %d is not available (%d usable).",
+                            device, pnG_device_count());
+    if (stream < 0) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gpu] Bad stream %d.", stream);
+    pthread_mutex_lock(&stream_lock);
+    int rc = streams_reserve_locked(stream);
+    if (rc == 0 && streams[stream] && stream_devices[stream] != device)
+        rc = pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gpu] Stream %d is already on GPU %d.", stream,
+                          stream_devices[stream]);
+    if (rc == 0) stream_devices[stream] = (signed char)device;
+    pthread_mutex_unlock(&stream_lock);
+    return rc;
+}
+
+extern "C" int pnG_stream_device(int stream)
+{
+    if (stream < 0) stream = 1;
+    pthread_mutex_lock(&stream_lock);
+    int d = stream < nstreams ? stream_devices[stream] : 0;
+    pthread_mutex_unlock(&stream_lock);
+    return d;
+}
 
 extern "C" void *pnG_cuda_stream(int stream)
 {
     if (need_gpu()) return NULL;
     if (stream < 0) stream = 1; /* the GPU's default stream */
     pthread_mutex_lock(&stream_lock);
-    if (stream >= nstreams) {
-        int n = nstreams ? nstreams : 16;
-        while (n <= stream) n *= 2;
-        cudaStream_t *s = (cudaStream_t *)realloc(streams, (size_t)n * sizeof *s);
-        if (s) streams = s;
-        unsigned **c = s ? (unsigned **)realloc(counters, (size_t)n * sizeof *c) : NULL;
-        if (!c) {
-            pthread_mutex_unlock(&stream_lock);
-            pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gpu] Out of memory.");
-            return NULL;
-        }
-        counters = c;
-        memset(s + nstreams, 0, (size_t)(n - nstreams) * sizeof *s);
-        memset(c + nstreams, 0, (size_t)(n - nstreams) * sizeof *c);
-        nstreams = n;
+    if (streams_reserve_locked(stream)) {
+        pthread_mutex_unlock(&stream_lock);
+        return NULL;
     }
-    if (!streams[stream]) {
-        cudaError_t e = cudaStreamCreateWithFlags(&streams[stream], cudaStreamNonBlocking);
-        if (e != cudaSuccess) {
-            streams[stream] = NULL;
-            pthread_mutex_unlock(&stream_lock);
-            pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot create a CUDA stream: %s",
-                         cudaGetErrorString(e));
-            return NULL;
-        }
+    int device = stream_devices[stream];
+    /* with several GPUs, the calling thread's CUDA calls go to the stream's device from here */
+    cudaError_t e = ndevices > 1 ? cudaSetDevice(device) : cudaSuccess;
+    if (e == cudaSuccess && !streams[stream]) {
+        e = cudaStreamCreateWithFlags(&streams[stream], cudaStreamNonBlocking);
+        if (e != cudaSuccess) streams[stream] = NULL;
     }
     cudaStream_t s = streams[stream];
     pthread_mutex_unlock(&stream_lock);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot create or enter the CUDA stream of GPU %d: %s",
+                     device, cudaGetErrorString(e));
+        return NULL;
+    }
     return (void *)s;
 }
 
@@ -240,11 +327,18 @@ extern "C" unsigned *pnG_stream_counter(int stream)
 extern "C" int pnG_stream_wait(int waiter, int producer)
 {
     if (waiter == producer || producer < 0) return 0;
-    cudaStream_t w = png_stream(waiter), p = png_stream(producer);
-    if (!w || !p) return -1;
+    /* the event is made and recorded on the producer's device; the wait is queued from the
+     * waiter's, which may be another GPU */
+    cudaStream_t p = png_stream(producer);
+    if (!p) return -1;
     cudaEvent_t ev;
     PNG_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
     cudaError_t e = cudaEventRecord(ev, p);
+    cudaStream_t w = e == cudaSuccess ? png_stream(waiter) : NULL;
+    if (e == cudaSuccess && !w) {
+        cudaEventDestroy(ev);
+        return -1;
+    }
     if (e == cudaSuccess) e = cudaStreamWaitEvent(w, ev, 0);
     cudaEventDestroy(ev); /* released once the wait no longer needs it */
     if (e != cudaSuccess)
@@ -255,8 +349,14 @@ extern "C" int pnG_stream_wait(int waiter, int producer)
 extern "C" int pnG_synchronize(int stream)
 {
     if (need_gpu()) return -1;
-    if (stream < 0) {
-        PNG_CHECK(cudaDeviceSynchronize());
+    if (stream < 0) { /* every device */
+        int was = current_device();
+        for (int d = 0; d < ndevices; d++) {
+            if (!devices[d].usable) continue;
+            PNG_CHECK(cudaSetDevice(d));
+            PNG_CHECK(cudaDeviceSynchronize());
+        }
+        PNG_CHECK(cudaSetDevice(was));
         return 0;
     }
     cudaStream_t s = png_stream(stream);
@@ -276,28 +376,31 @@ extern "C" int pnG_check_launch(const char *what)
 /* ───────────────────────────── memory ───────────────────────────── */
 
 static pthread_mutex_t mem_lock = PTHREAD_MUTEX_INITIALIZER;
-static size_t active_bytes, peak_bytes;
-static size_t memory_limit; /* 0: the device's memory is the limit */
+static size_t active_bytes, peak_bytes; /* over every device */
+static size_t memory_limit; /* per device; 0: the device's memory is the limit */
 static size_t cache_limit = (size_t)-1;
 
 /* Granularity of the accounting: the pool hands out blocks in these steps. */
 static size_t rounded(size_t n) { return n < 512 ? 512 : (n + 511) & ~(size_t)511; }
 
-static size_t pool_attribute(cudaMemPoolAttr attr)
+/* A statistic of device d's pool (0 when it cannot be read). */
+static size_t pool_attribute(int d, cudaMemPoolAttr attr)
 {
-    if (!pnG_available(NULL)) return 0;
+    if (!pnG_device_usable(d)) return 0;
     uint64_t v = 0;
-    if (cudaMemPoolGetAttribute(pool, attr, &v) != cudaSuccess) {
+    if (cudaMemPoolGetAttribute(devices[d].pool, attr, &v) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
     return (size_t)v;
 }
 
-static void trim_cache(size_t keep)
+/* Gives device d's cached blocks back down to keep bytes, after the frees queued on its
+ * streams have completed. The calling thread stays on device d. */
+static void trim_cache(int d, size_t keep)
 {
-    cudaDeviceSynchronize(); /* frees queued on streams complete first */
-    cudaMemPoolTrimTo(pool, keep);
+    if (cudaSetDevice(d) == cudaSuccess) cudaDeviceSynchronize();
+    cudaMemPoolTrimTo(devices[d].pool, keep);
     cudaGetLastError();
 }
 
@@ -306,33 +409,37 @@ extern "C" void *pnG_malloc(size_t nbytes, int stream)
     if (need_gpu()) return NULL;
     cudaStream_t s = png_stream(stream);
     if (!s) return NULL;
+    int d = pnG_stream_device(stream);
+    struct gpu_device *g = &devices[d];
     size_t n = rounded(nbytes);
     pthread_mutex_lock(&mem_lock);
-    bool over = memory_limit && active_bytes + n > memory_limit;
-    size_t active = active_bytes;
+    bool over = memory_limit && g->active + n > memory_limit;
+    size_t active = g->active;
     pthread_mutex_unlock(&mem_lock);
     if (over) {
         pn_set_error(PN_ERR_OUT_OF_MEMORY,
-                     "[malloc] Attempting to allocate %zu bytes on the GPU which is greater than "
+                     "[malloc] Attempting to allocate %zu bytes on GPU %d which is greater than "
                      "the memory limit of %zu bytes (%zu bytes in use).",
-                     nbytes, memory_limit, active);
+                     nbytes, d, memory_limit, active);
         return NULL;
     }
     void *p = NULL;
     cudaError_t e = cudaMallocAsync(&p, n, s);
     if (e == cudaErrorMemoryAllocation) { /* give the cache back and try once more */
         cudaGetLastError();
-        trim_cache(0);
+        trim_cache(d, 0);
         e = cudaMallocAsync(&p, n, s);
     }
     if (e != cudaSuccess) {
         cudaGetLastError();
         pn_set_error(e == cudaErrorMemoryAllocation ? PN_ERR_OUT_OF_MEMORY : PN_ERR_BACKEND,
-                     "[malloc] Unable to allocate %zu bytes on the GPU (%zu bytes in use): %s.",
-                     nbytes, active, cudaGetErrorString(e));
+                     "[malloc] Unable to allocate %zu bytes on GPU %d (%zu bytes in use): %s.",
+                     nbytes, d, active, cudaGetErrorString(e));
         return NULL;
     }
     pthread_mutex_lock(&mem_lock);
+    g->active += n;
+    if (g->active > g->peak) g->peak = g->active;
     active_bytes += n;
     if (active_bytes > peak_bytes) peak_bytes = active_bytes;
     pthread_mutex_unlock(&mem_lock);
@@ -349,9 +456,25 @@ extern "C" void pnG_free(void *p, size_t nbytes, int stream)
         cudaFree(p);
         cudaGetLastError();
     }
+    struct gpu_device *g = &devices[pnG_stream_device(stream)];
     pthread_mutex_lock(&mem_lock);
+    g->active -= rounded(nbytes);
     active_bytes -= rounded(nbytes);
     pthread_mutex_unlock(&mem_lock);
+}
+
+extern "C" int pnG_device_memory(int device, size_t *active, size_t *peak, size_t *cache)
+{
+    if (!pnG_device_usable(device))
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gpu] GPU %d is not available.", device);
+    pthread_mutex_lock(&mem_lock);
+    *active = devices[device].active;
+    *peak = devices[device].peak;
+    pthread_mutex_unlock(&mem_lock);
+    size_t reserved = pool_attribute(device, cudaMemPoolAttrReservedMemCurrent);
+    size_t used = pool_attribute(device, cudaMemPoolAttrUsedMemCurrent);
+    *cache = reserved > used ? reserved - used : 0;
+    return 0;
 }
 
 extern "C" size_t pnG_active_memory(void)
@@ -374,14 +497,19 @@ extern "C" void pnG_reset_peak_memory(void)
 {
     pthread_mutex_lock(&mem_lock);
     peak_bytes = 0; /* as the host side (allocator.c) */
+    for (int d = 0; d < ndevices; d++) devices[d].peak = 0;
     pthread_mutex_unlock(&mem_lock);
 }
 
 extern "C" size_t pnG_cache_memory(void)
 {
-    size_t reserved = pool_attribute(cudaMemPoolAttrReservedMemCurrent);
-    size_t used = pool_attribute(cudaMemPoolAttrUsedMemCurrent);
-    return reserved > used ? reserved - used : 0;
+    size_t total = 0;
+    for (int d = 0; d < pnG_device_count(); d++) {
+        size_t reserved = pool_attribute(d, cudaMemPoolAttrReservedMemCurrent);
+        size_t used = pool_attribute(d, cudaMemPoolAttrUsedMemCurrent);
+        total += reserved > used ? reserved - used : 0;
+    }
+    return total;
 }
 
 extern "C" size_t pnG_set_memory_limit(size_t limit)
@@ -399,73 +527,96 @@ extern "C" size_t pnG_set_cache_limit(size_t limit)
     size_t old = cache_limit;
     cache_limit = limit;
     pthread_mutex_unlock(&mem_lock);
-    if (pnG_available(NULL)) {
+    int was = current_device();
+    for (int d = 0; d < pnG_device_count(); d++) {
+        if (!devices[d].usable) continue;
         uint64_t keep = limit == (size_t)-1 ? ~(uint64_t)0 : (uint64_t)limit;
-        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
-        size_t used = pool_attribute(cudaMemPoolAttrUsedMemCurrent);
-        if (limit != (size_t)-1) trim_cache(used + limit);
+        cudaMemPoolSetAttribute(devices[d].pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        size_t used = pool_attribute(d, cudaMemPoolAttrUsedMemCurrent);
+        if (limit != (size_t)-1) trim_cache(d, used + limit);
     }
+    if (pnG_available(NULL)) cudaSetDevice(was);
     return old;
 }
 
 extern "C" void pnG_clear_cache(void)
 {
-    if (pnG_available(NULL)) trim_cache(0);
+    int was = current_device();
+    for (int d = 0; d < pnG_device_count(); d++)
+        if (devices[d].usable) trim_cache(d, 0);
+    if (pnG_available(NULL)) cudaSetDevice(was);
 }
 
 /* ───────────────────────────── copies ───────────────────────────── */
 
 /* Copies of at least STAGE_MIN bytes between pageable host memory and the device go through
- * a pool of STAGE_BUFS pinned host buffers of STAGE_CHUNK bytes (made on first use), chunk by
- * chunk: each buffer has an event recorded after the DMA that reads / fills it, so the host
- * waits only when it reuses a buffer still in flight, and the host-side memcpy of one chunk
- * (split over the OpenMP threads: pnK_memcpy) overlaps the DMA of the others. One copy uses the pool at a time (stage_lock). The buffers
- * live until the process exits (the runtime has no shutdown hook). PONTE_PINNED_STAGING=0, or
- * a failed cudaHostAlloc, leaves every copy to the driver's own staging. */
+ * a pool of STAGE_BUFS pinned host buffers of STAGE_CHUNK bytes per GPU (made on that GPU's
+ * first large copy), chunk by chunk: each buffer has an event recorded after the DMA that
+ * reads / fills it, so the host waits only when it reuses a buffer still in flight, and the
+ * host-side memcpy of one chunk (split over the OpenMP threads: pnK_memcpy) overlaps the DMA
+ * of the others. One copy uses a GPU's pool at a time (its lock). The buffers live until the
+ * process exits (the runtime has no shutdown hook). PONTE_PINNED_STAGING=0, or a failed
+ * cudaHostAlloc, leaves every copy to the driver's own staging. */
 #define STAGE_BUFS 4
 #define STAGE_CHUNK ((size_t)8 << 20)
 #define STAGE_MIN ((size_t)256 << 10)
 
-static pthread_mutex_t stage_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t stage_once = PTHREAD_ONCE_INIT;
-static struct stage_buf {
+struct stage_buf {
     char *host;
     cudaEvent_t done; /* recorded after the last DMA touching host */
-} stage[STAGE_BUFS];
-static bool stage_ready;
+};
+static struct stage_pool {
+    pthread_mutex_t lock;
+    bool tried, ready;
+    struct stage_buf buf[STAGE_BUFS];
+} stages[MAX_DEVICES];
+static pthread_once_t stages_once = PTHREAD_ONCE_INIT;
 
-static void stage_init(void)
+static void stages_init(void)
 {
-    const char *env = getenv("PONTE_PINNED_STAGING");
-    if (env && !strcmp(env, "0")) return;
-    for (int i = 0; i < STAGE_BUFS; i++) {
-        if (cudaHostAlloc((void **)&stage[i].host, STAGE_CHUNK, cudaHostAllocDefault) != cudaSuccess ||
-            cudaEventCreateWithFlags(&stage[i].done, cudaEventDisableTiming) != cudaSuccess) {
-            for (int j = 0; j <= i; j++) {
-                if (stage[j].host) cudaFreeHost(stage[j].host);
-                if (stage[j].done) cudaEventDestroy(stage[j].done);
-                stage[j].host = NULL, stage[j].done = NULL;
-            }
-            cudaGetLastError(); /* not sticky: the copies go unstaged */
-            return;
-        }
-    }
-    stage_ready = true;
+    for (int d = 0; d < MAX_DEVICES; d++) pthread_mutex_init(&stages[d].lock, NULL);
 }
 
-/* Whether a copy of nbytes goes through the pinned pool (making it on first use). */
+/* Makes device d's staging buffers on the first call (d is the current device, so the events
+ * belong to it); whether they are there. */
+static bool stage_make(int d)
+{
+    pthread_once(&stages_once, stages_init);
+    struct stage_pool *sp = &stages[d];
+    pthread_mutex_lock(&sp->lock);
+    if (!sp->tried) {
+        sp->tried = true;
+        const char *env = getenv("PONTE_PINNED_STAGING");
+        bool ok = !(env && !strcmp(env, "0"));
+        for (int i = 0; ok && i < STAGE_BUFS; i++)
+            ok = cudaHostAlloc((void **)&sp->buf[i].host, STAGE_CHUNK, cudaHostAllocPortable) == cudaSuccess &&
+                 cudaEventCreateWithFlags(&sp->buf[i].done, cudaEventDisableTiming) == cudaSuccess;
+        if (!ok) {
+            for (int j = 0; j < STAGE_BUFS; j++) {
+                if (sp->buf[j].host) cudaFreeHost(sp->buf[j].host);
+                if (sp->buf[j].done) cudaEventDestroy(sp->buf[j].done);
+                sp->buf[j].host = NULL, sp->buf[j].done = NULL;
+            }
+            cudaGetLastError(); /* not sticky: the copies go unstaged */
+        }
+        sp->ready = ok;
+    }
+    bool ready = sp->ready;
+    pthread_mutex_unlock(&sp->lock);
+    return ready;
+}
+
+/* Whether a copy of nbytes on the current device goes through its pinned pool (making it on
+ * first use). */
 static bool staged(size_t nbytes)
 {
-    if (nbytes < STAGE_MIN) return false;
-    pthread_once(&stage_once, stage_init);
-    return stage_ready;
+    return nbytes >= STAGE_MIN && stage_make(current_device());
 }
 
 extern "C" size_t pnG_staging_chunk_bytes(void)
 {
     if (!pnG_available(NULL)) return 0;
-    pthread_once(&stage_once, stage_init);
-    return stage_ready ? STAGE_CHUNK : 0;
+    return stage_make(current_device()) ? STAGE_CHUNK : 0;
 }
 
 /* The bytes of chunk j of a copy of nbytes (all STAGE_CHUNK but the last). */
@@ -479,9 +630,10 @@ static size_t chunk_bytes(size_t nbytes, size_t j)
 static cudaError_t stage_to_device(char *dst, const char *src, size_t nbytes, cudaStream_t s)
 {
     cudaError_t e = cudaSuccess;
-    pthread_mutex_lock(&stage_lock);
+    struct stage_pool *sp = &stages[current_device()];
+    pthread_mutex_lock(&sp->lock);
     for (size_t i = 0; i * STAGE_CHUNK < nbytes && e == cudaSuccess; i++) {
-        struct stage_buf *b = &stage[i % STAGE_BUFS];
+        struct stage_buf *b = &sp->buf[i % STAGE_BUFS];
         size_t off = i * STAGE_CHUNK, n = chunk_bytes(nbytes, i);
         e = cudaEventSynchronize(b->done); /* its previous DMA has read it */
         if (e != cudaSuccess) break;
@@ -489,15 +641,15 @@ static cudaError_t stage_to_device(char *dst, const char *src, size_t nbytes, cu
         e = cudaMemcpyAsync(dst + off, b->host, n, cudaMemcpyHostToDevice, s);
         if (e == cudaSuccess) e = cudaEventRecord(b->done, s);
     }
-    pthread_mutex_unlock(&stage_lock);
+    pthread_mutex_unlock(&sp->lock);
     return e;
 }
 
 /* Copies chunk j of a device -> host copy (queued into its buffer, event recorded) out to dst
  * once its DMA is done. */
-static cudaError_t stage_drain(char *dst, size_t nbytes, size_t j)
+static cudaError_t stage_drain(struct stage_pool *sp, char *dst, size_t nbytes, size_t j)
 {
-    struct stage_buf *b = &stage[j % STAGE_BUFS];
+    struct stage_buf *b = &sp->buf[j % STAGE_BUFS];
     cudaError_t e = cudaEventSynchronize(b->done);
     if (e == cudaSuccess) pnK_memcpy(dst + j * STAGE_CHUNK, b->host, chunk_bytes(nbytes, j));
     return e;
@@ -509,18 +661,19 @@ static cudaError_t stage_to_host(char *dst, const char *src, size_t nbytes, cuda
 {
     cudaError_t e = cudaSuccess;
     size_t nchunks = (nbytes + STAGE_CHUNK - 1) / STAGE_CHUNK, drained = 0;
-    pthread_mutex_lock(&stage_lock);
+    struct stage_pool *sp = &stages[current_device()];
+    pthread_mutex_lock(&sp->lock);
     for (size_t i = 0; i < nchunks && e == cudaSuccess; i++) {
-        struct stage_buf *b = &stage[i % STAGE_BUFS];
-        if (i >= STAGE_BUFS) e = stage_drain(dst, nbytes, drained++); /* frees b for chunk i */
+        struct stage_buf *b = &sp->buf[i % STAGE_BUFS];
+        if (i >= STAGE_BUFS) e = stage_drain(sp, dst, nbytes, drained++); /* frees b for chunk i */
         if (e == cudaSuccess) e = cudaEventSynchronize(b->done); /* a DMA of another copy */
         if (e == cudaSuccess)
             e = cudaMemcpyAsync(b->host, src + i * STAGE_CHUNK, chunk_bytes(nbytes, i),
                                 cudaMemcpyDeviceToHost, s);
         if (e == cudaSuccess) e = cudaEventRecord(b->done, s);
     }
-    while (drained < nchunks && e == cudaSuccess) e = stage_drain(dst, nbytes, drained++);
-    pthread_mutex_unlock(&stage_lock);
+    while (drained < nchunks && e == cudaSuccess) e = stage_drain(sp, dst, nbytes, drained++);
+    pthread_mutex_unlock(&sp->lock);
     return e;
 }
 

@@ -24,11 +24,13 @@
 
 /* ───────────────────────────── the handle ───────────────────────────── */
 
-/* One handle for the process; the stream it runs on is set per call, so calls hold the lock
- * from cusolverDnSetStream to their last cuSOLVER call. */
+/* One handle per GPU (a handle belongs to the device current at its creation); the stream it
+ * runs on is set per call, so calls hold the lock from cusolverDnSetStream to their last
+ * cuSOLVER call, through solver_handle: the handle of the call's GPU while the lock is held. */
+#define SOLVER_MAX_DEVICES 16
 static pthread_mutex_t solver_lock = PTHREAD_MUTEX_INITIALIZER;
+static cusolverDnHandle_t solver_handles[SOLVER_MAX_DEVICES];
 static cusolverDnHandle_t solver_handle;
-static cusolverStatus_t solver_create_status = CUSOLVER_STATUS_NOT_INITIALIZED;
 
 static int solver_fail(const char *what, cusolverStatus_t st)
 {
@@ -49,11 +51,16 @@ static int solver_fail(const char *what, cusolverStatus_t st)
  * an error (the lock is then not held). */
 static int solver_acquire(int stream)
 {
+    cudaStream_t cs = png_stream(stream); /* the thread is on the stream's GPU from here */
+    if (!cs) return -1;
+    int d = pnG_stream_device(stream);
+    if (d < 0 || d >= SOLVER_MAX_DEVICES) return solver_fail("cusolverDnCreate", CUSOLVER_STATUS_NOT_INITIALIZED);
     pthread_mutex_lock(&solver_lock);
-    if (solver_create_status != CUSOLVER_STATUS_SUCCESS)
-        solver_create_status = cusolverDnCreate(&solver_handle);
-    cusolverStatus_t st = solver_create_status;
-    if (st == CUSOLVER_STATUS_SUCCESS) st = cusolverDnSetStream(solver_handle, png_stream(stream));
+    cusolverStatus_t st = CUSOLVER_STATUS_SUCCESS;
+    if (!solver_handles[d]) st = cusolverDnCreate(&solver_handles[d]);
+    if (st != CUSOLVER_STATUS_SUCCESS) solver_handles[d] = NULL;
+    solver_handle = solver_handles[d];
+    if (st == CUSOLVER_STATUS_SUCCESS) st = cusolverDnSetStream(solver_handle, cs);
     if (st != CUSOLVER_STATUS_SUCCESS) {
         pthread_mutex_unlock(&solver_lock);
         return solver_fail("cusolverDnCreate/SetStream", st);
@@ -86,18 +93,24 @@ static int blas_fail(const char *what, cublasStatus_t st)
     return -1;
 }
 
-/* One classic cuBLAS handle for the process (getrfBatched, trsm), bound to the stream per
- * call under its own lock. */
+/* One classic cuBLAS handle per GPU (getrfBatched, trsm), bound to the stream per call under
+ * its own lock; blas_handle is the call's GPU's while the lock is held. */
 static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static cublasHandle_t blas_handles[SOLVER_MAX_DEVICES];
 static cublasHandle_t blas_handle;
-static cublasStatus_t blas_create_status = CUBLAS_STATUS_NOT_INITIALIZED;
 
 static int blas_acquire(int stream)
 {
+    cudaStream_t cs = png_stream(stream); /* the thread is on the stream's GPU from here */
+    if (!cs) return -1;
+    int d = pnG_stream_device(stream);
+    if (d < 0 || d >= SOLVER_MAX_DEVICES) return blas_fail("cublasCreate", CUBLAS_STATUS_NOT_INITIALIZED);
     pthread_mutex_lock(&blas_lock);
-    if (blas_create_status != CUBLAS_STATUS_SUCCESS) blas_create_status = cublasCreate(&blas_handle);
-    cublasStatus_t st = blas_create_status;
-    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(blas_handle, png_stream(stream));
+    cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+    if (!blas_handles[d]) st = cublasCreate(&blas_handles[d]);
+    if (st != CUBLAS_STATUS_SUCCESS) blas_handles[d] = NULL;
+    blas_handle = blas_handles[d];
+    if (st == CUBLAS_STATUS_SUCCESS) st = cublasSetStream(blas_handle, cs);
     if (st != CUBLAS_STATUS_SUCCESS) {
         pthread_mutex_unlock(&blas_lock);
         return blas_fail("cublasCreate/SetStream", st);
