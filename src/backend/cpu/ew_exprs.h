@@ -216,6 +216,23 @@ static inline pn_complex64 pnK_cmul(pn_complex64 a, pn_complex64 b)
     return CMPLXF(re, im);
 }
 
+/* a / b for complex64: C's division, except that a finite a over an infinite b is a zero of
+ * Annex G's signs (C's library recovers that case only when both parts of its first quotient
+ * are NaN, so a huge finite a gave (nan, 0); the GPU's division gives the zero). The signs
+ * come from the sums in double, as the GPU's. */
+static inline pn_complex64 pnK_cdiv(pn_complex64 a, pn_complex64 b)
+{
+    pn_complex64 q = a / b;
+    float ar = crealf(a), ai = cimagf(a), br = crealf(b), bi = cimagf(b);
+    if ((crealf(q) != crealf(q) || cimagf(q) != cimagf(q)) && isfinite(ar) && isfinite(ai) &&
+        (isinf(br) || isinf(bi))) {
+        double c = copysign(isinf(br) ? 1.0 : 0.0, br), d = copysign(isinf(bi) ? 1.0 : 0.0, bi);
+        /* in double: a's float parts cannot overflow the sums (as the GPU's) */
+        return CMPLXF((float)(0.0 * (ar * c + ai * d)), (float)(0.0 * (ai * c - ar * d)));
+    }
+    return q;
+}
+
 /* a ** b for complex64: cpow in double, rounded once (cpowf's exp(b log a) in float loses
  * |b log a| ulps where the result is large; the GPU's png_cpow computes in double too). */
 static inline pn_complex64 pnK_cpow(pn_complex64 a, pn_complex64 b)
@@ -322,7 +339,7 @@ static inline bool pnK_isclose_c64(pn_complex64 a, pn_complex64 b, const pnK_ew_
     X(ADD, OSAME, E(a + b), E(a + b), E(PNK_WRAP(a, +, b)))                                    \
     X(SUBTRACT, OSAME, E(a - b), E(a - b), E(PNK_WRAP(a, -, b)))                               \
     X(MULTIPLY, OSAME, E(a * b), E(pnK_cmul(a, b)), E(PNK_WRAP(a, *, b)))                      \
-    X(DIVIDE, OSAME, E(a / b), E(a / b), NA)                                                   \
+    X(DIVIDE, OSAME, E(a / b), E(pnK_cdiv(a, b)), NA)                                          \
     X(FLOOR_DIVIDE, OSAME, E(floor(a / b)), NA, E(PNK_IFLOORDIV(a, b)))                        \
     X(REMAINDER, OSAME, E(PNK_FREM(a, b)), NA, E(PNK_IREM(a, b)))                              \
     X(POWER, OSAME, E(pow(a, b)), E(pnK_cpow(a, b)), E(PNK_IPOW(a, b)))                       \
