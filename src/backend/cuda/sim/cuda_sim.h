@@ -814,6 +814,11 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
                               size_t width, size_t height, enum cudaMemcpyKind kind,
                               cudaStream_t stream = 0);
 
+/* The simulated device that the allocation holding p (cudaMalloc / cudaMallocAsync /
+ * cudaMallocFromPoolAsync) lives on; -1 for host memory, symbols and unknown addresses. For
+ * tests. PONTE_SIM_DEVICES=N (1..8, default 1) sets how many devices there are. */
+int pnsim_device_of(const void *p);
+
 /* __device__ / __constant__ variables are plain globals; these copy to and from them. */
 void pnsim_register_symbol(const void *p, size_t size);
 template <typename T>
@@ -833,7 +838,9 @@ static inline cudaError_t cudaMemcpyToSymbolAsync(const T &symbol, const void *s
                                                   enum cudaMemcpyKind kind = cudaMemcpyHostToDevice,
                                                   cudaStream_t stream = 0)
 {
-    (void)stream;
+    /* an empty copy on stream: refused as any work on a dead or another device's stream */
+    if (cudaError_t e = cudaMemcpyAsync(nullptr, nullptr, 0, cudaMemcpyHostToDevice, stream))
+        return e;
     return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
 }
 template <typename T>
