@@ -6,16 +6,27 @@
 
 #include "backend/cpu/lapack.h"
 #include "backend/cuda/sim/cublas_sim.h"
+#include "backend/cuda/sim/sim_internal.h"
 
 struct pnsim_cublas_context {
     cudaStream_t stream;
+    int dev; /* the device current at cublasCreate */
 };
 
 /* See cublas_sim.h (cuBLAS's contracts). */
 cublasStatus_t cublasCreate(cublasHandle_t *handle)
 {
     *handle = new (std::nothrow) pnsim_cublas_context();
-    return *handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_ALLOC_FAILED;
+    if (!*handle) return CUBLAS_STATUS_ALLOC_FAILED;
+    (*handle)->dev = pnsim_current_device();
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* Whether a routine may run work with handle now (pnsim_handle_ready). */
+static cublasStatus_t blas_ready(cublasHandle_t handle)
+{
+    return pnsim_handle_ready(handle, CUBLAS_STATUS_SUCCESS, CUBLAS_STATUS_NOT_INITIALIZED,
+                              CUBLAS_STATUS_EXECUTION_FAILED);
 }
 
 cublasStatus_t cublasDestroy(cublasHandle_t handle)
@@ -38,7 +49,7 @@ static cublasStatus_t sim_trsm(cublasHandle_t handle, cublasSideMode_t side,
                                cublasDiagType_t diag, int m, int n, const T *alpha, const T *A,
                                int lda, T *B, int ldb, F blas)
 {
-    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (cublasStatus_t e = blas_ready(handle)) return e;
     int ka = side == CUBLAS_SIDE_LEFT ? m : n;
     if (m < 0 || n < 0 || lda < (ka > 1 ? ka : 1) || ldb < (m > 1 ? m : 1) || !alpha)
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -78,7 +89,7 @@ static cublasStatus_t sim_trsm_batched(cublasHandle_t handle, cublasSideMode_t s
                                      ldb, blas);
         if (st != CUBLAS_STATUS_SUCCESS) return st;
     }
-    return handle ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
+    return blas_ready(handle);
 }
 
 cublasStatus_t cublasStrsmBatched(cublasHandle_t handle, cublasSideMode_t side,
@@ -106,7 +117,7 @@ template <typename T, typename F>
 static cublasStatus_t sim_getrf_batched(cublasHandle_t handle, int n, T *const A[], int lda,
                                         int *P, int *info, int batch, F getrf)
 {
-    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if (cublasStatus_t e = blas_ready(handle)) return e;
     if (n < 0 || lda < (n > 1 ? n : 1) || batch < 0 || !A || !P || !info)
         return CUBLAS_STATUS_INVALID_VALUE;
     for (int b = 0; b < batch; b++) getrf(&n, &n, A[b], &lda, P + (size_t)b * n, info + b);

@@ -11,6 +11,7 @@
 
 #include "core/half.h"
 #include "backend/cuda/sim/cublaslt_sim.h"
+#include "backend/cuda/sim/sim_internal.h"
 
 /* Algorithms the simulated heuristic offers (the first `requested` of them): each the same
  * reference product, numbered in algo.data[0]; PONTE_SIM_LT_PASSES (sim_passes) can make one
@@ -22,7 +23,7 @@ extern "C" long long pnsim_lt_algo_calls[SIM_ALGOS];
 long long pnsim_lt_algo_calls[SIM_ALGOS];
 
 struct pnsim_lt_context {
-    int unused;
+    int dev; /* the device current at cublasLtCreate */
 };
 struct pnsim_lt_matmul_desc {
     cublasComputeType_t compute;
@@ -78,7 +79,12 @@ template <typename V> static cublasStatus_t set(V *v, const void *buf, size_t si
     return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle) { return create(handle); }
+cublasStatus_t cublasLtCreate(cublasLtHandle_t *handle)
+{
+    cublasStatus_t st = create(handle);
+    if (st == CUBLAS_STATUS_SUCCESS) (*handle)->dev = pnsim_current_device();
+    return st;
+}
 cublasStatus_t cublasLtDestroy(cublasLtHandle_t handle)
 {
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
@@ -379,8 +385,10 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               const cublasLtMatmulAlgo_t *algo, void *workspace,
                               size_t workspaceSize, cudaStream_t stream)
 {
-    (void)workspace, (void)workspaceSize, (void)stream;
+    (void)workspace, (void)workspaceSize;
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    /* the handle's device must be current, and the stream its */
+    if (!pnsim_library_device_ok(handle->dev, stream)) return CUBLAS_STATUS_EXECUTION_FAILED;
     if (!alpha || !beta || !A || !B || !D) return CUBLAS_STATUS_INVALID_VALUE;
     cublasStatus_t st = check(desc, Adesc, Bdesc, Cdesc, Ddesc);
     if (st != CUBLAS_STATUS_SUCCESS) return st;

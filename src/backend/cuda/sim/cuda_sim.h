@@ -814,6 +814,11 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
                               size_t width, size_t height, enum cudaMemcpyKind kind,
                               cudaStream_t stream = 0);
 
+/* The simulated device that the allocation holding p (cudaMalloc / cudaMallocAsync /
+ * cudaMallocFromPoolAsync) lives on; -1 for host memory, symbols and unknown addresses. For
+ * tests. PONTE_SIM_DEVICES=N (1..8, default 1) sets how many devices there are. */
+int pnsim_device_of(const void *p);
+
 /* __device__ / __constant__ variables are plain globals; these copy to and from them. */
 void pnsim_register_symbol(const void *p, size_t size);
 template <typename T>
@@ -833,7 +838,9 @@ static inline cudaError_t cudaMemcpyToSymbolAsync(const T &symbol, const void *s
                                                   enum cudaMemcpyKind kind = cudaMemcpyHostToDevice,
                                                   cudaStream_t stream = 0)
 {
-    (void)stream;
+    /* an empty copy on stream: refused as any work on a dead or another device's stream */
+    if (cudaError_t e = cudaMemcpyAsync(nullptr, nullptr, 0, cudaMemcpyHostToDevice, stream))
+        return e;
     return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
 }
 template <typename T>
@@ -855,7 +862,9 @@ template <typename T> static inline cudaError_t cudaGetSymbolAddress(void **ptr,
     return cudaSuccess;
 }
 
-/* Streams and events (everything completes at the call). */
+/* Streams and events (everything completes at the call). Each belongs to the device current
+ * at its creation (0 and the special streams: the current device); work queued on a stream
+ * of another device than the current one fails with cudaErrorInvalidResourceHandle. */
 cudaError_t cudaStreamCreate(cudaStream_t *stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
@@ -873,7 +882,7 @@ typedef void (*cudaHostFn_t)(void *user_data);
 /* Runs fn(user_data) at once (the stream's earlier work is complete already). */
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data);
 
-/* Kernel attributes, keyed by the kernel's address. */
+/* Kernel attributes, keyed by the current device and the kernel's address. */
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value);
 template <typename T>
 static inline cudaError_t cudaFuncSetAttribute(T *func, enum cudaFuncAttribute attr, int value)
@@ -895,8 +904,9 @@ static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blo
 /* ───────────────────────────── launch ───────────────────────────── */
 
 /* Runs fn(ctx) as every thread of every block of grid x block (see the header comment).
- * kernel (may be NULL) keys the dynamic shared memory limit set by cudaFuncSetAttribute;
- * without it any smem up to the opt-in maximum (227 KiB) is accepted. On an invalid
+ * kernel (may be NULL) keys the dynamic shared memory limit set by cudaFuncSetAttribute on the
+ * current device; without it any smem up to the opt-in maximum (227 KiB) is accepted. A dead
+ * stream, or one of another device than the current one, sets cudaErrorInvalidResourceHandle. On an invalid
  * configuration (block 1..1024 threads, x,y <= 1024, z <= 64; grid x < 2^31, y,z <= 65535;
  * smem over the limit) sets the last error to cudaErrorInvalidValue, as CUDA 13 does on an
  * H100 (older runtimes said cudaErrorInvalidConfiguration), and runs nothing; a deadlock

@@ -8,12 +8,14 @@
 #include <string.h>
 
 #include "backend/cuda/sim/cudnn_sim.h"
+#include "backend/cuda/sim/sim_internal.h"
 #include "core/half.h"
 
 #define SIM_MAXD 5 /* N, C and up to 3 spatial axes */
 
 struct cudnnContext {
     pnsim_cudnn_stream_t stream;
+    int dev; /* the device current at cudnnCreate */
 };
 struct cudnnTensorStruct {
     bool set;
@@ -69,7 +71,19 @@ template <typename T> static cudnnStatus_t create(T **out)
     return *out ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_INTERNAL_ERROR;
 }
 
-cudnnStatus_t cudnnCreate(cudnnHandle_t *handle) { return create(handle); }
+cudnnStatus_t cudnnCreate(cudnnHandle_t *handle)
+{
+    cudnnStatus_t st = create(handle);
+    if (st == CUDNN_STATUS_SUCCESS) (*handle)->dev = pnsim_current_device();
+    return st;
+}
+
+/* Whether a convolution may run with handle now (pnsim_handle_ready). */
+static cudnnStatus_t dnn_ready(cudnnHandle_t handle)
+{
+    return pnsim_handle_ready(handle, CUDNN_STATUS_SUCCESS, CUDNN_STATUS_NOT_INITIALIZED,
+                              CUDNN_STATUS_EXECUTION_FAILED);
+}
 cudnnStatus_t cudnnDestroy(cudnnHandle_t handle)
 {
     delete handle;
@@ -406,7 +420,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
                                       size_t workSpaceSizeInBytes, const void *beta,
                                       const cudnnTensorDescriptor_t yDesc, void *y)
 {
-    if (!handle) return CUDNN_STATUS_NOT_INITIALIZED;
+    if (cudnnStatus_t e = dnn_ready(handle)) return e;
     cudnnStatus_t st = check(xDesc, wDesc, convDesc, yDesc);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     if (!alpha || !beta || !x || !w || !y) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
@@ -438,7 +452,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
                                            size_t workSpaceSizeInBytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxDesc, void *dx)
 {
-    if (!handle) return CUDNN_STATUS_NOT_INITIALIZED;
+    if (cudnnStatus_t e = dnn_ready(handle)) return e;
     cudnnStatus_t st = check(dxDesc, wDesc, convDesc, dyDesc);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     if (!alpha || !beta || !w || !dy || !dx) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
@@ -487,7 +501,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
                                              const void *beta,
                                              const cudnnFilterDescriptor_t dwDesc, void *dw)
 {
-    if (!handle) return CUDNN_STATUS_NOT_INITIALIZED;
+    if (cudnnStatus_t e = dnn_ready(handle)) return e;
     cudnnStatus_t st = check(xDesc, dwDesc, convDesc, dyDesc);
     if (st != CUDNN_STATUS_SUCCESS) return st;
     if (!alpha || !beta || !x || !dy || !dw) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;

@@ -1,7 +1,9 @@
 /* cufft_sim.cpp — the simulated cuFFT (cufft_sim.h): plans are slots of a table holding the
- * layout; execution checks the type and runs every line at the call through pnK_fft_lines,
- * the CPU FFT's batched line transform, unnormalized. */
+ * layout, the plan's device and stream; execution checks the type and the device and runs
+ * every line at the call through pnK_fft_lines, the CPU FFT's batched line transform,
+ * unnormalized. */
 #include "backend/cuda/sim/cufft_sim.h"
+#include "backend/cuda/sim/sim_internal.h"
 #include "backend/cpu/fft.h"
 
 #include <mutex>
@@ -13,6 +15,8 @@ struct sim_plan {
     bool used;
     int n, istride, idist, ostride, odist, batch;
     cufftType type;
+    int dev;             /* the device current at cufftPlanMany */
+    cudaStream_t stream; /* cufftSetStream's; 0 until set */
 };
 
 const int MAX_PLANS = 1024;
@@ -32,6 +36,8 @@ cufftResult exec(cufftHandle h, cufftType want, bool inverse, const void *in, vo
     if (!p) return CUFFT_INVALID_PLAN;
     if (p->type != want) return CUFFT_INVALID_TYPE;
     if (!in || !out) return CUFFT_INVALID_VALUE;
+    /* the plan's device must be current, and the plan's stream its */
+    if (!pnsim_library_device_ok(p->dev, p->stream)) return CUFFT_EXEC_FAILED;
     int kind = want == CUFFT_C2C ? PNK_FFT_C2C : want == CUFFT_R2C ? PNK_FFT_R2C : PNK_FFT_C2R;
     if (pnK_fft_lines(kind, inverse, p->n, p->batch, in, p->istride, p->idist, out, p->ostride,
                       p->odist, 1.0))
@@ -57,6 +63,8 @@ cufftResult cufftPlanMany(cufftHandle *plan, int rank, int *n, int *inembed, int
             p.n = n[0];
             p.type = type;
             p.batch = batch;
+            p.dev = pnsim_current_device();
+            p.stream = nullptr;
             /* without embeddings cuFFT uses the basic (dense) layout */
             int nin = type == CUFFT_C2R ? n[0] / 2 + 1 : n[0];
             int nout = type == CUFFT_R2C ? n[0] / 2 + 1 : n[0];
@@ -72,8 +80,10 @@ cufftResult cufftPlanMany(cufftHandle *plan, int rank, int *n, int *inembed, int
 
 cufftResult cufftSetStream(cufftHandle plan, cudaStream_t stream)
 {
-    (void)stream; /* the simulated runtime runs everything at the call */
-    return lookup(plan) ? CUFFT_SUCCESS : CUFFT_INVALID_PLAN;
+    sim_plan *p = lookup(plan);
+    if (!p) return CUFFT_INVALID_PLAN;
+    p->stream = stream; /* work runs at the call; the stream's device is checked */
+    return CUFFT_SUCCESS;
 }
 
 cufftResult cufftDestroy(cufftHandle plan)

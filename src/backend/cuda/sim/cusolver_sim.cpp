@@ -9,9 +9,11 @@
 
 #include "backend/cpu/lapack.h"
 #include "backend/cuda/sim/cusolver_sim.h"
+#include "backend/cuda/sim/sim_internal.h"
 
 struct pnsim_solver_context {
     cudaStream_t stream;
+    int dev; /* the device current at cusolverDnCreate */
 };
 struct pnsim_gesvdj_info {
     int sort;
@@ -28,7 +30,18 @@ cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t *handle)
 {
     if (!handle) return CUSOLVER_STATUS_INVALID_VALUE;
     *handle = new (std::nothrow) pnsim_solver_context();
-    return *handle ? CUSOLVER_STATUS_SUCCESS : CUSOLVER_STATUS_ALLOC_FAILED;
+    if (!*handle) return CUSOLVER_STATUS_ALLOC_FAILED;
+    (*handle)->dev = pnsim_current_device();
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
+/* Whether a routine may run work with handle now (pnsim_handle_ready); NOT_INITIALIZED also
+ * without the info / params object it needs. */
+static cusolverStatus_t solver_ready(cusolverDnHandle_t handle, bool have_params = true)
+{
+    if (!have_params) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    return pnsim_handle_ready(handle, CUSOLVER_STATUS_SUCCESS, CUSOLVER_STATUS_NOT_INITIALIZED,
+                              CUSOLVER_STATUS_EXECUTION_FAILED);
 }
 cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle)
 {
@@ -230,7 +243,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                            int ldu, T *V, int ldv, T *, int, int *info,        \
                                            gesvdjInfo_t params)                                \
     {                                                                                          \
-        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         return sim_gesvdj(jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, info);                  \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevd_bufferSize(cusolverDnHandle_t handle,                 \
@@ -245,7 +258,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                           cublasFillMode_t uplo, int n, T *A, int lda, T *W,   \
                                           T *, int, int *info)                                 \
     {                                                                                          \
-        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         return sim_syevd(jobz, uplo, n, A, lda, W, info);                                      \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
@@ -258,7 +271,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     cusolverStatus_t cusolverDn##P##getrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
                                           int lda, T *, int *ipiv, int *info)                  \
     {                                                                                          \
-        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         return sim_getrf(m, n, A, lda, ipiv, info);                                            \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##potrf_bufferSize(cusolverDnHandle_t handle,                 \
@@ -272,7 +285,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     cusolverStatus_t cusolverDn##P##potrf(cusolverDnHandle_t handle, cublasFillMode_t uplo,     \
                                           int n, T *A, int lda, T *, int, int *info)           \
     {                                                                                          \
-        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;                      \
         potrf(uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L', n, A, lda, info);                    \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
@@ -287,7 +300,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     cusolverStatus_t cusolverDn##P##geqrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
                                           int lda, T *TAU, T *, int lwork, int *info)          \
     {                                                                                          \
-        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         return sim_qr(false, m, n, m < n ? m : n, A, lda, TAU, lwork, info);                   \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##orgqr_bufferSize(cusolverDnHandle_t handle, int, int, int,  \
@@ -300,7 +313,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     cusolverStatus_t cusolverDn##P##orgqr(cusolverDnHandle_t handle, int m, int n, int k, T *A, \
                                           int lda, const T *tau, T *, int lwork, int *info)    \
     {                                                                                          \
-        if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
+        if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         return sim_qr(true, m, n, k, A, lda, const_cast<T *>(tau), lwork, info);               \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
@@ -316,7 +329,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
         cusolverDnHandle_t handle, cusolverEigMode_t jobz, int m, int n, T *A, int lda, T *S,  \
         T *U, int ldu, T *V, int ldv, T *, int, int *info, gesvdjInfo_t params, int batchSize) \
     {                                                                                          \
-        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         if (m > 32 || n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;           \
         int k = m < n ? m : n;                                                                 \
         for (int b = 0; b < batchSize; b++) {                                                  \
@@ -340,7 +353,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
         cusolverDnHandle_t handle, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *A, \
         int lda, T *W, T *, int, int *info, syevjInfo_t params, int batchSize)                 \
     {                                                                                          \
-        if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
+        if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         if (n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;                     \
         for (int b = 0; b < batchSize; b++) {                                                  \
             cusolverStatus_t st = sim_syevd(jobz, uplo, n, A + (size_t)b * lda * n, lda,       \
@@ -428,7 +441,7 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
                                  int64_t, cudaDataType dataTypeVR, void *VR, int64_t ldvr,
                                  cudaDataType computeType, void *, size_t, void *, size_t, int *info)
 {
-    if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;
+    if (cusolverStatus_t e = solver_ready(handle, params)) return e;
     if (jobvl != CUSOLVER_EIG_MODE_NOVECTOR || !A || !W || !info) return CUSOLVER_STATUS_INVALID_VALUE;
     if (dataTypeA == CUDA_R_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_R_32F &&
         dataTypeVR == CUDA_R_32F && computeType == CUDA_R_32F)

@@ -1,8 +1,10 @@
-/* runtime.cpp — the simulator's CUDA runtime API: errors, one simulated device, device memory
- * (host memory filled with 0xCD, counted against a limit), the default memory pool with real
- * statistics, streams and events. Every stream operation completes at the call, which keeps
- * the stream-order semantics. Thread-safe: one mutex guards the allocation and handle tables;
- * the last error is per host thread. */
+/* runtime.cpp — the simulator's CUDA runtime API: errors, PONTE_SIM_DEVICES simulated devices
+ * (1 by default) with a current device per host thread, device memory (host memory filled with
+ * 0xCD, counted against a limit on each device), each device's default memory pool with real
+ * statistics, streams and events that belong to a device. Work queued on a stream of another
+ * device than the current one fails as on hardware. Every stream operation completes at the
+ * call, which keeps the stream-order semantics. Thread-safe: one mutex guards the allocation
+ * and handle tables; the last error and the current device are per host thread. */
 #include <time.h>
 #include <unistd.h>
 
@@ -39,6 +41,7 @@ namespace {
     X(cudaErrorUnknown, "unknown error")
 
 __thread cudaError_t tl_last_error = cudaSuccess;
+__thread int tl_device = 0; /* cudaSetDevice's */
 
 inline cudaError_t ret(cudaError_t e)
 {
@@ -49,15 +52,17 @@ inline cudaError_t ret(cudaError_t e)
 const int SIM_VERSION = 13000;
 const int SIM_SMS = 4;
 const size_t ALIGN = 256;
+const int MAX_DEVICES = 8;
 
 enum AllocKind : uint8_t { A_DEVICE, A_POOL, A_HOST, A_SYMBOL };
 struct Alloc {
     size_t size; /* rounded: what it counts for */
     size_t req;  /* requested: what copies may touch */
     AllocKind kind;
+    int dev; /* the device it lives on; -1 for host memory and symbols */
 };
 
-/* The default memory pool: blocks freed to it stay reserved (cached by size) until a
+/* A device's default memory pool: blocks freed to it stay reserved (cached by size) until a
  * synchronization trims the pool to its release threshold, or cudaMemPoolTrimTo. */
 struct Pool {
     uint64_t threshold = 0;
@@ -66,15 +71,21 @@ struct Pool {
     std::multimap<size_t, void *> cache;
 };
 
+/* One simulated device: its pool (whose address is its cudaMemPool_t) and its bytes in use. */
+struct Device {
+    Pool pool;
+    size_t bytes = 0; /* cudaMalloc'd, plus the pool's reserved bytes */
+};
+
 struct State {
     std::mutex mu;
     std::map<uintptr_t, Alloc> allocs; /* every live allocation, by start address */
-    size_t device_bytes = 0;           /* cudaMalloc'd, plus the pool's reserved bytes */
-    size_t limit = 0;
+    size_t limit = 0;                  /* per device */
     bool no_device = false;
-    Pool pool;
+    int ndev = 1;
+    Device dev[MAX_DEVICES];
     std::set<const void *> streams, events;
-    std::unordered_map<const void *, size_t> func_smem;
+    std::map<std::pair<int, const void *>, size_t> func_smem; /* (device, kernel) */
     size_t smem_optin = PNSIM_SMEM_OPTIN_MAX;
 };
 
@@ -90,6 +101,10 @@ State &state(void)
         s->limit = lim ? (size_t)lim : host < ((size_t)16 << 30) ? host : (size_t)16 << 30;
         const char *nd = getenv("PONTE_SIM_NO_DEVICE");
         s->no_device = nd && *nd && strcmp(nd, "0") != 0;
+        const char *dv = getenv("PONTE_SIM_DEVICES"); /* 1..MAX_DEVICES, else 1 */
+        char *end = nullptr;
+        long n = dv && *dv ? strtol(dv, &end, 10) : 1;
+        s->ndev = end && *end == '\0' && n >= 1 && n <= MAX_DEVICES ? (int)n : 1;
         const char *so = getenv("PONTE_SIM_SMEM_OPTIN");
         unsigned long long optin = so && *so ? strtoull(so, nullptr, 0) : 0;
         if (optin) s->smem_optin = optin < PNSIM_SMEM_DEFAULT ? PNSIM_SMEM_DEFAULT
@@ -99,16 +114,27 @@ State &state(void)
     }();
     return *st;
 }
-int pool_tag;
-cudaMemPool_t const DEFAULT_POOL = (cudaMemPool_t)&pool_tag;
+/* The device whose default pool handle is pool; NULL for any other handle. */
+Device *pool_device(cudaMemPool_t pool)
+{
+    State &st = state();
+    for (int d = 0; d < st.ndev; d++)
+        if ((void *)pool == (void *)&st.dev[d]) return &st.dev[d];
+    return nullptr;
+}
+
+/* Whether d names a simulated device. */
+inline bool device_ok(int d) { return d >= 0 && d < state().ndev; }
 
 struct CUstreamSim {
     unsigned flags;
+    int dev;
 };
 struct CUeventSim {
     unsigned flags;
     bool recorded;
     double ms;
+    int dev;
 };
 
 inline size_t round_up(size_t n) { return (n + ALIGN - 1) & ~(ALIGN - 1); }
@@ -129,10 +155,10 @@ void *raw_alloc(size_t size)
     return p;
 }
 
-/* Under st.mu: releases cached pool blocks until the pool reserves at most keep bytes. */
-void pool_trim_locked(State &st, size_t keep)
+/* Under st.mu: releases dv's cached pool blocks until its pool reserves at most keep bytes. */
+void pool_trim_locked(State &st, Device &dv, size_t keep)
 {
-    Pool &pl = st.pool;
+    Pool &pl = dv.pool;
     while (pl.reserved > keep && !pl.cache.empty()) {
         auto it = std::prev(pl.cache.end()); /* largest first */
         size_t sz = it->first;
@@ -140,12 +166,14 @@ void pool_trim_locked(State &st, size_t keep)
         pl.cache.erase(it);
         st.allocs.erase((uintptr_t)p);
         pl.reserved -= sz;
-        st.device_bytes -= sz;
+        dv.bytes -= sz;
         free(p);
     }
 }
 
-cudaError_t pool_alloc(void **ptr, size_t size)
+/* size bytes (rounded) from device d's pool into *ptr: a cached block, else a new one within
+ * the device's limit (after emptying the cache). */
+cudaError_t pool_alloc(int d, void **ptr, size_t size)
 {
     if (!ptr) return ret(cudaErrorInvalidValue);
     *ptr = nullptr;
@@ -154,7 +182,8 @@ cudaError_t pool_alloc(void **ptr, size_t size)
     if (sz < size) return ret(cudaErrorMemoryAllocation);
     State &st = state();
     std::unique_lock<std::mutex> lock(st.mu);
-    Pool &pl = st.pool;
+    Device &dv = st.dev[d];
+    Pool &pl = dv.pool;
     void *p = nullptr;
     auto it = pl.cache.lower_bound(sz); /* best fit, wasting at most half the block */
     if (it != pl.cache.end() && it->first / 2 <= sz) {
@@ -166,22 +195,22 @@ cudaError_t pool_alloc(void **ptr, size_t size)
         memset(p, 0xCD, sz);
         lock.lock();
     } else {
-        if (st.device_bytes + sz > st.limit || st.device_bytes + sz < sz) {
-            pool_trim_locked(st, 0);
-            if (st.device_bytes + sz > st.limit || st.device_bytes + sz < sz)
+        if (dv.bytes + sz > st.limit || dv.bytes + sz < sz) {
+            pool_trim_locked(st, dv, 0);
+            if (dv.bytes + sz > st.limit || dv.bytes + sz < sz)
                 return ret(cudaErrorMemoryAllocation);
         }
-        st.device_bytes += sz; /* reserve before filling outside the lock */
+        dv.bytes += sz; /* reserve before filling outside the lock */
         lock.unlock();
         p = raw_alloc(sz);
         lock.lock();
         if (!p) {
-            st.device_bytes -= sz;
+            dv.bytes -= sz;
             return ret(cudaErrorMemoryAllocation);
         }
         pl.reserved += sz;
         if (pl.reserved > pl.reserved_high) pl.reserved_high = pl.reserved;
-        st.allocs[(uintptr_t)p] = Alloc{sz, size, A_POOL};
+        st.allocs[(uintptr_t)p] = Alloc{sz, size, A_POOL, d};
     }
     pl.used += sz;
     if (pl.used > pl.used_high) pl.used_high = pl.used;
@@ -189,7 +218,8 @@ cudaError_t pool_alloc(void **ptr, size_t size)
     return cudaSuccess;
 }
 
-/* Frees a device or pool allocation (kinds: which are accepted). */
+/* Frees a device allocation, or returns a pool block to the pool of the device it came from
+ * (whichever device is current). */
 cudaError_t free_device(void *ptr)
 {
     if (!ptr) return cudaSuccess;
@@ -198,8 +228,9 @@ cudaError_t free_device(void *ptr)
     auto it = st.allocs.find((uintptr_t)ptr);
     if (it == st.allocs.end() || it->second.kind == A_HOST || it->second.kind == A_SYMBOL)
         return ret(cudaErrorInvalidValue);
+    Device &dv = st.dev[it->second.dev];
     if (it->second.kind == A_POOL) {
-        Pool &pl = st.pool;
+        Pool &pl = dv.pool;
         for (auto c = pl.cache.lower_bound(it->second.size);
              c != pl.cache.end() && c->first == it->second.size; ++c)
             if (c->second == ptr) return ret(cudaErrorInvalidValue); /* double free */
@@ -207,26 +238,32 @@ cudaError_t free_device(void *ptr)
         pl.cache.emplace(it->second.size, ptr);
         return cudaSuccess;
     }
-    st.device_bytes -= it->second.size;
+    dv.bytes -= it->second.size;
     st.allocs.erase(it);
     lock.unlock();
     free(ptr);
     return cudaSuccess;
 }
 
-/* Whether [p, p + n) lies inside one live allocation (device, pool or pinned host; only
- * device or pool with device_only). */
+/* Under st.mu: the live allocation that holds all of [p, p + n); NULL when none does. */
+const Alloc *find_alloc_locked(State &st, const void *p, size_t n)
+{
+    auto it = st.allocs.upper_bound((uintptr_t)p);
+    if (it == st.allocs.begin()) return nullptr;
+    --it;
+    uintptr_t a = (uintptr_t)p, lo = it->first;
+    bool in = a >= lo && n <= it->second.req && a - lo <= it->second.req - n;
+    return in ? &it->second : nullptr;
+}
+
+/* Whether [p, p + n) lies inside one live allocation (device, pool or pinned host, of any
+ * device; only device or pool with device_only). */
 bool device_range_ok(const void *p, size_t n, bool device_only = false)
 {
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    auto it = st.allocs.upper_bound((uintptr_t)p);
-    if (it == st.allocs.begin()) return false;
-    --it;
-    uintptr_t a = (uintptr_t)p, lo = it->first;
-    AllocKind k = it->second.kind;
-    return a >= lo && n <= it->second.req && a - lo <= it->second.req - n &&
-           (!device_only || k == A_DEVICE || k == A_POOL);
+    const Alloc *a = find_alloc_locked(st, p, n);
+    return a && (!device_only || a->kind == A_DEVICE || a->kind == A_POOL);
 }
 
 cudaError_t check_range(const char *what, const char *side, const void *p, size_t n)
@@ -269,12 +306,27 @@ bool handle_live(const std::set<const void *> &set, const void *h)
     return set.count(h) != 0;
 }
 
-/* Synchronization points trim the pool to its release threshold (as CUDA does). */
-cudaError_t sync_point(void)
+/* The device event was created on; -1 for a dead or unknown handle. */
+int event_device(cudaEvent_t event)
+{
+    return handle_live(state().events, event) ? ((CUeventSim *)(void *)event)->dev : -1;
+}
+
+/* cudaSuccess when stream is live and belongs to the current device (where work may be queued
+ * on it), else cudaErrorInvalidResourceHandle (recorded). */
+cudaError_t stream_here(cudaStream_t stream)
+{
+    return pnsim_stream_device(stream) == tl_device ? cudaSuccess
+                                                    : ret(cudaErrorInvalidResourceHandle);
+}
+
+/* Synchronization points trim device d's pool to its release threshold (as CUDA does). */
+cudaError_t sync_point(int d)
 {
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    pool_trim_locked(st, (size_t)st.pool.threshold);
+    Device &dv = st.dev[d];
+    pool_trim_locked(st, dv, (size_t)dv.pool.threshold);
     return cudaSuccess;
 }
 
@@ -284,10 +336,29 @@ cudaError_t sync_point(void)
 
 void pnsim_record_error(cudaError_t e) { ret(e); }
 
-bool pnsim_stream_valid(cudaStream_t s)
+bool pnsim_stream_valid(cudaStream_t s) { return pnsim_stream_device(s) >= 0; }
+
+int pnsim_current_device(void) { return tl_device; }
+
+int pnsim_stream_device(cudaStream_t s)
 {
-    if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
-    return handle_live(state().streams, s);
+    if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return tl_device;
+    return handle_live(state().streams, s) ? ((CUstreamSim *)(void *)s)->dev : -1;
+}
+
+bool pnsim_stream_here(cudaStream_t s) { return pnsim_stream_device(s) == tl_device; }
+
+bool pnsim_library_device_ok(int dev, cudaStream_t s)
+{
+    return dev == tl_device && pnsim_stream_device(s) == dev;
+}
+
+int pnsim_device_of(const void *p)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    const Alloc *a = find_alloc_locked(st, p, 1);
+    return a ? a->dev : -1;
 }
 
 /* See nccl_sim.h. */
@@ -301,7 +372,7 @@ size_t pnsim_kernel_smem_limit(const void *kernel)
 {
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    auto it = st.func_smem.find(kernel);
+    auto it = st.func_smem.find({tl_device, kernel});
     return it == st.func_smem.end() ? PNSIM_SMEM_DEFAULT : it->second;
 }
 
@@ -347,7 +418,7 @@ cudaError_t cudaGetDeviceCount(int *count)
         *count = 0;
         return ret(cudaErrorNoDevice);
     }
-    *count = 1;
+    *count = state().ndev;
     return cudaSuccess;
 }
 
@@ -355,21 +426,23 @@ cudaError_t cudaGetDevice(int *device)
 {
     if (!device) return ret(cudaErrorInvalidValue);
     if (state().no_device) return ret(cudaErrorNoDevice);
-    *device = 0;
+    *device = tl_device;
     return cudaSuccess;
 }
 
 cudaError_t cudaSetDevice(int device)
 {
     if (state().no_device) return ret(cudaErrorNoDevice);
-    return device == 0 ? cudaSuccess : ret(cudaErrorInvalidDevice);
+    if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
+    tl_device = device;
+    return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
 {
     if (!prop) return ret(cudaErrorInvalidValue);
     if (state().no_device) return ret(cudaErrorNoDevice);
-    if (device != 0) return ret(cudaErrorInvalidDevice);
+    if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
     memset(prop, 0, sizeof *prop);
     snprintf(prop->name, sizeof prop->name, "Ponte simulated GPU");
     prop->totalGlobalMem = state().limit;
@@ -388,6 +461,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
     prop->major = 9;
     prop->minor = 0;
     prop->textureAlignment = 512;
+    prop->pciBusID = device; /* the one field that tells the (identical) devices apart */
     prop->multiProcessorCount = SIM_SMS;
     prop->canMapHostMemory = 1;
     prop->concurrentKernels = 1;
@@ -410,7 +484,7 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
 {
     if (!value) return ret(cudaErrorInvalidValue);
     if (state().no_device) return ret(cudaErrorNoDevice);
-    if (device != 0) return ret(cudaErrorInvalidDevice);
+    if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
     switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
     case cudaDevAttrMaxBlockDimX: *value = 1024; break;
@@ -453,9 +527,9 @@ cudaError_t cudaRuntimeGetVersion(int *version)
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return sync_point(); }
+cudaError_t cudaDeviceSynchronize(void) { return sync_point(tl_device); }
 
-cudaError_t cudaDeviceReset(void) { return sync_point(); }
+cudaError_t cudaDeviceReset(void) { return sync_point(tl_device); }
 
 /* ───────────────────────────── memory ───────────────────────────── */
 
@@ -466,19 +540,21 @@ cudaError_t cudaMalloc(void **ptr, size_t size)
     if (size == 0) return cudaSuccess;
     size_t sz = round_up(size);
     State &st = state();
+    int d = tl_device;
+    Device &dv = st.dev[d];
     {
         std::lock_guard<std::mutex> lock(st.mu);
-        if (sz < size || st.device_bytes + sz > st.limit || st.device_bytes + sz < sz)
+        if (sz < size || dv.bytes + sz > st.limit || dv.bytes + sz < sz)
             return ret(cudaErrorMemoryAllocation);
-        st.device_bytes += sz; /* reserved while filling outside the lock */
+        dv.bytes += sz; /* reserved while filling outside the lock */
     }
     void *p = raw_alloc(sz);
     std::lock_guard<std::mutex> lock(st.mu);
     if (!p) {
-        st.device_bytes -= sz;
+        dv.bytes -= sz;
         return ret(cudaErrorMemoryAllocation);
     }
-    st.allocs[(uintptr_t)p] = Alloc{sz, size, A_DEVICE};
+    st.allocs[(uintptr_t)p] = Alloc{sz, size, A_DEVICE, d};
     *ptr = p;
     return cudaSuccess;
 }
@@ -487,20 +563,22 @@ cudaError_t cudaFree(void *ptr) { return free_device(ptr); }
 
 cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
-    return pool_alloc(ptr, size);
+    if (cudaError_t e = stream_here(stream)) return e;
+    return pool_alloc(tl_device, ptr, size);
 }
 
 cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
     return free_device(ptr);
 }
 
 cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool, cudaStream_t s)
 {
-    if (pool != DEFAULT_POOL) return ret(cudaErrorInvalidValue);
-    return cudaMallocAsync(ptr, size, s);
+    Device *dv = pool_device(pool);
+    if (!dv) return ret(cudaErrorInvalidValue);
+    if (cudaError_t e = stream_here(s)) return e;
+    return pool_alloc((int)(dv - state().dev), ptr, size);
 }
 
 cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
@@ -512,7 +590,7 @@ cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
     if (!p) return ret(cudaErrorMemoryAllocation);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    st.allocs[(uintptr_t)p] = Alloc{round_up(size), size, A_HOST};
+    st.allocs[(uintptr_t)p] = Alloc{round_up(size), size, A_HOST, -1};
     *ptr = p;
     return cudaSuccess;
 }
@@ -541,7 +619,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
     return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
 }
 
@@ -549,7 +627,7 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
                               size_t width, size_t height, enum cudaMemcpyKind kind,
                               cudaStream_t stream)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
     if (width == 0 || height == 0) return cudaSuccess;
     if (width > dpitch || width > spitch || !dst || !src) return ret(cudaErrorInvalidValue);
     if ((unsigned)kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
@@ -575,7 +653,7 @@ void pnsim_register_symbol(const void *p, size_t size)
 {
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    st.allocs.emplace((uintptr_t)p, Alloc{size, size, A_SYMBOL});
+    st.allocs.emplace((uintptr_t)p, Alloc{size, size, A_SYMBOL, -1});
 }
 
 cudaError_t cudaMemset(void *ptr, int value, size_t count)
@@ -585,7 +663,7 @@ cudaError_t cudaMemset(void *ptr, int value, size_t count)
 
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t stream)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
     return do_memset("cudaMemsetAsync", ptr, value, count);
 }
 
@@ -594,16 +672,17 @@ cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
     if (!free_bytes || !total_bytes) return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
+    size_t used = st.dev[tl_device].bytes;
     *total_bytes = st.limit;
-    *free_bytes = st.limit > st.device_bytes ? st.limit - st.device_bytes : 0;
+    *free_bytes = st.limit > used ? st.limit - used : 0;
     return cudaSuccess;
 }
 
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *pool, int device)
 {
     if (!pool) return ret(cudaErrorInvalidValue);
-    if (device != 0) return ret(cudaErrorInvalidDevice);
-    *pool = DEFAULT_POOL;
+    if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
+    *pool = (cudaMemPool_t)(void *)&state().dev[device];
     return cudaSuccess;
 }
 
@@ -614,10 +693,11 @@ cudaError_t cudaDeviceGetMemPool(cudaMemPool_t *pool, int device)
 
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *value)
 {
-    if (pool != DEFAULT_POOL || !value) return ret(cudaErrorInvalidValue);
+    Device *dv = pool_device(pool);
+    if (!dv || !value) return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    Pool &pl = st.pool;
+    Pool &pl = dv->pool;
     uint64_t v = 0;
     switch (attr) {
     case cudaMemPoolReuseFollowEventDependencies:
@@ -639,10 +719,11 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr att
 
 cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void *value)
 {
-    if (pool != DEFAULT_POOL || !value) return ret(cudaErrorInvalidValue);
+    Device *dv = pool_device(pool);
+    if (!dv || !value) return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    Pool &pl = st.pool;
+    Pool &pl = dv->pool;
     uint64_t v;
     switch (attr) {
     case cudaMemPoolReuseFollowEventDependencies:
@@ -663,10 +744,11 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr att
 
 cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep)
 {
-    if (pool != DEFAULT_POOL) return ret(cudaErrorInvalidValue);
+    Device *dv = pool_device(pool);
+    if (!dv) return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    pool_trim_locked(st, min_bytes_to_keep);
+    pool_trim_locked(st, *dv, min_bytes_to_keep);
     return cudaSuccess;
 }
 
@@ -675,7 +757,7 @@ cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep)
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 {
     if (!stream || flags > cudaStreamNonBlocking) return ret(cudaErrorInvalidValue);
-    CUstreamSim *s = new CUstreamSim{flags};
+    CUstreamSim *s = new CUstreamSim{flags, tl_device};
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
     st.streams.insert(s);
@@ -698,8 +780,9 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
-    return sync_point();
+    int d = pnsim_stream_device(stream);
+    if (d < 0) return ret(cudaErrorInvalidResourceHandle);
+    return sync_point(d);
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream)
@@ -707,17 +790,18 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
     return pnsim_stream_valid(stream) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
 }
 
+/* The event may be of another device (how dependencies cross devices); the stream not. */
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
 {
-    if (!pnsim_stream_valid(stream) || !handle_live(state().events, event) || flags > 1)
-        return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
+    if (event_device(event) < 0 || flags > 1) return ret(cudaErrorInvalidResourceHandle);
     return cudaSuccess;
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 {
     if (!event || flags > 7) return ret(cudaErrorInvalidValue);
-    CUeventSim *e = new CUeventSim{flags, false, 0.0};
+    CUeventSim *e = new CUeventSim{flags, false, 0.0, tl_device};
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
     st.events.insert(e);
@@ -727,10 +811,11 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 
 cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, 0); }
 
+/* The stream must be the current device's, and so must the event (its device's). */
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
-    if (!handle_live(state().events, event) || !pnsim_stream_valid(stream))
-        return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
+    if (event_device(event) != tl_device) return ret(cudaErrorInvalidResourceHandle);
     CUeventSim *e = (CUeventSim *)(void *)event;
     e->recorded = true;
     e->ms = now_ms();
@@ -739,8 +824,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {
-    if (!handle_live(state().events, event)) return ret(cudaErrorInvalidResourceHandle);
-    return sync_point();
+    int d = event_device(event);
+    if (d < 0) return ret(cudaErrorInvalidResourceHandle);
+    return sync_point(d);
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event)
@@ -752,9 +838,8 @@ cudaError_t cudaEventQuery(cudaEvent_t event)
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 {
     if (!ms) return ret(cudaErrorInvalidValue);
-    State &st = state();
-    if (!handle_live(st.events, start) || !handle_live(st.events, end))
-        return ret(cudaErrorInvalidResourceHandle);
+    int da = event_device(start), db = event_device(end);
+    if (da < 0 || db != da) return ret(cudaErrorInvalidResourceHandle);
     CUeventSim *a = (CUeventSim *)(void *)start, *b = (CUeventSim *)(void *)end;
     if ((a->flags | b->flags) & cudaEventDisableTiming) return ret(cudaErrorInvalidResourceHandle);
     if (!a->recorded || !b->recorded) return ret(cudaErrorInvalidResourceHandle);
@@ -775,7 +860,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
 
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data)
 {
-    if (!pnsim_stream_valid(stream)) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = stream_here(stream)) return e;
     if (!fn) return ret(cudaErrorInvalidValue);
     fn(user_data);
     return cudaSuccess;
@@ -808,6 +893,6 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
         return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
-    st.func_smem[func] = (size_t)value;
+    st.func_smem[{tl_device, func}] = (size_t)value; /* per device, as on hardware */
     return cudaSuccess;
 }

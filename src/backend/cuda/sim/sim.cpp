@@ -851,7 +851,7 @@ void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, c
         pnsim_record_error(cudaErrorInvalidValue);
         return;
     }
-    if (!pnsim_stream_valid(stream)) {
+    if (!pnsim_stream_here(stream)) { /* dead, or another device's */
         pnsim_record_error(cudaErrorInvalidResourceHandle);
         return;
     }

@@ -9,8 +9,28 @@
 void pnsim_record_error(cudaError_t e);
 /* Whether s is 0, a special stream or a live stream from cudaStreamCreate*. */
 bool pnsim_stream_valid(cudaStream_t s);
-/* The dynamic shared memory limit of kernel: its cudaFuncAttributeMaxDynamicSharedMemorySize,
- * 48 KiB when never set. */
+/* The calling host thread's current device (cudaSetDevice's; 0 until set). */
+int pnsim_current_device(void);
+/* The device stream s belongs to: the one current at its creation; the current device for 0
+ * and the special streams; -1 when s is neither of those nor a live stream. */
+int pnsim_stream_device(cudaStream_t s);
+/* Whether work may be queued on s now: s is live and belongs to the current device (real CUDA
+ * fails work on another device's stream with cudaErrorInvalidResourceHandle). */
+bool pnsim_stream_here(cudaStream_t s);
+/* Whether a library handle (or plan) created on device dev may run work on stream s now: dev
+ * is the current device and s a live stream of dev. */
+bool pnsim_library_device_ok(int dev, cudaStream_t s);
+/* A library stand-in's check before a routine runs work with handle (a struct holding the
+ * device it was created on, `dev`, and its stream, `stream`): not_initialized without a
+ * handle, exec_failed when pnsim_library_device_ok refuses it, else ok. */
+template <typename H, typename S>
+static inline S pnsim_handle_ready(const H *handle, S ok, S not_initialized, S exec_failed)
+{
+    if (!handle) return not_initialized;
+    return pnsim_library_device_ok(handle->dev, handle->stream) ? ok : exec_failed;
+}
+/* The dynamic shared memory limit of kernel on the current device: its
+ * cudaFuncAttributeMaxDynamicSharedMemorySize there, 48 KiB when never set. */
 size_t pnsim_kernel_smem_limit(const void *kernel);
 
 #define PNSIM_SMEM_DEFAULT ((size_t)48 * 1024)

@@ -1,0 +1,890 @@
+/* test_gpusim_devices.cu — the simulated CUDA runtime with several devices (PONTE_SIM_DEVICES=2,
+ * set by ctest or here): device count and ordinals, a current device per host thread, a pool,
+ * counters and limit per device, streams and events bound to their device and the
+ * cudaErrorInvalidResourceHandle real CUDA gives for work queued on another device's stream,
+ * copies across devices, per-device kernel attributes, and each library stand-in refusing a
+ * handle used away from its device. Simulator only (the library stand-ins and
+ * pnsim_device_of are the simulator's). `test_gpusim_devices NAME` runs one test;
+ * `test_gpusim_devices --expect-count N` only checks the device count (1 when
+ * PONTE_SIM_DEVICES is unset or bad). */
+#include <pthread.h>
+
+#include "backend/cuda/common.cuh"
+#include "backend/cuda/sim/cublas_sim.h"
+#include "backend/cuda/sim/cublaslt_sim.h"
+#include "backend/cuda/sim/cudnn_sim.h"
+#include "backend/cuda/sim/cufft_sim.h"
+#include "backend/cuda/sim/cusolver_sim.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ───────────────────────────── harness ───────────────────────────── */
+
+static int g_checks, g_failures;
+static unsigned long long g_rng;
+static const size_t LIMIT = (size_t)64 << 20; /* PONTE_SIM_MEMORY_LIMIT: each device's */
+
+static void check_at(bool ok, const char *what, const char *file, int line)
+{
+    g_checks++;
+    if (!ok) {
+        g_failures++;
+        fprintf(stderr, "test_gpusim_devices: FAILED %s:%d: %s\n", file, line, what);
+    }
+}
+#define CHECK(cond) check_at((cond), #cond, __FILE__, __LINE__)
+/* A CUDA call that must return want (and leave it as the last error, which this clears). */
+#define EXPECT(call, want)                                                                     \
+    do {                                                                                       \
+        cudaError_t e_ = (call);                                                               \
+        if (e_ != (want))                                                                      \
+            fprintf(stderr, "test_gpusim_devices: %s -> %s, want %s\n", #call,                 \
+                    cudaGetErrorName(e_), cudaGetErrorName(want));                             \
+        check_at(e_ == (want), #call, __FILE__, __LINE__);                                     \
+        cudaGetLastError();                                                                    \
+    } while (0)
+#define CK(call) EXPECT(call, cudaSuccess)
+/* A call that must be refused for running on another device's stream. */
+#define WRONG_DEVICE(call) EXPECT(call, cudaErrorInvalidResourceHandle)
+
+/* Uniform in [-1, 1) (xorshift64*). */
+static float rnd(void)
+{
+    g_rng ^= g_rng >> 12, g_rng ^= g_rng << 25, g_rng ^= g_rng >> 27;
+    return (float)((g_rng * 2685821657736338717ull) >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+static void *dmalloc(size_t bytes)
+{
+    void *p = nullptr;
+    CK(cudaMalloc(&p, bytes));
+    return p;
+}
+
+static uint64_t pool_attr(cudaMemPool_t pool, cudaMemPoolAttr attr)
+{
+    uint64_t v = 0;
+    CK(cudaMemPoolGetAttribute(pool, attr, &v));
+    return v;
+}
+
+static cudaMemPool_t pool_of(int dev)
+{
+    cudaMemPool_t p = nullptr;
+    CK(cudaDeviceGetDefaultMemPool(&p, dev));
+    return p;
+}
+
+/* ───────────────────────────── kernels ───────────────────────────── */
+
+__device__ float g_symbol;
+
+/* y[i] = a x[i] + b. */
+__global__ void affine_kernel(const float *x, float *y, float a, float b, int n)
+{
+    for (int64_t i = png_thread_index(); i < n; i += png_grid_stride()) y[i] = a * x[i] + b;
+}
+
+/* out[i] = in[n - 1 - i] within one block, through dynamic shared memory. */
+__global__ void reverse_smem_kernel(const float *in, float *out, int n)
+{
+    PNG_DYNAMIC_SMEM(float, buf);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) buf[i] = in[i];
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) out[i] = buf[n - 1 - i];
+}
+
+/* ───────────────────────────── devices ───────────────────────────── */
+
+static void test_count_and_ordinals(void)
+{
+    int n = 0, d = -1;
+    CK(cudaGetDeviceCount(&n));
+    CHECK(n == 2);
+    CK(cudaGetDevice(&d));
+    CHECK(d == 0);
+    EXPECT(cudaSetDevice(2), cudaErrorInvalidDevice);
+    EXPECT(cudaSetDevice(-1), cudaErrorInvalidDevice);
+    CK(cudaGetDevice(&d));
+    CHECK(d == 0); /* a refused cudaSetDevice changes nothing */
+    CK(cudaSetDevice(1));
+    CK(cudaGetDevice(&d));
+    CHECK(d == 1);
+    cudaDeviceProp p0, p1, p2;
+    CK(cudaGetDeviceProperties(&p0, 0));
+    CK(cudaGetDeviceProperties(&p1, 1));
+    EXPECT(cudaGetDeviceProperties(&p2, 2), cudaErrorInvalidDevice);
+    EXPECT(cudaGetDeviceProperties(&p2, -1), cudaErrorInvalidDevice);
+    CHECK(p0.totalGlobalMem == LIMIT && p1.totalGlobalMem == LIMIT);
+    CHECK(p0.major == p1.major && p0.multiProcessorCount == p1.multiProcessorCount);
+    CHECK(p0.pciBusID != p1.pciBusID);
+    int v0 = 0, v1 = 0, v2 = 0;
+    CK(cudaDeviceGetAttribute(&v0, cudaDevAttrMultiProcessorCount, 0));
+    CK(cudaDeviceGetAttribute(&v1, cudaDevAttrMultiProcessorCount, 1));
+    CHECK(v0 == v1 && v0 > 0);
+    EXPECT(cudaDeviceGetAttribute(&v2, cudaDevAttrMultiProcessorCount, 2), cudaErrorInvalidDevice);
+    cudaMemPool_t q;
+    EXPECT(cudaDeviceGetDefaultMemPool(&q, 2), cudaErrorInvalidDevice);
+    EXPECT(cudaDeviceGetMemPool(&q, 2), cudaErrorInvalidDevice);
+    CK(cudaDeviceGetMemPool(&q, 1));
+    CHECK(q == pool_of(1));
+    CHECK(pool_of(0) != pool_of(1));
+    CK(cudaSetDevice(0));
+}
+
+/* Two host threads: each has its own current device, and allocates on it. */
+struct thread_arg {
+    int dev;
+    pthread_barrier_t *bar;
+    int seen_before, seen_after, alloc_dev;
+};
+
+static void *device_thread(void *p)
+{
+    thread_arg *a = (thread_arg *)p;
+    cudaGetDevice(&a->seen_before); /* 0: a new thread starts on device 0 */
+    cudaSetDevice(a->dev);
+    pthread_barrier_wait(a->bar); /* both have set theirs */
+    pthread_barrier_wait(a->bar);
+    cudaGetDevice(&a->seen_after);
+    void *m = nullptr;
+    cudaMalloc(&m, 1000);
+    a->alloc_dev = pnsim_device_of(m);
+    cudaFree(m);
+    return nullptr;
+}
+
+static void test_current_device_per_thread(void)
+{
+    CK(cudaSetDevice(1)); /* the main thread's: not inherited */
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, nullptr, 2);
+    thread_arg a[2] = {{1, &bar, -1, -1, -1}, {0, &bar, -1, -1, -1}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) pthread_create(&t[i], nullptr, device_thread, &a[i]);
+    for (int i = 0; i < 2; i++) pthread_join(t[i], nullptr);
+    pthread_barrier_destroy(&bar);
+    for (int i = 0; i < 2; i++) {
+        CHECK(a[i].seen_before == 0);
+        CHECK(a[i].seen_after == a[i].dev);
+        CHECK(a[i].alloc_dev == a[i].dev);
+    }
+    int d = -1;
+    CK(cudaGetDevice(&d));
+    CHECK(d == 1);
+    CK(cudaSetDevice(0));
+}
+
+/* ───────────────────────────── memory ───────────────────────────── */
+
+static void test_memory_per_device(void)
+{
+    /* pnsim_device_of, and the range checks for memory of either device */
+    CK(cudaSetDevice(1));
+    char *m1 = (char *)dmalloc(4096);
+    CK(cudaSetDevice(0));
+    char *m0 = (char *)dmalloc(4096);
+    void *h = nullptr;
+    CK(cudaMallocHost(&h, 64));
+    int on_stack = 0;
+    CHECK(pnsim_device_of(m0) == 0 && pnsim_device_of(m0 + 4095) == 0);
+    CHECK(pnsim_device_of(m1) == 1 && pnsim_device_of(m1 + 100) == 1);
+    CHECK(pnsim_device_of(h) == -1 && pnsim_device_of(&on_stack) == -1);
+    CK(cudaMemset(m1, 7, 4096)); /* another device's memory, from device 0 */
+    EXPECT(cudaMemset(m1 + 4000, 7, 200), cudaErrorInvalidValue);
+    CK(cudaFreeHost(h));
+
+    /* cudaMemGetInfo: the current device's */
+    size_t f0, t0, f1, t1;
+    CK(cudaMemGetInfo(&f0, &t0));
+    CK(cudaSetDevice(1));
+    CK(cudaMemGetInfo(&f1, &t1));
+    CHECK(t0 == LIMIT && t1 == LIMIT);
+    void *big = dmalloc((size_t)1 << 20); /* on device 1 */
+    size_t f1b, f0b;
+    CK(cudaMemGetInfo(&f1b, &t1));
+    CHECK(f1 - f1b == (size_t)1 << 20);
+    CK(cudaSetDevice(0));
+    CK(cudaMemGetInfo(&f0b, &t0));
+    CHECK(f0b == f0);
+    CK(cudaFree(big)); /* device 1's memory, freed while device 0 is current */
+    CK(cudaSetDevice(1));
+    CK(cudaMemGetInfo(&f1b, &t1));
+    CHECK(f1b == f1);
+    CK(cudaFree(m1));
+    CK(cudaSetDevice(0));
+    CK(cudaFree(m0));
+
+    /* the limit applies to each device: a limit-sized allocation on each */
+    size_t free0, total;
+    CK(cudaMemGetInfo(&free0, &total));
+    CHECK(free0 == LIMIT);
+    void *all0 = dmalloc(LIMIT);
+    void *more = nullptr;
+    EXPECT(cudaMalloc(&more, 256), cudaErrorMemoryAllocation);
+    CK(cudaSetDevice(1));
+    void *all1 = dmalloc(LIMIT);
+    CHECK(all1 != nullptr && pnsim_device_of(all1) == 1);
+    EXPECT(cudaMallocAsync(&more, 256, 0), cudaErrorMemoryAllocation);
+    CK(cudaFree(all1));
+    CK(cudaSetDevice(0));
+    CK(cudaFree(all0));
+}
+
+static void test_pools_per_device(void)
+{
+    cudaMemPool_t p0 = pool_of(0), p1 = pool_of(1);
+    cudaStream_t s0, s1;
+    CK(cudaStreamCreate(&s0));
+    CK(cudaSetDevice(1));
+    CK(cudaStreamCreate(&s1));
+    uint64_t keep = (uint64_t)8 << 20;
+    CK(cudaMemPoolSetAttribute(p1, cudaMemPoolAttrReleaseThreshold, &keep));
+    CHECK(pool_attr(p1, cudaMemPoolAttrReleaseThreshold) == keep);
+    CHECK(pool_attr(p0, cudaMemPoolAttrReleaseThreshold) == 0);
+    uint64_t used0 = pool_attr(p0, cudaMemPoolAttrUsedMemCurrent);
+    uint64_t res0 = pool_attr(p0, cudaMemPoolAttrReservedMemCurrent);
+
+    /* device 1's allocations count in device 1's pool only */
+    void *a = nullptr, *b = nullptr;
+    CK(cudaMallocAsync(&a, 100000, s1));
+    CK(cudaMallocFromPoolAsync(&b, 3000, p1, s1));
+    CHECK(pnsim_device_of(a) == 1 && pnsim_device_of(b) == 1);
+    uint64_t used1 = pool_attr(p1, cudaMemPoolAttrUsedMemCurrent);
+    CHECK(used1 >= 103000);
+    CHECK(pool_attr(p0, cudaMemPoolAttrUsedMemCurrent) == used0);
+
+    /* freed from device 0 (on device 0's stream): back to device 1's pool, cached */
+    CK(cudaSetDevice(0));
+    CK(cudaFreeAsync(a, s0));
+    CK(cudaFreeAsync(b, s0));
+    CHECK(pool_attr(p1, cudaMemPoolAttrUsedMemCurrent) == 0);
+    CHECK(pool_attr(p1, cudaMemPoolAttrReservedMemCurrent) == used1);
+    CHECK(pool_attr(p0, cudaMemPoolAttrUsedMemCurrent) == used0);
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) == res0);
+    CK(cudaSetDevice(1));
+    void *again = nullptr;
+    CK(cudaMallocAsync(&again, 100000, s1)); /* the cached block comes back */
+    CHECK(again == a);
+    CK(cudaFreeAsync(again, s1));
+
+    /* a device's allocation on device 0's pool, through the pool handle, while device 0 is
+     * current; and synchronization trims the pool concerned only */
+    CK(cudaSetDevice(0));
+    void *c = nullptr;
+    CK(cudaMallocFromPoolAsync(&c, 1 << 20, p0, s0));
+    CHECK(pnsim_device_of(c) == 0);
+    CK(cudaFreeAsync(c, s0));
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) >= (uint64_t)1 << 20);
+    CK(cudaSetDevice(1));
+    CK(cudaDeviceSynchronize()); /* device 1's: device 0's pool keeps its cache */
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) >= (uint64_t)1 << 20);
+    CHECK(pool_attr(p1, cudaMemPoolAttrReservedMemCurrent) == used1); /* under its threshold */
+    CK(cudaStreamSynchronize(s0)); /* device 0's stream, from device 1: device 0's pool */
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) == 0);
+
+    /* event synchronize: the event's device's pool */
+    CK(cudaSetDevice(0));
+    cudaEvent_t e0;
+    CK(cudaEventCreate(&e0));
+    CK(cudaMallocAsync(&c, 1 << 20, s0));
+    CK(cudaFreeAsync(c, s0));
+    CK(cudaEventRecord(e0, s0));
+    CK(cudaSetDevice(1));
+    CK(cudaEventSynchronize(e0));
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) == 0);
+    CK(cudaEventDestroy(e0));
+
+    /* device 1's pool by its handle, device 0 current and its stream: device 1's memory */
+    CK(cudaSetDevice(0));
+    void *from1 = nullptr;
+    CK(cudaMallocFromPoolAsync(&from1, 5000, p1, s0));
+    CHECK(pnsim_device_of(from1) == 1);
+    CK(cudaFreeAsync(from1, s0));
+
+    /* a trim acts on the pool named */
+    CK(cudaMallocAsync(&c, 1 << 20, s0));
+    CK(cudaFreeAsync(c, s0));
+    CK(cudaMemPoolTrimTo(p1, 0));
+    CHECK(pool_attr(p1, cudaMemPoolAttrReservedMemCurrent) == 0);
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) >= (uint64_t)1 << 20);
+    CK(cudaMemPoolTrimTo(p0, 0));
+    CHECK(pool_attr(p0, cudaMemPoolAttrReservedMemCurrent) == 0);
+    /* a reset of the high-water mark too */
+    uint64_t zero = 0;
+    CHECK(pool_attr(p1, cudaMemPoolAttrUsedMemHigh) >= 103000);
+    CK(cudaMemPoolSetAttribute(p1, cudaMemPoolAttrUsedMemHigh, &zero));
+    CHECK(pool_attr(p1, cudaMemPoolAttrUsedMemHigh) == 0);
+    CHECK(pool_attr(p0, cudaMemPoolAttrUsedMemHigh) >= (uint64_t)1 << 20);
+    CK(cudaMemPoolSetAttribute(p1, cudaMemPoolAttrReleaseThreshold, &zero));
+    CK(cudaStreamDestroy(s0)); /* any device may destroy */
+    CK(cudaStreamDestroy(s1));
+}
+
+/* ───────────────────────────── streams and events ───────────────────────────── */
+
+static int g_host_calls;
+static void count_call(void *) { g_host_calls++; }
+
+static void test_wrong_device_stream_work(void)
+{
+    const int n = 256;
+    CK(cudaSetDevice(1));
+    cudaStream_t s1;
+    cudaEvent_t e1;
+    CK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+    CK(cudaEventCreate(&e1));
+    float *x1 = (float *)dmalloc(n * sizeof(float)), *y1 = (float *)dmalloc(n * sizeof(float));
+    CK(cudaMemset(y1, 0, n * sizeof(float)));
+    CK(cudaSetDevice(0));
+    cudaStream_t s0;
+    cudaEvent_t e0;
+    CK(cudaStreamCreate(&s0));
+    CK(cudaEventCreate(&e0));
+    float h[n];
+    for (int i = 0; i < n; i++) h[i] = rnd();
+
+    /* device 0 current, device 1's stream: every kind of queued work is refused */
+    PNG_LAUNCH(affine_kernel, 1, 64, 0, s1, x1, y1, 2.0f, 1.0f, n);
+    CHECK(cudaGetLastError() == cudaErrorInvalidResourceHandle);
+    WRONG_DEVICE(cudaMemcpyAsync(x1, h, sizeof h, cudaMemcpyHostToDevice, s1));
+    WRONG_DEVICE(cudaMemcpy2DAsync(x1, 64, h, 64, 64, 4, cudaMemcpyHostToDevice, s1));
+    WRONG_DEVICE(cudaMemsetAsync(y1, 0x7f, n * sizeof(float), s1));
+    g_symbol = 5.0f;
+    WRONG_DEVICE(
+        cudaMemcpyToSymbolAsync(g_symbol, h, sizeof(float), 0, cudaMemcpyHostToDevice, s1));
+    CHECK(g_symbol == 5.0f);
+    void *p = nullptr;
+    WRONG_DEVICE(cudaMallocAsync(&p, 1000, s1));
+    WRONG_DEVICE(cudaMallocFromPoolAsync(&p, 1000, pool_of(1), s1));
+    WRONG_DEVICE(cudaMallocFromPoolAsync(&p, 1000, pool_of(0), s1));
+    CK(cudaSetDevice(1));
+    CK(cudaMallocAsync(&p, 1000, s1));
+    CK(cudaSetDevice(0));
+    uint64_t used1 = pool_attr(pool_of(1), cudaMemPoolAttrUsedMemCurrent);
+    WRONG_DEVICE(cudaFreeAsync(p, s1));
+    CHECK(pool_attr(pool_of(1), cudaMemPoolAttrUsedMemCurrent) == used1); /* not freed */
+    WRONG_DEVICE(cudaEventRecord(e1, s1));
+    WRONG_DEVICE(cudaEventRecord(e0, s1));
+    g_host_calls = 0;
+    WRONG_DEVICE(cudaLaunchHostFunc(s1, count_call, nullptr));
+    CHECK(g_host_calls == 0);
+    WRONG_DEVICE(cudaStreamWaitEvent(s1, e0, 0));
+    float got[n];
+    CK(cudaMemcpy(got, y1, sizeof got, cudaMemcpyDeviceToHost));
+    bool untouched = true; /* neither the launch nor the memset ran */
+    for (int i = 0; i < n; i++) untouched &= got[i] == 0.0f;
+    CHECK(untouched);
+    /* what any device may do with another's stream or event */
+    CK(cudaStreamSynchronize(s1));
+    CK(cudaStreamQuery(s1));
+    CK(cudaEventQuery(e1));
+
+    /* the same work on the right device succeeds; the legacy stream follows the current one */
+    CK(cudaSetDevice(1));
+    g_host_calls = 0;
+    CK(cudaLaunchHostFunc(s1, count_call, nullptr));
+    CK(cudaLaunchHostFunc(0, count_call, nullptr));
+    CHECK(g_host_calls == 2);
+    CK(cudaFreeAsync(p, s1));
+    CK(cudaMemsetAsync(y1, 0, 16, cudaStreamPerThread));
+    CK(cudaMemcpyToSymbolAsync(g_symbol, h, sizeof(float), 0, cudaMemcpyHostToDevice, s1));
+    CHECK(g_symbol == h[0]);
+    WRONG_DEVICE(cudaMemsetAsync(y1, 0, 16, s0));
+
+    /* events: recorded only on a stream of their own device, current */
+    WRONG_DEVICE(cudaEventRecord(e0, s1)); /* device 0's event, device 1's stream */
+    WRONG_DEVICE(cudaEventRecord(e0, 0));  /* device 0's event, device 1's legacy stream */
+    CK(cudaEventRecord(e1, s1));
+    CK(cudaEventRecord(e1, 0));
+    /* a stream waits on another device's event: how dependencies cross devices */
+    CK(cudaSetDevice(0));
+    CK(cudaStreamWaitEvent(s0, e1, 0));
+    CK(cudaStreamWaitEvent(0, e1, 0));
+    CK(cudaEventRecord(e0, s0));
+    float ms;
+    EXPECT(cudaEventElapsedTime(&ms, e0, e1), cudaErrorInvalidResourceHandle);
+    CK(cudaSetDevice(1));
+    CK(cudaStreamWaitEvent(s1, e0, 0));
+    CK(cudaEventSynchronize(e0));
+    CK(cudaFree(x1));
+    CK(cudaFree(y1));
+    CK(cudaStreamDestroy(s1));
+    CK(cudaEventDestroy(e1));
+    CK(cudaSetDevice(0));
+    CK(cudaStreamDestroy(s0));
+    CK(cudaEventDestroy(e0));
+}
+
+/* A kernel on device 1 writes device 1's memory; the result goes to device 0's memory (1D and
+ * 2D, explicit and Default kinds) and to the host. */
+static void test_cross_device_copies(void)
+{
+    const int n = 3000;
+    static float h[n], got[n];
+    for (int i = 0; i < n; i++) h[i] = rnd();
+    const float a = rnd(), b = rnd();
+    CK(cudaSetDevice(1));
+    cudaStream_t s1;
+    CK(cudaStreamCreate(&s1));
+    float *x1 = (float *)dmalloc(sizeof h), *y1 = (float *)dmalloc(sizeof h);
+    CK(cudaMemcpyAsync(x1, h, sizeof h, cudaMemcpyHostToDevice, s1));
+    PNG_LAUNCH(affine_kernel, 4, 128, 0, s1, x1, y1, a, b, n);
+    CK(cudaGetLastError());
+    CK(cudaStreamSynchronize(s1));
+    CK(cudaSetDevice(0));
+    cudaStream_t s0;
+    CK(cudaStreamCreate(&s0));
+    float *y0 = (float *)dmalloc(sizeof h), *z0 = (float *)dmalloc(sizeof h);
+    CK(cudaMemsetAsync(y0, 0, sizeof h, s0));
+    CK(cudaMemcpyAsync(y0, y1, sizeof h, cudaMemcpyDeviceToDevice, s0));
+    CK(cudaMemcpy(z0, y1, sizeof h, cudaMemcpyDefault));
+    CK(cudaMemcpyAsync(got, y0, sizeof got, cudaMemcpyDeviceToHost, s0));
+    CK(cudaStreamSynchronize(s0));
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += fabsf(got[i] - (a * h[i] + b)) > 1e-6f;
+    CHECK(bad == 0);
+    CK(cudaMemcpy(got, z0, sizeof got, cudaMemcpyDeviceToHost));
+    bad = 0;
+    for (int i = 0; i < n; i++) bad += fabsf(got[i] - (a * h[i] + b)) > 1e-6f;
+    CHECK(bad == 0);
+    /* 2D: every other row of 100 floats from device 1 into device 0, packed */
+    CK(cudaMemset(z0, 0, sizeof h));
+    CK(cudaMemcpy2DAsync(z0, 100 * sizeof(float), y1, 200 * sizeof(float), 100 * sizeof(float),
+                         n / 200, cudaMemcpyDeviceToDevice, s0));
+    CK(cudaMemcpy(got, z0, sizeof got, cudaMemcpyDeviceToHost));
+    bad = 0;
+    for (int r = 0; r < n / 200; r++)
+        for (int c = 0; c < 100; c++)
+            bad += fabsf(got[r * 100 + c] - (a * h[r * 200 + c] + b)) > 1e-6f;
+    CHECK(bad == 0);
+    CK(cudaFree(y1)); /* device 1's, freed from device 0 */
+    CK(cudaFree(x1));
+    CK(cudaFree(y0));
+    CK(cudaFree(z0));
+    CK(cudaStreamDestroy(s0));
+    CK(cudaStreamDestroy(s1));
+}
+
+/* cudaFuncSetAttribute(MaxDynamicSharedMemorySize) holds for the device current at the call. */
+static void test_func_attribute_per_device(void)
+{
+    const int n = 16384; /* 64 KiB of floats: over the 48 KiB default */
+    const size_t smem = n * sizeof(float);
+    static float h[n], got[n];
+    for (int i = 0; i < n; i++) h[i] = rnd();
+    auto k = reverse_smem_kernel;
+    float *in[2], *out[2];
+    for (int d = 0; d < 2; d++) {
+        CK(cudaSetDevice(d));
+        in[d] = (float *)dmalloc(smem);
+        out[d] = (float *)dmalloc(smem);
+        CK(cudaMemcpy(in[d], h, smem, cudaMemcpyHostToDevice));
+    }
+    CK(cudaSetDevice(0));
+    CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    PNG_LAUNCH(k, 1, 256, smem, 0, in[0], out[0], n);
+    CK(cudaGetLastError());
+    CK(cudaSetDevice(1)); /* not set on device 1 */
+    CK(cudaMemset(out[1], 0, smem));
+    PNG_LAUNCH(k, 1, 256, smem, 0, in[1], out[1], n);
+    CHECK(cudaGetLastError() == cudaErrorInvalidValue);
+    int blocks = -1;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, k, 256, smem));
+    CHECK(blocks == 0);
+    CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, k, 256, smem));
+    CHECK(blocks > 0);
+    PNG_LAUNCH(k, 1, 256, smem, 0, in[1], out[1], n);
+    CK(cudaGetLastError());
+    for (int d = 0; d < 2; d++) {
+        CK(cudaMemcpy(got, out[d], smem, cudaMemcpyDeviceToHost));
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += got[i] != h[n - 1 - i];
+        CHECK(bad == 0);
+        CK(cudaFree(in[d]));
+        CK(cudaFree(out[d]));
+    }
+    CK(cudaSetDevice(0));
+}
+
+/* ───────────────────────────── library stand-ins ───────────────────────────── */
+
+/* Each library: a handle made on device 0 runs with device 0 current on device 0's stream
+ * (checked against a reference on random data), and fails with the library's execution
+ * status with device 1 current or on device 1's stream, leaving its output alone. */
+struct two_streams {
+    cudaStream_t s0, s1;
+};
+
+static two_streams make_streams(void)
+{
+    two_streams t;
+    CK(cudaSetDevice(1));
+    CK(cudaStreamCreate(&t.s1));
+    CK(cudaSetDevice(0));
+    CK(cudaStreamCreate(&t.s0));
+    return t;
+}
+
+static void free_streams(two_streams t)
+{
+    CK(cudaStreamDestroy(t.s0));
+    CK(cudaStreamDestroy(t.s1));
+}
+
+static bool all_equal(const float *p, int n, float v)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i] != v) return false;
+    return true;
+}
+
+static void test_cublaslt_device(void)
+{
+    two_streams t = make_streams();
+    const int m = 3, k = 4, n = 5;
+    float A[m * k], B[k * n], D[m * n];
+    for (float &v : A) v = rnd();
+    for (float &v : B) v = rnd();
+    float *dA = (float *)dmalloc(sizeof A), *dB = (float *)dmalloc(sizeof B),
+          *dD = (float *)dmalloc(sizeof D);
+    CK(cudaMemcpy(dA, A, sizeof A, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dB, B, sizeof B, cudaMemcpyHostToDevice));
+    CK(cudaMemset(dD, 0, sizeof D));
+    cublasLtHandle_t h;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    CHECK(cublasLtCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, m, k, m) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, k, n, k) == CUBLAS_STATUS_SUCCESS);
+    CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, m, n, m) == CUBLAS_STATUS_SUCCESS);
+    const float one = 1.0f, zero = 0.0f;
+#define LT_MATMUL(stream)                                                                      \
+    cublasLtMatmul(h, desc, &one, dA, la, dB, lb, &zero, dD, ld, dD, ld, nullptr, nullptr, 0, \
+                   (stream))
+    CK(cudaSetDevice(1));
+    CHECK(LT_MATMUL(t.s0) == CUBLAS_STATUS_EXECUTION_FAILED);
+    CHECK(LT_MATMUL(t.s1) == CUBLAS_STATUS_EXECUTION_FAILED);
+    CK(cudaSetDevice(0));
+    CHECK(LT_MATMUL(t.s1) == CUBLAS_STATUS_EXECUTION_FAILED);
+    CK(cudaMemcpy(D, dD, sizeof D, cudaMemcpyDeviceToHost));
+    CHECK(all_equal(D, m * n, 0.0f));
+    CHECK(LT_MATMUL(t.s0) == CUBLAS_STATUS_SUCCESS);
+    CHECK(LT_MATMUL(0) == CUBLAS_STATUS_SUCCESS);
+#undef LT_MATMUL
+    CK(cudaMemcpy(D, dD, sizeof D, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double want = 0;
+            for (int l = 0; l < k; l++) want += (double)A[i + l * m] * B[l + j * k];
+            bad += fabs(D[i + j * m] - want) > 1e-5;
+        }
+    CHECK(bad == 0);
+    cublasLtMatrixLayoutDestroy(la);
+    cublasLtMatrixLayoutDestroy(lb);
+    cublasLtMatrixLayoutDestroy(ld);
+    cublasLtMatmulDescDestroy(desc);
+    cublasLtDestroy(h);
+    CK(cudaFree(dA));
+    CK(cudaFree(dB));
+    CK(cudaFree(dD));
+    free_streams(t);
+}
+
+static void test_cublas_device(void)
+{
+    two_streams t = make_streams();
+    const int m = 4, n = 3;
+    float L[m * m], B[m * n], X[m * n];
+    for (int j = 0; j < m; j++) /* lower triangular, dominant diagonal */
+        for (int i = 0; i < m; i++) L[i + j * m] = i < j ? 0.0f : i == j ? 2.0f + rnd() : rnd();
+    for (float &v : B) v = rnd();
+    float *dL = (float *)dmalloc(sizeof L), *dX = (float *)dmalloc(sizeof B);
+    CK(cudaMemcpy(dL, L, sizeof L, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dX, B, sizeof B, cudaMemcpyHostToDevice));
+    cublasHandle_t h;
+    CHECK(cublasCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    const float one = 1.0f;
+#define TRSM()                                                                                 \
+    cublasStrsm(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, \
+                m, n, &one, dL, m, dX, m)
+    CHECK(cublasSetStream(h, t.s0) == CUBLAS_STATUS_SUCCESS);
+    CK(cudaSetDevice(1));
+    CHECK(TRSM() == CUBLAS_STATUS_EXECUTION_FAILED);
+    CK(cudaSetDevice(0));
+    CHECK(cublasSetStream(h, t.s1) == CUBLAS_STATUS_SUCCESS);
+    CHECK(TRSM() == CUBLAS_STATUS_EXECUTION_FAILED);
+    const float *Ls[1] = {dL};
+    float *Xs[1] = {dX};
+    CHECK(cublasStrsmBatched(h, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N,
+                             CUBLAS_DIAG_NON_UNIT, m, n, &one, Ls, m, Xs, m, 1) ==
+          CUBLAS_STATUS_EXECUTION_FAILED);
+    int piv[m], info[1];
+    float *As[1] = {dL};
+    CHECK(cublasSgetrfBatched(h, m, As, m, piv, info, 1) == CUBLAS_STATUS_EXECUTION_FAILED);
+    CK(cudaMemcpy(X, dX, sizeof X, cudaMemcpyDeviceToHost));
+    CHECK(memcmp(X, B, sizeof X) == 0);
+    CHECK(cublasSetStream(h, t.s0) == CUBLAS_STATUS_SUCCESS);
+    CHECK(TRSM() == CUBLAS_STATUS_SUCCESS);
+#undef TRSM
+    CK(cudaMemcpy(X, dX, sizeof X, cudaMemcpyDeviceToHost));
+    int bad = 0; /* L X = B */
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int l = 0; l <= i; l++) s += (double)L[i + l * m] * X[l + j * m];
+            bad += fabs(s - B[i + j * m]) > 1e-5;
+        }
+    CHECK(bad == 0);
+    cublasDestroy(h);
+    CK(cudaFree(dL));
+    CK(cudaFree(dX));
+    free_streams(t);
+}
+
+static void test_cusolver_device(void)
+{
+    two_streams t = make_streams();
+    const int n = 4;
+    float M[n * n], A[n * n], R[n * n];
+    for (float &v : M) v = rnd();
+    for (int i = 0; i < n; i++) /* A = M M^T + n I: symmetric positive definite */
+        for (int j = 0; j < n; j++) {
+            double s = i == j ? n : 0;
+            for (int l = 0; l < n; l++) s += (double)M[i + l * n] * M[j + l * n];
+            A[i + j * n] = (float)s;
+        }
+    float *dA = (float *)dmalloc(sizeof A), *work = (float *)dmalloc(64);
+    int *info = (int *)dmalloc(sizeof(int));
+    CK(cudaMemcpy(dA, A, sizeof A, cudaMemcpyHostToDevice));
+    cusolverDnHandle_t h;
+    CHECK(cusolverDnCreate(&h) == CUSOLVER_STATUS_SUCCESS);
+    CHECK(cusolverDnSetStream(h, t.s1) == CUSOLVER_STATUS_SUCCESS);
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, 16, info) ==
+          CUSOLVER_STATUS_EXECUTION_FAILED);
+    int ipiv[n];
+    CHECK(cusolverDnSgetrf(h, n, n, dA, n, work, ipiv, info) == CUSOLVER_STATUS_EXECUTION_FAILED);
+    CHECK(cusolverDnSetStream(h, t.s0) == CUSOLVER_STATUS_SUCCESS);
+    CK(cudaSetDevice(1));
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, 16, info) ==
+          CUSOLVER_STATUS_EXECUTION_FAILED);
+    int lwork = 0; /* a size query needs no device */
+    CHECK(cusolverDnSpotrf_bufferSize(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, &lwork) ==
+          CUSOLVER_STATUS_SUCCESS);
+    CK(cudaSetDevice(0));
+    CK(cudaMemcpy(R, dA, sizeof R, cudaMemcpyDeviceToHost));
+    CHECK(memcmp(R, A, sizeof R) == 0);
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, 16, info) ==
+          CUSOLVER_STATUS_SUCCESS);
+    CK(cudaMemcpy(R, dA, sizeof R, cudaMemcpyDeviceToHost));
+    int bad = 0; /* L L^T = A, lower triangle */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int l = 0; l <= j; l++) s += (double)R[i + l * n] * R[j + l * n];
+            bad += fabs(s - A[i + j * n]) > 1e-4 * n;
+        }
+    CHECK(bad == 0);
+    cusolverDnDestroy(h);
+    CK(cudaFree(dA));
+    CK(cudaFree(work));
+    CK(cudaFree(info));
+    free_streams(t);
+}
+
+static void test_cudnn_device(void)
+{
+    two_streams t = make_streams();
+    const int W = 9, R = 3, Wo = W - R + 1; /* 1D as 2D: N = C = K = 1, H = 1 */
+    float x[W], w[R], y[Wo];
+    for (float &v : x) v = rnd();
+    for (float &v : w) v = rnd();
+    float *dx = (float *)dmalloc(sizeof x), *dw = (float *)dmalloc(sizeof w),
+          *dy = (float *)dmalloc(sizeof y);
+    CK(cudaMemcpy(dx, x, sizeof x, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dw, w, sizeof w, cudaMemcpyHostToDevice));
+    CK(cudaMemset(dy, 0, sizeof y));
+    cudnnHandle_t h;
+    cudnnTensorDescriptor_t xd, yd;
+    cudnnFilterDescriptor_t wd;
+    cudnnConvolutionDescriptor_t cd;
+    CHECK(cudnnCreate(&h) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnCreateTensorDescriptor(&xd) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnCreateTensorDescriptor(&yd) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnCreateFilterDescriptor(&wd) == CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnCreateConvolutionDescriptor(&cd) == CUDNN_STATUS_SUCCESS);
+    const int xdims[4] = {1, 1, 1, W}, ydims[4] = {1, 1, 1, Wo}, wdims[4] = {1, 1, 1, R};
+    const int pad[2] = {0, 0}, stride[2] = {1, 1}, dil[2] = {1, 1};
+    CHECK(cudnnSetTensorNdDescriptorEx(xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 4, xdims) ==
+          CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnSetTensorNdDescriptorEx(yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 4, ydims) ==
+          CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnSetFilterNdDescriptor(wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, 4, wdims) ==
+          CUDNN_STATUS_SUCCESS);
+    CHECK(cudnnSetConvolutionNdDescriptor(cd, 2, pad, stride, dil, CUDNN_CROSS_CORRELATION,
+                                          CUDNN_DATA_FLOAT) == CUDNN_STATUS_SUCCESS);
+    const float one = 1.0f, zero = 0.0f;
+    size_t ws = 0; /* a workspace query needs no device */
+    CK(cudaSetDevice(1));
+    CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, xd, wd, cd, yd,
+                                                  CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+                                                  &ws) == CUDNN_STATUS_SUCCESS);
+    CK(cudaSetDevice(0));
+    void *work = dmalloc(ws + 1);
+#define CONV()                                                                                 \
+    cudnnConvolutionForward(h, &one, xd, dx, wd, dw, cd, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, \
+                            work, ws, &zero, yd, dy)
+    CHECK(cudnnSetStream(h, t.s1) == CUDNN_STATUS_SUCCESS);
+    CHECK(CONV() == CUDNN_STATUS_EXECUTION_FAILED);
+    float dgrad_dummy[W];
+    CHECK(cudnnConvolutionBackwardData(h, &one, wd, dw, yd, dy, cd, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0,
+                                       work, ws, &zero, xd, dgrad_dummy) ==
+          CUDNN_STATUS_EXECUTION_FAILED);
+    CHECK(cudnnConvolutionBackwardFilter(h, &one, xd, dx, yd, dy, cd,
+                                         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, work, ws, &zero,
+                                         wd, dgrad_dummy) == CUDNN_STATUS_EXECUTION_FAILED);
+    CHECK(cudnnSetStream(h, t.s0) == CUDNN_STATUS_SUCCESS);
+    CK(cudaSetDevice(1));
+    CHECK(CONV() == CUDNN_STATUS_EXECUTION_FAILED);
+    CK(cudaSetDevice(0));
+    CK(cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost));
+    CHECK(all_equal(y, Wo, 0.0f));
+    CHECK(CONV() == CUDNN_STATUS_SUCCESS);
+#undef CONV
+    CK(cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int o = 0; o < Wo; o++) {
+        double s = 0;
+        for (int r = 0; r < R; r++) s += (double)x[o + r] * w[r];
+        bad += fabs(y[o] - s) > 1e-5;
+    }
+    CHECK(bad == 0);
+    cudnnDestroyTensorDescriptor(xd);
+    cudnnDestroyTensorDescriptor(yd);
+    cudnnDestroyFilterDescriptor(wd);
+    cudnnDestroyConvolutionDescriptor(cd);
+    cudnnDestroy(h);
+    CK(cudaFree(work));
+    CK(cudaFree(dx));
+    CK(cudaFree(dw));
+    CK(cudaFree(dy));
+    free_streams(t);
+}
+
+static void test_cufft_device(void)
+{
+    two_streams t = make_streams();
+    const int n = 8;
+    cufftComplex x[n], y[n];
+    for (cufftComplex &v : x) v.x = rnd(), v.y = rnd();
+    cufftComplex *dx = (cufftComplex *)dmalloc(sizeof x), *dy = (cufftComplex *)dmalloc(sizeof y);
+    CK(cudaMemcpy(dx, x, sizeof x, cudaMemcpyHostToDevice));
+    CK(cudaMemset(dy, 0, sizeof y));
+    cufftHandle plan;
+    int dims[1] = {n};
+    CHECK(cufftPlanMany(&plan, 1, dims, nullptr, 1, n, nullptr, 1, n, CUFFT_C2C, 1) ==
+          CUFFT_SUCCESS);
+    CK(cudaSetDevice(1));
+    CHECK(cufftExecC2C(plan, dx, dy, CUFFT_FORWARD) == CUFFT_EXEC_FAILED);
+    CK(cudaSetDevice(0));
+    CHECK(cufftSetStream(plan, t.s1) == CUFFT_SUCCESS);
+    CHECK(cufftExecC2C(plan, dx, dy, CUFFT_FORWARD) == CUFFT_EXEC_FAILED);
+    CK(cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost));
+    CHECK(all_equal(&y[0].x, 2 * n, 0.0f));
+    CHECK(cufftSetStream(plan, t.s0) == CUFFT_SUCCESS);
+    CHECK(cufftExecC2C(plan, dx, dy, CUFFT_FORWARD) == CUFFT_SUCCESS);
+    CK(cudaMemcpy(y, dy, sizeof y, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int f = 0; f < n; f++) {
+        double re = 0, im = 0;
+        for (int j = 0; j < n; j++) {
+            double ang = -2 * M_PI * f * j / n;
+            re += x[j].x * cos(ang) - x[j].y * sin(ang);
+            im += x[j].x * sin(ang) + x[j].y * cos(ang);
+        }
+        bad += fabs(y[f].x - re) > 1e-5 || fabs(y[f].y - im) > 1e-5;
+    }
+    CHECK(bad == 0);
+    cufftDestroy(plan);
+    CK(cudaFree(dx));
+    CK(cudaFree(dy));
+    free_streams(t);
+}
+
+/* ───────────────────────────── main ───────────────────────────── */
+
+struct named_test {
+    const char *name;
+    void (*fn)(void);
+};
+static const named_test TESTS[] = {
+    {"count_and_ordinals", test_count_and_ordinals},
+    {"current_device_per_thread", test_current_device_per_thread},
+    {"memory_per_device", test_memory_per_device},
+    {"pools_per_device", test_pools_per_device},
+    {"wrong_device_stream_work", test_wrong_device_stream_work},
+    {"cross_device_copies", test_cross_device_copies},
+    {"func_attribute_per_device", test_func_attribute_per_device},
+    {"cublaslt_device", test_cublaslt_device},
+    {"cublas_device", test_cublas_device},
+    {"cusolver_device", test_cusolver_device},
+    {"cudnn_device", test_cudnn_device},
+    {"cufft_device", test_cufft_device},
+};
+
+int main(int argc, char **argv)
+{
+    char lim[32];
+    snprintf(lim, sizeof lim, "%zu", LIMIT);
+    setenv("PONTE_SIM_MEMORY_LIMIT", lim, 1);
+    if (argc > 2 && strcmp(argv[1], "--expect-count") == 0) {
+        /* PONTE_SIM_DEVICES as the caller left it (unset, or a bad value: 1 device) */
+        int want = atoi(argv[2]), n = 0, d = -1;
+        CK(cudaGetDeviceCount(&n));
+        CHECK(n == want);
+        if (want == 1) {
+            EXPECT(cudaSetDevice(1), cudaErrorInvalidDevice);
+            cudaMemPool_t p;
+            EXPECT(cudaDeviceGetDefaultMemPool(&p, 1), cudaErrorInvalidDevice);
+            cudaDeviceProp prop;
+            EXPECT(cudaGetDeviceProperties(&prop, 1), cudaErrorInvalidDevice);
+        }
+        CK(cudaSetDevice(want - 1));
+        CK(cudaGetDevice(&d));
+        CHECK(d == want - 1);
+    } else {
+        setenv("PONTE_SIM_DEVICES", "2", 0);
+        const char *s = getenv("PONTE_TEST_SEED");
+        g_rng = s && *s ? strtoull(s, nullptr, 0) : (unsigned long long)time(nullptr) ^ getpid();
+        g_rng |= 1;
+        printf("test_gpusim_devices: seed %llu (PONTE_TEST_SEED)\n", g_rng);
+        int ran = 0;
+        for (const named_test &t : TESTS)
+            if (argc < 2 || strcmp(argv[1], t.name) == 0) {
+                t.fn();
+                ran++;
+                int d = -1;
+                cudaGetDevice(&d);
+                CHECK(d == 0); /* each test leaves device 0 current */
+                CHECK(cudaGetLastError() == cudaSuccess);
+            }
+        if (!ran) {
+            fprintf(stderr, "test_gpusim_devices: no test named %s\n", argv[1]);
+            return 1;
+        }
+    }
+    if (g_failures) {
+        fprintf(stderr, "test_gpusim_devices: %d of %d checks FAILED\n", g_failures, g_checks);
+        return 1;
+    }
+    printf("test_gpusim_devices: all %d checks passed\n", g_checks);
+    return 0;
+}
