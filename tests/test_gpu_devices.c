@@ -6,6 +6,7 @@
  * starts), and the simulated runtime refuses work queued on a stream of another GPU than the
  * calling thread's, as CUDA does. On hardware with one GPU the two-GPU tests skip. */
 #include "core/core.h"
+#include "backend/cuda/gpu.h"
 #include "harness.h"
 
 #include <pthread.h>
@@ -35,6 +36,14 @@ static bool have_two_gpus(void)
     if (pn_device_count(PN_GPU) >= 2 && pn_is_available(GPU1)) return true;
     printf("  (fewer than two GPUs: %d)\n", pn_device_count(PN_GPU));
     return false;
+}
+
+/* Whether a's data is on gpu:dev: its device copy current and in that GPU's memory (as CUDA,
+ * or the simulator's allocation table, says). */
+static bool placed_on(pn_array *a, int dev)
+{
+    if (!a || pn_eval(&a, 1) || !a->buf || !a->buf->device_valid) return false;
+    return pnG_pointer_device(a->buf->device) == dev;
 }
 
 /* Bytes in arrays on device d now. */
@@ -118,7 +127,7 @@ TEST(ops_on_the_second_gpu_match_the_cpu)
     if (!have_two_gpus()) return;
     pn_scope_push();
     const int64_t sx[2] = {33, 70}, sw[2] = {70, 45}, sb[1] = {45}, sl[1] = {1 << 17};
-    const int64_t sf[2] = {6, 96}, sa[2] = {24, 24}, sc[4] = {2, 5, 9, 11}, sk[4] = {4, 5, 3, 3};
+    const int64_t sf[2] = {6, 96}, sa[2] = {24, 24}, sc[4] = {2, 9, 11, 5}, sk[4] = {4, 3, 3, 5};
     const int64_t sq[4] = {1, 2, 64, 128};
     struct {
         const char *what;
@@ -140,19 +149,29 @@ TEST(ops_on_the_second_gpu_match_the_cpu)
         for (int i = 0; i < cases[c].nin && i < 3; i++)
             in[i] = test_random_array(cases[c].shape[i], cases[c].ndim[i], cases[c].dtype, -1, 1);
         if (cases[c].nin == 4) in[3] = test_random_array(sl, 1, PN_FLOAT32, -1, 1);
-        size_t on0 = active_on(GPU0), on1 = active_on(GPU1);
         pn_stream_push(pn_default_stream(CPU));
         pn_array *want = cases[c].f(in);
         pn_stream_pop();
+        /* gpu:0 first, so that a library handle or setting made there and reused on gpu:1
+         * would show */
+        pn_stream_push(pn_default_stream(GPU0));
+        pn_array *first = cases[c].f(in);
+        pn_stream_pop();
+        CHECK_MSG(placed_on(first, 0), "%s: the gpu:0 result is not in gpu:0's memory", cases[c].what);
+        check_same(cases[c].what, first, want, cases[c].tol, cases[c].tol);
+        size_t on0 = active_on(GPU0), on1 = active_on(GPU1);
         pn_stream_push(pn_default_stream(GPU1));
         pn_array *got = cases[c].f(in);
         pn_stream_pop();
         CHECK_MSG(got && pn_eval(&got, 1) == 0, "%s: %s", cases[c].what, pn_last_error_message());
         pn_clear_error();
-        /* the result and the inputs' device copies are on gpu:1, none on gpu:0 */
+        /* the result and the inputs' device copies are on gpu:1 (the inputs moved from gpu:0) */
         CHECK_MSG(active_on(GPU1) > on1, "%s: nothing on gpu:1", cases[c].what);
-        CHECK_MSG(active_on(GPU0) == on0, "%s: gpu:0 went from %zu to %zu bytes", cases[c].what, on0,
+        CHECK_MSG(placed_on(got, 1), "%s: the result is not in gpu:1's memory", cases[c].what);
+        CHECK_MSG(active_on(GPU0) <= on0, "%s: gpu:0 went from %zu to %zu bytes", cases[c].what, on0,
                   active_on(GPU0));
+        for (int i = 0; i < cases[c].nin && i < 3; i++)
+            CHECK_MSG(placed_on(in[i], 1), "%s: input %d is not on gpu:1", cases[c].what, i);
         check_same(cases[c].what, got, want, cases[c].tol, cases[c].tol);
     }
     pn_scope_pop();
@@ -178,12 +197,16 @@ TEST(arrays_move_between_gpus)
     pn_stream_pop();
     CHECK(pn_eval(&b, 1) == 0);
     CHECK_MSG(active_on(GPU1) >= 2 * a_bytes, "gpu:1 holds %zu bytes", active_on(GPU1));
+    CHECK_MSG(placed_on(a, 1) && placed_on(b, 1), "a on %d, b on %d after b",
+              pnG_pointer_device(a->buf->device), pnG_pointer_device(b->buf->device));
     pn_stream_push(s0);
     pn_array *c = pn_add(b, a); /* both back to gpu:0 */
     pn_stream_pop();
+    CHECK_MSG(placed_on(c, 0) && placed_on(a, 0) && placed_on(b, 0), "c, a, b not on gpu:0");
     pn_stream_push(s1);
     pn_array *d = pn_subtract(c, x); /* c, x to gpu:1 */
     pn_stream_pop();
+    CHECK_MSG(placed_on(d, 1) && placed_on(c, 1), "d, c not on gpu:1");
     double *dv = test_to_f64(d), *cv = test_to_f64(c);
     if (xv && dv && cv) {
         for (int64_t i = 0; i < n; i++) {
@@ -219,6 +242,7 @@ TEST(default_device_and_streams_of_the_second_gpu)
     pn_array *y = pn_sum(pn_multiply(x, x), NULL, 0, false); /* no stream named: gpu:1 */
     CHECK(pn_eval(&y, 1) == 0);
     CHECK(active_on(GPU1) > 0 && active_on(GPU0) == on0);
+    CHECK(placed_on(y, 1));
     CHECK(pn_synchronize(pn_current_stream()) == 0);
     double ref = 0;
     for (int64_t i = 0; xv && i < 31 * 257; i++) ref += xv[i] * xv[i];
@@ -258,6 +282,7 @@ TEST(memory_limit_holds_per_gpu)
     size_t act = 0, peak = 0, cache = 0;
     CHECK(pn_get_device_memory(GPU1, &act, &peak, &cache) == 0);
     CHECK_MSG(act >= (size_t)n * 4 && peak >= act, "gpu:1: active %zu, peak %zu", act, peak);
+    CHECK(placed_on(arrays[0], 0) && placed_on(arrays[1], 1) && placed_on(arrays[2], 0));
     CHECK(pn_item(pn_sum(arrays[1], NULL, 0, false)) == 2.0 * n);
     pn_scope_pop();
     pn_clear_cache();
@@ -283,7 +308,7 @@ static void *gpu_worker(void *p)
     pn_stream_pop();
     /* y -> x (2 - 2^-30) elementwise */
     double want = (2 - ldexp(1, -30)) * (48.0 * 64 - 1) * (48.0 * 64) / 2 / 1000;
-    w->ok = t && fabs(pn_item(t) - want) < 1e-4 * want;
+    w->ok = placed_on(t, w->dev.index) && fabs(pn_item(t) - want) < 1e-4 * want;
     pn_scope_pop();
     return NULL;
 }

@@ -104,7 +104,7 @@ else:
 
     @pytest.mark.skipif(not mx.cuda.is_available(), reason="no usable GPU")
     def test_two_gpus_in_one_process():
-        env = dict(os.environ, PONTE_SIM_DEVICES="2")
+        env = dict(os.environ, PONTE_SIM_DEVICES="2", PONTE_ENABLE_TF32="0")
         r = subprocess.run([sys.executable, os.path.abspath(__file__)], env=env, capture_output=True,
                            text=True, timeout=600)
         if "fewer than two GPUs" in r.stdout:

@@ -80,6 +80,9 @@ int64_t pnG_resident_threads(void);
  * bytes. 0, or -1 (no such usable GPU). */
 int pnG_device_info(int device, char *name, size_t n, int *major, int *minor, uint64_t *total,
                     uint64_t *free_bytes);
+/* The GPU whose memory holds p (CUDA's pointer attributes; on the simulator its allocation
+ * table), -1 for host memory or an unknown address: what tests check placement with. */
+int pnG_pointer_device(const void *p);
 /* Puts Ponte stream `stream` on gpu:device; streams never bound are on gpu:0. Binding a stream
  * already in use to another GPU fails with PN_ERR_INVALID_ARGUMENT, as does an unusable
  * device. */

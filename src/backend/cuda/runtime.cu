@@ -154,6 +154,21 @@ static int current_device(void)
     return d;
 }
 
+extern "C" int pnG_pointer_device(const void *p)
+{
+    if (!p || !pnG_available(NULL)) return -1;
+#ifdef PONTE_GPU_SIM
+    return pnsim_device_of(p);
+#else
+    cudaPointerAttributes a;
+    if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return a.type == cudaMemoryTypeDevice ? a.device : -1;
+#endif
+}
+
 extern "C" int64_t pnG_resident_threads(void)
 {
     pthread_once(&detect_once, detect);
