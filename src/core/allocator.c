@@ -361,10 +361,20 @@ int pnC_buffer_to_host(pnC_buffer *b)
 
 #ifdef PONTE_HAS_GPU
 /* b's device copy is on another GPU than stream's: moves it to stream's GPU (its bytes copied
- * across when they are current, after the old GPU's queued work on them), freeing the old
- * one. A buffer has one device copy; using it on GPUs in turn moves it each time. */
+ * across when they are current, after the old GPU's queued work on them: straight where the
+ * GPUs have peer access, else through the host copy), freeing the old one. A buffer has one
+ * device copy; using it on GPUs in turn moves it each time. */
 static int move_to_gpu_of(pnC_buffer *b, int stream)
 {
+    if (b->device_valid && b->nbytes &&
+        !pnG_peer_copy(pnG_stream_device(stream), pnG_stream_device(b->stream))) {
+        if (!b->host_valid) {
+            if (!b->data && !(b->data = pnC_alloc_bytes(b->nbytes, &b->capacity))) return -1;
+            if (pnG_copy_to_host(b->data, b->device, b->nbytes, b->stream)) return -1;
+            b->host_valid = 1;
+        }
+        b->device_valid = 0; /* the new GPU's copy comes from the host */
+    }
     void *p = pnG_malloc(b->nbytes, stream);
     if (!p) return -1;
     int rc = 0;

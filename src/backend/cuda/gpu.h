@@ -80,6 +80,9 @@ int64_t pnG_resident_threads(void);
  * bytes. 0, or -1 (no such usable GPU). */
 int pnG_device_info(int device, char *name, size_t n, int *major, int *minor, uint64_t *total,
                     uint64_t *free_bytes);
+/* Whether work on gpu:device may copy straight from and to gpu:other's memory (the same GPU,
+ * or peer access granted at detection); when not, data moves between them through the host. */
+bool pnG_peer_copy(int device, int other);
 /* The GPU whose memory holds p (CUDA's pointer attributes; on the simulator its allocation
  * table), -1 for host memory or an unknown address: what tests check placement with. */
 int pnG_pointer_device(const void *p);

@@ -31,6 +31,9 @@ static struct gpu_device {
     size_t active, peak;     /* bytes handed out by pnG_malloc (mem_lock) */
 } devices[MAX_DEVICES];
 static int ndevices; /* CUDA devices seen, usable or not (at most MAX_DEVICES) */
+/* peer[i][j]: GPU i copies straight from and to GPU j's pool memory (peer access, granted to
+ * i on j's pool at detection) */
+static bool peer[MAX_DEVICES][MAX_DEVICES];
 
 extern "C" int pnG_rank_gpu(int count)
 {
@@ -121,6 +124,23 @@ static void detect(void)
     ndevices = count < MAX_DEVICES ? count : MAX_DEVICES;
     char ignored[256];
     for (int d = 1; d < ndevices; d++) probe_device(d, ignored, sizeof ignored);
+    /* pool memory is its own GPU's alone until a pool grants another access: grant it where
+     * the hardware allows, so that arrays move between those GPUs directly */
+    for (int i = 0; i < ndevices; i++)
+        for (int j = 0; j < ndevices; j++) {
+            int can = 0;
+            if (i == j || !devices[i].usable || !devices[j].usable ||
+                cudaDeviceCanAccessPeer(&can, i, j) != cudaSuccess || !can) {
+                cudaGetLastError();
+                continue;
+            }
+            cudaMemAccessDesc access = {};
+            access.location.type = cudaMemLocationTypeDevice;
+            access.location.id = i;
+            access.flags = cudaMemAccessFlagsProtReadWrite;
+            peer[i][j] = cudaMemPoolSetAccess(devices[j].pool, &access, 1) == cudaSuccess;
+            cudaGetLastError();
+        }
     cudaSetDevice(0);
     gpu_usable = true;
 }
@@ -152,6 +172,11 @@ static int current_device(void)
         d = 0;
     }
     return d;
+}
+
+extern "C" bool pnG_peer_copy(int device, int other)
+{
+    return device == other || (pnG_device_usable(device) && pnG_device_usable(other) && peer[device][other]);
 }
 
 extern "C" int pnG_pointer_device(const void *p)

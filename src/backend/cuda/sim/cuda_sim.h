@@ -729,6 +729,29 @@ enum cudaMemPoolAttr {
     cudaMemPoolAttrUsedMemHigh = 0x8
 };
 
+/* Which devices may read and write a pool's memory (cudaMemPoolSetAccess): by default only the
+ * pool's own; another device's copies from or to it need access granted, and only between
+ * devices that can access each other (cudaDeviceCanAccessPeer; PONTE_SIM_NO_PEER=1 makes the
+ * simulated devices unable to). */
+enum cudaMemLocationType { cudaMemLocationTypeInvalid = 0, cudaMemLocationTypeDevice = 1 };
+struct cudaMemLocation {
+    enum cudaMemLocationType type;
+    int id;
+};
+enum cudaMemAccessFlags {
+    cudaMemAccessFlagsProtNone = 0,
+    cudaMemAccessFlagsProtRead = 1,
+    cudaMemAccessFlagsProtReadWrite = 3
+};
+struct cudaMemAccessDesc {
+    struct cudaMemLocation location;
+    enum cudaMemAccessFlags flags;
+};
+cudaError_t cudaDeviceCanAccessPeer(int *can_access, int device, int peer_device);
+cudaError_t cudaMemPoolSetAccess(cudaMemPool_t pool, const struct cudaMemAccessDesc *desc, size_t count);
+cudaError_t cudaMemPoolGetAccess(enum cudaMemAccessFlags *flags, cudaMemPool_t pool,
+                                 struct cudaMemLocation *location);
+
 /* The fields of CUDA's cudaDeviceProp that the simulator fills (same names and types). */
 struct cudaDeviceProp {
     char name[256];

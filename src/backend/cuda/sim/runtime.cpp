@@ -65,6 +65,7 @@ struct Alloc {
 /* A device's default memory pool: blocks freed to it stay reserved (cached by size) until a
  * synchronization trims the pool to its release threshold, or cudaMemPoolTrimTo. */
 struct Pool {
+    bool access[MAX_DEVICES] = {}; /* other devices granted access (cudaMemPoolSetAccess) */
     uint64_t threshold = 0;
     size_t used = 0, reserved = 0, used_high = 0, reserved_high = 0;
     int reuse[3] = {1, 1, 1};
@@ -266,8 +267,24 @@ bool device_range_ok(const void *p, size_t n, bool device_only = false)
     return a && (!device_only || a->kind == A_DEVICE || a->kind == A_POOL);
 }
 
+/* Whether the current device may copy to or from p: host memory, cudaMalloc'd memory (the
+ * driver stages it between devices) and its own pools' memory always; another device's pool
+ * memory only once that pool granted it access. */
+bool pool_access_ok(const void *p)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    const Alloc *a = find_alloc_locked(st, p, 1);
+    return !a || a->kind != A_POOL || a->dev == tl_device || st.dev[a->dev].pool.access[tl_device];
+}
+
 cudaError_t check_range(const char *what, const char *side, const void *p, size_t n)
 {
+    if (!pool_access_ok(p)) {
+        fprintf(stderr, "pnsim: %s: the %s is another device's pool memory, and that pool has "
+                        "not granted this device access (cudaMemPoolSetAccess)\n", what, side);
+        return cudaErrorInvalidValue;
+    }
     if (device_range_ok(p, n)) return cudaSuccess;
     fprintf(stderr, "pnsim: %s: %s range [%p, +%zu) is not inside a device allocation\n", what,
             side, p, n);
@@ -749,6 +766,58 @@ cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t min_bytes_to_keep)
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
     pool_trim_locked(st, *dv, min_bytes_to_keep);
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceCanAccessPeer(int *can_access, int device, int peer_device)
+{
+    if (!can_access) return ret(cudaErrorInvalidValue);
+    if (!device_ok(device) || !device_ok(peer_device)) return ret(cudaErrorInvalidDevice);
+    const char *np = getenv("PONTE_SIM_NO_PEER");
+    *can_access = device != peer_device && !(np && *np && strcmp(np, "0") != 0);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAccess(cudaMemPool_t pool, const struct cudaMemAccessDesc *desc, size_t count)
+{
+    Device *dv = pool_device(pool);
+    if (!dv || (!desc && count)) return ret(cudaErrorInvalidValue);
+    State &st = state();
+    const int owner = (int)(dv - st.dev);
+    for (size_t i = 0; i < count; i++) {
+        const int id = desc[i].location.id;
+        const unsigned fl = (unsigned)desc[i].flags;
+        if (desc[i].location.type != cudaMemLocationTypeDevice || !device_ok(id) ||
+            (fl != cudaMemAccessFlagsProtNone && fl != cudaMemAccessFlagsProtRead &&
+             fl != cudaMemAccessFlagsProtReadWrite))
+            return ret(cudaErrorInvalidValue);
+        if (id == owner) { /* the owner keeps read-write access */
+            if (fl != cudaMemAccessFlagsProtReadWrite) return ret(cudaErrorInvalidValue);
+            continue;
+        }
+        int can = 0;
+        cudaDeviceCanAccessPeer(&can, id, owner);
+        if (!can && fl != cudaMemAccessFlagsProtNone) return ret(cudaErrorInvalidDevice);
+    }
+    std::lock_guard<std::mutex> lock(st.mu);
+    for (size_t i = 0; i < count; i++)
+        if (desc[i].location.id != owner)
+            dv->pool.access[desc[i].location.id] = desc[i].flags != cudaMemAccessFlagsProtNone;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolGetAccess(enum cudaMemAccessFlags *flags, cudaMemPool_t pool,
+                                 struct cudaMemLocation *location)
+{
+    Device *dv = pool_device(pool);
+    if (!dv || !flags || !location || location->type != cudaMemLocationTypeDevice ||
+        !device_ok(location->id))
+        return ret(cudaErrorInvalidValue);
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    bool own = location->id == (int)(dv - st.dev);
+    *flags = own || dv->pool.access[location->id] ? cudaMemAccessFlagsProtReadWrite
+                                                  : cudaMemAccessFlagsProtNone;
     return cudaSuccess;
 }
 
