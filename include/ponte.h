@@ -113,7 +113,8 @@ typedef struct pn_stream {
 } pn_stream;
 
 /* The device ops run on when no stream is chosen: the GPU when a usable CUDA device is
- * present, else the CPU; PONTE_DEVICE=cpu|gpu in the environment overrides the choice. */
+ * present (gpu:0), else the CPU; PONTE_DEVICE=cpu|gpu|gpu:k in the environment overrides the
+ * choice. */
 pn_device pn_default_device(void);
 /* Sets the default device. Fails (returns -1) when the device is not available. */
 int pn_set_default_device(pn_device device);

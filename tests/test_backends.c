@@ -34,7 +34,12 @@ typedef struct op_case {
     bool loose;
 } op_case;
 
-static pn_device dev_of(pn_device_type t) { return (pn_device){.type = t, .index = 0}; }
+/* The CPU, or the GPU the process defaults to (PONTE_DEVICE=gpu:k runs the cases on gpu:k). */
+static pn_device dev_of(pn_device_type t)
+{
+    pn_device d = pn_default_device();
+    return (pn_device){.type = t, .index = t == PN_GPU && d.type == PN_GPU ? d.index : 0};
+}
 
 /* Runs fn on device t: the output, evaluated (NULL on error). With grad, also the vjp with
  * cotangent cot into grads. */

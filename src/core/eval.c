@@ -15,6 +15,7 @@
 #define MAX_STREAM_STACK 64
 
 static atomic_int next_stream_index = 2; /* 0: CPU default, 1: GPU default */
+#define MAX_GPUS 16 /* GPU indices with a default stream (the runtime's device limit) */
 static _Atomic int default_device_type = -1;
 static _Thread_local pn_stream stream_stack[MAX_STREAM_STACK];
 static _Thread_local int stream_depth;
@@ -75,23 +76,33 @@ int pn_device_count(pn_device_type type)
 #endif
 }
 
+/* The default device's index when it is a GPU (gpu:k). */
+static atomic_int default_gpu_index;
+
+/* The device PONTE_DEVICE names (cpu, gpu, gpu:k; an unavailable GPU or anything else: the
+ * GPU when one is usable, else the CPU). Sets default_gpu_index for gpu:k. */
 static pn_device_type initial_device(void)
 {
     const char *env = getenv("PONTE_DEVICE");
     if (env && strcmp(env, "cpu") == 0) return PN_CPU;
-    if (env && strcmp(env, "gpu") == 0 && pn_gpu_available()) return PN_GPU;
+    if (env && strncmp(env, "gpu:", 4) == 0) {
+        char *end;
+        long k = strtol(env + 4, &end, 10);
+        if (end != env + 4 && !*end && k >= 0 && k < MAX_GPUS && pn_is_available((pn_device){PN_GPU, (int)k})) {
+            atomic_store(&default_gpu_index, (int)k);
+            return PN_GPU;
+        }
+    }
     return pn_gpu_available() ? PN_GPU : PN_CPU;
 }
-
-/* The default device's index when it is a GPU (gpu:k). */
-static atomic_int default_gpu_index;
 
 pn_device pn_default_device(void)
 {
     int t = atomic_load(&default_device_type);
     if (t < 0) {
         int expected = -1;
-        atomic_compare_exchange_strong(&default_device_type, &expected, (int)initial_device());
+        pn_device_type first = initial_device();
+        atomic_compare_exchange_strong(&default_device_type, &expected, (int)first);
         t = atomic_load(&default_device_type);
     }
     return (pn_device){.type = (pn_device_type)t, .index = t == PN_GPU ? atomic_load(&default_gpu_index) : 0};
@@ -116,7 +127,6 @@ int pn_set_default_device(pn_device d)
 
 /* Default streams: the CPU's is 0, gpu:0's is 1, another GPU's is made on first use (0 in the
  * table until then). */
-#define MAX_GPUS 16
 static _Atomic int cpu_default_stream = 0;
 static _Atomic int gpu_default_stream[MAX_GPUS] = {1};
 
