@@ -6,8 +6,10 @@
  * starts), and the simulated runtime refuses work queued on a stream of another GPU than the
  * calling thread's, as CUDA does. On hardware with one GPU the two-GPU tests skip. */
 #include "core/core.h"
-#include "backend/cuda/gpu.h"
 #include "harness.h"
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/gpu.h"
+#endif
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -43,7 +45,12 @@ static bool have_two_gpus(void)
 static bool placed_on(pn_array *a, int dev)
 {
     if (!a || pn_eval(&a, 1) || !a->buf || !a->buf->device_valid) return false;
+#ifdef PONTE_HAS_GPU
     return pnG_pointer_device(a->buf->device) == dev;
+#else
+    (void)dev;
+    return false; /* never reached: the tests that ask need two GPUs */
+#endif
 }
 
 /* Bytes in arrays on device d now. */
@@ -197,8 +204,7 @@ TEST(arrays_move_between_gpus)
     pn_stream_pop();
     CHECK(pn_eval(&b, 1) == 0);
     CHECK_MSG(active_on(GPU1) >= 2 * a_bytes, "gpu:1 holds %zu bytes", active_on(GPU1));
-    CHECK_MSG(placed_on(a, 1) && placed_on(b, 1), "a on %d, b on %d after b",
-              pnG_pointer_device(a->buf->device), pnG_pointer_device(b->buf->device));
+    CHECK_MSG(placed_on(a, 1) && placed_on(b, 1), "a or b is not on gpu:1 after b");
     pn_stream_push(s0);
     pn_array *c = pn_add(b, a); /* both back to gpu:0 */
     pn_stream_pop();

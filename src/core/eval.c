@@ -135,9 +135,9 @@ static pn_stream make_stream(pn_device d)
 {
     pn_stream s = {.index = atomic_fetch_add(&next_stream_index, 1), .device = d};
 #ifdef PONTE_HAS_GPU
-    /* an unavailable GPU's stream stays unbound: every use of it fails on pn_is_available */
-    if (d.type == PN_GPU && d.index != 0 && pn_is_available(d) && pnG_stream_bind(s.index, d.index))
-        pn_clear_error();
+    /* an unavailable GPU's stream stays unbound: every use of it fails on pn_is_available;
+     * binding fails only out of memory, and leaves that error for the caller */
+    if (d.type == PN_GPU && d.index != 0 && pn_is_available(d)) pnG_stream_bind(s.index, d.index);
 #endif
     return s;
 }
