@@ -162,7 +162,7 @@ static cudnnHandle_t handle_for(void *cs)
 /* A problem's descriptors and algorithm; ok false: cuDNN rejected it (fall back). */
 typedef struct plan {
     pnG_cudnn_conv key;
-    int tf32;
+    int tf32, device; /* device: the GPU whose handle chose the algorithm (architectures differ) */
     bool used, ok;
     int algo;
     size_t workspace;
@@ -175,10 +175,10 @@ typedef struct plan {
 #define CUDNN_PLANS 512
 static plan plans[CUDNN_PLANS];
 
-static uint64_t key_hash(const pnG_cudnn_conv *k, int tf32)
+static uint64_t key_hash(const pnG_cudnn_conv *k, int tf32, int device)
 {
     const unsigned char *b = (const unsigned char *)k;
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)tf32;
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)tf32 ^ ((uint64_t)device << 1);
     for (size_t i = 0; i < sizeof *k; i++) h = (h ^ b[i]) * 1099511628211ull;
     return h;
 }
@@ -271,11 +271,12 @@ static bool plan_build(plan *pl, cudnnHandle_t h)
     }
 }
 
-/* The cached plan of (p, tf32), built on a miss; *temp gets a per-call plan (to destroy)
- * when the table is full. NULL: cuDNN rejects the problem. Called with the lock held. */
-static plan *plan_get(const pnG_cudnn_conv *p, int tf32, cudnnHandle_t h, plan *temp)
+/* The cached plan of (p, tf32) on GPU device, built on a miss; *temp gets a per-call plan (to
+ * destroy) when the table is full. NULL: cuDNN rejects the problem. Called with the lock
+ * held. */
+static plan *plan_get(const pnG_cudnn_conv *p, int tf32, int device, cudnnHandle_t h, plan *temp)
 {
-    uint64_t hash = key_hash(p, tf32);
+    uint64_t hash = key_hash(p, tf32, device);
     plan *slot = NULL;
     for (int i = 0; i < CUDNN_PLANS; i++) {
         plan *pl = &plans[(hash + (uint64_t)i) % CUDNN_PLANS];
@@ -283,12 +284,14 @@ static plan *plan_get(const pnG_cudnn_conv *p, int tf32, cudnnHandle_t h, plan *
             slot = pl;
             break;
         }
-        if (pl->tf32 == tf32 && !memcmp(&pl->key, p, sizeof *p)) return pl->ok ? pl : NULL;
+        if (pl->tf32 == tf32 && pl->device == device && !memcmp(&pl->key, p, sizeof *p))
+            return pl->ok ? pl : NULL;
     }
     plan *pl = slot ? slot : temp;
     memset(pl, 0, sizeof *pl);
     pl->key = *p;
     pl->tf32 = tf32;
+    pl->device = device;
     pl->used = true;
     pl->ok = plan_build(pl, h);
     if (!pl->ok) {
@@ -311,7 +314,7 @@ int pnG_cudnn_run(const pnG_cudnn_conv *p, void *x, void *w, void *y, int stream
     plan temp, *pl = NULL;
     pthread_mutex_lock(&lock);
     cudnnHandle_t h = handle_for(cs);
-    if (h) pl = plan_get(p, tf32, h, &temp);
+    if (h) pl = plan_get(p, tf32, pnG_stream_device(stream), h, &temp);
     pthread_mutex_unlock(&lock);
     if (!pl) return PNG_UNSUPPORTED;
     void *ws = pl->workspace ? pnG_malloc(pl->workspace, stream) : NULL;
