@@ -15,7 +15,6 @@
 #define MAX_STREAM_STACK 64
 
 static atomic_int next_stream_index = 2; /* 0: CPU default, 1: GPU default */
-#define MAX_GPUS 16 /* GPU indices with a default stream (the runtime's device limit) */
 static _Atomic int default_device_type = -1;
 static _Thread_local pn_stream stream_stack[MAX_STREAM_STACK];
 static _Thread_local int stream_depth;
@@ -88,7 +87,7 @@ static pn_device_type initial_device(void)
     if (env && strncmp(env, "gpu:", 4) == 0) {
         char *end;
         long k = strtol(env + 4, &end, 10);
-        if (end != env + 4 && !*end && k >= 0 && k < MAX_GPUS && pn_is_available((pn_device){PN_GPU, (int)k})) {
+        if (end != env + 4 && !*end && k >= 0 && k < PNG_MAX_DEVICES && pn_is_available((pn_device){PN_GPU, (int)k})) {
             atomic_store(&default_gpu_index, (int)k);
             return PN_GPU;
         }
@@ -128,7 +127,7 @@ int pn_set_default_device(pn_device d)
 /* Default streams: the CPU's is 0, gpu:0's is 1, another GPU's is made on first use (0 in the
  * table until then). */
 static _Atomic int cpu_default_stream = 0;
-static _Atomic int gpu_default_stream[MAX_GPUS] = {1};
+static _Atomic int gpu_default_stream[PNG_MAX_DEVICES] = {1};
 
 /* A new stream index on device d (a GPU's bound to it in the runtime). */
 static pn_stream make_stream(pn_device d)
@@ -145,7 +144,7 @@ static pn_stream make_stream(pn_device d)
 pn_stream pn_default_stream(pn_device d)
 {
     if (d.type != PN_GPU) return (pn_stream){.index = atomic_load(&cpu_default_stream), .device = d};
-    if (d.index < 0 || d.index >= MAX_GPUS) return (pn_stream){.index = 1, .device = d};
+    if (d.index < 0 || d.index >= PNG_MAX_DEVICES) return (pn_stream){.index = 1, .device = d};
     int idx = atomic_load(&gpu_default_stream[d.index]);
     if (idx == 0) { /* first use of this GPU's default stream: the first thread's index wins */
         int expected = 0;

@@ -1375,12 +1375,8 @@ static std::atomic<size_t> smem_cap{0}; /* pnG_sdpa_set_smem_limit; 0: none */
  * read), lowered to pnG_sdpa_set_smem_limit's cap (not below 48 KiB). */
 static size_t smem_optin(void)
 {
-    static std::atomic<int> cached[16]; /* by device; 0 until read */
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) {
-        cudaGetLastError();
-        return SDPA_SMEM;
-    }
+    static std::atomic<int> cached[PNG_MAX_DEVICES]; /* by device; 0 until read */
+    const int dev = pnG_current_device();
     int v = cached[dev].load(std::memory_order_relaxed);
     if (!v) {
         if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||

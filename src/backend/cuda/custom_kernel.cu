@@ -303,16 +303,14 @@ extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const ch
  * device), or -1 with an error. */
 static int device_sm(void)
 {
-    static int known[16]; /* by device; 0 until read */
-    int dev = 0, major = 0, minor = 0;
-    if (cudaGetDevice(&dev) == cudaSuccess && dev >= 0 && dev < 16) {
-        int sm = __atomic_load_n(&known[dev], __ATOMIC_RELAXED);
-        if (sm) return sm;
-        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-            cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess) {
-            __atomic_store_n(&known[dev], 10 * major + minor, __ATOMIC_RELAXED);
-            return 10 * major + minor;
-        }
+    static int known[PNG_MAX_DEVICES]; /* by device; 0 until read */
+    const int dev = pnG_current_device();
+    int major = 0, minor = 0, sm = __atomic_load_n(&known[dev], __ATOMIC_RELAXED);
+    if (sm) return sm;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess) {
+        __atomic_store_n(&known[dev], 10 * major + minor, __ATOMIC_RELAXED);
+        return 10 * major + minor;
     }
     cudaGetLastError();
     pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot read the device's compute capability.");
@@ -351,7 +349,7 @@ struct pnG_rtc_kernel {
     cudaLibrary_t lib;
     cudaKernel_t kernel;
     int sm;                /* the architecture it was compiled for (0: PTX, any) */
-    unsigned smem_set[16]; /* dynamic shared memory the kernel is allowed so far, by device */
+    unsigned smem_set[PNG_MAX_DEVICES]; /* dynamic shared memory allowed so far, by device */
 };
 typedef pnG_rtc_kernel loaded_kernel;
 static loaded_kernel **loaded;
@@ -429,12 +427,8 @@ static int launch(loaded_kernel **handle, const char *key, const char *code, siz
                   unsigned smem, int stream)
 {
     cudaStream_t cs = png_stream(stream); /* its device is current: the attribute is set there */
-    int dev = 0;
     if (!cs) return -1;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 16) {
-        cudaGetLastError();
-        return pn_set_error(PN_ERR_BACKEND, "[cuda_kernel] Cannot tell the current device.");
-    }
+    const int dev = pnG_current_device();
     int sm = precompiled ? 0 : device_sm();
     if (sm < 0) return -1;
     pthread_mutex_lock(&loaded_lock);

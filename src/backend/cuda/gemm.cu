@@ -57,10 +57,9 @@ static bool gemm_types(pn_dtype t, bool tf32, cudaDataType_t *data, cublasComput
 
 /* One handle per GPU (a handle belongs to the device current at its creation), made on the
  * GPU's first GEMM. */
-#define GEMM_MAX_DEVICES 16
 static pthread_once_t handle_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t handle_lock = PTHREAD_MUTEX_INITIALIZER;
-static cublasLtHandle_t handles[GEMM_MAX_DEVICES];
+static cublasLtHandle_t handles[PNG_MAX_DEVICES];
 
 /* Autotuning (pnG_gemm_set_tuning; PONTE_GEMM_TUNE=1 turns it on, a number after a comma sets
  * the least flops, e.g. PONTE_GEMM_TUNE=1,1e9): 0 off, 1 on for plans of at least tune_min_flops
@@ -94,7 +93,7 @@ static int lt_fail(const char *what, cublasStatus_t st)
 static cublasLtHandle_t lt_handle(int device)
 {
     pthread_once(&handle_once, handle_create);
-    if (device < 0 || device >= GEMM_MAX_DEVICES) {
+    if (device < 0 || device >= PNG_MAX_DEVICES) {
         pn_set_error(PN_ERR_BACKEND, "[cublasLt] No handle for GPU %d.", device);
         return NULL;
     }

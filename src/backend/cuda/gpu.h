@@ -68,11 +68,17 @@ int pnG_device_uuid(unsigned char uuid[16]);
  * PONTE_GPU_PER_RANK=0). Detection applies it through CUDA_VISIBLE_DEVICES before CUDA starts
  * (no effect where another library in the process started CUDA first). */
 int pnG_rank_gpu(int count);
+/* Most GPUs one process addresses (gpu:0 .. gpu:PNG_MAX_DEVICES-1); the per-device tables of
+ * the runtime, the core and the library handles have this many entries. */
+#define PNG_MAX_DEVICES 16
 /* How many CUDA devices the process sees (Ponte's gpu:0 .. gpu:n-1; a launcher's rank sees
  * one); 0 without a usable GPU 0. */
 int pnG_device_count(void);
 /* Whether gpu:device exists and can run Ponte's kernels (compute capability 8.0+). */
 bool pnG_device_usable(int device);
+/* The GPU the calling thread's CUDA calls go to (the last stream it asked for put it there);
+ * always 0 when the process sees one GPU (no CUDA call then). */
+int pnG_current_device(void);
 /* How many threads the calling thread's current GPU holds resident at once (SMs x threads per
  * SM): the size of a grid that fills the GPU, for kernels that split long rows across blocks. */
 int64_t pnG_resident_threads(void);

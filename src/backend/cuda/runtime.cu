@@ -23,7 +23,7 @@ static bool gpu_usable; /* device 0 is usable: the GPU backend is on */
 static char gpu_reason[256];
 
 /* What the runtime keeps per CUDA device (Ponte's gpu:k is CUDA device k). */
-#define MAX_DEVICES 16
+#define MAX_DEVICES PNG_MAX_DEVICES
 static struct gpu_device {
     bool usable;             /* compute capability 8.0+, with a stream-ordered pool */
     cudaMemPool_t pool;      /* its default pool: the cache of freed blocks */
@@ -163,8 +163,7 @@ extern "C" bool pnG_device_usable(int device)
     return device >= 0 && device < pnG_device_count() && devices[device].usable;
 }
 
-/* The device the calling thread's CUDA calls go to (the last stream it used put it there). */
-static int current_device(void)
+extern "C" int pnG_current_device(void)
 {
     int d = 0;
     if (ndevices > 1 && (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= ndevices)) {
@@ -197,7 +196,7 @@ extern "C" int pnG_pointer_device(const void *p)
 extern "C" int64_t pnG_resident_threads(void)
 {
     pthread_once(&detect_once, detect);
-    return gpu_usable ? devices[current_device()].resident_threads : 132 * 2048;
+    return gpu_usable ? devices[pnG_current_device()].resident_threads : 132 * 2048;
 }
 
 extern "C" int pnG_device_info(int device, char *name, size_t n, int *major, int *minor,
@@ -212,7 +211,7 @@ extern "C" int pnG_device_info(int device, char *name, size_t n, int *major, int
     snprintf(name, n, "%s", prop.name);
     *major = prop.major;
     *minor = prop.minor;
-    int was = current_device();
+    int was = pnG_current_device();
     if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
         cudaGetLastError();
         fr = 0, tot = prop.totalGlobalMem;
@@ -390,7 +389,7 @@ extern "C" int pnG_synchronize(int stream)
 {
     if (need_gpu()) return -1;
     if (stream < 0) { /* every device */
-        int was = current_device();
+        int was = pnG_current_device();
         for (int d = 0; d < ndevices; d++) {
             if (!devices[d].usable) continue;
             PNG_CHECK(cudaSetDevice(d));
@@ -567,7 +566,7 @@ extern "C" size_t pnG_set_cache_limit(size_t limit)
     size_t old = cache_limit;
     cache_limit = limit;
     pthread_mutex_unlock(&mem_lock);
-    int was = current_device();
+    int was = pnG_current_device();
     for (int d = 0; d < pnG_device_count(); d++) {
         if (!devices[d].usable) continue;
         uint64_t keep = limit == (size_t)-1 ? ~(uint64_t)0 : (uint64_t)limit;
@@ -581,7 +580,7 @@ extern "C" size_t pnG_set_cache_limit(size_t limit)
 
 extern "C" void pnG_clear_cache(void)
 {
-    int was = current_device();
+    int was = pnG_current_device();
     for (int d = 0; d < pnG_device_count(); d++)
         if (devices[d].usable) trim_cache(d, 0);
     if (pnG_available(NULL)) cudaSetDevice(was);
@@ -650,13 +649,13 @@ static bool stage_make(int d)
  * first use). */
 static bool staged(size_t nbytes)
 {
-    return nbytes >= STAGE_MIN && stage_make(current_device());
+    return nbytes >= STAGE_MIN && stage_make(pnG_current_device());
 }
 
 extern "C" size_t pnG_staging_chunk_bytes(void)
 {
     if (!pnG_available(NULL)) return 0;
-    return stage_make(current_device()) ? STAGE_CHUNK : 0;
+    return stage_make(pnG_current_device()) ? STAGE_CHUNK : 0;
 }
 
 /* The bytes of chunk j of a copy of nbytes (all STAGE_CHUNK but the last). */
@@ -670,7 +669,7 @@ static size_t chunk_bytes(size_t nbytes, size_t j)
 static cudaError_t stage_to_device(char *dst, const char *src, size_t nbytes, cudaStream_t s)
 {
     cudaError_t e = cudaSuccess;
-    struct stage_pool *sp = &stages[current_device()];
+    struct stage_pool *sp = &stages[pnG_current_device()];
     pthread_mutex_lock(&sp->lock);
     for (size_t i = 0; i * STAGE_CHUNK < nbytes && e == cudaSuccess; i++) {
         struct stage_buf *b = &sp->buf[i % STAGE_BUFS];
@@ -701,7 +700,7 @@ static cudaError_t stage_to_host(char *dst, const char *src, size_t nbytes, cuda
 {
     cudaError_t e = cudaSuccess;
     size_t nchunks = (nbytes + STAGE_CHUNK - 1) / STAGE_CHUNK, drained = 0;
-    struct stage_pool *sp = &stages[current_device()];
+    struct stage_pool *sp = &stages[pnG_current_device()];
     pthread_mutex_lock(&sp->lock);
     for (size_t i = 0; i < nchunks && e == cudaSuccess; i++) {
         struct stage_buf *b = &sp->buf[i % STAGE_BUFS];

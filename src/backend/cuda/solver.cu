@@ -27,9 +27,8 @@
 /* One handle per GPU (a handle belongs to the device current at its creation); the stream it
  * runs on is set per call, so calls hold the lock from cusolverDnSetStream to their last
  * cuSOLVER call, through solver_handle: the handle of the call's GPU while the lock is held. */
-#define SOLVER_MAX_DEVICES 16
 static pthread_mutex_t solver_lock = PTHREAD_MUTEX_INITIALIZER;
-static cusolverDnHandle_t solver_handles[SOLVER_MAX_DEVICES];
+static cusolverDnHandle_t solver_handles[PNG_MAX_DEVICES];
 static cusolverDnHandle_t solver_handle;
 
 static int solver_fail(const char *what, cusolverStatus_t st)
@@ -54,7 +53,7 @@ static int solver_acquire(int stream)
     cudaStream_t cs = png_stream(stream); /* the thread is on the stream's GPU from here */
     if (!cs) return -1;
     int d = pnG_stream_device(stream);
-    if (d < 0 || d >= SOLVER_MAX_DEVICES) return solver_fail("cusolverDnCreate", CUSOLVER_STATUS_NOT_INITIALIZED);
+    if (d < 0 || d >= PNG_MAX_DEVICES) return solver_fail("cusolverDnCreate", CUSOLVER_STATUS_NOT_INITIALIZED);
     pthread_mutex_lock(&solver_lock);
     cusolverStatus_t st = CUSOLVER_STATUS_SUCCESS;
     if (!solver_handles[d]) st = cusolverDnCreate(&solver_handles[d]);
@@ -96,7 +95,7 @@ static int blas_fail(const char *what, cublasStatus_t st)
 /* One classic cuBLAS handle per GPU (getrfBatched, trsm), bound to the stream per call under
  * its own lock; blas_handle is the call's GPU's while the lock is held. */
 static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
-static cublasHandle_t blas_handles[SOLVER_MAX_DEVICES];
+static cublasHandle_t blas_handles[PNG_MAX_DEVICES];
 static cublasHandle_t blas_handle;
 
 static int blas_acquire(int stream)
@@ -104,7 +103,7 @@ static int blas_acquire(int stream)
     cudaStream_t cs = png_stream(stream); /* the thread is on the stream's GPU from here */
     if (!cs) return -1;
     int d = pnG_stream_device(stream);
-    if (d < 0 || d >= SOLVER_MAX_DEVICES) return blas_fail("cublasCreate", CUBLAS_STATUS_NOT_INITIALIZED);
+    if (d < 0 || d >= PNG_MAX_DEVICES) return blas_fail("cublasCreate", CUBLAS_STATUS_NOT_INITIALIZED);
     pthread_mutex_lock(&blas_lock);
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
     if (!blas_handles[d]) st = cublasCreate(&blas_handles[d]);
