@@ -338,20 +338,26 @@ void pnC_buffer_release(pnC_buffer *b)
 static pthread_mutex_t migrate_lock = PTHREAD_MUTEX_INITIALIZER;
 #endif
 
+#ifdef PONTE_HAS_GPU
+/* Makes b's host copy current (migrate_lock held): allocates it and copies the device copy
+ * down after its queued work. 0, or -1 with an error. */
+static int host_current_locked(pnC_buffer *b)
+{
+    if (b->host_valid) return 0;
+    if (!b->data && !(b->data = pnC_alloc_bytes(b->nbytes, &b->capacity))) return -1;
+    if (b->nbytes && b->device_valid && pnG_copy_to_host(b->data, b->device, b->nbytes, b->stream))
+        return -1;
+    b->host_valid = 1;
+    return 0;
+}
+#endif
+
 int pnC_buffer_to_host(pnC_buffer *b)
 {
     if (b->host_valid) return 0;
 #ifdef PONTE_HAS_GPU
     pthread_mutex_lock(&migrate_lock);
-    int rc = 0;
-    if (!b->host_valid) {
-        if (!b->data) b->data = pnC_alloc_bytes(b->nbytes, &b->capacity);
-        if (!b->data)
-            rc = -1;
-        else if (b->nbytes && b->device_valid)
-            rc = pnG_copy_to_host(b->data, b->device, b->nbytes, b->stream);
-        if (rc == 0) b->host_valid = 1;
-    }
+    int rc = host_current_locked(b);
     pthread_mutex_unlock(&migrate_lock);
     return rc;
 #else
@@ -368,11 +374,7 @@ static int move_to_gpu_of(pnC_buffer *b, int stream)
 {
     if (b->device_valid && b->nbytes &&
         !pnG_peer_copy(pnG_stream_device(stream), pnG_stream_device(b->stream))) {
-        if (!b->host_valid) {
-            if (!b->data && !(b->data = pnC_alloc_bytes(b->nbytes, &b->capacity))) return -1;
-            if (pnG_copy_to_host(b->data, b->device, b->nbytes, b->stream)) return -1;
-            b->host_valid = 1;
-        }
+        if (host_current_locked(b)) return -1;
         b->device_valid = 0; /* the new GPU's copy comes from the host */
     }
     void *p = pnG_malloc(b->nbytes, stream);
