@@ -2,7 +2,9 @@
  * (1 by default) with a current device per host thread, device memory (host memory filled with
  * 0xCD, counted against a limit on each device), each device's default memory pool with real
  * statistics, streams and events that belong to a device. Work queued on a stream of another
- * device than the current one fails as on hardware. Every stream operation completes at the
+ * device than the current one fails as on hardware, as does a copy touching another device's
+ * pool memory that pool has not granted access to (cudaMemPoolSetAccess; PONTE_SIM_NO_PEER=1:
+ * no device can access another's). Every stream operation completes at the
  * call, which keeps the stream-order semantics. Thread-safe: one mutex guards the allocation
  * and handle tables; the last error and the current device are per host thread. */
 #include <time.h>
