@@ -89,7 +89,8 @@ __device__ __forceinline__ norm_row<T, V, R> norm_load(const T *p, int64_t n, in
 
 /* Mean (0 unless center) and 1 / sqrt(var + eps) of row x (n elements; lane of group; a dead
  * row contributes nothing but still joins the group's reductions). Two passes over the row
- * (the mean, then the squared deviations from it), as the CPU. */
+ * (the mean, then the squared deviations from it), as the CPU; rstd computed in F
+ * (the CPU rounds a double's: they may differ in the last bit). */
 template <int V, int R, typename T, typename F>
 __device__ __forceinline__ void row_stats(const norm_row<T, V, R> &x, int64_t n, int lane,
                                           int group, bool live, int center, double eps,
@@ -114,7 +115,8 @@ __device__ __forceinline__ void row_stats(const norm_row<T, V, R> &x, int64_t n,
     });
     F var = group_sum<F>(q, sh, group).a / (F)n;
     *mean = m;
-    *rstd = (F)(1.0 / sqrt((double)var + eps));
+    *rstd = (F)1 / sqrt(var + (F)eps); /* in F: double math here costs norm_fwd<bf16, 8, 2> a
+                                         * spill under its 48-register cap */
 }
 
 /* y (rows, n) = (x - mean) * rstd * w + b, rows in a grid stride of row groups; x read from
