@@ -4,7 +4,10 @@
  * cudaErrorInvalidResourceHandle real CUDA gives for work queued on another device's stream,
  * copies across devices, per-device kernel attributes, and each library stand-in refusing a
  * handle used away from its device. Simulator only (the library stand-ins and
- * pnsim_device_of are the simulator's). `test_gpusim_devices NAME` runs one test;
+ * pnsim_device_of are the simulator's). With --async, the asynchronous mode's own tests
+ * instead (PONTE_SIM_ASYNC, set to 1 unless set): streams racing without events, queries,
+ * host reads of pinned memory, cudaFreeAsync poison, host functions, waits across devices.
+ * `test_gpusim_devices [--async] NAME` runs one test;
  * `test_gpusim_devices --expect-count N` only checks the device count (1 when
  * PONTE_SIM_DEVICES is unset or bad). */
 #include <pthread.h>
@@ -15,6 +18,7 @@
 #include "backend/cuda/sim/cudnn_sim.h"
 #include "backend/cuda/sim/cufft_sim.h"
 #include "backend/cuda/sim/cusolver_sim.h"
+#include "backend/cuda/sim/sim_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -238,6 +242,7 @@ static void test_memory_per_device(void)
 
 static void test_pools_per_device(void)
 {
+    if (pnsim_async()) return; /* its statistics right after cudaFreeAsync need the free to run at the call */
     cudaMemPool_t p0 = pool_of(0), p1 = pool_of(1);
     cudaStream_t s0, s1;
     CK(cudaStreamCreate(&s0));
@@ -819,6 +824,333 @@ static void test_cufft_device(void)
     free_streams(t);
 }
 
+/* ───────────────────────────── the asynchronous mode ───────────────────────────── */
+
+/* PONTE_SIM_ASYNC's tests (`test_gpusim_devices --async [NAME]`, which sets PONTE_SIM_ASYNC=1
+ * unless set): each race repeats TRIALS times and counts the outcomes, which the seed fixes;
+ * a race must show both the right and the wrong value (the mode can see the bug), and the
+ * same work ordered by an event or a synchronization must always show the right one. */
+static const int TRIALS = 64;
+
+/* Two streams of device 0. */
+struct stream_pair {
+    cudaStream_t a, b;
+};
+static stream_pair make_pair(void)
+{
+    stream_pair t;
+    CK(cudaStreamCreateWithFlags(&t.a, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&t.b, cudaStreamNonBlocking));
+    return t;
+}
+static void free_pair(stream_pair t)
+{
+    CK(cudaStreamDestroy(t.a));
+    CK(cudaStreamDestroy(t.b));
+}
+
+__global__ void fill_kernel(int *p, int n, int v)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) p[i] = v;
+}
+__global__ void add_one_kernel(const int *x, int *y, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i] + 1;
+}
+static void fill(int *p, int n, int v, cudaStream_t s)
+{
+    PNG_LAUNCH(fill_kernel, (n + 127) / 128, 128, 0, s, p, n, v);
+}
+static void add_one(const int *x, int *y, int n, cudaStream_t s)
+{
+    PNG_LAUNCH(add_one_kernel, (n + 127) / 128, 128, 0, s, x, y, n);
+}
+/* The first element of device array p, read after a synchronization. */
+static int first_of(const int *p)
+{
+    int v = 0;
+    CK(cudaMemcpy(&v, p, sizeof v, cudaMemcpyDeviceToHost));
+    return v;
+}
+/* Whether the race counts show both outcomes (and prints them). */
+static bool both_seen(const char *what, int right, int wrong)
+{
+    printf("test_gpusim_devices: %s: %d right, %d wrong of %d\n", what, right, wrong, TRIALS);
+    return right > 0 && wrong > 0;
+}
+
+/* A kernel on stream b reading what a kernel on stream a wrote: right every time after b waits
+ * for an event a recorded; without the wait, sometimes stale. */
+static void test_async_cross_stream(void)
+{
+    const int n = 300;
+    int *x = (int *)dmalloc(n * sizeof(int)), *y = (int *)dmalloc(n * sizeof(int));
+    stream_pair t = make_pair();
+    cudaEvent_t ev;
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    int right = 0, wrong = 0;
+    for (int k = 0; k < TRIALS; k++) {
+        CK(cudaMemset(x, 0, n * sizeof(int)));
+        fill(x, n, 7 + k, t.a);
+        CK(cudaEventRecord(ev, t.a));
+        CK(cudaStreamWaitEvent(t.b, ev, 0));
+        add_one(x, y, n, t.b);
+        CK(cudaStreamSynchronize(t.b));
+        right += first_of(y) == 8 + k;
+    }
+    CHECK(right == TRIALS);
+    right = 0;
+    for (int k = 0; k < TRIALS; k++) {
+        CK(cudaMemset(x, 0, n * sizeof(int)));
+        fill(x, n, 7 + k, t.a);
+        add_one(x, y, n, t.b); /* no wait: a race */
+        CK(cudaDeviceSynchronize());
+        int v = first_of(y);
+        CHECK(v == 8 + k || v == 1);
+        (v == 8 + k ? right : wrong)++;
+    }
+    CHECK(both_seen("kernel on b without waiting for a", right, wrong));
+    CK(cudaEventDestroy(ev));
+    free_pair(t);
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+}
+
+/* cudaEventQuery and cudaStreamQuery answer cudaErrorNotReady (not recorded as the last error)
+ * while the work is pending, cudaSuccess once synchronized; an event never recorded is ready;
+ * cudaEventElapsedTime is not ready before its records ran. */
+static void test_async_queries(void)
+{
+    const int n = 256;
+    int *x = (int *)dmalloc(n * sizeof(int));
+    stream_pair t = make_pair();
+    cudaEvent_t ev, start;
+    CK(cudaEventCreate(&ev));
+    CK(cudaEventCreate(&start));
+    CK(cudaEventQuery(ev));
+    int pending = 0, done = 0;
+    for (int k = 0; k < TRIALS; k++) {
+        CK(cudaEventRecord(start, t.a));
+        fill(x, n, k, t.a);
+        CK(cudaEventRecord(ev, t.a));
+        cudaError_t qs = cudaStreamQuery(t.a), qe = cudaEventQuery(ev);
+        CHECK(qs == cudaSuccess || qs == cudaErrorNotReady);
+        CHECK(qe == cudaSuccess || qe == cudaErrorNotReady);
+        CHECK(qe != cudaErrorNotReady || qs == cudaErrorNotReady); /* the record is last */
+        CHECK(cudaPeekAtLastError() == cudaSuccess);
+        float ms = -1;
+        cudaError_t te = cudaEventElapsedTime(&ms, start, ev);
+        CHECK(te == (qe == cudaSuccess ? cudaSuccess : cudaErrorNotReady));
+        (qe == cudaErrorNotReady ? pending : done)++;
+        CK(cudaEventSynchronize(ev));
+        CK(cudaEventQuery(ev));
+        CK(cudaStreamQuery(t.a));
+        CK(cudaEventElapsedTime(&ms, start, ev));
+        CHECK(ms >= 0);
+    }
+    CHECK(both_seen("event query right after the record", done, pending));
+    CK(cudaEventDestroy(ev));
+    CK(cudaEventDestroy(start));
+    free_pair(t);
+    CK(cudaFree(x));
+}
+
+/* The host reading a pinned buffer a copy on a stream fills: sometimes stale before
+ * cudaStreamSynchronize, right after it. A copy into pageable memory is done when the call
+ * returns (as CUDA); one from pageable memory takes the source as it was at the call. */
+static void test_async_host_reads(void)
+{
+    const int n = 64;
+    int *d = (int *)dmalloc(n * sizeof(int)), *h = nullptr;
+    CK(cudaMallocHost((void **)&h, n * sizeof(int)));
+    stream_pair t = make_pair();
+    int right = 0, stale = 0, pageable[n];
+    for (int k = 0; k < TRIALS; k++) {
+        h[0] = -1;
+        fill(d, n, k, t.a);
+        CK(cudaMemcpyAsync(h, d, n * sizeof(int), cudaMemcpyDeviceToHost, t.a));
+        (h[0] == k ? right : stale)++;
+        CK(cudaStreamSynchronize(t.a));
+        CHECK(h[0] == k && h[n - 1] == k);
+        fill(d, n, 2 * k, t.a);
+        CK(cudaMemcpyAsync(pageable, d, sizeof pageable, cudaMemcpyDeviceToHost, t.a));
+        CHECK(pageable[0] == 2 * k && pageable[n - 1] == 2 * k);
+        for (int i = 0; i < n; i++) pageable[i] = 3 * k;
+        CK(cudaMemcpyAsync(d, pageable, sizeof pageable, cudaMemcpyHostToDevice, t.a));
+        pageable[0] = -5; /* after the call: not what the copy takes */
+        CK(cudaStreamSynchronize(t.a));
+        CHECK(first_of(d) == 3 * k);
+    }
+    CHECK(both_seen("pinned host read before the synchronization", right, stale));
+    free_pair(t);
+    CK(cudaFreeHost(h));
+    CK(cudaFree(d));
+}
+
+/* cudaFreeAsync returns a block to the pool when the free runs (pool used bytes drop then),
+ * filled with 0xCD: a reader on another stream that did not wait sometimes sees the poison;
+ * one the freeing stream waited for never does. A second free of a block whose free is
+ * queued is refused at the call. */
+static void test_async_free_poison(void)
+{
+    const int n = 512;
+    int *y = (int *)dmalloc(n * sizeof(int));
+    stream_pair t = make_pair();
+    cudaEvent_t ev;
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    const int poison = (int)0xCDCDCDCD;
+    const uint64_t used = pool_attr(pool_of(0), cudaMemPoolAttrUsedMemCurrent);
+    int right = 0, poisoned = 0;
+    for (int ordered = 1; ordered >= 0; ordered--)
+        for (int k = 0; k < TRIALS; k++) {
+            int *x = nullptr;
+            CK(cudaMallocAsync((void **)&x, n * sizeof(int), t.a));
+            fill(x, n, k, t.a);
+            CK(cudaEventRecord(ev, t.a));
+            CK(cudaStreamWaitEvent(t.b, ev, 0));
+            add_one(x, y, n, t.b);
+            if (ordered) {
+                CK(cudaEventRecord(ev, t.b));
+                CK(cudaStreamWaitEvent(t.a, ev, 0));
+            }
+            CK(cudaFreeAsync(x, t.a));
+            EXPECT(cudaFreeAsync(x, t.a), cudaErrorInvalidValue);
+            CK(cudaDeviceSynchronize());
+            CHECK(pool_attr(pool_of(0), cudaMemPoolAttrUsedMemCurrent) == used);
+            int v = first_of(y);
+            CHECK(v == k + 1 || (!ordered && v == poison + 1));
+            if (!ordered) (v == k + 1 ? right : poisoned)++;
+        }
+    CHECK(both_seen("read racing cudaFreeAsync", right, poisoned));
+    CK(cudaEventDestroy(ev));
+    free_pair(t);
+    CK(cudaFree(y));
+}
+
+/* Host functions run in stream order, after the stream's earlier work, not at the call
+ * (sometimes); a destroyed stream's and event's queued work still runs. */
+static int g_log[8], g_nlog;
+static void log_call(void *p) { g_log[g_nlog++] = (int)(intptr_t)p; }
+static void test_async_host_functions(void)
+{
+    const int n = 128;
+    int *x = (int *)dmalloc(n * sizeof(int)), *h = nullptr;
+    CK(cudaMallocHost((void **)&h, sizeof(int)));
+    stream_pair t = make_pair();
+    int at_call = 0, later = 0;
+    for (int k = 0; k < TRIALS; k++) {
+        g_nlog = 0;
+        CK(cudaLaunchHostFunc(t.a, log_call, (void *)(intptr_t)1));
+        fill(x, n, k, t.a);
+        CK(cudaMemcpyAsync(h, x, sizeof(int), cudaMemcpyDeviceToHost, t.a));
+        CK(cudaLaunchHostFunc(t.a, log_call, (void *)(intptr_t)2));
+        CK(cudaLaunchHostFunc(t.b, log_call, (void *)(intptr_t)3));
+        (g_nlog == 3 ? at_call : later)++;
+        CK(cudaDeviceSynchronize());
+        CHECK(g_nlog == 3 && h[0] == k);
+        int one = -1, two = -1;
+        for (int i = 0; i < g_nlog; i++) {
+            if (g_log[i] == 1) one = i;
+            if (g_log[i] == 2) two = i;
+        }
+        CHECK(one >= 0 && two > one);
+    }
+    CHECK(later > 0);
+    printf("test_gpusim_devices: host functions: %d all run at the call, %d not\n", at_call,
+           later);
+    /* destroy does not wait, and does not drop the work */
+    cudaStream_t s;
+    cudaEvent_t ev;
+    CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    CK(cudaEventCreate(&ev));
+    fill(x, n, 99, s);
+    CK(cudaEventRecord(ev, s));
+    CK(cudaStreamWaitEvent(t.b, ev, 0));
+    CK(cudaEventDestroy(ev));
+    CK(cudaStreamDestroy(s));
+    add_one(x, x, n, t.b);
+    CK(cudaStreamSynchronize(t.b));
+    CHECK(first_of(x) == 100);
+    /* the null stream runs after all earlier work of the device */
+    fill(x, n, 5, t.a);
+    add_one(x, x, n, 0);
+    int v = 0;
+    CK(cudaMemcpyAsync(&v, x, sizeof v, cudaMemcpyDeviceToHost, 0));
+    CHECK(v == 6);
+    free_pair(t);
+    CK(cudaFreeHost(h));
+    CK(cudaFree(x));
+}
+
+/* A stream of device 1 copying what a kernel on device 0 wrote: right after waiting for
+ * device 0's event, sometimes stale without. */
+static void test_async_cross_device(void)
+{
+    const int n = 200;
+    int *x = (int *)dmalloc(n * sizeof(int));
+    cudaStream_t s0, s1;
+    cudaEvent_t ev;
+    CK(cudaStreamCreateWithFlags(&s0, cudaStreamNonBlocking));
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    CK(cudaSetDevice(1));
+    int *y = (int *)dmalloc(n * sizeof(int));
+    CK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+    int right = 0, wrong = 0;
+    for (int wait = 1; wait >= 0; wait--)
+        for (int k = 0; k < TRIALS; k++) {
+            CK(cudaSetDevice(0));
+            CK(cudaMemset(x, 0, n * sizeof(int)));
+            fill(x, n, 11 + k, s0);
+            CK(cudaEventRecord(ev, s0));
+            CK(cudaSetDevice(1));
+            if (wait) CK(cudaStreamWaitEvent(s1, ev, 0));
+            CK(cudaMemcpyAsync(y, x, n * sizeof(int), cudaMemcpyDeviceToDevice, s1));
+            CK(cudaStreamSynchronize(s1));
+            int v = first_of(y);
+            CHECK(v == 11 + k || (!wait && v == 0));
+            if (!wait) (v == 11 + k ? right : wrong)++;
+            CK(cudaSetDevice(0));
+            CK(cudaDeviceSynchronize());
+        }
+    CHECK(both_seen("device 1 copy without waiting for device 0", right, wrong));
+    CK(cudaSetDevice(1));
+    CK(cudaStreamDestroy(s1));
+    CK(cudaFree(y));
+    CK(cudaSetDevice(0));
+    CK(cudaStreamDestroy(s0));
+    CK(cudaEventDestroy(ev));
+    CK(cudaFree(x));
+}
+
+/* Without PONTE_SIM_ASYNC (the default) every operation is complete when its call returns. */
+static void test_sync_default(void)
+{
+    if (pnsim_async()) return; /* the whole suite run under the mode */
+    const int n = 64;
+    int *x = (int *)dmalloc(n * sizeof(int)), *h = nullptr;
+    CK(cudaMallocHost((void **)&h, sizeof(int)));
+    stream_pair t = make_pair();
+    cudaEvent_t ev;
+    CK(cudaEventCreate(&ev));
+    for (int k = 0; k < 8; k++) {
+        g_nlog = 0;
+        fill(x, n, k, t.a);
+        add_one(x, x, n, t.b);
+        CK(cudaMemcpyAsync(h, x, sizeof(int), cudaMemcpyDeviceToHost, t.b));
+        CK(cudaLaunchHostFunc(t.a, log_call, (void *)(intptr_t)1));
+        CK(cudaEventRecord(ev, t.a));
+        CHECK(h[0] == k + 1 && g_nlog == 1);
+        CK(cudaEventQuery(ev));
+        CK(cudaStreamQuery(t.b));
+    }
+    CK(cudaEventDestroy(ev));
+    free_pair(t);
+    CK(cudaFreeHost(h));
+    CK(cudaFree(x));
+}
+
 /* ───────────────────────────── main ───────────────────────────── */
 
 struct named_test {
@@ -838,6 +1170,15 @@ static const named_test TESTS[] = {
     {"cusolver_device", test_cusolver_device},
     {"cudnn_device", test_cudnn_device},
     {"cufft_device", test_cufft_device},
+    {"sync_default", test_sync_default},
+};
+static const named_test ASYNC_TESTS[] = {
+    {"async_cross_stream", test_async_cross_stream},
+    {"async_queries", test_async_queries},
+    {"async_host_reads", test_async_host_reads},
+    {"async_free_poison", test_async_free_poison},
+    {"async_host_functions", test_async_host_functions},
+    {"async_cross_device", test_async_cross_device},
 };
 
 int main(int argc, char **argv)
@@ -862,12 +1203,21 @@ int main(int argc, char **argv)
         CHECK(d == want - 1);
     } else {
         setenv("PONTE_SIM_DEVICES", "2", 0);
+        const bool async = argc > 1 && strcmp(argv[1], "--async") == 0;
+        if (async) { /* the asynchronous mode's tests */
+            setenv("PONTE_SIM_ASYNC", "1", 0);
+            argc--, argv++;
+        }
         const char *s = getenv("PONTE_TEST_SEED");
         g_rng = s && *s ? strtoull(s, nullptr, 0) : (unsigned long long)time(nullptr) ^ getpid();
         g_rng |= 1;
         printf("test_gpusim_devices: seed %llu (PONTE_TEST_SEED)\n", g_rng);
         int ran = 0;
-        for (const named_test &t : TESTS)
+        const named_test *tests = async ? ASYNC_TESTS : TESTS;
+        const size_t ntests = async ? sizeof ASYNC_TESTS / sizeof *ASYNC_TESTS
+                                    : sizeof TESTS / sizeof *TESTS;
+        for (size_t i = 0; i < ntests; i++) {
+            const named_test &t = tests[i];
             if (argc < 2 || strcmp(argv[1], t.name) == 0) {
                 t.fn();
                 ran++;
@@ -876,6 +1226,7 @@ int main(int argc, char **argv)
                 CHECK(d == 0); /* each test leaves device 0 current */
                 CHECK(cudaGetLastError() == cudaSuccess);
             }
+        }
         if (!ran) {
             fprintf(stderr, "test_gpusim_devices: no test named %s\n", argv[1]);
             return 1;

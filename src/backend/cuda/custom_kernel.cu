@@ -293,7 +293,13 @@ extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const ch
     PNG_LAUNCH(sim_generated_kernel, dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), 0,
                png_stream(stream), p);
     int rc = pnG_check_launch("generated kernel");
-    free(p);
+    /* freed in stream order, after the kernel ran (PONTE_SIM_ASYNC queues both): a kernel's
+     * parameters belong to the launch */
+    if (cudaLaunchHostFunc(png_stream(stream), free, p) != cudaSuccess) {
+        cudaGetLastError();
+        cudaStreamSynchronize(png_stream(stream));
+        free(p);
+    }
     return rc;
 }
 

@@ -31,7 +31,26 @@
  *     227 KiB (e.g. 101376: the 99 KiB of sm_86 / sm_89; clamped to 48 KiB .. 227 KiB).
  * cp.async (async_copy.cuh) copies at the issuing thread's wait_group; until then its
  * destination holds 0xCD bytes.
- * Runtime calls (runtime.cpp) run synchronously at the call, which keeps stream order.
+ * Runtime calls (runtime.cpp) run synchronously at the call, which keeps stream order, unless
+ * PONTE_SIM_ASYNC=<seed> (unset or 0: off) makes them asynchronous, to show the races a GPU
+ * has: each stream from cudaStreamCreate* is then a FIFO queue. Launches (a copy of the
+ * body), cudaMemcpy*Async / cudaMemsetAsync, cudaFreeAsync, cudaEventRecord,
+ * cudaStreamWaitEvent and cudaLaunchHostFunc check their arguments and return their errors at
+ * the call but queue the work; a launch's failure is reported by the call that runs it. The
+ * pending work runs, a queue head at a time from a seeded random choice of the ready streams
+ * (a head waiting for an event is ready once the event's latest record at the wait call has
+ * run), when the host waits (cudaStreamSynchronize: that stream; cudaEventSynchronize: until
+ * the record ran; cudaDeviceSynchronize: that device; cudaMemcpy, cudaMemset, cudaFree,
+ * cudaFreeHost: all), and at random at each queuing call and query (the GPU progressing
+ * while the host runs). cudaStreamQuery / cudaEventQuery answer cudaErrorNotReady while the
+ * work is pending. Work on the null and special streams first runs all of its device's
+ * pending work, then runs at the call (the legacy stream's ordering, made stronger). A copy
+ * into pageable memory is done at the call, after the stream's earlier work (as CUDA); one from
+ * pageable memory takes a snapshot at the call; pinned and device memory are read and written
+ * when the copy runs. A cudaFreeAsync'd block returns to its pool when the free runs, refilled
+ * with 0xCD. Destroying a stream or an event does not wait, and its queued work still runs.
+ * The library stand-ins (cuBLASLt, cuBLAS, cuSOLVER, cuDNN, cuFFT) and NCCL run their routines
+ * at the call after running their stream's pending work. Pending work left at exit is dropped.
  * Device memory is host memory; new allocations are filled with 0xCD.
  *
  * Include order: this header defines __noinline__ (as CUDA does), which breaks the C++
@@ -885,7 +904,7 @@ template <typename T> static inline cudaError_t cudaGetSymbolAddress(void **ptr,
     return cudaSuccess;
 }
 
-/* Streams and events (everything completes at the call). Each belongs to the device current
+/* Streams and events (everything completes at the call, but see PONTE_SIM_ASYNC). Each belongs to the device current
  * at its creation (0 and the special streams: the current device); work queued on a stream
  * of another device than the current one fails with cudaErrorInvalidResourceHandle. */
 cudaError_t cudaStreamCreate(cudaStream_t *stream);
@@ -902,7 +921,8 @@ cudaError_t cudaEventQuery(cudaEvent_t event);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end);
 cudaError_t cudaEventDestroy(cudaEvent_t event);
 typedef void (*cudaHostFn_t)(void *user_data);
-/* Runs fn(user_data) at once (the stream's earlier work is complete already). */
+/* Runs fn(user_data) in stream order: at once (the stream's earlier work is complete
+ * already), or queued under PONTE_SIM_ASYNC. */
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data);
 
 /* Kernel attributes, keyed by the current device and the kernel's address. */
@@ -926,16 +946,34 @@ static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blo
 
 /* ───────────────────────────── launch ───────────────────────────── */
 
-/* Runs fn(ctx) as every thread of every block of grid x block (see the header comment).
+/* How the runtime runs, copies and frees a launch's body (one thread's kernel call): run(ctx)
+ * calls it; clone(ctx) copies it onto the heap and drop frees such a copy (PONTE_SIM_ASYNC
+ * queues the copy: the caller's body is gone once the launch returns). */
+struct pnsim_body_ops {
+    void (*run)(void *ctx);
+    void *(*clone)(const void *ctx);
+    void (*drop)(void *ctx);
+};
+/* The body operations of a body of type F. */
+template <typename F> struct pnsim_body {
+    static void run(void *p) { (*static_cast<F *>(p))(); }
+    static void *clone(const void *p) { return new F(*static_cast<const F *>(p)); }
+    static void drop(void *p) { delete static_cast<F *>(p); }
+    static constexpr pnsim_body_ops ops = {run, clone, drop};
+};
+
+/* Runs body (ops->run(ctx)) as every thread of every block of grid x block (see the header
+ * comment), at the call or, under PONTE_SIM_ASYNC, queued on stream (a copy of it).
  * kernel (may be NULL) keys the dynamic shared memory limit set by cudaFuncSetAttribute on the
  * current device; without it any smem up to the opt-in maximum (227 KiB) is accepted. A dead
  * stream, or one of another device than the current one, sets cudaErrorInvalidResourceHandle. On an invalid
  * configuration (block 1..1024 threads, x,y <= 1024, z <= 64; grid x < 2^31, y,z <= 65535;
  * smem over the limit) sets the last error to cudaErrorInvalidValue, as CUDA 13 does on an
  * H100 (older runtimes said cudaErrorInvalidConfiguration), and runs nothing; a deadlock
- * sets cudaErrorLaunchFailure. Launching from inside a kernel sets cudaErrorNotSupported. */
+ * sets cudaErrorLaunchFailure (when the grid runs). Launching from inside a kernel sets
+ * cudaErrorNotSupported. */
 void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
-                      void (*fn)(void *), void *ctx);
+                      const pnsim_body_ops *ops, void *ctx);
 
 static inline cudaStream_t pnsim_stream_arg(cudaStream_t s) { return s; }
 static inline cudaStream_t pnsim_stream_arg(int s) { return s ? cudaStreamLegacy : (cudaStream_t)0; }
@@ -944,8 +982,8 @@ static inline cudaStream_t pnsim_stream_arg(int s) { return s ? cudaStreamLegacy
 template <typename S, typename F>
 static inline void pnsim_launch(dim3 grid, dim3 block, size_t smem, S stream, F body)
 {
-    pnsim_launch_raw(grid, block, smem, pnsim_stream_arg(stream), nullptr,
-                     [](void *p) { (*static_cast<F *>(p))(); }, &body);
+    pnsim_launch_raw(grid, block, smem, pnsim_stream_arg(stream), nullptr, &pnsim_body<F>::ops,
+                     &body);
 }
 /* The same with the kernel named, so its cudaFuncSetAttribute limit applies. */
 template <typename S, typename K, typename F>
@@ -953,8 +991,7 @@ static inline void pnsim_launch_kernel(K kernel, dim3 grid, dim3 block, size_t s
                                        F body)
 {
     pnsim_launch_raw(grid, block, smem, pnsim_stream_arg(stream),
-                     reinterpret_cast<const void *>(kernel),
-                     [](void *p) { (*static_cast<F *>(p))(); }, &body);
+                     reinterpret_cast<const void *>(kernel), &pnsim_body<F>::ops, &body);
 }
 
 #endif /* PONTE_BACKEND_CUDA_SIM_CUDA_SIM_H */

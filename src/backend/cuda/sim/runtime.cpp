@@ -5,15 +5,19 @@
  * device than the current one fails as on hardware, as does a copy touching another device's
  * pool memory that pool has not granted access to (cudaMemPoolSetAccess; PONTE_SIM_NO_PEER=1:
  * no device can access another's). Every stream operation completes at the
- * call, which keeps the stream-order semantics. Thread-safe: one mutex guards the allocation
+ * call, which keeps the stream-order semantics, unless PONTE_SIM_ASYNC=<seed> queues it (the
+ * asynchronous mode, below). Thread-safe: one mutex guards the allocation
  * and handle tables; the last error and the current device are per host thread. */
 #include <time.h>
 #include <unistd.h>
 
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "backend/cuda/sim/nccl_sim.h"
 #include "backend/cuda/sim/sim_internal.h"
@@ -62,6 +66,7 @@ struct Alloc {
     size_t req;  /* requested: what copies may touch */
     AllocKind kind;
     int dev; /* the device it lives on; -1 for host memory and symbols */
+    bool freeing = false; /* a cudaFreeAsync of it is queued (PONTE_SIM_ASYNC) */
 };
 
 /* A device's default memory pool: blocks freed to it stay reserved (cached by size) until a
@@ -129,15 +134,24 @@ Device *pool_device(cudaMemPool_t pool)
 /* Whether d names a simulated device. */
 inline bool device_ok(int d) { return d >= 0 && d < state().ndev; }
 
+struct Queue;
 struct CUstreamSim {
     unsigned flags;
     int dev;
+    Queue *q; /* its queue of pending work under PONTE_SIM_ASYNC, else NULL */
+};
+/* What an event's records set; shared with the records and waits still queued, so it
+ * outlives a cudaEventDestroy while they are pending. A record numbers itself issued + 1 at
+ * the call and sets done to that number when it runs (at the call, synchronously). */
+struct EvState {
+    bool recorded = false;
+    uint64_t issued = 0, done = 0;
+    double ms = 0.0;
 };
 struct CUeventSim {
     unsigned flags;
-    bool recorded;
-    double ms;
     int dev;
+    std::shared_ptr<EvState> es;
 };
 
 inline size_t round_up(size_t n) { return (n + ALIGN - 1) & ~(ALIGN - 1); }
@@ -194,6 +208,7 @@ cudaError_t pool_alloc(int d, void **ptr, size_t size)
         sz = it->first;
         pl.cache.erase(it);
         st.allocs[(uintptr_t)p].req = size;
+        st.allocs[(uintptr_t)p].freeing = false;
         lock.unlock();
         memset(p, 0xCD, sz);
         lock.lock();
@@ -293,27 +308,43 @@ cudaError_t check_range(const char *what, const char *side, const void *p, size_
     return cudaErrorInvalidValue;
 }
 
+/* The checks of a copy of height rows of width bytes (pitches dpitch, spitch; width at most
+ * either): cudaSuccess, or the error (recorded). */
+cudaError_t check_copy(const char *what, const void *dst, size_t dpitch, const void *src,
+                       size_t spitch, size_t width, size_t height, cudaMemcpyKind kind)
+{
+    if (width > dpitch || width > spitch || !dst || !src) return ret(cudaErrorInvalidValue);
+    if ((unsigned)kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
+    size_t dext = dpitch * (height - 1) + width, sext = spitch * (height - 1) + width;
+    cudaError_t e = cudaSuccess;
+    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
+        e = check_range(what, "destination", dst, dext);
+    if (!e && (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice))
+        e = check_range(what, "source", src, sext);
+    return ret(e);
+}
+
 cudaError_t do_memcpy(const char *what, void *dst, const void *src, size_t count,
                       cudaMemcpyKind kind)
 {
     if (count == 0) return cudaSuccess;
-    if (!dst || !src) return ret(cudaErrorInvalidValue);
-    if ((unsigned)kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
-    cudaError_t e = cudaSuccess;
-    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
-        e = check_range(what, "destination", dst, count);
-    if (!e && (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice))
-        e = check_range(what, "source", src, count);
-    if (e) return ret(e);
+    if (cudaError_t e = check_copy(what, dst, count, src, count, count, 1, kind)) return e;
     memmove(dst, src, count);
     return cudaSuccess;
+}
+
+/* The checks of a memset of [ptr, ptr + count) (count > 0): cudaSuccess or the error
+ * (recorded). */
+cudaError_t check_memset(const char *what, const void *ptr, size_t count)
+{
+    if (!ptr) return ret(cudaErrorInvalidValue);
+    return ret(check_range(what, "destination", ptr, count));
 }
 
 cudaError_t do_memset(const char *what, void *ptr, int value, size_t count)
 {
     if (count == 0) return cudaSuccess;
-    if (!ptr) return ret(cudaErrorInvalidValue);
-    if (cudaError_t e = check_range(what, "destination", ptr, count)) return ret(e);
+    if (cudaError_t e = check_memset(what, ptr, count)) return e;
     memset(ptr, value, count);
     return cudaSuccess;
 }
@@ -349,6 +380,286 @@ cudaError_t sync_point(int d)
     return cudaSuccess;
 }
 
+/* ───────────────────────────── the asynchronous mode ───────────────────────────── */
+
+/* PONTE_SIM_ASYNC=<seed> (unset, empty or 0: off). Each stream from cudaStreamCreate* owns a
+ * FIFO queue of pending operations; the host runs them (on whichever host thread waits, one
+ * operation at a time under Async::mu) when it must wait, and at random at each queuing
+ * call. The null and special streams keep no queue: work on them first runs every pending
+ * operation of their device, then runs at the call (the legacy stream's synchronization,
+ * made stronger: it also waits for the non-blocking streams). */
+
+/* One pending operation: work (run(ctx), which returns its error; drop(ctx) frees ctx), or,
+ * with ev set, a record of ev numbered seq (record) or a wait for ev's record seq. */
+struct Op {
+    cudaError_t (*run)(void *ctx) = nullptr;
+    void (*drop)(void *ctx) = nullptr;
+    void *ctx = nullptr;
+    std::shared_ptr<EvState> ev;
+    uint64_t seq = 0;
+    bool record = false;
+    int dev = 0; /* the device current while it runs */
+};
+/* A stream's queue; dead once its stream is destroyed (freed when it has run empty). */
+struct Queue {
+    std::deque<Op> ops;
+    int dev;
+    bool dead;
+};
+struct Async {
+    std::recursive_mutex mu; /* guards everything here and the running of operations */
+    uint64_t rng = 0;
+    std::vector<Queue *> queues; /* live or dead with work pending */
+};
+
+/* The seed of PONTE_SIM_ASYNC (FNV-1a of its text), or 0 when the mode is off. */
+uint64_t async_seed(void)
+{
+    static const uint64_t seed = [] {
+        const char *v = getenv("PONTE_SIM_ASYNC");
+        if (!v || !*v || strcmp(v, "0") == 0) return (uint64_t)0;
+        uint64_t h = 1469598103934665603ull;
+        for (const char *c = v; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        return h | 1;
+    }();
+    return seed;
+}
+
+inline bool async_on(void) { return async_seed() != 0; }
+
+Async &async_state(void)
+{
+    static Async *a = [] {
+        Async *x = new Async(); /* never destroyed: pending work may be dropped at exit */
+        x->rng = async_seed();
+        return x;
+    }();
+    return *a;
+}
+
+/* The next pseudo-random number (xorshift64*), under A.mu. */
+uint64_t next_rand(Async &A)
+{
+    A.rng ^= A.rng >> 12;
+    A.rng ^= A.rng << 25;
+    A.rng ^= A.rng >> 27;
+    return A.rng * 2685821657736338717ull;
+}
+
+/* Work running f (a callable returning cudaError_t), heap-copied. */
+template <typename F> Op work_op(F &&f)
+{
+    typedef typename std::decay<F>::type G;
+    Op op;
+    op.ctx = new G(std::forward<F>(f));
+    op.run = [](void *p) { return (*static_cast<G *>(p))(); };
+    op.drop = [](void *p) { delete static_cast<G *>(p); };
+    op.dev = tl_device;
+    return op;
+}
+
+/* Under A.mu: removes q (dead and empty) from the queues and frees it. */
+void forget_queue(Async &A, Queue *q)
+{
+    for (size_t i = 0; i < A.queues.size(); i++)
+        if (A.queues[i] == q) A.queues.erase(A.queues.begin() + (long)i);
+    delete q;
+}
+
+/* Whether q's first operation may run: any but a wait whose record has not run. */
+bool head_ready(const Queue *q)
+{
+    if (q->ops.empty()) return false;
+    const Op &h = q->ops.front();
+    return !h.ev || h.record || h.ev->done >= h.seq;
+}
+
+/* Under A.mu: runs q's first operation (on the device it was queued on); frees q when it
+ * is dead and now empty. Returns the operation's error. */
+cudaError_t run_head(Async &A, Queue *q)
+{
+    Op op = std::move(q->ops.front());
+    q->ops.pop_front();
+    if (q->dead && q->ops.empty()) forget_queue(A, q);
+    cudaError_t e = cudaSuccess;
+    if (op.run) {
+        int saved = tl_device;
+        tl_device = op.dev;
+        e = op.run(op.ctx);
+        tl_device = saved;
+        op.drop(op.ctx);
+    } else if (op.record) {
+        if (op.seq > op.ev->done) op.ev->done = op.seq;
+        op.ev->ms = now_ms();
+    }
+    return e;
+}
+
+/* Under A.mu: runs the first operation of a random ready queue, one of those prefer(q)
+ * accepts when any is ready. *ran says whether any queue was ready. */
+template <typename P> cudaError_t step(Async &A, P prefer, bool *ran)
+{
+    std::vector<Queue *> ready, preferred;
+    for (Queue *q : A.queues)
+        if (head_ready(q)) (prefer(q) ? preferred : ready).push_back(q);
+    std::vector<Queue *> &from = preferred.empty() ? ready : preferred;
+    *ran = !from.empty();
+    return *ran ? run_head(A, from[next_rand(A) % from.size()]) : cudaSuccess;
+}
+
+/* Runs pending operations (those prefer accepts first, others when none of those is ready)
+ * until pending() is false; the first error of those that ran (recorded). */
+template <typename W, typename P> cudaError_t drain(W pending, P prefer)
+{
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    cudaError_t first = cudaSuccess;
+    while (pending()) {
+        bool ran = false;
+        cudaError_t e = step(A, prefer, &ran);
+        if (!ran) { /* cannot happen: a wait names a record queued before it */
+            fprintf(stderr, "pnsim: PONTE_SIM_ASYNC: queued work waits for an event that "
+                            "never completes\n");
+            return ret(cudaErrorUnknown);
+        }
+        if (e && !first) first = e;
+    }
+    return ret(first);
+}
+
+/* Whether any queue of device d (every device when d < 0) holds work. */
+bool device_pending(int d)
+{
+    std::lock_guard<std::recursive_mutex> lock(async_state().mu);
+    for (Queue *q : async_state().queues)
+        if ((d < 0 || q->dev == d) && !q->ops.empty()) return true;
+    return false;
+}
+
+/* Runs the pending work of device d (every device when d < 0). */
+cudaError_t drain_device(int d)
+{
+    return drain([d] { return device_pending(d); },
+                 [d](const Queue *q) { return d < 0 || q->dev == d; });
+}
+
+/* The queue of stream (NULL for the null and special streams and in the synchronous mode). */
+Queue *stream_queue(cudaStream_t stream)
+{
+    if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread)
+        return nullptr;
+    return ((CUstreamSim *)(void *)stream)->q;
+}
+
+/* Runs the pending work of stream (a live one; its device's for the null stream). */
+cudaError_t drain_stream(cudaStream_t stream)
+{
+    Queue *q = stream_queue(stream);
+    if (!q) return drain_device(pnsim_stream_device(stream));
+    return drain([q] { return !q->ops.empty(); }, [q](const Queue *o) { return o == q; });
+}
+
+/* Runs pending work until ev's record number seq has run (preferring the queues holding it). */
+cudaError_t drain_event(const std::shared_ptr<EvState> &ev, uint64_t seq)
+{
+    return drain([&] { return ev->done < seq; },
+                 [&](const Queue *q) {
+                     for (const Op &o : q->ops)
+                         if (o.record && o.ev == ev && o.seq <= seq) return true;
+                     return false;
+                 });
+}
+
+/* GPU progress concurrent with the host: at random (one call in four), runs one to four
+ * ready operations of any streams. */
+void random_progress(void)
+{
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    if (next_rand(A) % 4 != 0) return;
+    for (int n = 1 + (int)(next_rand(A) % 4); n > 0; n--) {
+        bool ran = false;
+        cudaError_t e = step(A, [](const Queue *) { return true; }, &ran);
+        if (e) ret(e);
+        if (!ran) return;
+    }
+}
+
+/* Queues op on stream (live, of the current device), or for the null and special streams
+ * runs the device's pending work and then op at once; cudaSuccess or the error of the work
+ * that ran (recorded). */
+cudaError_t submit(cudaStream_t stream, Op op)
+{
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    Queue *q = stream_queue(stream);
+    if (!q) {
+        cudaError_t e = drain_device(tl_device);
+        Queue now{{}, tl_device, false};
+        now.ops.push_back(std::move(op));
+        cudaError_t f = ret(run_head(A, &now));
+        return e ? e : f;
+    }
+    q->ops.push_back(std::move(op));
+    random_progress();
+    return cudaSuccess;
+}
+
+/* Queues f (a callable returning cudaError_t) on stream as submit does. */
+template <typename F> cudaError_t submit_work(cudaStream_t stream, F &&f)
+{
+    return submit(stream, work_op(std::forward<F>(f)));
+}
+
+/* Whether p is pageable host memory (in no allocation of the simulated runtime). */
+bool host_pageable(const void *p)
+{
+    State &st = state();
+    std::lock_guard<std::mutex> lock(st.mu);
+    return !find_alloc_locked(st, p, 1);
+}
+
+/* Copies height rows of width bytes (pitches dpitch, spitch), checked, in stream order as
+ * CUDA does: into pageable memory at the call once the stream's earlier work has run (the
+ * call returns once such a copy is done); from pageable memory through a snapshot taken at
+ * the call (CUDA stages it); between device or pinned memory queued. */
+cudaError_t copy_on_stream(cudaStream_t stream, void *dst, size_t dpitch, const void *src,
+                           size_t spitch, size_t width, size_t height)
+{
+    auto rows = [](char *d, size_t dp, const char *s, size_t sp, size_t w, size_t h) {
+        for (size_t r = 0; r < h; r++) memmove(d + r * dp, s + r * sp, w);
+    };
+    if (host_pageable(dst)) {
+        cudaError_t e = drain_stream(stream);
+        rows((char *)dst, dpitch, (const char *)src, spitch, width, height);
+        return e;
+    }
+    if (host_pageable(src)) {
+        std::vector<char> snap(width * height);
+        rows(snap.data(), width, (const char *)src, spitch, width, height);
+        return submit_work(stream, [=, snap = std::move(snap)] {
+            rows((char *)dst, dpitch, snap.data(), width, width, height);
+            return cudaSuccess;
+        });
+    }
+    return submit_work(stream, [=] {
+        rows((char *)dst, dpitch, (const char *)src, spitch, width, height);
+        return cudaSuccess;
+    });
+}
+
+/* Runs f() (an allocation returning cudaError_t); under PONTE_SIM_ASYNC, when it runs out of
+ * memory, runs all pending work (queued frees) and tries once more. */
+template <typename F> cudaError_t alloc_retry(F f)
+{
+    cudaError_t before = tl_last_error;
+    cudaError_t e = f();
+    if (e != cudaErrorMemoryAllocation || !async_on() || !device_pending(-1)) return e;
+    tl_last_error = before;
+    drain_device(-1);
+    return f();
+}
+
 } /* namespace */
 
 /* ───────────────────────────── internal ───────────────────────────── */
@@ -369,7 +680,19 @@ bool pnsim_stream_here(cudaStream_t s) { return pnsim_stream_device(s) == tl_dev
 
 bool pnsim_library_device_ok(int dev, cudaStream_t s)
 {
-    return dev == tl_device && pnsim_stream_device(s) == dev;
+    if (dev != tl_device || pnsim_stream_device(s) != dev) return false;
+    if (async_on()) drain_stream(s); /* library routines run at the call, in stream order */
+    return true;
+}
+
+bool pnsim_async(void) { return async_on(); }
+
+cudaError_t pnsim_submit(cudaStream_t stream, cudaError_t (*run)(void *), void (*drop)(void *),
+                         void *ctx)
+{
+    Op op;
+    op.run = run, op.drop = drop, op.ctx = ctx, op.dev = tl_device;
+    return submit(stream, std::move(op));
 }
 
 int pnsim_device_of(const void *p)
@@ -383,7 +706,12 @@ int pnsim_device_of(const void *p)
 /* See nccl_sim.h. */
 extern "C" bool pnsim_is_device_memory(const void *p, size_t n) { return device_range_ok(p, n, true); }
 
-extern "C" bool pnsim_stream_ok(pnsim_nccl_stream_t s) { return pnsim_stream_valid((cudaStream_t)s); }
+extern "C" bool pnsim_stream_ok(pnsim_nccl_stream_t s)
+{
+    if (!pnsim_stream_valid((cudaStream_t)s)) return false;
+    if (async_on()) drain_stream((cudaStream_t)s); /* collectives run at the call */
+    return true;
+}
 
 size_t pnsim_smem_optin(void) { return state().smem_optin; }
 
@@ -546,13 +874,20 @@ cudaError_t cudaRuntimeGetVersion(int *version)
     return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return sync_point(tl_device); }
+/* The host waits: the device's pending work runs first (PONTE_SIM_ASYNC). */
+cudaError_t cudaDeviceSynchronize(void)
+{
+    cudaError_t e = async_on() ? drain_device(tl_device) : cudaSuccess;
+    sync_point(tl_device);
+    return e;
+}
 
-cudaError_t cudaDeviceReset(void) { return sync_point(tl_device); }
+cudaError_t cudaDeviceReset(void) { return cudaDeviceSynchronize(); }
 
 /* ───────────────────────────── memory ───────────────────────────── */
 
-cudaError_t cudaMalloc(void **ptr, size_t size)
+/* cudaMalloc's allocation (alloc_retry's f). */
+cudaError_t device_alloc(void **ptr, size_t size)
 {
     if (!ptr) return ret(cudaErrorInvalidValue);
     *ptr = nullptr;
@@ -578,18 +913,53 @@ cudaError_t cudaMalloc(void **ptr, size_t size)
     return cudaSuccess;
 }
 
-cudaError_t cudaFree(void *ptr) { return free_device(ptr); }
+cudaError_t cudaMalloc(void **ptr, size_t size)
+{
+    return alloc_retry([=] { return device_alloc(ptr, size); });
+}
+
+/* Synchronizes (PONTE_SIM_ASYNC: all pending work runs first), as CUDA's does. */
+cudaError_t cudaFree(void *ptr)
+{
+    if (ptr && async_on()) drain_device(-1);
+    return free_device(ptr);
+}
 
 cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
 {
     if (cudaError_t e = stream_here(stream)) return e;
-    return pool_alloc(tl_device, ptr, size);
+    const int d = tl_device;
+    return alloc_retry([=] { return pool_alloc(d, ptr, size); });
 }
 
+/* Under PONTE_SIM_ASYNC the block returns to its pool when the free runs in stream order,
+ * refilled with 0xCD then (a reader that runs later sees poison); the checks (a live device
+ * or pool allocation's start, not freed nor queued to be) are at the call. */
 cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
 {
     if (cudaError_t e = stream_here(stream)) return e;
-    return free_device(ptr);
+    if (!ptr || !async_on()) return free_device(ptr);
+    size_t size = 0;
+    {
+        State &st = state();
+        std::lock_guard<std::mutex> lock(st.mu);
+        auto it = st.allocs.find((uintptr_t)ptr);
+        if (it == st.allocs.end() || it->second.kind == A_HOST ||
+            it->second.kind == A_SYMBOL || it->second.freeing)
+            return ret(cudaErrorInvalidValue);
+        if (it->second.kind == A_POOL) {
+            const Pool &pl = st.dev[it->second.dev].pool;
+            for (auto c = pl.cache.lower_bound(it->second.size);
+                 c != pl.cache.end() && c->first == it->second.size; ++c)
+                if (c->second == ptr) return ret(cudaErrorInvalidValue); /* double free */
+        }
+        it->second.freeing = true;
+        size = it->second.size;
+    }
+    return submit_work(stream, [=] {
+        memset(ptr, 0xCD, size);
+        return free_device(ptr);
+    });
 }
 
 cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool, cudaStream_t s)
@@ -597,7 +967,8 @@ cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool,
     Device *dv = pool_device(pool);
     if (!dv) return ret(cudaErrorInvalidValue);
     if (cudaError_t e = stream_here(s)) return e;
-    return pool_alloc((int)(dv - state().dev), ptr, size);
+    const int d = (int)(dv - state().dev);
+    return alloc_retry([=] { return pool_alloc(d, ptr, size); });
 }
 
 cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
@@ -616,9 +987,11 @@ cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
 
 cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaHostAlloc(ptr, size, 0); }
 
+/* Synchronizes (PONTE_SIM_ASYNC: all pending work runs first), as CUDA's does. */
 cudaError_t cudaFreeHost(void *ptr)
 {
     if (!ptr) return cudaSuccess;
+    if (async_on()) drain_device(-1);
     State &st = state();
     {
         std::lock_guard<std::mutex> lock(st.mu);
@@ -630,8 +1003,10 @@ cudaError_t cudaFreeHost(void *ptr)
     return cudaSuccess;
 }
 
+/* Synchronous (PONTE_SIM_ASYNC: all pending work runs first). */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
 {
+    if (count && async_on()) drain_device(-1);
     return do_memcpy("cudaMemcpy", dst, src, count, kind);
 }
 
@@ -639,7 +1014,11 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
                             cudaStream_t stream)
 {
     if (cudaError_t e = stream_here(stream)) return e;
-    return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
+    if (!async_on()) return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
+    if (count == 0) return cudaSuccess;
+    if (cudaError_t e = check_copy("cudaMemcpyAsync", dst, count, src, count, count, 1, kind))
+        return e;
+    return copy_on_stream(stream, dst, count, src, count, count, 1);
 }
 
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch,
@@ -648,15 +1027,9 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
 {
     if (cudaError_t e = stream_here(stream)) return e;
     if (width == 0 || height == 0) return cudaSuccess;
-    if (width > dpitch || width > spitch || !dst || !src) return ret(cudaErrorInvalidValue);
-    if ((unsigned)kind > cudaMemcpyDefault) return ret(cudaErrorInvalidMemcpyDirection);
-    size_t dext = dpitch * (height - 1) + width, sext = spitch * (height - 1) + width;
-    cudaError_t e = cudaSuccess;
-    if (kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice)
-        e = check_range("cudaMemcpy2D", "destination", dst, dext);
-    if (!e && (kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice))
-        e = check_range("cudaMemcpy2D", "source", src, sext);
-    if (e) return ret(e);
+    if (cudaError_t e = check_copy("cudaMemcpy2D", dst, dpitch, src, spitch, width, height, kind))
+        return e;
+    if (async_on()) return copy_on_stream(stream, dst, dpitch, src, spitch, width, height);
     for (size_t r = 0; r < height; r++)
         memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
     return cudaSuccess;
@@ -675,15 +1048,23 @@ void pnsim_register_symbol(const void *p, size_t size)
     st.allocs.emplace((uintptr_t)p, Alloc{size, size, A_SYMBOL, -1});
 }
 
+/* Synchronous (PONTE_SIM_ASYNC: all pending work runs first). */
 cudaError_t cudaMemset(void *ptr, int value, size_t count)
 {
+    if (count && async_on()) drain_device(-1);
     return do_memset("cudaMemset", ptr, value, count);
 }
 
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t stream)
 {
     if (cudaError_t e = stream_here(stream)) return e;
-    return do_memset("cudaMemsetAsync", ptr, value, count);
+    if (!async_on()) return do_memset("cudaMemsetAsync", ptr, value, count);
+    if (count == 0) return cudaSuccess;
+    if (cudaError_t e = check_memset("cudaMemsetAsync", ptr, count)) return e;
+    return submit_work(stream, [=] {
+        memset(ptr, value, count);
+        return cudaSuccess;
+    });
 }
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
@@ -828,7 +1209,13 @@ cudaError_t cudaMemPoolGetAccess(enum cudaMemAccessFlags *flags, cudaMemPool_t p
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 {
     if (!stream || flags > cudaStreamNonBlocking) return ret(cudaErrorInvalidValue);
-    CUstreamSim *s = new CUstreamSim{flags, tl_device};
+    CUstreamSim *s = new CUstreamSim{flags, tl_device, nullptr};
+    if (async_on()) {
+        Async &A = async_state();
+        std::lock_guard<std::recursive_mutex> lock(A.mu);
+        s->q = new Queue{{}, tl_device, false};
+        A.queues.push_back(s->q);
+    }
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
     st.streams.insert(s);
@@ -838,6 +1225,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 
 cudaError_t cudaStreamCreate(cudaStream_t *stream) { return cudaStreamCreateWithFlags(stream, 0); }
 
+/* Does not wait (as CUDA): work still queued on the stream runs later. */
 cudaError_t cudaStreamDestroy(cudaStream_t stream)
 {
     State &st = state();
@@ -845,7 +1233,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
         std::lock_guard<std::mutex> lock(st.mu);
         if (!st.streams.erase(stream)) return ret(cudaErrorInvalidResourceHandle);
     }
-    delete (CUstreamSim *)(void *)stream;
+    CUstreamSim *s = (CUstreamSim *)(void *)stream;
+    if (s->q) {
+        Async &A = async_state();
+        std::lock_guard<std::recursive_mutex> lock(A.mu);
+        s->q->dead = true;
+        if (s->q->ops.empty()) forget_queue(A, s->q);
+    }
+    delete s;
     return cudaSuccess;
 }
 
@@ -853,26 +1248,51 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     int d = pnsim_stream_device(stream);
     if (d < 0) return ret(cudaErrorInvalidResourceHandle);
-    return sync_point(d);
+    cudaError_t e = async_on() ? drain_stream(stream) : cudaSuccess;
+    sync_point(d);
+    return e;
 }
 
+/* cudaErrorNotReady (not recorded) while work queued on stream (any of its device's for the
+ * null stream) is pending; it may first run some ready work, at random. */
 cudaError_t cudaStreamQuery(cudaStream_t stream)
 {
-    return pnsim_stream_valid(stream) ? cudaSuccess : ret(cudaErrorInvalidResourceHandle);
+    int d = pnsim_stream_device(stream);
+    if (d < 0) return ret(cudaErrorInvalidResourceHandle);
+    if (!async_on()) return cudaSuccess;
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    random_progress();
+    Queue *q = stream_queue(stream);
+    return (q ? !q->ops.empty() : device_pending(d)) ? cudaErrorNotReady : cudaSuccess;
 }
 
-/* The event may be of another device (how dependencies cross devices); the stream not. */
+/* The event may be of another device (how dependencies cross devices); the stream not. Under
+ * PONTE_SIM_ASYNC the stream's later work waits for the event's latest record at the call
+ * (none: no wait). */
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
 {
     if (cudaError_t e = stream_here(stream)) return e;
     if (event_device(event) < 0 || flags > 1) return ret(cudaErrorInvalidResourceHandle);
+    if (!async_on()) return cudaSuccess;
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    Op op;
+    op.ev = ((CUeventSim *)(void *)event)->es;
+    op.seq = op.ev->issued;
+    op.dev = tl_device;
+    if (op.ev->done >= op.seq) return cudaSuccess;
+    Queue *q = stream_queue(stream);
+    if (!q) return drain_event(op.ev, op.seq);
+    q->ops.push_back(std::move(op));
+    random_progress();
     return cudaSuccess;
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 {
     if (!event || flags > 7) return ret(cudaErrorInvalidValue);
-    CUeventSim *e = new CUeventSim{flags, false, 0.0, tl_device};
+    CUeventSim *e = new CUeventSim{flags, tl_device, std::make_shared<EvState>()};
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
     st.events.insert(e);
@@ -882,30 +1302,58 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 
 cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlags(event, 0); }
 
-/* The stream must be the current device's, and so must the event (its device's). */
+/* The stream must be the current device's, and so must the event (its device's). Under
+ * PONTE_SIM_ASYNC the record is queued: it completes (and takes its time) when it runs. */
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
     if (cudaError_t e = stream_here(stream)) return e;
     if (event_device(event) != tl_device) return ret(cudaErrorInvalidResourceHandle);
     CUeventSim *e = (CUeventSim *)(void *)event;
-    e->recorded = true;
-    e->ms = now_ms();
-    return cudaSuccess;
+    Op op;
+    op.ev = e->es;
+    op.record = true;
+    op.dev = tl_device;
+    if (!async_on()) {
+        op.ev->recorded = true;
+        op.ev->done = op.seq = ++op.ev->issued;
+        op.ev->ms = now_ms();
+        return cudaSuccess;
+    }
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    op.ev->recorded = true;
+    op.seq = ++op.ev->issued;
+    return submit(stream, std::move(op));
 }
 
+/* Waits until the event's latest record at the call has run. */
 cudaError_t cudaEventSynchronize(cudaEvent_t event)
 {
     int d = event_device(event);
     if (d < 0) return ret(cudaErrorInvalidResourceHandle);
-    return sync_point(d);
+    cudaError_t e = cudaSuccess;
+    if (async_on()) {
+        std::shared_ptr<EvState> es = ((CUeventSim *)(void *)event)->es;
+        std::lock_guard<std::recursive_mutex> lock(async_state().mu);
+        e = drain_event(es, es->issued);
+    }
+    sync_point(d);
+    return e;
 }
 
+/* cudaErrorNotReady (not recorded) while the event's latest record is pending; it may first
+ * run some ready work, at random. */
 cudaError_t cudaEventQuery(cudaEvent_t event)
 {
-    return handle_live(state().events, event) ? cudaSuccess
-                                              : ret(cudaErrorInvalidResourceHandle);
+    if (!handle_live(state().events, event)) return ret(cudaErrorInvalidResourceHandle);
+    if (!async_on()) return cudaSuccess;
+    std::lock_guard<std::recursive_mutex> lock(async_state().mu);
+    random_progress();
+    const EvState &es = *((CUeventSim *)(void *)event)->es;
+    return es.done < es.issued ? cudaErrorNotReady : cudaSuccess;
 }
 
+/* cudaErrorNotReady (not recorded) while either event's latest record is pending. */
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
 {
     if (!ms) return ret(cudaErrorInvalidValue);
@@ -913,11 +1361,14 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t start, cudaEvent_t end)
     if (da < 0 || db != da) return ret(cudaErrorInvalidResourceHandle);
     CUeventSim *a = (CUeventSim *)(void *)start, *b = (CUeventSim *)(void *)end;
     if ((a->flags | b->flags) & cudaEventDisableTiming) return ret(cudaErrorInvalidResourceHandle);
-    if (!a->recorded || !b->recorded) return ret(cudaErrorInvalidResourceHandle);
-    *ms = (float)(b->ms - a->ms);
+    if (!a->es->recorded || !b->es->recorded) return ret(cudaErrorInvalidResourceHandle);
+    std::lock_guard<std::recursive_mutex> lock(async_state().mu);
+    if (a->es->done < a->es->issued || b->es->done < b->es->issued) return cudaErrorNotReady;
+    *ms = (float)(b->es->ms - a->es->ms);
     return cudaSuccess;
 }
 
+/* Does not wait (as CUDA): a record still queued completes later. */
 cudaError_t cudaEventDestroy(cudaEvent_t event)
 {
     State &st = state();
@@ -929,12 +1380,19 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
     return cudaSuccess;
 }
 
+/* Runs fn(user_data) in stream order: at the call, or queued under PONTE_SIM_ASYNC. */
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data)
 {
     if (cudaError_t e = stream_here(stream)) return e;
     if (!fn) return ret(cudaErrorInvalidValue);
-    fn(user_data);
-    return cudaSuccess;
+    if (!async_on()) {
+        fn(user_data);
+        return cudaSuccess;
+    }
+    return submit_work(stream, [=] {
+        fn(user_data);
+        return cudaSuccess;
+    });
 }
 
 /* ───────────────────────────── kernel attributes ───────────────────────────── */

@@ -834,41 +834,16 @@ long long pnsim_clock(void)
     return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
-                      void (*fn)(void *), void *ctx)
+/* Runs fn(ctx) as every thread of every block of grid x block (checked) on the calling host
+ * thread's scheduler: cudaSuccess, or cudaErrorLaunchFailure (after a diagnostic) or
+ * cudaErrorLaunchOutOfResources (no memory for the dynamic shared memory). */
+static cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, void (*fn)(void *), void *ctx)
 {
-    uint64_t nthreads = (uint64_t)block.x * block.y * block.z;
-    if (block.x < 1 || block.y < 1 || block.z < 1 || block.x > 1024 || block.y > 1024 ||
-        block.z > 64 || nthreads > 1024 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
-        grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
-        /* CUDA 13 on an H100 answers cudaErrorInvalidValue here (older runtimes said
-         * cudaErrorInvalidConfiguration): the simulator follows the hardware it mirrors */
-        pnsim_record_error(cudaErrorInvalidValue);
-        return;
-    }
-    size_t limit = kernel ? pnsim_kernel_smem_limit(kernel) : PNSIM_SMEM_OPTIN;
-    if (smem > limit) {
-        pnsim_record_error(cudaErrorInvalidValue);
-        return;
-    }
-    if (!pnsim_stream_here(stream)) { /* dead, or another device's */
-        pnsim_record_error(cudaErrorInvalidResourceHandle);
-        return;
-    }
     Sched *s = sched_get();
-    if (s->in_launch) {
-        fprintf(stderr, "pnsim: launch from inside a kernel (dynamic parallelism) is not "
-                        "supported\n");
-        pnsim_record_error(cudaErrorNotSupported);
-        return;
-    }
     if (smem > s->smem_cap) {
         size_t cap = (smem + 255) & ~(size_t)255;
         void *p = nullptr;
-        if (posix_memalign(&p, 256, cap) != 0) {
-            pnsim_record_error(cudaErrorLaunchOutOfResources);
-            return;
-        }
+        if (posix_memalign(&p, 256, cap) != 0) return cudaErrorLaunchOutOfResources;
         free(s->smem);
         s->smem = (unsigned char *)p;
         s->smem_cap = cap;
@@ -890,11 +865,63 @@ void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, c
                 pnsim_tls.block_idx = uint3{x, y, z};
                 ok = run_block(s);
             }
-    if (!ok) {
-        fprintf(stderr, "pnsim: kernel launch failed: %s\n", s->msg);
-        pnsim_record_error(cudaErrorLaunchFailure);
-    }
+    if (!ok) fprintf(stderr, "pnsim: kernel launch failed: %s\n", s->msg);
     s->cur = nullptr;
     s->in_launch = false;
     pnsim_tls = saved;
+    return ok ? cudaSuccess : cudaErrorLaunchFailure;
+}
+
+/* A queued launch (PONTE_SIM_ASYNC): its configuration and a copy of its body. */
+struct QueuedLaunch {
+    dim3 grid, block;
+    size_t smem;
+    const pnsim_body_ops *ops;
+    void *body;
+};
+
+void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
+                      const pnsim_body_ops *ops, void *ctx)
+{
+    uint64_t nthreads = (uint64_t)block.x * block.y * block.z;
+    if (block.x < 1 || block.y < 1 || block.z < 1 || block.x > 1024 || block.y > 1024 ||
+        block.z > 64 || nthreads > 1024 || grid.x < 1 || grid.y < 1 || grid.z < 1 ||
+        grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+        /* CUDA 13 on an H100 answers cudaErrorInvalidValue here (older runtimes said
+         * cudaErrorInvalidConfiguration): the simulator follows the hardware it mirrors */
+        pnsim_record_error(cudaErrorInvalidValue);
+        return;
+    }
+    size_t limit = kernel ? pnsim_kernel_smem_limit(kernel) : PNSIM_SMEM_OPTIN;
+    if (smem > limit) {
+        pnsim_record_error(cudaErrorInvalidValue);
+        return;
+    }
+    if (!pnsim_stream_here(stream)) { /* dead, or another device's */
+        pnsim_record_error(cudaErrorInvalidResourceHandle);
+        return;
+    }
+    if (sched_get()->in_launch) {
+        fprintf(stderr, "pnsim: launch from inside a kernel (dynamic parallelism) is not "
+                        "supported\n");
+        pnsim_record_error(cudaErrorNotSupported);
+        return;
+    }
+    if (!pnsim_async()) {
+        pnsim_record_error(run_grid(grid, block, smem, ops->run, ctx));
+        return;
+    }
+    QueuedLaunch *l = new QueuedLaunch{grid, block, smem, ops, ops->clone(ctx)};
+    pnsim_submit(
+        stream,
+        [](void *p) {
+            QueuedLaunch *q = (QueuedLaunch *)p;
+            return run_grid(q->grid, q->block, q->smem, q->ops->run, q->body);
+        },
+        [](void *p) {
+            QueuedLaunch *q = (QueuedLaunch *)p;
+            q->ops->drop(q->body);
+            delete q;
+        },
+        l);
 }

@@ -18,8 +18,17 @@ int pnsim_stream_device(cudaStream_t s);
  * fails work on another device's stream with cudaErrorInvalidResourceHandle). */
 bool pnsim_stream_here(cudaStream_t s);
 /* Whether a library handle (or plan) created on device dev may run work on stream s now: dev
- * is the current device and s a live stream of dev. */
+ * is the current device and s a live stream of dev. When it may, under PONTE_SIM_ASYNC, runs
+ * s's pending work first: the library stand-ins run their routines at the call. */
 bool pnsim_library_device_ok(int dev, cudaStream_t s);
+/* Whether PONTE_SIM_ASYNC (the asynchronous mode) is on. */
+bool pnsim_async(void);
+/* Under PONTE_SIM_ASYNC: queues run(ctx) (its error is reported by the call that runs it;
+ * drop(ctx) follows, also when dropped at exit) on stream, a live one of the current device,
+ * or for the null and special streams runs the device's pending work and then it at once.
+ * cudaSuccess, or an error of work that ran (recorded). */
+cudaError_t pnsim_submit(cudaStream_t stream, cudaError_t (*run)(void *ctx),
+                         void (*drop)(void *ctx), void *ctx);
 /* A library stand-in's check before a routine runs work with handle (a struct holding the
  * device it was created on, `dev`, and its stream, `stream`): not_initialized without a
  * handle, exec_failed when pnsim_library_device_ok refuses it, else ok. */
