@@ -260,7 +260,7 @@ static inline cudaStream_t png_stream(int stream) { return (cudaStream_t)pnG_cud
 #ifdef PONTE_GPU_SIM
 #define PNG_LAUNCH(kernel, grid, block, smem, stream, ...)                                     \
     pnsim_launch_kernel((kernel), dim3(grid), dim3(block), (size_t)(smem), (stream),            \
-                        [=]() { kernel(__VA_ARGS__); })
+                        pnsim_bind((kernel), ##__VA_ARGS__))
 #define PNG_DYNAMIC_SMEM(T, name) T *name = (T *)pnsim_dynamic_smem()
 #define PNG_UNROLL_ALL /* the loop that follows unrolled whole (nvcc only) */
 #else

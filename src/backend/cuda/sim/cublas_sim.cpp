@@ -84,12 +84,15 @@ static cublasStatus_t sim_trsm_batched(cublasHandle_t handle, cublasSideMode_t s
                                        int batch, F blas)
 {
     if (batch < 0 || (batch > 0 && (!A || !B))) return CUBLAS_STATUS_INVALID_VALUE;
+    /* before A and B are read: it runs the stream's pending work (PONTE_SIM_ASYNC), which
+     * may be what writes the pointer arrays */
+    if (cublasStatus_t e = blas_ready(handle)) return e;
     for (int b = 0; b < batch; b++) {
         cublasStatus_t st = sim_trsm(handle, side, uplo, trans, diag, m, n, alpha, A[b], lda, B[b],
                                      ldb, blas);
         if (st != CUBLAS_STATUS_SUCCESS) return st;
     }
-    return blas_ready(handle);
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 cublasStatus_t cublasStrsmBatched(cublasHandle_t handle, cublasSideMode_t side,

@@ -75,7 +75,9 @@
 
 #include "core/erfinv.h"
 #include <limits>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 /* ───────────────────────────── qualifiers ───────────────────────────── */
 
@@ -984,6 +986,16 @@ static inline void pnsim_launch(dim3 grid, dim3 block, size_t smem, S stream, F 
 {
     pnsim_launch_raw(grid, block, smem, pnsim_stream_arg(stream), nullptr, &pnsim_body<F>::ops,
                      &body);
+}
+/* The body of a launch of kernel with args, as PNG_LAUNCH makes it: the arguments evaluated at
+ * the call, as CUDA does, each converted to its parameter's type and kept by value (a body run
+ * later, under PONTE_SIM_ASYNC, must not read the caller's variables). */
+template <typename... P, typename... A>
+static inline auto pnsim_bind(void (*kernel)(P...), A &&...args)
+{
+    return [kernel, params = std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)]() {
+        std::apply(kernel, params);
+    };
 }
 /* The same with the kernel named, so its cudaFuncSetAttribute limit applies. */
 template <typename S, typename K, typename F>
