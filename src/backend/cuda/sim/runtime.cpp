@@ -84,12 +84,13 @@ struct Arch {
     int threads_per_sm, blocks_per_sm;
     size_t smem_per_sm;
 };
-const Arch ARCHS[] = {
+constexpr Arch ARCHS[] = {
     {70, 2048, 32, 96 * 1024},  {75, 1024, 16, 64 * 1024},   {80, 2048, 32, 164 * 1024},
     {86, 1536, 16, 100 * 1024}, {87, 1536, 16, 164 * 1024},  {89, 1536, 24, 100 * 1024},
     {90, 2048, 32, 228 * 1024}, {100, 2048, 32, 228 * 1024}, {120, 1536, 24, 100 * 1024},
 };
 const Arch &DEFAULT_ARCH = ARCHS[6]; /* sm_90: an H100's */
+static_assert(ARCHS[6].cc == 90, "DEFAULT_ARCH is sm_90");
 
 inline size_t arch_reserved_smem(const Arch &a) { return a.cc >= 80 ? 1024 : 0; }
 inline size_t arch_smem_optin(const Arch &a) { return a.smem_per_sm - arch_reserved_smem(a); }
@@ -104,8 +105,9 @@ const Arch &arch_named(const char *s, size_t n)
     if (i == n)
         for (const Arch &a : ARCHS)
             if (a.cc == cc) return a;
-    fprintf(stderr, "pnsim: PONTE_SIM_ARCH entry '%.*s' is not a simulated architecture (70, 75, "
-                    "80, 86, 87, 89, 90, 100, 120): sm_90 instead\n", (int)n, s);
+    fprintf(stderr, "pnsim: PONTE_SIM_ARCH entry '%.*s' is not a simulated architecture (", (int)n, s);
+    for (const Arch &a : ARCHS) fprintf(stderr, "%s%d", &a == ARCHS ? "" : ", ", a.cc);
+    fprintf(stderr, "): sm_90 instead\n");
     return DEFAULT_ARCH;
 }
 
