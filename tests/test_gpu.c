@@ -54,6 +54,11 @@ TEST(availability_and_reason)
     else if (cc == 70 || cc == 75) snprintf(want, sizeof want, "compute capability %d.%d;", cc / 10, cc % 10);
     if (want[0]) CHECK_MSG(!avail && strstr(reason, want), "want '%s' in the reason '%s'", want, reason);
     else CHECK_MSG(avail, "the simulated GPU is unavailable: %s", reason);
+    /* an old device 0 with a usable device 1 (PONTE_SIM_ARCH=75,90 over two devices): the
+     * reason says how to select device 1 */
+    const char *ndev = getenv("PONTE_SIM_DEVICES"), *second = arch ? strchr(arch, ',') : NULL;
+    if (want[0] && ndev && atoi(ndev) >= 2 && second && atoi(second + 1) >= 80)
+        CHECK_MSG(strstr(reason, "CUDA_VISIBLE_DEVICES=1 selects it"), "no hint in '%s'", reason);
 #endif
 }
 
