@@ -44,6 +44,22 @@ TEST(availability_and_reason)
     else
         CHECK_MSG(reason[0] != 0, "unavailable without a reason");
     CHECK(pn_is_available(GPU) == avail);
+#ifdef PONTE_GPU_SIM
+    /* a simulated device that is absent (PONTE_SIM_NO_DEVICE) or older than sm_80
+     * (PONTE_SIM_ARCH=75 or 70: ctest variants): unavailable, the reason saying why */
+    const char *none = getenv("PONTE_SIM_NO_DEVICE"), *arch = getenv("PONTE_SIM_ARCH");
+    const int cc = arch ? atoi(arch) : 90;
+    char want[64] = "";
+    if (none && *none && strcmp(none, "0") != 0) snprintf(want, sizeof want, "no CUDA device");
+    else if (cc == 70 || cc == 75) snprintf(want, sizeof want, "compute capability %d.%d;", cc / 10, cc % 10);
+    if (want[0]) CHECK_MSG(!avail && strstr(reason, want), "want '%s' in the reason '%s'", want, reason);
+    else CHECK_MSG(avail, "the simulated GPU is unavailable: %s", reason);
+    /* an old device 0 with a usable device 1 (PONTE_SIM_ARCH=75,90 over two devices): the
+     * reason says how to select device 1 */
+    const char *ndev = getenv("PONTE_SIM_DEVICES"), *second = arch ? strchr(arch, ',') : NULL;
+    if (want[0] && ndev && atoi(ndev) >= 2 && second && atoi(second + 1) >= 80)
+        CHECK_MSG(strstr(reason, "CUDA_VISIBLE_DEVICES=1 selects it"), "no hint in '%s'", reason);
+#endif
 }
 
 /* The GPU of a launcher's process: its local rank modulo the machine's GPUs, the first variable

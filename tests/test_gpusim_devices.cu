@@ -9,7 +9,11 @@
  * host reads of pinned memory, cudaFreeAsync poison, host functions, waits across devices.
  * `test_gpusim_devices [--async] NAME` runs one test;
  * `test_gpusim_devices --expect-count N` only checks the device count (1 when
- * PONTE_SIM_DEVICES is unset or bad). */
+ * PONTE_SIM_DEVICES is unset or bad); `test_gpusim_devices --expect-arch 86,90,... [--optin
+ * BYTES]` only checks that there is one device per entry with that architecture's figures
+ * (PONTE_SIM_ARCH, and PONTE_SIM_SMEM_OPTIN=BYTES when given, as the caller set them) through
+ * every route: properties, attributes, occupancy, and the opt-in shared memory that
+ * cudaFuncSetAttribute and launches allow on each device. */
 #include <pthread.h>
 
 #include "backend/cuda/common.cuh"
@@ -514,6 +518,169 @@ static void test_func_attribute_per_device(void)
         CHECK(bad == 0);
         CK(cudaFree(in[d]));
         CK(cudaFree(out[d]));
+    }
+    CK(cudaSetDevice(0));
+}
+
+/* ───────────────────────────── architectures ───────────────────────────── */
+
+/* An architecture's figures as the CUDA programming guide's technical specifications per
+ * compute capability give them: resident threads and blocks per SM, shared memory per SM, the
+ * part CUDA reserves per block, and the opt-in maximum per block. */
+struct arch_figures {
+    int cc, threads_per_sm, blocks_per_sm, smem_per_sm, reserved, optin;
+};
+static const arch_figures FIGURES[] = {
+    {70, 2048, 32, 98304, 0, 98304},       {75, 1024, 16, 65536, 0, 65536},
+    {80, 2048, 32, 167936, 1024, 166912},  {86, 1536, 16, 102400, 1024, 101376},
+    {87, 1536, 16, 167936, 1024, 166912},  {89, 1536, 24, 102400, 1024, 101376},
+    {90, 2048, 32, 233472, 1024, 232448},  {100, 2048, 32, 233472, 1024, 232448},
+    {120, 1536, 24, 102400, 1024, 101376},
+};
+
+static const arch_figures *figures_of(int cc)
+{
+    for (const arch_figures &f : FIGURES)
+        if (f.cc == cc) return &f;
+    return nullptr;
+}
+
+static int device_attr(cudaDeviceAttr attr, int dev)
+{
+    int v = -1;
+    CK(cudaDeviceGetAttribute(&v, attr, dev));
+    return v;
+}
+
+/* The blocks per SM the occupancy calculator gives with dev current. */
+static int occupancy(const void *kernel, int block, size_t smem)
+{
+    int blocks = -1;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, block, smem));
+    return blocks;
+}
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* The resident blocks per SM of blocks of `block` threads with smem (> 0) bytes each on f: the
+ * fewest of the thread, block and shared-memory limits. */
+static int want_blocks(const arch_figures &f, int block, int smem)
+{
+    return imin(imin(f.threads_per_sm / block, f.blocks_per_sm), f.smem_per_sm / (smem + f.reserved));
+}
+
+/* Device dev reports architecture f with opt-in optin in its properties and attributes alike,
+ * and the occupancy calculator counts with its figures. */
+static void check_figures(int dev, const arch_figures &f, int optin)
+{
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, dev));
+    char name[64];
+    snprintf(name, sizeof name, "(sm_%d)", f.cc);
+    CHECK(strstr(p.name, name) != nullptr);
+    CHECK(p.major == f.cc / 10 && p.minor == f.cc % 10);
+    CHECK(p.maxThreadsPerMultiProcessor == f.threads_per_sm);
+    CHECK(p.maxBlocksPerMultiProcessor == f.blocks_per_sm);
+    CHECK(p.sharedMemPerMultiprocessor == (size_t)f.smem_per_sm);
+    CHECK(p.reservedSharedMemPerBlock == (size_t)f.reserved);
+    CHECK(p.sharedMemPerBlockOptin == (size_t)optin);
+    CHECK(p.sharedMemPerBlock == 48 * 1024 && p.maxThreadsPerBlock == 1024);
+    CHECK(device_attr(cudaDevAttrComputeCapabilityMajor, dev) == p.major);
+    CHECK(device_attr(cudaDevAttrComputeCapabilityMinor, dev) == p.minor);
+    CHECK(device_attr(cudaDevAttrMaxThreadsPerMultiProcessor, dev) == f.threads_per_sm);
+    CHECK(device_attr(cudaDevAttrMaxBlocksPerMultiprocessor, dev) == f.blocks_per_sm);
+    CHECK(device_attr(cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) == f.smem_per_sm);
+    CHECK(device_attr(cudaDevAttrReservedSharedMemoryPerBlock, dev) == f.reserved);
+    CHECK(device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) == optin);
+    CHECK(device_attr(cudaDevAttrMaxSharedMemoryPerBlock, dev) == 48 * 1024);
+    CHECK(device_attr(cudaDevAttrMultiProcessorCount, dev) == p.multiProcessorCount);
+    CK(cudaSetDevice(dev));
+    auto k = reverse_smem_kernel;
+    const void *kv = (const void *)k;
+    /* by threads and blocks per SM; by shared memory (with its reserve per block) */
+    CHECK(occupancy(kv, 32, 0) == imin(f.threads_per_sm / 32, f.blocks_per_sm));
+    CHECK(occupancy(kv, 128, 0) == imin(f.threads_per_sm / 128, f.blocks_per_sm));
+    CHECK(occupancy(kv, 1024, 0) == f.threads_per_sm / 1024);
+    CHECK(occupancy(kv, 64, 20000) == want_blocks(f, 64, 20000));
+    CHECK(occupancy(kv, 64, 48 * 1024 + 256) == 0); /* over the kernel's limit, not yet raised */
+}
+
+/* Launches reverse_smem_kernel on the current device with smem bytes of dynamic shared
+ * memory: whether the launch was accepted (and then that it computed the reverse). */
+static bool reverse_launch(size_t smem)
+{
+    const int n = (int)(smem / sizeof(float));
+    static float h[(232448 + 256) / sizeof(float)], got[(232448 + 256) / sizeof(float)];
+    for (int i = 0; i < n; i++) h[i] = rnd();
+    float *in = (float *)dmalloc(smem), *out = (float *)dmalloc(smem);
+    CK(cudaMemcpy(in, h, smem, cudaMemcpyHostToDevice));
+    PNG_LAUNCH(reverse_smem_kernel, 1, 256, smem, 0, in, out, n);
+    cudaError_t e = cudaGetLastError();
+    CHECK(e == cudaSuccess || e == cudaErrorInvalidValue);
+    if (e == cudaSuccess) {
+        CK(cudaMemcpy(got, out, smem, cudaMemcpyDeviceToHost));
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += got[i] != h[n - 1 - i];
+        CHECK(bad == 0);
+    }
+    CK(cudaFree(in));
+    CK(cudaFree(out));
+    return e == cudaSuccess;
+}
+
+/* Whether a launch without a kernel named (no cudaFuncSetAttribute limit) of smem bytes is
+ * accepted on the current device. */
+static bool unnamed_launch(size_t smem)
+{
+    pnsim_launch(dim3(1), dim3(32), smem, 0, [] {});
+    cudaError_t e = cudaGetLastError();
+    CHECK(e == cudaSuccess || e == cudaErrorInvalidValue);
+    return e == cudaSuccess;
+}
+
+/* The devices have the architectures of ccs (a comma-separated list, one entry per device)
+ * and, when optin_cap > 0, opt-in limits lowered to it: each device's figures through every
+ * route, and its opt-in shared memory enforced at cudaFuncSetAttribute and at launch, on that
+ * device only: 150 KiB allowed and launched on devices whose opt-in holds it, refused on the
+ * others, even after another device allowed it. */
+static void check_architectures(const char *ccs, long optin_cap)
+{
+    int want[8], n = 0;
+    for (const char *p = ccs; *p && n < 8; p += strcspn(p, ","), p += *p == ',')
+        want[n++] = atoi(p);
+    int count = 0;
+    CK(cudaGetDeviceCount(&count));
+    CHECK(count == n);
+    if (count != n) return;
+    auto k = reverse_smem_kernel;
+    const size_t mid = 150 * 1024;
+    for (int d = 0; d < n; d++) {
+        const arch_figures *f = figures_of(want[d]);
+        CHECK(f != nullptr);
+        if (!f) continue;
+        int optin = f->optin;
+        if (optin_cap > 0 && optin_cap < optin) optin = optin_cap < 48 * 1024 ? 48 * 1024 : (int)optin_cap;
+        check_figures(d, *f, optin);
+        CK(cudaSetDevice(d));
+        const bool holds = mid <= (size_t)optin;
+        EXPECT(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mid),
+               holds ? cudaSuccess : cudaErrorInvalidValue);
+        CHECK(reverse_launch(mid) == holds);
+        EXPECT(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin + 1),
+               cudaErrorInvalidValue);
+        CK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+        CHECK(occupancy((const void *)k, 64, optin) == want_blocks(*f, 64, optin));
+        CHECK(reverse_launch(optin));
+        CHECK(!reverse_launch(optin + 256));
+        CHECK(unnamed_launch(optin) && !unnamed_launch(optin + 256));
+    }
+    /* again, now that every device has set the kernel's limit to its own opt-in */
+    for (int d = 0; d < n; d++) {
+        const arch_figures *f = figures_of(want[d]);
+        if (!f) continue;
+        CK(cudaSetDevice(d));
+        const bool holds = mid <= (size_t)device_attr(cudaDevAttrMaxSharedMemoryPerBlockOptin, d);
+        CHECK(reverse_launch(mid) == holds);
     }
     CK(cudaSetDevice(0));
 }
@@ -1186,7 +1353,11 @@ int main(int argc, char **argv)
     char lim[32];
     snprintf(lim, sizeof lim, "%zu", LIMIT);
     setenv("PONTE_SIM_MEMORY_LIMIT", lim, 1);
-    if (argc > 2 && strcmp(argv[1], "--expect-count") == 0) {
+    if (argc > 2 && strcmp(argv[1], "--expect-arch") == 0) {
+        /* PONTE_SIM_DEVICES, PONTE_SIM_ARCH and PONTE_SIM_SMEM_OPTIN as the caller set them */
+        g_rng = 0x9e3779b97f4a7c15ull;
+        check_architectures(argv[2], argc > 4 && !strcmp(argv[3], "--optin") ? atol(argv[4]) : 0);
+    } else if (argc > 2 && strcmp(argv[1], "--expect-count") == 0) {
         /* PONTE_SIM_DEVICES as the caller left it (unset, or a bad value: 1 device) */
         int want = atoi(argv[2]), n = 0, d = -1;
         CK(cudaGetDeviceCount(&n));

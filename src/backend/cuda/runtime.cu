@@ -120,8 +120,20 @@ static void detect(void)
         cudaGetLastError();
         return;
     }
-    if (!probe_device(0, gpu_reason, sizeof gpu_reason)) return;
     ndevices = count < MAX_DEVICES ? count : MAX_DEVICES;
+    if (!probe_device(0, gpu_reason, sizeof gpu_reason)) {
+        /* device 0 is Ponte's first GPU; a usable one elsewhere is one variable away */
+        char ignored[256];
+        for (int d = 1; d < ndevices; d++)
+            if (probe_device(d, ignored, sizeof ignored)) {
+                size_t len = strlen(gpu_reason);
+                snprintf(gpu_reason + len, sizeof gpu_reason - len,
+                         " (CUDA device %d is usable: CUDA_VISIBLE_DEVICES=%d selects it)", d, d);
+                break;
+            }
+        ndevices = 0;
+        return;
+    }
     char ignored[256];
     for (int d = 1; d < ndevices; d++) probe_device(d, ignored, sizeof ignored);
     /* pool memory is its own GPU's alone until a pool grants another access: grant it where

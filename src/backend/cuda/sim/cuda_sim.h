@@ -27,8 +27,19 @@
  *     deterministic), PONTE_SIM_STACK=<bytes> sets the fiber stack size (64 KiB; 256 KiB under
  *     ASan), PONTE_SIM_MEMORY_LIMIT=<bytes> caps simulated device memory (default 16 GiB),
  *     PONTE_SIM_NO_DEVICE=1 makes cudaGetDeviceCount report no device,
- *     PONTE_SIM_SMEM_OPTIN=<bytes> lowers the opt-in shared memory per block from an H100's
- *     227 KiB (e.g. 101376: the 99 KiB of sm_86 / sm_89; clamped to 48 KiB .. 227 KiB).
+ *     PONTE_SIM_DEVICES=<n> simulates n devices (1..8; 1 when unset or bad),
+ *     PONTE_SIM_ARCH=<cc>[,<cc>...] gives each device an architecture, the compute capability
+ *     as digits (70, 75, 80, 86, 87, 89, 90, 100, 120), one entry per device, the last one
+ *     repeating for further devices ("90,86": an H100 and an RTX A6000; unset: 90; a bad or
+ *     unknown entry: 90, with a warning on stderr); a device then reports that
+ *     architecture's figures (CUDA's technical specifications per compute capability) alike
+ *     in cudaGetDeviceProperties, cudaDeviceGetAttribute, the occupancy calculator and the
+ *     shared-memory limits of cudaFuncSetAttribute and launches: major.minor, resident
+ *     threads and blocks per SM, shared memory per SM and opt-in per block (227 KiB on 90 and
+ *     100, 163 KiB on 80 and 87, 99 KiB on 86, 89 and 120, 64 KiB on 75, 96 KiB on 70), its
+ *     name ("Ponte simulated GPU (sm_86)"); the SM count (4) and the rest are the same,
+ *     PONTE_SIM_SMEM_OPTIN=<bytes> lowers every device's opt-in shared memory per block below
+ *     its architecture's (not below 48 KiB; e.g. 101376, the 99 KiB of sm_86 / sm_89).
  * cp.async (async_copy.cuh) copies at the issuing thread's wait_group; until then its
  * destination holds 0xCD bytes.
  * Runtime calls (runtime.cpp) run synchronously at the call, which keeps stream order, unless
@@ -728,9 +739,12 @@ enum cudaDeviceAttr {
     cudaDevAttrComputeCapabilityMajor = 75,
     cudaDevAttrComputeCapabilityMinor = 76,
     cudaDevAttrMaxSharedMemoryPerMultiprocessor = 81,
+    cudaDevAttrMaxRegistersPerMultiprocessor = 82,
     cudaDevAttrPageableMemoryAccess = 88,
     cudaDevAttrConcurrentManagedAccess = 89,
     cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+    cudaDevAttrMaxBlocksPerMultiprocessor = 106,
+    cudaDevAttrReservedSharedMemoryPerBlock = 111,
     cudaDevAttrMemoryPoolsSupported = 115
 };
 
@@ -935,8 +949,9 @@ static inline cudaError_t cudaFuncSetAttribute(T *func, enum cudaFuncAttribute a
     return cudaFuncSetAttribute(reinterpret_cast<const void *>(func), attr, value);
 }
 
-/* Resident blocks per SM as the H100 would allow them by threads (2048), blocks (32) and
- * shared memory (228 KiB, 1 KiB reserved per block); registers are not modelled. */
+/* Resident blocks per SM as the current device's architecture allows them by threads, blocks
+ * and shared memory per SM (with the 1 KiB reserved per block from sm_80 on): 0 when smem is
+ * over the kernel's dynamic shared memory limit there; registers are not modelled. */
 cudaError_t pnsim_occupancy(int *blocks, const void *func, int block_size, size_t smem);
 template <typename T>
 static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blocks, T func,
@@ -967,7 +982,7 @@ template <typename F> struct pnsim_body {
 /* Runs body (ops->run(ctx)) as every thread of every block of grid x block (see the header
  * comment), at the call or, under PONTE_SIM_ASYNC, queued on stream (a copy of it).
  * kernel (may be NULL) keys the dynamic shared memory limit set by cudaFuncSetAttribute on the
- * current device; without it any smem up to the opt-in maximum (227 KiB) is accepted. A dead
+ * current device; without it any smem up to that device's opt-in maximum is accepted. A dead
  * stream, or one of another device than the current one, sets cudaErrorInvalidResourceHandle. On an invalid
  * configuration (block 1..1024 threads, x,y <= 1024, z <= 64; grid x < 2^31, y,z <= 65535;
  * smem over the limit) sets the last error to cudaErrorInvalidValue, as CUDA 13 does on an

@@ -1,5 +1,7 @@
 /* runtime.cpp — the simulator's CUDA runtime API: errors, PONTE_SIM_DEVICES simulated devices
- * (1 by default) with a current device per host thread, device memory (host memory filled with
+ * (1 by default) of the architectures PONTE_SIM_ARCH names (sm_90 by default; each reports its
+ * architecture's figures in its properties, attributes, occupancy and shared-memory limits)
+ * with a current device per host thread, device memory (host memory filled with
  * 0xCD, counted against a limit on each device), each device's default memory pool with real
  * statistics, streams and events that belong to a device. Work queued on a stream of another
  * device than the current one fails as on hardware, as does a copy touching another device's
@@ -79,8 +81,46 @@ struct Pool {
     std::multimap<size_t, void *> cache;
 };
 
-/* One simulated device: its pool (whose address is its cudaMemPool_t) and its bytes in use. */
+/* The figures of one architecture, from the CUDA programming guide's technical
+ * specifications per compute capability: resident threads and blocks per SM, shared memory
+ * per SM. CUDA reserves 1 KiB of it per block from 8.0 on; the opt-in per block is the rest. */
+struct Arch {
+    int cc; /* 10 * major + minor */
+    int threads_per_sm, blocks_per_sm;
+    size_t smem_per_sm;
+};
+constexpr Arch ARCHS[] = {
+    {70, 2048, 32, 96 * 1024},  {75, 1024, 16, 64 * 1024},   {80, 2048, 32, 164 * 1024},
+    {86, 1536, 16, 100 * 1024}, {87, 1536, 16, 164 * 1024},  {89, 1536, 24, 100 * 1024},
+    {90, 2048, 32, 228 * 1024}, {100, 2048, 32, 228 * 1024}, {120, 1536, 24, 100 * 1024},
+};
+const Arch &DEFAULT_ARCH = ARCHS[6]; /* sm_90: an H100's */
+static_assert(ARCHS[6].cc == 90, "DEFAULT_ARCH is sm_90");
+
+inline size_t arch_reserved_smem(const Arch &a) { return a.cc >= 80 ? 1024 : 0; }
+inline size_t arch_smem_optin(const Arch &a) { return a.smem_per_sm - arch_reserved_smem(a); }
+
+/* The architecture an entry of PONTE_SIM_ARCH names (its first n characters: the compute
+ * capability as digits, "86"); sm_90's, with a warning on stderr, for anything else. */
+const Arch &arch_named(const char *s, size_t n)
+{
+    int cc = 0;
+    size_t i = 0;
+    for (; i < n && i < 4 && s[i] >= '0' && s[i] <= '9'; i++) cc = 10 * cc + (s[i] - '0');
+    if (i == n)
+        for (const Arch &a : ARCHS)
+            if (a.cc == cc) return a;
+    fprintf(stderr, "pnsim: PONTE_SIM_ARCH entry '%.*s' is not a simulated architecture (", (int)n, s);
+    for (const Arch &a : ARCHS) fprintf(stderr, "%s%d", &a == ARCHS ? "" : ", ", a.cc);
+    fprintf(stderr, "): sm_90 instead\n");
+    return DEFAULT_ARCH;
+}
+
+/* One simulated device: its architecture, its opt-in shared memory per block, its pool (whose
+ * address is its cudaMemPool_t) and its bytes in use. */
 struct Device {
+    const Arch *arch = &DEFAULT_ARCH;
+    size_t smem_optin = 0; /* the arch's, or lower (PONTE_SIM_SMEM_OPTIN) */
     Pool pool;
     size_t bytes = 0; /* cudaMalloc'd, plus the pool's reserved bytes */
 };
@@ -94,7 +134,6 @@ struct State {
     Device dev[MAX_DEVICES];
     std::set<const void *> streams, events;
     std::map<std::pair<int, const void *>, size_t> func_smem; /* (device, kernel) */
-    size_t smem_optin = PNSIM_SMEM_OPTIN_MAX;
 };
 
 State &state(void)
@@ -113,11 +152,23 @@ State &state(void)
         char *end = nullptr;
         long n = dv && *dv ? strtol(dv, &end, 10) : 1;
         s->ndev = end && *end == '\0' && n >= 1 && n <= MAX_DEVICES ? (int)n : 1;
+        /* one architecture per device, the last entry repeating; PONTE_SIM_SMEM_OPTIN lowers
+         * each device's opt-in (not below the 48 KiB default) */
+        const char *ar = getenv("PONTE_SIM_ARCH"), *entry = ar && *ar ? ar : "90";
         const char *so = getenv("PONTE_SIM_SMEM_OPTIN");
         unsigned long long optin = so && *so ? strtoull(so, nullptr, 0) : 0;
-        if (optin) s->smem_optin = optin < PNSIM_SMEM_DEFAULT ? PNSIM_SMEM_DEFAULT
-                                   : optin > PNSIM_SMEM_OPTIN_MAX ? PNSIM_SMEM_OPTIN_MAX
-                                                                  : (size_t)optin;
+        if (optin && optin < PNSIM_SMEM_DEFAULT) optin = PNSIM_SMEM_DEFAULT;
+        const Arch *arch = &DEFAULT_ARCH;
+        for (int d = 0; d < MAX_DEVICES; d++) {
+            if (entry) { /* NULL once the last entry is read */
+                const size_t n = strcspn(entry, ",");
+                arch = &arch_named(entry, n);
+                entry = entry[n] == ',' ? entry + n + 1 : nullptr;
+            }
+            const size_t own = arch_smem_optin(*arch);
+            s->dev[d].arch = arch;
+            s->dev[d].smem_optin = optin && optin < own ? (size_t)optin : own;
+        }
         return s;
     }();
     return *st;
@@ -713,7 +764,7 @@ extern "C" bool pnsim_stream_ok(pnsim_nccl_stream_t s)
     return true;
 }
 
-size_t pnsim_smem_optin(void) { return state().smem_optin; }
+size_t pnsim_smem_optin(void) { return state().dev[tl_device].smem_optin; }
 
 size_t pnsim_kernel_smem_limit(const void *kernel)
 {
@@ -785,14 +836,14 @@ cudaError_t cudaSetDevice(int device)
     return cudaSuccess;
 }
 
-cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
+/* Device d's properties: its architecture's figures (Device::arch), the rest an H100's. */
+static void device_properties(cudaDeviceProp *prop, int d)
 {
-    if (!prop) return ret(cudaErrorInvalidValue);
-    if (state().no_device) return ret(cudaErrorNoDevice);
-    if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
+    const State &st = state();
+    const Arch &a = *st.dev[d].arch;
     memset(prop, 0, sizeof *prop);
-    snprintf(prop->name, sizeof prop->name, "Ponte simulated GPU");
-    prop->totalGlobalMem = state().limit;
+    snprintf(prop->name, sizeof prop->name, "Ponte simulated GPU (sm_%d)", a.cc);
+    prop->totalGlobalMem = st.limit;
     prop->sharedMemPerBlock = PNSIM_SMEM_DEFAULT;
     prop->regsPerBlock = 65536;
     prop->warpSize = 32;
@@ -805,10 +856,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
     prop->maxGridSize[1] = 65535;
     prop->maxGridSize[2] = 65535;
     prop->totalConstMem = 65536;
-    prop->major = 9;
-    prop->minor = 0;
+    prop->major = a.cc / 10;
+    prop->minor = a.cc % 10;
     prop->textureAlignment = 512;
-    prop->pciBusID = device; /* the one field that tells the (identical) devices apart */
+    prop->pciBusID = d; /* tells devices of one architecture apart */
     prop->multiProcessorCount = SIM_SMS;
     prop->canMapHostMemory = 1;
     prop->concurrentKernels = 1;
@@ -816,45 +867,59 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
     prop->unifiedAddressing = 1;
     prop->memoryBusWidth = 5120;
     prop->l2CacheSize = 50 * 1024 * 1024;
-    prop->maxThreadsPerMultiProcessor = 2048;
-    prop->sharedMemPerMultiprocessor = 228 * 1024;
+    prop->maxThreadsPerMultiProcessor = a.threads_per_sm;
+    prop->sharedMemPerMultiprocessor = a.smem_per_sm;
     prop->regsPerMultiprocessor = 65536;
     prop->concurrentManagedAccess = 0;
-    prop->sharedMemPerBlockOptin = PNSIM_SMEM_OPTIN;
-    prop->maxBlocksPerMultiProcessor = 32;
-    prop->reservedSharedMemPerBlock = 1024;
+    prop->sharedMemPerBlockOptin = st.dev[d].smem_optin;
+    prop->maxBlocksPerMultiProcessor = a.blocks_per_sm;
+    prop->reservedSharedMemPerBlock = arch_reserved_smem(a);
     prop->memoryPoolsSupported = 1;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device)
+{
+    if (!prop) return ret(cudaErrorInvalidValue);
+    if (state().no_device) return ret(cudaErrorNoDevice);
+    if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
+    device_properties(prop, device);
     return cudaSuccess;
 }
 
+/* Read from the same properties as cudaGetDeviceProperties, so that the two routes agree. */
 cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
 {
     if (!value) return ret(cudaErrorInvalidValue);
     if (state().no_device) return ret(cudaErrorNoDevice);
     if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
+    cudaDeviceProp p;
+    device_properties(&p, device);
     switch (attr) {
-    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimX: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimY: *value = 1024; break;
-    case cudaDevAttrMaxBlockDimZ: *value = 64; break;
-    case cudaDevAttrMaxGridDimX: *value = 2147483647; break;
-    case cudaDevAttrMaxGridDimY: *value = 65535; break;
-    case cudaDevAttrMaxGridDimZ: *value = 65535; break;
-    case cudaDevAttrMaxSharedMemoryPerBlock: *value = (int)PNSIM_SMEM_DEFAULT; break;
-    case cudaDevAttrTotalConstantMemory: *value = 65536; break;
-    case cudaDevAttrWarpSize: *value = 32; break;
-    case cudaDevAttrMaxRegistersPerBlock: *value = 65536; break;
-    case cudaDevAttrMultiProcessorCount: *value = SIM_SMS; break;
-    case cudaDevAttrL2CacheSize: *value = 50 * 1024 * 1024; break;
-    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = 2048; break;
-    case cudaDevAttrUnifiedAddressing: *value = 1; break;
-    case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
-    case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
-    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = 228 * 1024; break;
-    case cudaDevAttrPageableMemoryAccess: *value = 0; break;
-    case cudaDevAttrConcurrentManagedAccess: *value = 0; break;
-    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = (int)PNSIM_SMEM_OPTIN; break;
-    case cudaDevAttrMemoryPoolsSupported: *value = 1; break;
+    case cudaDevAttrMaxThreadsPerBlock: *value = p.maxThreadsPerBlock; break;
+    case cudaDevAttrMaxBlockDimX: *value = p.maxThreadsDim[0]; break;
+    case cudaDevAttrMaxBlockDimY: *value = p.maxThreadsDim[1]; break;
+    case cudaDevAttrMaxBlockDimZ: *value = p.maxThreadsDim[2]; break;
+    case cudaDevAttrMaxGridDimX: *value = p.maxGridSize[0]; break;
+    case cudaDevAttrMaxGridDimY: *value = p.maxGridSize[1]; break;
+    case cudaDevAttrMaxGridDimZ: *value = p.maxGridSize[2]; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = (int)p.sharedMemPerBlock; break;
+    case cudaDevAttrTotalConstantMemory: *value = (int)p.totalConstMem; break;
+    case cudaDevAttrWarpSize: *value = p.warpSize; break;
+    case cudaDevAttrMaxRegistersPerBlock: *value = p.regsPerBlock; break;
+    case cudaDevAttrMultiProcessorCount: *value = p.multiProcessorCount; break;
+    case cudaDevAttrL2CacheSize: *value = p.l2CacheSize; break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = p.maxThreadsPerMultiProcessor; break;
+    case cudaDevAttrUnifiedAddressing: *value = p.unifiedAddressing; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = p.major; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = p.minor; break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = (int)p.sharedMemPerMultiprocessor; break;
+    case cudaDevAttrMaxRegistersPerMultiprocessor: *value = p.regsPerMultiprocessor; break;
+    case cudaDevAttrPageableMemoryAccess: *value = p.pageableMemoryAccess; break;
+    case cudaDevAttrConcurrentManagedAccess: *value = p.concurrentManagedAccess; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = (int)p.sharedMemPerBlockOptin; break;
+    case cudaDevAttrMaxBlocksPerMultiprocessor: *value = p.maxBlocksPerMultiProcessor; break;
+    case cudaDevAttrReservedSharedMemoryPerBlock: *value = (int)p.reservedSharedMemPerBlock; break;
+    case cudaDevAttrMemoryPoolsSupported: *value = p.memoryPoolsSupported; break;
     default: return ret(cudaErrorInvalidValue);
     }
     return cudaSuccess;
@@ -1404,10 +1469,12 @@ cudaError_t pnsim_occupancy(int *blocks, const void *func, int block_size, size_
         *blocks = 0;
         return cudaSuccess;
     }
+    const Arch &a = *state().dev[tl_device].arch;
+    const size_t per_block = smem + arch_reserved_smem(a);
     int warps = (block_size + 31) / 32;
-    int by_threads = 64 / warps;
-    int by_smem = (int)((size_t)228 * 1024 / (smem + 1024));
-    int b = by_threads < 32 ? by_threads : 32;
+    int by_threads = a.threads_per_sm / 32 / warps;
+    int by_smem = per_block ? (int)(a.smem_per_sm / per_block) : a.blocks_per_sm;
+    int b = by_threads < a.blocks_per_sm ? by_threads : a.blocks_per_sm;
     *blocks = b < by_smem ? b : by_smem;
     return cudaSuccess;
 }
@@ -1418,7 +1485,7 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
     if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)
         return value >= -1 && value <= 100 ? cudaSuccess : ret(cudaErrorInvalidValue);
     if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
-        (size_t)value > PNSIM_SMEM_OPTIN)
+        (size_t)value > pnsim_smem_optin())
         return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);

@@ -892,7 +892,7 @@ void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, c
         pnsim_record_error(cudaErrorInvalidValue);
         return;
     }
-    size_t limit = kernel ? pnsim_kernel_smem_limit(kernel) : PNSIM_SMEM_OPTIN;
+    size_t limit = kernel ? pnsim_kernel_smem_limit(kernel) : pnsim_smem_optin();
     if (smem > limit) {
         pnsim_record_error(cudaErrorInvalidValue);
         return;

@@ -43,10 +43,9 @@ static inline S pnsim_handle_ready(const H *handle, S ok, S not_initialized, S e
 size_t pnsim_kernel_smem_limit(const void *kernel);
 
 #define PNSIM_SMEM_DEFAULT ((size_t)48 * 1024)
-#define PNSIM_SMEM_OPTIN_MAX ((size_t)227 * 1024) /* an H100's */
-/* The opt-in dynamic shared memory limit per block: PONTE_SIM_SMEM_OPTIN bytes when set
- * (clamped to 48 KiB .. PNSIM_SMEM_OPTIN_MAX), else PNSIM_SMEM_OPTIN_MAX. */
+/* The current device's opt-in dynamic shared memory limit per block: its architecture's
+ * (PONTE_SIM_ARCH), lowered to PONTE_SIM_SMEM_OPTIN bytes when that is set and smaller (not
+ * below PNSIM_SMEM_DEFAULT). */
 size_t pnsim_smem_optin(void);
-#define PNSIM_SMEM_OPTIN (pnsim_smem_optin())
 
 #endif /* PONTE_BACKEND_CUDA_SIM_SIM_INTERNAL_H */
