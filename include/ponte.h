@@ -120,9 +120,11 @@ pn_device pn_default_device(void);
 int pn_set_default_device(pn_device device);
 /* Whether device d (its type and index) can run ops in this process. */
 bool pn_is_available(pn_device device);
-/* How many devices of a type the process can address: 1 CPU; the CUDA devices it sees
- * (gpu:0 .. gpu:n-1, Ponte's index is CUDA's), 0 without a usable GPU 0. A process started by
- * a multi-process launcher sees its own GPU only (see DESIGN.md, distributed). */
+/* How many devices of a type the process can address: 1 CPU; the CUDA devices it sees that can
+ * run Ponte (compute capability 8.0 or newer), gpu:0 .. gpu:n-1 in CUDA's order: Ponte's index
+ * is CUDA's unless an older device before it was skipped (as TensorFlow does; a line on stderr
+ * names each one skipped). 0 without a usable GPU. A process started by a multi-process
+ * launcher sees its own GPU only (see DESIGN.md, distributed). */
 int pn_device_count(pn_device_type type);
 /* Whether a usable CUDA GPU is present; when not, pn_gpu_unavailable_reason says why. */
 bool pn_gpu_available(void);

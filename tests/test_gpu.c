@@ -4,6 +4,9 @@
  * Runs on the simulated GPU in CI and natively in scripts/gpu-check; skips without a GPU. */
 #include "core/core.h"
 #include "harness.h"
+#ifdef PONTE_HAS_GPU
+#include "backend/cuda/gpu.h"
+#endif
 
 #include <pthread.h>
 #include <string.h>
@@ -46,28 +49,58 @@ TEST(availability_and_reason)
     CHECK(pn_is_available(GPU) == avail);
 #ifdef PONTE_GPU_SIM
     /* a simulated device that is absent (PONTE_SIM_NO_DEVICE) or older than sm_80
-     * (PONTE_SIM_ARCH=75 or 70: ctest variants): unavailable, the reason saying why */
+     * (PONTE_SIM_ARCH=75 or 70: ctest variants): unavailable, the reason saying why. Over
+     * several devices (PONTE_SIM_DEVICES, one architecture each, the last repeating), those
+     * older than sm_80 are skipped: the first usable one is gpu:0 */
     const char *none = getenv("PONTE_SIM_NO_DEVICE"), *arch = getenv("PONTE_SIM_ARCH");
-    const int cc = arch ? atoi(arch) : 90;
+    const char *ndev = getenv("PONTE_SIM_DEVICES");
+    const int devices = ndev && atoi(ndev) > 1 ? atoi(ndev) : 1;
+    int first_cc = 90, usable = 0, first_usable = -1, first_usable_cc = 0;
+    for (int d = 0; d < devices; d++) {
+        const int cc = arch && *arch ? atoi(arch) : 90;
+        if (d == 0) first_cc = cc;
+        if (cc >= 80 && usable++ == 0) first_usable = d, first_usable_cc = cc;
+        if (arch && strchr(arch, ',')) arch = strchr(arch, ',') + 1;
+    }
     char want[64] = "";
     if (none && *none && strcmp(none, "0") != 0) snprintf(want, sizeof want, "no CUDA device");
-    else if (cc == 70 || cc == 75) snprintf(want, sizeof want, "compute capability %d.%d;", cc / 10, cc % 10);
+    else if (!usable) snprintf(want, sizeof want, "compute capability %d.%d;", first_cc / 10, first_cc % 10);
     if (want[0]) CHECK_MSG(!avail && strstr(reason, want), "want '%s' in the reason '%s'", want, reason);
     else CHECK_MSG(avail, "the simulated GPU is unavailable: %s", reason);
-    /* an old device 0 with a usable device 1 (PONTE_SIM_ARCH=75,90 over two devices): the
-     * reason says how to select device 1 */
-    const char *ndev = getenv("PONTE_SIM_DEVICES"), *second = arch ? strchr(arch, ',') : NULL;
-    if (want[0] && ndev && atoi(ndev) >= 2 && second && atoi(second + 1) >= 80)
-        CHECK_MSG(strstr(reason, "CUDA_VISIBLE_DEVICES=1 selects it"), "no hint in '%s'", reason);
+    if (!usable && devices == 2) /* the reason covers the other device too */
+        CHECK_MSG(strstr(reason, "nor can CUDA device 1"), "'%s'", reason);
+    if (avail) {
+        CHECK_MSG(pn_device_count(PN_GPU) == usable, "%d GPUs, %d usable", pn_device_count(PN_GPU), usable);
+        pn_device_info info;
+        char sm[16];
+        snprintf(sm, sizeof sm, "sm_%d", first_usable_cc);
+        CHECK(pn_get_device_info(GPU, &info) == 0);
+        CHECK_MSG(!strcmp(info.architecture, sm), "gpu:0 is %s, want %s (CUDA device %d)",
+                  info.architecture, sm, first_usable);
+        /* gpu:0's work runs on that CUDA device, and its memory is Ponte's gpu:0 memory */
+        pn_scope_push();
+        pn_array *a = test_random_array((int64_t[]){257}, 1, PN_FLOAT32, -3, 3);
+        pn_stream_push(pn_default_stream(GPU));
+        pn_array *y = pn_sum(pn_multiply(a, a), NULL, 0, false);
+        pn_stream_pop();
+        CHECK_OK(y);
+        CHECK(y && pn_eval(&y, 1) == 0);
+        CHECK_MSG(y && y->buf && y->buf->device_valid && pnG_pointer_device(y->buf->device) == 0,
+                  "the sum is not in gpu:0's memory");
+        double *x = test_to_f64(a), want = 0;
+        for (int i = 0; x && i < 257; i++) want += x[i] * x[i];
+        double *v = y ? test_to_f64(y) : NULL;
+        CHECK_MSG(v && fabs(v[0] - want) < 1e-5 * want, "sum of squares %g, want %g", v ? v[0] : 0.0, want);
+        free(v);
+        free(x);
+        pn_scope_pop();
+    }
 #endif
 }
 
 /* The GPU of a launcher's process: its local rank modulo the machine's GPUs, the first variable
  * set of the launchers' (torchrun, MLX, Open MPI, MPICH, Slurm, then MLX's global rank);
  * none with one GPU, without a launcher, when CUDA_VISIBLE_DEVICES chooses or when turned off. */
-#ifdef PONTE_HAS_GPU
-#include "backend/cuda/gpu.h"
-#endif
 TEST(launcher_ranks_take_a_gpu_each)
 {
 #ifdef PONTE_HAS_GPU

@@ -6,7 +6,9 @@
  * starts), and the simulated runtime refuses work queued on a stream of another GPU than the
  * calling thread's, as CUDA does; with PONTE_SIM_ARCH=90,86 (a ctest variant) the two GPUs
  * are of different architectures, so that a device figure read on one GPU and used on the
- * other shows. On hardware with one GPU the two-GPU tests skip. */
+ * other shows; with PONTE_SIM_DEVICES=3 and PONTE_SIM_ARCH=75,90,86 (another) CUDA device 0
+ * is too old and skipped, so that gpu:k is CUDA device k + 1 and a CUDA device number taken
+ * for Ponte's index shows. On hardware with one GPU the two-GPU tests skip. */
 #include "core/core.h"
 #include "backend/cuda/gpu.h" /* plain C; its functions are called only with PONTE_HAS_GPU */
 #include "harness.h"
@@ -90,19 +92,25 @@ TEST(device_count_and_availability)
     pn_device_info info;
     CHECK_FAILS(pn_get_device_info(past, &info), PN_ERR_INVALID_ARGUMENT);
 #ifdef PONTE_GPU_SIM
-    const char *arch = getenv("PONTE_SIM_ARCH"); /* each GPU's, the last entry repeating */
+    /* each simulated CUDA device's architecture (PONTE_SIM_ARCH, the last entry repeating);
+     * those older than sm_80 are skipped, so gpu:i is the i-th of the others */
+    const char *arch = getenv("PONTE_SIM_ARCH");
+    int cuda = 0;
+    if (arch && !*arch) arch = NULL;
 #endif
     for (int i = 0; i < n; i++) {
         CHECK(pn_get_device_info((pn_device){PN_GPU, i}, &info) == 0);
         CHECK_MSG(info.memory_size > 0 && !strncmp(info.architecture, "sm_", 3), "gpu:%d: %s",
                   i, info.architecture);
 #ifdef PONTE_GPU_SIM
-        if (arch && *arch) {
-            char want[16];
-            snprintf(want, sizeof want, "sm_%d", atoi(arch));
-            CHECK_MSG(!strcmp(info.architecture, want), "gpu:%d is %s, want %s", i, info.architecture, want);
-            if (strchr(arch, ',')) arch = strchr(arch, ',') + 1;
-        }
+        while (arch && atoi(arch) < 80 && strchr(arch, ','))
+            arch = strchr(arch, ',') + 1, cuda++;
+        char want[16];
+        snprintf(want, sizeof want, "sm_%d", arch ? atoi(arch) : 90);
+        CHECK_MSG(!strcmp(info.architecture, want), "gpu:%d is %s, want %s", i, info.architecture, want);
+        CHECK_MSG(pnG_cuda_device(i) == cuda, "gpu:%d is CUDA device %d, want %d", i, pnG_cuda_device(i), cuda);
+        if (arch && strchr(arch, ',')) arch = strchr(arch, ',') + 1;
+        cuda++;
 #endif
     }
 }

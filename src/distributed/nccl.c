@@ -4,7 +4,7 @@
  * has no link dependency on NCCL; the simulated build calls sim/nccl_sim.c's stand-ins. A
  * group's communicator is bootstrapped through its host backend (ring or MPI): every member
  * says whether it has NCCL and rank 0 adds ncclGetUniqueId's id, in one all_gather; then
- * ncclCommInitRank on the process's current CUDA device. CPU-only builds have no NCCL. */
+ * ncclCommInitRank on the CUDA device of the GPU stream being evaluated. CPU-only builds have no NCCL. */
 #include "distributed/distributed.h"
 
 #include <stdio.h>
@@ -183,7 +183,9 @@ int pnD_nccl_new(const pnD_backend *be, void *host_comm, void **out)
     *out = NULL;
     int rank = be->rank(host_comm), size = be->size(host_comm);
     hello mine = {pnD_nccl_available(NULL) ? HAS_NCCL : HAS_NONE, {0}, {{0}}};
-    if (mine.state == HAS_NCCL && pnG_device_uuid(mine.gpu)) {
+    /* the evaluated node's GPU becomes the thread's current CUDA device: the UUID said and the
+     * communicator made are that GPU's */
+    if (mine.state == HAS_NCCL && (!pnG_cuda_stream(pnC_eval_stream) || pnG_device_uuid(mine.gpu))) {
         pn_clear_error(); /* said as HAS_NONE: every member then agrees on the host path */
         mine.state = HAS_NONE;
     }

@@ -1379,7 +1379,8 @@ static size_t smem_optin(void)
     const int dev = pnG_current_device();
     int v = cached[dev].load(std::memory_order_relaxed);
     if (!v) {
-        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, pnG_cuda_device(dev)) !=
+                cudaSuccess ||
             v < SDPA_SMEM) {
             cudaGetLastError();
             v = SDPA_SMEM;

@@ -313,8 +313,9 @@ static int device_sm(void)
     const int dev = pnG_current_device();
     int major = 0, minor = 0, sm = __atomic_load_n(&known[dev], __ATOMIC_RELAXED);
     if (sm) return sm;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess) {
+    const int cuda_dev = pnG_cuda_device(dev);
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, cuda_dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, cuda_dev) == cudaSuccess) {
         __atomic_store_n(&known[dev], 10 * major + minor, __ATOMIC_RELAXED);
         return 10 * major + minor;
     }

@@ -71,11 +71,15 @@ int pnG_rank_gpu(int count);
 /* Most GPUs one process addresses (gpu:0 .. gpu:PNG_MAX_DEVICES-1); the per-device tables of
  * the runtime, the core and the library handles have this many entries. */
 #define PNG_MAX_DEVICES 16
-/* How many CUDA devices the process sees (Ponte's gpu:0 .. gpu:n-1; a launcher's rank sees
- * one); 0 without a usable GPU 0. */
+/* How many GPUs Ponte uses (gpu:0 .. gpu:n-1): the CUDA devices the process sees that can run
+ * its kernels (compute capability 8.0+), in CUDA's order, older ones skipped (a warning on
+ * stderr names them); a launcher's rank sees one. 0 without any. */
 int pnG_device_count(void);
-/* Whether gpu:device exists and can run Ponte's kernels (compute capability 8.0+). */
+/* Whether gpu:device exists (0 <= device < pnG_device_count()). */
 bool pnG_device_usable(int device);
+/* The CUDA device number of gpu:device (device unless an older CUDA device before it was
+ * skipped); -1 when there is no such GPU. For CUDA calls that take a device number. */
+int pnG_cuda_device(int device);
 /* The GPU the calling thread's CUDA calls go to (the last stream it asked for put it there);
  * always 0 when the process sees one GPU (no CUDA call then). */
 int pnG_current_device(void);

@@ -1,5 +1,6 @@
 /* runtime.cu — the CUDA backend's runtime (gpu.h): device detection with a reason when no GPU
- * is usable, the process's GPUs (Ponte's gpu:k is CUDA device k), device memory from each
+ * is usable, the process's GPUs (Ponte's gpu:k is the k-th usable CUDA device: CUDA device k
+ * unless an older one is skipped), device memory from each
  * GPU's stream-ordered pool of cudaMallocAsync kept as a cache (release threshold), statistics
  * and limits, copies between host and device (large ones pipelined through a small pool of
  * pinned staging buffers per GPU), one CUDA stream per Ponte stream, each on its GPU, and
@@ -19,18 +20,23 @@
 /* ───────────────────────────── device detection ───────────────────────────── */
 
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
-static bool gpu_usable; /* device 0 is usable: the GPU backend is on */
+static bool gpu_usable; /* some CUDA device is usable: the GPU backend is on */
 static char gpu_reason[256];
 
-/* What the runtime keeps per CUDA device (Ponte's gpu:k is CUDA device k). */
+/* What the runtime keeps per GPU, by Ponte's index: the usable CUDA devices (compute
+ * capability 8.0+, with a stream-ordered pool) in CUDA's order, those that are not skipped
+ * (as TensorFlow does), so that gpu:0 is the first GPU Ponte can run on. */
 #define MAX_DEVICES PNG_MAX_DEVICES
 static struct gpu_device {
-    bool usable;             /* compute capability 8.0+, with a stream-ordered pool */
+    int ordinal;             /* its CUDA device number */
     cudaMemPool_t pool;      /* its default pool: the cache of freed blocks */
     int64_t resident_threads; /* SMs x threads per SM */
     size_t active, peak;     /* bytes handed out by pnG_malloc (mem_lock) */
 } devices[MAX_DEVICES];
-static int ndevices; /* CUDA devices seen, usable or not (at most MAX_DEVICES) */
+static int ndevices; /* usable CUDA devices (at most MAX_DEVICES) */
+/* Threads change CUDA devices (cudaSetDevice) as they change GPUs: there are several, or gpu:0
+ * is not CUDA device 0 (where a thread starts). */
+static bool switching;
 /* peer[i][j]: GPU i copies straight from and to GPU j's pool memory (peer access, granted to
  * i on j's pool at detection) */
 static bool peer[MAX_DEVICES][MAX_DEVICES];
@@ -63,8 +69,8 @@ static int machine_gpu_count(void)
 }
 
 /* Whether CUDA device d can run Ponte's kernels; when not, why (into reason, n bytes).
- * Fills devices[d] when it can. */
-static bool probe_device(int d, char *reason, size_t n)
+ * Fills *g when it can. */
+static bool probe_device(int d, struct gpu_device *g, char *reason, size_t n)
 {
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
@@ -77,7 +83,7 @@ static bool probe_device(int d, char *reason, size_t n)
                  prop.major, prop.minor);
         return false;
     }
-    struct gpu_device *g = &devices[d];
+    g->ordinal = d;
     g->resident_threads = prop.multiProcessorCount > 0 && prop.maxThreadsPerMultiProcessor > 0
                               ? (int64_t)prop.multiProcessorCount * prop.maxThreadsPerMultiProcessor
                               : 132 * 2048;
@@ -89,7 +95,6 @@ static bool probe_device(int d, char *reason, size_t n)
     /* keep freed blocks in the pool: it is the cache */
     uint64_t keep = ~(uint64_t)0;
     cudaMemPoolSetAttribute(g->pool, cudaMemPoolAttrReleaseThreshold, &keep);
-    g->usable = true;
     return true;
 }
 
@@ -120,40 +125,57 @@ static void detect(void)
         cudaGetLastError();
         return;
     }
-    ndevices = count < MAX_DEVICES ? count : MAX_DEVICES;
-    if (!probe_device(0, gpu_reason, sizeof gpu_reason)) {
-        /* device 0 is Ponte's first GPU; a usable one elsewhere is one variable away */
-        char ignored[256];
-        for (int d = 1; d < ndevices; d++)
-            if (probe_device(d, ignored, sizeof ignored)) {
-                size_t len = strlen(gpu_reason);
-                snprintf(gpu_reason + len, sizeof gpu_reason - len,
-                         " (CUDA device %d is usable: CUDA_VISIBLE_DEVICES=%d selects it)", d, d);
-                break;
-            }
-        ndevices = 0;
+    /* the usable devices become gpu:0, gpu:1, ...; those skipped are said on stderr once
+     * a usable one is found (the backend is on), else the first one's reason is the reason */
+    struct {
+        int ordinal;
+        char why[200];
+    } skipped[MAX_DEVICES];
+    int nskipped = 0;
+    for (int d = 0; d < count && ndevices < MAX_DEVICES; d++) {
+        char why[200];
+        if (probe_device(d, &devices[ndevices], why, sizeof why)) {
+            ndevices++;
+            continue;
+        }
+        if (nskipped == 0) snprintf(gpu_reason, sizeof gpu_reason, "%s", why);
+        if (nskipped < MAX_DEVICES) {
+            skipped[nskipped].ordinal = d;
+            memcpy(skipped[nskipped++].why, why, sizeof why);
+        }
+    }
+    if (ndevices == 0) {
+        if (count > 1) {
+            size_t len = strlen(gpu_reason);
+            if (count == 2) snprintf(gpu_reason + len, sizeof gpu_reason - len, " (nor can CUDA device 1)");
+            else snprintf(gpu_reason + len, sizeof gpu_reason - len, " (nor can CUDA devices 1 to %d)", count - 1);
+        }
         return;
     }
-    char ignored[256];
-    for (int d = 1; d < ndevices; d++) probe_device(d, ignored, sizeof ignored);
+    for (int k = 0; k < nskipped; k++)
+        fprintf(stderr, "ponte: CUDA device %d is skipped: %s (gpu:0 is CUDA device %d)\n",
+                skipped[k].ordinal, skipped[k].why, devices[0].ordinal);
+    gpu_reason[0] = 0;
+    switching = ndevices > 1 || devices[0].ordinal != 0;
     /* pool memory is its own GPU's alone until a pool grants another access: grant it where
      * the hardware allows, so that arrays move between those GPUs directly */
     for (int i = 0; i < ndevices; i++)
         for (int j = 0; j < ndevices; j++) {
             int can = 0;
-            if (i == j || !devices[i].usable || !devices[j].usable ||
-                cudaDeviceCanAccessPeer(&can, i, j) != cudaSuccess || !can) {
+            if (i == j ||
+                cudaDeviceCanAccessPeer(&can, devices[i].ordinal, devices[j].ordinal) != cudaSuccess ||
+                !can) {
                 cudaGetLastError();
                 continue;
             }
             cudaMemAccessDesc access = {};
             access.location.type = cudaMemLocationTypeDevice;
-            access.location.id = i;
+            access.location.id = devices[i].ordinal;
             access.flags = cudaMemAccessFlagsProtReadWrite;
             peer[i][j] = cudaMemPoolSetAccess(devices[j].pool, &access, 1) == cudaSuccess;
             cudaGetLastError();
         }
-    cudaSetDevice(0);
+    cudaSetDevice(devices[0].ordinal);
     gpu_usable = true;
 }
 
@@ -172,17 +194,35 @@ extern "C" int pnG_device_count(void)
 
 extern "C" bool pnG_device_usable(int device)
 {
-    return device >= 0 && device < pnG_device_count() && devices[device].usable;
+    return device >= 0 && device < pnG_device_count();
 }
+
+extern "C" int pnG_cuda_device(int device)
+{
+    return pnG_device_usable(device) ? devices[device].ordinal : -1;
+}
+
+/* Ponte's index of CUDA device `ordinal`; -1 for a device Ponte skipped or does not know. */
+static int ponte_index(int ordinal)
+{
+    for (int k = 0; k < ndevices; k++)
+        if (devices[k].ordinal == ordinal) return k;
+    return -1;
+}
+
+/* Makes gpu:device the calling thread's current CUDA device. */
+static cudaError_t enter_device(int device) { return cudaSetDevice(devices[device].ordinal); }
 
 extern "C" int pnG_current_device(void)
 {
-    int d = 0;
-    if (ndevices > 1 && (cudaGetDevice(&d) != cudaSuccess || d < 0 || d >= ndevices)) {
+    int c = 0;
+    if (!switching) return 0;
+    if (cudaGetDevice(&c) != cudaSuccess) {
         cudaGetLastError();
-        d = 0;
+        return 0;
     }
-    return d;
+    int d = ponte_index(c);
+    return d < 0 ? 0 : d;
 }
 
 extern "C" bool pnG_peer_copy(int device, int other)
@@ -194,14 +234,14 @@ extern "C" int pnG_pointer_device(const void *p)
 {
     if (!p || !pnG_available(NULL)) return -1;
 #ifdef PONTE_GPU_SIM
-    return pnsim_device_of(p);
+    return ponte_index(pnsim_device_of(p));
 #else
     cudaPointerAttributes a;
     if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
         cudaGetLastError();
         return -1;
     }
-    return a.type == cudaMemoryTypeDevice ? a.device : -1;
+    return a.type == cudaMemoryTypeDevice ? ponte_index(a.device) : -1;
 #endif
 }
 
@@ -216,7 +256,8 @@ extern "C" int pnG_device_info(int device, char *name, size_t n, int *major, int
 {
     cudaDeviceProp prop;
     size_t fr = 0, tot = 0;
-    if (!pnG_device_usable(device) || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    if (!pnG_device_usable(device) ||
+        cudaGetDeviceProperties(&prop, devices[device].ordinal) != cudaSuccess) {
         cudaGetLastError();
         return -1;
     }
@@ -224,11 +265,11 @@ extern "C" int pnG_device_info(int device, char *name, size_t n, int *major, int
     *major = prop.major;
     *minor = prop.minor;
     int was = pnG_current_device();
-    if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+    if (enter_device(device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
         cudaGetLastError();
         fr = 0, tot = prop.totalGlobalMem;
     }
-    cudaSetDevice(was);
+    enter_device(was);
     *total = tot ? tot : prop.totalGlobalMem;
     *free_bytes = fr;
     return 0;
@@ -335,7 +376,7 @@ extern "C" void *pnG_cuda_stream(int stream)
     }
     int device = stream_devices[stream];
     /* with several GPUs, the calling thread's CUDA calls go to the stream's device from here */
-    cudaError_t e = ndevices > 1 ? cudaSetDevice(device) : cudaSuccess;
+    cudaError_t e = switching ? enter_device(device) : cudaSuccess;
     if (e == cudaSuccess && !streams[stream]) {
         e = cudaStreamCreateWithFlags(&streams[stream], cudaStreamNonBlocking);
         if (e != cudaSuccess) streams[stream] = NULL;
@@ -403,11 +444,10 @@ extern "C" int pnG_synchronize(int stream)
     if (stream < 0) { /* every device */
         int was = pnG_current_device();
         for (int d = 0; d < ndevices; d++) {
-            if (!devices[d].usable) continue;
-            PNG_CHECK(cudaSetDevice(d));
+            PNG_CHECK(enter_device(d));
             PNG_CHECK(cudaDeviceSynchronize());
         }
-        PNG_CHECK(cudaSetDevice(was));
+        PNG_CHECK(enter_device(was));
         return 0;
     }
     cudaStream_t s = png_stream(stream);
@@ -450,7 +490,7 @@ static size_t pool_attribute(int d, cudaMemPoolAttr attr)
  * streams have completed. The calling thread stays on device d. */
 static void trim_cache(int d, size_t keep)
 {
-    if (cudaSetDevice(d) == cudaSuccess) cudaDeviceSynchronize();
+    if (enter_device(d) == cudaSuccess) cudaDeviceSynchronize();
     cudaMemPoolTrimTo(devices[d].pool, keep);
     cudaGetLastError();
 }
@@ -580,22 +620,20 @@ extern "C" size_t pnG_set_cache_limit(size_t limit)
     pthread_mutex_unlock(&mem_lock);
     int was = pnG_current_device();
     for (int d = 0; d < pnG_device_count(); d++) {
-        if (!devices[d].usable) continue;
         uint64_t keep = limit == (size_t)-1 ? ~(uint64_t)0 : (uint64_t)limit;
         cudaMemPoolSetAttribute(devices[d].pool, cudaMemPoolAttrReleaseThreshold, &keep);
         size_t used = pool_attribute(d, cudaMemPoolAttrUsedMemCurrent);
         if (limit != (size_t)-1) trim_cache(d, used + limit);
     }
-    if (pnG_available(NULL)) cudaSetDevice(was);
+    if (pnG_available(NULL)) enter_device(was);
     return old;
 }
 
 extern "C" void pnG_clear_cache(void)
 {
     int was = pnG_current_device();
-    for (int d = 0; d < pnG_device_count(); d++)
-        if (devices[d].usable) trim_cache(d, 0);
-    if (pnG_available(NULL)) cudaSetDevice(was);
+    for (int d = 0; d < pnG_device_count(); d++) trim_cache(d, 0);
+    if (pnG_available(NULL)) enter_device(was);
 }
 
 /* ───────────────────────────── copies ───────────────────────────── */
