@@ -963,20 +963,108 @@ static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blo
 
 /* ───────────────────────────── launch ───────────────────────────── */
 
-/* How the runtime runs, copies and frees a launch's body (one thread's kernel call): run(ctx)
- * calls it; clone(ctx) copies it onto the heap and drop frees such a copy (PONTE_SIM_ASYNC
- * queues the copy: the caller's body is gone once the launch returns). */
+/* How the runtime runs, copies, frees and checks a launch's body (one thread's kernel call):
+ * run(ctx) calls it; clone(ctx) copies it onto the heap and drop frees such a copy
+ * (PONTE_SIM_ASYNC queues the copy: the caller's body is gone once the launch returns);
+ * check(ctx, device) checks the pointers its kernel parameters carry before a grid runs on
+ * device (pnsim_check_kernel_pointer): cudaSuccess, or the first one's error. */
 struct pnsim_body_ops {
     void (*run)(void *ctx);
     void *(*clone)(const void *ctx);
     void (*drop)(void *ctx);
+    cudaError_t (*check)(const void *ctx, int device);
 };
+
+/* Checks p, a pointer kernel parameter `index` carries (itself when word < 0; else the word at
+ * byte `word` of the parameter, or of the block it points to when `pointee`), before a grid
+ * runs on device: a non-null pointer into live cudaMalloc memory of another device (Ponte
+ * never enables peer access), into pool memory of another device whose pool has not granted
+ * device access (cudaMemPoolSetAccess), or into a pool block that is back in its pool's cache
+ * (freed) is cudaErrorIllegalAddress, after a `pnsim:` diagnostic on stderr, as hardware
+ * faults on it; anything else (null, host memory, own memory) is cudaSuccess. A word that is
+ * no such pointer is ignored: an integer that happens to fall inside a live allocation of
+ * another device is practically impossible. */
+cudaError_t pnsim_check_kernel_pointer(int device, int index, long word, bool pointee,
+                                       const void *p);
+
+/* The bytes of the block a pointer kernel parameter of type const T * points to that carry
+ * more kernel pointers (a parameter block: generated kernels take theirs so); none by
+ * default. A type opts in by overloading this for const T * where the launch sees it (ADL). */
+struct pnsim_span {
+    const void *base;
+    size_t bytes;
+};
+template <typename T> static inline pnsim_span pnsim_param_pointee(const T *) { return {nullptr, 0}; }
+
+/* Checks the 8-byte aligned words of [base, base + bytes) as pointers of parameter index. */
+static inline cudaError_t pnsim_check_words(int device, int index, bool pointee, const void *base,
+                                            size_t bytes)
+{
+    for (size_t off = 0; off + sizeof(void *) <= bytes; off += sizeof(void *)) {
+        const void *w;
+        memcpy(&w, (const char *)base + off, sizeof w);
+        if (cudaError_t e = pnsim_check_kernel_pointer(device, index, (long)off, pointee, w))
+            return e;
+    }
+    return cudaSuccess;
+}
+/* Checks kernel parameter index, of type T: a pointer itself and the words of the block its
+ * pnsim_param_pointee names; the 8-byte aligned words of a struct (a descriptor, an array of
+ * pointers), as any of them may be a pointer; nothing for other types. */
+template <typename T>
+static inline cudaError_t pnsim_check_param(int device, int index, const T &v)
+{
+    if constexpr (std::is_pointer_v<T>) {
+        if (cudaError_t e = pnsim_check_kernel_pointer(device, index, -1, false, (const void *)v))
+            return e;
+        if constexpr (std::is_class_v<std::remove_cv_t<std::remove_pointer_t<T>>>) {
+            pnsim_span s = v ? pnsim_param_pointee(v) : pnsim_span{nullptr, 0};
+            return pnsim_check_words(device, index, true, s.base, s.bytes);
+        }
+    } else if constexpr ((std::is_class_v<T> || std::is_union_v<T>) && alignof(T) >= sizeof(void *)) {
+        return pnsim_check_words(device, index, false, &v, sizeof v);
+    }
+    return cudaSuccess;
+}
+
+/* A kernel with its arguments, as pnsim_bind makes it: calling it is one thread's kernel call
+ * (the arguments are kept by value: a body run later, under PONTE_SIM_ASYNC, must not read
+ * the caller's variables); check(device) checks each parameter (pnsim_check_param). */
+template <typename K, typename... P> struct pnsim_bound {
+    K kernel;
+    std::tuple<P...> params;
+    void operator()() const { std::apply(kernel, params); }
+    cudaError_t check(int device) const
+    {
+        return check_each(device, std::index_sequence_for<P...>{});
+    }
+    template <size_t... I>
+    cudaError_t check_each(int device, std::index_sequence<I...>) const
+    {
+        cudaError_t e = cudaSuccess;
+        ((e = e ? e : pnsim_check_param(device, (int)I, std::get<I>(params))), ...);
+        return e;
+    }
+};
+
+/* Whether a body of type F has check(int) (pnsim_bound); plain lambdas have none. */
+template <typename F, typename = void> struct pnsim_has_check : std::false_type {};
+template <typename F>
+struct pnsim_has_check<F, std::void_t<decltype(std::declval<const F &>().check(0))>>
+    : std::true_type {};
+
 /* The body operations of a body of type F. */
 template <typename F> struct pnsim_body {
     static void run(void *p) { (*static_cast<F *>(p))(); }
     static void *clone(const void *p) { return new F(*static_cast<const F *>(p)); }
     static void drop(void *p) { delete static_cast<F *>(p); }
-    static constexpr pnsim_body_ops ops = {run, clone, drop};
+    static cudaError_t check(const void *p, int device)
+    {
+        if constexpr (pnsim_has_check<F>::value) return static_cast<const F *>(p)->check(device);
+        (void)p, (void)device;
+        return cudaSuccess;
+    }
+    static constexpr pnsim_body_ops ops = {run, clone, drop, check};
 };
 
 /* Runs body (ops->run(ctx)) as every thread of every block of grid x block (see the header
@@ -987,8 +1075,10 @@ template <typename F> struct pnsim_body {
  * configuration (block 1..1024 threads, x,y <= 1024, z <= 64; grid x < 2^31, y,z <= 65535;
  * smem over the limit) sets the last error to cudaErrorInvalidValue, as CUDA 13 does on an
  * H100 (older runtimes said cudaErrorInvalidConfiguration), and runs nothing; a deadlock
- * sets cudaErrorLaunchFailure (when the grid runs). Launching from inside a kernel sets
- * cudaErrorNotSupported. */
+ * sets cudaErrorLaunchFailure (when the grid runs); a kernel parameter pointing into memory
+ * the device cannot access or into a freed pool block (ops->check, run just before the grid:
+ * at the call, or when a queued launch runs) sets cudaErrorIllegalAddress and runs nothing.
+ * Launching from inside a kernel sets cudaErrorNotSupported. */
 void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
                       const pnsim_body_ops *ops, void *ctx);
 
@@ -1003,14 +1093,12 @@ static inline void pnsim_launch(dim3 grid, dim3 block, size_t smem, S stream, F 
                      &body);
 }
 /* The body of a launch of kernel with args, as PNG_LAUNCH makes it: the arguments evaluated at
- * the call, as CUDA does, each converted to its parameter's type and kept by value (a body run
- * later, under PONTE_SIM_ASYNC, must not read the caller's variables). */
+ * the call, as CUDA does, each converted to its parameter's type and kept by value. */
 template <typename... P, typename... A>
 static inline auto pnsim_bind(void (*kernel)(P...), A &&...args)
 {
-    return [kernel, params = std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)]() {
-        std::apply(kernel, params);
-    };
+    return pnsim_bound<void (*)(P...), std::decay_t<P>...>{
+        kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
 }
 /* The same with the kernel named, so its cudaFuncSetAttribute limit applies. */
 template <typename S, typename K, typename F>
