@@ -1091,24 +1091,34 @@ static void pool_access(cudaMemPool_t pool, int dev, bool on)
 }
 
 /* add_one_kernel's parameters in a struct, the pointers at bytes 8 and 16 (as a strided-view
- * descriptor or a pointer array carries them). */
+ * descriptor or a pointer array carries them), opted in to the launch check; `unused` is not
+ * (the kernel never reads it). */
 struct add_one_args {
     int n;
     const int *x;
     int *y;
+    const int *unused;
 };
+static inline void pnsim_param_pointers(const add_one_args &a, pnsim_param_visit &v)
+{
+    v.ptr(a.x);
+    v.ptr(a.y);
+}
 __global__ void add_one_struct_kernel(add_one_args a)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < a.n) a.y[i] = a.x[i] + 1;
 }
-/* A parameter block that a kernel gets a pointer to (as generated kernels get theirs), opted
- * in to the launch check by pnsim_param_pointee. */
+/* A parameter block that a kernel gets a pointer to, opted in to the launch check word by
+ * word (as generated kernels' blocks are). */
 struct param_block {
     size_t size;
     unsigned char bytes[64];
 };
-static inline pnsim_span pnsim_param_pointee(const param_block *p) { return {p->bytes, p->size}; }
+static inline void pnsim_param_pointers(const param_block &b, pnsim_param_visit &v)
+{
+    v.words(b.bytes, b.size);
+}
 __global__ void add_one_block_kernel(const param_block *p)
 {
     add_one_args a;
@@ -1123,7 +1133,7 @@ enum { BY_POINTER, BY_STRUCT, BY_BLOCK, PASSINGS };
  * passed as `how` says. */
 static void add_one_passed(int how, const int *x, int *y, int n, cudaStream_t s)
 {
-    const add_one_args a = {n, x, y};
+    const add_one_args a = {n, x, y, nullptr};
     const unsigned blocks = (unsigned)(n + 127) / 128 + (n == 0);
     if (how == BY_POINTER) {
         PNG_LAUNCH(add_one_kernel, blocks, 128, 0, s, x, y, n);
@@ -1137,12 +1147,12 @@ static void add_one_passed(int how, const int *x, int *y, int n, cudaStream_t s)
     }
 }
 
-/* A kernel on device 1 handed pointers (as pointers, in a struct, in a parameter block it gets
- * a pointer to) into device 0's pool memory is refused with cudaErrorIllegalAddress and a
+/* A kernel on device 1 handed pointers (as pointers, in a struct's pointer fields, in a
+ * parameter block it gets a pointer to) into device 0's pool memory is refused with cudaErrorIllegalAddress and a
  * diagnostic naming the parameter, the pointer and both devices until device 0's pool grants
  * device 1 access; into device 0's cudaMalloc memory always (no peer access); into a pool
  * block already freed too (use after free), not once the block is allocated again. Null,
- * own-device and pinned host pointers pass. */
+ * own-device and pinned host pointers pass, and so does a struct field not opted in. */
 static void test_kernel_pointer_access(void)
 {
     if (pnsim_async()) return; /* checked at the call here; test_async_kernel_pointer_access */
@@ -1160,8 +1170,9 @@ static void test_kernel_pointer_access(void)
     int *y1 = nullptr;
     CK(cudaMallocAsync((void **)&y1, n * sizeof(int), 0));
     char err[4096], want[96];
-    static const char *const words[PASSINGS] = {"parameter 0 holds", "parameter 0, word at byte 8 of it holds",
-                                                "parameter 0, word at byte 8 of the block it points to holds"};
+    static const char *const words[PASSINGS] = {
+        "parameter 0 holds", "parameter 0, field at byte 8 of it holds",
+        "parameter 0, field at byte 16 of the struct it points to holds"};
     for (int how = 0; how < PASSINGS; how++) {
         CK(cudaMemset(y1, 0, n * sizeof(int)));
         stderr_of(err, sizeof err, [&] { add_one_passed(how, x0, y1, n, 0); });
@@ -1198,6 +1209,9 @@ static void test_kernel_pointer_access(void)
         EXPECT(cudaGetLastError(), cudaErrorIllegalAddress);
         CHECK(strstr(err, "use after free (memory of device 1, kernel launched on device 1)") != nullptr);
     }
+    const add_one_args stale = {n, h, y1, f1}; /* a field the kernel does not read: unchecked */
+    PNG_LAUNCH(add_one_struct_kernel, 3, 128, 0, 0, stale);
+    CK(cudaGetLastError());
     CK(cudaMallocAsync((void **)&again, n * sizeof(int), 0));
     CHECK(again == f1);
     fill(again, n, 3, 0);

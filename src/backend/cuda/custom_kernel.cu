@@ -181,8 +181,9 @@ struct sim_param {
     size_t size; /* of the parameter in bytes */
     unsigned char bytes[SIM_MAX_PARAM];
 };
-/* The launch checks the pointers a generated kernel's parameter (a struct) carries. */
-static inline pnsim_span pnsim_param_pointee(const sim_param *p) { return {p->bytes, p->size}; }
+/* The launch checks the pointers a generated kernel's parameter carries: each word of it (its
+ * layout is the generated source's; pnG_rtc_launch's callers zero its unused bytes). */
+static inline void pnsim_param_pointers(const sim_param &p, pnsim_param_visit &v) { v.words(p.bytes, p.size); }
 /* A loaded generated kernel (the handle pnG_rtc_launch gives out; never freed). */
 struct pnG_rtc_kernel {
     char *key;

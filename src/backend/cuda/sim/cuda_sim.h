@@ -975,42 +975,58 @@ struct pnsim_body_ops {
     cudaError_t (*check)(const void *ctx, int device);
 };
 
-/* Checks p, a pointer kernel parameter `index` carries (itself when word < 0; else the word at
- * byte `word` of the parameter, or of the block it points to when `pointee`), before a grid
- * runs on device: a non-null pointer into live cudaMalloc memory of another device (Ponte
- * never enables peer access), into pool memory of another device whose pool has not granted
- * device access (cudaMemPoolSetAccess), or into a pool block that is back in its pool's cache
- * (freed) is cudaErrorIllegalAddress, after a `pnsim:` diagnostic on stderr, as hardware
- * faults on it; anything else (null, host memory, own memory) is cudaSuccess. A word that is
- * no such pointer is ignored: an integer that happens to fall inside a live allocation of
- * another device is practically impossible. */
-cudaError_t pnsim_check_kernel_pointer(int device, int index, long word, bool pointee,
+/* Checks p, a pointer kernel parameter `index` carries (itself when field < 0; else the field
+ * at byte `field` of the struct it is, or of the struct it points to when `pointee`), before a
+ * grid runs on device: a non-null pointer into live cudaMalloc memory of another device (the
+ * simulator has no cudaDeviceEnablePeerAccess: Ponte uses pool memory across devices), into
+ * pool memory of another device whose pool has not granted device access
+ * (cudaMemPoolSetAccess), or into a pool block that is back in its pool's cache (freed) is
+ * cudaErrorIllegalAddress, after a `pnsim:` diagnostic on stderr, as hardware faults on it;
+ * anything else (null, host memory, the device's own memory) is cudaSuccess. */
+cudaError_t pnsim_check_kernel_pointer(int device, int index, long field, bool pointee,
                                        const void *p);
 
-/* The bytes of the block a pointer kernel parameter of type const T * points to that carry
- * more kernel pointers (a parameter block: generated kernels take theirs so); none by
- * default. A type opts in by overloading this for const T * where the launch sees it (ADL). */
-struct pnsim_span {
+/* What a struct's pnsim_param_pointers reports its pointer fields to: the launch's device,
+ * the parameter's index, the struct (the parameter, or the struct a pointer parameter points
+ * to when pointee) and the first error. */
+struct pnsim_param_visit {
+    int device, index;
+    bool pointee;
     const void *base;
-    size_t bytes;
-};
-template <typename T> static inline pnsim_span pnsim_param_pointee(const T *) { return {nullptr, 0}; }
-
-/* Checks the 8-byte aligned words of [base, base + bytes) as pointers of parameter index. */
-static inline cudaError_t pnsim_check_words(int device, int index, bool pointee, const void *base,
-                                            size_t bytes)
-{
-    for (size_t off = 0; off + sizeof(void *) <= bytes; off += sizeof(void *)) {
-        const void *w;
-        memcpy(&w, (const char *)base + off, sizeof w);
-        if (cudaError_t e = pnsim_check_kernel_pointer(device, index, (long)off, pointee, w))
-            return e;
+    cudaError_t err;
+    /* Checks the pointer field f of the struct at base. */
+    template <typename T> void ptr(T *const &f) { check(&f, (const void *)f); }
+    /* Checks each 8-byte aligned word of [p, p + bytes) inside the struct as a pointer field
+     * (a parameter block whose layout the launch does not know: its unused bytes must be
+     * zero). */
+    void words(const void *p, size_t bytes)
+    {
+        for (size_t off = 0; off + sizeof(void *) <= bytes; off += sizeof(void *)) {
+            const void *w;
+            memcpy(&w, (const char *)p + off, sizeof w);
+            check((const char *)p + off, w);
+        }
     }
-    return cudaSuccess;
-}
-/* Checks kernel parameter index, of type T: a pointer itself and the words of the block its
- * pnsim_param_pointee names; the 8-byte aligned words of a struct (a descriptor, an array of
- * pointers), as any of them may be a pointer; nothing for other types. */
+    /* Checks value, the pointer held at field (inside the struct), unless an error came first. */
+    void check(const void *field, const void *value)
+    {
+        if (!err)
+            err = pnsim_check_kernel_pointer(device, index, (long)((const char *)field - (const char *)base),
+                                             pointee, value);
+    }
+};
+/* The pointer fields of a struct kernel parameter (or of the struct a pointer parameter points
+ * to) that the launch checks: none by default. A struct that carries pointers opts in with an
+ * overload for its type, found by ADL where the launch is compiled, that passes each pointer
+ * field its kernels read to v.ptr (only the live ones: a pointer array's used entries), e.g.
+ *     static inline void pnsim_param_pointers(const my_args &a, pnsim_param_visit &v)
+ *     { v.ptr(a.x); v.ptr(a.y); }
+ * Scanning every word instead would flag the stale pointers that unused fields (a descriptor's
+ * dims beyond its rank, filled from the stack) hold. */
+template <typename T> static inline void pnsim_param_pointers(const T &, pnsim_param_visit &) {}
+
+/* Checks kernel parameter index, of type T: a pointer itself, then the pointer fields of the
+ * struct it points to; a struct's pointer fields (pnsim_param_pointers); nothing for others. */
 template <typename T>
 static inline cudaError_t pnsim_check_param(int device, int index, const T &v)
 {
@@ -1018,11 +1034,15 @@ static inline cudaError_t pnsim_check_param(int device, int index, const T &v)
         if (cudaError_t e = pnsim_check_kernel_pointer(device, index, -1, false, (const void *)v))
             return e;
         if constexpr (std::is_class_v<std::remove_cv_t<std::remove_pointer_t<T>>>) {
-            pnsim_span s = v ? pnsim_param_pointee(v) : pnsim_span{nullptr, 0};
-            return pnsim_check_words(device, index, true, s.base, s.bytes);
+            if (!v) return cudaSuccess;
+            pnsim_param_visit w{device, index, true, v, cudaSuccess};
+            pnsim_param_pointers(*v, w);
+            return w.err;
         }
-    } else if constexpr ((std::is_class_v<T> || std::is_union_v<T>) && alignof(T) >= sizeof(void *)) {
-        return pnsim_check_words(device, index, false, &v, sizeof v);
+    } else if constexpr (std::is_class_v<T>) {
+        pnsim_param_visit w{device, index, false, &v, cudaSuccess};
+        pnsim_param_pointers(v, w);
+        return w.err;
     }
     return cudaSuccess;
 }

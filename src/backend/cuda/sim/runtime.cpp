@@ -756,7 +756,7 @@ int pnsim_device_of(const void *p)
 }
 
 /* See cuda_sim.h. */
-cudaError_t pnsim_check_kernel_pointer(int device, int index, long word, bool pointee,
+cudaError_t pnsim_check_kernel_pointer(int device, int index, long field, bool pointee,
                                        const void *p)
 {
     if (!p) return cudaSuccess;
@@ -775,9 +775,9 @@ cudaError_t pnsim_check_kernel_pointer(int device, int index, long word, bool po
     else return cudaSuccess;
     lock.unlock();
     char where[64] = "";
-    if (word >= 0)
-        snprintf(where, sizeof where, ", word at byte %ld of %s", word,
-                 pointee ? "the block it points to" : "it");
+    if (field >= 0)
+        snprintf(where, sizeof where, ", field at byte %ld of %s", field,
+                 pointee ? "the struct it points to" : "it");
     fprintf(stderr,
             "pnsim: kernel parameter %d%s holds %p, %s (memory of device %d, kernel launched on "
             "device %d): cudaErrorIllegalAddress\n",
