@@ -1382,12 +1382,18 @@ static void test_async_free_poison(void)
     CHECK(both_seen("kernel racing cudaFreeAsync", right, refused));
     CHECK(both_seen("copy racing cudaFreeAsync", copied, poisoned));
     CHECK(count_of(err, "use after free") == refused);
-    /* freed, then allocated again before a kernel reads it: live, it runs */
+    /* freed (the pool keeps the block cached through the synchronization), then allocated
+     * again before a kernel reads it: live, it runs */
+    uint64_t keep = LIMIT, zero = 0;
+    CK(cudaMemPoolSetAttribute(pool_of(0), cudaMemPoolAttrReleaseThreshold, &keep));
     int *x = nullptr, *again = nullptr;
     CK(cudaMallocAsync((void **)&x, n * sizeof(int), t.a));
+    const uint64_t reserved = pool_attr(pool_of(0), cudaMemPoolAttrReservedMemCurrent);
     CK(cudaFreeAsync(x, t.a));
     CK(cudaStreamSynchronize(t.a));
+    CHECK(pool_attr(pool_of(0), cudaMemPoolAttrReservedMemCurrent) == reserved);
     CK(cudaMallocAsync((void **)&again, n * sizeof(int), t.a));
+    CK(cudaMemPoolSetAttribute(pool_of(0), cudaMemPoolAttrReleaseThreshold, &zero));
     CHECK(again == x);
     fill(again, n, 41, t.a);
     add_one(again, y, n, t.a);
