@@ -23,6 +23,11 @@
  *   - a deadlock (threads waiting at different barriers, or at mismatched collectives) or a
  *     misuse (caller not in mask, bad width) ends the launch with cudaErrorLaunchFailure and a
  *     one-line diagnostic on stderr; the rest of the grid does not run;
+ *   - before a grid runs, the pointers its kernel parameters carry (pointer parameters and the
+ *     fields pnsim_param_pointers lists) are checked: one into memory the device cannot reach
+ *     (another device's cudaMalloc memory, another device's pool memory without
+ *     cudaMemPoolSetAccess) or into a freed pool block fails the launch with
+ *     cudaErrorIllegalAddress and a diagnostic, and the grid does not run;
  *   - PONTE_SIM_SHUFFLE=<seed> runs the ready threads in a pseudo-random order (default:
  *     deterministic), PONTE_SIM_STACK=<bytes> sets the fiber stack size (64 KiB; 256 KiB under
  *     ASan), PONTE_SIM_MEMORY_LIMIT=<bytes> caps simulated device memory (default 16 GiB),
@@ -59,7 +64,7 @@
  * into pageable memory is done at the call, after the stream's earlier work (as CUDA); one from
  * pageable memory takes a snapshot at the call; pinned and device memory are read and written
  * when the copy runs. A cudaFreeAsync'd block returns to its pool when the free runs, refilled
- * with 0xCD. Destroying a stream or an event does not wait, and its queued work still runs.
+ * with 0xCD (a kernel given it that runs later is refused: use after free). Destroying a stream or an event does not wait, and its queued work still runs.
  * The library stand-ins (cuBLASLt, cuBLAS, cuSOLVER, cuDNN, cuFFT) and NCCL run their routines
  * at the call after running their stream's pending work. Pending work left at exit is dropped.
  * Device memory is host memory; new allocations are filled with 0xCD.
