@@ -1048,6 +1048,184 @@ static bool both_seen(const char *what, int right, int wrong)
     return right > 0 && wrong > 0;
 }
 
+/* ───────────────────────────── kernel pointer checks ───────────────────────────── */
+
+/* Runs f with stderr going to a temporary file; what it wrote there (at most cap - 1 bytes) into
+ * buf, NUL-terminated. */
+template <typename F> static void stderr_of(char *buf, size_t cap, F f)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *tmp = tmpfile();
+    if (saved < 0 || !tmp) {
+        CHECK(!"stderr redirected");
+        f();
+        buf[0] = '\0';
+        return;
+    }
+    dup2(fileno(tmp), 2);
+    f();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t got = fread(buf, 1, cap - 1, tmp);
+    buf[got] = '\0';
+    fclose(tmp);
+}
+/* How many times needle occurs in text. */
+static int count_of(const char *text, const char *needle)
+{
+    int c = 0;
+    for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle)) c++;
+    return c;
+}
+/* Grants (or revokes) device dev read-write access to pool. */
+static void pool_access(cudaMemPool_t pool, int dev, bool on)
+{
+    cudaMemAccessDesc d = {};
+    d.location.type = cudaMemLocationTypeDevice;
+    d.location.id = dev;
+    d.flags = on ? cudaMemAccessFlagsProtReadWrite : cudaMemAccessFlagsProtNone;
+    CK(cudaMemPoolSetAccess(pool, &d, 1));
+}
+
+/* add_one_kernel's parameters in a struct, the pointers at bytes 8 and 16 (as a strided-view
+ * descriptor or a pointer array carries them), opted in to the launch check; `unused` is not
+ * (the kernel never reads it). */
+struct add_one_args {
+    int n;
+    const int *x;
+    int *y;
+    const int *unused;
+};
+static inline void pnsim_param_pointers(const add_one_args &a, pnsim_param_visit &v)
+{
+    v.ptr(a.x);
+    v.ptr(a.y);
+}
+__global__ void add_one_struct_kernel(add_one_args a)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < a.n) a.y[i] = a.x[i] + 1;
+}
+/* A parameter block that a kernel gets a pointer to, opted in to the launch check word by
+ * word (as generated kernels' blocks are). */
+struct param_block {
+    size_t size;
+    unsigned char bytes[64];
+};
+static inline void pnsim_param_pointers(const param_block &b, pnsim_param_visit &v)
+{
+    v.words(b.bytes, b.size);
+}
+__global__ void add_one_block_kernel(const param_block *p)
+{
+    add_one_args a;
+    memcpy(&a, p->bytes, sizeof a);
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < a.n) a.y[i] = a.x[i] + 1;
+}
+
+/* How add_one_passed hands the kernel its pointers. */
+enum { BY_POINTER, BY_STRUCT, BY_BLOCK, PASSINGS };
+/* y[i] = x[i] + 1 on stream s (run at the call: not for PONTE_SIM_ASYNC), the pointers
+ * passed as `how` says. */
+static void add_one_passed(int how, const int *x, int *y, int n, cudaStream_t s)
+{
+    const add_one_args a = {n, x, y, nullptr};
+    const unsigned blocks = (unsigned)(n + 127) / 128 + (n == 0);
+    if (how == BY_POINTER) {
+        PNG_LAUNCH(add_one_kernel, blocks, 128, 0, s, x, y, n);
+    } else if (how == BY_STRUCT) {
+        PNG_LAUNCH(add_one_struct_kernel, blocks, 128, 0, s, a);
+    } else {
+        param_block b = {};
+        b.size = sizeof a;
+        memcpy(b.bytes, &a, sizeof a);
+        PNG_LAUNCH(add_one_block_kernel, blocks, 128, 0, s, &b);
+    }
+}
+
+/* A kernel on device 1 handed pointers (as pointers, in a struct's pointer fields, in a
+ * parameter block it gets a pointer to) into device 0's pool memory is refused with cudaErrorIllegalAddress and a
+ * diagnostic naming the parameter, the pointer and both devices until device 0's pool grants
+ * device 1 access; into device 0's cudaMalloc memory always (no peer access); into a pool
+ * block already freed too (use after free), not once the block is allocated again. Null,
+ * own-device and pinned host pointers pass, and so does a struct field not opted in. */
+static void test_kernel_pointer_access(void)
+{
+    if (pnsim_async()) return; /* checked at the call here; test_async_kernel_pointer_access */
+    const int n = 300;
+    cudaMemPool_t p0 = pool_of(0), p1 = pool_of(1);
+    pool_access(p0, 1, false);
+    int *x0 = nullptr, *d0 = (int *)dmalloc(n * sizeof(int)), *h = nullptr;
+    CK(cudaMallocAsync((void **)&x0, n * sizeof(int), 0));
+    fill(x0, n, 7, 0);
+    fill(d0, n, 7, 0);
+    CK(cudaMallocHost((void **)&h, n * sizeof(int)));
+    for (int i = 0; i < n; i++) h[i] = 7;
+    CK(cudaSetDevice(1));
+    CK(cudaMemPoolTrimTo(p1, 0)); /* an empty cache: a freed block is the one allocated next */
+    int *y1 = nullptr;
+    CK(cudaMallocAsync((void **)&y1, n * sizeof(int), 0));
+    char err[4096], want[96];
+    static const char *const words[PASSINGS] = {
+        "parameter 0 holds", "parameter 0, field at byte 8 of it holds",
+        "parameter 0, field at byte 16 of the struct it points to holds"};
+    for (int how = 0; how < PASSINGS; how++) {
+        CK(cudaMemset(y1, 0, n * sizeof(int)));
+        stderr_of(err, sizeof err, [&] { add_one_passed(how, x0, y1, n, 0); });
+        EXPECT(cudaGetLastError(), cudaErrorIllegalAddress);
+        CHECK(first_of(y1) == 0); /* the grid did not run */
+        snprintf(want, sizeof want, "%s %p, pool memory of another device", words[how], (void *)x0);
+        CHECK(strstr(err, want) != nullptr);
+        CHECK(strstr(err, "(memory of device 0, kernel launched on device 1)") != nullptr);
+        stderr_of(err, sizeof err, [&] { add_one_passed(how, d0, y1, n, 0); });
+        EXPECT(cudaGetLastError(), cudaErrorIllegalAddress);
+        CHECK(strstr(err, "cudaMalloc memory of another device") != nullptr);
+        add_one_passed(how, h, y1, n, 0); /* pinned host memory, and device 1's own */
+        CK(cudaGetLastError());
+        CHECK(first_of(y1) == 8);
+        add_one_passed(how, nullptr, nullptr, 0, 0);
+        CK(cudaGetLastError());
+    }
+    pool_access(p0, 1, true);
+    for (int how = 0; how < PASSINGS; how++) {
+        CK(cudaMemset(y1, 0, n * sizeof(int)));
+        add_one_passed(how, x0, y1, n, 0);
+        CK(cudaGetLastError());
+        CHECK(first_of(y1) == 8);
+        add_one_passed(how, d0, y1, n, 0); /* the pool's grant is not peer access */
+        EXPECT(cudaGetLastError(), cudaErrorIllegalAddress);
+    }
+    pool_access(p0, 1, false);
+    int *f1 = nullptr, *again = nullptr;
+    CK(cudaMallocAsync((void **)&f1, n * sizeof(int), 0));
+    fill(f1, n, 3, 0);
+    CK(cudaFreeAsync(f1, 0));
+    for (int how = 0; how < PASSINGS; how++) {
+        stderr_of(err, sizeof err, [&] { add_one_passed(how, f1, y1, n, 0); });
+        EXPECT(cudaGetLastError(), cudaErrorIllegalAddress);
+        CHECK(strstr(err, "use after free (memory of device 1, kernel launched on device 1)") != nullptr);
+    }
+    const add_one_args stale = {n, h, y1, f1}; /* a field the kernel does not read: unchecked */
+    PNG_LAUNCH(add_one_struct_kernel, 3, 128, 0, 0, stale);
+    CK(cudaGetLastError());
+    CK(cudaMallocAsync((void **)&again, n * sizeof(int), 0));
+    CHECK(again == f1);
+    fill(again, n, 3, 0);
+    add_one_passed(BY_POINTER, again, y1, n, 0);
+    CK(cudaGetLastError());
+    CHECK(first_of(y1) == 4);
+    CK(cudaFree(again));
+    CK(cudaFree(y1));
+    CK(cudaSetDevice(0));
+    CK(cudaFreeHost(h));
+    CK(cudaFree(d0));
+    CK(cudaFree(x0));
+}
+
 /* A kernel on stream b reading what a kernel on stream a wrote: right every time after b waits
  * for an event a recorded; without the wait, sometimes stale. */
 static void test_async_cross_stream(void)
@@ -1157,42 +1335,74 @@ static void test_async_host_reads(void)
 }
 
 /* cudaFreeAsync returns a block to the pool when the free runs (pool used bytes drop then),
- * filled with 0xCD: a reader on another stream that did not wait sometimes sees the poison;
- * one the freeing stream waited for never does. A second free of a block whose free is
- * queued is refused at the call. */
+ * filled with 0xCD: a reader on another stream that did not wait sometimes reads the freed
+ * block, a copy seeing the poison and a kernel refused (cudaErrorIllegalAddress, use after
+ * free, checked when its grid runs); one the freeing stream waited for never does. A second
+ * free of a block whose free is queued is refused at the call. A block freed and allocated
+ * again is live: a kernel reading it runs. */
 static void test_async_free_poison(void)
 {
     const int n = 512;
-    int *y = (int *)dmalloc(n * sizeof(int));
+    int *y = (int *)dmalloc(n * sizeof(int)), *z = (int *)dmalloc(sizeof(int));
     stream_pair t = make_pair();
     cudaEvent_t ev;
     CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
     const int poison = (int)0xCDCDCDCD;
     const uint64_t used = pool_attr(pool_of(0), cudaMemPoolAttrUsedMemCurrent);
-    int right = 0, poisoned = 0;
-    for (int ordered = 1; ordered >= 0; ordered--)
-        for (int k = 0; k < TRIALS; k++) {
-            int *x = nullptr;
-            CK(cudaMallocAsync((void **)&x, n * sizeof(int), t.a));
-            fill(x, n, k, t.a);
-            CK(cudaEventRecord(ev, t.a));
-            CK(cudaStreamWaitEvent(t.b, ev, 0));
-            add_one(x, y, n, t.b);
-            if (ordered) {
-                CK(cudaEventRecord(ev, t.b));
-                CK(cudaStreamWaitEvent(t.a, ev, 0));
+    int right = 0, refused = 0, copied = 0, poisoned = 0;
+    static char err[1 << 16];
+    stderr_of(err, sizeof err, [&] {
+        for (int ordered = 1; ordered >= 0; ordered--)
+            for (int k = 0; k < TRIALS; k++) {
+                CK(cudaMemset(y, 0, n * sizeof(int)));
+                int *x = nullptr;
+                CK(cudaMallocAsync((void **)&x, n * sizeof(int), t.a));
+                fill(x, n, k, t.a);
+                CK(cudaEventRecord(ev, t.a));
+                CK(cudaStreamWaitEvent(t.b, ev, 0));
+                add_one(x, y, n, t.b);
+                CK(cudaMemcpyAsync(z, x, sizeof(int), cudaMemcpyDeviceToDevice, t.b));
+                if (ordered) {
+                    CK(cudaEventRecord(ev, t.b));
+                    CK(cudaStreamWaitEvent(t.a, ev, 0));
+                }
+                CK(cudaFreeAsync(x, t.a));
+                EXPECT(cudaFreeAsync(x, t.a), cudaErrorInvalidValue);
+                cudaError_t e = cudaDeviceSynchronize(); /* the kernel's error, unless it ran
+                                                            earlier at random */
+                cudaGetLastError();
+                CHECK(e == cudaSuccess || (!ordered && e == cudaErrorIllegalAddress));
+                CHECK(pool_attr(pool_of(0), cudaMemPoolAttrUsedMemCurrent) == used);
+                int v = first_of(y), w = first_of(z);
+                CHECK(v == k + 1 || (!ordered && v == 0));
+                CHECK(w == k || (!ordered && w == poison));
+                if (!ordered) (v == k + 1 ? right : refused)++, (w == k ? copied : poisoned)++;
             }
-            CK(cudaFreeAsync(x, t.a));
-            EXPECT(cudaFreeAsync(x, t.a), cudaErrorInvalidValue);
-            CK(cudaDeviceSynchronize());
-            CHECK(pool_attr(pool_of(0), cudaMemPoolAttrUsedMemCurrent) == used);
-            int v = first_of(y);
-            CHECK(v == k + 1 || (!ordered && v == poison + 1));
-            if (!ordered) (v == k + 1 ? right : poisoned)++;
-        }
-    CHECK(both_seen("read racing cudaFreeAsync", right, poisoned));
+    });
+    CHECK(both_seen("kernel racing cudaFreeAsync", right, refused));
+    CHECK(both_seen("copy racing cudaFreeAsync", copied, poisoned));
+    CHECK(count_of(err, "use after free") == refused);
+    /* freed (the pool keeps the block cached through the synchronization), then allocated
+     * again before a kernel reads it: live, it runs */
+    uint64_t keep = LIMIT, zero = 0;
+    CK(cudaMemPoolSetAttribute(pool_of(0), cudaMemPoolAttrReleaseThreshold, &keep));
+    int *x = nullptr, *again = nullptr;
+    CK(cudaMallocAsync((void **)&x, n * sizeof(int), t.a));
+    const uint64_t reserved = pool_attr(pool_of(0), cudaMemPoolAttrReservedMemCurrent);
+    CK(cudaFreeAsync(x, t.a));
+    CK(cudaStreamSynchronize(t.a));
+    CHECK(pool_attr(pool_of(0), cudaMemPoolAttrReservedMemCurrent) == reserved);
+    CK(cudaMallocAsync((void **)&again, n * sizeof(int), t.a));
+    CK(cudaMemPoolSetAttribute(pool_of(0), cudaMemPoolAttrReleaseThreshold, &zero));
+    CHECK(again == x);
+    fill(again, n, 41, t.a);
+    add_one(again, y, n, t.a);
+    CK(cudaStreamSynchronize(t.a));
+    CHECK(first_of(y) == 42);
+    CK(cudaFreeAsync(again, t.a));
     CK(cudaEventDestroy(ev));
     free_pair(t);
+    CK(cudaFree(z));
     CK(cudaFree(y));
 }
 
@@ -1291,6 +1501,44 @@ static void test_async_cross_device(void)
     CK(cudaFree(x));
 }
 
+/* A kernel queued on device 1 reading device 0's pool memory, whose pool grants device 1
+ * access after the launch: the check runs when the grid runs, so the kernel is refused
+ * (cudaErrorIllegalAddress) when it ran before the grant, and runs when after. */
+static void test_async_kernel_pointer_access(void)
+{
+    const int n = 256;
+    cudaMemPool_t p0 = pool_of(0);
+    int *x0 = nullptr;
+    CK(cudaMallocAsync((void **)&x0, n * sizeof(int), 0));
+    fill(x0, n, 7, 0);
+    CK(cudaSetDevice(1));
+    cudaStream_t s1;
+    CK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+    int *y1 = nullptr;
+    CK(cudaMallocAsync((void **)&y1, n * sizeof(int), 0));
+    int ran = 0, refused = 0;
+    static char err[1 << 16];
+    stderr_of(err, sizeof err, [&] {
+        for (int k = 0; k < TRIALS; k++) {
+            CK(cudaMemset(y1, 0, n * sizeof(int)));
+            add_one(x0, y1, n, s1);
+            pool_access(p0, 1, true);
+            cudaStreamSynchronize(s1);
+            cudaGetLastError();
+            int v = first_of(y1);
+            CHECK(v == 8 || v == 0);
+            (v == 8 ? ran : refused)++;
+            pool_access(p0, 1, false);
+        }
+    });
+    CHECK(both_seen("kernel queued before its pool granted access", ran, refused));
+    CHECK(count_of(err, "has not granted this device access") == refused);
+    CK(cudaStreamDestroy(s1));
+    CK(cudaFree(y1));
+    CK(cudaSetDevice(0));
+    CK(cudaFree(x0));
+}
+
 /* Without PONTE_SIM_ASYNC (the default) every operation is complete when its call returns. */
 static void test_sync_default(void)
 {
@@ -1338,6 +1586,7 @@ static const named_test TESTS[] = {
     {"cudnn_device", test_cudnn_device},
     {"cufft_device", test_cufft_device},
     {"sync_default", test_sync_default},
+    {"kernel_pointer_access", test_kernel_pointer_access},
 };
 static const named_test ASYNC_TESTS[] = {
     {"async_cross_stream", test_async_cross_stream},
@@ -1346,6 +1595,7 @@ static const named_test ASYNC_TESTS[] = {
     {"async_free_poison", test_async_free_poison},
     {"async_host_functions", test_async_host_functions},
     {"async_cross_device", test_async_cross_device},
+    {"async_kernel_pointer_access", test_async_kernel_pointer_access},
 };
 
 int main(int argc, char **argv)

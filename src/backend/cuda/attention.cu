@@ -54,6 +54,15 @@ struct sdpa_tiling {
     int ch;
     void *scratch;
 };
+#ifdef PONTE_GPU_SIM
+/* The simulated launch checks these pointers (cuda_sim.h). */
+static inline void pnsim_param_pointers(const sdpa_tiling &g, pnsim_param_visit &v) { v.ptr(g.scratch); }
+static inline void pnsim_param_pointers(const pnG_sdpa_args &a, pnsim_param_visit &v)
+{
+    v.ptr(a.q), v.ptr(a.k), v.ptr(a.v), v.ptr(a.mask_data);
+    v.ptr(a.o), v.ptr(a.lse), v.ptr(a.dout), v.ptr(a.dlse);
+}
+#endif
 
 __device__ __forceinline__ float sdpa_exp(float x) { return expf(x); }
 __device__ __forceinline__ double sdpa_exp(double x) { return exp(x); }

@@ -178,8 +178,12 @@ typedef void (*sim_entry_fn)(const void *param, const pnsim_tls_t *tls);
 #define SIM_MAX_PARAM 4096 /* CUDA's limit on a kernel's parameters */
 struct sim_param {
     sim_entry_fn entry;
+    size_t size; /* of the parameter in bytes */
     unsigned char bytes[SIM_MAX_PARAM];
 };
+/* The launch checks the pointers a generated kernel's parameter carries: each word of it (its
+ * layout is the generated source's; pnG_rtc_launch's callers zero its unused bytes). */
+static inline void pnsim_param_pointers(const sim_param &p, pnsim_param_visit &v) { v.words(p.bytes, p.size); }
 /* A loaded generated kernel (the handle pnG_rtc_launch gives out; never freed). */
 struct pnG_rtc_kernel {
     char *key;
@@ -288,6 +292,7 @@ extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const ch
         return -1;
     }
     p->entry = fn;
+    p->size = param_size;
     memcpy(p->bytes, param, param_size);
     (void)smem;
     PNG_LAUNCH(sim_generated_kernel, dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), 0,

@@ -72,7 +72,8 @@ typedef struct pnG_rtc_kernel pnG_rtc_kernel;
  * one parameter is the param_size bytes at param. *kernel: the kernel when the caller kept it
  * from an earlier launch, else NULL, and then the kernel of key (keys of generated kernels
  * start with "ponte:") is found or compiled from source, and stored there. 0, or -1 with an
- * error. The simulated GPU builds the source with the host C++ compiler when
+ * error. The parameter's unused bytes must be zero: the simulated launch checks each 8-byte
+ * word of it as a pointer the kernel may read. The simulated GPU builds the source with the host C++ compiler when
  * PONTE_SIM_JIT=1 (custom_kernel.cu) and refuses otherwise. */
 int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const char *source, const char *entry,
                    const void *param, size_t param_size, const unsigned grid[3], const unsigned block[3],

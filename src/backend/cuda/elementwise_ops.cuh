@@ -654,6 +654,13 @@ template <typename T> struct png_arg {
     const T *p;
     int64_t s;
 };
+#ifdef PONTE_GPU_SIM
+/* The simulated launch checks the operand's pointer (cuda_sim.h). */
+template <typename T> static inline void pnsim_param_pointers(const png_arg<T> &a, pnsim_param_visit &v)
+{
+    v.ptr(a.p);
+}
+#endif
 
 template <int N, typename T>
 __device__ __forceinline__ png_vec<T, N> png_vload(const png_arg<T> &a, int64_t vi)

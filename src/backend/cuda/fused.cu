@@ -53,6 +53,14 @@ struct png_fprog {
     int32_t nin, nops, out_dt;
     png_fop ops[PNG_FUSED_MAX_OPS];
 };
+#ifdef PONTE_GPU_SIM
+/* The simulated launch checks the program's operand pointers (cuda_sim.h). */
+static inline void pnsim_param_pointers(const png_fprog &p, pnsim_param_visit &v)
+{
+    v.ptr(p.out);
+    for (int k = 0; k < p.nin; k++) v.ptr(p.in[k]);
+}
+#endif
 
 /* Elements per thread and step: each op's case runs on this many values, which spreads the
  * interpreter's per-op cost (reading the op, the switch) over them. */

@@ -7,6 +7,14 @@
 #include "backend/cuda/common.cuh"
 #include "backend/cuda/indexing.h"
 
+#ifdef PONTE_GPU_SIM
+/* The simulated launch checks the plan's index arrays (cuda_sim.h). */
+static inline void pnsim_param_pointers(const pnG_index_plan &p, pnsim_param_visit &v)
+{
+    for (int k = 0; k < p.nidx; k++) v.ptr(p.idata[k]);
+}
+#endif
+
 static const int IDX_THREADS = 256;
 /* Slices of at least this many elements get a warp per position (one index resolve per
  * warp, consecutive lanes on consecutive slice elements); smaller ones a thread per

@@ -23,6 +23,11 @@
  *   - a deadlock (threads waiting at different barriers, or at mismatched collectives) or a
  *     misuse (caller not in mask, bad width) ends the launch with cudaErrorLaunchFailure and a
  *     one-line diagnostic on stderr; the rest of the grid does not run;
+ *   - before a grid runs, the pointers its kernel parameters carry (pointer parameters and the
+ *     fields pnsim_param_pointers lists) are checked: one into memory the device cannot reach
+ *     (another device's cudaMalloc memory, another device's pool memory without
+ *     cudaMemPoolSetAccess) or into a freed pool block fails the launch with
+ *     cudaErrorIllegalAddress and a diagnostic, and the grid does not run;
  *   - PONTE_SIM_SHUFFLE=<seed> runs the ready threads in a pseudo-random order (default:
  *     deterministic), PONTE_SIM_STACK=<bytes> sets the fiber stack size (64 KiB; 256 KiB under
  *     ASan), PONTE_SIM_MEMORY_LIMIT=<bytes> caps simulated device memory (default 16 GiB),
@@ -59,7 +64,7 @@
  * into pageable memory is done at the call, after the stream's earlier work (as CUDA); one from
  * pageable memory takes a snapshot at the call; pinned and device memory are read and written
  * when the copy runs. A cudaFreeAsync'd block returns to its pool when the free runs, refilled
- * with 0xCD. Destroying a stream or an event does not wait, and its queued work still runs.
+ * with 0xCD (a kernel given it that runs later is refused: use after free). Destroying a stream or an event does not wait, and its queued work still runs.
  * The library stand-ins (cuBLASLt, cuBLAS, cuSOLVER, cuDNN, cuFFT) and NCCL run their routines
  * at the call after running their stream's pending work. Pending work left at exit is dropped.
  * Device memory is host memory; new allocations are filled with 0xCD.
@@ -963,20 +968,128 @@ static inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int *blo
 
 /* ───────────────────────────── launch ───────────────────────────── */
 
-/* How the runtime runs, copies and frees a launch's body (one thread's kernel call): run(ctx)
- * calls it; clone(ctx) copies it onto the heap and drop frees such a copy (PONTE_SIM_ASYNC
- * queues the copy: the caller's body is gone once the launch returns). */
+/* How the runtime runs, copies, frees and checks a launch's body (one thread's kernel call):
+ * run(ctx) calls it; clone(ctx) copies it onto the heap and drop frees such a copy
+ * (PONTE_SIM_ASYNC queues the copy: the caller's body is gone once the launch returns);
+ * check(ctx, device) checks the pointers its kernel parameters carry before a grid runs on
+ * device (pnsim_check_kernel_pointer): cudaSuccess, or the first one's error. */
 struct pnsim_body_ops {
     void (*run)(void *ctx);
     void *(*clone)(const void *ctx);
     void (*drop)(void *ctx);
+    cudaError_t (*check)(const void *ctx, int device);
 };
+
+/* Checks p, a pointer kernel parameter `index` carries (itself when field < 0; else the field
+ * at byte `field` of the struct it is, or of the struct it points to when `pointee`), before a
+ * grid runs on device: a non-null pointer into live cudaMalloc memory of another device (the
+ * simulator has no cudaDeviceEnablePeerAccess: Ponte uses pool memory across devices), into
+ * pool memory of another device whose pool has not granted device access
+ * (cudaMemPoolSetAccess), or into a pool block that is back in its pool's cache (freed) is
+ * cudaErrorIllegalAddress, after a `pnsim:` diagnostic on stderr, as hardware faults on it;
+ * anything else (null, host memory, the device's own memory) is cudaSuccess. */
+cudaError_t pnsim_check_kernel_pointer(int device, int index, long field, bool pointee,
+                                       const void *p);
+
+/* What a struct's pnsim_param_pointers reports its pointer fields to: the launch's device,
+ * the parameter's index, the struct (the parameter, or the struct a pointer parameter points
+ * to when pointee) and the first error. */
+struct pnsim_param_visit {
+    int device, index;
+    bool pointee;
+    const void *base;
+    cudaError_t err;
+    /* Checks the pointer field f of the struct at base. */
+    template <typename T> void ptr(T *const &f) { check(&f, (const void *)f); }
+    /* Checks each 8-byte aligned word of [p, p + bytes) inside the struct as a pointer field
+     * (a parameter block whose layout the launch does not know: its unused bytes must be
+     * zero). */
+    void words(const void *p, size_t bytes)
+    {
+        for (size_t off = 0; off + sizeof(void *) <= bytes; off += sizeof(void *)) {
+            const void *w;
+            memcpy(&w, (const char *)p + off, sizeof w);
+            check((const char *)p + off, w);
+        }
+    }
+    /* Checks value, the pointer held at field (inside the struct), unless an error came first. */
+    void check(const void *field, const void *value)
+    {
+        if (!err)
+            err = pnsim_check_kernel_pointer(device, index, (long)((const char *)field - (const char *)base),
+                                             pointee, value);
+    }
+};
+/* The pointer fields of a struct kernel parameter (or of the struct a pointer parameter points
+ * to) that the launch checks: none by default. A struct that carries pointers opts in with an
+ * overload for its type, found by ADL where the launch is compiled, that passes each pointer
+ * field its kernels read to v.ptr (only the live ones: a pointer array's used entries), e.g.
+ *     static inline void pnsim_param_pointers(const my_args &a, pnsim_param_visit &v)
+ *     { v.ptr(a.x); v.ptr(a.y); }
+ * Scanning every word instead would flag the stale pointers that unused fields (a descriptor's
+ * dims beyond its rank, filled from the stack) hold. */
+template <typename T> static inline void pnsim_param_pointers(const T &, pnsim_param_visit &) {}
+
+/* Checks kernel parameter index, of type T: a pointer itself, then the pointer fields of the
+ * struct it points to; a struct's pointer fields (pnsim_param_pointers); nothing for others. */
+template <typename T>
+static inline cudaError_t pnsim_check_param(int device, int index, const T &v)
+{
+    if constexpr (std::is_pointer_v<T>) {
+        if (cudaError_t e = pnsim_check_kernel_pointer(device, index, -1, false, (const void *)v))
+            return e;
+        if constexpr (std::is_class_v<std::remove_cv_t<std::remove_pointer_t<T>>>) {
+            if (!v) return cudaSuccess;
+            pnsim_param_visit w{device, index, true, v, cudaSuccess};
+            pnsim_param_pointers(*v, w);
+            return w.err;
+        }
+    } else if constexpr (std::is_class_v<T>) {
+        pnsim_param_visit w{device, index, false, &v, cudaSuccess};
+        pnsim_param_pointers(v, w);
+        return w.err;
+    }
+    return cudaSuccess;
+}
+
+/* A kernel with its arguments, as pnsim_bind makes it: calling it is one thread's kernel call
+ * (the arguments are kept by value: a body run later, under PONTE_SIM_ASYNC, must not read
+ * the caller's variables); check(device) checks each parameter (pnsim_check_param). */
+template <typename K, typename... P> struct pnsim_bound {
+    K kernel;
+    std::tuple<P...> params;
+    void operator()() const { std::apply(kernel, params); }
+    cudaError_t check(int device) const
+    {
+        return check_each(device, std::index_sequence_for<P...>{});
+    }
+    template <size_t... I>
+    cudaError_t check_each(int device, std::index_sequence<I...>) const
+    {
+        cudaError_t e = cudaSuccess;
+        ((e = e ? e : pnsim_check_param(device, (int)I, std::get<I>(params))), ...);
+        return e;
+    }
+};
+
+/* Whether a body of type F has check(int) (pnsim_bound); plain lambdas have none. */
+template <typename F, typename = void> struct pnsim_has_check : std::false_type {};
+template <typename F>
+struct pnsim_has_check<F, std::void_t<decltype(std::declval<const F &>().check(0))>>
+    : std::true_type {};
+
 /* The body operations of a body of type F. */
 template <typename F> struct pnsim_body {
     static void run(void *p) { (*static_cast<F *>(p))(); }
     static void *clone(const void *p) { return new F(*static_cast<const F *>(p)); }
     static void drop(void *p) { delete static_cast<F *>(p); }
-    static constexpr pnsim_body_ops ops = {run, clone, drop};
+    static cudaError_t check(const void *p, int device)
+    {
+        if constexpr (pnsim_has_check<F>::value) return static_cast<const F *>(p)->check(device);
+        (void)p, (void)device;
+        return cudaSuccess;
+    }
+    static constexpr pnsim_body_ops ops = {run, clone, drop, check};
 };
 
 /* Runs body (ops->run(ctx)) as every thread of every block of grid x block (see the header
@@ -987,8 +1100,10 @@ template <typename F> struct pnsim_body {
  * configuration (block 1..1024 threads, x,y <= 1024, z <= 64; grid x < 2^31, y,z <= 65535;
  * smem over the limit) sets the last error to cudaErrorInvalidValue, as CUDA 13 does on an
  * H100 (older runtimes said cudaErrorInvalidConfiguration), and runs nothing; a deadlock
- * sets cudaErrorLaunchFailure (when the grid runs). Launching from inside a kernel sets
- * cudaErrorNotSupported. */
+ * sets cudaErrorLaunchFailure (when the grid runs); a kernel parameter pointing into memory
+ * the device cannot access or into a freed pool block (ops->check, run just before the grid:
+ * at the call, or when a queued launch runs) sets cudaErrorIllegalAddress and runs nothing.
+ * Launching from inside a kernel sets cudaErrorNotSupported. */
 void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
                       const pnsim_body_ops *ops, void *ctx);
 
@@ -1003,14 +1118,12 @@ static inline void pnsim_launch(dim3 grid, dim3 block, size_t smem, S stream, F 
                      &body);
 }
 /* The body of a launch of kernel with args, as PNG_LAUNCH makes it: the arguments evaluated at
- * the call, as CUDA does, each converted to its parameter's type and kept by value (a body run
- * later, under PONTE_SIM_ASYNC, must not read the caller's variables). */
+ * the call, as CUDA does, each converted to its parameter's type and kept by value. */
 template <typename... P, typename... A>
 static inline auto pnsim_bind(void (*kernel)(P...), A &&...args)
 {
-    return [kernel, params = std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)]() {
-        std::apply(kernel, params);
-    };
+    return pnsim_bound<void (*)(P...), std::decay_t<P>...>{
+        kernel, std::tuple<std::decay_t<P>...>(std::forward<A>(args)...)};
 }
 /* The same with the kernel named, so its cudaFuncSetAttribute limit applies. */
 template <typename S, typename K, typename F>

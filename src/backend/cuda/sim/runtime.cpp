@@ -69,6 +69,7 @@ struct Alloc {
     AllocKind kind;
     int dev; /* the device it lives on; -1 for host memory and symbols */
     bool freeing = false; /* a cudaFreeAsync of it is queued (PONTE_SIM_ASYNC) */
+    bool cached = false;  /* a pool block freed back into its pool's cache */
 };
 
 /* A device's default memory pool: blocks freed to it stay reserved (cached by size) until a
@@ -258,8 +259,9 @@ cudaError_t pool_alloc(int d, void **ptr, size_t size)
         p = it->second;
         sz = it->first;
         pl.cache.erase(it);
-        st.allocs[(uintptr_t)p].req = size;
-        st.allocs[(uintptr_t)p].freeing = false;
+        Alloc &a = st.allocs[(uintptr_t)p];
+        a.req = size;
+        a.freeing = a.cached = false;
         lock.unlock();
         memset(p, 0xCD, sz);
         lock.lock();
@@ -299,12 +301,11 @@ cudaError_t free_device(void *ptr)
         return ret(cudaErrorInvalidValue);
     Device &dv = st.dev[it->second.dev];
     if (it->second.kind == A_POOL) {
+        if (it->second.cached) return ret(cudaErrorInvalidValue); /* double free */
         Pool &pl = dv.pool;
-        for (auto c = pl.cache.lower_bound(it->second.size);
-             c != pl.cache.end() && c->first == it->second.size; ++c)
-            if (c->second == ptr) return ret(cudaErrorInvalidValue); /* double free */
         pl.used -= it->second.size;
         pl.cache.emplace(it->second.size, ptr);
+        it->second.cached = true;
         return cudaSuccess;
     }
     dv.bytes -= it->second.size;
@@ -754,6 +755,36 @@ int pnsim_device_of(const void *p)
     return a ? a->dev : -1;
 }
 
+/* See cuda_sim.h. */
+cudaError_t pnsim_check_kernel_pointer(int device, int index, long field, bool pointee,
+                                       const void *p)
+{
+    if (!p) return cudaSuccess;
+    State &st = state();
+    std::unique_lock<std::mutex> lock(st.mu);
+    const Alloc *a = find_alloc_locked(st, p, 1);
+    if (!a || (a->kind != A_DEVICE && a->kind != A_POOL)) return cudaSuccess;
+    const int owner = a->dev;
+    const char *why;
+    if (a->cached) why = "a pool block already freed (back in its pool's cache): use after free";
+    else if (owner == device) return cudaSuccess;
+    else if (a->kind == A_DEVICE) why = "cudaMalloc memory of another device (no peer access)";
+    else if (!st.dev[owner].pool.access[device])
+        why = "pool memory of another device whose pool has not granted this device access "
+              "(cudaMemPoolSetAccess)";
+    else return cudaSuccess;
+    lock.unlock();
+    char where[64] = "";
+    if (field >= 0)
+        snprintf(where, sizeof where, ", field at byte %ld of %s", field,
+                 pointee ? "the struct it points to" : "it");
+    fprintf(stderr,
+            "pnsim: kernel parameter %d%s holds %p, %s (memory of device %d, kernel launched on "
+            "device %d): cudaErrorIllegalAddress\n",
+            index, where, p, why, owner, device);
+    return cudaErrorIllegalAddress;
+}
+
 /* See nccl_sim.h. */
 extern "C" bool pnsim_is_device_memory(const void *p, size_t n) { return device_range_ok(p, n, true); }
 
@@ -1010,14 +1041,8 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
         std::lock_guard<std::mutex> lock(st.mu);
         auto it = st.allocs.find((uintptr_t)ptr);
         if (it == st.allocs.end() || it->second.kind == A_HOST ||
-            it->second.kind == A_SYMBOL || it->second.freeing)
-            return ret(cudaErrorInvalidValue);
-        if (it->second.kind == A_POOL) {
-            const Pool &pl = st.dev[it->second.dev].pool;
-            for (auto c = pl.cache.lower_bound(it->second.size);
-                 c != pl.cache.end() && c->first == it->second.size; ++c)
-                if (c->second == ptr) return ret(cudaErrorInvalidValue); /* double free */
-        }
+            it->second.kind == A_SYMBOL || it->second.freeing || it->second.cached)
+            return ret(cudaErrorInvalidValue); /* not an allocation, or a double free */
         it->second.freeing = true;
         size = it->second.size;
     }

@@ -872,13 +872,22 @@ static cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, void (*fn)(void 
     return ok ? cudaSuccess : cudaErrorLaunchFailure;
 }
 
-/* A queued launch (PONTE_SIM_ASYNC): its configuration and a copy of its body. */
-struct QueuedLaunch {
+/* A launch about to run: its configuration, its body and the device it runs on. */
+struct Launch {
     dim3 grid, block;
     size_t smem;
     const pnsim_body_ops *ops;
     void *body;
+    int device;
 };
+
+/* Runs launch l's grid once the pointers its kernel parameters carry passed the check
+ * (ops->check): run_grid's result, or the check's cudaErrorIllegalAddress. */
+static cudaError_t run_launch(const Launch *l)
+{
+    if (cudaError_t e = l->ops->check(l->body, l->device)) return e;
+    return run_grid(l->grid, l->block, l->smem, l->ops->run, l->body);
+}
 
 void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, const void *kernel,
                       const pnsim_body_ops *ops, void *ctx)
@@ -907,19 +916,18 @@ void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, c
         pnsim_record_error(cudaErrorNotSupported);
         return;
     }
+    /* the device the stream belongs to: the current one (pnsim_stream_here) */
+    Launch now{grid, block, smem, ops, ctx, pnsim_current_device()};
     if (!pnsim_async()) {
-        pnsim_record_error(run_grid(grid, block, smem, ops->run, ctx));
+        pnsim_record_error(run_launch(&now));
         return;
     }
-    QueuedLaunch *l = new QueuedLaunch{grid, block, smem, ops, ops->clone(ctx)};
+    Launch *l = new Launch(now);
+    l->body = ops->clone(ctx);
     pnsim_submit(
-        stream,
+        stream, [](void *p) { return run_launch((const Launch *)p); },
         [](void *p) {
-            QueuedLaunch *q = (QueuedLaunch *)p;
-            return run_grid(q->grid, q->block, q->smem, q->ops->run, q->body);
-        },
-        [](void *p) {
-            QueuedLaunch *q = (QueuedLaunch *)p;
+            Launch *q = (Launch *)p;
             q->ops->drop(q->body);
             delete q;
         },
