@@ -731,9 +731,7 @@ bool pnsim_stream_here(cudaStream_t s) { return pnsim_stream_device(s) == tl_dev
 
 bool pnsim_library_device_ok(int dev, cudaStream_t s)
 {
-    if (dev != tl_device || pnsim_stream_device(s) != dev) return false;
-    if (async_on()) drain_stream(s); /* library routines run at the call, in stream order */
-    return true;
+    return dev == tl_device && pnsim_stream_device(s) == dev;
 }
 
 bool pnsim_async(void) { return async_on(); }
