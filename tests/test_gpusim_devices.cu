@@ -1296,8 +1296,8 @@ static void test_async_cross_device(void)
  * right every time after b waits for an event a recorded after the matmul, and without the
  * wait sometimes stale (zero). alpha (host pointer mode) is read at the call and the
  * descriptors may be destroyed right after it. A cudaFreeAsync of the matmul's input on its
- * own stream after the call frees it after the matmul ran: D always right. A cuFFT transform
- * keeps its plan's parameters of the call. */
+ * own stream after the call frees it after the matmul ran: D always right. The matmul uses
+ * its workspace when it runs. A cuFFT transform keeps its plan's parameters of the call. */
 static void test_async_library_calls(void)
 {
     const int n = 64;
@@ -1315,15 +1315,16 @@ static void test_async_library_calls(void)
     memset(&a0, 0x3f, sizeof a0); /* what cudaMemset(A, 0x3f) leaves in each element */
     /* D = alpha A B on stream s (descriptors made for the call, destroyed right after it;
      * alpha overwritten after it) */
-    auto matmul = [&](const float *A, float alpha, cudaStream_t s) {
+    auto matmul = [&](const float *A, float alpha, cudaStream_t s, void *ws = nullptr,
+                      size_t ws_bytes = 0) {
         cublasLtMatmulDesc_t desc;
         cublasLtMatrixLayout_t la, lb, ld;
         CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
         CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, n, 1, n) == CUBLAS_STATUS_SUCCESS);
         CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, 1, 1, 1) == CUBLAS_STATUS_SUCCESS);
         CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, n, 1, n) == CUBLAS_STATUS_SUCCESS);
-        CHECK(cublasLtMatmul(h, desc, &alpha, A, la, dB, lb, &zero, dD, ld, dD, ld, nullptr,
-                             nullptr, 0, s) == CUBLAS_STATUS_SUCCESS);
+        CHECK(cublasLtMatmul(h, desc, &alpha, A, la, dB, lb, &zero, dD, ld, dD, ld, nullptr, ws,
+                             ws_bytes, s) == CUBLAS_STATUS_SUCCESS);
         alpha = -1.0f;
         cublasLtMatrixLayoutDestroy(la);
         cublasLtMatrixLayoutDestroy(lb);
@@ -1361,6 +1362,26 @@ static void test_async_library_calls(void)
         CK(cudaMemcpy(&d, dD, sizeof d, cudaMemcpyDeviceToHost));
         CHECK(d == want(k));
     }
+    /* the matmul uses its workspace (fills it with 0xCD) when it runs: a memset of it on
+     * stream b races the matmul without the wait, and always comes after with it */
+    unsigned char *ws = (unsigned char *)dmalloc(512);
+    right = wrong = 0;
+    for (int wait = 1; wait >= 0; wait--)
+        for (int k = 0; k < TRIALS; k++) {
+            matmul(dA, 1.0f, t.a, ws, 512);
+            if (wait) {
+                CK(cudaEventRecord(ev, t.a));
+                CK(cudaStreamWaitEvent(t.b, ev, 0));
+            }
+            CK(cudaMemsetAsync(ws, 0x11, 512, t.b));
+            CK(cudaDeviceSynchronize());
+            unsigned char w = 0;
+            CK(cudaMemcpy(&w, ws, 1, cudaMemcpyDeviceToHost));
+            CHECK(w == 0x11 || (!wait && w == 0xCD));
+            if (!wait) (w == 0x11 ? right : wrong)++;
+        }
+    CHECK(both_seen("memset of a cuBLASLt workspace without waiting for the matmul", right, wrong));
+    CK(cudaFree(ws));
     /* a cuFFT plan destroyed right after the call, its slot reused by a plan of other
      * parameters before the transform runs: the transform keeps its own (8 ones: 8, 0, ...) */
     const int nf = 8;

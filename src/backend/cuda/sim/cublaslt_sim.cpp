@@ -457,7 +457,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
                               const cublasLtMatmulAlgo_t *algo, void *workspace,
                               size_t workspaceSize, cudaStream_t stream)
 {
-    (void)workspace, (void)workspaceSize;
     if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
     /* the handle's device must be current, and the stream its */
     if (!pnsim_library_device_ok(handle->dev, stream)) return CUBLAS_STATUS_EXECUTION_FAILED;
@@ -476,6 +475,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const pnsim_lt_matmul_desc dc = *desc;
     const pnsim_lt_layout la = *Adesc, lb = *Bdesc, lc = *Cdesc, ld = *Ddesc;
     return pnsim_library_run(stream, CUBLAS_STATUS_SUCCESS, [=] {
+        if (!pnsim_library_scratch(workspace, workspaceSize)) return CUBLAS_STATUS_EXECUTION_FAILED;
         return reference_matmul(&dc, al, A, &la, B, &lb, be, read_c ? C : NULL, &lc, D, &ld,
                                 passes);
     });

@@ -416,14 +416,15 @@ template <typename F> static void for_taps(const problem &p, const int *o, F f)
 /* The part the three convolutions share: cuDNN's checks (the handle; the descriptors; alpha,
  * beta and the data pointers, ptrs_ok saying whether those are all non-NULL; algorithm 0 and
  * the workspace), the call counted in pnsim_cudnn_calls[which], then compute(p, t, a, b) in
- * stream order (pnsim_library_run) with the problem (descriptors by value), the data type and
- * alpha and beta (host pointers) read at the call. */
+ * stream order (pnsim_library_run, the workspace used as pnsim_library_scratch says) with the
+ * problem (descriptors by value), the data type and alpha and beta (host pointers) read at
+ * the call. */
 template <typename F>
 static cudnnStatus_t convolution(cudnnHandle_t handle, int which, const void *alpha,
                                  const void *beta, cudnnTensorDescriptor_t x,
                                  cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t c,
                                  cudnnTensorDescriptor_t y, bool ptrs_ok, int algo,
-                                 const void *workspace, size_t workspace_bytes, F compute)
+                                 void *workspace, size_t workspace_bytes, F compute)
 {
     if (cudnnStatus_t e = dnn_ready(handle)) return e;
     cudnnStatus_t st = check(x, w, c, y);
@@ -435,6 +436,8 @@ static cudnnStatus_t convolution(cudnnHandle_t handle, int which, const void *al
     const cudnnDataType_t t = p.x.type;
     const double a = scale(t, alpha), b = scale(t, beta);
     return pnsim_library_run(handle->stream, CUDNN_STATUS_SUCCESS, [=] {
+        if (!pnsim_library_scratch(workspace, workspace_bytes))
+            return CUDNN_STATUS_EXECUTION_FAILED;
         compute(p, t, a, b);
         return CUDNN_STATUS_SUCCESS;
     });

@@ -59,6 +59,12 @@ template <typename S, typename F> S pnsim_library_run(cudaStream_t stream, S ok,
         [](void *p) { delete static_cast<R *>(p); }, new R(std::move(run)));
     return ok;
 }
+/* What a queued library routine does to its workspace [p, p + n) when it runs under
+ * PONTE_SIM_ASYNC: fills its first and last 256 bytes with 0xCD (the routine's scratch), so
+ * that a workspace freed and reused before the routine ran shows as garbage in its new owner;
+ * false (with a line on stderr) when the range is no longer device memory. True otherwise,
+ * and always in the synchronous mode or for n = 0. */
+bool pnsim_library_scratch(void *p, size_t n);
 /* The dynamic shared memory limit of kernel on the current device: its
  * cudaFuncAttributeMaxDynamicSharedMemorySize there, 48 KiB when never set. */
 size_t pnsim_kernel_smem_limit(const void *kernel);
