@@ -415,16 +415,18 @@ template <typename F> static void for_taps(const problem &p, const int *o, F f)
 
 /* The part the three convolutions share: cuDNN's checks (the handle; the descriptors; alpha,
  * beta and the data pointers, ptrs_ok saying whether those are all non-NULL; algorithm 0 and
- * the workspace), the call counted in pnsim_cudnn_calls[which], then compute(p, t, a, b) in
- * stream order (pnsim_library_run, the workspace used as pnsim_library_scratch says) with the
- * problem (descriptors by value), the data type and alpha and beta (host pointers) read at
- * the call. */
-template <typename F>
+ * the workspace), the call counted in pnsim_cudnn_calls[which], then in stream order
+ * (pnsim_library_run, the workspace used as pnsim_library_scratch says) every element of the
+ * output out (out_of(p): its descriptor in the problem) = alpha sum(p, t, index) + beta out,
+ * with the problem (descriptors by value), the data type and alpha and beta (host pointers)
+ * read at the call. */
+template <typename O, typename F>
 static cudnnStatus_t convolution(cudnnHandle_t handle, int which, const void *alpha,
                                  const void *beta, cudnnTensorDescriptor_t x,
                                  cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t c,
                                  cudnnTensorDescriptor_t y, bool ptrs_ok, int algo,
-                                 void *workspace, size_t workspace_bytes, F compute)
+                                 void *workspace, size_t workspace_bytes, void *out, O out_of,
+                                 F sum)
 {
     if (cudnnStatus_t e = dnn_ready(handle)) return e;
     cudnnStatus_t st = check(x, w, c, y);
@@ -438,7 +440,12 @@ static cudnnStatus_t convolution(cudnnHandle_t handle, int which, const void *al
     return pnsim_library_run(handle->stream, CUDNN_STATUS_SUCCESS, [=] {
         if (!pnsim_library_scratch(workspace, workspace_bytes))
             return CUDNN_STATUS_EXECUTION_FAILED;
-        compute(p, t, a, b);
+        const auto &o = out_of(p);
+        for_each(o.dims, o.nd, [&](const int *i) {
+            int64_t off = 0;
+            for (int d = 0; d < o.nd; d++) off += i[d] * o.strides[d];
+            store(t, out, off, a * sum(p, t, i) + (b != 0.0 ? b * load(t, out, off) : 0.0));
+        });
         return CUDNN_STATUS_SUCCESS;
     });
 }
@@ -451,22 +458,19 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
                                       size_t workSpaceSizeInBytes, const void *beta,
                                       const cudnnTensorDescriptor_t yDesc, void *y)
 {
-    auto compute = [=](const problem &p, cudnnDataType_t t, double a, double b) {
-        for_each(p.y.dims, p.y.nd, [&](const int *yi) {
-            int n = yi[0], k = yi[1], g = k / p.Kg;
-            double acc = 0.0;
-            for_taps(p, yi + 2, [&](int64_t xo, int64_t wo) {
-                for (int c = 0; c < p.Cg; c++)
-                    acc += load(t, x, n * p.x.strides[0] + (g * p.Cg + c) * p.x.strides[1] + xo) *
-                           load(t, w, k * p.w.strides[0] + c * p.w.strides[1] + wo);
-            });
-            int64_t yo = 0;
-            for (int d = 0; d < p.y.nd; d++) yo += yi[d] * p.y.strides[d];
-            store(t, y, yo, a * acc + (b != 0.0 ? b * load(t, y, yo) : 0.0));
+    auto sum = [=](const problem &p, cudnnDataType_t t, const int *yi) {
+        int n = yi[0], k = yi[1], g = k / p.Kg;
+        double acc = 0.0;
+        for_taps(p, yi + 2, [&](int64_t xo, int64_t wo) {
+            for (int c = 0; c < p.Cg; c++)
+                acc += load(t, x, n * p.x.strides[0] + (g * p.Cg + c) * p.x.strides[1] + xo) *
+                       load(t, w, k * p.w.strides[0] + c * p.w.strides[1] + wo);
         });
+        return acc;
     };
+    auto out = [](const problem &p) -> const cudnnTensorStruct & { return p.y; };
     return convolution(handle, 0, alpha, beta, xDesc, wDesc, convDesc, yDesc, x && w && y,
-                       (int)algo, workSpace, workSpaceSizeInBytes, compute);
+                       (int)algo, workSpace, workSpaceSizeInBytes, y, out, sum);
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha,
@@ -477,37 +481,34 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
                                            size_t workSpaceSizeInBytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxDesc, void *dx)
 {
-    auto compute = [=](const problem &p, cudnnDataType_t t, double a, double b) {
-        /* dx[n, c, j] = sum over k of c's group, taps r and outputs o with j = o stride + r dil -
-         * pad of dy[n, k, o] w[k, c - group base, tap(r)]: the adjoint of the forward. */
+    /* dx[n, c, j] = sum over k of c's group, taps r and outputs o with j = o stride + r dil -
+     * pad of dy[n, k, o] w[k, c - group base, tap(r)]: the adjoint of the forward. */
+    auto sum = [=](const problem &p, cudnnDataType_t t, const int *xi) {
         int rd[SIM_MAXD];
         for (int i = 0; i < p.nsp; i++) rd[i] = p.w.dims[2 + i];
-        for_each(p.x.dims, p.x.nd, [&](const int *xi) {
-            int n = xi[0], c = xi[1], g = c / p.Cg;
-            double acc = 0.0;
-            for_each(rd, p.nsp, [&](const int *r) {
-                int64_t yo = 0, wo = 0;
-                for (int i = 0; i < p.nsp; i++) {
-                    int64_t num = (int64_t)xi[2 + i] + p.c.pad[i] - (int64_t)r[i] * p.c.dil[i];
-                    if (num < 0 || num % p.c.stride[i]) return;
-                    int64_t o = num / p.c.stride[i];
-                    if (o >= p.y.dims[2 + i]) return;
-                    yo += o * p.y.strides[2 + i];
-                    wo += filter_tap(p, i, r[i]) * p.w.strides[2 + i];
-                }
-                for (int kl = 0; kl < p.Kg; kl++) {
-                    int k = g * p.Kg + kl;
-                    acc += load(t, dy, n * p.y.strides[0] + k * p.y.strides[1] + yo) *
-                           load(t, w, k * p.w.strides[0] + (c - g * p.Cg) * p.w.strides[1] + wo);
-                }
-            });
-            int64_t xo = 0;
-            for (int d = 0; d < p.x.nd; d++) xo += xi[d] * p.x.strides[d];
-            store(t, dx, xo, a * acc + (b != 0.0 ? b * load(t, dx, xo) : 0.0));
+        int n = xi[0], c = xi[1], g = c / p.Cg;
+        double acc = 0.0;
+        for_each(rd, p.nsp, [&](const int *r) {
+            int64_t yo = 0, wo = 0;
+            for (int i = 0; i < p.nsp; i++) {
+                int64_t num = (int64_t)xi[2 + i] + p.c.pad[i] - (int64_t)r[i] * p.c.dil[i];
+                if (num < 0 || num % p.c.stride[i]) return;
+                int64_t o = num / p.c.stride[i];
+                if (o >= p.y.dims[2 + i]) return;
+                yo += o * p.y.strides[2 + i];
+                wo += filter_tap(p, i, r[i]) * p.w.strides[2 + i];
+            }
+            for (int kl = 0; kl < p.Kg; kl++) {
+                int k = g * p.Kg + kl;
+                acc += load(t, dy, n * p.y.strides[0] + k * p.y.strides[1] + yo) *
+                       load(t, w, k * p.w.strides[0] + (c - g * p.Cg) * p.w.strides[1] + wo);
+            }
         });
+        return acc;
     };
+    auto out = [](const problem &p) -> const cudnnTensorStruct & { return p.x; };
     return convolution(handle, 1, alpha, beta, dxDesc, wDesc, convDesc, dyDesc, w && dy && dx,
-                       (int)algo, workSpace, workSpaceSizeInBytes, compute);
+                       (int)algo, workSpace, workSpaceSizeInBytes, dx, out, sum);
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha,
@@ -520,33 +521,30 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
                                              const void *beta,
                                              const cudnnFilterDescriptor_t dwDesc, void *dw)
 {
-    auto compute = [=](const problem &p, cudnnDataType_t t, double a, double b) {
-        /* dw[k, c, tap(r)] = sum over n and outputs o of x[n, group base + c, o stride + r dil -
-         * pad] dy[n, k, o]. */
+    /* dw[k, c, tap(r)] = sum over n and outputs o of x[n, group base + c, o stride + r dil -
+     * pad] dy[n, k, o]. */
+    auto sum = [=](const problem &p, cudnnDataType_t t, const int *wi) {
         int od[SIM_MAXD];
         for (int i = 0; i < p.nsp; i++) od[i] = p.y.dims[2 + i];
-        for_each(p.w.dims, p.w.nd, [&](const int *wi) {
-            int k = wi[0], c = wi[1], g = k / p.Kg;
-            int r[SIM_MAXD];
-            for (int i = 0; i < p.nsp; i++) r[i] = (int)filter_tap(p, i, wi[2 + i]); /* an involution */
-            double acc = 0.0;
-            for_each(od, p.nsp, [&](const int *o) {
-                int64_t xo = 0, yo = 0;
-                for (int i = 0; i < p.nsp; i++) {
-                    int64_t j = in_coord(p, i, o[i], r[i]);
-                    if (j < 0) return;
-                    xo += j * p.x.strides[2 + i];
-                    yo += (int64_t)o[i] * p.y.strides[2 + i];
-                }
-                for (int n = 0; n < p.x.dims[0]; n++)
-                    acc += load(t, x, n * p.x.strides[0] + (g * p.Cg + c) * p.x.strides[1] + xo) *
-                           load(t, dy, n * p.y.strides[0] + k * p.y.strides[1] + yo);
-            });
-            int64_t wo = 0;
-            for (int d = 0; d < p.w.nd; d++) wo += wi[d] * p.w.strides[d];
-            store(t, dw, wo, a * acc + (b != 0.0 ? b * load(t, dw, wo) : 0.0));
+        int k = wi[0], c = wi[1], g = k / p.Kg;
+        int r[SIM_MAXD];
+        for (int i = 0; i < p.nsp; i++) r[i] = (int)filter_tap(p, i, wi[2 + i]); /* an involution */
+        double acc = 0.0;
+        for_each(od, p.nsp, [&](const int *o) {
+            int64_t xo = 0, yo = 0;
+            for (int i = 0; i < p.nsp; i++) {
+                int64_t j = in_coord(p, i, o[i], r[i]);
+                if (j < 0) return;
+                xo += j * p.x.strides[2 + i];
+                yo += (int64_t)o[i] * p.y.strides[2 + i];
+            }
+            for (int n = 0; n < p.x.dims[0]; n++)
+                acc += load(t, x, n * p.x.strides[0] + (g * p.Cg + c) * p.x.strides[1] + xo) *
+                       load(t, dy, n * p.y.strides[0] + k * p.y.strides[1] + yo);
         });
+        return acc;
     };
+    auto out = [](const problem &p) -> const cudnnFilterStruct & { return p.w; };
     return convolution(handle, 2, alpha, beta, xDesc, dwDesc, convDesc, dyDesc, x && dy && dw,
-                       (int)algo, workSpace, workSpaceSizeInBytes, compute);
+                       (int)algo, workSpace, workSpaceSizeInBytes, dw, out, sum);
 }
