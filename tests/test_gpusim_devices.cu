@@ -1539,6 +1539,130 @@ static void test_async_kernel_pointer_access(void)
     CK(cudaFree(x0));
 }
 
+/* A library routine runs in stream order on its stream, like a kernel, not at the call: a
+ * cuBLASLt matmul's D (alpha A B, A n x 1 filled by a memset, B = 1) copied on stream b is
+ * right every time after b waits for an event a recorded after the matmul, and without the
+ * wait sometimes stale (zero). alpha (host pointer mode) is read at the call and the
+ * descriptors may be destroyed right after it. A cudaFreeAsync of the matmul's input on its
+ * own stream after the call frees it after the matmul ran: D always right. The matmul uses
+ * its workspace when it runs. A cuFFT transform keeps its plan's parameters of the call. */
+static void test_async_library_calls(void)
+{
+    const int n = 64;
+    const size_t bytes = n * sizeof(float);
+    stream_pair t = make_pair();
+    cudaEvent_t ev;
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    cublasLtHandle_t h;
+    CHECK(cublasLtCreate(&h) == CUBLAS_STATUS_SUCCESS);
+    float *dA = (float *)dmalloc(bytes), *dB = (float *)dmalloc(sizeof(float));
+    float *dD = (float *)dmalloc(bytes), *dY = (float *)dmalloc(bytes);
+    const float one = 1.0f, zero = 0.0f;
+    CK(cudaMemcpy(dB, &one, sizeof one, cudaMemcpyHostToDevice));
+    float a0;
+    memset(&a0, 0x3f, sizeof a0); /* what cudaMemset(A, 0x3f) leaves in each element */
+    /* D = alpha A B on stream s (descriptors made for the call, destroyed right after it;
+     * alpha overwritten after it) */
+    auto matmul = [&](const float *A, float alpha, cudaStream_t s, void *ws = nullptr,
+                      size_t ws_bytes = 0) {
+        cublasLtMatmulDesc_t desc;
+        cublasLtMatrixLayout_t la, lb, ld;
+        CHECK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS);
+        CHECK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, n, 1, n) == CUBLAS_STATUS_SUCCESS);
+        CHECK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, 1, 1, 1) == CUBLAS_STATUS_SUCCESS);
+        CHECK(cublasLtMatrixLayoutCreate(&ld, CUDA_R_32F, n, 1, n) == CUBLAS_STATUS_SUCCESS);
+        CHECK(cublasLtMatmul(h, desc, &alpha, A, la, dB, lb, &zero, dD, ld, dD, ld, nullptr, ws,
+                             ws_bytes, s) == CUBLAS_STATUS_SUCCESS);
+        alpha = -1.0f;
+        cublasLtMatrixLayoutDestroy(la);
+        cublasLtMatrixLayoutDestroy(lb);
+        cublasLtMatrixLayoutDestroy(ld);
+        cublasLtMatmulDescDestroy(desc);
+    };
+    auto want = [&](int k) { return (float)((double)(k + 1) * a0); };
+    CK(cudaMemset(dA, 0x3f, bytes));
+    int right = 0, wrong = 0;
+    for (int wait = 1; wait >= 0; wait--)
+        for (int k = 0; k < TRIALS; k++) {
+            CK(cudaMemset(dD, 0, bytes));
+            matmul(dA, (float)(k + 1), t.a);
+            if (wait) {
+                CK(cudaEventRecord(ev, t.a));
+                CK(cudaStreamWaitEvent(t.b, ev, 0));
+            }
+            CK(cudaMemcpyAsync(dY, dD, bytes, cudaMemcpyDeviceToDevice, t.b));
+            CK(cudaDeviceSynchronize());
+            float y[n];
+            CK(cudaMemcpy(y, dY, bytes, cudaMemcpyDeviceToHost));
+            const bool ok = y[0] == want(k) && y[n - 1] == want(k);
+            CHECK(ok || (!wait && y[0] == 0.0f));
+            if (!wait) (ok ? right : wrong)++;
+        }
+    CHECK(both_seen("copy of a cuBLASLt matmul's output without waiting for it", right, wrong));
+    for (int k = 0; k < TRIALS; k++) {
+        float *A = nullptr;
+        CK(cudaMallocAsync((void **)&A, bytes, t.a));
+        CK(cudaMemsetAsync(A, 0x3f, bytes, t.a));
+        matmul(A, (float)(k + 1), t.a);
+        CK(cudaFreeAsync(A, t.a)); /* the matmul, queued before it, reads A first */
+        CK(cudaStreamSynchronize(t.a));
+        float d = 0;
+        CK(cudaMemcpy(&d, dD, sizeof d, cudaMemcpyDeviceToHost));
+        CHECK(d == want(k));
+    }
+    /* the matmul uses its workspace (fills it with 0xCD) when it runs: a memset of it on
+     * stream b races the matmul without the wait, and always comes after with it */
+    unsigned char *ws = (unsigned char *)dmalloc(512);
+    right = wrong = 0;
+    for (int wait = 1; wait >= 0; wait--)
+        for (int k = 0; k < TRIALS; k++) {
+            matmul(dA, 1.0f, t.a, ws, 512);
+            if (wait) {
+                CK(cudaEventRecord(ev, t.a));
+                CK(cudaStreamWaitEvent(t.b, ev, 0));
+            }
+            CK(cudaMemsetAsync(ws, 0x11, 512, t.b));
+            CK(cudaDeviceSynchronize());
+            unsigned char w = 0;
+            CK(cudaMemcpy(&w, ws, 1, cudaMemcpyDeviceToHost));
+            CHECK(w == 0x11 || (!wait && w == 0xCD));
+            if (!wait) (w == 0x11 ? right : wrong)++;
+        }
+    CHECK(both_seen("memset of a cuBLASLt workspace without waiting for the matmul", right, wrong));
+    CK(cudaFree(ws));
+    /* a cuFFT plan destroyed right after the call, its slot reused by a plan of other
+     * parameters before the transform runs: the transform keeps its own (8 ones: 8, 0, ...) */
+    const int nf = 8;
+    cufftComplex ones[nf], f[nf];
+    for (cufftComplex &v : ones) v.x = 1.0f, v.y = 0.0f;
+    cufftComplex *dx = (cufftComplex *)dmalloc(sizeof ones), *dy = (cufftComplex *)dmalloc(sizeof f);
+    CK(cudaMemcpy(dx, ones, sizeof ones, cudaMemcpyHostToDevice));
+    for (int k = 0; k < TRIALS; k++) {
+        CK(cudaMemset(dy, 0, sizeof f));
+        cufftHandle p8, p4;
+        int d8[1] = {nf}, d4[1] = {nf / 2};
+        CHECK(cufftPlanMany(&p8, 1, d8, nullptr, 1, nf, nullptr, 1, nf, CUFFT_C2C, 1) == CUFFT_SUCCESS);
+        CHECK(cufftSetStream(p8, t.a) == CUFFT_SUCCESS);
+        CHECK(cufftExecC2C(p8, dx, dy, CUFFT_FORWARD) == CUFFT_SUCCESS);
+        CHECK(cufftDestroy(p8) == CUFFT_SUCCESS);
+        CHECK(cufftPlanMany(&p4, 1, d4, nullptr, 1, nf / 2, nullptr, 1, nf / 2, CUFFT_C2C, 2) ==
+              CUFFT_SUCCESS);
+        CK(cudaStreamSynchronize(t.a));
+        CK(cudaMemcpy(f, dy, sizeof f, cudaMemcpyDeviceToHost));
+        CHECK(f[0].x == (float)nf && f[nf / 2].x == 0.0f);
+        CHECK(cufftDestroy(p4) == CUFFT_SUCCESS);
+    }
+    CK(cudaFree(dx));
+    CK(cudaFree(dy));
+    CHECK(cublasLtDestroy(h) == CUBLAS_STATUS_SUCCESS);
+    CK(cudaEventDestroy(ev));
+    free_pair(t);
+    CK(cudaFree(dA));
+    CK(cudaFree(dB));
+    CK(cudaFree(dD));
+    CK(cudaFree(dY));
+}
+
 /* Without PONTE_SIM_ASYNC (the default) every operation is complete when its call returns. */
 static void test_sync_default(void)
 {
@@ -1596,6 +1720,7 @@ static const named_test ASYNC_TESTS[] = {
     {"async_host_functions", test_async_host_functions},
     {"async_cross_device", test_async_cross_device},
     {"async_kernel_pointer_access", test_async_kernel_pointer_access},
+    {"async_library_calls", test_async_library_calls},
 };
 
 int main(int argc, char **argv)

@@ -1,6 +1,6 @@
 /* cublaslt_sim.cpp — the simulated cuBLASLt (cublaslt_sim.h): descriptors as plain structs,
- * validation with cuBLASLt's statuses, and a reference matmul on the host, synchronous like
- * every simulated runtime call: each batch's op(A) and op(B) are converted to double (complex:
+ * validation with cuBLASLt's statuses at the call, and a reference matmul on the host in
+ * stream order (pnsim_library_run): each batch's op(A) and op(B) are converted to double (complex:
  * pairs) once, every element of D is a double-accumulated dot product, plus beta C, plus the
  * epilogue's bias (per row of D), through its activation, rounded to D's type. */
 #include <math.h>
@@ -378,28 +378,20 @@ static void gather(pnsim_cd *dst, cudaDataType_t t, const void *x, int64_t rows,
         for (int64_t l = 0; l < k; l++) dst[r * k + l] = load(t, x, r * sr + l * sl);
 }
 
-cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha,
-                              const void *A, cublasLtMatrixLayout_t Adesc, const void *B,
-                              cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C,
-                              cublasLtMatrixLayout_t Cdesc, void *D, cublasLtMatrixLayout_t Ddesc,
-                              const cublasLtMatmulAlgo_t *algo, void *workspace,
-                              size_t workspaceSize, cudaStream_t stream)
+/* D = activation(alpha op(A) op(B) + beta C + bias) for every batch (C NULL: beta is 0), the
+ * problem checked by check(). A slow algorithm computes every batch `passes` times and stores
+ * the last (D may be C). */
+static cublasStatus_t reference_matmul(const pnsim_lt_matmul_desc *desc, pnsim_cd al,
+                                       const void *A, const pnsim_lt_layout *Adesc,
+                                       const void *B, const pnsim_lt_layout *Bdesc, pnsim_cd be,
+                                       const void *C, const pnsim_lt_layout *Cdesc, void *D,
+                                       const pnsim_lt_layout *Ddesc, int64_t passes)
 {
-    (void)workspace, (void)workspaceSize;
-    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
-    /* the handle's device must be current, and the stream its */
-    if (!pnsim_library_device_ok(handle->dev, stream)) return CUBLAS_STATUS_EXECUTION_FAILED;
-    if (!alpha || !beta || !A || !B || !D) return CUBLAS_STATUS_INVALID_VALUE;
-    cublasStatus_t st = check(desc, Adesc, Bdesc, Cdesc, Ddesc);
-    if (st != CUBLAS_STATUS_SUCCESS) return st;
     cudaDataType_t t = Ddesc->type;
     size_t es = type_size(t);
     bool cplx = t == CUDA_C_32F;
-    pnsim_cd al = scalar(desc->scale, alpha), be = scalar(desc->scale, beta);
-    bool read_c = be.re != 0.0 || be.im != 0.0;
-    if (read_c && !C) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool read_c = C != NULL;
     const bool has_bias = (desc->epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
-    if (has_bias && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
     int64_t m = Ddesc->rows, n = Ddesc->cols;
     int64_t k = desc->opa == CUBLAS_OP_N ? Adesc->cols : Adesc->rows;
     /* op(A) row i, element l: A[i + l lda] (N) or A[l + i lda] (T); op(B) column j, element l:
@@ -413,10 +405,6 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
         delete[] bc;
         return CUBLAS_STATUS_ALLOC_FAILED;
     }
-    /* a slow algorithm computes every batch `passes` times and stores the last (D may be C) */
-    const uint64_t number = algo ? algo->data[0] : 0;
-    if (number < SIM_ALGOS) __atomic_fetch_add(&pnsim_lt_algo_calls[number], 1, __ATOMIC_RELAXED);
-    const int64_t passes = sim_passes(algo);
     volatile double sink = 0;
     for (int64_t pass_bi = 0; pass_bi < passes * Ddesc->batch; pass_bi++) {
         const int64_t bi = pass_bi % Ddesc->batch;
@@ -461,3 +449,35 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     delete[] bc;
     return CUBLAS_STATUS_SUCCESS;
 }
+
+cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc, const void *alpha,
+                              const void *A, cublasLtMatrixLayout_t Adesc, const void *B,
+                              cublasLtMatrixLayout_t Bdesc, const void *beta, const void *C,
+                              cublasLtMatrixLayout_t Cdesc, void *D, cublasLtMatrixLayout_t Ddesc,
+                              const cublasLtMatmulAlgo_t *algo, void *workspace,
+                              size_t workspaceSize, cudaStream_t stream)
+{
+    if (!handle) return CUBLAS_STATUS_NOT_INITIALIZED;
+    /* the handle's device must be current, and the stream its */
+    if (!pnsim_library_device_ok(handle->dev, stream)) return CUBLAS_STATUS_EXECUTION_FAILED;
+    if (!alpha || !beta || !A || !B || !D) return CUBLAS_STATUS_INVALID_VALUE;
+    cublasStatus_t st = check(desc, Adesc, Bdesc, Cdesc, Ddesc);
+    if (st != CUBLAS_STATUS_SUCCESS) return st;
+    pnsim_cd al = scalar(desc->scale, alpha), be = scalar(desc->scale, beta);
+    bool read_c = be.re != 0.0 || be.im != 0.0;
+    if (read_c && !C) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool has_bias = (desc->epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
+    if (has_bias && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
+    const uint64_t number = algo ? algo->data[0] : 0;
+    if (number < SIM_ALGOS) __atomic_fetch_add(&pnsim_lt_algo_calls[number], 1, __ATOMIC_RELAXED);
+    const int64_t passes = sim_passes(algo);
+    /* the descriptors by value: the caller may destroy them once the call returns */
+    const pnsim_lt_matmul_desc dc = *desc;
+    const pnsim_lt_layout la = *Adesc, lb = *Bdesc, lc = *Cdesc, ld = *Ddesc;
+    return pnsim_library_run(stream, CUBLAS_STATUS_SUCCESS, [=] {
+        if (!pnsim_library_scratch(workspace, workspaceSize)) return CUBLAS_STATUS_EXECUTION_FAILED;
+        return reference_matmul(&dc, al, A, &la, B, &lb, be, read_c ? C : NULL, &lc, D, &ld,
+                                passes);
+    });
+}
+

@@ -64,9 +64,14 @@
  * into pageable memory is done at the call, after the stream's earlier work (as CUDA); one from
  * pageable memory takes a snapshot at the call; pinned and device memory are read and written
  * when the copy runs. A cudaFreeAsync'd block returns to its pool when the free runs, refilled
- * with 0xCD (a kernel given it that runs later is refused: use after free). Destroying a stream or an event does not wait, and its queued work still runs.
- * The library stand-ins (cuBLASLt, cuBLAS, cuSOLVER, cuDNN, cuFFT) and NCCL run their routines
- * at the call after running their stream's pending work. Pending work left at exit is dropped.
+ * with 0xCD (a kernel given it that runs later is refused: use after free). Destroying a
+ * stream or an event does not wait, and its queued work still runs.
+ * The library stand-ins (cuBLASLt, cuBLAS, cuSOLVER, cuDNN, cuFFT) check their arguments at
+ * the call and queue the computation on their stream like a launch (scalars passed by host
+ * pointer, descriptors and plan parameters copied at the call; device memory read when it
+ * runs; a failure when it runs is reported as cudaErrorLaunchFailure). NCCL's collectives run
+ * at the call after their stream's pending work (nccl_sim.c says why). Pending work left at
+ * exit is dropped.
  * Device memory is host memory; new allocations are filled with 0xCD.
  *
  * Include order: this header defines __noinline__ (as CUDA does), which breaks the C++

@@ -1,7 +1,7 @@
 /* cudnn_sim.cpp — the simulated cuDNN (cudnn_sim.h): descriptors as plain structs, cuDNN's
- * shape checks and statuses, and each convolution computed on the host (simulated device
- * memory is host memory, calls are synchronous) by a reference loop written from cuDNN's
- * documented formulas, independent of Ponte's CPU convolution: double accumulation, one
+ * shape checks and statuses at the call, and each convolution computed on the host in stream
+ * order (pnsim_library_run; simulated device memory is host memory) by a reference loop
+ * written from cuDNN's documented formulas, independent of Ponte's CPU convolution: double accumulation, one
  * rounding to the data type. Counts its calls (pnsim_cudnn_calls) so tests can see it ran. */
 #include <new>
 #include <stdint.h>
@@ -352,18 +352,19 @@ static double scale(cudnnDataType_t t, const void *p)
 }
 
 /* One convolution problem with every index spelled out: x (N, C, S...), w (K, Cg, R...),
- * y (N, K, O...), nsp spatial axes, group of output channel k = k / (K / G). */
+ * y (N, K, O...), nsp spatial axes, group of output channel k = k / (K / G). It holds the
+ * descriptors by value: the caller may destroy them once the call returns, as cuDNN allows. */
 struct problem {
-    cudnnTensorDescriptor_t x, y;
-    cudnnFilterDescriptor_t w;
-    cudnnConvolutionDescriptor_t c;
+    cudnnTensorStruct x, y;
+    cudnnFilterStruct w;
+    cudnnConvolutionStruct c;
     int nsp, G, Kg, Cg;
 };
 
 static problem make_problem(cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w,
                             cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y)
 {
-    problem p = {x, y, w, c, x->nd - 2, c->groups, w->dims[0] / c->groups, w->dims[1]};
+    problem p = {*x, *y, *w, *c, x->nd - 2, c->groups, w->dims[0] / c->groups, w->dims[1]};
     return p;
 }
 
@@ -386,12 +387,12 @@ template <typename F> static void for_each(const int *dims, int n, F f)
  * cross-correlation mode and R - 1 - r in convolution mode (the filter flipped). */
 static int64_t in_coord(const problem &p, int i, int64_t o, int64_t r)
 {
-    int64_t j = o * p.c->stride[i] + r * p.c->dil[i] - p.c->pad[i];
-    return j >= 0 && j < p.x->dims[2 + i] ? j : -1;
+    int64_t j = o * p.c.stride[i] + r * p.c.dil[i] - p.c.pad[i];
+    return j >= 0 && j < p.x.dims[2 + i] ? j : -1;
 }
 static int64_t filter_tap(const problem &p, int i, int64_t r)
 {
-    return p.c->mode == CUDNN_CONVOLUTION ? p.w->dims[2 + i] - 1 - r : r;
+    return p.c.mode == CUDNN_CONVOLUTION ? p.w.dims[2 + i] - 1 - r : r;
 }
 
 /* sum over (c in group, taps) of x * w for y element (n, k, o...), as cuDNN's forward
@@ -399,16 +400,53 @@ static int64_t filter_tap(const problem &p, int i, int64_t r)
 template <typename F> static void for_taps(const problem &p, const int *o, F f)
 {
     int rd[SIM_MAXD];
-    for (int i = 0; i < p.nsp; i++) rd[i] = p.w->dims[2 + i];
+    for (int i = 0; i < p.nsp; i++) rd[i] = p.w.dims[2 + i];
     for_each(rd, p.nsp, [&](const int *r) {
         int64_t xo = 0, wo = 0;
         for (int i = 0; i < p.nsp; i++) {
             int64_t j = in_coord(p, i, o[i], r[i]);
             if (j < 0) return;
-            xo += j * p.x->strides[2 + i];
-            wo += filter_tap(p, i, r[i]) * p.w->strides[2 + i];
+            xo += j * p.x.strides[2 + i];
+            wo += filter_tap(p, i, r[i]) * p.w.strides[2 + i];
         }
         f(xo, wo);
+    });
+}
+
+/* The part the three convolutions share: cuDNN's checks (the handle; the descriptors; alpha,
+ * beta and the data pointers, ptrs_ok saying whether those are all non-NULL; algorithm 0 and
+ * the workspace), the call counted in pnsim_cudnn_calls[which], then in stream order
+ * (pnsim_library_run, the workspace used as pnsim_library_scratch says) every element of the
+ * output out (out_of(p): its descriptor in the problem) = alpha sum(p, t, index) + beta out,
+ * with the problem (descriptors by value), the data type and alpha and beta (host pointers)
+ * read at the call. */
+template <typename O, typename F>
+static cudnnStatus_t convolution(cudnnHandle_t handle, int which, const void *alpha,
+                                 const void *beta, cudnnTensorDescriptor_t x,
+                                 cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t c,
+                                 cudnnTensorDescriptor_t y, bool ptrs_ok, int algo,
+                                 void *workspace, size_t workspace_bytes, void *out, O out_of,
+                                 F sum)
+{
+    if (cudnnStatus_t e = dnn_ready(handle)) return e;
+    cudnnStatus_t st = check(x, w, c, y);
+    if (st != CUDNN_STATUS_SUCCESS) return st;
+    if (!alpha || !beta || !ptrs_ok) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
+    if (algo != 0 || workspace_bytes < SIM_WORKSPACE || !workspace) return CUDNN_STATUS_BAD_PARAM;
+    pnsim_cudnn_calls[which]++;
+    const problem p = make_problem(x, w, c, y);
+    const cudnnDataType_t t = p.x.type;
+    const double a = scale(t, alpha), b = scale(t, beta);
+    return pnsim_library_run(handle->stream, CUDNN_STATUS_SUCCESS, [=] {
+        if (!pnsim_library_scratch(workspace, workspace_bytes))
+            return CUDNN_STATUS_EXECUTION_FAILED;
+        const auto &o = out_of(p);
+        for_each(o.dims, o.nd, [&](const int *i) {
+            int64_t off = 0;
+            for (int d = 0; d < o.nd; d++) off += i[d] * o.strides[d];
+            store(t, out, off, a * sum(p, t, i) + (b != 0.0 ? b * load(t, out, off) : 0.0));
+        });
+        return CUDNN_STATUS_SUCCESS;
     });
 }
 
@@ -420,28 +458,19 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
                                       size_t workSpaceSizeInBytes, const void *beta,
                                       const cudnnTensorDescriptor_t yDesc, void *y)
 {
-    if (cudnnStatus_t e = dnn_ready(handle)) return e;
-    cudnnStatus_t st = check(xDesc, wDesc, convDesc, yDesc);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    if (!alpha || !beta || !x || !w || !y) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    if (algo != 0 || workSpaceSizeInBytes < SIM_WORKSPACE || !workSpace) return CUDNN_STATUS_BAD_PARAM;
-    pnsim_cudnn_calls[0]++;
-    problem p = make_problem(xDesc, wDesc, convDesc, yDesc);
-    cudnnDataType_t t = xDesc->type;
-    double a = scale(t, alpha), b = scale(t, beta);
-    for_each(yDesc->dims, yDesc->nd, [&](const int *yi) {
+    auto sum = [=](const problem &p, cudnnDataType_t t, const int *yi) {
         int n = yi[0], k = yi[1], g = k / p.Kg;
         double acc = 0.0;
         for_taps(p, yi + 2, [&](int64_t xo, int64_t wo) {
             for (int c = 0; c < p.Cg; c++)
-                acc += load(t, x, n * xDesc->strides[0] + (g * p.Cg + c) * xDesc->strides[1] + xo) *
-                       load(t, w, k * wDesc->strides[0] + c * wDesc->strides[1] + wo);
+                acc += load(t, x, n * p.x.strides[0] + (g * p.Cg + c) * p.x.strides[1] + xo) *
+                       load(t, w, k * p.w.strides[0] + c * p.w.strides[1] + wo);
         });
-        int64_t yo = 0;
-        for (int d = 0; d < yDesc->nd; d++) yo += yi[d] * yDesc->strides[d];
-        store(t, y, yo, a * acc + (b != 0.0 ? b * load(t, y, yo) : 0.0));
-    });
-    return CUDNN_STATUS_SUCCESS;
+        return acc;
+    };
+    auto out = [](const problem &p) -> const cudnnTensorStruct & { return p.y; };
+    return convolution(handle, 0, alpha, beta, xDesc, wDesc, convDesc, yDesc, x && w && y,
+                       (int)algo, workSpace, workSpaceSizeInBytes, y, out, sum);
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alpha,
@@ -452,43 +481,34 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
                                            size_t workSpaceSizeInBytes, const void *beta,
                                            const cudnnTensorDescriptor_t dxDesc, void *dx)
 {
-    if (cudnnStatus_t e = dnn_ready(handle)) return e;
-    cudnnStatus_t st = check(dxDesc, wDesc, convDesc, dyDesc);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    if (!alpha || !beta || !w || !dy || !dx) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    if (algo != 0 || workSpaceSizeInBytes < SIM_WORKSPACE || !workSpace) return CUDNN_STATUS_BAD_PARAM;
-    pnsim_cudnn_calls[1]++;
-    problem p = make_problem(dxDesc, wDesc, convDesc, dyDesc);
-    cudnnDataType_t t = dxDesc->type;
-    double a = scale(t, alpha), b = scale(t, beta);
     /* dx[n, c, j] = sum over k of c's group, taps r and outputs o with j = o stride + r dil -
      * pad of dy[n, k, o] w[k, c - group base, tap(r)]: the adjoint of the forward. */
-    int rd[SIM_MAXD];
-    for (int i = 0; i < p.nsp; i++) rd[i] = wDesc->dims[2 + i];
-    for_each(dxDesc->dims, dxDesc->nd, [&](const int *xi) {
+    auto sum = [=](const problem &p, cudnnDataType_t t, const int *xi) {
+        int rd[SIM_MAXD];
+        for (int i = 0; i < p.nsp; i++) rd[i] = p.w.dims[2 + i];
         int n = xi[0], c = xi[1], g = c / p.Cg;
         double acc = 0.0;
         for_each(rd, p.nsp, [&](const int *r) {
             int64_t yo = 0, wo = 0;
             for (int i = 0; i < p.nsp; i++) {
-                int64_t num = (int64_t)xi[2 + i] + convDesc->pad[i] - (int64_t)r[i] * convDesc->dil[i];
-                if (num < 0 || num % convDesc->stride[i]) return;
-                int64_t o = num / convDesc->stride[i];
-                if (o >= dyDesc->dims[2 + i]) return;
-                yo += o * dyDesc->strides[2 + i];
-                wo += filter_tap(p, i, r[i]) * wDesc->strides[2 + i];
+                int64_t num = (int64_t)xi[2 + i] + p.c.pad[i] - (int64_t)r[i] * p.c.dil[i];
+                if (num < 0 || num % p.c.stride[i]) return;
+                int64_t o = num / p.c.stride[i];
+                if (o >= p.y.dims[2 + i]) return;
+                yo += o * p.y.strides[2 + i];
+                wo += filter_tap(p, i, r[i]) * p.w.strides[2 + i];
             }
             for (int kl = 0; kl < p.Kg; kl++) {
                 int k = g * p.Kg + kl;
-                acc += load(t, dy, n * dyDesc->strides[0] + k * dyDesc->strides[1] + yo) *
-                       load(t, w, k * wDesc->strides[0] + (c - g * p.Cg) * wDesc->strides[1] + wo);
+                acc += load(t, dy, n * p.y.strides[0] + k * p.y.strides[1] + yo) *
+                       load(t, w, k * p.w.strides[0] + (c - g * p.Cg) * p.w.strides[1] + wo);
             }
         });
-        int64_t xo = 0;
-        for (int d = 0; d < dxDesc->nd; d++) xo += xi[d] * dxDesc->strides[d];
-        store(t, dx, xo, a * acc + (b != 0.0 ? b * load(t, dx, xo) : 0.0));
-    });
-    return CUDNN_STATUS_SUCCESS;
+        return acc;
+    };
+    auto out = [](const problem &p) -> const cudnnTensorStruct & { return p.x; };
+    return convolution(handle, 1, alpha, beta, dxDesc, wDesc, convDesc, dyDesc, w && dy && dx,
+                       (int)algo, workSpace, workSpaceSizeInBytes, dx, out, sum);
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *alpha,
@@ -501,20 +521,11 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
                                              const void *beta,
                                              const cudnnFilterDescriptor_t dwDesc, void *dw)
 {
-    if (cudnnStatus_t e = dnn_ready(handle)) return e;
-    cudnnStatus_t st = check(xDesc, dwDesc, convDesc, dyDesc);
-    if (st != CUDNN_STATUS_SUCCESS) return st;
-    if (!alpha || !beta || !x || !dy || !dw) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
-    if (algo != 0 || workSpaceSizeInBytes < SIM_WORKSPACE || !workSpace) return CUDNN_STATUS_BAD_PARAM;
-    pnsim_cudnn_calls[2]++;
-    problem p = make_problem(xDesc, dwDesc, convDesc, dyDesc);
-    cudnnDataType_t t = xDesc->type;
-    double a = scale(t, alpha), b = scale(t, beta);
     /* dw[k, c, tap(r)] = sum over n and outputs o of x[n, group base + c, o stride + r dil -
      * pad] dy[n, k, o]. */
-    int od[SIM_MAXD];
-    for (int i = 0; i < p.nsp; i++) od[i] = dyDesc->dims[2 + i];
-    for_each(dwDesc->dims, dwDesc->nd, [&](const int *wi) {
+    auto sum = [=](const problem &p, cudnnDataType_t t, const int *wi) {
+        int od[SIM_MAXD];
+        for (int i = 0; i < p.nsp; i++) od[i] = p.y.dims[2 + i];
         int k = wi[0], c = wi[1], g = k / p.Kg;
         int r[SIM_MAXD];
         for (int i = 0; i < p.nsp; i++) r[i] = (int)filter_tap(p, i, wi[2 + i]); /* an involution */
@@ -524,16 +535,16 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
             for (int i = 0; i < p.nsp; i++) {
                 int64_t j = in_coord(p, i, o[i], r[i]);
                 if (j < 0) return;
-                xo += j * xDesc->strides[2 + i];
-                yo += (int64_t)o[i] * dyDesc->strides[2 + i];
+                xo += j * p.x.strides[2 + i];
+                yo += (int64_t)o[i] * p.y.strides[2 + i];
             }
-            for (int n = 0; n < xDesc->dims[0]; n++)
-                acc += load(t, x, n * xDesc->strides[0] + (g * p.Cg + c) * xDesc->strides[1] + xo) *
-                       load(t, dy, n * dyDesc->strides[0] + k * dyDesc->strides[1] + yo);
+            for (int n = 0; n < p.x.dims[0]; n++)
+                acc += load(t, x, n * p.x.strides[0] + (g * p.Cg + c) * p.x.strides[1] + xo) *
+                       load(t, dy, n * p.y.strides[0] + k * p.y.strides[1] + yo);
         });
-        int64_t wo = 0;
-        for (int d = 0; d < dwDesc->nd; d++) wo += wi[d] * dwDesc->strides[d];
-        store(t, dw, wo, a * acc + (b != 0.0 ? b * load(t, dw, wo) : 0.0));
-    });
-    return CUDNN_STATUS_SUCCESS;
+        return acc;
+    };
+    auto out = [](const problem &p) -> const cudnnFilterStruct & { return p.w; };
+    return convolution(handle, 2, alpha, beta, xDesc, dwDesc, convDesc, dyDesc, x && dy && dw,
+                       (int)algo, workSpace, workSpaceSizeInBytes, dw, out, sum);
 }

@@ -1,7 +1,7 @@
 /* cufft_sim.cpp — the simulated cuFFT (cufft_sim.h): plans are slots of a table holding the
- * layout, the plan's device and stream; execution checks the type and the device and runs
- * every line at the call through pnK_fft_lines, the CPU FFT's batched line transform,
- * unnormalized. */
+ * layout, the plan's device and stream; execution checks the type and the device at the call
+ * and runs every line in stream order (pnsim_library_run) through pnK_fft_lines, the CPU
+ * FFT's batched line transform, unnormalized. */
 #include "backend/cuda/sim/cufft_sim.h"
 #include "backend/cuda/sim/sim_internal.h"
 #include "backend/cpu/fft.h"
@@ -30,6 +30,8 @@ sim_plan *lookup(cufftHandle h)
     return &plans[h - 1];
 }
 
+/* Checks a transform with plan h as cuFFT does, at the call, then runs it in stream order
+ * (pnsim_library_run) with the plan's parameters as they are now. */
 cufftResult exec(cufftHandle h, cufftType want, bool inverse, const void *in, void *out)
 {
     sim_plan *p = lookup(h);
@@ -39,10 +41,13 @@ cufftResult exec(cufftHandle h, cufftType want, bool inverse, const void *in, vo
     /* the plan's device must be current, and the plan's stream its */
     if (!pnsim_library_device_ok(p->dev, p->stream)) return CUFFT_EXEC_FAILED;
     int kind = want == CUFFT_C2C ? PNK_FFT_C2C : want == CUFFT_R2C ? PNK_FFT_R2C : PNK_FFT_C2R;
-    if (pnK_fft_lines(kind, inverse, p->n, p->batch, in, p->istride, p->idist, out, p->ostride,
-                      p->odist, 1.0))
-        return CUFFT_EXEC_FAILED;
-    return CUFFT_SUCCESS;
+    const sim_plan q = *p; /* by value: the plan may be destroyed once the call returns */
+    return pnsim_library_run(q.stream, CUFFT_SUCCESS, [=] {
+        return pnK_fft_lines(kind, inverse, q.n, q.batch, in, q.istride, q.idist, out, q.ostride,
+                             q.odist, 1.0)
+                   ? CUFFT_EXEC_FAILED
+                   : CUFFT_SUCCESS;
+    });
 }
 
 } // namespace
@@ -82,7 +87,7 @@ cufftResult cufftSetStream(cufftHandle plan, cudaStream_t stream)
 {
     sim_plan *p = lookup(plan);
     if (!p) return CUFFT_INVALID_PLAN;
-    p->stream = stream; /* work runs at the call; the stream's device is checked */
+    p->stream = stream; /* the stream's device is checked at execution */
     return CUFFT_SUCCESS;
 }
 

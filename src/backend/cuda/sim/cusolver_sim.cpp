@@ -1,8 +1,9 @@
 /* cusolver_sim.cpp — the simulated cuSOLVER (cusolver_sim.h): each routine calls the LAPACK
  * routine of the same job on the host (gesdd for gesvdj and gesvdjBatched, syevd for syevd
  * and syevjBatched, getrf, potrf, geqrf, orgqr, s/d/cgeev for Xgeev; the batched ones per
- * matrix), with the scratch it
- * needs from the host heap, and writes LAPACK's info where cuSOLVER writes its devInfo. */
+ * matrix), with the scratch it needs from the host heap, and writes LAPACK's info where
+ * cuSOLVER writes its devInfo. Arguments are checked at the call, the work runs in stream
+ * order (pnsim_library_run); the info and params objects hold nothing the work reads. */
 #include <new>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,11 @@ static cusolverStatus_t solver_ready(cusolverDnHandle_t handle, bool have_params
     if (!have_params) return CUSOLVER_STATUS_NOT_INITIALIZED;
     return pnsim_handle_ready(handle, CUSOLVER_STATUS_SUCCESS, CUSOLVER_STATUS_NOT_INITIALIZED,
                               CUSOLVER_STATUS_EXECUTION_FAILED);
+}
+/* Runs work (returning a status) in stream order on handle's stream (pnsim_library_run). */
+template <typename F> static cusolverStatus_t solver_run(cusolverDnHandle_t handle, F work)
+{
+    return pnsim_library_run(handle->stream, CUSOLVER_STATUS_SUCCESS, work);
 }
 cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t handle)
 {
@@ -143,16 +149,12 @@ PNSIM_LAPACK_OVERLOADS(double, d)
 
 static int max1(int x) { return x > 1 ? x : 1; }
 
-/* gesvdj through gesdd: A = U S VT, then V = VT^T (cols x cols, leading dimension ldv). */
+/* gesvdj through gesdd of one matrix: A = U S VT, then V = VT^T (cols x cols, leading
+ * dimension ldv); the arguments checked by sim_gesvdj. */
 template <typename T>
-static cusolverStatus_t sim_gesvdj(cusolverEigMode_t jobz, int econ, int m, int n, T *A, int lda,
-                                   T *S, T *U, int ldu, T *V, int ldv, int *info)
+static cusolverStatus_t gesvdj_one(bool vec, int m, int n, T *A, int lda, T *S, T *U, int ldu,
+                                   T *V, int ldv, int *info)
 {
-    if (econ || m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
-    bool vec = jobz == CUSOLVER_EIG_MODE_VECTOR;
-    /* the hardware's gesvdj writes V (an identity to start from) also without vectors: U and
-     * V must be real matrices in both modes (seen on an H200, 2026-11-26) */
-    if (!U || !V || ldu < max1(m) || ldv < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
     char job = vec ? 'A' : 'N';
     int k = m < n ? m : n, lwork = -1, one = 1, q_info = 0;
     T q = 0;
@@ -176,13 +178,34 @@ static cusolverStatus_t sim_gesvdj(cusolverEigMode_t jobz, int econ, int m, int 
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+/* gesvdj of batch matrices (A, S, U, V, info each batch's apart): cuSOLVER's checks, then
+ * gesvdj_one on each in stream order. */
 template <typename T>
-static cusolverStatus_t sim_syevd(cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *A,
-                                  int lda, T *W, int *info)
+static cusolverStatus_t sim_gesvdj(cusolverDnHandle_t handle, cusolverEigMode_t jobz, int econ,
+                                   int m, int n, T *A, int lda, T *S, T *U, int ldu, T *V,
+                                   int ldv, int *info, int batch)
 {
-    if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
-    char job = jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N';
-    char ul = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
+    if (econ || m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
+    bool vec = jobz == CUSOLVER_EIG_MODE_VECTOR;
+    /* the hardware's gesvdj writes V (an identity to start from) also without vectors: U and
+     * V must be real matrices in both modes (seen on an H200, 2026-11-26) */
+    if (!U || !V || ldu < max1(m) || ldv < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    const int k = m < n ? m : n;
+    return solver_run(handle, [=] {
+        for (int b = 0; b < batch; b++) {
+            cusolverStatus_t st = gesvdj_one(vec, m, n, A + (size_t)b * lda * n, lda,
+                                             S + (size_t)b * k, U + (size_t)b * ldu * m, ldu,
+                                             V + (size_t)b * ldv * n, ldv, info + b);
+            if (st != CUSOLVER_STATUS_SUCCESS) return st;
+        }
+        return CUSOLVER_STATUS_SUCCESS;
+    });
+}
+
+/* syevd of one matrix through LAPACK (job 'V' or 'N', ul 'L' or 'U'). */
+template <typename T>
+static cusolverStatus_t syevd_one(char job, char ul, int n, T *A, int lda, T *W, int *info)
+{
     int q_info = 0, iq = 0;
     T q = 0;
     syevd(job, ul, n, A, lda, W, &q, -1, &iq, -1, &q_info);
@@ -198,24 +221,42 @@ static cusolverStatus_t sim_syevd(cusolverEigMode_t jobz, cublasFillMode_t uplo,
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+/* syevd of batch matrices (A, W, info each batch's apart): cuSOLVER's checks, then syevd_one
+ * on each in stream order. */
 template <typename T>
-static cusolverStatus_t sim_getrf(int m, int n, T *A, int lda, int *ipiv, int *info)
+static cusolverStatus_t sim_syevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
+                                  cublasFillMode_t uplo, int n, T *A, int lda, T *W, int *info,
+                                  int batch)
 {
-    if (m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
-    getrf(m, n, A, lda, ipiv, info);
-    return CUSOLVER_STATUS_SUCCESS;
+    if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    char job = jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N';
+    char ul = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
+    return solver_run(handle, [=] {
+        for (int b = 0; b < batch; b++) {
+            cusolverStatus_t st = syevd_one(job, ul, n, A + (size_t)b * lda * n, lda,
+                                            W + (size_t)b * n, info + b);
+            if (st != CUSOLVER_STATUS_SUCCESS) return st;
+        }
+        return CUSOLVER_STATUS_SUCCESS;
+    });
 }
 
-/* The entry points of cusolver_sim.h for one type: buffer sizes of 1, the work on the host. */
-/* geqrf (orgq false) or orgqr (m x n from k reflectors) through LAPACK with a workspace from
- * the heap; cuSOLVER's argument checks. */
+/* getrf through LAPACK: cuSOLVER's checks, then the factorization in stream order. */
 template <typename T>
-static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T *tau, int lwork,
-                               int *info)
+static cusolverStatus_t sim_getrf(cusolverDnHandle_t handle, int m, int n, T *A, int lda,
+                                  int *ipiv, int *info)
 {
-    if (m < 0 || n < 0 || lda < max1(m) || lwork < 1 || !A || !tau || !info)
-        return CUSOLVER_STATUS_INVALID_VALUE;
-    if (orgq && (n > m || k < 0 || k > n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
+    return solver_run(handle, [=] {
+        getrf(m, n, A, lda, ipiv, info);
+        return CUSOLVER_STATUS_SUCCESS;
+    });
+}
+
+/* geqrf or orgqr of sim_qr's (checked) arguments through LAPACK. */
+template <typename T>
+static cusolverStatus_t qr_one(bool orgq, int m, int n, int k, T *A, int lda, T *tau, int *info)
+{
     T q = 0;
     int q_info = 0;
     if (orgq) orgqr(m, n, k, A, lda, tau, &q, -1, &q_info);
@@ -229,6 +270,19 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+/* geqrf (orgq false) or orgqr (m x n from k reflectors) through LAPACK with a workspace from
+ * the heap; cuSOLVER's argument checks, then the work in stream order. */
+template <typename T>
+static cusolverStatus_t sim_qr(cusolverDnHandle_t handle, bool orgq, int m, int n, int k, T *A,
+                               int lda, T *tau, int lwork, int *info)
+{
+    if (m < 0 || n < 0 || lda < max1(m) || lwork < 1 || !A || !tau || !info)
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    if (orgq && (n > m || k < 0 || k > n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    return solver_run(handle, [=] { return qr_one(orgq, m, n, k, A, lda, tau, info); });
+}
+
+/* The entry points of cusolver_sim.h for one type: buffer sizes of 1, the work on the host. */
 #define PNSIM_SOLVER_DEFS(T, P)                                                                \
     cusolverStatus_t cusolverDn##P##gesvdj_bufferSize(                                         \
         cusolverDnHandle_t handle, cusolverEigMode_t, int, int, int, const T *, int, const T *, \
@@ -244,7 +298,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                            gesvdjInfo_t params)                                \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
-        return sim_gesvdj(jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, info);                  \
+        return sim_gesvdj(handle, jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, info, 1);       \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevd_bufferSize(cusolverDnHandle_t handle,                 \
                                                      cusolverEigMode_t, cublasFillMode_t, int, \
@@ -259,7 +313,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                           T *, int, int *info)                                 \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_syevd(jobz, uplo, n, A, lda, W, info);                                      \
+        return sim_syevd(handle, jobz, uplo, n, A, lda, W, info, 1);                           \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
                                                      int, int *lwork)                          \
@@ -272,7 +326,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                           int lda, T *, int *ipiv, int *info)                  \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_getrf(m, n, A, lda, ipiv, info);                                            \
+        return sim_getrf(handle, m, n, A, lda, ipiv, info);                                    \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##potrf_bufferSize(cusolverDnHandle_t handle,                 \
                                                      cublasFillMode_t, int, T *, int,          \
@@ -287,8 +341,11 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;                      \
-        potrf(uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L', n, A, lda, info);                    \
-        return CUSOLVER_STATUS_SUCCESS;                                                        \
+        char ul = uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L';                                  \
+        return solver_run(handle, [=] {                                                        \
+            potrf(ul, n, A, lda, info);                                                        \
+            return CUSOLVER_STATUS_SUCCESS;                                                    \
+        });                                                                                    \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##geqrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
                                                      int, int *lwork)                          \
@@ -301,7 +358,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                           int lda, T *TAU, T *, int lwork, int *info)          \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_qr(false, m, n, m < n ? m : n, A, lda, TAU, lwork, info);                   \
+        return sim_qr(handle, false, m, n, m < n ? m : n, A, lda, TAU, lwork, info);           \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##orgqr_bufferSize(cusolverDnHandle_t handle, int, int, int,  \
                                                      const T *, int, const T *, int *lwork)    \
@@ -314,7 +371,7 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
                                           int lda, const T *tau, T *, int lwork, int *info)    \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_qr(true, m, n, k, A, lda, const_cast<T *>(tau), lwork, info);               \
+        return sim_qr(handle, true, m, n, k, A, lda, const_cast<T *>(tau), lwork, info);       \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
         cusolverDnHandle_t handle, cusolverEigMode_t, int m, int n, const T *, int, const T *, \
@@ -331,14 +388,8 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         if (m > 32 || n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;           \
-        int k = m < n ? m : n;                                                                 \
-        for (int b = 0; b < batchSize; b++) {                                                  \
-            cusolverStatus_t st = sim_gesvdj(jobz, 0, m, n, A + (size_t)b * lda * n, lda,      \
-                                             S + (size_t)b * k, U + (size_t)b * ldu * m, ldu,  \
-                                             V + (size_t)b * ldv * n, ldv, info + b);          \
-            if (st != CUSOLVER_STATUS_SUCCESS) return st;                                      \
-        }                                                                                      \
-        return CUSOLVER_STATUS_SUCCESS;                                                        \
+        if (batchSize == 0) return CUSOLVER_STATUS_SUCCESS;                                    \
+        return sim_gesvdj(handle, jobz, 0, m, n, A, lda, S, U, ldu, V, ldv, info, batchSize);  \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevjBatched_bufferSize(                                   \
         cusolverDnHandle_t handle, cusolverEigMode_t, cublasFillMode_t, int n, const T *, int, \
@@ -355,63 +406,65 @@ static cusolverStatus_t sim_qr(bool orgq, int m, int n, int k, T *A, int lda, T 
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         if (n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;                     \
-        for (int b = 0; b < batchSize; b++) {                                                  \
-            cusolverStatus_t st = sim_syevd(jobz, uplo, n, A + (size_t)b * lda * n, lda,       \
-                                            W + (size_t)b * n, info + b);                      \
-            if (st != CUSOLVER_STATUS_SUCCESS) return st;                                      \
-        }                                                                                      \
-        return CUSOLVER_STATUS_SUCCESS;                                                        \
+        if (batchSize == 0) return CUSOLVER_STATUS_SUCCESS;                                    \
+        return sim_syevd(handle, jobz, uplo, n, A, lda, W, info, batchSize);                   \
     }
 PNSIM_SOLVER_DEFS(float, S)
 PNSIM_SOLVER_DEFS(double, D)
 
 /* geev through LAPACK: eigenvalues interleaved into W, right vectors into VR as LAPACK writes
- * them. */
+ * them; checked at the call, run in stream order. */
 template <typename T>
-static cusolverStatus_t sim_geev(cusolverEigMode_t jobvr, int64_t n64, T *A, int64_t lda, T *W,
-                                 T *VR, int64_t ldvr, int *info)
+static cusolverStatus_t sim_geev(cusolverDnHandle_t handle, cusolverEigMode_t jobvr, int64_t n64,
+                                 T *A, int64_t lda, T *W, T *VR, int64_t ldvr, int *info)
 {
     if (n64 < 0 || n64 > INT32_MAX || lda < (n64 > 1 ? n64 : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
     int n = (int)n64;
     bool vec = jobvr == CUSOLVER_EIG_MODE_VECTOR;
     if (vec && (!VR || ldvr < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
-    int q_info = 0;
-    T q = 0, dummy = 0;
-    geev(vec ? 'V' : 'N', n, A, (int)lda, &dummy, &dummy, vec ? VR : &dummy, vec ? (int)ldvr : 1,
-         &q, -1, &q_info);
-    int lwork = (int)q + 1;
-    T *work = (T *)malloc(sizeof(T) * ((size_t)lwork + 2 * (size_t)max1(n)));
-    if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
-    T *wr = work + lwork, *wi = wr + max1(n);
-    geev(vec ? 'V' : 'N', n, A, (int)lda, wr, wi, vec ? VR : &dummy, vec ? (int)ldvr : 1, work,
-         lwork, info);
-    for (int j = 0; j < n; j++) W[2 * j] = wr[j], W[2 * j + 1] = wi[j];
-    free(work);
-    return CUSOLVER_STATUS_SUCCESS;
+    return solver_run(handle, [=] {
+        int q_info = 0;
+        T q = 0, dummy = 0;
+        geev(vec ? 'V' : 'N', n, A, (int)lda, &dummy, &dummy, vec ? VR : &dummy,
+             vec ? (int)ldvr : 1, &q, -1, &q_info);
+        int lwork = (int)q + 1;
+        T *work = (T *)malloc(sizeof(T) * ((size_t)lwork + 2 * (size_t)max1(n)));
+        if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
+        T *wr = work + lwork, *wi = wr + max1(n);
+        geev(vec ? 'V' : 'N', n, A, (int)lda, wr, wi, vec ? VR : &dummy, vec ? (int)ldvr : 1,
+             work, lwork, info);
+        for (int j = 0; j < n; j++) W[2 * j] = wr[j], W[2 * j + 1] = wi[j];
+        free(work);
+        return CUSOLVER_STATUS_SUCCESS;
+    });
 }
 
 /* complex64 geev through LAPACK cgeev (complex arithmetic, as cuSOLVER's for CUDA_C_32F):
  * the eigenvalues straight into W, the right vectors into VR, both interleaved complex as
- * LAPACK writes them; scratch (work, then 2n floats of rwork) from the host heap. */
-static cusolverStatus_t sim_geev_complex(cusolverEigMode_t jobvr, int64_t n64, float *A,
-                                         int64_t lda, float *W, float *VR, int64_t ldvr, int *info)
+ * LAPACK writes them; scratch (work, then 2n floats of rwork) from the host heap; checked at
+ * the call, run in stream order. */
+static cusolverStatus_t sim_geev_complex(cusolverDnHandle_t handle, cusolverEigMode_t jobvr,
+                                         int64_t n64, float *A, int64_t lda, float *W, float *VR,
+                                         int64_t ldvr, int *info)
 {
     if (n64 < 0 || n64 > INT32_MAX || lda < (n64 > 1 ? n64 : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
-    int n = (int)n64, ilda = (int)lda, one = 1, query = -1, q_info = 0;
     bool vec = jobvr == CUSOLVER_EIG_MODE_VECTOR;
-    if (vec && (!VR || ldvr < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
-    char no = 'N', jv = vec ? 'V' : 'N';
-    int ildvr = vec ? (int)ldvr : 1;
-    float q[2] = {0, 0}, dummy[2] = {0, 0};
-    cgeev_(&no, &jv, &n, A, &ilda, dummy, NULL, &one, vec ? VR : dummy, &ildvr, q, &query, dummy,
-           &q_info);
-    int lwork = (int)q[0] + 1;
-    float *work = (float *)malloc(sizeof(float) * (2 * (size_t)lwork + 2 * (size_t)max1(n)));
-    if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
-    cgeev_(&no, &jv, &n, A, &ilda, W, NULL, &one, vec ? VR : dummy, &ildvr, work, &lwork,
-           work + 2 * (size_t)lwork, info);
-    free(work);
-    return CUSOLVER_STATUS_SUCCESS;
+    if (vec && (!VR || ldvr < max1((int)n64))) return CUSOLVER_STATUS_INVALID_VALUE;
+    return solver_run(handle, [=] {
+        int n = (int)n64, ilda = (int)lda, one = 1, query = -1, q_info = 0;
+        char no = 'N', jv = vec ? 'V' : 'N';
+        int ildvr = vec ? (int)ldvr : 1;
+        float q[2] = {0, 0}, dummy[2] = {0, 0};
+        cgeev_(&no, &jv, &n, A, &ilda, dummy, NULL, &one, vec ? VR : dummy, &ildvr, q, &query,
+               dummy, &q_info);
+        int lwork = (int)q[0] + 1;
+        float *work = (float *)malloc(sizeof(float) * (2 * (size_t)lwork + 2 * (size_t)max1(n)));
+        if (!work) return CUSOLVER_STATUS_ALLOC_FAILED;
+        cgeev_(&no, &jv, &n, A, &ilda, W, NULL, &one, vec ? VR : dummy, &ildvr, work, &lwork,
+               work + 2 * (size_t)lwork, info);
+        free(work);
+        return CUSOLVER_STATUS_SUCCESS;
+    });
 }
 
 cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
@@ -445,12 +498,12 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
     if (jobvl != CUSOLVER_EIG_MODE_NOVECTOR || !A || !W || !info) return CUSOLVER_STATUS_INVALID_VALUE;
     if (dataTypeA == CUDA_R_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_R_32F &&
         dataTypeVR == CUDA_R_32F && computeType == CUDA_R_32F)
-        return sim_geev(jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
+        return sim_geev(handle, jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
     if (dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F && dataTypeVL == CUDA_R_64F &&
         dataTypeVR == CUDA_R_64F && computeType == CUDA_R_64F)
-        return sim_geev(jobvr, n, (double *)A, lda, (double *)W, (double *)VR, ldvr, info);
+        return sim_geev(handle, jobvr, n, (double *)A, lda, (double *)W, (double *)VR, ldvr, info);
     if (dataTypeA == CUDA_C_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_C_32F &&
         dataTypeVR == CUDA_C_32F && computeType == CUDA_C_32F)
-        return sim_geev_complex(jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
+        return sim_geev_complex(handle, jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
     return CUSOLVER_STATUS_INVALID_VALUE;
 }

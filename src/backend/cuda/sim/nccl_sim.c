@@ -5,7 +5,15 @@
  * what NCCL would (a null or destroyed comm, a bad stream, a buffer outside device memory, a
  * type, op or peer out of range, ranks whose ids differ) with NCCL's result codes and a line
  * on stderr, never silent garbage. Grouped calls (ncclGroupStart/End) wait for the end, then
- * run sends before the rest (the host sends are buffered, its receives block). */
+ * run sends before the rest (the host sends are buffered, its receives block).
+ * Under PONTE_SIM_ASYNC a collective still runs at the call, after its stream's pending work
+ * (pnsim_stream_ok), unlike the other libraries' routines, which are queued on their stream:
+ * queued work runs on whichever host thread waits, or at random inside any runtime call, with
+ * the simulator's queue lock held, and a host collective blocks that thread until every rank
+ * reaches it. On hardware it blocks only the stream. Queued, a rank whose host thread then
+ * waits in a host-side collective or any other blocking call its peers wait on from inside a
+ * drain would deadlock where hardware proceeds, and ranks sharing one process (threads) would
+ * deadlock on the one queue lock. */
 #include "backend/cuda/sim/nccl_sim.h"
 #include "distributed/distributed.h"
 

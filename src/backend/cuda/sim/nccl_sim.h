@@ -77,7 +77,9 @@ ncclResult_t ncclGroupEnd(void);
  * nccl.c binds it before each ncclCommInitRank (a real NCCL finds its peers through the id). */
 void pnsim_nccl_bind(const void *backend, void *host_comm);
 /* From the simulated runtime (runtime.cpp): whether [p, p + n) lies inside one live device
- * allocation (not pinned host memory), and whether s is a usable stream. */
+ * allocation (not pinned host memory), and whether s is a usable stream (under
+ * PONTE_SIM_ASYNC it first runs s's pending work: collectives run at the call, nccl_sim.c says
+ * why). */
 bool pnsim_is_device_memory(const void *p, size_t n);
 bool pnsim_stream_ok(pnsim_nccl_stream_t s);
 #endif

@@ -732,12 +732,24 @@ bool pnsim_stream_here(cudaStream_t s) { return pnsim_stream_device(s) == tl_dev
 
 bool pnsim_library_device_ok(int dev, cudaStream_t s)
 {
-    if (dev != tl_device || pnsim_stream_device(s) != dev) return false;
-    if (async_on()) drain_stream(s); /* library routines run at the call, in stream order */
-    return true;
+    return dev == tl_device && pnsim_stream_device(s) == dev;
 }
 
 bool pnsim_async(void) { return async_on(); }
+
+bool pnsim_library_scratch(void *p, size_t n)
+{
+    if (!n || !async_on()) return true;
+    if (!device_range_ok(p, n, true)) {
+        fprintf(stderr, "pnsim: a library routine's workspace [%p, +%zu) is not device memory "
+                        "when the routine runs\n", p, n);
+        return false;
+    }
+    const size_t k = n < 256 ? n : 256;
+    memset(p, 0xCD, k);
+    memset((char *)p + n - k, 0xCD, k);
+    return true;
+}
 
 cudaError_t pnsim_submit(cudaStream_t stream, cudaError_t (*run)(void *), void (*drop)(void *),
                          void *ctx)

@@ -3,6 +3,8 @@
 #ifndef PONTE_BACKEND_CUDA_SIM_SIM_INTERNAL_H
 #define PONTE_BACKEND_CUDA_SIM_SIM_INTERNAL_H
 
+#include <utility>
+
 #include "backend/cuda/sim/cuda_sim.h"
 
 /* Records e (unless cudaSuccess) as the calling host thread's last error. */
@@ -18,8 +20,7 @@ int pnsim_stream_device(cudaStream_t s);
  * fails work on another device's stream with cudaErrorInvalidResourceHandle). */
 bool pnsim_stream_here(cudaStream_t s);
 /* Whether a library handle (or plan) created on device dev may run work on stream s now: dev
- * is the current device and s a live stream of dev. When it may, under PONTE_SIM_ASYNC, runs
- * s's pending work first: the library stand-ins run their routines at the call. */
+ * is the current device and s a live stream of dev. */
 bool pnsim_library_device_ok(int dev, cudaStream_t s);
 /* Whether PONTE_SIM_ASYNC (the asynchronous mode) is on. */
 bool pnsim_async(void);
@@ -38,6 +39,32 @@ static inline S pnsim_handle_ready(const H *handle, S ok, S not_initialized, S e
     if (!handle) return not_initialized;
     return pnsim_library_device_ok(handle->dev, handle->stream) ? ok : exec_failed;
 }
+/* Runs a library routine's computation, work() (a callable returning the library's status S,
+ * ok when it succeeded), in stream order on stream (the handle's, checked by
+ * pnsim_library_device_ok): at the call in the synchronous mode, returning its status; under
+ * PONTE_SIM_ASYNC queued like a kernel (pnsim_submit), returning ok, a status other than ok
+ * being reported when it runs as cudaErrorLaunchFailure (an asynchronous failure). work is
+ * moved to the heap, so it must hold by value what it reads from host memory (scalars passed
+ * by host pointer, descriptors, plans: the caller may free them after the call, as the real
+ * libraries allow); device memory it reads when it runs. */
+template <typename S, typename F> S pnsim_library_run(cudaStream_t stream, S ok, F &&work)
+{
+    if (!pnsim_async()) return work();
+    auto run = [ok, w = std::forward<F>(work)]() mutable {
+        return w() == ok ? cudaSuccess : cudaErrorLaunchFailure;
+    };
+    typedef decltype(run) R;
+    pnsim_submit(
+        stream, [](void *p) { return (*static_cast<R *>(p))(); },
+        [](void *p) { delete static_cast<R *>(p); }, new R(std::move(run)));
+    return ok;
+}
+/* What a queued library routine does to its workspace [p, p + n) when it runs under
+ * PONTE_SIM_ASYNC: fills its first and last 256 bytes with 0xCD (the routine's scratch), so
+ * that a workspace freed and reused before the routine ran shows as garbage in its new owner;
+ * false (with a line on stderr) when the range is no longer device memory. True otherwise,
+ * and always in the synchronous mode or for n = 0. */
+bool pnsim_library_scratch(void *p, size_t n);
 /* The dynamic shared memory limit of kernel on the current device: its
  * cudaFuncAttributeMaxDynamicSharedMemorySize there, 48 KiB when never set. */
 size_t pnsim_kernel_smem_limit(const void *kernel);
