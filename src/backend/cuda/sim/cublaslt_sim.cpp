@@ -15,8 +15,12 @@
 
 /* Algorithms the simulated heuristic offers (the first `requested` of them): each the same
  * reference product, numbered in algo.data[0]; PONTE_SIM_LT_PASSES (sim_passes) can make one
- * slower than another, for the tests of autotuning. */
+ * slower than another, for the tests of autotuning. Algorithm i asks for a workspace of
+ * (i + 1) x SIM_WORKSPACE_STEP bytes when the preference's limit allows it (as split-K
+ * algorithms do on hardware), none otherwise: the need rides in algo.data[1], a call given less
+ * fails with CUBLAS_STATUS_INVALID_VALUE, and the workspace is written when the call runs. */
 #define SIM_ALGOS 3
+#define SIM_WORKSPACE_STEP ((uint64_t)64 << 10)
 
 /* cublasLtMatmul calls per algorithm number (a test hook: which algorithm a plan runs). */
 extern "C" long long pnsim_lt_algo_calls[SIM_ALGOS];
@@ -270,7 +274,10 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtM
     const int n = requested < SIM_ALGOS ? requested : SIM_ALGOS;
     for (int i = 0; i < n; i++) {
         memset(&results[i], 0, sizeof results[i]);
+        const uint64_t need = (uint64_t)(i + 1) * SIM_WORKSPACE_STEP;
         results[i].algo.data[0] = (uint64_t)i;
+        results[i].algo.data[1] = pref->workspace >= need ? need : 0;
+        results[i].workspaceSize = (size_t)results[i].algo.data[1];
         results[i].state = CUBLAS_STATUS_SUCCESS;
         results[i].wavesCount = 1.0f;
     }
@@ -469,6 +476,8 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc
     const bool has_bias = (desc->epilogue & CUBLASLT_EPILOGUE_BIAS) != 0;
     if (has_bias && !desc->bias) return CUBLAS_STATUS_INVALID_VALUE;
     const uint64_t number = algo ? algo->data[0] : 0;
+    if (algo && (workspaceSize < algo->data[1] || (algo->data[1] && !workspace)))
+        return CUBLAS_STATUS_INVALID_VALUE; /* less workspace than the algorithm needs */
     if (number < SIM_ALGOS) __atomic_fetch_add(&pnsim_lt_algo_calls[number], 1, __ATOMIC_RELAXED);
     const int64_t passes = sim_passes(algo);
     /* the descriptors by value: the caller may destroy them once the call returns */

@@ -130,7 +130,8 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
                                                     cublasLtMatmulPreferenceAttributes_t attr,
                                                     const void *buf, size_t size);
 
-/* Checks the problem as cublasLtMatmul would; one result (no workspace) when it is valid. */
+/* Checks the problem as cublasLtMatmul would; when it is valid, up to `requested` algorithms
+ * (three), each asking for a workspace the preference's limit allows (cublaslt_sim.cpp). */
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
                                               cublasLtMatrixLayout_t Adesc,
                                               cublasLtMatrixLayout_t Bdesc,
