@@ -133,29 +133,20 @@ static void detect(void)
     } skipped[MAX_DEVICES];
     int nskipped = 0;
     for (int d = 0; d < count && ndevices < MAX_DEVICES; d++) {
-        char why[200];
-        if (probe_device(d, &devices[ndevices], why, sizeof why)) {
+        if (probe_device(d, &devices[ndevices], skipped[nskipped].why, sizeof skipped[0].why))
             ndevices++;
-            continue;
-        }
-        if (nskipped == 0) snprintf(gpu_reason, sizeof gpu_reason, "%s", why);
-        if (nskipped < MAX_DEVICES) {
-            skipped[nskipped].ordinal = d;
-            memcpy(skipped[nskipped++].why, why, sizeof why);
-        }
+        else if (nskipped < MAX_DEVICES - 1) /* the last slot is scratch for further ones */
+            skipped[nskipped++].ordinal = d;
     }
     if (ndevices == 0) {
-        if (count > 1) {
-            size_t len = strlen(gpu_reason);
-            if (count == 2) snprintf(gpu_reason + len, sizeof gpu_reason - len, " (nor can CUDA device 1)");
-            else snprintf(gpu_reason + len, sizeof gpu_reason - len, " (nor can CUDA devices 1 to %d)", count - 1);
-        }
+        if (count == 1) snprintf(gpu_reason, sizeof gpu_reason, "%s", skipped[0].why);
+        else if (count == 2) snprintf(gpu_reason, sizeof gpu_reason, "%s (nor can CUDA device 1)", skipped[0].why);
+        else snprintf(gpu_reason, sizeof gpu_reason, "%s (nor can CUDA devices 1 to %d)", skipped[0].why, count - 1);
         return;
     }
     for (int k = 0; k < nskipped; k++)
         fprintf(stderr, "ponte: CUDA device %d is skipped: %s (gpu:0 is CUDA device %d)\n",
                 skipped[k].ordinal, skipped[k].why, devices[0].ordinal);
-    gpu_reason[0] = 0;
     switching = ndevices > 1 || devices[0].ordinal != 0;
     /* pool memory is its own GPU's alone until a pool grants another access: grant it where
      * the hardware allows, so that arrays move between those GPUs directly */
