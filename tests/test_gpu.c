@@ -55,13 +55,18 @@ TEST(availability_and_reason)
     const char *none = getenv("PONTE_SIM_NO_DEVICE"), *arch = getenv("PONTE_SIM_ARCH");
     const char *ndev = getenv("PONTE_SIM_DEVICES");
     const int devices = ndev && atoi(ndev) > 1 ? atoi(ndev) : 1;
-    int first_cc = 90, usable = 0, first_usable = -1, first_usable_cc = 0;
-    for (int d = 0; d < devices; d++) {
+    /* a launcher's rank (LOCAL_RANK, ctest variants) keeps usable GPU (rank mod usable) alone */
+    const char *rank = getenv("LOCAL_RANK");
+    int usable_cc[16], usable_ordinal[16], first_cc = 90, usable = 0;
+    for (int d = 0; d < devices && d < 16; d++) {
         const int cc = arch && *arch ? atoi(arch) : 90;
         if (d == 0) first_cc = cc;
-        if (cc >= 80 && usable++ == 0) first_usable = d, first_usable_cc = cc;
+        if (cc >= 80) usable_cc[usable] = cc, usable_ordinal[usable++] = d;
         if (arch && strchr(arch, ',')) arch = strchr(arch, ',') + 1;
     }
+    const int mine = rank && *rank && usable > 1 ? atoi(rank) % usable : 0;
+    const int first_usable = usable ? usable_ordinal[mine] : -1, first_usable_cc = usable ? usable_cc[mine] : 0;
+    if (rank && *rank && usable > 1) usable = 1;
     char want[64] = "";
     if (none && *none && strcmp(none, "0") != 0) snprintf(want, sizeof want, "no CUDA device");
     else if (!usable) snprintf(want, sizeof want, "compute capability %d.%d;", first_cc / 10, first_cc % 10);
@@ -91,6 +96,8 @@ TEST(availability_and_reason)
         for (int i = 0; x && i < 257; i++) want += x[i] * x[i];
         double *v = y ? test_to_f64(y) : NULL;
         CHECK_MSG(v && fabs(v[0] - want) < 1e-5 * want, "sum of squares %g, want %g", v ? v[0] : 0.0, want);
+        CHECK_MSG(pnG_cuda_device(0) == first_usable, "gpu:0 is CUDA device %d, want %d", pnG_cuda_device(0),
+                  first_usable);
         free(v);
         free(x);
         pn_scope_pop();
@@ -98,9 +105,10 @@ TEST(availability_and_reason)
 #endif
 }
 
-/* The GPU of a launcher's process: its local rank modulo the machine's GPUs, the first variable
+/* The GPU of a launcher's process: its local rank modulo the usable GPUs, the first variable
  * set of the launchers' (torchrun, MLX, Open MPI, MPICH, Slurm, then MLX's global rank);
- * none with one GPU, without a launcher, when CUDA_VISIBLE_DEVICES chooses or when turned off. */
+ * none with one GPU, without a launcher or when turned off. CUDA_VISIBLE_DEVICES listing
+ * several GPUs to every rank (CUDA_VISIBLE_DEVICES=2,3 torchrun ...) still gives one each. */
 TEST(launcher_ranks_take_a_gpu_each)
 {
 #ifdef PONTE_HAS_GPU
@@ -129,8 +137,8 @@ TEST(launcher_ranks_take_a_gpu_each)
     setenv("PONTE_GPU_PER_RANK", "0", 1);
     CHECK(pnG_rank_gpu(4) == -1);
     unsetenv("PONTE_GPU_PER_RANK");
-    setenv("CUDA_VISIBLE_DEVICES", "1", 1);
-    CHECK(pnG_rank_gpu(4) == -1);
+    setenv("CUDA_VISIBLE_DEVICES", "2,3", 1);
+    CHECK(pnG_rank_gpu(2) == 0);
     for (int k = 0; k < NV; k++) {
         if (saved[k]) setenv(VARS[k], saved[k], 1);
         else unsetenv(VARS[k]);

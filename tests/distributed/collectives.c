@@ -41,12 +41,16 @@ static int nccl_expected(void)
  * on the simulator, PONTE_SIM_GPU_UUID set alike) take the host path. */
 static bool nccl_ready;
 
-/* Whether the ranks were told to share one simulated GPU. */
+/* Whether the ranks share a simulated GPU: they were told they run on one machine
+ * (PONTE_SIM_GPU_UUID), whose simulated GPUs (PONTE_SIM_DEVICES, all usable here) are fewer
+ * than the ranks, which take GPU (rank mod count) each. */
 static bool sim_gpu_shared(void)
 {
 #ifdef PONTE_GPU_SIM
-    const char *e = getenv("PONTE_SIM_GPU_UUID");
-    return e && *e;
+    const char *e = getenv("PONTE_SIM_GPU_UUID"), *gpus = getenv("PONTE_SIM_DEVICES");
+    const char *world = getenv("MLX_WORLD_SIZE") ? getenv("MLX_WORLD_SIZE") : getenv("WORLD_SIZE");
+    const int ngpus = gpus && atoi(gpus) > 1 ? atoi(gpus) : 1, nranks = world ? atoi(world) : 2;
+    return e && *e && ngpus < nranks;
 #else
     return false;
 #endif

@@ -56,17 +56,18 @@ bool pnG_available(const char **reason);
 /* True when the backend runs on the simulated runtime (src/backend/cuda/sim). */
 bool pnG_simulated(void);
 /* The 16-byte UUID of the GPU this process uses, which tells whether two processes share one
- * (NCCL needs a GPU per rank). On the simulator: PONTE_SIM_GPU_UUID's first bytes when it is
- * set (processes given the same string share a GPU), else the process id's (a GPU each).
- * 0, or -1 with an error. */
+ * (NCCL needs a GPU per rank): the calling thread's current one. On the simulator, when
+ * PONTE_SIM_GPU_UUID is set it names the machine, and CUDA device d's UUID is its first 12
+ * bytes and "#d" (processes given the same name are ranks of one machine: those on the same
+ * device share a GPU); else the process id's (a GPU each). 0, or -1 with an error. */
 int pnG_device_uuid(unsigned char uuid[16]);
-/* The GPU (an index among the machine's count) a process started by a multi-process launcher
- * takes: its local rank (LOCAL_RANK (torchrun), MLX_LOCAL_RANK, OMPI_COMM_WORLD_LOCAL_RANK
- * (Open MPI), MPI_LOCALRANKID (MPICH), SLURM_LOCALID; else MLX_RANK) modulo count, so that
- * ranks on one machine use a GPU each, as NCCL needs. -1: the process keeps CUDA's default
- * (fewer than 2 GPUs, no launcher, CUDA_VISIBLE_DEVICES already set, or
- * PONTE_GPU_PER_RANK=0). Detection applies it through CUDA_VISIBLE_DEVICES before CUDA starts
- * (no effect where another library in the process started CUDA first). */
+/* The GPU (an index among the count usable GPUs the process sees) a process started by a
+ * multi-process launcher keeps: its local rank (LOCAL_RANK (torchrun), MLX_LOCAL_RANK,
+ * OMPI_COMM_WORLD_LOCAL_RANK (Open MPI), MPI_LOCALRANKID (MPICH), SLURM_LOCALID; else MLX_RANK)
+ * modulo count, so that ranks on one machine use a GPU each, as NCCL needs (PyTorch's
+ * set_device(local_rank)). -1: the process keeps every GPU it sees (fewer than 2, no
+ * launcher, or PONTE_GPU_PER_RANK=0). Detection applies it after skipping the GPUs too old to
+ * use, and the process then sees that GPU alone as gpu:0 (no context or pool on the others). */
 int pnG_rank_gpu(int count);
 /* Most GPUs one process addresses (gpu:0 .. gpu:PNG_MAX_DEVICES-1); the per-device tables of
  * the runtime, the core and the library handles have this many entries. */

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <unistd.h>
 
 /* ───────────────────────────── device detection ───────────────────────────── */
@@ -43,8 +42,8 @@ static bool peer[MAX_DEVICES][MAX_DEVICES];
 
 extern "C" int pnG_rank_gpu(int count)
 {
-    const char *off = getenv("PONTE_GPU_PER_RANK"), *visible = getenv("CUDA_VISIBLE_DEVICES");
-    if (count < 2 || (off && !strcmp(off, "0")) || visible) return -1;
+    const char *off = getenv("PONTE_GPU_PER_RANK");
+    if (count < 2 || (off && !strcmp(off, "0"))) return -1;
     static const char *const LOCAL[] = {"LOCAL_RANK", "MLX_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK",
                                         "MPI_LOCALRANKID", "SLURM_LOCALID", "MLX_RANK"};
     for (size_t k = 0; k < sizeof LOCAL / sizeof *LOCAL; k++) {
@@ -56,21 +55,10 @@ extern "C" int pnG_rank_gpu(int count)
     return -1;
 }
 
-/* How many NVIDIA GPUs the machine has, read without starting CUDA (the driver's folder of
- * them); 0 when it cannot tell. */
-static int machine_gpu_count(void)
-{
-    DIR *d = opendir("/proc/driver/nvidia/gpus");
-    if (!d) return 0;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* Whether CUDA device d can run Ponte's kernels; when not, why (into reason, n bytes).
- * Fills *g when it can. */
-static bool probe_device(int d, struct gpu_device *g, char *reason, size_t n)
+/* Whether CUDA device d can run Ponte's kernels: compute capability 8.0 or newer and a
+ * stream-ordered memory pool, read from its properties (no context is made on it). Fills
+ * g's ordinal and resident_threads when it can, else says why (into reason, n bytes). */
+static bool device_supported(int d, struct gpu_device *g, char *reason, size_t n)
 {
     cudaDeviceProp prop;
     if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) {
@@ -83,30 +71,33 @@ static bool probe_device(int d, struct gpu_device *g, char *reason, size_t n)
                  prop.major, prop.minor);
         return false;
     }
+    if (!prop.memoryPoolsSupported) {
+        snprintf(reason, n, "%.100s has no stream-ordered memory pool", prop.name);
+        return false;
+    }
     g->ordinal = d;
     g->resident_threads = prop.multiProcessorCount > 0 && prop.maxThreadsPerMultiProcessor > 0
                               ? (int64_t)prop.multiProcessorCount * prop.maxThreadsPerMultiProcessor
                               : 132 * 2048;
-    if (cudaDeviceGetDefaultMemPool(&g->pool, d) != cudaSuccess) {
-        snprintf(reason, n, "%.100s has no stream-ordered memory pool", prop.name);
+    return true;
+}
+
+/* Takes g's default pool as its cache of freed blocks (they stay in it: no release
+ * threshold). False with the reason when the pool cannot be had. */
+static bool open_pool(struct gpu_device *g, char *reason, size_t n)
+{
+    uint64_t keep = ~(uint64_t)0;
+    if (cudaDeviceGetDefaultMemPool(&g->pool, g->ordinal) != cudaSuccess ||
+        cudaMemPoolSetAttribute(g->pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess) {
+        snprintf(reason, n, "the memory pool of CUDA device %d cannot be used", g->ordinal);
         cudaGetLastError();
         return false;
     }
-    /* keep freed blocks in the pool: it is the cache */
-    uint64_t keep = ~(uint64_t)0;
-    cudaMemPoolSetAttribute(g->pool, cudaMemPoolAttrReleaseThreshold, &keep);
     return true;
 }
 
 static void detect(void)
 {
-    /* before CUDA starts: a launcher's process takes the GPU of its local rank */
-    int mine = pnG_rank_gpu(machine_gpu_count());
-    if (mine >= 0) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", mine);
-        setenv("CUDA_VISIBLE_DEVICES", v, 0);
-    }
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
@@ -133,11 +124,26 @@ static void detect(void)
     } skipped[MAX_DEVICES];
     int nskipped = 0;
     for (int d = 0; d < count && ndevices < MAX_DEVICES; d++) {
-        if (probe_device(d, &devices[ndevices], skipped[nskipped].why, sizeof skipped[0].why))
+        if (device_supported(d, &devices[ndevices], skipped[nskipped].why, sizeof skipped[0].why))
             ndevices++;
         else if (nskipped < MAX_DEVICES - 1) /* the last slot is scratch for further ones */
             skipped[nskipped++].ordinal = d;
     }
+    /* a launcher's process keeps its rank's GPU alone (as PyTorch's set_device(local_rank)):
+     * the others get no context and no pool from it */
+    int mine = pnG_rank_gpu(ndevices);
+    if (mine >= 0) {
+        devices[0] = devices[mine];
+        ndevices = 1;
+    }
+    int kept = 0;
+    for (int k = 0; k < ndevices; k++) {
+        if (open_pool(&devices[k], skipped[nskipped].why, sizeof skipped[0].why))
+            devices[kept++] = devices[k];
+        else if (nskipped < MAX_DEVICES - 1)
+            skipped[nskipped++].ordinal = devices[k].ordinal;
+    }
+    ndevices = kept;
     if (ndevices == 0) {
         if (count == 1) snprintf(gpu_reason, sizeof gpu_reason, "%s", skipped[0].why);
         else if (count == 2) snprintf(gpu_reason, sizeof gpu_reason, "%s (nor can CUDA device 1)", skipped[0].why);
@@ -278,13 +284,15 @@ extern "C" bool pnG_simulated(void)
 extern "C" int pnG_device_uuid(unsigned char uuid[16])
 {
     memset(uuid, 0, 16);
+    int dev = 0;
 #ifdef PONTE_GPU_SIM
+    /* PONTE_SIM_GPU_UUID names the machine, whose CUDA device d has the UUID "name#d" */
     const char *e = getenv("PONTE_SIM_GPU_UUID");
-    if (e && *e) memcpy(uuid, e, strnlen(e, 16));
+    cudaGetDevice(&dev);
+    if (e && *e) snprintf((char *)uuid, 16, "%.12s#%d", e, dev);
     else snprintf((char *)uuid, 16, "pid%ld", (long)getpid());
     return 0;
 #else
-    int dev = 0;
     cudaDeviceProp prop;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
         cudaGetLastError();
