@@ -3,7 +3,11 @@
  * and syevjBatched, getrf, potrf, geqrf, orgqr, s/d/cgeev for Xgeev; the batched ones per
  * matrix), with the scratch it needs from the host heap, and writes LAPACK's info where
  * cuSOLVER writes its devInfo. Arguments are checked at the call, the work runs in stream
- * order (pnsim_library_run); the info and params objects hold nothing the work reads. */
+ * order (pnsim_library_run); the info and params objects hold nothing the work reads. The
+ * _bufferSize routines ask for workspaces that grow with the problem (sim_lwork,
+ * geev_work_bytes); a routine given a smaller one, or one that is not device memory (host
+ * memory for Xgeev's host workspace), fails with CUSOLVER_STATUS_INVALID_VALUE, and a running
+ * routine scribbles over its workspace (pnsim_library_scratch). */
 #include <new>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +153,29 @@ PNSIM_LAPACK_OVERLOADS(double, d)
 
 static int max1(int x) { return x > 1 ? x : 1; }
 
+/* ───────────────────────────── workspaces ───────────────────────────── */
+
+/* The workspace a simulated routine asks for (its _bufferSize), in elements of its type, for
+ * batch matrices of m x n: more than one and growing with the problem, as cuSOLVER's, so that
+ * a caller passing less (or none) fails here where it would overrun memory on a GPU. */
+static int sim_lwork(int m, int n, int batch = 1)
+{
+    const int64_t e = (int64_t)max1(batch) * ((int64_t)max1(m) * max1(n) + 32);
+    return e < INT32_MAX ? (int)e : INT32_MAX;
+}
+/* Whether the caller's workspace (work, lwork elements of T) is device memory of that size
+ * and covers sim_lwork's need: checked at the call (CUSOLVER_STATUS_INVALID_VALUE when not). */
+template <typename T> static bool work_ok(const T *work, int lwork, int need)
+{
+    return work && lwork >= need && pnsim_is_device_memory(work, sizeof(T) * (size_t)lwork);
+}
+/* What a routine does to its workspace when it runs (pnsim_library_scratch): false when it
+ * is no longer device memory then (the routine fails, as an asynchronous error). */
+template <typename T> static bool work_scratch(T *work, int lwork)
+{
+    return pnsim_library_scratch(work, sizeof(T) * (size_t)lwork);
+}
+
 /* gesvdj through gesdd of one matrix: A = U S VT, then V = VT^T (cols x cols, leading
  * dimension ldv); the arguments checked by sim_gesvdj. */
 template <typename T>
@@ -183,15 +210,17 @@ static cusolverStatus_t gesvdj_one(bool vec, int m, int n, T *A, int lda, T *S, 
 template <typename T>
 static cusolverStatus_t sim_gesvdj(cusolverDnHandle_t handle, cusolverEigMode_t jobz, int econ,
                                    int m, int n, T *A, int lda, T *S, T *U, int ldu, T *V,
-                                   int ldv, int *info, int batch)
+                                   int ldv, T *work, int lwork, int *info, int batch)
 {
     if (econ || m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (!work_ok(work, lwork, sim_lwork(m, n, batch))) return CUSOLVER_STATUS_INVALID_VALUE;
     bool vec = jobz == CUSOLVER_EIG_MODE_VECTOR;
     /* the hardware's gesvdj writes V (an identity to start from) also without vectors: U and
      * V must be real matrices in both modes (seen on an H200, 2026-11-26) */
     if (!U || !V || ldu < max1(m) || ldv < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
     const int k = m < n ? m : n;
     return solver_run(handle, [=] {
+        if (!work_scratch(work, lwork)) return CUSOLVER_STATUS_EXECUTION_FAILED;
         for (int b = 0; b < batch; b++) {
             cusolverStatus_t st = gesvdj_one(vec, m, n, A + (size_t)b * lda * n, lda,
                                              S + (size_t)b * k, U + (size_t)b * ldu * m, ldu,
@@ -225,13 +254,15 @@ static cusolverStatus_t syevd_one(char job, char ul, int n, T *A, int lda, T *W,
  * on each in stream order. */
 template <typename T>
 static cusolverStatus_t sim_syevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,
-                                  cublasFillMode_t uplo, int n, T *A, int lda, T *W, int *info,
-                                  int batch)
+                                  cublasFillMode_t uplo, int n, T *A, int lda, T *W, T *work,
+                                  int lwork, int *info, int batch)
 {
     if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;
+    if (!work_ok(work, lwork, sim_lwork(n, n, batch))) return CUSOLVER_STATUS_INVALID_VALUE;
     char job = jobz == CUSOLVER_EIG_MODE_VECTOR ? 'V' : 'N';
     char ul = uplo == CUBLAS_FILL_MODE_LOWER ? 'L' : 'U';
     return solver_run(handle, [=] {
+        if (!work_scratch(work, lwork)) return CUSOLVER_STATUS_EXECUTION_FAILED;
         for (int b = 0; b < batch; b++) {
             cusolverStatus_t st = syevd_one(job, ul, n, A + (size_t)b * lda * n, lda,
                                             W + (size_t)b * n, info + b);
@@ -244,10 +275,13 @@ static cusolverStatus_t sim_syevd(cusolverDnHandle_t handle, cusolverEigMode_t j
 /* getrf through LAPACK: cuSOLVER's checks, then the factorization in stream order. */
 template <typename T>
 static cusolverStatus_t sim_getrf(cusolverDnHandle_t handle, int m, int n, T *A, int lda,
-                                  int *ipiv, int *info)
+                                  T *work, int *ipiv, int *info)
 {
     if (m < 0 || n < 0 || lda < max1(m)) return CUSOLVER_STATUS_INVALID_VALUE;
+    const int lwork = sim_lwork(m, n); /* getrf takes no size: the one its _bufferSize gave */
+    if (!work_ok(work, lwork, lwork)) return CUSOLVER_STATUS_INVALID_VALUE;
     return solver_run(handle, [=] {
+        if (!work_scratch(work, lwork)) return CUSOLVER_STATUS_EXECUTION_FAILED;
         getrf(m, n, A, lda, ipiv, info);
         return CUSOLVER_STATUS_SUCCESS;
     });
@@ -274,104 +308,115 @@ static cusolverStatus_t qr_one(bool orgq, int m, int n, int k, T *A, int lda, T 
  * the heap; cuSOLVER's argument checks, then the work in stream order. */
 template <typename T>
 static cusolverStatus_t sim_qr(cusolverDnHandle_t handle, bool orgq, int m, int n, int k, T *A,
-                               int lda, T *tau, int lwork, int *info)
+                               int lda, T *tau, T *work, int lwork, int *info)
 {
-    if (m < 0 || n < 0 || lda < max1(m) || lwork < 1 || !A || !tau || !info)
-        return CUSOLVER_STATUS_INVALID_VALUE;
+    if (m < 0 || n < 0 || lda < max1(m) || !A || !tau || !info) return CUSOLVER_STATUS_INVALID_VALUE;
     if (orgq && (n > m || k < 0 || k > n)) return CUSOLVER_STATUS_INVALID_VALUE;
-    return solver_run(handle, [=] { return qr_one(orgq, m, n, k, A, lda, tau, info); });
+    if (!work_ok(work, lwork, sim_lwork(m, n))) return CUSOLVER_STATUS_INVALID_VALUE;
+    return solver_run(handle, [=] {
+        if (!work_scratch(work, lwork)) return CUSOLVER_STATUS_EXECUTION_FAILED;
+        return qr_one(orgq, m, n, k, A, lda, tau, info);
+    });
 }
 
-/* The entry points of cusolver_sim.h for one type: buffer sizes of 1, the work on the host. */
+/* The entry points of cusolver_sim.h for one type: buffer sizes from sim_lwork, the work on
+ * the host. */
 #define PNSIM_SOLVER_DEFS(T, P)                                                                \
     cusolverStatus_t cusolverDn##P##gesvdj_bufferSize(                                         \
-        cusolverDnHandle_t handle, cusolverEigMode_t, int, int, int, const T *, int, const T *, \
+        cusolverDnHandle_t handle, cusolverEigMode_t, int, int m, int n, const T *, int,        \
+        const T *,                                                                             \
         const T *, int, const T *, int, int *lwork, gesvdjInfo_t)                              \
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(m, n);                                                              \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##gesvdj(cusolverDnHandle_t handle, cusolverEigMode_t jobz,   \
                                            int econ, int m, int n, T *A, int lda, T *S, T *U,  \
-                                           int ldu, T *V, int ldv, T *, int, int *info,        \
-                                           gesvdjInfo_t params)                                \
+                                           int ldu, T *V, int ldv, T *work, int lwork,         \
+                                           int *info, gesvdjInfo_t params)                     \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
-        return sim_gesvdj(handle, jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, info, 1);       \
+        return sim_gesvdj(handle, jobz, econ, m, n, A, lda, S, U, ldu, V, ldv, work, lwork,    \
+                          info, 1);                                                            \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevd_bufferSize(cusolverDnHandle_t handle,                 \
-                                                     cusolverEigMode_t, cublasFillMode_t, int, \
-                                                     const T *, int, const T *, int *lwork)    \
+                                                     cusolverEigMode_t, cublasFillMode_t,      \
+                                                     int n, const T *, int, const T *,         \
+                                                     int *lwork)                               \
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(n, n);                                                              \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevd(cusolverDnHandle_t handle, cusolverEigMode_t jobz,    \
                                           cublasFillMode_t uplo, int n, T *A, int lda, T *W,   \
-                                          T *, int, int *info)                                 \
+                                          T *work, int lwork, int *info)                       \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_syevd(handle, jobz, uplo, n, A, lda, W, info, 1);                           \
+        return sim_syevd(handle, jobz, uplo, n, A, lda, W, work, lwork, info, 1);              \
     }                                                                                          \
-    cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
-                                                     int, int *lwork)                          \
+    cusolverStatus_t cusolverDn##P##getrf_bufferSize(cusolverDnHandle_t handle, int m, int n,  \
+                                                     T *, int, int *lwork)                     \
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(m, n);                                                              \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##getrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
-                                          int lda, T *, int *ipiv, int *info)                  \
+                                          int lda, T *work, int *ipiv, int *info)              \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_getrf(handle, m, n, A, lda, ipiv, info);                                    \
+        return sim_getrf(handle, m, n, A, lda, work, ipiv, info);                              \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##potrf_bufferSize(cusolverDnHandle_t handle,                 \
-                                                     cublasFillMode_t, int, T *, int,          \
+                                                     cublasFillMode_t, int n, T *, int,        \
                                                      int *lwork)                               \
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(n, n);                                                              \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##potrf(cusolverDnHandle_t handle, cublasFillMode_t uplo,     \
-                                          int n, T *A, int lda, T *, int, int *info)           \
+                                          int n, T *A, int lda, T *work, int lwork, int *info) \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
         if (n < 0 || lda < max1(n)) return CUSOLVER_STATUS_INVALID_VALUE;                      \
+        if (!work_ok(work, lwork, sim_lwork(n, n))) return CUSOLVER_STATUS_INVALID_VALUE;      \
         char ul = uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L';                                  \
         return solver_run(handle, [=] {                                                        \
+            if (!work_scratch(work, lwork)) return CUSOLVER_STATUS_EXECUTION_FAILED;           \
             potrf(ul, n, A, lda, info);                                                        \
             return CUSOLVER_STATUS_SUCCESS;                                                    \
         });                                                                                    \
     }                                                                                          \
-    cusolverStatus_t cusolverDn##P##geqrf_bufferSize(cusolverDnHandle_t handle, int, int, T *,  \
-                                                     int, int *lwork)                          \
+    cusolverStatus_t cusolverDn##P##geqrf_bufferSize(cusolverDnHandle_t handle, int m, int n,  \
+                                                     T *, int, int *lwork)                     \
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(m, n);                                                              \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##geqrf(cusolverDnHandle_t handle, int m, int n, T *A,        \
-                                          int lda, T *TAU, T *, int lwork, int *info)          \
+                                          int lda, T *TAU, T *work, int lwork, int *info)      \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_qr(handle, false, m, n, m < n ? m : n, A, lda, TAU, lwork, info);           \
+        return sim_qr(handle, false, m, n, m < n ? m : n, A, lda, TAU, work, lwork, info);     \
     }                                                                                          \
-    cusolverStatus_t cusolverDn##P##orgqr_bufferSize(cusolverDnHandle_t handle, int, int, int,  \
-                                                     const T *, int, const T *, int *lwork)    \
+    cusolverStatus_t cusolverDn##P##orgqr_bufferSize(cusolverDnHandle_t handle, int m, int n,  \
+                                                     int, const T *, int, const T *,           \
+                                                     int *lwork)                               \
     {                                                                                          \
         if (!handle) return CUSOLVER_STATUS_NOT_INITIALIZED;                                   \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(m, n);                                                              \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##orgqr(cusolverDnHandle_t handle, int m, int n, int k, T *A, \
-                                          int lda, const T *tau, T *, int lwork, int *info)    \
+                                          int lda, const T *tau, T *work, int lwork,           \
+                                          int *info)                                           \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle)) return e;                               \
-        return sim_qr(handle, true, m, n, k, A, lda, const_cast<T *>(tau), lwork, info);       \
+        return sim_qr(handle, true, m, n, k, A, lda, const_cast<T *>(tau), work, lwork, info); \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##gesvdjBatched_bufferSize(                                  \
         cusolverDnHandle_t handle, cusolverEigMode_t, int m, int n, const T *, int, const T *, \
@@ -379,17 +424,19 @@ static cusolverStatus_t sim_qr(cusolverDnHandle_t handle, bool orgq, int m, int 
     {                                                                                          \
         if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
         if (m > 32 || n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;           \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(m, n, batchSize);                                                   \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##gesvdjBatched(                                             \
         cusolverDnHandle_t handle, cusolverEigMode_t jobz, int m, int n, T *A, int lda, T *S,  \
-        T *U, int ldu, T *V, int ldv, T *, int, int *info, gesvdjInfo_t params, int batchSize) \
+        T *U, int ldu, T *V, int ldv, T *work, int lwork, int *info, gesvdjInfo_t params,      \
+        int batchSize)                                                                         \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         if (m > 32 || n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;           \
         if (batchSize == 0) return CUSOLVER_STATUS_SUCCESS;                                    \
-        return sim_gesvdj(handle, jobz, 0, m, n, A, lda, S, U, ldu, V, ldv, info, batchSize);  \
+        return sim_gesvdj(handle, jobz, 0, m, n, A, lda, S, U, ldu, V, ldv, work, lwork, info, \
+                          batchSize);                                                          \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevjBatched_bufferSize(                                   \
         cusolverDnHandle_t handle, cusolverEigMode_t, cublasFillMode_t, int n, const T *, int, \
@@ -397,32 +444,53 @@ static cusolverStatus_t sim_qr(cusolverDnHandle_t handle, bool orgq, int m, int 
     {                                                                                          \
         if (!handle || !params) return CUSOLVER_STATUS_NOT_INITIALIZED;                        \
         if (n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;                     \
-        *lwork = 1;                                                                            \
+        *lwork = sim_lwork(n, n, batchSize);                                                   \
         return CUSOLVER_STATUS_SUCCESS;                                                        \
     }                                                                                          \
     cusolverStatus_t cusolverDn##P##syevjBatched(                                              \
         cusolverDnHandle_t handle, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, T *A, \
-        int lda, T *W, T *, int, int *info, syevjInfo_t params, int batchSize)                 \
+        int lda, T *W, T *work, int lwork, int *info, syevjInfo_t params, int batchSize)       \
     {                                                                                          \
         if (cusolverStatus_t e = solver_ready(handle, params)) return e;                       \
         if (n > 32 || batchSize < 0) return CUSOLVER_STATUS_INVALID_VALUE;                     \
         if (batchSize == 0) return CUSOLVER_STATUS_SUCCESS;                                    \
-        return sim_syevd(handle, jobz, uplo, n, A, lda, W, info, batchSize);                   \
+        return sim_syevd(handle, jobz, uplo, n, A, lda, W, work, lwork, info, batchSize);      \
     }
 PNSIM_SOLVER_DEFS(float, S)
 PNSIM_SOLVER_DEFS(double, D)
+
+/* Xgeev's workspaces (its _bufferSize) for n x n matrices of elem-byte elements: on the
+ * device n * n + 32 elements, on the host n + 32. */
+static size_t geev_work_bytes(int64_t n, size_t elem, bool host)
+{
+    const size_t k = n > 0 ? (size_t)n : 0;
+    return elem * ((host ? k : k * k) + 32);
+}
+/* The caller's Xgeev workspaces: device memory and host memory of geev_work_bytes each. */
+struct geev_work {
+    void *dev, *host;
+    size_t dev_bytes, host_bytes;
+};
+/* What Xgeev does to its workspaces when it runs: the device one as pnsim_library_scratch
+ * says (false when it is no longer device memory), the host one overwritten whole. */
+static bool geev_scratch(const geev_work &w)
+{
+    memset(w.host, 0xCD, w.host_bytes);
+    return pnsim_library_scratch(w.dev, w.dev_bytes);
+}
 
 /* geev through LAPACK: eigenvalues interleaved into W, right vectors into VR as LAPACK writes
  * them; checked at the call, run in stream order. */
 template <typename T>
 static cusolverStatus_t sim_geev(cusolverDnHandle_t handle, cusolverEigMode_t jobvr, int64_t n64,
-                                 T *A, int64_t lda, T *W, T *VR, int64_t ldvr, int *info)
+                                 T *A, int64_t lda, T *W, T *VR, int64_t ldvr, geev_work ws, int *info)
 {
     if (n64 < 0 || n64 > INT32_MAX || lda < (n64 > 1 ? n64 : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
     int n = (int)n64;
     bool vec = jobvr == CUSOLVER_EIG_MODE_VECTOR;
     if (vec && (!VR || ldvr < max1(n))) return CUSOLVER_STATUS_INVALID_VALUE;
     return solver_run(handle, [=] {
+        if (!geev_scratch(ws)) return CUSOLVER_STATUS_EXECUTION_FAILED;
         int q_info = 0;
         T q = 0, dummy = 0;
         geev(vec ? 'V' : 'N', n, A, (int)lda, &dummy, &dummy, vec ? VR : &dummy,
@@ -445,12 +513,13 @@ static cusolverStatus_t sim_geev(cusolverDnHandle_t handle, cusolverEigMode_t jo
  * the call, run in stream order. */
 static cusolverStatus_t sim_geev_complex(cusolverDnHandle_t handle, cusolverEigMode_t jobvr,
                                          int64_t n64, float *A, int64_t lda, float *W, float *VR,
-                                         int64_t ldvr, int *info)
+                                         int64_t ldvr, geev_work ws, int *info)
 {
     if (n64 < 0 || n64 > INT32_MAX || lda < (n64 > 1 ? n64 : 1)) return CUSOLVER_STATUS_INVALID_VALUE;
     bool vec = jobvr == CUSOLVER_EIG_MODE_VECTOR;
     if (vec && (!VR || ldvr < max1((int)n64))) return CUSOLVER_STATUS_INVALID_VALUE;
     return solver_run(handle, [=] {
+        if (!geev_scratch(ws)) return CUSOLVER_STATUS_EXECUTION_FAILED;
         int n = (int)n64, ilda = (int)lda, one = 1, query = -1, q_info = 0;
         char no = 'N', jv = vec ? 'V' : 'N';
         int ildvr = vec ? (int)ldvr : 1;
@@ -469,7 +538,7 @@ static cusolverStatus_t sim_geev_complex(cusolverDnHandle_t handle, cusolverEigM
 
 cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverDnParams_t params,
                                             cusolverEigMode_t jobvl, cusolverEigMode_t,
-                                            int64_t, cudaDataType dataTypeA, const void *,
+                                            int64_t n, cudaDataType dataTypeA, const void *,
                                             int64_t, cudaDataType dataTypeW, const void *,
                                             cudaDataType, const void *, int64_t, cudaDataType,
                                             const void *, int64_t, cudaDataType,
@@ -483,7 +552,9 @@ cusolverStatus_t cusolverDnXgeev_bufferSize(cusolverDnHandle_t handle, cusolverD
     bool f64 = dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F;
     bool c32 = dataTypeA == CUDA_C_32F && dataTypeW == CUDA_C_32F;
     if (!f32 && !f64 && !c32) return CUSOLVER_STATUS_INVALID_VALUE;
-    *workspaceInBytesOnDevice = 1, *workspaceInBytesOnHost = 1;
+    const size_t elem = f32 ? 4 : 8;
+    *workspaceInBytesOnDevice = geev_work_bytes(n, elem, false);
+    *workspaceInBytesOnHost = geev_work_bytes(n, elem, true);
     return CUSOLVER_STATUS_SUCCESS;
 }
 
@@ -492,18 +563,27 @@ cusolverStatus_t cusolverDnXgeev(cusolverDnHandle_t handle, cusolverDnParams_t p
                                  cudaDataType dataTypeA, void *A, int64_t lda,
                                  cudaDataType dataTypeW, void *W, cudaDataType dataTypeVL, void *,
                                  int64_t, cudaDataType dataTypeVR, void *VR, int64_t ldvr,
-                                 cudaDataType computeType, void *, size_t, void *, size_t, int *info)
+                                 cudaDataType computeType, void *bufferOnDevice,
+                                 size_t workspaceInBytesOnDevice, void *bufferOnHost,
+                                 size_t workspaceInBytesOnHost, int *info)
 {
     if (cusolverStatus_t e = solver_ready(handle, params)) return e;
     if (jobvl != CUSOLVER_EIG_MODE_NOVECTOR || !A || !W || !info) return CUSOLVER_STATUS_INVALID_VALUE;
+    /* the workspaces _bufferSize asks for: device memory, and host memory */
+    const size_t elem = dataTypeA == CUDA_R_32F ? 4 : 8;
+    const geev_work ws = {bufferOnDevice, bufferOnHost, workspaceInBytesOnDevice, workspaceInBytesOnHost};
+    if (!ws.dev || ws.dev_bytes < geev_work_bytes(n, elem, false) ||
+        !pnsim_is_device_memory(ws.dev, ws.dev_bytes) || !ws.host ||
+        ws.host_bytes < geev_work_bytes(n, elem, true) || pnsim_device_of(ws.host) >= 0)
+        return CUSOLVER_STATUS_INVALID_VALUE;
     if (dataTypeA == CUDA_R_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_R_32F &&
         dataTypeVR == CUDA_R_32F && computeType == CUDA_R_32F)
-        return sim_geev(handle, jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
+        return sim_geev(handle, jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, ws, info);
     if (dataTypeA == CUDA_R_64F && dataTypeW == CUDA_C_64F && dataTypeVL == CUDA_R_64F &&
         dataTypeVR == CUDA_R_64F && computeType == CUDA_R_64F)
-        return sim_geev(handle, jobvr, n, (double *)A, lda, (double *)W, (double *)VR, ldvr, info);
+        return sim_geev(handle, jobvr, n, (double *)A, lda, (double *)W, (double *)VR, ldvr, ws, info);
     if (dataTypeA == CUDA_C_32F && dataTypeW == CUDA_C_32F && dataTypeVL == CUDA_C_32F &&
         dataTypeVR == CUDA_C_32F && computeType == CUDA_C_32F)
-        return sim_geev_complex(handle, jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, info);
+        return sim_geev_complex(handle, jobvr, n, (float *)A, lda, (float *)W, (float *)VR, ldvr, ws, info);
     return CUSOLVER_STATUS_INVALID_VALUE;
 }

@@ -65,6 +65,9 @@ template <typename S, typename F> S pnsim_library_run(cudaStream_t stream, S ok,
  * false (with a line on stderr) when the range is no longer device memory. True otherwise,
  * and always in the synchronous mode or for n = 0. */
 bool pnsim_library_scratch(void *p, size_t n);
+/* Whether [p, p + n) lies in one live device allocation (cudaMalloc or a pool's); also
+ * declared for C in nccl_sim.h. */
+extern "C" bool pnsim_is_device_memory(const void *p, size_t n);
 /* The dynamic shared memory limit of kernel on the current device: its
  * cudaFuncAttributeMaxDynamicSharedMemorySize there, 48 KiB when never set. */
 size_t pnsim_kernel_smem_limit(const void *kernel);
