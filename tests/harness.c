@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#ifdef PONTE_GPU_SIM
+#include "backend/cuda/gpu.h"
+#endif
 
 #define MAX_TESTS 1024
 
@@ -216,6 +219,19 @@ int main(int argc, char **argv)
         run++;
         failed += test_failures != before;
     }
+#ifdef PONTE_GPU_SIM
+    /* the process made CUDA contexts only on the GPUs Ponte uses: none on a GPU too old to
+     * use, nor on one left to another launcher rank (on hardware each costs device memory) */
+    current = "only_used_gpus_got_contexts";
+    const int before = test_failures;
+    for (int d = 0; d < PNG_MAX_DEVICES; d++) {
+        bool used = false;
+        for (int k = 0; k < pnG_device_count(); k++) used |= pnG_cuda_device(k) == d;
+        if (!used && pnG_sim_context_made(d) == 1)
+            test_fail(__FILE__, __LINE__, "CUDA device %d, which Ponte does not use, got a context", d);
+    }
+    if (test_failures != before) printf("FAIL %s\n", current), run++, failed++;
+#endif
     printf("%d passed, %d failed\n", run - failed, failed);
     return test_failures ? 1 : 0;
 }

@@ -31,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <thread>
+#include <vector>
+
 /* ───────────────────────────── harness ───────────────────────────── */
 
 static int g_checks, g_failures;
@@ -643,6 +646,40 @@ static bool unnamed_launch(size_t smem)
  * route, and its opt-in shared memory enforced at cudaFuncSetAttribute and at launch, on that
  * device only: 150 KiB allowed and launched on devices whose opt-in holds it, refused on the
  * others, even after another device allowed it. */
+/* Contexts as CUDA 12 makes them, in a fresh process of three devices: counting, properties,
+ * attributes, pools and peer queries make none; an allocation, a stream or a launch makes the
+ * current device's (device 0 on a thread that never chose one); cudaSetDevice makes its
+ * device's. */
+static void check_contexts(void)
+{
+    int n = 0, v = 0, can = 0;
+    CK(cudaGetDeviceCount(&n));
+    CHECK(n == 3);
+    for (int d = 0; d < n; d++) {
+        cudaDeviceProp prop;
+        cudaMemPool_t pool;
+        CK(cudaGetDeviceProperties(&prop, d));
+        CK(cudaDeviceGetAttribute(&v, cudaDevAttrMemoryPoolsSupported, d));
+        CK(cudaDeviceGetDefaultMemPool(&pool, d));
+        CK(cudaDeviceCanAccessPeer(&can, d, (d + 1) % n));
+    }
+    for (int d = 0; d < n; d++) CHECK(!pnsim_device_has_context(d));
+    std::thread([] { /* a thread that never chose a device allocates on device 0 */
+        void *p = nullptr;
+        CK(cudaMallocHost(&p, 64));
+        CK(cudaFreeHost(p));
+    }).join();
+    CHECK(pnsim_device_has_context(0) && !pnsim_device_has_context(1) && !pnsim_device_has_context(2));
+    CK(cudaSetDevice(2));
+    CHECK(pnsim_device_has_context(2) && !pnsim_device_has_context(1));
+    cudaStream_t s;
+    CK(cudaStreamCreate(&s));
+    CK(cudaStreamDestroy(s));
+    CK(cudaSetDevice(0));
+    CHECK(!pnsim_device_has_context(1));
+    CHECK(!pnsim_device_has_context(-1) && !pnsim_device_has_context(99));
+}
+
 static void check_architectures(const char *ccs, long optin_cap)
 {
     int want[8], n = 0;
@@ -834,27 +871,41 @@ static void test_cusolver_device(void)
             for (int l = 0; l < n; l++) s += (double)M[i + l * n] * M[j + l * n];
             A[i + j * n] = (float)s;
         }
-    float *dA = (float *)dmalloc(sizeof A), *work = (float *)dmalloc(64);
+    float *dA = (float *)dmalloc(sizeof A);
     int *info = (int *)dmalloc(sizeof(int));
     CK(cudaMemcpy(dA, A, sizeof A, cudaMemcpyHostToDevice));
     cusolverDnHandle_t h;
     CHECK(cusolverDnCreate(&h) == CUSOLVER_STATUS_SUCCESS);
+    int lwork = 0; /* the workspace potrf asks for (getrf's is the same size here) */
+    CHECK(cusolverDnSpotrf_bufferSize(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, &lwork) ==
+          CUSOLVER_STATUS_SUCCESS);
+    CHECK(lwork > 1);
+    float *work = (float *)dmalloc(sizeof(float) * (size_t)lwork);
     CHECK(cusolverDnSetStream(h, t.s1) == CUSOLVER_STATUS_SUCCESS);
-    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, 16, info) ==
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, lwork, info) ==
           CUSOLVER_STATUS_EXECUTION_FAILED);
     int ipiv[n];
     CHECK(cusolverDnSgetrf(h, n, n, dA, n, work, ipiv, info) == CUSOLVER_STATUS_EXECUTION_FAILED);
     CHECK(cusolverDnSetStream(h, t.s0) == CUSOLVER_STATUS_SUCCESS);
     CK(cudaSetDevice(1));
-    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, 16, info) ==
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, lwork, info) ==
           CUSOLVER_STATUS_EXECUTION_FAILED);
-    int lwork = 0; /* a size query needs no device */
+    lwork = 0; /* a size query needs no device */
     CHECK(cusolverDnSpotrf_bufferSize(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, &lwork) ==
           CUSOLVER_STATUS_SUCCESS);
     CK(cudaSetDevice(0));
     CK(cudaMemcpy(R, dA, sizeof R, cudaMemcpyDeviceToHost));
     CHECK(memcmp(R, A, sizeof R) == 0);
-    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, 16, info) ==
+    /* less workspace than asked for, or host memory as the workspace: refused at the call */
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, lwork - 1, info) ==
+          CUSOLVER_STATUS_INVALID_VALUE);
+    std::vector<float> host_work((size_t)lwork);
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, host_work.data(), lwork, info) ==
+          CUSOLVER_STATUS_INVALID_VALUE);
+    CHECK(cusolverDnSgetrf(h, n, n, dA, n, host_work.data(), ipiv, info) == CUSOLVER_STATUS_INVALID_VALUE);
+    CK(cudaMemcpy(R, dA, sizeof R, cudaMemcpyDeviceToHost));
+    CHECK(memcmp(R, A, sizeof R) == 0);
+    CHECK(cusolverDnSpotrf(h, CUBLAS_FILL_MODE_LOWER, n, dA, n, work, lwork, info) ==
           CUSOLVER_STATUS_SUCCESS);
     CK(cudaMemcpy(R, dA, sizeof R, cudaMemcpyDeviceToHost));
     int bad = 0; /* L L^T = A, lower triangle */
@@ -1732,6 +1783,8 @@ int main(int argc, char **argv)
         /* PONTE_SIM_DEVICES, PONTE_SIM_ARCH and PONTE_SIM_SMEM_OPTIN as the caller set them */
         g_rng = 0x9e3779b97f4a7c15ull;
         check_architectures(argv[2], argc > 4 && !strcmp(argv[3], "--optin") ? atol(argv[4]) : 0);
+    } else if (argc > 1 && strcmp(argv[1], "--contexts") == 0) {
+        check_contexts(); /* PONTE_SIM_DEVICES=3, nothing run before */
     } else if (argc > 2 && strcmp(argv[1], "--expect-count") == 0) {
         /* PONTE_SIM_DEVICES as the caller left it (unset, or a bad value: 1 device) */
         int want = atoi(argv[2]), n = 0, d = -1;

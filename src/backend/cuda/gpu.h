@@ -97,6 +97,10 @@ bool pnG_peer_copy(int device, int other);
 /* The GPU whose memory holds p (CUDA's pointer attributes; on the simulator its allocation
  * table), -1 for host memory or an unknown address: what tests check placement with. */
 int pnG_pointer_device(const void *p);
+/* On the simulator: 1 when the process made CUDA device `ordinal`'s context (a CUDA call that
+ * needs one ran with it current: pnsim_device_has_context), else 0, so that tests check that a
+ * process touches only the GPUs it uses; -1 on hardware (not tracked). */
+int pnG_sim_context_made(int ordinal);
 /* Puts Ponte stream `stream` on gpu:device; streams never bound are on gpu:0. Binding a stream
  * already in use to another GPU fails with PN_ERR_INVALID_ARGUMENT, as does an unusable
  * device. */

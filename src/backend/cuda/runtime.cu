@@ -242,6 +242,16 @@ extern "C" int pnG_pointer_device(const void *p)
 #endif
 }
 
+extern "C" int pnG_sim_context_made(int ordinal)
+{
+#ifdef PONTE_GPU_SIM
+    return pnsim_device_has_context(ordinal) ? 1 : 0;
+#else
+    (void)ordinal;
+    return -1;
+#endif
+}
+
 extern "C" int64_t pnG_resident_threads(void)
 {
     pthread_once(&detect_once, detect);

@@ -886,6 +886,11 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
  * cudaMallocFromPoolAsync) lives on; -1 for host memory, symbols and unknown addresses. For
  * tests. PONTE_SIM_DEVICES=N (1..8, default 1) sets how many devices there are. */
 int pnsim_device_of(const void *p);
+/* Whether the process made simulated device d's primary context: called cudaSetDevice(d), or
+ * a runtime call that needs a context (an allocation, copy, set, stream, event, launch or
+ * synchronization) on a thread whose current device was d. For tests: a process should touch
+ * only the GPUs it uses (a launcher's rank one; no skipped GPU). */
+bool pnsim_device_has_context(int d);
 
 /* __device__ / __constant__ variables are plain globals; these copy to and from them. */
 void pnsim_register_symbol(const void *p, size_t size);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
@@ -121,6 +122,7 @@ const Arch &arch_named(const char *s, size_t n)
  * address is its cudaMemPool_t) and its bytes in use. */
 struct Device {
     const Arch *arch = &DEFAULT_ARCH;
+    std::atomic<bool> context{false}; /* its primary context is made (pnsim_use_context) */
     size_t smem_optin = 0; /* the arch's, or lower (PONTE_SIM_SMEM_OPTIN) */
     Pool pool;
     size_t bytes = 0; /* cudaMalloc'd, plus the pool's reserved bytes */
@@ -722,6 +724,13 @@ bool pnsim_stream_valid(cudaStream_t s) { return pnsim_stream_device(s) >= 0; }
 
 int pnsim_current_device(void) { return tl_device; }
 
+void pnsim_use_context(void) { state().dev[tl_device].context.store(true, std::memory_order_relaxed); }
+
+bool pnsim_device_has_context(int d)
+{
+    return d >= 0 && d < MAX_DEVICES && state().dev[d].context.load(std::memory_order_relaxed);
+}
+
 int pnsim_stream_device(cudaStream_t s)
 {
     if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return tl_device;
@@ -876,6 +885,7 @@ cudaError_t cudaSetDevice(int device)
     if (state().no_device) return ret(cudaErrorNoDevice);
     if (!device_ok(device)) return ret(cudaErrorInvalidDevice);
     tl_device = device;
+    pnsim_use_context(); /* CUDA 12's cudaSetDevice makes the device's primary context */
     return cudaSuccess;
 }
 
@@ -985,6 +995,7 @@ cudaError_t cudaRuntimeGetVersion(int *version)
 /* The host waits: the device's pending work runs first (PONTE_SIM_ASYNC). */
 cudaError_t cudaDeviceSynchronize(void)
 {
+    pnsim_use_context();
     cudaError_t e = async_on() ? drain_device(tl_device) : cudaSuccess;
     sync_point(tl_device);
     return e;
@@ -1023,18 +1034,21 @@ cudaError_t device_alloc(void **ptr, size_t size)
 
 cudaError_t cudaMalloc(void **ptr, size_t size)
 {
+    pnsim_use_context();
     return alloc_retry([=] { return device_alloc(ptr, size); });
 }
 
 /* Synchronizes (PONTE_SIM_ASYNC: all pending work runs first), as CUDA's does. */
 cudaError_t cudaFree(void *ptr)
 {
+    pnsim_use_context();
     if (ptr && async_on()) drain_device(-1);
     return free_device(ptr);
 }
 
 cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
 {
+    pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     const int d = tl_device;
     return alloc_retry([=] { return pool_alloc(d, ptr, size); });
@@ -1045,6 +1059,7 @@ cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
  * or pool allocation's start, not freed nor queued to be) are at the call. */
 cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
 {
+    pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (!ptr || !async_on()) return free_device(ptr);
     size_t size = 0;
@@ -1066,6 +1081,7 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
 
 cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool, cudaStream_t s)
 {
+    pnsim_use_context();
     Device *dv = pool_device(pool);
     if (!dv) return ret(cudaErrorInvalidValue);
     if (cudaError_t e = stream_here(s)) return e;
@@ -1075,6 +1091,7 @@ cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool,
 
 cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
 {
+    pnsim_use_context();
     if (!ptr || flags > 7) return ret(cudaErrorInvalidValue);
     *ptr = nullptr;
     if (size == 0) return cudaSuccess;
@@ -1092,6 +1109,7 @@ cudaError_t cudaMallocHost(void **ptr, size_t size) { return cudaHostAlloc(ptr, 
 /* Synchronizes (PONTE_SIM_ASYNC: all pending work runs first), as CUDA's does. */
 cudaError_t cudaFreeHost(void *ptr)
 {
+    pnsim_use_context();
     if (!ptr) return cudaSuccess;
     if (async_on()) drain_device(-1);
     State &st = state();
@@ -1108,6 +1126,7 @@ cudaError_t cudaFreeHost(void *ptr)
 /* Synchronous (PONTE_SIM_ASYNC: all pending work runs first). */
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
 {
+    pnsim_use_context();
     if (count && async_on()) drain_device(-1);
     return do_memcpy("cudaMemcpy", dst, src, count, kind);
 }
@@ -1115,6 +1134,7 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
                             cudaStream_t stream)
 {
+    pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (!async_on()) return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
     if (count == 0) return cudaSuccess;
@@ -1127,6 +1147,7 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
                               size_t width, size_t height, enum cudaMemcpyKind kind,
                               cudaStream_t stream)
 {
+    pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (width == 0 || height == 0) return cudaSuccess;
     if (cudaError_t e = check_copy("cudaMemcpy2D", dst, dpitch, src, spitch, width, height, kind))
@@ -1153,12 +1174,14 @@ void pnsim_register_symbol(const void *p, size_t size)
 /* Synchronous (PONTE_SIM_ASYNC: all pending work runs first). */
 cudaError_t cudaMemset(void *ptr, int value, size_t count)
 {
+    pnsim_use_context();
     if (count && async_on()) drain_device(-1);
     return do_memset("cudaMemset", ptr, value, count);
 }
 
 cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t stream)
 {
+    pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (!async_on()) return do_memset("cudaMemsetAsync", ptr, value, count);
     if (count == 0) return cudaSuccess;
@@ -1171,6 +1194,7 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t str
 
 cudaError_t cudaMemGetInfo(size_t *free_bytes, size_t *total_bytes)
 {
+    pnsim_use_context();
     if (!free_bytes || !total_bytes) return ret(cudaErrorInvalidValue);
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
@@ -1310,6 +1334,7 @@ cudaError_t cudaMemPoolGetAccess(enum cudaMemAccessFlags *flags, cudaMemPool_t p
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 {
+    pnsim_use_context();
     if (!stream || flags > cudaStreamNonBlocking) return ret(cudaErrorInvalidValue);
     CUstreamSim *s = new CUstreamSim{flags, tl_device, nullptr};
     if (async_on()) {
@@ -1393,6 +1418,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *event, unsigned int flags)
 {
+    pnsim_use_context();
     if (!event || flags > 7) return ret(cudaErrorInvalidValue);
     CUeventSim *e = new CUeventSim{flags, tl_device, std::make_shared<EvState>()};
     State &st = state();
@@ -1485,6 +1511,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
 /* Runs fn(user_data) in stream order: at the call, or queued under PONTE_SIM_ASYNC. */
 cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_data)
 {
+    pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (!fn) return ret(cudaErrorInvalidValue);
     if (!async_on()) {
@@ -1518,6 +1545,7 @@ cudaError_t pnsim_occupancy(int *blocks, const void *func, int block_size, size_
 
 cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value)
 {
+    pnsim_use_context();
     if (!func) return ret(cudaErrorInvalidDeviceFunction);
     if (attr == cudaFuncAttributePreferredSharedMemoryCarveout)
         return value >= -1 && value <= 100 ? cudaSuccess : ret(cudaErrorInvalidValue);

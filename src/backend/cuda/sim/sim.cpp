@@ -910,6 +910,7 @@ void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, c
         pnsim_record_error(cudaErrorInvalidResourceHandle);
         return;
     }
+    pnsim_use_context();
     if (sched_get()->in_launch) {
         fprintf(stderr, "pnsim: launch from inside a kernel (dynamic parallelism) is not "
                         "supported\n");

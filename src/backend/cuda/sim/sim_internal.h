@@ -13,6 +13,10 @@ void pnsim_record_error(cudaError_t e);
 bool pnsim_stream_valid(cudaStream_t s);
 /* The calling host thread's current device (cudaSetDevice's; 0 until set). */
 int pnsim_current_device(void);
+/* Makes the current device's primary context (once): what CUDA does at cudaSetDevice (since
+ * CUDA 12) and at the first call that needs one (allocations, copies, sets, streams, events,
+ * launches, synchronizations); pnsim_device_has_context reports it. */
+void pnsim_use_context(void);
 /* The device stream s belongs to: the one current at its creation; the current device for 0
  * and the special streams; -1 when s is neither of those nor a live stream. */
 int pnsim_stream_device(cudaStream_t s);
