@@ -5,6 +5,8 @@
 #include "core/core.h"
 #include "harness.h"
 #ifdef PONTE_HAS_GPU
+#include "backend/cpu/ew_ops.h"
+#include "backend/cuda/elementwise.h"
 #include "backend/cuda/gpu.h"
 #endif
 
@@ -695,5 +697,58 @@ TEST(copies_round_trip_through_staging)
     pnG_free(dev, most, stream);
     free(src);
     free(back);
+}
+/* CUDA graphs (pnG_capture_begin / end, pnG_graph_launch): Ponte's add kernel queued five
+ * times in place while capturing is recorded, not run; each launch of the graph adds y five
+ * times more (checked against float64); waiting for the stream while capturing makes the
+ * capture fail, and its recorded work never runs. */
+TEST(graphs_replay_captured_kernels)
+{
+    if (!have_gpu()) return;
+    enum { N = 1000, ADDS = 5, LAUNCHES = 3 };
+    const int stream = pn_default_stream(GPU).index;
+    float x0[N], y[N], back[N];
+    for (int i = 0; i < N; i++) x0[i] = (float)test_uniform(-2, 2), y[i] = (float)test_uniform(-1, 1);
+    float *dx = pnG_malloc(sizeof x0, stream), *dy = pnG_malloc(sizeof y, stream);
+    CHECK(dx && dy);
+    if (!dx || !dy) return;
+    CHECK(pnG_copy_to_device(dx, x0, sizeof x0, stream) == 0);
+    CHECK(pnG_copy_to_device(dy, y, sizeof y, stream) == 0);
+    CHECK(pnG_synchronize(stream) == 0);
+    pnK_ew_params prm = {.op = PNK_B_ADD};
+    pnG_ew_args a = {.n = N, .out = dx, .in = {dx, dy}, .flat = true, .stream = stream};
+    CHECK(pnG_capture_begin(stream) == 0);
+    for (int k = 0; k < ADDS; k++) CHECK(pnG_ew_binary(PNK_B_ADD, &prm, PN_FLOAT32, &a) == 0);
+    pnG_graph *g = pnG_capture_end(stream);
+    CHECK_OK(g);
+    CHECK(pnG_copy_to_host(back, dx, sizeof back, stream) == 0);
+    CHECK_MSG(!memcmp(back, x0, sizeof back), "the captured adds ran at the capture");
+    for (int l = 1; g && l <= LAUNCHES; l++) {
+        CHECK(pnG_graph_launch(g, stream) == 0);
+        CHECK(pnG_copy_to_host(back, dx, sizeof back, stream) == 0);
+        int bad = -1;
+        for (int i = 0; i < N && bad < 0; i++) {
+            const double want = (double)x0[i] + (double)l * ADDS * y[i];
+            if (fabs(back[i] - want) > 1e-5 * (1 + fabs(want))) bad = i;
+        }
+        CHECK_MSG(bad < 0, "launch %d: element %d is %g", l, bad, bad < 0 ? 0.0 : (double)back[bad]);
+    }
+    pnG_graph_free(g);
+    CHECK(pnG_graph_launch(NULL, stream) == -1 && pn_last_error() == PN_ERR_INVALID_ARGUMENT);
+    pn_clear_error();
+    /* waiting for the capturing stream: refused, the capture fails, nothing recorded runs */
+    memcpy(x0, back, sizeof back);
+    CHECK(pnG_capture_begin(stream) == 0);
+    CHECK(pnG_ew_binary(PNK_B_ADD, &prm, PN_FLOAT32, &a) == 0);
+    CHECK(pnG_synchronize(stream) == -1);
+    pn_clear_error();
+    g = pnG_capture_end(stream);
+    CHECK(g == NULL && pn_last_error() == PN_ERR_BACKEND);
+    pn_clear_error();
+    CHECK(pnG_copy_to_host(back, dx, sizeof back, stream) == 0);
+    CHECK_MSG(!memcmp(back, x0, sizeof back), "work of a failed capture ran");
+    pnG_free(dx, sizeof x0, stream);
+    pnG_free(dy, sizeof y, stream);
+    pn_clear_error();
 }
 #endif /* PONTE_HAS_GPU */

@@ -1747,6 +1747,98 @@ struct named_test {
     const char *name;
     void (*fn)(void);
 };
+/* Stream capture (cuda_sim.h): work queued on a capturing stream is recorded, not run; each
+ * launch of its graph runs it all in order, also when the graph and the executable graph are
+ * destroyed while a launch is pending; a call the capture does not allow invalidates it. */
+static void test_stream_capture(void)
+{
+    const int n = 300;
+    int *x = (int *)dmalloc(n * sizeof(int)), *y = (int *)dmalloc(n * sizeof(int));
+    int *pinned = nullptr;
+    CK(cudaMallocHost((void **)&pinned, n * sizeof(int)));
+    cudaStream_t s;
+    cudaEvent_t ev;
+    CK(cudaStreamCreate(&s));
+    CK(cudaEventCreate(&ev));
+    CK(cudaMemsetAsync(x, 0, n * sizeof(int), s));
+    CK(cudaStreamSynchronize(s));
+    cudaStreamCaptureStatus st;
+    CK(cudaStreamIsCapturing(s, &st));
+    CHECK(st == cudaStreamCaptureStatusNone);
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    EXPECT(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal), cudaErrorIllegalState);
+    CK(cudaStreamIsCapturing(s, &st));
+    CHECK(st == cudaStreamCaptureStatusActive);
+    add_one(x, y, n, s); /* x += 2 through y, then x copied into pinned memory */
+    add_one(y, x, n, s);
+    CK(cudaGetLastError());
+    CK(cudaMemcpyAsync(pinned, x, n * sizeof(int), cudaMemcpyDeviceToHost, s));
+    cudaGraph_t g = nullptr;
+    CK(cudaStreamEndCapture(s, &g));
+    CHECK(g != nullptr);
+    CK(cudaStreamSynchronize(s));
+    std::vector<int> h(n, -1);
+    CK(cudaMemcpy(h.data(), x, n * sizeof(int), cudaMemcpyDeviceToHost));
+    int ran = 0;
+    for (int i = 0; i < n; i++) ran += h[i] != 0;
+    CHECK(ran == 0); /* recorded, not run */
+    cudaGraphExec_t ex = nullptr;
+    CK(cudaGraphInstantiate(&ex, g, 0));
+    CK(cudaGraphDestroy(g));
+    for (int k = 1; k <= 4; k++) {
+        memset(pinned, 0xff, n * sizeof(int));
+        CK(cudaGraphLaunch(ex, s));
+        if (k == 4) CK(cudaGraphExecDestroy(ex)); /* a pending launch still runs */
+        CK(cudaStreamSynchronize(s));
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += pinned[i] != 2 * k;
+        CHECK(bad == 0);
+    }
+    /* refused while capturing: a synchronization, an event record, a stream-ordered
+     * allocation, a copy into pageable memory; each invalidates the capture */
+    for (int kind = 0; kind < 4; kind++) {
+        CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+        add_one(x, y, n, s);
+        void *p = nullptr;
+        if (kind == 0) EXPECT(cudaDeviceSynchronize(), cudaErrorStreamCaptureUnsupported);
+        if (kind == 1) EXPECT(cudaEventRecord(ev, s), cudaErrorStreamCaptureUnsupported);
+        if (kind == 2) EXPECT(cudaMallocAsync(&p, 64, s), cudaErrorStreamCaptureUnsupported);
+        if (kind == 3)
+            EXPECT(cudaMemcpyAsync(h.data(), x, n * sizeof(int), cudaMemcpyDeviceToHost, s),
+                   cudaErrorStreamCaptureUnsupported);
+        CK(cudaStreamIsCapturing(s, &st));
+        CHECK(st == cudaStreamCaptureStatusInvalidated);
+        g = (cudaGraph_t)(void *)&p;
+        EXPECT(cudaStreamEndCapture(s, &g), cudaErrorStreamCaptureInvalidated);
+        CHECK(g == nullptr);
+    }
+    CK(cudaMemcpy(h.data(), y, n * sizeof(int), cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += h[i] != 7; /* the last launch's y, untouched since */
+    CHECK(bad == 0);
+    /* the legacy stream cannot capture; ending a capture never begun; a graph launched on
+     * another device's stream */
+    EXPECT(cudaStreamBeginCapture(0, cudaStreamCaptureModeGlobal), cudaErrorStreamCaptureUnsupported);
+    EXPECT(cudaStreamEndCapture(s, &g), cudaErrorIllegalState);
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    add_one(x, y, n, s);
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&ex, g, 0));
+    CK(cudaSetDevice(1));
+    cudaStream_t s1;
+    CK(cudaStreamCreate(&s1));
+    EXPECT(cudaGraphLaunch(ex, s1), cudaErrorInvalidResourceHandle);
+    CK(cudaStreamDestroy(s1));
+    CK(cudaSetDevice(0));
+    CK(cudaGraphExecDestroy(ex));
+    CK(cudaGraphDestroy(g));
+    CK(cudaEventDestroy(ev));
+    CK(cudaStreamDestroy(s));
+    CK(cudaFreeHost(pinned));
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+}
+
 static const named_test TESTS[] = {
     {"count_and_ordinals", test_count_and_ordinals},
     {"current_device_per_thread", test_current_device_per_thread},
@@ -1762,6 +1854,7 @@ static const named_test TESTS[] = {
     {"cufft_device", test_cufft_device},
     {"sync_default", test_sync_default},
     {"kernel_pointer_access", test_kernel_pointer_access},
+    {"stream_capture", test_stream_capture},
 };
 static const named_test ASYNC_TESTS[] = {
     {"async_cross_stream", test_async_cross_stream},
@@ -1772,6 +1865,7 @@ static const named_test ASYNC_TESTS[] = {
     {"async_cross_device", test_async_cross_device},
     {"async_kernel_pointer_access", test_async_kernel_pointer_access},
     {"async_library_calls", test_async_library_calls},
+    {"async_stream_capture", test_stream_capture},
 };
 
 int main(int argc, char **argv)

@@ -8,7 +8,9 @@
  * section "GPU". */
 #define _GNU_SOURCE
 #include "ponte.h"
+#include "backend/cpu/ew_ops.h"
 #include "backend/cuda/attention.h"
+#include "backend/cuda/elementwise.h"
 #include "backend/cuda/gemm.h"
 #include "backend/cuda/fused.h"
 #include "backend/cuda/gpu.h"
@@ -816,6 +818,66 @@ static void bench_op_overhead(void)
 
 /* ───────────────────────────── compile_gelu_gpu ───────────────────────────── */
 
+/* ───────────────────────────── graph_overhead_gpu ───────────────────────────── */
+
+/* What a CUDA graph would save per kernel (DESIGN.md 11): S.chain launches of Ponte's add
+ * kernel on one element (x += one, in place), queued one by one against the same launches
+ * captured once and replayed by one pnG_graph_launch; both synchronize at the end. */
+typedef struct {
+    pnK_ew_params prm;
+    pnG_ew_args args;
+    pnG_graph *graph;
+} replay_ctx;
+
+static int run_direct_adds(void *p)
+{
+    replay_ctx *c = p;
+    for (int i = 0; i < S.chain; i++)
+        if (pnG_ew_binary(PNK_B_ADD, &c->prm, PN_FLOAT32, &c->args) != 0) return -1;
+    return pnG_synchronize(STREAM);
+}
+
+static int run_graph_adds(void *p)
+{
+    replay_ctx *c = p;
+    return pnG_graph_launch(c->graph, STREAM) == 0 ? pnG_synchronize(STREAM) : -1;
+}
+
+static void bench_graph_overhead(void)
+{
+    float init[2] = {0.5f, 1.0f}, x = 0;
+    replay_ctx c = {.prm = {.op = PNK_B_ADD}};
+    float *d = device_copy_of(init, sizeof init); /* x, then one */
+    double t = -1, tb = -1;
+    if (d) {
+        c.args = (pnG_ew_args){.n = 1, .out = d, .in = {d, d + 1}, .flat = true, .stream = STREAM};
+        if (pnG_capture_begin(STREAM) == 0) {
+            for (int i = 0; i < S.chain; i++)
+                if (pnG_ew_binary(PNK_B_ADD, &c.prm, PN_FLOAT32, &c.args) != 0) break;
+            c.graph = pnG_capture_end(STREAM);
+        }
+    }
+    /* one replay adds S.chain: checked before timing */
+    if (c.graph && run_graph_adds(&c) == 0 && pnG_copy_to_host(&x, d, sizeof x, STREAM) == 0) {
+        if (x != 0.5f + (float)S.chain)
+            snprintf(bench_msg, sizeof bench_msg, "wrong result %g after one replay, expected %g",
+                     (double)x, 0.5 + S.chain);
+        else if (time_pair(run_graph_adds, &c, run_direct_adds, &c, &t, &tb) != 0)
+            t = -1;
+    }
+    if (t < 0) {
+        report_error("graph_overhead_gpu");
+    } else {
+        double us = t / S.chain * 1e6, base_us = tb / S.chain * 1e6;
+        report("graph_overhead_gpu", us, "us/op", us / base_us, "direct_launch");
+        NOTE("%d adds on 1 element: replayed from one CUDA graph %.3f us each, launched one by "
+             "one %.3f us each\n", S.chain, us, base_us);
+    }
+    pnG_graph_free(c.graph);
+    if (d) pnG_free(d, sizeof init, STREAM);
+    pn_clear_error();
+}
+
 /* GELU (tanh form) of x: nine elementwise ops. */
 static int gelu_fn(void *ctx, int nin, pn_array *const *in, int *nout, pn_array **out)
 {
@@ -1575,6 +1637,7 @@ static const struct {
     {"mlp_step", bench_mlp},
     {"cnn_step", bench_cnn},
     {"op_overhead_gpu", bench_op_overhead},
+    {"graph_overhead_gpu", bench_graph_overhead},
     {"h2d_copy", bench_h2d},
     {"compile_gelu_gpu", bench_compile_gelu},
     {"layer_norm rms_norm", bench_norms},

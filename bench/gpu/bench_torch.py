@@ -189,6 +189,28 @@ class Bench:
         self.note(f"chain of {S['chain']} adds on 1 element, eager, host clock with "
                   "synchronize")
 
+    def graph_overhead(self):
+        """S["chain"] in-place adds on 1 element captured into one torch.cuda.CUDAGraph and
+        replayed (Ponte's graph_overhead_gpu)."""
+        torch, S = self.torch, self.S
+        x = torch.full((1,), 0.5, device="cuda")
+        one = torch.ones(1, device="cuda")
+        side = torch.cuda.Stream()  # capture wants a warmed-up side stream
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            x.add_(one)
+        torch.cuda.current_stream().wait_stream(side)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for _ in range(S["chain"]):
+                x.add_(one)
+        x.fill_(0.5)
+        g.replay()
+        assert x.item() == 0.5 + S["chain"]
+        t = self.median_ms(g.replay, host_clock=True)
+        self.report("graph_overhead_gpu", t * 1e3 / S["chain"], "us/op")
+        self.note(f"{S['chain']} in-place adds on 1 element replayed from one CUDA graph")
+
     def bandwidth_figure(self, name, nbytes, fn, src):
         """Reports nbytes moved by fn in GB/s, and notes the ratio against torch's device copy of
         src (counted read+write), timed just before."""
@@ -374,6 +396,7 @@ def main():
         ("mlp_step", lambda: b.train("mlp")),
         ("cnn_step", lambda: b.train("cnn")),
         ("op_overhead_gpu", b.op_overhead),
+        ("graph_overhead_gpu", b.graph_overhead),
         ("layer_norm rms_norm", b.norms),
         ("gather_rows scatter_add_rows", b.indexing),
         ("sdpa_bf16", b.sdpa),

@@ -155,6 +155,25 @@ unsigned *pnG_stream_counter(int stream);
 /* Checks the last launch on stream; `what` names the kernel in the error. */
 int pnG_check_launch(const char *what);
 
+/* CUDA graphs: the work queued on a stream between pnG_capture_begin and pnG_capture_end
+ * (kernels, copies and library calls on device memory that is already allocated; no
+ * allocation, free, event or host wait may happen meanwhile) is recorded instead of run, and
+ * pnG_graph_launch queues all of it again with one call, which costs the GPU less per kernel
+ * than launching each. The simulator records and replays it too (cuda_sim.h). */
+typedef struct pnG_graph pnG_graph;
+/* Starts recording the work queued on Ponte stream `stream` by this thread. 0, or -1 with an
+ * error (the stream already records, or cannot be had). */
+int pnG_capture_begin(int stream);
+/* Ends the recording begun on stream: the work as a graph ready to launch (owned by the
+ * caller: pnG_graph_free), or NULL with an error when a call the capture does not allow ran
+ * meanwhile (the recorded work is then dropped, never run). */
+pnG_graph *pnG_capture_end(int stream);
+/* Queues one run of g's work on stream, a stream of the GPU g was recorded on. 0, or -1
+ * with an error. */
+int pnG_graph_launch(pnG_graph *g, int stream);
+/* Frees g (NULL: nothing); a launch still queued runs to its end. */
+void pnG_graph_free(pnG_graph *g);
+
 #ifdef __cplusplus
 }
 #endif

@@ -401,6 +401,79 @@ extern "C" void *pnG_cuda_stream(int stream)
     return (void *)s;
 }
 
+/* ───────────────────────────── CUDA graphs ───────────────────────────── */
+
+struct pnG_graph {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    int device; /* Ponte's GPU it was recorded on */
+};
+
+extern "C" int pnG_capture_begin(int stream)
+{
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    /* thread-local: other threads' allocations and waits go on (only this thread's would
+     * break the capture) */
+    cudaError_t e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot start capturing stream %d: %s", stream,
+                            cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" pnG_graph *pnG_capture_end(int stream)
+{
+    cudaStream_t s = png_stream(stream);
+    if (!s) return NULL;
+    cudaGraph_t graph = NULL;
+    cudaGraphExec_t exec = NULL;
+    cudaError_t e = cudaStreamEndCapture(s, &graph);
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+    pnG_graph *g = e == cudaSuccess ? (pnG_graph *)malloc(sizeof *g) : NULL;
+    if (!g) {
+        if (exec) cudaGraphExecDestroy(exec);
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        if (e != cudaSuccess)
+            pn_set_error(PN_ERR_BACKEND, "[gpu] The capture of stream %d failed: %s", stream,
+                         cudaGetErrorString(e));
+        else pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gpu] Out of host memory for a graph.");
+        return NULL;
+    }
+    g->graph = graph, g->exec = exec, g->device = pnG_stream_device(stream);
+    return g;
+}
+
+extern "C" int pnG_graph_launch(pnG_graph *g, int stream)
+{
+    if (!g) return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gpu] No graph to launch.");
+    if (pnG_stream_device(stream) != g->device)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT,
+                            "[gpu] A graph recorded on GPU %d cannot run on stream %d of GPU %d.",
+                            g->device, stream, pnG_stream_device(stream));
+    cudaStream_t s = png_stream(stream);
+    if (!s) return -1;
+    cudaError_t e = cudaGraphLaunch(g->exec, s);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot launch a graph on stream %d: %s", stream,
+                            cudaGetErrorString(e));
+    }
+    return 0;
+}
+
+extern "C" void pnG_graph_free(pnG_graph *g)
+{
+    if (!g) return;
+    cudaGraphExecDestroy(g->exec);
+    cudaGraphDestroy(g->graph);
+    cudaGetLastError();
+    free(g);
+}
+
 extern "C" unsigned *pnG_stream_counter(int stream)
 {
     cudaStream_t s = png_stream(stream); /* the stream, and its slot in counters */

@@ -697,12 +697,15 @@ enum cudaError {
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
     cudaErrorNotReady = 600,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchOutOfResources = 701,
     cudaErrorMisalignedAddress = 716,
     cudaErrorLaunchFailure = 719,
     cudaErrorNotSupported = 801,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
     cudaErrorUnknown = 999
 };
 typedef enum cudaError cudaError_t;
@@ -940,6 +943,38 @@ template <typename T> static inline cudaError_t cudaGetSymbolAddress(void **ptr,
  * of another device than the current one fails with cudaErrorInvalidResourceHandle. */
 cudaError_t cudaStreamCreate(cudaStream_t *stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
+
+/* Stream capture into CUDA graphs, as the simulator keeps it: a stream from cudaStreamCreate*
+ * records, between cudaStreamBeginCapture and cudaStreamEndCapture, the kernels, async copies
+ * and memsets between device or pinned memory, host functions and library calls queued on
+ * it, without running them; cudaGraphLaunch queues one run of them all, in capture order, on
+ * a stream of the same device (each launch checks its kernels' pointers again when it runs).
+ * Stricter than CUDA (which records these as graph nodes): event records and waits,
+ * cudaMallocAsync / cudaFreeAsync and copies from or to pageable memory on the capturing
+ * stream are refused with cudaErrorStreamCaptureUnsupported; so are, while any capture is
+ * active, the calls that would synchronize (cudaDeviceSynchronize, cudaStreamSynchronize,
+ * cudaStreamQuery, cudaMemcpy, cudaMemset, cudaMalloc, cudaFree) as in CUDA's global capture
+ * mode. A refused call invalidates the capture: cudaStreamEndCapture then fails with
+ * cudaErrorStreamCaptureInvalidated (and gives no graph). */
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2
+};
+typedef struct CUgraph_st *cudaGraph_t;
+typedef struct CUgraphExec_st *cudaGraphExec_t;
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaStreamQuery(cudaStream_t stream);

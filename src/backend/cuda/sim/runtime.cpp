@@ -46,7 +46,10 @@ namespace {
     X(cudaErrorMisalignedAddress, "misaligned address")                                        \
     X(cudaErrorLaunchOutOfResources, "too many resources requested for launch")                \
     X(cudaErrorLaunchFailure, "unspecified launch failure")                                    \
+    X(cudaErrorIllegalState, "the operation cannot be performed in the present state")         \
     X(cudaErrorNotSupported, "operation not supported")                                        \
+    X(cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing")   \
+    X(cudaErrorStreamCaptureInvalidated, "operation failed due to a previous error during capture") \
     X(cudaErrorUnknown, "unknown error")
 
 __thread cudaError_t tl_last_error = cudaSuccess;
@@ -189,10 +192,12 @@ Device *pool_device(cudaMemPool_t pool)
 inline bool device_ok(int d) { return d >= 0 && d < state().ndev; }
 
 struct Queue;
+struct Capture;
 struct CUstreamSim {
     unsigned flags;
     int dev;
     Queue *q; /* its queue of pending work under PONTE_SIM_ASYNC, else NULL */
+    Capture *capture; /* the capture recording its work (cudaStreamBeginCapture), else NULL */
 };
 /* What an event's records set; shared with the records and waits still queued, so it
  * outlives a cudaEventDestroy while they are pending. A record numbers itself issued + 1 at
@@ -639,6 +644,74 @@ void random_progress(void)
     }
 }
 
+/* ───────────────────────────── stream capture ───────────────────────────── */
+
+/* The operations a capture recorded (cuda_sim.h: cudaStreamBeginCapture): each launch of its
+ * graph runs them all, in order; they are dropped when the last graph, executable graph or
+ * queued launch holding them is gone. */
+struct OpList {
+    std::vector<Op> ops;
+    int dev = 0; /* the device of the captured stream */
+    ~OpList()
+    {
+        for (Op &o : ops)
+            if (o.drop) o.drop(o.ctx);
+    }
+};
+struct Capture {
+    std::shared_ptr<OpList> work = std::make_shared<OpList>();
+    bool invalidated = false; /* a call the capture does not allow ran */
+};
+/* What a cudaGraph_t and a cudaGraphExec_t are: the recorded operations, shared. */
+struct GraphSim {
+    std::shared_ptr<OpList> work;
+};
+/* The captures now active (guarded by Async::mu). */
+std::vector<Capture *> &active_captures(void)
+{
+    static std::vector<Capture *> *v = new std::vector<Capture *>();
+    return *v;
+}
+
+/* Under Async::mu: the capture recording stream's work (a live stream), or NULL. */
+Capture *capture_of(cudaStream_t stream)
+{
+    if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return nullptr;
+    return ((CUstreamSim *)(void *)stream)->capture;
+}
+
+/* Under Async::mu: records op in c (work, not an event's record or wait: those are refused
+ * before they get here). */
+cudaError_t capture_record(Capture *c, Op op)
+{
+    c->work->ops.push_back(std::move(op));
+    return cudaSuccess;
+}
+
+/* A call stream's capture does not allow (cuda_sim.h): cudaErrorStreamCaptureUnsupported,
+ * recorded, and the capture invalidated; cudaSuccess when stream is not capturing. */
+cudaError_t refused_in_capture(cudaStream_t stream)
+{
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    Capture *c = capture_of(stream);
+    if (!c) return cudaSuccess;
+    c->invalidated = true;
+    return ret(cudaErrorStreamCaptureUnsupported);
+}
+
+/* A call that would synchronize, refused while any capture is active (CUDA's global mode):
+ * cudaErrorStreamCaptureUnsupported, recorded, every active capture invalidated; else
+ * cudaSuccess. */
+cudaError_t refused_while_capturing(void)
+{
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    if (active_captures().empty()) return cudaSuccess;
+    for (Capture *c : active_captures()) c->invalidated = true;
+    return ret(cudaErrorStreamCaptureUnsupported);
+}
+
 /* Queues op on stream (live, of the current device), or for the null and special streams
  * runs the device's pending work and then op at once; cudaSuccess or the error of the work
  * that ran (recorded). */
@@ -646,6 +719,7 @@ cudaError_t submit(cudaStream_t stream, Op op)
 {
     Async &A = async_state();
     std::lock_guard<std::recursive_mutex> lock(A.mu);
+    if (Capture *c = capture_of(stream)) return capture_record(c, std::move(op));
     Queue *q = stream_queue(stream);
     if (!q) {
         cudaError_t e = drain_device(tl_device);
@@ -683,6 +757,8 @@ cudaError_t copy_on_stream(cudaStream_t stream, void *dst, size_t dpitch, const 
     auto rows = [](char *d, size_t dp, const char *s, size_t sp, size_t w, size_t h) {
         for (size_t r = 0; r < h; r++) memmove(d + r * dp, s + r * sp, w);
     };
+    if (host_pageable(dst) || host_pageable(src))
+        if (cudaError_t e = refused_in_capture(stream)) return e;
     if (host_pageable(dst)) {
         cudaError_t e = drain_stream(stream);
         rows((char *)dst, dpitch, (const char *)src, spitch, width, height);
@@ -723,6 +799,13 @@ void pnsim_record_error(cudaError_t e) { ret(e); }
 bool pnsim_stream_valid(cudaStream_t s) { return pnsim_stream_device(s) >= 0; }
 
 int pnsim_current_device(void) { return tl_device; }
+
+bool pnsim_capturing(cudaStream_t stream)
+{
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    return capture_of(stream) != nullptr;
+}
 
 void pnsim_use_context(void) { state().dev[tl_device].context.store(true, std::memory_order_relaxed); }
 
@@ -996,6 +1079,7 @@ cudaError_t cudaRuntimeGetVersion(int *version)
 cudaError_t cudaDeviceSynchronize(void)
 {
     pnsim_use_context();
+    if (cudaError_t e = refused_while_capturing()) return e;
     cudaError_t e = async_on() ? drain_device(tl_device) : cudaSuccess;
     sync_point(tl_device);
     return e;
@@ -1035,6 +1119,7 @@ cudaError_t device_alloc(void **ptr, size_t size)
 cudaError_t cudaMalloc(void **ptr, size_t size)
 {
     pnsim_use_context();
+    if (cudaError_t e = refused_while_capturing()) return e;
     return alloc_retry([=] { return device_alloc(ptr, size); });
 }
 
@@ -1042,6 +1127,7 @@ cudaError_t cudaMalloc(void **ptr, size_t size)
 cudaError_t cudaFree(void *ptr)
 {
     pnsim_use_context();
+    if (cudaError_t e = refused_while_capturing()) return e;
     if (ptr && async_on()) drain_device(-1);
     return free_device(ptr);
 }
@@ -1050,6 +1136,7 @@ cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
 {
     pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
+    if (cudaError_t e = refused_in_capture(stream)) return e;
     const int d = tl_device;
     return alloc_retry([=] { return pool_alloc(d, ptr, size); });
 }
@@ -1061,6 +1148,7 @@ cudaError_t cudaFreeAsync(void *ptr, cudaStream_t stream)
 {
     pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
+    if (cudaError_t e = refused_in_capture(stream)) return e;
     if (!ptr || !async_on()) return free_device(ptr);
     size_t size = 0;
     {
@@ -1127,6 +1215,7 @@ cudaError_t cudaFreeHost(void *ptr)
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind)
 {
     pnsim_use_context();
+    if (cudaError_t e = refused_while_capturing()) return e;
     if (count && async_on()) drain_device(-1);
     return do_memcpy("cudaMemcpy", dst, src, count, kind);
 }
@@ -1136,7 +1225,7 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaM
 {
     pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
-    if (!async_on()) return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
+    if (!async_on() && !pnsim_capturing(stream)) return do_memcpy("cudaMemcpyAsync", dst, src, count, kind);
     if (count == 0) return cudaSuccess;
     if (cudaError_t e = check_copy("cudaMemcpyAsync", dst, count, src, count, count, 1, kind))
         return e;
@@ -1152,7 +1241,8 @@ cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t 
     if (width == 0 || height == 0) return cudaSuccess;
     if (cudaError_t e = check_copy("cudaMemcpy2D", dst, dpitch, src, spitch, width, height, kind))
         return e;
-    if (async_on()) return copy_on_stream(stream, dst, dpitch, src, spitch, width, height);
+    if (async_on() || pnsim_capturing(stream))
+        return copy_on_stream(stream, dst, dpitch, src, spitch, width, height);
     for (size_t r = 0; r < height; r++)
         memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
     return cudaSuccess;
@@ -1175,6 +1265,7 @@ void pnsim_register_symbol(const void *p, size_t size)
 cudaError_t cudaMemset(void *ptr, int value, size_t count)
 {
     pnsim_use_context();
+    if (cudaError_t e = refused_while_capturing()) return e;
     if (count && async_on()) drain_device(-1);
     return do_memset("cudaMemset", ptr, value, count);
 }
@@ -1183,7 +1274,7 @@ cudaError_t cudaMemsetAsync(void *ptr, int value, size_t count, cudaStream_t str
 {
     pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
-    if (!async_on()) return do_memset("cudaMemsetAsync", ptr, value, count);
+    if (!async_on() && !pnsim_capturing(stream)) return do_memset("cudaMemsetAsync", ptr, value, count);
     if (count == 0) return cudaSuccess;
     if (cudaError_t e = check_memset("cudaMemsetAsync", ptr, count)) return e;
     return submit_work(stream, [=] {
@@ -1336,7 +1427,7 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags)
 {
     pnsim_use_context();
     if (!stream || flags > cudaStreamNonBlocking) return ret(cudaErrorInvalidValue);
-    CUstreamSim *s = new CUstreamSim{flags, tl_device, nullptr};
+    CUstreamSim *s = new CUstreamSim{flags, tl_device, nullptr, nullptr};
     if (async_on()) {
         Async &A = async_state();
         std::lock_guard<std::recursive_mutex> lock(A.mu);
@@ -1361,6 +1452,14 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
         if (!st.streams.erase(stream)) return ret(cudaErrorInvalidResourceHandle);
     }
     CUstreamSim *s = (CUstreamSim *)(void *)stream;
+    if (s->capture) { /* a capture never ended: its recorded work is dropped */
+        Async &A = async_state();
+        std::lock_guard<std::recursive_mutex> lock(A.mu);
+        auto &act = active_captures();
+        for (size_t i = 0; i < act.size(); i++)
+            if (act[i] == s->capture) act.erase(act.begin() + (long)i);
+        delete s->capture;
+    }
     if (s->q) {
         Async &A = async_state();
         std::lock_guard<std::recursive_mutex> lock(A.mu);
@@ -1375,6 +1474,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream)
 {
     int d = pnsim_stream_device(stream);
     if (d < 0) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = refused_while_capturing()) return e;
     cudaError_t e = async_on() ? drain_stream(stream) : cudaSuccess;
     sync_point(d);
     return e;
@@ -1386,6 +1486,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
 {
     int d = pnsim_stream_device(stream);
     if (d < 0) return ret(cudaErrorInvalidResourceHandle);
+    if (cudaError_t e = refused_while_capturing()) return e;
     if (!async_on()) return cudaSuccess;
     Async &A = async_state();
     std::lock_guard<std::recursive_mutex> lock(A.mu);
@@ -1400,6 +1501,7 @@ cudaError_t cudaStreamQuery(cudaStream_t stream)
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags)
 {
     if (cudaError_t e = stream_here(stream)) return e;
+    if (cudaError_t e = refused_in_capture(stream)) return e;
     if (event_device(event) < 0 || flags > 1) return ret(cudaErrorInvalidResourceHandle);
     if (!async_on()) return cudaSuccess;
     Async &A = async_state();
@@ -1435,6 +1537,7 @@ cudaError_t cudaEventCreate(cudaEvent_t *event) { return cudaEventCreateWithFlag
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream)
 {
     if (cudaError_t e = stream_here(stream)) return e;
+    if (cudaError_t e = refused_in_capture(stream)) return e;
     if (event_device(event) != tl_device) return ret(cudaErrorInvalidResourceHandle);
     CUeventSim *e = (CUeventSim *)(void *)event;
     Op op;
@@ -1514,7 +1617,7 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn, void *user_
     pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (!fn) return ret(cudaErrorInvalidValue);
-    if (!async_on()) {
+    if (!async_on() && !pnsim_capturing(stream)) {
         fn(user_data);
         return cudaSuccess;
     }
@@ -1555,5 +1658,105 @@ cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, 
     State &st = state();
     std::lock_guard<std::mutex> lock(st.mu);
     st.func_smem[{tl_device, func}] = (size_t)value; /* per device, as on hardware */
+    return cudaSuccess;
+}
+
+/* ───────────────────────────── stream capture (cuda_sim.h) ───────────────────────────── */
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode)
+{
+    if (cudaError_t e = stream_here(stream)) return e;
+    if ((unsigned)mode > cudaStreamCaptureModeRelaxed) return ret(cudaErrorInvalidValue);
+    if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread)
+        return ret(cudaErrorStreamCaptureUnsupported); /* the legacy stream cannot capture */
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    CUstreamSim *s = (CUstreamSim *)(void *)stream;
+    if (s->capture) return ret(cudaErrorIllegalState);
+    s->capture = new Capture();
+    s->capture->work->dev = tl_device;
+    active_captures().push_back(s->capture);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
+{
+    if (!graph) return ret(cudaErrorInvalidValue);
+    if (pnsim_stream_device(stream) < 0) return ret(cudaErrorInvalidResourceHandle);
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    Capture *c = capture_of(stream);
+    if (!c) return ret(cudaErrorIllegalState);
+    ((CUstreamSim *)(void *)stream)->capture = nullptr;
+    auto &act = active_captures();
+    for (size_t i = 0; i < act.size(); i++)
+        if (act[i] == c) act.erase(act.begin() + (long)i);
+    *graph = nullptr;
+    cudaError_t e = cudaSuccess;
+    if (c->invalidated) e = ret(cudaErrorStreamCaptureInvalidated);
+    else *graph = (cudaGraph_t)(void *)new GraphSim{c->work};
+    delete c;
+    return e;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *status)
+{
+    if (!status) return ret(cudaErrorInvalidValue);
+    if (pnsim_stream_device(stream) < 0) return ret(cudaErrorInvalidResourceHandle);
+    Async &A = async_state();
+    std::lock_guard<std::recursive_mutex> lock(A.mu);
+    const Capture *c = capture_of(stream);
+    *status = !c ? cudaStreamCaptureStatusNone
+                 : c->invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags)
+{
+    if (!exec || !graph || flags) return ret(cudaErrorInvalidValue);
+    *exec = (cudaGraphExec_t)(void *)new GraphSim{((GraphSim *)(void *)graph)->work};
+    return cudaSuccess;
+}
+
+/* One run of the graph's work queued on stream (in order, each operation on the device it was
+ * captured on), as one operation per recorded one holding the shared list. */
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
+{
+    if (!exec) return ret(cudaErrorInvalidValue);
+    if (cudaError_t e = stream_here(stream)) return e;
+    if (cudaError_t e = refused_in_capture(stream)) return e;
+    const std::shared_ptr<OpList> &work = ((GraphSim *)(void *)exec)->work;
+    if (work->dev != tl_device) return ret(cudaErrorInvalidResourceHandle);
+    pnsim_use_context();
+    struct Replay {
+        std::shared_ptr<OpList> work;
+        size_t i;
+    };
+    cudaError_t first = cudaSuccess;
+    for (size_t i = 0; i < work->ops.size(); i++) {
+        Op op;
+        op.ctx = new Replay{work, i};
+        op.run = [](void *p) {
+            const Replay *r = static_cast<Replay *>(p);
+            Op &o = r->work->ops[r->i];
+            return o.run(o.ctx);
+        };
+        op.drop = [](void *p) { delete static_cast<Replay *>(p); };
+        op.dev = work->ops[i].dev;
+        cudaError_t e = submit(stream, std::move(op));
+        if (e && !first) first = e;
+    }
+    return first;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec)
+{
+    delete (GraphSim *)(void *)exec;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph)
+{
+    delete (GraphSim *)(void *)graph;
     return cudaSuccess;
 }

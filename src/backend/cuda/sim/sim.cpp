@@ -919,7 +919,7 @@ void pnsim_launch_raw(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, c
     }
     /* the device the stream belongs to: the current one (pnsim_stream_here) */
     Launch now{grid, block, smem, ops, ctx, pnsim_current_device()};
-    if (!pnsim_async()) {
+    if (!pnsim_async() && !pnsim_capturing(stream)) {
         pnsim_record_error(run_launch(&now));
         return;
     }

@@ -28,6 +28,9 @@ bool pnsim_stream_here(cudaStream_t s);
 bool pnsim_library_device_ok(int dev, cudaStream_t s);
 /* Whether PONTE_SIM_ASYNC (the asynchronous mode) is on. */
 bool pnsim_async(void);
+/* Whether stream is capturing (cudaStreamBeginCapture): its work is recorded through
+ * pnsim_submit, not run, also in the synchronous mode. */
+bool pnsim_capturing(cudaStream_t stream);
 /* Under PONTE_SIM_ASYNC: queues run(ctx) (its error is reported by the call that runs it;
  * drop(ctx) follows, also when dropped at exit) on stream, a live one of the current device,
  * or for the null and special streams runs the device's pending work and then it at once.
@@ -46,14 +49,15 @@ static inline S pnsim_handle_ready(const H *handle, S ok, S not_initialized, S e
 /* Runs a library routine's computation, work() (a callable returning the library's status S,
  * ok when it succeeded), in stream order on stream (the handle's, checked by
  * pnsim_library_device_ok): at the call in the synchronous mode, returning its status; under
- * PONTE_SIM_ASYNC queued like a kernel (pnsim_submit), returning ok, a status other than ok
- * being reported when it runs as cudaErrorLaunchFailure (an asynchronous failure). work is
+ * PONTE_SIM_ASYNC, or while stream is capturing, queued like a kernel (pnsim_submit),
+ * returning ok, a status other than ok being reported when it runs as
+ * cudaErrorLaunchFailure (an asynchronous failure). work is
  * moved to the heap, so it must hold by value what it reads from host memory (scalars passed
  * by host pointer, descriptors, plans: the caller may free them after the call, as the real
  * libraries allow); device memory it reads when it runs. */
 template <typename S, typename F> S pnsim_library_run(cudaStream_t stream, S ok, F &&work)
 {
-    if (!pnsim_async()) return work();
+    if (!pnsim_async() && !pnsim_capturing(stream)) return work();
     auto run = [ok, w = std::forward<F>(work)]() mutable {
         return w() == ok ? cudaSuccess : cudaErrorLaunchFailure;
     };
