@@ -784,26 +784,36 @@ static int run_tiny_copies(void *p)
     return pnG_synchronize(STREAM);
 }
 
+/* The chain figures' common step: checks that a chain of S.chain adds of one from 0.5 gave
+ * result, then times fa against fb (time_pair); their times per add in microseconds go to *us
+ * and *base_us. 0, or -1 (bench_msg or the error says why). */
+static int time_chain(float result, bench_fn fa, void *ca, bench_fn fb, void *cb, double *us,
+                      double *base_us)
+{
+    double t, tb;
+    if (result != 0.5f + (float)S.chain) {
+        snprintf(bench_msg, sizeof bench_msg, "wrong result %g, expected %g", (double)result,
+                 0.5 + S.chain);
+        return -1;
+    }
+    if (time_pair(fa, ca, fb, cb, &t, &tb) != 0) return -1;
+    *us = t / S.chain * 1e6, *base_us = tb / S.chain * 1e6;
+    return 0;
+}
+
 static void bench_op_overhead(void)
 {
     int64_t fb0 = pnC_gpu_fallback_count(), shape[1] = {1};
     overhead_ctx c = {0};
-    double t = -1, tb = -1;
+    double us, base_us;
     float x0 = 0.5f, one = 1.0f, pair[2] = {0.25f, 0.75f};
     c.x0 = gpu_array(&x0, shape, 1, PN_FLOAT32);
     c.one = c.x0 ? gpu_array(&one, shape, 1, PN_FLOAT32) : NULL;
     c.d4 = c.one ? device_copy_of(pair, sizeof pair) : NULL;
-    if (c.d4 && run_chain(&c) == 0) {
-        if (c.result != 0.5f + (float)S.chain)
-            snprintf(bench_msg, sizeof bench_msg, "wrong result %g, expected %g",
-                     (double)c.result, 0.5 + S.chain);
-        else if (time_pair(run_chain, &c, run_tiny_copies, &c, &t, &tb) != 0)
-            t = -1;
-    }
-    if (t < 0) {
+    if (!c.d4 || run_chain(&c) != 0 ||
+        time_chain(c.result, run_chain, &c, run_tiny_copies, &c, &us, &base_us) != 0) {
         report_error("op_overhead_gpu");
     } else {
-        double us = t / S.chain * 1e6, base_us = tb / S.chain * 1e6;
         report("op_overhead_gpu", us, "us/op", us / base_us, "d2d_copy_4B");
         NOTE("chain of %d adds on 1 element, one eval: best build %.3f us/op, best eval+sync "
              "%.3f us/op; a 4-byte async device copy %.3f us\n", S.chain,
@@ -848,7 +858,7 @@ static void bench_graph_overhead(void)
     float init[2] = {0.5f, 1.0f}, x = 0;
     replay_ctx c = {.prm = {.op = PNK_B_ADD}};
     float *d = device_copy_of(init, sizeof init); /* x, then one */
-    double t = -1, tb = -1;
+    double us, base_us;
     if (d) {
         c.args = (pnG_ew_args){.n = 1, .out = d, .in = {d, d + 1}, .flat = true, .stream = STREAM};
         if (pnG_capture_begin(STREAM) == 0) {
@@ -858,17 +868,10 @@ static void bench_graph_overhead(void)
         }
     }
     /* one replay adds S.chain: checked before timing */
-    if (c.graph && run_graph_adds(&c) == 0 && pnG_copy_to_host(&x, d, sizeof x, STREAM) == 0) {
-        if (x != 0.5f + (float)S.chain)
-            snprintf(bench_msg, sizeof bench_msg, "wrong result %g after one replay, expected %g",
-                     (double)x, 0.5 + S.chain);
-        else if (time_pair(run_graph_adds, &c, run_direct_adds, &c, &t, &tb) != 0)
-            t = -1;
-    }
-    if (t < 0) {
+    if (!c.graph || run_graph_adds(&c) != 0 || pnG_copy_to_host(&x, d, sizeof x, STREAM) != 0 ||
+        time_chain(x, run_graph_adds, &c, run_direct_adds, &c, &us, &base_us) != 0) {
         report_error("graph_overhead_gpu");
     } else {
-        double us = t / S.chain * 1e6, base_us = tb / S.chain * 1e6;
         report("graph_overhead_gpu", us, "us/op", us / base_us, "direct_launch");
         NOTE("%d adds on 1 element: replayed from one CUDA graph %.3f us each, launched one by "
              "one %.3f us each\n", S.chain, us, base_us);
