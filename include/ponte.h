@@ -124,7 +124,8 @@ bool pn_is_available(pn_device device);
  * run Ponte (compute capability 8.0 or newer), gpu:0 .. gpu:n-1 in CUDA's order: Ponte's index
  * is CUDA's unless an older device before it was skipped (as TensorFlow does; a line on stderr
  * names each one skipped). 0 without a usable GPU. A process started by a multi-process
- * launcher sees its own GPU only (see DESIGN.md, distributed). */
+ * launcher sees its own GPU only, as gpu:0: usable GPU (local rank mod their count), unless
+ * PONTE_GPU_PER_RANK=0 (see DESIGN.md, distributed). */
 int pn_device_count(pn_device_type type);
 /* Whether a usable CUDA GPU is present; when not, pn_gpu_unavailable_reason says why. */
 bool pn_gpu_available(void);
