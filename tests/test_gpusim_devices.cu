@@ -1812,6 +1812,11 @@ static void test_stream_capture(void)
         EXPECT(cudaStreamEndCapture(s, &g), cudaErrorStreamCaptureInvalidated);
         CHECK(g == nullptr);
     }
+    cudaStream_t gone; /* a stream destroyed while capturing: its recorded work is dropped */
+    CK(cudaStreamCreate(&gone));
+    CK(cudaStreamBeginCapture(gone, cudaStreamCaptureModeGlobal));
+    add_one(x, y, n, gone);
+    CK(cudaStreamDestroy(gone));
     CK(cudaMemcpy(h.data(), y, n * sizeof(int), cudaMemcpyDeviceToHost));
     int bad = 0;
     for (int i = 0; i < n; i++) bad += h[i] != 7; /* the last launch's y, untouched since */

@@ -404,9 +404,8 @@ extern "C" void *pnG_cuda_stream(int stream)
 /* ───────────────────────────── CUDA graphs ───────────────────────────── */
 
 struct pnG_graph {
-    cudaGraph_t graph;
-    cudaGraphExec_t exec;
-    int device; /* Ponte's GPU it was recorded on */
+    cudaGraphExec_t exec; /* the instantiated graph (the captured one is freed at once) */
+    int device;           /* Ponte's GPU it was recorded on */
 };
 
 extern "C" int pnG_capture_begin(int stream)
@@ -432,10 +431,10 @@ extern "C" pnG_graph *pnG_capture_end(int stream)
     cudaGraphExec_t exec = NULL;
     cudaError_t e = cudaStreamEndCapture(s, &graph);
     if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph); /* the executable graph stands alone */
     pnG_graph *g = e == cudaSuccess ? (pnG_graph *)malloc(sizeof *g) : NULL;
     if (!g) {
         if (exec) cudaGraphExecDestroy(exec);
-        if (graph) cudaGraphDestroy(graph);
         cudaGetLastError();
         if (e != cudaSuccess)
             pn_set_error(PN_ERR_BACKEND, "[gpu] The capture of stream %d failed: %s", stream,
@@ -443,7 +442,7 @@ extern "C" pnG_graph *pnG_capture_end(int stream)
         else pn_set_error(PN_ERR_OUT_OF_MEMORY, "[gpu] Out of host memory for a graph.");
         return NULL;
     }
-    g->graph = graph, g->exec = exec, g->device = pnG_stream_device(stream);
+    g->exec = exec, g->device = pnG_stream_device(stream);
     return g;
 }
 
@@ -469,7 +468,6 @@ extern "C" void pnG_graph_free(pnG_graph *g)
 {
     if (!g) return;
     cudaGraphExecDestroy(g->exec);
-    cudaGraphDestroy(g->graph);
     cudaGetLastError();
     free(g);
 }

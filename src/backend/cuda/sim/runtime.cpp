@@ -680,12 +680,16 @@ Capture *capture_of(cudaStream_t stream)
     return ((CUstreamSim *)(void *)stream)->capture;
 }
 
-/* Under Async::mu: records op in c (work, not an event's record or wait: those are refused
- * before they get here). */
-cudaError_t capture_record(Capture *c, Op op)
+/* Under Async::mu: ends the capture of stream s (one is active): no longer s's nor active;
+ * the caller owns it. */
+Capture *detach_capture(CUstreamSim *s)
 {
-    c->work->ops.push_back(std::move(op));
-    return cudaSuccess;
+    Capture *c = s->capture;
+    s->capture = nullptr;
+    auto &act = active_captures();
+    for (size_t i = 0; i < act.size(); i++)
+        if (act[i] == c) act.erase(act.begin() + (long)i);
+    return c;
 }
 
 /* A call stream's capture does not allow (cuda_sim.h): cudaErrorStreamCaptureUnsupported,
@@ -719,7 +723,10 @@ cudaError_t submit(cudaStream_t stream, Op op)
 {
     Async &A = async_state();
     std::lock_guard<std::recursive_mutex> lock(A.mu);
-    if (Capture *c = capture_of(stream)) return capture_record(c, std::move(op));
+    if (Capture *c = capture_of(stream)) { /* recorded (work: event ops are refused earlier) */
+        c->work->ops.push_back(std::move(op));
+        return cudaSuccess;
+    }
     Queue *q = stream_queue(stream);
     if (!q) {
         cudaError_t e = drain_device(tl_device);
@@ -1455,10 +1462,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream)
     if (s->capture) { /* a capture never ended: its recorded work is dropped */
         Async &A = async_state();
         std::lock_guard<std::recursive_mutex> lock(A.mu);
-        auto &act = active_captures();
-        for (size_t i = 0; i < act.size(); i++)
-            if (act[i] == s->capture) act.erase(act.begin() + (long)i);
-        delete s->capture;
+        delete detach_capture(s);
     }
     if (s->q) {
         Async &A = async_state();
@@ -1685,12 +1689,8 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph)
     if (pnsim_stream_device(stream) < 0) return ret(cudaErrorInvalidResourceHandle);
     Async &A = async_state();
     std::lock_guard<std::recursive_mutex> lock(A.mu);
-    Capture *c = capture_of(stream);
-    if (!c) return ret(cudaErrorIllegalState);
-    ((CUstreamSim *)(void *)stream)->capture = nullptr;
-    auto &act = active_captures();
-    for (size_t i = 0; i < act.size(); i++)
-        if (act[i] == c) act.erase(act.begin() + (long)i);
+    if (!capture_of(stream)) return ret(cudaErrorIllegalState);
+    Capture *c = detach_capture((CUstreamSim *)(void *)stream);
     *graph = nullptr;
     cudaError_t e = cudaSuccess;
     if (c->invalidated) e = ret(cudaErrorStreamCaptureInvalidated);
