@@ -342,6 +342,7 @@ TEST(streams_from_several_threads)
 TEST(donation_keeps_device_memory_flat)
 {
     if (!have_gpu()) return;
+    bool graphs = pnG_graphs_set(false); /* a graph segment keeps its buffers to its end */
     pn_scope_push();
     int64_t n = 1 << 16;
     pn_array *x = test_random_array(&n, 1, PN_FLOAT32, -1, 1);
@@ -367,6 +368,7 @@ TEST(donation_keeps_device_memory_flat)
               peak - base, (size_t)n * 4);
     pn_scope_pop();
     pn_scope_pop();
+    pnG_graphs_set(graphs);
 }
 
 /* Largest |c - ref| / sum_l |a_il b_lj| over a (m x k) @ b (k x n) product, ref in float64. */
@@ -750,5 +752,191 @@ TEST(graphs_replay_captured_kernels)
     pnG_free(dx, sizeof x0, stream);
     pnG_free(dy, sizeof y, stream);
     pn_clear_error();
+}
+/* The network graph_segments_replay evaluates: 3 softmax(h) - mean(h) with h = tanh(x w + b),
+ * over the rows of h. */
+static pn_array *segment_net(pn_array *x, pn_array *w, pn_array *b)
+{
+    const int last = 1;
+    pn_array *h = pn_tanh(pn_add(pn_matmul(x, w), b));
+    return pn_subtract(pn_multiply(pn_softmax(h, &last, 1, false), pn_weak_float(3)),
+                       pn_mean(h, &last, 1, true));
+}
+
+/* segment_net in float64: ref (m x n) from x (m x k), w (k x n), b (n). */
+static void segment_net_ref(const double *x, const double *w, const double *b, int64_t m,
+                            int64_t k, int64_t n, double *ref)
+{
+    for (int64_t i = 0; i < m; i++) {
+        double *h = ref + i * n, mean = 0, mx = -INFINITY, z = 0;
+        for (int64_t j = 0; j < n; j++) {
+            double acc = b[j];
+            for (int64_t l = 0; l < k; l++) acc += x[i * k + l] * w[l * n + j];
+            h[j] = tanh(acc);
+            mean += h[j] / (double)n;
+            mx = fmax(mx, h[j]);
+        }
+        for (int64_t j = 0; j < n; j++) z += exp(h[j] - mx);
+        for (int64_t j = 0; j < n; j++) h[j] = 3 * exp(h[j] - mx) / z - mean;
+    }
+}
+
+/* What graph segments did since `before`. */
+static pnG_segment_stats segments_since(const pnG_segment_stats *before)
+{
+    pnG_segment_stats d;
+    pnG_segment_counts(&d);
+    d.launched -= before->launched, d.instantiated -= before->instantiated;
+    d.updated -= before->updated, d.run_again -= before->run_again;
+    return d;
+}
+
+/* Evaluates segment_net on a new random x of m rows (w: k x n, b: n, wv and bv their float64
+ * values) and checks it against float64; returns what graph segments did meanwhile. */
+static pnG_segment_stats eval_segment_net(pn_array *w, pn_array *b, const double *wv,
+                                          const double *bv, int64_t m, int64_t k, int64_t n,
+                                          const char *what)
+{
+    pnG_segment_stats before;
+    pnG_segment_counts(&before);
+    pn_scope_push();
+    const int64_t xshape[2] = {m, k};
+    pn_array *x = test_random_array(xshape, 2, PN_FLOAT32, -1, 1);
+    CHECK(pn_eval(&x, 1) == 0);
+    pn_array *y = segment_net(x, w, b);
+    CHECK(pn_eval(&y, 1) == 0);
+    pnG_segment_stats d = segments_since(&before);
+    double *xv = test_to_f64(x), *yv = test_to_f64(y);
+    double *ref = malloc((size_t)(m * n) * sizeof *ref);
+    if (xv && yv && ref) {
+        segment_net_ref(xv, wv, bv, m, k, n, ref);
+        int64_t bad = -1;
+        for (int64_t i = 0; i < m * n && bad < 0; i++)
+            if (fabs(yv[i] - ref[i]) > 2e-3 * (1 + fabs(ref[i]))) bad = i;
+        CHECK_MSG(bad < 0, "%s: element %lld is %g, expected %g", what, (long long)bad,
+                  bad < 0 ? 0 : yv[bad], bad < 0 ? 0 : ref[bad]);
+    }
+    free(xv), free(yv), free(ref);
+    pn_scope_pop();
+    return d;
+}
+
+/* Graph segments of eval (PONTE_GPU_GRAPHS): a small network evaluated three times on new
+ * inputs is one graph each time (instantiated once, then updated with the new buffers) and
+ * matches float64; another batch size makes another graph. GEMM tuning waits for the host at
+ * a shape's first call: that capture breaks, the segment up to the GEMM runs again directly
+ * and right (the nodes after it make a segment of their own), and the next call records all. The solvers read their status back and stay out of segments (the
+ * nodes around them still record, none runs again). The frees put off during segments all
+ * happen: device memory ends where it was. */
+TEST(graph_segments_replay)
+{
+    if (!have_gpu()) return;
+    bool was = pnG_graphs_set(true);
+    const int64_t k = 24, n = 40, wshape[2] = {24, 40}, warm_shape[2] = {3, 24};
+    pn_scope_push();
+    pn_stream_push(pn_default_stream(GPU));
+    pn_array *w = test_random_array(wshape, 2, PN_FLOAT32, -0.5, 0.5);
+    pn_array *b = test_random_array(&n, 1, PN_FLOAT32, -0.5, 0.5);
+    pn_array *warm = segment_net(test_random_array(warm_shape, 2, PN_FLOAT32, -1, 1), w, b);
+    CHECK(pn_eval(&warm, 1) == 0);
+    double *wv = test_to_f64(w), *bv = test_to_f64(b);
+    CHECK(pn_synchronize(pn_default_stream(GPU)) == 0);
+    size_t base = pn_get_active_memory();
+    for (int round = 0; round < 4 && wv && bv; round++) {
+        char what[32];
+        snprintf(what, sizeof what, "round %d", round);
+        pnG_segment_stats d = eval_segment_net(w, b, wv, bv, round < 3 ? 16 : 9, k, n, what);
+        CHECK_MSG(d.launched == 1 && d.run_again == 0, "%s: %lld graphs, %lld run again", what,
+                  (long long)d.launched, (long long)d.run_again);
+        const int fresh = round == 0 || round == 3;
+        CHECK_MSG(d.instantiated == fresh && d.updated == !fresh, "%s: %lld instantiated, %lld updated",
+                  what, (long long)d.instantiated, (long long)d.updated);
+    }
+    pnG_gemm_set_tuning(true, 0);
+    for (int round = 0; round < 2 && wv && bv; round++) {
+        pnG_segment_stats d = eval_segment_net(w, b, wv, bv, 5, k, n, "tuned");
+        if (round == 0) /* the segment up to the GEMM runs again, the nodes after record */
+            CHECK_MSG(d.run_again == 1 && d.launched == 1, "tuning: %lld run again, %lld graphs",
+                      (long long)d.run_again, (long long)d.launched);
+        else
+            CHECK_MSG(d.run_again == 0 && d.launched == 1, "tuned: %lld run again, %lld graphs",
+                      (long long)d.run_again, (long long)d.launched);
+    }
+    pnG_gemm_set_tuning(false, 0);
+    /* a = r r^T + 6 I (well conditioned): 2 a inv(2 a) + 1 is the identity plus 1 */
+    pnG_segment_stats before;
+    pnG_segment_counts(&before);
+    pn_scope_push();
+    const int64_t rshape[2] = {6, 6};
+    pn_array *r = test_random_array(rshape, 2, PN_FLOAT32, -1, 1);
+    pn_array *a = pn_add(pn_matmul(r, pn_transpose(r, NULL, 0)),
+                         pn_multiply(pn_eye(6, 6, 0, PN_FLOAT32), pn_weak_float(6)));
+    pn_array *half_inv = pn_linalg_inv(pn_multiply(a, pn_weak_float(2)));
+    pn_array *e = pn_add(pn_multiply(pn_matmul(a, half_inv), pn_weak_float(2)), pn_weak_float(1));
+    CHECK(pn_eval(&e, 1) == 0);
+    pnG_segment_stats d = segments_since(&before);
+    CHECK_MSG(d.run_again == 0 && d.launched >= 1, "around the inverse: %lld run again, %lld graphs",
+              (long long)d.run_again, (long long)d.launched);
+    double *ev = test_to_f64(e);
+    for (int i = 0; ev && i < 36; i++)
+        CHECK_MSG(fabs(ev[i] - (i % 7 == 0 ? 2 : 1)) < 1e-4, "2 a inv(2 a) + 1 [%d] = %g", i, ev[i]);
+    free(ev);
+    pn_scope_pop();
+    CHECK(pn_synchronize(pn_default_stream(GPU)) == 0);
+    CHECK_MSG(pn_get_active_memory() == base, "device memory %zu bytes after, %zu before",
+              pn_get_active_memory(), base);
+    free(wv), free(bv);
+    pn_stream_pop();
+    pn_scope_pop();
+    pnG_graphs_set(was);
+}
+typedef struct segment_worker {
+    pn_array *w, *b;
+    const double *wv, *bv;
+} segment_worker;
+
+/* Ten rounds of eval_segment_net (which checks each) on the default GPU stream. */
+static void *segment_work(void *arg)
+{
+    segment_worker *sw = arg;
+    pn_stream_push(pn_default_stream(GPU));
+    for (int round = 0; round < 10; round++) {
+        pn_scope_push();
+        eval_segment_net(sw->w, sw->b, sw->wv, sw->bv, 8 + round % 3, 24, 40, "beside");
+        pn_scope_pop();
+    }
+    pn_stream_pop();
+    return NULL;
+}
+
+/* Two threads evaluate on the one default GPU stream with graph segments on: each thread
+ * records on a capture stream of its own, so neither records the other's kernels into its
+ * graph nor waits on a stream that records. */
+TEST(graph_segments_beside_other_threads)
+{
+    if (!have_gpu()) return;
+    bool was = pnG_graphs_set(true);
+    pn_scope_push();
+    pn_stream_push(pn_default_stream(GPU));
+    const int64_t wshape[2] = {24, 40}, n = 40;
+    pn_array *w = test_random_array(wshape, 2, PN_FLOAT32, -0.5, 0.5);
+    pn_array *b = test_random_array(&n, 1, PN_FLOAT32, -0.5, 0.5);
+    double *wv = test_to_f64(w), *bv = test_to_f64(b);
+    pn_stream_pop();
+    pnG_segment_stats before;
+    pnG_segment_counts(&before);
+    enum { N = 2 };
+    pthread_t t[N];
+    segment_worker sw[N];
+    for (int i = 0; i < N && wv && bv; i++) {
+        sw[i] = (segment_worker){w, b, wv, bv};
+        pthread_create(&t[i], NULL, segment_work, &sw[i]);
+    }
+    for (int i = 0; i < N && wv && bv; i++) pthread_join(t[i], NULL);
+    pnG_segment_stats d = segments_since(&before);
+    CHECK_MSG(d.launched >= 2 * 10, "%lld graphs for 20 evaluations", (long long)d.launched);
+    free(wv), free(bv);
+    pn_scope_pop();
+    pnG_graphs_set(was);
 }
 #endif /* PONTE_HAS_GPU */

@@ -1844,6 +1844,112 @@ static void test_stream_capture(void)
     CK(cudaFree(y));
 }
 
+/* Sets the n ints at device p to v (a synchronous copy). */
+static void set_ints(int *p, int n, int v)
+{
+    std::vector<int> h(n, v);
+    CK(cudaMemcpy(p, h.data(), n * sizeof(int), cudaMemcpyHostToDevice));
+}
+
+/* How many of the n ints at device p are not v. */
+static int ints_not(const int *p, int n, int v)
+{
+    std::vector<int> h(n);
+    CK(cudaMemcpy(h.data(), p, n * sizeof(int), cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += h[i] != v;
+    return bad;
+}
+
+/* Capture modes (cuda_sim.h), as CUDA documents them: a thread-local capture forbids only its
+ * own thread's synchronizing calls, a global one also other threads' in the global mode, and a
+ * thread in the relaxed mode makes such calls (they run) even while it captures.
+ * cudaGraphExecUpdate gives an executable graph another graph's work of the same shape (its
+ * next launch runs that), and refuses a graph of more operations or of another kind of
+ * operation, leaving the executable graph as it was. */
+static void test_capture_modes_and_update(void)
+{
+    const int n = 300;
+    int *x = (int *)dmalloc(n * sizeof(int)), *y = (int *)dmalloc(n * sizeof(int));
+    cudaStream_t s;
+    CK(cudaStreamCreate(&s));
+    cudaStreamCaptureStatus st;
+    cudaGraph_t g = nullptr;
+    for (int mode = 0; mode < 2; mode++) {
+        CK(cudaStreamBeginCapture(s, mode ? cudaStreamCaptureModeGlobal : cudaStreamCaptureModeThreadLocal));
+        add_one(x, y, n, s);
+        cudaError_t other_global = cudaSuccess, other_relaxed = cudaSuccess;
+        std::thread([&] {
+            other_global = cudaDeviceSynchronize();
+            cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
+            CK(cudaThreadExchangeStreamCaptureMode(&m));
+            other_relaxed = cudaDeviceSynchronize();
+            CK(cudaThreadExchangeStreamCaptureMode(&m));
+        }).join();
+        CHECK(other_relaxed == cudaSuccess);
+        CK(cudaStreamIsCapturing(s, &st));
+        if (mode == 0) { /* thread-local: the other thread ran it; this thread may when relaxed */
+            CHECK(other_global == cudaSuccess && st == cudaStreamCaptureStatusActive);
+            cudaStreamCaptureMode m = cudaStreamCaptureModeRelaxed;
+            CK(cudaThreadExchangeStreamCaptureMode(&m));
+            CHECK(m == cudaStreamCaptureModeGlobal);
+            void *p = nullptr;
+            CK(cudaMalloc(&p, 64));
+            CK(cudaFree(p));
+            CK(cudaThreadExchangeStreamCaptureMode(&m));
+            CHECK(m == cudaStreamCaptureModeRelaxed);
+            CK(cudaStreamIsCapturing(s, &st));
+            CHECK(st == cudaStreamCaptureStatusActive);
+            EXPECT(cudaDeviceSynchronize(), cudaErrorStreamCaptureUnsupported);
+        } else { /* global: the other thread in the global mode was refused */
+            CHECK(other_global == cudaErrorStreamCaptureUnsupported);
+            CHECK(st == cudaStreamCaptureStatusInvalidated);
+        }
+        EXPECT(cudaStreamEndCapture(s, &g), cudaErrorStreamCaptureInvalidated);
+    }
+    /* update: y = x + 1 becomes x = y + 1 */
+    cudaGraph_t forward, back, twice, fill;
+    cudaGraphExec_t ex;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    add_one(x, y, n, s);
+    CK(cudaStreamEndCapture(s, &forward));
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    add_one(y, x, n, s);
+    CK(cudaStreamEndCapture(s, &back));
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    add_one(y, x, n, s);
+    add_one(x, y, n, s);
+    CK(cudaStreamEndCapture(s, &twice));
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    CK(cudaMemsetAsync(x, 0, n * sizeof(int), s));
+    CK(cudaStreamEndCapture(s, &fill));
+    CK(cudaGraphInstantiate(&ex, forward, 0));
+    set_ints(x, n, 3);
+    CK(cudaGraphLaunch(ex, s));
+    CK(cudaStreamSynchronize(s));
+    CHECK(ints_not(y, n, 4) == 0);
+    cudaGraphExecUpdateResultInfo info;
+    CK(cudaGraphExecUpdate(ex, back, &info));
+    CHECK(info.result == cudaGraphExecUpdateSuccess);
+    set_ints(y, n, 10);
+    CK(cudaGraphLaunch(ex, s));
+    CK(cudaStreamSynchronize(s));
+    CHECK(ints_not(x, n, 11) == 0);
+    EXPECT(cudaGraphExecUpdate(ex, twice, &info), cudaErrorGraphExecUpdateFailure);
+    CHECK(info.result == cudaGraphExecUpdateErrorTopologyChanged);
+    EXPECT(cudaGraphExecUpdate(ex, fill, &info), cudaErrorGraphExecUpdateFailure);
+    CHECK(info.result == cudaGraphExecUpdateErrorNodeTypeChanged);
+    set_ints(y, n, 20);
+    CK(cudaGraphLaunch(ex, s)); /* still x = y + 1 */
+    CK(cudaStreamSynchronize(s));
+    CHECK(ints_not(x, n, 21) == 0);
+    CK(cudaGraphExecDestroy(ex));
+    for (cudaGraph_t d : {forward, back, twice, fill}) CK(cudaGraphDestroy(d));
+    CK(cudaStreamDestroy(s));
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+}
+
 static const named_test TESTS[] = {
     {"count_and_ordinals", test_count_and_ordinals},
     {"current_device_per_thread", test_current_device_per_thread},
@@ -1860,6 +1966,7 @@ static const named_test TESTS[] = {
     {"sync_default", test_sync_default},
     {"kernel_pointer_access", test_kernel_pointer_access},
     {"stream_capture", test_stream_capture},
+    {"capture_modes_and_update", test_capture_modes_and_update},
 };
 static const named_test ASYNC_TESTS[] = {
     {"async_cross_stream", test_async_cross_stream},
@@ -1871,6 +1978,7 @@ static const named_test ASYNC_TESTS[] = {
     {"async_kernel_pointer_access", test_async_kernel_pointer_access},
     {"async_library_calls", test_async_library_calls},
     {"async_stream_capture", test_stream_capture},
+    {"async_capture_modes_and_update", test_capture_modes_and_update},
 };
 
 int main(int argc, char **argv)

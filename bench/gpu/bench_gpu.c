@@ -626,11 +626,39 @@ static double cpu_loss(tm_train *t)
     return v;
 }
 
-static void bench_train(const tm_model *m)
+/* Notes what graph segments did since `before` (gpu.h: pnG_segment_counts). */
+static void note_segments(const pnG_segment_stats *before)
 {
+    pnG_segment_stats after;
+    pnG_segment_counts(&after);
+    NOTE("%lld graphs launched (%lld instantiated, %lld updated), %lld segments run again "
+         "directly\n", (long long)(after.launched - before->launched),
+         (long long)(after.instantiated - before->instantiated),
+         (long long)(after.updated - before->updated),
+         (long long)(after.run_again - before->run_again));
+}
+
+/* One training step with eval's graph segments on (gpu.h: pnG_graphs_set). */
+static int run_step_graphs(void *p)
+{
+    bool was = pnG_graphs_set(true);
+    int rc = tm_run_step(p);
+    pnG_graphs_set(was);
+    return rc;
+}
+
+/* The model's step timed (checked against the CPU's loss first); with `graphs`, the step with
+ * graph segments on against the same step without them. */
+static void bench_train(const tm_model *m, bool graphs)
+{
+    char figure[64];
+    snprintf(figure, sizeof figure, "%s%s", m->figure, graphs ? "_graphs" : "");
+    bench_fn step = graphs ? run_step_graphs : tm_run_step;
     int64_t fb0 = pnC_gpu_fallback_count(), B = S.batch;
+    pnG_segment_stats seg0;
+    pnG_segment_counts(&seg0);
     tm_train t = {.sync = gpu_sync};
-    double tstep = -1;
+    double tstep = -1, tplain = -1;
     float *xh = host_random(B * 784, 0.0f, 1.0f);
     int32_t *yh = malloc((size_t)B * sizeof(int32_t));
     if (!xh || !yh) goto fail;
@@ -644,7 +672,7 @@ static void bench_train(const tm_model *m)
      * on this fixed batch has gone down once all steps have run. */
     double ref = cpu_loss(&t);
     t.read_loss = true;
-    if (!isfinite(ref) || tm_run_step(&t) != 0) goto fail;
+    if (!isfinite(ref) || step(&t) != 0) goto fail;
     double first = t.loss;
     if (!(fabs(first - ref) <= 1e-4 * fabs(ref) + 1e-5)) {
         snprintf(bench_msg, sizeof bench_msg, "first loss %.7g on the GPU, %.7g on the CPU",
@@ -652,21 +680,24 @@ static void bench_train(const tm_model *m)
         goto fail;
     }
     t.read_loss = false;
-    if (time_pair(tm_run_step, &t, NULL, NULL, &tstep, NULL) != 0) goto fail;
+    if (time_pair(step, &t, graphs ? tm_run_step : NULL, &t, &tstep, graphs ? &tplain : NULL))
+        goto fail;
     t.read_loss = true;
-    if (tm_run_step(&t) != 0) goto fail;
+    if (step(&t) != 0) goto fail;
     if (!(t.loss < first)) {
         snprintf(bench_msg, sizeof bench_msg, "loss did not go down: %.6g then %.6g", first,
                  t.loss);
         goto fail;
     }
-    report(m->figure, tstep * 1e3, "ms", -1, "bench_torch.py");
+    if (graphs) report(figure, tstep * 1e3, "ms", tstep / tplain, m->figure);
+    else report(figure, tstep * 1e3, "ms", -1, "bench_torch.py");
     NOTE("batch %lld: %.0f images/s; loss %.4f (CPU %.4f) -> %.4f on the fixed batch\n",
          (long long)B, (double)B / tstep, first, ref, t.loss);
+    if (graphs) note_segments(&seg0);
     note_fallbacks(fb0);
     goto done;
 fail:
-    report_error(m->figure);
+    report_error(figure);
 done:
     tm_free(&t);
     free(xh);
@@ -674,8 +705,10 @@ done:
     pn_clear_error();
 }
 
-static void bench_mlp(void) { bench_train(&TM_MLP); }
-static void bench_cnn(void) { bench_train(&TM_CNN); }
+static void bench_mlp(void) { bench_train(&TM_MLP, false); }
+static void bench_cnn(void) { bench_train(&TM_CNN, false); }
+static void bench_mlp_graphs(void) { bench_train(&TM_MLP, true); }
+static void bench_cnn_graphs(void) { bench_train(&TM_CNN, true); }
 
 /* ───────────────────────────── h2d_copy ───────────────────────────── */
 
@@ -823,6 +856,39 @@ static void bench_op_overhead(void)
     pn_release(c.x0);
     pn_release(c.one);
     if (c.d4) pnG_free(c.d4, 8, STREAM);
+    pn_clear_error();
+}
+
+/* The chain of op_overhead_gpu with eval's graph segments on: one graph of S.chain adds. */
+static int run_chain_graphs(void *p)
+{
+    bool was = pnG_graphs_set(true);
+    int rc = run_chain(p);
+    pnG_graphs_set(was);
+    return rc;
+}
+
+/* op_overhead_gpu's chain evaluated as graph segments against the same chain launched node by
+ * node (the figure that says whether graph segments should be eval's default). */
+static void bench_op_overhead_graphs(void)
+{
+    int64_t shape[1] = {1};
+    overhead_ctx c = {0};
+    double us, base_us;
+    float x0 = 0.5f, one = 1.0f;
+    pnG_segment_stats before;
+    pnG_segment_counts(&before);
+    c.x0 = gpu_array(&x0, shape, 1, PN_FLOAT32);
+    c.one = c.x0 ? gpu_array(&one, shape, 1, PN_FLOAT32) : NULL;
+    if (!c.one || run_chain_graphs(&c) != 0 ||
+        time_chain(c.result, run_chain_graphs, &c, run_chain, &c, &us, &base_us) != 0) {
+        report_error("op_overhead_gpu_graphs");
+    } else {
+        report("op_overhead_gpu_graphs", us, "us/op", us / base_us, "op_overhead_gpu");
+        note_segments(&before);
+    }
+    pn_release(c.x0);
+    pn_release(c.one);
     pn_clear_error();
 }
 
@@ -1639,7 +1705,10 @@ static const struct {
     {"sgemm bf16_gemm", bench_gemms},
     {"mlp_step", bench_mlp},
     {"cnn_step", bench_cnn},
+    {"mlp_step_graphs", bench_mlp_graphs},
+    {"cnn_step_graphs", bench_cnn_graphs},
     {"op_overhead_gpu", bench_op_overhead},
+    {"op_overhead_gpu_graphs", bench_op_overhead_graphs},
     {"graph_overhead_gpu", bench_graph_overhead},
     {"h2d_copy", bench_h2d},
     {"compile_gelu_gpu", bench_compile_gelu},

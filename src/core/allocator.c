@@ -272,6 +272,7 @@ void pn_clear_cache(void)
 
 _Thread_local bool pnC_eval_gpu;
 _Thread_local int pnC_eval_stream;
+_Thread_local bool pnC_eval_capturing;
 
 static pnC_buffer *buffer_shell(size_t nbytes)
 {

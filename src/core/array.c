@@ -295,7 +295,7 @@ void pnC_set_view(pn_array *out, const pn_array *src, int64_t offset, const int6
 
 bool pnC_donate(pn_array *out, pn_array *in)
 {
-    if (!in->buf || pnC_tracing()) return false;
+    if (!in->buf || pnC_tracing() || pnC_eval_capturing) return false;
     if (atomic_load_explicit(&in->refs, memory_order_acquire) != 1) return false;
     if (atomic_load_explicit(&in->buf->refs, memory_order_acquire) != 1) return false;
     if (!pnC_row_contiguous(in) || in->offset != 0 || in->size != out->size) return false;

@@ -121,6 +121,10 @@ int pnC_buffer_to_device(pnC_buffer *b, int stream);
  * stream it runs on. */
 extern _Thread_local bool pnC_eval_gpu;
 extern _Thread_local int pnC_eval_stream;
+/* Whether the thread's GPU work is being recorded into a graph (eval's graph segments):
+ * nothing of it has run yet, and a failed recording runs the same nodes again, so kernels
+ * must leave their inputs as they were (pnC_donate declines). */
+extern _Thread_local bool pnC_eval_capturing;
 
 /* The caching allocator beneath buffers (src/core/allocator.c). */
 void *pnC_alloc_bytes(size_t nbytes, size_t *capacity);
@@ -196,6 +200,10 @@ typedef struct pnC_primitive {
     /* The node acts beyond computing its outputs (it communicates): compile never merges two
      * such nodes as common subexpressions. */
     bool effectful;
+    /* Eval never records its GPU kernel into a CUDA graph (graph segments, eval.c): the
+     * kernel reads results back to the host as it runs (the solvers' status words), or its
+     * library binds a stream to cached state (cuFFT's plans). */
+    bool not_in_graphs;
     /* Reverse mode calls the vjp for inputs that depend on a tracer through integer arrays
      * too (they get no derivative otherwise), so that it can refuse them as MLX does (the
      * quantized matmuls' packed weights and scales); a derivative it returns is dropped. */

@@ -285,11 +285,13 @@ static int topo_order(pn_array *const *arrays, int n, node_vec *order)
 /* A primitive with no GPU kernel for a case (no eval[PN_GPU], or PNG_UNSUPPORTED) runs its CPU
  * kernel on host copies. PONTE_GPU_STRICT=1 makes that an error (the conformance test proves
  * coverage with it); PONTE_GPU_FALLBACK_LOG=1 names each primitive the first time it falls
- * back. */
+ * back, and the first time it ends a graph segment that could not be recorded. */
 static atomic_int gpu_strict = -1, gpu_fallback_log = -1;
 static atomic_llong gpu_fallbacks;
 #define MAX_LOGGED 128
-static const pnC_primitive *_Atomic logged[MAX_LOGGED];
+/* The primitives logged so far, per log (fallbacks; graph segments broken). */
+typedef const pnC_primitive *_Atomic logged_prims[MAX_LOGGED];
+static logged_prims logged_fallbacks, logged_breaks;
 
 static bool env_flag(atomic_int *cache, const char *name)
 {
@@ -304,6 +306,21 @@ static bool env_flag(atomic_int *cache, const char *name)
 
 int64_t pnC_gpu_fallback_count(void) { return atomic_load(&gpu_fallbacks); }
 
+/* With PONTE_GPU_FALLBACK_LOG=1, prints "ponte: <primitive name> <what>" the first time p is
+ * entered in `seen`. */
+static void log_first(logged_prims seen, const pnC_primitive *p, const char *what)
+{
+    if (!env_flag(&gpu_fallback_log, "PONTE_GPU_FALLBACK_LOG")) return;
+    for (int i = 0; i < MAX_LOGGED; i++) {
+        const pnC_primitive *expected = NULL;
+        if (atomic_load(&seen[i]) == p) return;
+        if (atomic_compare_exchange_strong(&seen[i], &expected, p)) {
+            fprintf(stderr, "ponte: %s %s\n", p->name, what);
+            return;
+        }
+    }
+}
+
 static int gpu_fallback(const pnC_node *nd)
 {
     if (env_flag(&gpu_strict, "PONTE_GPU_STRICT"))
@@ -311,17 +328,7 @@ static int gpu_fallback(const pnC_node *nd)
                             "[eval] Primitive %s has no GPU kernel for this case (PONTE_GPU_STRICT "
                             "is set).", nd->prim->name);
     atomic_fetch_add(&gpu_fallbacks, 1);
-    if (env_flag(&gpu_fallback_log, "PONTE_GPU_FALLBACK_LOG")) {
-        for (int i = 0; i < MAX_LOGGED; i++) {
-            const pnC_primitive *expected = NULL;
-            if (atomic_load(&logged[i]) == nd->prim) break;
-            if (atomic_compare_exchange_strong(&logged[i], &expected, nd->prim)) {
-                fprintf(stderr, "ponte: %s runs on the CPU (no GPU kernel for this case)\n",
-                        nd->prim->name);
-                break;
-            }
-        }
-    }
+    log_first(logged_fallbacks, nd->prim, "runs on the CPU (no GPU kernel for this case)");
     return 0;
 }
 
@@ -416,7 +423,7 @@ static int run_node(pnC_node *nd)
             done = rc != PNG_UNSUPPORTED;
             if (!done) rc = 0;
         }
-        if (!done) rc = gpu_fallback(nd);
+        if (!done) rc = pnC_eval_capturing ? -1 : gpu_fallback(nd); /* runs again uncaptured */
     }
     if (rc == 0 && !done) {
         pnC_eval_fn fn = nd->prim->eval[PN_CPU];
@@ -515,19 +522,142 @@ static bool has_data(const pn_array *a)
 
 bool pn_is_evaluated(const pn_array *a) { return a && has_data(a); }
 
+/* ───────────────────────────── graph segments ───────────────────────────── */
+
+#ifdef PONTE_HAS_GPU
+/* With PONTE_GPU_GRAPHS=1, a run of GPU nodes on one stream is recorded into a CUDA graph and
+ * launched as one (gpu.h: pnG_segment_begin), which costs the GPU less per kernel. Nothing
+ * recorded runs before the launch, so a node that cannot be recorded (a host wait, a CPU
+ * fallback, an error) drops the recording and the nodes run again directly. */
+#define SEGMENT_MAX_NODES 1024
+
+/* Whether nd can join a segment on `stream`: a GPU kernel with small outputs (gpu.h). */
+static bool segment_node(const pnC_node *nd, int stream)
+{
+    if (nd->stream.device.type != PN_GPU || nd->stream.index != stream ||
+        !nd->prim->eval[PN_GPU] || nd->prim->effectful || nd->prim->not_in_graphs)
+        return false;
+    for (int j = 0; j < nd->nout; j++) {
+        size_t bytes = pn_dtype_size(nd->out_dtypes[j]);
+        for (int d = 0; d < nd->out_ndims[j]; d++) bytes *= (size_t)nd->out_shapes[j][d];
+        if (bytes > PNG_SEGMENT_NODE_BYTES) return false;
+    }
+    return true;
+}
+
+/* The nodes order[i..) a segment may hold: an index past i + 1, or i + 1 for none. */
+static int64_t segment_extent(const node_vec *order, int64_t i)
+{
+    if (!pnG_graphs_enabled() || pnC_profile_on() || pnC_failed() ||
+        atomic_load_explicit(&counting, memory_order_relaxed))
+        return i + 1;
+    int stream = order->items[i]->stream.index;
+    int64_t j = i;
+    while (j < order->n && j - i < SEGMENT_MAX_NODES && segment_node(order->items[j], stream)) j++;
+    return j - i >= 2 ? j : i + 1;
+}
+
+/* FNV-1a over n bytes, continuing from h. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Mixes into h what shapes nd's kernels: its primitive and its operands' dtypes and layouts
+ * (two segments of one key usually record the same sequence of work). */
+static uint64_t segment_key(uint64_t h, const pnC_node *nd)
+{
+    h = fnv(h, &nd->prim, sizeof nd->prim);
+    for (int k = 0; k < nd->nin; k++) {
+        const pn_array *a = nd->inputs[k];
+        h = fnv(h, &a->dtype, sizeof a->dtype);
+        h = fnv(h, a->shape, (size_t)a->ndim * sizeof *a->shape);
+        if (a->buf) h = fnv(h, a->strides, (size_t)a->ndim * sizeof *a->strides);
+    }
+    for (int j = 0; j < nd->nout; j++) {
+        h = fnv(h, &nd->out_dtypes[j], sizeof nd->out_dtypes[j]);
+        h = fnv(h, nd->out_shapes[j], (size_t)nd->out_ndims[j] * sizeof **nd->out_shapes);
+    }
+    return h;
+}
+
+/* Runs order[i..*end) (segment_extent's end) as one graph, or directly when it cannot be
+ * recorded; sets *end past the nodes it took (fewer when the segment is full). The nodes are
+ * released only after it (a direct run needs them and their inputs as they were).
+ * Returns 0, or -1 with the error of the failing node (the nodes before it ran). */
+static int run_segment(node_vec *order, int64_t i, int64_t *end)
+{
+    pnC_node **nodes = order->items;
+    int stream = nodes[i]->stream.index;
+    /* inputs that exist already go to the stream now: a copy or a wait breaks a capture */
+    int64_t last = *end;
+    *end = i + 1; /* until the segment opens, node i alone is taken */
+    if (!pnG_cuda_stream(stream)) return -1;
+    for (int64_t k = i; k < last; k++)
+        for (int j = 0; j < nodes[k]->nin; j++) {
+            pnC_buffer *b = nodes[k]->inputs[j]->buf;
+            if (b && pnC_buffer_to_device(b, stream)) return -1;
+        }
+    if (pnG_segment_begin(stream)) {
+        pn_clear_error();
+        return run_node(nodes[i]);
+    }
+    *end = last;
+    pnC_eval_capturing = true;
+    uint64_t key = 0xcbf29ce484222325ull;
+    int64_t k = i;
+    bool failed = false;
+    while (k < *end && !failed) {
+        key = segment_key(key, nodes[k]);
+        failed = run_node(nodes[k++]) != 0 || !pnG_segment_recording();
+        if (pnG_segment_full()) break;
+    }
+    pnC_eval_capturing = false;
+    *end = k;
+    if (failed) pn_clear_error(); /* the direct run says it again if it holds */
+    int rc = 0;
+    if (pnG_segment_end(key, failed)) {
+        log_first(logged_breaks, nodes[*end - 1]->prim,
+                  "ends a graph segment that could not be recorded (it runs again directly)");
+        for (k = i; k < *end && rc == 0; k++) rc = run_node(nodes[k]);
+    }
+    pnG_segment_close();
+    if (rc) *end = k; /* the failed node is the last taken */
+    return rc;
+}
+#endif
+
+/* Runs order[i], or a segment of order[i..*end) (*end is i + 1 on entry). */
+static int run_nodes(node_vec *order, int64_t i, int64_t *end)
+{
+#ifdef PONTE_HAS_GPU
+    int64_t j = segment_extent(order, i);
+    if (j > i + 1) {
+        *end = j;
+        return run_segment(order, i, end);
+    }
+#endif
+    return run_node(order->items[i]);
+}
+
 /* Runs the nodes of order in turn (each retained by the order), detaching them unless the
  * graph is kept for a trace; with `locking`, each step holds the graph mutex. Frees the order.
  * Returns 0, or -1 with the error of the failing node. */
 static int run_order(node_vec *order, bool keep_graph, bool locking)
 {
     int rc = 0;
-    int64_t i = 0;
-    for (; i < order->n; i++) {
+    for (int64_t i = 0, end; i < order->n; i = end) {
         bool locked = locking && pnC_graph_lock();
-        pnC_node *nd = order->items[i];
-        if (rc == 0) rc = run_node(nd);
-        if (rc == 0 && !keep_graph) detach(nd);
-        pnC_node_release(nd); /* the order's reference: may free inputs no one else needs */
+        end = i + 1;
+        bool ran = rc == 0;
+        if (ran) rc = run_nodes(order, i, &end);
+        for (int64_t k = i; k < end; k++) { /* on failure, the last node taken failed */
+            pnC_node *nd = order->items[k];
+            if (ran && (rc == 0 || k < end - 1) && !keep_graph) detach(nd);
+            pnC_node_release(nd); /* the order's reference: may free inputs no one else needs */
+        }
         pnC_graph_unlock(locked);
     }
     free(order->items);

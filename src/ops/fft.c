@@ -84,6 +84,7 @@ static int fft_vmap(const pnC_node *node, pn_array *const *in, const int *in_axe
 
 const pnC_primitive fft_prim = {
     .name = "FFT",
+    .not_in_graphs = true, /* cuFFT plans are bound to the stream they were made on */
     .eval = {[PN_CPU] = pnK_fft_eval, [PN_GPU] = PNG_EVAL(pnG_fft_eval)},
     .vjp = fft_vjp,
     .jvp = fft_jvp,

@@ -255,6 +255,7 @@ static int svd_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out
 
 const pnC_primitive svd_prim = {
     .name = "SVD",
+    .not_in_graphs = true, /* cuSOLVER's status words */
     .eval = {[PN_CPU] = pnK_svd_eval, [PN_GPU] = PNG_EVAL(pnG_svd_eval)},
     .vjp = svd_vjp,
     .jvp = svd_jvp,
@@ -380,6 +381,7 @@ static int eigh_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *ou
 
 const pnC_primitive eigh_prim = {
     .name = "Eigh",
+    .not_in_graphs = true, /* cuSOLVER's status words */
     .eval = {[PN_CPU] = pnK_eigh_eval, [PN_GPU] = PNG_EVAL(pnG_eigh_eval)},
     .vjp = eigh_vjp,
     .jvp = eigh_jvp,
@@ -464,6 +466,7 @@ pn_array *pn_linalg_eigvalsh(pn_array *a, char uplo)
  * MLX). */
 const pnC_primitive eig_prim = {
     .name = "Eig",
+    .not_in_graphs = true, /* cuSOLVER's status words */
     .eval = {[PN_CPU] = pnK_eig_eval, [PN_GPU] = PNG_EVAL(pnG_eig_eval)},
     .vmap = decomp_vmap,
 };
@@ -555,6 +558,7 @@ static int luf_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out
 
 const pnC_primitive luf_prim = {
     .name = "LUF",
+    .not_in_graphs = true, /* cuSOLVER's status words */
     .eval = {[PN_CPU] = pnK_luf_eval, [PN_GPU] = PNG_EVAL(pnG_luf_eval)},
     .vjp = luf_vjp,
     .jvp = luf_jvp,
@@ -690,6 +694,7 @@ static int qr_jvp(const pnC_node *nd, pn_array *const *in, pn_array *const *out,
 
 const pnC_primitive qrf_prim = {
     .name = "QRF",
+    .not_in_graphs = true, /* cuSOLVER's status words */
     .eval = {[PN_CPU] = pnK_qr_eval, [PN_GPU] = PNG_EVAL(pnG_qr_eval)},
     .vjp = qr_vjp,
     .jvp = qr_jvp,

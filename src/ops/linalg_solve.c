@@ -123,6 +123,7 @@ static int trsm_vmap(const pnC_node *nd, pn_array *const *in, const int *in_axes
 
 const pnC_primitive solve_triangular_prim = {
     .name = "SolveTriangular",
+    .not_in_graphs = true, /* the first zero on the diagonal */
     .eval = {[PN_CPU] = pnK_trsm_eval, [PN_GPU] = PNG_EVAL(pnG_trsm_eval)},
     .vjp = trsm_vjp,
     .jvp = trsm_jvp,

@@ -235,7 +235,9 @@ static sim_entry_fn sim_build(const char *key, const char *source, const char *e
 }
 
 /* One simulated thread of a generated kernel: the loaded entry with this thread's state. */
-__global__ void sim_generated_kernel(const sim_param *p) { p->entry(p->bytes, &pnsim_tls); }
+/* The parameter is kept by value in the launch (and in a graph that records it), read in
+ * place by each thread. */
+__global__ void sim_generated_kernel(const sim_param &p) { p.entry(p.bytes, &pnsim_tls); }
 
 extern "C" int pnG_custom_kernel_launch(const char *key, const char *code, size_t code_len, bool precompiled,
                                         const char *entry, void **args, const unsigned grid[3],
@@ -285,27 +287,19 @@ extern "C" int pnG_rtc_launch(pnG_rtc_kernel **kernel, const char *key, const ch
         pthread_mutex_unlock(&sim_lock);
         if (!*kernel) return -1;
     }
-    sim_entry_fn fn = (*kernel)->entry;
-    sim_param *p = (sim_param *)malloc(sizeof *p);
+    sim_param *p = (sim_param *)malloc(sizeof *p); /* too large for the C stack's comfort */
     if (!p) {
         pn_set_error(PN_ERR_OUT_OF_MEMORY, "[cuda_kernel] Out of memory.");
         return -1;
     }
-    p->entry = fn;
+    p->entry = (*kernel)->entry;
     p->size = param_size;
     memcpy(p->bytes, param, param_size);
     (void)smem;
     PNG_LAUNCH(sim_generated_kernel, dim3(grid[0], grid[1], grid[2]), dim3(block[0], block[1], block[2]), 0,
-               png_stream(stream), p);
-    int rc = pnG_check_launch("generated kernel");
-    /* freed in stream order, after the kernel ran (PONTE_SIM_ASYNC queues both): a kernel's
-     * parameters belong to the launch */
-    if (cudaLaunchHostFunc(png_stream(stream), free, p) != cudaSuccess) {
-        cudaGetLastError();
-        cudaStreamSynchronize(png_stream(stream));
-        free(p);
-    }
-    return rc;
+               png_stream(stream), *p);
+    free(p);
+    return pnG_check_launch("generated kernel");
 }
 
 #else

@@ -174,6 +174,42 @@ int pnG_graph_launch(pnG_graph *g, int stream);
 /* Frees g (NULL: nothing); a launch still queued runs to its end. */
 void pnG_graph_free(pnG_graph *g);
 
+/* Graph segments of eval (PONTE_GPU_GRAPHS=1, src/core/eval.c): eval records a run of GPU
+ * nodes on one stream into a graph and launches that graph, or runs them again directly when
+ * the capture failed. While a segment is open on a thread, pnG_malloc on the capturing stream
+ * allocates for real on the GPU's allocation stream (the launch waits for it) and every
+ * pnG_free of the thread is put off until pnG_segment_close, after the work that may read the
+ * block. Host waits, events and copies from pageable memory break the capture (the segment
+ * then runs again without one). */
+bool pnG_graphs_enabled(void);
+/* Turns graph segments on or off for the process (tests, benchmarks); gives the old setting. */
+bool pnG_graphs_set(bool on);
+/* Opens a segment on this thread and starts recording Ponte stream `stream`. 0, or -1 with an
+ * error (one is open already; the stream cannot record). */
+int pnG_segment_begin(int stream);
+/* Graph segments hold small work only, where launches cost more than the kernels: nodes
+ * whose outputs take PNG_SEGMENT_NODE_BYTES at most, until the segment has allocated or put
+ * off freeing PNG_SEGMENT_MAX_BYTES (a segment's buffers live until it ends, which bounds the
+ * memory this costs). pnG_segment_full says the segment has reached that. */
+#define PNG_SEGMENT_NODE_BYTES ((size_t)1 << 20)
+#define PNG_SEGMENT_MAX_BYTES ((size_t)32 << 20)
+bool pnG_segment_full(void);
+/* Whether the open segment still records (a call a capture does not allow ends that). */
+bool pnG_segment_recording(void);
+/* Ends the recording: with `failed` false and a good capture, launches its graph (the
+ * thread's cached one for `key` updated, or a new one) and returns 0; else nothing of it
+ * runs and it returns 1 (run the segment's work again directly). No error is recorded. */
+int pnG_segment_end(uint64_t key, bool failed);
+/* Closes the segment: the frees put off are queued now (after the work of the segment or of
+ * its direct run). Ends a recording still open, dropping it. */
+void pnG_segment_close(void);
+/* What graph segments did in this process: graphs launched (each one instantiated or an
+ * update of the cached one), and segments run again directly. */
+typedef struct pnG_segment_stats {
+    int64_t launched, instantiated, updated, run_again;
+} pnG_segment_stats;
+void pnG_segment_counts(pnG_segment_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

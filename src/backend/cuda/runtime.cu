@@ -320,6 +320,36 @@ static int need_gpu(void)
     return pn_set_error(PN_ERR_BACKEND, "[gpu] The GPU is not available: %s.", reason);
 }
 
+/* ───────────────────────────── graph segments: the thread's state ───────────────────────────── */
+
+/* A free pnG_free put off while a segment is open (it runs after the segment's work). */
+struct deferred_free {
+    void *p;
+    size_t nbytes;
+    int stream;
+};
+/* The segment open on this thread (pnG_segment_begin to pnG_segment_close). */
+static thread_local struct segment {
+    bool open;            /* frees are put off */
+    bool capturing;       /* the thread's work for `stream` is recorded (until pnG_segment_end) */
+    int stream;           /* the Ponte stream of the segment */
+    cudaStream_t cs;      /* the thread's capture stream, which pnG_cuda_stream gives for it */
+    cudaStream_t launch;  /* the Ponte stream's own CUDA stream, where the graph runs */
+    int device;           /* its GPU */
+    bool allocated;       /* pnG_malloc allocated on the GPU's allocation stream meanwhile */
+    size_t bytes;         /* allocated on the allocation stream or put off freeing */
+    struct deferred_free *frees;
+    int nfrees, cap;
+} seg;
+/* Per GPU: the stream that allocates for captured work (allocation is not recorded), and the
+ * event the graph's launch waits on. Made at the first segment. */
+static cudaStream_t alloc_streams[MAX_DEVICES];
+static cudaEvent_t alloc_events[MAX_DEVICES];
+/* Per thread and GPU: the stream the thread's segments record on, so that other threads'
+ * work on the same Ponte stream goes on running (a capture takes all work queued on its
+ * stream, from any thread). Made at the thread's first segment on the GPU, kept. */
+static thread_local cudaStream_t capture_streams[MAX_DEVICES];
+
 /* ───────────────────────────── streams ───────────────────────────── */
 
 static pthread_mutex_t stream_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -392,6 +422,7 @@ extern "C" void *pnG_cuda_stream(int stream)
     }
     cudaStream_t s = streams[stream];
     pthread_mutex_unlock(&stream_lock);
+    if (seg.capturing && stream == seg.stream && s) s = seg.cs; /* this thread's work records */
     if (e != cudaSuccess) {
         cudaGetLastError();
         pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot create or enter the CUDA stream of GPU %d: %s",
@@ -470,6 +501,172 @@ extern "C" void pnG_graph_free(pnG_graph *g)
     cudaGraphExecDestroy(g->exec);
     cudaGetLastError();
     free(g);
+}
+
+/* ───────────────────────────── graph segments of eval ───────────────────────────── */
+
+static int graphs_on = -1; /* PONTE_GPU_GRAPHS=1, read once, or pnG_graphs_set's */
+
+extern "C" bool pnG_graphs_enabled(void)
+{
+    int on = __atomic_load_n(&graphs_on, __ATOMIC_RELAXED);
+    if (on < 0) {
+        const char *e = getenv("PONTE_GPU_GRAPHS");
+        on = e && !strcmp(e, "1");
+        __atomic_store_n(&graphs_on, on, __ATOMIC_RELAXED);
+    }
+    return on;
+}
+
+extern "C" bool pnG_graphs_set(bool on)
+{
+    bool was = pnG_graphs_enabled();
+    __atomic_store_n(&graphs_on, (int)on, __ATOMIC_RELAXED);
+    return was;
+}
+
+/* The thread's executable graphs, by segment key and GPU: a segment replayed again updates
+ * its graph (the new pointers, same shape of work), cheaper than instantiating one. */
+#define GRAPH_CACHE 32
+static thread_local struct cached_graph {
+    uint64_t key, used;
+    int device;
+    cudaGraphExec_t exec;
+} graph_cache[GRAPH_CACHE];
+static thread_local uint64_t graph_clock;
+static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
+static pnG_segment_stats segment_stats;
+
+static void count_segment(int64_t pnG_segment_stats::*field)
+{
+    pthread_mutex_lock(&stats_lock);
+    segment_stats.*field += 1;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+extern "C" void pnG_segment_counts(pnG_segment_stats *out)
+{
+    pthread_mutex_lock(&stats_lock);
+    *out = segment_stats;
+    pthread_mutex_unlock(&stats_lock);
+}
+
+/* GPU d's allocation stream and event, and the thread's capture stream for it, made on first
+ * use (outside any capture; GPU d is current). */
+static int segment_streams_ready(int d)
+{
+    pthread_mutex_lock(&stream_lock);
+    cudaError_t e = cudaSuccess;
+    if (!alloc_streams[d]) e = cudaStreamCreateWithFlags(&alloc_streams[d], cudaStreamNonBlocking);
+    if (e == cudaSuccess && !alloc_events[d])
+        e = cudaEventCreateWithFlags(&alloc_events[d], cudaEventDisableTiming);
+    pthread_mutex_unlock(&stream_lock);
+    if (e == cudaSuccess && !capture_streams[d])
+        e = cudaStreamCreateWithFlags(&capture_streams[d], cudaStreamNonBlocking);
+    if (e == cudaSuccess) return 0;
+    cudaGetLastError();
+    return pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot make GPU %d's segment streams: %s", d,
+                        cudaGetErrorString(e));
+}
+
+extern "C" int pnG_segment_begin(int stream)
+{
+    if (seg.open)
+        return pn_set_error(PN_ERR_INVALID_ARGUMENT, "[gpu] A graph segment is already open.");
+    cudaStream_t s = png_stream(stream);
+    int d = pnG_stream_device(stream);
+    if (!s || segment_streams_ready(d)) return -1;
+    cudaError_t e = cudaStreamBeginCapture(capture_streams[d], cudaStreamCaptureModeThreadLocal);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return pn_set_error(PN_ERR_BACKEND, "[gpu] Cannot start recording for stream %d: %s",
+                            stream, cudaGetErrorString(e));
+    }
+    seg.open = seg.capturing = true;
+    seg.stream = stream < 0 ? 1 : stream;
+    seg.cs = capture_streams[d], seg.launch = s, seg.device = d, seg.allocated = false;
+    seg.bytes = 0, seg.nfrees = 0;
+    return 0;
+}
+
+extern "C" bool pnG_segment_full(void) { return seg.bytes >= PNG_SEGMENT_MAX_BYTES; }
+
+extern "C" bool pnG_segment_recording(void)
+{
+    cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+    if (!seg.capturing || cudaStreamIsCapturing(seg.cs, &st) != cudaSuccess) cudaGetLastError();
+    return st == cudaStreamCaptureStatusActive;
+}
+
+/* The executable graph for (key, d) made from graph: the cached one updated, or a new one
+ * (cached, evicting the least recently used). NULL when neither works. */
+static cudaGraphExec_t graph_for(uint64_t key, int d, cudaGraph_t graph)
+{
+    struct cached_graph *slot = &graph_cache[0];
+    for (int i = 0; i < GRAPH_CACHE; i++) {
+        struct cached_graph *c = &graph_cache[i];
+        if (c->exec && c->key == key && c->device == d) {
+            slot = c;
+            break;
+        }
+        if (!c->exec || (slot->exec && c->used < slot->used)) slot = c;
+    }
+    slot->used = ++graph_clock;
+    if (slot->exec && slot->key == key && slot->device == d) {
+        cudaGraphExecUpdateResultInfo info;
+        if (cudaGraphExecUpdate(slot->exec, graph, &info) == cudaSuccess) {
+            count_segment(&pnG_segment_stats::updated);
+            return slot->exec;
+        }
+        cudaGetLastError(); /* another shape of work under the same key: a new graph */
+    }
+    if (slot->exec) cudaGraphExecDestroy(slot->exec); /* a queued launch still runs */
+    slot->exec = NULL;
+    if (cudaGraphInstantiate(&slot->exec, graph, 0) != cudaSuccess) {
+        cudaGetLastError();
+        slot->exec = NULL;
+        return NULL;
+    }
+    slot->key = key, slot->device = d;
+    count_segment(&pnG_segment_stats::instantiated);
+    return slot->exec;
+}
+
+extern "C" int pnG_segment_end(uint64_t key, bool failed)
+{
+    if (!seg.capturing) return 1;
+    seg.capturing = false;
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(seg.cs, &graph);
+    if (e != cudaSuccess) cudaGetLastError();
+    int d = seg.device;
+    if (seg.allocated) { /* whatever runs next uses blocks the allocation stream handed out */
+        cudaError_t w = cudaEventRecord(alloc_events[d], alloc_streams[d]);
+        if (w == cudaSuccess) w = cudaStreamWaitEvent(seg.launch, alloc_events[d], 0);
+        if (w != cudaSuccess) {
+            cudaGetLastError();
+            cudaStreamSynchronize(alloc_streams[d]);
+        }
+    }
+    cudaGraphExec_t exec = e == cudaSuccess && !failed ? graph_for(key, d, graph) : NULL;
+    if (graph) cudaGraphDestroy(graph);
+    if (exec && cudaGraphLaunch(exec, seg.launch) == cudaSuccess) {
+        count_segment(&pnG_segment_stats::launched);
+        return 0;
+    }
+    cudaGetLastError();
+    count_segment(&pnG_segment_stats::run_again);
+    return 1;
+}
+
+extern "C" void pnG_segment_close(void)
+{
+    if (!seg.open) return;
+    if (seg.capturing) pnG_segment_end(0, true);
+    seg.open = false;
+    for (int i = 0; i < seg.nfrees; i++)
+        pnG_free(seg.frees[i].p, seg.frees[i].nbytes, seg.frees[i].stream);
+    seg.nfrees = 0, seg.bytes = 0;
 }
 
 extern "C" unsigned *pnG_stream_counter(int stream)
@@ -595,8 +792,20 @@ extern "C" void *pnG_malloc(size_t nbytes, int stream)
         return NULL;
     }
     void *p = NULL;
-    cudaError_t e = cudaMallocAsync(&p, n, s);
-    if (e == cudaErrorMemoryAllocation) { /* give the cache back and try once more */
+    cudaError_t e;
+    if (seg.capturing && s == seg.cs) {
+        /* on the allocation stream, for real (CUDA's relaxed mode allows it; the graph's
+         * launch waits for it); no retry: trimming the cache synchronizes, and the segment
+         * runs again without capture after a failure */
+        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        cudaThreadExchangeStreamCaptureMode(&mode);
+        e = cudaMallocAsync(&p, n, alloc_streams[d]);
+        cudaThreadExchangeStreamCaptureMode(&mode);
+        if (e == cudaSuccess) seg.allocated = true, seg.bytes += n;
+    } else {
+        e = cudaMallocAsync(&p, n, s);
+    }
+    if (e == cudaErrorMemoryAllocation && !seg.capturing) { /* give the cache back, try again */
         cudaGetLastError();
         trim_cache(d, 0);
         e = cudaMallocAsync(&p, n, s);
@@ -620,6 +829,19 @@ extern "C" void *pnG_malloc(size_t nbytes, int stream)
 extern "C" void pnG_free(void *p, size_t nbytes, int stream)
 {
     if (!p || !pnG_available(NULL)) return;
+    if (seg.open) { /* after the segment's work, which may still read p */
+        if (seg.nfrees == seg.cap) {
+            int cap = seg.cap ? 2 * seg.cap : 256;
+            void *grown = realloc(seg.frees, (size_t)cap * sizeof *seg.frees);
+            if (grown) seg.frees = (struct deferred_free *)grown, seg.cap = cap;
+        }
+        if (seg.nfrees < seg.cap) {
+            seg.frees[seg.nfrees++] = (struct deferred_free){p, nbytes, stream};
+            seg.bytes += nbytes;
+            return;
+        }
+        if (seg.capturing) return; /* out of host memory mid-capture: the block is lost */
+    }
     cudaStream_t s = png_stream(stream);
     if (!s || cudaFreeAsync(p, s) != cudaSuccess) {
         cudaGetLastError();

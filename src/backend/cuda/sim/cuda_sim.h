@@ -706,6 +706,7 @@ enum cudaError {
     cudaErrorNotSupported = 801,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorGraphExecUpdateFailure = 910,
     cudaErrorUnknown = 999
 };
 typedef enum cudaError cudaError_t;
@@ -951,10 +952,13 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned int flags);
  * a stream of the same device (each launch checks its kernels' pointers again when it runs).
  * Stricter than CUDA (which records these as graph nodes): event records and waits,
  * cudaMallocAsync / cudaFreeAsync and copies from or to pageable memory on the capturing
- * stream are refused with cudaErrorStreamCaptureUnsupported; so are, while any capture is
- * active, the calls that would synchronize (cudaDeviceSynchronize, cudaStreamSynchronize,
- * cudaStreamQuery, cudaMemcpy, cudaMemset, cudaMalloc, cudaFree) as in CUDA's global capture
- * mode. A refused call invalidates the capture: cudaStreamEndCapture then fails with
+ * stream are refused with cudaErrorStreamCaptureUnsupported; so are the calls that would
+ * synchronize (cudaDeviceSynchronize, cudaStreamSynchronize, cudaStreamQuery, cudaMemcpy,
+ * cudaMemset, cudaMalloc, cudaFree) where CUDA forbids them: by the calling thread's mode
+ * (cudaThreadExchangeStreamCaptureMode, global at first) and the modes captures were begun
+ * in, as CUDA documents (global: this thread's capture not begun relaxed, or another thread's
+ * begun global; thread-local: this thread's own; relaxed: never). A refused call invalidates
+ * the captures that forbade it: cudaStreamEndCapture then fails with
  * cudaErrorStreamCaptureInvalidated (and gives no graph). */
 enum cudaStreamCaptureMode {
     cudaStreamCaptureModeGlobal = 0,
@@ -972,6 +976,27 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t *graph);
 cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus *status);
 cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsigned long long flags = 0);
+/* The outcome cudaGraphExecUpdate reports (the first values of CUDA's). */
+enum cudaGraphExecUpdateResult {
+    cudaGraphExecUpdateSuccess = 0,
+    cudaGraphExecUpdateError = 1,
+    cudaGraphExecUpdateErrorTopologyChanged = 2,
+    cudaGraphExecUpdateErrorNodeTypeChanged = 3
+};
+typedef struct CUgraphNode_st *cudaGraphNode_t;
+typedef struct cudaGraphExecUpdateResultInfo_st {
+    enum cudaGraphExecUpdateResult result;
+    cudaGraphNode_t errorNode, errorFromNode; /* always NULL here */
+} cudaGraphExecUpdateResultInfo;
+/* Gives exec graph's work in place of its own when both recorded the same sequence of
+ * operations (the same count, each of the same kind: a kernel, a copy, a memset, a host
+ * function, a library call; kernels may differ in function, shape and parameters, as CUDA
+ * allows); launches queued before keep the work they had. Else
+ * cudaErrorGraphExecUpdateFailure with the reason in info, and exec unchanged. */
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph,
+                                cudaGraphExecUpdateResultInfo *info);
+/* Sets the calling thread's capture mode to *mode and gives back the one it had in *mode. */
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode);
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
 cudaError_t cudaGraphDestroy(cudaGraph_t graph);

@@ -10,6 +10,7 @@
  * call, which keeps the stream-order semantics, unless PONTE_SIM_ASYNC=<seed> queues it (the
  * asynchronous mode, below). Thread-safe: one mutex guards the allocation
  * and handle tables; the last error and the current device are per host thread. */
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,10 +51,13 @@ namespace {
     X(cudaErrorNotSupported, "operation not supported")                                        \
     X(cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing")   \
     X(cudaErrorStreamCaptureInvalidated, "operation failed due to a previous error during capture") \
+    X(cudaErrorGraphExecUpdateFailure, "the graph update was not performed because it included changes which violated constraints specific to instantiated graph update") \
     X(cudaErrorUnknown, "unknown error")
 
 __thread cudaError_t tl_last_error = cudaSuccess;
 __thread int tl_device = 0; /* cudaSetDevice's */
+/* cudaThreadExchangeStreamCaptureMode's */
+__thread cudaStreamCaptureMode tl_capture_mode = cudaStreamCaptureModeGlobal;
 
 inline cudaError_t ret(cudaError_t e)
 {
@@ -661,6 +665,8 @@ struct OpList {
 struct Capture {
     std::shared_ptr<OpList> work = std::make_shared<OpList>();
     bool invalidated = false; /* a call the capture does not allow ran */
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal; /* cudaStreamBeginCapture's */
+    pthread_t owner = pthread_self();                         /* the thread that began it */
 };
 /* What a cudaGraph_t and a cudaGraphExec_t are: the recorded operations, shared. */
 struct GraphSim {
@@ -704,16 +710,27 @@ cudaError_t refused_in_capture(cudaStream_t stream)
     return ret(cudaErrorStreamCaptureUnsupported);
 }
 
-/* A call that would synchronize, refused while any capture is active (CUDA's global mode):
- * cudaErrorStreamCaptureUnsupported, recorded, every active capture invalidated; else
- * cudaSuccess. */
+/* A call that would synchronize (potentially unsafe, in CUDA's words), refused as CUDA does
+ * by the calling thread's mode (cudaThreadExchangeStreamCaptureMode): in the global mode while
+ * this thread has a capture begun in another mode than relaxed, or another thread one begun in
+ * the global mode; in the thread-local mode only for this thread's own; never in the relaxed
+ * mode. Refused: cudaErrorStreamCaptureUnsupported, recorded, and the captures that forbade
+ * it invalidated; else cudaSuccess. */
 cudaError_t refused_while_capturing(void)
 {
     Async &A = async_state();
     std::lock_guard<std::recursive_mutex> lock(A.mu);
-    if (active_captures().empty()) return cudaSuccess;
-    for (Capture *c : active_captures()) c->invalidated = true;
-    return ret(cudaErrorStreamCaptureUnsupported);
+    bool refused = false;
+    for (Capture *c : active_captures()) {
+        const bool mine = pthread_equal(c->owner, pthread_self());
+        const bool forbids =
+            tl_capture_mode == cudaStreamCaptureModeRelaxed ? false
+            : mine ? c->mode != cudaStreamCaptureModeRelaxed
+                   : tl_capture_mode == cudaStreamCaptureModeGlobal &&
+                         c->mode == cudaStreamCaptureModeGlobal;
+        if (forbids) c->invalidated = refused = true;
+    }
+    return refused ? ret(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
 }
 
 /* Queues op on stream (live, of the current device), or for the null and special streams
@@ -1679,6 +1696,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
     if (s->capture) return ret(cudaErrorIllegalState);
     s->capture = new Capture();
     s->capture->work->dev = tl_device;
+    s->capture->mode = mode;
     active_captures().push_back(s->capture);
     return cudaSuccess;
 }
@@ -1715,6 +1733,32 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph, unsig
 {
     if (!exec || !graph || flags) return ret(cudaErrorInvalidValue);
     *exec = (cudaGraphExec_t)(void *)new GraphSim{((GraphSim *)(void *)graph)->work};
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecUpdate(cudaGraphExec_t exec, cudaGraph_t graph,
+                                cudaGraphExecUpdateResultInfo *info)
+{
+    if (!exec || !graph || !info) return ret(cudaErrorInvalidValue);
+    std::shared_ptr<OpList> &have = ((GraphSim *)(void *)exec)->work;
+    const std::shared_ptr<OpList> &want = ((GraphSim *)(void *)graph)->work;
+    *info = cudaGraphExecUpdateResultInfo{cudaGraphExecUpdateSuccess, nullptr, nullptr};
+    if (have->dev != want->dev) info->result = cudaGraphExecUpdateError;
+    else if (have->ops.size() != want->ops.size())
+        info->result = cudaGraphExecUpdateErrorTopologyChanged;
+    else
+        for (size_t i = 0; i < want->ops.size(); i++) /* an operation's kind is its run step */
+            if (want->ops[i].run != have->ops[i].run || want->ops[i].dev != have->ops[i].dev)
+                info->result = cudaGraphExecUpdateErrorNodeTypeChanged;
+    if (info->result != cudaGraphExecUpdateSuccess) return ret(cudaErrorGraphExecUpdateFailure);
+    have = want; /* queued launches hold the old list */
+    return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode *mode)
+{
+    if (!mode || (unsigned)*mode > cudaStreamCaptureModeRelaxed) return ret(cudaErrorInvalidValue);
+    std::swap(*mode, tl_capture_mode);
     return cudaSuccess;
 }
 
