@@ -1391,6 +1391,48 @@ static void test_async_host_reads(void)
  * free, checked when its grid runs); one the freeing stream waited for never does. A second
  * free of a block whose free is queued is refused at the call. A block freed and allocated
  * again is live: a kernel reading it runs. */
+/* A block from cudaMallocAsync on stream a is usable on stream b only once a has reached the
+ * allocation (an event wait orders it): without the wait, a kernel on b that runs first is
+ * refused as an illegal address; with it, every run is right. */
+static void test_async_alloc_order(void)
+{
+    const int n = 256;
+    int *y = (int *)dmalloc(n * sizeof(int));
+    stream_pair t = make_pair();
+    cudaEvent_t ev;
+    CK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+    int right = 0, refused = 0;
+    static char err[1 << 16];
+    stderr_of(err, sizeof err, [&] {
+        for (int ordered = 1; ordered >= 0; ordered--)
+            for (int k = 0; k < TRIALS; k++) {
+                int *x = nullptr;
+                fill(y, n, 0, t.a); /* work queued on a ahead of the allocation */
+                CK(cudaMallocAsync((void **)&x, n * sizeof(int), t.a));
+                if (ordered) {
+                    CK(cudaEventRecord(ev, t.a));
+                    CK(cudaStreamWaitEvent(t.b, ev, 0));
+                }
+                fill(x, n, k, t.b);
+                /* the refusal comes from the synchronization, or earlier (the kernel may run
+                 * at its launch) as the last error */
+                cudaError_t e = cudaDeviceSynchronize(), last = cudaGetLastError();
+                const bool failed = e != cudaSuccess || last != cudaSuccess;
+                CHECK(!failed || (!ordered && (e == cudaErrorIllegalAddress ||
+                                               last == cudaErrorIllegalAddress)));
+                if (!ordered) (failed ? refused : right)++;
+                else CHECK(first_of(x) == k);
+                CK(cudaFreeAsync(x, t.b));
+                CK(cudaDeviceSynchronize());
+            }
+    });
+    CHECK(both_seen("kernel on b using a's allocation without waiting", right, refused));
+    CHECK(count_of(err, "stream-ordered allocation its stream has not reached") == refused);
+    CK(cudaEventDestroy(ev));
+    free_pair(t);
+    CK(cudaFree(y));
+}
+
 static void test_async_free_poison(void)
 {
     const int n = 512;
@@ -1973,6 +2015,7 @@ static const named_test ASYNC_TESTS[] = {
     {"async_queries", test_async_queries},
     {"async_host_reads", test_async_host_reads},
     {"async_free_poison", test_async_free_poison},
+    {"async_alloc_order", test_async_alloc_order},
     {"async_host_functions", test_async_host_functions},
     {"async_cross_device", test_async_cross_device},
     {"async_kernel_pointer_access", test_async_kernel_pointer_access},

@@ -64,7 +64,10 @@
  * into pageable memory is done at the call, after the stream's earlier work (as CUDA); one from
  * pageable memory takes a snapshot at the call; pinned and device memory are read and written
  * when the copy runs. A cudaFreeAsync'd block returns to its pool when the free runs, refilled
- * with 0xCD (a kernel given it that runs later is refused: use after free). Destroying a
+ * with 0xCD (a kernel given it that runs later is refused: use after free); a block from
+ * cudaMallocAsync is usable once its stream has reached the allocation (a kernel given it
+ * that runs earlier, on another stream not ordered after it by an event, is refused, as CUDA's
+ * stream-ordered allocator requires). Destroying a
  * stream or an event does not wait, and its queued work still runs.
  * The library stand-ins (cuBLASLt, cuBLAS, cuSOLVER, cuDNN, cuFFT) check their arguments at
  * the call and queue the computation on their stream like a launch (scalars passed by host

@@ -77,6 +77,7 @@ struct Alloc {
     AllocKind kind;
     int dev; /* the device it lives on; -1 for host memory and symbols */
     bool freeing = false; /* a cudaFreeAsync of it is queued (PONTE_SIM_ASYNC) */
+    bool pending = false; /* its cudaMallocAsync is queued, not yet reached in stream order */
     bool cached = false;  /* a pool block freed back into its pool's cache */
 };
 
@@ -895,6 +896,9 @@ cudaError_t pnsim_check_kernel_pointer(int device, int index, long field, bool p
     const int owner = a->dev;
     const char *why;
     if (a->cached) why = "a pool block already freed (back in its pool's cache): use after free";
+    else if (a->pending)
+        why = "a pool block whose stream-ordered allocation its stream has not reached (allocated "
+              "on another stream, with no event wait between)";
     else if (owner == device) return cudaSuccess;
     else if (a->kind == A_DEVICE) why = "cudaMalloc memory of another device (no peer access)";
     else if (!st.dev[owner].pool.access[device])
@@ -1156,13 +1160,34 @@ cudaError_t cudaFree(void *ptr)
     return free_device(ptr);
 }
 
+/* Under PONTE_SIM_ASYNC, a block from cudaMallocAsync / cudaMallocFromPoolAsync is usable once
+ * its stream reaches the allocation (CUDA's rule: work on another stream must be ordered after
+ * it, by an event): until then a kernel that is handed it fails as an illegal address. */
+cudaError_t stream_ordered_alloc(int d, void **ptr, size_t size, cudaStream_t stream)
+{
+    cudaError_t e = alloc_retry([=] { return pool_alloc(d, ptr, size); });
+    if (e || !async_on() || !*ptr || !stream_queue(stream)) return e;
+    void *p = *ptr;
+    {
+        State &st = state();
+        std::lock_guard<std::mutex> lock(st.mu);
+        st.allocs[(uintptr_t)p].pending = true;
+    }
+    return submit_work(stream, [p] {
+        State &st = state();
+        std::lock_guard<std::mutex> lock(st.mu);
+        auto it = st.allocs.find((uintptr_t)p);
+        if (it != st.allocs.end()) it->second.pending = false;
+        return cudaSuccess;
+    });
+}
+
 cudaError_t cudaMallocAsync(void **ptr, size_t size, cudaStream_t stream)
 {
     pnsim_use_context();
     if (cudaError_t e = stream_here(stream)) return e;
     if (cudaError_t e = refused_in_capture(stream)) return e;
-    const int d = tl_device;
-    return alloc_retry([=] { return pool_alloc(d, ptr, size); });
+    return stream_ordered_alloc(tl_device, ptr, size, stream);
 }
 
 /* Under PONTE_SIM_ASYNC the block returns to its pool when the free runs in stream order,
@@ -1197,8 +1222,8 @@ cudaError_t cudaMallocFromPoolAsync(void **ptr, size_t size, cudaMemPool_t pool,
     Device *dv = pool_device(pool);
     if (!dv) return ret(cudaErrorInvalidValue);
     if (cudaError_t e = stream_here(s)) return e;
-    const int d = (int)(dv - state().dev);
-    return alloc_retry([=] { return pool_alloc(d, ptr, size); });
+    if (cudaError_t e = refused_in_capture(s)) return e;
+    return stream_ordered_alloc((int)(dv - state().dev), ptr, size, s);
 }
 
 cudaError_t cudaHostAlloc(void **ptr, size_t size, unsigned int flags)
