@@ -175,17 +175,19 @@ int pnG_graph_launch(pnG_graph *g, int stream);
 void pnG_graph_free(pnG_graph *g);
 
 /* Graph segments of eval (PONTE_GPU_GRAPHS=1, src/core/eval.c): eval records a run of GPU
- * nodes on one stream into a graph and launches that graph, or runs them again directly when
- * the capture failed. While a segment is open on a thread, pnG_malloc on the capturing stream
- * allocates for real on the GPU's allocation stream (the launch waits for it) and every
- * pnG_free of the thread is put off until pnG_segment_close, after the work that may read the
- * block. Host waits, events and copies from pageable memory break the capture (the segment
- * then runs again without one). */
+ * nodes on one stream into a graph and launches that graph on the stream, or runs them again
+ * directly when the capture failed. While a segment records, pnG_cuda_stream gives the
+ * recording thread its own capture stream in place of the segment's stream (other threads'
+ * work on that stream goes on running, outside the graph), pnG_malloc for it allocates for
+ * real on the GPU's allocation stream (the launch waits for it), and every pnG_free of the
+ * thread is put off until pnG_segment_close, after the work that may read the block. Host
+ * waits, events and copies from pageable memory break the capture (the segment then runs
+ * again without one). */
 bool pnG_graphs_enabled(void);
 /* Turns graph segments on or off for the process (tests, benchmarks); gives the old setting. */
 bool pnG_graphs_set(bool on);
-/* Opens a segment on this thread and starts recording Ponte stream `stream`. 0, or -1 with an
- * error (one is open already; the stream cannot record). */
+/* Opens a segment on this thread and starts recording its work for Ponte stream `stream`. 0,
+ * or -1 with an error (one is open already; no capture stream can be made or record). */
 int pnG_segment_begin(int stream);
 /* Graph segments hold small work only, where launches cost more than the kernels: nodes
  * whose outputs take PNG_SEGMENT_NODE_BYTES at most, until the segment has allocated or put
